@@ -5,6 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
+mod hist;
+mod report;
+pub mod threshold;
+
+pub use report::Verdict;
+pub use threshold::{ThresholdJudge, ThresholdPreset, ThresholdSettings};
+
 /// Counts for one arm (baseline or canary) during one interval (increments, not totals).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArmCounts {
@@ -36,7 +43,9 @@ pub enum Decision {
 }
 
 /// Which judge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeKind {
     #[default]
@@ -66,21 +75,89 @@ pub struct JudgeSettings {
     #[serde(with = "humantime_serde_compat")]
     #[schemars(with = "String")]
     pub interval: std::time::Duration,
+    /// Which signals the judge compares between the arms. `errors` = error ratio (higher is
+    /// worse); `latency` = latency distribution from histogram buckets (slower is worse), used
+    /// only when buckets are present.
+    pub signals: Vec<SignalKind>,
+    /// Options of the `threshold` judge (Flagger / Argo Rollouts semantics).
+    pub threshold: ThresholdSettings,
+}
+
+/// A signal a judge can compare between baseline and canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// Error ratio (errors / requests): higher is worse.
+    Errors,
+    /// Latency distribution from histogram buckets: slower is worse.
+    Latency,
+}
+
+impl JudgeSettings {
+    /// True when `kind` is among the analysed signals.
+    pub fn uses(&self, kind: SignalKind) -> bool {
+        self.signals.contains(&kind)
+    }
+}
+
+/// The judge named by `settings.judge`, configured by `settings`.
+pub fn build(settings: &JudgeSettings) -> Box<dyn Judge> {
+    match settings.judge {
+        JudgeKind::Threshold | JudgeKind::Sequential | JudgeKind::Kayenta => {
+            Box::new(ThresholdJudge::new(settings))
+        }
+    }
 }
 
 impl Default for JudgeSettings {
     fn default() -> Self {
-        Self { judge: JudgeKind::Sequential, alpha: 0.01, interval: std::time::Duration::from_secs(5) }
+        Self {
+            judge: JudgeKind::Sequential,
+            alpha: 0.01,
+            interval: std::time::Duration::from_secs(5),
+            signals: vec![SignalKind::Errors, SignalKind::Latency],
+            threshold: ThresholdSettings::default(),
+        }
     }
 }
 
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e} (expected e.g. 5s, 2m, 1h)")))
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?}: {e} (expected e.g. 5s, 2m, 1h)"
+            ))
+        })
+    }
+}
+
+/// `Option<Duration>` as a humantime string (`null`/absent = not set).
+pub(crate) mod opt_humantime {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        humantime::parse_duration(&text).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?}: {e} (expected e.g. 5s, 2m, 1h)"
+            ))
+        })
     }
 }
