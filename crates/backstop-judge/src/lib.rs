@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 mod hist;
 mod report;
+pub mod scenario;
 pub mod threshold;
 
 pub use report::Verdict;
+pub use scenario::{Replay, Scenario, ScenarioError, parse_scenario, read_scenario, replay};
 pub use threshold::{ThresholdJudge, ThresholdPreset, ThresholdSettings};
 
 /// Counts for one arm (baseline or canary) during one interval (increments, not totals).
