@@ -1,0 +1,183 @@
+//! The nouns as stored and served by the API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+
+/// What a release runs: an executable file (hashed by content) or a command line (hashed as text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Artifact {
+    File(String),
+    Command(String),
+}
+
+impl Artifact {
+    /// What `{artifact}` expands to in the service's run command.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Artifact::File(p) | Artifact::Command(p) => p,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Registered; not known to be bad.
+    Ok,
+    /// Rolled back: never promoted again without a new release.
+    Bad,
+}
+
+/// A version of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Release {
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    pub artifact: Artifact,
+    /// sha256 of the file's bytes, or of the command text.
+    pub sha256: String,
+    /// Release-specific environment, added to the service's `run.env`.
+    pub env: BTreeMap<String, String>,
+    pub status: ReleaseStatus,
+    pub bad_reason: Option<String>,
+    pub created_at_ms: Millis,
+}
+
+impl Release {
+    pub fn id_for(service: &str, version: &str) -> String {
+        format!("{service}@{version}")
+    }
+}
+
+/// A supervised process running one release in one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub service: String,
+    pub env: String,
+    pub release_id: String,
+    pub pid: u32,
+    pub port: u16,
+    pub started_at_ms: Millis,
+    /// `running` or `stopped`.
+    pub state: String,
+}
+
+/// What an environment runs right now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EnvironmentState {
+    pub service: String,
+    pub env: String,
+    /// Last known good release: where a recovery goes back to.
+    pub lkg_release_id: Option<String>,
+    /// The instance serving stable traffic.
+    pub stable_instance_id: Option<String>,
+    /// The release that was LKG before the current one (target of a manual rollback after promotion).
+    pub previous_lkg_release_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Requested; the new version is not running yet.
+    Pending,
+    /// The canary takes traffic step by step, watched by the judge.
+    Progressing,
+    /// Held for a human: the judge could not decide (e.g. both arms degraded).
+    Paused,
+    /// The new version took all traffic and is now the last known good.
+    Promoted,
+    /// The judge (or a person) said no; recovery is about to start.
+    Failed,
+    /// Recovery steps are running.
+    Recovering,
+    /// Traffic is back on the last known good; the new release is marked bad.
+    Recovered,
+}
+
+impl Phase {
+    pub fn is_active(self) -> bool {
+        !matches!(self, Phase::Promoted | Phase::Recovered)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Progressing => "progressing",
+            Phase::Paused => "paused",
+            Phase::Promoted => "promoted",
+            Phase::Failed => "failed",
+            Phase::Recovering => "recovering",
+            Phase::Recovered => "recovered",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Phase> {
+        Some(match s {
+            "pending" => Phase::Pending,
+            "progressing" => Phase::Progressing,
+            "paused" => Phase::Paused,
+            "promoted" => Phase::Promoted,
+            "failed" => Phase::Failed,
+            "recovering" => Phase::Recovering,
+            "recovered" => Phase::Recovered,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Moving an environment from its LKG release to a new one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rollout {
+    pub id: String,
+    pub service: String,
+    pub env: String,
+    /// The LKG the rollout started from (`None` for a service's first deployment).
+    pub from_release_id: Option<String>,
+    pub to_release_id: String,
+    pub phase: Phase,
+    /// Index into the service's rollout steps.
+    pub step_index: i64,
+    pub step_started_at_ms: Option<Millis>,
+    /// Percent of traffic the new version gets now.
+    pub canary_weight: f64,
+    /// The new version's instance once started.
+    pub canary_instance_id: Option<String>,
+    pub created_at_ms: Millis,
+    pub updated_at_ms: Millis,
+    /// Who asked for it.
+    pub actor: String,
+    /// Why it failed or was paused, in words.
+    pub reason: Option<String>,
+    /// The judge's last report.
+    #[schema(value_type = Object)]
+    pub verdict: Option<serde_json::Value>,
+}
+
+/// One timeline event of a rollout or recovery (what the quickstart and post-mortems plot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Event {
+    pub at_ms: Millis,
+    pub rollout_id: String,
+    /// e.g. `rollout.started`, `canary.first_request`, `judge.fail`, `recovery.started`, `traffic.restored`.
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// Per-interval counts stored with the rollout, replayable as a `backstop-scenario/v1` file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredInterval {
+    pub rollout_id: String,
+    pub seq: i64,
+    pub interval: backstop_judge::Interval,
+}

@@ -1,0 +1,138 @@
+//! Recovery plans: ordered, typed, idempotent steps. A plan is written to the journal in full
+//! before its first step runs; each step's intent and outcome are journaled around it, so a
+//! controller that crashes resumes at the first step not marked done and re-runs it safely.
+
+use serde::{Deserialize, Serialize};
+
+/// One step of a recovery. Every kind is idempotent against the real target: executing it again
+/// after a crash checks the target's state first and does nothing more when it already holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum StepKind {
+    /// Start (or adopt, when already running) an instance of a release.
+    StartInstance {
+        instance_id: String,
+        release_id: String,
+    },
+    /// Send all traffic to one instance; the canary route is removed.
+    ShiftTraffic {
+        instance_id: String,
+        release_id: String,
+    },
+    /// Stop an instance's whole process group.
+    StopInstance { instance_id: String },
+    /// Mark a release bad so it is not promoted again.
+    MarkReleaseBad { release_id: String, reason: String },
+    /// Make a release the environment's last known good.
+    SetLkg {
+        release_id: String,
+        instance_id: String,
+    },
+}
+
+impl StepKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::StartInstance { .. } => "start_instance",
+            StepKind::ShiftTraffic { .. } => "shift_traffic",
+            StepKind::StopInstance { .. } => "stop_instance",
+            StepKind::MarkReleaseBad { .. } => "mark_release_bad",
+            StepKind::SetLkg { .. } => "set_lkg",
+        }
+    }
+}
+
+/// Plan for a rollout whose canary failed while the LKG instance still serves: traffic first
+/// (users stop seeing the bad version), then the canary stops, then bookkeeping.
+pub fn plan_canary_rollback(
+    stable_instance_id: &str,
+    lkg_release_id: &str,
+    canary_instance_id: Option<&str>,
+    bad_release_id: &str,
+    reason: &str,
+) -> Vec<StepKind> {
+    let mut plan = vec![StepKind::ShiftTraffic {
+        instance_id: stable_instance_id.to_string(),
+        release_id: lkg_release_id.to_string(),
+    }];
+    if let Some(canary) = canary_instance_id {
+        plan.push(StepKind::StopInstance {
+            instance_id: canary.to_string(),
+        });
+    }
+    plan.push(StepKind::MarkReleaseBad {
+        release_id: bad_release_id.to_string(),
+        reason: reason.to_string(),
+    });
+    plan
+}
+
+/// Plan for rolling back a release that was already promoted: the previous LKG is started
+/// again and takes the traffic before the bad version stops.
+pub fn plan_redeploy_previous(
+    new_instance_id: &str,
+    previous_release_id: &str,
+    current_instance_id: Option<&str>,
+    current_release_id: &str,
+    reason: &str,
+) -> Vec<StepKind> {
+    let mut plan = vec![
+        StepKind::StartInstance {
+            instance_id: new_instance_id.to_string(),
+            release_id: previous_release_id.to_string(),
+        },
+        StepKind::ShiftTraffic {
+            instance_id: new_instance_id.to_string(),
+            release_id: previous_release_id.to_string(),
+        },
+    ];
+    if let Some(current) = current_instance_id {
+        plan.push(StepKind::StopInstance {
+            instance_id: current.to_string(),
+        });
+    }
+    plan.push(StepKind::MarkReleaseBad {
+        release_id: current_release_id.to_string(),
+        reason: reason.to_string(),
+    });
+    plan.push(StepKind::SetLkg {
+        release_id: previous_release_id.to_string(),
+        instance_id: new_instance_id.to_string(),
+    });
+    plan
+}
+
+/// The idempotency key of step `index` of recovery `recovery_id`: stable across restarts, handed
+/// to hooks so user scripts can be idempotent too.
+pub fn idempotency_key(recovery_id: &str, index: usize, step: &StepKind) -> String {
+    format!("{recovery_id}/{index}/{}", step.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_rollback_restores_traffic_before_anything_else() {
+        let plan = plan_canary_rollback("i-stable", "svc@v1", Some("i-canary"), "svc@v2", "judge");
+        assert!(matches!(plan[0], StepKind::ShiftTraffic { .. }));
+        assert!(matches!(plan[1], StepKind::StopInstance { .. }));
+        assert!(matches!(plan[2], StepKind::MarkReleaseBad { .. }));
+    }
+
+    #[test]
+    fn redeploy_starts_the_old_version_before_switching() {
+        let plan = plan_redeploy_previous("i-new", "svc@v1", Some("i-cur"), "svc@v2", "manual");
+        let names: Vec<_> = plan.iter().map(StepKind::name).collect();
+        assert_eq!(
+            names,
+            [
+                "start_instance",
+                "shift_traffic",
+                "stop_instance",
+                "mark_release_bad",
+                "set_lkg"
+            ]
+        );
+    }
+}
