@@ -1,0 +1,105 @@
+//! Test upstreams: tiny HTTP servers on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// Starts an upstream that answers `ok <version>`; path `/fail` answers 500; query
+/// `sleep_ms=N` delays the answer; `/echo` answers with a description of the request.
+pub async fn upstream(version: &str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let version = version.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let version = version.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let version = version.clone();
+                    async move { Ok::<_, Infallible>(answer(&version, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn answer(version: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let sleep_ms: u64 = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("sleep_ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+    }
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    match parts.uri.path() {
+        "/fail" => {
+            let mut r = Response::new(Full::new(Bytes::from("boom")));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+        "/echo" => {
+            let header = |n: &str| {
+                parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned()
+            };
+            let text = format!(
+                "method={} target={} xff={} custom={} host={} body={}",
+                parts.method,
+                parts.uri.path_and_query().map_or("", |p| p.as_str()),
+                header("x-forwarded-for"),
+                header("x-custom"),
+                header("host"),
+                String::from_utf8_lossy(&body)
+            );
+            let mut r = Response::new(Full::new(Bytes::from(text)));
+            r.headers_mut().insert("x-upstream", version.parse().unwrap());
+            r
+        }
+        _ => Response::new(Full::new(Bytes::from(format!("ok {version}")))),
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET through a client; returns (status, x-backstop-version, body).
+pub async fn get(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+) -> (u16, Option<String>, String) {
+    let req = Request::get(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.expect("request through the proxy");
+    let status = resp.status().as_u16();
+    let version = resp
+        .headers()
+        .get("x-backstop-version")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, version, String::from_utf8_lossy(&body).into_owned())
+}
+

@@ -1,0 +1,232 @@
+//! The built-in proxy, exercised over real sockets on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use backstop_drivers::load::{LoadConfig, LoadGen};
+use backstop_drivers::process::free_port;
+use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use tokio::net::TcpListener;
+
+async fn proxy() -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Proxy::start(listener, "demo/test".to_owned()).await
+}
+
+fn up(version: &str, addr: std::net::SocketAddr) -> Option<Upstream> {
+    Some(Upstream { version: version.to_owned(), addr })
+}
+
+fn stats_of(p: &Proxy, version: &str) -> VersionStats {
+    p.stats()
+        .into_iter()
+        .find(|s| s.version == version)
+        .unwrap_or_else(|| panic!("no stats for {version}: {:?}", p.stats()))
+}
+
+fn bucket(s: &VersionStats, le: f64) -> u64 {
+    s.latency_buckets_ms.iter().find(|(b, _)| *b == le).unwrap().1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_matches_the_canary_weight() {
+    let v1 = common::upstream("v1").await;
+    let v2 = common::upstream("v2").await;
+    let p = proxy().await;
+    p.set_routes(Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 20.0 });
+    let client = common::client();
+    let n = 2000;
+    let mut canary = 0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let client = client.clone();
+        let addr = p.local_addr();
+        tasks.spawn(async move {
+            let mut c = 0;
+            for _ in 0..(n / 8) {
+                let (status, version, body) = common::get(&client, addr, "/").await;
+                assert_eq!(status, 200, "worker {w}: {body}");
+                let version = version.expect("x-backstop-version header");
+                assert_eq!(body, format!("ok {version}"));
+                if version == "v2" {
+                    c += 1;
+                }
+            }
+            c
+        });
+    }
+    while let Some(c) = tasks.join_next().await {
+        canary += c.unwrap();
+    }
+    // Binomial(2000, 0.2): sd ~ 17.9; allow 5 sd.
+    assert!((400 - 90..=400 + 90).contains(&canary), "canary got {canary} of {n}");
+    let (s1, s2) = (stats_of(&p, "v1"), stats_of(&p, "v2"));
+    assert_eq!(s2.requests, canary as u64);
+    assert_eq!(s1.requests + s2.requests, n as u64);
+    assert_eq!(s1.errors + s2.errors, 0);
+    assert!(s1.first_request_at.is_some() && s1.last_error_at.is_none());
+
+    // 0 % sends nothing to the canary, 100 % everything.
+    p.set_routes(Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 0.0 });
+    for _ in 0..50 {
+        assert_eq!(common::get(&client, p.local_addr(), "/").await.1.as_deref(), Some("v1"));
+    }
+    p.set_routes(Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 100.0 });
+    for _ in 0..50 {
+        assert_eq!(common::get(&client, p.local_addr(), "/").await.1.as_deref(), Some("v2"));
+    }
+    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 50.0 });
+    for _ in 0..50 {
+        assert_eq!(common::get(&client, p.local_addr(), "/").await.1.as_deref(), Some("v1"));
+    }
+    assert_eq!(p.routes().canary, None);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_errors_and_latency_per_version() {
+    let v1 = common::upstream("v1").await;
+    let p = proxy().await;
+    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    // A version named in the routes is listed before it serves anything.
+    let s = stats_of(&p, "v1");
+    assert_eq!((s.requests, s.errors, s.first_request_at), (0, 0, None));
+    assert_eq!(s.latency_buckets_ms.len(), 12);
+    assert_eq!(s.latency_buckets_ms.last().unwrap().0, f64::INFINITY);
+
+    let client = common::client();
+    for _ in 0..5 {
+        let (status, version, _) = common::get(&client, p.local_addr(), "/fail").await;
+        assert_eq!((status, version.as_deref()), (500, Some("v1")));
+    }
+    for _ in 0..6 {
+        let (status, _, _) = common::get(&client, p.local_addr(), "/slow?sleep_ms=60").await;
+        assert_eq!(status, 200);
+    }
+    let s = stats_of(&p, "v1");
+    assert_eq!(s.requests, 11);
+    assert_eq!(s.errors, 5);
+    assert!(s.last_error_at.is_some());
+    // The six slow requests took at least 60 ms each, so at most the five failures are <= 50 ms.
+    assert!(bucket(&s, 50.0) <= 5, "{:?}", s.latency_buckets_ms);
+    assert_eq!(bucket(&s, f64::INFINITY), 11);
+    assert!(s.latency_sum_ms >= 6.0 * 60.0, "sum {}", s.latency_sum_ms);
+    let counts: Vec<u64> = s.latency_buckets_ms.iter().map(|b| b.1).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "cumulative: {counts:?}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_method_target_headers_and_body() {
+    let v1 = common::upstream("v1").await;
+    let p = proxy().await;
+    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    let client = common::client();
+    let req = Request::post(format!("http://{}/echo?a=1&b=two", p.local_addr()))
+        .header("x-custom", "hello")
+        .header("x-forwarded-for", "10.0.0.9")
+        .body(Full::new(Bytes::from("payload")))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-backstop-version"], "v1");
+    assert_eq!(resp.headers()["x-upstream"], "v1");
+    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(body.contains("method=POST"), "{body}");
+    assert!(body.contains("target=/echo?a=1&b=two"), "{body}");
+    assert!(body.contains("xff=10.0.0.9, 127.0.0.1"), "{body}");
+    assert!(body.contains("custom=hello"), "{body}");
+    assert!(body.contains(&format!("host={}", p.local_addr())), "{body}");
+    assert!(body.ends_with("body=payload"), "{body}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_a_502_counted_for_its_version() {
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let p = proxy().await;
+    p.set_routes(Routes { stable: up("v9", dead), canary: None, canary_weight: 0.0 });
+    let client = common::client();
+    for _ in 0..3 {
+        let (status, version, body) = common::get(&client, p.local_addr(), "/").await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(version.as_deref(), Some("v9"));
+        assert!(body.contains("v9"), "{body}");
+    }
+    let s = stats_of(&p, "v9");
+    assert_eq!((s.requests, s.errors), (3, 3));
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_upstream_is_a_503_not_attributed() {
+    let p = proxy().await;
+    let client = common::client();
+    let (status, version, _) = common::get(&client, p.local_addr(), "/").await;
+    assert_eq!((status, version), (503, None));
+    assert!(p.stats().is_empty());
+    assert_eq!(p.unrouted_requests(), 1);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_routes_under_load_fails_no_request() {
+    let v1 = common::upstream("v1").await;
+    let v2 = common::upstream("v2").await;
+    let v3 = common::upstream("v3").await;
+    let p = proxy().await;
+    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    // Each request takes ~5 ms upstream, so switches happen with requests in flight.
+    let load = LoadGen::start(LoadConfig {
+        target: p.local_addr(),
+        path: "/?sleep_ms=5".to_owned(),
+        rate_per_s: 400.0,
+        concurrency: 16,
+    });
+    let plans = [
+        Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 10.0 },
+        Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 50.0 },
+        Routes { stable: up("v2", v2), canary: None, canary_weight: 0.0 },
+        Routes { stable: up("v2", v2), canary: up("v3", v3), canary_weight: 25.0 },
+        Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 },
+    ];
+    for round in 0..12 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        p.set_routes(plans[round % plans.len()].clone());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = load.stop().await;
+    assert!(stats.sent >= 100, "load too small to mean anything: {stats:?}");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    assert_eq!(stats.ok, stats.sent, "{stats:?}");
+    for v in ["v1", "v2", "v3"] {
+        assert!(stats.ok_by_version.get(v).copied().unwrap_or(0) > 0, "{v} never served: {stats:?}");
+    }
+    let served: u64 = p.stats().iter().map(|s| s.requests).sum();
+    assert_eq!(served, stats.sent);
+    assert!(p.stats().iter().all(|s| s.errors == 0));
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_then_refuses() {
+    let v1 = common::upstream("v1").await;
+    let p = proxy().await;
+    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    let client = common::client();
+    let addr = p.local_addr();
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { common::get(&client, addr, "/?sleep_ms=300").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    p.shutdown().await;
+    let (status, version, _) = slow.await.unwrap();
+    assert_eq!((status, version.as_deref()), (200, Some("v1")));
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    p.shutdown().await; // idempotent
+}
