@@ -114,7 +114,10 @@ async fn pace(
     tracker: TaskTracker,
 ) {
     if !(cfg.rate_per_s.is_finite() && cfg.rate_per_s > 0.0) {
-        tracing::warn!(rate = cfg.rate_per_s, "Load generator rate is not positive; sending nothing.");
+        tracing::warn!(
+            rate = cfg.rate_per_s,
+            "Load generator rate is not positive; sending nothing."
+        );
         return;
     }
     let uri: Uri = match format!("http://{}{}", cfg.target, normalize_path(&cfg.path)).parse() {
@@ -190,12 +193,11 @@ async fn one_request(
     client: &Client<HttpConnector, Empty<Bytes>>,
     uri: Uri,
 ) -> (bool, Option<String>) {
-    let req = match Request::get(uri)
+    let Ok(req) = Request::get(uri)
         .header(hyper::header::USER_AGENT, "backstop-load")
         .body(Empty::new())
-    {
-        Ok(r) => r,
-        Err(_) => return (false, None),
+    else {
+        return (false, None);
     };
     let attempt = async {
         let resp = client.request(req).await.ok()?;

@@ -204,7 +204,11 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
         match check_health(spec.port, &spec.health_path, attempt_timeout).await {
             Ok(()) => {
                 tracing::info!(instance = %spec.instance_id, pid, port = spec.port, waited_ms = started.elapsed().as_millis() as u64, "Instance healthy.");
-                tokio::spawn(supervise(child, spec.instance_id.clone(), spec.log_path.clone()));
+                tokio::spawn(supervise(
+                    child,
+                    spec.instance_id.clone(),
+                    spec.log_path.clone(),
+                ));
                 return Ok(inst);
             }
             Err(e) => last_error = e.to_string(),
@@ -350,7 +354,10 @@ pub async fn check_health(port: u16, path: &str, timeout: Duration) -> Result<()
 
 fn to_pid(pid: u32) -> Option<Pid> {
     // 0 and 1 would mean "our own group" / init: never signal those.
-    i32::try_from(pid).ok().filter(|p| *p > 1).map(Pid::from_raw)
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .map(Pid::from_raw)
 }
 
 /// State char and process group of `/proc/<pid>/stat`.
@@ -366,11 +373,25 @@ fn proc_stat(pid: i32) -> Option<(char, i32)> {
 }
 
 fn has_marker(pid: i32, instance_id: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
     let want = format!("{INSTANCE_ENV}={instance_id}");
-    environ.split(|b| *b == 0).any(|entry| entry == want.as_bytes())
+    // While a process is inside execve (e.g. `sh -c 'exec server'`), its environ reads back
+    // empty for a moment: retry briefly before concluding it is not ours.
+    for attempt in 0..20 {
+        let environ = match std::fs::read(format!("/proc/{pid}/environ")) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+            Err(_) => Vec::new(),
+        };
+        if !environ.is_empty() {
+            return environ
+                .split(|b| *b == 0)
+                .any(|entry| entry == want.as_bytes());
+        }
+        if attempt < 19 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    false
 }
 
 /// Live (non-zombie) processes whose process group is `pgid`.
@@ -379,7 +400,9 @@ fn group_members(pgid: i32) -> Vec<i32> {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| matches!(proc_stat(*pid), Some((state, pgrp)) if pgrp == pgid && state != 'Z'))
+        .filter(
+            |pid| matches!(proc_stat(*pid), Some((state, pgrp)) if pgrp == pgid && state != 'Z'),
+        )
         .collect()
 }
 
@@ -474,7 +497,10 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"abc").unwrap();
         assert!(cap_log(&path, 10).unwrap());
-        assert_eq!(std::fs::read(dir.path().join("app.log.1")).unwrap(), b"0123456789abc");
+        assert_eq!(
+            std::fs::read(dir.path().join("app.log.1")).unwrap(),
+            b"0123456789abc"
+        );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         // The appending writer continues at the new end, not at its old offset.
         f.write_all(b"xy").unwrap();
@@ -498,7 +524,11 @@ mod tests {
         assert!(to_pid(0).is_none());
         assert!(to_pid(1).is_none());
         assert!(to_pid(u32::MAX).is_none());
-        let inst = Instance { instance_id: "x".into(), pid: 1, port: 1 };
+        let inst = Instance {
+            instance_id: "x".into(),
+            pid: 1,
+            port: 1,
+        };
         assert!(!is_running(&inst));
     }
 

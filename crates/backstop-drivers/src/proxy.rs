@@ -378,7 +378,11 @@ fn pick(routes: &Routes) -> Option<&Upstream> {
     }
 }
 
-async fn handle(inner: Arc<Inner>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+async fn handle(
+    inner: Arc<Inner>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
     let started = tokio::time::Instant::now();
     let routes = Arc::clone(&lock(&inner.routes));
     let Some(upstream) = pick(&routes) else {
@@ -494,7 +498,12 @@ mod tests {
         assert_eq!(s.requests, 6);
         assert_eq!(s.errors, 1);
         assert!(s.last_error_at.is_some());
-        let get = |le: f64| s.latency_buckets_ms.iter().find(|(b, _)| *b == le).map(|x| x.1);
+        let get = |le: f64| {
+            s.latency_buckets_ms
+                .iter()
+                .find(|(b, _)| *b == le)
+                .map(|x| x.1)
+        };
         assert_eq!(get(5.0), Some(2)); // 1 and 5 (le is inclusive)
         assert_eq!(get(10.0), Some(3));
         assert_eq!(get(50.0), Some(4));
@@ -506,9 +515,19 @@ mod tests {
 
     #[test]
     fn pick_honours_edges() {
-        let s = Upstream { version: "v1".into(), addr: "127.0.0.1:1".parse().unwrap() };
-        let c = Upstream { version: "v2".into(), addr: "127.0.0.1:2".parse().unwrap() };
-        let mut r = Routes { stable: Some(s), canary: Some(c), canary_weight: 0.0 };
+        let s = Upstream {
+            version: "v1".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        let c = Upstream {
+            version: "v2".into(),
+            addr: "127.0.0.1:2".parse().unwrap(),
+        };
+        let mut r = Routes {
+            stable: Some(s),
+            canary: Some(c),
+            canary_weight: 0.0,
+        };
         for _ in 0..200 {
             assert_eq!(pick(&r).unwrap().version, "v1");
         }
@@ -528,7 +547,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-kept", HeaderValue::from_static("yes"));

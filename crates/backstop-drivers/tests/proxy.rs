@@ -18,7 +18,10 @@ async fn proxy() -> Proxy {
 }
 
 fn up(version: &str, addr: std::net::SocketAddr) -> Option<Upstream> {
-    Some(Upstream { version: version.to_owned(), addr })
+    Some(Upstream {
+        version: version.to_owned(),
+        addr,
+    })
 }
 
 fn stats_of(p: &Proxy, version: &str) -> VersionStats {
@@ -29,7 +32,11 @@ fn stats_of(p: &Proxy, version: &str) -> VersionStats {
 }
 
 fn bucket(s: &VersionStats, le: f64) -> u64 {
-    s.latency_buckets_ms.iter().find(|(b, _)| *b == le).unwrap().1
+    s.latency_buckets_ms
+        .iter()
+        .find(|(b, _)| *b == le)
+        .unwrap()
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +44,11 @@ async fn weighted_split_matches_the_canary_weight() {
     let v1 = common::upstream("v1").await;
     let v2 = common::upstream("v2").await;
     let p = proxy().await;
-    p.set_routes(Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 20.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: up("v2", v2),
+        canary_weight: 20.0,
+    });
     let client = common::client();
     let n = 2000;
     let mut canary = 0;
@@ -63,7 +74,10 @@ async fn weighted_split_matches_the_canary_weight() {
         canary += c.unwrap();
     }
     // Binomial(2000, 0.2): sd ~ 17.9; allow 5 sd.
-    assert!((400 - 90..=400 + 90).contains(&canary), "canary got {canary} of {n}");
+    assert!(
+        (400 - 90..=400 + 90).contains(&canary),
+        "canary got {canary} of {n}"
+    );
     let (s1, s2) = (stats_of(&p, "v1"), stats_of(&p, "v2"));
     assert_eq!(s2.requests, canary as u64);
     assert_eq!(s1.requests + s2.requests, n as u64);
@@ -71,17 +85,38 @@ async fn weighted_split_matches_the_canary_weight() {
     assert!(s1.first_request_at.is_some() && s1.last_error_at.is_none());
 
     // 0 % sends nothing to the canary, 100 % everything.
-    p.set_routes(Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 0.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: up("v2", v2),
+        canary_weight: 0.0,
+    });
     for _ in 0..50 {
-        assert_eq!(common::get(&client, p.local_addr(), "/").await.1.as_deref(), Some("v1"));
+        assert_eq!(
+            common::get(&client, p.local_addr(), "/").await.1.as_deref(),
+            Some("v1")
+        );
     }
-    p.set_routes(Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 100.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: up("v2", v2),
+        canary_weight: 100.0,
+    });
     for _ in 0..50 {
-        assert_eq!(common::get(&client, p.local_addr(), "/").await.1.as_deref(), Some("v2"));
+        assert_eq!(
+            common::get(&client, p.local_addr(), "/").await.1.as_deref(),
+            Some("v2")
+        );
     }
-    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 50.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: None,
+        canary_weight: 50.0,
+    });
     for _ in 0..50 {
-        assert_eq!(common::get(&client, p.local_addr(), "/").await.1.as_deref(), Some("v1"));
+        assert_eq!(
+            common::get(&client, p.local_addr(), "/").await.1.as_deref(),
+            Some("v1")
+        );
     }
     assert_eq!(p.routes().canary, None);
     p.shutdown().await;
@@ -91,7 +126,11 @@ async fn weighted_split_matches_the_canary_weight() {
 async fn counts_errors_and_latency_per_version() {
     let v1 = common::upstream("v1").await;
     let p = proxy().await;
-    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: None,
+        canary_weight: 0.0,
+    });
     // A version named in the routes is listed before it serves anything.
     let s = stats_of(&p, "v1");
     assert_eq!((s.requests, s.errors, s.first_request_at), (0, 0, None));
@@ -116,7 +155,10 @@ async fn counts_errors_and_latency_per_version() {
     assert_eq!(bucket(&s, f64::INFINITY), 11);
     assert!(s.latency_sum_ms >= 6.0 * 60.0, "sum {}", s.latency_sum_ms);
     let counts: Vec<u64> = s.latency_buckets_ms.iter().map(|b| b.1).collect();
-    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "cumulative: {counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {counts:?}"
+    );
     p.shutdown().await;
 }
 
@@ -124,7 +166,11 @@ async fn counts_errors_and_latency_per_version() {
 async fn forwards_method_target_headers_and_body() {
     let v1 = common::upstream("v1").await;
     let p = proxy().await;
-    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: None,
+        canary_weight: 0.0,
+    });
     let client = common::client();
     let req = Request::post(format!("http://{}/echo?a=1&b=two", p.local_addr()))
         .header("x-custom", "hello")
@@ -135,7 +181,15 @@ async fn forwards_method_target_headers_and_body() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-backstop-version"], "v1");
     assert_eq!(resp.headers()["x-upstream"], "v1");
-    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     assert!(body.contains("method=POST"), "{body}");
     assert!(body.contains("target=/echo?a=1&b=two"), "{body}");
     assert!(body.contains("xff=10.0.0.9, 127.0.0.1"), "{body}");
@@ -149,7 +203,11 @@ async fn forwards_method_target_headers_and_body() {
 async fn upstream_down_is_a_502_counted_for_its_version() {
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let p = proxy().await;
-    p.set_routes(Routes { stable: up("v9", dead), canary: None, canary_weight: 0.0 });
+    p.set_routes(Routes {
+        stable: up("v9", dead),
+        canary: None,
+        canary_weight: 0.0,
+    });
     let client = common::client();
     for _ in 0..3 {
         let (status, version, body) = common::get(&client, p.local_addr(), "/").await;
@@ -179,7 +237,11 @@ async fn switching_routes_under_load_fails_no_request() {
     let v2 = common::upstream("v2").await;
     let v3 = common::upstream("v3").await;
     let p = proxy().await;
-    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: None,
+        canary_weight: 0.0,
+    });
     // Each request takes ~5 ms upstream, so switches happen with requests in flight.
     let load = LoadGen::start(LoadConfig {
         target: p.local_addr(),
@@ -188,11 +250,31 @@ async fn switching_routes_under_load_fails_no_request() {
         concurrency: 16,
     });
     let plans = [
-        Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 10.0 },
-        Routes { stable: up("v1", v1), canary: up("v2", v2), canary_weight: 50.0 },
-        Routes { stable: up("v2", v2), canary: None, canary_weight: 0.0 },
-        Routes { stable: up("v2", v2), canary: up("v3", v3), canary_weight: 25.0 },
-        Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 },
+        Routes {
+            stable: up("v1", v1),
+            canary: up("v2", v2),
+            canary_weight: 10.0,
+        },
+        Routes {
+            stable: up("v1", v1),
+            canary: up("v2", v2),
+            canary_weight: 50.0,
+        },
+        Routes {
+            stable: up("v2", v2),
+            canary: None,
+            canary_weight: 0.0,
+        },
+        Routes {
+            stable: up("v2", v2),
+            canary: up("v3", v3),
+            canary_weight: 25.0,
+        },
+        Routes {
+            stable: up("v1", v1),
+            canary: None,
+            canary_weight: 0.0,
+        },
     ];
     for round in 0..12 {
         tokio::time::sleep(Duration::from_millis(80)).await;
@@ -200,11 +282,17 @@ async fn switching_routes_under_load_fails_no_request() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stats = load.stop().await;
-    assert!(stats.sent >= 100, "load too small to mean anything: {stats:?}");
+    assert!(
+        stats.sent >= 100,
+        "load too small to mean anything: {stats:?}"
+    );
     assert_eq!(stats.failed, 0, "{stats:?}");
     assert_eq!(stats.ok, stats.sent, "{stats:?}");
     for v in ["v1", "v2", "v3"] {
-        assert!(stats.ok_by_version.get(v).copied().unwrap_or(0) > 0, "{v} never served: {stats:?}");
+        assert!(
+            stats.ok_by_version.get(v).copied().unwrap_or(0) > 0,
+            "{v} never served: {stats:?}"
+        );
     }
     let served: u64 = p.stats().iter().map(|s| s.requests).sum();
     assert_eq!(served, stats.sent);
@@ -216,7 +304,11 @@ async fn switching_routes_under_load_fails_no_request() {
 async fn shutdown_finishes_in_flight_requests_then_refuses() {
     let v1 = common::upstream("v1").await;
     let p = proxy().await;
-    p.set_routes(Routes { stable: up("v1", v1), canary: None, canary_weight: 0.0 });
+    p.set_routes(Routes {
+        stable: up("v1", v1),
+        canary: None,
+        canary_weight: 0.0,
+    });
     let client = common::client();
     let addr = p.local_addr();
     let slow = {
@@ -227,6 +319,9 @@ async fn shutdown_finishes_in_flight_requests_then_refuses() {
     p.shutdown().await;
     let (status, version, _) = slow.await.unwrap();
     assert_eq!((status, version.as_deref()), (200, Some("v1")));
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
     p.shutdown().await; // idempotent
 }

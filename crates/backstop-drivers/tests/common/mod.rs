@@ -23,7 +23,9 @@ pub async fn upstream(version: &str) -> SocketAddr {
     let version = version.to_owned();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let version = version.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
@@ -52,7 +54,11 @@ async fn answer(version: &str, req: Request<Incoming>) -> Response<Full<Bytes>> 
         tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
     }
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     match parts.uri.path() {
         "/fail" => {
             let mut r = Response::new(Full::new(Bytes::from("boom")));
@@ -61,7 +67,12 @@ async fn answer(version: &str, req: Request<Incoming>) -> Response<Full<Bytes>> 
         }
         "/echo" => {
             let header = |n: &str| {
-                parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned()
+                parts
+                    .headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned()
             };
             let text = format!(
                 "method={} target={} xff={} custom={} host={} body={}",
@@ -73,7 +84,8 @@ async fn answer(version: &str, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 String::from_utf8_lossy(&body)
             );
             let mut r = Response::new(Full::new(Bytes::from(text)));
-            r.headers_mut().insert("x-upstream", version.parse().unwrap());
+            r.headers_mut()
+                .insert("x-upstream", version.parse().unwrap());
             r
         }
         _ => Response::new(Full::new(Bytes::from(format!("ok {version}")))),
@@ -93,7 +105,10 @@ pub async fn get(
     let req = Request::get(format!("http://{addr}{path}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = client.request(req).await.expect("request through the proxy");
+    let resp = client
+        .request(req)
+        .await
+        .expect("request through the proxy");
     let status = resp.status().as_u16();
     let version = resp
         .headers()
@@ -102,4 +117,3 @@ pub async fn get(
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, version, String::from_utf8_lossy(&body).into_owned())
 }
-
