@@ -5,13 +5,17 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod anytime;
 mod hist;
 mod report;
 pub mod scenario;
+pub mod sequential;
+pub mod sim;
 pub mod threshold;
 
 pub use report::Verdict;
 pub use scenario::{Replay, Scenario, ScenarioError, parse_scenario, read_scenario, replay};
+pub use sequential::{OddsRatioTest, SequentialJudge, SequentialSettings};
 pub use threshold::{ThresholdJudge, ThresholdPreset, ThresholdSettings};
 
 /// Counts for one arm (baseline or canary) during one interval (increments, not totals).
@@ -81,6 +85,8 @@ pub struct JudgeSettings {
     /// worse); `latency` = latency distribution from histogram buckets (slower is worse), used
     /// only when buckets are present.
     pub signals: Vec<SignalKind>,
+    /// Options of the `sequential` judge (anytime-valid tests; the default).
+    pub sequential: SequentialSettings,
     /// Options of the `threshold` judge (Flagger / Argo Rollouts semantics).
     pub threshold: ThresholdSettings,
 }
@@ -105,9 +111,8 @@ impl JudgeSettings {
 /// The judge named by `settings.judge`, configured by `settings`.
 pub fn build(settings: &JudgeSettings) -> Box<dyn Judge> {
     match settings.judge {
-        JudgeKind::Threshold | JudgeKind::Sequential | JudgeKind::Kayenta => {
-            Box::new(ThresholdJudge::new(settings))
-        }
+        JudgeKind::Sequential => Box::new(SequentialJudge::new(settings)),
+        JudgeKind::Threshold | JudgeKind::Kayenta => Box::new(ThresholdJudge::new(settings)),
     }
 }
 
@@ -118,6 +123,7 @@ impl Default for JudgeSettings {
             alpha: 0.01,
             interval: std::time::Duration::from_secs(5),
             signals: vec![SignalKind::Errors, SignalKind::Latency],
+            sequential: SequentialSettings::default(),
             threshold: ThresholdSettings::default(),
         }
     }

@@ -1,0 +1,653 @@
+//! The `sequential` judge (the default): anytime-valid, directional tests of canary vs baseline.
+//!
+//! **The test.** In every interval and for every binary outcome of a request ("was an error",
+//! "was slower than bucket bound `le`"), the 2×2 table canary/baseline × yes/no is looked at
+//! *conditionally on its margins* (requests per arm, total "yes" in the interval). Under the null
+//! hypothesis (within an interval both arms draw from the same distribution, whatever it is and
+//! however it changes over time) the canary's count is hypergeometric, whatever the traffic, the
+//! split or a spike that hits both arms. The hypergeometric law is dominated in the convex order
+//! by two binomials (Hoeffding 1963): `Bin(canary requests, pooled ratio)` and
+//! `Bin(total yes, canary share of requests)`; the second one is the Lindon & Malek (2022)
+//! multinomial/Poisson-process form with the observed split of the interval. A binomial
+//! likelihood ratio is convex in the count, so its expectation under the null is at most 1:
+//! the product over intervals is a test supermartingale (an e-process). The judge uses, per
+//! interval, whichever binomial is tighter (smaller variance).
+//!
+//! The alternative is "the canary's odds are ψ times the baseline's", for ψ on a log-spaced grid
+//! in `[min_odds_ratio, max_odds_ratio]` (ψ > 1 only: directional, a better canary never fails);
+//! the e-value is the uniform mixture over the grid. Latency: one such e-process per finite
+//! bucket bound ("slower than `le`"), averaged over the bounds, so a shift of the body (middle
+//! bounds) and a tail-only regression (top bounds) are both seen. By Ville's inequality,
+//! `P(sup_t E_t ≥ S/α) ≤ α/S` for each of the S analysed signals: the chance of any false `fail`
+//! over the whole analysis, across all signals, is at most α however often it is looked at.
+//!
+//! **Shared degradations.** A spike of errors or latency that hits both arms alike leaves the
+//! conditional law unchanged, so it cannot fail the canary; the judge keeps watching (it does
+//! not pause the rollout) and records in the evidence how many intervals the baseline itself
+//! was degraded against its own start.
+//!
+//! Cost per update: O(grid × buckets); memory: fixed per analysis (no history is kept).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::report::{Verdict, num, report_json, signal_json, time_json};
+use crate::{ArmCounts, Decision, Interval, Judge, JudgeSettings, SignalKind, hist};
+
+/// Options of the `sequential` judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequentialSettings {
+    /// Smallest canary/baseline odds ratio the mixture is tuned for (> 1). Smaller regressions
+    /// are still caught, only later.
+    pub min_odds_ratio: f64,
+    /// Largest odds ratio in the mixture.
+    pub max_odds_ratio: f64,
+    /// Number of log-spaced odds ratios in the mixture (2..=64).
+    pub grid_points: usize,
+}
+
+impl Default for SequentialSettings {
+    fn default() -> Self {
+        Self {
+            min_odds_ratio: 1.1,
+            max_odds_ratio: 30.0,
+            grid_points: 16,
+        }
+    }
+}
+
+impl SequentialSettings {
+    /// The mixture grid (log-spaced, all > 1). Bad values fall back to the defaults' range.
+    pub fn grid(&self) -> Vec<f64> {
+        let lo = if self.min_odds_ratio.is_finite() && self.min_odds_ratio > 1.0 {
+            self.min_odds_ratio
+        } else {
+            1.1
+        };
+        let hi = if self.max_odds_ratio.is_finite() && self.max_odds_ratio > lo {
+            self.max_odds_ratio
+        } else {
+            lo.max(30.0)
+        };
+        let k = self.grid_points.clamp(2, 64);
+        let (a, b) = (lo.ln(), hi.ln());
+        (0..k)
+            .map(|i| (a + (b - a) * i as f64 / (k - 1) as f64).exp())
+            .collect()
+    }
+}
+
+fn log_sum_exp(xs: &[f64]) -> f64 {
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
+}
+
+/// Anytime-valid, one-sided test that the canary's odds of an outcome exceed the baseline's,
+/// with per-interval conditioning (see the module docs). Public for the bench and tests.
+#[derive(Debug, Clone)]
+pub struct OddsRatioTest {
+    psi: Vec<f64>,
+    log_l: Vec<f64>,
+    max_log_e: f64,
+    mh_num: f64,
+    mh_den: f64,
+    excess: f64,
+    excess_var: f64,
+    /// Canary (yes, requests), baseline (yes, requests), summed over the analysis.
+    pub totals: [u64; 4],
+}
+
+impl OddsRatioTest {
+    /// A test mixing over the odds ratios `grid` (each > 1) with equal weights.
+    pub fn new(grid: &[f64]) -> Self {
+        Self {
+            psi: grid.to_vec(),
+            log_l: vec![0.0; grid.len()],
+            max_log_e: 0.0,
+            mh_num: 0.0,
+            mh_den: 0.0,
+            excess: 0.0,
+            excess_var: 0.0,
+            totals: [0; 4],
+        }
+    }
+
+    /// One interval: `x_c` of `n_c` canary requests and `x_b` of `n_b` baseline requests had
+    /// the outcome.
+    pub fn update(&mut self, x_c: u64, n_c: u64, x_b: u64, n_b: u64) {
+        let x_c = x_c.min(n_c);
+        let x_b = x_b.min(n_b);
+        self.totals[0] += x_c;
+        self.totals[1] += n_c;
+        self.totals[2] += x_b;
+        self.totals[3] += n_b;
+        let n = n_c + n_b;
+        let m = x_c + x_b;
+        if n_c == 0 || n_b == 0 || m == 0 || m == n {
+            return; // The conditional law is a point mass: no information.
+        }
+        let (nc, nb, mf, nf, x) = (n_c as f64, n_b as f64, m as f64, n as f64, x_c as f64);
+        self.mh_num += x * (nb - x_b as f64) / nf;
+        self.mh_den += (nc - x) * x_b as f64 / nf;
+        self.excess += x - nc * mf / nf;
+        self.excess_var += nc * nb * mf * (nf - mf) / (nf * nf * (nf - 1.0));
+        // Form A: Bin(n_c, m/N) (tighter when the canary has fewer requests than there are
+        // outcomes); form B: Bin(m, n_c/N) (Lindon & Malek, rare outcomes).
+        let form_a = n_c <= m;
+        let (trials, theta0) = if form_a { (nc, mf / nf) } else { (mf, nc / nf) };
+        for (psi, log_l) in self.psi.iter().zip(self.log_l.iter_mut()) {
+            // Baseline ratio p_b under "odds ratio psi, same pooled total".
+            let a = nb * (psi - 1.0);
+            let b = nc * psi + nb - mf * (psi - 1.0);
+            let p_b = 2.0 * mf / (b + (b * b + 4.0 * a * mf).sqrt());
+            let p_c = psi * p_b / (1.0 - p_b + psi * p_b);
+            let theta1 = if form_a { p_c } else { nc * p_c / mf };
+            let theta1 = theta1.clamp(1e-300, 1.0 - 1e-15);
+            *log_l +=
+                x * (theta1 / theta0).ln() + (trials - x) * ((1.0 - theta1) / (1.0 - theta0)).ln();
+        }
+        self.max_log_e = self.max_log_e.max(self.log_e());
+    }
+
+    /// ln of the current e-value (mixture over the grid).
+    pub fn log_e(&self) -> f64 {
+        log_sum_exp(&self.log_l) - (self.log_l.len() as f64).ln()
+    }
+
+    /// ln of the largest e-value so far.
+    pub fn max_log_e(&self) -> f64 {
+        self.max_log_e
+    }
+
+    /// Always-valid p-value: `min(1, 1 / max_t E_t)`.
+    pub fn p_value(&self) -> f64 {
+        (-self.max_log_e).exp().min(1.0)
+    }
+
+    /// Mantel-Haenszel odds ratio pooled over the intervals (canary vs baseline).
+    pub fn mantel_haenszel(&self) -> f64 {
+        if self.mh_den > 0.0 {
+            self.mh_num / self.mh_den
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Canary outcomes above what the baseline's ratio predicts (sum over intervals of
+    /// `x_c − n_c·m/N`), with a two-sided (1 − `alpha`) confidence sequence from the normal
+    /// mixture boundary (asymptotic: the hypergeometric variance is the intrinsic time).
+    pub fn excess(&self, alpha: f64) -> (f64, f64, f64) {
+        let radius =
+            crate::anytime::normal_mixture_bound(self.excess_var, alpha, 100.0, alpha, false);
+        (self.excess, self.excess - radius, self.excess + radius)
+    }
+
+    /// The grid odds ratio with the largest likelihood so far.
+    pub fn most_supported(&self) -> f64 {
+        let mut best = (f64::NEG_INFINITY, f64::NAN);
+        for (psi, l) in self.psi.iter().zip(&self.log_l) {
+            if *l > best.0 {
+                best = (*l, *psi);
+            }
+        }
+        best.1
+    }
+}
+
+fn exceedances(h: &[(f64, u64)], requests: u64) -> impl Iterator<Item = u64> + '_ {
+    h.iter()
+        .filter(|(b, _)| b.is_finite())
+        .map(move |(_, c)| requests.saturating_sub(*c))
+}
+
+#[derive(Debug)]
+struct LatencyTest {
+    bounds: Vec<f64>,
+    tests: Vec<OddsRatioTest>,
+    merged_canary: Vec<(f64, u64)>,
+    merged_baseline: Vec<(f64, u64)>,
+}
+
+impl LatencyTest {
+    fn new(first: &[(f64, u64)], grid: &[f64]) -> Self {
+        let bounds: Vec<f64> = first
+            .iter()
+            .map(|b| b.0)
+            .filter(|b| b.is_finite())
+            .collect();
+        let tests = bounds.iter().map(|_| OddsRatioTest::new(grid)).collect();
+        Self {
+            bounds,
+            tests,
+            merged_canary: Vec::new(),
+            merged_baseline: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, canary: &ArmCounts, baseline: &ArmCounts) {
+        let (Some(hc), Some(hb)) = (&canary.latency_le_ms, &baseline.latency_le_ms) else {
+            return;
+        };
+        let finite = |h: &[(f64, u64)]| {
+            h.iter()
+                .filter(|b| b.0.is_finite())
+                .map(|b| b.0)
+                .eq(self.bounds.iter().copied())
+        };
+        if !finite(hc) || !finite(hb) {
+            return;
+        }
+        hist::add_into(&mut self.merged_canary, hc);
+        hist::add_into(&mut self.merged_baseline, hb);
+        let iter = exceedances(hc, canary.requests).zip(exceedances(hb, baseline.requests));
+        for (test, (xc, xb)) in self.tests.iter_mut().zip(iter) {
+            test.update(xc, canary.requests, xb, baseline.requests);
+        }
+    }
+
+    fn log_e(&self) -> f64 {
+        if self.tests.is_empty() {
+            return 0.0;
+        }
+        let each: Vec<f64> = self.tests.iter().map(OddsRatioTest::log_e).collect();
+        log_sum_exp(&each) - (each.len() as f64).ln()
+    }
+}
+
+/// The sequential judge (see the module docs).
+#[derive(Debug)]
+pub struct SequentialJudge {
+    alpha: f64,
+    signals: usize,
+    log_threshold: f64,
+    grid: Vec<f64>,
+    use_errors: bool,
+    use_latency: bool,
+    errors: OddsRatioTest,
+    latency: Option<LatencyTest>,
+    latency_max_log_e: f64,
+    errors_failed_at: Option<f64>,
+    latency_failed_at: Option<f64>,
+    last_t: Option<f64>,
+    baseline_ref: (u64, u64),
+    baseline_degraded_intervals: u32,
+    settings: SequentialSettings,
+}
+
+impl SequentialJudge {
+    /// A sequential judge promising `settings.alpha` over the whole analysis.
+    pub fn new(settings: &JudgeSettings) -> Self {
+        let use_errors = settings.uses(SignalKind::Errors);
+        let use_latency = settings.uses(SignalKind::Latency);
+        let signals = usize::from(use_errors) + usize::from(use_latency);
+        let alpha = if settings.alpha.is_finite() && settings.alpha > 0.0 {
+            settings.alpha.min(1.0)
+        } else {
+            0.01
+        };
+        let grid = settings.sequential.grid();
+        Self {
+            alpha,
+            signals: signals.max(1),
+            log_threshold: (signals.max(1) as f64 / alpha).ln(),
+            errors: OddsRatioTest::new(&grid),
+            grid,
+            use_errors,
+            use_latency,
+            latency: None,
+            latency_max_log_e: 0.0,
+            errors_failed_at: None,
+            latency_failed_at: None,
+            last_t: None,
+            baseline_ref: (0, 0),
+            baseline_degraded_intervals: 0,
+            settings: settings.sequential.clone(),
+        }
+    }
+
+    fn track_baseline(&mut self, b: &ArmCounts) {
+        // Reference = the baseline's first 500 requests; then flag intervals where its error
+        // ratio is well above its own start (shared degradations, reported as evidence).
+        if self.baseline_ref.1 < 500 {
+            self.baseline_ref.0 += b.errors;
+            self.baseline_ref.1 += b.requests;
+            return;
+        }
+        if b.requests >= 20 {
+            let start = self.baseline_ref.0 as f64 / self.baseline_ref.1 as f64;
+            let now = b.errors as f64 / b.requests as f64;
+            if now > (3.0 * start).max(start + 0.02) {
+                self.baseline_degraded_intervals += 1;
+            }
+        }
+    }
+
+    fn failed(&self) -> Option<f64> {
+        match (self.errors_failed_at, self.latency_failed_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn test_json(&self, t: &OddsRatioTest, log_e: f64, max_log_e: f64) -> Value {
+        json!({
+            "e_value": num(log_e.exp()),
+            "max_e_value": num(max_log_e.exp()),
+            "p_value_anytime": num((-max_log_e).exp().min(1.0)),
+            "fail_when_e_value_reaches": num(self.log_threshold.exp()),
+            "alpha_share": num(self.alpha / self.signals as f64),
+            "odds_ratio_mantel_haenszel": num(t.mantel_haenszel()),
+            "odds_ratio_most_supported": num(t.most_supported()),
+        })
+    }
+}
+
+impl Judge for SequentialJudge {
+    fn observe(&mut self, interval: &Interval) -> Decision {
+        if self.failed().is_some() {
+            return Decision::Fail;
+        }
+        self.last_t = Some(interval.t);
+        let (c, b) = (&interval.canary, &interval.baseline);
+        self.track_baseline(b);
+        if self.use_errors {
+            self.errors
+                .update(c.errors, c.requests, b.errors, b.requests);
+            if self.errors.log_e() >= self.log_threshold {
+                self.errors_failed_at = Some(interval.t);
+            }
+        }
+        if self.use_latency
+            && let (Some(hc), Some(_)) = (&c.latency_le_ms, &b.latency_le_ms)
+        {
+            let grid = &self.grid;
+            let test = self
+                .latency
+                .get_or_insert_with(|| LatencyTest::new(hc, grid));
+            test.update(c, b);
+            let log_e = test.log_e();
+            self.latency_max_log_e = self.latency_max_log_e.max(log_e);
+            if log_e >= self.log_threshold {
+                self.latency_failed_at = Some(interval.t);
+            }
+        }
+        if self.failed().is_some() {
+            Decision::Fail
+        } else {
+            Decision::Continue
+        }
+    }
+
+    fn report(&self) -> Value {
+        let no_traffic = self.errors.totals[1] == 0
+            && self
+                .latency
+                .as_ref()
+                .is_none_or(|l| l.tests.first().is_none_or(|t| t.totals[1] == 0));
+        let signal_verdict = |failed_at: Option<f64>| match failed_at {
+            Some(t) => (Verdict::Fail, Some(t)),
+            None if no_traffic => (Verdict::Inconclusive, self.last_t),
+            None => (Verdict::Pass, None),
+        };
+        let mut signals = Vec::new();
+        if self.use_errors {
+            let t = &self.errors;
+            let mut ev = self.test_json(t, t.log_e(), t.max_log_e());
+            let ratio = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { f64::NAN };
+            ev["canary"] = json!({"requests": t.totals[1], "errors": t.totals[0], "error_ratio": num(ratio(t.totals[0], t.totals[1]))});
+            ev["baseline"] = json!({"requests": t.totals[3], "errors": t.totals[2], "error_ratio": num(ratio(t.totals[2], t.totals[3]))});
+            let (excess, lo, hi) = t.excess(self.alpha);
+            ev["excess_canary_errors"] = json!({"estimate": num(excess), "confidence_sequence": [num(lo), num(hi)], "level": num(1.0 - self.alpha)});
+            ev["baseline_degraded_intervals"] = json!(self.baseline_degraded_intervals);
+            let (v, at) = signal_verdict(self.errors_failed_at);
+            signals.push(signal_json("error_ratio", v, at, ev));
+        }
+        if self.use_latency
+            && let Some(l) = &self.latency
+        {
+            let log_e = l.log_e();
+            let mut strongest = (f64::NEG_INFINITY, None);
+            let mut buckets = Vec::new();
+            for (bound, test) in l.bounds.iter().zip(&l.tests) {
+                let e = test.log_e();
+                if e > strongest.0 {
+                    strongest = (e, Some(*bound));
+                }
+                let frac = |x: u64, n: u64| {
+                    if n > 0 {
+                        num(x as f64 / n as f64)
+                    } else {
+                        Value::Null
+                    }
+                };
+                buckets.push(json!({
+                    "le_ms": num(*bound),
+                    "e_value": num(e.exp()),
+                    "canary_slower_fraction": frac(test.totals[0], test.totals[1]),
+                    "baseline_slower_fraction": frac(test.totals[2], test.totals[3]),
+                    "odds_ratio_mantel_haenszel": num(test.mantel_haenszel()),
+                }));
+            }
+            let mut ev = json!({
+                "e_value": num(log_e.exp()),
+                "max_e_value": num(self.latency_max_log_e.exp()),
+                "p_value_anytime": num((-self.latency_max_log_e).exp().min(1.0)),
+                "fail_when_e_value_reaches": num(self.log_threshold.exp()),
+                "alpha_share": num(self.alpha / self.signals as f64),
+                "strongest_bucket_le_ms": strongest.1.map_or(Value::Null, num),
+            });
+            let q = |h: &[(f64, u64)], p: f64| hist::quantile(p, h).map_or(Value::Null, num);
+            ev["canary"] = json!({"p50_ms": q(&l.merged_canary, 0.5), "p99_ms": q(&l.merged_canary, 0.99), "requests": l.merged_canary.last().map_or(0, |b| b.1)});
+            ev["baseline"] = json!({"p50_ms": q(&l.merged_baseline, 0.5), "p99_ms": q(&l.merged_baseline, 0.99), "requests": l.merged_baseline.last().map_or(0, |b| b.1)});
+            ev["buckets"] = Value::Array(buckets);
+            let (v, at) = signal_verdict(self.latency_failed_at);
+            signals.push(signal_json("latency", v, at, ev));
+        }
+        let (verdict, at) = match self.failed() {
+            Some(t) => (Verdict::Fail, Some(t)),
+            None if no_traffic => (Verdict::Inconclusive, self.last_t),
+            None => (Verdict::Pass, None),
+        };
+        let mut report = report_json("sequential", verdict, at, signals);
+        report["alpha"] = num(self.alpha);
+        report["settings"] = json!({
+            "min_odds_ratio": num(self.settings.min_odds_ratio),
+            "max_odds_ratio": num(self.settings.max_odds_ratio),
+            "grid_points": self.grid.len(),
+        });
+        if verdict == Verdict::Inconclusive {
+            report["reason"] = json!("the canary received no requests");
+            report["decided_at_s"] = time_json(at);
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Latency, Regression, SimSpec, Spike, simulate};
+    use crate::{JudgeKind, scenario::replay};
+
+    fn spec(regression: Regression, applied: bool) -> SimSpec {
+        SimSpec {
+            interval_s: 5.0,
+            duration_s: 1800.0,
+            rps: 200.0,
+            load_amplitude: 0.0,
+            load_period_s: 600.0,
+            split: vec![(0.0, 0.1)],
+            error_ratio: 0.005,
+            latency: Latency::lognormal(50.0, 0.6),
+            spike: None,
+            regression,
+            applied,
+        }
+    }
+
+    fn run(spec: &SimSpec, seed: u64) -> crate::Replay {
+        let (intervals, _) = simulate(spec, seed);
+        let mut judge = crate::build(&JudgeSettings {
+            judge: JudgeKind::Sequential,
+            ..JudgeSettings::default()
+        });
+        replay(judge.as_mut(), &intervals)
+    }
+
+    #[test]
+    fn error_regression_fails_quickly_with_checkable_evidence() {
+        let r = Regression {
+            onset_s: 60.0,
+            error_mult: 6.0,
+            ..Regression::NONE
+        };
+        let out = run(&spec(r, true), 11);
+        assert_eq!(out.decision, Decision::Fail);
+        let at = out.failed_at_s.unwrap_or(f64::INFINITY);
+        assert!(at > 60.0 && at <= 180.0, "failed at {at}");
+        let rep = &out.report;
+        assert_eq!(rep["verdict"], "fail");
+        assert_eq!(rep["signals"][0]["signal"], "error_ratio");
+        assert_eq!(rep["signals"][0]["verdict"], "fail");
+        let ev = &rep["signals"][0]["evidence"];
+        assert!(ev["e_value"].as_f64().unwrap_or(0.0) >= 200.0);
+        assert!(ev["p_value_anytime"].as_f64().unwrap_or(1.0) <= 0.005);
+        assert!(ev["odds_ratio_mantel_haenszel"].as_f64().unwrap_or(0.0) > 2.0);
+        assert!(
+            ev["excess_canary_errors"]["confidence_sequence"][0]
+                .as_f64()
+                .unwrap_or(-1.0)
+                > 0.0
+        );
+    }
+
+    #[test]
+    fn better_canary_never_fails_and_e_value_shrinks() {
+        let r = Regression {
+            onset_s: 0.0,
+            error_mult: 0.2,
+            latency_mult: 0.7,
+            ..Regression::NONE
+        };
+        let out = run(&spec(r, true), 12);
+        assert_eq!(out.decision, Decision::Continue);
+        assert_eq!(out.report["verdict"], "pass");
+        assert!(
+            out.report["signals"][0]["evidence"]["e_value"]
+                .as_f64()
+                .unwrap_or(1.0)
+                < 0.01
+        );
+        // Latency averages over bucket bounds; bounds nobody crosses stay at 1.
+        assert!(
+            out.report["signals"][1]["evidence"]["e_value"]
+                .as_f64()
+                .unwrap_or(1.0)
+                < 0.6
+        );
+    }
+
+    #[test]
+    fn shared_spike_does_not_fail_and_is_reported() {
+        let mut s = spec(Regression::NONE, false);
+        s.spike = Some(Spike {
+            start_s: 300.0,
+            end_s: 480.0,
+            error_mult: 30.0,
+            latency_mult: 4.0,
+        });
+        for seed in 0..5 {
+            let out = run(&s, 100 + seed);
+            assert_eq!(out.report["verdict"], "pass", "seed {seed}: {}", out.report);
+            let degraded = out.report["signals"][0]["evidence"]["baseline_degraded_intervals"]
+                .as_u64()
+                .unwrap_or(0);
+            assert!(degraded >= 20, "degraded intervals {degraded}");
+        }
+    }
+
+    #[test]
+    fn latency_body_shift_and_tail_only_regressions_fail_on_latency() {
+        let shift = Regression {
+            onset_s: 60.0,
+            latency_mult: 1.25,
+            ..Regression::NONE
+        };
+        let out = run(&spec(shift, true), 13);
+        assert_eq!(out.decision, Decision::Fail);
+        assert_eq!(out.report["signals"][1]["signal"], "latency");
+        assert_eq!(out.report["signals"][1]["verdict"], "fail");
+        assert_eq!(out.report["signals"][0]["verdict"], "pass");
+        let tail = Regression {
+            onset_s: 60.0,
+            tail_fraction: 0.03,
+            tail_factor: 10.0,
+            ..Regression::NONE
+        };
+        let out = run(&spec(tail, true), 14);
+        assert_eq!(out.decision, Decision::Fail);
+        let strongest = out.report["signals"][1]["evidence"]["strongest_bucket_le_ms"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(
+            strongest >= 250.0,
+            "a tail regression shows in the top buckets, got {strongest}"
+        );
+    }
+
+    #[test]
+    fn zero_traffic_is_inconclusive_not_a_crash() {
+        let mut judge = SequentialJudge::new(&JudgeSettings::default());
+        let empty = ArmCounts {
+            requests: 0,
+            errors: 0,
+            latency_le_ms: Some(vec![(10.0, 0), (f64::INFINITY, 0)]),
+        };
+        for i in 1..=20 {
+            let iv = Interval {
+                t: 5.0 * i as f64,
+                baseline: empty.clone(),
+                canary: empty.clone(),
+            };
+            assert_eq!(judge.observe(&iv), Decision::Continue);
+        }
+        let r = judge.report();
+        assert_eq!(r["verdict"], "inconclusive");
+        assert_eq!(r["decided_at_s"], 100);
+    }
+
+    #[test]
+    fn odds_ratio_test_is_a_supermartingale_in_the_worst_null_case() {
+        // Exact expectation of one interval's e-value under the null, by enumerating the
+        // hypergeometric law of the canary's count: must be <= 1 for every margin.
+        fn ln_choose(n: u64, k: u64) -> f64 {
+            statrs::function::factorial::ln_binomial(n, k)
+        }
+        let grid = SequentialSettings::default().grid();
+        for &(n_c, n_b, m) in &[
+            (5u64, 45u64, 3u64),
+            (10, 10, 10),
+            (40, 60, 50),
+            (3, 500, 200),
+            (200, 20, 7),
+            (1, 1, 1),
+        ] {
+            let n = n_c + n_b;
+            let mut expectation = 0.0;
+            for x in m.saturating_sub(n_b)..=m.min(n_c) {
+                let p = (ln_choose(n_c, x) + ln_choose(n_b, m - x) - ln_choose(n, m)).exp();
+                let mut t = OddsRatioTest::new(&grid);
+                t.update(x, n_c, m - x, n_b);
+                expectation += p * t.log_e().exp();
+            }
+            assert!(
+                expectation <= 1.0 + 1e-9,
+                "E[e] = {expectation} for ({n_c}, {n_b}, {m})"
+            );
+        }
+    }
+}
