@@ -181,3 +181,66 @@ pub struct StoredInterval {
     pub seq: i64,
     pub interval: backstop_judge::Interval,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    /// Intent journaled; the side effect may or may not have happened.
+    Started,
+    Done,
+    Failed,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Started => "started",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<StepStatus> {
+        Some(match s {
+            "pending" => StepStatus::Pending,
+            "started" => StepStatus::Started,
+            "done" => StepStatus::Done,
+            "failed" => StepStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One journaled recovery step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecoveryStep {
+    pub index: i64,
+    pub idempotency_key: String,
+    pub step: crate::recovery::StepKind,
+    pub status: StepStatus,
+    /// How many times the intent was journaled (more than 1 = resumed after a crash or retried).
+    pub attempts: i64,
+    pub started_at_ms: Option<Millis>,
+    pub finished_at_ms: Option<Millis>,
+    #[schema(value_type = Object)]
+    pub outcome: Option<serde_json::Value>,
+}
+
+/// A recovery: the journal of a plan being executed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Recovery {
+    pub id: String,
+    pub rollout_id: Option<String>,
+    pub service: String,
+    pub env: String,
+    pub actor: String,
+    /// `judge`, `manual`, `abort`.
+    pub trigger: String,
+    pub reason: String,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    pub created_at_ms: Millis,
+    pub finished_at_ms: Option<Millis>,
+    pub steps: Vec<RecoveryStep>,
+}

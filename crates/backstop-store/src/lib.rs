@@ -1,1 +1,115 @@
-//! backstop-store
+//! Backstop's durable state behind one trait. SQLite is the embedded default; a PostgreSQL
+//! backend implements the same trait (and runs the same conformance tests) for scale-out.
+//!
+//! Handlers and controllers only see [`StoreError`]: `NotFound` becomes HTTP 404 and
+//! `Conflict` 409 without anyone looking at database error codes.
+
+use async_trait::async_trait;
+use backstop_core::Millis;
+use backstop_core::audit::{AuditEntry, AuditRecord};
+use backstop_core::model::{EnvironmentState, Event, InstanceRecord, Recovery, Release, Rollout};
+use backstop_core::recovery::StepKind;
+use backstop_judge::Interval;
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The state a controller needs to carry on after a restart, and everything the API serves.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Releases
+    /// Registers a release; `Conflict` if `service@version` exists.
+    async fn create_release(&self, release: &Release) -> Result<()>;
+    async fn release(&self, id: &str) -> Result<Release>;
+    async fn releases(&self, service: Option<&str>) -> Result<Vec<Release>>;
+    async fn mark_release_bad(&self, id: &str, reason: &str) -> Result<()>;
+
+    // Environments and instances
+    async fn environment(&self, service: &str, env: &str) -> Result<Option<EnvironmentState>>;
+    async fn put_environment(&self, state: &EnvironmentState) -> Result<()>;
+    async fn environments(&self) -> Result<Vec<EnvironmentState>>;
+    async fn put_instance(&self, instance: &InstanceRecord) -> Result<()>;
+    async fn instance(&self, id: &str) -> Result<InstanceRecord>;
+    async fn running_instances(&self) -> Result<Vec<InstanceRecord>>;
+
+    // Rollouts
+    /// Inserts a rollout; `Conflict` when the environment already has an unfinished one.
+    async fn create_rollout(&self, rollout: &Rollout) -> Result<()>;
+    async fn rollout(&self, id: &str) -> Result<Rollout>;
+    /// Most recent first.
+    async fn rollouts(&self, service: Option<&str>, limit: i64) -> Result<Vec<Rollout>>;
+    async fn active_rollouts(&self) -> Result<Vec<Rollout>>;
+    async fn active_rollout(&self, service: &str, env: &str) -> Result<Option<Rollout>>;
+    /// Replaces the stored row (by id).
+    async fn update_rollout(&self, rollout: &Rollout) -> Result<()>;
+    async fn append_interval(&self, rollout_id: &str, interval: &Interval) -> Result<i64>;
+    async fn intervals(&self, rollout_id: &str) -> Result<Vec<Interval>>;
+    async fn add_event(&self, event: &Event) -> Result<()>;
+    async fn events(&self, rollout_id: &str) -> Result<Vec<Event>>;
+
+    // Recovery journal
+    /// Writes the recovery and its whole plan at once, before any step runs.
+    async fn create_recovery(&self, recovery: &Recovery, plan: &[StepKind]) -> Result<()>;
+    async fn recovery(&self, id: &str) -> Result<Recovery>;
+    async fn recoveries(&self, limit: i64) -> Result<Vec<Recovery>>;
+    async fn unfinished_recoveries(&self) -> Result<Vec<Recovery>>;
+    /// Journals the intent to run a step (counts attempts).
+    async fn step_started(&self, recovery_id: &str, index: i64, at: Millis) -> Result<()>;
+    async fn step_finished(
+        &self,
+        recovery_id: &str,
+        index: i64,
+        at: Millis,
+        ok: bool,
+        outcome: &serde_json::Value,
+    ) -> Result<()>;
+    async fn finish_recovery(&self, id: &str, status: &str, at: Millis) -> Result<()>;
+
+    // Audit
+    /// Appends to the hash chain atomically (sequence, link and head in one transaction).
+    async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord>;
+    /// Records with `seq > after`, oldest first.
+    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
+    /// The head written with the last record: `(seq, hash)`.
+    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+}
+
+/// Verifies the whole chain plus its stored head.
+pub async fn verify_audit(
+    store: &dyn Store,
+) -> Result<std::result::Result<usize, backstop_core::audit::ChainBreak>> {
+    let records = store.audit(0, i64::MAX).await?;
+    let verified = match backstop_core::audit::verify_chain(&records) {
+        Ok(n) => n,
+        Err(b) => return Ok(Err(b)),
+    };
+    let head = store.audit_head().await?;
+    let last = records.last().map(|r| (r.seq, r.hash.clone()));
+    if head != last {
+        let seq = head.as_ref().map_or(0, |h| h.0);
+        return Ok(Err(backstop_core::audit::ChainBreak {
+            seq,
+            reason: format!(
+                "the chain head records {} records but {} are stored (records were removed from the end)",
+                seq,
+                records.len()
+            ),
+        }));
+    }
+    Ok(Ok(verified))
+}

@@ -1,0 +1,237 @@
+//! Store conformance: the behaviour every backend must show. Runs on SQLite here; a PostgreSQL
+//! backend runs the same functions.
+
+use std::collections::BTreeMap;
+
+use backstop_core::audit::AuditEntry;
+use backstop_core::model::{
+    Artifact, Phase, Recovery, Release, ReleaseStatus, Rollout, StepStatus,
+};
+use backstop_core::recovery::plan_canary_rollback;
+use backstop_store::{SqliteStore, Store, StoreError, verify_audit};
+
+fn release(version: &str) -> Release {
+    Release {
+        id: Release::id_for("web", version),
+        service: "web".into(),
+        version: version.into(),
+        artifact: Artifact::Command(format!("run {version}")),
+        sha256: "ab".repeat(32),
+        env: BTreeMap::new(),
+        status: ReleaseStatus::Ok,
+        bad_reason: None,
+        created_at_ms: 1,
+    }
+}
+
+fn rollout(id: &str, to: &str) -> Rollout {
+    Rollout {
+        id: id.into(),
+        service: "web".into(),
+        env: "prod".into(),
+        from_release_id: None,
+        to_release_id: Release::id_for("web", to),
+        phase: Phase::Pending,
+        step_index: 0,
+        step_started_at_ms: None,
+        canary_weight: 0.0,
+        canary_instance_id: None,
+        created_at_ms: 10,
+        updated_at_ms: 10,
+        actor: "test".into(),
+        reason: None,
+        verdict: None,
+    }
+}
+
+async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_dir(dir.path()).await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn releases_are_unique_per_service_and_version() {
+    let (_dir, s) = store().await;
+    s.create_release(&release("v1")).await.unwrap();
+    assert!(matches!(
+        s.create_release(&release("v1")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.release("web@v9").await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.mark_release_bad("web@v1", "judge").await.unwrap();
+    assert_eq!(
+        s.release("web@v1").await.unwrap().status,
+        ReleaseStatus::Bad
+    );
+}
+
+#[tokio::test]
+async fn only_one_active_rollout_per_environment() {
+    let (_dir, s) = store().await;
+    s.create_release(&release("v1")).await.unwrap();
+    s.create_release(&release("v2")).await.unwrap();
+    s.create_rollout(&rollout("r1", "v1")).await.unwrap();
+    let err = s.create_rollout(&rollout("r2", "v2")).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("already has a rollout")),
+        "{err}"
+    );
+    let mut r1 = s.rollout("r1").await.unwrap();
+    r1.phase = Phase::Promoted;
+    s.update_rollout(&r1).await.unwrap();
+    s.create_rollout(&rollout("r2", "v2")).await.unwrap();
+    assert_eq!(s.active_rollouts().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn state_survives_reopening() {
+    let (dir, s) = store().await;
+    s.create_release(&release("v1")).await.unwrap();
+    let mut r = rollout("r1", "v1");
+    r.verdict = Some(serde_json::json!({"verdict": "fail"}));
+    s.create_rollout(&r).await.unwrap();
+    s.append_interval(
+        "r1",
+        &backstop_judge::Interval {
+            t: 5.0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.append_interval(
+            "r1",
+            &backstop_judge::Interval {
+                t: 10.0,
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    s.close().await;
+    drop(s);
+    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    assert_eq!(s.rollout("r1").await.unwrap(), r);
+    let ts: Vec<f64> = s
+        .intervals("r1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.t)
+        .collect();
+    assert_eq!(ts, [5.0, 10.0]);
+}
+
+#[tokio::test]
+async fn recovery_journal_records_intent_attempts_and_outcome() {
+    let (_dir, s) = store().await;
+    let plan = plan_canary_rollback("i1", "web@v1", Some("i2"), "web@v2", "judge");
+    let rec = Recovery {
+        id: "rec1".into(),
+        rollout_id: Some("r1".into()),
+        service: "web".into(),
+        env: "prod".into(),
+        actor: "controller".into(),
+        trigger: "judge".into(),
+        reason: "errors".into(),
+        status: "running".into(),
+        created_at_ms: 1,
+        finished_at_ms: None,
+        steps: vec![],
+    };
+    s.create_recovery(&rec, &plan).await.unwrap();
+    let mut second = rec.clone();
+    second.id = "rec2".into();
+    assert!(matches!(
+        s.create_recovery(&second, &plan).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.step_started("rec1", 0, 5).await.unwrap();
+    s.step_started("rec1", 0, 6).await.unwrap();
+    s.step_finished("rec1", 0, 7, true, &serde_json::json!({"ok": true}))
+        .await
+        .unwrap();
+    let got = s.recovery("rec1").await.unwrap();
+    assert_eq!(got.steps.len(), 3);
+    assert_eq!(got.steps[0].status, StepStatus::Done);
+    assert_eq!(got.steps[0].attempts, 2);
+    assert_eq!(got.steps[0].started_at_ms, Some(5));
+    assert_eq!(got.steps[1].status, StepStatus::Pending);
+    assert_eq!(got.steps[0].idempotency_key, "rec1/0/shift_traffic");
+    assert_eq!(s.unfinished_recoveries().await.unwrap().len(), 1);
+    s.finish_recovery("rec1", "done", 9).await.unwrap();
+    assert!(s.unfinished_recoveries().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn audit_chain_appends_and_verifies() {
+    let (dir, s) = store().await;
+    for i in 0..5 {
+        s.append_audit(
+            100 + i,
+            &AuditEntry {
+                actor: "controller".into(),
+                action: "test".into(),
+                target: format!("t{i}"),
+                trigger: "unit".into(),
+                evidence: serde_json::json!({"i": i, "nested": {"z": 1, "a": 2}}),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(verify_audit(&s).await.unwrap(), Ok(5));
+    s.close().await;
+
+    // Tamper with the file directly, as an attacker with disk access would.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("backstop.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE audit SET target = 'forged' WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    let broken = verify_audit(&s).await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 3);
+}
+
+#[tokio::test]
+async fn truncating_the_audit_tail_is_detected() {
+    let (dir, s) = store().await;
+    for i in 0..3 {
+        let entry = AuditEntry {
+            actor: "a".into(),
+            action: "b".into(),
+            target: "c".into(),
+            trigger: "d".into(),
+            evidence: serde_json::json!(i),
+        };
+        s.append_audit(i, &entry).await.unwrap();
+    }
+    s.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("backstop.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    assert!(verify_audit(&s).await.unwrap().is_err());
+}
