@@ -273,6 +273,25 @@ async fn supervise(mut child: Child, instance_id: String, log_path: PathBuf) {
     }
 }
 
+/// For an instance adopted after a controller restart (not our child, so nothing to reap):
+/// keeps its log under [`MAX_LOG_BYTES`] until the instance is no longer running.
+pub fn supervise_adopted(inst: Instance, log_path: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LOG_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !is_running(&inst) {
+                tracing::info!(instance = %inst.instance_id, pid = inst.pid, "Adopted instance is gone.");
+                return;
+            }
+            if let Err(e) = cap_log(&log_path, MAX_LOG_BYTES) {
+                tracing::warn!(instance = %inst.instance_id, path = %log_path.display(), error = %e, "Cannot rotate instance log.");
+            }
+        }
+    })
+}
+
 /// If the file at `path` is larger than `max_bytes`, copies it to `<path>.1` and empties it.
 /// Writers that opened it in append mode continue at the new end. Returns whether it rotated.
 pub fn cap_log(path: &Path, max_bytes: u64) -> io::Result<bool> {

@@ -87,6 +87,45 @@ pub struct VersionStats {
     pub last_error_at: Option<SystemTime>,
 }
 
+impl VersionStats {
+    /// Counts accumulated between `earlier` and `self` (two snapshots of the same version),
+    /// i.e. one interval's increments, in the shape of a `backstop-scenario/v1` arm. Saturates
+    /// at zero if `earlier` is not really earlier. Timestamps are those of `self`.
+    pub fn since(&self, earlier: &VersionStats) -> VersionStats {
+        let latency_buckets_ms = self
+            .latency_buckets_ms
+            .iter()
+            .map(|(le, n)| {
+                let before = earlier
+                    .latency_buckets_ms
+                    .iter()
+                    .find(|(b, _)| b == le)
+                    .map_or(0, |(_, m)| *m);
+                (*le, n.saturating_sub(before))
+            })
+            .collect();
+        VersionStats {
+            version: self.version.clone(),
+            requests: self.requests.saturating_sub(earlier.requests),
+            errors: self.errors.saturating_sub(earlier.errors),
+            latency_buckets_ms,
+            latency_sum_ms: (self.latency_sum_ms - earlier.latency_sum_ms).max(0.0),
+            first_request_at: self.first_request_at,
+            last_error_at: self.last_error_at,
+        }
+    }
+}
+
+/// Label of a bucket bound as written in scenario files and Prometheus `le`: `"5"`, `"2500"`,
+/// `"+Inf"`.
+pub fn le_label(le: f64) -> String {
+    if le.is_infinite() {
+        "+Inf".to_owned()
+    } else {
+        format!("{le}")
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     requests: u64,
@@ -511,6 +550,31 @@ mod tests {
         assert_eq!(get(10000.0), Some(5));
         assert_eq!(get(f64::INFINITY), Some(6));
         assert!((s.latency_sum_ms - 20163.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn since_gives_interval_increments() {
+        let mut c = Counters::default();
+        c.record(3.0, false);
+        c.record(30.0, true);
+        let before = c.snapshot("v2");
+        c.record(7.0, false);
+        c.record(700.0, true);
+        c.record(4.0, false);
+        let d = c.snapshot("v2").since(&before);
+        assert_eq!((d.requests, d.errors), (3, 1));
+        let counts: Vec<u64> = d.latency_buckets_ms.iter().map(|b| b.1).collect();
+        assert_eq!(counts, [1, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3]);
+        assert!((d.latency_sum_ms - 711.0).abs() < 1e-9);
+        // Reversed arguments saturate instead of wrapping.
+        assert_eq!(before.since(&c.snapshot("v2")).requests, 0);
+        let labels: Vec<String> = LATENCY_BUCKETS_MS.iter().map(|b| le_label(*b)).collect();
+        assert_eq!(
+            labels,
+            [
+                "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "+Inf"
+            ]
+        );
     }
 
     #[test]

@@ -290,3 +290,42 @@ async fn check_health_reports_status_and_refusal() {
         .unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
 }
+
+#[tokio::test]
+async fn adopted_instance_log_is_capped_until_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = health_server().await;
+    let id = unique("adopted");
+    let s = spec(&id, "exec sleep 1000", port, dir.path());
+    let inst = process::start(&s).await.unwrap();
+    // A restarted controller only has the stored record.
+    let adopted: Instance = serde_json::from_str(&serde_json::to_string(&inst).unwrap()).unwrap();
+    assert!(process::is_running(&adopted));
+    let big = vec![b'x'; (process::MAX_LOG_BYTES + 1) as usize];
+    std::fs::write(&s.log_path, &big).unwrap();
+    let watcher = process::supervise_adopted(adopted.clone(), s.log_path.clone());
+    let mut rotated = dir
+        .path()
+        .join("logs")
+        .join(format!("{id}.log"))
+        .into_os_string();
+    rotated.push(".1");
+    for _ in 0..200 {
+        if std::fs::metadata(&rotated).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        std::fs::metadata(&rotated).unwrap().len(),
+        process::MAX_LOG_BYTES + 1
+    );
+    assert!(std::fs::metadata(&s.log_path).unwrap().len() < 1024);
+    process::stop(&adopted, Duration::from_secs(2))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .expect("watcher ends once the instance is gone")
+        .unwrap();
+}
