@@ -1,0 +1,122 @@
+//! CLI pieces the binary wires as `backstop validate FILE` and `backstop config schema|show|init`.
+//!
+//! Exit codes: 0 valid / printed, 1 invalid config (every error listed). Usage errors (exit 2)
+//! are clap's.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+/// Output format of a reporting command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `backstop validate FILE`
+#[derive(Debug, Clone, clap::Args)]
+pub struct ValidateArgs {
+    /// The config file (backstop.yaml).
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `backstop config show FILE`
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShowArgs {
+    /// The config file (backstop.yaml).
+    pub file: PathBuf,
+    /// Show every default filled in (objectives from the tier, steps, merged analysis).
+    #[arg(long)]
+    pub effective: bool,
+    /// Output format: text prints YAML.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+}
+
+fn print_errors(errors: &crate::ConfigErrors, output: OutputFormat) {
+    match output {
+        OutputFormat::Text => {
+            let noun = if errors.len() == 1 { "error" } else { "errors" };
+            print(&format!("{errors}\n{} {noun}", errors.len()));
+        }
+        OutputFormat::Json => print(&serde_json::to_string_pretty(&errors.to_json()).unwrap_or_default()),
+    }
+}
+
+/// `backstop validate FILE [--output text|json]`: 0 when valid, 1 with every error listed.
+/// JSON: `{"valid": true, "services": N}` or `{"valid": false, "errors": [{file, line, col, path, message}]}`.
+#[must_use]
+pub fn run_validate(args: &ValidateArgs) -> i32 {
+    match crate::load(&args.file) {
+        Ok(config) => {
+            match args.output {
+                OutputFormat::Text => print(&format!(
+                    "{}: valid ({} service{})",
+                    args.file.display(),
+                    config.services.len(),
+                    if config.services.len() == 1 { "" } else { "s" }
+                )),
+                OutputFormat::Json => print(
+                    &serde_json::json!({"valid": true, "file": args.file.display().to_string(), "services": config.services.len()})
+                        .to_string(),
+                ),
+            }
+            0
+        }
+        Err(errors) => {
+            print_errors(&errors, args.output);
+            1
+        }
+    }
+}
+
+/// `backstop config schema`: prints the JSON Schema of `backstop.yaml`.
+#[must_use]
+pub fn run_schema() -> i32 {
+    print(&serde_json::to_string_pretty(&crate::schema()).unwrap_or_default());
+    0
+}
+
+/// `backstop config show FILE [--effective] [--output text|json]`: the config as written
+/// (validated), or with every default filled in. 1 with every error listed when invalid.
+#[must_use]
+pub fn run_show(args: &ShowArgs) -> i32 {
+    match crate::load_with_input(&args.file) {
+        Ok((config, input)) => {
+            let text = match (args.effective, args.output) {
+                (true, OutputFormat::Text) => config.to_yaml_effective(),
+                (true, OutputFormat::Json) => config.to_json_effective(),
+                (false, OutputFormat::Text) => crate::emit::to_yaml(&input),
+                (false, OutputFormat::Json) => serde_json::to_string_pretty(&input).unwrap_or_default(),
+            };
+            print(&text);
+            0
+        }
+        Err(errors) => {
+            print_errors(&errors, args.output);
+            1
+        }
+    }
+}
+
+/// `backstop config init`: prints a commented starter `backstop.yaml`.
+#[must_use]
+pub fn run_init() -> i32 {
+    print(crate::STARTER);
+    0
+}

@@ -1,0 +1,475 @@
+//! Validation of the parsed YAML value: JSON Schema errors turned into readable messages, then
+//! the checks a schema cannot express (uniqueness, placeholders, step order, objectives).
+//! Every check runs on the raw value and tolerates what other checks reject, so one pass reports
+//! every problem.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use serde_json::Value;
+
+use crate::model::{DURATION_PATTERN, ENV_KEY_PATTERN, NAME_PATTERN, Objectives, format_duration, parse_duration};
+use crate::yaml::{Document, Pos, escape_token};
+
+/// A problem located by JSON pointer; the position is looked up in the [`Document`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Problem {
+    pub pos: Pos,
+    pub path: String,
+    pub message: String,
+}
+
+static SCHEMA: LazyLock<Value> = LazyLock::new(crate::schema);
+
+static VALIDATOR: LazyLock<Result<Validator, String>> = LazyLock::new(|| {
+    jsonschema::options()
+        .should_validate_formats(true)
+        .with_format("duration", |s: &str| parse_duration(s).is_ok())
+        .with_format("socket-address", |s: &str| s.parse::<SocketAddr>().is_ok())
+        .build(&SCHEMA)
+        .map_err(|e| e.to_string())
+});
+
+/// Validates `value` against the schema of [`crate::Config`].
+pub(crate) fn schema_problems(doc: &Document, value: &Value) -> Vec<Problem> {
+    let validator = match &*VALIDATOR {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![Problem {
+                pos: Pos { line: 1, col: 1 },
+                path: String::new(),
+                message: format!("internal error: the config schema does not compile: {e}"),
+            }];
+        }
+    };
+    let mut out = Vec::new();
+    for error in validator.iter_errors(value) {
+        map_error(doc, &error, &mut out);
+    }
+    out
+}
+
+fn pointer_of(e: &ValidationError<'_>) -> String {
+    e.instance_path().as_str().to_owned()
+}
+
+/// Resolves a schema location (following local `$ref`s where a segment is not found directly).
+fn schema_at<'a>(root: &'a Value, location: &str) -> Option<&'a Value> {
+    let mut cur = root;
+    for raw in location.split('/').skip(1) {
+        let token = raw.replace("~1", "/").replace("~0", "~");
+        let mut hops = 0;
+        loop {
+            let next = match cur {
+                Value::Object(m) => m.get(&token),
+                Value::Array(a) => token.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            };
+            if let Some(n) = next {
+                cur = n;
+                break;
+            }
+            let reference = cur.get("$ref").and_then(Value::as_str)?;
+            cur = root.pointer(reference.strip_prefix('#')?)?;
+            hops += 1;
+            if hops > 8 {
+                return None;
+            }
+        }
+    }
+    // A property schema may itself be a `$ref`: descriptions live on either.
+    Some(cur)
+}
+
+fn parent(location: &str) -> &str {
+    location.rfind('/').map_or("", |i| &location[..i])
+}
+
+/// The first sentence of a description, for hints.
+fn first_sentence(text: &str) -> String {
+    let text = text.trim();
+    let end = text.find(". ").map_or(text.len(), |i| i + 1);
+    text[..end].replace('\n', " ").trim_end_matches('.').to_owned()
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".to_owned(),
+        Value::Bool(b) => format!("a boolean ({b})"),
+        Value::Number(n) => format!("a number ({n})"),
+        Value::String(s) => format!("a string ({s:?})"),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "a mapping".to_owned(),
+    }
+}
+
+fn type_name(t: jsonschema::JsonType) -> &'static str {
+    match t.as_str() {
+        "array" => "a list",
+        "boolean" => "a boolean",
+        "integer" => "an integer",
+        "null" => "null",
+        "number" => "a number",
+        "object" => "a mapping",
+        _ => "a string",
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
+    let ptr = pointer_of(e);
+    let schema_path = e.schema_path().as_str().to_owned();
+    let instance = e.instance();
+    let here = doc.value_pos(&ptr);
+    let property_schema = schema_at(&SCHEMA, parent(&schema_path));
+    let hint_from_description = || {
+        property_schema
+            .and_then(|s| s.get("description"))
+            .and_then(Value::as_str)
+            .map(first_sentence)
+    };
+    let with_hint = |message: String, hint: Option<String>| match hint {
+        Some(h) if !h.is_empty() => format!("{message} ({h})"),
+        _ => message,
+    };
+    let mut push = |pos: Pos, path: String, message: String| out.push(Problem { pos, path, message });
+
+    match e.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected }
+        | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            let allowed: Vec<String> = property_schema
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            for key in unexpected {
+                let key_ptr = format!("{ptr}/{}", escape_token(key));
+                let suggestion = crate::suggest::closest(key, allowed.iter().map(String::as_str));
+                let hint = match (suggestion, allowed.is_empty()) {
+                    (Some(s), _) => format!("did you mean `{s}`? allowed here: {}", allowed.join(", ")),
+                    (None, false) => format!("allowed here: {}", allowed.join(", ")),
+                    (None, true) => "no keys are allowed here".to_owned(),
+                };
+                push(doc.key_pos(&key_ptr), key_ptr, format!("unknown key `{key}` ({hint})"));
+            }
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = short(property);
+            let description = property_schema
+                .and_then(|s| s.get("properties"))
+                .and_then(|p| p.get(&name))
+                .and_then(|p| p.get("description"))
+                .and_then(Value::as_str)
+                .map(first_sentence);
+            push(here, ptr, with_hint(format!("missing required key `{name}`"), description));
+        }
+        ValidationErrorKind::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => type_name(*t).to_owned(),
+                TypeKind::Multiple(set) => set.iter().map(type_name).collect::<Vec<_>>().join(" or "),
+            };
+            let wants_string = matches!(kind, TypeKind::Single(t) if t.as_str() == "string");
+            let hint = match instance.as_ref() {
+                Value::Number(_) | Value::Bool(_) if wants_string => {
+                    Some(format!("quote it: \"{}\"", short(instance)))
+                }
+                Value::Null => Some("the key has no value".to_owned()),
+                _ => hint_from_description(),
+            };
+            push(here, ptr, with_hint(format!("expected {expected}, found {}", describe(instance)), hint));
+        }
+        ValidationErrorKind::Enum { options } => {
+            let allowed: Vec<String> = options.as_array().map(|a| a.iter().map(short).collect()).unwrap_or_default();
+            push(here, ptr, unknown_value(instance, &allowed));
+        }
+        ValidationErrorKind::Constant { expected_value } => {
+            push(here, ptr, unknown_value(instance, &[short(expected_value)]));
+        }
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            // Enumerations with documented variants are `oneOf` of `const`s.
+            let consts: Option<Vec<String>> = context
+                .iter()
+                .map(|branch| match branch.as_slice() {
+                    [only] => match only.kind() {
+                        ValidationErrorKind::Constant { expected_value } => Some(vec![short(expected_value)]),
+                        ValidationErrorKind::Enum { options } => {
+                            options.as_array().map(|a| a.iter().map(short).collect())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect::<Option<Vec<Vec<String>>>>()
+                .map(|v| v.concat());
+            match consts {
+                Some(allowed) if !allowed.is_empty() => push(here, ptr, unknown_value(instance, &allowed)),
+                _ => {
+                    // Report the branch that came closest (fewest errors).
+                    match context.iter().filter(|b| !b.is_empty()).min_by_key(|b| b.len()) {
+                        Some(best) => {
+                            for inner in best {
+                                map_error(doc, inner, out);
+                            }
+                        }
+                        None => push(here, ptr, e.to_string()),
+                    }
+                }
+            }
+        }
+        ValidationErrorKind::Format { format } => {
+            let text = short(instance);
+            let message = match format.as_str() {
+                "duration" => parse_duration(&text).err().unwrap_or_else(|| format!("invalid duration {text:?}")),
+                "socket-address" => format!(
+                    "invalid listen address {text:?} (expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080; host names are not accepted)"
+                ),
+                other => format!("{text:?} is not a valid {other}"),
+            };
+            push(here, ptr, message);
+        }
+        ValidationErrorKind::Pattern { pattern } => {
+            let text = short(instance);
+            match pattern.as_str() {
+                // Durations are checked by their format, with humantime's own message.
+                DURATION_PATTERN => {}
+                NAME_PATTERN => push(
+                    here,
+                    ptr,
+                    format!(
+                        "invalid name {text:?} (use lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
+                    ),
+                ),
+                "^/" => push(here, ptr, format!("invalid path {text:?} (must start with '/', e.g. /healthz)")),
+                _ => push(here, ptr, with_hint(format!("{text:?} does not match `{pattern}`"), hint_from_description())),
+            }
+        }
+        ValidationErrorKind::PropertyNames { error } => {
+            let key = short(error.instance());
+            let key_ptr = format!("{ptr}/{}", escape_token(&key));
+            let message = if matches!(error.kind(), ValidationErrorKind::Pattern { pattern } if pattern == ENV_KEY_PATTERN) {
+                format!("invalid environment variable name `{key}` (use A-Z, 0-9 and _, not starting with a digit)")
+            } else {
+                format!("invalid key `{key}`: {error}")
+            };
+            push(doc.key_pos(&key_ptr), key_ptr, message);
+        }
+        ValidationErrorKind::Maximum { limit } => {
+            push(here, ptr, with_hint(format!("must be at most {limit}, found {}", short(instance)), hint_from_description()));
+        }
+        ValidationErrorKind::Minimum { limit } => {
+            push(here, ptr, with_hint(format!("must be at least {limit}, found {}", short(instance)), hint_from_description()));
+        }
+        ValidationErrorKind::ExclusiveMaximum { limit } => {
+            push(here, ptr, with_hint(format!("must be below {limit}, found {}", short(instance)), hint_from_description()));
+        }
+        ValidationErrorKind::ExclusiveMinimum { limit } => {
+            push(here, ptr, with_hint(format!("must be above {limit}, found {}", short(instance)), hint_from_description()));
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            let noun = if *limit == 1 { "item" } else { "items" };
+            push(here, ptr, with_hint(format!("needs at least {limit} {noun}"), hint_from_description()));
+        }
+        ValidationErrorKind::MinLength { limit } if *limit == 1 => {
+            push(here, ptr, with_hint("must not be empty".to_owned(), hint_from_description()));
+        }
+        _ => push(here, ptr, e.to_string()),
+    }
+}
+
+fn unknown_value(instance: &Value, allowed: &[String]) -> String {
+    let text = short(instance);
+    let quoted: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+    match crate::suggest::closest(&text, allowed.iter().map(String::as_str)) {
+        Some(s) if s != text => format!("unknown value `{text}` (did you mean `{s}`? allowed: {})", quoted.join(", ")),
+        _ => format!("unknown value `{text}` (allowed: {})", quoted.join(", ")),
+    }
+}
+
+/// Checks the schema cannot express. Tolerates values of the wrong type (the schema reports those).
+pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let Some(services) = root.get("services").and_then(Value::as_array) else {
+        return out;
+    };
+    let mut push = |path: String, message: String| {
+        out.push(Problem { pos: doc.value_pos(&path), path, message });
+    };
+    let mut names: HashMap<&str, String> = HashMap::new();
+    // listen address → (service, environment, pointer)
+    let mut listens: HashMap<SocketAddr, (String, String, String)> = HashMap::new();
+
+    for (i, svc) in services.iter().enumerate() {
+        let sp = format!("/services/{i}");
+        let svc_name = svc.get("name").and_then(Value::as_str).unwrap_or("");
+        if let Some(name) = svc.get("name").and_then(Value::as_str) {
+            let here = format!("{sp}/name");
+            if let Some(first) = names.get(name) {
+                let at = doc.value_pos(first);
+                push(here, format!("duplicate service name `{name}` (first defined at line {}, column {})", at.line, at.col));
+            } else {
+                names.insert(name, here);
+            }
+        }
+
+        // Objectives, with tier defaults.
+        let tier = svc.get("tier").and_then(Value::as_u64).filter(|t| *t <= 3);
+        let defaults = tier.map(|t| Objectives::for_tier(u8::try_from(t).unwrap_or(3)));
+        let mttr_ptr = format!("{sp}/objectives/mttr");
+        let sla_ptr = format!("{sp}/objectives/rollback_sla");
+        let given_mttr = positive_duration(svc.pointer("/objectives/mttr"), &mttr_ptr, &mut push);
+        let given_sla = positive_duration(svc.pointer("/objectives/rollback_sla"), &sla_ptr, &mut push);
+        let mttr = given_mttr.or(defaults.as_ref().and_then(|d| d.mttr));
+        let sla = given_sla.or(defaults.as_ref().and_then(|d| d.rollback_sla));
+        if let (Some(m), Some(s)) = (mttr, sla)
+            && s > m
+            && (given_mttr.is_some() || given_sla.is_some())
+        {
+            let (at, what) = if given_sla.is_some() { (sla_ptr, "") } else { (mttr_ptr, " (the tier default)") };
+            push(
+                at,
+                format!(
+                    "rollback_sla ({}) must not exceed mttr ({}){what} (restoring traffic is part of restoring service)",
+                    format_duration(s),
+                    format_duration(m)
+                ),
+            );
+        }
+
+        // Run.
+        if let Some(command) = svc.pointer("/run/command").and_then(Value::as_str) {
+            for message in crate::command::check(command) {
+                push(format!("{sp}/run/command"), message);
+            }
+        }
+        for field in ["timeout", "interval", "start_timeout"] {
+            let ptr = format!("{sp}/run/health/{field}");
+            positive_duration(svc.pointer(&format!("/run/health/{field}")), &ptr, &mut push);
+        }
+
+        // Rollout.
+        check_rollout(svc, &sp, &mut push);
+
+        // Environments.
+        if let Some(envs) = svc.get("environments").and_then(Value::as_array) {
+            let mut env_names: HashMap<&str, String> = HashMap::new();
+            for (j, env) in envs.iter().enumerate() {
+                let ep = format!("{sp}/environments/{j}");
+                let env_name = env.get("name").and_then(Value::as_str).unwrap_or("");
+                if let Some(name) = env.get("name").and_then(Value::as_str) {
+                    let here = format!("{ep}/name");
+                    if let Some(first) = env_names.get(name) {
+                        let at = doc.value_pos(first);
+                        push(
+                            here,
+                            format!("duplicate environment `{name}` in service `{svc_name}` (first defined at line {})", at.line),
+                        );
+                    } else {
+                        env_names.insert(name, here);
+                    }
+                }
+                if let Some(addr) = env.get("listen").and_then(Value::as_str).and_then(|s| s.parse::<SocketAddr>().ok())
+                    && addr.port() != 0
+                {
+                    let here = format!("{ep}/listen");
+                    if let Some((s, e, first)) = listens.get(&addr) {
+                        let at = doc.value_pos(first);
+                        push(
+                            here,
+                            format!(
+                                "listen address {addr} is already used by service `{s}`, environment `{e}` (line {}); each environment needs its own",
+                                at.line
+                            ),
+                        );
+                    } else {
+                        listens.insert(addr, (svc_name.to_owned(), env_name.to_owned(), here));
+                    }
+                }
+                let env_sla_ptr = format!("{ep}/rollback_sla");
+                if let Some(env_sla) = positive_duration(env.get("rollback_sla"), &env_sla_ptr, &mut push)
+                    && let Some(m) = mttr
+                    && env_sla > m
+                {
+                    push(
+                        env_sla_ptr,
+                        format!(
+                            "rollback_sla ({}) must not exceed the service's mttr ({})",
+                            format_duration(env_sla),
+                            format_duration(m)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A duration string that parses (bad ones are reported by the schema) and must be above zero.
+fn positive_duration(v: Option<&Value>, ptr: &str, push: &mut impl FnMut(String, String)) -> Option<Duration> {
+    let d = parse_duration(v?.as_str()?).ok()?;
+    if d.is_zero() {
+        push(ptr.to_owned(), "must be greater than 0".to_owned());
+        return None;
+    }
+    Some(d)
+}
+
+fn check_rollout(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
+    let Some(rollout) = svc.get("rollout") else { return };
+    let strategy = rollout.get("strategy").and_then(Value::as_str).unwrap_or("canary");
+    let Some(steps) = rollout.get("steps").and_then(Value::as_array) else { return };
+    let steps_ptr = format!("{sp}/rollout/steps");
+    match strategy {
+        "all-at-once" => {
+            let only_full = matches!(steps.as_slice(), [s] if s.get("weight").and_then(Value::as_f64) == Some(100.0) && s.get("for").is_none());
+            if !steps.is_empty() && !only_full {
+                push(steps_ptr, "an all-at-once rollout has no steps (remove `steps`, or use `strategy: canary`)".to_owned());
+            }
+        }
+        "canary" => {
+            if steps.is_empty() {
+                push(
+                    steps_ptr,
+                    "a canary needs at least one step (remove `steps` for the default 10% → 50% → 100%)".to_owned(),
+                );
+                return;
+            }
+            let mut previous: Option<f64> = None;
+            let last = steps.len() - 1;
+            for (j, step) in steps.iter().enumerate() {
+                let weight = step.get("weight").and_then(Value::as_f64);
+                let wp = format!("{steps_ptr}/{j}/weight");
+                if let (Some(w), Some(p)) = (weight, previous)
+                    && w <= p
+                {
+                    push(wp.clone(), format!("step weights must increase: {w} comes after {p}"));
+                }
+                if j == last
+                    && let Some(w) = weight
+                    && w != 100.0
+                {
+                    push(wp, format!("the last step must send all traffic: weight 100, found {w}"));
+                }
+                if j < last && step.get("for").is_none_or(Value::is_null) {
+                    let w = weight.map(|w| format!(" at {w}%")).unwrap_or_default();
+                    push(
+                        format!("{steps_ptr}/{j}"),
+                        format!("step {} needs `for`: how long to hold{w} before the next step (e.g. `for: 1m`)", j + 1),
+                    );
+                }
+                previous = weight.or(previous);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,438 @@
+//! YAML text → `serde_json::Value`, remembering where every value and every key came from.
+//!
+//! Built on saphyr's event parser so that duplicate keys are reported (all of them, not only the
+//! first) and positions are kept for keys as well as values.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use saphyr::Scalar;
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+use serde_json::{Map, Number, Value};
+
+/// A position in the source: 1-based line and column (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Pos {
+    fn from_marker(m: saphyr_parser::Marker) -> Self {
+        Self { line: m.line().max(1), col: m.col() + 1 }
+    }
+}
+
+/// A problem found while reading the YAML itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlProblem {
+    pub pos: Pos,
+    pub path: String,
+    pub message: String,
+}
+
+/// The result of reading a YAML document.
+#[derive(Debug, Default)]
+pub struct Document {
+    /// The value, `None` when the text had a syntax error or held no document.
+    pub value: Option<Value>,
+    /// JSON pointer → position of the value.
+    pub values: HashMap<String, Pos>,
+    /// JSON pointer → position of the key under which the value is stored.
+    pub keys: HashMap<String, Pos>,
+    /// Problems; `fatal` tells whether `value` can still be used.
+    pub problems: Vec<YamlProblem>,
+    pub fatal: bool,
+}
+
+impl Document {
+    /// Position of the value at `pointer`, else of its nearest ancestor that has one.
+    pub fn value_pos(&self, pointer: &str) -> Pos {
+        let mut p = pointer;
+        loop {
+            if let Some(pos) = self.values.get(p) {
+                return *pos;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return Pos { line: 1, col: 1 },
+            }
+        }
+    }
+
+    /// Position of the key of the value at `pointer` (falls back to the value's position).
+    pub fn key_pos(&self, pointer: &str) -> Pos {
+        self.keys.get(pointer).copied().unwrap_or_else(|| self.value_pos(pointer))
+    }
+}
+
+/// Escapes one JSON pointer token (RFC 6901).
+#[must_use]
+pub fn escape_token(token: &str) -> Cow<'_, str> {
+    if token.contains(['~', '/']) {
+        Cow::Owned(token.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+enum KeyState {
+    /// The next node is a key.
+    Expect,
+    /// The next node is the value of this key.
+    Have(String),
+    /// The next node is the value of a rejected key: drop it.
+    Discard,
+}
+
+enum Frame {
+    Seq { items: Vec<Value>, ptr: String, anchor: usize },
+    Map { obj: Map<String, Value>, ptr: String, anchor: usize, key: KeyState },
+    /// A collection used as a mapping key: skipped, `depth` nested levels open.
+    SkipKey { depth: usize },
+}
+
+/// How many nodes alias expansion may produce overall (billion-laughs guard).
+const ALIAS_BUDGET: usize = 100_000;
+/// Deepest nesting accepted.
+const MAX_DEPTH: usize = 128;
+
+struct Builder {
+    doc: Document,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Value>,
+    alias_budget: usize,
+    documents: usize,
+}
+
+/// Reads `text` as one YAML document.
+#[must_use]
+pub fn read(text: &str) -> Document {
+    let mut b = Builder {
+        doc: Document::default(),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        alias_budget: ALIAS_BUDGET,
+        documents: 0,
+    };
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        match parser.next_event() {
+            None => break,
+            Some(Err(e)) => {
+                b.fatal(Pos::from_marker(*e.marker()), String::new(), format!("YAML syntax error: {}", e.info()));
+                break;
+            }
+            Some(Ok((event, span))) => {
+                if matches!(event, Event::StreamEnd) {
+                    break;
+                }
+                if !b.on_event(event, span) {
+                    break;
+                }
+            }
+        }
+    }
+    if !b.doc.fatal && b.doc.value.is_none() {
+        b.fatal(Pos { line: 1, col: 1 }, String::new(), "the file holds no YAML document".to_owned());
+    }
+    b.doc
+}
+
+impl Builder {
+    fn fatal(&mut self, pos: Pos, path: String, message: String) {
+        self.doc.problems.push(YamlProblem { pos, path, message });
+        self.doc.fatal = true;
+        self.doc.value = None;
+    }
+
+    fn problem(&mut self, pos: Pos, path: String, message: String) {
+        self.doc.problems.push(YamlProblem { pos, path, message });
+    }
+
+    /// The pointer of the node that starts now (as a value), or `None` if it is a key / dropped.
+    fn child_pointer(&self) -> ChildRole {
+        match self.stack.last() {
+            None => ChildRole::Value(String::new()),
+            Some(Frame::Seq { items, ptr, .. }) => ChildRole::Value(format!("{ptr}/{}", items.len())),
+            Some(Frame::Map { key: KeyState::Expect, .. }) => ChildRole::Key,
+            Some(Frame::Map { key: KeyState::Have(k), ptr, .. }) => {
+                ChildRole::Value(format!("{ptr}/{}", escape_token(k)))
+            }
+            Some(Frame::Map { key: KeyState::Discard, .. }) | Some(Frame::SkipKey { .. }) => ChildRole::Dropped,
+        }
+    }
+
+    /// Handles one event; `false` stops the parse.
+    fn on_event(&mut self, event: Event<'_>, span: Span) -> bool {
+        let pos = Pos::from_marker(span.start);
+        // Inside a collection used as a key: only track nesting.
+        if let Some(Frame::SkipKey { depth }) = self.stack.last_mut() {
+            match event {
+                Event::SequenceStart(..) | Event::MappingStart(..) => *depth += 1,
+                Event::SequenceEnd | Event::MappingEnd => {
+                    if *depth == 0 {
+                        self.stack.pop();
+                        if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                            *key = KeyState::Discard;
+                        }
+                    } else {
+                        *depth -= 1;
+                    }
+                }
+                _ => {}
+            }
+            return true;
+        }
+        match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => true,
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fatal(pos, String::new(), "only one YAML document is allowed (found a second `---`)".to_owned());
+                    return false;
+                }
+                true
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                self.on_scalar(&text, style, anchor, tag.as_deref(), pos);
+                true
+            }
+            Event::Alias(id) => {
+                match self.child_pointer() {
+                    ChildRole::Key => {
+                        self.problem(pos, self.current_ptr(), "an alias (`*name`) cannot be used as a key".to_owned());
+                        self.set_key(KeyState::Discard);
+                    }
+                    ChildRole::Dropped => self.finish(Value::Null, 0),
+                    ChildRole::Value(ptr) => {
+                        let value = self.anchors.get(&id).cloned();
+                        match value {
+                            Some(v) => {
+                                let size = count_nodes(&v);
+                                if size > self.alias_budget {
+                                    self.fatal(pos, ptr, "aliases expand to too many nodes (alias bomb?)".to_owned());
+                                    return false;
+                                }
+                                self.alias_budget -= size;
+                                self.doc.values.insert(ptr, pos);
+                                self.finish(v, 0);
+                            }
+                            None => {
+                                self.problem(pos, ptr.clone(), "unknown alias".to_owned());
+                                self.doc.values.insert(ptr, pos);
+                                self.finish(Value::Null, 0);
+                            }
+                        }
+                    }
+                }
+                true
+            }
+            Event::SequenceStart(anchor, tag) => self.open(true, anchor, tag.as_deref(), pos),
+            Event::MappingStart(anchor, tag) => self.open(false, anchor, tag.as_deref(), pos),
+            Event::SequenceEnd | Event::MappingEnd => {
+                match self.stack.pop() {
+                    Some(Frame::Seq { items, anchor, .. }) => self.finish(Value::Array(items), anchor),
+                    Some(Frame::Map { obj, anchor, .. }) => self.finish(Value::Object(obj), anchor),
+                    Some(Frame::SkipKey { .. }) | None => {}
+                }
+                true
+            }
+        }
+    }
+
+    fn current_ptr(&self) -> String {
+        match self.stack.last() {
+            Some(Frame::Seq { ptr, .. } | Frame::Map { ptr, .. }) => ptr.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn set_key(&mut self, state: KeyState) {
+        if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+            *key = state;
+        }
+    }
+
+    fn check_tag(&mut self, tag: Option<&Tag>, pos: Pos, ptr: &str, collection: bool) {
+        if let Some(tag) = tag {
+            let core = tag.is_yaml_core_schema();
+            let ok = core && (!collection || matches!(tag.suffix.as_str(), "map" | "seq"));
+            if !ok {
+                self.problem(pos, ptr.to_owned(), format!("unsupported YAML tag `{tag}` (remove it)"));
+            }
+        }
+    }
+
+    fn open(&mut self, seq: bool, anchor: usize, tag: Option<&Tag>, pos: Pos) -> bool {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fatal(pos, self.current_ptr(), format!("nesting deeper than {MAX_DEPTH} levels"));
+            return false;
+        }
+        match self.child_pointer() {
+            ChildRole::Key => {
+                self.problem(pos, self.current_ptr(), "keys must be plain scalars, not a sequence or mapping".to_owned());
+                self.stack.push(Frame::SkipKey { depth: 0 });
+            }
+            ChildRole::Dropped => {
+                // The value of a rejected key: build it anyway (cheap) and drop it on finish.
+                let ptr = String::from("\u{0}dropped");
+                self.stack.push(if seq {
+                    Frame::Seq { items: Vec::new(), ptr, anchor }
+                } else {
+                    Frame::Map { obj: Map::new(), ptr, anchor, key: KeyState::Expect }
+                });
+            }
+            ChildRole::Value(ptr) => {
+                self.check_tag(tag, pos, &ptr, true);
+                self.doc.values.insert(ptr.clone(), pos);
+                self.stack.push(if seq {
+                    Frame::Seq { items: Vec::new(), ptr, anchor }
+                } else {
+                    Frame::Map { obj: Map::new(), ptr, anchor, key: KeyState::Expect }
+                });
+            }
+        }
+        true
+    }
+
+    fn on_scalar(&mut self, text: &str, style: ScalarStyle, anchor: usize, tag: Option<&Tag>, pos: Pos) {
+        match self.child_pointer() {
+            ChildRole::Key => {
+                let Some(Frame::Map { obj, ptr, .. }) = self.stack.last() else { return };
+                let key_ptr = format!("{ptr}/{}", escape_token(text));
+                if obj.contains_key(text) {
+                    let first = self.doc.keys.get(&key_ptr).copied().unwrap_or_default();
+                    self.problem(
+                        pos,
+                        key_ptr,
+                        format!("duplicate key `{text}` (first defined at line {}, column {})", first.line, first.col),
+                    );
+                    self.set_key(KeyState::Discard);
+                } else {
+                    self.doc.keys.insert(key_ptr, pos);
+                    self.set_key(KeyState::Have(text.to_owned()));
+                }
+            }
+            ChildRole::Dropped => self.finish(Value::Null, 0),
+            ChildRole::Value(ptr) => {
+                self.check_tag(tag, pos, &ptr, false);
+                let tag_cow = tag.map(|t| Cow::Owned(t.clone()));
+                let value = match Scalar::parse_from_cow_and_metadata(Cow::Borrowed(text), style, tag_cow.as_ref()) {
+                    Some(Scalar::Null) => Value::Null,
+                    Some(Scalar::Boolean(b)) => Value::Bool(b),
+                    Some(Scalar::Integer(i)) => Value::Number(Number::from(i)),
+                    Some(Scalar::FloatingPoint(f)) => {
+                        Number::from_f64(f.into_inner()).map_or_else(|| Value::String(text.to_owned()), Value::Number)
+                    }
+                    Some(Scalar::String(s)) => Value::String(s.into_owned()),
+                    None => {
+                        if let Some(t) = tag {
+                            self.problem(pos, ptr.clone(), format!("{text:?} is not a valid `{t}`"));
+                        }
+                        Value::String(text.to_owned())
+                    }
+                };
+                self.doc.values.insert(ptr, pos);
+                self.finish(value, anchor);
+            }
+        }
+    }
+
+    /// A node is complete: store it in its parent (or as the document).
+    fn finish(&mut self, value: Value, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if !self.doc.fatal {
+                    self.doc.value = Some(value);
+                }
+            }
+            Some(Frame::Seq { items, .. }) => items.push(value),
+            Some(Frame::Map { obj, key, .. }) => {
+                match std::mem::replace(key, KeyState::Expect) {
+                    KeyState::Have(k) => {
+                        obj.insert(k, value);
+                    }
+                    KeyState::Discard | KeyState::Expect => {}
+                }
+            }
+            Some(Frame::SkipKey { .. }) => {}
+        }
+    }
+}
+
+enum ChildRole {
+    Key,
+    Value(String),
+    Dropped,
+}
+
+fn count_nodes(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(count_nodes).sum::<usize>(),
+        Value::Object(o) => 1 + o.values().map(count_nodes).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_and_positions() {
+        let doc = read("a: 1\nb:\n  - x\n  - {c: true, d: 1.5}\n");
+        assert!(doc.problems.is_empty(), "{:?}", doc.problems);
+        assert_eq!(doc.value, Some(json!({"a": 1, "b": ["x", {"c": true, "d": 1.5}]})));
+        assert_eq!(doc.values["/a"], Pos { line: 1, col: 4 });
+        assert_eq!(doc.keys["/b"], Pos { line: 2, col: 1 });
+        assert_eq!(doc.values["/b/0"], Pos { line: 3, col: 5 });
+        assert_eq!(doc.keys["/b/1/d"], Pos { line: 4, col: 15 });
+    }
+
+    #[test]
+    fn every_duplicate_key_is_reported() {
+        let doc = read("a: 1\nb: 2\na: 3\nb: 4\n");
+        let lines: Vec<_> = doc.problems.iter().map(|p| p.pos.line).collect();
+        assert_eq!(lines, vec![3, 4]);
+        assert!(doc.problems[0].message.contains("duplicate key `a` (first defined at line 1"));
+        assert_eq!(doc.value, Some(json!({"a": 1, "b": 2})));
+        assert!(!doc.fatal);
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let doc = read("a: [1, 2\nb: 3\n");
+        assert!(doc.fatal);
+        assert_eq!(doc.problems.len(), 1);
+        assert!(doc.problems[0].message.starts_with("YAML syntax error"));
+    }
+
+    #[test]
+    fn quoted_scalars_stay_strings_and_aliases_resolve() {
+        let doc = read("a: &x '8080'\nb: *x\nc: !!str 12\n");
+        assert_eq!(doc.value, Some(json!({"a": "8080", "b": "8080", "c": "12"})));
+    }
+
+    #[test]
+    fn complex_keys_and_second_documents_are_errors() {
+        let doc = read("? [a, b]\n: 1\nc: 2\n");
+        assert_eq!(doc.problems.len(), 1);
+        assert_eq!(doc.value, Some(json!({"c": 2})));
+        let doc = read("a: 1\n---\nb: 2\n");
+        assert!(doc.fatal);
+        assert!(doc.problems[0].message.contains("only one YAML document"));
+    }
+
+    #[test]
+    fn empty_text_is_reported() {
+        let doc = read("");
+        assert!(doc.fatal);
+        let doc = read("# only a comment\n");
+        assert!(doc.fatal);
+    }
+}
