@@ -7,12 +7,15 @@ use serde::{Deserialize, Serialize};
 
 pub mod anytime;
 mod hist;
+pub mod kayenta;
+pub mod mannwhitney;
 mod report;
 pub mod scenario;
 pub mod sequential;
 pub mod sim;
 pub mod threshold;
 
+pub use kayenta::{KayentaJudge, KayentaSettings};
 pub use report::Verdict;
 pub use scenario::{Replay, Scenario, ScenarioError, parse_scenario, read_scenario, replay};
 pub use sequential::{OddsRatioTest, SequentialJudge, SequentialSettings};
@@ -87,6 +90,8 @@ pub struct JudgeSettings {
     pub signals: Vec<SignalKind>,
     /// Options of the `sequential` judge (anytime-valid tests; the default).
     pub sequential: SequentialSettings,
+    /// Options of the `kayenta` judge (Kayenta NetflixACAJudge semantics).
+    pub kayenta: KayentaSettings,
     /// Options of the `threshold` judge (Flagger / Argo Rollouts semantics).
     pub threshold: ThresholdSettings,
 }
@@ -112,7 +117,8 @@ impl JudgeSettings {
 pub fn build(settings: &JudgeSettings) -> Box<dyn Judge> {
     match settings.judge {
         JudgeKind::Sequential => Box::new(SequentialJudge::new(settings)),
-        JudgeKind::Threshold | JudgeKind::Kayenta => Box::new(ThresholdJudge::new(settings)),
+        JudgeKind::Kayenta => Box::new(KayentaJudge::new(settings)),
+        JudgeKind::Threshold => Box::new(ThresholdJudge::new(settings)),
     }
 }
 
@@ -124,6 +130,7 @@ impl Default for JudgeSettings {
             interval: std::time::Duration::from_secs(5),
             signals: vec![SignalKind::Errors, SignalKind::Latency],
             sequential: SequentialSettings::default(),
+            kayenta: KayentaSettings::default(),
             threshold: ThresholdSettings::default(),
         }
     }
