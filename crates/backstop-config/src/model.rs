@@ -209,6 +209,7 @@ pub struct RolloutSpec {
     /// Canary steps, weights strictly increasing, the last one 100; every step but the last
     /// holds for `for`. Default: 10 % for 30s, 50 % for 30s, 100 %.
     #[serde(default)]
+    #[schemars(extend("default" = [{"weight": 10, "for": "30s"}, {"weight": 50, "for": "30s"}, {"weight": 100}]))]
     pub steps: Vec<Step>,
 }
 

@@ -1,0 +1,123 @@
+//! Valid configs: defaults filled in, analysis merged, effective output parses back the same.
+
+use std::path::Path;
+use std::time::Duration;
+
+use backstop_config::{Config, Router, Strategy};
+use backstop_judge::JudgeKind;
+
+fn good(name: &str) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good").join(name);
+    backstop_config::load(&path).unwrap_or_else(|e| panic!("{name} should be valid:\n{e}"))
+}
+
+fn mins(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+#[test]
+fn starter_parses_cleanly() {
+    let config = backstop_config::parse(backstop_config::STARTER, "starter.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let svc = config.service("my-service").expect("starter service");
+    assert_eq!(svc.tier, 1);
+    assert_eq!(svc.environments.len(), 2);
+    assert_eq!(svc.rollback_sla_for("prod"), mins(5));
+    assert_eq!(svc.rollback_sla_for("staging"), mins(10));
+    assert!(svc.environment("prod").is_some_and(|e| e.regulated));
+}
+
+#[test]
+fn minimal_config_gets_every_default() {
+    let config = good("minimal.yaml");
+    let svc = config.service("web").expect("web");
+    assert!(config.service("nope").is_none());
+    // Tier 2 defaults.
+    assert_eq!(svc.objectives.mttr, Some(mins(240)));
+    assert_eq!(svc.objectives.rollback_sla, Some(mins(30)));
+    assert_eq!(svc.rollback_sla_for("prod"), mins(30));
+    assert_eq!(svc.mttr(), mins(240));
+    assert_eq!(svc.traffic.router, Router::Builtin);
+    assert_eq!(svc.rollout.strategy, Strategy::Canary);
+    let weights: Vec<f64> = svc.rollout.steps.iter().map(|s| s.weight).collect();
+    assert_eq!(weights, vec![10.0, 50.0, 100.0]);
+    assert_eq!(svc.rollout.steps[0].hold, Some(Duration::from_secs(30)));
+    assert_eq!(svc.rollout.steps[2].hold, None);
+    assert_eq!(svc.run.health.http, "/healthz");
+    assert_eq!(svc.run.health.timeout, Duration::from_secs(2));
+    assert_eq!(svc.run.health.interval, Duration::from_secs(1));
+    assert_eq!(svc.run.health.start_timeout, Duration::from_secs(30));
+    assert_eq!(svc.run.scale_down_delay, Duration::from_secs(5));
+    assert!(svc.run.env.is_empty());
+    assert_eq!(svc.analysis, backstop_judge::JudgeSettings::default());
+    let env = svc.environment("prod").expect("prod");
+    assert_eq!(env.listen.to_string(), "127.0.0.1:7000");
+    assert!(!env.regulated);
+}
+
+#[test]
+fn analysis_is_deep_merged_over_defaults() {
+    let config = good("analysis_override.yaml");
+    let checkout = config.service("checkout").expect("checkout");
+    assert_eq!(checkout.analysis.judge, JudgeKind::Threshold);
+    assert!((checkout.analysis.alpha - 0.05).abs() < 1e-12);
+    assert_eq!(checkout.analysis.interval, Duration::from_secs(2), "service value wins");
+    let search = config.service("search").expect("search");
+    assert_eq!(search.analysis.interval, Duration::from_secs(10), "default applies");
+    // Objectives: mttr given, rollback_sla from tier 0; environment override.
+    assert_eq!(checkout.objectives.mttr, Some(mins(10)));
+    assert_eq!(checkout.objectives.rollback_sla, Some(mins(5)));
+    assert_eq!(checkout.rollback_sla_for("prod"), mins(2));
+    assert_eq!(checkout.rollback_sla_for("unknown-env"), mins(5));
+    assert_eq!(checkout.rollout.strategy, Strategy::AllAtOnce);
+    assert_eq!(checkout.rollout.steps.len(), 1);
+    assert_eq!(checkout.rollout.steps[0].weight, 100.0);
+    assert_eq!(checkout.run.env.get("WORKERS").map(String::as_str), Some("8"));
+    assert_eq!(search.objectives.mttr, Some(mins(24 * 60)));
+}
+
+#[test]
+fn effective_yaml_parses_back_to_the_same_config() {
+    for name in ["minimal.yaml", "analysis_override.yaml"] {
+        let config = good(name);
+        let yaml = config.to_yaml_effective();
+        let again = backstop_config::parse(&yaml, "effective.yaml").unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
+        assert_eq!(
+            serde_json::to_value(&config).expect("json"),
+            serde_json::to_value(&again).expect("json"),
+            "{name}:\n{yaml}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&config.to_json_effective()).expect("json");
+        assert!(json["services"][0]["objectives"]["mttr"].is_string());
+    }
+}
+
+#[test]
+fn schema_describes_the_file() {
+    let schema = backstop_config::schema();
+    assert_eq!(schema["title"], "backstop.yaml");
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["required"], serde_json::json!(["services"]));
+    let service = &schema["$defs"]["Service"];
+    assert_eq!(service["additionalProperties"], false);
+    assert_eq!(service["properties"]["tier"]["maximum"], 3);
+    assert!(service["properties"]["owner"]["description"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(schema["$defs"]["Run"]["properties"]["scale_down_delay"]["format"], "duration");
+    // The judge's settings are embedded, not copied.
+    assert!(schema["$defs"]["JudgeSettings"]["properties"]["judge"].is_object());
+}
+
+#[test]
+fn cli_exit_codes() {
+    use backstop_config::cli::{OutputFormat, ShowArgs, ValidateArgs, run_show, run_validate};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let ok = ValidateArgs { file: dir.join("good/minimal.yaml"), output: OutputFormat::Json };
+    assert_eq!(run_validate(&ok), 0);
+    let bad = ValidateArgs { file: dir.join("broken/several_errors.yaml"), output: OutputFormat::Text };
+    assert_eq!(run_validate(&bad), 1);
+    let missing = ValidateArgs { file: dir.join("good/missing.yaml"), output: OutputFormat::Json };
+    assert_eq!(run_validate(&missing), 1);
+    let show = ShowArgs { file: dir.join("good/minimal.yaml"), effective: true, output: OutputFormat::Text };
+    assert_eq!(run_show(&show), 0);
+    assert_eq!(backstop_config::cli::run_schema(), 0);
+    assert_eq!(backstop_config::cli::run_init(), 0);
+}
