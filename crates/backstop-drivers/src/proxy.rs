@@ -21,6 +21,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::Authority;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
@@ -180,11 +181,29 @@ impl Counters {
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
+type SharedCounters = Arc<Mutex<Counters>>;
+
+/// One upstream of the active routes, with everything a request needs resolved in advance.
+struct Target {
+    version: String,
+    addr: SocketAddr,
+    authority: Option<Authority>,
+    header: Option<HeaderValue>,
+    counters: SharedCounters,
+}
+
+/// The routes as set, plus their resolved targets. Swapped as a whole.
+struct Active {
+    routes: Routes,
+    stable: Option<Target>,
+    canary: Option<Target>,
+}
+
 struct Inner {
     name: String,
     local_addr: SocketAddr,
-    routes: Mutex<Arc<Routes>>,
-    stats: Mutex<BTreeMap<String, Counters>>,
+    active: Mutex<Arc<Active>>,
+    stats: Mutex<BTreeMap<String, SharedCounters>>,
     unrouted: AtomicU64,
     client: Client<HttpConnector, Incoming>,
     stop_accepting: CancellationToken,
@@ -225,7 +244,11 @@ impl Proxy {
         let inner = Arc::new(Inner {
             name,
             local_addr,
-            routes: Mutex::new(Arc::new(Routes::default())),
+            active: Mutex::new(Arc::new(Active {
+                routes: Routes::default(),
+                stable: None,
+                canary: None,
+            })),
             stats: Mutex::new(BTreeMap::new()),
             unrouted: AtomicU64::new(0),
             client,
@@ -248,12 +271,19 @@ impl Proxy {
     /// were sent to; every later request uses the new routes. Versions named here appear in
     /// [`Proxy::stats`] from now on, with zero counts until they serve a request.
     pub fn set_routes(&self, routes: Routes) {
-        {
+        let (stable, canary) = {
             let mut stats = lock(&self.inner.stats);
-            for up in [&routes.stable, &routes.canary].into_iter().flatten() {
-                stats.entry(up.version.clone()).or_default();
-            }
-        }
+            let mut target = |up: &Option<Upstream>| {
+                up.as_ref().map(|u| Target {
+                    version: u.version.clone(),
+                    addr: u.addr,
+                    authority: Authority::try_from(u.addr.to_string()).ok(),
+                    header: HeaderValue::from_str(&u.version).ok(),
+                    counters: Arc::clone(stats.entry(u.version.clone()).or_default()),
+                })
+            };
+            (target(&routes.stable), target(&routes.canary))
+        };
         tracing::info!(
             proxy = %self.inner.name,
             stable = ?routes.stable.as_ref().map(|u| (&u.version, u.addr)),
@@ -261,18 +291,22 @@ impl Proxy {
             canary_weight = routes.canary_weight,
             "Routes updated."
         );
-        *lock(&self.inner.routes) = Arc::new(routes);
+        *lock(&self.inner.active) = Arc::new(Active {
+            routes,
+            stable,
+            canary,
+        });
     }
 
     pub fn routes(&self) -> Routes {
-        lock(&self.inner.routes).as_ref().clone()
+        lock(&self.inner.active).routes.clone()
     }
 
     /// Cumulative counters since start, one entry per version ever routed, sorted by version.
     pub fn stats(&self) -> Vec<VersionStats> {
         lock(&self.inner.stats)
             .iter()
-            .map(|(v, c)| c.snapshot(v))
+            .map(|(v, c)| lock(c).snapshot(v))
             .collect()
     }
 
@@ -394,7 +428,13 @@ fn text_response(status: StatusCode, msg: String) -> Response<ProxyBody> {
     resp
 }
 
-fn pick(routes: &Routes) -> Option<&Upstream> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    Stable,
+    Canary,
+}
+
+fn choose(routes: &Routes) -> Option<Arm> {
     let weight = if routes.canary_weight.is_nan() {
         0.0
     } else {
@@ -402,9 +442,9 @@ fn pick(routes: &Routes) -> Option<&Upstream> {
     };
     match (&routes.stable, &routes.canary) {
         (None, None) => None,
-        (Some(s), None) => Some(s),
-        (None, Some(c)) => Some(c),
-        (Some(s), Some(c)) => {
+        (Some(_), None) => Some(Arm::Stable),
+        (None, Some(_)) => Some(Arm::Canary),
+        (Some(_), Some(_)) => {
             let to_canary = if weight <= 0.0 {
                 false
             } else if weight >= 100.0 {
@@ -412,7 +452,7 @@ fn pick(routes: &Routes) -> Option<&Upstream> {
             } else {
                 rand::random::<f64>() * 100.0 < weight
             };
-            Some(if to_canary { c } else { s })
+            Some(if to_canary { Arm::Canary } else { Arm::Stable })
         }
     }
 }
@@ -423,17 +463,30 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let started = tokio::time::Instant::now();
-    let routes = Arc::clone(&lock(&inner.routes));
-    let Some(upstream) = pick(&routes) else {
+    let active = Arc::clone(&lock(&inner.active));
+    let target = match choose(&active.routes) {
+        Some(Arm::Stable) => active.stable.as_ref(),
+        Some(Arm::Canary) => active.canary.as_ref(),
+        None => None,
+    };
+    let Some(target) = target else {
         inner.unrouted.fetch_add(1, Ordering::Relaxed);
         return text_response(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("backstop proxy {}: no upstream configured\n", inner.name),
         );
     };
-    let version = upstream.version.clone();
-    let addr = upstream.addr;
-    drop(routes);
+    let version = target.version.as_str();
+    let addr = target.addr;
+    let Some(authority) = target.authority.clone() else {
+        return text_response(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "backstop proxy {}: upstream address {addr} is not usable\n",
+                inner.name
+            ),
+        );
+    };
 
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts
@@ -443,7 +496,7 @@ async fn handle(
         .to_owned();
     let uri = match Uri::builder()
         .scheme("http")
-        .authority(addr.to_string())
+        .authority(authority)
         .path_and_query(path_and_query.as_str())
         .build()
     {
@@ -465,13 +518,13 @@ async fn handle(
     let mut resp = match result {
         Ok(Ok(resp)) => {
             let error = resp.status().is_server_error();
-            record(&inner, &version, latency_ms, error);
+            lock(&target.counters).record(latency_ms, error);
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, body.boxed())
         }
         Ok(Err(e)) => {
-            record(&inner, &version, latency_ms, true);
+            lock(&target.counters).record(latency_ms, true);
             tracing::warn!(proxy = %inner.name, version = %version, upstream = %addr, error = %e, "Upstream request failed; answering 502.");
             text_response(
                 StatusCode::BAD_GATEWAY,
@@ -482,7 +535,7 @@ async fn handle(
             )
         }
         Err(_) => {
-            record(&inner, &version, latency_ms, true);
+            lock(&target.counters).record(latency_ms, true);
             tracing::warn!(proxy = %inner.name, version = %version, upstream = %addr, "Upstream timed out; answering 502.");
             text_response(
                 StatusCode::BAD_GATEWAY,
@@ -494,8 +547,8 @@ async fn handle(
             )
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&version) {
-        resp.headers_mut().insert(VERSION_HEADER, v);
+    if let Some(v) = &target.header {
+        resp.headers_mut().insert(VERSION_HEADER, v.clone());
     }
     resp
 }
@@ -508,17 +561,6 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(name, v);
-    }
-}
-
-fn record(inner: &Inner, version: &str, latency_ms: f64, error: bool) {
-    let mut stats = lock(&inner.stats);
-    if let Some(c) = stats.get_mut(version) {
-        c.record(latency_ms, error);
-    } else {
-        let mut c = Counters::default();
-        c.record(latency_ms, error);
-        stats.insert(version.to_owned(), c);
     }
 }
 
@@ -593,19 +635,21 @@ mod tests {
             canary_weight: 0.0,
         };
         for _ in 0..200 {
-            assert_eq!(pick(&r).unwrap().version, "v1");
+            assert_eq!(choose(&r), Some(Arm::Stable));
         }
         r.canary_weight = 100.0;
         for _ in 0..200 {
-            assert_eq!(pick(&r).unwrap().version, "v2");
+            assert_eq!(choose(&r), Some(Arm::Canary));
         }
         r.canary_weight = f64::NAN;
-        assert_eq!(pick(&r).unwrap().version, "v1");
+        assert_eq!(choose(&r), Some(Arm::Stable));
+        r.canary_weight = 250.0;
+        assert_eq!(choose(&r), Some(Arm::Canary));
         r.stable = None;
         r.canary_weight = 0.0;
-        assert_eq!(pick(&r).unwrap().version, "v2");
+        assert_eq!(choose(&r), Some(Arm::Canary));
         r.canary = None;
-        assert!(pick(&r).is_none());
+        assert!(choose(&r).is_none());
     }
 
     #[test]
