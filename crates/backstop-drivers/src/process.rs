@@ -185,6 +185,9 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
         pid,
         port: spec.port,
     };
+    // If this future is dropped before the instance is healthy, kill the group: nobody would
+    // know about the process otherwise.
+    let mut guard = GroupGuard(Some(pid));
     tracing::info!(instance = %spec.instance_id, pid, port = spec.port, "Instance started; waiting for health.");
 
     let started = Instant::now();
@@ -203,6 +206,7 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
         let attempt_timeout = spec.health_timeout.min(deadline - now);
         match check_health(spec.port, &spec.health_path, attempt_timeout).await {
             Ok(()) => {
+                guard.0 = None;
                 tracing::info!(instance = %spec.instance_id, pid, port = spec.port, waited_ms = started.elapsed().as_millis() as u64, "Instance healthy.");
                 tokio::spawn(supervise(
                     child,
@@ -241,6 +245,17 @@ fn exited_early(spec: &InstanceSpec, status: String) -> DeployError {
         status,
         log_path: spec.log_path.clone(),
         log_tail: log_tail(&spec.log_path),
+    }
+}
+
+/// Kills the process group on drop unless disarmed (set to `None`).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            kill_group_now(pid);
+        }
     }
 }
 

@@ -329,3 +329,18 @@ async fn adopted_instance_log_is_capped_until_it_stops() {
         .expect("watcher ends once the instance is gone")
         .unwrap();
 }
+
+#[tokio::test]
+async fn abandoning_start_kills_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap(); // never healthy
+    let id = unique("abandoned");
+    let s = spec(&id, "sleep 1000 & exec sleep 1001", port, dir.path());
+    let res = tokio::time::timeout(Duration::from_millis(400), process::start(&s)).await;
+    assert!(res.is_err(), "start should still be waiting for health");
+    assert_eq!(
+        eventually_none(&id).await,
+        Vec::<i32>::new(),
+        "orphans after a cancelled start"
+    );
+}
