@@ -2,7 +2,10 @@
 fn main() {
     let arg = std::env::args().nth(1).unwrap_or_default();
     if arg == "schema" {
-        println!("{}", serde_json::to_string_pretty(&backstop_config::schema()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&backstop_config::schema()).unwrap_or_default()
+        );
         return;
     }
     match backstop_config::load(std::path::Path::new(&arg)) {

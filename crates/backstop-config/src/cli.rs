@@ -3,7 +3,7 @@
 //! Exit codes: 0 valid / printed, 1 invalid config (every error listed). Usage errors (exit 2)
 //! are clap's.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Output format of a reporting command.
@@ -39,8 +39,7 @@ pub struct ShowArgs {
     pub output: OutputFormat,
 }
 
-fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
+fn print(out: &mut dyn Write, text: &str) {
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = out.write_all(text.as_bytes());
     if !text.ends_with('\n') {
@@ -48,38 +47,46 @@ fn print(text: &str) {
     }
 }
 
-fn print_errors(errors: &crate::ConfigErrors, output: OutputFormat) {
+fn print_errors(out: &mut dyn Write, errors: &crate::ConfigErrors, output: OutputFormat) {
     match output {
         OutputFormat::Text => {
             let noun = if errors.len() == 1 { "error" } else { "errors" };
-            print(&format!("{errors}\n{} {noun}", errors.len()));
+            print(out, &format!("{errors}\n{} {noun}", errors.len()));
         }
-        OutputFormat::Json => print(&serde_json::to_string_pretty(&errors.to_json()).unwrap_or_default()),
+        OutputFormat::Json => print(
+            out,
+            &serde_json::to_string_pretty(&errors.to_json()).unwrap_or_default(),
+        ),
     }
 }
 
 /// `backstop validate FILE [--output text|json]`: 0 when valid, 1 with every error listed.
-/// JSON: `{"valid": true, "services": N}` or `{"valid": false, "errors": [{file, line, col, path, message}]}`.
+/// JSON: `{"valid": true, "file": F, "services": N}` or
+/// `{"valid": false, "errors": [{file, line, col, path, message}]}`.
 #[must_use]
 pub fn run_validate(args: &ValidateArgs) -> i32 {
+    validate_to(args, &mut std::io::stdout().lock())
+}
+
+/// [`run_validate`] writing to `out`.
+pub fn validate_to(args: &ValidateArgs, out: &mut dyn Write) -> i32 {
     match crate::load(&args.file) {
         Ok(config) => {
+            let n = config.services.len();
             match args.output {
-                OutputFormat::Text => print(&format!(
-                    "{}: valid ({} service{})",
-                    args.file.display(),
-                    config.services.len(),
-                    if config.services.len() == 1 { "" } else { "s" }
-                )),
+                OutputFormat::Text => {
+                    print(out, &format!("{}: valid ({n} service{})", args.file.display(), if n == 1 { "" } else { "s" }));
+                }
                 OutputFormat::Json => print(
-                    &serde_json::json!({"valid": true, "file": args.file.display().to_string(), "services": config.services.len()})
+                    out,
+                    &serde_json::json!({"valid": true, "file": args.file.display().to_string(), "services": n})
                         .to_string(),
                 ),
             }
             0
         }
         Err(errors) => {
-            print_errors(&errors, args.output);
+            print_errors(out, &errors, args.output);
             1
         }
     }
@@ -88,7 +95,10 @@ pub fn run_validate(args: &ValidateArgs) -> i32 {
 /// `backstop config schema`: prints the JSON Schema of `backstop.yaml`.
 #[must_use]
 pub fn run_schema() -> i32 {
-    print(&serde_json::to_string_pretty(&crate::schema()).unwrap_or_default());
+    print(
+        &mut std::io::stdout().lock(),
+        &serde_json::to_string_pretty(&crate::schema()).unwrap_or_default(),
+    );
     0
 }
 
@@ -96,19 +106,26 @@ pub fn run_schema() -> i32 {
 /// (validated), or with every default filled in. 1 with every error listed when invalid.
 #[must_use]
 pub fn run_show(args: &ShowArgs) -> i32 {
+    show_to(args, &mut std::io::stdout().lock())
+}
+
+/// [`run_show`] writing to `out`.
+pub fn show_to(args: &ShowArgs, out: &mut dyn Write) -> i32 {
     match crate::load_with_input(&args.file) {
         Ok((config, input)) => {
             let text = match (args.effective, args.output) {
                 (true, OutputFormat::Text) => config.to_yaml_effective(),
                 (true, OutputFormat::Json) => config.to_json_effective(),
                 (false, OutputFormat::Text) => crate::emit::to_yaml(&input),
-                (false, OutputFormat::Json) => serde_json::to_string_pretty(&input).unwrap_or_default(),
+                (false, OutputFormat::Json) => {
+                    serde_json::to_string_pretty(&input).unwrap_or_default()
+                }
             };
-            print(&text);
+            print(out, &text);
             0
         }
         Err(errors) => {
-            print_errors(&errors, args.output);
+            print_errors(out, &errors, args.output);
             1
         }
     }
@@ -117,6 +134,6 @@ pub fn run_show(args: &ShowArgs) -> i32 {
 /// `backstop config init`: prints a commented starter `backstop.yaml`.
 #[must_use]
 pub fn run_init() -> i32 {
-    print(crate::STARTER);
+    print(&mut std::io::stdout().lock(), crate::STARTER);
     0
 }

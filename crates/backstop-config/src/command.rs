@@ -117,7 +117,10 @@ pub(crate) fn check(template: &str) -> Vec<String> {
 #[must_use]
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | ','));
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '_' | '-' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | ',')
+        });
     if safe {
         s.to_owned()
     } else {
@@ -167,13 +170,19 @@ mod tests {
 
     #[test]
     fn renders_and_quotes() {
-        let out = render_command("{artifact} --port {port} --v {version} {service}/{env}", &vars());
+        let out = render_command(
+            "{artifact} --port {port} --v {version} {service}/{env}",
+            &vars(),
+        );
         assert_eq!(out, r"'./my app'\''s.bin' --port 8081 --v v2 checkout/prod");
     }
 
     #[test]
     fn braces_shell_vars_and_awk_are_literal() {
-        let out = render_command("echo {{x}} ${HOME} {a,b} awk '{print $1}' --port={port}", &vars());
+        let out = render_command(
+            "echo {{x}} ${HOME} {a,b} awk '{print $1}' --port={port}",
+            &vars(),
+        );
         assert_eq!(out, "echo {x} ${HOME} {a,b} awk '{print $1}' --port=8081");
         assert_eq!(placeholders("${PORT} {port} {{port}}"), vec!["port"]);
     }
@@ -183,8 +192,16 @@ mod tests {
         assert!(check("./app --port {port}").is_empty());
         let problems = check("./app --listen {prot}");
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("unknown placeholder `{prot}`"), "{}", problems[0]);
-        assert!(problems[0].contains("did you mean `{port}`"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("unknown placeholder `{prot}`"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[0].contains("did you mean `{port}`"),
+            "{}",
+            problems[0]
+        );
         assert!(problems[1].contains("must contain `{port}`"));
     }
 

@@ -104,13 +104,21 @@ fn scalar(v: &Value) -> Cow<'static, str> {
 
 /// A string as a plain scalar when that reads back as the same string, else double-quoted.
 fn string(s: &str) -> Cow<'_, str> {
-    let first_ok = s.chars().next().is_some_and(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '_'));
-    let chars_ok = s.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ':' | '@' | ' ' | '+' | ','));
+    let first_ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '_'));
+    let chars_ok = s.chars().all(|c| {
+        c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ':' | '@' | ' ' | '+' | ',')
+    });
     let plain = first_ok
         && chars_ok
         && !s.ends_with([' ', ':'])
         && !s.contains(": ")
-        && matches!(saphyr::Scalar::parse_from_cow(Cow::Borrowed(s)), saphyr::Scalar::String(_));
+        && matches!(
+            saphyr::Scalar::parse_from_cow(Cow::Borrowed(s)),
+            saphyr::Scalar::String(_)
+        );
     if plain {
         Cow::Borrowed(s)
     } else {

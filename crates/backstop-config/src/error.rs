@@ -21,11 +21,19 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "/" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
         if self.line == 0 {
             write!(f, "{}: {}: {}", self.file, path, self.message)
         } else {
-            write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.col, path, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, self.line, self.col, path, self.message
+            )
         }
     }
 }

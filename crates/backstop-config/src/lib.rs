@@ -24,8 +24,8 @@ use serde_json::Value;
 pub use command::{CommandVars, PLACEHOLDERS, placeholders, render_command, shell_quote};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, Defaults, Environment, Health, Objectives, RolloutSpec, Router, Run, Service, Step, Strategy,
-    Traffic, format_duration, parse_duration,
+    Config, Defaults, Environment, Health, Objectives, RolloutSpec, Router, Run, Service, Step,
+    Strategy, Traffic, format_duration, parse_duration,
 };
 
 /// A commented starter `backstop.yaml` (`backstop config init` prints it).
@@ -80,7 +80,10 @@ pub(crate) fn load_with_input(path: &Path) -> Result<(Config, Value), ConfigErro
 }
 
 /// Parses and validates; also returns the value as written (before defaults), for `config show`.
-pub(crate) fn parse_with_input(text: &str, file_name: &str) -> Result<(Config, Value), ConfigErrors> {
+pub(crate) fn parse_with_input(
+    text: &str,
+    file_name: &str,
+) -> Result<(Config, Value), ConfigErrors> {
     let doc = yaml::read(text);
     let to_error = |pos: yaml::Pos, path: String, message: String| ConfigError {
         file: file_name.to_owned(),
@@ -89,18 +92,24 @@ pub(crate) fn parse_with_input(text: &str, file_name: &str) -> Result<(Config, V
         path,
         message,
     };
-    let mut errors: Vec<ConfigError> =
-        doc.problems.iter().map(|p| to_error(p.pos, p.path.clone(), p.message.clone())).collect();
-    let value = match (&doc.value, doc.fatal) {
-        (Some(v), false) => v,
-        _ => return Err(ConfigErrors::normalized(errors)),
+    let mut errors: Vec<ConfigError> = doc
+        .problems
+        .iter()
+        .map(|p| to_error(p.pos, p.path.clone(), p.message.clone()))
+        .collect();
+    let (Some(value), false) = (&doc.value, doc.fatal) else {
+        return Err(ConfigErrors::normalized(errors));
     };
 
     let schema_problems = validate::schema_problems(&doc, value);
     let mut problems = validate::semantic_problems(&doc, value);
     problems.extend(analysis_problems(&doc, value, &schema_problems));
     problems.extend(schema_problems);
-    errors.extend(problems.into_iter().map(|p| to_error(p.pos, p.path, p.message)));
+    errors.extend(
+        problems
+            .into_iter()
+            .map(|p| to_error(p.pos, p.path, p.message)),
+    );
     if !errors.is_empty() {
         tracing::debug!(file = file_name, errors = errors.len(), "Config invalid.");
         return Err(ConfigErrors::normalized(errors));
@@ -108,14 +117,22 @@ pub(crate) fn parse_with_input(text: &str, file_name: &str) -> Result<(Config, V
 
     match effective(value) {
         Ok(config) => Ok((config, value.clone())),
-        Err((path, message)) => Err(ConfigErrors(vec![to_error(doc.value_pos(&path), path, message)])),
+        Err((path, message)) => Err(ConfigErrors(vec![to_error(
+            doc.value_pos(&path),
+            path,
+            message,
+        )])),
     }
 }
 
 /// Typed check of each `analysis` block on its own (the schema of judge settings cannot say
 /// everything, e.g. that `interval` is a valid duration). Skips blocks the schema already
 /// rejected, so a problem is reported once.
-fn analysis_problems(doc: &yaml::Document, root: &Value, already: &[validate::Problem]) -> Vec<validate::Problem> {
+fn analysis_problems(
+    doc: &yaml::Document,
+    root: &Value,
+    already: &[validate::Problem],
+) -> Vec<validate::Problem> {
     let mut blocks: Vec<(String, &Value)> = Vec::new();
     if let Some(v) = root.pointer("/defaults/analysis") {
         blocks.push(("/defaults/analysis".to_owned(), v));
@@ -129,12 +146,21 @@ fn analysis_problems(doc: &yaml::Document, root: &Value, already: &[validate::Pr
     }
     let mut out = Vec::new();
     for (base, block) in blocks {
-        if already.iter().any(|p| p.path == base || p.path.starts_with(&format!("{base}/"))) {
+        if already
+            .iter()
+            .any(|p| p.path == base || p.path.starts_with(&format!("{base}/")))
+        {
             continue;
         }
-        if let Err(e) = serde_path_to_error::deserialize::<_, backstop_judge::JudgeSettings>(block.clone()) {
+        if let Err(e) =
+            serde_path_to_error::deserialize::<_, backstop_judge::JudgeSettings>(block.clone())
+        {
             let path = format!("{base}{}", json_pointer(e.path()));
-            out.push(validate::Problem { pos: doc.value_pos(&path), path, message: e.inner().to_string() });
+            out.push(validate::Problem {
+                pos: doc.value_pos(&path),
+                path,
+                message: e.inner().to_string(),
+            });
         }
     }
     out
@@ -174,7 +200,10 @@ fn deep_merge(base: &mut Value, over: &Value) {
 /// Builds the effective config from a value that passed validation.
 fn effective(value: &Value) -> Result<Config, (String, String)> {
     let mut merged = value.clone();
-    let defaults = value.pointer("/defaults/analysis").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+    let defaults = value
+        .pointer("/defaults/analysis")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
     if let Some(services) = merged.get_mut("services").and_then(Value::as_array_mut) {
         for svc in services {
             if let Some(obj) = svc.as_object_mut() {
@@ -193,8 +222,15 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
         svc.objectives.mttr = svc.objectives.mttr.or(tier.mttr);
         svc.objectives.rollback_sla = svc.objectives.rollback_sla.or(tier.rollback_sla);
         match svc.rollout.strategy {
-            Strategy::AllAtOnce => svc.rollout.steps = vec![Step { weight: 100.0, hold: None }],
-            Strategy::Canary if svc.rollout.steps.is_empty() => svc.rollout.steps = Step::default_canary(),
+            Strategy::AllAtOnce => {
+                svc.rollout.steps = vec![Step {
+                    weight: 100.0,
+                    hold: None,
+                }]
+            }
+            Strategy::Canary if svc.rollout.steps.is_empty() => {
+                svc.rollout.steps = Step::default_canary()
+            }
             Strategy::Canary => {}
         }
     }
@@ -208,7 +244,13 @@ mod tests {
     #[test]
     fn deep_merge_merges_mappings_and_replaces_the_rest() {
         let mut base = serde_json::json!({"a": {"x": 1, "y": [1]}, "b": 1});
-        deep_merge(&mut base, &serde_json::json!({"a": {"y": [2], "z": 3}, "c": 4}));
-        assert_eq!(base, serde_json::json!({"a": {"x": 1, "y": [2], "z": 3}, "b": 1, "c": 4}));
+        deep_merge(
+            &mut base,
+            &serde_json::json!({"a": {"y": [2], "z": 3}, "c": 4}),
+        );
+        assert_eq!(
+            base,
+            serde_json::json!({"a": {"x": 1, "y": [2], "z": 3}, "b": 1, "c": 4})
+        );
     }
 }

@@ -22,7 +22,7 @@ pub const DURATION_PATTERN: &str = r"^\s*[0-9]+\s*[a-zA-Zµμ]+(\s*[0-9]+\s*[a-z
 
 /// A `backstop.yaml` file: the services Backstop protects and how their releases roll out and
 /// recover.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "backstop.yaml")]
 pub struct Config {
@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// Settings every service inherits unless it overrides them.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     /// Analysis settings merged (deeply) under every service's own `analysis` block.
@@ -47,7 +47,9 @@ pub struct Defaults {
 
 impl Default for Defaults {
     fn default() -> Self {
-        Self { analysis: empty_object() }
+        Self {
+            analysis: empty_object(),
+        }
     }
 }
 
@@ -56,7 +58,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// One service: who owns it, how critical it is, how a release runs, rolls out and recovers.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Unique name: lowercase letters, digits and `-`, starting with a letter, at most 63
@@ -94,11 +96,19 @@ pub struct Service {
 #[serde(deny_unknown_fields)]
 pub struct Objectives {
     /// Target mean time to restore service after a bad release (e.g. `15m`).
-    #[serde(default, with = "option_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(with = "Option<DurationString>")]
     pub mttr: Option<Duration>,
     /// Longest allowed time from detection to traffic restored (e.g. `5m`); at most `mttr`.
-    #[serde(default, with = "option_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(with = "Option<DurationString>")]
     pub rollback_sla: Option<Duration>,
 }
@@ -121,7 +131,7 @@ impl Objectives {
 }
 
 /// How a release runs: a shell command started once per version on a free port.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Run {
     /// Shell command template. Placeholders: `{artifact}` (shell-quoted), `{port}` (required),
@@ -215,7 +225,10 @@ pub struct RolloutSpec {
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self { strategy: Strategy::Canary, steps: Step::default_canary() }
+        Self {
+            strategy: Strategy::Canary,
+            steps: Step::default_canary(),
+        }
     }
 }
 
@@ -238,7 +251,12 @@ pub struct Step {
     #[schemars(range(max = 100.0), extend("exclusiveMinimum" = 0))]
     pub weight: f64,
     /// Minimum time at this weight before the next step (required on every step but the last).
-    #[serde(rename = "for", default, with = "option_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "for",
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(with = "Option<DurationString>")]
     pub hold: Option<Duration>,
 }
@@ -248,9 +266,18 @@ impl Step {
     #[must_use]
     pub fn default_canary() -> Vec<Step> {
         vec![
-            Step { weight: 10.0, hold: Some(Duration::from_secs(30)) },
-            Step { weight: 50.0, hold: Some(Duration::from_secs(30)) },
-            Step { weight: 100.0, hold: None },
+            Step {
+                weight: 10.0,
+                hold: Some(Duration::from_secs(30)),
+            },
+            Step {
+                weight: 50.0,
+                hold: Some(Duration::from_secs(30)),
+            },
+            Step {
+                weight: 100.0,
+                hold: None,
+            },
         ]
     }
 }
@@ -271,7 +298,11 @@ pub struct Environment {
     #[serde(default)]
     pub regulated: bool,
     /// Overrides the service's `objectives.rollback_sla` in this environment.
-    #[serde(default, with = "option_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(with = "Option<DurationString>")]
     pub rollback_sla: Option<Duration>,
 }
@@ -297,8 +328,9 @@ impl Config {
     /// The effective configuration as pretty JSON.
     #[must_use]
     pub fn to_json_effective(&self) -> String {
-        serde_json::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the effective config: {e}\"}}"))
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            format!("{{\"error\": \"cannot render the effective config: {e}\"}}")
+        })
     }
 }
 
@@ -369,9 +401,13 @@ pub(crate) mod option_duration {
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
-            Some(text) => super::parse_duration(&text).map(Some).map_err(serde::de::Error::custom),
+            Some(text) => super::parse_duration(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
             None => Ok(None),
         }
     }

@@ -12,7 +12,9 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
-use crate::model::{DURATION_PATTERN, ENV_KEY_PATTERN, NAME_PATTERN, Objectives, format_duration, parse_duration};
+use crate::model::{
+    DURATION_PATTERN, ENV_KEY_PATTERN, NAME_PATTERN, Objectives, format_duration, parse_duration,
+};
 use crate::yaml::{Document, Pos, escape_token};
 
 /// A problem located by JSON pointer; the position is looked up in the [`Document`].
@@ -93,7 +95,10 @@ fn parent(location: &str) -> &str {
 fn first_sentence(text: &str) -> String {
     let text = text.trim();
     let end = text.find(". ").map_or(text.len(), |i| i + 1);
-    text[..end].replace('\n', " ").trim_end_matches('.').to_owned()
+    text[..end]
+        .replace('\n', " ")
+        .trim_end_matches('.')
+        .to_owned()
 }
 
 fn describe(v: &Value) -> String {
@@ -142,7 +147,8 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
         Some(h) if !h.is_empty() => format!("{message} ({h})"),
         _ => message,
     };
-    let mut push = |pos: Pos, path: String, message: String| out.push(Problem { pos, path, message });
+    let mut push =
+        |pos: Pos, path: String, message: String| out.push(Problem { pos, path, message });
 
     match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected }
@@ -156,11 +162,17 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                 let key_ptr = format!("{ptr}/{}", escape_token(key));
                 let suggestion = crate::suggest::closest(key, allowed.iter().map(String::as_str));
                 let hint = match (suggestion, allowed.is_empty()) {
-                    (Some(s), _) => format!("did you mean `{s}`? allowed here: {}", allowed.join(", ")),
+                    (Some(s), _) => {
+                        format!("did you mean `{s}`? allowed here: {}", allowed.join(", "))
+                    }
                     (None, false) => format!("allowed here: {}", allowed.join(", ")),
                     (None, true) => "no keys are allowed here".to_owned(),
                 };
-                push(doc.key_pos(&key_ptr), key_ptr, format!("unknown key `{key}` ({hint})"));
+                push(
+                    doc.key_pos(&key_ptr),
+                    key_ptr,
+                    format!("unknown key `{key}` ({hint})"),
+                );
             }
         }
         ValidationErrorKind::Required { property } => {
@@ -171,12 +183,18 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                 .and_then(|p| p.get("description"))
                 .and_then(Value::as_str)
                 .map(first_sentence);
-            push(here, ptr, with_hint(format!("missing required key `{name}`"), description));
+            push(
+                here,
+                ptr,
+                with_hint(format!("missing required key `{name}`"), description),
+            );
         }
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
                 TypeKind::Single(t) => type_name(*t).to_owned(),
-                TypeKind::Multiple(set) => set.iter().map(type_name).collect::<Vec<_>>().join(" or "),
+                TypeKind::Multiple(set) => {
+                    set.iter().map(type_name).collect::<Vec<_>>().join(" or ")
+                }
             };
             let wants_string = matches!(kind, TypeKind::Single(t) if t.as_str() == "string");
             let hint = match instance.as_ref() {
@@ -186,10 +204,20 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                 Value::Null => Some("the key has no value".to_owned()),
                 _ => hint_from_description(),
             };
-            push(here, ptr, with_hint(format!("expected {expected}, found {}", describe(instance)), hint));
+            push(
+                here,
+                ptr,
+                with_hint(
+                    format!("expected {expected}, found {}", describe(instance)),
+                    hint,
+                ),
+            );
         }
         ValidationErrorKind::Enum { options } => {
-            let allowed: Vec<String> = options.as_array().map(|a| a.iter().map(short).collect()).unwrap_or_default();
+            let allowed: Vec<String> = options
+                .as_array()
+                .map(|a| a.iter().map(short).collect())
+                .unwrap_or_default();
             push(here, ptr, unknown_value(instance, &allowed));
         }
         ValidationErrorKind::Constant { expected_value } => {
@@ -201,7 +229,9 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                 .iter()
                 .map(|branch| match branch.as_slice() {
                     [only] => match only.kind() {
-                        ValidationErrorKind::Constant { expected_value } => Some(vec![short(expected_value)]),
+                        ValidationErrorKind::Constant { expected_value } => {
+                            Some(vec![short(expected_value)])
+                        }
                         ValidationErrorKind::Enum { options } => {
                             options.as_array().map(|a| a.iter().map(short).collect())
                         }
@@ -212,10 +242,16 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                 .collect::<Option<Vec<Vec<String>>>>()
                 .map(|v| v.concat());
             match consts {
-                Some(allowed) if !allowed.is_empty() => push(here, ptr, unknown_value(instance, &allowed)),
+                Some(allowed) if !allowed.is_empty() => {
+                    push(here, ptr, unknown_value(instance, &allowed))
+                }
                 _ => {
                     // Report the branch that came closest (fewest errors).
-                    match context.iter().filter(|b| !b.is_empty()).min_by_key(|b| b.len()) {
+                    match context
+                        .iter()
+                        .filter(|b| !b.is_empty())
+                        .min_by_key(|b| b.len())
+                    {
                         Some(best) => {
                             for inner in best {
                                 map_error(doc, inner, out);
@@ -229,7 +265,9 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
         ValidationErrorKind::Format { format } => {
             let text = short(instance);
             let message = match format.as_str() {
-                "duration" => parse_duration(&text).err().unwrap_or_else(|| format!("invalid duration {text:?}")),
+                "duration" => parse_duration(&text)
+                    .err()
+                    .unwrap_or_else(|| format!("invalid duration {text:?}")),
                 "socket-address" => format!(
                     "invalid listen address {text:?} (expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080; host names are not accepted)"
                 ),
@@ -249,38 +287,91 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                         "invalid name {text:?} (use lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
                     ),
                 ),
-                "^/" => push(here, ptr, format!("invalid path {text:?} (must start with '/', e.g. /healthz)")),
-                _ => push(here, ptr, with_hint(format!("{text:?} does not match `{pattern}`"), hint_from_description())),
+                "^/" => push(
+                    here,
+                    ptr,
+                    format!("invalid path {text:?} (must start with '/', e.g. /healthz)"),
+                ),
+                _ => push(
+                    here,
+                    ptr,
+                    with_hint(
+                        format!("{text:?} does not match `{pattern}`"),
+                        hint_from_description(),
+                    ),
+                ),
             }
         }
         ValidationErrorKind::PropertyNames { error } => {
             let key = short(error.instance());
             let key_ptr = format!("{ptr}/{}", escape_token(&key));
-            let message = if matches!(error.kind(), ValidationErrorKind::Pattern { pattern } if pattern == ENV_KEY_PATTERN) {
-                format!("invalid environment variable name `{key}` (use A-Z, 0-9 and _, not starting with a digit)")
+            let message = if matches!(error.kind(), ValidationErrorKind::Pattern { pattern } if pattern == ENV_KEY_PATTERN)
+            {
+                format!(
+                    "invalid environment variable name `{key}` (use A-Z, 0-9 and _, not starting with a digit)"
+                )
             } else {
                 format!("invalid key `{key}`: {error}")
             };
             push(doc.key_pos(&key_ptr), key_ptr, message);
         }
         ValidationErrorKind::Maximum { limit } => {
-            push(here, ptr, with_hint(format!("must be at most {limit}, found {}", short(instance)), hint_from_description()));
+            push(
+                here,
+                ptr,
+                with_hint(
+                    format!("must be at most {limit}, found {}", short(instance)),
+                    hint_from_description(),
+                ),
+            );
         }
         ValidationErrorKind::Minimum { limit } => {
-            push(here, ptr, with_hint(format!("must be at least {limit}, found {}", short(instance)), hint_from_description()));
+            push(
+                here,
+                ptr,
+                with_hint(
+                    format!("must be at least {limit}, found {}", short(instance)),
+                    hint_from_description(),
+                ),
+            );
         }
         ValidationErrorKind::ExclusiveMaximum { limit } => {
-            push(here, ptr, with_hint(format!("must be below {limit}, found {}", short(instance)), hint_from_description()));
+            push(
+                here,
+                ptr,
+                with_hint(
+                    format!("must be below {limit}, found {}", short(instance)),
+                    hint_from_description(),
+                ),
+            );
         }
         ValidationErrorKind::ExclusiveMinimum { limit } => {
-            push(here, ptr, with_hint(format!("must be above {limit}, found {}", short(instance)), hint_from_description()));
+            push(
+                here,
+                ptr,
+                with_hint(
+                    format!("must be above {limit}, found {}", short(instance)),
+                    hint_from_description(),
+                ),
+            );
         }
         ValidationErrorKind::MinItems { limit } => {
             let noun = if *limit == 1 { "item" } else { "items" };
-            push(here, ptr, with_hint(format!("needs at least {limit} {noun}"), hint_from_description()));
+            push(
+                here,
+                ptr,
+                with_hint(
+                    format!("needs at least {limit} {noun}"),
+                    hint_from_description(),
+                ),
+            );
         }
         ValidationErrorKind::MinLength { limit } if *limit == 1 => {
-            push(here, ptr, with_hint("must not be empty".to_owned(), hint_from_description()));
+            push(
+                here,
+                ptr,
+                with_hint("must not be empty".to_owned(), hint_from_description()),
+            );
         }
         _ => push(here, ptr, e.to_string()),
     }
@@ -290,7 +381,10 @@ fn unknown_value(instance: &Value, allowed: &[String]) -> String {
     let text = short(instance);
     let quoted: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
     match crate::suggest::closest(&text, allowed.iter().map(String::as_str)) {
-        Some(s) if s != text => format!("unknown value `{text}` (did you mean `{s}`? allowed: {})", quoted.join(", ")),
+        Some(s) if s != text => format!(
+            "unknown value `{text}` (did you mean `{s}`? allowed: {})",
+            quoted.join(", ")
+        ),
         _ => format!("unknown value `{text}` (allowed: {})", quoted.join(", ")),
     }
 }
@@ -302,7 +396,11 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         return out;
     };
     let mut push = |path: String, message: String| {
-        out.push(Problem { pos: doc.value_pos(&path), path, message });
+        out.push(Problem {
+            pos: doc.value_pos(&path),
+            path,
+            message,
+        });
     };
     let mut names: HashMap<&str, String> = HashMap::new();
     // listen address → (service, environment, pointer)
@@ -315,7 +413,13 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             let here = format!("{sp}/name");
             if let Some(first) = names.get(name) {
                 let at = doc.value_pos(first);
-                push(here, format!("duplicate service name `{name}` (first defined at line {}, column {})", at.line, at.col));
+                push(
+                    here,
+                    format!(
+                        "duplicate service name `{name}` (first defined at line {}, column {})",
+                        at.line, at.col
+                    ),
+                );
             } else {
                 names.insert(name, here);
             }
@@ -327,14 +431,19 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         let mttr_ptr = format!("{sp}/objectives/mttr");
         let sla_ptr = format!("{sp}/objectives/rollback_sla");
         let given_mttr = positive_duration(svc.pointer("/objectives/mttr"), &mttr_ptr, &mut push);
-        let given_sla = positive_duration(svc.pointer("/objectives/rollback_sla"), &sla_ptr, &mut push);
+        let given_sla =
+            positive_duration(svc.pointer("/objectives/rollback_sla"), &sla_ptr, &mut push);
         let mttr = given_mttr.or(defaults.as_ref().and_then(|d| d.mttr));
         let sla = given_sla.or(defaults.as_ref().and_then(|d| d.rollback_sla));
         if let (Some(m), Some(s)) = (mttr, sla)
             && s > m
             && (given_mttr.is_some() || given_sla.is_some())
         {
-            let (at, what) = if given_sla.is_some() { (sla_ptr, "") } else { (mttr_ptr, " (the tier default)") };
+            let (at, what) = if given_sla.is_some() {
+                (sla_ptr, "")
+            } else {
+                (mttr_ptr, " (the tier default)")
+            };
             push(
                 at,
                 format!(
@@ -353,7 +462,11 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         }
         for field in ["timeout", "interval", "start_timeout"] {
             let ptr = format!("{sp}/run/health/{field}");
-            positive_duration(svc.pointer(&format!("/run/health/{field}")), &ptr, &mut push);
+            positive_duration(
+                svc.pointer(&format!("/run/health/{field}")),
+                &ptr,
+                &mut push,
+            );
         }
 
         // Rollout.
@@ -371,13 +484,19 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                         let at = doc.value_pos(first);
                         push(
                             here,
-                            format!("duplicate environment `{name}` in service `{svc_name}` (first defined at line {})", at.line),
+                            format!(
+                                "duplicate environment `{name}` in service `{svc_name}` (first defined at line {})",
+                                at.line
+                            ),
                         );
                     } else {
                         env_names.insert(name, here);
                     }
                 }
-                if let Some(addr) = env.get("listen").and_then(Value::as_str).and_then(|s| s.parse::<SocketAddr>().ok())
+                if let Some(addr) = env
+                    .get("listen")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<SocketAddr>().ok())
                     && addr.port() != 0
                 {
                     let here = format!("{ep}/listen");
@@ -395,7 +514,8 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                     }
                 }
                 let env_sla_ptr = format!("{ep}/rollback_sla");
-                if let Some(env_sla) = positive_duration(env.get("rollback_sla"), &env_sla_ptr, &mut push)
+                if let Some(env_sla) =
+                    positive_duration(env.get("rollback_sla"), &env_sla_ptr, &mut push)
                     && let Some(m) = mttr
                     && env_sla > m
                 {
@@ -415,7 +535,11 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
 }
 
 /// A duration string that parses (bad ones are reported by the schema) and must be above zero.
-fn positive_duration(v: Option<&Value>, ptr: &str, push: &mut impl FnMut(String, String)) -> Option<Duration> {
+fn positive_duration(
+    v: Option<&Value>,
+    ptr: &str,
+    push: &mut impl FnMut(String, String),
+) -> Option<Duration> {
     let d = parse_duration(v?.as_str()?).ok()?;
     if d.is_zero() {
         push(ptr.to_owned(), "must be greater than 0".to_owned());
@@ -425,9 +549,16 @@ fn positive_duration(v: Option<&Value>, ptr: &str, push: &mut impl FnMut(String,
 }
 
 fn check_rollout(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
-    let Some(rollout) = svc.get("rollout") else { return };
-    let strategy = rollout.get("strategy").and_then(Value::as_str).unwrap_or("canary");
-    let Some(steps) = rollout.get("steps").and_then(Value::as_array) else { return };
+    let Some(rollout) = svc.get("rollout") else {
+        return;
+    };
+    let strategy = rollout
+        .get("strategy")
+        .and_then(Value::as_str)
+        .unwrap_or("canary");
+    let Some(steps) = rollout.get("steps").and_then(Value::as_array) else {
+        return;
+    };
     let steps_ptr = format!("{sp}/rollout/steps");
     match strategy {
         "all-at-once" => {
@@ -452,19 +583,28 @@ fn check_rollout(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
                 if let (Some(w), Some(p)) = (weight, previous)
                     && w <= p
                 {
-                    push(wp.clone(), format!("step weights must increase: {w} comes after {p}"));
+                    push(
+                        wp.clone(),
+                        format!("step weights must increase: {w} comes after {p}"),
+                    );
                 }
                 if j == last
                     && let Some(w) = weight
                     && w != 100.0
                 {
-                    push(wp, format!("the last step must send all traffic: weight 100, found {w}"));
+                    push(
+                        wp,
+                        format!("the last step must send all traffic: weight 100, found {w}"),
+                    );
                 }
                 if j < last && step.get("for").is_none_or(Value::is_null) {
                     let w = weight.map(|w| format!(" at {w}%")).unwrap_or_default();
                     push(
                         format!("{steps_ptr}/{j}"),
-                        format!("step {} needs `for`: how long to hold{w} before the next step (e.g. `for: 1m`)", j + 1),
+                        format!(
+                            "step {} needs `for`: how long to hold{w} before the next step (e.g. `for: 1m`)",
+                            j + 1
+                        ),
                     );
                 }
                 previous = weight.or(previous);

@@ -19,7 +19,10 @@ pub struct Pos {
 
 impl Pos {
     fn from_marker(m: saphyr_parser::Marker) -> Self {
-        Self { line: m.line().max(1), col: m.col() + 1 }
+        Self {
+            line: m.line().max(1),
+            col: m.col() + 1,
+        }
     }
 }
 
@@ -62,7 +65,10 @@ impl Document {
 
     /// Position of the key of the value at `pointer` (falls back to the value's position).
     pub fn key_pos(&self, pointer: &str) -> Pos {
-        self.keys.get(pointer).copied().unwrap_or_else(|| self.value_pos(pointer))
+        self.keys
+            .get(pointer)
+            .copied()
+            .unwrap_or_else(|| self.value_pos(pointer))
     }
 }
 
@@ -86,8 +92,17 @@ enum KeyState {
 }
 
 enum Frame {
-    Seq { items: Vec<Value>, ptr: String, anchor: usize },
-    Map { obj: Map<String, Value>, ptr: String, anchor: usize, key: KeyState },
+    Seq {
+        items: Vec<Value>,
+        ptr: String,
+        anchor: usize,
+    },
+    Map {
+        obj: Map<String, Value>,
+        ptr: String,
+        anchor: usize,
+        key: KeyState,
+    },
     /// A collection used as a mapping key: skipped, `depth` nested levels open.
     SkipKey { depth: usize },
 }
@@ -120,7 +135,11 @@ pub fn read(text: &str) -> Document {
         match parser.next_event() {
             None => break,
             Some(Err(e)) => {
-                b.fatal(Pos::from_marker(*e.marker()), String::new(), format!("YAML syntax error: {}", e.info()));
+                b.fatal(
+                    Pos::from_marker(*e.marker()),
+                    String::new(),
+                    format!("YAML syntax error: {}", e.info()),
+                );
                 break;
             }
             Some(Ok((event, span))) => {
@@ -134,7 +153,11 @@ pub fn read(text: &str) -> Document {
         }
     }
     if !b.doc.fatal && b.doc.value.is_none() {
-        b.fatal(Pos { line: 1, col: 1 }, String::new(), "the file holds no YAML document".to_owned());
+        b.fatal(
+            Pos { line: 1, col: 1 },
+            String::new(),
+            "the file holds no YAML document".to_owned(),
+        );
     }
     b.doc
 }
@@ -154,12 +177,23 @@ impl Builder {
     fn child_pointer(&self) -> ChildRole {
         match self.stack.last() {
             None => ChildRole::Value(String::new()),
-            Some(Frame::Seq { items, ptr, .. }) => ChildRole::Value(format!("{ptr}/{}", items.len())),
-            Some(Frame::Map { key: KeyState::Expect, .. }) => ChildRole::Key,
-            Some(Frame::Map { key: KeyState::Have(k), ptr, .. }) => {
-                ChildRole::Value(format!("{ptr}/{}", escape_token(k)))
+            Some(Frame::Seq { items, ptr, .. }) => {
+                ChildRole::Value(format!("{ptr}/{}", items.len()))
             }
-            Some(Frame::Map { key: KeyState::Discard, .. }) | Some(Frame::SkipKey { .. }) => ChildRole::Dropped,
+            Some(Frame::Map {
+                key: KeyState::Expect,
+                ..
+            }) => ChildRole::Key,
+            Some(Frame::Map {
+                key: KeyState::Have(k),
+                ptr,
+                ..
+            }) => ChildRole::Value(format!("{ptr}/{}", escape_token(k))),
+            Some(Frame::Map {
+                key: KeyState::Discard,
+                ..
+            })
+            | Some(Frame::SkipKey { .. }) => ChildRole::Dropped,
         }
     }
 
@@ -189,7 +223,11 @@ impl Builder {
             Event::DocumentStart(_) => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    self.fatal(pos, String::new(), "only one YAML document is allowed (found a second `---`)".to_owned());
+                    self.fatal(
+                        pos,
+                        String::new(),
+                        "only one YAML document is allowed (found a second `---`)".to_owned(),
+                    );
                     return false;
                 }
                 true
@@ -201,7 +239,11 @@ impl Builder {
             Event::Alias(id) => {
                 match self.child_pointer() {
                     ChildRole::Key => {
-                        self.problem(pos, self.current_ptr(), "an alias (`*name`) cannot be used as a key".to_owned());
+                        self.problem(
+                            pos,
+                            self.current_ptr(),
+                            "an alias (`*name`) cannot be used as a key".to_owned(),
+                        );
                         self.set_key(KeyState::Discard);
                     }
                     ChildRole::Dropped => self.finish(Value::Null, 0),
@@ -211,7 +253,11 @@ impl Builder {
                             Some(v) => {
                                 let size = count_nodes(&v);
                                 if size > self.alias_budget {
-                                    self.fatal(pos, ptr, "aliases expand to too many nodes (alias bomb?)".to_owned());
+                                    self.fatal(
+                                        pos,
+                                        ptr,
+                                        "aliases expand to too many nodes (alias bomb?)".to_owned(),
+                                    );
                                     return false;
                                 }
                                 self.alias_budget -= size;
@@ -232,7 +278,9 @@ impl Builder {
             Event::MappingStart(anchor, tag) => self.open(false, anchor, tag.as_deref(), pos),
             Event::SequenceEnd | Event::MappingEnd => {
                 match self.stack.pop() {
-                    Some(Frame::Seq { items, anchor, .. }) => self.finish(Value::Array(items), anchor),
+                    Some(Frame::Seq { items, anchor, .. }) => {
+                        self.finish(Value::Array(items), anchor)
+                    }
                     Some(Frame::Map { obj, anchor, .. }) => self.finish(Value::Object(obj), anchor),
                     Some(Frame::SkipKey { .. }) | None => {}
                 }
@@ -259,54 +307,96 @@ impl Builder {
             let core = tag.is_yaml_core_schema();
             let ok = core && (!collection || matches!(tag.suffix.as_str(), "map" | "seq"));
             if !ok {
-                self.problem(pos, ptr.to_owned(), format!("unsupported YAML tag `{tag}` (remove it)"));
+                self.problem(
+                    pos,
+                    ptr.to_owned(),
+                    format!("unsupported YAML tag `{tag}` (remove it)"),
+                );
             }
         }
     }
 
     fn open(&mut self, seq: bool, anchor: usize, tag: Option<&Tag>, pos: Pos) -> bool {
         if self.stack.len() >= MAX_DEPTH {
-            self.fatal(pos, self.current_ptr(), format!("nesting deeper than {MAX_DEPTH} levels"));
+            self.fatal(
+                pos,
+                self.current_ptr(),
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            );
             return false;
         }
         match self.child_pointer() {
             ChildRole::Key => {
-                self.problem(pos, self.current_ptr(), "keys must be plain scalars, not a sequence or mapping".to_owned());
+                self.problem(
+                    pos,
+                    self.current_ptr(),
+                    "keys must be plain scalars, not a sequence or mapping".to_owned(),
+                );
                 self.stack.push(Frame::SkipKey { depth: 0 });
             }
             ChildRole::Dropped => {
                 // The value of a rejected key: build it anyway (cheap) and drop it on finish.
                 let ptr = String::from("\u{0}dropped");
                 self.stack.push(if seq {
-                    Frame::Seq { items: Vec::new(), ptr, anchor }
+                    Frame::Seq {
+                        items: Vec::new(),
+                        ptr,
+                        anchor,
+                    }
                 } else {
-                    Frame::Map { obj: Map::new(), ptr, anchor, key: KeyState::Expect }
+                    Frame::Map {
+                        obj: Map::new(),
+                        ptr,
+                        anchor,
+                        key: KeyState::Expect,
+                    }
                 });
             }
             ChildRole::Value(ptr) => {
                 self.check_tag(tag, pos, &ptr, true);
                 self.doc.values.insert(ptr.clone(), pos);
                 self.stack.push(if seq {
-                    Frame::Seq { items: Vec::new(), ptr, anchor }
+                    Frame::Seq {
+                        items: Vec::new(),
+                        ptr,
+                        anchor,
+                    }
                 } else {
-                    Frame::Map { obj: Map::new(), ptr, anchor, key: KeyState::Expect }
+                    Frame::Map {
+                        obj: Map::new(),
+                        ptr,
+                        anchor,
+                        key: KeyState::Expect,
+                    }
                 });
             }
         }
         true
     }
 
-    fn on_scalar(&mut self, text: &str, style: ScalarStyle, anchor: usize, tag: Option<&Tag>, pos: Pos) {
+    fn on_scalar(
+        &mut self,
+        text: &str,
+        style: ScalarStyle,
+        anchor: usize,
+        tag: Option<&Tag>,
+        pos: Pos,
+    ) {
         match self.child_pointer() {
             ChildRole::Key => {
-                let Some(Frame::Map { obj, ptr, .. }) = self.stack.last() else { return };
+                let Some(Frame::Map { obj, ptr, .. }) = self.stack.last() else {
+                    return;
+                };
                 let key_ptr = format!("{ptr}/{}", escape_token(text));
                 if obj.contains_key(text) {
                     let first = self.doc.keys.get(&key_ptr).copied().unwrap_or_default();
                     self.problem(
                         pos,
                         key_ptr,
-                        format!("duplicate key `{text}` (first defined at line {}, column {})", first.line, first.col),
+                        format!(
+                            "duplicate key `{text}` (first defined at line {}, column {})",
+                            first.line, first.col
+                        ),
                     );
                     self.set_key(KeyState::Discard);
                 } else {
@@ -318,17 +408,24 @@ impl Builder {
             ChildRole::Value(ptr) => {
                 self.check_tag(tag, pos, &ptr, false);
                 let tag_cow = tag.map(|t| Cow::Owned(t.clone()));
-                let value = match Scalar::parse_from_cow_and_metadata(Cow::Borrowed(text), style, tag_cow.as_ref()) {
+                let value = match Scalar::parse_from_cow_and_metadata(
+                    Cow::Borrowed(text),
+                    style,
+                    tag_cow.as_ref(),
+                ) {
                     Some(Scalar::Null) => Value::Null,
                     Some(Scalar::Boolean(b)) => Value::Bool(b),
                     Some(Scalar::Integer(i)) => Value::Number(Number::from(i)),
-                    Some(Scalar::FloatingPoint(f)) => {
-                        Number::from_f64(f.into_inner()).map_or_else(|| Value::String(text.to_owned()), Value::Number)
-                    }
+                    Some(Scalar::FloatingPoint(f)) => Number::from_f64(f.into_inner())
+                        .map_or_else(|| Value::String(text.to_owned()), Value::Number),
                     Some(Scalar::String(s)) => Value::String(s.into_owned()),
                     None => {
                         if let Some(t) = tag {
-                            self.problem(pos, ptr.clone(), format!("{text:?} is not a valid `{t}`"));
+                            self.problem(
+                                pos,
+                                ptr.clone(),
+                                format!("{text:?} is not a valid `{t}`"),
+                            );
                         }
                         Value::String(text.to_owned())
                     }
@@ -351,14 +448,12 @@ impl Builder {
                 }
             }
             Some(Frame::Seq { items, .. }) => items.push(value),
-            Some(Frame::Map { obj, key, .. }) => {
-                match std::mem::replace(key, KeyState::Expect) {
-                    KeyState::Have(k) => {
-                        obj.insert(k, value);
-                    }
-                    KeyState::Discard | KeyState::Expect => {}
+            Some(Frame::Map { obj, key, .. }) => match std::mem::replace(key, KeyState::Expect) {
+                KeyState::Have(k) => {
+                    obj.insert(k, value);
                 }
-            }
+                KeyState::Discard | KeyState::Expect => {}
+            },
             Some(Frame::SkipKey { .. }) => {}
         }
     }
@@ -387,7 +482,10 @@ mod tests {
     fn values_and_positions() {
         let doc = read("a: 1\nb:\n  - x\n  - {c: true, d: 1.5}\n");
         assert!(doc.problems.is_empty(), "{:?}", doc.problems);
-        assert_eq!(doc.value, Some(json!({"a": 1, "b": ["x", {"c": true, "d": 1.5}]})));
+        assert_eq!(
+            doc.value,
+            Some(json!({"a": 1, "b": ["x", {"c": true, "d": 1.5}]}))
+        );
         assert_eq!(doc.values["/a"], Pos { line: 1, col: 4 });
         assert_eq!(doc.keys["/b"], Pos { line: 2, col: 1 });
         assert_eq!(doc.values["/b/0"], Pos { line: 3, col: 5 });
@@ -399,7 +497,11 @@ mod tests {
         let doc = read("a: 1\nb: 2\na: 3\nb: 4\n");
         let lines: Vec<_> = doc.problems.iter().map(|p| p.pos.line).collect();
         assert_eq!(lines, vec![3, 4]);
-        assert!(doc.problems[0].message.contains("duplicate key `a` (first defined at line 1"));
+        assert!(
+            doc.problems[0]
+                .message
+                .contains("duplicate key `a` (first defined at line 1")
+        );
         assert_eq!(doc.value, Some(json!({"a": 1, "b": 2})));
         assert!(!doc.fatal);
     }
@@ -415,7 +517,10 @@ mod tests {
     #[test]
     fn quoted_scalars_stay_strings_and_aliases_resolve() {
         let doc = read("a: &x '8080'\nb: *x\nc: !!str 12\n");
-        assert_eq!(doc.value, Some(json!({"a": "8080", "b": "8080", "c": "12"})));
+        assert_eq!(
+            doc.value,
+            Some(json!({"a": "8080", "b": "8080", "c": "12"}))
+        );
     }
 
     #[test]

@@ -14,12 +14,22 @@ fn expectations(text: &str, file: &str) -> Vec<Expected> {
     text.lines()
         .filter_map(|l| l.strip_prefix("# expect: "))
         .map(|rest| {
-            let (pos, rest) = rest.split_once(' ').unwrap_or_else(|| panic!("{file}: bad expect line {rest:?}"));
-            let (line, col) = pos.split_once(':').unwrap_or_else(|| panic!("{file}: bad position {pos:?}"));
-            let (path, fragment) = rest.split_once(": ").unwrap_or_else(|| panic!("{file}: bad expect line {rest:?}"));
+            let (pos, rest) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("{file}: bad expect line {rest:?}"));
+            let (line, col) = pos
+                .split_once(':')
+                .unwrap_or_else(|| panic!("{file}: bad position {pos:?}"));
+            let (path, fragment) = rest
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("{file}: bad expect line {rest:?}"));
             Expected {
-                line: line.parse().unwrap_or_else(|_| panic!("{file}: bad line {line:?}")),
-                col: col.parse().unwrap_or_else(|_| panic!("{file}: bad column {col:?}")),
+                line: line
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{file}: bad line {line:?}")),
+                col: col
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{file}: bad column {col:?}")),
                 path: path.to_owned(),
                 fragment: fragment.to_owned(),
             }
@@ -36,20 +46,25 @@ fn every_broken_config_reports_exactly_its_expected_errors() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 12, "the issue asks for at least twelve broken configs, found {}", files.len());
+    assert!(
+        files.len() >= 12,
+        "the issue asks for at least twelve broken configs, found {}",
+        files.len()
+    );
 
     let mut failures = Vec::new();
     for path in &files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let text = std::fs::read_to_string(path).expect("readable");
         let expected = expectations(&text, &name);
         assert!(!expected.is_empty(), "{name}: no `# expect:` lines");
-        let errors = match backstop_config::parse(&text, &name) {
-            Ok(_) => {
-                failures.push(format!("{name}: parsed without errors"));
-                continue;
-            }
-            Err(e) => e,
+        let Err(errors) = backstop_config::parse(&text, &name) else {
+            failures.push(format!("{name}: parsed without errors"));
+            continue;
         };
         for e in &errors {
             assert_eq!(e.file, name);
@@ -57,8 +72,15 @@ fn every_broken_config_reports_exactly_its_expected_errors() {
         let report = errors.to_string();
         for exp in &expected {
             let found = errors.iter().any(|e| {
-                let path = if e.path.is_empty() { "/" } else { e.path.as_str() };
-                e.line == exp.line && e.col == exp.col && path == exp.path && e.message.contains(&exp.fragment)
+                let path = if e.path.is_empty() {
+                    "/"
+                } else {
+                    e.path.as_str()
+                };
+                e.line == exp.line
+                    && e.col == exp.col
+                    && path == exp.path
+                    && e.message.contains(&exp.fragment)
             });
             if !found {
                 failures.push(format!(
@@ -68,7 +90,11 @@ fn every_broken_config_reports_exactly_its_expected_errors() {
             }
         }
         if errors.len() != expected.len() {
-            failures.push(format!("{name}: expected {} errors, got {}:\n{report}", expected.len(), errors.len()));
+            failures.push(format!(
+                "{name}: expected {} errors, got {}:\n{report}",
+                expected.len(),
+                errors.len()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -76,8 +102,10 @@ fn every_broken_config_reports_exactly_its_expected_errors() {
 
 #[test]
 fn errors_are_sorted_and_display_one_per_line() {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken/several_errors.yaml"))
-        .expect("readable");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken/several_errors.yaml"),
+    )
+    .expect("readable");
     let errors = backstop_config::parse(&text, "several.yaml").expect_err("invalid");
     let positions: Vec<_> = errors.iter().map(|e| (e.line, e.col)).collect();
     let mut sorted = positions.clone();
@@ -85,7 +113,12 @@ fn errors_are_sorted_and_display_one_per_line() {
     assert_eq!(positions, sorted);
     let shown = errors.to_string();
     assert_eq!(shown.lines().count(), errors.len());
-    assert!(shown.lines().next().is_some_and(|l| l.starts_with("several.yaml:4:3: /defaults/breaker: unknown key `breaker`")), "{shown}");
+    assert!(
+        shown.lines().next().is_some_and(
+            |l| l.starts_with("several.yaml:4:3: /defaults/breaker: unknown key `breaker`")
+        ),
+        "{shown}"
+    );
     let json = errors.to_json();
     assert_eq!(json["valid"], false);
     assert_eq!(json["errors"][0]["line"], 4);
@@ -109,6 +142,10 @@ fn bad_nested_judge_duration_is_located() {
     let errors = backstop_config::parse(text, "f.yaml").expect_err("invalid");
     assert_eq!(errors.len(), 1, "{errors}");
     let e = &errors.0[0];
-    assert_eq!((e.line, e.col, e.path.as_str()), (8, 21, "/services/0/analysis/kayenta/checkpoint"), "{errors}");
+    assert_eq!(
+        (e.line, e.col, e.path.as_str()),
+        (8, 21, "/services/0/analysis/kayenta/checkpoint"),
+        "{errors}"
+    );
     assert!(e.message.contains("often"), "{errors}");
 }

@@ -7,7 +7,9 @@ use backstop_config::{Config, Router, Strategy};
 use backstop_judge::JudgeKind;
 
 fn good(name: &str) -> Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/good")
+        .join(name);
     backstop_config::load(&path).unwrap_or_else(|e| panic!("{name} should be valid:\n{e}"))
 }
 
@@ -17,7 +19,8 @@ fn mins(m: u64) -> Duration {
 
 #[test]
 fn starter_parses_cleanly() {
-    let config = backstop_config::parse(backstop_config::STARTER, "starter.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let config = backstop_config::parse(backstop_config::STARTER, "starter.yaml")
+        .unwrap_or_else(|e| panic!("{e}"));
     let svc = config.service("my-service").expect("starter service");
     assert_eq!(svc.tier, 1);
     assert_eq!(svc.environments.len(), 2);
@@ -60,9 +63,17 @@ fn analysis_is_deep_merged_over_defaults() {
     let checkout = config.service("checkout").expect("checkout");
     assert_eq!(checkout.analysis.judge, JudgeKind::Threshold);
     assert!((checkout.analysis.alpha - 0.05).abs() < 1e-12);
-    assert_eq!(checkout.analysis.interval, Duration::from_secs(2), "service value wins");
+    assert_eq!(
+        checkout.analysis.interval,
+        Duration::from_secs(2),
+        "service value wins"
+    );
     let search = config.service("search").expect("search");
-    assert_eq!(search.analysis.interval, Duration::from_secs(10), "default applies");
+    assert_eq!(
+        search.analysis.interval,
+        Duration::from_secs(10),
+        "default applies"
+    );
     // Objectives: mttr given, rollback_sla from tier 0; environment override.
     assert_eq!(checkout.objectives.mttr, Some(mins(10)));
     assert_eq!(checkout.objectives.rollback_sla, Some(mins(5)));
@@ -71,7 +82,10 @@ fn analysis_is_deep_merged_over_defaults() {
     assert_eq!(checkout.rollout.strategy, Strategy::AllAtOnce);
     assert_eq!(checkout.rollout.steps.len(), 1);
     assert_eq!(checkout.rollout.steps[0].weight, 100.0);
-    assert_eq!(checkout.run.env.get("WORKERS").map(String::as_str), Some("8"));
+    assert_eq!(
+        checkout.run.env.get("WORKERS").map(String::as_str),
+        Some("8")
+    );
     assert_eq!(search.objectives.mttr, Some(mins(24 * 60)));
 }
 
@@ -80,13 +94,11 @@ fn effective_yaml_parses_back_to_the_same_config() {
     for name in ["minimal.yaml", "analysis_override.yaml"] {
         let config = good(name);
         let yaml = config.to_yaml_effective();
-        let again = backstop_config::parse(&yaml, "effective.yaml").unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
-        assert_eq!(
-            serde_json::to_value(&config).expect("json"),
-            serde_json::to_value(&again).expect("json"),
-            "{name}:\n{yaml}"
-        );
-        let json: serde_json::Value = serde_json::from_str(&config.to_json_effective()).expect("json");
+        let again = backstop_config::parse(&yaml, "effective.yaml")
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
+        assert_eq!(config, again, "{name}:\n{yaml}");
+        let json: serde_json::Value =
+            serde_json::from_str(&config.to_json_effective()).expect("json");
         assert!(json["services"][0]["objectives"]["mttr"].is_string());
     }
 }
@@ -100,24 +112,82 @@ fn schema_describes_the_file() {
     let service = &schema["$defs"]["Service"];
     assert_eq!(service["additionalProperties"], false);
     assert_eq!(service["properties"]["tier"]["maximum"], 3);
-    assert!(service["properties"]["owner"]["description"].as_str().is_some_and(|d| !d.is_empty()));
-    assert_eq!(schema["$defs"]["Run"]["properties"]["scale_down_delay"]["format"], "duration");
+    assert!(
+        service["properties"]["owner"]["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+    assert_eq!(
+        schema["$defs"]["Run"]["properties"]["scale_down_delay"]["format"],
+        "duration"
+    );
     // The judge's settings are embedded, not copied.
     assert!(schema["$defs"]["JudgeSettings"]["properties"]["judge"].is_object());
 }
 
 #[test]
-fn cli_exit_codes() {
-    use backstop_config::cli::{OutputFormat, ShowArgs, ValidateArgs, run_show, run_validate};
+fn cli_validate_and_show() {
+    use backstop_config::cli::{OutputFormat, ShowArgs, ValidateArgs, show_to, validate_to};
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let ok = ValidateArgs { file: dir.join("good/minimal.yaml"), output: OutputFormat::Json };
-    assert_eq!(run_validate(&ok), 0);
-    let bad = ValidateArgs { file: dir.join("broken/several_errors.yaml"), output: OutputFormat::Text };
-    assert_eq!(run_validate(&bad), 1);
-    let missing = ValidateArgs { file: dir.join("good/missing.yaml"), output: OutputFormat::Json };
-    assert_eq!(run_validate(&missing), 1);
-    let show = ShowArgs { file: dir.join("good/minimal.yaml"), effective: true, output: OutputFormat::Text };
-    assert_eq!(run_show(&show), 0);
-    assert_eq!(backstop_config::cli::run_schema(), 0);
-    assert_eq!(backstop_config::cli::run_init(), 0);
+    let run = |file: &str, output| {
+        let mut out = Vec::new();
+        let code = validate_to(
+            &ValidateArgs {
+                file: dir.join(file),
+                output,
+            },
+            &mut out,
+        );
+        (code, String::from_utf8(out).expect("utf-8"))
+    };
+
+    let (code, out) = run("good/minimal.yaml", OutputFormat::Text);
+    assert_eq!(code, 0);
+    assert!(out.contains("valid (1 service)"), "{out}");
+
+    let (code, out) = run("broken/several_errors.yaml", OutputFormat::Text);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("several_errors.yaml:8:11: /services/0/tier: must be at most 3"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("12 errors"), "{out}");
+
+    let (code, out) = run("broken/several_errors.yaml", OutputFormat::Json);
+    assert_eq!(code, 1);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json output");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["errors"].as_array().map(Vec::len), Some(12));
+    let first = &json["errors"][0];
+    for key in ["file", "line", "col", "path", "message"] {
+        assert!(!first[key].is_null(), "{key} missing in {first}");
+    }
+
+    let (code, out) = run("good/missing.yaml", OutputFormat::Json);
+    assert_eq!(code, 1);
+    assert!(out.contains("missing.yaml"), "{out}");
+
+    let mut out = Vec::new();
+    let show = ShowArgs {
+        file: dir.join("good/minimal.yaml"),
+        effective: true,
+        output: OutputFormat::Text,
+    };
+    assert_eq!(show_to(&show, &mut out), 0);
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(text.contains("mttr: 4h"), "{text}");
+    assert!(text.contains("rollback_sla: 30m"), "{text}");
+
+    let mut out = Vec::new();
+    let show = ShowArgs {
+        file: dir.join("good/minimal.yaml"),
+        effective: false,
+        output: OutputFormat::Json,
+    };
+    assert_eq!(show_to(&show, &mut out), 0);
+    let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert!(
+        json["services"][0].get("objectives").is_none(),
+        "as written: {json}"
+    );
 }
