@@ -88,8 +88,9 @@ pub fn placeholders(template: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Problems of a template: unknown placeholders, missing `{port}`.
-pub(crate) fn check(template: &str) -> Vec<String> {
+/// Problems of a template: unknown placeholders, missing `{port}`. Each comes with the text it
+/// concerns, when there is one (to point at it).
+pub(crate) fn check(template: &str) -> Vec<(Option<String>, String)> {
     let mut problems = Vec::new();
     let used = placeholders(template);
     for name in &used {
@@ -98,17 +99,21 @@ pub(crate) fn check(template: &str) -> Vec<String> {
                 Some(s) => format!("did you mean `{{{s}}}`? "),
                 None => String::new(),
             };
-            problems.push(format!(
-                "unknown placeholder `{{{name}}}` ({hint}allowed: {}; write `{{{{` for a literal brace)",
-                PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+            problems.push((
+                Some(format!("{{{name}}}")),
+                format!(
+                    "unknown placeholder `{{{name}}}` ({hint}allowed: {}; write `{{{{` for a literal brace)",
+                    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                ),
             ));
         }
     }
     if !used.contains(&"port") {
-        problems.push(
+        problems.push((
+            None,
             "the command must contain `{port}`: each version is started on its own free port (e.g. `./app --port {port}`)"
                 .to_owned(),
-        );
+        ));
     }
     problems
 }
@@ -192,17 +197,14 @@ mod tests {
         assert!(check("./app --port {port}").is_empty());
         let problems = check("./app --listen {prot}");
         assert_eq!(problems.len(), 2, "{problems:?}");
+        let (needle, message) = &problems[0];
+        assert_eq!(needle.as_deref(), Some("{prot}"));
         assert!(
-            problems[0].contains("unknown placeholder `{prot}`"),
-            "{}",
-            problems[0]
+            message.contains("unknown placeholder `{prot}`"),
+            "{message}"
         );
-        assert!(
-            problems[0].contains("did you mean `{port}`"),
-            "{}",
-            problems[0]
-        );
-        assert!(problems[1].contains("must contain `{port}`"));
+        assert!(message.contains("did you mean `{port}`"), "{message}");
+        assert!(problems[1].1.contains("must contain `{port}`"));
     }
 
     #[test]

@@ -395,6 +395,8 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
     let Some(services) = root.get("services").and_then(Value::as_array) else {
         return out;
     };
+    // Problems positioned more precisely than their value (inside a command).
+    let mut direct: Vec<Problem> = Vec::new();
     let mut push = |path: String, message: String| {
         out.push(Problem {
             pos: doc.value_pos(&path),
@@ -456,8 +458,15 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
 
         // Run.
         if let Some(command) = svc.pointer("/run/command").and_then(Value::as_str) {
-            for message in crate::command::check(command) {
-                push(format!("{sp}/run/command"), message);
+            let ptr = format!("{sp}/run/command");
+            for (needle, message) in crate::command::check(command) {
+                let at = doc.value_pos(&ptr);
+                let pos = needle.map_or(at, |n| doc.find_after(at, &n));
+                direct.push(Problem {
+                    pos,
+                    path: ptr.clone(),
+                    message,
+                });
             }
         }
         for field in ["timeout", "interval", "start_timeout"] {
@@ -531,6 +540,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             }
         }
     }
+    out.extend(direct);
     out
 }
 

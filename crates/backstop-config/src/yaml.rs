@@ -46,6 +46,8 @@ pub struct Document {
     /// Problems; `fatal` tells whether `value` can still be used.
     pub problems: Vec<YamlProblem>,
     pub fatal: bool,
+    /// The source text, to point inside a scalar (see [`Document::find_after`]).
+    pub source: String,
 }
 
 impl Document {
@@ -60,6 +62,28 @@ impl Document {
                 Some(i) => p = &p[..i],
                 None => return Pos { line: 1, col: 1 },
             }
+        }
+    }
+
+    /// Position of `needle` on the line of `pos`, at or after it (e.g. a placeholder inside a
+    /// command); `pos` itself when not found there.
+    pub fn find_after(&self, pos: Pos, needle: &str) -> Pos {
+        let Some(line) = self.source.lines().nth(pos.line.saturating_sub(1)) else {
+            return pos;
+        };
+        let skip = pos.col.saturating_sub(1);
+        let Some((start_byte, _)) = line.char_indices().nth(skip) else {
+            return pos;
+        };
+        match line[start_byte..].find(needle) {
+            Some(offset) => {
+                let col = line[..start_byte + offset].chars().count() + 1;
+                Pos {
+                    line: pos.line,
+                    col,
+                }
+            }
+            None => pos,
         }
     }
 
@@ -124,7 +148,10 @@ struct Builder {
 #[must_use]
 pub fn read(text: &str) -> Document {
     let mut b = Builder {
-        doc: Document::default(),
+        doc: Document {
+            source: text.to_owned(),
+            ..Document::default()
+        },
         stack: Vec::new(),
         anchors: HashMap::new(),
         alias_budget: ALIAS_BUDGET,
