@@ -49,10 +49,80 @@ pub(crate) fn schema_problems(doc: &Document, value: &Value) -> Vec<Problem> {
         }
     };
     let mut out = Vec::new();
+    // Missing keys of one mapping are reported together: pointer → names.
+    let mut missing: Vec<(String, Vec<String>)> = Vec::new();
     for error in validator.iter_errors(value) {
+        if let ValidationErrorKind::Required { property } = error.kind() {
+            let ptr = pointer_of(&error);
+            let name = short(property);
+            match missing.iter_mut().find(|(p, _)| *p == ptr) {
+                Some((_, names)) => names.push(name),
+                None => missing.push((ptr, vec![name])),
+            }
+            continue;
+        }
         map_error(doc, &error, &mut out);
     }
+    for (ptr, names) in missing {
+        let message = match names.as_slice() {
+            [one] => {
+                let description = required_description(&ptr, one);
+                match description {
+                    Some(d) => format!("missing required key `{one}` ({d})"),
+                    None => format!("missing required key `{one}`"),
+                }
+            }
+            many => format!(
+                "missing required keys {}",
+                many.iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        out.push(Problem {
+            pos: doc.value_pos(&ptr),
+            path: ptr,
+            message,
+        });
+    }
     out
+}
+
+/// The description of property `name` of the object at instance `ptr` (for hints).
+fn required_description(ptr: &str, name: &str) -> Option<String> {
+    // Walk the schema along the instance pointer: properties / items, following `$ref`s.
+    let schema: &Value = &SCHEMA;
+    let resolve = |mut s: &'static Value| -> &'static Value {
+        for _ in 0..8 {
+            match s
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix('#'))
+            {
+                Some(r) => match schema.pointer(r) {
+                    Some(next) => s = next,
+                    None => break,
+                },
+                None => break,
+            }
+        }
+        s
+    };
+    let mut cur = resolve(&SCHEMA);
+    for token in ptr.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        cur = if token.parse::<usize>().is_ok() && cur.get("items").is_some() {
+            resolve(cur.get("items")?)
+        } else {
+            resolve(cur.get("properties")?.get(&token)?)
+        };
+    }
+    cur.get("properties")?
+        .get(name)?
+        .get("description")
+        .and_then(Value::as_str)
+        .map(first_sentence)
 }
 
 fn pointer_of(e: &ValidationError<'_>) -> String {
