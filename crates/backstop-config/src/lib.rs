@@ -159,11 +159,22 @@ fn analysis_problems(
             out.push(validate::Problem {
                 pos: doc.value_pos(&path),
                 path,
-                message: e.inner().to_string(),
+                message: serde_message(&e.inner().to_string()),
             });
         }
     }
     out
+}
+
+/// Rephrases serde's "invalid type: X, expected Y" as "expected Y, found X".
+fn serde_message(message: &str) -> String {
+    message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+        .map_or_else(
+            || message.to_owned(),
+            |(found, expected)| format!("expected {expected}, found {found}"),
+        )
 }
 
 fn json_pointer(path: &serde_path_to_error::Path) -> String {
@@ -215,8 +226,12 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
             }
         }
     }
-    let mut config: Config = serde_path_to_error::deserialize(merged)
-        .map_err(|e| (json_pointer(e.path()), e.inner().to_string()))?;
+    let mut config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+        (
+            json_pointer(e.path()),
+            serde_message(&e.inner().to_string()),
+        )
+    })?;
     for svc in &mut config.services {
         let tier = Objectives::for_tier(svc.tier);
         svc.objectives.mttr = svc.objectives.mttr.or(tier.mttr);
@@ -240,6 +255,15 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_messages_say_expected_first() {
+        assert_eq!(
+            serde_message("invalid type: floating point `2.0`, expected u8"),
+            "expected u8, found floating point `2.0`"
+        );
+        assert_eq!(serde_message("something else"), "something else");
+    }
 
     #[test]
     fn deep_merge_merges_mappings_and_replaces_the_rest() {
