@@ -187,7 +187,7 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
     };
     // If this future is dropped before the instance is healthy, kill the group: nobody would
     // know about the process otherwise.
-    let mut guard = GroupGuard(Some(pid));
+    let mut guard = GroupGuard(Some(inst.clone()));
     tracing::info!(instance = %spec.instance_id, pid, port = spec.port, "Instance started; waiting for health.");
 
     let started = Instant::now();
@@ -196,7 +196,8 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
     let mut last_error = String::from("no check completed");
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            kill_group_now(pid);
+            // The leader is reaped; its grandchildren (if any) still hold the group id.
+            kill_group_if_ours(&inst);
             return Err(exited_early(spec, status.to_string()));
         }
         let now = Instant::now();
@@ -205,6 +206,10 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
         }
         let attempt_timeout = spec.health_timeout.min(deadline - now);
         match check_health(spec.port, &spec.health_path, attempt_timeout).await {
+            Ok(()) if matches!(child.try_wait(), Ok(Some(_))) => {
+                // Something answered, but our process is gone (e.g. the port was taken).
+                last_error = "health answered, but the instance process had exited".to_owned();
+            }
             Ok(()) => {
                 guard.0 = None;
                 tracing::info!(instance = %spec.instance_id, pid, port = spec.port, waited_ms = started.elapsed().as_millis() as u64, "Instance healthy.");
@@ -225,7 +230,7 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
     }
 
     tracing::warn!(instance = %spec.instance_id, pid, "Instance not healthy in time; killing its process group.");
-    kill_group_now(pid);
+    kill_group_if_ours(&inst);
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     Err(DeployError::StartTimeout {
         instance_id: spec.instance_id.clone(),
@@ -249,19 +254,22 @@ fn exited_early(spec: &InstanceSpec, status: String) -> DeployError {
 }
 
 /// Kills the process group on drop unless disarmed (set to `None`).
-struct GroupGuard(Option<u32>);
+struct GroupGuard(Option<Instance>);
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            kill_group_now(pid);
+        if let Some(inst) = self.0.take() {
+            kill_group_if_ours(&inst);
         }
     }
 }
 
-/// SIGKILL to a group we just spawned ourselves (so it is certainly ours).
-fn kill_group_now(pid: u32) {
-    if let Some(pgid) = to_pid(pid) {
+/// SIGKILL to the instance's process group, if a live member still carries its marker (so a
+/// group id freed and reused meanwhile is never hit).
+fn kill_group_if_ours(inst: &Instance) {
+    if let Some(pgid) = to_pid(inst.pid)
+        && group_is_ours(inst)
+    {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
 }
@@ -409,8 +417,10 @@ fn proc_stat(pid: i32) -> Option<(char, i32)> {
 fn has_marker(pid: i32, instance_id: &str) -> bool {
     let want = format!("{INSTANCE_ENV}={instance_id}");
     // While a process is inside execve (e.g. `sh -c 'exec server'`), its environ reads back
-    // empty for a moment: retry briefly before concluding it is not ours.
-    for attempt in 0..20 {
+    // empty for a moment (longer on a busy machine): retry briefly before concluding it is not
+    // ours. Only processes with an empty environment pay the full wait.
+    let deadline = std::time::Instant::now() + Duration::from_millis(250);
+    loop {
         let environ = match std::fs::read(format!("/proc/{pid}/environ")) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
@@ -421,11 +431,11 @@ fn has_marker(pid: i32, instance_id: &str) -> bool {
                 .split(|b| *b == 0)
                 .any(|entry| entry == want.as_bytes());
         }
-        if attempt < 19 {
-            std::thread::sleep(Duration::from_millis(1));
+        if std::time::Instant::now() >= deadline {
+            return false;
         }
+        std::thread::sleep(Duration::from_millis(2));
     }
-    false
 }
 
 /// Live (non-zombie) processes whose process group is `pgid`.
