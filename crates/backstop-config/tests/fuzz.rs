@@ -54,3 +54,199 @@ fn deep_nesting_is_rejected() {
     let errors = backstop_config::parse(&text, "deep.yaml").expect_err("rejected");
     assert!(!errors.is_empty());
 }
+
+/// One generated service: knobs drawn mostly from valid values, sometimes from invalid ones.
+#[derive(Debug, Clone)]
+struct GenService {
+    bad_name: bool,
+    tier: i64,
+    mttr: Option<&'static str>,
+    sla: Option<&'static str>,
+    steps: Option<Vec<(i64, Option<&'static str>)>>,
+    all_at_once: bool,
+    shared_port: bool,
+    command: &'static str,
+}
+
+fn duration() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        20 => prop::sample::select(vec!["30s", "5m", "15m", "1h", "4h", "1day"]),
+        1 => prop::sample::select(vec!["0s", "soon", "5 parsecs"]),
+    ]
+}
+
+fn valid_steps() -> impl Strategy<Value = Vec<(i64, Option<&'static str>)>> {
+    prop::collection::btree_set(1i64..100, 0..4).prop_map(|weights| {
+        let mut steps: Vec<(i64, Option<&'static str>)> =
+            weights.into_iter().map(|w| (w, Some("30s"))).collect();
+        steps.push((100, None));
+        steps
+    })
+}
+
+fn gen_service() -> impl Strategy<Value = GenService> {
+    (
+        prop::bool::weighted(0.03),
+        prop_oneof![20 => 0i64..4, 1 => -1i64..9],
+        prop::option::weighted(0.3, duration()),
+        prop::option::weighted(0.3, duration()),
+        prop_oneof![
+            10 => Just(None),
+            8 => valid_steps().prop_map(Some),
+            1 => prop::collection::vec((-10i64..130, prop::option::of(duration())), 0..5).prop_map(Some),
+        ],
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.03),
+        prop_oneof![
+            20 => prop::sample::select(vec!["./app --port {port}", "{artifact} --port={port} --env {env}"]),
+            1 => prop::sample::select(vec!["./app", "./app {port} {nope}"]),
+        ],
+    )
+        .prop_map(|(bad_name, tier, mttr, sla, steps, all_at_once, shared_port, command)| GenService {
+            bad_name,
+            tier,
+            mttr,
+            sla,
+            steps,
+            all_at_once,
+            shared_port,
+            command,
+        })
+}
+
+fn render(services: &[GenService]) -> String {
+    let mut out = String::from("services:\n");
+    for (i, s) in services.iter().enumerate() {
+        let name = if s.bad_name {
+            "Bad_Name".to_owned()
+        } else {
+            format!("svc-{i}")
+        };
+        out.push_str(&format!(
+            "  - name: {name}\n    owner: team\n    tier: {}\n",
+            s.tier
+        ));
+        if s.mttr.is_some() || s.sla.is_some() {
+            out.push_str("    objectives:\n");
+            if let Some(m) = s.mttr {
+                out.push_str(&format!("      mttr: {m}\n"));
+            }
+            if let Some(r) = s.sla {
+                out.push_str(&format!("      rollback_sla: {r}\n"));
+            }
+        }
+        out.push_str(&format!("    run:\n      command: \"{}\"\n", s.command));
+        if s.all_at_once || s.steps.is_some() {
+            out.push_str("    rollout:\n");
+            if s.all_at_once {
+                out.push_str("      strategy: all-at-once\n");
+            }
+            if let Some(steps) = &s.steps {
+                out.push_str("      steps:\n");
+                if steps.is_empty() {
+                    out.push_str("        []\n");
+                }
+                for (w, hold) in steps {
+                    match hold {
+                        Some(h) => out.push_str(&format!("        - {{weight: {w}, for: {h}}}\n")),
+                        None => out.push_str(&format!("        - {{weight: {w}}}\n")),
+                    }
+                }
+            }
+        }
+        out.push_str(&format!(
+            "    environments:\n      - name: prod\n        listen: 127.0.0.1:{}\n",
+            if s.shared_port { 7000 } else { 7001 + i }
+        ));
+    }
+    out
+}
+
+/// Whatever mix of valid and invalid knobs: either every error is located, or the result
+/// satisfies every rule the validator promises (and a fair share of cases are valid).
+#[test]
+fn generated_configs_are_rejected_with_positions_or_satisfy_the_rules() {
+    use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+    use std::cell::Cell;
+
+    let valid = Cell::new(0usize);
+    let invalid = Cell::new(0usize);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: 400,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(gen_service(), 1..4), |services| {
+        let text = render(&services);
+        match backstop_config::parse(&text, "gen.yaml") {
+            Err(errors) => {
+                invalid.set(invalid.get() + 1);
+                prop_assert!(!errors.is_empty());
+                for e in &errors {
+                    prop_assert!(
+                        e.line >= 1 && e.line <= text.lines().count() + 1,
+                        "{e}\n{text}"
+                    );
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+            Ok(config) => {
+                valid.set(valid.get() + 1);
+                let mut names = std::collections::HashSet::new();
+                for svc in &config.services {
+                    prop_assert!(
+                        names.insert(svc.name.clone()),
+                        "duplicate name accepted\n{text}"
+                    );
+                    prop_assert!(svc.tier <= 3);
+                    let (mttr, sla) = (svc.objectives.mttr, svc.objectives.rollback_sla);
+                    prop_assert!(mttr.is_some() && sla.is_some());
+                    prop_assert!(sla <= mttr, "rollback_sla > mttr accepted\n{text}");
+                    let steps = &svc.rollout.steps;
+                    prop_assert!(!steps.is_empty());
+                    prop_assert_eq!(steps.last().map(|s| s.weight), Some(100.0));
+                    for pair in steps.windows(2) {
+                        prop_assert!(
+                            pair[0].weight < pair[1].weight,
+                            "weights not increasing accepted\n{text}"
+                        );
+                        prop_assert!(
+                            pair[0].hold.is_some(),
+                            "step without `for` accepted\n{text}"
+                        );
+                    }
+                    prop_assert!(steps.iter().all(|s| s.weight > 0.0));
+                    prop_assert!(backstop_config::placeholders(&svc.run.command).contains(&"port"));
+                }
+                let yaml = config.to_yaml_effective();
+                let again = backstop_config::parse(&yaml, "effective.yaml");
+                if !again.as_ref().is_ok_and(|c| *c == config) {
+                    return Err(TestCaseError::fail(format!(
+                        "effective config does not round-trip:\n{yaml}\n{again:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    eprintln!(
+        "generated: {} valid, {} invalid",
+        valid.get(),
+        invalid.get()
+    );
+    assert!(
+        valid.get() >= 10,
+        "too few valid cases to exercise the rules: {} valid, {} invalid",
+        valid.get(),
+        invalid.get()
+    );
+    assert!(
+        invalid.get() >= 10,
+        "too few invalid cases: {} valid, {} invalid",
+        valid.get(),
+        invalid.get()
+    );
+}
