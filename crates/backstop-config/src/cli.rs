@@ -137,3 +137,36 @@ pub fn run_init() -> i32 {
     print(&mut std::io::stdout().lock(), crate::STARTER);
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    enum Cmd {
+        Validate(ValidateArgs),
+        Show(ShowArgs),
+    }
+
+    #[test]
+    fn args_parse_as_subcommands() {
+        let Ok(Cmd::Validate(v)) =
+            Cmd::try_parse_from(["backstop", "validate", "b.yaml", "--output", "json"])
+        else {
+            panic!("validate did not parse");
+        };
+        assert_eq!(v.file, PathBuf::from("b.yaml"));
+        assert_eq!(v.output, OutputFormat::Json);
+        let Ok(Cmd::Show(s)) = Cmd::try_parse_from(["backstop", "show", "b.yaml", "--effective"])
+        else {
+            panic!("show did not parse");
+        };
+        assert!(s.effective);
+        assert_eq!(s.output, OutputFormat::Text);
+        assert!(
+            Cmd::try_parse_from(["backstop", "validate", "b.yaml", "--output", "xml"]).is_err()
+        );
+        assert!(Cmd::try_parse_from(["backstop", "validate"]).is_err());
+    }
+}
