@@ -165,7 +165,7 @@ pub fn read(text: &str) -> Document {
                 b.fatal(
                     Pos::from_marker(*e.marker()),
                     String::new(),
-                    format!("YAML syntax error: {}", e.info()),
+                    syntax_message(e.info()),
                 );
                 break;
             }
@@ -204,6 +204,9 @@ impl Builder {
     fn child_pointer(&self) -> ChildRole {
         match self.stack.last() {
             None => ChildRole::Value(String::new()),
+            Some(Frame::Seq { ptr, .. } | Frame::Map { ptr, .. }) if ptr.starts_with('\u{0}') => {
+                ChildRole::Dropped
+            }
             Some(Frame::Seq { items, ptr, .. }) => {
                 ChildRole::Value(format!("{ptr}/{}", items.len()))
             }
@@ -492,6 +495,27 @@ enum ChildRole {
     Dropped,
 }
 
+/// A YAML syntax error with a hint for the usual causes.
+fn syntax_message(info: &str) -> String {
+    let hint = if info.contains("mapping values are not allowed") {
+        Some("a value containing ': ' must be quoted, or a key is indented wrongly")
+    } else if info.contains("tab") {
+        Some("indent with spaces, not tabs")
+    } else if info.contains("quoted scalar") {
+        Some("a quote is not closed")
+    } else if info.contains("flow sequence") || info.contains("flow mapping") {
+        Some("a `[` or `{` is not closed")
+    } else if info.contains("block collection") || info.contains("block mapping") {
+        Some("check the indentation of this line against the lines above")
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("YAML syntax error: {info} ({h})"),
+        None => format!("YAML syntax error: {info}"),
+    }
+}
+
 fn count_nodes(v: &Value) -> usize {
     match v {
         Value::Array(a) => 1 + a.iter().map(count_nodes).sum::<usize>(),
@@ -531,6 +555,37 @@ mod tests {
         );
         assert_eq!(doc.value, Some(json!({"a": 1, "b": 2})));
         assert!(!doc.fatal);
+    }
+
+    #[test]
+    fn the_value_of_a_duplicate_key_is_dropped_whole() {
+        let doc = read("a: 1\na: {b: [1, {c: 2}], d: 3}\ne: 2\n");
+        assert_eq!(doc.problems.len(), 1, "{:?}", doc.problems);
+        assert_eq!(doc.value, Some(json!({"a": 1, "e": 2})));
+        assert!(
+            doc.values
+                .keys()
+                .all(|k| k.is_empty() || k.starts_with('/')),
+            "{:?}",
+            doc.values
+        );
+        assert_eq!(doc.values["/e"], Pos { line: 3, col: 4 });
+    }
+
+    #[test]
+    fn syntax_errors_carry_hints() {
+        let doc = read("a: b: c\n");
+        assert!(
+            doc.problems[0].message.contains("must be quoted"),
+            "{:?}",
+            doc.problems
+        );
+        let doc = read("a: [1\n");
+        assert!(
+            doc.problems[0].message.contains("is not closed"),
+            "{:?}",
+            doc.problems
+        );
     }
 
     #[test]
