@@ -1,1 +1,170 @@
-//! backstop-server
+//! The Backstop daemon: REST API, OpenAPI, `/metrics`, built-in proxies, and the controller.
+//!
+//! Entry point: [`serve`] takes a bound listener and a shutdown future, so tests and the
+//! quickstart run a real daemon on port 0.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use backstop_config::Config;
+use backstop_core::Millis;
+use backstop_core::audit::AuditEntry;
+use backstop_drivers::proxy::Proxy;
+use backstop_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub mod api;
+pub mod auth;
+pub mod controller;
+pub mod error;
+pub mod export;
+pub mod metrics;
+pub mod runtime;
+
+pub use api::{RolloutDetail, Timeline};
+
+/// Wall-clock now in epoch milliseconds (UTC).
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Everything handlers and the controller share.
+pub struct Ctx {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub state_dir: PathBuf,
+    /// One built-in proxy per (service, environment).
+    pub proxies: BTreeMap<(String, String), Proxy>,
+    pub token_hash: String,
+    pub commands: mpsc::Sender<controller::Command>,
+    /// Wakes the controller when desired state changed.
+    pub wake: Notify,
+}
+
+/// Appends an audit record, attributing it to `actor`.
+pub async fn audit(
+    ctx: &Ctx,
+    actor: &str,
+    action: &str,
+    target: &str,
+    trigger: &str,
+    evidence: serde_json::Value,
+) -> Result<()> {
+    ctx.store
+        .append_audit(
+            now_ms(),
+            &AuditEntry {
+                actor: actor.into(),
+                action: action.into(),
+                target: target.into(),
+                trigger: trigger.into(),
+                evidence,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Verifies the audit chain and says where it breaks.
+pub async fn verification(
+    store: &dyn Store,
+) -> Result<api::AuditVerification, backstop_store::StoreError> {
+    Ok(match backstop_store::verify_audit(store).await? {
+        Ok(n) => api::AuditVerification {
+            ok: true,
+            records: n,
+            broken_at: None,
+            reason: None,
+        },
+        Err(b) => api::AuditVerification {
+            ok: false,
+            records: store.audit_head().await?.map_or(0, |h| h.0 as usize),
+            broken_at: Some(b.seq),
+            reason: Some(b.reason),
+        },
+    })
+}
+
+pub struct ServeOptions {
+    pub config: Config,
+    pub state_dir: PathBuf,
+}
+
+/// Runs the daemon until `shutdown` resolves. On a graceful stop the supervised instances are
+/// stopped too (the built-in proxies that feed them traffic stop with the daemon); their
+/// desired state stays in the store, so the next start brings them back. After `kill -9` they
+/// keep running and the next start adopts them.
+pub async fn serve(
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store = SqliteStore::open_dir(&opts.state_dir)
+        .await
+        .with_context(|| format!("opening the state folder {}", opts.state_dir.display()))?;
+    let token_hash =
+        auth::ensure_admin_token(&opts.state_dir).context("creating the admin token")?;
+    std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
+    let mut proxies = BTreeMap::new();
+    for svc in &opts.config.services {
+        for env in &svc.environments {
+            let l = TcpListener::bind(env.listen).await.with_context(|| {
+                format!(
+                    "service {} environment {}: cannot listen on {}",
+                    svc.name, env.name, env.listen
+                )
+            })?;
+            let proxy = Proxy::start(l, format!("{}/{}", svc.name, env.name)).await;
+            tracing::info!(service = %svc.name, env = %env.name, listen = %proxy.local_addr(), "Built-in proxy listening.");
+            proxies.insert((svc.name.clone(), env.name.clone()), proxy);
+        }
+    }
+    let (tx, rx) = mpsc::channel(64);
+    let ctx = Arc::new(Ctx {
+        store: Arc::new(store),
+        config: Arc::new(opts.config),
+        state_dir: opts.state_dir,
+        proxies,
+        token_hash,
+        commands: tx,
+        wake: Notify::new(),
+    });
+    let cancel = CancellationToken::new();
+    let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
+    let app = api::router(ctx.clone());
+    tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");
+    let stop = cancel.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop.cancel();
+        })
+        .await
+        .context("serving the API")?;
+    cancel.cancel();
+    let _ = controller.await;
+    for proxy in ctx.proxies.values() {
+        proxy.shutdown().await;
+    }
+    for inst in ctx.store.running_instances().await? {
+        let handle = backstop_drivers::process::Instance {
+            instance_id: inst.id.clone(),
+            pid: inst.pid,
+            port: inst.port,
+        };
+        if inst.pid != 0 && backstop_drivers::process::is_running(&handle) {
+            if let Err(e) = backstop_drivers::process::stop(&handle, runtime::STOP_GRACE).await {
+                tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
+            }
+        }
+    }
+    Ok(())
+}

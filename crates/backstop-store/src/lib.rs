@@ -57,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
     async fn active_rollout(&self, service: &str, env: &str) -> Result<Option<Rollout>>;
     /// Replaces the stored row (by id).
     async fn update_rollout(&self, rollout: &Rollout) -> Result<()>;
+    /// Promotion in one transaction: the rollout's final row and the environment's new LKG and
+    /// stable instance are written together, so a crash never leaves one without the other.
+    async fn commit_promotion(&self, rollout: &Rollout, env: &EnvironmentState) -> Result<()>;
     async fn append_interval(&self, rollout_id: &str, interval: &Interval) -> Result<i64>;
     async fn intervals(&self, rollout_id: &str) -> Result<Vec<Interval>>;
     async fn add_event(&self, event: &Event) -> Result<()>;

@@ -466,6 +466,40 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn commit_promotion(&self, r: &Rollout, env: &EnvironmentState) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE rollouts SET phase = $2, step_index = $3, step_started_at_ms = $4, canary_weight = $5, \
+             canary_instance_id = $6, updated_at_ms = $7, reason = $8, verdict = $9 WHERE id = $1",
+        )
+        .bind(&r.id)
+        .bind(r.phase.as_str())
+        .bind(r.step_index)
+        .bind(r.step_started_at_ms)
+        .bind(r.canary_weight)
+        .bind(&r.canary_instance_id)
+        .bind(r.updated_at_ms)
+        .bind(&r.reason)
+        .bind(r.verdict.as_ref().map(json))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO environments (service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, env) DO UPDATE SET \
+             lkg_release_id = excluded.lkg_release_id, stable_instance_id = excluded.stable_instance_id, \
+             previous_lkg_release_id = excluded.previous_lkg_release_id",
+        )
+        .bind(&env.service)
+        .bind(&env.env)
+        .bind(&env.lkg_release_id)
+        .bind(&env.stable_instance_id)
+        .bind(&env.previous_lkg_release_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn append_interval(&self, rollout_id: &str, interval: &Interval) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO rollout_intervals (rollout_id, seq, interval) \

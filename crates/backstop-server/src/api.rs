@@ -1,0 +1,654 @@
+//! REST/JSON API under `/api/v1`, its OpenAPI document, `/metrics` and `/healthz`.
+//!
+//! Handlers validate and write desired state; transitions of running rollouts go through the
+//! controller's command queue so they never race its own decisions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use backstop_core::Millis;
+use backstop_core::audit::AuditRecord;
+use backstop_core::model::{
+    Artifact, EnvironmentState, Event, Phase, Recovery, Release, ReleaseStatus, Rollout,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::{Caller, require_token};
+use crate::controller::Command;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::{Ctx, now_ms};
+
+/// A JSON body whose errors name the JSON pointer of the offending field.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(&mut de) {
+            Ok(v) => Ok(Body(v)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let pointer = if path == "." {
+                    String::new()
+                } else {
+                    format!(
+                        "/{}",
+                        path.replace('.', "/").replace('[', "").replace(']', "")
+                    )
+                };
+                Err(ApiError::bad_request(format!(
+                    "invalid request body at {}: {}",
+                    if pointer.is_empty() { "/" } else { &pointer },
+                    e.inner()
+                ))
+                .at(pointer))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRelease {
+    pub service: String,
+    pub version: String,
+    /// Path of an executable file (hashed by content) …
+    #[serde(default)]
+    pub file: Option<String>,
+    /// … or a command line (hashed as text). Exactly one of `file` and `command`.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Environment added to the service's `run.env` for this release.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRollout {
+    pub service: String,
+    pub env: String,
+    /// Version of a registered release of the service.
+    pub version: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    /// Why, in words: recorded in the audit log.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub service: String,
+    pub env: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceView {
+    pub name: String,
+    pub owner: String,
+    pub tier: u8,
+    pub environments: Vec<EnvironmentView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentView {
+    pub name: String,
+    /// Where the built-in proxy listens for this environment's traffic.
+    pub listen: String,
+    pub state: Option<EnvironmentState>,
+    pub active_rollout: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutDetail {
+    pub rollout: Rollout,
+    pub events: Vec<Event>,
+    pub recovery: Option<Recovery>,
+    /// Times derived from the events (null until they happen).
+    pub timeline: Timeline,
+}
+
+/// Key moments of a rollout and the durations between them.
+#[derive(Debug, Serialize, ToSchema, Default)]
+pub struct Timeline {
+    pub started_at_ms: Millis,
+    pub first_canary_request_at_ms: Option<Millis>,
+    pub verdict_at_ms: Option<Millis>,
+    pub rollback_started_at_ms: Option<Millis>,
+    pub traffic_restored_at_ms: Option<Millis>,
+    pub promoted_at_ms: Option<Millis>,
+    /// First canary request → failing verdict.
+    pub time_to_detect_ms: Option<Millis>,
+    /// First canary request → traffic back on the last known good.
+    pub time_to_restore_ms: Option<Millis>,
+}
+
+impl Timeline {
+    pub fn from_events(r: &Rollout, events: &[Event]) -> Timeline {
+        let at = |kind: &str| events.iter().find(|e| e.kind == kind).map(|e| e.at_ms);
+        let first = at("canary.first_request");
+        let verdict = at("rollout.failed");
+        let restored = at("traffic.restored");
+        Timeline {
+            started_at_ms: r.created_at_ms,
+            first_canary_request_at_ms: first,
+            verdict_at_ms: verdict,
+            rollback_started_at_ms: at("recovery.started"),
+            traffic_restored_at_ms: restored,
+            promoted_at_ms: at("rollout.promoted"),
+            time_to_detect_ms: first.zip(verdict).map(|(a, b)| b - a),
+            time_to_restore_ms: first.zip(restored).map(|(a, b)| b - a),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditVerification {
+    pub ok: bool,
+    pub records: usize,
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub service: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Backstop API",
+        description = "Release-recovery control plane. Every /api/v1 call needs `Authorization: Bearer <token>`."
+    ),
+    paths(
+        list_services,
+        create_release,
+        list_releases,
+        get_release,
+        create_rollout,
+        list_rollouts,
+        get_rollout,
+        promote_rollout,
+        abort_rollout,
+        export_rollout,
+        rollback,
+        list_recoveries,
+        get_recovery,
+        list_audit,
+        verify_audit
+    ),
+    components(schemas(
+        ErrorBody,
+        AuditRecord,
+        Release,
+        Rollout,
+        Recovery,
+        Event,
+        Phase,
+        ReleaseStatus,
+        Artifact
+    ))
+)]
+pub struct ApiDoc;
+
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    let api = Router::new()
+        .route("/services", get(list_services))
+        .route("/releases", post(create_release).get(list_releases))
+        .route("/releases/{id}", get(get_release))
+        .route("/rollouts", post(create_rollout).get(list_rollouts))
+        .route("/rollouts/{id}", get(get_rollout))
+        .route("/rollouts/{id}/promote", post(promote_rollout))
+        .route("/rollouts/{id}/abort", post(abort_rollout))
+        .route("/rollouts/{id}/export", get(export_rollout))
+        .route("/rollback", post(rollback))
+        .route("/recoveries", get(list_recoveries))
+        .route("/recoveries/{id}", get(get_recovery))
+        .route("/audit", get(list_audit))
+        .route("/audit/verify", get(verify_audit))
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            require_token,
+        ));
+    Router::new()
+        .nest("/api/v1", api)
+        .route(
+            "/api/openapi.json",
+            get(|| async { Json(ApiDoc::openapi()) }),
+        )
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .with_state(ctx)
+}
+
+async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
+    match crate::metrics::render(&ctx).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => ApiError::internal(format!("{e:#}")).into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/services", responses((status = 200, body = Vec<ServiceView>)))]
+async fn list_services(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<Vec<ServiceView>>> {
+    let mut out = Vec::new();
+    for svc in &ctx.config.services {
+        let mut environments = Vec::new();
+        for env in &svc.environments {
+            environments.push(EnvironmentView {
+                name: env.name.clone(),
+                listen: ctx
+                    .proxy(&svc.name, &env.name)
+                    .map(|p| p.local_addr().to_string())
+                    .unwrap_or_default(),
+                state: ctx.store.environment(&svc.name, &env.name).await?,
+                active_rollout: ctx
+                    .store
+                    .active_rollout(&svc.name, &env.name)
+                    .await?
+                    .map(|r| r.id),
+            });
+        }
+        out.push(ServiceView {
+            name: svc.name.clone(),
+            owner: svc.owner.clone(),
+            tier: svc.tier,
+            environments,
+        });
+    }
+    Ok(Json(out))
+}
+
+fn known_service<'a>(
+    ctx: &'a Ctx,
+    name: &str,
+    pointer: &str,
+) -> ApiResult<&'a backstop_config::Service> {
+    ctx.config.service(name).ok_or_else(|| {
+        let known: Vec<_> = ctx
+            .config
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        ApiError::not_found(format!(
+            "unknown service {name:?} (configured: {})",
+            known.join(", ")
+        ))
+        .at(pointer)
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/releases", request_body = CreateRelease,
+    responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_release(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Body(req): Body<CreateRelease>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    known_service(&ctx, &req.service, "/service")?;
+    if req.version.is_empty()
+        || req.version.len() > 128
+        || !req
+            .version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "version must be 1-128 characters of letters, digits and . _ - +",
+        )
+        .at("/version"));
+    }
+    for key in req.env.keys() {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(ApiError::bad_request(format!(
+                "environment variable name {key:?} must match [A-Z0-9_]+"
+            ))
+            .at(format!("/env/{key}")));
+        }
+    }
+    let (artifact, sha256) = match (req.file, req.command) {
+        (Some(path), None) => {
+            let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                ApiError::bad_request(format!("cannot read artifact file {path}: {e}")).at("/file")
+            })?;
+            (Artifact::File(path), hex::encode(Sha256::digest(&bytes)))
+        }
+        (None, Some(cmd)) if !cmd.trim().is_empty() => {
+            let sha = hex::encode(Sha256::digest(cmd.as_bytes()));
+            (Artifact::Command(cmd), sha)
+        }
+        _ => {
+            return Err(
+                ApiError::bad_request("give exactly one of `file` and `command`").at("/file"),
+            );
+        }
+    };
+    let release = Release {
+        id: Release::id_for(&req.service, &req.version),
+        service: req.service,
+        version: req.version,
+        artifact,
+        sha256,
+        env: req.env,
+        status: ReleaseStatus::Ok,
+        bad_reason: None,
+        created_at_ms: now_ms(),
+    };
+    ctx.store.create_release(&release).await?;
+    crate::audit(
+        &ctx,
+        &caller.0,
+        "release.created",
+        &format!("release/{}", release.id),
+        "api",
+        json!({
+            "sha256": release.sha256, "artifact": release.artifact,
+        }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+#[utoipa::path(get, path = "/api/v1/releases", params(("service" = Option<String>, Query)), responses((status = 200, body = Vec<Release>)))]
+async fn list_releases(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Release>>> {
+    Ok(Json(ctx.store.releases(q.service.as_deref()).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/releases/{id}", responses((status = 200, body = Release), (status = 404, body = ErrorBody)))]
+async fn get_release(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Release>> {
+    Ok(Json(ctx.store.release(&id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/rollouts", request_body = CreateRollout,
+    responses((status = 201, body = Rollout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Body(req): Body<CreateRollout>,
+) -> ApiResult<(StatusCode, Json<Rollout>)> {
+    let svc = known_service(&ctx, &req.service, "/service")?;
+    if svc.environment(&req.env).is_none() {
+        let known: Vec<_> = svc.environments.iter().map(|e| e.name.as_str()).collect();
+        return Err(ApiError::not_found(format!(
+            "service {} has no environment {:?} (configured: {})",
+            svc.name,
+            req.env,
+            known.join(", ")
+        ))
+        .at("/env"));
+    }
+    let release = ctx
+        .store
+        .release(&Release::id_for(&req.service, &req.version))
+        .await
+        .map_err(|e| ApiError::from(e).at("/version"))?;
+    if release.status == ReleaseStatus::Bad {
+        return Err(ApiError::conflict(format!(
+            "release {} was rolled back ({}); register a new version instead",
+            release.id,
+            release.bad_reason.unwrap_or_default()
+        ))
+        .at("/version"));
+    }
+    let state = ctx.store.environment(&req.service, &req.env).await?;
+    let from = state.and_then(|s| s.lkg_release_id);
+    if from.as_deref() == Some(release.id.as_str()) {
+        return Err(ApiError::conflict(format!(
+            "{} already runs {} in {}",
+            req.service, req.version, req.env
+        ))
+        .at("/version"));
+    }
+    let now = now_ms();
+    let rollout = Rollout {
+        id: uuid::Uuid::now_v7().to_string(),
+        service: req.service,
+        env: req.env,
+        from_release_id: from,
+        to_release_id: release.id,
+        phase: Phase::Pending,
+        step_index: 0,
+        step_started_at_ms: None,
+        canary_weight: 0.0,
+        canary_instance_id: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        actor: caller.0.clone(),
+        reason: None,
+        verdict: None,
+    };
+    ctx.store.create_rollout(&rollout).await?;
+    ctx.store
+        .add_event(&Event {
+            at_ms: now,
+            rollout_id: rollout.id.clone(),
+            kind: "rollout.started".into(),
+            detail: json!({"actor": caller.0}),
+        })
+        .await?;
+    crate::audit(&ctx, &caller.0, "rollout.created", &format!("rollout/{}", rollout.id), "api", json!({
+        "service": rollout.service, "env": rollout.env, "from": rollout.from_release_id, "to": rollout.to_release_id,
+    }))
+    .await?;
+    ctx.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(rollout)))
+}
+
+#[utoipa::path(get, path = "/api/v1/rollouts", params(("service" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<Rollout>)))]
+async fn list_rollouts(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Rollout>>> {
+    Ok(Json(
+        ctx.store
+            .rollouts(q.service.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000))
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}", responses((status = 200, body = RolloutDetail), (status = 404, body = ErrorBody)))]
+async fn get_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RolloutDetail>> {
+    let rollout = ctx.store.rollout(&id).await?;
+    let events = ctx.store.events(&id).await?;
+    let recovery = match ctx
+        .store
+        .recovery(&crate::controller::recovery_id_for(&id))
+        .await
+    {
+        Ok(r) => Some(r),
+        Err(backstop_store::StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let timeline = Timeline::from_events(&rollout, &events);
+    Ok(Json(RolloutDetail {
+        rollout,
+        events,
+        recovery,
+        timeline,
+    }))
+}
+
+async fn send_command<T>(
+    ctx: &Ctx,
+    make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+) -> ApiResult<T> {
+    let (tx, rx) = oneshot::channel();
+    ctx.commands
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::internal("the controller is shutting down"))?;
+    rx.await
+        .map_err(|_| ApiError::internal("the controller dropped the request"))?
+}
+
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/promote", request_body = Reason,
+    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn promote_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<Reason>,
+) -> ApiResult<Json<Rollout>> {
+    let r = send_command(&ctx, |reply| Command::Promote {
+        rollout_id: id,
+        actor: caller.0,
+        reason: req.reason,
+        reply,
+    })
+    .await?;
+    Ok(Json(r))
+}
+
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/abort", request_body = Reason,
+    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn abort_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<Reason>,
+) -> ApiResult<Json<Rollout>> {
+    let r = send_command(&ctx, |reply| Command::Abort {
+        rollout_id: id,
+        actor: caller.0,
+        reason: req.reason,
+        reply,
+    })
+    .await?;
+    Ok(Json(r))
+}
+
+/// The rollout's stored intervals as a `backstop-scenario/v1` file, replayable by `backstop analyze`.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}/export", responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 404, body = ErrorBody)))]
+async fn export_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let rollout = ctx.store.rollout(&id).await?;
+    let settings = &ctx
+        .service(&rollout.service)
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?
+        .analysis;
+    let intervals = ctx.store.intervals(&id).await?;
+    let text = crate::export::scenario_text(&rollout, settings.interval.as_secs_f64(), &intervals);
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/rollback", request_body = RollbackRequest,
+    responses((status = 200, body = Recovery), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rollback(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Body(req): Body<RollbackRequest>,
+) -> ApiResult<Json<Recovery>> {
+    let svc = known_service(&ctx, &req.service, "/service")?;
+    if svc.environment(&req.env).is_none() {
+        return Err(ApiError::not_found(format!(
+            "service {} has no environment {:?}",
+            svc.name, req.env
+        ))
+        .at("/env"));
+    }
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a rollback needs a reason").at("/reason"));
+    }
+    crate::audit(
+        &ctx,
+        &caller.0,
+        "rollback.requested",
+        &format!("service/{}/{}", req.service, req.env),
+        "manual",
+        json!({"reason": req.reason}),
+    )
+    .await?;
+    let rec = send_command(&ctx, |reply| Command::Rollback {
+        service: req.service,
+        env: req.env,
+        actor: caller.0,
+        reason: req.reason,
+        reply,
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+#[utoipa::path(get, path = "/api/v1/recoveries", responses((status = 200, body = Vec<Recovery>)))]
+async fn list_recoveries(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Recovery>>> {
+    Ok(Json(
+        ctx.store
+            .recoveries(q.limit.unwrap_or(50).clamp(1, 1000))
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/recoveries/{id}", responses((status = 200, body = Recovery), (status = 404, body = ErrorBody)))]
+async fn get_recovery(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Recovery>> {
+    Ok(Json(ctx.store.recovery(&id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", params(("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<AuditRecord>)))]
+async fn list_audit(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditRecord>>> {
+    Ok(Json(
+        ctx.store
+            .audit(
+                q.after.unwrap_or(0),
+                q.limit.unwrap_or(1000).clamp(1, 100_000),
+            )
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, body = AuditVerification)))]
+async fn verify_audit(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<AuditVerification>> {
+    Ok(Json(crate::verification(ctx.store.as_ref()).await?))
+}

@@ -1,0 +1,995 @@
+//! The rollout controller and the recovery executor: one task, the only writer of rollout
+//! transitions. It is level-triggered: every tick it reads the stored state and moves each
+//! unfinished rollout one step; nothing it needs lives only in memory (judges are rebuilt by
+//! replaying the stored intervals), so a controller restarted after `kill -9` simply carries on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow};
+use backstop_config::Strategy;
+use backstop_core::Millis;
+use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
+use backstop_core::recovery::{StepKind, plan_canary_rollback, plan_redeploy_previous};
+use backstop_core::rollout::{Next, Step, decide};
+use backstop_drivers::proxy::VersionStats;
+use backstop_judge::{ArmCounts, Decision, Interval, Judge};
+use backstop_store::StoreError;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::{Ctx, now_ms};
+
+/// How often the controller looks at its rollouts when nothing wakes it.
+const TICK: Duration = Duration::from_millis(200);
+/// Attempts per recovery step before the recovery stops for a human.
+const STEP_ATTEMPTS: u32 = 3;
+
+/// Requests from the API that must be serialized with the controller's own transitions.
+pub enum Command {
+    Promote {
+        rollout_id: String,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Rollout, ApiError>>,
+    },
+    Abort {
+        rollout_id: String,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Rollout, ApiError>>,
+    },
+    Rollback {
+        service: String,
+        env: String,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Recovery, ApiError>>,
+    },
+}
+
+/// What the controller keeps between ticks for a progressing rollout. Rebuildable from the store.
+struct Watch {
+    /// Behind a mutex only so the controller's futures are `Sync`; never contended.
+    judge: std::sync::Mutex<Box<dyn Judge>>,
+    /// Proxy counters at the end of the last interval: (baseline, canary).
+    last: (Option<VersionStats>, Option<VersionStats>),
+    next_sample_at: Millis,
+    canary_started_at: Millis,
+    first_request_seen: bool,
+}
+
+pub struct Controller {
+    ctx: Arc<Ctx>,
+    commands: mpsc::Receiver<Command>,
+    watches: HashMap<String, Watch>,
+}
+
+impl Controller {
+    pub fn new(ctx: Arc<Ctx>, commands: mpsc::Receiver<Command>) -> Self {
+        Self {
+            ctx,
+            commands,
+            watches: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, cancel: CancellationToken) {
+        if let Err(e) = self.startup().await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "Controller start-up reconciliation failed; retrying each tick."
+            );
+        }
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => break,
+                },
+                () = self.ctx.wake.notified() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "Reconcile pass failed; will retry."
+                );
+            }
+        }
+    }
+
+    /// After a (re)start: bring back what the store says runs, route traffic to it, finish
+    /// interrupted recoveries, and stop leftovers nobody references.
+    async fn startup(&mut self) -> Result<()> {
+        let ctx = self.ctx.clone();
+        for env in ctx.store.environments().await? {
+            if let Some(stable) = &env.stable_instance_id {
+                let rec = ctx.store.instance(stable).await?;
+                let release = ctx.store.release(&rec.release_id).await?;
+                ctx.ensure_instance(stable, &release, &env.env).await?;
+            }
+        }
+        for r in ctx.store.active_rollouts().await? {
+            if matches!(r.phase, Phase::Progressing | Phase::Paused) {
+                if let Some(id) = &r.canary_instance_id {
+                    let release = ctx.store.release(&r.to_release_id).await?;
+                    ctx.ensure_instance(id, &release, &r.env).await?;
+                }
+            }
+        }
+        for (service, env) in ctx.proxies.keys() {
+            ctx.apply_routes(service, env).await?;
+        }
+        self.collect_garbage().await?;
+        self.audit(
+            "controller",
+            "controller.started",
+            "controller",
+            "start",
+            json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Stops running instances that no environment, rollout or recovery references.
+    async fn collect_garbage(&self) -> Result<()> {
+        let ctx = &self.ctx;
+        let mut keep: Vec<String> = ctx
+            .store
+            .environments()
+            .await?
+            .into_iter()
+            .filter_map(|e| e.stable_instance_id)
+            .collect();
+        for r in ctx.store.active_rollouts().await? {
+            keep.extend(r.canary_instance_id);
+        }
+        for rec in ctx.store.unfinished_recoveries().await? {
+            for s in rec.steps {
+                if let StepKind::StartInstance { instance_id, .. }
+                | StepKind::ShiftTraffic { instance_id, .. } = s.step
+                {
+                    keep.push(instance_id);
+                }
+            }
+        }
+        for inst in ctx.store.running_instances().await? {
+            if !keep.contains(&inst.id) {
+                tracing::info!(instance = %inst.id, "Stopping an instance nothing references any more.");
+                ctx.stop_instance(&inst.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&mut self) -> Result<()> {
+        let ctx = self.ctx.clone();
+        for r in ctx.store.active_rollouts().await? {
+            let id = r.id.clone();
+            if let Err(e) = self.reconcile_rollout(r).await {
+                tracing::warn!(rollout = %id, error = format!("{e:#}"), "Rollout step failed; will retry.");
+            }
+        }
+        for rec in ctx.store.unfinished_recoveries().await? {
+            if rec.rollout_id.is_none() {
+                self.run_recovery(rec).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_rollout(&mut self, r: Rollout) -> Result<()> {
+        match r.phase {
+            Phase::Pending => self.start_canary(r).await,
+            Phase::Progressing => self.sample(r).await,
+            Phase::Failed => self.begin_recovery(r).await,
+            Phase::Recovering => {
+                let rec = self.ctx.store.recovery(&recovery_id_for(&r.id)).await?;
+                self.run_recovery(rec).await
+            }
+            Phase::Paused | Phase::Promoted | Phase::Recovered => Ok(()),
+        }
+    }
+
+    fn steps_for(&self, service: &str) -> Result<Vec<Step>> {
+        let svc = self.ctx.service(service)?;
+        Ok(match svc.rollout.strategy {
+            Strategy::AllAtOnce => vec![Step {
+                weight: 100.0,
+                hold_ms: None,
+            }],
+            Strategy::Canary => svc
+                .rollout
+                .steps
+                .iter()
+                .map(|s| Step {
+                    weight: s.weight,
+                    hold_ms: s.hold.map(|d| d.as_millis() as Millis),
+                })
+                .collect(),
+        })
+    }
+
+    async fn start_canary(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let release = ctx.store.release(&r.to_release_id).await?;
+        if r.canary_instance_id.is_none() {
+            // Journal the instance id before the process exists, so a restart adopts it.
+            r.canary_instance_id = Some(format!(
+                "{}-{}-{}-{}",
+                r.service,
+                r.env,
+                release.version,
+                &r.id[r.id.len() - 6..]
+            ));
+            r.updated_at_ms = now_ms();
+            ctx.store.update_rollout(&r).await?;
+        }
+        let canary_id = r.canary_instance_id.clone().unwrap_or_default();
+        if let Err(e) = ctx.ensure_instance(&canary_id, &release, &r.env).await {
+            let reason = format!("the new version did not start: {e:#}");
+            return self
+                .fail(r, reason, "deploy", json!({"error": format!("{e:#}")}))
+                .await;
+        }
+        self.event(&r.id, "canary.healthy", json!({"instance": canary_id}))
+            .await?;
+        let env = ctx.store.environment(&r.service, &r.env).await?;
+        if env
+            .as_ref()
+            .and_then(|e| e.lkg_release_id.as_ref())
+            .is_none()
+        {
+            // First deployment: nothing to compare with, so it simply becomes the baseline.
+            return self
+                .promote(
+                    r,
+                    "controller",
+                    "first deployment of this environment: it becomes the baseline",
+                )
+                .await;
+        }
+        let steps = self.steps_for(&r.service)?;
+        let now = now_ms();
+        r.phase = Phase::Progressing;
+        r.step_index = 0;
+        r.step_started_at_ms = Some(now);
+        r.canary_weight = steps.first().map_or(100.0, |s| s.weight);
+        r.updated_at_ms = now;
+        ctx.store.update_rollout(&r).await?;
+        ctx.apply_routes(&r.service, &r.env).await?;
+        self.event(&r.id, "canary.started", json!({"weight": r.canary_weight}))
+            .await?;
+        self.audit(
+            "controller",
+            "rollout.progressing",
+            &target(&r),
+            "controller",
+            json!({"weight": r.canary_weight, "step": 0}),
+        )
+        .await?;
+        let watch = self.new_watch(&r, now).await?;
+        self.watches.insert(r.id.clone(), watch);
+        Ok(())
+    }
+
+    /// Builds the judge and replays the intervals stored so far (after a restart).
+    async fn new_watch(&self, r: &Rollout, now: Millis) -> Result<Watch> {
+        let ctx = &self.ctx;
+        let settings = &ctx.service(&r.service)?.analysis;
+        let mut judge = backstop_judge::build(settings);
+        for interval in ctx.store.intervals(&r.id).await? {
+            judge.observe(&interval);
+        }
+        let events = ctx.store.events(&r.id).await?;
+        let canary_started_at = events
+            .iter()
+            .find(|e| e.kind == "canary.started")
+            .map_or(now, |e| e.at_ms);
+        let first_request_seen = events.iter().any(|e| e.kind == "canary.first_request");
+        let (baseline, canary) = self.arm_versions(r).await?;
+        let stats = ctx.proxy(&r.service, &r.env)?.stats();
+        Ok(Watch {
+            judge: std::sync::Mutex::new(judge),
+            last: (find(&stats, &baseline), find(&stats, &canary)),
+            next_sample_at: now + settings.interval.as_millis() as Millis,
+            canary_started_at,
+            first_request_seen,
+        })
+    }
+
+    async fn arm_versions(&self, r: &Rollout) -> Result<(String, String)> {
+        let store = &self.ctx.store;
+        let canary = store.release(&r.to_release_id).await?.version;
+        let baseline = match &r.from_release_id {
+            Some(id) => store.release(id).await?.version,
+            None => String::new(),
+        };
+        Ok((baseline, canary))
+    }
+
+    /// Takes one interval of counts when due, asks the judge, and acts on the answer.
+    async fn sample(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let now = now_ms();
+        if !self.watches.contains_key(&r.id) {
+            let watch = self.new_watch(&r, now).await?;
+            self.watches.insert(r.id.clone(), watch);
+            return Ok(());
+        }
+        let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
+        let (baseline_v, canary_v) = self.arm_versions(&r).await?;
+        let stats = ctx.proxy(&r.service, &r.env)?.stats();
+        let watch = self
+            .watches
+            .get_mut(&r.id)
+            .ok_or_else(|| anyhow!("watch vanished"))?;
+        if now < watch.next_sample_at {
+            return Ok(());
+        }
+        let cur = (find(&stats, &baseline_v), find(&stats, &canary_v));
+        let interval = Interval {
+            t: (now - watch.canary_started_at) as f64 / 1000.0,
+            baseline: delta(watch.last.0.as_ref(), cur.0.as_ref()),
+            canary: delta(watch.last.1.as_ref(), cur.1.as_ref()),
+        };
+        ctx.store.append_interval(&r.id, &interval).await?;
+        let (decision, report) = {
+            let mut judge = watch
+                .judge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let decision = judge.observe(&interval);
+            (decision, judge.report())
+        };
+        watch.last = cur.clone();
+        watch.next_sample_at = now + interval_ms;
+        let first_request = if watch.first_request_seen {
+            None
+        } else {
+            cur.1.as_ref().and_then(|c| c.first_request_at)
+        };
+        if first_request.is_some() {
+            watch.first_request_seen = true;
+        }
+        if let Some(at) = first_request {
+            self.event_at(
+                &r.id,
+                system_ms(at),
+                "canary.first_request",
+                json!({"version": canary_v}),
+            )
+            .await?;
+        }
+        let steps = self.steps_for(&r.service)?;
+        let step_index = usize::try_from(r.step_index).unwrap_or(0);
+        match decide(
+            &steps,
+            step_index,
+            r.step_started_at_ms.unwrap_or(now),
+            now,
+            decision,
+        ) {
+            Next::Wait => Ok(()),
+            Next::Advance { index, weight } => {
+                r.step_index = index as i64;
+                r.step_started_at_ms = Some(now);
+                r.canary_weight = weight;
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                ctx.apply_routes(&r.service, &r.env).await?;
+                self.event(
+                    &r.id,
+                    "step.advanced",
+                    json!({"step": index, "weight": weight}),
+                )
+                .await?;
+                self.audit(
+                    "controller",
+                    "rollout.step",
+                    &target(&r),
+                    "schedule",
+                    json!({"step": index, "weight": weight, "judge": report}),
+                )
+                .await?;
+                Ok(())
+            }
+            Next::Promote => {
+                r.verdict = Some(report);
+                self.promote(r, "controller", "every step held without a failing verdict")
+                    .await
+            }
+            Next::Fail { reason } => {
+                debug_assert_eq!(decision, Decision::Fail);
+                self.fail(r, reason, "judge", report).await
+            }
+            Next::Pause { reason } => {
+                r.phase = Phase::Paused;
+                r.reason = Some(reason.clone());
+                r.verdict = Some(report.clone());
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                self.event(&r.id, "judge.inconclusive", json!({"reason": reason}))
+                    .await?;
+                self.audit("controller", "rollout.paused", &target(&r), "judge", report)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn promote(&mut self, mut r: Rollout, actor: &str, why: &str) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let now = now_ms();
+        let old = ctx.store.environment(&r.service, &r.env).await?;
+        let env = EnvironmentState {
+            service: r.service.clone(),
+            env: r.env.clone(),
+            lkg_release_id: Some(r.to_release_id.clone()),
+            stable_instance_id: r.canary_instance_id.clone(),
+            previous_lkg_release_id: old.as_ref().and_then(|o| o.lkg_release_id.clone()),
+        };
+        r.phase = Phase::Promoted;
+        r.canary_weight = 100.0;
+        r.reason = Some(why.to_string());
+        r.updated_at_ms = now;
+        ctx.store.commit_promotion(&r, &env).await?;
+        ctx.apply_routes(&r.service, &r.env).await?;
+        self.watches.remove(&r.id);
+        self.event(
+            &r.id,
+            "rollout.promoted",
+            json!({"release": r.to_release_id}),
+        )
+        .await?;
+        self.audit(
+            actor,
+            "rollout.promoted",
+            &target(&r),
+            if actor == "controller" {
+                "controller"
+            } else {
+                "manual"
+            },
+            json!({
+                "release": r.to_release_id, "reason": why, "judge": r.verdict,
+            }),
+        )
+        .await?;
+        tracing::info!(rollout = %r.id, release = %r.to_release_id, "Rollout promoted; the new version is now the last known good.");
+        if let Some(previous) = old
+            .and_then(|o| o.stable_instance_id)
+            .filter(|p| Some(p) != r.canary_instance_id.as_ref())
+        {
+            let delay = ctx.service(&r.service)?.run.scale_down_delay;
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // Still unreferenced? (A rollback may have brought it back meanwhile.)
+                let referenced = ctx.store.environments().await.map(|envs| {
+                    envs.iter()
+                        .any(|e| e.stable_instance_id.as_deref() == Some(previous.as_str()))
+                });
+                if let Ok(false) = referenced {
+                    if let Err(e) = ctx.stop_instance(&previous).await {
+                        tracing::warn!(instance = %previous, error = format!("{e:#}"), "Scale-down of the previous version failed.");
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn fail(
+        &mut self,
+        mut r: Rollout,
+        reason: String,
+        trigger: &str,
+        evidence: serde_json::Value,
+    ) -> Result<()> {
+        let now = now_ms();
+        r.phase = Phase::Failed;
+        r.reason = Some(reason.clone());
+        r.verdict = Some(evidence.clone());
+        r.updated_at_ms = now;
+        self.ctx.store.update_rollout(&r).await?;
+        self.watches.remove(&r.id);
+        self.event(
+            &r.id,
+            "rollout.failed",
+            json!({"reason": reason, "trigger": trigger}),
+        )
+        .await?;
+        self.audit(
+            if trigger == "judge" || trigger == "deploy" {
+                "controller"
+            } else {
+                trigger
+            },
+            "rollout.failed",
+            &target(&r),
+            trigger,
+            json!({"reason": reason, "evidence": evidence}),
+        )
+        .await?;
+        tracing::warn!(rollout = %r.id, reason = %reason, "Rollout failed; rolling back to the last known good.");
+        self.begin_recovery(r).await
+    }
+
+    /// Journals the whole recovery plan, then runs it.
+    async fn begin_recovery(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let env = ctx.store.environment(&r.service, &r.env).await?;
+        let reason = r.reason.clone().unwrap_or_else(|| "rollout failed".into());
+        let plan = match env
+            .as_ref()
+            .and_then(|e| Some((e.stable_instance_id.clone()?, e.lkg_release_id.clone()?)))
+        {
+            Some((stable, lkg)) => plan_canary_rollback(
+                &stable,
+                &lkg,
+                r.canary_instance_id.as_deref(),
+                &r.to_release_id,
+                &reason,
+            ),
+            None => {
+                let mut plan: Vec<StepKind> = r
+                    .canary_instance_id
+                    .iter()
+                    .map(|id| StepKind::StopInstance {
+                        instance_id: id.clone(),
+                    })
+                    .collect();
+                plan.push(StepKind::MarkReleaseBad {
+                    release_id: r.to_release_id.clone(),
+                    reason: reason.clone(),
+                });
+                plan
+            }
+        };
+        let rec = Recovery {
+            id: recovery_id_for(&r.id),
+            rollout_id: Some(r.id.clone()),
+            service: r.service.clone(),
+            env: r.env.clone(),
+            actor: "controller".into(),
+            trigger: "rollout.failed".into(),
+            reason,
+            status: "running".into(),
+            created_at_ms: now_ms(),
+            finished_at_ms: None,
+            steps: vec![],
+        };
+        match ctx.store.create_recovery(&rec, &plan).await {
+            Ok(()) => {
+                self.event(
+                    &r.id,
+                    "recovery.started",
+                    json!({"recovery": rec.id, "plan": plan}),
+                )
+                .await?;
+                self.audit(
+                    "controller",
+                    "recovery.started",
+                    &format!("recovery/{}", rec.id),
+                    "rollout.failed",
+                    json!({"rollout": r.id, "plan": plan}),
+                )
+                .await?;
+            }
+            // Already journaled by an earlier attempt that crashed before the phase change.
+            Err(StoreError::Conflict(_)) if ctx.store.recovery(&rec.id).await.is_ok() => {}
+            Err(e) => return Err(e.into()),
+        }
+        r.phase = Phase::Recovering;
+        r.updated_at_ms = now_ms();
+        ctx.store.update_rollout(&r).await?;
+        let rec = ctx.store.recovery(&rec.id).await?;
+        self.run_recovery(rec).await
+    }
+
+    /// Runs every step not yet done, journaling intent before and outcome after each.
+    async fn run_recovery(&mut self, rec: Recovery) -> Result<()> {
+        let ctx = self.ctx.clone();
+        for step in rec.steps.iter().filter(|s| s.status != StepStatus::Done) {
+            let mut outcome = Err(anyhow!("not attempted"));
+            for attempt in 1..=STEP_ATTEMPTS {
+                ctx.store
+                    .step_started(&rec.id, step.index, now_ms())
+                    .await?;
+                outcome = self.execute(&rec, &step.step).await;
+                match &outcome {
+                    Ok(_) => break,
+                    Err(e) if attempt < STEP_ATTEMPTS => {
+                        tracing::warn!(recovery = %rec.id, step = step.index, attempt, error = format!("{e:#}"), "Recovery step failed; retrying.");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                    }
+                    Err(_) => {}
+                }
+            }
+            let now = now_ms();
+            match outcome {
+                Ok(detail) => {
+                    ctx.store
+                        .step_finished(&rec.id, step.index, now, true, &detail)
+                        .await?;
+                    self.audit("controller", "recovery.step.done", &format!("recovery/{}", rec.id), "plan", json!({
+                        "step": step.step, "idempotency_key": step.idempotency_key, "outcome": detail,
+                    }))
+                    .await?;
+                    if let (StepKind::ShiftTraffic { .. }, Some(rollout_id)) =
+                        (&step.step, &rec.rollout_id)
+                    {
+                        self.traffic_restored(rollout_id, now).await?;
+                    }
+                }
+                Err(e) => {
+                    let detail = json!({"error": format!("{e:#}")});
+                    ctx.store
+                        .step_finished(&rec.id, step.index, now, false, &detail)
+                        .await?;
+                    ctx.store.finish_recovery(&rec.id, "failed", now).await?;
+                    self.audit("controller", "recovery.failed", &format!("recovery/{}", rec.id), "plan", json!({
+                        "step": step.step, "idempotency_key": step.idempotency_key, "error": format!("{e:#}"),
+                    }))
+                    .await?;
+                    tracing::error!(recovery = %rec.id, step = step.index, error = format!("{e:#}"), "Recovery step failed for good; a person must take over.");
+                    return Ok(());
+                }
+            }
+        }
+        let now = now_ms();
+        ctx.store.finish_recovery(&rec.id, "done", now).await?;
+        self.audit(
+            "controller",
+            "recovery.done",
+            &format!("recovery/{}", rec.id),
+            "plan",
+            json!({"rollout": rec.rollout_id}),
+        )
+        .await?;
+        if let Some(rollout_id) = &rec.rollout_id {
+            let mut r = ctx.store.rollout(rollout_id).await?;
+            r.phase = Phase::Recovered;
+            r.updated_at_ms = now;
+            ctx.store.update_rollout(&r).await?;
+            self.event(&r.id, "rollout.recovered", json!({"recovery": rec.id}))
+                .await?;
+            tracing::info!(rollout = %r.id, "Rolled back: traffic is on the last known good and the release is marked bad.");
+        }
+        Ok(())
+    }
+
+    /// Records when users stopped seeing the bad version, and whether that met the rollback SLA
+    /// (measured from the verdict to traffic restored).
+    async fn traffic_restored(&self, rollout_id: &str, at: Millis) -> Result<()> {
+        let ctx = &self.ctx;
+        let r = ctx.store.rollout(rollout_id).await?;
+        let events = ctx.store.events(rollout_id).await?;
+        let detected = events
+            .iter()
+            .find(|e| e.kind == "rollout.failed")
+            .map(|e| e.at_ms);
+        let sla = ctx
+            .service(&r.service)?
+            .rollback_sla_for(&r.env)
+            .as_millis() as Millis;
+        let took = detected.map(|d| at - d);
+        let breached = took.is_some_and(|t| t > sla);
+        self.event_at(rollout_id, at, "traffic.restored", json!({"detection_to_restore_ms": took, "rollback_sla_ms": sla, "sla_breached": breached}))
+            .await?;
+        if breached {
+            self.audit(
+                "controller",
+                "rollback_sla.breached",
+                &target(&r),
+                "measurement",
+                json!({"took_ms": took, "sla_ms": sla}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One recovery step against the real world. Each arm checks the target before acting.
+    async fn execute(&self, rec: &Recovery, step: &StepKind) -> Result<serde_json::Value> {
+        let ctx = &self.ctx;
+        match step {
+            StepKind::StartInstance {
+                instance_id,
+                release_id,
+            } => {
+                let release = ctx.store.release(release_id).await?;
+                let inst = ctx.ensure_instance(instance_id, &release, &rec.env).await?;
+                Ok(json!({"instance": inst.id, "pid": inst.pid, "port": inst.port}))
+            }
+            StepKind::ShiftTraffic {
+                instance_id,
+                release_id,
+            } => {
+                let release = ctx.store.release(release_id).await?;
+                ctx.ensure_instance(instance_id, &release, &rec.env).await?;
+                let mut env = ctx
+                    .store
+                    .environment(&rec.service, &rec.env)
+                    .await?
+                    .unwrap_or(EnvironmentState {
+                        service: rec.service.clone(),
+                        env: rec.env.clone(),
+                        lkg_release_id: None,
+                        stable_instance_id: None,
+                        previous_lkg_release_id: None,
+                    });
+                env.stable_instance_id = Some(instance_id.clone());
+                ctx.store.put_environment(&env).await?;
+                if let Some(mut r) = ctx.store.active_rollout(&rec.service, &rec.env).await? {
+                    r.canary_weight = 0.0;
+                    r.updated_at_ms = now_ms();
+                    ctx.store.update_rollout(&r).await?;
+                }
+                let routes = ctx.apply_routes(&rec.service, &rec.env).await?;
+                Ok(
+                    json!({"stable": routes.stable.map(|u| u.version), "canary": routes.canary.map(|u| u.version), "canary_weight": routes.canary_weight}),
+                )
+            }
+            StepKind::StopInstance { instance_id } => {
+                ctx.stop_instance(instance_id).await?;
+                Ok(json!({"stopped": instance_id}))
+            }
+            StepKind::MarkReleaseBad { release_id, reason } => {
+                ctx.store.mark_release_bad(release_id, reason).await?;
+                Ok(json!({"release": release_id, "status": "bad"}))
+            }
+            StepKind::SetLkg {
+                release_id,
+                instance_id,
+            } => {
+                let mut env = ctx
+                    .store
+                    .environment(&rec.service, &rec.env)
+                    .await?
+                    .ok_or_else(|| {
+                        anyhow!("environment {}/{} has no state", rec.service, rec.env)
+                    })?;
+                env.lkg_release_id = Some(release_id.clone());
+                env.stable_instance_id = Some(instance_id.clone());
+                env.previous_lkg_release_id = None;
+                ctx.store.put_environment(&env).await?;
+                Ok(json!({"lkg": release_id}))
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Promote {
+                rollout_id,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.manual_promote(&rollout_id, &actor, &reason).await;
+                let _ = reply.send(result);
+            }
+            Command::Abort {
+                rollout_id,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.manual_abort(&rollout_id, &actor, &reason).await;
+                let _ = reply.send(result);
+            }
+            Command::Rollback {
+                service,
+                env,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.manual_rollback(&service, &env, &actor, &reason).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn manual_promote(
+        &mut self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Rollout, ApiError> {
+        let r = self.ctx.store.rollout(id).await?;
+        if !matches!(r.phase, Phase::Progressing | Phase::Paused) {
+            return Err(ApiError::conflict(format!(
+                "rollout {id} is {}; only a progressing or paused rollout can be promoted",
+                r.phase
+            )));
+        }
+        self.promote(r, actor, &format!("promoted by {actor}: {reason}"))
+            .await?;
+        Ok(self.ctx.store.rollout(id).await?)
+    }
+
+    async fn manual_abort(
+        &mut self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Rollout, ApiError> {
+        let r = self.ctx.store.rollout(id).await?;
+        if !matches!(r.phase, Phase::Pending | Phase::Progressing | Phase::Paused) {
+            return Err(ApiError::conflict(format!(
+                "rollout {id} is {}; nothing to abort",
+                r.phase
+            )));
+        }
+        self.fail(
+            r,
+            format!("aborted by {actor}: {reason}"),
+            actor,
+            json!({"reason": reason}),
+        )
+        .await?;
+        Ok(self.ctx.store.rollout(id).await?)
+    }
+
+    async fn manual_rollback(
+        &mut self,
+        service: &str,
+        env: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Recovery, ApiError> {
+        let ctx = self.ctx.clone();
+        if let Some(r) = ctx.store.active_rollout(service, env).await? {
+            if matches!(r.phase, Phase::Failed | Phase::Recovering) {
+                return Err(ApiError::conflict(format!(
+                    "{service}/{env} is already rolling back (rollout {})",
+                    r.id
+                )));
+            }
+            let id = r.id.clone();
+            self.fail(
+                r,
+                format!("rollback requested by {actor}: {reason}"),
+                actor,
+                json!({"reason": reason}),
+            )
+            .await?;
+            return Ok(ctx.store.recovery(&recovery_id_for(&id)).await?);
+        }
+        let state = ctx.store.environment(service, env).await?.ok_or_else(|| {
+            ApiError::conflict(format!("{service}/{env} has never been deployed"))
+        })?;
+        let (Some(previous), Some(current)) = (
+            state.previous_lkg_release_id.clone(),
+            state.lkg_release_id.clone(),
+        ) else {
+            return Err(ApiError::conflict(format!(
+                "{service}/{env} has no earlier known-good release to go back to"
+            )));
+        };
+        let version = ctx.store.release(&previous).await?.version;
+        let rec_id = format!("rec-{}", uuid::Uuid::now_v7());
+        let new_instance = format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]);
+        let plan = plan_redeploy_previous(
+            &new_instance,
+            &previous,
+            state.stable_instance_id.as_deref(),
+            &current,
+            reason,
+        );
+        let rec = Recovery {
+            id: rec_id.clone(),
+            rollout_id: None,
+            service: service.into(),
+            env: env.into(),
+            actor: actor.into(),
+            trigger: "manual".into(),
+            reason: reason.into(),
+            status: "running".into(),
+            created_at_ms: now_ms(),
+            finished_at_ms: None,
+            steps: vec![],
+        };
+        ctx.store.create_recovery(&rec, &plan).await?;
+        self.audit(
+            actor,
+            "recovery.started",
+            &format!("recovery/{rec_id}"),
+            "manual",
+            json!({"reason": reason, "plan": plan}),
+        )
+        .await?;
+        let rec = ctx.store.recovery(&rec_id).await?;
+        self.run_recovery(rec).await?;
+        Ok(ctx.store.recovery(&rec_id).await?)
+    }
+
+    async fn event(&self, rollout_id: &str, kind: &str, detail: serde_json::Value) -> Result<()> {
+        self.event_at(rollout_id, now_ms(), kind, detail).await
+    }
+
+    async fn event_at(
+        &self,
+        rollout_id: &str,
+        at_ms: Millis,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.ctx
+            .store
+            .add_event(&Event {
+                at_ms,
+                rollout_id: rollout_id.to_string(),
+                kind: kind.to_string(),
+                detail,
+            })
+            .await
+            .context("recording a timeline event")
+    }
+
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        trigger: &str,
+        evidence: serde_json::Value,
+    ) -> Result<()> {
+        crate::audit(&self.ctx, actor, action, target, trigger, evidence).await
+    }
+}
+
+fn target(r: &Rollout) -> String {
+    format!("rollout/{}", r.id)
+}
+
+/// Recoveries of failed rollouts have ids derived from the rollout, so journaling one twice
+/// (after a crash between the journal write and the phase change) is caught as a conflict.
+pub fn recovery_id_for(rollout_id: &str) -> String {
+    format!("rec-{rollout_id}")
+}
+
+fn find(stats: &[VersionStats], version: &str) -> Option<VersionStats> {
+    stats.iter().find(|s| s.version == version).cloned()
+}
+
+fn system_ms(t: SystemTime) -> Millis {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Counts during one interval from two cumulative snapshots. A counter that went down (the
+/// proxy restarted with the daemon) counts from zero.
+pub fn delta(before: Option<&VersionStats>, after: Option<&VersionStats>) -> ArmCounts {
+    let Some(after) = after else {
+        return ArmCounts::default();
+    };
+    let before = before.filter(|b| b.requests <= after.requests && b.errors <= after.errors);
+    let requests = after.requests - before.map_or(0, |b| b.requests);
+    let errors = after.errors - before.map_or(0, |b| b.errors);
+    let latency = after
+        .latency_buckets_ms
+        .iter()
+        .enumerate()
+        .map(|(i, (le, count))| {
+            let prev = before
+                .and_then(|b| b.latency_buckets_ms.get(i))
+                .map_or(0, |p| p.1);
+            (*le, count.saturating_sub(prev))
+        })
+        .collect();
+    ArmCounts {
+        requests,
+        errors,
+        latency_le_ms: Some(latency),
+    }
+}

@@ -1,0 +1,125 @@
+//! API errors: every failure leaves as a JSON body that says what went wrong and where.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use backstop_store::StoreError;
+use serde::Serialize;
+
+/// The body of every 4xx/5xx answer: `{"error": {"code": …, "message": …, "pointer": …}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `bad_request`, `not_found`, `conflict`, `unauthorized`, `internal`.
+    pub code: &'static str,
+    pub message: String,
+    /// JSON pointer into the request body, when the error is about one field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub pointer: Option<String>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+            pointer: None,
+        }
+    }
+    pub fn at(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = Some(pointer.into());
+        self
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+            pointer: None,
+        }
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+            pointer: None,
+        }
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+            pointer: None,
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+            pointer: None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            StoreError::Conflict(what) => ApiError::conflict(what),
+            other => {
+                tracing::error!(error = %other, "Store failed while serving a request.");
+                ApiError::internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<ApiError>() {
+            Ok(api) => api,
+            Err(e) => match e.downcast::<StoreError>() {
+                Ok(store) => store.into(),
+                Err(other) => ApiError::internal(format!("{other:#}")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                pointer: self.pointer,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
