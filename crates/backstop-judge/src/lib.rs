@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 pub mod anytime;
+pub mod bench;
+pub mod cli;
 mod hist;
 pub mod kayenta;
 pub mod mannwhitney;
@@ -18,7 +20,7 @@ pub mod threshold;
 pub use kayenta::{KayentaJudge, KayentaSettings};
 pub use report::Verdict;
 pub use scenario::{Replay, Scenario, ScenarioError, parse_scenario, read_scenario, replay};
-pub use sequential::{OddsRatioTest, SequentialJudge, SequentialSettings};
+pub use sequential::{OddsRatioTest, SequentialJudge, SequentialSettings, TiltTest};
 pub use threshold::{ThresholdJudge, ThresholdPreset, ThresholdSettings};
 
 /// Counts for one arm (baseline or canary) during one interval (increments, not totals).
@@ -53,7 +55,16 @@ pub enum Decision {
 
 /// Which judge.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeKind {
@@ -97,7 +108,9 @@ pub struct JudgeSettings {
 }
 
 /// A signal a judge can compare between baseline and canary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalKind {
     /// Error ratio (errors / requests): higher is worse.

@@ -26,43 +26,70 @@ pub enum MannWhitneyError {
     AllTied,
 }
 
-/// Average ranks (1-based) of `values`; NaN ranks above everything (Kayenta: NaN MAXIMAL).
-/// Returns the ranks and `Σ (t³ − t)` over tie groups.
-fn ranks(values: &[f64]) -> (Vec<f64>, f64) {
-    let mut idx: Vec<usize> = (0..values.len()).collect();
-    idx.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    // total_cmp puts positive NaN last; negative NaN first: normalise so every NaN is maximal.
-    idx.sort_by(|&a, &b| match (values[a].is_nan(), values[b].is_nan()) {
-        (true, false) => std::cmp::Ordering::Greater,
-        (false, true) => std::cmp::Ordering::Less,
-        (true, true) => std::cmp::Ordering::Equal,
-        (false, false) => values[a].total_cmp(&values[b]),
-    });
-    let mut out = vec![0.0; values.len()];
-    let mut ties = 0.0;
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i + 1;
-        let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
-        while j < idx.len() && same(values[idx[j]], values[idx[i]]) {
-            j += 1;
-        }
-        let avg = (i + 1 + j) as f64 / 2.0;
-        for &k in &idx[i..j] {
-            out[k] = avg;
-        }
-        let t = (j - i) as f64;
-        ties += t * t * t - t;
-        i = j;
-    }
-    (out, ties)
+/// Samples sorted once; NaN values (ranked above everything, Kayenta's NaN MAXIMAL) counted
+/// apart.
+struct Sorted {
+    x: Vec<f64>,
+    y: Vec<f64>,
+    x_nan: usize,
+    y_nan: usize,
 }
 
-fn wdiff(x: &[f64], y: &[f64], mu: f64, zq: f64, correct: bool) -> Result<f64, MannWhitneyError> {
-    let (nx, ny) = (x.len() as f64, y.len() as f64);
-    let combined: Vec<f64> = x.iter().map(|v| v - mu).chain(y.iter().copied()).collect();
-    let (r, ties) = ranks(&combined);
-    let dz = r[..x.len()].iter().sum::<f64>() - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
+impl Sorted {
+    fn new(x: &[f64], y: &[f64]) -> Self {
+        let prep = |v: &[f64]| {
+            let mut s: Vec<f64> = v.iter().copied().filter(|a| !a.is_nan()).collect();
+            s.sort_by(f64::total_cmp);
+            let nan = v.len() - s.len();
+            (s, nan)
+        };
+        let (x, x_nan) = prep(x);
+        let (y, y_nan) = prep(y);
+        Self { x, y, x_nan, y_nan }
+    }
+
+    /// Sum of the average ranks of `x − mu` in `c(x − mu, y)` and `Σ (t³ − t)` over tie groups:
+    /// one merge, O(n).
+    fn rank_sum(&self, mu: f64) -> (f64, f64) {
+        let (x, y) = (&self.x, &self.y);
+        let (mut i, mut j) = (0, 0);
+        let mut pos = 0.0;
+        let mut sum_x = 0.0;
+        let mut ties = 0.0;
+        while i < x.len() || j < y.len() {
+            let v = match (x.get(i), y.get(j)) {
+                (Some(a), Some(b)) => (a - mu).min(*b),
+                (Some(a), None) => a - mu,
+                (None, Some(b)) => *b,
+                (None, None) => break,
+            };
+            let mut cx = 0.0;
+            while i < x.len() && x[i] - mu == v {
+                i += 1;
+                cx += 1.0;
+            }
+            let mut cy = 0.0;
+            while j < y.len() && y[j] == v {
+                j += 1;
+                cy += 1.0;
+            }
+            let t: f64 = cx + cy;
+            sum_x += cx * (pos + (t + 1.0) / 2.0);
+            ties += t * t * t - t;
+            pos += t;
+        }
+        let t = (self.x_nan + self.y_nan) as f64;
+        sum_x += self.x_nan as f64 * (pos + (t + 1.0) / 2.0);
+        ties += t * t * t - t;
+        (sum_x, ties)
+    }
+}
+
+fn wdiff(s: &Sorted, mu: f64, zq: f64, correct: bool) -> Result<f64, MannWhitneyError> {
+    let nx = (s.x.len() + s.x_nan) as f64;
+    let ny = (s.y.len() + s.y_nan) as f64;
+    let (rank_sum, ties) = s.rank_sum(mu);
+    let dz = rank_sum - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
     let correction = if !correct {
         0.0
     } else if dz > 0.0 {
@@ -164,26 +191,27 @@ pub fn mann_whitney(
     if x.is_empty() || y.is_empty() {
         return Err(MannWhitneyError::Empty);
     }
+    let sorted = Sorted::new(x, y);
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mu_min = min(x) - max(y);
     let mu_max = max(x) - min(y);
     let root = |zq: f64| -> Result<f64, MannWhitneyError> {
-        let f_lower = wdiff(x, y, mu_min, zq, true)?;
+        let f_lower = wdiff(&sorted, mu_min, zq, true)?;
         if f_lower <= 0.0 {
             return Ok(mu_min);
         }
-        let f_upper = wdiff(x, y, mu_max, zq, true)?;
+        let f_upper = wdiff(&sorted, mu_max, zq, true)?;
         if f_upper >= 0.0 {
             return Ok(mu_max);
         }
-        brent(|mu| wdiff(x, y, mu, zq, true), mu_min, mu_max, tol)
+        brent(|mu| wdiff(&sorted, mu, zq, true), mu_min, mu_max, tol)
     };
     let alpha = 1.0 - conf_level;
     let z = Normal::standard().inverse_cdf(1.0 - alpha / 2.0);
     let (lower, upper) = (root(z)?, root(-z)?);
     // R sets `correct <- FALSE` before the estimate: no continuity correction for the shift.
-    let estimate = brent(|mu| wdiff(x, y, mu, 0.0, false), mu_min, mu_max, tol)?;
+    let estimate = brent(|mu| wdiff(&sorted, mu, 0.0, false), mu_min, mu_max, tol)?;
     Ok(MannWhitney {
         lower,
         upper,

@@ -86,13 +86,71 @@ fn log_sum_exp(xs: &[f64]) -> f64 {
     max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
 }
 
+/// Weight of "the regression starts at interval `s`" (1-based) in the start-time mixture:
+/// 3/4 on the first interval, then `1 / (2 s (s + 1))`; the weights sum to 1.
+fn start_prior(s: u64) -> f64 {
+    let s = s as f64;
+    if s <= 1.0 {
+        0.75
+    } else {
+        1.0 / (2.0 * s * (s + 1.0))
+    }
+}
+
+fn log_add_exp(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    if m == f64::NEG_INFINITY {
+        m
+    } else {
+        m + ((a - m).exp() + (b - m).exp()).ln()
+    }
+}
+
+/// A mixture over alternatives (grid components, equal weights) and over the interval at which
+/// the regression starts (weights [`start_prior`]): `R_t = (R_{t−1} + π(t)) · f_t` per component,
+/// `E_t = mean_k R_t^k`. An average of test supermartingales, so Ville's inequality holds; a
+/// regression that starts late does not have to climb out of the evidence gathered before it.
+#[derive(Debug, Clone)]
+struct Mixture {
+    log_r: Vec<f64>,
+    steps: u64,
+    max_log_e: f64,
+}
+
+impl Mixture {
+    fn new(components: usize) -> Self {
+        Self {
+            log_r: vec![f64::NEG_INFINITY; components],
+            steps: 0,
+            max_log_e: f64::NEG_INFINITY,
+        }
+    }
+
+    /// One interval; `log_factor(k)` is component k's log likelihood ratio for it.
+    fn push(&mut self, mut log_factor: impl FnMut(usize) -> f64) {
+        self.steps += 1;
+        let log_pi = start_prior(self.steps).ln();
+        for (k, r) in self.log_r.iter_mut().enumerate() {
+            *r = log_add_exp(*r, log_pi) + log_factor(k);
+        }
+        self.max_log_e = self.max_log_e.max(self.log_e());
+    }
+
+    fn log_e(&self) -> f64 {
+        log_sum_exp(&self.log_r) - (self.log_r.len() as f64).ln()
+    }
+
+    fn best(&self) -> Option<usize> {
+        (0..self.log_r.len()).max_by(|a, b| self.log_r[*a].total_cmp(&self.log_r[*b]))
+    }
+}
+
 /// Anytime-valid, one-sided test that the canary's odds of an outcome exceed the baseline's,
 /// with per-interval conditioning (see the module docs). Public for the bench and tests.
 #[derive(Debug, Clone)]
 pub struct OddsRatioTest {
     psi: Vec<f64>,
-    log_l: Vec<f64>,
-    max_log_e: f64,
+    mix: Mixture,
     mh_num: f64,
     mh_den: f64,
     excess: f64,
@@ -106,8 +164,7 @@ impl OddsRatioTest {
     pub fn new(grid: &[f64]) -> Self {
         Self {
             psi: grid.to_vec(),
-            log_l: vec![0.0; grid.len()],
-            max_log_e: 0.0,
+            mix: Mixture::new(grid.len()),
             mh_num: 0.0,
             mh_den: 0.0,
             excess: 0.0,
@@ -128,7 +185,9 @@ impl OddsRatioTest {
         let n = n_c + n_b;
         let m = x_c + x_b;
         if n_c == 0 || n_b == 0 || m == 0 || m == n {
-            return; // The conditional law is a point mass: no information.
+            // The conditional law is a point mass: no information (factor 1).
+            self.mix.push(|_| 0.0);
+            return;
         }
         let (nc, nb, mf, nf, x) = (n_c as f64, n_b as f64, m as f64, n as f64, x_c as f64);
         self.mh_num += x * (nb - x_b as f64) / nf;
@@ -139,7 +198,9 @@ impl OddsRatioTest {
         // outcomes); form B: Bin(m, n_c/N) (Lindon & Malek, rare outcomes).
         let form_a = n_c <= m;
         let (trials, theta0) = if form_a { (nc, mf / nf) } else { (mf, nc / nf) };
-        for (psi, log_l) in self.psi.iter().zip(self.log_l.iter_mut()) {
+        let psi = &self.psi;
+        self.mix.push(|k| {
+            let psi = psi[k];
             // Baseline ratio p_b under "odds ratio psi, same pooled total".
             let a = nb * (psi - 1.0);
             let b = nc * psi + nb - mf * (psi - 1.0);
@@ -147,25 +208,23 @@ impl OddsRatioTest {
             let p_c = psi * p_b / (1.0 - p_b + psi * p_b);
             let theta1 = if form_a { p_c } else { nc * p_c / mf };
             let theta1 = theta1.clamp(1e-300, 1.0 - 1e-15);
-            *log_l +=
-                x * (theta1 / theta0).ln() + (trials - x) * ((1.0 - theta1) / (1.0 - theta0)).ln();
-        }
-        self.max_log_e = self.max_log_e.max(self.log_e());
+            x * (theta1 / theta0).ln() + (trials - x) * ((1.0 - theta1) / (1.0 - theta0)).ln()
+        });
     }
 
     /// ln of the current e-value (mixture over the grid).
     pub fn log_e(&self) -> f64 {
-        log_sum_exp(&self.log_l) - (self.log_l.len() as f64).ln()
+        self.mix.log_e()
     }
 
     /// ln of the largest e-value so far.
     pub fn max_log_e(&self) -> f64 {
-        self.max_log_e
+        self.mix.max_log_e.max(0.0)
     }
 
     /// Always-valid p-value: `min(1, 1 / max_t E_t)`.
     pub fn p_value(&self) -> f64 {
-        (-self.max_log_e).exp().min(1.0)
+        (-self.max_log_e()).exp().min(1.0)
     }
 
     /// Mantel-Haenszel odds ratio pooled over the intervals (canary vs baseline).
@@ -188,13 +247,95 @@ impl OddsRatioTest {
 
     /// The grid odds ratio with the largest likelihood so far.
     pub fn most_supported(&self) -> f64 {
-        let mut best = (f64::NEG_INFINITY, f64::NAN);
-        for (psi, l) in self.psi.iter().zip(&self.log_l) {
-            if *l > best.0 {
-                best = (*l, *psi);
-            }
+        self.mix.best().map_or(f64::NAN, |k| self.psi[k])
+    }
+}
+
+/// Anytime-valid, one-sided test that the canary's requests are slower than the baseline's,
+/// on the whole histogram at once: each interval, the canary's requests are (under the null) a
+/// random sample without replacement from the pooled requests of the interval; the sum `T` of
+/// their standardised log-latency scores has `E[exp(λT)] ≤ (mean_pool exp(λ z))^{n_c}`
+/// (Hoeffding 1963), so `exp(λT) / (mean_pool exp(λ z))^{n_c}` is an e-value for every λ > 0.
+/// Mixed over a grid of λ and over start times. Sensitive to shifts of the body.
+#[derive(Debug, Clone)]
+pub struct TiltTest {
+    lambdas: Vec<f64>,
+    scores: Vec<f64>,
+    mix: Mixture,
+}
+
+impl TiltTest {
+    /// Buckets with finite upper bounds `bounds` (ms) plus `+Inf`; `points` tilts.
+    pub fn new(bounds: &[f64], points: usize) -> Self {
+        let mut scores = Vec::with_capacity(bounds.len() + 1);
+        let mut lo = None;
+        for &hi in bounds {
+            let lower: f64 = lo.unwrap_or(hi / 2.0);
+            scores.push((lower.max(1e-3) * hi.max(1e-3)).sqrt().ln());
+            lo = Some(hi);
         }
-        best.1
+        scores.push((2.0 * lo.unwrap_or(1.0)).max(1e-3).ln());
+        let k = points.clamp(2, 64);
+        let (a, b) = (0.02_f64.ln(), 3.0_f64.ln());
+        let lambdas = (0..k)
+            .map(|i| (a + (b - a) * i as f64 / (k - 1) as f64).exp())
+            .collect();
+        Self {
+            lambdas,
+            scores,
+            mix: Mixture::new(k),
+        }
+    }
+
+    /// One interval: per-bucket (not cumulative) counts of each arm, same buckets as `new`.
+    pub fn update(&mut self, canary: &[u64], baseline: &[u64]) {
+        let n_c: u64 = canary.iter().sum();
+        let n_b: u64 = baseline.iter().sum();
+        if n_c == 0
+            || n_b == 0
+            || canary.len() != self.scores.len()
+            || baseline.len() != self.scores.len()
+        {
+            self.mix.push(|_| 0.0);
+            return;
+        }
+        let n = (n_c + n_b) as f64;
+        let pooled: Vec<f64> = canary
+            .iter()
+            .zip(baseline)
+            .map(|(c, b)| (c + b) as f64 / n)
+            .collect();
+        let mean: f64 = pooled.iter().zip(&self.scores).map(|(p, s)| p * s).sum();
+        let var: f64 = pooled
+            .iter()
+            .zip(&self.scores)
+            .map(|(p, s)| p * (s - mean) * (s - mean))
+            .sum();
+        if var <= 1e-12 {
+            self.mix.push(|_| 0.0);
+            return;
+        }
+        let sd = var.sqrt();
+        let z: Vec<f64> = self.scores.iter().map(|s| (s - mean) / sd).collect();
+        let t: f64 = canary.iter().zip(&z).map(|(c, z)| *c as f64 * z).sum();
+        let (lambdas, nc) = (&self.lambdas, n_c as f64);
+        self.mix.push(|k| {
+            let l = lambdas[k];
+            let log_mgf = log_sum_exp(
+                &pooled
+                    .iter()
+                    .zip(&z)
+                    .filter(|(p, _)| **p > 0.0)
+                    .map(|(p, z)| p.ln() + l * z)
+                    .collect::<Vec<_>>(),
+            );
+            l * t - nc * log_mgf
+        });
+    }
+
+    /// ln of the current e-value.
+    pub fn log_e(&self) -> f64 {
+        self.mix.log_e()
     }
 }
 
@@ -207,6 +348,7 @@ fn exceedances(h: &[(f64, u64)], requests: u64) -> impl Iterator<Item = u64> + '
 #[derive(Debug)]
 struct LatencyTest {
     bounds: Vec<f64>,
+    tilt: TiltTest,
     tests: Vec<OddsRatioTest>,
     merged_canary: Vec<(f64, u64)>,
     merged_baseline: Vec<(f64, u64)>,
@@ -220,8 +362,10 @@ impl LatencyTest {
             .filter(|b| b.is_finite())
             .collect();
         let tests = bounds.iter().map(|_| OddsRatioTest::new(grid)).collect();
+        let tilt = TiltTest::new(&bounds, grid.len());
         Self {
             bounds,
+            tilt,
             tests,
             merged_canary: Vec::new(),
             merged_baseline: Vec::new(),
@@ -247,14 +391,31 @@ impl LatencyTest {
         for (test, (xc, xb)) in self.tests.iter_mut().zip(iter) {
             test.update(xc, canary.requests, xb, baseline.requests);
         }
+        let per_bucket = |h: &[(f64, u64)]| {
+            let mut prev = 0;
+            h.iter()
+                .map(|(_, c)| {
+                    let d = c.saturating_sub(prev);
+                    prev = *c;
+                    d
+                })
+                .collect::<Vec<u64>>()
+        };
+        self.tilt.update(&per_bucket(hc), &per_bucket(hb));
     }
 
-    fn log_e(&self) -> f64 {
+    /// Mean of the exceedance tests (tail-sensitive), ln.
+    fn exceedance_log_e(&self) -> f64 {
         if self.tests.is_empty() {
             return 0.0;
         }
         let each: Vec<f64> = self.tests.iter().map(OddsRatioTest::log_e).collect();
         log_sum_exp(&each) - (each.len() as f64).ln()
+    }
+
+    /// Half the tilt test (body shifts) plus half the mean of the exceedance tests (tails), ln.
+    fn log_e(&self) -> f64 {
+        log_sum_exp(&[self.tilt.log_e(), self.exceedance_log_e()]) - 2.0_f64.ln()
     }
 }
 
@@ -359,6 +520,12 @@ impl Judge for SequentialJudge {
                 .update(c.errors, c.requests, b.errors, b.requests);
             if self.errors.log_e() >= self.log_threshold {
                 self.errors_failed_at = Some(interval.t);
+                tracing::debug!(
+                    t = interval.t,
+                    signal = "error_ratio",
+                    e_value = self.errors.log_e().exp(),
+                    "Canary failed the sequential test."
+                );
             }
         }
         if self.use_latency
@@ -373,6 +540,12 @@ impl Judge for SequentialJudge {
             self.latency_max_log_e = self.latency_max_log_e.max(log_e);
             if log_e >= self.log_threshold {
                 self.latency_failed_at = Some(interval.t);
+                tracing::debug!(
+                    t = interval.t,
+                    signal = "latency",
+                    e_value = log_e.exp(),
+                    "Canary failed the sequential test."
+                );
             }
         }
         if self.failed().is_some() {
@@ -439,6 +612,8 @@ impl Judge for SequentialJudge {
                 "fail_when_e_value_reaches": num(self.log_threshold.exp()),
                 "alpha_share": num(self.alpha / self.signals as f64),
                 "strongest_bucket_le_ms": strongest.1.map_or(Value::Null, num),
+                "shift_test_e_value": num(l.tilt.log_e().exp()),
+                "tail_tests_e_value": num(l.exceedance_log_e().exp()),
             });
             let q = |h: &[(f64, u64)], p: f64| hist::quantile(p, h).map_or(Value::Null, num);
             ev["canary"] = json!({"p50_ms": q(&l.merged_canary, 0.5), "p99_ms": q(&l.merged_canary, 0.99), "requests": l.merged_canary.last().map_or(0, |b| b.1)});
@@ -517,12 +692,14 @@ mod tests {
         assert!(ev["e_value"].as_f64().unwrap_or(0.0) >= 200.0);
         assert!(ev["p_value_anytime"].as_f64().unwrap_or(1.0) <= 0.005);
         assert!(ev["odds_ratio_mantel_haenszel"].as_f64().unwrap_or(0.0) > 2.0);
-        assert!(
-            ev["excess_canary_errors"]["confidence_sequence"][0]
+        let excess = &ev["excess_canary_errors"];
+        let (est, lo) = (
+            excess["estimate"].as_f64().unwrap_or(0.0),
+            excess["confidence_sequence"][0]
                 .as_f64()
-                .unwrap_or(-1.0)
-                > 0.0
+                .unwrap_or(f64::NAN),
         );
+        assert!(est > 0.0 && lo < est, "excess {excess}");
     }
 
     #[test]

@@ -1,0 +1,467 @@
+//! Command-line front ends: `backstop analyze` and `backstop bench canary` (wired by the binary).
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use crate::bench::{BenchConfig, families, run_bench, runs_for};
+use crate::scenario::{read_scenario, replay};
+use crate::threshold::{Counting, ThresholdPreset};
+use crate::{JudgeKind, JudgeSettings, SignalKind, build};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object on stdout.
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?}: {e} (expected e.g. 5s, 2m, 1h)"))
+}
+
+/// `backstop analyze`: replay a scenario file through a judge.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// Which judge decides.
+    #[arg(long, value_enum, default_value = "sequential")]
+    pub judge: JudgeKind,
+    /// False-alarm rate promised over the whole analysis (sequential judge).
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+    /// Signals to analyse, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["errors", "latency"])]
+    pub signals: Vec<SignalKind>,
+    /// Sequential: smallest canary/baseline odds ratio the mixture is tuned for.
+    #[arg(long, help_heading = "Sequential judge")]
+    pub min_odds_ratio: Option<f64>,
+    /// Sequential: largest odds ratio in the mixture.
+    #[arg(long, help_heading = "Sequential judge")]
+    pub max_odds_ratio: Option<f64>,
+    /// Kayenta: scoring checkpoint interval, e.g. 5m.
+    #[arg(long, value_parser = parse_duration, help_heading = "Kayenta judge")]
+    pub checkpoint: Option<Duration>,
+    /// Kayenta: score only the last this-long of data (default: everything so far).
+    #[arg(long, value_parser = parse_duration, help_heading = "Kayenta judge")]
+    pub lookback: Option<Duration>,
+    /// Kayenta: pass score threshold.
+    #[arg(long, help_heading = "Kayenta judge")]
+    pub pass_score: Option<f64>,
+    /// Kayenta: marginal score threshold (a checkpoint at or below it fails).
+    #[arg(long, help_heading = "Kayenta judge")]
+    pub marginal_score: Option<f64>,
+    /// Kayenta: make error_ratio a critical metric.
+    #[arg(long, help_heading = "Kayenta judge")]
+    pub critical_errors: bool,
+    /// Threshold: documented defaults of Flagger / Argo Rollouts.
+    #[arg(long, value_enum, help_heading = "Threshold judge")]
+    pub preset: Option<ThresholdPreset>,
+    /// Threshold: length of one check, e.g. 1m (overrides the preset).
+    #[arg(long, value_parser = parse_duration, help_heading = "Threshold judge")]
+    pub check_interval: Option<Duration>,
+    /// Threshold: failed checks that trigger a rollback (overrides the preset).
+    #[arg(long, help_heading = "Threshold judge")]
+    pub threshold: Option<u32>,
+    /// Threshold: count only consecutive failed checks.
+    #[arg(long, help_heading = "Threshold judge")]
+    pub consecutive: bool,
+    /// Threshold: a check fails above this canary error ratio.
+    #[arg(long, help_heading = "Threshold judge")]
+    pub max_error_ratio: Option<f64>,
+    /// Threshold: a check fails above this canary p99 latency (ms).
+    #[arg(long, help_heading = "Threshold judge")]
+    pub max_latency_p99_ms: Option<f64>,
+    /// Threshold: checks with fewer canary requests are skipped.
+    #[arg(long, help_heading = "Threshold judge")]
+    pub min_requests: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Scenario file (backstop-scenario/v1, JSON Lines); `-` reads stdin.
+    pub file: PathBuf,
+}
+
+impl AnalyzeArgs {
+    /// The judge settings these flags describe.
+    pub fn settings(&self) -> Result<JudgeSettings, String> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(format!("--alpha must be in (0, 1), got {}", self.alpha));
+        }
+        if self.signals.is_empty() {
+            return Err("--signals needs at least one of errors, latency".into());
+        }
+        let mut s = JudgeSettings {
+            judge: self.judge,
+            alpha: self.alpha,
+            signals: self.signals.clone(),
+            ..JudgeSettings::default()
+        };
+        if let Some(v) = self.min_odds_ratio {
+            if v.is_nan() || v <= 1.0 {
+                return Err(format!("--min-odds-ratio must be > 1, got {v}"));
+            }
+            s.sequential.min_odds_ratio = v;
+        }
+        if let Some(v) = self.max_odds_ratio {
+            if v.is_nan() || v <= s.sequential.min_odds_ratio {
+                return Err(format!(
+                    "--max-odds-ratio must be > --min-odds-ratio, got {v}"
+                ));
+            }
+            s.sequential.max_odds_ratio = v;
+        }
+        if let Some(v) = self.checkpoint {
+            if v.is_zero() {
+                return Err("--checkpoint must be > 0".into());
+            }
+            s.kayenta.checkpoint = v;
+        }
+        s.kayenta.lookback = self.lookback.or(s.kayenta.lookback);
+        if let Some(v) = self.pass_score {
+            s.kayenta.pass_score = v;
+        }
+        if let Some(v) = self.marginal_score {
+            s.kayenta.marginal_score = v;
+        }
+        s.kayenta.critical_errors |= self.critical_errors;
+        if let Some(p) = self.preset {
+            s.threshold.preset = p;
+        }
+        if let Some(v) = self.check_interval {
+            if v.is_zero() {
+                return Err("--check-interval must be > 0".into());
+            }
+            s.threshold.check_interval = Some(v);
+        }
+        s.threshold.threshold = self.threshold.or(s.threshold.threshold);
+        if self.consecutive {
+            s.threshold.counting = Counting::Consecutive;
+        }
+        if let Some(v) = self.max_error_ratio {
+            s.threshold.max_error_ratio = v;
+        }
+        if let Some(v) = self.max_latency_p99_ms {
+            s.threshold.max_latency_p99_ms = v;
+        }
+        if let Some(v) = self.min_requests {
+            s.threshold.min_requests = v;
+        }
+        Ok(s)
+    }
+}
+
+fn text_report(report: &Value, name: &str, intervals: usize) -> String {
+    let mut out = String::new();
+    let at = |v: &Value| {
+        if v.is_null() {
+            String::new()
+        } else {
+            format!(" at t={v}s")
+        }
+    };
+    out.push_str(&format!(
+        "{}: {}{}  (judge {}, {} intervals of {:?})\n",
+        report["verdict"].as_str().unwrap_or("?"),
+        match report["verdict"].as_str() {
+            Some("fail") => "roll back",
+            Some("pass") => "no evidence of a regression",
+            _ => "could not decide",
+        },
+        at(&report["decided_at_s"]),
+        report["judge"].as_str().unwrap_or("?"),
+        intervals,
+        name,
+    ));
+    if let Some(reason) = report["reason"].as_str() {
+        out.push_str(&format!("  reason: {reason}\n"));
+    }
+    for s in report["signals"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<12} {:<12}{}\n",
+            s["signal"].as_str().unwrap_or("?"),
+            s["verdict"].as_str().unwrap_or("?"),
+            at(&s["decided_at_s"])
+        ));
+        if let Some(ev) = s["evidence"].as_object() {
+            for (k, v) in ev {
+                if k == "buckets" {
+                    continue;
+                }
+                out.push_str(&format!("      {k}: {v}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `backstop analyze`; prints the result and returns the exit code
+/// (0 = pass or inconclusive, 1 = fail, 2 = bad input or usage).
+pub fn run_analyze(args: &AnalyzeArgs) -> i32 {
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let display = args.file.display().to_string();
+    let parsed = if display == "-" {
+        read_scenario(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(&args.file) {
+            Ok(f) => read_scenario(BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: {display}: cannot open: {e}");
+                return 2;
+            }
+        }
+    };
+    let scenario = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {display}: {e}");
+            return 2;
+        }
+    };
+    let mut judge = build(&settings);
+    let outcome = replay(judge.as_mut(), &scenario.intervals);
+    match args.output {
+        OutputFormat::Json => println!("{}", outcome.report),
+        OutputFormat::Text => print!(
+            "{}",
+            text_report(&outcome.report, &scenario.name, outcome.intervals_seen)
+        ),
+    }
+    if outcome.report["verdict"] == "fail" {
+        1
+    } else {
+        0
+    }
+}
+
+/// Reads all of `reader` as scenario text (for callers that hold a reader rather than a file).
+pub fn analyze_reader<R: BufRead>(
+    reader: R,
+    settings: &JudgeSettings,
+) -> Result<Value, crate::ScenarioError> {
+    let scenario = read_scenario(reader)?;
+    let mut judge = build(settings);
+    Ok(replay(judge.as_mut(), &scenario.intervals).report)
+}
+
+/// `backstop bench canary`: the canary benchmark.
+#[derive(Debug, Clone, Args)]
+pub struct BenchCanaryArgs {
+    /// About a fifth of the default size (well under a minute in release mode).
+    #[arg(long)]
+    pub quick: bool,
+    /// Base seed: the same seed gives the same table.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Runs per family (overrides the default and --quick sizes).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Alpha of the sequential judge and of the oracle.
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+/// Runs `backstop bench canary`; prints the tables (or JSON) and returns the exit code
+/// (0 = done, 2 = bad usage or the JSON file could not be written).
+pub fn run_bench_canary(args: &BenchCanaryArgs) -> i32 {
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        eprintln!("error: --alpha must be in (0, 1), got {}", args.alpha);
+        return 2;
+    }
+    if args.runs == Some(0) {
+        eprintln!("error: --runs must be at least 1");
+        return 2;
+    }
+    let cfg = BenchConfig {
+        quick: args.quick,
+        seed: args.seed,
+        runs: args.runs,
+        alpha: args.alpha,
+        threads: args.threads,
+    };
+    let fams = families();
+    let total: usize = fams.iter().map(|f| runs_for(f, &cfg)).sum();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} runs  {elapsed} (eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        Some(bar)
+    } else {
+        None
+    };
+    let report = run_bench(&cfg, &fams, &|| {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let json = report.to_json();
+    if let Some(path) = &args.json_out {
+        let text = match serde_json::to_string_pretty(&json) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot encode the report: {e}");
+                return 2;
+            }
+        };
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: {}: cannot write: {e}", path.display());
+            return 2;
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let written = match args.output {
+        OutputFormat::Json => writeln!(stdout, "{json}"),
+        OutputFormat::Text => write!(stdout, "{}", report.render_text()),
+    };
+    if written.is_err() {
+        return 2;
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Analyze {
+        #[command(flatten)]
+        args: AnalyzeArgs,
+    }
+
+    #[derive(Parser)]
+    struct Bench {
+        #[command(flatten)]
+        args: BenchCanaryArgs,
+    }
+
+    fn write_tmp(name: &str, text: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("backstop-judge-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("temp file");
+        path
+    }
+
+    fn scenario(bad_canary: bool) -> String {
+        let mut text =
+            String::from("{\"format\":\"backstop-scenario/v1\",\"name\":\"t\",\"interval_s\":5}\n");
+        for i in 1..=60 {
+            let errors = if bad_canary { 30 } else { 1 };
+            text.push_str(&format!(
+                "{{\"t\":{},\"baseline\":{{\"requests\":900,\"errors\":9}},\"canary\":{{\"requests\":100,\"errors\":{errors}}}}}\n",
+                5 * i
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn analyze_flags_build_settings_and_exit_codes_follow_the_spec() {
+        let a = Analyze::try_parse_from([
+            "x",
+            "--judge",
+            "threshold",
+            "--preset",
+            "argo-docs",
+            "--threshold",
+            "2",
+            "--consecutive",
+            "f.jsonl",
+        ])
+        .expect("flags parse");
+        let s = a.args.settings().expect("valid");
+        assert_eq!(s.judge, JudgeKind::Threshold);
+        assert_eq!(s.threshold.preset, ThresholdPreset::ArgoDocs);
+        assert_eq!(s.threshold.effective_threshold(), 2);
+        assert_eq!(s.threshold.counting, Counting::Consecutive);
+        let bad_alpha = Analyze::try_parse_from(["x", "--alpha", "1.5", "f"]).expect("parses");
+        assert_eq!(run_analyze(&bad_alpha.args), 2);
+
+        let fail = write_tmp("fail.jsonl", &scenario(true));
+        let a = Analyze::try_parse_from(["x", "--output", "json", fail.to_str().unwrap_or("-")])
+            .expect("parses");
+        assert_eq!(run_analyze(&a.args), 1);
+        let pass = write_tmp("pass.jsonl", &scenario(false));
+        let a = Analyze::try_parse_from(["x", pass.to_str().unwrap_or("-")]).expect("parses");
+        assert_eq!(run_analyze(&a.args), 0);
+        let broken = write_tmp(
+            "broken.jsonl",
+            "{\"format\":\"backstop-scenario/v1\",\"interval_s\":5}\n{\"t\":5}\n",
+        );
+        let a = Analyze::try_parse_from(["x", broken.to_str().unwrap_or("-")]).expect("parses");
+        assert_eq!(run_analyze(&a.args), 2);
+        let a = Analyze::try_parse_from(["x", "/nonexistent/backstop.jsonl"]).expect("parses");
+        assert_eq!(run_analyze(&a.args), 2);
+        for p in [fail, pass, broken] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    #[test]
+    fn analyze_reader_reports_in_the_spec_shape() {
+        let report = analyze_reader(scenario(true).as_bytes(), &JudgeSettings::default())
+            .expect("valid scenario");
+        assert_eq!(report["judge"], "sequential");
+        assert_eq!(report["verdict"], "fail");
+        assert_eq!(report["decided_at_s"], 5);
+        assert_eq!(report["signals"][0]["signal"], "error_ratio");
+        assert!(report["signals"][0]["evidence"].is_object());
+        let text = text_report(&report, "t", 1);
+        assert!(text.starts_with("fail: roll back at t=5s"));
+    }
+
+    #[test]
+    fn bench_args_parse_and_write_json() {
+        let out =
+            std::env::temp_dir().join(format!("backstop-judge-bench-{}.json", std::process::id()));
+        let b = Bench::try_parse_from([
+            "x",
+            "--runs",
+            "1",
+            "--seed",
+            "3",
+            "--output",
+            "json",
+            "--json-out",
+            out.to_str().unwrap_or("x"),
+        ])
+        .expect("flags parse");
+        assert_eq!(run_bench_canary(&b.args), 0);
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap_or_default())
+                .unwrap_or(Value::Null);
+        assert_eq!(written["seed"], 3);
+        assert!(written["overall"].as_array().is_some_and(|o| o.len() == 6));
+        let _ = std::fs::remove_file(out);
+        let b = Bench::try_parse_from(["x", "--runs", "0"]).expect("parses");
+        assert_eq!(run_bench_canary(&b.args), 2);
+    }
+}
