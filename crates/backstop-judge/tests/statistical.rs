@@ -13,7 +13,7 @@ fn spec(i: usize) -> SimSpec {
         interval_s: 5.0,
         duration_s: 600.0,
         rps: [10.0, 50.0, 150.0][i % 3],
-        load_amplitude: if i % 2 == 0 { 0.7 } else { 0.0 },
+        load_amplitude: if i.is_multiple_of(2) { 0.7 } else { 0.0 },
         load_period_s: 300.0,
         split: vec![(0.0, splits[i % 4]), (300.0, splits[(i + 1) % 4])],
         error_ratio: errors[(i / 4) % 3],
