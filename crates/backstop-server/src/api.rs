@@ -119,7 +119,7 @@ pub struct EnvironmentView {
     pub active_rollout: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolloutDetail {
     pub rollout: Rollout,
     pub events: Vec<Event>,
@@ -129,7 +129,7 @@ pub struct RolloutDetail {
 }
 
 /// Key moments of a rollout and the durations between them.
-#[derive(Debug, Serialize, ToSchema, Default)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, Default)]
 pub struct Timeline {
     pub started_at_ms: Millis,
     pub first_canary_request_at_ms: Option<Millis>,
@@ -162,7 +162,7 @@ impl Timeline {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditVerification {
     pub ok: bool,
     pub records: usize,

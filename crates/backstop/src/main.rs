@@ -1,1 +1,246 @@
-fn main() {}
+//! `backstop`: one binary for the daemon, the CLI, the quickstart and the offline tools.
+//!
+//! Exit codes: 0 success (or a passing verdict); 1 the thing checked failed (a failing verdict,
+//! a broken audit chain, an invalid config, a rollout that ended rolled back with `--wait`);
+//! 2 bad input or usage (nothing changed); 3 the daemon could not be reached or failed.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+mod client;
+mod commands;
+mod quickstart;
+
+#[derive(Parser)]
+#[command(
+    name = "backstop",
+    version,
+    about = "Release-recovery control plane: guard every deployment, detect a bad release in seconds, roll it back crash-safely, and keep a tamper-evident record.",
+    long_about = None,
+    after_help = "Start here: `backstop quickstart` shows the whole loop on this machine.\n\
+                  Daemon: `backstop serve --config backstop.yaml`; the other commands talk to it (see --server).\n\
+                  Exit codes: 0 ok, 1 check failed, 2 bad input or usage, 3 daemon unreachable or failed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Print text for people or JSON for programs.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole loop on this machine: good release promoted, bad release caught and rolled back.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Run the daemon: API, built-in proxies, controller (SQLite state in --state-dir).
+    Serve(ServeArgs),
+    /// Check a backstop.yaml and report every error at once with file:line:col.
+    Validate(backstop_config::cli::ValidateArgs),
+    /// Config helpers: JSON Schema, effective config, a starter file.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Register and inspect releases (a version of a service and its artifact's sha256).
+    #[command(subcommand)]
+    Release(commands::ReleaseCmd),
+    /// Start, watch, promote, abort and export rollouts.
+    #[command(subcommand)]
+    Rollout(commands::RolloutCmd),
+    /// Roll an environment back to its last known good release now.
+    Rollback(commands::RollbackArgs),
+    /// Inspect recoveries: the journaled steps of every rollback.
+    #[command(subcommand)]
+    Recovery(commands::RecoveryCmd),
+    /// The hash-chained audit log: list and verify (works on a state folder without a daemon).
+    #[command(subcommand)]
+    Audit(commands::AuditCmd),
+    /// Replay a canary scenario file through a judge (see the backstop-scenario/v1 spec).
+    Analyze(backstop_judge::cli::AnalyzeArgs),
+    /// Benchmarks that compare Backstop with peer behaviour, side by side.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The sample service used by quickstart, tests and benchmarks.
+    #[command(hide = true)]
+    DemoApp(backstop_demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the JSON Schema of backstop.yaml (for editors).
+    Schema,
+    /// Print a config, with `--effective` every default filled in.
+    Show(backstop_config::cli::ShowArgs),
+    /// Print a commented starter backstop.yaml.
+    Init,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Judges against an oracle and the Flagger tutorial preset on seeded scenario families.
+    Canary(backstop_judge::cli::BenchCanaryArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The declarative config (services, environments, rollout and analysis settings).
+    #[arg(
+        long,
+        short = 'c',
+        env = "BACKSTOP_CONFIG",
+        default_value = "backstop.yaml"
+    )]
+    config: PathBuf,
+    /// Folder for all state: the SQLite database, the admin token, instance logs.
+    #[arg(long, env = "BACKSTOP_STATE_DIR", default_value = ".backstop")]
+    state_dir: PathBuf,
+    /// Address of the API.
+    #[arg(long, env = "BACKSTOP_LISTEN", default_value = "127.0.0.1:7300")]
+    listen: SocketAddr,
+    /// Log format: `pretty` on a terminal, `json` for collectors.
+    #[arg(long, env = "BACKSTOP_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Validate(args) => backstop_config::cli::run_validate(&args),
+        Cmd::Config(ConfigCmd::Schema) => backstop_config::cli::run_schema(),
+        Cmd::Config(ConfigCmd::Show(args)) => backstop_config::cli::run_show(&args),
+        Cmd::Config(ConfigCmd::Init) => backstop_config::cli::run_init(),
+        Cmd::Analyze(args) => backstop_judge::cli::run_analyze(&args),
+        Cmd::Bench(BenchCmd::Canary(args)) => backstop_judge::cli::run_bench_canary(&args),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "backstop",
+                &mut std::io::stdout(),
+            );
+            0
+        }
+        other => run_async(other),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run_async(cmd: Cmd) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 3;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cmd {
+            Cmd::Quickstart(args) => quickstart::run(args).await,
+            Cmd::Serve(args) => serve(args).await.map(|()| 0),
+            Cmd::Release(c) => commands::release(c).await,
+            Cmd::Rollout(c) => commands::rollout(c).await,
+            Cmd::Rollback(a) => commands::rollback(a).await,
+            Cmd::Recovery(c) => commands::recovery(c).await,
+            Cmd::Audit(c) => commands::audit(c).await,
+            Cmd::DemoApp(args) => {
+                init_logs("pretty", "info");
+                backstop_demo::run(args, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .map(|()| 0)
+                .context("sample service")
+            }
+            _ => unreachable!("handled synchronously"),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<client::CallError>()
+                .map_or(2, |c| c.exit_code);
+            eprintln!("error: {e:#}");
+            code
+        }
+    }
+}
+
+pub fn init_logs(format: &str, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    init_logs(&args.log_format, "info");
+    let config = match backstop_config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            anyhow::bail!(
+                "{} has {} error(s); nothing was started",
+                args.config.display(),
+                errors.0.len()
+            );
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (see --listen)", args.listen))?;
+    let opts = backstop_server::ServeOptions {
+        config,
+        state_dir: args.state_dir,
+    };
+    backstop_server::serve(listener, opts, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("Shutting down.");
+}

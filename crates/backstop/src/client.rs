@@ -1,0 +1,121 @@
+//! The CLI's HTTP client for the daemon's API. Errors carry the server's message and map to
+//! exit codes: 4xx → 2 (bad input: nothing changed), connection or 5xx → 3.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where the daemon is and how to authenticate, from flags or the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address of the Backstop daemon's API.
+    #[arg(
+        long,
+        env = "BACKSTOP_SERVER",
+        default_value = "http://127.0.0.1:7300",
+        global = true
+    )]
+    pub server: String,
+    /// API token (default: read from STATE_DIR/admin.token, written by the daemon on first start).
+    #[arg(long, env = "BACKSTOP_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// State folder of a local daemon: where its database and admin token live.
+    #[arg(
+        long,
+        env = "BACKSTOP_STATE_DIR",
+        default_value = ".backstop",
+        global = true
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// A failed API call, with the exit code it deserves.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub exit_code: i32,
+    pub message: String,
+}
+
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+pub fn read_token(state_dir: &Path) -> Result<String> {
+    let path = state_dir.join(backstop_server::auth::TOKEN_FILE);
+    let token = std::fs::read_to_string(&path).with_context(|| {
+        format!("no API token: pass --token or BACKSTOP_TOKEN, or point --state-dir at the daemon's state folder (cannot read {})", path.display())
+    })?;
+    Ok(token.trim().to_string())
+}
+
+impl Client {
+    pub fn new(args: &ServerArgs) -> Result<Client> {
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => read_token(&args.state_dir)?,
+        };
+        Ok(Self::with(
+            args.server.trim_end_matches('/').to_string(),
+            token,
+        ))
+    }
+
+    pub fn with(base: String, token: String) -> Client {
+        Client {
+            base,
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        Ok(resp.json().await.context("decoding the server's answer")?)
+    }
+
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        Ok(resp.text().await?)
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let resp = self
+            .send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?;
+        Ok(resp.json().await.context("decoding the server's answer")?)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| CallError {
+            exit_code: 3,
+            message: format!("cannot reach the Backstop daemon at {}: {e} (is `backstop serve` running? see --server)", self.base),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("no error message")
+            .to_string();
+        let pointer = body["error"]["pointer"]
+            .as_str()
+            .map(|p| format!(" (at {p})"))
+            .unwrap_or_default();
+        Err(CallError {
+            exit_code: if status.is_client_error() { 2 } else { 3 },
+            message: format!("{status}: {message}{pointer}"),
+        }
+        .into())
+    }
+}

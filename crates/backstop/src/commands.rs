@@ -1,0 +1,612 @@
+//! The CLI's nouns and verbs over the daemon's API (and, for audit, over a state folder).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use backstop_core::audit::AuditRecord;
+use backstop_core::format_ms;
+use backstop_core::model::{Phase, Recovery, Release, Rollout};
+use backstop_server::RolloutDetail;
+use backstop_server::api::AuditVerification;
+use backstop_store::{SqliteStore, Store};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::client::{Client, ServerArgs};
+use crate::{Output, OutputArgs};
+
+fn print_json<T: Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    );
+}
+
+#[derive(clap::Subcommand)]
+pub enum ReleaseCmd {
+    /// Register a release: its artifact is hashed (sha256) and kept with it.
+    Create {
+        service: String,
+        #[arg(long)]
+        version: String,
+        /// An executable file: hashed by content; `{artifact}` in run.command becomes its path.
+        #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+        file: Option<PathBuf>,
+        /// A command line: hashed as text; `{artifact}` in run.command becomes this command.
+        #[arg(long)]
+        command: Option<String>,
+        /// Environment for this release, KEY=VALUE (repeatable), added to run.env.
+        #[arg(long = "env", value_parser = parse_key_value)]
+        env: Vec<(String, String)>,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List releases.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show one release (`service@version`).
+    Show {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
+    match cmd {
+        ReleaseCmd::Create {
+            service,
+            version,
+            file,
+            command,
+            env,
+            server,
+            out,
+        } => {
+            let file = file
+                .map(|f| std::path::absolute(&f).with_context(|| format!("--file {}", f.display())))
+                .transpose()?;
+            let body = json!({
+                "service": service, "version": version,
+                "file": file.map(|f| f.display().to_string()), "command": command,
+                "env": env.into_iter().collect::<BTreeMap<_, _>>(),
+            });
+            let r: Release = Client::new(&server)?
+                .post("/api/v1/releases", &body)
+                .await?;
+            match out.output {
+                Output::Json => print_json(&r),
+                Output::Text => println!("registered {} (sha256 {})", r.id, r.sha256),
+            }
+            Ok(0)
+        }
+        ReleaseCmd::List {
+            service,
+            server,
+            out,
+        } => {
+            let path = match &service {
+                Some(s) => format!("/api/v1/releases?service={s}"),
+                None => "/api/v1/releases".into(),
+            };
+            let list: Vec<Release> = Client::new(&server)?.get(&path).await?;
+            match out.output {
+                Output::Json => print_json(&list),
+                Output::Text => {
+                    println!("{:<28} {:<6} {:<14} CREATED", "RELEASE", "STATUS", "SHA256");
+                    for r in list {
+                        println!(
+                            "{:<28} {:<6} {:<14} {}",
+                            r.id,
+                            format!("{:?}", r.status).to_lowercase(),
+                            &r.sha256[..12.min(r.sha256.len())],
+                            format_ms(r.created_at_ms)
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        ReleaseCmd::Show { id, server, out } => {
+            let r: Release = Client::new(&server)?
+                .get(&format!("/api/v1/releases/{id}"))
+                .await?;
+            match out.output {
+                Output::Json => print_json(&r),
+                Output::Text => {
+                    println!(
+                        "{}\n  artifact: {:?}\n  sha256:   {}\n  status:   {:?}",
+                        r.id, r.artifact, r.sha256, r.status
+                    );
+                    if let Some(reason) = r.bad_reason {
+                        println!("  bad:      {reason}");
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum RolloutCmd {
+    /// Start moving an environment to a release; `--wait` follows it to the end.
+    Start {
+        service: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        version: String,
+        /// Follow the rollout until it is promoted (exit 0) or rolled back (exit 1).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show a rollout: phase, weight, verdict, timeline.
+    Status {
+        id: String,
+        /// Keep following it until it ends.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List recent rollouts.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Promote now, skipping the remaining steps.
+    Promote {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Abort: traffic goes back to the last known good and the release is marked bad.
+    Abort {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Print the rollout's per-interval counts as a backstop-scenario/v1 file (for `backstop analyze`).
+    Export {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
+    match cmd {
+        RolloutCmd::Start {
+            service,
+            env,
+            version,
+            wait,
+            server,
+            out,
+        } => {
+            let client = Client::new(&server)?;
+            let r: Rollout = client
+                .post(
+                    "/api/v1/rollouts",
+                    &json!({"service": service, "env": env, "version": version}),
+                )
+                .await?;
+            if !wait {
+                match out.output {
+                    Output::Json => print_json(&r),
+                    Output::Text => println!(
+                        "rollout {} started: {} → {}",
+                        r.id,
+                        r.from_release_id.as_deref().unwrap_or("(nothing)"),
+                        r.to_release_id
+                    ),
+                }
+                return Ok(0);
+            }
+            follow(&client, &r.id, out.output).await
+        }
+        RolloutCmd::Status {
+            id,
+            watch,
+            server,
+            out,
+        } => {
+            let client = Client::new(&server)?;
+            if watch {
+                return follow(&client, &id, out.output).await;
+            }
+            let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{id}")).await?;
+            match out.output {
+                Output::Json => print_json(&d),
+                Output::Text => print_detail(&d),
+            }
+            Ok(0)
+        }
+        RolloutCmd::List {
+            service,
+            limit,
+            server,
+            out,
+        } => {
+            let mut path = format!("/api/v1/rollouts?limit={limit}");
+            if let Some(s) = service {
+                path.push_str(&format!("&service={s}"));
+            }
+            let list: Vec<Rollout> = Client::new(&server)?.get(&path).await?;
+            match out.output {
+                Output::Json => print_json(&list),
+                Output::Text => {
+                    println!(
+                        "{:<38} {:<12} {:<24} {:<12} {:>6}  CREATED",
+                        "ROLLOUT", "ENV", "RELEASE", "PHASE", "WEIGHT"
+                    );
+                    for r in list {
+                        println!(
+                            "{:<38} {:<12} {:<24} {:<12} {:>5}%  {}",
+                            r.id,
+                            format!("{}/{}", r.service, r.env),
+                            r.to_release_id,
+                            r.phase.as_str(),
+                            r.canary_weight,
+                            format_ms(r.created_at_ms)
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        RolloutCmd::Promote {
+            id,
+            reason,
+            server,
+            out,
+        } => act(&server, &id, "promote", &reason, out.output).await,
+        RolloutCmd::Abort {
+            id,
+            reason,
+            server,
+            out,
+        } => act(&server, &id, "abort", &reason, out.output).await,
+        RolloutCmd::Export { id, server } => {
+            let text = Client::new(&server)?
+                .get_text(&format!("/api/v1/rollouts/{id}/export"))
+                .await?;
+            print!("{text}");
+            Ok(0)
+        }
+    }
+}
+
+async fn act(
+    server: &ServerArgs,
+    id: &str,
+    verb: &str,
+    reason: &str,
+    output: Output,
+) -> Result<i32> {
+    let r: Rollout = Client::new(server)?
+        .post(
+            &format!("/api/v1/rollouts/{id}/{verb}"),
+            &json!({"reason": reason}),
+        )
+        .await?;
+    match output {
+        Output::Json => print_json(&r),
+        Output::Text => println!("rollout {}: {}", r.id, r.phase),
+    }
+    Ok(0)
+}
+
+/// Follows a rollout until it ends, printing each change (a live line on a terminal).
+pub async fn follow(client: &Client, id: &str, output: Output) -> Result<i32> {
+    let live = output == Output::Text && std::io::stdout().is_terminal();
+    let bar = live.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let mut last = String::new();
+    loop {
+        let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{id}")).await?;
+        let line = format!(
+            "{} · {} · canary {}%",
+            d.rollout.to_release_id, d.rollout.phase, d.rollout.canary_weight
+        );
+        if line != last && output == Output::Text {
+            match &bar {
+                Some(b) => b.println(&line),
+                None => println!("{line}"),
+            }
+            last = line;
+        }
+        if let Some(b) = &bar {
+            b.set_message(format!(
+                "{} {}",
+                d.rollout.phase,
+                d.rollout.reason.clone().unwrap_or_default()
+            ));
+        }
+        if !d.rollout.phase.is_active() || d.rollout.phase == Phase::Paused {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            match output {
+                Output::Json => print_json(&d),
+                Output::Text => print_detail(&d),
+            }
+            return Ok(if d.rollout.phase == Phase::Promoted {
+                0
+            } else {
+                1
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub fn print_detail(d: &RolloutDetail) {
+    let r = &d.rollout;
+    println!("rollout {}  {}/{}", r.id, r.service, r.env);
+    println!(
+        "  {} → {}",
+        r.from_release_id.as_deref().unwrap_or("(nothing)"),
+        r.to_release_id
+    );
+    println!("  phase: {}   canary weight: {}%", r.phase, r.canary_weight);
+    if let Some(reason) = &r.reason {
+        println!("  reason: {reason}");
+    }
+    println!("  timeline:");
+    for e in &d.events {
+        println!(
+            "    {}  +{:>7.3}s  {}",
+            format_ms(e.at_ms),
+            (e.at_ms - r.created_at_ms) as f64 / 1000.0,
+            e.kind
+        );
+    }
+    let t = &d.timeline;
+    if let Some(ms) = t.time_to_detect_ms {
+        println!(
+            "  time to detect (first canary request → verdict): {:.3}s",
+            ms as f64 / 1000.0
+        );
+    }
+    if let Some(ms) = t.time_to_restore_ms {
+        println!(
+            "  time to restore (first canary request → traffic restored): {:.3}s",
+            ms as f64 / 1000.0
+        );
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RollbackArgs {
+    service: String,
+    #[arg(long)]
+    env: String,
+    /// Why: recorded in the audit log.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+pub async fn rollback(a: RollbackArgs) -> Result<i32> {
+    let rec: Recovery = Client::new(&a.server)?
+        .post(
+            "/api/v1/rollback",
+            &json!({"service": a.service, "env": a.env, "reason": a.reason}),
+        )
+        .await?;
+    match a.out.output {
+        Output::Json => print_json(&rec),
+        Output::Text => print_recovery(&rec),
+    }
+    Ok(if rec.status == "done" { 0 } else { 1 })
+}
+
+#[derive(clap::Subcommand)]
+pub enum RecoveryCmd {
+    /// Recent recoveries.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// One recovery with its journaled steps.
+    Show {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
+    match cmd {
+        RecoveryCmd::List { server, out } => {
+            let list: Vec<Recovery> = Client::new(&server)?.get("/api/v1/recoveries").await?;
+            match out.output {
+                Output::Json => print_json(&list),
+                Output::Text => {
+                    for rec in &list {
+                        println!(
+                            "{}  {}/{}  {}  {}  {}",
+                            rec.id,
+                            rec.service,
+                            rec.env,
+                            rec.status,
+                            format_ms(rec.created_at_ms),
+                            rec.reason
+                        );
+                    }
+                }
+            }
+        }
+        RecoveryCmd::Show { id, server, out } => {
+            let rec: Recovery = Client::new(&server)?
+                .get(&format!("/api/v1/recoveries/{id}"))
+                .await?;
+            match out.output {
+                Output::Json => print_json(&rec),
+                Output::Text => print_recovery(&rec),
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_recovery(rec: &Recovery) {
+    println!(
+        "recovery {}  {}/{}  {}  ({})",
+        rec.id, rec.service, rec.env, rec.status, rec.reason
+    );
+    for s in &rec.steps {
+        println!(
+            "  {}. {:<18} {:<8} attempts {}  key {}",
+            s.index + 1,
+            s.step.name(),
+            s.status.as_str(),
+            s.attempts,
+            s.idempotency_key
+        );
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum AuditCmd {
+    /// List audit records (reads the state folder directly when its database is there).
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Verify the hash chain: exit 1 and the first broken record if anything was altered,
+    /// removed or reordered.
+    Verify {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+/// Opens the state folder read-only when it holds a database; `None` means "ask the daemon".
+async fn local_store(server: &ServerArgs) -> Result<Option<SqliteStore>> {
+    if server
+        .state_dir
+        .join(backstop_store::sqlite::DB_FILE)
+        .exists()
+    {
+        return Ok(Some(
+            SqliteStore::open_existing_dir(&server.state_dir).await?,
+        ));
+    }
+    Ok(None)
+}
+
+pub async fn audit(cmd: AuditCmd) -> Result<i32> {
+    match cmd {
+        AuditCmd::List {
+            after,
+            limit,
+            server,
+            out,
+        } => {
+            let records: Vec<AuditRecord> = match local_store(&server).await? {
+                Some(store) => store.audit(after, limit).await?,
+                None => {
+                    Client::new(&server)?
+                        .get(&format!("/api/v1/audit?after={after}&limit={limit}"))
+                        .await?
+                }
+            };
+            match out.output {
+                Output::Json => print_json(&records),
+                Output::Text => {
+                    for r in &records {
+                        println!(
+                            "{:>5}  {}  {:<22} {:<26} {:<40} {}",
+                            r.seq,
+                            format_ms(r.at_ms),
+                            r.actor,
+                            r.action,
+                            r.target,
+                            r.trigger
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        AuditCmd::Verify { server, out } => {
+            let v: AuditVerification = match local_store(&server).await? {
+                Some(store) => backstop_server::verification(&store).await?,
+                None => Client::new(&server)?.get("/api/v1/audit/verify").await?,
+            };
+            match out.output {
+                Output::Json => print_json(&v),
+                Output::Text if v.ok => {
+                    println!("audit chain intact: {} records verified", v.records)
+                }
+                Output::Text => println!(
+                    "audit chain BROKEN at record {}: {}",
+                    v.broken_at.unwrap_or(0),
+                    v.reason.clone().unwrap_or_default()
+                ),
+            }
+            Ok(if v.ok { 0 } else { 1 })
+        }
+    }
+}
