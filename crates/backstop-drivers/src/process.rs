@@ -267,9 +267,7 @@ impl Drop for GroupGuard {
 /// SIGKILL to the instance's process group, if a live member still carries its marker (so a
 /// group id freed and reused meanwhile is never hit).
 fn kill_group_if_ours(inst: &Instance) {
-    if let Some(pgid) = to_pid(inst.pid)
-        && group_is_ours(inst)
-    {
+    if let Some(pgid) = target_group(inst) {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
 }
@@ -462,35 +460,73 @@ pub fn is_running(inst: &Instance) -> bool {
         && has_marker(pid.as_raw(), &inst.instance_id)
 }
 
-/// True iff some live member of the instance's process group is ours. While any member of a
-/// group lives, its id cannot be reused, so signalling the group is then safe.
-fn group_is_ours(inst: &Instance) -> bool {
-    let Some(pgid) = to_pid(inst.pid) else {
-        return false;
+/// The process group to signal for `inst`, if it is ours: normally the group led by
+/// `inst.pid` (ours while a live member carries the marker: while any member lives, the group id
+/// cannot be reused); if `inst.pid` is a marked process that does not lead a group, the group it
+/// belongs to. Never the caller's own process group.
+fn target_group(inst: &Instance) -> Option<Pid> {
+    let pid = to_pid(inst.pid)?;
+    let group = if group_members(pid.as_raw())
+        .into_iter()
+        .any(|p| has_marker(p, &inst.instance_id))
+    {
+        pid
+    } else if is_running(inst) {
+        let (_, pgrp) = proc_stat(pid.as_raw())?;
+        to_pid(u32::try_from(pgrp).ok()?)?
+    } else {
+        return None;
     };
-    is_running(inst)
-        || group_members(pgid.as_raw())
-            .into_iter()
-            .any(|p| has_marker(p, &inst.instance_id))
+    if group == nix::unistd::getpgrp() {
+        tracing::warn!(instance = %inst.instance_id, pid = inst.pid, "Instance runs in the controller's own process group; not signalling it.");
+        return None;
+    }
+    Some(group)
+}
+
+/// Finds the process group of a running instance from its id alone (for a controller that
+/// crashed after starting an instance but before recording its pid). Returns the group id,
+/// which is the pid to put in [`Instance::pid`]. A process caught inside `execve` may be
+/// missed: call again if it matters.
+pub fn find_group(instance_id: &str) -> Option<u32> {
+    let want = format!("{INSTANCE_ENV}={instance_id}");
+    let own = nix::unistd::getpgrp().as_raw();
+    let dir = std::fs::read_dir("/proc").ok()?;
+    let mut groups: Vec<(bool, i32)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let (state, pgrp) = proc_stat(pid)?;
+            if state == 'Z' || pgrp <= 1 || pgrp == own {
+                return None;
+            }
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|entry| entry == want.as_bytes())
+                .then_some((pid == pgrp, pgrp))
+        })
+        .collect();
+    // Prefer a group whose leader is alive and marked.
+    groups.sort_unstable_by_key(|(leader, pgrp)| (!*leader, *pgrp));
+    groups
+        .first()
+        .and_then(|(_, pgrp)| u32::try_from(*pgrp).ok())
 }
 
 /// Stops the instance: SIGTERM to its process group, up to `grace` to exit, then SIGKILL.
 /// Idempotent: an instance already gone (or a pid that is no longer ours) is `Ok`.
 pub async fn stop(inst: &Instance, grace: Duration) -> Result<(), DeployError> {
-    let Some(pgid) = to_pid(inst.pid) else {
-        return Ok(());
-    };
-    if !group_is_ours(inst) {
+    let Some(pgid) = target_group(inst) else {
         tracing::debug!(instance = %inst.instance_id, pid = inst.pid, "Instance already gone.");
         return Ok(());
-    }
+    };
     let signal_err = |signal: &'static str, source| DeployError::Signal {
         instance_id: inst.instance_id.clone(),
         pid: inst.pid,
         signal,
         source,
     };
-    tracing::info!(instance = %inst.instance_id, pid = inst.pid, grace_ms = grace.as_millis() as u64, "Stopping instance (SIGTERM to its process group).");
+    tracing::info!(instance = %inst.instance_id, pid = inst.pid, pgid = pgid.as_raw(), grace_ms = grace.as_millis() as u64, "Stopping instance (SIGTERM to its process group).");
     match killpg(pgid, Signal::SIGTERM) {
         Ok(()) => {}
         Err(Errno::ESRCH) => return Ok(()),

@@ -130,91 +130,6 @@ pub fn le_label(le: f64) -> String {
     }
 }
 
-/// Writes the per-version counters of several proxies in the Prometheus text format (0.0.4),
-/// each family once: `backstop_proxy_requests_total`, `backstop_proxy_errors_total` and the
-/// histogram `backstop_proxy_request_duration_seconds` (same buckets, in seconds), labelled
-/// `proxy` (the proxy's name) and `version`.
-pub fn encode_prometheus(out: &mut String, proxies: &[(&str, &[VersionStats])]) {
-    use std::fmt::Write as _;
-    let rows = || {
-        proxies
-            .iter()
-            .flat_map(|(name, stats)| stats.iter().map(move |s| (*name, s)))
-    };
-    let labels = |name: &str, s: &VersionStats| {
-        format!(
-            "proxy=\"{}\",version=\"{}\"",
-            escape_label(name),
-            escape_label(&s.version)
-        )
-    };
-    // Writing into a String cannot fail.
-    let _ = writeln!(
-        out,
-        "# HELP backstop_proxy_requests_total Requests served through the built-in proxy, by version."
-    );
-    let _ = writeln!(out, "# TYPE backstop_proxy_requests_total counter");
-    for (name, s) in rows() {
-        let _ = writeln!(
-            out,
-            "backstop_proxy_requests_total{{{}}} {}",
-            labels(name, s),
-            s.requests
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP backstop_proxy_errors_total Requests answered 5xx by the upstream or failed upstream (502), by version."
-    );
-    let _ = writeln!(out, "# TYPE backstop_proxy_errors_total counter");
-    for (name, s) in rows() {
-        let _ = writeln!(
-            out,
-            "backstop_proxy_errors_total{{{}}} {}",
-            labels(name, s),
-            s.errors
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP backstop_proxy_request_duration_seconds Time from request to upstream response headers, by version."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE backstop_proxy_request_duration_seconds histogram"
-    );
-    for (name, s) in rows() {
-        let l = labels(name, s);
-        for (le, n) in &s.latency_buckets_ms {
-            let le = if le.is_infinite() {
-                "+Inf".to_owned()
-            } else {
-                format!("{}", le / 1000.0)
-            };
-            let _ = writeln!(
-                out,
-                "backstop_proxy_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "backstop_proxy_request_duration_seconds_sum{{{l}}} {}",
-            s.latency_sum_ms / 1000.0
-        );
-        let _ = writeln!(
-            out,
-            "backstop_proxy_request_duration_seconds_count{{{l}}} {}",
-            s.requests
-        );
-    }
-}
-
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[derive(Debug, Default)]
 struct Counters {
     requests: u64,
@@ -706,44 +621,6 @@ mod tests {
             [
                 "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "+Inf"
             ]
-        );
-    }
-
-    #[test]
-    fn prometheus_text_has_each_family_once() {
-        let mut c = Counters::default();
-        c.record(3.0, false);
-        c.record(700.0, true);
-        let a = [c.snapshot("v1")];
-        let b = [Counters::default().snapshot("v\"2\"")];
-        let mut out = String::new();
-        encode_prometheus(&mut out, &[("shop/prod", &a), ("shop/staging", &b)]);
-        assert_eq!(
-            out.matches("# TYPE backstop_proxy_requests_total counter")
-                .count(),
-            1
-        );
-        assert!(
-            out.contains("backstop_proxy_requests_total{proxy=\"shop/prod\",version=\"v1\"} 2\n")
-        );
-        assert!(
-            out.contains("backstop_proxy_errors_total{proxy=\"shop/prod\",version=\"v1\"} 1\n")
-        );
-        assert!(out.contains(
-            "backstop_proxy_request_duration_seconds_bucket{proxy=\"shop/prod\",version=\"v1\",le=\"0.005\"} 1\n"
-        ));
-        assert!(out.contains(
-            "backstop_proxy_request_duration_seconds_bucket{proxy=\"shop/prod\",version=\"v1\",le=\"1\"} 2\n"
-        ));
-        assert!(out.contains(
-            "backstop_proxy_request_duration_seconds_bucket{proxy=\"shop/prod\",version=\"v1\",le=\"+Inf\"} 2\n"
-        ));
-        assert!(out.contains("backstop_proxy_request_duration_seconds_sum{proxy=\"shop/prod\",version=\"v1\"} 0.703\n"));
-        assert!(
-            out.contains(
-                "backstop_proxy_requests_total{proxy=\"shop/staging\",version=\"v\\\"2\\\"\"} 0\n"
-            ),
-            "{out}"
         );
     }
 

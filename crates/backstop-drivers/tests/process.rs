@@ -344,3 +344,34 @@ async fn abandoning_start_kills_the_group() {
         "orphans after a cancelled start"
     );
 }
+
+#[tokio::test]
+async fn find_group_recovers_an_unrecorded_instance_and_stop_accepts_a_member_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = health_server().await;
+    let id = unique("lost");
+    let inst = process::start(&spec(&id, "sleep 1000 & exec sleep 1001", port, dir.path()))
+        .await
+        .unwrap();
+    let procs = eventually_count(&id, 2).await;
+    assert_eq!(procs.len(), 2);
+    assert_eq!(process::find_group(&id), Some(inst.pid));
+    assert_eq!(process::find_group(&unique("nobody")), None);
+
+    // A record holding the pid of a group member that is not the leader still stops everything.
+    let member = procs
+        .iter()
+        .copied()
+        .find(|p| *p as u32 != inst.pid)
+        .unwrap();
+    let by_member = Instance {
+        pid: member as u32,
+        ..inst.clone()
+    };
+    process::stop(&by_member, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(eventually_none(&id).await, Vec::<i32>::new());
+    assert!(!process::is_running(&inst));
+    assert_eq!(process::find_group(&id), None);
+}
