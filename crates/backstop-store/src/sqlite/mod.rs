@@ -13,7 +13,7 @@ use backstop_core::model::{
     Rollout, StepStatus,
 };
 use backstop_core::recovery::{StepKind, idempotency_key};
-use backstop_judge::Interval;
+use backstop_judge::{ArmCounts, Interval};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -51,6 +51,66 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Database(e),
         }
     }
+}
+
+/// Stored form of an interval: JSON has no infinity, so the `+Inf` bucket bound is `null`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredArm {
+    requests: u64,
+    errors: u64,
+    latency_le_ms: Option<Vec<(Option<f64>, u64)>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredInterval {
+    t: f64,
+    baseline: StoredArm,
+    canary: StoredArm,
+}
+
+impl From<&ArmCounts> for StoredArm {
+    fn from(a: &ArmCounts) -> Self {
+        StoredArm {
+            requests: a.requests,
+            errors: a.errors,
+            latency_le_ms: a.latency_le_ms.as_ref().map(|h| {
+                h.iter()
+                    .map(|(le, n)| (le.is_finite().then_some(*le), *n))
+                    .collect()
+            }),
+        }
+    }
+}
+
+impl From<StoredArm> for ArmCounts {
+    fn from(a: StoredArm) -> Self {
+        ArmCounts {
+            requests: a.requests,
+            errors: a.errors,
+            latency_le_ms: a.latency_le_ms.map(|h| {
+                h.into_iter()
+                    .map(|(le, n)| (le.unwrap_or(f64::INFINITY), n))
+                    .collect()
+            }),
+        }
+    }
+}
+
+fn interval_json(i: &Interval) -> String {
+    json(&StoredInterval {
+        t: i.t,
+        baseline: (&i.baseline).into(),
+        canary: (&i.canary).into(),
+    })
+}
+
+fn interval_from(text: &str) -> Result<Interval> {
+    let s: StoredInterval = parse(text, "rollout interval")?;
+    Ok(Interval {
+        t: s.t,
+        baseline: s.baseline.into(),
+        canary: s.canary.into(),
+    })
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -507,7 +567,7 @@ impl Store for SqliteStore {
              RETURNING seq",
         )
         .bind(rollout_id)
-        .bind(json(interval))
+        .bind(interval_json(interval))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("seq")?)
@@ -521,7 +581,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| parse(&row.try_get::<String, _>("interval")?, "rollout interval"))
+            .map(|row| interval_from(&row.try_get::<String, _>("interval")?))
             .collect()
     }
 

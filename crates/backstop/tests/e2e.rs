@@ -1,0 +1,198 @@
+//! End to end through the CLI and a real daemon: a good release is promoted, a bad one is caught
+//! and rolled back, the audit chain verifies, and altering one stored record breaks it.
+
+mod support;
+
+use support::{Daemon, Traffic, free_port};
+
+#[test]
+fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let proxy = free_port();
+    let mut d = Daemon::start(
+        &state,
+        &support::config(
+            proxy,
+            "[{weight: 10, for: 3s}, {weight: 50, for: 3s}, {weight: 100}]",
+        ),
+        proxy,
+    );
+
+    d.register("v1", 0.0);
+    d.register("v2", 0.0);
+    d.register("v3", 0.2);
+
+    // First deployment: nothing to compare with, it becomes the baseline.
+    let v1 = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v1",
+            "--wait",
+        ],
+        0,
+    );
+    assert_eq!(v1["rollout"]["phase"], "promoted");
+
+    let traffic = Traffic::start(proxy, 80.0);
+
+    let v2 = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v2",
+            "--wait",
+        ],
+        0,
+    );
+    assert_eq!(v2["rollout"]["phase"], "promoted", "{v2:#}");
+    assert!(
+        v2["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "step.advanced")
+    );
+
+    let v3 = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v3",
+            "--wait",
+        ],
+        1,
+    );
+    assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");
+    assert_eq!(
+        v3["rollout"]["verdict"]["verdict"], "fail",
+        "the judge's report is the evidence: {v3:#}"
+    );
+    let timeline = &v3["timeline"];
+    assert!(timeline["time_to_detect_ms"].as_i64().unwrap() > 0);
+    assert!(
+        timeline["traffic_restored_at_ms"].as_i64().unwrap()
+            >= timeline["verdict_at_ms"].as_i64().unwrap()
+    );
+    let recovery = &v3["recovery"];
+    assert_eq!(recovery["status"], "done");
+    let steps: Vec<_> = recovery["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"]["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        ["shift_traffic", "stop_instance", "mark_release_bad"]
+    );
+
+    let (sent, _failed) = traffic.stop();
+    assert!(sent > 100, "traffic flowed: {sent}");
+
+    // The environment is back on v2, and v3 is marked bad and refused.
+    let services = d.cli_json(&["release", "show", "shop@v3"], 0);
+    assert_eq!(services["status"], "bad");
+    let again = d.cli(&[
+        "rollout",
+        "start",
+        "shop",
+        "--env",
+        "prod",
+        "--version",
+        "v3",
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("rolled back"));
+
+    // The exported scenario replays to the same verdict offline.
+    let id = v3["rollout"]["id"].as_str().unwrap();
+    let export = d.cli(&["rollout", "export", id]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let file = dir.path().join("v3.jsonl");
+    std::fs::write(&file, &export.stdout).unwrap();
+    let analyze = std::process::Command::new(support::bin())
+        .args(["analyze", "--output", "json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        analyze.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&analyze.stdout)
+    );
+
+    // Audit: intact through the API and on the state folder.
+    let v = d.cli_json(&["audit", "verify"], 0);
+    assert_eq!(v["ok"], true);
+    let records = d.cli_json(&["audit", "list"], 0);
+    let actions: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "release.created",
+        "rollout.created",
+        "rollout.promoted",
+        "rollout.failed",
+        "recovery.started",
+        "recovery.step.done",
+        "recovery.done",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "audit lacks {expected}: {actions:?}"
+        );
+    }
+    d.stop();
+
+    // Alter one stored record the way someone with disk access would.
+    let db = state.join("backstop.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit SET actor = 'someone-else' WHERE seq = 4")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let out = std::process::Command::new(support::bin())
+        .args(["audit", "verify", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BROKEN at record 4"), "{text}");
+}
