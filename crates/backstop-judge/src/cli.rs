@@ -157,6 +157,24 @@ impl AnalyzeArgs {
     }
 }
 
+/// Numbers rounded to 4 significant digits for reading (the JSON output keeps full precision).
+fn rounded(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(0.0);
+            if x == 0.0 || !x.is_finite() {
+                return v.clone();
+            }
+            let digits = 4 - 1 - x.abs().log10().floor() as i32;
+            let scale = 10f64.powi(digits.clamp(-300, 300));
+            serde_json::json!((x * scale).round() / scale)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(rounded).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), rounded(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 fn text_report(report: &Value, name: &str, intervals: usize) -> String {
     let mut out = String::new();
     let at = |v: &Value| {
@@ -184,7 +202,7 @@ fn text_report(report: &Value, name: &str, intervals: usize) -> String {
     }
     for s in report["signals"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "  {:<12} {:<12}{}\n",
+            "  {:<12} {}{}\n",
             s["signal"].as_str().unwrap_or("?"),
             s["verdict"].as_str().unwrap_or("?"),
             at(&s["decided_at_s"])
@@ -194,7 +212,7 @@ fn text_report(report: &Value, name: &str, intervals: usize) -> String {
                 if k == "buckets" {
                     continue;
                 }
-                out.push_str(&format!("      {k}: {v}\n"));
+                out.push_str(&format!("      {k}: {}\n", rounded(v)));
             }
         }
     }

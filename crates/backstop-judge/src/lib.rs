@@ -1,7 +1,17 @@
-//! Canary judges: values in, verdicts with evidence out. No I/O.
+//! Canary judges: values in, verdicts with evidence out. No I/O (besides reading scenario text
+//! and the command-line front ends in [`cli`]).
 //!
 //! The live controller and `backstop analyze` drive the same [`Judge`] through
-//! [`Judge::observe`], one interval at a time.
+//! [`Judge::observe`], one interval at a time; [`build`] makes the judge named in
+//! [`JudgeSettings`] (the `analysis:` block of `backstop.yaml`).
+//!
+//! - [`sequential`] (default): anytime-valid, directional e-processes for the error ratio and the
+//!   latency histogram; the false-alarm rate `alpha` holds however often the judge is asked.
+//! - [`kayenta`]: Kayenta's NetflixACAJudge (Mann-Whitney, scoring) at fixed checkpoints.
+//! - [`threshold`]: Flagger / Argo Rollouts semantics with their documented presets.
+//! - [`scenario`]: the `backstop-scenario/v1` format and [`replay`].
+//! - [`bench`] and [`sim`]: the seeded canary benchmark with an oracle SPRT.
+//! - [`anytime`], [`mannwhitney`]: building blocks with reference values from savvi, confseq and R.
 
 use serde::{Deserialize, Serialize};
 
@@ -187,5 +197,71 @@ pub(crate) mod opt_humantime {
                 "invalid duration {text:?}: {e} (expected e.g. 5s, 2m, 1h)"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_settings_are_valid_and_the_sketch_parses() {
+        let empty: JudgeSettings = serde_json::from_str("{}").expect("{} is valid");
+        assert_eq!(empty, JudgeSettings::default());
+        let sketch: JudgeSettings =
+            serde_json::from_str(r#"{"judge":"sequential","alpha":0.01,"interval":"5s"}"#)
+                .expect("the config sketch parses");
+        assert_eq!(sketch.interval, std::time::Duration::from_secs(5));
+        let nested: JudgeSettings = serde_json::from_str(
+            r#"{"judge":"threshold","signals":["errors"],"threshold":{"preset":"argo-docs"},"kayenta":{"checkpoint":"10m"},"sequential":{"grid_points":8}}"#,
+        )
+        .expect("nested settings parse");
+        assert_eq!(nested.threshold.preset, ThresholdPreset::ArgoDocs);
+        assert_eq!(
+            nested.kayenta.checkpoint,
+            std::time::Duration::from_secs(600)
+        );
+        assert!(!nested.uses(SignalKind::Latency));
+        assert!(serde_json::from_str::<JudgeSettings>(r#"{"kayenta":{"nope":1}}"#).is_err());
+        assert!(serde_json::from_str::<JudgeSettings>(r#"{"interval":"soon"}"#).is_err());
+        // Round trip through the serialised form.
+        let text = serde_json::to_string(&nested).expect("serialises");
+        assert_eq!(
+            serde_json::from_str::<JudgeSettings>(&text).expect("round trip"),
+            nested
+        );
+    }
+
+    #[test]
+    fn json_schema_documents_every_block() {
+        let schema = serde_json::to_value(schemars::schema_for!(JudgeSettings)).expect("schema");
+        let text = schema.to_string();
+        for key in [
+            "threshold",
+            "kayenta",
+            "sequential",
+            "signals",
+            "min_odds_ratio",
+            "check_interval",
+            "marginal_score",
+        ] {
+            assert!(text.contains(key), "schema lacks {key}");
+        }
+        assert!(text.contains("False-alarm rate promised"));
+    }
+
+    #[test]
+    fn build_gives_each_judge_its_report_name() {
+        for (kind, name) in [
+            (JudgeKind::Sequential, "sequential"),
+            (JudgeKind::Kayenta, "kayenta"),
+            (JudgeKind::Threshold, "threshold"),
+        ] {
+            let judge = build(&JudgeSettings {
+                judge: kind,
+                ..JudgeSettings::default()
+            });
+            assert_eq!(judge.report()["judge"], name);
+        }
     }
 }
