@@ -42,24 +42,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         match serde_path_to_error::deserialize(&mut de) {
             Ok(v) => Ok(Body(v)),
             Err(e) => {
-                let path = e.path().to_string();
-                let pointer = if path == "." {
-                    String::new()
+                let pointer = json_pointer(e.path());
+                let place = if pointer.is_empty() {
+                    "/"
                 } else {
-                    format!(
-                        "/{}",
-                        path.replace('.', "/").replace('[', "").replace(']', "")
-                    )
+                    pointer.as_str()
                 };
                 Err(ApiError::bad_request(format!(
-                    "invalid request body at {}: {}",
-                    if pointer.is_empty() { "/" } else { &pointer },
+                    "invalid request body at {place}: {}",
                     e.inner()
                 ))
                 .at(pointer))
             }
         }
     }
+}
+
+/// RFC 6901 pointer of a serde path (`~` and `/` escaped); unknown segments end it.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        let part = match seg {
+            Segment::Seq { index } => index.to_string(),
+            Segment::Map { key } => key.replace('~', "~0").replace('/', "~1"),
+            Segment::Enum { variant } => variant.clone(),
+            Segment::Unknown => break,
+        };
+        out.push('/');
+        out.push_str(&part);
+    }
+    out
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

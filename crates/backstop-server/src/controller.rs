@@ -973,23 +973,45 @@ pub fn delta(before: Option<&VersionStats>, after: Option<&VersionStats>) -> Arm
     let Some(after) = after else {
         return ArmCounts::default();
     };
-    let before = before.filter(|b| b.requests <= after.requests && b.errors <= after.errors);
-    let requests = after.requests - before.map_or(0, |b| b.requests);
-    let errors = after.errors - before.map_or(0, |b| b.errors);
-    let latency = after
-        .latency_buckets_ms
-        .iter()
-        .enumerate()
-        .map(|(i, (le, count))| {
-            let prev = before
-                .and_then(|b| b.latency_buckets_ms.get(i))
-                .map_or(0, |p| p.1);
-            (*le, count.saturating_sub(prev))
-        })
-        .collect();
+    let increments =
+        match before.filter(|b| b.requests <= after.requests && b.errors <= after.errors) {
+            Some(b) => after.since(b),
+            None => after.clone(),
+        };
     ArmCounts {
-        requests,
-        errors,
-        latency_le_ms: Some(latency),
+        requests: increments.requests,
+        errors: increments.errors,
+        latency_le_ms: Some(increments.latency_buckets_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(requests: u64, errors: u64) -> VersionStats {
+        VersionStats {
+            version: "v".into(),
+            requests,
+            errors,
+            latency_buckets_ms: vec![(5.0, requests / 2), (f64::INFINITY, requests)],
+            latency_sum_ms: 0.0,
+            first_request_at: None,
+            last_error_at: None,
+        }
+    }
+
+    #[test]
+    fn interval_counts_are_increments() {
+        let d = delta(Some(&stats(10, 1)), Some(&stats(30, 4)));
+        assert_eq!((d.requests, d.errors), (20, 3));
+        assert_eq!(d.latency_le_ms, Some(vec![(5.0, 10), (f64::INFINITY, 20)]));
+    }
+
+    #[test]
+    fn a_reset_counter_counts_from_zero_and_a_missing_arm_is_empty() {
+        let d = delta(Some(&stats(100, 9)), Some(&stats(7, 1)));
+        assert_eq!((d.requests, d.errors), (7, 1));
+        assert_eq!(delta(Some(&stats(1, 0)), None), ArmCounts::default());
     }
 }

@@ -63,7 +63,7 @@ impl Ctx {
                 self.store.put_instance(&adopted).await?;
                 return Ok(adopted);
             }
-            if let Some(pid) = find_pid_by_instance_id(id) {
+            if let Some(pid) = process::find_group(id) {
                 // Started by a controller that died before journaling the pid.
                 let adopted = InstanceRecord {
                     pid,
@@ -123,7 +123,7 @@ impl Ctx {
             Err(e) => return Err(e.into()),
         };
         if rec.pid == 0 {
-            if let Some(pid) = find_pid_by_instance_id(id) {
+            if let Some(pid) = process::find_group(id) {
                 rec.pid = pid;
             }
         }
@@ -205,34 +205,4 @@ fn to_instance(rec: &InstanceRecord) -> Instance {
         pid: rec.pid,
         port: rec.port,
     }
-}
-
-/// Finds the process group leader started for `instance_id` (the deployer puts
-/// `BACKSTOP_INSTANCE_ID` into its environment) by scanning `/proc`.
-pub fn find_pid_by_instance_id(instance_id: &str) -> Option<u32> {
-    let needle = format!("BACKSTOP_INSTANCE_ID={instance_id}");
-    let entries = std::fs::read_dir("/proc").ok()?;
-    let mut found: Vec<u32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .collect();
-    // Children inherit the environment; the group leader has the lowest pid of the ones found
-    // unless pids wrapped, so prefer one whose process group id equals its pid.
-    found.sort_unstable();
-    found
-        .iter()
-        .copied()
-        .find(|pid| process_group_of(*pid) == Some(*pid))
-        .or_else(|| found.first().copied())
-}
-
-fn process_group_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name: state ppid pgrp ...
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(2)?.parse().ok()
 }

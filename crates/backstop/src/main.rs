@@ -168,12 +168,10 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Audit(c) => commands::audit(c).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
-                backstop_demo::run(args, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
-                .map(|()| 0)
-                .context("sample service")
+                backstop_demo::run(args, backstop_demo::shutdown_signal())
+                    .await
+                    .map(|()| 0)
+                    .context("sample service")
             }
             _ => unreachable!("handled synchronously"),
         }

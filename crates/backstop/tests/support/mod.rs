@@ -257,3 +257,29 @@ impl Traffic {
         self.handle.take().unwrap().join().unwrap()
     }
 }
+
+/// Process groups of processes whose stdout goes to a log in this state folder: one per
+/// instance this daemon started (and nobody else's, even with tests running in parallel).
+pub fn instance_pids(state_dir: &Path) -> Vec<u32> {
+    let logs = state_dir.join("logs");
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/fd/1"))
+                .is_ok_and(|target| target.starts_with(&logs))
+        })
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(2)?
+                .parse()
+                .ok()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}

@@ -1,0 +1,382 @@
+//! Bad requests get 4xx answers with JSON bodies that say what is wrong and where (a JSON
+//! pointer), and change nothing.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let config = backstop_config::parse(
+        r#"
+services:
+  - name: shop
+    owner: team
+    tier: 2
+    run: {command: "true {port}"}
+    environments:
+      - {name: prod, listen: "127.0.0.1:0"}
+"#,
+        "test.yaml",
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = backstop_server::ServeOptions {
+        config,
+        state_dir: dir.path().to_path_buf(),
+    };
+    let task = tokio::spawn(backstop_server::serve(listener, opts, async move {
+        let _ = rx.await;
+    }));
+    let token_path = dir.path().join("admin.token");
+    for _ in 0..200 {
+        if token_path.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    Api {
+        base,
+        token,
+        http: reqwest::Client::new(),
+        stop: Some(tx),
+        task,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn assert_error(
+    got: &(u16, Value),
+    status: u16,
+    code: &str,
+    pointer: Option<&str>,
+    fragment: &str,
+) {
+    let (s, body) = got;
+    assert_eq!(*s, status, "{body:#}");
+    assert_eq!(body["error"]["code"], code, "{body:#}");
+    if let Some(p) = pointer {
+        assert_eq!(body["error"]["pointer"], p, "{body:#}");
+    }
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_useful_4xx_bodies_and_change_nothing() {
+    let api = start().await;
+
+    // Authentication.
+    let anon = api
+        .http
+        .get(format!("{}/api/v1/releases", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+    let wrong = api
+        .http
+        .get(format!("{}/api/v1/releases", api.base))
+        .bearer_auth("bst_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+
+    // Malformed bodies name the place.
+    assert_error(
+        &api.post("/api/v1/releases", "{not json").await,
+        400,
+        "bad_request",
+        Some(""),
+        "invalid request body",
+    );
+    assert_error(
+        &api.post("/api/v1/releases", r#"{"service":"shop"}"#).await,
+        400,
+        "bad_request",
+        None,
+        "version",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":"v1","command":"x","colour":"red"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        None,
+        "colour",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":7,"command":"x"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("/version"),
+        "invalid type",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":"v1","env":{"lower":"x"},"command":"x"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("/env/lower"),
+        "must match",
+    );
+    assert_error(
+        &api.post("/api/v1/releases", r#"{"service":"shop","version":"v1"}"#)
+            .await,
+        400,
+        "bad_request",
+        Some("/file"),
+        "exactly one",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":"v1","file":"/nonexistent/artifact"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("/file"),
+        "cannot read artifact",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/releases",
+            r#"{"service":"nope","version":"v1","command":"x"}"#,
+        )
+        .await,
+        404,
+        "not_found",
+        Some("/service"),
+        "configured: shop",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":"bad version!","command":"x"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("/version"),
+        "letters",
+    );
+    let (s, _) = api.get("/api/v1/releases").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        api.get("/api/v1/releases").await.1,
+        json!([]),
+        "nothing was written by the bad requests"
+    );
+
+    // Duplicates conflict.
+    let (s, _) = api
+        .post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":"v1","command":"sleep 100"}"#,
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_error(
+        &api.post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":"v1","command":"sleep 100"}"#,
+        )
+        .await,
+        409,
+        "conflict",
+        None,
+        "already exists",
+    );
+
+    // Rollouts: unknown environment, unknown version, unknown rollout.
+    assert_error(
+        &api.post(
+            "/api/v1/rollouts",
+            r#"{"service":"shop","env":"staging","version":"v1"}"#,
+        )
+        .await,
+        404,
+        "not_found",
+        Some("/env"),
+        "configured: prod",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/rollouts",
+            r#"{"service":"shop","env":"prod","version":"v9"}"#,
+        )
+        .await,
+        404,
+        "not_found",
+        Some("/version"),
+        "shop@v9",
+    );
+    assert_error(
+        &api.get("/api/v1/rollouts/does-not-exist").await,
+        404,
+        "not_found",
+        None,
+        "rollout does-not-exist",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/rollouts/does-not-exist/promote",
+            r#"{"reason":"x"}"#,
+        )
+        .await,
+        404,
+        "not_found",
+        None,
+        "rollout",
+    );
+    assert_error(
+        &api.post("/api/v1/rollouts/x/abort", "{}").await,
+        400,
+        "bad_request",
+        None,
+        "reason",
+    );
+    assert_error(
+        &api.get("/api/v1/nothing-here").await,
+        404,
+        "not_found",
+        None,
+        "no such API route",
+    );
+
+    // Rollback with nothing deployed, and without a reason.
+    assert_error(
+        &api.post(
+            "/api/v1/rollback",
+            r#"{"service":"shop","env":"prod","reason":" "}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("/reason"),
+        "reason",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/rollback",
+            r#"{"service":"shop","env":"prod","reason":"test"}"#,
+        )
+        .await,
+        409,
+        "conflict",
+        None,
+        "never been deployed",
+    );
+    assert_eq!(api.get("/api/v1/rollouts").await.1, json!([]));
+
+    // Every accepted mutation is in the audit chain, which verifies.
+    let (_, v) = api.get("/api/v1/audit/verify").await;
+    assert_eq!(v["ok"], true, "{v:#}");
+    let (_, records) = api.get("/api/v1/audit").await;
+    let actions: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"release.created"), "{actions:?}");
+    assert!(actions.contains(&"rollback.requested"), "{actions:?}");
+    api.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_metrics_and_health_are_served_without_a_token() {
+    let api = start().await;
+    let doc: Value = api
+        .http
+        .get(format!("{}/api/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/releases",
+        "/api/v1/rollouts",
+        "/api/v1/rollouts/{id}/promote",
+        "/api/v1/rollback",
+        "/api/v1/audit/verify",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+    }
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("# TYPE backstop_rollouts gauge"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("backstop_audit_records"), "{metrics}");
+    let health = api
+        .http
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    api.shutdown().await;
+}
