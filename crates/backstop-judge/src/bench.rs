@@ -526,6 +526,18 @@ pub struct Summary {
     pub vs_oracle: Option<f64>,
     /// Flagger tutorial's median delay / this judge's, over runs both detected.
     pub speedup_vs_flagger: Option<f64>,
+    /// Geometric mean over regression families of the per-family `vs_oracle`.
+    pub vs_oracle_geomean: Option<f64>,
+    /// Geometric mean over regression families of the per-family `speedup_vs_flagger`.
+    pub speedup_vs_flagger_geomean: Option<f64>,
+}
+
+fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let logs: Vec<f64> = values
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .map(f64::ln)
+        .collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
 
 fn summarize(families: &[&FamilyResult], judge_index: usize) -> Summary {
@@ -541,6 +553,8 @@ fn summarize(families: &[&FamilyResult], judge_index: usize) -> Summary {
         median_delay_s: None,
         vs_oracle: None,
         speedup_vs_flagger: None,
+        vs_oracle_geomean: None,
+        speedup_vs_flagger_geomean: None,
     };
     let (mut mine, mut oracle, mut flagger) = (Vec::new(), Vec::new(), Vec::new());
     for f in families {
@@ -569,6 +583,16 @@ fn summarize(families: &[&FamilyResult], judge_index: usize) -> Summary {
     s.vs_oracle = m.zip(o).and_then(|(m, o)| (o > 0.0).then_some(m / o));
     let (m, fl, _) = paired(&mine, &flagger);
     s.speedup_vs_flagger = m.zip(fl).and_then(|(m, fl)| (m > 0.0).then_some(fl / m));
+    if families.len() > 1 {
+        let per_family: Vec<Summary> = families
+            .iter()
+            .filter(|f| f.kind == FamilyKind::Regression)
+            .map(|f| summarize(&[*f], judge_index))
+            .collect();
+        s.vs_oracle_geomean = geomean(per_family.iter().filter_map(|x| x.vs_oracle));
+        s.speedup_vs_flagger_geomean =
+            geomean(per_family.iter().filter_map(|x| x.speedup_vs_flagger));
+    }
     s
 }
 
@@ -657,6 +681,19 @@ impl BenchReport {
                 fmt_opt(s.speedup_vs_flagger, "x faster"),
             ));
         }
+        out.push_str("\nper-family geometric means (regression families)\n");
+        out.push_str(&format!(
+            "  {:<18} {:>10} {:>14}\n",
+            "judge", "vs oracle", "vs flagger-t"
+        ));
+        for s in self.overall() {
+            out.push_str(&format!(
+                "  {:<18} {:>10} {:>14}\n",
+                s.judge,
+                fmt_opt(s.vs_oracle_geomean, "x"),
+                fmt_opt(s.speedup_vs_flagger_geomean, "x faster")
+            ));
+        }
         out.push_str(&format!(
             "\nalpha {} · seed {} · delays in seconds after onset (5 s intervals) · 'vs' ratios use runs both judges detected\n",
             self.config.alpha, self.config.seed
@@ -678,6 +715,8 @@ impl BenchReport {
                 "median_delay_s": s.median_delay_s.map_or(Value::Null, num),
                 "median_delay_vs_oracle": s.vs_oracle.map_or(Value::Null, num),
                 "speedup_vs_flagger_tutorial": s.speedup_vs_flagger.map_or(Value::Null, num),
+                "median_delay_vs_oracle_family_geomean": s.vs_oracle_geomean.map_or(Value::Null, num),
+                "speedup_vs_flagger_tutorial_family_geomean": s.speedup_vs_flagger_geomean.map_or(Value::Null, num),
             })
         };
         let families: Vec<Value> = self

@@ -10,7 +10,7 @@
 //! - [`kayenta`]: Kayenta's NetflixACAJudge (Mann-Whitney, scoring) at fixed checkpoints.
 //! - [`threshold`]: Flagger / Argo Rollouts semantics with their documented presets.
 //! - [`scenario`]: the `backstop-scenario/v1` format and [`replay`].
-//! - [`bench`] and [`sim`]: the seeded canary benchmark with an oracle SPRT.
+//! - [`bench`](mod@bench) and [`sim`]: the seeded canary benchmark with an oracle SPRT.
 //! - [`anytime`], [`mannwhitney`]: building blocks with reference values from savvi, confseq and R.
 
 use serde::{Deserialize, Serialize};

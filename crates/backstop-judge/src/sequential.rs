@@ -89,12 +89,10 @@ fn log_sum_exp(xs: &[f64]) -> f64 {
 /// Weight of "the regression starts at interval `s`" (1-based) in the start-time mixture:
 /// 3/4 on the first interval, then `1 / (2 s (s + 1))`; the weights sum to 1.
 fn start_prior(s: u64) -> f64 {
+    const A: f64 = 10.0;
     let s = s as f64;
-    if s <= 1.0 {
-        0.75
-    } else {
-        1.0 / (2.0 * s * (s + 1.0))
-    }
+    let spread = 0.5 * (A + 1.0) / ((s + A) * (s + A + 1.0));
+    if s <= 1.0 { 0.5 + spread } else { spread }
 }
 
 fn log_add_exp(a: f64, b: f64) -> f64 {
