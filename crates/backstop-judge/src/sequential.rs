@@ -432,6 +432,7 @@ pub struct SequentialJudge {
     errors_failed_at: Option<f64>,
     latency_failed_at: Option<f64>,
     last_t: Option<f64>,
+    canary_requests: u64,
     baseline_ref: (u64, u64),
     baseline_degraded_intervals: u32,
     settings: SequentialSettings,
@@ -462,6 +463,7 @@ impl SequentialJudge {
             errors_failed_at: None,
             latency_failed_at: None,
             last_t: None,
+            canary_requests: 0,
             baseline_ref: (0, 0),
             baseline_degraded_intervals: 0,
             settings: settings.sequential.clone(),
@@ -512,6 +514,7 @@ impl Judge for SequentialJudge {
         }
         self.last_t = Some(interval.t);
         let (c, b) = (&interval.canary, &interval.baseline);
+        self.canary_requests += c.requests;
         self.track_baseline(b);
         if self.use_errors {
             self.errors
@@ -554,11 +557,7 @@ impl Judge for SequentialJudge {
     }
 
     fn report(&self) -> Value {
-        let no_traffic = self.errors.totals[1] == 0
-            && self
-                .latency
-                .as_ref()
-                .is_none_or(|l| l.tests.first().is_none_or(|t| t.totals[1] == 0));
+        let no_traffic = self.canary_requests == 0;
         let signal_verdict = |failed_at: Option<f64>| match failed_at {
             Some(t) => (Verdict::Fail, Some(t)),
             None if no_traffic => (Verdict::Inconclusive, self.last_t),

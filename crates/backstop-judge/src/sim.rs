@@ -314,9 +314,72 @@ pub fn simulate(spec: &SimSpec, seed: u64) -> (Vec<Interval>, Vec<Truth>) {
     (intervals, truths)
 }
 
+/// A simulated run as a [`Scenario`](crate::Scenario) (header extras `truth` = `"aa"` or
+/// `"regression"` and `onset_s`, which judges ignore): for end-to-end tests of
+/// `backstop analyze` and for writing example files with [`crate::scenario::to_jsonl`].
+pub fn scenario(spec: &SimSpec, seed: u64, name: &str) -> crate::Scenario {
+    let (intervals, _) = simulate(spec, seed);
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "truth".into(),
+        serde_json::json!(if spec.applied { "regression" } else { "aa" }),
+    );
+    if spec.applied {
+        extra.insert(
+            "onset_s".into(),
+            crate::report::num(spec.regression.onset_s),
+        );
+    }
+    extra.insert("seed".into(), serde_json::json!(seed));
+    crate::Scenario {
+        name: name.to_string(),
+        interval_s: spec.interval_s,
+        intervals,
+        extra,
+    }
+}
+
+/// A ready-made spec: 100 req/s, 10 % canary, 0.5 % errors, lognormal latency (median 50 ms),
+/// `duration_s` long; with `error_mult` ≠ 1 the canary's error ratio is multiplied from
+/// `onset_s` on.
+pub fn example_spec(duration_s: f64, error_mult: f64, onset_s: f64) -> SimSpec {
+    SimSpec {
+        interval_s: 5.0,
+        duration_s,
+        rps: 100.0,
+        load_amplitude: 0.0,
+        load_period_s: 600.0,
+        split: vec![(0.0, 0.1)],
+        error_ratio: 0.005,
+        latency: Latency::lognormal(50.0, 0.6),
+        spike: None,
+        regression: Regression {
+            onset_s,
+            error_mult,
+            ..Regression::NONE
+        },
+        applied: error_mult != 1.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn example_scenarios_round_trip_through_the_file_format() {
+        let s = scenario(&example_spec(120.0, 8.0, 30.0), 4, "example");
+        let text = crate::scenario::to_jsonl(&s);
+        let back = crate::parse_scenario(&text).expect("writes a valid file");
+        assert_eq!(back, s);
+        assert_eq!(
+            back.extra.get("truth"),
+            Some(&serde_json::json!("regression"))
+        );
+        let mut judge = crate::build(&crate::JudgeSettings::default());
+        let out = crate::replay(judge.as_mut(), &back.intervals);
+        assert_eq!(out.report["verdict"], "fail");
+    }
 
     #[test]
     fn samplers_have_the_right_means() {
