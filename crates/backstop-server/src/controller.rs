@@ -115,11 +115,11 @@ impl Controller {
             }
         }
         for r in ctx.store.active_rollouts().await? {
-            if matches!(r.phase, Phase::Progressing | Phase::Paused) {
-                if let Some(id) = &r.canary_instance_id {
-                    let release = ctx.store.release(&r.to_release_id).await?;
-                    ctx.ensure_instance(id, &release, &r.env).await?;
-                }
+            if matches!(r.phase, Phase::Progressing | Phase::Paused)
+                && let Some(id) = &r.canary_instance_id
+            {
+                let release = ctx.store.release(&r.to_release_id).await?;
+                ctx.ensure_instance(id, &release, &r.env).await?;
             }
         }
         for (service, env) in ctx.proxies.keys() {
@@ -476,10 +476,10 @@ impl Controller {
                     envs.iter()
                         .any(|e| e.stable_instance_id.as_deref() == Some(previous.as_str()))
                 });
-                if let Ok(false) = referenced {
-                    if let Err(e) = ctx.stop_instance(&previous).await {
-                        tracing::warn!(instance = %previous, error = format!("{e:#}"), "Scale-down of the previous version failed.");
-                    }
+                if let Ok(false) = referenced
+                    && let Err(e) = ctx.stop_instance(&previous).await
+                {
+                    tracing::warn!(instance = %previous, error = format!("{e:#}"), "Scale-down of the previous version failed.");
                 }
             });
         }

@@ -160,10 +160,11 @@ pub async fn serve(
             pid: inst.pid,
             port: inst.port,
         };
-        if inst.pid != 0 && backstop_drivers::process::is_running(&handle) {
-            if let Err(e) = backstop_drivers::process::stop(&handle, runtime::STOP_GRACE).await {
-                tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
-            }
+        if inst.pid != 0
+            && backstop_drivers::process::is_running(&handle)
+            && let Err(e) = backstop_drivers::process::stop(&handle, runtime::STOP_GRACE).await
+        {
+            tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
         }
     }
     Ok(())

@@ -122,10 +122,10 @@ impl Ctx {
             Err(StoreError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        if rec.pid == 0 {
-            if let Some(pid) = process::find_group(id) {
-                rec.pid = pid;
-            }
+        if rec.pid == 0
+            && let Some(pid) = process::find_group(id)
+        {
+            rec.pid = pid;
         }
         if rec.pid != 0 {
             process::stop(&to_instance(&rec), STOP_GRACE).await?;

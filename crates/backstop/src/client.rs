@@ -77,7 +77,7 @@ impl Client {
         let resp = self
             .send(self.http.get(format!("{}{path}", self.base)))
             .await?;
-        Ok(resp.json().await.context("decoding the server's answer")?)
+        resp.json().await.context("decoding the server's answer")
     }
 
     pub async fn get_text(&self, path: &str) -> Result<String> {
@@ -91,7 +91,7 @@ impl Client {
         let resp = self
             .send(self.http.post(format!("{}{path}", self.base)).json(body))
             .await?;
-        Ok(resp.json().await.context("decoding the server's answer")?)
+        resp.json().await.context("decoding the server's answer")
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {

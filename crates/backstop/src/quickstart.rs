@@ -335,10 +335,10 @@ async fn start_and_follow(
             ));
         }
         if !d.rollout.phase.is_active() {
-            if d.rollout.phase == Phase::Recovered {
-                if let Some(reason) = &d.rollout.reason {
-                    p.say(&format!("  {version}: {reason}"));
-                }
+            if d.rollout.phase == Phase::Recovered
+                && let Some(reason) = &d.rollout.reason
+            {
+                p.say(&format!("  {version}: {reason}"));
             }
             return Ok(d);
         }
@@ -381,15 +381,17 @@ fn print_timeline(d: &RolloutDetail, failed: u64, served: u64) {
         secs(t.time_to_restore_ms)
     );
     println!("  failed user requests on v3: {failed} of {served} it served");
-    if let Some(v) = &d.rollout.verdict {
-        if let Some(signals) = v.get("signals").and_then(|s| s.as_array()) {
-            for s in signals {
-                println!(
-                    "  judge · {}: {}",
-                    s.get("signal").and_then(|x| x.as_str()).unwrap_or("?"),
-                    s.get("verdict").and_then(|x| x.as_str()).unwrap_or("?")
-                );
-            }
-        }
+    let signals = d
+        .rollout
+        .verdict
+        .as_ref()
+        .and_then(|v| v.get("signals"))
+        .and_then(|s| s.as_array());
+    for s in signals.into_iter().flatten() {
+        println!(
+            "  judge · {}: {}",
+            s.get("signal").and_then(|x| x.as_str()).unwrap_or("?"),
+            s.get("verdict").and_then(|x| x.as_str()).unwrap_or("?")
+        );
     }
 }
