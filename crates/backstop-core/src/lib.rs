@@ -3,9 +3,11 @@
 //! `now` in, so every decision can be tested with plain values.
 
 pub mod audit;
+pub mod breaker;
 pub mod model;
 pub mod recovery;
 pub mod rollout;
+pub mod severity;
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.
 pub type Millis = i64;

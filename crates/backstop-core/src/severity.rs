@@ -1,0 +1,129 @@
+//! Classifying a failed analysis as critical, major or minor from what users experienced and
+//! the service's tier. The thresholds are absolute effects (not p-values): the judge already
+//! decided *that* the canary is worse; severity says *how much* worse it is for users.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    Major,
+    Minor,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Major => "major",
+            Severity::Minor => "minor",
+        }
+    }
+}
+
+/// What the canary did compared with the baseline over the analysis so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Impact {
+    pub canary_requests: u64,
+    pub canary_errors: u64,
+    pub baseline_requests: u64,
+    pub baseline_errors: u64,
+    pub canary_p99_ms: Option<f64>,
+    pub baseline_p99_ms: Option<f64>,
+}
+
+impl Impact {
+    fn ratio(errors: u64, requests: u64) -> f64 {
+        if requests == 0 {
+            0.0
+        } else {
+            errors as f64 / requests as f64
+        }
+    }
+    /// Extra errors per request the canary caused (percentage points / 100).
+    pub fn excess_error_ratio(&self) -> f64 {
+        Self::ratio(self.canary_errors, self.canary_requests)
+            - Self::ratio(self.baseline_errors, self.baseline_requests)
+    }
+    pub fn p99_ratio(&self) -> Option<f64> {
+        match (self.canary_p99_ms, self.baseline_p99_ms) {
+            (Some(c), Some(b)) if b > 0.0 => Some(c / b),
+            _ => None,
+        }
+    }
+}
+
+/// Critical: ≥ 5 points of extra errors or p99 ≥ 3× (for tier 0: ≥ 1 point or p99 ≥ 2×).
+/// Major: ≥ 1 point or p99 ≥ 1.5× (tier 0: anything the judge failed).
+/// Minor: a real but small regression.
+pub fn classify(impact: &Impact, tier: u8) -> Severity {
+    let excess = impact.excess_error_ratio();
+    let p99 = impact.p99_ratio().unwrap_or(1.0);
+    let (crit_err, crit_p99) = if tier == 0 { (0.01, 2.0) } else { (0.05, 3.0) };
+    if excess >= crit_err || p99 >= crit_p99 {
+        return Severity::Critical;
+    }
+    if tier == 0 || excess >= 0.01 || p99 >= 1.5 {
+        return Severity::Major;
+    }
+    Severity::Minor
+}
+
+/// p99 in ms from a cumulative histogram (upper bound of the bucket holding the 99th percentile).
+pub fn p99_from_buckets(buckets: &[(f64, u64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let target = (total as f64 * 0.99).ceil() as u64;
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= target)
+        .map(|(le, _)| *le)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn impact(ce: u64, cr: u64, be: u64, br: u64) -> Impact {
+        Impact {
+            canary_requests: cr,
+            canary_errors: ce,
+            baseline_requests: br,
+            baseline_errors: be,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn error_excess_sets_the_severity() {
+        assert_eq!(classify(&impact(10, 100, 1, 1000), 1), Severity::Critical); // +9.9 points
+        assert_eq!(classify(&impact(3, 100, 1, 1000), 1), Severity::Major); // +2.9 points
+        assert_eq!(classify(&impact(5, 1000, 1, 1000), 1), Severity::Minor); // +0.4 points
+    }
+
+    #[test]
+    fn tier_zero_is_stricter() {
+        assert_eq!(classify(&impact(3, 100, 1, 1000), 0), Severity::Critical);
+        assert_eq!(classify(&impact(5, 1000, 1, 1000), 0), Severity::Major);
+    }
+
+    #[test]
+    fn latency_counts_too() {
+        let mut i = impact(0, 100, 0, 100);
+        i.canary_p99_ms = Some(400.0);
+        i.baseline_p99_ms = Some(100.0);
+        assert_eq!(classify(&i, 2), Severity::Critical);
+        i.canary_p99_ms = Some(160.0);
+        assert_eq!(classify(&i, 2), Severity::Major);
+    }
+
+    #[test]
+    fn p99_is_read_from_cumulative_buckets() {
+        let b = [(5.0, 10), (10.0, 90), (25.0, 99), (f64::INFINITY, 100)];
+        assert_eq!(p99_from_buckets(&b), Some(25.0));
+        assert_eq!(p99_from_buckets(&[(5.0, 0), (f64::INFINITY, 0)]), None);
+    }
+}
