@@ -161,6 +161,12 @@ pub struct Rollout {
     /// The judge's last report.
     #[schema(value_type = Object)]
     pub verdict: Option<serde_json::Value>,
+    /// How bad the failure was for users, once the judge failed it.
+    pub severity: Option<crate::severity::Severity>,
+    /// A held rollout is rolled back at this time unless a person acknowledges it first.
+    pub escalation_deadline_ms: Option<Millis>,
+    /// Who acknowledged a held rollout (it then waits for their promote or abort).
+    pub acknowledged_by: Option<String>,
 }
 
 /// One timeline event of a rollout or recovery (what the quickstart and post-mortems plot).
@@ -243,4 +249,19 @@ pub struct Recovery {
     pub created_at_ms: Millis,
     pub finished_at_ms: Option<Millis>,
     pub steps: Vec<RecoveryStep>,
+}
+
+/// An open (or past) trip of the global circuit breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BreakerTrip {
+    pub id: String,
+    /// `env:<name>` or `all`.
+    pub scope: String,
+    pub tripped_at_ms: Millis,
+    /// The failed rollouts that tripped it.
+    #[schema(value_type = Object)]
+    pub failures: serde_json::Value,
+    pub reset_at_ms: Option<Millis>,
+    pub reset_by: Option<String>,
+    pub reset_reason: Option<String>,
 }

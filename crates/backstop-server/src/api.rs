@@ -468,6 +468,9 @@ async fn create_rollout(
         actor: caller.0.clone(),
         reason: None,
         verdict: None,
+        severity: None,
+        escalation_deadline_ms: None,
+        acknowledged_by: None,
     };
     ctx.store.create_rollout(&rollout).await?;
     ctx.store

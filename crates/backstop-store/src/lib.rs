@@ -7,7 +7,9 @@
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::audit::{AuditEntry, AuditRecord};
-use backstop_core::model::{EnvironmentState, Event, InstanceRecord, Recovery, Release, Rollout};
+use backstop_core::model::{
+    BreakerTrip, EnvironmentState, Event, InstanceRecord, Recovery, Release, Rollout,
+};
 use backstop_core::recovery::StepKind;
 use backstop_judge::Interval;
 
@@ -82,6 +84,22 @@ pub trait Store: Send + Sync + 'static {
         outcome: &serde_json::Value,
     ) -> Result<()>;
     async fn finish_recovery(&self, id: &str, status: &str, at: Millis) -> Result<()>;
+
+    /// (time, environment) of rollouts that failed by verdict or deployment since `since`.
+    async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>>;
+
+    // Circuit breaker
+    /// Opens a trip; `Conflict` when the scope already has an open one.
+    async fn create_trip(&self, trip: &BreakerTrip) -> Result<()>;
+    async fn open_trips(&self) -> Result<Vec<BreakerTrip>>;
+    /// Closes the open trip of `scope`; `NotFound` when there is none.
+    async fn reset_trip(
+        &self,
+        scope: &str,
+        by: &str,
+        reason: &str,
+        at: Millis,
+    ) -> Result<BreakerTrip>;
 
     // Audit
     /// Appends to the hash chain atomically (sequence, link and head in one transaction).

@@ -41,6 +41,9 @@ fn rollout(id: &str, to: &str) -> Rollout {
         actor: "test".into(),
         reason: None,
         verdict: None,
+        severity: None,
+        escalation_deadline_ms: None,
+        acknowledged_by: None,
     }
 }
 
@@ -234,4 +237,69 @@ async fn truncating_the_audit_tail_is_detected() {
     pool.close().await;
     let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
     assert!(verify_audit(&s).await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn breaker_trips_open_once_per_scope_and_reset() {
+    use backstop_core::model::BreakerTrip;
+    let (_dir, s) = store().await;
+    let trip = |id: &str| BreakerTrip {
+        id: id.into(),
+        scope: "env:prod".into(),
+        tripped_at_ms: 5,
+        failures: serde_json::json!(["r1", "r2"]),
+        reset_at_ms: None,
+        reset_by: None,
+        reset_reason: None,
+    };
+    s.create_trip(&trip("t1")).await.unwrap();
+    assert!(matches!(
+        s.create_trip(&trip("t2")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.open_trips().await.unwrap(), vec![trip("t1")]);
+    let closed = s
+        .reset_trip("env:prod", "user:alice", "fixed the database", 9)
+        .await
+        .unwrap();
+    assert_eq!(closed.reset_by.as_deref(), Some("user:alice"));
+    assert!(s.open_trips().await.unwrap().is_empty());
+    assert!(matches!(
+        s.reset_trip("env:prod", "x", "y", 10).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.create_trip(&trip("t3")).await.unwrap();
+}
+
+#[tokio::test]
+async fn failures_count_verdicts_and_deploys_but_not_manual_aborts() {
+    use backstop_core::model::Event;
+    let (_dir, s) = store().await;
+    s.create_release(&release("v1")).await.unwrap();
+    let mut r = rollout("r1", "v1");
+    r.severity = Some(backstop_core::severity::Severity::Major);
+    r.escalation_deadline_ms = Some(99);
+    s.create_rollout(&r).await.unwrap();
+    s.update_rollout(&r).await.unwrap();
+    assert_eq!(
+        s.rollout("r1").await.unwrap(),
+        r,
+        "severity and deadline round-trip"
+    );
+    for (at, trigger) in [(10, "judge"), (20, "deploy"), (30, "user:bob")] {
+        let detail = serde_json::json!({"trigger": trigger});
+        s.add_event(&Event {
+            at_ms: at,
+            rollout_id: "r1".into(),
+            kind: "rollout.failed".into(),
+            detail,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        s.failures_since(0).await.unwrap(),
+        vec![(10, "prod".to_string()), (20, "prod".to_string())]
+    );
+    assert_eq!(s.failures_since(15).await.unwrap().len(), 1);
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::audit::{AuditEntry, AuditRecord, GENESIS};
 use backstop_core::model::{
-    EnvironmentState, Event, InstanceRecord, Phase, Recovery, RecoveryStep, Release, ReleaseStatus,
-    Rollout, StepStatus,
+    BreakerTrip, EnvironmentState, Event, InstanceRecord, Phase, Recovery, RecoveryStep, Release,
+    ReleaseStatus, Rollout, StepStatus,
 };
 use backstop_core::recovery::{StepKind, idempotency_key};
 use backstop_judge::{ArmCounts, Interval};
@@ -32,13 +32,27 @@ pub struct SqliteStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+        ),
+        migration(
+            2,
+            "severity_breaker",
+            include_str!("../../migrations/sqlite/0002_severity_breaker.sql"),
+        ),
+    ])
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -204,6 +218,24 @@ fn rollout_from(row: &SqliteRow) -> Result<Rollout> {
         actor: row.try_get("actor")?,
         reason: row.try_get("reason")?,
         verdict: verdict.map(|v| parse(&v, "rollout.verdict")).transpose()?,
+        severity: row
+            .try_get::<Option<String>, _>("severity")?
+            .map(|s| parse(&format!("\"{s}\""), "rollout.severity"))
+            .transpose()?,
+        escalation_deadline_ms: row.try_get("escalation_deadline_ms")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+    })
+}
+
+fn trip_from(row: &SqliteRow) -> Result<BreakerTrip> {
+    Ok(BreakerTrip {
+        id: row.try_get("id")?,
+        scope: row.try_get("scope")?,
+        tripped_at_ms: row.try_get("tripped_at_ms")?,
+        failures: parse(&row.try_get::<String, _>("failures")?, "breaker failures")?,
+        reset_at_ms: row.try_get("reset_at_ms")?,
+        reset_by: row.try_get("reset_by")?,
+        reset_reason: row.try_get("reset_reason")?,
     })
 }
 
@@ -245,6 +277,10 @@ fn audit_from(row: &SqliteRow) -> Result<AuditRecord> {
         hash: row.try_get("hash")?,
     })
 }
+
+const UPDATE_ROLLOUT: &str = "UPDATE rollouts SET phase = $2, step_index = $3, step_started_at_ms = $4, \
+     canary_weight = $5, canary_instance_id = $6, updated_at_ms = $7, reason = $8, verdict = $9, severity = $10, \
+     escalation_deadline_ms = $11, acknowledged_by = $12 WHERE id = $1";
 
 impl SqliteStore {
     async fn recovery_steps(&self, id: &str) -> Result<Vec<RecoveryStep>> {
@@ -505,21 +541,21 @@ impl Store for SqliteStore {
     }
 
     async fn update_rollout(&self, r: &Rollout) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE rollouts SET phase = $2, step_index = $3, step_started_at_ms = $4, canary_weight = $5, \
-             canary_instance_id = $6, updated_at_ms = $7, reason = $8, verdict = $9 WHERE id = $1",
-        )
-        .bind(&r.id)
-        .bind(r.phase.as_str())
-        .bind(r.step_index)
-        .bind(r.step_started_at_ms)
-        .bind(r.canary_weight)
-        .bind(&r.canary_instance_id)
-        .bind(r.updated_at_ms)
-        .bind(&r.reason)
-        .bind(r.verdict.as_ref().map(json))
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(UPDATE_ROLLOUT)
+            .bind(&r.id)
+            .bind(r.phase.as_str())
+            .bind(r.step_index)
+            .bind(r.step_started_at_ms)
+            .bind(r.canary_weight)
+            .bind(&r.canary_instance_id)
+            .bind(r.updated_at_ms)
+            .bind(&r.reason)
+            .bind(r.verdict.as_ref().map(json))
+            .bind(r.severity.map(|s| s.as_str()))
+            .bind(r.escalation_deadline_ms)
+            .bind(&r.acknowledged_by)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("rollout {}", r.id)));
         }
@@ -528,21 +564,21 @@ impl Store for SqliteStore {
 
     async fn commit_promotion(&self, r: &Rollout, env: &EnvironmentState) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE rollouts SET phase = $2, step_index = $3, step_started_at_ms = $4, canary_weight = $5, \
-             canary_instance_id = $6, updated_at_ms = $7, reason = $8, verdict = $9 WHERE id = $1",
-        )
-        .bind(&r.id)
-        .bind(r.phase.as_str())
-        .bind(r.step_index)
-        .bind(r.step_started_at_ms)
-        .bind(r.canary_weight)
-        .bind(&r.canary_instance_id)
-        .bind(r.updated_at_ms)
-        .bind(&r.reason)
-        .bind(r.verdict.as_ref().map(json))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(UPDATE_ROLLOUT)
+            .bind(&r.id)
+            .bind(r.phase.as_str())
+            .bind(r.step_index)
+            .bind(r.step_started_at_ms)
+            .bind(r.canary_weight)
+            .bind(&r.canary_instance_id)
+            .bind(r.updated_at_ms)
+            .bind(&r.reason)
+            .bind(r.verdict.as_ref().map(json))
+            .bind(r.severity.map(|s| s.as_str()))
+            .bind(r.escalation_deadline_ms)
+            .bind(&r.acknowledged_by)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO environments (service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, env) DO UPDATE SET \
@@ -720,6 +756,69 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>> {
+        let rows = sqlx::query(
+            "SELECT e.at_ms AS at_ms, r.env AS env FROM events e JOIN rollouts r ON r.id = e.rollout_id \
+             WHERE e.kind = 'rollout.failed' AND e.at_ms >= $1 \
+             AND json_extract(e.detail, '$.trigger') IN ('judge', 'deploy') ORDER BY e.at_ms",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("at_ms")?, r.try_get("env")?)))
+            .collect()
+    }
+
+    async fn create_trip(&self, t: &BreakerTrip) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO breaker_trips (id, scope, tripped_at_ms, failures, reset_at_ms, reset_by, reset_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(&t.scope)
+        .bind(t.tripped_at_ms)
+        .bind(json(&t.failures))
+        .bind(t.reset_at_ms)
+        .bind(&t.reset_by)
+        .bind(&t.reset_reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_trips(&self) -> Result<Vec<BreakerTrip>> {
+        let rows = sqlx::query(
+            "SELECT * FROM breaker_trips WHERE reset_at_ms IS NULL ORDER BY tripped_at_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(trip_from).collect()
+    }
+
+    async fn reset_trip(
+        &self,
+        scope: &str,
+        by: &str,
+        reason: &str,
+        at: Millis,
+    ) -> Result<BreakerTrip> {
+        let row = sqlx::query(
+            "UPDATE breaker_trips SET reset_at_ms = $2, reset_by = $3, reset_reason = $4 \
+             WHERE scope = $1 AND reset_at_ms IS NULL RETURNING *",
+        )
+        .bind(scope)
+        .bind(at)
+        .bind(by)
+        .bind(reason)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("open circuit-breaker trip for scope {scope}"))
+        })?;
+        trip_from(&row)
     }
 
     async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord> {
