@@ -14,7 +14,8 @@ use axum::{Extension, Json, Router};
 use backstop_core::Millis;
 use backstop_core::audit::AuditRecord;
 use backstop_core::model::{
-    Artifact, EnvironmentState, Event, Phase, Recovery, Release, ReleaseStatus, Rollout,
+    Artifact, BreakerTrip, EnvironmentState, Event, Phase, Recovery, Release, ReleaseStatus,
+    Rollout,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -241,6 +242,9 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/rollouts/{id}", get(get_rollout))
         .route("/rollouts/{id}/promote", post(promote_rollout))
         .route("/rollouts/{id}/abort", post(abort_rollout))
+        .route("/rollouts/{id}/acknowledge", post(acknowledge_rollout))
+        .route("/breakers", get(list_breakers))
+        .route("/breakers/reset", post(reset_breaker))
         .route("/rollouts/{id}/export", get(export_rollout))
         .route("/rollback", post(rollback))
         .route("/recoveries", get(list_recoveries))
@@ -573,6 +577,66 @@ async fn abort_rollout(
     })
     .await?;
     Ok(Json(r))
+}
+
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/acknowledge", request_body = Reason,
+    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn acknowledge_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<Reason>,
+) -> ApiResult<Json<Rollout>> {
+    let r = send_command(&ctx, |reply| Command::Acknowledge {
+        rollout_id: id,
+        actor: caller.0,
+        reason: req.reason,
+        reply,
+    })
+    .await?;
+    Ok(Json(r))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerReset {
+    /// `env:<name>` or `all`.
+    pub scope: String,
+    pub reason: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/breakers", responses((status = 200, body = Vec<BreakerTrip>)))]
+async fn list_breakers(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<Vec<BreakerTrip>>> {
+    Ok(Json(ctx.store.open_trips().await?))
+}
+
+/// Closes an open breaker trip; rollouts it paused resume.
+#[utoipa::path(post, path = "/api/v1/breakers/reset", request_body = BreakerReset,
+    responses((status = 200, body = BreakerTrip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn reset_breaker(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Body(req): Body<BreakerReset>,
+) -> ApiResult<Json<BreakerTrip>> {
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a breaker reset needs a reason").at("/reason"));
+    }
+    let trip = ctx
+        .store
+        .reset_trip(&req.scope, &caller.0, &req.reason, now_ms())
+        .await
+        .map_err(|e| ApiError::from(e).at("/scope"))?;
+    crate::audit(
+        &ctx,
+        &caller.0,
+        "breaker.reset",
+        &format!("breaker/{}", trip.scope),
+        "manual",
+        json!({"reason": req.reason, "trip": trip.id}),
+    )
+    .await?;
+    ctx.wake.notify_one();
+    Ok(Json(trip))
 }
 
 /// The rollout's stored intervals as a `backstop-scenario/v1` file, replayable by `backstop analyze`.

@@ -21,7 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::{Ctx, now_ms};
+use crate::{Ctx, now_ms, policy};
+use backstop_core::{breaker, severity};
+
+/// Reason prefix of rollouts paused by the global breaker (they resume when it is reset).
+const BREAKER_PAUSE: &str = "circuit breaker open";
 
 /// How often the controller looks at its rollouts when nothing wakes it.
 const TICK: Duration = Duration::from_millis(200);
@@ -37,6 +41,12 @@ pub enum Command {
         reply: oneshot::Sender<Result<Rollout, ApiError>>,
     },
     Abort {
+        rollout_id: String,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Rollout, ApiError>>,
+    },
+    Acknowledge {
         rollout_id: String,
         actor: String,
         reason: String,
@@ -170,9 +180,24 @@ impl Controller {
 
     async fn reconcile(&mut self) -> Result<()> {
         let ctx = self.ctx.clone();
+        let trips = ctx.store.open_trips().await?;
         for r in ctx.store.active_rollouts().await? {
             let id = r.id.clone();
-            if let Err(e) = self.reconcile_rollout(r).await {
+            let trip = trips.iter().find(|t| breaker::covers(&t.scope, &r.env));
+            let result = match (trip, r.phase) {
+                // An open breaker holds progressive rollouts where they are (no rollback).
+                (Some(_), Phase::Pending) => Ok(()),
+                (Some(t), Phase::Progressing) => self.pause_for_breaker(r, t).await,
+                (None, Phase::Paused)
+                    if r.reason
+                        .as_deref()
+                        .is_some_and(|x| x.starts_with(BREAKER_PAUSE)) =>
+                {
+                    self.resume_after_breaker(r).await
+                }
+                _ => self.reconcile_rollout(r).await,
+            };
+            if let Err(e) = result {
                 tracing::warn!(rollout = %id, error = format!("{e:#}"), "Rollout step failed; will retry.");
             }
         }
@@ -193,7 +218,8 @@ impl Controller {
                 let rec = self.ctx.store.recovery(&recovery_id_for(&r.id)).await?;
                 self.run_recovery(rec).await
             }
-            Phase::Paused | Phase::Promoted | Phase::Recovered => Ok(()),
+            Phase::Paused => self.check_escalation(r).await,
+            Phase::Promoted | Phase::Recovered => Ok(()),
         }
     }
 
@@ -407,7 +433,7 @@ impl Controller {
             }
             Next::Fail { reason } => {
                 debug_assert_eq!(decision, Decision::Fail);
-                self.fail(r, reason, "judge", report).await
+                self.judged_bad(r, reason, report).await
             }
             Next::Pause { reason } => {
                 r.phase = Phase::Paused;
@@ -486,6 +512,177 @@ impl Controller {
         Ok(())
     }
 
+    /// The judge failed the rollout: classify how bad it is for users and run the configured
+    /// workflow (roll back now, hold until acknowledged or a deadline, or only notify).
+    async fn judged_bad(
+        &mut self,
+        mut r: Rollout,
+        reason: String,
+        report: serde_json::Value,
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let svc = ctx.service(&r.service)?;
+        let impact = impact_of(&ctx.store.intervals(&r.id).await?);
+        let severity = severity::classify(&impact, svc.tier);
+        r.severity = Some(severity);
+        let now = now_ms();
+        self.event(
+            &r.id,
+            "judge.fail",
+            json!({"severity": severity, "impact": impact}),
+        )
+        .await?;
+        self.record_failure_for_breaker(&r, now).await?;
+        let action = policy::action_for(svc, &r.env, severity);
+        let hold = match action {
+            policy::Action::Rollback => {
+                return self
+                    .fail(
+                        r,
+                        format!("{reason} (severity {})", severity.as_str()),
+                        "judge",
+                        report,
+                    )
+                    .await;
+            }
+            policy::Action::RollbackUnlessAcknowledged(within) => {
+                r.escalation_deadline_ms = Some(now + within.as_millis() as Millis);
+                format!(
+                    "severity {}: rolls back at {} unless acknowledged (`backstop rollout acknowledge {}`)",
+                    severity.as_str(),
+                    backstop_core::format_ms(now + within.as_millis() as Millis),
+                    r.id
+                )
+            }
+            policy::Action::Notify => {
+                format!(
+                    "severity {}: held for a person to promote or abort (policy: notify)",
+                    severity.as_str()
+                )
+            }
+        };
+        r.phase = Phase::Paused;
+        r.reason = Some(hold.clone());
+        r.verdict = Some(report.clone());
+        r.updated_at_ms = now;
+        ctx.store.update_rollout(&r).await?;
+        self.watches.remove(&r.id);
+        self.event(
+            &r.id,
+            "rollout.held",
+            json!({"reason": hold, "severity": severity}),
+        )
+        .await?;
+        self.audit(
+            "controller",
+            "rollout.held",
+            &target(&r),
+            "judge",
+            json!({"reason": hold, "severity": severity, "judge": report}),
+        )
+        .await
+    }
+
+    /// A held rollout whose acknowledgement deadline passed is rolled back.
+    async fn check_escalation(&mut self, r: Rollout) -> Result<()> {
+        let (Some(deadline), None) = (r.escalation_deadline_ms, &r.acknowledged_by) else {
+            return Ok(());
+        };
+        if now_ms() < deadline {
+            return Ok(());
+        }
+        let evidence = r.verdict.clone().unwrap_or(json!({}));
+        let reason = format!(
+            "not acknowledged by {}: rolled back per the severity policy ({})",
+            backstop_core::format_ms(deadline),
+            r.severity.map_or("unknown", |s| s.as_str())
+        );
+        self.fail(r, reason, "escalation", evidence).await
+    }
+
+    /// Counts a judged failure towards the global breaker and trips it when the policy says so.
+    async fn record_failure_for_breaker(&self, r: &Rollout, now: Millis) -> Result<()> {
+        let ctx = &self.ctx;
+        let policy = policy::breaker(&ctx.config);
+        let within = policy.within.as_millis() as Millis;
+        // The event for this failure is written by the caller just before.
+        let failures = ctx.store.failures_since(now - within).await?;
+        let key = breaker::scope_key(policy.scope_all, &r.env);
+        if !breaker::should_trip(&key, &failures, now, policy.trips_after, within) {
+            return Ok(());
+        }
+        if ctx.store.open_trips().await?.iter().any(|t| t.scope == key) {
+            return Ok(());
+        }
+        let trip = backstop_core::model::BreakerTrip {
+            id: uuid::Uuid::now_v7().to_string(),
+            scope: key.clone(),
+            tripped_at_ms: now,
+            failures: json!(failures),
+            reset_at_ms: None,
+            reset_by: None,
+            reset_reason: None,
+        };
+        ctx.store.create_trip(&trip).await?;
+        tracing::warn!(scope = %key, failures = failures.len(), "Circuit breaker tripped; progressive rollouts in scope are paused.");
+        self.audit(
+            "controller",
+            "breaker.tripped",
+            &format!("breaker/{key}"),
+            "policy",
+            json!({
+                "failures": failures, "trips_after": policy.trips_after, "within_ms": within,
+            }),
+        )
+        .await
+    }
+
+    async fn pause_for_breaker(
+        &mut self,
+        mut r: Rollout,
+        trip: &backstop_core::model::BreakerTrip,
+    ) -> Result<()> {
+        let reason = format!(
+            "{BREAKER_PAUSE} for {} since {}; `backstop breaker reset --scope {}` resumes it",
+            trip.scope,
+            backstop_core::format_ms(trip.tripped_at_ms),
+            trip.scope
+        );
+        r.phase = Phase::Paused;
+        r.reason = Some(reason.clone());
+        r.updated_at_ms = now_ms();
+        self.ctx.store.update_rollout(&r).await?;
+        self.watches.remove(&r.id);
+        self.event(&r.id, "rollout.paused", json!({"reason": reason}))
+            .await?;
+        self.audit(
+            "controller",
+            "rollout.paused",
+            &target(&r),
+            "breaker",
+            json!({"trip": trip.id, "scope": trip.scope}),
+        )
+        .await
+    }
+
+    async fn resume_after_breaker(&mut self, mut r: Rollout) -> Result<()> {
+        let now = now_ms();
+        r.phase = Phase::Progressing;
+        r.reason = None;
+        r.step_started_at_ms = Some(now);
+        r.updated_at_ms = now;
+        self.ctx.store.update_rollout(&r).await?;
+        self.event(&r.id, "rollout.resumed", json!({})).await?;
+        self.audit(
+            "controller",
+            "rollout.resumed",
+            &target(&r),
+            "breaker.reset",
+            json!({}),
+        )
+        .await
+    }
+
     async fn fail(
         &mut self,
         mut r: Rollout,
@@ -506,6 +703,9 @@ impl Controller {
             json!({"reason": reason, "trigger": trigger}),
         )
         .await?;
+        if trigger == "deploy" {
+            self.record_failure_for_breaker(&r, now).await?;
+        }
         self.audit(
             if trigger == "judge" || trigger == "deploy" {
                 "controller"
@@ -786,6 +986,15 @@ impl Controller {
                 let result = self.manual_abort(&rollout_id, &actor, &reason).await;
                 let _ = reply.send(result);
             }
+            Command::Acknowledge {
+                rollout_id,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.acknowledge(&rollout_id, &actor, &reason).await;
+                let _ = reply.send(result);
+            }
             Command::Rollback {
                 service,
                 env,
@@ -815,6 +1024,46 @@ impl Controller {
         self.promote(r, actor, &format!("promoted by {actor}: {reason}"))
             .await?;
         Ok(self.ctx.store.rollout(id).await?)
+    }
+
+    /// A person takes a held rollout over: the escalation deadline no longer applies; it waits
+    /// for their promote or abort.
+    async fn acknowledge(
+        &mut self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Rollout, ApiError> {
+        let mut r = self.ctx.store.rollout(id).await?;
+        if r.phase != Phase::Paused {
+            return Err(ApiError::conflict(format!(
+                "rollout {id} is {}; only a held rollout can be acknowledged",
+                r.phase
+            )));
+        }
+        if let Some(by) = &r.acknowledged_by {
+            return Err(ApiError::conflict(format!(
+                "rollout {id} was already acknowledged by {by}"
+            )));
+        }
+        r.acknowledged_by = Some(actor.to_string());
+        r.updated_at_ms = now_ms();
+        self.ctx.store.update_rollout(&r).await?;
+        self.event(
+            &r.id,
+            "rollout.acknowledged",
+            json!({"actor": actor, "reason": reason}),
+        )
+        .await?;
+        self.audit(
+            actor,
+            "rollout.acknowledged",
+            &target(&r),
+            "manual",
+            json!({"reason": reason, "severity": r.severity}),
+        )
+        .await?;
+        Ok(r)
     }
 
     async fn manual_abort(
@@ -1014,4 +1263,29 @@ mod tests {
         assert_eq!((d.requests, d.errors), (7, 1));
         assert_eq!(delta(Some(&stats(1, 0)), None), ArmCounts::default());
     }
+}
+
+/// What the canary did versus the baseline over all stored intervals.
+pub fn impact_of(intervals: &[Interval]) -> severity::Impact {
+    let mut impact = severity::Impact::default();
+    let mut hist: [Vec<(f64, u64)>; 2] = [Vec::new(), Vec::new()];
+    for i in intervals {
+        impact.canary_requests += i.canary.requests;
+        impact.canary_errors += i.canary.errors;
+        impact.baseline_requests += i.baseline.requests;
+        impact.baseline_errors += i.baseline.errors;
+        for (arm, h) in [&i.baseline, &i.canary].into_iter().zip(hist.iter_mut()) {
+            if let Some(buckets) = &arm.latency_le_ms {
+                if h.is_empty() {
+                    *h = buckets.iter().map(|(le, _)| (*le, 0)).collect();
+                }
+                for ((_, total), (_, n)) in h.iter_mut().zip(buckets) {
+                    *total += n;
+                }
+            }
+        }
+    }
+    impact.baseline_p99_ms = severity::p99_from_buckets(&hist[0]);
+    impact.canary_p99_ms = severity::p99_from_buckets(&hist[1]);
+    impact
 }

@@ -25,6 +25,7 @@ pub mod controller;
 pub mod error;
 pub mod export;
 pub mod metrics;
+pub mod policy;
 pub mod runtime;
 
 pub use api::{RolloutDetail, Timeline};

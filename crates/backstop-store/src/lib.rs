@@ -85,7 +85,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     async fn finish_recovery(&self, id: &str, status: &str, at: Millis) -> Result<()>;
 
-    /// (time, environment) of rollouts that failed by verdict or deployment since `since`.
+    /// (time, environment) of failing verdicts (`judge.fail` events) and failed deployments
+    /// (`rollout.failed` with trigger `deploy`) since `since`: what the global breaker counts.
     async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>>;
 
     // Circuit breaker

@@ -286,12 +286,16 @@ async fn failures_count_verdicts_and_deploys_but_not_manual_aborts() {
         r,
         "severity and deadline round-trip"
     );
-    for (at, trigger) in [(10, "judge"), (20, "deploy"), (30, "user:bob")] {
+    for (at, kind, trigger) in [
+        (10, "judge.fail", "judge"),
+        (20, "rollout.failed", "deploy"),
+        (30, "rollout.failed", "user:bob"),
+    ] {
         let detail = serde_json::json!({"trigger": trigger});
         s.add_event(&Event {
             at_ms: at,
             rollout_id: "r1".into(),
-            kind: "rollout.failed".into(),
+            kind: kind.into(),
             detail,
         })
         .await

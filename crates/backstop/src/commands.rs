@@ -207,6 +207,16 @@ pub enum RolloutCmd {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Take over a held rollout: its escalation deadline no longer applies; promote or abort it.
+    Acknowledge {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Print the rollout's per-interval counts as a backstop-scenario/v1 file (for `backstop analyze`).
     Export {
         id: String,
@@ -609,4 +619,71 @@ pub async fn audit(cmd: AuditCmd) -> Result<i32> {
             Ok(if v.ok { 0 } else { 1 })
         }
     }
+}
+
+#[derive(clap::Subcommand)]
+pub enum BreakerCmd {
+    /// Open circuit-breaker trips (every progressive rollout in their scope is paused).
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Close a trip: rollouts it paused resume.
+    Reset {
+        /// `env:<name>` or `all`.
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+pub async fn breaker(cmd: BreakerCmd) -> Result<i32> {
+    match cmd {
+        BreakerCmd::Status { server, out } => {
+            let trips: Vec<backstop_core::model::BreakerTrip> =
+                Client::new(&server)?.get("/api/v1/breakers").await?;
+            match out.output {
+                Output::Json => print_json(&trips),
+                Output::Text if trips.is_empty() => println!("no circuit breaker is open"),
+                Output::Text => {
+                    for t in &trips {
+                        println!(
+                            "OPEN  {}  since {}  failures: {}",
+                            t.scope,
+                            format_ms(t.tripped_at_ms),
+                            t.failures
+                        );
+                    }
+                }
+            }
+        }
+        BreakerCmd::Reset {
+            scope,
+            reason,
+            server,
+            out,
+        } => {
+            let trip: backstop_core::model::BreakerTrip = Client::new(&server)?
+                .post(
+                    "/api/v1/breakers/reset",
+                    &json!({"scope": scope, "reason": reason}),
+                )
+                .await?;
+            match out.output {
+                Output::Json => print_json(&trip),
+                Output::Text => println!(
+                    "breaker {} reset; paused rollouts in scope resume",
+                    trip.scope
+                ),
+            }
+        }
+    }
+    Ok(0)
 }

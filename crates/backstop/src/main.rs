@@ -65,6 +65,9 @@ enum Cmd {
     Rollout(commands::RolloutCmd),
     /// Roll an environment back to its last known good release now.
     Rollback(commands::RollbackArgs),
+    /// The global circuit breaker: see open trips, reset one.
+    #[command(subcommand)]
+    Breaker(commands::BreakerCmd),
     /// Inspect recoveries: the journaled steps of every rollback.
     #[command(subcommand)]
     Recovery(commands::RecoveryCmd),
@@ -165,6 +168,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Rollout(c) => commands::rollout(c).await,
             Cmd::Rollback(a) => commands::rollback(a).await,
             Cmd::Recovery(c) => commands::recovery(c).await,
+            Cmd::Breaker(c) => commands::breaker(c).await,
             Cmd::Audit(c) => commands::audit(c).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");

@@ -761,8 +761,8 @@ impl Store for SqliteStore {
     async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>> {
         let rows = sqlx::query(
             "SELECT e.at_ms AS at_ms, r.env AS env FROM events e JOIN rollouts r ON r.id = e.rollout_id \
-             WHERE e.kind = 'rollout.failed' AND e.at_ms >= $1 \
-             AND json_extract(e.detail, '$.trigger') IN ('judge', 'deploy') ORDER BY e.at_ms",
+             WHERE e.at_ms >= $1 AND (e.kind = 'judge.fail' \
+             OR (e.kind = 'rollout.failed' AND json_extract(e.detail, '$.trigger') = 'deploy')) ORDER BY e.at_ms",
         )
         .bind(since)
         .fetch_all(&self.pool)
