@@ -6,5 +6,7 @@
 //! - [`load`]: paced load generator used by quickstart, tests and benchmarks.
 
 pub mod load;
+pub mod notify;
 pub mod process;
 pub mod proxy;
+pub mod router;

@@ -82,7 +82,7 @@ pub struct AnalyzeArgs {
     #[arg(long, help_heading = "Threshold judge")]
     pub min_requests: Option<u64>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: OutputFormat,
     /// Scenario file (backstop-scenario/v1, JSON Lines); `-` reads stdin.
     pub file: PathBuf,
@@ -293,7 +293,7 @@ pub struct BenchCanaryArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Output format on stdout.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: OutputFormat,
     /// Also write the JSON report to this file.
     #[arg(long)]
