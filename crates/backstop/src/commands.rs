@@ -318,6 +318,12 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             server,
             out,
         } => act(&server, &id, "abort", &reason, out.output).await,
+        RolloutCmd::Acknowledge {
+            id,
+            reason,
+            server,
+            out,
+        } => act(&server, &id, "acknowledge", &reason, out.output).await,
         RolloutCmd::Export { id, server } => {
             let text = Client::new(&server)?
                 .get_text(&format!("/api/v1/rollouts/{id}/export"))
