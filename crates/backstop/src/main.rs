@@ -14,6 +14,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod client;
 mod commands;
+mod embedded;
 mod quickstart;
 
 #[derive(Parser)]

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use backstop_core::format_ms;
-use backstop_core::model::{Phase, Rollout};
+use backstop_core::model::Phase;
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use backstop_server::RolloutDetail;
 use serde_json::json;
 
-use crate::client::{Client, read_token};
+use crate::embedded::Embedded;
 use crate::{Output, OutputArgs};
 
 #[derive(clap::Args)]
@@ -122,30 +122,12 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let p = Progress::new(args.out.output);
-    let exe = std::env::current_exe()
-        .context("locating the backstop binary (it runs the sample service)")?;
 
     // A real daemon on free loopback ports, configured by a generated backstop.yaml.
     let proxy_port = backstop_drivers::process::free_port()?;
-    let config_path = state_dir.join("backstop.yaml");
-    std::fs::write(&config_path, config_yaml(proxy_port))?;
-    let config = backstop_config::load(&config_path)
-        .map_err(|e| anyhow::anyhow!("generated config is invalid:\n{e}"))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(backstop_server::serve(
-        listener,
-        backstop_server::ServeOptions {
-            config,
-            state_dir: state_dir.clone(),
-        },
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let client = Client::with(api.clone(), wait_for_token(&state_dir).await?);
-    wait_healthy(&api).await?;
+    let daemon = Embedded::start(&state_dir, &config_yaml(proxy_port)).await?;
+    let client = &daemon.client;
+    let api = daemon.api.clone();
     p.say(&format!(
         "Backstop daemon up at {api} (state in {})",
         state_dir.display()
@@ -156,11 +138,11 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
         ("v2", GOOD_ERROR_RATIO),
         ("v3", args.bad_error_ratio),
     ] {
-        let _: serde_json::Value = client
-            .post(
-                "/api/v1/releases",
-                &json!({"service": SERVICE, "version": version, "file": exe.display().to_string(),
-                        "env": {"DEMO_ERROR_RATIO": ratio.to_string()}}),
+        daemon
+            .register(
+                SERVICE,
+                version,
+                json!({"DEMO_ERROR_RATIO": ratio.to_string()}),
             )
             .await?;
     }
@@ -170,7 +152,7 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
         args.bad_error_ratio * 100.0
     ));
 
-    let v1 = start_and_follow(&client, "v1", &p, None).await?;
+    let v1 = start_and_follow(&daemon, "v1", &p, None).await?;
     if v1.rollout.phase != Phase::Promoted {
         bail!(
             "the first deployment did not come up: {:?}",
@@ -193,8 +175,8 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
     ));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let v2 = start_and_follow(&client, "v2", &p, Some(&load)).await?;
-    let v3 = start_and_follow(&client, "v3", &p, Some(&load)).await?;
+    let v2 = start_and_follow(&daemon, "v2", &p, Some(&load)).await?;
+    let v3 = start_and_follow(&daemon, "v3", &p, Some(&load)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let traffic = load.stop().await;
     p.done();
@@ -265,8 +247,7 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
         );
         crate::shutdown_signal().await;
     }
-    let _ = stop_tx.send(());
-    daemon.await.context("daemon task")??;
+    daemon.stop().await?;
     Ok(if promoted && rolled_back && verification.ok {
         0
     } else {
@@ -274,84 +255,37 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
     })
 }
 
-async fn wait_for_token(state_dir: &std::path::Path) -> Result<String> {
-    for _ in 0..200 {
-        if let Ok(t) = read_token(state_dir) {
-            return Ok(t);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    read_token(state_dir)
-}
-
-async fn wait_healthy(api: &str) -> Result<()> {
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{api}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("the daemon did not become healthy at {api}")
-}
-
 async fn start_and_follow(
-    client: &Client,
+    daemon: &Embedded,
     version: &str,
     p: &Progress,
     load: Option<&LoadGen>,
 ) -> Result<RolloutDetail> {
-    let r: Rollout = client
-        .post(
-            "/api/v1/rollouts",
-            &json!({"service": SERVICE, "env": ENV, "version": version}),
-        )
-        .await?;
-    p.say(&format!("Rolling out {version} (rollout {})", r.id));
-    let mut last = String::new();
-    for _ in 0..600 {
-        let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{}", r.id)).await?;
-        let line = match d.rollout.phase {
-            Phase::Progressing => format!(
-                "  {version}: canary at {}% of traffic",
-                d.rollout.canary_weight
-            ),
-            other => format!("  {version}: {other}"),
-        };
-        if line != last {
-            p.say(&line);
-            last = line;
-        }
-        if let Some(load) = load {
-            let s = load.stats();
-            p.status(format!(
-                "{version} {} · {} requests sent, {} failed",
-                d.rollout.phase, s.sent, s.failed
-            ));
-        }
-        if !d.rollout.phase.is_active() {
-            if d.rollout.phase == Phase::Recovered
-                && let Some(reason) = &d.rollout.reason
-            {
-                p.say(&format!("  {version}: {reason}"));
+    p.say(&format!("Rolling out {version}"));
+    let d = daemon
+        .rollout_to_end(SERVICE, ENV, version, Duration::from_secs(150), |d| {
+            p.say(&match d.rollout.phase {
+                Phase::Progressing => format!(
+                    "  {version}: canary at {}% of traffic",
+                    d.rollout.canary_weight
+                ),
+                other => format!("  {version}: {other}"),
+            });
+            if let Some(load) = load {
+                let s = load.stats();
+                p.status(format!(
+                    "{version} {} · {} requests sent, {} failed",
+                    d.rollout.phase, s.sent, s.failed
+                ));
             }
-            return Ok(d);
-        }
-        if d.rollout.phase == Phase::Paused {
-            bail!(
-                "rollout {} paused: {}",
-                r.id,
-                d.rollout.reason.unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        })
+        .await?;
+    if d.rollout.phase == Phase::Recovered
+        && let Some(reason) = &d.rollout.reason
+    {
+        p.say(&format!("  {version}: {reason}"));
     }
-    bail!("rollout {} did not finish within 150 s", r.id)
+    Ok(d)
 }
 
 fn print_timeline(d: &RolloutDetail, failed: u64, served: u64) {
