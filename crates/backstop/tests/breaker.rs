@@ -1,0 +1,117 @@
+//! The global circuit breaker: three failing verdicts in one environment pause progressive
+//! rollouts there until a person resets it; the reset is audited and the rollout carries on.
+
+mod support;
+
+use support::{Daemon, Traffic, free_port};
+
+#[test]
+fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let proxy = free_port();
+    let mut d = Daemon::start(
+        &state,
+        &support::config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]"),
+        proxy,
+    );
+    d.register("v0", 0.0);
+    d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v0",
+            "--wait",
+        ],
+        0,
+    );
+    let traffic = Traffic::start(proxy, 60.0);
+
+    for bad in ["b1", "b2", "b3"] {
+        d.register(bad, 0.5);
+        let r = d.cli_json(
+            &[
+                "rollout",
+                "start",
+                "shop",
+                "--env",
+                "prod",
+                "--version",
+                bad,
+                "--wait",
+            ],
+            1,
+        );
+        assert_eq!(r["rollout"]["phase"], "recovered", "{r:#}");
+        assert_eq!(
+            r["rollout"]["severity"], "critical",
+            "half the requests failing is critical: {r:#}"
+        );
+    }
+    let trips = d.cli_json(&["breaker", "status"], 0);
+    assert_eq!(trips.as_array().unwrap().len(), 1, "{trips:#}");
+    assert_eq!(trips[0]["scope"], "env:prod");
+
+    // A new rollout in scope waits while the breaker is open.
+    d.register("good", 0.0);
+    let started = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "good",
+        ],
+        0,
+    );
+    let id = started["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(d.rollout(&id)["rollout"]["phase"], "pending");
+
+    let bad_reset = d.cli(&[
+        "breaker",
+        "reset",
+        "--scope",
+        "env:staging",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(bad_reset.status.code(), Some(2), "no open trip there");
+    d.cli_json(
+        &[
+            "breaker",
+            "reset",
+            "--scope",
+            "env:prod",
+            "--reason",
+            "root cause fixed",
+        ],
+        0,
+    );
+    let done = d.wait_rollout(&id, "promotion after the reset", |r| {
+        r["rollout"]["phase"] == "promoted"
+    });
+    assert_eq!(done["rollout"]["phase"], "promoted");
+    traffic.stop();
+
+    let actions: Vec<String> = d
+        .cli_json(&["audit", "list"], 0)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        actions.contains(&"breaker.tripped".to_string())
+            && actions.contains(&"breaker.reset".to_string()),
+        "{actions:?}"
+    );
+    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.stop();
+}
