@@ -249,6 +249,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/rollback", post(rollback))
         .route("/recoveries", get(list_recoveries))
         .route("/recoveries/{id}", get(get_recovery))
+        .route("/recoveries/{id}/resume", post(resume_recovery))
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
         .fallback(|| async { ApiError::not_found("no such API route") })
@@ -711,6 +712,23 @@ async fn get_recovery(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Recovery>> {
     Ok(Json(ctx.store.recovery(&id).await?))
+}
+
+/// Re-runs a failed recovery from its failed step (each step is idempotent).
+#[utoipa::path(post, path = "/api/v1/recoveries/{id}/resume",
+    responses((status = 200, body = Recovery), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn resume_recovery(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Recovery>> {
+    let rec = send_command(&ctx, |reply| Command::Resume {
+        recovery_id: id,
+        actor: caller.0,
+        reply,
+    })
+    .await?;
+    Ok(Json(rec))
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", params(("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<AuditRecord>)))]

@@ -52,6 +52,11 @@ pub enum Command {
         reason: String,
         reply: oneshot::Sender<Result<Rollout, ApiError>>,
     },
+    Resume {
+        recovery_id: String,
+        actor: String,
+        reply: oneshot::Sender<Result<Recovery, ApiError>>,
+    },
     Rollback {
         service: String,
         env: String,
@@ -995,6 +1000,14 @@ impl Controller {
                 let result = self.acknowledge(&rollout_id, &actor, &reason).await;
                 let _ = reply.send(result);
             }
+            Command::Resume {
+                recovery_id,
+                actor,
+                reply,
+            } => {
+                let result = self.resume(&recovery_id, &actor).await;
+                let _ = reply.send(result);
+            }
             Command::Rollback {
                 service,
                 env,
@@ -1066,6 +1079,30 @@ impl Controller {
         Ok(r)
     }
 
+    /// Re-runs a recovery that stopped on a failed step, from that step on.
+    async fn resume(&mut self, id: &str, actor: &str) -> Result<Recovery, ApiError> {
+        let ctx = self.ctx.clone();
+        let rec = ctx.store.recovery(id).await?;
+        if rec.status != "failed" {
+            return Err(ApiError::conflict(format!(
+                "recovery {id} is {}; only a failed recovery can be resumed",
+                rec.status
+            )));
+        }
+        ctx.store.reopen_recovery(id).await?;
+        self.audit(
+            actor,
+            "recovery.resumed",
+            &format!("recovery/{id}"),
+            "manual",
+            json!({}),
+        )
+        .await?;
+        let rec = ctx.store.recovery(id).await?;
+        self.run_recovery(rec).await?;
+        Ok(ctx.store.recovery(id).await?)
+    }
+
     async fn manual_abort(
         &mut self,
         id: &str,
@@ -1127,7 +1164,18 @@ impl Controller {
         };
         let version = ctx.store.release(&previous).await?.version;
         let rec_id = format!("rec-{}", uuid::Uuid::now_v7());
-        let new_instance = format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]);
+        // An instance of the previous release that still runs (blue-green rollback window, or a
+        // scale-down not yet done) is adopted by the start step: the switch back is one step.
+        let warm = ctx
+            .store
+            .running_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.release_id == previous && i.env == env);
+        let new_instance = match warm {
+            Some(i) => i.id,
+            None => format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]),
+        };
         let plan = plan_redeploy_previous(
             &new_instance,
             &previous,

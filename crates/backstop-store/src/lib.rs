@@ -84,6 +84,9 @@ pub trait Store: Send + Sync + 'static {
         outcome: &serde_json::Value,
     ) -> Result<()>;
     async fn finish_recovery(&self, id: &str, status: &str, at: Millis) -> Result<()>;
+    /// Marks a failed recovery running again (its failed step will be retried); `Conflict` when
+    /// the environment already has another running recovery.
+    async fn reopen_recovery(&self, id: &str) -> Result<()>;
 
     /// (time, environment) of failing verdicts (`judge.fail` events) and failed deployments
     /// (`rollout.failed` with trigger `deploy`) since `since`: what the global breaker counts.

@@ -467,6 +467,14 @@ pub async fn rollback(a: RollbackArgs) -> Result<i32> {
 
 #[derive(clap::Subcommand)]
 pub enum RecoveryCmd {
+    /// Re-run a recovery that stopped on a failed step (after fixing the cause), from that step.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Recent recoveries.
     List {
         #[command(flatten)]
@@ -475,6 +483,7 @@ pub enum RecoveryCmd {
         out: OutputArgs,
     },
     /// One recovery with its journaled steps.
+    #[command(alias = "status")]
     Show {
         id: String,
         #[command(flatten)]
@@ -486,6 +495,16 @@ pub enum RecoveryCmd {
 
 pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
     match cmd {
+        RecoveryCmd::Resume { id, server, out } => {
+            let rec: Recovery = Client::new(&server)?
+                .post(&format!("/api/v1/recoveries/{id}/resume"), &json!({}))
+                .await?;
+            match out.output {
+                Output::Json => print_json(&rec),
+                Output::Text => print_recovery(&rec),
+            }
+            return Ok(if rec.status == "done" { 0 } else { 1 });
+        }
         RecoveryCmd::List { server, out } => {
             let list: Vec<Recovery> = Client::new(&server)?.get("/api/v1/recoveries").await?;
             match out.output {

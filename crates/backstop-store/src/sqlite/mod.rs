@@ -821,6 +821,17 @@ impl Store for SqliteStore {
         trip_from(&row)
     }
 
+    async fn reopen_recovery(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE recoveries SET status = 'running', finished_at_ms = NULL WHERE id = $1 AND status = 'failed'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("recovery {id} is not failed")));
+        }
+        Ok(())
+    }
+
     async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord> {
         let _guard = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
