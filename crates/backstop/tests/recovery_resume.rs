@@ -1,0 +1,122 @@
+//! A recovery whose step keeps failing stops in a state a person can resume from; after the
+//! cause is fixed, `backstop recovery resume` finishes it from the failed step.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Daemon, free_port, instance_pids};
+
+#[test]
+fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let proxy = free_port();
+    let config = support::config(proxy, "[{weight: 100}]")
+        .replace("strategy: canary", "strategy: all-at-once");
+    let mut d = Daemon::start(&state, &config, proxy);
+
+    // v0 runs from its own copy of the binary, which will go missing.
+    let artifact = dir.path().join("app-v0");
+    std::fs::copy(support::bin(), &artifact).unwrap();
+    d.cli_json(
+        &[
+            "release",
+            "create",
+            "shop",
+            "--version",
+            "v0",
+            "--file",
+            artifact.to_str().unwrap(),
+        ],
+        0,
+    );
+    d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v0",
+            "--wait",
+        ],
+        0,
+    );
+    d.register("v1", 0.0);
+    d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v1",
+            "--wait",
+        ],
+        0,
+    );
+    // Wait for v0's scale-down, then take its artifact away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while instance_pids(&state).len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::rename(&artifact, dir.path().join("moved-away")).unwrap();
+
+    let rec = d.cli_json(
+        &[
+            "rollback",
+            "shop",
+            "--env",
+            "prod",
+            "--reason",
+            "v1 misbehaves",
+        ],
+        1,
+    );
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let steps = rec["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["step"]["kind"], "start_instance");
+    assert_eq!(steps[0]["status"], "failed");
+    assert_eq!(steps[0]["attempts"], 3);
+    assert!(
+        steps[0]["outcome"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("app-v0"),
+        "the error names the cause: {rec:#}"
+    );
+    assert!(
+        steps[1..].iter().all(|s| s["status"] == "pending"),
+        "nothing after the failed step ran: {rec:#}"
+    );
+    // Nothing half-switched: v1 still serves.
+    let services = d.cli_json(&["release", "show", "shop@v1"], 0);
+    assert_eq!(services["status"], "ok");
+
+    std::fs::rename(dir.path().join("moved-away"), &artifact).unwrap();
+    let id = rec["id"].as_str().unwrap();
+    let resumed = d.cli_json(&["recovery", "resume", id], 0);
+    assert_eq!(resumed["status"], "done", "{resumed:#}");
+    assert!(
+        resumed["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "done")
+    );
+    assert_eq!(
+        d.cli_json(&["release", "show", "shop@v1"], 0)["status"],
+        "bad"
+    );
+    let again = d.cli(&["recovery", "resume", id]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a finished recovery cannot be resumed"
+    );
+    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.stop();
+}
