@@ -864,8 +864,28 @@ impl Controller {
             r.phase = Phase::Recovered;
             r.updated_at_ms = now;
             ctx.store.update_rollout(&r).await?;
-            self.event(&r.id, "rollout.recovered", json!({"recovery": rec.id}))
+            // Time to restore, measured from when users first met the bad version, against the
+            // service's MTTR target.
+            let events = ctx.store.events(&r.id).await?;
+            let started = events
+                .iter()
+                .find(|e| e.kind == "canary.first_request")
+                .or_else(|| events.iter().find(|e| e.kind == "canary.started"))
+                .map_or(r.created_at_ms, |e| e.at_ms);
+            let mttr = ctx.service(&r.service)?.mttr().as_millis() as Millis;
+            let took = now - started;
+            self.event(&r.id, "rollout.recovered", json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
                 .await?;
+            if took > mttr {
+                self.audit(
+                    "controller",
+                    "mttr.breached",
+                    &target(&r),
+                    "measurement",
+                    json!({"took_ms": took, "target_ms": mttr}),
+                )
+                .await?;
+            }
             tracing::info!(rollout = %r.id, "Rolled back: traffic is on the last known good and the release is marked bad.");
         }
         Ok(())
