@@ -24,8 +24,11 @@ use serde_json::Value;
 pub use command::{CommandVars, PLACEHOLDERS, placeholders, render_command, shell_quote};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, Defaults, Environment, Health, Objectives, RolloutSpec, Router, Run, Service, Step,
-    Strategy, Traffic, format_duration, parse_duration,
+    Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
+    Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, NginxRouter,
+    NotifyTarget, Objectives, RolloutBreaker, RolloutSpec, Router, Run, Service, Severity,
+    SeverityAction, SeverityPolicy, Step, Strategy, Traffic, WebhookFormat, format_duration,
+    parse_duration,
 };
 
 /// A commented starter `backstop.yaml` (`backstop config init` prints it).
@@ -236,8 +239,32 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
         let tier = Objectives::for_tier(svc.tier);
         svc.objectives.mttr = svc.objectives.mttr.or(tier.mttr);
         svc.objectives.rollback_sla = svc.objectives.rollback_sla.or(tier.rollback_sla);
+        let policy = if svc.is_regulated() {
+            SeverityPolicy::all_rollback()
+        } else {
+            SeverityPolicy::for_tier(svc.tier)
+        };
+        // A default acknowledgement window that would not end before the strictest rollback
+        // SLA becomes an immediate rollback (a written one that long is rejected).
+        let strictest_sla = svc
+            .environments
+            .iter()
+            .map(|e| svc.rollback_sla_for(&e.name))
+            .min();
+        let fit = |action: Option<SeverityAction>| match (action, strictest_sla) {
+            (Some(SeverityAction::RollbackUnlessAcknowledged(ack)), Some(sla)) if ack >= sla => {
+                Some(SeverityAction::Rollback)
+            }
+            (other, _) => other,
+        };
+        svc.severity.critical = svc.severity.critical.or(fit(policy.critical));
+        svc.severity.major = svc.severity.major.or(fit(policy.major));
+        svc.severity.minor = svc.severity.minor.or(fit(policy.minor));
+        if svc.run.kind == DeployerKind::Command {
+            svc.run.command.clear();
+        }
         match svc.rollout.strategy {
-            Strategy::AllAtOnce => {
+            Strategy::AllAtOnce | Strategy::BlueGreen => {
                 svc.rollout.steps = vec![Step {
                     weight: 100.0,
                     hold: None,
@@ -248,6 +275,14 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
             }
             Strategy::Canary => {}
         }
+        svc.rollout.rollback_window = match svc.rollout.strategy {
+            Strategy::BlueGreen => Some(
+                svc.rollout
+                    .rollback_window
+                    .unwrap_or(DEFAULT_ROLLBACK_WINDOW),
+            ),
+            Strategy::Canary | Strategy::AllAtOnce => None,
+        };
     }
     Ok(config)
 }

@@ -13,7 +13,8 @@ use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
 use crate::model::{
-    DURATION_PATTERN, ENV_KEY_PATTERN, NAME_PATTERN, Objectives, format_duration, parse_duration,
+    DURATION_PATTERN, ENV_KEY_PATTERN, LB_NAME_PATTERN, NAME_PATTERN, Objectives, format_duration,
+    parse_duration,
 };
 use crate::yaml::{Document, Pos, escape_token};
 
@@ -316,18 +317,58 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                     push(here, ptr, unknown_value(instance, &allowed))
                 }
                 _ => {
-                    // Report the branch that came closest (fewest errors).
-                    match context
+                    // A branch rejects the value at its root when the type or the constant is
+                    // wrong; among the others, report the one that came closest (fewest errors).
+                    let at_root = |b: &Vec<ValidationError<'_>>| {
+                        b.iter().any(|x| {
+                            pointer_of(x) == ptr
+                                && matches!(
+                                    x.kind(),
+                                    ValidationErrorKind::Type { .. }
+                                        | ValidationErrorKind::Constant { .. }
+                                        | ValidationErrorKind::Enum { .. }
+                                )
+                        })
+                    };
+                    let fitting = context
                         .iter()
-                        .filter(|b| !b.is_empty())
-                        .min_by_key(|b| b.len())
-                    {
-                        Some(best) => {
+                        .filter(|b| !b.is_empty() && !at_root(b))
+                        .min_by_key(|b| b.len());
+                    let forms: Vec<String> = context.iter().filter_map(|b| form_of(b)).collect();
+                    match (fitting, forms.is_empty()) {
+                        (Some(best), _) => {
                             for inner in best {
                                 map_error(doc, inner, out);
                             }
                         }
-                        None => push(here, ptr, e.to_string()),
+                        (None, false) if instance.is_string() => {
+                            push(here, ptr, unknown_value(instance, &forms));
+                        }
+                        (None, false) => push(
+                            here,
+                            ptr,
+                            format!(
+                                "expected one of {}, found {}",
+                                forms
+                                    .iter()
+                                    .map(|f| format!("`{f}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                describe(instance)
+                            ),
+                        ),
+                        (None, true) => match context
+                            .iter()
+                            .filter(|b| !b.is_empty())
+                            .min_by_key(|b| b.len())
+                        {
+                            Some(best) => {
+                                for inner in best {
+                                    map_error(doc, inner, out);
+                                }
+                            }
+                            None => push(here, ptr, e.to_string()),
+                        },
                     }
                 }
             }
@@ -355,6 +396,20 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                     ptr,
                     format!(
                         "invalid name {text:?} (use lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
+                    ),
+                ),
+                ENV_KEY_PATTERN => push(
+                    here,
+                    ptr,
+                    format!(
+                        "invalid environment variable name {text:?} (use A-Z, 0-9 and _, not starting with a digit)"
+                    ),
+                ),
+                LB_NAME_PATTERN => push(
+                    here,
+                    ptr,
+                    format!(
+                        "invalid name {text:?} (letters, digits, '_', '.', ':' and '-' only, as in the load balancer's config)"
                     ),
                 ),
                 "^/" => push(
@@ -447,6 +502,29 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
     }
 }
 
+/// The form a `oneOf` branch accepts, for messages: its constant, or `{key: …}` for a mapping
+/// with required keys.
+fn form_of(branch: &[ValidationError<'_>]) -> Option<String> {
+    branch.iter().find_map(|x| match x.kind() {
+        ValidationErrorKind::Constant { expected_value } => Some(short(expected_value)),
+        ValidationErrorKind::Enum { options } => options
+            .as_array()
+            .map(|a| a.iter().map(short).collect::<Vec<_>>().join("`, `")),
+        ValidationErrorKind::Type { .. } => {
+            let location = x.schema_path().as_str().to_owned();
+            let branch_schema = schema_at(&SCHEMA, parent(&location))?;
+            let keys: Vec<String> = branch_schema
+                .get("required")?
+                .as_array()?
+                .iter()
+                .map(|k| format!("{}: …", short(k)))
+                .collect();
+            (!keys.is_empty()).then(|| format!("{{{}}}", keys.join(", ")))
+        }
+        _ => None,
+    })
+}
+
 fn unknown_value(instance: &Value, allowed: &[String]) -> String {
     let text = short(instance);
     let quoted: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
@@ -462,6 +540,18 @@ fn unknown_value(instance: &Value, allowed: &[String]) -> String {
 /// Checks the schema cannot express. Tolerates values of the wrong type (the schema reports those).
 pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
     let mut out = Vec::new();
+    let within_ptr = "/defaults/breaker/within";
+    positive_duration(
+        root.pointer(within_ptr),
+        within_ptr,
+        &mut |path: String, message: String| {
+            out.push(Problem {
+                pos: doc.value_pos(&path),
+                path,
+                message,
+            });
+        },
+    );
     let Some(services) = root.get("services").and_then(Value::as_array) else {
         return out;
     };
@@ -527,7 +617,14 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         }
 
         // Run.
-        if let Some(command) = svc.pointer("/run/command").and_then(Value::as_str) {
+        let kind = svc
+            .pointer("/run/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("process");
+        check_run_kind(doc, svc, &sp, kind, &mut push, &mut direct);
+        if kind == "process"
+            && let Some(command) = svc.pointer("/run/command").and_then(Value::as_str)
+        {
             let ptr = format!("{sp}/run/command");
             for (needle, message) in crate::command::check(command) {
                 let at = doc.value_pos(&ptr);
@@ -539,17 +636,29 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                 });
             }
         }
-        for field in ["timeout", "interval", "start_timeout"] {
-            let ptr = format!("{sp}/run/health/{field}");
-            positive_duration(
-                svc.pointer(&format!("/run/health/{field}")),
-                &ptr,
-                &mut push,
-            );
+        for field in [
+            "health/timeout",
+            "health/interval",
+            "health/start_timeout",
+            "timeout",
+        ] {
+            let ptr = format!("{sp}/run/{field}");
+            positive_duration(svc.pointer(&format!("/run/{field}")), &ptr, &mut push);
         }
 
+        // Traffic.
+        let router = svc
+            .pointer("/traffic/router")
+            .and_then(Value::as_str)
+            .unwrap_or("builtin");
+        check_traffic(doc, svc, &sp, router, &mut push, &mut direct);
+
+        // Severity and notifications.
+        check_severity(svc, &sp, tier, &mut push);
+        check_notify(svc, &sp, &mut push);
+
         // Rollout.
-        check_rollout(svc, &sp, &mut push);
+        check_rollout(doc, svc, &sp, &mut push, &mut direct);
 
         // Environments.
         if let Some(envs) = svc.get("environments").and_then(Value::as_array) {
@@ -571,6 +680,12 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                     } else {
                         env_names.insert(name, here);
                     }
+                }
+                if router == "builtin" && env.is_object() && env.get("listen").is_none() {
+                    push(
+                        ep.clone(),
+                        "missing required key `listen` (the address the built-in proxy listens on; required with `router: builtin`)".to_owned(),
+                    );
                 }
                 if let Some(addr) = env
                     .get("listen")
@@ -628,7 +743,13 @@ fn positive_duration(
     Some(d)
 }
 
-fn check_rollout(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
+fn check_rollout(
+    doc: &Document,
+    svc: &Value,
+    sp: &str,
+    push: &mut impl FnMut(String, String),
+    direct: &mut Vec<Problem>,
+) {
     let Some(rollout) = svc.get("rollout") else {
         return;
     };
@@ -636,15 +757,32 @@ fn check_rollout(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
         .get("strategy")
         .and_then(Value::as_str)
         .unwrap_or("canary");
+    let window_ptr = format!("{sp}/rollout/rollback_window");
+    if rollout.get("rollback_window").is_some() && strategy != "blue-green" {
+        direct.push(Problem {
+            pos: doc.key_pos(&window_ptr),
+            path: window_ptr.clone(),
+            message: format!(
+                "`rollback_window` is only for `strategy: blue-green` (this rollout is `{strategy}`)"
+            ),
+        });
+    } else {
+        positive_duration(rollout.get("rollback_window"), &window_ptr, push);
+    }
     let Some(steps) = rollout.get("steps").and_then(Value::as_array) else {
         return;
     };
     let steps_ptr = format!("{sp}/rollout/steps");
     match strategy {
-        "all-at-once" => {
+        "all-at-once" | "blue-green" => {
             let only_full = matches!(steps.as_slice(), [s] if s.get("weight").and_then(Value::as_f64) == Some(100.0) && s.get("for").is_none());
             if !steps.is_empty() && !only_full {
-                push(steps_ptr, "an all-at-once rollout has no steps (remove `steps`, or use `strategy: canary`)".to_owned());
+                let why = if strategy == "blue-green" {
+                    "a blue-green rollout has no steps (traffic switches at once when the new colour is warm and healthy; remove `steps`, or use `strategy: canary`)"
+                } else {
+                    "an all-at-once rollout has no steps (remove `steps`, or use `strategy: canary`)"
+                };
+                push(steps_ptr, why.to_owned());
             }
         }
         "canary" => {
@@ -691,5 +829,278 @@ fn check_rollout(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
             }
         }
         _ => {}
+    }
+}
+
+/// A problem pointing at a key (a key that is not allowed where it is).
+fn key_problem(doc: &Document, path: String, message: String) -> Problem {
+    Problem {
+        pos: doc.key_pos(&path),
+        path,
+        message,
+    }
+}
+
+/// `run.kind`: the keys each deployer needs and the keys it does not take.
+fn check_run_kind(
+    doc: &Document,
+    svc: &Value,
+    sp: &str,
+    kind: &str,
+    push: &mut impl FnMut(String, String),
+    direct: &mut Vec<Problem>,
+) {
+    let Some(run) = svc.get("run").and_then(Value::as_object) else {
+        return;
+    };
+    let rp = format!("{sp}/run");
+    match kind {
+        "process" => {
+            if !run.contains_key("command") {
+                push(
+                    rp.clone(),
+                    "missing required key `command` (the shell command that starts a version, e.g. `./app --port {port}`; or set `kind: command` to use deploy/stop scripts)".to_owned(),
+                );
+            }
+            for key in ["deploy", "stop", "health_command", "timeout", "retries"] {
+                if run.contains_key(key) {
+                    direct.push(key_problem(
+                        doc,
+                        format!("{rp}/{key}"),
+                        format!(
+                            "`{key}` is only for `kind: command` (user scripts); this run is `kind: process`, which starts `command`"
+                        ),
+                    ));
+                }
+            }
+        }
+        "command" => {
+            if run.contains_key("command") {
+                direct.push(key_problem(
+                    doc,
+                    format!("{rp}/command"),
+                    "`command` is not allowed with `kind: command` (the `deploy` and `stop` scripts run the versions)".to_owned(),
+                ));
+            }
+            if run.contains_key("health") {
+                direct.push(key_problem(
+                    doc,
+                    format!("{rp}/health"),
+                    "`health` is for `kind: process`; with `kind: command` use `health_command`"
+                        .to_owned(),
+                ));
+            }
+            let missing: Vec<&str> = ["deploy", "stop"]
+                .into_iter()
+                .filter(|k| !run.contains_key(*k))
+                .collect();
+            if !missing.is_empty() {
+                let (noun, list) = match missing.as_slice() {
+                    [one] => ("key", format!("`{one}`")),
+                    _ => ("keys", "`deploy`, `stop`".to_owned()),
+                };
+                push(
+                    rp,
+                    format!(
+                        "missing required {noun} {list} (required for `kind: command`: the scripts that deploy and stop a version)"
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+const ROUTERS_WITH_BLOCKS: [&str; 3] = ["haproxy", "nginx", "command"];
+
+/// `traffic`: the block of the chosen router is required, the others are not allowed; socket
+/// and file paths are absolute.
+fn check_traffic(
+    doc: &Document,
+    svc: &Value,
+    sp: &str,
+    router: &str,
+    push: &mut impl FnMut(String, String),
+    direct: &mut Vec<Problem>,
+) {
+    let tp = format!("{sp}/traffic");
+    let traffic = svc.get("traffic").and_then(Value::as_object);
+    let known = router == "builtin" || ROUTERS_WITH_BLOCKS.contains(&router);
+    if known {
+        for block in ROUTERS_WITH_BLOCKS {
+            let present = traffic.is_some_and(|t| t.contains_key(block));
+            if block == router && !present {
+                let what = match block {
+                    "haproxy" => "socket, backend",
+                    "nginx" => "upstream_file, upstream",
+                    _ => "apply",
+                };
+                push(
+                    format!("{tp}/router"),
+                    format!("`router: {block}` needs a `{block}` block under `traffic` ({what})"),
+                );
+            } else if block != router && present {
+                direct.push(key_problem(
+                    doc,
+                    format!("{tp}/{block}"),
+                    format!(
+                        "`{block}` settings are only used with `router: {block}` (the router here is `{router}`)"
+                    ),
+                ));
+            }
+        }
+    }
+    let socket_ptr = format!("{tp}/haproxy/socket");
+    if let Some(socket) = svc
+        .pointer("/traffic/haproxy/socket")
+        .and_then(Value::as_str)
+        && !socket.trim().is_empty()
+        && let Err(message) = crate::model::HaproxySocket::parse(socket)
+    {
+        push(socket_ptr, message);
+    }
+    if let Some(file) = svc
+        .pointer("/traffic/nginx/upstream_file")
+        .and_then(Value::as_str)
+        && !file.is_empty()
+        && !file.starts_with('/')
+    {
+        push(
+            format!("{tp}/nginx/upstream_file"),
+            format!(
+                "upstream_file {file:?} must be an absolute path (e.g. /etc/nginx/conf.d/checkout-upstream.conf)"
+            ),
+        );
+    }
+    let timeout_ptr = format!("{tp}/command/timeout");
+    positive_duration(svc.pointer("/traffic/command/timeout"), &timeout_ptr, push);
+}
+
+/// `severity`: acknowledgement windows above zero and shorter than the rollback SLA; regulated
+/// services roll back on every severity.
+fn check_severity(svc: &Value, sp: &str, tier: Option<u64>, push: &mut impl FnMut(String, String)) {
+    let Some(policy) = svc.get("severity").and_then(Value::as_object) else {
+        return;
+    };
+    let envs = svc
+        .get("environments")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let regulated = envs
+        .iter()
+        .find(|e| e.get("regulated").and_then(Value::as_bool) == Some(true))
+        .map(|e| e.get("name").and_then(Value::as_str).unwrap_or("?"));
+    // The strictest rollback SLA over the environments, and where it applies.
+    let service_sla = svc
+        .pointer("/objectives/rollback_sla")
+        .and_then(Value::as_str)
+        .and_then(|s| parse_duration(s).ok())
+        .filter(|d| !d.is_zero())
+        .or_else(|| {
+            tier.and_then(|t| Objectives::for_tier(u8::try_from(t).unwrap_or(3)).rollback_sla)
+        });
+    let strictest = envs
+        .iter()
+        .filter_map(|e| {
+            let own = e
+                .get("rollback_sla")
+                .and_then(Value::as_str)
+                .and_then(|s| parse_duration(s).ok())
+                .filter(|d| !d.is_zero());
+            let name = e.get("name").and_then(Value::as_str).unwrap_or("?");
+            own.or(service_sla).map(|d| (d, name))
+        })
+        .min_by_key(|(d, _)| *d);
+    for severity in ["critical", "major", "minor"] {
+        let Some(action) = policy.get(severity) else {
+            continue;
+        };
+        let ptr = format!("{sp}/severity/{severity}");
+        let name = match action {
+            Value::String(s) => s.as_str(),
+            Value::Object(m) if m.len() == 1 && m.contains_key("rollback_unless_acknowledged") => {
+                "rollback_unless_acknowledged"
+            }
+            // Anything else is reported by the schema.
+            _ => continue,
+        };
+        if let Some(env) = regulated
+            && name != "rollback"
+        {
+            push(
+                ptr.clone(),
+                format!(
+                    "`{name}` is not allowed: environment `{env}` is regulated, so automatic rollback is mandatory (use `rollback`)"
+                ),
+            );
+            continue;
+        }
+        let ack_ptr = format!("{ptr}/rollback_unless_acknowledged");
+        if let Some(ack) =
+            positive_duration(action.get("rollback_unless_acknowledged"), &ack_ptr, push)
+            && let Some((sla, env)) = strictest
+            && ack >= sla
+        {
+            push(
+                ack_ptr,
+                format!(
+                    "the acknowledgement window ({}) must be shorter than the rollback SLA ({} in environment `{env}`): an unacknowledged failure would breach the SLA before the rollback starts",
+                    format_duration(ack),
+                    format_duration(sla)
+                ),
+            );
+        }
+    }
+}
+
+/// `notify`: webhook URLs are http(s).
+fn check_notify(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
+    let Some(targets) = svc.get("notify").and_then(Value::as_array) else {
+        return;
+    };
+    for (k, target) in targets.iter().enumerate() {
+        if let Some(url) = target.get("webhook").and_then(Value::as_str)
+            && !url.is_empty()
+            && !is_http_url(url)
+        {
+            push(
+                format!("{sp}/notify/{k}/webhook"),
+                format!(
+                    "invalid webhook URL {url:?} (expected http:// or https:// then a host, e.g. https://chat.example/hooks/T000)"
+                ),
+            );
+        }
+    }
+}
+
+/// `http://HOST...` or `https://HOST...`, without whitespace.
+fn is_http_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    !host.is_empty() && !host.starts_with(':') && !url.chars().any(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls() {
+        assert!(is_http_url("https://chat.example/hooks/T000"));
+        assert!(is_http_url("http://127.0.0.1:9000"));
+        assert!(is_http_url("HTTPS://user@host?x=1"));
+        assert!(!is_http_url("ftp://host/x"));
+        assert!(!is_http_url("https://"));
+        assert!(!is_http_url("https://:80/x"));
+        assert!(!is_http_url("https://host/a b"));
+        assert!(!is_http_url("chat.example/hooks"));
     }
 }

@@ -114,16 +114,16 @@ fn errors_are_sorted_and_display_one_per_line() {
     let shown = errors.to_string();
     assert_eq!(shown.lines().count(), errors.len());
     assert!(
-        shown.lines().next().is_some_and(
-            |l| l.starts_with("several.yaml:4:3: /defaults/breaker: unknown key `breaker`")
-        ),
+        shown.lines().next().is_some_and(|l| l.starts_with(
+            "several.yaml:4:13: /defaults/breaker/trip_after: unknown key `trip_after`"
+        )),
         "{shown}"
     );
     let json = errors.to_json();
     assert_eq!(json["valid"], false);
     assert_eq!(json["errors"][0]["line"], 4);
-    assert_eq!(json["errors"][0]["col"], 3);
-    assert_eq!(json["errors"][0]["path"], "/defaults/breaker");
+    assert_eq!(json["errors"][0]["col"], 13);
+    assert_eq!(json["errors"][0]["path"], "/defaults/breaker/trip_after");
 }
 
 #[test]

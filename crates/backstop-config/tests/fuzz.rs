@@ -66,6 +66,12 @@ struct GenService {
     all_at_once: bool,
     shared_port: bool,
     command: &'static str,
+    /// 0 builtin, 1 haproxy, 2 nginx, 3 command router, 4 haproxy without its block.
+    router: u8,
+    blue_green: bool,
+    command_deployer: bool,
+    regulated: bool,
+    severity: Option<(&'static str, &'static str)>,
 }
 
 fn duration() -> impl Strategy<Value = &'static str> {
@@ -101,17 +107,52 @@ fn gen_service() -> impl Strategy<Value = GenService> {
             20 => prop::sample::select(vec!["./app --port {port}", "{artifact} --port={port} --env {env}"]),
             1 => prop::sample::select(vec!["./app", "./app {port} {nope}"]),
         ],
+        (
+            prop_oneof![12 => Just(0u8), 2 => Just(1u8), 2 => Just(2u8), 2 => Just(3u8), 1 => Just(4u8)],
+            prop::bool::weighted(0.15),
+            prop::bool::weighted(0.15),
+            prop::bool::weighted(0.1),
+            prop::option::weighted(
+                0.3,
+                (
+                    prop::sample::select(vec!["critical", "major", "minor"]),
+                    prop::sample::select(vec![
+                        "rollback",
+                        "notify",
+                        "{rollback_unless_acknowledged: 1m}",
+                        "{rollback_unless_acknowledged: 2h}",
+                    ]),
+                ),
+            ),
+        ),
     )
-        .prop_map(|(bad_name, tier, mttr, sla, steps, all_at_once, shared_port, command)| GenService {
-            bad_name,
-            tier,
-            mttr,
-            sla,
-            steps,
-            all_at_once,
-            shared_port,
-            command,
-        })
+        .prop_map(
+            |(
+                bad_name,
+                tier,
+                mttr,
+                sla,
+                steps,
+                all_at_once,
+                shared_port,
+                command,
+                (router, blue_green, command_deployer, regulated, severity),
+            )| GenService {
+                bad_name,
+                tier,
+                mttr,
+                sla,
+                steps,
+                all_at_once,
+                shared_port,
+                command,
+                router,
+                blue_green,
+                command_deployer,
+                regulated,
+                severity,
+            },
+        )
 }
 
 fn render(services: &[GenService]) -> String {
@@ -135,10 +176,26 @@ fn render(services: &[GenService]) -> String {
                 out.push_str(&format!("      rollback_sla: {r}\n"));
             }
         }
-        out.push_str(&format!("    run:\n      command: \"{}\"\n", s.command));
-        if s.all_at_once || s.steps.is_some() {
+        if s.command_deployer {
+            out.push_str("    run: {kind: command, deploy: ./d.sh, stop: ./s.sh}\n");
+        } else {
+            out.push_str(&format!("    run:\n      command: \"{}\"\n", s.command));
+        }
+        match s.router {
+            1 => out.push_str("    traffic:\n      router: haproxy\n      haproxy: {socket: /run/h.sock, backend: b}\n"),
+            2 => out.push_str("    traffic:\n      router: nginx\n      nginx: {upstream_file: /tmp/u.conf, upstream: u}\n"),
+            3 => out.push_str("    traffic:\n      router: command\n      command: {apply: ./r.sh}\n"),
+            4 => out.push_str("    traffic:\n      router: haproxy\n"),
+            _ => {}
+        }
+        if let Some((severity, action)) = s.severity {
+            out.push_str(&format!("    severity:\n      {severity}: {action}\n"));
+        }
+        if s.all_at_once || s.blue_green || s.steps.is_some() {
             out.push_str("    rollout:\n");
-            if s.all_at_once {
+            if s.blue_green {
+                out.push_str("      strategy: blue-green\n");
+            } else if s.all_at_once {
                 out.push_str("      strategy: all-at-once\n");
             }
             if let Some(steps) = &s.steps {
@@ -158,6 +215,9 @@ fn render(services: &[GenService]) -> String {
             "    environments:\n      - name: prod\n        listen: 127.0.0.1:{}\n",
             if s.shared_port { 7000 } else { 7001 + i }
         ));
+        if s.regulated {
+            out.push_str("        regulated: true\n");
+        }
     }
     out
 }
@@ -216,7 +276,42 @@ fn generated_configs_are_rejected_with_positions_or_satisfy_the_rules() {
                         );
                     }
                     prop_assert!(steps.iter().all(|s| s.weight > 0.0));
-                    prop_assert!(backstop_config::placeholders(&svc.run.command).contains(&"port"));
+                    match svc.run.kind {
+                        backstop_config::DeployerKind::Process => prop_assert!(
+                            backstop_config::placeholders(&svc.run.command).contains(&"port")
+                        ),
+                        backstop_config::DeployerKind::Command => {
+                            prop_assert!(svc.run.command_scripts().is_some())
+                        }
+                    }
+                    let block = match svc.traffic.router {
+                        backstop_config::Router::Builtin => true,
+                        backstop_config::Router::Haproxy => svc.traffic.haproxy.is_some(),
+                        backstop_config::Router::Nginx => svc.traffic.nginx.is_some(),
+                        backstop_config::Router::Command => svc.traffic.command.is_some(),
+                    };
+                    prop_assert!(block, "router without its block accepted\n{text}");
+                    prop_assert_eq!(
+                        svc.rollout.rollback_window.is_some(),
+                        svc.rollout.strategy == backstop_config::Strategy::BlueGreen
+                    );
+                    for severity in backstop_config::Severity::ALL {
+                        prop_assert!(svc.severity.get(severity).is_some());
+                        let action = svc.severity_action(severity);
+                        if svc.is_regulated() {
+                            prop_assert_eq!(action, backstop_config::SeverityAction::Rollback);
+                        }
+                        if let backstop_config::SeverityAction::RollbackUnlessAcknowledged(ack) =
+                            action
+                        {
+                            for env in &svc.environments {
+                                prop_assert!(
+                                    ack < svc.rollback_sla_for(&env.name),
+                                    "ack window over the SLA accepted\n{text}"
+                                );
+                            }
+                        }
+                    }
                 }
                 let yaml = config.to_yaml_effective();
                 let again = backstop_config::parse(&yaml, "effective.yaml");

@@ -3,7 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use backstop_config::{Config, Router, Strategy};
+use backstop_config::{
+    BreakerScope, Config, DeployerKind, HaproxySocket, Router, Severity, SeverityAction, Strategy,
+    WebhookFormat,
+};
 use backstop_judge::JudgeKind;
 
 fn good(name: &str) -> Config {
@@ -23,6 +26,11 @@ fn starter_parses_cleanly() {
         .unwrap_or_else(|e| panic!("{e}"));
     let svc = config.service("my-service").expect("starter service");
     assert_eq!(svc.tier, 1);
+    assert_eq!(config.breaker().trips_after, 3);
+    assert_eq!(
+        svc.severity_action(Severity::Minor),
+        SeverityAction::Rollback
+    );
     assert_eq!(svc.environments.len(), 2);
     assert_eq!(svc.rollback_sla_for("prod"), mins(5));
     assert_eq!(svc.rollback_sla_for("staging"), mins(10));
@@ -53,8 +61,31 @@ fn minimal_config_gets_every_default() {
     assert!(svc.run.env.is_empty());
     assert_eq!(svc.analysis, backstop_judge::JudgeSettings::default());
     let env = svc.environment("prod").expect("prod");
-    assert_eq!(env.listen.to_string(), "127.0.0.1:7000");
+    assert_eq!(
+        env.listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:7000")
+    );
     assert!(!env.regulated);
+    // Issue 4 defaults.
+    assert_eq!(config.breaker().scope, BreakerScope::Environment);
+    assert_eq!(config.breaker().trips_after, 3);
+    assert_eq!(config.breaker().within, mins(30));
+    assert_eq!(svc.run.kind, DeployerKind::Process);
+    assert!(svc.run.command_scripts().is_none());
+    assert!(svc.traffic.haproxy.is_none() && svc.traffic.nginx.is_none());
+    assert_eq!(svc.rollout.rollback_window, None);
+    assert_eq!(svc.breaker.failed_checks, 3);
+    assert!(svc.notify.is_empty());
+    // Tier 2 severities.
+    assert_eq!(
+        svc.severity_action(Severity::Critical),
+        SeverityAction::Rollback
+    );
+    assert_eq!(
+        svc.severity_action(Severity::Major),
+        SeverityAction::RollbackUnlessAcknowledged(mins(5))
+    );
+    assert_eq!(svc.severity_action(Severity::Minor), SeverityAction::Notify);
 }
 
 #[test]
@@ -91,7 +122,7 @@ fn analysis_is_deep_merged_over_defaults() {
 
 #[test]
 fn effective_yaml_parses_back_to_the_same_config() {
-    for name in ["minimal.yaml", "analysis_override.yaml"] {
+    for name in ["minimal.yaml", "analysis_override.yaml", "recovery.yaml"] {
         let config = good(name);
         let yaml = config.to_yaml_effective();
         let again = backstop_config::parse(&yaml, "effective.yaml")
@@ -190,4 +221,159 @@ fn cli_validate_and_show() {
         json["services"][0].get("objectives").is_none(),
         "as written: {json}"
     );
+}
+
+#[test]
+fn recovery_settings_are_typed_with_defaults() {
+    let config = good("recovery.yaml");
+    let breaker = config.breaker();
+    assert_eq!(
+        (breaker.scope, breaker.trips_after, breaker.within),
+        (BreakerScope::All, 2, mins(60))
+    );
+
+    let checkout = config.service("checkout").expect("checkout");
+    assert_eq!(checkout.traffic.router, Router::Haproxy);
+    let haproxy = checkout.traffic.haproxy.as_ref().expect("haproxy block");
+    assert_eq!(
+        haproxy.socket,
+        HaproxySocket::Unix("/run/haproxy/admin.sock".into())
+    );
+    assert_eq!(
+        (
+            haproxy.backend.as_str(),
+            haproxy.stable_server.as_str(),
+            haproxy.canary_server.as_str()
+        ),
+        ("checkout", "stable", "canary")
+    );
+    assert_eq!(checkout.environment("prod").and_then(|e| e.listen), None);
+    assert_eq!(checkout.breaker.failed_checks, 5);
+    // Tier 0 and regulated: every severity rolls back.
+    assert!(checkout.is_regulated());
+    for severity in Severity::ALL {
+        assert_eq!(
+            checkout.severity_action(severity),
+            SeverityAction::Rollback,
+            "{severity}"
+        );
+    }
+    assert_eq!(checkout.notify.len(), 2);
+    assert_eq!(checkout.notify[0].format, WebhookFormat::Slack);
+    assert_eq!(checkout.notify[0].secret_env.as_deref(), Some("SLACK_HMAC"));
+    assert_eq!(checkout.notify[1].format, WebhookFormat::Json);
+    assert_eq!(checkout.notify[1].secret_env, None);
+
+    let search = config.service("search").expect("search");
+    assert_eq!(search.run.kind, DeployerKind::Command);
+    assert!(search.run.command.is_empty());
+    let scripts = search.run.command_scripts().expect("command deployer");
+    assert_eq!(scripts.deploy, "./deploy.sh");
+    assert_eq!(scripts.stop, "./stop.sh");
+    assert_eq!(scripts.health, Some("./check.sh"));
+    assert_eq!(scripts.timeout, Duration::from_secs(60));
+    assert_eq!(scripts.retries, 2);
+    assert_eq!(
+        search.run.env.get("REGION").map(String::as_str),
+        Some("eu-west-1")
+    );
+    let nginx = search.traffic.nginx.as_ref().expect("nginx block");
+    assert_eq!(
+        nginx.upstream_file,
+        Path::new("/etc/nginx/conf.d/search-upstream.conf")
+    );
+    assert_eq!(nginx.upstream, "search");
+    assert_eq!(nginx.test_command, "nginx -t");
+    assert_eq!(nginx.reload_command, "nginx -s reload");
+    assert_eq!(search.rollout.strategy, Strategy::BlueGreen);
+    assert_eq!(search.rollout.rollback_window, Some(mins(5)));
+    assert_eq!(search.rollout.steps.len(), 1);
+    assert_eq!(search.rollout.steps[0].weight, 100.0);
+    // Tier 2 defaults, minor overridden.
+    assert_eq!(
+        search.severity_action(Severity::Critical),
+        SeverityAction::Rollback
+    );
+    assert_eq!(
+        search.severity_action(Severity::Major),
+        SeverityAction::RollbackUnlessAcknowledged(mins(5))
+    );
+    assert_eq!(
+        search.severity_action(Severity::Minor),
+        SeverityAction::RollbackUnlessAcknowledged(mins(2))
+    );
+
+    let geo = config.service("geo").expect("geo");
+    let scripts = geo.run.command_scripts().expect("command deployer");
+    assert_eq!(
+        (scripts.timeout, scripts.retries, scripts.health),
+        (mins(2), 0, None)
+    );
+    assert_eq!(geo.traffic.router, Router::Command);
+    let command = geo.traffic.command.as_ref().expect("command router");
+    assert_eq!(command.apply, "./route.sh");
+    assert_eq!(command.timeout, Duration::from_secs(30));
+    assert_eq!(geo.rollout.rollback_window, Some(mins(15)));
+    assert_eq!(
+        geo.environment("prod")
+            .and_then(|e| e.listen)
+            .map(|a| a.port()),
+        Some(7300)
+    );
+    // Tier 3: critical would wait 5m for an acknowledgement, which does not fit the 3m SLA of
+    // `eu`: the default becomes an immediate rollback. Major is written; minor is the default.
+    assert_eq!(
+        geo.severity_action(Severity::Critical),
+        SeverityAction::Rollback
+    );
+    assert_eq!(
+        geo.severity_action(Severity::Major),
+        SeverityAction::Rollback
+    );
+    assert_eq!(geo.severity_action(Severity::Minor), SeverityAction::Notify);
+
+    let admin = config.service("admin").expect("admin");
+    assert_eq!(
+        admin.traffic.haproxy.as_ref().map(|h| h.socket.clone()),
+        Some(HaproxySocket::Tcp("lb.internal:9999".to_owned()))
+    );
+    // Tier 3 defaults.
+    assert_eq!(
+        admin.severity_action(Severity::Critical),
+        SeverityAction::RollbackUnlessAcknowledged(mins(5))
+    );
+    assert_eq!(
+        admin.severity_action(Severity::Major),
+        SeverityAction::Notify
+    );
+}
+
+#[test]
+fn haproxy_socket_forms() {
+    assert_eq!(
+        HaproxySocket::parse("/run/haproxy.sock"),
+        Ok(HaproxySocket::Unix("/run/haproxy.sock".into()))
+    );
+    assert_eq!(
+        HaproxySocket::parse("[::1]:9999"),
+        Ok(HaproxySocket::Tcp("[::1]:9999".to_owned()))
+    );
+    assert!(HaproxySocket::parse("haproxy.sock").is_err_and(|e| e.contains("relative")));
+    assert!(HaproxySocket::parse("./admin.sock").is_err_and(|e| e.contains("relative")));
+    assert!(HaproxySocket::parse("host:0").is_err_and(|e| e.contains("port")));
+    assert_eq!(
+        HaproxySocket::parse("127.0.0.1:9999").map(|s| s.to_string()),
+        Ok("127.0.0.1:9999".to_owned())
+    );
+}
+
+#[test]
+fn regulated_service_defaults_to_rollback_everywhere() {
+    let text = "services:\n  - name: a\n    owner: o\n    tier: 3\n    run: {command: \"x {port}\"}\n    environments:\n      - {name: staging, listen: \"127.0.0.1:1\"}\n      - {name: prod, listen: \"127.0.0.1:2\", regulated: true}\n";
+    let config = backstop_config::parse(text, "r.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let svc = config.service("a").expect("a");
+    for severity in Severity::ALL {
+        assert_eq!(svc.severity_action(severity), SeverityAction::Rollback);
+        assert_eq!(svc.severity.get(severity), Some(SeverityAction::Rollback));
+    }
 }
