@@ -1,0 +1,180 @@
+//! HAProxy router against a real `haproxy` on loopback.
+
+mod router_support;
+
+use std::time::Duration;
+
+use backstop_drivers::proxy::{Routes, Upstream};
+use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
+use backstop_drivers::router::{RouterError, TargetState, TrafficRouter};
+use router_support::*;
+
+fn router(s: &Server) -> HaproxyRouter {
+    HaproxyRouter::new(HaproxyConfig::new(
+        HaproxyAddress::Unix(haproxy_socket(s)),
+        "app",
+    ))
+}
+
+fn routes(v1: std::net::SocketAddr, v2: std::net::SocketAddr, w: f64) -> Routes {
+    Routes {
+        stable: Some(Upstream {
+            version: "v1".into(),
+            addr: v1,
+        }),
+        canary: Some(Upstream {
+            version: "v2".into(),
+            addr: v2,
+        }),
+        canary_weight: w,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switching_under_load_drops_nothing_and_splits_by_weight() {
+    let lb = haproxy().await;
+    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let r = router(&lb);
+    let (sent, measured) = switch_under_load(&r, lb.addr(), v1, v2).await;
+    eprintln!("haproxy: {sent} requests, measured split per step: {measured:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_is_idempotent_and_current_reads_the_servers() {
+    let lb = haproxy().await;
+    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let r = router(&lb);
+    r.apply(&routes(v1, v2, 25.0)).await.unwrap();
+    let before = r.servers().await.unwrap();
+    r.apply(&routes(v1, v2, 25.0)).await.unwrap();
+    let (s, c) = r.servers().await.unwrap();
+    assert_eq!((s.weight, c.weight), (75, 25));
+    assert_eq!((s, c), before);
+    let cur = r.current().await.unwrap();
+    assert_eq!(cur, routes(v1, v2, 25.0));
+
+    // A fresh router (e.g. after a restart) reads the same split, labelling by address.
+    let fresh = router(&lb);
+    let cur = fresh.current().await.unwrap();
+    assert_eq!(cur.canary_weight, 25.0);
+    assert_eq!(cur.stable.unwrap().version, v1.to_string());
+
+    // Only stable: canary goes to maintenance and gets nothing.
+    let only = Routes {
+        stable: routes(v1, v2, 0.0).stable,
+        canary: None,
+        canary_weight: 0.0,
+    };
+    r.apply(&only).await.unwrap();
+    assert_eq!(r.current().await.unwrap(), only);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for _ in 0..20 {
+        let resp = client
+            .get(format!("http://{}/", lb.addr()).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-backstop-version"], "v1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_requests_and_errors_per_server() {
+    let lb = haproxy().await;
+    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let r = router(&lb);
+    r.apply(&routes(v1, v2, 50.0)).await.unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for i in 0..100 {
+        let path = if i % 10 == 0 { "/fail" } else { "/" };
+        let resp = client
+            .get(format!("http://{}{path}", lb.addr()).parse().unwrap())
+            .await
+            .unwrap();
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    }
+    let stats = r.stats().await.unwrap().expect("haproxy observes traffic");
+    let get = |v: &str| stats.iter().find(|s| s.version == v).cloned().unwrap();
+    let (s1, s2) = (get("v1"), get("v2"));
+    assert_eq!(s1.requests + s2.requests, 100, "{stats:?}");
+    assert_eq!(s1.errors + s2.errors, 10, "{stats:?}");
+    // Weighted round robin at 50/50 alternates.
+    assert!((40..=60).contains(&s2.requests), "{stats:?}");
+    assert!(s1.first_request_at.is_some() && s2.first_request_at.is_some());
+    for s in [&s1, &s2] {
+        assert_eq!(s.last_error_at.is_some(), s.errors > 0, "{s:?}");
+    }
+    assert!(s1.latency_buckets_ms.is_empty());
+
+    // Promotion: the stable server now runs v2's address; v1 keeps what it counted.
+    let promoted = Routes {
+        stable: routes(v1, v2, 0.0).canary,
+        canary: None,
+        canary_weight: 0.0,
+    };
+    r.apply(&promoted).await.unwrap();
+    for _ in 0..10 {
+        let resp = client
+            .get(format!("http://{}/", lb.addr()).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-backstop-version"], "v2");
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    }
+    let after = r.stats().await.unwrap().unwrap();
+    let get = |v: &str| after.iter().find(|s| s.version == v).cloned().unwrap();
+    assert_eq!(get("v1").requests, s1.requests, "{after:?}");
+    assert_eq!(get("v2").requests, s2.requests + 10, "{after:?}");
+}
+
+#[tokio::test]
+async fn unreachable_socket_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("nope.sock");
+    let r = HaproxyRouter::new(HaproxyConfig::new(
+        HaproxyAddress::Unix(sock.clone()),
+        "app",
+    ));
+    let v = "127.0.0.1:9".parse().unwrap();
+    let err = r.apply(&routes(v, v, 10.0)).await.unwrap_err();
+    assert!(matches!(err, RouterError::Unreachable { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&sock.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(err.target_state(), TargetState::Unchanged);
+
+    let port = free_port();
+    let mut cfg = HaproxyConfig::new(format!("127.0.0.1:{port}").parse().unwrap(), "app");
+    cfg.command_timeout = Duration::from_secs(2);
+    let err = HaproxyRouter::new(cfg).current().await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("tcp 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_backend_or_server_is_named() {
+    let lb = haproxy().await;
+    let v = "127.0.0.1:9".parse().unwrap();
+    let mut cfg = HaproxyConfig::new(HaproxyAddress::Unix(haproxy_socket(&lb)), "nosuch");
+    let err = HaproxyRouter::new(cfg.clone())
+        .apply(&routes(v, v, 1.0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("find backend"), "{err}");
+    cfg.backend = "app".into();
+    cfg.canary_server = "blue".into();
+    let err = HaproxyRouter::new(cfg)
+        .apply(&routes(v, v, 1.0))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("no server named blue") && text.contains("stable, canary"),
+        "{text}"
+    );
+    assert_eq!(err.target_state(), TargetState::Unchanged);
+}
