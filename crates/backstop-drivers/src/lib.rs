@@ -3,8 +3,12 @@
 //! - [`proxy`]: built-in HTTP reverse proxy splitting traffic between stable and canary and
 //!   recording per-version requests, errors and latency histograms;
 //! - [`process`]: process deployer (supervised children in their own process groups);
+//! - [`command`]: command deployer (user scripts for deploy, stop and health, with timeouts,
+//!   process-group kills, capped output and retries);
+//! - [`notify`]: webhook notifications (JSON or Slack, HMAC-signed, retried, never blocking);
 //! - [`load`]: paced load generator used by quickstart, tests and benchmarks.
 
+pub mod command;
 pub mod load;
 pub mod notify;
 pub mod process;

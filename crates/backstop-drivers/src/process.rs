@@ -392,7 +392,7 @@ pub async fn check_health(port: u16, path: &str, timeout: Duration) -> Result<()
     }
 }
 
-fn to_pid(pid: u32) -> Option<Pid> {
+pub(crate) fn to_pid(pid: u32) -> Option<Pid> {
     // 0 and 1 would mean "our own group" / init: never signal those.
     i32::try_from(pid)
         .ok()
@@ -437,7 +437,7 @@ fn has_marker(pid: i32, instance_id: &str) -> bool {
 }
 
 /// Live (non-zombie) processes whose process group is `pgid`.
-fn group_members(pgid: i32) -> Vec<i32> {
+pub(crate) fn group_members(pgid: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -551,7 +551,8 @@ pub async fn stop(inst: &Instance, grace: Duration) -> Result<(), DeployError> {
     }
 }
 
-async fn wait_group_gone(pgid: Pid, within: Duration) -> bool {
+/// Waits until no live (non-zombie) process is left in group `pgid`, at most `within`.
+pub(crate) async fn wait_group_gone(pgid: Pid, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if group_members(pgid.as_raw()).is_empty() {
