@@ -567,6 +567,9 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
     let mut names: HashMap<&str, String> = HashMap::new();
     // listen address → (service, environment, pointer)
     let mut listens: HashMap<SocketAddr, (String, String, String)> = HashMap::new();
+    // Load balancer objects Backstop rewrites → (service, pointer): two services must not
+    // drive the same one.
+    let mut lb_objects: HashMap<String, (String, String)> = HashMap::new();
 
     for (i, svc) in services.iter().enumerate() {
         let sp = format!("/services/{i}");
@@ -652,6 +655,44 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             .and_then(Value::as_str)
             .unwrap_or("builtin");
         check_traffic(doc, svc, &sp, router, &mut push, &mut direct);
+        let haproxy_backend = svc
+            .pointer("/traffic/haproxy/socket")
+            .and_then(Value::as_str)
+            .zip(
+                svc.pointer("/traffic/haproxy/backend")
+                    .and_then(Value::as_str),
+            )
+            .map(|(socket, backend)| {
+                (
+                    format!("haproxy {} backend {backend}", socket.trim()),
+                    format!("HAProxy backend `{backend}` on {}", socket.trim()),
+                    format!("{sp}/traffic/haproxy/backend"),
+                )
+            });
+        let nginx_file = svc
+            .pointer("/traffic/nginx/upstream_file")
+            .and_then(Value::as_str)
+            .map(|file| {
+                (
+                    format!("nginx {file}"),
+                    format!("nginx upstream_file {file}"),
+                    format!("{sp}/traffic/nginx/upstream_file"),
+                )
+            });
+        for (key, what, here) in haproxy_backend.into_iter().chain(nginx_file) {
+            if let Some((first_svc, first)) = lb_objects.get(&key) {
+                let at = doc.value_pos(first);
+                push(
+                    here,
+                    format!(
+                        "{what} is already driven by service `{first_svc}` (line {}); each service needs its own",
+                        at.line
+                    ),
+                );
+            } else {
+                lb_objects.insert(key, (svc_name.to_owned(), here));
+            }
+        }
 
         // Severity and notifications.
         check_severity(svc, &sp, tier, &mut push);

@@ -152,6 +152,31 @@ fn schema_describes_the_file() {
         schema["$defs"]["Run"]["properties"]["scale_down_delay"]["format"],
         "duration"
     );
+    // Issue 4 blocks, with their allowed values and descriptions.
+    let routers: Vec<&str> = schema["$defs"]["Router"]["oneOf"]
+        .as_array()
+        .expect("router variants")
+        .iter()
+        .filter_map(|v| v["const"].as_str())
+        .collect();
+    assert_eq!(routers, ["builtin", "haproxy", "nginx", "command"]);
+    for (def, prop) in [
+        ("Defaults", "breaker"),
+        ("Service", "severity"),
+        ("Service", "notify"),
+        ("Run", "kind"),
+        ("Run", "deploy"),
+        ("RolloutSpec", "rollback_window"),
+        ("HaproxyRouter", "socket"),
+        ("NginxRouter", "upstream_file"),
+    ] {
+        assert!(
+            schema["$defs"][def]["properties"][prop]["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{def}.{prop} has no description"
+        );
+    }
     // The judge's settings are embedded, not copied.
     assert!(schema["$defs"]["JudgeSettings"]["properties"]["judge"].is_object());
 }
