@@ -176,6 +176,11 @@ pub fn haproxy_socket(s: &Server) -> PathBuf {
 
 /// nginx in the foreground with `upstream.conf` (upstream `app`, initially one server at
 /// `initial`) included in `http`, proxying everything to `app`.
+///
+/// Client keep-alive is off (`keepalive_timeout 0`): on reload nginx's old workers close their
+/// *idle* keep-alive connections at once, and a client that sends a request on one at that
+/// instant sees the connection reset (an nginx property, not the router's; browsers retry such
+/// requests, the test's load generator does not). With it off, a reload loses nothing.
 pub async fn nginx(initial: SocketAddr) -> Server {
     let bin = find_bin("nginx");
     let dir = tempfile::tempdir().unwrap();
@@ -186,6 +191,7 @@ pub async fn nginx(initial: SocketAddr) -> Server {
         "{user}daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           keepalive_timeout 0;\n\
            include {d}/upstream.conf;\n\
            server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n"
     );
