@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the test suite needs. Tests that need one fail with the install command in
 # their message rather than passing silently. (PostgreSQL 15 ships with the machine image.)
-PACKAGES=()
+PACKAGES=(haproxy nginx)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
