@@ -103,7 +103,10 @@ impl CommandDeployer {
     }
 
     /// Runs the stop script (retried as configured).
-    pub async fn stop(&self, vars: &BTreeMap<String, String>) -> Result<CommandOutcome, CommandError> {
+    pub async fn stop(
+        &self,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<CommandOutcome, CommandError> {
         self.run(Action::Stop, &self.stop, vars).await
     }
 
@@ -202,18 +205,20 @@ impl CommandDeployer {
         // Readers stop when the pipes close, or when cancelled (also if this future is dropped).
         let stop_reading = CancellationToken::new();
         let _stop_on_drop = stop_reading.clone().drop_guard();
-        let stdout = child.stdout.take().map(|r| {
-            tokio::spawn(read_capped(r, self.output_cap, stop_reading.clone()))
-        });
-        let stderr = child.stderr.take().map(|r| {
-            tokio::spawn(read_capped(r, self.output_cap, stop_reading.clone()))
-        });
+        let stdout = child
+            .stdout
+            .take()
+            .map(|r| tokio::spawn(read_capped(r, self.output_cap, stop_reading.clone())));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|r| tokio::spawn(read_capped(r, self.output_cap, stop_reading.clone())));
         let Some(pgid) = child.id().and_then(to_pid) else {
             // Already reaped (cannot happen before we wait): nothing left to signal.
-            let status = child.wait().await.map_err(|source| CommandError::Wait {
-                action,
-                source,
-            })?;
+            let status = child
+                .wait()
+                .await
+                .map_err(|source| CommandError::Wait { action, source })?;
             return Ok(finish(status, false, stdout, stderr, &stop_reading).await);
         };
         // Declared after `child`, so dropped before it: kills the group while the leader is
@@ -225,8 +230,7 @@ impl CommandDeployer {
         let (status, timed_out) = match waited {
             Ok(status) => {
                 guard.0 = None;
-                let status =
-                    status.map_err(|source| CommandError::Wait { action, source })?;
+                let status = status.map_err(|source| CommandError::Wait { action, source })?;
                 let left = group_members(pgid.as_raw()).len();
                 if left > 0 {
                     tracing::info!(%action, attempt, pgid = pgid.as_raw(), processes = left, "Command exited and left processes running in the background.");
@@ -352,7 +356,10 @@ struct GroupKill(Option<Pid>);
 impl Drop for GroupKill {
     fn drop(&mut self) {
         if let Some(pgid) = self.0.take() {
-            tracing::warn!(pgid = pgid.as_raw(), "Command abandoned mid-run; killing its process group.");
+            tracing::warn!(
+                pgid = pgid.as_raw(),
+                "Command abandoned mid-run; killing its process group."
+            );
             let _ = killpg(pgid, Signal::SIGKILL);
         }
     }
@@ -447,7 +454,11 @@ impl Capped {
     }
 }
 
-async fn read_capped<R: AsyncRead + Unpin>(mut r: R, cap: usize, stop: CancellationToken) -> Capped {
+async fn read_capped<R: AsyncRead + Unpin>(
+    mut r: R,
+    cap: usize,
+    stop: CancellationToken,
+) -> Capped {
     let mut capped = Capped::new(cap);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {

@@ -552,9 +552,8 @@ fn transport_reason(e: &reqwest::Error) -> String {
 /// `sha256=<hex HMAC-SHA256(key, body)>`, the value of [`SIGNATURE_HEADER`].
 pub fn signature_header(key: &[u8], body: &[u8]) -> String {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => unreachable_key_length(),
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+        unreachable_key_length()
     };
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))

@@ -25,7 +25,10 @@ fn deployer(deploy: &str) -> CommandDeployer {
 fn vars(dir: &Path) -> BTreeMap<String, String> {
     BTreeMap::from([
         (VERSION_VAR.to_owned(), "v1.5.0".to_owned()),
-        (ARTIFACT_VAR.to_owned(), "registry.example/checkout:1.5.0".to_owned()),
+        (
+            ARTIFACT_VAR.to_owned(),
+            "registry.example/checkout:1.5.0".to_owned(),
+        ),
         (IDEMPOTENCY_KEY_VAR.to_owned(), "rec-7/step-2".to_owned()),
         ("WORKDIR".to_owned(), dir.display().to_string()),
     ])
@@ -73,9 +76,9 @@ async fn success_captures_output_and_passes_env() {
 async fn stop_and_health_run_their_own_scripts() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = deployer("exit 9");
-    d.stop = format!("echo \"${ACTION_VAR} ${VERSION_VAR}\"");
+    d.stop = format!("echo \"${ACTION_VAR} ${VERSION_VAR} ${ATTEMPT_VAR}\"");
     let out = d.stop(&vars(dir.path())).await.unwrap();
-    assert_eq!(out.stdout, "stop v1.5.0\n");
+    assert_eq!(out.stdout, "stop v1.5.0 1\n");
 
     let err = d.health(&vars(dir.path())).await.unwrap_err();
     assert!(
@@ -143,9 +146,8 @@ touch "$WORKDIR/done"; exit 1"#,
 async fn timeout_kills_the_whole_group_including_grandchildren() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("grandchild.pid");
-    let mut d = deployer(
-        r#"( sleep 300 & echo $! > "$WORKDIR/grandchild.pid"; wait ); echo never"#,
-    );
+    let mut d =
+        deployer(r#"( sleep 300 & echo $! > "$WORKDIR/grandchild.pid"; wait ); echo never"#);
     d.timeout = Duration::from_millis(700);
     let err = d.deploy(&vars(dir.path())).await.unwrap_err();
     let CommandError::Failed {
@@ -203,9 +205,7 @@ async fn output_is_capped_with_a_note() {
 async fn background_process_does_not_hold_the_run() {
     let dir = tempfile::tempdir().unwrap();
     // The daemon keeps stdout open; the run still ends (after the drain window) and succeeds.
-    let d = deployer(
-        r#"sleep 300 & echo $! > "$WORKDIR/daemon.pid"; echo started"#,
-    );
+    let d = deployer(r#"sleep 300 & echo $! > "$WORKDIR/daemon.pid"; echo started"#);
     let out = d.deploy(&vars(dir.path())).await.unwrap();
     assert_eq!(out.stdout, "started\n");
     let daemon = read_pid(&dir.path().join("daemon.pid"));
