@@ -165,6 +165,30 @@ async fn timeout_kills_the_whole_group_including_grandchildren() {
 }
 
 #[tokio::test]
+async fn on_timeout_the_whole_group_gets_sigterm_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // A subshell (grandchild of the deployer) that records SIGTERM; `wait` lets its trap run.
+    let mut d = deployer(
+        r#"( trap 'echo got-term > "$WORKDIR/term"; exit 0' TERM; sleep 300 & wait ); sleep 300"#,
+    );
+    d.timeout = Duration::from_millis(500);
+    d.grace = Duration::from_secs(3);
+    let err = d.deploy(&vars(dir.path())).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CommandError::Failed {
+                timed_out: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let term = std::fs::read_to_string(dir.path().join("term")).unwrap_or_default();
+    assert_eq!(term, "got-term\n", "the grandchild was not sent SIGTERM");
+}
+
+#[tokio::test]
 async fn sigterm_ignored_then_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = deployer(
