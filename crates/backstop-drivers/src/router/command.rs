@@ -331,7 +331,7 @@ impl CommandRouter {
             Err(e) => e,
         };
         let state = match self.read().await {
-            Some(Ok(now)) => super::TargetState::Now(now),
+            Some(Ok(now)) => super::TargetState::Now(Box::new(now)),
             _ => super::TargetState::Unknown,
         };
         Err(RouterError::Apply {

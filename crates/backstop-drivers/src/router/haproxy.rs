@@ -490,7 +490,7 @@ impl HaproxyRouter {
             return TargetState::Unchanged;
         }
         match self.servers().await {
-            Ok((s, c)) => TargetState::Now(self.routes_of(&s, &c)),
+            Ok((s, c)) => TargetState::Now(Box::new(self.routes_of(&s, &c))),
             Err(_) => TargetState::Unknown,
         }
     }

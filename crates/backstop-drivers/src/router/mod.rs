@@ -60,7 +60,7 @@ pub enum TargetState {
     /// Nothing was changed: the target does what it did before the call.
     Unchanged,
     /// The target was (partly) changed; it now routes like this (re-read from the target).
-    Now(Routes),
+    Now(Box<Routes>),
     /// The target was possibly changed and could not be read back.
     Unknown,
 }
