@@ -178,3 +178,52 @@ async fn unknown_backend_or_server_is_named() {
     );
     assert_eq!(err.target_state(), TargetState::Unchanged);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_never_comes_up_takes_no_traffic_from_stable() {
+    let lb = haproxy_with("check inter 100ms rise 1 fall 1").await;
+    let v1 = upstream("v1").await;
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cfg = HaproxyConfig::new(HaproxyAddress::Unix(haproxy_socket(&lb)), "app");
+    cfg.ready_timeout = Duration::from_millis(800);
+    let r = HaproxyRouter::new(cfg);
+    let only_stable = Routes {
+        stable: routes(v1, dead, 0.0).stable,
+        canary: None,
+        canary_weight: 0.0,
+    };
+    r.apply(&only_stable).await.unwrap();
+    assert_eq!(r.current().await.unwrap(), only_stable);
+
+    // The canary's port is closed: HAProxy's checks keep it down, so the router stops before
+    // taking anything from stable and says so.
+    let err = r.apply(&routes(v1, dead, 100.0)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("not up after 800ms"), "{text}");
+    let TargetState::Now(now) = err.target_state() else {
+        panic!("state should be re-read: {err:?}");
+    };
+    assert_eq!(now.stable.as_ref().map(|u| u.addr), Some(v1), "{text}");
+    assert_eq!(now.canary_weight, 0.0, "{text}");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for _ in 0..10 {
+        let resp = client
+            .get(format!("http://{}/", lb.addr()).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-backstop-version"], "v1");
+    }
+
+    // A healthy canary passes its first check, then takes all the traffic.
+    let v2 = upstream("v2").await;
+    r.apply(&routes(v1, v2, 100.0)).await.unwrap();
+    assert_eq!(r.current().await.unwrap(), routes(v1, v2, 100.0));
+    for _ in 0..10 {
+        let resp = client
+            .get(format!("http://{}/", lb.addr()).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-backstop-version"], "v2");
+    }
+}

@@ -18,7 +18,8 @@
 //! `p` from [`split_percent`]); a server with an upstream and a positive weight is `ready`, one
 //! with an upstream and weight 0 is `drain` (keeps finishing what it has, gets nothing new), one
 //! without an upstream is `maint`. Servers that gain traffic are changed first (address, weight,
-//! state) and, when they run health checks, waited for until HAProxy reports them up; only then
+//! state) and waited for until HAProxy reports them up (with health checks: their last check
+//! passed; a server leaving maintenance counts as up before its first check); only then
 //! do the others lose traffic. HAProxy finishes requests in flight on a server whose weight,
 //! state or address changes, so a switch drops nothing. After the commands the router reads the
 //! servers back and fails if they differ from what was asked.
@@ -159,12 +160,17 @@ pub struct ServerState {
     pub admin_bits: u32,
     /// User weight (`srv_uweight`).
     pub weight: u32,
+    /// `srv_check_state` bits (0x04: health checks enabled).
+    pub check_state: u32,
+    /// `srv_check_result` of the last check (3 passed, 4 passed conditionally, 2 failed).
+    pub check_result: u32,
 }
 
 // srv_admin_state bits (HAProxy's SRV_ADMF_*). CMAINT (0x04, `disabled` in the config) stays set
 // after `state ready` and does not by itself keep the server in maintenance.
 const ADMF_MAINT: u32 = 0x01 | 0x02 | 0x20 | 0x40;
 const ADMF_DRAIN: u32 = 0x08 | 0x10;
+const CHK_ST_ENABLED: u32 = 0x04;
 
 impl ServerState {
     pub fn admin(&self) -> Admin {
@@ -177,13 +183,16 @@ impl ServerState {
         }
     }
 
+    /// Up, and when health-checked, its last check passed (HAProxy reports a server that just
+    /// left maintenance as running before its first check has run).
     pub fn running(&self) -> bool {
         self.op_state == 2
+            && (self.check_state & CHK_ST_ENABLED == 0 || matches!(self.check_result, 3 | 4))
     }
 
-    /// Weight that takes new requests (0 unless ready).
+    /// Weight that takes new requests (0 unless ready and up).
     fn effective_weight(&self) -> u32 {
-        if self.admin() == Admin::Ready {
+        if self.admin() == Admin::Ready && self.running() {
             self.weight
         } else {
             0
@@ -714,6 +723,7 @@ pub fn parse_servers_state(text: &str, backend: &str) -> Result<Vec<ServerState>
             .position(|h| *h == name)
             .ok_or_else(|| format!("no column {name}"))
     };
+    let (chk_state, chk_result) = (col("srv_check_state")?, col("srv_check_result")?);
     let (be, name, addr, port, op, admin, uw) = (
         col("be_name")?,
         col("srv_name")?,
@@ -751,6 +761,8 @@ pub fn parse_servers_state(text: &str, backend: &str) -> Result<Vec<ServerState>
             op_state: num(op)?,
             admin_bits: num(admin)?,
             weight: num(uw)?,
+            check_state: num(chk_state)?,
+            check_result: num(chk_result)?,
         });
     }
     Ok(out)

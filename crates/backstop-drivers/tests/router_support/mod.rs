@@ -149,6 +149,11 @@ async fn wait_port(port: u16, child: &mut Child, what: &str, log: &Path) {
 /// HAProxy with a stats socket (`admin.sock` in its dir) and backend `app` holding placeholder
 /// servers `stable` and `canary` (both in maintenance until a router applies routes).
 pub async fn haproxy() -> Server {
+    haproxy_with("").await
+}
+
+/// [`haproxy`] with `server_opts` appended to both server lines (e.g. health checks).
+pub async fn haproxy_with(server_opts: &str) -> Server {
     let bin = find_bin("haproxy");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -157,7 +162,7 @@ pub async fn haproxy() -> Server {
         "global\n  stats socket {sock} level admin\n  maxconn 2000\n\
          defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  timeout http-keep-alive 30s\n\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend app\n\
-         backend app\n  balance roundrobin\n  server stable 127.0.0.1:1 weight 100 disabled\n  server canary 127.0.0.1:1 weight 0 disabled\n",
+         backend app\n  balance roundrobin\n  server stable 127.0.0.1:1 weight 100 disabled {server_opts}\n  server canary 127.0.0.1:1 weight 0 disabled {server_opts}\n",
         sock = sock.display()
     );
     let cfg_path = dir.path().join("haproxy.cfg");
