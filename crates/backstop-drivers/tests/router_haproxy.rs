@@ -53,8 +53,12 @@ async fn apply_is_idempotent_and_current_reads_the_servers() {
     let cur = r.current().await.unwrap();
     assert_eq!(cur, routes(v1, v2, 25.0));
 
-    // A fresh router (e.g. after a restart) reads the same split, labelling by address.
-    let fresh = router(&lb);
+    // A fresh router (e.g. after a restart), here over the TCP runtime API, reads the same
+    // split, labelling by address.
+    let fresh = HaproxyRouter::new(HaproxyConfig::new(
+        haproxy_tcp_api(&lb).parse().unwrap(),
+        "app",
+    ));
     let cur = fresh.current().await.unwrap();
     assert_eq!(cur.canary_weight, 25.0);
     assert_eq!(cur.stable.unwrap().version, v1.to_string());

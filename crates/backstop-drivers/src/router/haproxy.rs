@@ -598,6 +598,7 @@ impl HaproxyRouter {
         for (cur, w, up) in &plan {
             let name = &cur.name;
             if w.admin == Admin::Ready {
+                let moved = w.addr.is_some_and(|a| cur.addr != Some(a));
                 if let Some(a) = w.addr
                     && cur.addr != Some(a)
                 {
@@ -614,7 +615,7 @@ impl HaproxyRouter {
                     self.set(&format!("set server {be}/{name} state ready"))
                         .await?;
                 }
-                if !cur.running() || cur.admin() == Admin::Maint {
+                if moved || !cur.running() || cur.admin() != Admin::Ready {
                     self.wait_running(name).await?;
                 }
             } else {

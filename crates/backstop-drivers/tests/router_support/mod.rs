@@ -158,8 +158,9 @@ pub async fn haproxy_with(server_opts: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let sock = dir.path().join("admin.sock");
+    let api_port = free_port();
     let cfg = format!(
-        "global\n  stats socket {sock} level admin\n  maxconn 2000\n\
+        "global\n  stats socket {sock} level admin\n  stats socket ipv4@127.0.0.1:{api_port} level admin\n  maxconn 2000\n\
          defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  timeout http-keep-alive 30s\n\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend app\n\
          backend app\n  balance roundrobin\n  server stable 127.0.0.1:1 weight 100 disabled {server_opts}\n  server canary 127.0.0.1:1 weight 0 disabled {server_opts}\n",
@@ -172,11 +173,18 @@ pub async fn haproxy_with(server_opts: &str) -> Server {
     cmd.arg("-f").arg(&cfg_path).arg("-db");
     let mut child = spawn(cmd, &log);
     wait_port(port, &mut child, "haproxy", &log).await;
+    std::fs::write(dir.path().join("api_port"), api_port.to_string()).unwrap();
     Server { child, dir, port }
 }
 
 pub fn haproxy_socket(s: &Server) -> PathBuf {
     s.dir.path().join("admin.sock")
+}
+
+/// The runtime API's TCP address (`127.0.0.1:<port>`).
+pub fn haproxy_tcp_api(s: &Server) -> String {
+    let port = std::fs::read_to_string(s.dir.path().join("api_port")).unwrap();
+    format!("127.0.0.1:{port}")
 }
 
 /// nginx in the foreground with `upstream.conf` (upstream `app`, initially one server at
