@@ -344,9 +344,13 @@ impl Notifier {
                 dropped
             };
             if let Some(old) = dropped {
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
+                let before = shared.dropped.fetch_add(1, Ordering::Relaxed);
                 shared.finish_one();
-                tracing::warn!(target_index = index, dropped_id = %old.id, dropped_kind = %old.kind, capacity = shared.capacity, "Webhook queue full; dropped the oldest notification.");
+                // A burst against a dead endpoint would log once per notification: log the
+                // first drop and every hundredth after it.
+                if before % 100 == 0 {
+                    tracing::warn!(target_index = index, dropped_id = %old.id, dropped_kind = %old.kind, capacity = shared.capacity, dropped_total = before + 1, "Webhook queue full; dropped the oldest notification.");
+                }
             }
             q.wake.notify_one();
         }
