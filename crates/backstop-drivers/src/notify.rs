@@ -348,7 +348,7 @@ impl Notifier {
                 shared.finish_one();
                 // A burst against a dead endpoint would log once per notification: log the
                 // first drop and every hundredth after it.
-                if before % 100 == 0 {
+                if before.is_multiple_of(100) {
                     tracing::warn!(target_index = index, dropped_id = %old.id, dropped_kind = %old.kind, capacity = shared.capacity, dropped_total = before + 1, "Webhook queue full; dropped the oldest notification.");
                 }
             }
