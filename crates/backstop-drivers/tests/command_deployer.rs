@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-// Timeouts leave a loaded CI machine ample time to start `sh` and install traps before the
-// deadline; nothing asserts how fast anything runs.
 use backstop_drivers::command::{
     ACTION_VAR, ARTIFACT_VAR, ATTEMPT_VAR, Action, CommandDeployer, CommandError,
     IDEMPOTENCY_KEY_VAR, VERSION_VAR,
 };
 
+// Timeouts leave a loaded CI machine ample time to start `sh` and install traps before the
+// deadline; nothing asserts how fast anything runs.
 fn deployer(deploy: &str) -> CommandDeployer {
     CommandDeployer {
         deploy: deploy.to_owned(),
