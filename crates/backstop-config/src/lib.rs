@@ -4,9 +4,12 @@
 //! (hint)`: YAML syntax errors, duplicate keys, unknown keys, wrong types, bad durations and
 //! addresses (all from the JSON Schema that [`schema`] prints, generated from the Rust types, so
 //! the judge's `analysis` settings are covered whatever they grow into), then the checks a schema
-//! cannot express (unique names and addresses, command placeholders, canary steps, objectives).
-//! On success every default is filled in: objectives from the tier, rollout steps, and each
-//! service's `analysis` deep-merged over `defaults.analysis`.
+//! cannot express (unique names and addresses, command placeholders, canary steps, objectives,
+//! the keys each deployer kind and router needs, severity workflows of regulated services,
+//! acknowledgement windows against the rollback SLA, webhook URLs).
+//! On success every default is filled in: objectives and severity workflows from the tier,
+//! rollout steps and the blue-green rollback window, and each service's `analysis`
+//! deep-merged over `defaults.analysis`.
 
 pub mod cli;
 mod command;
