@@ -284,7 +284,9 @@ async fn list_services(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<Vec<Servic
             environments.push(EnvironmentView {
                 name: env.name.clone(),
                 listen: ctx
-                    .proxy(&svc.name, &env.name)
+                    .proxies
+                    .get(&(svc.name.clone(), env.name.clone()))
+                    .ok_or(())
                     .map(|p| p.local_addr().to_string())
                     .unwrap_or_default(),
                 state: ctx.store.environment(&svc.name, &env.name).await?,

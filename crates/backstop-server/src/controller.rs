@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
-use backstop_config::Strategy;
+use backstop_config::{SeverityAction, Strategy};
 use backstop_core::Millis;
 use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
 use backstop_core::recovery::{StepKind, plan_canary_rollback, plan_redeploy_previous};
@@ -137,7 +137,7 @@ impl Controller {
                 ctx.ensure_instance(id, &release, &r.env).await?;
             }
         }
-        for (service, env) in ctx.proxies.keys() {
+        for (service, env) in ctx.routers.keys() {
             ctx.apply_routes(service, env).await?;
         }
         self.collect_garbage().await?;
@@ -231,7 +231,9 @@ impl Controller {
     fn steps_for(&self, service: &str) -> Result<Vec<Step>> {
         let svc = self.ctx.service(service)?;
         Ok(match svc.rollout.strategy {
-            Strategy::AllAtOnce => vec![Step {
+            // Blue-green: the new colour is started and health-checked, then takes all traffic
+            // at once; the old colour stays warm for the rollback window.
+            Strategy::AllAtOnce | Strategy::BlueGreen => vec![Step {
                 weight: 100.0,
                 hold_ms: None,
             }],
@@ -325,7 +327,7 @@ impl Controller {
             .map_or(now, |e| e.at_ms);
         let first_request_seen = events.iter().any(|e| e.kind == "canary.first_request");
         let (baseline, canary) = self.arm_versions(r).await?;
-        let stats = ctx.proxy(&r.service, &r.env)?.stats();
+        let stats = ctx.traffic_stats(&r.service, &r.env).await?;
         Ok(Watch {
             judge: std::sync::Mutex::new(judge),
             last: (find(&stats, &baseline), find(&stats, &canary)),
@@ -356,7 +358,7 @@ impl Controller {
         }
         let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
         let (baseline_v, canary_v) = self.arm_versions(&r).await?;
-        let stats = ctx.proxy(&r.service, &r.env)?.stats();
+        let stats = ctx.traffic_stats(&r.service, &r.env).await?;
         let watch = self
             .watches
             .get_mut(&r.id)
@@ -494,11 +496,24 @@ impl Controller {
         )
         .await?;
         tracing::info!(rollout = %r.id, release = %r.to_release_id, "Rollout promoted; the new version is now the last known good.");
+        self.notify(
+            &r,
+            "rollout.promoted",
+            format!("{} promoted in {}: {why}", r.to_release_id, r.env),
+            json!({"release": r.to_release_id}),
+        );
         if let Some(previous) = old
             .and_then(|o| o.stable_instance_id)
             .filter(|p| Some(p) != r.canary_instance_id.as_ref())
         {
-            let delay = ctx.service(&r.service)?.run.scale_down_delay;
+            let svc = ctx.service(&r.service)?;
+            let delay = match svc.rollout.strategy {
+                Strategy::BlueGreen => svc
+                    .rollout
+                    .rollback_window
+                    .unwrap_or(backstop_config::DEFAULT_ROLLBACK_WINDOW),
+                _ => svc.run.scale_down_delay,
+            };
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -540,7 +555,7 @@ impl Controller {
         self.record_failure_for_breaker(&r, now).await?;
         let action = policy::action_for(svc, &r.env, severity);
         let hold = match action {
-            policy::Action::Rollback => {
+            SeverityAction::Rollback => {
                 return self
                     .fail(
                         r,
@@ -550,7 +565,7 @@ impl Controller {
                     )
                     .await;
             }
-            policy::Action::RollbackUnlessAcknowledged(within) => {
+            SeverityAction::RollbackUnlessAcknowledged(within) => {
                 r.escalation_deadline_ms = Some(now + within.as_millis() as Millis);
                 format!(
                     "severity {}: rolls back at {} unless acknowledged (`backstop rollout acknowledge {}`)",
@@ -559,7 +574,7 @@ impl Controller {
                     r.id
                 )
             }
-            policy::Action::Notify => {
+            SeverityAction::Notify => {
                 format!(
                     "severity {}: held for a person to promote or abort (policy: notify)",
                     severity.as_str()
@@ -585,7 +600,14 @@ impl Controller {
             "judge",
             json!({"reason": hold, "severity": severity, "judge": report}),
         )
-        .await
+        .await?;
+        self.notify(
+            &r,
+            "rollout.held",
+            format!("{} held in {}: {hold}", r.to_release_id, r.env),
+            json!({"severity": severity}),
+        );
+        Ok(())
     }
 
     /// A held rollout whose acknowledgement deadline passed is rolled back.
@@ -724,6 +746,15 @@ impl Controller {
         )
         .await?;
         tracing::warn!(rollout = %r.id, reason = %reason, "Rollout failed; rolling back to the last known good.");
+        self.notify(
+            &r,
+            "rollout.failed",
+            format!(
+                "{} failed in {}; rolling back: {reason}",
+                r.to_release_id, r.env
+            ),
+            json!({"trigger": trigger, "severity": r.severity}),
+        );
         self.begin_recovery(r).await
     }
 
@@ -845,6 +876,10 @@ impl Controller {
                     }))
                     .await?;
                     tracing::error!(recovery = %rec.id, step = step.index, error = format!("{e:#}"), "Recovery step failed for good; a person must take over.");
+                    if let Some(rollout_id) = &rec.rollout_id {
+                        let r = ctx.store.rollout(rollout_id).await?;
+                        self.notify(&r, "recovery.failed", format!("recovery {} of {} stopped at step {}: `backstop recovery resume {}` after fixing it", rec.id, r.to_release_id, step.index + 1, rec.id), json!({"error": format!("{e:#}")}));
+                    }
                     return Ok(());
                 }
             }
@@ -876,6 +911,15 @@ impl Controller {
             let took = now - started;
             self.event(&r.id, "rollout.recovered", json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
                 .await?;
+            self.notify(
+                &r,
+                "recovery.done",
+                format!(
+                    "{} rolled back in {}; traffic is on the last known good",
+                    r.to_release_id, r.env
+                ),
+                json!({"time_to_recover_ms": took, "mttr_breached": took > mttr}),
+            );
             if took > mttr {
                 self.audit(
                     "controller",
@@ -1228,6 +1272,21 @@ impl Controller {
         let rec = ctx.store.recovery(&rec_id).await?;
         self.run_recovery(rec).await?;
         Ok(ctx.store.recovery(&rec_id).await?)
+    }
+
+    /// Sends a webhook notification for a rollout (queued; never blocks or fails the caller).
+    fn notify(&self, r: &Rollout, kind: &str, summary: String, detail: serde_json::Value) {
+        if let Some(n) = self.ctx.notifiers.get(&r.service) {
+            n.notify(backstop_drivers::notify::Notification {
+                id: format!("{}/{kind}", r.id),
+                kind: kind.to_string(),
+                service: r.service.clone(),
+                env: r.env.clone(),
+                summary,
+                detail,
+                at_ms: now_ms(),
+            });
+        }
     }
 
     async fn event(&self, rollout_id: &str, kind: &str, detail: serde_json::Value) -> Result<()> {

@@ -14,6 +14,7 @@ use backstop_config::Config;
 use backstop_core::Millis;
 use backstop_core::audit::AuditEntry;
 use backstop_drivers::proxy::Proxy;
+use backstop_drivers::router::TrafficRouter;
 use backstop_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
@@ -42,9 +43,13 @@ pub struct Ctx {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub state_dir: PathBuf,
-    /// One built-in proxy per (service, environment).
+    /// The traffic router of each (service, environment).
+    pub routers: BTreeMap<(String, String), Arc<dyn TrafficRouter>>,
+    /// The built-in proxies among them (for `/metrics` and their listen addresses).
     pub proxies: BTreeMap<(String, String), Proxy>,
     pub token_hash: String,
+    /// Webhook notifiers per service (never block a recovery step).
+    pub notifiers: BTreeMap<String, backstop_drivers::notify::Notifier>,
     pub commands: mpsc::Sender<controller::Command>,
     /// Wakes the controller when desired state changed.
     pub wake: Notify,
@@ -115,25 +120,30 @@ pub async fn serve(
         auth::ensure_admin_token(&opts.state_dir).context("creating the admin token")?;
     std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
     let mut proxies = BTreeMap::new();
+    let mut routers = BTreeMap::new();
     for svc in &opts.config.services {
         for env in &svc.environments {
-            let l = TcpListener::bind(env.listen).await.with_context(|| {
-                format!(
-                    "service {} environment {}: cannot listen on {}",
-                    svc.name, env.name, env.listen
-                )
-            })?;
-            let proxy = Proxy::start(l, format!("{}/{}", svc.name, env.name)).await;
-            tracing::info!(service = %svc.name, env = %env.name, listen = %proxy.local_addr(), "Built-in proxy listening.");
-            proxies.insert((svc.name.clone(), env.name.clone()), proxy);
+            let key = (svc.name.clone(), env.name.clone());
+            let router = runtime::build_router(svc, env, &mut proxies)
+                .await
+                .with_context(|| {
+                    format!(
+                        "service {} environment {}: traffic router",
+                        svc.name, env.name
+                    )
+                })?;
+            routers.insert(key, router);
         }
     }
+    let notifiers = runtime::build_notifiers(&opts.config)?;
     let (tx, rx) = mpsc::channel(64);
     let ctx = Arc::new(Ctx {
         store: Arc::new(store),
         config: Arc::new(opts.config),
         state_dir: opts.state_dir,
+        routers,
         proxies,
+        notifiers,
         token_hash,
         commands: tx,
         wake: Notify::new(),

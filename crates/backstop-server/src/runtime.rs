@@ -8,11 +8,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use backstop_config::{CommandVars, Service, render_command};
+use backstop_config::{CommandVars, Environment, Router, Service, render_command};
 use backstop_core::model::{Artifact, InstanceRecord, Phase, Release};
 use backstop_drivers::process::{self, Instance, InstanceSpec};
-use backstop_drivers::proxy::{Proxy, Routes, Upstream};
+use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
+use backstop_drivers::router::command::{CommandRouter, CommandRouterConfig};
+use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
+use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
+use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
 use backstop_store::StoreError;
+use std::sync::Arc;
 
 use crate::{Ctx, now_ms};
 
@@ -26,10 +31,20 @@ impl Ctx {
             .ok_or_else(|| anyhow!("service {name:?} is not in the config"))
     }
 
-    pub fn proxy(&self, service: &str, env: &str) -> Result<&Proxy> {
-        self.proxies
+    pub fn router(&self, service: &str, env: &str) -> Result<&Arc<dyn TrafficRouter>> {
+        self.routers
             .get(&(service.to_string(), env.to_string()))
-            .ok_or_else(|| anyhow!("no proxy for {service}/{env}"))
+            .ok_or_else(|| anyhow!("no traffic router for {service}/{env}"))
+    }
+
+    /// Per-version counters from the router, when it can observe traffic (built-in proxy,
+    /// HAProxy); empty otherwise.
+    pub async fn traffic_stats(&self, service: &str, env: &str) -> Result<Vec<VersionStats>> {
+        Ok(self
+            .router(service, env)?
+            .stats()
+            .await?
+            .unwrap_or_default())
     }
 
     fn log_path(&self, instance_id: &str) -> PathBuf {
@@ -139,7 +154,7 @@ impl Ctx {
     /// Points the proxy of `service/env` at what the store says should serve: the stable
     /// instance, plus the canary of a rollout that is taking traffic.
     pub async fn apply_routes(&self, service: &str, env: &str) -> Result<Routes> {
-        let proxy = self.proxy(service, env)?;
+        let router = self.router(service, env)?;
         let state = self.store.environment(service, env).await?;
         let mut routes = Routes::default();
         if let Some(stable_id) = state.as_ref().and_then(|s| s.stable_instance_id.clone()) {
@@ -155,7 +170,7 @@ impl Ctx {
                 routes.canary_weight = r.canary_weight;
             }
         }
-        proxy.set_routes(routes.clone());
+        router.apply(&routes).await?;
         Ok(routes)
     }
 
@@ -205,4 +220,110 @@ fn to_instance(rec: &InstanceRecord) -> Instance {
         pid: rec.pid,
         port: rec.port,
     }
+}
+
+/// Builds the traffic router an environment's config asks for. The built-in proxy starts
+/// listening here (and is also registered in `proxies`).
+pub async fn build_router(
+    svc: &Service,
+    env: &Environment,
+    proxies: &mut BTreeMap<(String, String), Proxy>,
+) -> Result<Arc<dyn TrafficRouter>> {
+    let traffic = &svc.traffic;
+    Ok(match traffic.router {
+        Router::Builtin => {
+            let listen = env
+                .listen
+                .ok_or_else(|| anyhow!("the built-in router needs `listen` on the environment"))?;
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let proxy = Proxy::start(l, format!("{}/{}", svc.name, env.name)).await;
+            tracing::info!(service = %svc.name, env = %env.name, listen = %proxy.local_addr(), "Built-in proxy listening.");
+            proxies.insert((svc.name.clone(), env.name.clone()), proxy.clone());
+            Arc::new(BuiltinRouter::new(proxy))
+        }
+        Router::Haproxy => {
+            let h = traffic
+                .haproxy
+                .as_ref()
+                .ok_or_else(|| anyhow!("router haproxy needs a `haproxy` block"))?;
+            let address = match &h.socket {
+                backstop_config::HaproxySocket::Unix(p) => HaproxyAddress::Unix(p.clone()),
+                backstop_config::HaproxySocket::Tcp(a) => HaproxyAddress::Tcp(a.clone()),
+            };
+            let mut cfg = HaproxyConfig::new(address, h.backend.clone());
+            cfg.stable_server.clone_from(&h.stable_server);
+            cfg.canary_server.clone_from(&h.canary_server);
+            Arc::new(HaproxyRouter::new(cfg))
+        }
+        Router::Nginx => {
+            let n = traffic
+                .nginx
+                .as_ref()
+                .ok_or_else(|| anyhow!("router nginx needs an `nginx` block"))?;
+            let argv = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+            let cfg = NginxConfig {
+                upstream: n.upstream.clone(),
+                include_path: n.upstream_file.clone(),
+                test_command: argv(&n.test_command),
+                reload_command: argv(&n.reload_command),
+                pid_file: None,
+                command_timeout: Duration::from_secs(30),
+                reload_timeout: Duration::from_secs(10),
+                extra_directives: Vec::new(),
+            };
+            Arc::new(NginxRouter::new(cfg)?)
+        }
+        Router::Command => {
+            let c = traffic
+                .command
+                .as_ref()
+                .ok_or_else(|| anyhow!("router command needs a `command` block"))?;
+            let mut cfg = CommandRouterConfig::new(c.apply.clone());
+            cfg.timeout = c.timeout;
+            Arc::new(CommandRouter::new(cfg))
+        }
+    })
+}
+
+/// One notifier per service with webhooks. A `secret_env` that is not set is an error at start
+/// (a webhook that silently goes unsigned would be worse); the secret itself is never logged.
+pub fn build_notifiers(
+    config: &backstop_config::Config,
+) -> Result<BTreeMap<String, backstop_drivers::notify::Notifier>> {
+    use backstop_drivers::notify::{Notifier, WebhookFormat, WebhookTarget};
+    let mut out = BTreeMap::new();
+    for svc in &config.services {
+        if svc.notify.is_empty() {
+            continue;
+        }
+        let mut targets = Vec::new();
+        for t in &svc.notify {
+            let secret = match &t.secret_env {
+                Some(name) => Some(std::env::var(name).with_context(|| {
+                    format!(
+                        "service {}: webhook secret variable {name} is not set",
+                        svc.name
+                    )
+                })?),
+                None => None,
+            };
+            let format = match t.format {
+                backstop_config::WebhookFormat::Json => WebhookFormat::Json,
+                backstop_config::WebhookFormat::Slack => WebhookFormat::Slack,
+            };
+            let target = WebhookTarget {
+                url: t.webhook.clone(),
+                format,
+                secret,
+            };
+            target
+                .validate()
+                .with_context(|| format!("service {}: webhook", svc.name))?;
+            targets.push(target);
+        }
+        out.insert(svc.name.clone(), Notifier::start(targets));
+    }
+    Ok(out)
 }
