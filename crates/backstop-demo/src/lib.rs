@@ -175,21 +175,33 @@ pub fn router(args: DemoArgs) -> Router {
         .with_state(state)
 }
 
-async fn serve_request(State(s): State<Arc<AppState>>) -> (StatusCode, String) {
+/// Answers like a real service would, naming its version in the `x-backstop-version` header
+/// (the built-in proxy sets the same header; behind HAProxy or nginx this one reaches clients).
+async fn serve_request(
+    State(s): State<Arc<AppState>>,
+) -> (StatusCode, [(&'static str, String); 1], String) {
     let outcome = {
         let mut rng = s.rng.lock().unwrap_or_else(PoisonError::into_inner);
         sample(&s.args, &mut *rng)
     };
     if outcome.latency_ms > 0.0 {
-        tokio::time::sleep(Duration::from_secs_f64(outcome.latency_ms / 1000.0)).await;
+        tokio::time::sleep(
+            Duration::try_from_secs_f64(outcome.latency_ms / 1000.0).unwrap_or_default(),
+        )
+        .await;
     }
     if outcome.error {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
+            [("x-backstop-version", s.args.version.clone())],
             format!("error {}", s.args.version),
         )
     } else {
-        (StatusCode::OK, format!("ok {}", s.args.version))
+        (
+            StatusCode::OK,
+            [("x-backstop-version", s.args.version.clone())],
+            format!("ok {}", s.args.version),
+        )
     }
 }
 

@@ -71,7 +71,7 @@ async fn run_case(name: &'static str, target: SocketAddr, secs: f64, concurrency
             let mut lat = Vec::new();
             let mut failed = 0u64;
             let start = warm_until;
-            let end = start + Duration::from_secs_f64(secs);
+            let end = start + Duration::try_from_secs_f64(secs).unwrap_or_default();
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {

@@ -136,7 +136,8 @@ async fn pace(
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
     let permits = Arc::new(Semaphore::new(concurrency));
-    let period = Duration::from_secs_f64((1.0 / cfg.rate_per_s).max(1e-6));
+    let period = Duration::try_from_secs_f64((1.0 / cfg.rate_per_s).max(1e-6))
+        .unwrap_or(Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

@@ -1354,10 +1354,13 @@ pub fn delta(before: Option<&VersionStats>, after: Option<&VersionStats>) -> Arm
             Some(b) => after.since(b),
             None => after.clone(),
         };
+    // Routers without latency data (HAProxy, nginx) have no buckets: no latency signal then.
+    let latency =
+        (!increments.latency_buckets_ms.is_empty()).then_some(increments.latency_buckets_ms);
     ArmCounts {
         requests: increments.requests,
         errors: increments.errors,
-        latency_le_ms: Some(increments.latency_buckets_ms),
+        latency_le_ms: latency,
     }
 }
 
