@@ -12,7 +12,7 @@ use backstop_config::{CommandVars, Environment, Router, Service, render_command}
 use backstop_core::model::{Artifact, InstanceRecord, Phase, Release};
 use backstop_drivers::process::{self, Instance, InstanceSpec};
 use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
-use backstop_drivers::router::command::{CommandRouter, CommandRouterConfig};
+use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig};
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
 use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
@@ -262,12 +262,11 @@ pub async fn build_router(
                 .nginx
                 .as_ref()
                 .ok_or_else(|| anyhow!("router nginx needs an `nginx` block"))?;
-            let argv = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
             let cfg = NginxConfig {
                 upstream: n.upstream.clone(),
                 include_path: n.upstream_file.clone(),
-                test_command: argv(&n.test_command),
-                reload_command: argv(&n.reload_command),
+                test_command: Cmd::Shell(n.test_command.clone()),
+                reload_command: Cmd::Shell(n.reload_command.clone()),
                 pid_file: None,
                 command_timeout: Duration::from_secs(30),
                 reload_timeout: Duration::from_secs(10),
