@@ -53,7 +53,14 @@ async fn a_config_failing_the_test_leaves_the_live_file_as_it_was() {
     let live = lb.dir.path().join("upstream.conf");
     let before = std::fs::read(&live).unwrap();
 
-    let mut cfg = nginx_router_config(&lb);
+    // This router's commands are in the config file's shell form.
+    let argv = nginx_router_config(&lb);
+    let mut cfg = backstop_drivers::router::nginx::NginxConfig::with_shell_commands(
+        "app",
+        lb.dir.path().join("upstream.conf"),
+        &argv.test_command.display(),
+        &argv.reload_command.display(),
+    );
     cfg.extra_directives = vec!["no_such_directive on".into()];
     let bad = NginxRouter::new(cfg).unwrap();
     let err = bad.apply(&routes(v1, v2, 50.0)).await.unwrap_err();
@@ -128,7 +135,7 @@ async fn a_reload_nginx_rejects_is_reported() {
     let lb = nginx(v1).await;
     let mut cfg = nginx_router_config(&lb);
     // Test passes, reload goes to a master that does not exist: nothing is confirmed.
-    cfg.reload_command = vec!["true".into()];
+    cfg.reload_command = backstop_drivers::router::command::Cmd::Shell("true".into());
     cfg.reload_timeout = std::time::Duration::from_millis(300);
     let r = NginxRouter::new(cfg).unwrap();
     let err = r.apply(&routes(v1, v2, 50.0)).await.unwrap_err();

@@ -69,11 +69,13 @@ pub struct NginxConfig {
     pub upstream: String,
     /// The include file Backstop owns (written whole on every change).
     pub include_path: PathBuf,
-    /// argv of the config test, e.g. `nginx -t -q -c /etc/nginx/nginx.conf`.
-    pub test_command: Vec<String>,
-    /// argv of the reload, e.g. `nginx -s reload -c /etc/nginx/nginx.conf`.
-    pub reload_command: Vec<String>,
-    /// nginx's pid file; when set, a reload is confirmed by the master starting new workers.
+    /// The config test, e.g. `nginx -t -q -c /etc/nginx/nginx.conf` (argv, or `sh -c`).
+    pub test_command: Cmd,
+    /// The reload, e.g. `nginx -s reload -c /etc/nginx/nginx.conf` (argv, or `sh -c`).
+    pub reload_command: Cmd,
+    /// nginx's pid file (Debian: `/run/nginx.pid`); when set, a reload is confirmed by the
+    /// master starting new workers and the old ones stopping to accept. Without it `apply`
+    /// returns as soon as the reload command has exited.
     pub pid_file: Option<PathBuf>,
     /// Per command.
     pub command_timeout: Duration,
@@ -107,12 +109,33 @@ impl NginxConfig {
         NginxConfig {
             upstream: upstream.into(),
             include_path: include_path.into(),
-            test_command,
-            reload_command,
+            test_command: Cmd::Argv(test_command),
+            reload_command: Cmd::Argv(reload_command),
             pid_file: None,
             command_timeout: Duration::from_secs(30),
             reload_timeout: Duration::from_secs(10),
             extra_directives: Vec::new(),
+        }
+    }
+
+    /// Test and reload given as shell commands (config file form: `nginx -t`,
+    /// `nginx -s reload`), run with `sh -c`.
+    pub fn with_shell_commands(
+        upstream: impl Into<String>,
+        include_path: impl Into<PathBuf>,
+        test_command: &str,
+        reload_command: &str,
+    ) -> NginxConfig {
+        NginxConfig {
+            test_command: Cmd::Shell(test_command.to_owned()),
+            reload_command: Cmd::Shell(reload_command.to_owned()),
+            ..NginxConfig::new(
+                Path::new("nginx"),
+                Path::new("nginx.conf"),
+                None,
+                upstream,
+                include_path,
+            )
         }
     }
 }
@@ -212,10 +235,10 @@ impl NginxRouter {
 
     /// Runs the test command; `Err(message)` when it fails.
     async fn test(&self) -> Result<(), RouterError> {
-        let cmd = Cmd::Argv(self.cfg.test_command.clone());
+        let cmd = &self.cfg.test_command;
         let out = run(
             ROUTER,
-            &cmd,
+            cmd,
             &BTreeMap::new(),
             self.cfg.command_timeout,
             DEFAULT_OUTPUT_CAP,
@@ -240,10 +263,10 @@ impl NginxRouter {
     async fn reload(&self) -> Result<(), RouterError> {
         let master = self.master_pid();
         let before = master.map(children_of).unwrap_or_default();
-        let cmd = Cmd::Argv(self.cfg.reload_command.clone());
+        let cmd = &self.cfg.reload_command;
         let out = run(
             ROUTER,
-            &cmd,
+            cmd,
             &BTreeMap::new(),
             self.cfg.command_timeout,
             DEFAULT_OUTPUT_CAP,

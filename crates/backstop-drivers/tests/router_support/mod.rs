@@ -236,6 +236,7 @@ pub fn nginx_base_args(dir: &Path) -> Vec<String> {
 
 /// Router settings for the nginx started by [`nginx`].
 pub fn nginx_router_config(s: &Server) -> backstop_drivers::router::nginx::NginxConfig {
+    use backstop_drivers::router::command::Cmd;
     use backstop_drivers::router::nginx::NginxConfig;
     let bin = find_bin("nginx").display().to_string();
     let base = nginx_base_args(s.dir.path());
@@ -246,13 +247,15 @@ pub fn nginx_router_config(s: &Server) -> backstop_drivers::router::nginx::Nginx
         "app",
         s.dir.path().join("upstream.conf"),
     );
-    cfg.test_command = [
-        vec![bin.clone()],
-        base.clone(),
-        vec!["-t".into(), "-q".into()],
-    ]
-    .concat();
-    cfg.reload_command = [vec![bin], base, vec!["-s".into(), "reload".into()]].concat();
+    cfg.test_command = Cmd::Argv(
+        [
+            vec![bin.clone()],
+            base.clone(),
+            vec!["-t".into(), "-q".into()],
+        ]
+        .concat(),
+    );
+    cfg.reload_command = Cmd::Argv([vec![bin], base, vec!["-s".into(), "reload".into()]].concat());
     cfg.pid_file = Some(s.dir.path().join("nginx.pid"));
     cfg
 }
