@@ -403,8 +403,32 @@ impl HaproxyRouter {
         }
     }
 
+    /// Names go into runtime API commands, where `;` separates commands and a newline ends one.
+    fn check_names(&self) -> Result<(), RouterError> {
+        for (what, name) in [
+            ("backend", &self.cfg.backend),
+            ("stable server", &self.cfg.stable_server),
+            ("canary server", &self.cfg.canary_server),
+        ] {
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+            if !ok {
+                return Err(RouterError::Config {
+                    router: ROUTER,
+                    message: format!(
+                        "{what} name `{name}` must be letters, digits, `_`, `-`, `.` or `:`"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The stable and canary servers as HAProxy reports them now.
     pub async fn servers(&self) -> Result<(ServerState, ServerState), RouterError> {
+        self.check_names()?;
         let cmd = format!("show servers state {}", self.cfg.backend);
         let out = self.command(&cmd).await?;
         let rows = parse_servers_state(&out, &self.cfg.backend).map_err(|message| {
@@ -929,6 +953,15 @@ mod tests {
         assert_eq!((get("v2").requests, get("v2").errors), (19, 3));
         assert!(get("v2").last_error_at.is_some());
         assert!(get("v2").latency_buckets_ms.is_empty());
+    }
+
+    #[tokio::test]
+    async fn names_cannot_smuggle_commands() {
+        let mut cfg = HaproxyConfig::new(HaproxyAddress::Unix("/nonexistent".into()), "app");
+        cfg.canary_server = "c; shutdown frontend fe".into();
+        let err = HaproxyRouter::new(cfg).current().await.unwrap_err();
+        assert!(matches!(err, RouterError::Config { .. }), "{err}");
+        assert!(err.to_string().contains("canary server name"), "{err}");
     }
 
     #[test]

@@ -488,7 +488,19 @@ pub fn parse(text: &str, upstream: &str) -> Result<Routes, String> {
         .join("\n");
     let open = format!("upstream {upstream}");
     let start = code
-        .find(&open)
+        .match_indices(&open)
+        .map(|(i, _)| i)
+        .find(|&i| {
+            let before_ok = code[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| c.is_whitespace() || c == ';' || c == '}');
+            let after_ok = code[i + open.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_whitespace() || c == '{');
+            before_ok && after_ok
+        })
         .ok_or_else(|| format!("no `upstream {upstream}` block"))?;
     let body_start = code[start..]
         .find('{')
@@ -676,6 +688,12 @@ mod tests {
                 .contains("nope")
         );
         assert!(parse("", "app").unwrap_err().contains("no `upstream app`"));
+        let r = parse(
+            "upstream application { server 10.0.0.9:1; }\nupstream app{server 10.0.0.2:80;}",
+            "app",
+        )
+        .unwrap();
+        assert_eq!(r.stable.unwrap().addr.to_string(), "10.0.0.2:80");
     }
 
     #[test]
