@@ -15,8 +15,19 @@ use serde_json::json;
 use crate::embedded::Embedded;
 use crate::{Output, OutputArgs};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchRouter {
+    /// A real HAProxy (Debian package `haproxy`) driven through its runtime API.
+    Haproxy,
+    /// Backstop's built-in proxy.
+    Builtin,
+}
+
 #[derive(clap::Args)]
 pub struct RecoveryBenchArgs {
+    /// What stands in front of the sample service.
+    #[arg(long, value_enum, default_value_t = BenchRouter::Haproxy)]
+    router: BenchRouter,
     /// Requests per second of user traffic.
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
@@ -44,7 +55,75 @@ pub struct RunResult {
 
 const SERVICE: &str = "shop";
 
-fn config(proxy_port: u16, analysis: &str) -> String {
+/// HAProxy in the foreground in a temp dir: frontend on a free port, backend `app` with the
+/// placeholder servers `stable` and `canary` that Backstop points at the versions.
+struct Haproxy {
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+    socket: std::path::PathBuf,
+}
+
+async fn start_haproxy() -> Result<Haproxy> {
+    let bin = [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists());
+    let Some(bin) = bin else {
+        bail!(
+            "haproxy not found: install it with `apt-get install -y haproxy`, or run with --router builtin"
+        );
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("backstop-haproxy-")
+        .tempdir()?;
+    let port = backstop_drivers::process::free_port()?;
+    let socket = dir.path().join("admin.sock");
+    let cfg = format!(
+        "global\n  stats socket {} level admin\n  maxconn 4000\n\
+         defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  timeout http-keep-alive 30s\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend app\n\
+         backend app\n  balance roundrobin\n  server stable 127.0.0.1:1 weight 100 disabled\n  server canary 127.0.0.1:1 weight 0 disabled\n",
+        socket.display()
+    );
+    let cfg_path = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg)?;
+    let child = tokio::process::Command::new(&bin)
+        .arg("-f")
+        .arg(&cfg_path)
+        .arg("-db")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    for _ in 0..100 {
+        if socket.exists()
+            && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        {
+            return Ok(Haproxy {
+                _child: child,
+                _dir: dir,
+                port,
+                socket,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("haproxy did not start on port {port}")
+}
+
+/// The bench service; `listen` only for the built-in proxy, `traffic` for other routers.
+fn config(listen: Option<u16>, analysis: &str, traffic: &str) -> String {
+    let listen = listen
+        .map(|p| format!("\n        listen: 127.0.0.1:{p}"))
+        .unwrap_or_default();
     format!(
         r#"services:
   - name: {SERVICE}
@@ -58,10 +137,9 @@ fn config(proxy_port: u16, analysis: &str) -> String {
       steps:
         - {{weight: 10, for: 1h}}
         - {{weight: 100}}
-    analysis: {analysis}
+{traffic}    analysis: {analysis}
     environments:
-      - name: prod
-        listen: 127.0.0.1:{proxy_port}
+      - name: prod{listen}
 "#
     )
 }
@@ -70,8 +148,21 @@ async fn run_policy(policy: &str, analysis: &str, args: &RecoveryBenchArgs) -> R
     let dir = tempfile::Builder::new()
         .prefix("backstop-bench-")
         .tempdir()?;
-    let proxy_port = backstop_drivers::process::free_port()?;
-    let daemon = Embedded::start(dir.path(), &config(proxy_port, analysis)).await?;
+    let (config_text, proxy_port, _haproxy) = match args.router {
+        BenchRouter::Builtin => {
+            let port = backstop_drivers::process::free_port()?;
+            (config(Some(port), analysis, ""), port, None)
+        }
+        BenchRouter::Haproxy => {
+            let h = start_haproxy().await?;
+            let traffic = format!(
+                "    traffic:\n      router: haproxy\n      haproxy: {{socket: {}, backend: app}}\n",
+                h.socket.display()
+            );
+            (config(None, analysis, &traffic), h.port, Some(h))
+        }
+    };
+    let daemon = Embedded::start(dir.path(), &config_text).await?;
     daemon
         .register(SERVICE, "good", json!({"DEMO_ERROR_RATIO": "0.005"}))
         .await?;
@@ -140,7 +231,7 @@ pub async fn run(args: RecoveryBenchArgs) -> Result<i32> {
     let result = json!({
         "runs": runs,
         "ratios": {"flagger_over_backstop": {"time_to_detect": detect_ratio, "time_to_restore": restore_ratio, "user_errors": errors_ratio}},
-        "settings": {"rate_per_s": args.rate, "bad_error_ratio": args.bad_error_ratio, "canary_weight": 10, "router": "builtin"},
+        "settings": {"rate_per_s": args.rate, "bad_error_ratio": args.bad_error_ratio, "canary_weight": 10, "router": format!("{:?}", args.router).to_lowercase()},
     });
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
