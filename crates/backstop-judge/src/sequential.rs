@@ -15,7 +15,11 @@
 //!
 //! The alternative is "the canary's odds are ψ times the baseline's", for ψ on a log-spaced grid
 //! in `[min_odds_ratio, max_odds_ratio]` (ψ > 1 only: directional, a better canary never fails);
-//! the e-value is the uniform mixture over the grid. Latency: one such e-process per finite
+//! the e-value is the uniform mixture over the grid. The default prior, ψ in 1.2–10, covers the
+//! plausible rate ratios of a bad release (a larger regression is caught at least as fast as
+//! ψ = 10 would be; a smaller one later), without spending mass on ψ close to 1 or beyond 10.
+//! The latency exceedance tests reach further, to [`TAIL_MAX_ODDS_RATIO`]: a tail regression puts
+//! requests where the baseline almost never goes. Latency: one such e-process per finite
 //! bucket bound ("slower than `le`"), averaged over the bounds, so a shift of the body (middle
 //! bounds) and a tail-only regression (top bounds) are both seen. By Ville's inequality,
 //! `P(sup_t E_t ≥ S/α) ≤ α/S` for each of the S analysed signals: the chance of any false `fail`
@@ -41,7 +45,9 @@ pub struct SequentialSettings {
     /// Smallest canary/baseline odds ratio the mixture is tuned for (> 1). Smaller regressions
     /// are still caught, only later.
     pub min_odds_ratio: f64,
-    /// Largest odds ratio in the mixture.
+    /// Largest odds ratio in the mixture (larger regressions are caught at least as fast as
+    /// this one). The latency tail tests extend their grid to at least
+    /// [`TAIL_MAX_ODDS_RATIO`].
     pub max_odds_ratio: f64,
     /// Number of log-spaced odds ratios in the mixture (2..=64).
     pub grid_points: usize,
@@ -50,8 +56,8 @@ pub struct SequentialSettings {
 impl Default for SequentialSettings {
     fn default() -> Self {
         Self {
-            min_odds_ratio: 1.1,
-            max_odds_ratio: 30.0,
+            min_odds_ratio: 1.2,
+            max_odds_ratio: 10.0,
             grid_points: 16,
         }
     }
@@ -60,22 +66,42 @@ impl Default for SequentialSettings {
 impl SequentialSettings {
     /// The mixture grid (log-spaced, all > 1). Bad values fall back to the defaults' range.
     pub fn grid(&self) -> Vec<f64> {
+        let (lo, hi) = self.range();
+        log_grid(lo, hi, self.grid_points)
+    }
+
+    /// The grid of the latency exceedance ("slower than `le`") tests: from `min_odds_ratio` to
+    /// at least [`TAIL_MAX_ODDS_RATIO`]. A tail regression puts requests into buckets the
+    /// baseline almost never reaches, so odds ratios in the hundreds are the plausible ones there.
+    pub fn tail_grid(&self) -> Vec<f64> {
+        let (lo, hi) = self.range();
+        log_grid(lo, hi.max(TAIL_MAX_ODDS_RATIO), self.grid_points)
+    }
+
+    fn range(&self) -> (f64, f64) {
         let lo = if self.min_odds_ratio.is_finite() && self.min_odds_ratio > 1.0 {
             self.min_odds_ratio
         } else {
-            1.1
+            1.2
         };
         let hi = if self.max_odds_ratio.is_finite() && self.max_odds_ratio > lo {
             self.max_odds_ratio
         } else {
-            lo.max(30.0)
+            lo.max(10.0)
         };
-        let k = self.grid_points.clamp(2, 64);
-        let (a, b) = (lo.ln(), hi.ln());
-        (0..k)
-            .map(|i| (a + (b - a) * i as f64 / (k - 1) as f64).exp())
-            .collect()
+        (lo, hi)
     }
+}
+
+/// Smallest upper end of the latency exceedance tests' odds-ratio grid.
+pub const TAIL_MAX_ODDS_RATIO: f64 = 300.0;
+
+fn log_grid(lo: f64, hi: f64, points: usize) -> Vec<f64> {
+    let k = points.clamp(2, 64);
+    let (a, b) = (lo.ln(), hi.ln());
+    (0..k)
+        .map(|i| (a + (b - a) * i as f64 / (k - 1) as f64).exp())
+        .collect()
 }
 
 fn log_sum_exp(xs: &[f64]) -> f64 {
@@ -353,14 +379,17 @@ struct LatencyTest {
 }
 
 impl LatencyTest {
-    fn new(first: &[(f64, u64)], grid: &[f64]) -> Self {
+    fn new(first: &[(f64, u64)], tail_grid: &[f64], grid_points: usize) -> Self {
         let bounds: Vec<f64> = first
             .iter()
             .map(|b| b.0)
             .filter(|b| b.is_finite())
             .collect();
-        let tests = bounds.iter().map(|_| OddsRatioTest::new(grid)).collect();
-        let tilt = TiltTest::new(&bounds, grid.len());
+        let tests = bounds
+            .iter()
+            .map(|_| OddsRatioTest::new(tail_grid))
+            .collect();
+        let tilt = TiltTest::new(&bounds, grid_points);
         Self {
             bounds,
             tilt,
@@ -424,6 +453,7 @@ pub struct SequentialJudge {
     signals: usize,
     log_threshold: f64,
     grid: Vec<f64>,
+    tail_grid: Vec<f64>,
     use_errors: bool,
     use_latency: bool,
     errors: OddsRatioTest,
@@ -456,6 +486,7 @@ impl SequentialJudge {
             log_threshold: (signals.max(1) as f64 / alpha).ln(),
             errors: OddsRatioTest::new(&grid),
             grid,
+            tail_grid: settings.sequential.tail_grid(),
             use_errors,
             use_latency,
             latency: None,
@@ -532,10 +563,10 @@ impl Judge for SequentialJudge {
         if self.use_latency
             && let (Some(hc), Some(_)) = (&c.latency_le_ms, &b.latency_le_ms)
         {
-            let grid = &self.grid;
+            let (tail_grid, points) = (&self.tail_grid, self.grid.len());
             let test = self
                 .latency
-                .get_or_insert_with(|| LatencyTest::new(hc, grid));
+                .get_or_insert_with(|| LatencyTest::new(hc, tail_grid, points));
             test.update(c, b);
             let log_e = test.log_e();
             self.latency_max_log_e = self.latency_max_log_e.max(log_e);
