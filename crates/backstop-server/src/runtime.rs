@@ -66,6 +66,14 @@ impl Ctx {
             Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
+        if self
+            .service(&release.service)?
+            .run
+            .command_scripts()
+            .is_some()
+        {
+            return self.ensure_scripted_instance(id, release, env, known).await;
+        }
         if let Some(rec) = &known {
             if rec.pid != 0 && process::is_running(&to_instance(rec)) {
                 tracing::debug!(
@@ -137,6 +145,18 @@ impl Ctx {
             Err(StoreError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let release = self.store.release(&rec.release_id).await?;
+        let service = self.service(&release.service)?;
+        if let Some(scripts) = service.run.command_scripts() {
+            let vars = script_vars(service, &release, &rec.env, id, rec.port, "stop");
+            deployer(&scripts)
+                .stop(&vars)
+                .await
+                .with_context(|| format!("stop script for instance {id}"))?;
+            rec.state = "stopped".into();
+            self.store.put_instance(&rec).await?;
+            return Ok(());
+        }
         if rec.pid == 0
             && let Some(pid) = process::find_group(id)
         {
@@ -148,6 +168,93 @@ impl Ctx {
         rec.state = "stopped".into();
         self.store.put_instance(&rec).await?;
         tracing::info!(instance = id, "Instance stopped.");
+        Ok(())
+    }
+
+    /// The command deployer's version of [`Ctx::ensure_instance`]: the user's deploy script
+    /// puts the release up on the port Backstop chose; health is the health script or the HTTP
+    /// check. An instance that already answers healthy is adopted, not deployed again.
+    async fn ensure_scripted_instance(
+        &self,
+        id: &str,
+        release: &Release,
+        env: &str,
+        known: Option<InstanceRecord>,
+    ) -> Result<InstanceRecord> {
+        let service = self.service(&release.service)?;
+        let scripts = service
+            .run
+            .command_scripts()
+            .ok_or_else(|| anyhow!("not a command deployer"))?;
+        let port = match &known {
+            Some(rec) if rec.port != 0 => rec.port,
+            _ => process::free_port().context("choosing a port")?,
+        };
+        let mut rec = InstanceRecord {
+            id: id.to_string(),
+            service: release.service.clone(),
+            env: env.to_string(),
+            release_id: release.id.clone(),
+            pid: 0,
+            port,
+            started_at_ms: now_ms(),
+            state: "starting".into(),
+        };
+        if known.is_some()
+            && self
+                .scripted_health(service, release, env, id, port)
+                .await
+                .is_ok()
+        {
+            rec.state = "running".into();
+            self.store.put_instance(&rec).await?;
+            return Ok(rec);
+        }
+        self.store.put_instance(&rec).await?;
+        let vars = script_vars(service, release, env, id, port, "deploy");
+        deployer(&scripts)
+            .deploy(&vars)
+            .await
+            .with_context(|| format!("deploy script for instance {id}"))?;
+        let deadline = tokio::time::Instant::now() + service.run.health.start_timeout;
+        loop {
+            match self.scripted_health(service, release, env, id, port).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(e.context(format!(
+                        "instance {id} not healthy within {:?}",
+                        service.run.health.start_timeout
+                    )));
+                }
+                Err(_) => tokio::time::sleep(service.run.health.interval).await,
+            }
+        }
+        rec.state = "running".into();
+        self.store.put_instance(&rec).await?;
+        tracing::info!(instance = id, release = %release.id, port, "Instance deployed by script and healthy.");
+        Ok(rec)
+    }
+
+    async fn scripted_health(
+        &self,
+        service: &Service,
+        release: &Release,
+        env: &str,
+        id: &str,
+        port: u16,
+    ) -> Result<()> {
+        let scripts = service
+            .run
+            .command_scripts()
+            .ok_or_else(|| anyhow!("not a command deployer"))?;
+        if scripts.health.is_some() {
+            let vars = script_vars(service, release, env, id, port, "health");
+            let mut once = deployer(&scripts);
+            once.retries = 0;
+            once.health(&vars).await?;
+            return Ok(());
+        }
+        process::check_health(port, &service.run.health.http, service.run.health.timeout).await?;
         Ok(())
     }
 
@@ -325,4 +432,45 @@ pub fn build_notifiers(
         out.insert(svc.name.clone(), Notifier::start(targets));
     }
     Ok(out)
+}
+
+fn deployer(
+    scripts: &backstop_config::CommandScripts<'_>,
+) -> backstop_drivers::command::CommandDeployer {
+    let mut d = backstop_drivers::command::CommandDeployer::new(scripts.deploy, scripts.stop);
+    d.health = scripts.health.map(str::to_string);
+    d.timeout = scripts.timeout;
+    d.retries = scripts.retries;
+    d
+}
+
+/// What a deploy/stop/health script is told. The idempotency key is stable per instance and
+/// action, so a script re-run after a crash can recognise work it already did.
+fn script_vars(
+    service: &Service,
+    release: &Release,
+    env: &str,
+    instance_id: &str,
+    port: u16,
+    action: &str,
+) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> = service.run.env.clone();
+    vars.extend(release.env.clone());
+    vars.insert(
+        backstop_drivers::command::VERSION_VAR.into(),
+        release.version.clone(),
+    );
+    vars.insert(
+        backstop_drivers::command::ARTIFACT_VAR.into(),
+        release.artifact.as_str().to_string(),
+    );
+    vars.insert(
+        backstop_drivers::command::IDEMPOTENCY_KEY_VAR.into(),
+        format!("{instance_id}/{action}"),
+    );
+    vars.insert("BACKSTOP_INSTANCE_ID".into(), instance_id.to_string());
+    vars.insert("BACKSTOP_PORT".into(), port.to_string());
+    vars.insert("BACKSTOP_SERVICE".into(), release.service.clone());
+    vars.insert("BACKSTOP_ENV".into(), env.to_string());
+    vars
 }

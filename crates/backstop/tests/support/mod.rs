@@ -97,6 +97,9 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + patience();
         while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("daemon exited with {status}; log:\n{}", self.log());
+            }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
                 && self.state_dir.join("admin.token").exists()
             {
