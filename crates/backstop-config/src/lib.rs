@@ -28,7 +28,7 @@ pub use command::{CommandVars, PLACEHOLDERS, placeholders, render_command, shell
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
-    Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, NginxRouter,
+    Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks, NginxRouter,
     NotifyTarget, Objectives, RolloutBreaker, RolloutSpec, Router, Run, Service, Severity,
     SeverityAction, SeverityPolicy, Step, Strategy, Traffic, WebhookFormat, format_duration,
     parse_duration,

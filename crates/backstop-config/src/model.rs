@@ -145,6 +145,9 @@ pub struct Service {
     /// Webhooks told about rollout and recovery events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyTarget>,
+    /// Commands run as journaled steps of every rollback (e.g. drain queues before, purge caches after).
+    #[serde(default)]
+    pub hooks: Hooks,
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,
@@ -1062,4 +1065,35 @@ impl JsonSchema for SocketAddrString {
             "examples": ["127.0.0.1:8080", "[::1]:8080"],
         })
     }
+}
+
+/// Commands run as steps of a rollback plan, each journaled with an idempotency key
+/// (`BACKSTOP_IDEMPOTENCY_KEY`) that stays the same if the step is re-run after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Runs before traffic is shifted back (`sh -c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_rollback: Option<String>,
+    /// Runs after the bad version is stopped (`sh -c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_rollback: Option<String>,
+    /// Time limit of one hook run; a hook that overruns is killed (its process group) and retried.
+    #[serde(default = "default_hook_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            before_rollback: None,
+            after_rollback: None,
+            timeout: default_hook_timeout(),
+        }
+    }
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(60)
 }

@@ -28,6 +28,9 @@ pub enum StepKind {
         release_id: String,
         instance_id: String,
     },
+    /// Run a user command (`sh -c`); it gets the step's idempotency key in
+    /// `BACKSTOP_IDEMPOTENCY_KEY` so it can be idempotent too.
+    RunHook { name: String, command: String },
 }
 
 impl StepKind {
@@ -38,6 +41,7 @@ impl StepKind {
             StepKind::StopInstance { .. } => "stop_instance",
             StepKind::MarkReleaseBad { .. } => "mark_release_bad",
             StepKind::SetLkg { .. } => "set_lkg",
+            StepKind::RunHook { .. } => "run_hook",
         }
     }
 }
@@ -102,6 +106,38 @@ pub fn plan_redeploy_previous(
     plan
 }
 
+/// Adds the service's hooks to a plan: `before_rollback` first, `after_rollback` right after the
+/// last step that stops an instance (or at the end).
+pub fn with_hooks(
+    mut plan: Vec<StepKind>,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> Vec<StepKind> {
+    if let Some(cmd) = after {
+        let at = plan
+            .iter()
+            .rposition(|s| matches!(s, StepKind::StopInstance { .. }))
+            .map_or(plan.len(), |i| i + 1);
+        plan.insert(
+            at,
+            StepKind::RunHook {
+                name: "after_rollback".into(),
+                command: cmd.to_string(),
+            },
+        );
+    }
+    if let Some(cmd) = before {
+        plan.insert(
+            0,
+            StepKind::RunHook {
+                name: "before_rollback".into(),
+                command: cmd.to_string(),
+            },
+        );
+    }
+    plan
+}
+
 /// The idempotency key of step `index` of recovery `recovery_id`: stable across restarts, handed
 /// to hooks so user scripts can be idempotent too.
 pub fn idempotency_key(recovery_id: &str, index: usize, step: &StepKind) -> String {
@@ -118,6 +154,25 @@ mod tests {
         assert!(matches!(plan[0], StepKind::ShiftTraffic { .. }));
         assert!(matches!(plan[1], StepKind::StopInstance { .. }));
         assert!(matches!(plan[2], StepKind::MarkReleaseBad { .. }));
+    }
+
+    #[test]
+    fn hooks_go_first_and_after_the_stop() {
+        let plan = plan_canary_rollback("s", "v1", Some("c"), "v2", "judge");
+        let plan = with_hooks(plan, Some("drain"), Some("purge"));
+        let names: Vec<_> = plan.iter().map(StepKind::name).collect();
+        assert_eq!(
+            names,
+            [
+                "run_hook",
+                "shift_traffic",
+                "stop_instance",
+                "run_hook",
+                "mark_release_bad"
+            ]
+        );
+        let same = with_hooks(plan_canary_rollback("s", "v1", None, "v2", "j"), None, None);
+        assert_eq!(same.len(), 2);
     }
 
     #[test]

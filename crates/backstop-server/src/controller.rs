@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use backstop_config::{SeverityAction, Strategy};
 use backstop_core::Millis;
 use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
-use backstop_core::recovery::{StepKind, plan_canary_rollback, plan_redeploy_previous};
+use backstop_core::recovery::{StepKind, plan_canary_rollback, plan_redeploy_previous, with_hooks};
 use backstop_core::rollout::{Next, Step, decide};
 use backstop_drivers::proxy::VersionStats;
 use backstop_judge::{ArmCounts, Decision, Interval, Judge};
@@ -789,6 +789,12 @@ impl Controller {
                 plan
             }
         };
+        let hooks = &ctx.service(&r.service)?.hooks;
+        let plan = with_hooks(
+            plan,
+            hooks.before_rollback.as_deref(),
+            hooks.after_rollback.as_deref(),
+        );
         let rec = Recovery {
             id: recovery_id_for(&r.id),
             rollout_id: Some(r.id.clone()),
@@ -1005,6 +1011,33 @@ impl Controller {
                 let routes = ctx.apply_routes(&rec.service, &rec.env).await?;
                 Ok(
                     json!({"stable": routes.stable.map(|u| u.version), "canary": routes.canary.map(|u| u.version), "canary_weight": routes.canary_weight}),
+                )
+            }
+            StepKind::RunHook { name, command } => {
+                let svc = ctx.service(&rec.service)?;
+                let key = rec
+                    .steps
+                    .iter()
+                    .find(|s| &s.step == step)
+                    .map_or_else(String::new, |s| s.idempotency_key.clone());
+                let mut runner =
+                    backstop_drivers::command::CommandDeployer::new(command.clone(), "true");
+                runner.timeout = svc.hooks.timeout;
+                runner.retries = 0;
+                let mut vars = svc.run.env.clone();
+                vars.insert(
+                    backstop_drivers::command::IDEMPOTENCY_KEY_VAR.into(),
+                    key.clone(),
+                );
+                vars.insert("BACKSTOP_SERVICE".into(), rec.service.clone());
+                vars.insert("BACKSTOP_ENV".into(), rec.env.clone());
+                vars.insert("BACKSTOP_RECOVERY_ID".into(), rec.id.clone());
+                let out = runner
+                    .deploy(&vars)
+                    .await
+                    .with_context(|| format!("hook {name}"))?;
+                Ok(
+                    json!({"hook": name, "idempotency_key": key, "exit_code": out.exit_code, "stdout": out.stdout, "stderr": out.stderr}),
                 )
             }
             StepKind::StopInstance { instance_id } => {
@@ -1246,6 +1279,15 @@ impl Controller {
             state.stable_instance_id.as_deref(),
             &current,
             reason,
+        );
+        let hooks = &ctx
+            .service(service)
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?
+            .hooks;
+        let plan = with_hooks(
+            plan,
+            hooks.before_rollback.as_deref(),
+            hooks.after_rollback.as_deref(),
         );
         let rec = Recovery {
             id: rec_id.clone(),

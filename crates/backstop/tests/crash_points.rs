@@ -40,8 +40,22 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let proxy = free_port();
+    // Hooks are the counted side effects: each run appends its idempotency key to invoked.log;
+    // an idempotent hook (as users should write them) applies each key once to applied.log.
+    let log = dir.path().display().to_string();
+    let hook = |name: &str| {
+        format!(
+            "echo $BACKSTOP_IDEMPOTENCY_KEY >> {log}/invoked.log; sleep 0.2; grep -qx $BACKSTOP_IDEMPOTENCY_KEY {log}/applied.log 2>/dev/null || echo $BACKSTOP_IDEMPOTENCY_KEY >> {log}/applied.log # {name}"
+        )
+    };
+    let hooks = format!(
+        "    hooks:\n      before_rollback: \"{}\"\n      after_rollback: \"{}\"\n    rollout:",
+        hook("before"),
+        hook("after")
+    );
     let config = support::config(proxy, "[{weight: 100}]")
-        .replace("strategy: canary", "strategy: all-at-once");
+        .replace("strategy: canary", "strategy: all-at-once")
+        .replace("    rollout:", &hooks);
     let mut d = Daemon::start(&state, &config, proxy);
     d.register("v0", 0.0);
     assert_eq!(
@@ -81,7 +95,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         assert_eq!(r["rollout"]["phase"], "promoted", "{r:#}");
 
         // Ask for a rollback and kill the daemon somewhere inside it.
-        let delay = Duration::from_millis(rng.next() % 1500);
+        let delay = Duration::from_millis(rng.next() % 700);
         let mut cli = Command::new(support::bin())
             .args([
                 "rollback",
@@ -151,6 +165,24 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         };
         let steps = rec["steps"].as_array().unwrap();
         assert!(steps.iter().all(|s| s["status"] == "done"), "{rec:#}");
+        // Every hook ran exactly as often as its intent was journaled, and (being idempotent by
+        // its key) applied once.
+        let invoked = std::fs::read_to_string(dir.path().join("invoked.log")).unwrap_or_default();
+        let applied = std::fs::read_to_string(dir.path().join("applied.log")).unwrap_or_default();
+        for s in steps.iter().filter(|s| s["step"]["kind"] == "run_hook") {
+            let key = s["idempotency_key"].as_str().unwrap();
+            let runs = invoked.lines().filter(|l| *l == key).count() as u64;
+            assert!(
+                runs >= 1 && runs <= s["attempts"].as_u64().unwrap(),
+                "hook {key}: {runs} runs for {} journaled attempts",
+                s["attempts"]
+            );
+            assert_eq!(
+                applied.lines().filter(|l| *l == key).count(),
+                1,
+                "hook {key} applied once"
+            );
+        }
         let retried: u64 = steps
             .iter()
             .map(|s| s["attempts"].as_u64().unwrap() - 1)
