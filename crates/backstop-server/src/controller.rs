@@ -1406,6 +1406,31 @@ pub fn delta(before: Option<&VersionStats>, after: Option<&VersionStats>) -> Arm
     }
 }
 
+/// What the canary did versus the baseline over all stored intervals.
+pub fn impact_of(intervals: &[Interval]) -> severity::Impact {
+    let mut impact = severity::Impact::default();
+    let mut hist: [Vec<(f64, u64)>; 2] = [Vec::new(), Vec::new()];
+    for i in intervals {
+        impact.canary_requests += i.canary.requests;
+        impact.canary_errors += i.canary.errors;
+        impact.baseline_requests += i.baseline.requests;
+        impact.baseline_errors += i.baseline.errors;
+        for (arm, h) in [&i.baseline, &i.canary].into_iter().zip(hist.iter_mut()) {
+            if let Some(buckets) = &arm.latency_le_ms {
+                if h.is_empty() {
+                    *h = buckets.iter().map(|(le, _)| (*le, 0)).collect();
+                }
+                for ((_, total), (_, n)) in h.iter_mut().zip(buckets) {
+                    *total += n;
+                }
+            }
+        }
+    }
+    impact.baseline_p99_ms = severity::p99_from_buckets(&hist[0]);
+    impact.canary_p99_ms = severity::p99_from_buckets(&hist[1]);
+    impact
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1435,29 +1460,4 @@ mod tests {
         assert_eq!((d.requests, d.errors), (7, 1));
         assert_eq!(delta(Some(&stats(1, 0)), None), ArmCounts::default());
     }
-}
-
-/// What the canary did versus the baseline over all stored intervals.
-pub fn impact_of(intervals: &[Interval]) -> severity::Impact {
-    let mut impact = severity::Impact::default();
-    let mut hist: [Vec<(f64, u64)>; 2] = [Vec::new(), Vec::new()];
-    for i in intervals {
-        impact.canary_requests += i.canary.requests;
-        impact.canary_errors += i.canary.errors;
-        impact.baseline_requests += i.baseline.requests;
-        impact.baseline_errors += i.baseline.errors;
-        for (arm, h) in [&i.baseline, &i.canary].into_iter().zip(hist.iter_mut()) {
-            if let Some(buckets) = &arm.latency_le_ms {
-                if h.is_empty() {
-                    *h = buckets.iter().map(|(le, _)| (*le, 0)).collect();
-                }
-                for ((_, total), (_, n)) in h.iter_mut().zip(buckets) {
-                    *total += n;
-                }
-            }
-        }
-    }
-    impact.baseline_p99_ms = severity::p99_from_buckets(&hist[0]);
-    impact.canary_p99_ms = severity::p99_from_buckets(&hist[1]);
-    impact
 }

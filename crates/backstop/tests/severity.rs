@@ -1,0 +1,242 @@
+//! Severity workflows end to end: a major regression on a tier-2 service is held for a person;
+//! unacknowledged it is rolled back at the deadline, acknowledged it waits for the person. Every
+//! step is announced to a webhook. Blue-green keeps the old colour warm so a rollback after
+//! promotion is one switch.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use support::{Daemon, Traffic, free_port, instance_pids};
+
+/// A minimal webhook receiver: records each request's body, answers 200.
+fn webhook_sink() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                sink.lock().unwrap().push(v);
+            }
+            use std::io::Write;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+fn tier2_config(proxy: u16, hook_port: u16, strategy: &str) -> String {
+    support::config(proxy, "[{weight: 50, for: 1h}, {weight: 100}]")
+        .replace("tier: 1", "tier: 2")
+        .replace(
+            "    rollout:\n      strategy: canary",
+            &format!(
+                "    severity:\n      critical: rollback\n      major: {{rollback_unless_acknowledged: 4s}}\n      minor: notify\n    notify:\n      - {{webhook: \"http://127.0.0.1:{hook_port}/hook\"}}\n    rollout:\n      strategy: {strategy}"
+            ),
+        )
+}
+
+#[test]
+fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let proxy = free_port();
+    let (hook_port, hooks) = webhook_sink();
+    let mut d = Daemon::start(&state, &tier2_config(proxy, hook_port, "canary"), proxy);
+    d.register("v1", 0.0);
+    d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v1",
+            "--wait",
+        ],
+        0,
+    );
+    let traffic = Traffic::start(proxy, 80.0);
+
+    // Not acknowledged: held, then rolled back at the deadline.
+    d.register("v2", 0.03);
+    let id2 = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v2",
+        ],
+        0,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let held = d.wait_rollout(&id2, "hold", |r| r["rollout"]["phase"] == "paused");
+    assert_eq!(held["rollout"]["severity"], "major", "{held:#}");
+    assert!(held["rollout"]["escalation_deadline_ms"].as_i64().is_some());
+    let done = d.wait_rollout(&id2, "rollback at the deadline", |r| {
+        r["rollout"]["phase"] == "recovered"
+    });
+    assert!(
+        done["rollout"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not acknowledged"),
+        "{done:#}"
+    );
+
+    // Acknowledged: stays held for the person, who aborts it.
+    d.register("v3", 0.03);
+    let id3 = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v3",
+        ],
+        0,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.wait_rollout(&id3, "hold", |r| r["rollout"]["phase"] == "paused");
+    let acked = d.cli_json(
+        &[
+            "rollout",
+            "acknowledge",
+            &id3,
+            "--reason",
+            "looking into it",
+        ],
+        0,
+    );
+    assert_eq!(acked["acknowledged_by"], "token:admin");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(
+        d.rollout(&id3)["rollout"]["phase"],
+        "paused",
+        "an acknowledged rollout is not rolled back at the deadline"
+    );
+    let aborted = d.cli_json(&["rollout", "abort", &id3, "--reason", "confirmed bad"], 0);
+    assert_eq!(aborted["phase"], "recovered");
+    traffic.stop();
+
+    let kinds: Vec<String> = hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    for expected in [
+        "rollout.promoted",
+        "rollout.held",
+        "rollout.failed",
+        "recovery.done",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "webhook lacks {expected}: {kinds:?}"
+        );
+    }
+    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.stop();
+}
+
+#[test]
+fn blue_green_switches_at_once_and_switches_back_to_the_warm_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let proxy = free_port();
+    let (hook_port, _) = webhook_sink();
+    let config = tier2_config(proxy, hook_port, "blue-green\n      rollback_window: 10m")
+        .replace("      steps: [{weight: 50, for: 1h}, {weight: 100}]\n", "");
+    let mut d = Daemon::start(&state, &config, proxy);
+    d.register("blue", 0.0);
+    d.register("green", 0.0);
+    d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "blue",
+            "--wait",
+        ],
+        0,
+    );
+    let green = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "green",
+            "--wait",
+        ],
+        0,
+    );
+    assert_eq!(green["rollout"]["phase"], "promoted");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        instance_pids(&state).len(),
+        2,
+        "the old colour stays warm during the rollback window"
+    );
+    let before = instance_pids(&state);
+
+    let rec = d.cli_json(
+        &[
+            "rollback",
+            "shop",
+            "--env",
+            "prod",
+            "--reason",
+            "late failure",
+        ],
+        0,
+    );
+    assert_eq!(rec["status"], "done");
+    let after = instance_pids(&state);
+    assert_eq!(after.len(), 1);
+    assert!(
+        before.contains(&after[0]),
+        "switched back to the warm blue instance, not a new one"
+    );
+    assert_eq!(
+        d.cli_json(&["release", "show", "shop@green"], 0)["status"],
+        "bad"
+    );
+    d.stop();
+}
