@@ -75,6 +75,8 @@ struct Watch {
     next_sample_at: Millis,
     canary_started_at: Millis,
     first_request_seen: bool,
+    /// Consecutive failed health checks of the canary (the per-rollout breaker).
+    failed_health_checks: u32,
 }
 
 pub struct Controller {
@@ -334,6 +336,7 @@ impl Controller {
             next_sample_at: now + settings.interval.as_millis() as Millis,
             canary_started_at,
             first_request_seen,
+            failed_health_checks: 0,
         })
     }
 
@@ -399,6 +402,12 @@ impl Controller {
                 json!({"version": canary_v}),
             )
             .await?;
+        }
+        // Per-rollout breaker: the new version must keep answering its health check; after
+        // `breaker.failed_checks` consecutive failures the rollout halts and rolls back, whatever
+        // the traffic statistics say (a partial failure the counts may not show yet).
+        if let Some(reason) = self.canary_health_breach(&r).await? {
+            return self.fail(r, reason, "breaker", report).await;
         }
         let steps = self.steps_for(&r.service)?;
         let step_index = usize::try_from(r.step_index).unwrap_or(0);
@@ -530,6 +539,38 @@ impl Controller {
             });
         }
         Ok(())
+    }
+
+    async fn canary_health_breach(&mut self, r: &Rollout) -> Result<Option<String>> {
+        let ctx = self.ctx.clone();
+        let svc = ctx.service(&r.service)?;
+        let Some(id) = &r.canary_instance_id else {
+            return Ok(None);
+        };
+        let inst = ctx.store.instance(id).await?;
+        let healthy = if svc.run.command_scripts().is_some() {
+            true // script deployers report health through their own health script at start
+        } else {
+            backstop_drivers::process::check_health(
+                inst.port,
+                &svc.run.health.http,
+                svc.run.health.timeout,
+            )
+            .await
+            .is_ok()
+        };
+        let Some(watch) = self.watches.get_mut(&r.id) else {
+            return Ok(None);
+        };
+        watch.failed_health_checks = if healthy {
+            0
+        } else {
+            watch.failed_health_checks + 1
+        };
+        let limit = svc.breaker.failed_checks.max(1);
+        Ok((watch.failed_health_checks >= limit).then(|| {
+            format!("the new version failed {limit} health checks in a row (per-rollout breaker)")
+        }))
     }
 
     /// The judge failed the rollout: classify how bad it is for users and run the configured
@@ -730,11 +771,11 @@ impl Controller {
             json!({"reason": reason, "trigger": trigger}),
         )
         .await?;
-        if trigger == "deploy" {
+        if matches!(trigger, "deploy" | "breaker") {
             self.record_failure_for_breaker(&r, now).await?;
         }
         self.audit(
-            if trigger == "judge" || trigger == "deploy" {
+            if matches!(trigger, "judge" | "deploy" | "breaker" | "escalation") {
                 "controller"
             } else {
                 trigger

@@ -115,3 +115,72 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
     assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
     d.stop();
 }
+
+#[test]
+fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let proxy = free_port();
+    let config = support::config(proxy, "[{weight: 10, for: 1h}, {weight: 100}]").replace(
+        "    rollout:",
+        "    breaker: {failed_checks: 2}\n    rollout:",
+    );
+    let mut d = Daemon::start(&state, &config, proxy);
+    d.register("v1", 0.0);
+    d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v1",
+            "--wait",
+        ],
+        0,
+    );
+    let stable = support::instance_pids(&state);
+    d.register("v2", 0.0);
+    let id = d.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v2",
+        ],
+        0,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.wait_rollout(&id, "canary live", |r| {
+        r["rollout"]["phase"] == "progressing"
+    });
+    // The canary dies (no traffic flows, so the error counts cannot show it).
+    let canary: Vec<u32> = support::instance_pids(&state)
+        .into_iter()
+        .filter(|p| !stable.contains(p))
+        .collect();
+    assert_eq!(canary.len(), 1);
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(canary[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let done = d.wait_rollout(&id, "breaker rollback", |r| {
+        r["rollout"]["phase"] == "recovered"
+    });
+    assert!(
+        done["rollout"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("health checks in a row"),
+        "{done:#}"
+    );
+    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.stop();
+}

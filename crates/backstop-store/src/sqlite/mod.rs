@@ -762,7 +762,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT e.at_ms AS at_ms, r.env AS env FROM events e JOIN rollouts r ON r.id = e.rollout_id \
              WHERE e.at_ms >= $1 AND (e.kind = 'judge.fail' \
-             OR (e.kind = 'rollout.failed' AND json_extract(e.detail, '$.trigger') = 'deploy')) ORDER BY e.at_ms",
+             OR (e.kind = 'rollout.failed' AND json_extract(e.detail, '$.trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms",
         )
         .bind(since)
         .fetch_all(&self.pool)
