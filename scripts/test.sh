@@ -15,8 +15,22 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
+  # The tests start their own servers on loopback; keep the packages from starting system
+  # services (port 80, no init system in CI) by refusing service starts during the install.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  [ "$created_policy" = 1 ] && rm -f "$policy"
 fi
+
+# A system haproxy/nginx left running would not disturb the tests (free ports), but stop them
+# anyway so the machine stays as the tests expect.
+for svc in haproxy nginx; do
+  pkill -x "$svc" 2>/dev/null || true
+done
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
