@@ -28,6 +28,11 @@ pub enum StepKind {
         release_id: String,
         instance_id: String,
     },
+    /// Wait until an instance answers its health check (bounded by the service's start timeout).
+    WaitHealthy { instance_id: String },
+    /// Watch the restored version's traffic for `seconds` and record what users now get
+    /// (requests, errors): evidence that the recovery worked, kept with the journal.
+    VerifySignals { release_id: String, seconds: u64 },
     /// Run a user command (`sh -c`); it gets the step's idempotency key in
     /// `BACKSTOP_IDEMPOTENCY_KEY` so it can be idempotent too.
     RunHook { name: String, command: String },
@@ -42,6 +47,8 @@ impl StepKind {
             StepKind::MarkReleaseBad { .. } => "mark_release_bad",
             StepKind::SetLkg { .. } => "set_lkg",
             StepKind::RunHook { .. } => "run_hook",
+            StepKind::WaitHealthy { .. } => "wait_healthy",
+            StepKind::VerifySignals { .. } => "verify_signals",
         }
     }
 }
@@ -106,6 +113,24 @@ pub fn plan_redeploy_previous(
     plan
 }
 
+/// Ends a plan with its checks: the instance now serving answers its health check, then the
+/// restored version's live traffic is watched for `seconds`.
+pub fn with_verification(
+    mut plan: Vec<StepKind>,
+    serving_instance: &str,
+    restored_release: &str,
+    seconds: u64,
+) -> Vec<StepKind> {
+    plan.push(StepKind::WaitHealthy {
+        instance_id: serving_instance.to_string(),
+    });
+    plan.push(StepKind::VerifySignals {
+        release_id: restored_release.to_string(),
+        seconds,
+    });
+    plan
+}
+
 /// Adds the service's hooks to a plan: `before_rollback` first, `after_rollback` right after the
 /// last step that stops an instance (or at the end).
 pub fn with_hooks(
@@ -154,6 +179,27 @@ mod tests {
         assert!(matches!(plan[0], StepKind::ShiftTraffic { .. }));
         assert!(matches!(plan[1], StepKind::StopInstance { .. }));
         assert!(matches!(plan[2], StepKind::MarkReleaseBad { .. }));
+    }
+
+    #[test]
+    fn verification_comes_last() {
+        let plan = with_verification(
+            plan_canary_rollback("s", "v1", Some("c"), "v2", "j"),
+            "s",
+            "v1",
+            5,
+        );
+        let names: Vec<_> = plan.iter().map(StepKind::name).collect();
+        assert_eq!(
+            names,
+            [
+                "shift_traffic",
+                "stop_instance",
+                "mark_release_bad",
+                "wait_healthy",
+                "verify_signals"
+            ]
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use anyhow::{Context, Result, anyhow};
 use backstop_config::{SeverityAction, Strategy};
 use backstop_core::Millis;
 use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
-use backstop_core::recovery::{StepKind, plan_canary_rollback, plan_redeploy_previous, with_hooks};
+use backstop_core::recovery::{
+    StepKind, plan_canary_rollback, plan_redeploy_previous, with_hooks, with_verification,
+};
 use backstop_core::rollout::{Next, Step, decide};
 use backstop_drivers::proxy::VersionStats;
 use backstop_judge::{ArmCounts, Decision, Interval, Judge};
@@ -830,6 +832,14 @@ impl Controller {
                 plan
             }
         };
+        let verify_s = ctx.service(&r.service)?.analysis.interval.as_secs().max(1);
+        let plan = match env
+            .as_ref()
+            .and_then(|e| Some((e.stable_instance_id.clone()?, e.lkg_release_id.clone()?)))
+        {
+            Some((stable, lkg)) => with_verification(plan, &stable, &lkg, verify_s),
+            None => plan,
+        };
         let hooks = &ctx.service(&r.service)?.hooks;
         let plan = with_hooks(
             plan,
@@ -1052,6 +1062,43 @@ impl Controller {
                 let routes = ctx.apply_routes(&rec.service, &rec.env).await?;
                 Ok(
                     json!({"stable": routes.stable.map(|u| u.version), "canary": routes.canary.map(|u| u.version), "canary_weight": routes.canary_weight}),
+                )
+            }
+            StepKind::WaitHealthy { instance_id } => {
+                let inst = ctx.store.instance(instance_id).await?;
+                let release = ctx.store.release(&inst.release_id).await?;
+                let svc = ctx.service(&release.service)?;
+                let deadline = tokio::time::Instant::now() + svc.run.health.start_timeout;
+                loop {
+                    match ctx.instance_health(svc, &release, &inst).await {
+                        Ok(()) => break,
+                        Err(e) if tokio::time::Instant::now() >= deadline => {
+                            return Err(e.context(format!("instance {instance_id} not healthy")));
+                        }
+                        Err(_) => tokio::time::sleep(svc.run.health.interval).await,
+                    }
+                }
+                Ok(json!({"instance": instance_id, "healthy": true}))
+            }
+            StepKind::VerifySignals {
+                release_id,
+                seconds,
+            } => {
+                let version = ctx.store.release(release_id).await?.version;
+                let find_v =
+                    |stats: Vec<VersionStats>| stats.into_iter().find(|s| s.version == version);
+                let before = find_v(ctx.traffic_stats(&rec.service, &rec.env).await?);
+                tokio::time::sleep(Duration::from_secs(*seconds)).await;
+                let after = find_v(ctx.traffic_stats(&rec.service, &rec.env).await?);
+                let counts = delta(before.as_ref(), after.as_ref());
+                let ratio = if counts.requests == 0 {
+                    None
+                } else {
+                    Some(counts.errors as f64 / counts.requests as f64)
+                };
+                Ok(
+                    json!({"release": release_id, "window_s": seconds, "requests": counts.requests, "errors": counts.errors,
+                          "error_ratio": ratio, "observed": after.is_some()}),
                 )
             }
             StepKind::RunHook { name, command } => {
@@ -1321,10 +1368,16 @@ impl Controller {
             &current,
             reason,
         );
-        let hooks = &ctx
+        let svc = ctx
             .service(service)
-            .map_err(|e| ApiError::internal(format!("{e:#}")))?
-            .hooks;
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let plan = with_verification(
+            plan,
+            &new_instance,
+            &previous,
+            svc.analysis.interval.as_secs().max(1),
+        );
+        let hooks = &svc.hooks;
         let plan = with_hooks(
             plan,
             hooks.before_rollback.as_deref(),

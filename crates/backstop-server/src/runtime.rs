@@ -235,6 +235,27 @@ impl Ctx {
         Ok(rec)
     }
 
+    /// One health check of an instance, the way its deployer defines health.
+    pub async fn instance_health(
+        &self,
+        service: &Service,
+        release: &Release,
+        inst: &InstanceRecord,
+    ) -> Result<()> {
+        if service.run.command_scripts().is_some() {
+            return self
+                .scripted_health(service, release, &inst.env, &inst.id, inst.port)
+                .await;
+        }
+        process::check_health(
+            inst.port,
+            &service.run.health.http,
+            service.run.health.timeout,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn scripted_health(
         &self,
         service: &Service,

@@ -97,7 +97,13 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
         .collect();
     assert_eq!(
         steps,
-        ["shift_traffic", "stop_instance", "mark_release_bad"]
+        [
+            "shift_traffic",
+            "stop_instance",
+            "mark_release_bad",
+            "wait_healthy",
+            "verify_signals"
+        ]
     );
 
     let (sent, _failed) = traffic.stop();
