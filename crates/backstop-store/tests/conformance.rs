@@ -307,3 +307,40 @@ async fn failures_count_verdicts_and_deploys_but_not_manual_aborts() {
     );
     assert_eq!(s.failures_since(15).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_never_see_database_busy_and_the_chain_stays_whole() {
+    use backstop_core::model::Event;
+    let (_dir, s) = store().await;
+    let s = std::sync::Arc::new(s);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                if t % 2 == 0 {
+                    let entry = AuditEntry {
+                        actor: format!("t{t}"),
+                        action: "stress".into(),
+                        target: format!("{i}"),
+                        trigger: "test".into(),
+                        evidence: serde_json::json!({"i": i}),
+                    };
+                    s.append_audit(i, &entry).await.unwrap();
+                } else {
+                    let e = Event {
+                        at_ms: i,
+                        rollout_id: format!("r{t}"),
+                        kind: "x".into(),
+                        detail: serde_json::json!({}),
+                    };
+                    s.add_event(&e).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(verify_audit(s.as_ref()).await.unwrap(), Ok(100));
+}

@@ -25,6 +25,9 @@ use crate::{Result, Store, StoreError};
 /// File name of the database inside the state folder.
 pub const DB_FILE: &str = "backstop.db";
 
+/// Every transaction starts with `BEGIN IMMEDIATE`: a deferred transaction that reads and then
+/// writes cannot wait for another writer in WAL mode (SQLite answers SQLITE_BUSY at once instead
+/// of waiting out the busy timeout), so transactions take the write lock up front.
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Serializes audit appends: reading the head and writing the next record must not interleave.
@@ -563,7 +566,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_promotion(&self, r: &Rollout, env: &EnvironmentState) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(UPDATE_ROLLOUT)
             .bind(&r.id)
             .bind(r.phase.as_str())
@@ -650,7 +653,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_recovery(&self, r: &Recovery, plan: &[StepKind]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO recoveries (id, rollout_id, service, env, actor, trigger, reason, status, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -834,7 +837,7 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord> {
         let _guard = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_optional(&mut *tx)
             .await?;
