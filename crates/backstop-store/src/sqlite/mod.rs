@@ -285,6 +285,50 @@ const UPDATE_ROLLOUT: &str = "UPDATE rollouts SET phase = $2, step_index = $3, s
      canary_weight = $5, canary_instance_id = $6, updated_at_ms = $7, reason = $8, verdict = $9, severity = $10, \
      escalation_deadline_ms = $11, acknowledged_by = $12 WHERE id = $1";
 
+/// Replaces a rollout's mutable fields (by id); `NotFound` when there is no such rollout.
+async fn write_rollout<'e>(db: impl sqlx::SqliteExecutor<'e>, r: &Rollout) -> Result<()> {
+    let done = sqlx::query(UPDATE_ROLLOUT)
+        .bind(&r.id)
+        .bind(r.phase.as_str())
+        .bind(r.step_index)
+        .bind(r.step_started_at_ms)
+        .bind(r.canary_weight)
+        .bind(&r.canary_instance_id)
+        .bind(r.updated_at_ms)
+        .bind(&r.reason)
+        .bind(r.verdict.as_ref().map(json))
+        .bind(r.severity.map(|s| s.as_str()))
+        .bind(r.escalation_deadline_ms)
+        .bind(&r.acknowledged_by)
+        .execute(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("rollout {}", r.id)));
+    }
+    Ok(())
+}
+
+/// Inserts or replaces an environment's state.
+async fn write_environment<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    s: &EnvironmentState,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO environments (service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, env) DO UPDATE SET \
+         lkg_release_id = excluded.lkg_release_id, stable_instance_id = excluded.stable_instance_id, \
+         previous_lkg_release_id = excluded.previous_lkg_release_id",
+    )
+    .bind(&s.service)
+    .bind(&s.env)
+    .bind(&s.lkg_release_id)
+    .bind(&s.stable_instance_id)
+    .bind(&s.previous_lkg_release_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 impl SqliteStore {
     async fn recovery_steps(&self, id: &str) -> Result<Vec<RecoveryStep>> {
         let rows = sqlx::query(
@@ -411,20 +455,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_environment(&self, s: &EnvironmentState) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO environments (service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, env) DO UPDATE SET \
-             lkg_release_id = excluded.lkg_release_id, stable_instance_id = excluded.stable_instance_id, \
-             previous_lkg_release_id = excluded.previous_lkg_release_id",
-        )
-        .bind(&s.service)
-        .bind(&s.env)
-        .bind(&s.lkg_release_id)
-        .bind(&s.stable_instance_id)
-        .bind(&s.previous_lkg_release_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_environment(&self.pool, s).await
     }
 
     async fn environments(&self) -> Result<Vec<EnvironmentState>> {
@@ -544,57 +575,13 @@ impl Store for SqliteStore {
     }
 
     async fn update_rollout(&self, r: &Rollout) -> Result<()> {
-        let done = sqlx::query(UPDATE_ROLLOUT)
-            .bind(&r.id)
-            .bind(r.phase.as_str())
-            .bind(r.step_index)
-            .bind(r.step_started_at_ms)
-            .bind(r.canary_weight)
-            .bind(&r.canary_instance_id)
-            .bind(r.updated_at_ms)
-            .bind(&r.reason)
-            .bind(r.verdict.as_ref().map(json))
-            .bind(r.severity.map(|s| s.as_str()))
-            .bind(r.escalation_deadline_ms)
-            .bind(&r.acknowledged_by)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("rollout {}", r.id)));
-        }
-        Ok(())
+        write_rollout(&self.pool, r).await
     }
 
     async fn commit_promotion(&self, r: &Rollout, env: &EnvironmentState) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(UPDATE_ROLLOUT)
-            .bind(&r.id)
-            .bind(r.phase.as_str())
-            .bind(r.step_index)
-            .bind(r.step_started_at_ms)
-            .bind(r.canary_weight)
-            .bind(&r.canary_instance_id)
-            .bind(r.updated_at_ms)
-            .bind(&r.reason)
-            .bind(r.verdict.as_ref().map(json))
-            .bind(r.severity.map(|s| s.as_str()))
-            .bind(r.escalation_deadline_ms)
-            .bind(&r.acknowledged_by)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO environments (service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, env) DO UPDATE SET \
-             lkg_release_id = excluded.lkg_release_id, stable_instance_id = excluded.stable_instance_id, \
-             previous_lkg_release_id = excluded.previous_lkg_release_id",
-        )
-        .bind(&env.service)
-        .bind(&env.env)
-        .bind(&env.lkg_release_id)
-        .bind(&env.stable_instance_id)
-        .bind(&env.previous_lkg_release_id)
-        .execute(&mut *tx)
-        .await?;
+        write_rollout(&mut *tx, r).await?;
+        write_environment(&mut *tx, env).await?;
         tx.commit().await?;
         Ok(())
     }
