@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{Caller, require_token};
-use crate::controller::Command;
+use crate::controller::{Command, RolloutAction};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::{Ctx, now_ms};
 
@@ -546,6 +546,25 @@ async fn send_command<T>(
         .map_err(|_| ApiError::internal("the controller dropped the request"))?
 }
 
+/// Hands a person's action on a rollout to the controller (serialized with its own decisions).
+async fn rollout_action(
+    ctx: &Ctx,
+    action: RolloutAction,
+    id: String,
+    caller: Caller,
+    req: Reason,
+) -> ApiResult<Json<Rollout>> {
+    let r = send_command(ctx, |reply| Command::Rollout {
+        action,
+        rollout_id: id,
+        actor: caller.0,
+        reason: req.reason,
+        reply,
+    })
+    .await?;
+    Ok(Json(r))
+}
+
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/promote", request_body = Reason,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn promote_rollout(
@@ -554,14 +573,7 @@ async fn promote_rollout(
     Path(id): Path<String>,
     Body(req): Body<Reason>,
 ) -> ApiResult<Json<Rollout>> {
-    let r = send_command(&ctx, |reply| Command::Promote {
-        rollout_id: id,
-        actor: caller.0,
-        reason: req.reason,
-        reply,
-    })
-    .await?;
-    Ok(Json(r))
+    rollout_action(&ctx, RolloutAction::Promote, id, caller, req).await
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/abort", request_body = Reason,
@@ -572,14 +584,7 @@ async fn abort_rollout(
     Path(id): Path<String>,
     Body(req): Body<Reason>,
 ) -> ApiResult<Json<Rollout>> {
-    let r = send_command(&ctx, |reply| Command::Abort {
-        rollout_id: id,
-        actor: caller.0,
-        reason: req.reason,
-        reply,
-    })
-    .await?;
-    Ok(Json(r))
+    rollout_action(&ctx, RolloutAction::Abort, id, caller, req).await
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/acknowledge", request_body = Reason,
@@ -590,14 +595,7 @@ async fn acknowledge_rollout(
     Path(id): Path<String>,
     Body(req): Body<Reason>,
 ) -> ApiResult<Json<Rollout>> {
-    let r = send_command(&ctx, |reply| Command::Acknowledge {
-        rollout_id: id,
-        actor: caller.0,
-        reason: req.reason,
-        reply,
-    })
-    .await?;
-    Ok(Json(r))
+    rollout_action(&ctx, RolloutAction::Acknowledge, id, caller, req).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

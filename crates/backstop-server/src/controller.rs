@@ -35,20 +35,18 @@ const TICK: Duration = Duration::from_millis(200);
 const STEP_ATTEMPTS: u32 = 3;
 
 /// Requests from the API that must be serialized with the controller's own transitions.
+/// What a person can do to a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    Promote,
+    Abort,
+    Acknowledge,
+}
+
 pub enum Command {
-    Promote {
-        rollout_id: String,
-        actor: String,
-        reason: String,
-        reply: oneshot::Sender<Result<Rollout, ApiError>>,
-    },
-    Abort {
-        rollout_id: String,
-        actor: String,
-        reason: String,
-        reply: oneshot::Sender<Result<Rollout, ApiError>>,
-    },
-    Acknowledge {
+    /// A person acts on one rollout, with a reason for the audit log.
+    Rollout {
+        action: RolloutAction,
         rollout_id: String,
         actor: String,
         reason: String,
@@ -1158,31 +1156,22 @@ impl Controller {
 
     async fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Promote {
+            Command::Rollout {
+                action,
                 rollout_id,
                 actor,
                 reason,
                 reply,
             } => {
-                let result = self.manual_promote(&rollout_id, &actor, &reason).await;
-                let _ = reply.send(result);
-            }
-            Command::Abort {
-                rollout_id,
-                actor,
-                reason,
-                reply,
-            } => {
-                let result = self.manual_abort(&rollout_id, &actor, &reason).await;
-                let _ = reply.send(result);
-            }
-            Command::Acknowledge {
-                rollout_id,
-                actor,
-                reason,
-                reply,
-            } => {
-                let result = self.acknowledge(&rollout_id, &actor, &reason).await;
+                let result = match action {
+                    RolloutAction::Promote => {
+                        self.manual_promote(&rollout_id, &actor, &reason).await
+                    }
+                    RolloutAction::Abort => self.manual_abort(&rollout_id, &actor, &reason).await,
+                    RolloutAction::Acknowledge => {
+                        self.acknowledge(&rollout_id, &actor, &reason).await
+                    }
+                };
                 let _ = reply.send(result);
             }
             Command::Resume {
