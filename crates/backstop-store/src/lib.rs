@@ -13,8 +13,10 @@ use backstop_core::model::{
 use backstop_core::recovery::StepKind;
 use backstop_judge::Interval;
 
+pub mod blobs;
 pub mod sqlite;
 
+pub use blobs::{BlobError, BlobStore, FolderBlobs};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
