@@ -6,12 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite needs. Tests that need one fail with the install command in
-# their message rather than passing silently. (PostgreSQL 15 ships with the machine image.)
+# their message rather than passing silently. PostgreSQL (server binaries: initdb, pg_ctl) is
+# for `migrations check --engine postgres`, which starts its own temporary cluster as a
+# non-root user; the image usually has it, the package is installed when it does not.
 PACKAGES=(haproxy nginx)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt-get update -qq
