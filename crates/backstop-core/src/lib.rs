@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod model;
 pub mod recovery;
 pub mod rollout;
+pub mod schema;
 pub mod severity;
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.

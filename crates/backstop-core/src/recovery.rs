@@ -36,6 +36,15 @@ pub enum StepKind {
     /// Run a user command (`sh -c`); it gets the step's idempotency key in
     /// `BACKSTOP_IDEMPOTENCY_KEY` so it can be idempotent too.
     RunHook { name: String, command: String },
+    /// Run the down of one applied migration on the environment's database, exactly as kept in
+    /// the database's own history at apply time (its sha256 is checked before it runs). The
+    /// down and the removal of its history row commit in one transaction, so running the step
+    /// again after a crash finds the migration already undone and does nothing.
+    RunMigrationDown {
+        version: String,
+        name: String,
+        down_sha256: String,
+    },
 }
 
 impl StepKind {
@@ -49,6 +58,7 @@ impl StepKind {
             StepKind::RunHook { .. } => "run_hook",
             StepKind::WaitHealthy { .. } => "wait_healthy",
             StepKind::VerifySignals { .. } => "verify_signals",
+            StepKind::RunMigrationDown { .. } => "run_migration_down",
         }
     }
 }
@@ -163,6 +173,32 @@ pub fn with_hooks(
     plan
 }
 
+/// Adds the downs a schema-aware plan decided on (newest first). They run where the release
+/// being restored needs them: before it starts when it is started anew; otherwise (it already
+/// serves, as in a canary rollback) once the bad version no longer runs, because the bad
+/// version needs the newer schema until then.
+pub fn with_schema_downs(
+    mut plan: Vec<StepKind>,
+    downs: &[crate::schema::AppliedMigration],
+) -> Vec<StepKind> {
+    let steps = downs.iter().map(|m| StepKind::RunMigrationDown {
+        version: m.version.clone(),
+        name: m.name.clone(),
+        down_sha256: m.down_sha256.clone().unwrap_or_default(),
+    });
+    let at = plan
+        .iter()
+        .position(|s| matches!(s, StepKind::StartInstance { .. }))
+        .or_else(|| {
+            plan.iter()
+                .rposition(|s| matches!(s, StepKind::StopInstance { .. }))
+                .map(|i| i + 1)
+        })
+        .unwrap_or(0);
+    plan.splice(at..at, steps);
+    plan
+}
+
 /// The idempotency key of step `index` of recovery `recovery_id`: stable across restarts, handed
 /// to hooks so user scripts can be idempotent too.
 pub fn idempotency_key(recovery_id: &str, index: usize, step: &StepKind) -> String {
@@ -179,6 +215,46 @@ mod tests {
         assert!(matches!(plan[0], StepKind::ShiftTraffic { .. }));
         assert!(matches!(plan[1], StepKind::StopInstance { .. }));
         assert!(matches!(plan[2], StepKind::MarkReleaseBad { .. }));
+    }
+
+    #[test]
+    fn schema_downs_run_before_a_fresh_start_or_after_the_bad_version_stops() {
+        let down = |v: &str| crate::schema::AppliedMigration {
+            version: v.into(),
+            name: format!("m{v}"),
+            has_down: true,
+            down_sha256: Some("cd".repeat(32)),
+            proven: true,
+            phase: None,
+            irreversible: None,
+        };
+        let downs = [down("3"), down("2")];
+        let names = |p: &[StepKind]| p.iter().map(StepKind::name).collect::<Vec<_>>();
+        let redeploy = with_schema_downs(
+            plan_redeploy_previous("new", "v1", Some("cur"), "v2", "r"),
+            &downs,
+        );
+        assert_eq!(
+            names(&redeploy)[..3],
+            ["run_migration_down", "run_migration_down", "start_instance"]
+        );
+        assert!(
+            matches!(&redeploy[0], StepKind::RunMigrationDown { version, .. } if version == "3")
+        );
+        let canary = with_schema_downs(
+            plan_canary_rollback("s", "v1", Some("c"), "v2", "j"),
+            &downs,
+        );
+        assert_eq!(
+            names(&canary),
+            [
+                "shift_traffic",
+                "stop_instance",
+                "run_migration_down",
+                "run_migration_down",
+                "mark_release_bad"
+            ]
+        );
     }
 
     #[test]
