@@ -1,0 +1,7 @@
+//! Migration safety: read a migration set in any common layout, lint it, and prove on a scratch
+//! database that every down restores the schema its up started from (up → down → up, compared
+//! by catalog fingerprints, not dump text).
+
+pub mod model;
+
+pub use model::*;
