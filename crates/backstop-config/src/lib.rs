@@ -28,10 +28,10 @@ pub use command::{CommandVars, PLACEHOLDERS, placeholders, render_command, shell
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
-    Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks, NginxRouter,
-    NotifyTarget, Objectives, RolloutBreaker, RolloutSpec, Router, Run, Service, Severity,
-    SeverityAction, SeverityPolicy, Step, Strategy, Traffic, WebhookFormat, format_duration,
-    parse_duration,
+    Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks,
+    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Objectives, RolloutBreaker,
+    RolloutSpec, Router, Run, Service, Severity, SeverityAction, SeverityPolicy, Step, Strategy,
+    Traffic, WebhookFormat, format_duration, parse_duration,
 };
 
 /// A commented starter `backstop.yaml` (`backstop config init` prints it).

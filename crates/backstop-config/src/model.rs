@@ -148,9 +148,42 @@ pub struct Service {
     /// Commands run as journaled steps of every rollback (e.g. drain queues before, purge caches after).
     #[serde(default)]
     pub hooks: Hooks,
+    /// The service's database migrations. With them, releases can declare the schema range
+    /// they run on (`backstop release … --schema 0003..0005`) and rollbacks decide before
+    /// touching anything whether proven downs must run or the way back is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationsSpec>,
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,
+}
+
+/// A service's migration set and the database it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsSpec {
+    /// Folder of the migration set, any layout `backstop migrations check` reads (relative paths
+    /// are taken from the daemon's working directory).
+    #[schemars(length(min = 1))]
+    pub dir: PathBuf,
+    /// SQL dialect and the engine downs run on.
+    #[serde(default)]
+    pub engine: MigrationEngine,
+    /// Name of the environment variable holding the database URL (e.g. `ORDERS_DB_URL`;
+    /// `sqlite:///var/lib/app.db`, `postgres://…`). The URL itself never goes in this file.
+    /// An environment can override it with its own `database_url_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub database_url_env: Option<String>,
+}
+
+/// The database engine of a migration set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationEngine {
+    #[default]
+    Sqlite,
+    Postgres,
 }
 
 /// Recovery objectives. Defaults by tier: `mttr` 15m / 1h / 4h / 24h and `rollback_sla`
@@ -856,6 +889,10 @@ pub struct Environment {
     )]
     #[schemars(with = "Option<DurationString>")]
     pub rollback_sla: Option<Duration>,
+    /// Overrides the service's `migrations.database_url_env` in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub database_url_env: Option<String>,
 }
 
 impl Config {
@@ -907,6 +944,18 @@ impl Service {
             .or(self.objectives.rollback_sla)
             .or(Objectives::for_tier(self.tier).rollback_sla)
             .unwrap_or(Duration::from_secs(60 * 60))
+    }
+
+    /// The environment variable naming the database URL of `env`: the environment's override,
+    /// else the service's `migrations.database_url_env`.
+    #[must_use]
+    pub fn database_url_env_for(&self, env: &str) -> Option<&str> {
+        self.environment(env)
+            .and_then(|e| e.database_url_env.as_deref())
+            .or(self
+                .migrations
+                .as_ref()
+                .and_then(|m| m.database_url_env.as_deref()))
     }
 
     /// Whether any environment of the service is regulated (automatic rollback mandatory).

@@ -46,6 +46,10 @@ pub struct Release {
     pub status: ReleaseStatus,
     pub bad_reason: Option<String>,
     pub created_at_ms: Millis,
+    /// The migration versions this release runs on (`0003..0005`), when it declared them:
+    /// what schema-aware rollbacks compare the database's applied history with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<crate::schema::SchemaRange>,
 }
 
 impl Release {

@@ -2,6 +2,7 @@
 //! database that every down restores the schema its up started from (up → down → up, compared
 //! by catalog fingerprints, not dump text).
 
+pub mod apply;
 pub mod model;
 
 pub use model::*;

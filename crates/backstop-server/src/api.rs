@@ -90,6 +90,9 @@ pub struct CreateRelease {
     /// Environment added to the service's `run.env` for this release.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The migration versions the release runs on: `MIN..MAX` or one version.
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -376,6 +379,13 @@ async fn create_release(
             );
         }
     };
+    let schema = match req.schema.as_deref() {
+        Some(text) => Some(
+            backstop_core::schema::SchemaRange::parse(text)
+                .map_err(|e| ApiError::bad_request(e).at("/schema"))?,
+        ),
+        None => None,
+    };
     let release = Release {
         id: Release::id_for(&req.service, &req.version),
         service: req.service,
@@ -386,6 +396,7 @@ async fn create_release(
         status: ReleaseStatus::Ok,
         bad_reason: None,
         created_at_ms: now_ms(),
+        schema,
     };
     ctx.store.create_release(&release).await?;
     crate::audit(
@@ -395,7 +406,7 @@ async fn create_release(
         &format!("release/{}", release.id),
         "api",
         json!({
-            "sha256": release.sha256, "artifact": release.artifact,
+            "sha256": release.sha256, "artifact": release.artifact, "schema": release.schema,
         }),
     )
     .await?;

@@ -12,9 +12,11 @@ use backstop_config::{SeverityAction, Strategy};
 use backstop_core::Millis;
 use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
 use backstop_core::recovery::{
-    StepKind, plan_canary_rollback, plan_redeploy_previous, with_hooks, with_verification,
+    StepKind, plan_canary_rollback, plan_redeploy_previous, with_hooks, with_schema_downs,
+    with_verification,
 };
 use backstop_core::rollout::{Next, Step, decide};
+use backstop_core::schema::SchemaDecision;
 use backstop_drivers::proxy::VersionStats;
 use backstop_judge::{ArmCounts, Decision, Interval, Judge};
 use backstop_store::StoreError;
@@ -830,6 +832,37 @@ impl Controller {
                 plan
             }
         };
+        // The canary's slice goes back to the stable version whatever the schema says (the
+        // stable version already serves everyone else on it); proven downs run once the canary
+        // is gone when the database is past what the LKG runs on, and a refused schema step is
+        // reported for a person instead of blocking the traffic shift.
+        let lkg = env.as_ref().and_then(|e| e.lkg_release_id.clone());
+        let plan = match lkg {
+            Some(lkg) => match ctx.schema_decision(&r.service, &r.env, &lkg).await? {
+                Some(SchemaDecision::RunDowns { downs, .. }) => with_schema_downs(plan, &downs),
+                Some(SchemaDecision::Refuse {
+                    reason, options, ..
+                }) => {
+                    self.event(
+                        &r.id,
+                        "schema.refused",
+                        json!({"reason": reason, "options": options}),
+                    )
+                    .await?;
+                    self.audit(
+                        "controller",
+                        "schema.refused",
+                        &target(&r),
+                        &reason,
+                        json!({"options": options}),
+                    )
+                    .await?;
+                    plan
+                }
+                _ => plan,
+            },
+            None => plan,
+        };
         let verify_s = ctx.service(&r.service)?.analysis.interval.as_secs().max(1);
         let plan = match env
             .as_ref()
@@ -1126,6 +1159,17 @@ impl Controller {
                     json!({"hook": name, "idempotency_key": key, "exit_code": out.exit_code, "stdout": out.stdout, "stderr": out.stderr}),
                 )
             }
+            StepKind::RunMigrationDown {
+                version,
+                name,
+                down_sha256,
+            } => {
+                let outcome = ctx
+                    .run_migration_down(&rec.service, &rec.env, version, down_sha256)
+                    .await?;
+                Ok(json!({"migration": version, "name": name,
+                          "outcome": if outcome == backstop_migrate::apply::DownOutcome::Ran { "ran" } else { "already_undone" }}))
+            }
             StepKind::StopInstance { instance_id } => {
                 ctx.stop_instance(instance_id).await?;
                 Ok(json!({"stopped": instance_id}))
@@ -1357,6 +1401,33 @@ impl Controller {
             &current,
             reason,
         );
+        // Decided before anything is touched: a refusal changes nothing.
+        let plan = match ctx
+            .schema_decision(service, env, &previous)
+            .await
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?
+        {
+            Some(SchemaDecision::RunDowns { downs, .. }) => with_schema_downs(plan, &downs),
+            Some(SchemaDecision::Refuse {
+                reason: why,
+                options,
+                ..
+            }) => {
+                self.audit(
+                    actor,
+                    "rollback.refused",
+                    &format!("environment/{service}/{env}"),
+                    &why,
+                    json!({"release": previous, "options": options}),
+                )
+                .await?;
+                return Err(ApiError::conflict(format!(
+                    "rollback of {service}/{env} to {previous} refused: {why}. Options: {}",
+                    options.join("; ")
+                )));
+            }
+            _ => plan,
+        };
         let svc = ctx
             .service(service)
             .map_err(|e| ApiError::internal(format!("{e:#}")))?;

@@ -28,6 +28,7 @@ pub mod export;
 pub mod metrics;
 pub mod policy;
 pub mod runtime;
+pub mod schema;
 
 pub use api::{RolloutDetail, Timeline};
 

@@ -21,6 +21,7 @@ fn release(version: &str) -> Release {
         status: ReleaseStatus::Ok,
         bad_reason: None,
         created_at_ms: 1,
+        schema: None,
     }
 }
 
@@ -343,4 +344,15 @@ async fn concurrent_writers_never_see_database_busy_and_the_chain_stays_whole() 
         t.await.unwrap();
     }
     assert_eq!(verify_audit(s.as_ref()).await.unwrap(), Ok(100));
+}
+
+#[tokio::test]
+async fn a_release_keeps_its_declared_schema_range() {
+    let (_dir, s) = store().await;
+    let mut r = release("v7");
+    r.schema = Some(backstop_core::schema::SchemaRange::parse("0003..0005").unwrap());
+    s.create_release(&r).await.unwrap();
+    assert_eq!(s.release(&r.id).await.unwrap(), r);
+    s.create_release(&release("v8")).await.unwrap();
+    assert_eq!(s.release("web@v8").await.unwrap().schema, None);
 }

@@ -41,6 +41,12 @@ pub enum ReleaseCmd {
         /// Environment for this release, KEY=VALUE (repeatable), added to run.env.
         #[arg(long = "env", value_parser = parse_key_value)]
         env: Vec<(String, String)>,
+        /// The migration versions this release runs on, MIN..MAX or one version (e.g.
+        /// `0003..0005`). A rollback to it then checks the database's applied migrations first:
+        /// nothing to do inside the range; proven downs run when the database is past it; the
+        /// rollback is refused, with the options, when the way back is not proven safe.
+        #[arg(long, value_parser = parse_schema_range)]
+        schema: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
         #[command(flatten)]
@@ -65,6 +71,10 @@ pub enum ReleaseCmd {
     },
 }
 
+fn parse_schema_range(s: &str) -> Result<String, String> {
+    backstop_core::schema::SchemaRange::parse(s).map(|r| r.to_string())
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
@@ -80,6 +90,7 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             file,
             command,
             env,
+            schema,
             server,
             out,
         } => {
@@ -90,6 +101,7 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
                 "service": service, "version": version,
                 "file": file.map(|f| f.display().to_string()), "command": command,
                 "env": env.into_iter().collect::<BTreeMap<_, _>>(),
+                "schema": schema,
             });
             let r: Release = Client::new(&server)?
                 .post("/api/v1/releases", &body)

@@ -198,6 +198,10 @@ fn release_from(row: &SqliteRow) -> Result<Release> {
         },
         bad_reason: row.try_get("bad_reason")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        schema: row
+            .try_get::<Option<String>, _>("schema_range")?
+            .map(|s| parse(&s, "release.schema_range"))
+            .transpose()?,
     })
 }
 
@@ -390,8 +394,8 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn create_release(&self, r: &Release) -> Result<()> {
         sqlx::query(
-            "INSERT INTO releases (id, service, version, artifact, sha256, env, status, bad_reason, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO releases (id, service, version, artifact, sha256, env, status, bad_reason, created_at_ms, schema_range) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&r.id)
         .bind(&r.service)
@@ -405,6 +409,7 @@ impl Store for SqliteStore {
         })
         .bind(&r.bad_reason)
         .bind(r.created_at_ms)
+        .bind(r.schema.as_ref().map(json))
         .execute(&self.pool)
         .await
         .map_err(|e| match StoreError::from(e) {

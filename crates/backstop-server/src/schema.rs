@@ -1,0 +1,96 @@
+//! Schema coordination for recoveries: what the environment's database has applied, what the
+//! release being restored runs on, and the downs a recovery runs.
+
+use anyhow::{Context, Result, anyhow};
+use backstop_config::{MigrationEngine, Service};
+use backstop_core::schema::{SchemaDecision, plan_schema_rollback};
+use backstop_migrate::Engine;
+use backstop_migrate::apply::{self, DownOutcome};
+
+use crate::Ctx;
+
+fn engine(e: MigrationEngine) -> Engine {
+    match e {
+        MigrationEngine::Sqlite => Engine::Sqlite,
+        MigrationEngine::Postgres => Engine::Postgres,
+    }
+}
+
+/// The engine and URL of `env`'s database, or why they are not known. The URL comes from the
+/// environment variable the config names, so it never sits in the config or the journal.
+fn database(svc: &Service, env: &str) -> Result<(Engine, String)> {
+    let spec = svc
+        .migrations
+        .as_ref()
+        .ok_or_else(|| anyhow!("service {} declares no migrations", svc.name))?;
+    let var = svc.database_url_env_for(env).ok_or_else(|| {
+        anyhow!(
+            "no database URL for {}/{env}: set migrations.database_url_env (or the environment's database_url_env)",
+            svc.name
+        )
+    })?;
+    let url = std::env::var(var).map_err(|_| {
+        anyhow!(
+            "environment variable {var} (the database URL of {}/{env}) is not set for the daemon",
+            svc.name
+        )
+    })?;
+    Ok((engine(spec.engine), url))
+}
+
+impl Ctx {
+    /// Decides, before a recovery touches anything, what going back to `release_id` in `env`
+    /// means for the database. `None` when the service has no migrations or the release
+    /// declared no schema range (nothing to coordinate).
+    pub async fn schema_decision(
+        &self,
+        service: &str,
+        env: &str,
+        release_id: &str,
+    ) -> Result<Option<SchemaDecision>> {
+        let svc = self.service(service)?;
+        if svc.migrations.is_none() {
+            return Ok(None);
+        }
+        let release = self.store.release(release_id).await?;
+        let Some(range) = release.schema.as_ref() else {
+            return Ok(None);
+        };
+        let refuse = |reason: String| SchemaDecision::Refuse {
+            current: None,
+            reason,
+            options: vec![
+                "configure the environment's database URL and retry the rollback".into(),
+                "roll forward: release a fix that runs on the current schema".into(),
+            ],
+        };
+        let (engine, url) = match database(svc, env) {
+            Ok(db) => db,
+            Err(e) => return Ok(Some(refuse(format!("cannot read the schema: {e:#}")))),
+        };
+        let applied = match apply::history(engine, &url).await {
+            Ok(h) => h,
+            Err(e) => {
+                return Ok(Some(refuse(format!(
+                    "cannot read the database's migration history: {e}"
+                ))));
+            }
+        };
+        Ok(Some(plan_schema_rollback(&applied, Some(range), &[])))
+    }
+
+    /// Runs one migration's down on `env`'s database (a recovery step).
+    pub async fn run_migration_down(
+        &self,
+        service: &str,
+        env: &str,
+        version: &str,
+        down_sha256: &str,
+    ) -> Result<DownOutcome> {
+        let svc = self.service(service)?;
+        let (engine, url) = database(svc, env)?;
+        apply::run_down(engine, &url, version, down_sha256)
+            .await
+            .with_context(|| format!("down of migration {version} on {service}/{env}"))
+    }
+}
