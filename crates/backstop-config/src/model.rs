@@ -151,6 +151,10 @@ pub struct Service {
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,
+    /// Scheduled freeze windows of this service in every environment (UTC), e.g.
+    /// `[{every: "Fri 16:00", for: 64h, reason: weekend}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<crate::freeze::FreezeWindow>,
 }
 
 /// Recovery objectives. Defaults by tier: `mttr` 15m / 1h / 4h / 24h and `rollback_sla`
@@ -856,6 +860,10 @@ pub struct Environment {
     )]
     #[schemars(with = "Option<DurationString>")]
     pub rollback_sla: Option<Duration>,
+    /// Scheduled freeze windows of this environment, for every service (UTC), e.g.
+    /// `[{from: 2026-12-20T00:00:00Z, until: 2027-01-03T00:00:00Z, reason: holidays}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<crate::freeze::FreezeWindow>,
 }
 
 impl Config {
