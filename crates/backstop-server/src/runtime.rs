@@ -16,7 +16,7 @@ use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig}
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
 use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
-use backstop_store::StoreError;
+use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
 use crate::{Ctx, now_ms};
@@ -116,7 +116,7 @@ impl Ctx {
             state: "starting".into(),
         };
         self.store.put_instance(&rec).await?;
-        let command = render_release_command(service, release, env, port);
+        let command = render_release_command(service, &self.runnable(release).await?, env, port);
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
         vars.extend(release.env.clone());
         let spec = InstanceSpec {
@@ -136,6 +136,23 @@ impl Ctx {
         self.store.put_instance(&rec).await?;
         tracing::info!(instance = id, release = %release.id, pid = rec.pid, port, "Instance started and healthy.");
         Ok(rec)
+    }
+
+    /// The release as it must run: its artifact replaced by the verified backup in the blob
+    /// store (a file's stored copy, made executable; a command's stored text), so a rollback
+    /// works after the build folder was cleaned, and a corrupt backup is refused, never run.
+    /// A release registered before backups existed is backed up now if its original file still
+    /// has the registered digest.
+    pub async fn runnable(&self, release: &Release) -> Result<Release> {
+        let blobs = self.blobs.clone();
+        let r = release.clone();
+        let artifact = tokio::task::spawn_blocking(move || runnable_artifact(blobs.as_ref(), &r))
+            .await
+            .context("verifying the artifact backup")??;
+        Ok(Release {
+            artifact,
+            ..release.clone()
+        })
     }
 
     /// Stops an instance's process group (no-op when it is gone) and records it stopped.
@@ -211,7 +228,14 @@ impl Ctx {
             return Ok(rec);
         }
         self.store.put_instance(&rec).await?;
-        let vars = script_vars(service, release, env, id, port, "deploy");
+        let vars = script_vars(
+            service,
+            &self.runnable(release).await?,
+            env,
+            id,
+            port,
+            "deploy",
+        );
         deployer(&scripts)
             .deploy(&vars)
             .await
@@ -310,6 +334,59 @@ impl Ctx {
             addr: SocketAddr::from(([127, 0, 0, 1], rec.port)),
         })
     }
+}
+
+fn runnable_artifact(blobs: &dyn BlobStore, release: &Release) -> Result<Artifact> {
+    let digest = release.sha256.as_str();
+    let refuse = |e: &dyn std::fmt::Display| {
+        anyhow!(
+            "refusing to run {}: the backup of its artifact (sha256:{digest}) cannot be trusted: {e}",
+            release.id
+        )
+    };
+    let stored = match blobs.local_path(digest) {
+        Err(BlobError::Missing(_)) => {
+            // Registered before backups existed: back it up now if the original is unchanged.
+            let backed_up = match &release.artifact {
+                Artifact::File(path) => blobs.put_file(std::path::Path::new(path)),
+                Artifact::Command(cmd) => blobs.put_bytes(cmd.as_bytes()),
+            }
+            .map_err(|e| {
+                refuse(&format!(
+                    "no stored copy, and the original is unreadable: {e}"
+                ))
+            })?;
+            if backed_up != digest {
+                return Err(refuse(&format!(
+                    "no stored copy, and the original {} now hashes to sha256:{backed_up}",
+                    release.artifact.as_str()
+                )));
+            }
+            tracing::warn!(release = %release.id, sha256 = digest, "Artifact had no backup; stored it from the unchanged original.");
+            blobs.local_path(digest).map_err(|e| refuse(&e))?
+        }
+        other => other.map_err(|e| refuse(&e))?,
+    };
+    Ok(match &release.artifact {
+        Artifact::File(_) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&stored)
+                .with_context(|| format!("{}", stored.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o111 != 0o111 {
+                // Objects are immutable: read and execute for everyone, write for no one.
+                std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o555))
+                    .with_context(|| format!("making {} executable", stored.display()))?;
+            }
+            Artifact::File(stored.display().to_string())
+        }
+        Artifact::Command(_) => {
+            let text = String::from_utf8(blobs.get(digest).map_err(|e| refuse(&e))?)
+                .map_err(|_| refuse(&"the stored command is not UTF-8"))?;
+            Artifact::Command(text)
+        }
+    })
 }
 
 /// The service's run command for one release: `{artifact}` is the release's file (quoted) or
