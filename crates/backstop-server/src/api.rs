@@ -649,11 +649,15 @@ async fn promote_rollout(
         override_freeze: req.override_freeze,
         reason: Some(req.reason.clone()),
     };
-    let report = crate::gate::evaluate(&ctx, &r.service, &r.env, &r.to_release_id, &intent).await;
-    if !report.go {
-        return Err(report.refusal());
+    // Only a promotable rollout goes through the gate; the controller refuses the others.
+    if matches!(r.phase, Phase::Progressing | Phase::Paused) {
+        let report =
+            crate::gate::evaluate(&ctx, &r.service, &r.env, &r.to_release_id, &intent).await;
+        if !report.go {
+            return Err(report.refusal());
+        }
+        crate::gate::audit_overrides(&ctx, &report, &intent, &format!("rollout/{id}")).await?;
     }
-    crate::gate::audit_overrides(&ctx, &report, &intent, &format!("rollout/{id}")).await?;
     let reason = Reason { reason: req.reason };
     rollout_action(&ctx, RolloutAction::Promote, id, caller, reason).await
 }

@@ -150,7 +150,8 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
 
 #[derive(clap::Subcommand)]
 pub enum RolloutCmd {
-    /// Start moving an environment to a release; `--wait` follows it to the end.
+    /// Start moving an environment to a release, after the promotion gate (exit 1 with every
+    /// reason when it refuses; see `backstop gate`); `--wait` follows it to the end.
     Start {
         service: String,
         #[arg(long)]

@@ -28,6 +28,7 @@ pub struct GateFlags {
 
 #[derive(Debug, clap::Args)]
 #[command(
+    about = "Run every pre-deployment check for a release (for pipelines): exit 0 go, 1 blocked.",
     long_about = "Run every pre-deployment check for a release without starting anything: \
 the release exists and is not marked bad; the environment's last known good artifact is backed up \
 and its sha256 re-verifies (so a rollback can run it); the candidate's backup verifies; no freeze \

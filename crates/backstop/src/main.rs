@@ -68,7 +68,7 @@ enum Cmd {
     Rollout(commands::RolloutCmd),
     /// Roll an environment back to its last known good release now.
     Rollback(commands::RollbackArgs),
-    /// Run every pre-deployment check for a release (for pipelines): exit 0 go, 1 blocked.
+    // About and examples: on `gate::GateArgs`.
     Gate(gate::GateArgs),
     /// Freeze deployments: start, list and end manual freezes; see scheduled windows.
     #[command(subcommand)]
