@@ -517,7 +517,8 @@ async fn create_rollout(
     };
     let report = crate::gate::evaluate(&ctx, &req.service, &req.env, &release.id, &intent).await;
     if !report.go {
-        return Err(report.refusal());
+        let target = format!("service/{}/{}", req.service, req.env);
+        return Err(crate::gate::refuse(&ctx, &report, &intent, &target).await);
     }
     let now = now_ms();
     let rollout = Rollout {
@@ -654,7 +655,9 @@ async fn promote_rollout(
         let report =
             crate::gate::evaluate(&ctx, &r.service, &r.env, &r.to_release_id, &intent).await;
         if !report.go {
-            return Err(report.refusal());
+            return Err(
+                crate::gate::refuse(&ctx, &report, &intent, &format!("rollout/{id}")).await,
+            );
         }
         crate::gate::audit_overrides(&ctx, &report, &intent, &format!("rollout/{id}")).await?;
     }

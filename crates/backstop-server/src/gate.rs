@@ -834,6 +834,29 @@ pub async fn end_freeze(
     Ok(Json(freeze))
 }
 
+/// The refusal, audited when it refused an override or a critical change (someone tried to
+/// get past a freeze: `gate.override_refused`).
+pub async fn refuse(ctx: &Ctx, report: &GateReport, intent: &Intent, target: &str) -> ApiError {
+    if intent.override_freeze || intent.critical {
+        let logged = crate::audit(
+            ctx,
+            &intent.actor,
+            "gate.override_refused",
+            target,
+            "manual",
+            json!({
+                "reason": intent.reason, "critical": intent.critical, "override_freeze": intent.override_freeze,
+                "release": report.release_id, "env": report.env, "blocking": report.blocking(),
+            }),
+        )
+        .await;
+        if let Err(e) = logged {
+            return ApiError::internal(format!("auditing the refused override: {e:#}"));
+        }
+    }
+    report.refusal()
+}
+
 /// Audits the checks a rollout passed only by an override or as a critical change.
 pub async fn audit_overrides(
     ctx: &Ctx,

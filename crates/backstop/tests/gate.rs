@@ -463,6 +463,12 @@ services:
         1,
     );
     assert!(refused.contains("second, different approver"), "{refused}");
+    let attempt = audit_actions(&d)
+        .into_iter()
+        .find(|r| r["action"] == "gate.override_refused")
+        .expect("the refused override is audited");
+    assert_eq!(attempt["target"], "service/shop/vault");
+    assert_eq!(attempt["evidence"]["reason"], "urgent");
     let list = d.cli_json(&["freeze", "list"], 0);
     let scheduled = list["scheduled"].as_array().unwrap();
     assert_eq!(scheduled.len(), 1, "{list:#}");
