@@ -9,7 +9,7 @@ use std::future::Future;
 
 use backstop_core::model::{EnvironmentState, Phase, Release, ReleaseStatus};
 use backstop_core::{Millis, breaker, format_ms};
-use backstop_store::{BlobError, StoreError};
+use backstop_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -254,11 +254,14 @@ async fn release_ok(s: &Subject<'_>) -> anyhow::Result<Check> {
     ))
 }
 
-/// Re-hashes the stored backup of `release`'s artifact.
-async fn verify_backup(ctx: &Ctx, release: &Release) -> anyhow::Result<Result<(), BlobError>> {
+/// Re-hashes the stored backup of `release`'s artifact (see [`crate::runtime::verified_backup`]).
+async fn verify_backup(ctx: &Ctx, release: &Release) -> anyhow::Result<Result<(), String>> {
     let blobs = ctx.blobs.clone();
-    let digest = release.sha256.clone();
-    Ok(tokio::task::spawn_blocking(move || blobs.verify(&digest)).await?)
+    let r = release.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        crate::runtime::verified_backup(blobs.as_ref(), &r).map(|_| ())
+    })
+    .await?)
 }
 
 /// The way back exists: the environment's last known good artifact is stored and re-verifies.
@@ -285,7 +288,7 @@ async fn lkg_backup(s: &Subject<'_>) -> anyhow::Result<Check> {
         ),
         Err(e) => Check::block(
             NAME,
-            format!("last known good {lkg} has no trustworthy backup, so a rollback could not run it: {e}"),
+            format!("last known good {lkg} could not be rolled back to: {e}"),
         ),
     }
     .with(details))
@@ -312,10 +315,7 @@ async fn candidate_backup(s: &Subject<'_>) -> anyhow::Result<Check> {
                 release.id, release.sha256
             ),
         ),
-        Err(e) => Check::block(
-            NAME,
-            format!("{} has no trustworthy backup: {e}", release.id),
-        ),
+        Err(e) => Check::block(NAME, format!("{}: {e}", release.id)),
     }
     .with(details))
 }

@@ -336,37 +336,41 @@ impl Ctx {
     }
 }
 
-fn runnable_artifact(blobs: &dyn BlobStore, release: &Release) -> Result<Artifact> {
+/// The local path of `release`'s verified backup. A release registered before backups existed
+/// is backed up now if its original still has the registered digest; otherwise the error says
+/// which digest cannot be trusted and why.
+pub fn verified_backup(blobs: &dyn BlobStore, release: &Release) -> Result<PathBuf, String> {
     let digest = release.sha256.as_str();
-    let refuse = |e: &dyn std::fmt::Display| {
-        anyhow!(
-            "refusing to run {}: the backup of its artifact (sha256:{digest}) cannot be trusted: {e}",
-            release.id
-        )
-    };
-    let stored = match blobs.local_path(digest) {
+    let untrusted =
+        |e: &dyn std::fmt::Display| format!("its backup sha256:{digest} cannot be trusted: {e}");
+    match blobs.local_path(digest) {
         Err(BlobError::Missing(_)) => {
-            // Registered before backups existed: back it up now if the original is unchanged.
             let backed_up = match &release.artifact {
                 Artifact::File(path) => blobs.put_file(std::path::Path::new(path)),
                 Artifact::Command(cmd) => blobs.put_bytes(cmd.as_bytes()),
             }
             .map_err(|e| {
-                refuse(&format!(
+                untrusted(&format!(
                     "no stored copy, and the original is unreadable: {e}"
                 ))
             })?;
             if backed_up != digest {
-                return Err(refuse(&format!(
+                return Err(untrusted(&format!(
                     "no stored copy, and the original {} now hashes to sha256:{backed_up}",
                     release.artifact.as_str()
                 )));
             }
             tracing::warn!(release = %release.id, sha256 = digest, "Artifact had no backup; stored it from the unchanged original.");
-            blobs.local_path(digest).map_err(|e| refuse(&e))?
+            blobs.local_path(digest).map_err(|e| untrusted(&e))
         }
-        other => other.map_err(|e| refuse(&e))?,
-    };
+        other => other.map_err(|e| untrusted(&e)),
+    }
+}
+
+fn runnable_artifact(blobs: &dyn BlobStore, release: &Release) -> Result<Artifact> {
+    let digest = release.sha256.as_str();
+    let refuse = |e: &dyn std::fmt::Display| anyhow!("refusing to run {}: {e}", release.id);
+    let stored = verified_backup(blobs, release).map_err(|e| refuse(&e))?;
     Ok(match &release.artifact {
         Artifact::File(_) => {
             use std::os::unix::fs::PermissionsExt;
@@ -571,4 +575,86 @@ fn script_vars(
     vars.insert("BACKSTOP_SERVICE".into(), release.service.clone());
     vars.insert("BACKSTOP_ENV".into(), env.to_string());
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backstop_core::model::ReleaseStatus;
+    use backstop_store::FolderBlobs;
+
+    fn release(artifact: Artifact, sha256: String) -> Release {
+        Release {
+            id: "shop@v1".into(),
+            service: "shop".into(),
+            version: "v1".into(),
+            artifact,
+            sha256,
+            env: BTreeMap::new(),
+            status: ReleaseStatus::Ok,
+            bad_reason: None,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn backups_are_verified_backfilled_only_from_an_unchanged_original_and_corruption_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(dir.path().join("blobs"));
+        let original = dir.path().join("app");
+        std::fs::write(&original, b"#!/bin/sh\necho v1\n").unwrap();
+        let digest = blobs.put_file(&original).unwrap();
+        let r = release(
+            Artifact::File(original.display().to_string()),
+            digest.clone(),
+        );
+
+        // Stored: the verified copy, made executable.
+        let Artifact::File(path) = runnable_artifact(&blobs, &r).unwrap() else {
+            panic!("a file release runs a file")
+        };
+        assert_eq!(PathBuf::from(&path), verified_backup(&blobs, &r).unwrap());
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o555);
+        }
+
+        // Missing, original unchanged: backed up again.
+        std::fs::remove_file(&path).unwrap();
+        verified_backup(&blobs, &r).unwrap();
+
+        // Missing, original changed: refused, naming both digests.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&original, b"something else").unwrap();
+        let e = verified_backup(&blobs, &r).unwrap_err();
+        assert!(
+            e.contains(&format!("sha256:{digest}")) && e.contains("now hashes to sha256:"),
+            "{e}"
+        );
+
+        // Corrupt: refused, naming the digest; never run.
+        std::fs::write(&original, b"#!/bin/sh\necho v1\n").unwrap();
+        verified_backup(&blobs, &r).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        std::fs::write(&path, b"tampered").unwrap();
+        let e = runnable_artifact(&blobs, &r).unwrap_err().to_string();
+        assert!(
+            e.starts_with("refusing to run shop@v1")
+                && e.contains("corrupt")
+                && e.contains(&digest),
+            "{e}"
+        );
+
+        // A command release runs its stored text.
+        let cmd = release(
+            Artifact::Command("sleep 5".into()),
+            blobs.put_bytes(b"sleep 5").unwrap(),
+        );
+        assert_eq!(
+            runnable_artifact(&blobs, &cmd).unwrap(),
+            Artifact::Command("sleep 5".into())
+        );
+    }
 }
