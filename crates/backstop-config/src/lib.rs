@@ -15,6 +15,7 @@ pub mod cli;
 mod command;
 mod emit;
 mod error;
+pub mod freeze;
 mod model;
 mod suggest;
 mod validate;
@@ -26,6 +27,7 @@ use serde_json::Value;
 
 pub use command::{CommandVars, PLACEHOLDERS, placeholders, render_command, shell_quote};
 pub use error::{ConfigError, ConfigErrors};
+pub use freeze::FreezeWindow;
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
     Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks,
@@ -110,6 +112,7 @@ pub(crate) fn parse_with_input(
     let schema_problems = validate::schema_problems(&doc, value);
     let mut problems = validate::semantic_problems(&doc, value);
     problems.extend(analysis_problems(&doc, value, &schema_problems));
+    problems.extend(freeze::problems(&doc, value));
     problems.extend(schema_problems);
     errors.extend(
         problems

@@ -156,6 +156,10 @@ pub struct Service {
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,
+    /// Scheduled freeze windows of this service in every environment (UTC), e.g.
+    /// `[{every: "Fri 16:00", for: 64h, reason: weekend}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<crate::freeze::FreezeWindow>,
 }
 
 /// A service's migration set and the database it is applied to.
@@ -893,6 +897,10 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub database_url_env: Option<String>,
+    /// Scheduled freeze windows of this environment, for every service (UTC), e.g.
+    /// `[{from: 2026-12-20T00:00:00Z, until: 2027-01-03T00:00:00Z, reason: holidays}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<crate::freeze::FreezeWindow>,
 }
 
 impl Config {

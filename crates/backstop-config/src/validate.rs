@@ -33,6 +33,10 @@ static VALIDATOR: LazyLock<Result<Validator, String>> = LazyLock::new(|| {
         .should_validate_formats(true)
         .with_format("duration", |s: &str| parse_duration(s).is_ok())
         .with_format("socket-address", |s: &str| s.parse::<SocketAddr>().is_ok())
+        .with_format("weekly-time", |s: &str| {
+            crate::freeze::parse_weekly(s).is_ok()
+        })
+        .with_format("utc-time", |s: &str| crate::freeze::parse_utc(s).is_ok())
         .build(&SCHEMA)
         .map_err(|e| e.to_string())
 });
@@ -382,6 +386,8 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                 "socket-address" => format!(
                     "invalid listen address {text:?} (expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080; host names are not accepted)"
                 ),
+                "weekly-time" => crate::freeze::parse_weekly(&text).err().unwrap_or_default(),
+                "utc-time" => crate::freeze::parse_utc(&text).err().unwrap_or_default(),
                 other => format!("{text:?} is not a valid {other}"),
             };
             push(here, ptr, message);

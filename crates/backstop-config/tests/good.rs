@@ -402,3 +402,21 @@ fn regulated_service_defaults_to_rollback_everywhere() {
         assert_eq!(svc.severity.get(severity), Some(SeverityAction::Rollback));
     }
 }
+
+#[test]
+fn freeze_windows_on_services_and_environments() {
+    let config = good("freezes.yaml");
+    let svc = config.service("checkout").expect("service");
+    assert_eq!(svc.freeze.len(), 1);
+    assert_eq!(
+        svc.freeze[0].describe(),
+        "every Fri 16:00 UTC for 2days 16h"
+    );
+    let prod = svc.environment("prod").expect("env");
+    let holidays = prod.freeze[0].schedule().expect("valid window");
+    // 2026-12-24T12:00:00Z is inside the holidays.
+    assert!(holidays.occurrence_at(1_798_113_600_000).is_some());
+    let again = backstop_config::parse(&config.to_yaml_effective(), "effective.yaml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, config);
+}

@@ -269,3 +269,40 @@ pub struct BreakerTrip {
     pub reset_by: Option<String>,
     pub reset_reason: Option<String>,
 }
+
+/// A manual freeze: rollouts into its scope are refused by the gate until it ends (at
+/// `until_ms`, or when a person ends it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Freeze {
+    pub id: String,
+    /// Only this service (every service when `None`).
+    pub service: Option<String>,
+    /// Only this environment (every environment when `None`).
+    pub env: Option<String>,
+    pub reason: String,
+    /// Who started it.
+    pub actor: String,
+    pub started_at_ms: Millis,
+    /// Ends by itself at this time; `None` = until a person ends it.
+    pub until_ms: Option<Millis>,
+    pub ended_at_ms: Option<Millis>,
+    pub ended_by: Option<String>,
+    pub end_reason: Option<String>,
+}
+
+impl Freeze {
+    /// In effect at `now` (started, not ended, not expired).
+    #[must_use]
+    pub fn in_effect(&self, now: Millis) -> bool {
+        self.ended_at_ms.is_none()
+            && self.started_at_ms <= now
+            && self.until_ms.is_none_or(|u| now < u)
+    }
+
+    /// Covers rollouts of `service` into `env`.
+    #[must_use]
+    pub fn covers(&self, service: &str, env: &str) -> bool {
+        self.service.as_deref().is_none_or(|s| s == service)
+            && self.env.as_deref().is_none_or(|e| e == env)
+    }
+}

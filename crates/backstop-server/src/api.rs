@@ -102,6 +102,27 @@ pub struct CreateRollout {
     pub env: String,
     /// Version of a registered release of the service.
     pub version: String,
+    /// A critical change (e.g. a fix-forward): passes the automatic freeze while a recovery is
+    /// active in the environment. Needs `reason`; audited.
+    #[serde(default)]
+    pub critical: bool,
+    /// Override scheduled and manual freezes. Needs `reason`; audited; refused in a regulated
+    /// environment.
+    #[serde(default)]
+    pub override_freeze: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// Why, in words: recorded in the audit log (and the reason of any override).
+    pub reason: String,
+    #[serde(default)]
+    pub critical: bool,
+    #[serde(default)]
+    pub override_freeze: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -220,7 +241,11 @@ pub struct AuditQuery {
         list_recoveries,
         get_recovery,
         list_audit,
-        verify_audit
+        verify_audit,
+        crate::gate::get_gate,
+        crate::gate::create_freeze,
+        crate::gate::list_freezes,
+        crate::gate::end_freeze
     ),
     components(schemas(
         ErrorBody,
@@ -231,7 +256,11 @@ pub struct AuditQuery {
         Event,
         Phase,
         ReleaseStatus,
-        Artifact
+        Artifact,
+        crate::gate::GateReport,
+        crate::gate::Check,
+        crate::gate::FreezeList,
+        backstop_core::model::Freeze
     ))
 )]
 pub struct ApiDoc;
@@ -255,6 +284,12 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/recoveries/{id}/resume", post(resume_recovery))
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
+        .route("/gate", get(crate::gate::get_gate))
+        .route(
+            "/freezes",
+            post(crate::gate::create_freeze).get(crate::gate::list_freezes),
+        )
+        .route("/freezes/{id}/end", post(crate::gate::end_freeze))
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -362,15 +397,35 @@ async fn create_release(
             .at(format!("/env/{key}")));
         }
     }
+    // The artifact is backed up (content-addressed) as it is hashed: instances always run the
+    // verified stored copy, so a rollback does not depend on the build folder.
     let (artifact, sha256) = match (req.file, req.command) {
         (Some(path), None) => {
-            let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                ApiError::bad_request(format!("cannot read artifact file {path}: {e}")).at("/file")
-            })?;
-            (Artifact::File(path), hex::encode(Sha256::digest(&bytes)))
+            let blobs = ctx.blobs.clone();
+            let p = path.clone();
+            let sha = tokio::task::spawn_blocking(move || blobs.put_file(std::path::Path::new(&p)))
+                .await
+                .map_err(|e| ApiError::internal(format!("backing up the artifact: {e}")))?
+                .map_err(|e| match e {
+                    backstop_store::BlobError::Io {
+                        path: ref at,
+                        ref source,
+                    } if at.as_os_str() == path.as_str() => {
+                        ApiError::bad_request(format!("cannot read artifact file {path}: {source}"))
+                            .at("/file")
+                    }
+                    other => {
+                        ApiError::internal(format!("backing up artifact file {path}: {other}"))
+                    }
+                })?;
+            (Artifact::File(path), sha)
         }
         (None, Some(cmd)) if !cmd.trim().is_empty() => {
-            let sha = hex::encode(Sha256::digest(cmd.as_bytes()));
+            let sha = ctx
+                .blobs
+                .put_bytes(cmd.as_bytes())
+                .map_err(|e| ApiError::internal(format!("backing up the command: {e}")))?;
+            debug_assert_eq!(sha, hex::encode(Sha256::digest(cmd.as_bytes())));
             (Artifact::Command(cmd), sha)
         }
         _ => {
@@ -452,14 +507,7 @@ async fn create_rollout(
         .release(&Release::id_for(&req.service, &req.version))
         .await
         .map_err(|e| ApiError::from(e).at("/version"))?;
-    if release.status == ReleaseStatus::Bad {
-        return Err(ApiError::conflict(format!(
-            "release {} was rolled back ({}); register a new version instead",
-            release.id,
-            release.bad_reason.unwrap_or_default()
-        ))
-        .at("/version"));
-    }
+    crate::gate::require_reason(req.critical, req.override_freeze, req.reason.as_deref())?;
     let state = ctx.store.environment(&req.service, &req.env).await?;
     let from = state.and_then(|s| s.lkg_release_id);
     if from.as_deref() == Some(release.id.as_str()) {
@@ -468,6 +516,20 @@ async fn create_rollout(
             req.service, req.version, req.env
         ))
         .at("/version"));
+    }
+    // The promotion gate: every check, all reasons at once (the bad-release one among them).
+    let intent = crate::gate::Intent {
+        action: crate::gate::Action::Start,
+        actor: caller.0.clone(),
+        rollout_id: None,
+        critical: req.critical,
+        override_freeze: req.override_freeze,
+        reason: req.reason.clone(),
+    };
+    let report = crate::gate::evaluate(&ctx, &req.service, &req.env, &release.id, &intent).await;
+    if !report.go {
+        let target = format!("service/{}/{}", req.service, req.env);
+        return Err(crate::gate::refuse(&ctx, &report, &intent, &target).await);
     }
     let now = now_ms();
     let rollout = Rollout {
@@ -501,8 +563,11 @@ async fn create_rollout(
         .await?;
     crate::audit(&ctx, &caller.0, "rollout.created", &format!("rollout/{}", rollout.id), "api", json!({
         "service": rollout.service, "env": rollout.env, "from": rollout.from_release_id, "to": rollout.to_release_id,
+        "critical": req.critical, "override_freeze": req.override_freeze, "reason": req.reason,
     }))
     .await?;
+    crate::gate::audit_overrides(&ctx, &report, &intent, &format!("rollout/{}", rollout.id))
+        .await?;
     ctx.wake.notify_one();
     Ok((StatusCode::CREATED, Json(rollout)))
 }
@@ -576,15 +641,39 @@ async fn rollout_action(
     Ok(Json(r))
 }
 
-#[utoipa::path(post, path = "/api/v1/rollouts/{id}/promote", request_body = Reason,
+/// Promotes now, after the promotion gate (the same checks as a start; 409 `gate_blocked`
+/// lists every reason).
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/promote", request_body = PromoteRequest,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn promote_rollout(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    Body(req): Body<Reason>,
+    Body(req): Body<PromoteRequest>,
 ) -> ApiResult<Json<Rollout>> {
-    rollout_action(&ctx, RolloutAction::Promote, id, caller, req).await
+    let r = ctx.store.rollout(&id).await?;
+    crate::gate::require_reason(req.critical, req.override_freeze, Some(&req.reason))?;
+    let intent = crate::gate::Intent {
+        action: crate::gate::Action::Promote,
+        actor: caller.0.clone(),
+        rollout_id: Some(r.id.clone()),
+        critical: req.critical,
+        override_freeze: req.override_freeze,
+        reason: Some(req.reason.clone()),
+    };
+    // Only a promotable rollout goes through the gate; the controller refuses the others.
+    if matches!(r.phase, Phase::Progressing | Phase::Paused) {
+        let report =
+            crate::gate::evaluate(&ctx, &r.service, &r.env, &r.to_release_id, &intent).await;
+        if !report.go {
+            return Err(
+                crate::gate::refuse(&ctx, &report, &intent, &format!("rollout/{id}")).await,
+            );
+        }
+        crate::gate::audit_overrides(&ctx, &report, &intent, &format!("rollout/{id}")).await?;
+    }
+    let reason = Reason { reason: req.reason };
+    rollout_action(&ctx, RolloutAction::Promote, id, caller, reason).await
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/abort", request_body = Reason,

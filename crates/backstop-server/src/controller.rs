@@ -767,8 +767,10 @@ impl Controller {
         r.updated_at_ms = now;
         self.ctx.store.update_rollout(&r).await?;
         self.watches.remove(&r.id);
-        self.event(
+        // At `now`: the breaker below counts failures up to `now`, this one included.
+        self.event_at(
             &r.id,
+            now,
             "rollout.failed",
             json!({"reason": reason, "trigger": trigger}),
         )

@@ -13,12 +13,17 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `bad_request`, `not_found`, `conflict`, `unauthorized`, `internal`.
+    /// Stable machine-readable code: `bad_request`, `not_found`, `conflict`, `gate_blocked`
+    /// (409: the promotion gate said no), `unauthorized`, `internal`.
     pub code: &'static str,
     pub message: String,
     /// JSON pointer into the request body, when the error is about one field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pointer: Option<String>,
+    /// Machine-readable detail, e.g. every check of a refused gate (`code: gate_blocked`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub pointer: Option<String>,
+    /// Machine-readable detail (e.g. the gate's report on a `gate_blocked` refusal).
+    pub details: Option<serde_json::Value>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -38,6 +45,7 @@ impl ApiError {
             code: "bad_request",
             message: message.into(),
             pointer: None,
+            details: None,
         }
     }
     pub fn at(mut self, pointer: impl Into<String>) -> Self {
@@ -50,6 +58,7 @@ impl ApiError {
             code: "not_found",
             message: message.into(),
             pointer: None,
+            details: None,
         }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -58,6 +67,7 @@ impl ApiError {
             code: "conflict",
             message: message.into(),
             pointer: None,
+            details: None,
         }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -66,6 +76,7 @@ impl ApiError {
             code: "unauthorized",
             message: message.into(),
             pointer: None,
+            details: None,
         }
     }
     pub fn internal(message: impl Into<String>) -> Self {
@@ -74,6 +85,7 @@ impl ApiError {
             code: "internal",
             message: message.into(),
             pointer: None,
+            details: None,
         }
     }
 }
@@ -118,6 +130,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: self.message,
                 pointer: self.pointer,
+                details: self.details,
             },
         };
         (self.status, axum::Json(body)).into_response()

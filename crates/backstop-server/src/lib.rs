@@ -25,6 +25,7 @@ pub mod auth;
 pub mod controller;
 pub mod error;
 pub mod export;
+pub mod gate;
 pub mod metrics;
 pub mod policy;
 pub mod runtime;
@@ -44,6 +45,8 @@ pub struct Ctx {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub state_dir: PathBuf,
+    /// Verified backups of release artifacts (`<state>/blobs`): what instances actually run.
+    pub blobs: Arc<dyn backstop_store::BlobStore>,
     /// The traffic router of each (service, environment).
     pub routers: BTreeMap<(String, String), Arc<dyn TrafficRouter>>,
     /// The built-in proxies among them (for `/metrics` and their listen addresses).
@@ -141,6 +144,9 @@ pub async fn serve(
     let ctx = Arc::new(Ctx {
         store: Arc::new(store),
         config: Arc::new(opts.config),
+        blobs: Arc::new(backstop_store::FolderBlobs::new(
+            opts.state_dir.join("blobs"),
+        )),
         state_dir: opts.state_dir,
         routers,
         proxies,

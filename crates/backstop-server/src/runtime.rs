@@ -16,7 +16,7 @@ use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig}
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
 use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
-use backstop_store::StoreError;
+use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
 use crate::{Ctx, now_ms};
@@ -116,7 +116,7 @@ impl Ctx {
             state: "starting".into(),
         };
         self.store.put_instance(&rec).await?;
-        let command = render_release_command(service, release, env, port);
+        let command = render_release_command(service, &self.runnable(release).await?, env, port);
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
         vars.extend(release.env.clone());
         let spec = InstanceSpec {
@@ -136,6 +136,23 @@ impl Ctx {
         self.store.put_instance(&rec).await?;
         tracing::info!(instance = id, release = %release.id, pid = rec.pid, port, "Instance started and healthy.");
         Ok(rec)
+    }
+
+    /// The release as it must run: its artifact replaced by the verified backup in the blob
+    /// store (a file's stored copy, made executable; a command's stored text), so a rollback
+    /// works after the build folder was cleaned, and a corrupt backup is refused, never run.
+    /// A release registered before backups existed is backed up now if its original file still
+    /// has the registered digest.
+    pub async fn runnable(&self, release: &Release) -> Result<Release> {
+        let blobs = self.blobs.clone();
+        let r = release.clone();
+        let artifact = tokio::task::spawn_blocking(move || runnable_artifact(blobs.as_ref(), &r))
+            .await
+            .context("verifying the artifact backup")??;
+        Ok(Release {
+            artifact,
+            ..release.clone()
+        })
     }
 
     /// Stops an instance's process group (no-op when it is gone) and records it stopped.
@@ -211,7 +228,14 @@ impl Ctx {
             return Ok(rec);
         }
         self.store.put_instance(&rec).await?;
-        let vars = script_vars(service, release, env, id, port, "deploy");
+        let vars = script_vars(
+            service,
+            &self.runnable(release).await?,
+            env,
+            id,
+            port,
+            "deploy",
+        );
         deployer(&scripts)
             .deploy(&vars)
             .await
@@ -310,6 +334,63 @@ impl Ctx {
             addr: SocketAddr::from(([127, 0, 0, 1], rec.port)),
         })
     }
+}
+
+/// The local path of `release`'s verified backup. A release registered before backups existed
+/// is backed up now if its original still has the registered digest; otherwise the error says
+/// which digest cannot be trusted and why.
+pub fn verified_backup(blobs: &dyn BlobStore, release: &Release) -> Result<PathBuf, String> {
+    let digest = release.sha256.as_str();
+    let untrusted =
+        |e: &dyn std::fmt::Display| format!("its backup sha256:{digest} cannot be trusted: {e}");
+    match blobs.local_path(digest) {
+        Err(BlobError::Missing(_)) => {
+            let backed_up = match &release.artifact {
+                Artifact::File(path) => blobs.put_file(std::path::Path::new(path)),
+                Artifact::Command(cmd) => blobs.put_bytes(cmd.as_bytes()),
+            }
+            .map_err(|e| {
+                untrusted(&format!(
+                    "no stored copy, and the original is unreadable: {e}"
+                ))
+            })?;
+            if backed_up != digest {
+                return Err(untrusted(&format!(
+                    "no stored copy, and the original {} now hashes to sha256:{backed_up}",
+                    release.artifact.as_str()
+                )));
+            }
+            tracing::warn!(release = %release.id, sha256 = digest, "Artifact had no backup; stored it from the unchanged original.");
+            blobs.local_path(digest).map_err(|e| untrusted(&e))
+        }
+        other => other.map_err(|e| untrusted(&e)),
+    }
+}
+
+fn runnable_artifact(blobs: &dyn BlobStore, release: &Release) -> Result<Artifact> {
+    let digest = release.sha256.as_str();
+    let refuse = |e: &dyn std::fmt::Display| anyhow!("refusing to run {}: {e}", release.id);
+    let stored = verified_backup(blobs, release).map_err(|e| refuse(&e))?;
+    Ok(match &release.artifact {
+        Artifact::File(_) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&stored)
+                .with_context(|| format!("{}", stored.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o111 != 0o111 {
+                // Objects are immutable: read and execute for everyone, write for no one.
+                std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o555))
+                    .with_context(|| format!("making {} executable", stored.display()))?;
+            }
+            Artifact::File(stored.display().to_string())
+        }
+        Artifact::Command(_) => {
+            let text = String::from_utf8(blobs.get(digest).map_err(|e| refuse(&e))?)
+                .map_err(|_| refuse(&"the stored command is not UTF-8"))?;
+            Artifact::Command(text)
+        }
+    })
 }
 
 /// The service's run command for one release: `{artifact}` is the release's file (quoted) or
@@ -494,4 +575,86 @@ fn script_vars(
     vars.insert("BACKSTOP_SERVICE".into(), release.service.clone());
     vars.insert("BACKSTOP_ENV".into(), env.to_string());
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backstop_core::model::ReleaseStatus;
+    use backstop_store::FolderBlobs;
+
+    fn release(artifact: Artifact, sha256: String) -> Release {
+        Release {
+            id: "shop@v1".into(),
+            service: "shop".into(),
+            version: "v1".into(),
+            artifact,
+            sha256,
+            env: BTreeMap::new(),
+            status: ReleaseStatus::Ok,
+            bad_reason: None,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn backups_are_verified_backfilled_only_from_an_unchanged_original_and_corruption_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(dir.path().join("blobs"));
+        let original = dir.path().join("app");
+        std::fs::write(&original, b"#!/bin/sh\necho v1\n").unwrap();
+        let digest = blobs.put_file(&original).unwrap();
+        let r = release(
+            Artifact::File(original.display().to_string()),
+            digest.clone(),
+        );
+
+        // Stored: the verified copy, made executable.
+        let Artifact::File(path) = runnable_artifact(&blobs, &r).unwrap() else {
+            panic!("a file release runs a file")
+        };
+        assert_eq!(PathBuf::from(&path), verified_backup(&blobs, &r).unwrap());
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o555);
+        }
+
+        // Missing, original unchanged: backed up again.
+        std::fs::remove_file(&path).unwrap();
+        verified_backup(&blobs, &r).unwrap();
+
+        // Missing, original changed: refused, naming both digests.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&original, b"something else").unwrap();
+        let e = verified_backup(&blobs, &r).unwrap_err();
+        assert!(
+            e.contains(&format!("sha256:{digest}")) && e.contains("now hashes to sha256:"),
+            "{e}"
+        );
+
+        // Corrupt: refused, naming the digest; never run.
+        std::fs::write(&original, b"#!/bin/sh\necho v1\n").unwrap();
+        verified_backup(&blobs, &r).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        std::fs::write(&path, b"tampered").unwrap();
+        let e = runnable_artifact(&blobs, &r).unwrap_err().to_string();
+        assert!(
+            e.starts_with("refusing to run shop@v1")
+                && e.contains("corrupt")
+                && e.contains(&digest),
+            "{e}"
+        );
+
+        // A command release runs its stored text.
+        let cmd = release(
+            Artifact::Command("sleep 5".into()),
+            blobs.put_bytes(b"sleep 5").unwrap(),
+        );
+        assert_eq!(
+            runnable_artifact(&blobs, &cmd).unwrap(),
+            Artifact::Command("sleep 5".into())
+        );
+    }
 }

@@ -380,3 +380,174 @@ async fn openapi_metrics_and_health_are_served_without_a_token() {
     assert_eq!(health.status().as_u16(), 200);
     api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_check() {
+    let api = start().await;
+    assert_error(
+        &api.post("/api/v1/freezes", r#"{"reason":"x"}"#).await,
+        400,
+        "bad_request",
+        Some("/env"),
+        "needs a scope",
+    );
+    assert_error(
+        &api.post("/api/v1/freezes", r#"{"env":"prod","reason":" "}"#)
+            .await,
+        400,
+        "bad_request",
+        Some("/reason"),
+        "needs a reason",
+    );
+    assert_error(
+        &api.post("/api/v1/freezes", r#"{"env":"moon","reason":"x"}"#)
+            .await,
+        404,
+        "not_found",
+        Some("/env"),
+        "moon",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/freezes",
+            r#"{"env":"prod","reason":"x","for":"soon"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("/for"),
+        "invalid duration",
+    );
+    assert_error(
+        &api.get("/api/v1/gate?service=shop&env=prod&release=v1")
+            .await,
+        404,
+        "not_found",
+        Some("/release"),
+        "shop@v1",
+    );
+    assert_eq!(
+        api.get("/api/v1/freezes?all=true").await.1["manual"],
+        json!([]),
+        "nothing was written by the bad requests"
+    );
+
+    let (s, _) = api
+        .post(
+            "/api/v1/releases",
+            r#"{"service":"shop","version":"v1","command":"sleep 100"}"#,
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_error(
+        &api.get("/api/v1/gate?service=shop&env=prod&release=v1&override_freeze=true")
+            .await,
+        400,
+        "bad_request",
+        Some("/reason"),
+        "needs a reason",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/rollouts",
+            r#"{"service":"shop","env":"prod","version":"v1","critical":true}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+        Some("/reason"),
+        "`critical` needs a reason",
+    );
+    let (s, freeze) = api
+        .post("/api/v1/freezes", r#"{"env":"prod","reason":"db upgrade"}"#)
+        .await;
+    assert_eq!(s, 201, "{freeze:#}");
+    let id = freeze["id"].as_str().unwrap();
+
+    let (s, report) = api
+        .get("/api/v1/gate?service=shop&env=prod&release=v1")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(report["go"], false);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "release",
+            "lkg_backup",
+            "candidate_backup",
+            "freeze",
+            "breaker",
+            "active_rollout",
+            "recovery"
+        ]
+    );
+    let refused = api
+        .post(
+            "/api/v1/rollouts",
+            r#"{"service":"shop","env":"prod","version":"v1"}"#,
+        )
+        .await;
+    assert_error(
+        &refused,
+        409,
+        "gate_blocked",
+        None,
+        "freeze: deployments to shop/prod are frozen: db upgrade",
+    );
+    assert_eq!(
+        refused.1["error"]["details"]["checks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    assert_eq!(api.get("/api/v1/rollouts").await.1, json!([]));
+
+    let (s, ended) = api.post(&format!("/api/v1/freezes/{id}/end"), "{}").await;
+    assert_eq!(s, 200, "{ended:#}");
+    assert_error(
+        &api.post(&format!("/api/v1/freezes/{id}/end"), "{}").await,
+        409,
+        "conflict",
+        None,
+        "already ended",
+    );
+    assert_error(
+        &api.post("/api/v1/freezes/frz-nope/end", "{}").await,
+        404,
+        "not_found",
+        None,
+        "frz-nope",
+    );
+    let (_, report) = api
+        .get("/api/v1/gate?service=shop&env=prod&release=v1")
+        .await;
+    assert_eq!(report["go"], true, "{report:#}");
+
+    let (_, doc) = api.get("/api/openapi.json").await;
+    for path in [
+        "/api/v1/gate",
+        "/api/v1/freezes",
+        "/api/v1/freezes/{id}/end",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+    }
+    let (_, records) = api.get("/api/v1/audit").await;
+    let actions: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"freeze.started") && actions.contains(&"freeze.ended"),
+        "{actions:?}"
+    );
+    api.shutdown().await;
+}

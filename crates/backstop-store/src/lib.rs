@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::audit::{AuditEntry, AuditRecord};
 use backstop_core::model::{
-    BreakerTrip, EnvironmentState, Event, InstanceRecord, Recovery, Release, Rollout,
+    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Recovery, Release, Rollout,
 };
 use backstop_core::recovery::StepKind;
 use backstop_judge::Interval;
@@ -106,6 +106,14 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         at: Millis,
     ) -> Result<BreakerTrip>;
+
+    // Manual freezes
+    async fn create_freeze(&self, freeze: &Freeze) -> Result<()>;
+    /// Freezes not ended by a person (expired ones included), oldest first; with
+    /// `include_ended` every freeze.
+    async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>>;
+    /// Ends a freeze; `NotFound` when there is no such freeze, `Conflict` when it already ended.
+    async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze>;
 
     // Audit
     /// Appends to the hash chain atomically (sequence, link and head in one transaction).

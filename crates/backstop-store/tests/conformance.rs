@@ -356,3 +356,51 @@ async fn a_release_keeps_its_declared_schema_range() {
     s.create_release(&release("v8")).await.unwrap();
     assert_eq!(s.release("web@v8").await.unwrap().schema, None);
 }
+
+#[tokio::test]
+async fn manual_freezes_list_and_end_once() {
+    use backstop_core::model::Freeze;
+    let (_dir, s) = store().await;
+    let freeze = |id: &str, at: i64| Freeze {
+        id: id.into(),
+        service: None,
+        env: Some("prod".into()),
+        reason: "incident review".into(),
+        actor: "user:alice".into(),
+        started_at_ms: at,
+        until_ms: Some(at + 100),
+        ended_at_ms: None,
+        ended_by: None,
+        end_reason: None,
+    };
+    s.create_freeze(&freeze("f2", 20)).await.unwrap();
+    s.create_freeze(&freeze("f1", 10)).await.unwrap();
+    assert!(matches!(
+        s.create_freeze(&freeze("f1", 10)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.freezes(false).await.unwrap(),
+        vec![freeze("f1", 10), freeze("f2", 20)]
+    );
+    let ended = s
+        .end_freeze("f1", "user:bob", "review done", 50)
+        .await
+        .unwrap();
+    assert_eq!(ended.ended_at_ms, Some(50));
+    assert_eq!(ended.ended_by.as_deref(), Some("user:bob"));
+    assert!(!ended.in_effect(60));
+    assert_eq!(s.freezes(false).await.unwrap(), vec![freeze("f2", 20)]);
+    assert_eq!(s.freezes(true).await.unwrap().len(), 2);
+    assert!(matches!(
+        s.end_freeze("f1", "x", "y", 60).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.end_freeze("nope", "x", "y", 60).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let f2 = freeze("f2", 20);
+    assert!(f2.in_effect(20) && f2.in_effect(119) && !f2.in_effect(120) && !f2.in_effect(19));
+    assert!(f2.covers("checkout", "prod") && !f2.covers("checkout", "staging"));
+}

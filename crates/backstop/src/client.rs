@@ -1,5 +1,6 @@
 //! The CLI's HTTP client for the daemon's API. Errors carry the server's message and map to
-//! exit codes: 4xx → 2 (bad input: nothing changed), connection or 5xx → 3.
+//! exit codes: 4xx → 2 (bad input: nothing changed), a refusal by the promotion gate → 1,
+//! connection or 5xx → 3.
 
 use std::path::{Path, PathBuf};
 
@@ -112,8 +113,16 @@ impl Client {
             .as_str()
             .map(|p| format!(" (at {p})"))
             .unwrap_or_default();
+        // The promotion gate said no: the check failed (1), it was not bad input.
+        let gate_blocked = body["error"]["code"] == "gate_blocked";
         Err(CallError {
-            exit_code: if status.is_client_error() { 2 } else { 3 },
+            exit_code: if gate_blocked {
+                1
+            } else if status.is_client_error() {
+                2
+            } else {
+                3
+            },
             message: format!("{status}: {message}{pointer}"),
         }
         .into())

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::client::{Client, ServerArgs};
 use crate::{Output, OutputArgs};
 
-fn print_json<T: Serialize>(v: &T) {
+pub fn print_json<T: Serialize>(v: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -162,7 +162,8 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
 
 #[derive(clap::Subcommand)]
 pub enum RolloutCmd {
-    /// Start moving an environment to a release; `--wait` follows it to the end.
+    /// Start moving an environment to a release, after the promotion gate (exit 1 with every
+    /// reason when it refuses; see `backstop gate`); `--wait` follows it to the end.
     Start {
         service: String,
         #[arg(long)]
@@ -172,6 +173,8 @@ pub enum RolloutCmd {
         /// Follow the rollout until it is promoted (exit 0) or rolled back (exit 1).
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        gate: crate::gate::GateFlags,
         #[command(flatten)]
         server: ServerArgs,
         #[command(flatten)]
@@ -199,11 +202,18 @@ pub enum RolloutCmd {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Promote now, skipping the remaining steps.
+    /// Promote now, skipping the remaining steps (after the promotion gate: exit 1 with every
+    /// reason when it refuses).
     Promote {
         id: String,
         #[arg(long)]
         reason: String,
+        /// Promote during a scheduled or manual freeze (audited; refused in a regulated environment).
+        #[arg(long)]
+        override_freeze: bool,
+        /// A critical change: passes the automatic freeze while a recovery is active (audited).
+        #[arg(long)]
+        critical: bool,
         #[command(flatten)]
         server: ServerArgs,
         #[command(flatten)]
@@ -244,6 +254,7 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             env,
             version,
             wait,
+            gate,
             server,
             out,
         } => {
@@ -251,7 +262,8 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             let r: Rollout = client
                 .post(
                     "/api/v1/rollouts",
-                    &json!({"service": service, "env": env, "version": version}),
+                    &json!({"service": service, "env": env, "version": version,
+                        "critical": gate.critical, "override_freeze": gate.override_freeze, "reason": gate.reason}),
                 )
                 .await?;
             if !wait {
@@ -321,9 +333,23 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
         RolloutCmd::Promote {
             id,
             reason,
+            override_freeze,
+            critical,
             server,
             out,
-        } => act(&server, &id, "promote", &reason, out.output).await,
+        } => {
+            let r: Rollout = Client::new(&server)?
+                .post(
+                    &format!("/api/v1/rollouts/{id}/promote"),
+                    &json!({"reason": reason, "override_freeze": override_freeze, "critical": critical}),
+                )
+                .await?;
+            match out.output {
+                Output::Json => print_json(&r),
+                Output::Text => println!("rollout {}: {}", r.id, r.phase),
+            }
+            Ok(0)
+        }
         RolloutCmd::Abort {
             id,
             reason,

@@ -16,6 +16,7 @@ mod bench_recovery;
 mod client;
 mod commands;
 mod embedded;
+mod gate;
 mod quickstart;
 
 #[derive(Parser)]
@@ -67,6 +68,11 @@ enum Cmd {
     Rollout(commands::RolloutCmd),
     /// Roll an environment back to its last known good release now.
     Rollback(commands::RollbackArgs),
+    // About and examples: on `gate::GateArgs`.
+    Gate(gate::GateArgs),
+    /// Freeze deployments: start, list and end manual freezes; see scheduled windows.
+    #[command(subcommand)]
+    Freeze(gate::FreezeCmd),
     /// The global circuit breaker: see open trips, reset one.
     #[command(subcommand)]
     Breaker(commands::BreakerCmd),
@@ -174,6 +180,8 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Rollback(a) => commands::rollback(a).await,
             Cmd::Recovery(c) => commands::recovery(c).await,
             Cmd::Breaker(c) => commands::breaker(c).await,
+            Cmd::Gate(a) => gate::gate(a).await,
+            Cmd::Freeze(c) => gate::freeze(c).await,
             Cmd::Audit(c) => commands::audit(c).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");

@@ -1,5 +1,5 @@
 //! The global circuit breaker: three failing verdicts in one environment pause progressive
-//! rollouts there until a person resets it; the reset is audited and the rollout carries on.
+//! rollouts there (the promotion gate refuses new ones) until a person resets it; the reset is audited and the rollout carries on.
 
 mod support;
 
@@ -56,23 +56,25 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
     assert_eq!(trips.as_array().unwrap().len(), 1, "{trips:#}");
     assert_eq!(trips[0]["scope"], "env:prod");
 
-    // A new rollout in scope waits while the breaker is open.
+    // While the breaker is open the promotion gate refuses new rollouts in scope (exit 1,
+    // with the reason); nothing is created.
     d.register("good", 0.0);
-    let started = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "good",
-        ],
-        0,
+    let start = [
+        "rollout",
+        "start",
+        "shop",
+        "--env",
+        "prod",
+        "--version",
+        "good",
+    ];
+    let refused = d.cli(&start);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("breaker: circuit breaker open for env:prod"),
+        "{stderr}"
     );
-    let id = started["id"].as_str().unwrap().to_string();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert_eq!(d.rollout(&id)["rollout"]["phase"], "pending");
 
     let bad_reset = d.cli(&[
         "breaker",
@@ -94,6 +96,8 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
         ],
         0,
     );
+    let started = d.cli_json(&start, 0);
+    let id = started["id"].as_str().unwrap().to_string();
     let done = d.wait_rollout(&id, "promotion after the reset", |r| {
         r["rollout"]["phase"] == "promoted"
     });

@@ -121,9 +121,10 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
         "--version",
         "v3",
     ]);
+    // Refused by the promotion gate: the check said no (exit 1), with the reason.
     assert_eq!(
         again.status.code(),
-        Some(2),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );

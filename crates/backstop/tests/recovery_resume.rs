@@ -19,7 +19,7 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     // v0 runs from its own copy of the binary, which will go missing.
     let artifact = dir.path().join("app-v0");
     std::fs::copy(support::bin(), &artifact).unwrap();
-    d.cli_json(
+    let v0 = d.cli_json(
         &[
             "release",
             "create",
@@ -31,6 +31,11 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
         ],
         0,
     );
+    let digest = v0["sha256"].as_str().unwrap();
+    let backup = state
+        .join("blobs/sha256")
+        .join(&digest[..2])
+        .join(&digest[2..]);
     d.cli_json(
         &[
             "rollout",
@@ -58,12 +63,13 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
         ],
         0,
     );
-    // Wait for v0's scale-down, then take its artifact away.
+    // Wait for v0's scale-down, then take its artifact away: the original and its backup.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while instance_pids(&state).len() > 1 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::fs::rename(&artifact, dir.path().join("moved-away")).unwrap();
+    std::fs::remove_file(&backup).unwrap();
 
     let rec = d.cli_json(
         &[

@@ -1,0 +1,266 @@
+//! `backstop gate` (every pre-deployment check, for pipelines) and `backstop freeze`.
+
+use anyhow::Result;
+use backstop_core::format_ms;
+use backstop_core::model::Freeze;
+use backstop_server::gate::{FreezeList, GateReport};
+use serde_json::json;
+
+use crate::client::{Client, ServerArgs};
+use crate::commands::print_json;
+use crate::{Output, OutputArgs};
+
+/// Exceptions to the gate, each needing `--reason` and audited when a rollout acts on them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GateFlags {
+    /// Deploy during a scheduled or manual freeze. Needs --reason; audited; refused in a
+    /// regulated environment (a second approver cannot be told apart yet).
+    #[arg(long)]
+    pub override_freeze: bool,
+    /// A critical change (e.g. a fix-forward): passes the automatic freeze while a recovery is
+    /// active in the environment. Needs --reason; audited.
+    #[arg(long)]
+    pub critical: bool,
+    /// Why: required with --override-freeze or --critical.
+    #[arg(long, required_if_eq_any = [("override_freeze", "true"), ("critical", "true")])]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Run every pre-deployment check for a release (for pipelines): exit 0 go, 1 blocked.",
+    long_about = "Run every pre-deployment check for a release without starting anything: \
+the release exists and is not marked bad; the environment's last known good artifact is backed up \
+and its sha256 re-verifies (so a rollback can run it); the candidate's backup verifies; no freeze \
+is in effect (scheduled windows from the config, manual freezes); no circuit breaker is open; no \
+rollout is running in the environment; no recovery is active there (automatic freeze). Every check \
+is reported, not just the first that fails.
+
+Exit codes: 0 go, 1 blocked (every reason printed), 2 bad input (unknown service, environment or \
+release), 3 daemon unreachable.
+
+Examples:
+  backstop gate checkout --env prod --release 1.4.2
+  backstop gate checkout --env prod --release 1.4.2 --output json | jq '.checks[] | select(.ok | not)'
+  backstop gate checkout --env prod --release 1.4.3 --critical --reason 'fix-forward for INC-42'"
+)]
+pub struct GateArgs {
+    pub service: String,
+    #[arg(long)]
+    pub env: String,
+    /// Version of the release (or `service@version`).
+    #[arg(long)]
+    pub release: String,
+    #[command(flatten)]
+    pub flags: GateFlags,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Percent-encodes a query value.
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub async fn gate(a: GateArgs) -> Result<i32> {
+    let mut path = format!(
+        "/api/v1/gate?service={}&env={}&release={}",
+        enc(&a.service),
+        enc(&a.env),
+        enc(&a.release)
+    );
+    if a.flags.critical {
+        path.push_str("&critical=true");
+    }
+    if a.flags.override_freeze {
+        path.push_str("&override_freeze=true");
+    }
+    if let Some(r) = &a.flags.reason {
+        path.push_str(&format!("&reason={}", enc(r)));
+    }
+    let report: GateReport = Client::new(&a.server)?.get(&path).await?;
+    match a.out.output {
+        Output::Json => print_json(&report),
+        Output::Text => print_report(&report),
+    }
+    Ok(if report.go { 0 } else { 1 })
+}
+
+fn print_report(r: &GateReport) {
+    println!(
+        "{}: {} into {}/{}",
+        if r.go { "GO" } else { "BLOCKED" },
+        r.release_id,
+        r.service,
+        r.env
+    );
+    for c in &r.checks {
+        let mark = match (c.ok, c.overridden) {
+            (true, false) => "ok  ",
+            (true, true) => "ok* ",
+            (false, _) => "FAIL",
+        };
+        println!("  {mark} {:<17} {}", c.name, c.reason);
+    }
+    if r.checks.iter().any(|c| c.overridden) {
+        println!(
+            "  (* passed by an override or as a critical change; audited when a rollout uses it)"
+        );
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum FreezeCmd {
+    /// Freeze deployments into an environment (and/or of one service) now.
+    #[command(
+        long_about = "Start a manual freeze: the gate refuses rollouts into its scope until \
+it ends (after --for, or `backstop freeze end ID`). Stored and audited. Give --env, --service or both.
+
+Examples:
+  backstop freeze start --env prod --reason 'incident INC-42' --for 2h
+  backstop freeze start --env prod --service checkout --reason 'payment provider migration'"
+    )]
+    Start {
+        #[arg(long, required_unless_present = "service")]
+        env: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// Why (shown in every refusal).
+        #[arg(long)]
+        reason: String,
+        /// Ends by itself after this long (e.g. 2h, 30m); default: until ended.
+        #[arg(long = "for")]
+        length: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Manual freezes in effect and the config's scheduled windows (UTC).
+    List {
+        /// Include ended and expired manual freezes.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// End a manual freeze (audited).
+    End {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+fn scope(service: Option<&str>, env: Option<&str>) -> String {
+    match (service, env) {
+        (Some(s), Some(e)) => format!("{s}/{e}"),
+        (Some(s), None) => format!("{s}/*"),
+        (None, Some(e)) => format!("*/{e}"),
+        (None, None) => "*".into(),
+    }
+}
+
+fn print_freeze(f: &Freeze) {
+    let until = match (f.ended_at_ms, f.until_ms) {
+        (Some(e), _) => format!("ended {}", format_ms(e)),
+        (None, Some(u)) => format!("until {}", format_ms(u)),
+        (None, None) => "until ended".into(),
+    };
+    println!(
+        "{}  {:<20} {}  by {}  {}",
+        f.id,
+        scope(f.service.as_deref(), f.env.as_deref()),
+        until,
+        f.actor,
+        f.reason
+    );
+}
+
+pub async fn freeze(cmd: FreezeCmd) -> Result<i32> {
+    match cmd {
+        FreezeCmd::Start {
+            env,
+            service,
+            reason,
+            length,
+            server,
+            out,
+        } => {
+            let f: Freeze = Client::new(&server)?
+                .post(
+                    "/api/v1/freezes",
+                    &json!({"env": env, "service": service, "reason": reason, "for": length}),
+                )
+                .await?;
+            match out.output {
+                Output::Json => print_json(&f),
+                Output::Text => print_freeze(&f),
+            }
+        }
+        FreezeCmd::List { all, server, out } => {
+            let list: FreezeList = Client::new(&server)?
+                .get(&format!("/api/v1/freezes?all={all}"))
+                .await?;
+            match out.output {
+                Output::Json => print_json(&list),
+                Output::Text => {
+                    if list.manual.is_empty() {
+                        println!("no manual freeze in effect");
+                    }
+                    for f in &list.manual {
+                        print_freeze(f);
+                    }
+                    for w in &list.scheduled {
+                        let when = match (w.in_effect, w.from_ms, w.until_ms) {
+                            (true, _, Some(u)) => format!("IN EFFECT until {}", format_ms(u)),
+                            (_, Some(next), _) => format!("next {}", format_ms(next)),
+                            _ => "past".into(),
+                        };
+                        println!(
+                            "scheduled  {:<20} {}  ({})  {}",
+                            scope(Some(&w.service), w.env.as_deref()),
+                            when,
+                            w.window,
+                            w.reason
+                        );
+                    }
+                }
+            }
+        }
+        FreezeCmd::End {
+            id,
+            reason,
+            server,
+            out,
+        } => {
+            let f: Freeze = Client::new(&server)?
+                .post(
+                    &format!("/api/v1/freezes/{}/end", enc(&id)),
+                    &json!({"reason": reason}),
+                )
+                .await?;
+            match out.output {
+                Output::Json => print_json(&f),
+                Output::Text => print_freeze(&f),
+            }
+        }
+    }
+    Ok(0)
+}
