@@ -29,7 +29,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
     Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks, NginxRouter,
-    NotifyTarget, Objectives, RolloutBreaker, RolloutSpec, Router, Run, Service, Severity,
+    NotifyTarget, Objectives, Params, SecretRef, RolloutBreaker, RolloutSpec, Router, Run, Service, Severity,
     SeverityAction, SeverityPolicy, Step, Strategy, Traffic, WebhookFormat, format_duration,
     parse_duration,
 };
@@ -71,7 +71,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub(crate) fn load_with_input(path: &Path) -> Result<(Config, Value), ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_with_input(&text, &file),
+        Ok(text) => parse_with_input(&text, &file).map(|(mut config, input)| {
+            config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (config, input)
+        }),
         Err(e) => {
             tracing::debug!(file = %file, error = %e, "Config file unreadable.");
             Err(ConfigErrors(vec![ConfigError {
