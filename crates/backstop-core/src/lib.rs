@@ -8,6 +8,7 @@ pub mod model;
 pub mod recovery;
 pub mod rollout;
 pub mod severity;
+pub mod snapshot;
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.
 pub type Millis = i64;
