@@ -100,6 +100,8 @@ pub fn changes(a: &Manifest, b: &Manifest) -> Vec<Change> {
     compare(&a.files, &b.files, |n, s| push("file", n, s));
     compare(&a.env, &b.env, |n, s| push("env", n, s));
     compare(&a.secrets, &b.secrets, |n, s| push("secret", n, s));
+    let rank = |k: &str| ["file", "env", "secret"].iter().position(|x| *x == k);
+    out.sort_by(|x, y| (rank(&x.kind), &x.name).cmp(&(rank(&y.kind), &y.name)));
     out
 }
 

@@ -118,6 +118,7 @@ impl Ctx {
         self.store.put_instance(&rec).await?;
         let command = render_release_command(service, release, env, port);
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
+        vars.extend(self.param_env(&release.service, env)?);
         vars.extend(release.env.clone());
         let spec = InstanceSpec {
             instance_id: id.to_string(),
@@ -148,7 +149,8 @@ impl Ctx {
         let release = self.store.release(&rec.release_id).await?;
         let service = self.service(&release.service)?;
         if let Some(scripts) = service.run.command_scripts() {
-            let vars = script_vars(service, &release, &rec.env, id, rec.port, "stop");
+            let params = self.param_env(&release.service, &rec.env)?;
+            let vars = script_vars(service, &params, &release, &rec.env, id, rec.port, "stop");
             deployer(&scripts)
                 .stop(&vars)
                 .await
@@ -211,7 +213,8 @@ impl Ctx {
             return Ok(rec);
         }
         self.store.put_instance(&rec).await?;
-        let vars = script_vars(service, release, env, id, port, "deploy");
+        let params = self.param_env(&release.service, env)?;
+        let vars = script_vars(service, &params, release, env, id, port, "deploy");
         deployer(&scripts)
             .deploy(&vars)
             .await
@@ -269,7 +272,8 @@ impl Ctx {
             .command_scripts()
             .ok_or_else(|| anyhow!("not a command deployer"))?;
         if scripts.health.is_some() {
-            let vars = script_vars(service, release, env, id, port, "health");
+            let params = self.param_env(&release.service, env)?;
+            let vars = script_vars(service, &params, release, env, id, port, "health");
             let mut once = deployer(&scripts);
             once.retries = 0;
             once.health(&vars).await?;
@@ -469,6 +473,7 @@ fn deployer(
 /// action, so a script re-run after a crash can recognise work it already did.
 fn script_vars(
     service: &Service,
+    params: &BTreeMap<String, String>,
     release: &Release,
     env: &str,
     instance_id: &str,
@@ -476,6 +481,7 @@ fn script_vars(
     action: &str,
 ) -> BTreeMap<String, String> {
     let mut vars: BTreeMap<String, String> = service.run.env.clone();
+    vars.extend(params.clone());
     vars.extend(release.env.clone());
     vars.insert(
         backstop_drivers::command::VERSION_VAR.into(),
