@@ -29,9 +29,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
     Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks, NginxRouter,
-    NotifyTarget, Objectives, Params, SecretRef, RolloutBreaker, RolloutSpec, Router, Run, Service, Severity,
-    SeverityAction, SeverityPolicy, Step, Strategy, Traffic, WebhookFormat, format_duration,
-    parse_duration,
+    NotifyTarget, Objectives, Params, RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service,
+    Severity, SeverityAction, SeverityPolicy, Step, Strategy, Traffic, WebhookFormat,
+    format_duration, parse_duration,
 };
 
 /// A commented starter `backstop.yaml` (`backstop config init` prints it).

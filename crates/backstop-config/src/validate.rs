@@ -1102,7 +1102,10 @@ fn check_severity(svc: &Value, sp: &str, tier: Option<u64>, push: &mut impl FnMu
 fn check_params(env: &Value, ep: &str, push: &mut impl FnMut(String, String)) {
     let mut seen: Vec<(String, String)> = Vec::new();
     for kind in ["files", "folders"] {
-        let Some(list) = env.pointer(&format!("/params/{kind}")).and_then(Value::as_array) else {
+        let Some(list) = env
+            .pointer(&format!("/params/{kind}"))
+            .and_then(Value::as_array)
+        else {
             continue;
         };
         for (k, p) in list.iter().enumerate() {

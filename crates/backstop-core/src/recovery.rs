@@ -170,7 +170,11 @@ pub fn with_hooks(
 
 /// Adds a config restore to a plan back to the LKG: before the LKG instance starts (it reads its
 /// config then), or, when the LKG still runs, right after traffic is back on it (users first).
-pub fn with_config_restore(mut plan: Vec<StepKind>, snapshot: i64, manifest: &str) -> Vec<StepKind> {
+pub fn with_config_restore(
+    mut plan: Vec<StepKind>,
+    snapshot: i64,
+    manifest: &str,
+) -> Vec<StepKind> {
     let at = plan
         .iter()
         .position(|s| matches!(s, StepKind::StartInstance { .. }))
@@ -260,11 +264,20 @@ mod tests {
             }
         );
         assert_eq!(plan[1].name(), "start_instance");
-        let plan = with_config_restore(plan_canary_rollback("s", "v1", Some("c"), "v2", "j"), 1, "d");
+        let plan = with_config_restore(
+            plan_canary_rollback("s", "v1", Some("c"), "v2", "j"),
+            1,
+            "d",
+        );
         let names: Vec<_> = plan.iter().map(StepKind::name).collect();
         assert_eq!(
             names,
-            ["shift_traffic", "restore_config", "stop_instance", "mark_release_bad"]
+            [
+                "shift_traffic",
+                "restore_config",
+                "stop_instance",
+                "mark_release_bad"
+            ]
         );
     }
 

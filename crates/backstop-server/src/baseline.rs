@@ -20,7 +20,10 @@ pub struct History(Mutex<BTreeMap<(String, String), Samples>>);
 
 impl History {
     fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<(String, String), Samples>) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        f(&mut self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 

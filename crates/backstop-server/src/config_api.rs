@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::Ctx;
 use crate::api::Body;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::snapshots::{ConfigDiff, RestoreOutcome};
-use crate::Ctx;
 
 pub fn routes() -> Router<Arc<Ctx>> {
     Router::new()

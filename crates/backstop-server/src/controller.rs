@@ -1100,9 +1100,19 @@ impl Controller {
                 } else {
                     Some(counts.errors as f64 / counts.requests as f64)
                 };
+                // The baseline captured before the rollout, for comparison with what users get now.
+                let baseline = match &rec.rollout_id {
+                    Some(id) => ctx
+                        .store
+                        .rollout_safeguards(id)
+                        .await?
+                        .and_then(|g| g.baseline),
+                    None => None,
+                };
                 Ok(
                     json!({"release": release_id, "window_s": seconds, "requests": counts.requests, "errors": counts.errors,
-                          "error_ratio": ratio, "observed": after.is_some()}),
+                          "error_ratio": ratio, "observed": after.is_some(),
+                          "baseline": baseline.map(|b| json!({"version": b.version, "window_ms": b.window_ms, "requests": b.requests, "errors": b.errors, "error_ratio": b.error_ratio, "latency_p99_ms": b.latency_p99_ms}))}),
                 )
             }
             StepKind::RunHook { name, command } => {
@@ -1426,7 +1436,13 @@ impl Controller {
             Ok(Some((version, manifest))) => with_config_restore(plan, version, &manifest),
             Ok(None) => plan,
             Err(e) => {
-                tracing::warn!(service, env, lkg, error = format!("{e:#}"), "Cannot compare the config with the last known good's snapshot; recovering without a config restore.");
+                tracing::warn!(
+                    service,
+                    env,
+                    lkg,
+                    error = format!("{e:#}"),
+                    "Cannot compare the config with the last known good's snapshot; recovering without a config restore."
+                );
                 plan
             }
         }

@@ -141,8 +141,8 @@ pub fn hmac_key(state_dir: &Path) -> Result<Vec<u8>> {
 }
 
 fn hmac_hex(key: &[u8], value: &str) -> Result<String> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .map_err(|_| anyhow!("invalid HMAC key"))?;
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|_| anyhow!("invalid HMAC key"))?;
     mac.update(value.as_bytes());
     Ok(hex::encode(mac.finalize().into_bytes()))
 }
@@ -651,6 +651,9 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_ne!(hmac_hex(&a, "x").expect("mac"), hmac_hex(&a, "y").expect("mac"));
+        assert_ne!(
+            hmac_hex(&a, "x").expect("mac"),
+            hmac_hex(&a, "y").expect("mac")
+        );
     }
 }

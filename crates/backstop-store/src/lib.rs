@@ -118,8 +118,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(ConfigSnapshot, bool)>;
     /// Newest first.
     async fn config_snapshots(&self, service: &str, env: &str) -> Result<Vec<ConfigSnapshot>>;
-    async fn config_snapshot(&self, service: &str, env: &str, version: i64)
-    -> Result<ConfigSnapshot>;
+    async fn config_snapshot(
+        &self,
+        service: &str,
+        env: &str,
+        version: i64,
+    ) -> Result<ConfigSnapshot>;
     /// Written once per rollout; `Conflict` when it already has them.
     async fn put_rollout_safeguards(&self, safeguards: &RolloutSafeguards) -> Result<()>;
     async fn rollout_safeguards(&self, rollout_id: &str) -> Result<Option<RolloutSafeguards>>;

@@ -373,12 +373,20 @@ async fn config_snapshots_are_versioned_and_an_unchanged_capture_reuses_the_late
         list.iter().map(|x| x.version).collect::<Vec<_>>(),
         [3, 2, 1]
     );
-    assert_eq!(s.config_snapshot("svc", "prod", 2).await.unwrap().manifest, "bbb");
+    assert_eq!(
+        s.config_snapshot("svc", "prod", 2).await.unwrap().manifest,
+        "bbb"
+    );
     assert!(matches!(
         s.config_snapshot("svc", "prod", 9).await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(s.config_snapshots("svc", "staging").await.unwrap().is_empty());
+    assert!(
+        s.config_snapshots("svc", "staging")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     s.create_release(&release("v1")).await.unwrap();
     s.create_rollout(&rollout("r-1", "v1")).await.unwrap();

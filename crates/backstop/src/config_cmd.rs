@@ -201,7 +201,8 @@ pub async fn restore(a: RestoreArgs) -> Result<i32> {
             &json!({"snapshot": a.snapshot, "reason": a.reason, "dry_run": !a.yes}),
         )
         .await?;
-    let pending = !out.applied && !(out.written.is_empty() && out.removed.is_empty());
+    let changes = !(out.written.is_empty() && out.removed.is_empty());
+    let pending = !out.applied && changes;
     match t.out.output {
         Output::Json => print_json(&out),
         Output::Text => {

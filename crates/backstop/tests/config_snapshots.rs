@@ -95,6 +95,18 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     assert_eq!(history.as_array().map(Vec::len), Some(1), "{history:#}");
     assert_eq!(history[0]["version"], 1);
     assert_eq!(history[0]["rollout_id"], first["rollout"]["id"]);
+    // The env value and the resolved secret reach the instance's environment.
+    let environs: Vec<Vec<u8>> = support::instance_pids(&state)
+        .iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
+        .collect();
+    assert!(
+        environs
+            .iter()
+            .any(|e| contains(e, "LOG_LEVEL=info")
+                && contains(e, &format!("DB_PASSWORD={SECRET_A}\0"))),
+        "the instance lacks LOG_LEVEL or DB_PASSWORD"
+    );
     // Nothing changed: no differences (exit 0).
     let same = run(&["config", "diff", "shop", "--env", "prod"], 0);
     assert_eq!(same["changes"], serde_json::json!([]), "{same:#}");
@@ -194,6 +206,11 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     assert!(!conf.join("prod.d/new.toml").exists());
     let not_restorable = &restore["outcome"]["not_restorable"];
     assert_eq!(not_restorable[0]["name"], "DB_PASSWORD", "{restore:#}");
+    let verify = steps
+        .iter()
+        .find(|s| s["step"]["kind"] == "verify_signals")
+        .expect("verify step");
+    assert_eq!(verify["outcome"]["baseline"]["version"], "v1", "{verify:#}");
     traffic.stop();
 
     // Restoring the same snapshot again writes nothing (what a re-run after a crash does).
