@@ -260,6 +260,55 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
         (Some(3), Some(false))
     );
 
+    // v3 with other params is promoted; `backstop rollback` to v1 restores v1's files before
+    // v1 starts again.
+    std::fs::write(conf.join("prod.toml"), "a = 1\nb = 4\n").unwrap();
+    d.register("v3", 0.0);
+    let v3 = run(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v3",
+        ],
+        0,
+    );
+    let v3 = v3["id"].as_str().unwrap().to_string();
+    d.wait_rollout(&v3, "progressing", |r| {
+        r["rollout"]["phase"] == "progressing"
+    });
+    run(&["rollout", "promote", &v3, "--reason", "looks fine"], 0);
+    let rec = run(
+        &[
+            "rollback",
+            "shop",
+            "--env",
+            "prod",
+            "--reason",
+            "v3 is bad after all",
+        ],
+        0,
+    );
+    let names: Vec<&str> = rec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(&names[..2], ["restore_config", "start_instance"], "{rec:#}");
+    assert_eq!(rec["steps"][0]["step"]["snapshot"], 1);
+    assert_eq!(
+        rec["steps"][0]["outcome"]["written"],
+        serde_json::json!(["../conf/prod.toml"])
+    );
+    assert_eq!(
+        std::fs::read_to_string(conf.join("prod.toml")).unwrap(),
+        "a = 1\nb = 2\n"
+    );
+
     // Bad input: an unknown snapshot is exit 2 and names it.
     let missing = d.cli(&["config", "restore", "shop", "--env", "prod", "99", "--yes"]);
     assert_eq!(missing.status.code(), Some(2));
