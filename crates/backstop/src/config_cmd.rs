@@ -18,6 +18,35 @@ fn print_json<T: serde::Serialize>(v: &T) {
     );
 }
 
+/// Long help of `backstop config history`.
+pub const HISTORY_HELP: &str = "List the config snapshots of an environment, newest first.\n\n\
+A snapshot is taken before every rollout (and by `backstop config snapshot`); a capture equal to \
+the latest snapshot reuses its version.\n\n\
+Examples:\n  backstop config history checkout --env prod\n  backstop config history checkout --env prod --output json";
+
+/// Long help of `backstop config diff`.
+pub const DIFF_HELP: &str = "Show what changed in an environment's params.\n\n\
+With no version: the latest snapshot against the files on disk now. With A: snapshot A against \
+now. With A and B: snapshot A against snapshot B. Text files get a unified diff; binary files, \
+env values and secrets say added, removed or changed (a secret's value is never shown).\n\n\
+Exit codes: 0 no differences, 1 differences, 2 bad input, 3 daemon unreachable.\n\n\
+Examples:\n  backstop config diff checkout --env prod\n  backstop config diff checkout --env prod 3\n  backstop config diff checkout --env prod 3 5 --output json";
+
+/// Long help of `backstop config snapshot`.
+pub const SNAPSHOT_HELP: &str = "Snapshot an environment's params now (audited).\n\n\
+Nothing changed since the latest snapshot: its version is reused and no new one is made.\n\n\
+Examples:\n  backstop config snapshot checkout --env prod --reason \"before the DB failover\"";
+
+/// Long help of `backstop config restore`.
+pub const RESTORE_HELP: &str = "Write a snapshot's files and folders back to disk (audited).\n\n\
+Each file is written atomically (temp file, fsync, rename); files that already match are left \
+alone, so restoring the same snapshot twice changes nothing. Files absent from the snapshot \
+inside a snapshotted folder are removed. Env values and secrets come from backstop.yaml and \
+their sources: a restore lists those that differ but cannot write them.\n\n\
+Without --yes nothing is written: the command prints what would change and exits 1 (0 when \
+nothing would change).\n\n\
+Examples:\n  backstop config restore checkout --env prod 3            # what would change\n  backstop config restore checkout --env prod 3 --yes --reason \"bad flag in prod.toml\"";
+
 /// Which environment's parameters.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
@@ -39,24 +68,12 @@ impl Target {
 }
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(
-    long_about = "List the config snapshots of an environment, newest first.\n\n\
-A snapshot is taken before every rollout (and by `backstop config snapshot`); a capture equal to \
-the latest snapshot reuses its version.\n\n\
-Examples:\n  backstop config history checkout --env prod\n  backstop config history checkout --env prod --output json"
-)]
 pub struct HistoryArgs {
     #[command(flatten)]
     pub target: Target,
 }
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(long_about = "Show what changed in an environment's params.\n\n\
-With no version: the latest snapshot against the files on disk now. With A: snapshot A against \
-now. With A and B: snapshot A against snapshot B. Text files get a unified diff; binary files, \
-env values and secrets say added, removed or changed (a secret's value is never shown).\n\n\
-Exit codes: 0 no differences, 1 differences, 2 bad input, 3 daemon unreachable.\n\n\
-Examples:\n  backstop config diff checkout --env prod\n  backstop config diff checkout --env prod 3\n  backstop config diff checkout --env prod 3 5 --output json")]
 pub struct DiffArgs {
     #[command(flatten)]
     pub target: Target,
@@ -67,9 +84,6 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(long_about = "Snapshot an environment's params now (audited).\n\n\
-Nothing changed since the latest snapshot: its version is reused and no new one is made.\n\n\
-Examples:\n  backstop config snapshot checkout --env prod --reason \"before the DB failover\"")]
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub target: Target,
@@ -79,16 +93,6 @@ pub struct SnapshotArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(
-    long_about = "Write a snapshot's files and folders back to disk (audited).\n\n\
-Each file is written atomically (temp file, fsync, rename); files that already match are left \
-alone, so restoring the same snapshot twice changes nothing. Files absent from the snapshot \
-inside a snapshotted folder are removed. Env values and secrets come from backstop.yaml and \
-their sources: a restore lists those that differ but cannot write them.\n\n\
-Without --yes nothing is written: the command prints what would change and exits 1 (0 when \
-nothing would change).\n\n\
-Examples:\n  backstop config restore checkout --env prod 3            # what would change\n  backstop config restore checkout --env prod 3 --yes --reason \"bad flag in prod.toml\""
-)]
 pub struct RestoreArgs {
     #[command(flatten)]
     pub target: Target,

@@ -102,12 +102,16 @@ enum ConfigCmd {
     /// Print a commented starter backstop.yaml.
     Init,
     /// List an environment's config snapshots (taken before every rollout).
+    #[command(long_about = config_cmd::HISTORY_HELP)]
     History(config_cmd::HistoryArgs),
     /// What changed in an environment's params: snapshot vs live files, or two snapshots.
+    #[command(long_about = config_cmd::DIFF_HELP)]
     Diff(config_cmd::DiffArgs),
     /// Snapshot an environment's params now.
+    #[command(long_about = config_cmd::SNAPSHOT_HELP)]
     Snapshot(config_cmd::SnapshotArgs),
     /// Write a snapshot's files and folders back (dry run without --yes).
+    #[command(long_about = config_cmd::RESTORE_HELP)]
     Restore(config_cmd::RestoreArgs),
 }
 
