@@ -2,8 +2,9 @@
 //! binary file, an env value, a secret by file reference) are snapshotted before each rollout;
 //! `config diff` shows text diffs and says a secret "changed" without its value; a rollback to
 //! the LKG restores the LKG's files as a journaled step; `config restore` puts bytes back and
-//! restoring twice is a no-op; a started rollout carries its baseline. Finally no secret value
-//! is anywhere in the state folder, the logs or the CLI's output.
+//! restoring twice is a no-op; a restore step interrupted by a crash finishes after the restart
+//! writing only what still differs; a started rollout carries its baseline. Finally no secret
+//! value is anywhere in the state folder, the logs or the CLI's output.
 
 mod support;
 
@@ -331,6 +332,61 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
             "{want} missing: {actions:?}"
         );
     }
+
+    // Crash during a restore step: the intent is journaled and part of the files were written
+    // when the daemon died. After the restart the step runs again and writes only what still
+    // differs.
+    let manifest = history[0]["manifest"].as_str().unwrap().to_string();
+    let mut d = d;
+    d.stop();
+    std::fs::write(conf.join("prod.d/base.toml"), "x = 9\n").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use backstop_store::Store;
+        let store = backstop_store::SqliteStore::open_dir(&state).await.unwrap();
+        let rec = backstop_core::model::Recovery {
+            id: "rec-crashed-restore".into(),
+            rollout_id: None,
+            service: "shop".into(),
+            env: "prod".into(),
+            actor: "test".into(),
+            trigger: "manual".into(),
+            reason: "crash test".into(),
+            status: "running".into(),
+            created_at_ms: 1,
+            finished_at_ms: None,
+            steps: vec![],
+        };
+        let plan = [backstop_core::recovery::StepKind::RestoreConfig {
+            snapshot: 1,
+            manifest,
+        }];
+        store.create_recovery(&rec, &plan).await.unwrap();
+        store.step_started(&rec.id, 0, 2).await.unwrap();
+        store.close().await;
+    });
+    d.restart();
+    let deadline = std::time::Instant::now() + support::patience();
+    let rec = loop {
+        let rec = d.cli_json(&["recovery", "show", "rec-crashed-restore"], 0);
+        if rec["status"] == "done" || std::time::Instant::now() > deadline {
+            break rec;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(rec["status"], "done", "{rec:#}\n{}", d.log());
+    let step = &rec["steps"][0];
+    assert_eq!(step["attempts"], 2, "{rec:#}");
+    assert_eq!(
+        step["outcome"]["written"],
+        serde_json::json!(["../conf/prod.d/base.toml"]),
+        "{rec:#}"
+    );
+    assert_eq!(step["outcome"]["unchanged"], 2, "{rec:#}");
+    assert_eq!(
+        std::fs::read_to_string(conf.join("prod.d/base.toml")).unwrap(),
+        "x = 1\n"
+    );
 
     // No secret value anywhere: state folder (database, WAL, blobs, logs), CLI output.
     drop(d);
