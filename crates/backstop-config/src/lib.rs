@@ -31,9 +31,9 @@ pub use freeze::FreezeWindow;
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
     Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks,
-    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Objectives, RolloutBreaker,
-    RolloutSpec, Router, Run, Service, Severity, SeverityAction, SeverityPolicy, Step, Strategy,
-    Traffic, WebhookFormat, format_duration, parse_duration,
+    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Objectives, Params, RolloutBreaker,
+    RolloutSpec, Router, Run, SecretRef, Service, Severity, SeverityAction, SeverityPolicy, Step,
+    Strategy, Traffic, WebhookFormat, format_duration, parse_duration,
 };
 
 /// A commented starter `backstop.yaml` (`backstop config init` prints it).
@@ -73,7 +73,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub(crate) fn load_with_input(path: &Path) -> Result<(Config, Value), ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_with_input(&text, &file),
+        Ok(text) => parse_with_input(&text, &file).map(|(mut config, input)| {
+            config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (config, input)
+        }),
         Err(e) => {
             tracing::debug!(file = %file, error = %e, "Config file unreadable.");
             Err(ConfigErrors(vec![ConfigError {

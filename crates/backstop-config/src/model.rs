@@ -35,6 +35,11 @@ pub struct Config {
     /// The services Backstop manages (at least one).
     #[schemars(length(min = 1))]
     pub services: Vec<Service>,
+    /// The folder of the config file: relative `params` paths are resolved against it (set by
+    /// [`crate::load`]; empty means the current folder).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// Settings every service inherits unless it overrides them.
@@ -901,6 +906,87 @@ pub struct Environment {
     /// `[{from: 2026-12-20T00:00:00Z, until: 2027-01-03T00:00:00Z, reason: holidays}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freeze: Vec<crate::freeze::FreezeWindow>,
+    /// The environment-specific parameters of the service here (config files and folders, env
+    /// values, secrets by reference). Backstop snapshots them before every rollout
+    /// (`backstop config history|diff|restore`); `env` values and secrets reach the instances.
+    #[serde(default, skip_serializing_if = "Params::is_empty")]
+    pub params: Params,
+}
+
+/// Environment-specific parameters of a service. Paths are relative to the config file's
+/// folder (or absolute).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Config files of this environment (e.g. `config/prod.toml`), snapshotted by content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<NonEmptyString>")]
+    pub files: Vec<String>,
+    /// Folders of config files (e.g. `config/prod.d`), snapshotted file by file, recursively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<NonEmptyString>")]
+    pub folders: Vec<String>,
+    /// Environment values given to every instance in this environment (names like `LOG_LEVEL`;
+    /// values are strings). They override `run.env`; a release's own env overrides them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": ENV_KEY_PATTERN}))]
+    pub env: BTreeMap<String, String>,
+    /// Secrets given to instances as environment variables, by reference only: `{env: VAR}`
+    /// (read from the daemon's environment) or `{file: PATH}` (one trailing newline dropped).
+    /// The value is never stored, printed or logged; snapshots keep a keyed HMAC of it so a
+    /// diff can say "changed".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": ENV_KEY_PATTERN}))]
+    #[schemars(with = "BTreeMap<String, SecretRefSchema>")]
+    pub secrets: BTreeMap<String, SecretRef>,
+}
+
+impl Params {
+    /// No files, folders, env values or secrets.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+            && self.folders.is_empty()
+            && self.env.is_empty()
+            && self.secrets.is_empty()
+    }
+}
+
+/// Where a secret's value comes from (never the value itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretRef {
+    /// An environment variable of the daemon, e.g. `{env: PROD_DB_PASSWORD}`.
+    Env(#[schemars(with = "EnvVarName")] String),
+    /// A file holding the value, relative to the config file's folder, e.g.
+    /// `{file: secrets/db_password}`.
+    File(#[schemars(with = "NonEmptyString")] String),
+}
+
+/// Where a secret's value comes from: exactly one of `env` and `file`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+#[allow(dead_code)] // schema only
+pub(crate) struct SecretRefSchema {
+    /// An environment variable of the daemon holding the value, e.g. `PROD_DB_PASSWORD`.
+    #[serde(default)]
+    #[schemars(with = "EnvVarName")]
+    env: Option<String>,
+    /// A file holding the value, relative to the config file's folder, e.g.
+    /// `secrets/db_password`.
+    #[serde(default)]
+    #[schemars(with = "NonEmptyString")]
+    file: Option<String>,
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "env:{name}"),
+            Self::File(path) => write!(f, "file:{path}"),
+        }
+    }
 }
 
 impl Config {

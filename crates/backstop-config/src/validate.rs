@@ -713,6 +713,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             for (j, env) in envs.iter().enumerate() {
                 let ep = format!("{sp}/environments/{j}");
                 let env_name = env.get("name").and_then(Value::as_str).unwrap_or("");
+                check_params(env, &ep, &mut push);
                 if let Some(name) = env.get("name").and_then(Value::as_str) {
                     let here = format!("{ep}/name");
                     if let Some(first) = env_names.get(name) {
@@ -1102,6 +1103,49 @@ fn check_severity(svc: &Value, sp: &str, tier: Option<u64>, push: &mut impl FnMu
 }
 
 /// `notify`: webhook URLs are http(s).
+/// `params`: each path once (a file and a folder must not overlap), and no variable both a
+/// plain value and a secret.
+fn check_params(env: &Value, ep: &str, push: &mut impl FnMut(String, String)) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for kind in ["files", "folders"] {
+        let Some(list) = env
+            .pointer(&format!("/params/{kind}"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        for (k, p) in list.iter().enumerate() {
+            let Some(path) = p.as_str() else { continue };
+            let norm = path.trim_end_matches('/').to_owned();
+            let here = format!("{ep}/params/{kind}/{k}");
+            let clash = seen.iter().find(|(other, _)| {
+                *other == norm
+                    || norm.starts_with(&format!("{other}/"))
+                    || other.starts_with(&format!("{norm}/"))
+            });
+            if let Some((other, at)) = clash {
+                push(
+                    here,
+                    format!("`{path}` overlaps `{other}` (at {at}); list each file or folder once"),
+                );
+            } else {
+                seen.push((norm, here));
+            }
+        }
+    }
+    if let (Some(vals), Some(secrets)) = (
+        env.pointer("/params/env").and_then(Value::as_object),
+        env.pointer("/params/secrets").and_then(Value::as_object),
+    ) {
+        for key in secrets.keys().filter(|k| vals.contains_key(*k)) {
+            push(
+                format!("{ep}/params/secrets/{}", escape_token(key)),
+                format!("`{key}` is both in params.env and params.secrets; keep one"),
+            );
+        }
+    }
+}
+
 fn check_notify(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
     let Some(targets) = svc.get("notify").and_then(Value::as_array) else {
         return;

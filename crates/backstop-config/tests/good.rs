@@ -122,8 +122,15 @@ fn analysis_is_deep_merged_over_defaults() {
 
 #[test]
 fn effective_yaml_parses_back_to_the_same_config() {
-    for name in ["minimal.yaml", "analysis_override.yaml", "recovery.yaml"] {
-        let config = good(name);
+    for name in [
+        "minimal.yaml",
+        "analysis_override.yaml",
+        "recovery.yaml",
+        "params.yaml",
+    ] {
+        let mut config = good(name);
+        // Where the file was read from is not part of the text.
+        config.base_dir = std::path::PathBuf::new();
         let yaml = config.to_yaml_effective();
         let again = backstop_config::parse(&yaml, "effective.yaml")
             .unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
@@ -419,4 +426,27 @@ fn freeze_windows_on_services_and_environments() {
     let again = backstop_config::parse(&config.to_yaml_effective(), "effective.yaml")
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again, config);
+}
+
+#[test]
+fn params_are_read_with_secrets_by_reference_and_paths_relative_to_the_file() {
+    let config = good("params.yaml");
+    assert!(config.base_dir.ends_with("tests/good"));
+    let env = config.services[0].environment("prod").expect("prod");
+    assert_eq!(env.params.files, ["config/prod.toml"]);
+    assert_eq!(env.params.folders, ["config/prod.d"]);
+    assert_eq!(
+        env.params.env.get("LOG_LEVEL").map(String::as_str),
+        Some("info")
+    );
+    assert_eq!(
+        env.params.secrets.get("DB_PASSWORD"),
+        Some(&backstop_config::SecretRef::Env("PROD_DB_PASSWORD".into()))
+    );
+    assert_eq!(
+        env.params.secrets.get("API_KEY"),
+        Some(&backstop_config::SecretRef::File("secrets/api_key".into()))
+    );
+    let staging = config.services[0].environment("staging").expect("staging");
+    assert!(staging.params.is_empty());
 }

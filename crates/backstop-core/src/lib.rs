@@ -9,6 +9,7 @@ pub mod recovery;
 pub mod rollout;
 pub mod schema;
 pub mod severity;
+pub mod snapshot;
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.
 pub type Millis = i64;

@@ -45,6 +45,10 @@ pub enum StepKind {
         name: String,
         down_sha256: String,
     },
+    /// Put the environment's config files and folders back as config snapshot `snapshot`
+    /// (manifest digest `manifest`): files that already match are left alone, so running it
+    /// again is a no-op.
+    RestoreConfig { snapshot: i64, manifest: String },
 }
 
 impl StepKind {
@@ -59,6 +63,7 @@ impl StepKind {
             StepKind::WaitHealthy { .. } => "wait_healthy",
             StepKind::VerifySignals { .. } => "verify_signals",
             StepKind::RunMigrationDown { .. } => "run_migration_down",
+            StepKind::RestoreConfig { .. } => "restore_config",
         }
     }
 }
@@ -199,6 +204,32 @@ pub fn with_schema_downs(
     plan
 }
 
+/// Adds a config restore to a plan back to the LKG: before the LKG instance starts (it reads its
+/// config then), or, when the LKG still runs, right after traffic is back on it (users first).
+pub fn with_config_restore(
+    mut plan: Vec<StepKind>,
+    snapshot: i64,
+    manifest: &str,
+) -> Vec<StepKind> {
+    let at = plan
+        .iter()
+        .position(|s| matches!(s, StepKind::StartInstance { .. }))
+        .or_else(|| {
+            plan.iter()
+                .position(|s| matches!(s, StepKind::ShiftTraffic { .. }))
+                .map(|i| i + 1)
+        })
+        .unwrap_or(0);
+    plan.insert(
+        at,
+        StepKind::RestoreConfig {
+            snapshot,
+            manifest: manifest.to_string(),
+        },
+    );
+    plan
+}
+
 /// The idempotency key of step `index` of recovery `recovery_id`: stable across restarts, handed
 /// to hooks so user scripts can be idempotent too.
 pub fn idempotency_key(recovery_id: &str, index: usize, step: &StepKind) -> String {
@@ -295,6 +326,35 @@ mod tests {
         );
         let same = with_hooks(plan_canary_rollback("s", "v1", None, "v2", "j"), None, None);
         assert_eq!(same.len(), 2);
+    }
+
+    #[test]
+    fn config_restore_goes_before_the_lkg_starts_or_right_after_traffic() {
+        let plan = plan_redeploy_previous("i-new", "svc@v1", Some("i-cur"), "svc@v2", "manual");
+        let plan = with_config_restore(plan, 3, "abc");
+        assert_eq!(
+            plan[0],
+            StepKind::RestoreConfig {
+                snapshot: 3,
+                manifest: "abc".into()
+            }
+        );
+        assert_eq!(plan[1].name(), "start_instance");
+        let plan = with_config_restore(
+            plan_canary_rollback("s", "v1", Some("c"), "v2", "j"),
+            1,
+            "d",
+        );
+        let names: Vec<_> = plan.iter().map(StepKind::name).collect();
+        assert_eq!(
+            names,
+            [
+                "shift_traffic",
+                "restore_config",
+                "stop_instance",
+                "mark_release_bad"
+            ]
+        );
     }
 
     #[test]

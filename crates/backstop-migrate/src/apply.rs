@@ -413,14 +413,10 @@ mod tests {
         assert_eq!(hist.len(), 2);
         assert!(hist[1].proven && hist[1].has_down);
         let sha = hist[1].down_sha256.clone().unwrap();
-        assert_eq!(
-            run_down(Engine::Sqlite, &url, "2", &"00".repeat(32))
-                .await
-                .unwrap_err()
-                .to_string()
-                .contains("refusing"),
-            true
-        );
+        let err = run_down(Engine::Sqlite, &url, "2", &"00".repeat(32))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing"), "{err}");
         assert_eq!(
             run_down(Engine::Sqlite, &url, "2", &sha).await.unwrap(),
             DownOutcome::Ran

@@ -164,6 +164,9 @@ pub struct RolloutDetail {
     pub recovery: Option<Recovery>,
     /// Times derived from the events (null until they happen).
     pub timeline: Timeline,
+    /// The config snapshot and baseline captured before it started.
+    #[serde(default)]
+    pub safeguards: Option<backstop_core::snapshot::RolloutSafeguards>,
 }
 
 /// Key moments of a rollout and the durations between them.
@@ -245,7 +248,11 @@ pub struct AuditQuery {
         crate::gate::get_gate,
         crate::gate::create_freeze,
         crate::gate::list_freezes,
-        crate::gate::end_freeze
+        crate::gate::end_freeze,
+        crate::config_api::list_snapshots,
+        crate::config_api::take_snapshot,
+        crate::config_api::diff,
+        crate::config_api::restore
     ),
     components(schemas(
         ErrorBody,
@@ -290,6 +297,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             post(crate::gate::create_freeze).get(crate::gate::list_freezes),
         )
         .route("/freezes/{id}/end", post(crate::gate::end_freeze))
+        .merge(crate::config_api::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -531,9 +539,36 @@ async fn create_rollout(
         let target = format!("service/{}/{}", req.service, req.env);
         return Err(crate::gate::refuse(&ctx, &report, &intent, &target).await);
     }
+    // Safeguards before anything starts: the environment's config snapshot (a rollout whose
+    // config cannot be read does not start) and the stable version's baseline (best effort).
+    let id = uuid::Uuid::now_v7().to_string();
+    let snapshot = ctx
+        .take_snapshot(
+            &req.service,
+            &req.env,
+            &caller.0,
+            &format!("before rollout {id}"),
+            Some(&id),
+        )
+        .await
+        .map_err(|e| {
+            ApiError::conflict(format!(
+                "cannot snapshot the config of {}/{} before the rollout: {e:#}",
+                req.service, req.env
+            ))
+        })?;
+    let stable_version = match &from {
+        Some(lkg) => Some(ctx.store.release(lkg).await?.version),
+        None => None,
+    };
+    let baseline = ctx
+        .capture_baseline(&req.service, &req.env, stable_version.as_deref())
+        .await
+        .inspect_err(|e| tracing::warn!(service = %req.service, env = %req.env, error = format!("{e:#}"), "No baseline for the rollout."))
+        .ok();
     let now = now_ms();
     let rollout = Rollout {
-        id: uuid::Uuid::now_v7().to_string(),
+        id,
         service: req.service,
         env: req.env,
         from_release_id: from,
@@ -553,6 +588,13 @@ async fn create_rollout(
         acknowledged_by: None,
     };
     ctx.store.create_rollout(&rollout).await?;
+    let safeguards = backstop_core::snapshot::RolloutSafeguards {
+        rollout_id: rollout.id.clone(),
+        config_snapshot: snapshot.as_ref().map(|(s, _)| s.version),
+        baseline,
+        captured_at_ms: now,
+    };
+    ctx.store.put_rollout_safeguards(&safeguards).await?;
     ctx.store
         .add_event(&Event {
             at_ms: now,
@@ -564,6 +606,8 @@ async fn create_rollout(
     crate::audit(&ctx, &caller.0, "rollout.created", &format!("rollout/{}", rollout.id), "api", json!({
         "service": rollout.service, "env": rollout.env, "from": rollout.from_release_id, "to": rollout.to_release_id,
         "critical": req.critical, "override_freeze": req.override_freeze, "reason": req.reason,
+        "config_snapshot": snapshot.as_ref().map(|(s, new)| json!({"version": s.version, "manifest": s.manifest, "new_version": new})),
+        "baseline": safeguards.baseline,
     }))
     .await?;
     crate::gate::audit_overrides(&ctx, &report, &intent, &format!("rollout/{}", rollout.id))
@@ -601,11 +645,13 @@ async fn get_rollout(
         Err(e) => return Err(e.into()),
     };
     let timeline = Timeline::from_events(&rollout, &events);
+    let safeguards = ctx.store.rollout_safeguards(&id).await?;
     Ok(Json(RolloutDetail {
         rollout,
         events,
         recovery,
         timeline,
+        safeguards,
     }))
 }
 

@@ -12,8 +12,8 @@ use backstop_config::{SeverityAction, Strategy};
 use backstop_core::Millis;
 use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
 use backstop_core::recovery::{
-    StepKind, plan_canary_rollback, plan_redeploy_previous, with_hooks, with_schema_downs,
-    with_verification,
+    StepKind, plan_canary_rollback, plan_redeploy_previous, with_config_restore, with_hooks,
+    with_schema_downs, with_verification,
 };
 use backstop_core::rollout::{Next, Step, decide};
 use backstop_core::schema::SchemaDecision;
@@ -189,6 +189,7 @@ impl Controller {
 
     async fn reconcile(&mut self) -> Result<()> {
         let ctx = self.ctx.clone();
+        ctx.sample_traffic().await;
         let trips = ctx.store.open_trips().await?;
         for r in ctx.store.active_rollouts().await? {
             let id = r.id.clone();
@@ -865,6 +866,10 @@ impl Controller {
             },
             None => plan,
         };
+        let plan = match env.as_ref().and_then(|e| e.lkg_release_id.as_deref()) {
+            Some(lkg) => self.with_lkg_config(plan, &r.service, &r.env, lkg).await,
+            None => plan,
+        };
         let verify_s = ctx.service(&r.service)?.analysis.interval.as_secs().max(1);
         let plan = match env
             .as_ref()
@@ -1129,9 +1134,19 @@ impl Controller {
                 } else {
                     Some(counts.errors as f64 / counts.requests as f64)
                 };
+                // The baseline captured before the rollout, for comparison with what users get now.
+                let baseline = match &rec.rollout_id {
+                    Some(id) => ctx
+                        .store
+                        .rollout_safeguards(id)
+                        .await?
+                        .and_then(|g| g.baseline),
+                    None => None,
+                };
                 Ok(
                     json!({"release": release_id, "window_s": seconds, "requests": counts.requests, "errors": counts.errors,
-                          "error_ratio": ratio, "observed": after.is_some()}),
+                          "error_ratio": ratio, "observed": after.is_some(),
+                          "baseline": baseline.map(|b| json!({"version": b.version, "window_ms": b.window_ms, "requests": b.requests, "errors": b.errors, "error_ratio": b.error_ratio, "latency_p99_ms": b.latency_p99_ms}))}),
                 )
             }
             StepKind::RunHook { name, command } => {
@@ -1171,6 +1186,12 @@ impl Controller {
                     .await?;
                 Ok(json!({"migration": version, "name": name,
                           "outcome": if outcome == backstop_migrate::apply::DownOutcome::Ran { "ran" } else { "already_undone" }}))
+            }
+            StepKind::RestoreConfig { snapshot, manifest } => {
+                let out = ctx
+                    .restore_manifest(&rec.service, &rec.env, *snapshot, manifest, true)
+                    .await?;
+                Ok(json!(out))
             }
             StepKind::StopInstance { instance_id } => {
                 ctx.stop_instance(instance_id).await?;
@@ -1430,6 +1451,7 @@ impl Controller {
             }
             _ => plan,
         };
+        let plan = self.with_lkg_config(plan, service, env, &previous).await;
         let svc = ctx
             .service(service)
             .map_err(|e| ApiError::internal(format!("{e:#}")))?;
@@ -1470,6 +1492,64 @@ impl Controller {
         let rec = ctx.store.recovery(&rec_id).await?;
         self.run_recovery(rec).await?;
         Ok(ctx.store.recovery(&rec_id).await?)
+    }
+
+    /// Adds a [`StepKind::RestoreConfig`] to a plan back to `lkg` when the environment's config
+    /// files now differ from the snapshot taken with the rollout that made `lkg` good. Never
+    /// blocks a recovery: a snapshot that cannot be read is logged and the plan goes on without.
+    async fn with_lkg_config(
+        &self,
+        plan: Vec<StepKind>,
+        service: &str,
+        env: &str,
+        lkg: &str,
+    ) -> Vec<StepKind> {
+        match self.lkg_config_restore(service, env, lkg).await {
+            Ok(Some((version, manifest))) => with_config_restore(plan, version, &manifest),
+            Ok(None) => plan,
+            Err(e) => {
+                tracing::warn!(
+                    service,
+                    env,
+                    lkg,
+                    error = format!("{e:#}"),
+                    "Cannot compare the config with the last known good's snapshot; recovering without a config restore."
+                );
+                plan
+            }
+        }
+    }
+
+    async fn lkg_config_restore(
+        &self,
+        service: &str,
+        env: &str,
+        lkg: &str,
+    ) -> Result<Option<(i64, String)>> {
+        let ctx = &self.ctx;
+        let promoted = ctx
+            .store
+            .rollouts(Some(service), 1000)
+            .await?
+            .into_iter()
+            .find(|r| r.env == env && r.to_release_id == lkg && r.phase == Phase::Promoted);
+        let Some(r) = promoted else { return Ok(None) };
+        let Some(version) = ctx
+            .store
+            .rollout_safeguards(&r.id)
+            .await?
+            .and_then(|g| g.config_snapshot)
+        else {
+            return Ok(None);
+        };
+        let snap = ctx.store.config_snapshot(service, env, version).await?;
+        let target = ctx.snapshot_manifest(&snap.manifest)?;
+        let live = ctx
+            .live_params(service, env)
+            .await?
+            .map(|l| l.manifest)
+            .unwrap_or_default();
+        Ok((!target.same_files(&live)).then_some((version, snap.manifest)))
     }
 
     /// Sends a webhook notification for a rollout (queued; never blocks or fails the caller).

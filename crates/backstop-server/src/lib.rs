@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 pub mod api;
 pub mod auth;
+pub mod baseline;
+pub mod config_api;
 pub mod controller;
 pub mod error;
 pub mod export;
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod schema;
+pub mod snapshots;
 
 pub use api::{RolloutDetail, Timeline};
 
@@ -57,6 +60,8 @@ pub struct Ctx {
     pub commands: mpsc::Sender<controller::Command>,
     /// Wakes the controller when desired state changed.
     pub wake: Notify,
+    /// Recent traffic samples per environment, for rollout baselines.
+    pub traffic_history: baseline::History,
 }
 
 /// Appends an audit record, attributing it to `actor`.
@@ -154,6 +159,7 @@ pub async fn serve(
         token_hash,
         commands: tx,
         wake: Notify::new(),
+        traffic_history: baseline::History::default(),
     });
     let cancel = CancellationToken::new();
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));

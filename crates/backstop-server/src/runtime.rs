@@ -118,6 +118,7 @@ impl Ctx {
         self.store.put_instance(&rec).await?;
         let command = render_release_command(service, &self.runnable(release).await?, env, port);
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
+        vars.extend(self.param_env(&release.service, env)?);
         vars.extend(release.env.clone());
         let spec = InstanceSpec {
             instance_id: id.to_string(),
@@ -165,7 +166,8 @@ impl Ctx {
         let release = self.store.release(&rec.release_id).await?;
         let service = self.service(&release.service)?;
         if let Some(scripts) = service.run.command_scripts() {
-            let vars = script_vars(service, &release, &rec.env, id, rec.port, "stop");
+            let params = self.param_env(&release.service, &rec.env)?;
+            let vars = script_vars(service, &params, &release, &rec.env, id, rec.port, "stop");
             deployer(&scripts)
                 .stop(&vars)
                 .await
@@ -228,8 +230,10 @@ impl Ctx {
             return Ok(rec);
         }
         self.store.put_instance(&rec).await?;
+        let params = self.param_env(&release.service, env)?;
         let vars = script_vars(
             service,
+            &params,
             &self.runnable(release).await?,
             env,
             id,
@@ -293,7 +297,8 @@ impl Ctx {
             .command_scripts()
             .ok_or_else(|| anyhow!("not a command deployer"))?;
         if scripts.health.is_some() {
-            let vars = script_vars(service, release, env, id, port, "health");
+            let params = self.param_env(&release.service, env)?;
+            let vars = script_vars(service, &params, release, env, id, port, "health");
             let mut once = deployer(&scripts);
             once.retries = 0;
             once.health(&vars).await?;
@@ -550,6 +555,7 @@ fn deployer(
 /// action, so a script re-run after a crash can recognise work it already did.
 fn script_vars(
     service: &Service,
+    params: &BTreeMap<String, String>,
     release: &Release,
     env: &str,
     instance_id: &str,
@@ -557,6 +563,7 @@ fn script_vars(
     action: &str,
 ) -> BTreeMap<String, String> {
     let mut vars: BTreeMap<String, String> = service.run.env.clone();
+    vars.extend(params.clone());
     vars.extend(release.env.clone());
     vars.insert(
         backstop_drivers::command::VERSION_VAR.into(),
@@ -594,6 +601,7 @@ mod tests {
             status: ReleaseStatus::Ok,
             bad_reason: None,
             created_at_ms: 0,
+            schema: None,
         }
     }
 

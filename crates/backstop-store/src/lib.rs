@@ -11,6 +11,7 @@ use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Recovery, Release, Rollout,
 };
 use backstop_core::recovery::StepKind;
+use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 use backstop_judge::Interval;
 
 pub mod blobs;
@@ -114,6 +115,25 @@ pub trait Store: Send + Sync + 'static {
     async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>>;
     /// Ends a freeze; `NotFound` when there is no such freeze, `Conflict` when it already ended.
     async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze>;
+    // Config snapshots and rollout safeguards
+    /// Records a snapshot as the next version of its (service, env), unless the latest version
+    /// has the same manifest: then that one is returned. `.1` says whether a version was added.
+    /// `version` of the argument is ignored.
+    async fn record_config_snapshot(
+        &self,
+        snapshot: &ConfigSnapshot,
+    ) -> Result<(ConfigSnapshot, bool)>;
+    /// Newest first.
+    async fn config_snapshots(&self, service: &str, env: &str) -> Result<Vec<ConfigSnapshot>>;
+    async fn config_snapshot(
+        &self,
+        service: &str,
+        env: &str,
+        version: i64,
+    ) -> Result<ConfigSnapshot>;
+    /// Written once per rollout; `Conflict` when it already has them.
+    async fn put_rollout_safeguards(&self, safeguards: &RolloutSafeguards) -> Result<()>;
+    async fn rollout_safeguards(&self, rollout_id: &str) -> Result<Option<RolloutSafeguards>>;
 
     // Audit
     /// Appends to the hash chain atomically (sequence, link and head in one transaction).

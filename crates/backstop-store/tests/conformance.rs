@@ -404,3 +404,63 @@ async fn manual_freezes_list_and_end_once() {
     assert!(f2.in_effect(20) && f2.in_effect(119) && !f2.in_effect(120) && !f2.in_effect(19));
     assert!(f2.covers("checkout", "prod") && !f2.covers("checkout", "staging"));
 }
+
+#[tokio::test]
+async fn config_snapshots_are_versioned_and_an_unchanged_capture_reuses_the_latest() {
+    use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
+    let (_dir, s) = store().await;
+    let snap = |manifest: &str| ConfigSnapshot {
+        service: "svc".into(),
+        env: "prod".into(),
+        version: 0,
+        manifest: manifest.into(),
+        created_at_ms: 1,
+        actor: "test".into(),
+        reason: "on demand".into(),
+        rollout_id: None,
+    };
+    let (a, new) = s.record_config_snapshot(&snap("aaa")).await.unwrap();
+    assert_eq!((a.version, new), (1, true));
+    let (same, new) = s.record_config_snapshot(&snap("aaa")).await.unwrap();
+    assert_eq!((same.version, new), (1, false));
+    let (b, _) = s.record_config_snapshot(&snap("bbb")).await.unwrap();
+    assert_eq!(b.version, 2);
+    // Back to the first content: a new version (history stays linear), not version 1 again.
+    let (c, new) = s.record_config_snapshot(&snap("aaa")).await.unwrap();
+    assert_eq!((c.version, new), (3, true));
+    let list = s.config_snapshots("svc", "prod").await.unwrap();
+    assert_eq!(
+        list.iter().map(|x| x.version).collect::<Vec<_>>(),
+        [3, 2, 1]
+    );
+    assert_eq!(
+        s.config_snapshot("svc", "prod", 2).await.unwrap().manifest,
+        "bbb"
+    );
+    assert!(matches!(
+        s.config_snapshot("svc", "prod", 9).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        s.config_snapshots("svc", "staging")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    s.create_release(&release("v1")).await.unwrap();
+    s.create_rollout(&rollout("r-1", "v1")).await.unwrap();
+    assert_eq!(s.rollout_safeguards("r-1").await.unwrap(), None);
+    let g = RolloutSafeguards {
+        rollout_id: "r-1".into(),
+        config_snapshot: Some(2),
+        baseline: None,
+        captured_at_ms: 5,
+    };
+    s.put_rollout_safeguards(&g).await.unwrap();
+    assert!(matches!(
+        s.put_rollout_safeguards(&g).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.rollout_safeguards("r-1").await.unwrap(), Some(g));
+}

@@ -451,6 +451,29 @@ pub fn print_detail(d: &RolloutDetail) {
     if let Some(reason) = &r.reason {
         println!("  reason: {reason}");
     }
+    if let Some(g) = &d.safeguards {
+        if let Some(v) = g.config_snapshot {
+            println!(
+                "  config snapshot: {v} (`backstop config diff {} --env {} {v}`)",
+                r.service, r.env
+            );
+        }
+        if let Some(b) = &g.baseline {
+            let pct = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.2}%", v * 100.0));
+            let ms = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v}ms"));
+            println!(
+                "  baseline ({} over {:.1}s of {:.1}s): {} requests, {} errors ({}), p50 {}, p99 {}",
+                b.version.as_deref().unwrap_or("no stable version"),
+                b.window_ms as f64 / 1000.0,
+                b.requested_window_ms as f64 / 1000.0,
+                b.requests,
+                b.errors,
+                pct(b.error_ratio),
+                ms(b.latency_p50_ms),
+                ms(b.latency_p99_ms)
+            );
+        }
+    }
     println!("  timeline:");
     for e in &d.events {
         println!(

@@ -15,6 +15,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 mod bench_recovery;
 mod client;
 mod commands;
+mod config_cmd;
 mod embedded;
 mod gate;
 mod quickstart;
@@ -57,7 +58,8 @@ enum Cmd {
     Serve(ServeArgs),
     /// Check a backstop.yaml and report every error at once with file:line:col.
     Validate(backstop_config::cli::ValidateArgs),
-    /// Config helpers: JSON Schema, effective config, a starter file.
+    /// Config helpers: JSON Schema, effective config, a starter file; params snapshots (history,
+    /// diff, snapshot, restore).
     #[command(subcommand)]
     Config(ConfigCmd),
     /// Register and inspect releases (a version of a service and its artifact's sha256).
@@ -105,6 +107,18 @@ enum ConfigCmd {
     Show(backstop_config::cli::ShowArgs),
     /// Print a commented starter backstop.yaml.
     Init,
+    /// List an environment's config snapshots (taken before every rollout).
+    #[command(long_about = config_cmd::HISTORY_HELP)]
+    History(config_cmd::HistoryArgs),
+    /// What changed in an environment's params: snapshot vs live files, or two snapshots.
+    #[command(long_about = config_cmd::DIFF_HELP)]
+    Diff(config_cmd::DiffArgs),
+    /// Snapshot an environment's params now.
+    #[command(long_about = config_cmd::SNAPSHOT_HELP)]
+    Snapshot(config_cmd::SnapshotArgs),
+    /// Write a snapshot's files and folders back (dry run without --yes).
+    #[command(long_about = config_cmd::RESTORE_HELP)]
+    Restore(config_cmd::RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -183,6 +197,10 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Gate(a) => gate::gate(a).await,
             Cmd::Freeze(c) => gate::freeze(c).await,
             Cmd::Audit(c) => commands::audit(c).await,
+            Cmd::Config(ConfigCmd::History(a)) => config_cmd::history(a).await,
+            Cmd::Config(ConfigCmd::Diff(a)) => config_cmd::diff(a).await,
+            Cmd::Config(ConfigCmd::Snapshot(a)) => config_cmd::snapshot(a).await,
+            Cmd::Config(ConfigCmd::Restore(a)) => config_cmd::restore(a).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())

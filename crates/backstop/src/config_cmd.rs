@@ -1,0 +1,240 @@
+//! `backstop config history|diff|snapshot|restore`: an environment's parameters (files,
+//! folders, env values, secrets by reference) as snapshotted by the daemon.
+
+use anyhow::Result;
+use backstop_core::format_ms;
+use backstop_core::snapshot::{Change, ConfigSnapshot};
+use backstop_server::config_api::SnapshotTaken;
+use backstop_server::snapshots::{ConfigDiff, RestoreOutcome};
+use serde_json::json;
+
+use crate::client::{Client, ServerArgs};
+use crate::{Output, OutputArgs};
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    );
+}
+
+/// Long help of `backstop config history`.
+pub const HISTORY_HELP: &str = "List the config snapshots of an environment, newest first.\n\n\
+A snapshot is taken before every rollout (and by `backstop config snapshot`); a capture equal to \
+the latest snapshot reuses its version.\n\n\
+Examples:\n  backstop config history checkout --env prod\n  backstop config history checkout --env prod --output json";
+
+/// Long help of `backstop config diff`.
+pub const DIFF_HELP: &str = "Show what changed in an environment's params.\n\n\
+With no version: the latest snapshot against the files on disk now. With A: snapshot A against \
+now. With A and B: snapshot A against snapshot B. Text files get a unified diff; binary files, \
+env values and secrets say added, removed or changed (a secret's value is never shown).\n\n\
+Exit codes: 0 no differences, 1 differences, 2 bad input, 3 daemon unreachable.\n\n\
+Examples:\n  backstop config diff checkout --env prod\n  backstop config diff checkout --env prod 3\n  backstop config diff checkout --env prod 3 5 --output json";
+
+/// Long help of `backstop config snapshot`.
+pub const SNAPSHOT_HELP: &str = "Snapshot an environment's params now (audited).\n\n\
+Nothing changed since the latest snapshot: its version is reused and no new one is made.\n\n\
+Examples:\n  backstop config snapshot checkout --env prod --reason \"before the DB failover\"";
+
+/// Long help of `backstop config restore`.
+pub const RESTORE_HELP: &str = "Write a snapshot's files and folders back to disk (audited).\n\n\
+Each file is written atomically (temp file, fsync, rename); files that already match are left \
+alone, so restoring the same snapshot twice changes nothing. Files absent from the snapshot \
+inside a snapshotted folder are removed. Env values and secrets come from backstop.yaml and \
+their sources: a restore lists those that differ but cannot write them.\n\n\
+Without --yes nothing is written: the command prints what would change and exits 1 (0 when \
+nothing would change).\n\n\
+Examples:\n  backstop config restore checkout --env prod 3            # what would change\n  backstop config restore checkout --env prod 3 --yes --reason \"bad flag in prod.toml\"";
+
+/// Which environment's parameters.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The service (as in backstop.yaml).
+    pub service: String,
+    /// The environment whose `params` are meant.
+    #[arg(long)]
+    pub env: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+impl Target {
+    fn path(&self, tail: &str) -> String {
+        format!("/api/v1/config/{}/{}/{tail}", self.service, self.env)
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Snapshot version to compare from (default: the latest).
+    pub from: Option<i64>,
+    /// Snapshot version to compare to (default: the live files).
+    pub to: Option<i64>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Why: recorded with the snapshot and in the audit log.
+    #[arg(long, default_value = "taken from the CLI")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The snapshot version to put back (see `backstop config history`).
+    pub snapshot: i64,
+    /// Write the files (without it: a dry run).
+    #[arg(long)]
+    pub yes: bool,
+    /// Why: recorded in the audit log.
+    #[arg(long, default_value = "restored from the CLI")]
+    pub reason: String,
+}
+
+pub async fn history(a: HistoryArgs) -> Result<i32> {
+    let t = &a.target;
+    let list: Vec<ConfigSnapshot> = Client::new(&t.server)?.get(&t.path("snapshots")).await?;
+    match t.out.output {
+        Output::Json => print_json(&list),
+        Output::Text => {
+            if list.is_empty() {
+                println!("{}/{}: no config snapshot yet", t.service, t.env);
+            }
+            println!(
+                "{:>7}  {:<24}  {:<14}  {:<14}  REASON",
+                "VERSION", "TAKEN", "BY", "MANIFEST"
+            );
+            for s in list {
+                println!(
+                    "{:>7}  {:<24}  {:<14}  {:<14}  {}",
+                    s.version,
+                    format_ms(s.created_at_ms),
+                    s.actor,
+                    &s.manifest[..12.min(s.manifest.len())],
+                    s.reason
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_change(c: &Change) {
+    let note = if c.kind == "secret" {
+        " (value not shown)"
+    } else {
+        ""
+    };
+    println!("  {:<6} {:<8} {}{note}", c.kind, c.status, c.name);
+    if let Some(d) = &c.diff {
+        for line in d.lines() {
+            println!("    {line}");
+        }
+    }
+}
+
+pub async fn diff(a: DiffArgs) -> Result<i32> {
+    let t = &a.target;
+    let mut query = Vec::new();
+    if let Some(v) = a.from {
+        query.push(format!("from={v}"));
+    }
+    if let Some(v) = a.to {
+        query.push(format!("to={v}"));
+    }
+    let path = if query.is_empty() {
+        t.path("diff")
+    } else {
+        format!("{}?{}", t.path("diff"), query.join("&"))
+    };
+    let d: ConfigDiff = Client::new(&t.server)?.get(&path).await?;
+    match t.out.output {
+        Output::Json => print_json(&d),
+        Output::Text => {
+            println!("{}/{}: {} → {}", d.service, d.env, d.from, d.to);
+            if d.changes.is_empty() {
+                println!("  no differences");
+            }
+            for c in &d.changes {
+                print_change(c);
+            }
+        }
+    }
+    Ok(i32::from(!d.changes.is_empty()))
+}
+
+pub async fn snapshot(a: SnapshotArgs) -> Result<i32> {
+    let t = &a.target;
+    let taken: SnapshotTaken = Client::new(&t.server)?
+        .post(&t.path("snapshots"), &json!({"reason": a.reason}))
+        .await?;
+    match t.out.output {
+        Output::Json => print_json(&taken),
+        Output::Text if taken.new_version => println!(
+            "{}/{}: snapshot {} taken (manifest sha256 {})",
+            t.service, t.env, taken.snapshot.version, taken.snapshot.manifest
+        ),
+        Output::Text => println!(
+            "{}/{}: nothing changed since snapshot {}; no new version",
+            t.service, t.env, taken.snapshot.version
+        ),
+    }
+    Ok(0)
+}
+
+pub async fn restore(a: RestoreArgs) -> Result<i32> {
+    let t = &a.target;
+    let out: RestoreOutcome = Client::new(&t.server)?
+        .post(
+            &t.path("restore"),
+            &json!({"snapshot": a.snapshot, "reason": a.reason, "dry_run": !a.yes}),
+        )
+        .await?;
+    let changes = !(out.written.is_empty() && out.removed.is_empty());
+    let pending = !out.applied && changes;
+    match t.out.output {
+        Output::Json => print_json(&out),
+        Output::Text => {
+            let (write, remove) = if out.applied {
+                ("written", "removed")
+            } else {
+                ("would write", "would remove")
+            };
+            println!(
+                "{}/{}: snapshot {} ({} file(s) already match)",
+                out.service, out.env, out.snapshot, out.unchanged
+            );
+            for f in &out.written {
+                println!("  {write}: {f}");
+            }
+            for f in &out.removed {
+                println!("  {remove}: {f}");
+            }
+            for c in &out.not_restorable {
+                println!(
+                    "  not restorable ({} {} {}): change it in backstop.yaml or its source",
+                    c.kind, c.name, c.status
+                );
+            }
+            if pending {
+                println!("nothing was written; run again with --yes to restore");
+            }
+        }
+    }
+    Ok(i32::from(pending))
+}
