@@ -16,6 +16,7 @@ mod command;
 mod emit;
 mod error;
 mod model;
+mod stateful;
 mod suggest;
 mod validate;
 mod yaml;
@@ -32,6 +33,11 @@ pub use model::{
     NotifyTarget, Objectives, RolloutBreaker, RolloutSpec, Router, Run, Service, Severity,
     SeverityAction, SeverityPolicy, Step, Strategy, Traffic, WebhookFormat, format_duration,
     parse_duration,
+};
+
+pub use stateful::{
+    DrillSpec, EnvKind, MeasuredRecovery, RESTORE_PLACEHOLDERS, SNAPSHOT_PLACEHOLDERS, Stateful,
+    check_measured,
 };
 
 /// A commented starter `backstop.yaml` (`backstop config init` prints it).

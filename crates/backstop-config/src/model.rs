@@ -151,6 +151,13 @@ pub struct Service {
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,
+    /// Stateful components (databases, queues): RPO, snapshot interval, restore command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stateful: Vec<crate::stateful::Stateful>,
+    /// The known-bad variant `backstop drill` deploys in a non-production environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "crate::stateful::DrillSpec")]
+    pub drill: Option<crate::stateful::DrillSpec>,
 }
 
 /// Recovery objectives. Defaults by tier: `mttr` 15m / 1h / 4h / 24h and `rollback_sla`
@@ -856,6 +863,10 @@ pub struct Environment {
     )]
     #[schemars(with = "Option<DurationString>")]
     pub rollback_sla: Option<Duration>,
+    /// What the environment is: `production` (default), `staging`, `development` or `test`.
+    /// `backstop drill` runs only in non-production, non-regulated environments.
+    #[serde(default)]
+    pub kind: crate::stateful::EnvKind,
 }
 
 impl Config {
