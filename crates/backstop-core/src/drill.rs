@@ -142,10 +142,17 @@ pub fn measure(
     let detection_to_restore = since(verdict, restored_at);
     let mut failures = Vec::new();
     if !detected {
-        failures.push(format!(
-            "the known-bad variant was not detected (the rollout ended {})",
-            rollout.phase
-        ));
+        failures.push(if rollout.phase.is_active() {
+            format!(
+                "the known-bad variant was not detected before the drill ended (the rollout was still {})",
+                rollout.phase
+            )
+        } else {
+            format!(
+                "the known-bad variant was not detected (the rollout ended {})",
+                rollout.phase
+            )
+        });
     }
     if detected && !restored {
         failures.push(format!(

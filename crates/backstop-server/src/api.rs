@@ -217,7 +217,11 @@ pub struct AuditQuery {
         list_recoveries,
         get_recovery,
         list_audit,
-        verify_audit
+        verify_audit,
+        crate::drills::start_drill,
+        crate::drills::finish_drill,
+        crate::drills::list_drills,
+        crate::drills::get_drill
     ),
     components(schemas(
         ErrorBody,
@@ -228,7 +232,8 @@ pub struct AuditQuery {
         Event,
         Phase,
         ReleaseStatus,
-        Artifact
+        Artifact,
+        backstop_core::drill::Drill
     ))
 )]
 pub struct ApiDoc;
@@ -252,6 +257,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/recoveries/{id}/resume", post(resume_recovery))
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
+        .merge(crate::drills::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -329,7 +335,7 @@ fn known_service<'a>(
 
 #[utoipa::path(post, path = "/api/v1/releases", request_body = CreateRelease,
     responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_release(
+pub(crate) async fn create_release(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
     Body(req): Body<CreateRelease>,
@@ -420,7 +426,7 @@ async fn get_release(
 
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = CreateRollout,
     responses((status = 201, body = Rollout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_rollout(
+pub(crate) async fn create_rollout(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
     Body(req): Body<CreateRollout>,

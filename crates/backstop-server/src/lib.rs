@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub mod api;
 pub mod auth;
 pub mod controller;
+pub mod drills;
 pub mod error;
 pub mod export;
 pub mod metrics;
