@@ -143,14 +143,10 @@ pub async fn drill(args: DrillArgs) -> Result<i32> {
         .find(|e| e["name"] == env.as_str())
         .and_then(|e| e["listen"].as_str())
         .and_then(|l| l.parse::<SocketAddr>().ok());
-    let target = match (args.target, listen) {
-        (Some(t), _) | (None, Some(t)) => t,
-        (None, None) => {
-            // Let the daemon name what is wrong (unknown service, production...) first.
-            return Err(bad_input(format!(
-                "{service}/{env} has no listen address to send load to: pass --target IP:PORT (the load balancer's address) or check the service and environment names"
-            )));
-        }
+    let Some(target) = args.target.or(listen) else {
+        return Err(bad_input(format!(
+            "{service}/{env} has no listen address to send load to: pass --target IP:PORT (the load balancer's address) or check the service and environment names"
+        )));
     };
 
     let drill: Drill = client
