@@ -17,6 +17,7 @@ use backstop_core::drill::{Drill, DrillLoad, DrillObjectives, DrillStatus, measu
 use backstop_core::model::{Artifact, Phase, Rollout};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
@@ -127,7 +128,23 @@ pub async fn start_drill(
     let mut variant_env = lkg.env.clone();
     variant_env.extend(spec.env.clone());
     let (file, command) = match &lkg.artifact {
-        Artifact::File(p) => (Some(p.clone()), None),
+        Artifact::File(p) => {
+            // The variant must run the very bytes that are the last known good.
+            let bytes = tokio::fs::read(p).await.map_err(|e| {
+                ApiError::conflict(format!(
+                    "cannot read the last known good's artifact {p} ({e}): the drill would not run {}",
+                    lkg.id
+                ))
+            })?;
+            let sha = hex::encode(Sha256::digest(&bytes));
+            if sha != lkg.sha256 {
+                return Err(ApiError::conflict(format!(
+                    "the artifact file {p} changed since {} was registered (sha256 {} now, {} then): the drill would not run the last known good",
+                    lkg.id, sha, lkg.sha256
+                )));
+            }
+            (Some(p.clone()), None)
+        }
         Artifact::Command(c) => (None, Some(c.clone())),
     };
     let version = variant_version(&lkg.version, now);

@@ -3,7 +3,6 @@
 //! objectives; `backstop drill list`; and `backstop validate --state-dir`, which compares MTTR
 //! targets with the last drill of each service.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use backstop_store::{SqliteStore, Store};
 use serde_json::json;
 
 use crate::client::{CallError, Client, ServerArgs};
+use crate::quickstart::Progress;
 use crate::{Output, OutputArgs};
 
 const DRILL_ABOUT: &str = "\
@@ -44,6 +44,7 @@ Examples:
   backstop drill shop --env staging
   backstop drill shop --env staging --rps 100 --timeout 5m --output json
   backstop drill list shop
+  backstop drill finish DRILL_ID     # a drill whose CLI was killed: measure, store, clean up
 
 Exit codes: 0 detected and restored within the objectives; 1 not detected, not restored or too \
 slow; 2 refused or bad input (production environment, no drill variant, no last known good); 3 \
@@ -90,6 +91,13 @@ enum DrillCmd {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Finish a drill left running (its CLI was killed): measure it, store the result and clean
+    /// up the variant.
+    Finish {
+        id: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
@@ -115,6 +123,20 @@ pub async fn drill(args: DrillArgs) -> Result<i32> {
     }) = args.cmd
     {
         return list(&args.server, service, limit, out.output).await;
+    }
+    if let Some(DrillCmd::Finish { id, out }) = args.cmd {
+        let finished: Drill = Client::new(&args.server)?
+            .post(&format!("/api/v1/drills/{id}/finish"), &json!({}))
+            .await?;
+        match out.output {
+            Output::Json => print_json(&json!({"drill": finished, "ended": "finished"})),
+            Output::Text => print_drill(&finished),
+        }
+        return Ok(if finished.status == DrillStatus::Passed {
+            0
+        } else {
+            1
+        });
     }
     let (Some(service), Some(env)) = (args.service.clone(), args.env.clone()) else {
         return Err(bad_input(
@@ -370,46 +392,6 @@ async fn list(
         }
     }
     Ok(0)
-}
-
-/// Prints progress: a live spinner on a terminal, plain lines otherwise; nothing in JSON mode.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(output: Output) -> Self {
-        let live = output == Output::Text && std::io::stdout().is_terminal();
-        let bar = live.then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
-        Self {
-            bar,
-            quiet: output == Output::Json,
-        }
-    }
-    fn say(&self, line: &str) {
-        if self.quiet {
-            return;
-        }
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => println!("{line}"),
-        }
-    }
-    fn status(&self, line: String) {
-        if let Some(b) = &self.bar {
-            b.set_message(line);
-        }
-    }
-    fn done(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
 
 /// `backstop validate FILE [--state-dir DIR]`

@@ -215,4 +215,57 @@ fn drill_refuses_production_then_detects_restores_stores_and_feeds_validate() {
     assert_eq!(json["errors"][0]["path"], "/services/0/objectives/mttr");
     let message = json["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("did not restore service"), "{message}");
+
+    // A drill whose CLI died is finished by hand: measured, stored, its variant aborted; a
+    // second finish is refused.
+    let started = post(
+        &d,
+        "/api/v1/drills",
+        r#"{"service":"shop","env":"staging"}"#,
+    );
+    let id = started["id"].as_str().expect("drill id").to_owned();
+    assert_eq!(started["status"], "running");
+    let out = d.cli_json(&["drill", "finish", &id], 1);
+    assert_eq!(out["drill"]["status"], "failed", "{out:#}");
+    assert!(
+        out["drill"]["result"]["failures"]
+            .to_string()
+            .contains("aborted"),
+        "{out:#}"
+    );
+    let again = d.cli(&["drill", "finish", &id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
+    d.wait_rollout(
+        started["rollout_id"].as_str().unwrap(),
+        "the abort of the unfinished drill's variant",
+        |r| r["rollout"]["phase"] == "recovered",
+    );
+    assert_eq!(
+        d.cli_json(&["drill", "list", "shop"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+/// A raw authorized POST to the daemon (starting a drill without the CLI that drives its load).
+fn post(d: &Daemon, path: &str, body: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let token = std::fs::read_to_string(d.state_dir.join("admin.token")).unwrap();
+    let host = d.api.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let (head, json) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 201"), "{answer}");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
