@@ -255,6 +255,8 @@ async fn clean_up(ctx: &Ctx, drill: &Drill, r: &Rollout, actor: &str) -> ApiResu
     }
 }
 
+static FINISHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Finishes a running drill: measures it from the rollout's events and recovery journal,
 /// compares with the service's `mttr` and the environment's rollback SLA, stores and audits the
 /// result, and cleans up a variant Backstop did not undo.
@@ -266,6 +268,8 @@ pub async fn finish_drill(
     Path(id): Path<String>,
     Body(req): Body<FinishDrill>,
 ) -> ApiResult<Json<Drill>> {
+    // One finish at a time: two callers must not both clean up and record the same drill.
+    let _one = FINISHING.lock().await;
     let mut drill = ctx.store.drill(&id).await?;
     if drill.status != DrillStatus::Running {
         return Err(ApiError::conflict(format!(
