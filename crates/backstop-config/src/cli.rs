@@ -92,6 +92,135 @@ pub fn validate_to(args: &ValidateArgs, out: &mut dyn Write) -> i32 {
     }
 }
 
+/// What the state store knows about drills, for [`validate_with_drills`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrillEvidence {
+    /// No database in the state folder: no drills known, MTTR targets not compared.
+    NoState {
+        /// The state folder looked at.
+        state_dir: PathBuf,
+    },
+    /// The last finished drill of each drilled service.
+    Known {
+        /// The state folder read.
+        state_dir: PathBuf,
+        /// At most one per service: its latest finished drill.
+        last: Vec<crate::MeasuredRecovery>,
+    },
+}
+
+/// `backstop validate FILE --state-dir DIR`: [`validate_to`], then each service's MTTR target
+/// against its last drill ([`crate::check_measured`]); a target shorter than the measured
+/// recovery is an error at the objective. The text output says which drills were compared (or
+/// that none are known); JSON adds `"drills": {"state_dir", "known", "compared": [...]}`.
+pub fn validate_with_drills(
+    args: &ValidateArgs,
+    drills: &DrillEvidence,
+    out: &mut dyn Write,
+) -> i32 {
+    let (state_dir, last) = match drills {
+        DrillEvidence::NoState { state_dir } => (state_dir, None),
+        DrillEvidence::Known { state_dir, last } => (state_dir, Some(last.as_slice())),
+    };
+    let file = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file);
+    let parsed = crate::load(&args.file);
+    let mut errors = match (&parsed, &text) {
+        (Ok(config), Ok(text)) => crate::check_measured(text, &file, config, last.unwrap_or(&[])),
+        _ => Vec::new(),
+    };
+    let compared: Vec<&crate::MeasuredRecovery> = match &parsed {
+        Ok(config) => last
+            .unwrap_or(&[])
+            .iter()
+            .filter(|m| config.service(&m.service).is_some())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let drills_json = serde_json::json!({
+        "state_dir": state_dir.display().to_string(),
+        "known": last.is_some(),
+        "compared": compared.iter().map(|m| {
+            let mttr = parsed.as_ref().ok().and_then(|c| c.service(&m.service)).map(|s| s.mttr());
+            serde_json::json!({
+                "service": m.service, "env": m.env, "drill": m.drill_id, "date": m.date,
+                "recovered_ms": m.recovered.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                "mttr_ms": mttr.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                "met": m.recovered.zip(mttr).is_some_and(|(took, target)| took <= target),
+            })
+        }).collect::<Vec<_>>(),
+    });
+    let note = match last {
+        None => format!(
+            "drills: no state database in {}: no drills known, MTTR targets not compared (run `backstop drill`, or see --state-dir)",
+            state_dir.display()
+        ),
+        Some(_) if compared.is_empty() => format!(
+            "drills: none recorded in {}: MTTR targets not compared (run `backstop drill SERVICE --env ENV`)",
+            state_dir.display()
+        ),
+        Some(_) => {
+            let lines: Vec<String> = compared
+                .iter()
+                .map(|m| {
+                    let took = m.recovered.map_or_else(
+                        || "did not restore service".to_owned(),
+                        |d| format!("recovered in {:.3}s", d.as_secs_f64()),
+                    );
+                    format!(
+                        "  {}: drill {} on {} in `{}` {took}",
+                        m.service, m.drill_id, m.date, m.env
+                    )
+                })
+                .collect();
+            format!("drills compared with MTTR targets:\n{}", lines.join("\n"))
+        }
+    };
+    match parsed {
+        Ok(config) if errors.is_empty() => {
+            let n = config.services.len();
+            match args.output {
+                OutputFormat::Text => print(
+                    out,
+                    &format!(
+                        "{file}: valid ({n} service{})\n{note}",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                ),
+                OutputFormat::Json => print(
+                    out,
+                    &serde_json::json!({"valid": true, "file": file, "services": n, "drills": drills_json})
+                        .to_string(),
+                ),
+            }
+            0
+        }
+        Ok(_) => {
+            errors.sort_by_key(|e| (e.line, e.col));
+            let errors = crate::ConfigErrors(errors);
+            match args.output {
+                OutputFormat::Text => {
+                    print_errors(out, &errors, args.output);
+                    print(out, &note);
+                }
+                OutputFormat::Json => {
+                    let mut json = errors.to_json();
+                    json["drills"] = drills_json;
+                    print(
+                        out,
+                        &serde_json::to_string_pretty(&json).unwrap_or_default(),
+                    );
+                }
+            }
+            1
+        }
+        Err(errors) => {
+            print_errors(out, &errors, args.output);
+            1
+        }
+    }
+}
+
 /// `backstop config schema`: prints the JSON Schema of `backstop.yaml`.
 #[must_use]
 pub fn run_schema() -> i32 {

@@ -159,6 +159,26 @@ pub fn render_command(template: &str, vars: &CommandVars) -> String {
     out
 }
 
+/// Substitutes placeholders with `value(name)` (shell-quoted when needed); names it does not
+/// know are kept as written. For the other command templates (stateful components).
+pub(crate) fn render_with(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    for piece in pieces(template) {
+        match piece {
+            Piece::Literal(text) => out.push_str(text),
+            Piece::Placeholder(name) => match value(name) {
+                Some(v) => out.push_str(&shell_quote(&v)),
+                None => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                }
+            },
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

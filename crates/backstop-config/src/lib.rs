@@ -6,7 +6,8 @@
 //! the judge's `analysis` settings are covered whatever they grow into), then the checks a schema
 //! cannot express (unique names and addresses, command placeholders, canary steps, objectives,
 //! the keys each deployer kind and router needs, severity workflows of regulated services,
-//! acknowledgement windows against the rollback SLA, webhook URLs).
+//! acknowledgement windows against the rollback SLA, webhook URLs, stateful components whose RPO
+//! is shorter than their snapshot interval).
 //! On success every default is filled in: objectives and severity workflows from the tier,
 //! rollout steps and the blue-green rollback window, and each service's `analysis`
 //! deep-merged over `defaults.analysis`.
@@ -17,6 +18,7 @@ mod emit;
 mod error;
 pub mod freeze;
 mod model;
+mod stateful;
 mod suggest;
 mod validate;
 mod yaml;
@@ -34,6 +36,11 @@ pub use model::{
     MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Objectives, Params, RolloutBreaker,
     RolloutSpec, Router, Run, SecretRef, Service, Severity, SeverityAction, SeverityPolicy, Step,
     Strategy, Traffic, WebhookFormat, format_duration, parse_duration,
+};
+
+pub use stateful::{
+    DrillSpec, EnvKind, MeasuredRecovery, RESTORE_PLACEHOLDERS, SNAPSHOT_PLACEHOLDERS, Stateful,
+    check_measured,
 };
 
 /// A commented starter `backstop.yaml` (`backstop config init` prints it).

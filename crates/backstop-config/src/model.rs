@@ -165,6 +165,13 @@ pub struct Service {
     /// `[{every: "Fri 16:00", for: 64h, reason: weekend}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freeze: Vec<crate::freeze::FreezeWindow>,
+    /// Stateful components (databases, queues): RPO, snapshot interval, restore command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stateful: Vec<crate::stateful::Stateful>,
+    /// The known-bad variant `backstop drill` deploys in a non-production environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "crate::stateful::DrillSpec")]
+    pub drill: Option<crate::stateful::DrillSpec>,
 }
 
 /// A service's migration set and the database it is applied to.
@@ -911,6 +918,10 @@ pub struct Environment {
     /// (`backstop config history|diff|restore`); `env` values and secrets reach the instances.
     #[serde(default, skip_serializing_if = "Params::is_empty")]
     pub params: Params,
+    /// What the environment is: `production` (default), `staging`, `development` or `test`.
+    /// `backstop drill` runs only in non-production, non-regulated environments.
+    #[serde(default)]
+    pub kind: crate::stateful::EnvKind,
 }
 
 /// Environment-specific parameters of a service. Paths are relative to the config file's

@@ -497,6 +497,17 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                 ),
             );
         }
+        ValidationErrorKind::MinProperties { limit } => {
+            let noun = if *limit == 1 { "entry" } else { "entries" };
+            push(
+                here,
+                ptr,
+                with_hint(
+                    format!("needs at least {limit} {noun}"),
+                    hint_from_description(),
+                ),
+            );
+        }
         ValidationErrorKind::MinLength { limit } if *limit == 1 => {
             push(
                 here,
@@ -706,6 +717,9 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
 
         // Rollout.
         check_rollout(doc, svc, &sp, &mut push, &mut direct);
+
+        // Stateful components: RPO against the snapshot interval.
+        crate::stateful::check_stateful(doc, svc, &sp, &mut push, &mut direct);
 
         // Environments.
         if let Some(envs) = svc.get("environments").and_then(Value::as_array) {

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod breaker;
+pub mod drill;
 pub mod model;
 pub mod recovery;
 pub mod rollout;

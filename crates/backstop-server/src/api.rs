@@ -252,7 +252,11 @@ pub struct AuditQuery {
         crate::config_api::list_snapshots,
         crate::config_api::take_snapshot,
         crate::config_api::diff,
-        crate::config_api::restore
+        crate::config_api::restore,
+        crate::drills::start_drill,
+        crate::drills::finish_drill,
+        crate::drills::list_drills,
+        crate::drills::get_drill
     ),
     components(schemas(
         ErrorBody,
@@ -267,7 +271,8 @@ pub struct AuditQuery {
         crate::gate::GateReport,
         crate::gate::Check,
         crate::gate::FreezeList,
-        backstop_core::model::Freeze
+        backstop_core::model::Freeze,
+        backstop_core::drill::Drill
     ))
 )]
 pub struct ApiDoc;
@@ -298,6 +303,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         )
         .route("/freezes/{id}/end", post(crate::gate::end_freeze))
         .merge(crate::config_api::routes())
+        .merge(crate::drills::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -375,7 +381,7 @@ fn known_service<'a>(
 
 #[utoipa::path(post, path = "/api/v1/releases", request_body = CreateRelease,
     responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_release(
+pub(crate) async fn create_release(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
     Body(req): Body<CreateRelease>,
@@ -494,7 +500,7 @@ async fn get_release(
 
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = CreateRollout,
     responses((status = 201, body = Rollout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_rollout(
+pub(crate) async fn create_rollout(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
     Body(req): Body<CreateRollout>,

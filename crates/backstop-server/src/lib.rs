@@ -25,6 +25,7 @@ pub mod auth;
 pub mod baseline;
 pub mod config_api;
 pub mod controller;
+pub mod drills;
 pub mod error;
 pub mod export;
 pub mod gate;

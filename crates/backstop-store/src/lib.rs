@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::audit::{AuditEntry, AuditRecord};
+use backstop_core::drill::Drill;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Recovery, Release, Rollout,
 };
@@ -134,6 +135,14 @@ pub trait Store: Send + Sync + 'static {
     /// Written once per rollout; `Conflict` when it already has them.
     async fn put_rollout_safeguards(&self, safeguards: &RolloutSafeguards) -> Result<()>;
     async fn rollout_safeguards(&self, rollout_id: &str) -> Result<Option<RolloutSafeguards>>;
+    // Drills
+    /// Stores a started drill; `Conflict` if the id exists.
+    async fn create_drill(&self, drill: &Drill) -> Result<()>;
+    /// Replaces a stored drill (status, finish time, results); `NotFound` when missing.
+    async fn update_drill(&self, drill: &Drill) -> Result<()>;
+    async fn drill(&self, id: &str) -> Result<Drill>;
+    /// Most recent first, optionally of one service.
+    async fn drills(&self, service: Option<&str>, limit: i64) -> Result<Vec<Drill>>;
 
     // Audit
     /// Appends to the hash chain atomically (sequence, link and head in one transaction).

@@ -16,6 +16,7 @@ mod bench_recovery;
 mod client;
 mod commands;
 mod config_cmd;
+mod drill;
 mod embedded;
 mod gate;
 mod quickstart;
@@ -56,8 +57,9 @@ enum Cmd {
     Quickstart(quickstart::QuickstartArgs),
     /// Run the daemon: API, built-in proxies, controller (SQLite state in --state-dir).
     Serve(ServeArgs),
-    /// Check a backstop.yaml and report every error at once with file:line:col.
-    Validate(backstop_config::cli::ValidateArgs),
+    /// Check a backstop.yaml and report every error at once with file:line:col (objectives
+    /// against snapshot intervals and recorded drills included).
+    Validate(drill::ValidateCmd),
     /// Config helpers: JSON Schema, effective config, a starter file; params snapshots (history,
     /// diff, snapshot, restore).
     #[command(subcommand)]
@@ -78,6 +80,8 @@ enum Cmd {
     /// The global circuit breaker: see open trips, reset one.
     #[command(subcommand)]
     Breaker(commands::BreakerCmd),
+    /// Rehearse a bad release in a non-production environment and time detection and restore.
+    Drill(drill::DrillArgs),
     /// Inspect recoveries: the journaled steps of every rollback.
     #[command(subcommand)]
     Recovery(commands::RecoveryCmd),
@@ -153,7 +157,6 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Cmd::Validate(args) => backstop_config::cli::run_validate(&args),
         Cmd::Config(ConfigCmd::Schema) => backstop_config::cli::run_schema(),
         Cmd::Config(ConfigCmd::Show(args)) => backstop_config::cli::run_show(&args),
         Cmd::Config(ConfigCmd::Init) => backstop_config::cli::run_init(),
@@ -201,6 +204,8 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Config(ConfigCmd::Diff(a)) => config_cmd::diff(a).await,
             Cmd::Config(ConfigCmd::Snapshot(a)) => config_cmd::snapshot(a).await,
             Cmd::Config(ConfigCmd::Restore(a)) => config_cmd::restore(a).await,
+            Cmd::Drill(a) => drill::drill(a).await,
+            Cmd::Validate(c) => drill::validate(c).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())

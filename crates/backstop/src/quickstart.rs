@@ -68,13 +68,13 @@ services:
 }
 
 /// Prints progress: a live line on a terminal, plain lines otherwise; nothing in JSON mode.
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
 }
 
 impl Progress {
-    fn new(output: Output) -> Self {
+    pub(crate) fn new(output: Output) -> Self {
         let live = output == Output::Text && std::io::stdout().is_terminal();
         let bar = live.then(|| {
             let b = indicatif::ProgressBar::new_spinner();
@@ -86,7 +86,7 @@ impl Progress {
             quiet: output == Output::Json,
         }
     }
-    fn say(&self, line: &str) {
+    pub(crate) fn say(&self, line: &str) {
         if self.quiet {
             return;
         }
@@ -95,12 +95,12 @@ impl Progress {
             None => println!("{line}"),
         }
     }
-    fn status(&self, line: String) {
+    pub(crate) fn status(&self, line: String) {
         if let Some(b) = &self.bar {
             b.set_message(line);
         }
     }
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

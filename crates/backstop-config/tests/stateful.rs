@@ -1,0 +1,213 @@
+//! Stateful components, environment kinds and drill variants as typed config; MTTR targets
+//! against drill measurements (`check_measured`, `validate_with_drills`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use backstop_config::cli::{DrillEvidence, OutputFormat, ValidateArgs, validate_with_drills};
+use backstop_config::{EnvKind, MeasuredRecovery, check_measured};
+
+const CONFIG: &str = r#"services:
+  - name: orders
+    owner: team-orders
+    tier: 1
+    objectives: {mttr: 12m}
+    run:
+      command: "./orders --port {port}"
+    stateful:
+      - name: orders-db
+        rpo: 5m
+        snapshot_every: 5m
+        restore: "./scripts/restore-orders-db {snapshot} --env {env}"
+        snapshot: "./scripts/snap {name}"
+    drill:
+      env: {FAULT: "on"}
+    environments:
+      - name: staging
+        kind: staging
+        listen: 127.0.0.1:18080
+      - name: prod
+        listen: 127.0.0.1:18081
+  - name: search
+    owner: team-search
+    tier: 0
+    run:
+      command: "./search --port {port}"
+    environments:
+      - name: prod
+        listen: 127.0.0.1:18082
+"#;
+
+fn measured(service: &str, secs: Option<u64>) -> MeasuredRecovery {
+    MeasuredRecovery {
+        service: service.into(),
+        env: "staging".into(),
+        drill_id: format!("drill-{service}"),
+        date: "2026-11-26T08:00:00.000Z".into(),
+        recovered: secs.map(Duration::from_secs),
+    }
+}
+
+#[test]
+fn stateful_components_kind_and_drill_are_typed_and_round_trip() {
+    let config = backstop_config::parse(CONFIG, "b.yaml").expect("valid");
+    let orders = config.service("orders").expect("orders");
+    let db = &orders.stateful[0];
+    assert_eq!(db.name, "orders-db");
+    assert_eq!(db.rpo, Duration::from_secs(300));
+    assert_eq!(db.snapshot_every, Duration::from_secs(300));
+    assert_eq!(
+        db.restore_command("snap 2026/11/26", "orders", "staging"),
+        "./scripts/restore-orders-db 'snap 2026/11/26' --env staging"
+    );
+    assert_eq!(
+        db.snapshot_command("orders", "prod").as_deref(),
+        Some("./scripts/snap orders-db")
+    );
+    assert_eq!(
+        orders.environment("staging").map(|e| e.kind),
+        Some(EnvKind::Staging)
+    );
+    assert_eq!(
+        orders.environment("prod").map(|e| e.kind),
+        Some(EnvKind::Production)
+    );
+    assert_eq!(
+        orders.drill.as_ref().map(|d| d.env["FAULT"].as_str()),
+        Some("on")
+    );
+    let search = config.service("search").expect("search");
+    assert!(search.stateful.is_empty() && search.drill.is_none());
+
+    let again = backstop_config::parse(&config.to_yaml_effective(), "effective.yaml")
+        .expect("effective config parses back");
+    assert_eq!(again, config);
+    let schema = backstop_config::schema();
+    let service = &schema["$defs"]["Service"]["properties"];
+    assert!(
+        service["stateful"]["description"].is_string(),
+        "{service:#}"
+    );
+    assert!(
+        schema["$defs"]["Stateful"]["properties"]["rpo"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("Recovery point objective"))
+    );
+}
+
+#[test]
+fn mttr_shorter_than_the_last_drill_is_an_error_at_the_objective() {
+    let config = backstop_config::parse(CONFIG, "b.yaml").expect("valid");
+    // 90s fits 12m; nothing to say.
+    assert!(check_measured(CONFIG, "b.yaml", &config, &[measured("orders", Some(90))]).is_empty());
+
+    let errors = check_measured(
+        CONFIG,
+        "b.yaml",
+        &config,
+        &[
+            measured("orders", Some(785)),
+            measured("search", Some(20 * 60)),
+        ],
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let e = &errors[0];
+    assert_eq!(
+        (e.line, e.col, e.path.as_str()),
+        (5, 24, "/services/0/objectives/mttr")
+    );
+    assert!(
+        e.message.contains("the MTTR target cannot be met"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("mttr (12m)"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("drill-orders on 2026-11-26T08:00:00.000Z"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("(13m 5s)"), "{}", e.message);
+    // The tier default: located at `tier`.
+    let e = &errors[1];
+    assert_eq!(
+        (e.line, e.col, e.path.as_str()),
+        (24, 11, "/services/1/tier")
+    );
+    assert!(
+        e.message.contains("mttr (15m) (the tier-0 default)"),
+        "{}",
+        e.message
+    );
+
+    let errors = check_measured(CONFIG, "b.yaml", &config, &[measured("orders", None)]);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].message.contains("did not restore service"),
+        "{}",
+        errors[0].message
+    );
+    // A drill of a service no longer in the file is ignored.
+    assert!(check_measured(CONFIG, "b.yaml", &config, &[measured("gone", Some(1))]).is_empty());
+}
+
+#[test]
+fn validate_with_drills_reports_what_it_compared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("backstop.yaml");
+    std::fs::write(&file, CONFIG).expect("write");
+    let run = |evidence: &DrillEvidence, output| {
+        let mut out = Vec::new();
+        let code = validate_with_drills(
+            &ValidateArgs {
+                file: file.clone(),
+                output,
+            },
+            evidence,
+            &mut out,
+        );
+        (code, String::from_utf8(out).expect("utf-8"))
+    };
+    let state = Path::new("/var/lib/backstop").to_path_buf();
+
+    let (code, text) = run(
+        &DrillEvidence::NoState {
+            state_dir: state.clone(),
+        },
+        OutputFormat::Text,
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("valid (2 services)"), "{text}");
+    assert!(text.contains("no drills known"), "{text}");
+
+    let known = |last| DrillEvidence::Known {
+        state_dir: state.clone(),
+        last,
+    };
+    let (code, text) = run(&known(vec![]), OutputFormat::Text);
+    assert_eq!(code, 0);
+    assert!(text.contains("drills: none recorded"), "{text}");
+
+    let (code, text) = run(
+        &known(vec![measured("orders", Some(60))]),
+        OutputFormat::Json,
+    );
+    assert_eq!(code, 0, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(json["drills"]["compared"][0]["met"], true);
+    assert_eq!(json["drills"]["compared"][0]["recovered_ms"], 60_000);
+    assert_eq!(json["drills"]["compared"][0]["mttr_ms"], 720_000);
+
+    let (code, text) = run(
+        &known(vec![measured("orders", Some(800))]),
+        OutputFormat::Text,
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(":5:24: /services/0/objectives/mttr: the MTTR target cannot be met"),
+        "{text}"
+    );
+    assert!(text.contains("1 error"), "{text}");
+    assert!(text.contains("orders: drill drill-orders"), "{text}");
+}
