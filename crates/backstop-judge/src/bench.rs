@@ -7,6 +7,17 @@
 //! latency +25 %) to show its own false-alarm rate. A second reference,
 //! [`oracle_unknown_onset`], is told the same truth except the onset: the gap between the two
 //! oracles is the price of not knowing when a regression starts.
+//!
+//! **What the ratios measure.** Per regression family and judge, the median delay is taken over
+//! all runs that did not fail before the onset: a run the judge never failed counts as censored
+//! at the time left after the onset, so a judge that misses most runs gets a median that is a
+//! lower bound (printed `≥`) instead of dropping those runs (which used to favour the Flagger
+//! preset, whose absolute p99 limit never sees the latency regressions). "vs oracle" is the
+//! judge's median / the oracle's, "vs flagger-t" the Flagger tutorial preset's median / the
+//! judge's, both per family; the overall figures are their geometric means over the regression
+//! families, so every family of the mix weighs the same. Every judge and both oracles
+//! see the same intervals (`--interval`, default 5 s = the controller's default
+//! `analysis.interval`); the threshold presets pool them into their own checks (1 min).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
