@@ -4,7 +4,20 @@
 //! The oracle is a one-sided Wald SPRT told the truth (per-interval error ratios and latency
 //! bucket probabilities of the null and of the actual regression, and the onset): the floor no
 //! real judge can beat. On A/A families it tests against a reference regression (errors ×2,
-//! latency +25 %) to show its own false-alarm rate.
+//! latency +25 %) to show its own false-alarm rate. A second reference,
+//! [`oracle_unknown_onset`], is told the same truth except the onset: the gap between the two
+//! oracles is the price of not knowing when a regression starts.
+//!
+//! **What the ratios measure.** Per regression family and judge, the median delay is taken over
+//! all runs that did not fail before the onset: a run the judge never failed counts as censored
+//! at the time left after the onset, so a judge that misses most runs gets a median that is a
+//! lower bound (printed `≥`) instead of dropping those runs (which used to favour the Flagger
+//! preset, whose absolute p99 limit never sees the latency regressions). "vs oracle" is the
+//! judge's median / the oracle's, "vs flagger-t" the Flagger tutorial preset's median / the
+//! judge's, both per family; the overall figures are their geometric means over the regression
+//! families, so every family of the issue's mix weighs the same. Every judge and both oracles
+//! see the same intervals (`--interval`, default 5 s = the controller's default
+//! `analysis.interval`); the threshold presets pool them into their own checks (1 min).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::report::num;
 use crate::scenario::replay;
+use crate::sequential::StartPrior;
 use crate::sim::{Latency, Regression, SimSpec, Spike, Truth, simulate};
 use crate::threshold::ThresholdPreset;
 use crate::{Interval, JudgeKind, JudgeSettings, build};
@@ -30,6 +44,9 @@ pub struct BenchConfig {
     pub alpha: f64,
     /// Worker threads (0 = available parallelism).
     pub threads: usize,
+    /// Length of the intervals every judge and the oracle see, seconds (the controller's
+    /// `analysis.interval`; threshold presets pool intervals into their own checks).
+    pub interval_s: f64,
 }
 
 impl Default for BenchConfig {
@@ -40,9 +57,16 @@ impl Default for BenchConfig {
             runs: None,
             alpha: 0.01,
             threads: 0,
+            interval_s: DEFAULT_INTERVAL_S,
         }
     }
 }
+
+/// Row name of [`oracle_unknown_onset`].
+pub const ORACLE_UNKNOWN_ONSET: &str = "oracle-onset-unknown";
+
+/// The bench's interval: the default `analysis.interval` of the live controller.
+pub const DEFAULT_INTERVAL_S: f64 = 5.0;
 
 /// A/A (no regression) or a regression from `onset_s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +88,7 @@ pub struct Family {
 
 fn base(rps: f64, duration_s: f64) -> SimSpec {
     SimSpec {
-        interval_s: 5.0,
+        interval_s: DEFAULT_INTERVAL_S,
         duration_s,
         rps,
         load_amplitude: 0.0,
@@ -294,22 +318,8 @@ pub fn oracle(intervals: &[Interval], truths: &[Truth], alpha: f64) -> Option<f6
     let threshold = (1.0 / alpha).ln();
     let mut llr = 0.0;
     for (iv, truth) in intervals.iter().zip(truths) {
-        let Some((p1, q1)) = &truth.alt else { continue };
-        let c = &iv.canary;
-        let (x, n) = (c.errors as f64, c.requests as f64);
-        let p0 = truth.p0.clamp(1e-12, 1.0 - 1e-12);
-        let p1 = p1.clamp(1e-12, 1.0 - 1e-12);
-        llr += x * (p1 / p0).ln() + (n - x) * ((1.0 - p1) / (1.0 - p0)).ln();
-        if let Some(h) = &c.latency_le_ms {
-            let mut prev = 0;
-            for ((_, cum), (a, b)) in h.iter().zip(q1.iter().zip(&truth.q0)) {
-                let count = cum - prev;
-                prev = *cum;
-                if count > 0 && *a > 0.0 && *b > 0.0 {
-                    llr += count as f64 * (a / b).ln();
-                }
-            }
-        }
+        let Some(alt) = &truth.alt else { continue };
+        llr += interval_llr(iv, truth.p0, &truth.q0, alt);
         if llr >= threshold {
             return Some(iv.t);
         }
@@ -317,11 +327,71 @@ pub fn oracle(intervals: &[Interval], truths: &[Truth], alpha: f64) -> Option<f6
     None
 }
 
-/// Outcome of one run: the fail time of every contender (in `contenders` order) and the oracle.
+/// A reference between the oracle and the real judges: told the true rates and distributions
+/// like the oracle, but *not* the onset. It mixes the same SPRT over the start time with the
+/// sequential judge's [`StartPrior`] (`R_t = (R_{t−1} + π(t))·LR_t`, fail at `R_t ≥ 1/α`:
+/// valid like the judge), so its distance to the oracle is the price of not knowing when the
+/// regression starts, which no real judge escapes.
+pub fn oracle_unknown_onset(intervals: &[Interval], truths: &[Truth], alpha: f64) -> Option<f64> {
+    let threshold = (1.0 / alpha).ln();
+    let prior = StartPrior::default();
+    let mut log_r = f64::NEG_INFINITY;
+    let mut first: Option<f64> = None;
+    let mut last_u = 0.0;
+    for (iv, truth) in intervals.iter().zip(truths) {
+        let mass = match first {
+            None => {
+                first = Some(iv.t);
+                prior.at_start
+            }
+            Some(t0) => {
+                let u = (iv.t - t0).max(last_u);
+                let m = prior.spread(u) - prior.spread(last_u);
+                last_u = u;
+                m
+            }
+        };
+        let llr = interval_llr(iv, truth.p0, &truth.q0, &truth.if_regressed);
+        // ln(exp(log_r) + mass) + llr, without overflow.
+        let m = log_r.max(mass.ln());
+        if m > f64::NEG_INFINITY {
+            log_r = m + ((log_r - m).exp() + (mass.ln() - m).exp()).ln() + llr;
+        }
+        if log_r >= threshold {
+            return Some(iv.t);
+        }
+    }
+    None
+}
+
+/// The canary's log likelihood ratio of one interval: alternative `(p1, q1)` against the null
+/// `(p0, q0)` (error ratio, latency bucket probabilities).
+fn interval_llr(iv: &Interval, p0: f64, q0: &[f64], (p1, q1): &(f64, Vec<f64>)) -> f64 {
+    let c = &iv.canary;
+    let (x, n) = (c.errors as f64, c.requests as f64);
+    let p0 = p0.clamp(1e-12, 1.0 - 1e-12);
+    let p1 = p1.clamp(1e-12, 1.0 - 1e-12);
+    let mut llr = x * (p1 / p0).ln() + (n - x) * ((1.0 - p1) / (1.0 - p0)).ln();
+    if let Some(h) = &c.latency_le_ms {
+        let mut prev = 0;
+        for ((_, cum), (a, b)) in h.iter().zip(q1.iter().zip(q0)) {
+            let count = cum - prev;
+            prev = *cum;
+            if count > 0 && *a > 0.0 && *b > 0.0 {
+                llr += count as f64 * (a / b).ln();
+            }
+        }
+    }
+    llr
+}
+
+/// Outcome of one run: the fail time of every contender (in `contenders` order), the oracle
+/// and the oracle that is not told the onset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
     pub judges: Vec<Option<f64>>,
     pub oracle: Option<f64>,
+    pub oracle_unknown_onset: Option<f64>,
 }
 
 /// Runs one seeded scenario through every contender and the oracle.
@@ -342,6 +412,7 @@ pub fn run_one(
     RunOutcome {
         judges: fails,
         oracle: oracle(&intervals, &truths, alpha),
+        oracle_unknown_onset: oracle_unknown_onset(&intervals, &truths, alpha),
     }
 }
 
@@ -364,6 +435,8 @@ pub struct FamilyResult {
     pub family: String,
     pub kind: FamilyKind,
     pub onset_s: f64,
+    /// Run time left after the onset (where a missed run is censored).
+    pub horizon_s: f64,
     pub judges: Vec<JudgeStats>,
 }
 
@@ -415,7 +488,10 @@ pub fn run_bench(
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(f, i)) = jobs.get(k) else { break };
-                    let spec = (families[f].spec)(i);
+                    let mut spec = (families[f].spec)(i);
+                    if cfg.interval_s.is_finite() && cfg.interval_s > 0.0 {
+                        spec.interval_s = cfg.interval_s;
+                    }
                     let outcome =
                         run_one(&spec, mix(cfg.seed, f as u64, i as u64), &judges, cfg.alpha);
                     if let Ok(mut r) = results.lock() {
@@ -429,7 +505,9 @@ pub fn run_bench(
     let results = results.into_inner().unwrap_or_default();
     let mut out = Vec::new();
     for (f, fam) in families.iter().enumerate() {
-        let onset = (fam.spec)(0).regression.onset_s;
+        let spec0 = (fam.spec)(0);
+        let onset = spec0.regression.onset_s;
+        let horizon = (spec0.duration_s - onset).max(0.0);
         let outcomes: Vec<&RunOutcome> = jobs
             .iter()
             .zip(&results)
@@ -437,7 +515,10 @@ pub fn run_bench(
             .filter_map(|(_, r)| r.as_ref())
             .collect();
         let mut stats = Vec::new();
-        let names = judges.iter().map(|j| j.0).chain(std::iter::once("oracle"));
+        let names = judges
+            .iter()
+            .map(|j| j.0)
+            .chain([ORACLE_UNKNOWN_ONSET, "oracle"]);
         for (j, name) in names.enumerate() {
             let mut s = JudgeStats {
                 judge: name.to_string(),
@@ -447,10 +528,10 @@ pub fn run_bench(
                 delays: Vec::new(),
             };
             for o in &outcomes {
-                let fail = if j < judges.len() {
-                    o.judges[j]
-                } else {
-                    o.oracle
+                let fail = match j.checked_sub(judges.len()) {
+                    None => o.judges[j],
+                    Some(0) => o.oracle_unknown_onset,
+                    Some(_) => o.oracle,
                 };
                 let delay = match (fam.kind, fail) {
                     (FamilyKind::AA, Some(_)) => {
@@ -475,6 +556,7 @@ pub fn run_bench(
             family: fam.name.to_string(),
             kind: fam.kind,
             onset_s: onset,
+            horizon_s: horizon,
             judges: stats,
         });
     }
@@ -497,19 +579,108 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Median delays of `a` and `b` over the runs both detected (paired), and how many.
-fn paired(a: &[Option<f64>], b: &[Option<f64>]) -> (Option<f64>, Option<f64>, usize) {
-    let pairs: Vec<(f64, f64)> = a
+/// How a number relates to the quantity it stands for: exact, or only a bound (a run a judge
+/// never failed is censored at the run's end, so a median over such runs is a lower bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Exact,
+    AtLeast,
+    AtMost,
+}
+
+impl Bound {
+    fn prefix(self) -> &'static str {
+        match self {
+            Bound::Exact => "",
+            Bound::AtLeast => "≥",
+            Bound::AtMost => "≤",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Bound::Exact => "exact",
+            Bound::AtLeast => "at_least",
+            Bound::AtMost => "at_most",
+        }
+    }
+
+    /// The bound of `a / b` given the bounds of `a` and `b` (`None` = no bound follows).
+    fn ratio(a: Bound, b: Bound) -> Option<Bound> {
+        match (a, b) {
+            (Bound::Exact, Bound::Exact) => Some(Bound::Exact),
+            (Bound::AtLeast | Bound::Exact, Bound::AtMost | Bound::Exact) => Some(Bound::AtLeast),
+            (Bound::AtMost | Bound::Exact, Bound::AtLeast | Bound::Exact) => Some(Bound::AtMost),
+            _ => None,
+        }
+    }
+
+    /// The bound of a product (or geometric mean) of terms with bounds `a` and `b`.
+    fn combine(a: Bound, b: Bound) -> Option<Bound> {
+        match (a, b) {
+            (x, Bound::Exact) | (Bound::Exact, x) => Some(x),
+            (x, y) if x == y => Some(x),
+            _ => None,
+        }
+    }
+}
+
+/// A value with its [`Bound`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounded {
+    pub value: f64,
+    pub bound: Bound,
+}
+
+impl Bounded {
+    fn text(&self, suffix: &str) -> String {
+        format!("{}{:.1}{suffix}", self.bound.prefix(), self.value)
+    }
+
+    fn json(&self) -> Value {
+        json!({"value": num(self.value), "bound": self.bound.name()})
+    }
+
+    fn ratio(a: Bounded, b: Bounded) -> Option<Bounded> {
+        (b.value > 0.0 && a.value > 0.0).then_some(())?;
+        Some(Bounded {
+            value: a.value / b.value,
+            bound: Bound::ratio(a.bound, b.bound)?,
+        })
+    }
+}
+
+/// Median delay of one judge on one regression family: over the runs it failed after the
+/// onset (their delays) and the runs it never failed (censored at `horizon_s`, the run's time
+/// left after the onset). Runs failed before the onset are false alarms, not delays, and are
+/// left out. A median that falls on a censored run is a lower bound.
+fn censored_median(j: &JudgeStats, horizon_s: f64) -> Option<Bounded> {
+    let misses = j.runs.saturating_sub(j.detections + j.false_fails);
+    let mut sample: Vec<(f64, bool)> = j
+        .delays
         .iter()
-        .zip(b)
-        .filter_map(|(x, y)| Some(((*x)?, (*y)?)))
+        .flatten()
+        .map(|d| (*d, false))
+        .chain(std::iter::repeat_n((horizon_s, true), misses))
         .collect();
-    let n = pairs.len();
-    (
-        median(pairs.iter().map(|p| p.0).collect()),
-        median(pairs.iter().map(|p| p.1).collect()),
-        n,
-    )
+    if sample.is_empty() {
+        return None;
+    }
+    sample.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let n = sample.len();
+    let (lo, hi) = if n % 2 == 1 {
+        (sample[n / 2], sample[n / 2])
+    } else {
+        (sample[n / 2 - 1], sample[n / 2])
+    };
+    Some(Bounded {
+        value: 0.5 * (lo.0 + hi.0),
+        bound: if lo.1 || hi.1 {
+            Bound::AtLeast
+        } else {
+            Bound::Exact
+        },
+    })
 }
 
 /// Summary numbers of one judge over a set of families.
@@ -521,23 +692,64 @@ pub struct Summary {
     pub reg_runs: usize,
     pub early_fails: usize,
     pub detections: usize,
+    /// Median delay over the detected runs of all the families (pooled).
     pub median_delay_s: Option<f64>,
-    /// Median delay / oracle's median delay, over runs both detected.
-    pub vs_oracle: Option<f64>,
-    /// Flagger tutorial's median delay / this judge's, over runs both detected.
-    pub speedup_vs_flagger: Option<f64>,
-    /// Geometric mean over regression families of the per-family `vs_oracle`.
-    pub vs_oracle_geomean: Option<f64>,
-    /// Geometric mean over regression families of the per-family `speedup_vs_flagger`.
-    pub speedup_vs_flagger_geomean: Option<f64>,
+    /// One family: its censored median delay (see [`censored_median`]).
+    pub family_median_s: Option<Bounded>,
+    /// This judge's median delay / the oracle's, per family; over several families their
+    /// geometric mean.
+    pub vs_oracle: Option<Bounded>,
+    /// The Flagger tutorial preset's median delay / this judge's, per family; over several
+    /// families their geometric mean.
+    pub speedup_vs_flagger: Option<Bounded>,
+    /// This judge's median delay / the oracle-not-told-the-onset's, like `vs_oracle`.
+    pub vs_oracle_unknown_onset: Option<Bounded>,
+    /// Regression families summarised (the geometric means are over all of them, or absent).
+    pub families_in_ratios: usize,
 }
 
-fn geomean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let logs: Vec<f64> = values
-        .filter(|v| *v > 0.0 && v.is_finite())
-        .map(f64::ln)
-        .collect();
-    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+fn geomean(values: &[Bounded]) -> Option<Bounded> {
+    let first = values.first()?;
+    let mut bound = first.bound;
+    for v in &values[1..] {
+        bound = Bound::combine(bound, v.bound)?;
+    }
+    let logs: Vec<f64> = values.iter().map(|v| v.value.ln()).collect();
+    Some(Bounded {
+        value: (logs.iter().sum::<f64>() / logs.len() as f64).exp(),
+        bound,
+    })
+}
+
+/// Per family: (vs oracle, speedup vs flagger-tutorial, vs the oracle not told the onset).
+fn family_ratios(
+    f: &FamilyResult,
+    judge_index: usize,
+) -> (Option<Bounded>, Option<Bounded>, Option<Bounded>) {
+    let median_of = |name: &str| {
+        f.judges
+            .iter()
+            .find(|x| x.judge == name)
+            .and_then(|x| censored_median(x, f.horizon_s))
+    };
+    let me = &f.judges[judge_index];
+    let mine = censored_median(me, f.horizon_s);
+    let same = |name: &str| {
+        (me.judge == name).then_some(Bounded {
+            value: 1.0,
+            bound: Bound::Exact,
+        })
+    };
+    let oracle = median_of("oracle");
+    let flagger = median_of("flagger-tutorial");
+    let unknown = median_of(ORACLE_UNKNOWN_ONSET);
+    (
+        same("oracle").or_else(|| mine.zip(oracle).and_then(|(m, o)| Bounded::ratio(m, o))),
+        same("flagger-tutorial")
+            .or_else(|| flagger.zip(mine).and_then(|(fl, m)| Bounded::ratio(fl, m))),
+        same(ORACLE_UNKNOWN_ONSET)
+            .or_else(|| mine.zip(unknown).and_then(|(m, o)| Bounded::ratio(m, o))),
+    )
 }
 
 fn summarize(families: &[&FamilyResult], judge_index: usize) -> Summary {
@@ -551,12 +763,15 @@ fn summarize(families: &[&FamilyResult], judge_index: usize) -> Summary {
         early_fails: 0,
         detections: 0,
         median_delay_s: None,
+        family_median_s: None,
         vs_oracle: None,
         speedup_vs_flagger: None,
-        vs_oracle_geomean: None,
-        speedup_vs_flagger_geomean: None,
+        vs_oracle_unknown_onset: None,
+        families_in_ratios: 0,
     };
-    let (mut mine, mut oracle, mut flagger) = (Vec::new(), Vec::new(), Vec::new());
+    let mut delays = Vec::new();
+    let (mut vs_oracle, mut vs_flagger, mut vs_unknown) =
+        (Some(Vec::new()), Some(Vec::new()), Some(Vec::new()));
     for f in families {
         let j = &f.judges[judge_index];
         match f.kind {
@@ -568,31 +783,32 @@ fn summarize(families: &[&FamilyResult], judge_index: usize) -> Summary {
                 s.reg_runs += j.runs;
                 s.early_fails += j.false_fails;
                 s.detections += j.detections;
-                mine.extend_from_slice(&j.delays);
-                if let Some(o) = f.judges.iter().find(|x| x.judge == "oracle") {
-                    oracle.extend_from_slice(&o.delays);
-                }
-                if let Some(o) = f.judges.iter().find(|x| x.judge == "flagger-tutorial") {
-                    flagger.extend_from_slice(&o.delays);
+                delays.extend(j.delays.iter().flatten().copied());
+                s.families_in_ratios += 1;
+                let (o, fl, u) = family_ratios(f, judge_index);
+                vs_unknown = vs_unknown.zip(u).map(|(mut v, u)| {
+                    v.push(u);
+                    v
+                });
+                // A family without a ratio leaves the geometric mean undefined.
+                vs_oracle = vs_oracle.zip(o).map(|(mut v, o)| {
+                    v.push(o);
+                    v
+                });
+                vs_flagger = vs_flagger.zip(fl).map(|(mut v, fl)| {
+                    v.push(fl);
+                    v
+                });
+                if families.len() == 1 {
+                    s.family_median_s = censored_median(j, f.horizon_s);
                 }
             }
         }
     }
-    s.median_delay_s = median(mine.iter().flatten().copied().collect());
-    let (m, o, _) = paired(&mine, &oracle);
-    s.vs_oracle = m.zip(o).and_then(|(m, o)| (o > 0.0).then_some(m / o));
-    let (m, fl, _) = paired(&mine, &flagger);
-    s.speedup_vs_flagger = m.zip(fl).and_then(|(m, fl)| (m > 0.0).then_some(fl / m));
-    if families.len() > 1 {
-        let per_family: Vec<Summary> = families
-            .iter()
-            .filter(|f| f.kind == FamilyKind::Regression)
-            .map(|f| summarize(&[*f], judge_index))
-            .collect();
-        s.vs_oracle_geomean = geomean(per_family.iter().filter_map(|x| x.vs_oracle));
-        s.speedup_vs_flagger_geomean =
-            geomean(per_family.iter().filter_map(|x| x.speedup_vs_flagger));
-    }
+    s.median_delay_s = median(delays);
+    s.vs_oracle = vs_oracle.and_then(|v| geomean(&v));
+    s.speedup_vs_flagger = vs_flagger.and_then(|v| geomean(&v));
+    s.vs_oracle_unknown_onset = vs_unknown.and_then(|v| geomean(&v));
     s
 }
 
@@ -609,6 +825,8 @@ impl BenchReport {
         let mut out = String::new();
         let fmt_opt =
             |v: Option<f64>, suffix: &str| v.map_or("-".to_string(), |x| format!("{x:.1}{suffix}"));
+        let fmt_b =
+            |v: Option<Bounded>, suffix: &str| v.map_or("-".to_string(), |x| x.text(suffix));
         let pct = |a: usize, b: usize| {
             if b == 0 {
                 "-".to_string()
@@ -621,10 +839,10 @@ impl BenchReport {
             match f.kind {
                 FamilyKind::AA => {
                     out.push_str(&format!("\n{} (A/A, {runs} runs)\n", f.family));
-                    out.push_str(&format!("  {:<18} {:>12}\n", "judge", "false fails"));
+                    out.push_str(&format!("  {:<20} {:>12}\n", "judge", "false fails"));
                     for j in &f.judges {
                         out.push_str(&format!(
-                            "  {:<18} {:>5} {:>6}\n",
+                            "  {:<20} {:>5} {:>6}\n",
                             j.judge,
                             j.false_fails,
                             pct(j.false_fails, j.runs)
@@ -633,43 +851,46 @@ impl BenchReport {
                 }
                 FamilyKind::Regression => {
                     out.push_str(&format!(
-                        "\n{} (regression at {}s, {runs} runs)\n",
-                        f.family, f.onset_s
+                        "\n{} (regression at {}s, {runs} runs, {}s left after it)\n",
+                        f.family, f.onset_s, f.horizon_s
                     ));
                     out.push_str(&format!(
-                        "  {:<18} {:>9} {:>7} {:>12} {:>10} {:>12}\n",
+                        "  {:<20} {:>9} {:>7} {:>12} {:>10} {:>15}\n",
                         "judge", "detected", "early", "median delay", "vs oracle", "vs flagger-t"
                     ));
                     let fam = [f];
                     for (idx, j) in f.judges.iter().enumerate() {
                         let s = summarize(&fam, idx);
                         out.push_str(&format!(
-                            "  {:<18} {:>9} {:>7} {:>12} {:>10} {:>12}\n",
+                            "  {:<20} {:>9} {:>7} {:>12} {:>10} {:>15}\n",
                             j.judge,
                             pct(j.detections, j.runs),
                             j.false_fails,
-                            fmt_opt(s.median_delay_s, "s"),
-                            fmt_opt(s.vs_oracle, "x"),
-                            fmt_opt(s.speedup_vs_flagger, "x faster"),
+                            fmt_b(s.family_median_s, "s"),
+                            fmt_b(s.vs_oracle, "x"),
+                            fmt_b(s.speedup_vs_flagger, "x faster"),
                         ));
                     }
                 }
             }
         }
+        let overall = self.overall();
+        let fams = overall.first().map_or(0, |s| s.families_in_ratios);
         out.push_str("\noverall\n");
         out.push_str(&format!(
-            "  {:<18} {:>16} {:>10} {:>7} {:>12} {:>10} {:>14}\n",
+            "  {:<20} {:>16} {:>10} {:>7} {:>12} {:>10} {:>15} {:>17}\n",
             "judge",
             "A/A false fails",
             "detected",
             "early",
             "median delay",
             "vs oracle",
-            "vs flagger-t"
+            "vs flagger-t",
+            "vs onset-unknown"
         ));
-        for s in self.overall() {
+        for s in &overall {
             out.push_str(&format!(
-                "  {:<18} {:>5}/{:<5} {:>5} {:>10} {:>7} {:>12} {:>10} {:>14}\n",
+                "  {:<20} {:>5}/{:<5} {:>5} {:>10} {:>7} {:>12} {:>10} {:>15} {:>17}\n",
                 s.judge,
                 s.aa_fails,
                 s.aa_runs,
@@ -677,32 +898,27 @@ impl BenchReport {
                 pct(s.detections, s.reg_runs),
                 s.early_fails,
                 fmt_opt(s.median_delay_s, "s"),
-                fmt_opt(s.vs_oracle, "x"),
-                fmt_opt(s.speedup_vs_flagger, "x faster"),
-            ));
-        }
-        out.push_str("\nper-family geometric means (regression families)\n");
-        out.push_str(&format!(
-            "  {:<18} {:>10} {:>14}\n",
-            "judge", "vs oracle", "vs flagger-t"
-        ));
-        for s in self.overall() {
-            out.push_str(&format!(
-                "  {:<18} {:>10} {:>14}\n",
-                s.judge,
-                fmt_opt(s.vs_oracle_geomean, "x"),
-                fmt_opt(s.speedup_vs_flagger_geomean, "x faster")
+                fmt_b(s.vs_oracle, "x"),
+                fmt_b(s.speedup_vs_flagger, "x faster"),
+                fmt_b(s.vs_oracle_unknown_onset, "x"),
             ));
         }
         out.push_str(&format!(
-            "\nalpha {} · seed {} · delays in seconds after onset (5 s intervals) · 'vs' ratios use runs both judges detected\n",
-            self.config.alpha, self.config.seed
+            "\nalpha {} · seed {} · {} s intervals for every judge and the oracle (threshold presets pool them into their own checks, flagger-tutorial: 1 min)\n\
+             median delay (per family): seconds from the onset to the judge's fail, median over the runs; a run the judge never failed counts as\n\
+             \x20 censored at the time left after the onset (≥: the median is a lower bound); fails before the onset are false alarms ('early'), not delays\n\
+             vs oracle: judge's median delay / oracle's · vs flagger-t: flagger-tutorial's median delay / judge's (≥: a lower bound, flagger missed)\n\
+             overall: those ratios' geometric mean over the {fams} regression families (each family weighs the same); median delay: over detected runs, pooled\n\
+             oracle: Wald SPRT told the true rates, distributions and onset · {ORACLE_UNKNOWN_ONSET}: told the same but not the onset (start-time mixture, same prior as sequential)\n\
+             vs onset-unknown: judge's median delay / {ORACLE_UNKNOWN_ONSET}'s (what is left once the price of not knowing the onset is paid)\n",
+            self.config.alpha, self.config.seed, self.config.interval_s
         ));
         out
     }
 
     /// The report as JSON.
     pub fn to_json(&self) -> Value {
+        let bounded = |b: Option<Bounded>| b.map_or(Value::Null, |b| b.json());
         let summary_json = |s: &Summary| {
             json!({
                 "judge": s.judge,
@@ -712,11 +928,12 @@ impl BenchReport {
                 "regression_runs": s.reg_runs,
                 "early_fails": s.early_fails,
                 "detection_rate": if s.reg_runs > 0 { num(s.detections as f64 / s.reg_runs as f64) } else { Value::Null },
-                "median_delay_s": s.median_delay_s.map_or(Value::Null, num),
-                "median_delay_vs_oracle": s.vs_oracle.map_or(Value::Null, num),
-                "speedup_vs_flagger_tutorial": s.speedup_vs_flagger.map_or(Value::Null, num),
-                "median_delay_vs_oracle_family_geomean": s.vs_oracle_geomean.map_or(Value::Null, num),
-                "speedup_vs_flagger_tutorial_family_geomean": s.speedup_vs_flagger_geomean.map_or(Value::Null, num),
+                "median_delay_detected_s": s.median_delay_s.map_or(Value::Null, num),
+                "median_delay_censored_s": bounded(s.family_median_s),
+                "median_delay_vs_oracle": bounded(s.vs_oracle),
+                "speedup_vs_flagger_tutorial": bounded(s.speedup_vs_flagger),
+                "median_delay_vs_oracle_onset_unknown": bounded(s.vs_oracle_unknown_onset),
+                "families_in_ratios": s.families_in_ratios,
             })
         };
         let families: Vec<Value> = self
@@ -728,6 +945,7 @@ impl BenchReport {
                     "family": f.family,
                     "kind": match f.kind { FamilyKind::AA => "aa", FamilyKind::Regression => "regression" },
                     "onset_s": num(f.onset_s),
+                    "horizon_after_onset_s": num(f.horizon_s),
                     "judges": (0..f.judges.len()).map(|j| summary_json(&summarize(&fam, j))).collect::<Vec<_>>(),
                 })
             })
@@ -737,6 +955,14 @@ impl BenchReport {
             "alpha": num(self.config.alpha),
             "seed": self.config.seed,
             "quick": self.config.quick,
+            "interval_s": num(self.config.interval_s),
+            "definitions": {
+                "median_delay_censored_s": "per family: median over runs of (fail time - onset); a run never failed counts as censored at (duration - onset), so the median is then a lower bound; fails before the onset are excluded (early_fails)",
+                "median_delay_vs_oracle": "per family: judge's censored median / oracle's; overall: geometric mean over regression families",
+                "speedup_vs_flagger_tutorial": "per family: flagger-tutorial's censored median / judge's; overall: geometric mean over regression families",
+                "median_delay_detected_s": "median delay over the detected runs of the families, pooled",
+                "median_delay_vs_oracle_onset_unknown": "like median_delay_vs_oracle against the oracle that is told the rates and distributions but not the onset",
+            },
             "families": families,
             "overall": self.overall().iter().map(summary_json).collect::<Vec<_>>(),
         })
@@ -754,6 +980,72 @@ mod tests {
         let (iv, truth) = simulate(&s, 5);
         let t = oracle(&iv, &truth, 0.01).unwrap_or(f64::INFINITY);
         assert!(t > 60.0 && t < 200.0, "oracle at {t}");
+    }
+
+    #[test]
+    fn misses_are_censored_and_ratios_say_when_they_are_bounds() {
+        let stats = |delays: Vec<Option<f64>>, early: usize| JudgeStats {
+            judge: "x".into(),
+            runs: delays.len() + early,
+            false_fails: early,
+            detections: delays.iter().flatten().count(),
+            delays: delays
+                .into_iter()
+                .chain(std::iter::repeat_n(None, early))
+                .collect(),
+        };
+        // Two detections and three misses: the median is a censored run, a lower bound.
+        let m = censored_median(
+            &stats(vec![Some(10.0), Some(20.0), None, None, None], 0),
+            100.0,
+        );
+        assert_eq!(
+            m,
+            Some(Bounded {
+                value: 100.0,
+                bound: Bound::AtLeast
+            })
+        );
+        // Three detections, two misses: the median is a real delay; early fails are left out.
+        let m = censored_median(
+            &stats(vec![Some(10.0), Some(20.0), Some(30.0), None, None], 4),
+            100.0,
+        );
+        assert_eq!(
+            m,
+            Some(Bounded {
+                value: 30.0,
+                bound: Bound::Exact
+            })
+        );
+        // Only early fails: no delay at all.
+        assert_eq!(censored_median(&stats(vec![], 3), 100.0), None);
+        let exact = |v| Bounded {
+            value: v,
+            bound: Bound::Exact,
+        };
+        let least = |v| Bounded {
+            value: v,
+            bound: Bound::AtLeast,
+        };
+        let r = Bounded::ratio(least(300.0), exact(10.0)).map(|r| (r.value, r.bound));
+        assert_eq!(r, Some((30.0, Bound::AtLeast)));
+        let r = Bounded::ratio(exact(10.0), least(300.0)).map(|r| r.bound);
+        assert_eq!(r, Some(Bound::AtMost));
+        assert_eq!(Bounded::ratio(least(1.0), least(2.0)), None);
+        let g = geomean(&[exact(4.0), least(16.0)]).expect("a mean");
+        assert!(
+            (g.value - 8.0).abs() < 1e-9 && g.bound == Bound::AtLeast,
+            "{g:?}"
+        );
+        let mixed = [
+            least(2.0),
+            Bounded {
+                value: 2.0,
+                bound: Bound::AtMost,
+            },
+        ];
+        assert_eq!(geomean(&mixed), None);
     }
 
     #[test]
@@ -779,7 +1071,14 @@ mod tests {
         assert_eq!(seq.detections, 3);
         let text = a.render_text();
         assert!(text.contains("err-x6") && text.contains("overall"));
+        assert!(text.contains("censored"), "the table says what it measures");
         let json = a.to_json();
         assert_eq!(json["families"].as_array().map(Vec::len), Some(2));
+        assert_eq!(json["interval_s"], 5.0);
+        let flagger = overall
+            .iter()
+            .find(|s| s.judge == "flagger-tutorial")
+            .expect("flagger row");
+        assert_eq!(flagger.speedup_vs_flagger.map(|b| b.value), Some(1.0));
     }
 }

@@ -292,12 +292,25 @@ pub struct BenchCanaryArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Interval length every judge and the oracle see, e.g. `5s` (the default
+    /// `analysis.interval`) or `1s`; the threshold presets still pool into their own checks.
+    #[arg(long, default_value = "5s", value_parser = parse_bench_interval)]
+    pub interval: std::time::Duration,
     /// Output format on stdout.
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: OutputFormat,
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+}
+
+fn parse_bench_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?}: {e} (expected e.g. 5s, 1s, 500ms)"))?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(60) {
+        return Err(format!("{text:?} is outside 100ms..=60s"));
+    }
+    Ok(d)
 }
 
 /// Runs `backstop bench canary`; prints the tables (or JSON) and returns the exit code
@@ -317,6 +330,7 @@ pub fn run_bench_canary(args: &BenchCanaryArgs) -> i32 {
         runs: args.runs,
         alpha: args.alpha,
         threads: args.threads,
+        interval_s: args.interval.as_secs_f64(),
     };
     let fams = families();
     let total: usize = fams.iter().map(|f| runs_for(f, &cfg)).sum();
@@ -477,8 +491,18 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&out).unwrap_or_default())
                 .unwrap_or(Value::Null);
         assert_eq!(written["seed"], 3);
-        assert!(written["overall"].as_array().is_some_and(|o| o.len() == 6));
+        // Five judges, the oracle not told the onset, and the oracle.
+        assert!(written["overall"].as_array().is_some_and(|o| o.len() == 7));
+        assert_eq!(written["interval_s"], 5.0);
         let _ = std::fs::remove_file(out);
+        let b = Bench::try_parse_from(["x", "--interval", "1s"]).expect("parses");
+        assert_eq!(b.args.interval, std::time::Duration::from_secs(1));
+        for bad in ["0s", "2m", "soon"] {
+            assert!(
+                Bench::try_parse_from(["x", "--interval", bad]).is_err(),
+                "--interval {bad}"
+            );
+        }
         let b = Bench::try_parse_from(["x", "--runs", "0"]).expect("parses");
         assert_eq!(run_bench_canary(&b.args), 2);
     }

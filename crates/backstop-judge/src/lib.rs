@@ -30,7 +30,7 @@ pub mod threshold;
 pub use kayenta::{KayentaJudge, KayentaSettings};
 pub use report::Verdict;
 pub use scenario::{Replay, Scenario, ScenarioError, parse_scenario, read_scenario, replay};
-pub use sequential::{OddsRatioTest, SequentialJudge, SequentialSettings, TiltTest};
+pub use sequential::{OddsRatioTest, SequentialJudge, SequentialSettings, StartPrior, TiltTest};
 pub use threshold::{ThresholdJudge, ThresholdPreset, ThresholdSettings};
 
 /// Counts for one arm (baseline or canary) during one interval (increments, not totals).

@@ -219,6 +219,9 @@ pub struct Truth {
     pub p0: f64,
     pub q0: Vec<f64>,
     pub alt: Option<(f64, Vec<f64>)>,
+    /// The alternative of this interval had the regression already started (also before the
+    /// onset): what an oracle that is not told the onset tests.
+    pub if_regressed: (f64, Vec<f64>),
 }
 
 fn sample_hist(rng: &mut Rng, n: u64, probs: &[f64]) -> Vec<(f64, u64)> {
@@ -309,6 +312,7 @@ pub fn simulate(spec: &SimSpec, seed: u64) -> (Vec<Interval>, Vec<Truth>) {
             p0,
             q0: q0.clone(),
             alt,
+            if_regressed: (p_alt, q_alt),
         });
     }
     (intervals, truths)
