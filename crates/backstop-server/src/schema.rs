@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use backstop_config::{MigrationEngine, Service};
-use backstop_core::schema::{SchemaDecision, plan_schema_rollback};
+use backstop_core::schema::{RestoreOption, SchemaDecision, plan_schema_rollback};
 use backstop_migrate::Engine;
 use backstop_migrate::apply::{self, DownOutcome};
 
@@ -76,7 +76,17 @@ impl Ctx {
                 ))));
             }
         };
-        Ok(Some(plan_schema_rollback(&applied, Some(range), &[])))
+        // Where the schema has no way back, restoring a stateful component's snapshot may.
+        let restore: Vec<RestoreOption> = svc
+            .stateful
+            .iter()
+            .map(|st| RestoreOption {
+                name: st.name.clone(),
+                rpo: backstop_config::format_duration(st.rpo),
+                restore_command: st.restore.clone(),
+            })
+            .collect();
+        Ok(Some(plan_schema_rollback(&applied, Some(range), &restore)))
     }
 
     /// Runs one migration's down on `env`'s database (a recovery step).

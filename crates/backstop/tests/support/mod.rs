@@ -57,10 +57,22 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     pub config: PathBuf,
     pub proxy_port: u16,
+    /// Extra environment of the daemon process (e.g. a database URL a config names).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
     pub fn start(state_dir: &Path, config_text: &str, proxy_port: u16) -> Daemon {
+        Self::start_with_env(state_dir, config_text, proxy_port, &[])
+    }
+
+    /// Starts a daemon whose process also gets `env`.
+    pub fn start_with_env(
+        state_dir: &Path,
+        config_text: &str,
+        proxy_port: u16,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         std::fs::create_dir_all(state_dir).unwrap();
         let config = state_dir.join("backstop.yaml");
         std::fs::write(&config, config_text).unwrap();
@@ -70,6 +82,10 @@ impl Daemon {
             state_dir: state_dir.to_path_buf(),
             config,
             proxy_port,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.restart();
         d
@@ -90,6 +106,7 @@ impl Daemon {
             .arg(&self.state_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
