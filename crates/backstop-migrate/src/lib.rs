@@ -2,6 +2,10 @@
 //! database that every down restores the schema its up started from (up → down → up, compared
 //! by catalog fingerprints, not dump text).
 
+pub mod checksum;
+pub mod layout;
+pub mod lint;
 pub mod model;
 
+pub use layout::load;
 pub use model::*;
