@@ -3,9 +3,12 @@
 //! by catalog fingerprints, not dump text).
 
 pub mod checksum;
+pub mod fingerprint;
 pub mod layout;
 pub mod lint;
 pub mod model;
+pub mod proof;
+pub mod scratch;
 
 pub use layout::load;
 pub use model::*;
