@@ -136,9 +136,7 @@ pub fn checksums(set: &MigrationSet) -> Vec<Checksum> {
 /// The text of `backstop.sum` for `set`.
 pub fn render_sum(set: &MigrationSet) -> String {
     let lines: Vec<String> = entries(set).into_iter().map(|(_, e)| e.render()).collect();
-    let chain = lines
-        .iter()
-        .fold(sha256_hex(b""), |c, l| chain_step(&c, l));
+    let chain = lines.iter().fold(sha256_hex(b""), |c, l| chain_step(&c, l));
     let mut out = format!("{HEADER}\nchain {chain}\n");
     for l in lines {
         out.push_str(&l);
@@ -179,7 +177,10 @@ pub fn read_sum(dir: &Path) -> Result<Option<Vec<SumEntry>>, InputError> {
     };
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some(HEADER) {
-        return Err(bad(1, "not a backstop.sum file: the first line must be `backstop-sum v1`"));
+        return Err(bad(
+            1,
+            "not a backstop.sum file: the first line must be `backstop-sum v1`",
+        ));
     }
     let recorded_chain = lines
         .next()
@@ -198,13 +199,19 @@ pub fn read_sum(dir: &Path) -> Result<Option<Vec<SumEntry>>, InputError> {
         let (Some(version), Some(kind), Some(sha), Some(file)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(bad(n, "expected `<version> <up|down|verify> <sha256> <file>`"));
+            return Err(bad(
+                n,
+                "expected `<version> <up|down|verify> <sha256> <file>`",
+            ));
         };
         if !matches!(kind, "up" | "down" | "verify") {
             return Err(bad(n, "the second field must be up, down or verify"));
         }
         if sha.len() != 64 || !sha.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(bad(n, "the third field must be a sha256 in hex (64 characters)"));
+            return Err(bad(
+                n,
+                "the third field must be a sha256 in hex (64 characters)",
+            ));
         }
         let entry = SumEntry {
             version: version.to_string(),
@@ -287,10 +294,15 @@ pub fn compare(set: &MigrationSet, recorded: &[SumEntry]) -> (Vec<Vec<Finding>>,
     // A migration not recorded yet must come after every recorded one.
     if let Some(last) = recorded.last() {
         for (i, m) in set.migrations.iter().enumerate() {
-            let is_recorded = recorded.iter().any(|r| same_version(&r.version, &m.version));
+            let is_recorded = recorded
+                .iter()
+                .any(|r| same_version(&r.version, &m.version));
             if !is_recorded
                 && compare_versions(&m.version, &last.version) == std::cmp::Ordering::Less
-                && !matches!(set.layout, crate::model::Layout::Sqitch | crate::model::Layout::Liquibase)
+                && !matches!(
+                    set.layout,
+                    crate::model::Layout::Sqitch | crate::model::Layout::Liquibase
+                )
             {
                 per[i].push(Finding {
                     severity: Severity::Error,
@@ -351,7 +363,10 @@ mod tests {
         let (per, _) = compare(&edited, &recorded);
         assert_eq!(per[0].len(), 1);
         assert_eq!(per[0][0].rule, "checksum-mismatch");
-        assert_eq!(per[0][0].file.as_deref(), Some(Path::new("0001_init.down.sql")));
+        assert_eq!(
+            per[0][0].file.as_deref(),
+            Some(Path::new("0001_init.down.sql"))
+        );
         assert_ne!(checksums(&s)[0].chain, checksums(&edited)[0].chain);
     }
 

@@ -3,11 +3,13 @@
 //! by catalog fingerprints, not dump text).
 
 pub mod checksum;
+pub mod cli;
 pub mod fingerprint;
 pub mod layout;
 pub mod lint;
 pub mod model;
 pub mod proof;
+pub mod report;
 pub mod scratch;
 
 pub use layout::load;

@@ -41,12 +41,24 @@ fn every_good_set_is_read_in_its_layout() {
     ];
     for engine in ["sqlite", "postgres"] {
         for (name, layout, count) in cases {
-            let set = load(&corpus(engine, name)).unwrap_or_else(|e| panic!("{engine}/{name}: {e}"));
+            let set =
+                load(&corpus(engine, name)).unwrap_or_else(|e| panic!("{engine}/{name}: {e}"));
             assert_eq!(set.layout, layout, "{engine}/{name}");
             assert_eq!(set.migrations.len(), count, "{engine}/{name}");
             let first = &set.migrations[0];
-            assert_eq!(first.name, if layout == Layout::Liquibase { "ada" } else { "users" }, "{engine}/{name}");
-            assert!(first.up.sql.contains("CREATE TABLE users"), "{engine}/{name}");
+            assert_eq!(
+                first.name,
+                if layout == Layout::Liquibase {
+                    "ada"
+                } else {
+                    "users"
+                },
+                "{engine}/{name}"
+            );
+            assert!(
+                first.up.sql.contains("CREATE TABLE users"),
+                "{engine}/{name}"
+            );
         }
     }
 }
@@ -57,7 +69,10 @@ fn paired_set_pairs_ups_with_downs_in_version_order() {
     assert_eq!(versions(&set), ["0001", "0002", "0003"]);
     let m = &set.migrations[1];
     assert_eq!(m.up.file, Path::new("0002_city.up.sql"));
-    assert_eq!(m.down.as_ref().unwrap().file, Path::new("0002_city.down.sql"));
+    assert_eq!(
+        m.down.as_ref().unwrap().file,
+        Path::new("0002_city.down.sql")
+    );
     assert_eq!(m.irreversible, None);
 }
 
@@ -85,16 +100,24 @@ fn section_scripts_start_at_their_file_line() {
     // `-- +goose Up` is line 1, so the up starts on line 2.
     assert_eq!(m.up.line, 2);
     let down = m.down.as_ref().unwrap();
-    let text = std::fs::read_to_string(corpus("sqlite", "goose-good").join("00001_users.sql")).unwrap();
-    let marker = text.lines().position(|l| l.trim() == "-- +goose Down").unwrap();
+    let text =
+        std::fs::read_to_string(corpus("sqlite", "goose-good").join("00001_users.sql")).unwrap();
+    let marker = text
+        .lines()
+        .position(|l| l.trim() == "-- +goose Down")
+        .unwrap();
     assert_eq!(down.line as usize, marker + 2);
     assert!(down.sql.contains("DROP TABLE users"));
     assert!(!m.up.sql.contains("DROP TABLE"));
 
     let set = load(&corpus("sqlite", "liquibase-good")).unwrap();
     let second = &set.migrations[1];
-    let text = std::fs::read_to_string(corpus("sqlite", "liquibase-good").join("changelog.sql")).unwrap();
-    let header = text.lines().position(|l| l.trim() == "--changeset ada:2").unwrap();
+    let text =
+        std::fs::read_to_string(corpus("sqlite", "liquibase-good").join("changelog.sql")).unwrap();
+    let header = text
+        .lines()
+        .position(|l| l.trim() == "--changeset ada:2")
+        .unwrap();
     assert_eq!(second.up.line as usize, header + 2);
     let down = second.down.as_ref().unwrap();
     let rollback = text
@@ -103,9 +126,18 @@ fn section_scripts_start_at_their_file_line() {
         .unwrap();
     assert_eq!(down.line as usize, rollback + 1);
     assert!(down.sql.contains("DROP INDEX users_city"));
-    assert!(!second.up.sql.contains("DROP INDEX"), "rollback lines are not part of the up");
+    assert!(
+        !second.up.sql.contains("DROP INDEX"),
+        "rollback lines are not part of the up"
+    );
     // `--rollback not required` declares the last changeset irreversible.
-    assert!(set.migrations[3].irreversible.as_deref().unwrap().contains("not required"));
+    assert!(
+        set.migrations[3]
+            .irreversible
+            .as_deref()
+            .unwrap()
+            .contains("not required")
+    );
     assert!(set.migrations[3].down.is_none());
 }
 
@@ -114,8 +146,15 @@ fn sqitch_reads_plan_order_with_verify_scripts() {
     let set = load(&corpus("postgres", "sqitch-good")).unwrap();
     let names: Vec<&str> = set.migrations.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["users", "city", "orders"]);
-    assert!(set.migrations.iter().all(|m| m.verify.is_some() && m.down.is_some()));
-    assert_eq!(set.migrations[2].down.as_ref().unwrap().file, Path::new("revert/orders.sql"));
+    assert!(
+        set.migrations
+            .iter()
+            .all(|m| m.verify.is_some() && m.down.is_some())
+    );
+    assert_eq!(
+        set.migrations[2].down.as_ref().unwrap().file,
+        Path::new("revert/orders.sql")
+    );
 }
 
 #[test]
@@ -142,7 +181,11 @@ fn sqitch_reworked_change_uses_tagged_scripts() {
 #[test]
 fn sqlx_single_files_are_irreversible_unless_a_down_exists() {
     let set = load(&corpus("sqlite", "sqlx-good")).unwrap();
-    let irreversible: Vec<bool> = set.migrations.iter().map(|m| m.irreversible.is_some()).collect();
+    let irreversible: Vec<bool> = set
+        .migrations
+        .iter()
+        .map(|m| m.irreversible.is_some())
+        .collect();
     assert_eq!(irreversible, [true, false, true]);
 }
 
@@ -164,8 +207,14 @@ fn annotations_and_no_transaction_markers_are_read() {
     write(
         dir.path(),
         &[
-            ("20240101_a.sql", "-- migrate:up transaction:false\nSELECT 1;\n-- migrate:down\nSELECT 1;\n"),
-            ("20240102_b.sql", "-- migrate:up\nSELECT 1;\n-- migrate:down\nSELECT 1;\n"),
+            (
+                "20240101_a.sql",
+                "-- migrate:up transaction:false\nSELECT 1;\n-- migrate:down\nSELECT 1;\n",
+            ),
+            (
+                "20240102_b.sql",
+                "-- migrate:up\nSELECT 1;\n-- migrate:down\nSELECT 1;\n",
+            ),
         ],
     );
     let set = load(dir.path()).unwrap();
@@ -182,30 +231,66 @@ fn load_err(files: &[(&str, &str)]) -> String {
 
 #[test]
 fn bad_folders_are_input_errors_naming_the_file() {
-    let e = load(&corpus("sqlite", "paired-collision")).unwrap_err().to_string();
+    let e = load(&corpus("sqlite", "paired-collision"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("collides"), "{e}");
     assert!(e.starts_with("0002_") || e.starts_with("002_"), "{e}");
 
-    let e = load(&corpus("sqlite", "paired-down-without-up")).unwrap_err().to_string();
-    assert!(e.starts_with("0002_city.down.sql: a down without an up"), "{e}");
+    let e = load(&corpus("sqlite", "paired-down-without-up"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("0002_city.down.sql: a down without an up"),
+        "{e}"
+    );
 
-    let e = load(&corpus("sqlite", "mixed-layouts")).unwrap_err().to_string();
+    let e = load(&corpus("sqlite", "mixed-layouts"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("mixed layouts"), "{e}");
 
     let e = load_err(&[("0001.up.sql", "SELECT 1;"), ("0001.down.sql", "SELECT 1;")]);
-    assert!(e.starts_with("0001.") && e.contains("without a migration name"), "{e}");
+    assert!(
+        e.starts_with("0001.") && e.contains("without a migration name"),
+        "{e}"
+    );
 
-    let e = load_err(&[("00001_a.sql", "CREATE TABLE a (id INTEGER);\n-- +goose Up\nSELECT 1;\n")]);
-    assert!(e.contains("00001_a.sql:1: SQL before the first section marker"), "{e}");
+    let e = load_err(&[(
+        "00001_a.sql",
+        "CREATE TABLE a (id INTEGER);\n-- +goose Up\nSELECT 1;\n",
+    )]);
+    assert!(
+        e.contains("00001_a.sql:1: SQL before the first section marker"),
+        "{e}"
+    );
 
-    let e = load_err(&[("00001_a.sql", "CREATE TABLE a (id INTEGER);\n-- +goose Down\nDROP TABLE a;\n")]);
-    assert_eq!(e, "00001_a.sql: no up section: expected a `-- +goose Up` line");
+    let e = load_err(&[(
+        "00001_a.sql",
+        "CREATE TABLE a (id INTEGER);\n-- +goose Down\nDROP TABLE a;\n",
+    )]);
+    assert_eq!(
+        e,
+        "00001_a.sql: no up section: expected a `-- +goose Up` line"
+    );
 
-    let e = load_err(&[("a.sql", "--liquibase formatted sql\n--changeset alice\nSELECT 1;\n")]);
-    assert_eq!(e, "a.sql:2: a changeset needs `author:id` (e.g. `--changeset alice:1`)");
+    let e = load_err(&[(
+        "a.sql",
+        "--liquibase formatted sql\n--changeset alice\nSELECT 1;\n",
+    )]);
+    assert_eq!(
+        e,
+        "a.sql:2: a changeset needs `author:id` (e.g. `--changeset alice:1`)"
+    );
 
-    let e = load_err(&[("sqitch.plan", "%project=x\nusers 2024-01-01T00:00:00Z A <a@x>\n")]);
-    assert_eq!(e, "sqitch.plan:2: change users has no deploy script deploy/users.sql");
+    let e = load_err(&[(
+        "sqitch.plan",
+        "%project=x\nusers 2024-01-01T00:00:00Z A <a@x>\n",
+    )]);
+    assert_eq!(
+        e,
+        "sqitch.plan:2: change users has no deploy script deploy/users.sql"
+    );
 
     let e = load_err(&[("0001_a.up.sql", "-- backstop:phase sideways\nSELECT 1;")]);
     assert!(e.starts_with("0001_a.up.sql:1: unknown phase"), "{e}");

@@ -52,12 +52,13 @@ fn put(
             ),
         ));
     }
-    let slot = if is_up { &mut entry.up } else { &mut entry.down };
+    let slot = if is_up {
+        &mut entry.up
+    } else {
+        &mut entry.down
+    };
     if let Some(prev) = slot {
-        return Err(bad(
-            file,
-            format!("version {version} collides with {prev}"),
-        ));
+        return Err(bad(file, format!("version {version} collides with {prev}")));
     }
     *slot = Some(file.to_string());
     Ok(())
@@ -174,7 +175,9 @@ pub(super) fn diesel(dir: &Path, listing: &Listing) -> Result<Vec<Migration>, In
 /// `V1__init.sql` → `('V', "1", "init")`; versions may use `.` or `_` between parts
 /// (`V1_1__x.sql` is version 1.1).
 pub(super) fn flyway_name(name: &str) -> Option<(char, String, String)> {
-    let stem = name.strip_suffix(".sql").or_else(|| name.strip_suffix(".SQL"))?;
+    let stem = name
+        .strip_suffix(".sql")
+        .or_else(|| name.strip_suffix(".SQL"))?;
     let kind = stem.chars().next()?;
     if !matches!(kind, 'V' | 'U') {
         return None;

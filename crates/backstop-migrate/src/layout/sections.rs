@@ -231,8 +231,9 @@ pub(super) fn liquibase(dir: &Path, listing: &Listing) -> Result<Vec<Migration>,
             return Err(InputError {
                 file: file.clone(),
                 line: Some(1),
-                message: "a Liquibase formatted SQL file must start with `--liquibase formatted sql`"
-                    .into(),
+                message:
+                    "a Liquibase formatted SQL file must start with `--liquibase formatted sql`"
+                        .into(),
             });
         }
         let mut sets: Vec<Changeset> = Vec::new();
@@ -307,12 +308,7 @@ fn changeset(file: &Path, lines: &[&str], cs: &Changeset) -> Result<Migration, I
     let mut up_lines: Vec<String> = Vec::new();
     let mut down_lines: Vec<(usize, String)> = Vec::new();
     let mut in_block = false;
-    for (i, l) in lines
-        .iter()
-        .enumerate()
-        .take(cs.body_to)
-        .skip(cs.body_from)
-    {
+    for (i, l) in lines.iter().enumerate().take(cs.body_to).skip(cs.body_from) {
         let t = l.trim();
         if in_block {
             if let Some(before) = t.strip_suffix("*/") {

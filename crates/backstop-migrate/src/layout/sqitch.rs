@@ -91,7 +91,11 @@ pub(super) fn read(dir: &Path) -> Result<Vec<Migration>, InputError> {
             return Err(InputError {
                 file: plan_file.clone(),
                 line: Some(c.line),
-                message: format!("change {} has no deploy script {}", c.name, deploy.display()),
+                message: format!(
+                    "change {} has no deploy script {}",
+                    c.name,
+                    deploy.display()
+                ),
             });
         }
         let load = |p: PathBuf| -> Result<Script, InputError> {
@@ -125,9 +129,7 @@ pub(super) fn read(dir: &Path) -> Result<Vec<Migration>, InputError> {
                 return Err(InputError {
                     file: Path::new("revert").join(&name),
                     line: None,
-                    message: format!(
-                        "a down without an up: change {base} is not in sqitch.plan"
-                    ),
+                    message: format!("a down without an up: change {base} is not in sqitch.plan"),
                 });
             }
         }

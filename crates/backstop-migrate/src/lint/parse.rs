@@ -46,27 +46,27 @@ fn parse_postgres(script: &Script) -> Result<(), InputError> {
     Ok(())
 }
 
-/// A statement sqlparser rejected: SQLite itself decides whether it is a syntax error.
-struct Rejected<'a> {
+/// A statement of a script, to be confirmed by SQLite.
+struct Pending<'a> {
     script: &'a Script,
     sql: String,
+    /// File line of the statement, or of sqlparser's error inside it.
     line: u32,
-    parser_message: String,
 }
 
-/// sqlparser's SQLite dialect first; it does not know every SQLite statement (e.g.
-/// `PRAGMA foreign_keys = ON`), so a statement it rejects is prepared by SQLite itself on an
-/// empty in-memory database: only SQLite's syntax errors count (a missing table does not).
+/// Every statement is tokenized and parsed by sqlparser's SQLite dialect, then prepared by
+/// SQLite itself on an empty in-memory database, which has the final word: sqlparser both
+/// rejects valid SQLite (`PRAGMA foreign_keys = ON`) and accepts invalid SQLite
+/// (`ALTER TABLE t ADD COLUMN;`). Only SQLite's syntax errors count (a missing table does not:
+/// nothing exists in that database).
 fn parse_sqlite(scripts: &[Script]) -> Result<(), InputError> {
     let dialect = SQLiteDialect {};
-    let mut rejected: Vec<Rejected> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for script in scripts {
-        let Err(whole) = Parser::parse_sql(&dialect, &script.sql) else {
-            continue;
-        };
+        let whole = Parser::parse_sql(&dialect, &script.sql);
         let Some(stmts) = statements(&script.sql, Engine::Sqlite) else {
             // The tokenizer itself failed (an unterminated string or quote): no engine takes it.
-            let text = whole.to_string();
+            let text = whole.err().map(|e| e.to_string()).unwrap_or_default();
             let line = error_line(&text).map_or(script.line, |l| script_line(script, l));
             return Err(InputError {
                 file: script.file.clone(),
@@ -76,31 +76,31 @@ fn parse_sqlite(scripts: &[Script]) -> Result<(), InputError> {
         };
         for st in stmts {
             let text = script.sql.get(st.start..st.end).unwrap_or("").to_string();
-            if let Err(e) = Parser::parse_sql(&dialect, &text) {
+            let mut line = script_line(script, st.line);
+            if whole.is_err()
+                && let Err(e) = Parser::parse_sql(&dialect, &text)
+            {
                 let msg = e.to_string();
-                let line = script_line(script, st.line)
-                    .saturating_add(error_line(&msg).map_or(0, |l| l.saturating_sub(1)));
-                rejected.push(Rejected {
-                    script,
-                    sql: text,
-                    line,
-                    parser_message: clean(&msg),
-                });
+                line = line.saturating_add(error_line(&msg).map_or(0, |l| l.saturating_sub(1)));
             }
+            pending.push(Pending {
+                script,
+                sql: text,
+                line,
+            });
         }
     }
-    if rejected.is_empty() {
+    if pending.is_empty() {
         return Ok(());
     }
-    let verdicts = sqlite_syntax_errors(rejected.iter().map(|r| r.sql.clone()).collect());
-    for (r, verdict) in rejected.iter().zip(verdicts) {
+    let verdicts = sqlite_syntax_errors(pending.iter().map(|r| r.sql.clone()).collect());
+    for (r, verdict) in pending.iter().zip(verdicts) {
         let message = match verdict {
             SqliteVerdict::Accepted => continue,
             SqliteVerdict::SyntaxError(m) => format!("not valid SQLite SQL: {m}"),
-            SqliteVerdict::Unavailable(why) => format!(
-                "not valid SQLite SQL: {} (SQLite could not be asked to confirm: {why})",
-                r.parser_message
-            ),
+            SqliteVerdict::Unavailable(why) => {
+                format!("cannot check the SQL: SQLite is not available here: {why}")
+            }
         };
         return Err(InputError {
             file: r.script.file.clone(),
@@ -144,7 +144,10 @@ fn sqlite_syntax_errors(stmts: Vec<String>) -> Vec<SqliteVerdict> {
             };
             let mut out = Vec::with_capacity(stmts.len());
             for sql in &stmts {
-                let verdict = match conn.prepare(AssertSqlSafe(sql.clone()).into_sql_str()).await {
+                let verdict = match conn
+                    .prepare(AssertSqlSafe(sql.clone()).into_sql_str())
+                    .await
+                {
                     Ok(_) => SqliteVerdict::Accepted,
                     Err(e) => {
                         let m = e
@@ -222,15 +225,25 @@ mod tests {
 
     #[test]
     fn sqlite_error_names_the_line_in_the_file() {
-        let s = script("CREATE TABLE a (id INTEGER);\n\nCREATE TABLE b (id INTEGER,, x);\n", 5);
+        let s = script(
+            "CREATE TABLE a (id INTEGER);\n\nCREATE TABLE b (id INTEGER,, x);\n",
+            5,
+        );
         let e = parse_script(&s, Engine::Sqlite).unwrap_err();
         assert_eq!(e.line, Some(7), "{e}");
-        assert!(e.to_string().starts_with("0002_x.up.sql:7: not valid SQLite SQL: near \",\": syntax error"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("0002_x.up.sql:7: not valid SQLite SQL: near \",\": syntax error"),
+            "{e}"
+        );
     }
 
     #[test]
     fn postgres_error_names_the_line_in_the_file() {
-        let s = script("CREATE TABLE a (id bigint);\nALTER TABLE a ADD COLUMN;\n", 1);
+        let s = script(
+            "CREATE TABLE a (id bigint);\nALTER TABLE a ADD COLUMN;\n",
+            1,
+        );
         let e = parse_script(&s, Engine::Postgres).unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
     }

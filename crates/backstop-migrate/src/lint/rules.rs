@@ -91,14 +91,15 @@ fn effects(ops: &[Located]) -> Effects {
                 e.triggers.insert(key(name));
             }
             Op::DropTable(t) => {
-                let later_back = ops[i + 1..].iter().any(
-                    |o| matches!(&o.op, Op::RenameTable { to, .. } if key(to) == key(t)),
-                ) || ops[i + 1..]
+                let later_back = ops[i + 1..]
                     .iter()
-                    .any(|o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(t)));
-                let created_before = ops[..i]
-                    .iter()
-                    .any(|o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(t)));
+                    .any(|o| matches!(&o.op, Op::RenameTable { to, .. } if key(to) == key(t)))
+                    || ops[i + 1..].iter().any(
+                        |o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(t)),
+                    );
+                let created_before = ops[..i].iter().any(
+                    |o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(t)),
+                );
                 if later_back {
                     e.rebuilt.insert(key(t));
                 } else if !created_before {
@@ -139,7 +140,13 @@ fn effects(ops: &[Located]) -> Effects {
     e
 }
 
-fn finding(sev: Severity, rule: &str, message: String, script: &Script, line: Option<u32>) -> Finding {
+fn finding(
+    sev: Severity,
+    rule: &str,
+    message: String,
+    script: &Script,
+    line: Option<u32>,
+) -> Finding {
     Finding {
         severity: sev,
         rule: rule.to_string(),
@@ -162,7 +169,9 @@ impl KnownTypes {
                         self.0.insert(col(table, c), ty.clone());
                     }
                 }
-                Op::AddColumn { table, column, ty, .. }
+                Op::AddColumn {
+                    table, column, ty, ..
+                }
                 | Op::AlterType { table, column, ty } => {
                     self.0.insert(col(table, column), ty.clone());
                 }
@@ -195,9 +204,8 @@ fn shape(ty: &str) -> TypeShape {
         "integer" | "int" | "int4" | "mediumint" => TypeShape::Int(2),
         "bigint" | "int8" => TypeShape::Int(3),
         "text" | "clob" => TypeShape::Text(None),
-        "varchar" | "character varying" | "char" | "character" | "nvarchar" | "varying character" => {
-            TypeShape::Text(nums.first().copied())
-        }
+        "varchar" | "character varying" | "char" | "character" | "nvarchar"
+        | "varying character" => TypeShape::Text(nums.first().copied()),
         "numeric" | "decimal" => TypeShape::Numeric(nums.first().copied(), nums.get(1).copied()),
         _ => TypeShape::Other(t),
     }
@@ -234,7 +242,11 @@ fn is_noop(ops: &[Located]) -> bool {
 
 /// All findings of the rules for one migration (`known` holds the column types of earlier ups
 /// and learns this one's).
-pub(crate) fn lint_migration(m: &Migration, engine: Engine, known: &mut KnownTypes) -> Vec<Finding> {
+pub(crate) fn lint_migration(
+    m: &Migration,
+    engine: Engine,
+    known: &mut KnownTypes,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let up_ops = located(&m.up, engine);
     let up = effects(&up_ops);
@@ -256,9 +268,7 @@ pub(crate) fn lint_migration(m: &Migration, engine: Engine, known: &mut KnownTyp
         out.push(finding(
             Severity::Warning,
             "irreversible",
-            format!(
-                "declared irreversible{why}: rollback plans refuse to cross it; {accept}"
-            ),
+            format!("declared irreversible{why}: rollback plans refuse to cross it; {accept}"),
             &m.up,
             None,
         ));
@@ -327,18 +337,28 @@ pub(crate) fn lint_migration(m: &Migration, engine: Engine, known: &mut KnownTyp
             Op::Truncate(t) if pre(t) => out.push(finding(
                 Severity::Error,
                 "destructive-truncate",
-                format!("truncates {t}: rows that existed before the up cannot come back with the down"),
+                format!(
+                    "truncates {t}: rows that existed before the up cannot come back with the down"
+                ),
                 s,
                 line,
             )),
-            Op::Delete { table, has_where: false } if pre(table) => out.push(finding(
+            Op::Delete {
+                table,
+                has_where: false,
+            } if pre(table) => out.push(finding(
                 Severity::Error,
                 "destructive-delete",
-                format!("deletes every row of {table} (no WHERE): they cannot come back with the down"),
+                format!(
+                    "deletes every row of {table} (no WHERE): they cannot come back with the down"
+                ),
                 s,
                 line,
             )),
-            Op::Update { table, has_where: false } if pre(table) => out.push(finding(
+            Op::Update {
+                table,
+                has_where: false,
+            } if pre(table) => out.push(finding(
                 Severity::Error,
                 "destructive-update",
                 format!(
@@ -348,7 +368,11 @@ pub(crate) fn lint_migration(m: &Migration, engine: Engine, known: &mut KnownTyp
                 s,
                 line,
             )),
-            Op::RenameTable { from, .. } if pre(from) && !up.rebuilt.contains(&key(from)) => {
+            Op::RenameTable { from, to }
+                if pre(from)
+                    && !up.rebuilt.contains(&key(from))
+                    && !up.rebuilt.contains(&key(to)) =>
+            {
                 out.push(finding(
                     Severity::Error,
                     "breaking-rename-table",
@@ -396,7 +420,9 @@ pub(crate) fn lint_migration(m: &Migration, engine: Engine, known: &mut KnownTyp
                 s,
                 line,
             )),
-            Op::AddConstraint { table, kind } if pre(table) && !up.rebuilt.contains(&key(table)) => {
+            Op::AddConstraint { table, kind }
+                if pre(table) && !up.rebuilt.contains(&key(table)) =>
+            {
                 out.push(finding(
                     Severity::Error,
                     "breaking-new-constraint",
@@ -424,7 +450,11 @@ pub(crate) fn lint_migration(m: &Migration, engine: Engine, known: &mut KnownTyp
                 line,
             )),
             Op::AlterType { table, column, ty } if pre(table) => {
-                match known.0.get(&col(table, column)).map(|old| (old.clone(), narrows(old, ty))) {
+                match known
+                    .0
+                    .get(&col(table, column))
+                    .map(|old| (old.clone(), narrows(old, ty)))
+                {
                     Some((old, Some(true))) => out.push(finding(
                         Severity::Error,
                         "breaking-type-change",
@@ -502,11 +532,17 @@ pub(crate) fn lint_migration(m: &Migration, engine: Engine, known: &mut KnownTyp
                     format!("drops column {table}.{column}"),
                 ),
                 Op::Truncate(t) => (Some((t.clone(), None)), format!("truncates {t}")),
-                Op::Delete { table, has_where: false } => (
+                Op::Delete {
+                    table,
+                    has_where: false,
+                } => (
                     Some((table.clone(), None)),
                     format!("deletes every row of {table}"),
                 ),
-                Op::Update { table, has_where: false } => (
+                Op::Update {
+                    table,
+                    has_where: false,
+                } => (
                     Some((table.clone(), None)),
                     format!("updates every row of {table}"),
                 ),
@@ -572,7 +608,11 @@ fn forgotten(up: &Effects, down: &Effects) -> Vec<String> {
             || down.renamed_tables.iter().any(|(from, _)| from == t)
     };
     let mut out = Vec::new();
-    let mut tables: Vec<&String> = up.tables.iter().filter(|t| !up.rebuilt.contains(*t)).collect();
+    let mut tables: Vec<&String> = up
+        .tables
+        .iter()
+        .filter(|t| !up.rebuilt.contains(*t))
+        .collect();
     tables.sort();
     for t in tables {
         if !gone(t) {
@@ -610,11 +650,11 @@ fn forgotten(up: &Effects, down: &Effects) -> Vec<String> {
         }
     }
     for (t, from, to) in &up.renamed_columns {
-        if !down
-            .renamed_columns
-            .iter()
-            .any(|(dt, dfrom, dto)| dfrom == to && dto == from && (dt == t || up.renamed_tables.iter().any(|(_, nt)| nt == dt)))
-        {
+        if !down.renamed_columns.iter().any(|(dt, dfrom, dto)| {
+            dfrom == to
+                && dto == from
+                && (dt == t || up.renamed_tables.iter().any(|(_, nt)| nt == dt))
+        }) {
             out.push(format!("renames column {t}.{from} to {to}"));
         }
     }

@@ -342,7 +342,10 @@ fn render(toks: &[Tok]) -> String {
             Tok::Dot => ".".into(),
             _ => continue,
         };
-        if !s.is_empty() && !matches!(t, Tok::LParen | Tok::RParen | Tok::Comma | Tok::Dot) && !s.ends_with(['(', '.']) {
+        if !s.is_empty()
+            && !matches!(t, Tok::LParen | Tok::RParen | Tok::Comma | Tok::Dot)
+            && !s.ends_with(['(', '.'])
+        {
             s.push(' ');
         }
         s.push_str(&piece);
@@ -474,7 +477,9 @@ pub(crate) fn ops(stmt: &Stmt) -> Vec<Op> {
         }
         "select" => {
             let rest = c.rest();
-            let trivial = !rest.iter().any(|t| matches!(t, Tok::Word(w) if w == "from"))
+            let trivial = !rest
+                .iter()
+                .any(|t| matches!(t, Tok::Word(w) if w == "from"))
                 && !rest.iter().any(|t| matches!(t, Tok::LParen));
             vec![if trivial { Op::Trivial } else { Op::Other }]
         }
@@ -488,7 +493,14 @@ pub(crate) fn ops(stmt: &Stmt) -> Vec<Op> {
 
 fn create(c: &mut Cur) -> Vec<Op> {
     c.eat_seq(&["or", "replace"]);
-    for w in ["temp", "temporary", "unlogged", "global", "local", "virtual"] {
+    for w in [
+        "temp",
+        "temporary",
+        "unlogged",
+        "global",
+        "local",
+        "virtual",
+    ] {
         c.eat(w);
     }
     let unique = c.eat("unique");
@@ -545,7 +557,8 @@ fn create(c: &mut Cur) -> Vec<Op> {
             c.eat("materialized");
             c.eat("view");
             c.eat_seq(&["if", "not", "exists"]);
-            c.name().map_or(vec![Op::Other], |v| vec![Op::CreateView(v)])
+            c.name()
+                .map_or(vec![Op::Other], |v| vec![Op::CreateView(v)])
         }
         Some("trigger") | Some("constraint") => {
             c.eat("constraint");
@@ -613,7 +626,9 @@ fn drop(c: &mut Cur) -> Vec<Op> {
             }
             out
         }
-        "trigger" => c.name().map_or(vec![Op::Other], |n| vec![Op::DropTrigger(n)]),
+        "trigger" => c
+            .name()
+            .map_or(vec![Op::Other], |n| vec![Op::DropTrigger(n)]),
         "database" => vec![Op::NonTransactional("DROP DATABASE".into())],
         _ => vec![Op::Other],
     }
@@ -622,9 +637,10 @@ fn drop(c: &mut Cur) -> Vec<Op> {
 fn alter(c: &mut Cur) -> Vec<Op> {
     if c.eat("type") {
         // ALTER TYPE … ADD VALUE cannot be undone, and before PostgreSQL 12 not in a transaction.
-        if c.rest().windows(2).any(|w| {
-            w[0] == Tok::Word("add".into()) && w[1] == Tok::Word("value".into())
-        }) {
+        if c.rest()
+            .windows(2)
+            .any(|w| w[0] == Tok::Word("add".into()) && w[1] == Tok::Word("value".into()))
+        {
             return vec![Op::NonTransactional("ALTER TYPE … ADD VALUE".into())];
         }
         return vec![Op::Other];
@@ -652,7 +668,9 @@ fn alter_action(table: &str, toks: &[Tok]) -> Op {
     let table = table.to_string();
     if c.eat("rename") {
         if c.eat("to") {
-            return c.name().map_or(Op::Other, |to| Op::RenameTable { from: table, to });
+            return c
+                .name()
+                .map_or(Op::Other, |to| Op::RenameTable { from: table, to });
         }
         if c.eat("constraint") {
             return Op::Other;
@@ -846,7 +864,10 @@ mod tests {
             vec![
                 Op::CreateTable {
                     table: "Users".into(),
-                    columns: vec![("id".into(), "bigint".into()), ("name".into(), "text".into())]
+                    columns: vec![
+                        ("id".into(), "bigint".into()),
+                        ("name".into(), "text".into())
+                    ]
                 },
                 Op::CreateIndex {
                     name: Some("users_name".into()),

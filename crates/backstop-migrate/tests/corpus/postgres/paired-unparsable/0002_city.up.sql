@@ -1,4 +1,4 @@
 -- add the city
 
 ALTER TABLE users ADD COLUMN city text;
-ALTER TABLE users ADD COLUMN;
+CREATE TABLE cities (id bigint,, name text);

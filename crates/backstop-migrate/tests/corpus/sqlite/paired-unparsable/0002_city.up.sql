@@ -1,4 +1,4 @@
 -- add the city
 
 ALTER TABLE users ADD COLUMN city TEXT;
-ALTER TABLE users ADD COLUMN;
+CREATE TABLE cities (id INTEGER,, name TEXT);
