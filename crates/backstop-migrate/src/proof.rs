@@ -37,7 +37,9 @@ pub enum ProofError {
          install the postgresql package, or pass --database-url to use a running server"
     )]
     PostgresNotInstalled,
-    #[error("--database-url is only used with --engine postgres; SQLite proofs run on a temporary file")]
+    #[error(
+        "--database-url is only used with --engine postgres; SQLite proofs run on a temporary file"
+    )]
     DatabaseUrlWithSqlite,
     #[error("--database-url is not a valid PostgreSQL URL: {message}")]
     BadDatabaseUrl { message: String },
@@ -95,7 +97,10 @@ pub async fn prove(
 }
 
 /// The proof on a scratch database the caller provides (it should be empty).
-pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Vec<ProofResult>, ProofError> {
+pub async fn prove_on<D: ScratchDb>(
+    db: &mut D,
+    set: &MigrationSet,
+) -> Result<Vec<ProofResult>, ProofError> {
     let mut results = Vec::with_capacity(set.migrations.len());
     let mut current = db.fingerprint().await?;
     let mut blocked: Option<String> = None;
@@ -109,7 +114,13 @@ pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Ve
             down_ms: 0,
         };
         if let Some(why) = &blocked {
-            r.findings.push(finding(Severity::Warning, "not-proven", why.clone(), &m.up, None));
+            r.findings.push(finding(
+                Severity::Warning,
+                "not-proven",
+                why.clone(),
+                &m.up,
+                None,
+            ));
             results.push(r);
             continue;
         }
@@ -120,7 +131,13 @@ pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Ve
         let up = exec(db, &m.up, mode).await?;
         r.up_ms = millis(started);
         if let Err(fail) = up {
-            r.findings.push(finding(Severity::Error, "up-failed", format!("up failed: {}", fail.message), &m.up, fail.line));
+            r.findings.push(finding(
+                Severity::Error,
+                "up-failed",
+                format!("up failed: {}", fail.message),
+                &m.up,
+                fail.line,
+            ));
             blocked = Some(format!(
                 "not proven: the up of {} failed, so the schema this migration starts from cannot be built",
                 m.version
@@ -129,21 +146,23 @@ pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Ve
             continue;
         }
         let f1 = db.fingerprint().await?;
-        if let Some(verify) = &m.verify {
-            if let Err(fail) = exec(db, verify, ExecMode::RollBack).await? {
-                r.findings.push(finding(
-                    Severity::Error,
-                    "verify-failed",
-                    format!("verify failed after the up: {}", fail.message),
-                    verify,
-                    fail.line,
-                ));
-            }
+        if let Some(verify) = &m.verify
+            && let Err(fail) = exec(db, verify, ExecMode::RollBack).await?
+        {
+            r.findings.push(finding(
+                Severity::Error,
+                "verify-failed",
+                format!("verify failed after the up: {}", fail.message),
+                verify,
+                fail.line,
+            ));
         }
 
         let Some(down) = &m.down else {
             let (severity, why) = match &m.irreversible {
-                Some(reason) if reason.is_empty() => (Severity::Info, "declared irreversible".to_string()),
+                Some(reason) if reason.is_empty() => {
+                    (Severity::Info, "declared irreversible".to_string())
+                }
                 Some(reason) => (Severity::Info, format!("declared irreversible: {reason}")),
                 None => (Severity::Warning, "no down script".to_string()),
             };
@@ -182,7 +201,13 @@ pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Ve
                 let diffs = f0.diff(&f2);
                 if !diffs.is_empty() {
                     clean = false;
-                    push_differences(&mut r.findings, "proof-schema-differs", &diffs, Stage::AfterDown, down);
+                    push_differences(
+                        &mut r.findings,
+                        "proof-schema-differs",
+                        &diffs,
+                        Stage::AfterDown,
+                        down,
+                    );
                 }
                 let started = Instant::now();
                 let again = exec(db, &m.up, mode).await?;
@@ -205,7 +230,13 @@ pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Ve
                         if !diffs.is_empty() {
                             clean = false;
                             off_track = true;
-                            push_differences(&mut r.findings, "proof-reapply-differs", &diffs, Stage::AfterReapply, &m.up);
+                            push_differences(
+                                &mut r.findings,
+                                "proof-reapply-differs",
+                                &diffs,
+                                Stage::AfterReapply,
+                                &m.up,
+                            );
                         }
                     }
                 }
@@ -241,7 +272,10 @@ pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Ve
             Severity::Info,
             "proof-timing",
             match reapply_ms {
-                Some(again) => format!("up {} ms, down {} ms, second up {again} ms", r.up_ms, r.down_ms),
+                Some(again) => format!(
+                    "up {} ms, down {} ms, second up {again} ms",
+                    r.up_ms, r.down_ms
+                ),
                 None => format!("up {} ms, down {} ms", r.up_ms, r.down_ms),
             },
             &m.up,
@@ -253,11 +287,19 @@ pub async fn prove_on<D: ScratchDb>(db: &mut D, set: &MigrationSet) -> Result<Ve
 }
 
 fn mode_of(m: &Migration) -> ExecMode {
-    if m.no_transaction { ExecMode::NoTransaction } else { ExecMode::Transaction }
+    if m.no_transaction {
+        ExecMode::NoTransaction
+    } else {
+        ExecMode::Transaction
+    }
 }
 
 /// Runs a script: `Ok(Err(_))` when the database refused it, `Err(_)` for infrastructure trouble.
-async fn exec<D: ScratchDb>(db: &mut D, script: &Script, mode: ExecMode) -> Result<Result<(), ScriptFailure>, ProofError> {
+async fn exec<D: ScratchDb>(
+    db: &mut D,
+    script: &Script,
+    mode: ExecMode,
+) -> Result<Result<(), ScriptFailure>, ProofError> {
     match db.execute(script, mode).await {
         Ok(()) => Ok(Ok(())),
         Err(ExecError::Script(f)) => Ok(Err(f)),
@@ -266,7 +308,11 @@ async fn exec<D: ScratchDb>(db: &mut D, script: &Script, mode: ExecMode) -> Resu
 }
 
 /// Starts over on an empty database and applies the ups of migrations `0..=upto`.
-async fn rebuild<D: ScratchDb>(db: &mut D, set: &MigrationSet, upto: usize) -> Result<Result<(), String>, ProofError> {
+async fn rebuild<D: ScratchDb>(
+    db: &mut D,
+    set: &MigrationSet,
+    upto: usize,
+) -> Result<Result<(), String>, ProofError> {
     db.reset().await?;
     for m in &set.migrations[..=upto] {
         if let Err(fail) = exec(db, &m.up, mode_of(m)).await? {
@@ -279,23 +325,50 @@ async fn rebuild<D: ScratchDb>(db: &mut D, set: &MigrationSet, upto: usize) -> R
     Ok(Ok(()))
 }
 
-fn push_differences(findings: &mut Vec<Finding>, rule: &str, diffs: &[Difference], stage: Stage, script: &Script) {
+fn push_differences(
+    findings: &mut Vec<Finding>,
+    rule: &str,
+    diffs: &[Difference],
+    stage: Stage,
+    script: &Script,
+) {
     for d in diffs.iter().take(MAX_LISTED_DIFFERENCES) {
-        findings.push(finding(Severity::Error, rule, d.describe(stage), script, None));
+        findings.push(finding(
+            Severity::Error,
+            rule,
+            d.describe(stage),
+            script,
+            None,
+        ));
     }
     if diffs.len() > MAX_LISTED_DIFFERENCES {
         findings.push(finding(
             Severity::Error,
             rule,
-            format!("{} more differences not listed", diffs.len() - MAX_LISTED_DIFFERENCES),
+            format!(
+                "{} more differences not listed",
+                diffs.len() - MAX_LISTED_DIFFERENCES
+            ),
             script,
             None,
         ));
     }
 }
 
-fn finding(severity: Severity, rule: &str, message: String, script: &Script, line: Option<u32>) -> Finding {
-    Finding { severity, rule: rule.to_string(), message, file: Some(script.file.clone()), line }
+fn finding(
+    severity: Severity,
+    rule: &str,
+    message: String,
+    script: &Script,
+    line: Option<u32>,
+) -> Finding {
+    Finding {
+        severity,
+        rule: rule.to_string(),
+        message,
+        file: Some(script.file.clone()),
+        line,
+    }
 }
 
 fn millis(started: Instant) -> u64 {

@@ -44,7 +44,12 @@ pub struct CatalogRow {
 
 impl CatalogRow {
     pub fn new(kind: &str, identity: impl Into<String>) -> Self {
-        CatalogRow { kind: kind.to_string(), identity: identity.into(), fields: Vec::new(), table: None }
+        CatalogRow {
+            kind: kind.to_string(),
+            identity: identity.into(),
+            fields: Vec::new(),
+            table: None,
+        }
     }
 
     /// Adds a field (builder style).
@@ -59,12 +64,19 @@ impl CatalogRow {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `k=v` pairs joined by spaces.
     pub fn definition(&self) -> String {
-        self.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        self.fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The row as fingerprinted: `kind|identity|definition`.
@@ -86,7 +98,9 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// Sorts the rows and computes the hash.
     pub fn new(engine: Engine, mut rows: Vec<CatalogRow>) -> Self {
-        rows.sort_by(|a, b| (&a.kind, &a.identity, a.definition()).cmp(&(&b.kind, &b.identity, b.definition())));
+        rows.sort_by(|a, b| {
+            (&a.kind, &a.identity, a.definition()).cmp(&(&b.kind, &b.identity, b.definition()))
+        });
         rows.dedup();
         let mut hasher = Sha256::new();
         for r in &rows {
@@ -94,7 +108,11 @@ impl Fingerprint {
             hasher.update(b"\n");
         }
         let sha256 = hex::encode(hasher.finalize());
-        Fingerprint { engine, rows, sha256 }
+        Fingerprint {
+            engine,
+            rows,
+            sha256,
+        }
     }
 
     /// The rows as `kind|identity|definition` lines, sorted.
@@ -166,10 +184,16 @@ impl Difference {
             Stage::AfterReapply => ("after the second up", "after the first up"),
         };
         let body = match (&self.change, stage) {
-            (Change::Missing, Stage::AfterDown) => format!("{what} is missing (it existed before the up)"),
-            (Change::Missing, Stage::AfterReapply) => format!("{what} is missing (the first up created it)"),
+            (Change::Missing, Stage::AfterDown) => {
+                format!("{what} is missing (it existed before the up)")
+            }
+            (Change::Missing, Stage::AfterReapply) => {
+                format!("{what} is missing (the first up created it)")
+            }
             (Change::Extra, Stage::AfterDown) => format!("{what} remains"),
-            (Change::Extra, Stage::AfterReapply) => format!("{what} exists (the first up did not create it)"),
+            (Change::Extra, Stage::AfterReapply) => {
+                format!("{what} exists (the first up did not create it)")
+            }
             (Change::Changed { fields }, _) => {
                 let parts: Vec<String> = fields
                     .iter()
@@ -230,24 +254,27 @@ fn diff(expected: &Fingerprint, actual: &Fingerprint) -> Vec<Difference> {
         return Vec::new();
     }
     let index = |f: &Fingerprint| -> BTreeMap<(String, String), CatalogRow> {
-        f.rows.iter().map(|r| ((r.kind.clone(), r.identity.clone()), r.clone())).collect()
+        f.rows
+            .iter()
+            .map(|r| ((r.kind.clone(), r.identity.clone()), r.clone()))
+            .collect()
     };
     let exp = index(expected);
     let act = index(actual);
     let mut out = Vec::new();
     let mut gone_tables: BTreeSet<String> = BTreeSet::new();
-    for ((kind, id), row) in &exp {
+    for (kind, id) in exp.keys() {
         if !act.contains_key(&(kind.clone(), id.clone())) && is_table_kind(kind) {
             gone_tables.insert(id.clone());
         }
-        let _ = row;
     }
-    for ((kind, id), _) in &act {
+    for (kind, id) in act.keys() {
         if !exp.contains_key(&(kind.clone(), id.clone())) && is_table_kind(kind) {
             gone_tables.insert(id.clone());
         }
     }
-    let belongs_to_gone = |r: &CatalogRow| r.table.as_ref().is_some_and(|t| gone_tables.contains(t));
+    let belongs_to_gone =
+        |r: &CatalogRow| r.table.as_ref().is_some_and(|t| gone_tables.contains(t));
     for (key, e) in &exp {
         match act.get(key) {
             None if belongs_to_gone(e) => {}
@@ -301,7 +328,10 @@ fn diff(expected: &Fingerprint, actual: &Fingerprint) -> Vec<Difference> {
 }
 
 fn is_table_kind(kind: &str) -> bool {
-    matches!(kind, "table" | "view" | "materialized view" | "foreign table" | "type")
+    matches!(
+        kind,
+        "table" | "view" | "materialized view" | "foreign table" | "type"
+    )
 }
 
 fn field_changes(e: &CatalogRow, a: &CatalogRow) -> Vec<FieldChange> {
@@ -317,7 +347,11 @@ fn field_changes(e: &CatalogRow, a: &CatalogRow) -> Vec<FieldChange> {
         .filter_map(|n| {
             let ev = e.get(n).unwrap_or_default();
             let av = a.get(n).unwrap_or_default();
-            (ev != av).then(|| FieldChange { field: n.to_string(), expected: ev.to_string(), actual: av.to_string() })
+            (ev != av).then(|| FieldChange {
+                field: n.to_string(),
+                expected: ev.to_string(),
+                actual: av.to_string(),
+            })
         })
         .collect()
 }
@@ -329,18 +363,24 @@ fn order_drift(
     exp: &BTreeMap<(String, String), CatalogRow>,
     act: &BTreeMap<(String, String), CatalogRow>,
 ) -> Vec<Difference> {
-    let columns = |m: &BTreeMap<(String, String), CatalogRow>| -> BTreeMap<String, Vec<(u32, String)>> {
-        let mut by_table: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
-        for r in m.values().filter(|r| r.kind == "column") {
-            if let (Some(t), Some(pos)) = (&r.table, r.get(POS).and_then(|p| p.parse::<u32>().ok())) {
-                by_table.entry(t.clone()).or_default().push((pos, r.identity.clone()));
+    let columns =
+        |m: &BTreeMap<(String, String), CatalogRow>| -> BTreeMap<String, Vec<(u32, String)>> {
+            let mut by_table: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+            for r in m.values().filter(|r| r.kind == "column") {
+                if let (Some(t), Some(pos)) =
+                    (&r.table, r.get(POS).and_then(|p| p.parse::<u32>().ok()))
+                {
+                    by_table
+                        .entry(t.clone())
+                        .or_default()
+                        .push((pos, r.identity.clone()));
+                }
             }
-        }
-        for v in by_table.values_mut() {
-            v.sort();
-        }
-        by_table
-    };
+            for v in by_table.values_mut() {
+                v.sort();
+            }
+            by_table
+        };
     let e_cols = columns(exp);
     let a_cols = columns(act);
     let mut out = Vec::new();
@@ -358,12 +398,18 @@ fn order_drift(
             if kept.contains(name.as_str()) {
                 continue;
             }
-            let actual = a_common.iter().find(|(_, n)| n == name).map_or(0, |(p, _)| *p);
+            let actual = a_common
+                .iter()
+                .find(|(_, n)| n == name)
+                .map_or(0, |(p, _)| *p);
             out.push(Difference {
                 kind: "column".to_string(),
                 identity: name.clone(),
                 drift: Drift::Layout,
-                change: Change::Moved { expected: *pos, actual },
+                change: Change::Moved {
+                    expected: *pos,
+                    actual,
+                },
             });
         }
     }
@@ -375,7 +421,11 @@ fn lcs<'a>(a: &[&'a str], b: &[&'a str]) -> BTreeSet<&'a str> {
     let mut dp = vec![vec![0usize; m + 1]; n + 1];
     for i in 1..=n {
         for j in 1..=m {
-            dp[i][j] = if a[i - 1] == b[j - 1] { dp[i - 1][j - 1] + 1 } else { dp[i - 1][j].max(dp[i][j - 1]) };
+            dp[i][j] = if a[i - 1] == b[j - 1] {
+                dp[i - 1][j - 1] + 1
+            } else {
+                dp[i - 1][j].max(dp[i][j - 1])
+            };
         }
     }
     let mut kept = BTreeSet::new();
@@ -428,7 +478,10 @@ mod tests {
         let b = fp(rows);
         assert_eq!(a.sha256, b.sha256);
         assert!(a.diff(&b).is_empty());
-        assert_eq!(a.lines()[0], "column|users.email|pos=2 type=TEXT notnull=false default=");
+        assert_eq!(
+            a.lines()[0],
+            "column|users.email|pos=2 type=TEXT notnull=false default="
+        );
     }
 
     #[test]
@@ -439,7 +492,10 @@ mod tests {
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].drift, Drift::Layout);
         let msg = d[0].describe(Stage::AfterDown);
-        assert!(msg.starts_with("after down: column users.email moved from position 2 to 3"), "{msg}");
+        assert!(
+            msg.starts_with("after down: column users.email moved from position 2 to 3"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -448,7 +504,10 @@ mod tests {
         let after = fp(users(&["id", "name"]));
         let d = before.diff(&after);
         assert_eq!(d.len(), 1, "{d:?}");
-        assert_eq!(d[0].describe(Stage::AfterDown), "after down: column users.email is missing (it existed before the up)");
+        assert_eq!(
+            d[0].describe(Stage::AfterDown),
+            "after down: column users.email is missing (it existed before the up)"
+        );
     }
 
     #[test]
@@ -456,9 +515,17 @@ mod tests {
         let before = fp(users(&["id", "email"]));
         let mut rows = users(&["id"]);
         rows.push(col("users", "email", 2, "TEXT", true));
-        rows.push(CatalogRow::new("index", "users_name").field("table", "users").in_table("users"));
+        rows.push(
+            CatalogRow::new("index", "users_name")
+                .field("table", "users")
+                .in_table("users"),
+        );
         let after = fp(rows);
-        let msgs: Vec<String> = before.diff(&after).iter().map(|d| d.describe(Stage::AfterDown)).collect();
+        let msgs: Vec<String> = before
+            .diff(&after)
+            .iter()
+            .map(|d| d.describe(Stage::AfterDown))
+            .collect();
         assert_eq!(
             msgs,
             vec![
@@ -474,13 +541,20 @@ mod tests {
         let after = fp(Vec::new());
         let d = before.diff(&after);
         assert_eq!(d.len(), 1, "{d:?}");
-        assert_eq!(d[0].describe(Stage::AfterReapply), "after the second up: table users is missing (the first up created it)");
+        assert_eq!(
+            d[0].describe(Stage::AfterReapply),
+            "after the second up: table users is missing (the first up created it)"
+        );
     }
 
     #[test]
     fn postgres_public_schema_is_left_out_of_messages() {
-        let before = fp(vec![CatalogRow::new("type", "public.mood").field("enum", "'sad','ok'")]);
-        let after = fp(vec![CatalogRow::new("type", "public.mood").field("enum", "'sad','ok','happy'")]);
+        let before = fp(vec![
+            CatalogRow::new("type", "public.mood").field("enum", "'sad','ok'"),
+        ]);
+        let after = fp(vec![
+            CatalogRow::new("type", "public.mood").field("enum", "'sad','ok','happy'"),
+        ]);
         let d = before.diff(&after);
         assert_eq!(
             d[0].describe(Stage::AfterReapply),

@@ -138,7 +138,10 @@ WHERE rw.rulename <> '_RETURN'
 /// Reads the fingerprint of the database `conn` is connected to.
 pub async fn fingerprint(conn: &mut PgConnection) -> Result<Fingerprint, sqlx::Error> {
     let history: Vec<String> = HISTORY_TABLES.iter().map(|s| (*s).to_string()).collect();
-    let rows = sqlx::query(CATALOG_SQL).bind(history).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(CATALOG_SQL)
+        .bind(history)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let kind: String = r.try_get(0)?;

@@ -11,40 +11,60 @@ use super::{CatalogRow, Fingerprint, HISTORY_TABLES};
 use crate::model::Engine;
 use crate::scratch::lex::{Dialect, Token, lex, normalize};
 
-/// Reads the fingerprint of the `main` schema of `conn`.
+/// Reads the fingerprint of the `main` schema of `conn` (five queries, whatever the schema size).
 pub async fn fingerprint(conn: &mut SqliteConnection) -> Result<Fingerprint, sqlx::Error> {
     let mut rows = Vec::new();
+    let skip = |name: &str| {
+        let lower = name.to_ascii_lowercase();
+        lower.starts_with("sqlite_") || HISTORY_TABLES.contains(&lower.as_str())
+    };
 
+    // (type, lower-cased name) → schema text; and the triggers.
     let mut sql_of: BTreeMap<(String, String), String> = BTreeMap::new();
-    for r in sqlx::query("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL")
-        .fetch_all(&mut *conn)
-        .await?
+    for r in
+        sqlx::query("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL")
+            .fetch_all(&mut *conn)
+            .await?
     {
         let ty: String = r.try_get(0)?;
         let name: String = r.try_get(1)?;
-        let sql: String = r.try_get(2)?;
+        let table: String = r.try_get(2)?;
+        let sql: String = r.try_get(3)?;
+        if ty == "trigger" && !skip(&table) {
+            let def = normalize(&lex(&sql, Dialect::Sqlite));
+            rows.push(
+                CatalogRow::new("trigger", name.clone())
+                    .field("table", table.clone())
+                    .field("def", def)
+                    .in_table(table),
+            );
+        }
         sql_of.insert((ty, name.to_ascii_lowercase()), sql);
     }
+    let text_of = |ty: &str, name: &str| {
+        sql_of
+            .get(&(ty.to_string(), name.to_ascii_lowercase()))
+            .cloned()
+            .unwrap_or_default()
+    };
 
-    let tables = sqlx::query(
-        "SELECT name, type, wr, strict FROM pragma_table_list WHERE schema = 'main' ORDER BY name",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for t in tables {
+    let mut texts: BTreeMap<String, TableText> = BTreeMap::new();
+    for t in
+        sqlx::query("SELECT name, type, wr, strict FROM pragma_table_list WHERE schema = 'main'")
+            .fetch_all(&mut *conn)
+            .await?
+    {
         let name: String = t.try_get(0)?;
         let ty: String = t.try_get(1)?;
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("sqlite_") || HISTORY_TABLES.contains(&lower.as_str()) {
+        if skip(&name) {
             continue;
         }
-        let sql = sql_of
-            .get(&(if ty == "view" { "view" } else { "table" }.to_string(), lower.clone()))
-            .cloned()
-            .unwrap_or_default();
-        let tokens = lex(&sql, Dialect::Sqlite);
+        let tokens = lex(
+            &text_of(if ty == "view" { "view" } else { "table" }, &name),
+            Dialect::Sqlite,
+        );
         if ty == "view" {
-            rows.push(CatalogRow::new("view", name.clone()).field("def", normalize(&tokens)));
+            rows.push(CatalogRow::new("view", name).field("def", normalize(&tokens)));
             continue;
         }
         let wr: i64 = t.try_get(2)?;
@@ -59,24 +79,172 @@ pub async fn fingerprint(conn: &mut SqliteConnection) -> Result<Fingerprint, sql
             table = table.field("def", normalize(&tokens));
         }
         rows.push(table);
-        table_rows(conn, &name, &text, &mut rows).await?;
+        for (cname, check) in &text.checks {
+            let identity = match cname {
+                Some(n) => format!("{name}.{n}"),
+                None => format!("{name}.check ({check})"),
+            };
+            rows.push(
+                CatalogRow::new("constraint", identity)
+                    .field("def", format!("check ({check})"))
+                    .in_table(name.clone()),
+            );
+        }
+        texts.insert(name, text);
     }
 
-    for r in sqlx::query("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE type IN ('index', 'trigger') AND sql IS NOT NULL")
-        .fetch_all(&mut *conn)
-        .await?
+    let mut ranks: BTreeMap<String, usize> = BTreeMap::new();
+    for c in sqlx::query(
+        "SELECT t.name, c.name, c.type, c.\"notnull\", c.dflt_value, c.pk, c.hidden \
+         FROM pragma_table_list t, pragma_table_xinfo(t.name) c \
+         WHERE t.schema = 'main' AND t.type <> 'view' ORDER BY t.name, c.cid",
+    )
+    .fetch_all(&mut *conn)
+    .await?
     {
-        let ty: String = r.try_get(0)?;
-        let name: String = r.try_get(1)?;
-        let table: String = r.try_get(2)?;
-        let sql: String = r.try_get(3)?;
-        if HISTORY_TABLES.contains(&table.to_ascii_lowercase().as_str()) {
+        let table: String = c.try_get(0)?;
+        let Some(text) = texts.get(&table) else {
+            continue;
+        };
+        let name: String = c.try_get(1)?;
+        let ty: String = c.try_get(2)?;
+        let notnull: i64 = c.try_get(3)?;
+        let default: Option<String> = c.try_get(4)?;
+        let pk: i64 = c.try_get(5)?;
+        let hidden: i64 = c.try_get(6)?;
+        let rank = ranks.entry(table.clone()).or_default();
+        *rank += 1;
+        let rank = *rank;
+        let extra = text.columns.get(&name.to_ascii_lowercase());
+        rows.push(
+            CatalogRow::new("column", format!("{table}.{name}"))
+                .field("pos", rank.to_string())
+                .field("type", ty.to_ascii_uppercase())
+                .field("notnull", (notnull != 0).to_string())
+                .field(
+                    "default",
+                    default
+                        .map(|d| normalize(&lex(&d, Dialect::Sqlite)))
+                        .unwrap_or_default(),
+                )
+                .field("pk", pk.to_string())
+                .field("hidden", hidden.to_string())
+                .field(
+                    "collation",
+                    extra.map(|e| e.collation.clone()).unwrap_or_default(),
+                )
+                .field(
+                    "generated",
+                    extra.map(|e| e.generated.clone()).unwrap_or_default(),
+                )
+                .in_table(table),
+        );
+    }
+
+    // (table, index) → (unique, origin, partial, key columns)
+    let mut indexes: BTreeMap<(String, String), IndexKeys> = BTreeMap::new();
+    for k in sqlx::query(
+        "SELECT t.name, il.name, il.\"unique\", il.origin, il.partial, ix.name, ix.\"desc\", ix.coll \
+         FROM pragma_table_list t, pragma_index_list(t.name) il, pragma_index_xinfo(il.name) ix \
+         WHERE t.schema = 'main' AND t.type = 'table' AND ix.key = 1 ORDER BY t.name, il.name, ix.seqno",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let table: String = k.try_get(0)?;
+        if !texts.contains_key(&table) {
             continue;
         }
-        let def = normalize(&lex(&sql, Dialect::Sqlite));
-        if ty == "trigger" {
-            rows.push(CatalogRow::new("trigger", name).field("table", table.clone()).field("def", def).in_table(table));
+        let index: String = k.try_get(1)?;
+        let unique: i64 = k.try_get(2)?;
+        let origin: String = k.try_get(3)?;
+        let partial: i64 = k.try_get(4)?;
+        let col: Option<String> = k.try_get(5)?;
+        let desc: i64 = k.try_get(6)?;
+        let coll: Option<String> = k.try_get(7)?;
+        let e = indexes.entry((table, index)).or_insert_with(|| (unique != 0, origin, partial != 0, Vec::new()));
+        e.3.push(format!(
+            "{}{} collate {}",
+            col.unwrap_or_else(|| "<expression>".to_string()),
+            if desc != 0 { " desc" } else { "" },
+            coll.unwrap_or_default().to_ascii_lowercase()
+        ));
+    }
+    for ((table, name), (unique, origin, partial, cols)) in indexes {
+        if origin == "c" {
+            let def = normalize(&lex(&text_of("index", &name), Dialect::Sqlite));
+            rows.push(
+                CatalogRow::new("index", name)
+                    .field("table", table.clone())
+                    .field("unique", unique.to_string())
+                    .field("partial", partial.to_string())
+                    .field("columns", cols.join(", "))
+                    .field("def", def)
+                    .in_table(table),
+            );
+        } else {
+            let what = if origin == "pk" {
+                "primary key"
+            } else {
+                "unique"
+            };
+            let plain: Vec<&str> = cols
+                .iter()
+                .map(|c| c.split(' ').next().unwrap_or(c))
+                .collect();
+            rows.push(
+                CatalogRow::new(
+                    "constraint",
+                    format!("{table}.{what} ({})", plain.join(", ")),
+                )
+                .field("def", format!("{what} ({})", cols.join(", ")))
+                .in_table(table),
+            );
         }
+    }
+
+    // (table, id) → (parent, from, to, on_update, on_delete, match)
+    type Fk = (String, Vec<String>, Vec<String>, String, String, String);
+    let mut fks: BTreeMap<(String, i64), Fk> = BTreeMap::new();
+    for f in sqlx::query(
+        "SELECT t.name, f.id, f.\"table\", f.\"from\", f.\"to\", f.on_update, f.on_delete, f.\"match\" \
+         FROM pragma_table_list t, pragma_foreign_key_list(t.name) f \
+         WHERE t.schema = 'main' AND t.type = 'table' ORDER BY t.name, f.id, f.seq",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let table: String = f.try_get(0)?;
+        if !texts.contains_key(&table) {
+            continue;
+        }
+        let id: i64 = f.try_get(1)?;
+        let from: String = f.try_get(3)?;
+        let to: Option<String> = f.try_get(4)?;
+        let e = match fks.entry((table, id)) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((f.try_get(2)?, Vec::new(), Vec::new(), f.try_get(5)?, f.try_get(6)?, f.try_get(7)?))
+            }
+        };
+        e.1.push(from);
+        e.2.push(to.unwrap_or_default());
+    }
+    for ((table, _), (parent, from, to, on_update, on_delete, matching)) in fks {
+        rows.push(
+            CatalogRow::new(
+                "constraint",
+                format!(
+                    "{table}.foreign key ({}) references {parent} ({})",
+                    from.join(", "),
+                    to.join(", ")
+                ),
+            )
+            .field("on_update", on_update)
+            .field("on_delete", on_delete)
+            .field("match", matching)
+            .in_table(table),
+        );
     }
 
     for pragma in ["user_version", "application_id"] {
@@ -89,149 +257,8 @@ pub async fn fingerprint(conn: &mut SqliteConnection) -> Result<Fingerprint, sql
     Ok(Fingerprint::new(Engine::Sqlite, rows))
 }
 
-async fn table_rows(
-    conn: &mut SqliteConnection,
-    table: &str,
-    text: &TableText,
-    rows: &mut Vec<CatalogRow>,
-) -> Result<(), sqlx::Error> {
-    let cols = sqlx::query(
-        "SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid",
-    )
-    .bind(table)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (rank, c) in cols.iter().enumerate() {
-        let name: String = c.try_get(1)?;
-        let ty: String = c.try_get(2)?;
-        let notnull: i64 = c.try_get(3)?;
-        let default: Option<String> = c.try_get(4)?;
-        let pk: i64 = c.try_get(5)?;
-        let hidden: i64 = c.try_get(6)?;
-        let extra = text.columns.get(&name.to_ascii_lowercase());
-        rows.push(
-            CatalogRow::new("column", format!("{table}.{name}"))
-                .field("pos", (rank + 1).to_string())
-                .field("type", ty.to_ascii_uppercase())
-                .field("notnull", (notnull != 0).to_string())
-                .field("default", default.map(|d| normalize(&lex(&d, Dialect::Sqlite))).unwrap_or_default())
-                .field("pk", pk.to_string())
-                .field("hidden", hidden.to_string())
-                .field("collation", extra.map(|e| e.collation.clone()).unwrap_or_default())
-                .field("generated", extra.map(|e| e.generated.clone()).unwrap_or_default())
-                .in_table(table),
-        );
-    }
-    for (name, check) in &text.checks {
-        let identity = match name {
-            Some(n) => format!("{table}.{n}"),
-            None => format!("{table}.check ({check})"),
-        };
-        rows.push(
-            CatalogRow::new("constraint", identity).field("def", format!("check ({check})")).in_table(table),
-        );
-    }
-
-    let indexes = sqlx::query("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?)")
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-    for ix in indexes {
-        let name: String = ix.try_get(0)?;
-        let unique: i64 = ix.try_get(1)?;
-        let origin: String = ix.try_get(2)?;
-        let partial: i64 = ix.try_get(3)?;
-        let keys = sqlx::query(
-            "SELECT name, \"desc\", coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno",
-        )
-        .bind(&name)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut cols = Vec::new();
-        for k in keys {
-            let col: Option<String> = k.try_get(0)?;
-            let desc: i64 = k.try_get(1)?;
-            let coll: Option<String> = k.try_get(2)?;
-            cols.push(format!(
-                "{}{} collate {}",
-                col.unwrap_or_else(|| "<expression>".to_string()),
-                if desc != 0 { " desc" } else { "" },
-                coll.unwrap_or_default().to_ascii_lowercase()
-            ));
-        }
-        let cols = cols.join(", ");
-        if origin == "c" {
-            let sql = index_sql(conn, &name).await?;
-            rows.push(
-                CatalogRow::new("index", name)
-                    .field("table", table)
-                    .field("unique", (unique != 0).to_string())
-                    .field("partial", (partial != 0).to_string())
-                    .field("columns", cols)
-                    .field("def", sql)
-                    .in_table(table),
-            );
-        } else {
-            let what = if origin == "pk" { "primary key" } else { "unique" };
-            let plain: Vec<&str> = cols.split(", ").map(|c| c.split(' ').next().unwrap_or(c)).collect();
-            rows.push(
-                CatalogRow::new("constraint", format!("{table}.{what} ({})", plain.join(", ")))
-                    .field("def", format!("{what} ({cols})"))
-                    .in_table(table),
-            );
-        }
-    }
-
-    let fks = sqlx::query(
-        "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete, \"match\" FROM pragma_foreign_key_list(?) ORDER BY id, seq",
-    )
-    .bind(table)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut by_id: BTreeMap<i64, (String, Vec<String>, Vec<String>, String, String, String)> = BTreeMap::new();
-    for fk in fks {
-        let id: i64 = fk.try_get(0)?;
-        let parent: String = fk.try_get(1)?;
-        let from: String = fk.try_get(2)?;
-        let to: Option<String> = fk.try_get(3)?;
-        let e = by_id.entry(id).or_insert_with(|| {
-            (
-                parent,
-                Vec::new(),
-                Vec::new(),
-                fk.try_get(4).unwrap_or_default(),
-                fk.try_get(5).unwrap_or_default(),
-                fk.try_get(6).unwrap_or_default(),
-            )
-        });
-        e.1.push(from);
-        e.2.push(to.unwrap_or_default());
-    }
-    for (parent, from, to, on_update, on_delete, matching) in by_id.into_values() {
-        rows.push(
-            CatalogRow::new(
-                "constraint",
-                format!("{table}.foreign key ({}) references {parent} ({})", from.join(", "), to.join(", ")),
-            )
-            .field("on_update", on_update)
-            .field("on_delete", on_delete)
-            .field("match", matching)
-            .in_table(table),
-        );
-    }
-    Ok(())
-}
-
-async fn index_sql(conn: &mut SqliteConnection, name: &str) -> Result<String, sqlx::Error> {
-    let sql: Option<String> = sqlx::query("SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?
-        .flatten();
-    Ok(sql.map(|s| normalize(&lex(&s, Dialect::Sqlite))).unwrap_or_default())
-}
+/// (unique, origin, partial, key columns) of one index.
+type IndexKeys = (bool, String, bool, Vec<String>);
 
 /// What a `CREATE TABLE` text says that the pragmas do not.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -251,7 +278,9 @@ pub(crate) struct ColumnText {
 
 pub(crate) fn parse_create_table(tokens: &[Token]) -> TableText {
     let mut out = TableText::default();
-    let Some(open) = tokens.iter().position(|t| t.is_punct("(")) else { return out };
+    let Some(open) = tokens.iter().position(|t| t.is_punct("(")) else {
+        return out;
+    };
     let close = matching(tokens, open);
     let body = &tokens[open + 1..close];
     let mut items: Vec<&[Token]> = Vec::new();
@@ -269,16 +298,19 @@ pub(crate) fn parse_create_table(tokens: &[Token]) -> TableText {
     items.push(&body[from..]);
     for item in items.into_iter().filter(|i| !i.is_empty()) {
         let first = item[0].word();
-        if matches!(first.as_str(), "constraint" | "primary" | "unique" | "check" | "foreign") {
+        if matches!(
+            first.as_str(),
+            "constraint" | "primary" | "unique" | "check" | "foreign"
+        ) {
             let (name, rest) = if first == "constraint" && item.len() > 2 {
                 (item[1].ident(), &item[2..])
             } else {
                 (None, item)
             };
-            if rest[0].is_word("check") {
-                if let Some(expr) = paren_group(rest, 1) {
-                    out.checks.push((name, expr));
-                }
+            if rest[0].is_word("check")
+                && let Some(expr) = paren_group(rest, 1)
+            {
+                out.checks.push((name, expr));
             }
             continue;
         }
@@ -294,7 +326,11 @@ pub(crate) fn parse_create_table(tokens: &[Token]) -> TableText {
                 continue;
             }
             if t.is_word("collate") {
-                c.collation = item.get(i + 1).and_then(Token::ident).unwrap_or_default().to_ascii_lowercase();
+                c.collation = item
+                    .get(i + 1)
+                    .and_then(Token::ident)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
                 i += 2;
                 continue;
             }

@@ -64,7 +64,9 @@ impl Token {
     }
 }
 
-const MULTI_PUNCT: [&str; 12] = ["->>", "<=", ">=", "<>", "!=", "==", "||", "<<", ">>", "->", "::", ":="];
+const MULTI_PUNCT: [&str; 12] = [
+    "->>", "<=", ">=", "<>", "!=", "==", "||", "<<", ">>", "->", "::", ":=",
+];
 
 /// Splits `sql` into tokens, dropping whitespace and comments. Unterminated strings, quoted
 /// identifiers and comments run to the end of the input (the database reports the real error).
@@ -112,14 +114,22 @@ pub(crate) fn lex(sql: &str, dialect: Dialect) -> Vec<Token> {
             let inner = &sql[start + 1..i.saturating_sub(1).max(start + 1)];
             let doubled = if c == b'"' { "\"\"" } else { "``" };
             let name = inner.replace(doubled, &doubled[..1]);
-            out.push(Token { kind: TokKind::QuotedIdent, text: name, start });
+            out.push(Token {
+                kind: TokKind::QuotedIdent,
+                text: name,
+                start,
+            });
         } else if c == b'[' && dialect == Dialect::Sqlite {
             while i < bytes.len() && bytes[i] != b']' {
                 i += 1;
             }
             let name = sql[start + 1..i].to_string();
             i = (i + 1).min(bytes.len());
-            out.push(Token { kind: TokKind::QuotedIdent, text: name, start });
+            out.push(Token {
+                kind: TokKind::QuotedIdent,
+                text: name,
+                start,
+            });
         } else if c == b'$' && dialect == Dialect::Postgres && dollar_tag(sql, i).is_some() {
             let tag = dollar_tag(sql, i).unwrap_or_default();
             let body_start = i + tag.len();
@@ -150,7 +160,10 @@ pub(crate) fn lex(sql: &str, dialect: Dialect) -> Vec<Token> {
             let len = MULTI_PUNCT
                 .iter()
                 .find(|p| rest.starts_with(**p))
-                .map_or_else(|| rest.chars().next().map_or(1, char::len_utf8), |p| p.len());
+                .map_or_else(
+                    || rest.chars().next().map_or(1, char::len_utf8),
+                    |p| p.len(),
+                );
             i += len;
             out.push(tok(TokKind::Punct, &sql[start..i], start));
         }
@@ -159,7 +172,11 @@ pub(crate) fn lex(sql: &str, dialect: Dialect) -> Vec<Token> {
 }
 
 fn tok(kind: TokKind, text: &str, start: usize) -> Token {
-    Token { kind, text: text.to_string(), start }
+    Token {
+        kind,
+        text: text.to_string(),
+        start,
+    }
 }
 
 /// Index just past the closing `quote` of the literal opened at `open`.
@@ -188,7 +205,10 @@ fn dollar_tag(sql: &str, i: usize) -> Option<String> {
     let end = rest.find('$')?;
     let tag = &rest[..end];
     let ok = tag.is_empty()
-        || (tag.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        || (tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
             && tag.chars().all(|c| c.is_alphanumeric() || c == '_'));
     ok.then(|| format!("${tag}$"))
 }
@@ -234,7 +254,13 @@ pub(crate) fn has_transaction_control(sql: &str, dialect: Dialect) -> bool {
                     ends_here
                         || matches!(
                             next.as_str(),
-                            "transaction" | "work" | "deferred" | "immediate" | "exclusive" | "isolation" | "read"
+                            "transaction"
+                                | "work"
+                                | "deferred"
+                                | "immediate"
+                                | "exclusive"
+                                | "isolation"
+                                | "read"
                         )
                 }
                 _ => false,
@@ -263,7 +289,11 @@ pub(crate) fn normalize(tokens: &[Token]) -> String {
         let glue = match prev {
             None => false,
             Some(p) => {
-                p.is_punct("(") || p.is_punct(".") || t.is_punct(")") || t.is_punct(",") || t.is_punct(".")
+                p.is_punct("(")
+                    || p.is_punct(".")
+                    || t.is_punct(")")
+                    || t.is_punct(",")
+                    || t.is_punct(".")
                     || t.kind == TokKind::Semicolon
                     || (t.is_punct("(") && p.kind != TokKind::Punct && !is_keyword_before_paren(p))
             }
@@ -282,14 +312,28 @@ fn is_keyword_before_paren(t: &Token) -> bool {
     t.kind == TokKind::Word
         && matches!(
             t.word().as_str(),
-            "check" | "as" | "in" | "on" | "using" | "values" | "and" | "or" | "not" | "exists" | "key" | "unique"
+            "check"
+                | "as"
+                | "in"
+                | "on"
+                | "using"
+                | "values"
+                | "and"
+                | "or"
+                | "not"
+                | "exists"
+                | "key"
+                | "unique"
         )
 }
 
 /// An identifier as it should be written: bare when it is a plain lower-case name, quoted otherwise.
 pub(crate) fn render_ident(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
-    let plain = lower.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let plain = lower
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && lower.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if plain {
         lower
@@ -308,7 +352,10 @@ mod tests {
                    -- a comment; with a semicolon\n\
                    INSERT INTO t VALUES ('a;b', E'c\\';d');\n\
                    /* outer /* nested; */ still; */ CREATE INDEX CONCURRENTLY i ON t (a)";
-        let stmts: Vec<String> = split_statements(sql, Dialect::Postgres).into_iter().map(|(_, s)| s).collect();
+        let stmts: Vec<String> = split_statements(sql, Dialect::Postgres)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
         assert_eq!(stmts.len(), 3, "{stmts:?}");
         assert!(stmts[0].ends_with("LANGUAGE sql"));
         assert_eq!(stmts[1], "INSERT INTO t VALUES ('a;b', E'c\\';d')");
@@ -317,8 +364,14 @@ mod tests {
 
     #[test]
     fn transaction_control_is_found_at_statement_starts_only() {
-        assert!(has_transaction_control("BEGIN;\nCREATE TABLE t (a int);\nCOMMIT;", Dialect::Sqlite));
-        assert!(has_transaction_control("start transaction; select 1; end;", Dialect::Postgres));
+        assert!(has_transaction_control(
+            "BEGIN;\nCREATE TABLE t (a int);\nCOMMIT;",
+            Dialect::Sqlite
+        ));
+        assert!(has_transaction_control(
+            "start transaction; select 1; end;",
+            Dialect::Postgres
+        ));
         let trigger = "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET a = 1; END;";
         assert!(!has_transaction_control(trigger, Dialect::Sqlite));
         let body = "DO $$ BEGIN PERFORM 1; END $$;";
@@ -327,13 +380,28 @@ mod tests {
 
     #[test]
     fn normalization_ignores_quoting_case_comments_and_spacing() {
-        let a = normalize(&lex("CREATE TABLE \"users\" (\n  id INTEGER, -- key\n  [Name] text CHECK(length(name)>0))", Dialect::Sqlite));
-        let b = normalize(&lex("create table users (id integer, name TEXT check (length( name ) > 0))", Dialect::Sqlite));
+        let a = normalize(&lex(
+            "CREATE TABLE \"users\" (\n  id INTEGER, -- key\n  [Name] text CHECK(length(name)>0))",
+            Dialect::Sqlite,
+        ));
+        let b = normalize(&lex(
+            "create table users (id integer, name TEXT check (length( name ) > 0))",
+            Dialect::Sqlite,
+        ));
         assert_eq!(a, b);
-        assert_eq!(b, "create table users(id integer, name text check (length(name) > 0))");
-        let c = normalize(&lex("create table users (id integer, name text check (length(name) >= 0))", Dialect::Sqlite));
+        assert_eq!(
+            b,
+            "create table users(id integer, name text check (length(name) > 0))"
+        );
+        let c = normalize(&lex(
+            "create table users (id integer, name text check (length(name) >= 0))",
+            Dialect::Sqlite,
+        ));
         assert_ne!(b, c);
         // String literals keep their case and quotes.
-        assert_eq!(normalize(&lex("DEFAULT 'Ab'", Dialect::Sqlite)), "default 'Ab'");
+        assert_eq!(
+            normalize(&lex("DEFAULT 'Ab'", Dialect::Sqlite)),
+            "default 'Ab'"
+        );
     }
 }

@@ -49,7 +49,11 @@ pub trait ScratchDb: Send {
     fn engine(&self) -> Engine;
 
     /// Runs a whole script (several statements) in the given mode.
-    fn execute(&mut self, script: &Script, mode: ExecMode) -> impl Future<Output = Result<(), ExecError>> + Send;
+    fn execute(
+        &mut self,
+        script: &Script,
+        mode: ExecMode,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send;
 
     /// The catalog fingerprint of the current schema.
     fn fingerprint(&mut self) -> impl Future<Output = Result<Fingerprint, ProofError>> + Send;
@@ -64,7 +68,12 @@ pub trait ScratchDb: Send {
 
 /// Maps a database error while running a user script: the database refused the SQL (a
 /// script failure) or the connection broke (infrastructure).
-pub(crate) fn classify(err: sqlx::Error, script: &Script, sql_offset: usize, sql: &str) -> ExecError {
+pub(crate) fn classify(
+    err: sqlx::Error,
+    script: &Script,
+    sql_offset: usize,
+    sql: &str,
+) -> ExecError {
     match err {
         sqlx::Error::Database(db) => {
             let mut message = db.message().to_string();
@@ -80,9 +89,7 @@ pub(crate) fn classify(err: sqlx::Error, script: &Script, sql_offset: usize, sql
                     let upto: String = sql.chars().take(chars.saturating_sub(1)).collect();
                     line = Some(line_at(script, sql_offset + upto.len()));
                 }
-            }
-            if let Some(code) = db.code() {
-                message.push_str(&format!(" (SQLSTATE {code})"));
+                message.push_str(&format!(" (SQLSTATE {})", pg.code()));
             }
             ExecError::Script(ScriptFailure { message, line })
         }
@@ -95,7 +102,10 @@ pub(crate) fn classify(err: sqlx::Error, script: &Script, sql_offset: usize, sql
 
 /// The file line of byte `offset` into `script.sql`.
 pub(crate) fn line_at(script: &Script, offset: usize) -> u32 {
-    let upto = script.sql.get(..offset.min(script.sql.len())).unwrap_or_default();
+    let upto = script
+        .sql
+        .get(..offset.min(script.sql.len()))
+        .unwrap_or_default();
     let newlines = u32::try_from(upto.matches('\n').count()).unwrap_or(u32::MAX);
     script.line.saturating_add(newlines)
 }
@@ -108,5 +118,9 @@ pub(crate) fn unique_name(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

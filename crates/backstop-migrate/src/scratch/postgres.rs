@@ -37,24 +37,50 @@ impl TempCluster {
         let bindir = find_bindir()?;
         let io = |action: &str| {
             let action = action.to_string();
-            move |e: std::io::Error| ProofError::Io { action: action.clone(), message: e.to_string() }
+            move |e: std::io::Error| ProofError::Io {
+                action: action.clone(),
+                message: e.to_string(),
+            }
         };
-        let dir = tempfile::Builder::new().prefix("backstop-pg-").tempdir().map_err(io("creating a temporary folder for PostgreSQL"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("backstop-pg-")
+            .tempdir()
+            .map_err(io("creating a temporary folder for PostgreSQL"))?;
         let data = dir.path().join("data");
         let socket = dir.path().join("sock");
         std::fs::create_dir(&socket).map_err(io("creating the socket folder"))?;
         let run_as = non_root_user()?;
         if let Some((uid, gid)) = run_as {
             for p in [dir.path(), socket.as_path()] {
-                std::os::unix::fs::chown(p, Some(uid), Some(gid))
-                    .map_err(io(&format!("handing {} to the PostgreSQL user", p.display())))?;
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io(&format!(
+                    "handing {} to the PostgreSQL user",
+                    p.display()
+                )))?;
             }
         }
-        let mut cluster = TempCluster { dir: Some(dir), bindir, data, socket, run_as, running: false };
+        let mut cluster = TempCluster {
+            dir: Some(dir),
+            bindir,
+            data,
+            socket,
+            run_as,
+            running: false,
+        };
         let data_arg = cluster.data.display().to_string();
         cluster.run(
             "initdb",
-            &["-D", &data_arg, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C", "--no-instructions"],
+            &[
+                "-D",
+                &data_arg,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
         )?;
         let log = cluster.log_path().display().to_string();
         let options = format!(
@@ -62,7 +88,12 @@ impl TempCluster {
              -c full_page_writes=off -c max_connections=20 -c shared_buffers=16MB",
             cluster.socket.display()
         );
-        cluster.run("pg_ctl", &["-D", &data_arg, "-l", &log, "-w", "-t", "60", "-o", &options, "start"])?;
+        cluster.run(
+            "pg_ctl",
+            &[
+                "-D", &data_arg, "-l", &log, "-w", "-t", "60", "-o", &options, "start",
+            ],
+        )?;
         cluster.running = true;
         Ok(cluster)
     }
@@ -76,8 +107,17 @@ impl TempCluster {
             .database(database)
     }
 
+    /// The temporary folder holding the data directory (`data/`), the socket folder (`sock/`,
+    /// port 5432) and the server log; removed on drop.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(tempfile::TempDir::path)
+    }
+
     fn log_path(&self) -> PathBuf {
-        self.dir.as_ref().map(|d| d.path().join("server.log")).unwrap_or_default()
+        self.dir
+            .as_ref()
+            .map(|d| d.path().join("server.log"))
+            .unwrap_or_default()
     }
 
     fn command(&self, program: &str) -> Command {
@@ -85,7 +125,10 @@ impl TempCluster {
         if let Some(d) = &self.dir {
             cmd.current_dir(d.path());
         }
-        cmd.env_remove("PGDATA").env_remove("PGHOST").env_remove("PGPORT").env("LC_ALL", "C");
+        cmd.env_remove("PGDATA")
+            .env_remove("PGHOST")
+            .env_remove("PGPORT")
+            .env("LC_ALL", "C");
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
@@ -93,10 +136,14 @@ impl TempCluster {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Result<(), ProofError> {
-        let out = self.command(program).args(args).output().map_err(|e| ProofError::ClusterStart {
-            step: format!("running {}", self.bindir.join(program).display()),
-            detail: e.to_string(),
-        })?;
+        let out =
+            self.command(program)
+                .args(args)
+                .output()
+                .map_err(|e| ProofError::ClusterStart {
+                    step: format!("running {}", self.bindir.join(program).display()),
+                    detail: e.to_string(),
+                })?;
         if out.status.success() {
             return Ok(());
         }
@@ -106,7 +153,10 @@ impl TempCluster {
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             detail.push_str(&format!("\nserver log:\n{}", tail.join("\n")));
         }
-        Err(ProofError::ClusterStart { step: format!("{program} ({})", out.status), detail })
+        Err(ProofError::ClusterStart {
+            step: format!("{program} ({})", out.status),
+            detail,
+        })
     }
 }
 
@@ -114,7 +164,10 @@ impl Drop for TempCluster {
     fn drop(&mut self) {
         if self.running {
             let data = self.data.display().to_string();
-            let _ = self.command("pg_ctl").args(["-D", &data, "-m", "immediate", "-w", "-t", "30", "stop"]).output();
+            let _ = self
+                .command("pg_ctl")
+                .args(["-D", &data, "-m", "immediate", "-w", "-t", "30", "stop"])
+                .output();
             self.running = false;
         }
         // The folder goes with the TempDir (we are its owner or root).
@@ -159,7 +212,9 @@ fn find_bindir() -> Result<PathBuf, ProofError> {
 
 /// `None` when we are not root; else the uid/gid of `postgres`, or of `nobody`.
 fn non_root_user() -> Result<Option<(u32, u32)>, ProofError> {
-    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    let euid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
     if euid != 0 {
         return Ok(None);
     }
@@ -167,10 +222,11 @@ fn non_root_user() -> Result<Option<(u32, u32)>, ProofError> {
     for wanted in ["postgres", "nobody"] {
         for line in passwd.lines() {
             let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && f[0] == wanted {
-                if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
-                    return Ok(Some((uid, gid)));
-                }
+            if f.len() >= 4
+                && f[0] == wanted
+                && let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse())
+            {
+                return Ok(Some((uid, gid)));
             }
         }
     }
@@ -197,21 +253,31 @@ impl PgScratch {
     pub async fn start(database_url: Option<&str>) -> Result<Self, ProofError> {
         let (admin, cluster) = match database_url {
             Some(url) => {
-                let opts = PgConnectOptions::from_str(url).map_err(|e| ProofError::BadDatabaseUrl {
-                    // Never echo the URL: it may carry a password.
-                    message: e.to_string(),
-                })?;
+                let opts =
+                    PgConnectOptions::from_str(url).map_err(|e| ProofError::BadDatabaseUrl {
+                        // Never echo the URL: it may carry a password.
+                        message: e.to_string(),
+                    })?;
                 (opts, None)
             }
             None => {
-                let cluster = tokio::task::spawn_blocking(TempCluster::start).await.map_err(|e| {
-                    ProofError::ClusterStart { step: "starting PostgreSQL".to_string(), detail: e.to_string() }
-                })??;
+                let cluster = tokio::task::spawn_blocking(TempCluster::start)
+                    .await
+                    .map_err(|e| ProofError::ClusterStart {
+                        step: "starting PostgreSQL".to_string(),
+                        detail: e.to_string(),
+                    })??;
                 (cluster.connect_options("postgres"), Some(cluster))
             }
         };
         let admin = admin.disable_statement_logging();
-        let mut s = PgScratch { admin, database: String::new(), conn: None, cluster, dropped: true };
+        let mut s = PgScratch {
+            admin,
+            database: String::new(),
+            conn: None,
+            cluster,
+            dropped: true,
+        };
         s.create().await?;
         Ok(s)
     }
@@ -224,24 +290,32 @@ impl PgScratch {
     async fn admin_conn(&self) -> Result<PgConnection, ProofError> {
         PgConnection::connect_with(&self.admin)
             .await
-            .map_err(|e| ProofError::Unreachable { message: e.to_string() })
+            .map_err(|e| ProofError::Unreachable {
+                message: e.to_string(),
+            })
     }
 
     async fn create(&mut self) -> Result<(), ProofError> {
         let name = unique_name("backstop_scratch");
         let mut admin = self.admin_conn().await?;
         let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.map_err(|e| ProofError::Scratch {
-            action: "creating the scratch database".to_string(),
-            message: e.to_string(),
-        })?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| ProofError::Scratch {
+                action: "creating the scratch database".to_string(),
+                message: e.to_string(),
+            })?;
         let _ = admin.close().await;
         self.database = name;
         self.dropped = false;
         let opts = self.admin.clone().database(&self.database);
-        let conn = PgConnection::connect_with(&opts)
-            .await
-            .map_err(|e| ProofError::Unreachable { message: e.to_string() })?;
+        let conn =
+            PgConnection::connect_with(&opts)
+                .await
+                .map_err(|e| ProofError::Unreachable {
+                    message: e.to_string(),
+                })?;
         self.conn = Some(conn);
         Ok(())
     }
@@ -254,10 +328,12 @@ impl PgScratch {
             return Ok(());
         }
         let mut admin = self.admin_conn().await?;
-        drop_database_on(&mut admin, &self.database).await.map_err(|e| ProofError::Scratch {
-            action: format!("dropping the scratch database {}", self.database),
-            message: e.to_string(),
-        })?;
+        drop_database_on(&mut admin, &self.database)
+            .await
+            .map_err(|e| ProofError::Scratch {
+                action: format!("dropping the scratch database {}", self.database),
+                message: e.to_string(),
+            })?;
         let _ = admin.close().await;
         self.dropped = true;
         Ok(())
@@ -273,16 +349,26 @@ impl PgScratch {
 
 async fn drop_database_on(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     let force = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    if sqlx::raw_sql(sqlx::AssertSqlSafe(force)).execute(&mut *admin).await.is_ok() {
+    if sqlx::raw_sql(sqlx::AssertSqlSafe(force))
+        .execute(&mut *admin)
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
     // Before PostgreSQL 13 there is no FORCE.
     let plain = format!("DROP DATABASE IF EXISTS \"{name}\"");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(plain)).execute(&mut *admin).await.map(|_| ())
+    sqlx::raw_sql(sqlx::AssertSqlSafe(plain))
+        .execute(&mut *admin)
+        .await
+        .map(|_| ())
 }
 
 async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(conn).await.map(|_| ())
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 impl ScratchDb for PgScratch {
@@ -294,13 +380,18 @@ impl ScratchDb for PgScratch {
         let conn = self.conn().map_err(ExecError::Infra)?;
         if mode == ExecMode::NoTransaction {
             for (offset, stmt) in split_statements(&script.sql, Dialect::Postgres) {
-                run(conn, &stmt).await.map_err(|e| classify(e, script, offset, &stmt))?;
+                run(conn, &stmt)
+                    .await
+                    .map_err(|e| classify(e, script, offset, &stmt))?;
             }
             return Ok(());
         }
-        let wrap = mode == ExecMode::RollBack || !has_transaction_control(&script.sql, Dialect::Postgres);
+        let wrap =
+            mode == ExecMode::RollBack || !has_transaction_control(&script.sql, Dialect::Postgres);
         if wrap {
-            run(conn, "BEGIN").await.map_err(|e| classify(e, script, 0, ""))?;
+            run(conn, "BEGIN")
+                .await
+                .map_err(|e| classify(e, script, 0, ""))?;
         }
         let result = run(conn, &script.sql).await;
         let end = match (&result, mode, wrap) {
@@ -311,15 +402,19 @@ impl ScratchDb for PgScratch {
                 Ok(())
             }
         };
-        result.and(end).map_err(|e| classify(e, script, 0, &script.sql))
+        result
+            .and(end)
+            .map_err(|e| classify(e, script, 0, &script.sql))
     }
 
     async fn fingerprint(&mut self) -> Result<Fingerprint, ProofError> {
         let conn = self.conn()?;
-        fingerprint::postgres::fingerprint(conn).await.map_err(|e| ProofError::Scratch {
-            action: "reading the PostgreSQL catalog".to_string(),
-            message: e.to_string(),
-        })
+        fingerprint::postgres::fingerprint(conn)
+            .await
+            .map_err(|e| ProofError::Scratch {
+                action: "reading the PostgreSQL catalog".to_string(),
+                message: e.to_string(),
+            })
     }
 
     async fn reset(&mut self) -> Result<(), ProofError> {
@@ -342,7 +437,12 @@ impl Drop for PgScratch {
         let name = self.database.clone();
         self.conn.take();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(mut c) = PgConnection::connect_with(&admin).await {
                     let _ = drop_database_on(&mut c, &name).await;

@@ -21,18 +21,27 @@ pub struct SqliteScratch {
 impl SqliteScratch {
     /// Creates an empty database file in a new temporary folder.
     pub async fn start() -> Result<Self, ProofError> {
-        let dir = tempfile::Builder::new().prefix("backstop-sqlite-").tempdir().map_err(|e| ProofError::Io {
-            action: "creating a temporary folder for the SQLite scratch database".to_string(),
-            message: e.to_string(),
-        })?;
-        let mut s = SqliteScratch { dir, generation: 0, conn: None };
+        let dir = tempfile::Builder::new()
+            .prefix("backstop-sqlite-")
+            .tempdir()
+            .map_err(|e| ProofError::Io {
+                action: "creating a temporary folder for the SQLite scratch database".to_string(),
+                message: e.to_string(),
+            })?;
+        let mut s = SqliteScratch {
+            dir,
+            generation: 0,
+            conn: None,
+        };
         s.open().await?;
         Ok(s)
     }
 
     /// The current database file.
     pub fn path(&self) -> PathBuf {
-        self.dir.path().join(format!("scratch-{}.db", self.generation))
+        self.dir
+            .path()
+            .join(format!("scratch-{}.db", self.generation))
     }
 
     async fn open(&mut self) -> Result<(), ProofError> {
@@ -43,10 +52,16 @@ impl SqliteScratch {
             .journal_mode(SqliteJournalMode::Memory)
             .synchronous(SqliteSynchronous::Off)
             .disable_statement_logging();
-        let conn = SqliteConnection::connect_with(&opts).await.map_err(|e| ProofError::Scratch {
-            action: format!("opening the SQLite scratch database {}", self.path().display()),
-            message: e.to_string(),
-        })?;
+        let conn =
+            SqliteConnection::connect_with(&opts)
+                .await
+                .map_err(|e| ProofError::Scratch {
+                    action: format!(
+                        "opening the SQLite scratch database {}",
+                        self.path().display()
+                    ),
+                    message: e.to_string(),
+                })?;
         self.conn = Some(conn);
         Ok(())
     }
@@ -60,7 +75,10 @@ impl SqliteScratch {
 }
 
 async fn run(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(conn).await.map(|_| ())
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 impl ScratchDb for SqliteScratch {
@@ -76,7 +94,9 @@ impl ScratchDb for SqliteScratch {
             ExecMode::RollBack => true,
         };
         if wrap {
-            run(conn, "BEGIN").await.map_err(|e| classify(e, script, 0, ""))?;
+            run(conn, "BEGIN")
+                .await
+                .map_err(|e| classify(e, script, 0, ""))?;
         }
         let result = run(conn, &script.sql).await;
         let end = match (&result, mode, wrap) {
@@ -88,15 +108,19 @@ impl ScratchDb for SqliteScratch {
                 Ok(())
             }
         };
-        result.and(end).map_err(|e| classify(e, script, 0, &script.sql))
+        result
+            .and(end)
+            .map_err(|e| classify(e, script, 0, &script.sql))
     }
 
     async fn fingerprint(&mut self) -> Result<Fingerprint, ProofError> {
         let conn = self.conn()?;
-        fingerprint::sqlite::fingerprint(conn).await.map_err(|e| ProofError::Scratch {
-            action: "reading the SQLite catalog".to_string(),
-            message: e.to_string(),
-        })
+        fingerprint::sqlite::fingerprint(conn)
+            .await
+            .map_err(|e| ProofError::Scratch {
+                action: "reading the SQLite catalog".to_string(),
+                message: e.to_string(),
+            })
     }
 
     async fn reset(&mut self) -> Result<(), ProofError> {
