@@ -266,6 +266,11 @@ async fn an_up_that_fails_on_real_rows_names_the_database_error_and_line() {
         "{:#?}",
         r.findings
     );
+    assert_eq!(
+        with_rule(r, "up-failed")[0].line,
+        Some(3),
+        "the failing statement's line"
+    );
     assert_finding(
         &results[3],
         "not-proven",

@@ -245,7 +245,7 @@ async fn an_up_that_fails_on_the_database_stops_the_proof_and_says_why() {
         mig(
             "0003",
             "city",
-            "ALTER TABLE users ADD COLUMN city TEXT NOT NULL;",
+            "-- every user has a city\n\nALTER TABLE users ADD COLUMN city TEXT NOT NULL;",
             Some("ALTER TABLE users DROP COLUMN city;"),
         ),
         mig(
@@ -267,6 +267,11 @@ async fn an_up_that_fails_on_the_database_stops_the_proof_and_says_why() {
         "0003_city.up.sql",
     );
     assert_eq!(errors(r).len(), 1, "{:#?}", r.findings);
+    assert_eq!(
+        with_rule(r, "up-failed")[0].line,
+        Some(3),
+        "the failing statement's line"
+    );
     let later = &results[3];
     assert!(!later.proven);
     assert_finding(

@@ -214,16 +214,45 @@ fn dollar_tag(sql: &str, i: usize) -> Option<String> {
 }
 
 /// The statements of a script: `(byte offset, source text without the `;`)`, skipping empty ones.
+/// Semicolons inside a body that a `CREATE` statement opens with `BEGIN` (SQLite triggers,
+/// PostgreSQL `BEGIN ATOMIC` functions) do not end the statement; its `END` does (`CASE … END`
+/// inside the body is counted).
 pub(crate) fn split_statements(sql: &str, dialect: Dialect) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut from: Option<usize> = None;
+    let mut creating = false;
+    let mut in_body = false;
+    let mut case_depth = 0u32;
     for t in lex(sql, dialect) {
         if t.kind == TokKind::Semicolon {
+            if in_body {
+                continue;
+            }
             if let Some(f) = from.take() {
                 out.push((f, sql[f..t.start].trim_end().to_string()));
             }
-        } else if from.is_none() {
+            creating = false;
+            continue;
+        }
+        if from.is_none() {
             from = Some(t.start);
+            creating = t.is_word("create");
+            continue;
+        }
+        if !creating {
+            continue;
+        }
+        if !in_body && t.is_word("begin") {
+            in_body = true;
+            case_depth = 0;
+        } else if in_body && t.is_word("case") {
+            case_depth += 1;
+        } else if in_body && t.is_word("end") {
+            if case_depth == 0 {
+                in_body = false;
+            } else {
+                case_depth -= 1;
+            }
         }
     }
     if let Some(f) = from {
@@ -360,6 +389,22 @@ mod tests {
         assert!(stmts[0].ends_with("LANGUAGE sql"));
         assert_eq!(stmts[1], "INSERT INTO t VALUES ('a;b', E'c\\';d')");
         assert_eq!(stmts[2], "CREATE INDEX CONCURRENTLY i ON t (a)");
+    }
+
+    #[test]
+    fn trigger_and_begin_atomic_bodies_stay_one_statement() {
+        let sql = "CREATE TABLE t (a int);\n\
+                   CREATE TRIGGER tr AFTER INSERT ON t BEGIN\n  UPDATE t SET a = CASE WHEN a > 0 THEN 1 ELSE 0 END;\n  DELETE FROM t WHERE a < 0;\nEND;\n\
+                   INSERT INTO t VALUES (1)";
+        let stmts = split_statements(sql, Dialect::Sqlite);
+        assert_eq!(stmts.len(), 3, "{stmts:?}");
+        assert!(
+            stmts[1].1.starts_with("CREATE TRIGGER") && stmts[1].1.ends_with("END"),
+            "{stmts:?}"
+        );
+        assert_eq!(stmts[2].0, sql.rfind("INSERT").unwrap_or_default());
+        let pg = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; SELECT f()";
+        assert_eq!(split_statements(pg, Dialect::Postgres).len(), 2);
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub(crate) fn classify(
     match err {
         sqlx::Error::Database(db) => {
             let mut message = db.message().to_string();
-            let mut line = None;
+            // The failing statement's first line; PostgreSQL may point inside it.
+            let mut line = (!sql.is_empty()).then(|| line_at(script, sql_offset));
             if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                 if let Some(d) = pg.detail() {
                     message.push_str(&format!(" ({d})"));

@@ -393,18 +393,26 @@ impl ScratchDb for PgScratch {
                 .await
                 .map_err(|e| classify(e, script, 0, ""))?;
         }
-        let result = run(conn, &script.sql).await;
-        let end = match (&result, mode, wrap) {
-            (Ok(()), ExecMode::Transaction, true) => run(conn, "COMMIT").await,
-            (Ok(()), _, false) => Ok(()),
+        let mut result = Ok(());
+        for (offset, stmt) in split_statements(&script.sql, Dialect::Postgres) {
+            if let Err(e) = run(conn, &stmt).await {
+                result = Err(classify(e, script, offset, &stmt));
+                break;
+            }
+        }
+        match (&result, mode, wrap) {
+            (Ok(()), ExecMode::Transaction, true) => {
+                run(conn, "COMMIT")
+                    .await
+                    .map_err(|e| classify(e, script, 0, ""))?;
+            }
+            (Ok(()), _, false) => {}
+            // Failed, or verify-only: undo. Without our own BEGIN there may be none open (ignored).
             _ => {
                 let _ = run(conn, "ROLLBACK").await;
-                Ok(())
             }
-        };
+        }
         result
-            .and(end)
-            .map_err(|e| classify(e, script, 0, &script.sql))
     }
 
     async fn fingerprint(&mut self) -> Result<Fingerprint, ProofError> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use super::lex::{Dialect, has_transaction_control};
+use super::lex::{Dialect, has_transaction_control, split_statements};
 use super::{ExecError, ExecMode, ScratchDb, classify};
 use crate::fingerprint::{self, Fingerprint};
 use crate::model::{Engine, Script};
@@ -98,19 +98,26 @@ impl ScratchDb for SqliteScratch {
                 .await
                 .map_err(|e| classify(e, script, 0, ""))?;
         }
-        let result = run(conn, &script.sql).await;
-        let end = match (&result, mode, wrap) {
-            (Ok(()), ExecMode::Transaction, true) => run(conn, "COMMIT").await,
-            (Ok(()), _, _) if !wrap => Ok(()),
-            // Failed or verify-only: undo. Without our own BEGIN there may be none open (ignored).
+        let mut result = Ok(());
+        for (offset, stmt) in split_statements(&script.sql, Dialect::Sqlite) {
+            if let Err(e) = run(conn, &stmt).await {
+                result = Err(classify(e, script, offset, &stmt));
+                break;
+            }
+        }
+        match (&result, mode, wrap) {
+            (Ok(()), ExecMode::Transaction, true) => {
+                run(conn, "COMMIT")
+                    .await
+                    .map_err(|e| classify(e, script, 0, ""))?;
+            }
+            (Ok(()), _, false) => {}
+            // Failed, or verify-only: undo. Without our own BEGIN there may be none open (ignored).
             _ => {
                 let _ = run(conn, "ROLLBACK").await;
-                Ok(())
             }
-        };
+        }
         result
-            .and(end)
-            .map_err(|e| classify(e, script, 0, &script.sql))
     }
 
     async fn fingerprint(&mut self) -> Result<Fingerprint, ProofError> {
