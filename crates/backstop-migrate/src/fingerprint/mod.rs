@@ -548,6 +548,46 @@ mod tests {
     }
 
     #[test]
+    fn reapply_wording_names_what_the_second_up_added_and_every_changed_property() {
+        let col = |ty: &str, default: &str| {
+            CatalogRow::new("column", "public.users.email")
+                .field("pos", "2")
+                .field("type", ty)
+                .field("notnull", "true")
+                .field("default", default)
+                .in_table("public.users")
+        };
+        let table = CatalogRow::new("table", "public.users").field("relkind", "r");
+        let first = Fingerprint::new(
+            Engine::Postgres,
+            vec![table.clone(), col("text", "''::text")],
+        );
+        let second = Fingerprint::new(
+            Engine::Postgres,
+            vec![
+                table,
+                col("character varying(20)", ""),
+                CatalogRow::new("index", "public.users_email_idx").in_table("public.users"),
+            ],
+        );
+        let msgs: Vec<String> = first
+            .diff(&second)
+            .iter()
+            .map(|d| d.describe(Stage::AfterReapply))
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "after the second up: column users.email: type was text after the first up, is \
+                 character varying(20) now; default was ''::text after the first up, is (none) now"
+                    .to_string(),
+                "after the second up: index users_email_idx exists (the first up did not create it)"
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
     fn postgres_public_schema_is_left_out_of_messages() {
         let before = fp(vec![
             CatalogRow::new("type", "public.mood").field("enum", "'sad','ok'"),

@@ -42,9 +42,17 @@ impl TempCluster {
                 message: e.to_string(),
             }
         };
+        // /tmp rather than $TMPDIR: the PostgreSQL user must be able to reach the folder, and the
+        // socket path must stay short (a Unix socket path has at most 107 bytes).
+        let parent = Path::new("/tmp");
+        let parent = if parent.is_dir() {
+            parent.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let dir = tempfile::Builder::new()
             .prefix("backstop-pg-")
-            .tempdir()
+            .tempdir_in(&parent)
             .map_err(io("creating a temporary folder for PostgreSQL"))?;
         let data = dir.path().join("data");
         let socket = dir.path().join("sock");
