@@ -17,10 +17,9 @@ pub enum OutputFormat {
     Json,
 }
 
-/// `backstop migrations check DIR`: lint a migration set and prove every down on a scratch database.
-#[derive(Debug, Clone, Args)]
-#[command(
-    long_about = "Read the migration set in DIR (paired .up.sql/.down.sql, diesel, sqlx, Flyway V/U, \
+/// The long help of `backstop migrations check` (the binary puts it on its subcommand too,
+/// since a doc comment there would replace it).
+pub const CHECK_LONG_ABOUT: &str = "Read the migration set in DIR (paired .up.sql/.down.sql, diesel, sqlx, Flyway V/U, \
 sqitch, goose, dbmate or Liquibase formatted SQL; detected from the files), parse every script with \
 the engine's parser, lint it (missing or no-op downs, destructive operations, changes that break the \
 previous version, non-transactional statements, squawk's PostgreSQL rules), compare checksums with \
@@ -40,8 +39,11 @@ Examples:
 
 Exit codes: 0 every migration proven (or declared irreversible) and no error finding; 1 an error \
 finding or a failed proof; 2 bad input (unreadable layout, SQL that does not parse: file:line, \
-colliding versions, PostgreSQL not installed); 3 the scratch database cannot be reached or started."
-)]
+colliding versions, PostgreSQL not installed); 3 the scratch database cannot be reached or started.";
+
+/// `backstop migrations check DIR`: lint a migration set and prove every down on a scratch database.
+#[derive(Debug, Clone, Args)]
+#[command(long_about = CHECK_LONG_ABOUT)]
 pub struct MigrationsCheckArgs {
     /// The folder holding the migration set.
     pub dir: PathBuf,

@@ -14,3 +14,4 @@ pub mod scratch;
 
 pub use layout::load;
 pub use model::*;
+pub use report::{CheckError, CheckOptions, MigrationReport, Report, check, check_with};

@@ -78,6 +78,9 @@ enum Cmd {
     Audit(commands::AuditCmd),
     /// Replay a canary scenario file through a judge (see the backstop-scenario/v1 spec).
     Analyze(backstop_judge::cli::AnalyzeArgs),
+    /// Database migrations: lint a set and prove every down restores the schema.
+    #[command(subcommand)]
+    Migrations(MigrationsCmd),
     /// Benchmarks that compare Backstop with peer behaviour, side by side.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -99,6 +102,13 @@ enum ConfigCmd {
     Show(backstop_config::cli::ShowArgs),
     /// Print a commented starter backstop.yaml.
     Init,
+}
+
+#[derive(Subcommand)]
+enum MigrationsCmd {
+    /// Lint a migration set and prove up -> down -> up on a scratch SQLite or PostgreSQL database.
+    #[command(long_about = backstop_migrate::cli::CHECK_LONG_ABOUT)]
+    Check(backstop_migrate::cli::MigrationsCheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -175,6 +185,9 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Recovery(c) => commands::recovery(c).await,
             Cmd::Breaker(c) => commands::breaker(c).await,
             Cmd::Audit(c) => commands::audit(c).await,
+            Cmd::Migrations(MigrationsCmd::Check(args)) => {
+                Ok(backstop_migrate::cli::run_check(&args).await)
+            }
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())
