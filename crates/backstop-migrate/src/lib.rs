@@ -3,6 +3,16 @@
 //! by catalog fingerprints, not dump text).
 
 pub mod apply;
+pub mod checksum;
+pub mod cli;
+pub mod fingerprint;
+pub mod layout;
+pub mod lint;
 pub mod model;
+pub mod proof;
+pub mod report;
+pub mod scratch;
 
+pub use layout::load;
 pub use model::*;
+pub use report::{CheckError, CheckOptions, MigrationReport, Report, check, check_with};

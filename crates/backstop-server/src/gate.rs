@@ -187,6 +187,8 @@ pub async fn evaluate(
         run("breaker", breaker_closed(&s)).await,
         run("active_rollout", no_active_rollout(&s)).await,
         run("recovery", no_recovery(&s)).await,
+        run("migrations", migrations_proven(&s)).await,
+        run("schema_way_back", schema_way_back(&s)).await,
     ];
     GateReport {
         go: checks.iter().all(|c| c.ok),
@@ -252,6 +254,62 @@ async fn release_ok(s: &Subject<'_>) -> anyhow::Result<Check> {
         NAME,
         format!("{} is registered and not marked bad", r.id),
     ))
+}
+
+/// The service's migration set passes `migrations check`: every down proven on a scratch
+/// database, no error finding.
+async fn migrations_proven(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "migrations";
+    let Some(svc) = s.ctx.config.service(s.service) else {
+        return Ok(Check::pass(NAME, "unknown service: checked by `release`"));
+    };
+    let Some(spec) = &svc.migrations else {
+        return Ok(Check::pass(NAME, "the service declares no migrations"));
+    };
+    let (ok, reason, details) = s.ctx.check_migrations(spec).await;
+    Ok(if ok {
+        Check::pass(NAME, reason)
+    } else {
+        Check::block(NAME, reason)
+    }
+    .with(details))
+}
+
+/// If this rollout has to be undone, the database can go back to what the last known good
+/// runs on (no step, or proven downs); a refused way back blocks before anything starts.
+async fn schema_way_back(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "schema_way_back";
+    let Some(lkg) = s.state().await?.and_then(|st| st.lkg_release_id) else {
+        return Ok(Check::pass(
+            NAME,
+            "first deployment: no release to go back to",
+        ));
+    };
+    Ok(match s.ctx.schema_decision(s.service, s.env, &lkg).await? {
+        None => Check::pass(
+            NAME,
+            format!("{lkg} declares no schema range, or the service has no migrations"),
+        ),
+        Some(backstop_core::schema::SchemaDecision::Compatible { note, .. }) => {
+            Check::pass(NAME, format!("back to {lkg}: {note}"))
+        }
+        Some(backstop_core::schema::SchemaDecision::RunDowns { downs, .. }) => Check::pass(
+            NAME,
+            format!(
+                "back to {lkg}: {} proven down(s) would run first ({})",
+                downs.len(),
+                downs
+                    .iter()
+                    .map(|m| m.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Some(backstop_core::schema::SchemaDecision::Refuse {
+            reason, options, ..
+        }) => Check::block(NAME, format!("no safe way back to {lkg}: {reason}"))
+            .with(json!({"options": options})),
+    })
 }
 
 /// Re-hashes the stored backup of `release`'s artifact (see [`crate::runtime::verified_backup`]).

@@ -89,6 +89,55 @@ impl Ctx {
         Ok(Some(plan_schema_rollback(&applied, Some(range), &restore)))
     }
 
+    /// Runs `migrations check` on the service's migration set (lint + proof on a scratch
+    /// database): whether it passes, why, and the counts.
+    pub async fn check_migrations(
+        &self,
+        spec: &backstop_config::MigrationsSpec,
+    ) -> (bool, String, serde_json::Value) {
+        let dir = spec.dir.display().to_string();
+        match backstop_migrate::check(&spec.dir, engine(spec.engine), None).await {
+            Ok(report) if report.ok => (
+                true,
+                format!(
+                    "{dir}: {} migration(s), every down proven reversible",
+                    report.summary.migrations
+                ),
+                serde_json::json!({"summary": report.summary}),
+            ),
+            Ok(report) => {
+                let first: Vec<String> = report
+                    .migrations
+                    .iter()
+                    .flat_map(|m| {
+                        m.findings
+                            .iter()
+                            .filter(|f| f.severity == backstop_migrate::Severity::Error)
+                            .map(move |f| format!("{} {}: {}", m.version, f.rule, f.message))
+                    })
+                    .take(3)
+                    .collect();
+                (
+                    false,
+                    format!(
+                        "{dir}: {} error(s), {} migration(s) not proven: {} (`backstop migrations check {dir}`)",
+                        report.summary.errors,
+                        report.summary.migrations
+                            - report.summary.proven
+                            - report.summary.irreversible,
+                        first.join("; ")
+                    ),
+                    serde_json::json!({"summary": report.summary}),
+                )
+            }
+            Err(e) => (
+                false,
+                format!("{dir}: cannot be checked: {e}"),
+                serde_json::Value::Null,
+            ),
+        }
+    }
+
     /// Runs one migration's down on `env`'s database (a recovery step).
     pub async fn run_migration_down(
         &self,

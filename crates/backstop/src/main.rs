@@ -19,6 +19,7 @@ mod config_cmd;
 mod drill;
 mod embedded;
 mod gate;
+mod migrations;
 mod quickstart;
 
 #[derive(Parser)]
@@ -90,6 +91,9 @@ enum Cmd {
     Audit(commands::AuditCmd),
     /// Replay a canary scenario file through a judge (see the backstop-scenario/v1 spec).
     Analyze(backstop_judge::cli::AnalyzeArgs),
+    /// Database migrations: lint a set and prove every down restores the schema.
+    #[command(subcommand)]
+    Migrations(MigrationsCmd),
     /// Benchmarks that compare Backstop with peer behaviour, side by side.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -123,6 +127,17 @@ enum ConfigCmd {
     /// Write a snapshot's files and folders back (dry run without --yes).
     #[command(long_about = config_cmd::RESTORE_HELP)]
     Restore(config_cmd::RestoreArgs),
+}
+
+#[derive(Subcommand)]
+enum MigrationsCmd {
+    /// Lint a migration set and prove up -> down -> up on a scratch SQLite or PostgreSQL database.
+    #[command(long_about = backstop_migrate::cli::CHECK_LONG_ABOUT)]
+    Check(backstop_migrate::cli::MigrationsCheckArgs),
+    /// Check, then apply what a database has not applied yet, keeping each proven down in it.
+    Apply(migrations::ApplyArgs),
+    /// What a database's migration history says was applied (and which downs are proven).
+    Status(migrations::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -206,6 +221,11 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Config(ConfigCmd::Restore(a)) => config_cmd::restore(a).await,
             Cmd::Drill(a) => drill::drill(a).await,
             Cmd::Validate(c) => drill::validate(c).await,
+            Cmd::Migrations(MigrationsCmd::Check(args)) => {
+                Ok(backstop_migrate::cli::run_check(&args).await)
+            }
+            Cmd::Migrations(MigrationsCmd::Apply(a)) => migrations::apply(a).await,
+            Cmd::Migrations(MigrationsCmd::Status(a)) => migrations::status(a).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())

@@ -5,36 +5,52 @@
 
 mod support;
 
-use backstop_migrate::apply::{self, apply_up};
-use backstop_migrate::{Engine, Layout, Migration, MigrationSet, Phase, Script};
+use backstop_migrate::Engine;
+use backstop_migrate::apply;
 use serde_json::Value;
 use support::{Daemon, Traffic, bin, free_port};
 
-fn migration(version: &str, up: &str, down: &str, phase: Option<Phase>) -> Migration {
-    let script = |kind: &str, sql: &str| Script {
-        file: format!("{version}_m.{kind}.sql").into(),
-        line: 1,
-        sql: sql.into(),
-    };
-    Migration {
-        version: version.into(),
-        name: format!("m{version}"),
-        up: script("up", up),
-        down: Some(script("down", down)),
-        verify: None,
-        irreversible: None,
-        forward_only: false,
-        phase,
-        no_transaction: false,
+/// Writes the paired-layout migration set the service declares.
+fn write_migrations(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let files = [
+        (
+            "1_users.up.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n",
+        ),
+        ("1_users.down.sql", "DROP TABLE users;\n"),
+        (
+            "2_email.up.sql",
+            "-- backstop:phase expand\nALTER TABLE users ADD COLUMN email TEXT;\n",
+        ),
+        ("2_email.down.sql", "ALTER TABLE users DROP COLUMN email;\n"),
+        (
+            "3_drop_name.up.sql",
+            "-- backstop:phase contract\n-- backstop:irreversible the names are gone\n-- backstop:forward-only\nALTER TABLE users DROP COLUMN name;\n",
+        ),
+    ];
+    for (name, sql) in files {
+        std::fs::write(dir.join(name), sql).unwrap();
     }
 }
 
-fn set(migrations: Vec<Migration>) -> MigrationSet {
-    MigrationSet {
-        dir: "db".into(),
-        layout: Layout::Paired,
-        migrations,
-    }
+/// `backstop migrations apply` (a pipeline step: no daemon involved).
+fn apply_to(dir: &std::path::Path, url: &str, to: &str, extra: &[&str]) -> Value {
+    let out = std::process::Command::new(bin())
+        .args(["migrations", "apply"])
+        .arg(dir)
+        .args(["--database-url", url, "--to", to, "--output", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -106,6 +122,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop.db");
     let url = format!("sqlite://{}", db.display());
+    let migrations = dir.path().join("db");
     let proxy = free_port();
     let config = support::config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]").replace(
         "    environments:",
@@ -113,41 +130,31 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     );
     let mut d = Daemon::start_with_env(
         &dir.path().join("state"),
-        &config,
+        &config.replace("dir: db,", &format!("dir: {},", migrations.display())),
         proxy,
         &[("SHOP_DB_URL", &url)],
     );
-    let m1 = migration(
-        "1",
-        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
-        "DROP TABLE users;",
-        None,
-    );
-    let m2 = migration(
-        "2",
-        "ALTER TABLE users ADD COLUMN email TEXT;",
-        "ALTER TABLE users DROP COLUMN email;",
-        Some(Phase::Expand),
-    );
-    let m3 = migration(
-        "3",
-        "ALTER TABLE users DROP COLUMN name;",
-        "ALTER TABLE users ADD COLUMN name TEXT NOT NULL DEFAULT '';",
-        Some(Phase::Contract),
-    );
-    let all = set(vec![m1, m2, m3]);
-    let up_to = |to: &str| {
-        rt().block_on(apply_up(Engine::Sqlite, &url, &all, Some(to), &|_| true, 1))
-            .unwrap()
-    };
+    write_migrations(&migrations);
 
     // v1 runs on schema 1; v2 needs the expand migration 2.
-    up_to("1");
+    let applied_now = apply_to(&migrations, &url, "1", &[]);
+    assert_eq!(applied_now["applied"], serde_json::json!(["1"]));
     register(&d, "v1", "1");
     register(&d, "v2", "2");
     deploy(&d, "v1");
     let traffic = Traffic::start(proxy, 40.0);
-    up_to("2");
+    apply_to(&migrations, &url, "2", &[]);
+    let gate = d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 0);
+    let way_back = gate["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "schema_way_back")
+        .unwrap();
+    assert!(
+        way_back["reason"].as_str().unwrap().contains("proven down"),
+        "{gate:#}"
+    );
     deploy(&d, "v2");
     assert_eq!(applied(&url), ["1", "2"]);
 
@@ -173,18 +180,19 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     assert_eq!(applied(&url), ["1"]);
     assert_eq!(columns(&db), ["id", "name"]);
 
-    // Forward again through the contract migration 3 (v3 runs on 3), then ask to go back to
-    // v1 (schema 1): the way back crosses a contract step, so the rollback is refused and
-    // nothing changes.
-    up_to("3");
-    register(&d, "v3", "3");
-    deploy(&d, "v3");
+    // Expand/contract done right: v2c runs on 1..3 and is deployed first; then the pipeline
+    // applies 2 and the irreversible contract step 3. Going back from v2c to v1 (schema 1)
+    // would cross 3: the rollback is refused before anything is touched.
+    register(&d, "v2c", "1..3");
+    deploy(&d, "v2c");
+    apply_to(&migrations, &url, "3", &["--allow-unproven"]);
+    assert_eq!(applied(&url), ["1", "2", "3"]);
     let recoveries_before = d
         .cli_json(&["recovery", "list"], 0)
         .as_array()
         .unwrap()
         .len();
-    let out = d.cli(&["rollback", "shop", "--env", "prod", "--reason", "bad v3"]);
+    let out = d.cli(&["rollback", "shop", "--env", "prod", "--reason", "bad v2c"]);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -1,0 +1,269 @@
+//! Every script must be valid SQL for its engine before anything else is checked: PostgreSQL
+//! scripts go through squawk's parser (the PostgreSQL grammar, error-recovering), SQLite scripts
+//! through sqlparser's SQLite dialect. The first error is an [`InputError`] at `file:line`.
+
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+
+use super::sql::statements;
+use crate::model::{Engine, InputError, MigrationSet, Script};
+
+/// The file line of byte `offset` in a script.
+pub(crate) fn file_line(script: &Script, offset: usize) -> u32 {
+    let upto = offset.min(script.sql.len());
+    let newlines = script.sql.as_bytes()[..upto]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    script
+        .line
+        .saturating_add(u32::try_from(newlines).unwrap_or(u32::MAX))
+}
+
+/// The file line of a 1-based line inside a script's SQL.
+pub(crate) fn script_line(script: &Script, line_in_sql: u32) -> u32 {
+    script.line.saturating_add(line_in_sql.saturating_sub(1))
+}
+
+/// Parse one script; `Err` names the file and the line of the first bad statement.
+pub fn parse_script(script: &Script, engine: Engine) -> Result<(), InputError> {
+    match engine {
+        Engine::Postgres => parse_postgres(script),
+        Engine::Sqlite => parse_sqlite(std::slice::from_ref(script)),
+    }
+}
+
+fn parse_postgres(script: &Script) -> Result<(), InputError> {
+    let parse = squawk_syntax::SourceFile::parse(&script.sql);
+    if let Some(e) = parse.errors().first() {
+        let offset = usize::from(e.range().start());
+        return Err(InputError {
+            file: script.file.clone(),
+            line: Some(file_line(script, offset)),
+            message: format!("not valid PostgreSQL: {}", e.message()),
+        });
+    }
+    Ok(())
+}
+
+/// A statement of a script, to be confirmed by SQLite.
+struct Pending<'a> {
+    script: &'a Script,
+    sql: String,
+    /// File line of the statement, or of sqlparser's error inside it.
+    line: u32,
+}
+
+/// Every statement is tokenized and parsed by sqlparser's SQLite dialect, then prepared by
+/// SQLite itself on an empty in-memory database, which has the final word: sqlparser both
+/// rejects valid SQLite (`PRAGMA foreign_keys = ON`) and accepts invalid SQLite
+/// (`ALTER TABLE t ADD COLUMN;`). Only SQLite's syntax errors count (a missing table does not:
+/// nothing exists in that database).
+fn parse_sqlite(scripts: &[Script]) -> Result<(), InputError> {
+    let dialect = SQLiteDialect {};
+    let mut pending: Vec<Pending> = Vec::new();
+    for script in scripts {
+        let whole = Parser::parse_sql(&dialect, &script.sql);
+        let Some(stmts) = statements(&script.sql, Engine::Sqlite) else {
+            // The tokenizer itself failed (an unterminated string or quote): no engine takes it.
+            let text = whole.err().map(|e| e.to_string()).unwrap_or_default();
+            let line = error_line(&text).map_or(script.line, |l| script_line(script, l));
+            return Err(InputError {
+                file: script.file.clone(),
+                line: Some(line),
+                message: format!("not valid SQLite SQL: {}", clean(&text)),
+            });
+        };
+        for st in stmts {
+            let text = script.sql.get(st.start..st.end).unwrap_or("").to_string();
+            let mut line = script_line(script, st.line);
+            if whole.is_err()
+                && let Err(e) = Parser::parse_sql(&dialect, &text)
+            {
+                let msg = e.to_string();
+                line = line.saturating_add(error_line(&msg).map_or(0, |l| l.saturating_sub(1)));
+            }
+            pending.push(Pending {
+                script,
+                sql: text,
+                line,
+            });
+        }
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let verdicts = sqlite_syntax_errors(pending.iter().map(|r| r.sql.clone()).collect());
+    for (r, verdict) in pending.iter().zip(verdicts) {
+        let message = match verdict {
+            SqliteVerdict::Accepted => continue,
+            SqliteVerdict::SyntaxError(m) => format!("not valid SQLite SQL: {m}"),
+            SqliteVerdict::Unavailable(why) => {
+                format!("cannot check the SQL: SQLite is not available here: {why}")
+            }
+        };
+        return Err(InputError {
+            file: r.script.file.clone(),
+            line: Some(r.line),
+            message,
+        });
+    }
+    Ok(())
+}
+
+enum SqliteVerdict {
+    Accepted,
+    SyntaxError(String),
+    Unavailable(String),
+}
+
+/// Prepare each statement on a fresh in-memory SQLite (on a thread of its own, so this works
+/// inside or outside an async runtime).
+fn sqlite_syntax_errors(stmts: Vec<String>) -> Vec<SqliteVerdict> {
+    let count = stmts.len();
+    let joined = std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                return stmts
+                    .iter()
+                    .map(|_| SqliteVerdict::Unavailable(e.to_string()))
+                    .collect();
+            }
+        };
+        rt.block_on(async move {
+            use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr};
+            let mut conn = match sqlx::SqliteConnection::connect("sqlite::memory:").await {
+                Ok(c) => c,
+                Err(e) => {
+                    return stmts
+                        .iter()
+                        .map(|_| SqliteVerdict::Unavailable(e.to_string()))
+                        .collect::<Vec<_>>();
+                }
+            };
+            let mut out = Vec::with_capacity(stmts.len());
+            for sql in &stmts {
+                let verdict = match conn
+                    .prepare(AssertSqlSafe(sql.clone()).into_sql_str())
+                    .await
+                {
+                    Ok(_) => SqliteVerdict::Accepted,
+                    Err(e) => {
+                        let m = e
+                            .as_database_error()
+                            .map_or_else(|| e.to_string(), |d| d.message().to_string());
+                        if m.contains("syntax error")
+                            || m.contains("incomplete input")
+                            || m.contains("unrecognized token")
+                        {
+                            SqliteVerdict::SyntaxError(m)
+                        } else {
+                            SqliteVerdict::Accepted
+                        }
+                    }
+                };
+                out.push(verdict);
+            }
+            let _ = conn.close().await;
+            out
+        })
+    })
+    .join();
+    joined.unwrap_or_else(|_| {
+        (0..count)
+            .map(|_| SqliteVerdict::Unavailable("the SQLite check stopped".into()))
+            .collect()
+    })
+}
+
+/// sqlparser's message without its prefix and location (the line is reported separately).
+fn clean(text: &str) -> String {
+    text.split(" at Line: ")
+        .next()
+        .unwrap_or(text)
+        .trim_start_matches("sql parser error: ")
+        .to_string()
+}
+
+/// `… at Line: 3, Column: 7` → 3.
+fn error_line(text: &str) -> Option<u32> {
+    let (_, rest) = text.rsplit_once("Line: ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|l| *l > 0)
+}
+
+/// Parse every script of the set (ups, downs, verifies) in apply order.
+pub fn parse_set(set: &MigrationSet, engine: Engine) -> Result<(), InputError> {
+    let mut scripts: Vec<Script> = Vec::new();
+    for m in &set.migrations {
+        scripts.push(m.up.clone());
+        if let Some(d) = &m.down {
+            scripts.push(d.clone());
+        }
+        if let Some(v) = &m.verify {
+            scripts.push(v.clone());
+        }
+    }
+    match engine {
+        Engine::Postgres => scripts.iter().try_for_each(parse_postgres),
+        Engine::Sqlite => parse_sqlite(&scripts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(sql: &str, line: u32) -> Script {
+        Script {
+            file: "0002_x.up.sql".into(),
+            line,
+            sql: sql.into(),
+        }
+    }
+
+    #[test]
+    fn sqlite_error_names_the_line_in_the_file() {
+        let s = script(
+            "CREATE TABLE a (id INTEGER);\n\nCREATE TABLE b (id INTEGER,, x);\n",
+            5,
+        );
+        let e = parse_script(&s, Engine::Sqlite).unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("0002_x.up.sql:7: not valid SQLite SQL: near \",\": syntax error"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn postgres_error_names_the_line_in_the_file() {
+        let s = script(
+            "CREATE TABLE a (id bigint);\nALTER TABLE a ADD COLUMN;\n",
+            1,
+        );
+        let e = parse_script(&s, Engine::Postgres).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn valid_scripts_pass_on_both_engines() {
+        let sqlite = script(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL DEFAULT '') STRICT;\n\
+             CREATE INDEX IF NOT EXISTS t_name ON t (name);\n\
+             CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET name = 'x' WHERE id = NEW.id; END;\n\
+             ALTER TABLE t DROP COLUMN name;\nPRAGMA foreign_keys = ON;\n-- only a comment\n",
+            1,
+        );
+        parse_script(&sqlite, Engine::Sqlite).unwrap();
+        let pg = script(
+            "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL);\n\
+             CREATE INDEX CONCURRENTLY IF NOT EXISTS t_name ON t (name);\n\
+             DO $$ BEGIN RAISE NOTICE 'x'; END $$;\nALTER TYPE mood ADD VALUE 'ok' BEFORE 'sad';\n",
+            1,
+        );
+        parse_script(&pg, Engine::Postgres).unwrap();
+    }
+}

@@ -1,0 +1,376 @@
+//! The reversibility proof: on a scratch database, for every migration N in order, starting
+//! from the state after N−1 (fingerprint F0): up → F1; down → F2, which must equal F0; up again
+//! → F3, which must equal F1. Each prefix is built once; when a step fails or diverges the state
+//! after N is rebuilt from the ups on a fresh database so later migrations are still proven.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::fingerprint::{Difference, Stage};
+use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity};
+use crate::scratch::{ExecError, ExecMode, PgScratch, ScratchDb, ScriptFailure, SqliteScratch};
+
+/// At most this many differences are listed per comparison; the rest are counted.
+const MAX_LISTED_DIFFERENCES: usize = 20;
+
+/// The proof's verdict on one migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProofResult {
+    pub version: String,
+    /// The migration has a down script.
+    pub reversible: bool,
+    /// Up, down and the second up ran, and the schema came back exactly both times.
+    pub proven: bool,
+    /// Rule ids: `up-failed`, `down-failed`, `verify-failed`, `proof-schema-differs`,
+    /// `proof-reapply-differs`, `reapply-failed`, `not-proven`, `proof-rebuilt`, `proof-timing`.
+    pub findings: Vec<Finding>,
+    pub up_ms: u64,
+    pub down_ms: u64,
+}
+
+/// The proof could not run at all (infrastructure, not the migrations).
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error(
+        "no PostgreSQL server found (looked at `pg_config --bindir`, /usr/lib/postgresql/*/bin and initdb on PATH): \
+         install the postgresql package, or pass --database-url to use a running server"
+    )]
+    PostgresNotInstalled,
+    #[error(
+        "--database-url is only used with --engine postgres; SQLite proofs run on a temporary file"
+    )]
+    DatabaseUrlWithSqlite,
+    #[error("--database-url is not a valid PostgreSQL URL: {message}")]
+    BadDatabaseUrl { message: String },
+    #[error("cannot connect to PostgreSQL: {message}")]
+    Unreachable { message: String },
+    #[error("cannot start a temporary PostgreSQL cluster: {step}: {detail}")]
+    ClusterStart { step: String, detail: String },
+    #[error("{action}: {message}")]
+    Scratch { action: String, message: String },
+    #[error("{action}: {message}")]
+    Io { action: String, message: String },
+}
+
+impl ProofError {
+    /// The CLI exit code for this error: 2 for bad input or a missing PostgreSQL installation,
+    /// 3 when a database cannot be reached or started.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ProofError::PostgresNotInstalled
+            | ProofError::DatabaseUrlWithSqlite
+            | ProofError::BadDatabaseUrl { .. } => 2,
+            ProofError::Unreachable { .. }
+            | ProofError::ClusterStart { .. }
+            | ProofError::Scratch { .. }
+            | ProofError::Io { .. } => 3,
+        }
+    }
+}
+
+/// Proves every migration of `set` on a scratch database of `engine`: a temporary SQLite file;
+/// for PostgreSQL a fresh database in the server at `database_url`, or, without one, in a
+/// temporary cluster started for this call. Returns one result per migration, in order.
+pub async fn prove(
+    set: &MigrationSet,
+    engine: Engine,
+    database_url: Option<&str>,
+) -> Result<Vec<ProofResult>, ProofError> {
+    match engine {
+        Engine::Sqlite => {
+            if database_url.is_some() {
+                return Err(ProofError::DatabaseUrlWithSqlite);
+            }
+            let mut db = SqliteScratch::start().await?;
+            let result = prove_on(&mut db, set).await;
+            db.close().await;
+            result
+        }
+        Engine::Postgres => {
+            let mut db = PgScratch::start(database_url).await?;
+            let result = prove_on(&mut db, set).await;
+            db.close().await;
+            result
+        }
+    }
+}
+
+/// The proof on a scratch database the caller provides (it should be empty).
+pub async fn prove_on<D: ScratchDb>(
+    db: &mut D,
+    set: &MigrationSet,
+) -> Result<Vec<ProofResult>, ProofError> {
+    let mut results = Vec::with_capacity(set.migrations.len());
+    let mut current = db.fingerprint().await?;
+    let mut blocked: Option<String> = None;
+    for (idx, m) in set.migrations.iter().enumerate() {
+        let mut r = ProofResult {
+            version: m.version.clone(),
+            reversible: m.down.is_some(),
+            proven: false,
+            findings: Vec::new(),
+            up_ms: 0,
+            down_ms: 0,
+        };
+        if let Some(why) = &blocked {
+            r.findings.push(finding(
+                Severity::Warning,
+                "not-proven",
+                why.clone(),
+                &m.up,
+                None,
+            ));
+            results.push(r);
+            continue;
+        }
+        let mode = mode_of(m);
+        let f0 = current.clone();
+
+        let started = Instant::now();
+        let up = exec(db, &m.up, mode).await?;
+        r.up_ms = millis(started);
+        if let Err(fail) = up {
+            r.findings.push(finding(
+                Severity::Error,
+                "up-failed",
+                format!("up failed: {}", fail.message),
+                &m.up,
+                fail.line,
+            ));
+            blocked = Some(format!(
+                "not proven: the up of {} failed, so the schema this migration starts from cannot be built",
+                m.version
+            ));
+            results.push(r);
+            continue;
+        }
+        let f1 = db.fingerprint().await?;
+        if let Some(verify) = &m.verify
+            && let Err(fail) = exec(db, verify, ExecMode::RollBack).await?
+        {
+            r.findings.push(finding(
+                Severity::Error,
+                "verify-failed",
+                format!("verify failed after the up: {}", fail.message),
+                verify,
+                fail.line,
+            ));
+        }
+
+        let Some(down) = &m.down else {
+            let (severity, why) = match &m.irreversible {
+                Some(reason) if reason.is_empty() => {
+                    (Severity::Info, "declared irreversible".to_string())
+                }
+                Some(reason) => (Severity::Info, format!("declared irreversible: {reason}")),
+                None => (Severity::Warning, "no down script".to_string()),
+            };
+            r.findings.push(finding(
+                severity,
+                "not-proven",
+                format!("not proven: {why}; the up was applied and the proof continues from there"),
+                &m.up,
+                None,
+            ));
+            current = f1;
+            results.push(r);
+            continue;
+        };
+
+        let mut clean = true;
+        let mut off_track = false;
+        let started = Instant::now();
+        let down_result = exec(db, down, mode).await?;
+        r.down_ms = millis(started);
+        let mut reapply_ms = None;
+        match down_result {
+            Err(fail) => {
+                clean = false;
+                off_track = true;
+                r.findings.push(finding(
+                    Severity::Error,
+                    "down-failed",
+                    format!("down failed: {}", fail.message),
+                    down,
+                    fail.line,
+                ));
+            }
+            Ok(()) => {
+                let f2 = db.fingerprint().await?;
+                let diffs = f0.diff(&f2);
+                if !diffs.is_empty() {
+                    clean = false;
+                    push_differences(
+                        &mut r.findings,
+                        "proof-schema-differs",
+                        &diffs,
+                        Stage::AfterDown,
+                        down,
+                    );
+                }
+                let started = Instant::now();
+                let again = exec(db, &m.up, mode).await?;
+                reapply_ms = Some(millis(started));
+                match again {
+                    Err(fail) => {
+                        clean = false;
+                        off_track = true;
+                        r.findings.push(finding(
+                            Severity::Error,
+                            "reapply-failed",
+                            format!("the second up (after the down) failed: {}", fail.message),
+                            &m.up,
+                            fail.line,
+                        ));
+                    }
+                    Ok(()) => {
+                        let f3 = db.fingerprint().await?;
+                        let diffs = f1.diff(&f3);
+                        if !diffs.is_empty() {
+                            clean = false;
+                            off_track = true;
+                            push_differences(
+                                &mut r.findings,
+                                "proof-reapply-differs",
+                                &diffs,
+                                Stage::AfterReapply,
+                                &m.up,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+
+        current = f1;
+        if off_track {
+            // A failed step inside a transaction was rolled back: maybe we are still at N.
+            let now = db.fingerprint().await?;
+            if now.sha256 != current.sha256 {
+                match rebuild(db, set, idx).await? {
+                    Ok(()) => {
+                        current = db.fingerprint().await?;
+                        r.findings.push(finding(
+                            Severity::Info,
+                            "proof-rebuilt",
+                            format!(
+                                "the schema after {} was rebuilt on a fresh database by applying the ups up to it, \
+                                 so later migrations are still proven",
+                                m.version
+                            ),
+                            &m.up,
+                            None,
+                        ));
+                    }
+                    Err(why) => blocked = Some(format!("not proven: {why}")),
+                }
+            }
+        }
+        r.proven = clean;
+        r.findings.push(finding(
+            Severity::Info,
+            "proof-timing",
+            match reapply_ms {
+                Some(again) => format!(
+                    "up {} ms, down {} ms, second up {again} ms",
+                    r.up_ms, r.down_ms
+                ),
+                None => format!("up {} ms, down {} ms", r.up_ms, r.down_ms),
+            },
+            &m.up,
+            None,
+        ));
+        results.push(r);
+    }
+    Ok(results)
+}
+
+fn mode_of(m: &Migration) -> ExecMode {
+    if m.no_transaction {
+        ExecMode::NoTransaction
+    } else {
+        ExecMode::Transaction
+    }
+}
+
+/// Runs a script: `Ok(Err(_))` when the database refused it, `Err(_)` for infrastructure trouble.
+async fn exec<D: ScratchDb>(
+    db: &mut D,
+    script: &Script,
+    mode: ExecMode,
+) -> Result<Result<(), ScriptFailure>, ProofError> {
+    match db.execute(script, mode).await {
+        Ok(()) => Ok(Ok(())),
+        Err(ExecError::Script(f)) => Ok(Err(f)),
+        Err(ExecError::Infra(e)) => Err(e),
+    }
+}
+
+/// Starts over on an empty database and applies the ups of migrations `0..=upto`.
+async fn rebuild<D: ScratchDb>(
+    db: &mut D,
+    set: &MigrationSet,
+    upto: usize,
+) -> Result<Result<(), String>, ProofError> {
+    db.reset().await?;
+    for m in &set.migrations[..=upto] {
+        if let Err(fail) = exec(db, &m.up, mode_of(m)).await? {
+            return Ok(Err(format!(
+                "rebuilding the schema after {} failed: the up of {} failed on a fresh database: {}",
+                set.migrations[upto].version, m.version, fail.message
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn push_differences(
+    findings: &mut Vec<Finding>,
+    rule: &str,
+    diffs: &[Difference],
+    stage: Stage,
+    script: &Script,
+) {
+    for d in diffs.iter().take(MAX_LISTED_DIFFERENCES) {
+        findings.push(finding(
+            Severity::Error,
+            rule,
+            d.describe(stage),
+            script,
+            None,
+        ));
+    }
+    if diffs.len() > MAX_LISTED_DIFFERENCES {
+        findings.push(finding(
+            Severity::Error,
+            rule,
+            format!(
+                "{} more differences not listed",
+                diffs.len() - MAX_LISTED_DIFFERENCES
+            ),
+            script,
+            None,
+        ));
+    }
+}
+
+fn finding(
+    severity: Severity,
+    rule: &str,
+    message: String,
+    script: &Script,
+    line: Option<u32>,
+) -> Finding {
+    Finding {
+        severity,
+        rule: rule.to_string(),
+        message,
+        file: Some(script.file.clone()),
+        line,
+    }
+}
+
+fn millis(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,2 @@
+-- backstop:phase contract
+ALTER TABLE users DROP COLUMN email;

@@ -1,0 +1,4 @@
+-- Deploy shop:city to postgres
+
+ALTER TABLE users ADD COLUMN city text;
+CREATE INDEX users_city ON users (city);

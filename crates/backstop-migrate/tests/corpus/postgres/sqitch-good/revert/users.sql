@@ -1,0 +1,3 @@
+-- Revert shop:users from postgres
+
+DROP TABLE users;

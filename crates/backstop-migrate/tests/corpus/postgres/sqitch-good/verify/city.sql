@@ -1,0 +1,3 @@
+-- Verify shop:city on postgres
+
+SELECT 1;

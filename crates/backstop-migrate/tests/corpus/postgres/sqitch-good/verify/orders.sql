@@ -1,0 +1,3 @@
+-- Verify shop:orders on postgres
+
+SELECT 1;

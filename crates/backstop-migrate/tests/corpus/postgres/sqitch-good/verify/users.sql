@@ -1,0 +1,3 @@
+-- Verify shop:users on postgres
+
+SELECT 1;

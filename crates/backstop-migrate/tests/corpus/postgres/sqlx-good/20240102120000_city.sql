@@ -1,0 +1,2 @@
+ALTER TABLE users ADD COLUMN city text;
+CREATE INDEX users_city ON users (city);

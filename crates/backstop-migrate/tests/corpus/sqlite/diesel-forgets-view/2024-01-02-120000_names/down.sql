@@ -1,0 +1,2 @@
+-- the view is harmless
+SELECT 1;

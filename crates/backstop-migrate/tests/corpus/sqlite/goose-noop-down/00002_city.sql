@@ -1,0 +1,4 @@
+-- +goose Up
+ALTER TABLE users ADD COLUMN city TEXT;
+
+-- +goose Down

@@ -1,0 +1,2 @@
+DROP INDEX users_city;
+ALTER TABLE users DROP COLUMN city;

@@ -1,0 +1,4 @@
+-- Deploy shop:city to sqlite
+
+ALTER TABLE users ADD COLUMN city TEXT;
+CREATE INDEX users_city ON users (city);

@@ -1,0 +1,4 @@
+-- Revert shop:orders from sqlite
+
+DROP VIEW order_totals;
+DROP TABLE orders;

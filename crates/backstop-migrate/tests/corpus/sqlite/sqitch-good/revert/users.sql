@@ -1,0 +1,3 @@
+-- Revert shop:users from sqlite
+
+DROP TABLE users;

@@ -1,0 +1,3 @@
+-- Verify shop:city on sqlite
+
+SELECT 1;

@@ -1,0 +1,3 @@
+-- Verify shop:orders on sqlite
+
+SELECT 1;

@@ -1,0 +1,3 @@
+-- Verify shop:users on sqlite
+
+SELECT 1;
