@@ -161,7 +161,7 @@ pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, C
         lint,
         sum_findings,
         global,
-        proofs,
+        &proofs,
         sum_state,
     ))
 }
@@ -173,7 +173,7 @@ pub fn assemble(
     lint: Vec<Vec<Finding>>,
     sums: Vec<Vec<Finding>>,
     global: Vec<Finding>,
-    proofs: Vec<ProofResult>,
+    proofs: &[ProofResult],
     sum_state: &'static str,
 ) -> Report {
     let checksums = checksum::checksums(set);
@@ -218,7 +218,7 @@ pub fn assemble(
             file: Some(m.up.file.clone()),
             line: None,
         });
-        findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         migrations.push(MigrationReport {
             version: m.version.clone(),
             name: m.name.clone(),
@@ -442,7 +442,7 @@ mod tests {
             vec![vec![], vec![]],
             vec![vec![], vec![]],
             vec![],
-            vec![proof("0001", true), proof("0002", false)],
+            &[proof("0001", true), proof("0002", false)],
             "none",
         );
         assert!(r.ok, "{}", render_text(&r));
@@ -460,7 +460,7 @@ mod tests {
             vec![vec![], vec![]],
             vec![vec![], vec![]],
             vec![],
-            vec![proof("0001", false), proof("0002", false)],
+            &[proof("0001", false), proof("0002", false)],
             "none",
         );
         assert!(!r.ok);

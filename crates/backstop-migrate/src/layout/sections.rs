@@ -190,8 +190,8 @@ pub(super) fn goose_or_dbmate(
 fn rollback_line(line: &str) -> Option<&str> {
     let rest = line.trim_start().strip_prefix("--")?.trim_start();
     let rest = rest.strip_prefix("rollback")?;
-    if rest.starts_with(':') {
-        return Some(rest[1..].trim_start());
+    if let Some(after) = rest.strip_prefix(':') {
+        return Some(after.trim_start());
     }
     if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
         return None;

@@ -46,7 +46,7 @@ pub(super) fn read(dir: &Path) -> Result<Vec<Migration>, InputError> {
             && !name.contains("..");
         if !valid {
             return Err(InputError {
-                file: plan_file.clone(),
+                file: plan_file,
                 line: Some(line),
                 message: format!("not a sqitch plan line: change name {first:?} is not valid"),
             });
@@ -72,7 +72,7 @@ pub(super) fn read(dir: &Path) -> Result<Vec<Migration>, InputError> {
                 Some(tag) => format!("{}@{tag}", c.name),
                 None => {
                     return Err(InputError {
-                        file: plan_file.clone(),
+                        file: plan_file,
                         line: Some(c.line),
                         message: format!(
                             "change {} appears twice without a tag between: a change can only be \
@@ -89,7 +89,7 @@ pub(super) fn read(dir: &Path) -> Result<Vec<Migration>, InputError> {
         let deploy = rel("deploy");
         if !dir.join(&deploy).is_file() {
             return Err(InputError {
-                file: plan_file.clone(),
+                file: plan_file,
                 line: Some(c.line),
                 message: format!(
                     "change {} has no deploy script {}",
