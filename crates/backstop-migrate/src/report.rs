@@ -167,6 +167,25 @@ pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, C
 }
 
 /// Put the parts together: lint, checksum and proof findings per migration, and the verdict.
+/// A migration declared irreversible and accepted as forward-only (a contract step run after
+/// the versions that read what it removes have retired) has said, on purpose, that its up
+/// destroys or breaks what came before: those findings stay visible as warnings, and rollback
+/// plans refuse to cross it.
+fn accept_forward_only(m: &crate::model::Migration, findings: &mut [Finding]) {
+    if m.irreversible.is_none() || !m.forward_only {
+        return;
+    }
+    for f in findings.iter_mut().filter(|f| {
+        f.severity == Severity::Error
+            && f.file.as_ref() == Some(&m.up.file)
+            && (f.rule.starts_with("destructive-") || f.rule.starts_with("breaking-"))
+    }) {
+        f.severity = Severity::Warning;
+        f.message
+            .push_str(" (accepted: irreversible, forward-only)");
+    }
+}
+
 pub fn assemble(
     set: &MigrationSet,
     engine: Engine,
@@ -218,6 +237,7 @@ pub fn assemble(
             file: Some(m.up.file.clone()),
             line: None,
         });
+        accept_forward_only(m, &mut findings);
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         migrations.push(MigrationReport {
             version: m.version.clone(),

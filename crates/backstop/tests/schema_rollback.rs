@@ -185,7 +185,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     // would cross 3: the rollback is refused before anything is touched.
     register(&d, "v2c", "1..3");
     deploy(&d, "v2c");
-    apply_to(&migrations, &url, "3", &["--allow-unproven"]);
+    apply_to(&migrations, &url, "3", &[]);
     assert_eq!(applied(&url), ["1", "2", "3"]);
     let recoveries_before = d
         .cli_json(&["recovery", "list"], 0)
@@ -201,7 +201,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     assert_ne!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("refused"), "{said}");
     assert!(
-        said.contains("migration 3") && said.contains("contract"),
+        said.contains("migration 3") && said.contains("irreversible"),
         "{said}"
     );
     assert!(said.contains("roll forward"), "{said}");
