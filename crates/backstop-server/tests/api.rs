@@ -484,7 +484,9 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
             "freeze",
             "breaker",
             "active_rollout",
-            "recovery"
+            "recovery",
+            "migrations",
+            "schema_way_back"
         ]
     );
     let refused = api
