@@ -466,4 +466,65 @@ mod tests {
             ["1"]
         );
     }
+
+    /// The same protocol on a real PostgreSQL (a temporary cluster, reached by its socket).
+    #[tokio::test]
+    async fn apply_and_idempotent_down_on_postgres() {
+        let cluster = tokio::task::spawn_blocking(crate::scratch::postgres::TempCluster::start)
+            .await
+            .unwrap()
+            .expect("a temporary PostgreSQL cluster (install the postgresql package)");
+        let sock = cluster.dir().unwrap().join("sock");
+        let url = format!(
+            "postgres://postgres@localhost:5432/postgres?host={}",
+            sock.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let set = MigrationSet {
+            dir: dir.path().into(),
+            layout: Layout::Paired,
+            migrations: vec![
+                mig(
+                    "1",
+                    "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);",
+                    Some("DROP TABLE users;"),
+                ),
+                mig(
+                    "2",
+                    "ALTER TABLE users ADD COLUMN email text; CREATE INDEX users_email ON users (email);",
+                    Some("DROP INDEX users_email; ALTER TABLE users DROP COLUMN email;"),
+                ),
+            ],
+        };
+        let done = apply_up(Engine::Postgres, &url, &set, None, &|v| v == "2", 1)
+            .await
+            .unwrap();
+        assert_eq!(done, ["1", "2"]);
+        let hist = history(Engine::Postgres, &url).await.unwrap();
+        assert_eq!(
+            hist.iter()
+                .map(|m| (m.version.as_str(), m.proven))
+                .collect::<Vec<_>>(),
+            [("1", false), ("2", true)]
+        );
+        let sha = hist[1].down_sha256.clone().unwrap();
+        assert_eq!(
+            run_down(Engine::Postgres, &url, "2", &sha).await.unwrap(),
+            DownOutcome::Ran
+        );
+        assert_eq!(
+            run_down(Engine::Postgres, &url, "2", &sha).await.unwrap(),
+            DownOutcome::AlreadyUndone
+        );
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        let cols: Vec<(String,)> = sqlx::query_as(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(cols, [("id".to_string(),), ("name".to_string(),)]);
+        drop(cluster);
+    }
 }
