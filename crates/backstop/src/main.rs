@@ -91,7 +91,8 @@ enum Cmd {
     Audit(commands::AuditCmd),
     /// Replay a canary scenario file through a judge (see the backstop-scenario/v1 spec).
     Analyze(backstop_judge::cli::AnalyzeArgs),
-    /// Database migrations: lint a set and prove every down restores the schema.
+    /// Database migrations: prove every down restores the schema; apply them keeping the downs
+    /// that schema-aware rollbacks run.
     #[command(subcommand)]
     Migrations(MigrationsCmd),
     /// Benchmarks that compare Backstop with peer behaviour, side by side.
