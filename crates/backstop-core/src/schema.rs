@@ -76,10 +76,14 @@ pub fn version_cmp(a: &str, b: &str) -> Ordering {
             .collect()
     };
     let (sa, sb) = (seg(a), seg(b));
+    let numeric = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
     for (x, y) in sa.iter().zip(&sb) {
-        let ord = match (x.parse::<u128>(), y.parse::<u128>()) {
-            (Ok(n), Ok(m)) => n.cmp(&m),
-            _ => x.cmp(y),
+        // Digits compare by value at any length: leading zeros dropped, then shorter is smaller.
+        let ord = if numeric(x) && numeric(y) {
+            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            x.cmp(y)
         };
         if ord != Ordering::Equal {
             return ord;

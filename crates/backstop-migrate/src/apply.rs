@@ -9,8 +9,7 @@
 use std::str::FromStr;
 
 use backstop_core::schema::AppliedMigration;
-use sha2::{Digest, Sha256};
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use crate::model::{Engine, Migration, MigrationSet, Phase};
 
@@ -84,64 +83,40 @@ async fn connect(engine: Engine, url: &str) -> Result<Conn, ApplyError> {
 /// applied anything there).
 pub async fn history(engine: Engine, url: &str) -> Result<Vec<AppliedMigration>, ApplyError> {
     let mut conn = connect(engine, url).await?;
-    let sql = "SELECT version, name, down_sql, down_sha256, proven, phase, irreversible \
-               FROM backstop_schema_history ORDER BY seq";
-    let map = |version: String,
-               name: String,
-               down: Option<String>,
-               down_sha256: Option<String>,
-               proven: i64,
-               phase: Option<String>,
-               irreversible: Option<String>| AppliedMigration {
-        version,
-        name,
-        has_down: down.is_some(),
-        down_sha256,
-        proven: proven != 0,
-        phase,
-        irreversible,
-    };
-    let exists = table_exists(&mut conn).await?;
-    if !exists {
+    if !table_exists(&mut conn).await? {
         return Ok(vec![]);
     }
-    let rows = match &mut conn {
-        Conn::Sqlite(c) => sqlx::query(sql)
-            .fetch_all(c)
-            .await
-            .map_err(ApplyError::History)?
-            .into_iter()
-            .map(|r| {
-                map(
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                    r.get(6),
-                )
-            })
-            .collect(),
-        Conn::Postgres(c) => sqlx::query(sql)
-            .fetch_all(c)
-            .await
-            .map_err(ApplyError::History)?
-            .into_iter()
-            .map(|r| {
-                map(
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    i64::from(r.get::<i32, _>(4)),
-                    r.get(5),
-                    r.get(6),
-                )
-            })
-            .collect(),
-    };
-    Ok(rows)
+    // `proven` is read as BIGINT so both engines decode the same row type.
+    let sql = "SELECT version, name, down_sql, down_sha256, CAST(proven AS BIGINT), phase, irreversible \
+               FROM backstop_schema_history ORDER BY seq";
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = match &mut conn {
+        Conn::Sqlite(c) => sqlx::query_as(sql).fetch_all(c).await,
+        Conn::Postgres(c) => sqlx::query_as(sql).fetch_all(c).await,
+    }
+    .map_err(ApplyError::History)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(version, name, down, down_sha256, proven, phase, irreversible)| AppliedMigration {
+                version,
+                name,
+                has_down: down.is_some(),
+                down_sha256,
+                proven: proven != 0,
+                phase,
+                irreversible,
+            },
+        )
+        .collect())
 }
 
 async fn table_exists(conn: &mut Conn) -> Result<bool, ApplyError> {
@@ -162,7 +137,7 @@ async fn table_exists(conn: &mut Conn) -> Result<bool, ApplyError> {
 }
 
 fn sha256(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    crate::checksum::sha256_hex(text.as_bytes())
 }
 
 fn phase_name(p: Phase) -> &'static str {

@@ -214,26 +214,7 @@ fn detect(dir: &Path, listing: &Listing) -> Result<Layout, InputError> {
 /// Compare two versions: part by part (split on `.`, `_` and `-`), numerically when both parts
 /// are digits (`2` < `10`, `0002` == `2`), as text otherwise.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let pa: Vec<&str> = a.split(['.', '_', '-']).collect();
-    let pb: Vec<&str> = b.split(['.', '_', '-']).collect();
-    for (x, y) in pa.iter().zip(pb.iter()) {
-        let ord = compare_part(x, y);
-        if ord != Ordering::Equal {
-            return ord;
-        }
-    }
-    pa.len().cmp(&pb.len())
-}
-
-fn compare_part(a: &str, b: &str) -> Ordering {
-    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
-    if numeric(a) && numeric(b) {
-        let ta = a.trim_start_matches('0');
-        let tb = b.trim_start_matches('0');
-        ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
-    } else {
-        a.cmp(b)
-    }
+    backstop_core::schema::version_cmp(a, b)
 }
 
 fn check_collisions(migrations: &[Migration]) -> Result<(), InputError> {
