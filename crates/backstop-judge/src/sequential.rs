@@ -20,9 +20,11 @@
 //! least as fast as ψ = 8 would be, a smaller one later), without spending mass on ψ close to 1
 //! or beyond 8 (measured: 1.2–10 was about 1 % slower on the bench, on two seeds).
 //! The latency exceedance tests reach further, to [`TAIL_MAX_ODDS_RATIO`]: a tail regression puts
-//! requests where the baseline almost never goes. Latency: one such e-process per finite
-//! bucket bound ("slower than `le`"), averaged over the bounds, so a shift of the body (middle
-//! bounds) and a tail-only regression (top bounds) are both seen. By Ville's inequality,
+//! requests where the baseline almost never goes. Latency: half a whole-histogram tilt test
+//! ([`TiltTest`], shifts of the body) and half the mean of three such e-processes on "slower
+//! than the bound at the baseline's p90 / p99 / p99.9" ([`TAIL_QUANTILES`], tail-only
+//! regressions); the bound is re-picked every interval from data the test conditions on, so it
+//! adapts to the service's latency without costing validity. By Ville's inequality,
 //! `P(sup_t E_t ≥ S/α) ≤ α/S` for each of the S analysed signals: the chance of any false `fail`
 //! over the whole analysis, across all signals, is at most α however often it is looked at.
 //!
@@ -428,19 +430,38 @@ impl TiltTest {
     }
 }
 
-fn exceedances(h: &[(f64, u64)], requests: u64) -> impl Iterator<Item = u64> + '_ {
-    h.iter()
-        .filter(|(b, _)| b.is_finite())
-        .map(move |(_, c)| requests.saturating_sub(*c))
+/// Where the tail tests look: the latency quantiles of the baseline (p90, p99, p99.9). Each tail
+/// test asks, per interval, "is the canary more often slower than the bound at this quantile?".
+/// The bound is picked from the baseline's earlier intervals plus this interval's pooled
+/// histogram: both are fixed given the conditioning of the test (earlier data, this interval's
+/// margins), so the choice costs no validity, and three tests dilute the evidence far less than
+/// one test per bucket bound (a histogram has 10–20 of them).
+pub const TAIL_QUANTILES: [f64; 3] = [0.9, 0.99, 0.999];
+
+/// One tail test: exceedances of the bound at `quantile`.
+#[derive(Debug)]
+struct TailTest {
+    quantile: f64,
+    test: OddsRatioTest,
+    /// The bound used in the latest interval with traffic, ms.
+    bound: Option<f64>,
 }
 
 #[derive(Debug)]
 struct LatencyTest {
     bounds: Vec<f64>,
     tilt: TiltTest,
-    tests: Vec<OddsRatioTest>,
+    tails: Vec<TailTest>,
+    /// Baseline requests at or under each finite bound, and in all, over the earlier intervals.
+    baseline_le: Vec<u64>,
+    baseline_total: u64,
     merged_canary: Vec<(f64, u64)>,
     merged_baseline: Vec<(f64, u64)>,
+}
+
+/// Count at or under each finite bound (in `bounds` order) of a cumulative histogram.
+fn finite_le(h: &[(f64, u64)]) -> impl Iterator<Item = u64> + '_ {
+    h.iter().filter(|(b, _)| b.is_finite()).map(|(_, c)| *c)
 }
 
 impl LatencyTest {
@@ -450,18 +471,34 @@ impl LatencyTest {
             .map(|b| b.0)
             .filter(|b| b.is_finite())
             .collect();
-        let tests = bounds
+        let tails = TAIL_QUANTILES
             .iter()
-            .map(|_| OddsRatioTest::new(tail_grid))
+            .map(|&quantile| TailTest {
+                quantile,
+                test: OddsRatioTest::new(tail_grid),
+                bound: None,
+            })
             .collect();
         let tilt = TiltTest::new(&bounds, grid_points);
         Self {
+            baseline_le: vec![0; bounds.len()],
+            baseline_total: 0,
             bounds,
             tilt,
-            tests,
+            tails,
             merged_canary: Vec::new(),
             merged_baseline: Vec::new(),
         }
+    }
+
+    /// Index of the smallest bound with at most `1 − q` of the reference requests above it
+    /// (the top bound when none has), from `le` counts out of `total`.
+    fn bound_at(q: f64, le: &[u64], total: u64) -> usize {
+        // The epsilon keeps `1 − 0.9` (0.0999…98 in binary) from excluding exactly 10 %.
+        let allowed = (1.0 - q) * total as f64 + 1e-9;
+        le.iter()
+            .position(|c| total.saturating_sub(*c) as f64 <= allowed)
+            .unwrap_or(le.len().saturating_sub(1))
     }
 
     fn update(&mut self, t: f64, canary: &ArmCounts, baseline: &ArmCounts) {
@@ -474,15 +511,34 @@ impl LatencyTest {
                 .map(|b| b.0)
                 .eq(self.bounds.iter().copied())
         };
-        if !finite(hc) || !finite(hb) {
+        if !finite(hc) || !finite(hb) || self.bounds.is_empty() {
             return;
         }
         hist::add_into(&mut self.merged_canary, hc);
         hist::add_into(&mut self.merged_baseline, hb);
-        let iter = exceedances(hc, canary.requests).zip(exceedances(hb, baseline.requests));
-        for (test, (xc, xb)) in self.tests.iter_mut().zip(iter) {
-            test.update(t, xc, canary.requests, xb, baseline.requests);
+        let (le_c, le_b): (Vec<u64>, Vec<u64>) = (finite_le(hc).collect(), finite_le(hb).collect());
+        // Reference for picking the bounds: earlier baseline intervals + this interval pooled.
+        let reference: Vec<u64> = self
+            .baseline_le
+            .iter()
+            .zip(le_c.iter().zip(&le_b))
+            .map(|(past, (c, b))| past + c + b)
+            .collect();
+        let reference_total = self.baseline_total + canary.requests + baseline.requests;
+        for tail in &mut self.tails {
+            let j = Self::bound_at(tail.quantile, &reference, reference_total);
+            let xc = canary.requests.saturating_sub(le_c[j]);
+            let xb = baseline.requests.saturating_sub(le_b[j]);
+            tail.test
+                .update(t, xc, canary.requests, xb, baseline.requests);
+            if canary.requests > 0 && baseline.requests > 0 {
+                tail.bound = Some(self.bounds[j]);
+            }
         }
+        for (acc, b) in self.baseline_le.iter_mut().zip(&le_b) {
+            *acc += b;
+        }
+        self.baseline_total += baseline.requests;
         let per_bucket = |h: &[(f64, u64)]| {
             let mut prev = 0;
             h.iter()
@@ -496,18 +552,18 @@ impl LatencyTest {
         self.tilt.update(t, &per_bucket(hc), &per_bucket(hb));
     }
 
-    /// Mean of the exceedance tests (tail-sensitive), ln.
-    fn exceedance_log_e(&self) -> f64 {
-        if self.tests.is_empty() {
+    /// Mean of the tail tests, ln.
+    fn tails_log_e(&self) -> f64 {
+        if self.tails.is_empty() {
             return 0.0;
         }
-        let each: Vec<f64> = self.tests.iter().map(OddsRatioTest::log_e).collect();
+        let each: Vec<f64> = self.tails.iter().map(|t| t.test.log_e()).collect();
         log_sum_exp(&each) - (each.len() as f64).ln()
     }
 
-    /// Half the tilt test (body shifts) plus half the mean of the exceedance tests (tails), ln.
+    /// Half the tilt test (body shifts) plus half the mean of the tail tests, ln.
     fn log_e(&self) -> f64 {
-        log_sum_exp(&[self.tilt.log_e(), self.exceedance_log_e()]) - 2.0_f64.ln()
+        log_sum_exp(&[self.tilt.log_e(), self.tails_log_e()]) - 2.0_f64.ln()
     }
 }
 
@@ -677,11 +733,12 @@ impl Judge for SequentialJudge {
         {
             let log_e = l.log_e();
             let mut strongest = (f64::NEG_INFINITY, None);
-            let mut buckets = Vec::new();
-            for (bound, test) in l.bounds.iter().zip(&l.tests) {
+            let mut tails = Vec::new();
+            for tail in &l.tails {
+                let test = &tail.test;
                 let e = test.log_e();
                 if e > strongest.0 {
-                    strongest = (e, Some(*bound));
+                    strongest = (e, tail.bound);
                 }
                 let frac = |x: u64, n: u64| {
                     if n > 0 {
@@ -690,8 +747,9 @@ impl Judge for SequentialJudge {
                         Value::Null
                     }
                 };
-                buckets.push(json!({
-                    "le_ms": num(*bound),
+                tails.push(json!({
+                    "baseline_quantile": num(tail.quantile),
+                    "le_ms": tail.bound.map_or(Value::Null, num),
                     "e_value": num(e.exp()),
                     "canary_slower_fraction": frac(test.totals[0], test.totals[1]),
                     "baseline_slower_fraction": frac(test.totals[2], test.totals[3]),
@@ -704,14 +762,14 @@ impl Judge for SequentialJudge {
                 "p_value_anytime": num((-self.latency_max_log_e).exp().min(1.0)),
                 "fail_when_e_value_reaches": num(self.signals as f64 / self.alpha),
                 "alpha_share": num(self.alpha / self.signals as f64),
-                "strongest_bucket_le_ms": strongest.1.map_or(Value::Null, num),
+                "strongest_tail_le_ms": strongest.1.map_or(Value::Null, num),
                 "shift_test_e_value": num(l.tilt.log_e().exp()),
-                "tail_tests_e_value": num(l.exceedance_log_e().exp()),
+                "tail_tests_e_value": num(l.tails_log_e().exp()),
             });
             let q = |h: &[(f64, u64)], p: f64| hist::quantile(p, h).map_or(Value::Null, num);
             ev["canary"] = json!({"p50_ms": q(&l.merged_canary, 0.5), "p99_ms": q(&l.merged_canary, 0.99), "requests": l.merged_canary.last().map_or(0, |b| b.1)});
             ev["baseline"] = json!({"p50_ms": q(&l.merged_baseline, 0.5), "p99_ms": q(&l.merged_baseline, 0.99), "requests": l.merged_baseline.last().map_or(0, |b| b.1)});
-            ev["buckets"] = Value::Array(buckets);
+            ev["tails"] = Value::Array(tails);
             let (v, at) = signal_verdict(self.latency_failed_at);
             signals.push(signal_json("latency", v, at, ev));
         }
@@ -860,13 +918,25 @@ mod tests {
         };
         let out = run(&spec(tail, true), 14);
         assert_eq!(out.decision, Decision::Fail);
-        let strongest = out.report["signals"][1]["evidence"]["strongest_bucket_le_ms"]
+        let strongest = out.report["signals"][1]["evidence"]["strongest_tail_le_ms"]
             .as_f64()
             .unwrap_or(0.0);
         assert!(
             strongest >= 250.0,
             "a tail regression shows in the top buckets, got {strongest}"
         );
+    }
+
+    #[test]
+    fn tail_tests_pick_the_bound_at_their_quantile() {
+        // 1000 requests: 900 at or under 50 ms, 990 under 100, 999 under 250, all under 500.
+        let le = [900, 990, 999, 1000];
+        assert_eq!(LatencyTest::bound_at(0.9, &le, 1000), 0);
+        assert_eq!(LatencyTest::bound_at(0.99, &le, 1000), 1);
+        assert_eq!(LatencyTest::bound_at(0.999, &le, 1000), 2);
+        // Slower than every bound: the top one.
+        assert_eq!(LatencyTest::bound_at(0.999, &[0, 0, 0, 0], 1000), 3);
+        assert_eq!(LatencyTest::bound_at(0.999, &[], 0), 0);
     }
 
     #[test]
