@@ -47,6 +47,10 @@ pub struct BenchConfig {
     /// Length of the intervals every judge and the oracle see, seconds (the controller's
     /// `analysis.interval`; threshold presets pool intervals into their own checks).
     pub interval_s: f64,
+    /// When the regression starts in the families whose regression comes with the canary (all
+    /// but the delayed-onset and during-spike ones), seconds; 0 = from the canary's first
+    /// request, as a bad release is bad from its first request.
+    pub onset_s: f64,
 }
 
 impl Default for BenchConfig {
@@ -58,6 +62,7 @@ impl Default for BenchConfig {
             alpha: 0.01,
             threads: 0,
             interval_s: DEFAULT_INTERVAL_S,
+            onset_s: 0.0,
         }
     }
 }
@@ -84,6 +89,23 @@ pub struct Family {
     pub runs: usize,
     /// The spec of run `i` (families cycle through splits and error ratios).
     pub spec: fn(usize) -> SimSpec,
+    /// The family's regression has its own onset (delayed onset, during a spike); the others'
+    /// regression comes with the canary, at [`BenchConfig::onset_s`].
+    pub own_onset: bool,
+}
+
+impl Family {
+    /// The scenario of run `i` under `cfg` (interval length and onset applied).
+    pub fn spec_for(&self, i: usize, cfg: &BenchConfig) -> SimSpec {
+        let mut spec = (self.spec)(i);
+        if cfg.interval_s.is_finite() && cfg.interval_s > 0.0 {
+            spec.interval_s = cfg.interval_s;
+        }
+        if self.kind == FamilyKind::Regression && !self.own_onset {
+            spec.regression.onset_s = cfg.onset_s.clamp(0.0, spec.duration_s / 2.0);
+        }
+        spec
+    }
 }
 
 fn base(rps: f64, duration_s: f64) -> SimSpec {
@@ -121,7 +143,7 @@ fn steady(rps: f64, duration_s: f64, i: usize) -> SimSpec {
 fn regression(error_mult: f64, latency_mult: f64) -> SimSpec {
     let mut s = base(200.0, 3600.0);
     s.regression = Regression {
-        onset_s: 60.0,
+        onset_s: 0.0,
         error_mult,
         latency_mult,
         tail_fraction: 0.0,
@@ -144,24 +166,28 @@ pub fn families() -> Vec<Family> {
         Family {
             name: "aa-steady-3rps",
             kind: FamilyKind::AA,
+            own_onset: false,
             runs: 200,
             spec: |i| steady(3.0, 3600.0, i),
         },
         Family {
             name: "aa-steady-30rps",
             kind: FamilyKind::AA,
+            own_onset: false,
             runs: 200,
             spec: |i| steady(30.0, 3600.0, i),
         },
         Family {
             name: "aa-steady-300rps",
             kind: FamilyKind::AA,
+            own_onset: false,
             runs: 200,
             spec: |i| steady(300.0, 1800.0, i),
         },
         Family {
             name: "aa-varying-load",
             kind: FamilyKind::AA,
+            own_onset: false,
             runs: 200,
             spec: |_| {
                 let mut s = base(100.0, 1800.0);
@@ -173,6 +199,7 @@ pub fn families() -> Vec<Family> {
         Family {
             name: "aa-shared-spike",
             kind: FamilyKind::AA,
+            own_onset: false,
             runs: 200,
             spec: |_| {
                 let mut s = base(100.0, 1800.0);
@@ -183,6 +210,7 @@ pub fn families() -> Vec<Family> {
         Family {
             name: "aa-heavy-tail",
             kind: FamilyKind::AA,
+            own_onset: false,
             runs: 200,
             spec: |_| {
                 let mut s = base(100.0, 1800.0);
@@ -198,30 +226,35 @@ pub fn families() -> Vec<Family> {
         Family {
             name: "err-x1.5",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| regression(1.5, 1.0),
         },
         Family {
             name: "err-x2",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| regression(2.0, 1.0),
         },
         Family {
             name: "err-x3",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| regression(3.0, 1.0),
         },
         Family {
             name: "err-x6",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| regression(6.0, 1.0),
         },
         Family {
             name: "err-x3-low-traffic",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| {
                 let mut s = regression(3.0, 1.0);
@@ -232,6 +265,7 @@ pub fn families() -> Vec<Family> {
         Family {
             name: "err-x3-delayed-onset",
             kind: FamilyKind::Regression,
+            own_onset: true,
             runs: 100,
             spec: |_| {
                 let mut s = regression(3.0, 1.0);
@@ -242,6 +276,7 @@ pub fn families() -> Vec<Family> {
         Family {
             name: "err-x3-during-spike",
             kind: FamilyKind::Regression,
+            own_onset: true,
             runs: 100,
             spec: |_| {
                 let mut s = regression(3.0, 1.0);
@@ -253,24 +288,28 @@ pub fn families() -> Vec<Family> {
         Family {
             name: "lat+10%",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| regression(1.0, 1.10),
         },
         Family {
             name: "lat+25%",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| regression(1.0, 1.25),
         },
         Family {
             name: "lat+60%",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| regression(1.0, 1.60),
         },
         Family {
             name: "lat-tail-3%x10",
             kind: FamilyKind::Regression,
+            own_onset: false,
             runs: 100,
             spec: |_| {
                 let mut s = regression(1.0, 1.0);
@@ -488,10 +527,7 @@ pub fn run_bench(
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(f, i)) = jobs.get(k) else { break };
-                    let mut spec = (families[f].spec)(i);
-                    if cfg.interval_s.is_finite() && cfg.interval_s > 0.0 {
-                        spec.interval_s = cfg.interval_s;
-                    }
+                    let spec = families[f].spec_for(i, cfg);
                     let outcome =
                         run_one(&spec, mix(cfg.seed, f as u64, i as u64), &judges, cfg.alpha);
                     if let Ok(mut r) = results.lock() {
@@ -505,7 +541,7 @@ pub fn run_bench(
     let results = results.into_inner().unwrap_or_default();
     let mut out = Vec::new();
     for (f, fam) in families.iter().enumerate() {
-        let spec0 = (fam.spec)(0);
+        let spec0 = fam.spec_for(0, cfg);
         let onset = spec0.regression.onset_s;
         let horizon = (spec0.duration_s - onset).max(0.0);
         let outcomes: Vec<&RunOutcome> = jobs
@@ -905,13 +941,21 @@ impl BenchReport {
         }
         out.push_str(&format!(
             "\nalpha {} · seed {} · {} s intervals for every judge and the oracle (threshold presets pool them into their own checks, flagger-tutorial: 1 min)\n\
+             onset: regressions start {} (delayed-onset and during-spike families: at their own onset)\n\
              median delay (per family): seconds from the onset to the judge's fail, median over the runs; a run the judge never failed counts as\n\
              \x20 censored at the time left after the onset (≥: the median is a lower bound); fails before the onset are false alarms ('early'), not delays\n\
              vs oracle: judge's median delay / oracle's · vs flagger-t: flagger-tutorial's median delay / judge's (≥: a lower bound, flagger missed)\n\
              overall: those ratios' geometric mean over the {fams} regression families (each family weighs the same); median delay: over detected runs, pooled\n\
              oracle: Wald SPRT told the true rates, distributions and onset · {ORACLE_UNKNOWN_ONSET}: told the same but not the onset (start-time mixture, same prior as sequential)\n\
              vs onset-unknown: judge's median delay / {ORACLE_UNKNOWN_ONSET}'s (what is left once the price of not knowing the onset is paid)\n",
-            self.config.alpha, self.config.seed, self.config.interval_s
+            self.config.alpha,
+            self.config.seed,
+            self.config.interval_s,
+            if self.config.onset_s > 0.0 {
+                format!("{} s after the canary's start", self.config.onset_s)
+            } else {
+                "with the canary's first interval".to_string()
+            }
         ));
         out
     }
@@ -956,6 +1000,7 @@ impl BenchReport {
             "seed": self.config.seed,
             "quick": self.config.quick,
             "interval_s": num(self.config.interval_s),
+            "onset_s": num(self.config.onset_s),
             "definitions": {
                 "median_delay_censored_s": "per family: median over runs of (fail time - onset); a run never failed counts as censored at (duration - onset), so the median is then a lower bound; fails before the onset are excluded (early_fails)",
                 "median_delay_vs_oracle": "per family: judge's censored median / oracle's; overall: geometric mean over regression families",
@@ -974,9 +1019,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn onset_option_moves_only_the_regressions_that_come_with_the_canary() {
+        let fams = families();
+        let find = |name: &str| fams.iter().find(|f| f.name == name).expect(name);
+        let at = |cfg: &BenchConfig, name: &str| find(name).spec_for(0, cfg).regression.onset_s;
+        let default = BenchConfig::default();
+        let late = BenchConfig {
+            onset_s: 60.0,
+            interval_s: 1.0,
+            ..BenchConfig::default()
+        };
+        assert_eq!(at(&default, "err-x2"), 0.0);
+        assert_eq!(at(&late, "err-x2"), 60.0);
+        assert_eq!(at(&late, "lat-tail-3%x10"), 60.0);
+        assert_eq!(at(&default, "err-x3-delayed-onset"), 1200.0);
+        assert_eq!(at(&late, "err-x3-delayed-onset"), 1200.0);
+        assert_eq!(at(&late, "err-x3-during-spike"), SPIKE.start_s);
+        assert_eq!(find("err-x2").spec_for(0, &late).interval_s, 1.0);
+    }
+
+    #[test]
     fn oracle_detects_a_clear_regression_and_not_before_onset() {
         let mut s = regression(6.0, 1.0);
         s.duration_s = 600.0;
+        s.regression.onset_s = 60.0;
         let (iv, truth) = simulate(&s, 5);
         let t = oracle(&iv, &truth, 0.01).unwrap_or(f64::INFINITY);
         assert!(t > 60.0 && t < 200.0, "oracle at {t}");

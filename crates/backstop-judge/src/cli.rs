@@ -209,7 +209,7 @@ fn text_report(report: &Value, name: &str, intervals: usize) -> String {
         ));
         if let Some(ev) = s["evidence"].as_object() {
             for (k, v) in ev {
-                if k == "buckets" {
+                if k == "tails" {
                     continue;
                 }
                 out.push_str(&format!("      {k}: {}\n", rounded(v)));
@@ -296,6 +296,12 @@ pub struct BenchCanaryArgs {
     /// `analysis.interval`) or `1s`; the threshold presets still pool into their own checks.
     #[arg(long, default_value = "5s", value_parser = parse_bench_interval)]
     pub interval: std::time::Duration,
+    /// When the regression starts in the families whose regression comes with the canary (all
+    /// but the delayed-onset and during-spike families): `0s` (the default) = from the canary's
+    /// first request, as a bad release is bad from its first request; e.g. `60s` to see what a
+    /// minute of good behaviour first costs every judge.
+    #[arg(long, default_value = "0s", value_parser = parse_bench_onset)]
+    pub onset: std::time::Duration,
     /// Output format on stdout.
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: OutputFormat,
@@ -309,6 +315,17 @@ fn parse_bench_interval(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("invalid duration {text:?}: {e} (expected e.g. 5s, 1s, 500ms)"))?;
     if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(60) {
         return Err(format!("{text:?} is outside 100ms..=60s"));
+    }
+    Ok(d)
+}
+
+fn parse_bench_onset(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?}: {e} (expected e.g. 0s, 60s, 5m)"))?;
+    if d > std::time::Duration::from_secs(900) {
+        return Err(format!(
+            "{text:?} is over 15m (the shortest family runs 30 minutes)"
+        ));
     }
     Ok(d)
 }
@@ -331,6 +348,7 @@ pub fn run_bench_canary(args: &BenchCanaryArgs) -> i32 {
         alpha: args.alpha,
         threads: args.threads,
         interval_s: args.interval.as_secs_f64(),
+        onset_s: args.onset.as_secs_f64(),
     };
     let fams = families();
     let total: usize = fams.iter().map(|f| runs_for(f, &cfg)).sum();
