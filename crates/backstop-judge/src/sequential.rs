@@ -567,6 +567,13 @@ impl LatencyTest {
     }
 }
 
+/// A test's excess of canary outcomes over what the baseline predicts, with its confidence
+/// sequence at level 1 − `alpha`.
+fn excess_json(test: &OddsRatioTest, alpha: f64) -> Value {
+    let (excess, lo, hi) = test.excess(alpha);
+    json!({"estimate": num(excess), "confidence_sequence": [num(lo), num(hi)], "level": num(1.0 - alpha)})
+}
+
 /// The sequential judge (see the module docs).
 #[derive(Debug)]
 pub struct SequentialJudge {
@@ -722,8 +729,7 @@ impl Judge for SequentialJudge {
             let ratio = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { f64::NAN };
             ev["canary"] = json!({"requests": t.totals[1], "errors": t.totals[0], "error_ratio": num(ratio(t.totals[0], t.totals[1]))});
             ev["baseline"] = json!({"requests": t.totals[3], "errors": t.totals[2], "error_ratio": num(ratio(t.totals[2], t.totals[3]))});
-            let (excess, lo, hi) = t.excess(self.alpha);
-            ev["excess_canary_errors"] = json!({"estimate": num(excess), "confidence_sequence": [num(lo), num(hi)], "level": num(1.0 - self.alpha)});
+            ev["excess_canary_errors"] = excess_json(t, self.alpha);
             ev["baseline_degraded_intervals"] = json!(self.baseline_degraded_intervals);
             let (v, at) = signal_verdict(self.errors_failed_at);
             signals.push(signal_json("error_ratio", v, at, ev));
@@ -754,6 +760,7 @@ impl Judge for SequentialJudge {
                     "canary_slower_fraction": frac(test.totals[0], test.totals[1]),
                     "baseline_slower_fraction": frac(test.totals[2], test.totals[3]),
                     "odds_ratio_mantel_haenszel": num(test.mantel_haenszel()),
+                    "excess_slower_canary_requests": excess_json(test, self.alpha),
                 }));
             }
             let mut ev = json!({
@@ -918,6 +925,21 @@ mod tests {
         };
         let out = run(&spec(tail, true), 14);
         assert_eq!(out.decision, Decision::Fail);
+        let tails = &out.report["signals"][1]["evidence"]["tails"];
+        assert_eq!(tails.as_array().map(Vec::len), Some(TAIL_QUANTILES.len()));
+        for tail in tails.as_array().into_iter().flatten() {
+            let excess = &tail["excess_slower_canary_requests"];
+            let (est, lo, hi) = (
+                excess["estimate"].as_f64().unwrap_or(f64::NAN),
+                excess["confidence_sequence"][0]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+                excess["confidence_sequence"][1]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+            );
+            assert!(est > 0.0 && lo < est && est < hi, "tail {tail}");
+        }
         let strongest = out.report["signals"][1]["evidence"]["strongest_tail_le_ms"]
             .as_f64()
             .unwrap_or(0.0);
