@@ -43,6 +43,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::report::{Verdict, num, report_json, signal_json, time_json};
 use crate::{ArmCounts, Decision, Interval, Judge, JudgeSettings, SignalKind, hist};
@@ -343,28 +344,22 @@ pub const TILT_MAX: f64 = 1.5;
 /// Anytime-valid, one-sided test that the canary's requests are slower than the baseline's,
 /// on the whole histogram at once: each interval, the canary's requests are (under the null) a
 /// random sample without replacement from the pooled requests of the interval; the sum `T` of
-/// their standardised log-latency scores has `E[exp(λT)] ≤ (mean_pool exp(λ z))^{n_c}`
+/// their standardised bucket scores ([`normal_scores`] of the pooled histogram: a rank test, so
+/// the bucket bounds' values do not matter) has `E[exp(λT)] ≤ (mean_pool exp(λ z))^{n_c}`
 /// (Hoeffding 1963), so `exp(λT) / (mean_pool exp(λ z))^{n_c}` is an e-value for every λ > 0.
 /// Mixed over a grid of λ in [[`TILT_MIN`], [`TILT_MAX`]] and over start times. Sensitive to
 /// shifts of the body.
 #[derive(Debug, Clone)]
 pub struct TiltTest {
     lambdas: Vec<f64>,
-    scores: Vec<f64>,
+    /// Buckets per arm, `+Inf` included.
+    buckets: usize,
     mix: Mixture,
 }
 
 impl TiltTest {
     /// Buckets with finite upper bounds `bounds` (ms) plus `+Inf`; `points` tilts.
     pub fn new(bounds: &[f64], points: usize) -> Self {
-        let mut scores = Vec::with_capacity(bounds.len() + 1);
-        let mut lo = None;
-        for &hi in bounds {
-            let lower: f64 = lo.unwrap_or(hi / 2.0);
-            scores.push((lower.max(1e-3) * hi.max(1e-3)).sqrt().ln());
-            lo = Some(hi);
-        }
-        scores.push((2.0 * lo.unwrap_or(1.0)).max(1e-3).ln());
         let k = points.clamp(2, 64);
         let (a, b) = (TILT_MIN.ln(), TILT_MAX.ln());
         let lambdas = (0..k)
@@ -372,7 +367,7 @@ impl TiltTest {
             .collect();
         Self {
             lambdas,
-            scores,
+            buckets: bounds.len() + 1,
             mix: Mixture::new(k, StartPrior::default()),
         }
     }
@@ -382,11 +377,7 @@ impl TiltTest {
     pub fn update(&mut self, t: f64, canary: &[u64], baseline: &[u64]) {
         let n_c: u64 = canary.iter().sum();
         let n_b: u64 = baseline.iter().sum();
-        if n_c == 0
-            || n_b == 0
-            || canary.len() != self.scores.len()
-            || baseline.len() != self.scores.len()
-        {
+        if n_c == 0 || n_b == 0 || canary.len() != self.buckets || baseline.len() != self.buckets {
             self.mix.push(t, |_| 0.0);
             return;
         }
@@ -396,10 +387,11 @@ impl TiltTest {
             .zip(baseline)
             .map(|(c, b)| (c + b) as f64 / n)
             .collect();
-        let mean: f64 = pooled.iter().zip(&self.scores).map(|(p, s)| p * s).sum();
+        let scores = normal_scores(&pooled);
+        let mean: f64 = pooled.iter().zip(&scores).map(|(p, s)| p * s).sum();
         let var: f64 = pooled
             .iter()
-            .zip(&self.scores)
+            .zip(&scores)
             .map(|(p, s)| p * (s - mean) * (s - mean))
             .sum();
         if var <= 1e-12 {
@@ -407,7 +399,7 @@ impl TiltTest {
             return;
         }
         let sd = var.sqrt();
-        let z: Vec<f64> = self.scores.iter().map(|s| (s - mean) / sd).collect();
+        let z: Vec<f64> = scores.iter().map(|s| (s - mean) / sd).collect();
         let stat: f64 = canary.iter().zip(&z).map(|(c, z)| *c as f64 * z).sum();
         let (lambdas, nc) = (&self.lambdas, n_c as f64);
         self.mix.push(t, |k| {
@@ -428,6 +420,42 @@ impl TiltTest {
     pub fn log_e(&self) -> f64 {
         self.mix.log_e()
     }
+}
+
+/// Normal scores of the buckets for the pooled bucket fractions `pooled`: the mean of a standard
+/// normal variable over the stretch of quantiles the bucket covers,
+/// `(φ(Φ⁻¹(F_{k−1})) − φ(Φ⁻¹(F_k))) / p_k`. The locally most powerful rank scores for a shift
+/// of (log-)normal latencies, whatever the bucket bounds are; bounded (a few units), so one
+/// extreme bucket cannot dominate.
+fn normal_scores(pooled: &[f64]) -> Vec<f64> {
+    let normal = Normal::standard();
+    let density = |x: f64| {
+        if x.is_finite() {
+            (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+        } else {
+            0.0
+        }
+    };
+    let mut cumulative = 0.0_f64;
+    let mut prev_density = 0.0;
+    pooled
+        .iter()
+        .map(|&p| {
+            if p <= 0.0 {
+                return 0.0;
+            }
+            cumulative = (cumulative + p).min(1.0);
+            let x = if cumulative >= 1.0 - 1e-12 {
+                f64::INFINITY
+            } else {
+                normal.inverse_cdf(cumulative)
+            };
+            let d = density(x);
+            let score = (prev_density - d) / p;
+            prev_density = d;
+            score
+        })
+        .collect()
 }
 
 /// Where the tail tests look: the latency quantiles of the baseline (p90, p99, p99.9). Each tail
@@ -947,6 +975,19 @@ mod tests {
             strongest >= 250.0,
             "a tail regression shows in the top buckets, got {strongest}"
         );
+    }
+
+    #[test]
+    fn normal_scores_are_centred_increasing_and_symmetric() {
+        let pooled = [0.0, 0.1, 0.4, 0.4, 0.1, 0.0];
+        let s = normal_scores(&pooled);
+        let mean: f64 = pooled.iter().zip(&s).map(|(p, s)| p * s).sum();
+        assert!(mean.abs() < 1e-9, "mean {mean}");
+        assert!(s[1] < s[2] && s[2] < s[3] && s[3] < s[4], "{s:?}");
+        assert!((s[1] + s[4]).abs() < 1e-9 && (s[2] + s[3]).abs() < 1e-9);
+        // The lowest tenth of a standard normal has mean −φ(Φ⁻¹(0.1))/0.1 ≈ −1.7550.
+        assert!((s[1] + 1.7550).abs() < 1e-3, "{}", s[1]);
+        assert_eq!(normal_scores(&[1.0]), vec![0.0]);
     }
 
     #[test]
