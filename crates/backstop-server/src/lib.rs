@@ -63,6 +63,9 @@ pub struct Ctx {
     pub wake: Notify,
     /// Recent traffic samples per environment, for rollout baselines.
     pub traffic_history: baseline::History,
+    /// Results of the gate's `migrations` check by input (see `schema::check_key`): the proof
+    /// runs once per version of a migration set, not on every rollout start.
+    pub migration_checks: schema::CheckCache,
 }
 
 /// Appends an audit record, attributing it to `actor`.
@@ -161,6 +164,7 @@ pub async fn serve(
         commands: tx,
         wake: Notify::new(),
         traffic_history: baseline::History::default(),
+        migration_checks: schema::CheckCache::default(),
     });
     let cancel = CancellationToken::new();
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));

@@ -9,6 +9,49 @@ use backstop_migrate::apply::{self, DownOutcome};
 
 use crate::Ctx;
 
+/// A finished `migrations check`: passed, the reason, the counts.
+pub type CheckOutcome = (bool, String, serde_json::Value);
+
+/// Outcomes of `migrations check` by [`check_key`]. Only outcomes of a check that ran to the
+/// end are kept; "cannot be checked" is retried every time.
+#[derive(Debug, Default)]
+pub struct CheckCache(std::sync::Mutex<std::collections::HashMap<String, CheckOutcome>>);
+
+impl CheckCache {
+    fn get(&self, key: &str) -> Option<CheckOutcome> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: String, outcome: CheckOutcome) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key, outcome);
+        }
+    }
+}
+
+/// What a check's outcome depends on: the engine, every script's hash in apply order (the text
+/// `backstop.sum` would hold, so an edited, added, removed or reordered script changes it) and
+/// the recorded `backstop.sum`. `None` when the set cannot be read (the check says why).
+fn check_key(spec: &backstop_config::MigrationsSpec) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let set = backstop_migrate::load(&spec.dir).ok()?;
+    let recorded = match std::fs::read(spec.dir.join(backstop_migrate::checksum::SUM_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(_) => return None,
+    };
+    let mut h = Sha256::new();
+    h.update(format!("{:?}\n", engine(spec.engine)));
+    h.update(backstop_migrate::checksum::render_sum(&set));
+    h.update(b"\nrecorded\n");
+    h.update(&recorded);
+    Some(format!(
+        "{}:{}",
+        spec.dir.display(),
+        hex::encode(h.finalize())
+    ))
+}
+
 fn engine(e: MigrationEngine) -> Engine {
     match e {
         MigrationEngine::Sqlite => Engine::Sqlite,
@@ -90,11 +133,25 @@ impl Ctx {
     }
 
     /// Runs `migrations check` on the service's migration set (lint + proof on a scratch
-    /// database): whether it passes, why, and the counts.
-    pub async fn check_migrations(
-        &self,
-        spec: &backstop_config::MigrationsSpec,
-    ) -> (bool, String, serde_json::Value) {
+    /// database): whether it passes, why, and the counts. Remembered per version of the set
+    /// ([`check_key`]), so a rollout start pays for the proof only when a script changed.
+    pub async fn check_migrations(&self, spec: &backstop_config::MigrationsSpec) -> CheckOutcome {
+        let key = check_key(spec);
+        if let Some(done) = key.as_deref().and_then(|k| self.migration_checks.get(k)) {
+            return done;
+        }
+        let outcome = Self::run_migrations_check(spec).await;
+        // A set that could not be checked (no scratch database, unreadable files) is not
+        // remembered: the next rollout start tries again.
+        if let Some(key) = key
+            && !outcome.2.is_null()
+        {
+            self.migration_checks.put(key, outcome.clone());
+        }
+        outcome
+    }
+
+    async fn run_migrations_check(spec: &backstop_config::MigrationsSpec) -> CheckOutcome {
         let dir = spec.dir.display().to_string();
         match backstop_migrate::check(&spec.dir, engine(spec.engine), None).await {
             Ok(report) if report.ok => (

@@ -155,6 +155,21 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
         way_back["reason"].as_str().unwrap().contains("proven down"),
         "{gate:#}"
     );
+    // The gate's proof is remembered per version of the set: an edited down is proven again
+    // (and blocks), the original text passes again.
+    let down = migrations.join("2_email.down.sql");
+    let original = std::fs::read_to_string(&down).unwrap();
+    std::fs::write(&down, "SELECT 1;\n").unwrap();
+    let blocked = d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 1);
+    let check = blocked["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "migrations")
+        .unwrap();
+    assert_eq!(check["ok"], false, "{blocked:#}");
+    std::fs::write(&down, original).unwrap();
+    d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 0);
     deploy(&d, "v2");
     assert_eq!(applied(&url), ["1", "2"]);
 
