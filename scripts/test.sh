@@ -5,11 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the test suite needs. Tests that need one fail with the install command in
-# their message rather than passing silently. PostgreSQL (server binaries: initdb, pg_ctl) is
+# Debian packages the test suite needs (prometheus: the signal-source test runs a real one that
+# scrapes the daemon). Tests that need one fail with the install command in their message
+# rather than passing silently. PostgreSQL (server binaries: initdb, pg_ctl) is
 # for `migrations check --engine postgres`, which starts its own temporary cluster as a
 # non-root user; the image usually has it, the package is installed when it does not.
-PACKAGES=(haproxy nginx)
+PACKAGES=(haproxy nginx prometheus)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -33,7 +34,7 @@ fi
 
 # A system haproxy/nginx left running would not disturb the tests (free ports), but stop them
 # anyway so the machine stays as the tests expect.
-for svc in haproxy nginx; do
+for svc in haproxy nginx prometheus; do
   pkill -x "$svc" 2>/dev/null || true
 done
 

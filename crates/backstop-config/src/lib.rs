@@ -33,9 +33,10 @@ pub use freeze::FreezeWindow;
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
     Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks,
-    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Objectives, Params, RolloutBreaker,
-    RolloutSpec, Router, Run, SecretRef, Service, Severity, SeverityAction, SeverityPolicy, Step,
-    Strategy, Traffic, WebhookFormat, format_duration, parse_duration,
+    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Objectives, Params,
+    PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service, Severity,
+    SeverityAction, SeverityPolicy, Signals, Step, Strategy, Traffic, WebhookFormat,
+    format_duration, parse_duration,
 };
 
 pub use stateful::{

@@ -6,11 +6,13 @@
 //! - [`command`]: command deployer (user scripts for deploy, stop and health, with timeouts,
 //!   process-group kills, capped output and retries);
 //! - [`notify`]: webhook notifications (JSON or Slack, HMAC-signed, retried, never blocking);
-//! - [`load`]: paced load generator used by quickstart, tests and benchmarks.
+//! - [`load`]: paced load generator used by quickstart, tests and benchmarks;
+//! - [`prometheus`]: a signal source reading per-version counters from a Prometheus server.
 
 pub mod command;
 pub mod load;
 pub mod notify;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod router;

@@ -332,7 +332,18 @@ impl Controller {
             .map_or(now, |e| e.at_ms);
         let first_request_seen = events.iter().any(|e| e.kind == "canary.first_request");
         let (baseline, canary) = self.arm_versions(r).await?;
-        let stats = ctx.traffic_stats(&r.service, &r.env).await?;
+        if let Some(source) = ctx.signal_sources.get(&(r.service.clone(), r.env.clone()))
+            && !events.iter().any(|e| e.kind == "analysis.source")
+        {
+            // Where the judged numbers come from, for whoever reads the rollout later.
+            self.event(
+                &r.id,
+                "analysis.source",
+                json!({"source": "prometheus", "queries": source.queries()}),
+            )
+            .await?;
+        }
+        let stats = self.stats_or_event(r).await?;
         Ok(Watch {
             judge: std::sync::Mutex::new(judge),
             last: (find(&stats, &baseline), find(&stats, &canary)),
@@ -341,6 +352,28 @@ impl Controller {
             first_request_seen,
             failed_health_checks: 0,
         })
+    }
+
+    /// The traffic counters of `r`'s environment. When they cannot be read (a signal source
+    /// down or a bad query), the rollout holds where it is (no step advances without data) and
+    /// the reason becomes an `analysis.source_error` event, once per distinct reason.
+    async fn stats_or_event(&self, r: &Rollout) -> Result<Vec<VersionStats>> {
+        match self.ctx.traffic_stats(&r.service, &r.env).await {
+            Ok(stats) => Ok(stats),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                let events = self.ctx.store.events(&r.id).await?;
+                let last = events
+                    .iter()
+                    .rev()
+                    .find(|ev| ev.kind == "analysis.source_error");
+                if last.is_none_or(|ev| ev.detail["error"] != reason.as_str()) {
+                    self.event(&r.id, "analysis.source_error", json!({"error": reason}))
+                        .await?;
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn arm_versions(&self, r: &Rollout) -> Result<(String, String)> {
@@ -364,7 +397,7 @@ impl Controller {
         }
         let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
         let (baseline_v, canary_v) = self.arm_versions(&r).await?;
-        let stats = ctx.traffic_stats(&r.service, &r.env).await?;
+        let stats = self.stats_or_event(&r).await?;
         let watch = self
             .watches
             .get_mut(&r.id)
@@ -389,10 +422,16 @@ impl Controller {
         };
         watch.last = cur.clone();
         watch.next_sample_at = now + interval_ms;
+        // The proxy knows when the canary's first request came; a source that only has counters
+        // (Prometheus) tells the interval in which requests first showed.
         let first_request = if watch.first_request_seen {
             None
         } else {
-            cur.1.as_ref().and_then(|c| c.first_request_at)
+            cur.1
+                .as_ref()
+                .and_then(|c| c.first_request_at)
+                .map(system_ms)
+                .or_else(|| (interval.canary.requests > 0).then_some(now))
         };
         if first_request.is_some() {
             watch.first_request_seen = true;
@@ -400,7 +439,7 @@ impl Controller {
         if let Some(at) = first_request {
             self.event_at(
                 &r.id,
-                system_ms(at),
+                at,
                 "canary.first_request",
                 json!({"version": canary_v}),
             )

@@ -55,6 +55,9 @@ pub struct Ctx {
     pub routers: BTreeMap<(String, String), Arc<dyn TrafficRouter>>,
     /// The built-in proxies among them (for `/metrics` and their listen addresses).
     pub proxies: BTreeMap<(String, String), Proxy>,
+    /// Signal sources of the (service, environment)s whose config names one; the others read
+    /// their router's counters.
+    pub signal_sources: BTreeMap<(String, String), backstop_drivers::prometheus::PrometheusSource>,
     pub token_hash: String,
     /// Webhook notifiers per service (never block a recovery step).
     pub notifiers: BTreeMap<String, backstop_drivers::notify::Notifier>,
@@ -134,6 +137,7 @@ pub async fn serve(
     std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
     let mut proxies = BTreeMap::new();
     let mut routers = BTreeMap::new();
+    let mut signal_sources = BTreeMap::new();
     for svc in &opts.config.services {
         for env in &svc.environments {
             let key = (svc.name.clone(), env.name.clone());
@@ -145,6 +149,11 @@ pub async fn serve(
                         svc.name, env.name
                     )
                 })?;
+            if let Some(source) = runtime::build_signal_source(svc, env).with_context(|| {
+                format!("service {} environment {}: signals", svc.name, env.name)
+            })? {
+                signal_sources.insert(key.clone(), source);
+            }
             routers.insert(key, router);
         }
     }
@@ -159,6 +168,7 @@ pub async fn serve(
         state_dir: opts.state_dir,
         routers,
         proxies,
+        signal_sources,
         notifiers,
         token_hash,
         commands: tx,

@@ -8,9 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use backstop_config::{CommandVars, Environment, Router, Service, render_command};
+use backstop_config::{
+    CommandVars, Environment, PrometheusSignals, Router, Service, render_command,
+};
 use backstop_core::model::{Artifact, InstanceRecord, Phase, Release};
 use backstop_drivers::process::{self, Instance, InstanceSpec};
+use backstop_drivers::prometheus::{PrometheusConfig, PrometheusSource};
 use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
 use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig};
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
@@ -20,6 +23,23 @@ use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
 use crate::{Ctx, now_ms};
+
+/// The signal source of `svc` in `env`, if its config names one.
+pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<PrometheusSource>> {
+    let Some(p) = &svc.signals.prometheus else {
+        return Ok(None);
+    };
+    let render = |q: &str| PrometheusSignals::render(q, &svc.name, &env.name);
+    let source = PrometheusSource::new(PrometheusConfig {
+        url: p.url.clone(),
+        requests: render(&p.requests),
+        errors: render(&p.errors),
+        latency: p.latency.as_deref().map(render),
+        version_label: p.version_label.clone(),
+        timeout: p.timeout,
+    })?;
+    Ok(Some(source))
+}
 
 /// How long a stopping instance gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -37,9 +57,16 @@ impl Ctx {
             .ok_or_else(|| anyhow!("no traffic router for {service}/{env}"))
     }
 
-    /// Per-version counters from the router, when it can observe traffic (built-in proxy,
-    /// HAProxy); empty otherwise.
+    /// Per-version counters from the service's signal source (`signals.prometheus`) when it has
+    /// one, else from the router when it can observe traffic (built-in proxy, HAProxy); empty
+    /// otherwise.
     pub async fn traffic_stats(&self, service: &str, env: &str) -> Result<Vec<VersionStats>> {
+        if let Some(source) = self
+            .signal_sources
+            .get(&(service.to_string(), env.to_string()))
+        {
+            return Ok(source.stats().await?);
+        }
         Ok(self
             .router(service, env)?
             .stats()

@@ -16,36 +16,12 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
         proxy,
     );
     d.register("v0", 0.0);
-    d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v0",
-            "--wait",
-        ],
-        0,
-    );
+    d.rollout_wait("v0", 0);
     let traffic = Traffic::start(proxy, 60.0);
 
     for bad in ["b1", "b2", "b3"] {
         d.register(bad, 0.5);
-        let r = d.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                bad,
-                "--wait",
-            ],
-            1,
-        );
+        let r = d.rollout_wait(bad, 1);
         assert_eq!(r["rollout"]["phase"], "recovered", "{r:#}");
         assert_eq!(
             r["rollout"]["severity"], "critical",
@@ -131,19 +107,7 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
     );
     let mut d = Daemon::start(&state, &config, proxy);
     d.register("v1", 0.0);
-    d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v1",
-            "--wait",
-        ],
-        0,
-    );
+    d.rollout_wait("v1", 0);
     let stable = support::instance_pids(&state);
     d.register("v2", 0.0);
     let id = d.cli_json(

@@ -29,36 +29,9 @@ fn scripts_deploy_and_stop_versions_and_a_bad_canary_is_rolled_back() {
 
     d.register("v1", 0.0);
     d.register("v2", 0.5);
-    assert_eq!(
-        d.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                "v1",
-                "--wait"
-            ],
-            0
-        )["rollout"]["phase"],
-        "promoted"
-    );
+    assert_eq!(d.rollout_wait("v1", 0)["rollout"]["phase"], "promoted");
     let traffic = Traffic::start(proxy, 60.0);
-    let v2 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-            "--wait",
-        ],
-        1,
-    );
+    let v2 = d.rollout_wait("v2", 1);
     assert_eq!(v2["rollout"]["phase"], "recovered", "{v2:#}");
     let (sent, _) = traffic.stop();
     assert!(sent > 0);

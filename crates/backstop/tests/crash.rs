@@ -10,19 +10,7 @@ const STEPS: &str = "[{weight: 10, for: 4s}, {weight: 50, for: 4s}, {weight: 100
 
 fn deploy_v1(d: &Daemon) {
     d.register("v1", 0.0);
-    let v1 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v1",
-            "--wait",
-        ],
-        0,
-    );
+    let v1 = d.rollout_wait("v1", 0);
     assert_eq!(v1["rollout"]["phase"], "promoted");
 }
 
@@ -36,19 +24,7 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
     d.register("v2", 0.0);
     let traffic = Traffic::start(proxy, 50.0);
 
-    let started = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-        ],
-        0,
-    );
-    let id = started["id"].as_str().unwrap().to_string();
+    let id = d.rollout_start("v2");
     d.wait_rollout(&id, "second step (50 %)", |r| {
         r["rollout"]["canary_weight"] == 50.0
     });
@@ -125,19 +101,7 @@ fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() 
     d.register("v2", 0.3);
     let traffic = Traffic::start(proxy, 60.0);
 
-    let started = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-        ],
-        0,
-    );
-    let id = started["id"].as_str().unwrap().to_string();
+    let id = d.rollout_start("v2");
     d.wait_rollout(&id, "canary live", |r| {
         r["rollout"]["phase"] == "progressing"
     });

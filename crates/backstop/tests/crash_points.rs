@@ -58,40 +58,13 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         .replace("    rollout:", &hooks);
     let mut d = Daemon::start(&state, &config, proxy);
     d.register("v0", 0.0);
-    assert_eq!(
-        d.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                "v0",
-                "--wait"
-            ],
-            0
-        )["rollout"]["phase"],
-        "promoted"
-    );
+    assert_eq!(d.rollout_wait("v0", 0)["rollout"]["phase"], "promoted");
 
     let mut recoveries = Vec::new();
     for i in 1..=points {
         let version = format!("v{i}");
         d.register(&version, 0.0);
-        let r = d.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                &version,
-                "--wait",
-            ],
-            0,
-        );
+        let r = d.rollout_wait(&version, 0);
         assert_eq!(r["rollout"]["phase"], "promoted", "{r:#}");
 
         // Ask for a rollback and kill the daemon somewhere inside it.

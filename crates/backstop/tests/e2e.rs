@@ -24,36 +24,12 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     d.register("v3", 0.2);
 
     // First deployment: nothing to compare with, it becomes the baseline.
-    let v1 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v1",
-            "--wait",
-        ],
-        0,
-    );
+    let v1 = d.rollout_wait("v1", 0);
     assert_eq!(v1["rollout"]["phase"], "promoted");
 
     let traffic = Traffic::start(proxy, 80.0);
 
-    let v2 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-            "--wait",
-        ],
-        0,
-    );
+    let v2 = d.rollout_wait("v2", 0);
     assert_eq!(v2["rollout"]["phase"], "promoted", "{v2:#}");
     assert!(
         v2["events"]
@@ -63,19 +39,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
             .any(|e| e["kind"] == "step.advanced")
     );
 
-    let v3 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v3",
-            "--wait",
-        ],
-        1,
-    );
+    let v3 = d.rollout_wait("v3", 1);
     assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");
     assert_eq!(
         v3["rollout"]["verdict"]["verdict"], "fail",

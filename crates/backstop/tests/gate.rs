@@ -204,19 +204,7 @@ services:
     start(&d, "shop", "prod", "v1", &["--wait"], 0);
 
     // An active rollout blocks another one in the same environment.
-    let v2_started = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-        ],
-        0,
-    );
-    let v2_id = v2_started["id"].as_str().unwrap().to_string();
+    let v2_id = d.rollout_start("v2");
     d.wait_rollout(&v2_id, "canary live", |r| {
         r["rollout"]["phase"] == "progressing"
     });
@@ -329,19 +317,7 @@ services:
 
     // Automatic freeze: while shop's recovery runs in prod, cart cannot deploy there unless the
     // change is critical (and says why).
-    let v3_started = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v3",
-        ],
-        0,
-    );
-    let v3_id = v3_started["id"].as_str().unwrap().to_string();
+    let v3_id = d.rollout_start("v3");
     d.wait_rollout(&v3_id, "canary live", |r| {
         r["rollout"]["phase"] == "progressing"
     });
@@ -405,19 +381,7 @@ services:
 
     // A release that cannot start fails its deployment, which trips the breaker for prod
     // (trips_after: 1): the gate refuses until it is reset.
-    let v4 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v4",
-        ],
-        0,
-    );
-    let v4_id = v4["id"].as_str().unwrap().to_string();
+    let v4_id = d.rollout_start("v4");
     d.wait_rollout(&v4_id, "deployment failure rolled back", |r| {
         r["rollout"]["phase"] == "recovered"
     });

@@ -36,33 +36,9 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
         .join("blobs/sha256")
         .join(&digest[..2])
         .join(&digest[2..]);
-    d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v0",
-            "--wait",
-        ],
-        0,
-    );
+    d.rollout_wait("v0", 0);
     d.register("v1", 0.0);
-    d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v1",
-            "--wait",
-        ],
-        0,
-    );
+    d.rollout_wait("v1", 0);
     // Wait for v0's scale-down, then take its artifact away: the original and its backup.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while instance_pids(&state).len() > 1 && std::time::Instant::now() < deadline {

@@ -101,19 +101,7 @@ fn register(d: &Daemon, version: &str, schema: &str) {
 }
 
 fn deploy(d: &Daemon, version: &str) {
-    let out = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            version,
-            "--wait",
-        ],
-        0,
-    );
+    let out = d.rollout_wait(version, 0);
     assert_eq!(out["rollout"]["phase"], "promoted", "{out:#}");
 }
 

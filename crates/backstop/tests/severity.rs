@@ -64,19 +64,7 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
     let (hook_port, hooks) = webhook_sink();
     let mut d = Daemon::start(&state, &tier2_config(proxy, hook_port, "canary"), proxy);
     d.register("v1", 0.0);
-    d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v1",
-            "--wait",
-        ],
-        0,
-    );
+    d.rollout_wait("v1", 0);
     let traffic = Traffic::start(proxy, 80.0);
 
     // Not acknowledged: held, then rolled back at the deadline.
@@ -181,32 +169,8 @@ fn blue_green_switches_at_once_and_switches_back_to_the_warm_colour() {
     let mut d = Daemon::start(&state, &config, proxy);
     d.register("blue", 0.0);
     d.register("green", 0.0);
-    d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "blue",
-            "--wait",
-        ],
-        0,
-    );
-    let green = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "green",
-            "--wait",
-        ],
-        0,
-    );
+    d.rollout_wait("blue", 0);
+    let green = d.rollout_wait("green", 0);
     assert_eq!(green["rollout"]["phase"], "promoted");
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(

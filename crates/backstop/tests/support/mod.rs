@@ -202,6 +202,44 @@ impl Daemon {
         );
     }
 
+    /// `backstop rollout start shop --env prod --version VERSION --wait`, expecting exit `code`:
+    /// the rollout's detail once it has ended.
+    pub fn rollout_wait(&self, version: &str, code: i32) -> serde_json::Value {
+        self.cli_json(
+            &[
+                "rollout",
+                "start",
+                "shop",
+                "--env",
+                "prod",
+                "--version",
+                version,
+                "--wait",
+            ],
+            code,
+        )
+    }
+
+    /// `backstop rollout start shop --env prod --version VERSION` (not waiting): the rollout id.
+    pub fn rollout_start(&self, version: &str) -> String {
+        let started = self.cli_json(
+            &[
+                "rollout",
+                "start",
+                "shop",
+                "--env",
+                "prod",
+                "--version",
+                version,
+            ],
+            0,
+        );
+        started["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a rollout id in {started:#}"))
+            .to_string()
+    }
+
     pub fn rollout(&self, id: &str) -> serde_json::Value {
         self.cli_json(&["rollout", "status", id], 0)
     }
@@ -302,4 +340,90 @@ pub fn instance_pids(state_dir: &Path) -> Vec<u32> {
     pids.sort_unstable();
     pids.dedup();
     pids
+}
+
+/// A real Prometheus server on loopback (Debian package `prometheus`), scraping `targets`'
+/// `/metrics` every second, its data in `dir`. Stopped (SIGKILL) on drop.
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `port` and waits until it answers `/-/ready`.
+    pub fn start(port: u16, targets: &[String], dir: &Path) -> Prometheus {
+        let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect(
+                "prometheus is not installed: apt-get install -y prometheus (scripts/test.sh does)",
+            );
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+                 scrape_configs:\n  - job_name: backstop\n    static_configs: [{{targets: [{}]}}]\n",
+                quoted.join(", ")
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let mut p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + patience();
+        while Instant::now() < deadline {
+            if let Some(status) = p.child.try_wait().unwrap() {
+                panic!(
+                    "prometheus exited with {status}: {}",
+                    std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+                );
+            }
+            if http_get(port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = p.child.kill();
+        panic!("prometheus did not become ready on port {port}");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain `GET path` on 127.0.0.1:`port`: the whole answer (status line, headers, body).
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
