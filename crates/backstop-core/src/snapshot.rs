@@ -219,6 +219,44 @@ pub struct Baseline {
 /// How many analysis intervals a baseline window spans.
 pub const BASELINE_INTERVALS: u32 = 5;
 
+/// Fewest requests of the stable version in one interval before its degradation is judged.
+pub const DEGRADED_MIN_REQUESTS: u64 = 20;
+
+/// Whether the stable version itself is doing much worse during a rollout than before it (a
+/// shared spike, a dependency down): its error ratio in this interval above
+/// `max(3 × before, before + 2 points)`, or its p99 above `3 × before` (and 50 ms more). Then
+/// the environment, not the new version, is what changed; the rollout holds instead of
+/// advancing. `None` when it is not degraded or there is too little to tell; else the reason.
+pub fn environment_degraded(
+    before: &Baseline,
+    requests: u64,
+    errors: u64,
+    p99_ms: Option<f64>,
+) -> Option<String> {
+    if requests < DEGRADED_MIN_REQUESTS {
+        return None;
+    }
+    let ratio = errors.min(requests) as f64 / requests as f64;
+    if let Some(pre) = before.error_ratio
+        && ratio > (3.0 * pre).max(pre + 0.02)
+    {
+        return Some(format!(
+            "the stable version's error ratio is {:.1} % (before the rollout: {:.1} %)",
+            100.0 * ratio,
+            100.0 * pre
+        ));
+    }
+    if let (Some(pre), Some(now)) = (before.latency_p99_ms, p99_ms)
+        && now > 3.0 * pre
+        && now > pre + 50.0
+    {
+        return Some(format!(
+            "the stable version's p99 latency is {now:.0} ms (before the rollout: {pre:.0} ms)"
+        ));
+    }
+    None
+}
+
 /// What was captured before a rollout started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutSafeguards {
@@ -233,6 +271,47 @@ pub struct RolloutSafeguards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn before(error_ratio: f64, p99: f64) -> Baseline {
+        Baseline {
+            version: Some("v1".into()),
+            requested_window_ms: 5000,
+            window_ms: 5000,
+            requests: 500,
+            errors: (500.0 * error_ratio) as u64,
+            requests_per_s: Some(100.0),
+            error_ratio: Some(error_ratio),
+            latency_p50_ms: Some(p99 / 4.0),
+            latency_p99_ms: Some(p99),
+            latency_le_ms: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_environment_is_degraded_when_the_stable_version_is_far_worse_than_before() {
+        let b = before(0.005, 100.0);
+        assert_eq!(environment_degraded(&b, 100, 1, Some(100.0)), None);
+        // 2 points more is within the noise of a low error ratio; 3 points is not.
+        assert_eq!(environment_degraded(&b, 100, 2, Some(100.0)), None);
+        let why = environment_degraded(&b, 100, 3, Some(100.0)).unwrap();
+        assert!(why.contains("3.0 %") && why.contains("0.5 %"), "{why}");
+        // Too few requests to tell.
+        assert_eq!(environment_degraded(&b, 10, 10, Some(100.0)), None);
+        let why = environment_degraded(&b, 100, 0, Some(400.0)).unwrap();
+        assert!(why.contains("400 ms") && why.contains("100 ms"), "{why}");
+        // A fast service: 3× of 5 ms is not worth holding a rollout for.
+        assert_eq!(
+            environment_degraded(&before(0.0, 5.0), 100, 0, Some(20.0)),
+            None
+        );
+        // Nothing known from before: nothing to compare with.
+        let unknown = Baseline {
+            error_ratio: None,
+            latency_p99_ms: None,
+            ..before(0.0, 1.0)
+        };
+        assert_eq!(environment_degraded(&unknown, 100, 100, Some(9e9)), None);
+    }
 
     fn file(sha: &str) -> FileEntry {
         FileEntry {

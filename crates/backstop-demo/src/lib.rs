@@ -53,6 +53,10 @@ pub struct DemoArgs {
     /// Seed of the random generator (reproducible behaviour); random when absent.
     #[arg(long, env = "DEMO_SEED")]
     pub seed: Option<u64>,
+    /// While this file exists, the number in it (0..=1) is the error ratio instead: every
+    /// version given the same file fails alike, like a shared dependency going down.
+    #[arg(long, env = "DEMO_FAULT_FILE")]
+    pub fault_file: Option<std::path::PathBuf>,
 }
 
 impl DemoArgs {
@@ -68,6 +72,7 @@ impl DemoArgs {
             tail_ratio: 0.0,
             tail_ms: 1000.0,
             seed: None,
+            fault_file: None,
         }
     }
 
@@ -180,9 +185,26 @@ pub fn router(args: DemoArgs) -> Router {
 async fn serve_request(
     State(s): State<Arc<AppState>>,
 ) -> (StatusCode, [(&'static str, String); 1], String) {
+    let fault = match &s.args.fault_file {
+        Some(path) => tokio::fs::read_to_string(path)
+            .await
+            .ok()
+            .and_then(|text| text.trim().parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r)),
+        None => None,
+    };
     let outcome = {
         let mut rng = s.rng.lock().unwrap_or_else(PoisonError::into_inner);
-        sample(&s.args, &mut *rng)
+        match fault {
+            Some(error_ratio) => sample(
+                &DemoArgs {
+                    error_ratio,
+                    ..s.args.clone()
+                },
+                &mut *rng,
+            ),
+            None => sample(&s.args, &mut *rng),
+        }
     };
     if outcome.latency_ms > 0.0 {
         tokio::time::sleep(

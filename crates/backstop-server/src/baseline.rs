@@ -28,7 +28,7 @@ impl History {
 }
 
 /// Quantile `q` (0..1) of a cumulative histogram, as its bucket's upper bound.
-fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+pub(crate) fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
     let total = buckets.last()?.1;
     if total == 0 {
         return None;

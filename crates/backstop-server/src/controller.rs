@@ -17,6 +17,7 @@ use backstop_core::recovery::{
 };
 use backstop_core::rollout::{Next, Step, decide};
 use backstop_core::schema::SchemaDecision;
+use backstop_core::snapshot::DEGRADED_MIN_REQUESTS;
 use backstop_drivers::proxy::VersionStats;
 use backstop_judge::{ArmCounts, Decision, Interval, Judge};
 use backstop_store::StoreError;
@@ -79,6 +80,10 @@ struct Watch {
     first_request_seen: bool,
     /// Consecutive failed health checks of the canary (the per-rollout breaker).
     failed_health_checks: u32,
+    /// The stable version's traffic before the rollout (what "degraded" is measured against).
+    before: Option<backstop_core::snapshot::Baseline>,
+    /// Since when the environment is degraded (the stable version far worse than before).
+    degraded_since: Option<Millis>,
 }
 
 pub struct Controller {
@@ -344,6 +349,18 @@ impl Controller {
             .await?;
         }
         let stats = self.stats_or_event(r).await?;
+        let before = ctx
+            .store
+            .rollout_safeguards(&r.id)
+            .await?
+            .and_then(|s| s.baseline);
+        // A degradation still open when the daemon stopped is still open.
+        let degraded_since = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == "environment.degraded" || e.kind == "environment.recovered")
+            .filter(|e| e.kind == "environment.degraded")
+            .map(|e| e.at_ms);
         Ok(Watch {
             judge: std::sync::Mutex::new(judge),
             last: (find(&stats, &baseline), find(&stats, &canary)),
@@ -351,6 +368,8 @@ impl Controller {
             canary_started_at,
             first_request_seen,
             failed_health_checks: 0,
+            before,
+            degraded_since,
         })
     }
 
@@ -436,6 +455,35 @@ impl Controller {
         if first_request.is_some() {
             watch.first_request_seen = true;
         }
+        // A shared degradation (the stable version far worse than before the rollout) is the
+        // environment's, not the new version's: the judge compares the arms and does not fail
+        // for it, but the rollout must not advance through it either. It holds, and people are
+        // told; the judge keeps watching (a canary worse than the stable version still fails).
+        let p99 = interval
+            .baseline
+            .latency_le_ms
+            .as_deref()
+            .and_then(|b| crate::baseline::quantile(b, 0.99));
+        let environment = watch.before.as_ref().and_then(|before| {
+            backstop_core::snapshot::environment_degraded(
+                before,
+                interval.baseline.requests,
+                interval.baseline.errors,
+                p99,
+            )
+        });
+        let transition = match (&environment, watch.degraded_since) {
+            (Some(why), None) => {
+                watch.degraded_since = Some(now);
+                Some(Ok(why.clone()))
+            }
+            (None, Some(since)) if interval.baseline.requests >= DEGRADED_MIN_REQUESTS => {
+                watch.degraded_since = None;
+                Some(Err(now - since))
+            }
+            _ => None,
+        };
+        let degraded = watch.degraded_since.is_some();
         if let Some(at) = first_request {
             self.event_at(
                 &r.id,
@@ -445,11 +493,58 @@ impl Controller {
             )
             .await?;
         }
+        match transition {
+            Some(Ok(why)) => {
+                let detail =
+                    json!({"reason": why, "stable_version": baseline_v, "step": r.step_index});
+                self.event(&r.id, "environment.degraded", detail.clone())
+                    .await?;
+                self.audit(
+                    "controller",
+                    "rollout.held",
+                    &target(&r),
+                    "environment",
+                    detail.clone(),
+                )
+                .await?;
+                self.notify(
+                    &r,
+                    "environment.degraded",
+                    format!(
+                        "{} in {} holds: {why}; the new version is not to blame so far, a person should look",
+                        r.to_release_id, r.env
+                    ),
+                    detail,
+                );
+            }
+            Some(Err(held_ms)) => {
+                let detail = json!({"held_ms": held_ms, "step": r.step_index});
+                self.event(&r.id, "environment.recovered", detail.clone())
+                    .await?;
+                self.notify(
+                    &r,
+                    "environment.recovered",
+                    format!(
+                        "{} in {} goes on: the stable version is back to its usual figures",
+                        r.to_release_id, r.env
+                    ),
+                    detail,
+                );
+            }
+            None => {}
+        }
         // Per-rollout breaker: the new version must keep answering its health check; after
         // `breaker.failed_checks` consecutive failures the rollout halts and rolls back, whatever
         // the traffic statistics say (a partial failure the counts may not show yet).
         if let Some(reason) = self.canary_health_breach(&r).await? {
             return self.fail(r, reason, "breaker", report).await;
+        }
+        if degraded && decision != Decision::Fail {
+            // Held: the step's time starts again once the environment is healthy.
+            r.step_started_at_ms = Some(now);
+            r.updated_at_ms = now;
+            ctx.store.update_rollout(&r).await?;
+            return Ok(());
         }
         let steps = self.steps_for(&r.service)?;
         let step_index = usize::try_from(r.step_index).unwrap_or(0);

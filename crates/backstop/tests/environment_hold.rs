@@ -1,0 +1,103 @@
+//! A shared degradation (the stable version fails as much as the new one: a dependency down)
+//! is the environment's, not the release's: the rollout is not rolled back for it, does not
+//! advance through it either, records and announces the hold, and goes on when the stable
+//! version is back to its figures from before the rollout.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Daemon, Traffic, bin, free_port, patience};
+
+fn kinds(detail: &serde_json::Value) -> Vec<String> {
+    detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let fault = dir.path().join("dependency-down");
+    let d = Daemon::start(
+        &dir.path().join("state"),
+        &support::config(proxy, "[{weight: 50, for: 4s}, {weight: 100}]"),
+        proxy,
+    );
+    for version in ["v1", "v2"] {
+        d.cli_json(
+            &[
+                "release",
+                "create",
+                "shop",
+                "--version",
+                version,
+                "--file",
+                bin().to_str().unwrap(),
+                "--env",
+                &format!("DEMO_FAULT_FILE={}", fault.display()),
+            ],
+            0,
+        );
+    }
+    d.rollout_wait("v1", 0);
+    let traffic = Traffic::start(proxy, 80.0);
+    // The baseline window (5 intervals of 1 s) of v1 before the rollout.
+    std::thread::sleep(Duration::from_secs(6));
+
+    let id = d.rollout_start("v2");
+    d.wait_rollout(&id, "the canary serving", |r| {
+        kinds(r).contains(&"canary.first_request".to_string())
+    });
+    std::fs::write(&fault, "0.4").unwrap();
+    let held = d.wait_rollout(&id, "an environment.degraded event", |r| {
+        kinds(r).contains(&"environment.degraded".to_string())
+    });
+    let event = held["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "environment.degraded")
+        .unwrap();
+    let reason = event["detail"]["reason"].as_str().unwrap();
+    assert!(reason.contains("stable version's error ratio"), "{reason}");
+    assert_eq!(event["detail"]["stable_version"], "v1");
+
+    // Past the step's 4 s: neither advanced nor rolled back while both versions fail alike.
+    let until = Instant::now() + Duration::from_secs(7).min(patience());
+    while Instant::now() < until {
+        let r = d.rollout(&id);
+        assert_eq!(r["rollout"]["phase"], "progressing", "{r:#}");
+        assert_eq!(r["rollout"]["step_index"], 0, "{r:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    std::fs::remove_file(&fault).unwrap();
+    let done = d.wait_rollout(&id, "promotion after the environment recovered", |r| {
+        r["rollout"]["phase"] != "progressing"
+    });
+    assert_eq!(done["rollout"]["phase"], "promoted", "{done:#}");
+    let k = kinds(&done);
+    let degraded = k.iter().position(|k| k == "environment.degraded").unwrap();
+    let recovered = k.iter().position(|k| k == "environment.recovered");
+    let advanced = k.iter().position(|k| k == "step.advanced");
+    assert!(
+        recovered.is_some_and(|r| r > degraded) && advanced > recovered,
+        "held, recovered, then advanced: {k:?}"
+    );
+    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    let records = d.cli_json(&["audit", "list"], 0);
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "rollout.held"),
+        "the hold is audited: {records:#}"
+    );
+    traffic.stop();
+}
