@@ -221,10 +221,16 @@ pub const BASELINE_INTERVALS: u32 = 5;
 
 /// Fewest requests of the stable version in one interval before its degradation is judged.
 pub const DEGRADED_MIN_REQUESTS: u64 = 20;
+/// Fewest errors of the stable version in one interval for its error ratio to count as
+/// degraded: one or two errors among a few dozen requests are noise, not an incident.
+pub const DEGRADED_MIN_ERRORS: u64 = 5;
+/// Fewest requests for the stable version's p99 to count (below, "p99" is nearly the maximum).
+pub const DEGRADED_MIN_REQUESTS_FOR_P99: u64 = 100;
 
 /// Whether the stable version itself is doing much worse during a rollout than before it (a
-/// shared spike, a dependency down): its error ratio in this interval above
-/// `max(3 × before, before + 2 points)`, or its p99 above `3 × before` (and 50 ms more). Then
+/// shared spike, a dependency down): in this interval at least [`DEGRADED_MIN_ERRORS`] errors
+/// and an error ratio above `max(3 × before, before + 2 points)`, or (with at least
+/// [`DEGRADED_MIN_REQUESTS_FOR_P99`] requests) a p99 above `3 × before` and 50 ms more. Then
 /// the environment, not the new version, is what changed; the rollout holds instead of
 /// advancing. `None` when it is not degraded or there is too little to tell; else the reason.
 pub fn environment_degraded(
@@ -238,6 +244,7 @@ pub fn environment_degraded(
     }
     let ratio = errors.min(requests) as f64 / requests as f64;
     if let Some(pre) = before.error_ratio
+        && errors >= DEGRADED_MIN_ERRORS
         && ratio > (3.0 * pre).max(pre + 0.02)
     {
         return Some(format!(
@@ -247,6 +254,7 @@ pub fn environment_degraded(
         ));
     }
     if let (Some(pre), Some(now)) = (before.latency_p99_ms, p99_ms)
+        && requests >= DEGRADED_MIN_REQUESTS_FOR_P99
         && now > 3.0 * pre
         && now > pre + 50.0
     {
@@ -292,13 +300,17 @@ mod tests {
         let b = before(0.005, 100.0);
         assert_eq!(environment_degraded(&b, 100, 1, Some(100.0)), None);
         // 2 points more is within the noise of a low error ratio; 3 points is not.
-        assert_eq!(environment_degraded(&b, 100, 2, Some(100.0)), None);
-        let why = environment_degraded(&b, 100, 3, Some(100.0)).unwrap();
+        assert_eq!(environment_degraded(&b, 200, 4, Some(100.0)), None);
+        let why = environment_degraded(&b, 200, 6, Some(100.0)).unwrap();
         assert!(why.contains("3.0 %") && why.contains("0.5 %"), "{why}");
+        // A single error among 20 requests is 5 %, and noise.
+        assert_eq!(environment_degraded(&b, 20, 1, Some(100.0)), None);
         // Too few requests to tell.
         assert_eq!(environment_degraded(&b, 10, 10, Some(100.0)), None);
         let why = environment_degraded(&b, 100, 0, Some(400.0)).unwrap();
         assert!(why.contains("400 ms") && why.contains("100 ms"), "{why}");
+        // One slow request among 30 is the "p99" of 30: not enough to tell.
+        assert_eq!(environment_degraded(&b, 30, 0, Some(400.0)), None);
         // A fast service: 3× of 5 ms is not worth holding a rollout for.
         assert_eq!(
             environment_degraded(&before(0.0, 5.0), 100, 0, Some(20.0)),
