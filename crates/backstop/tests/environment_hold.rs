@@ -28,22 +28,9 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
         &support::config(proxy, "[{weight: 50, for: 4s}, {weight: 100}]"),
         proxy,
     );
-    for version in ["v1", "v2"] {
-        d.cli_json(
-            &[
-                "release",
-                "create",
-                "shop",
-                "--version",
-                version,
-                "--file",
-                bin().to_str().unwrap(),
-                "--env",
-                &format!("DEMO_FAULT_FILE={}", fault.display()),
-            ],
-            0,
-        );
-    }
+    let fault_env = format!("DEMO_FAULT_FILE={}", fault.display());
+    d.register_with("v1", &["--env", &fault_env]);
+    d.register_with("v2", &["--env", &fault_env]);
     d.rollout_wait("v1", 0);
     let traffic = Traffic::start(proxy, 80.0);
     // The baseline window (5 intervals of 1 s) of v1 before the rollout.

@@ -83,21 +83,7 @@ fn columns(db: &std::path::Path) -> Vec<String> {
 }
 
 fn register(d: &Daemon, version: &str, schema: &str) {
-    let bin = bin();
-    d.cli_json(
-        &[
-            "release",
-            "create",
-            "shop",
-            "--version",
-            version,
-            "--file",
-            bin.to_str().unwrap(),
-            "--schema",
-            schema,
-        ],
-        0,
-    );
+    d.register_with(version, &["--schema", schema]);
 }
 
 fn deploy(d: &Daemon, version: &str) {

@@ -185,39 +185,26 @@ impl Daemon {
     }
 
     pub fn register(&self, version: &str, error_ratio: f64) {
-        let bin = bin();
-        self.cli_json(
-            &[
-                "release",
-                "create",
-                "shop",
-                "--version",
-                version,
-                "--file",
-                bin.to_str().unwrap(),
-                "--env",
-                &format!("DEMO_ERROR_RATIO={error_ratio}"),
-            ],
-            0,
+        self.register_with(
+            version,
+            &["--env", &format!("DEMO_ERROR_RATIO={error_ratio}")],
         );
     }
 
-    /// `backstop rollout start shop --env prod --version VERSION --wait`, expecting exit `code`:
-    /// the rollout's detail once it has ended.
-    pub fn rollout_wait(&self, version: &str, code: i32) -> serde_json::Value {
-        self.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                version,
-                "--wait",
-            ],
-            code,
-        )
+    /// `backstop release create shop --version VERSION --file <this binary> EXTRA…`.
+    pub fn register_with(&self, version: &str, extra: &[&str]) -> serde_json::Value {
+        let bin = bin();
+        let mut args = vec![
+            "release",
+            "create",
+            "shop",
+            "--version",
+            version,
+            "--file",
+            bin.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.cli_json(&args, 0)
     }
 
     /// `backstop rollout start shop --env prod --version VERSION` (not waiting): the rollout id.
