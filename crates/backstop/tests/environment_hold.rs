@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Daemon, Traffic, bin, free_port, patience};
+use support::{Daemon, Traffic, free_port, patience};
 
 fn kinds(detail: &serde_json::Value) -> Vec<String> {
     detail["events"]

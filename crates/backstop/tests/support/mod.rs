@@ -207,6 +207,24 @@ impl Daemon {
         self.cli_json(&args, 0)
     }
 
+    /// `backstop rollout start shop --env prod --version VERSION --wait`, expecting exit `code`:
+    /// the rollout's detail once it has ended.
+    pub fn rollout_wait(&self, version: &str, code: i32) -> serde_json::Value {
+        self.cli_json(
+            &[
+                "rollout",
+                "start",
+                "shop",
+                "--env",
+                "prod",
+                "--version",
+                version,
+                "--wait",
+            ],
+            code,
+        )
+    }
+
     /// `backstop rollout start shop --env prod --version VERSION` (not waiting): the rollout id.
     pub fn rollout_start(&self, version: &str) -> String {
         let started = self.cli_json(
