@@ -66,6 +66,62 @@ pub trait ScratchDb: Send {
     fn close(self) -> impl Future<Output = ()> + Send;
 }
 
+/// Runs a whole `script` on `conn` in `mode`, statement by statement (so a failure names its
+/// line): wrapped in our own `BEGIN` unless the script controls its transactions or `mode` is
+/// [`ExecMode::NoTransaction`]; committed in [`ExecMode::Transaction`], else rolled back. The one
+/// body both scratch engines run.
+pub(crate) async fn execute_script<C>(
+    conn: &mut C,
+    script: &Script,
+    mode: ExecMode,
+    dialect: lex::Dialect,
+) -> Result<(), ExecError>
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    async fn run<C>(conn: &mut C, sql: &str) -> Result<(), sqlx::Error>
+    where
+        C: sqlx::Connection,
+        for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    }
+    let wrap = match mode {
+        ExecMode::Transaction => !lex::has_transaction_control(&script.sql, dialect),
+        ExecMode::NoTransaction => false,
+        ExecMode::RollBack => true,
+    };
+    if wrap {
+        run(conn, "BEGIN")
+            .await
+            .map_err(|e| classify(e, script, 0, ""))?;
+    }
+    let mut result = Ok(());
+    for (offset, stmt) in lex::split_statements(&script.sql, dialect) {
+        if let Err(e) = run(conn, &stmt).await {
+            result = Err(classify(e, script, offset, &stmt));
+            break;
+        }
+    }
+    match (&result, mode, wrap) {
+        (Ok(()), ExecMode::Transaction, true) => {
+            run(conn, "COMMIT")
+                .await
+                .map_err(|e| classify(e, script, 0, ""))?;
+        }
+        (Ok(()), _, false) => {}
+        // Failed, or verify-only: undo. Without our own BEGIN there may be none open (ignored).
+        _ => {
+            let _ = run(conn, "ROLLBACK").await;
+        }
+    }
+    result
+}
+
 /// Maps a database error while running a user script: the database refused the SQL (a
 /// script failure) or the connection broke (infrastructure).
 pub(crate) fn classify(

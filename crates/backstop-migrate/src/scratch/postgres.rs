@@ -13,8 +13,8 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
-use super::lex::{Dialect, has_transaction_control, split_statements};
-use super::{ExecError, ExecMode, ScratchDb, classify, unique_name};
+use super::lex::Dialect;
+use super::{ExecError, ExecMode, ScratchDb, execute_script, unique_name};
 use crate::fingerprint::{self, Fingerprint};
 use crate::model::{Engine, Script};
 use crate::proof::ProofError;
@@ -372,13 +372,6 @@ async fn drop_database_on(admin: &mut PgConnection, name: &str) -> Result<(), sq
         .map(|_| ())
 }
 
-async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
 impl ScratchDb for PgScratch {
     fn engine(&self) -> Engine {
         Engine::Postgres
@@ -386,41 +379,7 @@ impl ScratchDb for PgScratch {
 
     async fn execute(&mut self, script: &Script, mode: ExecMode) -> Result<(), ExecError> {
         let conn = self.conn().map_err(ExecError::Infra)?;
-        if mode == ExecMode::NoTransaction {
-            for (offset, stmt) in split_statements(&script.sql, Dialect::Postgres) {
-                run(conn, &stmt)
-                    .await
-                    .map_err(|e| classify(e, script, offset, &stmt))?;
-            }
-            return Ok(());
-        }
-        let wrap =
-            mode == ExecMode::RollBack || !has_transaction_control(&script.sql, Dialect::Postgres);
-        if wrap {
-            run(conn, "BEGIN")
-                .await
-                .map_err(|e| classify(e, script, 0, ""))?;
-        }
-        let mut result = Ok(());
-        for (offset, stmt) in split_statements(&script.sql, Dialect::Postgres) {
-            if let Err(e) = run(conn, &stmt).await {
-                result = Err(classify(e, script, offset, &stmt));
-                break;
-            }
-        }
-        match (&result, mode, wrap) {
-            (Ok(()), ExecMode::Transaction, true) => {
-                run(conn, "COMMIT")
-                    .await
-                    .map_err(|e| classify(e, script, 0, ""))?;
-            }
-            (Ok(()), _, false) => {}
-            // Failed, or verify-only: undo. Without our own BEGIN there may be none open (ignored).
-            _ => {
-                let _ = run(conn, "ROLLBACK").await;
-            }
-        }
-        result
+        execute_script(conn, script, mode, Dialect::Postgres).await
     }
 
     async fn fingerprint(&mut self) -> Result<Fingerprint, ProofError> {

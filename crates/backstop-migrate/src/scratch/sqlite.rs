@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use super::lex::{Dialect, has_transaction_control, split_statements};
-use super::{ExecError, ExecMode, ScratchDb, classify};
+use super::lex::Dialect;
+use super::{ExecError, ExecMode, ScratchDb, execute_script};
 use crate::fingerprint::{self, Fingerprint};
 use crate::model::{Engine, Script};
 use crate::proof::ProofError;
@@ -74,13 +74,6 @@ impl SqliteScratch {
     }
 }
 
-async fn run(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
 impl ScratchDb for SqliteScratch {
     fn engine(&self) -> Engine {
         Engine::Sqlite
@@ -88,36 +81,7 @@ impl ScratchDb for SqliteScratch {
 
     async fn execute(&mut self, script: &Script, mode: ExecMode) -> Result<(), ExecError> {
         let conn = self.conn().map_err(ExecError::Infra)?;
-        let wrap = match mode {
-            ExecMode::Transaction => !has_transaction_control(&script.sql, Dialect::Sqlite),
-            ExecMode::NoTransaction => false,
-            ExecMode::RollBack => true,
-        };
-        if wrap {
-            run(conn, "BEGIN")
-                .await
-                .map_err(|e| classify(e, script, 0, ""))?;
-        }
-        let mut result = Ok(());
-        for (offset, stmt) in split_statements(&script.sql, Dialect::Sqlite) {
-            if let Err(e) = run(conn, &stmt).await {
-                result = Err(classify(e, script, offset, &stmt));
-                break;
-            }
-        }
-        match (&result, mode, wrap) {
-            (Ok(()), ExecMode::Transaction, true) => {
-                run(conn, "COMMIT")
-                    .await
-                    .map_err(|e| classify(e, script, 0, ""))?;
-            }
-            (Ok(()), _, false) => {}
-            // Failed, or verify-only: undo. Without our own BEGIN there may be none open (ignored).
-            _ => {
-                let _ = run(conn, "ROLLBACK").await;
-            }
-        }
-        result
+        execute_script(conn, script, mode, Dialect::Sqlite).await
     }
 
     async fn fingerprint(&mut self) -> Result<Fingerprint, ProofError> {
