@@ -414,6 +414,15 @@ impl Controller {
             self.watches.insert(r.id.clone(), watch);
             return Ok(());
         }
+        // Ticks come every 200 ms; the counters (a router socket, Prometheus queries) are read
+        // only when an interval is due.
+        if self
+            .watches
+            .get(&r.id)
+            .is_some_and(|w| now < w.next_sample_at)
+        {
+            return Ok(());
+        }
         let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
         let (baseline_v, canary_v) = self.arm_versions(&r).await?;
         let stats = self.stats_or_event(&r).await?;
@@ -421,9 +430,6 @@ impl Controller {
             .watches
             .get_mut(&r.id)
             .ok_or_else(|| anyhow!("watch vanished"))?;
-        if now < watch.next_sample_at {
-            return Ok(());
-        }
         let cur = (find(&stats, &baseline_v), find(&stats, &canary_v));
         let interval = Interval {
             t: (now - watch.canary_started_at) as f64 / 1000.0,
