@@ -43,7 +43,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use statrs::distribution::{ContinuousCDF, Normal};
+use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
 use crate::report::{Verdict, num, report_json, signal_json, time_json};
 use crate::{ArmCounts, Decision, Interval, Judge, JudgeSettings, SignalKind, hist};
@@ -429,13 +429,6 @@ impl TiltTest {
 /// extreme bucket cannot dominate.
 fn normal_scores(pooled: &[f64]) -> Vec<f64> {
     let normal = Normal::standard();
-    let density = |x: f64| {
-        if x.is_finite() {
-            (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
-        } else {
-            0.0
-        }
-    };
     let mut cumulative = 0.0_f64;
     let mut prev_density = 0.0;
     pooled
@@ -450,7 +443,7 @@ fn normal_scores(pooled: &[f64]) -> Vec<f64> {
             } else {
                 normal.inverse_cdf(cumulative)
             };
-            let d = density(x);
+            let d = normal.pdf(x);
             let score = (prev_density - d) / p;
             prev_density = d;
             score
@@ -480,9 +473,6 @@ struct LatencyTest {
     bounds: Vec<f64>,
     tilt: TiltTest,
     tails: Vec<TailTest>,
-    /// Baseline requests at or under each finite bound, and in all, over the earlier intervals.
-    baseline_le: Vec<u64>,
-    baseline_total: u64,
     merged_canary: Vec<(f64, u64)>,
     merged_baseline: Vec<(f64, u64)>,
 }
@@ -509,8 +499,6 @@ impl LatencyTest {
             .collect();
         let tilt = TiltTest::new(&bounds, grid_points);
         Self {
-            baseline_le: vec![0; bounds.len()],
-            baseline_total: 0,
             bounds,
             tilt,
             tails,
@@ -545,14 +533,14 @@ impl LatencyTest {
         hist::add_into(&mut self.merged_canary, hc);
         hist::add_into(&mut self.merged_baseline, hb);
         let (le_c, le_b): (Vec<u64>, Vec<u64>) = (finite_le(hc).collect(), finite_le(hb).collect());
-        // Reference for picking the bounds: earlier baseline intervals + this interval pooled.
-        let reference: Vec<u64> = self
-            .baseline_le
-            .iter()
-            .zip(le_c.iter().zip(&le_b))
-            .map(|(past, (c, b))| past + c + b)
+        // Reference for picking the bounds: every baseline interval so far (this one included)
+        // plus this interval's canary, i.e. earlier baseline intervals + this interval pooled.
+        let total = |h: &[(f64, u64)]| h.last().map_or(0, |b| b.1);
+        let reference: Vec<u64> = finite_le(&self.merged_baseline)
+            .zip(&le_c)
+            .map(|(b, c)| b + c)
             .collect();
-        let reference_total = self.baseline_total + canary.requests + baseline.requests;
+        let reference_total = total(&self.merged_baseline) + total(hc);
         for tail in &mut self.tails {
             let j = Self::bound_at(tail.quantile, &reference, reference_total);
             let xc = canary.requests.saturating_sub(le_c[j]);
@@ -563,10 +551,6 @@ impl LatencyTest {
                 tail.bound = Some(self.bounds[j]);
             }
         }
-        for (acc, b) in self.baseline_le.iter_mut().zip(&le_b) {
-            *acc += b;
-        }
-        self.baseline_total += baseline.requests;
         let per_bucket = |h: &[(f64, u64)]| {
             let mut prev = 0;
             h.iter()
