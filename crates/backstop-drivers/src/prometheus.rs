@@ -229,7 +229,12 @@ pub fn version_stats(
     let mut out: BTreeMap<String, VersionStats> = BTreeMap::new();
     for s in requests {
         if let Some(v) = version(s) {
-            out.entry(v.clone()).or_insert_with(|| empty(&v)).requests += count(s.value);
+            out.entry(v.clone())
+                .or_insert_with(|| VersionStats {
+                    version: v,
+                    ..VersionStats::default()
+                })
+                .requests += count(s.value);
         }
     }
     for s in errors {
@@ -276,18 +281,6 @@ pub fn version_stats(
         stats.latency_buckets_ms = b;
     }
     out.into_values().collect()
-}
-
-fn empty(version: &str) -> VersionStats {
-    VersionStats {
-        version: version.to_string(),
-        requests: 0,
-        errors: 0,
-        latency_buckets_ms: Vec::new(),
-        latency_sum_ms: 0.0,
-        first_request_at: None,
-        last_error_at: None,
-    }
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub struct Routes {
 }
 
 /// Cumulative counters for one version since the proxy started.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VersionStats {
     pub version: String,
     pub requests: u64,
