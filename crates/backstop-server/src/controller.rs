@@ -86,6 +86,12 @@ struct Watch {
     degraded_since: Option<Millis>,
 }
 
+/// The environment of a rollout turned degraded (why) or healthy again (after how long).
+enum EnvironmentChange {
+    Degraded(String),
+    Recovered { held_ms: Millis },
+}
+
 pub struct Controller {
     ctx: Arc<Ctx>,
     commands: mpsc::Receiver<Command>,
@@ -478,14 +484,16 @@ impl Controller {
                 p99,
             )
         });
-        let transition = match (&environment, watch.degraded_since) {
+        let transition = match (environment, watch.degraded_since) {
             (Some(why), None) => {
                 watch.degraded_since = Some(now);
-                Some(Ok(why.clone()))
+                Some(EnvironmentChange::Degraded(why))
             }
             (None, Some(since)) if interval.baseline.requests >= DEGRADED_MIN_REQUESTS => {
                 watch.degraded_since = None;
-                Some(Err(now - since))
+                Some(EnvironmentChange::Recovered {
+                    held_ms: now - since,
+                })
             }
             _ => None,
         };
@@ -500,7 +508,7 @@ impl Controller {
             .await?;
         }
         match transition {
-            Some(Ok(why)) => {
+            Some(EnvironmentChange::Degraded(why)) => {
                 let detail =
                     json!({"reason": why, "stable_version": baseline_v, "step": r.step_index});
                 self.event(&r.id, "environment.degraded", detail.clone())
@@ -523,7 +531,7 @@ impl Controller {
                     detail,
                 );
             }
-            Some(Err(held_ms)) => {
+            Some(EnvironmentChange::Recovered { held_ms }) => {
                 let detail = json!({"held_ms": held_ms, "step": r.step_index});
                 self.event(&r.id, "environment.recovered", detail.clone())
                     .await?;
