@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::event::EventKind;
 use crate::model::{Event, Phase, Rollout};
 
 /// Where a drill stands.
@@ -124,14 +125,14 @@ pub fn measure(
     objectives: DrillObjectives,
     load: Option<DrillLoad>,
 ) -> DrillResult {
-    let at = |kind: &str| events.iter().find(|e| e.kind == kind).map(|e| e.at_ms);
-    let first = at("canary.first_request")
-        .or_else(|| at("canary.started"))
+    let at = |kind: EventKind| events.iter().find(|e| e.kind == kind).map(|e| e.at_ms);
+    let first = at(EventKind::CanaryFirstRequest)
+        .or_else(|| at(EventKind::CanaryStarted))
         .or(Some(rollout.created_at_ms));
-    let verdict = at("rollout.failed");
-    let restored_at = at("traffic.restored");
+    let verdict = at(EventKind::RolloutFailed);
+    let restored_at = at(EventKind::TrafficRestored);
     let recovered_at = if rollout.phase == Phase::Recovered {
-        at("rollout.recovered").or(recovery_done_at_ms)
+        at(EventKind::RolloutRecovered).or(recovery_done_at_ms)
     } else {
         None
     };
@@ -187,7 +188,7 @@ pub fn measure(
         phase: rollout.phase,
         detected,
         restored,
-        first_canary_request_at_ms: at("canary.first_request"),
+        first_canary_request_at_ms: at(EventKind::CanaryFirstRequest),
         verdict_at_ms: verdict,
         traffic_restored_at_ms: restored_at,
         recovered_at_ms: recovered_at,
@@ -229,11 +230,11 @@ mod tests {
         }
     }
 
-    fn ev(kind: &str, at_ms: Millis) -> Event {
+    fn ev(kind: EventKind, at_ms: Millis) -> Event {
         Event {
             at_ms,
             rollout_id: "r1".into(),
-            kind: kind.into(),
+            kind,
             detail: serde_json::json!({}),
         }
     }
@@ -246,11 +247,11 @@ mod tests {
     #[test]
     fn detected_and_restored_within_objectives_passes() {
         let events = [
-            ev("rollout.started", 1_000),
-            ev("canary.first_request", 2_000),
-            ev("rollout.failed", 7_000),
-            ev("traffic.restored", 7_500),
-            ev("rollout.recovered", 9_000),
+            ev(EventKind::RolloutStarted, 1_000),
+            ev(EventKind::CanaryFirstRequest, 2_000),
+            ev(EventKind::RolloutFailed, 7_000),
+            ev(EventKind::TrafficRestored, 7_500),
+            ev(EventKind::RolloutRecovered, 9_000),
         ];
         let r = measure(&rollout(Phase::Recovered), &events, None, OBJ, None);
         assert!(r.detected && r.restored, "{r:?}");
@@ -264,9 +265,9 @@ mod tests {
     #[test]
     fn slow_recovery_and_rollback_fail_with_reasons() {
         let events = [
-            ev("canary.first_request", 2_000),
-            ev("rollout.failed", 7_000),
-            ev("traffic.restored", 20_000),
+            ev(EventKind::CanaryFirstRequest, 2_000),
+            ev(EventKind::RolloutFailed, 7_000),
+            ev(EventKind::TrafficRestored, 20_000),
         ];
         let r = measure(&rollout(Phase::Recovered), &events, Some(70_000), OBJ, None);
         assert_eq!(r.time_to_recover_ms, Some(68_000));
@@ -286,8 +287,8 @@ mod tests {
     #[test]
     fn promoted_variant_is_not_detected() {
         let events = [
-            ev("canary.first_request", 2_000),
-            ev("rollout.promoted", 30_000),
+            ev(EventKind::CanaryFirstRequest, 2_000),
+            ev(EventKind::RolloutPromoted, 30_000),
         ];
         let r = measure(&rollout(Phase::Promoted), &events, None, OBJ, None);
         assert!(!r.detected && !r.restored);
@@ -299,8 +300,8 @@ mod tests {
     #[test]
     fn detected_but_still_recovering_is_not_restored() {
         let events = [
-            ev("canary.first_request", 2_000),
-            ev("rollout.failed", 5_000),
+            ev(EventKind::CanaryFirstRequest, 2_000),
+            ev(EventKind::RolloutFailed, 5_000),
         ];
         let r = measure(&rollout(Phase::Recovering), &events, None, OBJ, None);
         assert!(r.detected && !r.restored);

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod breaker;
 pub mod drill;
+pub mod event;
 pub mod model;
 pub mod recovery;
 pub mod rollout;

@@ -178,8 +178,7 @@ pub struct Rollout {
 pub struct Event {
     pub at_ms: Millis,
     pub rollout_id: String,
-    /// e.g. `rollout.started`, `canary.first_request`, `judge.fail`, `recovery.started`, `traffic.restored`.
-    pub kind: String,
+    pub kind: crate::event::EventKind,
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }

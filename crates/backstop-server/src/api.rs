@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use backstop_core::Millis;
 use backstop_core::audit::AuditRecord;
+use backstop_core::event::EventKind;
 use backstop_core::model::{
     Artifact, BreakerTrip, EnvironmentState, Event, Phase, Recovery, Release, ReleaseStatus,
     Rollout,
@@ -186,17 +187,17 @@ pub struct Timeline {
 
 impl Timeline {
     pub fn from_events(r: &Rollout, events: &[Event]) -> Timeline {
-        let at = |kind: &str| events.iter().find(|e| e.kind == kind).map(|e| e.at_ms);
-        let first = at("canary.first_request");
-        let verdict = at("rollout.failed");
-        let restored = at("traffic.restored");
+        let at = |kind: EventKind| events.iter().find(|e| e.kind == kind).map(|e| e.at_ms);
+        let first = at(EventKind::CanaryFirstRequest);
+        let verdict = at(EventKind::RolloutFailed);
+        let restored = at(EventKind::TrafficRestored);
         Timeline {
             started_at_ms: r.created_at_ms,
             first_canary_request_at_ms: first,
             verdict_at_ms: verdict,
-            rollback_started_at_ms: at("recovery.started"),
+            rollback_started_at_ms: at(EventKind::RecoveryStarted),
             traffic_restored_at_ms: restored,
-            promoted_at_ms: at("rollout.promoted"),
+            promoted_at_ms: at(EventKind::RolloutPromoted),
             time_to_detect_ms: first.zip(verdict).map(|(a, b)| b - a),
             time_to_restore_ms: first.zip(restored).map(|(a, b)| b - a),
         }
@@ -471,7 +472,7 @@ pub(crate) async fn create_release(
     crate::audit(
         &ctx,
         &caller.0,
-        "release.created",
+        EventKind::ReleaseCreated,
         &format!("release/{}", release.id),
         "api",
         json!({
@@ -605,11 +606,11 @@ pub(crate) async fn create_rollout(
         .add_event(&Event {
             at_ms: now,
             rollout_id: rollout.id.clone(),
-            kind: "rollout.started".into(),
+            kind: EventKind::RolloutStarted,
             detail: json!({"actor": caller.0}),
         })
         .await?;
-    crate::audit(&ctx, &caller.0, "rollout.created", &format!("rollout/{}", rollout.id), "api", json!({
+    crate::audit(&ctx, &caller.0, EventKind::RolloutCreated, &format!("rollout/{}", rollout.id), "api", json!({
         "service": rollout.service, "env": rollout.env, "from": rollout.from_release_id, "to": rollout.to_release_id,
         "critical": req.critical, "override_freeze": req.override_freeze, "reason": req.reason,
         "config_snapshot": snapshot.as_ref().map(|(s, new)| json!({"version": s.version, "manifest": s.manifest, "new_version": new})),
@@ -782,7 +783,7 @@ async fn reset_breaker(
     crate::audit(
         &ctx,
         &caller.0,
-        "breaker.reset",
+        EventKind::BreakerReset,
         &format!("breaker/{}", trip.scope),
         "manual",
         json!({"reason": req.reason, "trip": trip.id}),
@@ -829,7 +830,7 @@ async fn rollback(
     crate::audit(
         &ctx,
         &caller.0,
-        "rollback.requested",
+        EventKind::RollbackRequested,
         &format!("service/{}/{}", req.service, req.env),
         "manual",
         json!({"reason": req.reason}),

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use backstop_core::event::EventKind;
 use backstop_core::snapshot::ConfigSnapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -116,7 +117,7 @@ pub async fn take_snapshot(
     crate::audit(
         &ctx,
         &caller.0,
-        "config.snapshot.taken",
+        EventKind::ConfigSnapshotTaken,
         &format!("config/{service}/{env}"),
         "manual",
         json!({"version": snapshot.version, "manifest": snapshot.manifest, "new_version": new_version, "reason": req.reason}),
@@ -174,7 +175,7 @@ pub async fn restore(
         crate::audit(
             &ctx,
             &caller.0,
-            "config.restored",
+            EventKind::ConfigRestored,
             &format!("config/{service}/{env}"),
             "manual",
             json!({"snapshot": req.snapshot, "reason": req.reason, "written": out.written, "removed": out.removed, "unchanged": out.unchanged}),

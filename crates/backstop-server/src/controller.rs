@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow};
 use backstop_config::{SeverityAction, Strategy};
 use backstop_core::Millis;
+use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
 use backstop_core::recovery::{
     StepKind, plan_canary_rollback, plan_redeploy_previous, with_config_restore, with_hooks,
@@ -158,7 +159,7 @@ impl Controller {
         self.collect_garbage().await?;
         self.audit(
             "controller",
-            "controller.started",
+            EventKind::ControllerStarted,
             "controller",
             "start",
             json!({}),
@@ -287,8 +288,12 @@ impl Controller {
                 .fail(r, reason, "deploy", json!({"error": format!("{e:#}")}))
                 .await;
         }
-        self.event(&r.id, "canary.healthy", json!({"instance": canary_id}))
-            .await?;
+        self.event(
+            &r.id,
+            EventKind::CanaryHealthy,
+            json!({"instance": canary_id}),
+        )
+        .await?;
         let env = ctx.store.environment(&r.service, &r.env).await?;
         if env
             .as_ref()
@@ -313,11 +318,15 @@ impl Controller {
         r.updated_at_ms = now;
         ctx.store.update_rollout(&r).await?;
         ctx.apply_routes(&r.service, &r.env).await?;
-        self.event(&r.id, "canary.started", json!({"weight": r.canary_weight}))
-            .await?;
+        self.event(
+            &r.id,
+            EventKind::CanaryStarted,
+            json!({"weight": r.canary_weight}),
+        )
+        .await?;
         self.audit(
             "controller",
-            "rollout.progressing",
+            EventKind::RolloutProgressing,
             &target(&r),
             "controller",
             json!({"weight": r.canary_weight, "step": 0}),
@@ -339,17 +348,19 @@ impl Controller {
         let events = ctx.store.events(&r.id).await?;
         let canary_started_at = events
             .iter()
-            .find(|e| e.kind == "canary.started")
+            .find(|e| e.kind == EventKind::CanaryStarted)
             .map_or(now, |e| e.at_ms);
-        let first_request_seen = events.iter().any(|e| e.kind == "canary.first_request");
+        let first_request_seen = events
+            .iter()
+            .any(|e| e.kind == EventKind::CanaryFirstRequest);
         let (baseline, canary) = self.arm_versions(r).await?;
         if let Some(source) = ctx.signal_sources.get(&(r.service.clone(), r.env.clone()))
-            && !events.iter().any(|e| e.kind == "analysis.source")
+            && !events.iter().any(|e| e.kind == EventKind::AnalysisSource)
         {
             // Where the judged numbers come from, for whoever reads the rollout later.
             self.event(
                 &r.id,
-                "analysis.source",
+                EventKind::AnalysisSource,
                 json!({"source": "prometheus", "queries": source.queries()}),
             )
             .await?;
@@ -364,8 +375,11 @@ impl Controller {
         let degraded_since = events
             .iter()
             .rev()
-            .find(|e| e.kind == "environment.degraded" || e.kind == "environment.recovered")
-            .filter(|e| e.kind == "environment.degraded")
+            .find(|e| {
+                e.kind == EventKind::EnvironmentDegraded
+                    || e.kind == EventKind::EnvironmentRecovered
+            })
+            .filter(|e| e.kind == EventKind::EnvironmentDegraded)
             .map(|e| e.at_ms);
         Ok(Watch {
             judge: std::sync::Mutex::new(judge),
@@ -391,10 +405,14 @@ impl Controller {
                 let last = events
                     .iter()
                     .rev()
-                    .find(|ev| ev.kind == "analysis.source_error");
+                    .find(|ev| ev.kind == EventKind::AnalysisSourceError);
                 if last.is_none_or(|ev| ev.detail["error"] != reason.as_str()) {
-                    self.event(&r.id, "analysis.source_error", json!({"error": reason}))
-                        .await?;
+                    self.event(
+                        &r.id,
+                        EventKind::AnalysisSourceError,
+                        json!({"error": reason}),
+                    )
+                    .await?;
                 }
                 Err(e)
             }
@@ -502,7 +520,7 @@ impl Controller {
             self.event_at(
                 &r.id,
                 at,
-                "canary.first_request",
+                EventKind::CanaryFirstRequest,
                 json!({"version": canary_v}),
             )
             .await?;
@@ -511,11 +529,11 @@ impl Controller {
             Some(EnvironmentChange::Degraded(why)) => {
                 let detail =
                     json!({"reason": why, "stable_version": baseline_v, "step": r.step_index});
-                self.event(&r.id, "environment.degraded", detail.clone())
+                self.event(&r.id, EventKind::EnvironmentDegraded, detail.clone())
                     .await?;
                 self.audit(
                     "controller",
-                    "rollout.held",
+                    EventKind::RolloutHeld,
                     &target(&r),
                     "environment",
                     detail.clone(),
@@ -523,7 +541,7 @@ impl Controller {
                 .await?;
                 self.notify(
                     &r,
-                    "environment.degraded",
+                    EventKind::EnvironmentDegraded,
                     format!(
                         "{} in {} holds: {why}; the new version is not to blame so far, a person should look",
                         r.to_release_id, r.env
@@ -533,11 +551,11 @@ impl Controller {
             }
             Some(EnvironmentChange::Recovered { held_ms }) => {
                 let detail = json!({"held_ms": held_ms, "step": r.step_index});
-                self.event(&r.id, "environment.recovered", detail.clone())
+                self.event(&r.id, EventKind::EnvironmentRecovered, detail.clone())
                     .await?;
                 self.notify(
                     &r,
-                    "environment.recovered",
+                    EventKind::EnvironmentRecovered,
                     format!(
                         "{} in {} goes on: the stable version is back to its usual figures",
                         r.to_release_id, r.env
@@ -579,13 +597,13 @@ impl Controller {
                 ctx.apply_routes(&r.service, &r.env).await?;
                 self.event(
                     &r.id,
-                    "step.advanced",
+                    EventKind::StepAdvanced,
                     json!({"step": index, "weight": weight}),
                 )
                 .await?;
                 self.audit(
                     "controller",
-                    "rollout.step",
+                    EventKind::RolloutStep,
                     &target(&r),
                     "schedule",
                     json!({"step": index, "weight": weight, "judge": report}),
@@ -608,10 +626,20 @@ impl Controller {
                 r.verdict = Some(report.clone());
                 r.updated_at_ms = now;
                 ctx.store.update_rollout(&r).await?;
-                self.event(&r.id, "judge.inconclusive", json!({"reason": reason}))
-                    .await?;
-                self.audit("controller", "rollout.paused", &target(&r), "judge", report)
-                    .await?;
+                self.event(
+                    &r.id,
+                    EventKind::JudgeInconclusive,
+                    json!({"reason": reason}),
+                )
+                .await?;
+                self.audit(
+                    "controller",
+                    EventKind::RolloutPaused,
+                    &target(&r),
+                    "judge",
+                    report,
+                )
+                .await?;
                 Ok(())
             }
         }
@@ -637,13 +665,13 @@ impl Controller {
         self.watches.remove(&r.id);
         self.event(
             &r.id,
-            "rollout.promoted",
+            EventKind::RolloutPromoted,
             json!({"release": r.to_release_id}),
         )
         .await?;
         self.audit(
             actor,
-            "rollout.promoted",
+            EventKind::RolloutPromoted,
             &target(&r),
             if actor == "controller" {
                 "controller"
@@ -658,7 +686,7 @@ impl Controller {
         tracing::info!(rollout = %r.id, release = %r.to_release_id, "Rollout promoted; the new version is now the last known good.");
         self.notify(
             &r,
-            "rollout.promoted",
+            EventKind::RolloutPromoted,
             format!("{} promoted in {}: {why}", r.to_release_id, r.env),
             json!({"release": r.to_release_id}),
         );
@@ -740,7 +768,7 @@ impl Controller {
         let now = now_ms();
         self.event(
             &r.id,
-            "judge.fail",
+            EventKind::JudgeFail,
             json!({"severity": severity, "impact": impact}),
         )
         .await?;
@@ -781,13 +809,13 @@ impl Controller {
         self.watches.remove(&r.id);
         self.event(
             &r.id,
-            "rollout.held",
+            EventKind::RolloutHeld,
             json!({"reason": hold, "severity": severity}),
         )
         .await?;
         self.audit(
             "controller",
-            "rollout.held",
+            EventKind::RolloutHeld,
             &target(&r),
             "judge",
             json!({"reason": hold, "severity": severity, "judge": report}),
@@ -795,7 +823,7 @@ impl Controller {
         .await?;
         self.notify(
             &r,
-            "rollout.held",
+            EventKind::RolloutHeld,
             format!("{} held in {}: {hold}", r.to_release_id, r.env),
             json!({"severity": severity}),
         );
@@ -846,7 +874,7 @@ impl Controller {
         tracing::warn!(scope = %key, failures = failures.len(), "Circuit breaker tripped; progressive rollouts in scope are paused.");
         self.audit(
             "controller",
-            "breaker.tripped",
+            EventKind::BreakerTripped,
             &format!("breaker/{key}"),
             "policy",
             json!({
@@ -872,11 +900,11 @@ impl Controller {
         r.updated_at_ms = now_ms();
         self.ctx.store.update_rollout(&r).await?;
         self.watches.remove(&r.id);
-        self.event(&r.id, "rollout.paused", json!({"reason": reason}))
+        self.event(&r.id, EventKind::RolloutPaused, json!({"reason": reason}))
             .await?;
         self.audit(
             "controller",
-            "rollout.paused",
+            EventKind::RolloutPaused,
             &target(&r),
             "breaker",
             json!({"trip": trip.id, "scope": trip.scope}),
@@ -891,12 +919,13 @@ impl Controller {
         r.step_started_at_ms = Some(now);
         r.updated_at_ms = now;
         self.ctx.store.update_rollout(&r).await?;
-        self.event(&r.id, "rollout.resumed", json!({})).await?;
+        self.event(&r.id, EventKind::RolloutResumed, json!({}))
+            .await?;
         self.audit(
             "controller",
-            "rollout.resumed",
+            EventKind::RolloutResumed,
             &target(&r),
-            "breaker.reset",
+            EventKind::BreakerReset.as_str(),
             json!({}),
         )
         .await
@@ -920,7 +949,7 @@ impl Controller {
         self.event_at(
             &r.id,
             now,
-            "rollout.failed",
+            EventKind::RolloutFailed,
             json!({"reason": reason, "trigger": trigger}),
         )
         .await?;
@@ -933,7 +962,7 @@ impl Controller {
             } else {
                 trigger
             },
-            "rollout.failed",
+            EventKind::RolloutFailed,
             &target(&r),
             trigger,
             json!({"reason": reason, "evidence": evidence}),
@@ -942,7 +971,7 @@ impl Controller {
         tracing::warn!(rollout = %r.id, reason = %reason, "Rollout failed; rolling back to the last known good.");
         self.notify(
             &r,
-            "rollout.failed",
+            EventKind::RolloutFailed,
             format!(
                 "{} failed in {}; rolling back: {reason}",
                 r.to_release_id, r.env
@@ -996,13 +1025,13 @@ impl Controller {
                 }) => {
                     self.event(
                         &r.id,
-                        "schema.refused",
+                        EventKind::SchemaRefused,
                         json!({"reason": reason, "options": options}),
                     )
                     .await?;
                     self.audit(
                         "controller",
-                        "schema.refused",
+                        EventKind::SchemaRefused,
                         &target(&r),
                         &reason,
                         json!({"options": options}),
@@ -1038,7 +1067,7 @@ impl Controller {
             service: r.service.clone(),
             env: r.env.clone(),
             actor: "controller".into(),
-            trigger: "rollout.failed".into(),
+            trigger: EventKind::RolloutFailed.as_str().into(),
             reason,
             status: "running".into(),
             created_at_ms: now_ms(),
@@ -1049,15 +1078,15 @@ impl Controller {
             Ok(()) => {
                 self.event(
                     &r.id,
-                    "recovery.started",
+                    EventKind::RecoveryStarted,
                     json!({"recovery": rec.id, "plan": plan}),
                 )
                 .await?;
                 self.audit(
                     "controller",
-                    "recovery.started",
+                    EventKind::RecoveryStarted,
                     &format!("recovery/{}", rec.id),
-                    "rollout.failed",
+                    EventKind::RolloutFailed.as_str(),
                     json!({"rollout": r.id, "plan": plan}),
                 )
                 .await?;
@@ -1098,7 +1127,7 @@ impl Controller {
                     ctx.store
                         .step_finished(&rec.id, step.index, now, true, &detail)
                         .await?;
-                    self.audit("controller", "recovery.step.done", &format!("recovery/{}", rec.id), "plan", json!({
+                    self.audit("controller", EventKind::RecoveryStepDone, &format!("recovery/{}", rec.id), "plan", json!({
                         "step": step.step, "idempotency_key": step.idempotency_key, "outcome": detail,
                     }))
                     .await?;
@@ -1114,14 +1143,14 @@ impl Controller {
                         .step_finished(&rec.id, step.index, now, false, &detail)
                         .await?;
                     ctx.store.finish_recovery(&rec.id, "failed", now).await?;
-                    self.audit("controller", "recovery.failed", &format!("recovery/{}", rec.id), "plan", json!({
+                    self.audit("controller", EventKind::RecoveryFailed, &format!("recovery/{}", rec.id), "plan", json!({
                         "step": step.step, "idempotency_key": step.idempotency_key, "error": format!("{e:#}"),
                     }))
                     .await?;
                     tracing::error!(recovery = %rec.id, step = step.index, error = format!("{e:#}"), "Recovery step failed for good; a person must take over.");
                     if let Some(rollout_id) = &rec.rollout_id {
                         let r = ctx.store.rollout(rollout_id).await?;
-                        self.notify(&r, "recovery.failed", format!("recovery {} of {} stopped at step {}: `backstop recovery resume {}` after fixing it", rec.id, r.to_release_id, step.index + 1, rec.id), json!({"error": format!("{e:#}")}));
+                        self.notify(&r, EventKind::RecoveryFailed, format!("recovery {} of {} stopped at step {}: `backstop recovery resume {}` after fixing it", rec.id, r.to_release_id, step.index + 1, rec.id), json!({"error": format!("{e:#}")}));
                     }
                     return Ok(());
                 }
@@ -1131,7 +1160,7 @@ impl Controller {
         ctx.store.finish_recovery(&rec.id, "done", now).await?;
         self.audit(
             "controller",
-            "recovery.done",
+            EventKind::RecoveryDone,
             &format!("recovery/{}", rec.id),
             "plan",
             json!({"rollout": rec.rollout_id}),
@@ -1147,16 +1176,16 @@ impl Controller {
             let events = ctx.store.events(&r.id).await?;
             let started = events
                 .iter()
-                .find(|e| e.kind == "canary.first_request")
-                .or_else(|| events.iter().find(|e| e.kind == "canary.started"))
+                .find(|e| e.kind == EventKind::CanaryFirstRequest)
+                .or_else(|| events.iter().find(|e| e.kind == EventKind::CanaryStarted))
                 .map_or(r.created_at_ms, |e| e.at_ms);
             let mttr = ctx.service(&r.service)?.mttr().as_millis() as Millis;
             let took = now - started;
-            self.event(&r.id, "rollout.recovered", json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
+            self.event(&r.id, EventKind::RolloutRecovered, json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
                 .await?;
             self.notify(
                 &r,
-                "recovery.done",
+                EventKind::RecoveryDone,
                 format!(
                     "{} rolled back in {}; traffic is on the last known good",
                     r.to_release_id, r.env
@@ -1166,7 +1195,7 @@ impl Controller {
             if took > mttr {
                 self.audit(
                     "controller",
-                    "mttr.breached",
+                    EventKind::MttrBreached,
                     &target(&r),
                     "measurement",
                     json!({"took_ms": took, "target_ms": mttr}),
@@ -1186,7 +1215,7 @@ impl Controller {
         let events = ctx.store.events(rollout_id).await?;
         let detected = events
             .iter()
-            .find(|e| e.kind == "rollout.failed")
+            .find(|e| e.kind == EventKind::RolloutFailed)
             .map(|e| e.at_ms);
         let sla = ctx
             .service(&r.service)?
@@ -1194,12 +1223,12 @@ impl Controller {
             .as_millis() as Millis;
         let took = detected.map(|d| at - d);
         let breached = took.is_some_and(|t| t > sla);
-        self.event_at(rollout_id, at, "traffic.restored", json!({"detection_to_restore_ms": took, "rollback_sla_ms": sla, "sla_breached": breached}))
+        self.event_at(rollout_id, at, EventKind::TrafficRestored, json!({"detection_to_restore_ms": took, "rollback_sla_ms": sla, "sla_breached": breached}))
             .await?;
         if breached {
             self.audit(
                 "controller",
-                "rollback_sla.breached",
+                EventKind::RollbackSlaBreached,
                 &target(&r),
                 "measurement",
                 json!({"took_ms": took, "sla_ms": sla}),
@@ -1453,13 +1482,13 @@ impl Controller {
         self.ctx.store.update_rollout(&r).await?;
         self.event(
             &r.id,
-            "rollout.acknowledged",
+            EventKind::RolloutAcknowledged,
             json!({"actor": actor, "reason": reason}),
         )
         .await?;
         self.audit(
             actor,
-            "rollout.acknowledged",
+            EventKind::RolloutAcknowledged,
             &target(&r),
             "manual",
             json!({"reason": reason, "severity": r.severity}),
@@ -1481,7 +1510,7 @@ impl Controller {
         ctx.store.reopen_recovery(id).await?;
         self.audit(
             actor,
-            "recovery.resumed",
+            EventKind::RecoveryResumed,
             &format!("recovery/{id}"),
             "manual",
             json!({}),
@@ -1586,7 +1615,7 @@ impl Controller {
             }) => {
                 self.audit(
                     actor,
-                    "rollback.refused",
+                    EventKind::RollbackRefused,
                     &format!("environment/{service}/{env}"),
                     &why,
                     json!({"release": previous, "options": options}),
@@ -1631,7 +1660,7 @@ impl Controller {
         ctx.store.create_recovery(&rec, &plan).await?;
         self.audit(
             actor,
-            "recovery.started",
+            EventKind::RecoveryStarted,
             &format!("recovery/{rec_id}"),
             "manual",
             json!({"reason": reason, "plan": plan}),
@@ -1701,7 +1730,7 @@ impl Controller {
     }
 
     /// Sends a webhook notification for a rollout (queued; never blocks or fails the caller).
-    fn notify(&self, r: &Rollout, kind: &str, summary: String, detail: serde_json::Value) {
+    fn notify(&self, r: &Rollout, kind: EventKind, summary: String, detail: serde_json::Value) {
         if let Some(n) = self.ctx.notifiers.get(&r.service) {
             n.notify(backstop_drivers::notify::Notification {
                 id: format!("{}/{kind}", r.id),
@@ -1715,7 +1744,12 @@ impl Controller {
         }
     }
 
-    async fn event(&self, rollout_id: &str, kind: &str, detail: serde_json::Value) -> Result<()> {
+    async fn event(
+        &self,
+        rollout_id: &str,
+        kind: EventKind,
+        detail: serde_json::Value,
+    ) -> Result<()> {
         self.event_at(rollout_id, now_ms(), kind, detail).await
     }
 
@@ -1723,7 +1757,7 @@ impl Controller {
         &self,
         rollout_id: &str,
         at_ms: Millis,
-        kind: &str,
+        kind: EventKind,
         detail: serde_json::Value,
     ) -> Result<()> {
         self.ctx
@@ -1731,7 +1765,7 @@ impl Controller {
             .add_event(&Event {
                 at_ms,
                 rollout_id: rollout_id.to_string(),
-                kind: kind.to_string(),
+                kind,
                 detail,
             })
             .await
@@ -1741,7 +1775,7 @@ impl Controller {
     async fn audit(
         &self,
         actor: &str,
-        action: &str,
+        action: EventKind,
         target: &str,
         trigger: &str,
         evidence: serde_json::Value,

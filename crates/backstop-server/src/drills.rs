@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use backstop_config::EnvKind;
 use backstop_core::drill::{Drill, DrillLoad, DrillObjectives, DrillStatus, measure};
+use backstop_core::event::EventKind;
 use backstop_core::model::{Artifact, Phase, Rollout};
 use serde::Deserialize;
 use serde_json::json;
@@ -194,7 +195,7 @@ pub async fn start_drill(
     crate::audit(
         &ctx,
         &caller.0,
-        "drill.started",
+        EventKind::DrillStarted,
         &format!("drill/{}", drill.id),
         "api",
         json!({
@@ -314,7 +315,7 @@ pub async fn finish_drill(
     crate::audit(
         &ctx,
         &caller.0,
-        "drill.finished",
+        EventKind::DrillFinished,
         &format!("drill/{}", drill.id),
         "api",
         json!({

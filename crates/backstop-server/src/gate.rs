@@ -7,6 +7,7 @@
 
 use std::future::Future;
 
+use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, Phase, Release, ReleaseStatus};
 use backstop_core::{Millis, breaker, format_ms};
 use backstop_store::StoreError;
@@ -815,7 +816,7 @@ pub async fn create_freeze(
     crate::audit(
         &ctx,
         &caller.0,
-        "freeze.started",
+        EventKind::FreezeStarted,
         &format!("freeze/{}", freeze.id),
         "manual",
         json!({"service": freeze.service, "env": freeze.env, "reason": freeze.reason, "until_ms": freeze.until_ms}),
@@ -883,7 +884,7 @@ pub async fn end_freeze(
     crate::audit(
         &ctx,
         &caller.0,
-        "freeze.ended",
+        EventKind::FreezeEnded,
         &format!("freeze/{id}"),
         "manual",
         json!({"reason": reason, "service": freeze.service, "env": freeze.env}),
@@ -899,7 +900,7 @@ pub async fn refuse(ctx: &Ctx, report: &GateReport, intent: &Intent, target: &st
         let logged = crate::audit(
             ctx,
             &intent.actor,
-            "gate.override_refused",
+            EventKind::GateOverrideRefused,
             target,
             "manual",
             json!({
@@ -927,9 +928,9 @@ pub async fn audit_overrides(
         return Ok(());
     }
     let action = if overridden.iter().any(|c| c.name == "freeze") {
-        "freeze.overridden"
+        EventKind::FreezeOverridden
     } else {
-        "recovery_freeze.bypassed"
+        EventKind::RecoveryFreezeBypassed
     };
     crate::audit(
         ctx,

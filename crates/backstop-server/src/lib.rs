@@ -75,7 +75,7 @@ pub struct Ctx {
 pub async fn audit(
     ctx: &Ctx,
     actor: &str,
-    action: &str,
+    action: backstop_core::event::EventKind,
     target: &str,
     trigger: &str,
     evidence: serde_json::Value,
@@ -85,7 +85,7 @@ pub async fn audit(
             now_ms(),
             &AuditEntry {
                 actor: actor.into(),
-                action: action.into(),
+                action: action.as_str().into(),
                 target: target.into(),
                 trigger: trigger.into(),
                 evidence,

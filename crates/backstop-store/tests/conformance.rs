@@ -296,7 +296,7 @@ async fn failures_count_verdicts_and_deploys_but_not_manual_aborts() {
         s.add_event(&Event {
             at_ms: at,
             rollout_id: "r1".into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             detail,
         })
         .await
@@ -332,7 +332,7 @@ async fn concurrent_writers_never_see_database_busy_and_the_chain_stays_whole() 
                     let e = Event {
                         at_ms: i,
                         rollout_id: format!("r{t}"),
-                        kind: "x".into(),
+                        kind: backstop_core::event::EventKind::StepAdvanced,
                         detail: serde_json::json!({}),
                     };
                     s.add_event(&e).await.unwrap();

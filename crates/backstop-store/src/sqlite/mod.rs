@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::audit::{AuditEntry, AuditRecord, GENESIS};
 use backstop_core::drill::Drill;
+use backstop_core::event::EventKind;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Phase, Recovery, RecoveryStep,
     Release, ReleaseStatus, Rollout, StepStatus,
@@ -685,7 +686,7 @@ impl Store for SqliteStore {
         sqlx::query("INSERT INTO events (rollout_id, at_ms, kind, detail) VALUES ($1, $2, $3, $4)")
             .bind(&e.rollout_id)
             .bind(e.at_ms)
-            .bind(&e.kind)
+            .bind(e.kind.as_str())
             .bind(json(&e.detail))
             .execute(&self.pool)
             .await?;
@@ -702,7 +703,10 @@ impl Store for SqliteStore {
                 Ok(Event {
                     at_ms: row.try_get("at_ms")?,
                     rollout_id: row.try_get("rollout_id")?,
-                    kind: row.try_get("kind")?,
+                    kind: row
+                        .try_get::<String, _>("kind")?
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("events.kind: {e}")))?,
                     detail: parse(&row.try_get::<String, _>("detail")?, "event detail")?,
                 })
             })
@@ -821,10 +825,12 @@ impl Store for SqliteStore {
     async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>> {
         let rows = sqlx::query(
             "SELECT e.at_ms AS at_ms, r.env AS env FROM events e JOIN rollouts r ON r.id = e.rollout_id \
-             WHERE e.at_ms >= $1 AND (e.kind = 'judge.fail' \
-             OR (e.kind = 'rollout.failed' AND json_extract(e.detail, '$.trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms",
+             WHERE e.at_ms >= $1 AND (e.kind = $2 \
+             OR (e.kind = $3 AND json_extract(e.detail, '$.trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms",
         )
         .bind(since)
+        .bind(EventKind::JudgeFail.as_str())
+        .bind(EventKind::RolloutFailed.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
