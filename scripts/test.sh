@@ -32,11 +32,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f "$policy"
 fi
 
-# A system haproxy/nginx left running would not disturb the tests (free ports), but stop them
-# anyway so the machine stays as the tests expect.
-for svc in haproxy nginx prometheus; do
-  pkill -x "$svc" 2>/dev/null || true
-done
+# The tests start their own haproxy/nginx/prometheus on free loopback ports and end only what
+# they started; a system server that happens to run is left alone (never stopped by name).
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
