@@ -6,6 +6,7 @@ pub mod audit;
 pub mod breaker;
 pub mod drill;
 pub mod model;
+pub mod named;
 pub mod recovery;
 pub mod rollout;
 pub mod schema;
