@@ -158,3 +158,28 @@ impl SqliteStore {
         self.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    #[tokio::test]
+    async fn a_stored_value_that_does_not_parse_is_corrupt_naming_its_column() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqliteStore::open_dir(dir.path()).await.expect("open");
+        sqlx::query(
+            "INSERT INTO breaker_trips (id, scope, tripped_at_ms, failures) \
+             VALUES ('t1', 'prod', 1, '[]')",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("insert");
+        let err = store.open_trips().await.expect_err("corrupt");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            r#"stored data is corrupt: breaker_trips.scope: "prod" is not one of all, env:<name>"#
+        );
+    }
+}
