@@ -3,25 +3,84 @@
 //! person resets the breaker. Pure: the caller passes the failures it has stored.
 
 use crate::Millis;
+use crate::named::UnknownValue;
 
-/// Where a breaker applies: `env:<name>` or `all`.
-pub fn scope_key(scope_is_all: bool, env: &str) -> String {
-    if scope_is_all {
-        "all".to_string()
-    } else {
-        format!("env:{env}")
+/// What one trip covers: the rollouts into one environment, or all of them. Stored and served
+/// as `env:<name>` or `all`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TripScope {
+    Env(String),
+    All,
+}
+
+impl TripScope {
+    /// The scope a failure in `env` counts towards: everything with `scope_is_all`, else `env`.
+    #[must_use]
+    pub fn of_failure_in(scope_is_all: bool, env: &str) -> Self {
+        if scope_is_all {
+            Self::All
+        } else {
+            Self::Env(env.to_string())
+        }
+    }
+
+    /// Whether a rollout in `env` is covered.
+    #[must_use]
+    pub fn covers(&self, env: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Env(name) => name == env,
+        }
     }
 }
 
-/// Whether a rollout in `env` is covered by a trip of scope `key`.
-pub fn covers(key: &str, env: &str) -> bool {
-    key == "all" || key.strip_prefix("env:") == Some(env)
+const ALL: &str = "all";
+const ENV_PREFIX: &str = "env:";
+
+/// Pads like a string, so `{:<12}` lines up as it did when scopes were strings.
+impl std::fmt::Display for TripScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.pad(ALL),
+            Self::Env(name) => f.pad(&format!("{ENV_PREFIX}{name}")),
+        }
+    }
 }
 
-/// Should the breaker for `key` trip now? `failures` are (time, environment) of failed
+impl std::str::FromStr for TripScope {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == ALL {
+            return Ok(Self::All);
+        }
+        s.strip_prefix(ENV_PREFIX)
+            .map(|name| Self::Env(name.to_string()))
+            .ok_or_else(|| UnknownValue {
+                expected: &[ALL, "env:<name>"],
+                got: s.to_string(),
+            })
+    }
+}
+
+impl serde::Serialize for TripScope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TripScope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Should the breaker for `scope` trip now? `failures` are (time, environment) of failed
 /// rollouts; only those in scope and inside the window count.
 pub fn should_trip(
-    key: &str,
+    scope: &TripScope,
     failures: &[(Millis, String)],
     now: Millis,
     trips_after: u32,
@@ -32,7 +91,7 @@ pub fn should_trip(
     }
     let recent = failures
         .iter()
-        .filter(|(at, env)| covers(key, env) && *at <= now && now - *at <= within_ms)
+        .filter(|(at, env)| scope.covers(env) && *at <= now && now - *at <= within_ms)
         .count();
     recent >= trips_after as usize
 }
@@ -45,12 +104,16 @@ mod tests {
         (at, env.to_string())
     }
 
+    fn scope(text: &str) -> TripScope {
+        text.parse().expect("scope")
+    }
+
     #[test]
     fn trips_on_the_kth_failure_inside_the_window() {
         let fails = [f(0, "prod"), f(10, "prod")];
-        assert!(!should_trip("env:prod", &fails, 20, 3, 100));
+        assert!(!should_trip(&scope("env:prod"), &fails, 20, 3, 100));
         let fails = [f(0, "prod"), f(10, "prod"), f(20, "prod")];
-        assert!(should_trip("env:prod", &fails, 20, 3, 100));
+        assert!(should_trip(&scope("env:prod"), &fails, 20, 3, 100));
     }
 
     #[test]
@@ -61,8 +124,30 @@ mod tests {
             f(510, "staging"),
             f(520, "prod"),
         ];
-        assert!(!should_trip("env:prod", &fails, 520, 3, 100));
-        assert!(should_trip("all", &fails, 520, 3, 100));
-        assert!(covers("all", "x") && covers("env:x", "x") && !covers("env:x", "y"));
+        assert!(!should_trip(&scope("env:prod"), &fails, 520, 3, 100));
+        assert!(should_trip(&scope("all"), &fails, 520, 3, 100));
+        assert!(
+            scope("all").covers("x") && scope("env:x").covers("x") && !scope("env:x").covers("y")
+        );
+    }
+
+    #[test]
+    fn scopes_read_and_write_as_env_name_or_all() {
+        for text in ["all", "env:prod", "env:"] {
+            assert_eq!(scope(text).to_string(), text);
+            let json = serde_json::to_string(&scope(text)).expect("json");
+            assert_eq!(json, format!("{text:?}"));
+            assert_eq!(
+                serde_json::from_str::<TripScope>(&json).expect("parse"),
+                scope(text)
+            );
+        }
+        assert_eq!(
+            TripScope::of_failure_in(false, "prod"),
+            TripScope::Env("prod".into())
+        );
+        assert_eq!(TripScope::of_failure_in(true, "prod"), TripScope::All);
+        let err = "prod".parse::<TripScope>().expect_err("no prefix");
+        assert_eq!(err.to_string(), r#""prod" is not one of all, env:<name>"#);
     }
 }

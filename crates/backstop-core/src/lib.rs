@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod drill;
 pub mod event;
 pub mod model;
+pub mod named;
 pub mod recovery;
 pub mod rollout;
 pub mod schema;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::named::string_enum;
 
 /// What a release runs: an executable file (hashed by content) or a command line (hashed as text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -68,8 +69,18 @@ pub struct InstanceRecord {
     pub pid: u32,
     pub port: u16,
     pub started_at_ms: Millis,
-    /// `running` or `stopped`.
-    pub state: String,
+    pub state: InstanceState,
+}
+
+string_enum! {
+    /// Where a supervised instance is in its life.
+    pub enum InstanceState {
+        /// Spawned; not yet healthy.
+        Starting = "starting",
+        /// Healthy and (able to be) serving.
+        Running = "running",
+        Stopped = "stopped",
+    }
 }
 
 /// What an environment runs right now.
@@ -247,19 +258,28 @@ pub struct Recovery {
     /// `judge`, `manual`, `abort`.
     pub trigger: String,
     pub reason: String,
-    /// `running`, `done` or `failed`.
-    pub status: String,
+    pub status: RecoveryStatus,
     pub created_at_ms: Millis,
     pub finished_at_ms: Option<Millis>,
     pub steps: Vec<RecoveryStep>,
+}
+
+string_enum! {
+    /// Where a recovery is: its steps run until all are done or one fails.
+    pub enum RecoveryStatus {
+        Running = "running",
+        Done = "done",
+        /// A step failed; a person may retry it (the recovery then runs again).
+        Failed = "failed",
+    }
 }
 
 /// An open (or past) trip of the global circuit breaker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BreakerTrip {
     pub id: String,
-    /// `env:<name>` or `all`.
-    pub scope: String,
+    #[schema(value_type = String)]
+    pub scope: crate::breaker::TripScope,
     pub tripped_at_ms: Millis,
     /// The failed rollouts that tripped it.
     #[schema(value_type = Object)]

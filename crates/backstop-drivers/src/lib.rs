@@ -7,9 +7,11 @@
 //!   process-group kills, capped output and retries);
 //! - [`notify`]: webhook notifications (JSON or Slack, HMAC-signed, retried, never blocking);
 //! - [`load`]: paced load generator used by quickstart, tests and benchmarks;
-//! - [`prometheus`]: a signal source reading per-version counters from a Prometheus server.
+//! - [`prometheus`]: a signal source reading per-version counters from a Prometheus server;
+//! - [`config_files`]: the file-system side of config snapshots (capture, atomic restore).
 
 pub mod command;
+pub mod config_files;
 pub mod load;
 pub mod notify;
 pub mod process;

@@ -13,11 +13,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use backstop_core::Millis;
 use backstop_core::audit::AuditRecord;
+use backstop_core::breaker::TripScope;
 use backstop_core::event::EventKind;
 use backstop_core::model::{
     Artifact, BreakerTrip, EnvironmentState, Event, Phase, Recovery, Release, ReleaseStatus,
     Rollout,
 };
+use backstop_store::StoreError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -775,11 +777,17 @@ async fn reset_breaker(
     if req.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a breaker reset needs a reason").at("/reason"));
     }
+    let at_scope = |e: StoreError| ApiError::from(e).at("/scope");
+    // A scope that does not parse has no open trip either.
+    let scope: TripScope = req
+        .scope
+        .parse()
+        .map_err(|_| at_scope(StoreError::no_open_trip(&req.scope)))?;
     let trip = ctx
         .store
-        .reset_trip(&req.scope, &caller.0, &req.reason, now_ms())
+        .reset_trip(&scope, &caller.0, &req.reason, now_ms())
         .await
-        .map_err(|e| ApiError::from(e).at("/scope"))?;
+        .map_err(at_scope)?;
     crate::audit(
         &ctx,
         &caller.0,

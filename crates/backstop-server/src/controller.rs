@@ -10,8 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow};
 use backstop_config::{SeverityAction, Strategy};
 use backstop_core::Millis;
+use backstop_core::breaker::TripScope;
 use backstop_core::event::EventKind;
-use backstop_core::model::{EnvironmentState, Event, Phase, Recovery, Rollout, StepStatus};
+use backstop_core::model::{
+    EnvironmentState, Event, Phase, Recovery, RecoveryStatus, Rollout, StepStatus,
+};
 use backstop_core::recovery::{
     StepKind, plan_canary_rollback, plan_redeploy_previous, with_config_restore, with_hooks,
     with_schema_downs, with_verification,
@@ -205,7 +208,7 @@ impl Controller {
         let trips = ctx.store.open_trips().await?;
         for r in ctx.store.active_rollouts().await? {
             let id = r.id.clone();
-            let trip = trips.iter().find(|t| breaker::covers(&t.scope, &r.env));
+            let trip = trips.iter().find(|t| t.scope.covers(&r.env));
             let result = match (trip, r.phase) {
                 // An open breaker holds progressive rollouts where they are (no rollback).
                 (Some(_), Phase::Pending) => Ok(()),
@@ -854,7 +857,7 @@ impl Controller {
         let within = policy.within.as_millis() as Millis;
         // The event for this failure is written by the caller just before.
         let failures = ctx.store.failures_since(now - within).await?;
-        let key = breaker::scope_key(policy.scope_all, &r.env);
+        let key = TripScope::of_failure_in(policy.scope_all, &r.env);
         if !breaker::should_trip(&key, &failures, now, policy.trips_after, within) {
             return Ok(());
         }
@@ -1069,7 +1072,7 @@ impl Controller {
             actor: "controller".into(),
             trigger: EventKind::RolloutFailed.as_str().into(),
             reason,
-            status: "running".into(),
+            status: RecoveryStatus::Running,
             created_at_ms: now_ms(),
             finished_at_ms: None,
             steps: vec![],
@@ -1142,7 +1145,9 @@ impl Controller {
                     ctx.store
                         .step_finished(&rec.id, step.index, now, false, &detail)
                         .await?;
-                    ctx.store.finish_recovery(&rec.id, "failed", now).await?;
+                    ctx.store
+                        .finish_recovery(&rec.id, RecoveryStatus::Failed, now)
+                        .await?;
                     self.audit("controller", EventKind::RecoveryFailed, &format!("recovery/{}", rec.id), "plan", json!({
                         "step": step.step, "idempotency_key": step.idempotency_key, "error": format!("{e:#}"),
                     }))
@@ -1157,7 +1162,9 @@ impl Controller {
             }
         }
         let now = now_ms();
-        ctx.store.finish_recovery(&rec.id, "done", now).await?;
+        ctx.store
+            .finish_recovery(&rec.id, RecoveryStatus::Done, now)
+            .await?;
         self.audit(
             "controller",
             EventKind::RecoveryDone,
@@ -1501,7 +1508,7 @@ impl Controller {
     async fn resume(&mut self, id: &str, actor: &str) -> Result<Recovery, ApiError> {
         let ctx = self.ctx.clone();
         let rec = ctx.store.recovery(id).await?;
-        if rec.status != "failed" {
+        if rec.status != RecoveryStatus::Failed {
             return Err(ApiError::conflict(format!(
                 "recovery {id} is {}; only a failed recovery can be resumed",
                 rec.status
@@ -1652,7 +1659,7 @@ impl Controller {
             actor: actor.into(),
             trigger: "manual".into(),
             reason: reason.into(),
-            status: "running".into(),
+            status: RecoveryStatus::Running,
             created_at_ms: now_ms(),
             finished_at_ms: None,
             steps: vec![],

@@ -15,7 +15,7 @@ use axum::{Extension, Json, Router};
 use backstop_config::EnvKind;
 use backstop_core::drill::{Drill, DrillLoad, DrillObjectives, DrillStatus, measure};
 use backstop_core::event::EventKind;
-use backstop_core::model::{Artifact, Phase, Rollout};
+use backstop_core::model::{Artifact, Phase, RecoveryStatus, Rollout};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -297,7 +297,7 @@ pub async fn finish_drill(
         .recovery(&crate::controller::recovery_id_for(&rollout.id))
         .await
     {
-        Ok(rec) if rec.status == "done" => rec.finished_at_ms,
+        Ok(rec) if rec.status == RecoveryStatus::Done => rec.finished_at_ms,
         Ok(_) | Err(backstop_store::StoreError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, Phase, Release, ReleaseStatus};
-use backstop_core::{Millis, breaker, format_ms};
+use backstop_core::{Millis, format_ms};
 use backstop_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -513,7 +513,7 @@ async fn breaker_closed(s: &Subject<'_>) -> anyhow::Result<Check> {
         .open_trips()
         .await?
         .into_iter()
-        .filter(|t| breaker::covers(&t.scope, s.env))
+        .filter(|t| t.scope.covers(s.env))
         .collect();
     let Some(t) = trips.first() else {
         return Ok(Check::pass(

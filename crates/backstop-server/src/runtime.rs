@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use backstop_config::{
     CommandVars, Environment, PrometheusSignals, Router, Service, render_command,
 };
-use backstop_core::model::{Artifact, InstanceRecord, Phase, Release};
+use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Release};
 use backstop_drivers::process::{self, Instance, InstanceSpec};
 use backstop_drivers::prometheus::{PrometheusConfig, PrometheusSource};
 use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
@@ -109,7 +109,7 @@ impl Ctx {
                     "Instance already running; adopted."
                 );
                 let mut adopted = rec.clone();
-                adopted.state = "running".into();
+                adopted.state = InstanceState::Running;
                 self.store.put_instance(&adopted).await?;
                 return Ok(adopted);
             }
@@ -117,7 +117,7 @@ impl Ctx {
                 // Started by a controller that died before journaling the pid.
                 let adopted = InstanceRecord {
                     pid,
-                    state: "running".into(),
+                    state: InstanceState::Running,
                     ..rec.clone()
                 };
                 tracing::info!(
@@ -140,7 +140,7 @@ impl Ctx {
             pid: 0,
             port,
             started_at_ms: now_ms(),
-            state: "starting".into(),
+            state: InstanceState::Starting,
         };
         self.store.put_instance(&rec).await?;
         let command = render_release_command(service, &self.runnable(release).await?, env, port);
@@ -160,7 +160,7 @@ impl Ctx {
         };
         let started = process::start(&spec).await?;
         rec.pid = started.pid;
-        rec.state = "running".into();
+        rec.state = InstanceState::Running;
         self.store.put_instance(&rec).await?;
         tracing::info!(instance = id, release = %release.id, pid = rec.pid, port, "Instance started and healthy.");
         Ok(rec)
@@ -199,7 +199,7 @@ impl Ctx {
                 .stop(&vars)
                 .await
                 .with_context(|| format!("stop script for instance {id}"))?;
-            rec.state = "stopped".into();
+            rec.state = InstanceState::Stopped;
             self.store.put_instance(&rec).await?;
             return Ok(());
         }
@@ -211,7 +211,7 @@ impl Ctx {
         if rec.pid != 0 {
             process::stop(&to_instance(&rec), STOP_GRACE).await?;
         }
-        rec.state = "stopped".into();
+        rec.state = InstanceState::Stopped;
         self.store.put_instance(&rec).await?;
         tracing::info!(instance = id, "Instance stopped.");
         Ok(())
@@ -244,7 +244,7 @@ impl Ctx {
             pid: 0,
             port,
             started_at_ms: now_ms(),
-            state: "starting".into(),
+            state: InstanceState::Starting,
         };
         if known.is_some()
             && self
@@ -252,7 +252,7 @@ impl Ctx {
                 .await
                 .is_ok()
         {
-            rec.state = "running".into();
+            rec.state = InstanceState::Running;
             self.store.put_instance(&rec).await?;
             return Ok(rec);
         }
@@ -284,7 +284,7 @@ impl Ctx {
                 Err(_) => tokio::time::sleep(service.run.health.interval).await,
             }
         }
-        rec.state = "running".into();
+        rec.state = InstanceState::Running;
         self.store.put_instance(&rec).await?;
         tracing::info!(instance = id, release = %release.id, port, "Instance deployed by script and healthy.");
         Ok(rec)

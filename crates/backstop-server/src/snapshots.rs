@@ -7,15 +7,14 @@
 //! (`config-hmac.key`, mode 0600), so a diff can say "changed" without revealing anything.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use backstop_config::{Params, SecretRef};
 use backstop_core::snapshot::{
     Change, ConfigSnapshot, FileEntry, Manifest, SecretEntry, changes, unified_diff,
 };
+use backstop_drivers::config_files::{self, resolve};
 use backstop_store::{BlobStore, FolderBlobs};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -63,34 +62,13 @@ pub struct RestoreOutcome {
     pub not_restorable: Vec<Change>,
 }
 
-/// Resolves a `params` path against the config file's folder.
-pub fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 /// A secret's value from its reference: the daemon's environment variable, or the file's
 /// content without one trailing newline. The error names the reference, never a value.
 pub fn secret_value(base: &Path, reference: &SecretRef) -> Result<String> {
     match reference {
         SecretRef::Env(name) => std::env::var(name)
             .map_err(|_| anyhow!("environment variable {name} is not set in the daemon")),
-        SecretRef::File(path) => {
-            let full = resolve(base, path);
-            let mut text = std::fs::read_to_string(&full)
-                .with_context(|| format!("cannot read secret file {}", full.display()))?;
-            if text.ends_with('\n') {
-                text.pop();
-                if text.ends_with('\r') {
-                    text.pop();
-                }
-            }
-            Ok(text)
-        }
+        SecretRef::File(path) => Ok(config_files::read_secret(&resolve(base, path))?),
     }
 }
 
@@ -110,34 +88,10 @@ pub fn instance_env(base: &Path, params: &Params) -> Result<BTreeMap<String, Str
 
 /// The HMAC key of a state folder, created (32 random bytes, mode 0600) on first use.
 pub fn hmac_key(state_dir: &Path) -> Result<Vec<u8>> {
-    use rand::RngCore;
-    let path = state_dir.join(HMAC_KEY_FILE);
-    match std::fs::read(&path) {
-        Ok(key) if key.len() >= 32 => return Ok(key),
-        Ok(_) => return Err(anyhow!("{} is shorter than 32 bytes", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-    let mut key = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path);
-    match created {
-        Ok(mut f) => {
-            f.write_all(&key)
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?;
-            Ok(key)
-        }
-        // Another caller created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
-    }
+    Ok(config_files::private_key(
+        &state_dir.join(HMAC_KEY_FILE),
+        32,
+    )?)
 }
 
 fn hmac_hex(key: &[u8], value: &str) -> Result<String> {
@@ -151,40 +105,6 @@ fn is_text(bytes: &[u8]) -> bool {
     !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
 }
 
-/// Regular files under `dir`, recursively, as `/`-separated relative paths, sorted. Symbolic
-/// links are not followed (a snapshot holds files, not where links point).
-fn walk(dir: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
-    while let Some((path, rel)) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&path).with_context(|| format!("listing {}", path.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("listing {}", path.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let kind = entry
-                .file_type()
-                .with_context(|| format!("reading {}", entry.path().display()))?;
-            if kind.is_dir() {
-                stack.push((entry.path(), child));
-            } else if kind.is_file() && !is_temp_name(&name) {
-                out.push(child);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with(".backstop-restore-")
-}
-
 /// Reads the parameters as they are now.
 pub fn read_live(base: &Path, params: &Params, key: &[u8]) -> Result<Live> {
     let mut manifest = Manifest {
@@ -192,44 +112,20 @@ pub fn read_live(base: &Path, params: &Params, key: &[u8]) -> Result<Live> {
         env: params.env.clone(),
         ..Manifest::default()
     };
+    let captured = config_files::capture(base, &params.files, &params.folders)?;
+    manifest.missing = captured.missing;
     let mut contents = BTreeMap::new();
-    let mut add = |name: String, path: &Path, manifest: &mut Manifest| -> Result<()> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .permissions()
-            .mode()
-            & 0o7777;
+    for (name, file) in captured.files {
         manifest.files.insert(
             name.clone(),
             FileEntry {
-                sha256: hex::encode(Sha256::digest(&bytes)),
-                size: bytes.len() as u64,
-                text: is_text(&bytes),
-                mode,
+                sha256: hex::encode(Sha256::digest(&file.bytes)),
+                size: file.bytes.len() as u64,
+                text: is_text(&file.bytes),
+                mode: file.mode,
             },
         );
-        contents.insert(name, bytes);
-        Ok(())
-    };
-    for file in &params.files {
-        let path = resolve(base, file);
-        if path.is_file() {
-            add(file.clone(), &path, &mut manifest)?;
-        } else {
-            manifest.missing.push(file.clone());
-        }
-    }
-    for folder in &params.folders {
-        let root = resolve(base, folder);
-        if !root.is_dir() {
-            manifest.missing.push(folder.clone());
-            continue;
-        }
-        let prefix = folder.trim_end_matches('/');
-        for rel in walk(&root)? {
-            add(format!("{prefix}/{rel}"), &root.join(&rel), &mut manifest)?;
-        }
+        contents.insert(name, file.bytes);
     }
     for (name, reference) in &params.secrets {
         let hmac = match secret_value(base, reference) {
@@ -245,42 +141,6 @@ pub fn read_live(base: &Path, params: &Params, key: &[u8]) -> Result<Live> {
         );
     }
     Ok(Live { manifest, contents })
-}
-
-/// Where a manifest file name lives on disk.
-fn file_path(base: &Path, name: &str) -> PathBuf {
-    resolve(base, name)
-}
-
-/// Writes `bytes` to `path` atomically with `mode`: temp file in the same folder, fsync,
-/// rename over, fsync the folder.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent folder", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".backstop-restore-{name}"));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
 }
 
 /// Makes the files and folders on disk equal to `target` (whose contents come from `blobs`).
@@ -302,7 +162,7 @@ pub fn restore_files(
             let bytes = blobs
                 .get(&entry.sha256)
                 .with_context(|| format!("content of {name}"))?;
-            write_atomic(&file_path(base, name), &bytes, entry.mode)?;
+            config_files::write_atomic(&resolve(base, name), &bytes, entry.mode)?;
         }
         written.push(name.clone());
     }
@@ -318,9 +178,7 @@ pub fn restore_files(
     for name in live.files.keys() {
         if !target.files.contains_key(name) && in_scope(name) {
             if apply {
-                let path = file_path(base, name);
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
+                config_files::remove(&resolve(base, name))?;
             }
             removed.push(name.clone());
         }
@@ -547,6 +405,8 @@ impl Ctx {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn params() -> Params {

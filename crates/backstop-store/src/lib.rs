@@ -1,23 +1,19 @@
-//! Backstop's durable state behind one trait. SQLite is the embedded default; a PostgreSQL
-//! backend implements the same trait (and runs the same conformance tests) for scale-out.
+//! Backstop's durable state behind one trait per aggregate ([`aggregates`]), all of them
+//! together being [`Store`]. SQLite is the embedded default; a PostgreSQL backend implements the
+//! same traits (and runs the same conformance tests) for scale-out. Callers import
+//! [`prelude`] to get every method on an `Arc<dyn Store>`.
 //!
 //! Handlers and controllers only see [`StoreError`]: `NotFound` becomes HTTP 404 and
 //! `Conflict` 409 without anyone looking at database error codes.
 
-use async_trait::async_trait;
-use backstop_core::Millis;
-use backstop_core::audit::{AuditEntry, AuditRecord};
-use backstop_core::drill::Drill;
-use backstop_core::model::{
-    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Recovery, Release, Rollout,
-};
-use backstop_core::recovery::StepKind;
-use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
-use backstop_judge::Interval;
-
+pub mod aggregates;
 pub mod blobs;
 pub mod sqlite;
 
+pub use aggregates::{
+    AuditStore, BreakerStore, DrillStore, EnvironmentStore, FreezeStore, RecoveryStore,
+    ReleaseStore, RolloutStore, SnapshotStore,
+};
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
 pub use sqlite::SqliteStore;
 
@@ -35,127 +31,48 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The state a controller needs to carry on after a restart, and everything the API serves.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Releases
-    /// Registers a release; `Conflict` if `service@version` exists.
-    async fn create_release(&self, release: &Release) -> Result<()>;
-    async fn release(&self, id: &str) -> Result<Release>;
-    async fn releases(&self, service: Option<&str>) -> Result<Vec<Release>>;
-    async fn mark_release_bad(&self, id: &str, reason: &str) -> Result<()>;
+/// The state a controller needs to carry on after a restart, and everything the API serves:
+/// every aggregate. Implemented for any type that implements them all.
+pub trait Store:
+    ReleaseStore
+    + EnvironmentStore
+    + RolloutStore
+    + RecoveryStore
+    + BreakerStore
+    + FreezeStore
+    + SnapshotStore
+    + DrillStore
+    + AuditStore
+    + 'static
+{
+}
 
-    // Environments and instances
-    async fn environment(&self, service: &str, env: &str) -> Result<Option<EnvironmentState>>;
-    async fn put_environment(&self, state: &EnvironmentState) -> Result<()>;
-    async fn environments(&self) -> Result<Vec<EnvironmentState>>;
-    async fn put_instance(&self, instance: &InstanceRecord) -> Result<()>;
-    async fn instance(&self, id: &str) -> Result<InstanceRecord>;
-    async fn running_instances(&self) -> Result<Vec<InstanceRecord>>;
+impl<T> Store for T where
+    T: ReleaseStore
+        + EnvironmentStore
+        + RolloutStore
+        + RecoveryStore
+        + BreakerStore
+        + FreezeStore
+        + SnapshotStore
+        + DrillStore
+        + AuditStore
+        + 'static
+{
+}
 
-    // Rollouts
-    /// Inserts a rollout; `Conflict` when the environment already has an unfinished one.
-    async fn create_rollout(&self, rollout: &Rollout) -> Result<()>;
-    async fn rollout(&self, id: &str) -> Result<Rollout>;
-    /// Most recent first.
-    async fn rollouts(&self, service: Option<&str>, limit: i64) -> Result<Vec<Rollout>>;
-    async fn active_rollouts(&self) -> Result<Vec<Rollout>>;
-    async fn active_rollout(&self, service: &str, env: &str) -> Result<Option<Rollout>>;
-    /// Replaces the stored row (by id).
-    async fn update_rollout(&self, rollout: &Rollout) -> Result<()>;
-    /// Promotion in one transaction: the rollout's final row and the environment's new LKG and
-    /// stable instance are written together, so a crash never leaves one without the other.
-    async fn commit_promotion(&self, rollout: &Rollout, env: &EnvironmentState) -> Result<()>;
-    async fn append_interval(&self, rollout_id: &str, interval: &Interval) -> Result<i64>;
-    async fn intervals(&self, rollout_id: &str) -> Result<Vec<Interval>>;
-    async fn add_event(&self, event: &Event) -> Result<()>;
-    async fn events(&self, rollout_id: &str) -> Result<Vec<Event>>;
-
-    // Recovery journal
-    /// Writes the recovery and its whole plan at once, before any step runs.
-    async fn create_recovery(&self, recovery: &Recovery, plan: &[StepKind]) -> Result<()>;
-    async fn recovery(&self, id: &str) -> Result<Recovery>;
-    async fn recoveries(&self, limit: i64) -> Result<Vec<Recovery>>;
-    async fn unfinished_recoveries(&self) -> Result<Vec<Recovery>>;
-    /// Journals the intent to run a step (counts attempts).
-    async fn step_started(&self, recovery_id: &str, index: i64, at: Millis) -> Result<()>;
-    async fn step_finished(
-        &self,
-        recovery_id: &str,
-        index: i64,
-        at: Millis,
-        ok: bool,
-        outcome: &serde_json::Value,
-    ) -> Result<()>;
-    async fn finish_recovery(&self, id: &str, status: &str, at: Millis) -> Result<()>;
-    /// Marks a failed recovery running again (its failed step will be retried); `Conflict` when
-    /// the environment already has another running recovery.
-    async fn reopen_recovery(&self, id: &str) -> Result<()>;
-
-    /// (time, environment) of failing verdicts (`judge.fail` events) and failed deployments
-    /// (`rollout.failed` with trigger `deploy`) since `since`: what the global breaker counts.
-    async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>>;
-
-    // Circuit breaker
-    /// Opens a trip; `Conflict` when the scope already has an open one.
-    async fn create_trip(&self, trip: &BreakerTrip) -> Result<()>;
-    async fn open_trips(&self) -> Result<Vec<BreakerTrip>>;
-    /// Closes the open trip of `scope`; `NotFound` when there is none.
-    async fn reset_trip(
-        &self,
-        scope: &str,
-        by: &str,
-        reason: &str,
-        at: Millis,
-    ) -> Result<BreakerTrip>;
-
-    // Manual freezes
-    async fn create_freeze(&self, freeze: &Freeze) -> Result<()>;
-    /// Freezes not ended by a person (expired ones included), oldest first; with
-    /// `include_ended` every freeze.
-    async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>>;
-    /// Ends a freeze; `NotFound` when there is no such freeze, `Conflict` when it already ended.
-    async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze>;
-    // Config snapshots and rollout safeguards
-    /// Records a snapshot as the next version of its (service, env), unless the latest version
-    /// has the same manifest: then that one is returned. `.1` says whether a version was added.
-    /// `version` of the argument is ignored.
-    async fn record_config_snapshot(
-        &self,
-        snapshot: &ConfigSnapshot,
-    ) -> Result<(ConfigSnapshot, bool)>;
-    /// Newest first.
-    async fn config_snapshots(&self, service: &str, env: &str) -> Result<Vec<ConfigSnapshot>>;
-    async fn config_snapshot(
-        &self,
-        service: &str,
-        env: &str,
-        version: i64,
-    ) -> Result<ConfigSnapshot>;
-    /// Written once per rollout; `Conflict` when it already has them.
-    async fn put_rollout_safeguards(&self, safeguards: &RolloutSafeguards) -> Result<()>;
-    async fn rollout_safeguards(&self, rollout_id: &str) -> Result<Option<RolloutSafeguards>>;
-    // Drills
-    /// Stores a started drill; `Conflict` if the id exists.
-    async fn create_drill(&self, drill: &Drill) -> Result<()>;
-    /// Replaces a stored drill (status, finish time, results); `NotFound` when missing.
-    async fn update_drill(&self, drill: &Drill) -> Result<()>;
-    async fn drill(&self, id: &str) -> Result<Drill>;
-    /// Most recent first, optionally of one service.
-    async fn drills(&self, service: Option<&str>, limit: i64) -> Result<Vec<Drill>>;
-
-    // Audit
-    /// Appends to the hash chain atomically (sequence, link and head in one transaction).
-    async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord>;
-    /// Records with `seq > after`, oldest first.
-    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
-    /// The head written with the last record: `(seq, hash)`.
-    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+/// `use backstop_store::prelude::*;` brings every store method into scope.
+pub mod prelude {
+    pub use crate::Store;
+    pub use crate::aggregates::{
+        AuditStore, BreakerStore, DrillStore, EnvironmentStore, FreezeStore, RecoveryStore,
+        ReleaseStore, RolloutStore, SnapshotStore,
+    };
 }
 
 /// Verifies the whole chain plus its stored head.
 pub async fn verify_audit(
-    store: &dyn Store,
+    store: &(impl AuditStore + ?Sized),
 ) -> Result<std::result::Result<usize, backstop_core::audit::ChainBreak>> {
     let records = store.audit(0, i64::MAX).await?;
     let verified = match backstop_core::audit::verify_chain(&records) {

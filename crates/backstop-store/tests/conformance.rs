@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 
 use backstop_core::audit::AuditEntry;
+use backstop_core::breaker::TripScope;
 use backstop_core::model::{
-    Artifact, Phase, Recovery, Release, ReleaseStatus, Rollout, StepStatus,
+    Artifact, Phase, Recovery, RecoveryStatus, Release, ReleaseStatus, Rollout, StepStatus,
 };
 use backstop_core::recovery::plan_canary_rollback;
-use backstop_store::{SqliteStore, Store, StoreError, verify_audit};
+use backstop_store::prelude::*;
+use backstop_store::{SqliteStore, StoreError, verify_audit};
 
 fn release(version: &str) -> Release {
     Release {
@@ -145,7 +147,7 @@ async fn recovery_journal_records_intent_attempts_and_outcome() {
         actor: "controller".into(),
         trigger: "judge".into(),
         reason: "errors".into(),
-        status: "running".into(),
+        status: RecoveryStatus::Running,
         created_at_ms: 1,
         finished_at_ms: None,
         steps: vec![],
@@ -170,7 +172,9 @@ async fn recovery_journal_records_intent_attempts_and_outcome() {
     assert_eq!(got.steps[1].status, StepStatus::Pending);
     assert_eq!(got.steps[0].idempotency_key, "rec1/0/shift_traffic");
     assert_eq!(s.unfinished_recoveries().await.unwrap().len(), 1);
-    s.finish_recovery("rec1", "done", 9).await.unwrap();
+    s.finish_recovery("rec1", RecoveryStatus::Done, 9)
+        .await
+        .unwrap();
     assert!(s.unfinished_recoveries().await.unwrap().is_empty());
 }
 
@@ -244,9 +248,10 @@ async fn truncating_the_audit_tail_is_detected() {
 async fn breaker_trips_open_once_per_scope_and_reset() {
     use backstop_core::model::BreakerTrip;
     let (_dir, s) = store().await;
+    let prod = TripScope::Env("prod".into());
     let trip = |id: &str| BreakerTrip {
         id: id.into(),
-        scope: "env:prod".into(),
+        scope: prod.clone(),
         tripped_at_ms: 5,
         failures: serde_json::json!(["r1", "r2"]),
         reset_at_ms: None,
@@ -260,13 +265,13 @@ async fn breaker_trips_open_once_per_scope_and_reset() {
     ));
     assert_eq!(s.open_trips().await.unwrap(), vec![trip("t1")]);
     let closed = s
-        .reset_trip("env:prod", "user:alice", "fixed the database", 9)
+        .reset_trip(&prod, "user:alice", "fixed the database", 9)
         .await
         .unwrap();
     assert_eq!(closed.reset_by.as_deref(), Some("user:alice"));
     assert!(s.open_trips().await.unwrap().is_empty());
     assert!(matches!(
-        s.reset_trip("env:prod", "x", "y", 10).await,
+        s.reset_trip(&prod, "x", "y", 10).await,
         Err(StoreError::NotFound(_))
     ));
     s.create_trip(&trip("t3")).await.unwrap();

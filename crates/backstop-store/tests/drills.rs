@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use backstop_core::drill::{Drill, DrillObjectives, DrillStatus, measure};
 use backstop_core::model::{Phase, Rollout};
-use backstop_store::{SqliteStore, Store, StoreError};
+use backstop_store::prelude::*;
+use backstop_store::{SqliteStore, StoreError};
 
 fn drill(id: &str, service: &str, started_at_ms: i64) -> Drill {
     Drill {

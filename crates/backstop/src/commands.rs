@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backstop_core::audit::AuditRecord;
 use backstop_core::format_ms;
-use backstop_core::model::{Phase, Recovery, Release, Rollout};
+use backstop_core::model::{Phase, Recovery, RecoveryStatus, Release, Rollout};
 use backstop_server::RolloutDetail;
 use backstop_server::api::AuditVerification;
-use backstop_store::{SqliteStore, Store};
+use backstop_store::SqliteStore;
+use backstop_store::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
@@ -523,7 +524,11 @@ pub async fn rollback(a: RollbackArgs) -> Result<i32> {
         Output::Json => print_json(&rec),
         Output::Text => print_recovery(&rec),
     }
-    Ok(if rec.status == "done" { 0 } else { 1 })
+    Ok(if rec.status == RecoveryStatus::Done {
+        0
+    } else {
+        1
+    })
 }
 
 #[derive(clap::Subcommand)]
@@ -564,7 +569,11 @@ pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
                 Output::Json => print_json(&rec),
                 Output::Text => print_recovery(&rec),
             }
-            return Ok(if rec.status == "done" { 0 } else { 1 });
+            return Ok(if rec.status == RecoveryStatus::Done {
+                0
+            } else {
+                1
+            });
         }
         RecoveryCmd::List { server, out } => {
             let list: Vec<Recovery> = Client::new(&server)?.get("/api/v1/recoveries").await?;

@@ -14,7 +14,8 @@ use backstop_core::drill::{Drill, DrillLoad, DrillStatus};
 use backstop_core::format_ms;
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use backstop_server::RolloutDetail;
-use backstop_store::{SqliteStore, Store};
+use backstop_store::SqliteStore;
+use backstop_store::prelude::*;
 use serde_json::json;
 
 use crate::client::{CallError, Client, ServerArgs};

@@ -342,7 +342,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     std::fs::write(conf.join("prod.d/base.toml"), "x = 9\n").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        use backstop_store::Store;
+        use backstop_store::prelude::*;
         let store = backstop_store::SqliteStore::open_dir(&state).await.unwrap();
         let rec = backstop_core::model::Recovery {
             id: "rec-crashed-restore".into(),
@@ -352,7 +352,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
             actor: "test".into(),
             trigger: "manual".into(),
             reason: "crash test".into(),
-            status: "running".into(),
+            status: backstop_core::model::RecoveryStatus::Running,
             created_at_ms: 1,
             finished_at_ms: None,
             steps: vec![],

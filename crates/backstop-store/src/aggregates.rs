@@ -1,0 +1,166 @@
+//! One trait per aggregate: what each part of Backstop's state offers, so a backend is written
+//! (and read) one aggregate at a time. [`crate::Store`] is all of them together.
+
+use async_trait::async_trait;
+use backstop_core::Millis;
+use backstop_core::audit::{AuditEntry, AuditRecord};
+use backstop_core::breaker::TripScope;
+use backstop_core::drill::Drill;
+use backstop_core::model::{
+    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Recovery, RecoveryStatus,
+    Release, Rollout,
+};
+use backstop_core::recovery::StepKind;
+use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
+use backstop_judge::Interval;
+
+use crate::{Result, StoreError};
+
+/// Registered releases.
+#[async_trait]
+pub trait ReleaseStore: Send + Sync {
+    /// Registers a release; `Conflict` if `service@version` exists.
+    async fn create_release(&self, release: &Release) -> Result<()>;
+    async fn release(&self, id: &str) -> Result<Release>;
+    async fn releases(&self, service: Option<&str>) -> Result<Vec<Release>>;
+    async fn mark_release_bad(&self, id: &str, reason: &str) -> Result<()>;
+}
+
+/// What each environment runs: its state and the instances started for it.
+#[async_trait]
+pub trait EnvironmentStore: Send + Sync {
+    async fn environment(&self, service: &str, env: &str) -> Result<Option<EnvironmentState>>;
+    async fn put_environment(&self, state: &EnvironmentState) -> Result<()>;
+    async fn environments(&self) -> Result<Vec<EnvironmentState>>;
+    async fn put_instance(&self, instance: &InstanceRecord) -> Result<()>;
+    async fn instance(&self, id: &str) -> Result<InstanceRecord>;
+    async fn running_instances(&self) -> Result<Vec<InstanceRecord>>;
+}
+
+/// Rollouts with their judged intervals and timeline events.
+#[async_trait]
+pub trait RolloutStore: Send + Sync {
+    /// Inserts a rollout; `Conflict` when the environment already has an unfinished one.
+    async fn create_rollout(&self, rollout: &Rollout) -> Result<()>;
+    async fn rollout(&self, id: &str) -> Result<Rollout>;
+    /// Most recent first.
+    async fn rollouts(&self, service: Option<&str>, limit: i64) -> Result<Vec<Rollout>>;
+    async fn active_rollouts(&self) -> Result<Vec<Rollout>>;
+    async fn active_rollout(&self, service: &str, env: &str) -> Result<Option<Rollout>>;
+    /// Replaces the stored row (by id).
+    async fn update_rollout(&self, rollout: &Rollout) -> Result<()>;
+    /// Promotion in one transaction: the rollout's final row and the environment's new LKG and
+    /// stable instance are written together, so a crash never leaves one without the other.
+    async fn commit_promotion(&self, rollout: &Rollout, env: &EnvironmentState) -> Result<()>;
+    async fn append_interval(&self, rollout_id: &str, interval: &Interval) -> Result<i64>;
+    async fn intervals(&self, rollout_id: &str) -> Result<Vec<Interval>>;
+    async fn add_event(&self, event: &Event) -> Result<()>;
+    async fn events(&self, rollout_id: &str) -> Result<Vec<Event>>;
+}
+
+/// The recovery journal.
+#[async_trait]
+pub trait RecoveryStore: Send + Sync {
+    /// Writes the recovery and its whole plan at once, before any step runs.
+    async fn create_recovery(&self, recovery: &Recovery, plan: &[StepKind]) -> Result<()>;
+    async fn recovery(&self, id: &str) -> Result<Recovery>;
+    async fn recoveries(&self, limit: i64) -> Result<Vec<Recovery>>;
+    async fn unfinished_recoveries(&self) -> Result<Vec<Recovery>>;
+    /// Journals the intent to run a step (counts attempts).
+    async fn step_started(&self, recovery_id: &str, index: i64, at: Millis) -> Result<()>;
+    async fn step_finished(
+        &self,
+        recovery_id: &str,
+        index: i64,
+        at: Millis,
+        ok: bool,
+        outcome: &serde_json::Value,
+    ) -> Result<()>;
+    async fn finish_recovery(&self, id: &str, status: RecoveryStatus, at: Millis) -> Result<()>;
+    /// Marks a failed recovery running again (its failed step will be retried); `Conflict` when
+    /// the environment already has another running recovery.
+    async fn reopen_recovery(&self, id: &str) -> Result<()>;
+}
+
+/// The global circuit breaker: its trips and the failures it counts.
+#[async_trait]
+pub trait BreakerStore: Send + Sync {
+    /// (time, environment) of failing verdicts (`judge.fail` events) and failed deployments
+    /// (`rollout.failed` with trigger `deploy`) since `since`: what the global breaker counts.
+    async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>>;
+    /// Opens a trip; `Conflict` when the scope already has an open one.
+    async fn create_trip(&self, trip: &BreakerTrip) -> Result<()>;
+    async fn open_trips(&self) -> Result<Vec<BreakerTrip>>;
+    /// Closes the open trip of `scope`; `NotFound` when there is none.
+    async fn reset_trip(
+        &self,
+        scope: &TripScope,
+        by: &str,
+        reason: &str,
+        at: Millis,
+    ) -> Result<BreakerTrip>;
+}
+
+impl StoreError {
+    /// What [`BreakerStore::reset_trip`] answers when `scope` has no open trip.
+    pub fn no_open_trip(scope: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("open circuit-breaker trip for scope {scope}"))
+    }
+}
+
+/// Manual freezes.
+#[async_trait]
+pub trait FreezeStore: Send + Sync {
+    async fn create_freeze(&self, freeze: &Freeze) -> Result<()>;
+    /// Freezes not ended by a person (expired ones included), oldest first; with
+    /// `include_ended` every freeze.
+    async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>>;
+    /// Ends a freeze; `NotFound` when there is no such freeze, `Conflict` when it already ended.
+    async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze>;
+}
+
+/// Config snapshots and the safeguards captured for each rollout.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// Records a snapshot as the next version of its (service, env), unless the latest version
+    /// has the same manifest: then that one is returned. `.1` says whether a version was added.
+    /// `version` of the argument is ignored.
+    async fn record_config_snapshot(
+        &self,
+        snapshot: &ConfigSnapshot,
+    ) -> Result<(ConfigSnapshot, bool)>;
+    /// Newest first.
+    async fn config_snapshots(&self, service: &str, env: &str) -> Result<Vec<ConfigSnapshot>>;
+    async fn config_snapshot(
+        &self,
+        service: &str,
+        env: &str,
+        version: i64,
+    ) -> Result<ConfigSnapshot>;
+    /// Written once per rollout; `Conflict` when it already has them.
+    async fn put_rollout_safeguards(&self, safeguards: &RolloutSafeguards) -> Result<()>;
+    async fn rollout_safeguards(&self, rollout_id: &str) -> Result<Option<RolloutSafeguards>>;
+}
+
+/// Recovery drills.
+#[async_trait]
+pub trait DrillStore: Send + Sync {
+    /// Stores a started drill; `Conflict` if the id exists.
+    async fn create_drill(&self, drill: &Drill) -> Result<()>;
+    /// Replaces a stored drill (status, finish time, results); `NotFound` when missing.
+    async fn update_drill(&self, drill: &Drill) -> Result<()>;
+    async fn drill(&self, id: &str) -> Result<Drill>;
+    /// Most recent first, optionally of one service.
+    async fn drills(&self, service: Option<&str>, limit: i64) -> Result<Vec<Drill>>;
+}
+
+/// The audit log, a hash chain.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends to the hash chain atomically (sequence, link and head in one transaction).
+    async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord>;
+    /// Records with `seq > after`, oldest first.
+    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
+    /// The head written with the last record: `(seq, hash)`.
+    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+}

@@ -1,0 +1,85 @@
+//! The audit hash chain and its head.
+
+use async_trait::async_trait;
+use backstop_core::Millis;
+use backstop_core::audit::{AuditEntry, AuditRecord, GENESIS};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, parse};
+use crate::{AuditStore, Result};
+
+fn audit_from(row: &SqliteRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: row.try_get("seq")?,
+        at_ms: row.try_get("at_ms")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        trigger: row.try_get("trigger")?,
+        evidence: parse(&row.try_get::<String, _>("evidence")?, "audit.evidence")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord> {
+        let _guard = self.audit_lock.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (prev_seq, prev_hash) = match head {
+            Some(row) => (
+                row.try_get::<i64, _>("seq")?,
+                row.try_get::<String, _>("hash")?,
+            ),
+            None => (0, GENESIS.to_string()),
+        };
+        let record = AuditRecord::seal(&prev_hash, prev_seq + 1, at, entry.clone());
+        sqlx::query(
+            "INSERT INTO audit (seq, at_ms, actor, action, target, trigger, evidence, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(record.seq)
+        .bind(record.at_ms)
+        .bind(&record.actor)
+        .bind(&record.action)
+        .bind(&record.target)
+        .bind(&record.trigger)
+        .bind(backstop_core::audit::canonical_json(&record.evidence))
+        .bind(&record.prev_hash)
+        .bind(&record.hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(record.seq)
+        .bind(&record.hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()
+    }
+}

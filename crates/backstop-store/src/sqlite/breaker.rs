@@ -1,0 +1,90 @@
+//! The global circuit breaker: its trips and the failures it counts.
+
+use async_trait::async_trait;
+use backstop_core::Millis;
+use backstop_core::breaker::TripScope;
+use backstop_core::event::EventKind;
+use backstop_core::model::BreakerTrip;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, json, parse, parse_column};
+use crate::{BreakerStore, Result, StoreError};
+
+fn trip_from(row: &SqliteRow) -> Result<BreakerTrip> {
+    Ok(BreakerTrip {
+        id: row.try_get("id")?,
+        scope: parse_column(row, "breaker_trips", "scope")?,
+        tripped_at_ms: row.try_get("tripped_at_ms")?,
+        failures: parse(&row.try_get::<String, _>("failures")?, "breaker failures")?,
+        reset_at_ms: row.try_get("reset_at_ms")?,
+        reset_by: row.try_get("reset_by")?,
+        reset_reason: row.try_get("reset_reason")?,
+    })
+}
+
+#[async_trait]
+impl BreakerStore for SqliteStore {
+    async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>> {
+        let rows = sqlx::query(
+            "SELECT e.at_ms AS at_ms, r.env AS env FROM events e JOIN rollouts r ON r.id = e.rollout_id \
+             WHERE e.at_ms >= $1 AND (e.kind = $2 \
+             OR (e.kind = $3 AND json_extract(e.detail, '$.trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms",
+        )
+        .bind(since)
+        .bind(EventKind::JudgeFail.as_str())
+        .bind(EventKind::RolloutFailed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("at_ms")?, r.try_get("env")?)))
+            .collect()
+    }
+
+    async fn create_trip(&self, t: &BreakerTrip) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO breaker_trips (id, scope, tripped_at_ms, failures, reset_at_ms, reset_by, reset_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(t.scope.to_string())
+        .bind(t.tripped_at_ms)
+        .bind(json(&t.failures))
+        .bind(t.reset_at_ms)
+        .bind(&t.reset_by)
+        .bind(&t.reset_reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_trips(&self) -> Result<Vec<BreakerTrip>> {
+        let rows = sqlx::query(
+            "SELECT * FROM breaker_trips WHERE reset_at_ms IS NULL ORDER BY tripped_at_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(trip_from).collect()
+    }
+
+    async fn reset_trip(
+        &self,
+        scope: &TripScope,
+        by: &str,
+        reason: &str,
+        at: Millis,
+    ) -> Result<BreakerTrip> {
+        let row = sqlx::query(
+            "UPDATE breaker_trips SET reset_at_ms = $2, reset_by = $3, reset_reason = $4 \
+             WHERE scope = $1 AND reset_at_ms IS NULL RETURNING *",
+        )
+        .bind(scope.to_string())
+        .bind(at)
+        .bind(by)
+        .bind(reason)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::no_open_trip(scope))?;
+        trip_from(&row)
+    }
+}

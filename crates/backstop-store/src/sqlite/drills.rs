@@ -1,0 +1,68 @@
+//! Recovery drills, stored whole as JSON records.
+
+use async_trait::async_trait;
+use backstop_core::drill::Drill;
+use sqlx::Row;
+
+use super::{SqliteStore, json, parse};
+use crate::{DrillStore, Result, StoreError};
+
+#[async_trait]
+impl DrillStore for SqliteStore {
+    async fn create_drill(&self, d: &Drill) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO drills (id, service, env, rollout_id, status, started_at_ms, finished_at_ms, record) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&d.id)
+        .bind(&d.service)
+        .bind(&d.env)
+        .bind(&d.rollout_id)
+        .bind(d.status.as_str())
+        .bind(d.started_at_ms)
+        .bind(d.finished_at_ms)
+        .bind(json(d))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_drill(&self, d: &Drill) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE drills SET status = $2, finished_at_ms = $3, record = $4 WHERE id = $1",
+        )
+        .bind(&d.id)
+        .bind(d.status.as_str())
+        .bind(d.finished_at_ms)
+        .bind(json(d))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("drill {}", d.id)));
+        }
+        Ok(())
+    }
+
+    async fn drill(&self, id: &str) -> Result<Drill> {
+        let row = sqlx::query("SELECT record FROM drills WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("drill {id}")))?;
+        parse(&row.try_get::<String, _>("record")?, "drill")
+    }
+
+    async fn drills(&self, service: Option<&str>, limit: i64) -> Result<Vec<Drill>> {
+        let rows = sqlx::query(
+            "SELECT record FROM drills WHERE ($1 IS NULL OR service = $1) \
+             ORDER BY started_at_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(service)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| parse(&r.try_get::<String, _>("record")?, "drill"))
+            .collect()
+    }
+}

@@ -1,0 +1,114 @@
+//! Environments and their instances.
+
+use async_trait::async_trait;
+use backstop_core::model::{EnvironmentState, InstanceRecord};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, parse_column};
+use crate::{EnvironmentStore, Result, StoreError};
+
+fn env_from(row: &SqliteRow) -> Result<EnvironmentState> {
+    Ok(EnvironmentState {
+        service: row.try_get("service")?,
+        env: row.try_get("env")?,
+        lkg_release_id: row.try_get("lkg_release_id")?,
+        stable_instance_id: row.try_get("stable_instance_id")?,
+        previous_lkg_release_id: row.try_get("previous_lkg_release_id")?,
+    })
+}
+
+fn instance_from(row: &SqliteRow) -> Result<InstanceRecord> {
+    Ok(InstanceRecord {
+        id: row.try_get("id")?,
+        service: row.try_get("service")?,
+        env: row.try_get("env")?,
+        release_id: row.try_get("release_id")?,
+        pid: u32::try_from(row.try_get::<i64, _>("pid")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        port: u16::try_from(row.try_get::<i64, _>("port")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        state: parse_column(row, "instances", "state")?,
+    })
+}
+
+/// Inserts or replaces an environment's state.
+pub(super) async fn write_environment<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    s: &EnvironmentState,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO environments (service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, env) DO UPDATE SET \
+         lkg_release_id = excluded.lkg_release_id, stable_instance_id = excluded.stable_instance_id, \
+         previous_lkg_release_id = excluded.previous_lkg_release_id",
+    )
+    .bind(&s.service)
+    .bind(&s.env)
+    .bind(&s.lkg_release_id)
+    .bind(&s.stable_instance_id)
+    .bind(&s.previous_lkg_release_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl EnvironmentStore for SqliteStore {
+    async fn environment(&self, service: &str, env: &str) -> Result<Option<EnvironmentState>> {
+        let row = sqlx::query("SELECT * FROM environments WHERE service = $1 AND env = $2")
+            .bind(service)
+            .bind(env)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(env_from).transpose()
+    }
+
+    async fn put_environment(&self, s: &EnvironmentState) -> Result<()> {
+        write_environment(&self.pool, s).await
+    }
+
+    async fn environments(&self) -> Result<Vec<EnvironmentState>> {
+        let rows = sqlx::query("SELECT * FROM environments ORDER BY service, env")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(env_from).collect()
+    }
+
+    async fn put_instance(&self, i: &InstanceRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO instances (id, service, env, release_id, pid, port, started_at_ms, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+             pid = excluded.pid, port = excluded.port, started_at_ms = excluded.started_at_ms, state = excluded.state",
+        )
+        .bind(&i.id)
+        .bind(&i.service)
+        .bind(&i.env)
+        .bind(&i.release_id)
+        .bind(i64::from(i.pid))
+        .bind(i64::from(i.port))
+        .bind(i.started_at_ms)
+        .bind(i.state.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn instance(&self, id: &str) -> Result<InstanceRecord> {
+        let row = sqlx::query("SELECT * FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
+        instance_from(&row)
+    }
+
+    async fn running_instances(&self) -> Result<Vec<InstanceRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM instances WHERE state = 'running' ORDER BY started_at_ms")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(instance_from).collect()
+    }
+}

@@ -1,0 +1,86 @@
+//! Manual freezes.
+
+use async_trait::async_trait;
+use backstop_core::Millis;
+use backstop_core::model::Freeze;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::SqliteStore;
+use crate::{FreezeStore, Result, StoreError};
+
+fn freeze_from(row: &SqliteRow) -> Result<Freeze> {
+    Ok(Freeze {
+        id: row.try_get("id")?,
+        service: row.try_get("service")?,
+        env: row.try_get("env")?,
+        reason: row.try_get("reason")?,
+        actor: row.try_get("actor")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        until_ms: row.try_get("until_ms")?,
+        ended_at_ms: row.try_get("ended_at_ms")?,
+        ended_by: row.try_get("ended_by")?,
+        end_reason: row.try_get("end_reason")?,
+    })
+}
+
+#[async_trait]
+impl FreezeStore for SqliteStore {
+    async fn create_freeze(&self, f: &Freeze) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO freezes (id, service, env, reason, actor, started_at_ms, until_ms, ended_at_ms, ended_by, end_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&f.id)
+        .bind(&f.service)
+        .bind(&f.env)
+        .bind(&f.reason)
+        .bind(&f.actor)
+        .bind(f.started_at_ms)
+        .bind(f.until_ms)
+        .bind(f.ended_at_ms)
+        .bind(&f.ended_by)
+        .bind(&f.end_reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>> {
+        let rows = sqlx::query(
+            "SELECT * FROM freezes WHERE $1 OR ended_at_ms IS NULL ORDER BY started_at_ms, id",
+        )
+        .bind(include_ended)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(freeze_from).collect()
+    }
+
+    async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze> {
+        let row = sqlx::query(
+            "UPDATE freezes SET ended_at_ms = $2, ended_by = $3, end_reason = $4 \
+             WHERE id = $1 AND ended_at_ms IS NULL RETURNING *",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(by)
+        .bind(reason)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => freeze_from(&row),
+            None => {
+                let exists = sqlx::query("SELECT 1 FROM freezes WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
+                Err(if exists {
+                    StoreError::Conflict(format!("freeze {id} has already ended"))
+                } else {
+                    StoreError::NotFound(format!("freeze {id}"))
+                })
+            }
+        }
+    }
+}

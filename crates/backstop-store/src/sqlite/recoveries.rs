@@ -1,0 +1,191 @@
+//! The recovery journal: each recovery with its planned steps.
+
+use async_trait::async_trait;
+use backstop_core::Millis;
+use backstop_core::model::{Recovery, RecoveryStatus, RecoveryStep, StepStatus};
+use backstop_core::recovery::{StepKind, idempotency_key};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, json, parse, parse_column};
+use crate::{RecoveryStore, Result, StoreError};
+
+impl SqliteStore {
+    async fn recovery_steps(&self, id: &str) -> Result<Vec<RecoveryStep>> {
+        let rows = sqlx::query(
+            "SELECT idx, idempotency_key, step, status, attempts, started_at_ms, finished_at_ms, outcome \
+             FROM recovery_steps WHERE recovery_id = $1 ORDER BY idx",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                let outcome: Option<String> = row.try_get("outcome")?;
+                Ok(RecoveryStep {
+                    index: row.try_get("idx")?,
+                    idempotency_key: row.try_get("idempotency_key")?,
+                    step: parse(&row.try_get::<String, _>("step")?, "recovery step")?,
+                    status: StepStatus::parse(&status).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown step status {status:?}"))
+                    })?,
+                    attempts: row.try_get("attempts")?,
+                    started_at_ms: row.try_get("started_at_ms")?,
+                    finished_at_ms: row.try_get("finished_at_ms")?,
+                    outcome: outcome.map(|o| parse(&o, "step outcome")).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn recovery_from(&self, row: &SqliteRow) -> Result<Recovery> {
+        let id: String = row.try_get("id")?;
+        let steps = self.recovery_steps(&id).await?;
+        Ok(Recovery {
+            id,
+            rollout_id: row.try_get("rollout_id")?,
+            service: row.try_get("service")?,
+            env: row.try_get("env")?,
+            actor: row.try_get("actor")?,
+            trigger: row.try_get("trigger")?,
+            reason: row.try_get("reason")?,
+            status: parse_column(row, "recoveries", "status")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            finished_at_ms: row.try_get("finished_at_ms")?,
+            steps,
+        })
+    }
+
+    async fn recoveries_where(&self, sql: &'static str, limit: i64) -> Result<Vec<Recovery>> {
+        let rows = sqlx::query(sql).bind(limit).fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(self.recovery_from(row).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for SqliteStore {
+    async fn create_recovery(&self, r: &Recovery, plan: &[StepKind]) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO recoveries (id, rollout_id, service, env, actor, trigger, reason, status, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&r.id)
+        .bind(&r.rollout_id)
+        .bind(&r.service)
+        .bind(&r.env)
+        .bind(&r.actor)
+        .bind(&r.trigger)
+        .bind(&r.reason)
+        .bind(r.status.as_str())
+        .bind(r.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("{}/{} already has a recovery running", r.service, r.env))
+            }
+            other => other,
+        })?;
+        for (i, step) in plan.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO recovery_steps (recovery_id, idx, idempotency_key, step, status) \
+                 VALUES ($1, $2, $3, $4, 'pending')",
+            )
+            .bind(&r.id)
+            .bind(i as i64)
+            .bind(idempotency_key(&r.id, i, step))
+            .bind(json(step))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recovery(&self, id: &str) -> Result<Recovery> {
+        let row = sqlx::query("SELECT * FROM recoveries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("recovery {id}")))?;
+        self.recovery_from(&row).await
+    }
+
+    async fn recoveries(&self, limit: i64) -> Result<Vec<Recovery>> {
+        self.recoveries_where(
+            "SELECT * FROM recoveries ORDER BY created_at_ms DESC, id DESC LIMIT $1",
+            limit,
+        )
+        .await
+    }
+
+    async fn unfinished_recoveries(&self) -> Result<Vec<Recovery>> {
+        self.recoveries_where(
+            "SELECT * FROM recoveries WHERE status = 'running' ORDER BY created_at_ms LIMIT $1",
+            i64::MAX,
+        )
+        .await
+    }
+
+    async fn step_started(&self, recovery_id: &str, index: i64, at: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE recovery_steps SET status = 'started', attempts = attempts + 1, \
+             started_at_ms = COALESCE(started_at_ms, $3) WHERE recovery_id = $1 AND idx = $2",
+        )
+        .bind(recovery_id)
+        .bind(index)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn step_finished(
+        &self,
+        recovery_id: &str,
+        index: i64,
+        at: Millis,
+        ok: bool,
+        outcome: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE recovery_steps SET status = $3, finished_at_ms = $4, outcome = $5 \
+             WHERE recovery_id = $1 AND idx = $2",
+        )
+        .bind(recovery_id)
+        .bind(index)
+        .bind(if ok { "done" } else { "failed" })
+        .bind(at)
+        .bind(json(outcome))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_recovery(&self, id: &str, status: RecoveryStatus, at: Millis) -> Result<()> {
+        sqlx::query("UPDATE recoveries SET status = $2, finished_at_ms = $3 WHERE id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn reopen_recovery(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE recoveries SET status = 'running', finished_at_ms = NULL WHERE id = $1 AND status = 'failed'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("recovery {id} is not failed")));
+        }
+        Ok(())
+    }
+}

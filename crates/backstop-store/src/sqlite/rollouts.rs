@@ -1,0 +1,268 @@
+//! Rollouts, their judged intervals and their timeline events.
+
+use async_trait::async_trait;
+use backstop_core::model::{EnvironmentState, Event, Phase, Rollout};
+use backstop_judge::{ArmCounts, Interval};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::environments::write_environment;
+use super::{SqliteStore, json, parse, parse_column};
+use crate::{Result, RolloutStore, StoreError};
+
+/// Stored form of an interval: JSON has no infinity, so the `+Inf` bucket bound is `null`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredArm {
+    requests: u64,
+    errors: u64,
+    latency_le_ms: Option<Vec<(Option<f64>, u64)>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredInterval {
+    t: f64,
+    baseline: StoredArm,
+    canary: StoredArm,
+}
+
+impl From<&ArmCounts> for StoredArm {
+    fn from(a: &ArmCounts) -> Self {
+        StoredArm {
+            requests: a.requests,
+            errors: a.errors,
+            latency_le_ms: a.latency_le_ms.as_ref().map(|h| {
+                h.iter()
+                    .map(|(le, n)| (le.is_finite().then_some(*le), *n))
+                    .collect()
+            }),
+        }
+    }
+}
+
+impl From<StoredArm> for ArmCounts {
+    fn from(a: StoredArm) -> Self {
+        ArmCounts {
+            requests: a.requests,
+            errors: a.errors,
+            latency_le_ms: a.latency_le_ms.map(|h| {
+                h.into_iter()
+                    .map(|(le, n)| (le.unwrap_or(f64::INFINITY), n))
+                    .collect()
+            }),
+        }
+    }
+}
+
+fn interval_json(i: &Interval) -> String {
+    json(&StoredInterval {
+        t: i.t,
+        baseline: (&i.baseline).into(),
+        canary: (&i.canary).into(),
+    })
+}
+
+fn interval_from(text: &str) -> Result<Interval> {
+    let s: StoredInterval = parse(text, "rollout interval")?;
+    Ok(Interval {
+        t: s.t,
+        baseline: s.baseline.into(),
+        canary: s.canary.into(),
+    })
+}
+
+fn rollout_from(row: &SqliteRow) -> Result<Rollout> {
+    let phase: String = row.try_get("phase")?;
+    let verdict: Option<String> = row.try_get("verdict")?;
+    Ok(Rollout {
+        id: row.try_get("id")?,
+        service: row.try_get("service")?,
+        env: row.try_get("env")?,
+        from_release_id: row.try_get("from_release_id")?,
+        to_release_id: row.try_get("to_release_id")?,
+        phase: Phase::parse(&phase)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown phase {phase:?}")))?,
+        step_index: row.try_get("step_index")?,
+        step_started_at_ms: row.try_get("step_started_at_ms")?,
+        canary_weight: row.try_get("canary_weight")?,
+        canary_instance_id: row.try_get("canary_instance_id")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        actor: row.try_get("actor")?,
+        reason: row.try_get("reason")?,
+        verdict: verdict.map(|v| parse(&v, "rollout.verdict")).transpose()?,
+        severity: row
+            .try_get::<Option<String>, _>("severity")?
+            .map(|s| parse(&format!("\"{s}\""), "rollout.severity"))
+            .transpose()?,
+        escalation_deadline_ms: row.try_get("escalation_deadline_ms")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+    })
+}
+
+const UPDATE_ROLLOUT: &str = "UPDATE rollouts SET phase = $2, step_index = $3, step_started_at_ms = $4, \
+     canary_weight = $5, canary_instance_id = $6, updated_at_ms = $7, reason = $8, verdict = $9, severity = $10, \
+     escalation_deadline_ms = $11, acknowledged_by = $12 WHERE id = $1";
+
+/// Replaces a rollout's mutable fields (by id); `NotFound` when there is no such rollout.
+async fn write_rollout<'e>(db: impl sqlx::SqliteExecutor<'e>, r: &Rollout) -> Result<()> {
+    let done = sqlx::query(UPDATE_ROLLOUT)
+        .bind(&r.id)
+        .bind(r.phase.as_str())
+        .bind(r.step_index)
+        .bind(r.step_started_at_ms)
+        .bind(r.canary_weight)
+        .bind(&r.canary_instance_id)
+        .bind(r.updated_at_ms)
+        .bind(&r.reason)
+        .bind(r.verdict.as_ref().map(json))
+        .bind(r.severity.map(|s| s.as_str()))
+        .bind(r.escalation_deadline_ms)
+        .bind(&r.acknowledged_by)
+        .execute(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("rollout {}", r.id)));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RolloutStore for SqliteStore {
+    async fn create_rollout(&self, r: &Rollout) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rollouts (id, service, env, from_release_id, to_release_id, phase, step_index, \
+             step_started_at_ms, canary_weight, canary_instance_id, created_at_ms, updated_at_ms, actor, reason, verdict) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&r.id)
+        .bind(&r.service)
+        .bind(&r.env)
+        .bind(&r.from_release_id)
+        .bind(&r.to_release_id)
+        .bind(r.phase.as_str())
+        .bind(r.step_index)
+        .bind(r.step_started_at_ms)
+        .bind(r.canary_weight)
+        .bind(&r.canary_instance_id)
+        .bind(r.created_at_ms)
+        .bind(r.updated_at_ms)
+        .bind(&r.actor)
+        .bind(&r.reason)
+        .bind(r.verdict.as_ref().map(json))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!(
+                "{}/{} already has a rollout in progress; wait for it, or abort it first",
+                r.service, r.env
+            )),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn rollout(&self, id: &str) -> Result<Rollout> {
+        let row = sqlx::query("SELECT * FROM rollouts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("rollout {id}")))?;
+        rollout_from(&row)
+    }
+
+    async fn rollouts(&self, service: Option<&str>, limit: i64) -> Result<Vec<Rollout>> {
+        let rows = sqlx::query(
+            "SELECT * FROM rollouts WHERE ($1 IS NULL OR service = $1) ORDER BY created_at_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(service)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from).collect()
+    }
+
+    async fn active_rollouts(&self) -> Result<Vec<Rollout>> {
+        let rows = sqlx::query(
+            "SELECT * FROM rollouts WHERE phase NOT IN ('promoted', 'recovered') ORDER BY created_at_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from).collect()
+    }
+
+    async fn active_rollout(&self, service: &str, env: &str) -> Result<Option<Rollout>> {
+        let row = sqlx::query(
+            "SELECT * FROM rollouts WHERE service = $1 AND env = $2 AND phase NOT IN ('promoted', 'recovered')",
+        )
+        .bind(service)
+        .bind(env)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rollout_from).transpose()
+    }
+
+    async fn update_rollout(&self, r: &Rollout) -> Result<()> {
+        write_rollout(&self.pool, r).await
+    }
+
+    async fn commit_promotion(&self, r: &Rollout, env: &EnvironmentState) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        write_rollout(&mut *tx, r).await?;
+        write_environment(&mut *tx, env).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_interval(&self, rollout_id: &str, interval: &Interval) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO rollout_intervals (rollout_id, seq, interval) \
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_intervals WHERE rollout_id = $1), $2) \
+             RETURNING seq",
+        )
+        .bind(rollout_id)
+        .bind(interval_json(interval))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("seq")?)
+    }
+
+    async fn intervals(&self, rollout_id: &str) -> Result<Vec<Interval>> {
+        let rows = sqlx::query(
+            "SELECT interval FROM rollout_intervals WHERE rollout_id = $1 ORDER BY seq",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| interval_from(&row.try_get::<String, _>("interval")?))
+            .collect()
+    }
+
+    async fn add_event(&self, e: &Event) -> Result<()> {
+        sqlx::query("INSERT INTO events (rollout_id, at_ms, kind, detail) VALUES ($1, $2, $3, $4)")
+            .bind(&e.rollout_id)
+            .bind(e.at_ms)
+            .bind(e.kind.as_str())
+            .bind(json(&e.detail))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn events(&self, rollout_id: &str) -> Result<Vec<Event>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE rollout_id = $1 ORDER BY at_ms, id")
+            .bind(rollout_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Event {
+                    at_ms: row.try_get("at_ms")?,
+                    rollout_id: row.try_get("rollout_id")?,
+                    kind: parse_column(row, "events", "kind")?,
+                    detail: parse(&row.try_get::<String, _>("detail")?, "event detail")?,
+                })
+            })
+            .collect()
+    }
+}
