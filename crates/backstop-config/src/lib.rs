@@ -264,27 +264,14 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
         let tier = Objectives::for_tier(svc.tier);
         svc.objectives.mttr = svc.objectives.mttr.or(tier.mttr);
         svc.objectives.rollback_sla = svc.objectives.rollback_sla.or(tier.rollback_sla);
-        let policy = if svc.is_regulated() {
-            SeverityPolicy::all_rollback()
-        } else {
-            SeverityPolicy::for_tier(svc.tier)
-        };
-        // A default acknowledgement window that would not end before the strictest rollback
-        // SLA becomes an immediate rollback (a written one that long is rejected).
         let strictest_sla = svc
             .environments
             .iter()
             .map(|e| svc.rollback_sla_for(&e.name))
             .min();
-        let fit = |action: Option<SeverityAction>| match (action, strictest_sla) {
-            (Some(SeverityAction::RollbackUnlessAcknowledged(ack)), Some(sla)) if ack >= sla => {
-                Some(SeverityAction::Rollback)
-            }
-            (other, _) => other,
-        };
-        svc.severity.critical = svc.severity.critical.or(fit(policy.critical));
-        svc.severity.major = svc.severity.major.or(fit(policy.major));
-        svc.severity.minor = svc.severity.minor.or(fit(policy.minor));
+        svc.severity = svc
+            .severity
+            .filled(svc.tier, svc.is_regulated(), strictest_sla);
         match svc.rollout.strategy {
             Strategy::AllAtOnce | Strategy::BlueGreen => {
                 svc.rollout.steps = Step::all_at_once();

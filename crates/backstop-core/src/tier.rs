@@ -119,13 +119,48 @@ impl SeverityPolicy {
     }
 
     /// Every severity rolls back (regulated services).
-    #[must_use]
-    pub fn all_rollback() -> Self {
+    fn all_rollback() -> Self {
         Self {
             critical: Some(SeverityAction::Rollback),
             major: Some(SeverityAction::Rollback),
             minor: Some(SeverityAction::Rollback),
         }
+    }
+
+    /// This policy with every severity set: what was written, else the default — every
+    /// severity rolls back when the service is regulated, else the tier's. A default
+    /// acknowledgement window that would not end before `strictest_sla` (the service's shortest
+    /// rollback SLA) becomes an immediate rollback (a written one that long is refused).
+    #[must_use]
+    pub fn filled(self, tier: u8, regulated: bool, strictest_sla: Option<Duration>) -> Self {
+        let defaults = if regulated {
+            Self::all_rollback()
+        } else {
+            Self::for_tier(tier)
+        };
+        let fit = |action: Option<SeverityAction>| match (action, strictest_sla) {
+            (Some(SeverityAction::RollbackUnlessAcknowledged(ack)), Some(sla)) if ack >= sla => {
+                Some(SeverityAction::Rollback)
+            }
+            (other, _) => other,
+        };
+        Self {
+            critical: self.critical.or(fit(defaults.critical)),
+            major: self.major.or(fit(defaults.major)),
+            minor: self.minor.or(fit(defaults.minor)),
+        }
+    }
+
+    /// What a failed analysis of `severity` does: always a rollback when the service is
+    /// regulated, else the action written, else the tier's default.
+    #[must_use]
+    pub fn action(&self, severity: Severity, tier: u8, regulated: bool) -> SeverityAction {
+        if regulated {
+            return SeverityAction::Rollback;
+        }
+        self.get(severity)
+            .or_else(|| Self::for_tier(tier).get(severity))
+            .unwrap_or(SeverityAction::Rollback)
     }
 
     /// The action written for `severity`, if any.
@@ -136,5 +171,39 @@ impl SeverityPolicy {
             Severity::Major => self.major,
             Severity::Minor => self.minor,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACK_5M: SeverityAction =
+        SeverityAction::RollbackUnlessAcknowledged(Duration::from_secs(300));
+
+    #[test]
+    fn unset_severities_take_the_tier_default() {
+        let written = SeverityPolicy {
+            minor: Some(SeverityAction::Rollback),
+            ..SeverityPolicy::default()
+        };
+        let filled = written.filled(2, false, None);
+        assert_eq!(filled.critical, Some(SeverityAction::Rollback));
+        assert_eq!(filled.major, Some(ACK_5M));
+        assert_eq!(filled.minor, Some(SeverityAction::Rollback));
+        assert_eq!(written.action(Severity::Major, 2, false), ACK_5M);
+        assert_eq!(
+            written.action(Severity::Major, 2, true),
+            SeverityAction::Rollback
+        );
+    }
+
+    #[test]
+    fn a_default_window_not_shorter_than_the_sla_rolls_back_at_once() {
+        let filled = SeverityPolicy::default().filled(3, false, Some(Duration::from_secs(300)));
+        assert_eq!(filled.critical, Some(SeverityAction::Rollback));
+        assert_eq!(filled.major, Some(SeverityAction::Notify));
+        let regulated = SeverityPolicy::default().filled(3, true, None);
+        assert_eq!(regulated, SeverityPolicy::all_rollback());
     }
 }

@@ -181,13 +181,8 @@ impl Service {
     /// [`SeverityAction::Rollback`] when an environment is regulated.
     #[must_use]
     pub fn severity_action(&self, severity: Severity) -> SeverityAction {
-        if self.is_regulated() {
-            return SeverityAction::Rollback;
-        }
         self.severity
-            .get(severity)
-            .or_else(|| SeverityPolicy::for_tier(self.tier).get(severity))
-            .unwrap_or(SeverityAction::Rollback)
+            .action(severity, self.tier, self.is_regulated())
     }
 
     /// The MTTR objective (the tier default if not set).
