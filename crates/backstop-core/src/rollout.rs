@@ -118,20 +118,8 @@ mod tests {
     use super::*;
 
     fn steps() -> Vec<Step> {
-        vec![
-            Step {
-                weight: 10.0,
-                hold: Some(Duration::from_secs(30)),
-            },
-            Step {
-                weight: 50.0,
-                hold: Some(Duration::from_secs(30)),
-            },
-            Step {
-                weight: 100.0,
-                hold: None,
-            },
-        ]
+        // 10 % for 30s, 50 % for 30s, 100 %.
+        Step::default_canary()
     }
 
     #[test]
