@@ -39,21 +39,7 @@ fn emit_map(out: &mut String, map: &Map<String, Value>, indent: usize, first_inl
         }
         out.push_str(&string(k));
         out.push(':');
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                out.push('\n');
-                emit_map(out, m, indent + 2, false);
-            }
-            Value::Array(a) if !a.is_empty() => {
-                out.push('\n');
-                emit_seq(out, a, indent + 2);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
-        }
+        emit_value(out, v, indent, false);
     }
 }
 
@@ -61,20 +47,26 @@ fn emit_seq(out: &mut String, items: &[Value], indent: usize) {
     for item in items {
         pad(out, indent);
         out.push('-');
-        match item {
-            Value::Object(m) if !m.is_empty() => {
-                out.push(' ');
-                emit_map(out, m, indent + 2, true);
-            }
-            Value::Array(a) if !a.is_empty() => {
-                out.push('\n');
-                emit_seq(out, a, indent + 2);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
+        emit_value(out, item, indent, true);
+    }
+}
+
+/// Writes what follows `key:` or `-`: a nested block, or ` scalar`. A mapping that is a
+/// sequence item starts on the dash's line.
+fn emit_value(out: &mut String, value: &Value, indent: usize, seq_item: bool) {
+    match value {
+        Value::Object(m) if !m.is_empty() => {
+            out.push(if seq_item { ' ' } else { '\n' });
+            emit_map(out, m, indent + 2, seq_item);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            emit_seq(out, a, indent + 2);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&scalar(other));
+            out.push('\n');
         }
     }
 }

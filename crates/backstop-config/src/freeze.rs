@@ -11,9 +11,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{DurationString, option_duration};
 use crate::validate::Problem;
 use crate::yaml::Document;
+use backstop_core::duration::{
+    DurationString, format_duration, parse_duration, serde_option_duration as option_duration,
+};
 
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
@@ -96,10 +98,7 @@ impl FreezeWindow {
     pub fn describe(&self) -> String {
         match (&self.every, self.length, &self.from, &self.until) {
             (Some(every), Some(length), _, _) => {
-                format!(
-                    "every {every} UTC for {}",
-                    crate::model::format_duration(length)
-                )
+                format!("every {every} UTC for {}", format_duration(length))
             }
             (_, _, Some(from), Some(until)) => format!("from {from} until {until}"),
             _ => "an incomplete window".to_owned(),
@@ -258,11 +257,7 @@ pub(crate) fn problems(doc: &Document, root: &Value) -> Vec<Problem> {
                     push(format!("{p}/{key}"), format!("`{key}` needs `{other}`"));
                 }
             }
-            if let Some(Ok(d)) = obj
-                .get("for")
-                .and_then(Value::as_str)
-                .map(crate::model::parse_duration)
-            {
+            if let Some(Ok(d)) = obj.get("for").and_then(Value::as_str).map(parse_duration) {
                 if d.is_zero() {
                     push(format!("{p}/for"), "must be greater than 0".to_owned());
                 } else if d.as_millis() > WEEK_MS as u128 {
@@ -270,7 +265,7 @@ pub(crate) fn problems(doc: &Document, root: &Value) -> Vec<Problem> {
                         format!("{p}/for"),
                         format!(
                             "a weekly window lasts at most 7 days, got {}",
-                            crate::model::format_duration(d)
+                            format_duration(d)
                         ),
                     );
                 }

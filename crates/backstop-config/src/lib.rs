@@ -30,13 +30,18 @@ use serde_json::Value;
 pub use command::{CommandVars, PLACEHOLDERS, placeholders, render_command, shell_quote};
 pub use error::{ConfigError, ConfigErrors};
 pub use freeze::FreezeWindow;
+// Domain types the file configures are owned by `backstop-core`; they are re-exported so that
+// readers of the config need one import.
+pub use backstop_core::duration::{format_duration, parse_duration};
+pub use backstop_core::rollout::Step;
+pub use backstop_core::severity::Severity;
+pub use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
 pub use model::{
     Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
-    Defaults, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks,
-    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Objectives, Params,
-    PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service, Severity,
-    SeverityAction, SeverityPolicy, Signals, Step, Strategy, Traffic, WebhookFormat,
-    format_duration, parse_duration,
+    Defaults, Deployer, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks,
+    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Params, PrometheusSignals,
+    RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service, Signals, Strategy, Traffic,
+    WebhookFormat,
 };
 
 pub use stateful::{
@@ -197,7 +202,10 @@ fn serde_message(message: &str) -> String {
         )
 }
 
-fn json_pointer(path: &serde_path_to_error::Path) -> String {
+/// The RFC 6901 JSON pointer of a serde path (`~` and `/` escaped in keys and variants;
+/// segments serde could not name are left out), for messages about a document or request body.
+#[must_use]
+pub fn json_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path.iter() {
@@ -256,36 +264,17 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
         let tier = Objectives::for_tier(svc.tier);
         svc.objectives.mttr = svc.objectives.mttr.or(tier.mttr);
         svc.objectives.rollback_sla = svc.objectives.rollback_sla.or(tier.rollback_sla);
-        let policy = if svc.is_regulated() {
-            SeverityPolicy::all_rollback()
-        } else {
-            SeverityPolicy::for_tier(svc.tier)
-        };
-        // A default acknowledgement window that would not end before the strictest rollback
-        // SLA becomes an immediate rollback (a written one that long is rejected).
         let strictest_sla = svc
             .environments
             .iter()
             .map(|e| svc.rollback_sla_for(&e.name))
             .min();
-        let fit = |action: Option<SeverityAction>| match (action, strictest_sla) {
-            (Some(SeverityAction::RollbackUnlessAcknowledged(ack)), Some(sla)) if ack >= sla => {
-                Some(SeverityAction::Rollback)
-            }
-            (other, _) => other,
-        };
-        svc.severity.critical = svc.severity.critical.or(fit(policy.critical));
-        svc.severity.major = svc.severity.major.or(fit(policy.major));
-        svc.severity.minor = svc.severity.minor.or(fit(policy.minor));
-        if svc.run.kind == DeployerKind::Command {
-            svc.run.command.clear();
-        }
+        svc.severity = svc
+            .severity
+            .filled(svc.tier, svc.is_regulated(), strictest_sla);
         match svc.rollout.strategy {
             Strategy::AllAtOnce | Strategy::BlueGreen => {
-                svc.rollout.steps = vec![Step {
-                    weight: 100.0,
-                    hold: None,
-                }]
+                svc.rollout.steps = Step::all_at_once();
             }
             Strategy::Canary if svc.rollout.steps.is_empty() => {
                 svc.rollout.steps = Step::default_canary()

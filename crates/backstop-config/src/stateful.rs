@@ -9,9 +9,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{
-    DurationString, ENV_KEY_PATTERN, NAME_PATTERN, format_duration, parse_duration,
-};
+use backstop_core::duration::{DurationString, format_duration, parse_duration, serde_duration};
+use backstop_core::env_var::ENV_VAR_NAME_PATTERN;
+
+use crate::model::NAME_PATTERN;
 use crate::validate::Problem;
 use crate::yaml::Document;
 use crate::{Config, ConfigError};
@@ -32,11 +33,11 @@ pub struct Stateful {
     pub name: String,
     /// Recovery point objective: the most data (as time) that restoring may lose (e.g. `5m`);
     /// at least `snapshot_every`.
-    #[serde(with = "crate::model::duration")]
+    #[serde(with = "serde_duration")]
     #[schemars(with = "DurationString")]
     pub rpo: Duration,
     /// How often a snapshot is taken (e.g. `5m`): the worst-case data loss of a restore.
-    #[serde(with = "crate::model::duration")]
+    #[serde(with = "serde_duration")]
     #[schemars(with = "DurationString")]
     pub snapshot_every: Duration,
     /// Shell command that restores a snapshot; must contain `{snapshot}` (the snapshot to
@@ -117,7 +118,7 @@ pub struct DrillSpec {
     /// Environment variables added to the last known good release's own (at least one) that
     /// make it misbehave. Values are strings: quote numbers and booleans.
     #[schemars(length(min = 1))]
-    #[schemars(extend("propertyNames" = {"pattern": ENV_KEY_PATTERN}, "minProperties" = 1))]
+    #[schemars(extend("propertyNames" = {"pattern": ENV_VAR_NAME_PATTERN}, "minProperties" = 1))]
     pub env: BTreeMap<String, String>,
 }
 

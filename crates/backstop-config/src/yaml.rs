@@ -131,6 +131,26 @@ enum Frame {
     SkipKey { depth: usize },
 }
 
+impl Frame {
+    /// A new, empty sequence or mapping at `ptr`.
+    fn open(seq: bool, ptr: String, anchor: usize) -> Self {
+        if seq {
+            Self::Seq {
+                items: Vec::new(),
+                ptr,
+                anchor,
+            }
+        } else {
+            Self::Map {
+                obj: Map::new(),
+                ptr,
+                anchor,
+                key: KeyState::Expect,
+            }
+        }
+    }
+}
+
 /// How many nodes alias expansion may produce overall (billion-laughs guard).
 const ALIAS_BUDGET: usize = 100_000;
 /// Deepest nesting accepted.
@@ -367,38 +387,12 @@ impl Builder {
             ChildRole::Dropped => {
                 // The value of a rejected key: build it anyway (cheap) and drop it on finish.
                 let ptr = String::from("\u{0}dropped");
-                self.stack.push(if seq {
-                    Frame::Seq {
-                        items: Vec::new(),
-                        ptr,
-                        anchor,
-                    }
-                } else {
-                    Frame::Map {
-                        obj: Map::new(),
-                        ptr,
-                        anchor,
-                        key: KeyState::Expect,
-                    }
-                });
+                self.stack.push(Frame::open(seq, ptr, anchor));
             }
             ChildRole::Value(ptr) => {
                 self.check_tag(tag, pos, &ptr, true);
                 self.doc.values.insert(ptr.clone(), pos);
-                self.stack.push(if seq {
-                    Frame::Seq {
-                        items: Vec::new(),
-                        ptr,
-                        anchor,
-                    }
-                } else {
-                    Frame::Map {
-                        obj: Map::new(),
-                        ptr,
-                        anchor,
-                        key: KeyState::Expect,
-                    }
-                });
+                self.stack.push(Frame::open(seq, ptr, anchor));
             }
         }
         true

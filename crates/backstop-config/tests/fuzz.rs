@@ -276,19 +276,26 @@ fn generated_configs_are_rejected_with_positions_or_satisfy_the_rules() {
                         );
                     }
                     prop_assert!(steps.iter().all(|s| s.weight > 0.0));
-                    match svc.run.kind {
-                        backstop_config::DeployerKind::Process => prop_assert!(
-                            backstop_config::placeholders(&svc.run.command).contains(&"port")
-                        ),
-                        backstop_config::DeployerKind::Command => {
+                    match &svc.run.deployer {
+                        backstop_config::Deployer::Process { command } => {
+                            prop_assert!(backstop_config::placeholders(command).contains(&"port"))
+                        }
+                        backstop_config::Deployer::Command(_) => {
                             prop_assert!(svc.run.command_scripts().is_some())
                         }
                     }
-                    let block = match svc.traffic.router {
+                    // The typed traffic setting holds its router's block by construction.
+                    let block = match svc.traffic.router() {
                         backstop_config::Router::Builtin => true,
-                        backstop_config::Router::Haproxy => svc.traffic.haproxy.is_some(),
-                        backstop_config::Router::Nginx => svc.traffic.nginx.is_some(),
-                        backstop_config::Router::Command => svc.traffic.command.is_some(),
+                        backstop_config::Router::Haproxy => {
+                            matches!(svc.traffic, backstop_config::Traffic::Haproxy(_))
+                        }
+                        backstop_config::Router::Nginx => {
+                            matches!(svc.traffic, backstop_config::Traffic::Nginx(_))
+                        }
+                        backstop_config::Router::Command => {
+                            matches!(svc.traffic, backstop_config::Traffic::Command(_))
+                        }
                     };
                     prop_assert!(block, "router without its block accepted\n{text}");
                     prop_assert_eq!(

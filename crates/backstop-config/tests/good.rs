@@ -4,10 +4,42 @@ use std::path::Path;
 use std::time::Duration;
 
 use backstop_config::{
-    BreakerScope, Config, DeployerKind, HaproxySocket, Router, Severity, SeverityAction, Strategy,
-    WebhookFormat,
+    BreakerScope, CommandRouter, Config, Deployer, DeployerKind, HaproxyRouter, HaproxySocket,
+    NginxRouter, Router, Run, Severity, SeverityAction, Strategy, Traffic, WebhookFormat,
 };
 use backstop_judge::JudgeKind;
+
+/// The `haproxy` block of a service's traffic, if its router is HAProxy.
+fn haproxy_block(traffic: &Traffic) -> Option<&HaproxyRouter> {
+    match traffic {
+        Traffic::Haproxy(h) => Some(h),
+        _ => None,
+    }
+}
+
+/// The `nginx` block of a service's traffic, if its router is nginx.
+fn nginx_block(traffic: &Traffic) -> Option<&NginxRouter> {
+    match traffic {
+        Traffic::Nginx(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// The `command` block of a service's traffic, if its router is a command.
+fn command_block(traffic: &Traffic) -> Option<&CommandRouter> {
+    match traffic {
+        Traffic::Command(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// The process deployer's command template; empty for a command deployer.
+fn process_command(run: &Run) -> &str {
+    match &run.deployer {
+        Deployer::Process { command } => command,
+        Deployer::Command(_) => "",
+    }
+}
 
 fn good(name: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,7 +79,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(svc.objectives.rollback_sla, Some(mins(30)));
     assert_eq!(svc.rollback_sla_for("prod"), mins(30));
     assert_eq!(svc.mttr(), mins(240));
-    assert_eq!(svc.traffic.router, Router::Builtin);
+    assert_eq!(svc.traffic.router(), Router::Builtin);
     assert_eq!(svc.rollout.strategy, Strategy::Canary);
     let weights: Vec<f64> = svc.rollout.steps.iter().map(|s| s.weight).collect();
     assert_eq!(weights, vec![10.0, 50.0, 100.0]);
@@ -70,9 +102,9 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.breaker().scope, BreakerScope::Environment);
     assert_eq!(config.breaker().trips_after, 3);
     assert_eq!(config.breaker().within, mins(30));
-    assert_eq!(svc.run.kind, DeployerKind::Process);
+    assert_eq!(svc.run.kind(), DeployerKind::Process);
     assert!(svc.run.command_scripts().is_none());
-    assert!(svc.traffic.haproxy.is_none() && svc.traffic.nginx.is_none());
+    assert!(haproxy_block(&svc.traffic).is_none() && nginx_block(&svc.traffic).is_none());
     assert_eq!(svc.rollout.rollback_window, None);
     assert_eq!(svc.breaker.failed_checks, 3);
     assert!(svc.notify.is_empty());
@@ -265,8 +297,8 @@ fn recovery_settings_are_typed_with_defaults() {
     );
 
     let checkout = config.service("checkout").expect("checkout");
-    assert_eq!(checkout.traffic.router, Router::Haproxy);
-    let haproxy = checkout.traffic.haproxy.as_ref().expect("haproxy block");
+    assert_eq!(checkout.traffic.router(), Router::Haproxy);
+    let haproxy = haproxy_block(&checkout.traffic).expect("haproxy block");
     assert_eq!(
         haproxy.socket,
         HaproxySocket::Unix("/run/haproxy/admin.sock".into())
@@ -297,19 +329,19 @@ fn recovery_settings_are_typed_with_defaults() {
     assert_eq!(checkout.notify[1].secret_env, None);
 
     let search = config.service("search").expect("search");
-    assert_eq!(search.run.kind, DeployerKind::Command);
-    assert!(search.run.command.is_empty());
+    assert_eq!(search.run.kind(), DeployerKind::Command);
+    assert!(process_command(&search.run).is_empty());
     let scripts = search.run.command_scripts().expect("command deployer");
     assert_eq!(scripts.deploy, "./deploy.sh");
     assert_eq!(scripts.stop, "./stop.sh");
-    assert_eq!(scripts.health, Some("./check.sh"));
+    assert_eq!(scripts.health.as_deref(), Some("./check.sh"));
     assert_eq!(scripts.timeout, Duration::from_secs(60));
     assert_eq!(scripts.retries, 2);
     assert_eq!(
         search.run.env.get("REGION").map(String::as_str),
         Some("eu-west-1")
     );
-    let nginx = search.traffic.nginx.as_ref().expect("nginx block");
+    let nginx = nginx_block(&search.traffic).expect("nginx block");
     assert_eq!(
         nginx.upstream_file,
         Path::new("/etc/nginx/conf.d/search-upstream.conf")
@@ -338,11 +370,11 @@ fn recovery_settings_are_typed_with_defaults() {
     let geo = config.service("geo").expect("geo");
     let scripts = geo.run.command_scripts().expect("command deployer");
     assert_eq!(
-        (scripts.timeout, scripts.retries, scripts.health),
+        (scripts.timeout, scripts.retries, scripts.health.as_deref()),
         (mins(2), 0, None)
     );
-    assert_eq!(geo.traffic.router, Router::Command);
-    let command = geo.traffic.command.as_ref().expect("command router");
+    assert_eq!(geo.traffic.router(), Router::Command);
+    let command = command_block(&geo.traffic).expect("command router");
     assert_eq!(command.apply, "./route.sh");
     assert_eq!(command.timeout, Duration::from_secs(30));
     assert_eq!(geo.rollout.rollback_window, Some(mins(15)));
@@ -366,7 +398,7 @@ fn recovery_settings_are_typed_with_defaults() {
 
     let admin = config.service("admin").expect("admin");
     assert_eq!(
-        admin.traffic.haproxy.as_ref().map(|h| h.socket.clone()),
+        haproxy_block(&admin.traffic).map(|h| h.socket.clone()),
         Some(HaproxySocket::Tcp("lb.internal:9999".to_owned()))
     );
     // Tier 3 defaults.

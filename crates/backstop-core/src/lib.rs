@@ -5,6 +5,8 @@
 pub mod audit;
 pub mod breaker;
 pub mod drill;
+pub mod duration;
+pub mod env_var;
 pub mod event;
 pub mod model;
 pub mod named;
@@ -13,6 +15,7 @@ pub mod rollout;
 pub mod schema;
 pub mod severity;
 pub mod snapshot;
+pub mod tier;
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.
 pub type Millis = i64;

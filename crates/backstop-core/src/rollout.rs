@@ -1,16 +1,61 @@
 //! The rollout state machine's decisions, as pure functions of stored state, the clock and the
 //! judge's latest decision. The controller persists whatever these return before acting on it.
 
+use std::time::Duration;
+
 use backstop_judge::Decision;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::duration::{DurationString, serde_option_duration};
 
-/// One canary step: the new version's share of traffic and how long to hold it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// One canary step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
+    /// Percentage of traffic sent to the new version, above 0 and at most 100.
+    #[schemars(range(max = 100.0), extend("exclusiveMinimum" = 0))]
     pub weight: f64,
-    pub hold_ms: Option<Millis>,
+    /// Minimum time at this weight before the next step (required on every step but the last).
+    #[serde(
+        rename = "for",
+        default,
+        with = "serde_option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub hold: Option<Duration>,
+}
+
+impl Step {
+    /// The default canary steps: 10 % for 30s, 50 % for 30s, 100 %.
+    #[must_use]
+    pub fn default_canary() -> Vec<Step> {
+        vec![
+            Step {
+                weight: 10.0,
+                hold: Some(Duration::from_secs(30)),
+            },
+            Step {
+                weight: 50.0,
+                hold: Some(Duration::from_secs(30)),
+            },
+            Step {
+                weight: 100.0,
+                hold: None,
+            },
+        ]
+    }
+
+    /// The single step of a strategy that moves all traffic at once.
+    #[must_use]
+    pub fn all_at_once() -> Vec<Step> {
+        vec![Step {
+            weight: 100.0,
+            hold: None,
+        }]
+    }
 }
 
 /// What the controller should do next with a progressing rollout.
@@ -56,7 +101,7 @@ pub fn decide(
         return Next::Promote;
     };
     let held = now.saturating_sub(step_started_at);
-    if held < step.hold_ms.unwrap_or(0) {
+    if held < step.hold.map_or(0, |d| d.as_millis() as Millis) {
         return Next::Wait;
     }
     match steps.get(step_index + 1) {
@@ -73,20 +118,8 @@ mod tests {
     use super::*;
 
     fn steps() -> Vec<Step> {
-        vec![
-            Step {
-                weight: 10.0,
-                hold_ms: Some(30_000),
-            },
-            Step {
-                weight: 50.0,
-                hold_ms: Some(30_000),
-            },
-            Step {
-                weight: 100.0,
-                hold_ms: None,
-            },
-        ]
+        // 10 % for 30s, 50 % for 30s, 100 %.
+        Step::default_canary()
     }
 
     #[test]
@@ -128,7 +161,7 @@ mod tests {
     fn all_at_once_promotes_at_once() {
         let s = [Step {
             weight: 100.0,
-            hold_ms: None,
+            hold: None,
         }];
         assert_eq!(decide(&s, 0, 5, 5, Decision::Continue), Next::Promote);
     }

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+// Severity of a failed analysis, most severe first: critical (users are clearly hurt), major
+// (a significant regression), minor (a small regression). Plain comments, not doc comments:
+// the API's OpenAPI document describes the type as it always has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -13,12 +16,23 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, most severe first.
+    pub const ALL: [Severity; 3] = [Severity::Critical, Severity::Major, Severity::Minor];
+
+    /// The name used in the config and the API (`critical`, `major`, `minor`).
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Critical => "critical",
             Severity::Major => "major",
             Severity::Minor => "minor",
         }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -70,19 +84,6 @@ pub fn classify(impact: &Impact, tier: u8) -> Severity {
     Severity::Minor
 }
 
-/// p99 in ms from a cumulative histogram (upper bound of the bucket holding the 99th percentile).
-pub fn p99_from_buckets(buckets: &[(f64, u64)]) -> Option<f64> {
-    let total = buckets.last()?.1;
-    if total == 0 {
-        return None;
-    }
-    let target = (total as f64 * 0.99).ceil() as u64;
-    buckets
-        .iter()
-        .find(|(_, n)| *n >= target)
-        .map(|(le, _)| *le)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,12 +119,5 @@ mod tests {
         assert_eq!(classify(&i, 2), Severity::Critical);
         i.canary_p99_ms = Some(160.0);
         assert_eq!(classify(&i, 2), Severity::Major);
-    }
-
-    #[test]
-    fn p99_is_read_from_cumulative_buckets() {
-        let b = [(5.0, 10), (10.0, 90), (25.0, 99), (f64::INFINITY, 100)];
-        assert_eq!(p99_from_buckets(&b), Some(25.0));
-        assert_eq!(p99_from_buckets(&[(5.0, 0), (f64::INFINITY, 0)]), None);
     }
 }

@@ -2,8 +2,9 @@
 
 /// Prometheus `histogram_quantile`: the `q` quantile by linear interpolation inside the bucket
 /// that holds it; a quantile in the `+Inf` bucket reports the highest finite bound.
-/// `None` for an empty histogram.
-pub(crate) fn quantile(q: f64, buckets: &[(f64, u64)]) -> Option<f64> {
+/// `None` for an empty histogram. The one quantile of a histogram in Backstop: the judge, the
+/// baselines and the severity of a failure all read p99 through it.
+pub fn quantile(q: f64, buckets: &[(f64, u64)]) -> Option<f64> {
     let total = buckets.last()?.1;
     if total == 0 {
         return None;
@@ -61,6 +62,13 @@ mod tests {
         assert_eq!(quantile(0.5, &[(10.0, 0), (f64::INFINITY, 0)]), None);
         // Everything in +Inf: the highest finite bound.
         assert_eq!(quantile(0.5, &[(10.0, 0), (f64::INFINITY, 4)]), Some(10.0));
+    }
+
+    #[test]
+    fn p99_is_read_from_cumulative_buckets() {
+        let b = [(5.0, 10), (10.0, 90), (25.0, 99), (f64::INFINITY, 100)];
+        assert_eq!(quantile(0.99, &b), Some(25.0));
+        assert_eq!(quantile(0.99, &[(5.0, 0), (f64::INFINITY, 0)]), None);
     }
 
     #[test]

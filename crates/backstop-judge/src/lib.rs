@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub mod anytime;
 pub mod bench;
 pub mod cli;
-mod hist;
+pub mod hist;
 pub mod kayenta;
 pub mod mannwhitney;
 mod report;

@@ -14,6 +14,7 @@ use axum::{Extension, Json, Router};
 use backstop_core::Millis;
 use backstop_core::audit::AuditRecord;
 use backstop_core::breaker::TripScope;
+use backstop_core::env_var;
 use backstop_core::event::EventKind;
 use backstop_core::model::{
     Artifact, BreakerTrip, EnvironmentState, Event, Phase, Recovery, Release, ReleaseStatus,
@@ -46,7 +47,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         match serde_path_to_error::deserialize(&mut de) {
             Ok(v) => Ok(Body(v)),
             Err(e) => {
-                let pointer = json_pointer(e.path());
+                let pointer = backstop_config::json_pointer(e.path());
                 let place = if pointer.is_empty() {
                     "/"
                 } else {
@@ -60,23 +61,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             }
         }
     }
-}
-
-/// RFC 6901 pointer of a serde path (`~` and `/` escaped); unknown segments end it.
-fn json_pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for seg in path.iter() {
-        let part = match seg {
-            Segment::Seq { index } => index.to_string(),
-            Segment::Map { key } => key.replace('~', "~0").replace('/', "~1"),
-            Segment::Enum { variant } => variant.clone(),
-            Segment::Unknown => break,
-        };
-        out.push('/');
-        out.push_str(&part);
-    }
-    out
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -403,13 +387,11 @@ pub(crate) async fn create_release(
         .at("/version"));
     }
     for key in req.env.keys() {
-        if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        {
+        if !env_var::is_env_var_name(key) {
             return Err(ApiError::bad_request(format!(
-                "environment variable name {key:?} must match [A-Z0-9_]+"
+                "environment variable name {key:?} must match {} ({})",
+                env_var::ENV_VAR_NAME_PATTERN,
+                env_var::ENV_VAR_NAME_RULE
             ))
             .at(format!("/env/{key}")));
         }

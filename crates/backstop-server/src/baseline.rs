@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use backstop_core::Millis;
 use backstop_core::snapshot::{BASELINE_INTERVALS, Baseline};
 use backstop_drivers::proxy::VersionStats;
+use backstop_judge::hist::quantile;
 
 use crate::{Ctx, now_ms};
 
@@ -25,20 +26,6 @@ impl History {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
-}
-
-/// Quantile `q` (0..1) of a cumulative histogram, as its bucket's upper bound.
-pub(crate) fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
-    let total = buckets.last()?.1;
-    if total == 0 {
-        return None;
-    }
-    let target = (total as f64 * q).ceil() as u64;
-    buckets
-        .iter()
-        .find(|(_, n)| *n >= target)
-        .map(|(le, _)| *le)
-        .filter(|le| le.is_finite())
 }
 
 /// The baseline of `version` between two cumulative samples `window_ms` apart.
@@ -60,8 +47,8 @@ pub fn baseline_between(
         errors: counts.errors,
         requests_per_s: (secs > 0.0).then(|| counts.requests as f64 / secs),
         error_ratio: (counts.requests > 0).then(|| counts.errors as f64 / counts.requests as f64),
-        latency_p50_ms: quantile(&buckets, 0.5),
-        latency_p99_ms: quantile(&buckets, 0.99),
+        latency_p50_ms: quantile(0.5, &buckets),
+        latency_p99_ms: quantile(0.99, &buckets),
         latency_le_ms: buckets
             .iter()
             .map(|(le, n)| (le.is_finite().then_some(*le), *n))
@@ -146,7 +133,12 @@ mod tests {
             version: "v1".into(),
             requests,
             errors,
-            latency_buckets_ms: vec![(5.0, fast), (50.0, requests), (f64::INFINITY, requests)],
+            // 1 % slower than 50 ms, so that p99 (interpolated) lands on the 50 ms bound.
+            latency_buckets_ms: vec![
+                (5.0, fast),
+                (50.0, requests - requests / 100),
+                (f64::INFINITY, requests),
+            ],
             latency_sum_ms: 0.0,
             first_request_at: None,
             last_error_at: None,
@@ -158,7 +150,7 @@ mod tests {
         let b = baseline_between(
             Some("v1"),
             Some(&stats(100, 1, 50)),
-            Some(&stats(300, 5, 200)),
+            Some(&stats(300, 5, 150)),
             5000,
             4000,
         );

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
-use backstop_config::{SeverityAction, Strategy};
+use backstop_config::{BreakerScope, SeverityAction, Strategy};
 use backstop_core::Millis;
 use backstop_core::breaker::TripScope;
 use backstop_core::event::EventKind;
@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::{Ctx, now_ms, policy};
+use crate::{Ctx, now_ms};
 use backstop_core::{breaker, severity};
 
 /// Reason prefix of rollouts paused by the global breaker (they resume when it is reset).
@@ -248,25 +248,10 @@ impl Controller {
         }
     }
 
+    /// The effective steps: blue-green and all-at-once have one step of 100 % (the new colour
+    /// is started and health-checked, then takes all traffic at once).
     fn steps_for(&self, service: &str) -> Result<Vec<Step>> {
-        let svc = self.ctx.service(service)?;
-        Ok(match svc.rollout.strategy {
-            // Blue-green: the new colour is started and health-checked, then takes all traffic
-            // at once; the old colour stays warm for the rollback window.
-            Strategy::AllAtOnce | Strategy::BlueGreen => vec![Step {
-                weight: 100.0,
-                hold_ms: None,
-            }],
-            Strategy::Canary => svc
-                .rollout
-                .steps
-                .iter()
-                .map(|s| Step {
-                    weight: s.weight,
-                    hold_ms: s.hold.map(|d| d.as_millis() as Millis),
-                })
-                .collect(),
-        })
+        Ok(self.ctx.service(service)?.rollout.steps.clone())
     }
 
     async fn start_canary(&mut self, mut r: Rollout) -> Result<()> {
@@ -496,7 +481,7 @@ impl Controller {
             .baseline
             .latency_le_ms
             .as_deref()
-            .and_then(|b| crate::baseline::quantile(b, 0.99));
+            .and_then(|b| backstop_judge::hist::quantile(0.99, b));
         let environment = watch.before.as_ref().and_then(|before| {
             backstop_core::snapshot::environment_degraded(
                 before,
@@ -776,7 +761,7 @@ impl Controller {
         )
         .await?;
         self.record_failure_for_breaker(&r, now).await?;
-        let action = policy::action_for(svc, &r.env, severity);
+        let action = svc.severity_action(severity);
         let hold = match action {
             SeverityAction::Rollback => {
                 return self
@@ -853,11 +838,11 @@ impl Controller {
     /// Counts a judged failure towards the global breaker and trips it when the policy says so.
     async fn record_failure_for_breaker(&self, r: &Rollout, now: Millis) -> Result<()> {
         let ctx = &self.ctx;
-        let policy = policy::breaker(&ctx.config);
+        let policy = ctx.config.breaker();
         let within = policy.within.as_millis() as Millis;
         // The event for this failure is written by the caller just before.
         let failures = ctx.store.failures_since(now - within).await?;
-        let key = TripScope::of_failure_in(policy.scope_all, &r.env);
+        let key = TripScope::of_failure_in(policy.scope == BreakerScope::All, &r.env);
         if !breaker::should_trip(&key, &failures, now, policy.trips_after, within) {
             return Ok(());
         }
@@ -1851,8 +1836,8 @@ pub fn impact_of(intervals: &[Interval]) -> severity::Impact {
             }
         }
     }
-    impact.baseline_p99_ms = severity::p99_from_buckets(&hist[0]);
-    impact.canary_p99_ms = severity::p99_from_buckets(&hist[1]);
+    impact.baseline_p99_ms = backstop_judge::hist::quantile(0.99, &hist[0]);
+    impact.canary_p99_ms = backstop_judge::hist::quantile(0.99, &hist[1]);
     impact
 }
 

@@ -30,7 +30,6 @@ pub mod error;
 pub mod export;
 pub mod gate;
 pub mod metrics;
-pub mod policy;
 pub mod runtime;
 pub mod schema;
 pub mod snapshots;

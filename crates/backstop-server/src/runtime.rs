@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use backstop_config::{
-    CommandVars, Environment, PrometheusSignals, Router, Service, render_command,
+    CommandScripts, CommandVars, Deployer, Environment, PrometheusSignals, Service, Traffic,
+    render_command,
 };
 use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Release};
 use backstop_drivers::process::{self, Instance, InstanceSpec};
@@ -93,14 +94,15 @@ impl Ctx {
             Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        if self
-            .service(&release.service)?
-            .run
-            .command_scripts()
-            .is_some()
-        {
-            return self.ensure_scripted_instance(id, release, env, known).await;
-        }
+        let service = self.service(&release.service)?;
+        let template = match &service.run.deployer {
+            Deployer::Process { command } => command,
+            Deployer::Command(scripts) => {
+                return self
+                    .ensure_scripted_instance(id, service, scripts, release, env, known)
+                    .await;
+            }
+        };
         if let Some(rec) = &known {
             if rec.pid != 0 && process::is_running(&to_instance(rec)) {
                 tracing::debug!(
@@ -129,7 +131,6 @@ impl Ctx {
                 return Ok(adopted);
             }
         }
-        let service = self.service(&release.service)?;
         let port = process::free_port().context("choosing a port")?;
         // Intent first: the port and id are on disk before the process exists.
         let mut rec = InstanceRecord {
@@ -143,7 +144,7 @@ impl Ctx {
             state: InstanceState::Starting,
         };
         self.store.put_instance(&rec).await?;
-        let command = render_release_command(service, &self.runnable(release).await?, env, port);
+        let command = render_release_command(template, &self.runnable(release).await?, env, port);
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
         vars.extend(self.param_env(&release.service, env)?);
         vars.extend(release.env.clone());
@@ -195,7 +196,7 @@ impl Ctx {
         if let Some(scripts) = service.run.command_scripts() {
             let params = self.param_env(&release.service, &rec.env)?;
             let vars = script_vars(service, &params, &release, &rec.env, id, rec.port, "stop");
-            deployer(&scripts)
+            deployer(scripts)
                 .stop(&vars)
                 .await
                 .with_context(|| format!("stop script for instance {id}"))?;
@@ -223,15 +224,12 @@ impl Ctx {
     async fn ensure_scripted_instance(
         &self,
         id: &str,
+        service: &Service,
+        scripts: &CommandScripts,
         release: &Release,
         env: &str,
         known: Option<InstanceRecord>,
     ) -> Result<InstanceRecord> {
-        let service = self.service(&release.service)?;
-        let scripts = service
-            .run
-            .command_scripts()
-            .ok_or_else(|| anyhow!("not a command deployer"))?;
         let port = match &known {
             Some(rec) if rec.port != 0 => rec.port,
             _ => process::free_port().context("choosing a port")?,
@@ -248,7 +246,7 @@ impl Ctx {
         };
         if known.is_some()
             && self
-                .scripted_health(service, release, env, id, port)
+                .scripted_health(service, scripts, release, env, id, port)
                 .await
                 .is_ok()
         {
@@ -267,13 +265,16 @@ impl Ctx {
             port,
             "deploy",
         );
-        deployer(&scripts)
+        deployer(scripts)
             .deploy(&vars)
             .await
             .with_context(|| format!("deploy script for instance {id}"))?;
         let deadline = tokio::time::Instant::now() + service.run.health.start_timeout;
         loop {
-            match self.scripted_health(service, release, env, id, port).await {
+            match self
+                .scripted_health(service, scripts, release, env, id, port)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(e.context(format!(
@@ -297,9 +298,9 @@ impl Ctx {
         release: &Release,
         inst: &InstanceRecord,
     ) -> Result<()> {
-        if service.run.command_scripts().is_some() {
+        if let Some(scripts) = service.run.command_scripts() {
             return self
-                .scripted_health(service, release, &inst.env, &inst.id, inst.port)
+                .scripted_health(service, scripts, release, &inst.env, &inst.id, inst.port)
                 .await;
         }
         process::check_health(
@@ -314,19 +315,16 @@ impl Ctx {
     async fn scripted_health(
         &self,
         service: &Service,
+        scripts: &CommandScripts,
         release: &Release,
         env: &str,
         id: &str,
         port: u16,
     ) -> Result<()> {
-        let scripts = service
-            .run
-            .command_scripts()
-            .ok_or_else(|| anyhow!("not a command deployer"))?;
         if scripts.health.is_some() {
             let params = self.param_env(&release.service, env)?;
             let vars = script_vars(service, &params, release, env, id, port, "health");
-            let mut once = deployer(&scripts);
+            let mut once = deployer(scripts);
             once.retries = 0;
             once.health(&vars).await?;
             return Ok(());
@@ -425,14 +423,9 @@ fn runnable_artifact(blobs: &dyn BlobStore, release: &Release) -> Result<Artifac
     })
 }
 
-/// The service's run command for one release: `{artifact}` is the release's file (quoted) or
-/// its command line (verbatim: it is meant to be a command).
-pub fn render_release_command(
-    service: &Service,
-    release: &Release,
-    env: &str,
-    port: u16,
-) -> String {
+/// The process deployer's command `template` for one release: `{artifact}` is the release's
+/// file (quoted) or its command line (verbatim: it is meant to be a command).
+pub fn render_release_command(template: &str, release: &Release, env: &str, port: u16) -> String {
     let vars = CommandVars {
         artifact: String::new(),
         port,
@@ -443,14 +436,14 @@ pub fn render_release_command(
     let template = match &release.artifact {
         Artifact::File(path) => {
             return render_command(
-                &service.run.command,
+                template,
                 &CommandVars {
                     artifact: path.clone(),
                     ..vars
                 },
             );
         }
-        Artifact::Command(cmd) => service.run.command.replace("{artifact}", cmd),
+        Artifact::Command(cmd) => template.replace("{artifact}", cmd),
     };
     render_command(&template, &vars)
 }
@@ -470,9 +463,8 @@ pub async fn build_router(
     env: &Environment,
     proxies: &mut BTreeMap<(String, String), Proxy>,
 ) -> Result<Arc<dyn TrafficRouter>> {
-    let traffic = &svc.traffic;
-    Ok(match traffic.router {
-        Router::Builtin => {
+    Ok(match &svc.traffic {
+        Traffic::Builtin => {
             let listen = env
                 .listen
                 .ok_or_else(|| anyhow!("the built-in router needs `listen` on the environment"))?;
@@ -484,11 +476,7 @@ pub async fn build_router(
             proxies.insert((svc.name.clone(), env.name.clone()), proxy.clone());
             Arc::new(BuiltinRouter::new(proxy))
         }
-        Router::Haproxy => {
-            let h = traffic
-                .haproxy
-                .as_ref()
-                .ok_or_else(|| anyhow!("router haproxy needs a `haproxy` block"))?;
+        Traffic::Haproxy(h) => {
             let address = match &h.socket {
                 backstop_config::HaproxySocket::Unix(p) => HaproxyAddress::Unix(p.clone()),
                 backstop_config::HaproxySocket::Tcp(a) => HaproxyAddress::Tcp(a.clone()),
@@ -498,11 +486,7 @@ pub async fn build_router(
             cfg.canary_server.clone_from(&h.canary_server);
             Arc::new(HaproxyRouter::new(cfg))
         }
-        Router::Nginx => {
-            let n = traffic
-                .nginx
-                .as_ref()
-                .ok_or_else(|| anyhow!("router nginx needs an `nginx` block"))?;
+        Traffic::Nginx(n) => {
             let cfg = NginxConfig {
                 upstream: n.upstream.clone(),
                 include_path: n.upstream_file.clone(),
@@ -515,11 +499,7 @@ pub async fn build_router(
             };
             Arc::new(NginxRouter::new(cfg)?)
         }
-        Router::Command => {
-            let c = traffic
-                .command
-                .as_ref()
-                .ok_or_else(|| anyhow!("router command needs a `command` block"))?;
+        Traffic::Command(c) => {
             let mut cfg = CommandRouterConfig::new(c.apply.clone());
             cfg.timeout = c.timeout;
             Arc::new(CommandRouter::new(cfg))
@@ -568,11 +548,9 @@ pub fn build_notifiers(
     Ok(out)
 }
 
-fn deployer(
-    scripts: &backstop_config::CommandScripts<'_>,
-) -> backstop_drivers::command::CommandDeployer {
-    let mut d = backstop_drivers::command::CommandDeployer::new(scripts.deploy, scripts.stop);
-    d.health = scripts.health.map(str::to_string);
+fn deployer(scripts: &CommandScripts) -> backstop_drivers::command::CommandDeployer {
+    let mut d = backstop_drivers::command::CommandDeployer::new(&scripts.deploy, &scripts.stop);
+    d.health.clone_from(&scripts.health);
     d.timeout = scripts.timeout;
     d.retries = scripts.retries;
     d

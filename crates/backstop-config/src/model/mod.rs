@@ -1,0 +1,154 @@
+//! The typed model of `backstop.yaml`, in its *effective* form: after [`crate::parse`] every
+//! default is filled in (objectives from the tier, rollout steps, analysis merged from
+//! `defaults.analysis`). One file per section of the file.
+//!
+//! Doc comments on these types become the descriptions of the JSON Schema.
+
+mod environment;
+mod rollout;
+mod run;
+mod schema;
+mod service;
+mod signals;
+mod traffic;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backstop_core::duration::{DurationString, serde_duration as duration};
+use backstop_judge::JudgeSettings;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use environment::{Environment, Params, SecretRef};
+pub use rollout::{DEFAULT_ROLLBACK_WINDOW, RolloutBreaker, RolloutSpec, Strategy};
+pub use run::{CommandScripts, Deployer, DeployerKind, Health, Run};
+pub(crate) use schema::{EnvVarName, NonEmptyString, SocketAddrString};
+pub use service::{Hooks, MigrationEngine, MigrationsSpec, NotifyTarget, Service, WebhookFormat};
+pub use signals::{PrometheusSignals, Signals};
+pub use traffic::{CommandRouter, HaproxyRouter, HaproxySocket, NginxRouter, Router, Traffic};
+
+/// Pattern of a service or environment name.
+pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,62}$";
+/// Pattern of a load balancer object name (HAProxy backend or server, nginx upstream).
+pub const LB_NAME_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
+
+/// A `backstop.yaml` file: the services Backstop protects and how their releases roll out and
+/// recover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "backstop.yaml")]
+pub struct Config {
+    /// Settings every service inherits unless it overrides them.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The services Backstop manages (at least one).
+    #[schemars(length(min = 1))]
+    pub services: Vec<Service>,
+    /// The folder of the config file: relative `params` paths are resolved against it (set by
+    /// [`crate::load`]; empty means the current folder).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Settings every service inherits unless it overrides them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Analysis settings merged (deeply) under every service's own `analysis` block.
+    /// Same keys as a service's `analysis`; every key is optional.
+    #[serde(default = "empty_object")]
+    #[schemars(with = "JudgeSettings")]
+    pub analysis: serde_json::Value,
+    /// Global circuit breaker for progressive rollouts: when `trips_after` rollouts fail
+    /// within `within` in one scope, every progressive rollout in that scope pauses (it is not
+    /// rolled back) until an authorised reset.
+    #[serde(default)]
+    pub breaker: Breaker,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            analysis: empty_object(),
+            breaker: Breaker::default(),
+        }
+    }
+}
+
+/// Global circuit breaker: `trips_after` failed rollouts within `within` in one scope pause
+/// every progressive rollout in that scope until an authorised reset. Defaults: scope
+/// `environment`, 3 failures within 30m.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Breaker {
+    /// What one breaker covers: `environment` (default; failures in one environment pause
+    /// rollouts in that environment, whatever the service) or `all` (every environment).
+    pub scope: BreakerScope,
+    /// How many failed rollouts within `within` trip the breaker (at least 1, default 3).
+    #[schemars(range(min = 1))]
+    pub trips_after: u32,
+    /// The sliding window in which failures are counted (default `30m`).
+    #[serde(with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub within: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            scope: BreakerScope::Environment,
+            trips_after: 3,
+            within: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Scope of the global circuit breaker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerScope {
+    /// One breaker per environment name (every service's `prod` shares one).
+    #[default]
+    Environment,
+    /// One breaker for every rollout of the file.
+    All,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+impl Config {
+    /// The global circuit breaker (`defaults.breaker`, defaults filled in).
+    #[must_use]
+    pub fn breaker(&self) -> &Breaker {
+        &self.defaults.breaker
+    }
+
+    /// The service named `name`.
+    #[must_use]
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The effective configuration (every default filled in) as YAML that parses back to the
+    /// same configuration.
+    #[must_use]
+    pub fn to_yaml_effective(&self) -> String {
+        match serde_json::to_value(self) {
+            Ok(value) => crate::emit::to_yaml(&value),
+            // Serializing plain data into a `Value` cannot fail; keep a readable fallback anyway.
+            Err(e) => format!("# cannot render the effective config: {e}\n"),
+        }
+    }
+
+    /// The effective configuration as pretty JSON.
+    #[must_use]
+    pub fn to_json_effective(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            format!("{{\"error\": \"cannot render the effective config: {e}\"}}")
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! A service: who owns it, how critical it is, and its per-service settings (migrations,
+//! notifications, rollback hooks).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backstop_core::duration::{DurationString, serde_duration as duration};
+use backstop_core::severity::Severity;
+use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
+use backstop_judge::JudgeSettings;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    EnvVarName, Environment, NAME_PATTERN, RolloutBreaker, RolloutSpec, Run, Signals, Traffic,
+};
+
+/// One service: who owns it, how critical it is, how a release runs, rolls out and recovers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique name: lowercase letters, digits and `-`, starting with a letter, at most 63
+    /// characters (e.g. `checkout`).
+    #[schemars(pattern(NAME_PATTERN))]
+    pub name: String,
+    /// Who is responsible for the service (a team or a person).
+    #[schemars(length(min = 1))]
+    pub owner: String,
+    /// Criticality from 0 (most critical) to 3; recovery objectives default from it.
+    #[schemars(range(max = 3))]
+    pub tier: u8,
+    /// Recovery objectives; each defaults from the tier.
+    #[serde(default)]
+    pub objectives: Objectives,
+    /// How a release of this service runs (process deployer).
+    pub run: Run,
+    /// How traffic reaches the versions of this service.
+    #[serde(default)]
+    pub traffic: Traffic,
+    /// How a new release takes over traffic.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    /// How a canary is judged. Merged over `defaults.analysis`; every key is optional.
+    #[serde(default)]
+    pub analysis: JudgeSettings,
+    /// Where the analysis reads per-version traffic. Default: the router (the built-in proxy
+    /// and HAProxy see traffic; nginx and command routers do not, so give them a source here).
+    #[serde(default, skip_serializing_if = "Signals::is_default")]
+    pub signals: Signals,
+    /// Per-rollout circuit breaker: the rollout halts when its checks breach the threshold.
+    #[serde(default)]
+    pub breaker: RolloutBreaker,
+    /// What each severity of failed analysis does. Defaults by tier: tiers 0 and 1 roll back
+    /// on every severity; tier 2: critical `rollback`, major `{rollback_unless_acknowledged:
+    /// 5m}`, minor `notify`; tier 3: critical `{rollback_unless_acknowledged: 5m}`, major and
+    /// minor `notify`. A service with a regulated environment rolls back on every severity.
+    #[serde(default)]
+    pub severity: SeverityPolicy,
+    /// Webhooks told about rollout and recovery events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
+    /// Commands run as journaled steps of every rollback (e.g. drain queues before, purge caches after).
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// The service's database migrations. With them, releases can declare the schema range
+    /// they run on (`backstop release … --schema 0003..0005`) and rollbacks decide before
+    /// touching anything whether proven downs must run or the way back is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationsSpec>,
+    /// Where the service runs (at least one environment, unique names).
+    #[schemars(length(min = 1))]
+    pub environments: Vec<Environment>,
+    /// Scheduled freeze windows of this service in every environment (UTC), e.g.
+    /// `[{every: "Fri 16:00", for: 64h, reason: weekend}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<crate::freeze::FreezeWindow>,
+    /// Stateful components (databases, queues): RPO, snapshot interval, restore command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stateful: Vec<crate::stateful::Stateful>,
+    /// The known-bad variant `backstop drill` deploys in a non-production environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "crate::stateful::DrillSpec")]
+    pub drill: Option<crate::stateful::DrillSpec>,
+}
+
+/// A service's migration set and the database it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsSpec {
+    /// Folder of the migration set, any layout `backstop migrations check` reads (relative paths
+    /// are taken from the daemon's working directory).
+    #[schemars(length(min = 1))]
+    pub dir: PathBuf,
+    /// SQL dialect and the engine downs run on.
+    #[serde(default)]
+    pub engine: MigrationEngine,
+    /// Name of the environment variable holding the database URL (e.g. `ORDERS_DB_URL`;
+    /// `sqlite:///var/lib/app.db`, `postgres://…`). The URL itself never goes in this file.
+    /// An environment can override it with its own `database_url_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub database_url_env: Option<String>,
+}
+
+/// The database engine of a migration set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationEngine {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// A notification target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    /// Webhook URL (`http://` or `https://`) that receives rollout and recovery events.
+    #[schemars(length(min = 1))]
+    pub webhook: String,
+    /// Body format: `json` (default; the event as JSON) or `slack` (Slack incoming-webhook
+    /// compatible).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Name of the environment variable holding the HMAC-SHA256 key that signs each body
+    /// (`X-Backstop-Signature`); unsigned when absent. The secret itself never goes in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "EnvVarName")]
+    pub secret_env: Option<String>,
+}
+
+/// Webhook body formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// The event as a JSON document.
+    #[default]
+    Json,
+    /// Slack-compatible `{"text": ..., "blocks": [...]}`.
+    Slack,
+}
+
+impl Service {
+    /// The environment named `name`.
+    #[must_use]
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// The rollback SLA in environment `env`: the environment's override, else the service's
+    /// objective, else the tier default.
+    #[must_use]
+    pub fn rollback_sla_for(&self, env: &str) -> Duration {
+        self.environment(env)
+            .and_then(|e| e.rollback_sla)
+            .or(self.objectives.rollback_sla)
+            .or(Objectives::for_tier(self.tier).rollback_sla)
+            .unwrap_or(Duration::from_secs(60 * 60))
+    }
+
+    /// The environment variable naming the database URL of `env`: the environment's override,
+    /// else the service's `migrations.database_url_env`.
+    #[must_use]
+    pub fn database_url_env_for(&self, env: &str) -> Option<&str> {
+        self.environment(env)
+            .and_then(|e| e.database_url_env.as_deref())
+            .or(self
+                .migrations
+                .as_ref()
+                .and_then(|m| m.database_url_env.as_deref()))
+    }
+
+    /// Whether any environment of the service is regulated (automatic rollback mandatory).
+    #[must_use]
+    pub fn is_regulated(&self) -> bool {
+        self.environments.iter().any(|e| e.regulated)
+    }
+
+    /// What a failed analysis of `severity` does for this service: the configured action, else
+    /// the tier default (after [`crate::parse`] it is always configured); always
+    /// [`SeverityAction::Rollback`] when an environment is regulated.
+    #[must_use]
+    pub fn severity_action(&self, severity: Severity) -> SeverityAction {
+        self.severity
+            .action(severity, self.tier, self.is_regulated())
+    }
+
+    /// The MTTR objective (the tier default if not set).
+    #[must_use]
+    pub fn mttr(&self) -> Duration {
+        self.objectives
+            .mttr
+            .or(Objectives::for_tier(self.tier).mttr)
+            .unwrap_or(Duration::from_secs(24 * 60 * 60))
+    }
+}
+
+/// Commands run as steps of a rollback plan, each journaled with an idempotency key
+/// (`BACKSTOP_IDEMPOTENCY_KEY`) that stays the same if the step is re-run after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Runs before traffic is shifted back (`sh -c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_rollback: Option<String>,
+    /// Runs after the bad version is stopped (`sh -c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_rollback: Option<String>,
+    /// Time limit of one hook run; a hook that overruns is killed (its process group) and retried.
+    #[serde(default = "default_hook_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            before_rollback: None,
+            after_rollback: None,
+            timeout: default_hook_timeout(),
+        }
+    }
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(60)
+}

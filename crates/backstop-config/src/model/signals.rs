@@ -1,0 +1,72 @@
+//! `signals`: where the analysis reads per-version traffic when the router cannot.
+
+use std::time::Duration;
+
+use backstop_core::duration::{DurationString, serde_duration as duration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where the analysis reads per-version traffic (requests, errors, latency histogram).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Signals {
+    /// A Prometheus server: instant queries at every analysis interval, summed by version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PrometheusSignals")]
+    pub prometheus: Option<PrometheusSignals>,
+}
+
+impl Signals {
+    pub(crate) fn is_default(&self) -> bool {
+        *self == Signals::default()
+    }
+}
+
+/// Per-version counters from Prometheus. Selectors may use `{service}` and `{env}`, replaced by
+/// the service's and the environment's names; Backstop asks for `sum by (<version_label>)`
+/// of each (and `sum by (<version_label>, le)` of the buckets), so any number of instances and
+/// series per version add up. The version label's values must be the release versions
+/// (`backstop release … v2` ↔ `version="v2"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSignals {
+    /// Base URL of the Prometheus HTTP API, such as `http://prometheus:9090`.
+    #[schemars(pattern(r"^https?://[^\s/]+"))]
+    pub url: String,
+    /// Counter of all requests, such as `http_requests_total{job="{service}",env="{env}"}`.
+    #[schemars(length(min = 1))]
+    pub requests: String,
+    /// Counter of failed requests, such as
+    /// `http_requests_total{job="{service}",env="{env}",code=~"5.."}`.
+    #[schemars(length(min = 1))]
+    pub errors: String,
+    /// Histogram buckets of the request duration (`le` in seconds, the Prometheus convention),
+    /// such as `http_request_duration_seconds_bucket{job="{service}",env="{env}"}`. Without it
+    /// only the error signal is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub latency: Option<String>,
+    /// The label whose values are the versions (default `version`).
+    #[serde(default = "default_version_label")]
+    #[schemars(pattern("^[a-zA-Z_][a-zA-Z0-9_]*$"))]
+    pub version_label: String,
+    /// Timeout of one query (default `5s`).
+    #[serde(default = "default_prometheus_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+fn default_version_label() -> String {
+    "version".to_owned()
+}
+
+fn default_prometheus_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl PrometheusSignals {
+    /// `selector` with `{service}` and `{env}` replaced.
+    pub fn render(selector: &str, service: &str, env: &str) -> String {
+        selector.replace("{service}", service).replace("{env}", env)
+    }
+}

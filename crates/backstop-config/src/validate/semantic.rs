@@ -1,0 +1,279 @@
+//! The checks a schema cannot express, walking each service: unique names and addresses,
+//! objectives against the tier, then each section's own checks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use backstop_core::duration::{format_duration, parse_duration};
+use backstop_core::tier::Objectives;
+use serde_json::Value;
+
+use super::Problem;
+use super::environment::check_params;
+use super::notify::check_notify;
+use super::rollout::check_rollout;
+use super::run::check_run_kind;
+use super::severity::check_severity;
+use super::traffic::check_traffic;
+use crate::yaml::Document;
+
+/// Checks the schema cannot express. Tolerates values of the wrong type (the schema reports those).
+pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let within_ptr = "/defaults/breaker/within";
+    positive_duration(
+        root.pointer(within_ptr),
+        within_ptr,
+        &mut |path: String, message: String| {
+            out.push(Problem {
+                pos: doc.value_pos(&path),
+                path,
+                message,
+            });
+        },
+    );
+    let Some(services) = root.get("services").and_then(Value::as_array) else {
+        return out;
+    };
+    // Problems positioned more precisely than their value (inside a command).
+    let mut direct: Vec<Problem> = Vec::new();
+    let mut push = |path: String, message: String| {
+        out.push(Problem {
+            pos: doc.value_pos(&path),
+            path,
+            message,
+        });
+    };
+    let mut names: HashMap<&str, String> = HashMap::new();
+    // listen address → (service, environment, pointer)
+    let mut listens: HashMap<SocketAddr, (String, String, String)> = HashMap::new();
+    // Load balancer objects Backstop rewrites → (service, pointer): two services must not
+    // drive the same one.
+    let mut lb_objects: HashMap<String, (String, String)> = HashMap::new();
+
+    for (i, svc) in services.iter().enumerate() {
+        let sp = format!("/services/{i}");
+        let svc_name = svc.get("name").and_then(Value::as_str).unwrap_or("");
+        if let Some(name) = svc.get("name").and_then(Value::as_str) {
+            let here = format!("{sp}/name");
+            if let Some(first) = names.get(name) {
+                let at = doc.value_pos(first);
+                push(
+                    here,
+                    format!(
+                        "duplicate service name `{name}` (first defined at line {}, column {})",
+                        at.line, at.col
+                    ),
+                );
+            } else {
+                names.insert(name, here);
+            }
+        }
+
+        // Objectives, with tier defaults.
+        let tier = svc.get("tier").and_then(Value::as_u64).filter(|t| *t <= 3);
+        let defaults = tier.map(|t| Objectives::for_tier(u8::try_from(t).unwrap_or(3)));
+        let mttr_ptr = format!("{sp}/objectives/mttr");
+        let sla_ptr = format!("{sp}/objectives/rollback_sla");
+        let given_mttr = positive_duration(svc.pointer("/objectives/mttr"), &mttr_ptr, &mut push);
+        let given_sla =
+            positive_duration(svc.pointer("/objectives/rollback_sla"), &sla_ptr, &mut push);
+        let mttr = given_mttr.or(defaults.as_ref().and_then(|d| d.mttr));
+        let sla = given_sla.or(defaults.as_ref().and_then(|d| d.rollback_sla));
+        if let (Some(m), Some(s)) = (mttr, sla)
+            && s > m
+            && (given_mttr.is_some() || given_sla.is_some())
+        {
+            let (at, what) = if given_sla.is_some() {
+                (sla_ptr, "")
+            } else {
+                (mttr_ptr, " (the tier default)")
+            };
+            push(
+                at,
+                format!(
+                    "rollback_sla ({}) must not exceed mttr ({}){what} (restoring traffic is part of restoring service)",
+                    format_duration(s),
+                    format_duration(m)
+                ),
+            );
+        }
+
+        // Run.
+        let kind = svc
+            .pointer("/run/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("process");
+        check_run_kind(doc, svc, &sp, kind, &mut push, &mut direct);
+        if kind == "process"
+            && let Some(command) = svc.pointer("/run/command").and_then(Value::as_str)
+        {
+            let ptr = format!("{sp}/run/command");
+            for (needle, message) in crate::command::check(command) {
+                let at = doc.value_pos(&ptr);
+                let pos = needle.map_or(at, |n| doc.find_after(at, &n));
+                direct.push(Problem {
+                    pos,
+                    path: ptr.clone(),
+                    message,
+                });
+            }
+        }
+        for field in [
+            "health/timeout",
+            "health/interval",
+            "health/start_timeout",
+            "timeout",
+        ] {
+            let ptr = format!("{sp}/run/{field}");
+            positive_duration(svc.pointer(&format!("/run/{field}")), &ptr, &mut push);
+        }
+
+        // Traffic.
+        let router = svc
+            .pointer("/traffic/router")
+            .and_then(Value::as_str)
+            .unwrap_or("builtin");
+        check_traffic(doc, svc, &sp, router, &mut push, &mut direct);
+        let haproxy_backend = svc
+            .pointer("/traffic/haproxy/socket")
+            .and_then(Value::as_str)
+            .zip(
+                svc.pointer("/traffic/haproxy/backend")
+                    .and_then(Value::as_str),
+            )
+            .map(|(socket, backend)| {
+                (
+                    format!("haproxy {} backend {backend}", socket.trim()),
+                    format!("HAProxy backend `{backend}` on {}", socket.trim()),
+                    format!("{sp}/traffic/haproxy/backend"),
+                )
+            });
+        let nginx_file = svc
+            .pointer("/traffic/nginx/upstream_file")
+            .and_then(Value::as_str)
+            .map(|file| {
+                (
+                    format!("nginx {file}"),
+                    format!("nginx upstream_file {file}"),
+                    format!("{sp}/traffic/nginx/upstream_file"),
+                )
+            });
+        for (key, what, here) in haproxy_backend.into_iter().chain(nginx_file) {
+            if let Some((first_svc, first)) = lb_objects.get(&key) {
+                let at = doc.value_pos(first);
+                push(
+                    here,
+                    format!(
+                        "{what} is already driven by service `{first_svc}` (line {}); each service needs its own",
+                        at.line
+                    ),
+                );
+            } else {
+                lb_objects.insert(key, (svc_name.to_owned(), here));
+            }
+        }
+
+        // Severity and notifications.
+        check_severity(svc, &sp, tier, &mut push);
+        check_notify(svc, &sp, &mut push);
+
+        // Rollout.
+        check_rollout(doc, svc, &sp, &mut push, &mut direct);
+
+        // Stateful components: RPO against the snapshot interval.
+        crate::stateful::check_stateful(doc, svc, &sp, &mut push, &mut direct);
+
+        // Environments.
+        if let Some(envs) = svc.get("environments").and_then(Value::as_array) {
+            let mut env_names: HashMap<&str, String> = HashMap::new();
+            for (j, env) in envs.iter().enumerate() {
+                let ep = format!("{sp}/environments/{j}");
+                let env_name = env.get("name").and_then(Value::as_str).unwrap_or("");
+                check_params(env, &ep, &mut push);
+                if let Some(name) = env.get("name").and_then(Value::as_str) {
+                    let here = format!("{ep}/name");
+                    if let Some(first) = env_names.get(name) {
+                        let at = doc.value_pos(first);
+                        push(
+                            here,
+                            format!(
+                                "duplicate environment `{name}` in service `{svc_name}` (first defined at line {})",
+                                at.line
+                            ),
+                        );
+                    } else {
+                        env_names.insert(name, here);
+                    }
+                }
+                if router == "builtin" && env.is_object() && env.get("listen").is_none() {
+                    push(
+                        ep.clone(),
+                        "missing required key `listen` (the address the built-in proxy listens on; required with `router: builtin`)".to_owned(),
+                    );
+                }
+                if let Some(addr) = env
+                    .get("listen")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<SocketAddr>().ok())
+                    && addr.port() != 0
+                {
+                    let here = format!("{ep}/listen");
+                    if let Some((s, e, first)) = listens.get(&addr) {
+                        let at = doc.value_pos(first);
+                        push(
+                            here,
+                            format!(
+                                "listen address {addr} is already used by service `{s}`, environment `{e}` (line {}); each environment needs its own",
+                                at.line
+                            ),
+                        );
+                    } else {
+                        listens.insert(addr, (svc_name.to_owned(), env_name.to_owned(), here));
+                    }
+                }
+                let env_sla_ptr = format!("{ep}/rollback_sla");
+                if let Some(env_sla) =
+                    positive_duration(env.get("rollback_sla"), &env_sla_ptr, &mut push)
+                    && let Some(m) = mttr
+                    && env_sla > m
+                {
+                    push(
+                        env_sla_ptr,
+                        format!(
+                            "rollback_sla ({}) must not exceed the service's mttr ({})",
+                            format_duration(env_sla),
+                            format_duration(m)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    out.extend(direct);
+    out
+}
+
+/// A duration string that parses (bad ones are reported by the schema) and must be above zero.
+pub(super) fn positive_duration(
+    v: Option<&Value>,
+    ptr: &str,
+    push: &mut impl FnMut(String, String),
+) -> Option<Duration> {
+    let d = parse_duration(v?.as_str()?).ok()?;
+    if d.is_zero() {
+        push(ptr.to_owned(), "must be greater than 0".to_owned());
+        return None;
+    }
+    Some(d)
+}
+
+/// A problem pointing at a key (a key that is not allowed where it is).
+pub(super) fn key_problem(doc: &Document, path: String, message: String) -> Problem {
+    Problem {
+        pos: doc.key_pos(&path),
+        path,
+        message,
+    }
+}
