@@ -1,17 +1,16 @@
 //! The load generator against real servers on loopback.
 
-mod common;
-
 use std::time::Duration;
 
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use backstop_drivers::process::free_port;
 use backstop_drivers::proxy::{Proxy, Routes, Upstream};
+use backstop_testkit::upstream;
 use tokio::net::TcpListener;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_ok_and_failures_by_version() {
-    let good = common::upstream("v1").await;
+    let good = upstream::upstream("v1").await;
     let p = Proxy::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         "load/test".into(),
@@ -68,7 +67,7 @@ async fn counts_ok_and_failures_by_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_2xx_and_transport_errors_are_failures() {
-    let up = common::upstream("v1").await;
+    let up = upstream::upstream("v1").await;
     // Directly against an upstream that answers 500: failures without a version header.
     let load = LoadGen::start(LoadConfig {
         target: up,
@@ -95,7 +94,7 @@ async fn non_2xx_and_transport_errors_are_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paces_at_the_requested_rate() {
-    let up = common::upstream("v1").await;
+    let up = upstream::upstream("v1").await;
     let load = LoadGen::start(LoadConfig {
         target: up,
         path: "/".into(),

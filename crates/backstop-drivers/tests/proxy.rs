@@ -1,12 +1,11 @@
 //! The built-in proxy, exercised over real sockets on loopback.
 
-mod common;
-
 use std::time::Duration;
 
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use backstop_drivers::process::free_port;
 use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
+use backstop_testkit::upstream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -41,15 +40,15 @@ fn bucket(s: &VersionStats, le: f64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_split_matches_the_canary_weight() {
-    let v1 = common::upstream("v1").await;
-    let v2 = common::upstream("v2").await;
+    let v1 = upstream::upstream("v1").await;
+    let v2 = upstream::upstream("v2").await;
     let p = proxy().await;
     p.set_routes(Routes {
         stable: up("v1", v1),
         canary: up("v2", v2),
         canary_weight: 20.0,
     });
-    let client = common::client();
+    let client = upstream::client();
     let n = 2000;
     let mut canary = 0;
     let mut tasks = tokio::task::JoinSet::new();
@@ -59,7 +58,7 @@ async fn weighted_split_matches_the_canary_weight() {
         tasks.spawn(async move {
             let mut c = 0;
             for _ in 0..(n / 8) {
-                let (status, version, body) = common::get(&client, addr, "/").await;
+                let (status, version, body) = upstream::get(&client, addr, "/").await;
                 assert_eq!(status, 200, "worker {w}: {body}");
                 let version = version.expect("x-backstop-version header");
                 assert_eq!(body, format!("ok {version}"));
@@ -92,7 +91,10 @@ async fn weighted_split_matches_the_canary_weight() {
     });
     for _ in 0..50 {
         assert_eq!(
-            common::get(&client, p.local_addr(), "/").await.1.as_deref(),
+            upstream::get(&client, p.local_addr(), "/")
+                .await
+                .1
+                .as_deref(),
             Some("v1")
         );
     }
@@ -103,7 +105,10 @@ async fn weighted_split_matches_the_canary_weight() {
     });
     for _ in 0..50 {
         assert_eq!(
-            common::get(&client, p.local_addr(), "/").await.1.as_deref(),
+            upstream::get(&client, p.local_addr(), "/")
+                .await
+                .1
+                .as_deref(),
             Some("v2")
         );
     }
@@ -114,7 +119,10 @@ async fn weighted_split_matches_the_canary_weight() {
     });
     for _ in 0..50 {
         assert_eq!(
-            common::get(&client, p.local_addr(), "/").await.1.as_deref(),
+            upstream::get(&client, p.local_addr(), "/")
+                .await
+                .1
+                .as_deref(),
             Some("v1")
         );
     }
@@ -124,7 +132,7 @@ async fn weighted_split_matches_the_canary_weight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_errors_and_latency_per_version() {
-    let v1 = common::upstream("v1").await;
+    let v1 = upstream::upstream("v1").await;
     let p = proxy().await;
     p.set_routes(Routes {
         stable: up("v1", v1),
@@ -137,13 +145,13 @@ async fn counts_errors_and_latency_per_version() {
     assert_eq!(s.latency_buckets_ms.len(), 12);
     assert_eq!(s.latency_buckets_ms.last().unwrap().0, f64::INFINITY);
 
-    let client = common::client();
+    let client = upstream::client();
     for _ in 0..5 {
-        let (status, version, _) = common::get(&client, p.local_addr(), "/fail").await;
+        let (status, version, _) = upstream::get(&client, p.local_addr(), "/fail").await;
         assert_eq!((status, version.as_deref()), (500, Some("v1")));
     }
     for _ in 0..6 {
-        let (status, _, _) = common::get(&client, p.local_addr(), "/slow?sleep_ms=60").await;
+        let (status, _, _) = upstream::get(&client, p.local_addr(), "/slow?sleep_ms=60").await;
         assert_eq!(status, 200);
     }
     let s = stats_of(&p, "v1");
@@ -164,14 +172,14 @@ async fn counts_errors_and_latency_per_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_method_target_headers_and_body() {
-    let v1 = common::upstream("v1").await;
+    let v1 = upstream::upstream("v1").await;
     let p = proxy().await;
     p.set_routes(Routes {
         stable: up("v1", v1),
         canary: None,
         canary_weight: 0.0,
     });
-    let client = common::client();
+    let client = upstream::client();
     let req = Request::post(format!("http://{}/echo?a=1&b=two", p.local_addr()))
         .header("x-custom", "hello")
         .header("x-forwarded-for", "10.0.0.9")
@@ -208,9 +216,9 @@ async fn upstream_down_is_a_502_counted_for_its_version() {
         canary: None,
         canary_weight: 0.0,
     });
-    let client = common::client();
+    let client = upstream::client();
     for _ in 0..3 {
-        let (status, version, body) = common::get(&client, p.local_addr(), "/").await;
+        let (status, version, body) = upstream::get(&client, p.local_addr(), "/").await;
         assert_eq!(status, 502, "{body}");
         assert_eq!(version.as_deref(), Some("v9"));
         assert!(body.contains("v9"), "{body}");
@@ -223,8 +231,8 @@ async fn upstream_down_is_a_502_counted_for_its_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_upstream_is_a_503_not_attributed() {
     let p = proxy().await;
-    let client = common::client();
-    let (status, version, _) = common::get(&client, p.local_addr(), "/").await;
+    let client = upstream::client();
+    let (status, version, _) = upstream::get(&client, p.local_addr(), "/").await;
     assert_eq!((status, version), (503, None));
     assert!(p.stats().is_empty());
     assert_eq!(p.unrouted_requests(), 1);
@@ -233,9 +241,9 @@ async fn no_upstream_is_a_503_not_attributed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_routes_under_load_fails_no_request() {
-    let v1 = common::upstream("v1").await;
-    let v2 = common::upstream("v2").await;
-    let v3 = common::upstream("v3").await;
+    let v1 = upstream::upstream("v1").await;
+    let v2 = upstream::upstream("v2").await;
+    let v3 = upstream::upstream("v3").await;
     let p = proxy().await;
     p.set_routes(Routes {
         stable: up("v1", v1),
@@ -302,18 +310,18 @@ async fn switching_routes_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests_then_refuses() {
-    let v1 = common::upstream("v1").await;
+    let v1 = upstream::upstream("v1").await;
     let p = proxy().await;
     p.set_routes(Routes {
         stable: up("v1", v1),
         canary: None,
         canary_weight: 0.0,
     });
-    let client = common::client();
+    let client = upstream::client();
     let addr = p.local_addr();
     let slow = {
         let client = client.clone();
-        tokio::spawn(async move { common::get(&client, addr, "/?sleep_ms=300").await })
+        tokio::spawn(async move { upstream::get(&client, addr, "/?sleep_ms=300").await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     p.shutdown().await;

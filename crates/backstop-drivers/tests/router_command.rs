@@ -1,7 +1,5 @@
 //! Command router and built-in router.
 
-mod router_support;
-
 use std::time::{Duration, Instant};
 
 use backstop_drivers::proxy::{Proxy, Routes, Upstream};
@@ -9,6 +7,8 @@ use backstop_drivers::router::command::{
     CommandRouter, CommandRouterConfig, KILL_GRACE, routes_key,
 };
 use backstop_drivers::router::{BuiltinRouter, RouterError, TargetState, TrafficRouter};
+use backstop_testkit::routing::canary_routes;
+use backstop_testkit::upstream::versioned_upstream;
 
 fn routes(w: f64) -> Routes {
     Routes {
@@ -161,23 +161,13 @@ async fn a_command_ignoring_sigterm_gets_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_router_drives_the_proxy() {
-    let v1 = router_support::upstream("v1").await;
-    let v2 = router_support::upstream("v2").await;
+    let v1 = versioned_upstream("v1").await;
+    let v2 = versioned_upstream("v2").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = Proxy::start(listener, "svc/test".into()).await;
     let r: Box<dyn TrafficRouter> = Box::new(BuiltinRouter::new(proxy.clone()));
     assert_eq!(r.kind(), "builtin");
-    let want = Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: v1,
-        }),
-        canary: Some(Upstream {
-            version: "v2".into(),
-            addr: v2,
-        }),
-        canary_weight: 100.0,
-    };
+    let want = canary_routes(v1, v2, 100.0);
     r.apply(&want).await.unwrap();
     assert_eq!(r.current().await.unwrap(), want);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())

@@ -1,13 +1,14 @@
 //! HAProxy router against a real `haproxy` on loopback.
 
-mod router_support;
-
 use std::time::Duration;
 
-use backstop_drivers::proxy::{Routes, Upstream};
+use backstop_drivers::proxy::Routes;
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::{RouterError, TargetState, TrafficRouter};
-use router_support::*;
+use backstop_testkit::free_port;
+use backstop_testkit::routing::{canary_routes, switch_under_load};
+use backstop_testkit::servers::*;
+use backstop_testkit::upstream::versioned_upstream;
 
 fn router(s: &Server) -> HaproxyRouter {
     HaproxyRouter::new(HaproxyConfig::new(
@@ -16,24 +17,13 @@ fn router(s: &Server) -> HaproxyRouter {
     ))
 }
 
-fn routes(v1: std::net::SocketAddr, v2: std::net::SocketAddr, w: f64) -> Routes {
-    Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: v1,
-        }),
-        canary: Some(Upstream {
-            version: "v2".into(),
-            addr: v2,
-        }),
-        canary_weight: w,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switching_under_load_drops_nothing_and_splits_by_weight() {
     let lb = haproxy().await;
-    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let (v1, v2) = (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    );
     let r = router(&lb);
     let (sent, measured) = switch_under_load(&r, lb.addr(), v1, v2).await;
     eprintln!("haproxy: {sent} requests, measured split per step: {measured:?}");
@@ -42,16 +32,19 @@ async fn switching_under_load_drops_nothing_and_splits_by_weight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_is_idempotent_and_current_reads_the_servers() {
     let lb = haproxy().await;
-    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let (v1, v2) = (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    );
     let r = router(&lb);
-    r.apply(&routes(v1, v2, 25.0)).await.unwrap();
+    r.apply(&canary_routes(v1, v2, 25.0)).await.unwrap();
     let before = r.servers().await.unwrap();
-    r.apply(&routes(v1, v2, 25.0)).await.unwrap();
+    r.apply(&canary_routes(v1, v2, 25.0)).await.unwrap();
     let (s, c) = r.servers().await.unwrap();
     assert_eq!((s.weight, c.weight), (75, 25));
     assert_eq!((s, c), before);
     let cur = r.current().await.unwrap();
-    assert_eq!(cur, routes(v1, v2, 25.0));
+    assert_eq!(cur, canary_routes(v1, v2, 25.0));
 
     // A fresh router (e.g. after a restart), here over the TCP runtime API, reads the same
     // split, labelling by address.
@@ -65,7 +58,7 @@ async fn apply_is_idempotent_and_current_reads_the_servers() {
 
     // Only stable: canary goes to maintenance and gets nothing.
     let only = Routes {
-        stable: routes(v1, v2, 0.0).stable,
+        stable: canary_routes(v1, v2, 0.0).stable,
         canary: None,
         canary_weight: 0.0,
     };
@@ -85,9 +78,12 @@ async fn apply_is_idempotent_and_current_reads_the_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_count_requests_and_errors_per_server() {
     let lb = haproxy().await;
-    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let (v1, v2) = (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    );
     let r = router(&lb);
-    r.apply(&routes(v1, v2, 50.0)).await.unwrap();
+    r.apply(&canary_routes(v1, v2, 50.0)).await.unwrap();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     for i in 0..100 {
@@ -113,7 +109,7 @@ async fn stats_count_requests_and_errors_per_server() {
 
     // Promotion: the stable server now runs v2's address; v1 keeps what it counted.
     let promoted = Routes {
-        stable: routes(v1, v2, 0.0).canary,
+        stable: canary_routes(v1, v2, 0.0).canary,
         canary: None,
         canary_weight: 0.0,
     };
@@ -141,7 +137,7 @@ async fn unreachable_socket_is_a_clear_error() {
         "app",
     ));
     let v = "127.0.0.1:9".parse().unwrap();
-    let err = r.apply(&routes(v, v, 10.0)).await.unwrap_err();
+    let err = r.apply(&canary_routes(v, v, 10.0)).await.unwrap_err();
     assert!(matches!(err, RouterError::Unreachable { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&sock.display().to_string()),
@@ -165,14 +161,14 @@ async fn unknown_backend_or_server_is_named() {
     let v = "127.0.0.1:9".parse().unwrap();
     let mut cfg = HaproxyConfig::new(HaproxyAddress::Unix(haproxy_socket(&lb)), "nosuch");
     let err = HaproxyRouter::new(cfg.clone())
-        .apply(&routes(v, v, 1.0))
+        .apply(&canary_routes(v, v, 1.0))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("find backend"), "{err}");
     cfg.backend = "app".into();
     cfg.canary_server = "blue".into();
     let err = HaproxyRouter::new(cfg)
-        .apply(&routes(v, v, 1.0))
+        .apply(&canary_routes(v, v, 1.0))
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -186,13 +182,13 @@ async fn unknown_backend_or_server_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_never_comes_up_takes_no_traffic_from_stable() {
     let lb = haproxy_with("check inter 100ms rise 1 fall 1").await;
-    let v1 = upstream("v1").await;
+    let v1 = versioned_upstream("v1").await;
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut cfg = HaproxyConfig::new(HaproxyAddress::Unix(haproxy_socket(&lb)), "app");
     cfg.ready_timeout = Duration::from_millis(800);
     let r = HaproxyRouter::new(cfg);
     let only_stable = Routes {
-        stable: routes(v1, dead, 0.0).stable,
+        stable: canary_routes(v1, dead, 0.0).stable,
         canary: None,
         canary_weight: 0.0,
     };
@@ -201,7 +197,7 @@ async fn a_canary_that_never_comes_up_takes_no_traffic_from_stable() {
 
     // The canary's port is closed: HAProxy's checks keep it down, so the router stops before
     // taking anything from stable and says so.
-    let err = r.apply(&routes(v1, dead, 100.0)).await.unwrap_err();
+    let err = r.apply(&canary_routes(v1, dead, 100.0)).await.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("not up after 800ms"), "{text}");
     let TargetState::Now(now) = err.target_state() else {
@@ -220,9 +216,9 @@ async fn a_canary_that_never_comes_up_takes_no_traffic_from_stable() {
     }
 
     // A healthy canary passes its first check, then takes all the traffic.
-    let v2 = upstream("v2").await;
-    r.apply(&routes(v1, v2, 100.0)).await.unwrap();
-    assert_eq!(r.current().await.unwrap(), routes(v1, v2, 100.0));
+    let v2 = versioned_upstream("v2").await;
+    r.apply(&canary_routes(v1, v2, 100.0)).await.unwrap();
+    assert_eq!(r.current().await.unwrap(), canary_routes(v1, v2, 100.0));
     for _ in 0..10 {
         let resp = client
             .get(format!("http://{}/", lb.addr()).parse().unwrap())

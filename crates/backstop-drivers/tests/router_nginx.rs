@@ -1,25 +1,10 @@
 //! nginx router against a real `nginx` on loopback.
 
-mod router_support;
-
-use backstop_drivers::proxy::{Routes, Upstream};
 use backstop_drivers::router::nginx::NginxRouter;
 use backstop_drivers::router::{RouterError, TargetState, TrafficRouter};
-use router_support::*;
-
-fn routes(v1: std::net::SocketAddr, v2: std::net::SocketAddr, w: f64) -> Routes {
-    Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: v1,
-        }),
-        canary: Some(Upstream {
-            version: "v2".into(),
-            addr: v2,
-        }),
-        canary_weight: w,
-    }
-}
+use backstop_testkit::routing::{canary_routes, switch_under_load};
+use backstop_testkit::servers::*;
+use backstop_testkit::upstream::versioned_upstream;
 
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -32,7 +17,10 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switching_under_load_drops_nothing_and_splits_by_weight() {
-    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let (v1, v2) = (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    );
     let lb = nginx(v1).await;
     let r = NginxRouter::new(nginx_router_config(&lb)).unwrap();
     let (sent, measured) = switch_under_load(&r, lb.addr(), v1, v2).await;
@@ -46,10 +34,13 @@ async fn switching_under_load_drops_nothing_and_splits_by_weight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_failing_the_test_leaves_the_live_file_as_it_was() {
-    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let (v1, v2) = (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    );
     let lb = nginx(v1).await;
     let good = NginxRouter::new(nginx_router_config(&lb)).unwrap();
-    good.apply(&routes(v1, v2, 10.0)).await.unwrap();
+    good.apply(&canary_routes(v1, v2, 10.0)).await.unwrap();
     let live = lb.dir.path().join("upstream.conf");
     let before = std::fs::read(&live).unwrap();
 
@@ -63,7 +54,7 @@ async fn a_config_failing_the_test_leaves_the_live_file_as_it_was() {
     );
     cfg.extra_directives = vec!["no_such_directive on".into()];
     let bad = NginxRouter::new(cfg).unwrap();
-    let err = bad.apply(&routes(v1, v2, 50.0)).await.unwrap_err();
+    let err = bad.apply(&canary_routes(v1, v2, 50.0)).await.unwrap_err();
     assert!(matches!(err, RouterError::ConfigTest { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -78,7 +69,7 @@ async fn a_config_failing_the_test_leaves_the_live_file_as_it_was() {
         "{:?}",
         leftovers(lb.dir.path())
     );
-    assert_eq!(good.current().await.unwrap(), routes(v1, v2, 10.0));
+    assert_eq!(good.current().await.unwrap(), canary_routes(v1, v2, 10.0));
 
     // nginx still serves with the good config.
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -92,20 +83,23 @@ async fn a_config_failing_the_test_leaves_the_live_file_as_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_is_idempotent_and_a_pending_reload_is_finished() {
-    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let (v1, v2) = (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    );
     let lb = nginx(v1).await;
     let r = NginxRouter::new(nginx_router_config(&lb)).unwrap();
     let live = lb.dir.path().join("upstream.conf");
-    r.apply(&routes(v1, v2, 0.0)).await.unwrap();
+    r.apply(&canary_routes(v1, v2, 0.0)).await.unwrap();
     let text = std::fs::read_to_string(&live).unwrap();
     assert!(text.contains(&format!("server {v2} down;")), "{text}");
     let mtime = std::fs::metadata(&live).unwrap().modified().unwrap();
-    r.apply(&routes(v1, v2, 0.0)).await.unwrap();
+    r.apply(&canary_routes(v1, v2, 0.0)).await.unwrap();
     assert_eq!(std::fs::metadata(&live).unwrap().modified().unwrap(), mtime);
 
     // A crash after the rename but before the reload: the file is right, the marker says a
     // reload is pending; the next apply reloads instead of skipping.
-    let pending = routes(v1, v2, 100.0);
+    let pending = canary_routes(v1, v2, 100.0);
     std::fs::write(
         &live,
         backstop_drivers::router::nginx::render(r.config(), &pending).unwrap(),
@@ -131,18 +125,21 @@ async fn apply_is_idempotent_and_a_pending_reload_is_finished() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_nginx_rejects_is_reported() {
-    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let (v1, v2) = (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    );
     let lb = nginx(v1).await;
     let mut cfg = nginx_router_config(&lb);
     // Test passes, reload goes to a master that does not exist: nothing is confirmed.
     cfg.reload_command = backstop_drivers::router::command::Cmd::Shell("true".into());
     cfg.reload_timeout = std::time::Duration::from_millis(300);
     let r = NginxRouter::new(cfg).unwrap();
-    let err = r.apply(&routes(v1, v2, 50.0)).await.unwrap_err();
+    let err = r.apply(&canary_routes(v1, v2, 50.0)).await.unwrap_err();
     assert_eq!(err.target_state(), TargetState::Unknown, "{err}");
     assert!(err.to_string().contains("no new worker"), "{err}");
     // The marker stays, so the next apply (with a working reload) finishes the job.
     let r = NginxRouter::new(nginx_router_config(&lb)).unwrap();
-    r.apply(&routes(v1, v2, 50.0)).await.unwrap();
+    r.apply(&canary_routes(v1, v2, 50.0)).await.unwrap();
     assert!(leftovers(lb.dir.path()).is_empty());
 }

@@ -7,8 +7,8 @@ mod common;
 use std::time::Instant;
 
 use backstop_migrate::proof::prove;
-use backstop_migrate::scratch::TempCluster;
 use backstop_migrate::{Engine, Severity};
+use backstop_testkit::servers::Postgres;
 use common::*;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -312,22 +312,15 @@ async fn two_hundred_small_migrations_are_proven_in_one_run() {
 
 #[tokio::test]
 async fn a_database_url_gets_a_scratch_database_that_is_dropped_afterwards() {
-    let cluster = tokio::task::spawn_blocking(TempCluster::start)
-        .await
-        .expect("join")
-        .expect("cluster starts");
-    let dir = cluster.dir().expect("cluster folder").to_path_buf();
-    let socket = dir.join("sock");
-    let url = format!(
-        "postgres://postgres@localhost/postgres?host={}&port=5432",
-        socket.display()
-    );
+    let postgres = Postgres::start().await;
+    let dir = postgres.dir().to_path_buf();
+    let url = postgres.url("postgres");
     let set = set(vec![mig("0001", "users", USERS, Some("DROP TABLE users;"))]);
     let results = prove(&set, Engine::Postgres, Some(&url))
         .await
         .expect("proof runs");
     assert_proven(&results[0]);
-    let mut conn = PgConnection::connect_with(&cluster.connect_options("postgres"))
+    let mut conn = PgConnection::connect_with(&postgres.cluster().connect_options("postgres"))
         .await
         .expect("connect");
     let left: i64 =
@@ -338,7 +331,7 @@ async fn a_database_url_gets_a_scratch_database_that_is_dropped_afterwards() {
             .get(0);
     assert_eq!(left, 0, "the scratch database is dropped");
     conn.close().await.expect("close");
-    drop(cluster);
+    drop(postgres);
     assert!(
         !dir.exists(),
         "the cluster folder {} is removed on drop",

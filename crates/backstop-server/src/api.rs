@@ -309,7 +309,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
 
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
     match crate::metrics::render(&ctx).await {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => ApiError::internal(format!("{e:#}")).into_response(),
     }
 }

@@ -1,100 +1,199 @@
-//! `/metrics` in the Prometheus text format: the built-in proxies' per-version counters (the
-//! embedded signal source) and the controller's own figures, read from live state at scrape time
-//! so nothing can drift from what the store and proxies say.
-
-use std::fmt::Write;
+//! `/metrics` in the OpenMetrics text format, written through `prometheus-client`: the built-in
+//! proxies' per-version counters (the embedded signal source) and the controller's own figures,
+//! read from live state at scrape time so nothing can drift from what the store and proxies say.
 
 use anyhow::Result;
 use backstop_core::model::Phase;
+use backstop_drivers::proxy::VersionStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 use crate::Ctx;
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// The media type of what [`render`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const PHASES: [Phase; 7] = [
+    Phase::Pending,
+    Phase::Progressing,
+    Phase::Paused,
+    Phase::Promoted,
+    Phase::Failed,
+    Phase::Recovering,
+    Phase::Recovered,
+];
 
 pub async fn render(ctx: &Ctx) -> Result<String> {
-    let mut out = String::new();
-    let proxies: Vec<_> = ctx.proxies.iter().collect();
-    out.push_str("# HELP backstop_proxy_requests_total Requests the built-in proxy forwarded, by version.\n# TYPE backstop_proxy_requests_total counter\n");
-    for ((service, env), proxy) in &proxies {
-        for s in proxy.stats() {
-            writeln!(
-                out,
-                "backstop_proxy_requests_total{{service=\"{}\",env=\"{}\",version=\"{}\"}} {}",
-                escape(service),
-                escape(env),
-                escape(&s.version),
-                s.requests
-            )?;
-        }
-    }
-    out.push_str("# HELP backstop_proxy_errors_total Responses with status 5xx or upstream failures, by version.\n# TYPE backstop_proxy_errors_total counter\n");
-    for ((service, env), proxy) in &proxies {
-        for s in proxy.stats() {
-            writeln!(
-                out,
-                "backstop_proxy_errors_total{{service=\"{}\",env=\"{}\",version=\"{}\"}} {}",
-                escape(service),
-                escape(env),
-                escape(&s.version),
-                s.errors
-            )?;
-        }
-    }
-    out.push_str("# HELP backstop_proxy_request_duration_seconds Latency from request received to response headers, by version.\n# TYPE backstop_proxy_request_duration_seconds histogram\n");
-    for ((service, env), proxy) in &proxies {
-        for s in proxy.stats() {
-            let labels = format!(
-                "service=\"{}\",env=\"{}\",version=\"{}\"",
-                escape(service),
-                escape(env),
-                escape(&s.version)
-            );
-            for (le_ms, count) in &s.latency_buckets_ms {
-                let le = if le_ms.is_infinite() {
-                    "+Inf".to_string()
-                } else {
-                    format!("{}", le_ms / 1000.0)
-                };
-                writeln!(
-                    out,
-                    "backstop_proxy_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {count}"
-                )?;
-            }
-            writeln!(
-                out,
-                "backstop_proxy_request_duration_seconds_sum{{{labels}}} {}",
-                s.latency_sum_ms / 1000.0
-            )?;
-            writeln!(
-                out,
-                "backstop_proxy_request_duration_seconds_count{{{labels}}} {}",
-                s.requests
-            )?;
-        }
-    }
-    out.push_str("# HELP backstop_rollouts Rollouts in the store, by phase.\n# TYPE backstop_rollouts gauge\n");
     let rollouts = ctx.store.rollouts(None, i64::MAX).await?;
-    for phase in [
-        Phase::Pending,
-        Phase::Progressing,
-        Phase::Paused,
-        Phase::Promoted,
-        Phase::Failed,
-        Phase::Recovering,
-        Phase::Recovered,
-    ] {
-        let n = rollouts.iter().filter(|r| r.phase == phase).count();
-        writeln!(out, "backstop_rollouts{{phase=\"{phase}\"}} {n}")?;
-    }
-    out.push_str("# HELP backstop_audit_records Records in the audit chain.\n# TYPE backstop_audit_records gauge\n");
-    writeln!(
-        out,
-        "backstop_audit_records {}",
-        ctx.store.audit_head().await?.map_or(0, |h| h.0)
-    )?;
+    let scrape = Scrape {
+        proxies: ctx
+            .proxies
+            .iter()
+            .map(|((service, env), proxy)| (service.clone(), env.clone(), proxy.stats()))
+            .collect(),
+        rollouts_by_phase: PHASES
+            .map(|phase| (phase, rollouts.iter().filter(|r| r.phase == phase).count())),
+        audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.0),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// Everything one scrape reports, read before encoding (the store is async, encoding is not).
+#[derive(Debug)]
+struct Scrape {
+    /// (service, env, per-version stats).
+    proxies: Vec<(String, String, Vec<VersionStats>)>,
+    rollouts_by_phase: [(Phase, usize); 7],
+    audit_records: i64,
+}
+
+impl Scrape {
+    /// Every (service, env, version) label set with its version's stats.
+    fn by_version(&self) -> impl Iterator<Item = ([(&str, String); 3], &VersionStats)> {
+        self.proxies.iter().flat_map(|(service, env, stats)| {
+            stats.iter().map(move |s| {
+                let labels = [
+                    ("service", service.clone()),
+                    ("env", env.clone()),
+                    ("version", s.version.clone()),
+                ];
+                (labels, s)
+            })
+        })
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut requests = encoder.encode_descriptor(
+            "backstop_proxy_requests",
+            "Requests the built-in proxy forwarded, by version.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, s) in self.by_version() {
+            ConstCounter::new(s.requests).encode(requests.encode_family(&labels)?)?;
+        }
+        let mut errors = encoder.encode_descriptor(
+            "backstop_proxy_errors",
+            "Responses with status 5xx or upstream failures, by version.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, s) in self.by_version() {
+            ConstCounter::new(s.errors).encode(errors.encode_family(&labels)?)?;
+        }
+        let mut latency = encoder.encode_descriptor(
+            "backstop_proxy_request_duration_seconds",
+            "Latency from request received to response headers, by version.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (labels, s) in self.by_version() {
+            latency
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    s.latency_sum_ms / 1000.0,
+                    s.requests,
+                    &buckets_seconds(&s.latency_buckets_ms),
+                    None,
+                )?;
+        }
+        let mut rollouts = encoder.encode_descriptor(
+            "backstop_rollouts",
+            "Rollouts in the store, by phase.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (phase, n) in &self.rollouts_by_phase {
+            let labels = [("phase", phase.as_str())];
+            ConstGauge::new(*n as i64).encode(rollouts.encode_family(&labels)?)?;
+        }
+        let audit = encoder.encode_descriptor(
+            "backstop_audit_records",
+            "Records in the audit chain.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.audit_records).encode(audit)
+    }
+}
+
+/// The proxy's cumulative buckets (upper bound in ms, +∞ last) as prometheus-client wants them:
+/// per-bucket counts by upper bound in seconds (it writes them cumulative again).
+fn buckets_seconds(cumulative_ms: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    cumulative_ms
+        .iter()
+        .map(|&(le_ms, count)| {
+            let in_bucket = count.saturating_sub(below);
+            below = count;
+            (le_ms / 1000.0, in_bucket)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(scrape: Scrape) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(scrape));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn names_labels_types_and_help_are_those_scrapes_and_queries_rely_on() {
+        let stats = VersionStats {
+            version: "v\"2".into(),
+            requests: 10,
+            errors: 2,
+            latency_buckets_ms: vec![(5.0, 3), (250.0, 9), (f64::INFINITY, 10)],
+            latency_sum_ms: 1500.0,
+            ..VersionStats::default()
+        };
+        let text = encoded(Scrape {
+            proxies: vec![("shop".into(), "prod".into(), vec![stats])],
+            rollouts_by_phase: PHASES.map(|p| (p, usize::from(p == Phase::Promoted))),
+            audit_records: 7,
+        });
+        let labels = r#"service="shop",env="prod",version="v\"2""#;
+        for line in [
+            "# HELP backstop_proxy_requests Requests the built-in proxy forwarded, by version.",
+            "# TYPE backstop_proxy_requests counter",
+            &format!("backstop_proxy_requests_total{{{labels}}} 10"),
+            "# HELP backstop_proxy_errors Responses with status 5xx or upstream failures, by version.",
+            &format!("backstop_proxy_errors_total{{{labels}}} 2"),
+            "# TYPE backstop_proxy_request_duration_seconds histogram",
+            &format!("backstop_proxy_request_duration_seconds_sum{{{labels}}} 1.5"),
+            &format!("backstop_proxy_request_duration_seconds_count{{{labels}}} 10"),
+            &format!("backstop_proxy_request_duration_seconds_bucket{{le=\"0.005\",{labels}}} 3"),
+            &format!("backstop_proxy_request_duration_seconds_bucket{{le=\"0.25\",{labels}}} 9"),
+            &format!("backstop_proxy_request_duration_seconds_bucket{{le=\"+Inf\",{labels}}} 10"),
+            "# HELP backstop_rollouts Rollouts in the store, by phase.",
+            "# TYPE backstop_rollouts gauge",
+            "backstop_rollouts{phase=\"promoted\"} 1",
+            "backstop_rollouts{phase=\"paused\"} 0",
+            "# HELP backstop_audit_records Records in the audit chain.",
+            "# TYPE backstop_audit_records gauge",
+            "backstop_audit_records 7",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in:\n{text}"
+            );
+        }
+    }
 }

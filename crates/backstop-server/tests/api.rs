@@ -1,88 +1,9 @@
 //! Bad requests get 4xx answers with JSON bodies that say what is wrong and where (a JSON
 //! pointer), and change nothing.
 
-use std::time::Duration;
-
+use backstop_testkit::audit_actions;
+use backstop_testkit::in_process::ApiServer;
 use serde_json::{Value, json};
-
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let config = backstop_config::parse(
-        r#"
-services:
-  - name: shop
-    owner: team
-    tier: 2
-    run: {command: "true {port}"}
-    environments:
-      - {name: prod, listen: "127.0.0.1:0"}
-"#,
-        "test.yaml",
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let opts = backstop_server::ServeOptions {
-        config,
-        state_dir: dir.path().to_path_buf(),
-    };
-    let task = tokio::spawn(backstop_server::serve(listener, opts, async move {
-        let _ = rx.await;
-    }));
-    let token_path = dir.path().join("admin.token");
-    for _ in 0..200 {
-        if token_path.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let token = std::fs::read_to_string(&token_path).unwrap();
-    Api {
-        base,
-        token,
-        http: reqwest::Client::new(),
-        stop: Some(tx),
-        task,
-        _dir: dir,
-    }
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 fn assert_error(
     got: &(u16, Value),
@@ -103,7 +24,7 @@ fn assert_error(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_useful_4xx_bodies_and_change_nothing() {
-    let api = start().await;
+    let api = ApiServer::start().await;
 
     // Authentication.
     let anon = api
@@ -324,12 +245,7 @@ async fn bad_requests_get_useful_4xx_bodies_and_change_nothing() {
     let (_, v) = api.get("/api/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v:#}");
     let (_, records) = api.get("/api/v1/audit").await;
-    let actions: Vec<&str> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = audit_actions(&records);
     assert!(actions.contains(&"release.created"), "{actions:?}");
     assert!(actions.contains(&"rollback.requested"), "{actions:?}");
     api.shutdown().await;
@@ -337,7 +253,7 @@ async fn bad_requests_get_useful_4xx_bodies_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_metrics_and_health_are_served_without_a_token() {
-    let api = start().await;
+    let api = ApiServer::start().await;
     let doc: Value = api
         .http
         .get(format!("{}/api/openapi.json", api.base))
@@ -383,7 +299,7 @@ async fn openapi_metrics_and_health_are_served_without_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_check() {
-    let api = start().await;
+    let api = ApiServer::start().await;
     assert_error(
         &api.post("/api/v1/freezes", r#"{"reason":"x"}"#).await,
         400,
@@ -541,12 +457,7 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
     let (_, records) = api.get("/api/v1/audit").await;
-    let actions: Vec<&str> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = audit_actions(&records);
     assert!(
         actions.contains(&"freeze.started") && actions.contains(&"freeze.ended"),
         "{actions:?}"

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-mod bench_recovery;
 mod client;
 mod commands;
 mod config_cmd;
@@ -145,8 +144,6 @@ enum MigrationsCmd {
 enum BenchCmd {
     /// Judges against an oracle and the Flagger tutorial preset on seeded scenario families.
     Canary(backstop_judge::cli::BenchCanaryArgs),
-    /// A bad canary on a real harness: Backstop's default judge vs the Flagger tutorial policy.
-    Recovery(bench_recovery::RecoveryBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -206,7 +203,6 @@ fn run_async(cmd: Cmd) -> i32 {
     let result = rt.block_on(async move {
         match cmd {
             Cmd::Quickstart(args) => quickstart::run(args).await,
-            Cmd::Bench(BenchCmd::Recovery(args)) => bench_recovery::run(args).await,
             Cmd::Serve(args) => serve(args).await.map(|()| 0),
             Cmd::Release(c) => commands::release(c).await,
             Cmd::Rollout(c) => commands::rollout(c).await,

@@ -1,9 +1,7 @@
 //! The global circuit breaker: three failing verdicts in one environment pause progressive
 //! rollouts there (the promotion gate refuses new ones) until a person resets it; the reset is audited and the rollout carries on.
 
-mod support;
-
-use support::{Daemon, Traffic, free_port};
+use backstop_testkit::{Daemon, Traffic, free_port, shop_config};
 
 #[test]
 fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
@@ -12,7 +10,7 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
     let proxy = free_port();
     let mut d = Daemon::start(
         &state,
-        &support::config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]"),
+        &shop_config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]"),
         proxy,
     );
     d.register("v0", 0.0);
@@ -101,14 +99,14 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let proxy = free_port();
-    let config = support::config(proxy, "[{weight: 10, for: 1h}, {weight: 100}]").replace(
+    let config = shop_config(proxy, "[{weight: 10, for: 1h}, {weight: 100}]").replace(
         "    rollout:",
         "    breaker: {failed_checks: 2}\n    rollout:",
     );
     let mut d = Daemon::start(&state, &config, proxy);
     d.register("v1", 0.0);
     d.rollout_wait("v1", 0);
-    let stable = support::instance_pids(&state);
+    let stable = backstop_testkit::instance_pids(&state);
     d.register("v2", 0.0);
     let id = d.cli_json(
         &[
@@ -129,7 +127,7 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
         r["rollout"]["phase"] == "progressing"
     });
     // The canary dies (no traffic flows, so the error counts cannot show it).
-    let canary: Vec<u32> = support::instance_pids(&state)
+    let canary: Vec<u32> = backstop_testkit::instance_pids(&state)
         .into_iter()
         .filter(|p| !stable.contains(p))
         .collect();

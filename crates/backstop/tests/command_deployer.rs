@@ -2,9 +2,7 @@
 //! service started in the background on the port Backstop chose), a bad canary is rolled back,
 //! and every script run carries a stable idempotency key.
 
-mod support;
-
-use support::{Daemon, Traffic, free_port};
+use backstop_testkit::{Daemon, Traffic, free_port, shop_config};
 
 #[test]
 fn scripts_deploy_and_stop_versions_and_a_bad_canary_is_rolled_back() {
@@ -21,7 +19,7 @@ fn scripts_deploy_and_stop_versions_and_a_bad_canary_is_rolled_back() {
       stop: "echo $BACKSTOP_IDEMPOTENCY_KEY >> {w}/stops.log; kill $(cat {w}/$BACKSTOP_INSTANCE_ID.pid) 2>/dev/null; true"
       timeout: 20s"#
     );
-    let base = support::config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]");
+    let base = shop_config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]");
     let start = base.find("run:").unwrap();
     let end = base.find("    rollout:").unwrap();
     let config = format!("{}{run}\n{}", &base[..start], &base[end..]);

@@ -6,18 +6,16 @@
 //! writing only what still differs; a started rollout carries its baseline. Finally no secret
 //! value is anywhere in the state folder, the logs or the CLI's output.
 
-mod support;
-
 use std::path::Path;
 
-use support::{Daemon, Traffic, free_port};
+use backstop_testkit::{Daemon, Traffic, free_port, patience, poll_until, shop_config};
 
 const SECRET_A: &str = "sekret-ONE-4f9a1c";
 const SECRET_B: &str = "sekret-TWO-8e2d7b";
 const BLOB: [u8; 5] = [0, 255, 1, 2, 0];
 
 fn config(proxy: u16) -> String {
-    support::config(proxy, "[{weight: 50, for: 1h}, {weight: 100}]")
+    shop_config(proxy, "[{weight: 50, for: 1h}, {weight: 100}]")
         + "        params:
           files: [../conf/prod.toml]
           folders: [../conf/prod.d]
@@ -97,7 +95,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     assert_eq!(history[0]["version"], 1);
     assert_eq!(history[0]["rollout_id"], first["rollout"]["id"]);
     // The env value and the resolved secret reach the instance's environment.
-    let environs: Vec<Vec<u8>> = support::instance_pids(&state)
+    let environs: Vec<Vec<u8>> = backstop_testkit::instance_pids(&state)
         .iter()
         .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
         .collect();
@@ -366,14 +364,13 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
         store.close().await;
     });
     d.restart();
-    let deadline = std::time::Instant::now() + support::patience();
-    let rec = loop {
-        let rec = d.cli_json(&["recovery", "show", "rec-crashed-restore"], 0);
-        if rec["status"] == "done" || std::time::Instant::now() > deadline {
-            break rec;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    // The last detail either way: the assertion below says what it lacks.
+    let rec = poll_until(
+        patience(),
+        || d.cli_json(&["recovery", "show", "rec-crashed-restore"], 0),
+        |rec| rec["status"] == "done",
+    )
+    .unwrap_or_else(|last| last);
     assert_eq!(rec["status"], "done", "{rec:#}\n{}", d.log());
     let step = &rec["steps"][0];
     assert_eq!(step["attempts"], 2, "{rec:#}");

@@ -2,9 +2,7 @@
 //! continues from stored state and ends correctly, running instances are adopted rather than
 //! started twice, the audit chain still verifies, and nothing is left running at the end.
 
-mod support;
-
-use support::{Daemon, Traffic, free_port, instance_pids};
+use backstop_testkit::{Daemon, Traffic, free_port, instance_pids, shop_config};
 
 const STEPS: &str = "[{weight: 10, for: 4s}, {weight: 50, for: 4s}, {weight: 100}]";
 
@@ -19,7 +17,7 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let proxy = free_port();
-    let mut d = Daemon::start(&state, &support::config(proxy, STEPS), proxy);
+    let mut d = Daemon::start(&state, &shop_config(proxy, STEPS), proxy);
     deploy_v1(&d);
     d.register("v2", 0.0);
     let traffic = Traffic::start(proxy, 50.0);
@@ -94,7 +92,7 @@ fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() 
     // Long steps: only the judge can end this rollout in time.
     let mut d = Daemon::start(
         &state,
-        &support::config(proxy, "[{weight: 20, for: 10m}, {weight: 100}]"),
+        &shop_config(proxy, "[{weight: 20, for: 10m}, {weight: 100}]"),
         proxy,
     );
     deploy_v1(&d);

@@ -6,12 +6,10 @@
 //!
 //! `BACKSTOP_CRASH_POINTS` (default 20) and `BACKSTOP_CRASH_SEED` (default 7) choose the points.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Daemon, free_port, instance_pids};
+use backstop_testkit::{Daemon, backstop_bin, free_port, instance_pids, shop_config};
 
 /// A small deterministic generator (SplitMix64), so the kill points are reproducible.
 struct SplitMix(u64);
@@ -53,7 +51,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         hook("before"),
         hook("after")
     );
-    let config = support::config(proxy, "[{weight: 100}]")
+    let config = shop_config(proxy, "[{weight: 100}]")
         .replace("strategy: canary", "strategy: all-at-once")
         .replace("    rollout:", &hooks);
     let mut d = Daemon::start(&state, &config, proxy);
@@ -69,7 +67,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
 
         // Ask for a rollback and kill the daemon somewhere inside it.
         let delay = Duration::from_millis(rng.next() % 700);
-        let mut cli = Command::new(support::bin())
+        let mut cli = Command::new(backstop_bin())
             .args([
                 "rollback",
                 "shop",
@@ -91,7 +89,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
 
         // Whatever was interrupted completes after the restart (or the request never arrived,
         // in which case nothing changed and the release is still good).
-        let deadline = std::time::Instant::now() + support::patience();
+        let deadline = std::time::Instant::now() + backstop_testkit::patience();
         let rec = loop {
             let list = d.cli_json(&["recovery", "list"], 0);
             let found = list
@@ -108,7 +106,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
                     "recovery failed after a crash at {delay:?}: {rec:#}\n{}",
                     d.log()
                 ),
-                None if std::time::Instant::now() > deadline - support::patience() / 2 => {
+                None if std::time::Instant::now() > deadline - backstop_testkit::patience() / 2 => {
                     break None;
                 }
                 None => {}

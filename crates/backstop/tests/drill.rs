@@ -2,11 +2,9 @@
 //! known-bad variant of the LKG is detected and rolled back under generated load, the result is
 //! stored, listed and audited, and `validate` then compares MTTR targets with it.
 
-mod support;
-
 use std::process::Command;
 
-use support::{Daemon, bin, free_port};
+use backstop_testkit::{Daemon, backstop_bin, free_port};
 
 fn config(staging: u16, prod: u16, objectives: &str) -> String {
     format!(
@@ -39,7 +37,7 @@ fn config(staging: u16, prod: u16, objectives: &str) -> String {
 }
 
 fn validate(config: &std::path::Path, state: &std::path::Path) -> (i32, serde_json::Value) {
-    let out = Command::new(bin())
+    let out = Command::new(backstop_bin())
         .arg("validate")
         .arg(config)
         .arg("--state-dir")

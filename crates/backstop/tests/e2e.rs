@@ -1,9 +1,7 @@
 //! End to end through the CLI and a real daemon: a good release is promoted, a bad one is caught
 //! and rolled back, the audit chain verifies, and altering one stored record breaks it.
 
-mod support;
-
-use support::{Daemon, Traffic, free_port};
+use backstop_testkit::{Daemon, Traffic, audit_actions, backstop_bin, free_port, shop_config};
 
 #[test]
 fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tampering() {
@@ -12,7 +10,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     let proxy = free_port();
     let mut d = Daemon::start(
         &state,
-        &support::config(
+        &shop_config(
             proxy,
             "[{weight: 10, for: 3s}, {weight: 50, for: 3s}, {weight: 100}]",
         ),
@@ -104,7 +102,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     );
     let file = dir.path().join("v3.jsonl");
     std::fs::write(&file, &export.stdout).unwrap();
-    let analyze = std::process::Command::new(support::bin())
+    let analyze = std::process::Command::new(backstop_bin())
         .args(["analyze", "--output", "json"])
         .arg(&file)
         .output()
@@ -120,12 +118,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     let v = d.cli_json(&["audit", "verify"], 0);
     assert_eq!(v["ok"], true);
     let records = d.cli_json(&["audit", "list"], 0);
-    let actions: Vec<&str> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = audit_actions(&records);
     for expected in [
         "release.created",
         "rollout.created",
@@ -158,7 +151,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
             .unwrap();
         pool.close().await;
     });
-    let out = std::process::Command::new(support::bin())
+    let out = std::process::Command::new(backstop_bin())
         .args(["audit", "verify", "--state-dir"])
         .arg(&state)
         .output()

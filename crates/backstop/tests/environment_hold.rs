@@ -3,11 +3,9 @@
 //! advance through it either, records and announces the hold, and goes on when the stable
 //! version is back to its figures from before the rollout.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Daemon, Traffic, free_port, patience};
+use backstop_testkit::{Daemon, Traffic, free_port, patience, shop_config};
 
 fn kinds(detail: &serde_json::Value) -> Vec<String> {
     detail["events"]
@@ -25,7 +23,7 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
     let fault = dir.path().join("dependency-down");
     let d = Daemon::start(
         &dir.path().join("state"),
-        &support::config(proxy, "[{weight: 50, for: 4s}, {weight: 100}]"),
+        &shop_config(proxy, "[{weight: 50, for: 4s}, {weight: 100}]"),
         proxy,
     );
     let fault_env = format!("DEMO_FAULT_FILE={}", fault.display());

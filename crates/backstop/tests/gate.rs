@@ -3,14 +3,11 @@
 //! and are audited, the automatic freeze during a recovery, and a rollback that runs the
 //! verified backup after the original artifact was deleted.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Instant;
 
+use backstop_testkit::{Daemon, backstop_bin, free_port, shop_config};
 use serde_json::Value;
-use support::{Daemon, free_port, patience};
 
 fn text(out: &Output) -> String {
     format!(
@@ -101,17 +98,6 @@ fn register_command(d: &Daemon, service: &str, version: &str, command: &str) -> 
     r["sha256"].as_str().unwrap().to_string()
 }
 
-fn wait_until(what: &str, d: &Daemon, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + patience();
-    while Instant::now() < deadline {
-        if pred() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("{what} did not happen; daemon log:\n{}", d.log());
-}
-
 fn start(d: &Daemon, service: &str, env: &str, version: &str, extra: &[&str], code: i32) -> String {
     let mut args = vec![
         "rollout",
@@ -132,7 +118,7 @@ fn the_gate_refuses_for_each_reason_and_overrides_are_reasoned_and_audited() {
     let state = dir.path().join("state");
     let hook_go = dir.path().join("hook-go");
     let (p1, p2, p3) = (free_port(), free_port(), free_port());
-    let bin = support::bin();
+    let bin = backstop_bin();
     let bin = bin.to_str().unwrap();
     let config = format!(
         r#"defaults:
@@ -321,7 +307,7 @@ services:
     d.wait_rollout(&v3_id, "canary live", |r| {
         r["rollout"]["phase"] == "progressing"
     });
-    let mut abort = std::process::Command::new(support::bin())
+    let mut abort = std::process::Command::new(backstop_bin())
         .args(["rollout", "abort", &v3_id, "--reason", "wrong build"])
         .args(["--server", &d.api, "--state-dir"])
         .arg(&state)
@@ -329,7 +315,7 @@ services:
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the recovery is running (held by its hook)", &d, || {
+    d.wait_until("the recovery is running (held by its hook)", || {
         d.cli_json(&["recovery", "list"], 0)
             .as_array()
             .unwrap()
@@ -452,7 +438,7 @@ fn script(dir: &Path, version: &str) -> PathBuf {
         format!(
             "#!/bin/sh\n# release {version}\necho \"{version} $0\" >> {}\nexec {} \"$@\"\n",
             log.display(),
-            support::bin().display()
+            backstop_bin().display()
         ),
     )
     .unwrap();
@@ -481,15 +467,15 @@ fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let proxy = free_port();
-    let d = Daemon::start(&state, &support::config(proxy, "[{weight: 100}]"), proxy);
+    let d = Daemon::start(&state, &shop_config(proxy, "[{weight: 100}]"), proxy);
     let v1_file = script(dir.path(), "v1");
     let v1 = register_file(&d, "v1", &v1_file);
     register_file(&d, "v2", &script(dir.path(), "v2"));
     register_file(&d, "v3", &script(dir.path(), "v3"));
     start(&d, "shop", "prod", "v1", &["--wait"], 0);
     start(&d, "shop", "prod", "v2", &["--wait"], 0);
-    wait_until("v1 scaled down", &d, || {
-        support::instance_pids(&state).len() == 1
+    d.wait_until("v1 scaled down", || {
+        backstop_testkit::instance_pids(&state).len() == 1
     });
 
     // The build folder is cleaned: the rollback still brings v1 back, from its backup.
@@ -520,8 +506,8 @@ fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
     // v3 goes out; then v1's backup rots. Rolling back to it is refused loudly, naming the
     // digest, and audited; traffic stays on v3.
     start(&d, "shop", "prod", "v3", &["--wait"], 0);
-    wait_until("v1 scaled down again", &d, || {
-        support::instance_pids(&state).len() == 1
+    d.wait_until("v1 scaled down again", || {
+        backstop_testkit::instance_pids(&state).len() == 1
     });
     overwrite(&stored, b"#!/bin/sh\necho pwned\n");
     let out = d.cli(&[

@@ -4,11 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use backstop_testkit::backstop_bin;
 use serde_json::Value;
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_backstop"))
-}
 
 fn corpus(engine: &str, set: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -18,7 +15,7 @@ fn corpus(engine: &str, set: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin())
+    Command::new(backstop_bin())
         .args(["migrations", "check"])
         .args(args)
         .output()
@@ -172,7 +169,7 @@ fn postgres_set_runs_on_a_temporary_cluster() {
 
 #[test]
 fn help_teaches_with_examples() {
-    let out = Command::new(bin())
+    let out = Command::new(backstop_bin())
         .args(["migrations", "check", "--help"])
         .output()
         .unwrap();

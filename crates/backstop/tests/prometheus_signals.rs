@@ -3,11 +3,9 @@
 //! interval, a good release is promoted and a bad one is caught and rolled back on those
 //! numbers. With Prometheus gone, a rollout holds (no step advances without data) and says why.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Daemon, Prometheus, Traffic, free_port, patience};
+use backstop_testkit::{Daemon, Traffic, free_port, patience, servers::Prometheus, shop_config};
 
 fn events_of(detail: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
     detail["events"]
@@ -31,14 +29,14 @@ fn rollouts_are_judged_on_prometheus_counters_and_hold_when_prometheus_is_gone()
          latency: 'backstop_proxy_request_duration_seconds_bucket{{service=\"{{service}}\",env=\"{{env}}\"}}'\n        \
          timeout: 2s\n    environments:"
     );
-    let config = support::config(
+    let config = shop_config(
         proxy,
         "[{weight: 10, for: 4s}, {weight: 50, for: 2s}, {weight: 100}]",
     )
     .replace("    environments:", &signals);
     let d = Daemon::start(&dir.path().join("state"), &config, proxy);
     let api_target = d.api.trim_start_matches("http://").to_string();
-    let prometheus = Prometheus::start(prom_port, &[api_target], &dir.path().join("prom"));
+    let prometheus = Prometheus::start(prom_port, &[api_target]);
 
     d.register("v1", 0.0);
     d.register("v2", 0.0);

@@ -1,24 +1,22 @@
 //! A recovery whose step keeps failing stops in a state a person can resume from; after the
 //! cause is fixed, `backstop recovery resume` finishes it from the failed step.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Daemon, free_port, instance_pids};
+use backstop_testkit::{Daemon, backstop_bin, free_port, instance_pids, shop_config};
 
 #[test]
 fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let proxy = free_port();
-    let config = support::config(proxy, "[{weight: 100}]")
-        .replace("strategy: canary", "strategy: all-at-once");
+    let config =
+        shop_config(proxy, "[{weight: 100}]").replace("strategy: canary", "strategy: all-at-once");
     let mut d = Daemon::start(&state, &config, proxy);
 
     // v0 runs from its own copy of the binary, which will go missing.
     let artifact = dir.path().join("app-v0");
-    std::fs::copy(support::bin(), &artifact).unwrap();
+    std::fs::copy(backstop_bin(), &artifact).unwrap();
     let v0 = d.cli_json(
         &[
             "release",

@@ -3,12 +3,10 @@
 //! apply time) before the old release starts, and a rollback whose way back crosses a contract
 //! migration is refused before anything is touched, with the options.
 
-mod support;
-
 use backstop_migrate::Engine;
 use backstop_migrate::apply;
+use backstop_testkit::{Daemon, Traffic, backstop_bin, free_port, shop_config};
 use serde_json::Value;
-use support::{Daemon, Traffic, bin, free_port};
 
 /// Writes the paired-layout migration set the service declares.
 fn write_migrations(dir: &std::path::Path) {
@@ -36,7 +34,7 @@ fn write_migrations(dir: &std::path::Path) {
 
 /// `backstop migrations apply` (a pipeline step: no daemon involved).
 fn apply_to(dir: &std::path::Path, url: &str, to: &str, extra: &[&str]) -> Value {
-    let out = std::process::Command::new(bin())
+    let out = std::process::Command::new(backstop_bin())
         .args(["migrations", "apply"])
         .arg(dir)
         .args(["--database-url", url, "--to", to, "--output", "json"])
@@ -98,7 +96,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     let url = format!("sqlite://{}", db.display());
     let migrations = dir.path().join("db");
     let proxy = free_port();
-    let config = support::config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]").replace(
+    let config = shop_config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]").replace(
         "    environments:",
         "    migrations: {dir: db, engine: sqlite, database_url_env: SHOP_DB_URL}\n    stateful:\n      - {name: shop-db, rpo: 5m, snapshot_every: 5m, restore: \"restore-shop-db {snapshot}\"}\n    environments:",
     );

@@ -3,13 +3,11 @@
 //! step is announced to a webhook. Blue-green keeps the old colour warm so a rollback after
 //! promotion is one switch.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use support::{Daemon, Traffic, free_port, instance_pids};
+use backstop_testkit::{Daemon, Traffic, free_port, instance_pids, shop_config};
 
 /// A minimal webhook receiver: records each request's body, answers 200.
 fn webhook_sink() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
@@ -46,7 +44,7 @@ fn webhook_sink() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
 }
 
 fn tier2_config(proxy: u16, hook_port: u16, strategy: &str) -> String {
-    support::config(proxy, "[{weight: 50, for: 1h}, {weight: 100}]")
+    shop_config(proxy, "[{weight: 50, for: 1h}, {weight: 100}]")
         .replace("tier: 1", "tier: 2")
         .replace(
             "    rollout:\n      strategy: canary",

@@ -1,10 +1,10 @@
-//! Test upstreams: tiny HTTP servers on 127.0.0.1:0.
-#![allow(dead_code)]
+//! Tiny HTTP upstreams on 127.0.0.1:0 that say which version answered, and a client for them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use backstop_drivers::proxy::VERSION_HEADER;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -15,9 +15,20 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-/// Starts an upstream that answers `ok <version>`; path `/fail` answers 500; query
-/// `sleep_ms=N` delays the answer; `/echo` answers with a description of the request.
+/// An upstream that answers `ok <version>`; path `/fail` answers 500; query `sleep_ms=N` delays
+/// the answer; `/echo` answers with a description of the request (and header
+/// `x-upstream: <version>`). No version header: Backstop's built-in proxy adds its own.
 pub async fn upstream(version: &str) -> SocketAddr {
+    serve(version, false).await
+}
+
+/// [`upstream`] that also sets `x-backstop-version: <version>` itself, as a release behind an
+/// external router (HAProxy, nginx) must for the load generator to count by version.
+pub async fn versioned_upstream(version: &str) -> SocketAddr {
+    serve(version, true).await
+}
+
+async fn serve(version: &str, tags_version: bool) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let version = version.to_owned();
@@ -30,7 +41,14 @@ pub async fn upstream(version: &str) -> SocketAddr {
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let version = version.clone();
-                    async move { Ok::<_, Infallible>(answer(&version, req).await) }
+                    async move {
+                        let mut r = answer(&version, req).await;
+                        if tags_version {
+                            r.headers_mut()
+                                .insert(VERSION_HEADER, version.parse().unwrap());
+                        }
+                        Ok::<_, Infallible>(r)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -112,7 +130,7 @@ pub async fn get(
     let status = resp.status().as_u16();
     let version = resp
         .headers()
-        .get("x-backstop-version")
+        .get(VERSION_HEADER)
         .map(|v| v.to_str().unwrap().to_owned());
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, version, String::from_utf8_lossy(&body).into_owned())

@@ -1,35 +1,35 @@
-//! Test harness: a real `backstop serve` process on loopback in a temp state folder, and the
-//! CLI run as a real process against it.
-
-#![allow(dead_code)]
+//! A real `backstop serve` process on loopback in a temp state folder, and the CLI run as a real
+//! process against it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_backstop"))
+use crate::{free_port, patience};
+
+/// The `backstop` binary cargo built for this test (or benchmark): `CARGO_BIN_EXE_backstop` at
+/// run time when the runner sets it, else next to the test executable (`target/<profile>/`),
+/// where cargo puts a package's binaries before it runs that package's tests.
+pub fn backstop_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CARGO_BIN_EXE_backstop") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test executable in target/<profile>/deps");
+    let bin = profile_dir.join(format!("backstop{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not found: only tests and benches of the `backstop` package get it built",
+        bin.display()
+    );
+    bin
 }
 
-/// How long eventual conditions may take; slow CI machines can raise it.
-pub fn patience() -> Duration {
-    let secs = std::env::var("BACKSTOP_TEST_PATIENCE_S")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
-    Duration::from_secs(secs)
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A config for service `shop` whose releases are the sample service in this binary.
-pub fn config(proxy_port: u16, steps: &str) -> String {
+/// A config for service `shop` whose releases are the sample service in the `backstop` binary.
+pub fn shop_config(proxy_port: u16, steps: &str) -> String {
     format!(
         r#"services:
   - name: shop
@@ -99,7 +99,7 @@ impl Daemon {
             .append(true)
             .open(self.state_dir.join("daemon.log"))
             .unwrap();
-        let child = Command::new(bin())
+        let child = Command::new(backstop_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
             .arg("--state-dir")
@@ -133,7 +133,7 @@ impl Daemon {
 
     /// Runs the CLI against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin())
+        Command::new(backstop_bin())
             .args(args)
             .args(["--server", &self.api, "--state-dir"])
             .arg(&self.state_dir)
@@ -191,9 +191,9 @@ impl Daemon {
         );
     }
 
-    /// `backstop release create shop --version VERSION --file <this binary> EXTRA…`.
+    /// `backstop release create shop --version VERSION --file <the backstop binary> EXTRA…`.
     pub fn register_with(&self, version: &str, extra: &[&str]) -> serde_json::Value {
-        let bin = bin();
+        let bin = backstop_bin();
         let mut args = vec![
             "release",
             "create",
@@ -249,26 +249,25 @@ impl Daemon {
         self.cli_json(&["rollout", "status", id], 0)
     }
 
-    /// Polls until `pred` holds for the rollout's detail, or panics with the log.
+    /// Polls until `pred` holds for the rollout's detail (returned), or fails with the last
+    /// detail and the daemon log.
     pub fn wait_rollout(
         &self,
         id: &str,
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + patience();
-        let mut last = serde_json::Value::Null;
-        while Instant::now() < deadline {
-            last = self.rollout(id);
-            if pred(&last) {
-                return last;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!(
-            "rollout {id}: {what} did not happen; last: {last:#}\ndaemon log:\n{}",
+        crate::assert_eventually!(
+            self.rollout(id),
+            pred,
+            "rollout {id}: {what}\ndaemon log:\n{}",
             self.log()
-        );
+        )
+    }
+
+    /// Polls until `pred` holds, or fails with the daemon log.
+    pub fn wait_until(&self, what: &str, mut pred: impl FnMut() -> bool) {
+        crate::assert_eventually!(pred(), |held| *held, "{what}\ndaemon log:\n{}", self.log());
     }
 }
 
@@ -278,51 +277,18 @@ impl Drop for Daemon {
     }
 }
 
-/// Steady traffic through the proxy from a background thread, counting failures.
-pub struct Traffic {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<(u64, u64)>>,
-}
-
-impl Traffic {
-    pub fn start(proxy_port: u16, rate_per_s: f64) -> Traffic {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let load =
-                    backstop_drivers::load::LoadGen::start(backstop_drivers::load::LoadConfig {
-                        target: ([127, 0, 0, 1], proxy_port).into(),
-                        path: "/".into(),
-                        rate_per_s,
-                        concurrency: 32,
-                    });
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                let s = load.stop().await;
-                (s.sent, s.failed)
-            })
-        });
-        Traffic {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    /// Stops and returns (sent, failed).
-    pub fn stop(mut self) -> (u64, u64) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handle.take().unwrap().join().unwrap()
-    }
+/// The `action` of every record of an audit list (`audit list` / `GET /api/v1/audit`).
+pub fn audit_actions(records: &serde_json::Value) -> Vec<&str> {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect()
 }
 
 /// Process groups of processes whose stdout goes to a log in this state folder: one per
-/// instance this daemon started (and nobody else's, even with tests running in parallel).
+/// instance a daemon started there (and nobody else's, even with tests running in parallel).
 pub fn instance_pids(state_dir: &Path) -> Vec<u32> {
     let logs = state_dir.join("logs");
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")
@@ -345,90 +311,4 @@ pub fn instance_pids(state_dir: &Path) -> Vec<u32> {
     pids.sort_unstable();
     pids.dedup();
     pids
-}
-
-/// A real Prometheus server on loopback (Debian package `prometheus`), scraping `targets`'
-/// `/metrics` every second, its data in `dir`. Stopped (SIGKILL) on drop.
-pub struct Prometheus {
-    child: Child,
-    pub url: String,
-}
-
-impl Prometheus {
-    /// Starts Prometheus on `port` and waits until it answers `/-/ready`.
-    pub fn start(port: u16, targets: &[String], dir: &Path) -> Prometheus {
-        let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect(
-                "prometheus is not installed: apt-get install -y prometheus (scripts/test.sh does)",
-            );
-        std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("prometheus.yml");
-        let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-                 scrape_configs:\n  - job_name: backstop\n    static_configs: [{{targets: [{}]}}]\n",
-                quoted.join(", ")
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let mut p = Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + patience();
-        while Instant::now() < deadline {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                panic!(
-                    "prometheus exited with {status}: {}",
-                    std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-                );
-            }
-            if http_get(port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = p.child.kill();
-        panic!("prometheus did not become ready on port {port}");
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A plain `GET path` on 127.0.0.1:`port`: the whole answer (status line, headers, body).
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }

@@ -1,0 +1,84 @@
+//! A real Prometheus server on loopback scraping given targets every second.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{Server, spawn};
+use crate::patience;
+
+/// A real Prometheus server on loopback (Debian package `prometheus`), scraping `targets`'
+/// `/metrics` every second, its data in a temp folder. Its process group ends on drop.
+pub struct Prometheus {
+    pub server: Server,
+    pub url: String,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `port` and waits (blocking) until it answers `/-/ready`.
+    pub fn start(port: u16, targets: &[String]) -> Prometheus {
+        let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect(
+                "prometheus is not installed: apt-get install -y prometheus (scripts/test.sh does)",
+            );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+                 scrape_configs:\n  - job_name: backstop\n    static_configs: [{{targets: [{}]}}]\n",
+                quoted.join(", ")
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("prometheus.log");
+        let mut cmd = Command::new(binary);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn");
+        let child = spawn(cmd, &log);
+        let mut server = Server { child, dir, port };
+        let deadline = Instant::now() + patience();
+        while Instant::now() < deadline {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "prometheus exited with {status}: {}",
+                    server.log("prometheus.log")
+                );
+            }
+            if http_get(port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return Prometheus {
+                    server,
+                    url: format!("http://127.0.0.1:{port}"),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("prometheus did not become ready on port {port}");
+    }
+}
+
+/// A plain blocking `GET path` on 127.0.0.1:`port`: the whole answer (status line, headers,
+/// body), or `None` when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
