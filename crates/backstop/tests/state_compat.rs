@@ -3,11 +3,9 @@
 //! back as they were, the stable version is brought back up behind the proxy, and a new rollout
 //! runs on top of the old state.
 
-mod support;
-
 use std::path::Path;
 
-use support::{Daemon, free_port, http_get, patience};
+use backstop_testkit::{Daemon, assert_eventually, free_port, http_get};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-0bc492e");
 
@@ -102,18 +100,15 @@ fn a_state_folder_from_before_the_reshape_opens_serves_and_verifies() {
     let history = d.cli_json(&["config", "history", "shop", "--env", "prod"], 0);
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
 
-    // The stable version (v2) comes back up from its verified backup, behind the proxy.
-    let deadline = std::time::Instant::now() + patience();
-    // (The sample service speaks HTTP/1.0; the proxy passes its status line through.)
-    let ok = |answer: String| answer.split_whitespace().nth(1) == Some("200");
-    while !http_get(proxy, "/").is_some_and(ok) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stable version never answered behind the proxy; log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    // The stable version (v2) comes back up from its verified backup, behind the proxy. (The
+    // sample service speaks HTTP/1.0; the proxy passes its status line through.)
+    assert_eventually!(
+        http_get(proxy, "/"),
+        |answer| answer
+            .as_deref()
+            .is_some_and(|a| a.split_whitespace().nth(1) == Some("200")),
+        "the stable version answers 200 behind the proxy"
+    );
 
     // And the old state carries a new rollout to its end.
     let svc = Path::new(FIXTURE).join("svc.py");

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{Server, spawn};
-use crate::patience;
+use crate::{http_get, patience};
 
 /// A real Prometheus server on loopback (Debian package `prometheus`), scraping `targets`'
 /// `/metrics` every second, its data in a temp folder. Its process group ends on drop.
@@ -65,20 +65,4 @@ impl Prometheus {
         }
         panic!("prometheus did not become ready on port {port}");
     }
-}
-
-/// A plain blocking `GET path` on 127.0.0.1:`port`: the whole answer (status line, headers,
-/// body), or `None` when nothing answers.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
