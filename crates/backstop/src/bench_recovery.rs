@@ -4,6 +4,7 @@
 //! bad release (a few percent of 5xx) as a 10 % canary. Reports time to detect and to restore
 //! (from the first canary request) and the failed requests users saw.
 
+use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -13,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::embedded::Embedded;
-use crate::{Output, OutputArgs};
+use crate::output::{OutputArgs, Render};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchRouter {
@@ -163,15 +164,9 @@ async fn run_policy(policy: &str, analysis: &str, args: &RecoveryBenchArgs) -> R
         }
     };
     let daemon = Embedded::start(dir.path(), &config_text).await?;
+    daemon.register(SERVICE, "good", 0.005).await?;
     daemon
-        .register(SERVICE, "good", json!({"DEMO_ERROR_RATIO": "0.005"}))
-        .await?;
-    daemon
-        .register(
-            SERVICE,
-            "bad",
-            json!({"DEMO_ERROR_RATIO": args.bad_error_ratio.to_string()}),
-        )
+        .register(SERVICE, "bad", args.bad_error_ratio)
         .await?;
     let first = daemon
         .rollout_to_end(SERVICE, "prod", "good", Duration::from_secs(60), |_| {})
@@ -236,33 +231,63 @@ pub async fn run(args: RecoveryBenchArgs) -> Result<i32> {
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
     }
-    match args.out.output {
-        Output::Json => println!("{}", serde_json::to_string(&result)?),
-        Output::Text => {
-            let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.2}"));
-            println!(
-                "{:<18} {:>16} {:>17} {:>12} {:>9}  outcome",
-                "policy", "time_to_detect_s", "time_to_restore_s", "user_errors", "requests"
-            );
-            for r in &runs {
-                println!(
-                    "{:<18} {:>16} {:>17} {:>12} {:>9}  {}",
-                    r.policy,
-                    f(r.time_to_detect_s),
-                    f(r.time_to_restore_s),
-                    r.user_errors,
-                    r.requests,
-                    r.phase
-                );
-            }
-            println!(
-                "flagger-tutorial / backstop: {}× slower to detect, {}× slower to restore, {:.1}× more failed user requests",
-                f(detect_ratio),
-                f(restore_ratio),
-                errors_ratio
-            );
-        }
-    }
     let ok = runs.iter().all(|r| r.phase == Phase::Recovered);
+    args.out.output.print(&BenchReport {
+        result,
+        runs,
+        detect_ratio,
+        restore_ratio,
+        errors_ratio,
+    });
     Ok(if ok { 0 } else { 1 })
+}
+
+/// The runs side by side and how the peer policy compares with Backstop's.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct BenchReport {
+    result: serde_json::Value,
+    #[serde(skip)]
+    runs: Vec<RunResult>,
+    #[serde(skip)]
+    detect_ratio: Option<f64>,
+    #[serde(skip)]
+    restore_ratio: Option<f64>,
+    #[serde(skip)]
+    errors_ratio: f64,
+}
+
+impl Render for BenchReport {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.2}"));
+        writeln!(
+            w,
+            "{:<18} {:>16} {:>17} {:>12} {:>9}  outcome",
+            "policy", "time_to_detect_s", "time_to_restore_s", "user_errors", "requests"
+        )?;
+        for r in &self.runs {
+            writeln!(
+                w,
+                "{:<18} {:>16} {:>17} {:>12} {:>9}  {}",
+                r.policy,
+                f(r.time_to_detect_s),
+                f(r.time_to_restore_s),
+                r.user_errors,
+                r.requests,
+                r.phase
+            )?;
+        }
+        writeln!(
+            w,
+            "flagger-tutorial / backstop: {}× slower to detect, {}× slower to restore, {:.1}× more failed user requests",
+            f(self.detect_ratio),
+            f(self.restore_ratio),
+            self.errors_ratio
+        )
+    }
+
+    /// One line: the shape benchmark scripts read.
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(&self.result)
+    }
 }

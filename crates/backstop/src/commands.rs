@@ -1,29 +1,24 @@
 //! The CLI's nouns and verbs over the daemon's API (and, for audit, over a state folder).
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use backstop_api::audit::AuditVerification;
+use backstop_api::breakers::BreakerReset;
+use backstop_api::releases::CreateRelease;
+use backstop_api::rollouts::{
+    CreateRollout, PromoteRequest, Reason, RollbackRequest, RolloutDetail,
+};
 use backstop_core::audit::AuditRecord;
 use backstop_core::format_ms;
-use backstop_core::model::{Phase, Recovery, Release, Rollout};
-use backstop_server::RolloutDetail;
-use backstop_server::api::AuditVerification;
+use backstop_core::model::{BreakerTrip, Phase, Recovery, Release, Rollout};
 use backstop_store::{SqliteStore, Store};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::client::{Client, ServerArgs};
-use crate::{Output, OutputArgs};
-
-pub fn print_json<T: Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    );
-}
+use crate::output::{Output, OutputArgs, Render};
 
 #[derive(clap::Subcommand)]
 pub enum ReleaseCmd {
@@ -97,19 +92,18 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             let file = file
                 .map(|f| std::path::absolute(&f).with_context(|| format!("--file {}", f.display())))
                 .transpose()?;
-            let body = json!({
-                "service": service, "version": version,
-                "file": file.map(|f| f.display().to_string()), "command": command,
-                "env": env.into_iter().collect::<BTreeMap<_, _>>(),
-                "schema": schema,
-            });
+            let body = CreateRelease {
+                service,
+                version,
+                file: file.map(|f| f.display().to_string()),
+                command,
+                env: env.into_iter().collect(),
+                schema,
+            };
             let r: Release = Client::new(&server)?
                 .post("/api/v1/releases", &body)
                 .await?;
-            match out.output {
-                Output::Json => print_json(&r),
-                Output::Text => println!("registered {} (sha256 {})", r.id, r.sha256),
-            }
+            out.output.print(&Registered(r));
             Ok(0)
         }
         ReleaseCmd::List {
@@ -122,41 +116,62 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
                 None => "/api/v1/releases".into(),
             };
             let list: Vec<Release> = Client::new(&server)?.get(&path).await?;
-            match out.output {
-                Output::Json => print_json(&list),
-                Output::Text => {
-                    println!("{:<28} {:<6} {:<14} CREATED", "RELEASE", "STATUS", "SHA256");
-                    for r in list {
-                        println!(
-                            "{:<28} {:<6} {:<14} {}",
-                            r.id,
-                            format!("{:?}", r.status).to_lowercase(),
-                            &r.sha256[..12.min(r.sha256.len())],
-                            format_ms(r.created_at_ms)
-                        );
-                    }
-                }
-            }
+            out.output.print(&list);
             Ok(0)
         }
         ReleaseCmd::Show { id, server, out } => {
             let r: Release = Client::new(&server)?
                 .get(&format!("/api/v1/releases/{id}"))
                 .await?;
-            match out.output {
-                Output::Json => print_json(&r),
-                Output::Text => {
-                    println!(
-                        "{}\n  artifact: {:?}\n  sha256:   {}\n  status:   {:?}",
-                        r.id, r.artifact, r.sha256, r.status
-                    );
-                    if let Some(reason) = r.bad_reason {
-                        println!("  bad:      {reason}");
-                    }
-                }
-            }
+            out.output.print(&r);
             Ok(0)
         }
+    }
+}
+
+/// A release just registered.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Registered(Release);
+
+impl Render for Registered {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(w, "registered {} (sha256 {})", self.0.id, self.0.sha256)
+    }
+}
+
+impl Render for Vec<Release> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "{:<28} {:<6} {:<14} CREATED",
+            "RELEASE", "STATUS", "SHA256"
+        )?;
+        for r in self {
+            writeln!(
+                w,
+                "{:<28} {:<6} {:<14} {}",
+                r.id,
+                format!("{:?}", r.status).to_lowercase(),
+                &r.sha256[..12.min(r.sha256.len())],
+                format_ms(r.created_at_ms)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Render for Release {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "{}\n  artifact: {:?}\n  sha256:   {}\n  status:   {:?}",
+            self.id, self.artifact, self.sha256, self.status
+        )?;
+        if let Some(reason) = &self.bad_reason {
+            writeln!(w, "  bad:      {reason}")?;
+        }
+        Ok(())
     }
 }
 
@@ -262,20 +277,18 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             let r: Rollout = client
                 .post(
                     "/api/v1/rollouts",
-                    &json!({"service": service, "env": env, "version": version,
-                        "critical": gate.critical, "override_freeze": gate.override_freeze, "reason": gate.reason}),
+                    &CreateRollout {
+                        service,
+                        env,
+                        version,
+                        critical: gate.critical,
+                        override_freeze: gate.override_freeze,
+                        reason: gate.reason,
+                    },
                 )
                 .await?;
             if !wait {
-                match out.output {
-                    Output::Json => print_json(&r),
-                    Output::Text => println!(
-                        "rollout {} started: {} → {}",
-                        r.id,
-                        r.from_release_id.as_deref().unwrap_or("(nothing)"),
-                        r.to_release_id
-                    ),
-                }
+                out.output.print(&Started(r));
                 return Ok(0);
             }
             follow(&client, &r.id, out.output).await
@@ -291,10 +304,7 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
                 return follow(&client, &id, out.output).await;
             }
             let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{id}")).await?;
-            match out.output {
-                Output::Json => print_json(&d),
-                Output::Text => print_detail(&d),
-            }
+            out.output.print(&d);
             Ok(0)
         }
         RolloutCmd::List {
@@ -308,26 +318,7 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
                 path.push_str(&format!("&service={s}"));
             }
             let list: Vec<Rollout> = Client::new(&server)?.get(&path).await?;
-            match out.output {
-                Output::Json => print_json(&list),
-                Output::Text => {
-                    println!(
-                        "{:<38} {:<12} {:<24} {:<12} {:>6}  CREATED",
-                        "ROLLOUT", "ENV", "RELEASE", "PHASE", "WEIGHT"
-                    );
-                    for r in list {
-                        println!(
-                            "{:<38} {:<12} {:<24} {:<12} {:>5}%  {}",
-                            r.id,
-                            format!("{}/{}", r.service, r.env),
-                            r.to_release_id,
-                            r.phase.as_str(),
-                            r.canary_weight,
-                            format_ms(r.created_at_ms)
-                        );
-                    }
-                }
-            }
+            out.output.print(&list);
             Ok(0)
         }
         RolloutCmd::Promote {
@@ -341,13 +332,14 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             let r: Rollout = Client::new(&server)?
                 .post(
                     &format!("/api/v1/rollouts/{id}/promote"),
-                    &json!({"reason": reason, "override_freeze": override_freeze, "critical": critical}),
+                    &PromoteRequest {
+                        reason,
+                        critical,
+                        override_freeze,
+                    },
                 )
                 .await?;
-            match out.output {
-                Output::Json => print_json(&r),
-                Output::Text => println!("rollout {}: {}", r.id, r.phase),
-            }
+            out.output.print(&r);
             Ok(0)
         }
         RolloutCmd::Abort {
@@ -382,14 +374,61 @@ async fn act(
     let r: Rollout = Client::new(server)?
         .post(
             &format!("/api/v1/rollouts/{id}/{verb}"),
-            &json!({"reason": reason}),
+            &Reason {
+                reason: reason.to_owned(),
+            },
         )
         .await?;
-    match output {
-        Output::Json => print_json(&r),
-        Output::Text => println!("rollout {}: {}", r.id, r.phase),
-    }
+    output.print(&r);
     Ok(0)
+}
+
+/// A rollout just started.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Started(Rollout);
+
+impl Render for Started {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let r = &self.0;
+        writeln!(
+            w,
+            "rollout {} started: {} → {}",
+            r.id,
+            r.from_release_id.as_deref().unwrap_or("(nothing)"),
+            r.to_release_id
+        )
+    }
+}
+
+/// A rollout a person acted on.
+impl Render for Rollout {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(w, "rollout {}: {}", self.id, self.phase)
+    }
+}
+
+impl Render for Vec<Rollout> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "{:<38} {:<12} {:<24} {:<12} {:>6}  CREATED",
+            "ROLLOUT", "ENV", "RELEASE", "PHASE", "WEIGHT"
+        )?;
+        for r in self {
+            writeln!(
+                w,
+                "{:<38} {:<12} {:<24} {:<12} {:>5}%  {}",
+                r.id,
+                format!("{}/{}", r.service, r.env),
+                r.to_release_id,
+                r.phase.as_str(),
+                r.canary_weight,
+                format_ms(r.created_at_ms)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Follows a rollout until it ends, printing each change (a live line on a terminal).
@@ -425,10 +464,7 @@ pub async fn follow(client: &Client, id: &str, output: Output) -> Result<i32> {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            match output {
-                Output::Json => print_json(&d),
-                Output::Text => print_detail(&d),
-            }
+            output.print(&d);
             return Ok(if d.rollout.phase == Phase::Promoted {
                 0
             } else {
@@ -439,62 +475,76 @@ pub async fn follow(client: &Client, id: &str, output: Output) -> Result<i32> {
     }
 }
 
-pub fn print_detail(d: &RolloutDetail) {
-    let r = &d.rollout;
-    println!("rollout {}  {}/{}", r.id, r.service, r.env);
-    println!(
-        "  {} → {}",
-        r.from_release_id.as_deref().unwrap_or("(nothing)"),
-        r.to_release_id
-    );
-    println!("  phase: {}   canary weight: {}%", r.phase, r.canary_weight);
-    if let Some(reason) = &r.reason {
-        println!("  reason: {reason}");
-    }
-    if let Some(g) = &d.safeguards {
-        if let Some(v) = g.config_snapshot {
-            println!(
-                "  config snapshot: {v} (`backstop config diff {} --env {} {v}`)",
-                r.service, r.env
-            );
+impl Render for RolloutDetail {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let d = self;
+        let r = &d.rollout;
+        writeln!(w, "rollout {}  {}/{}", r.id, r.service, r.env)?;
+        writeln!(
+            w,
+            "  {} → {}",
+            r.from_release_id.as_deref().unwrap_or("(nothing)"),
+            r.to_release_id
+        )?;
+        writeln!(
+            w,
+            "  phase: {}   canary weight: {}%",
+            r.phase, r.canary_weight
+        )?;
+        if let Some(reason) = &r.reason {
+            writeln!(w, "  reason: {reason}")?;
         }
-        if let Some(b) = &g.baseline {
-            let pct = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.2}%", v * 100.0));
-            let ms = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v}ms"));
-            println!(
-                "  baseline ({} over {:.1}s of {:.1}s): {} requests, {} errors ({}), p50 {}, p99 {}",
-                b.version.as_deref().unwrap_or("no stable version"),
-                b.window_ms as f64 / 1000.0,
-                b.requested_window_ms as f64 / 1000.0,
-                b.requests,
-                b.errors,
-                pct(b.error_ratio),
-                ms(b.latency_p50_ms),
-                ms(b.latency_p99_ms)
-            );
+        if let Some(g) = &d.safeguards {
+            if let Some(v) = g.config_snapshot {
+                writeln!(
+                    w,
+                    "  config snapshot: {v} (`backstop config diff {} --env {} {v}`)",
+                    r.service, r.env
+                )?;
+            }
+            if let Some(b) = &g.baseline {
+                let pct = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.2}%", v * 100.0));
+                let ms = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v}ms"));
+                writeln!(
+                    w,
+                    "  baseline ({} over {:.1}s of {:.1}s): {} requests, {} errors ({}), p50 {}, p99 {}",
+                    b.version.as_deref().unwrap_or("no stable version"),
+                    b.window_ms as f64 / 1000.0,
+                    b.requested_window_ms as f64 / 1000.0,
+                    b.requests,
+                    b.errors,
+                    pct(b.error_ratio),
+                    ms(b.latency_p50_ms),
+                    ms(b.latency_p99_ms)
+                )?;
+            }
         }
-    }
-    println!("  timeline:");
-    for e in &d.events {
-        println!(
-            "    {}  +{:>7.3}s  {}",
-            format_ms(e.at_ms),
-            (e.at_ms - r.created_at_ms) as f64 / 1000.0,
-            e.kind
-        );
-    }
-    let t = &d.timeline;
-    if let Some(ms) = t.time_to_detect_ms {
-        println!(
-            "  time to detect (first canary request → verdict): {:.3}s",
-            ms as f64 / 1000.0
-        );
-    }
-    if let Some(ms) = t.time_to_restore_ms {
-        println!(
-            "  time to restore (first canary request → traffic restored): {:.3}s",
-            ms as f64 / 1000.0
-        );
+        writeln!(w, "  timeline:")?;
+        for e in &d.events {
+            writeln!(
+                w,
+                "    {}  +{:>7.3}s  {}",
+                format_ms(e.at_ms),
+                (e.at_ms - r.created_at_ms) as f64 / 1000.0,
+                e.kind
+            )?;
+        }
+        let t = &d.timeline;
+        if let Some(ms) = t.time_to_detect_ms {
+            writeln!(
+                w,
+                "  time to detect (first canary request → verdict): {:.3}s",
+                ms as f64 / 1000.0
+            )?;
+        }
+        if let Some(ms) = t.time_to_restore_ms {
+            writeln!(
+                w,
+                "  time to restore (first canary request → traffic restored): {:.3}s",
+                ms as f64 / 1000.0
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -516,13 +566,14 @@ pub async fn rollback(a: RollbackArgs) -> Result<i32> {
     let rec: Recovery = Client::new(&a.server)?
         .post(
             "/api/v1/rollback",
-            &json!({"service": a.service, "env": a.env, "reason": a.reason}),
+            &RollbackRequest {
+                service: a.service,
+                env: a.env,
+                reason: a.reason,
+            },
         )
         .await?;
-    match a.out.output {
-        Output::Json => print_json(&rec),
-        Output::Text => print_recovery(&rec),
-    }
+    a.out.output.print(&rec);
     Ok(if rec.status == "done" { 0 } else { 1 })
 }
 
@@ -558,60 +609,66 @@ pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
     match cmd {
         RecoveryCmd::Resume { id, server, out } => {
             let rec: Recovery = Client::new(&server)?
-                .post(&format!("/api/v1/recoveries/{id}/resume"), &json!({}))
+                .post(
+                    &format!("/api/v1/recoveries/{id}/resume"),
+                    &serde_json::Map::new(),
+                )
                 .await?;
-            match out.output {
-                Output::Json => print_json(&rec),
-                Output::Text => print_recovery(&rec),
-            }
+            out.output.print(&rec);
             return Ok(if rec.status == "done" { 0 } else { 1 });
         }
         RecoveryCmd::List { server, out } => {
             let list: Vec<Recovery> = Client::new(&server)?.get("/api/v1/recoveries").await?;
-            match out.output {
-                Output::Json => print_json(&list),
-                Output::Text => {
-                    for rec in &list {
-                        println!(
-                            "{}  {}/{}  {}  {}  {}",
-                            rec.id,
-                            rec.service,
-                            rec.env,
-                            rec.status,
-                            format_ms(rec.created_at_ms),
-                            rec.reason
-                        );
-                    }
-                }
-            }
+            out.output.print(&list);
         }
         RecoveryCmd::Show { id, server, out } => {
             let rec: Recovery = Client::new(&server)?
                 .get(&format!("/api/v1/recoveries/{id}"))
                 .await?;
-            match out.output {
-                Output::Json => print_json(&rec),
-                Output::Text => print_recovery(&rec),
-            }
+            out.output.print(&rec);
         }
     }
     Ok(0)
 }
 
-fn print_recovery(rec: &Recovery) {
-    println!(
-        "recovery {}  {}/{}  {}  ({})",
-        rec.id, rec.service, rec.env, rec.status, rec.reason
-    );
-    for s in &rec.steps {
-        println!(
-            "  {}. {:<18} {:<8} attempts {}  key {}",
-            s.index + 1,
-            s.step.name(),
-            s.status.as_str(),
-            s.attempts,
-            s.idempotency_key
-        );
+impl Render for Recovery {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let rec = self;
+        writeln!(
+            w,
+            "recovery {}  {}/{}  {}  ({})",
+            rec.id, rec.service, rec.env, rec.status, rec.reason
+        )?;
+        for s in &rec.steps {
+            writeln!(
+                w,
+                "  {}. {:<18} {:<8} attempts {}  key {}",
+                s.index + 1,
+                s.step.name(),
+                s.status.as_str(),
+                s.attempts,
+                s.idempotency_key
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Render for Vec<Recovery> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        for rec in self {
+            writeln!(
+                w,
+                "{}  {}/{}  {}  {}  {}",
+                rec.id,
+                rec.service,
+                rec.env,
+                rec.status,
+                format_ms(rec.created_at_ms),
+                rec.reason
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -668,22 +725,7 @@ pub async fn audit(cmd: AuditCmd) -> Result<i32> {
                         .await?
                 }
             };
-            match out.output {
-                Output::Json => print_json(&records),
-                Output::Text => {
-                    for r in &records {
-                        println!(
-                            "{:>5}  {}  {:<22} {:<26} {:<40} {}",
-                            r.seq,
-                            format_ms(r.at_ms),
-                            r.actor,
-                            r.action,
-                            r.target,
-                            r.trigger
-                        );
-                    }
-                }
-            }
+            out.output.print(&records);
             Ok(0)
         }
         AuditCmd::Verify { server, out } => {
@@ -691,18 +733,41 @@ pub async fn audit(cmd: AuditCmd) -> Result<i32> {
                 Some(store) => backstop_server::verification(&store).await?,
                 None => Client::new(&server)?.get("/api/v1/audit/verify").await?,
             };
-            match out.output {
-                Output::Json => print_json(&v),
-                Output::Text if v.ok => {
-                    println!("audit chain intact: {} records verified", v.records)
-                }
-                Output::Text => println!(
-                    "audit chain BROKEN at record {}: {}",
-                    v.broken_at.unwrap_or(0),
-                    v.reason.clone().unwrap_or_default()
-                ),
-            }
+            out.output.print(&v);
             Ok(if v.ok { 0 } else { 1 })
+        }
+    }
+}
+
+impl Render for Vec<AuditRecord> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        for r in self {
+            writeln!(
+                w,
+                "{:>5}  {}  {:<22} {:<26} {:<40} {}",
+                r.seq,
+                format_ms(r.at_ms),
+                r.actor,
+                r.action,
+                r.target,
+                r.trigger
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Render for AuditVerification {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.ok {
+            writeln!(w, "audit chain intact: {} records verified", self.records)
+        } else {
+            writeln!(
+                w,
+                "audit chain BROKEN at record {}: {}",
+                self.broken_at.unwrap_or(0),
+                self.reason.clone().unwrap_or_default()
+            )
         }
     }
 }
@@ -733,22 +798,8 @@ pub enum BreakerCmd {
 pub async fn breaker(cmd: BreakerCmd) -> Result<i32> {
     match cmd {
         BreakerCmd::Status { server, out } => {
-            let trips: Vec<backstop_core::model::BreakerTrip> =
-                Client::new(&server)?.get("/api/v1/breakers").await?;
-            match out.output {
-                Output::Json => print_json(&trips),
-                Output::Text if trips.is_empty() => println!("no circuit breaker is open"),
-                Output::Text => {
-                    for t in &trips {
-                        println!(
-                            "OPEN  {}  since {}  failures: {}",
-                            t.scope,
-                            format_ms(t.tripped_at_ms),
-                            t.failures
-                        );
-                    }
-                }
-            }
+            let trips: Vec<BreakerTrip> = Client::new(&server)?.get("/api/v1/breakers").await?;
+            out.output.print(&trips);
         }
         BreakerCmd::Reset {
             scope,
@@ -756,20 +807,40 @@ pub async fn breaker(cmd: BreakerCmd) -> Result<i32> {
             server,
             out,
         } => {
-            let trip: backstop_core::model::BreakerTrip = Client::new(&server)?
-                .post(
-                    "/api/v1/breakers/reset",
-                    &json!({"scope": scope, "reason": reason}),
-                )
+            let trip: BreakerTrip = Client::new(&server)?
+                .post("/api/v1/breakers/reset", &BreakerReset { scope, reason })
                 .await?;
-            match out.output {
-                Output::Json => print_json(&trip),
-                Output::Text => println!(
-                    "breaker {} reset; paused rollouts in scope resume",
-                    trip.scope
-                ),
-            }
+            out.output.print(&trip);
         }
     }
     Ok(0)
+}
+
+impl Render for Vec<BreakerTrip> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.is_empty() {
+            return writeln!(w, "no circuit breaker is open");
+        }
+        for t in self {
+            writeln!(
+                w,
+                "OPEN  {}  since {}  failures: {}",
+                t.scope,
+                format_ms(t.tripped_at_ms),
+                t.failures
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A trip just reset.
+impl Render for BreakerTrip {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "breaker {} reset; paused rollouts in scope resume",
+            self.scope
+        )
+    }
 }
