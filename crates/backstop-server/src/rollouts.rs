@@ -7,6 +7,7 @@ use backstop_api::gate::Action;
 use backstop_api::rollouts::{CreateRollout, PromoteRequest};
 use backstop_core::event::EventKind;
 use backstop_core::model::{Event, Phase, Release, Rollout};
+use backstop_core::snapshot::{Baseline, ConfigSnapshot, RolloutSafeguards};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -17,6 +18,76 @@ use crate::{Ctx, now_ms};
 
 /// Starts the rollout `req` asks for on behalf of `actor`, after the promotion gate.
 pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rollout> {
+    let (release, from) = target(ctx, &req).await?;
+    // The promotion gate: every check, all reasons at once (the bad-release one among them).
+    let intent = crate::gate::Intent {
+        action: Action::Start,
+        actor: actor.to_owned(),
+        rollout_id: None,
+        critical: req.critical,
+        override_freeze: req.override_freeze,
+        reason: req.reason.clone(),
+    };
+    let report = crate::gate::evaluate(ctx, &req.service, &req.env, &release.id, &intent).await;
+    if !report.go {
+        let target = format!("service/{}/{}", req.service, req.env);
+        return Err(crate::gate::refuse(ctx, &report, &intent, &target).await);
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let (snapshot, baseline) = safeguards(ctx, &req, actor, &id, from.as_deref()).await?;
+    let now = now_ms();
+    let rollout = Rollout {
+        id,
+        service: req.service,
+        env: req.env,
+        from_release_id: from,
+        to_release_id: release.id,
+        phase: Phase::Pending,
+        step_index: 0,
+        step_started_at_ms: None,
+        canary_weight: 0.0,
+        canary_instance_id: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        actor: actor.to_owned(),
+        reason: None,
+        verdict: None,
+        severity: None,
+        escalation_deadline_ms: None,
+        acknowledged_by: None,
+    };
+    ctx.store.create_rollout(&rollout).await?;
+    let safeguards = RolloutSafeguards {
+        rollout_id: rollout.id.clone(),
+        config_snapshot: snapshot.as_ref().map(|(s, _)| s.version),
+        baseline,
+        captured_at_ms: now,
+    };
+    ctx.store.put_rollout_safeguards(&safeguards).await?;
+    ctx.store
+        .add_event(&Event {
+            at_ms: now,
+            rollout_id: rollout.id.clone(),
+            kind: EventKind::RolloutStarted,
+            detail: json!({"actor": actor}),
+        })
+        .await?;
+    crate::audit(ctx, actor, EventKind::RolloutCreated, &format!("rollout/{}", rollout.id), "api", json!({
+        "service": rollout.service, "env": rollout.env, "from": rollout.from_release_id, "to": rollout.to_release_id,
+        "critical": req.critical, "override_freeze": req.override_freeze, "reason": req.reason,
+        "config_snapshot": snapshot.as_ref().map(|(s, new)| json!({"version": s.version, "manifest": s.manifest, "new_version": new})),
+        "baseline": safeguards.baseline,
+    }))
+    .await?;
+    crate::gate::audit_overrides(ctx, &report, &intent, &format!("rollout/{}", rollout.id)).await?;
+    ctx.wake.notify_one();
+    Ok(rollout)
+}
+
+/// The release `req` names and the environment's last known good it would replace; 404/409
+/// at the offending field when the service, environment or release is unknown, a needed
+/// reason is missing, or the environment already runs that release.
+async fn target(ctx: &Ctx, req: &CreateRollout) -> ApiResult<(Release, Option<String>)> {
     let svc = known_service(ctx, &req.service, "/service")?;
     if svc.environment(&req.env).is_none() {
         let known: Vec<_> = svc.environments.iter().map(|e| e.name.as_str()).collect();
@@ -43,30 +114,25 @@ pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rol
         ))
         .at("/version"));
     }
-    // The promotion gate: every check, all reasons at once (the bad-release one among them).
-    let intent = crate::gate::Intent {
-        action: Action::Start,
-        actor: actor.to_owned(),
-        rollout_id: None,
-        critical: req.critical,
-        override_freeze: req.override_freeze,
-        reason: req.reason.clone(),
-    };
-    let report = crate::gate::evaluate(ctx, &req.service, &req.env, &release.id, &intent).await;
-    if !report.go {
-        let target = format!("service/{}/{}", req.service, req.env);
-        return Err(crate::gate::refuse(ctx, &report, &intent, &target).await);
-    }
-    // Safeguards before anything starts: the environment's config snapshot (a rollout whose
-    // config cannot be read does not start) and the stable version's baseline (best effort).
-    let id = uuid::Uuid::now_v7().to_string();
+    Ok((release, from))
+}
+
+/// Safeguards taken before anything starts: the environment's config snapshot (a rollout whose
+/// config cannot be read does not start) and the stable version's baseline (best effort).
+async fn safeguards(
+    ctx: &Ctx,
+    req: &CreateRollout,
+    actor: &str,
+    rollout_id: &str,
+    lkg: Option<&str>,
+) -> ApiResult<(Option<(ConfigSnapshot, bool)>, Option<Baseline>)> {
     let snapshot = ctx
         .take_snapshot(
             &req.service,
             &req.env,
             actor,
-            &format!("before rollout {id}"),
-            Some(&id),
+            &format!("before rollout {rollout_id}"),
+            Some(rollout_id),
         )
         .await
         .map_err(|e| {
@@ -75,7 +141,7 @@ pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rol
                 req.service, req.env
             ))
         })?;
-    let stable_version = match &from {
+    let stable_version = match lkg {
         Some(lkg) => Some(ctx.store.release(lkg).await?.version),
         None => None,
     };
@@ -84,53 +150,7 @@ pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rol
         .await
         .inspect_err(|e| tracing::warn!(service = %req.service, env = %req.env, error = format!("{e:#}"), "No baseline for the rollout."))
         .ok();
-    let now = now_ms();
-    let rollout = Rollout {
-        id,
-        service: req.service,
-        env: req.env,
-        from_release_id: from,
-        to_release_id: release.id,
-        phase: Phase::Pending,
-        step_index: 0,
-        step_started_at_ms: None,
-        canary_weight: 0.0,
-        canary_instance_id: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-        actor: actor.to_owned(),
-        reason: None,
-        verdict: None,
-        severity: None,
-        escalation_deadline_ms: None,
-        acknowledged_by: None,
-    };
-    ctx.store.create_rollout(&rollout).await?;
-    let safeguards = backstop_core::snapshot::RolloutSafeguards {
-        rollout_id: rollout.id.clone(),
-        config_snapshot: snapshot.as_ref().map(|(s, _)| s.version),
-        baseline,
-        captured_at_ms: now,
-    };
-    ctx.store.put_rollout_safeguards(&safeguards).await?;
-    ctx.store
-        .add_event(&Event {
-            at_ms: now,
-            rollout_id: rollout.id.clone(),
-            kind: EventKind::RolloutStarted,
-            detail: json!({"actor": actor}),
-        })
-        .await?;
-    crate::audit(ctx, actor, EventKind::RolloutCreated, &format!("rollout/{}", rollout.id), "api", json!({
-        "service": rollout.service, "env": rollout.env, "from": rollout.from_release_id, "to": rollout.to_release_id,
-        "critical": req.critical, "override_freeze": req.override_freeze, "reason": req.reason,
-        "config_snapshot": snapshot.as_ref().map(|(s, new)| json!({"version": s.version, "manifest": s.manifest, "new_version": new})),
-        "baseline": safeguards.baseline,
-    }))
-    .await?;
-    crate::gate::audit_overrides(ctx, &report, &intent, &format!("rollout/{}", rollout.id)).await?;
-    ctx.wake.notify_one();
-    Ok(rollout)
+    Ok((snapshot, baseline))
 }
 
 /// Hands a command to the controller (serialized with its own decisions) and waits for its
