@@ -25,3 +25,31 @@ pub struct ErrorDetail {
 
 /// The `code` of a refusal by the promotion gate (409).
 pub const GATE_BLOCKED: &str = "gate_blocked";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_body_leaves_out_what_it_lacks_and_reads_back() {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: GATE_BLOCKED.into(),
+                message: "the gate refuses".into(),
+                pointer: None,
+                details: None,
+            },
+        };
+        let text = serde_json::to_string(&body).expect("serializes");
+        assert_eq!(
+            text,
+            r#"{"error":{"code":"gate_blocked","message":"the gate refuses"}}"#
+        );
+        let back: ErrorBody = serde_json::from_str(
+            r#"{"error":{"code":"bad_request","message":"m","pointer":"/env"}}"#,
+        )
+        .expect("reads back");
+        assert_eq!(back.error.pointer.as_deref(), Some("/env"));
+        assert!(back.error.details.is_none());
+    }
+}
