@@ -16,7 +16,7 @@ use backstop_drivers::load::{LoadConfig, LoadGen};
 use serde::Serialize;
 
 use crate::client::{CallError, Client, ServerArgs};
-use crate::output::{Output, OutputArgs, Render};
+use crate::output::{self, Output, OutputArgs, Render};
 use crate::quickstart::Progress;
 
 const DRILL_ABOUT: &str = "\
@@ -283,6 +283,10 @@ impl Ended {
 impl Render for Ended {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         self.drill.text(w)
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
     }
 }
 

@@ -315,6 +315,10 @@ impl Render for Refused<'_> {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         self.check.text(w)
     }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
+    }
 }
 
 /// What a run applied (the error it stopped on, if any) and the database's history after it.
@@ -338,6 +342,10 @@ impl Render for Applied {
             writeln!(w, "applied {v}")?;
         }
         writeln!(w, "database schema: {}", current(&self.history))
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
     }
 }
 

@@ -72,3 +72,9 @@ pub fn described(
         }
     })
 }
+
+/// Pretty JSON with every object's keys in alphabetical order: the shape of the documents that
+/// were built with `json!`, whose nested values were sorted too.
+pub fn sorted_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&serde_json::to_value(value)?)
+}

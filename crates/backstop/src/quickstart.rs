@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::embedded::Embedded;
-use crate::output::{Output, OutputArgs, Render};
+use crate::output::{self, Output, OutputArgs, Render};
 
 #[derive(clap::Args)]
 pub struct QuickstartArgs {
@@ -312,7 +312,7 @@ fn write_timeline(
     Ok(())
 }
 
-/// What the quickstart showed (JSON keys in alphabetical order, as they always were).
+/// What the quickstart showed.
 #[derive(Serialize)]
 struct Summary<'a> {
     api: &'a str,
@@ -395,5 +395,9 @@ impl Render for Summary<'_> {
             self.audit.records,
             if self.audit.ok { "verified" } else { "BROKEN" }
         )
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
     }
 }
