@@ -12,9 +12,8 @@
 //! rollout steps and the blue-green rollback window, and each service's `analysis`
 //! deep-merged over `defaults.analysis`.
 
-pub mod cli;
 mod command;
-mod emit;
+pub mod emit;
 mod error;
 pub mod freeze;
 mod model;
@@ -83,7 +82,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     load_with_input(path).map(|(config, _)| config)
 }
 
-pub(crate) fn load_with_input(path: &Path) -> Result<(Config, Value), ConfigErrors> {
+pub fn load_with_input(path: &Path) -> Result<(Config, Value), ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse_with_input(&text, &file).map(|(mut config, input)| {

@@ -1,42 +1,11 @@
 //! Stateful components, environment kinds and drill variants as typed config; MTTR targets
-//! against drill measurements (`check_measured`, `validate_with_drills`).
+//! against drill measurements (`check_measured`).
 
-use std::path::Path;
 use std::time::Duration;
 
-use backstop_config::cli::{DrillEvidence, OutputFormat, ValidateArgs, validate_with_drills};
 use backstop_config::{EnvKind, MeasuredRecovery, check_measured};
 
-const CONFIG: &str = r#"services:
-  - name: orders
-    owner: team-orders
-    tier: 1
-    objectives: {mttr: 12m}
-    run:
-      command: "./orders --port {port}"
-    stateful:
-      - name: orders-db
-        rpo: 5m
-        snapshot_every: 5m
-        restore: "./scripts/restore-orders-db {snapshot} --env {env}"
-        snapshot: "./scripts/snap {name}"
-    drill:
-      env: {FAULT: "on"}
-    environments:
-      - name: staging
-        kind: staging
-        listen: 127.0.0.1:18080
-      - name: prod
-        listen: 127.0.0.1:18081
-  - name: search
-    owner: team-search
-    tier: 0
-    run:
-      command: "./search --port {port}"
-    environments:
-      - name: prod
-        listen: 127.0.0.1:18082
-"#;
+const CONFIG: &str = include_str!("good/stateful.yaml");
 
 fn measured(service: &str, secs: Option<u64>) -> MeasuredRecovery {
     MeasuredRecovery {
@@ -150,64 +119,4 @@ fn mttr_shorter_than_the_last_drill_is_an_error_at_the_objective() {
     );
     // A drill of a service no longer in the file is ignored.
     assert!(check_measured(CONFIG, "b.yaml", &config, &[measured("gone", Some(1))]).is_empty());
-}
-
-#[test]
-fn validate_with_drills_reports_what_it_compared() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("backstop.yaml");
-    std::fs::write(&file, CONFIG).expect("write");
-    let run = |evidence: &DrillEvidence, output| {
-        let mut out = Vec::new();
-        let code = validate_with_drills(
-            &ValidateArgs {
-                file: file.clone(),
-                output,
-            },
-            evidence,
-            &mut out,
-        );
-        (code, String::from_utf8(out).expect("utf-8"))
-    };
-    let state = Path::new("/var/lib/backstop").to_path_buf();
-
-    let (code, text) = run(
-        &DrillEvidence::NoState {
-            state_dir: state.clone(),
-        },
-        OutputFormat::Text,
-    );
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("valid (2 services)"), "{text}");
-    assert!(text.contains("no drills known"), "{text}");
-
-    let known = |last| DrillEvidence::Known {
-        state_dir: state.clone(),
-        last,
-    };
-    let (code, text) = run(&known(vec![]), OutputFormat::Text);
-    assert_eq!(code, 0);
-    assert!(text.contains("drills: none recorded"), "{text}");
-
-    let (code, text) = run(
-        &known(vec![measured("orders", Some(60))]),
-        OutputFormat::Json,
-    );
-    assert_eq!(code, 0, "{text}");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(json["drills"]["compared"][0]["met"], true);
-    assert_eq!(json["drills"]["compared"][0]["recovered_ms"], 60_000);
-    assert_eq!(json["drills"]["compared"][0]["mttr_ms"], 720_000);
-
-    let (code, text) = run(
-        &known(vec![measured("orders", Some(800))]),
-        OutputFormat::Text,
-    );
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains(":5:24: /services/0/objectives/mttr: the MTTR target cannot be met"),
-        "{text}"
-    );
-    assert!(text.contains("1 error"), "{text}");
-    assert!(text.contains("orders: drill drill-orders"), "{text}");
 }

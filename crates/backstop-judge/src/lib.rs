@@ -1,5 +1,5 @@
-//! Canary judges: values in, verdicts with evidence out. No I/O (besides reading scenario text
-//! and the command-line front ends in [`cli`]).
+//! Canary judges: values in, verdicts with evidence out. No I/O besides reading scenario text
+//! (the command-line front ends are the `backstop` binary's).
 //!
 //! The live controller and `backstop analyze` drive the same [`Judge`] through
 //! [`Judge::observe`], one interval at a time; [`build`] makes the judge named in
@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 pub mod anytime;
 pub mod bench;
-pub mod cli;
 pub mod hist;
 pub mod kayenta;
 pub mod mannwhitney;
@@ -65,16 +64,7 @@ pub enum Decision {
 
 /// Which judge.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    clap::ValueEnum,
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeKind {
@@ -118,9 +108,7 @@ pub struct JudgeSettings {
 }
 
 /// A signal a judge can compare between baseline and canary.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalKind {
     /// Error ratio (errors / requests): higher is worse.

@@ -4,7 +4,6 @@
 
 pub mod apply;
 pub mod checksum;
-pub mod cli;
 pub mod fingerprint;
 pub mod layout;
 pub mod lint;

@@ -1,64 +1,25 @@
-//! `/api/v1/drills`: start a drill (a known-bad variant of the environment's last known good,
-//! rolled out as a canary in a non-production environment), finish it (measured from the
-//! rollout's own records, compared with the objectives, stored and audited), list and show them.
+//! Drills: a known-bad variant of the environment's last known good, rolled out as a canary in
+//! a non-production environment; finishing one measures it from the rollout's own records,
+//! compares with the objectives, stores and audits the result.
 //!
-//! Whoever drives the load (the `backstop drill` CLI) calls `POST /drills`, sends traffic at the
-//! drill's `target`, waits for the rollout to end, then calls `POST /drills/{id}/finish`. Finish
-//! also cleans up: a variant still rolling out is aborted, a promoted one is rolled back.
+//! Whoever drives the load (the `backstop drill` CLI) starts a drill, sends traffic at the
+//! drill's `target`, waits for the rollout to end, then finishes it. Finish also cleans up: a
+//! variant still rolling out is aborted, a promoted one is rolled back.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use backstop_api::drills::{FinishDrill, StartDrill};
+use backstop_api::releases::CreateRelease;
+use backstop_api::rollouts::CreateRollout;
 use backstop_config::EnvKind;
-use backstop_core::drill::{Drill, DrillLoad, DrillObjectives, DrillStatus, measure};
+use backstop_core::drill::{Drill, DrillObjectives, DrillStatus, measure};
 use backstop_core::event::EventKind;
 use backstop_core::model::{Artifact, Phase, RecoveryStatus, Rollout};
-use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
-use utoipa::ToSchema;
 
-use crate::api::{Body, CreateRelease, CreateRollout};
-use crate::auth::Caller;
 use crate::controller::{Command, RolloutAction};
 use crate::error::{ApiError, ApiResult};
+use crate::rollouts::{act, send_command};
 use crate::{Ctx, now_ms};
-
-/// `POST /api/v1/drills`
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartDrill {
-    pub service: String,
-    /// A non-production (`kind: staging|development|test`), non-regulated environment.
-    pub env: String,
-}
-
-/// `POST /api/v1/drills/{id}/finish`
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FinishDrill {
-    /// The load the caller drove during the drill (stored with the result).
-    #[serde(default)]
-    pub load: Option<DrillLoad>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DrillQuery {
-    pub service: Option<String>,
-    pub limit: Option<i64>,
-}
-
-/// The drill routes, nested under `/api/v1` (behind the token check) by [`crate::api::router`].
-pub fn routes() -> Router<Arc<Ctx>> {
-    Router::new()
-        .route("/drills", post(start_drill).get(list_drills))
-        .route("/drills/{id}", get(get_drill))
-        .route("/drills/{id}/finish", post(finish_drill))
-}
 
 /// The version of the known-bad variant of `lkg_version` (an earlier drill suffix is replaced).
 fn variant_version(lkg_version: &str, now: i64) -> String {
@@ -69,15 +30,9 @@ fn variant_version(lkg_version: &str, now: i64) -> String {
 }
 
 /// Starts a drill: checks the environment may be drilled, registers the known-bad variant of
-/// its LKG and starts its canary rollout (through the same handlers, checks and audit records
-/// as `POST /releases` and `POST /rollouts`).
-#[utoipa::path(post, path = "/api/v1/drills", request_body = StartDrill,
-    responses((status = 201, body = Drill), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn start_drill(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
-    Body(req): Body<StartDrill>,
-) -> ApiResult<(StatusCode, Json<Drill>)> {
+/// its LKG and starts its canary rollout (through the same steps, checks and audit records as
+/// `POST /releases` and `POST /rollouts`).
+pub async fn start(ctx: &Ctx, req: StartDrill, actor: &str) -> ApiResult<Drill> {
     let svc = ctx.config.service(&req.service).ok_or_else(|| {
         ApiError::not_found(format!("unknown service {:?}", req.service)).at("/service")
     })?;
@@ -149,10 +104,9 @@ pub async fn start_drill(
         Artifact::Command(c) => (None, Some(c.clone())),
     };
     let version = variant_version(&lkg.version, now);
-    let (_, Json(release)) = crate::api::create_release(
-        State(ctx.clone()),
-        Extension(caller.clone()),
-        Body(CreateRelease {
+    let release = crate::releases::register(
+        ctx,
+        CreateRelease {
             service: svc.name.clone(),
             version: version.clone(),
             file,
@@ -160,20 +114,21 @@ pub async fn start_drill(
             env: variant_env,
             // The variant is the LKG's artifact: it runs on the same schema.
             schema: lkg.schema.as_ref().map(ToString::to_string),
-        }),
+        },
+        actor,
     )
     .await?;
-    let (_, Json(rollout)) = crate::api::create_rollout(
-        State(ctx.clone()),
-        Extension(caller.clone()),
-        Body(CreateRollout {
+    let rollout = crate::rollouts::create(
+        ctx,
+        CreateRollout {
             service: svc.name.clone(),
             env: env.name.clone(),
             version,
             critical: false,
             override_freeze: false,
             reason: Some("drill".into()),
-        }),
+        },
+        actor,
     )
     .await?;
     let drill = Drill {
@@ -185,7 +140,7 @@ pub async fn start_drill(
         lkg_release_id: lkg.id,
         variant_env: spec.env.clone(),
         target: env.listen.map(|a| a.to_string()),
-        actor: caller.0.clone(),
+        actor: actor.to_owned(),
         status: DrillStatus::Running,
         started_at_ms: now,
         finished_at_ms: None,
@@ -193,8 +148,8 @@ pub async fn start_drill(
     };
     ctx.store.create_drill(&drill).await?;
     crate::audit(
-        &ctx,
-        &caller.0,
+        ctx,
+        actor,
         EventKind::DrillStarted,
         &format!("drill/{}", drill.id),
         "api",
@@ -204,36 +159,23 @@ pub async fn start_drill(
         }),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(drill)))
-}
-
-async fn command<T>(
-    ctx: &Ctx,
-    make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
-) -> ApiResult<T> {
-    let (tx, rx) = oneshot::channel();
-    ctx.commands
-        .send(make(tx))
-        .await
-        .map_err(|_| ApiError::internal("the controller is shutting down"))?;
-    rx.await
-        .map_err(|_| ApiError::internal("the controller dropped the request"))?
+    Ok(drill)
 }
 
 /// Undoes what the drill left behind; says what it did.
 async fn clean_up(ctx: &Ctx, drill: &Drill, r: &Rollout, actor: &str) -> ApiResult<Option<String>> {
     match r.phase {
         Phase::Pending | Phase::Progressing | Phase::Paused => {
-            command(ctx, |reply| Command::Rollout {
-                action: RolloutAction::Abort,
-                rollout_id: r.id.clone(),
-                actor: actor.to_owned(),
-                reason: format!(
+            act(
+                ctx,
+                RolloutAction::Abort,
+                r.id.clone(),
+                actor.to_owned(),
+                format!(
                     "drill {} ended before Backstop acted on the known-bad variant",
                     drill.id
                 ),
-                reply,
-            })
+            )
             .await?;
             Ok(Some(format!(
                 "the drill rollout was still {}: aborted, traffic goes back to {}",
@@ -241,7 +183,7 @@ async fn clean_up(ctx: &Ctx, drill: &Drill, r: &Rollout, actor: &str) -> ApiResu
             )))
         }
         Phase::Promoted => {
-            command(ctx, |reply| Command::Rollback {
+            send_command(ctx, |reply| Command::Rollback {
                 service: drill.service.clone(),
                 env: drill.env.clone(),
                 actor: actor.to_owned(),
@@ -266,17 +208,10 @@ static FINISHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Finishes a running drill: measures it from the rollout's events and recovery journal,
 /// compares with the service's `mttr` and the environment's rollback SLA, stores and audits the
 /// result, and cleans up a variant Backstop did not undo.
-#[utoipa::path(post, path = "/api/v1/drills/{id}/finish", request_body = FinishDrill,
-    responses((status = 200, body = Drill), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn finish_drill(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Body(req): Body<FinishDrill>,
-) -> ApiResult<Json<Drill>> {
+pub async fn finish(ctx: &Ctx, id: &str, req: FinishDrill, actor: &str) -> ApiResult<Drill> {
     // One finish at a time: two callers must not both clean up and record the same drill.
     let _one = FINISHING.lock().await;
-    let mut drill = ctx.store.drill(&id).await?;
+    let mut drill = ctx.store.drill(id).await?;
     if drill.status != DrillStatus::Running {
         return Err(ApiError::conflict(format!(
             "drill {id} already finished ({})",
@@ -302,7 +237,7 @@ pub async fn finish_drill(
         Err(e) => return Err(e.into()),
     };
     let mut result = measure(&rollout, &events, recovery_done, objectives, req.load);
-    let cleanup = clean_up(&ctx, &drill, &rollout, &caller.0).await?;
+    let cleanup = clean_up(ctx, &drill, &rollout, actor).await?;
     if let Some(what) = &cleanup {
         result.failures.push(format!("cleanup: {what}"));
     }
@@ -313,8 +248,8 @@ pub async fn finish_drill(
     };
     drill.finished_at_ms = Some(now_ms());
     crate::audit(
-        &ctx,
-        &caller.0,
+        ctx,
+        actor,
         EventKind::DrillFinished,
         &format!("drill/{}", drill.id),
         "api",
@@ -329,28 +264,7 @@ pub async fn finish_drill(
     .await?;
     drill.result = Some(result);
     ctx.store.update_drill(&drill).await?;
-    Ok(Json(drill))
-}
-
-/// Drills, most recent first (`?service=` one service's, `?limit=` at most that many, default 50).
-#[utoipa::path(get, path = "/api/v1/drills", params(("service" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<Drill>)))]
-pub async fn list_drills(
-    State(ctx): State<Arc<Ctx>>,
-    Query(q): Query<DrillQuery>,
-) -> ApiResult<Json<Vec<Drill>>> {
-    Ok(Json(
-        ctx.store
-            .drills(q.service.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000))
-            .await?,
-    ))
-}
-
-#[utoipa::path(get, path = "/api/v1/drills/{id}", responses((status = 200, body = Drill), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_drill(
-    State(ctx): State<Arc<Ctx>>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Drill>> {
-    Ok(Json(ctx.store.drill(&id).await?))
+    Ok(drill)
 }
 
 #[cfg(test)]

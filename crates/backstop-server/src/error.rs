@@ -2,29 +2,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use backstop_api::{ErrorBody, ErrorDetail};
 use backstop_store::StoreError;
-use serde::Serialize;
-
-/// The body of every 4xx/5xx answer: `{"error": {"code": …, "message": …, "pointer": …}}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code: `bad_request`, `not_found`, `conflict`, `gate_blocked`
-    /// (409: the promotion gate said no), `unauthorized`, `internal`.
-    pub code: &'static str,
-    pub message: String,
-    /// JSON pointer into the request body, when the error is about one field.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pointer: Option<String>,
-    /// Machine-readable detail, e.g. every check of a refused gate (`code: gate_blocked`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub details: Option<serde_json::Value>,
-}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -127,7 +106,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code,
+                code: self.code.to_owned(),
                 message: self.message,
                 pointer: self.pointer,
                 details: self.details,

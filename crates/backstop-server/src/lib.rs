@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use backstop_api::audit::AuditVerification;
 use backstop_config::Config;
 use backstop_core::Millis;
 use backstop_core::audit::AuditEntry;
@@ -23,18 +24,17 @@ use tokio_util::sync::CancellationToken;
 pub mod api;
 pub mod auth;
 pub mod baseline;
-pub mod config_api;
 pub mod controller;
 pub mod drills;
 pub mod error;
 pub mod export;
 pub mod gate;
 pub mod metrics;
+pub mod releases;
+pub mod rollouts;
 pub mod runtime;
 pub mod schema;
 pub mod snapshots;
-
-pub use api::{RolloutDetail, Timeline};
 
 /// Wall-clock now in epoch milliseconds (UTC).
 pub fn now_ms() -> Millis {
@@ -97,15 +97,15 @@ pub async fn audit(
 /// Verifies the audit chain and says where it breaks.
 pub async fn verification(
     store: &dyn Store,
-) -> Result<api::AuditVerification, backstop_store::StoreError> {
+) -> Result<AuditVerification, backstop_store::StoreError> {
     Ok(match backstop_store::verify_audit(store).await? {
-        Ok(n) => api::AuditVerification {
+        Ok(n) => AuditVerification {
             ok: true,
             records: n,
             broken_at: None,
             reason: None,
         },
-        Err(b) => api::AuditVerification {
+        Err(b) => AuditVerification {
             ok: false,
             records: store.audit_head().await?.map_or(0, |h| h.0 as usize),
             broken_at: Some(b.seq),

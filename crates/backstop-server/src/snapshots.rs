@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
+use backstop_api::config::{ConfigDiff, RestoreOutcome};
 use backstop_config::{Params, SecretRef};
 use backstop_core::snapshot::{
-    Change, ConfigSnapshot, FileEntry, Manifest, SecretEntry, changes, unified_diff,
+    ConfigSnapshot, FileEntry, Manifest, SecretEntry, changes, unified_diff,
 };
 use backstop_drivers::config_files::{self, resolve};
 use backstop_store::{BlobStore, FolderBlobs};
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{Ctx, now_ms};
@@ -29,37 +29,6 @@ pub const HMAC_KEY_FILE: &str = "config-hmac.key";
 pub struct Live {
     pub manifest: Manifest,
     pub contents: BTreeMap<String, Vec<u8>>,
-}
-
-/// The differences between two states of an environment's parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ConfigDiff {
-    pub service: String,
-    pub env: String,
-    /// `snapshot N`.
-    pub from: String,
-    /// `snapshot N` or `live`.
-    pub to: String,
-    pub changes: Vec<Change>,
-}
-
-/// What a restore wrote (or, as a dry run, would write).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RestoreOutcome {
-    pub service: String,
-    pub env: String,
-    pub snapshot: i64,
-    /// False for a dry run.
-    pub applied: bool,
-    /// Files written back (content or mode differed, or they were gone).
-    pub written: Vec<String>,
-    /// Files removed (absent from the snapshot, inside a snapshotted folder or listed missing).
-    pub removed: Vec<String>,
-    /// Files that already matched.
-    pub unchanged: usize,
-    /// Env values and secrets that differ from the snapshot: they come from backstop.yaml and
-    /// the secret sources, so a restore cannot write them; change them there.
-    pub not_restorable: Vec<Change>,
 }
 
 /// A secret's value from its reference: the daemon's environment variable, or the file's

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use backstop_api::ErrorBody;
+use backstop_api::error::GATE_BLOCKED;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -104,17 +106,17 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or("no error message")
-            .to_string();
-        let pointer = body["error"]["pointer"]
-            .as_str()
+        let error = resp.json::<ErrorBody>().await.ok().map(|b| b.error);
+        let message = error
+            .as_ref()
+            .map_or("no error message", |e| e.message.as_str());
+        let pointer = error
+            .as_ref()
+            .and_then(|e| e.pointer.as_deref())
             .map(|p| format!(" (at {p})"))
             .unwrap_or_default();
         // The promotion gate said no: the check failed (1), it was not bad input.
-        let gate_blocked = body["error"]["code"] == "gate_blocked";
+        let gate_blocked = error.as_ref().is_some_and(|e| e.code == GATE_BLOCKED);
         Err(CallError {
             exit_code: if gate_blocked {
                 1

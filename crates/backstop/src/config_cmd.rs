@@ -1,22 +1,18 @@
 //! `backstop config history|diff|snapshot|restore`: an environment's parameters (files,
 //! folders, env values, secrets by reference) as snapshotted by the daemon.
 
+use std::io::{self, Write};
+
 use anyhow::Result;
+use backstop_api::config::{
+    ConfigDiff, RestoreOutcome, RestoreRequest, SnapshotTaken, TakeSnapshot,
+};
 use backstop_core::format_ms;
 use backstop_core::snapshot::{Change, ConfigSnapshot};
-use backstop_server::config_api::SnapshotTaken;
-use backstop_server::snapshots::{ConfigDiff, RestoreOutcome};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::client::{Client, ServerArgs};
-use crate::{Output, OutputArgs};
-
-fn print_json<T: serde::Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    );
-}
+use crate::output::{OutputArgs, Render};
 
 /// Long help of `backstop config history`.
 pub const HISTORY_HELP: &str = "List the config snapshots of an environment, newest first.\n\n\
@@ -109,43 +105,58 @@ pub struct RestoreArgs {
 pub async fn history(a: HistoryArgs) -> Result<i32> {
     let t = &a.target;
     let list: Vec<ConfigSnapshot> = Client::new(&t.server)?.get(&t.path("snapshots")).await?;
-    match t.out.output {
-        Output::Json => print_json(&list),
-        Output::Text => {
-            if list.is_empty() {
-                println!("{}/{}: no config snapshot yet", t.service, t.env);
-            }
-            println!(
-                "{:>7}  {:<24}  {:<14}  {:<14}  REASON",
-                "VERSION", "TAKEN", "BY", "MANIFEST"
-            );
-            for s in list {
-                println!(
-                    "{:>7}  {:<24}  {:<14}  {:<14}  {}",
-                    s.version,
-                    format_ms(s.created_at_ms),
-                    s.actor,
-                    &s.manifest[..12.min(s.manifest.len())],
-                    s.reason
-                );
-            }
-        }
-    }
+    t.out.output.print(&History { target: t, list });
     Ok(0)
 }
 
-fn print_change(c: &Change) {
+/// An environment's snapshots, newest first.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct History<'a> {
+    #[serde(skip)]
+    target: &'a Target,
+    list: Vec<ConfigSnapshot>,
+}
+
+impl Render for History<'_> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let t = self.target;
+        if self.list.is_empty() {
+            writeln!(w, "{}/{}: no config snapshot yet", t.service, t.env)?;
+        }
+        writeln!(
+            w,
+            "{:>7}  {:<24}  {:<14}  {:<14}  REASON",
+            "VERSION", "TAKEN", "BY", "MANIFEST"
+        )?;
+        for s in &self.list {
+            writeln!(
+                w,
+                "{:>7}  {:<24}  {:<14}  {:<14}  {}",
+                s.version,
+                format_ms(s.created_at_ms),
+                s.actor,
+                &s.manifest[..12.min(s.manifest.len())],
+                s.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_change(w: &mut dyn Write, c: &Change) -> io::Result<()> {
     let note = if c.kind == "secret" {
         " (value not shown)"
     } else {
         ""
     };
-    println!("  {:<6} {:<8} {}{note}", c.kind, c.status, c.name);
+    writeln!(w, "  {:<6} {:<8} {}{note}", c.kind, c.status, c.name)?;
     if let Some(d) = &c.diff {
         for line in d.lines() {
-            println!("    {line}");
+            writeln!(w, "    {line}")?;
         }
     }
+    Ok(())
 }
 
 pub async fn diff(a: DiffArgs) -> Result<i32> {
@@ -163,38 +174,53 @@ pub async fn diff(a: DiffArgs) -> Result<i32> {
         format!("{}?{}", t.path("diff"), query.join("&"))
     };
     let d: ConfigDiff = Client::new(&t.server)?.get(&path).await?;
-    match t.out.output {
-        Output::Json => print_json(&d),
-        Output::Text => {
-            println!("{}/{}: {} → {}", d.service, d.env, d.from, d.to);
-            if d.changes.is_empty() {
-                println!("  no differences");
-            }
-            for c in &d.changes {
-                print_change(c);
-            }
-        }
-    }
+    t.out.output.print(&d);
     Ok(i32::from(!d.changes.is_empty()))
+}
+
+impl Render for ConfigDiff {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "{}/{}: {} → {}",
+            self.service, self.env, self.from, self.to
+        )?;
+        if self.changes.is_empty() {
+            writeln!(w, "  no differences")?;
+        }
+        for c in &self.changes {
+            write_change(w, c)?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn snapshot(a: SnapshotArgs) -> Result<i32> {
     let t = &a.target;
     let taken: SnapshotTaken = Client::new(&t.server)?
-        .post(&t.path("snapshots"), &json!({"reason": a.reason}))
+        .post(&t.path("snapshots"), &TakeSnapshot { reason: a.reason })
         .await?;
-    match t.out.output {
-        Output::Json => print_json(&taken),
-        Output::Text if taken.new_version => println!(
-            "{}/{}: snapshot {} taken (manifest sha256 {})",
-            t.service, t.env, taken.snapshot.version, taken.snapshot.manifest
-        ),
-        Output::Text => println!(
-            "{}/{}: nothing changed since snapshot {}; no new version",
-            t.service, t.env, taken.snapshot.version
-        ),
-    }
+    t.out.output.print(&taken);
     Ok(0)
+}
+
+impl Render for SnapshotTaken {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let (service, env) = (&self.snapshot.service, &self.snapshot.env);
+        if self.new_version {
+            writeln!(
+                w,
+                "{service}/{env}: snapshot {} taken (manifest sha256 {})",
+                self.snapshot.version, self.snapshot.manifest
+            )
+        } else {
+            writeln!(
+                w,
+                "{service}/{env}: nothing changed since snapshot {}; no new version",
+                self.snapshot.version
+            )
+        }
+    }
 }
 
 pub async fn restore(a: RestoreArgs) -> Result<i32> {
@@ -202,39 +228,50 @@ pub async fn restore(a: RestoreArgs) -> Result<i32> {
     let out: RestoreOutcome = Client::new(&t.server)?
         .post(
             &t.path("restore"),
-            &json!({"snapshot": a.snapshot, "reason": a.reason, "dry_run": !a.yes}),
+            &RestoreRequest {
+                snapshot: a.snapshot,
+                reason: a.reason,
+                dry_run: !a.yes,
+            },
         )
         .await?;
-    let changes = !(out.written.is_empty() && out.removed.is_empty());
-    let pending = !out.applied && changes;
-    match t.out.output {
-        Output::Json => print_json(&out),
-        Output::Text => {
-            let (write, remove) = if out.applied {
-                ("written", "removed")
-            } else {
-                ("would write", "would remove")
-            };
-            println!(
-                "{}/{}: snapshot {} ({} file(s) already match)",
-                out.service, out.env, out.snapshot, out.unchanged
-            );
-            for f in &out.written {
-                println!("  {write}: {f}");
-            }
-            for f in &out.removed {
-                println!("  {remove}: {f}");
-            }
-            for c in &out.not_restorable {
-                println!(
-                    "  not restorable ({} {} {}): change it in backstop.yaml or its source",
-                    c.kind, c.name, c.status
-                );
-            }
-            if pending {
-                println!("nothing was written; run again with --yes to restore");
-            }
+    t.out.output.print(&out);
+    Ok(i32::from(pending(&out)))
+}
+
+/// A dry run that found files to write or remove.
+fn pending(out: &RestoreOutcome) -> bool {
+    !out.applied && (!out.written.is_empty() || !out.removed.is_empty())
+}
+
+impl Render for RestoreOutcome {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let (write, remove) = if self.applied {
+            ("written", "removed")
+        } else {
+            ("would write", "would remove")
+        };
+        writeln!(
+            w,
+            "{}/{}: snapshot {} ({} file(s) already match)",
+            self.service, self.env, self.snapshot, self.unchanged
+        )?;
+        for f in &self.written {
+            writeln!(w, "  {write}: {f}")?;
         }
+        for f in &self.removed {
+            writeln!(w, "  {remove}: {f}")?;
+        }
+        for c in &self.not_restorable {
+            writeln!(
+                w,
+                "  not restorable ({} {} {}): change it in backstop.yaml or its source",
+                c.kind, c.name, c.status
+            )?;
+        }
+        if pending(self) {
+            writeln!(w, "nothing was written; run again with --yes to restore")?;
+        }
+        Ok(())
     }
-    Ok(i32::from(pending))
 }

@@ -1,26 +1,23 @@
 //! `backstop drill SERVICE --env ENV`: a known-bad variant of the environment's last known good
 //! release rolled out under generated load, timed from Backstop's own records against the
-//! objectives; `backstop drill list`; and `backstop validate --state-dir`, which compares MTTR
-//! targets with the last drill of each service.
+//! objectives; `backstop drill list`.
 
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backstop_config::MeasuredRecovery;
-use backstop_config::cli::{DrillEvidence, ValidateArgs};
+use backstop_api::drills::{FinishDrill, StartDrill};
+use backstop_api::rollouts::RolloutDetail;
+use backstop_api::services::ServiceView;
 use backstop_core::drill::{Drill, DrillLoad, DrillStatus};
 use backstop_core::format_ms;
 use backstop_drivers::load::{LoadConfig, LoadGen};
-use backstop_server::RolloutDetail;
-use backstop_store::SqliteStore;
-use backstop_store::prelude::*;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::client::{CallError, Client, ServerArgs};
+use crate::output::{self, Output, OutputArgs, Render};
 use crate::quickstart::Progress;
-use crate::{Output, OutputArgs};
 
 const DRILL_ABOUT: &str = "\
 Rehearse a bad release: Backstop deploys a known-bad variant of the environment's last known good \
@@ -101,13 +98,6 @@ enum DrillCmd {
     },
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    );
-}
-
 fn bad_input(message: String) -> anyhow::Error {
     CallError {
         exit_code: 2,
@@ -127,17 +117,17 @@ pub async fn drill(args: DrillArgs) -> Result<i32> {
     }
     if let Some(DrillCmd::Finish { id, out }) = args.cmd {
         let finished: Drill = Client::new(&args.server)?
-            .post(&format!("/api/v1/drills/{id}/finish"), &json!({}))
+            .post(
+                &format!("/api/v1/drills/{id}/finish"),
+                &FinishDrill::default(),
+            )
             .await?;
-        match out.output {
-            Output::Json => print_json(&json!({"drill": finished, "ended": "finished"})),
-            Output::Text => print_drill(&finished),
-        }
-        return Ok(if finished.status == DrillStatus::Passed {
-            0
-        } else {
-            1
-        });
+        let ended = Ended {
+            drill: finished,
+            ended: "finished",
+        };
+        out.output.print(&ended);
+        return Ok(ended.exit_code());
     }
     let (Some(service), Some(env)) = (args.service.clone(), args.env.clone()) else {
         return Err(bad_input(
@@ -154,18 +144,12 @@ pub async fn drill(args: DrillArgs) -> Result<i32> {
     let output = args.out.output;
 
     // Where the load goes: --target, else the environment's listen address.
-    let services: serde_json::Value = client.get("/api/v1/services").await?;
+    let services: Vec<ServiceView> = client.get("/api/v1/services").await?;
     let listen = services
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["name"] == service.as_str())
-        .and_then(|s| s["environments"].as_array())
-        .into_iter()
-        .flatten()
-        .find(|e| e["name"] == env.as_str())
-        .and_then(|e| e["listen"].as_str())
-        .and_then(|l| l.parse::<SocketAddr>().ok());
+        .iter()
+        .find(|s| s.name == service)
+        .and_then(|s| s.environments.iter().find(|e| e.name == env))
+        .and_then(|e| e.listen.parse::<SocketAddr>().ok());
     let Some(target) = args.target.or(listen) else {
         return Err(bad_input(format!(
             "{service}/{env} has no listen address to send load to: pass --target IP:PORT (the load balancer's address) or check the service and environment names"
@@ -173,7 +157,7 @@ pub async fn drill(args: DrillArgs) -> Result<i32> {
     };
 
     let drill: Drill = client
-        .post("/api/v1/drills", &json!({"service": service, "env": env}))
+        .post("/api/v1/drills", &StartDrill { service, env })
         .await?;
     let progress = Progress::new(output);
     let variant = drill
@@ -258,25 +242,52 @@ pub async fn drill(args: DrillArgs) -> Result<i32> {
     let finished: Drill = client
         .post(
             &format!("/api/v1/drills/{}/finish", drill.id),
-            &json!({"load": DrillLoad {
-                rate_per_s: args.rps,
-                sent: stats.sent,
-                failed: stats.failed,
-                served_by_variant: served_ok + failed_on_variant,
-                failed_on_variant,
-            }}),
+            &FinishDrill {
+                load: Some(DrillLoad {
+                    rate_per_s: args.rps,
+                    sent: stats.sent,
+                    failed: stats.failed,
+                    served_by_variant: served_ok + failed_on_variant,
+                    failed_on_variant,
+                }),
+            },
         )
         .await
         .context("finishing the drill")?;
-    match output {
-        Output::Json => print_json(&json!({"drill": finished, "ended": ended})),
-        Output::Text => print_drill(&finished),
+    let ended = Ended {
+        drill: finished,
+        ended,
+    };
+    output.print(&ended);
+    Ok(ended.exit_code())
+}
+
+/// A finished drill and how its run ended (`ended`, `timeout`, `interrupted`, `finished`).
+#[derive(Serialize)]
+struct Ended {
+    drill: Drill,
+    ended: &'static str,
+}
+
+impl Ended {
+    /// 0 when the drill passed.
+    fn exit_code(&self) -> i32 {
+        if self.drill.status == DrillStatus::Passed {
+            0
+        } else {
+            1
+        }
     }
-    Ok(if finished.status == DrillStatus::Passed {
-        0
-    } else {
-        1
-    })
+}
+
+impl Render for Ended {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        self.drill.text(w)
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
+    }
 }
 
 /// A target as the config writes it (`10m`, `1h`).
@@ -289,73 +300,89 @@ fn secs(ms: Option<i64>) -> String {
 }
 
 /// The drill's timeline and its figures against the objectives.
-fn print_drill(d: &Drill) {
-    println!();
-    println!(
-        "drill {}  {}/{}  {}",
-        d.id,
-        d.service,
-        d.env,
-        d.status.as_str().to_uppercase()
-    );
-    println!("  variant {} of {}", d.release_id, d.lkg_release_id);
-    let Some(r) = &d.result else {
-        println!("  (no result yet)");
-        return;
-    };
-    let start = d.started_at_ms;
-    let at = |ms: Option<i64>| match ms {
-        Some(ms) => format!("{}  +{:>8.3}s", format_ms(ms), (ms - start) as f64 / 1000.0),
-        None => "(did not happen)".to_owned(),
-    };
-    println!("  timeline:");
-    println!("    drill start            {}", at(Some(start)));
-    println!(
-        "    first canary request   {}",
-        at(r.first_canary_request_at_ms)
-    );
-    println!("    verdict: fail          {}", at(r.verdict_at_ms));
-    println!(
-        "    traffic restored       {}",
-        at(r.traffic_restored_at_ms)
-    );
-    println!("    recovery done          {}", at(r.recovered_at_ms));
-    let verdict = |took: Option<i64>, target: i64| match took {
-        Some(t) if t <= target => "met",
-        Some(_) => "MISSED",
-        None => "-",
-    };
-    println!(
-        "  time to detect  (first canary request → verdict):         {}",
-        secs(r.time_to_detect_ms)
-    );
-    println!(
-        "  time to restore (first canary request → traffic back):    {}",
-        secs(r.time_to_restore_ms)
-    );
-    println!(
-        "  rollback        (verdict → traffic back):  {:>10}  rollback SLA {:<6} {}",
-        secs(r.detection_to_restore_ms),
-        target(r.rollback_sla_ms),
-        verdict(r.detection_to_restore_ms, r.rollback_sla_ms)
-    );
-    println!(
-        "  recovery        (first request → done):    {:>10}  MTTR target  {:<6} {}",
-        secs(r.time_to_recover_ms),
-        target(r.mttr_target_ms),
-        verdict(r.time_to_recover_ms, r.mttr_target_ms)
-    );
-    if let Some(load) = &r.load {
-        println!(
-            "  load: {} requests at {}/s, {} failed; the variant served {} ({} failed)",
-            load.sent, load.rate_per_s, load.failed, load.served_by_variant, load.failed_on_variant
-        );
-    }
-    for f in &r.failures {
-        println!("  ✗ {f}");
-    }
-    if r.failures.is_empty() {
-        println!("  ✓ detected and restored within the objectives");
+impl Render for Drill {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let d = self;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "drill {}  {}/{}  {}",
+            d.id,
+            d.service,
+            d.env,
+            d.status.as_str().to_uppercase()
+        )?;
+        writeln!(w, "  variant {} of {}", d.release_id, d.lkg_release_id)?;
+        let Some(r) = &d.result else {
+            writeln!(w, "  (no result yet)")?;
+            return Ok(());
+        };
+        let start = d.started_at_ms;
+        let at = |ms: Option<i64>| match ms {
+            Some(ms) => format!("{}  +{:>8.3}s", format_ms(ms), (ms - start) as f64 / 1000.0),
+            None => "(did not happen)".to_owned(),
+        };
+        writeln!(w, "  timeline:")?;
+        writeln!(w, "    drill start            {}", at(Some(start)))?;
+        writeln!(
+            w,
+            "    first canary request   {}",
+            at(r.first_canary_request_at_ms)
+        )?;
+        writeln!(w, "    verdict: fail          {}", at(r.verdict_at_ms))?;
+        writeln!(
+            w,
+            "    traffic restored       {}",
+            at(r.traffic_restored_at_ms)
+        )?;
+        writeln!(w, "    recovery done          {}", at(r.recovered_at_ms))?;
+        let verdict = |took: Option<i64>, target: i64| match took {
+            Some(t) if t <= target => "met",
+            Some(_) => "MISSED",
+            None => "-",
+        };
+        writeln!(
+            w,
+            "  time to detect  (first canary request → verdict):         {}",
+            secs(r.time_to_detect_ms)
+        )?;
+        writeln!(
+            w,
+            "  time to restore (first canary request → traffic back):    {}",
+            secs(r.time_to_restore_ms)
+        )?;
+        writeln!(
+            w,
+            "  rollback        (verdict → traffic back):  {:>10}  rollback SLA {:<6} {}",
+            secs(r.detection_to_restore_ms),
+            target(r.rollback_sla_ms),
+            verdict(r.detection_to_restore_ms, r.rollback_sla_ms)
+        )?;
+        writeln!(
+            w,
+            "  recovery        (first request → done):    {:>10}  MTTR target  {:<6} {}",
+            secs(r.time_to_recover_ms),
+            target(r.mttr_target_ms),
+            verdict(r.time_to_recover_ms, r.mttr_target_ms)
+        )?;
+        if let Some(load) = &r.load {
+            writeln!(
+                w,
+                "  load: {} requests at {}/s, {} failed; the variant served {} ({} failed)",
+                load.sent,
+                load.rate_per_s,
+                load.failed,
+                load.served_by_variant,
+                load.failed_on_variant
+            )?;
+        }
+        for f in &r.failures {
+            writeln!(w, "  ✗ {f}")?;
+        }
+        if r.failures.is_empty() {
+            writeln!(w, "  ✓ detected and restored within the objectives")?;
+        }
+        Ok(())
     }
 }
 
@@ -370,112 +397,33 @@ async fn list(
         path.push_str(&format!("&service={s}"));
     }
     let drills: Vec<Drill> = Client::new(server)?.get(&path).await?;
-    match output {
-        Output::Json => print_json(&drills),
-        Output::Text if drills.is_empty() => println!("no drills recorded"),
-        Output::Text => {
-            println!(
-                "{:<38} {:<20} {:<8} {:>10} {:>10}  STARTED",
-                "DRILL", "ENV", "STATUS", "DETECT", "RECOVER"
-            );
-            for d in drills {
-                let r = d.result.as_ref();
-                println!(
-                    "{:<38} {:<20} {:<8} {:>10} {:>10}  {}",
-                    d.id,
-                    format!("{}/{}", d.service, d.env),
-                    d.status.as_str(),
-                    secs(r.and_then(|r| r.time_to_detect_ms)),
-                    secs(r.and_then(|r| r.time_to_recover_ms)),
-                    format_ms(d.started_at_ms)
-                );
-            }
-        }
-    }
+    output.print(&drills);
     Ok(0)
 }
 
-/// `backstop validate FILE [--state-dir DIR]`
-#[derive(clap::Args)]
-#[command(long_about = "\
-Check a backstop.yaml and report every error at once with file:line:col, including objectives the \
-infrastructure cannot meet: a stateful component whose `rpo` is shorter than its `snapshot_every`, \
-and an MTTR target (`objectives.mttr`, or the tier default) shorter than the recovery the service's \
-last drill measured (read from the state folder's database; without one, no drills are known and \
-the text output says so).
-
-Examples:
-  backstop validate backstop.yaml
-  backstop validate backstop.yaml --state-dir /var/lib/backstop --output json
-
-Exit codes: 0 valid; 1 invalid (every error listed); 2 bad input (unreadable state database).")]
-pub struct ValidateCmd {
-    #[command(flatten)]
-    args: ValidateArgs,
-    /// State folder whose recorded drills MTTR targets are compared with (as for `serve`).
-    #[arg(long, env = "BACKSTOP_STATE_DIR", default_value = ".backstop")]
-    state_dir: PathBuf,
-}
-
-/// The last finished drill of each service in the config, from the state folder.
-pub async fn drill_evidence(
-    config: &backstop_config::Config,
-    state_dir: &std::path::Path,
-) -> Result<DrillEvidence> {
-    if !state_dir.join(backstop_store::sqlite::DB_FILE).exists() {
-        return Ok(DrillEvidence::NoState {
-            state_dir: state_dir.to_path_buf(),
-        });
+impl Render for Vec<Drill> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.is_empty() {
+            return writeln!(w, "no drills recorded");
+        }
+        writeln!(
+            w,
+            "{:<38} {:<20} {:<8} {:>10} {:>10}  STARTED",
+            "DRILL", "ENV", "STATUS", "DETECT", "RECOVER"
+        )?;
+        for d in self {
+            let r = d.result.as_ref();
+            writeln!(
+                w,
+                "{:<38} {:<20} {:<8} {:>10} {:>10}  {}",
+                d.id,
+                format!("{}/{}", d.service, d.env),
+                d.status.as_str(),
+                secs(r.and_then(|r| r.time_to_detect_ms)),
+                secs(r.and_then(|r| r.time_to_recover_ms)),
+                format_ms(d.started_at_ms)
+            )?;
+        }
+        Ok(())
     }
-    let store = SqliteStore::open_existing_dir(state_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "reading drills from {} (see --state-dir)",
-                state_dir.display()
-            )
-        })?;
-    let mut last = Vec::new();
-    for svc in &config.services {
-        let drills = store.drills(Some(&svc.name), 50).await?;
-        let Some(d) = drills
-            .into_iter()
-            .find(|d| d.status != DrillStatus::Running)
-        else {
-            continue;
-        };
-        let recovered = d
-            .result
-            .as_ref()
-            .filter(|r| r.restored)
-            .and_then(|r| r.time_to_recover_ms)
-            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
-        last.push(MeasuredRecovery {
-            service: d.service,
-            env: d.env,
-            drill_id: d.id,
-            date: format_ms(d.started_at_ms),
-            recovered,
-        });
-    }
-    store.close().await;
-    Ok(DrillEvidence::Known {
-        state_dir: state_dir.to_path_buf(),
-        last,
-    })
-}
-
-pub async fn validate(cmd: ValidateCmd) -> Result<i32> {
-    let evidence = match backstop_config::load(&cmd.args.file) {
-        Ok(config) => drill_evidence(&config, &cmd.state_dir).await?,
-        // Invalid config: its errors are the answer; drills are not looked at.
-        Err(_) => DrillEvidence::NoState {
-            state_dir: cmd.state_dir.clone(),
-        },
-    };
-    Ok(backstop_config::cli::validate_with_drills(
-        &cmd.args,
-        &evidence,
-        &mut std::io::stdout().lock(),
-    ))
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use backstop_core::model::{Phase, Rollout};
-use backstop_server::RolloutDetail;
-use serde_json::json;
+use backstop_api::releases::CreateRelease;
+use backstop_api::rollouts::{CreateRollout, RolloutDetail};
+use backstop_core::model::{Phase, Release, Rollout};
 
 use crate::client::{Client, read_token};
 
@@ -47,19 +47,20 @@ impl Embedded {
         })
     }
 
-    /// Registers `version` of `service` as this very binary with extra environment.
-    pub async fn register(
-        &self,
-        service: &str,
-        version: &str,
-        env: serde_json::Value,
-    ) -> Result<()> {
+    /// Registers `version` of `service` as this very binary running the sample service, which
+    /// fails `error_ratio` of its requests.
+    pub async fn register(&self, service: &str, version: &str, error_ratio: f64) -> Result<()> {
         let exe = std::env::current_exe()
             .context("locating the backstop binary (it runs the sample service)")?;
-        let _: serde_json::Value = self
-            .client
-            .post("/api/v1/releases", &json!({"service": service, "version": version, "file": exe.display().to_string(), "env": env}))
-            .await?;
+        let release = CreateRelease {
+            service: service.to_owned(),
+            version: version.to_owned(),
+            file: Some(exe.display().to_string()),
+            command: None,
+            env: [("DEMO_ERROR_RATIO".to_owned(), error_ratio.to_string())].into(),
+            schema: None,
+        };
+        let _: Release = self.client.post("/api/v1/releases", &release).await?;
         Ok(())
     }
 
@@ -76,7 +77,14 @@ impl Embedded {
             .client
             .post(
                 "/api/v1/rollouts",
-                &json!({"service": service, "env": env, "version": version}),
+                &CreateRollout {
+                    service: service.to_owned(),
+                    env: env.to_owned(),
+                    version: version.to_owned(),
+                    critical: false,
+                    override_freeze: false,
+                    reason: None,
+                },
             )
             .await?;
         let deadline = tokio::time::Instant::now() + limit;

@@ -1,14 +1,15 @@
 //! `backstop gate` (every pre-deployment check, for pipelines) and `backstop freeze`.
 
+use std::io::{self, Write};
+
 use anyhow::Result;
+use backstop_api::freezes::{CreateFreeze, EndFreeze, FreezeList};
+use backstop_api::gate::GateReport;
 use backstop_core::format_ms;
 use backstop_core::model::Freeze;
-use backstop_server::gate::{FreezeList, GateReport};
-use serde_json::json;
 
 use crate::client::{Client, ServerArgs};
-use crate::commands::print_json;
-use crate::{Output, OutputArgs};
+use crate::output::{OutputArgs, Render};
 
 /// Exceptions to the gate, each needing `--reason` and audited when a rollout acts on them.
 #[derive(Debug, Clone, clap::Args)]
@@ -89,33 +90,36 @@ pub async fn gate(a: GateArgs) -> Result<i32> {
         path.push_str(&format!("&reason={}", enc(r)));
     }
     let report: GateReport = Client::new(&a.server)?.get(&path).await?;
-    match a.out.output {
-        Output::Json => print_json(&report),
-        Output::Text => print_report(&report),
-    }
+    a.out.output.print(&report);
     Ok(if report.go { 0 } else { 1 })
 }
 
-fn print_report(r: &GateReport) {
-    println!(
-        "{}: {} into {}/{}",
-        if r.go { "GO" } else { "BLOCKED" },
-        r.release_id,
-        r.service,
-        r.env
-    );
-    for c in &r.checks {
-        let mark = match (c.ok, c.overridden) {
-            (true, false) => "ok  ",
-            (true, true) => "ok* ",
-            (false, _) => "FAIL",
-        };
-        println!("  {mark} {:<17} {}", c.name, c.reason);
-    }
-    if r.checks.iter().any(|c| c.overridden) {
-        println!(
-            "  (* passed by an override or as a critical change; audited when a rollout uses it)"
-        );
+impl Render for GateReport {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let r = self;
+        writeln!(
+            w,
+            "{}: {} into {}/{}",
+            if r.go { "GO" } else { "BLOCKED" },
+            r.release_id,
+            r.service,
+            r.env
+        )?;
+        for c in &r.checks {
+            let mark = match (c.ok, c.overridden) {
+                (true, false) => "ok  ",
+                (true, true) => "ok* ",
+                (false, _) => "FAIL",
+            };
+            writeln!(w, "  {mark} {:<17} {}", c.name, c.reason)?;
+        }
+        if r.checks.iter().any(|c| c.overridden) {
+            writeln!(
+                w,
+                "  (* passed by an override or as a critical change; audited when a rollout uses it)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -177,20 +181,24 @@ fn scope(service: Option<&str>, env: Option<&str>) -> String {
     }
 }
 
-fn print_freeze(f: &Freeze) {
-    let until = match (f.ended_at_ms, f.until_ms) {
-        (Some(e), _) => format!("ended {}", format_ms(e)),
-        (None, Some(u)) => format!("until {}", format_ms(u)),
-        (None, None) => "until ended".into(),
-    };
-    println!(
-        "{}  {:<20} {}  by {}  {}",
-        f.id,
-        scope(f.service.as_deref(), f.env.as_deref()),
-        until,
-        f.actor,
-        f.reason
-    );
+impl Render for Freeze {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let f = self;
+        let until = match (f.ended_at_ms, f.until_ms) {
+            (Some(e), _) => format!("ended {}", format_ms(e)),
+            (None, Some(u)) => format!("until {}", format_ms(u)),
+            (None, None) => "until ended".into(),
+        };
+        writeln!(
+            w,
+            "{}  {:<20} {}  by {}  {}",
+            f.id,
+            scope(f.service.as_deref(), f.env.as_deref()),
+            until,
+            f.actor,
+            f.reason
+        )
+    }
 }
 
 pub async fn freeze(cmd: FreezeCmd) -> Result<i32> {
@@ -206,43 +214,21 @@ pub async fn freeze(cmd: FreezeCmd) -> Result<i32> {
             let f: Freeze = Client::new(&server)?
                 .post(
                     "/api/v1/freezes",
-                    &json!({"env": env, "service": service, "reason": reason, "for": length}),
+                    &CreateFreeze {
+                        service,
+                        env,
+                        reason,
+                        length,
+                    },
                 )
                 .await?;
-            match out.output {
-                Output::Json => print_json(&f),
-                Output::Text => print_freeze(&f),
-            }
+            out.output.print(&f);
         }
         FreezeCmd::List { all, server, out } => {
             let list: FreezeList = Client::new(&server)?
                 .get(&format!("/api/v1/freezes?all={all}"))
                 .await?;
-            match out.output {
-                Output::Json => print_json(&list),
-                Output::Text => {
-                    if list.manual.is_empty() {
-                        println!("no manual freeze in effect");
-                    }
-                    for f in &list.manual {
-                        print_freeze(f);
-                    }
-                    for w in &list.scheduled {
-                        let when = match (w.in_effect, w.from_ms, w.until_ms) {
-                            (true, _, Some(u)) => format!("IN EFFECT until {}", format_ms(u)),
-                            (_, Some(next), _) => format!("next {}", format_ms(next)),
-                            _ => "past".into(),
-                        };
-                        println!(
-                            "scheduled  {:<20} {}  ({})  {}",
-                            scope(Some(&w.service), w.env.as_deref()),
-                            when,
-                            w.window,
-                            w.reason
-                        );
-                    }
-                }
-            }
+            out.output.print(&list);
         }
         FreezeCmd::End {
             id,
@@ -253,14 +239,38 @@ pub async fn freeze(cmd: FreezeCmd) -> Result<i32> {
             let f: Freeze = Client::new(&server)?
                 .post(
                     &format!("/api/v1/freezes/{}/end", enc(&id)),
-                    &json!({"reason": reason}),
+                    &EndFreeze { reason },
                 )
                 .await?;
-            match out.output {
-                Output::Json => print_json(&f),
-                Output::Text => print_freeze(&f),
-            }
+            out.output.print(&f);
         }
     }
     Ok(0)
+}
+
+impl Render for FreezeList {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.manual.is_empty() {
+            writeln!(w, "no manual freeze in effect")?;
+        }
+        for f in &self.manual {
+            f.text(w)?;
+        }
+        for window in &self.scheduled {
+            let when = match (window.in_effect, window.from_ms, window.until_ms) {
+                (true, _, Some(u)) => format!("IN EFFECT until {}", format_ms(u)),
+                (_, Some(next), _) => format!("next {}", format_ms(next)),
+                _ => "past".into(),
+            };
+            writeln!(
+                w,
+                "scheduled  {:<20} {}  ({})  {}",
+                scope(Some(&window.service), window.env.as_deref()),
+                when,
+                window.window,
+                window.reason
+            )?;
+        }
+        Ok(())
+    }
 }

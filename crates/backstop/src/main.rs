@@ -10,15 +10,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 
+mod analyze;
 mod client;
 mod commands;
 mod config_cmd;
+mod config_file;
 mod drill;
 mod embedded;
 mod gate;
 mod migrations;
+mod output;
 mod quickstart;
 
 #[derive(Parser)]
@@ -36,21 +39,6 @@ struct Cli {
     command: Cmd,
 }
 
-/// How results are printed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct OutputArgs {
-    /// Print text for people or JSON for programs.
-    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-}
-
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the whole loop on this machine: good release promoted, bad release caught and rolled back.
@@ -59,7 +47,7 @@ enum Cmd {
     Serve(ServeArgs),
     /// Check a backstop.yaml and report every error at once with file:line:col (objectives
     /// against snapshot intervals and recorded drills included).
-    Validate(drill::ValidateCmd),
+    Validate(config_file::ValidateCmd),
     /// Config helpers: JSON Schema, effective config, a starter file; params snapshots (history,
     /// diff, snapshot, restore).
     #[command(subcommand)]
@@ -89,7 +77,7 @@ enum Cmd {
     #[command(subcommand)]
     Audit(commands::AuditCmd),
     /// Replay a canary scenario file through a judge (see the backstop-scenario/v1 spec).
-    Analyze(backstop_judge::cli::AnalyzeArgs),
+    Analyze(analyze::AnalyzeArgs),
     /// Database migrations: prove every down restores the schema; apply them keeping the downs
     /// that schema-aware rollbacks run.
     #[command(subcommand)]
@@ -112,7 +100,7 @@ enum ConfigCmd {
     /// Print the JSON Schema of backstop.yaml (for editors).
     Schema,
     /// Print a config, with `--effective` every default filled in.
-    Show(backstop_config::cli::ShowArgs),
+    Show(config_file::ShowArgs),
     /// Print a commented starter backstop.yaml.
     Init,
     /// List an environment's config snapshots (taken before every rollout).
@@ -132,8 +120,8 @@ enum ConfigCmd {
 #[derive(Subcommand)]
 enum MigrationsCmd {
     /// Lint a migration set and prove up -> down -> up on a scratch SQLite or PostgreSQL database.
-    #[command(long_about = backstop_migrate::cli::CHECK_LONG_ABOUT)]
-    Check(backstop_migrate::cli::MigrationsCheckArgs),
+    #[command(long_about = migrations::CHECK_LONG_ABOUT)]
+    Check(migrations::MigrationsCheckArgs),
     /// Check, then apply what a database has not applied yet, keeping each proven down in it.
     Apply(migrations::ApplyArgs),
     /// What a database's migration history says was applied (and which downs are proven).
@@ -143,7 +131,7 @@ enum MigrationsCmd {
 #[derive(Subcommand)]
 enum BenchCmd {
     /// Judges against an oracle and the Flagger tutorial preset on seeded scenario families.
-    Canary(backstop_judge::cli::BenchCanaryArgs),
+    Canary(analyze::BenchCanaryArgs),
 }
 
 #[derive(clap::Args)]
@@ -170,11 +158,11 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Cmd::Config(ConfigCmd::Schema) => backstop_config::cli::run_schema(),
-        Cmd::Config(ConfigCmd::Show(args)) => backstop_config::cli::run_show(&args),
-        Cmd::Config(ConfigCmd::Init) => backstop_config::cli::run_init(),
-        Cmd::Analyze(args) => backstop_judge::cli::run_analyze(&args),
-        Cmd::Bench(BenchCmd::Canary(args)) => backstop_judge::cli::run_bench_canary(&args),
+        Cmd::Config(ConfigCmd::Schema) => config_file::schema(),
+        Cmd::Config(ConfigCmd::Show(args)) => config_file::show(&args),
+        Cmd::Config(ConfigCmd::Init) => config_file::init(),
+        Cmd::Analyze(args) => analyze::run_analyze(&args),
+        Cmd::Bench(BenchCmd::Canary(args)) => analyze::run_bench_canary(&args),
         Cmd::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -217,10 +205,8 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Config(ConfigCmd::Snapshot(a)) => config_cmd::snapshot(a).await,
             Cmd::Config(ConfigCmd::Restore(a)) => config_cmd::restore(a).await,
             Cmd::Drill(a) => drill::drill(a).await,
-            Cmd::Validate(c) => drill::validate(c).await,
-            Cmd::Migrations(MigrationsCmd::Check(args)) => {
-                Ok(backstop_migrate::cli::run_check(&args).await)
-            }
+            Cmd::Validate(c) => config_file::validate(c).await,
+            Cmd::Migrations(MigrationsCmd::Check(args)) => Ok(migrations::check(&args).await),
             Cmd::Migrations(MigrationsCmd::Apply(a)) => migrations::apply(a).await,
             Cmd::Migrations(MigrationsCmd::Status(a)) => migrations::status(a).await,
             Cmd::DemoApp(args) => {

@@ -1,24 +1,159 @@
-//! `backstop migrations apply` and `status`: apply a checked migration set to a real database,
-//! keeping in that database what schema-aware rollbacks need (each down script, its digest, and
-//! whether it was proven reversible).
+//! `backstop migrations check`: lint a migration set and prove every down on a scratch
+//! database; `apply` and `status`: apply a checked migration set to a real database, keeping in
+//! that database what schema-aware rollbacks need (each down script, its digest, and whether it
+//! was proven reversible).
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use backstop_core::schema::AppliedMigration;
 use backstop_migrate::Engine;
 use backstop_migrate::apply::{self, apply_up};
-use backstop_migrate::report::{CheckOptions, check_with};
+use backstop_migrate::report::{CheckError, CheckOptions, Report, check_with, render_text};
 use clap::Args;
-use serde_json::json;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use serde::Serialize;
 
-use crate::commands::print_json;
-use crate::{Output, OutputArgs};
+use crate::output::{self, Output, OutputArgs, Render};
+
+/// `--engine`: the [`Engine`] migrations are written for.
+fn engine() -> impl TypedValueParser<Value = Engine> {
+    PossibleValuesParser::new(["sqlite", "postgres"]).map(|v| {
+        if v == "postgres" {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    })
+}
+
+/// The long help of `backstop migrations check` (the binary puts it on its subcommand too,
+/// since a doc comment there would replace it).
+pub const CHECK_LONG_ABOUT: &str = "Read the migration set in DIR (paired .up.sql/.down.sql, diesel, sqlx, Flyway V/U, \
+sqitch, goose, dbmate or Liquibase formatted SQL; detected from the files), parse every script with \
+the engine's parser, lint it (missing or no-op downs, destructive operations, changes that break the \
+previous version, non-transactional statements, squawk's PostgreSQL rules), compare checksums with \
+DIR/backstop.sum if there is one, and prove on a scratch database that for every migration \
+up -> down -> up gives back the schema it started from.
+
+Annotations in any script: `-- backstop:irreversible [reason]` (no down expected; rollback plans \
+refuse to cross it), `-- backstop:forward-only` (accept it), `-- backstop:phase \
+expand|backfill|contract|irreversible`, `-- no-transaction`.
+
+Examples:
+  backstop migrations check db/migrations
+  backstop migrations check db/migrations --engine postgres            # temporary PostgreSQL cluster
+  backstop migrations check db/migrations --engine postgres --database-url postgres://u:p@host/db
+  backstop migrations check db/migrations --write-sum                  # record checksums
+  backstop migrations check db/migrations --output json | jq '.migrations[] | select(.proven | not)'
+
+Exit codes: 0 every migration proven (or declared irreversible) and no error finding; 1 an error \
+finding or a failed proof; 2 bad input (unreadable layout, SQL that does not parse: file:line, \
+colliding versions, PostgreSQL not installed); 3 the scratch database cannot be reached or started.";
+
+/// `backstop migrations check DIR`: lint a migration set and prove every down on a scratch database.
+#[derive(Debug, Clone, Args)]
+#[command(long_about = CHECK_LONG_ABOUT)]
+pub struct MigrationsCheckArgs {
+    /// The folder holding the migration set.
+    pub dir: PathBuf,
+    /// The database engine the migrations are written for (and proven on).
+    #[arg(long, value_parser = engine(), default_value = "sqlite")]
+    pub engine: Engine,
+    /// PostgreSQL server to create the scratch database in (default: start a temporary cluster).
+    /// The password in it is never printed.
+    #[arg(long, env = "BACKSTOP_MIGRATIONS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Print text for people or JSON for programs.
+    #[arg(
+        long,
+        short = 'o',
+        value_parser = output::described(
+            "A table per migration for people",
+            "One JSON object on stdout (the shape in spec/migrations-check.md)"
+        ),
+        default_value = "text"
+    )]
+    pub output: Output,
+    /// Write (refresh) DIR/backstop.sum with the checksums of every script instead of comparing.
+    #[arg(long)]
+    pub write_sum: bool,
+}
+
+/// Runs the check and prints the report; returns the exit code (see the long help).
+pub async fn check(args: &MigrationsCheckArgs) -> i32 {
+    let opts = CheckOptions {
+        engine: args.engine,
+        database_url: args.database_url.as_deref(),
+        write_sum: args.write_sum,
+    };
+    match check_with(&args.dir, &opts).await {
+        Ok(report) => {
+            args.output.print(&report);
+            report.exit_code()
+        }
+        Err(e) => {
+            let (file, line, message) = match &e {
+                CheckError::Input(i) => (
+                    Some(i.file.display().to_string()),
+                    i.line,
+                    i.message.clone(),
+                ),
+                CheckError::Proof(p) => (None, None, p.to_string()),
+            };
+            args.output.print(&CheckFailed {
+                engine: args.engine,
+                error: FailedAt {
+                    file,
+                    line,
+                    message,
+                },
+                ok: false,
+            });
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+impl Render for Report {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        write!(w, "{}", render_text(self))
+    }
+}
+
+/// A check that could not run: JSON says where it stopped; the text is the error on stderr.
+#[derive(Serialize)]
+struct CheckFailed {
+    engine: Engine,
+    error: FailedAt,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct FailedAt {
+    file: Option<String>,
+    line: Option<u32>,
+    message: String,
+}
+
+impl Render for CheckFailed {
+    fn text(&self, _: &mut dyn Write) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// One line.
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+}
 
 /// Where the database is: a URL, or the environment variable holding it.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// The database engine.
-    #[arg(long, value_enum, default_value = "sqlite")]
+    #[arg(long, value_parser = engine(), default_value = "sqlite")]
     pub engine: Engine,
     /// The database URL (`sqlite:///var/lib/app.db`, `postgres://user@host/db`). Prefer
     /// --database-url-env so the password is not in your shell history.
@@ -127,17 +262,16 @@ pub async fn apply(a: ApplyArgs) -> Result<i32> {
         .map(|m| m.version.clone())
         .collect();
     if !blocking.is_empty() && !a.allow_unproven {
-        match a.out.output {
-            Output::Json => {
-                print_json(&json!({"applied": [], "blocking": blocking, "check": report}))
-            }
-            Output::Text => {
-                print!("{}", backstop_migrate::report::render_text(&report));
-                eprintln!(
-                    "nothing applied: migration(s) {} failed the check (fix the findings, or --allow-unproven to record them as unproven)",
-                    blocking.join(", ")
-                );
-            }
+        a.out.output.print(&Refused {
+            applied: [],
+            blocking: &blocking,
+            check: &report,
+        });
+        if a.out.output == Output::Text {
+            eprintln!(
+                "nothing applied: migration(s) {} failed the check (fix the findings, or --allow-unproven to record them as unproven)",
+                blocking.join(", ")
+            );
         }
         return Ok(1);
     }
@@ -157,51 +291,91 @@ pub async fn apply(a: ApplyArgs) -> Result<i32> {
         Ok(v) => (v, None),
         Err(e) => (vec![], Some(e.to_string())),
     };
-    match a.out.output {
-        Output::Json => print_json(&json!({
-            "applied": applied, "error": error, "history": history,
-        })),
-        Output::Text => {
-            if applied.is_empty() && error.is_none() {
-                println!("nothing to apply: the database is at {}", current(&history));
-            }
-            for v in &applied {
-                println!("applied {v}");
-            }
-            if let Some(e) = &error {
-                eprintln!("error: {e}");
-            }
-            println!("database schema: {}", current(&history));
-        }
+    let outcome = Applied {
+        applied,
+        error,
+        history,
+    };
+    a.out.output.print(&outcome);
+    if let (Output::Text, Some(e)) = (a.out.output, &outcome.error) {
+        eprintln!("error: {e}");
     }
-    Ok(if error.is_some() { 1 } else { 0 })
+    Ok(if outcome.error.is_some() { 1 } else { 0 })
+}
+
+/// Nothing applied: migrations this run would apply failed the check.
+#[derive(Serialize)]
+struct Refused<'a> {
+    applied: [String; 0],
+    blocking: &'a [String],
+    check: &'a Report,
+}
+
+impl Render for Refused<'_> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        self.check.text(w)
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
+    }
+}
+
+/// What a run applied (the error it stopped on, if any) and the database's history after it.
+#[derive(Serialize)]
+struct Applied {
+    applied: Vec<String>,
+    error: Option<String>,
+    history: Vec<AppliedMigration>,
+}
+
+impl Render for Applied {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.applied.is_empty() && self.error.is_none() {
+            writeln!(
+                w,
+                "nothing to apply: the database is at {}",
+                current(&self.history)
+            )?;
+        }
+        for v in &self.applied {
+            writeln!(w, "applied {v}")?;
+        }
+        writeln!(w, "database schema: {}", current(&self.history))
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
+    }
 }
 
 pub async fn status(a: StatusArgs) -> Result<i32> {
     let url = a.db.url()?;
     let history = apply::history(a.db.engine, &url).await?;
-    match a.out.output {
-        Output::Json => print_json(&history),
-        Output::Text => {
-            if history.is_empty() {
-                println!("no migration applied by Backstop in this database");
-            }
-            for m in &history {
-                let down = match (&m.irreversible, m.has_down, m.proven) {
-                    (Some(reason), _, _) => format!("irreversible: {reason}"),
-                    (None, false, _) => "no down".to_string(),
-                    (None, true, true) => "down proven".to_string(),
-                    (None, true, false) => "down NOT proven".to_string(),
-                };
-                let phase = m.phase.as_deref().unwrap_or("-");
-                println!("{:<16} {:<32} {:<12} {down}", m.version, m.name, phase);
-            }
-        }
-    }
+    a.out.output.print(&history);
     Ok(0)
 }
 
-fn current(history: &[backstop_core::schema::AppliedMigration]) -> String {
+impl Render for Vec<AppliedMigration> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.is_empty() {
+            writeln!(w, "no migration applied by Backstop in this database")?;
+        }
+        for m in self {
+            let down = match (&m.irreversible, m.has_down, m.proven) {
+                (Some(reason), _, _) => format!("irreversible: {reason}"),
+                (None, false, _) => "no down".to_string(),
+                (None, true, true) => "down proven".to_string(),
+                (None, true, false) => "down NOT proven".to_string(),
+            };
+            let phase = m.phase.as_deref().unwrap_or("-");
+            writeln!(w, "{:<16} {:<32} {:<12} {down}", m.version, m.name, phase)?;
+        }
+        Ok(())
+    }
+}
+
+fn current(history: &[AppliedMigration]) -> String {
     history
         .last()
         .map_or_else(|| "(empty)".to_string(), |m| m.version.clone())

@@ -3,19 +3,21 @@
 //! child processes of this same binary (`backstop demo-app`); a steady load goes through the
 //! proxy while a good release is promoted and a bad one is caught and rolled back.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use backstop_api::audit::AuditVerification;
+use backstop_api::rollouts::{RolloutDetail, Timeline};
 use backstop_core::format_ms;
 use backstop_core::model::Phase;
 use backstop_drivers::load::{LoadConfig, LoadGen};
-use backstop_server::RolloutDetail;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::embedded::Embedded;
-use crate::{Output, OutputArgs};
+use crate::output::{self, Output, OutputArgs, Render};
 
 #[derive(clap::Args)]
 pub struct QuickstartArgs {
@@ -138,13 +140,7 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
         ("v2", GOOD_ERROR_RATIO),
         ("v3", args.bad_error_ratio),
     ] {
-        daemon
-            .register(
-                SERVICE,
-                version,
-                json!({"DEMO_ERROR_RATIO": ratio.to_string()}),
-            )
-            .await?;
+        daemon.register(SERVICE, version, ratio).await?;
     }
     p.say(&format!(
         "Registered releases v1, v2 (good: {:.1} % errors) and v3 (bad: {:.1} % errors)",
@@ -183,58 +179,23 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
 
     let v3_failed = traffic.failed_by_version.get("v3").copied().unwrap_or(0);
     let v3_ok = traffic.ok_by_version.get("v3").copied().unwrap_or(0);
-    let verification: backstop_server::api::AuditVerification =
-        client.get("/api/v1/audit/verify").await?;
+    let verification: AuditVerification = client.get("/api/v1/audit/verify").await?;
     let promoted = v2.rollout.phase == Phase::Promoted;
     let rolled_back = v3.rollout.phase == Phase::Recovered;
 
-    match args.out.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "v2": {"phase": v2.rollout.phase, "timeline": v2.timeline},
-                "v3": {"phase": v3.rollout.phase, "timeline": v3.timeline, "verdict": v3.rollout.verdict},
-                "traffic": {"sent": traffic.sent, "failed": traffic.failed, "failed_on_v3": v3_failed, "served_by_v3": v3_ok + v3_failed},
-                "audit": verification,
-                "api": api,
-                "state_dir": state_dir,
-            }))?
-        ),
-        Output::Text => {
-            println!();
-            println!(
-                "v2 was {}.",
-                if promoted { "promoted" } else { "NOT promoted" }
-            );
-            println!(
-                "v3 was {}.",
-                if rolled_back {
-                    "rolled back"
-                } else {
-                    "NOT rolled back"
-                }
-            );
-            println!();
-            print_timeline(&v3, v3_failed, v3_ok + v3_failed);
-            println!();
-            println!(
-                "Traffic: {} requests sent, {} failed in all ({} on v3; the good versions fail {:.1} % by design).",
-                traffic.sent,
-                traffic.failed,
-                v3_failed,
-                GOOD_ERROR_RATIO * 100.0
-            );
-            println!(
-                "Audit: {} records, chain {}.",
-                verification.records,
-                if verification.ok {
-                    "verified"
-                } else {
-                    "BROKEN"
-                }
-            );
-        }
-    }
+    args.out.output.print(&Summary {
+        api: &api,
+        audit: &verification,
+        state_dir: &state_dir,
+        traffic: Traffic {
+            failed: traffic.failed,
+            failed_on_v3: v3_failed,
+            sent: traffic.sent,
+            served_by_v3: v3_ok + v3_failed,
+        },
+        v2: Outcome::of(&v2, false),
+        v3: Outcome::of(&v3, true),
+    });
 
     if args.keep {
         println!(
@@ -288,33 +249,52 @@ async fn start_and_follow(
     Ok(d)
 }
 
-fn print_timeline(d: &RolloutDetail, failed: u64, served: u64) {
+fn write_timeline(
+    w: &mut dyn Write,
+    d: &RolloutDetail,
+    failed: u64,
+    served: u64,
+) -> io::Result<()> {
     let t = &d.timeline;
     let start = t.started_at_ms;
     let at = |ms: Option<i64>| match ms {
         Some(ms) => format!("{}  +{:>6.2}s", format_ms(ms), (ms - start) as f64 / 1000.0),
         None => "(did not happen)".to_string(),
     };
-    println!("Timeline of the bad release (v3):");
-    println!("  rollout start          {}", at(Some(start)));
-    println!(
+    writeln!(w, "Timeline of the bad release (v3):")?;
+    writeln!(w, "  rollout start          {}", at(Some(start)))?;
+    writeln!(
+        w,
         "  first canary request   {}",
         at(t.first_canary_request_at_ms)
-    );
-    println!("  verdict: fail          {}", at(t.verdict_at_ms));
-    println!("  rollback start         {}", at(t.rollback_started_at_ms));
-    println!("  traffic restored       {}", at(t.traffic_restored_at_ms));
+    )?;
+    writeln!(w, "  verdict: fail          {}", at(t.verdict_at_ms))?;
+    writeln!(
+        w,
+        "  rollback start         {}",
+        at(t.rollback_started_at_ms)
+    )?;
+    writeln!(
+        w,
+        "  traffic restored       {}",
+        at(t.traffic_restored_at_ms)
+    )?;
     let secs =
         |ms: Option<i64>| ms.map_or("-".to_string(), |m| format!("{:.2} s", m as f64 / 1000.0));
-    println!(
+    writeln!(
+        w,
         "  time to detect  (first canary request → verdict):          {}",
         secs(t.time_to_detect_ms)
-    );
-    println!(
+    )?;
+    writeln!(
+        w,
         "  time to restore (first canary request → traffic restored): {}",
         secs(t.time_to_restore_ms)
-    );
-    println!("  failed user requests on v3: {failed} of {served} it served");
+    )?;
+    writeln!(
+        w,
+        "  failed user requests on v3: {failed} of {served} it served"
+    )?;
     let signals = d
         .rollout
         .verdict
@@ -322,10 +302,102 @@ fn print_timeline(d: &RolloutDetail, failed: u64, served: u64) {
         .and_then(|v| v.get("signals"))
         .and_then(|s| s.as_array());
     for s in signals.into_iter().flatten() {
-        println!(
+        writeln!(
+            w,
             "  judge · {}: {}",
             s.get("signal").and_then(|x| x.as_str()).unwrap_or("?"),
             s.get("verdict").and_then(|x| x.as_str()).unwrap_or("?")
-        );
+        )?;
+    }
+    Ok(())
+}
+
+/// What the quickstart showed.
+#[derive(Serialize)]
+struct Summary<'a> {
+    api: &'a str,
+    audit: &'a AuditVerification,
+    state_dir: &'a Path,
+    traffic: Traffic,
+    v2: Outcome<'a>,
+    v3: Outcome<'a>,
+}
+
+#[derive(Serialize)]
+struct Traffic {
+    failed: u64,
+    failed_on_v3: u64,
+    sent: u64,
+    served_by_v3: u64,
+}
+
+/// How one release's rollout ended.
+#[derive(Serialize)]
+struct Outcome<'a> {
+    #[serde(skip)]
+    detail: &'a RolloutDetail,
+    phase: Phase,
+    timeline: &'a Timeline,
+    /// Only for the bad release: what the judge said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'a Option<Value>>,
+}
+
+impl<'a> Outcome<'a> {
+    fn of(detail: &'a RolloutDetail, with_verdict: bool) -> Self {
+        Outcome {
+            detail,
+            phase: detail.rollout.phase,
+            timeline: &detail.timeline,
+            verdict: with_verdict.then_some(&detail.rollout.verdict),
+        }
+    }
+}
+
+impl Render for Summary<'_> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let promoted = self.v2.phase == Phase::Promoted;
+        let rolled_back = self.v3.phase == Phase::Recovered;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "v2 was {}.",
+            if promoted { "promoted" } else { "NOT promoted" }
+        )?;
+        writeln!(
+            w,
+            "v3 was {}.",
+            if rolled_back {
+                "rolled back"
+            } else {
+                "NOT rolled back"
+            }
+        )?;
+        writeln!(w)?;
+        write_timeline(
+            w,
+            self.v3.detail,
+            self.traffic.failed_on_v3,
+            self.traffic.served_by_v3,
+        )?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "Traffic: {} requests sent, {} failed in all ({} on v3; the good versions fail {:.1} % by design).",
+            self.traffic.sent,
+            self.traffic.failed,
+            self.traffic.failed_on_v3,
+            GOOD_ERROR_RATIO * 100.0
+        )?;
+        writeln!(
+            w,
+            "Audit: {} records, chain {}.",
+            self.audit.records,
+            if self.audit.ok { "verified" } else { "BROKEN" }
+        )
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        output::sorted_json(self)
     }
 }

@@ -1,25 +1,88 @@
-//! Command-line front ends: `backstop analyze` and `backstop bench canary` (wired by the binary).
+//! `backstop analyze` (replay a scenario file through a judge) and `backstop bench canary` (the
+//! seeded canary benchmark): the command-line front ends of `backstop-judge`.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{self, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backstop_judge::bench::{BenchConfig, BenchReport, families, run_bench, runs_for};
+use backstop_judge::scenario::{read_scenario, replay};
+use backstop_judge::threshold::{Counting, ThresholdPreset};
+use backstop_judge::{JudgeKind, JudgeSettings, SignalKind, build};
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::bench::{BenchConfig, families, run_bench, runs_for};
-use crate::scenario::{read_scenario, replay};
-use crate::threshold::{Counting, ThresholdPreset};
-use crate::{JudgeKind, JudgeSettings, SignalKind, build};
+use crate::output::{self, Output, Render};
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum OutputFormat {
-    /// Human-readable text.
-    #[default]
-    Text,
-    /// One JSON object on stdout.
-    Json,
+/// Help of the two values of `--output` on these commands.
+const TEXT_HELP: &str = "Human-readable text";
+const JSON_HELP: &str = "One JSON object on stdout";
+
+/// `--judge`: a [`JudgeKind`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JudgeArg {
+    Sequential,
+    Kayenta,
+    Threshold,
+}
+
+impl From<JudgeArg> for JudgeKind {
+    fn from(a: JudgeArg) -> Self {
+        match a {
+            JudgeArg::Sequential => JudgeKind::Sequential,
+            JudgeArg::Kayenta => JudgeKind::Kayenta,
+            JudgeArg::Threshold => JudgeKind::Threshold,
+        }
+    }
+}
+
+/// `--signals`: a [`SignalKind`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignalArg {
+    /// Error ratio (errors / requests): higher is worse.
+    Errors,
+    /// Latency distribution from histogram buckets: slower is worse.
+    Latency,
+}
+
+impl From<SignalArg> for SignalKind {
+    fn from(a: SignalArg) -> Self {
+        match a {
+            SignalArg::Errors => SignalKind::Errors,
+            SignalArg::Latency => SignalKind::Latency,
+        }
+    }
+}
+
+/// `--preset`: a [`ThresholdPreset`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// Flagger's Istio tutorial: interval 1m, threshold 5 (rollback after ~5 failed minutes).
+    FlaggerTutorial,
+    /// Flagger's code defaults: interval 60s, threshold 1.
+    FlaggerDefault,
+    /// Flagger README / how-it-works: interval 1m, threshold 10.
+    FlaggerReadme,
+    /// Flagger NGINX/Traefik/Skipper/APISIX tutorials: interval 10s, threshold 10.
+    FlaggerFast,
+    /// Argo Rollouts analysis docs: interval 5m, failureLimit 3 (fails on the 4th failed measurement).
+    ArgoDocs,
+    /// Argo Rollouts example templates: interval 5s, failureLimit 1.
+    ArgoExample,
+}
+
+impl From<PresetArg> for ThresholdPreset {
+    fn from(a: PresetArg) -> Self {
+        match a {
+            PresetArg::FlaggerTutorial => ThresholdPreset::FlaggerTutorial,
+            PresetArg::FlaggerDefault => ThresholdPreset::FlaggerDefault,
+            PresetArg::FlaggerReadme => ThresholdPreset::FlaggerReadme,
+            PresetArg::FlaggerFast => ThresholdPreset::FlaggerFast,
+            PresetArg::ArgoDocs => ThresholdPreset::ArgoDocs,
+            PresetArg::ArgoExample => ThresholdPreset::ArgoExample,
+        }
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -32,13 +95,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct AnalyzeArgs {
     /// Which judge decides.
     #[arg(long, value_enum, default_value = "sequential")]
-    pub judge: JudgeKind,
+    pub judge: JudgeArg,
     /// False-alarm rate promised over the whole analysis (sequential judge).
     #[arg(long, default_value_t = 0.01)]
     pub alpha: f64,
     /// Signals to analyse, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["errors", "latency"])]
-    pub signals: Vec<SignalKind>,
+    pub signals: Vec<SignalArg>,
     /// Sequential: smallest canary/baseline odds ratio the mixture is tuned for.
     #[arg(long, help_heading = "Sequential judge")]
     pub min_odds_ratio: Option<f64>,
@@ -62,7 +125,7 @@ pub struct AnalyzeArgs {
     pub critical_errors: bool,
     /// Threshold: documented defaults of Flagger / Argo Rollouts.
     #[arg(long, value_enum, help_heading = "Threshold judge")]
-    pub preset: Option<ThresholdPreset>,
+    pub preset: Option<PresetArg>,
     /// Threshold: length of one check, e.g. 1m (overrides the preset).
     #[arg(long, value_parser = parse_duration, help_heading = "Threshold judge")]
     pub check_interval: Option<Duration>,
@@ -82,8 +145,8 @@ pub struct AnalyzeArgs {
     #[arg(long, help_heading = "Threshold judge")]
     pub min_requests: Option<u64>,
     /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value = "text")]
-    pub output: OutputFormat,
+    #[arg(long, short = 'o', value_parser = output::described(TEXT_HELP, JSON_HELP), default_value = "text")]
+    pub output: Output,
     /// Scenario file (backstop-scenario/v1, JSON Lines); `-` reads stdin.
     pub file: PathBuf,
 }
@@ -98,9 +161,9 @@ impl AnalyzeArgs {
             return Err("--signals needs at least one of errors, latency".into());
         }
         let mut s = JudgeSettings {
-            judge: self.judge,
+            judge: self.judge.into(),
             alpha: self.alpha,
-            signals: self.signals.clone(),
+            signals: self.signals.iter().map(|&s| s.into()).collect(),
             ..JudgeSettings::default()
         };
         if let Some(v) = self.min_odds_ratio {
@@ -132,7 +195,7 @@ impl AnalyzeArgs {
         }
         s.kayenta.critical_errors |= self.critical_errors;
         if let Some(p) = self.preset {
-            s.threshold.preset = p;
+            s.threshold.preset = p.into();
         }
         if let Some(v) = self.check_interval {
             if v.is_zero() {
@@ -250,28 +313,32 @@ pub fn run_analyze(args: &AnalyzeArgs) -> i32 {
     };
     let mut judge = build(&settings);
     let outcome = replay(judge.as_mut(), &scenario.intervals);
-    match args.output {
-        OutputFormat::Json => println!("{}", outcome.report),
-        OutputFormat::Text => print!(
-            "{}",
-            text_report(&outcome.report, &scenario.name, outcome.intervals_seen)
-        ),
-    }
-    if outcome.report["verdict"] == "fail" {
-        1
-    } else {
-        0
-    }
+    let failed = outcome.report["verdict"] == "fail";
+    args.output.print(&Analysis {
+        text: text_report(&outcome.report, &scenario.name, outcome.intervals_seen),
+        report: outcome.report,
+    });
+    if failed { 1 } else { 0 }
 }
 
-/// Reads all of `reader` as scenario text (for callers that hold a reader rather than a file).
-pub fn analyze_reader<R: BufRead>(
-    reader: R,
-    settings: &JudgeSettings,
-) -> Result<Value, crate::ScenarioError> {
-    let scenario = read_scenario(reader)?;
-    let mut judge = build(settings);
-    Ok(replay(judge.as_mut(), &scenario.intervals).report)
+/// A judge's report (the scenario spec's shape) and its text for reading.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Analysis {
+    report: Value,
+    #[serde(skip)]
+    text: String,
+}
+
+impl Render for Analysis {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        w.write_all(self.text.as_bytes())
+    }
+
+    /// One line, as the scenario spec shows it.
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(&self.report)
+    }
 }
 
 /// `backstop bench canary`: the canary benchmark.
@@ -303,8 +370,8 @@ pub struct BenchCanaryArgs {
     #[arg(long, default_value = "0s", value_parser = parse_bench_onset)]
     pub onset: std::time::Duration,
     /// Output format on stdout.
-    #[arg(long, short = 'o', value_enum, default_value = "text")]
-    pub output: OutputFormat,
+    #[arg(long, short = 'o', value_parser = output::described(TEXT_HELP, JSON_HELP), default_value = "text")]
+    pub output: Output,
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
@@ -371,9 +438,8 @@ pub fn run_bench_canary(args: &BenchCanaryArgs) -> i32 {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let json = report.to_json();
     if let Some(path) = &args.json_out {
-        let text = match serde_json::to_string_pretty(&json) {
+        let text = match serde_json::to_string_pretty(&report.to_json()) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: cannot encode the report: {e}");
@@ -385,15 +451,33 @@ pub fn run_bench_canary(args: &BenchCanaryArgs) -> i32 {
             return 2;
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    let written = match args.output {
-        OutputFormat::Json => writeln!(stdout, "{json}"),
-        OutputFormat::Text => write!(stdout, "{}", report.render_text()),
-    };
-    if written.is_err() {
+    if args
+        .output
+        .write(&Bench(report), &mut io::stdout().lock())
+        .is_err()
+    {
         return 2;
     }
     0
+}
+
+/// The benchmark's tables, or its JSON report on one line.
+struct Bench(BenchReport);
+
+impl Serialize for Bench {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.to_json().serialize(s)
+    }
+}
+
+impl Render for Bench {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        write!(w, "{}", self.0.render_text())
+    }
+
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(&self.0.to_json())
+    }
 }
 
 #[cfg(test)]
@@ -477,8 +561,9 @@ mod tests {
 
     #[test]
     fn analyze_reader_reports_in_the_spec_shape() {
-        let report = analyze_reader(scenario(true).as_bytes(), &JudgeSettings::default())
-            .expect("valid scenario");
+        let scenario = read_scenario(scenario(true).as_bytes()).expect("valid scenario");
+        let mut judge = build(&JudgeSettings::default());
+        let report = replay(judge.as_mut(), &scenario.intervals).report;
         assert_eq!(report["judge"], "sequential");
         assert_eq!(report["verdict"], "fail");
         assert_eq!(report["decided_at_s"], 5);

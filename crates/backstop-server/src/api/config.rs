@@ -1,4 +1,4 @@
-//! `/api/v1/config/{service}/{env}/…`: config snapshot history, on-demand snapshots, diffs and
+//! `/config/{service}/{env}/…`: config snapshot history, on-demand snapshots, diffs and
 //! restores. Taking and restoring are audited; secrets never appear in any answer (only their
 //! reference and whether they changed).
 
@@ -8,19 +8,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use backstop_api::ErrorBody;
+use backstop_api::config::{
+    ConfigDiff, DiffQuery, RestoreOutcome, RestoreRequest, SnapshotTaken, TakeSnapshot,
+};
 use backstop_core::event::EventKind;
 use backstop_core::snapshot::ConfigSnapshot;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
 
+use super::Body;
 use crate::Ctx;
-use crate::api::Body;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::snapshots::{ConfigDiff, RestoreOutcome};
+use crate::error::{ApiError, ApiResult};
 
-pub fn routes() -> Router<Arc<Ctx>> {
+pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
         .route(
             "/config/{service}/{env}/snapshots",
@@ -28,40 +29,6 @@ pub fn routes() -> Router<Arc<Ctx>> {
         )
         .route("/config/{service}/{env}/diff", get(diff))
         .route("/config/{service}/{env}/restore", post(restore))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TakeSnapshot {
-    /// Why, in words: recorded with the snapshot and in the audit log.
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SnapshotTaken {
-    pub snapshot: ConfigSnapshot,
-    /// False when nothing changed since the latest snapshot (its version is reused).
-    pub new_version: bool,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
-    /// The snapshot version to put back.
-    pub snapshot: i64,
-    /// Why, in words: recorded in the audit log.
-    pub reason: String,
-    /// Only say what would be written.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DiffQuery {
-    /// Snapshot version to compare from (default: the latest).
-    pub from: Option<i64>,
-    /// Snapshot version to compare to (default: the live files now).
-    pub to: Option<i64>,
 }
 
 fn known_env(ctx: &Ctx, service: &str, env: &str) -> ApiResult<()> {
@@ -83,7 +50,7 @@ fn known_env(ctx: &Ctx, service: &str, env: &str) -> ApiResult<()> {
 /// Snapshot versions of an environment's params, newest first.
 #[utoipa::path(get, path = "/api/v1/config/{service}/{env}/snapshots",
     responses((status = 200, body = Vec<ConfigSnapshot>), (status = 404, body = ErrorBody)))]
-pub async fn list_snapshots(
+pub(super) async fn list_snapshots(
     State(ctx): State<Arc<Ctx>>,
     Path((service, env)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<ConfigSnapshot>>> {
@@ -94,7 +61,7 @@ pub async fn list_snapshots(
 /// Takes a snapshot now (201 with a new version, 200 when nothing changed since the latest).
 #[utoipa::path(post, path = "/api/v1/config/{service}/{env}/snapshots", request_body = TakeSnapshot,
     responses((status = 201, body = SnapshotTaken), (status = 200, body = SnapshotTaken), (status = 404, body = ErrorBody)))]
-pub async fn take_snapshot(
+pub(super) async fn take_snapshot(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
     Path((service, env)): Path<(String, String)>,
@@ -141,7 +108,7 @@ pub async fn take_snapshot(
 #[utoipa::path(get, path = "/api/v1/config/{service}/{env}/diff",
     params(("from" = Option<i64>, Query), ("to" = Option<i64>, Query)),
     responses((status = 200, body = ConfigDiff), (status = 404, body = ErrorBody)))]
-pub async fn diff(
+pub(super) async fn diff(
     State(ctx): State<Arc<Ctx>>,
     Path((service, env)): Path<(String, String)>,
     Query(q): Query<DiffQuery>,
@@ -154,7 +121,7 @@ pub async fn diff(
 /// alone, so restoring twice is a no-op). Env values and secrets are reported, not written.
 #[utoipa::path(post, path = "/api/v1/config/{service}/{env}/restore", request_body = RestoreRequest,
     responses((status = 200, body = RestoreOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn restore(
+pub(super) async fn restore(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
     Path((service, env)): Path<(String, String)>,

@@ -1,0 +1,27 @@
+//! The wire types of the daemon's `/api/v1`: what the server answers and accepts, and what the
+//! CLI sends and reads, in one place so the two cannot drift apart.
+//!
+//! Domain types (`Rollout`, `Release`, `Recovery`, …) live in `backstop-core` and are used here
+//! as they are; this crate holds only the requests, queries and views of the API. It has no I/O.
+
+pub mod audit;
+pub mod breakers;
+pub mod config;
+pub mod drills;
+pub mod error;
+pub mod freezes;
+pub mod gate;
+pub mod releases;
+pub mod rollouts;
+pub mod services;
+
+pub use error::{ErrorBody, ErrorDetail};
+
+use serde::{Deserialize, Serialize};
+
+/// `?service=&limit=` of the lists of releases, rollouts, recoveries and drills.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ListQuery {
+    pub service: Option<String>,
+    pub limit: Option<i64>,
+}

@@ -1,0 +1,25 @@
+//! `/api/v1/releases`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRelease {
+    pub service: String,
+    pub version: String,
+    /// Path of an executable file (hashed by content) …
+    #[serde(default)]
+    pub file: Option<String>,
+    /// … or a command line (hashed as text). Exactly one of `file` and `command`.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Environment added to the service's `run.env` for this release.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The migration versions the release runs on: `MIN..MAX` or one version.
+    #[serde(default)]
+    pub schema: Option<String>,
+}

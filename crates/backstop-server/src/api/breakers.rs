@@ -1,0 +1,67 @@
+//! `/breakers`: open circuit-breaker trips and their reset.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use backstop_api::ErrorBody;
+use backstop_api::breakers::BreakerReset;
+use backstop_core::breaker::TripScope;
+use backstop_core::event::EventKind;
+use backstop_core::model::BreakerTrip;
+use backstop_store::StoreError;
+use serde_json::json;
+
+use super::Body;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::{Ctx, now_ms};
+
+pub(super) fn routes() -> Router<Arc<Ctx>> {
+    Router::new()
+        .route("/breakers", get(list_breakers))
+        .route("/breakers/reset", post(reset_breaker))
+}
+
+#[utoipa::path(get, path = "/api/v1/breakers", responses((status = 200, body = Vec<BreakerTrip>)))]
+pub(super) async fn list_breakers(
+    State(ctx): State<Arc<Ctx>>,
+) -> ApiResult<Json<Vec<BreakerTrip>>> {
+    Ok(Json(ctx.store.open_trips().await?))
+}
+
+/// Closes an open breaker trip; rollouts it paused resume.
+#[utoipa::path(post, path = "/api/v1/breakers/reset", request_body = BreakerReset,
+    responses((status = 200, body = BreakerTrip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn reset_breaker(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Body(req): Body<BreakerReset>,
+) -> ApiResult<Json<BreakerTrip>> {
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a breaker reset needs a reason").at("/reason"));
+    }
+    let at_scope = |e: StoreError| ApiError::from(e).at("/scope");
+    // A scope that does not parse has no open trip either.
+    let scope: TripScope = req
+        .scope
+        .parse()
+        .map_err(|_| at_scope(StoreError::no_open_trip(&req.scope)))?;
+    let trip = ctx
+        .store
+        .reset_trip(&scope, &caller.0, &req.reason, now_ms())
+        .await
+        .map_err(at_scope)?;
+    crate::audit(
+        &ctx,
+        &caller.0,
+        EventKind::BreakerReset,
+        &format!("breaker/{}", trip.scope),
+        "manual",
+        json!({"reason": req.reason, "trip": trip.id}),
+    )
+    .await?;
+    ctx.wake.notify_one();
+    Ok(Json(trip))
+}

@@ -1,0 +1,159 @@
+//! REST/JSON API under `/api/v1`, its OpenAPI document, `/metrics` and `/healthz`.
+//!
+//! Handlers validate and delegate: business steps live in the server's service modules
+//! ([`crate::releases`], [`crate::rollouts`], [`crate::drills`], [`crate::gate`]); transitions of
+//! running rollouts go through the controller's command queue so they never race its own
+//! decisions. The wire types are `backstop-api`'s, shared with the CLI.
+
+mod audit;
+mod breakers;
+mod config;
+mod drills;
+mod freezes;
+mod gate;
+mod recoveries;
+mod releases;
+mod rollouts;
+mod services;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use backstop_api::ErrorBody;
+use backstop_core::audit::AuditRecord;
+use backstop_core::model::{Artifact, Event, Phase, Recovery, Release, ReleaseStatus, Rollout};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use utoipa::OpenApi;
+
+use crate::Ctx;
+use crate::auth::require_token;
+use crate::error::ApiError;
+
+/// A JSON body whose errors name the JSON pointer of the offending field.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(&mut de) {
+            Ok(v) => Ok(Body(v)),
+            Err(e) => {
+                let pointer = backstop_config::json_pointer(e.path());
+                let place = if pointer.is_empty() {
+                    "/"
+                } else {
+                    pointer.as_str()
+                };
+                Err(ApiError::bad_request(format!(
+                    "invalid request body at {place}: {}",
+                    e.inner()
+                ))
+                .at(pointer))
+            }
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Backstop API",
+        description = "Release-recovery control plane. Every /api/v1 call needs `Authorization: Bearer <token>`."
+    ),
+    paths(
+        services::list_services,
+        releases::create_release,
+        releases::list_releases,
+        releases::get_release,
+        rollouts::create_rollout,
+        rollouts::list_rollouts,
+        rollouts::get_rollout,
+        rollouts::promote_rollout,
+        rollouts::abort_rollout,
+        rollouts::export_rollout,
+        recoveries::rollback,
+        recoveries::list_recoveries,
+        recoveries::get_recovery,
+        audit::list_audit,
+        audit::verify_audit,
+        gate::get_gate,
+        freezes::create_freeze,
+        freezes::list_freezes,
+        freezes::end_freeze,
+        config::list_snapshots,
+        config::take_snapshot,
+        config::diff,
+        config::restore,
+        drills::start_drill,
+        drills::finish_drill,
+        drills::list_drills,
+        drills::get_drill
+    ),
+    components(schemas(
+        ErrorBody,
+        AuditRecord,
+        Release,
+        Rollout,
+        Recovery,
+        Event,
+        Phase,
+        ReleaseStatus,
+        Artifact,
+        backstop_api::gate::GateReport,
+        backstop_api::gate::Check,
+        backstop_api::freezes::FreezeList,
+        backstop_core::model::Freeze,
+        backstop_core::drill::Drill
+    ))
+)]
+pub struct ApiDoc;
+
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    let api = Router::new()
+        .merge(services::routes())
+        .merge(releases::routes())
+        .merge(rollouts::routes())
+        .merge(breakers::routes())
+        .merge(recoveries::routes())
+        .merge(audit::routes())
+        .merge(gate::routes())
+        .merge(freezes::routes())
+        .merge(config::routes())
+        .merge(drills::routes())
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            require_token,
+        ));
+    Router::new()
+        .nest("/api/v1", api)
+        .route(
+            "/api/openapi.json",
+            get(|| async { Json(ApiDoc::openapi()) }),
+        )
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .with_state(ctx)
+}
+
+async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
+    match crate::metrics::render(&ctx).await {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => ApiError::internal(format!("{e:#}")).into_response(),
+    }
+}
+
+/// The `limit` of a list query: `default` when absent, clamped to `1..=max`.
+fn limit(requested: Option<i64>, default: i64, max: i64) -> i64 {
+    requested.unwrap_or(default).clamp(1, max)
+}

@@ -1,0 +1,50 @@
+//! `/releases`: register a release, list and show them.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use backstop_api::ErrorBody;
+use backstop_api::ListQuery;
+use backstop_api::releases::CreateRelease;
+use backstop_core::model::Release;
+
+use super::Body;
+use crate::Ctx;
+use crate::auth::Caller;
+use crate::error::ApiResult;
+
+pub(super) fn routes() -> Router<Arc<Ctx>> {
+    Router::new()
+        .route("/releases", post(create_release).get(list_releases))
+        .route("/releases/{id}", get(get_release))
+}
+
+#[utoipa::path(post, path = "/api/v1/releases", request_body = CreateRelease,
+    responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create_release(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Body(req): Body<CreateRelease>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    let release = crate::releases::register(&ctx, req, &caller.0).await?;
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+#[utoipa::path(get, path = "/api/v1/releases", params(("service" = Option<String>, Query)), responses((status = 200, body = Vec<Release>)))]
+pub(super) async fn list_releases(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Release>>> {
+    Ok(Json(ctx.store.releases(q.service.as_deref()).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/releases/{id}", responses((status = 200, body = Release), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_release(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Release>> {
+    Ok(Json(ctx.store.release(&id).await?))
+}

@@ -1,0 +1,135 @@
+//! `/rollouts`: start, list, show, promote, abort, acknowledge and export rollouts.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use backstop_api::rollouts::{CreateRollout, PromoteRequest, Reason, RolloutDetail, Timeline};
+use backstop_api::{ErrorBody, ListQuery};
+use backstop_core::model::Rollout;
+
+use super::{Body, limit};
+use crate::Ctx;
+use crate::auth::Caller;
+use crate::controller::RolloutAction;
+use crate::error::{ApiError, ApiResult};
+
+pub(super) fn routes() -> Router<Arc<Ctx>> {
+    Router::new()
+        .route("/rollouts", post(create_rollout).get(list_rollouts))
+        .route("/rollouts/{id}", get(get_rollout))
+        .route("/rollouts/{id}/promote", post(promote_rollout))
+        .route("/rollouts/{id}/abort", post(abort_rollout))
+        .route("/rollouts/{id}/acknowledge", post(acknowledge_rollout))
+        .route("/rollouts/{id}/export", get(export_rollout))
+}
+
+#[utoipa::path(post, path = "/api/v1/rollouts", request_body = CreateRollout,
+    responses((status = 201, body = Rollout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Body(req): Body<CreateRollout>,
+) -> ApiResult<(StatusCode, Json<Rollout>)> {
+    let rollout = crate::rollouts::create(&ctx, req, &caller.0).await?;
+    Ok((StatusCode::CREATED, Json(rollout)))
+}
+
+#[utoipa::path(get, path = "/api/v1/rollouts", params(("service" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<Rollout>)))]
+pub(super) async fn list_rollouts(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Rollout>>> {
+    Ok(Json(
+        ctx.store
+            .rollouts(q.service.as_deref(), limit(q.limit, 50, 1000))
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}", responses((status = 200, body = RolloutDetail), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RolloutDetail>> {
+    let rollout = ctx.store.rollout(&id).await?;
+    let events = ctx.store.events(&id).await?;
+    let recovery = match ctx
+        .store
+        .recovery(&crate::controller::recovery_id_for(&id))
+        .await
+    {
+        Ok(r) => Some(r),
+        Err(backstop_store::StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let timeline = Timeline::from_events(&rollout, &events);
+    let safeguards = ctx.store.rollout_safeguards(&id).await?;
+    Ok(Json(RolloutDetail {
+        rollout,
+        events,
+        recovery,
+        timeline,
+        safeguards,
+    }))
+}
+
+/// Promotes now, after the promotion gate (the same checks as a start; 409 `gate_blocked`
+/// lists every reason).
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/promote", request_body = PromoteRequest,
+    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn promote_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<PromoteRequest>,
+) -> ApiResult<Json<Rollout>> {
+    Ok(Json(
+        crate::rollouts::promote(&ctx, id, req, caller.0).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/abort", request_body = Reason,
+    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn abort_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<Reason>,
+) -> ApiResult<Json<Rollout>> {
+    Ok(Json(
+        crate::rollouts::act(&ctx, RolloutAction::Abort, id, caller.0, req.reason).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/acknowledge", request_body = Reason,
+    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn acknowledge_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<Reason>,
+) -> ApiResult<Json<Rollout>> {
+    Ok(Json(
+        crate::rollouts::act(&ctx, RolloutAction::Acknowledge, id, caller.0, req.reason).await?,
+    ))
+}
+
+/// The rollout's stored intervals as a `backstop-scenario/v1` file, replayable by `backstop analyze`.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}/export", responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 404, body = ErrorBody)))]
+pub(super) async fn export_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let rollout = ctx.store.rollout(&id).await?;
+    let settings = &ctx
+        .service(&rollout.service)
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?
+        .analysis;
+    let intervals = ctx.store.intervals(&id).await?;
+    let text = crate::export::scenario_text(&rollout, settings.interval.as_secs_f64(), &intervals);
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
+}

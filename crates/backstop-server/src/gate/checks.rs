@@ -1,0 +1,294 @@
+//! The gate's checks on the release, its backups, the breaker, running rollouts and recoveries,
+//! and the schema's way back. Each is one `async fn(&Subject<'_>) -> anyhow::Result<Check>`.
+
+use backstop_api::gate::Check;
+
+use backstop_core::format_ms;
+use backstop_core::model::{Phase, Release, ReleaseStatus};
+use serde_json::{Value, json};
+
+use super::Subject;
+use crate::Ctx;
+
+/// Service, environment and release exist; the release is not marked bad.
+pub(super) async fn release_ok(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "release";
+    let Some(svc) = s.ctx.config.service(s.service) else {
+        return Ok(Check::block(
+            NAME,
+            format!("unknown service {:?}", s.service),
+        ));
+    };
+    if svc.environment(s.env).is_none() {
+        return Ok(Check::block(
+            NAME,
+            format!("service {} has no environment {:?}", s.service, s.env),
+        ));
+    }
+    let Some(r) = s.release().await? else {
+        return Ok(Check::block(
+            NAME,
+            format!(
+                "release {} is not registered (`backstop release create`)",
+                s.release_id
+            ),
+        ));
+    };
+    if r.service != s.service {
+        return Ok(Check::block(
+            NAME,
+            format!("release {} belongs to service {}", r.id, r.service),
+        ));
+    }
+    if r.status == ReleaseStatus::Bad {
+        return Ok(Check::block(
+            NAME,
+            format!(
+                "release {} was rolled back ({}); register a new version instead",
+                r.id,
+                r.bad_reason.unwrap_or_default()
+            ),
+        )
+        .with(json!({"status": "bad"})));
+    }
+    Ok(Check::pass(
+        NAME,
+        format!("{} is registered and not marked bad", r.id),
+    ))
+}
+
+/// The service's migration set passes `migrations check`: every down proven on a scratch
+/// database, no error finding.
+pub(super) async fn migrations_proven(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "migrations";
+    let Some(svc) = s.ctx.config.service(s.service) else {
+        return Ok(Check::pass(NAME, "unknown service: checked by `release`"));
+    };
+    let Some(spec) = &svc.migrations else {
+        return Ok(Check::pass(NAME, "the service declares no migrations"));
+    };
+    let (ok, reason, details) = s.ctx.check_migrations(spec).await;
+    Ok(if ok {
+        Check::pass(NAME, reason)
+    } else {
+        Check::block(NAME, reason)
+    }
+    .with(details))
+}
+
+/// If this rollout has to be undone, the database can go back to what the last known good
+/// runs on (no step, or proven downs); a refused way back blocks before anything starts.
+pub(super) async fn schema_way_back(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "schema_way_back";
+    let Some(lkg) = s.state().await?.and_then(|st| st.lkg_release_id) else {
+        return Ok(Check::pass(
+            NAME,
+            "first deployment: no release to go back to",
+        ));
+    };
+    Ok(match s.ctx.schema_decision(s.service, s.env, &lkg).await? {
+        None => Check::pass(
+            NAME,
+            format!("{lkg} declares no schema range, or the service has no migrations"),
+        ),
+        Some(backstop_core::schema::SchemaDecision::Compatible { note, .. }) => {
+            Check::pass(NAME, format!("back to {lkg}: {note}"))
+        }
+        Some(backstop_core::schema::SchemaDecision::RunDowns { downs, .. }) => Check::pass(
+            NAME,
+            format!(
+                "back to {lkg}: {} proven down(s) would run first ({})",
+                downs.len(),
+                downs
+                    .iter()
+                    .map(|m| m.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Some(backstop_core::schema::SchemaDecision::Refuse {
+            reason, options, ..
+        }) => Check::block(NAME, format!("no safe way back to {lkg}: {reason}"))
+            .with(json!({"options": options})),
+    })
+}
+
+/// Re-hashes the stored backup of `release`'s artifact (see [`crate::runtime::verified_backup`]).
+async fn verify_backup(ctx: &Ctx, release: &Release) -> anyhow::Result<Result<(), String>> {
+    let blobs = ctx.blobs.clone();
+    let r = release.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        crate::runtime::verified_backup(blobs.as_ref(), &r).map(|_| ())
+    })
+    .await?)
+}
+
+/// The way back exists: the environment's last known good artifact is stored and re-verifies.
+pub(super) async fn lkg_backup(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "lkg_backup";
+    let Some(lkg) = s.state().await?.and_then(|st| st.lkg_release_id) else {
+        return Ok(Check::pass(
+            NAME,
+            format!(
+                "first deployment of {} in {}: no last known good to protect yet",
+                s.service, s.env
+            ),
+        ));
+    };
+    let release = s.ctx.store.release(&lkg).await?;
+    let details = json!({"release": lkg, "sha256": release.sha256});
+    Ok(match verify_backup(s.ctx, &release).await? {
+        Ok(()) => Check::pass(
+            NAME,
+            format!(
+                "last known good {lkg}: backup sha256:{} re-verified",
+                release.sha256
+            ),
+        ),
+        Err(e) => Check::block(
+            NAME,
+            format!("last known good {lkg} could not be rolled back to: {e}"),
+        ),
+    }
+    .with(details))
+}
+
+/// The candidate's artifact is stored and re-verifies.
+pub(super) async fn candidate_backup(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "candidate_backup";
+    let Some(release) = s.release().await? else {
+        return Ok(Check::block(
+            NAME,
+            format!(
+                "release {} is not registered: nothing to verify",
+                s.release_id
+            ),
+        ));
+    };
+    let details = json!({"release": release.id, "sha256": release.sha256});
+    Ok(match verify_backup(s.ctx, &release).await? {
+        Ok(()) => Check::pass(
+            NAME,
+            format!(
+                "{}: backup sha256:{} re-verified",
+                release.id, release.sha256
+            ),
+        ),
+        Err(e) => Check::block(NAME, format!("{}: {e}", release.id)),
+    }
+    .with(details))
+}
+
+/// No open circuit-breaker trip covers the environment.
+pub(super) async fn breaker_closed(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "breaker";
+    let trips: Vec<_> = s
+        .ctx
+        .store
+        .open_trips()
+        .await?
+        .into_iter()
+        .filter(|t| t.scope.covers(s.env))
+        .collect();
+    let Some(t) = trips.first() else {
+        return Ok(Check::pass(
+            NAME,
+            "no circuit breaker open for this environment",
+        ));
+    };
+    Ok(Check::block(
+        NAME,
+        format!(
+            "circuit breaker open for {} since {} (`backstop breaker reset --scope {} --reason R`)",
+            t.scope,
+            format_ms(t.tripped_at_ms),
+            t.scope
+        ),
+    )
+    .with(json!({"trip": t.id, "scope": t.scope})))
+}
+
+/// No other rollout is still running in the environment.
+pub(super) async fn no_active_rollout(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "active_rollout";
+    match s.ctx.store.active_rollout(s.service, s.env).await? {
+        Some(r) if s.intent.rollout_id.as_deref() == Some(r.id.as_str()) => Ok(Check::pass(
+            NAME,
+            format!("rollout {} is the one being promoted", r.id),
+        )),
+        Some(r) => Ok(Check::block(
+            NAME,
+            format!(
+                "rollout {} of {} is still {} in {}/{}: wait for it to end or abort it",
+                r.id, r.to_release_id, r.phase, s.service, s.env
+            ),
+        )
+        .with(json!({"rollout": r.id, "phase": r.phase}))),
+        None => Ok(Check::pass(
+            NAME,
+            format!("no rollout in progress in {}/{}", s.service, s.env),
+        )),
+    }
+}
+
+/// Automatic freeze: no recovery running in the environment (any service), unless the change
+/// is critical (a fix-forward) and says why.
+pub(super) async fn no_recovery(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "recovery";
+    let mut busy: Vec<Value> = Vec::new();
+    for rec in s.ctx.store.unfinished_recoveries().await? {
+        if rec.env == s.env {
+            busy.push(json!({"recovery": rec.id, "service": rec.service, "status": rec.status}));
+        }
+    }
+    for r in s.ctx.store.active_rollouts().await? {
+        if r.env == s.env && matches!(r.phase, Phase::Failed | Phase::Recovering) {
+            busy.push(json!({"rollout": r.id, "service": r.service, "status": r.phase}));
+        }
+    }
+    if busy.is_empty() {
+        return Ok(Check::pass(
+            NAME,
+            format!("no recovery in progress in {}", s.env),
+        ));
+    }
+    let list = busy
+        .iter()
+        .map(|b| {
+            let what = b["recovery"]
+                .as_str()
+                .map(|id| format!("recovery {id}"))
+                .or_else(|| b["rollout"].as_str().map(|id| format!("rollout {id}")))
+                .unwrap_or_default();
+            format!(
+                "{what} of {} ({})",
+                b["service"].as_str().unwrap_or(""),
+                b["status"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let details = json!({"recoveries": busy});
+    if s.intent.critical {
+        let mut c = Check::pass(
+            NAME,
+            format!(
+                "recovery in progress in {} ({list}); passed as a critical change by {}: {}",
+                s.env,
+                s.intent.actor,
+                s.reason()
+            ),
+        )
+        .with(details);
+        c.overridden = true;
+        return Ok(c);
+    }
+    Ok(Check::block(
+        NAME,
+        format!(
+            "a recovery is active in {} ({list}): non-critical rollouts there are frozen until it ends (`--critical --reason R` for a fix-forward)",
+            s.env
+        ),
+    )
+    .with(details))
+}

@@ -1,0 +1,114 @@
+//! The promotion gate: every check that must pass before a rollout starts or is promoted,
+//! all evaluated (never first-fail), each a named entry with its reason, so a refusal lists
+//! everything that is in the way at once.
+//!
+//! Adding a check is one small `async fn(&Subject<'_>) -> anyhow::Result<Check>` plus one line
+//! in [`evaluate`]. An error inside a check blocks (the gate fails closed) and says why.
+
+mod checks;
+mod freezes;
+mod overrides;
+
+use std::future::Future;
+
+use backstop_api::gate::{Action, Check, GateReport};
+use backstop_core::Millis;
+use backstop_core::model::{EnvironmentState, Release};
+use backstop_store::StoreError;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use overrides::{audit_overrides, refuse, require_reason};
+
+use crate::{Ctx, now_ms};
+
+/// Who asks, for what, and with which exceptions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Intent {
+    pub action: Action,
+    /// Recorded as the actor of overrides.
+    pub actor: String,
+    /// The rollout being promoted (its own activity does not block it).
+    pub rollout_id: Option<String>,
+    /// A critical change (e.g. a fix-forward) passes the automatic freeze while a recovery is
+    /// active in the environment.
+    pub critical: bool,
+    /// Override scheduled and manual freezes (refused in a regulated environment).
+    pub override_freeze: bool,
+    /// Why: required with `critical` or `override_freeze`.
+    pub reason: Option<String>,
+}
+
+/// What every check looks at.
+pub struct Subject<'a> {
+    pub ctx: &'a Ctx,
+    pub service: &'a str,
+    pub env: &'a str,
+    pub release_id: &'a str,
+    pub intent: &'a Intent,
+    pub now: Millis,
+}
+
+impl Subject<'_> {
+    async fn release(&self) -> Result<Option<Release>, StoreError> {
+        match self.ctx.store.release(self.release_id).await {
+            Ok(r) => Ok(Some(r)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn state(&self) -> Result<Option<EnvironmentState>, StoreError> {
+        self.ctx.store.environment(self.service, self.env).await
+    }
+
+    fn reason(&self) -> &str {
+        self.intent.reason.as_deref().unwrap_or("")
+    }
+}
+
+/// Runs every check for a rollout of `release_id` (`service@version`) into `service`/`env`.
+pub async fn evaluate(
+    ctx: &Ctx,
+    service: &str,
+    env: &str,
+    release_id: &str,
+    intent: &Intent,
+) -> GateReport {
+    let s = Subject {
+        ctx,
+        service,
+        env,
+        release_id,
+        intent,
+        now: now_ms(),
+    };
+    let checks = vec![
+        run("release", checks::release_ok(&s)).await,
+        run("lkg_backup", checks::lkg_backup(&s)).await,
+        run("candidate_backup", checks::candidate_backup(&s)).await,
+        run("freeze", freezes::freeze(&s)).await,
+        run("breaker", checks::breaker_closed(&s)).await,
+        run("active_rollout", checks::no_active_rollout(&s)).await,
+        run("recovery", checks::no_recovery(&s)).await,
+        run("migrations", checks::migrations_proven(&s)).await,
+        run("schema_way_back", checks::schema_way_back(&s)).await,
+    ];
+    GateReport {
+        go: checks.iter().all(|c| c.ok),
+        service: service.into(),
+        env: env.into(),
+        release_id: release_id.into(),
+        action: intent.action,
+        evaluated_at_ms: s.now,
+        checks,
+    }
+}
+
+/// A check that could not be evaluated blocks, with the error as its reason.
+async fn run(name: &str, check: impl Future<Output = anyhow::Result<Check>>) -> Check {
+    match check.await {
+        Ok(c) => c,
+        Err(e) => Check::block(name, format!("could not be evaluated: {e:#}")),
+    }
+}

@@ -1,0 +1,129 @@
+//! Registering a release: its artifact is checked, backed up (content-addressed) and hashed,
+//! then the release is stored and audited. Used by `POST /releases` and by drills.
+
+use backstop_api::releases::CreateRelease;
+use backstop_core::env_var;
+use backstop_core::event::EventKind;
+use backstop_core::model::{Artifact, Release, ReleaseStatus};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ApiResult};
+use crate::{Ctx, now_ms};
+
+/// The configured service `name`; else 404 at `pointer`, listing the configured ones.
+pub fn known_service<'a>(
+    ctx: &'a Ctx,
+    name: &str,
+    pointer: &str,
+) -> ApiResult<&'a backstop_config::Service> {
+    ctx.config.service(name).ok_or_else(|| {
+        let known: Vec<_> = ctx
+            .config
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        ApiError::not_found(format!(
+            "unknown service {name:?} (configured: {})",
+            known.join(", ")
+        ))
+        .at(pointer)
+    })
+}
+
+/// Registers `req` on behalf of `actor`.
+pub async fn register(ctx: &Ctx, req: CreateRelease, actor: &str) -> ApiResult<Release> {
+    known_service(ctx, &req.service, "/service")?;
+    if req.version.is_empty()
+        || req.version.len() > 128
+        || !req
+            .version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "version must be 1-128 characters of letters, digits and . _ - +",
+        )
+        .at("/version"));
+    }
+    for key in req.env.keys() {
+        if !env_var::is_env_var_name(key) {
+            return Err(ApiError::bad_request(format!(
+                "environment variable name {key:?} must match {} ({})",
+                env_var::ENV_VAR_NAME_PATTERN,
+                env_var::ENV_VAR_NAME_RULE
+            ))
+            .at(format!("/env/{key}")));
+        }
+    }
+    // The artifact is backed up (content-addressed) as it is hashed: instances always run the
+    // verified stored copy, so a rollback does not depend on the build folder.
+    let (artifact, sha256) = match (req.file, req.command) {
+        (Some(path), None) => {
+            let blobs = ctx.blobs.clone();
+            let p = path.clone();
+            let sha = tokio::task::spawn_blocking(move || blobs.put_file(std::path::Path::new(&p)))
+                .await
+                .map_err(|e| ApiError::internal(format!("backing up the artifact: {e}")))?
+                .map_err(|e| match e {
+                    backstop_store::BlobError::Io {
+                        path: ref at,
+                        ref source,
+                    } if at.as_os_str() == path.as_str() => {
+                        ApiError::bad_request(format!("cannot read artifact file {path}: {source}"))
+                            .at("/file")
+                    }
+                    other => {
+                        ApiError::internal(format!("backing up artifact file {path}: {other}"))
+                    }
+                })?;
+            (Artifact::File(path), sha)
+        }
+        (None, Some(cmd)) if !cmd.trim().is_empty() => {
+            let sha = ctx
+                .blobs
+                .put_bytes(cmd.as_bytes())
+                .map_err(|e| ApiError::internal(format!("backing up the command: {e}")))?;
+            debug_assert_eq!(sha, hex::encode(Sha256::digest(cmd.as_bytes())));
+            (Artifact::Command(cmd), sha)
+        }
+        _ => {
+            return Err(
+                ApiError::bad_request("give exactly one of `file` and `command`").at("/file"),
+            );
+        }
+    };
+    let schema = match req.schema.as_deref() {
+        Some(text) => Some(
+            backstop_core::schema::SchemaRange::parse(text)
+                .map_err(|e| ApiError::bad_request(e).at("/schema"))?,
+        ),
+        None => None,
+    };
+    let release = Release {
+        id: Release::id_for(&req.service, &req.version),
+        service: req.service,
+        version: req.version,
+        artifact,
+        sha256,
+        env: req.env,
+        status: ReleaseStatus::Ok,
+        bad_reason: None,
+        created_at_ms: now_ms(),
+        schema,
+    };
+    ctx.store.create_release(&release).await?;
+    crate::audit(
+        ctx,
+        actor,
+        EventKind::ReleaseCreated,
+        &format!("release/{}", release.id),
+        "api",
+        json!({
+            "sha256": release.sha256, "artifact": release.artifact, "schema": release.schema,
+        }),
+    )
+    .await?;
+    Ok(release)
+}

@@ -1,0 +1,84 @@
+//! `backstop breaker status|reset`: the global circuit breaker.
+
+use std::io::{self, Write};
+
+use anyhow::Result;
+use backstop_api::breakers::BreakerReset;
+use backstop_core::format_ms;
+use backstop_core::model::BreakerTrip;
+
+use crate::client::{Client, ServerArgs};
+use crate::output::{OutputArgs, Render};
+
+#[derive(clap::Subcommand)]
+pub enum BreakerCmd {
+    /// Open circuit-breaker trips (every progressive rollout in their scope is paused).
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Close a trip: rollouts it paused resume.
+    Reset {
+        /// `env:<name>` or `all`.
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+pub async fn breaker(cmd: BreakerCmd) -> Result<i32> {
+    match cmd {
+        BreakerCmd::Status { server, out } => {
+            let trips: Vec<BreakerTrip> = Client::new(&server)?.get("/api/v1/breakers").await?;
+            out.output.print(&trips);
+        }
+        BreakerCmd::Reset {
+            scope,
+            reason,
+            server,
+            out,
+        } => {
+            let trip: BreakerTrip = Client::new(&server)?
+                .post("/api/v1/breakers/reset", &BreakerReset { scope, reason })
+                .await?;
+            out.output.print(&trip);
+        }
+    }
+    Ok(0)
+}
+
+impl Render for Vec<BreakerTrip> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.is_empty() {
+            return writeln!(w, "no circuit breaker is open");
+        }
+        for t in self {
+            writeln!(
+                w,
+                "OPEN  {}  since {}  failures: {}",
+                t.scope,
+                format_ms(t.tripped_at_ms),
+                t.failures
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A trip just reset.
+impl Render for BreakerTrip {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "breaker {} reset; paused rollouts in scope resume",
+            self.scope
+        )
+    }
+}

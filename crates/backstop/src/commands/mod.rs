@@ -1,0 +1,13 @@
+//! The CLI's nouns and verbs over the daemon's API (and, for audit, over a state folder).
+
+mod audit;
+mod breakers;
+mod recoveries;
+mod releases;
+mod rollouts;
+
+pub use audit::{AuditCmd, audit};
+pub use breakers::{BreakerCmd, breaker};
+pub use recoveries::{RecoveryCmd, RollbackArgs, recovery, rollback};
+pub use releases::{ReleaseCmd, release};
+pub use rollouts::{RolloutCmd, rollout};

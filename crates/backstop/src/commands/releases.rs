@@ -1,0 +1,168 @@
+//! `backstop release create|list|show`: register and inspect releases.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use backstop_api::releases::CreateRelease;
+use backstop_core::format_ms;
+use backstop_core::model::Release;
+use serde::Serialize;
+
+use crate::client::{Client, ServerArgs};
+use crate::output::{OutputArgs, Render};
+
+#[derive(clap::Subcommand)]
+pub enum ReleaseCmd {
+    /// Register a release: its artifact is hashed (sha256) and kept with it.
+    Create {
+        service: String,
+        #[arg(long)]
+        version: String,
+        /// An executable file: hashed by content; `{artifact}` in run.command becomes its path.
+        #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+        file: Option<PathBuf>,
+        /// A command line: hashed as text; `{artifact}` in run.command becomes this command.
+        #[arg(long)]
+        command: Option<String>,
+        /// Environment for this release, KEY=VALUE (repeatable), added to run.env.
+        #[arg(long = "env", value_parser = parse_key_value)]
+        env: Vec<(String, String)>,
+        /// The migration versions this release runs on, MIN..MAX or one version (e.g.
+        /// `0003..0005`). A rollback to it then checks the database's applied migrations first:
+        /// nothing to do inside the range; proven downs run when the database is past it; the
+        /// rollback is refused, with the options, when the way back is not proven safe.
+        #[arg(long, value_parser = parse_schema_range)]
+        schema: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List releases.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show one release (`service@version`).
+    Show {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+fn parse_schema_range(s: &str) -> Result<String, String> {
+    backstop_core::schema::SchemaRange::parse(s).map(|r| r.to_string())
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
+    match cmd {
+        ReleaseCmd::Create {
+            service,
+            version,
+            file,
+            command,
+            env,
+            schema,
+            server,
+            out,
+        } => {
+            let file = file
+                .map(|f| std::path::absolute(&f).with_context(|| format!("--file {}", f.display())))
+                .transpose()?;
+            let body = CreateRelease {
+                service,
+                version,
+                file: file.map(|f| f.display().to_string()),
+                command,
+                env: env.into_iter().collect(),
+                schema,
+            };
+            let r: Release = Client::new(&server)?
+                .post("/api/v1/releases", &body)
+                .await?;
+            out.output.print(&Registered(r));
+            Ok(0)
+        }
+        ReleaseCmd::List {
+            service,
+            server,
+            out,
+        } => {
+            let path = match &service {
+                Some(s) => format!("/api/v1/releases?service={s}"),
+                None => "/api/v1/releases".into(),
+            };
+            let list: Vec<Release> = Client::new(&server)?.get(&path).await?;
+            out.output.print(&list);
+            Ok(0)
+        }
+        ReleaseCmd::Show { id, server, out } => {
+            let r: Release = Client::new(&server)?
+                .get(&format!("/api/v1/releases/{id}"))
+                .await?;
+            out.output.print(&r);
+            Ok(0)
+        }
+    }
+}
+
+/// A release just registered.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Registered(Release);
+
+impl Render for Registered {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(w, "registered {} (sha256 {})", self.0.id, self.0.sha256)
+    }
+}
+
+impl Render for Vec<Release> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "{:<28} {:<6} {:<14} CREATED",
+            "RELEASE", "STATUS", "SHA256"
+        )?;
+        for r in self {
+            writeln!(
+                w,
+                "{:<28} {:<6} {:<14} {}",
+                r.id,
+                format!("{:?}", r.status).to_lowercase(),
+                &r.sha256[..12.min(r.sha256.len())],
+                format_ms(r.created_at_ms)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Render for Release {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "{}\n  artifact: {:?}\n  sha256:   {}\n  status:   {:?}",
+            self.id, self.artifact, self.sha256, self.status
+        )?;
+        if let Some(reason) = &self.bad_reason {
+            writeln!(w, "  bad:      {reason}")?;
+        }
+        Ok(())
+    }
+}

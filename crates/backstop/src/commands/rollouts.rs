@@ -1,0 +1,386 @@
+//! `backstop rollout start|status|list|promote|abort|acknowledge|export`.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::Result;
+use backstop_api::rollouts::{CreateRollout, PromoteRequest, Reason, RolloutDetail};
+use backstop_core::format_ms;
+use backstop_core::model::{Phase, Rollout};
+use serde::Serialize;
+
+use crate::client::{Client, ServerArgs};
+use crate::output::{Output, OutputArgs, Render};
+
+#[derive(clap::Subcommand)]
+pub enum RolloutCmd {
+    /// Start moving an environment to a release, after the promotion gate (exit 1 with every
+    /// reason when it refuses; see `backstop gate`); `--wait` follows it to the end.
+    Start {
+        service: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        version: String,
+        /// Follow the rollout until it is promoted (exit 0) or rolled back (exit 1).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        gate: crate::gate::GateFlags,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show a rollout: phase, weight, verdict, timeline.
+    Status {
+        id: String,
+        /// Keep following it until it ends.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List recent rollouts.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Promote now, skipping the remaining steps (after the promotion gate: exit 1 with every
+    /// reason when it refuses).
+    Promote {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Promote during a scheduled or manual freeze (audited; refused in a regulated environment).
+        #[arg(long)]
+        override_freeze: bool,
+        /// A critical change: passes the automatic freeze while a recovery is active (audited).
+        #[arg(long)]
+        critical: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Abort: traffic goes back to the last known good and the release is marked bad.
+    Abort {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Take over a held rollout: its escalation deadline no longer applies; promote or abort it.
+    Acknowledge {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Print the rollout's per-interval counts as a backstop-scenario/v1 file (for `backstop analyze`).
+    Export {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
+    match cmd {
+        RolloutCmd::Start {
+            service,
+            env,
+            version,
+            wait,
+            gate,
+            server,
+            out,
+        } => {
+            let client = Client::new(&server)?;
+            let r: Rollout = client
+                .post(
+                    "/api/v1/rollouts",
+                    &CreateRollout {
+                        service,
+                        env,
+                        version,
+                        critical: gate.critical,
+                        override_freeze: gate.override_freeze,
+                        reason: gate.reason,
+                    },
+                )
+                .await?;
+            if !wait {
+                out.output.print(&Started(r));
+                return Ok(0);
+            }
+            follow(&client, &r.id, out.output).await
+        }
+        RolloutCmd::Status {
+            id,
+            watch,
+            server,
+            out,
+        } => {
+            let client = Client::new(&server)?;
+            if watch {
+                return follow(&client, &id, out.output).await;
+            }
+            let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{id}")).await?;
+            out.output.print(&d);
+            Ok(0)
+        }
+        RolloutCmd::List {
+            service,
+            limit,
+            server,
+            out,
+        } => {
+            let mut path = format!("/api/v1/rollouts?limit={limit}");
+            if let Some(s) = service {
+                path.push_str(&format!("&service={s}"));
+            }
+            let list: Vec<Rollout> = Client::new(&server)?.get(&path).await?;
+            out.output.print(&list);
+            Ok(0)
+        }
+        RolloutCmd::Promote {
+            id,
+            reason,
+            override_freeze,
+            critical,
+            server,
+            out,
+        } => {
+            let r: Rollout = Client::new(&server)?
+                .post(
+                    &format!("/api/v1/rollouts/{id}/promote"),
+                    &PromoteRequest {
+                        reason,
+                        critical,
+                        override_freeze,
+                    },
+                )
+                .await?;
+            out.output.print(&r);
+            Ok(0)
+        }
+        RolloutCmd::Abort {
+            id,
+            reason,
+            server,
+            out,
+        } => act(&server, &id, "abort", &reason, out.output).await,
+        RolloutCmd::Acknowledge {
+            id,
+            reason,
+            server,
+            out,
+        } => act(&server, &id, "acknowledge", &reason, out.output).await,
+        RolloutCmd::Export { id, server } => {
+            let text = Client::new(&server)?
+                .get_text(&format!("/api/v1/rollouts/{id}/export"))
+                .await?;
+            print!("{text}");
+            Ok(0)
+        }
+    }
+}
+
+async fn act(
+    server: &ServerArgs,
+    id: &str,
+    verb: &str,
+    reason: &str,
+    output: Output,
+) -> Result<i32> {
+    let r: Rollout = Client::new(server)?
+        .post(
+            &format!("/api/v1/rollouts/{id}/{verb}"),
+            &Reason {
+                reason: reason.to_owned(),
+            },
+        )
+        .await?;
+    output.print(&r);
+    Ok(0)
+}
+
+/// A rollout just started.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Started(Rollout);
+
+impl Render for Started {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let r = &self.0;
+        writeln!(
+            w,
+            "rollout {} started: {} → {}",
+            r.id,
+            r.from_release_id.as_deref().unwrap_or("(nothing)"),
+            r.to_release_id
+        )
+    }
+}
+
+/// A rollout a person acted on.
+impl Render for Rollout {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(w, "rollout {}: {}", self.id, self.phase)
+    }
+}
+
+impl Render for Vec<Rollout> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "{:<38} {:<12} {:<24} {:<12} {:>6}  CREATED",
+            "ROLLOUT", "ENV", "RELEASE", "PHASE", "WEIGHT"
+        )?;
+        for r in self {
+            writeln!(
+                w,
+                "{:<38} {:<12} {:<24} {:<12} {:>5}%  {}",
+                r.id,
+                format!("{}/{}", r.service, r.env),
+                r.to_release_id,
+                r.phase.as_str(),
+                r.canary_weight,
+                format_ms(r.created_at_ms)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Follows a rollout until it ends, printing each change (a live line on a terminal).
+pub async fn follow(client: &Client, id: &str, output: Output) -> Result<i32> {
+    let live = output == Output::Text && std::io::stdout().is_terminal();
+    let bar = live.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let mut last = String::new();
+    loop {
+        let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{id}")).await?;
+        let line = format!(
+            "{} · {} · canary {}%",
+            d.rollout.to_release_id, d.rollout.phase, d.rollout.canary_weight
+        );
+        if line != last && output == Output::Text {
+            match &bar {
+                Some(b) => b.println(&line),
+                None => println!("{line}"),
+            }
+            last = line;
+        }
+        if let Some(b) = &bar {
+            b.set_message(format!(
+                "{} {}",
+                d.rollout.phase,
+                d.rollout.reason.clone().unwrap_or_default()
+            ));
+        }
+        if !d.rollout.phase.is_active() || d.rollout.phase == Phase::Paused {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            output.print(&d);
+            return Ok(if d.rollout.phase == Phase::Promoted {
+                0
+            } else {
+                1
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl Render for RolloutDetail {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let d = self;
+        let r = &d.rollout;
+        writeln!(w, "rollout {}  {}/{}", r.id, r.service, r.env)?;
+        writeln!(
+            w,
+            "  {} → {}",
+            r.from_release_id.as_deref().unwrap_or("(nothing)"),
+            r.to_release_id
+        )?;
+        writeln!(
+            w,
+            "  phase: {}   canary weight: {}%",
+            r.phase, r.canary_weight
+        )?;
+        if let Some(reason) = &r.reason {
+            writeln!(w, "  reason: {reason}")?;
+        }
+        if let Some(g) = &d.safeguards {
+            if let Some(v) = g.config_snapshot {
+                writeln!(
+                    w,
+                    "  config snapshot: {v} (`backstop config diff {} --env {} {v}`)",
+                    r.service, r.env
+                )?;
+            }
+            if let Some(b) = &g.baseline {
+                let pct = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.2}%", v * 100.0));
+                let ms = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v}ms"));
+                writeln!(
+                    w,
+                    "  baseline ({} over {:.1}s of {:.1}s): {} requests, {} errors ({}), p50 {}, p99 {}",
+                    b.version.as_deref().unwrap_or("no stable version"),
+                    b.window_ms as f64 / 1000.0,
+                    b.requested_window_ms as f64 / 1000.0,
+                    b.requests,
+                    b.errors,
+                    pct(b.error_ratio),
+                    ms(b.latency_p50_ms),
+                    ms(b.latency_p99_ms)
+                )?;
+            }
+        }
+        writeln!(w, "  timeline:")?;
+        for e in &d.events {
+            writeln!(
+                w,
+                "    {}  +{:>7.3}s  {}",
+                format_ms(e.at_ms),
+                (e.at_ms - r.created_at_ms) as f64 / 1000.0,
+                e.kind
+            )?;
+        }
+        let t = &d.timeline;
+        if let Some(ms) = t.time_to_detect_ms {
+            writeln!(
+                w,
+                "  time to detect (first canary request → verdict): {:.3}s",
+                ms as f64 / 1000.0
+            )?;
+        }
+        if let Some(ms) = t.time_to_restore_ms {
+            writeln!(
+                w,
+                "  time to restore (first canary request → traffic restored): {:.3}s",
+                ms as f64 / 1000.0
+            )?;
+        }
+        Ok(())
+    }
+}
