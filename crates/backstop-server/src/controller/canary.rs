@@ -1,0 +1,513 @@
+//! Canary progress: start the new version, sample an interval, advance, hold or promote.
+
+use anyhow::{Result, anyhow};
+use backstop_config::Strategy;
+use backstop_core::Millis;
+use backstop_core::event::EventKind;
+use backstop_core::model::{EnvironmentState, Phase, Rollout};
+use backstop_core::rollout::{Next, Step, decide};
+use backstop_core::snapshot::DEGRADED_MIN_REQUESTS;
+use backstop_drivers::proxy::VersionStats;
+use backstop_judge::{Decision, Interval, Judge};
+use serde_json::json;
+
+use super::Controller;
+use super::journal::target;
+use super::signals::{delta, find, system_ms};
+use crate::now_ms;
+
+/// What the controller keeps between ticks for a progressing rollout. Rebuildable from the store.
+pub(super) struct Watch {
+    /// Behind a mutex only so the controller's futures are `Sync`; never contended.
+    judge: std::sync::Mutex<Box<dyn Judge>>,
+    /// Proxy counters at the end of the last interval: (baseline, canary).
+    last: (Option<VersionStats>, Option<VersionStats>),
+    next_sample_at: Millis,
+    canary_started_at: Millis,
+    first_request_seen: bool,
+    /// Consecutive failed health checks of the canary (the per-rollout breaker).
+    failed_health_checks: u32,
+    /// The stable version's traffic before the rollout (what "degraded" is measured against).
+    before: Option<backstop_core::snapshot::Baseline>,
+    /// Since when the environment is degraded (the stable version far worse than before).
+    degraded_since: Option<Millis>,
+}
+
+/// The environment of a rollout turned degraded (why) or healthy again (after how long).
+enum EnvironmentChange {
+    Degraded(String),
+    Recovered { held_ms: Millis },
+}
+
+impl Controller {
+    fn steps_for(&self, service: &str) -> Result<Vec<Step>> {
+        let svc = self.ctx.service(service)?;
+        Ok(match svc.rollout.strategy {
+            // Blue-green: the new colour is started and health-checked, then takes all traffic
+            // at once; the old colour stays warm for the rollback window.
+            Strategy::AllAtOnce | Strategy::BlueGreen => vec![Step {
+                weight: 100.0,
+                hold_ms: None,
+            }],
+            Strategy::Canary => svc
+                .rollout
+                .steps
+                .iter()
+                .map(|s| Step {
+                    weight: s.weight,
+                    hold_ms: s.hold.map(|d| d.as_millis() as Millis),
+                })
+                .collect(),
+        })
+    }
+
+    pub(super) async fn start_canary(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let release = ctx.store.release(&r.to_release_id).await?;
+        if r.canary_instance_id.is_none() {
+            // Journal the instance id before the process exists, so a restart adopts it.
+            r.canary_instance_id = Some(format!(
+                "{}-{}-{}-{}",
+                r.service,
+                r.env,
+                release.version,
+                &r.id[r.id.len() - 6..]
+            ));
+            r.updated_at_ms = now_ms();
+            ctx.store.update_rollout(&r).await?;
+        }
+        let canary_id = r.canary_instance_id.clone().unwrap_or_default();
+        if let Err(e) = ctx.ensure_instance(&canary_id, &release, &r.env).await {
+            let reason = format!("the new version did not start: {e:#}");
+            return self
+                .fail(r, reason, "deploy", json!({"error": format!("{e:#}")}))
+                .await;
+        }
+        self.event(
+            &r.id,
+            EventKind::CanaryHealthy,
+            json!({"instance": canary_id}),
+        )
+        .await?;
+        let env = ctx.store.environment(&r.service, &r.env).await?;
+        if env
+            .as_ref()
+            .and_then(|e| e.lkg_release_id.as_ref())
+            .is_none()
+        {
+            // First deployment: nothing to compare with, so it simply becomes the baseline.
+            return self
+                .promote(
+                    r,
+                    "controller",
+                    "first deployment of this environment: it becomes the baseline",
+                )
+                .await;
+        }
+        let steps = self.steps_for(&r.service)?;
+        let now = now_ms();
+        r.phase = Phase::Progressing;
+        r.step_index = 0;
+        r.step_started_at_ms = Some(now);
+        r.canary_weight = steps.first().map_or(100.0, |s| s.weight);
+        r.updated_at_ms = now;
+        ctx.store.update_rollout(&r).await?;
+        ctx.apply_routes(&r.service, &r.env).await?;
+        self.event(
+            &r.id,
+            EventKind::CanaryStarted,
+            json!({"weight": r.canary_weight}),
+        )
+        .await?;
+        self.audit(
+            "controller",
+            EventKind::RolloutProgressing,
+            &target(&r),
+            "controller",
+            json!({"weight": r.canary_weight, "step": 0}),
+        )
+        .await?;
+        let watch = self.new_watch(&r, now).await?;
+        self.watches.insert(r.id.clone(), watch);
+        Ok(())
+    }
+
+    /// Builds the judge and replays the intervals stored so far (after a restart).
+    async fn new_watch(&self, r: &Rollout, now: Millis) -> Result<Watch> {
+        let ctx = &self.ctx;
+        let settings = &ctx.service(&r.service)?.analysis;
+        let mut judge = backstop_judge::build(settings);
+        for interval in ctx.store.intervals(&r.id).await? {
+            judge.observe(&interval);
+        }
+        let events = ctx.store.events(&r.id).await?;
+        let canary_started_at = events
+            .iter()
+            .find(|e| e.kind == EventKind::CanaryStarted)
+            .map_or(now, |e| e.at_ms);
+        let first_request_seen = events
+            .iter()
+            .any(|e| e.kind == EventKind::CanaryFirstRequest);
+        let (baseline, canary) = self.arm_versions(r).await?;
+        if let Some(source) = ctx.signal_sources.get(&(r.service.clone(), r.env.clone()))
+            && !events.iter().any(|e| e.kind == EventKind::AnalysisSource)
+        {
+            // Where the judged numbers come from, for whoever reads the rollout later.
+            self.event(
+                &r.id,
+                EventKind::AnalysisSource,
+                json!({"source": "prometheus", "queries": source.queries()}),
+            )
+            .await?;
+        }
+        let stats = self.stats_or_event(r).await?;
+        let before = ctx
+            .store
+            .rollout_safeguards(&r.id)
+            .await?
+            .and_then(|s| s.baseline);
+        // A degradation still open when the daemon stopped is still open.
+        let degraded_since = events
+            .iter()
+            .rev()
+            .find(|e| {
+                e.kind == EventKind::EnvironmentDegraded
+                    || e.kind == EventKind::EnvironmentRecovered
+            })
+            .filter(|e| e.kind == EventKind::EnvironmentDegraded)
+            .map(|e| e.at_ms);
+        Ok(Watch {
+            judge: std::sync::Mutex::new(judge),
+            last: (find(&stats, &baseline), find(&stats, &canary)),
+            next_sample_at: now + settings.interval.as_millis() as Millis,
+            canary_started_at,
+            first_request_seen,
+            failed_health_checks: 0,
+            before,
+            degraded_since,
+        })
+    }
+
+    /// Takes one interval of counts when due, asks the judge, and acts on the answer.
+    pub(super) async fn sample(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let now = now_ms();
+        if !self.watches.contains_key(&r.id) {
+            let watch = self.new_watch(&r, now).await?;
+            self.watches.insert(r.id.clone(), watch);
+            return Ok(());
+        }
+        // Ticks come every 200 ms; the counters (a router socket, Prometheus queries) are read
+        // only when an interval is due.
+        if self
+            .watches
+            .get(&r.id)
+            .is_some_and(|w| now < w.next_sample_at)
+        {
+            return Ok(());
+        }
+        let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
+        let (baseline_v, canary_v) = self.arm_versions(&r).await?;
+        let stats = self.stats_or_event(&r).await?;
+        let watch = self
+            .watches
+            .get_mut(&r.id)
+            .ok_or_else(|| anyhow!("watch vanished"))?;
+        let cur = (find(&stats, &baseline_v), find(&stats, &canary_v));
+        let interval = Interval {
+            t: (now - watch.canary_started_at) as f64 / 1000.0,
+            baseline: delta(watch.last.0.as_ref(), cur.0.as_ref()),
+            canary: delta(watch.last.1.as_ref(), cur.1.as_ref()),
+        };
+        ctx.store.append_interval(&r.id, &interval).await?;
+        let (decision, report) = {
+            let mut judge = watch
+                .judge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let decision = judge.observe(&interval);
+            (decision, judge.report())
+        };
+        watch.last = cur.clone();
+        watch.next_sample_at = now + interval_ms;
+        // The proxy knows when the canary's first request came; a source that only has counters
+        // (Prometheus) tells the interval in which requests first showed.
+        let first_request = if watch.first_request_seen {
+            None
+        } else {
+            cur.1
+                .as_ref()
+                .and_then(|c| c.first_request_at)
+                .map(system_ms)
+                .or_else(|| (interval.canary.requests > 0).then_some(now))
+        };
+        if first_request.is_some() {
+            watch.first_request_seen = true;
+        }
+        // A shared degradation (the stable version far worse than before the rollout) is the
+        // environment's, not the new version's: the judge compares the arms and does not fail
+        // for it, but the rollout must not advance through it either. It holds, and people are
+        // told; the judge keeps watching (a canary worse than the stable version still fails).
+        let p99 = interval
+            .baseline
+            .latency_le_ms
+            .as_deref()
+            .and_then(|b| crate::baseline::quantile(b, 0.99));
+        let environment = watch.before.as_ref().and_then(|before| {
+            backstop_core::snapshot::environment_degraded(
+                before,
+                interval.baseline.requests,
+                interval.baseline.errors,
+                p99,
+            )
+        });
+        let transition = match (environment, watch.degraded_since) {
+            (Some(why), None) => {
+                watch.degraded_since = Some(now);
+                Some(EnvironmentChange::Degraded(why))
+            }
+            (None, Some(since)) if interval.baseline.requests >= DEGRADED_MIN_REQUESTS => {
+                watch.degraded_since = None;
+                Some(EnvironmentChange::Recovered {
+                    held_ms: now - since,
+                })
+            }
+            _ => None,
+        };
+        let degraded = watch.degraded_since.is_some();
+        if let Some(at) = first_request {
+            self.event_at(
+                &r.id,
+                at,
+                EventKind::CanaryFirstRequest,
+                json!({"version": canary_v}),
+            )
+            .await?;
+        }
+        match transition {
+            Some(EnvironmentChange::Degraded(why)) => {
+                let detail =
+                    json!({"reason": why, "stable_version": baseline_v, "step": r.step_index});
+                self.event(&r.id, EventKind::EnvironmentDegraded, detail.clone())
+                    .await?;
+                self.audit(
+                    "controller",
+                    EventKind::RolloutHeld,
+                    &target(&r),
+                    "environment",
+                    detail.clone(),
+                )
+                .await?;
+                self.notify(
+                    &r,
+                    EventKind::EnvironmentDegraded,
+                    format!(
+                        "{} in {} holds: {why}; the new version is not to blame so far, a person should look",
+                        r.to_release_id, r.env
+                    ),
+                    detail,
+                );
+            }
+            Some(EnvironmentChange::Recovered { held_ms }) => {
+                let detail = json!({"held_ms": held_ms, "step": r.step_index});
+                self.event(&r.id, EventKind::EnvironmentRecovered, detail.clone())
+                    .await?;
+                self.notify(
+                    &r,
+                    EventKind::EnvironmentRecovered,
+                    format!(
+                        "{} in {} goes on: the stable version is back to its usual figures",
+                        r.to_release_id, r.env
+                    ),
+                    detail,
+                );
+            }
+            None => {}
+        }
+        // Per-rollout breaker: the new version must keep answering its health check; after
+        // `breaker.failed_checks` consecutive failures the rollout halts and rolls back, whatever
+        // the traffic statistics say (a partial failure the counts may not show yet).
+        if let Some(reason) = self.canary_health_breach(&r).await? {
+            return self.fail(r, reason, "breaker", report).await;
+        }
+        if degraded && decision != Decision::Fail {
+            // Held: the step's time starts again once the environment is healthy.
+            r.step_started_at_ms = Some(now);
+            r.updated_at_ms = now;
+            ctx.store.update_rollout(&r).await?;
+            return Ok(());
+        }
+        let steps = self.steps_for(&r.service)?;
+        let step_index = usize::try_from(r.step_index).unwrap_or(0);
+        match decide(
+            &steps,
+            step_index,
+            r.step_started_at_ms.unwrap_or(now),
+            now,
+            decision,
+        ) {
+            Next::Wait => Ok(()),
+            Next::Advance { index, weight } => {
+                r.step_index = index as i64;
+                r.step_started_at_ms = Some(now);
+                r.canary_weight = weight;
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                ctx.apply_routes(&r.service, &r.env).await?;
+                self.event(
+                    &r.id,
+                    EventKind::StepAdvanced,
+                    json!({"step": index, "weight": weight}),
+                )
+                .await?;
+                self.audit(
+                    "controller",
+                    EventKind::RolloutStep,
+                    &target(&r),
+                    "schedule",
+                    json!({"step": index, "weight": weight, "judge": report}),
+                )
+                .await?;
+                Ok(())
+            }
+            Next::Promote => {
+                r.verdict = Some(report);
+                self.promote(r, "controller", "every step held without a failing verdict")
+                    .await
+            }
+            Next::Fail { reason } => {
+                debug_assert_eq!(decision, Decision::Fail);
+                self.judged_bad(r, reason, report).await
+            }
+            Next::Pause { reason } => {
+                r.phase = Phase::Paused;
+                r.reason = Some(reason.clone());
+                r.verdict = Some(report.clone());
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                self.event(
+                    &r.id,
+                    EventKind::JudgeInconclusive,
+                    json!({"reason": reason}),
+                )
+                .await?;
+                self.audit(
+                    "controller",
+                    EventKind::RolloutPaused,
+                    &target(&r),
+                    "judge",
+                    report,
+                )
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) async fn promote(&mut self, mut r: Rollout, actor: &str, why: &str) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let now = now_ms();
+        let old = ctx.store.environment(&r.service, &r.env).await?;
+        let env = EnvironmentState {
+            service: r.service.clone(),
+            env: r.env.clone(),
+            lkg_release_id: Some(r.to_release_id.clone()),
+            stable_instance_id: r.canary_instance_id.clone(),
+            previous_lkg_release_id: old.as_ref().and_then(|o| o.lkg_release_id.clone()),
+        };
+        r.phase = Phase::Promoted;
+        r.canary_weight = 100.0;
+        r.reason = Some(why.to_string());
+        r.updated_at_ms = now;
+        ctx.store.commit_promotion(&r, &env).await?;
+        ctx.apply_routes(&r.service, &r.env).await?;
+        self.watches.remove(&r.id);
+        self.event(
+            &r.id,
+            EventKind::RolloutPromoted,
+            json!({"release": r.to_release_id}),
+        )
+        .await?;
+        self.audit(
+            actor,
+            EventKind::RolloutPromoted,
+            &target(&r),
+            if actor == "controller" {
+                "controller"
+            } else {
+                "manual"
+            },
+            json!({
+                "release": r.to_release_id, "reason": why, "judge": r.verdict,
+            }),
+        )
+        .await?;
+        tracing::info!(rollout = %r.id, release = %r.to_release_id, "Rollout promoted; the new version is now the last known good.");
+        self.notify(
+            &r,
+            EventKind::RolloutPromoted,
+            format!("{} promoted in {}: {why}", r.to_release_id, r.env),
+            json!({"release": r.to_release_id}),
+        );
+        if let Some(previous) = old
+            .and_then(|o| o.stable_instance_id)
+            .filter(|p| Some(p) != r.canary_instance_id.as_ref())
+        {
+            let svc = ctx.service(&r.service)?;
+            let delay = match svc.rollout.strategy {
+                Strategy::BlueGreen => svc
+                    .rollout
+                    .rollback_window
+                    .unwrap_or(backstop_config::DEFAULT_ROLLBACK_WINDOW),
+                _ => svc.run.scale_down_delay,
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // Still unreferenced? (A rollback may have brought it back meanwhile.)
+                let referenced = ctx.store.environments().await.map(|envs| {
+                    envs.iter()
+                        .any(|e| e.stable_instance_id.as_deref() == Some(previous.as_str()))
+                });
+                if let Ok(false) = referenced
+                    && let Err(e) = ctx.stop_instance(&previous).await
+                {
+                    tracing::warn!(instance = %previous, error = format!("{e:#}"), "Scale-down of the previous version failed.");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn canary_health_breach(&mut self, r: &Rollout) -> Result<Option<String>> {
+        let ctx = self.ctx.clone();
+        let svc = ctx.service(&r.service)?;
+        let Some(id) = &r.canary_instance_id else {
+            return Ok(None);
+        };
+        let inst = ctx.store.instance(id).await?;
+        let healthy = if svc.run.command_scripts().is_some() {
+            true // script deployers report health through their own health script at start
+        } else {
+            backstop_drivers::process::check_health(
+                inst.port,
+                &svc.run.health.http,
+                svc.run.health.timeout,
+            )
+            .await
+            .is_ok()
+        };
+        let Some(watch) = self.watches.get_mut(&r.id) else {
+            return Ok(None);
+        };
+        watch.failed_health_checks = if healthy {
+            0
+        } else {
+            watch.failed_health_checks + 1
+        };
+        let limit = svc.breaker.failed_checks.max(1);
+        Ok((watch.failed_health_checks >= limit).then(|| {
+            format!("the new version failed {limit} health checks in a row (per-rollout breaker)")
+        }))
+    }
+}

@@ -1,0 +1,396 @@
+//! Recoveries: a failed rollout's plan is journaled in full, then run step by step, intent
+//! before and outcome after each, so a restarted controller resumes where it stopped.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use backstop_core::Millis;
+use backstop_core::event::EventKind;
+use backstop_core::model::{Phase, Recovery, Rollout, StepStatus};
+use backstop_core::recovery::{
+    StepKind, plan_canary_rollback, with_config_restore, with_hooks, with_schema_downs,
+    with_verification,
+};
+use backstop_core::schema::SchemaDecision;
+use backstop_store::StoreError;
+use serde_json::json;
+
+use super::Controller;
+use super::journal::target;
+use crate::now_ms;
+
+/// Attempts per recovery step before the recovery stops for a human.
+const STEP_ATTEMPTS: u32 = 3;
+
+impl Controller {
+    pub(super) async fn fail(
+        &mut self,
+        mut r: Rollout,
+        reason: String,
+        trigger: &str,
+        evidence: serde_json::Value,
+    ) -> Result<()> {
+        let now = now_ms();
+        r.phase = Phase::Failed;
+        r.reason = Some(reason.clone());
+        r.verdict = Some(evidence.clone());
+        r.updated_at_ms = now;
+        self.ctx.store.update_rollout(&r).await?;
+        self.watches.remove(&r.id);
+        // At `now`: the breaker below counts failures up to `now`, this one included.
+        self.event_at(
+            &r.id,
+            now,
+            EventKind::RolloutFailed,
+            json!({"reason": reason, "trigger": trigger}),
+        )
+        .await?;
+        if matches!(trigger, "deploy" | "breaker") {
+            self.record_failure_for_breaker(&r, now).await?;
+        }
+        self.audit(
+            if matches!(trigger, "judge" | "deploy" | "breaker" | "escalation") {
+                "controller"
+            } else {
+                trigger
+            },
+            EventKind::RolloutFailed,
+            &target(&r),
+            trigger,
+            json!({"reason": reason, "evidence": evidence}),
+        )
+        .await?;
+        tracing::warn!(rollout = %r.id, reason = %reason, "Rollout failed; rolling back to the last known good.");
+        self.notify(
+            &r,
+            EventKind::RolloutFailed,
+            format!(
+                "{} failed in {}; rolling back: {reason}",
+                r.to_release_id, r.env
+            ),
+            json!({"trigger": trigger, "severity": r.severity}),
+        );
+        self.begin_recovery(r).await
+    }
+
+    /// Journals the whole recovery plan, then runs it.
+    pub(super) async fn begin_recovery(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let env = ctx.store.environment(&r.service, &r.env).await?;
+        let reason = r.reason.clone().unwrap_or_else(|| "rollout failed".into());
+        let plan = match env
+            .as_ref()
+            .and_then(|e| Some((e.stable_instance_id.clone()?, e.lkg_release_id.clone()?)))
+        {
+            Some((stable, lkg)) => plan_canary_rollback(
+                &stable,
+                &lkg,
+                r.canary_instance_id.as_deref(),
+                &r.to_release_id,
+                &reason,
+            ),
+            None => {
+                let mut plan: Vec<StepKind> = r
+                    .canary_instance_id
+                    .iter()
+                    .map(|id| StepKind::StopInstance {
+                        instance_id: id.clone(),
+                    })
+                    .collect();
+                plan.push(StepKind::MarkReleaseBad {
+                    release_id: r.to_release_id.clone(),
+                    reason: reason.clone(),
+                });
+                plan
+            }
+        };
+        // The canary's slice goes back to the stable version whatever the schema says (the
+        // stable version already serves everyone else on it); proven downs run once the canary
+        // is gone when the database is past what the LKG runs on, and a refused schema step is
+        // reported for a person instead of blocking the traffic shift.
+        let lkg = env.as_ref().and_then(|e| e.lkg_release_id.clone());
+        let plan = match lkg {
+            Some(lkg) => match ctx.schema_decision(&r.service, &r.env, &lkg).await? {
+                Some(SchemaDecision::RunDowns { downs, .. }) => with_schema_downs(plan, &downs),
+                Some(SchemaDecision::Refuse {
+                    reason, options, ..
+                }) => {
+                    self.event(
+                        &r.id,
+                        EventKind::SchemaRefused,
+                        json!({"reason": reason, "options": options}),
+                    )
+                    .await?;
+                    self.audit(
+                        "controller",
+                        EventKind::SchemaRefused,
+                        &target(&r),
+                        &reason,
+                        json!({"options": options}),
+                    )
+                    .await?;
+                    plan
+                }
+                _ => plan,
+            },
+            None => plan,
+        };
+        let plan = match env.as_ref().and_then(|e| e.lkg_release_id.as_deref()) {
+            Some(lkg) => self.with_lkg_config(plan, &r.service, &r.env, lkg).await,
+            None => plan,
+        };
+        let verify_s = ctx.service(&r.service)?.analysis.interval.as_secs().max(1);
+        let plan = match env
+            .as_ref()
+            .and_then(|e| Some((e.stable_instance_id.clone()?, e.lkg_release_id.clone()?)))
+        {
+            Some((stable, lkg)) => with_verification(plan, &stable, &lkg, verify_s),
+            None => plan,
+        };
+        let hooks = &ctx.service(&r.service)?.hooks;
+        let plan = with_hooks(
+            plan,
+            hooks.before_rollback.as_deref(),
+            hooks.after_rollback.as_deref(),
+        );
+        let rec = Recovery {
+            id: recovery_id_for(&r.id),
+            rollout_id: Some(r.id.clone()),
+            service: r.service.clone(),
+            env: r.env.clone(),
+            actor: "controller".into(),
+            trigger: EventKind::RolloutFailed.as_str().into(),
+            reason,
+            status: "running".into(),
+            created_at_ms: now_ms(),
+            finished_at_ms: None,
+            steps: vec![],
+        };
+        match ctx.store.create_recovery(&rec, &plan).await {
+            Ok(()) => {
+                self.event(
+                    &r.id,
+                    EventKind::RecoveryStarted,
+                    json!({"recovery": rec.id, "plan": plan}),
+                )
+                .await?;
+                self.audit(
+                    "controller",
+                    EventKind::RecoveryStarted,
+                    &format!("recovery/{}", rec.id),
+                    EventKind::RolloutFailed.as_str(),
+                    json!({"rollout": r.id, "plan": plan}),
+                )
+                .await?;
+            }
+            // Already journaled by an earlier attempt that crashed before the phase change.
+            Err(StoreError::Conflict(_)) if ctx.store.recovery(&rec.id).await.is_ok() => {}
+            Err(e) => return Err(e.into()),
+        }
+        r.phase = Phase::Recovering;
+        r.updated_at_ms = now_ms();
+        ctx.store.update_rollout(&r).await?;
+        let rec = ctx.store.recovery(&rec.id).await?;
+        self.run_recovery(rec).await
+    }
+
+    /// Runs every step not yet done, journaling intent before and outcome after each.
+    pub(super) async fn run_recovery(&mut self, rec: Recovery) -> Result<()> {
+        let ctx = self.ctx.clone();
+        for step in rec.steps.iter().filter(|s| s.status != StepStatus::Done) {
+            let mut outcome = Err(anyhow!("not attempted"));
+            for attempt in 1..=STEP_ATTEMPTS {
+                ctx.store
+                    .step_started(&rec.id, step.index, now_ms())
+                    .await?;
+                outcome = self.execute(&rec, &step.step).await;
+                match &outcome {
+                    Ok(_) => break,
+                    Err(e) if attempt < STEP_ATTEMPTS => {
+                        tracing::warn!(recovery = %rec.id, step = step.index, attempt, error = format!("{e:#}"), "Recovery step failed; retrying.");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                    }
+                    Err(_) => {}
+                }
+            }
+            let now = now_ms();
+            match outcome {
+                Ok(detail) => {
+                    ctx.store
+                        .step_finished(&rec.id, step.index, now, true, &detail)
+                        .await?;
+                    self.audit("controller", EventKind::RecoveryStepDone, &format!("recovery/{}", rec.id), "plan", json!({
+                        "step": step.step, "idempotency_key": step.idempotency_key, "outcome": detail,
+                    }))
+                    .await?;
+                    if let (StepKind::ShiftTraffic { .. }, Some(rollout_id)) =
+                        (&step.step, &rec.rollout_id)
+                    {
+                        self.traffic_restored(rollout_id, now).await?;
+                    }
+                }
+                Err(e) => {
+                    let detail = json!({"error": format!("{e:#}")});
+                    ctx.store
+                        .step_finished(&rec.id, step.index, now, false, &detail)
+                        .await?;
+                    ctx.store.finish_recovery(&rec.id, "failed", now).await?;
+                    self.audit("controller", EventKind::RecoveryFailed, &format!("recovery/{}", rec.id), "plan", json!({
+                        "step": step.step, "idempotency_key": step.idempotency_key, "error": format!("{e:#}"),
+                    }))
+                    .await?;
+                    tracing::error!(recovery = %rec.id, step = step.index, error = format!("{e:#}"), "Recovery step failed for good; a person must take over.");
+                    if let Some(rollout_id) = &rec.rollout_id {
+                        let r = ctx.store.rollout(rollout_id).await?;
+                        self.notify(&r, EventKind::RecoveryFailed, format!("recovery {} of {} stopped at step {}: `backstop recovery resume {}` after fixing it", rec.id, r.to_release_id, step.index + 1, rec.id), json!({"error": format!("{e:#}")}));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let now = now_ms();
+        ctx.store.finish_recovery(&rec.id, "done", now).await?;
+        self.audit(
+            "controller",
+            EventKind::RecoveryDone,
+            &format!("recovery/{}", rec.id),
+            "plan",
+            json!({"rollout": rec.rollout_id}),
+        )
+        .await?;
+        if let Some(rollout_id) = &rec.rollout_id {
+            let mut r = ctx.store.rollout(rollout_id).await?;
+            r.phase = Phase::Recovered;
+            r.updated_at_ms = now;
+            ctx.store.update_rollout(&r).await?;
+            // Time to restore, measured from when users first met the bad version, against the
+            // service's MTTR target.
+            let events = ctx.store.events(&r.id).await?;
+            let started = events
+                .iter()
+                .find(|e| e.kind == EventKind::CanaryFirstRequest)
+                .or_else(|| events.iter().find(|e| e.kind == EventKind::CanaryStarted))
+                .map_or(r.created_at_ms, |e| e.at_ms);
+            let mttr = ctx.service(&r.service)?.mttr().as_millis() as Millis;
+            let took = now - started;
+            self.event(&r.id, EventKind::RolloutRecovered, json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
+                .await?;
+            self.notify(
+                &r,
+                EventKind::RecoveryDone,
+                format!(
+                    "{} rolled back in {}; traffic is on the last known good",
+                    r.to_release_id, r.env
+                ),
+                json!({"time_to_recover_ms": took, "mttr_breached": took > mttr}),
+            );
+            if took > mttr {
+                self.audit(
+                    "controller",
+                    EventKind::MttrBreached,
+                    &target(&r),
+                    "measurement",
+                    json!({"took_ms": took, "target_ms": mttr}),
+                )
+                .await?;
+            }
+            tracing::info!(rollout = %r.id, "Rolled back: traffic is on the last known good and the release is marked bad.");
+        }
+        Ok(())
+    }
+
+    /// Records when users stopped seeing the bad version, and whether that met the rollback SLA
+    /// (measured from the verdict to traffic restored).
+    async fn traffic_restored(&self, rollout_id: &str, at: Millis) -> Result<()> {
+        let ctx = &self.ctx;
+        let r = ctx.store.rollout(rollout_id).await?;
+        let events = ctx.store.events(rollout_id).await?;
+        let detected = events
+            .iter()
+            .find(|e| e.kind == EventKind::RolloutFailed)
+            .map(|e| e.at_ms);
+        let sla = ctx
+            .service(&r.service)?
+            .rollback_sla_for(&r.env)
+            .as_millis() as Millis;
+        let took = detected.map(|d| at - d);
+        let breached = took.is_some_and(|t| t > sla);
+        self.event_at(rollout_id, at, EventKind::TrafficRestored, json!({"detection_to_restore_ms": took, "rollback_sla_ms": sla, "sla_breached": breached}))
+            .await?;
+        if breached {
+            self.audit(
+                "controller",
+                EventKind::RollbackSlaBreached,
+                &target(&r),
+                "measurement",
+                json!({"took_ms": took, "sla_ms": sla}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a [`StepKind::RestoreConfig`] to a plan back to `lkg` when the environment's config
+    /// files now differ from the snapshot taken with the rollout that made `lkg` good. Never
+    /// blocks a recovery: a snapshot that cannot be read is logged and the plan goes on without.
+    pub(super) async fn with_lkg_config(
+        &self,
+        plan: Vec<StepKind>,
+        service: &str,
+        env: &str,
+        lkg: &str,
+    ) -> Vec<StepKind> {
+        match self.lkg_config_restore(service, env, lkg).await {
+            Ok(Some((version, manifest))) => with_config_restore(plan, version, &manifest),
+            Ok(None) => plan,
+            Err(e) => {
+                tracing::warn!(
+                    service,
+                    env,
+                    lkg,
+                    error = format!("{e:#}"),
+                    "Cannot compare the config with the last known good's snapshot; recovering without a config restore."
+                );
+                plan
+            }
+        }
+    }
+
+    async fn lkg_config_restore(
+        &self,
+        service: &str,
+        env: &str,
+        lkg: &str,
+    ) -> Result<Option<(i64, String)>> {
+        let ctx = &self.ctx;
+        let promoted = ctx
+            .store
+            .rollouts(Some(service), 1000)
+            .await?
+            .into_iter()
+            .find(|r| r.env == env && r.to_release_id == lkg && r.phase == Phase::Promoted);
+        let Some(r) = promoted else { return Ok(None) };
+        let Some(version) = ctx
+            .store
+            .rollout_safeguards(&r.id)
+            .await?
+            .and_then(|g| g.config_snapshot)
+        else {
+            return Ok(None);
+        };
+        let snap = ctx.store.config_snapshot(service, env, version).await?;
+        let target = ctx.snapshot_manifest(&snap.manifest)?;
+        let live = ctx
+            .live_params(service, env)
+            .await?
+            .map(|l| l.manifest)
+            .unwrap_or_default();
+        Ok((!target.same_files(&live)).then_some((version, snap.manifest)))
+    }
+}
+
+/// Recoveries of failed rollouts have ids derived from the rollout, so journaling one twice
+/// (after a crash between the journal write and the phase change) is caught as a conflict.
+pub fn recovery_id_for(rollout_id: &str) -> String {
+    format!("rec-{rollout_id}")
+}
