@@ -4,9 +4,11 @@
 
 pub mod audit;
 pub mod breaker;
+pub mod clock;
 pub mod drill;
 pub mod event;
 pub mod model;
+pub mod reconcile;
 pub mod recovery;
 pub mod rollout;
 pub mod schema;

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Millis;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -70,6 +72,78 @@ pub fn classify(impact: &Impact, tier: u8) -> Severity {
     Severity::Minor
 }
 
+/// What a service's policy does with a failing verdict of some severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workflow {
+    /// Roll back at once.
+    RollBack,
+    /// Hold for a person; roll back after `within_ms` unless they acknowledge it.
+    RollBackUnlessAcknowledged { within_ms: Millis },
+    /// Hold for a person to promote or abort.
+    Notify,
+}
+
+/// What follows a failing verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Fail the rollout now (`reason` carries the severity).
+    RollBack { reason: String },
+    /// Pause the rollout for a person; it rolls back at `deadline` unless acknowledged.
+    Hold {
+        reason: String,
+        deadline: Option<Millis>,
+    },
+}
+
+/// Runs `workflow` for rollout `rollout_id`, failed by the judge for `reason` at `now`.
+pub fn respond(
+    workflow: Workflow,
+    severity: Severity,
+    reason: &str,
+    rollout_id: &str,
+    now: Millis,
+) -> Response {
+    match workflow {
+        Workflow::RollBack => Response::RollBack {
+            reason: format!("{reason} (severity {})", severity.as_str()),
+        },
+        Workflow::RollBackUnlessAcknowledged { within_ms } => {
+            let deadline = now + within_ms;
+            Response::Hold {
+                reason: format!(
+                    "severity {}: rolls back at {} unless acknowledged (`backstop rollout acknowledge {rollout_id}`)",
+                    severity.as_str(),
+                    crate::format_ms(deadline),
+                ),
+                deadline: Some(deadline),
+            }
+        }
+        Workflow::Notify => Response::Hold {
+            reason: format!(
+                "severity {}: held for a person to promote or abort (policy: notify)",
+                severity.as_str()
+            ),
+            deadline: None,
+        },
+    }
+}
+
+/// Why a held rollout whose acknowledgement deadline passed is rolled back, once it is due:
+/// `None` before the deadline, when there is none, or when a person acknowledged it.
+pub fn escalation_due(
+    deadline: Option<Millis>,
+    acknowledged: bool,
+    severity: Option<Severity>,
+    now: Millis,
+) -> Option<String> {
+    let deadline = deadline.filter(|d| !acknowledged && now >= *d)?;
+    Some(format!(
+        "not acknowledged by {}: rolled back per the severity policy ({})",
+        crate::format_ms(deadline),
+        severity.map_or("unknown", |s| s.as_str())
+    ))
+}
+
 /// p99 in ms from a cumulative histogram (upper bound of the bucket holding the 99th percentile).
 pub fn p99_from_buckets(buckets: &[(f64, u64)]) -> Option<f64> {
     let total = buckets.last()?.1;
@@ -118,6 +192,41 @@ mod tests {
         assert_eq!(classify(&i, 2), Severity::Critical);
         i.canary_p99_ms = Some(160.0);
         assert_eq!(classify(&i, 2), Severity::Major);
+    }
+
+    #[test]
+    fn the_workflow_rolls_back_or_holds() {
+        assert_eq!(
+            respond(Workflow::RollBack, Severity::Critical, "worse", "r1", 0),
+            Response::RollBack {
+                reason: "worse (severity critical)".into()
+            }
+        );
+        let Response::Hold { reason, deadline } = respond(
+            Workflow::RollBackUnlessAcknowledged { within_ms: 60_000 },
+            Severity::Major,
+            "worse",
+            "r1",
+            1_000,
+        ) else {
+            panic!("held")
+        };
+        assert_eq!(deadline, Some(61_000));
+        assert!(reason.contains("1970-01-01T00:01:01.000Z") && reason.contains("acknowledge r1"));
+        assert!(matches!(
+            respond(Workflow::Notify, Severity::Minor, "worse", "r1", 0),
+            Response::Hold { deadline: None, .. }
+        ));
+    }
+
+    #[test]
+    fn an_acknowledgement_deadline_rolls_back_when_due_and_not_acknowledged() {
+        let sev = Some(Severity::Major);
+        assert_eq!(escalation_due(Some(5_000), false, sev, 4_999), None);
+        let due = escalation_due(Some(5_000), false, sev, 5_000).expect("due");
+        assert!(due.contains("1970-01-01T00:00:05.000Z") && due.ends_with("(major)"));
+        assert_eq!(escalation_due(Some(5_000), true, sev, 9_000), None);
+        assert_eq!(escalation_due(None, false, sev, 9_000), None);
     }
 
     #[test]
