@@ -15,8 +15,13 @@ pub enum Action {
     StartCanary,
     /// Take an interval of traffic when one is due and decide with [`crate::rollout::next`].
     Analyse,
-    /// An open breaker covers a progressing rollout: pause it where it is (no rollback).
-    PauseForBreaker { reason: String },
+    /// An open breaker (trip `trip_id` of `scope`) covers a progressing rollout: pause it
+    /// where it is (no rollback).
+    PauseForBreaker {
+        reason: String,
+        trip_id: String,
+        scope: String,
+    },
     /// The breaker that paused it was reset: carry on.
     ResumeAfterBreaker,
     /// Held past its acknowledgement deadline: roll it back.
@@ -34,6 +39,8 @@ pub fn act(r: &Rollout, trip: Option<&BreakerTrip>, now: Millis) -> Action {
         (Phase::Pending, Some(_)) => Action::Wait,
         (Phase::Progressing, Some(t)) => Action::PauseForBreaker {
             reason: breaker::pause_reason(t),
+            trip_id: t.id.clone(),
+            scope: t.scope.clone(),
         },
         (Phase::Paused, None) if breaker::paused_by_breaker(r.reason.as_deref()) => {
             Action::ResumeAfterBreaker
@@ -110,7 +117,7 @@ mod tests {
     fn an_open_breaker_pauses_progress_and_its_reset_resumes_it() {
         let t = trip();
         assert_eq!(act(&rollout(Phase::Pending), Some(&t), 0), Action::Wait);
-        let Action::PauseForBreaker { reason } = act(&rollout(Phase::Progressing), Some(&t), 0)
+        let Action::PauseForBreaker { reason, .. } = act(&rollout(Phase::Progressing), Some(&t), 0)
         else {
             panic!("paused")
         };

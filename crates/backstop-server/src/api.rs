@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{Caller, require_token};
-use crate::controller::{Command, RolloutAction};
+use crate::controller::{Command, ControllerError, RolloutAction};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::{Ctx, now_ms};
 
@@ -664,15 +664,16 @@ async fn get_rollout(
 
 async fn send_command<T>(
     ctx: &Ctx,
-    make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+    make: impl FnOnce(oneshot::Sender<Result<T, ControllerError>>) -> Command,
 ) -> ApiResult<T> {
     let (tx, rx) = oneshot::channel();
     ctx.commands
         .send(make(tx))
         .await
         .map_err(|_| ApiError::internal("the controller is shutting down"))?;
-    rx.await
-        .map_err(|_| ApiError::internal("the controller dropped the request"))?
+    Ok(rx
+        .await
+        .map_err(|_| ApiError::internal("the controller dropped the request"))??)
 }
 
 /// Hands a person's action on a rollout to the controller (serialized with its own decisions).

@@ -10,7 +10,7 @@ use backstop_core::Millis;
 use backstop_core::snapshot::{BASELINE_INTERVALS, Baseline};
 use backstop_drivers::proxy::VersionStats;
 
-use crate::{Ctx, now_ms};
+use crate::Ctx;
 
 type Samples = VecDeque<(Millis, Vec<VersionStats>)>;
 
@@ -73,7 +73,7 @@ impl Ctx {
     /// Takes one sample of every router whose last sample is at least its service's
     /// `analysis.interval` old; keeps the samples a baseline window needs.
     pub async fn sample_traffic(&self) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for (service, env) in self.routers.keys() {
             let Ok(svc) = self.service(service) else {
                 continue;
@@ -111,7 +111,7 @@ impl Ctx {
         let svc = self.service(service)?;
         let requested = (svc.analysis.interval * BASELINE_INTERVALS).as_millis() as Millis;
         let stats = self.traffic_stats(service, env).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let key = (service.to_string(), env.to_string());
         let oldest = self.traffic_history.with(|h| {
             h.get(&key).and_then(|s| {

@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 
 use crate::api::{Body, CreateRelease, CreateRollout};
 use crate::auth::Caller;
-use crate::controller::{Command, RolloutAction};
+use crate::controller::{Command, ControllerError, RolloutAction};
 use crate::error::{ApiError, ApiResult};
 use crate::{Ctx, now_ms};
 
@@ -209,15 +209,16 @@ pub async fn start_drill(
 
 async fn command<T>(
     ctx: &Ctx,
-    make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+    make: impl FnOnce(oneshot::Sender<Result<T, ControllerError>>) -> Command,
 ) -> ApiResult<T> {
     let (tx, rx) = oneshot::channel();
     ctx.commands
         .send(make(tx))
         .await
         .map_err(|_| ApiError::internal("the controller is shutting down"))?;
-    rx.await
-        .map_err(|_| ApiError::internal("the controller dropped the request"))?
+    Ok(rx
+        .await
+        .map_err(|_| ApiError::internal("the controller dropped the request"))??)
 }
 
 /// Undoes what the drill left behind; says what it did.

@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use backstop_store::StoreError;
 use serde::Serialize;
 
+use crate::controller::ControllerError;
+
 /// The body of every 4xx/5xx answer: `{"error": {"code": …, "message": …, "pointer": …}}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -99,6 +101,16 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "Store failed while serving a request.");
                 ApiError::internal(other.to_string())
             }
+        }
+    }
+}
+
+impl From<ControllerError> for ApiError {
+    fn from(e: ControllerError) -> Self {
+        match e {
+            ControllerError::NotFound(m) => ApiError::not_found(m),
+            ControllerError::Conflict(m) => ApiError::conflict(m),
+            ControllerError::Internal(m) => ApiError::internal(m),
         }
     }
 }

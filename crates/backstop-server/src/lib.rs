@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use backstop_config::Config;
 use backstop_core::Millis;
 use backstop_core::audit::AuditEntry;
+use backstop_core::clock::Clock;
 use backstop_drivers::proxy::Proxy;
 use backstop_drivers::router::TrafficRouter;
 use backstop_store::{SqliteStore, Store};
@@ -37,16 +38,27 @@ pub mod snapshots;
 
 pub use api::{RolloutDetail, Timeline};
 
-/// Wall-clock now in epoch milliseconds (UTC).
+/// Wall-clock now in epoch milliseconds (UTC). Code that has a [`Ctx`] asks `ctx.clock`.
 pub fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
+/// The wall clock, as the daemon's [`Clock`].
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> Millis {
+        now_ms()
+    }
+}
+
 /// Everything handlers and the controller share.
 pub struct Ctx {
     pub store: Arc<dyn Store>,
+    /// Where every decision reads "now" from.
+    pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub state_dir: PathBuf,
     /// Verified backups of release artifacts (`<state>/blobs`): what instances actually run.
@@ -82,7 +94,7 @@ pub async fn audit(
 ) -> Result<()> {
     ctx.store
         .append_audit(
-            now_ms(),
+            ctx.clock.now_ms(),
             &AuditEntry {
                 actor: actor.into(),
                 action: action.as_str().into(),
@@ -161,6 +173,7 @@ pub async fn serve(
     let (tx, rx) = mpsc::channel(64);
     let ctx = Arc::new(Ctx {
         store: Arc::new(store),
+        clock: Arc::new(SystemClock),
         config: Arc::new(opts.config),
         blobs: Arc::new(backstop_store::FolderBlobs::new(
             opts.state_dir.join("blobs"),

@@ -22,7 +22,7 @@ use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
 use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
-use crate::{Ctx, now_ms};
+use crate::Ctx;
 
 /// The signal source of `svc` in `env`, if its config names one.
 pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<PrometheusSource>> {
@@ -139,7 +139,7 @@ impl Ctx {
             release_id: release.id.clone(),
             pid: 0,
             port,
-            started_at_ms: now_ms(),
+            started_at_ms: self.clock.now_ms(),
             state: "starting".into(),
         };
         self.store.put_instance(&rec).await?;
@@ -243,7 +243,7 @@ impl Ctx {
             release_id: release.id.clone(),
             pid: 0,
             port,
-            started_at_ms: now_ms(),
+            started_at_ms: self.clock.now_ms(),
             state: "starting".into(),
         };
         if known.is_some()

@@ -1,5 +1,6 @@
 //! The global circuit breaker: counting failures towards a trip, pausing the progressive
-//! rollouts in its scope, and resuming them once it is reset.
+//! rollouts in its scope, and resuming them once it is reset. The rules are
+//! [`backstop_core::breaker`]'s.
 
 use anyhow::Result;
 use backstop_core::Millis;
@@ -9,11 +10,8 @@ use backstop_core::model::{BreakerTrip, Phase, Rollout};
 use serde_json::json;
 
 use super::Controller;
-use super::journal::target;
-use crate::{now_ms, policy};
-
-/// Reason prefix of rollouts paused by the global breaker (they resume when it is reset).
-pub(super) const BREAKER_PAUSE: &str = "circuit breaker open";
+use super::journal::Record;
+use crate::policy;
 
 impl Controller {
     /// Counts a judged failure towards the global breaker and trips it when the policy says so.
@@ -41,61 +39,62 @@ impl Controller {
         };
         ctx.store.create_trip(&trip).await?;
         tracing::warn!(scope = %key, failures = failures.len(), "Circuit breaker tripped; progressive rollouts in scope are paused.");
-        self.audit(
+        self.record(Record::audit_only(
             "controller",
             EventKind::BreakerTripped,
-            &format!("breaker/{key}"),
+            format!("breaker/{key}"),
             "policy",
             json!({
                 "failures": failures, "trips_after": policy.trips_after, "within_ms": within,
             }),
-        )
+        ))
         .await
     }
 
+    /// Holds a progressing rollout where it is while trip `trip_id` of `scope` is open (no
+    /// rollback).
     pub(super) async fn pause_for_breaker(
         &mut self,
         mut r: Rollout,
-        trip: &BreakerTrip,
+        reason: String,
+        trip_id: &str,
+        scope: &str,
     ) -> Result<()> {
-        let reason = format!(
-            "{BREAKER_PAUSE} for {} since {}; `backstop breaker reset --scope {}` resumes it",
-            trip.scope,
-            backstop_core::format_ms(trip.tripped_at_ms),
-            trip.scope
-        );
         r.phase = Phase::Paused;
         r.reason = Some(reason.clone());
-        r.updated_at_ms = now_ms();
+        r.updated_at_ms = self.ctx.clock.now_ms();
         self.ctx.store.update_rollout(&r).await?;
         self.watches.remove(&r.id);
-        self.event(&r.id, EventKind::RolloutPaused, json!({"reason": reason}))
-            .await?;
-        self.audit(
-            "controller",
-            EventKind::RolloutPaused,
-            &target(&r),
-            "breaker",
-            json!({"trip": trip.id, "scope": trip.scope}),
+        self.record(
+            Record::of(&r)
+                .event(EventKind::RolloutPaused, json!({"reason": reason}))
+                .audit(
+                    "controller",
+                    EventKind::RolloutPaused,
+                    "breaker",
+                    json!({"trip": trip_id, "scope": scope}),
+                ),
         )
         .await
     }
 
+    /// The breaker that paused `r` was reset: its current step starts again.
     pub(super) async fn resume_after_breaker(&mut self, mut r: Rollout) -> Result<()> {
-        let now = now_ms();
+        let now = self.ctx.clock.now_ms();
         r.phase = Phase::Progressing;
         r.reason = None;
         r.step_started_at_ms = Some(now);
         r.updated_at_ms = now;
         self.ctx.store.update_rollout(&r).await?;
-        self.event(&r.id, EventKind::RolloutResumed, json!({}))
-            .await?;
-        self.audit(
-            "controller",
-            EventKind::RolloutResumed,
-            &target(&r),
-            EventKind::BreakerReset.as_str(),
-            json!({}),
+        self.record(
+            Record::of(&r)
+                .event(EventKind::RolloutResumed, json!({}))
+                .audit(
+                    "controller",
+                    EventKind::RolloutResumed,
+                    EventKind::BreakerReset.as_str(),
+                    json!({}),
+                ),
         )
         .await
     }

@@ -1,20 +1,20 @@
-//! Canary progress: start the new version, sample an interval, advance, hold or promote.
+//! Canary progress: start the new version, sample an interval, and advance, hold, pause, fail
+//! or promote as [`backstop_core::rollout::next`] decides.
 
 use anyhow::{Result, anyhow};
 use backstop_config::Strategy;
 use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, Phase, Rollout};
-use backstop_core::rollout::{Next, Step, decide};
-use backstop_core::snapshot::DEGRADED_MIN_REQUESTS;
+use backstop_core::rollout::{Next, Observation, Step};
+use backstop_core::snapshot::{EnvironmentChange, environment_change, environment_degraded};
 use backstop_drivers::proxy::VersionStats;
 use backstop_judge::{Decision, Interval, Judge};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Controller;
-use super::journal::target;
+use super::journal::Record;
 use super::signals::{delta, find, system_ms};
-use crate::now_ms;
 
 /// What the controller keeps between ticks for a progressing rollout. Rebuildable from the store.
 pub(super) struct Watch {
@@ -33,10 +33,14 @@ pub(super) struct Watch {
     degraded_since: Option<Millis>,
 }
 
-/// The environment of a rollout turned degraded (why) or healthy again (after how long).
-enum EnvironmentChange {
-    Degraded(String),
-    Recovered { held_ms: Millis },
+/// One analysis interval as measured.
+struct Measured {
+    judge: Decision,
+    report: Value,
+    /// When users first reached the new version, if it was in this interval.
+    first_request: Option<Millis>,
+    environment: Option<EnvironmentChange>,
+    degraded: bool,
 }
 
 impl Controller {
@@ -73,7 +77,7 @@ impl Controller {
                 release.version,
                 &r.id[r.id.len() - 6..]
             ));
-            r.updated_at_ms = now_ms();
+            r.updated_at_ms = ctx.clock.now_ms();
             ctx.store.update_rollout(&r).await?;
         }
         let canary_id = r.canary_instance_id.clone().unwrap_or_default();
@@ -83,12 +87,8 @@ impl Controller {
                 .fail(r, reason, "deploy", json!({"error": format!("{e:#}")}))
                 .await;
         }
-        self.event(
-            &r.id,
-            EventKind::CanaryHealthy,
-            json!({"instance": canary_id}),
-        )
-        .await?;
+        self.record(Record::of(&r).event(EventKind::CanaryHealthy, json!({"instance": canary_id})))
+            .await?;
         let env = ctx.store.environment(&r.service, &r.env).await?;
         if env
             .as_ref()
@@ -105,7 +105,7 @@ impl Controller {
                 .await;
         }
         let steps = self.steps_for(&r.service)?;
-        let now = now_ms();
+        let now = ctx.clock.now_ms();
         r.phase = Phase::Progressing;
         r.step_index = 0;
         r.step_started_at_ms = Some(now);
@@ -113,18 +113,15 @@ impl Controller {
         r.updated_at_ms = now;
         ctx.store.update_rollout(&r).await?;
         ctx.apply_routes(&r.service, &r.env).await?;
-        self.event(
-            &r.id,
-            EventKind::CanaryStarted,
-            json!({"weight": r.canary_weight}),
-        )
-        .await?;
-        self.audit(
-            "controller",
-            EventKind::RolloutProgressing,
-            &target(&r),
-            "controller",
-            json!({"weight": r.canary_weight, "step": 0}),
+        self.record(
+            Record::of(&r)
+                .event(EventKind::CanaryStarted, json!({"weight": r.canary_weight}))
+                .audit(
+                    "controller",
+                    EventKind::RolloutProgressing,
+                    "controller",
+                    json!({"weight": r.canary_weight, "step": 0}),
+                ),
         )
         .await?;
         let watch = self.new_watch(&r, now).await?;
@@ -153,11 +150,10 @@ impl Controller {
             && !events.iter().any(|e| e.kind == EventKind::AnalysisSource)
         {
             // Where the judged numbers come from, for whoever reads the rollout later.
-            self.event(
-                &r.id,
+            self.record(Record::of(r).event(
                 EventKind::AnalysisSource,
                 json!({"source": "prometheus", "queries": source.queries()}),
-            )
+            ))
             .await?;
         }
         let stats = self.stats_or_event(r).await?;
@@ -188,10 +184,11 @@ impl Controller {
         })
     }
 
-    /// Takes one interval of counts when due, asks the judge, and acts on the answer.
+    /// Takes one interval of counts when due, asks the judge, and acts on what
+    /// [`backstop_core::rollout::next`] decides.
     pub(super) async fn sample(&mut self, mut r: Rollout) -> Result<()> {
         let ctx = self.ctx.clone();
-        let now = now_ms();
+        let now = ctx.clock.now_ms();
         if !self.watches.contains_key(&r.id) {
             let watch = self.new_watch(&r, now).await?;
             self.watches.insert(r.id.clone(), watch);
@@ -206,21 +203,143 @@ impl Controller {
         {
             return Ok(());
         }
-        let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
         let (baseline_v, canary_v) = self.arm_versions(&r).await?;
-        let stats = self.stats_or_event(&r).await?;
+        let measured = self.measure(&r, &baseline_v, &canary_v, now).await?;
+        if let Some(at) = measured.first_request {
+            self.record(
+                Record::of(&r)
+                    .event(EventKind::CanaryFirstRequest, json!({"version": canary_v}))
+                    .at(at),
+            )
+            .await?;
+        }
+        match &measured.environment {
+            Some(EnvironmentChange::Degraded(why)) => {
+                let detail =
+                    json!({"reason": why, "stable_version": baseline_v, "step": r.step_index});
+                let summary = format!(
+                    "{} in {} holds: {why}; the new version is not to blame so far, a person should look",
+                    r.to_release_id, r.env
+                );
+                self.record(
+                    Record::of(&r)
+                        .event(EventKind::EnvironmentDegraded, detail.clone())
+                        .audit(
+                            "controller",
+                            EventKind::RolloutHeld,
+                            "environment",
+                            detail.clone(),
+                        )
+                        .notify(EventKind::EnvironmentDegraded, summary, detail),
+                )
+                .await?;
+            }
+            Some(EnvironmentChange::Recovered { held_ms }) => {
+                let detail = json!({"held_ms": held_ms, "step": r.step_index});
+                let summary = format!(
+                    "{} in {} goes on: the stable version is back to its usual figures",
+                    r.to_release_id, r.env
+                );
+                self.record(
+                    Record::of(&r)
+                        .event(EventKind::EnvironmentRecovered, detail.clone())
+                        .notify(EventKind::EnvironmentRecovered, summary, detail),
+                )
+                .await?;
+            }
+            None => {}
+        }
+        let failed_health_checks = self.check_canary_health(&r).await?;
+        let steps = self.steps_for(&r.service)?;
+        let next = backstop_core::rollout::next(&Observation {
+            steps: &steps,
+            step_index: usize::try_from(r.step_index).unwrap_or(0),
+            step_started_at: r.step_started_at_ms.unwrap_or(now),
+            judge: measured.judge,
+            degraded: measured.degraded,
+            failed_health_checks,
+            health_check_limit: ctx.service(&r.service)?.breaker.failed_checks,
+            now,
+        });
+        let report = measured.report;
+        match next {
+            Next::Wait => Ok(()),
+            Next::Hold => {
+                // Held: the step's time starts again once the environment is healthy.
+                r.step_started_at_ms = Some(now);
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                Ok(())
+            }
+            Next::Advance { index, weight } => {
+                r.step_index = index as i64;
+                r.step_started_at_ms = Some(now);
+                r.canary_weight = weight;
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                ctx.apply_routes(&r.service, &r.env).await?;
+                self.record(
+                    Record::of(&r)
+                        .event(
+                            EventKind::StepAdvanced,
+                            json!({"step": index, "weight": weight}),
+                        )
+                        .audit(
+                            "controller",
+                            EventKind::RolloutStep,
+                            "schedule",
+                            json!({"step": index, "weight": weight, "judge": report}),
+                        ),
+                )
+                .await
+            }
+            Next::Promote => {
+                r.verdict = Some(report);
+                self.promote(r, "controller", "every step held without a failing verdict")
+                    .await
+            }
+            Next::Break { reason } => self.fail(r, reason, "breaker", report).await,
+            Next::Fail { reason } => self.judged_bad(r, reason, report).await,
+            Next::Pause { reason } => {
+                r.phase = Phase::Paused;
+                r.reason = Some(reason.clone());
+                r.verdict = Some(report.clone());
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                self.record(
+                    Record::of(&r)
+                        .event(EventKind::JudgeInconclusive, json!({"reason": reason}))
+                        .audit("controller", EventKind::RolloutPaused, "judge", report),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Reads the counters, stores the interval, asks the judge, and updates the watch: when
+    /// users first came, whether the environment turned degraded or healthy again.
+    async fn measure(
+        &mut self,
+        r: &Rollout,
+        baseline_v: &str,
+        canary_v: &str,
+        now: Millis,
+    ) -> Result<Measured> {
+        let ctx = self.ctx.clone();
+        let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
+        let stats = self.stats_or_event(r).await?;
         let watch = self
             .watches
             .get_mut(&r.id)
             .ok_or_else(|| anyhow!("watch vanished"))?;
-        let cur = (find(&stats, &baseline_v), find(&stats, &canary_v));
+        let cur = (find(&stats, baseline_v), find(&stats, canary_v));
         let interval = Interval {
             t: (now - watch.canary_started_at) as f64 / 1000.0,
             baseline: delta(watch.last.0.as_ref(), cur.0.as_ref()),
             canary: delta(watch.last.1.as_ref(), cur.1.as_ref()),
         };
         ctx.store.append_interval(&r.id, &interval).await?;
-        let (decision, report) = {
+        let (judge, report) = {
             let mut judge = watch
                 .judge
                 .lock()
@@ -253,160 +372,37 @@ impl Controller {
             .latency_le_ms
             .as_deref()
             .and_then(|b| crate::baseline::quantile(b, 0.99));
-        let environment = watch.before.as_ref().and_then(|before| {
-            backstop_core::snapshot::environment_degraded(
+        let degraded_now = watch.before.as_ref().and_then(|before| {
+            environment_degraded(
                 before,
                 interval.baseline.requests,
                 interval.baseline.errors,
                 p99,
             )
         });
-        let transition = match (environment, watch.degraded_since) {
-            (Some(why), None) => {
-                watch.degraded_since = Some(now);
-                Some(EnvironmentChange::Degraded(why))
-            }
-            (None, Some(since)) if interval.baseline.requests >= DEGRADED_MIN_REQUESTS => {
-                watch.degraded_since = None;
-                Some(EnvironmentChange::Recovered {
-                    held_ms: now - since,
-                })
-            }
-            _ => None,
-        };
-        let degraded = watch.degraded_since.is_some();
-        if let Some(at) = first_request {
-            self.event_at(
-                &r.id,
-                at,
-                EventKind::CanaryFirstRequest,
-                json!({"version": canary_v}),
-            )
-            .await?;
-        }
-        match transition {
-            Some(EnvironmentChange::Degraded(why)) => {
-                let detail =
-                    json!({"reason": why, "stable_version": baseline_v, "step": r.step_index});
-                self.event(&r.id, EventKind::EnvironmentDegraded, detail.clone())
-                    .await?;
-                self.audit(
-                    "controller",
-                    EventKind::RolloutHeld,
-                    &target(&r),
-                    "environment",
-                    detail.clone(),
-                )
-                .await?;
-                self.notify(
-                    &r,
-                    EventKind::EnvironmentDegraded,
-                    format!(
-                        "{} in {} holds: {why}; the new version is not to blame so far, a person should look",
-                        r.to_release_id, r.env
-                    ),
-                    detail,
-                );
-            }
-            Some(EnvironmentChange::Recovered { held_ms }) => {
-                let detail = json!({"held_ms": held_ms, "step": r.step_index});
-                self.event(&r.id, EventKind::EnvironmentRecovered, detail.clone())
-                    .await?;
-                self.notify(
-                    &r,
-                    EventKind::EnvironmentRecovered,
-                    format!(
-                        "{} in {} goes on: the stable version is back to its usual figures",
-                        r.to_release_id, r.env
-                    ),
-                    detail,
-                );
-            }
+        let environment = environment_change(
+            degraded_now,
+            watch.degraded_since,
+            interval.baseline.requests,
+            now,
+        );
+        match environment {
+            Some(EnvironmentChange::Degraded(_)) => watch.degraded_since = Some(now),
+            Some(EnvironmentChange::Recovered { .. }) => watch.degraded_since = None,
             None => {}
         }
-        // Per-rollout breaker: the new version must keep answering its health check; after
-        // `breaker.failed_checks` consecutive failures the rollout halts and rolls back, whatever
-        // the traffic statistics say (a partial failure the counts may not show yet).
-        if let Some(reason) = self.canary_health_breach(&r).await? {
-            return self.fail(r, reason, "breaker", report).await;
-        }
-        if degraded && decision != Decision::Fail {
-            // Held: the step's time starts again once the environment is healthy.
-            r.step_started_at_ms = Some(now);
-            r.updated_at_ms = now;
-            ctx.store.update_rollout(&r).await?;
-            return Ok(());
-        }
-        let steps = self.steps_for(&r.service)?;
-        let step_index = usize::try_from(r.step_index).unwrap_or(0);
-        match decide(
-            &steps,
-            step_index,
-            r.step_started_at_ms.unwrap_or(now),
-            now,
-            decision,
-        ) {
-            Next::Wait => Ok(()),
-            Next::Advance { index, weight } => {
-                r.step_index = index as i64;
-                r.step_started_at_ms = Some(now);
-                r.canary_weight = weight;
-                r.updated_at_ms = now;
-                ctx.store.update_rollout(&r).await?;
-                ctx.apply_routes(&r.service, &r.env).await?;
-                self.event(
-                    &r.id,
-                    EventKind::StepAdvanced,
-                    json!({"step": index, "weight": weight}),
-                )
-                .await?;
-                self.audit(
-                    "controller",
-                    EventKind::RolloutStep,
-                    &target(&r),
-                    "schedule",
-                    json!({"step": index, "weight": weight, "judge": report}),
-                )
-                .await?;
-                Ok(())
-            }
-            Next::Promote => {
-                r.verdict = Some(report);
-                self.promote(r, "controller", "every step held without a failing verdict")
-                    .await
-            }
-            Next::Fail { reason } => {
-                debug_assert_eq!(decision, Decision::Fail);
-                self.judged_bad(r, reason, report).await
-            }
-            Next::Pause { reason } => {
-                r.phase = Phase::Paused;
-                r.reason = Some(reason.clone());
-                r.verdict = Some(report.clone());
-                r.updated_at_ms = now;
-                ctx.store.update_rollout(&r).await?;
-                self.event(
-                    &r.id,
-                    EventKind::JudgeInconclusive,
-                    json!({"reason": reason}),
-                )
-                .await?;
-                self.audit(
-                    "controller",
-                    EventKind::RolloutPaused,
-                    &target(&r),
-                    "judge",
-                    report,
-                )
-                .await?;
-                Ok(())
-            }
-        }
+        Ok(Measured {
+            judge,
+            report,
+            first_request,
+            environment,
+            degraded: watch.degraded_since.is_some(),
+        })
     }
 
     pub(super) async fn promote(&mut self, mut r: Rollout, actor: &str, why: &str) -> Result<()> {
         let ctx = self.ctx.clone();
-        let now = now_ms();
+        let now = ctx.clock.now_ms();
         let old = ctx.store.environment(&r.service, &r.env).await?;
         let env = EnvironmentState {
             service: r.service.clone(),
@@ -422,33 +418,32 @@ impl Controller {
         ctx.store.commit_promotion(&r, &env).await?;
         ctx.apply_routes(&r.service, &r.env).await?;
         self.watches.remove(&r.id);
-        self.event(
-            &r.id,
-            EventKind::RolloutPromoted,
-            json!({"release": r.to_release_id}),
-        )
-        .await?;
-        self.audit(
-            actor,
-            EventKind::RolloutPromoted,
-            &target(&r),
-            if actor == "controller" {
-                "controller"
-            } else {
-                "manual"
-            },
-            json!({
-                "release": r.to_release_id, "reason": why, "judge": r.verdict,
-            }),
-        )
-        .await?;
         tracing::info!(rollout = %r.id, release = %r.to_release_id, "Rollout promoted; the new version is now the last known good.");
-        self.notify(
-            &r,
-            EventKind::RolloutPromoted,
-            format!("{} promoted in {}: {why}", r.to_release_id, r.env),
-            json!({"release": r.to_release_id}),
-        );
+        self.record(
+            Record::of(&r)
+                .event(
+                    EventKind::RolloutPromoted,
+                    json!({"release": r.to_release_id}),
+                )
+                .audit(
+                    actor,
+                    EventKind::RolloutPromoted,
+                    if actor == "controller" {
+                        "controller"
+                    } else {
+                        "manual"
+                    },
+                    json!({
+                        "release": r.to_release_id, "reason": why, "judge": r.verdict,
+                    }),
+                )
+                .notify(
+                    EventKind::RolloutPromoted,
+                    format!("{} promoted in {}: {why}", r.to_release_id, r.env),
+                    json!({"release": r.to_release_id}),
+                ),
+        )
+        .await?;
         if let Some(previous) = old
             .and_then(|o| o.stable_instance_id)
             .filter(|p| Some(p) != r.canary_instance_id.as_ref())
@@ -479,11 +474,12 @@ impl Controller {
         Ok(())
     }
 
-    async fn canary_health_breach(&mut self, r: &Rollout) -> Result<Option<String>> {
+    /// Checks the new version's health once; returns how many checks in a row it failed.
+    async fn check_canary_health(&mut self, r: &Rollout) -> Result<u32> {
         let ctx = self.ctx.clone();
         let svc = ctx.service(&r.service)?;
         let Some(id) = &r.canary_instance_id else {
-            return Ok(None);
+            return Ok(0);
         };
         let inst = ctx.store.instance(id).await?;
         let healthy = if svc.run.command_scripts().is_some() {
@@ -498,16 +494,13 @@ impl Controller {
             .is_ok()
         };
         let Some(watch) = self.watches.get_mut(&r.id) else {
-            return Ok(None);
+            return Ok(0);
         };
         watch.failed_health_checks = if healthy {
             0
         } else {
             watch.failed_health_checks + 1
         };
-        let limit = svc.breaker.failed_checks.max(1);
-        Ok((watch.failed_health_checks >= limit).then(|| {
-            format!("the new version failed {limit} health checks in a row (per-rollout breaker)")
-        }))
+        Ok(watch.failed_health_checks)
     }
 }

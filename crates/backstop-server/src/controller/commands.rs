@@ -1,21 +1,17 @@
 //! What people ask of the controller (promote, abort, acknowledge, resume, roll back),
 //! serialized with its own transitions.
 
-use anyhow::Result;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Recovery, Rollout};
-use backstop_core::recovery::{
-    plan_redeploy_previous, with_hooks, with_schema_downs, with_verification,
-};
+use backstop_core::recovery::{PlanInput, Restore};
 use backstop_core::schema::SchemaDecision;
 use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::Controller;
-use super::journal::target;
+use super::error::ControllerError;
+use super::journal::Record;
 use super::recovery::recovery_id_for;
-use crate::error::ApiError;
-use crate::now_ms;
 
 /// What a person can do to a running rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,19 +29,19 @@ pub enum Command {
         rollout_id: String,
         actor: String,
         reason: String,
-        reply: oneshot::Sender<Result<Rollout, ApiError>>,
+        reply: oneshot::Sender<Result<Rollout, ControllerError>>,
     },
     Resume {
         recovery_id: String,
         actor: String,
-        reply: oneshot::Sender<Result<Recovery, ApiError>>,
+        reply: oneshot::Sender<Result<Recovery, ControllerError>>,
     },
     Rollback {
         service: String,
         env: String,
         actor: String,
         reason: String,
-        reply: oneshot::Sender<Result<Recovery, ApiError>>,
+        reply: oneshot::Sender<Result<Recovery, ControllerError>>,
     },
 }
 
@@ -96,10 +92,10 @@ impl Controller {
         id: &str,
         actor: &str,
         reason: &str,
-    ) -> Result<Rollout, ApiError> {
+    ) -> Result<Rollout, ControllerError> {
         let r = self.ctx.store.rollout(id).await?;
         if !matches!(r.phase, Phase::Progressing | Phase::Paused) {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::Conflict(format!(
                 "rollout {id} is {}; only a progressing or paused rollout can be promoted",
                 r.phase
             )));
@@ -116,57 +112,57 @@ impl Controller {
         id: &str,
         actor: &str,
         reason: &str,
-    ) -> Result<Rollout, ApiError> {
+    ) -> Result<Rollout, ControllerError> {
         let mut r = self.ctx.store.rollout(id).await?;
         if r.phase != Phase::Paused {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::Conflict(format!(
                 "rollout {id} is {}; only a held rollout can be acknowledged",
                 r.phase
             )));
         }
         if let Some(by) = &r.acknowledged_by {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::Conflict(format!(
                 "rollout {id} was already acknowledged by {by}"
             )));
         }
         r.acknowledged_by = Some(actor.to_string());
-        r.updated_at_ms = now_ms();
+        r.updated_at_ms = self.ctx.clock.now_ms();
         self.ctx.store.update_rollout(&r).await?;
-        self.event(
-            &r.id,
-            EventKind::RolloutAcknowledged,
-            json!({"actor": actor, "reason": reason}),
-        )
-        .await?;
-        self.audit(
-            actor,
-            EventKind::RolloutAcknowledged,
-            &target(&r),
-            "manual",
-            json!({"reason": reason, "severity": r.severity}),
+        self.record(
+            Record::of(&r)
+                .event(
+                    EventKind::RolloutAcknowledged,
+                    json!({"actor": actor, "reason": reason}),
+                )
+                .audit(
+                    actor,
+                    EventKind::RolloutAcknowledged,
+                    "manual",
+                    json!({"reason": reason, "severity": r.severity}),
+                ),
         )
         .await?;
         Ok(r)
     }
 
     /// Re-runs a recovery that stopped on a failed step, from that step on.
-    async fn resume(&mut self, id: &str, actor: &str) -> Result<Recovery, ApiError> {
+    async fn resume(&mut self, id: &str, actor: &str) -> Result<Recovery, ControllerError> {
         let ctx = self.ctx.clone();
         let rec = ctx.store.recovery(id).await?;
         if rec.status != "failed" {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::Conflict(format!(
                 "recovery {id} is {}; only a failed recovery can be resumed",
                 rec.status
             )));
         }
         ctx.store.reopen_recovery(id).await?;
-        self.audit(
+        self.record(Record::audit_only(
             actor,
             EventKind::RecoveryResumed,
-            &format!("recovery/{id}"),
+            format!("recovery/{id}"),
             "manual",
             json!({}),
-        )
+        ))
         .await?;
         let rec = ctx.store.recovery(id).await?;
         self.run_recovery(rec).await?;
@@ -178,10 +174,10 @@ impl Controller {
         id: &str,
         actor: &str,
         reason: &str,
-    ) -> Result<Rollout, ApiError> {
+    ) -> Result<Rollout, ControllerError> {
         let r = self.ctx.store.rollout(id).await?;
         if !matches!(r.phase, Phase::Pending | Phase::Progressing | Phase::Paused) {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::Conflict(format!(
                 "rollout {id} is {}; nothing to abort",
                 r.phase
             )));
@@ -196,17 +192,19 @@ impl Controller {
         Ok(self.ctx.store.rollout(id).await?)
     }
 
+    /// Rolls an environment back: a rollout under way fails (and its recovery runs); otherwise
+    /// the previous last known good is deployed again.
     async fn manual_rollback(
         &mut self,
         service: &str,
         env: &str,
         actor: &str,
         reason: &str,
-    ) -> Result<Recovery, ApiError> {
+    ) -> Result<Recovery, ControllerError> {
         let ctx = self.ctx.clone();
         if let Some(r) = ctx.store.active_rollout(service, env).await? {
             if matches!(r.phase, Phase::Failed | Phase::Recovering) {
-                return Err(ApiError::conflict(format!(
+                return Err(ControllerError::Conflict(format!(
                     "{service}/{env} is already rolling back (rollout {})",
                     r.id
                 )));
@@ -222,13 +220,13 @@ impl Controller {
             return Ok(ctx.store.recovery(&recovery_id_for(&id)).await?);
         }
         let state = ctx.store.environment(service, env).await?.ok_or_else(|| {
-            ApiError::conflict(format!("{service}/{env} has never been deployed"))
+            ControllerError::Conflict(format!("{service}/{env} has never been deployed"))
         })?;
         let (Some(previous), Some(current)) = (
             state.previous_lkg_release_id.clone(),
             state.lkg_release_id.clone(),
         ) else {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::Conflict(format!(
                 "{service}/{env} has no earlier known-good release to go back to"
             )));
         };
@@ -246,56 +244,53 @@ impl Controller {
             Some(i) => i.id,
             None => format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]),
         };
-        let plan = plan_redeploy_previous(
-            &new_instance,
-            &previous,
-            state.stable_instance_id.as_deref(),
-            &current,
-            reason,
-        );
         // Decided before anything is touched: a refusal changes nothing.
-        let plan = match ctx
+        let downs = match ctx
             .schema_decision(service, env, &previous)
             .await
-            .map_err(|e| ApiError::internal(format!("{e:#}")))?
+            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?
         {
-            Some(SchemaDecision::RunDowns { downs, .. }) => with_schema_downs(plan, &downs),
+            Some(SchemaDecision::RunDowns { downs, .. }) => downs,
             Some(SchemaDecision::Refuse {
                 reason: why,
                 options,
                 ..
             }) => {
-                self.audit(
+                self.record(Record::audit_only(
                     actor,
                     EventKind::RollbackRefused,
-                    &format!("environment/{service}/{env}"),
+                    format!("environment/{service}/{env}"),
                     &why,
                     json!({"release": previous, "options": options}),
-                )
+                ))
                 .await?;
-                return Err(ApiError::conflict(format!(
+                return Err(ControllerError::Conflict(format!(
                     "rollback of {service}/{env} to {previous} refused: {why}. Options: {}",
                     options.join("; ")
                 )));
             }
-            _ => plan,
+            _ => vec![],
         };
-        let plan = self.with_lkg_config(plan, service, env, &previous).await;
+        let config_restore = self.lkg_config(service, env, &previous).await;
         let svc = ctx
             .service(service)
-            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-        let plan = with_verification(
-            plan,
-            &new_instance,
-            &previous,
-            svc.analysis.interval.as_secs().max(1),
-        );
-        let hooks = &svc.hooks;
-        let plan = with_hooks(
-            plan,
-            hooks.before_rollback.as_deref(),
-            hooks.after_rollback.as_deref(),
-        );
+            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?;
+        let plan = backstop_core::recovery::plan(&PlanInput {
+            restore: Restore::Previous {
+                new_instance_id: &new_instance,
+                previous_release_id: &previous,
+                current_instance_id: state.stable_instance_id.as_deref(),
+                current_release_id: &current,
+            },
+            reason,
+            schema_downs: &downs,
+            config_restore: config_restore
+                .as_ref()
+                .map(|(version, manifest)| (*version, manifest.as_str())),
+            verify_seconds: svc.analysis.interval.as_secs().max(1),
+            before_hook: svc.hooks.before_rollback.as_deref(),
+            after_hook: svc.hooks.after_rollback.as_deref(),
+        });
         let rec = Recovery {
             id: rec_id.clone(),
             rollout_id: None,
@@ -305,18 +300,18 @@ impl Controller {
             trigger: "manual".into(),
             reason: reason.into(),
             status: "running".into(),
-            created_at_ms: now_ms(),
+            created_at_ms: ctx.clock.now_ms(),
             finished_at_ms: None,
             steps: vec![],
         };
         ctx.store.create_recovery(&rec, &plan).await?;
-        self.audit(
+        self.record(Record::audit_only(
             actor,
             EventKind::RecoveryStarted,
-            &format!("recovery/{rec_id}"),
+            format!("recovery/{rec_id}"),
             "manual",
             json!({"reason": reason, "plan": plan}),
-        )
+        ))
         .await?;
         let rec = ctx.store.recovery(&rec_id).await?;
         self.run_recovery(rec).await?;

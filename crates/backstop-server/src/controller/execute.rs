@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::Controller;
 use super::signals::delta;
-use crate::now_ms;
 
 impl Controller {
     /// One recovery step against the real world. Each arm checks the target before acting.
@@ -51,7 +50,7 @@ impl Controller {
                 ctx.store.put_environment(&env).await?;
                 if let Some(mut r) = ctx.store.active_rollout(&rec.service, &rec.env).await? {
                     r.canary_weight = 0.0;
-                    r.updated_at_ms = now_ms();
+                    r.updated_at_ms = ctx.clock.now_ms();
                     ctx.store.update_rollout(&r).await?;
                 }
                 let routes = ctx.apply_routes(&rec.service, &rec.env).await?;

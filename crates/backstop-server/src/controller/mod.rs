@@ -11,6 +11,7 @@
 mod breaker;
 mod canary;
 mod commands;
+mod error;
 mod execute;
 mod journal;
 mod recovery;
@@ -25,6 +26,7 @@ use anyhow::Result;
 use backstop_core::breaker as trip_rule;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Rollout};
+use backstop_core::reconcile::{self, Action};
 use backstop_core::recovery::StepKind;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -33,11 +35,12 @@ use tokio_util::sync::CancellationToken;
 use crate::Ctx;
 
 pub use commands::{Command, RolloutAction};
+pub use error::ControllerError;
 pub use recovery::recovery_id_for;
 pub use signals::delta;
 
-use breaker::BREAKER_PAUSE;
 use canary::Watch;
+use journal::Record;
 
 /// How often the controller looks at its rollouts when nothing wakes it.
 const TICK: Duration = Duration::from_millis(200);
@@ -106,15 +109,14 @@ impl Controller {
             ctx.apply_routes(service, env).await?;
         }
         self.collect_garbage().await?;
-        self.audit(
+        self.record(Record::audit_only(
             "controller",
             EventKind::ControllerStarted,
-            "controller",
+            "controller".into(),
             "start",
             json!({}),
-        )
-        .await?;
-        Ok(())
+        ))
+        .await
     }
 
     /// Stops running instances that no environment, rollout or recovery references.
@@ -155,20 +157,8 @@ impl Controller {
         for r in ctx.store.active_rollouts().await? {
             let id = r.id.clone();
             let trip = trips.iter().find(|t| trip_rule::covers(&t.scope, &r.env));
-            let result = match (trip, r.phase) {
-                // An open breaker holds progressive rollouts where they are (no rollback).
-                (Some(_), Phase::Pending) => Ok(()),
-                (Some(t), Phase::Progressing) => self.pause_for_breaker(r, t).await,
-                (None, Phase::Paused)
-                    if r.reason
-                        .as_deref()
-                        .is_some_and(|x| x.starts_with(BREAKER_PAUSE)) =>
-                {
-                    self.resume_after_breaker(r).await
-                }
-                _ => self.reconcile_rollout(r).await,
-            };
-            if let Err(e) = result {
+            let action = reconcile::act(&r, trip, ctx.clock.now_ms());
+            if let Err(e) = self.execute_action(r, action).await {
                 tracing::warn!(rollout = %id, error = format!("{e:#}"), "Rollout step failed; will retry.");
             }
         }
@@ -180,17 +170,27 @@ impl Controller {
         Ok(())
     }
 
-    async fn reconcile_rollout(&mut self, r: Rollout) -> Result<()> {
-        match r.phase {
-            Phase::Pending => self.start_canary(r).await,
-            Phase::Progressing => self.sample(r).await,
-            Phase::Failed => self.begin_recovery(r).await,
-            Phase::Recovering => {
+    /// Does what [`reconcile::act`] decided for `r`.
+    async fn execute_action(&mut self, r: Rollout, action: Action) -> Result<()> {
+        match action {
+            Action::Wait => Ok(()),
+            Action::StartCanary => self.start_canary(r).await,
+            Action::Analyse => self.sample(r).await,
+            Action::PauseForBreaker {
+                reason,
+                trip_id,
+                scope,
+            } => self.pause_for_breaker(r, reason, &trip_id, &scope).await,
+            Action::ResumeAfterBreaker => self.resume_after_breaker(r).await,
+            Action::Escalate { reason } => {
+                let evidence = r.verdict.clone().unwrap_or(json!({}));
+                self.fail(r, reason, "escalation", evidence).await
+            }
+            Action::BeginRecovery => self.begin_recovery(r).await,
+            Action::ContinueRecovery => {
                 let rec = self.ctx.store.recovery(&recovery_id_for(&r.id)).await?;
                 self.run_recovery(rec).await
             }
-            Phase::Paused => self.check_escalation(r).await,
-            Phase::Promoted | Phase::Recovered => Ok(()),
         }
     }
 }

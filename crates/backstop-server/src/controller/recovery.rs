@@ -7,22 +7,20 @@ use anyhow::{Result, anyhow};
 use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Recovery, Rollout, StepStatus};
-use backstop_core::recovery::{
-    StepKind, plan_canary_rollback, with_config_restore, with_hooks, with_schema_downs,
-    with_verification,
-};
+use backstop_core::recovery::{PlanInput, Restore, StepKind};
 use backstop_core::schema::SchemaDecision;
 use backstop_store::StoreError;
 use serde_json::json;
 
 use super::Controller;
-use super::journal::target;
-use crate::now_ms;
+use super::journal::Record;
 
 /// Attempts per recovery step before the recovery stops for a human.
 const STEP_ATTEMPTS: u32 = 3;
 
 impl Controller {
+    /// Fails rollout `r` for `reason` and starts its recovery. `trigger` says who decided:
+    /// `judge`, `deploy`, `breaker`, `escalation`, or the person who asked.
     pub(super) async fn fail(
         &mut self,
         mut r: Rollout,
@@ -30,7 +28,7 @@ impl Controller {
         trigger: &str,
         evidence: serde_json::Value,
     ) -> Result<()> {
-        let now = now_ms();
+        let now = self.ctx.clock.now_ms();
         r.phase = Phase::Failed;
         r.reason = Some(reason.clone());
         r.verdict = Some(evidence.clone());
@@ -38,38 +36,42 @@ impl Controller {
         self.ctx.store.update_rollout(&r).await?;
         self.watches.remove(&r.id);
         // At `now`: the breaker below counts failures up to `now`, this one included.
-        self.event_at(
-            &r.id,
-            now,
-            EventKind::RolloutFailed,
-            json!({"reason": reason, "trigger": trigger}),
+        self.record(
+            Record::of(&r)
+                .event(
+                    EventKind::RolloutFailed,
+                    json!({"reason": reason, "trigger": trigger}),
+                )
+                .at(now),
         )
         .await?;
         if matches!(trigger, "deploy" | "breaker") {
             self.record_failure_for_breaker(&r, now).await?;
         }
-        self.audit(
-            if matches!(trigger, "judge" | "deploy" | "breaker" | "escalation") {
-                "controller"
-            } else {
-                trigger
-            },
-            EventKind::RolloutFailed,
-            &target(&r),
-            trigger,
-            json!({"reason": reason, "evidence": evidence}),
+        let actor = if matches!(trigger, "judge" | "deploy" | "breaker" | "escalation") {
+            "controller"
+        } else {
+            trigger
+        };
+        tracing::warn!(rollout = %r.id, reason = %reason, "Rollout failed; rolling back to the last known good.");
+        self.record(
+            Record::of(&r)
+                .audit(
+                    actor,
+                    EventKind::RolloutFailed,
+                    trigger,
+                    json!({"reason": reason, "evidence": evidence}),
+                )
+                .notify(
+                    EventKind::RolloutFailed,
+                    format!(
+                        "{} failed in {}; rolling back: {reason}",
+                        r.to_release_id, r.env
+                    ),
+                    json!({"trigger": trigger, "severity": r.severity}),
+                ),
         )
         .await?;
-        tracing::warn!(rollout = %r.id, reason = %reason, "Rollout failed; rolling back to the last known good.");
-        self.notify(
-            &r,
-            EventKind::RolloutFailed,
-            format!(
-                "{} failed in {}; rolling back: {reason}",
-                r.to_release_id, r.env
-            ),
-            json!({"trigger": trigger, "severity": r.severity}),
-        );
         self.begin_recovery(r).await
     }
 
@@ -78,81 +80,66 @@ impl Controller {
         let ctx = self.ctx.clone();
         let env = ctx.store.environment(&r.service, &r.env).await?;
         let reason = r.reason.clone().unwrap_or_else(|| "rollout failed".into());
-        let plan = match env
-            .as_ref()
-            .and_then(|e| Some((e.stable_instance_id.clone()?, e.lkg_release_id.clone()?)))
-        {
-            Some((stable, lkg)) => plan_canary_rollback(
-                &stable,
-                &lkg,
-                r.canary_instance_id.as_deref(),
-                &r.to_release_id,
-                &reason,
-            ),
-            None => {
-                let mut plan: Vec<StepKind> = r
-                    .canary_instance_id
-                    .iter()
-                    .map(|id| StepKind::StopInstance {
-                        instance_id: id.clone(),
-                    })
-                    .collect();
-                plan.push(StepKind::MarkReleaseBad {
-                    release_id: r.to_release_id.clone(),
-                    reason: reason.clone(),
-                });
-                plan
-            }
-        };
+        let lkg = env.as_ref().and_then(|e| e.lkg_release_id.clone());
+        let stable = env.as_ref().and_then(|e| e.stable_instance_id.clone());
         // The canary's slice goes back to the stable version whatever the schema says (the
         // stable version already serves everyone else on it); proven downs run once the canary
         // is gone when the database is past what the LKG runs on, and a refused schema step is
         // reported for a person instead of blocking the traffic shift.
-        let lkg = env.as_ref().and_then(|e| e.lkg_release_id.clone());
-        let plan = match lkg {
-            Some(lkg) => match ctx.schema_decision(&r.service, &r.env, &lkg).await? {
-                Some(SchemaDecision::RunDowns { downs, .. }) => with_schema_downs(plan, &downs),
+        let downs = match &lkg {
+            Some(lkg) => match ctx.schema_decision(&r.service, &r.env, lkg).await? {
+                Some(SchemaDecision::RunDowns { downs, .. }) => downs,
                 Some(SchemaDecision::Refuse {
                     reason, options, ..
                 }) => {
-                    self.event(
-                        &r.id,
-                        EventKind::SchemaRefused,
-                        json!({"reason": reason, "options": options}),
+                    self.record(
+                        Record::of(&r)
+                            .event(
+                                EventKind::SchemaRefused,
+                                json!({"reason": reason, "options": options}),
+                            )
+                            .audit(
+                                "controller",
+                                EventKind::SchemaRefused,
+                                &reason,
+                                json!({"options": options}),
+                            ),
                     )
                     .await?;
-                    self.audit(
-                        "controller",
-                        EventKind::SchemaRefused,
-                        &target(&r),
-                        &reason,
-                        json!({"options": options}),
-                    )
-                    .await?;
-                    plan
+                    vec![]
                 }
-                _ => plan,
+                _ => vec![],
             },
-            None => plan,
+            None => vec![],
         };
-        let plan = match env.as_ref().and_then(|e| e.lkg_release_id.as_deref()) {
-            Some(lkg) => self.with_lkg_config(plan, &r.service, &r.env, lkg).await,
-            None => plan,
+        let config_restore = match &lkg {
+            Some(lkg) => self.lkg_config(&r.service, &r.env, lkg).await,
+            None => None,
         };
-        let verify_s = ctx.service(&r.service)?.analysis.interval.as_secs().max(1);
-        let plan = match env
-            .as_ref()
-            .and_then(|e| Some((e.stable_instance_id.clone()?, e.lkg_release_id.clone()?)))
-        {
-            Some((stable, lkg)) => with_verification(plan, &stable, &lkg, verify_s),
-            None => plan,
+        let svc = ctx.service(&r.service)?;
+        let restore = match (&stable, &lkg) {
+            (Some(stable), Some(lkg)) => Restore::Canary {
+                stable_instance_id: stable,
+                lkg_release_id: lkg,
+                canary_instance_id: r.canary_instance_id.as_deref(),
+                bad_release_id: &r.to_release_id,
+            },
+            _ => Restore::DiscardCanary {
+                canary_instance_id: r.canary_instance_id.as_deref(),
+                bad_release_id: &r.to_release_id,
+            },
         };
-        let hooks = &ctx.service(&r.service)?.hooks;
-        let plan = with_hooks(
-            plan,
-            hooks.before_rollback.as_deref(),
-            hooks.after_rollback.as_deref(),
-        );
+        let plan = backstop_core::recovery::plan(&PlanInput {
+            restore,
+            reason: &reason,
+            schema_downs: &downs,
+            config_restore: config_restore
+                .as_ref()
+                .map(|(version, manifest)| (*version, manifest.as_str())),
+            verify_seconds: svc.analysis.interval.as_secs().max(1),
+            before_hook: svc.hooks.before_rollback.as_deref(),
+            after_hook: svc.hooks.after_rollback.as_deref(),
+        });
         let rec = Recovery {
             id: recovery_id_for(&r.id),
             rollout_id: Some(r.id.clone()),
@@ -162,24 +149,25 @@ impl Controller {
             trigger: EventKind::RolloutFailed.as_str().into(),
             reason,
             status: "running".into(),
-            created_at_ms: now_ms(),
+            created_at_ms: ctx.clock.now_ms(),
             finished_at_ms: None,
             steps: vec![],
         };
         match ctx.store.create_recovery(&rec, &plan).await {
             Ok(()) => {
-                self.event(
-                    &r.id,
-                    EventKind::RecoveryStarted,
-                    json!({"recovery": rec.id, "plan": plan}),
-                )
-                .await?;
-                self.audit(
-                    "controller",
-                    EventKind::RecoveryStarted,
-                    &format!("recovery/{}", rec.id),
-                    EventKind::RolloutFailed.as_str(),
-                    json!({"rollout": r.id, "plan": plan}),
+                self.record(
+                    Record::of(&r)
+                        .event(
+                            EventKind::RecoveryStarted,
+                            json!({"recovery": rec.id, "plan": plan}),
+                        )
+                        .audit_on(
+                            "controller",
+                            EventKind::RecoveryStarted,
+                            format!("recovery/{}", rec.id),
+                            EventKind::RolloutFailed.as_str(),
+                            json!({"rollout": r.id, "plan": plan}),
+                        ),
                 )
                 .await?;
             }
@@ -188,7 +176,7 @@ impl Controller {
             Err(e) => return Err(e.into()),
         }
         r.phase = Phase::Recovering;
-        r.updated_at_ms = now_ms();
+        r.updated_at_ms = ctx.clock.now_ms();
         ctx.store.update_rollout(&r).await?;
         let rec = ctx.store.recovery(&rec.id).await?;
         self.run_recovery(rec).await
@@ -201,7 +189,7 @@ impl Controller {
             let mut outcome = Err(anyhow!("not attempted"));
             for attempt in 1..=STEP_ATTEMPTS {
                 ctx.store
-                    .step_started(&rec.id, step.index, now_ms())
+                    .step_started(&rec.id, step.index, ctx.clock.now_ms())
                     .await?;
                 outcome = self.execute(&rec, &step.step).await;
                 match &outcome {
@@ -213,15 +201,15 @@ impl Controller {
                     Err(_) => {}
                 }
             }
-            let now = now_ms();
+            let now = ctx.clock.now_ms();
             match outcome {
                 Ok(detail) => {
                     ctx.store
                         .step_finished(&rec.id, step.index, now, true, &detail)
                         .await?;
-                    self.audit("controller", EventKind::RecoveryStepDone, &format!("recovery/{}", rec.id), "plan", json!({
+                    self.record(Record::audit_only("controller", EventKind::RecoveryStepDone, format!("recovery/{}", rec.id), "plan", json!({
                         "step": step.step, "idempotency_key": step.idempotency_key, "outcome": detail,
-                    }))
+                    })))
                     .await?;
                     if let (StepKind::ShiftTraffic { .. }, Some(rollout_id)) =
                         (&step.step, &rec.rollout_id)
@@ -235,28 +223,40 @@ impl Controller {
                         .step_finished(&rec.id, step.index, now, false, &detail)
                         .await?;
                     ctx.store.finish_recovery(&rec.id, "failed", now).await?;
-                    self.audit("controller", EventKind::RecoveryFailed, &format!("recovery/{}", rec.id), "plan", json!({
+                    self.record(Record::audit_only("controller", EventKind::RecoveryFailed, format!("recovery/{}", rec.id), "plan", json!({
                         "step": step.step, "idempotency_key": step.idempotency_key, "error": format!("{e:#}"),
-                    }))
+                    })))
                     .await?;
                     tracing::error!(recovery = %rec.id, step = step.index, error = format!("{e:#}"), "Recovery step failed for good; a person must take over.");
                     if let Some(rollout_id) = &rec.rollout_id {
                         let r = ctx.store.rollout(rollout_id).await?;
-                        self.notify(&r, EventKind::RecoveryFailed, format!("recovery {} of {} stopped at step {}: `backstop recovery resume {}` after fixing it", rec.id, r.to_release_id, step.index + 1, rec.id), json!({"error": format!("{e:#}")}));
+                        let summary = format!(
+                            "recovery {} of {} stopped at step {}: `backstop recovery resume {}` after fixing it",
+                            rec.id,
+                            r.to_release_id,
+                            step.index + 1,
+                            rec.id
+                        );
+                        self.record(Record::of(&r).notify(
+                            EventKind::RecoveryFailed,
+                            summary,
+                            json!({"error": format!("{e:#}")}),
+                        ))
+                        .await?;
                     }
                     return Ok(());
                 }
             }
         }
-        let now = now_ms();
+        let now = ctx.clock.now_ms();
         ctx.store.finish_recovery(&rec.id, "done", now).await?;
-        self.audit(
+        self.record(Record::audit_only(
             "controller",
             EventKind::RecoveryDone,
-            &format!("recovery/{}", rec.id),
+            format!("recovery/{}", rec.id),
             "plan",
             json!({"rollout": rec.rollout_id}),
-        )
+        ))
         .await?;
         if let Some(rollout_id) = &rec.rollout_id {
             let mut r = ctx.store.rollout(rollout_id).await?;
@@ -273,25 +273,26 @@ impl Controller {
                 .map_or(r.created_at_ms, |e| e.at_ms);
             let mttr = ctx.service(&r.service)?.mttr().as_millis() as Millis;
             let took = now - started;
-            self.event(&r.id, EventKind::RolloutRecovered, json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
-                .await?;
-            self.notify(
-                &r,
-                EventKind::RecoveryDone,
-                format!(
-                    "{} rolled back in {}; traffic is on the last known good",
-                    r.to_release_id, r.env
-                ),
-                json!({"time_to_recover_ms": took, "mttr_breached": took > mttr}),
-            );
+            self.record(
+                Record::of(&r)
+                    .event(EventKind::RolloutRecovered, json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
+                    .notify(
+                        EventKind::RecoveryDone,
+                        format!(
+                            "{} rolled back in {}; traffic is on the last known good",
+                            r.to_release_id, r.env
+                        ),
+                        json!({"time_to_recover_ms": took, "mttr_breached": took > mttr}),
+                    ),
+            )
+            .await?;
             if took > mttr {
-                self.audit(
+                self.record(Record::of(&r).audit(
                     "controller",
                     EventKind::MttrBreached,
-                    &target(&r),
                     "measurement",
                     json!({"took_ms": took, "target_ms": mttr}),
-                )
+                ))
                 .await?;
             }
             tracing::info!(rollout = %r.id, "Rolled back: traffic is on the last known good and the release is marked bad.");
@@ -315,35 +316,35 @@ impl Controller {
             .as_millis() as Millis;
         let took = detected.map(|d| at - d);
         let breached = took.is_some_and(|t| t > sla);
-        self.event_at(rollout_id, at, EventKind::TrafficRestored, json!({"detection_to_restore_ms": took, "rollback_sla_ms": sla, "sla_breached": breached}))
-            .await?;
-        if breached {
-            self.audit(
+        let restored = Record::of(&r)
+            .event(EventKind::TrafficRestored, json!({"detection_to_restore_ms": took, "rollback_sla_ms": sla, "sla_breached": breached}))
+            .at(at);
+        self.record(if breached {
+            restored.audit(
                 "controller",
                 EventKind::RollbackSlaBreached,
-                &target(&r),
                 "measurement",
                 json!({"took_ms": took, "sla_ms": sla}),
             )
-            .await?;
-        }
-        Ok(())
+        } else {
+            restored
+        })
+        .await
     }
 
-    /// Adds a [`StepKind::RestoreConfig`] to a plan back to `lkg` when the environment's config
-    /// files now differ from the snapshot taken with the rollout that made `lkg` good. Never
-    /// blocks a recovery: a snapshot that cannot be read is logged and the plan goes on without.
-    pub(super) async fn with_lkg_config(
+    /// The config snapshot to restore with a plan back to `lkg` (version, manifest digest): the
+    /// one taken with the rollout that made `lkg` good, when the environment's config files now
+    /// differ from it. Never blocks a recovery: a snapshot that cannot be read is logged and the
+    /// plan goes on without.
+    pub(super) async fn lkg_config(
         &self,
-        plan: Vec<StepKind>,
         service: &str,
         env: &str,
         lkg: &str,
-    ) -> Vec<StepKind> {
-        match self.lkg_config_restore(service, env, lkg).await {
-            Ok(Some((version, manifest))) => with_config_restore(plan, version, &manifest),
-            Ok(None) => plan,
-            Err(e) => {
+    ) -> Option<(i64, String)> {
+        self.lkg_config_restore(service, env, lkg)
+            .await
+            .unwrap_or_else(|e| {
                 tracing::warn!(
                     service,
                     env,
@@ -351,9 +352,8 @@ impl Controller {
                     error = format!("{e:#}"),
                     "Cannot compare the config with the last known good's snapshot; recovering without a config restore."
                 );
-                plan
-            }
-        }
+                None
+            })
     }
 
     async fn lkg_config_restore(

@@ -12,6 +12,7 @@ use backstop_judge::ArmCounts;
 use serde_json::json;
 
 use super::Controller;
+use super::journal::Record;
 
 impl Controller {
     /// The traffic counters of `r`'s environment. When they cannot be read (a signal source
@@ -28,10 +29,9 @@ impl Controller {
                     .rev()
                     .find(|ev| ev.kind == EventKind::AnalysisSourceError);
                 if last.is_none_or(|ev| ev.detail["error"] != reason.as_str()) {
-                    self.event(
-                        &r.id,
-                        EventKind::AnalysisSourceError,
-                        json!({"error": reason}),
+                    self.record(
+                        Record::of(r)
+                            .event(EventKind::AnalysisSourceError, json!({"error": reason})),
                     )
                     .await?;
                 }

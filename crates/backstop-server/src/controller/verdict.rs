@@ -1,22 +1,23 @@
 //! A failing verdict: how bad it is for users, and the severity workflow that follows (roll
-//! back now, hold until acknowledged or a deadline, or only notify).
+//! back now, hold until acknowledged or a deadline, or only notify), as
+//! [`backstop_core::severity`] decides.
 
 use anyhow::Result;
 use backstop_config::SeverityAction;
 use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Rollout};
-use backstop_core::severity;
+use backstop_core::severity::{self, Response, Workflow};
 use backstop_judge::Interval;
 use serde_json::json;
 
 use super::Controller;
-use super::journal::target;
-use crate::{now_ms, policy};
+use super::journal::Record;
+use crate::policy;
 
 impl Controller {
     /// The judge failed the rollout: classify how bad it is for users and run the configured
-    /// workflow (roll back now, hold until acknowledged or a deadline, or only notify).
+    /// workflow.
     pub(super) async fn judged_bad(
         &mut self,
         mut r: Rollout,
@@ -28,86 +29,59 @@ impl Controller {
         let impact = impact_of(&ctx.store.intervals(&r.id).await?);
         let severity = severity::classify(&impact, svc.tier);
         r.severity = Some(severity);
-        let now = now_ms();
-        self.event(
-            &r.id,
-            EventKind::JudgeFail,
-            json!({"severity": severity, "impact": impact}),
+        let now = ctx.clock.now_ms();
+        // At `now`: the breaker below counts failures up to `now`, this one included.
+        self.record(
+            Record::of(&r)
+                .event(
+                    EventKind::JudgeFail,
+                    json!({"severity": severity, "impact": impact}),
+                )
+                .at(now),
         )
         .await?;
         self.record_failure_for_breaker(&r, now).await?;
-        let action = policy::action_for(svc, &r.env, severity);
-        let hold = match action {
-            SeverityAction::Rollback => {
-                return self
-                    .fail(
-                        r,
-                        format!("{reason} (severity {})", severity.as_str()),
-                        "judge",
-                        report,
-                    )
-                    .await;
-            }
+        let workflow = match policy::action_for(svc, &r.env, severity) {
+            SeverityAction::Rollback => Workflow::RollBack,
             SeverityAction::RollbackUnlessAcknowledged(within) => {
-                r.escalation_deadline_ms = Some(now + within.as_millis() as Millis);
-                format!(
-                    "severity {}: rolls back at {} unless acknowledged (`backstop rollout acknowledge {}`)",
-                    severity.as_str(),
-                    backstop_core::format_ms(now + within.as_millis() as Millis),
-                    r.id
-                )
+                Workflow::RollBackUnlessAcknowledged {
+                    within_ms: within.as_millis() as Millis,
+                }
             }
-            SeverityAction::Notify => {
-                format!(
-                    "severity {}: held for a person to promote or abort (policy: notify)",
-                    severity.as_str()
-                )
-            }
+            SeverityAction::Notify => Workflow::Notify,
         };
+        let (hold, deadline) = match severity::respond(workflow, severity, &reason, &r.id, now) {
+            Response::RollBack { reason } => return self.fail(r, reason, "judge", report).await,
+            Response::Hold { reason, deadline } => (reason, deadline),
+        };
+        if deadline.is_some() {
+            r.escalation_deadline_ms = deadline;
+        }
         r.phase = Phase::Paused;
         r.reason = Some(hold.clone());
         r.verdict = Some(report.clone());
         r.updated_at_ms = now;
         ctx.store.update_rollout(&r).await?;
         self.watches.remove(&r.id);
-        self.event(
-            &r.id,
-            EventKind::RolloutHeld,
-            json!({"reason": hold, "severity": severity}),
+        self.record(
+            Record::of(&r)
+                .event(
+                    EventKind::RolloutHeld,
+                    json!({"reason": hold, "severity": severity}),
+                )
+                .audit(
+                    "controller",
+                    EventKind::RolloutHeld,
+                    "judge",
+                    json!({"reason": hold, "severity": severity, "judge": report}),
+                )
+                .notify(
+                    EventKind::RolloutHeld,
+                    format!("{} held in {}: {hold}", r.to_release_id, r.env),
+                    json!({"severity": severity}),
+                ),
         )
-        .await?;
-        self.audit(
-            "controller",
-            EventKind::RolloutHeld,
-            &target(&r),
-            "judge",
-            json!({"reason": hold, "severity": severity, "judge": report}),
-        )
-        .await?;
-        self.notify(
-            &r,
-            EventKind::RolloutHeld,
-            format!("{} held in {}: {hold}", r.to_release_id, r.env),
-            json!({"severity": severity}),
-        );
-        Ok(())
-    }
-
-    /// A held rollout whose acknowledgement deadline passed is rolled back.
-    pub(super) async fn check_escalation(&mut self, r: Rollout) -> Result<()> {
-        let (Some(deadline), None) = (r.escalation_deadline_ms, &r.acknowledged_by) else {
-            return Ok(());
-        };
-        if now_ms() < deadline {
-            return Ok(());
-        }
-        let evidence = r.verdict.clone().unwrap_or(json!({}));
-        let reason = format!(
-            "not acknowledged by {}: rolled back per the severity policy ({})",
-            backstop_core::format_ms(deadline),
-            r.severity.map_or("unknown", |s| s.as_str())
-        );
-        self.fail(r, reason, "escalation", evidence).await
+        .await
     }
 }
 
