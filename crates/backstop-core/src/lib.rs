@@ -14,6 +14,7 @@ pub mod rollout;
 pub mod schema;
 pub mod severity;
 pub mod snapshot;
+pub mod timeline;
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.
 pub type Millis = i64;

@@ -9,6 +9,7 @@ use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Recovery, Rollout, StepStatus};
 use backstop_core::recovery::{PlanInput, Restore, StepKind};
 use backstop_core::schema::SchemaDecision;
+use backstop_core::timeline::{Timeline, first_at};
 use backstop_store::StoreError;
 use serde_json::json;
 
@@ -266,11 +267,7 @@ impl Controller {
             // Time to restore, measured from when users first met the bad version, against the
             // service's MTTR target.
             let events = ctx.store.events(&r.id).await?;
-            let started = events
-                .iter()
-                .find(|e| e.kind == EventKind::CanaryFirstRequest)
-                .or_else(|| events.iter().find(|e| e.kind == EventKind::CanaryStarted))
-                .map_or(r.created_at_ms, |e| e.at_ms);
+            let started = Timeline::exposed_at_ms(&events, &r);
             let mttr = ctx.service(&r.service)?.mttr().as_millis() as Millis;
             let took = now - started;
             self.record(
@@ -306,10 +303,7 @@ impl Controller {
         let ctx = &self.ctx;
         let r = ctx.store.rollout(rollout_id).await?;
         let events = ctx.store.events(rollout_id).await?;
-        let detected = events
-            .iter()
-            .find(|e| e.kind == EventKind::RolloutFailed)
-            .map(|e| e.at_ms);
+        let detected = first_at(&events, EventKind::RolloutFailed);
         let sla = ctx
             .service(&r.service)?
             .rollback_sla_for(&r.env)
