@@ -25,10 +25,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use utoipa::{OpenApi, ToSchema};
 
+use crate::Ctx;
 use crate::auth::{Caller, require_token};
 use crate::controller::{Command, ControllerError, RolloutAction};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::{Ctx, now_ms};
 
 /// A JSON body whose errors name the JSON pointer of the offending field.
 pub struct Body<T>(pub T);
@@ -431,7 +431,7 @@ pub(crate) async fn create_release(
         env: req.env,
         status: ReleaseStatus::Ok,
         bad_reason: None,
-        created_at_ms: now_ms(),
+        created_at_ms: ctx.clock.now_ms(),
         schema,
     };
     ctx.store.create_release(&release).await?;
@@ -539,7 +539,7 @@ pub(crate) async fn create_rollout(
         .await
         .inspect_err(|e| tracing::warn!(service = %req.service, env = %req.env, error = format!("{e:#}"), "No baseline for the rollout."))
         .ok();
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let rollout = Rollout {
         id,
         service: req.service,
@@ -744,7 +744,7 @@ async fn reset_breaker(
     }
     let trip = ctx
         .store
-        .reset_trip(&req.scope, &caller.0, &req.reason, now_ms())
+        .reset_trip(&req.scope, &caller.0, &req.reason, ctx.clock.now_ms())
         .await
         .map_err(|e| ApiError::from(e).at("/scope"))?;
     crate::audit(

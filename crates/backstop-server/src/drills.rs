@@ -22,11 +22,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
+use crate::Ctx;
 use crate::api::{Body, CreateRelease, CreateRollout};
 use crate::auth::Caller;
 use crate::controller::{Command, ControllerError, RolloutAction};
 use crate::error::{ApiError, ApiResult};
-use crate::{Ctx, now_ms};
 
 /// `POST /api/v1/drills`
 #[derive(Debug, Deserialize, ToSchema)]
@@ -125,7 +125,7 @@ pub async fn start_drill(
             .at("/env")
         })?;
     let lkg = ctx.store.release(&lkg_id).await?;
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let mut variant_env = lkg.env.clone();
     variant_env.extend(spec.env.clone());
     let (file, command) = match &lkg.artifact {
@@ -312,7 +312,7 @@ pub async fn finish_drill(
     } else {
         DrillStatus::Failed
     };
-    drill.finished_at_ms = Some(now_ms());
+    drill.finished_at_ms = Some(ctx.clock.now_ms());
     crate::audit(
         &ctx,
         &caller.0,
