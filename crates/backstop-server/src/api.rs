@@ -303,6 +303,7 @@ async fn list_services(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<Vec<Servic
             environments.push(EnvironmentView {
                 name: env.name.clone(),
                 listen: ctx
+                    .drivers
                     .proxies
                     .get(&(svc.name.clone(), env.name.clone()))
                     .ok_or(())

@@ -74,13 +74,13 @@ impl Ctx {
     /// `analysis.interval` old; keeps the samples a baseline window needs.
     pub async fn sample_traffic(&self) {
         let now = self.clock.now_ms();
-        for (service, env) in self.routers.keys() {
+        for (service, env) in self.drivers.routers.keys() {
             let Ok(svc) = self.service(service) else {
                 continue;
             };
             let interval = svc.analysis.interval.as_millis() as Millis;
             let key = (service.clone(), env.clone());
-            let due = self.traffic_history.with(|h| {
+            let due = self.caches.traffic_history.with(|h| {
                 h.get(&key)
                     .and_then(|s| s.back())
                     .is_none_or(|(at, _)| now - at >= interval)
@@ -91,7 +91,7 @@ impl Ctx {
             let Ok(stats) = self.traffic_stats(service, env).await else {
                 continue;
             };
-            self.traffic_history.with(|h| {
+            self.caches.traffic_history.with(|h| {
                 let samples = h.entry(key).or_default();
                 samples.push_back((now, stats));
                 while samples.len() > BASELINE_INTERVALS as usize + 2 {
@@ -113,7 +113,7 @@ impl Ctx {
         let stats = self.traffic_stats(service, env).await?;
         let now = self.clock.now_ms();
         let key = (service.to_string(), env.to_string());
-        let oldest = self.traffic_history.with(|h| {
+        let oldest = self.caches.traffic_history.with(|h| {
             h.get(&key).and_then(|s| {
                 s.iter()
                     .find(|(at, _)| now - at <= requested + requested / BASELINE_INTERVALS as i64)

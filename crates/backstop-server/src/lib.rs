@@ -63,6 +63,18 @@ pub struct Ctx {
     pub state_dir: PathBuf,
     /// Verified backups of release artifacts (`<state>/blobs`): what instances actually run.
     pub blobs: Arc<dyn backstop_store::BlobStore>,
+    pub token_hash: String,
+    /// What reaches the outside world per (service, environment).
+    pub drivers: Drivers,
+    pub commands: mpsc::Sender<controller::Command>,
+    /// Wakes the controller when desired state changed.
+    pub wake: Notify,
+    /// What the daemon keeps in memory only (rebuilt or recomputed after a restart).
+    pub caches: Caches,
+}
+
+/// The drivers built from the config at start.
+pub struct Drivers {
     /// The traffic router of each (service, environment).
     pub routers: BTreeMap<(String, String), Arc<dyn TrafficRouter>>,
     /// The built-in proxies among them (for `/metrics` and their listen addresses).
@@ -70,12 +82,12 @@ pub struct Ctx {
     /// Signal sources of the (service, environment)s whose config names one; the others read
     /// their router's counters.
     pub signal_sources: BTreeMap<(String, String), backstop_drivers::prometheus::PrometheusSource>,
-    pub token_hash: String,
     /// Webhook notifiers per service (never block a recovery step).
     pub notifiers: BTreeMap<String, backstop_drivers::notify::Notifier>,
-    pub commands: mpsc::Sender<controller::Command>,
-    /// Wakes the controller when desired state changed.
-    pub wake: Notify,
+}
+
+#[derive(Default)]
+pub struct Caches {
     /// Recent traffic samples per environment, for rollout baselines.
     pub traffic_history: baseline::History,
     /// Results of the gate's `migrations` check by input (see `schema::check_key`): the proof
@@ -179,15 +191,16 @@ pub async fn serve(
             opts.state_dir.join("blobs"),
         )),
         state_dir: opts.state_dir,
-        routers,
-        proxies,
-        signal_sources,
-        notifiers,
         token_hash,
+        drivers: Drivers {
+            routers,
+            proxies,
+            signal_sources,
+            notifiers,
+        },
         commands: tx,
         wake: Notify::new(),
-        traffic_history: baseline::History::default(),
-        migration_checks: schema::CheckCache::default(),
+        caches: Caches::default(),
     });
     let cancel = CancellationToken::new();
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
@@ -203,7 +216,7 @@ pub async fn serve(
         .context("serving the API")?;
     cancel.cancel();
     let _ = controller.await;
-    for proxy in ctx.proxies.values() {
+    for proxy in ctx.drivers.proxies.values() {
         proxy.shutdown().await;
     }
     for inst in ctx.store.running_instances().await? {

@@ -17,7 +17,7 @@ fn escape(v: &str) -> String {
 
 pub async fn render(ctx: &Ctx) -> Result<String> {
     let mut out = String::new();
-    let proxies: Vec<_> = ctx.proxies.iter().collect();
+    let proxies: Vec<_> = ctx.drivers.proxies.iter().collect();
     out.push_str("# HELP backstop_proxy_requests_total Requests the built-in proxy forwarded, by version.\n# TYPE backstop_proxy_requests_total counter\n");
     for ((service, env), proxy) in &proxies {
         for s in proxy.stats() {

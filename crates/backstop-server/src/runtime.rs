@@ -52,7 +52,8 @@ impl Ctx {
     }
 
     pub fn router(&self, service: &str, env: &str) -> Result<&Arc<dyn TrafficRouter>> {
-        self.routers
+        self.drivers
+            .routers
             .get(&(service.to_string(), env.to_string()))
             .ok_or_else(|| anyhow!("no traffic router for {service}/{env}"))
     }
@@ -62,6 +63,7 @@ impl Ctx {
     /// otherwise.
     pub async fn traffic_stats(&self, service: &str, env: &str) -> Result<Vec<VersionStats>> {
         if let Some(source) = self
+            .drivers
             .signal_sources
             .get(&(service.to_string(), env.to_string()))
         {

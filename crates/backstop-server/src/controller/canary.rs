@@ -146,7 +146,10 @@ impl Controller {
             .iter()
             .any(|e| e.kind == EventKind::CanaryFirstRequest);
         let (baseline, canary) = self.arm_versions(r).await?;
-        if let Some(source) = ctx.signal_sources.get(&(r.service.clone(), r.env.clone()))
+        if let Some(source) = ctx
+            .drivers
+            .signal_sources
+            .get(&(r.service.clone(), r.env.clone()))
             && !events.iter().any(|e| e.kind == EventKind::AnalysisSource)
         {
             // Where the judged numbers come from, for whoever reads the rollout later.

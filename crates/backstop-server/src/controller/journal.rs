@@ -115,7 +115,7 @@ impl Controller {
             crate::audit(ctx, &a.actor, a.action, &a.target, &a.trigger, a.evidence).await?;
         }
         if let (Some(r), Some((kind, summary, detail))) = (record.rollout, record.notice)
-            && let Some(n) = ctx.notifiers.get(&r.service)
+            && let Some(n) = ctx.drivers.notifiers.get(&r.service)
         {
             n.notify(backstop_drivers::notify::Notification {
                 id: format!("{}/{kind}", r.id),

@@ -105,7 +105,7 @@ impl Controller {
                 ctx.ensure_instance(id, &release, &r.env).await?;
             }
         }
-        for (service, env) in ctx.routers.keys() {
+        for (service, env) in ctx.drivers.routers.keys() {
             ctx.apply_routes(service, env).await?;
         }
         self.collect_garbage().await?;
