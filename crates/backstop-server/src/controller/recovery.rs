@@ -203,14 +203,22 @@ impl Controller {
                 }
             }
             let now = ctx.clock.now_ms();
+            let target = format!("recovery/{}", rec.id);
             match outcome {
                 Ok(detail) => {
                     ctx.store
                         .step_finished(&rec.id, step.index, now, true, &detail)
                         .await?;
-                    self.record(Record::audit_only("controller", EventKind::RecoveryStepDone, format!("recovery/{}", rec.id), "plan", json!({
+                    let evidence = json!({
                         "step": step.step, "idempotency_key": step.idempotency_key, "outcome": detail,
-                    })))
+                    });
+                    self.record(Record::audit_only(
+                        "controller",
+                        EventKind::RecoveryStepDone,
+                        target,
+                        "plan",
+                        evidence,
+                    ))
                     .await?;
                     if let (StepKind::ShiftTraffic { .. }, Some(rollout_id)) =
                         (&step.step, &rec.rollout_id)
@@ -219,16 +227,23 @@ impl Controller {
                     }
                 }
                 Err(e) => {
-                    let detail = json!({"error": format!("{e:#}")});
+                    let error = format!("{e:#}");
                     ctx.store
-                        .step_finished(&rec.id, step.index, now, false, &detail)
+                        .step_finished(&rec.id, step.index, now, false, &json!({"error": error}))
                         .await?;
                     ctx.store.finish_recovery(&rec.id, "failed", now).await?;
-                    self.record(Record::audit_only("controller", EventKind::RecoveryFailed, format!("recovery/{}", rec.id), "plan", json!({
-                        "step": step.step, "idempotency_key": step.idempotency_key, "error": format!("{e:#}"),
-                    })))
+                    let evidence = json!({
+                        "step": step.step, "idempotency_key": step.idempotency_key, "error": error,
+                    });
+                    self.record(Record::audit_only(
+                        "controller",
+                        EventKind::RecoveryFailed,
+                        target,
+                        "plan",
+                        evidence,
+                    ))
                     .await?;
-                    tracing::error!(recovery = %rec.id, step = step.index, error = format!("{e:#}"), "Recovery step failed for good; a person must take over.");
+                    tracing::error!(recovery = %rec.id, step = step.index, error, "Recovery step failed for good; a person must take over.");
                     if let Some(rollout_id) = &rec.rollout_id {
                         let r = ctx.store.rollout(rollout_id).await?;
                         let summary = format!(
@@ -241,7 +256,7 @@ impl Controller {
                         self.record(Record::of(&r).notify(
                             EventKind::RecoveryFailed,
                             summary,
-                            json!({"error": format!("{e:#}")}),
+                            json!({"error": error}),
                         ))
                         .await?;
                     }
@@ -260,40 +275,54 @@ impl Controller {
         ))
         .await?;
         if let Some(rollout_id) = &rec.rollout_id {
-            let mut r = ctx.store.rollout(rollout_id).await?;
-            r.phase = Phase::Recovered;
-            r.updated_at_ms = now;
-            ctx.store.update_rollout(&r).await?;
-            // Time to restore, measured from when users first met the bad version, against the
-            // service's MTTR target.
-            let events = ctx.store.events(&r.id).await?;
-            let started = Timeline::exposed_at_ms(&events, &r);
-            let mttr = ctx.service(&r.service)?.mttr().as_millis() as Millis;
-            let took = now - started;
-            self.record(
-                Record::of(&r)
-                    .event(EventKind::RolloutRecovered, json!({"recovery": rec.id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": took > mttr}))
-                    .notify(
-                        EventKind::RecoveryDone,
-                        format!(
-                            "{} rolled back in {}; traffic is on the last known good",
-                            r.to_release_id, r.env
-                        ),
-                        json!({"time_to_recover_ms": took, "mttr_breached": took > mttr}),
-                    ),
-            )
-            .await?;
-            if took > mttr {
-                self.record(Record::of(&r).audit(
-                    "controller",
-                    EventKind::MttrBreached,
-                    "measurement",
-                    json!({"took_ms": took, "target_ms": mttr}),
-                ))
-                .await?;
-            }
-            tracing::info!(rollout = %r.id, "Rolled back: traffic is on the last known good and the release is marked bad.");
+            self.rollout_recovered(rollout_id, &rec.id, now).await?;
         }
+        Ok(())
+    }
+
+    /// The recovery of a failed rollout finished at `now`: the rollout is recovered, and its
+    /// time to recover (from when users first met the bad version) is measured against the
+    /// service's MTTR target.
+    async fn rollout_recovered(
+        &self,
+        rollout_id: &str,
+        recovery_id: &str,
+        now: Millis,
+    ) -> Result<()> {
+        let ctx = &self.ctx;
+        let mut r = ctx.store.rollout(rollout_id).await?;
+        r.phase = Phase::Recovered;
+        r.updated_at_ms = now;
+        ctx.store.update_rollout(&r).await?;
+        let events = ctx.store.events(&r.id).await?;
+        let took = now - Timeline::exposed_at_ms(&events, &r);
+        let mttr = ctx.service(&r.service)?.mttr().as_millis() as Millis;
+        let breached = took > mttr;
+        let summary = format!(
+            "{} rolled back in {}; traffic is on the last known good",
+            r.to_release_id, r.env
+        );
+        let recovered = Record::of(&r)
+            .event(
+                EventKind::RolloutRecovered,
+                json!({"recovery": recovery_id, "time_to_recover_ms": took, "mttr_target_ms": mttr, "mttr_breached": breached}),
+            )
+            .notify(
+                EventKind::RecoveryDone,
+                summary,
+                json!({"time_to_recover_ms": took, "mttr_breached": breached}),
+            );
+        self.record(recovered).await?;
+        if breached {
+            self.record(Record::of(&r).audit(
+                "controller",
+                EventKind::MttrBreached,
+                "measurement",
+                json!({"took_ms": took, "target_ms": mttr}),
+            ))
+            .await?;
+        }
+        tracing::info!(rollout = %r.id, "Rolled back: traffic is on the last known good and the release is marked bad.");
         Ok(())
     }
 
