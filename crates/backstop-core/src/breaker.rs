@@ -3,7 +3,26 @@
 //! person resets the breaker. Pure: the caller passes the failures it has stored.
 
 use crate::Millis;
+use crate::model::BreakerTrip;
 use crate::named::UnknownValue;
+
+/// Reason prefix of rollouts paused by the breaker (they resume when it is reset).
+const PAUSE_PREFIX: &str = "circuit breaker open";
+
+/// Why a progressive rollout is paused by `trip`.
+pub fn pause_reason(trip: &BreakerTrip) -> String {
+    format!(
+        "{PAUSE_PREFIX} for {} since {}; `backstop breaker reset --scope {}` resumes it",
+        trip.scope,
+        crate::format_ms(trip.tripped_at_ms),
+        trip.scope
+    )
+}
+
+/// Whether a paused rollout's `reason` says the breaker paused it.
+pub fn paused_by_breaker(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.starts_with(PAUSE_PREFIX))
+}
 
 /// What one trip covers: the rollouts into one environment, or all of them. Stored and served
 /// as `env:<name>` or `all`.
@@ -114,6 +133,45 @@ mod tests {
         assert!(!should_trip(&scope("env:prod"), &fails, 20, 3, 100));
         let fails = [f(0, "prod"), f(10, "prod"), f(20, "prod")];
         assert!(should_trip(&scope("env:prod"), &fails, 20, 3, 100));
+    }
+
+    #[test]
+    fn three_failures_within_the_window_trip_two_or_older_ones_do_not() {
+        let minute = 60_000;
+        let three = [f(0, "prod"), f(20_000, "prod"), f(40_000, "prod")];
+        assert!(should_trip(&scope("env:prod"), &three, 40_000, 3, minute));
+        assert!(!should_trip(
+            &scope("env:prod"),
+            &three[..2],
+            40_000,
+            3,
+            minute
+        ));
+        // The first failure left the window: two remain.
+        assert!(!should_trip(&scope("env:prod"), &three, 60_001, 3, minute));
+        // A failure after `now` (a clock step back) does not count either.
+        assert!(!should_trip(&scope("env:prod"), &three, 20_000, 3, minute));
+    }
+
+    #[test]
+    fn a_breaker_pause_is_recognised_by_its_reason() {
+        let trip = BreakerTrip {
+            id: "t".into(),
+            scope: scope("env:prod"),
+            tripped_at_ms: 0,
+            failures: serde_json::json!([]),
+            reset_at_ms: None,
+            reset_by: None,
+            reset_reason: None,
+        };
+        let reason = pause_reason(&trip);
+        assert_eq!(
+            reason,
+            "circuit breaker open for env:prod since 1970-01-01T00:00:00.000Z; `backstop breaker reset --scope env:prod` resumes it"
+        );
+        assert!(paused_by_breaker(Some(&reason)));
+        assert!(!paused_by_breaker(Some("the judge could not attribute")));
+        assert!(!paused_by_breaker(None));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Millis;
 use crate::event::EventKind;
 use crate::model::{Event, Phase, Rollout};
+use crate::timeline::{Timeline, first_at};
 
 /// Where a drill stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,14 +126,12 @@ pub fn measure(
     objectives: DrillObjectives,
     load: Option<DrillLoad>,
 ) -> DrillResult {
-    let at = |kind: EventKind| events.iter().find(|e| e.kind == kind).map(|e| e.at_ms);
-    let first = at(EventKind::CanaryFirstRequest)
-        .or_else(|| at(EventKind::CanaryStarted))
-        .or(Some(rollout.created_at_ms));
-    let verdict = at(EventKind::RolloutFailed);
-    let restored_at = at(EventKind::TrafficRestored);
+    let timeline = Timeline::from_events(rollout, events);
+    let first = Some(Timeline::exposed_at_ms(events, rollout));
+    let verdict = timeline.verdict_at_ms;
+    let restored_at = timeline.traffic_restored_at_ms;
     let recovered_at = if rollout.phase == Phase::Recovered {
-        at(EventKind::RolloutRecovered).or(recovery_done_at_ms)
+        first_at(events, EventKind::RolloutRecovered).or(recovery_done_at_ms)
     } else {
         None
     };
@@ -188,7 +187,7 @@ pub fn measure(
         phase: rollout.phase,
         detected,
         restored,
-        first_canary_request_at_ms: at(EventKind::CanaryFirstRequest),
+        first_canary_request_at_ms: timeline.first_canary_request_at_ms,
         verdict_at_ms: verdict,
         traffic_restored_at_ms: restored_at,
         recovered_at_ms: recovered_at,

@@ -4,18 +4,21 @@
 
 pub mod audit;
 pub mod breaker;
+pub mod clock;
 pub mod drill;
 pub mod duration;
 pub mod env_var;
 pub mod event;
 pub mod model;
 pub mod named;
+pub mod reconcile;
 pub mod recovery;
 pub mod rollout;
 pub mod schema;
 pub mod severity;
 pub mod snapshot;
 pub mod tier;
+pub mod timeline;
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.
 pub type Millis = i64;

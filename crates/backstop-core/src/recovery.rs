@@ -230,6 +230,108 @@ pub fn with_config_restore(
     plan
 }
 
+/// What a recovery puts back, and what it takes away.
+#[derive(Debug, Clone, Copy)]
+pub enum Restore<'a> {
+    /// A canary failed while the last known good still serves: traffic goes back to it.
+    Canary {
+        stable_instance_id: &'a str,
+        lkg_release_id: &'a str,
+        canary_instance_id: Option<&'a str>,
+        bad_release_id: &'a str,
+    },
+    /// A canary failed with no last known good instance to go back to: it is only stopped.
+    DiscardCanary {
+        canary_instance_id: Option<&'a str>,
+        bad_release_id: &'a str,
+    },
+    /// A promoted release goes back to the previous last known good, started anew (or adopted
+    /// when it still runs).
+    Previous {
+        new_instance_id: &'a str,
+        previous_release_id: &'a str,
+        current_instance_id: Option<&'a str>,
+        current_release_id: &'a str,
+    },
+}
+
+/// Everything a recovery plan is built from, on the automatic and the manual path alike.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub restore: Restore<'a>,
+    /// Why, recorded with the release marked bad.
+    pub reason: &'a str,
+    /// The proven downs the schema decision asks for (newest first).
+    pub schema_downs: &'a [crate::schema::AppliedMigration],
+    /// The config snapshot to put back (version, manifest digest), when the files differ.
+    pub config_restore: Option<(i64, &'a str)>,
+    /// How long the restored version's traffic is watched at the end.
+    pub verify_seconds: u64,
+    pub before_hook: Option<&'a str>,
+    pub after_hook: Option<&'a str>,
+}
+
+/// The one recovery plan builder: the base plan for what is restored, then the schema downs,
+/// the config restore, the verification of what serves afterwards, and the hooks.
+pub fn plan(input: &PlanInput<'_>) -> Vec<StepKind> {
+    let (base, serving) = match input.restore {
+        Restore::Canary {
+            stable_instance_id,
+            lkg_release_id,
+            canary_instance_id,
+            bad_release_id,
+        } => (
+            plan_canary_rollback(
+                stable_instance_id,
+                lkg_release_id,
+                canary_instance_id,
+                bad_release_id,
+                input.reason,
+            ),
+            Some((stable_instance_id, lkg_release_id)),
+        ),
+        Restore::DiscardCanary {
+            canary_instance_id,
+            bad_release_id,
+        } => {
+            let mut plan: Vec<StepKind> = canary_instance_id
+                .map(|id| StepKind::StopInstance {
+                    instance_id: id.to_string(),
+                })
+                .into_iter()
+                .collect();
+            plan.push(StepKind::MarkReleaseBad {
+                release_id: bad_release_id.to_string(),
+                reason: input.reason.to_string(),
+            });
+            (plan, None)
+        }
+        Restore::Previous {
+            new_instance_id,
+            previous_release_id,
+            current_instance_id,
+            current_release_id,
+        } => (
+            plan_redeploy_previous(
+                new_instance_id,
+                previous_release_id,
+                current_instance_id,
+                current_release_id,
+                input.reason,
+            ),
+            Some((new_instance_id, previous_release_id)),
+        ),
+    };
+    let mut plan = with_schema_downs(base, input.schema_downs);
+    if let Some((snapshot, manifest)) = input.config_restore {
+        plan = with_config_restore(plan, snapshot, manifest);
+    }
+    if let Some((instance, release)) = serving {
+        plan = with_verification(plan, instance, release, input.verify_seconds);
+    }
+    with_hooks(plan, input.before_hook, input.after_hook)
+}
+
 /// The idempotency key of step `index` of recovery `recovery_id`: stable across restarts, handed
 /// to hooks so user scripts can be idempotent too.
 pub fn idempotency_key(recovery_id: &str, index: usize, step: &StepKind) -> String {
@@ -354,6 +456,105 @@ mod tests {
                 "stop_instance",
                 "mark_release_bad"
             ]
+        );
+    }
+
+    fn input(restore: Restore<'_>) -> PlanInput<'_> {
+        PlanInput {
+            restore,
+            reason: "judge",
+            schema_downs: &[],
+            config_restore: None,
+            verify_seconds: 5,
+            before_hook: None,
+            after_hook: None,
+        }
+    }
+
+    fn names(plan: &[StepKind]) -> Vec<&'static str> {
+        plan.iter().map(StepKind::name).collect()
+    }
+
+    #[test]
+    fn a_failed_canary_goes_back_to_the_serving_lkg_then_is_verified() {
+        let downs = [crate::schema::AppliedMigration {
+            version: "3".into(),
+            name: "m3".into(),
+            has_down: true,
+            down_sha256: Some("cd".repeat(32)),
+            proven: true,
+            phase: None,
+            irreversible: None,
+        }];
+        let plan = plan(&PlanInput {
+            schema_downs: &downs,
+            config_restore: Some((2, "abc")),
+            before_hook: Some("drain"),
+            after_hook: Some("purge"),
+            ..input(Restore::Canary {
+                stable_instance_id: "i-stable",
+                lkg_release_id: "svc@v1",
+                canary_instance_id: Some("i-canary"),
+                bad_release_id: "svc@v2",
+            })
+        });
+        assert_eq!(
+            names(&plan),
+            [
+                "run_hook",
+                "shift_traffic",
+                "restore_config",
+                "stop_instance",
+                "run_hook",
+                "run_migration_down",
+                "mark_release_bad",
+                "wait_healthy",
+                "verify_signals"
+            ]
+        );
+        assert_eq!(
+            plan[8],
+            StepKind::VerifySignals {
+                release_id: "svc@v1".into(),
+                seconds: 5
+            }
+        );
+    }
+
+    #[test]
+    fn a_canary_with_nothing_to_go_back_to_is_stopped_and_marked_bad() {
+        let plan = plan(&input(Restore::DiscardCanary {
+            canary_instance_id: Some("i-canary"),
+            bad_release_id: "svc@v2",
+        }));
+        assert_eq!(names(&plan), ["stop_instance", "mark_release_bad"]);
+    }
+
+    #[test]
+    fn a_manual_rollback_redeploys_the_previous_release_then_verifies_it() {
+        let plan = plan(&input(Restore::Previous {
+            new_instance_id: "i-new",
+            previous_release_id: "svc@v1",
+            current_instance_id: Some("i-cur"),
+            current_release_id: "svc@v2",
+        }));
+        assert_eq!(
+            names(&plan),
+            [
+                "start_instance",
+                "shift_traffic",
+                "stop_instance",
+                "mark_release_bad",
+                "set_lkg",
+                "wait_healthy",
+                "verify_signals"
+            ]
+        );
+        assert_eq!(
+            plan[5],
+            StepKind::WaitHealthy {
+                instance_id: "i-new".into()
+            }
         );
     }
 

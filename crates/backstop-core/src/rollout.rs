@@ -67,10 +67,53 @@ pub enum Next {
     Advance { index: usize, weight: f64 },
     /// The last step held without a failure: the new version becomes the last known good.
     Promote,
-    /// Roll back.
+    /// The judge failed the new version: its severity workflow decides what follows.
     Fail { reason: String },
     /// Hold the current weight and call a human.
     Pause { reason: String },
+    /// The environment is degraded (not the new version's doing): keep the weight and start the
+    /// step's time again, so the step is held in full once the environment is healthy.
+    Hold,
+    /// The new version stopped answering its health check: fail it at once (the per-rollout
+    /// breaker), whatever the traffic statistics say.
+    Break { reason: String },
+}
+
+/// What the controller observed of a progressing rollout at the end of an analysis interval.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub steps: &'a [Step],
+    pub step_index: usize,
+    pub step_started_at: Millis,
+    /// The judge's decision on the intervals so far.
+    pub judge: Decision,
+    /// The stable version is far worse than before the rollout.
+    pub degraded: bool,
+    /// Consecutive failed health checks of the new version.
+    pub failed_health_checks: u32,
+    /// How many failed checks in a row the per-rollout breaker allows (at least 1).
+    pub health_check_limit: u32,
+    pub now: Millis,
+}
+
+/// Decides the next move of a progressing rollout from what was observed.
+///
+/// A failing health check breaks first (a partial failure the counts may not show yet); a
+/// degraded environment holds everything but a failing verdict (a canary worse than the stable
+/// version still fails); then [`decide`].
+pub fn next(o: &Observation<'_>) -> Next {
+    let limit = o.health_check_limit.max(1);
+    if o.failed_health_checks >= limit {
+        return Next::Break {
+            reason: format!(
+                "the new version failed {limit} health checks in a row (per-rollout breaker)"
+            ),
+        };
+    }
+    if o.degraded && o.judge != Decision::Fail {
+        return Next::Hold;
+    }
+    decide(o.steps, o.step_index, o.step_started_at, o.now, o.judge)
 }
 
 /// Decides the next move of a progressing rollout.
@@ -164,6 +207,89 @@ mod tests {
             hold: None,
         }];
         assert_eq!(decide(&s, 0, 5, 5, Decision::Continue), Next::Promote);
+    }
+
+    fn observed(step_index: usize, started: Millis, now: Millis) -> Observation<'static> {
+        static STEPS: std::sync::LazyLock<Vec<Step>> = std::sync::LazyLock::new(steps);
+        Observation {
+            steps: &STEPS,
+            step_index,
+            step_started_at: started,
+            judge: Decision::Continue,
+            degraded: false,
+            failed_health_checks: 0,
+            health_check_limit: 3,
+            now,
+        }
+    }
+
+    #[test]
+    fn a_step_advances_after_its_minimum_time_and_not_before() {
+        assert_eq!(next(&observed(0, 1_000, 1_000)), Next::Wait);
+        assert_eq!(next(&observed(0, 1_000, 30_999)), Next::Wait);
+        assert_eq!(
+            next(&observed(0, 1_000, 31_000)),
+            Next::Advance {
+                index: 1,
+                weight: 50.0
+            }
+        );
+        assert_eq!(next(&observed(2, 0, 0)), Next::Promote);
+    }
+
+    #[test]
+    fn a_failing_verdict_fails_and_an_inconclusive_one_pauses() {
+        let fail = Observation {
+            judge: Decision::Fail,
+            ..observed(0, 0, 1)
+        };
+        assert!(matches!(next(&fail), Next::Fail { .. }));
+        let unsure = Observation {
+            judge: Decision::Inconclusive,
+            ..observed(0, 0, 1)
+        };
+        assert!(matches!(next(&unsure), Next::Pause { .. }));
+    }
+
+    #[test]
+    fn a_degraded_environment_holds_and_the_step_time_restarts_after() {
+        let degraded = Observation {
+            degraded: true,
+            ..observed(0, 0, 60_000)
+        };
+        assert_eq!(next(&degraded), Next::Hold);
+        // A failing verdict is not held: the canary is worse than the stable version.
+        let failing = Observation {
+            judge: Decision::Fail,
+            ..degraded
+        };
+        assert!(matches!(next(&failing), Next::Fail { .. }));
+        // Held at 60 s, the step's 30 s count from then once the environment is healthy.
+        assert_eq!(next(&observed(0, 60_000, 89_999)), Next::Wait);
+        assert_eq!(
+            next(&observed(0, 60_000, 90_000)),
+            Next::Advance {
+                index: 1,
+                weight: 50.0
+            }
+        );
+    }
+
+    #[test]
+    fn failed_health_checks_break_at_the_limit_whatever_the_judge_says() {
+        let two = Observation {
+            failed_health_checks: 2,
+            ..observed(0, 0, 0)
+        };
+        assert_eq!(next(&two), Next::Wait);
+        let three = Observation {
+            failed_health_checks: 3,
+            degraded: true,
+            ..observed(0, 0, 0)
+        };
+        assert!(
+            matches!(next(&three), Next::Break { reason } if reason.contains("3 health checks"))
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Millis;
+use crate::tier::SeverityAction;
+
 // Severity of a failed analysis, most severe first: critical (users are clearly hurt), major
 // (a significant regression), minor (a small regression). Plain comments, not doc comments:
 // the API's OpenAPI document describes the type as it always has.
@@ -84,8 +87,71 @@ pub fn classify(impact: &Impact, tier: u8) -> Severity {
     Severity::Minor
 }
 
+/// What follows a failing verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Fail the rollout now (`reason` carries the severity).
+    RollBack { reason: String },
+    /// Pause the rollout for a person; it rolls back at `deadline` unless acknowledged.
+    Hold {
+        reason: String,
+        deadline: Option<Millis>,
+    },
+}
+
+/// Runs the policy's `action` for rollout `rollout_id`, failed by the judge for `reason` at `now`.
+pub fn respond(
+    action: SeverityAction,
+    severity: Severity,
+    reason: &str,
+    rollout_id: &str,
+    now: Millis,
+) -> Response {
+    match action {
+        SeverityAction::Rollback => Response::RollBack {
+            reason: format!("{reason} (severity {})", severity.as_str()),
+        },
+        SeverityAction::RollbackUnlessAcknowledged(within) => {
+            let deadline = now + within.as_millis() as Millis;
+            Response::Hold {
+                reason: format!(
+                    "severity {}: rolls back at {} unless acknowledged (`backstop rollout acknowledge {rollout_id}`)",
+                    severity.as_str(),
+                    crate::format_ms(deadline),
+                ),
+                deadline: Some(deadline),
+            }
+        }
+        SeverityAction::Notify => Response::Hold {
+            reason: format!(
+                "severity {}: held for a person to promote or abort (policy: notify)",
+                severity.as_str()
+            ),
+            deadline: None,
+        },
+    }
+}
+
+/// Why a held rollout whose acknowledgement deadline passed is rolled back, once it is due:
+/// `None` before the deadline, when there is none, or when a person acknowledged it.
+pub fn escalation_due(
+    deadline: Option<Millis>,
+    acknowledged: bool,
+    severity: Option<Severity>,
+    now: Millis,
+) -> Option<String> {
+    let deadline = deadline.filter(|d| !acknowledged && now >= *d)?;
+    Some(format!(
+        "not acknowledged by {}: rolled back per the severity policy ({})",
+        crate::format_ms(deadline),
+        severity.map_or("unknown", |s| s.as_str())
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn impact(ce: u64, cr: u64, be: u64, br: u64) -> Impact {
@@ -119,5 +185,46 @@ mod tests {
         assert_eq!(classify(&i, 2), Severity::Critical);
         i.canary_p99_ms = Some(160.0);
         assert_eq!(classify(&i, 2), Severity::Major);
+    }
+
+    #[test]
+    fn the_workflow_rolls_back_or_holds() {
+        assert_eq!(
+            respond(
+                SeverityAction::Rollback,
+                Severity::Critical,
+                "worse",
+                "r1",
+                0
+            ),
+            Response::RollBack {
+                reason: "worse (severity critical)".into()
+            }
+        );
+        let Response::Hold { reason, deadline } = respond(
+            SeverityAction::RollbackUnlessAcknowledged(Duration::from_secs(60)),
+            Severity::Major,
+            "worse",
+            "r1",
+            1_000,
+        ) else {
+            panic!("held")
+        };
+        assert_eq!(deadline, Some(61_000));
+        assert!(reason.contains("1970-01-01T00:01:01.000Z") && reason.contains("acknowledge r1"));
+        assert!(matches!(
+            respond(SeverityAction::Notify, Severity::Minor, "worse", "r1", 0),
+            Response::Hold { deadline: None, .. }
+        ));
+    }
+
+    #[test]
+    fn an_acknowledgement_deadline_rolls_back_when_due_and_not_acknowledged() {
+        let sev = Some(Severity::Major);
+        assert_eq!(escalation_due(Some(5_000), false, sev, 4_999), None);
+        let due = escalation_due(Some(5_000), false, sev, 5_000).expect("due");
+        assert!(due.contains("1970-01-01T00:00:05.000Z") && due.ends_with("(major)"));
+        assert_eq!(escalation_due(Some(5_000), true, sev, 9_000), None);
+        assert_eq!(escalation_due(None, false, sev, 9_000), None);
     }
 }

@@ -265,6 +265,33 @@ pub fn environment_degraded(
     None
 }
 
+/// The environment of a rollout turned degraded (why) or healthy again (after how long).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvironmentChange {
+    Degraded(String),
+    Recovered { held_ms: Millis },
+}
+
+/// What this interval changes about the environment, degraded since `degraded_since` (`None`:
+/// healthy) and now `degraded` for a reason (see [`environment_degraded`]) or not. It is
+/// healthy again only with enough of the stable version's traffic to tell.
+pub fn environment_change(
+    degraded: Option<String>,
+    degraded_since: Option<Millis>,
+    baseline_requests: u64,
+    now: Millis,
+) -> Option<EnvironmentChange> {
+    match (degraded, degraded_since) {
+        (Some(why), None) => Some(EnvironmentChange::Degraded(why)),
+        (None, Some(since)) if baseline_requests >= DEGRADED_MIN_REQUESTS => {
+            Some(EnvironmentChange::Recovered {
+                held_ms: now - since,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// What was captured before a rollout started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutSafeguards {
@@ -279,6 +306,26 @@ pub struct RolloutSafeguards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_turns_degraded_then_healthy_with_enough_traffic_to_tell() {
+        let why = || Some("errors".to_string());
+        assert_eq!(
+            environment_change(why(), None, 50, 1_000),
+            Some(EnvironmentChange::Degraded("errors".into()))
+        );
+        // Still degraded, or quiet: no change.
+        assert_eq!(environment_change(why(), Some(1_000), 50, 2_000), None);
+        assert_eq!(
+            environment_change(None, Some(1_000), DEGRADED_MIN_REQUESTS - 1, 2_000),
+            None
+        );
+        assert_eq!(
+            environment_change(None, Some(1_000), DEGRADED_MIN_REQUESTS, 4_000),
+            Some(EnvironmentChange::Recovered { held_ms: 3_000 })
+        );
+        assert_eq!(environment_change(None, None, 50, 4_000), None);
+    }
 
     fn before(error_ratio: f64, p99: f64) -> Baseline {
         Baseline {

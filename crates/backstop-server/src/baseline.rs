@@ -11,7 +11,7 @@ use backstop_core::snapshot::{BASELINE_INTERVALS, Baseline};
 use backstop_drivers::proxy::VersionStats;
 use backstop_judge::hist::quantile;
 
-use crate::{Ctx, now_ms};
+use crate::Ctx;
 
 type Samples = VecDeque<(Millis, Vec<VersionStats>)>;
 
@@ -60,14 +60,14 @@ impl Ctx {
     /// Takes one sample of every router whose last sample is at least its service's
     /// `analysis.interval` old; keeps the samples a baseline window needs.
     pub async fn sample_traffic(&self) {
-        let now = now_ms();
-        for (service, env) in self.routers.keys() {
+        let now = self.clock.now_ms();
+        for (service, env) in self.drivers.routers.keys() {
             let Ok(svc) = self.service(service) else {
                 continue;
             };
             let interval = svc.analysis.interval.as_millis() as Millis;
             let key = (service.clone(), env.clone());
-            let due = self.traffic_history.with(|h| {
+            let due = self.caches.traffic_history.with(|h| {
                 h.get(&key)
                     .and_then(|s| s.back())
                     .is_none_or(|(at, _)| now - at >= interval)
@@ -78,7 +78,7 @@ impl Ctx {
             let Ok(stats) = self.traffic_stats(service, env).await else {
                 continue;
             };
-            self.traffic_history.with(|h| {
+            self.caches.traffic_history.with(|h| {
                 let samples = h.entry(key).or_default();
                 samples.push_back((now, stats));
                 while samples.len() > BASELINE_INTERVALS as usize + 2 {
@@ -98,9 +98,9 @@ impl Ctx {
         let svc = self.service(service)?;
         let requested = (svc.analysis.interval * BASELINE_INTERVALS).as_millis() as Millis;
         let stats = self.traffic_stats(service, env).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let key = (service.to_string(), env.to_string());
-        let oldest = self.traffic_history.with(|h| {
+        let oldest = self.caches.traffic_history.with(|h| {
             h.get(&key).and_then(|s| {
                 s.iter()
                     .find(|(at, _)| now - at <= requested + requested / BASELINE_INTERVALS as i64)

@@ -16,10 +16,10 @@ use backstop_core::model::{Artifact, Phase, RecoveryStatus, Rollout};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::Ctx;
 use crate::controller::{Command, RolloutAction};
 use crate::error::{ApiError, ApiResult};
 use crate::rollouts::{act, send_command};
-use crate::{Ctx, now_ms};
 
 /// The version of the known-bad variant of `lkg_version` (an earlier drill suffix is replaced).
 fn variant_version(lkg_version: &str, now: i64) -> String {
@@ -80,7 +80,7 @@ pub async fn start(ctx: &Ctx, req: StartDrill, actor: &str) -> ApiResult<Drill> 
             .at("/env")
         })?;
     let lkg = ctx.store.release(&lkg_id).await?;
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let mut variant_env = lkg.env.clone();
     variant_env.extend(spec.env.clone());
     let (file, command) = match &lkg.artifact {
@@ -246,7 +246,7 @@ pub async fn finish(ctx: &Ctx, id: &str, req: FinishDrill, actor: &str) -> ApiRe
     } else {
         DrillStatus::Failed
     };
-    drill.finished_at_ms = Some(now_ms());
+    drill.finished_at_ms = Some(ctx.clock.now_ms());
     crate::audit(
         ctx,
         actor,

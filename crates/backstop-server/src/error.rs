@@ -1,5 +1,6 @@
 //! API errors: every failure leaves as a JSON body that says what went wrong and where.
 
+use crate::controller::ControllerError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use backstop_api::{ErrorBody, ErrorDetail};
@@ -78,6 +79,16 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "Store failed while serving a request.");
                 ApiError::internal(other.to_string())
             }
+        }
+    }
+}
+
+impl From<ControllerError> for ApiError {
+    fn from(e: ControllerError) -> Self {
+        match e {
+            ControllerError::NotFound(m) => ApiError::not_found(m),
+            ControllerError::Conflict(m) => ApiError::conflict(m),
+            ControllerError::Internal(m) => ApiError::internal(m),
         }
     }
 }

@@ -14,6 +14,7 @@ use backstop_api::audit::AuditVerification;
 use backstop_config::Config;
 use backstop_core::Millis;
 use backstop_core::audit::AuditEntry;
+use backstop_core::clock::Clock;
 use backstop_drivers::proxy::Proxy;
 use backstop_drivers::router::TrafficRouter;
 use backstop_store::{SqliteStore, Store};
@@ -36,20 +37,39 @@ pub mod runtime;
 pub mod schema;
 pub mod snapshots;
 
-/// Wall-clock now in epoch milliseconds (UTC).
-pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
+/// The wall clock, as the daemon's [`Clock`]: epoch milliseconds (UTC). Every decision reads
+/// time through `ctx.clock`, so tests can hold it still.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> Millis {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as Millis)
+    }
 }
 
 /// Everything handlers and the controller share.
 pub struct Ctx {
     pub store: Arc<dyn Store>,
+    /// Where every decision reads "now" from.
+    pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub state_dir: PathBuf,
     /// Verified backups of release artifacts (`<state>/blobs`): what instances actually run.
     pub blobs: Arc<dyn backstop_store::BlobStore>,
+    pub token_hash: String,
+    /// What reaches the outside world per (service, environment).
+    pub drivers: Drivers,
+    pub commands: mpsc::Sender<controller::Command>,
+    /// Wakes the controller when desired state changed.
+    pub wake: Notify,
+    /// What the daemon keeps in memory only (rebuilt or recomputed after a restart).
+    pub caches: Caches,
+}
+
+/// The drivers built from the config at start.
+pub struct Drivers {
     /// The traffic router of each (service, environment).
     pub routers: BTreeMap<(String, String), Arc<dyn TrafficRouter>>,
     /// The built-in proxies among them (for `/metrics` and their listen addresses).
@@ -57,12 +77,12 @@ pub struct Ctx {
     /// Signal sources of the (service, environment)s whose config names one; the others read
     /// their router's counters.
     pub signal_sources: BTreeMap<(String, String), backstop_drivers::prometheus::PrometheusSource>,
-    pub token_hash: String,
     /// Webhook notifiers per service (never block a recovery step).
     pub notifiers: BTreeMap<String, backstop_drivers::notify::Notifier>,
-    pub commands: mpsc::Sender<controller::Command>,
-    /// Wakes the controller when desired state changed.
-    pub wake: Notify,
+}
+
+#[derive(Default)]
+pub struct Caches {
     /// Recent traffic samples per environment, for rollout baselines.
     pub traffic_history: baseline::History,
     /// Results of the gate's `migrations` check by input (see `schema::check_key`): the proof
@@ -81,7 +101,7 @@ pub async fn audit(
 ) -> Result<()> {
     ctx.store
         .append_audit(
-            now_ms(),
+            ctx.clock.now_ms(),
             &AuditEntry {
                 actor: actor.into(),
                 action: action.as_str().into(),
@@ -160,20 +180,22 @@ pub async fn serve(
     let (tx, rx) = mpsc::channel(64);
     let ctx = Arc::new(Ctx {
         store: Arc::new(store),
+        clock: Arc::new(SystemClock),
         config: Arc::new(opts.config),
         blobs: Arc::new(backstop_store::FolderBlobs::new(
             opts.state_dir.join("blobs"),
         )),
         state_dir: opts.state_dir,
-        routers,
-        proxies,
-        signal_sources,
-        notifiers,
         token_hash,
+        drivers: Drivers {
+            routers,
+            proxies,
+            signal_sources,
+            notifiers,
+        },
         commands: tx,
         wake: Notify::new(),
-        traffic_history: baseline::History::default(),
-        migration_checks: schema::CheckCache::default(),
+        caches: Caches::default(),
     });
     let cancel = CancellationToken::new();
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
@@ -189,7 +211,7 @@ pub async fn serve(
         .context("serving the API")?;
     cancel.cancel();
     let _ = controller.await;
-    for proxy in ctx.proxies.values() {
+    for proxy in ctx.drivers.proxies.values() {
         proxy.shutdown().await;
     }
     for inst in ctx.store.running_instances().await? {

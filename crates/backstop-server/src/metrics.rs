@@ -31,6 +31,7 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
     let rollouts = ctx.store.rollouts(None, i64::MAX).await?;
     let scrape = Scrape {
         proxies: ctx
+            .drivers
             .proxies
             .iter()
             .map(|((service, env), proxy)| (service.clone(), env.clone(), proxy.stats()))

@@ -8,8 +8,8 @@ use backstop_core::model::{Artifact, Release, ReleaseStatus};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::{Ctx, now_ms};
 
 /// The configured service `name`; else 404 at `pointer`, listing the configured ones.
 pub fn known_service<'a>(
@@ -110,7 +110,7 @@ pub async fn register(ctx: &Ctx, req: CreateRelease, actor: &str) -> ApiResult<R
         env: req.env,
         status: ReleaseStatus::Ok,
         bad_reason: None,
-        created_at_ms: now_ms(),
+        created_at_ms: ctx.clock.now_ms(),
         schema,
     };
     ctx.store.create_release(&release).await?;

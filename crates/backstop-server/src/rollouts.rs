@@ -11,10 +11,10 @@ use backstop_core::snapshot::{Baseline, ConfigSnapshot, RolloutSafeguards};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::controller::{Command, RolloutAction};
+use crate::Ctx;
+use crate::controller::{Command, ControllerError, RolloutAction};
 use crate::error::{ApiError, ApiResult};
 use crate::releases::known_service;
-use crate::{Ctx, now_ms};
 
 /// Starts the rollout `req` asks for on behalf of `actor`, after the promotion gate.
 pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rollout> {
@@ -35,7 +35,7 @@ pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rol
     }
     let id = uuid::Uuid::now_v7().to_string();
     let (snapshot, baseline) = safeguards(ctx, &req, actor, &id, from.as_deref()).await?;
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let rollout = Rollout {
         id,
         service: req.service,
@@ -157,15 +157,16 @@ async fn safeguards(
 /// answer.
 pub async fn send_command<T>(
     ctx: &Ctx,
-    make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+    make: impl FnOnce(oneshot::Sender<Result<T, ControllerError>>) -> Command,
 ) -> ApiResult<T> {
     let (tx, rx) = oneshot::channel();
     ctx.commands
         .send(make(tx))
         .await
         .map_err(|_| ApiError::internal("the controller is shutting down"))?;
-    rx.await
-        .map_err(|_| ApiError::internal("the controller dropped the request"))?
+    Ok(rx
+        .await
+        .map_err(|_| ApiError::internal("the controller dropped the request"))??)
 }
 
 /// Hands a person's action on a rollout to the controller.

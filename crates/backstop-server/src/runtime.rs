@@ -23,7 +23,7 @@ use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
 use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
-use crate::{Ctx, now_ms};
+use crate::Ctx;
 
 /// The signal source of `svc` in `env`, if its config names one.
 pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<PrometheusSource>> {
@@ -53,7 +53,8 @@ impl Ctx {
     }
 
     pub fn router(&self, service: &str, env: &str) -> Result<&Arc<dyn TrafficRouter>> {
-        self.routers
+        self.drivers
+            .routers
             .get(&(service.to_string(), env.to_string()))
             .ok_or_else(|| anyhow!("no traffic router for {service}/{env}"))
     }
@@ -63,6 +64,7 @@ impl Ctx {
     /// otherwise.
     pub async fn traffic_stats(&self, service: &str, env: &str) -> Result<Vec<VersionStats>> {
         if let Some(source) = self
+            .drivers
             .signal_sources
             .get(&(service.to_string(), env.to_string()))
         {
@@ -140,7 +142,7 @@ impl Ctx {
             release_id: release.id.clone(),
             pid: 0,
             port,
-            started_at_ms: now_ms(),
+            started_at_ms: self.clock.now_ms(),
             state: InstanceState::Starting,
         };
         self.store.put_instance(&rec).await?;
@@ -241,7 +243,7 @@ impl Ctx {
             release_id: release.id.clone(),
             pid: 0,
             port,
-            started_at_ms: now_ms(),
+            started_at_ms: self.clock.now_ms(),
             state: InstanceState::Starting,
         };
         if known.is_some()

@@ -137,7 +137,10 @@ impl Ctx {
     /// ([`check_key`]), so a rollout start pays for the proof only when a script changed.
     pub async fn check_migrations(&self, spec: &backstop_config::MigrationsSpec) -> CheckOutcome {
         let key = check_key(spec);
-        if let Some(done) = key.as_deref().and_then(|k| self.migration_checks.get(k)) {
+        if let Some(done) = key
+            .as_deref()
+            .and_then(|k| self.caches.migration_checks.get(k))
+        {
             return done;
         }
         let outcome = Self::run_migrations_check(spec).await;
@@ -146,7 +149,7 @@ impl Ctx {
         if let Some(key) = key
             && !outcome.2.is_null()
         {
-            self.migration_checks.put(key, outcome.clone());
+            self.caches.migration_checks.put(key, outcome.clone());
         }
         outcome
     }

@@ -20,7 +20,7 @@ use backstop_store::{BlobStore, FolderBlobs};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::{Ctx, now_ms};
+use crate::Ctx;
 
 /// File (in the state folder) of the key that HMACs secret values.
 pub const HMAC_KEY_FILE: &str = "config-hmac.key";
@@ -220,7 +220,7 @@ impl Ctx {
             env: env.into(),
             version: 0,
             manifest,
-            created_at_ms: now_ms(),
+            created_at_ms: self.clock.now_ms(),
             actor: actor.into(),
             reason: reason.into(),
             rollout_id: rollout_id.map(str::to_string),

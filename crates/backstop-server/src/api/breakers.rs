@@ -14,9 +14,9 @@ use backstop_store::StoreError;
 use serde_json::json;
 
 use super::Body;
+use crate::Ctx;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::{Ctx, now_ms};
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
@@ -50,7 +50,7 @@ pub(super) async fn reset_breaker(
         .map_err(|_| at_scope(StoreError::no_open_trip(&req.scope)))?;
     let trip = ctx
         .store
-        .reset_trip(&scope, &caller.0, &req.reason, now_ms())
+        .reset_trip(&scope, &caller.0, &req.reason, ctx.clock.now_ms())
         .await
         .map_err(at_scope)?;
     crate::audit(

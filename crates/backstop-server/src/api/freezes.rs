@@ -14,9 +14,9 @@ use backstop_core::model::Freeze;
 use serde_json::json;
 
 use super::Body;
+use crate::Ctx;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::{Ctx, now_ms};
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
@@ -58,7 +58,7 @@ pub(super) async fn create_freeze(
             );
         }
     }
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let until_ms = match &req.length {
         None => None,
         Some(text) => {
@@ -102,7 +102,7 @@ pub(super) async fn list_freezes(
     State(ctx): State<Arc<Ctx>>,
     Query(q): Query<FreezeQuery>,
 ) -> ApiResult<Json<FreezeList>> {
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let manual = ctx
         .store
         .freezes(q.all)
@@ -149,7 +149,7 @@ pub(super) async fn end_freeze(
         .unwrap_or_else(|| format!("ended by {}", caller.0));
     let freeze = ctx
         .store
-        .end_freeze(&id, &caller.0, &reason, now_ms())
+        .end_freeze(&id, &caller.0, &reason, ctx.clock.now_ms())
         .await?;
     crate::audit(
         &ctx,

@@ -25,6 +25,7 @@ pub(super) async fn list_services(
             environments.push(EnvironmentView {
                 name: env.name.clone(),
                 listen: ctx
+                    .drivers
                     .proxies
                     .get(&(svc.name.clone(), env.name.clone()))
                     .ok_or(())

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 pub use overrides::{audit_overrides, refuse, require_reason};
 
-use crate::{Ctx, now_ms};
+use crate::Ctx;
 
 /// Who asks, for what, and with which exceptions.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -81,7 +81,7 @@ pub async fn evaluate(
         env,
         release_id,
         intent,
-        now: now_ms(),
+        now: ctx.clock.now_ms(),
     };
     let checks = vec![
         run("release", checks::release_ok(&s)).await,

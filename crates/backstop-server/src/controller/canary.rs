@@ -1,0 +1,493 @@
+//! Canary progress: start the new version, sample an interval, and advance, hold, pause, fail
+//! or promote as [`backstop_core::rollout::next`] decides.
+
+use anyhow::{Result, anyhow};
+use backstop_config::Strategy;
+use backstop_core::Millis;
+use backstop_core::event::EventKind;
+use backstop_core::model::{EnvironmentState, Phase, Rollout};
+use backstop_core::rollout::{Next, Observation, Step};
+use backstop_core::snapshot::{EnvironmentChange, environment_change, environment_degraded};
+use backstop_drivers::proxy::VersionStats;
+use backstop_judge::{Decision, Interval, Judge};
+use serde_json::{Value, json};
+
+use super::Controller;
+use super::journal::Record;
+use super::signals::{delta, find, system_ms};
+
+/// What the controller keeps between ticks for a progressing rollout. Rebuildable from the store.
+pub(super) struct Watch {
+    /// Behind a mutex only so the controller's futures are `Sync`; never contended.
+    judge: std::sync::Mutex<Box<dyn Judge>>,
+    /// Proxy counters at the end of the last interval: (baseline, canary).
+    last: (Option<VersionStats>, Option<VersionStats>),
+    next_sample_at: Millis,
+    canary_started_at: Millis,
+    first_request_seen: bool,
+    /// Consecutive failed health checks of the canary (the per-rollout breaker).
+    failed_health_checks: u32,
+    /// The stable version's traffic before the rollout (what "degraded" is measured against).
+    before: Option<backstop_core::snapshot::Baseline>,
+    /// Since when the environment is degraded (the stable version far worse than before).
+    degraded_since: Option<Millis>,
+}
+
+/// One analysis interval as measured.
+struct Measured {
+    judge: Decision,
+    report: Value,
+    /// When users first reached the new version, if it was in this interval.
+    first_request: Option<Millis>,
+    environment: Option<EnvironmentChange>,
+    degraded: bool,
+}
+
+impl Controller {
+    fn steps_for(&self, service: &str) -> Result<Vec<Step>> {
+        // Parsing gives blue-green and all-at-once their one step to 100 %.
+        Ok(self.ctx.service(service)?.rollout.steps.clone())
+    }
+
+    pub(super) async fn start_canary(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let release = ctx.store.release(&r.to_release_id).await?;
+        if r.canary_instance_id.is_none() {
+            // Journal the instance id before the process exists, so a restart adopts it.
+            r.canary_instance_id = Some(format!(
+                "{}-{}-{}-{}",
+                r.service,
+                r.env,
+                release.version,
+                &r.id[r.id.len() - 6..]
+            ));
+            r.updated_at_ms = ctx.clock.now_ms();
+            ctx.store.update_rollout(&r).await?;
+        }
+        let canary_id = r.canary_instance_id.clone().unwrap_or_default();
+        if let Err(e) = ctx.ensure_instance(&canary_id, &release, &r.env).await {
+            let reason = format!("the new version did not start: {e:#}");
+            return self
+                .fail(r, reason, "deploy", json!({"error": format!("{e:#}")}))
+                .await;
+        }
+        self.record(Record::of(&r).event(EventKind::CanaryHealthy, json!({"instance": canary_id})))
+            .await?;
+        let env = ctx.store.environment(&r.service, &r.env).await?;
+        if env
+            .as_ref()
+            .and_then(|e| e.lkg_release_id.as_ref())
+            .is_none()
+        {
+            // First deployment: nothing to compare with, so it simply becomes the baseline.
+            return self
+                .promote(
+                    r,
+                    "controller",
+                    "first deployment of this environment: it becomes the baseline",
+                )
+                .await;
+        }
+        let steps = self.steps_for(&r.service)?;
+        let now = ctx.clock.now_ms();
+        r.phase = Phase::Progressing;
+        r.step_index = 0;
+        r.step_started_at_ms = Some(now);
+        r.canary_weight = steps.first().map_or(100.0, |s| s.weight);
+        r.updated_at_ms = now;
+        ctx.store.update_rollout(&r).await?;
+        ctx.apply_routes(&r.service, &r.env).await?;
+        self.record(
+            Record::of(&r)
+                .event(EventKind::CanaryStarted, json!({"weight": r.canary_weight}))
+                .audit(
+                    "controller",
+                    EventKind::RolloutProgressing,
+                    "controller",
+                    json!({"weight": r.canary_weight, "step": 0}),
+                ),
+        )
+        .await?;
+        let watch = self.new_watch(&r, now).await?;
+        self.watches.insert(r.id.clone(), watch);
+        Ok(())
+    }
+
+    /// Builds the judge and replays the intervals stored so far (after a restart).
+    async fn new_watch(&self, r: &Rollout, now: Millis) -> Result<Watch> {
+        let ctx = &self.ctx;
+        let settings = &ctx.service(&r.service)?.analysis;
+        let mut judge = backstop_judge::build(settings);
+        for interval in ctx.store.intervals(&r.id).await? {
+            judge.observe(&interval);
+        }
+        let events = ctx.store.events(&r.id).await?;
+        let canary_started_at = events
+            .iter()
+            .find(|e| e.kind == EventKind::CanaryStarted)
+            .map_or(now, |e| e.at_ms);
+        let first_request_seen = events
+            .iter()
+            .any(|e| e.kind == EventKind::CanaryFirstRequest);
+        let (baseline, canary) = self.arm_versions(r).await?;
+        if let Some(source) = ctx
+            .drivers
+            .signal_sources
+            .get(&(r.service.clone(), r.env.clone()))
+            && !events.iter().any(|e| e.kind == EventKind::AnalysisSource)
+        {
+            // Where the judged numbers come from, for whoever reads the rollout later.
+            self.record(Record::of(r).event(
+                EventKind::AnalysisSource,
+                json!({"source": "prometheus", "queries": source.queries()}),
+            ))
+            .await?;
+        }
+        let stats = self.stats_or_event(r).await?;
+        let before = ctx
+            .store
+            .rollout_safeguards(&r.id)
+            .await?
+            .and_then(|s| s.baseline);
+        // A degradation still open when the daemon stopped is still open.
+        let degraded_since = events
+            .iter()
+            .rev()
+            .find(|e| {
+                e.kind == EventKind::EnvironmentDegraded
+                    || e.kind == EventKind::EnvironmentRecovered
+            })
+            .filter(|e| e.kind == EventKind::EnvironmentDegraded)
+            .map(|e| e.at_ms);
+        Ok(Watch {
+            judge: std::sync::Mutex::new(judge),
+            last: (find(&stats, &baseline), find(&stats, &canary)),
+            next_sample_at: now + settings.interval.as_millis() as Millis,
+            canary_started_at,
+            first_request_seen,
+            failed_health_checks: 0,
+            before,
+            degraded_since,
+        })
+    }
+
+    /// Takes one interval of counts when due, asks the judge, and acts on what
+    /// [`backstop_core::rollout::next`] decides.
+    pub(super) async fn sample(&mut self, mut r: Rollout) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let now = ctx.clock.now_ms();
+        if !self.watches.contains_key(&r.id) {
+            let watch = self.new_watch(&r, now).await?;
+            self.watches.insert(r.id.clone(), watch);
+            return Ok(());
+        }
+        // Ticks come every 200 ms; the counters (a router socket, Prometheus queries) are read
+        // only when an interval is due.
+        if self
+            .watches
+            .get(&r.id)
+            .is_some_and(|w| now < w.next_sample_at)
+        {
+            return Ok(());
+        }
+        let (baseline_v, canary_v) = self.arm_versions(&r).await?;
+        let measured = self.measure(&r, &baseline_v, &canary_v, now).await?;
+        if let Some(at) = measured.first_request {
+            self.record(
+                Record::of(&r)
+                    .event(EventKind::CanaryFirstRequest, json!({"version": canary_v}))
+                    .at(at),
+            )
+            .await?;
+        }
+        match &measured.environment {
+            Some(EnvironmentChange::Degraded(why)) => {
+                let detail =
+                    json!({"reason": why, "stable_version": baseline_v, "step": r.step_index});
+                let summary = format!(
+                    "{} in {} holds: {why}; the new version is not to blame so far, a person should look",
+                    r.to_release_id, r.env
+                );
+                self.record(
+                    Record::of(&r)
+                        .event(EventKind::EnvironmentDegraded, detail.clone())
+                        .audit(
+                            "controller",
+                            EventKind::RolloutHeld,
+                            "environment",
+                            detail.clone(),
+                        )
+                        .notify(EventKind::EnvironmentDegraded, summary, detail),
+                )
+                .await?;
+            }
+            Some(EnvironmentChange::Recovered { held_ms }) => {
+                let detail = json!({"held_ms": held_ms, "step": r.step_index});
+                let summary = format!(
+                    "{} in {} goes on: the stable version is back to its usual figures",
+                    r.to_release_id, r.env
+                );
+                self.record(
+                    Record::of(&r)
+                        .event(EventKind::EnvironmentRecovered, detail.clone())
+                        .notify(EventKind::EnvironmentRecovered, summary, detail),
+                )
+                .await?;
+            }
+            None => {}
+        }
+        let failed_health_checks = self.check_canary_health(&r).await?;
+        let steps = self.steps_for(&r.service)?;
+        let next = backstop_core::rollout::next(&Observation {
+            steps: &steps,
+            step_index: usize::try_from(r.step_index).unwrap_or(0),
+            step_started_at: r.step_started_at_ms.unwrap_or(now),
+            judge: measured.judge,
+            degraded: measured.degraded,
+            failed_health_checks,
+            health_check_limit: ctx.service(&r.service)?.breaker.failed_checks,
+            now,
+        });
+        let report = measured.report;
+        match next {
+            Next::Wait => Ok(()),
+            Next::Hold => {
+                // Held: the step's time starts again once the environment is healthy.
+                r.step_started_at_ms = Some(now);
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                Ok(())
+            }
+            Next::Advance { index, weight } => {
+                r.step_index = index as i64;
+                r.step_started_at_ms = Some(now);
+                r.canary_weight = weight;
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                ctx.apply_routes(&r.service, &r.env).await?;
+                self.record(
+                    Record::of(&r)
+                        .event(
+                            EventKind::StepAdvanced,
+                            json!({"step": index, "weight": weight}),
+                        )
+                        .audit(
+                            "controller",
+                            EventKind::RolloutStep,
+                            "schedule",
+                            json!({"step": index, "weight": weight, "judge": report}),
+                        ),
+                )
+                .await
+            }
+            Next::Promote => {
+                r.verdict = Some(report);
+                self.promote(r, "controller", "every step held without a failing verdict")
+                    .await
+            }
+            Next::Break { reason } => self.fail(r, reason, "breaker", report).await,
+            Next::Fail { reason } => self.judged_bad(r, reason, report).await,
+            Next::Pause { reason } => {
+                r.phase = Phase::Paused;
+                r.reason = Some(reason.clone());
+                r.verdict = Some(report.clone());
+                r.updated_at_ms = now;
+                ctx.store.update_rollout(&r).await?;
+                self.record(
+                    Record::of(&r)
+                        .event(EventKind::JudgeInconclusive, json!({"reason": reason}))
+                        .audit("controller", EventKind::RolloutPaused, "judge", report),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Reads the counters, stores the interval, asks the judge, and updates the watch: when
+    /// users first came, whether the environment turned degraded or healthy again.
+    async fn measure(
+        &mut self,
+        r: &Rollout,
+        baseline_v: &str,
+        canary_v: &str,
+        now: Millis,
+    ) -> Result<Measured> {
+        let ctx = self.ctx.clone();
+        let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
+        let stats = self.stats_or_event(r).await?;
+        let watch = self
+            .watches
+            .get_mut(&r.id)
+            .ok_or_else(|| anyhow!("watch vanished"))?;
+        let cur = (find(&stats, baseline_v), find(&stats, canary_v));
+        let interval = Interval {
+            t: (now - watch.canary_started_at) as f64 / 1000.0,
+            baseline: delta(watch.last.0.as_ref(), cur.0.as_ref()),
+            canary: delta(watch.last.1.as_ref(), cur.1.as_ref()),
+        };
+        ctx.store.append_interval(&r.id, &interval).await?;
+        let (judge, report) = {
+            let mut judge = watch
+                .judge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let decision = judge.observe(&interval);
+            (decision, judge.report())
+        };
+        watch.last = cur.clone();
+        watch.next_sample_at = now + interval_ms;
+        // The proxy knows when the canary's first request came; a source that only has counters
+        // (Prometheus) tells the interval in which requests first showed.
+        let first_request = if watch.first_request_seen {
+            None
+        } else {
+            cur.1
+                .as_ref()
+                .and_then(|c| c.first_request_at)
+                .map(system_ms)
+                .or_else(|| (interval.canary.requests > 0).then_some(now))
+        };
+        if first_request.is_some() {
+            watch.first_request_seen = true;
+        }
+        // A shared degradation (the stable version far worse than before the rollout) is the
+        // environment's, not the new version's: the judge compares the arms and does not fail
+        // for it, but the rollout must not advance through it either. It holds, and people are
+        // told; the judge keeps watching (a canary worse than the stable version still fails).
+        let p99 = interval
+            .baseline
+            .latency_le_ms
+            .as_deref()
+            .and_then(|b| backstop_judge::hist::quantile(0.99, b));
+        let degraded_now = watch.before.as_ref().and_then(|before| {
+            environment_degraded(
+                before,
+                interval.baseline.requests,
+                interval.baseline.errors,
+                p99,
+            )
+        });
+        let environment = environment_change(
+            degraded_now,
+            watch.degraded_since,
+            interval.baseline.requests,
+            now,
+        );
+        match environment {
+            Some(EnvironmentChange::Degraded(_)) => watch.degraded_since = Some(now),
+            Some(EnvironmentChange::Recovered { .. }) => watch.degraded_since = None,
+            None => {}
+        }
+        Ok(Measured {
+            judge,
+            report,
+            first_request,
+            environment,
+            degraded: watch.degraded_since.is_some(),
+        })
+    }
+
+    pub(super) async fn promote(&mut self, mut r: Rollout, actor: &str, why: &str) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let now = ctx.clock.now_ms();
+        let old = ctx.store.environment(&r.service, &r.env).await?;
+        let env = EnvironmentState {
+            service: r.service.clone(),
+            env: r.env.clone(),
+            lkg_release_id: Some(r.to_release_id.clone()),
+            stable_instance_id: r.canary_instance_id.clone(),
+            previous_lkg_release_id: old.as_ref().and_then(|o| o.lkg_release_id.clone()),
+        };
+        r.phase = Phase::Promoted;
+        r.canary_weight = 100.0;
+        r.reason = Some(why.to_string());
+        r.updated_at_ms = now;
+        ctx.store.commit_promotion(&r, &env).await?;
+        ctx.apply_routes(&r.service, &r.env).await?;
+        self.watches.remove(&r.id);
+        tracing::info!(rollout = %r.id, release = %r.to_release_id, "Rollout promoted; the new version is now the last known good.");
+        self.record(
+            Record::of(&r)
+                .event(
+                    EventKind::RolloutPromoted,
+                    json!({"release": r.to_release_id}),
+                )
+                .audit(
+                    actor,
+                    EventKind::RolloutPromoted,
+                    if actor == "controller" {
+                        "controller"
+                    } else {
+                        "manual"
+                    },
+                    json!({
+                        "release": r.to_release_id, "reason": why, "judge": r.verdict,
+                    }),
+                )
+                .notify(
+                    EventKind::RolloutPromoted,
+                    format!("{} promoted in {}: {why}", r.to_release_id, r.env),
+                    json!({"release": r.to_release_id}),
+                ),
+        )
+        .await?;
+        if let Some(previous) = old
+            .and_then(|o| o.stable_instance_id)
+            .filter(|p| Some(p) != r.canary_instance_id.as_ref())
+        {
+            let svc = ctx.service(&r.service)?;
+            let delay = match svc.rollout.strategy {
+                Strategy::BlueGreen => svc
+                    .rollout
+                    .rollback_window
+                    .unwrap_or(backstop_config::DEFAULT_ROLLBACK_WINDOW),
+                _ => svc.run.scale_down_delay,
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // Still unreferenced? (A rollback may have brought it back meanwhile.)
+                let referenced = ctx.store.environments().await.map(|envs| {
+                    envs.iter()
+                        .any(|e| e.stable_instance_id.as_deref() == Some(previous.as_str()))
+                });
+                if let Ok(false) = referenced
+                    && let Err(e) = ctx.stop_instance(&previous).await
+                {
+                    tracing::warn!(instance = %previous, error = format!("{e:#}"), "Scale-down of the previous version failed.");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the new version's health once; returns how many checks in a row it failed.
+    async fn check_canary_health(&mut self, r: &Rollout) -> Result<u32> {
+        let ctx = self.ctx.clone();
+        let svc = ctx.service(&r.service)?;
+        let Some(id) = &r.canary_instance_id else {
+            return Ok(0);
+        };
+        let inst = ctx.store.instance(id).await?;
+        let healthy = if svc.run.command_scripts().is_some() {
+            true // script deployers report health through their own health script at start
+        } else {
+            backstop_drivers::process::check_health(
+                inst.port,
+                &svc.run.health.http,
+                svc.run.health.timeout,
+            )
+            .await
+            .is_ok()
+        };
+        let Some(watch) = self.watches.get_mut(&r.id) else {
+            return Ok(0);
+        };
+        watch.failed_health_checks = if healthy {
+            0
+        } else {
+            watch.failed_health_checks + 1
+        };
+        Ok(watch.failed_health_checks)
+    }
+}

@@ -1,0 +1,320 @@
+//! What people ask of the controller (promote, abort, acknowledge, resume, roll back),
+//! serialized with its own transitions.
+
+use backstop_core::event::EventKind;
+use backstop_core::model::{Phase, Recovery, RecoveryStatus, Rollout};
+use backstop_core::recovery::{PlanInput, Restore};
+use backstop_core::schema::SchemaDecision;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::Controller;
+use super::error::ControllerError;
+use super::journal::Record;
+use super::recovery::recovery_id_for;
+
+/// What a person can do to a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    Promote,
+    Abort,
+    Acknowledge,
+}
+
+/// Requests from the API that must be serialized with the controller's own transitions.
+pub enum Command {
+    /// A person acts on one rollout, with a reason for the audit log.
+    Rollout {
+        action: RolloutAction,
+        rollout_id: String,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Rollout, ControllerError>>,
+    },
+    Resume {
+        recovery_id: String,
+        actor: String,
+        reply: oneshot::Sender<Result<Recovery, ControllerError>>,
+    },
+    Rollback {
+        service: String,
+        env: String,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Recovery, ControllerError>>,
+    },
+}
+
+impl Controller {
+    pub(super) async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Rollout {
+                action,
+                rollout_id,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = match action {
+                    RolloutAction::Promote => {
+                        self.manual_promote(&rollout_id, &actor, &reason).await
+                    }
+                    RolloutAction::Abort => self.manual_abort(&rollout_id, &actor, &reason).await,
+                    RolloutAction::Acknowledge => {
+                        self.acknowledge(&rollout_id, &actor, &reason).await
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Resume {
+                recovery_id,
+                actor,
+                reply,
+            } => {
+                let result = self.resume(&recovery_id, &actor).await;
+                let _ = reply.send(result);
+            }
+            Command::Rollback {
+                service,
+                env,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.manual_rollback(&service, &env, &actor, &reason).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn manual_promote(
+        &mut self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Rollout, ControllerError> {
+        let r = self.ctx.store.rollout(id).await?;
+        if !matches!(r.phase, Phase::Progressing | Phase::Paused) {
+            return Err(ControllerError::Conflict(format!(
+                "rollout {id} is {}; only a progressing or paused rollout can be promoted",
+                r.phase
+            )));
+        }
+        self.promote(r, actor, &format!("promoted by {actor}: {reason}"))
+            .await?;
+        Ok(self.ctx.store.rollout(id).await?)
+    }
+
+    /// A person takes a held rollout over: the escalation deadline no longer applies; it waits
+    /// for their promote or abort.
+    async fn acknowledge(
+        &mut self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Rollout, ControllerError> {
+        let mut r = self.ctx.store.rollout(id).await?;
+        if r.phase != Phase::Paused {
+            return Err(ControllerError::Conflict(format!(
+                "rollout {id} is {}; only a held rollout can be acknowledged",
+                r.phase
+            )));
+        }
+        if let Some(by) = &r.acknowledged_by {
+            return Err(ControllerError::Conflict(format!(
+                "rollout {id} was already acknowledged by {by}"
+            )));
+        }
+        r.acknowledged_by = Some(actor.to_string());
+        r.updated_at_ms = self.ctx.clock.now_ms();
+        self.ctx.store.update_rollout(&r).await?;
+        self.record(
+            Record::of(&r)
+                .event(
+                    EventKind::RolloutAcknowledged,
+                    json!({"actor": actor, "reason": reason}),
+                )
+                .audit(
+                    actor,
+                    EventKind::RolloutAcknowledged,
+                    "manual",
+                    json!({"reason": reason, "severity": r.severity}),
+                ),
+        )
+        .await?;
+        Ok(r)
+    }
+
+    /// Re-runs a recovery that stopped on a failed step, from that step on.
+    async fn resume(&mut self, id: &str, actor: &str) -> Result<Recovery, ControllerError> {
+        let ctx = self.ctx.clone();
+        let rec = ctx.store.recovery(id).await?;
+        if rec.status != RecoveryStatus::Failed {
+            return Err(ControllerError::Conflict(format!(
+                "recovery {id} is {}; only a failed recovery can be resumed",
+                rec.status
+            )));
+        }
+        ctx.store.reopen_recovery(id).await?;
+        self.record(Record::audit_only(
+            actor,
+            EventKind::RecoveryResumed,
+            format!("recovery/{id}"),
+            "manual",
+            json!({}),
+        ))
+        .await?;
+        let rec = ctx.store.recovery(id).await?;
+        self.run_recovery(rec).await?;
+        Ok(ctx.store.recovery(id).await?)
+    }
+
+    async fn manual_abort(
+        &mut self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Rollout, ControllerError> {
+        let r = self.ctx.store.rollout(id).await?;
+        if !matches!(r.phase, Phase::Pending | Phase::Progressing | Phase::Paused) {
+            return Err(ControllerError::Conflict(format!(
+                "rollout {id} is {}; nothing to abort",
+                r.phase
+            )));
+        }
+        self.fail(
+            r,
+            format!("aborted by {actor}: {reason}"),
+            actor,
+            json!({"reason": reason}),
+        )
+        .await?;
+        Ok(self.ctx.store.rollout(id).await?)
+    }
+
+    /// Rolls an environment back: a rollout under way fails (and its recovery runs); otherwise
+    /// the previous last known good is deployed again.
+    async fn manual_rollback(
+        &mut self,
+        service: &str,
+        env: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Recovery, ControllerError> {
+        let ctx = self.ctx.clone();
+        if let Some(r) = ctx.store.active_rollout(service, env).await? {
+            if matches!(r.phase, Phase::Failed | Phase::Recovering) {
+                return Err(ControllerError::Conflict(format!(
+                    "{service}/{env} is already rolling back (rollout {})",
+                    r.id
+                )));
+            }
+            let id = r.id.clone();
+            self.fail(
+                r,
+                format!("rollback requested by {actor}: {reason}"),
+                actor,
+                json!({"reason": reason}),
+            )
+            .await?;
+            return Ok(ctx.store.recovery(&recovery_id_for(&id)).await?);
+        }
+        let state = ctx.store.environment(service, env).await?.ok_or_else(|| {
+            ControllerError::Conflict(format!("{service}/{env} has never been deployed"))
+        })?;
+        let (Some(previous), Some(current)) = (
+            state.previous_lkg_release_id.clone(),
+            state.lkg_release_id.clone(),
+        ) else {
+            return Err(ControllerError::Conflict(format!(
+                "{service}/{env} has no earlier known-good release to go back to"
+            )));
+        };
+        let version = ctx.store.release(&previous).await?.version;
+        let rec_id = format!("rec-{}", uuid::Uuid::now_v7());
+        // An instance of the previous release that still runs (blue-green rollback window, or a
+        // scale-down not yet done) is adopted by the start step: the switch back is one step.
+        let warm = ctx
+            .store
+            .running_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.release_id == previous && i.env == env);
+        let new_instance = match warm {
+            Some(i) => i.id,
+            None => format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]),
+        };
+        // Decided before anything is touched: a refusal changes nothing.
+        let downs = match ctx
+            .schema_decision(service, env, &previous)
+            .await
+            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?
+        {
+            Some(SchemaDecision::RunDowns { downs, .. }) => downs,
+            Some(SchemaDecision::Refuse {
+                reason: why,
+                options,
+                ..
+            }) => {
+                self.record(Record::audit_only(
+                    actor,
+                    EventKind::RollbackRefused,
+                    format!("environment/{service}/{env}"),
+                    &why,
+                    json!({"release": previous, "options": options}),
+                ))
+                .await?;
+                return Err(ControllerError::Conflict(format!(
+                    "rollback of {service}/{env} to {previous} refused: {why}. Options: {}",
+                    options.join("; ")
+                )));
+            }
+            _ => vec![],
+        };
+        let config_restore = self.lkg_config(service, env, &previous).await;
+        let svc = ctx
+            .service(service)
+            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?;
+        let plan = backstop_core::recovery::plan(&PlanInput {
+            restore: Restore::Previous {
+                new_instance_id: &new_instance,
+                previous_release_id: &previous,
+                current_instance_id: state.stable_instance_id.as_deref(),
+                current_release_id: &current,
+            },
+            reason,
+            schema_downs: &downs,
+            config_restore: config_restore
+                .as_ref()
+                .map(|(version, manifest)| (*version, manifest.as_str())),
+            verify_seconds: svc.analysis.interval.as_secs().max(1),
+            before_hook: svc.hooks.before_rollback.as_deref(),
+            after_hook: svc.hooks.after_rollback.as_deref(),
+        });
+        let rec = Recovery {
+            id: rec_id.clone(),
+            rollout_id: None,
+            service: service.into(),
+            env: env.into(),
+            actor: actor.into(),
+            trigger: "manual".into(),
+            reason: reason.into(),
+            status: RecoveryStatus::Running,
+            created_at_ms: ctx.clock.now_ms(),
+            finished_at_ms: None,
+            steps: vec![],
+        };
+        ctx.store.create_recovery(&rec, &plan).await?;
+        self.record(Record::audit_only(
+            actor,
+            EventKind::RecoveryStarted,
+            format!("recovery/{rec_id}"),
+            "manual",
+            json!({"reason": reason, "plan": plan}),
+        ))
+        .await?;
+        let rec = ctx.store.recovery(&rec_id).await?;
+        self.run_recovery(rec).await?;
+        Ok(ctx.store.recovery(&rec_id).await?)
+    }
+}
