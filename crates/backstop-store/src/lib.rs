@@ -32,7 +32,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The state a controller needs to carry on after a restart, and everything the API serves:
-/// every aggregate. Implemented for any type that implements them all.
+/// every aggregate. A backend implements each aggregate's trait, then this one (empty).
 pub trait Store:
     ReleaseStore
     + EnvironmentStore
@@ -44,20 +44,6 @@ pub trait Store:
     + DrillStore
     + AuditStore
     + 'static
-{
-}
-
-impl<T> Store for T where
-    T: ReleaseStore
-        + EnvironmentStore
-        + RolloutStore
-        + RecoveryStore
-        + BreakerStore
-        + FreezeStore
-        + SnapshotStore
-        + DrillStore
-        + AuditStore
-        + 'static
 {
 }
 

@@ -3,7 +3,7 @@
 
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Recovery, RecoveryStatus, Rollout};
-use backstop_core::recovery::{PlanInput, Restore};
+use backstop_core::recovery::Restore;
 use backstop_core::schema::SchemaDecision;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::Controller;
 use super::error::ControllerError;
 use super::journal::Record;
-use super::recovery::recovery_id_for;
+use super::recovery::{recovery_id_for, service_plan};
 
 /// What a person can do to a running rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,13 +93,13 @@ impl Controller {
         actor: &str,
         reason: &str,
     ) -> Result<Rollout, ControllerError> {
-        let r = self.ctx.store.rollout(id).await?;
-        if !matches!(r.phase, Phase::Progressing | Phase::Paused) {
-            return Err(ControllerError::Conflict(format!(
-                "rollout {id} is {}; only a progressing or paused rollout can be promoted",
-                r.phase
-            )));
-        }
+        let r = self
+            .rollout_in(
+                id,
+                &[Phase::Progressing, Phase::Paused],
+                "only a progressing or paused rollout can be promoted",
+            )
+            .await?;
         self.promote(r, actor, &format!("promoted by {actor}: {reason}"))
             .await?;
         Ok(self.ctx.store.rollout(id).await?)
@@ -113,13 +113,13 @@ impl Controller {
         actor: &str,
         reason: &str,
     ) -> Result<Rollout, ControllerError> {
-        let mut r = self.ctx.store.rollout(id).await?;
-        if r.phase != Phase::Paused {
-            return Err(ControllerError::Conflict(format!(
-                "rollout {id} is {}; only a held rollout can be acknowledged",
-                r.phase
-            )));
-        }
+        let mut r = self
+            .rollout_in(
+                id,
+                &[Phase::Paused],
+                "only a held rollout can be acknowledged",
+            )
+            .await?;
         if let Some(by) = &r.acknowledged_by {
             return Err(ControllerError::Conflict(format!(
                 "rollout {id} was already acknowledged by {by}"
@@ -175,13 +175,13 @@ impl Controller {
         actor: &str,
         reason: &str,
     ) -> Result<Rollout, ControllerError> {
-        let r = self.ctx.store.rollout(id).await?;
-        if !matches!(r.phase, Phase::Pending | Phase::Progressing | Phase::Paused) {
-            return Err(ControllerError::Conflict(format!(
-                "rollout {id} is {}; nothing to abort",
-                r.phase
-            )));
-        }
+        let r = self
+            .rollout_in(
+                id,
+                &[Phase::Pending, Phase::Progressing, Phase::Paused],
+                "nothing to abort",
+            )
+            .await?;
         self.fail(
             r,
             format!("aborted by {actor}: {reason}"),
@@ -190,6 +190,24 @@ impl Controller {
         )
         .await?;
         Ok(self.ctx.store.rollout(id).await?)
+    }
+
+    /// Stored rollout `id` when its phase is one of `allowed`; otherwise a conflict that says
+    /// its phase and `otherwise`.
+    async fn rollout_in(
+        &self,
+        id: &str,
+        allowed: &[Phase],
+        otherwise: &str,
+    ) -> Result<Rollout, ControllerError> {
+        let r = self.ctx.store.rollout(id).await?;
+        if !allowed.contains(&r.phase) {
+            return Err(ControllerError::Conflict(format!(
+                "rollout {id} is {}; {otherwise}",
+                r.phase
+            )));
+        }
+        Ok(r)
     }
 
     /// Rolls an environment back: a rollout under way fails (and its recovery runs); otherwise
@@ -275,22 +293,18 @@ impl Controller {
         let svc = ctx
             .service(service)
             .map_err(|e| ControllerError::Internal(format!("{e:#}")))?;
-        let plan = backstop_core::recovery::plan(&PlanInput {
-            restore: Restore::Previous {
+        let plan = service_plan(
+            svc,
+            Restore::Previous {
                 new_instance_id: &new_instance,
                 previous_release_id: &previous,
                 current_instance_id: state.stable_instance_id.as_deref(),
                 current_release_id: &current,
             },
             reason,
-            schema_downs: &downs,
-            config_restore: config_restore
-                .as_ref()
-                .map(|(version, manifest)| (*version, manifest.as_str())),
-            verify_seconds: svc.analysis.interval.as_secs().max(1),
-            before_hook: svc.hooks.before_rollback.as_deref(),
-            after_hook: svc.hooks.after_rollback.as_deref(),
-        });
+            &downs,
+            config_restore.as_ref(),
+        );
         let rec = Recovery {
             id: rec_id.clone(),
             rollout_id: None,

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use backstop_config::Service;
 use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Recovery, RecoveryStatus, Rollout, StepStatus};
 use backstop_core::recovery::{PlanInput, Restore, StepKind};
+use backstop_core::schema::AppliedMigration;
 use backstop_core::schema::SchemaDecision;
 use backstop_core::timeline::{Timeline, first_at};
 use backstop_store::StoreError;
@@ -130,17 +132,7 @@ impl Controller {
                 bad_release_id: &r.to_release_id,
             },
         };
-        let plan = backstop_core::recovery::plan(&PlanInput {
-            restore,
-            reason: &reason,
-            schema_downs: &downs,
-            config_restore: config_restore
-                .as_ref()
-                .map(|(version, manifest)| (*version, manifest.as_str())),
-            verify_seconds: svc.analysis.interval.as_secs().max(1),
-            before_hook: svc.hooks.before_rollback.as_deref(),
-            after_hook: svc.hooks.after_rollback.as_deref(),
-        });
+        let plan = service_plan(svc, restore, &reason, &downs, config_restore.as_ref());
         let rec = Recovery {
             id: recovery_id_for(&r.id),
             rollout_id: Some(r.id.clone()),
@@ -420,4 +412,24 @@ impl Controller {
 /// (after a crash between the journal write and the phase change) is caught as a conflict.
 pub fn recovery_id_for(rollout_id: &str) -> String {
     format!("rec-{rollout_id}")
+}
+
+/// The recovery plan for `restore` with what the service declares around it: the restored
+/// version's traffic watched for one analysis interval, and the rollback hooks.
+pub(super) fn service_plan(
+    svc: &Service,
+    restore: Restore<'_>,
+    reason: &str,
+    schema_downs: &[AppliedMigration],
+    config_restore: Option<&(i64, String)>,
+) -> Vec<StepKind> {
+    backstop_core::recovery::plan(&PlanInput {
+        restore,
+        reason,
+        schema_downs,
+        config_restore: config_restore.map(|(version, manifest)| (*version, manifest.as_str())),
+        verify_seconds: svc.analysis.interval.as_secs().max(1),
+        before_hook: svc.hooks.before_rollback.as_deref(),
+        after_hook: svc.hooks.after_rollback.as_deref(),
+    })
 }

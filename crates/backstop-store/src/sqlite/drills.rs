@@ -44,11 +44,7 @@ impl DrillStore for SqliteStore {
     }
 
     async fn drill(&self, id: &str) -> Result<Drill> {
-        let row = sqlx::query("SELECT record FROM drills WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("drill {id}")))?;
+        let row = self.row_by_id("drills", "drill", id).await?;
         parse(&row.try_get::<String, _>("record")?, "drill")
     }
 

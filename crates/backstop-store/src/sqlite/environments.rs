@@ -96,11 +96,7 @@ impl EnvironmentStore for SqliteStore {
     }
 
     async fn instance(&self, id: &str) -> Result<InstanceRecord> {
-        let row = sqlx::query("SELECT * FROM instances WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
+        let row = self.row_by_id("instances", "instance", id).await?;
         instance_from(&row)
     }
 

@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr, SqlitePool};
 
-use crate::{Result, StoreError};
+use crate::{Result, Store, StoreError};
 
 /// File name of the database inside the state folder.
 pub const DB_FILE: &str = "backstop.db";
@@ -37,6 +37,9 @@ pub struct SqliteStore {
     /// Serializes audit appends: reading the head and writing the next record must not interleave.
     audit_lock: tokio::sync::Mutex<()>,
 }
+
+/// Every aggregate's trait is implemented in this folder, one file each.
+impl Store for SqliteStore {}
 
 fn migrator() -> Migrator {
     let migration = |version, name: &'static str, sql: &'static str| {
@@ -114,6 +117,18 @@ where
 }
 
 impl SqliteStore {
+    /// The row of `table` (one of this folder's own table names, never input) whose `id` is
+    /// `id`; `NotFound` naming it as `what`.
+    async fn row_by_id(&self, table: &'static str, what: &str, id: &str) -> Result<SqliteRow> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM {table} WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
+    }
+
     /// Opens (creating if missing) `DIR/backstop.db` and applies migrations.
     pub async fn open_dir(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;

@@ -109,11 +109,7 @@ impl RecoveryStore for SqliteStore {
     }
 
     async fn recovery(&self, id: &str) -> Result<Recovery> {
-        let row = sqlx::query("SELECT * FROM recoveries WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("recovery {id}")))?;
+        let row = self.row_by_id("recoveries", "recovery", id).await?;
         self.recovery_from(&row).await
     }
 

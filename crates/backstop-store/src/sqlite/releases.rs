@@ -59,11 +59,7 @@ impl ReleaseStore for SqliteStore {
     }
 
     async fn release(&self, id: &str) -> Result<Release> {
-        let row = sqlx::query("SELECT * FROM releases WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("release {id}")))?;
+        let row = self.row_by_id("releases", "release", id).await?;
         release_from(&row)
     }
 

@@ -162,11 +162,7 @@ impl RolloutStore for SqliteStore {
     }
 
     async fn rollout(&self, id: &str) -> Result<Rollout> {
-        let row = sqlx::query("SELECT * FROM rollouts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("rollout {id}")))?;
+        let row = self.row_by_id("rollouts", "rollout", id).await?;
         rollout_from(&row)
     }
 
