@@ -108,21 +108,7 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
     d.rollout_wait("v1", 0);
     let stable = backstop_testkit::instance_pids(&state);
     d.register("v2", 0.0);
-    let id = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-        ],
-        0,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = d.rollout_start("v2");
     d.wait_rollout(&id, "canary live", |r| {
         r["rollout"]["phase"] == "progressing"
     });

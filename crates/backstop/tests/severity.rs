@@ -67,21 +67,7 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
 
     // Not acknowledged: held, then rolled back at the deadline.
     d.register("v2", 0.03);
-    let id2 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-        ],
-        0,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id2 = d.rollout_start("v2");
     let held = d.wait_rollout(&id2, "hold", |r| r["rollout"]["phase"] == "paused");
     assert_eq!(held["rollout"]["severity"], "major", "{held:#}");
     assert!(held["rollout"]["escalation_deadline_ms"].as_i64().is_some());
@@ -98,21 +84,7 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
 
     // Acknowledged: stays held for the person, who aborts it.
     d.register("v3", 0.03);
-    let id3 = d.cli_json(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v3",
-        ],
-        0,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id3 = d.rollout_start("v3");
     d.wait_rollout(&id3, "hold", |r| r["rollout"]["phase"] == "paused");
     let acked = d.cli_json(
         &[
