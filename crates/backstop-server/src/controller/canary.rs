@@ -8,6 +8,7 @@ use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, Phase, Rollout};
 use backstop_core::rollout::{Next, Observation, Step};
 use backstop_core::snapshot::{EnvironmentChange, environment_change, environment_degraded};
+use backstop_core::timeline::first_at;
 use backstop_drivers::proxy::VersionStats;
 use backstop_judge::{Decision, Interval, Judge};
 use serde_json::{Value, json};
@@ -122,19 +123,14 @@ impl Controller {
             judge.observe(&interval);
         }
         let events = ctx.store.events(&r.id).await?;
-        let canary_started_at = events
-            .iter()
-            .find(|e| e.kind == EventKind::CanaryStarted)
-            .map_or(now, |e| e.at_ms);
-        let first_request_seen = events
-            .iter()
-            .any(|e| e.kind == EventKind::CanaryFirstRequest);
+        let canary_started_at = first_at(&events, EventKind::CanaryStarted).unwrap_or(now);
+        let first_request_seen = first_at(&events, EventKind::CanaryFirstRequest).is_some();
         let (baseline, canary) = self.arm_versions(r).await?;
         if let Some(source) = ctx
             .drivers
             .signal_sources
             .get(&(r.service.clone(), r.env.clone()))
-            && !events.iter().any(|e| e.kind == EventKind::AnalysisSource)
+            && first_at(&events, EventKind::AnalysisSource).is_none()
         {
             // Where the judged numbers come from, for whoever reads the rollout later.
             self.record(Record::of(r).event(
