@@ -36,6 +36,7 @@ pub mod rollouts;
 pub mod runtime;
 pub mod schema;
 pub mod snapshots;
+pub mod state_lock;
 
 /// The wall clock, as the daemon's [`Clock`]: epoch milliseconds (UTC). Every decision reads
 /// time through `ctx.clock`, so tests can hold it still.
@@ -137,6 +138,21 @@ pub async fn verification(
 pub struct ServeOptions {
     pub config: Config,
     pub state_dir: PathBuf,
+    /// The state folder's writer lock, taken before anything binds or opens the store.
+    lock: state_lock::StateLock,
+}
+
+impl ServeOptions {
+    /// Takes the state folder's lock (see [`state_lock`]): a second daemon on a folder in use is
+    /// refused here, before it binds a port or touches the store.
+    pub fn new(config: Config, state_dir: PathBuf) -> Result<ServeOptions> {
+        let lock = state_lock::StateLock::acquire(&state_dir)?;
+        Ok(ServeOptions {
+            config,
+            state_dir,
+            lock,
+        })
+    }
 }
 
 /// Runs the daemon until `shutdown` resolves. On a graceful stop the supervised instances are
@@ -148,6 +164,8 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let mut lock = opts.lock;
+    lock.describe(Some(listener.local_addr()?))?;
     let store = SqliteStore::open_dir(&opts.state_dir)
         .await
         .with_context(|| format!("opening the state folder {}", opts.state_dir.display()))?;
@@ -227,5 +245,6 @@ pub async fn serve(
             tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
         }
     }
+    drop(lock);
     Ok(())
 }

@@ -33,10 +33,7 @@ impl ApiServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let opts = backstop_server::ServeOptions {
-            config,
-            state_dir: dir.path().to_path_buf(),
-        };
+        let opts = backstop_server::ServeOptions::new(config, dir.path().to_path_buf()).unwrap();
         let task = tokio::spawn(backstop_server::serve(listener, opts, async move {
             let _ = rx.await;
         }));

@@ -259,13 +259,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
             );
         }
     };
+    // The state folder's lock first: a second daemon on it is refused naming the holder,
+    // whatever port it was given.
+    let opts = backstop_server::ServeOptions::new(config, args.state_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (see --listen)", args.listen))?;
-    let opts = backstop_server::ServeOptions {
-        config,
-        state_dir: args.state_dir,
-    };
     backstop_server::serve(listener, opts, shutdown_signal()).await
 }
 
