@@ -28,7 +28,8 @@ pub enum StepKind {
         release_id: String,
         instance_id: String,
     },
-    /// Wait until an instance answers its health check (bounded by the service's start timeout).
+    /// Wait until an instance answers its health check (bounded by the service's start timeout),
+    /// starting it again when its process is gone. Every `ShiftTraffic` comes after one.
     WaitHealthy { instance_id: String },
     /// Watch the restored version's traffic for `seconds` and record what users now get
     /// (requests, errors): evidence that the recovery worked, kept with the journal.
@@ -69,7 +70,9 @@ impl StepKind {
 }
 
 /// Plan for a rollout whose canary failed while the LKG instance still serves: traffic first
-/// (users stop seeing the bad version), then the canary stops, then bookkeeping.
+/// (users stop seeing the bad version), then the canary stops, then bookkeeping. Health before
+/// traffic: all traffic goes to the stable instance only once it answers its health check
+/// (restarted if it died meanwhile), never to a dead or still-starting one.
 pub fn plan_canary_rollback(
     stable_instance_id: &str,
     lkg_release_id: &str,
@@ -77,10 +80,15 @@ pub fn plan_canary_rollback(
     bad_release_id: &str,
     reason: &str,
 ) -> Vec<StepKind> {
-    let mut plan = vec![StepKind::ShiftTraffic {
-        instance_id: stable_instance_id.to_string(),
-        release_id: lkg_release_id.to_string(),
-    }];
+    let mut plan = vec![
+        StepKind::WaitHealthy {
+            instance_id: stable_instance_id.to_string(),
+        },
+        StepKind::ShiftTraffic {
+            instance_id: stable_instance_id.to_string(),
+            release_id: lkg_release_id.to_string(),
+        },
+    ];
     if let Some(canary) = canary_instance_id {
         plan.push(StepKind::StopInstance {
             instance_id: canary.to_string(),
@@ -94,7 +102,7 @@ pub fn plan_canary_rollback(
 }
 
 /// Plan for rolling back a release that was already promoted: the previous LKG is started
-/// again and takes the traffic before the bad version stops.
+/// again, passes its health check, and takes the traffic before the bad version stops.
 pub fn plan_redeploy_previous(
     new_instance_id: &str,
     previous_release_id: &str,
@@ -106,6 +114,9 @@ pub fn plan_redeploy_previous(
         StepKind::StartInstance {
             instance_id: new_instance_id.to_string(),
             release_id: previous_release_id.to_string(),
+        },
+        StepKind::WaitHealthy {
+            instance_id: new_instance_id.to_string(),
         },
         StepKind::ShiftTraffic {
             instance_id: new_instance_id.to_string(),
@@ -345,9 +356,12 @@ mod tests {
     #[test]
     fn canary_rollback_restores_traffic_before_anything_else() {
         let plan = plan_canary_rollback("i-stable", "svc@v1", Some("i-canary"), "svc@v2", "judge");
-        assert!(matches!(plan[0], StepKind::ShiftTraffic { .. }));
-        assert!(matches!(plan[1], StepKind::StopInstance { .. }));
-        assert!(matches!(plan[2], StepKind::MarkReleaseBad { .. }));
+        assert!(
+            matches!(&plan[0], StepKind::WaitHealthy { instance_id } if instance_id == "i-stable")
+        );
+        assert!(matches!(plan[1], StepKind::ShiftTraffic { .. }));
+        assert!(matches!(plan[2], StepKind::StopInstance { .. }));
+        assert!(matches!(plan[3], StepKind::MarkReleaseBad { .. }));
     }
 
     #[test]
@@ -381,6 +395,7 @@ mod tests {
         assert_eq!(
             names(&canary),
             [
+                "wait_healthy",
                 "shift_traffic",
                 "stop_instance",
                 "run_migration_down",
@@ -402,6 +417,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "wait_healthy",
                 "shift_traffic",
                 "stop_instance",
                 "mark_release_bad",
@@ -420,6 +436,7 @@ mod tests {
             names,
             [
                 "run_hook",
+                "wait_healthy",
                 "shift_traffic",
                 "stop_instance",
                 "run_hook",
@@ -427,7 +444,7 @@ mod tests {
             ]
         );
         let same = with_hooks(plan_canary_rollback("s", "v1", None, "v2", "j"), None, None);
-        assert_eq!(same.len(), 2);
+        assert_eq!(same.len(), 3);
     }
 
     #[test]
@@ -451,6 +468,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "wait_healthy",
                 "shift_traffic",
                 "restore_config",
                 "stop_instance",
@@ -502,6 +520,7 @@ mod tests {
             names(&plan),
             [
                 "run_hook",
+                "wait_healthy",
                 "shift_traffic",
                 "restore_config",
                 "stop_instance",
@@ -513,7 +532,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            plan[8],
+            plan[9],
             StepKind::VerifySignals {
                 release_id: "svc@v1".into(),
                 seconds: 5
@@ -542,6 +561,7 @@ mod tests {
             names(&plan),
             [
                 "start_instance",
+                "wait_healthy",
                 "shift_traffic",
                 "stop_instance",
                 "mark_release_bad",
@@ -551,11 +571,60 @@ mod tests {
             ]
         );
         assert_eq!(
-            plan[5],
+            plan[6],
             StepKind::WaitHealthy {
                 instance_id: "i-new".into()
             }
         );
+    }
+
+    /// Health before traffic: in every plan, each `shift_traffic` comes right after a
+    /// `wait_healthy` of the instance it sends traffic to.
+    #[test]
+    fn every_traffic_shift_follows_a_health_check_of_its_instance() {
+        let down = crate::schema::AppliedMigration {
+            version: "2".into(),
+            name: "m2".into(),
+            has_down: true,
+            down_sha256: Some("cd".repeat(32)),
+            proven: true,
+            phase: None,
+            irreversible: None,
+        };
+        let restores = [
+            Restore::Canary {
+                stable_instance_id: "s",
+                lkg_release_id: "v1",
+                canary_instance_id: Some("c"),
+                bad_release_id: "v2",
+            },
+            Restore::Previous {
+                new_instance_id: "n",
+                previous_release_id: "v1",
+                current_instance_id: Some("c"),
+                current_release_id: "v2",
+            },
+        ];
+        for restore in restores {
+            let plan = plan(&PlanInput {
+                restore,
+                reason: "r",
+                schema_downs: std::slice::from_ref(&down),
+                config_restore: Some((3, "abc")),
+                verify_seconds: 5,
+                before_hook: Some("drain"),
+                after_hook: Some("purge"),
+            });
+            for (i, step) in plan.iter().enumerate() {
+                if let StepKind::ShiftTraffic { instance_id, .. } = step {
+                    assert!(
+                        i > 0
+                            && matches!(&plan[i - 1], StepKind::WaitHealthy { instance_id: checked } if checked == instance_id),
+                        "{plan:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -566,6 +635,7 @@ mod tests {
             names,
             [
                 "start_instance",
+                "wait_healthy",
                 "shift_traffic",
                 "stop_instance",
                 "mark_release_bad",

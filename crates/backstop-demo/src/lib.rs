@@ -57,6 +57,10 @@ pub struct DemoArgs {
     /// version given the same file fails alike, like a shared dependency going down.
     #[arg(long, env = "DEMO_FAULT_FILE")]
     pub fault_file: Option<std::path::PathBuf>,
+    /// Milliseconds to wait before listening, like a service that loads a cache or warms up
+    /// before it opens its port.
+    #[arg(long, env = "DEMO_START_DELAY_MS", default_value_t = 0)]
+    pub start_delay_ms: u64,
 }
 
 impl DemoArgs {
@@ -73,6 +77,7 @@ impl DemoArgs {
             tail_ms: 1000.0,
             seed: None,
             fault_file: None,
+            start_delay_ms: 0,
         }
     }
 
@@ -252,6 +257,13 @@ pub async fn run(
 ) -> io::Result<()> {
     args.validate()?;
     let addr = SocketAddr::new(args.host, args.port);
+    if args.start_delay_ms > 0 {
+        tracing::info!(
+            delay_ms = args.start_delay_ms,
+            "Demo app warming up before it listens."
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(args.start_delay_ms)).await;
+    }
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("demo app: cannot listen on {addr}: {e}")))?;

@@ -347,6 +347,41 @@ fn log_tail(path: &Path) -> String {
     read().unwrap_or_else(|e| format!("(cannot read log: {e})"))
 }
 
+/// Waits, for at most `within`, until an instance that is already running (one adopted after a
+/// controller restart, or restarted by supervision) answers its health check. A process found
+/// running may still be starting: it gets no traffic before this passes.
+pub async fn await_healthy(
+    inst: &Instance,
+    health_path: &str,
+    health_timeout: Duration,
+    interval: Duration,
+    within: Duration,
+) -> Result<(), DeployError> {
+    let deadline = Instant::now() + within;
+    let interval = interval.max(Duration::from_millis(10));
+    loop {
+        if !is_running(inst) {
+            return Err(DeployError::Unhealthy {
+                port: inst.port,
+                path: health_path.to_owned(),
+                reason: format!("instance {} is no longer running", inst.instance_id),
+            });
+        }
+        let now = Instant::now();
+        let attempt = health_timeout.min(deadline.saturating_duration_since(now));
+        let result = check_health(
+            inst.port,
+            health_path,
+            attempt.max(Duration::from_millis(1)),
+        )
+        .await;
+        if result.is_ok() || Instant::now() >= deadline {
+            return result;
+        }
+        tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
 /// One `GET http://127.0.0.1:{port}{path}`; Ok iff it answers 2xx within `timeout`.
 pub async fn check_health(port: u16, path: &str, timeout: Duration) -> Result<(), DeployError> {
     let unhealthy = |reason: String| DeployError::Unhealthy {

@@ -106,31 +106,45 @@ impl Ctx {
             }
         };
         if let Some(rec) = &known {
-            if rec.pid != 0 && process::is_running(&to_instance(rec)) {
-                tracing::debug!(
-                    instance = id,
-                    pid = rec.pid,
-                    "Instance already running; adopted."
-                );
-                let mut adopted = rec.clone();
-                adopted.state = InstanceState::Running;
-                self.store.put_instance(&adopted).await?;
-                return Ok(adopted);
-            }
-            if let Some(pid) = process::find_group(id) {
-                // Started by a controller that died before journaling the pid.
+            // Running already: started before a controller restart, maybe by a controller that
+            // died before journaling the pid.
+            let pid = if rec.pid != 0 && process::is_running(&to_instance(rec)) {
+                Some(rec.pid)
+            } else {
+                process::find_group(id)
+            };
+            if let Some(pid) = pid {
                 let adopted = InstanceRecord {
                     pid,
                     state: InstanceState::Running,
                     ..rec.clone()
                 };
-                tracing::info!(
-                    instance = id,
-                    pid,
-                    "Found an unrecorded instance process; adopted."
-                );
-                self.store.put_instance(&adopted).await?;
-                return Ok(adopted);
+                // Health before traffic: a process found running may still be starting (or be
+                // hung); it counts as running only once it answers its health check.
+                let health = &service.run.health;
+                match process::await_healthy(
+                    &to_instance(&adopted),
+                    &health.http,
+                    health.timeout,
+                    health.interval,
+                    health.start_timeout,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        tracing::info!(
+                            instance = id,
+                            pid,
+                            "Instance already running and healthy; adopted."
+                        );
+                        self.store.put_instance(&adopted).await?;
+                        return Ok(adopted);
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = id, pid, error = %e, "A running instance never became healthy; stopping it to start it anew.");
+                        process::stop(&to_instance(&adopted), STOP_GRACE).await?;
+                    }
+                }
             }
         }
         let port = process::free_port().context("choosing a port")?;

@@ -187,15 +187,19 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
         .iter()
         .map(|s| s["step"]["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(&names[..2], ["shift_traffic", "restore_config"], "{done:#}");
-    let restore = &steps[1];
+    assert_eq!(
+        &names[..3],
+        ["wait_healthy", "shift_traffic", "restore_config"],
+        "{done:#}"
+    );
+    let restore = &steps[2];
     assert_eq!(restore["status"], "done");
     assert_eq!(restore["step"]["snapshot"], 1);
     assert!(
         restore["idempotency_key"]
             .as_str()
             .unwrap()
-            .ends_with("/1/restore_config")
+            .ends_with("/2/restore_config")
     );
     assert_eq!(
         std::fs::read_to_string(conf.join("prod.toml")).unwrap(),

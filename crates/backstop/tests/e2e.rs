@@ -60,6 +60,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     assert_eq!(
         steps,
         [
+            "wait_healthy",
             "shift_traffic",
             "stop_instance",
             "mark_release_bad",

@@ -59,9 +59,12 @@ impl Controller {
                 )
             }
             StepKind::WaitHealthy { instance_id } => {
-                let inst = ctx.store.instance(instance_id).await?;
-                let release = ctx.store.release(&inst.release_id).await?;
+                let known = ctx.store.instance(instance_id).await?;
+                let release = ctx.store.release(&known.release_id).await?;
                 let svc = ctx.service(&release.service)?;
+                // Adopts it after a health check when it runs, starts it again when its
+                // process is gone (a stable instance that crashed before the rollback).
+                let inst = ctx.ensure_instance(instance_id, &release, &rec.env).await?;
                 let deadline = tokio::time::Instant::now() + svc.run.health.start_timeout;
                 loop {
                     match ctx.instance_health(svc, &release, &inst).await {

@@ -89,6 +89,14 @@ impl Controller {
     /// interrupted recoveries, and stop leftovers nobody references.
     async fn startup(&mut self) -> Result<()> {
         let ctx = self.ctx.clone();
+        // Users first: the built-in proxies start empty, so they get what served before the
+        // restart at once; bringing instances back (each passing its health check) may take
+        // up to their start timeout, and the routes are applied again after it.
+        for (service, env) in ctx.drivers.routers.keys() {
+            if let Err(e) = ctx.apply_routes(service, env).await {
+                tracing::warn!(service = %service, env = %env, error = format!("{e:#}"), "Could not restore routes before the instances were checked.");
+            }
+        }
         for env in ctx.store.environments().await? {
             if let Some(stable) = &env.stable_instance_id {
                 let rec = ctx.store.instance(stable).await?;
