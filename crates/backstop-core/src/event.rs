@@ -85,6 +85,12 @@ string_enum! {
         DrillStarted = "drill.started",
         DrillFinished = "drill.finished",
         ControllerStarted = "controller.started",
+
+        // Supervision.
+        /// An instance that crashed or kept failing its health check was restarted.
+        InstanceRestarted = "instance.restarted",
+        /// An instance keeps crashing: restarts in a row within the crash-loop window.
+        InstanceCrashLoop = "instance.crash_loop",
     }
 }
 

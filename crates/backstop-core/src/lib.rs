@@ -17,6 +17,7 @@ pub mod rollout;
 pub mod schema;
 pub mod severity;
 pub mod snapshot;
+pub mod supervision;
 pub mod tier;
 pub mod timeline;
 

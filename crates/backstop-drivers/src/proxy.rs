@@ -143,6 +143,23 @@ struct Counters {
 
 impl Counters {
     fn record(&mut self, latency_ms: f64, error: bool) {
+        self.count(error);
+        let idx = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|le| latency_ms <= *le)
+            .unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
+        self.buckets[idx] += 1;
+        self.sum_ms += latency_ms;
+    }
+
+    /// A request that never reached the version (nothing listened): a failure users saw, but
+    /// not a latency sample, so a dead version's instant refusals never pass for fast answers
+    /// when the judge compares latencies.
+    fn record_unreachable(&mut self) {
+        self.count(true);
+    }
+
+    fn count(&mut self, error: bool) {
         let now = SystemTime::now();
         self.requests += 1;
         if self.first_request_at.is_none() {
@@ -152,12 +169,6 @@ impl Counters {
             self.errors += 1;
             self.last_error_at = Some(now);
         }
-        let idx = LATENCY_BUCKETS_MS
-            .iter()
-            .position(|le| latency_ms <= *le)
-            .unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
-        self.buckets[idx] += 1;
-        self.sum_ms += latency_ms;
     }
 
     fn snapshot(&self, version: &str) -> VersionStats {
@@ -527,6 +538,22 @@ async fn handle(
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, body.boxed())
+        }
+        Ok(Err(e)) if e.is_connect() => {
+            // Nothing listens where the version should be (crashed, or not started yet): a
+            // clear 503 rather than a bare connection error, while supervision restarts it.
+            lock(&target.counters).record_unreachable();
+            tracing::warn!(proxy = %inner.name, version = %version, upstream = %addr, error = %e, "No instance of the version is reachable; answering 503.");
+            let mut resp = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "backstop proxy {}: no healthy instance of {version} is reachable at {addr}; it is being restarted\n",
+                    inner.name
+                ),
+            );
+            resp.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
         }
         Ok(Err(e)) => {
             lock(&target.counters).record(latency_ms, true);

@@ -89,6 +89,8 @@ pub struct Caches {
     /// Results of the gate's `migrations` check by input (see `schema::check_key`): the proof
     /// runs once per version of a migration set, not on every rollout start.
     pub migration_checks: schema::CheckCache,
+    /// What supervision last found of each instance that should be serving.
+    pub supervision: controller::SupervisionState,
 }
 
 /// Appends an audit record, attributing it to `actor`.

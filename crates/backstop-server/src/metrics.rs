@@ -39,6 +39,14 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
         rollouts_by_phase: PHASES
             .map(|phase| (phase, rollouts.iter().filter(|r| r.phase == phase).count())),
         audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.0),
+        instances: ctx
+            .caches
+            .supervision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(scrape));
@@ -54,6 +62,8 @@ struct Scrape {
     proxies: Vec<(String, String, Vec<VersionStats>)>,
     rollouts_by_phase: [(Phase, usize); 7],
     audit_records: i64,
+    /// What supervision found of each instance that should be serving.
+    instances: Vec<crate::controller::Supervised>,
 }
 
 impl Scrape {
@@ -103,7 +113,8 @@ impl Collector for Scrape {
                 .encode_family(&labels)?
                 .encode_histogram::<NoLabelSet>(
                     s.latency_sum_ms / 1000.0,
-                    s.requests,
+                    // Requests that never reached an instance are not latency samples.
+                    s.latency_buckets_ms.last().map_or(0, |(_, n)| *n),
                     &buckets_seconds(&s.latency_buckets_ms),
                     None,
                 )?;
@@ -117,6 +128,43 @@ impl Collector for Scrape {
         for (phase, n) in &self.rollouts_by_phase {
             let labels = [("phase", phase.as_str())];
             ConstGauge::new(*n as i64).encode(rollouts.encode_family(&labels)?)?;
+        }
+        let instance_labels = |s: &crate::controller::Supervised| {
+            [
+                ("service", s.service.clone()),
+                ("env", s.env.clone()),
+                ("role", s.role.to_string()),
+            ]
+        };
+        let mut healthy = encoder.encode_descriptor(
+            "backstop_instance_healthy",
+            "1 while the supervised instance passes its checks, by role (stable, canary).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.instances {
+            ConstGauge::new(i64::from(s.watch.healthy))
+                .encode(healthy.encode_family(&instance_labels(s))?)?;
+        }
+        let mut restarts = encoder.encode_descriptor(
+            "backstop_instance_restarts",
+            "Restarts of a supervised instance that crashed or kept failing its health check.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &self.instances {
+            ConstCounter::new(s.watch.restarts_total)
+                .encode(restarts.encode_family(&instance_labels(s))?)?;
+        }
+        let mut crash_loop = encoder.encode_descriptor(
+            "backstop_instance_crash_loop",
+            "1 while a supervised instance is in a crash loop (its environment is degraded).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.instances {
+            ConstGauge::new(i64::from(s.watch.crash_loop))
+                .encode(crash_loop.encode_family(&instance_labels(s))?)?;
         }
         let audit = encoder.encode_descriptor(
             "backstop_audit_records",
@@ -168,6 +216,17 @@ mod tests {
             proxies: vec![("shop".into(), "prod".into(), vec![stats])],
             rollouts_by_phase: PHASES.map(|p| (p, usize::from(p == Phase::Promoted))),
             audit_records: 7,
+            instances: vec![crate::controller::Supervised {
+                service: "shop".into(),
+                env: "prod".into(),
+                release_id: "shop@v1".into(),
+                role: "stable",
+                watch: backstop_core::supervision::InstanceWatch {
+                    healthy: true,
+                    restarts_total: 2,
+                    ..Default::default()
+                },
+            }],
         });
         let labels = r#"service="shop",env="prod",version="v\"2""#;
         for line in [
@@ -189,6 +248,9 @@ mod tests {
             "# HELP backstop_audit_records Records in the audit chain.",
             "# TYPE backstop_audit_records gauge",
             "backstop_audit_records 7",
+            "backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1",
+            "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 2",
+            "backstop_instance_crash_loop{service=\"shop\",env=\"prod\",role=\"stable\"} 0",
             "# EOF",
         ] {
             assert!(

@@ -399,6 +399,7 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
             "candidate_backup",
             "freeze",
             "breaker",
+            "stable_healthy",
             "active_rollout",
             "recovery",
             "migrations",

@@ -16,6 +16,7 @@ mod execute;
 mod journal;
 mod recovery;
 mod signals;
+mod supervise;
 mod verdict;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use commands::{Command, RolloutAction};
 pub use error::ControllerError;
 pub use recovery::recovery_id_for;
 pub use signals::delta;
+pub use supervise::{Supervised, SupervisionState};
 
 use canary::Watch;
 use journal::Record;
@@ -66,6 +68,7 @@ impl Controller {
                 "Controller start-up reconciliation failed; retrying each tick."
             );
         }
+        let mut last_supervised = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -81,6 +84,15 @@ impl Controller {
                     error = format!("{e:#}"),
                     "Reconcile pass failed; will retry."
                 );
+            }
+            if last_supervised.elapsed() >= supervise::SUPERVISE_EVERY {
+                last_supervised = tokio::time::Instant::now();
+                if let Err(e) = self.supervise().await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "Supervision pass failed; will retry."
+                    );
+                }
             }
         }
     }

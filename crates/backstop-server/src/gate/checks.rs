@@ -208,6 +208,29 @@ pub(super) async fn breaker_closed(s: &Subject<'_>) -> anyhow::Result<Check> {
     .with(json!({"trip": t.id, "scope": t.scope})))
 }
 
+/// The stable version serves: a rollout compared with a crashed or failing stable version
+/// would judge the canary against errors that are not the release's, and could leave users on
+/// nothing if it had to go back. Supervision restarts the stable instance; the gate waits.
+pub(super) async fn stable_healthy(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "stable_healthy";
+    Ok(match s.ctx.unhealthy_stable(s.service, s.env) {
+        Some((id, sup)) => Check::block(
+            NAME,
+            format!(
+                "the stable instance {id} of {} in {}/{} is unhealthy ({}){}; supervision is \
+                 restarting it: wait until it serves again",
+                sup.release_id,
+                s.service,
+                s.env,
+                sup.watch.last_problem.as_deref().unwrap_or("failing its checks"),
+                if sup.watch.crash_loop { ", in a crash loop" } else { "" },
+            ),
+        )
+        .with(json!({"instance": id, "restarts": sup.watch.restarts_total, "crash_loop": sup.watch.crash_loop})),
+        None => Check::pass(NAME, "the stable version passes its health checks"),
+    })
+}
+
 /// No other rollout is still running in the environment.
 pub(super) async fn no_active_rollout(s: &Subject<'_>) -> anyhow::Result<Check> {
     const NAME: &str = "active_rollout";

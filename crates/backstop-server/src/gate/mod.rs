@@ -89,6 +89,7 @@ pub async fn evaluate(
         run("candidate_backup", checks::candidate_backup(&s)).await,
         run("freeze", freezes::freeze(&s)).await,
         run("breaker", checks::breaker_closed(&s)).await,
+        run("stable_healthy", checks::stable_healthy(&s)).await,
         run("active_rollout", checks::no_active_rollout(&s)).await,
         run("recovery", checks::no_recovery(&s)).await,
         run("migrations", checks::migrations_proven(&s)).await,

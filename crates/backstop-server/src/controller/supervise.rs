@@ -1,0 +1,259 @@
+//! Supervision of every instance that serves users: each stable instance and each canary taking
+//! part in a rollout is checked (process alive, health check) about once a second; what to do
+//! is [`backstop_core::supervision`]'s decision. A restart goes through
+//! [`Ctx::ensure_instance`] (adopt after a health check, or start anew), then the routes are
+//! applied again (a restarted instance may have a new port). Restarts and crash loops are
+//! recorded (audit, the rollout's timeline when one runs, webhook, `/metrics`), and the gate
+//! reads the same state to refuse rollouts while the stable version is unhealthy.
+//!
+//! It runs inside the controller task, so it never races a rollout or recovery step on the same
+//! instance.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use backstop_core::event::EventKind;
+use backstop_core::model::{InstanceRecord, InstanceState, Phase, Rollout};
+use backstop_core::supervision::{Check, Decision, InstanceWatch};
+use backstop_drivers::process;
+use serde::Serialize;
+use serde_json::json;
+
+use super::Controller;
+use super::journal::Record;
+use crate::Ctx;
+
+/// How often each supervised instance is checked.
+pub(super) const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+
+/// One supervised instance, as `/metrics`, the gate and the API see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Supervised {
+    pub service: String,
+    pub env: String,
+    pub release_id: String,
+    /// `stable` or `canary`.
+    pub role: &'static str,
+    #[serde(flatten)]
+    pub watch: InstanceWatch,
+}
+
+/// Supervision's view, by instance id (in memory: rebuilt by the checks after a restart).
+pub type SupervisionState = std::sync::Mutex<BTreeMap<String, Supervised>>;
+
+impl Ctx {
+    /// The supervised stable instance of `service/env` that is not healthy, if any: its last
+    /// problem (for the gate and the environment's status).
+    pub fn unhealthy_stable(&self, service: &str, env: &str) -> Option<(String, Supervised)> {
+        let state = self
+            .caches
+            .supervision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        state
+            .iter()
+            .find(|(_, s)| {
+                s.service == service && s.env == env && s.role == "stable" && !s.watch.healthy
+            })
+            .map(|(id, s)| (id.clone(), s.clone()))
+    }
+}
+
+impl Controller {
+    /// Checks every instance that should be serving and restarts the ones that crashed or keep
+    /// failing their health check.
+    pub(super) async fn supervise(&mut self) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let mut serving: Vec<(InstanceRecord, &'static str, Option<Rollout>)> = Vec::new();
+        let rollouts = ctx.store.active_rollouts().await?;
+        for env in ctx.store.environments().await? {
+            if let Some(id) = &env.stable_instance_id {
+                let rollout = rollouts
+                    .iter()
+                    .find(|r| r.service == env.service && r.env == env.env)
+                    .cloned();
+                serving.push((ctx.store.instance(id).await?, "stable", rollout));
+            }
+        }
+        for r in rollouts {
+            if matches!(r.phase, Phase::Progressing | Phase::Paused)
+                && let Some(id) = &r.canary_instance_id
+            {
+                serving.push((ctx.store.instance(id).await?, "canary", Some(r)));
+            }
+        }
+        // Only what is recorded running: a start or stop in progress is the controller's own.
+        serving.retain(|(inst, _, _)| inst.state == InstanceState::Running);
+        let mut checks = Vec::with_capacity(serving.len());
+        for (inst, _, _) in &serving {
+            checks.push(self.check(inst).await);
+        }
+        let ids: Vec<&str> = serving.iter().map(|(i, _, _)| i.id.as_str()).collect();
+        {
+            let mut state = ctx
+                .caches
+                .supervision
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            state.retain(|id, _| ids.contains(&id.as_str()));
+        }
+        for ((inst, role, rollout), check) in serving.into_iter().zip(checks) {
+            let now = ctx.clock.now_ms();
+            let decision = {
+                let mut state = ctx
+                    .caches
+                    .supervision
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let entry = state.entry(inst.id.clone()).or_insert_with(|| Supervised {
+                    service: inst.service.clone(),
+                    env: inst.env.clone(),
+                    release_id: inst.release_id.clone(),
+                    role,
+                    watch: InstanceWatch::default(),
+                });
+                entry.role = role;
+                entry.watch.observe(&check, now)
+            };
+            if let Decision::Restart {
+                reason,
+                crash_loop_started,
+            } = decision
+            {
+                self.restart(&inst, role, rollout.as_ref(), &reason, crash_loop_started)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One liveness and health check, the way the instance's deployer defines health.
+    async fn check(&self, inst: &InstanceRecord) -> Check {
+        let ctx = &self.ctx;
+        let Ok(release) = ctx.store.release(&inst.release_id).await else {
+            return Check::Healthy;
+        };
+        let Ok(service) = ctx.service(&release.service) else {
+            return Check::Healthy;
+        };
+        if service.run.command_scripts().is_none() {
+            let handle = process::Instance {
+                instance_id: inst.id.clone(),
+                pid: inst.pid,
+                port: inst.port,
+            };
+            if !process::is_running(&handle) {
+                return Check::Exited;
+            }
+        }
+        match ctx.instance_health(service, &release, inst).await {
+            Ok(()) => Check::Healthy,
+            Err(e) => Check::Unhealthy(format!("{e:#}")),
+        }
+    }
+
+    async fn restart(
+        &mut self,
+        inst: &InstanceRecord,
+        role: &'static str,
+        rollout: Option<&Rollout>,
+        reason: &str,
+        crash_loop_started: bool,
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        tracing::warn!(instance = %inst.id, role, reason, "Restarting an instance.");
+        let release = ctx.store.release(&inst.release_id).await?;
+        let outcome = ctx.ensure_instance(&inst.id, &release, &inst.env).await;
+        let now = ctx.clock.now_ms();
+        let restarts_total = {
+            let mut state = ctx
+                .caches
+                .supervision
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            state.get_mut(&inst.id).map_or(0, |s| {
+                s.watch.restarted(now, crash_loop_started);
+                s.watch.healthy = outcome.is_ok();
+                s.watch.restarts_total
+            })
+        };
+        let mut evidence = json!({
+            "instance": inst.id, "role": role, "service": inst.service, "env": inst.env,
+            "release": inst.release_id, "reason": reason, "old_pid": inst.pid,
+            "restarts": restarts_total,
+        });
+        match &outcome {
+            Ok(rec) => {
+                evidence["pid"] = json!(rec.pid);
+                evidence["port"] = json!(rec.port);
+                ctx.apply_routes(&inst.service, &inst.env).await?;
+            }
+            Err(e) => {
+                tracing::error!(instance = %inst.id, error = format!("{e:#}"), "The instance did not come back; will retry with backoff.");
+                evidence["error"] = json!(format!("{e:#}"));
+            }
+        }
+        let summary = format!(
+            "{} instance {} of {} in {} restarted: {reason}",
+            role, inst.id, inst.release_id, inst.env
+        );
+        self.report(
+            rollout,
+            inst,
+            EventKind::InstanceRestarted,
+            summary,
+            evidence.clone(),
+        )
+        .await?;
+        if crash_loop_started {
+            let summary = format!(
+                "{role} instance {} of {} in {} is crash-looping: {restarts_total} restarts; the environment is degraded",
+                inst.id, inst.release_id, inst.env
+            );
+            self.report(
+                rollout,
+                inst,
+                EventKind::InstanceCrashLoop,
+                summary,
+                evidence,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Audit record, the rollout's timeline event (when one runs there) and a webhook
+    /// notification of a supervision happening.
+    async fn report(
+        &self,
+        rollout: Option<&Rollout>,
+        inst: &InstanceRecord,
+        kind: EventKind,
+        summary: String,
+        evidence: serde_json::Value,
+    ) -> Result<()> {
+        let target = format!("instance/{}", inst.id);
+        let record = match rollout {
+            Some(r) => Record::of(r)
+                .event(kind, evidence.clone())
+                .audit_on("supervisor", kind, target, &summary, evidence.clone())
+                .notify(kind, summary, evidence),
+            None => {
+                if let Some(n) = self.ctx.drivers.notifiers.get(&inst.service) {
+                    n.notify(backstop_drivers::notify::Notification {
+                        id: format!("{target}/{kind}/{}", self.ctx.clock.now_ms()),
+                        kind: kind.to_string(),
+                        service: inst.service.clone(),
+                        env: inst.env.clone(),
+                        summary: summary.clone(),
+                        detail: evidence.clone(),
+                        at_ms: self.ctx.clock.now_ms(),
+                    });
+                }
+                Record::audit_only("supervisor", kind, target, &summary, evidence)
+            }
+        };
+        self.record(record).await
+    }
+}

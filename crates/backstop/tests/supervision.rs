@@ -1,0 +1,77 @@
+//! Supervision: a crashed stable instance is noticed and restarted. `kill -9` of the stable
+//! instance's process group in steady state used to go unnoticed: the proxy answered 502 until
+//! the next daemon restart, the gate said GO, and nothing was recorded.
+
+use backstop_testkit::{Daemon, audit_actions, free_port, http_get, instance_pids, shop_config};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+#[test]
+fn a_crashed_stable_instance_is_restarted_recorded_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let proxy = free_port();
+    let d = Daemon::start(&state, &shop_config(proxy, "[{weight: 100}]"), proxy);
+    d.register("v1", 0.0);
+    d.rollout_wait("v1", 0);
+    let before = instance_pids(&state);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    killpg(Pid::from_raw(before[0] as i32), Signal::SIGKILL).unwrap();
+
+    // Users get an answer from the proxy meanwhile, never a connection error: 502 on a pooled
+    // connection the dying process reset, 503 while nothing listens; then v1 again from a new
+    // process.
+    let mut answers = Vec::new();
+    d.wait_until("v1 serves again after its process was killed", || {
+        let answer = http_get(proxy, "/").expect("the proxy always answers");
+        let status = answer.lines().next().unwrap_or("").to_string();
+        assert!(
+            ["HTTP/1.1 200", "HTTP/1.1 502", "HTTP/1.1 503"]
+                .iter()
+                .any(|s| status.starts_with(s)),
+            "{answer}"
+        );
+        answers.push(status.clone());
+        status.starts_with("HTTP/1.1 200") && instance_pids(&state) != before
+    });
+    let after = instance_pids(&state);
+    assert_eq!(after.len(), 1, "one v1 instance runs: {after:?}");
+
+    let audit = d.cli_json(&["audit", "list"], 0);
+    let restarts = audit_actions(&audit)
+        .into_iter()
+        .filter(|a| *a == "instance.restarted")
+        .count();
+    assert_eq!(restarts, 1, "{audit:#}");
+    let record = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "instance.restarted")
+        .unwrap();
+    assert_eq!(record["evidence"]["role"], "stable", "{record:#}");
+    assert_eq!(
+        record["evidence"]["reason"], "its process exited",
+        "{record:#}"
+    );
+
+    let metrics = daemon_metrics(&d.api);
+    assert!(
+        metrics.contains(
+            "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// `/metrics` of the daemon at `api` (`http://127.0.0.1:PORT`).
+fn daemon_metrics(api: &str) -> String {
+    let port: u16 = api.rsplit(':').next().unwrap().parse().unwrap();
+    http_get(port, "/metrics").unwrap()
+}
