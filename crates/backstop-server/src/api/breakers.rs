@@ -13,7 +13,7 @@ use backstop_core::model::BreakerTrip;
 use backstop_store::StoreError;
 use serde_json::json;
 
-use super::{Acting, Body, require_reason};
+use super::{Acting, Body, reason_given};
 use crate::Ctx;
 use crate::error::{ApiError, ApiResult};
 
@@ -37,7 +37,7 @@ pub(super) async fn reset_breaker(
     Acting { ctx, caller }: Acting,
     Body(req): Body<BreakerReset>,
 ) -> ApiResult<Json<BreakerTrip>> {
-    require_reason(&req.reason, "a breaker reset")?;
+    reason_given(&req.reason, "a breaker reset")?;
     let at_scope = |e: StoreError| ApiError::from(e).at("/scope");
     // A scope that does not parse has no open trip either.
     let scope: TripScope = req

@@ -16,7 +16,7 @@ use backstop_core::event::EventKind;
 use backstop_core::snapshot::ConfigSnapshot;
 use serde_json::json;
 
-use super::{Acting, Body, environment, require_reason};
+use super::{Acting, Body, environment, reason_given};
 use crate::Ctx;
 use crate::error::{ApiError, ApiResult};
 
@@ -63,7 +63,7 @@ pub(super) async fn take_snapshot(
     Body(req): Body<TakeSnapshot>,
 ) -> ApiResult<(StatusCode, Json<SnapshotTaken>)> {
     known_env(&ctx, &service, &env)?;
-    require_reason(&req.reason, "a snapshot")?;
+    reason_given(&req.reason, "a snapshot")?;
     let (snapshot, new_version) = ctx
         .take_snapshot(
             &service,
@@ -121,7 +121,7 @@ pub(super) async fn restore(
 ) -> ApiResult<Json<RestoreOutcome>> {
     known_env(&ctx, &service, &env)?;
     if !req.dry_run {
-        require_reason(&req.reason, "a restore")?;
+        reason_given(&req.reason, "a restore")?;
     }
     ctx.store
         .config_snapshot(&service, &env, req.snapshot)

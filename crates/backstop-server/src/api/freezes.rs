@@ -12,7 +12,7 @@ use backstop_core::event::EventKind;
 use backstop_core::model::Freeze;
 use serde_json::json;
 
-use super::{Acting, Body, Created, created, require_reason};
+use super::{Acting, Body, Created, created, reason_given};
 use crate::Ctx;
 use crate::error::{ApiError, ApiResult};
 
@@ -34,7 +34,7 @@ pub(super) async fn create_freeze(
             ApiError::bad_request("a freeze needs a scope: `env`, `service` or both").at("/env"),
         );
     }
-    require_reason(&req.reason, "a freeze")?;
+    reason_given(&req.reason, "a freeze")?;
     if let Some(name) = &req.service
         && ctx.config.service(name).is_none()
     {

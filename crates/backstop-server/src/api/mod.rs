@@ -67,7 +67,7 @@ fn created<T>(value: T) -> ApiResult<Created<T>> {
 }
 
 /// A person's action must say why (it goes to the audit log): `what` names the action.
-fn require_reason(reason: &str, what: &str) -> ApiResult<()> {
+fn reason_given(reason: &str, what: &str) -> ApiResult<()> {
     if reason.trim().is_empty() {
         return Err(ApiError::bad_request(format!("{what} needs a reason")).at("/reason"));
     }

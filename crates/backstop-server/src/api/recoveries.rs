@@ -11,7 +11,7 @@ use backstop_core::event::EventKind;
 use backstop_core::model::Recovery;
 use serde_json::json;
 
-use super::{Acting, Body, environment, list_limit, require_reason};
+use super::{Acting, Body, environment, list_limit, reason_given};
 use crate::Ctx;
 use crate::controller::Command;
 use crate::error::ApiResult;
@@ -34,7 +34,7 @@ pub(super) async fn rollback(
 ) -> ApiResult<Json<Recovery>> {
     let svc = known_service(&ctx, &req.service, "/service")?;
     environment(svc, &req.env)?;
-    require_reason(&req.reason, "a rollback")?;
+    reason_given(&req.reason, "a rollback")?;
     crate::audit(
         &ctx,
         &caller,

@@ -29,11 +29,11 @@ pub async fn rollback(a: RollbackArgs) -> Result<i32> {
         reason: a.reason,
     };
     let rec: Recovery = a.api.post_and_print("/api/v1/rollback", &body).await?;
-    Ok(done_or_failed(&rec))
+    Ok(exit_code(&rec))
 }
 
-/// Exit 0 when the recovery is done, 1 when it stopped short.
-fn done_or_failed(rec: &Recovery) -> i32 {
+/// The exit code of a recovery: 0 done, 1 stopped short.
+fn exit_code(rec: &Recovery) -> i32 {
     if rec.status == RecoveryStatus::Done {
         0
     } else {
@@ -68,7 +68,7 @@ pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
         RecoveryCmd::Resume { id, api } => {
             let path = format!("/api/v1/recoveries/{id}/resume");
             let rec: Recovery = api.post_and_print(&path, &serde_json::Map::new()).await?;
-            return Ok(done_or_failed(&rec));
+            return Ok(exit_code(&rec));
         }
         RecoveryCmd::List { api } => {
             api.get_and_print::<Vec<Recovery>>("/api/v1/recoveries")
