@@ -19,67 +19,40 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
+            status,
+            code,
             message: message.into(),
             pointer: None,
             details: None,
         }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     pub fn at(mut self, pointer: impl Into<String>) -> Self {
         self.pointer = Some(pointer.into());
         self
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: message.into(),
-            pointer: None,
-            details: None,
-        }
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::CONFLICT,
-            code: "conflict",
-            message: message.into(),
-            pointer: None,
-            details: None,
-        }
+        Self::new(StatusCode::CONFLICT, "conflict", message)
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: message.into(),
-            pointer: None,
-            details: None,
-        }
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: message.into(),
-            pointer: None,
-            details: None,
-        }
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }
 
+/// A store failure answers as it does through the controller: one mapping for both.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict(what) => ApiError::conflict(what),
-            other => {
-                tracing::error!(error = %other, "Store failed while serving a request.");
-                ApiError::internal(other.to_string())
-            }
-        }
+        ControllerError::from(e).into()
     }
 }
 

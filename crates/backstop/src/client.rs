@@ -10,6 +10,8 @@ use backstop_api::error::GATE_BLOCKED;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::output::{OutputArgs, Render};
+
 /// Where the daemon is and how to authenticate, from flags or the environment.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -32,6 +34,89 @@ pub struct ServerArgs {
         global = true
     )]
     pub state_dir: PathBuf,
+}
+
+/// The flags of a command that calls the daemon and prints its answer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+impl ApiArgs {
+    pub fn client(&self) -> Result<Client> {
+        Client::new(&self.server)
+    }
+
+    pub fn print<T: Render + ?Sized>(&self, value: &T) {
+        self.out.output.print(value);
+    }
+
+    /// GETs `path` and prints the answer; returns it (for the exit code).
+    pub async fn get_and_print<T: DeserializeOwned + Render>(&self, path: &str) -> Result<T> {
+        let answer: T = self.client()?.get(path).await?;
+        self.print(&answer);
+        Ok(answer)
+    }
+
+    /// POSTs `body` to `path` and prints the answer; returns it (for the exit code).
+    pub async fn post_and_print<T: DeserializeOwned + Render>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T> {
+        let answer: T = self.client()?.post(path, body).await?;
+        self.print(&answer);
+        Ok(answer)
+    }
+}
+
+/// An API path and its query string, a parameter at a time; values are percent-encoded.
+pub struct Query(String);
+
+impl Query {
+    pub fn new(path: &str) -> Query {
+        Query(path.to_owned())
+    }
+
+    /// Adds `key=value`.
+    pub fn param(mut self, key: &str, value: impl std::fmt::Display) -> Query {
+        let separator = if self.0.contains('?') { '&' } else { '?' };
+        self.0 = format!("{}{separator}{key}={}", self.0, encode(&value.to_string()));
+        self
+    }
+
+    /// Adds `key=value` when there is a value.
+    pub fn param_if(self, key: &str, value: Option<impl std::fmt::Display>) -> Query {
+        match value {
+            Some(v) => self.param(key, v),
+            None => self,
+        }
+    }
+
+    /// Adds `key=true` when `on` (the API's default is false).
+    pub fn flag(self, key: &str, on: bool) -> Query {
+        self.param_if(key, on.then_some(true))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// A failed API call, with the exit code it deserves.

@@ -11,8 +11,8 @@ use backstop_core::format_ms;
 use backstop_core::snapshot::{Change, ConfigSnapshot};
 use serde::Serialize;
 
-use crate::client::{Client, ServerArgs};
-use crate::output::{OutputArgs, Render};
+use crate::client::{ApiArgs, Query};
+use crate::output::Render;
 
 /// Long help of `backstop config history`.
 pub const HISTORY_HELP: &str = "List the config snapshots of an environment, newest first.\n\n\
@@ -52,9 +52,7 @@ pub struct Target {
     #[arg(long)]
     pub env: String,
     #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub out: OutputArgs,
+    pub api: ApiArgs,
 }
 
 impl Target {
@@ -104,8 +102,8 @@ pub struct RestoreArgs {
 
 pub async fn history(a: HistoryArgs) -> Result<i32> {
     let t = &a.target;
-    let list: Vec<ConfigSnapshot> = Client::new(&t.server)?.get(&t.path("snapshots")).await?;
-    t.out.output.print(&History { target: t, list });
+    let list: Vec<ConfigSnapshot> = t.api.client()?.get(&t.path("snapshots")).await?;
+    t.api.print(&History { target: t, list });
     Ok(0)
 }
 
@@ -161,20 +159,10 @@ fn write_change(w: &mut dyn Write, c: &Change) -> io::Result<()> {
 
 pub async fn diff(a: DiffArgs) -> Result<i32> {
     let t = &a.target;
-    let mut query = Vec::new();
-    if let Some(v) = a.from {
-        query.push(format!("from={v}"));
-    }
-    if let Some(v) = a.to {
-        query.push(format!("to={v}"));
-    }
-    let path = if query.is_empty() {
-        t.path("diff")
-    } else {
-        format!("{}?{}", t.path("diff"), query.join("&"))
-    };
-    let d: ConfigDiff = Client::new(&t.server)?.get(&path).await?;
-    t.out.output.print(&d);
+    let path = Query::new(&t.path("diff"))
+        .param_if("from", a.from)
+        .param_if("to", a.to);
+    let d: ConfigDiff = t.api.get_and_print(path.as_str()).await?;
     Ok(i32::from(!d.changes.is_empty()))
 }
 
@@ -197,10 +185,10 @@ impl Render for ConfigDiff {
 
 pub async fn snapshot(a: SnapshotArgs) -> Result<i32> {
     let t = &a.target;
-    let taken: SnapshotTaken = Client::new(&t.server)?
-        .post(&t.path("snapshots"), &TakeSnapshot { reason: a.reason })
+    let body = TakeSnapshot { reason: a.reason };
+    t.api
+        .post_and_print::<SnapshotTaken>(&t.path("snapshots"), &body)
         .await?;
-    t.out.output.print(&taken);
     Ok(0)
 }
 
@@ -225,17 +213,12 @@ impl Render for SnapshotTaken {
 
 pub async fn restore(a: RestoreArgs) -> Result<i32> {
     let t = &a.target;
-    let out: RestoreOutcome = Client::new(&t.server)?
-        .post(
-            &t.path("restore"),
-            &RestoreRequest {
-                snapshot: a.snapshot,
-                reason: a.reason,
-                dry_run: !a.yes,
-            },
-        )
-        .await?;
-    t.out.output.print(&out);
+    let body = RestoreRequest {
+        snapshot: a.snapshot,
+        reason: a.reason,
+        dry_run: !a.yes,
+    };
+    let out: RestoreOutcome = t.api.post_and_print(&t.path("restore"), &body).await?;
     Ok(i32::from(pending(&out)))
 }
 

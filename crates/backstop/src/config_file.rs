@@ -389,26 +389,24 @@ mod tests {
         assert_eq!(code, 1);
         assert!(out.contains("missing.yaml"), "{out}");
 
-        let show = ShowArgs {
-            file: dir.join("good/minimal.yaml"),
-            effective: true,
-            output: Output::Text,
+        let show = |effective, output| {
+            let args = ShowArgs {
+                file: dir.join("good/minimal.yaml"),
+                effective,
+                output,
+            };
+            let (code, printed) = shown(&args);
+            (code, written(&printed, output))
         };
-        let (code, printed) = shown(&show);
+
+        let (code, text) = show(true, Output::Text);
         assert_eq!(code, 0);
-        let text = written(&printed, show.output);
         assert!(text.contains("mttr: 4h"), "{text}");
         assert!(text.contains("rollback_sla: 30m"), "{text}");
 
-        let show = ShowArgs {
-            file: dir.join("good/minimal.yaml"),
-            effective: false,
-            output: Output::Json,
-        };
-        let (code, printed) = shown(&show);
+        let (code, out) = show(false, Output::Json);
         assert_eq!(code, 0);
-        let json: serde_json::Value =
-            serde_json::from_str(&written(&printed, show.output)).expect("json");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("json");
         assert!(
             json["services"][0].get("objectives").is_none(),
             "as written: {json}"

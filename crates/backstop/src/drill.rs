@@ -15,7 +15,7 @@ use backstop_core::format_ms;
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use serde::Serialize;
 
-use crate::client::{CallError, Client, ServerArgs};
+use crate::client::{CallError, Client, Query, ServerArgs};
 use crate::output::{self, Output, OutputArgs, Render};
 use crate::quickstart::Progress;
 
@@ -392,11 +392,10 @@ async fn list(
     limit: i64,
     output: Output,
 ) -> Result<i32> {
-    let mut path = format!("/api/v1/drills?limit={limit}");
-    if let Some(s) = &service {
-        path.push_str(&format!("&service={s}"));
-    }
-    let drills: Vec<Drill> = Client::new(server)?.get(&path).await?;
+    let path = Query::new("/api/v1/drills")
+        .param("limit", limit)
+        .param_if("service", service);
+    let drills: Vec<Drill> = Client::new(server)?.get(path.as_str()).await?;
     output.print(&drills);
     Ok(0)
 }

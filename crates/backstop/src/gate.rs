@@ -8,8 +8,8 @@ use backstop_api::gate::GateReport;
 use backstop_core::format_ms;
 use backstop_core::model::Freeze;
 
-use crate::client::{Client, ServerArgs};
-use crate::output::{OutputArgs, Render};
+use crate::client::{ApiArgs, Query, encode};
+use crate::output::Render;
 
 /// Exceptions to the gate, each needing `--reason` and audited when a rollout acts on them.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,42 +55,18 @@ pub struct GateArgs {
     #[command(flatten)]
     pub flags: GateFlags,
     #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub out: OutputArgs,
-}
-
-/// Percent-encodes a query value.
-fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    pub api: ApiArgs,
 }
 
 pub async fn gate(a: GateArgs) -> Result<i32> {
-    let mut path = format!(
-        "/api/v1/gate?service={}&env={}&release={}",
-        enc(&a.service),
-        enc(&a.env),
-        enc(&a.release)
-    );
-    if a.flags.critical {
-        path.push_str("&critical=true");
-    }
-    if a.flags.override_freeze {
-        path.push_str("&override_freeze=true");
-    }
-    if let Some(r) = &a.flags.reason {
-        path.push_str(&format!("&reason={}", enc(r)));
-    }
-    let report: GateReport = Client::new(&a.server)?.get(&path).await?;
-    a.out.output.print(&report);
+    let path = Query::new("/api/v1/gate")
+        .param("service", &a.service)
+        .param("env", &a.env)
+        .param("release", &a.release)
+        .flag("critical", a.flags.critical)
+        .flag("override_freeze", a.flags.override_freeze)
+        .param_if("reason", a.flags.reason.as_ref());
+    let report: GateReport = a.api.get_and_print(path.as_str()).await?;
     Ok(if report.go { 0 } else { 1 })
 }
 
@@ -146,9 +122,7 @@ Examples:
         #[arg(long = "for")]
         length: Option<String>,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Manual freezes in effect and the config's scheduled windows (UTC).
     List {
@@ -156,9 +130,7 @@ Examples:
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// End a manual freeze (audited).
     End {
@@ -166,9 +138,7 @@ Examples:
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
 }
 
@@ -208,41 +178,25 @@ pub async fn freeze(cmd: FreezeCmd) -> Result<i32> {
             service,
             reason,
             length,
-            server,
-            out,
+            api,
         } => {
-            let f: Freeze = Client::new(&server)?
-                .post(
-                    "/api/v1/freezes",
-                    &CreateFreeze {
-                        service,
-                        env,
-                        reason,
-                        length,
-                    },
-                )
+            let body = CreateFreeze {
+                service,
+                env,
+                reason,
+                length,
+            };
+            api.post_and_print::<Freeze>("/api/v1/freezes", &body)
                 .await?;
-            out.output.print(&f);
         }
-        FreezeCmd::List { all, server, out } => {
-            let list: FreezeList = Client::new(&server)?
-                .get(&format!("/api/v1/freezes?all={all}"))
-                .await?;
-            out.output.print(&list);
+        FreezeCmd::List { all, api } => {
+            let path = Query::new("/api/v1/freezes").param("all", all);
+            api.get_and_print::<FreezeList>(path.as_str()).await?;
         }
-        FreezeCmd::End {
-            id,
-            reason,
-            server,
-            out,
-        } => {
-            let f: Freeze = Client::new(&server)?
-                .post(
-                    &format!("/api/v1/freezes/{}/end", enc(&id)),
-                    &EndFreeze { reason },
-                )
+        FreezeCmd::End { id, reason, api } => {
+            let path = format!("/api/v1/freezes/{}/end", encode(&id));
+            api.post_and_print::<Freeze>(&path, &EndFreeze { reason })
                 .await?;
-            out.output.print(&f);
         }
     }
     Ok(0)

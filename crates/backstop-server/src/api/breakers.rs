@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use backstop_api::ErrorBody;
 use backstop_api::breakers::BreakerReset;
 use backstop_core::breaker::TripScope;
@@ -13,9 +13,8 @@ use backstop_core::model::BreakerTrip;
 use backstop_store::StoreError;
 use serde_json::json;
 
-use super::Body;
+use super::{Acting, Body, reason_given};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
@@ -35,13 +34,10 @@ pub(super) async fn list_breakers(
 #[utoipa::path(post, path = "/api/v1/breakers/reset", request_body = BreakerReset,
     responses((status = 200, body = BreakerTrip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn reset_breaker(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Body(req): Body<BreakerReset>,
 ) -> ApiResult<Json<BreakerTrip>> {
-    if req.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("a breaker reset needs a reason").at("/reason"));
-    }
+    reason_given(&req.reason, "a breaker reset")?;
     let at_scope = |e: StoreError| ApiError::from(e).at("/scope");
     // A scope that does not parse has no open trip either.
     let scope: TripScope = req
@@ -50,12 +46,12 @@ pub(super) async fn reset_breaker(
         .map_err(|_| at_scope(StoreError::no_open_trip(&req.scope)))?;
     let trip = ctx
         .store
-        .reset_trip(&scope, &caller.0, &req.reason, ctx.clock.now_ms())
+        .reset_trip(&scope, &caller, &req.reason, ctx.clock.now_ms())
         .await
         .map_err(at_scope)?;
     crate::audit(
         &ctx,
-        &caller.0,
+        &caller,
         EventKind::BreakerReset,
         &format!("breaker/{}", trip.scope),
         "manual",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use backstop_api::ErrorBody;
 use backstop_api::config::{
     ConfigDiff, DiffQuery, RestoreOutcome, RestoreRequest, SnapshotTaken, TakeSnapshot,
@@ -16,9 +16,8 @@ use backstop_core::event::EventKind;
 use backstop_core::snapshot::ConfigSnapshot;
 use serde_json::json;
 
-use super::Body;
+use super::{Acting, Body, environment, reason_given};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
@@ -35,10 +34,7 @@ fn known_env(ctx: &Ctx, service: &str, env: &str) -> ApiResult<()> {
     let svc = ctx.config.service(service).ok_or_else(|| {
         ApiError::not_found(format!("unknown service {service:?}")).at("/service")
     })?;
-    let e = svc.environment(env).ok_or_else(|| {
-        ApiError::not_found(format!("service {service} has no environment {env:?}")).at("/env")
-    })?;
-    if e.params.is_empty() {
+    if environment(svc, env)?.params.is_empty() {
         return Err(ApiError::not_found(format!(
             "{service}/{env} declares no params (add `params:` with files, folders, env or secrets to the environment in backstop.yaml)"
         ))
@@ -62,20 +58,17 @@ pub(super) async fn list_snapshots(
 #[utoipa::path(post, path = "/api/v1/config/{service}/{env}/snapshots", request_body = TakeSnapshot,
     responses((status = 201, body = SnapshotTaken), (status = 200, body = SnapshotTaken), (status = 404, body = ErrorBody)))]
 pub(super) async fn take_snapshot(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path((service, env)): Path<(String, String)>,
     Body(req): Body<TakeSnapshot>,
 ) -> ApiResult<(StatusCode, Json<SnapshotTaken>)> {
     known_env(&ctx, &service, &env)?;
-    if req.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("a snapshot needs a reason").at("/reason"));
-    }
+    reason_given(&req.reason, "a snapshot")?;
     let (snapshot, new_version) = ctx
         .take_snapshot(
             &service,
             &env,
-            &caller.0,
+            &caller,
             &format!("on demand: {}", req.reason),
             None,
         )
@@ -83,7 +76,7 @@ pub(super) async fn take_snapshot(
         .ok_or_else(|| ApiError::not_found(format!("{service}/{env} declares no params")))?;
     crate::audit(
         &ctx,
-        &caller.0,
+        &caller,
         EventKind::ConfigSnapshotTaken,
         &format!("config/{service}/{env}"),
         "manual",
@@ -122,14 +115,13 @@ pub(super) async fn diff(
 #[utoipa::path(post, path = "/api/v1/config/{service}/{env}/restore", request_body = RestoreRequest,
     responses((status = 200, body = RestoreOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn restore(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path((service, env)): Path<(String, String)>,
     Body(req): Body<RestoreRequest>,
 ) -> ApiResult<Json<RestoreOutcome>> {
     known_env(&ctx, &service, &env)?;
-    if req.reason.trim().is_empty() && !req.dry_run {
-        return Err(ApiError::bad_request("a restore needs a reason").at("/reason"));
+    if !req.dry_run {
+        reason_given(&req.reason, "a restore")?;
     }
     ctx.store
         .config_snapshot(&service, &env, req.snapshot)
@@ -141,7 +133,7 @@ pub(super) async fn restore(
     if !req.dry_run {
         crate::audit(
             &ctx,
-            &caller.0,
+            &caller,
             EventKind::ConfigRestored,
             &format!("config/{service}/{env}"),
             "manual",

@@ -3,16 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use backstop_api::drills::{FinishDrill, StartDrill};
 use backstop_api::{ErrorBody, ListQuery};
 use backstop_core::drill::Drill;
 
-use super::{Body, limit};
+use super::{Acting, Body, Created, created, list_limit};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::error::ApiResult;
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
@@ -28,12 +26,10 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/drills", request_body = StartDrill,
     responses((status = 201, body = Drill), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn start_drill(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Body(req): Body<StartDrill>,
-) -> ApiResult<(StatusCode, Json<Drill>)> {
-    let drill = crate::drills::start(&ctx, req, &caller.0).await?;
-    Ok((StatusCode::CREATED, Json(drill)))
+) -> ApiResult<Created<Drill>> {
+    created(crate::drills::start(&ctx, req, &caller).await?)
 }
 
 /// Finishes a running drill: measures it from the rollout's events and recovery journal,
@@ -42,14 +38,11 @@ pub(super) async fn start_drill(
 #[utoipa::path(post, path = "/api/v1/drills/{id}/finish", request_body = FinishDrill,
     responses((status = 200, body = Drill), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn finish_drill(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path(id): Path<String>,
     Body(req): Body<FinishDrill>,
 ) -> ApiResult<Json<Drill>> {
-    Ok(Json(
-        crate::drills::finish(&ctx, &id, req, &caller.0).await?,
-    ))
+    Ok(Json(crate::drills::finish(&ctx, &id, req, &caller).await?))
 }
 
 /// Drills, most recent first (`?service=` one service's, `?limit=` at most that many, default 50).
@@ -60,7 +53,7 @@ pub(super) async fn list_drills(
 ) -> ApiResult<Json<Vec<Drill>>> {
     Ok(Json(
         ctx.store
-            .drills(q.service.as_deref(), limit(q.limit, 50, 1000))
+            .drills(q.service.as_deref(), list_limit(&q))
             .await?,
     ))
 }

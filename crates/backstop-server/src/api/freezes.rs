@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use backstop_api::ErrorBody;
@@ -13,9 +12,8 @@ use backstop_core::event::EventKind;
 use backstop_core::model::Freeze;
 use serde_json::json;
 
-use super::Body;
+use super::{Acting, Body, Created, created, reason_given};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
@@ -28,18 +26,15 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/freezes", request_body = CreateFreeze,
     responses((status = 201, body = Freeze), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn create_freeze(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Body(req): Body<CreateFreeze>,
-) -> ApiResult<(StatusCode, Json<Freeze>)> {
+) -> ApiResult<Created<Freeze>> {
     if req.service.is_none() && req.env.is_none() {
         return Err(
             ApiError::bad_request("a freeze needs a scope: `env`, `service` or both").at("/env"),
         );
     }
-    if req.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("a freeze needs a reason").at("/reason"));
-    }
+    reason_given(&req.reason, "a freeze")?;
     if let Some(name) = &req.service
         && ctx.config.service(name).is_none()
     {
@@ -75,7 +70,7 @@ pub(super) async fn create_freeze(
         service: req.service,
         env: req.env,
         reason: req.reason,
-        actor: caller.0.clone(),
+        actor: caller.clone(),
         started_at_ms: now,
         until_ms,
         ended_at_ms: None,
@@ -85,14 +80,14 @@ pub(super) async fn create_freeze(
     ctx.store.create_freeze(&freeze).await?;
     crate::audit(
         &ctx,
-        &caller.0,
+        &caller,
         EventKind::FreezeStarted,
         &format!("freeze/{}", freeze.id),
         "manual",
         json!({"service": freeze.service, "env": freeze.env, "reason": freeze.reason, "until_ms": freeze.until_ms}),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(freeze)))
+    created(freeze)
 }
 
 /// Manual freezes in effect (all with `all=true`) and the config's scheduled windows.
@@ -138,22 +133,21 @@ pub(super) async fn list_freezes(
 #[utoipa::path(post, path = "/api/v1/freezes/{id}/end", request_body = EndFreeze,
     responses((status = 200, body = Freeze), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn end_freeze(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path(id): Path<String>,
     Body(req): Body<EndFreeze>,
 ) -> ApiResult<Json<Freeze>> {
     let reason = req
         .reason
         .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| format!("ended by {}", caller.0));
+        .unwrap_or_else(|| format!("ended by {caller}"));
     let freeze = ctx
         .store
-        .end_freeze(&id, &caller.0, &reason, ctx.clock.now_ms())
+        .end_freeze(&id, &caller, &reason, ctx.clock.now_ms())
         .await?;
     crate::audit(
         &ctx,
-        &caller.0,
+        &caller,
         EventKind::FreezeEnded,
         &format!("freeze/{id}"),
         "manual",

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Query, State};
+use axum::extract::Query;
 use axum::routing::get;
 use axum::{Json, Router};
 use backstop_api::ErrorBody;
 use backstop_api::gate::{Action, GateQuery, GateReport};
 use backstop_core::model::Release;
 
+use super::{Acting, environment};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::gate::{Intent, evaluate, require_reason};
 
@@ -24,21 +24,14 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
            ("critical" = Option<bool>, Query), ("override_freeze" = Option<bool>, Query), ("reason" = Option<String>, Query)),
     responses((status = 200, body = GateReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_gate(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Query(q): Query<GateQuery>,
 ) -> ApiResult<Json<GateReport>> {
     require_reason(q.critical, q.override_freeze, q.reason.as_deref())?;
     let svc = ctx.config.service(&q.service).ok_or_else(|| {
         ApiError::not_found(format!("unknown service {:?}", q.service)).at("/service")
     })?;
-    if svc.environment(&q.env).is_none() {
-        return Err(ApiError::not_found(format!(
-            "service {} has no environment {:?}",
-            svc.name, q.env
-        ))
-        .at("/env"));
-    }
+    environment(svc, &q.env)?;
     let release_id = if q.release.contains('@') {
         q.release.clone()
     } else {
@@ -50,7 +43,7 @@ pub(super) async fn get_gate(
         .map_err(|e| ApiError::from(e).at("/release"))?;
     let intent = Intent {
         action: Action::Check,
-        actor: caller.0,
+        actor: caller,
         rollout_id: None,
         critical: q.critical,
         override_freeze: q.override_freeze,

@@ -18,12 +18,13 @@ mod services;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request, State};
-use axum::http::header;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use backstop_api::ErrorBody;
+use backstop_api::{ErrorBody, ListQuery};
 use backstop_core::audit::AuditRecord;
 use backstop_core::model::{Artifact, Event, Phase, Recovery, Release, ReleaseStatus, Rollout};
 use serde::de::DeserializeOwned;
@@ -31,8 +32,61 @@ use serde_json::json;
 use utoipa::OpenApi;
 
 use crate::Ctx;
-use crate::auth::require_token;
-use crate::error::ApiError;
+use crate::auth::{Caller, require_token};
+use crate::error::{ApiError, ApiResult};
+
+/// What a handler that acts on someone's behalf needs: the server's context and the caller
+/// [`require_token`] authenticated, who is recorded as the actor of whatever the call changes.
+pub struct Acting {
+    pub ctx: Arc<Ctx>,
+    pub caller: String,
+}
+
+impl FromRequestParts<Arc<Ctx>> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<Ctx>,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(caller) = parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::internal("no authenticated caller: the route is outside require_token")
+        })?;
+        Ok(Acting {
+            ctx: ctx.clone(),
+            caller,
+        })
+    }
+}
+
+/// The answer of a call that created something: 201 and its JSON.
+type Created<T> = (StatusCode, Json<T>);
+
+fn created<T>(value: T) -> ApiResult<Created<T>> {
+    Ok((StatusCode::CREATED, Json(value)))
+}
+
+/// A person's action must say why (it goes to the audit log): `what` names the action.
+fn reason_given(reason: &str, what: &str) -> ApiResult<()> {
+    if reason.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("{what} needs a reason")).at("/reason"));
+    }
+    Ok(())
+}
+
+/// The environment `env` of `service`, or a 404 that points at `/env`.
+fn environment<'a>(
+    service: &'a backstop_config::Service,
+    env: &str,
+) -> ApiResult<&'a backstop_config::Environment> {
+    service.environment(env).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "service {} has no environment {env:?}",
+            service.name
+        ))
+        .at("/env")
+    })
+}
 
 /// A JSON body whose errors name the JSON pointer of the offending field.
 pub struct Body<T>(pub T);
@@ -156,4 +210,9 @@ async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
 /// The `limit` of a list query: `default` when absent, clamped to `1..=max`.
 fn limit(requested: Option<i64>, default: i64, max: i64) -> i64 {
     requested.unwrap_or(default).clamp(1, max)
+}
+
+/// The `limit` of the lists of rollouts, recoveries and drills: 50 unless asked, at most 1000.
+fn list_limit(q: &ListQuery) -> i64 {
+    limit(q.limit, 50, 1000)
 }

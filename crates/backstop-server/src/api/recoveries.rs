@@ -4,18 +4,17 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use backstop_api::rollouts::RollbackRequest;
 use backstop_api::{ErrorBody, ListQuery};
 use backstop_core::event::EventKind;
 use backstop_core::model::Recovery;
 use serde_json::json;
 
-use super::{Body, limit};
+use super::{Acting, Body, environment, list_limit, reason_given};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::controller::Command;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::releases::known_service;
 use crate::rollouts::send_command;
 
@@ -30,24 +29,15 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/rollback", request_body = RollbackRequest,
     responses((status = 200, body = Recovery), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn rollback(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Body(req): Body<RollbackRequest>,
 ) -> ApiResult<Json<Recovery>> {
     let svc = known_service(&ctx, &req.service, "/service")?;
-    if svc.environment(&req.env).is_none() {
-        return Err(ApiError::not_found(format!(
-            "service {} has no environment {:?}",
-            svc.name, req.env
-        ))
-        .at("/env"));
-    }
-    if req.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("a rollback needs a reason").at("/reason"));
-    }
+    environment(svc, &req.env)?;
+    reason_given(&req.reason, "a rollback")?;
     crate::audit(
         &ctx,
-        &caller.0,
+        &caller,
         EventKind::RollbackRequested,
         &format!("service/{}/{}", req.service, req.env),
         "manual",
@@ -57,7 +47,7 @@ pub(super) async fn rollback(
     let rec = send_command(&ctx, |reply| Command::Rollback {
         service: req.service,
         env: req.env,
-        actor: caller.0,
+        actor: caller,
         reason: req.reason,
         reply,
     })
@@ -70,7 +60,7 @@ pub(super) async fn list_recoveries(
     State(ctx): State<Arc<Ctx>>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Recovery>>> {
-    Ok(Json(ctx.store.recoveries(limit(q.limit, 50, 1000)).await?))
+    Ok(Json(ctx.store.recoveries(list_limit(&q)).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/recoveries/{id}", responses((status = 200, body = Recovery), (status = 404, body = ErrorBody)))]
@@ -85,13 +75,12 @@ pub(super) async fn get_recovery(
 #[utoipa::path(post, path = "/api/v1/recoveries/{id}/resume",
     responses((status = 200, body = Recovery), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn resume_recovery(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Recovery>> {
     let rec = send_command(&ctx, |reply| Command::Resume {
         recovery_id: id,
-        actor: caller.0,
+        actor: caller,
         reply,
     })
     .await?;

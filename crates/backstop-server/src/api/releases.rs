@@ -3,17 +3,15 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use backstop_api::ErrorBody;
 use backstop_api::ListQuery;
 use backstop_api::releases::CreateRelease;
 use backstop_core::model::Release;
 
-use super::Body;
+use super::{Acting, Body, Created, created};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::error::ApiResult;
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
@@ -25,12 +23,10 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/releases", request_body = CreateRelease,
     responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create_release(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Body(req): Body<CreateRelease>,
-) -> ApiResult<(StatusCode, Json<Release>)> {
-    let release = crate::releases::register(&ctx, req, &caller.0).await?;
-    Ok((StatusCode::CREATED, Json(release)))
+) -> ApiResult<Created<Release>> {
+    created(crate::releases::register(&ctx, req, &caller).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/releases", params(("service" = Option<String>, Query)), responses((status = 200, body = Vec<Release>)))]

@@ -3,17 +3,16 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use backstop_api::rollouts::{CreateRollout, PromoteRequest, Reason, RolloutDetail, Timeline};
 use backstop_api::{ErrorBody, ListQuery};
 use backstop_core::model::Rollout;
 
-use super::{Body, limit};
+use super::{Acting, Body, Created, created, list_limit};
 use crate::Ctx;
-use crate::auth::Caller;
 use crate::controller::RolloutAction;
 use crate::error::{ApiError, ApiResult};
 
@@ -30,12 +29,10 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = CreateRollout,
     responses((status = 201, body = Rollout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create_rollout(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Body(req): Body<CreateRollout>,
-) -> ApiResult<(StatusCode, Json<Rollout>)> {
-    let rollout = crate::rollouts::create(&ctx, req, &caller.0).await?;
-    Ok((StatusCode::CREATED, Json(rollout)))
+) -> ApiResult<Created<Rollout>> {
+    created(crate::rollouts::create(&ctx, req, &caller).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/rollouts", params(("service" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<Rollout>)))]
@@ -45,7 +42,7 @@ pub(super) async fn list_rollouts(
 ) -> ApiResult<Json<Vec<Rollout>>> {
     Ok(Json(
         ctx.store
-            .rollouts(q.service.as_deref(), limit(q.limit, 50, 1000))
+            .rollouts(q.service.as_deref(), list_limit(&q))
             .await?,
     ))
 }
@@ -82,39 +79,34 @@ pub(super) async fn get_rollout(
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/promote", request_body = PromoteRequest,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn promote_rollout(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path(id): Path<String>,
     Body(req): Body<PromoteRequest>,
 ) -> ApiResult<Json<Rollout>> {
-    Ok(Json(
-        crate::rollouts::promote(&ctx, id, req, caller.0).await?,
-    ))
+    Ok(Json(crate::rollouts::promote(&ctx, id, req, caller).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/abort", request_body = Reason,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn abort_rollout(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path(id): Path<String>,
     Body(req): Body<Reason>,
 ) -> ApiResult<Json<Rollout>> {
     Ok(Json(
-        crate::rollouts::act(&ctx, RolloutAction::Abort, id, caller.0, req.reason).await?,
+        crate::rollouts::act(&ctx, RolloutAction::Abort, id, caller, req.reason).await?,
     ))
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/acknowledge", request_body = Reason,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn acknowledge_rollout(
-    State(ctx): State<Arc<Ctx>>,
-    Extension(caller): Extension<Caller>,
+    Acting { ctx, caller }: Acting,
     Path(id): Path<String>,
     Body(req): Body<Reason>,
 ) -> ApiResult<Json<Rollout>> {
     Ok(Json(
-        crate::rollouts::act(&ctx, RolloutAction::Acknowledge, id, caller.0, req.reason).await?,
+        crate::rollouts::act(&ctx, RolloutAction::Acknowledge, id, caller, req.reason).await?,
     ))
 }
 

@@ -9,8 +9,8 @@ use backstop_core::format_ms;
 use backstop_store::SqliteStore;
 use backstop_store::prelude::*;
 
-use crate::client::{Client, ServerArgs};
-use crate::output::{OutputArgs, Render};
+use crate::client::{ApiArgs, Query, ServerArgs};
+use crate::output::Render;
 
 #[derive(clap::Subcommand)]
 pub enum AuditCmd {
@@ -21,17 +21,13 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Verify the hash chain: exit 1 and the first broken record if anything was altered,
     /// removed or reordered.
     Verify {
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
 }
 
@@ -51,29 +47,25 @@ async fn local_store(server: &ServerArgs) -> Result<Option<SqliteStore>> {
 
 pub async fn audit(cmd: AuditCmd) -> Result<i32> {
     match cmd {
-        AuditCmd::List {
-            after,
-            limit,
-            server,
-            out,
-        } => {
-            let records: Vec<AuditRecord> = match local_store(&server).await? {
+        AuditCmd::List { after, limit, api } => {
+            let records: Vec<AuditRecord> = match local_store(&api.server).await? {
                 Some(store) => store.audit(after, limit).await?,
                 None => {
-                    Client::new(&server)?
-                        .get(&format!("/api/v1/audit?after={after}&limit={limit}"))
-                        .await?
+                    let path = Query::new("/api/v1/audit")
+                        .param("after", after)
+                        .param("limit", limit);
+                    api.client()?.get(path.as_str()).await?
                 }
             };
-            out.output.print(&records);
+            api.print(&records);
             Ok(0)
         }
-        AuditCmd::Verify { server, out } => {
-            let v: AuditVerification = match local_store(&server).await? {
+        AuditCmd::Verify { api } => {
+            let v: AuditVerification = match local_store(&api.server).await? {
                 Some(store) => backstop_server::verification(&store).await?,
-                None => Client::new(&server)?.get("/api/v1/audit/verify").await?,
+                None => api.client()?.get("/api/v1/audit/verify").await?,
             };
-            out.output.print(&v);
+            api.print(&v);
             Ok(if v.ok { 0 } else { 1 })
         }
     }

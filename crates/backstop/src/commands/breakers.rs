@@ -7,17 +7,15 @@ use backstop_api::breakers::BreakerReset;
 use backstop_core::format_ms;
 use backstop_core::model::BreakerTrip;
 
-use crate::client::{Client, ServerArgs};
-use crate::output::{OutputArgs, Render};
+use crate::client::ApiArgs;
+use crate::output::Render;
 
 #[derive(clap::Subcommand)]
 pub enum BreakerCmd {
     /// Open circuit-breaker trips (every progressive rollout in their scope is paused).
     Status {
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Close a trip: rollouts it paused resume.
     Reset {
@@ -27,28 +25,20 @@ pub enum BreakerCmd {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
 }
 
 pub async fn breaker(cmd: BreakerCmd) -> Result<i32> {
     match cmd {
-        BreakerCmd::Status { server, out } => {
-            let trips: Vec<BreakerTrip> = Client::new(&server)?.get("/api/v1/breakers").await?;
-            out.output.print(&trips);
-        }
-        BreakerCmd::Reset {
-            scope,
-            reason,
-            server,
-            out,
-        } => {
-            let trip: BreakerTrip = Client::new(&server)?
-                .post("/api/v1/breakers/reset", &BreakerReset { scope, reason })
+        BreakerCmd::Status { api } => {
+            api.get_and_print::<Vec<BreakerTrip>>("/api/v1/breakers")
                 .await?;
-            out.output.print(&trip);
+        }
+        BreakerCmd::Reset { scope, reason, api } => {
+            let body = BreakerReset { scope, reason };
+            api.post_and_print::<BreakerTrip>("/api/v1/breakers/reset", &body)
+                .await?;
         }
     }
     Ok(0)

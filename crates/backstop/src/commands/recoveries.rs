@@ -7,8 +7,8 @@ use backstop_api::rollouts::RollbackRequest;
 use backstop_core::format_ms;
 use backstop_core::model::{Recovery, RecoveryStatus};
 
-use crate::client::{Client, ServerArgs};
-use crate::output::{OutputArgs, Render};
+use crate::client::ApiArgs;
+use crate::output::Render;
 
 #[derive(clap::Args)]
 pub struct RollbackArgs {
@@ -19,28 +19,26 @@ pub struct RollbackArgs {
     #[arg(long)]
     reason: String,
     #[command(flatten)]
-    server: ServerArgs,
-    #[command(flatten)]
-    out: OutputArgs,
+    api: ApiArgs,
 }
 
 pub async fn rollback(a: RollbackArgs) -> Result<i32> {
-    let rec: Recovery = Client::new(&a.server)?
-        .post(
-            "/api/v1/rollback",
-            &RollbackRequest {
-                service: a.service,
-                env: a.env,
-                reason: a.reason,
-            },
-        )
-        .await?;
-    a.out.output.print(&rec);
-    Ok(if rec.status == RecoveryStatus::Done {
+    let body = RollbackRequest {
+        service: a.service,
+        env: a.env,
+        reason: a.reason,
+    };
+    let rec: Recovery = a.api.post_and_print("/api/v1/rollback", &body).await?;
+    Ok(exit_code(&rec))
+}
+
+/// The exit code of a recovery: 0 done, 1 stopped short.
+fn exit_code(rec: &Recovery) -> i32 {
+    if rec.status == RecoveryStatus::Done {
         0
     } else {
         1
-    })
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -49,53 +47,36 @@ pub enum RecoveryCmd {
     Resume {
         id: String,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Recent recoveries.
     List {
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// One recovery with its journaled steps.
     #[command(alias = "status")]
     Show {
         id: String,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
 }
 
 pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
     match cmd {
-        RecoveryCmd::Resume { id, server, out } => {
-            let rec: Recovery = Client::new(&server)?
-                .post(
-                    &format!("/api/v1/recoveries/{id}/resume"),
-                    &serde_json::Map::new(),
-                )
-                .await?;
-            out.output.print(&rec);
-            return Ok(if rec.status == RecoveryStatus::Done {
-                0
-            } else {
-                1
-            });
+        RecoveryCmd::Resume { id, api } => {
+            let path = format!("/api/v1/recoveries/{id}/resume");
+            let rec: Recovery = api.post_and_print(&path, &serde_json::Map::new()).await?;
+            return Ok(exit_code(&rec));
         }
-        RecoveryCmd::List { server, out } => {
-            let list: Vec<Recovery> = Client::new(&server)?.get("/api/v1/recoveries").await?;
-            out.output.print(&list);
-        }
-        RecoveryCmd::Show { id, server, out } => {
-            let rec: Recovery = Client::new(&server)?
-                .get(&format!("/api/v1/recoveries/{id}"))
+        RecoveryCmd::List { api } => {
+            api.get_and_print::<Vec<Recovery>>("/api/v1/recoveries")
                 .await?;
-            out.output.print(&rec);
+        }
+        RecoveryCmd::Show { id, api } => {
+            api.get_and_print::<Recovery>(&format!("/api/v1/recoveries/{id}"))
+                .await?;
         }
     }
     Ok(0)

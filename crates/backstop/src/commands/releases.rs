@@ -9,8 +9,8 @@ use backstop_core::format_ms;
 use backstop_core::model::Release;
 use serde::Serialize;
 
-use crate::client::{Client, ServerArgs};
-use crate::output::{OutputArgs, Render};
+use crate::client::{ApiArgs, Query};
+use crate::output::Render;
 
 #[derive(clap::Subcommand)]
 pub enum ReleaseCmd {
@@ -35,26 +35,20 @@ pub enum ReleaseCmd {
         #[arg(long, value_parser = parse_schema_range)]
         schema: Option<String>,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// List releases.
     List {
         #[arg(long)]
         service: Option<String>,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Show one release (`service@version`).
     Show {
         id: String,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
 }
 
@@ -78,8 +72,7 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             command,
             env,
             schema,
-            server,
-            out,
+            api,
         } => {
             let file = file
                 .map(|f| std::path::absolute(&f).with_context(|| format!("--file {}", f.display())))
@@ -92,33 +85,19 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
                 env: env.into_iter().collect(),
                 schema,
             };
-            let r: Release = Client::new(&server)?
-                .post("/api/v1/releases", &body)
-                .await?;
-            out.output.print(&Registered(r));
-            Ok(0)
+            let r: Release = api.client()?.post("/api/v1/releases", &body).await?;
+            api.print(&Registered(r));
         }
-        ReleaseCmd::List {
-            service,
-            server,
-            out,
-        } => {
-            let path = match &service {
-                Some(s) => format!("/api/v1/releases?service={s}"),
-                None => "/api/v1/releases".into(),
-            };
-            let list: Vec<Release> = Client::new(&server)?.get(&path).await?;
-            out.output.print(&list);
-            Ok(0)
+        ReleaseCmd::List { service, api } => {
+            let path = Query::new("/api/v1/releases").param_if("service", service);
+            api.get_and_print::<Vec<Release>>(path.as_str()).await?;
         }
-        ReleaseCmd::Show { id, server, out } => {
-            let r: Release = Client::new(&server)?
-                .get(&format!("/api/v1/releases/{id}"))
+        ReleaseCmd::Show { id, api } => {
+            api.get_and_print::<Release>(&format!("/api/v1/releases/{id}"))
                 .await?;
-            out.output.print(&r);
-            Ok(0)
         }
     }
+    Ok(0)
 }
 
 /// A release just registered.

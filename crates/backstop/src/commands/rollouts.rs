@@ -9,8 +9,8 @@ use backstop_core::format_ms;
 use backstop_core::model::{Phase, Rollout};
 use serde::Serialize;
 
-use crate::client::{Client, ServerArgs};
-use crate::output::{Output, OutputArgs, Render};
+use crate::client::{ApiArgs, Client, Query, ServerArgs};
+use crate::output::{Output, Render};
 
 #[derive(clap::Subcommand)]
 pub enum RolloutCmd {
@@ -28,9 +28,7 @@ pub enum RolloutCmd {
         #[command(flatten)]
         gate: crate::gate::GateFlags,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Show a rollout: phase, weight, verdict, timeline.
     Status {
@@ -39,9 +37,7 @@ pub enum RolloutCmd {
         #[arg(long)]
         watch: bool,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// List recent rollouts.
     List {
@@ -50,9 +46,7 @@ pub enum RolloutCmd {
         #[arg(long, default_value_t = 20)]
         limit: i64,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Promote now, skipping the remaining steps (after the promotion gate: exit 1 with every
     /// reason when it refuses).
@@ -67,9 +61,7 @@ pub enum RolloutCmd {
         #[arg(long)]
         critical: bool,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Abort: traffic goes back to the last known good and the release is marked bad.
     Abort {
@@ -77,9 +69,7 @@ pub enum RolloutCmd {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Take over a held rollout: its escalation deadline no longer applies; promote or abort it.
     Acknowledge {
@@ -87,9 +77,7 @@ pub enum RolloutCmd {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        out: OutputArgs,
+        api: ApiArgs,
     },
     /// Print the rollout's per-interval counts as a backstop-scenario/v1 file (for `backstop analyze`).
     Export {
@@ -107,55 +95,41 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             version,
             wait,
             gate,
-            server,
-            out,
+            api,
         } => {
-            let client = Client::new(&server)?;
-            let r: Rollout = client
-                .post(
-                    "/api/v1/rollouts",
-                    &CreateRollout {
-                        service,
-                        env,
-                        version,
-                        critical: gate.critical,
-                        override_freeze: gate.override_freeze,
-                        reason: gate.reason,
-                    },
-                )
-                .await?;
+            let body = CreateRollout {
+                service,
+                env,
+                version,
+                critical: gate.critical,
+                override_freeze: gate.override_freeze,
+                reason: gate.reason,
+            };
+            let client = api.client()?;
+            let r: Rollout = client.post("/api/v1/rollouts", &body).await?;
             if !wait {
-                out.output.print(&Started(r));
+                api.print(&Started(r));
                 return Ok(0);
             }
-            follow(&client, &r.id, out.output).await
+            follow(&client, &r.id, api.out.output).await
         }
-        RolloutCmd::Status {
-            id,
-            watch,
-            server,
-            out,
-        } => {
-            let client = Client::new(&server)?;
+        RolloutCmd::Status { id, watch, api } => {
             if watch {
-                return follow(&client, &id, out.output).await;
+                return follow(&api.client()?, &id, api.out.output).await;
             }
-            let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{id}")).await?;
-            out.output.print(&d);
+            api.get_and_print::<RolloutDetail>(&format!("/api/v1/rollouts/{id}"))
+                .await?;
             Ok(0)
         }
         RolloutCmd::List {
             service,
             limit,
-            server,
-            out,
+            api,
         } => {
-            let mut path = format!("/api/v1/rollouts?limit={limit}");
-            if let Some(s) = service {
-                path.push_str(&format!("&service={s}"));
-            }
-            let list: Vec<Rollout> = Client::new(&server)?.get(&path).await?;
-            out.output.print(&list);
+            let path = Query::new("/api/v1/rollouts")
+                .param("limit", limit)
+                .param_if("service", service);
+            api.get_and_print::<Vec<Rollout>>(path.as_str()).await?;
             Ok(0)
         }
         RolloutCmd::Promote {
@@ -163,34 +137,19 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             reason,
             override_freeze,
             critical,
-            server,
-            out,
+            api,
         } => {
-            let r: Rollout = Client::new(&server)?
-                .post(
-                    &format!("/api/v1/rollouts/{id}/promote"),
-                    &PromoteRequest {
-                        reason,
-                        critical,
-                        override_freeze,
-                    },
-                )
-                .await?;
-            out.output.print(&r);
-            Ok(0)
+            let body = PromoteRequest {
+                reason,
+                critical,
+                override_freeze,
+            };
+            act(&api, &id, "promote", &body).await
         }
-        RolloutCmd::Abort {
-            id,
-            reason,
-            server,
-            out,
-        } => act(&server, &id, "abort", &reason, out.output).await,
-        RolloutCmd::Acknowledge {
-            id,
-            reason,
-            server,
-            out,
-        } => act(&server, &id, "acknowledge", &reason, out.output).await,
+        RolloutCmd::Abort { id, reason, api } => act(&api, &id, "abort", &Reason { reason }).await,
+        RolloutCmd::Acknowledge { id, reason, api } => {
+            act(&api, &id, "acknowledge", &Reason { reason }).await
+        }
         RolloutCmd::Export { id, server } => {
             let text = Client::new(&server)?
                 .get_text(&format!("/api/v1/rollouts/{id}/export"))
@@ -201,22 +160,10 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
     }
 }
 
-async fn act(
-    server: &ServerArgs,
-    id: &str,
-    verb: &str,
-    reason: &str,
-    output: Output,
-) -> Result<i32> {
-    let r: Rollout = Client::new(server)?
-        .post(
-            &format!("/api/v1/rollouts/{id}/{verb}"),
-            &Reason {
-                reason: reason.to_owned(),
-            },
-        )
-        .await?;
-    output.print(&r);
+/// A person's action on a rollout (`promote`, `abort`, `acknowledge`): prints the rollout after it.
+async fn act(api: &ApiArgs, id: &str, verb: &str, body: &impl Serialize) -> Result<i32> {
+    let path = format!("/api/v1/rollouts/{id}/{verb}");
+    api.post_and_print::<Rollout>(&path, body).await?;
     Ok(0)
 }
 
