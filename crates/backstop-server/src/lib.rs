@@ -30,6 +30,7 @@ pub mod drills;
 pub mod error;
 pub mod export;
 pub mod gate;
+pub mod intake;
 pub mod metrics;
 pub mod releases;
 pub mod rollouts;
@@ -67,6 +68,25 @@ pub struct Ctx {
     pub wake: Notify,
     /// What the daemon keeps in memory only (rebuilt or recomputed after a restart).
     pub caches: Caches,
+    pub limits: Limits,
+}
+
+/// Bounds on what the daemon takes in and how long it takes to stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest artifact file `POST /releases` accepts.
+    pub max_artifact_bytes: u64,
+    /// How long a graceful stop waits for requests in flight before it cuts them.
+    pub stop_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_artifact_bytes: intake::DEFAULT_MAX_ARTIFACT_BYTES,
+            stop_timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 /// The drivers built from the config at start.
@@ -140,6 +160,7 @@ pub async fn verification(
 pub struct ServeOptions {
     pub config: Config,
     pub state_dir: PathBuf,
+    pub limits: Limits,
     /// The state folder's writer lock, taken before anything binds or opens the store.
     lock: state_lock::StateLock,
 }
@@ -152,6 +173,7 @@ impl ServeOptions {
         Ok(ServeOptions {
             config,
             state_dir,
+            limits: Limits::default(),
             lock,
         })
     }
@@ -216,19 +238,30 @@ pub async fn serve(
         commands: tx,
         wake: Notify::new(),
         caches: Caches::default(),
+        limits: opts.limits,
     });
     let cancel = CancellationToken::new();
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
     let app = api::router(ctx.clone());
     tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");
     let stop = cancel.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop.cancel();
-        })
-        .await
-        .context("serving the API")?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        stop.cancel();
+    });
+    // A graceful stop waits for requests in flight, but only so long: a stop must finish
+    // within `stop_timeout` whatever a client does.
+    let stopping = cancel.clone();
+    let stop_timeout = ctx.limits.stop_timeout;
+    tokio::select! {
+        served = server => served.context("serving the API")?,
+        () = async move {
+            stopping.cancelled().await;
+            tokio::time::sleep(stop_timeout).await;
+        } => {
+            tracing::warn!(timeout_s = stop_timeout.as_secs_f64(), "Requests still in flight after the stop timeout; cutting them.");
+        }
+    }
     cancel.cancel();
     let _ = controller.await;
     for proxy in ctx.drivers.proxies.values() {

@@ -63,21 +63,23 @@ pub async fn register(ctx: &Ctx, req: CreateRelease, actor: &str) -> ApiResult<R
         (Some(path), None) => {
             let blobs = ctx.blobs.clone();
             let p = path.clone();
-            let sha = tokio::task::spawn_blocking(move || blobs.put_file(std::path::Path::new(&p)))
-                .await
-                .map_err(|e| ApiError::internal(format!("backing up the artifact: {e}")))?
-                .map_err(|e| match e {
-                    backstop_store::BlobError::Io {
-                        path: ref at,
-                        ref source,
-                    } if at.as_os_str() == path.as_str() => {
-                        ApiError::bad_request(format!("cannot read artifact file {path}: {source}"))
-                            .at("/file")
-                    }
-                    other => {
-                        ApiError::internal(format!("backing up artifact file {path}: {other}"))
-                    }
-                })?;
+            let max_bytes = ctx.limits.max_artifact_bytes;
+            let sha = tokio::task::spawn_blocking(move || {
+                crate::intake::take_in(
+                    blobs.as_ref(),
+                    &p,
+                    max_bytes,
+                    crate::intake::ARTIFACT_READ_DEADLINE,
+                )
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("backing up the artifact: {e}")))?
+            .map_err(|e| match e {
+                crate::intake::IntakeError::Refused(why) => ApiError::bad_request(why).at("/file"),
+                store @ crate::intake::IntakeError::Store(_) => {
+                    ApiError::internal(format!("artifact file {path}: {store}"))
+                }
+            })?;
             (Artifact::File(path), sha)
         }
         (None, Some(cmd)) if !cmd.trim().is_empty() => {

@@ -153,6 +153,13 @@ struct ServeArgs {
     /// Log format: `pretty` on a terminal, `json` for collectors.
     #[arg(long, env = "BACKSTOP_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// The largest artifact file `release create --file` accepts, in bytes (default 2 GiB).
+    /// Only regular files are accepted (never devices, FIFOs or folders).
+    #[arg(long, env = "BACKSTOP_MAX_ARTIFACT_BYTES", default_value_t = backstop_server::intake::DEFAULT_MAX_ARTIFACT_BYTES)]
+    max_artifact_bytes: u64,
+    /// How long a graceful stop (SIGTERM, Ctrl-C) waits for requests in flight, e.g. `10s`.
+    #[arg(long, env = "BACKSTOP_STOP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    stop_timeout: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -261,7 +268,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     // The state folder's lock first: a second daemon on it is refused naming the holder,
     // whatever port it was given.
-    let opts = backstop_server::ServeOptions::new(config, args.state_dir)?;
+    let mut opts = backstop_server::ServeOptions::new(config, args.state_dir)?;
+    opts.limits = backstop_server::Limits {
+        max_artifact_bytes: args.max_artifact_bytes,
+        stop_timeout: args.stop_timeout,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (see --listen)", args.listen))?;
