@@ -92,7 +92,22 @@ impl Daemon {
     }
 
     pub fn restart(&mut self) {
-        let port = free_port();
+        self.restart_on(free_port());
+    }
+
+    /// Restarts on the API port it had, as a daemon behind a fixed address comes back (clients
+    /// following a rollout keep their `--server`).
+    pub fn restart_on_same_port(&mut self) {
+        let port = self
+            .api
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the daemon's API address has a port");
+        self.restart_on(port);
+    }
+
+    fn restart_on(&mut self, port: u16) {
         self.api = format!("http://127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -171,12 +171,10 @@ fn main() -> ExitCode {
         Cmd::Analyze(args) => analyze::run_analyze(&args),
         Cmd::Bench(BenchCmd::Canary(args)) => analyze::run_bench_canary(&args),
         Cmd::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "backstop",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "backstop", &mut script);
+            // A closed pipe (`| head`) ends it quietly.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
             0
         }
         other => run_async(other),

@@ -32,6 +32,11 @@ pub trait Render: Serialize {
     }
 }
 
+/// Prints one line on stdout; like [`Output::print`], a closed pipe ends nothing.
+pub fn say_line(line: &str) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
 impl Output {
     /// Prints `value` on stdout in this format. A closed pipe (`| head`) is not worth a panic,
     /// so a failed write is dropped.

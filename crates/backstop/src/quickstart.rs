@@ -94,7 +94,7 @@ impl Progress {
         }
         match &self.bar {
             Some(b) => b.println(line),
-            None => println!("{line}"),
+            None => crate::output::say_line(line),
         }
     }
     pub(crate) fn status(&self, line: String) {
@@ -198,14 +198,14 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
     });
 
     if args.keep {
-        println!(
+        crate::output::say_line(&format!(
             "\nStaying up. API: {api}   token: {}   Ctrl-C to stop.",
             state_dir.join("admin.token").display()
-        );
-        println!(
+        ));
+        crate::output::say_line(&format!(
             "Try: backstop rollout list --server {api} --state-dir {}",
             state_dir.display()
-        );
+        ));
         crate::shutdown_signal().await;
     }
     daemon.stop().await?;

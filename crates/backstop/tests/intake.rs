@@ -21,8 +21,19 @@ fn devices_and_fifos_are_refused_at_once_and_the_daemon_still_stops() {
             .unwrap()
             .success()
     );
-    for (file, what) in [("/dev/zero", "a device"), (fifo.to_str().unwrap(), "a FIFO")] {
-        let out = d.cli(&["release", "create", "shop", "--version", "v1", "--file", file]);
+    for (file, what) in [
+        ("/dev/zero", "a device"),
+        (fifo.to_str().unwrap(), "a FIFO"),
+    ] {
+        let out = d.cli(&[
+            "release",
+            "create",
+            "shop",
+            "--version",
+            "v1",
+            "--file",
+            file,
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{stderr}");
         assert!(stderr.contains(file) && stderr.contains(what), "{stderr}");

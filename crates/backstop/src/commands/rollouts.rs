@@ -26,6 +26,8 @@ pub enum RolloutCmd {
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
+        follow: FollowArgs,
+        #[command(flatten)]
         gate: crate::gate::GateFlags,
         #[command(flatten)]
         api: ApiArgs,
@@ -36,6 +38,8 @@ pub enum RolloutCmd {
         /// Keep following it until it ends.
         #[arg(long)]
         watch: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -94,6 +98,7 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             env,
             version,
             wait,
+            follow: how,
             gate,
             api,
         } => {
@@ -111,11 +116,16 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
                 api.print(&Started(r));
                 return Ok(0);
             }
-            follow(&client, &r.id, api.out.output).await
+            follow(&client, &r.id, api.out.output, how.retry_for).await
         }
-        RolloutCmd::Status { id, watch, api } => {
+        RolloutCmd::Status {
+            id,
+            watch,
+            follow: how,
+            api,
+        } => {
             if watch {
-                return follow(&api.client()?, &id, api.out.output).await;
+                return follow(&api.client()?, &id, api.out.output, how.retry_for).await;
             }
             api.get_and_print::<RolloutDetail>(&format!("/api/v1/rollouts/{id}"))
                 .await?;
@@ -154,7 +164,7 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             let text = Client::new(&server)?
                 .get_text(&format!("/api/v1/rollouts/{id}/export"))
                 .await?;
-            print!("{text}");
+            let _ = io::stdout().lock().write_all(text.as_bytes());
             Ok(0)
         }
     }
@@ -215,8 +225,19 @@ impl Render for Vec<Rollout> {
     }
 }
 
-/// Follows a rollout until it ends, printing each change (a live line on a terminal).
-pub async fn follow(client: &Client, id: &str, output: Output) -> Result<i32> {
+/// How `--wait` and `--watch` follow a rollout.
+#[derive(clap::Args)]
+pub struct FollowArgs {
+    /// While following, ride out a daemon restart: when the daemon cannot be reached, retry
+    /// with backoff for up to this long (e.g. `60s`, `5m`) before giving up (exit 3). The
+    /// rollout goes on without the client, so a CI job should not fail on a daemon restart.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub retry_for: Duration,
+}
+
+/// Follows a rollout until it ends, printing each change (a live line on a terminal). When
+/// the daemon goes away (restart, crash), retries with backoff for up to `retry_for`.
+pub async fn follow(client: &Client, id: &str, output: Output, retry_for: Duration) -> Result<i32> {
     let live = output == Output::Text && std::io::stdout().is_terminal();
     let bar = live.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
@@ -224,8 +245,36 @@ pub async fn follow(client: &Client, id: &str, output: Output) -> Result<i32> {
         b
     });
     let mut last = String::new();
+    let mut unreachable_since: Option<std::time::Instant> = None;
+    let mut backoff = Duration::from_millis(250);
     loop {
-        let d: RolloutDetail = client.get(&format!("/api/v1/rollouts/{id}")).await?;
+        let d: RolloutDetail = match client.get(&format!("/api/v1/rollouts/{id}")).await {
+            Ok(d) => {
+                unreachable_since = None;
+                backoff = Duration::from_millis(250);
+                d
+            }
+            Err(e) if daemon_unavailable(&e) => {
+                let since = *unreachable_since.get_or_insert_with(|| {
+                    let note = format!(
+                        "the daemon cannot be reached ({e:#}); retrying for up to {}",
+                        humantime::format_duration(retry_for)
+                    );
+                    match &bar {
+                        Some(b) => b.println(&note),
+                        None => eprintln!("{note}"),
+                    }
+                    std::time::Instant::now()
+                });
+                if since.elapsed() >= retry_for {
+                    return Err(e);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let line = format!(
             "{} · {} · canary {}%",
             d.rollout.to_release_id, d.rollout.phase, d.rollout.canary_weight
@@ -233,7 +282,7 @@ pub async fn follow(client: &Client, id: &str, output: Output) -> Result<i32> {
         if line != last && output == Output::Text {
             match &bar {
                 Some(b) => b.println(&line),
-                None => println!("{line}"),
+                None => crate::output::say_line(&line),
             }
             last = line;
         }
@@ -330,4 +379,11 @@ impl Render for RolloutDetail {
         }
         Ok(())
     }
+}
+
+/// True when the daemon could not answer (not reachable, or a 5xx while it starts or stops):
+/// worth retrying while following; a 4xx is an answer and is not retried.
+fn daemon_unavailable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::client::CallError>()
+        .is_some_and(|c| c.exit_code == 3)
 }
