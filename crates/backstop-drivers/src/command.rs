@@ -135,6 +135,9 @@ impl CommandDeployer {
         }
         check_vars(action, vars)?;
         let key = vars.get(IDEMPOTENCY_KEY_VAR).map_or("", String::as_str);
+        if !key.is_empty() {
+            self.settle_earlier_attempt(action, key).await?;
+        }
         let mut delays = ExponentialBuilder::new()
             .with_min_delay(self.retry_delay)
             .with_max_delay(MAX_RETRY_DELAY.max(self.retry_delay))
@@ -177,6 +180,27 @@ impl CommandDeployer {
                 }
             }
         }
+    }
+
+    /// Never two attempts at once: a controller killed mid-command leaves its attempt running
+    /// (in its own process group, marked with the step's idempotency key). Before a new
+    /// attempt, that one is waited for, up to one attempt's timeout, and then ended.
+    async fn settle_earlier_attempt(&self, action: Action, key: &str) -> Result<(), CommandError> {
+        let Some(pgid) =
+            crate::process::find_marked_group(IDEMPOTENCY_KEY_VAR, key).and_then(to_pid)
+        else {
+            return Ok(());
+        };
+        tracing::warn!(%action, idempotency_key = key, pgid = pgid.as_raw(), "An earlier attempt of this command is still running (its controller stopped); waiting for it before running it again.");
+        let deadline = Instant::now() + self.timeout;
+        while Instant::now() < deadline {
+            if group_members(pgid.as_raw()).is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!(%action, idempotency_key = key, pgid = pgid.as_raw(), "The earlier attempt outlived the timeout; ending it.");
+        terminate_group(action, pgid, self.grace).await
     }
 
     async fn run_once(

@@ -524,7 +524,13 @@ fn target_group(inst: &Instance) -> Option<Pid> {
 /// which is the pid to put in [`Instance::pid`]. A process caught inside `execve` may be
 /// missed: call again if it matters.
 pub fn find_group(instance_id: &str) -> Option<u32> {
-    let want = format!("{INSTANCE_ENV}={instance_id}");
+    find_marked_group(INSTANCE_ENV, instance_id)
+}
+
+/// The process group of a live process whose environment has `var=value` (the marker Backstop
+/// gives everything it starts), other than the caller's own group.
+pub(crate) fn find_marked_group(var: &str, value: &str) -> Option<u32> {
+    let want = format!("{var}={value}");
     let own = nix::unistd::getpgrp().as_raw();
     let dir = std::fs::read_dir("/proc").ok()?;
     let mut groups: Vec<(bool, i32)> = dir
