@@ -91,6 +91,9 @@ string_enum! {
         InstanceRestarted = "instance.restarted",
         /// An instance keeps crashing: restarts in a row within the crash-loop window.
         InstanceCrashLoop = "instance.crash_loop",
+        /// The store refused writes for a while; what the daemon did meanwhile (audit, written
+        /// once writes work again).
+        StoreWriteFailed = "store.write_failed",
     }
 }
 

@@ -111,6 +111,8 @@ pub struct Caches {
     pub migration_checks: schema::CheckCache,
     /// What supervision last found of each instance that should be serving.
     pub supervision: controller::SupervisionState,
+    /// Set while the store refuses writes (see `controller::fail_safe`).
+    pub store_health: controller::StoreHealth,
 }
 
 /// Appends an audit record, attributing it to `actor`.

@@ -39,6 +39,12 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
         rollouts_by_phase: PHASES
             .map(|phase| (phase, rollouts.iter().filter(|r| r.phase == phase).count())),
         audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.0),
+        store_writable: ctx
+            .caches
+            .store_health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none(),
         instances: ctx
             .caches
             .supervision
@@ -62,6 +68,8 @@ struct Scrape {
     proxies: Vec<(String, String, Vec<VersionStats>)>,
     rollouts_by_phase: [(Phase, usize); 7],
     audit_records: i64,
+    /// False while the store refuses writes.
+    store_writable: bool,
     /// What supervision found of each instance that should be serving.
     instances: Vec<crate::controller::Supervised>,
 }
@@ -166,6 +174,13 @@ impl Collector for Scrape {
             ConstGauge::new(i64::from(s.watch.crash_loop))
                 .encode(crash_loop.encode_family(&instance_labels(s))?)?;
         }
+        let writable = encoder.encode_descriptor(
+            "backstop_store_writable",
+            "0 while the store refuses writes (canaries are out of traffic, no step starts).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(self.store_writable)).encode(writable)?;
         let audit = encoder.encode_descriptor(
             "backstop_audit_records",
             "Records in the audit chain.",
@@ -216,6 +231,7 @@ mod tests {
             proxies: vec![("shop".into(), "prod".into(), vec![stats])],
             rollouts_by_phase: PHASES.map(|p| (p, usize::from(p == Phase::Promoted))),
             audit_records: 7,
+            store_writable: true,
             instances: vec![crate::controller::Supervised {
                 service: "shop".into(),
                 env: "prod".into(),
@@ -248,6 +264,7 @@ mod tests {
             "# HELP backstop_audit_records Records in the audit chain.",
             "# TYPE backstop_audit_records gauge",
             "backstop_audit_records 7",
+            "backstop_store_writable 1",
             "backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1",
             "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 2",
             "backstop_instance_crash_loop{service=\"shop\",env=\"prod\",role=\"stable\"} 0",

@@ -352,7 +352,13 @@ impl Ctx {
     /// Points the proxy of `service/env` at what the store says should serve: the stable
     /// instance, plus the canary of a rollout that is taking traffic.
     pub async fn apply_routes(&self, service: &str, env: &str) -> Result<Routes> {
-        let router = self.router(service, env)?;
+        let routes = self.stored_routes(service, env).await?;
+        self.router(service, env)?.apply(&routes).await?;
+        Ok(routes)
+    }
+
+    /// The routes [`Ctx::apply_routes`] would apply, from the store.
+    async fn stored_routes(&self, service: &str, env: &str) -> Result<Routes> {
         let state = self.store.environment(service, env).await?;
         let mut routes = Routes::default();
         if let Some(stable_id) = state.as_ref().and_then(|s| s.stable_instance_id.clone()) {
@@ -368,8 +374,19 @@ impl Ctx {
                 routes.canary_weight = r.canary_weight;
             }
         }
-        router.apply(&routes).await?;
         Ok(routes)
+    }
+
+    /// Sends all of `service/env`'s traffic to its stable instance, whatever the store says of
+    /// a canary (the store may be refusing writes). True when a canary was taking traffic.
+    pub async fn apply_stable_only(&self, service: &str, env: &str) -> Result<bool> {
+        let router = self.router(service, env)?;
+        let mut routes = self.stored_routes(service, env).await?;
+        let had_canary = routes.canary.is_some() && routes.canary_weight > 0.0;
+        routes.canary = None;
+        routes.canary_weight = 0.0;
+        router.apply(&routes).await?;
+        Ok(had_canary)
     }
 
     async fn upstream(&self, instance_id: &str) -> Result<Upstream> {

@@ -29,6 +29,32 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
 }
 
+impl StoreError {
+    /// True when the storage itself refuses writes (disk full, I/O error, read-only file
+    /// system or database), as opposed to a refused or bad request: the daemon then does what
+    /// is safe without writing, until writes work again.
+    pub fn is_write_failure(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(io) => {
+                use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+                // EIO (5) has no kind of its own.
+                matches!(io.kind(), StorageFull | ReadOnlyFilesystem | QuotaExceeded)
+                    || io.raw_os_error() == Some(5)
+            }
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                // SQLite primary result codes (the low byte of an extended code): IOERR 10,
+                // FULL 13, READONLY 8.
+                .is_some_and(|code| matches!(code & 0xff, 8 | 10 | 13)),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The state a controller needs to carry on after a restart, and everything the API serves:

@@ -195,9 +195,33 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             "/api/openapi.json",
             get(|| async { Json(ApiDoc::openapi()) }),
         )
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(ctx)
+}
+
+/// `ok`, or 503 with the reason while the store refuses writes (the daemon is then in its
+/// fail-safe: canaries out of traffic, no step starting).
+async fn healthz(State(ctx): State<Arc<Ctx>>) -> Response {
+    let outage = ctx
+        .caches
+        .store_health
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match outage {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(o) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unhealthy",
+                "reason": format!("the store refuses writes: {}", o.reason),
+                "since_ms": o.since_ms,
+                "canaries_withdrawn": o.withdrawn,
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {

@@ -13,6 +13,7 @@ mod canary;
 mod commands;
 mod error;
 mod execute;
+mod fail_safe;
 mod journal;
 mod recovery;
 mod signals;
@@ -36,6 +37,7 @@ use crate::Ctx;
 
 pub use commands::{Command, RolloutAction};
 pub use error::ControllerError;
+pub use fail_safe::{StoreHealth, StoreOutage};
 pub use recovery::recovery_id_for;
 pub use signals::delta;
 pub use supervise::{Supervised, SupervisionState};
@@ -79,19 +81,39 @@ impl Controller {
                 () = self.ctx.wake.notified() => {}
                 () = tokio::time::sleep(TICK) => {}
             }
-            if let Err(e) = self.reconcile().await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "Reconcile pass failed; will retry."
-                );
+            if self.in_fail_safe() {
+                // No step starts while nothing can be journaled; probe until writes work.
+                match self.try_leave_fail_safe().await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "Leaving fail-safe failed; will retry."
+                        );
+                        continue;
+                    }
+                }
             }
-            if last_supervised.elapsed() >= supervise::SUPERVISE_EVERY {
+            if let Err(e) = self.reconcile().await {
+                match fail_safe::write_failure(&e) {
+                    Some(reason) => self.enter_fail_safe(reason).await,
+                    None => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "Reconcile pass failed; will retry."
+                    ),
+                }
+            }
+            if last_supervised.elapsed() >= supervise::SUPERVISE_EVERY && !self.in_fail_safe() {
                 last_supervised = tokio::time::Instant::now();
                 if let Err(e) = self.supervise().await {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        "Supervision pass failed; will retry."
-                    );
+                    match fail_safe::write_failure(&e) {
+                        Some(reason) => self.enter_fail_safe(reason).await,
+                        None => tracing::warn!(
+                            error = format!("{e:#}"),
+                            "Supervision pass failed; will retry."
+                        ),
+                    }
                 }
             }
         }
@@ -178,6 +200,9 @@ impl Controller {
             let trip = trips.iter().find(|t| t.scope.covers(&r.env));
             let action = reconcile::act(&r, trip, ctx.clock.now_ms());
             if let Err(e) = self.execute_action(r, action).await {
+                if fail_safe::write_failure(&e).is_some() {
+                    return Err(e);
+                }
                 tracing::warn!(rollout = %id, error = format!("{e:#}"), "Rollout step failed; will retry.");
             }
         }
