@@ -9,6 +9,8 @@ pub mod drill;
 pub mod duration;
 pub mod env_var;
 pub mod event;
+#[cfg(test)]
+mod fixtures;
 pub mod model;
 pub mod named;
 pub mod reconcile;
