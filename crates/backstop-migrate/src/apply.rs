@@ -329,38 +329,20 @@ pub async fn run_down(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Layout, Script};
+    use crate::fixtures::{self, paired};
 
+    /// Migration `version`, named `m{version}`.
     fn mig(version: &str, up: &str, down: Option<&str>) -> Migration {
-        Migration {
-            version: version.into(),
-            name: format!("m{version}"),
-            up: Script {
-                file: format!("{version}.up.sql").into(),
-                line: 1,
-                sql: up.into(),
-            },
-            down: down.map(|d| Script {
-                file: format!("{version}.down.sql").into(),
-                line: 1,
-                sql: d.into(),
-            }),
-            verify: None,
-            irreversible: None,
-            forward_only: false,
-            phase: None,
-            no_transaction: false,
-        }
+        paired(version, &format!("m{version}"), up, down)
     }
 
     #[tokio::test]
     async fn apply_then_down_twice_is_idempotent_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("app.db").display());
-        let set = MigrationSet {
-            dir: dir.path().into(),
-            layout: Layout::Paired,
-            migrations: vec![
+        let set = fixtures::set(
+            dir.path(),
+            vec![
                 mig(
                     "1",
                     "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);",
@@ -372,7 +354,7 @@ mod tests {
                     Some("ALTER TABLE users DROP COLUMN email;"),
                 ),
             ],
-        };
+        );
         let done = apply_up(Engine::Sqlite, &url, &set, None, &|_| true, 1)
             .await
             .unwrap();
@@ -415,10 +397,9 @@ mod tests {
     async fn a_failing_up_leaves_no_history_row() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("app.db").display());
-        let set = MigrationSet {
-            dir: dir.path().into(),
-            layout: Layout::Paired,
-            migrations: vec![
+        let set = fixtures::set(
+            dir.path(),
+            vec![
                 mig(
                     "1",
                     "CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1);",
@@ -430,7 +411,7 @@ mod tests {
                     Some("ALTER TABLE t DROP COLUMN n;"),
                 ),
             ],
-        };
+        );
         let err = apply_up(Engine::Sqlite, &url, &set, None, &|_| true, 1)
             .await
             .unwrap_err();
@@ -455,10 +436,9 @@ mod tests {
             sock.display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let set = MigrationSet {
-            dir: dir.path().into(),
-            layout: Layout::Paired,
-            migrations: vec![
+        let set = fixtures::set(
+            dir.path(),
+            vec![
                 mig(
                     "1",
                     "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);",
@@ -470,7 +450,7 @@ mod tests {
                     Some("DROP INDEX users_email; ALTER TABLE users DROP COLUMN email;"),
                 ),
             ],
-        };
+        );
         let done = apply_up(Engine::Postgres, &url, &set, None, &|v| v == "2", 1)
             .await
             .unwrap();
