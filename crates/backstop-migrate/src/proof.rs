@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::fingerprint::{Difference, Stage};
-use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity};
+use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity, finding};
 use crate::scratch::{ExecError, ExecMode, PgScratch, ScratchDb, ScriptFailure, SqliteScratch};
 
 /// At most this many differences are listed per comparison; the rest are counted.
@@ -352,22 +352,6 @@ fn push_differences(
             script,
             None,
         ));
-    }
-}
-
-fn finding(
-    severity: Severity,
-    rule: &str,
-    message: String,
-    script: &Script,
-    line: Option<u32>,
-) -> Finding {
-    Finding {
-        severity,
-        rule: rule.to_string(),
-        message,
-        file: Some(script.file.clone()),
-        line,
     }
 }
 
