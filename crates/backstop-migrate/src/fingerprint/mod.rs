@@ -470,6 +470,15 @@ mod tests {
         Fingerprint::new(Engine::Sqlite, rows)
     }
 
+    /// Every difference from `before` to `after`, worded for `stage`.
+    fn described(before: &Fingerprint, after: &Fingerprint, stage: Stage) -> Vec<String> {
+        before
+            .diff(after)
+            .iter()
+            .map(|d| d.describe(stage))
+            .collect()
+    }
+
     /// The difference from `before` to `after`, asserting there is exactly one.
     fn one_difference(before: Vec<CatalogRow>, after: Vec<CatalogRow>) -> Difference {
         let d = fp(before).diff(&fp(after));
@@ -525,11 +534,7 @@ mod tests {
                 .in_table("users"),
         );
         let after = fp(rows);
-        let msgs: Vec<String> = before
-            .diff(&after)
-            .iter()
-            .map(|d| d.describe(Stage::AfterDown))
-            .collect();
+        let msgs = described(&before, &after, Stage::AfterDown);
         assert_eq!(
             msgs,
             vec![
@@ -571,11 +576,7 @@ mod tests {
                 CatalogRow::new("index", "public.users_email_idx").in_table("public.users"),
             ],
         );
-        let msgs: Vec<String> = first
-            .diff(&second)
-            .iter()
-            .map(|d| d.describe(Stage::AfterReapply))
-            .collect();
+        let msgs = described(&first, &second, Stage::AfterReapply);
         assert_eq!(
             msgs,
             vec![
