@@ -287,42 +287,30 @@ pub(crate) fn problems(doc: &Document, root: &Value) -> Vec<Problem> {
 /// Schema of a weekly start time.
 pub(crate) struct WeeklyTime;
 
-impl JsonSchema for WeeklyTime {
-    fn inline_schema() -> bool {
-        true
+backstop_core::inline_string_schema!(
+    WeeklyTime,
+    "WeeklyTime",
+    {
+        "type": "string",
+        "format": "weekly-time",
+        "description": "A day and a 24-hour time in UTC.",
+        "examples": ["Fri 16:00", "sat 00:00"],
     }
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "WeeklyTime".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "format": "weekly-time",
-            "description": "A day and a 24-hour time in UTC.",
-            "examples": ["Fri 16:00", "sat 00:00"],
-        })
-    }
-}
+);
 
 /// Schema of a UTC timestamp.
 pub(crate) struct UtcTime;
 
-impl JsonSchema for UtcTime {
-    fn inline_schema() -> bool {
-        true
+backstop_core::inline_string_schema!(
+    UtcTime,
+    "UtcTime",
+    {
+        "type": "string",
+        "format": "utc-time",
+        "description": "RFC 3339 time in UTC, ending in Z.",
+        "examples": ["2026-12-20T00:00:00Z"],
     }
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "UtcTime".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "format": "utc-time",
-            "description": "RFC 3339 time in UTC, ending in Z.",
-            "examples": ["2026-12-20T00:00:00Z"],
-        })
-    }
-}
+);
 
 #[cfg(test)]
 mod tests {

@@ -155,15 +155,7 @@ mod tests {
 
     #[test]
     fn a_breaker_pause_is_recognised_by_its_reason() {
-        let trip = BreakerTrip {
-            id: "t".into(),
-            scope: scope("env:prod"),
-            tripped_at_ms: 0,
-            failures: serde_json::json!([]),
-            reset_at_ms: None,
-            reset_by: None,
-            reset_reason: None,
-        };
+        let trip = crate::fixtures::trip("env:prod");
         let reason = pause_reason(&trip);
         assert_eq!(
             reason,

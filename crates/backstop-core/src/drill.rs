@@ -205,36 +205,12 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::event;
 
     fn rollout(phase: Phase) -> Rollout {
         Rollout {
-            id: "r1".into(),
-            service: "shop".into(),
-            env: "staging".into(),
-            from_release_id: Some("shop@v1".into()),
-            to_release_id: "shop@v1+drill.1".into(),
-            phase,
-            step_index: 0,
-            step_started_at_ms: None,
-            canary_weight: 0.0,
-            canary_instance_id: None,
             created_at_ms: 1_000,
-            updated_at_ms: 1_000,
-            actor: "admin".into(),
-            reason: None,
-            verdict: None,
-            severity: None,
-            escalation_deadline_ms: None,
-            acknowledged_by: None,
-        }
-    }
-
-    fn ev(kind: EventKind, at_ms: Millis) -> Event {
-        Event {
-            at_ms,
-            rollout_id: "r1".into(),
-            kind,
-            detail: serde_json::json!({}),
+            ..crate::fixtures::rollout(phase)
         }
     }
 
@@ -246,11 +222,11 @@ mod tests {
     #[test]
     fn detected_and_restored_within_objectives_passes() {
         let events = [
-            ev(EventKind::RolloutStarted, 1_000),
-            ev(EventKind::CanaryFirstRequest, 2_000),
-            ev(EventKind::RolloutFailed, 7_000),
-            ev(EventKind::TrafficRestored, 7_500),
-            ev(EventKind::RolloutRecovered, 9_000),
+            event(1_000, EventKind::RolloutStarted),
+            event(2_000, EventKind::CanaryFirstRequest),
+            event(7_000, EventKind::RolloutFailed),
+            event(7_500, EventKind::TrafficRestored),
+            event(9_000, EventKind::RolloutRecovered),
         ];
         let r = measure(&rollout(Phase::Recovered), &events, None, OBJ, None);
         assert!(r.detected && r.restored, "{r:?}");
@@ -264,9 +240,9 @@ mod tests {
     #[test]
     fn slow_recovery_and_rollback_fail_with_reasons() {
         let events = [
-            ev(EventKind::CanaryFirstRequest, 2_000),
-            ev(EventKind::RolloutFailed, 7_000),
-            ev(EventKind::TrafficRestored, 20_000),
+            event(2_000, EventKind::CanaryFirstRequest),
+            event(7_000, EventKind::RolloutFailed),
+            event(20_000, EventKind::TrafficRestored),
         ];
         let r = measure(&rollout(Phase::Recovered), &events, Some(70_000), OBJ, None);
         assert_eq!(r.time_to_recover_ms, Some(68_000));
@@ -286,8 +262,8 @@ mod tests {
     #[test]
     fn promoted_variant_is_not_detected() {
         let events = [
-            ev(EventKind::CanaryFirstRequest, 2_000),
-            ev(EventKind::RolloutPromoted, 30_000),
+            event(2_000, EventKind::CanaryFirstRequest),
+            event(30_000, EventKind::RolloutPromoted),
         ];
         let r = measure(&rollout(Phase::Promoted), &events, None, OBJ, None);
         assert!(!r.detected && !r.restored);
@@ -299,8 +275,8 @@ mod tests {
     #[test]
     fn detected_but_still_recovering_is_not_restored() {
         let events = [
-            ev(EventKind::CanaryFirstRequest, 2_000),
-            ev(EventKind::RolloutFailed, 5_000),
+            event(2_000, EventKind::CanaryFirstRequest),
+            event(5_000, EventKind::RolloutFailed),
         ];
         let r = measure(&rollout(Phase::Recovering), &events, None, OBJ, None);
         assert!(r.detected && !r.restored);

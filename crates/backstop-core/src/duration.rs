@@ -1,10 +1,7 @@
 //! Durations as people write them (`30s`, `5m`, `1h 30m`): parsing, formatting, the serde
 //! adapters the configuration's fields use, and their JSON Schema.
 
-use std::borrow::Cow;
 use std::time::Duration;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 /// Pattern (for editors) of a duration string; the exact check is humantime's parser.
 pub const DURATION_PATTERN: &str = r"^\s*[0-9]+\s*[a-zA-Zµμ]+(\s*[0-9]+\s*[a-zA-Zµμ]+)*\s*$";
@@ -82,21 +79,13 @@ pub mod serde_option_duration {
 /// Schema of a duration string (`30s`, `5m`, `1h 30m`).
 pub struct DurationString;
 
-impl JsonSchema for DurationString {
-    fn inline_schema() -> bool {
-        true
+crate::inline_string_schema!(
+    DurationString,
+    "Duration",
+    {
+        "type": "string",
+        "format": "duration",
+        "pattern": DURATION_PATTERN,
+        "examples": ["30s", "5m", "1h 30m"],
     }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "format": "duration",
-            "pattern": DURATION_PATTERN,
-            "examples": ["30s", "5m", "1h 30m"],
-        })
-    }
-}
+);

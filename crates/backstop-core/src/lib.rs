@@ -9,6 +9,8 @@ pub mod drill;
 pub mod duration;
 pub mod env_var;
 pub mod event;
+#[cfg(test)]
+mod fixtures;
 pub mod model;
 pub mod named;
 pub mod reconcile;
@@ -20,6 +22,28 @@ pub mod snapshot;
 pub mod supervision;
 pub mod tier;
 pub mod timeline;
+
+/// Implements `schemars::JsonSchema` for `$ty` as the string schema `$schema`, named `$name` and
+/// always inlined where it is used (never a `$defs` entry): for schema-only types that describe a
+/// string field's shape, and for types read from one string.
+#[macro_export]
+macro_rules! inline_string_schema {
+    ($ty:ty, $name:literal, $schema:tt) => {
+        impl ::schemars::JsonSchema for $ty {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                ::schemars::json_schema!($schema)
+            }
+        }
+    };
+}
 
 /// Milliseconds since the Unix epoch, UTC. The one time unit stored and exchanged.
 pub type Millis = i64;

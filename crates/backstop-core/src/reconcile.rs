@@ -63,42 +63,8 @@ pub fn act(r: &Rollout, trip: Option<&BreakerTrip>, now: Millis) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{rollout, trip};
     use crate::severity::Severity;
-
-    fn rollout(phase: Phase) -> Rollout {
-        Rollout {
-            id: "r1".into(),
-            service: "svc".into(),
-            env: "prod".into(),
-            from_release_id: Some("svc@v1".into()),
-            to_release_id: "svc@v2".into(),
-            phase,
-            step_index: 0,
-            step_started_at_ms: Some(0),
-            canary_weight: 10.0,
-            canary_instance_id: Some("i-canary".into()),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            actor: "ci".into(),
-            reason: None,
-            verdict: None,
-            severity: None,
-            escalation_deadline_ms: None,
-            acknowledged_by: None,
-        }
-    }
-
-    fn trip() -> BreakerTrip {
-        BreakerTrip {
-            id: "t1".into(),
-            scope: "env:prod".parse().expect("scope"),
-            tripped_at_ms: 0,
-            failures: serde_json::json!([]),
-            reset_at_ms: None,
-            reset_by: None,
-            reset_reason: None,
-        }
-    }
 
     #[test]
     fn each_phase_has_its_action() {
@@ -115,7 +81,7 @@ mod tests {
 
     #[test]
     fn an_open_breaker_pauses_progress_and_its_reset_resumes_it() {
-        let t = trip();
+        let t = trip("env:prod");
         assert_eq!(act(&rollout(Phase::Pending), Some(&t), 0), Action::Wait);
         let Action::PauseForBreaker { reason, .. } = act(&rollout(Phase::Progressing), Some(&t), 0)
         else {

@@ -59,35 +59,12 @@ mod tests {
     use super::*;
     use crate::model::Phase;
 
-    fn event(at_ms: Millis, kind: EventKind) -> Event {
-        Event {
-            at_ms,
-            rollout_id: "r1".into(),
-            kind,
-            detail: serde_json::json!({}),
-        }
-    }
+    use crate::fixtures::event;
 
     fn rollout() -> Rollout {
         Rollout {
-            id: "r1".into(),
-            service: "svc".into(),
-            env: "prod".into(),
-            from_release_id: None,
-            to_release_id: "svc@v2".into(),
-            phase: Phase::Recovered,
-            step_index: 0,
-            step_started_at_ms: None,
-            canary_weight: 0.0,
-            canary_instance_id: None,
             created_at_ms: 100,
-            updated_at_ms: 100,
-            actor: "ci".into(),
-            reason: None,
-            verdict: None,
-            severity: None,
-            escalation_deadline_ms: None,
-            acknowledged_by: None,
+            ..crate::fixtures::rollout(Phase::Recovered)
         }
     }
 

@@ -38,12 +38,7 @@ impl DirichletMultinomial {
         for (c, x) in self.counts.iter_mut().zip(x) {
             *c += *x as f64;
         }
-        let posterior: Vec<f64> = self
-            .prior
-            .iter()
-            .zip(&self.counts)
-            .map(|(a, c)| a + c)
-            .collect();
+        let posterior = self.posterior();
         let null: f64 = self
             .counts
             .iter()
@@ -52,6 +47,15 @@ impl DirichletMultinomial {
             .sum();
         self.log_bf = log_beta(&posterior) - log_beta(&self.prior) - null;
         self.max_log_bf = self.max_log_bf.max(self.log_bf);
+    }
+
+    /// The Dirichlet posterior: the prior plus the counts seen so far.
+    fn posterior(&self) -> Vec<f64> {
+        self.prior
+            .iter()
+            .zip(&self.counts)
+            .map(|(a, c)| a + c)
+            .collect()
     }
 
     /// ln of the current Bayes factor (an e-value).
@@ -76,12 +80,7 @@ impl DirichletMultinomial {
         if self.rho.len() != 2 || self.counts.iter().any(|c| *c <= 0.0) {
             return None;
         }
-        let posterior: Vec<f64> = self
-            .prior
-            .iter()
-            .zip(&self.counts)
-            .map(|(a, c)| a + c)
-            .collect();
+        let posterior = self.posterior();
         let floor = log_beta(&posterior) - log_beta(&self.prior) + alpha.ln();
         let (r0, r1) = (self.rho[0], self.rho[1]);
         let (n0, n1) = (self.counts[0], self.counts[1]);

@@ -328,51 +328,44 @@ pub async fn run_down(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::model::{Layout, Script};
+    use std::path::Path;
 
-    fn mig(version: &str, up: &str, down: Option<&str>) -> Migration {
-        Migration {
-            version: version.into(),
-            name: format!("m{version}"),
-            up: Script {
-                file: format!("{version}.up.sql").into(),
-                line: 1,
-                sql: up.into(),
-            },
-            down: down.map(|d| Script {
-                file: format!("{version}.down.sql").into(),
-                line: 1,
-                sql: d.into(),
-            }),
-            verify: None,
-            irreversible: None,
-            forward_only: false,
-            phase: None,
-            no_transaction: false,
-        }
+    use super::*;
+    use crate::fixtures::{self, paired};
+
+    /// Migrations `1`, `2`, … (named `m1`, …) in `dir`, one per (up, down) pair.
+    fn reversible_set(dir: &Path, scripts: &[(&str, &str)]) -> MigrationSet {
+        let migrations = (1..)
+            .zip(scripts)
+            .map(|(version, (up, down))| {
+                paired(&version.to_string(), &format!("m{version}"), up, Some(down))
+            })
+            .collect();
+        fixtures::set(dir, migrations)
+    }
+
+    /// A SQLite database in `dir`.
+    fn sqlite_url(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join("app.db").display())
     }
 
     #[tokio::test]
     async fn apply_then_down_twice_is_idempotent_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("app.db").display());
-        let set = MigrationSet {
-            dir: dir.path().into(),
-            layout: Layout::Paired,
-            migrations: vec![
-                mig(
-                    "1",
+        let url = sqlite_url(dir.path());
+        let set = reversible_set(
+            dir.path(),
+            &[
+                (
                     "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);",
-                    Some("DROP TABLE users;"),
+                    "DROP TABLE users;",
                 ),
-                mig(
-                    "2",
+                (
                     "ALTER TABLE users ADD COLUMN email TEXT;",
-                    Some("ALTER TABLE users DROP COLUMN email;"),
+                    "ALTER TABLE users DROP COLUMN email;",
                 ),
             ],
-        };
+        );
         let done = apply_up(Engine::Sqlite, &url, &set, None, &|_| true, 1)
             .await
             .unwrap();
@@ -414,23 +407,20 @@ mod tests {
     #[tokio::test]
     async fn a_failing_up_leaves_no_history_row() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("app.db").display());
-        let set = MigrationSet {
-            dir: dir.path().into(),
-            layout: Layout::Paired,
-            migrations: vec![
-                mig(
-                    "1",
+        let url = sqlite_url(dir.path());
+        let set = reversible_set(
+            dir.path(),
+            &[
+                (
                     "CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1);",
-                    Some("DROP TABLE t;"),
+                    "DROP TABLE t;",
                 ),
-                mig(
-                    "2",
+                (
                     "ALTER TABLE t ADD COLUMN n INTEGER NOT NULL;",
-                    Some("ALTER TABLE t DROP COLUMN n;"),
+                    "ALTER TABLE t DROP COLUMN n;",
                 ),
             ],
-        };
+        );
         let err = apply_up(Engine::Sqlite, &url, &set, None, &|_| true, 1)
             .await
             .unwrap_err();
@@ -455,22 +445,19 @@ mod tests {
             sock.display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let set = MigrationSet {
-            dir: dir.path().into(),
-            layout: Layout::Paired,
-            migrations: vec![
-                mig(
-                    "1",
+        let set = reversible_set(
+            dir.path(),
+            &[
+                (
                     "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);",
-                    Some("DROP TABLE users;"),
+                    "DROP TABLE users;",
                 ),
-                mig(
-                    "2",
+                (
                     "ALTER TABLE users ADD COLUMN email text; CREATE INDEX users_email ON users (email);",
-                    Some("DROP INDEX users_email; ALTER TABLE users DROP COLUMN email;"),
+                    "DROP INDEX users_email; ALTER TABLE users DROP COLUMN email;",
                 ),
             ],
-        };
+        );
         let done = apply_up(Engine::Postgres, &url, &set, None, &|v| v == "2", 1)
             .await
             .unwrap();

@@ -324,29 +324,18 @@ pub fn compare(set: &MigrationSet, recorded: &[SumEntry]) -> (Vec<Vec<Finding>>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Layout, Migration};
+    use crate::fixtures::{self, paired};
 
     fn set(down_sql: &str) -> MigrationSet {
-        let script = |file: &str, sql: &str| Script {
-            file: file.into(),
-            line: 1,
-            sql: sql.into(),
-        };
-        MigrationSet {
-            dir: "/nowhere".into(),
-            layout: Layout::Paired,
-            migrations: vec![Migration {
-                version: "0001".into(),
-                name: "init".into(),
-                up: script("0001_init.up.sql", "CREATE TABLE t (id INTEGER);\n"),
-                down: Some(script("0001_init.down.sql", down_sql)),
-                verify: None,
-                irreversible: None,
-                forward_only: false,
-                phase: None,
-                no_transaction: false,
-            }],
-        }
+        fixtures::set(
+            "/nowhere",
+            vec![paired(
+                "0001",
+                "init",
+                "CREATE TABLE t (id INTEGER);\n",
+                Some(down_sql),
+            )],
+        )
     }
 
     #[test]

@@ -5,6 +5,8 @@
 pub mod apply;
 pub mod checksum;
 pub mod fingerprint;
+#[cfg(test)]
+mod fixtures;
 pub mod layout;
 pub mod lint;
 pub mod model;

@@ -105,6 +105,23 @@ pub struct Finding {
     pub line: Option<u32>,
 }
 
+/// A finding about `script` (the lints' and the proof's), at `line` of it when known.
+pub(crate) fn finding(
+    severity: Severity,
+    rule: &str,
+    message: String,
+    script: &Script,
+    line: Option<u32>,
+) -> Finding {
+    Finding {
+        severity,
+        rule: rule.to_string(),
+        message,
+        file: Some(script.file.clone()),
+        line,
+    }
+}
+
 /// Input that cannot be checked at all (exit code 2): the place and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]

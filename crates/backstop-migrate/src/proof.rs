@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::fingerprint::{Difference, Stage};
-use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity};
+use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity, finding};
 use crate::scratch::{ExecError, ExecMode, PgScratch, ScratchDb, ScriptFailure, SqliteScratch};
 
 /// At most this many differences are listed per comparison; the rest are counted.
@@ -131,13 +131,8 @@ pub async fn prove_on<D: ScratchDb>(
         let up = exec(db, &m.up, mode).await?;
         r.up_ms = millis(started);
         if let Err(fail) = up {
-            r.findings.push(finding(
-                Severity::Error,
-                "up-failed",
-                format!("up failed: {}", fail.message),
-                &m.up,
-                fail.line,
-            ));
+            r.findings
+                .push(script_failed("up-failed", "up failed", &m.up, &fail));
             blocked = Some(format!(
                 "not proven: the up of {} failed, so the schema this migration starts from cannot be built",
                 m.version
@@ -149,12 +144,11 @@ pub async fn prove_on<D: ScratchDb>(
         if let Some(verify) = &m.verify
             && let Err(fail) = exec(db, verify, ExecMode::RollBack).await?
         {
-            r.findings.push(finding(
-                Severity::Error,
+            r.findings.push(script_failed(
                 "verify-failed",
-                format!("verify failed after the up: {}", fail.message),
+                "verify failed after the up",
                 verify,
-                fail.line,
+                &fail,
             ));
         }
 
@@ -188,13 +182,8 @@ pub async fn prove_on<D: ScratchDb>(
             Err(fail) => {
                 clean = false;
                 off_track = true;
-                r.findings.push(finding(
-                    Severity::Error,
-                    "down-failed",
-                    format!("down failed: {}", fail.message),
-                    down,
-                    fail.line,
-                ));
+                r.findings
+                    .push(script_failed("down-failed", "down failed", down, &fail));
             }
             Ok(()) => {
                 let f2 = db.fingerprint().await?;
@@ -216,12 +205,11 @@ pub async fn prove_on<D: ScratchDb>(
                     Err(fail) => {
                         clean = false;
                         off_track = true;
-                        r.findings.push(finding(
-                            Severity::Error,
+                        r.findings.push(script_failed(
                             "reapply-failed",
-                            format!("the second up (after the down) failed: {}", fail.message),
+                            "the second up (after the down) failed",
                             &m.up,
-                            fail.line,
+                            &fail,
                         ));
                     }
                     Ok(()) => {
@@ -284,6 +272,18 @@ pub async fn prove_on<D: ScratchDb>(
         results.push(r);
     }
     Ok(results)
+}
+
+/// An error finding `rule`: `script` failed while the proof ran it (`what`, then why, at the
+/// failing line).
+fn script_failed(rule: &str, what: &str, script: &Script, fail: &ScriptFailure) -> Finding {
+    finding(
+        Severity::Error,
+        rule,
+        format!("{what}: {}", fail.message),
+        script,
+        fail.line,
+    )
 }
 
 fn mode_of(m: &Migration) -> ExecMode {
@@ -352,22 +352,6 @@ fn push_differences(
             script,
             None,
         ));
-    }
-}
-
-fn finding(
-    severity: Severity,
-    rule: &str,
-    message: String,
-    script: &Script,
-    line: Option<u32>,
-) -> Finding {
-    Finding {
-        severity,
-        rule: rule.to_string(),
-        message,
-        file: Some(script.file.clone()),
-        line,
     }
 }
 

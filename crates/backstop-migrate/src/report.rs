@@ -416,30 +416,21 @@ pub fn render_text(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Migration, Script};
+    use crate::fixtures::{self, paired};
+    use crate::model::Migration;
 
     fn set() -> MigrationSet {
-        let script = |file: &str, sql: &str| Script {
-            file: file.into(),
-            line: 1,
-            sql: sql.into(),
-        };
         let m = |v: &str, down: bool| Migration {
-            version: v.into(),
-            name: "x".into(),
-            up: script(&format!("{v}_x.up.sql"), "CREATE TABLE t (id INTEGER);\n"),
-            down: down.then(|| script(&format!("{v}_x.down.sql"), "DROP TABLE t;\n")),
-            verify: None,
             irreversible: (!down).then(String::new),
             forward_only: !down,
-            phase: None,
-            no_transaction: false,
+            ..paired(
+                v,
+                "x",
+                "CREATE TABLE t (id INTEGER);\n",
+                down.then_some("DROP TABLE t;\n"),
+            )
         };
-        MigrationSet {
-            dir: "set".into(),
-            layout: Layout::Paired,
-            migrations: vec![m("0001", true), m("0002", false)],
-        }
+        fixtures::set("set", vec![m("0001", true), m("0002", false)])
     }
 
     fn proof(v: &str, proven: bool) -> ProofResult {

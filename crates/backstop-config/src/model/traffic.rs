@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backstop_core::duration::{DurationString, serde_duration as duration};
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use super::{LB_NAME_PATTERN, NonEmptyString};
@@ -229,23 +229,15 @@ impl<'de> Deserialize<'de> for HaproxySocket {
     }
 }
 
-impl JsonSchema for HaproxySocket {
-    fn inline_schema() -> bool {
-        true
+backstop_core::inline_string_schema!(
+    HaproxySocket,
+    "HaproxySocket",
+    {
+        "type": "string",
+        "minLength": 1,
+        "examples": ["/run/haproxy/admin.sock", "127.0.0.1:9999"],
     }
-
-    fn schema_name() -> Cow<'static, str> {
-        "HaproxySocket".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "minLength": 1,
-            "examples": ["/run/haproxy/admin.sock", "127.0.0.1:9999"],
-        })
-    }
-}
+);
 
 /// nginx: Backstop renders the upstream block into `upstream_file`, runs `test_command`, renames
 /// the file into place atomically and runs `reload_command`.

@@ -16,28 +16,27 @@ use super::rollout::check_rollout;
 use super::run::check_run_kind;
 use super::severity::check_severity;
 use super::traffic::check_traffic;
-use crate::yaml::Document;
+use crate::yaml::{Document, Pos};
+
+/// Where `name` was first defined when `seen` has it already; otherwise records it as defined at
+/// `here` (a JSON pointer).
+fn earlier_definition<'v>(
+    doc: &Document,
+    seen: &mut HashMap<&'v str, String>,
+    name: &'v str,
+    here: &str,
+) -> Option<Pos> {
+    if let Some(first) = seen.get(name) {
+        return Some(doc.value_pos(first));
+    }
+    seen.insert(name, here.to_owned());
+    None
+}
 
 /// Checks the schema cannot express. Tolerates values of the wrong type (the schema reports those).
 pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
     let mut out = Vec::new();
     let within_ptr = "/defaults/breaker/within";
-    positive_duration(
-        root.pointer(within_ptr),
-        within_ptr,
-        &mut |path: String, message: String| {
-            out.push(Problem {
-                pos: doc.value_pos(&path),
-                path,
-                message,
-            });
-        },
-    );
-    let Some(services) = root.get("services").and_then(Value::as_array) else {
-        return out;
-    };
-    // Problems positioned more precisely than their value (inside a command).
-    let mut direct: Vec<Problem> = Vec::new();
     let mut push = |path: String, message: String| {
         out.push(Problem {
             pos: doc.value_pos(&path),
@@ -45,6 +44,12 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             message,
         });
     };
+    positive_duration(root.pointer(within_ptr), within_ptr, &mut push);
+    let Some(services) = root.get("services").and_then(Value::as_array) else {
+        return out;
+    };
+    // Problems positioned more precisely than their value (inside a command).
+    let mut direct: Vec<Problem> = Vec::new();
     let mut names: HashMap<&str, String> = HashMap::new();
     // listen address → (service, environment, pointer)
     let mut listens: HashMap<SocketAddr, (String, String, String)> = HashMap::new();
@@ -57,8 +62,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         let svc_name = svc.get("name").and_then(Value::as_str).unwrap_or("");
         if let Some(name) = svc.get("name").and_then(Value::as_str) {
             let here = format!("{sp}/name");
-            if let Some(first) = names.get(name) {
-                let at = doc.value_pos(first);
+            if let Some(at) = earlier_definition(doc, &mut names, name, &here) {
                 push(
                     here,
                     format!(
@@ -66,8 +70,6 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                         at.line, at.col
                     ),
                 );
-            } else {
-                names.insert(name, here);
             }
         }
 
@@ -194,8 +196,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                 check_params(env, &ep, &mut push);
                 if let Some(name) = env.get("name").and_then(Value::as_str) {
                     let here = format!("{ep}/name");
-                    if let Some(first) = env_names.get(name) {
-                        let at = doc.value_pos(first);
+                    if let Some(at) = earlier_definition(doc, &mut env_names, name, &here) {
                         push(
                             here,
                             format!(
@@ -203,8 +204,6 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                                 at.line
                             ),
                         );
-                    } else {
-                        env_names.insert(name, here);
                     }
                 }
                 if router == "builtin" && env.is_object() && env.get("listen").is_none() {

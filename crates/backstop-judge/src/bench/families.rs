@@ -72,13 +72,8 @@ fn steady(rps: f64, duration_s: f64, i: usize) -> SimSpec {
 
 pub(super) fn regression(error_mult: f64, latency_mult: f64) -> SimSpec {
     let mut s = base(200.0, 3600.0);
-    s.regression = Regression {
-        onset_s: 0.0,
-        error_mult,
-        latency_mult,
-        tail_fraction: 0.0,
-        tail_factor: 1.0,
-    };
+    s.regression.error_mult = error_mult;
+    s.regression.latency_mult = latency_mult;
     s.applied = true;
     s
 }
@@ -93,160 +88,88 @@ pub(super) const SPIKE: Spike = Spike {
 /// The families of issue 3.
 pub fn families() -> Vec<Family> {
     vec![
-        Family {
-            name: "aa-steady-3rps",
-            kind: FamilyKind::AA,
-            own_onset: false,
-            runs: 200,
-            spec: |i| steady(3.0, 3600.0, i),
-        },
-        Family {
-            name: "aa-steady-30rps",
-            kind: FamilyKind::AA,
-            own_onset: false,
-            runs: 200,
-            spec: |i| steady(30.0, 3600.0, i),
-        },
-        Family {
-            name: "aa-steady-300rps",
-            kind: FamilyKind::AA,
-            own_onset: false,
-            runs: 200,
-            spec: |i| steady(300.0, 1800.0, i),
-        },
-        Family {
-            name: "aa-varying-load",
-            kind: FamilyKind::AA,
-            own_onset: false,
-            runs: 200,
-            spec: |_| {
-                let mut s = base(100.0, 1800.0);
-                s.load_amplitude = 0.8;
-                s.split = vec![(0.0, 0.05), (600.0, 0.25), (1200.0, 0.5)];
-                s
-            },
-        },
-        Family {
-            name: "aa-shared-spike",
-            kind: FamilyKind::AA,
-            own_onset: false,
-            runs: 200,
-            spec: |_| {
-                let mut s = base(100.0, 1800.0);
-                s.spike = Some(SPIKE);
-                s
-            },
-        },
-        Family {
-            name: "aa-heavy-tail",
-            kind: FamilyKind::AA,
-            own_onset: false,
-            runs: 200,
-            spec: |_| {
-                let mut s = base(100.0, 1800.0);
-                s.latency = Latency {
-                    median_ms: 40.0,
-                    sigma: 1.2,
-                    tail_fraction: 0.02,
-                    tail_factor: 8.0,
-                };
-                s
-            },
-        },
-        Family {
-            name: "err-x1.5",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| regression(1.5, 1.0),
-        },
-        Family {
-            name: "err-x2",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| regression(2.0, 1.0),
-        },
-        Family {
-            name: "err-x3",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| regression(3.0, 1.0),
-        },
-        Family {
-            name: "err-x6",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| regression(6.0, 1.0),
-        },
-        Family {
-            name: "err-x3-low-traffic",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| {
-                let mut s = regression(3.0, 1.0);
-                s.rps = 10.0;
-                s
-            },
-        },
-        Family {
-            name: "err-x3-delayed-onset",
-            kind: FamilyKind::Regression,
-            own_onset: true,
-            runs: 100,
-            spec: |_| {
-                let mut s = regression(3.0, 1.0);
-                s.regression.onset_s = 1200.0;
-                s
-            },
-        },
-        Family {
-            name: "err-x3-during-spike",
-            kind: FamilyKind::Regression,
-            own_onset: true,
-            runs: 100,
-            spec: |_| {
-                let mut s = regression(3.0, 1.0);
-                s.spike = Some(SPIKE);
-                s.regression.onset_s = SPIKE.start_s;
-                s
-            },
-        },
-        Family {
-            name: "lat+10%",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| regression(1.0, 1.10),
-        },
-        Family {
-            name: "lat+25%",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| regression(1.0, 1.25),
-        },
-        Family {
-            name: "lat+60%",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| regression(1.0, 1.60),
-        },
-        Family {
-            name: "lat-tail-3%x10",
-            kind: FamilyKind::Regression,
-            own_onset: false,
-            runs: 100,
-            spec: |_| {
-                let mut s = regression(1.0, 1.0);
-                s.regression.tail_fraction = 0.03;
-                s.regression.tail_factor = 10.0;
-                s
-            },
-        },
+        aa("aa-steady-3rps", |i| steady(3.0, 3600.0, i)),
+        aa("aa-steady-30rps", |i| steady(30.0, 3600.0, i)),
+        aa("aa-steady-300rps", |i| steady(300.0, 1800.0, i)),
+        aa("aa-varying-load", |_| {
+            let mut s = base(100.0, 1800.0);
+            s.load_amplitude = 0.8;
+            s.split = vec![(0.0, 0.05), (600.0, 0.25), (1200.0, 0.5)];
+            s
+        }),
+        aa("aa-shared-spike", |_| {
+            let mut s = base(100.0, 1800.0);
+            s.spike = Some(SPIKE);
+            s
+        }),
+        aa("aa-heavy-tail", |_| {
+            let mut s = base(100.0, 1800.0);
+            s.latency = Latency {
+                median_ms: 40.0,
+                sigma: 1.2,
+                tail_fraction: 0.02,
+                tail_factor: 8.0,
+            };
+            s
+        }),
+        regression_from_canary("err-x1.5", |_| regression(1.5, 1.0)),
+        regression_from_canary("err-x2", |_| regression(2.0, 1.0)),
+        regression_from_canary("err-x3", |_| regression(3.0, 1.0)),
+        regression_from_canary("err-x6", |_| regression(6.0, 1.0)),
+        regression_from_canary("err-x3-low-traffic", |_| {
+            let mut s = regression(3.0, 1.0);
+            s.rps = 10.0;
+            s
+        }),
+        regression_with_own_onset("err-x3-delayed-onset", |_| {
+            let mut s = regression(3.0, 1.0);
+            s.regression.onset_s = 1200.0;
+            s
+        }),
+        regression_with_own_onset("err-x3-during-spike", |_| {
+            let mut s = regression(3.0, 1.0);
+            s.spike = Some(SPIKE);
+            s.regression.onset_s = SPIKE.start_s;
+            s
+        }),
+        regression_from_canary("lat+10%", |_| regression(1.0, 1.10)),
+        regression_from_canary("lat+25%", |_| regression(1.0, 1.25)),
+        regression_from_canary("lat+60%", |_| regression(1.0, 1.60)),
+        regression_from_canary("lat-tail-3%x10", |_| {
+            let mut s = regression(1.0, 1.0);
+            s.regression.tail_fraction = 0.03;
+            s.regression.tail_factor = 10.0;
+            s
+        }),
     ]
+}
+
+/// An A/A family: 200 runs.
+fn aa(name: &'static str, spec: fn(usize) -> SimSpec) -> Family {
+    Family {
+        name,
+        kind: FamilyKind::AA,
+        runs: 200,
+        spec,
+        own_onset: false,
+    }
+}
+
+/// A regression family (100 runs) whose regression comes with the canary.
+fn regression_from_canary(name: &'static str, spec: fn(usize) -> SimSpec) -> Family {
+    Family {
+        name,
+        kind: FamilyKind::Regression,
+        runs: 100,
+        spec,
+        own_onset: false,
+    }
+}
+
+/// A regression family (100 runs) whose spec sets its own onset.
+fn regression_with_own_onset(name: &'static str, spec: fn(usize) -> SimSpec) -> Family {
+    Family {
+        own_onset: true,
+        ..regression_from_canary(name, spec)
+    }
 }

@@ -2,23 +2,16 @@ use super::mixture::Mixture;
 use super::tails::LatencyTest;
 use super::tilt::normal_scores;
 use super::*;
-use crate::sim::{Latency, Regression, SimSpec, Spike, simulate};
+use crate::sim::{Regression, SimSpec, Spike, example_spec, simulate};
 use crate::{ArmCounts, Decision, Interval, Judge, JudgeSettings};
 use crate::{JudgeKind, scenario::replay};
 
 fn spec(regression: Regression, applied: bool) -> SimSpec {
     SimSpec {
-        interval_s: 5.0,
-        duration_s: 1800.0,
         rps: 200.0,
-        load_amplitude: 0.0,
-        load_period_s: 600.0,
-        split: vec![(0.0, 0.1)],
-        error_ratio: 0.005,
-        latency: Latency::lognormal(50.0, 0.6),
-        spike: None,
         regression,
         applied,
+        ..example_spec(1800.0, 1.0, 0.0)
     }
 }
 

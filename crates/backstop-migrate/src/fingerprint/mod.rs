@@ -470,6 +470,22 @@ mod tests {
         Fingerprint::new(Engine::Sqlite, rows)
     }
 
+    /// Every difference from `before` to `after`, worded for `stage`.
+    fn described(before: &Fingerprint, after: &Fingerprint, stage: Stage) -> Vec<String> {
+        before
+            .diff(after)
+            .iter()
+            .map(|d| d.describe(stage))
+            .collect()
+    }
+
+    /// The difference from `before` to `after`, asserting there is exactly one.
+    fn one_difference(before: Vec<CatalogRow>, after: Vec<CatalogRow>) -> Difference {
+        let d = fp(before).diff(&fp(after));
+        assert_eq!(d.len(), 1, "{d:?}");
+        d.into_iter().next().expect("one difference")
+    }
+
     #[test]
     fn equal_schemas_have_equal_hashes_and_no_differences() {
         let a = fp(users(&["id", "email", "name"]));
@@ -486,12 +502,12 @@ mod tests {
 
     #[test]
     fn a_re_added_column_is_reported_as_moved_once_as_layout_drift() {
-        let before = fp(users(&["id", "email", "name"]));
-        let after = fp(users(&["id", "name", "email"]));
-        let d = before.diff(&after);
-        assert_eq!(d.len(), 1, "{d:?}");
-        assert_eq!(d[0].drift, Drift::Layout);
-        let msg = d[0].describe(Stage::AfterDown);
+        let d = one_difference(
+            users(&["id", "email", "name"]),
+            users(&["id", "name", "email"]),
+        );
+        assert_eq!(d.drift, Drift::Layout);
+        let msg = d.describe(Stage::AfterDown);
         assert!(
             msg.starts_with("after down: column users.email moved from position 2 to 3"),
             "{msg}"
@@ -500,12 +516,9 @@ mod tests {
 
     #[test]
     fn a_dropped_middle_column_is_missing_without_shifting_the_others_into_moves() {
-        let before = fp(users(&["id", "email", "name"]));
-        let after = fp(users(&["id", "name"]));
-        let d = before.diff(&after);
-        assert_eq!(d.len(), 1, "{d:?}");
+        let d = one_difference(users(&["id", "email", "name"]), users(&["id", "name"]));
         assert_eq!(
-            d[0].describe(Stage::AfterDown),
+            d.describe(Stage::AfterDown),
             "after down: column users.email is missing (it existed before the up)"
         );
     }
@@ -521,11 +534,7 @@ mod tests {
                 .in_table("users"),
         );
         let after = fp(rows);
-        let msgs: Vec<String> = before
-            .diff(&after)
-            .iter()
-            .map(|d| d.describe(Stage::AfterDown))
-            .collect();
+        let msgs = described(&before, &after, Stage::AfterDown);
         assert_eq!(
             msgs,
             vec![
@@ -537,12 +546,9 @@ mod tests {
 
     #[test]
     fn a_missing_table_is_one_difference_not_one_per_column() {
-        let before = fp(users(&["id", "email"]));
-        let after = fp(Vec::new());
-        let d = before.diff(&after);
-        assert_eq!(d.len(), 1, "{d:?}");
+        let d = one_difference(users(&["id", "email"]), Vec::new());
         assert_eq!(
-            d[0].describe(Stage::AfterReapply),
+            d.describe(Stage::AfterReapply),
             "after the second up: table users is missing (the first up created it)"
         );
     }
@@ -570,11 +576,7 @@ mod tests {
                 CatalogRow::new("index", "public.users_email_idx").in_table("public.users"),
             ],
         );
-        let msgs: Vec<String> = first
-            .diff(&second)
-            .iter()
-            .map(|d| d.describe(Stage::AfterReapply))
-            .collect();
+        let msgs = described(&first, &second, Stage::AfterReapply);
         assert_eq!(
             msgs,
             vec![

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::parse::script_line;
 use super::sql::{Op, Stmt, ops, statements};
-use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity};
+use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity, finding};
 
 /// An op with the file line of its statement.
 struct Located {
@@ -138,22 +138,6 @@ fn effects(ops: &[Located]) -> Effects {
         e.tables.remove(&t);
     }
     e
-}
-
-fn finding(
-    sev: Severity,
-    rule: &str,
-    message: String,
-    script: &Script,
-    line: Option<u32>,
-) -> Finding {
-    Finding {
-        severity: sev,
-        rule: rule.to_string(),
-        message,
-        file: Some(script.file.clone()),
-        line,
-    }
 }
 
 /// Column types known from earlier ups, to tell whether a type change narrows.

@@ -6,21 +6,14 @@ use backstop_core::audit::{AuditEntry, AuditRecord, GENESIS};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, parse};
+use super::{SqliteStore, json_column};
 use crate::{AuditStore, Result};
 
 fn audit_from(row: &SqliteRow) -> Result<AuditRecord> {
-    Ok(AuditRecord {
-        seq: row.try_get("seq")?,
-        at_ms: row.try_get("at_ms")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        trigger: row.try_get("trigger")?,
-        evidence: parse(&row.try_get::<String, _>("evidence")?, "audit.evidence")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
+    Ok(from_row!(row => AuditRecord {
+        seq, at_ms, actor, action, target, trigger, prev_hash, hash;
+        evidence: json_column(row, "evidence", "audit.evidence")?,
+    }))
 }
 
 #[async_trait]
@@ -67,12 +60,9 @@ impl AuditStore for SqliteStore {
     }
 
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(audit_from).collect()
+        let query = sqlx::query("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2");
+        self.fetch_all_as(query.bind(after).bind(limit), audit_from)
+            .await
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {

@@ -8,37 +8,30 @@ use backstop_core::model::BreakerTrip;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json, parse, parse_column};
+use super::{SqliteStore, json, json_column, parse_column};
 use crate::{BreakerStore, Result, StoreError};
 
 fn trip_from(row: &SqliteRow) -> Result<BreakerTrip> {
-    Ok(BreakerTrip {
-        id: row.try_get("id")?,
+    Ok(from_row!(row => BreakerTrip {
+        id, tripped_at_ms, reset_at_ms, reset_by, reset_reason;
         scope: parse_column(row, "breaker_trips", "scope")?,
-        tripped_at_ms: row.try_get("tripped_at_ms")?,
-        failures: parse(&row.try_get::<String, _>("failures")?, "breaker failures")?,
-        reset_at_ms: row.try_get("reset_at_ms")?,
-        reset_by: row.try_get("reset_by")?,
-        reset_reason: row.try_get("reset_reason")?,
-    })
+        failures: json_column(row, "failures", "breaker failures")?,
+    }))
 }
 
 #[async_trait]
 impl BreakerStore for SqliteStore {
     async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT e.at_ms AS at_ms, r.env AS env FROM events e JOIN rollouts r ON r.id = e.rollout_id \
              WHERE e.at_ms >= $1 AND (e.kind = $2 \
              OR (e.kind = $3 AND json_extract(e.detail, '$.trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms",
         )
         .bind(since)
         .bind(EventKind::JudgeFail.as_str())
-        .bind(EventKind::RolloutFailed.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("at_ms")?, r.try_get("env")?)))
-            .collect()
+        .bind(EventKind::RolloutFailed.as_str());
+        self.fetch_all_as(query, |r| Ok((r.try_get("at_ms")?, r.try_get("env")?)))
+            .await
     }
 
     async fn create_trip(&self, t: &BreakerTrip) -> Result<()> {
@@ -59,12 +52,10 @@ impl BreakerStore for SqliteStore {
     }
 
     async fn open_trips(&self) -> Result<Vec<BreakerTrip>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM breaker_trips WHERE reset_at_ms IS NULL ORDER BY tripped_at_ms",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(trip_from).collect()
+        );
+        self.fetch_all_as(query, trip_from).await
     }
 
     async fn reset_trip(

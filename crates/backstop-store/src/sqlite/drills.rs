@@ -2,10 +2,15 @@
 
 use async_trait::async_trait;
 use backstop_core::drill::Drill;
-use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json, parse};
+use super::{SqliteStore, changed_a_row, json, json_column};
 use crate::{DrillStore, Result, StoreError};
+
+/// A drill is stored whole in its `record` column; the other columns index it.
+fn drill_from(row: &SqliteRow) -> Result<Drill> {
+    json_column(row, "record", "drill")
+}
 
 #[async_trait]
 impl DrillStore for SqliteStore {
@@ -37,28 +42,20 @@ impl DrillStore for SqliteStore {
         .bind(json(d))
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("drill {}", d.id)));
-        }
-        Ok(())
+        changed_a_row(&done, || StoreError::NotFound(format!("drill {}", d.id)))
     }
 
     async fn drill(&self, id: &str) -> Result<Drill> {
         let row = self.row_by_id("drills", "drill", id).await?;
-        parse(&row.try_get::<String, _>("record")?, "drill")
+        drill_from(&row)
     }
 
     async fn drills(&self, service: Option<&str>, limit: i64) -> Result<Vec<Drill>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT record FROM drills WHERE ($1 IS NULL OR service = $1) \
              ORDER BY started_at_ms DESC, id DESC LIMIT $2",
-        )
-        .bind(service)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| parse(&r.try_get::<String, _>("record")?, "drill"))
-            .collect()
+        );
+        self.fetch_all_as(query.bind(service).bind(limit), drill_from)
+            .await
     }
 }

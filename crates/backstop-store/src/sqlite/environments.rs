@@ -9,28 +9,20 @@ use super::{SqliteStore, parse_column};
 use crate::{EnvironmentStore, Result, StoreError};
 
 fn env_from(row: &SqliteRow) -> Result<EnvironmentState> {
-    Ok(EnvironmentState {
-        service: row.try_get("service")?,
-        env: row.try_get("env")?,
-        lkg_release_id: row.try_get("lkg_release_id")?,
-        stable_instance_id: row.try_get("stable_instance_id")?,
-        previous_lkg_release_id: row.try_get("previous_lkg_release_id")?,
-    })
+    Ok(from_row!(row => EnvironmentState {
+        service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id,
+    }))
 }
 
 fn instance_from(row: &SqliteRow) -> Result<InstanceRecord> {
-    Ok(InstanceRecord {
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        env: row.try_get("env")?,
-        release_id: row.try_get("release_id")?,
+    Ok(from_row!(row => InstanceRecord {
+        id, service, env, release_id, started_at_ms;
         pid: u32::try_from(row.try_get::<i64, _>("pid")?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         port: u16::try_from(row.try_get::<i64, _>("port")?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        started_at_ms: row.try_get("started_at_ms")?,
         state: parse_column(row, "instances", "state")?,
-    })
+    }))
 }
 
 /// Inserts or replaces an environment's state.
@@ -57,12 +49,9 @@ pub(super) async fn write_environment<'e>(
 #[async_trait]
 impl EnvironmentStore for SqliteStore {
     async fn environment(&self, service: &str, env: &str) -> Result<Option<EnvironmentState>> {
-        let row = sqlx::query("SELECT * FROM environments WHERE service = $1 AND env = $2")
-            .bind(service)
-            .bind(env)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(env_from).transpose()
+        let query = sqlx::query("SELECT * FROM environments WHERE service = $1 AND env = $2");
+        self.fetch_optional_as(query.bind(service).bind(env), env_from)
+            .await
     }
 
     async fn put_environment(&self, s: &EnvironmentState) -> Result<()> {
@@ -70,10 +59,8 @@ impl EnvironmentStore for SqliteStore {
     }
 
     async fn environments(&self) -> Result<Vec<EnvironmentState>> {
-        let rows = sqlx::query("SELECT * FROM environments ORDER BY service, env")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(env_from).collect()
+        let query = sqlx::query("SELECT * FROM environments ORDER BY service, env");
+        self.fetch_all_as(query, env_from).await
     }
 
     async fn put_instance(&self, i: &InstanceRecord) -> Result<()> {
@@ -101,10 +88,8 @@ impl EnvironmentStore for SqliteStore {
     }
 
     async fn running_instances(&self) -> Result<Vec<InstanceRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM instances WHERE state = 'running' ORDER BY started_at_ms")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(instance_from).collect()
+        let query =
+            sqlx::query("SELECT * FROM instances WHERE state = 'running' ORDER BY started_at_ms");
+        self.fetch_all_as(query, instance_from).await
     }
 }

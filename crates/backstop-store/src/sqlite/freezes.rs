@@ -10,18 +10,9 @@ use super::SqliteStore;
 use crate::{FreezeStore, Result, StoreError};
 
 fn freeze_from(row: &SqliteRow) -> Result<Freeze> {
-    Ok(Freeze {
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        env: row.try_get("env")?,
-        reason: row.try_get("reason")?,
-        actor: row.try_get("actor")?,
-        started_at_ms: row.try_get("started_at_ms")?,
-        until_ms: row.try_get("until_ms")?,
-        ended_at_ms: row.try_get("ended_at_ms")?,
-        ended_by: row.try_get("ended_by")?,
-        end_reason: row.try_get("end_reason")?,
-    })
+    Ok(from_row!(row => Freeze {
+        id, service, env, reason, actor, started_at_ms, until_ms, ended_at_ms, ended_by, end_reason,
+    }))
 }
 
 #[async_trait]
@@ -47,13 +38,11 @@ impl FreezeStore for SqliteStore {
     }
 
     async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM freezes WHERE $1 OR ended_at_ms IS NULL ORDER BY started_at_ms, id",
-        )
-        .bind(include_ended)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(freeze_from).collect()
+        );
+        self.fetch_all_as(query.bind(include_ended), freeze_from)
+            .await
     }
 
     async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze> {

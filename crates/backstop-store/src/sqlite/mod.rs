@@ -4,6 +4,20 @@
 //! One file per aggregate implements its trait; this one opens the database (pool, pragmas,
 //! migrations) and holds the row helpers they share.
 
+/// A record read from a row whose columns are named like its fields: each field before the `;`
+/// is `row.try_get("field")?`; the fields after it are stored some other way (JSON, parsed text,
+/// another column name) and are written as in a struct expression.
+macro_rules! from_row {
+    ($row:expr => $record:ident {
+        $($column:ident),* $(,)? $(; $($field:ident $(: $value:expr)?),* $(,)?)?
+    }) => {
+        $record {
+            $($column: $row.try_get(stringify!($column))?,)*
+            $($($field $(: $value)?,)*)?
+        }
+    };
+}
+
 mod audit;
 mod breaker;
 mod drills;
@@ -19,10 +33,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteArguments, SqliteQueryResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::{Row, SqlSafeStr, Sqlite, SqlitePool};
 
 use crate::{Result, Store, StoreError};
 
@@ -105,6 +120,26 @@ fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// A JSON text column; `Corrupt` naming it as `what` when it does not parse.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+    what: &str,
+) -> Result<T> {
+    parse(&row.try_get::<String, _>(column)?, what)
+}
+
+/// A nullable JSON text column, as [`json_column`].
+fn optional_json_column<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| parse(&text, what))
+        .transpose()
+}
+
 /// A text column holding one of a type's fixed values; `Corrupt` naming the column otherwise.
 fn parse_column<T>(row: &SqliteRow, table: &str, column: &str) -> Result<T>
 where
@@ -116,7 +151,41 @@ where
         .map_err(|e| StoreError::Corrupt(format!("{table}.{column}: {e}")))
 }
 
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+
+/// Reads one row into a record (the `*_from` functions of this folder).
+type ReadRow<T> = fn(&SqliteRow) -> Result<T>;
+
+/// Maps a unique violation to a `Conflict` saying `message()` (what the caller can do about
+/// it), any other error as usual.
+fn conflict_as(message: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    |e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(message()),
+        other => other,
+    }
+}
+
+/// `Ok` when the statement changed a row, `missing()` when it matched none.
+fn changed_a_row(done: &SqliteQueryResult, missing: impl FnOnce() -> StoreError) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(missing());
+    }
+    Ok(())
+}
+
 impl SqliteStore {
+    /// Every row `query` answers, each read into a record by `read`.
+    async fn fetch_all_as<T>(&self, query: Query<'_>, read: ReadRow<T>) -> Result<Vec<T>> {
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(read).collect()
+    }
+
+    /// The row `query` answers, if any, read into a record by `read`.
+    async fn fetch_optional_as<T>(&self, query: Query<'_>, read: ReadRow<T>) -> Result<Option<T>> {
+        let row = query.fetch_optional(&self.pool).await?;
+        row.as_ref().map(read).transpose()
+    }
+
     /// The row of `table` (one of this folder's own table names, never input) whose `id` is
     /// `id`; `NotFound` naming it as `what`.
     async fn row_by_id(&self, table: &'static str, what: &str, id: &str) -> Result<SqliteRow> {

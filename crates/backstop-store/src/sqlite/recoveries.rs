@@ -7,54 +7,41 @@ use backstop_core::recovery::{StepKind, idempotency_key};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json, parse, parse_column};
+use super::{
+    SqliteStore, changed_a_row, conflict_as, json, json_column, optional_json_column, parse_column,
+};
 use crate::{RecoveryStore, Result, StoreError};
 
 impl SqliteStore {
     async fn recovery_steps(&self, id: &str) -> Result<Vec<RecoveryStep>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT idx, idempotency_key, step, status, attempts, started_at_ms, finished_at_ms, outcome \
              FROM recovery_steps WHERE recovery_id = $1 ORDER BY idx",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let status: String = row.try_get("status")?;
-                let outcome: Option<String> = row.try_get("outcome")?;
-                Ok(RecoveryStep {
-                    index: row.try_get("idx")?,
-                    idempotency_key: row.try_get("idempotency_key")?,
-                    step: parse(&row.try_get::<String, _>("step")?, "recovery step")?,
-                    status: StepStatus::parse(&status).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown step status {status:?}"))
-                    })?,
-                    attempts: row.try_get("attempts")?,
-                    started_at_ms: row.try_get("started_at_ms")?,
-                    finished_at_ms: row.try_get("finished_at_ms")?,
-                    outcome: outcome.map(|o| parse(&o, "step outcome")).transpose()?,
-                })
-            })
-            .collect()
+        );
+        self.fetch_all_as(query.bind(id), |row| {
+            let status: String = row.try_get("status")?;
+            Ok(from_row!(row => RecoveryStep {
+                idempotency_key, attempts, started_at_ms, finished_at_ms;
+                index: row.try_get("idx")?,
+                step: json_column(row, "step", "recovery step")?,
+                status: StepStatus::parse(&status).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown step status {status:?}"))
+                })?,
+                outcome: optional_json_column(row, "outcome", "step outcome")?,
+            }))
+        })
+        .await
     }
 
     async fn recovery_from(&self, row: &SqliteRow) -> Result<Recovery> {
         let id: String = row.try_get("id")?;
         let steps = self.recovery_steps(&id).await?;
-        Ok(Recovery {
+        Ok(from_row!(row => Recovery {
+            rollout_id, service, env, actor, trigger, reason, created_at_ms, finished_at_ms;
             id,
-            rollout_id: row.try_get("rollout_id")?,
-            service: row.try_get("service")?,
-            env: row.try_get("env")?,
-            actor: row.try_get("actor")?,
-            trigger: row.try_get("trigger")?,
-            reason: row.try_get("reason")?,
             status: parse_column(row, "recoveries", "status")?,
-            created_at_ms: row.try_get("created_at_ms")?,
-            finished_at_ms: row.try_get("finished_at_ms")?,
             steps,
-        })
+        }))
     }
 
     async fn recoveries_where(&self, sql: &'static str, limit: i64) -> Result<Vec<Recovery>> {
@@ -86,12 +73,9 @@ impl RecoveryStore for SqliteStore {
         .bind(r.created_at_ms)
         .execute(&mut *tx)
         .await
-        .map_err(|e| match StoreError::from(e) {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("{}/{} already has a recovery running", r.service, r.env))
-            }
-            other => other,
-        })?;
+        .map_err(conflict_as(|| {
+            format!("{}/{} already has a recovery running", r.service, r.env)
+        }))?;
         for (i, step) in plan.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO recovery_steps (recovery_id, idx, idempotency_key, step, status) \
@@ -179,9 +163,8 @@ impl RecoveryStore for SqliteStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("recovery {id} is not failed")));
-        }
-        Ok(())
+        changed_a_row(&done, || {
+            StoreError::Conflict(format!("recovery {id} is not failed"))
+        })
     }
 }

@@ -5,28 +5,20 @@ use backstop_core::model::{Release, ReleaseStatus};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json, parse};
+use super::{SqliteStore, changed_a_row, conflict_as, json, json_column, optional_json_column};
 use crate::{ReleaseStore, Result, StoreError};
 
 fn release_from(row: &SqliteRow) -> Result<Release> {
-    Ok(Release {
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        version: row.try_get("version")?,
-        artifact: parse(&row.try_get::<String, _>("artifact")?, "release.artifact")?,
-        sha256: row.try_get("sha256")?,
-        env: parse(&row.try_get::<String, _>("env")?, "release.env")?,
+    Ok(from_row!(row => Release {
+        id, service, version, sha256, bad_reason, created_at_ms;
+        artifact: json_column(row, "artifact", "release.artifact")?,
+        env: json_column(row, "env", "release.env")?,
         status: match row.try_get::<String, _>("status")?.as_str() {
             "bad" => ReleaseStatus::Bad,
             _ => ReleaseStatus::Ok,
         },
-        bad_reason: row.try_get("bad_reason")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        schema: row
-            .try_get::<Option<String>, _>("schema_range")?
-            .map(|s| parse(&s, "release.schema_range"))
-            .transpose()?,
-    })
+        schema: optional_json_column(row, "schema_range", "release.schema_range")?,
+    }))
 }
 
 #[async_trait]
@@ -51,10 +43,7 @@ impl ReleaseStore for SqliteStore {
         .bind(r.schema.as_ref().map(json))
         .execute(&self.pool)
         .await
-        .map_err(|e| match StoreError::from(e) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("release {} already exists", r.id)),
-            other => other,
-        })?;
+        .map_err(conflict_as(|| format!("release {} already exists", r.id)))?;
         Ok(())
     }
 
@@ -64,13 +53,10 @@ impl ReleaseStore for SqliteStore {
     }
 
     async fn releases(&self, service: Option<&str>) -> Result<Vec<Release>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM releases WHERE ($1 IS NULL OR service = $1) ORDER BY created_at_ms, id",
-        )
-        .bind(service)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(release_from).collect()
+        );
+        self.fetch_all_as(query.bind(service), release_from).await
     }
 
     async fn mark_release_bad(&self, id: &str, reason: &str) -> Result<()> {
@@ -79,9 +65,6 @@ impl ReleaseStore for SqliteStore {
             .bind(reason)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("release {id}")));
-        }
-        Ok(())
+        changed_a_row(&done, || StoreError::NotFound(format!("release {id}")))
     }
 }

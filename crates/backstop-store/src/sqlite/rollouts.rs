@@ -7,7 +7,10 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::environments::write_environment;
-use super::{SqliteStore, json, parse, parse_column};
+use super::{
+    SqliteStore, changed_a_row, conflict_as, json, json_column, optional_json_column, parse,
+    parse_column,
+};
 use crate::{Result, RolloutStore, StoreError};
 
 /// Stored form of an interval: JSON has no infinity, so the `+Inf` bucket bound is `null`.
@@ -72,31 +75,18 @@ fn interval_from(text: &str) -> Result<Interval> {
 
 fn rollout_from(row: &SqliteRow) -> Result<Rollout> {
     let phase: String = row.try_get("phase")?;
-    let verdict: Option<String> = row.try_get("verdict")?;
-    Ok(Rollout {
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        env: row.try_get("env")?,
-        from_release_id: row.try_get("from_release_id")?,
-        to_release_id: row.try_get("to_release_id")?,
+    Ok(from_row!(row => Rollout {
+        id, service, env, from_release_id, to_release_id, step_index, step_started_at_ms,
+        canary_weight, canary_instance_id, created_at_ms, updated_at_ms, actor, reason,
+        escalation_deadline_ms, acknowledged_by;
         phase: Phase::parse(&phase)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown phase {phase:?}")))?,
-        step_index: row.try_get("step_index")?,
-        step_started_at_ms: row.try_get("step_started_at_ms")?,
-        canary_weight: row.try_get("canary_weight")?,
-        canary_instance_id: row.try_get("canary_instance_id")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        updated_at_ms: row.try_get("updated_at_ms")?,
-        actor: row.try_get("actor")?,
-        reason: row.try_get("reason")?,
-        verdict: verdict.map(|v| parse(&v, "rollout.verdict")).transpose()?,
+        verdict: optional_json_column(row, "verdict", "rollout.verdict")?,
         severity: row
             .try_get::<Option<String>, _>("severity")?
             .map(|s| parse(&format!("\"{s}\""), "rollout.severity"))
             .transpose()?,
-        escalation_deadline_ms: row.try_get("escalation_deadline_ms")?,
-        acknowledged_by: row.try_get("acknowledged_by")?,
-    })
+    }))
 }
 
 const UPDATE_ROLLOUT: &str = "UPDATE rollouts SET phase = $2, step_index = $3, step_started_at_ms = $4, \
@@ -120,10 +110,7 @@ async fn write_rollout<'e>(db: impl sqlx::SqliteExecutor<'e>, r: &Rollout) -> Re
         .bind(&r.acknowledged_by)
         .execute(db)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("rollout {}", r.id)));
-    }
-    Ok(())
+    changed_a_row(&done, || StoreError::NotFound(format!("rollout {}", r.id)))
 }
 
 #[async_trait]
@@ -151,13 +138,12 @@ impl RolloutStore for SqliteStore {
         .bind(r.verdict.as_ref().map(json))
         .execute(&self.pool)
         .await
-        .map_err(|e| match StoreError::from(e) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!(
+        .map_err(conflict_as(|| {
+            format!(
                 "{}/{} already has a rollout in progress; wait for it, or abort it first",
                 r.service, r.env
-            )),
-            other => other,
-        })?;
+            )
+        }))?;
         Ok(())
     }
 
@@ -167,34 +153,26 @@ impl RolloutStore for SqliteStore {
     }
 
     async fn rollouts(&self, service: Option<&str>, limit: i64) -> Result<Vec<Rollout>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM rollouts WHERE ($1 IS NULL OR service = $1) ORDER BY created_at_ms DESC, id DESC LIMIT $2",
-        )
-        .bind(service)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rollout_from).collect()
+        );
+        self.fetch_all_as(query.bind(service).bind(limit), rollout_from)
+            .await
     }
 
     async fn active_rollouts(&self) -> Result<Vec<Rollout>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM rollouts WHERE phase NOT IN ('promoted', 'recovered') ORDER BY created_at_ms",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rollout_from).collect()
+        );
+        self.fetch_all_as(query, rollout_from).await
     }
 
     async fn active_rollout(&self, service: &str, env: &str) -> Result<Option<Rollout>> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM rollouts WHERE service = $1 AND env = $2 AND phase NOT IN ('promoted', 'recovered')",
-        )
-        .bind(service)
-        .bind(env)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(rollout_from).transpose()
+        );
+        self.fetch_optional_as(query.bind(service).bind(env), rollout_from)
+            .await
     }
 
     async fn update_rollout(&self, r: &Rollout) -> Result<()> {
@@ -223,15 +201,13 @@ impl RolloutStore for SqliteStore {
     }
 
     async fn intervals(&self, rollout_id: &str) -> Result<Vec<Interval>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT interval FROM rollout_intervals WHERE rollout_id = $1 ORDER BY seq",
-        )
-        .bind(rollout_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| interval_from(&row.try_get::<String, _>("interval")?))
-            .collect()
+        );
+        self.fetch_all_as(query.bind(rollout_id), |row| {
+            interval_from(&row.try_get::<String, _>("interval")?)
+        })
+        .await
     }
 
     async fn add_event(&self, e: &Event) -> Result<()> {
@@ -246,19 +222,14 @@ impl RolloutStore for SqliteStore {
     }
 
     async fn events(&self, rollout_id: &str) -> Result<Vec<Event>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE rollout_id = $1 ORDER BY at_ms, id")
-            .bind(rollout_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Event {
-                    at_ms: row.try_get("at_ms")?,
-                    rollout_id: row.try_get("rollout_id")?,
-                    kind: parse_column(row, "events", "kind")?,
-                    detail: parse(&row.try_get::<String, _>("detail")?, "event detail")?,
-                })
-            })
-            .collect()
+        let query = sqlx::query("SELECT * FROM events WHERE rollout_id = $1 ORDER BY at_ms, id");
+        self.fetch_all_as(query.bind(rollout_id), |row| {
+            Ok(from_row!(row => Event {
+                at_ms, rollout_id;
+                kind: parse_column(row, "events", "kind")?,
+                detail: json_column(row, "detail", "event detail")?,
+            }))
+        })
+        .await
     }
 }

@@ -5,20 +5,13 @@ use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json, parse};
+use super::{SqliteStore, json, optional_json_column};
 use crate::{Result, SnapshotStore, StoreError};
 
 fn snapshot_from(row: &SqliteRow) -> Result<ConfigSnapshot> {
-    Ok(ConfigSnapshot {
-        service: row.try_get("service")?,
-        env: row.try_get("env")?,
-        version: row.try_get("version")?,
-        manifest: row.try_get("manifest")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        actor: row.try_get("actor")?,
-        reason: row.try_get("reason")?,
-        rollout_id: row.try_get("rollout_id")?,
-    })
+    Ok(from_row!(row => ConfigSnapshot {
+        service, env, version, manifest, created_at_ms, actor, reason, rollout_id,
+    }))
 }
 
 async fn latest_version_after(
@@ -74,14 +67,11 @@ impl SnapshotStore for SqliteStore {
     }
 
     async fn config_snapshots(&self, service: &str, env: &str) -> Result<Vec<ConfigSnapshot>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM config_snapshots WHERE service = $1 AND env = $2 ORDER BY version DESC",
-        )
-        .bind(service)
-        .bind(env)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(snapshot_from).collect()
+        );
+        self.fetch_all_as(query.bind(service).bind(env), snapshot_from)
+            .await
     }
 
     async fn config_snapshot(
@@ -119,21 +109,13 @@ impl SnapshotStore for SqliteStore {
     }
 
     async fn rollout_safeguards(&self, rollout_id: &str) -> Result<Option<RolloutSafeguards>> {
-        let Some(row) = sqlx::query("SELECT * FROM rollout_safeguards WHERE rollout_id = $1")
-            .bind(rollout_id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(RolloutSafeguards {
-            rollout_id: row.try_get("rollout_id")?,
-            config_snapshot: row.try_get("config_snapshot")?,
-            baseline: row
-                .try_get::<Option<String>, _>("baseline")?
-                .map(|b| parse(&b, "rollout baseline"))
-                .transpose()?,
-            captured_at_ms: row.try_get("captured_at_ms")?,
-        }))
+        let query = sqlx::query("SELECT * FROM rollout_safeguards WHERE rollout_id = $1");
+        self.fetch_optional_as(query.bind(rollout_id), |row| {
+            Ok(from_row!(row => RolloutSafeguards {
+                rollout_id, config_snapshot, captured_at_ms;
+                baseline: optional_json_column(row, "baseline", "rollout baseline")?,
+            }))
+        })
+        .await
     }
 }
