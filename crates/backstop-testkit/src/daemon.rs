@@ -28,6 +28,14 @@ pub fn backstop_bin() -> PathBuf {
     bin
 }
 
+/// The `run:` block of a service (indented for an entry of `services:`) whose releases are the
+/// sample service in the `backstop` binary.
+pub const DEMO_APP_RUN: &str = r#"    run:
+      command: "{artifact} demo-app --port {port} --version {version}"
+      health: {http: /healthz, start_timeout: 20s}
+      scale_down_delay: 1s
+"#;
+
 /// A config for service `shop` whose releases are the sample service in the `backstop` binary.
 pub fn shop_config(proxy_port: u16, steps: &str) -> String {
     format!(
@@ -35,11 +43,7 @@ pub fn shop_config(proxy_port: u16, steps: &str) -> String {
   - name: shop
     owner: team-test
     tier: 1
-    run:
-      command: "{{artifact}} demo-app --port {{port}} --version {{version}}"
-      health: {{http: /healthz, start_timeout: 20s}}
-      scale_down_delay: 1s
-    rollout:
+{DEMO_APP_RUN}    rollout:
       strategy: canary
       steps: {steps}
     analysis:
@@ -49,6 +53,27 @@ pub fn shop_config(proxy_port: u16, steps: &str) -> String {
         listen: 127.0.0.1:{proxy_port}
 "#
     )
+}
+
+/// `rollout start shop --env prod --version VERSION EXTRA…`: the CLI arguments, for callers
+/// that run them their own way.
+pub fn rollout_start_args<'a>(version: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "rollout",
+        "start",
+        "shop",
+        "--env",
+        "prod",
+        "--version",
+        version,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `rollback shop --env prod --reason REASON`: the CLI arguments.
+pub fn rollback_args(reason: &str) -> [&str; 6] {
+    ["rollback", "shop", "--env", "prod", "--reason", reason]
 }
 
 pub struct Daemon {
@@ -64,6 +89,17 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(state_dir: &Path, config_text: &str, proxy_port: u16) -> Daemon {
         Self::start_with_env(state_dir, config_text, proxy_port, &[])
+    }
+
+    /// A daemon for [`shop_config`] with `steps`: its state in `dir/state`, its proxy on a free
+    /// port (`proxy_port`).
+    pub fn start_shop(dir: &Path, steps: &str) -> Daemon {
+        let proxy_port = free_port();
+        Self::start(
+            &dir.join("state"),
+            &shop_config(proxy_port, steps),
+            proxy_port,
+        )
     }
 
     /// Starts a daemon whose process also gets `env`.
@@ -141,8 +177,9 @@ impl Daemon {
             .expect("run backstop")
     }
 
-    /// Runs the CLI and returns stdout parsed as JSON, asserting the exit code.
-    pub fn cli_json(&self, args: &[&str], code: i32) -> serde_json::Value {
+    /// Runs the CLI with `--output json`, asserting the exit code: its whole output, stdout
+    /// being the JSON (for a caller that also keeps what the CLI printed).
+    pub fn cli_json_output(&self, args: &[&str], code: i32) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--output", "json"]);
         let out = self.cli(&all);
@@ -154,6 +191,12 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
+        out
+    }
+
+    /// Runs the CLI and returns stdout parsed as JSON, asserting the exit code.
+    pub fn cli_json(&self, args: &[&str], code: i32) -> serde_json::Value {
+        let out = self.cli_json_output(args, code);
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
@@ -210,39 +253,21 @@ impl Daemon {
     /// `backstop rollout start shop --env prod --version VERSION --wait`, expecting exit `code`:
     /// the rollout's detail once it has ended.
     pub fn rollout_wait(&self, version: &str, code: i32) -> serde_json::Value {
-        self.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                version,
-                "--wait",
-            ],
-            code,
-        )
+        self.cli_json(&rollout_start_args(version, &["--wait"]), code)
     }
 
     /// `backstop rollout start shop --env prod --version VERSION` (not waiting): the rollout id.
     pub fn rollout_start(&self, version: &str) -> String {
-        let started = self.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                version,
-            ],
-            0,
-        );
+        let started = self.cli_json(&rollout_start_args(version, &[]), 0);
         started["id"]
             .as_str()
             .unwrap_or_else(|| panic!("a rollout id in {started:#}"))
             .to_string()
+    }
+
+    /// `backstop rollback shop --env prod --reason REASON`, expecting exit `code`: the recovery.
+    pub fn rollback(&self, reason: &str, code: i32) -> serde_json::Value {
+        self.cli_json(&rollback_args(reason), code)
     }
 
     pub fn rollout(&self, id: &str) -> serde_json::Value {

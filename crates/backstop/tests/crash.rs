@@ -2,7 +2,7 @@
 //! continues from stored state and ends correctly, running instances are adopted rather than
 //! started twice, the audit chain still verifies, and nothing is left running at the end.
 
-use backstop_testkit::{Daemon, Traffic, free_port, instance_pids, shop_config};
+use backstop_testkit::{Daemon, Traffic, audit_actions, instance_pids};
 
 const STEPS: &str = "[{weight: 10, for: 4s}, {weight: 50, for: 4s}, {weight: 100}]";
 
@@ -15,12 +15,11 @@ fn deploy_v1(d: &Daemon) {
 #[test]
 fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let mut d = Daemon::start(&state, &shop_config(proxy, STEPS), proxy);
+    let mut d = Daemon::start_shop(dir.path(), STEPS);
+    let state = d.state_dir.clone();
     deploy_v1(&d);
     d.register("v2", 0.0);
-    let traffic = Traffic::start(proxy, 50.0);
+    let traffic = Traffic::start(d.proxy_port, 50.0);
 
     let id = d.rollout_start("v2");
     d.wait_rollout(&id, "second step (50 %)", |r| {
@@ -56,22 +55,17 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
     let (sent, _) = traffic.stop();
     assert!(sent > 0);
     assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
-    let actions: Vec<String> = d
-        .cli_json(&["audit", "list"], 0)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_string())
-        .collect();
+    let audit = d.cli_json(&["audit", "list"], 0);
+    let actions = audit_actions(&audit);
     assert_eq!(
         actions
             .iter()
-            .filter(|a| *a == "controller.started")
+            .filter(|a| **a == "controller.started")
             .count(),
         2
     );
     assert_eq!(
-        actions.iter().filter(|a| *a == "rollout.promoted").count(),
+        actions.iter().filter(|a| **a == "rollout.promoted").count(),
         2,
         "v1 and v2 each promoted once: {actions:?}"
     );
@@ -87,17 +81,12 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
 #[test]
 fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
     // Long steps: only the judge can end this rollout in time.
-    let mut d = Daemon::start(
-        &state,
-        &shop_config(proxy, "[{weight: 20, for: 10m}, {weight: 100}]"),
-        proxy,
-    );
+    let mut d = Daemon::start_shop(dir.path(), "[{weight: 20, for: 10m}, {weight: 100}]");
+    let state = d.state_dir.clone();
     deploy_v1(&d);
     d.register("v2", 0.3);
-    let traffic = Traffic::start(proxy, 60.0);
+    let traffic = Traffic::start(d.proxy_port, 60.0);
 
     let id = d.rollout_start("v2");
     d.wait_rollout(&id, "canary live", |r| {

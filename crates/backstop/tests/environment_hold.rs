@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use backstop_testkit::{Daemon, Traffic, free_port, patience, shop_config};
+use backstop_testkit::{Daemon, Traffic, patience};
 
 fn kinds(detail: &serde_json::Value) -> Vec<String> {
     detail["events"]
@@ -19,18 +19,13 @@ fn kinds(detail: &serde_json::Value) -> Vec<String> {
 #[test]
 fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
-    let proxy = free_port();
     let fault = dir.path().join("dependency-down");
-    let d = Daemon::start(
-        &dir.path().join("state"),
-        &shop_config(proxy, "[{weight: 50, for: 4s}, {weight: 100}]"),
-        proxy,
-    );
+    let d = Daemon::start_shop(dir.path(), "[{weight: 50, for: 4s}, {weight: 100}]");
     let fault_env = format!("DEMO_FAULT_FILE={}", fault.display());
     d.register_with("v1", &["--env", &fault_env]);
     d.register_with("v2", &["--env", &fault_env]);
     d.rollout_wait("v1", 0);
-    let traffic = Traffic::start(proxy, 80.0);
+    let traffic = Traffic::start(d.proxy_port, 80.0);
     // The baseline window (5 intervals of 1 s) of v1 before the rollout.
     std::thread::sleep(Duration::from_secs(6));
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port, shop_config};
+use backstop_testkit::{DEMO_APP_RUN, Daemon, backstop_bin, free_port};
 use serde_json::Value;
 
 fn text(out: &Output) -> String {
@@ -127,11 +127,7 @@ services:
   - name: shop
     owner: team-test
     tier: 1
-    run:
-      command: "{{artifact}} demo-app --port {{port}} --version {{version}}"
-      health: {{http: /healthz, start_timeout: 20s}}
-      scale_down_delay: 1s
-    rollout:
+{DEMO_APP_RUN}    rollout:
       strategy: canary
       steps: [{{weight: 50, for: 1h}}, {{weight: 100}}]
     analysis:
@@ -227,20 +223,7 @@ services:
     assert!(refused.contains(&frz_id), "{refused}");
     assert_eq!(d.rollout(&v2_id)["rollout"]["phase"], "progressing");
     // An override without a reason is bad input.
-    run(
-        &d,
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v3",
-            "--override-freeze",
-        ],
-        2,
-    );
+    start(&d, "shop", "prod", "v3", &["--override-freeze"], 2);
     let promoted = d.cli_json(
         &[
             "rollout",
@@ -465,9 +448,8 @@ fn register_file(d: &Daemon, version: &str, file: &Path) -> String {
 #[test]
 fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let d = Daemon::start(&state, &shop_config(proxy, "[{weight: 100}]"), proxy);
+    let d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
+    let state = d.state_dir.clone();
     let v1_file = script(dir.path(), "v1");
     let v1 = register_file(&d, "v1", &v1_file);
     register_file(&d, "v2", &script(dir.path(), "v2"));
@@ -480,17 +462,7 @@ fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
 
     // The build folder is cleaned: the rollback still brings v1 back, from its backup.
     std::fs::remove_file(&v1_file).unwrap();
-    let rec = d.cli_json(
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "v2 is slow",
-        ],
-        0,
-    );
+    let rec = d.rollback("v2 is slow", 0);
     assert_eq!(rec["status"], "done", "{rec:#}");
     let ran = std::fs::read_to_string(dir.path().join("ran.log")).unwrap();
     let last = ran.lines().last().unwrap();
@@ -510,18 +482,7 @@ fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
         backstop_testkit::instance_pids(&state).len() == 1
     });
     overwrite(&stored, b"#!/bin/sh\necho pwned\n");
-    let out = d.cli(&[
-        "rollback",
-        "shop",
-        "--env",
-        "prod",
-        "--reason",
-        "v3 is slow",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = d.rollback("v3 is slow", 1);
     assert_eq!(rec["status"], "failed", "{rec:#}");
     let step = rec["steps"]
         .as_array()

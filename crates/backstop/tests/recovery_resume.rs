@@ -45,17 +45,7 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     std::fs::rename(&artifact, dir.path().join("moved-away")).unwrap();
     std::fs::remove_file(&backup).unwrap();
 
-    let rec = d.cli_json(
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "v1 misbehaves",
-        ],
-        1,
-    );
+    let rec = d.rollback("v1 misbehaves", 1);
     assert_eq!(rec["status"], "failed", "{rec:#}");
     let steps = rec["steps"].as_array().unwrap();
     assert_eq!(steps[0]["step"]["kind"], "start_instance");

@@ -5,7 +5,7 @@
 
 use backstop_migrate::Engine;
 use backstop_migrate::apply;
-use backstop_testkit::{Daemon, Traffic, backstop_bin, free_port, shop_config};
+use backstop_testkit::{Daemon, Traffic, backstop_bin, free_port, rollback_args, shop_config};
 use serde_json::Value;
 
 /// Writes the paired-layout migration set the service declares.
@@ -147,10 +147,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
 
     // Back to v1: the database is past what v1 runs on, so the proven down of 2 runs before
     // v1 starts.
-    let rec = d.cli_json(
-        &["rollback", "shop", "--env", "prod", "--reason", "bad v2"],
-        0,
-    );
+    let rec = d.rollback("bad v2", 0);
     let kinds: Vec<&str> = rec["steps"]
         .as_array()
         .unwrap()
@@ -179,7 +176,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
         .as_array()
         .unwrap()
         .len();
-    let out = d.cli(&["rollback", "shop", "--env", "prod", "--reason", "bad v2c"]);
+    let out = d.cli(&rollback_args("bad v2c"));
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

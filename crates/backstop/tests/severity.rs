@@ -150,17 +150,7 @@ fn blue_green_switches_at_once_and_switches_back_to_the_warm_colour() {
     );
     let before = instance_pids(&state);
 
-    let rec = d.cli_json(
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "late failure",
-        ],
-        0,
-    );
+    let rec = d.rollback("late failure", 0);
     assert_eq!(rec["status"], "done");
     let after = instance_pids(&state);
     assert_eq!(after.len(), 1);
