@@ -236,7 +236,11 @@ impl Daemon {
 
     /// `backstop release create shop --version VERSION --file <the backstop binary> EXTRA…`.
     pub fn register_with(&self, version: &str, extra: &[&str]) -> serde_json::Value {
-        let bin = backstop_bin();
+        self.register_file(version, &backstop_bin(), extra)
+    }
+
+    /// `backstop release create shop --version VERSION --file FILE EXTRA…`: the release.
+    pub fn register_file(&self, version: &str, file: &Path, extra: &[&str]) -> serde_json::Value {
         let mut args = vec![
             "release",
             "create",
@@ -244,7 +248,7 @@ impl Daemon {
             "--version",
             version,
             "--file",
-            bin.to_str().unwrap(),
+            file.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
         self.cli_json(&args, 0)
@@ -309,6 +313,16 @@ pub fn audit_actions(records: &serde_json::Value) -> Vec<&str> {
         .unwrap()
         .iter()
         .map(|r| r["action"].as_str().unwrap())
+        .collect()
+}
+
+/// The `kind` of each step of a recovery (`rollback`, `recovery show`, a rollout's `recovery`).
+pub fn step_kinds(recovery: &serde_json::Value) -> Vec<&str> {
+    recovery["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"]["kind"].as_str().unwrap())
         .collect()
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use daemon::{
     DEMO_APP_RUN, Daemon, audit_actions, backstop_bin, instance_pids, rollback_args,
-    rollout_start_args, shop_config,
+    rollout_start_args, shop_config, step_kinds,
 };
 pub use eventually::poll_until;
 pub use traffic::Traffic;

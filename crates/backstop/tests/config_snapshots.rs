@@ -10,7 +10,7 @@ use std::path::Path;
 
 use backstop_testkit::{
     Daemon, Traffic, audit_actions, free_port, patience, poll_until, rollback_args,
-    rollout_start_args, shop_config,
+    rollout_start_args, shop_config, step_kinds,
 };
 
 const SECRET_A: &str = "sekret-ONE-4f9a1c";
@@ -153,10 +153,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     run(&["rollout", "abort", &id, "--reason", "test"], 0);
     let done = d.wait_rollout(&id, "recovered", |r| r["rollout"]["phase"] == "recovered");
     let steps = done["recovery"]["steps"].as_array().unwrap();
-    let names: Vec<&str> = steps
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap())
-        .collect();
+    let names = step_kinds(&done["recovery"]);
     assert_eq!(&names[..2], ["shift_traffic", "restore_config"], "{done:#}");
     let restore = &steps[1];
     assert_eq!(restore["status"], "done");
@@ -240,12 +237,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     });
     run(&["rollout", "promote", &v3, "--reason", "looks fine"], 0);
     let rec = run(&rollback_args("v3 is bad after all"), 0);
-    let names: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap())
-        .collect();
+    let names = step_kinds(&rec);
     assert_eq!(&names[..2], ["restore_config", "start_instance"], "{rec:#}");
     assert_eq!(rec["steps"][0]["step"]["snapshot"], 1);
     assert_eq!(

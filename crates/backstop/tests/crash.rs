@@ -6,20 +6,28 @@ use backstop_testkit::{Daemon, Traffic, audit_actions, instance_pids};
 
 const STEPS: &str = "[{weight: 10, for: 4s}, {weight: 50, for: 4s}, {weight: 100}]";
 
-fn deploy_v1(d: &Daemon) {
+/// A shop daemon with `steps` in `dir`, v1 promoted, v2 registered failing `v2_error_ratio`
+/// of its requests, and traffic of `rps` through the proxy.
+fn v1_live_and_v2_registered(
+    dir: &std::path::Path,
+    steps: &str,
+    v2_error_ratio: f64,
+    rps: f64,
+) -> (Daemon, Traffic) {
+    let d = Daemon::start_shop(dir, steps);
     d.register("v1", 0.0);
     let v1 = d.rollout_wait("v1", 0);
     assert_eq!(v1["rollout"]["phase"], "promoted");
+    d.register("v2", v2_error_ratio);
+    let traffic = Traffic::start(d.proxy_port, rps);
+    (d, traffic)
 }
 
 #[test]
 fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start_shop(dir.path(), STEPS);
+    let (mut d, traffic) = v1_live_and_v2_registered(dir.path(), STEPS, 0.0, 50.0);
     let state = d.state_dir.clone();
-    deploy_v1(&d);
-    d.register("v2", 0.0);
-    let traffic = Traffic::start(d.proxy_port, 50.0);
 
     let id = d.rollout_start("v2");
     d.wait_rollout(&id, "second step (50 %)", |r| {
@@ -82,11 +90,13 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
 fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() {
     let dir = tempfile::tempdir().unwrap();
     // Long steps: only the judge can end this rollout in time.
-    let mut d = Daemon::start_shop(dir.path(), "[{weight: 20, for: 10m}, {weight: 100}]");
+    let (mut d, traffic) = v1_live_and_v2_registered(
+        dir.path(),
+        "[{weight: 20, for: 10m}, {weight: 100}]",
+        0.3,
+        60.0,
+    );
     let state = d.state_dir.clone();
-    deploy_v1(&d);
-    d.register("v2", 0.3);
-    let traffic = Traffic::start(d.proxy_port, 60.0);
 
     let id = d.rollout_start("v2");
     d.wait_rollout(&id, "canary live", |r| {

@@ -1,7 +1,9 @@
 //! End to end through the CLI and a real daemon: a good release is promoted, a bad one is caught
 //! and rolled back, the audit chain verifies, and altering one stored record breaks it.
 
-use backstop_testkit::{Daemon, Traffic, audit_actions, backstop_bin, rollout_start_args};
+use backstop_testkit::{
+    Daemon, Traffic, audit_actions, backstop_bin, rollout_start_args, step_kinds,
+};
 
 #[test]
 fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tampering() {
@@ -46,14 +48,8 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     );
     let recovery = &v3["recovery"];
     assert_eq!(recovery["status"], "done");
-    let steps: Vec<_> = recovery["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        steps,
+        step_kinds(recovery),
         [
             "shift_traffic",
             "stop_instance",

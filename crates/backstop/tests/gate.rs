@@ -430,18 +430,7 @@ fn script(dir: &Path, version: &str) -> PathBuf {
 }
 
 fn register_file(d: &Daemon, version: &str, file: &Path) -> String {
-    let r = d.cli_json(
-        &[
-            "release",
-            "create",
-            "shop",
-            "--version",
-            version,
-            "--file",
-            file.to_str().unwrap(),
-        ],
-        0,
-    );
+    let r = d.register_file(version, file, &[]);
     r["sha256"].as_str().unwrap().to_string()
 }
 

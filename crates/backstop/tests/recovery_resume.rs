@@ -17,18 +17,7 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     // v0 runs from its own copy of the binary, which will go missing.
     let artifact = dir.path().join("app-v0");
     std::fs::copy(backstop_bin(), &artifact).unwrap();
-    let v0 = d.cli_json(
-        &[
-            "release",
-            "create",
-            "shop",
-            "--version",
-            "v0",
-            "--file",
-            artifact.to_str().unwrap(),
-        ],
-        0,
-    );
+    let v0 = d.register_file("v0", &artifact, &[]);
     let digest = v0["sha256"].as_str().unwrap();
     let backup = state
         .join("blobs/sha256")

@@ -5,7 +5,9 @@
 
 use backstop_migrate::Engine;
 use backstop_migrate::apply;
-use backstop_testkit::{Daemon, Traffic, backstop_bin, free_port, rollback_args, shop_config};
+use backstop_testkit::{
+    Daemon, Traffic, backstop_bin, free_port, rollback_args, shop_config, step_kinds,
+};
 use serde_json::Value;
 
 /// Writes the paired-layout migration set the service declares.
@@ -148,12 +150,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     // Back to v1: the database is past what v1 runs on, so the proven down of 2 runs before
     // v1 starts.
     let rec = d.rollback("bad v2", 0);
-    let kinds: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap())
-        .collect();
+    let kinds = step_kinds(&rec);
     let down_at = kinds.iter().position(|k| *k == "run_migration_down");
     let start_at = kinds.iter().position(|k| *k == "start_instance");
     assert!(
