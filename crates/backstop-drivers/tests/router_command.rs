@@ -8,7 +8,7 @@ use backstop_drivers::router::command::{
 };
 use backstop_drivers::router::{BuiltinRouter, RouterError, TargetState, TrafficRouter};
 use backstop_testkit::routing::canary_routes;
-use backstop_testkit::upstream::versioned_upstream;
+use backstop_testkit::upstream::{assert_served_by, versioned_pair};
 
 fn routes(w: f64) -> Routes {
     Routes {
@@ -31,6 +31,18 @@ fn alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X")
     })
+}
+
+/// Whether `pid` is gone within 5 s: a signalled process dies when it is next scheduled, which on
+/// a busy machine takes a moment.
+async fn gone_soon(pid: u32) -> bool {
+    for _ in 0..50 {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    !alive(pid)
 }
 
 async fn wait_file(path: &std::path::Path) -> String {
@@ -115,15 +127,8 @@ async fn a_timeout_kills_the_whole_group() {
     );
     assert!(text.contains("started"), "output kept: {text}");
     let grandchild: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
-    // Signalled processes die when next scheduled: on a busy machine that takes a moment.
-    for _ in 0..50 {
-        if !alive(grandchild) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        !alive(grandchild),
+        gone_soon(grandchild).await,
         "background child {grandchild} survived the timeout"
     );
 }
@@ -149,20 +154,12 @@ async fn a_command_ignoring_sigterm_gets_sigkill() {
         started.elapsed()
     );
     let grandchild: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
-    // A killed process is gone once it is next scheduled: on a busy machine that takes a moment.
-    for _ in 0..50 {
-        if !alive(grandchild) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!alive(grandchild), "{grandchild} survived SIGKILL");
+    assert!(gone_soon(grandchild).await, "{grandchild} survived SIGKILL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_router_drives_the_proxy() {
-    let v1 = versioned_upstream("v1").await;
-    let v2 = versioned_upstream("v2").await;
+    let (v1, v2) = versioned_pair().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = Proxy::start(listener, "svc/test".into()).await;
     let r: Box<dyn TrafficRouter> = Box::new(BuiltinRouter::new(proxy.clone()));
@@ -170,16 +167,7 @@ async fn builtin_router_drives_the_proxy() {
     let want = canary_routes(v1, v2, 100.0);
     r.apply(&want).await.unwrap();
     assert_eq!(r.current().await.unwrap(), want);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    for _ in 0..5 {
-        let resp = client
-            .get(format!("http://{}/", proxy.local_addr()).parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["x-backstop-version"], "v2");
-        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-    }
+    assert_served_by(proxy.local_addr(), 5, "v2").await;
     let stats = r.stats().await.unwrap().unwrap();
     let v2s = stats.iter().find(|s| s.version == "v2").unwrap();
     assert_eq!(v2s.requests, 5);

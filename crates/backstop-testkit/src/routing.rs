@@ -22,6 +22,18 @@ pub fn canary_routes(v1: SocketAddr, v2: SocketAddr, canary_weight: f64) -> Rout
     }
 }
 
+/// Everything to `version` at `addr`, no canary.
+pub fn stable_routes(version: &str, addr: SocketAddr) -> Routes {
+    Routes {
+        stable: Some(Upstream {
+            version: version.into(),
+            addr,
+        }),
+        canary: None,
+        canary_weight: 0.0,
+    }
+}
+
 /// Puts `router` through 0 → 10 → 50 → 100 → 0 % under a steady 300 req/s through `front` and
 /// asserts zero failed requests and, per step, a measured split within 6 points of the weight
 /// (after 150 ms for the switch to settle). Returns (requests sent, per-step measured %).
