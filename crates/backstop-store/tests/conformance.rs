@@ -178,6 +178,18 @@ async fn recovery_journal_records_intent_attempts_and_outcome() {
     assert!(s.unfinished_recoveries().await.unwrap().is_empty());
 }
 
+/// Runs `sql` on the closed store's database file directly, as an attacker with disk access
+/// would, and opens the store again.
+async fn tamper(dir: &std::path::Path, sql: &'static str) -> SqliteStore {
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("backstop.db").display()))
+            .await
+            .unwrap();
+    sqlx::query(sql).execute(&pool).await.unwrap();
+    pool.close().await;
+    SqliteStore::open_existing_dir(dir).await.unwrap()
+}
+
 #[tokio::test]
 async fn audit_chain_appends_and_verifies() {
     let (dir, s) = store().await;
@@ -198,19 +210,11 @@ async fn audit_chain_appends_and_verifies() {
     assert_eq!(verify_audit(&s).await.unwrap(), Ok(5));
     s.close().await;
 
-    // Tamper with the file directly, as an attacker with disk access would.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("backstop.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("UPDATE audit SET target = 'forged' WHERE seq = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    let s = tamper(
+        dir.path(),
+        "UPDATE audit SET target = 'forged' WHERE seq = 3",
+    )
+    .await;
     let broken = verify_audit(&s).await.unwrap().unwrap_err();
     assert_eq!(broken.seq, 3);
 }
@@ -229,18 +233,7 @@ async fn truncating_the_audit_tail_is_detected() {
         s.append_audit(i, &entry).await.unwrap();
     }
     s.close().await;
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("backstop.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("DELETE FROM audit WHERE seq = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    let s = tamper(dir.path(), "DELETE FROM audit WHERE seq = 3").await;
     assert!(verify_audit(&s).await.unwrap().is_err());
 }
 
