@@ -269,6 +269,16 @@ impl Daemon {
             .to_string()
     }
 
+    /// Starts a rollout of `version` and waits until it is progressing (its canary live): the
+    /// rollout id.
+    pub fn rollout_progressing(&self, version: &str) -> String {
+        let id = self.rollout_start(version);
+        self.wait_rollout(&id, "canary live", |r| {
+            r["rollout"]["phase"] == "progressing"
+        });
+        id
+    }
+
     /// `backstop rollback shop --env prod --reason REASON`, expecting exit `code`: the recovery.
     pub fn rollback(&self, reason: &str, code: i32) -> serde_json::Value {
         self.cli_json(&rollback_args(reason), code)

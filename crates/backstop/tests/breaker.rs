@@ -90,10 +90,7 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
     d.rollout_wait("v1", 0);
     let stable = backstop_testkit::instance_pids(&state);
     d.register("v2", 0.0);
-    let id = d.rollout_start("v2");
-    d.wait_rollout(&id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let id = d.rollout_progressing("v2");
     // The canary dies (no traffic flows, so the error counts cannot show it).
     let canary: Vec<u32> = backstop_testkit::instance_pids(&state)
         .into_iter()

@@ -98,10 +98,7 @@ fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() 
     );
     let state = d.state_dir.clone();
 
-    let id = d.rollout_start("v2");
-    d.wait_rollout(&id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let id = d.rollout_progressing("v2");
     d.kill9();
     d.restart();
 

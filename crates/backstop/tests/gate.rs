@@ -37,6 +37,11 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {report:#}"))
 }
 
+/// The reason check `name` of a gate report gives.
+fn reason<'a>(report: &'a Value, name: &str) -> &'a str {
+    check(report, name)["reason"].as_str().unwrap()
+}
+
 fn failed(report: &Value) -> Vec<String> {
     report["checks"]
         .as_array()
@@ -169,10 +174,7 @@ services:
     let go = gate(&d, "shop", "prod", "v1", &[], 0);
     assert_eq!(go["go"], true, "{go:#}");
     assert!(
-        check(&go, "lkg_backup")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("first deployment"),
+        reason(&go, "lkg_backup").contains("first deployment"),
         "{go:#}"
     );
     // Bad input is exit 2, not "blocked".
@@ -186,10 +188,7 @@ services:
     start(&d, "shop", "prod", "v1", &["--wait"], 0);
 
     // An active rollout blocks another one in the same environment.
-    let v2_id = d.rollout_start("v2");
-    d.wait_rollout(&v2_id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let v2_id = d.rollout_progressing("v2");
     let before = rollout_count(&d);
     let refused = start(&d, "shop", "prod", "v3", &[], 1);
     assert!(refused.contains("active_rollout:"), "{refused}");
@@ -256,14 +255,12 @@ services:
         ["lkg_backup", "candidate_backup", "freeze"],
         "{blocked:#}"
     );
-    let lkg = check(&blocked, "lkg_backup")["reason"].as_str().unwrap();
+    let lkg = reason(&blocked, "lkg_backup");
     assert!(
         lkg.contains(&format!("sha256:{v2}")) && lkg.contains("corrupt"),
         "{lkg}"
     );
-    let cand = check(&blocked, "candidate_backup")["reason"]
-        .as_str()
-        .unwrap();
+    let cand = reason(&blocked, "candidate_backup");
     assert!(cand.contains(&format!("sha256:{v3}")), "{cand}");
     let text_out = run(&d, &["gate", "shop", "--env", "prod", "--release", "v3"], 1);
     assert!(
@@ -286,10 +283,7 @@ services:
 
     // Automatic freeze: while shop's recovery runs in prod, cart cannot deploy there unless the
     // change is critical (and says why).
-    let v3_id = d.rollout_start("v3");
-    d.wait_rollout(&v3_id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let v3_id = d.rollout_progressing("v3");
     let mut abort = std::process::Command::new(backstop_bin())
         .args(["rollout", "abort", &v3_id, "--reason", "wrong build"])
         .args(["--server", &d.api, "--state-dir"])
@@ -308,10 +302,7 @@ services:
     let blocked = gate(&d, "cart", "prod", "c1", &[], 1);
     assert_eq!(failed(&blocked), ["recovery"], "{blocked:#}");
     assert!(
-        check(&blocked, "recovery")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("non-critical rollouts there are frozen"),
+        reason(&blocked, "recovery").contains("non-critical rollouts there are frozen"),
         "{blocked:#}"
     );
     let before = rollout_count(&d);
@@ -341,10 +332,7 @@ services:
     let bad = gate(&d, "shop", "prod", "v3", &[], 1);
     assert_eq!(failed(&bad), ["release"], "{bad:#}");
     assert!(
-        check(&bad, "release")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("was rolled back"),
+        reason(&bad, "release").contains("was rolled back"),
         "{bad:#}"
     );
 
@@ -366,10 +354,7 @@ services:
     let vault = gate(&d, "shop", "vault", "v1", &[], 1);
     assert_eq!(failed(&vault), ["freeze"], "{vault:#}");
     assert!(
-        check(&vault, "freeze")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("audit season"),
+        reason(&vault, "freeze").contains("audit season"),
         "{vault:#}"
     );
     let vault = gate(
@@ -381,10 +366,7 @@ services:
         1,
     );
     assert!(
-        check(&vault, "freeze")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("override refused: vault is regulated"),
+        reason(&vault, "freeze").contains("override refused: vault is regulated"),
         "{vault:#}"
     );
     let refused = start(
