@@ -15,8 +15,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use backstop_drivers::proxy::{Proxy, Routes};
-use backstop_testkit::routing::{canary_routes, stable_routes};
+use backstop_testkit::routing::{canary_routes, proxy, stable_routes};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
@@ -46,16 +45,6 @@ async fn upstream(version: &'static str) -> SocketAddr {
         }
     });
     addr
-}
-
-async fn proxy(name: &str, routes: Routes) -> Proxy {
-    let proxy = Proxy::start(
-        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        name.into(),
-    )
-    .await;
-    proxy.set_routes(routes);
-    proxy
 }
 
 struct Case {

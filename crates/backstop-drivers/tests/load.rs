@@ -1,52 +1,34 @@
 //! The load generator against real servers on loopback.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use backstop_drivers::process::free_port;
-use backstop_drivers::proxy::{Proxy, Routes, Upstream};
+use backstop_testkit::routing::{self, routes, stable_routes};
 use backstop_testkit::upstream;
-use tokio::net::TcpListener;
+
+fn start_load(target: SocketAddr, path: &str, rate_per_s: f64, concurrency: usize) -> LoadGen {
+    LoadGen::start(LoadConfig {
+        target,
+        path: path.into(),
+        rate_per_s,
+        concurrency,
+    })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_ok_and_failures_by_version() {
     let good = upstream::upstream("v1").await;
-    let p = Proxy::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        "load/test".into(),
-    )
-    .await;
-    p.set_routes(Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: good,
-        }),
-        canary: None,
-        canary_weight: 0.0,
-    });
-    let load = LoadGen::start(LoadConfig {
-        target: p.local_addr(),
-        path: "/".into(),
-        rate_per_s: 200.0,
-        concurrency: 4,
-    });
+    let p = routing::proxy("load/test", stable_routes("v1", good)).await;
+    let load = start_load(p.local_addr(), "/", 200.0, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mid = load.stats();
     assert!(mid.sent > 0 && mid.failed == 0, "{mid:?}");
     assert!(mid.first_failure_at.is_none());
     // Now everything goes to a canary that is down.
-    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    p.set_routes(Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: good,
-        }),
-        canary: Some(Upstream {
-            version: "v3".into(),
-            addr: dead,
-        }),
-        canary_weight: 100.0,
-    });
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    p.set_routes(routes(("v1", good), Some(("v3", dead)), 100.0));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let end = load.stop().await;
     assert_eq!(end.sent, end.ok + end.failed, "{end:?}");
@@ -69,24 +51,14 @@ async fn counts_ok_and_failures_by_version() {
 async fn non_2xx_and_transport_errors_are_failures() {
     let up = upstream::upstream("v1").await;
     // Directly against an upstream that answers 500: failures without a version header.
-    let load = LoadGen::start(LoadConfig {
-        target: up,
-        path: "/fail".into(),
-        rate_per_s: 100.0,
-        concurrency: 2,
-    });
+    let load = start_load(up, "/fail", 100.0, 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let s = load.stop().await;
     assert!(s.sent > 0 && s.failed == s.sent && s.ok == 0, "{s:?}");
     assert!(s.failed_by_version.is_empty(), "{s:?}");
 
-    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let load = LoadGen::start(LoadConfig {
-        target: dead,
-        path: "/".into(),
-        rate_per_s: 100.0,
-        concurrency: 2,
-    });
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let load = start_load(dead, "/", 100.0, 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let s = load.stop().await;
     assert!(s.sent > 0 && s.failed == s.sent, "{s:?}");
@@ -95,12 +67,7 @@ async fn non_2xx_and_transport_errors_are_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paces_at_the_requested_rate() {
     let up = upstream::upstream("v1").await;
-    let load = LoadGen::start(LoadConfig {
-        target: up,
-        path: "/".into(),
-        rate_per_s: 50.0,
-        concurrency: 4,
-    });
+    let load = start_load(up, "/", 50.0, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = load.stop().await;
     // 50/s over 0.5 s is 25 requests (+1 for the immediate first tick); never a burst beyond it.
@@ -108,12 +75,7 @@ async fn paces_at_the_requested_rate() {
     assert!(s.sent >= 5, "{s:?}");
     assert_eq!(s.ok, s.sent);
 
-    let idle = LoadGen::start(LoadConfig {
-        target: up,
-        path: "/".into(),
-        rate_per_s: 0.0,
-        concurrency: 4,
-    });
+    let idle = start_load(up, "/", 0.0, 4);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(idle.stop().await.sent, 0);
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use backstop_drivers::process::free_port;
-use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
+use backstop_drivers::proxy::{Proxy, VersionStats};
+use backstop_testkit::routing::{self, routes, stable_routes};
 use backstop_testkit::upstream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,23 +18,9 @@ async fn proxy() -> Proxy {
     Proxy::start(listener, "demo/test".to_owned()).await
 }
 
-fn routes(stable: (&str, SocketAddr), canary: Option<(&str, SocketAddr)>, weight: f64) -> Routes {
-    let upstream = |(version, addr): (&str, SocketAddr)| Upstream {
-        version: version.to_owned(),
-        addr,
-    };
-    Routes {
-        stable: Some(upstream(stable)),
-        canary: canary.map(upstream),
-        canary_weight: weight,
-    }
-}
-
 /// A proxy sending every request to `version` at `addr`.
 async fn proxy_to(version: &str, addr: SocketAddr) -> Proxy {
-    let p = proxy().await;
-    p.set_routes(routes((version, addr), None, 0.0));
-    p
+    routing::proxy("demo/test", stable_routes(version, addr)).await
 }
 
 fn stats_of(p: &Proxy, version: &str) -> VersionStats {
@@ -55,8 +42,7 @@ fn bucket(s: &VersionStats, le: f64) -> u64 {
 async fn weighted_split_matches_the_canary_weight() {
     let v1 = upstream::upstream("v1").await;
     let v2 = upstream::upstream("v2").await;
-    let p = proxy().await;
-    p.set_routes(routes(("v1", v1), Some(("v2", v2)), 20.0));
+    let p = routing::proxy("demo/test", routes(("v1", v1), Some(("v2", v2)), 20.0)).await;
     let client = upstream::client();
     let n = 2000;
     let mut canary = 0;
