@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use backstop_drivers::load::{LoadConfig, LoadGen};
+use backstop_drivers::load::{LoadConfig, LoadGen, LoadStats};
 use backstop_drivers::process::free_port;
 use backstop_testkit::routing::{self, routes, stable_routes};
 use backstop_testkit::upstream;
@@ -15,6 +15,19 @@ fn start_load(target: SocketAddr, path: &str, rate_per_s: f64, concurrency: usiz
         rate_per_s,
         concurrency,
     })
+}
+
+/// The stats of [`start_load`] stopped after `time`.
+async fn load_for(
+    target: SocketAddr,
+    path: &str,
+    rate_per_s: f64,
+    concurrency: usize,
+    time: Duration,
+) -> LoadStats {
+    let load = start_load(target, path, rate_per_s, concurrency);
+    tokio::time::sleep(time).await;
+    load.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,31 +64,24 @@ async fn counts_ok_and_failures_by_version() {
 async fn non_2xx_and_transport_errors_are_failures() {
     let up = upstream::upstream("v1").await;
     // Directly against an upstream that answers 500: failures without a version header.
-    let load = start_load(up, "/fail", 100.0, 2);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let s = load.stop().await;
+    let s = load_for(up, "/fail", 100.0, 2, Duration::from_millis(200)).await;
     assert!(s.sent > 0 && s.failed == s.sent && s.ok == 0, "{s:?}");
     assert!(s.failed_by_version.is_empty(), "{s:?}");
 
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let load = start_load(dead, "/", 100.0, 2);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let s = load.stop().await;
+    let s = load_for(dead, "/", 100.0, 2, Duration::from_millis(200)).await;
     assert!(s.sent > 0 && s.failed == s.sent, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paces_at_the_requested_rate() {
     let up = upstream::upstream("v1").await;
-    let load = start_load(up, "/", 50.0, 4);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let s = load.stop().await;
+    let s = load_for(up, "/", 50.0, 4, Duration::from_millis(500)).await;
     // 50/s over 0.5 s is 25 requests (+1 for the immediate first tick); never a burst beyond it.
     assert!(s.sent <= 27, "sent more than the schedule allows: {s:?}");
     assert!(s.sent >= 5, "{s:?}");
     assert_eq!(s.ok, s.sent);
 
-    let idle = start_load(up, "/", 0.0, 4);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(idle.stop().await.sent, 0);
+    let idle = load_for(up, "/", 0.0, 4, Duration::from_millis(50)).await;
+    assert_eq!(idle.sent, 0);
 }

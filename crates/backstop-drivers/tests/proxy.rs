@@ -93,8 +93,7 @@ async fn weighted_split_matches_the_canary_weight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_errors_and_latency_per_version() {
-    let v1 = upstream::upstream("v1").await;
-    let p = proxy_to("v1", v1).await;
+    let p = proxy_to("v1", upstream::upstream("v1").await).await;
     // A version named in the routes is listed before it serves anything.
     let s = stats_of(&p, "v1");
     assert_eq!((s.requests, s.errors, s.first_request_at), (0, 0, None));
@@ -128,8 +127,7 @@ async fn counts_errors_and_latency_per_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_method_target_headers_and_body() {
-    let v1 = upstream::upstream("v1").await;
-    let p = proxy_to("v1", v1).await;
+    let p = proxy_to("v1", upstream::upstream("v1").await).await;
     let client = upstream::client();
     let req = Request::post(format!("http://{}/echo?a=1&b=two", p.local_addr()))
         .header("x-custom", "hello")
@@ -231,8 +229,7 @@ async fn switching_routes_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests_then_refuses() {
-    let v1 = upstream::upstream("v1").await;
-    let p = proxy_to("v1", v1).await;
+    let p = proxy_to("v1", upstream::upstream("v1").await).await;
     let client = upstream::client();
     let addr = p.local_addr();
     let slow = {

@@ -50,6 +50,14 @@ fn rollout(id: &str, to: &str) -> Rollout {
     }
 }
 
+/// An analysis interval at `t` seconds with nothing else in it.
+fn interval(t: f64) -> backstop_judge::Interval {
+    backstop_judge::Interval {
+        t,
+        ..Default::default()
+    }
+}
+
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_dir(dir.path()).await.unwrap();
@@ -100,27 +108,8 @@ async fn state_survives_reopening() {
     let mut r = rollout("r1", "v1");
     r.verdict = Some(serde_json::json!({"verdict": "fail"}));
     s.create_rollout(&r).await.unwrap();
-    s.append_interval(
-        "r1",
-        &backstop_judge::Interval {
-            t: 5.0,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s.append_interval(
-            "r1",
-            &backstop_judge::Interval {
-                t: 10.0,
-                ..Default::default()
-            }
-        )
-        .await
-        .unwrap(),
-        2
-    );
+    s.append_interval("r1", &interval(5.0)).await.unwrap();
+    assert_eq!(s.append_interval("r1", &interval(10.0)).await.unwrap(), 2);
     s.close().await;
     drop(s);
     let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();

@@ -357,26 +357,13 @@ services:
         reason(&vault, "freeze").contains("audit season"),
         "{vault:#}"
     );
-    let vault = gate(
-        &d,
-        "shop",
-        "vault",
-        "v1",
-        &["--override-freeze", "--reason", "urgent"],
-        1,
-    );
+    let urgent = ["--override-freeze", "--reason", "urgent"];
+    let vault = gate(&d, "shop", "vault", "v1", &urgent, 1);
     assert!(
         reason(&vault, "freeze").contains("override refused: vault is regulated"),
         "{vault:#}"
     );
-    let refused = start(
-        &d,
-        "shop",
-        "vault",
-        "v1",
-        &["--override-freeze", "--reason", "urgent"],
-        1,
-    );
+    let refused = start(&d, "shop", "vault", "v1", &urgent, 1);
     assert!(refused.contains("second, different approver"), "{refused}");
     let attempt = audit_actions(&d)
         .into_iter()
