@@ -326,6 +326,14 @@ pub fn audit_actions(records: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// The first item of the JSON array `list` whose `key` is `value`; panics showing the list when
+/// there is none.
+pub fn item_with<'a>(list: &'a serde_json::Value, key: &str, value: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .and_then(|items| items.iter().find(|item| item[key] == value))
+        .unwrap_or_else(|| panic!("no item with {key} = {value:?} in {list:#}"))
+}
+
 /// The `kind` of each step of a recovery (`rollback`, `recovery show`, a rollout's `recovery`).
 pub fn step_kinds(recovery: &serde_json::Value) -> Vec<&str> {
     recovery["steps"]

@@ -18,7 +18,7 @@ pub mod upstream;
 use std::time::Duration;
 
 pub use daemon::{
-    DEMO_APP_RUN, Daemon, audit_actions, backstop_bin, instance_pids, rollback_args,
+    DEMO_APP_RUN, Daemon, audit_actions, backstop_bin, instance_pids, item_with, rollback_args,
     rollout_start_args, shop_config, step_kinds,
 };
 pub use eventually::poll_until;

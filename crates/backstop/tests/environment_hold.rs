@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use backstop_testkit::{Daemon, Traffic, patience};
+use backstop_testkit::{Daemon, Traffic, item_with, patience};
 
 fn kinds(detail: &serde_json::Value) -> Vec<String> {
     detail["events"]
@@ -37,12 +37,7 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
     let held = d.wait_rollout(&id, "an environment.degraded event", |r| {
         kinds(r).contains(&"environment.degraded".to_string())
     });
-    let event = held["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "environment.degraded")
-        .unwrap();
+    let event = item_with(&held["events"], "kind", "environment.degraded");
     let reason = event["detail"]["reason"].as_str().unwrap();
     assert!(reason.contains("stable version's error ratio"), "{reason}");
     assert_eq!(event["detail"]["stable_version"], "v1");

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use backstop_testkit::{DEMO_APP_RUN, Daemon, backstop_bin, free_port};
+use backstop_testkit::{DEMO_APP_RUN, Daemon, backstop_bin, free_port, item_with};
 use serde_json::Value;
 
 fn text(out: &Output) -> String {
@@ -31,10 +31,7 @@ fn run(d: &Daemon, args: &[&str], code: i32) -> String {
 }
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no check {name} in {report:#}"))
+    item_with(&report["checks"], "name", name)
 }
 
 /// The reason check `name` of a gate report gives.
@@ -58,11 +55,8 @@ fn gate(d: &Daemon, service: &str, env: &str, version: &str, extra: &[&str], cod
     d.cli_json(&args, code)
 }
 
-fn audit_actions(d: &Daemon) -> Vec<Value> {
+fn audit_list(d: &Daemon) -> Value {
     d.cli_json(&["audit", "list"], 0)
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 fn rollout_count(d: &Daemon) -> usize {
@@ -235,14 +229,11 @@ services:
         0,
     );
     assert_eq!(promoted["phase"], "promoted", "{promoted:#}");
-    let audit = audit_actions(&d);
-    let overridden = audit
-        .iter()
-        .find(|r| r["action"] == "freeze.overridden")
-        .unwrap_or_else(|| panic!("no freeze.overridden record: {audit:#?}"));
+    let audit = audit_list(&d);
+    let overridden = item_with(&audit, "action", "freeze.overridden");
     assert_eq!(overridden["target"], format!("rollout/{v2_id}"));
     assert_eq!(overridden["evidence"]["reason"], "hotfix approved by CAB");
-    assert!(audit.iter().any(|r| r["action"] == "freeze.started"));
+    item_with(&audit, "action", "freeze.started"); // the freeze's start is audited too
 
     // The freeze also blocks the gate, listed with every other reason: a corrupt backup of the
     // last known good and of the candidate, each naming its digest.
@@ -317,10 +308,8 @@ services:
         &["--critical", "--reason", "fix-forward for INC-7"],
         0,
     );
-    let bypass = audit_actions(&d)
-        .into_iter()
-        .find(|r| r["action"] == "recovery_freeze.bypassed")
-        .expect("the critical start is audited");
+    let audit = audit_list(&d);
+    let bypass = item_with(&audit, "action", "recovery_freeze.bypassed");
     assert_eq!(bypass["evidence"]["reason"], "fix-forward for INC-7");
     std::fs::write(&hook_go, b"go").unwrap();
     assert!(abort.wait().unwrap().success());
@@ -365,10 +354,8 @@ services:
     );
     let refused = start(&d, "shop", "vault", "v1", &urgent, 1);
     assert!(refused.contains("second, different approver"), "{refused}");
-    let attempt = audit_actions(&d)
-        .into_iter()
-        .find(|r| r["action"] == "gate.override_refused")
-        .expect("the refused override is audited");
+    let audit = audit_list(&d);
+    let attempt = item_with(&audit, "action", "gate.override_refused");
     assert_eq!(attempt["target"], "service/shop/vault");
     assert_eq!(attempt["evidence"]["reason"], "urgent");
     let list = d.cli_json(&["freeze", "list"], 0);
@@ -442,22 +429,14 @@ fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
     overwrite(&stored, b"#!/bin/sh\necho pwned\n");
     let rec = d.rollback("v3 is slow", 1);
     assert_eq!(rec["status"], "failed", "{rec:#}");
-    let step = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["status"] == "failed")
-        .unwrap_or_else(|| panic!("a failed step: {rec:#}"));
+    let step = item_with(&rec["steps"], "status", "failed");
     let error = step["outcome"]["error"].as_str().unwrap();
     assert!(
         error.contains(&format!("sha256:{v1}")) && error.contains("corrupt"),
         "{error}"
     );
-    let audit = audit_actions(&d);
-    let failed = audit
-        .iter()
-        .find(|r| r["action"] == "recovery.failed")
-        .unwrap_or_else(|| panic!("recovery.failed audited: {audit:#?}"));
+    let audit = audit_list(&d);
+    let failed = item_with(&audit, "action", "recovery.failed");
     assert!(
         failed["evidence"]["error"]
             .as_str()

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use backstop_testkit::{Daemon, Traffic, free_port, patience, servers::Prometheus, shop_config};
+use backstop_testkit::{
+    Daemon, Traffic, free_port, item_with, patience, servers::Prometheus, shop_config,
+};
 
 fn events_of(detail: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
     detail["events"]
@@ -59,12 +61,7 @@ fn rollouts_are_judged_on_prometheus_counters_and_hold_when_prometheus_is_gone()
     assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");
     let verdict = &v3["rollout"]["verdict"];
     assert_eq!(verdict["verdict"], "fail", "{v3:#}");
-    let errors = verdict["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["signal"] == "error_ratio")
-        .unwrap();
+    let errors = item_with(&verdict["signals"], "signal", "error_ratio");
     assert_eq!(errors["verdict"], "fail", "{verdict:#}");
     let canary = &errors["evidence"]["canary"];
     assert!(

@@ -6,7 +6,7 @@
 use backstop_migrate::Engine;
 use backstop_migrate::apply;
 use backstop_testkit::{
-    Daemon, Traffic, backstop_bin, free_port, rollback_args, shop_config, step_kinds,
+    Daemon, Traffic, backstop_bin, free_port, item_with, rollback_args, shop_config, step_kinds,
 };
 use serde_json::Value;
 
@@ -119,12 +119,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     let traffic = Traffic::start(proxy, 40.0);
     apply_to(&migrations, &url, "2", &[]);
     let gate = d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 0);
-    let way_back = gate["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "schema_way_back")
-        .unwrap();
+    let way_back = item_with(&gate["checks"], "name", "schema_way_back");
     assert!(
         way_back["reason"].as_str().unwrap().contains("proven down"),
         "{gate:#}"
@@ -135,12 +130,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     let original = std::fs::read_to_string(&down).unwrap();
     std::fs::write(&down, "SELECT 1;\n").unwrap();
     let blocked = d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 1);
-    let check = blocked["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "migrations")
-        .unwrap();
+    let check = item_with(&blocked["checks"], "name", "migrations");
     assert_eq!(check["ok"], false, "{blocked:#}");
     std::fs::write(&down, original).unwrap();
     d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 0);
