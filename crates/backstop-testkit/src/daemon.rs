@@ -316,14 +316,19 @@ impl Drop for Daemon {
     }
 }
 
+/// The `key` text of each item of the JSON array `list` (each event's `kind`, each check's
+/// `name`, …).
+pub fn texts_of<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list:#}"))
+        .iter()
+        .map(|item| item[key].as_str().unwrap())
+        .collect()
+}
+
 /// The `action` of every record of an audit list (`audit list` / `GET /api/v1/audit`).
 pub fn audit_actions(records: &serde_json::Value) -> Vec<&str> {
-    records
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect()
+    texts_of(records, "action")
 }
 
 /// The first item of the JSON array `list` whose `key` is `value`; panics showing the list when

@@ -2,7 +2,7 @@
 //! and rolled back, the audit chain verifies, and altering one stored record breaks it.
 
 use backstop_testkit::{
-    Daemon, Traffic, audit_actions, backstop_bin, rollout_start_args, step_kinds,
+    Daemon, Traffic, audit_actions, backstop_bin, rollout_start_args, step_kinds, texts_of,
 };
 
 #[test]
@@ -26,13 +26,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
 
     let v2 = d.rollout_wait("v2", 0);
     assert_eq!(v2["rollout"]["phase"], "promoted", "{v2:#}");
-    assert!(
-        v2["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "step.advanced")
-    );
+    assert!(texts_of(&v2["events"], "kind").contains(&"step.advanced"));
 
     let v3 = d.rollout_wait("v3", 1);
     assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");

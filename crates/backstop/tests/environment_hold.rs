@@ -5,16 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use backstop_testkit::{Daemon, Traffic, item_with, patience};
-
-fn kinds(detail: &serde_json::Value) -> Vec<String> {
-    detail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect()
-}
+use backstop_testkit::{Daemon, Traffic, audit_actions, item_with, patience, texts_of};
 
 #[test]
 fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
@@ -31,11 +22,11 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
 
     let id = d.rollout_start("v2");
     d.wait_rollout(&id, "the canary serving", |r| {
-        kinds(r).contains(&"canary.first_request".to_string())
+        texts_of(&r["events"], "kind").contains(&"canary.first_request")
     });
     std::fs::write(&fault, "0.4").unwrap();
     let held = d.wait_rollout(&id, "an environment.degraded event", |r| {
-        kinds(r).contains(&"environment.degraded".to_string())
+        texts_of(&r["events"], "kind").contains(&"environment.degraded")
     });
     let event = item_with(&held["events"], "kind", "environment.degraded");
     let reason = event["detail"]["reason"].as_str().unwrap();
@@ -56,10 +47,10 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
         r["rollout"]["phase"] != "progressing"
     });
     assert_eq!(done["rollout"]["phase"], "promoted", "{done:#}");
-    let k = kinds(&done);
-    let degraded = k.iter().position(|k| k == "environment.degraded").unwrap();
-    let recovered = k.iter().position(|k| k == "environment.recovered");
-    let advanced = k.iter().position(|k| k == "step.advanced");
+    let k = texts_of(&done["events"], "kind");
+    let degraded = k.iter().position(|k| *k == "environment.degraded").unwrap();
+    let recovered = k.iter().position(|k| *k == "environment.recovered");
+    let advanced = k.iter().position(|k| *k == "step.advanced");
     assert!(
         recovered.is_some_and(|r| r > degraded) && advanced > recovered,
         "held, recovered, then advanced: {k:?}"
@@ -67,11 +58,7 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
     assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
     let records = d.cli_json(&["audit", "list"], 0);
     assert!(
-        records
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["action"] == "rollout.held"),
+        audit_actions(&records).contains(&"rollout.held"),
         "the hold is audited: {records:#}"
     );
     traffic.stop();
