@@ -304,6 +304,23 @@ impl Daemon {
         )
     }
 
+    /// Asserts for `time` (at most the patience) that rollout `id` keeps progressing on its first
+    /// step: neither advanced nor ended.
+    pub fn assert_stays_on_first_step(&self, id: &str, time: Duration) {
+        let until = Instant::now() + time.min(patience());
+        while Instant::now() < until {
+            let r = self.rollout(id);
+            assert_eq!(r["rollout"]["phase"], "progressing", "{r:#}");
+            assert_eq!(r["rollout"]["step_index"], 0, "{r:#}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Asserts that `backstop audit verify` finds the audit chain intact.
+    pub fn assert_audit_verifies(&self) {
+        assert_eq!(self.cli_json(&["audit", "verify"], 0)["ok"], true);
+    }
+
     /// Polls until `pred` holds, or fails with the daemon log.
     pub fn wait_until(&self, what: &str, mut pred: impl FnMut() -> bool) {
         crate::assert_eventually!(pred(), |held| *held, "{what}\ndaemon log:\n{}", self.log());

@@ -72,7 +72,7 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
         actions.contains(&"breaker.tripped") && actions.contains(&"breaker.reset"),
         "{actions:?}"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }
 
@@ -112,6 +112,6 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
             .contains("health checks in a row"),
         "{done:#}"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }

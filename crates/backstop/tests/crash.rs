@@ -62,7 +62,7 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
 
     let (sent, _) = traffic.stop();
     assert!(sent > 0);
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     let audit = d.cli_json(&["audit", "list"], 0);
     let actions = audit_actions(&audit);
     assert_eq!(
@@ -115,7 +115,7 @@ fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() 
         "bad"
     );
     traffic.stop();
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     assert_eq!(
         instance_pids(&state).len(),
         1,

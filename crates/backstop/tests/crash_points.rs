@@ -166,7 +166,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         recoveries.iter().any(|(_, _, retried)| *retried > 0) || points < 5,
         "no kill landed inside a step: widen the delays"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
     assert!(instance_pids(&state).is_empty());
 }

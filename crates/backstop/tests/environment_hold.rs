@@ -3,9 +3,9 @@
 //! advance through it either, records and announces the hold, and goes on when the stable
 //! version is back to its figures from before the rollout.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use backstop_testkit::{Daemon, Traffic, audit_actions, item_with, patience, texts_of};
+use backstop_testkit::{Daemon, Traffic, audit_actions, item_with, texts_of};
 
 #[test]
 fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
@@ -34,13 +34,7 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
     assert_eq!(event["detail"]["stable_version"], "v1");
 
     // Past the step's 4 s: neither advanced nor rolled back while both versions fail alike.
-    let until = Instant::now() + Duration::from_secs(7).min(patience());
-    while Instant::now() < until {
-        let r = d.rollout(&id);
-        assert_eq!(r["rollout"]["phase"], "progressing", "{r:#}");
-        assert_eq!(r["rollout"]["step_index"], 0, "{r:#}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    d.assert_stays_on_first_step(&id, Duration::from_secs(7));
 
     std::fs::remove_file(&fault).unwrap();
     let done = d.wait_rollout(&id, "promotion after the environment recovered", |r| {
@@ -55,7 +49,7 @@ fn a_shared_degradation_holds_the_rollout_then_it_goes_on_and_is_promoted() {
         recovered.is_some_and(|r| r > degraded) && advanced > recovered,
         "held, recovered, then advanced: {k:?}"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     let records = d.cli_json(&["audit", "list"], 0);
     assert!(
         audit_actions(&records).contains(&"rollout.held"),

@@ -364,7 +364,7 @@ services:
     assert_eq!(scheduled[0]["in_effect"], true);
     assert_eq!(scheduled[0]["env"], "vault");
     assert!(list["manual"].as_array().unwrap().is_empty(), "{list:#}");
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
 }
 
 /// A release artifact: a script that records where it was run from, then runs the sample service.

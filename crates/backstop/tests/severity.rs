@@ -135,7 +135,7 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
             "webhook lacks {expected}: {kinds:?}"
         );
     }
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }
 

@@ -121,6 +121,6 @@ fn a_state_folder_from_before_the_reshape_opens_serves_and_verifies() {
     );
     let v4 = d.rollout_wait("v4", 0);
     assert_eq!(v4["rollout"]["phase"], "promoted", "{v4}");
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }
