@@ -273,9 +273,7 @@ impl Daemon {
     /// rollout id.
     pub fn rollout_progressing(&self, version: &str) -> String {
         let id = self.rollout_start(version);
-        self.wait_rollout(&id, "canary live", |r| {
-            r["rollout"]["phase"] == "progressing"
-        });
+        self.wait_phase(&id, "progressing", "canary live");
         id
     }
 
@@ -319,6 +317,12 @@ impl Daemon {
     /// Asserts that `backstop audit verify` finds the audit chain intact.
     pub fn assert_audit_verifies(&self) {
         assert_eq!(self.cli_json(&["audit", "verify"], 0)["ok"], true);
+    }
+
+    /// Polls until the rollout's phase is `phase` (`what` says what that means to the test): its
+    /// detail.
+    pub fn wait_phase(&self, id: &str, phase: &str, what: &str) -> serde_json::Value {
+        self.wait_rollout(id, what, |r| r["rollout"]["phase"] == phase)
     }
 
     /// Polls until `pred` holds, or fails with the daemon log.

@@ -60,9 +60,7 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
     );
     let started = d.cli_json(&start, 0);
     let id = started["id"].as_str().unwrap().to_string();
-    let done = d.wait_rollout(&id, "promotion after the reset", |r| {
-        r["rollout"]["phase"] == "promoted"
-    });
+    let done = d.wait_phase(&id, "promoted", "promotion after the reset");
     assert_eq!(done["rollout"]["phase"], "promoted");
     traffic.stop();
 
@@ -102,9 +100,7 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let done = d.wait_rollout(&id, "breaker rollback", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    let done = d.wait_phase(&id, "recovered", "breaker rollback");
     assert!(
         done["rollout"]["reason"]
             .as_str()

@@ -131,9 +131,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     d.register("v2", 0.0);
     let started = run(&rollout_start_args("v2", &[]), 0);
     let id = started["id"].as_str().unwrap().to_string();
-    let detail = d.wait_rollout(&id, "progressing", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let detail = d.wait_phase(&id, "progressing", "progressing");
     let g = &detail["safeguards"];
     assert_eq!(g["config_snapshot"], 2, "{detail:#}");
     assert_eq!(g["baseline"]["version"], "v1", "{detail:#}");
@@ -151,7 +149,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
 
     // Abort v2: the recovery back to v1 restores v1's files as a journaled step.
     run(&["rollout", "abort", &id, "--reason", "test"], 0);
-    let done = d.wait_rollout(&id, "recovered", |r| r["rollout"]["phase"] == "recovered");
+    let done = d.wait_phase(&id, "recovered", "recovered");
     let steps = done["recovery"]["steps"].as_array().unwrap();
     let names = step_kinds(&done["recovery"]);
     assert_eq!(&names[..2], ["shift_traffic", "restore_config"], "{done:#}");
@@ -232,9 +230,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     d.register("v3", 0.0);
     let v3 = run(&rollout_start_args("v3", &[]), 0);
     let v3 = v3["id"].as_str().unwrap().to_string();
-    d.wait_rollout(&v3, "progressing", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    d.wait_phase(&v3, "progressing", "progressing");
     run(&["rollout", "promote", &v3, "--reason", "looks fine"], 0);
     let rec = run(&rollback_args("v3 is bad after all"), 0);
     let names = step_kinds(&rec);

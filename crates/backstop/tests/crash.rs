@@ -44,9 +44,7 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
     );
     d.restart();
 
-    let done = d.wait_rollout(&id, "promotion after restart", |r| {
-        r["rollout"]["phase"] == "promoted"
-    });
+    let done = d.wait_phase(&id, "promoted", "promotion after restart");
     assert!(
         done["events"]
             .as_array()
@@ -102,9 +100,7 @@ fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() 
     d.kill9();
     d.restart();
 
-    let done = d.wait_rollout(&id, "rollback after restart", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    let done = d.wait_phase(&id, "recovered", "rollback after restart");
     assert_eq!(done["recovery"]["status"], "done");
     for step in done["recovery"]["steps"].as_array().unwrap() {
         assert_eq!(step["status"], "done");

@@ -313,9 +313,7 @@ services:
     assert_eq!(bypass["evidence"]["reason"], "fix-forward for INC-7");
     std::fs::write(&hook_go, b"go").unwrap();
     assert!(abort.wait().unwrap().success());
-    d.wait_rollout(&v3_id, "rolled back", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    d.wait_phase(&v3_id, "recovered", "rolled back");
 
     // A rolled-back release is refused.
     let bad = gate(&d, "shop", "prod", "v3", &[], 1);
@@ -328,9 +326,7 @@ services:
     // A release that cannot start fails its deployment, which trips the breaker for prod
     // (trips_after: 1): the gate refuses until it is reset.
     let v4_id = d.rollout_start("v4");
-    d.wait_rollout(&v4_id, "deployment failure rolled back", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    d.wait_phase(&v4_id, "recovered", "deployment failure rolled back");
     let before = rollout_count(&d);
     let refused = start(&d, "shop", "prod", "v5", &[], 1);
     assert!(

@@ -79,12 +79,10 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
     // Not acknowledged: held, then rolled back at the deadline.
     d.register("v2", 0.03);
     let id2 = d.rollout_start("v2");
-    let held = d.wait_rollout(&id2, "hold", |r| r["rollout"]["phase"] == "paused");
+    let held = d.wait_phase(&id2, "paused", "hold");
     assert_eq!(held["rollout"]["severity"], "major", "{held:#}");
     assert!(held["rollout"]["escalation_deadline_ms"].as_i64().is_some());
-    let done = d.wait_rollout(&id2, "rollback at the deadline", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    let done = d.wait_phase(&id2, "recovered", "rollback at the deadline");
     assert!(
         done["rollout"]["reason"]
             .as_str()
@@ -96,7 +94,7 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
     // Acknowledged: stays held for the person, who aborts it.
     d.register("v3", 0.03);
     let id3 = d.rollout_start("v3");
-    d.wait_rollout(&id3, "hold", |r| r["rollout"]["phase"] == "paused");
+    d.wait_phase(&id3, "paused", "hold");
     let acked = d.cli_json(
         &[
             "rollout",
