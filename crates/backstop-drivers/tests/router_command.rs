@@ -105,17 +105,35 @@ async fn a_failing_command_says_what_it_printed_and_what_state_is_known() {
     ));
 }
 
-#[tokio::test]
-async fn a_timeout_kills_the_whole_group() {
+/// Applies a command that backgrounds a child and outlives its 1 s timeout; `script` gets the
+/// file to write the child's pid to. The error, how long the apply took, and the child's pid.
+async fn apply_past_timeout(
+    script: impl FnOnce(&std::path::Path) -> String,
+) -> (RouterError, Duration, u32) {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
-    let mut cfg = CommandRouterConfig::new(format!(
-        "sleep 60 & echo $! > {}; echo started; wait",
-        pidfile.display()
-    ));
+    let mut cfg = CommandRouterConfig::new(script(&pidfile));
+    // Long enough for `sh` to install a trap and start the child even on a busy machine.
     cfg.timeout = Duration::from_millis(1000);
-    let r = CommandRouter::new(cfg);
-    let err = r.apply(&routes(10.0)).await.unwrap_err();
+    let started = Instant::now();
+    let err = CommandRouter::new(cfg)
+        .apply(&routes(10.0))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    let child = wait_file(&pidfile).await.trim().parse().unwrap();
+    (err, took, child)
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_group() {
+    let (err, _, grandchild) = apply_past_timeout(|pidfile| {
+        format!(
+            "sleep 60 & echo $! > {}; echo started; wait",
+            pidfile.display()
+        )
+    })
+    .await;
     let RouterError::Apply { cause, .. } = &err else {
         panic!("{err:?}");
     };
@@ -126,7 +144,6 @@ async fn a_timeout_kills_the_whole_group() {
         "{text}"
     );
     assert!(text.contains("started"), "output kept: {text}");
-    let grandchild: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
     assert!(
         gone_soon(grandchild).await,
         "background child {grandchild} survived the timeout"
@@ -135,25 +152,16 @@ async fn a_timeout_kills_the_whole_group() {
 
 #[tokio::test]
 async fn a_command_ignoring_sigterm_gets_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("pid");
-    let mut cfg = CommandRouterConfig::new(format!(
-        "trap '' TERM; sleep 60 & echo $! > {}; wait; wait; wait",
-        pidfile.display()
-    ));
-    // Long enough for `sh` to install the trap and start the child even on a busy machine.
-    cfg.timeout = Duration::from_millis(1000);
-    let r = CommandRouter::new(cfg);
-    let started = Instant::now();
-    let err = r.apply(&routes(10.0)).await.unwrap_err();
+    let (err, took, grandchild) = apply_past_timeout(|pidfile| {
+        format!(
+            "trap '' TERM; sleep 60 & echo $! > {}; wait; wait; wait",
+            pidfile.display()
+        )
+    })
+    .await;
     assert!(err.to_string().contains("within 1000ms"), "{err}");
     // SIGTERM was ignored, so the group was only gone after the grace period and SIGKILL.
-    assert!(
-        started.elapsed() >= Duration::from_millis(1000) + KILL_GRACE,
-        "{:?}",
-        started.elapsed()
-    );
-    let grandchild: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
+    assert!(took >= Duration::from_millis(1000) + KILL_GRACE, "{took:?}");
     assert!(gone_soon(grandchild).await, "{grandchild} survived SIGKILL");
 }
 
