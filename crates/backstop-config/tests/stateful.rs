@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backstop_config::{EnvKind, MeasuredRecovery, check_measured};
+use backstop_config::{ConfigError, EnvKind, MeasuredRecovery, check_measured};
 
 const CONFIG: &str = include_str!("good/stateful.yaml");
 
@@ -14,6 +14,14 @@ fn measured(service: &str, secs: Option<u64>) -> MeasuredRecovery {
         drill_id: format!("drill-{service}"),
         date: "2026-11-26T08:00:00.000Z".into(),
         recovered: secs.map(Duration::from_secs),
+    }
+}
+
+/// Asserts `e` stands at (line, column, JSON pointer) `at` and its message says each of `says`.
+fn assert_error(e: &ConfigError, at: (usize, usize, &str), says: &[&str]) {
+    assert_eq!((e.line, e.col, e.path.as_str()), at);
+    for part in says {
+        assert!(e.message.contains(part), "{}", e.message);
     }
 }
 
@@ -80,34 +88,21 @@ fn mttr_shorter_than_the_last_drill_is_an_error_at_the_objective() {
         ],
     );
     assert_eq!(errors.len(), 2, "{errors:?}");
-    let e = &errors[0];
-    assert_eq!(
-        (e.line, e.col, e.path.as_str()),
-        (5, 24, "/services/0/objectives/mttr")
+    assert_error(
+        &errors[0],
+        (5, 24, "/services/0/objectives/mttr"),
+        &[
+            "the MTTR target cannot be met",
+            "mttr (12m)",
+            "drill-orders on 2026-11-26T08:00:00.000Z",
+            "(13m 5s)",
+        ],
     );
-    assert!(
-        e.message.contains("the MTTR target cannot be met"),
-        "{}",
-        e.message
-    );
-    assert!(e.message.contains("mttr (12m)"), "{}", e.message);
-    assert!(
-        e.message
-            .contains("drill-orders on 2026-11-26T08:00:00.000Z"),
-        "{}",
-        e.message
-    );
-    assert!(e.message.contains("(13m 5s)"), "{}", e.message);
     // The tier default: located at `tier`.
-    let e = &errors[1];
-    assert_eq!(
-        (e.line, e.col, e.path.as_str()),
-        (24, 11, "/services/1/tier")
-    );
-    assert!(
-        e.message.contains("mttr (15m) (the tier-0 default)"),
-        "{}",
-        e.message
+    assert_error(
+        &errors[1],
+        (24, 11, "/services/1/tier"),
+        &["mttr (15m) (the tier-0 default)"],
     );
 
     let errors = check_measured(CONFIG, "b.yaml", &config, &[measured("orders", None)]);

@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use backstop_drivers::proxy::{Proxy, Routes, Upstream};
+use backstop_testkit::routing::{canary_routes, proxy, stable_routes};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
@@ -130,35 +130,8 @@ async fn main() {
 
     let v1 = upstream("v1").await;
     let v2 = upstream("v2").await;
-    let single = Proxy::start(
-        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        "bench/single".into(),
-    )
-    .await;
-    single.set_routes(Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: v1,
-        }),
-        canary: None,
-        canary_weight: 0.0,
-    });
-    let split = Proxy::start(
-        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        "bench/split".into(),
-    )
-    .await;
-    split.set_routes(Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: v1,
-        }),
-        canary: Some(Upstream {
-            version: "v2".into(),
-            addr: v2,
-        }),
-        canary_weight: 50.0,
-    });
+    let single = proxy("bench/single", stable_routes("v1", v1)).await;
+    let split = proxy("bench/split", canary_routes(v1, v2, 50.0)).await;
 
     let cases = vec![
         run_case("direct", v1, secs, concurrency).await,

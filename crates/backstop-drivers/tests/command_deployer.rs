@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use backstop_drivers::command::{
-    ACTION_VAR, ARTIFACT_VAR, ATTEMPT_VAR, Action, CommandDeployer, CommandError,
+    ACTION_VAR, ARTIFACT_VAR, ATTEMPT_VAR, Action, CommandDeployer, CommandError, CommandOutcome,
     IDEMPOTENCY_KEY_VAR, VERSION_VAR,
 };
 
@@ -48,6 +48,18 @@ fn alive(pid: i32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// The last attempt of a command that failed by timing out.
+fn timed_out(err: &CommandError) -> &CommandOutcome {
+    let CommandError::Failed {
+        timed_out, outcome, ..
+    } = err
+    else {
+        panic!("expected Failed, got {err}");
+    };
+    assert!(timed_out, "{err}");
+    outcome
 }
 
 fn read_pid(path: &Path) -> i32 {
@@ -152,13 +164,7 @@ async fn timeout_kills_the_whole_group_including_grandchildren() {
         deployer(r#"( sleep 300 & echo $! > "$WORKDIR/grandchild.pid"; wait ); echo never"#);
     d.timeout = Duration::from_secs(2);
     let err = d.deploy(&vars(dir.path())).await.unwrap_err();
-    let CommandError::Failed {
-        timed_out, outcome, ..
-    } = &err
-    else {
-        panic!("expected Failed, got {err}");
-    };
-    assert!(timed_out, "{err}");
+    let outcome = timed_out(&err);
     assert_eq!(outcome.exit_code, 128 + 15, "killed by SIGTERM");
     assert!(!outcome.stdout.contains("never"));
     assert!(err.to_string().contains("timed out"), "{err}");
@@ -200,13 +206,7 @@ async fn sigterm_ignored_then_sigkill() {
     d.grace = Duration::from_millis(300);
     d.retries = 1;
     let err = d.deploy(&vars(dir.path())).await.unwrap_err();
-    let CommandError::Failed {
-        timed_out, outcome, ..
-    } = &err
-    else {
-        panic!("expected Failed, got {err}");
-    };
-    assert!(timed_out);
+    let outcome = timed_out(&err);
     assert_eq!(outcome.attempts, 2);
     assert_eq!(outcome.exit_code, 128 + 9, "killed by SIGKILL");
     assert!(!alive(read_pid(&dir.path().join("sleeper.pid"))));

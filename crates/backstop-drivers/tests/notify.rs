@@ -93,6 +93,22 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
         .into()
 }
 
+fn target(url: impl Into<String>, format: WebhookFormat, secret: Option<&str>) -> WebhookTarget {
+    WebhookTarget {
+        url: url.into(),
+        format,
+        secret: secret.map(str::to_owned),
+    }
+}
+
+/// The delivery id of each request the endpoint got, in order.
+fn delivery_ids(rec: &Recorder) -> Vec<String> {
+    rec.requests()
+        .iter()
+        .map(|(h, _)| header(h, DELIVERY_HEADER).unwrap().to_owned())
+        .collect()
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -101,14 +117,8 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn json_delivery_is_signed_and_carries_event_and_delivery_headers() {
     let (url, rec) = endpoint(&[]).await;
     let secret = "whsec-0123456789-a-fairly-long-shared-secret-for-the-hmac-key-0123456789";
-    let notifier = Notifier::start_with(
-        vec![WebhookTarget {
-            url,
-            format: WebhookFormat::Json,
-            secret: Some(secret.to_owned()),
-        }],
-        fast(),
-    );
+    let notifier =
+        Notifier::start_with(vec![target(url, WebhookFormat::Json, Some(secret))], fast());
     notifier.notify(event("rollout-17/failed"));
     assert!(notifier.flush(Duration::from_secs(20)).await);
 
@@ -137,14 +147,7 @@ async fn json_delivery_is_signed_and_carries_event_and_delivery_headers() {
 #[tokio::test]
 async fn slack_variant_has_text_and_blocks_and_no_signature_without_secret() {
     let (url, rec) = endpoint(&[]).await;
-    let notifier = Notifier::start_with(
-        vec![WebhookTarget {
-            url,
-            format: WebhookFormat::Slack,
-            secret: None,
-        }],
-        fast(),
-    );
+    let notifier = Notifier::start_with(vec![target(url, WebhookFormat::Slack, None)], fast());
     notifier.notify(event("e1"));
     assert!(notifier.flush(Duration::from_secs(20)).await);
     let reqs = rec.requests();
@@ -182,14 +185,7 @@ async fn slack_variant_has_text_and_blocks_and_no_signature_without_secret() {
 #[tokio::test]
 async fn server_errors_and_429_are_retried_with_the_same_delivery_id() {
     let (url, rec) = endpoint(&[500, 429, 503]).await;
-    let notifier = Notifier::start_with(
-        vec![WebhookTarget {
-            url,
-            format: WebhookFormat::Json,
-            secret: Some("k".to_owned()),
-        }],
-        fast(),
-    );
+    let notifier = Notifier::start_with(vec![target(url, WebhookFormat::Json, Some("k"))], fast());
     notifier.notify(event("rec-3/notify"));
     assert!(notifier.flush(Duration::from_secs(20)).await);
     let reqs = rec.requests();
@@ -209,14 +205,7 @@ async fn server_errors_and_429_are_retried_with_the_same_delivery_id() {
 #[tokio::test]
 async fn attempts_are_bounded() {
     let (url, rec) = endpoint(&[500, 500, 500, 500, 500, 500]).await;
-    let notifier = Notifier::start_with(
-        vec![WebhookTarget {
-            url,
-            format: WebhookFormat::Json,
-            secret: None,
-        }],
-        fast(),
-    );
+    let notifier = Notifier::start_with(vec![target(url, WebhookFormat::Json, None)], fast());
     notifier.notify(event("x"));
     assert!(notifier.flush(Duration::from_secs(20)).await);
     assert_eq!(rec.requests().len(), 4, "max_attempts");
@@ -227,22 +216,11 @@ async fn attempts_are_bounded() {
 #[tokio::test]
 async fn client_errors_are_not_retried() {
     let (url, rec) = endpoint(&[400]).await;
-    let notifier = Notifier::start_with(
-        vec![WebhookTarget {
-            url,
-            format: WebhookFormat::Slack,
-            secret: None,
-        }],
-        fast(),
-    );
+    let notifier = Notifier::start_with(vec![target(url, WebhookFormat::Slack, None)], fast());
     notifier.notify(event("bad"));
     notifier.notify(event("good"));
     assert!(notifier.flush(Duration::from_secs(20)).await);
-    let reqs = rec.requests();
-    let ids: Vec<_> = reqs
-        .iter()
-        .map(|(h, _)| header(h, DELIVERY_HEADER).unwrap().to_owned())
-        .collect();
+    let ids = delivery_ids(&rec);
     assert_eq!(
         ids,
         ["bad", "good"],
@@ -260,11 +238,11 @@ async fn refused_connections_are_retried_then_given_up() {
         l.local_addr().unwrap().port()
     };
     let notifier = Notifier::start_with(
-        vec![WebhookTarget {
-            url: format!("http://127.0.0.1:{port}/hook"),
-            format: WebhookFormat::Json,
-            secret: None,
-        }],
+        vec![target(
+            format!("http://127.0.0.1:{port}/hook"),
+            WebhookFormat::Json,
+            None,
+        )],
         fast(),
     );
     notifier.notify(event("x"));
@@ -283,16 +261,8 @@ async fn a_dead_endpoint_never_blocks_notify_and_the_queue_drops_the_oldest() {
     let (live, rec) = endpoint(&[]).await;
     let notifier = Notifier::start_with(
         vec![
-            WebhookTarget {
-                url: dead,
-                format: WebhookFormat::Json,
-                secret: None,
-            },
-            WebhookTarget {
-                url: live,
-                format: WebhookFormat::Json,
-                secret: None,
-            },
+            target(dead, WebhookFormat::Json, None),
+            target(live, WebhookFormat::Json, None),
         ],
         NotifierConfig {
             queue_capacity: 4,
@@ -319,11 +289,7 @@ async fn a_dead_endpoint_never_blocks_notify_and_the_queue_drops_the_oldest() {
 
     // The live target is not held up by the dead one: it gets the newest four, in order.
     assert!(notifier.flush(Duration::from_secs(60)).await);
-    let ids: Vec<_> = rec
-        .requests()
-        .iter()
-        .map(|(h, _)| header(h, DELIVERY_HEADER).unwrap().to_owned())
-        .collect();
+    let ids = delivery_ids(&rec);
     assert_eq!(ids, ["n996", "n997", "n998", "n999"]);
     let stats = notifier.delivered();
     assert_eq!((stats.delivered, stats.failed, stats.pending), (4, 4, 0));
@@ -335,16 +301,8 @@ async fn unusable_targets_count_as_failed_without_blocking_others() {
     let (url, rec) = endpoint(&[]).await;
     let notifier = Notifier::start_with(
         vec![
-            WebhookTarget {
-                url: "gopher://example/hook".to_owned(),
-                format: WebhookFormat::Json,
-                secret: None,
-            },
-            WebhookTarget {
-                url,
-                format: WebhookFormat::Json,
-                secret: None,
-            },
+            target("gopher://example/hook", WebhookFormat::Json, None),
+            target(url, WebhookFormat::Json, None),
         ],
         fast(),
     );

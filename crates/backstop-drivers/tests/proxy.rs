@@ -1,10 +1,12 @@
 //! The built-in proxy, exercised over real sockets on loopback.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use backstop_drivers::process::free_port;
-use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
+use backstop_drivers::proxy::{Proxy, VersionStats};
+use backstop_testkit::routing::{self, routes, stable_routes};
 use backstop_testkit::upstream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,11 +18,9 @@ async fn proxy() -> Proxy {
     Proxy::start(listener, "demo/test".to_owned()).await
 }
 
-fn up(version: &str, addr: std::net::SocketAddr) -> Option<Upstream> {
-    Some(Upstream {
-        version: version.to_owned(),
-        addr,
-    })
+/// A proxy sending every request to `version` at `addr`.
+async fn proxy_to(version: &str, addr: SocketAddr) -> Proxy {
+    routing::proxy("demo/test", stable_routes(version, addr)).await
 }
 
 fn stats_of(p: &Proxy, version: &str) -> VersionStats {
@@ -42,12 +42,7 @@ fn bucket(s: &VersionStats, le: f64) -> u64 {
 async fn weighted_split_matches_the_canary_weight() {
     let v1 = upstream::upstream("v1").await;
     let v2 = upstream::upstream("v2").await;
-    let p = proxy().await;
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: up("v2", v2),
-        canary_weight: 20.0,
-    });
+    let p = routing::proxy("demo/test", routes(("v1", v1), Some(("v2", v2)), 20.0)).await;
     let client = upstream::client();
     let n = 2000;
     let mut canary = 0;
@@ -83,48 +78,14 @@ async fn weighted_split_matches_the_canary_weight() {
     assert_eq!(s1.errors + s2.errors, 0);
     assert!(s1.first_request_at.is_some() && s1.last_error_at.is_none());
 
-    // 0 % sends nothing to the canary, 100 % everything.
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: up("v2", v2),
-        canary_weight: 0.0,
-    });
-    for _ in 0..50 {
-        assert_eq!(
-            upstream::get(&client, p.local_addr(), "/")
-                .await
-                .1
-                .as_deref(),
-            Some("v1")
-        );
-    }
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: up("v2", v2),
-        canary_weight: 100.0,
-    });
-    for _ in 0..50 {
-        assert_eq!(
-            upstream::get(&client, p.local_addr(), "/")
-                .await
-                .1
-                .as_deref(),
-            Some("v2")
-        );
-    }
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: None,
-        canary_weight: 50.0,
-    });
-    for _ in 0..50 {
-        assert_eq!(
-            upstream::get(&client, p.local_addr(), "/")
-                .await
-                .1
-                .as_deref(),
-            Some("v1")
-        );
+    // 0 % sends nothing to the canary, 100 % everything; without a canary the weight is moot.
+    for (canary, weight, serves) in [
+        (Some(("v2", v2)), 0.0, "v1"),
+        (Some(("v2", v2)), 100.0, "v2"),
+        (None, 50.0, "v1"),
+    ] {
+        p.set_routes(routes(("v1", v1), canary, weight));
+        upstream::assert_served_by(p.local_addr(), 50, serves).await;
     }
     assert_eq!(p.routes().canary, None);
     p.shutdown().await;
@@ -132,13 +93,7 @@ async fn weighted_split_matches_the_canary_weight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_errors_and_latency_per_version() {
-    let v1 = upstream::upstream("v1").await;
-    let p = proxy().await;
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: None,
-        canary_weight: 0.0,
-    });
+    let p = proxy_to("v1", upstream::upstream("v1").await).await;
     // A version named in the routes is listed before it serves anything.
     let s = stats_of(&p, "v1");
     assert_eq!((s.requests, s.errors, s.first_request_at), (0, 0, None));
@@ -172,13 +127,7 @@ async fn counts_errors_and_latency_per_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_method_target_headers_and_body() {
-    let v1 = upstream::upstream("v1").await;
-    let p = proxy().await;
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: None,
-        canary_weight: 0.0,
-    });
+    let p = proxy_to("v1", upstream::upstream("v1").await).await;
     let client = upstream::client();
     let req = Request::post(format!("http://{}/echo?a=1&b=two", p.local_addr()))
         .header("x-custom", "hello")
@@ -210,12 +159,7 @@ async fn forwards_method_target_headers_and_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_a_502_counted_for_its_version() {
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let p = proxy().await;
-    p.set_routes(Routes {
-        stable: up("v9", dead),
-        canary: None,
-        canary_weight: 0.0,
-    });
+    let p = proxy_to("v9", dead).await;
     let client = upstream::client();
     for _ in 0..3 {
         let (status, version, body) = upstream::get(&client, p.local_addr(), "/").await;
@@ -244,12 +188,7 @@ async fn switching_routes_under_load_fails_no_request() {
     let v1 = upstream::upstream("v1").await;
     let v2 = upstream::upstream("v2").await;
     let v3 = upstream::upstream("v3").await;
-    let p = proxy().await;
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: None,
-        canary_weight: 0.0,
-    });
+    let p = proxy_to("v1", v1).await;
     // Each request takes ~5 ms upstream, so switches happen with requests in flight.
     let load = LoadGen::start(LoadConfig {
         target: p.local_addr(),
@@ -258,31 +197,11 @@ async fn switching_routes_under_load_fails_no_request() {
         concurrency: 16,
     });
     let plans = [
-        Routes {
-            stable: up("v1", v1),
-            canary: up("v2", v2),
-            canary_weight: 10.0,
-        },
-        Routes {
-            stable: up("v1", v1),
-            canary: up("v2", v2),
-            canary_weight: 50.0,
-        },
-        Routes {
-            stable: up("v2", v2),
-            canary: None,
-            canary_weight: 0.0,
-        },
-        Routes {
-            stable: up("v2", v2),
-            canary: up("v3", v3),
-            canary_weight: 25.0,
-        },
-        Routes {
-            stable: up("v1", v1),
-            canary: None,
-            canary_weight: 0.0,
-        },
+        routes(("v1", v1), Some(("v2", v2)), 10.0),
+        routes(("v1", v1), Some(("v2", v2)), 50.0),
+        routes(("v2", v2), None, 0.0),
+        routes(("v2", v2), Some(("v3", v3)), 25.0),
+        routes(("v1", v1), None, 0.0),
     ];
     for round in 0..12 {
         tokio::time::sleep(Duration::from_millis(80)).await;
@@ -310,13 +229,7 @@ async fn switching_routes_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests_then_refuses() {
-    let v1 = upstream::upstream("v1").await;
-    let p = proxy().await;
-    p.set_routes(Routes {
-        stable: up("v1", v1),
-        canary: None,
-        canary_weight: 0.0,
-    });
+    let p = proxy_to("v1", upstream::upstream("v1").await).await;
     let client = upstream::client();
     let addr = p.local_addr();
     let slow = {

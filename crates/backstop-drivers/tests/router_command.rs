@@ -8,7 +8,7 @@ use backstop_drivers::router::command::{
 };
 use backstop_drivers::router::{BuiltinRouter, RouterError, TargetState, TrafficRouter};
 use backstop_testkit::routing::canary_routes;
-use backstop_testkit::upstream::versioned_upstream;
+use backstop_testkit::upstream::{assert_served_by, versioned_pair};
 
 fn routes(w: f64) -> Routes {
     Routes {
@@ -31,6 +31,18 @@ fn alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X")
     })
+}
+
+/// Whether `pid` is gone within 5 s: a signalled process dies when it is next scheduled, which on
+/// a busy machine takes a moment.
+async fn gone_soon(pid: u32) -> bool {
+    for _ in 0..50 {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    !alive(pid)
 }
 
 async fn wait_file(path: &std::path::Path) -> String {
@@ -93,17 +105,35 @@ async fn a_failing_command_says_what_it_printed_and_what_state_is_known() {
     ));
 }
 
-#[tokio::test]
-async fn a_timeout_kills_the_whole_group() {
+/// Applies a command that backgrounds a child and outlives its 1 s timeout; `script` gets the
+/// file to write the child's pid to. The error, how long the apply took, and the child's pid.
+async fn apply_past_timeout(
+    script: impl FnOnce(&std::path::Path) -> String,
+) -> (RouterError, Duration, u32) {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
-    let mut cfg = CommandRouterConfig::new(format!(
-        "sleep 60 & echo $! > {}; echo started; wait",
-        pidfile.display()
-    ));
+    let mut cfg = CommandRouterConfig::new(script(&pidfile));
+    // Long enough for `sh` to install a trap and start the child even on a busy machine.
     cfg.timeout = Duration::from_millis(1000);
-    let r = CommandRouter::new(cfg);
-    let err = r.apply(&routes(10.0)).await.unwrap_err();
+    let started = Instant::now();
+    let err = CommandRouter::new(cfg)
+        .apply(&routes(10.0))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    let child = wait_file(&pidfile).await.trim().parse().unwrap();
+    (err, took, child)
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_group() {
+    let (err, _, grandchild) = apply_past_timeout(|pidfile| {
+        format!(
+            "sleep 60 & echo $! > {}; echo started; wait",
+            pidfile.display()
+        )
+    })
+    .await;
     let RouterError::Apply { cause, .. } = &err else {
         panic!("{err:?}");
     };
@@ -114,55 +144,30 @@ async fn a_timeout_kills_the_whole_group() {
         "{text}"
     );
     assert!(text.contains("started"), "output kept: {text}");
-    let grandchild: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
-    // Signalled processes die when next scheduled: on a busy machine that takes a moment.
-    for _ in 0..50 {
-        if !alive(grandchild) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        !alive(grandchild),
+        gone_soon(grandchild).await,
         "background child {grandchild} survived the timeout"
     );
 }
 
 #[tokio::test]
 async fn a_command_ignoring_sigterm_gets_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("pid");
-    let mut cfg = CommandRouterConfig::new(format!(
-        "trap '' TERM; sleep 60 & echo $! > {}; wait; wait; wait",
-        pidfile.display()
-    ));
-    // Long enough for `sh` to install the trap and start the child even on a busy machine.
-    cfg.timeout = Duration::from_millis(1000);
-    let r = CommandRouter::new(cfg);
-    let started = Instant::now();
-    let err = r.apply(&routes(10.0)).await.unwrap_err();
+    let (err, took, grandchild) = apply_past_timeout(|pidfile| {
+        format!(
+            "trap '' TERM; sleep 60 & echo $! > {}; wait; wait; wait",
+            pidfile.display()
+        )
+    })
+    .await;
     assert!(err.to_string().contains("within 1000ms"), "{err}");
     // SIGTERM was ignored, so the group was only gone after the grace period and SIGKILL.
-    assert!(
-        started.elapsed() >= Duration::from_millis(1000) + KILL_GRACE,
-        "{:?}",
-        started.elapsed()
-    );
-    let grandchild: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
-    // A killed process is gone once it is next scheduled: on a busy machine that takes a moment.
-    for _ in 0..50 {
-        if !alive(grandchild) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!alive(grandchild), "{grandchild} survived SIGKILL");
+    assert!(took >= Duration::from_millis(1000) + KILL_GRACE, "{took:?}");
+    assert!(gone_soon(grandchild).await, "{grandchild} survived SIGKILL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_router_drives_the_proxy() {
-    let v1 = versioned_upstream("v1").await;
-    let v2 = versioned_upstream("v2").await;
+    let (v1, v2) = versioned_pair().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = Proxy::start(listener, "svc/test".into()).await;
     let r: Box<dyn TrafficRouter> = Box::new(BuiltinRouter::new(proxy.clone()));
@@ -170,16 +175,7 @@ async fn builtin_router_drives_the_proxy() {
     let want = canary_routes(v1, v2, 100.0);
     r.apply(&want).await.unwrap();
     assert_eq!(r.current().await.unwrap(), want);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    for _ in 0..5 {
-        let resp = client
-            .get(format!("http://{}/", proxy.local_addr()).parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["x-backstop-version"], "v2");
-        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-    }
+    assert_served_by(proxy.local_addr(), 5, "v2").await;
     let stats = r.stats().await.unwrap().unwrap();
     let v2s = stats.iter().find(|s| s.version == "v2").unwrap();
     assert_eq!(v2s.requests, 5);

@@ -1,14 +1,14 @@
 //! HAProxy router against a real `haproxy` on loopback.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use backstop_drivers::proxy::Routes;
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::{RouterError, TargetState, TrafficRouter};
 use backstop_testkit::free_port;
-use backstop_testkit::routing::{canary_routes, switch_under_load};
+use backstop_testkit::routing::{canary_routes, stable_routes, switch_under_load};
 use backstop_testkit::servers::*;
-use backstop_testkit::upstream::versioned_upstream;
+use backstop_testkit::upstream::{self, assert_served_by, versioned_pair, versioned_upstream};
 
 fn router(s: &Server) -> HaproxyRouter {
     HaproxyRouter::new(HaproxyConfig::new(
@@ -17,26 +17,24 @@ fn router(s: &Server) -> HaproxyRouter {
     ))
 }
 
+/// HAProxy, a router for its `app` backend, and the v1 and v2 upstreams.
+async fn haproxy_and_versions() -> (Server, HaproxyRouter, SocketAddr, SocketAddr) {
+    let lb = haproxy().await;
+    let (v1, v2) = versioned_pair().await;
+    let r = router(&lb);
+    (lb, r, v1, v2)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switching_under_load_drops_nothing_and_splits_by_weight() {
-    let lb = haproxy().await;
-    let (v1, v2) = (
-        versioned_upstream("v1").await,
-        versioned_upstream("v2").await,
-    );
-    let r = router(&lb);
+    let (lb, r, v1, v2) = haproxy_and_versions().await;
     let (sent, measured) = switch_under_load(&r, lb.addr(), v1, v2).await;
     eprintln!("haproxy: {sent} requests, measured split per step: {measured:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_is_idempotent_and_current_reads_the_servers() {
-    let lb = haproxy().await;
-    let (v1, v2) = (
-        versioned_upstream("v1").await,
-        versioned_upstream("v2").await,
-    );
-    let r = router(&lb);
+    let (lb, r, v1, v2) = haproxy_and_versions().await;
     r.apply(&canary_routes(v1, v2, 25.0)).await.unwrap();
     let before = r.servers().await.unwrap();
     r.apply(&canary_routes(v1, v2, 25.0)).await.unwrap();
@@ -57,42 +55,20 @@ async fn apply_is_idempotent_and_current_reads_the_servers() {
     assert_eq!(cur.stable.unwrap().version, v1.to_string());
 
     // Only stable: canary goes to maintenance and gets nothing.
-    let only = Routes {
-        stable: canary_routes(v1, v2, 0.0).stable,
-        canary: None,
-        canary_weight: 0.0,
-    };
+    let only = stable_routes("v1", v1);
     r.apply(&only).await.unwrap();
     assert_eq!(r.current().await.unwrap(), only);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    for _ in 0..20 {
-        let resp = client
-            .get(format!("http://{}/", lb.addr()).parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["x-backstop-version"], "v1");
-    }
+    assert_served_by(lb.addr(), 20, "v1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_count_requests_and_errors_per_server() {
-    let lb = haproxy().await;
-    let (v1, v2) = (
-        versioned_upstream("v1").await,
-        versioned_upstream("v2").await,
-    );
-    let r = router(&lb);
+    let (lb, r, v1, v2) = haproxy_and_versions().await;
     r.apply(&canary_routes(v1, v2, 50.0)).await.unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let client = upstream::client();
     for i in 0..100 {
         let path = if i % 10 == 0 { "/fail" } else { "/" };
-        let resp = client
-            .get(format!("http://{}{path}", lb.addr()).parse().unwrap())
-            .await
-            .unwrap();
-        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+        upstream::get(&client, lb.addr(), path).await;
     }
     let stats = r.stats().await.unwrap().expect("haproxy observes traffic");
     let get = |v: &str| stats.iter().find(|s| s.version == v).cloned().unwrap();
@@ -108,20 +84,9 @@ async fn stats_count_requests_and_errors_per_server() {
     assert!(s1.latency_buckets_ms.is_empty());
 
     // Promotion: the stable server now runs v2's address; v1 keeps what it counted.
-    let promoted = Routes {
-        stable: canary_routes(v1, v2, 0.0).canary,
-        canary: None,
-        canary_weight: 0.0,
-    };
+    let promoted = stable_routes("v2", v2);
     r.apply(&promoted).await.unwrap();
-    for _ in 0..10 {
-        let resp = client
-            .get(format!("http://{}/", lb.addr()).parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["x-backstop-version"], "v2");
-        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-    }
+    assert_served_by(lb.addr(), 10, "v2").await;
     let after = r.stats().await.unwrap().unwrap();
     let get = |v: &str| after.iter().find(|s| s.version == v).cloned().unwrap();
     assert_eq!(get("v1").requests, s1.requests, "{after:?}");
@@ -183,15 +148,11 @@ async fn unknown_backend_or_server_is_named() {
 async fn a_canary_that_never_comes_up_takes_no_traffic_from_stable() {
     let lb = haproxy_with("check inter 100ms rise 1 fall 1").await;
     let v1 = versioned_upstream("v1").await;
-    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut cfg = HaproxyConfig::new(HaproxyAddress::Unix(haproxy_socket(&lb)), "app");
     cfg.ready_timeout = Duration::from_millis(800);
     let r = HaproxyRouter::new(cfg);
-    let only_stable = Routes {
-        stable: canary_routes(v1, dead, 0.0).stable,
-        canary: None,
-        canary_weight: 0.0,
-    };
+    let only_stable = stable_routes("v1", v1);
     r.apply(&only_stable).await.unwrap();
     assert_eq!(r.current().await.unwrap(), only_stable);
 
@@ -205,25 +166,11 @@ async fn a_canary_that_never_comes_up_takes_no_traffic_from_stable() {
     };
     assert_eq!(now.stable.as_ref().map(|u| u.addr), Some(v1), "{text}");
     assert_eq!(now.canary_weight, 0.0, "{text}");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    for _ in 0..10 {
-        let resp = client
-            .get(format!("http://{}/", lb.addr()).parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["x-backstop-version"], "v1");
-    }
+    assert_served_by(lb.addr(), 10, "v1").await;
 
     // A healthy canary passes its first check, then takes all the traffic.
     let v2 = versioned_upstream("v2").await;
     r.apply(&canary_routes(v1, v2, 100.0)).await.unwrap();
     assert_eq!(r.current().await.unwrap(), canary_routes(v1, v2, 100.0));
-    for _ in 0..10 {
-        let resp = client
-            .get(format!("http://{}/", lb.addr()).parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["x-backstop-version"], "v2");
-    }
+    assert_served_by(lb.addr(), 10, "v2").await;
 }

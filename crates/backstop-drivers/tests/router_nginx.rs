@@ -1,10 +1,12 @@
 //! nginx router against a real `nginx` on loopback.
 
+use std::net::SocketAddr;
+
 use backstop_drivers::router::nginx::NginxRouter;
 use backstop_drivers::router::{RouterError, TargetState, TrafficRouter};
 use backstop_testkit::routing::{canary_routes, switch_under_load};
 use backstop_testkit::servers::*;
-use backstop_testkit::upstream::versioned_upstream;
+use backstop_testkit::upstream::{assert_served_by, versioned_pair};
 
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -15,14 +17,21 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// nginx in front of v1, and the v1 and v2 upstreams.
+async fn nginx_and_versions() -> (Server, SocketAddr, SocketAddr) {
+    let (v1, v2) = versioned_pair().await;
+    (nginx(v1).await, v1, v2)
+}
+
+/// A router for `lb`'s upstream file, as the server was configured.
+fn router(lb: &Server) -> NginxRouter {
+    NginxRouter::new(nginx_router_config(lb)).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switching_under_load_drops_nothing_and_splits_by_weight() {
-    let (v1, v2) = (
-        versioned_upstream("v1").await,
-        versioned_upstream("v2").await,
-    );
-    let lb = nginx(v1).await;
-    let r = NginxRouter::new(nginx_router_config(&lb)).unwrap();
+    let (lb, v1, v2) = nginx_and_versions().await;
+    let r = router(&lb);
     let (sent, measured) = switch_under_load(&r, lb.addr(), v1, v2).await;
     eprintln!("nginx: {sent} requests, measured split per step: {measured:?}");
     assert!(
@@ -34,12 +43,8 @@ async fn switching_under_load_drops_nothing_and_splits_by_weight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_failing_the_test_leaves_the_live_file_as_it_was() {
-    let (v1, v2) = (
-        versioned_upstream("v1").await,
-        versioned_upstream("v2").await,
-    );
-    let lb = nginx(v1).await;
-    let good = NginxRouter::new(nginx_router_config(&lb)).unwrap();
+    let (lb, v1, v2) = nginx_and_versions().await;
+    let good = router(&lb);
     good.apply(&canary_routes(v1, v2, 10.0)).await.unwrap();
     let live = lb.dir.path().join("upstream.conf");
     let before = std::fs::read(&live).unwrap();
@@ -83,12 +88,8 @@ async fn a_config_failing_the_test_leaves_the_live_file_as_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_is_idempotent_and_a_pending_reload_is_finished() {
-    let (v1, v2) = (
-        versioned_upstream("v1").await,
-        versioned_upstream("v2").await,
-    );
-    let lb = nginx(v1).await;
-    let r = NginxRouter::new(nginx_router_config(&lb)).unwrap();
+    let (lb, v1, v2) = nginx_and_versions().await;
+    let r = router(&lb);
     let live = lb.dir.path().join("upstream.conf");
     r.apply(&canary_routes(v1, v2, 0.0)).await.unwrap();
     let text = std::fs::read_to_string(&live).unwrap();
@@ -112,24 +113,12 @@ async fn apply_is_idempotent_and_a_pending_reload_is_finished() {
     .unwrap();
     r.apply(&pending).await.unwrap();
     assert!(leftovers(lb.dir.path()).is_empty());
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    for _ in 0..10 {
-        let resp = client
-            .get(format!("http://{}/", lb.addr()).parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["x-backstop-version"], "v2");
-    }
+    assert_served_by(lb.addr(), 10, "v2").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_nginx_rejects_is_reported() {
-    let (v1, v2) = (
-        versioned_upstream("v1").await,
-        versioned_upstream("v2").await,
-    );
-    let lb = nginx(v1).await;
+    let (lb, v1, v2) = nginx_and_versions().await;
     let mut cfg = nginx_router_config(&lb);
     // Test passes, reload goes to a master that does not exist: nothing is confirmed.
     cfg.reload_command = backstop_drivers::router::command::Cmd::Shell("true".into());
@@ -139,7 +128,7 @@ async fn a_reload_nginx_rejects_is_reported() {
     assert_eq!(err.target_state(), TargetState::Unknown, "{err}");
     assert!(err.to_string().contains("no new worker"), "{err}");
     // The marker stays, so the next apply (with a working reload) finishes the job.
-    let r = NginxRouter::new(nginx_router_config(&lb)).unwrap();
+    let r = router(&lb);
     r.apply(&canary_routes(v1, v2, 50.0)).await.unwrap();
     assert!(leftovers(lb.dir.path()).is_empty());
 }

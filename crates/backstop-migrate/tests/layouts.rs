@@ -93,6 +93,13 @@ fn numeric_versions_sort_numerically() {
     assert_eq!(versions(&load(dir.path()).unwrap()), ["1", "9", "10"]);
 }
 
+/// The 0-based index of the first line of `text` that `is`.
+fn line_index(text: &str, is: impl Fn(&str) -> bool) -> usize {
+    text.lines()
+        .position(is)
+        .unwrap_or_else(|| panic!("no such line in:\n{text}"))
+}
+
 #[test]
 fn section_scripts_start_at_their_file_line() {
     let set = load(&corpus("sqlite", "goose-good")).unwrap();
@@ -102,10 +109,7 @@ fn section_scripts_start_at_their_file_line() {
     let down = m.down.as_ref().unwrap();
     let text =
         std::fs::read_to_string(corpus("sqlite", "goose-good").join("00001_users.sql")).unwrap();
-    let marker = text
-        .lines()
-        .position(|l| l.trim() == "-- +goose Down")
-        .unwrap();
+    let marker = line_index(&text, |l| l.trim() == "-- +goose Down");
     assert_eq!(down.line as usize, marker + 2);
     assert!(down.sql.contains("DROP TABLE users"));
     assert!(!m.up.sql.contains("DROP TABLE"));
@@ -114,16 +118,10 @@ fn section_scripts_start_at_their_file_line() {
     let second = &set.migrations[1];
     let text =
         std::fs::read_to_string(corpus("sqlite", "liquibase-good").join("changelog.sql")).unwrap();
-    let header = text
-        .lines()
-        .position(|l| l.trim() == "--changeset ada:2")
-        .unwrap();
+    let header = line_index(&text, |l| l.trim() == "--changeset ada:2");
     assert_eq!(second.up.line as usize, header + 2);
     let down = second.down.as_ref().unwrap();
-    let rollback = text
-        .lines()
-        .position(|l| l.starts_with("--rollback DROP INDEX"))
-        .unwrap();
+    let rollback = line_index(&text, |l| l.starts_with("--rollback DROP INDEX"));
     assert_eq!(down.line as usize, rollback + 1);
     assert!(down.sql.contains("DROP INDEX users_city"));
     assert!(

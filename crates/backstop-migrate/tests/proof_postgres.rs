@@ -4,8 +4,6 @@
 #[path = "fixtures/proof_common.rs"]
 mod common;
 
-use std::time::Instant;
-
 use backstop_migrate::proof::prove;
 use backstop_migrate::{Engine, Severity};
 use backstop_testkit::servers::Postgres;
@@ -114,12 +112,7 @@ async fn a_down_that_forgets_an_index_a_constraint_a_view_and_a_trigger_is_repor
              CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();",
             Some("DROP FUNCTION touch() CASCADE;"),
         ),
-        mig(
-            "0003",
-            "tags",
-            "CREATE TABLE tags (id int PRIMARY KEY);",
-            Some("DROP TABLE tags;"),
-        ),
+        tags("0003"),
     ]);
     let results = prove_pg(&set).await;
     let r = &results[1];
@@ -182,12 +175,7 @@ async fn enum_labels_in_another_order_and_a_diverging_second_up_are_reported() {
             "CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY, body text NOT NULL);",
             Some("ALTER TABLE notes DROP COLUMN body;"),
         ),
-        mig(
-            "0004",
-            "tags",
-            "CREATE TABLE tags (id int PRIMARY KEY);",
-            Some("DROP TABLE tags;"),
-        ),
+        tags("0004"),
     ]);
     let results = prove_pg(&set).await;
     assert_finding(
@@ -297,17 +285,7 @@ fn set_of_one(up: &str) -> backstop_migrate::MigrationSet {
 
 #[tokio::test]
 async fn two_hundred_small_migrations_are_proven_in_one_run() {
-    let set = many(200);
-    let started = Instant::now();
-    let results = prove_pg(&set).await;
-    println!(
-        "postgres: 200 migrations proven in {:?} (cluster start included)",
-        started.elapsed()
-    );
-    assert_eq!(results.len(), 200);
-    for r in &results {
-        assert_proven(r);
-    }
+    assert_two_hundred_proven(Engine::Postgres, "postgres (cluster start included)").await;
 }
 
 #[tokio::test]

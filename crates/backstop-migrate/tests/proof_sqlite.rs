@@ -3,8 +3,6 @@
 #[path = "fixtures/proof_common.rs"]
 mod common;
 
-use std::time::Instant;
-
 use backstop_migrate::proof::prove;
 use backstop_migrate::{Engine, Severity};
 use common::*;
@@ -101,12 +99,7 @@ async fn a_down_that_forgets_an_index_is_reported_and_later_migrations_are_still
             "CREATE INDEX users_name ON users (name);",
             Some("-- nothing to undo, surely\nSELECT 1;"),
         ),
-        mig(
-            "0003",
-            "tags",
-            "CREATE TABLE tags (id INTEGER PRIMARY KEY);",
-            Some("DROP TABLE tags;"),
-        ),
+        tags("0003"),
     ]);
     let results = prove(&set, Engine::Sqlite, None).await.expect("proof runs");
     let r = &results[1];
@@ -154,12 +147,7 @@ async fn a_down_that_leaves_a_view_a_trigger_and_a_check_is_reported() {
              CREATE TRIGGER users_touch AFTER INSERT ON users BEGIN UPDATE users SET name = trim(name) WHERE id = new.id; END;",
             Some("-- the view and trigger go with the app, surely\nSELECT 1;"),
         ),
-        mig(
-            "0003",
-            "tags",
-            "CREATE TABLE tags (id INTEGER PRIMARY KEY);",
-            Some("DROP TABLE tags;"),
-        ),
+        tags("0003"),
     ]);
     let results = prove(&set, Engine::Sqlite, None).await.expect("proof runs");
     assert_proven(&results[0]);
@@ -248,12 +236,7 @@ async fn an_up_that_fails_on_the_database_stops_the_proof_and_says_why() {
             "-- every user has a city\n\nALTER TABLE users ADD COLUMN city TEXT NOT NULL;",
             Some("ALTER TABLE users DROP COLUMN city;"),
         ),
-        mig(
-            "0004",
-            "tags",
-            "CREATE TABLE tags (id INTEGER PRIMARY KEY);",
-            Some("DROP TABLE tags;"),
-        ),
+        tags("0004"),
     ]);
     let results = prove(&set, Engine::Sqlite, None).await.expect("proof runs");
     assert_proven(&results[0]);
@@ -342,14 +325,7 @@ async fn a_failing_down_and_a_missing_down_are_not_proven_but_the_rest_is() {
 
 #[tokio::test]
 async fn two_hundred_small_migrations_are_proven_in_one_run() {
-    let set = many(200);
-    let started = Instant::now();
-    let results = prove(&set, Engine::Sqlite, None).await.expect("proof runs");
-    println!("sqlite: 200 migrations proven in {:?}", started.elapsed());
-    assert_eq!(results.len(), 200);
-    for r in &results {
-        assert_proven(r);
-    }
+    assert_two_hundred_proven(Engine::Sqlite, "sqlite").await;
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Bad requests get 4xx answers with JSON bodies that say what is wrong and where (a JSON
 //! pointer), and change nothing.
 
-use backstop_testkit::audit_actions;
 use backstop_testkit::in_process::ApiServer;
+use backstop_testkit::{audit_actions, texts_of};
 use serde_json::{Value, json};
 
 fn assert_error(
@@ -385,14 +385,8 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
         .await;
     assert_eq!(s, 200);
     assert_eq!(report["go"], false);
-    let names: Vec<&str> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        texts_of(&report["checks"], "name"),
         [
             "release",
             "lkg_backup",

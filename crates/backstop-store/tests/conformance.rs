@@ -50,6 +50,14 @@ fn rollout(id: &str, to: &str) -> Rollout {
     }
 }
 
+/// An analysis interval at `t` seconds with nothing else in it.
+fn interval(t: f64) -> backstop_judge::Interval {
+    backstop_judge::Interval {
+        t,
+        ..Default::default()
+    }
+}
+
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_dir(dir.path()).await.unwrap();
@@ -100,27 +108,8 @@ async fn state_survives_reopening() {
     let mut r = rollout("r1", "v1");
     r.verdict = Some(serde_json::json!({"verdict": "fail"}));
     s.create_rollout(&r).await.unwrap();
-    s.append_interval(
-        "r1",
-        &backstop_judge::Interval {
-            t: 5.0,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s.append_interval(
-            "r1",
-            &backstop_judge::Interval {
-                t: 10.0,
-                ..Default::default()
-            }
-        )
-        .await
-        .unwrap(),
-        2
-    );
+    s.append_interval("r1", &interval(5.0)).await.unwrap();
+    assert_eq!(s.append_interval("r1", &interval(10.0)).await.unwrap(), 2);
     s.close().await;
     drop(s);
     let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
@@ -178,6 +167,18 @@ async fn recovery_journal_records_intent_attempts_and_outcome() {
     assert!(s.unfinished_recoveries().await.unwrap().is_empty());
 }
 
+/// Runs `sql` on the closed store's database file directly, as an attacker with disk access
+/// would, and opens the store again.
+async fn tamper(dir: &std::path::Path, sql: &'static str) -> SqliteStore {
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("backstop.db").display()))
+            .await
+            .unwrap();
+    sqlx::query(sql).execute(&pool).await.unwrap();
+    pool.close().await;
+    SqliteStore::open_existing_dir(dir).await.unwrap()
+}
+
 #[tokio::test]
 async fn audit_chain_appends_and_verifies() {
     let (dir, s) = store().await;
@@ -198,19 +199,11 @@ async fn audit_chain_appends_and_verifies() {
     assert_eq!(verify_audit(&s).await.unwrap(), Ok(5));
     s.close().await;
 
-    // Tamper with the file directly, as an attacker with disk access would.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("backstop.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("UPDATE audit SET target = 'forged' WHERE seq = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    let s = tamper(
+        dir.path(),
+        "UPDATE audit SET target = 'forged' WHERE seq = 3",
+    )
+    .await;
     let broken = verify_audit(&s).await.unwrap().unwrap_err();
     assert_eq!(broken.seq, 3);
 }
@@ -229,18 +222,7 @@ async fn truncating_the_audit_tail_is_detected() {
         s.append_audit(i, &entry).await.unwrap();
     }
     s.close().await;
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("backstop.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("DELETE FROM audit WHERE seq = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    let s = tamper(dir.path(), "DELETE FROM audit WHERE seq = 3").await;
     assert!(verify_audit(&s).await.unwrap().is_err());
 }
 

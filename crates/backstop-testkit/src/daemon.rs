@@ -28,6 +28,14 @@ pub fn backstop_bin() -> PathBuf {
     bin
 }
 
+/// The `run:` block of a service (indented for an entry of `services:`) whose releases are the
+/// sample service in the `backstop` binary.
+pub const DEMO_APP_RUN: &str = r#"    run:
+      command: "{artifact} demo-app --port {port} --version {version}"
+      health: {http: /healthz, start_timeout: 20s}
+      scale_down_delay: 1s
+"#;
+
 /// A config for service `shop` whose releases are the sample service in the `backstop` binary.
 pub fn shop_config(proxy_port: u16, steps: &str) -> String {
     format!(
@@ -35,11 +43,7 @@ pub fn shop_config(proxy_port: u16, steps: &str) -> String {
   - name: shop
     owner: team-test
     tier: 1
-    run:
-      command: "{{artifact}} demo-app --port {{port}} --version {{version}}"
-      health: {{http: /healthz, start_timeout: 20s}}
-      scale_down_delay: 1s
-    rollout:
+{DEMO_APP_RUN}    rollout:
       strategy: canary
       steps: {steps}
     analysis:
@@ -49,6 +53,27 @@ pub fn shop_config(proxy_port: u16, steps: &str) -> String {
         listen: 127.0.0.1:{proxy_port}
 "#
     )
+}
+
+/// `rollout start shop --env prod --version VERSION EXTRA…`: the CLI arguments, for callers
+/// that run them their own way.
+pub fn rollout_start_args<'a>(version: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "rollout",
+        "start",
+        "shop",
+        "--env",
+        "prod",
+        "--version",
+        version,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `rollback shop --env prod --reason REASON`: the CLI arguments.
+pub fn rollback_args(reason: &str) -> [&str; 6] {
+    ["rollback", "shop", "--env", "prod", "--reason", reason]
 }
 
 pub struct Daemon {
@@ -64,6 +89,17 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(state_dir: &Path, config_text: &str, proxy_port: u16) -> Daemon {
         Self::start_with_env(state_dir, config_text, proxy_port, &[])
+    }
+
+    /// A daemon for [`shop_config`] with `steps`: its state in `dir/state`, its proxy on a free
+    /// port (`proxy_port`).
+    pub fn start_shop(dir: &Path, steps: &str) -> Daemon {
+        let proxy_port = free_port();
+        Self::start(
+            &dir.join("state"),
+            &shop_config(proxy_port, steps),
+            proxy_port,
+        )
     }
 
     /// Starts a daemon whose process also gets `env`.
@@ -156,8 +192,9 @@ impl Daemon {
             .expect("run backstop")
     }
 
-    /// Runs the CLI and returns stdout parsed as JSON, asserting the exit code.
-    pub fn cli_json(&self, args: &[&str], code: i32) -> serde_json::Value {
+    /// Runs the CLI with `--output json`, asserting the exit code: its whole output, stdout
+    /// being the JSON (for a caller that also keeps what the CLI printed).
+    pub fn cli_json_output(&self, args: &[&str], code: i32) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--output", "json"]);
         let out = self.cli(&all);
@@ -169,6 +206,12 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
+        out
+    }
+
+    /// Runs the CLI and returns stdout parsed as JSON, asserting the exit code.
+    pub fn cli_json(&self, args: &[&str], code: i32) -> serde_json::Value {
+        let out = self.cli_json_output(args, code);
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
@@ -208,7 +251,11 @@ impl Daemon {
 
     /// `backstop release create shop --version VERSION --file <the backstop binary> EXTRA…`.
     pub fn register_with(&self, version: &str, extra: &[&str]) -> serde_json::Value {
-        let bin = backstop_bin();
+        self.register_file(version, &backstop_bin(), extra)
+    }
+
+    /// `backstop release create shop --version VERSION --file FILE EXTRA…`: the release.
+    pub fn register_file(&self, version: &str, file: &Path, extra: &[&str]) -> serde_json::Value {
         let mut args = vec![
             "release",
             "create",
@@ -216,7 +263,7 @@ impl Daemon {
             "--version",
             version,
             "--file",
-            bin.to_str().unwrap(),
+            file.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
         self.cli_json(&args, 0)
@@ -225,39 +272,29 @@ impl Daemon {
     /// `backstop rollout start shop --env prod --version VERSION --wait`, expecting exit `code`:
     /// the rollout's detail once it has ended.
     pub fn rollout_wait(&self, version: &str, code: i32) -> serde_json::Value {
-        self.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                version,
-                "--wait",
-            ],
-            code,
-        )
+        self.cli_json(&rollout_start_args(version, &["--wait"]), code)
     }
 
     /// `backstop rollout start shop --env prod --version VERSION` (not waiting): the rollout id.
     pub fn rollout_start(&self, version: &str) -> String {
-        let started = self.cli_json(
-            &[
-                "rollout",
-                "start",
-                "shop",
-                "--env",
-                "prod",
-                "--version",
-                version,
-            ],
-            0,
-        );
+        let started = self.cli_json(&rollout_start_args(version, &[]), 0);
         started["id"]
             .as_str()
             .unwrap_or_else(|| panic!("a rollout id in {started:#}"))
             .to_string()
+    }
+
+    /// Starts a rollout of `version` and waits until it is progressing (its canary live): the
+    /// rollout id.
+    pub fn rollout_progressing(&self, version: &str) -> String {
+        let id = self.rollout_start(version);
+        self.wait_phase(&id, "progressing", "canary live");
+        id
+    }
+
+    /// `backstop rollback shop --env prod --reason REASON`, expecting exit `code`: the recovery.
+    pub fn rollback(&self, reason: &str, code: i32) -> serde_json::Value {
+        self.cli_json(&rollback_args(reason), code)
     }
 
     pub fn rollout(&self, id: &str) -> serde_json::Value {
@@ -280,6 +317,29 @@ impl Daemon {
         )
     }
 
+    /// Asserts for `time` (at most the patience) that rollout `id` keeps progressing on its first
+    /// step: neither advanced nor ended.
+    pub fn assert_stays_on_first_step(&self, id: &str, time: Duration) {
+        let until = Instant::now() + time.min(patience());
+        while Instant::now() < until {
+            let r = self.rollout(id);
+            assert_eq!(r["rollout"]["phase"], "progressing", "{r:#}");
+            assert_eq!(r["rollout"]["step_index"], 0, "{r:#}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Asserts that `backstop audit verify` finds the audit chain intact.
+    pub fn assert_audit_verifies(&self) {
+        assert_eq!(self.cli_json(&["audit", "verify"], 0)["ok"], true);
+    }
+
+    /// Polls until the rollout's phase is `phase` (`what` says what that means to the test): its
+    /// detail.
+    pub fn wait_phase(&self, id: &str, phase: &str, what: &str) -> serde_json::Value {
+        self.wait_rollout(id, what, |r| r["rollout"]["phase"] == phase)
+    }
+
     /// Polls until `pred` holds, or fails with the daemon log.
     pub fn wait_until(&self, what: &str, mut pred: impl FnMut() -> bool) {
         crate::assert_eventually!(pred(), |held| *held, "{what}\ndaemon log:\n{}", self.log());
@@ -292,13 +352,36 @@ impl Drop for Daemon {
     }
 }
 
+/// The `key` text of each item of the JSON array `list` (each event's `kind`, each check's
+/// `name`, …).
+pub fn texts_of<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list:#}"))
+        .iter()
+        .map(|item| item[key].as_str().unwrap())
+        .collect()
+}
+
 /// The `action` of every record of an audit list (`audit list` / `GET /api/v1/audit`).
 pub fn audit_actions(records: &serde_json::Value) -> Vec<&str> {
-    records
+    texts_of(records, "action")
+}
+
+/// The first item of the JSON array `list` whose `key` is `value`; panics showing the list when
+/// there is none.
+pub fn item_with<'a>(list: &'a serde_json::Value, key: &str, value: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .and_then(|items| items.iter().find(|item| item[key] == value))
+        .unwrap_or_else(|| panic!("no item with {key} = {value:?} in {list:#}"))
+}
+
+/// The `kind` of each step of a recovery (`rollback`, `recovery show`, a rollout's `recovery`).
+pub fn step_kinds(recovery: &serde_json::Value) -> Vec<&str> {
+    recovery["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["action"].as_str().unwrap())
+        .map(|s| s["step"]["kind"].as_str().unwrap())
         .collect()
 }
 

@@ -17,7 +17,10 @@ pub mod upstream;
 
 use std::time::Duration;
 
-pub use daemon::{Daemon, audit_actions, backstop_bin, instance_pids, shop_config};
+pub use daemon::{
+    DEMO_APP_RUN, Daemon, audit_actions, backstop_bin, instance_pids, item_with, rollback_args,
+    rollout_start_args, shop_config, step_kinds, texts_of,
+};
 pub use eventually::poll_until;
 pub use traffic::Traffic;
 

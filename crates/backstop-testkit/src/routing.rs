@@ -4,22 +4,45 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use backstop_drivers::load::{LoadConfig, LoadGen, LoadStats};
-use backstop_drivers::proxy::{Routes, Upstream};
+use backstop_drivers::proxy::{Proxy, Routes, Upstream};
 use backstop_drivers::router::TrafficRouter;
+use tokio::net::TcpListener;
+
+/// Everything to `stable` (version, address) but `canary_weight` percent to `canary`, if any.
+pub fn routes(
+    stable: (&str, SocketAddr),
+    canary: Option<(&str, SocketAddr)>,
+    canary_weight: f64,
+) -> Routes {
+    let upstream = |(version, addr): (&str, SocketAddr)| Upstream {
+        version: version.into(),
+        addr,
+    };
+    Routes {
+        stable: Some(upstream(stable)),
+        canary: canary.map(upstream),
+        canary_weight,
+    }
+}
 
 /// Stable `v1` at `v1`, canary `v2` at `v2` with `canary_weight` percent.
 pub fn canary_routes(v1: SocketAddr, v2: SocketAddr, canary_weight: f64) -> Routes {
-    Routes {
-        stable: Some(Upstream {
-            version: "v1".into(),
-            addr: v1,
-        }),
-        canary: Some(Upstream {
-            version: "v2".into(),
-            addr: v2,
-        }),
-        canary_weight,
-    }
+    routes(("v1", v1), Some(("v2", v2)), canary_weight)
+}
+
+/// Everything to `version` at `addr`, no canary.
+pub fn stable_routes(version: &str, addr: SocketAddr) -> Routes {
+    routes((version, addr), None, 0.0)
+}
+
+/// A built-in proxy named `name` on a free loopback port, sending traffic by `routes`.
+pub async fn proxy(name: &str, routes: Routes) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port on 127.0.0.1");
+    let proxy = Proxy::start(listener, name.to_owned()).await;
+    proxy.set_routes(routes);
+    proxy
 }
 
 /// Puts `router` through 0 → 10 → 50 → 100 → 0 % under a steady 300 req/s through `front` and

@@ -110,6 +110,14 @@ async fn answer(version: &str, req: Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
+/// A [`versioned_upstream`] for `v1` and one for `v2`.
+pub async fn versioned_pair() -> (SocketAddr, SocketAddr) {
+    (
+        versioned_upstream("v1").await,
+        versioned_upstream("v2").await,
+    )
+}
+
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
@@ -134,4 +142,18 @@ pub async fn get(
         .map(|v| v.to_str().unwrap().to_owned());
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, version, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends `n` requests for `/` to `front` and asserts that `version` answered every one (its
+/// `x-backstop-version` header).
+pub async fn assert_served_by(front: SocketAddr, n: usize, version: &str) {
+    let client = client();
+    for i in 0..n {
+        let (_, served, body) = get(&client, front, "/").await;
+        assert_eq!(
+            served.as_deref(),
+            Some(version),
+            "request {i} to {front}: {body}"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backstop_testkit::servers::{Server, haproxy, haproxy_socket};
-use backstop_testkit::{Daemon, Traffic, free_port, poll_until};
+use backstop_testkit::{DEMO_APP_RUN, Daemon, Traffic, free_port, poll_until};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -80,11 +80,7 @@ fn config(listen: Option<u16>, analysis: &str, traffic: &str) -> String {
   - name: shop
     owner: bench
     tier: 1
-    run:
-      command: "{{artifact}} demo-app --port {{port}} --version {{version}}"
-      health: {{http: /healthz, start_timeout: 20s}}
-      scale_down_delay: 1s
-    rollout:
+{DEMO_APP_RUN}    rollout:
       steps:
         - {{weight: 10, for: 1h}}
         - {{weight: 100}}

@@ -1,21 +1,17 @@
 //! The global circuit breaker: three failing verdicts in one environment pause progressive
 //! rollouts there (the promotion gate refuses new ones) until a person resets it; the reset is audited and the rollout carries on.
 
-use backstop_testkit::{Daemon, Traffic, free_port, shop_config};
+use backstop_testkit::{
+    Daemon, Traffic, audit_actions, free_port, rollout_start_args, shop_config,
+};
 
 #[test]
 fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let mut d = Daemon::start(
-        &state,
-        &shop_config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]"),
-        proxy,
-    );
+    let mut d = Daemon::start_shop(dir.path(), "[{weight: 50, for: 2s}, {weight: 100}]");
     d.register("v0", 0.0);
     d.rollout_wait("v0", 0);
-    let traffic = Traffic::start(proxy, 60.0);
+    let traffic = Traffic::start(d.proxy_port, 60.0);
 
     for bad in ["b1", "b2", "b3"] {
         d.register(bad, 0.5);
@@ -33,15 +29,7 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
     // While the breaker is open the promotion gate refuses new rollouts in scope (exit 1,
     // with the reason); nothing is created.
     d.register("good", 0.0);
-    let start = [
-        "rollout",
-        "start",
-        "shop",
-        "--env",
-        "prod",
-        "--version",
-        "good",
-    ];
+    let start = rollout_start_args("good", &[]);
     let refused = d.cli(&start);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -72,25 +60,17 @@ fn three_failed_rollouts_trip_the_breaker_and_a_reset_lets_rollouts_continue() {
     );
     let started = d.cli_json(&start, 0);
     let id = started["id"].as_str().unwrap().to_string();
-    let done = d.wait_rollout(&id, "promotion after the reset", |r| {
-        r["rollout"]["phase"] == "promoted"
-    });
+    let done = d.wait_phase(&id, "promoted", "promotion after the reset");
     assert_eq!(done["rollout"]["phase"], "promoted");
     traffic.stop();
 
-    let actions: Vec<String> = d
-        .cli_json(&["audit", "list"], 0)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_string())
-        .collect();
+    let audit = d.cli_json(&["audit", "list"], 0);
+    let actions = audit_actions(&audit);
     assert!(
-        actions.contains(&"breaker.tripped".to_string())
-            && actions.contains(&"breaker.reset".to_string()),
+        actions.contains(&"breaker.tripped") && actions.contains(&"breaker.reset"),
         "{actions:?}"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }
 
@@ -108,10 +88,7 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
     d.rollout_wait("v1", 0);
     let stable = backstop_testkit::instance_pids(&state);
     d.register("v2", 0.0);
-    let id = d.rollout_start("v2");
-    d.wait_rollout(&id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let id = d.rollout_progressing("v2");
     // The canary dies (no traffic flows, so the error counts cannot show it).
     let canary: Vec<u32> = backstop_testkit::instance_pids(&state)
         .into_iter()
@@ -123,9 +100,7 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let done = d.wait_rollout(&id, "breaker rollback", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    let done = d.wait_phase(&id, "recovered", "breaker rollback");
     assert!(
         done["rollout"]["reason"]
             .as_str()
@@ -133,6 +108,6 @@ fn a_canary_that_stops_answering_health_checks_trips_the_per_rollout_breaker() {
             .contains("health checks in a row"),
         "{done:#}"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }

@@ -48,7 +48,7 @@ fn scripts_deploy_and_stop_versions_and_a_bad_canary_is_rolled_back() {
         [format!("{canary}/stop")],
         "the bad canary was stopped by the stop script"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
     // Script-deployed instances are the user's to run: stop v1 ourselves.
     for entry in std::fs::read_dir(&work).unwrap() {

@@ -8,7 +8,10 @@
 
 use std::path::Path;
 
-use backstop_testkit::{Daemon, Traffic, free_port, patience, poll_until, shop_config};
+use backstop_testkit::{
+    Daemon, Traffic, audit_actions, free_port, patience, poll_until, rollback_args,
+    rollout_start_args, shop_config, step_kinds,
+};
 
 const SECRET_A: &str = "sekret-ONE-4f9a1c";
 const SECRET_B: &str = "sekret-TWO-8e2d7b";
@@ -57,17 +60,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     let d = Daemon::start(&state, &config(proxy), proxy);
     let outputs: std::cell::RefCell<Vec<Vec<u8>>> = std::cell::RefCell::default();
     let run = |args: &[&str], code: i32| -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["--output", "json"]);
-        let out = d.cli(&all);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "backstop {args:?}\nstdout: {}\nstderr: {}\nlog:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
-        );
+        let out = d.cli_json_output(args, code);
         outputs.borrow_mut().push(out.stdout.clone());
         outputs.borrow_mut().push(out.stderr);
         serde_json::from_slice(&out.stdout).unwrap()
@@ -75,19 +68,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
 
     // v1: the first deployment, snapshot 1 taken before it.
     d.register("v1", 0.0);
-    let first = run(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v1",
-            "--wait",
-        ],
-        0,
-    );
+    let first = run(&rollout_start_args("v1", &["--wait"]), 0);
     assert_eq!(first["safeguards"]["config_snapshot"], 1, "{first:#}");
     assert!(first["safeguards"]["baseline"].is_object(), "{first:#}");
     let history = run(&["config", "history", "shop", "--env", "prod"], 0);
@@ -148,22 +129,9 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     let traffic = Traffic::start(proxy, 60.0);
     std::thread::sleep(std::time::Duration::from_secs(3));
     d.register("v2", 0.0);
-    let started = run(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-        ],
-        0,
-    );
+    let started = run(&rollout_start_args("v2", &[]), 0);
     let id = started["id"].as_str().unwrap().to_string();
-    let detail = d.wait_rollout(&id, "progressing", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let detail = d.wait_phase(&id, "progressing", "progressing");
     let g = &detail["safeguards"];
     assert_eq!(g["config_snapshot"], 2, "{detail:#}");
     assert_eq!(g["baseline"]["version"], "v1", "{detail:#}");
@@ -181,12 +149,9 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
 
     // Abort v2: the recovery back to v1 restores v1's files as a journaled step.
     run(&["rollout", "abort", &id, "--reason", "test"], 0);
-    let done = d.wait_rollout(&id, "recovered", |r| r["rollout"]["phase"] == "recovered");
+    let done = d.wait_phase(&id, "recovered", "recovered");
     let steps = done["recovery"]["steps"].as_array().unwrap();
-    let names: Vec<&str> = steps
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap())
-        .collect();
+    let names = step_kinds(&done["recovery"]);
     assert_eq!(
         &names[..3],
         ["wait_healthy", "shift_traffic", "restore_config"],
@@ -267,40 +232,12 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     // v1 starts again.
     std::fs::write(conf.join("prod.toml"), "a = 1\nb = 4\n").unwrap();
     d.register("v3", 0.0);
-    let v3 = run(
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v3",
-        ],
-        0,
-    );
+    let v3 = run(&rollout_start_args("v3", &[]), 0);
     let v3 = v3["id"].as_str().unwrap().to_string();
-    d.wait_rollout(&v3, "progressing", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    d.wait_phase(&v3, "progressing", "progressing");
     run(&["rollout", "promote", &v3, "--reason", "looks fine"], 0);
-    let rec = run(
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "v3 is bad after all",
-        ],
-        0,
-    );
-    let names: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap())
-        .collect();
+    let rec = run(&rollback_args("v3 is bad after all"), 0);
+    let names = step_kinds(&rec);
     assert_eq!(&names[..2], ["restore_config", "start_instance"], "{rec:#}");
     assert_eq!(rec["steps"][0]["step"]["snapshot"], 1);
     assert_eq!(
@@ -318,21 +255,13 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
     assert!(String::from_utf8_lossy(&missing.stderr).contains("config snapshot 99"));
 
     let audit = run(&["audit", "list"], 0);
-    let actions: Vec<String> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let actions = audit_actions(&audit);
     for want in [
         "config.restored",
         "config.snapshot.taken",
         "recovery.step.done",
     ] {
-        assert!(
-            actions.iter().any(|a| a == want),
-            "{want} missing: {actions:?}"
-        );
+        assert!(actions.contains(&want), "{want} missing: {actions:?}");
     }
 
     // Crash during a restore step: the intent is journaled and part of the files were written

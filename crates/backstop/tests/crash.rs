@@ -2,25 +2,32 @@
 //! continues from stored state and ends correctly, running instances are adopted rather than
 //! started twice, the audit chain still verifies, and nothing is left running at the end.
 
-use backstop_testkit::{Daemon, Traffic, free_port, instance_pids, shop_config};
+use backstop_testkit::{Daemon, Traffic, audit_actions, instance_pids};
 
 const STEPS: &str = "[{weight: 10, for: 4s}, {weight: 50, for: 4s}, {weight: 100}]";
 
-fn deploy_v1(d: &Daemon) {
+/// A shop daemon with `steps` in `dir`, v1 promoted, v2 registered failing `v2_error_ratio`
+/// of its requests, and traffic of `rps` through the proxy.
+fn v1_live_and_v2_registered(
+    dir: &std::path::Path,
+    steps: &str,
+    v2_error_ratio: f64,
+    rps: f64,
+) -> (Daemon, Traffic) {
+    let d = Daemon::start_shop(dir, steps);
     d.register("v1", 0.0);
     let v1 = d.rollout_wait("v1", 0);
     assert_eq!(v1["rollout"]["phase"], "promoted");
+    d.register("v2", v2_error_ratio);
+    let traffic = Traffic::start(d.proxy_port, rps);
+    (d, traffic)
 }
 
 #[test]
 fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let mut d = Daemon::start(&state, &shop_config(proxy, STEPS), proxy);
-    deploy_v1(&d);
-    d.register("v2", 0.0);
-    let traffic = Traffic::start(proxy, 50.0);
+    let (mut d, traffic) = v1_live_and_v2_registered(dir.path(), STEPS, 0.0, 50.0);
+    let state = d.state_dir.clone();
 
     let id = d.rollout_start("v2");
     d.wait_rollout(&id, "second step (50 %)", |r| {
@@ -37,9 +44,7 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
     );
     d.restart();
 
-    let done = d.wait_rollout(&id, "promotion after restart", |r| {
-        r["rollout"]["phase"] == "promoted"
-    });
+    let done = d.wait_phase(&id, "promoted", "promotion after restart");
     assert!(
         done["events"]
             .as_array()
@@ -55,23 +60,18 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
 
     let (sent, _) = traffic.stop();
     assert!(sent > 0);
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
-    let actions: Vec<String> = d
-        .cli_json(&["audit", "list"], 0)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_string())
-        .collect();
+    d.assert_audit_verifies();
+    let audit = d.cli_json(&["audit", "list"], 0);
+    let actions = audit_actions(&audit);
     assert_eq!(
         actions
             .iter()
-            .filter(|a| *a == "controller.started")
+            .filter(|a| **a == "controller.started")
             .count(),
         2
     );
     assert_eq!(
-        actions.iter().filter(|a| *a == "rollout.promoted").count(),
+        actions.iter().filter(|a| **a == "rollout.promoted").count(),
         2,
         "v1 and v2 each promoted once: {actions:?}"
     );
@@ -87,28 +87,20 @@ fn killed_mid_rollout_the_daemon_resumes_and_promotes_without_restarting_instanc
 #[test]
 fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
     // Long steps: only the judge can end this rollout in time.
-    let mut d = Daemon::start(
-        &state,
-        &shop_config(proxy, "[{weight: 20, for: 10m}, {weight: 100}]"),
-        proxy,
+    let (mut d, traffic) = v1_live_and_v2_registered(
+        dir.path(),
+        "[{weight: 20, for: 10m}, {weight: 100}]",
+        0.3,
+        60.0,
     );
-    deploy_v1(&d);
-    d.register("v2", 0.3);
-    let traffic = Traffic::start(proxy, 60.0);
+    let state = d.state_dir.clone();
 
-    let id = d.rollout_start("v2");
-    d.wait_rollout(&id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let id = d.rollout_progressing("v2");
     d.kill9();
     d.restart();
 
-    let done = d.wait_rollout(&id, "rollback after restart", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    let done = d.wait_phase(&id, "recovered", "rollback after restart");
     assert_eq!(done["recovery"]["status"], "done");
     for step in done["recovery"]["steps"].as_array().unwrap() {
         assert_eq!(step["status"], "done");
@@ -119,7 +111,7 @@ fn killed_while_a_bad_canary_is_live_the_restarted_daemon_still_rolls_it_back() 
         "bad"
     );
     traffic.stop();
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     assert_eq!(
         instance_pids(&state).len(),
         1,

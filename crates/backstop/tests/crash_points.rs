@@ -9,7 +9,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port, instance_pids, shop_config};
+use backstop_testkit::{
+    Daemon, backstop_bin, free_port, instance_pids, rollback_args, shop_config,
+};
 
 /// A small deterministic generator (SplitMix64), so the kill points are reproducible.
 struct SplitMix(u64);
@@ -68,14 +70,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         // Ask for a rollback and kill the daemon somewhere inside it.
         let delay = Duration::from_millis(rng.next() % 700);
         let mut cli = Command::new(backstop_bin())
-            .args([
-                "rollback",
-                "shop",
-                "--env",
-                "prod",
-                "--reason",
-                &format!("crash point {i}"),
-            ])
+            .args(rollback_args(&format!("crash point {i}")))
             .args(["--server", &d.api, "--state-dir"])
             .arg(&state)
             .stdout(Stdio::null())
@@ -120,17 +115,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         };
         let Some(rec) = rec else {
             // Killed before the request was journaled: roll back now, without a crash.
-            d.cli_json(
-                &[
-                    "rollback",
-                    "shop",
-                    "--env",
-                    "prod",
-                    "--reason",
-                    &format!("crash point {i}"),
-                ],
-                0,
-            );
+            d.rollback(&format!("crash point {i}"), 0);
             recoveries.push((i, delay, 0));
             continue;
         };
@@ -181,7 +166,7 @@ fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {
         recoveries.iter().any(|(_, _, retried)| *retried > 0) || points < 5,
         "no kill landed inside a step: widen the delays"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
     assert!(instance_pids(&state).is_empty());
 }

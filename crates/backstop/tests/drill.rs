@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port};
+use backstop_testkit::{DEMO_APP_RUN, Daemon, backstop_bin, free_port};
 
 fn config(staging: u16, prod: u16, objectives: &str) -> String {
     format!(
@@ -13,11 +13,7 @@ fn config(staging: u16, prod: u16, objectives: &str) -> String {
     owner: team-test
     tier: 1
     objectives: {objectives}
-    run:
-      command: "{{artifact}} demo-app --port {{port}} --version {{version}}"
-      health: {{http: /healthz, start_timeout: 20s}}
-      scale_down_delay: 1s
-    rollout:
+{DEMO_APP_RUN}    rollout:
       strategy: canary
       steps: [{{weight: 30, for: 40s}}, {{weight: 100}}]
     analysis:

@@ -1,21 +1,18 @@
 //! End to end through the CLI and a real daemon: a good release is promoted, a bad one is caught
 //! and rolled back, the audit chain verifies, and altering one stored record breaks it.
 
-use backstop_testkit::{Daemon, Traffic, audit_actions, backstop_bin, free_port, shop_config};
+use backstop_testkit::{
+    Daemon, Traffic, audit_actions, backstop_bin, rollout_start_args, step_kinds, texts_of,
+};
 
 #[test]
 fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tampering() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let mut d = Daemon::start(
-        &state,
-        &shop_config(
-            proxy,
-            "[{weight: 10, for: 3s}, {weight: 50, for: 3s}, {weight: 100}]",
-        ),
-        proxy,
+    let mut d = Daemon::start_shop(
+        dir.path(),
+        "[{weight: 10, for: 3s}, {weight: 50, for: 3s}, {weight: 100}]",
     );
+    let state = d.state_dir.clone();
 
     d.register("v1", 0.0);
     d.register("v2", 0.0);
@@ -25,17 +22,11 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     let v1 = d.rollout_wait("v1", 0);
     assert_eq!(v1["rollout"]["phase"], "promoted");
 
-    let traffic = Traffic::start(proxy, 80.0);
+    let traffic = Traffic::start(d.proxy_port, 80.0);
 
     let v2 = d.rollout_wait("v2", 0);
     assert_eq!(v2["rollout"]["phase"], "promoted", "{v2:#}");
-    assert!(
-        v2["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "step.advanced")
-    );
+    assert!(texts_of(&v2["events"], "kind").contains(&"step.advanced"));
 
     let v3 = d.rollout_wait("v3", 1);
     assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");
@@ -51,14 +42,8 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     );
     let recovery = &v3["recovery"];
     assert_eq!(recovery["status"], "done");
-    let steps: Vec<_> = recovery["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        steps,
+        step_kinds(recovery),
         [
             "wait_healthy",
             "shift_traffic",
@@ -75,15 +60,7 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     // The environment is back on v2, and v3 is marked bad and refused.
     let services = d.cli_json(&["release", "show", "shop@v3"], 0);
     assert_eq!(services["status"], "bad");
-    let again = d.cli(&[
-        "rollout",
-        "start",
-        "shop",
-        "--env",
-        "prod",
-        "--version",
-        "v3",
-    ]);
+    let again = d.cli(&rollout_start_args("v3", &[]));
     // Refused by the promotion gate: the check said no (exit 1), with the reason.
     assert_eq!(
         again.status.code(),

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port, shop_config};
+use backstop_testkit::{DEMO_APP_RUN, Daemon, backstop_bin, free_port, item_with};
 use serde_json::Value;
 
 fn text(out: &Output) -> String {
@@ -31,10 +31,12 @@ fn run(d: &Daemon, args: &[&str], code: i32) -> String {
 }
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no check {name} in {report:#}"))
+    item_with(&report["checks"], "name", name)
+}
+
+/// The reason check `name` of a gate report gives.
+fn reason<'a>(report: &'a Value, name: &str) -> &'a str {
+    check(report, name)["reason"].as_str().unwrap()
 }
 
 fn failed(report: &Value) -> Vec<String> {
@@ -53,11 +55,8 @@ fn gate(d: &Daemon, service: &str, env: &str, version: &str, extra: &[&str], cod
     d.cli_json(&args, code)
 }
 
-fn audit_actions(d: &Daemon) -> Vec<Value> {
+fn audit_list(d: &Daemon) -> Value {
     d.cli_json(&["audit", "list"], 0)
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 fn rollout_count(d: &Daemon) -> usize {
@@ -127,11 +126,7 @@ services:
   - name: shop
     owner: team-test
     tier: 1
-    run:
-      command: "{{artifact}} demo-app --port {{port}} --version {{version}}"
-      health: {{http: /healthz, start_timeout: 20s}}
-      scale_down_delay: 1s
-    rollout:
+{DEMO_APP_RUN}    rollout:
       strategy: canary
       steps: [{{weight: 50, for: 1h}}, {{weight: 100}}]
     analysis:
@@ -173,10 +168,7 @@ services:
     let go = gate(&d, "shop", "prod", "v1", &[], 0);
     assert_eq!(go["go"], true, "{go:#}");
     assert!(
-        check(&go, "lkg_backup")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("first deployment"),
+        reason(&go, "lkg_backup").contains("first deployment"),
         "{go:#}"
     );
     // Bad input is exit 2, not "blocked".
@@ -190,10 +182,7 @@ services:
     start(&d, "shop", "prod", "v1", &["--wait"], 0);
 
     // An active rollout blocks another one in the same environment.
-    let v2_id = d.rollout_start("v2");
-    d.wait_rollout(&v2_id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let v2_id = d.rollout_progressing("v2");
     let before = rollout_count(&d);
     let refused = start(&d, "shop", "prod", "v3", &[], 1);
     assert!(refused.contains("active_rollout:"), "{refused}");
@@ -227,20 +216,7 @@ services:
     assert!(refused.contains(&frz_id), "{refused}");
     assert_eq!(d.rollout(&v2_id)["rollout"]["phase"], "progressing");
     // An override without a reason is bad input.
-    run(
-        &d,
-        &[
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v3",
-            "--override-freeze",
-        ],
-        2,
-    );
+    start(&d, "shop", "prod", "v3", &["--override-freeze"], 2);
     let promoted = d.cli_json(
         &[
             "rollout",
@@ -253,14 +229,11 @@ services:
         0,
     );
     assert_eq!(promoted["phase"], "promoted", "{promoted:#}");
-    let audit = audit_actions(&d);
-    let overridden = audit
-        .iter()
-        .find(|r| r["action"] == "freeze.overridden")
-        .unwrap_or_else(|| panic!("no freeze.overridden record: {audit:#?}"));
+    let audit = audit_list(&d);
+    let overridden = item_with(&audit, "action", "freeze.overridden");
     assert_eq!(overridden["target"], format!("rollout/{v2_id}"));
     assert_eq!(overridden["evidence"]["reason"], "hotfix approved by CAB");
-    assert!(audit.iter().any(|r| r["action"] == "freeze.started"));
+    item_with(&audit, "action", "freeze.started"); // the freeze's start is audited too
 
     // The freeze also blocks the gate, listed with every other reason: a corrupt backup of the
     // last known good and of the candidate, each naming its digest.
@@ -273,14 +246,12 @@ services:
         ["lkg_backup", "candidate_backup", "freeze"],
         "{blocked:#}"
     );
-    let lkg = check(&blocked, "lkg_backup")["reason"].as_str().unwrap();
+    let lkg = reason(&blocked, "lkg_backup");
     assert!(
         lkg.contains(&format!("sha256:{v2}")) && lkg.contains("corrupt"),
         "{lkg}"
     );
-    let cand = check(&blocked, "candidate_backup")["reason"]
-        .as_str()
-        .unwrap();
+    let cand = reason(&blocked, "candidate_backup");
     assert!(cand.contains(&format!("sha256:{v3}")), "{cand}");
     let text_out = run(&d, &["gate", "shop", "--env", "prod", "--release", "v3"], 1);
     assert!(
@@ -303,10 +274,7 @@ services:
 
     // Automatic freeze: while shop's recovery runs in prod, cart cannot deploy there unless the
     // change is critical (and says why).
-    let v3_id = d.rollout_start("v3");
-    d.wait_rollout(&v3_id, "canary live", |r| {
-        r["rollout"]["phase"] == "progressing"
-    });
+    let v3_id = d.rollout_progressing("v3");
     let mut abort = std::process::Command::new(backstop_bin())
         .args(["rollout", "abort", &v3_id, "--reason", "wrong build"])
         .args(["--server", &d.api, "--state-dir"])
@@ -325,10 +293,7 @@ services:
     let blocked = gate(&d, "cart", "prod", "c1", &[], 1);
     assert_eq!(failed(&blocked), ["recovery"], "{blocked:#}");
     assert!(
-        check(&blocked, "recovery")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("non-critical rollouts there are frozen"),
+        reason(&blocked, "recovery").contains("non-critical rollouts there are frozen"),
         "{blocked:#}"
     );
     let before = rollout_count(&d);
@@ -343,34 +308,25 @@ services:
         &["--critical", "--reason", "fix-forward for INC-7"],
         0,
     );
-    let bypass = audit_actions(&d)
-        .into_iter()
-        .find(|r| r["action"] == "recovery_freeze.bypassed")
-        .expect("the critical start is audited");
+    let audit = audit_list(&d);
+    let bypass = item_with(&audit, "action", "recovery_freeze.bypassed");
     assert_eq!(bypass["evidence"]["reason"], "fix-forward for INC-7");
     std::fs::write(&hook_go, b"go").unwrap();
     assert!(abort.wait().unwrap().success());
-    d.wait_rollout(&v3_id, "rolled back", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    d.wait_phase(&v3_id, "recovered", "rolled back");
 
     // A rolled-back release is refused.
     let bad = gate(&d, "shop", "prod", "v3", &[], 1);
     assert_eq!(failed(&bad), ["release"], "{bad:#}");
     assert!(
-        check(&bad, "release")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("was rolled back"),
+        reason(&bad, "release").contains("was rolled back"),
         "{bad:#}"
     );
 
     // A release that cannot start fails its deployment, which trips the breaker for prod
     // (trips_after: 1): the gate refuses until it is reset.
     let v4_id = d.rollout_start("v4");
-    d.wait_rollout(&v4_id, "deployment failure rolled back", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    d.wait_phase(&v4_id, "recovered", "deployment failure rolled back");
     let before = rollout_count(&d);
     let refused = start(&d, "shop", "prod", "v5", &[], 1);
     assert!(
@@ -383,40 +339,19 @@ services:
     let vault = gate(&d, "shop", "vault", "v1", &[], 1);
     assert_eq!(failed(&vault), ["freeze"], "{vault:#}");
     assert!(
-        check(&vault, "freeze")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("audit season"),
+        reason(&vault, "freeze").contains("audit season"),
         "{vault:#}"
     );
-    let vault = gate(
-        &d,
-        "shop",
-        "vault",
-        "v1",
-        &["--override-freeze", "--reason", "urgent"],
-        1,
-    );
+    let urgent = ["--override-freeze", "--reason", "urgent"];
+    let vault = gate(&d, "shop", "vault", "v1", &urgent, 1);
     assert!(
-        check(&vault, "freeze")["reason"]
-            .as_str()
-            .unwrap()
-            .contains("override refused: vault is regulated"),
+        reason(&vault, "freeze").contains("override refused: vault is regulated"),
         "{vault:#}"
     );
-    let refused = start(
-        &d,
-        "shop",
-        "vault",
-        "v1",
-        &["--override-freeze", "--reason", "urgent"],
-        1,
-    );
+    let refused = start(&d, "shop", "vault", "v1", &urgent, 1);
     assert!(refused.contains("second, different approver"), "{refused}");
-    let attempt = audit_actions(&d)
-        .into_iter()
-        .find(|r| r["action"] == "gate.override_refused")
-        .expect("the refused override is audited");
+    let audit = audit_list(&d);
+    let attempt = item_with(&audit, "action", "gate.override_refused");
     assert_eq!(attempt["target"], "service/shop/vault");
     assert_eq!(attempt["evidence"]["reason"], "urgent");
     let list = d.cli_json(&["freeze", "list"], 0);
@@ -425,7 +360,7 @@ services:
     assert_eq!(scheduled[0]["in_effect"], true);
     assert_eq!(scheduled[0]["env"], "vault");
     assert!(list["manual"].as_array().unwrap().is_empty(), "{list:#}");
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
 }
 
 /// A release artifact: a script that records where it was run from, then runs the sample service.
@@ -447,27 +382,15 @@ fn script(dir: &Path, version: &str) -> PathBuf {
 }
 
 fn register_file(d: &Daemon, version: &str, file: &Path) -> String {
-    let r = d.cli_json(
-        &[
-            "release",
-            "create",
-            "shop",
-            "--version",
-            version,
-            "--file",
-            file.to_str().unwrap(),
-        ],
-        0,
-    );
+    let r = d.register_file(version, file, &[]);
     r["sha256"].as_str().unwrap().to_string()
 }
 
 #[test]
 fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let d = Daemon::start(&state, &shop_config(proxy, "[{weight: 100}]"), proxy);
+    let d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
+    let state = d.state_dir.clone();
     let v1_file = script(dir.path(), "v1");
     let v1 = register_file(&d, "v1", &v1_file);
     register_file(&d, "v2", &script(dir.path(), "v2"));
@@ -480,17 +403,7 @@ fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
 
     // The build folder is cleaned: the rollback still brings v1 back, from its backup.
     std::fs::remove_file(&v1_file).unwrap();
-    let rec = d.cli_json(
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "v2 is slow",
-        ],
-        0,
-    );
+    let rec = d.rollback("v2 is slow", 0);
     assert_eq!(rec["status"], "done", "{rec:#}");
     let ran = std::fs::read_to_string(dir.path().join("ran.log")).unwrap();
     let last = ran.lines().last().unwrap();
@@ -510,35 +423,16 @@ fn a_rollback_runs_the_verified_backup_and_refuses_a_corrupt_one() {
         backstop_testkit::instance_pids(&state).len() == 1
     });
     overwrite(&stored, b"#!/bin/sh\necho pwned\n");
-    let out = d.cli(&[
-        "rollback",
-        "shop",
-        "--env",
-        "prod",
-        "--reason",
-        "v3 is slow",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = d.rollback("v3 is slow", 1);
     assert_eq!(rec["status"], "failed", "{rec:#}");
-    let step = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["status"] == "failed")
-        .unwrap_or_else(|| panic!("a failed step: {rec:#}"));
+    let step = item_with(&rec["steps"], "status", "failed");
     let error = step["outcome"]["error"].as_str().unwrap();
     assert!(
         error.contains(&format!("sha256:{v1}")) && error.contains("corrupt"),
         "{error}"
     );
-    let audit = audit_actions(&d);
-    let failed = audit
-        .iter()
-        .find(|r| r["action"] == "recovery.failed")
-        .unwrap_or_else(|| panic!("recovery.failed audited: {audit:#?}"));
+    let audit = audit_list(&d);
+    let failed = item_with(&audit, "action", "recovery.failed");
     assert!(
         failed["evidence"]["error"]
             .as_str()

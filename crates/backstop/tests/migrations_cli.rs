@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use backstop_testkit::backstop_bin;
+use backstop_testkit::{backstop_bin, item_with};
 use serde_json::Value;
 
 fn corpus(engine: &str, set: &str) -> PathBuf {
@@ -145,12 +145,7 @@ fn write_sum_then_an_edited_down_is_a_checksum_mismatch() {
     std::fs::write(&down, format!("-- reviewed\n{text}")).unwrap();
     let v = json(&[dir], 1);
     let m = &v["migrations"][1];
-    let f = m["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["rule"] == "checksum-mismatch")
-        .unwrap_or_else(|| panic!("no checksum-mismatch: {m}"));
+    let f = item_with(&m["findings"], "rule", "checksum-mismatch");
     assert_eq!(f["file"], "0002_city.down.sql");
     assert_eq!(f["severity"], "error");
 }

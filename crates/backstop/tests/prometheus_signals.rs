@@ -3,9 +3,9 @@
 //! interval, a good release is promoted and a bad one is caught and rolled back on those
 //! numbers. With Prometheus gone, a rollout holds (no step advances without data) and says why.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use backstop_testkit::{Daemon, Traffic, free_port, patience, servers::Prometheus, shop_config};
+use backstop_testkit::{Daemon, Traffic, free_port, item_with, servers::Prometheus, shop_config};
 
 fn events_of(detail: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
     detail["events"]
@@ -59,12 +59,7 @@ fn rollouts_are_judged_on_prometheus_counters_and_hold_when_prometheus_is_gone()
     assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");
     let verdict = &v3["rollout"]["verdict"];
     assert_eq!(verdict["verdict"], "fail", "{v3:#}");
-    let errors = verdict["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["signal"] == "error_ratio")
-        .unwrap();
+    let errors = item_with(&verdict["signals"], "signal", "error_ratio");
     assert_eq!(errors["verdict"], "fail", "{verdict:#}");
     let canary = &errors["evidence"]["canary"];
     assert!(
@@ -91,13 +86,7 @@ fn rollouts_are_judged_on_prometheus_counters_and_hold_when_prometheus_is_gone()
         "names the server: {error}"
     );
     // Well past the 4 s of the first step: still there, never promoted on no data.
-    let until = Instant::now() + Duration::from_secs(8).min(patience());
-    while Instant::now() < until {
-        let r = d.rollout(&id);
-        assert_eq!(r["rollout"]["phase"], "progressing", "{r:#}");
-        assert_eq!(r["rollout"]["step_index"], 0, "{r:#}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    d.assert_stays_on_first_step(&id, Duration::from_secs(8));
     let (sent, _) = traffic.stop();
     assert!(sent > 100, "traffic flowed: {sent}");
 }

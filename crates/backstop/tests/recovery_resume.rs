@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port, instance_pids, shop_config};
+use backstop_testkit::{Daemon, backstop_bin, free_port, instance_pids, shop_config, texts_of};
 
 #[test]
 fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
@@ -17,18 +17,7 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     // v0 runs from its own copy of the binary, which will go missing.
     let artifact = dir.path().join("app-v0");
     std::fs::copy(backstop_bin(), &artifact).unwrap();
-    let v0 = d.cli_json(
-        &[
-            "release",
-            "create",
-            "shop",
-            "--version",
-            "v0",
-            "--file",
-            artifact.to_str().unwrap(),
-        ],
-        0,
-    );
+    let v0 = d.register_file("v0", &artifact, &[]);
     let digest = v0["sha256"].as_str().unwrap();
     let backup = state
         .join("blobs/sha256")
@@ -45,17 +34,7 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     std::fs::rename(&artifact, dir.path().join("moved-away")).unwrap();
     std::fs::remove_file(&backup).unwrap();
 
-    let rec = d.cli_json(
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "v1 misbehaves",
-        ],
-        1,
-    );
+    let rec = d.rollback("v1 misbehaves", 1);
     assert_eq!(rec["status"], "failed", "{rec:#}");
     let steps = rec["steps"].as_array().unwrap();
     assert_eq!(steps[0]["step"]["kind"], "start_instance");
@@ -81,11 +60,9 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     let resumed = d.cli_json(&["recovery", "resume", id], 0);
     assert_eq!(resumed["status"], "done", "{resumed:#}");
     assert!(
-        resumed["steps"]
-            .as_array()
-            .unwrap()
+        texts_of(&resumed["steps"], "status")
             .iter()
-            .all(|s| s["status"] == "done")
+            .all(|s| *s == "done")
     );
     assert_eq!(
         d.cli_json(&["release", "show", "shop@v1"], 0)["status"],
@@ -97,6 +74,6 @@ fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
         Some(2),
         "a finished recovery cannot be resumed"
     );
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }

@@ -5,7 +5,9 @@
 
 use backstop_migrate::Engine;
 use backstop_migrate::apply;
-use backstop_testkit::{Daemon, Traffic, backstop_bin, free_port, shop_config};
+use backstop_testkit::{
+    Daemon, Traffic, backstop_bin, free_port, item_with, rollback_args, shop_config, step_kinds,
+};
 use serde_json::Value;
 
 /// Writes the paired-layout migration set the service declares.
@@ -117,12 +119,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     let traffic = Traffic::start(proxy, 40.0);
     apply_to(&migrations, &url, "2", &[]);
     let gate = d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 0);
-    let way_back = gate["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "schema_way_back")
-        .unwrap();
+    let way_back = item_with(&gate["checks"], "name", "schema_way_back");
     assert!(
         way_back["reason"].as_str().unwrap().contains("proven down"),
         "{gate:#}"
@@ -133,12 +130,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
     let original = std::fs::read_to_string(&down).unwrap();
     std::fs::write(&down, "SELECT 1;\n").unwrap();
     let blocked = d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 1);
-    let check = blocked["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "migrations")
-        .unwrap();
+    let check = item_with(&blocked["checks"], "name", "migrations");
     assert_eq!(check["ok"], false, "{blocked:#}");
     std::fs::write(&down, original).unwrap();
     d.cli_json(&["gate", "shop", "--env", "prod", "--release", "v2"], 0);
@@ -147,16 +139,8 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
 
     // Back to v1: the database is past what v1 runs on, so the proven down of 2 runs before
     // v1 starts.
-    let rec = d.cli_json(
-        &["rollback", "shop", "--env", "prod", "--reason", "bad v2"],
-        0,
-    );
-    let kinds: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"]["kind"].as_str().unwrap())
-        .collect();
+    let rec = d.rollback("bad v2", 0);
+    let kinds = step_kinds(&rec);
     let down_at = kinds.iter().position(|k| *k == "run_migration_down");
     let start_at = kinds.iter().position(|k| *k == "start_instance");
     assert!(
@@ -179,7 +163,7 @@ fn rollbacks_run_proven_downs_first_or_refuse_before_touching_anything() {
         .as_array()
         .unwrap()
         .len();
-    let out = d.cli(&["rollback", "shop", "--env", "prod", "--reason", "bad v2c"]);
+    let out = d.cli(&rollback_args("bad v2c"));
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

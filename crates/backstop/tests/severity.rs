@@ -5,12 +5,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use backstop_testkit::{Daemon, Traffic, free_port, instance_pids, shop_config};
 
 /// A minimal webhook receiver: records each request's body, answers 200.
-fn webhook_sink() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+fn webhook_sink() -> (u16, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -43,37 +44,45 @@ fn webhook_sink() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
     (port, got)
 }
 
-fn tier2_config(proxy: u16, hook_port: u16, strategy: &str) -> String {
-    shop_config(proxy, "[{weight: 50, for: 1h}, {weight: 100}]")
+/// Notifications a [`webhook_sink`] received.
+type Received = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A daemon for a tier-2 shop in `dir` whose rollout block holds `rollout` (its lines under
+/// `rollout:`), announcing to a webhook sink: the daemon and what the sink received.
+fn start_tier2(dir: &Path, rollout: &str) -> (Daemon, Received) {
+    const STEPS: &str = "[{weight: 50, for: 1h}, {weight: 100}]";
+    let proxy = free_port();
+    let (hook_port, received) = webhook_sink();
+    let config = shop_config(proxy, STEPS)
         .replace("tier: 1", "tier: 2")
         .replace(
-            "    rollout:\n      strategy: canary",
+            &format!("    rollout:\n      strategy: canary\n      steps: {STEPS}\n"),
             &format!(
-                "    severity:\n      critical: rollback\n      major: {{rollback_unless_acknowledged: 4s}}\n      minor: notify\n    notify:\n      - {{webhook: \"http://127.0.0.1:{hook_port}/hook\"}}\n    rollout:\n      strategy: {strategy}"
+                "    severity:\n      critical: rollback\n      major: {{rollback_unless_acknowledged: 4s}}\n      minor: notify\n    notify:\n      - {{webhook: \"http://127.0.0.1:{hook_port}/hook\"}}\n    rollout:\n{rollout}"
             ),
-        )
+        );
+    let d = Daemon::start(&dir.join("state"), &config, proxy);
+    (d, received)
 }
 
 #[test]
 fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let (hook_port, hooks) = webhook_sink();
-    let mut d = Daemon::start(&state, &tier2_config(proxy, hook_port, "canary"), proxy);
+    let (mut d, hooks) = start_tier2(
+        dir.path(),
+        "      strategy: canary\n      steps: [{weight: 50, for: 1h}, {weight: 100}]\n",
+    );
     d.register("v1", 0.0);
     d.rollout_wait("v1", 0);
-    let traffic = Traffic::start(proxy, 80.0);
+    let traffic = Traffic::start(d.proxy_port, 80.0);
 
     // Not acknowledged: held, then rolled back at the deadline.
     d.register("v2", 0.03);
     let id2 = d.rollout_start("v2");
-    let held = d.wait_rollout(&id2, "hold", |r| r["rollout"]["phase"] == "paused");
+    let held = d.wait_phase(&id2, "paused", "hold");
     assert_eq!(held["rollout"]["severity"], "major", "{held:#}");
     assert!(held["rollout"]["escalation_deadline_ms"].as_i64().is_some());
-    let done = d.wait_rollout(&id2, "rollback at the deadline", |r| {
-        r["rollout"]["phase"] == "recovered"
-    });
+    let done = d.wait_phase(&id2, "recovered", "rollback at the deadline");
     assert!(
         done["rollout"]["reason"]
             .as_str()
@@ -85,7 +94,7 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
     // Acknowledged: stays held for the person, who aborts it.
     d.register("v3", 0.03);
     let id3 = d.rollout_start("v3");
-    d.wait_rollout(&id3, "hold", |r| r["rollout"]["phase"] == "paused");
+    d.wait_phase(&id3, "paused", "hold");
     let acked = d.cli_json(
         &[
             "rollout",
@@ -124,19 +133,18 @@ fn a_major_regression_is_held_then_rolled_back_unless_acknowledged() {
             "webhook lacks {expected}: {kinds:?}"
         );
     }
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }
 
 #[test]
 fn blue_green_switches_at_once_and_switches_back_to_the_warm_colour() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let (hook_port, _) = webhook_sink();
-    let config = tier2_config(proxy, hook_port, "blue-green\n      rollback_window: 10m")
-        .replace("      steps: [{weight: 50, for: 1h}, {weight: 100}]\n", "");
-    let mut d = Daemon::start(&state, &config, proxy);
+    let (mut d, _) = start_tier2(
+        dir.path(),
+        "      strategy: blue-green\n      rollback_window: 10m\n",
+    );
+    let state = d.state_dir.clone();
     d.register("blue", 0.0);
     d.register("green", 0.0);
     d.rollout_wait("blue", 0);
@@ -150,17 +158,7 @@ fn blue_green_switches_at_once_and_switches_back_to_the_warm_colour() {
     );
     let before = instance_pids(&state);
 
-    let rec = d.cli_json(
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "late failure",
-        ],
-        0,
-    );
+    let rec = d.rollback("late failure", 0);
     assert_eq!(rec["status"], "done");
     let after = instance_pids(&state);
     assert_eq!(after.len(), 1);

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use backstop_testkit::{Daemon, assert_eventually, free_port, http_get};
+use backstop_testkit::{Daemon, assert_eventually, free_port, http_get, texts_of};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-0bc492e");
 
@@ -64,12 +64,7 @@ fn a_state_folder_from_before_the_reshape_opens_serves_and_verifies() {
     // The bad release's story reads back whole: its timeline and its recovery journal.
     let v3 = list[0]["id"].as_str().unwrap();
     let detail = d.rollout(v3);
-    let kinds: Vec<&str> = detail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = texts_of(&detail["events"], "kind");
     for kind in [
         "rollout.started",
         "canary.first_request",
@@ -126,6 +121,6 @@ fn a_state_folder_from_before_the_reshape_opens_serves_and_verifies() {
     );
     let v4 = d.rollout_wait("v4", 0);
     assert_eq!(v4["rollout"]["phase"], "promoted", "{v4}");
-    assert_eq!(d.cli_json(&["audit", "verify"], 0)["ok"], true);
+    d.assert_audit_verifies();
     d.stop();
 }
