@@ -150,67 +150,43 @@ mod tests {
         assert_eq!(w.observe(&slow, 3_000), Decision::Keep);
     }
 
+    /// Observes an exit at `now`, expects a restart, records it; returns whether it started a
+    /// crash loop.
+    fn restart_after_exit(w: &mut InstanceWatch, now: Millis) -> bool {
+        let Decision::Restart {
+            crash_loop_started, ..
+        } = w.observe(&Check::Exited, now)
+        else {
+            panic!("expected a restart at {now}: {w:?}")
+        };
+        w.restarted(now, crash_loop_started);
+        crash_loop_started
+    }
+
     #[test]
     fn restarts_back_off_and_a_third_within_the_window_is_a_crash_loop_reported_once() {
         let mut w = InstanceWatch::default();
-        let mut now = 0;
-        let Decision::Restart {
-            crash_loop_started, ..
-        } = w.observe(&Check::Exited, now)
-        else {
-            panic!()
-        };
-        assert!(!crash_loop_started);
-        w.restarted(now, crash_loop_started);
+        assert!(!restart_after_exit(&mut w, 0));
         // Dies again at once: the second restart waits 1 s, the third 2 s.
-        now += 100;
         assert_eq!(
-            w.observe(&Check::Exited, now),
+            w.observe(&Check::Exited, 100),
             Decision::BackOff { until_ms: 1_000 }
         );
-        now = 1_000;
-        let Decision::Restart {
-            crash_loop_started, ..
-        } = w.observe(&Check::Exited, now)
-        else {
-            panic!()
-        };
-        assert!(!crash_loop_started);
-        w.restarted(now, crash_loop_started);
-        now += 1_500;
+        assert!(!restart_after_exit(&mut w, 1_000));
         assert_eq!(
-            w.observe(&Check::Exited, now),
+            w.observe(&Check::Exited, 2_500),
             Decision::BackOff { until_ms: 3_000 }
         );
-        now = 3_000;
-        let Decision::Restart {
-            crash_loop_started, ..
-        } = w.observe(&Check::Exited, now)
-        else {
-            panic!()
-        };
         assert!(
-            crash_loop_started,
+            restart_after_exit(&mut w, 3_000),
             "the third restart in the window is a crash loop"
         );
-        w.restarted(now, crash_loop_started);
         assert!(w.crash_loop);
-        now = 7_000;
-        assert!(
-            matches!(
-                w.observe(&Check::Exited, now),
-                Decision::Restart {
-                    crash_loop_started: false,
-                    ..
-                }
-            ),
-            "reported once"
-        );
-        w.restarted(now, false);
+        assert!(!restart_after_exit(&mut w, 7_000), "reported once");
         // Healthy, but still in a crash loop until a whole window passes without restarts.
-        w.observe(&Check::Healthy, now + 1_000);
+        w.observe(&Check::Healthy, 8_000);
         assert!(w.crash_loop);
-        w.observe(&Check::Healthy, now + CRASH_LOOP_WINDOW_MS);
+        w.observe(&Check::Healthy, 7_000 + CRASH_LOOP_WINDOW_MS);
         assert!(!w.crash_loop);
         assert_eq!(w.restarts_total, 4);
     }

@@ -192,12 +192,8 @@ impl CommandDeployer {
             return Ok(());
         };
         tracing::warn!(%action, idempotency_key = key, pgid = pgid.as_raw(), "An earlier attempt of this command is still running (its controller stopped); waiting for it before running it again.");
-        let deadline = Instant::now() + self.timeout;
-        while Instant::now() < deadline {
-            if group_members(pgid.as_raw()).is_empty() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if wait_group_gone(pgid, self.timeout).await {
+            return Ok(());
         }
         tracing::warn!(%action, idempotency_key = key, pgid = pgid.as_raw(), "The earlier attempt outlived the timeout; ending it.");
         terminate_group(action, pgid, self.grace).await

@@ -154,12 +154,12 @@ async fn recovery_journal_records_intent_attempts_and_outcome() {
         .await
         .unwrap();
     let got = s.recovery("rec1").await.unwrap();
-    assert_eq!(got.steps.len(), 3);
+    assert_eq!(got.steps.len(), 4);
     assert_eq!(got.steps[0].status, StepStatus::Done);
     assert_eq!(got.steps[0].attempts, 2);
     assert_eq!(got.steps[0].started_at_ms, Some(5));
     assert_eq!(got.steps[1].status, StepStatus::Pending);
-    assert_eq!(got.steps[0].idempotency_key, "rec1/0/shift_traffic");
+    assert_eq!(got.steps[0].idempotency_key, "rec1/0/wait_healthy");
     assert_eq!(s.unfinished_recoveries().await.unwrap().len(), 1);
     s.finish_recovery("rec1", RecoveryStatus::Done, 9)
         .await

@@ -192,6 +192,19 @@ impl Daemon {
             .expect("run backstop")
     }
 
+    /// Starts the CLI against this daemon in the background (e.g. a request the test then
+    /// interrupts by killing the daemon), its stdout and stderr piped.
+    pub fn cli_background(&self, args: &[&str]) -> Child {
+        Command::new(backstop_bin())
+            .args(args)
+            .args(["--server", &self.api, "--state-dir"])
+            .arg(&self.state_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run backstop")
+    }
+
     /// Runs the CLI with `--output json`, asserting the exit code: its whole output, stdout
     /// being the JSON (for a caller that also keeps what the CLI printed).
     pub fn cli_json_output(&self, args: &[&str], code: i32) -> Output {

@@ -6,39 +6,17 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port, shop_config};
+use backstop_testkit::{Daemon, backstop_bin, rollout_start_args};
 
 #[test]
 fn rollout_start_wait_follows_the_rollout_across_a_daemon_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let mut d = Daemon::start(
-        &state,
-        &shop_config(proxy, "[{weight: 50, for: 4s}, {weight: 100}]"),
-        proxy,
-    );
+    let mut d = Daemon::start_shop(dir.path(), "[{weight: 50, for: 4s}, {weight: 100}]");
     d.register("v1", 0.0);
     d.rollout_wait("v1", 0);
     d.register("v2", 0.0);
 
-    let waiting = Command::new(backstop_bin())
-        .args([
-            "rollout",
-            "start",
-            "shop",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-            "--wait",
-        ])
-        .args(["--output", "json", "--server", &d.api, "--state-dir"])
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiting = d.cli_background(&rollout_start_args("v2", &["--wait", "--output", "json"]));
     std::thread::sleep(Duration::from_millis(1500));
     d.kill9();
     std::thread::sleep(Duration::from_millis(1500));

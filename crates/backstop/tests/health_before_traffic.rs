@@ -4,11 +4,10 @@
 //! got 30 % of traffic on a port nobody listened on and was failed and marked bad, and a manual
 //! rollback moved all traffic to the not-yet-listening instance (a total outage).
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use backstop_testkit::{
-    Daemon, Traffic, backstop_bin, free_port, http_get, instance_pids, shop_config,
+    Daemon, Traffic, free_port, http_get, instance_pids, rollback_args, shop_config,
 };
 
 const SLOW_START: &[&str] = &["--env", "DEMO_START_DELAY_MS=6000"];
@@ -27,12 +26,8 @@ fn restart_and_wait_for_users(d: &mut Daemon) {
 #[test]
 fn a_canary_adopted_while_still_starting_gets_traffic_only_once_healthy() {
     let dir = tempfile::tempdir().unwrap();
-    let proxy = free_port();
-    let mut d = Daemon::start(
-        &dir.path().join("state"),
-        &shop_config(proxy, "[{weight: 30, for: 3s}, {weight: 100}]"),
-        proxy,
-    );
+    let mut d = Daemon::start_shop(dir.path(), "[{weight: 30, for: 3s}, {weight: 100}]");
+    let proxy = d.proxy_port;
     d.register("v1", 0.0);
     d.rollout_wait("v1", 0);
     d.register_with("v2", SLOW_START);
@@ -80,21 +75,7 @@ fn a_rollback_interrupted_while_the_old_version_starts_loses_no_request() {
     });
 
     // Roll back to v1 (started anew: 6 s before it listens) and kill the daemon meanwhile.
-    let mut cli = Command::new(backstop_bin())
-        .args([
-            "rollback",
-            "shop",
-            "--env",
-            "prod",
-            "--reason",
-            "slow start",
-        ])
-        .args(["--server", &d.api, "--state-dir"])
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cli = d.cli_background(&rollback_args("slow start"));
     std::thread::sleep(Duration::from_millis(1500));
     d.kill9();
     let _ = cli.wait();

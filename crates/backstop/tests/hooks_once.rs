@@ -2,10 +2,9 @@
 //! to leave it running while the restarted daemon started it again (the two overlapped by
 //! ~2.8 s). Now the restarted daemon waits for the earlier attempt before its own.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port, shop_config};
+use backstop_testkit::{Daemon, free_port, rollback_args, shop_config};
 
 #[test]
 fn a_hook_left_running_by_a_killed_daemon_is_waited_for_before_it_runs_again() {
@@ -31,14 +30,7 @@ fn a_hook_left_running_by_a_killed_daemon_is_waited_for_before_it_runs_again() {
     d.register("v2", 0.0);
     d.rollout_wait("v2", 0);
 
-    let mut cli = Command::new(backstop_bin())
-        .args(["rollback", "shop", "--env", "prod", "--reason", "hook test"])
-        .args(["--server", &d.api, "--state-dir"])
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cli = d.cli_background(&rollback_args("hook test"));
     d.wait_until("the hook has started", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("start"))
     });

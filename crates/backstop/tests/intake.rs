@@ -2,17 +2,12 @@
 //! it was stopped), never answer, and keep SIGTERM from stopping the daemon; a FIFO hung it the
 //! same way. Both are refused at once naming the file, and the daemon stops when told.
 
-use backstop_testkit::{Daemon, free_port, shop_config};
+use backstop_testkit::Daemon;
 
 #[test]
 fn devices_and_fifos_are_refused_at_once_and_the_daemon_still_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let proxy = free_port();
-    let mut d = Daemon::start(
-        &dir.path().join("state"),
-        &shop_config(proxy, "[{weight: 100}]"),
-        proxy,
-    );
+    let mut d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
     let fifo = dir.path().join("artifact.pipe");
     assert!(
         std::process::Command::new("mkfifo")

@@ -10,9 +10,8 @@ use backstop_testkit::{Daemon, backstop_bin, free_port, http_get, patience, shop
 #[test]
 fn a_second_daemon_on_a_state_folder_in_use_is_refused_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let d = Daemon::start(&state, &shop_config(proxy, "[{weight: 100}]"), proxy);
+    let d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
+    let (state, proxy) = (d.state_dir.clone(), d.proxy_port);
     d.register("v1", 0.0);
     d.rollout_wait("v1", 0);
     let holder_pid = d.child.as_ref().unwrap().id();

@@ -2,16 +2,15 @@
 //! instance's process group in steady state used to go unnoticed: the proxy answered 502 until
 //! the next daemon restart, the gate said GO, and nothing was recorded.
 
-use backstop_testkit::{Daemon, audit_actions, free_port, http_get, instance_pids, shop_config};
+use backstop_testkit::{Daemon, audit_actions, http_get, instance_pids};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 #[test]
 fn a_crashed_stable_instance_is_restarted_recorded_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let proxy = free_port();
-    let d = Daemon::start(&state, &shop_config(proxy, "[{weight: 100}]"), proxy);
+    let d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
+    let (state, proxy) = (d.state_dir.clone(), d.proxy_port);
     d.register("v1", 0.0);
     d.rollout_wait("v1", 0);
     let before = instance_pids(&state);

@@ -226,6 +226,12 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A COMMIT that fails (disk full, I/O error) may leave a connection inside a
+            // transaction that can no longer be rolled back; such a connection would refuse
+            // every later write even once the disk has room. It is closed instead of reused.
+            .before_acquire(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect_with(opts)
             .await?;
         migrator()
