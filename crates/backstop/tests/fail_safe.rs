@@ -107,5 +107,9 @@ fn a_full_disk_takes_the_canary_out_of_traffic_and_the_daemon_carries_on_after()
         serde_json::json!(["shop/prod"]),
         "{outage:#}"
     );
-    assert!(http_get(api_port(&d), "/healthz").unwrap().starts_with("HTTP/1.1 200"));
+    assert!(
+        http_get(api_port(&d), "/healthz")
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
 }
