@@ -2,6 +2,8 @@
 //!
 //! - [`proxy`]: built-in HTTP reverse proxy splitting traffic between stable and canary and
 //!   recording per-version requests, errors and latency histograms;
+//! - [`proxy_control`]: that proxy as its own process (`backstop proxy`), configured over a Unix
+//!   socket with versioned route sets, so the data plane outlives the daemon;
 //! - [`process`]: process deployer (supervised children in their own process groups);
 //! - [`command`]: command deployer (user scripts for deploy, stop and health, with timeouts,
 //!   process-group kills, capped output and retries);
@@ -17,4 +19,5 @@ pub mod notify;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
+pub mod proxy_control;
 pub mod router;

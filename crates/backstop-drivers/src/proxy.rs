@@ -63,7 +63,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const VERSION_HEADER: &str = "x-backstop-version";
 
 /// One running version of a service that the proxy can send traffic to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Upstream {
     pub version: String,
     pub addr: SocketAddr,
@@ -71,7 +71,7 @@ pub struct Upstream {
 
 /// Where the proxy sends traffic. `canary_weight` is a percentage in `0..=100` (values outside
 /// are clamped, NaN counts as 0).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Routes {
     pub stable: Option<Upstream>,
     pub canary: Option<Upstream>,
@@ -279,6 +279,11 @@ impl Proxy {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// The name it was started with (e.g. `checkout/production`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// Replaces the routes atomically. Requests already in flight finish on the upstream they

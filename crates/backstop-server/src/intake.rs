@@ -62,7 +62,7 @@ fn open_regular(path: &str, max_bytes: u64) -> Result<File, IntakeError> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| refuse(format!("cannot be read: {e}")))?;
+        .map_err(|e| IntakeError::Refused(format!("cannot read artifact file {path}: {e}")))?;
     let meta = file
         .metadata()
         .map_err(|e| refuse(format!("cannot be read: {e}")))?;

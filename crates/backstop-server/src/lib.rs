@@ -15,7 +15,6 @@ use backstop_config::Config;
 use backstop_core::Millis;
 use backstop_core::audit::AuditEntry;
 use backstop_core::clock::Clock;
-use backstop_drivers::proxy::Proxy;
 use backstop_drivers::router::TrafficRouter;
 use backstop_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -26,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod baseline;
 pub mod controller;
+pub mod data_plane;
 pub mod drills;
 pub mod error;
 pub mod export;
@@ -94,7 +94,7 @@ pub struct Drivers {
     /// The traffic router of each (service, environment).
     pub routers: BTreeMap<(String, String), Arc<dyn TrafficRouter>>,
     /// The built-in proxies among them (for `/metrics` and their listen addresses).
-    pub proxies: BTreeMap<(String, String), Proxy>,
+    pub proxies: BTreeMap<(String, String), data_plane::ProxyHandle>,
     /// Signal sources of the (service, environment)s whose config names one; the others read
     /// their router's counters.
     pub signal_sources: BTreeMap<(String, String), backstop_drivers::prometheus::PrometheusSource>,
@@ -163,6 +163,8 @@ pub struct ServeOptions {
     pub config: Config,
     pub state_dir: PathBuf,
     pub limits: Limits,
+    /// Where the built-in proxies run (in-process unless told).
+    pub data_plane: data_plane::DataPlane,
     /// The state folder's writer lock, taken before anything binds or opens the store.
     lock: state_lock::StateLock,
 }
@@ -176,6 +178,7 @@ impl ServeOptions {
             config,
             state_dir,
             limits: Limits::default(),
+            data_plane: data_plane::DataPlane::default(),
             lock,
         })
     }
@@ -204,14 +207,15 @@ pub async fn serve(
     for svc in &opts.config.services {
         for env in &svc.environments {
             let key = (svc.name.clone(), env.name.clone());
-            let router = runtime::build_router(svc, env, &mut proxies)
-                .await
-                .with_context(|| {
-                    format!(
-                        "service {} environment {}: traffic router",
-                        svc.name, env.name
-                    )
-                })?;
+            let router =
+                runtime::build_router(svc, env, &opts.data_plane, &opts.state_dir, &mut proxies)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "service {} environment {}: traffic router",
+                            svc.name, env.name
+                        )
+                    })?;
             if let Some(source) = runtime::build_signal_source(svc, env).with_context(|| {
                 format!("service {} environment {}: signals", svc.name, env.name)
             })? {

@@ -29,13 +29,12 @@ const PHASES: [Phase; 7] = [
 
 pub async fn render(ctx: &Ctx) -> Result<String> {
     let rollouts = ctx.store.rollouts(None, i64::MAX).await?;
+    let mut proxies = Vec::new();
+    for ((service, env), proxy) in &ctx.drivers.proxies {
+        proxies.push((service.clone(), env.clone(), proxy.stats().await));
+    }
     let scrape = Scrape {
-        proxies: ctx
-            .drivers
-            .proxies
-            .iter()
-            .map(|((service, env), proxy)| (service.clone(), env.clone(), proxy.stats()))
-            .collect(),
+        proxies,
         rollouts_by_phase: PHASES
             .map(|phase| (phase, rollouts.iter().filter(|r| r.phase == phase).count())),
         audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.0),

@@ -15,15 +15,16 @@ use backstop_config::{
 use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Release};
 use backstop_drivers::process::{self, Instance, InstanceSpec};
 use backstop_drivers::prometheus::{PrometheusConfig, PrometheusSource};
-use backstop_drivers::proxy::{Proxy, Routes, Upstream, VersionStats};
+use backstop_drivers::proxy::{Routes, Upstream, VersionStats};
+use backstop_drivers::router::TrafficRouter;
 use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig};
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
-use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
 use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
 use crate::Ctx;
+use crate::data_plane::{DataPlane, ProxyHandle};
 
 /// The signal source of `svc` in `env`, if its config names one.
 pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<PrometheusSource>> {
@@ -494,20 +495,21 @@ fn to_instance(rec: &InstanceRecord) -> Instance {
 pub async fn build_router(
     svc: &Service,
     env: &Environment,
-    proxies: &mut BTreeMap<(String, String), Proxy>,
+    plane: &DataPlane,
+    state_dir: &std::path::Path,
+    proxies: &mut BTreeMap<(String, String), ProxyHandle>,
 ) -> Result<Arc<dyn TrafficRouter>> {
     Ok(match &svc.traffic {
         Traffic::Builtin => {
             let listen = env
                 .listen
                 .ok_or_else(|| anyhow!("the built-in router needs `listen` on the environment"))?;
-            let l = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            let proxy = Proxy::start(l, format!("{}/{}", svc.name, env.name)).await;
-            tracing::info!(service = %svc.name, env = %env.name, listen = %proxy.local_addr(), "Built-in proxy listening.");
-            proxies.insert((svc.name.clone(), env.name.clone()), proxy.clone());
-            Arc::new(BuiltinRouter::new(proxy))
+            let name = format!("{}/{}", svc.name, env.name);
+            let (router, proxy) =
+                crate::data_plane::start_builtin(plane, state_dir, &name, listen).await?;
+            tracing::info!(service = %svc.name, env = %env.name, listen = %proxy.listen_addr(), "Built-in proxy listening.");
+            proxies.insert((svc.name.clone(), env.name.clone()), proxy);
+            router
         }
         Traffic::Haproxy(h) => {
             let address = match &h.socket {

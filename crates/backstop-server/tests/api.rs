@@ -418,7 +418,7 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
             .as_array()
             .unwrap()
             .len(),
-        9
+        10
     );
     assert_eq!(api.get("/api/v1/rollouts").await.1, json!([]));
 

@@ -27,7 +27,8 @@ impl Embedded {
         std::fs::write(&config_path, config_yaml)?;
         let config = backstop_config::load(&config_path)
             .map_err(|e| anyhow!("generated config is invalid:\n{e}"))?;
-        let opts = backstop_server::ServeOptions::new(config, state_dir.to_path_buf())?;
+        let mut opts = backstop_server::ServeOptions::new(config, state_dir.to_path_buf())?;
+        opts.data_plane = crate::data_plane()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let api = format!("http://{}", listener.local_addr()?);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -93,6 +93,25 @@ enum Cmd {
     /// The sample service used by quickstart, tests and benchmarks.
     #[command(hide = true)]
     DemoApp(backstop_demo::DemoArgs),
+    /// The built-in proxy of one environment as its own process: the daemon runs and adopts
+    /// these, so users are served while the daemon restarts, crashes or hangs.
+    Proxy(ProxyArgs),
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Label of log lines and of the proxy (`service/environment`).
+    #[arg(long)]
+    name: String,
+    /// Address users connect to.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Unix socket the daemon configures it on (routes in, counters out).
+    #[arg(long)]
+    control: PathBuf,
+    /// Log format: `pretty` on a terminal, `json` for collectors.
+    #[arg(long, default_value = "json")]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -214,6 +233,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Migrations(MigrationsCmd::Check(args)) => Ok(migrations::check(&args).await),
             Cmd::Migrations(MigrationsCmd::Apply(a)) => migrations::apply(a).await,
             Cmd::Migrations(MigrationsCmd::Status(a)) => migrations::status(a).await,
+            Cmd::Proxy(args) => run_proxy(args).await.map(|()| 0),
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())
@@ -271,10 +291,40 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_artifact_bytes: args.max_artifact_bytes,
         stop_timeout: args.stop_timeout,
     };
+    opts.data_plane = data_plane()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (see --listen)", args.listen))?;
     backstop_server::serve(listener, opts, shutdown_signal()).await
+}
+
+/// The built-in proxies run as `backstop proxy` processes of this very executable, so users are
+/// served while the daemon restarts, crashes or hangs.
+pub fn data_plane() -> Result<backstop_server::data_plane::DataPlane> {
+    Ok(backstop_server::data_plane::DataPlane::Process {
+        exe: std::env::current_exe()
+            .context("locating the backstop binary (it runs the proxies)")?,
+    })
+}
+
+/// `backstop proxy`: serves until SIGTERM/SIGINT or the daemon's `shutdown`, then drains.
+async fn run_proxy(args: ProxyArgs) -> Result<()> {
+    init_logs(&args.log_format, "info");
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (see --listen)", args.listen))?;
+    let proxy = backstop_drivers::proxy::Proxy::start(listener, args.name).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let served = backstop_drivers::proxy_control::serve_control(proxy.clone(), &args.control, stop)
+        .await
+        .with_context(|| format!("control socket {}", args.control.display()));
+    proxy.shutdown().await;
+    served
 }
 
 /// Resolves on SIGINT or SIGTERM.

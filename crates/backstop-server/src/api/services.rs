@@ -29,7 +29,7 @@ pub(super) async fn list_services(
                     .proxies
                     .get(&(svc.name.clone(), env.name.clone()))
                     .ok_or(())
-                    .map(|p| p.local_addr().to_string())
+                    .map(|p| p.listen_addr().to_string())
                     .unwrap_or_default(),
                 state: ctx.store.environment(&svc.name, &env.name).await?,
                 active_rollout: ctx

@@ -1,6 +1,8 @@
-//! Supervision of every instance that serves users: each stable instance and each canary taking
-//! part in a rollout is checked (process alive, health check) about once a second; what to do
-//! is [`backstop_core::supervision`]'s decision. A restart goes through
+//! Supervision of the instances users depend on: each environment's stable instance is checked
+//! (process alive, health check) about once a second; what to do is
+//! [`backstop_core::supervision`]'s decision. A canary is not restarted: its crash or failing
+//! health is evidence against its release, which the rollout's own breaker acts on (it rolls
+//! the canary back, faster than any restart would help). A restart goes through
 //! [`Ctx::ensure_instance`] (adopt after a health check, or start anew), then the routes are
 //! applied again (a restarted instance may have a new port). Restarts and crash loops are
 //! recorded (audit, the rollout's timeline when one runs, webhook, `/metrics`), and the gate
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use backstop_core::event::EventKind;
-use backstop_core::model::{InstanceRecord, InstanceState, Phase, Rollout};
+use backstop_core::model::{InstanceRecord, InstanceState, Rollout};
 use backstop_core::supervision::{Check, Decision, InstanceWatch};
 use backstop_drivers::process;
 use serde::Serialize;
@@ -61,8 +63,8 @@ impl Ctx {
 }
 
 impl Controller {
-    /// Checks every instance that should be serving and restarts the ones that crashed or keep
-    /// failing their health check.
+    /// Checks every stable instance and restarts the ones that crashed or keep failing their
+    /// health check.
     pub(super) async fn supervise(&mut self) -> Result<()> {
         let ctx = self.ctx.clone();
         let mut serving: Vec<(InstanceRecord, &'static str, Option<Rollout>)> = Vec::new();
@@ -74,13 +76,6 @@ impl Controller {
                     .find(|r| r.service == env.service && r.env == env.env)
                     .cloned();
                 serving.push((ctx.store.instance(id).await?, "stable", rollout));
-            }
-        }
-        for r in rollouts {
-            if matches!(r.phase, Phase::Progressing | Phase::Paused)
-                && let Some(id) = &r.canary_instance_id
-            {
-                serving.push((ctx.store.instance(id).await?, "canary", Some(r)));
             }
         }
         // Only what is recorded running: a start or stop in progress is the controller's own.

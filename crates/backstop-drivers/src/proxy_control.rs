@@ -1,0 +1,485 @@
+//! The built-in proxy as its own process: a data plane that fails static. The daemon spawns
+//! `backstop proxy` per environment, configures it over a local Unix socket with versioned
+//! route sets and reads its per-version counters back over the same socket. The proxy keeps
+//! serving with its last routes while the daemon crashes, hangs or restarts (as Envoy does
+//! under its xDS control plane), and keeps them in a file next to its socket so that it serves
+//! them again at once if it is itself restarted. A restarted daemon adopts the running proxy.
+//!
+//! Protocol: one JSON request per connection, one line, answered by one JSON line
+//! (`{"Ok": …}` or `{"Err": "…"}`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::proxy::{LATENCY_BUCKETS_MS, Proxy, Routes, VersionStats, le_label};
+use crate::router::{RouterError, TrafficRouter, describe, normalize};
+
+/// How long one control call may take (connect, ask, answer).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the daemon asks the proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// Who are you: [`Hello`].
+    Hello,
+    /// Serve `routes` from now on, unless a newer route set (`version`) was already applied.
+    SetRoutes { version: u64, routes: Routes },
+    /// The routes served now, with their version.
+    Routes,
+    /// Per-version counters since the proxy started.
+    Stats,
+    /// Stop serving (drain in-flight requests) and exit.
+    Shutdown,
+}
+
+/// The proxy's answer to [`ControlRequest::Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub pid: u32,
+    /// Version of the route set it serves (0: none yet).
+    pub routes_version: u64,
+}
+
+/// A route set and its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionedRoutes {
+    pub version: u64,
+    pub routes: Routes,
+}
+
+/// Counters of one version as they cross the socket (the latency buckets by label, `+Inf`
+/// included, since JSON has no infinity).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireStats {
+    pub version: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub latency_buckets: Vec<(String, u64)>,
+    pub latency_sum_ms: f64,
+    pub first_request_at_ms: Option<u64>,
+    pub last_error_at_ms: Option<u64>,
+}
+
+impl From<&VersionStats> for WireStats {
+    fn from(s: &VersionStats) -> Self {
+        let ms = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+        };
+        WireStats {
+            version: s.version.clone(),
+            requests: s.requests,
+            errors: s.errors,
+            latency_buckets: s
+                .latency_buckets_ms
+                .iter()
+                .map(|(le, n)| (le_label(*le), *n))
+                .collect(),
+            latency_sum_ms: s.latency_sum_ms,
+            first_request_at_ms: ms(s.first_request_at),
+            last_error_at_ms: ms(s.last_error_at),
+        }
+    }
+}
+
+impl WireStats {
+    /// Back to [`VersionStats`]; buckets whose label is not one of the proxy's are dropped.
+    pub fn into_stats(self) -> VersionStats {
+        let at = |ms: Option<u64>| ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        VersionStats {
+            version: self.version,
+            requests: self.requests,
+            errors: self.errors,
+            latency_buckets_ms: self
+                .latency_buckets
+                .into_iter()
+                .filter_map(|(label, n)| {
+                    LATENCY_BUCKETS_MS
+                        .iter()
+                        .find(|le| le_label(**le) == label)
+                        .map(|le| (*le, n))
+                })
+                .collect(),
+            latency_sum_ms: self.latency_sum_ms,
+            first_request_at: at(self.first_request_at_ms),
+            last_error_at: at(self.last_error_at_ms),
+        }
+    }
+}
+
+/// Errors of the control socket, naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("proxy control socket {}: {what}", socket.display())]
+    Unreachable { socket: PathBuf, what: String },
+    #[error("proxy control socket {}: the proxy answered: {message}", socket.display())]
+    Refused { socket: PathBuf, message: String },
+}
+
+/// Runs the control side of `proxy` on `socket` until `stop` is cancelled (also by a
+/// [`ControlRequest::Shutdown`]). Serves the route set kept in `<socket>.routes.json` at once,
+/// if there is one, and keeps every new set there.
+pub async fn serve_control(
+    proxy: Proxy,
+    socket: &Path,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let routes_file = routes_file(socket);
+    let version = Arc::new(AtomicU64::new(0));
+    if let Ok(text) = std::fs::read_to_string(&routes_file)
+        && let Ok(kept) = serde_json::from_str::<VersionedRoutes>(&text)
+    {
+        tracing::info!(version = kept.version, routes = %describe(&kept.routes), "Serving the routes kept from before the restart.");
+        proxy.set_routes(kept.routes);
+        version.store(kept.version, Ordering::SeqCst);
+    }
+    // A socket file left by a proxy that is gone; nobody answers on it.
+    let _ = std::fs::remove_file(socket);
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(socket)?;
+    loop {
+        let (conn, _) = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            accepted = listener.accept() => accepted?,
+        };
+        let proxy = proxy.clone();
+        let version = version.clone();
+        let routes_file = routes_file.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(conn, &proxy, &version, &routes_file, &stop).await {
+                tracing::warn!(error = %e, "Proxy control request failed.");
+            }
+        });
+    }
+}
+
+/// Where a proxy keeps its last route set.
+fn routes_file(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".routes.json");
+    PathBuf::from(name)
+}
+
+async fn answer(
+    conn: UnixStream,
+    proxy: &Proxy,
+    version: &AtomicU64,
+    routes_file: &Path,
+    stop: &CancellationToken,
+) -> std::io::Result<()> {
+    let (read, mut write) = conn.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(1 << 20));
+    tokio::time::timeout(CONTROL_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::other("no request within the control timeout"))??;
+    let reply = match serde_json::from_str::<ControlRequest>(&line) {
+        Err(e) => reply::<()>(&Err(format!("not a control request: {e}"))),
+        Ok(ControlRequest::Hello) => reply(&Ok(Hello {
+            name: proxy.name().to_string(),
+            listen: proxy.local_addr(),
+            pid: std::process::id(),
+            routes_version: version.load(Ordering::SeqCst),
+        })),
+        Ok(ControlRequest::Routes) => reply(&Ok(VersionedRoutes {
+            version: version.load(Ordering::SeqCst),
+            routes: proxy.routes(),
+        })),
+        Ok(ControlRequest::SetRoutes {
+            version: wanted,
+            routes,
+        }) => {
+            let now = version.load(Ordering::SeqCst);
+            if wanted < now {
+                reply::<u64>(&Err(format!(
+                    "route set {wanted} is older than the one served ({now})"
+                )))
+            } else {
+                let kept = VersionedRoutes {
+                    version: wanted,
+                    routes: routes.clone(),
+                };
+                // Kept before it is served: a restarted proxy must not go back to older routes.
+                let written = serde_json::to_vec(&kept)
+                    .map_err(std::io::Error::other)
+                    .and_then(|bytes| write_atomically(routes_file, &bytes));
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, file = %routes_file.display(), "Cannot keep the route set on disk; serving it anyway.");
+                }
+                proxy.set_routes(routes);
+                version.store(wanted, Ordering::SeqCst);
+                reply(&Ok(wanted))
+            }
+        }
+        Ok(ControlRequest::Stats) => reply(&Ok((
+            proxy
+                .stats()
+                .iter()
+                .map(WireStats::from)
+                .collect::<Vec<_>>(),
+            proxy.unrouted_requests(),
+        ))),
+        Ok(ControlRequest::Shutdown) => {
+            stop.cancel();
+            reply(&Ok(()))
+        }
+    };
+    write.write_all(reply.as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    write.shutdown().await
+}
+
+fn reply<T: Serialize>(r: &Result<T, String>) -> String {
+    serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"Err\":\"cannot encode: {e}\"}}"))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The daemon's side of the control socket.
+#[derive(Debug, Clone)]
+pub struct ProxyClient {
+    socket: PathBuf,
+}
+
+impl ProxyClient {
+    pub fn new(socket: impl Into<PathBuf>) -> ProxyClient {
+        ProxyClient {
+            socket: socket.into(),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub async fn hello(&self) -> Result<Hello, ControlError> {
+        self.call(&ControlRequest::Hello).await
+    }
+
+    pub async fn routes(&self) -> Result<VersionedRoutes, ControlError> {
+        self.call(&ControlRequest::Routes).await
+    }
+
+    pub async fn set_routes(&self, version: u64, routes: &Routes) -> Result<u64, ControlError> {
+        self.call(&ControlRequest::SetRoutes {
+            version,
+            routes: routes.clone(),
+        })
+        .await
+    }
+
+    /// Per-version counters and the requests answered 503 for want of routes.
+    pub async fn stats(&self) -> Result<(Vec<VersionStats>, u64), ControlError> {
+        let (stats, unrouted): (Vec<WireStats>, u64) = self.call(&ControlRequest::Stats).await?;
+        Ok((
+            stats.into_iter().map(WireStats::into_stats).collect(),
+            unrouted,
+        ))
+    }
+
+    pub async fn shutdown(&self) -> Result<(), ControlError> {
+        self.call(&ControlRequest::Shutdown).await
+    }
+
+    async fn call<T: DeserializeOwned>(&self, req: &ControlRequest) -> Result<T, ControlError> {
+        let unreachable = |what: String| ControlError::Unreachable {
+            socket: self.socket.clone(),
+            what,
+        };
+        let exchange = async {
+            let mut conn = UnixStream::connect(&self.socket)
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+            line.push('\n');
+            conn.write_all(line.as_bytes())
+                .await
+                .map_err(|e| format!("cannot send: {e}"))?;
+            let mut answer = String::new();
+            BufReader::new(conn)
+                .read_line(&mut answer)
+                .await
+                .map_err(|e| format!("cannot read the answer: {e}"))?;
+            Ok::<String, String>(answer)
+        };
+        let answer = tokio::time::timeout(CONTROL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {CONTROL_TIMEOUT:?}")))?
+            .map_err(unreachable)?;
+        let parsed: Result<T, String> = serde_json::from_str(&answer)
+            .map_err(|e| unreachable(format!("unreadable answer {answer:?}: {e}")))?;
+        parsed.map_err(|message| ControlError::Refused {
+            socket: self.socket.clone(),
+            message,
+        })
+    }
+}
+
+/// The [`TrafficRouter`] of a built-in proxy running as its own process.
+pub struct ProcessProxyRouter {
+    client: ProxyClient,
+    /// The version of the last route set this daemon applied (starts from the proxy's).
+    version: AtomicU64,
+}
+
+impl ProcessProxyRouter {
+    /// A router for the proxy behind `client`, which must answer.
+    pub async fn connect(client: ProxyClient) -> Result<ProcessProxyRouter, ControlError> {
+        let hello = client.hello().await?;
+        Ok(ProcessProxyRouter {
+            client,
+            version: AtomicU64::new(hello.routes_version),
+        })
+    }
+
+    pub fn client(&self) -> &ProxyClient {
+        &self.client
+    }
+}
+
+fn control_error(e: ControlError) -> RouterError {
+    let (socket, message) = match e {
+        ControlError::Unreachable { socket, what } => (socket, what),
+        ControlError::Refused { socket, message } => (socket, message),
+    };
+    RouterError::Rejected {
+        router: "builtin",
+        target: format!("proxy control socket {}", socket.display()),
+        command: "control".into(),
+        message,
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for ProcessProxyRouter {
+    fn kind(&self) -> &'static str {
+        "builtin"
+    }
+
+    async fn apply(&self, routes: &Routes) -> Result<(), RouterError> {
+        let want = normalize(routes);
+        let served = self.client.routes().await.map_err(control_error)?;
+        if normalize(&served.routes) == want {
+            return Ok(());
+        }
+        let next = self.version.load(Ordering::SeqCst).max(served.version) + 1;
+        let applied = self
+            .client
+            .set_routes(next, &want)
+            .await
+            .map_err(control_error)?;
+        self.version.store(applied, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn current(&self) -> Result<Routes, RouterError> {
+        Ok(normalize(
+            &self.client.routes().await.map_err(control_error)?.routes,
+        ))
+    }
+
+    async fn stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
+        Ok(Some(self.client.stats().await.map_err(control_error)?.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::Upstream;
+
+    async fn started(socket: &Path) -> (Proxy, CancellationToken) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy::start(listener, "shop/prod".into()).await;
+        let stop = CancellationToken::new();
+        let (p, s, path) = (proxy.clone(), stop.clone(), socket.to_path_buf());
+        tokio::spawn(async move { serve_control(p, &path, s).await });
+        let client = ProxyClient::new(socket);
+        for _ in 0..100 {
+            if client.hello().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (proxy, stop)
+    }
+
+    #[tokio::test]
+    async fn routes_are_versioned_kept_across_a_restart_and_counters_cross_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("shop-prod.sock");
+        let (proxy, stop) = started(&socket).await;
+        let client = ProxyClient::new(&socket);
+        let hello = client.hello().await.unwrap();
+        assert_eq!(
+            (hello.name.as_str(), hello.listen, hello.routes_version),
+            ("shop/prod", proxy.local_addr(), 0)
+        );
+
+        let routes = Routes {
+            stable: Some(Upstream {
+                version: "v1".into(),
+                addr: "127.0.0.1:9".parse().unwrap(),
+            }),
+            canary: None,
+            canary_weight: 0.0,
+        };
+        assert_eq!(client.set_routes(3, &routes).await.unwrap(), 3);
+        let refused = client.set_routes(2, &routes).await.unwrap_err().to_string();
+        assert!(
+            refused.contains("older than the one served (3)"),
+            "{refused}"
+        );
+        assert_eq!(proxy.routes(), routes);
+        let (stats, unrouted) = client.stats().await.unwrap();
+        assert_eq!(
+            (stats.len(), stats[0].version.as_str(), unrouted),
+            (1, "v1", 0)
+        );
+        assert_eq!(stats[0].latency_buckets_ms.len(), LATENCY_BUCKETS_MS.len());
+
+        // A restarted proxy serves the kept routes before anyone tells it anything.
+        client.shutdown().await.unwrap();
+        assert!(stop.is_cancelled());
+        proxy.shutdown().await;
+        let (again, _stop) = started(&socket).await;
+        assert_eq!(again.routes(), routes);
+        assert_eq!(client.routes().await.unwrap().version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_gets_an_error_answer_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("p.sock");
+        let (proxy, _stop) = started(&socket).await;
+        let mut conn = UnixStream::connect(&socket).await.unwrap();
+        conn.write_all(b"{\"op\":\"explode\"}\n").await.unwrap();
+        let mut answer = String::new();
+        BufReader::new(conn).read_line(&mut answer).await.unwrap();
+        assert!(
+            answer.contains("\"Err\"") && answer.contains("not a control request"),
+            "{answer}"
+        );
+        assert_eq!(proxy.routes(), Routes::default());
+    }
+}
