@@ -1,0 +1,154 @@
+//! Chaos: Backstop is never the cause of an outage. Against the sample service behind the
+//! built-in proxy at 100 req/s, in one run:
+//! - `kill -9` of the daemon at random moments (idle, mid-rollout of a good release, mid-recovery
+//!   of a bad one), each followed by a restart after 0–3 s: no user request fails because of the
+//!   kills (requests the bad releases themselves fail are counted apart);
+//! - `SIGSTOP` of the daemon: no request fails or hangs;
+//! - `kill -9` of the stable instance: traffic is back to 2xx, one `instance.restarted` record.
+//!
+//! The suite runs it small; `BACKSTOP_CHAOS_KILLS=20 BACKSTOP_CHAOS_STOP_S=10 cargo nextest run
+//! -p backstop --test chaos --no-capture` is the full run. It prints its figures.
+
+use std::time::{Duration, Instant};
+
+use backstop_testkit::{Daemon, Traffic, audit_actions, http_get, instance_pids};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small deterministic generator (xorshift), so a failing run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn ended(r: &serde_json::Value) -> bool {
+    ["promoted", "recovered", "failed", "aborted"]
+        .contains(&r["rollout"]["phase"].as_str().unwrap_or(""))
+}
+
+#[test]
+fn kills_stops_and_crashes_fail_no_user_request() {
+    let kills = env_number("BACKSTOP_CHAOS_KILLS", 4);
+    let stop_s = env_number("BACKSTOP_CHAOS_STOP_S", 3);
+    let seed = env_number("BACKSTOP_CHAOS_SEED", 0x5eed_cafe);
+    let mut rng = Rng(seed | 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_shop(dir.path(), "[{weight: 30, for: 2s}, {weight: 100}]");
+    let proxy = d.proxy_port;
+    d.register("v0", 0.0);
+    d.rollout_wait("v0", 0);
+    let traffic = Traffic::start(proxy, 100.0);
+
+    let mut bad_versions = Vec::new();
+    let mut moments = Vec::new();
+    for i in 1..=kills {
+        let version = format!("v{i}");
+        let moment = match i % 3 {
+            0 => {
+                std::thread::sleep(Duration::from_millis(rng.below(1000)));
+                "idle"
+            }
+            1 => {
+                d.register(&version, 0.0);
+                d.rollout_start(&version);
+                std::thread::sleep(Duration::from_millis(200 + rng.below(2000)));
+                "mid-rollout"
+            }
+            _ => {
+                d.register(&version, 0.5);
+                bad_versions.push(version.clone());
+                let id = d.rollout_start(&version);
+                d.wait_rollout(&id, "the bad release is being rolled back", |r| {
+                    ["failed", "recovering", "recovered"]
+                        .contains(&r["rollout"]["phase"].as_str().unwrap_or(""))
+                });
+                "mid-recovery"
+            }
+        };
+        moments.push(moment);
+        d.kill9();
+        std::thread::sleep(Duration::from_millis(rng.below(3000)));
+        d.restart();
+        // Whatever was under way finishes after the restart.
+        for r in d.cli_json(&["rollout", "list"], 0).as_array().unwrap() {
+            let id = r["id"].as_str().unwrap();
+            d.wait_rollout(id, "every rollout ends after the restart", ended);
+        }
+    }
+
+    // The daemon stopped (SIGSTOP): the data plane does not wait for it.
+    let daemon = Pid::from_raw(d.child.as_ref().unwrap().id() as i32);
+    kill(daemon, Signal::SIGSTOP).unwrap();
+    let stopped_at = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while stopped_at.elapsed() < Duration::from_secs(stop_s) {
+        let asked = Instant::now();
+        let answer = http_get(proxy, "/").expect("the proxy answers while the daemon is stopped");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kill(daemon, Signal::SIGCONT).unwrap();
+    let stats = traffic.stop_stats();
+
+    // The stable instance crashes: supervision brings users back to 2xx.
+    let before = instance_pids(&d.state_dir);
+    assert_eq!(before.len(), 1, "one stable instance: {before:?}");
+    killpg(Pid::from_raw(before[0] as i32), Signal::SIGKILL).unwrap();
+    let killed_at = Instant::now();
+    let state = d.state_dir.clone();
+    d.wait_until(
+        "users get 2xx again after the stable instance was killed",
+        || {
+            http_get(proxy, "/").is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+                && instance_pids(&state) != before
+        },
+    );
+    let back_after = killed_at.elapsed();
+    let restarts = audit_actions(&d.cli_json(&["audit", "list", "--limit", "1000"], 0))
+        .into_iter()
+        .filter(|a| *a == "instance.restarted")
+        .count();
+
+    let failed_by_bad: u64 = bad_versions
+        .iter()
+        .map(|v| stats.failed_by_version.get(v).copied().unwrap_or(0))
+        .sum();
+    let failed_by_kills = stats.failed - failed_by_bad;
+    println!(
+        "chaos (seed {seed:#x}): {kills} daemon kills ({moments:?}), each restarted after 0-3 s"
+    );
+    println!(
+        "  user requests: {} sent, {} failed",
+        stats.sent, stats.failed
+    );
+    println!("  failed because of the kills and stops: {failed_by_kills}");
+    println!("  failed by the bad releases themselves ({bad_versions:?}): {failed_by_bad}");
+    println!(
+        "  daemon stopped {stop_s} s: slowest answer {} ms",
+        slowest.as_millis()
+    );
+    println!(
+        "  stable instance killed: 2xx again after {:.2} s, instance.restarted records: {restarts}",
+        back_after.as_secs_f64()
+    );
+    assert_eq!(failed_by_kills, 0, "{stats:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "no request hung: {slowest:?}"
+    );
+    assert_eq!(restarts, 1);
+}
