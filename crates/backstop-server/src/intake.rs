@@ -150,13 +150,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = FolderBlobs::new(dir.path().join("blobs"));
         let fifo = dir.path().join("pipe");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        backstop_testkit::make_fifo(&fifo);
         let why = refused(take_in(
             &blobs,
             "/dev/zero",

@@ -150,16 +150,7 @@ impl Ctx {
         }
         let port = process::free_port().context("choosing a port")?;
         // Intent first: the port and id are on disk before the process exists.
-        let mut rec = InstanceRecord {
-            id: id.to_string(),
-            service: release.service.clone(),
-            env: env.to_string(),
-            release_id: release.id.clone(),
-            pid: 0,
-            port,
-            started_at_ms: self.clock.now_ms(),
-            state: InstanceState::Starting,
-        };
+        let mut rec = self.starting_record(id, release, env, port);
         self.store.put_instance(&rec).await?;
         let command = render_release_command(template, &self.runnable(release).await?, env, port);
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
@@ -182,6 +173,21 @@ impl Ctx {
         self.store.put_instance(&rec).await?;
         tracing::info!(instance = id, release = %release.id, pid = rec.pid, port, "Instance started and healthy.");
         Ok(rec)
+    }
+
+    /// The record of instance `id` of `release` about to start on `port` (written before the
+    /// process exists).
+    fn starting_record(&self, id: &str, release: &Release, env: &str, port: u16) -> InstanceRecord {
+        InstanceRecord {
+            id: id.to_string(),
+            service: release.service.clone(),
+            env: env.to_string(),
+            release_id: release.id.clone(),
+            pid: 0,
+            port,
+            started_at_ms: self.clock.now_ms(),
+            state: InstanceState::Starting,
+        }
     }
 
     /// The release as it must run: its artifact replaced by the verified backup in the blob
@@ -251,16 +257,7 @@ impl Ctx {
             Some(rec) if rec.port != 0 => rec.port,
             _ => process::free_port().context("choosing a port")?,
         };
-        let mut rec = InstanceRecord {
-            id: id.to_string(),
-            service: release.service.clone(),
-            env: env.to_string(),
-            release_id: release.id.clone(),
-            pid: 0,
-            port,
-            started_at_ms: self.clock.now_ms(),
-            state: InstanceState::Starting,
-        };
+        let mut rec = self.starting_record(id, release, env, port);
         if known.is_some()
             && self
                 .scripted_health(service, scripts, release, env, id, port)

@@ -55,6 +55,12 @@ pub fn shop_config(proxy_port: u16, steps: &str) -> String {
     )
 }
 
+/// [`shop_config`] with the all-at-once strategy: every rollout takes all traffic at once (for
+/// tests of what happens around promotions and rollbacks, not of canary steps).
+pub fn shop_config_all_at_once(proxy_port: u16) -> String {
+    shop_config(proxy_port, "[{weight: 100}]").replace("strategy: canary", "strategy: all-at-once")
+}
+
 /// `rollout start shop --env prod --version VERSION EXTRA…`: the CLI arguments, for callers
 /// that run them their own way.
 pub fn rollout_start_args<'a>(version: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

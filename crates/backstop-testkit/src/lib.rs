@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use daemon::{
     DEMO_APP_RUN, Daemon, audit_actions, backstop_bin, instance_pids, item_with, rollback_args,
-    rollout_start_args, shop_config, step_kinds, texts_of,
+    rollout_start_args, shop_config, shop_config_all_at_once, step_kinds, texts_of,
 };
 pub use eventually::poll_until;
 pub use traffic::Traffic;
@@ -56,4 +56,13 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
+}
+
+/// Makes a FIFO (named pipe) at `path`, with the system's `mkfifo`.
+pub fn make_fifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
 }

@@ -87,6 +87,26 @@ fn kills_stops_and_crashes_fail_no_user_request() {
             let id = r["id"].as_str().unwrap();
             d.wait_rollout(id, "every rollout ends after the restart", ended);
         }
+        // Three bad releases trip the environment's breaker, as they should; this run is
+        // about the kills, so a person resets it.
+        if !d
+            .cli_json(&["breaker", "status"], 0)
+            .as_array()
+            .unwrap()
+            .is_empty()
+        {
+            d.cli_json(
+                &[
+                    "breaker",
+                    "reset",
+                    "--scope",
+                    "env:prod",
+                    "--reason",
+                    "chaos run",
+                ],
+                0,
+            );
+        }
     }
 
     // The daemon stopped (SIGSTOP): the data plane does not wait for it.

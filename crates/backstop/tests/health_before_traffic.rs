@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use backstop_testkit::{
-    Daemon, Traffic, free_port, http_get, instance_pids, rollback_args, shop_config,
+    Daemon, Traffic, http_get, instance_pids, rollback_args, shop_config_all_at_once,
 };
 
 const SLOW_START: &[&str] = &["--env", "DEMO_START_DELAY_MS=6000"];
@@ -62,10 +62,8 @@ fn a_canary_adopted_while_still_starting_gets_traffic_only_once_healthy() {
 fn a_rollback_interrupted_while_the_old_version_starts_loses_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let proxy = free_port();
-    let config =
-        shop_config(proxy, "[{weight: 100}]").replace("strategy: canary", "strategy: all-at-once");
-    let mut d = Daemon::start(&state, &config, proxy);
+    let proxy = backstop_testkit::free_port();
+    let mut d = Daemon::start(&state, &shop_config_all_at_once(proxy), proxy);
     d.register_with("v1", SLOW_START);
     d.rollout_wait("v1", 0);
     d.register("v2", 0.0);

@@ -2,20 +2,14 @@
 //! it was stopped), never answer, and keep SIGTERM from stopping the daemon; a FIFO hung it the
 //! same way. Both are refused at once naming the file, and the daemon stops when told.
 
-use backstop_testkit::Daemon;
+use backstop_testkit::{Daemon, make_fifo};
 
 #[test]
 fn devices_and_fifos_are_refused_at_once_and_the_daemon_still_stops() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
     let fifo = dir.path().join("artifact.pipe");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    make_fifo(&fifo);
     for (file, what) in [
         ("/dev/zero", "a device"),
         (fifo.to_str().unwrap(), "a FIFO"),

@@ -3,16 +3,16 @@
 
 use std::time::Duration;
 
-use backstop_testkit::{Daemon, backstop_bin, free_port, instance_pids, shop_config, texts_of};
+use backstop_testkit::{
+    Daemon, backstop_bin, free_port, instance_pids, shop_config_all_at_once, texts_of,
+};
 
 #[test]
 fn a_failed_recovery_stops_cleanly_and_resumes_after_the_cause_is_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let proxy = free_port();
-    let config =
-        shop_config(proxy, "[{weight: 100}]").replace("strategy: canary", "strategy: all-at-once");
-    let mut d = Daemon::start(&state, &config, proxy);
+    let mut d = Daemon::start(&state, &shop_config_all_at_once(proxy), proxy);
 
     // v0 runs from its own copy of the binary, which will go missing.
     let artifact = dir.path().join("app-v0");

@@ -74,3 +74,28 @@ fn daemon_metrics(api: &str) -> String {
     let port: u16 = api.rsplit(':').next().unwrap().parse().unwrap();
     http_get(port, "/metrics").unwrap()
 }
+
+/// A good release is not failed for the stable version's crash: with the stable instance
+/// killed mid-rollout, a good canary used to be rolled back "severity critical", its latency
+/// compared with the dead stable version's instant 502s.
+#[test]
+fn a_good_canary_is_not_failed_when_the_stable_version_crashes_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_shop(dir.path(), "[{weight: 30, for: 6s}, {weight: 100}]");
+    let (state, proxy) = (d.state_dir.clone(), d.proxy_port);
+    d.register("v1", 0.0);
+    d.rollout_wait("v1", 0);
+    let stable = instance_pids(&state);
+    let traffic = backstop_testkit::Traffic::start(proxy, 40.0);
+    d.register("v2", 0.0);
+    let id = d.rollout_progressing("v2");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    killpg(Pid::from_raw(stable[0] as i32), Signal::SIGKILL).unwrap();
+    let done = d.wait_rollout(&id, "the rollout ends", |r| {
+        ["promoted", "recovered", "failed"].contains(&r["rollout"]["phase"].as_str().unwrap_or(""))
+    });
+    traffic.stop();
+    assert_eq!(done["rollout"]["phase"], "promoted", "{done:#}");
+    let v2 = d.cli_json(&["release", "show", "shop@v2"], 0);
+    assert_ne!(v2["status"], "bad", "{v2:#}");
+}

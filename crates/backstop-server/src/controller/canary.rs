@@ -18,6 +18,9 @@ use super::journal::Record;
 use super::signals::{delta, find, system_ms};
 
 /// What the controller keeps between ticks for a progressing rollout. Rebuildable from the store.
+/// How the reason of a rollout held for a broken baseline begins.
+const STABLE_DOWN_HOLD: &str = "held: the stable instance";
+
 pub(super) struct Watch {
     /// Behind a mutex only so the controller's futures are `Sync`; never contended.
     judge: std::sync::Mutex<Box<dyn Judge>>,
@@ -244,6 +247,23 @@ impl Controller {
             health_check_limit: ctx.service(&r.service)?.breaker.failed_checks,
             now,
         });
+        // A baseline that is down (supervision is restarting the stable instance) is no
+        // baseline: whatever the verdict, the canary is neither judged against it nor advanced.
+        let stable_down = ctx.unhealthy_stable(&r.service, &r.env);
+        let next = if stable_down.is_some() && !matches!(next, Next::Break { .. }) {
+            Next::Hold
+        } else {
+            next
+        };
+        if stable_down.is_none()
+            && r.reason
+                .as_deref()
+                .is_some_and(|why| why.starts_with(STABLE_DOWN_HOLD))
+        {
+            r.reason = None;
+            r.updated_at_ms = now;
+            ctx.store.update_rollout(&r).await?;
+        }
         let report = measured.report;
         match next {
             Next::Wait => Ok(()),
@@ -251,6 +271,33 @@ impl Controller {
                 // Held: the step's time starts again once the environment is healthy.
                 r.step_started_at_ms = Some(now);
                 r.updated_at_ms = now;
+                if let Some((instance, sup)) = stable_down {
+                    let why = format!(
+                        "{STABLE_DOWN_HOLD} {instance} is unhealthy ({}); the canary is not judged against it",
+                        sup.watch
+                            .last_problem
+                            .as_deref()
+                            .unwrap_or("failing its checks")
+                    );
+                    if r.reason.as_deref() != Some(why.as_str()) {
+                        r.reason = Some(why.clone());
+                        ctx.store.update_rollout(&r).await?;
+                        self.record(
+                            Record::of(&r)
+                                .event(
+                                    EventKind::RolloutHeld,
+                                    json!({"reason": why, "instance": instance}),
+                                )
+                                .notify(
+                                    EventKind::RolloutHeld,
+                                    why.clone(),
+                                    json!({"instance": instance}),
+                                ),
+                        )
+                        .await?;
+                        return Ok(());
+                    }
+                }
                 ctx.store.update_rollout(&r).await?;
                 Ok(())
             }
