@@ -140,13 +140,16 @@ impl Daemon {
     /// Restarts on the API port it had, as a daemon behind a fixed address comes back (clients
     /// following a rollout keep their `--server`).
     pub fn restart_on_same_port(&mut self) {
-        let port = self
-            .api
+        self.restart_on(self.api_port());
+    }
+
+    /// The port of the daemon's API (`/healthz`, `/metrics` and `/api/v1` on 127.0.0.1).
+    pub fn api_port(&self) -> u16 {
+        self.api
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .expect("the daemon's API address has a port");
-        self.restart_on(port);
+            .expect("the daemon's API address has a port")
     }
 
     fn restart_on(&mut self, port: u16) {

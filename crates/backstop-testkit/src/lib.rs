@@ -7,6 +7,7 @@
 //! its handle drops, never by name: tests running in parallel do not touch each other's.
 
 mod daemon;
+pub mod disk;
 mod eventually;
 #[cfg(feature = "server")]
 pub mod in_process;

@@ -55,7 +55,7 @@ fn a_crashed_stable_instance_is_restarted_recorded_and_counted() {
         "{record:#}"
     );
 
-    let metrics = daemon_metrics(&d.api);
+    let metrics = http_get(d.api_port(), "/metrics").unwrap();
     assert!(
         metrics.contains(
             "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 1"
@@ -67,12 +67,6 @@ fn a_crashed_stable_instance_is_restarted_recorded_and_counted() {
             .contains("backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1"),
         "{metrics}"
     );
-}
-
-/// `/metrics` of the daemon at `api` (`http://127.0.0.1:PORT`).
-fn daemon_metrics(api: &str) -> String {
-    let port: u16 = api.rsplit(':').next().unwrap().parse().unwrap();
-    http_get(port, "/metrics").unwrap()
 }
 
 /// A good release is not failed for the stable version's crash: with the stable instance
