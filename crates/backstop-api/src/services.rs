@@ -19,4 +19,19 @@ pub struct EnvironmentView {
     pub listen: String,
     pub state: Option<EnvironmentState>,
     pub active_rollout: Option<String>,
+    /// What supervision last found of the stable instance.
+    #[serde(default)]
+    pub health: StableHealth,
+}
+
+/// What supervision last found of an environment's stable instance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StableHealth {
+    /// `healthy`; `unhealthy` (being restarted); `crash_loop` (restarted again and again: the
+    /// environment is degraded); `unknown` (not checked yet, or no stable instance).
+    pub status: String,
+    /// Restarts since this daemon started.
+    pub restarts: u64,
+    /// Why it was last restarted or failed.
+    pub last_problem: Option<String>,
 }

@@ -143,6 +143,24 @@ impl Daemon {
         self.restart_on(self.api_port());
     }
 
+    /// `GET /api/v1/…` with the admin token: the JSON answer (asserting a 200).
+    pub fn api_get(&self, path: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let token = std::fs::read_to_string(self.state_dir.join("admin.token")).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.api_port())).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token.trim()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {answer}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
     /// The port of the daemon's API (`/healthz`, `/metrics` and `/api/v1` on 127.0.0.1).
     pub fn api_port(&self) -> u16 {
         self.api

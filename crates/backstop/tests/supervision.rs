@@ -55,6 +55,11 @@ fn a_crashed_stable_instance_is_restarted_recorded_and_counted() {
         "{record:#}"
     );
 
+    let services = d.api_get("/api/v1/services");
+    let health = &services[0]["environments"][0]["health"];
+    assert_eq!(health["status"], "healthy", "{services:#}");
+    assert_eq!(health["restarts"], 1, "{services:#}");
+    assert_eq!(health["last_problem"], "its process exited", "{services:#}");
     let metrics = http_get(d.api_port(), "/metrics").unwrap();
     assert!(
         metrics.contains(

@@ -37,6 +37,7 @@ pub(super) async fn list_services(
                     .active_rollout(&svc.name, &env.name)
                     .await?
                     .map(|r| r.id),
+                health: ctx.stable_health(&svc.name, &env.name),
             });
         }
         out.push(ServiceView {

@@ -62,6 +62,38 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// The environment's stable instance as supervision last found it (for the API).
+    pub fn stable_health(&self, service: &str, env: &str) -> backstop_api::services::StableHealth {
+        let state = self
+            .caches
+            .supervision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let found = state
+            .values()
+            .find(|s| s.service == service && s.env == env && s.role == "stable");
+        match found {
+            None => backstop_api::services::StableHealth {
+                status: "unknown".into(),
+                ..Default::default()
+            },
+            Some(s) => backstop_api::services::StableHealth {
+                status: if s.watch.crash_loop {
+                    "crash_loop"
+                } else if s.watch.healthy {
+                    "healthy"
+                } else {
+                    "unhealthy"
+                }
+                .into(),
+                restarts: s.watch.restarts_total,
+                last_problem: s.watch.last_problem.clone(),
+            },
+        }
+    }
+}
+
 impl Controller {
     /// Checks every stable instance and restarts the ones that crashed or keep failing their
     /// health check.

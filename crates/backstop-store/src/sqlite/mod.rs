@@ -227,8 +227,13 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A COMMIT that fails (disk full, I/O error) may leave a connection inside a
-            // transaction that can no longer be rolled back; such a connection would refuse
-            // every later write even once the disk has room. It is closed instead of reused.
+            // transaction that can no longer be rolled back: it would hold SQLite's write lock
+            // (every other connection then waits and fails "locked") and refuse every later
+            // write even once the disk has room. It is closed as soon as it is returned, which
+            // releases the lock, instead of being reused.
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .before_acquire(|conn, _| {
                 Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
             })
