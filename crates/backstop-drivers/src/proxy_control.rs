@@ -152,6 +152,8 @@ pub async fn serve_control(
         std::fs::create_dir_all(dir)?;
     }
     let listener = UnixListener::bind(socket)?;
+    // Whoever can connect can route users' traffic: only the daemon's own user may.
+    std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     loop {
         let (conn, _) = tokio::select! {
             () = stop.cancelled() => return Ok(()),
@@ -430,6 +432,14 @@ mod tests {
         let socket = dir.path().join("shop-prod.sock");
         let (proxy, stop) = started(&socket).await;
         let client = ProxyClient::new(&socket);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&socket).unwrap().permissions(),
+        );
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "only the daemon's user may route traffic"
+        );
         let hello = client.hello().await.unwrap();
         assert_eq!(
             (hello.name.as_str(), hello.listen, hello.routes_version),
