@@ -33,7 +33,8 @@ pub struct GateFlags {
     long_about = "Run every pre-deployment check for a release without starting anything: \
 the release exists and is not marked bad; the environment's last known good artifact is backed up \
 and its sha256 re-verifies (so a rollback can run it); the candidate's backup verifies; no freeze \
-is in effect (scheduled windows from the config, manual freezes); no circuit breaker is open; no \
+is in effect (scheduled windows from the config, manual freezes); no circuit breaker is open; the \
+stable version passes its health checks (it is not crashed or crash-looping); no \
 rollout is running in the environment; no recovery is active there (automatic freeze). Every check \
 is reported, not just the first that fails.
 

@@ -98,3 +98,62 @@ fn a_good_canary_is_not_failed_when_the_stable_version_crashes_under_it() {
     let v2 = d.cli_json(&["release", "show", "shop@v2"], 0);
     assert_ne!(v2["status"], "bad", "{v2:#}");
 }
+
+/// A stable instance that cannot come back is a crash loop: restarted with backoff, reported
+/// once (audit, metric), shown on the environment, and the gate refuses rollouts meanwhile;
+/// once it can start again, it serves and the environment is healthy.
+#[test]
+fn a_stable_instance_that_keeps_crashing_is_a_crash_loop_until_it_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
+    let (state, proxy) = (d.state_dir.clone(), d.proxy_port);
+    // The release's artifact refuses to start while a flag file exists.
+    let flag = dir.path().join("crash");
+    let artifact = dir.path().join("app.sh");
+    std::fs::write(
+        &artifact,
+        format!(
+            "#!/bin/sh\n[ -e {} ] && {{ echo crashing >&2; exit 1; }}\nexec {} \"$@\"\n",
+            flag.display(),
+            backstop_testkit::backstop_bin().display()
+        ),
+    )
+    .unwrap();
+    d.register_file("v1", &artifact, &[]);
+    d.rollout_wait("v1", 0);
+
+    std::fs::write(&flag, "").unwrap();
+    let stable = instance_pids(&state);
+    killpg(Pid::from_raw(stable[0] as i32), Signal::SIGKILL).unwrap();
+    d.wait_until("the crash loop is reported", || {
+        audit_actions(&d.cli_json(&["audit", "list"], 0)).contains(&"instance.crash_loop")
+    });
+    let services = d.api_get("/api/v1/services");
+    assert_eq!(
+        services[0]["environments"][0]["health"]["status"], "crash_loop",
+        "{services:#}"
+    );
+    let metrics = http_get(d.api_port(), "/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            "backstop_instance_crash_loop{service=\"shop\",env=\"prod\",role=\"stable\"} 1"
+        ),
+        "{metrics}"
+    );
+    d.register("v2", 0.0);
+    let gate = d.cli_json_output(&["gate", "shop", "--env", "prod", "--release", "v2"], 1);
+    let report: serde_json::Value = serde_json::from_slice(&gate.stdout).unwrap();
+    let check = backstop_testkit::item_with(&report["checks"], "name", "stable_healthy");
+    assert_eq!(check["ok"], false, "{report:#}");
+
+    // It can start again: the next restart (after its backoff) brings users back.
+    std::fs::remove_file(&flag).unwrap();
+    d.wait_until("the stable instance serves again", || {
+        http_get(proxy, "/").is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+    });
+    let crash_loops = audit_actions(&d.cli_json(&["audit", "list"], 0))
+        .into_iter()
+        .filter(|a| *a == "instance.crash_loop")
+        .count();
+    assert_eq!(crash_loops, 1, "reported once");
+}

@@ -110,8 +110,11 @@ impl Controller {
                 serving.push((ctx.store.instance(id).await?, "stable", rollout));
             }
         }
-        // Only what is recorded running: a start or stop in progress is the controller's own.
-        serving.retain(|(inst, _, _)| inst.state == InstanceState::Running);
+        // Not what was stopped on purpose. A stable instance still recorded `Starting` is one
+        // whose (re)start failed (no start is in progress: this runs in the controller's own
+        // task): it is checked, and restarted with backoff, like a crashed one, so a crash
+        // loop is seen as one.
+        serving.retain(|(inst, _, _)| inst.state != InstanceState::Stopped);
         let mut checks = Vec::with_capacity(serving.len());
         for (inst, _, _) in &serving {
             checks.push(self.check(inst).await);
