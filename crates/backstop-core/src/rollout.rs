@@ -89,6 +89,9 @@ pub struct Observation<'a> {
     pub judge: Decision,
     /// The stable version is far worse than before the rollout.
     pub degraded: bool,
+    /// The stable version is down (supervision is restarting it): there is no baseline to
+    /// judge against.
+    pub baseline_down: bool,
     /// Consecutive failed health checks of the new version.
     pub failed_health_checks: u32,
     /// How many failed checks in a row the per-rollout breaker allows (at least 1).
@@ -99,8 +102,9 @@ pub struct Observation<'a> {
 /// Decides the next move of a progressing rollout from what was observed.
 ///
 /// A failing health check breaks first (a partial failure the counts may not show yet); a
-/// degraded environment holds everything but a failing verdict (a canary worse than the stable
-/// version still fails); then [`decide`].
+/// stable version that is down holds everything else (whatever the verdict: a comparison with a
+/// dead baseline proves nothing); a degraded environment holds everything but a failing verdict
+/// (a canary worse than the stable version still fails); then [`decide`].
 pub fn next(o: &Observation<'_>) -> Next {
     let limit = o.health_check_limit.max(1);
     if o.failed_health_checks >= limit {
@@ -110,7 +114,7 @@ pub fn next(o: &Observation<'_>) -> Next {
             ),
         };
     }
-    if o.degraded && o.judge != Decision::Fail {
+    if o.baseline_down || (o.degraded && o.judge != Decision::Fail) {
         return Next::Hold;
     }
     decide(o.steps, o.step_index, o.step_started_at, o.now, o.judge)
@@ -217,6 +221,7 @@ mod tests {
             step_started_at: started,
             judge: Decision::Continue,
             degraded: false,
+            baseline_down: false,
             failed_health_checks: 0,
             health_check_limit: 3,
             now,
@@ -249,6 +254,21 @@ mod tests {
             ..observed(0, 0, 1)
         };
         assert!(matches!(next(&unsure), Next::Pause { .. }));
+    }
+
+    #[test]
+    fn a_stable_version_that_is_down_holds_even_a_failing_verdict_but_not_the_breaker() {
+        let down = Observation {
+            baseline_down: true,
+            judge: Decision::Fail,
+            ..observed(0, 1_000, 60_000)
+        };
+        assert_eq!(next(&down), Next::Hold);
+        let broken = Observation {
+            failed_health_checks: 3,
+            ..down
+        };
+        assert!(matches!(next(&broken), Next::Break { .. }));
     }
 
     #[test]

@@ -332,7 +332,7 @@ pub fn cap_log(path: &Path, max_bytes: u64) -> io::Result<bool> {
 }
 
 /// Last lines of a log file (reads at most the last 8 KiB).
-fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     let read = || -> io::Result<String> {
         let mut f = File::open(path)?;
         let len = f.metadata()?.len();

@@ -153,12 +153,10 @@ async fn spawn_proxy(
     let deadline = tokio::time::Instant::now() + PROXY_START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
             bail!(
                 "the proxy for {name} exited with {status} before it answered; last log lines ({}):\n{}",
                 log.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                backstop_drivers::process::log_tail(log)
             );
         }
         if client.hello().await.is_ok() {

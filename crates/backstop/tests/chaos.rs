@@ -18,30 +18,11 @@
 use std::time::{Duration, Instant};
 
 use backstop_testkit::{
-    Daemon, Traffic, audit_actions, backstop_bin, free_port, http_get, instance_pids,
-    rollback_args, shop_config,
+    Daemon, SplitMix, Traffic, audit_actions, backstop_bin, env_or, free_port, http_get,
+    instance_pids, rollback_args, shop_config,
 };
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A small deterministic generator (xorshift), so a failing run can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 fn ended(r: &serde_json::Value) -> bool {
     ["promoted", "recovered", "failed", "aborted"]
@@ -50,10 +31,10 @@ fn ended(r: &serde_json::Value) -> bool {
 
 #[test]
 fn kills_stops_and_crashes_fail_no_user_request() {
-    let kills = env_number("BACKSTOP_CHAOS_KILLS", 4);
-    let stop_s = env_number("BACKSTOP_CHAOS_STOP_S", 3);
-    let seed = env_number("BACKSTOP_CHAOS_SEED", 0x5eed_cafe);
-    let mut rng = Rng(seed | 1);
+    let kills = env_or("BACKSTOP_CHAOS_KILLS", 4);
+    let stop_s = env_or("BACKSTOP_CHAOS_STOP_S", 3);
+    let seed = env_or("BACKSTOP_CHAOS_SEED", 0x5eed_cafe);
+    let mut rng = SplitMix(seed);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let proxy = free_port();

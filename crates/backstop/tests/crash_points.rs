@@ -10,28 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use backstop_testkit::{
-    Daemon, backstop_bin, free_port, instance_pids, rollback_args, shop_config,
+    Daemon, SplitMix, backstop_bin, env_or, free_port, instance_pids, rollback_args, shop_config,
 };
-
-/// A small deterministic generator (SplitMix64), so the kill points are reproducible.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[test]
 fn recovery_survives_sigkill_at_random_points_and_never_applies_a_step_twice() {

@@ -236,6 +236,9 @@ impl Controller {
             None => {}
         }
         let failed_health_checks = self.check_canary_health(&r).await?;
+        // A baseline that is down (supervision is restarting the stable instance) is no
+        // baseline: the canary is neither judged against it nor advanced.
+        let stable_down = ctx.unhealthy_stable(&r.service, &r.env);
         let steps = self.steps_for(&r.service)?;
         let next = backstop_core::rollout::next(&Observation {
             steps: &steps,
@@ -243,18 +246,11 @@ impl Controller {
             step_started_at: r.step_started_at_ms.unwrap_or(now),
             judge: measured.judge,
             degraded: measured.degraded,
+            baseline_down: stable_down.is_some(),
             failed_health_checks,
             health_check_limit: ctx.service(&r.service)?.breaker.failed_checks,
             now,
         });
-        // A baseline that is down (supervision is restarting the stable instance) is no
-        // baseline: whatever the verdict, the canary is neither judged against it nor advanced.
-        let stable_down = ctx.unhealthy_stable(&r.service, &r.env);
-        let next = if stable_down.is_some() && !matches!(next, Next::Break { .. }) {
-            Next::Hold
-        } else {
-            next
-        };
         if stable_down.is_none()
             && r.reason
                 .as_deref()

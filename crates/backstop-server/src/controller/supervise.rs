@@ -46,8 +46,8 @@ pub type SupervisionState = std::sync::Mutex<BTreeMap<String, Supervised>>;
 
 impl Ctx {
     /// The supervised stable instance of `service/env` that is not healthy, if any: its last
-    /// problem (for the gate and the environment's status).
-    pub fn unhealthy_stable(&self, service: &str, env: &str) -> Option<(String, Supervised)> {
+    /// The environment's stable instance as supervision last found it: its id and entry.
+    fn supervised_stable(&self, service: &str, env: &str) -> Option<(String, Supervised)> {
         let state = self
             .caches
             .supervision
@@ -55,24 +55,20 @@ impl Ctx {
             .unwrap_or_else(|p| p.into_inner());
         state
             .iter()
-            .find(|(_, s)| {
-                s.service == service && s.env == env && s.role == "stable" && !s.watch.healthy
-            })
+            .find(|(_, s)| s.service == service && s.env == env && s.role == "stable")
             .map(|(id, s)| (id.clone(), s.clone()))
     }
-}
 
-impl Ctx {
+    /// The supervised stable instance of `service/env` that is not healthy, if any: its last
+    /// problem (for the gate and the environment's status).
+    pub fn unhealthy_stable(&self, service: &str, env: &str) -> Option<(String, Supervised)> {
+        self.supervised_stable(service, env)
+            .filter(|(_, s)| !s.watch.healthy)
+    }
+
     /// The environment's stable instance as supervision last found it (for the API).
     pub fn stable_health(&self, service: &str, env: &str) -> backstop_api::services::StableHealth {
-        let state = self
-            .caches
-            .supervision
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let found = state
-            .values()
-            .find(|s| s.service == service && s.env == env && s.role == "stable");
+        let found = self.supervised_stable(service, env).map(|(_, s)| s);
         match found {
             None => backstop_api::services::StableHealth {
                 status: "unknown".into(),
@@ -88,7 +84,7 @@ impl Ctx {
                 }
                 .into(),
                 restarts: s.watch.restarts_total,
-                last_problem: s.watch.last_problem.clone(),
+                last_problem: s.watch.last_problem,
             },
         }
     }
