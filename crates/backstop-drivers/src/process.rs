@@ -71,12 +71,6 @@ pub struct Instance {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("instance {instance_id}: cannot open log file {}: {source}", path.display())]
-    Log {
-        instance_id: String,
-        path: PathBuf,
-        source: io::Error,
-    },
     #[error("instance {instance_id}: cannot start `sh -c {command}`: {source}")]
     Spawn {
         instance_id: String,
@@ -131,31 +125,42 @@ pub fn free_port() -> io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// Opens the instance's log (appending) and writes a line saying what starts.
+fn open_log(spec: &InstanceSpec) -> io::Result<File> {
+    if let Some(dir) = spec.log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log_path)?;
+    writeln!(
+        log,
+        "--- backstop: starting instance {} on port {}: sh -c {}",
+        spec.instance_id, spec.port, spec.command
+    )?;
+    Ok(log)
+}
+
+fn log_unwritable(spec: &InstanceSpec, e: &io::Error) -> Stdio {
+    tracing::warn!(instance = %spec.instance_id, log = %spec.log_path.display(), error = %e, "Cannot write the instance's log; starting it without one.");
+    Stdio::null()
+}
+
 /// Starts the instance and waits until its health endpoint answers 2xx.
 ///
 /// On timeout (or if the process exits first) the whole process group is killed and the error
 /// carries the last lines of the log.
 pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
-    let log_err = |source| DeployError::Log {
-        instance_id: spec.instance_id.clone(),
-        path: spec.log_path.clone(),
-        source,
+    // Users come before logs: an instance (a rollback's, a restart of the stable version) must
+    // start even when its log cannot be written, for example on a full disk.
+    let (stdout, stderr) = match open_log(spec) {
+        Ok(log) => match log.try_clone() {
+            Ok(stderr) => (Stdio::from(log), Stdio::from(stderr)),
+            Err(e) => (Stdio::from(log), log_unwritable(spec, &e)),
+        },
+        Err(e) => (log_unwritable(spec, &e), Stdio::null()),
     };
-    if let Some(dir) = spec.log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(log_err)?;
-    }
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log_path)
-        .map_err(log_err)?;
-    writeln!(
-        log,
-        "--- backstop: starting instance {} on port {}: sh -c {}",
-        spec.instance_id, spec.port, spec.command
-    )
-    .map_err(log_err)?;
-    let stderr_log = log.try_clone().map_err(log_err)?;
 
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -163,8 +168,8 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
         .envs(&spec.env)
         .env(INSTANCE_ENV, &spec.instance_id)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(stderr_log))
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
     let mut child = cmd.spawn().map_err(|source| DeployError::Spawn {

@@ -62,6 +62,11 @@ impl From<ControllerError> for ApiError {
             ControllerError::NotFound(m) => ApiError::not_found(m),
             ControllerError::Conflict(m) => ApiError::conflict(m),
             ControllerError::Internal(m) => ApiError::internal(m),
+            unwritable @ ControllerError::StoreUnwritable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unwritable",
+                unwritable.to_string(),
+            ),
         }
     }
 }

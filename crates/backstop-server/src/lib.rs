@@ -251,25 +251,43 @@ pub async fn serve(
     let app = api::router(ctx.clone());
     tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");
     let stop = cancel.clone();
+    let stop_timeout = ctx.limits.stop_timeout;
+    let stop_by = Arc::new(std::sync::OnceLock::new());
+    let stop_by_set = stop_by.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
+        stop_by_set.get_or_init(|| tokio::time::Instant::now() + stop_timeout);
         stop.cancel();
     });
-    // A graceful stop waits for requests in flight, but only so long: a stop must finish
-    // within `stop_timeout` whatever a client does.
+    // A graceful stop waits for requests in flight and for the controller's current step, but
+    // only so long: both must be done within `stop_timeout` of the stop, whatever a client does.
     let stopping = cancel.clone();
-    let stop_timeout = ctx.limits.stop_timeout;
+    let deadline = move || *stop_by.get_or_init(|| tokio::time::Instant::now() + stop_timeout);
+    let server_deadline = deadline.clone();
     tokio::select! {
         served = server => served.context("serving the API")?,
         () = async move {
             stopping.cancelled().await;
-            tokio::time::sleep(stop_timeout).await;
+            tokio::time::sleep_until(server_deadline()).await;
         } => {
             tracing::warn!(timeout_s = stop_timeout.as_secs_f64(), "Requests still in flight after the stop timeout; cutting them.");
         }
     }
     cancel.cancel();
-    let _ = controller.await;
+    // The controller stops between steps; one in the middle of a long step (a hook, an
+    // instance that takes its time to start, a store that hangs) is cut at the deadline:
+    // what it was doing is journaled and resumes at the next start.
+    let controller_abort = controller.abort_handle();
+    if tokio::time::timeout_at(deadline(), controller)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_s = stop_timeout.as_secs_f64(),
+            "The controller did not stop within the stop timeout; cutting it (its step resumes at the next start)."
+        );
+        controller_abort.abort();
+    }
     for proxy in ctx.drivers.proxies.values() {
         proxy.shutdown().await;
     }

@@ -175,7 +175,7 @@ impl Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.state_dir.join("daemon.log"))
+            .open(self.log_path())
             .unwrap();
         let child = Command::new(backstop_bin())
             .args(["serve", "--config"])
@@ -206,7 +206,19 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.state_dir.join("daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The daemon's log, next to its state folder rather than in it: tests that fill the state
+    /// folder's disk still get the log (and the daemon's logging does not add to the fill).
+    pub fn log_path(&self) -> PathBuf {
+        let mut name = self
+            .state_dir
+            .file_name()
+            .unwrap_or_default()
+            .to_os_string();
+        name.push(".daemon.log");
+        self.state_dir.with_file_name(name)
     }
 
     /// Runs the CLI against this daemon.

@@ -59,6 +59,31 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// How long after `since` every answer of the proxy on `port` came from `version` (the first
+/// of 50 in a row), asking until `patience` has passed; `None` if that never happened.
+pub fn all_answers_from(
+    port: u16,
+    version: &str,
+    since: std::time::Instant,
+    patience: Duration,
+) -> Option<Duration> {
+    let header = format!("x-backstop-version: {version}\r\n");
+    let (mut streak_from, mut streak) = (None, 0);
+    while since.elapsed() < patience + Duration::from_secs(1) {
+        if http_get(port, "/").is_some_and(|a| a.contains(&header)) {
+            streak_from.get_or_insert(since.elapsed());
+            streak += 1;
+            if streak >= 50 {
+                return streak_from.filter(|at| *at < patience);
+            }
+        } else {
+            (streak_from, streak) = (None, 0);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
 /// Makes a FIFO (named pipe) at `path`, with the system's `mkfifo`.
 pub fn make_fifo(path: &std::path::Path) {
     let made = std::process::Command::new("mkfifo")

@@ -7,19 +7,22 @@
 //! - `kill -9` of the stable instance: traffic is back to 2xx, one `instance.restarted` record;
 //! - a slow-starting release (4 s to listen) with a daemon kill mid-rollout and mid-rollback:
 //!   the good release is promoted, the rollback loses no request;
-//! - a second daemon on the same state folder: refused, naming the holder, the first unaffected.
+//! - a second daemon on the same state folder: refused, naming the holder, the first unaffected;
+//! - the state folder's disk full during a bad canary: the canary is out of traffic within an
+//!   analysis interval or two (by its verdict or by the fail-safe, whichever comes first;
+//!   `fail_safe.rs` tests each way on its own).
 //!
-//! A full disk during a bad canary is `fail_safe.rs` (it needs the disk full before users reach
-//! the canary to test the fail-safe rather than the ordinary rollback).
+//! The state folder is a small tmpfs, so that its disk can fill: mounting it needs root.
 //!
 //! The suite runs it small; `BACKSTOP_CHAOS_KILLS=20 BACKSTOP_CHAOS_STOP_S=10 cargo nextest run
 //! -p backstop --test chaos --no-capture` is the full run. It prints its figures.
 
 use std::time::{Duration, Instant};
 
+use backstop_testkit::disk::{Tmpfs, fill};
 use backstop_testkit::{
-    Daemon, SplitMix, Traffic, audit_actions, backstop_bin, env_or, free_port, http_get,
-    instance_pids, rollback_args, shop_config,
+    Daemon, SplitMix, Traffic, all_answers_from, audit_actions, backstop_bin, env_or, free_port,
+    http_get, instance_pids, rollback_args, shop_config,
 };
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -37,6 +40,7 @@ fn kills_stops_and_crashes_fail_no_user_request() {
     let mut rng = SplitMix(seed);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    let _disk = Tmpfs::for_state(&state, 256);
     let proxy = free_port();
     let mut d = Daemon::start(
         &state,
@@ -193,6 +197,25 @@ fn kills_stops_and_crashes_fail_no_user_request() {
         .filter(|a| *a == "instance.restarted")
         .count();
 
+    // The disk fills while a bad canary takes traffic.
+    d.register("full1", 0.5);
+    let traffic = Traffic::start(proxy, 100.0);
+    let id = d.rollout_progressing("full1");
+    std::thread::sleep(Duration::from_millis(rng.below(1500)));
+    let filler = state.join("filler");
+    fill(&filler);
+    let full_at = Instant::now();
+    let out_after = all_answers_from(proxy, "fast3", full_at, Duration::from_secs(5));
+    let full_disk = traffic.stop_stats();
+    std::fs::remove_file(&filler).unwrap();
+    let full_rollout = d.wait_rollout(
+        &id,
+        "the bad canary's rollout ends once there is room",
+        ended,
+    );
+    let fail_safe_entered = audit_actions(&d.cli_json(&["audit", "list", "--limit", "1000"], 0))
+        .contains(&"store.write_failed");
+
     let failed_by_bad: u64 = bad_versions
         .iter()
         .map(|v| stats.failed_by_version.get(v).copied().unwrap_or(0))
@@ -224,6 +247,25 @@ fn kills_stops_and_crashes_fail_no_user_request() {
         second.status.code(),
         refusal.lines().last().unwrap_or("")
     );
+    println!(
+        "  disk full during a bad canary: all traffic on the stable version {} ms after; the rollout {} ({}); {} of {} requests failed meanwhile (by the bad canary)",
+        out_after.map_or("never".into(), |d| d.as_millis().to_string()),
+        full_rollout["rollout"]["phase"],
+        if fail_safe_entered {
+            "the fail-safe took the canary out"
+        } else {
+            "its verdict came first"
+        },
+        full_disk.failed,
+        full_disk.sent,
+    );
     assert_eq!(failed_by_kills, 0, "{stats:?}");
+    let out_after = out_after.expect("the canary is taken out of traffic while the disk is full");
+    // An analysis interval is 1 s; a verdict or the fail-safe may need one more.
+    assert!(out_after < Duration::from_secs(3), "{out_after:?}");
+    assert_eq!(
+        full_rollout["rollout"]["phase"], "recovered",
+        "{full_rollout:#}"
+    );
     assert_eq!(restarts, 1);
 }

@@ -47,6 +47,22 @@ pub enum Command {
 
 impl Controller {
     pub(super) async fn handle(&mut self, cmd: Command) {
+        let unwritable = self.answer(cmd).await;
+        if let Some(reason) = unwritable
+            && !self.in_fail_safe()
+        {
+            self.enter_fail_safe(reason).await;
+        }
+    }
+
+    /// Serves `cmd`; returns why the store refused a write, if it did.
+    async fn answer(&mut self, cmd: Command) -> Option<String> {
+        fn unwritable<T>(result: &Result<T, ControllerError>) -> Option<String> {
+            match result {
+                Err(ControllerError::StoreUnwritable(reason)) => Some(reason.clone()),
+                _ => None,
+            }
+        }
         match cmd {
             Command::Rollout {
                 action,
@@ -64,7 +80,9 @@ impl Controller {
                         self.acknowledge(&rollout_id, &actor, &reason).await
                     }
                 };
+                let failed = unwritable(&result);
                 let _ = reply.send(result);
+                failed
             }
             Command::Resume {
                 recovery_id,
@@ -72,7 +90,9 @@ impl Controller {
                 reply,
             } => {
                 let result = self.resume(&recovery_id, &actor).await;
+                let failed = unwritable(&result);
                 let _ = reply.send(result);
+                failed
             }
             Command::Rollback {
                 service,
@@ -82,7 +102,9 @@ impl Controller {
                 reply,
             } => {
                 let result = self.manual_rollback(&service, &env, &actor, &reason).await;
+                let failed = unwritable(&result);
                 let _ = reply.send(result);
+                failed
             }
         }
     }

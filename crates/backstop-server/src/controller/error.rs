@@ -8,6 +8,9 @@ pub enum ControllerError {
     NotFound(String),
     /// The request does not fit the current state (e.g. promoting a failed rollout).
     Conflict(String),
+    /// The store refuses writes (disk full, I/O error, read-only file system): nothing was
+    /// done, and the controller is failing safe until writes work again.
+    StoreUnwritable(String),
     /// Something broke while serving it.
     Internal(String),
 }
@@ -16,6 +19,10 @@ impl std::fmt::Display for ControllerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotFound(m) | Self::Conflict(m) | Self::Internal(m) => f.write_str(m),
+            Self::StoreUnwritable(reason) => write!(
+                f,
+                "the store refuses writes ({reason}); nothing was changed, canaries are out of traffic and no step starts until writes work again"
+            ),
         }
     }
 }
@@ -27,6 +34,7 @@ impl From<StoreError> for ControllerError {
         match e {
             StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             StoreError::Conflict(what) => Self::Conflict(what),
+            other if other.is_write_failure() => Self::StoreUnwritable(other.to_string()),
             other => {
                 tracing::error!(error = %other, "Store failed while serving a request.");
                 Self::Internal(other.to_string())
@@ -37,6 +45,9 @@ impl From<StoreError> for ControllerError {
 
 impl From<anyhow::Error> for ControllerError {
     fn from(e: anyhow::Error) -> Self {
+        if let Some(reason) = super::fail_safe::write_failure(&e) {
+            return Self::StoreUnwritable(reason);
+        }
         match e.downcast::<StoreError>() {
             Ok(store) => store.into(),
             Err(other) => Self::Internal(format!("{other:#}")),

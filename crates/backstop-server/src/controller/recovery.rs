@@ -185,6 +185,16 @@ impl Controller {
                     .step_started(&rec.id, step.index, ctx.clock.now_ms())
                     .await?;
                 outcome = self.execute(&rec, &step.step).await;
+                if let Err(e) = &outcome
+                    && super::fail_safe::write_failure(e).is_some()
+                {
+                    // Not the step's failure: the store refuses writes. Retrying, or recording
+                    // the recovery as failed if a small write happens to get through, would
+                    // leave users on the canary for good; the step stays unfinished, the
+                    // fail-safe takes over, and the step runs again (it is idempotent) once
+                    // writes work.
+                    return outcome.map(|_| ());
+                }
                 match &outcome {
                     Ok(_) => break,
                     Err(e) if attempt < STEP_ATTEMPTS => {
