@@ -157,3 +157,60 @@ fn a_stable_instance_that_keeps_crashing_is_a_crash_loop_until_it_starts_again()
         .count();
     assert_eq!(crash_loops, 1, "reported once");
 }
+
+/// The colour kept warm after a blue-green switch (for a rollback in one switch) is supervised
+/// too: killed, it is restarted and recorded, and a rollback still switches back to it at once.
+#[test]
+fn the_warm_colour_is_restarted_and_a_rollback_still_switches_back_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = backstop_testkit::free_port();
+    let config = backstop_testkit::shop_config(proxy, "[{weight: 100}]").replace(
+        "strategy: canary",
+        "strategy: blue-green\n      rollback_window: 10m",
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    let state = d.state_dir.clone();
+    d.register("blue", 0.0);
+    d.register("green", 0.0);
+    d.rollout_wait("blue", 0);
+    d.rollout_wait("green", 0);
+    let of_blue = |pids: Vec<u32>| -> Vec<u32> {
+        pids.into_iter()
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/fd/1"))
+                    .is_ok_and(|log| log.to_string_lossy().contains("-blue-"))
+            })
+            .collect()
+    };
+    let warm = of_blue(instance_pids(&state));
+    assert_eq!(
+        warm.len(),
+        1,
+        "blue stays warm: {:?}",
+        instance_pids(&state)
+    );
+
+    killpg(Pid::from_raw(warm[0] as i32), Signal::SIGKILL).unwrap();
+    d.wait_until("the warm colour's restart is recorded", || {
+        audit_actions(&d.cli_json(&["audit", "list"], 0)).contains(&"instance.restarted")
+    });
+    let audit = d.cli_json(&["audit", "list"], 0);
+    let record = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "instance.restarted")
+        .unwrap_or_else(|| panic!("{audit:#}"));
+    assert_eq!(record["evidence"]["role"], "warm", "{record:#}");
+    let restarted = of_blue(instance_pids(&state));
+    assert!(restarted.len() == 1 && restarted != warm, "{restarted:?}");
+
+    let rec = d.rollback("late failure", 0);
+    assert_eq!(rec["status"], "done", "{rec:#}");
+    assert_eq!(
+        instance_pids(&state),
+        restarted,
+        "switched back to the restarted warm instance, not a new one"
+    );
+    assert!(http_get(proxy, "/").is_some_and(|a| a.contains("x-backstop-version: blue")));
+}

@@ -482,20 +482,8 @@ impl Controller {
                     .unwrap_or(backstop_config::DEFAULT_ROLLBACK_WINDOW),
                 _ => svc.run.scale_down_delay,
             };
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                // Still unreferenced? (A rollback may have brought it back meanwhile.)
-                let referenced = ctx.store.environments().await.map(|envs| {
-                    envs.iter()
-                        .any(|e| e.stable_instance_id.as_deref() == Some(previous.as_str()))
-                });
-                if let Ok(false) = referenced
-                    && let Err(e) = ctx.stop_instance(&previous).await
-                {
-                    tracing::warn!(instance = %previous, error = format!("{e:#}"), "Scale-down of the previous version failed.");
-                }
-            });
+            self.warm
+                .insert(previous, tokio::time::Instant::now() + delay);
         }
         Ok(())
     }

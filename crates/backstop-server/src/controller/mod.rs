@@ -52,6 +52,10 @@ pub struct Controller {
     ctx: Arc<Ctx>,
     commands: mpsc::Receiver<Command>,
     watches: HashMap<String, Watch>,
+    /// The previous version's instances kept warm after a promotion (blue-green rollback
+    /// window, scale-down delay), with when they are scaled down. Supervised like the stable
+    /// one until then; owned by this task so a scale-down never races a restart.
+    warm: HashMap<String, tokio::time::Instant>,
 }
 
 impl Controller {
@@ -60,6 +64,7 @@ impl Controller {
             ctx,
             commands,
             watches: HashMap::new(),
+            warm: HashMap::new(),
         }
     }
 

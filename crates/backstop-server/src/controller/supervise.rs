@@ -1,5 +1,6 @@
-//! Supervision of the instances users depend on: each environment's stable instance is checked
-//! (process alive, health check) about once a second; what to do is
+//! Supervision of the instances users depend on: each environment's stable instance, and the
+//! previous version's instance while it is kept warm after a promotion (for a rollback in one
+//! switch), is checked (process alive, health check) about once a second; what to do is
 //! [`backstop_core::supervision`]'s decision. A canary is not restarted: its crash or failing
 //! health is evidence against its release, which the rollout's own breaker acts on (it rolls
 //! the canary back, faster than any restart would help). A restart goes through
@@ -35,7 +36,7 @@ pub struct Supervised {
     pub service: String,
     pub env: String,
     pub release_id: String,
-    /// `stable` or `canary`.
+    /// `stable`, or `warm` (the previous version kept running after a promotion).
     pub role: &'static str,
     #[serde(flatten)]
     pub watch: InstanceWatch,
@@ -106,6 +107,19 @@ impl Controller {
                 serving.push((ctx.store.instance(id).await?, "stable", rollout));
             }
         }
+        self.scale_down_due();
+        for id in self.warm.keys() {
+            let Ok(inst) = ctx.store.instance(id).await else {
+                continue;
+            };
+            let rollout = rollouts
+                .iter()
+                .find(|r| r.service == inst.service && r.env == inst.env)
+                .cloned();
+            if !serving.iter().any(|(s, _, _)| s.id == inst.id) {
+                serving.push((inst, "warm", rollout));
+            }
+        }
         // Not what was stopped on purpose. A stable instance still recorded `Starting` is one
         // whose (re)start failed (no start is in progress: this runs in the controller's own
         // task): it is checked, and restarted with backoff, like a crashed one, so a crash
@@ -152,6 +166,34 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Scales down the warm instances whose time is up, unless a rollback made one stable
+    /// again. The stop runs apart (an instance may take its grace period to exit); it is out
+    /// of `warm` first, so supervision no longer restarts it.
+    fn scale_down_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<String> = self
+            .warm
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for previous in due {
+            self.warm.remove(&previous);
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move {
+                let referenced = ctx.store.environments().await.map(|envs| {
+                    envs.iter()
+                        .any(|e| e.stable_instance_id.as_deref() == Some(previous.as_str()))
+                });
+                if let Ok(false) = referenced
+                    && let Err(e) = ctx.stop_instance(&previous).await
+                {
+                    tracing::warn!(instance = %previous, error = format!("{e:#}"), "Scale-down of the previous version failed.");
+                }
+            });
+        }
     }
 
     /// One liveness and health check, the way the instance's deployer defines health.
