@@ -7,6 +7,7 @@
 //! root, as CI and this project's dev machines run; the test says so if it cannot).
 
 use backstop_testkit::disk::{Tmpfs, fill};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backstop_testkit::{
@@ -16,16 +17,8 @@ use backstop_testkit::{
 #[test]
 fn a_full_disk_takes_the_canary_out_of_traffic_and_the_daemon_carries_on_after() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let _disk = Tmpfs::for_state(&state, 64);
-    let proxy = free_port();
-    let d = Daemon::start(
-        &state,
-        &shop_config(proxy, "[{weight: 30, for: 10m}, {weight: 100}]"),
-        proxy,
-    );
-    d.register("v1", 0.0);
-    d.rollout_wait("v1", 0);
+    let (d, _disk) = v1_on_a_small_disk(dir.path(), |config| config);
+    let (state, proxy) = (d.state_dir.clone(), d.proxy_port);
     d.register("v2", 0.3);
     let id = d.rollout_progressing("v2");
 
@@ -82,16 +75,8 @@ fn a_disk_that_fills_at_any_moment_of_a_bad_canary_leaves_users_on_the_stable_ve
     let mut rng = SplitMix(env_or("BACKSTOP_DISK_SEED", 7));
     for trial in 0..trials {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let _disk = Tmpfs::for_state(&state, 64);
-        let proxy = free_port();
-        let d = Daemon::start(
-            &state,
-            &shop_config(proxy, "[{weight: 30, for: 10m}, {weight: 100}]"),
-            proxy,
-        );
-        d.register("v1", 0.0);
-        d.rollout_wait("v1", 0);
+        let (d, _disk) = v1_on_a_small_disk(dir.path(), |config| config);
+        let (state, proxy) = (d.state_dir.clone(), d.proxy_port);
         d.register("v2", 0.5);
         let traffic = Traffic::start(proxy, 50.0);
         d.rollout_progressing("v2");
@@ -122,22 +107,19 @@ fn a_disk_that_fills_at_any_moment_of_a_bad_canary_leaves_users_on_the_stable_ve
 #[test]
 fn a_disk_that_fills_mid_rollback_still_takes_the_canary_out_and_the_rollback_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let _disk = Tmpfs::for_state(&state, 64);
-    let proxy = free_port();
     // The hook fills the disk once (a run after the restart of the step finds the marker).
     let hook = format!(
         "[ -e {marker} ] || {{ touch {marker}; dd if=/dev/zero of={filler} bs=1M 2>/dev/null; }}; true",
         marker = dir.path().join("filled").display(),
-        filler = state.join("filler").display(),
+        filler = dir.path().join("state").join("filler").display(),
     );
-    let config = shop_config(proxy, "[{weight: 30, for: 10m}, {weight: 100}]").replace(
-        "    rollout:",
-        &format!("    hooks:\n      before_rollback: \"{hook}\"\n    rollout:"),
-    );
-    let d = Daemon::start(&state, &config, proxy);
-    d.register("v1", 0.0);
-    d.rollout_wait("v1", 0);
+    let (d, _disk) = v1_on_a_small_disk(dir.path(), |config| {
+        config.replace(
+            "    rollout:",
+            &format!("    hooks:\n      before_rollback: \"{hook}\"\n    rollout:"),
+        )
+    });
+    let (state, proxy) = (d.state_dir.clone(), d.proxy_port);
     d.register("v2", 0.5);
     let traffic = Traffic::start(proxy, 50.0);
     let id = d.rollout_progressing("v2");
@@ -166,4 +148,20 @@ fn a_disk_that_fills_mid_rollback_still_takes_the_canary_out_and_the_rollback_co
         backstop_testkit::audit_actions(&audit).contains(&"store.write_failed"),
         "{audit:#}"
     );
+}
+
+/// A daemon whose state folder (`dir/state`) is a small tmpfs, running the shop service with a
+/// 30 % canary step held for 10 minutes (the config passed through `edit`), v1 promoted.
+fn v1_on_a_small_disk(dir: &Path, edit: impl FnOnce(String) -> String) -> (Daemon, Tmpfs) {
+    let state = dir.join("state");
+    let disk = Tmpfs::for_state(&state, 64);
+    let proxy = free_port();
+    let config = edit(shop_config(
+        proxy,
+        "[{weight: 30, for: 10m}, {weight: 100}]",
+    ));
+    let d = Daemon::start(&state, &config, proxy);
+    d.register("v1", 0.0);
+    d.rollout_wait("v1", 0);
+    (d, disk)
 }

@@ -33,6 +33,17 @@ pub async fn haproxy_with(server_opts: &str) -> Server {
     cmd.arg("-f").arg(&cfg_path).arg("-db");
     let mut child = spawn(cmd, &log);
     wait_port(port, &mut child, "haproxy", &log).await;
+    // The frontend may listen before the runtime API does (seen on a busy machine).
+    wait_port(api_port, &mut child, "haproxy", &log).await;
+    let deadline = std::time::Instant::now() + crate::patience();
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "haproxy did not create its runtime API socket {}",
+            sock.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     std::fs::write(dir.path().join("api_port"), api_port.to_string()).unwrap();
     Server { child, dir, port }
 }
