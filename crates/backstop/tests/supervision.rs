@@ -159,7 +159,8 @@ fn a_stable_instance_that_keeps_crashing_is_a_crash_loop_until_it_starts_again()
 }
 
 /// The colour kept warm after a blue-green switch (for a rollback in one switch) is supervised
-/// too: killed, it is restarted and recorded, and a rollback still switches back to it at once.
+/// too: it survives a daemon restart, killed it is restarted and recorded, and a rollback still
+/// switches back to it at once.
 #[test]
 fn the_warm_colour_is_restarted_and_a_rollback_still_switches_back_to_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,7 +169,7 @@ fn the_warm_colour_is_restarted_and_a_rollback_still_switches_back_to_it() {
         "strategy: canary",
         "strategy: blue-green\n      rollback_window: 10m",
     );
-    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    let mut d = Daemon::start(&dir.path().join("state"), &config, proxy);
     let state = d.state_dir.clone();
     d.register("blue", 0.0);
     d.register("green", 0.0);
@@ -188,6 +189,21 @@ fn the_warm_colour_is_restarted_and_a_rollback_still_switches_back_to_it() {
         1,
         "blue stays warm: {:?}",
         instance_pids(&state)
+    );
+    // A daemon restart keeps it warm (it used to stop it as unreferenced).
+    d.kill9();
+    d.restart();
+    d.wait_until("the restarted daemon has looked at its instances", || {
+        audit_actions(&d.cli_json(&["audit", "list"], 0))
+            .iter()
+            .filter(|a| **a == "controller.started")
+            .count()
+            == 2
+    });
+    assert_eq!(
+        of_blue(instance_pids(&state)),
+        warm,
+        "still warm after a restart"
     );
 
     killpg(Pid::from_raw(warm[0] as i32), Signal::SIGKILL).unwrap();

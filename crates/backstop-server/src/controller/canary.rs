@@ -2,7 +2,6 @@
 //! or promote as [`backstop_core::rollout::next`] decides.
 
 use anyhow::{Result, anyhow};
-use backstop_config::Strategy;
 use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, Phase, Rollout};
@@ -474,16 +473,7 @@ impl Controller {
             .and_then(|o| o.stable_instance_id)
             .filter(|p| Some(p) != r.canary_instance_id.as_ref())
         {
-            let svc = ctx.service(&r.service)?;
-            let delay = match svc.rollout.strategy {
-                Strategy::BlueGreen => svc
-                    .rollout
-                    .rollback_window
-                    .unwrap_or(backstop_config::DEFAULT_ROLLBACK_WINDOW),
-                _ => svc.run.scale_down_delay,
-            };
-            self.warm
-                .insert(previous, tokio::time::Instant::now() + delay);
+            self.keep_warm(&r.service, previous)?;
         }
         Ok(())
     }

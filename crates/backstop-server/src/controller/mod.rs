@@ -165,15 +165,15 @@ impl Controller {
         .await
     }
 
-    /// Stops running instances that no environment, rollout or recovery references.
-    async fn collect_garbage(&self) -> Result<()> {
-        let ctx = &self.ctx;
-        let mut keep: Vec<String> = ctx
-            .store
-            .environments()
-            .await?
-            .into_iter()
-            .filter_map(|e| e.stable_instance_id)
+    /// Stops running instances that no environment, rollout or recovery references. The
+    /// previous version's instance is kept warm, as after a promotion: a restart must not take
+    /// away a rollback in one switch (its window starts again, erring on the side of keeping it).
+    async fn collect_garbage(&mut self) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let environments = ctx.store.environments().await?;
+        let mut keep: Vec<String> = environments
+            .iter()
+            .filter_map(|e| e.stable_instance_id.clone())
             .collect();
         for r in ctx.store.active_rollouts().await? {
             keep.extend(r.canary_instance_id);
@@ -188,6 +188,17 @@ impl Controller {
             }
         }
         for inst in ctx.store.running_instances().await? {
+            let previous = environments.iter().any(|e| {
+                e.service == inst.service
+                    && e.env == inst.env
+                    && e.previous_lkg_release_id.as_ref() == Some(&inst.release_id)
+                    && e.stable_instance_id.as_ref() != Some(&inst.id)
+            });
+            if previous && !keep.contains(&inst.id) && !self.warm.contains_key(&inst.id) {
+                tracing::info!(instance = %inst.id, "Keeping the previous version's instance warm.");
+                self.keep_warm(&inst.service, inst.id.clone())?;
+                keep.push(inst.id.clone());
+            }
             if !keep.contains(&inst.id) {
                 tracing::info!(instance = %inst.id, "Stopping an instance nothing references any more.");
                 ctx.stop_instance(&inst.id).await?;

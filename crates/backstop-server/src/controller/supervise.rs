@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
+use backstop_config::Strategy;
 use backstop_core::event::EventKind;
 use backstop_core::model::{InstanceRecord, InstanceState, Rollout};
 use backstop_core::supervision::{Check, Decision, InstanceWatch};
@@ -165,6 +166,22 @@ impl Controller {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Keeps `instance` (the version before a promotion) running and supervised for the
+    /// service's blue-green rollback window or scale-down delay.
+    pub(super) fn keep_warm(&mut self, service: &str, instance: String) -> Result<()> {
+        let svc = self.ctx.service(service)?;
+        let delay = match svc.rollout.strategy {
+            Strategy::BlueGreen => svc
+                .rollout
+                .rollback_window
+                .unwrap_or(backstop_config::DEFAULT_ROLLBACK_WINDOW),
+            _ => svc.run.scale_down_delay,
+        };
+        self.warm
+            .insert(instance, tokio::time::Instant::now() + delay);
         Ok(())
     }
 
