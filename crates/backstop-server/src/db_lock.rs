@@ -4,15 +4,27 @@
 //! A second daemon on the same database is refused with a message naming the holder (pid, host,
 //! API address), as [`crate::state_lock`] does for a state folder.
 //!
+//! The lock is checked every [`CHECK_EVERY`] while the daemon runs ([`hold`]): after its
+//! session was lost (a server restart) it is taken again; when another daemon took it meanwhile,
+//! this one stops at once, as after a crash (instances and proxies keep running for whoever
+//! drives the database now), instead of driving the same rollouts as another.
+//!
 //! This is the seam leases replace: the daemon asks here whether it may drive the database's
 //! rollouts, and holds the answer for as long as it runs.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backstop_core::clock::Clock;
 use backstop_store::PostgresStore;
+use backstop_store::StoreError;
 use backstop_store::postgres::{DaemonLock, redact};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// How often a running daemon checks that it still holds the database's lock.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// A PostgreSQL store this daemon may drive, and the lock that says so.
 pub struct Database {
@@ -49,5 +61,33 @@ impl Database {
     /// Splits into the store (shared by the daemon) and the lock (held until it stops).
     pub(crate) fn into_parts(self) -> (PostgresStore, DaemonLock) {
         (self.store, self.lock)
+    }
+}
+
+/// Holds the lock until `stop`, checking it every [`CHECK_EVERY`]; answers it for release. When
+/// another daemon has taken it, says why on `lost` (the daemon then stops) and ends.
+pub(crate) async fn hold(
+    mut lock: DaemonLock,
+    stop: CancellationToken,
+    lost: oneshot::Sender<String>,
+) -> Option<DaemonLock> {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Some(lock),
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+        match lock.ensure_held(crate::SystemClock.now_ms()).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(taken)) => {
+                tracing::error!(reason = %taken, "Another daemon took the database's lock; stopping.");
+                let _ = lost.send(format!(
+                    "this daemon lost the database's lock to another daemon and stopped: {taken}"
+                ));
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "The database's daemon lock cannot be checked; retrying.");
+            }
+        }
     }
 }

@@ -275,6 +275,8 @@ pub async fn serve(
         limits: opts.limits,
     });
     let cancel = CancellationToken::new();
+    let (lock_lost, mut lock_lost_rx) = tokio::sync::oneshot::channel();
+    let db_lock = db_lock.map(|lock| tokio::spawn(db_lock::hold(lock, cancel.clone(), lock_lost)));
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
     let app = api::router(ctx.clone());
     tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");
@@ -294,6 +296,9 @@ pub async fn serve(
     let server_deadline = deadline.clone();
     tokio::select! {
         served = server => served.context("serving the API")?,
+        // Another daemon drives the database now: stop as after a crash, leaving instances and
+        // proxies to it, rather than stopping them or acting beside it.
+        Ok(reason) = &mut lock_lost_rx => anyhow::bail!(reason),
         () = async move {
             stopping.cancelled().await;
             tokio::time::sleep_until(server_deadline()).await;
@@ -332,8 +337,10 @@ pub async fn serve(
             tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
         }
     }
-    if let Some(db_lock) = db_lock {
-        db_lock.release().await;
+    if let Some(held) = db_lock
+        && let Ok(Some(lock)) = held.await
+    {
+        lock.release().await;
     }
     drop(lock);
     Ok(())

@@ -2,13 +2,14 @@
 //! help advises): a daemon whose state lives in a real temporary PostgreSQL cluster promotes a
 //! good release and recovers from a bad one, survives `kill -9` with its state, and keeps the
 //! database to itself (a second daemon, with its own state folder and ports, is refused naming
-//! the holder). A wrong password is refused with a message that says what to fix and never
+//! the holder) and stops when another takes it. A wrong password is refused with a message that says what to fix and never
 //! shows it. The password reaches neither the log, nor /metrics, nor the processes the daemon
 //! starts.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use backstop_store::postgres::DaemonLock;
 use backstop_testkit::servers::Postgres;
 use backstop_testkit::{
     Daemon, Traffic, backstop_bin, free_port, http_get, instance_pids, patience, shop_config,
@@ -175,9 +176,65 @@ fn a_daemon_on_postgres_promotes_recovers_survives_kill_9_and_keeps_the_database
         3
     );
 
+    // Its sessions are cut (as by a server restart) and someone else takes the lock before it
+    // takes it back: it stops, as after a crash, leaving the instances running.
+    let instances = instance_pids(&d.state_dir);
+    assert!(!instances.is_empty());
+    let thief = rt.block_on(async {
+        loop {
+            pg.execute(
+                "postgres",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = 'backstop' AND pid <> pg_backend_pid()",
+            )
+            .await;
+            // The daemon may win the race and take it back first: cut again.
+            if let Ok(lock) = DaemonLock::acquire(&url, "the test", 1).await {
+                break lock;
+            }
+        }
+    });
+    let mut first = d.child.take().unwrap();
+    let deadline = Instant::now() + patience();
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon went on once another held the database; log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{status}");
+    assert!(
+        d.log()
+            .contains("lost the database's lock to another daemon"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        instance_pids(&d.state_dir),
+        instances,
+        "instances keep running"
+    );
+    rt.block_on(thief.release());
+    d.restart();
+    assert_eq!(
+        d.cli_json(&["rollout", "list"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    d.assert_audit_verifies();
+
     d.stop();
     assert!(!d.log().contains(PASSWORD), "the password is not logged");
-    assert!(!d.log().contains("postgres://"), "nor is the URL");
+    let log = d.log();
+    let with_url: Vec<&str> = log.lines().filter(|l| l.contains("postgres://")).collect();
+    assert!(with_url.is_empty(), "nor is the URL: {with_url:#?}");
 }
 
 #[test]
