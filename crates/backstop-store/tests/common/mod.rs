@@ -99,13 +99,6 @@ impl Backend {
             Backend::Postgres { cluster, .. } => cluster.execute(DATABASE, sql).await,
         }
     }
-
-    pub fn postgres_cluster(&self) -> Option<&Postgres> {
-        match self {
-            Backend::Postgres { cluster, .. } => Some(cluster),
-            Backend::Sqlite(_) => None,
-        }
-    }
 }
 
 /// `on_both_backends!(check_a, check_b)` with `async fn check_a(backend: Backend)` defined in
