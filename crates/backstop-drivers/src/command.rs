@@ -217,6 +217,7 @@ impl CommandDeployer {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
+        crate::without_daemon_secrets(&mut cmd);
         let mut child = cmd.spawn().map_err(|source| CommandError::Spawn {
             action,
             command: script.to_owned(),

@@ -172,6 +172,7 @@ pub async fn start(spec: &InstanceSpec) -> Result<Instance, DeployError> {
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
+    crate::without_daemon_secrets(&mut cmd);
     let mut child = cmd.spawn().map_err(|source| DeployError::Spawn {
         instance_id: spec.instance_id.clone(),
         command: spec.command.clone(),

@@ -136,18 +136,19 @@ async fn spawn_proxy(
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone()?;
-    let mut child = tokio::process::Command::new(exe)
-        .arg("proxy")
-        .args(["--name", name, "--listen", &listen.to_string(), "--control"])
-        .arg(socket)
-        .env(PROXY_ENV, name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .process_group(0)
-        .kill_on_drop(false)
-        .spawn()
-        .with_context(|| format!("starting `{} proxy`", exe.display()))?;
+    let mut child =
+        backstop_drivers::without_daemon_secrets(&mut tokio::process::Command::new(exe))
+            .arg("proxy")
+            .args(["--name", name, "--listen", &listen.to_string(), "--control"])
+            .arg(socket)
+            .env(PROXY_ENV, name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .with_context(|| format!("starting `{} proxy`", exe.display()))?;
     let pid = child.id().unwrap_or(0);
     let client = ProxyClient::new(socket);
     let deadline = tokio::time::Instant::now() + PROXY_START_TIMEOUT;

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod baseline;
 pub mod controller;
 pub mod data_plane;
+pub mod db_lock;
 pub mod drills;
 pub mod error;
 pub mod export;
@@ -167,6 +168,9 @@ pub struct ServeOptions {
     pub data_plane: data_plane::DataPlane,
     /// The state folder's writer lock, taken before anything binds or opens the store.
     lock: state_lock::StateLock,
+    /// The PostgreSQL store and its daemon lock ([`ServeOptions::use_database`]); without one,
+    /// the store is `STATE_DIR/backstop.db`.
+    database: Option<db_lock::Database>,
 }
 
 impl ServeOptions {
@@ -180,7 +184,17 @@ impl ServeOptions {
             limits: Limits::default(),
             data_plane: data_plane::DataPlane::default(),
             lock,
+            database: None,
         })
+    }
+
+    /// Keeps the state in the PostgreSQL database at `url` instead of `STATE_DIR/backstop.db`
+    /// (the state folder still holds artifacts, sockets, logs and the admin token): connects,
+    /// migrates, and takes the database's daemon lock ([`db_lock`]), so a second daemon on the
+    /// database is refused here, before it binds a port. Errors show the URL redacted.
+    pub async fn use_database(&mut self, url: &str) -> Result<()> {
+        self.database = Some(db_lock::Database::open(url).await?);
+        Ok(())
     }
 }
 
@@ -195,9 +209,23 @@ pub async fn serve(
 ) -> Result<()> {
     let mut lock = opts.lock;
     lock.describe(Some(listener.local_addr()?))?;
-    let store = SqliteStore::open_dir(&opts.state_dir)
-        .await
-        .with_context(|| format!("opening the state folder {}", opts.state_dir.display()))?;
+    let (store, db_lock): (Arc<dyn Store>, _) = match opts.database {
+        Some(mut database) => {
+            database.describe(listener.local_addr()?).await?;
+            let (store, db_lock) = database.into_parts();
+            // Never the URL: it may carry a password.
+            tracing::info!(store = "postgres", "State is kept in PostgreSQL.");
+            (Arc::new(store), Some(db_lock))
+        }
+        None => {
+            let store = SqliteStore::open_dir(&opts.state_dir)
+                .await
+                .with_context(|| {
+                    format!("opening the state folder {}", opts.state_dir.display())
+                })?;
+            (Arc::new(store), None)
+        }
+    };
     let token_hash =
         auth::ensure_admin_token(&opts.state_dir).context("creating the admin token")?;
     std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
@@ -227,7 +255,7 @@ pub async fn serve(
     let notifiers = runtime::build_notifiers(&opts.config)?;
     let (tx, rx) = mpsc::channel(64);
     let ctx = Arc::new(Ctx {
-        store: Arc::new(store),
+        store,
         clock: Arc::new(SystemClock),
         config: Arc::new(opts.config),
         blobs: Arc::new(backstop_store::FolderBlobs::new(
@@ -247,6 +275,8 @@ pub async fn serve(
         limits: opts.limits,
     });
     let cancel = CancellationToken::new();
+    let (lock_lost, mut lock_lost_rx) = tokio::sync::oneshot::channel();
+    let db_lock = db_lock.map(|lock| tokio::spawn(db_lock::hold(lock, cancel.clone(), lock_lost)));
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
     let app = api::router(ctx.clone());
     tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");
@@ -266,6 +296,9 @@ pub async fn serve(
     let server_deadline = deadline.clone();
     tokio::select! {
         served = server => served.context("serving the API")?,
+        // Another daemon drives the database now: stop as after a crash, leaving instances and
+        // proxies to it, rather than stopping them or acting beside it.
+        Ok(reason) = &mut lock_lost_rx => anyhow::bail!(reason),
         () = async move {
             stopping.cancelled().await;
             tokio::time::sleep_until(server_deadline()).await;
@@ -303,6 +336,11 @@ pub async fn serve(
         {
             tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
         }
+    }
+    if let Some(held) = db_lock
+        && let Ok(Some(lock)) = held.await
+    {
+        lock.release().await;
     }
     drop(lock);
     Ok(())

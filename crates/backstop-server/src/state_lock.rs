@@ -4,8 +4,8 @@
 //! holder. The kernel drops the lock when the holder's process ends (also on `kill -9`), so a
 //! crash never leaves a stale lock behind.
 //!
-//! This is the embedded (SQLite) seam of writer exclusivity; replicas on a shared database need
-//! leases instead, and take them where this lock is taken.
+//! This is the embedded (SQLite) seam of writer exclusivity; a daemon on PostgreSQL also holds
+//! [`crate::db_lock`] (one active daemon per database), which per-rollout leases will replace.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -67,16 +67,7 @@ impl StateLock {
     /// Records who holds the lock (pid, host, API address once known), for the message a
     /// refused second daemon prints.
     pub fn describe(&mut self, api: Option<SocketAddr>) -> Result<()> {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        let mut text = format!("pid {}", std::process::id());
-        if !host.is_empty() {
-            text.push_str(&format!(" on {host}"));
-        }
-        if let Some(api) = api {
-            text.push_str(&format!(", API http://{api}"));
-        }
+        let text = holder(api);
         let write = |file: &mut File| -> std::io::Result<()> {
             file.set_len(0)?;
             file.seek(SeekFrom::Start(0))?;
@@ -86,6 +77,21 @@ impl StateLock {
         };
         write(&mut self.file).with_context(|| format!("writing {}", self.path.display()))
     }
+}
+
+/// Who this daemon is, for a refused second one: `pid N on HOST, API http://ADDR`.
+pub fn holder(api: Option<SocketAddr>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let mut text = format!("pid {}", std::process::id());
+    if !host.is_empty() {
+        text.push_str(&format!(" on {host}"));
+    }
+    if let Some(api) = api {
+        text.push_str(&format!(", API http://{api}"));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -6,8 +6,25 @@
 //! Handlers and controllers only see [`StoreError`]: `NotFound` becomes HTTP 404 and
 //! `Conflict` 409 without anyone looking at database error codes.
 
+/// A record read from a row whose columns are named like its fields: each field before the `;`
+/// is `row.col("field")?`; the fields after it are stored some other way (JSON, parsed text,
+/// another column name) and are written as in a struct expression. Works on either backend's
+/// rows ([`rows::Columns`]).
+macro_rules! from_row {
+    ($row:expr => $record:ident {
+        $($column:ident),* $(,)? $(; $($field:ident $(: $value:expr)?),* $(,)?)?
+    }) => {
+        $record {
+            $($column: $crate::rows::Columns::col($row, stringify!($column))?,)*
+            $($($field $(: $value)?,)*)?
+        }
+    };
+}
+
 pub mod aggregates;
 pub mod blobs;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use aggregates::{
@@ -15,6 +32,7 @@ pub use aggregates::{
     ReleaseStore, RolloutStore, SnapshotStore,
 };
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +45,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The store cannot be opened as asked (unreachable server, refused credentials, a schema
+    /// newer than this binary knows); the message names what to fix and never a password.
+    #[error("{0}")]
+    Open(String),
 }
 
 impl StoreError {
@@ -44,18 +66,47 @@ impl StoreError {
                 matches!(io.kind(), StorageFull | ReadOnlyFilesystem | QuotaExceeded)
                     || io.raw_os_error() == Some(5)
             }
-            sqlx::Error::Database(db) => db
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
+            sqlx::Error::Database(db) => {
+                let Some(code) = db.code() else {
+                    return false;
+                };
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    return postgres::sqlstate_is_write_failure(&code);
+                }
                 // SQLite primary result codes (the low byte of an extended code): IOERR 10,
                 // FULL 13, READONLY 8.
-                .is_some_and(|code| matches!(code & 0xff, 8 | 10 | 13)),
+                code.parse::<i64>()
+                    .is_ok_and(|code| matches!(code & 0xff, 8 | 10 | 13))
+            }
             _ => false,
         }
     }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A migrator over a backend's embedded migrations, `(version, name, sql)` in order.
+fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
 
 /// The state a controller needs to carry on after a restart, and everything the API serves:
 /// every aggregate. A backend implements each aggregate's trait, then this one (empty).

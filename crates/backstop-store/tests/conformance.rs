@@ -1,5 +1,8 @@
-//! Store conformance: the behaviour every backend must show. Runs on SQLite here; a PostgreSQL
-//! backend runs the same functions.
+//! Store conformance: the behaviour every backend must show. Every check runs on SQLite and on
+//! PostgreSQL (`sqlite::<check>`, `postgres::<check>`; see `common`).
+
+#[macro_use]
+mod common;
 
 use std::collections::BTreeMap;
 
@@ -9,8 +12,8 @@ use backstop_core::model::{
     Artifact, Phase, Recovery, RecoveryStatus, Release, ReleaseStatus, Rollout, StepStatus,
 };
 use backstop_core::recovery::plan_canary_rollback;
-use backstop_store::prelude::*;
-use backstop_store::{SqliteStore, StoreError, verify_audit};
+use backstop_store::{StoreError, verify_audit};
+use common::Backend;
 
 fn release(version: &str) -> Release {
     Release {
@@ -58,15 +61,8 @@ fn interval(t: f64) -> backstop_judge::Interval {
     }
 }
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).await.unwrap();
-    (dir, store)
-}
-
-#[tokio::test]
-async fn releases_are_unique_per_service_and_version() {
-    let (_dir, s) = store().await;
+async fn releases_are_unique_per_service_and_version(backend: Backend) {
+    let s = backend.open().await;
     s.create_release(&release("v1")).await.unwrap();
     assert!(matches!(
         s.create_release(&release("v1")).await,
@@ -83,9 +79,8 @@ async fn releases_are_unique_per_service_and_version() {
     );
 }
 
-#[tokio::test]
-async fn only_one_active_rollout_per_environment() {
-    let (_dir, s) = store().await;
+async fn only_one_active_rollout_per_environment(backend: Backend) {
+    let s = backend.open().await;
     s.create_release(&release("v1")).await.unwrap();
     s.create_release(&release("v2")).await.unwrap();
     s.create_rollout(&rollout("r1", "v1")).await.unwrap();
@@ -101,9 +96,8 @@ async fn only_one_active_rollout_per_environment() {
     assert_eq!(s.active_rollouts().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn state_survives_reopening() {
-    let (dir, s) = store().await;
+async fn state_survives_reopening(backend: Backend) {
+    let s = backend.open().await;
     s.create_release(&release("v1")).await.unwrap();
     let mut r = rollout("r1", "v1");
     r.verdict = Some(serde_json::json!({"verdict": "fail"}));
@@ -112,7 +106,7 @@ async fn state_survives_reopening() {
     assert_eq!(s.append_interval("r1", &interval(10.0)).await.unwrap(), 2);
     s.close().await;
     drop(s);
-    let s = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    let s = backend.reopen().await;
     assert_eq!(s.rollout("r1").await.unwrap(), r);
     let ts: Vec<f64> = s
         .intervals("r1")
@@ -124,9 +118,8 @@ async fn state_survives_reopening() {
     assert_eq!(ts, [5.0, 10.0]);
 }
 
-#[tokio::test]
-async fn recovery_journal_records_intent_attempts_and_outcome() {
-    let (_dir, s) = store().await;
+async fn recovery_journal_records_intent_attempts_and_outcome(backend: Backend) {
+    let s = backend.open().await;
     let plan = plan_canary_rollback("i1", "web@v1", Some("i2"), "web@v2", "judge");
     let rec = Recovery {
         id: "rec1".into(),
@@ -167,21 +160,8 @@ async fn recovery_journal_records_intent_attempts_and_outcome() {
     assert!(s.unfinished_recoveries().await.unwrap().is_empty());
 }
 
-/// Runs `sql` on the closed store's database file directly, as an attacker with disk access
-/// would, and opens the store again.
-async fn tamper(dir: &std::path::Path, sql: &'static str) -> SqliteStore {
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("backstop.db").display()))
-            .await
-            .unwrap();
-    sqlx::query(sql).execute(&pool).await.unwrap();
-    pool.close().await;
-    SqliteStore::open_existing_dir(dir).await.unwrap()
-}
-
-#[tokio::test]
-async fn audit_chain_appends_and_verifies() {
-    let (dir, s) = store().await;
+async fn audit_chain_appends_and_verifies(backend: Backend) {
+    let s = backend.open().await;
     for i in 0..5 {
         s.append_audit(
             100 + i,
@@ -196,21 +176,19 @@ async fn audit_chain_appends_and_verifies() {
         .await
         .unwrap();
     }
-    assert_eq!(verify_audit(&s).await.unwrap(), Ok(5));
+    assert_eq!(verify_audit(&*s).await.unwrap(), Ok(5));
     s.close().await;
 
-    let s = tamper(
-        dir.path(),
-        "UPDATE audit SET target = 'forged' WHERE seq = 3",
-    )
-    .await;
-    let broken = verify_audit(&s).await.unwrap().unwrap_err();
+    backend
+        .tamper("UPDATE audit SET target = 'forged' WHERE seq = 3")
+        .await;
+    let s = backend.reopen().await;
+    let broken = verify_audit(&*s).await.unwrap().unwrap_err();
     assert_eq!(broken.seq, 3);
 }
 
-#[tokio::test]
-async fn truncating_the_audit_tail_is_detected() {
-    let (dir, s) = store().await;
+async fn truncating_the_audit_tail_is_detected(backend: Backend) {
+    let s = backend.open().await;
     for i in 0..3 {
         let entry = AuditEntry {
             actor: "a".into(),
@@ -222,14 +200,14 @@ async fn truncating_the_audit_tail_is_detected() {
         s.append_audit(i, &entry).await.unwrap();
     }
     s.close().await;
-    let s = tamper(dir.path(), "DELETE FROM audit WHERE seq = 3").await;
-    assert!(verify_audit(&s).await.unwrap().is_err());
+    backend.tamper("DELETE FROM audit WHERE seq = 3").await;
+    let s = backend.reopen().await;
+    assert!(verify_audit(&*s).await.unwrap().is_err());
 }
 
-#[tokio::test]
-async fn breaker_trips_open_once_per_scope_and_reset() {
+async fn breaker_trips_open_once_per_scope_and_reset(backend: Backend) {
     use backstop_core::model::BreakerTrip;
-    let (_dir, s) = store().await;
+    let s = backend.open().await;
     let prod = TripScope::Env("prod".into());
     let trip = |id: &str| BreakerTrip {
         id: id.into(),
@@ -259,10 +237,9 @@ async fn breaker_trips_open_once_per_scope_and_reset() {
     s.create_trip(&trip("t3")).await.unwrap();
 }
 
-#[tokio::test]
-async fn failures_count_verdicts_and_deploys_but_not_manual_aborts() {
+async fn failures_count_verdicts_and_deploys_but_not_manual_aborts(backend: Backend) {
     use backstop_core::model::Event;
-    let (_dir, s) = store().await;
+    let s = backend.open().await;
     s.create_release(&release("v1")).await.unwrap();
     let mut r = rollout("r1", "v1");
     r.severity = Some(backstop_core::severity::Severity::Major);
@@ -296,10 +273,9 @@ async fn failures_count_verdicts_and_deploys_but_not_manual_aborts() {
     assert_eq!(s.failures_since(15).await.unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_never_see_database_busy_and_the_chain_stays_whole() {
+async fn concurrent_writers_never_see_database_busy_and_the_chain_stays_whole(backend: Backend) {
     use backstop_core::model::Event;
-    let (_dir, s) = store().await;
+    let s = backend.open().await;
     let s = std::sync::Arc::new(s);
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -330,12 +306,11 @@ async fn concurrent_writers_never_see_database_busy_and_the_chain_stays_whole() 
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(verify_audit(s.as_ref()).await.unwrap(), Ok(100));
+    assert_eq!(verify_audit(&**s).await.unwrap(), Ok(100));
 }
 
-#[tokio::test]
-async fn a_release_keeps_its_declared_schema_range() {
-    let (_dir, s) = store().await;
+async fn a_release_keeps_its_declared_schema_range(backend: Backend) {
+    let s = backend.open().await;
     let mut r = release("v7");
     r.schema = Some(backstop_core::schema::SchemaRange::parse("0003..0005").unwrap());
     s.create_release(&r).await.unwrap();
@@ -344,10 +319,9 @@ async fn a_release_keeps_its_declared_schema_range() {
     assert_eq!(s.release("web@v8").await.unwrap().schema, None);
 }
 
-#[tokio::test]
-async fn manual_freezes_list_and_end_once() {
+async fn manual_freezes_list_and_end_once(backend: Backend) {
     use backstop_core::model::Freeze;
-    let (_dir, s) = store().await;
+    let s = backend.open().await;
     let freeze = |id: &str, at: i64| Freeze {
         id: id.into(),
         service: None,
@@ -392,10 +366,11 @@ async fn manual_freezes_list_and_end_once() {
     assert!(f2.covers("checkout", "prod") && !f2.covers("checkout", "staging"));
 }
 
-#[tokio::test]
-async fn config_snapshots_are_versioned_and_an_unchanged_capture_reuses_the_latest() {
+async fn config_snapshots_are_versioned_and_an_unchanged_capture_reuses_the_latest(
+    backend: Backend,
+) {
     use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
-    let (_dir, s) = store().await;
+    let s = backend.open().await;
     let snap = |manifest: &str| ConfigSnapshot {
         service: "svc".into(),
         env: "prod".into(),
@@ -451,3 +426,102 @@ async fn config_snapshots_are_versioned_and_an_unchanged_capture_reuses_the_late
     ));
     assert_eq!(s.rollout_safeguards("r-1").await.unwrap(), Some(g));
 }
+
+/// Two stores on one database are two daemons' processes (two pools, two sets of connections):
+/// their appends still make one chain, each record linked to the one before it.
+async fn two_stores_appending_at_once_keep_one_verifiable_chain(backend: Backend) {
+    let stores = [
+        std::sync::Arc::new(backend.open().await),
+        std::sync::Arc::new(backend.open().await),
+    ];
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let s = stores[t % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let entry = AuditEntry {
+                    actor: format!("store{}-task{t}", t % 2),
+                    action: "stress".into(),
+                    target: format!("{i}"),
+                    trigger: "test".into(),
+                    evidence: serde_json::json!({"i": i, "t": t}),
+                };
+                s.append_audit(i, &entry).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(verify_audit(&**stores[0]).await.unwrap(), Ok(120));
+    assert_eq!(verify_audit(&**stores[1]).await.unwrap(), Ok(120));
+    let records = stores[1].audit(0, i64::MAX).await.unwrap();
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=120).collect::<Vec<_>>()
+    );
+}
+
+/// Numbered appends (intervals, snapshot versions) from two stores at once take turns: no
+/// number is handed out twice, none is skipped, and neither writer sees a conflict.
+async fn two_stores_numbering_at_once_never_collide(backend: Backend) {
+    use backstop_core::snapshot::ConfigSnapshot;
+    let setup = backend.open().await;
+    setup.create_release(&release("v1")).await.unwrap();
+    setup.create_rollout(&rollout("r1", "v1")).await.unwrap();
+    let stores = [
+        std::sync::Arc::new(backend.open().await),
+        std::sync::Arc::new(backend.open().await),
+    ];
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let s = stores[t % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                s.append_interval("r1", &interval(f64::from(i)))
+                    .await
+                    .unwrap();
+                let snap = ConfigSnapshot {
+                    service: "web".into(),
+                    env: "prod".into(),
+                    version: 0,
+                    manifest: format!("m{t}-{i}"),
+                    created_at_ms: 1,
+                    actor: "test".into(),
+                    reason: "concurrent".into(),
+                    rollout_id: None,
+                };
+                s.record_config_snapshot(&snap).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(setup.intervals("r1").await.unwrap().len(), 40);
+    let versions: Vec<i64> = setup
+        .config_snapshots("web", "prod")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.version)
+        .collect();
+    assert_eq!(versions, (1..=40).rev().collect::<Vec<_>>());
+}
+
+on_both_backends!(
+    releases_are_unique_per_service_and_version,
+    only_one_active_rollout_per_environment,
+    state_survives_reopening,
+    recovery_journal_records_intent_attempts_and_outcome,
+    audit_chain_appends_and_verifies,
+    truncating_the_audit_tail_is_detected,
+    breaker_trips_open_once_per_scope_and_reset,
+    failures_count_verdicts_and_deploys_but_not_manual_aborts,
+    concurrent_writers_never_see_database_busy_and_the_chain_stays_whole,
+    a_release_keeps_its_declared_schema_range,
+    manual_freezes_list_and_end_once,
+    config_snapshots_are_versioned_and_an_unchanged_capture_reuses_the_latest,
+    two_stores_appending_at_once_keep_one_verifiable_chain,
+    two_stores_numbering_at_once_never_collide,
+);

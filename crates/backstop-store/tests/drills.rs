@@ -1,12 +1,15 @@
 //! Drills are stored whole, replaced on finish, listed newest first and per service, and
-//! survive reopening the state folder.
+//! survive reopening the store; on both backends.
 
 use std::collections::BTreeMap;
 
 use backstop_core::drill::{Drill, DrillObjectives, DrillStatus, measure};
 use backstop_core::model::{Phase, Rollout};
-use backstop_store::prelude::*;
-use backstop_store::{SqliteStore, StoreError};
+use backstop_store::StoreError;
+use common::Backend;
+
+#[macro_use]
+mod common;
 
 fn drill(id: &str, service: &str, started_at_ms: i64) -> Drill {
     Drill {
@@ -26,10 +29,8 @@ fn drill(id: &str, service: &str, started_at_ms: i64) -> Drill {
     }
 }
 
-#[tokio::test]
-async fn drills_round_trip_update_and_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_dir(dir.path()).await.unwrap();
+async fn drills_round_trip_update_and_list(backend: Backend) {
+    let store = backend.open().await;
     store.create_drill(&drill("d1", "shop", 100)).await.unwrap();
     store.create_drill(&drill("d2", "cart", 200)).await.unwrap();
     store.create_drill(&drill("d3", "shop", 300)).await.unwrap();
@@ -86,7 +87,7 @@ async fn drills_round_trip_update_and_list() {
     ));
     store.close().await;
 
-    let again = SqliteStore::open_existing_dir(dir.path()).await.unwrap();
+    let again = backend.reopen().await;
     let stored = again.drill("d1").await.unwrap();
     assert_eq!(stored, d1);
     assert_eq!(stored.status, DrillStatus::Failed);
@@ -95,3 +96,5 @@ async fn drills_round_trip_update_and_list() {
         Some(800)
     );
 }
+
+on_both_backends!(drills_round_trip_update_and_list);

@@ -166,6 +166,20 @@ struct ServeArgs {
     /// Folder for all state: the SQLite database, the admin token, instance logs.
     #[arg(long, env = "BACKSTOP_STATE_DIR", default_value = ".backstop")]
     state_dir: PathBuf,
+    /// Keep the state (releases, rollouts, recovery journal, audit chain, snapshots) in this
+    /// PostgreSQL database instead of STATE_DIR/backstop.db:
+    /// `postgres://user:password@host:5432/database` (`?sslmode=require` for TLS). The state
+    /// folder still holds artifacts, sockets, instance logs and the admin token; artifacts
+    /// shared between replicas come later. One active daemon per database for now: a second
+    /// one is refused naming the holder. Prefer the environment variable: a flag's password
+    /// shows in the process list. The URL never reaches logs, the audit or /metrics.
+    #[arg(
+        long,
+        env = "BACKSTOP_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database_url: Option<String>,
     /// Address of the API.
     #[arg(long, env = "BACKSTOP_LISTEN", default_value = "127.0.0.1:7300")]
     listen: SocketAddr,
@@ -287,6 +301,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // The state folder's lock first: a second daemon on it is refused naming the holder,
     // whatever port it was given.
     let mut opts = backstop_server::ServeOptions::new(config, args.state_dir)?;
+    if let Some(url) = &args.database_url {
+        opts.use_database(url).await?;
+    }
     opts.limits = backstop_server::Limits {
         max_artifact_bytes: args.max_artifact_bytes,
         stop_timeout: args.stop_timeout,

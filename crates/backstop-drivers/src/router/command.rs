@@ -137,6 +137,7 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    crate::without_daemon_secrets(&mut command);
     let mut child = command.spawn().map_err(|source| RouterError::Io {
         router,
         path: std::path::PathBuf::from(cmd.display()),

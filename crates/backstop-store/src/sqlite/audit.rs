@@ -3,18 +3,10 @@
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::audit::{AuditEntry, AuditRecord, GENESIS};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json_column};
+use super::SqliteStore;
+use crate::rows::{audit_from, head_from};
 use crate::{AuditStore, Result};
-
-fn audit_from(row: &SqliteRow) -> Result<AuditRecord> {
-    Ok(from_row!(row => AuditRecord {
-        seq, at_ms, actor, action, target, trigger, prev_hash, hash;
-        evidence: json_column(row, "evidence", "audit.evidence")?,
-    }))
-}
 
 #[async_trait]
 impl AuditStore for SqliteStore {
@@ -25,10 +17,7 @@ impl AuditStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let (prev_seq, prev_hash) = match head {
-            Some(row) => (
-                row.try_get::<i64, _>("seq")?,
-                row.try_get::<String, _>("hash")?,
-            ),
+            Some(row) => head_from(&row)?,
             None => (0, GENESIS.to_string()),
         };
         let record = AuditRecord::seal(&prev_hash, prev_seq + 1, at, entry.clone());
@@ -66,10 +55,7 @@ impl AuditStore for SqliteStore {
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
-            .transpose()
+        let query = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1");
+        self.fetch_optional_as(query, head_from).await
     }
 }

@@ -5,19 +5,10 @@ use backstop_core::Millis;
 use backstop_core::breaker::TripScope;
 use backstop_core::event::EventKind;
 use backstop_core::model::BreakerTrip;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json, json_column, parse_column};
+use super::SqliteStore;
+use crate::rows::{Columns, json, trip_from};
 use crate::{BreakerStore, Result, StoreError};
-
-fn trip_from(row: &SqliteRow) -> Result<BreakerTrip> {
-    Ok(from_row!(row => BreakerTrip {
-        id, tripped_at_ms, reset_at_ms, reset_by, reset_reason;
-        scope: parse_column(row, "breaker_trips", "scope")?,
-        failures: json_column(row, "failures", "breaker failures")?,
-    }))
-}
 
 #[async_trait]
 impl BreakerStore for SqliteStore {
@@ -30,7 +21,7 @@ impl BreakerStore for SqliteStore {
         .bind(since)
         .bind(EventKind::JudgeFail.as_str())
         .bind(EventKind::RolloutFailed.as_str());
-        self.fetch_all_as(query, |r| Ok((r.try_get("at_ms")?, r.try_get("env")?)))
+        self.fetch_all_as(query, |r| Ok((r.col("at_ms")?, r.col("env")?)))
             .await
     }
 

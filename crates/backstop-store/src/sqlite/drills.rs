@@ -2,15 +2,10 @@
 
 use async_trait::async_trait;
 use backstop_core::drill::Drill;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, changed_a_row, json, json_column};
+use super::SqliteStore;
+use crate::rows::{changed_a_row, drill_from, json};
 use crate::{DrillStore, Result, StoreError};
-
-/// A drill is stored whole in its `record` column; the other columns index it.
-fn drill_from(row: &SqliteRow) -> Result<Drill> {
-    json_column(row, "record", "drill")
-}
 
 #[async_trait]
 impl DrillStore for SqliteStore {
@@ -42,7 +37,9 @@ impl DrillStore for SqliteStore {
         .bind(json(d))
         .execute(&self.pool)
         .await?;
-        changed_a_row(&done, || StoreError::NotFound(format!("drill {}", d.id)))
+        changed_a_row(done.rows_affected(), || {
+            StoreError::NotFound(format!("drill {}", d.id))
+        })
     }
 
     async fn drill(&self, id: &str) -> Result<Drill> {

@@ -2,28 +2,10 @@
 
 use async_trait::async_trait;
 use backstop_core::model::{EnvironmentState, InstanceRecord};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, parse_column};
-use crate::{EnvironmentStore, Result, StoreError};
-
-fn env_from(row: &SqliteRow) -> Result<EnvironmentState> {
-    Ok(from_row!(row => EnvironmentState {
-        service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id,
-    }))
-}
-
-fn instance_from(row: &SqliteRow) -> Result<InstanceRecord> {
-    Ok(from_row!(row => InstanceRecord {
-        id, service, env, release_id, started_at_ms;
-        pid: u32::try_from(row.try_get::<i64, _>("pid")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        port: u16::try_from(row.try_get::<i64, _>("port")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        state: parse_column(row, "instances", "state")?,
-    }))
-}
+use super::SqliteStore;
+use crate::rows::{env_from, instance_from};
+use crate::{EnvironmentStore, Result};
 
 /// Inserts or replaces an environment's state.
 pub(super) async fn write_environment<'e>(

@@ -3,17 +3,10 @@
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::model::Freeze;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
+use crate::rows::freeze_from;
 use crate::{FreezeStore, Result, StoreError};
-
-fn freeze_from(row: &SqliteRow) -> Result<Freeze> {
-    Ok(from_row!(row => Freeze {
-        id, service, env, reason, actor, started_at_ms, until_ms, ended_at_ms, ended_by, end_reason,
-    }))
-}
 
 #[async_trait]
 impl FreezeStore for SqliteStore {

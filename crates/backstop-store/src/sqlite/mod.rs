@@ -2,21 +2,8 @@
 //! transition survives `kill -9` and power loss alike.
 //!
 //! One file per aggregate implements its trait; this one opens the database (pool, pragmas,
-//! migrations) and holds the row helpers they share.
-
-/// A record read from a row whose columns are named like its fields: each field before the `;`
-/// is `row.try_get("field")?`; the fields after it are stored some other way (JSON, parsed text,
-/// another column name) and are written as in a struct expression.
-macro_rules! from_row {
-    ($row:expr => $record:ident {
-        $($column:ident),* $(,)? $(; $($field:ident $(: $value:expr)?),* $(,)?)?
-    }) => {
-        $record {
-            $($column: $row.try_get(stringify!($column))?,)*
-            $($($field $(: $value)?,)*)?
-        }
-    };
-}
+//! migrations) and holds the query helpers they share. Rows are read by [`crate::rows`], shared
+//! with the PostgreSQL backend.
 
 mod audit;
 mod breaker;
@@ -32,12 +19,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteArguments, SqliteQueryResult};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr, Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 
 use crate::{Result, Store, StoreError};
 
@@ -57,42 +44,33 @@ pub struct SqliteStore {
 impl Store for SqliteStore {}
 
 fn migrator() -> Migrator {
-    let migration = |version, name: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            name.into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )
-    };
-    Migrator::with_migrations(vec![
-        migration(
+    crate::migrator(&[
+        (
             1,
             "init",
             include_str!("../../migrations/sqlite/0001_init.sql"),
         ),
-        migration(
+        (
             2,
             "severity_breaker",
             include_str!("../../migrations/sqlite/0002_severity_breaker.sql"),
         ),
-        migration(
+        (
             3,
             "artifacts_freezes",
             include_str!("../../migrations/sqlite/0003_artifacts_freezes.sql"),
         ),
-        migration(
+        (
             4,
             "snapshots_baselines",
             include_str!("../../migrations/sqlite/0004_snapshots_baselines.sql"),
         ),
-        migration(
+        (
             5,
             "drills",
             include_str!("../../migrations/sqlite/0005_drills.sql"),
         ),
-        migration(
+        (
             6,
             "release_schema",
             include_str!("../../migrations/sqlite/0006_release_schema.sql"),
@@ -100,78 +78,10 @@ fn migrator() -> Migrator {
     ])
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::RowNotFound => StoreError::NotFound("record".into()),
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_string())
-            }
-            _ => StoreError::Database(e),
-        }
-    }
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("domain types always serialize")
-}
-
-fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-/// A JSON text column; `Corrupt` naming it as `what` when it does not parse.
-fn json_column<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-    what: &str,
-) -> Result<T> {
-    parse(&row.try_get::<String, _>(column)?, what)
-}
-
-/// A nullable JSON text column, as [`json_column`].
-fn optional_json_column<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-    what: &str,
-) -> Result<Option<T>> {
-    row.try_get::<Option<String>, _>(column)?
-        .map(|text| parse(&text, what))
-        .transpose()
-}
-
-/// A text column holding one of a type's fixed values; `Corrupt` naming the column otherwise.
-fn parse_column<T>(row: &SqliteRow, table: &str, column: &str) -> Result<T>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    row.try_get::<String, _>(column)?
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("{table}.{column}: {e}")))
-}
-
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// Reads one row into a record (the `*_from` functions of this folder).
 type ReadRow<T> = fn(&SqliteRow) -> Result<T>;
-
-/// Maps a unique violation to a `Conflict` saying `message()` (what the caller can do about
-/// it), any other error as usual.
-fn conflict_as(message: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
-    |e| match StoreError::from(e) {
-        StoreError::Conflict(_) => StoreError::Conflict(message()),
-        other => other,
-    }
-}
-
-/// `Ok` when the statement changed a row, `missing()` when it matched none.
-fn changed_a_row(done: &SqliteQueryResult, missing: impl FnOnce() -> StoreError) -> Result<()> {
-    if done.rows_affected() == 0 {
-        return Err(missing());
-    }
-    Ok(())
-}
 
 impl SqliteStore {
     /// Every row `query` answers, each read into a record by `read`.

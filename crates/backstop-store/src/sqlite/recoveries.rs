@@ -2,14 +2,12 @@
 
 use async_trait::async_trait;
 use backstop_core::Millis;
-use backstop_core::model::{Recovery, RecoveryStatus, RecoveryStep, StepStatus};
+use backstop_core::model::{Recovery, RecoveryStatus, RecoveryStep};
 use backstop_core::recovery::{StepKind, idempotency_key};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{
-    SqliteStore, changed_a_row, conflict_as, json, json_column, optional_json_column, parse_column,
-};
+use super::SqliteStore;
+use crate::rows::{Columns, changed_a_row, conflict_as, json, recovery_from, step_from};
 use crate::{RecoveryStore, Result, StoreError};
 
 impl SqliteStore {
@@ -18,30 +16,13 @@ impl SqliteStore {
             "SELECT idx, idempotency_key, step, status, attempts, started_at_ms, finished_at_ms, outcome \
              FROM recovery_steps WHERE recovery_id = $1 ORDER BY idx",
         );
-        self.fetch_all_as(query.bind(id), |row| {
-            let status: String = row.try_get("status")?;
-            Ok(from_row!(row => RecoveryStep {
-                idempotency_key, attempts, started_at_ms, finished_at_ms;
-                index: row.try_get("idx")?,
-                step: json_column(row, "step", "recovery step")?,
-                status: StepStatus::parse(&status).ok_or_else(|| {
-                    StoreError::Corrupt(format!("unknown step status {status:?}"))
-                })?,
-                outcome: optional_json_column(row, "outcome", "step outcome")?,
-            }))
-        })
-        .await
+        self.fetch_all_as(query.bind(id), step_from).await
     }
 
     async fn recovery_from(&self, row: &SqliteRow) -> Result<Recovery> {
-        let id: String = row.try_get("id")?;
+        let id: String = row.col("id")?;
         let steps = self.recovery_steps(&id).await?;
-        Ok(from_row!(row => Recovery {
-            rollout_id, service, env, actor, trigger, reason, created_at_ms, finished_at_ms;
-            id,
-            status: parse_column(row, "recoveries", "status")?,
-            steps,
-        }))
+        recovery_from(row, steps)
     }
 
     async fn recoveries_where(&self, sql: &'static str, limit: i64) -> Result<Vec<Recovery>> {
@@ -163,7 +144,7 @@ impl RecoveryStore for SqliteStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        changed_a_row(&done, || {
+        changed_a_row(done.rows_affected(), || {
             StoreError::Conflict(format!("recovery {id} is not failed"))
         })
     }

@@ -1,25 +1,11 @@
 //! Releases.
 
 use async_trait::async_trait;
-use backstop_core::model::{Release, ReleaseStatus};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use backstop_core::model::Release;
 
-use super::{SqliteStore, changed_a_row, conflict_as, json, json_column, optional_json_column};
+use super::SqliteStore;
+use crate::rows::{changed_a_row, conflict_as, json, release_from, release_status};
 use crate::{ReleaseStore, Result, StoreError};
-
-fn release_from(row: &SqliteRow) -> Result<Release> {
-    Ok(from_row!(row => Release {
-        id, service, version, sha256, bad_reason, created_at_ms;
-        artifact: json_column(row, "artifact", "release.artifact")?,
-        env: json_column(row, "env", "release.env")?,
-        status: match row.try_get::<String, _>("status")?.as_str() {
-            "bad" => ReleaseStatus::Bad,
-            _ => ReleaseStatus::Ok,
-        },
-        schema: optional_json_column(row, "schema_range", "release.schema_range")?,
-    }))
-}
 
 #[async_trait]
 impl ReleaseStore for SqliteStore {
@@ -34,10 +20,7 @@ impl ReleaseStore for SqliteStore {
         .bind(json(&r.artifact))
         .bind(&r.sha256)
         .bind(json(&r.env))
-        .bind(match r.status {
-            ReleaseStatus::Ok => "ok",
-            ReleaseStatus::Bad => "bad",
-        })
+        .bind(release_status(r.status))
         .bind(&r.bad_reason)
         .bind(r.created_at_ms)
         .bind(r.schema.as_ref().map(json))
@@ -65,6 +48,8 @@ impl ReleaseStore for SqliteStore {
             .bind(reason)
             .execute(&self.pool)
             .await?;
-        changed_a_row(&done, || StoreError::NotFound(format!("release {id}")))
+        changed_a_row(done.rows_affected(), || {
+            StoreError::NotFound(format!("release {id}"))
+        })
     }
 }

@@ -1,93 +1,16 @@
 //! Rollouts, their judged intervals and their timeline events.
 
 use async_trait::async_trait;
-use backstop_core::model::{EnvironmentState, Event, Phase, Rollout};
-use backstop_judge::{ArmCounts, Interval};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use backstop_core::model::{EnvironmentState, Event, Rollout};
+use backstop_judge::Interval;
 
+use super::SqliteStore;
 use super::environments::write_environment;
-use super::{
-    SqliteStore, changed_a_row, conflict_as, json, json_column, optional_json_column, parse,
-    parse_column,
+use crate::rows::{
+    Columns, changed_a_row, conflict_as, event_from, interval_from, interval_json, json,
+    rollout_from,
 };
 use crate::{Result, RolloutStore, StoreError};
-
-/// Stored form of an interval: JSON has no infinity, so the `+Inf` bucket bound is `null`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredArm {
-    requests: u64,
-    errors: u64,
-    latency_le_ms: Option<Vec<(Option<f64>, u64)>>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredInterval {
-    t: f64,
-    baseline: StoredArm,
-    canary: StoredArm,
-}
-
-impl From<&ArmCounts> for StoredArm {
-    fn from(a: &ArmCounts) -> Self {
-        StoredArm {
-            requests: a.requests,
-            errors: a.errors,
-            latency_le_ms: a.latency_le_ms.as_ref().map(|h| {
-                h.iter()
-                    .map(|(le, n)| (le.is_finite().then_some(*le), *n))
-                    .collect()
-            }),
-        }
-    }
-}
-
-impl From<StoredArm> for ArmCounts {
-    fn from(a: StoredArm) -> Self {
-        ArmCounts {
-            requests: a.requests,
-            errors: a.errors,
-            latency_le_ms: a.latency_le_ms.map(|h| {
-                h.into_iter()
-                    .map(|(le, n)| (le.unwrap_or(f64::INFINITY), n))
-                    .collect()
-            }),
-        }
-    }
-}
-
-fn interval_json(i: &Interval) -> String {
-    json(&StoredInterval {
-        t: i.t,
-        baseline: (&i.baseline).into(),
-        canary: (&i.canary).into(),
-    })
-}
-
-fn interval_from(text: &str) -> Result<Interval> {
-    let s: StoredInterval = parse(text, "rollout interval")?;
-    Ok(Interval {
-        t: s.t,
-        baseline: s.baseline.into(),
-        canary: s.canary.into(),
-    })
-}
-
-fn rollout_from(row: &SqliteRow) -> Result<Rollout> {
-    let phase: String = row.try_get("phase")?;
-    Ok(from_row!(row => Rollout {
-        id, service, env, from_release_id, to_release_id, step_index, step_started_at_ms,
-        canary_weight, canary_instance_id, created_at_ms, updated_at_ms, actor, reason,
-        escalation_deadline_ms, acknowledged_by;
-        phase: Phase::parse(&phase)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown phase {phase:?}")))?,
-        verdict: optional_json_column(row, "verdict", "rollout.verdict")?,
-        severity: row
-            .try_get::<Option<String>, _>("severity")?
-            .map(|s| parse(&format!("\"{s}\""), "rollout.severity"))
-            .transpose()?,
-    }))
-}
 
 const UPDATE_ROLLOUT: &str = "UPDATE rollouts SET phase = $2, step_index = $3, step_started_at_ms = $4, \
      canary_weight = $5, canary_instance_id = $6, updated_at_ms = $7, reason = $8, verdict = $9, severity = $10, \
@@ -110,7 +33,9 @@ async fn write_rollout<'e>(db: impl sqlx::SqliteExecutor<'e>, r: &Rollout) -> Re
         .bind(&r.acknowledged_by)
         .execute(db)
         .await?;
-    changed_a_row(&done, || StoreError::NotFound(format!("rollout {}", r.id)))
+    changed_a_row(done.rows_affected(), || {
+        StoreError::NotFound(format!("rollout {}", r.id))
+    })
 }
 
 #[async_trait]
@@ -197,17 +122,15 @@ impl RolloutStore for SqliteStore {
         .bind(interval_json(interval))
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get("seq")?)
+        row.col("seq")
     }
 
     async fn intervals(&self, rollout_id: &str) -> Result<Vec<Interval>> {
         let query = sqlx::query(
             "SELECT interval FROM rollout_intervals WHERE rollout_id = $1 ORDER BY seq",
         );
-        self.fetch_all_as(query.bind(rollout_id), |row| {
-            interval_from(&row.try_get::<String, _>("interval")?)
-        })
-        .await
+        self.fetch_all_as(query.bind(rollout_id), interval_from)
+            .await
     }
 
     async fn add_event(&self, e: &Event) -> Result<()> {
@@ -223,13 +146,6 @@ impl RolloutStore for SqliteStore {
 
     async fn events(&self, rollout_id: &str) -> Result<Vec<Event>> {
         let query = sqlx::query("SELECT * FROM events WHERE rollout_id = $1 ORDER BY at_ms, id");
-        self.fetch_all_as(query.bind(rollout_id), |row| {
-            Ok(from_row!(row => Event {
-                at_ms, rollout_id;
-                kind: parse_column(row, "events", "kind")?,
-                detail: json_column(row, "detail", "event detail")?,
-            }))
-        })
-        .await
+        self.fetch_all_as(query.bind(rollout_id), event_from).await
     }
 }

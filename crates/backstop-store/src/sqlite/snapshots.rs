@@ -2,17 +2,10 @@
 
 use async_trait::async_trait;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, json, optional_json_column};
+use super::SqliteStore;
+use crate::rows::{json, safeguards_from, snapshot_from};
 use crate::{Result, SnapshotStore, StoreError};
-
-fn snapshot_from(row: &SqliteRow) -> Result<ConfigSnapshot> {
-    Ok(from_row!(row => ConfigSnapshot {
-        service, env, version, manifest, created_at_ms, actor, reason, rollout_id,
-    }))
-}
 
 async fn latest_version_after(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -110,12 +103,7 @@ impl SnapshotStore for SqliteStore {
 
     async fn rollout_safeguards(&self, rollout_id: &str) -> Result<Option<RolloutSafeguards>> {
         let query = sqlx::query("SELECT * FROM rollout_safeguards WHERE rollout_id = $1");
-        self.fetch_optional_as(query.bind(rollout_id), |row| {
-            Ok(from_row!(row => RolloutSafeguards {
-                rollout_id, config_snapshot, captured_at_ms;
-                baseline: optional_json_column(row, "baseline", "rollout baseline")?,
-            }))
-        })
-        .await
+        self.fetch_optional_as(query.bind(rollout_id), safeguards_from)
+            .await
     }
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use backstop_migrate::scratch::TempCluster;
+use sqlx::{ConnectOptions, Connection};
 
 pub struct Postgres {
     cluster: TempCluster,
@@ -36,5 +37,50 @@ impl Postgres {
 
     pub fn cluster(&self) -> &TempCluster {
         &self.cluster
+    }
+
+    /// Runs `sql` (one statement) in `database` as the superuser, failing the test if it fails.
+    pub async fn execute(&self, database: &str, sql: &str) {
+        let mut conn = self
+            .cluster
+            .connect_options(database)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {database}: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.close().await.ok();
+    }
+
+    /// Creates an empty database `name`.
+    pub async fn create_database(&self, name: &str) {
+        self.execute("postgres", &format!("CREATE DATABASE \"{name}\""))
+            .await;
+    }
+
+    /// Adds a superuser `user` that must log in with `password` (SCRAM, checked by the server:
+    /// a wrong one is refused), for tests of credentials; the other users keep trust auth.
+    pub async fn add_password_user(&self, user: &str, password: &str) {
+        self.execute(
+            "postgres",
+            &format!("CREATE ROLE \"{user}\" LOGIN SUPERUSER PASSWORD '{password}'"),
+        )
+        .await;
+        let hba = self.dir().join("data/pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("reading pg_hba.conf");
+        // The first matching line wins: this one goes first. Written in place (same owner).
+        std::fs::write(&hba, format!("local all {user} scram-sha-256\n{rules}"))
+            .expect("writing pg_hba.conf");
+        self.execute("postgres", "SELECT pg_reload_conf()").await;
+    }
+
+    /// A `postgres://` URL for `database` as `user` with `password`, over the cluster's socket.
+    pub fn url_as(&self, user: &str, password: &str, database: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@localhost/{database}?host={}&port=5432",
+            self.dir().join("sock").display()
+        )
     }
 }

@@ -1,0 +1,315 @@
+//! The scale-out backend: one PostgreSQL database. The same traits, the same conformance tests
+//! and the same stored shapes as [`crate::sqlite`] (rows are read by [`crate::rows`]); the SQL
+//! differs where the dialects do, and so does how writes are serialized:
+//!
+//! - SQLite takes the database's write lock up front (`BEGIN IMMEDIATE`); PostgreSQL runs
+//!   transactions side by side, so the few that read before they write take a lock first: the
+//!   audit chain a transaction-scoped advisory lock (serialized across connections and
+//!   processes, also before the first record exists), a new config snapshot version the table.
+//! - The database may be shared by several processes: the schema is checked before anything is
+//!   written, and a schema newer than this binary knows is refused.
+//!
+//! One file per aggregate implements its trait; this one connects (pool, schema check,
+//! migrations) and maps connection failures to errors that say what to fix, never the password.
+
+mod audit;
+mod breaker;
+mod drills;
+mod environments;
+mod freezes;
+mod lock;
+mod recoveries;
+mod releases;
+mod rollouts;
+mod snapshots;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Postgres;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+
+pub use lock::DaemonLock;
+
+use crate::{Result, Store, StoreError};
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Every aggregate's trait is implemented in this folder, one file each.
+impl Store for PostgresStore {}
+
+/// Advisory lock keys of this database ("bk" + a number): the audit chain's append (per
+/// transaction) and the active daemon (per session).
+const AUDIT_LOCK: i64 = 0x626b_0001;
+const DAEMON_LOCK: i64 = 0x626b_0002;
+
+fn migrator() -> Migrator {
+    crate::migrator(&[(
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    )])
+}
+
+/// True for PostgreSQL SQLSTATEs that mean the server cannot write now, whatever was asked:
+/// class 53 (insufficient resources: disk full, out of memory, too many connections), 58030
+/// (I/O error), 25006 (read-only transaction: a standby, or `default_transaction_read_only`).
+pub(crate) fn sqlstate_is_write_failure(code: &str) -> bool {
+    code.starts_with("53") || code == "58030" || code == "25006"
+}
+
+/// `url` with its password (in the user info or a `password=` parameter) replaced by `***`: the
+/// form of a database URL that may appear in errors and logs. Works on malformed URLs too (it
+/// never parses more than it must), so a typo never leaks a password.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
+                None => authority.to_string(),
+            }
+        }
+        None => authority.to_string(),
+    };
+    let tail = match tail.find('?') {
+        Some(q) => {
+            let (path, query) = tail.split_at(q + 1);
+            let (query, fragment) = match query.find('#') {
+                Some(h) => query.split_at(h),
+                None => (query, ""),
+            };
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}{}{fragment}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}{authority}{tail}")
+}
+
+/// What a failed connection means for the person who gave the URL.
+fn connect_error(url: &str, options: &PgConnectOptions, e: &sqlx::Error) -> StoreError {
+    let shown = redact(url);
+    let user = options.get_username();
+    let database = options.get_database().unwrap_or(user);
+    let fix = match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01" | "28000") => format!(
+                "PostgreSQL at {shown} refused user {user:?} ({}): check the user name and \
+                 password in --database-url (or BACKSTOP_DATABASE_URL)",
+                db.message()
+            ),
+            Some("3D000") => format!(
+                "PostgreSQL at {shown} has no database {database:?}: create it (CREATE DATABASE \
+                 {database}) or name an existing one in --database-url"
+            ),
+            _ => format!(
+                "PostgreSQL at {shown} refused the connection: {}",
+                db.message()
+            ),
+        },
+        sqlx::Error::Io(io) => format!(
+            "cannot reach PostgreSQL at {shown} ({io}): check the host and port in \
+             --database-url and that the server is running"
+        ),
+        sqlx::Error::PoolTimedOut => format!(
+            "cannot reach PostgreSQL at {shown} (no answer in time): check the host and port \
+             in --database-url and that the server is running"
+        ),
+        sqlx::Error::Tls(tls) => {
+            format!(
+                "TLS with PostgreSQL at {shown} failed ({tls}): check sslmode in --database-url"
+            )
+        }
+        other => format!("cannot connect to PostgreSQL at {shown}: {other}"),
+    };
+    StoreError::Open(fix)
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`),
+    /// refuses a schema newer than this binary knows (changing nothing), and applies this
+    /// binary's migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Open(format!(
+                "the database URL {} is not a PostgreSQL URL ({e}); expected \
+                 postgres://user:password@host:port/database",
+                redact(url)
+            ))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| connect_error(url, &options, &e))?;
+        let store = PostgresStore { pool };
+        store.refuse_newer_schema(url).await?;
+        migrator().run(&store.pool).await.map_err(|e| {
+            StoreError::Open(format!(
+                "applying Backstop's schema to PostgreSQL at {} failed: {e}",
+                redact(url)
+            ))
+        })?;
+        Ok(store)
+    }
+
+    /// `Open` naming the versions when the database has migrations this binary does not know
+    /// (it was written by a newer Backstop); nothing is written before this check.
+    async fn refuse_newer_schema(&self, url: &str) -> Result<()> {
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        if !has_table {
+            return Ok(());
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?;
+        let migrator = migrator();
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        let unknown: Vec<String> = applied
+            .iter()
+            .filter(|v| !known.contains(v))
+            .map(i64::to_string)
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Open(format!(
+            "the database at {} has schema version(s) {} that this Backstop does not know (it \
+             knows up to {}): it was written by a newer Backstop; run that version or a newer \
+             one against it. Nothing was changed.",
+            redact(url),
+            unknown.join(", "),
+            known.last().copied().unwrap_or(0)
+        )))
+    }
+
+    /// Every row `query` answers, each read into a record by `read`.
+    async fn fetch_all_as<T>(&self, query: Query<'_>, read: ReadRow<T>) -> Result<Vec<T>> {
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(read).collect()
+    }
+
+    /// The row `query` answers, if any, read into a record by `read`.
+    async fn fetch_optional_as<T>(&self, query: Query<'_>, read: ReadRow<T>) -> Result<Option<T>> {
+        let row = query.fetch_optional(&self.pool).await?;
+        row.as_ref().map(read).transpose()
+    }
+
+    /// The row of `table` (one of this folder's own table names, never input) whose `id` is
+    /// `id`; `NotFound` naming it as `what`.
+    async fn row_by_id(&self, table: &'static str, what: &str, id: &str) -> Result<PgRow> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM {table} WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// Reads one row into a record (the shared `*_from` readers).
+type ReadRow<T> = fn(&PgRow) -> Result<T>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_and_keeps_the_rest() {
+        for (url, shown) in [
+            (
+                "postgres://backstop:s3cret@db.example:5432/backstop",
+                "postgres://backstop:***@db.example:5432/backstop",
+            ),
+            (
+                "postgres://backstop:p%40ss:w@rd@db/backstop?sslmode=require",
+                "postgres://backstop:***@db/backstop?sslmode=require",
+            ),
+            (
+                "postgresql://u@db/x?sslmode=disable&password=hunter2&application_name=b",
+                "postgresql://u@db/x?sslmode=disable&password=***&application_name=b",
+            ),
+            ("postgres://db/x", "postgres://db/x"),
+            ("postgres://u@db/x", "postgres://u@db/x"),
+            ("u:pw@db", "u:***@db"),
+            (
+                "postgres://u:pw@/x?host=/tmp/sock",
+                "postgres://u:***@/x?host=/tmp/sock",
+            ),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+            assert!(!redact(url).contains("s3cret") && !redact(url).contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn write_failures_are_told_by_their_sqlstate() {
+        for code in ["53100", "53200", "53300", "53400", "58030", "25006"] {
+            assert!(sqlstate_is_write_failure(code), "{code}");
+        }
+        for code in [
+            "23505", "40001", "40P01", "42P01", "58000", "57P01", "08006", "25P02",
+        ] {
+            assert!(!sqlstate_is_write_failure(code), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_without_its_password() {
+        let err = PostgresStore::connect("mysql://u:s3cret@db/x")
+            .await
+            .err()
+            .expect("refused");
+        let text = err.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("u:***@db"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_named_without_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "postgres://backstop:s3cret@localhost/backstop?host={}",
+            dir.path().display()
+        );
+        let err = PostgresStore::connect(&url).await.err().expect("refused");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Open(_)), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("cannot reach PostgreSQL at postgres://backstop:***@localhost"),
+            "{text}"
+        );
+        assert!(text.contains("check the host and port"), "{text}");
+    }
+}

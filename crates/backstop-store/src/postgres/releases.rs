@@ -1,0 +1,55 @@
+//! Releases.
+
+use async_trait::async_trait;
+use backstop_core::model::Release;
+
+use super::PostgresStore;
+use crate::rows::{changed_a_row, conflict_as, json, release_from, release_status};
+use crate::{ReleaseStore, Result, StoreError};
+
+#[async_trait]
+impl ReleaseStore for PostgresStore {
+    async fn create_release(&self, r: &Release) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO releases (id, service, version, artifact, sha256, env, status, bad_reason, created_at_ms, schema_range) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&r.id)
+        .bind(&r.service)
+        .bind(&r.version)
+        .bind(json(&r.artifact))
+        .bind(&r.sha256)
+        .bind(json(&r.env))
+        .bind(release_status(r.status))
+        .bind(&r.bad_reason)
+        .bind(r.created_at_ms)
+        .bind(r.schema.as_ref().map(json))
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_as(|| format!("release {} already exists", r.id)))?;
+        Ok(())
+    }
+
+    async fn release(&self, id: &str) -> Result<Release> {
+        let row = self.row_by_id("releases", "release", id).await?;
+        release_from(&row)
+    }
+
+    async fn releases(&self, service: Option<&str>) -> Result<Vec<Release>> {
+        let query = sqlx::query(
+            "SELECT * FROM releases WHERE ($1 IS NULL OR service = $1) ORDER BY created_at_ms, id",
+        );
+        self.fetch_all_as(query.bind(service), release_from).await
+    }
+
+    async fn mark_release_bad(&self, id: &str, reason: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE releases SET status = 'bad', bad_reason = $2 WHERE id = $1")
+            .bind(id)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        changed_a_row(done.rows_affected(), || {
+            StoreError::NotFound(format!("release {id}"))
+        })
+    }
+}

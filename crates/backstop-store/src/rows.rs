@@ -1,0 +1,322 @@
+//! What both backends share: reading a row into a domain record, JSON text columns, and the
+//! mapping of sqlx errors to [`StoreError`]. The SQL differs per backend; the shape of a stored
+//! record does not, so each `*_from` reader is written once here, for any backend's row.
+//!
+//! JSON is stored as text on both backends (not `jsonb`): the bytes written are the bytes read
+//! back, so an audit record's evidence is stored exactly as it was hashed, and a database can be
+//! copied from one backend to the other unchanged.
+
+use std::str::FromStr;
+
+use backstop_core::audit::AuditRecord;
+use backstop_core::drill::Drill;
+use backstop_core::model::{
+    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Phase, Recovery, RecoveryStep,
+    Release, ReleaseStatus, Rollout, StepStatus,
+};
+use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
+use backstop_judge::{ArmCounts, Interval};
+use sqlx::{Decode, Postgres, Row, Sqlite, Type};
+
+use crate::{Result, StoreError};
+
+/// A column value either backend can decode.
+pub(crate) trait Column:
+    Sized + for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+impl<T> Column for T where
+    T: Sized
+        + for<'r> Decode<'r, Sqlite>
+        + Type<Sqlite>
+        + for<'r> Decode<'r, Postgres>
+        + Type<Postgres>
+{
+}
+
+/// A row of either backend, read column by column.
+pub(crate) trait Columns {
+    fn col<T: Column>(&self, name: &str) -> Result<T>;
+}
+
+impl Columns for sqlx::sqlite::SqliteRow {
+    fn col<T: Column>(&self, name: &str) -> Result<T> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for sqlx::postgres::PgRow {
+    fn col<T: Column>(&self, name: &str) -> Result<T> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound("record".into()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// Maps a unique violation to a `Conflict` saying `message()` (what the caller can do about
+/// it), any other error as usual.
+pub(crate) fn conflict_as(
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    |e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(message()),
+        other => other,
+    }
+}
+
+/// `Ok` when a statement changed a row (`rows_affected` > 0), `missing()` when it matched none.
+pub(crate) fn changed_a_row(
+    rows_affected: u64,
+    missing: impl FnOnce() -> StoreError,
+) -> Result<()> {
+    if rows_affected == 0 {
+        return Err(missing());
+    }
+    Ok(())
+}
+
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain types always serialize")
+}
+
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A JSON text column; `Corrupt` naming it as `what` when it does not parse.
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
+    row: &impl Columns,
+    column: &str,
+    what: &str,
+) -> Result<T> {
+    parse(&row.col::<String>(column)?, what)
+}
+
+/// A nullable JSON text column, as [`json_column`].
+pub(crate) fn optional_json_column<T: serde::de::DeserializeOwned>(
+    row: &impl Columns,
+    column: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    row.col::<Option<String>>(column)?
+        .map(|text| parse(&text, what))
+        .transpose()
+}
+
+/// A text column holding one of a type's fixed values; `Corrupt` naming the column otherwise.
+pub(crate) fn parse_column<T>(row: &impl Columns, table: &str, column: &str) -> Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    row.col::<String>(column)?
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("{table}.{column}: {e}")))
+}
+
+// ---- releases -------------------------------------------------------------------------------
+
+pub(crate) fn release_status(status: ReleaseStatus) -> &'static str {
+    match status {
+        ReleaseStatus::Ok => "ok",
+        ReleaseStatus::Bad => "bad",
+    }
+}
+
+pub(crate) fn release_from(row: &impl Columns) -> Result<Release> {
+    Ok(from_row!(row => Release {
+        id, service, version, sha256, bad_reason, created_at_ms;
+        artifact: json_column(row, "artifact", "release.artifact")?,
+        env: json_column(row, "env", "release.env")?,
+        status: match row.col::<String>("status")?.as_str() {
+            "bad" => ReleaseStatus::Bad,
+            _ => ReleaseStatus::Ok,
+        },
+        schema: optional_json_column(row, "schema_range", "release.schema_range")?,
+    }))
+}
+
+// ---- environments ---------------------------------------------------------------------------
+
+pub(crate) fn env_from(row: &impl Columns) -> Result<EnvironmentState> {
+    Ok(from_row!(row => EnvironmentState {
+        service, env, lkg_release_id, stable_instance_id, previous_lkg_release_id,
+    }))
+}
+
+pub(crate) fn instance_from(row: &impl Columns) -> Result<InstanceRecord> {
+    Ok(from_row!(row => InstanceRecord {
+        id, service, env, release_id, started_at_ms;
+        pid: u32::try_from(row.col::<i64>("pid")?)
+            .map_err(|e| StoreError::Corrupt(format!("instances.pid: {e}")))?,
+        port: u16::try_from(row.col::<i64>("port")?)
+            .map_err(|e| StoreError::Corrupt(format!("instances.port: {e}")))?,
+        state: parse_column(row, "instances", "state")?,
+    }))
+}
+
+// ---- rollouts -------------------------------------------------------------------------------
+
+/// Stored form of an interval: JSON has no infinity, so the `+Inf` bucket bound is `null`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredArm {
+    requests: u64,
+    errors: u64,
+    latency_le_ms: Option<Vec<(Option<f64>, u64)>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredInterval {
+    t: f64,
+    baseline: StoredArm,
+    canary: StoredArm,
+}
+
+impl From<&ArmCounts> for StoredArm {
+    fn from(a: &ArmCounts) -> Self {
+        StoredArm {
+            requests: a.requests,
+            errors: a.errors,
+            latency_le_ms: a.latency_le_ms.as_ref().map(|h| {
+                h.iter()
+                    .map(|(le, n)| (le.is_finite().then_some(*le), *n))
+                    .collect()
+            }),
+        }
+    }
+}
+
+impl From<StoredArm> for ArmCounts {
+    fn from(a: StoredArm) -> Self {
+        ArmCounts {
+            requests: a.requests,
+            errors: a.errors,
+            latency_le_ms: a.latency_le_ms.map(|h| {
+                h.into_iter()
+                    .map(|(le, n)| (le.unwrap_or(f64::INFINITY), n))
+                    .collect()
+            }),
+        }
+    }
+}
+
+pub(crate) fn interval_json(i: &Interval) -> String {
+    json(&StoredInterval {
+        t: i.t,
+        baseline: (&i.baseline).into(),
+        canary: (&i.canary).into(),
+    })
+}
+
+pub(crate) fn interval_from(row: &impl Columns) -> Result<Interval> {
+    let s: StoredInterval = json_column(row, "interval", "rollout interval")?;
+    Ok(Interval {
+        t: s.t,
+        baseline: s.baseline.into(),
+        canary: s.canary.into(),
+    })
+}
+
+pub(crate) fn rollout_from(row: &impl Columns) -> Result<Rollout> {
+    let phase: String = row.col("phase")?;
+    Ok(from_row!(row => Rollout {
+        id, service, env, from_release_id, to_release_id, step_index, step_started_at_ms,
+        canary_weight, canary_instance_id, created_at_ms, updated_at_ms, actor, reason,
+        escalation_deadline_ms, acknowledged_by;
+        phase: Phase::parse(&phase)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown phase {phase:?}")))?,
+        verdict: optional_json_column(row, "verdict", "rollout.verdict")?,
+        severity: row
+            .col::<Option<String>>("severity")?
+            .map(|s| parse(&format!("\"{s}\""), "rollout.severity"))
+            .transpose()?,
+    }))
+}
+
+pub(crate) fn event_from(row: &impl Columns) -> Result<Event> {
+    Ok(from_row!(row => Event {
+        at_ms, rollout_id;
+        kind: parse_column(row, "events", "kind")?,
+        detail: json_column(row, "detail", "event detail")?,
+    }))
+}
+
+// ---- recoveries -----------------------------------------------------------------------------
+
+pub(crate) fn step_from(row: &impl Columns) -> Result<RecoveryStep> {
+    let status: String = row.col("status")?;
+    Ok(from_row!(row => RecoveryStep {
+        idempotency_key, attempts, started_at_ms, finished_at_ms;
+        index: row.col("idx")?,
+        step: json_column(row, "step", "recovery step")?,
+        status: StepStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown step status {status:?}")))?,
+        outcome: optional_json_column(row, "outcome", "step outcome")?,
+    }))
+}
+
+/// A recovery row with its steps (read separately, ordered by index).
+pub(crate) fn recovery_from(row: &impl Columns, steps: Vec<RecoveryStep>) -> Result<Recovery> {
+    Ok(from_row!(row => Recovery {
+        id, rollout_id, service, env, actor, trigger, reason, created_at_ms, finished_at_ms;
+        status: parse_column(row, "recoveries", "status")?,
+        steps,
+    }))
+}
+
+// ---- the rest -------------------------------------------------------------------------------
+
+pub(crate) fn trip_from(row: &impl Columns) -> Result<BreakerTrip> {
+    Ok(from_row!(row => BreakerTrip {
+        id, tripped_at_ms, reset_at_ms, reset_by, reset_reason;
+        scope: parse_column(row, "breaker_trips", "scope")?,
+        failures: json_column(row, "failures", "breaker failures")?,
+    }))
+}
+
+pub(crate) fn freeze_from(row: &impl Columns) -> Result<Freeze> {
+    Ok(from_row!(row => Freeze {
+        id, service, env, reason, actor, started_at_ms, until_ms, ended_at_ms, ended_by, end_reason,
+    }))
+}
+
+pub(crate) fn snapshot_from(row: &impl Columns) -> Result<ConfigSnapshot> {
+    Ok(from_row!(row => ConfigSnapshot {
+        service, env, version, manifest, created_at_ms, actor, reason, rollout_id,
+    }))
+}
+
+pub(crate) fn safeguards_from(row: &impl Columns) -> Result<RolloutSafeguards> {
+    Ok(from_row!(row => RolloutSafeguards {
+        rollout_id, config_snapshot, captured_at_ms;
+        baseline: optional_json_column(row, "baseline", "rollout baseline")?,
+    }))
+}
+
+/// A drill is stored whole in its `record` column; the other columns index it.
+pub(crate) fn drill_from(row: &impl Columns) -> Result<Drill> {
+    json_column(row, "record", "drill")
+}
+
+pub(crate) fn audit_from(row: &impl Columns) -> Result<AuditRecord> {
+    Ok(from_row!(row => AuditRecord {
+        seq, at_ms, actor, action, target, trigger, prev_hash, hash;
+        evidence: json_column(row, "evidence", "audit.evidence")?,
+    }))
+}
+
+/// The audit head row (`seq`, `hash`).
+pub(crate) fn head_from(row: &impl Columns) -> Result<(i64, String)> {
+    Ok((row.col("seq")?, row.col("hash")?))
+}

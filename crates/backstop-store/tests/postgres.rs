@@ -1,0 +1,201 @@
+//! What only the PostgreSQL backend has: connecting with a URL (refused credentials, a schema
+//! newer than this binary, errors that never show the password), the server's own write
+//! failures, and the one-active-daemon lock.
+
+use backstop_store::postgres::DaemonLock;
+use backstop_store::{PostgresStore, StoreError};
+use backstop_testkit::servers::Postgres;
+use sqlx::{ConnectOptions, Connection};
+
+async fn cluster_with(database: &str) -> Postgres {
+    let pg = Postgres::start().await;
+    pg.create_database(database).await;
+    pg
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_naming_what_to_fix_and_never_the_password() {
+    let pg = cluster_with("backstop").await;
+    pg.add_password_user("backstop", "right-horse").await;
+    let err = PostgresStore::connect(&pg.url_as("backstop", "wrong-battery", "backstop"))
+        .await
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Open(_)), "{text}");
+    assert!(!text.contains("wrong-battery"), "{text}");
+    assert!(text.contains("refused user \"backstop\""), "{text}");
+    assert!(text.contains("check the user name and password"), "{text}");
+    assert!(text.contains("backstop:***@localhost"), "{text}");
+    let store = PostgresStore::connect(&pg.url_as("backstop", "right-horse", "backstop"))
+        .await
+        .expect("the right password is accepted");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_missing_database_is_named() {
+    let pg = Postgres::start().await;
+    let err = PostgresStore::connect(&pg.url("nope"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("has no database \"nope\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_of_a_newer_schema_is_refused_naming_the_versions_and_left_unchanged() {
+    let pg = cluster_with("backstop").await;
+    // A newer Backstop's bookkeeping: our migration 1 and two we do not know.
+    PostgresStore::connect(&pg.url("backstop"))
+        .await
+        .unwrap()
+        .close()
+        .await;
+    pg.execute(
+        "backstop",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (2, 'leases', true, '\\x00', 1), (3, 'agents', true, '\\x00', 1)",
+    )
+    .await;
+    pg.execute("backstop", "CREATE TABLE leases (id TEXT)")
+        .await;
+    let err = PostgresStore::connect(&pg.url("backstop"))
+        .await
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Open(_)), "{text}");
+    assert!(text.contains("schema version(s) 2, 3"), "{text}");
+    assert!(text.contains("newer Backstop"), "{text}");
+    assert!(text.contains("Nothing was changed"), "{text}");
+
+    // Also on a database that has only the newer bookkeeping: nothing gets created.
+    pg.create_database("fresh").await;
+    pg.execute(
+        "fresh",
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, \
+         checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)",
+    )
+    .await;
+    pg.execute(
+        "fresh",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (7, 'future', true, '\\x00', 1)",
+    )
+    .await;
+    assert!(PostgresStore::connect(&pg.url("fresh")).await.is_err());
+    let mut conn = pg
+        .cluster()
+        .connect_options("fresh")
+        .connect()
+        .await
+        .unwrap();
+    let releases: bool = sqlx::query_scalar("SELECT to_regclass('releases') IS NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        releases,
+        "nothing was created in a database of a newer schema"
+    );
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_servers_write_failures_are_write_failures_and_conflicts_are_not() {
+    let pg = cluster_with("backstop").await;
+    let mut conn = pg
+        .cluster()
+        .connect_options("backstop")
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (id INT PRIMARY KEY)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let duplicate = sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let duplicate = StoreError::from(duplicate);
+    assert!(matches!(duplicate, StoreError::Conflict(_)), "{duplicate}");
+    assert!(!duplicate.is_write_failure());
+    sqlx::query("SET default_transaction_read_only = on")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let read_only = sqlx::query("INSERT INTO t VALUES (2)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let read_only = StoreError::Database(read_only);
+    assert!(read_only.is_write_failure(), "{read_only}");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_daemon_lock_is_refused_naming_the_holder_until_the_first_is_gone() {
+    let pg = cluster_with("backstop").await;
+    let url = pg.url("backstop");
+    PostgresStore::connect(&url).await.unwrap().close().await;
+    let first = DaemonLock::acquire(&url, "pid 1 on alpha, API http://127.0.0.1:7700", 5)
+        .await
+        .unwrap();
+    let err = DaemonLock::acquire(&url, "pid 2 on beta", 6)
+        .await
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Conflict(_)), "{text}");
+    assert!(text.contains("in use by another Backstop daemon"), "{text}");
+    assert!(
+        text.contains("pid 1 on alpha, API http://127.0.0.1:7700"),
+        "{text}"
+    );
+    first.release().await;
+    let second = DaemonLock::acquire(&url, "pid 2 on beta", 7)
+        .await
+        .expect("the lock is free once its holder is gone");
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_lost_daemon_lock_is_taken_again_or_reported_taken_by_another() {
+    let pg = cluster_with("backstop").await;
+    let url = pg.url("backstop");
+    PostgresStore::connect(&url).await.unwrap().close().await;
+    let cut_sessions = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                        WHERE datname = 'backstop' AND pid <> pg_backend_pid()";
+
+    let mut lock = DaemonLock::acquire(&url, "pid 1 on alpha", 1)
+        .await
+        .unwrap();
+    lock.ensure_held(2)
+        .await
+        .expect("held while its session lives");
+    // The session is cut (as by a server restart): the lock is free until taken again.
+    pg.execute("postgres", cut_sessions).await;
+    lock.ensure_held(3).await.expect("taken again");
+    let err = DaemonLock::acquire(&url, "pid 2 on beta", 4)
+        .await
+        .err()
+        .expect("held again");
+    assert!(err.to_string().contains("pid 1 on alpha"), "{err}");
+
+    // Cut again, and another daemon takes it first: the first one is told to stop.
+    pg.execute("postgres", cut_sessions).await;
+    let _other = DaemonLock::acquire(&url, "pid 2 on beta", 5).await.unwrap();
+    let err = lock.ensure_held(6).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("pid 2 on beta"), "{err}");
+}

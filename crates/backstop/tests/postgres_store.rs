@@ -1,0 +1,276 @@
+//! `backstop serve --database-url postgres://…` (here through BACKSTOP_DATABASE_URL, as the
+//! help advises): a daemon whose state lives in a real temporary PostgreSQL cluster promotes a
+//! good release and recovers from a bad one, survives `kill -9` with its state, and keeps the
+//! database to itself (a second daemon, with its own state folder and ports, is refused naming
+//! the holder) and stops when another takes it. A wrong password is refused with a message that says what to fix and never
+//! shows it. The password reaches neither the log, nor /metrics, nor the processes the daemon
+//! starts.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use backstop_store::postgres::DaemonLock;
+use backstop_testkit::servers::Postgres;
+use backstop_testkit::{
+    Daemon, Traffic, backstop_bin, free_port, http_get, instance_pids, patience, shop_config,
+    step_kinds,
+};
+use sqlx::{ConnectOptions, Connection};
+
+const PASSWORD: &str = "correct-horse-battery";
+const DATABASE: &str = "backstop";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A cluster with an empty database and a user that must give [`PASSWORD`].
+fn cluster(rt: &tokio::runtime::Runtime) -> Postgres {
+    rt.block_on(async {
+        let pg = Postgres::start().await;
+        pg.create_database(DATABASE).await;
+        pg.add_password_user("backstop", PASSWORD).await;
+        pg
+    })
+}
+
+/// Runs `backstop serve` until it exits (it is expected to be refused), with `url` in its
+/// environment, its own state folder and ports.
+fn serve_refused(dir: &std::path::Path, url: &str) -> Output {
+    let state = dir.join("refused-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = dir.join("refused.yaml");
+    std::fs::write(&config, shop_config(free_port(), "[{weight: 100}]")).unwrap();
+    let mut child = Command::new(backstop_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("BACKSTOP_DATABASE_URL", url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + patience();
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("a daemon that should be refused kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn count(rt: &tokio::runtime::Runtime, pg: &Postgres, sql: &'static str) -> i64 {
+    rt.block_on(async {
+        let mut conn = pg
+            .cluster()
+            .connect_options(DATABASE)
+            .connect()
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        n
+    })
+}
+
+#[test]
+fn a_daemon_on_postgres_promotes_recovers_survives_kill_9_and_keeps_the_database_to_itself() {
+    let rt = runtime();
+    let pg = cluster(&rt);
+    let url = pg.url_as("backstop", PASSWORD, DATABASE);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy_port = free_port();
+    let mut d = Daemon::start_with_env(
+        &dir.path().join("state"),
+        &shop_config(
+            proxy_port,
+            "[{weight: 10, for: 3s}, {weight: 50, for: 3s}, {weight: 100}]",
+        ),
+        proxy_port,
+        &[("BACKSTOP_DATABASE_URL", &url)],
+    );
+
+    d.register("v1", 0.0);
+    d.register("v2", 0.0);
+    d.register("v3", 0.2);
+    assert_eq!(d.rollout_wait("v1", 0)["rollout"]["phase"], "promoted");
+    let traffic = Traffic::start(d.proxy_port, 80.0);
+    let v2 = d.rollout_wait("v2", 0);
+    assert_eq!(v2["rollout"]["phase"], "promoted", "{v2:#}");
+    let v3 = d.rollout_wait("v3", 1);
+    assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");
+    assert_eq!(v3["recovery"]["status"], "done", "{v3:#}");
+    assert_eq!(
+        step_kinds(&v3["recovery"]),
+        [
+            "wait_healthy",
+            "shift_traffic",
+            "stop_instance",
+            "mark_release_bad",
+            "wait_healthy",
+            "verify_signals"
+        ]
+    );
+    traffic.stop();
+    d.assert_audit_verifies();
+
+    // The state is in PostgreSQL, not in the state folder (which keeps artifacts, logs and
+    // the admin token).
+    assert!(!d.state_dir.join("backstop.db").exists());
+    assert!(d.state_dir.join("admin.token").exists());
+    assert_eq!(count(&rt, &pg, "SELECT count(*) FROM rollouts"), 3);
+    assert!(count(&rt, &pg, "SELECT count(*) FROM rollout_intervals") > 0);
+    let audited = count(&rt, &pg, "SELECT count(*) FROM audit");
+    let listed = d.cli_json(&["audit", "list", "--limit", "10000"], 0);
+    assert_eq!(listed.as_array().unwrap().len() as i64, audited);
+
+    // The password reaches neither the log, nor /metrics, nor the instances it started.
+    let metrics = http_get(d.api_port(), "/metrics").expect("/metrics answers");
+    assert!(!metrics.contains(PASSWORD) && !metrics.contains("postgres://"));
+    for pid in instance_pids(&d.state_dir) {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let env = String::from_utf8_lossy(&env);
+        assert!(!env.contains("BACKSTOP_DATABASE_URL"), "instance {pid}");
+        assert!(!env.contains(PASSWORD), "instance {pid}");
+    }
+
+    // kill -9, then a restart: the state is all there and the chain still verifies.
+    d.kill9();
+    d.restart();
+    let list = d.cli_json(&["rollout", "list"], 0);
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list:#}");
+    let v3_after = d.rollout(v3["rollout"]["id"].as_str().unwrap());
+    assert_eq!(v3_after["rollout"]["phase"], "recovered");
+    d.assert_audit_verifies();
+    assert_eq!(
+        d.cli_json(&["release", "show", "shop@v3"], 0)["status"],
+        "bad"
+    );
+
+    // A second daemon on the same database, with its own state folder and ports: refused,
+    // naming the holder; the first goes on.
+    let holder_pid = d.child.as_ref().unwrap().id();
+    let second = serve_refused(dir.path(), &url);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another Backstop daemon"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("pid {holder_pid}")), "{stderr}");
+    assert!(stderr.contains(&d.api), "names the holder's API: {stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert_eq!(
+        d.cli_json(&["rollout", "list"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Its sessions are cut (as by a server restart) and someone else takes the lock before it
+    // takes it back: it stops, as after a crash, leaving the instances running.
+    let instances = instance_pids(&d.state_dir);
+    assert!(!instances.is_empty());
+    let thief = rt.block_on(async {
+        loop {
+            pg.execute(
+                "postgres",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = 'backstop' AND pid <> pg_backend_pid()",
+            )
+            .await;
+            // The daemon may win the race and take it back first: cut again.
+            if let Ok(lock) = DaemonLock::acquire(&url, "the test", 1).await {
+                break lock;
+            }
+        }
+    });
+    let mut first = d.child.take().unwrap();
+    let deadline = Instant::now() + patience();
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon went on once another held the database; log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{status}");
+    assert!(
+        d.log()
+            .contains("lost the database's lock to another daemon"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        instance_pids(&d.state_dir),
+        instances,
+        "instances keep running"
+    );
+    rt.block_on(thief.release());
+    d.restart();
+    assert_eq!(
+        d.cli_json(&["rollout", "list"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    d.assert_audit_verifies();
+
+    d.stop();
+    assert!(!d.log().contains(PASSWORD), "the password is not logged");
+    let log = d.log();
+    let with_url: Vec<&str> = log.lines().filter(|l| l.contains("postgres://")).collect();
+    assert!(with_url.is_empty(), "nor is the URL: {with_url:#?}");
+}
+
+#[test]
+fn a_wrong_password_or_no_server_is_refused_naming_what_to_fix_and_never_the_password() {
+    let rt = runtime();
+    let pg = cluster(&rt);
+    let dir = tempfile::tempdir().unwrap();
+
+    let wrong = pg.url_as("backstop", "not-the-password", DATABASE);
+    let out = serve_refused(dir.path(), &wrong);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("check the user name and password in --database-url"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("backstop:***@localhost"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+    assert_eq!(
+        count(
+            &rt,
+            &pg,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'rollouts'"
+        ),
+        0,
+        "nothing was created"
+    );
+
+    let socketless = tempfile::tempdir().unwrap();
+    let nowhere = format!(
+        "postgres://backstop:{PASSWORD}@localhost/{DATABASE}?host={}",
+        socketless.path().display()
+    );
+    let out = serve_refused(dir.path(), &nowhere);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("cannot reach PostgreSQL"), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
