@@ -114,6 +114,11 @@ pub struct Caches {
     pub supervision: controller::SupervisionState,
     /// Set while the store refuses writes (see `controller::fail_safe`).
     pub store_health: controller::StoreHealth,
+    /// The routes last applied to each `(service, env)`: what the fail-safe withdraws a canary
+    /// from when the store cannot even be read (a database server that is down).
+    pub applied_routes: std::sync::Mutex<
+        std::collections::HashMap<(String, String), backstop_drivers::proxy::Routes>,
+    >,
 }
 
 /// Appends an audit record, attributing it to `actor`.

@@ -351,8 +351,19 @@ impl Ctx {
     /// instance, plus the canary of a rollout that is taking traffic.
     pub async fn apply_routes(&self, service: &str, env: &str) -> Result<Routes> {
         let routes = self.stored_routes(service, env).await?;
-        self.router(service, env)?.apply(&routes).await?;
+        self.apply(service, env, &routes).await?;
         Ok(routes)
+    }
+
+    /// Applies `routes` to the router of `service/env` and remembers them as applied.
+    async fn apply(&self, service: &str, env: &str, routes: &Routes) -> Result<()> {
+        self.router(service, env)?.apply(routes).await?;
+        self.caches
+            .applied_routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((service.to_string(), env.to_string()), routes.clone());
+        Ok(())
     }
 
     /// The routes [`Ctx::apply_routes`] would apply, from the store.
@@ -378,12 +389,25 @@ impl Ctx {
     /// Sends all of `service/env`'s traffic to its stable instance, whatever the store says of
     /// a canary (the store may be refusing writes). True when a canary was taking traffic.
     pub async fn apply_stable_only(&self, service: &str, env: &str) -> Result<bool> {
-        let router = self.router(service, env)?;
-        let mut routes = self.stored_routes(service, env).await?;
+        let mut routes = match self.stored_routes(service, env).await {
+            Ok(routes) => routes,
+            // The store cannot be read either (a database server that is down): what was
+            // applied last is what users are on.
+            Err(e) => {
+                let applied = self
+                    .caches
+                    .applied_routes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&(service.to_string(), env.to_string()))
+                    .cloned();
+                applied.ok_or(e)?
+            }
+        };
         let had_canary = routes.canary.is_some() && routes.canary_weight > 0.0;
         routes.canary = None;
         routes.canary_weight = 0.0;
-        router.apply(&routes).await?;
+        self.apply(service, env, &routes).await?;
         Ok(had_canary)
     }
 

@@ -53,18 +53,39 @@ pub enum StoreError {
 
 impl StoreError {
     /// True when the storage itself refuses writes (disk full, I/O error, read-only file
-    /// system or database), as opposed to a refused or bad request: the daemon then does what
-    /// is safe without writing, until writes work again.
+    /// system or database) or cannot be reached (a database server down or restarting), as
+    /// opposed to a refused or bad request: the daemon then does what is safe without writing,
+    /// until writes work again.
     pub fn is_write_failure(&self) -> bool {
         let StoreError::Database(e) = self else {
             return false;
         };
         match e {
+            // No connection could be had: the server is gone, or every connection hangs.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
             sqlx::Error::Io(io) => {
-                use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
-                // EIO (5) has no kind of its own.
-                matches!(io.kind(), StorageFull | ReadOnlyFilesystem | QuotaExceeded)
-                    || io.raw_os_error() == Some(5)
+                use std::io::ErrorKind::{
+                    BrokenPipe, ConnectionAborted, ConnectionRefused, ConnectionReset,
+                    NotConnected, NotFound, QuotaExceeded, ReadOnlyFilesystem, StorageFull,
+                    UnexpectedEof,
+                };
+                // EIO (5) has no kind of its own. A server's socket that is gone (NotFound) or
+                // refuses, resets or ends a connection is a server that is down.
+                matches!(
+                    io.kind(),
+                    StorageFull
+                        | ReadOnlyFilesystem
+                        | QuotaExceeded
+                        | ConnectionRefused
+                        | ConnectionReset
+                        | ConnectionAborted
+                        | BrokenPipe
+                        | NotConnected
+                        | NotFound
+                        | UnexpectedEof
+                ) || io.raw_os_error() == Some(5)
             }
             sqlx::Error::Database(db) => {
                 let Some(code) = db.code() else {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use backstop_store::postgres::DaemonLock;
 use backstop_testkit::servers::Postgres;
 use backstop_testkit::{
-    Daemon, Traffic, backstop_bin, free_port, http_get, instance_pids, patience, shop_config,
-    step_kinds,
+    Daemon, Traffic, all_answers_from, backstop_bin, free_port, http_get, instance_pids, patience,
+    shop_config, step_kinds,
 };
 use sqlx::{ConnectOptions, Connection};
 
@@ -273,4 +273,59 @@ fn a_wrong_password_or_no_server_is_refused_naming_what_to_fix_and_never_the_pas
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("cannot reach PostgreSQL"), "{stderr}");
     assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+/// The database server goes down while a canary takes traffic (issue 11's fail-safe, for a
+/// store that is a server): no verdict or step can be written, so the canary is taken out of
+/// traffic and `/healthz` says why; when the server is back the daemon reconnects, records the
+/// outage and the rollout carries on, its canary back in traffic.
+#[test]
+fn a_database_that_goes_down_takes_the_canary_out_and_the_daemon_carries_on_when_it_is_back() {
+    let rt = runtime();
+    let mut pg = cluster(&rt);
+    let url = pg.url_as("backstop", PASSWORD, DATABASE);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let d = Daemon::start_with_env(
+        &dir.path().join("state"),
+        &shop_config(proxy, "[{weight: 30, for: 10m}, {weight: 100}]"),
+        proxy,
+        &[("BACKSTOP_DATABASE_URL", &url)],
+    );
+    d.register("v1", 0.0);
+    d.rollout_wait("v1", 0);
+    d.register("v2", 0.0);
+    let id = d.rollout_progressing("v2");
+    let traffic = Traffic::start(proxy, 40.0);
+    d.wait_until("the canary takes traffic", || {
+        http_get(proxy, "/").is_some_and(|a| a.contains("x-backstop-version: v2"))
+    });
+
+    pg.stop();
+    let down_at = Instant::now();
+    let out_after = all_answers_from(proxy, "v1", down_at, patience())
+        .unwrap_or_else(|| panic!("the canary stays in traffic; daemon log:\n{}", d.log()));
+    println!(
+        "database down: canary out of traffic after {} ms",
+        out_after.as_millis()
+    );
+    let health = http_get(d.api_port(), "/healthz").unwrap();
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(!health.contains(PASSWORD), "{health}");
+
+    pg.start_again();
+    d.wait_until("the daemon takes writes again", || {
+        http_get(d.api_port(), "/healthz").is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+    });
+    d.wait_until("the canary is back in traffic", || {
+        http_get(proxy, "/").is_some_and(|a| a.contains("x-backstop-version: v2"))
+    });
+    traffic.stop();
+    assert_eq!(d.rollout(&id)["rollout"]["phase"], "progressing");
+    let audit = d.cli_json(&["audit", "list"], 0);
+    assert!(
+        backstop_testkit::audit_actions(&audit).contains(&"store.write_failed"),
+        "{audit:#}"
+    );
+    assert!(!d.log().contains(PASSWORD));
 }

@@ -90,20 +90,40 @@ impl TempCluster {
                 "--no-instructions",
             ],
         )?;
-        let log = cluster.log_path().display().to_string();
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server of an initialized (or stopped) cluster and waits until it accepts
+    /// connections.
+    pub fn start_server(&mut self) -> Result<(), ProofError> {
+        let data_arg = self.data.display().to_string();
+        let log = self.log_path().display().to_string();
         let options = format!(
             "-c listen_addresses='' -k '{}' -p {PORT} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=20 -c shared_buffers=16MB",
-            cluster.socket.display()
+            self.socket.display()
         );
-        cluster.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D", &data_arg, "-l", &log, "-w", "-t", "60", "-o", &options, "start",
             ],
         )?;
-        cluster.running = true;
-        Ok(cluster)
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops the server at once (`-m immediate`: like a crash, every connection cut), keeping
+    /// the data for [`TempCluster::start_server`].
+    pub fn stop_server(&mut self) -> Result<(), ProofError> {
+        let data_arg = self.data.display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &data_arg, "-m", "immediate", "-w", "-t", "30", "stop"],
+        )?;
+        self.running = false;
+        Ok(())
     }
 
     /// Connection options for `database` in this cluster (user `postgres`, trust auth, socket).

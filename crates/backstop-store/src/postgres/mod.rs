@@ -55,10 +55,14 @@ fn migrator() -> Migrator {
 }
 
 /// True for PostgreSQL SQLSTATEs that mean the server cannot write now, whatever was asked:
-/// class 53 (insufficient resources: disk full, out of memory, too many connections), 58030
-/// (I/O error), 25006 (read-only transaction: a standby, or `default_transaction_read_only`).
+/// class 53 (insufficient resources: disk full, out of memory, too many connections), class 08
+/// (connection exception), 58030 (I/O error), 25006 (read-only transaction: a standby, or
+/// `default_transaction_read_only`), 57P01–57P03 (the server shutting down, crashed, or not yet
+/// accepting connections).
 pub(crate) fn sqlstate_is_write_failure(code: &str) -> bool {
-    code.starts_with("53") || code == "58030" || code == "25006"
+    code.starts_with("53")
+        || code.starts_with("08")
+        || matches!(code, "58030" | "25006" | "57P01" | "57P02" | "57P03")
 }
 
 /// `url` with its password (in the user info or a `password=` parameter) replaced by `***`: the
@@ -274,12 +278,12 @@ mod tests {
 
     #[test]
     fn write_failures_are_told_by_their_sqlstate() {
-        for code in ["53100", "53200", "53300", "53400", "58030", "25006"] {
+        for code in [
+            "53100", "53200", "53300", "53400", "58030", "25006", "08006", "57P01", "57P03",
+        ] {
             assert!(sqlstate_is_write_failure(code), "{code}");
         }
-        for code in [
-            "23505", "40001", "40P01", "42P01", "58000", "57P01", "08006", "25P02",
-        ] {
+        for code in ["23505", "40001", "40P01", "42P01", "58000", "25P02"] {
             assert!(!sqlstate_is_write_failure(code), "{code}");
         }
     }

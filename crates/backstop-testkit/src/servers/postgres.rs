@@ -35,6 +35,18 @@ impl Postgres {
             .expect("a running cluster has its folder")
     }
 
+    /// Stops the server like a crash (every connection cut), keeping its data.
+    pub fn stop(&mut self) {
+        self.cluster.stop_server().expect("PostgreSQL stops");
+    }
+
+    /// Starts it again after [`Postgres::stop`].
+    pub fn start_again(&mut self) {
+        self.cluster
+            .start_server()
+            .expect("PostgreSQL starts again");
+    }
+
     pub fn cluster(&self) -> &TempCluster {
         &self.cluster
     }
