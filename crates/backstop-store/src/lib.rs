@@ -23,6 +23,7 @@ macro_rules! from_row {
 
 pub mod aggregates;
 pub mod blobs;
+pub mod copy;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

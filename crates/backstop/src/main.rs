@@ -23,6 +23,7 @@ mod gate;
 mod migrations;
 mod output;
 mod quickstart;
+mod store_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +86,9 @@ enum Cmd {
     /// Benchmarks that compare Backstop with peer behaviour, side by side.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The state store: copy an embedded install into PostgreSQL.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -248,6 +252,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Migrations(MigrationsCmd::Apply(a)) => migrations::apply(a).await,
             Cmd::Migrations(MigrationsCmd::Status(a)) => migrations::status(a).await,
             Cmd::Proxy(args) => run_proxy(args).await.map(|()| 0),
+            Cmd::Store(c) => store_cmd::store(c).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())

@@ -329,3 +329,110 @@ fn a_database_that_goes_down_takes_the_canary_out_and_the_daemon_carries_on_when
     );
     assert!(!d.log().contains(PASSWORD));
 }
+
+/// Moving an embedded install: `store copy` refuses while the folder's daemon runs, copies
+/// everything into an empty database and verifies the audit chain there; a daemon on that
+/// database with the same state folder carries on where the embedded one stopped; a second
+/// copy into the now non-empty database is refused, changing nothing.
+#[test]
+fn store_copy_moves_an_embedded_install_to_postgres_and_the_daemon_carries_on_there() {
+    let rt = runtime();
+    let pg = cluster(&rt);
+    let url = pg.url_as("backstop", PASSWORD, DATABASE);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let mut d = Daemon::start(
+        &dir.path().join("state"),
+        &shop_config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]"),
+        proxy,
+    );
+    d.register("v1", 0.0);
+    d.register("v2", 0.3);
+    d.rollout_wait("v1", 0);
+    let traffic = Traffic::start(proxy, 60.0);
+    let v2 = d.rollout_wait("v2", 1);
+    traffic.stop();
+    assert_eq!(v2["rollout"]["phase"], "recovered", "{v2:#}");
+    let state = d.state_dir.clone();
+    let copy = |extra: &[&str]| {
+        let mut cmd = Command::new(backstop_bin());
+        cmd.args(["store", "copy", "--from"])
+            .arg(&state)
+            .args(extra)
+            .env("BACKSTOP_DATABASE_URL", &url);
+        cmd.output().unwrap()
+    };
+
+    let refused = copy(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("must be stopped"), "{stderr}");
+    assert_eq!(
+        count(
+            &rt,
+            &pg,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        0,
+        "nothing was written"
+    );
+
+    d.stop();
+    let copied = copy(&["-o", "json"]);
+    let stdout = String::from_utf8_lossy(&copied.stdout);
+    assert!(
+        copied.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(!stdout.contains(PASSWORD), "{stdout}");
+    let rows = |table: &str| {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("rollouts"), 2, "{report:#}");
+    assert!(
+        rows("events") > 0 && rows("recovery_steps") > 0,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["audit_records_verified"].as_u64().unwrap() as i64,
+        count(&rt, &pg, "SELECT count(*) FROM audit")
+    );
+
+    // The daemon on PostgreSQL, same state folder: everything is there and it carries on.
+    d.env.push(("BACKSTOP_DATABASE_URL".into(), url.clone()));
+    d.restart();
+    assert_eq!(
+        d.cli_json(&["rollout", "list"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        d.cli_json(&["release", "show", "shop@v2"], 0)["status"],
+        "bad"
+    );
+    d.assert_audit_verifies();
+    d.register("v3", 0.0);
+    assert_eq!(d.rollout_wait("v3", 0)["rollout"]["phase"], "promoted");
+    d.assert_audit_verifies();
+    d.stop();
+
+    // Into a database that is not empty: refused, nothing written.
+    let rollouts = count(&rt, &pg, "SELECT count(*) FROM rollouts");
+    let again = copy(&[]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{stderr}");
+    assert!(stderr.contains("not empty"), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert_eq!(count(&rt, &pg, "SELECT count(*) FROM rollouts"), rollouts);
+}

@@ -35,7 +35,7 @@ pub use lock::DaemonLock;
 use crate::{Result, Store, StoreError};
 
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 /// Every aggregate's trait is implemented in this folder, one file each.

@@ -35,7 +35,7 @@ pub const DB_FILE: &str = "backstop.db";
 /// writes cannot wait for another writer in WAL mode (SQLite answers SQLITE_BUSY at once instead
 /// of waiting out the busy timeout), so transactions take the write lock up front.
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     /// Serializes audit appends: reading the head and writing the next record must not interleave.
     audit_lock: tokio::sync::Mutex<()>,
 }
