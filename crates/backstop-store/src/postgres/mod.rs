@@ -13,14 +13,54 @@
 //! migrations) and maps connection failures to errors that say what to fix, never the password.
 
 mod audit;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/breaker.rs"]
 mod breaker;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/drills.rs"]
 mod drills;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/environments.rs"]
 mod environments;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/freezes.rs"]
 mod freezes;
 mod lock;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/recoveries.rs"]
 mod recoveries;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/releases.rs"]
 mod releases;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/rollouts.rs"]
 mod rollouts;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/snapshots.rs"]
 mod snapshots;
 
 use std::str::FromStr;
@@ -38,8 +78,49 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
 }
 
-/// Every aggregate's trait is implemented in this folder, one file each.
+/// Every aggregate's trait is implemented once for both backends in `../sql/` (compiled here
+/// with the names below), except the audit chain, whose locking differs: that is in this folder.
 impl Store for PostgresStore {}
+
+/// What the aggregate files shared with SQLite (`../sql/`) compile against here.
+type Backend = PostgresStore;
+type Db = Postgres;
+type Row = PgRow;
+
+/// The backend's side of the shared aggregate files: how a write transaction starts and how
+/// writers that read before they write take turns (readers never wait).
+impl PostgresStore {
+    /// The rollout failures the breaker counts since `$1` (judge failures `$2`, and failures
+    /// `$3` triggered by a deploy or the breaker): the one query whose JSON access differs.
+    const FAILURES_SINCE: &'static str = "SELECT e.at_ms AS at_ms, r.env AS env FROM events e \
+         JOIN rollouts r ON r.id = e.rollout_id WHERE e.at_ms >= $1 AND (e.kind = $2 OR (e.kind = $3 \
+         AND (e.detail::jsonb ->> 'trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms";
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Locks the rollout's row: appends to one rollout take turns instead of computing the
+    /// same next `seq`.
+    async fn lock_rollout(
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        rollout_id: &str,
+    ) -> Result<()> {
+        sqlx::query("SELECT 1 FROM rollouts WHERE id = $1 FOR UPDATE")
+            .bind(rollout_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Snapshot versions are numbered by reading the latest: recordings take turns.
+    async fn lock_snapshot_versions(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<()> {
+        sqlx::query("LOCK TABLE config_snapshots IN EXCLUSIVE MODE")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
 
 /// Advisory lock keys of this database ("bk" + a number): the audit chain's append (per
 /// transaction) and the active daemon (per session).

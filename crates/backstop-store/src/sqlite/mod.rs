@@ -6,13 +6,53 @@
 //! with the PostgreSQL backend.
 
 mod audit;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/breaker.rs"]
 mod breaker;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/drills.rs"]
 mod drills;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/environments.rs"]
 mod environments;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/freezes.rs"]
 mod freezes;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/recoveries.rs"]
 mod recoveries;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/releases.rs"]
 mod releases;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/rollouts.rs"]
 mod rollouts;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/snapshots.rs"]
 mod snapshots;
 
 use std::path::Path;
@@ -40,8 +80,42 @@ pub struct SqliteStore {
     audit_lock: tokio::sync::Mutex<()>,
 }
 
-/// Every aggregate's trait is implemented in this folder, one file each.
+/// Every aggregate's trait is implemented once for both backends in `../sql/` (compiled here
+/// with the names below), except the audit chain, whose locking differs: that is in this folder.
 impl Store for SqliteStore {}
+
+/// What the aggregate files shared with PostgreSQL (`../sql/`) compile against here.
+type Backend = SqliteStore;
+type Db = Sqlite;
+type Row = SqliteRow;
+
+/// The backend's side of the shared aggregate files: how a write transaction starts and how
+/// writers that read before they write take turns.
+impl SqliteStore {
+    /// The rollout failures the breaker counts since `$1` (judge failures `$2`, and failures
+    /// `$3` triggered by a deploy or the breaker): the one query whose JSON access differs.
+    const FAILURES_SINCE: &'static str = "SELECT e.at_ms AS at_ms, r.env AS env FROM events e \
+         JOIN rollouts r ON r.id = e.rollout_id WHERE e.at_ms >= $1 AND (e.kind = $2 OR (e.kind = $3 \
+         AND json_extract(e.detail, '$.trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms";
+
+    /// A write transaction that holds SQLite's write lock from its start (see the type's docs).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Nothing more to take: a write transaction already excludes every other writer.
+    async fn lock_rollout(
+        _tx: &mut sqlx::Transaction<'_, Sqlite>,
+        _rollout_id: &str,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// As [`SqliteStore::lock_rollout`].
+    async fn lock_snapshot_versions(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+}
 
 fn migrator() -> Migrator {
     crate::migrator(&[

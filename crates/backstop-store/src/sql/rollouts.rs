@@ -1,10 +1,13 @@
 //! Rollouts, their judged intervals and their timeline events.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::model::{EnvironmentState, Event, Rollout};
 use backstop_judge::Interval;
 
-use super::PostgresStore;
+use super::Backend;
 use super::environments::write_environment;
 use crate::rows::{
     Columns, changed_a_row, conflict_as, event_from, interval_from, interval_json, json,
@@ -17,7 +20,10 @@ const UPDATE_ROLLOUT: &str = "UPDATE rollouts SET phase = $2, step_index = $3, s
      escalation_deadline_ms = $11, acknowledged_by = $12 WHERE id = $1";
 
 /// Replaces a rollout's mutable fields (by id); `NotFound` when there is no such rollout.
-async fn write_rollout<'e>(db: impl sqlx::PgExecutor<'e>, r: &Rollout) -> Result<()> {
+async fn write_rollout<'e>(
+    db: impl sqlx::Executor<'e, Database = super::Db>,
+    r: &Rollout,
+) -> Result<()> {
     let done = sqlx::query(UPDATE_ROLLOUT)
         .bind(&r.id)
         .bind(r.phase.as_str())
@@ -39,7 +45,7 @@ async fn write_rollout<'e>(db: impl sqlx::PgExecutor<'e>, r: &Rollout) -> Result
 }
 
 #[async_trait]
-impl RolloutStore for PostgresStore {
+impl RolloutStore for Backend {
     async fn create_rollout(&self, r: &Rollout) -> Result<()> {
         sqlx::query(
             "INSERT INTO rollouts (id, service, env, from_release_id, to_release_id, phase, step_index, \
@@ -105,7 +111,7 @@ impl RolloutStore for PostgresStore {
     }
 
     async fn commit_promotion(&self, r: &Rollout, env: &EnvironmentState) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         write_rollout(&mut *tx, r).await?;
         write_environment(&mut *tx, env).await?;
         tx.commit().await?;
@@ -113,13 +119,9 @@ impl RolloutStore for PostgresStore {
     }
 
     async fn append_interval(&self, rollout_id: &str, interval: &Interval) -> Result<i64> {
-        // The rollout's row is locked first, so two appends to one rollout take turns instead of
-        // computing the same next `seq` (SQLite's BEGIN IMMEDIATE does this for every writer).
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM rollouts WHERE id = $1 FOR UPDATE")
-            .bind(rollout_id)
-            .execute(&mut *tx)
-            .await?;
+        // Appends to one rollout take turns, so two never compute the same next `seq`.
+        let mut tx = self.begin_write().await?;
+        Self::lock_rollout(&mut tx, rollout_id).await?;
         let row = sqlx::query(
             "INSERT INTO rollout_intervals (rollout_id, seq, \"interval\") \
              VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_intervals WHERE rollout_id = $1), $2) \

@@ -1,4 +1,7 @@
 //! The global circuit breaker: its trips and the failures it counts.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::Millis;
@@ -6,21 +9,17 @@ use backstop_core::breaker::TripScope;
 use backstop_core::event::EventKind;
 use backstop_core::model::BreakerTrip;
 
-use super::PostgresStore;
+use super::Backend;
 use crate::rows::{Columns, json, trip_from};
 use crate::{BreakerStore, Result, StoreError};
 
 #[async_trait]
-impl BreakerStore for PostgresStore {
+impl BreakerStore for Backend {
     async fn failures_since(&self, since: Millis) -> Result<Vec<(Millis, String)>> {
-        let query = sqlx::query(
-            "SELECT e.at_ms AS at_ms, r.env AS env FROM events e JOIN rollouts r ON r.id = e.rollout_id \
-             WHERE e.at_ms >= $1 AND (e.kind = $2 \
-             OR (e.kind = $3 AND (e.detail::jsonb ->> 'trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms",
-        )
-        .bind(since)
-        .bind(EventKind::JudgeFail.as_str())
-        .bind(EventKind::RolloutFailed.as_str());
+        let query = sqlx::query(Backend::FAILURES_SINCE)
+            .bind(since)
+            .bind(EventKind::JudgeFail.as_str())
+            .bind(EventKind::RolloutFailed.as_str());
         self.fetch_all_as(query, |r| Ok((r.col("at_ms")?, r.col("env")?)))
             .await
     }

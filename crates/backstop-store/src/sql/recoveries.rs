@@ -1,16 +1,18 @@
 //! The recovery journal: each recovery with its planned steps.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::model::{Recovery, RecoveryStatus, RecoveryStep};
 use backstop_core::recovery::{StepKind, idempotency_key};
-use sqlx::sqlite::SqliteRow;
 
-use super::SqliteStore;
+use super::Backend;
 use crate::rows::{Columns, changed_a_row, conflict_as, json, recovery_from, step_from};
 use crate::{RecoveryStore, Result, StoreError};
 
-impl SqliteStore {
+impl Backend {
     async fn recovery_steps(&self, id: &str) -> Result<Vec<RecoveryStep>> {
         let query = sqlx::query(
             "SELECT idx, idempotency_key, step, status, attempts, started_at_ms, finished_at_ms, outcome \
@@ -19,7 +21,7 @@ impl SqliteStore {
         self.fetch_all_as(query.bind(id), step_from).await
     }
 
-    async fn recovery_from(&self, row: &SqliteRow) -> Result<Recovery> {
+    async fn recovery_from(&self, row: &super::Row) -> Result<Recovery> {
         let id: String = row.col("id")?;
         let steps = self.recovery_steps(&id).await?;
         recovery_from(row, steps)
@@ -36,9 +38,9 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl RecoveryStore for SqliteStore {
+impl RecoveryStore for Backend {
     async fn create_recovery(&self, r: &Recovery, plan: &[StepKind]) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO recoveries (id, rollout_id, service, env, actor, trigger, reason, status, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -1,14 +1,17 @@
 //! Recovery drills, stored whole as JSON records.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::drill::Drill;
 
-use super::SqliteStore;
+use super::Backend;
 use crate::rows::{changed_a_row, drill_from, json};
 use crate::{DrillStore, Result, StoreError};
 
 #[async_trait]
-impl DrillStore for SqliteStore {
+impl DrillStore for Backend {
     async fn create_drill(&self, d: &Drill) -> Result<()> {
         sqlx::query(
             "INSERT INTO drills (id, service, env, rollout_id, status, started_at_ms, finished_at_ms, record) \

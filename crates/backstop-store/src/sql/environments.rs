@@ -1,15 +1,18 @@
 //! Environments and their instances.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::model::{EnvironmentState, InstanceRecord};
 
-use super::PostgresStore;
+use super::Backend;
 use crate::rows::{env_from, instance_from};
 use crate::{EnvironmentStore, Result};
 
 /// Inserts or replaces an environment's state.
 pub(super) async fn write_environment<'e>(
-    db: impl sqlx::PgExecutor<'e>,
+    db: impl sqlx::Executor<'e, Database = super::Db>,
     s: &EnvironmentState,
 ) -> Result<()> {
     sqlx::query(
@@ -29,7 +32,7 @@ pub(super) async fn write_environment<'e>(
 }
 
 #[async_trait]
-impl EnvironmentStore for PostgresStore {
+impl EnvironmentStore for Backend {
     async fn environment(&self, service: &str, env: &str) -> Result<Option<EnvironmentState>> {
         let query = sqlx::query("SELECT * FROM environments WHERE service = $1 AND env = $2");
         self.fetch_optional_as(query.bind(service).bind(env), env_from)

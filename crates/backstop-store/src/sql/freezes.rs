@@ -1,15 +1,18 @@
 //! Manual freezes.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::model::Freeze;
 
-use super::PostgresStore;
+use super::Backend;
 use crate::rows::freeze_from;
 use crate::{FreezeStore, Result, StoreError};
 
 #[async_trait]
-impl FreezeStore for PostgresStore {
+impl FreezeStore for Backend {
     async fn create_freeze(&self, f: &Freeze) -> Result<()> {
         sqlx::query(
             "INSERT INTO freezes (id, service, env, reason, actor, started_at_ms, until_ms, ended_at_ms, ended_by, end_reason) \

@@ -1,14 +1,17 @@
 //! Config snapshots (versioned per service and environment) and rollout safeguards.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 
-use super::PostgresStore;
+use super::Backend;
 use crate::rows::{json, safeguards_from, snapshot_from};
 use crate::{Result, SnapshotStore, StoreError};
 
 async fn latest_version_after(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut sqlx::Transaction<'_, super::Db>,
     service: &str,
     env: &str,
 ) -> Result<i64> {
@@ -23,14 +26,11 @@ async fn latest_version_after(
 }
 
 #[async_trait]
-impl SnapshotStore for PostgresStore {
+impl SnapshotStore for Backend {
     async fn record_config_snapshot(&self, s: &ConfigSnapshot) -> Result<(ConfigSnapshot, bool)> {
-        // Versions are numbered by reading the latest: recordings take turns (readers do not
-        // wait), as every SQLite writer does under BEGIN IMMEDIATE.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("LOCK TABLE config_snapshots IN EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await?;
+        // Versions are numbered by reading the latest: recordings take turns.
+        let mut tx = self.begin_write().await?;
+        Self::lock_snapshot_versions(&mut tx).await?;
         let latest = sqlx::query(
             "SELECT * FROM config_snapshots WHERE service = $1 AND env = $2 ORDER BY version DESC LIMIT 1",
         )

@@ -1,14 +1,17 @@
 //! Releases.
+//!
+//! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
+//! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
 use backstop_core::model::Release;
 
-use super::SqliteStore;
+use super::Backend;
 use crate::rows::{changed_a_row, conflict_as, json, release_from, release_status};
 use crate::{ReleaseStore, Result, StoreError};
 
 #[async_trait]
-impl ReleaseStore for SqliteStore {
+impl ReleaseStore for Backend {
     async fn create_release(&self, r: &Release) -> Result<()> {
         sqlx::query(
             "INSERT INTO releases (id, service, version, artifact, sha256, env, status, bad_reason, created_at_ms, schema_range) \
