@@ -59,6 +59,19 @@ impl Release {
     }
 }
 
+/// A Backstop daemon (a replica) that has said it is alive, as the cluster sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReplicaRecord {
+    /// Chosen at the daemon's start; a restarted daemon is a new replica.
+    pub id: String,
+    /// Where its API answers.
+    pub address: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at_ms: Millis,
+    pub last_heartbeat_ms: Millis,
+}
+
 /// A supervised process running one release in one environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceRecord {

@@ -70,6 +70,8 @@ pub struct Ctx {
     /// What the daemon keeps in memory only (rebuilt or recomputed after a restart).
     pub caches: Caches,
     pub limits: Limits,
+    /// This daemon as the cluster sees it (its heartbeat refreshes `last_heartbeat_ms`).
+    pub replica: backstop_core::model::ReplicaRecord,
 }
 
 /// Bounds on what the daemon takes in and how long it takes to stop.
@@ -278,6 +280,14 @@ pub async fn serve(
         wake: Notify::new(),
         caches: Caches::default(),
         limits: opts.limits,
+        replica: backstop_core::model::ReplicaRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            address: format!("http://{}", listener.local_addr()?),
+            host: state_lock::hostname(),
+            pid: std::process::id(),
+            started_at_ms: SystemClock.now_ms(),
+            last_heartbeat_ms: 0,
+        },
     });
     let cancel = CancellationToken::new();
     let (lock_lost, mut lock_lost_rx) = tokio::sync::oneshot::channel();

@@ -79,11 +79,16 @@ impl StateLock {
     }
 }
 
+/// This machine's name (empty when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// Who this daemon is, for a refused second one: `pid N on HOST, API http://ADDR`.
 pub fn holder(api: Option<SocketAddr>) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
+    let host = hostname();
     let mut text = format!("pid {}", std::process::id());
     if !host.is_empty() {
         text.push_str(&format!(" on {host}"));

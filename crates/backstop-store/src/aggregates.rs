@@ -8,7 +8,7 @@ use backstop_core::breaker::TripScope;
 use backstop_core::drill::Drill;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Recovery, RecoveryStatus,
-    Release, Rollout,
+    Release, ReplicaRecord, Rollout,
 };
 use backstop_core::recovery::StepKind;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
@@ -80,6 +80,15 @@ pub trait RecoveryStore: Send + Sync {
     /// Marks a failed recovery running again (its failed step will be retried); `Conflict` when
     /// the environment already has another running recovery.
     async fn reopen_recovery(&self, id: &str) -> Result<()>;
+}
+
+/// The daemons sharing this store: each says it is alive every few seconds.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Records (or refreshes) a replica's heartbeat.
+    async fn heartbeat(&self, replica: &ReplicaRecord) -> Result<()>;
+    /// Every replica that ever beat, most recent heartbeat first.
+    async fn replicas(&self) -> Result<Vec<ReplicaRecord>>;
 }
 
 /// The global circuit breaker: its trips and the failures it counts.

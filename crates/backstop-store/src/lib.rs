@@ -29,8 +29,8 @@ mod rows;
 pub mod sqlite;
 
 pub use aggregates::{
-    AuditStore, BreakerStore, DrillStore, EnvironmentStore, FreezeStore, RecoveryStore,
-    ReleaseStore, RolloutStore, SnapshotStore,
+    AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
+    RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore,
 };
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
 pub use postgres::PostgresStore;
@@ -142,6 +142,7 @@ pub trait Store:
     + SnapshotStore
     + DrillStore
     + AuditStore
+    + ClusterStore
     + 'static
 {
 }
@@ -150,8 +151,8 @@ pub trait Store:
 pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
-        AuditStore, BreakerStore, DrillStore, EnvironmentStore, FreezeStore, RecoveryStore,
-        ReleaseStore, RolloutStore, SnapshotStore,
+        AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
+        RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore,
     };
 }
 

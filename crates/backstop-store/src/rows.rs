@@ -12,7 +12,7 @@ use backstop_core::audit::AuditRecord;
 use backstop_core::drill::Drill;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Phase, Recovery, RecoveryStep,
-    Release, ReleaseStatus, Rollout, StepStatus,
+    Release, ReleaseStatus, ReplicaRecord, Rollout, StepStatus,
 };
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 use backstop_judge::{ArmCounts, Interval};
@@ -144,6 +144,16 @@ pub(crate) fn release_from(row: &impl Columns) -> Result<Release> {
             _ => ReleaseStatus::Ok,
         },
         schema: optional_json_column(row, "schema_range", "release.schema_range")?,
+    }))
+}
+
+// ---- replicas --------------------------------------------------------------------------------
+
+pub(crate) fn replica_from(row: &impl Columns) -> Result<ReplicaRecord> {
+    Ok(from_row!(row => ReplicaRecord {
+        id, address, host, started_at_ms, last_heartbeat_ms;
+        pid: u32::try_from(row.col::<i64>("pid")?)
+            .map_err(|e| StoreError::Corrupt(format!("replicas.pid: {e}")))?,
     }))
 }
 

@@ -509,7 +509,26 @@ async fn two_stores_numbering_at_once_never_collide(backend: Backend) {
     assert_eq!(versions, (1..=40).rev().collect::<Vec<_>>());
 }
 
+async fn replicas_beat_and_are_listed_most_recent_first(backend: Backend) {
+    use backstop_core::model::ReplicaRecord;
+    let store = backend.open().await;
+    let replica = |id: &str, at: i64| ReplicaRecord {
+        id: id.into(),
+        address: format!("http://127.0.0.1:7300/{id}"),
+        host: "h".into(),
+        pid: 42,
+        started_at_ms: 1,
+        last_heartbeat_ms: at,
+    };
+    store.heartbeat(&replica("a", 10)).await.unwrap();
+    store.heartbeat(&replica("b", 20)).await.unwrap();
+    store.heartbeat(&replica("a", 30)).await.unwrap();
+    let listed = store.replicas().await.unwrap();
+    assert_eq!(listed, vec![replica("a", 30), replica("b", 20)]);
+}
+
 on_both_backends!(
+    replicas_beat_and_are_listed_most_recent_first,
     releases_are_unique_per_service_and_version,
     only_one_active_rollout_per_environment,
     state_survives_reopening,

@@ -49,7 +49,7 @@ async fn a_missing_database_is_named() {
 #[tokio::test]
 async fn a_database_of_a_newer_schema_is_refused_naming_the_versions_and_left_unchanged() {
     let pg = cluster_with("backstop").await;
-    // A newer Backstop's bookkeeping: our migration 1 and two we do not know.
+    // A newer Backstop's bookkeeping: our migrations and two we do not know.
     PostgresStore::connect(&pg.url("backstop"))
         .await
         .unwrap()
@@ -58,7 +58,7 @@ async fn a_database_of_a_newer_schema_is_refused_naming_the_versions_and_left_un
     pg.execute(
         "backstop",
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (2, 'leases', true, '\\x00', 1), (3, 'agents', true, '\\x00', 1)",
+         VALUES (90, 'leases', true, '\\x00', 1), (91, 'agents', true, '\\x00', 1)",
     )
     .await;
     pg.execute("backstop", "CREATE TABLE leases (id TEXT)")
@@ -69,7 +69,7 @@ async fn a_database_of_a_newer_schema_is_refused_naming_the_versions_and_left_un
         .expect("refused");
     let text = err.to_string();
     assert!(matches!(err, StoreError::Open(_)), "{text}");
-    assert!(text.contains("schema version(s) 2, 3"), "{text}");
+    assert!(text.contains("schema version(s) 90, 91"), "{text}");
     assert!(text.contains("newer Backstop"), "{text}");
     assert!(text.contains("Nothing was changed"), "{text}");
 
@@ -85,7 +85,7 @@ async fn a_database_of_a_newer_schema_is_refused_naming_the_versions_and_left_un
     pg.execute(
         "fresh",
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (7, 'future', true, '\\x00', 1)",
+         VALUES (97, 'future', true, '\\x00', 1)",
     )
     .await;
     assert!(PostgresStore::connect(&pg.url("fresh")).await.is_err());

@@ -86,6 +86,9 @@ enum Cmd {
     /// Benchmarks that compare Backstop with peer behaviour, side by side.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The daemons sharing the store (replicas) and what each drives.
+    #[command(subcommand)]
+    Cluster(commands::ClusterCmd),
     /// The state store: copy an embedded install into PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCmd),
@@ -253,6 +256,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Migrations(MigrationsCmd::Status(a)) => migrations::status(a).await,
             Cmd::Proxy(args) => run_proxy(args).await.map(|()| 0),
             Cmd::Store(c) => store_cmd::store(c).await,
+            Cmd::Cluster(c) => commands::cluster(c).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())

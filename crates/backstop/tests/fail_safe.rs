@@ -150,6 +150,24 @@ fn a_disk_that_fills_mid_rollback_still_takes_the_canary_out_and_the_rollback_co
     );
 }
 
+/// A disk that fills while nothing runs (no rollout, no request) is noticed by the daemon's
+/// heartbeat: `/healthz` reports it within seconds instead of at the next rollout; once there is
+/// room again the daemon is healthy.
+#[test]
+fn a_disk_that_fills_while_the_daemon_is_idle_is_noticed_by_its_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _disk) = v1_on_a_small_disk(dir.path(), |config| config);
+    let filler = d.state_dir.join("filler");
+    fill(&filler);
+    d.wait_until("/healthz reports the store failing", || {
+        http_get(d.api_port(), "/healthz").is_some_and(|a| a.starts_with("HTTP/1.1 503"))
+    });
+    std::fs::remove_file(&filler).unwrap();
+    d.wait_until("/healthz is ok again", || {
+        http_get(d.api_port(), "/healthz").is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+    });
+}
+
 /// A daemon whose state folder (`dir/state`) is a small tmpfs, running the shop service with a
 /// 30 % canary step held for 10 minutes (the config passed through `edit`), v1 promoted.
 fn v1_on_a_small_disk(dir: &Path, edit: impl FnOnce(String) -> String) -> (Daemon, Tmpfs) {

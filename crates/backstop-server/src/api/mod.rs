@@ -7,6 +7,7 @@
 
 mod audit;
 mod breakers;
+mod cluster;
 mod config;
 mod drills;
 mod freezes;
@@ -126,6 +127,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     ),
     paths(
         services::list_services,
+        cluster::cluster_status,
         releases::create_release,
         releases::list_releases,
         releases::get_release,
@@ -175,6 +177,7 @@ pub struct ApiDoc;
 pub fn router(ctx: Arc<Ctx>) -> Router {
     let api = Router::new()
         .merge(services::routes())
+        .merge(cluster::routes())
         .merge(releases::routes())
         .merge(rollouts::routes())
         .merge(breakers::routes())

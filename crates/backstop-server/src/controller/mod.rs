@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use backstop_core::event::EventKind;
-use backstop_core::model::{Phase, Rollout};
+use backstop_core::model::{Phase, ReplicaRecord, Rollout};
 use backstop_core::reconcile::{self, Action};
 use backstop_core::recovery::StepKind;
 use serde_json::json;
@@ -47,6 +47,14 @@ use journal::Record;
 
 /// How often the controller looks at its rollouts when nothing wakes it.
 const TICK: Duration = Duration::from_millis(200);
+
+/// How often this daemon records that it is alive (`GET /api/v1/cluster`). The write is also
+/// the fail-safe's probe of an idle store: a disk that fills while nothing else writes is
+/// noticed within this time.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
+/// A replica whose last heartbeat is older than this is `gone`.
+pub const LIVE_WITHIN: Duration = Duration::from_secs(10);
 
 pub struct Controller {
     ctx: Arc<Ctx>,
@@ -76,6 +84,7 @@ impl Controller {
             );
         }
         let mut last_supervised = tokio::time::Instant::now();
+        let mut last_beat: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -97,6 +106,26 @@ impl Controller {
                             "Leaving fail-safe failed; will retry."
                         );
                         continue;
+                    }
+                }
+            }
+            if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                last_beat = Some(tokio::time::Instant::now());
+                let beat = ReplicaRecord {
+                    last_heartbeat_ms: self.ctx.clock.now_ms(),
+                    ..self.ctx.replica.clone()
+                };
+                if let Err(e) = self.ctx.store.heartbeat(&beat).await {
+                    let e = anyhow::Error::from(e);
+                    match fail_safe::write_failure(&e) {
+                        Some(reason) => {
+                            self.enter_fail_safe(reason).await;
+                            continue;
+                        }
+                        None => tracing::warn!(
+                            error = format!("{e:#}"),
+                            "Heartbeat failed; will retry."
+                        ),
                     }
                 }
             }

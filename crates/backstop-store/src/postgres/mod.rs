@@ -23,6 +23,12 @@ mod breaker;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/cluster.rs"]
+mod cluster;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/drills.rs"]
 mod drills;
 #[allow(
@@ -128,11 +134,18 @@ const AUDIT_LOCK: i64 = 0x626b_0001;
 const DAEMON_LOCK: i64 = 0x626b_0002;
 
 fn migrator() -> Migrator {
-    crate::migrator(&[(
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    )])
+    crate::migrator(&[
+        (
+            1,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            2,
+            "replicas",
+            include_str!("../../migrations/postgres/0002_replicas.sql"),
+        ),
+    ])
 }
 
 /// True for PostgreSQL SQLSTATEs that mean the server cannot write now, whatever was asked:

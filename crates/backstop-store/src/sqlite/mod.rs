@@ -16,6 +16,12 @@ mod breaker;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/cluster.rs"]
+mod cluster;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/drills.rs"]
 mod drills;
 #[allow(
@@ -148,6 +154,11 @@ fn migrator() -> Migrator {
             6,
             "release_schema",
             include_str!("../../migrations/sqlite/0006_release_schema.sql"),
+        ),
+        (
+            7,
+            "replicas",
+            include_str!("../../migrations/sqlite/0007_replicas.sql"),
         ),
     ])
 }

@@ -2,12 +2,14 @@
 
 mod audit;
 mod breakers;
+mod cluster;
 mod recoveries;
 mod releases;
 mod rollouts;
 
 pub use audit::{AuditCmd, audit};
 pub use breakers::{BreakerCmd, breaker};
+pub use cluster::{ClusterCmd, cluster};
 pub use recoveries::{RecoveryCmd, RollbackArgs, recovery, rollback};
 pub use releases::{ReleaseCmd, release};
 pub use rollouts::{RolloutCmd, rollout};

@@ -1,0 +1,56 @@
+//! `GET /cluster`: the replicas sharing this store, from their heartbeats.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use backstop_api::cluster::{ClusterStatus, ReplicaStatus};
+
+use crate::Ctx;
+use crate::controller::LIVE_WITHIN;
+use crate::error::ApiResult;
+
+pub(super) fn routes() -> Router<Arc<Ctx>> {
+    Router::new().route("/cluster", get(cluster_status))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster", responses((status = 200, body = ClusterStatus)))]
+pub(super) async fn cluster_status(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<ClusterStatus>> {
+    let now = ctx.clock.now_ms();
+    let live_within = i64::try_from(LIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
+    let mut replicas = Vec::new();
+    for r in ctx.store.replicas().await? {
+        let live = now - r.last_heartbeat_ms <= live_within;
+        // Until per-rollout leases exist, the store's one active daemon (this one) drives all.
+        let leases = if live && r.id == ctx.replica.id {
+            let mut held: Vec<String> = ctx
+                .store
+                .active_rollouts()
+                .await?
+                .into_iter()
+                .map(|r| format!("rollout/{}", r.id))
+                .collect();
+            held.extend(
+                ctx.store
+                    .unfinished_recoveries()
+                    .await?
+                    .into_iter()
+                    .map(|r| format!("recovery/{}", r.id)),
+            );
+            held
+        } else {
+            Vec::new()
+        };
+        replicas.push(ReplicaStatus {
+            state: if live { "live" } else { "gone" }.into(),
+            id: r.id,
+            address: r.address,
+            host: r.host,
+            pid: r.pid,
+            last_heartbeat: r.last_heartbeat_ms,
+            leases,
+        });
+    }
+    Ok(Json(ClusterStatus { replicas }))
+}
