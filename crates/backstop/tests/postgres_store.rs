@@ -341,13 +341,15 @@ fn store_copy_moves_an_embedded_install_to_postgres_and_the_daemon_carries_on_th
     let url = pg.url_as("backstop", PASSWORD, DATABASE);
     let dir = tempfile::tempdir().unwrap();
     let proxy = free_port();
+    // The bad release is plainly bad and its canary step long: this test is about the copy,
+    // not about how fast a judge decides.
     let mut d = Daemon::start(
         &dir.path().join("state"),
-        &shop_config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]"),
+        &shop_config(proxy, "[{weight: 50, for: 30s}, {weight: 100}]"),
         proxy,
     );
     d.register("v1", 0.0);
-    d.register("v2", 0.3);
+    d.register("v2", 0.6);
     d.rollout_wait("v1", 0);
     let traffic = Traffic::start(proxy, 60.0);
     let v2 = d.rollout_wait("v2", 1);
