@@ -115,40 +115,35 @@ impl Controller {
                     last_heartbeat_ms: self.ctx.clock.now_ms(),
                     ..self.ctx.replica.clone()
                 };
-                if let Err(e) = self.ctx.store.heartbeat(&beat).await {
-                    let e = anyhow::Error::from(e);
-                    match fail_safe::write_failure(&e) {
-                        Some(reason) => {
-                            self.enter_fail_safe(reason).await;
-                            continue;
-                        }
-                        None => tracing::warn!(
-                            error = format!("{e:#}"),
-                            "Heartbeat failed; will retry."
-                        ),
-                    }
+                if let Err(e) = self.ctx.store.heartbeat(&beat).await
+                    && self.failed(e.into(), "Heartbeat").await
+                {
+                    continue;
                 }
             }
             if let Err(e) = self.reconcile().await {
-                match fail_safe::write_failure(&e) {
-                    Some(reason) => self.enter_fail_safe(reason).await,
-                    None => tracing::warn!(
-                        error = format!("{e:#}"),
-                        "Reconcile pass failed; will retry."
-                    ),
-                }
+                self.failed(e, "Reconcile pass").await;
             }
             if last_supervised.elapsed() >= supervise::SUPERVISE_EVERY && !self.in_fail_safe() {
                 last_supervised = tokio::time::Instant::now();
                 if let Err(e) = self.supervise().await {
-                    match fail_safe::write_failure(&e) {
-                        Some(reason) => self.enter_fail_safe(reason).await,
-                        None => tracing::warn!(
-                            error = format!("{e:#}"),
-                            "Supervision pass failed; will retry."
-                        ),
-                    }
+                    self.failed(e, "Supervision pass").await;
                 }
+            }
+        }
+    }
+
+    /// What a failed pass (`what`) leads to: the fail-safe when the store refused a write
+    /// (returns true), else a warning and a retry at the next tick.
+    async fn failed(&mut self, e: anyhow::Error, what: &str) -> bool {
+        match fail_safe::write_failure(&e) {
+            Some(reason) => {
+                self.enter_fail_safe(reason).await;
+                true
+            }
+            None => {
+                tracing::warn!(error = format!("{e:#}"), "{what} failed; will retry.");
+                false
             }
         }
     }
