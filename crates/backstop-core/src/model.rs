@@ -72,6 +72,31 @@ pub struct ReplicaRecord {
     pub last_heartbeat_ms: Millis,
 }
 
+/// Who drives one piece of work (a rollout, a recovery, an environment's supervision) among
+/// the replicas, until when, and at which epoch (it grows each time the lease changes hands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Lease {
+    /// `rollout:ID`, `recovery:ID` or `env:SERVICE/ENV`.
+    pub key: String,
+    /// The replica id of the holder.
+    pub holder: String,
+    pub epoch: i64,
+    pub expires_at_ms: Millis,
+}
+
+/// A command a replica received for work another replica holds, passed on through the store:
+/// the holder runs it and records the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoutedCommand {
+    pub id: String,
+    /// The lease whose holder runs it.
+    pub lease_key: String,
+    pub body: serde_json::Value,
+    pub created_at_ms: Millis,
+    pub answered_at_ms: Option<Millis>,
+    pub answer: Option<serde_json::Value>,
+}
+
 /// A supervised process running one release in one environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceRecord {

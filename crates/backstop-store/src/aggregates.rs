@@ -7,8 +7,8 @@ use backstop_core::audit::{AuditEntry, AuditRecord};
 use backstop_core::breaker::TripScope;
 use backstop_core::drill::Drill;
 use backstop_core::model::{
-    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Recovery, RecoveryStatus,
-    Release, ReplicaRecord, Rollout,
+    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Recovery, RecoveryStatus,
+    Release, ReplicaRecord, Rollout, RoutedCommand,
 };
 use backstop_core::recovery::StepKind;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
@@ -89,6 +89,36 @@ pub trait ClusterStore: Send + Sync {
     async fn heartbeat(&self, replica: &ReplicaRecord) -> Result<()>;
     /// Every replica that ever beat, most recent heartbeat first.
     async fn replicas(&self) -> Result<Vec<ReplicaRecord>>;
+
+    /// Takes or renews the lease `key` for `holder` until `now + ttl`, and answers its epoch;
+    /// `None` while another holder's lease has not expired. The epoch grows by one when the
+    /// lease changes hands and stays while its holder renews it.
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        now: Millis,
+        ttl: Millis,
+    ) -> Result<Option<i64>>;
+    /// Lets `holder`'s lease `key` go now (others may take it at once); keeps its epoch.
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<()>;
+    /// Lets every lease of `holder` go now (a graceful stop).
+    async fn release_leases(&self, holder: &str) -> Result<()>;
+    /// Lets every lease not held by `holder` go now: for a daemon that knows no other one can
+    /// run (an embedded store behind its state folder's lock), so it resumes at once what a
+    /// crashed predecessor held instead of waiting for those leases to expire.
+    async fn expire_others_leases(&self, holder: &str) -> Result<()>;
+    /// Every lease, by key.
+    async fn leases(&self) -> Result<Vec<Lease>>;
+
+    /// Records a command for the holder of `lease_key`.
+    async fn route_command(&self, c: &RoutedCommand) -> Result<()>;
+    /// Unanswered commands for the leases `holder` holds, oldest first.
+    async fn commands_for(&self, holder: &str) -> Result<Vec<RoutedCommand>>;
+    /// Records a command's answer (once; `Conflict` if it was answered already).
+    async fn answer_command(&self, id: &str, at: Millis, answer: &serde_json::Value) -> Result<()>;
+    /// One command, answered or not.
+    async fn command(&self, id: &str) -> Result<RoutedCommand>;
 }
 
 /// The global circuit breaker: its trips and the failures it counts.

@@ -24,6 +24,7 @@ macro_rules! from_row {
 pub mod aggregates;
 pub mod blobs;
 pub mod copy;
+pub mod fence;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -50,6 +51,9 @@ pub enum StoreError {
     /// newer than this binary knows); the message names what to fix and never a password.
     #[error("{0}")]
     Open(String),
+    /// A write made in the name of a lease this replica no longer holds ([`fence`]).
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl StoreError {

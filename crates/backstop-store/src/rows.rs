@@ -11,8 +11,8 @@ use std::str::FromStr;
 use backstop_core::audit::AuditRecord;
 use backstop_core::drill::Drill;
 use backstop_core::model::{
-    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Phase, Recovery, RecoveryStep,
-    Release, ReleaseStatus, ReplicaRecord, Rollout, StepStatus,
+    BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Phase, Recovery,
+    RecoveryStep, Release, ReleaseStatus, ReplicaRecord, Rollout, RoutedCommand, StepStatus,
 };
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 use backstop_judge::{ArmCounts, Interval};
@@ -66,10 +66,10 @@ impl From<sqlx::Error> for StoreError {
 
 /// Maps a unique violation to a `Conflict` saying `message()` (what the caller can do about
 /// it), any other error as usual.
-pub(crate) fn conflict_as(
+pub(crate) fn conflict_as<E: Into<StoreError>>(
     message: impl FnOnce() -> String,
-) -> impl FnOnce(sqlx::Error) -> StoreError {
-    |e| match StoreError::from(e) {
+) -> impl FnOnce(E) -> StoreError {
+    |e| match e.into() {
         StoreError::Conflict(_) => StoreError::Conflict(message()),
         other => other,
     }
@@ -154,6 +154,18 @@ pub(crate) fn replica_from(row: &impl Columns) -> Result<ReplicaRecord> {
         id, address, host, started_at_ms, last_heartbeat_ms;
         pid: u32::try_from(row.col::<i64>("pid")?)
             .map_err(|e| StoreError::Corrupt(format!("replicas.pid: {e}")))?,
+    }))
+}
+
+pub(crate) fn lease_from(row: &impl Columns) -> Result<Lease> {
+    Ok(from_row!(row => Lease { key, holder, epoch, expires_at_ms }))
+}
+
+pub(crate) fn command_from(row: &impl Columns) -> Result<RoutedCommand> {
+    Ok(from_row!(row => RoutedCommand {
+        id, lease_key, created_at_ms, answered_at_ms;
+        body: json_column(row, "body", "commands.body")?,
+        answer: optional_json_column(row, "answer", "commands.answer")?,
     }))
 }
 

@@ -61,7 +61,7 @@ async fn a_database_of_a_newer_schema_is_refused_naming_the_versions_and_left_un
          VALUES (90, 'leases', true, '\\x00', 1), (91, 'agents', true, '\\x00', 1)",
     )
     .await;
-    pg.execute("backstop", "CREATE TABLE leases (id TEXT)")
+    pg.execute("backstop", "CREATE TABLE future_agents (id TEXT)")
         .await;
     let err = PostgresStore::connect(&pg.url("backstop"))
         .await

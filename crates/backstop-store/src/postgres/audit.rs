@@ -13,7 +13,7 @@ use crate::{AuditStore, Result};
 #[async_trait]
 impl AuditStore for PostgresStore {
     async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(AUDIT_LOCK)
             .execute(&mut *tx)

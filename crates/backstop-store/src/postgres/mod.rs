@@ -103,7 +103,28 @@ impl PostgresStore {
          AND (e.detail::jsonb ->> 'trigger') IN ('deploy', 'breaker'))) ORDER BY e.at_ms";
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        let mut tx = self.pool.begin().await?;
+        if let Some(fence) = crate::fence::current() {
+            // Read inside the write: a takeover cannot slip in before this write commits
+            // (PostgreSQL locks the row; SQLite's write transaction excludes other writers).
+            let stored: Option<i64> =
+                sqlx::query_scalar("SELECT epoch FROM leases WHERE key = $1 FOR SHARE")
+                    .bind(&fence.key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if stored != Some(fence.epoch) {
+                return Err(crate::fence::refused(&fence, stored));
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Runs one write statement in its own write transaction (fenced, see [`crate::fence`]).
+    async fn write(&self, query: Query<'_>) -> Result<sqlx::postgres::PgQueryResult> {
+        let mut tx = self.begin_write().await?;
+        let done = query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Locks the rollout's row: appends to one rollout take turns instead of computing the
@@ -144,6 +165,11 @@ fn migrator() -> Migrator {
             2,
             "replicas",
             include_str!("../../migrations/postgres/0002_replicas.sql"),
+        ),
+        (
+            3,
+            "leases",
+            include_str!("../../migrations/postgres/0003_leases.sql"),
         ),
     ])
 }

@@ -25,7 +25,7 @@ impl BreakerStore for Backend {
     }
 
     async fn create_trip(&self, t: &BreakerTrip) -> Result<()> {
-        sqlx::query(
+        self.write(sqlx::query(
             "INSERT INTO breaker_trips (id, scope, tripped_at_ms, failures, reset_at_ms, reset_by, reset_reason) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -35,8 +35,7 @@ impl BreakerStore for Backend {
         .bind(json(&t.failures))
         .bind(t.reset_at_ms)
         .bind(&t.reset_by)
-        .bind(&t.reset_reason)
-        .execute(&self.pool)
+        .bind(&t.reset_reason))
         .await?;
         Ok(())
     }

@@ -1,14 +1,16 @@
-//! The replicas: each daemon's heartbeat.
+//! The replicas: each daemon's heartbeat, the leases that split the work between them (see
+//! [`crate::fence`]), and the commands passed on to a lease's holder.
 //!
 //! One file for both backends: `sqlite/` and `postgres/` each compile it with their own
 //! `Backend`, `Db` and `Row`, and their own `begin_write` and locks.
 
 use async_trait::async_trait;
-use backstop_core::model::ReplicaRecord;
+use backstop_core::Millis;
+use backstop_core::model::{Lease, ReplicaRecord, RoutedCommand};
 
 use super::Backend;
-use crate::rows::replica_from;
-use crate::{ClusterStore, Result};
+use crate::rows::{changed_a_row, command_from, json, lease_from, replica_from};
+use crate::{ClusterStore, Result, StoreError};
 
 #[async_trait]
 impl ClusterStore for Backend {
@@ -32,5 +34,104 @@ impl ClusterStore for Backend {
     async fn replicas(&self) -> Result<Vec<ReplicaRecord>> {
         let query = sqlx::query("SELECT * FROM replicas ORDER BY last_heartbeat_ms DESC, id");
         self.fetch_all_as(query, replica_from).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        now: Millis,
+        ttl: Millis,
+    ) -> Result<Option<i64>> {
+        // One statement, so two replicas racing for a free lease cannot both win: the row
+        // (or the key's uniqueness) serializes them and the second sees the first's holder.
+        let epoch = sqlx::query_scalar(
+            "INSERT INTO leases (key, holder, epoch, expires_at_ms) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (key) DO UPDATE SET \
+             epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch ELSE leases.epoch + 1 END, \
+             holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= $4 \
+             RETURNING epoch",
+        )
+        .bind(key)
+        .bind(holder)
+        .bind(now.saturating_add(ttl))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(epoch)
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<()> {
+        sqlx::query("UPDATE leases SET expires_at_ms = 0 WHERE key = $1 AND holder = $2")
+            .bind(key)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_leases(&self, holder: &str) -> Result<()> {
+        sqlx::query("UPDATE leases SET expires_at_ms = 0 WHERE holder = $1")
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn expire_others_leases(&self, holder: &str) -> Result<()> {
+        sqlx::query("UPDATE leases SET expires_at_ms = 0 WHERE holder <> $1")
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.fetch_all_as(sqlx::query("SELECT * FROM leases ORDER BY key"), lease_from)
+            .await
+    }
+
+    async fn route_command(&self, c: &RoutedCommand) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO commands (id, lease_key, body, created_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&c.id)
+        .bind(&c.lease_key)
+        .bind(json(&c.body))
+        .bind(c.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn commands_for(&self, holder: &str) -> Result<Vec<RoutedCommand>> {
+        let query = sqlx::query(
+            "SELECT c.* FROM commands c JOIN leases l ON l.key = c.lease_key \
+             WHERE l.holder = $1 AND c.answered_at_ms IS NULL ORDER BY c.created_at_ms, c.id",
+        )
+        .bind(holder);
+        self.fetch_all_as(query, command_from).await
+    }
+
+    async fn answer_command(&self, id: &str, at: Millis, answer: &serde_json::Value) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE commands SET answered_at_ms = $2, answer = $3 \
+             WHERE id = $1 AND answered_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(json(answer))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        changed_a_row(done.rows_affected(), || {
+            StoreError::Conflict(format!("command {id} was answered already"))
+        })
+    }
+
+    async fn command(&self, id: &str) -> Result<RoutedCommand> {
+        command_from(&self.row_by_id("commands", "command", id).await?)
     }
 }

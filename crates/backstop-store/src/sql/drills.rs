@@ -13,7 +13,7 @@ use crate::{DrillStore, Result, StoreError};
 #[async_trait]
 impl DrillStore for Backend {
     async fn create_drill(&self, d: &Drill) -> Result<()> {
-        sqlx::query(
+        self.write(sqlx::query(
             "INSERT INTO drills (id, service, env, rollout_id, status, started_at_ms, finished_at_ms, record) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -24,22 +24,23 @@ impl DrillStore for Backend {
         .bind(d.status.as_str())
         .bind(d.started_at_ms)
         .bind(d.finished_at_ms)
-        .bind(json(d))
-        .execute(&self.pool)
+        .bind(json(d)))
         .await?;
         Ok(())
     }
 
     async fn update_drill(&self, d: &Drill) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE drills SET status = $2, finished_at_ms = $3, record = $4 WHERE id = $1",
-        )
-        .bind(&d.id)
-        .bind(d.status.as_str())
-        .bind(d.finished_at_ms)
-        .bind(json(d))
-        .execute(&self.pool)
-        .await?;
+        let done = self
+            .write(
+                sqlx::query(
+                    "UPDATE drills SET status = $2, finished_at_ms = $3, record = $4 WHERE id = $1",
+                )
+                .bind(&d.id)
+                .bind(d.status.as_str())
+                .bind(d.finished_at_ms)
+                .bind(json(d)),
+            )
+            .await?;
         changed_a_row(done.rows_affected(), || {
             StoreError::NotFound(format!("drill {}", d.id))
         })

@@ -40,7 +40,9 @@ impl EnvironmentStore for Backend {
     }
 
     async fn put_environment(&self, s: &EnvironmentState) -> Result<()> {
-        write_environment(&self.pool, s).await
+        let mut tx = self.begin_write().await?;
+        write_environment(&mut *tx, s).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn environments(&self) -> Result<Vec<EnvironmentState>> {
@@ -49,7 +51,7 @@ impl EnvironmentStore for Backend {
     }
 
     async fn put_instance(&self, i: &InstanceRecord) -> Result<()> {
-        sqlx::query(
+        self.write(sqlx::query(
             "INSERT INTO instances (id, service, env, release_id, pid, port, started_at_ms, state) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
              pid = excluded.pid, port = excluded.port, started_at_ms = excluded.started_at_ms, state = excluded.state",
@@ -61,8 +63,7 @@ impl EnvironmentStore for Backend {
         .bind(i64::from(i.pid))
         .bind(i64::from(i.port))
         .bind(i.started_at_ms)
-        .bind(i.state.as_str())
-        .execute(&self.pool)
+        .bind(i.state.as_str()))
         .await?;
         Ok(())
     }

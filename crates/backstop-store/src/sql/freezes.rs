@@ -14,7 +14,7 @@ use crate::{FreezeStore, Result, StoreError};
 #[async_trait]
 impl FreezeStore for Backend {
     async fn create_freeze(&self, f: &Freeze) -> Result<()> {
-        sqlx::query(
+        self.write(sqlx::query(
             "INSERT INTO freezes (id, service, env, reason, actor, started_at_ms, until_ms, ended_at_ms, ended_by, end_reason) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -27,8 +27,7 @@ impl FreezeStore for Backend {
         .bind(f.until_ms)
         .bind(f.ended_at_ms)
         .bind(&f.ended_by)
-        .bind(&f.end_reason)
-        .execute(&self.pool)
+        .bind(&f.end_reason))
         .await?;
         Ok(())
     }

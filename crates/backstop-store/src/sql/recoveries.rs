@@ -97,14 +97,15 @@ impl RecoveryStore for Backend {
     }
 
     async fn step_started(&self, recovery_id: &str, index: i64, at: Millis) -> Result<()> {
-        sqlx::query(
-            "UPDATE recovery_steps SET status = 'started', attempts = attempts + 1, \
+        self.write(
+            sqlx::query(
+                "UPDATE recovery_steps SET status = 'started', attempts = attempts + 1, \
              started_at_ms = COALESCE(started_at_ms, $3) WHERE recovery_id = $1 AND idx = $2",
+            )
+            .bind(recovery_id)
+            .bind(index)
+            .bind(at),
         )
-        .bind(recovery_id)
-        .bind(index)
-        .bind(at)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -117,34 +118,35 @@ impl RecoveryStore for Backend {
         ok: bool,
         outcome: &serde_json::Value,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE recovery_steps SET status = $3, finished_at_ms = $4, outcome = $5 \
+        self.write(
+            sqlx::query(
+                "UPDATE recovery_steps SET status = $3, finished_at_ms = $4, outcome = $5 \
              WHERE recovery_id = $1 AND idx = $2",
+            )
+            .bind(recovery_id)
+            .bind(index)
+            .bind(if ok { "done" } else { "failed" })
+            .bind(at)
+            .bind(json(outcome)),
         )
-        .bind(recovery_id)
-        .bind(index)
-        .bind(if ok { "done" } else { "failed" })
-        .bind(at)
-        .bind(json(outcome))
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn finish_recovery(&self, id: &str, status: RecoveryStatus, at: Millis) -> Result<()> {
-        sqlx::query("UPDATE recoveries SET status = $2, finished_at_ms = $3 WHERE id = $1")
-            .bind(id)
-            .bind(status.as_str())
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
+        self.write(
+            sqlx::query("UPDATE recoveries SET status = $2, finished_at_ms = $3 WHERE id = $1")
+                .bind(id)
+                .bind(status.as_str())
+                .bind(at),
+        )
+        .await?;
         Ok(())
     }
 
     async fn reopen_recovery(&self, id: &str) -> Result<()> {
-        let done = sqlx::query("UPDATE recoveries SET status = 'running', finished_at_ms = NULL WHERE id = $1 AND status = 'failed'")
-            .bind(id)
-            .execute(&self.pool)
+        let done = self.write(sqlx::query("UPDATE recoveries SET status = 'running', finished_at_ms = NULL WHERE id = $1 AND status = 'failed'")
+            .bind(id))
             .await?;
         changed_a_row(done.rows_affected(), || {
             StoreError::Conflict(format!("recovery {id} is not failed"))

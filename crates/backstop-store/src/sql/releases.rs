@@ -13,7 +13,7 @@ use crate::{ReleaseStore, Result, StoreError};
 #[async_trait]
 impl ReleaseStore for Backend {
     async fn create_release(&self, r: &Release) -> Result<()> {
-        sqlx::query(
+        self.write(sqlx::query(
             "INSERT INTO releases (id, service, version, artifact, sha256, env, status, bad_reason, created_at_ms, schema_range) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -26,8 +26,7 @@ impl ReleaseStore for Backend {
         .bind(release_status(r.status))
         .bind(&r.bad_reason)
         .bind(r.created_at_ms)
-        .bind(r.schema.as_ref().map(json))
-        .execute(&self.pool)
+        .bind(r.schema.as_ref().map(json)))
         .await
         .map_err(conflict_as(|| format!("release {} already exists", r.id)))?;
         Ok(())
@@ -46,10 +45,12 @@ impl ReleaseStore for Backend {
     }
 
     async fn mark_release_bad(&self, id: &str, reason: &str) -> Result<()> {
-        let done = sqlx::query("UPDATE releases SET status = 'bad', bad_reason = $2 WHERE id = $1")
-            .bind(id)
-            .bind(reason)
-            .execute(&self.pool)
+        let done = self
+            .write(
+                sqlx::query("UPDATE releases SET status = 'bad', bad_reason = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(reason),
+            )
             .await?;
         changed_a_row(done.rows_affected(), || {
             StoreError::NotFound(format!("release {id}"))

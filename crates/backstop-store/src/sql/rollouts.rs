@@ -47,7 +47,7 @@ async fn write_rollout<'e>(
 #[async_trait]
 impl RolloutStore for Backend {
     async fn create_rollout(&self, r: &Rollout) -> Result<()> {
-        sqlx::query(
+        self.write(sqlx::query(
             "INSERT INTO rollouts (id, service, env, from_release_id, to_release_id, phase, step_index, \
              step_started_at_ms, canary_weight, canary_instance_id, created_at_ms, updated_at_ms, actor, reason, verdict) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -66,8 +66,7 @@ impl RolloutStore for Backend {
         .bind(r.updated_at_ms)
         .bind(&r.actor)
         .bind(&r.reason)
-        .bind(r.verdict.as_ref().map(json))
-        .execute(&self.pool)
+        .bind(r.verdict.as_ref().map(json)))
         .await
         .map_err(conflict_as(|| {
             format!(
@@ -107,7 +106,9 @@ impl RolloutStore for Backend {
     }
 
     async fn update_rollout(&self, r: &Rollout) -> Result<()> {
-        write_rollout(&self.pool, r).await
+        let mut tx = self.begin_write().await?;
+        write_rollout(&mut *tx, r).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn commit_promotion(&self, r: &Rollout, env: &EnvironmentState) -> Result<()> {
@@ -145,13 +146,16 @@ impl RolloutStore for Backend {
     }
 
     async fn add_event(&self, e: &Event) -> Result<()> {
-        sqlx::query("INSERT INTO events (rollout_id, at_ms, kind, detail) VALUES ($1, $2, $3, $4)")
+        self.write(
+            sqlx::query(
+                "INSERT INTO events (rollout_id, at_ms, kind, detail) VALUES ($1, $2, $3, $4)",
+            )
             .bind(&e.rollout_id)
             .bind(e.at_ms)
             .bind(e.kind.as_str())
-            .bind(json(&e.detail))
-            .execute(&self.pool)
-            .await?;
+            .bind(json(&e.detail)),
+        )
+        .await?;
         Ok(())
     }
 

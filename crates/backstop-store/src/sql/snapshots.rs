@@ -93,15 +93,14 @@ impl SnapshotStore for Backend {
     }
 
     async fn put_rollout_safeguards(&self, s: &RolloutSafeguards) -> Result<()> {
-        sqlx::query(
+        self.write(sqlx::query(
             "INSERT INTO rollout_safeguards (rollout_id, config_snapshot, baseline, captured_at_ms) \
              VALUES ($1, $2, $3, $4)",
         )
         .bind(&s.rollout_id)
         .bind(s.config_snapshot)
         .bind(s.baseline.as_ref().map(json))
-        .bind(s.captured_at_ms)
-        .execute(&self.pool)
+        .bind(s.captured_at_ms))
         .await?;
         Ok(())
     }

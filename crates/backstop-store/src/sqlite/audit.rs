@@ -12,7 +12,7 @@ use crate::{AuditStore, Result};
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord> {
         let _guard = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_optional(&mut *tx)
             .await?;

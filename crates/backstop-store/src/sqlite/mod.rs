@@ -106,7 +106,27 @@ impl SqliteStore {
 
     /// A write transaction that holds SQLite's write lock from its start (see the type's docs).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(fence) = crate::fence::current() {
+            // Read inside the write: a takeover cannot slip in before this write commits
+            // (PostgreSQL locks the row; SQLite's write transaction excludes other writers).
+            let stored: Option<i64> = sqlx::query_scalar("SELECT epoch FROM leases WHERE key = $1")
+                .bind(&fence.key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if stored != Some(fence.epoch) {
+                return Err(crate::fence::refused(&fence, stored));
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Runs one write statement in its own write transaction (fenced, see [`crate::fence`]).
+    async fn write(&self, query: Query<'_>) -> Result<sqlx::sqlite::SqliteQueryResult> {
+        let mut tx = self.begin_write().await?;
+        let done = query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Nothing more to take: a write transaction already excludes every other writer.
@@ -159,6 +179,11 @@ fn migrator() -> Migrator {
             7,
             "replicas",
             include_str!("../../migrations/sqlite/0007_replicas.sql"),
+        ),
+        (
+            8,
+            "leases",
+            include_str!("../../migrations/sqlite/0008_leases.sql"),
         ),
     ])
 }
