@@ -76,7 +76,7 @@ pub struct ReplicaRecord {
 /// the replicas, until when, and at which epoch (it grows each time the lease changes hands).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
-    /// `rollout:ID`, `recovery:ID` or `env:SERVICE/ENV`.
+    /// `rollout/ID`, `recovery/ID` or `env/SERVICE/ENV`.
     pub key: String,
     /// The replica id of the holder.
     pub holder: String,
@@ -93,6 +93,8 @@ pub struct RoutedCommand {
     pub lease_key: String,
     pub body: serde_json::Value,
     pub created_at_ms: Millis,
+    /// The replica that took it to run (its sender can no longer withdraw it).
+    pub claimed_by: Option<String>,
     pub answered_at_ms: Option<Millis>,
     pub answer: Option<serde_json::Value>,
 }

@@ -61,6 +61,7 @@ impl From<ControllerError> for ApiError {
         match e {
             ControllerError::NotFound(m) => ApiError::not_found(m),
             ControllerError::Conflict(m) => ApiError::conflict(m),
+            taken @ ControllerError::TakenOver(_) => ApiError::conflict(taken.to_string()),
             ControllerError::Internal(m) => ApiError::internal(m),
             unwritable @ ControllerError::StoreUnwritable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -26,7 +26,6 @@ pub mod auth;
 pub mod baseline;
 pub mod controller;
 pub mod data_plane;
-pub mod db_lock;
 pub mod drills;
 pub mod error;
 pub mod export;
@@ -72,6 +71,9 @@ pub struct Ctx {
     pub limits: Limits,
     /// This daemon as the cluster sees it (its heartbeat refreshes `last_heartbeat_ms`).
     pub replica: backstop_core::model::ReplicaRecord,
+    /// True when no other daemon can use the store (the embedded one, behind the state
+    /// folder's exclusive lock); false on a database replicas share.
+    pub exclusive_store: bool,
 }
 
 /// Bounds on what the daemon takes in and how long it takes to stop.
@@ -175,9 +177,9 @@ pub struct ServeOptions {
     pub data_plane: data_plane::DataPlane,
     /// The state folder's writer lock, taken before anything binds or opens the store.
     lock: state_lock::StateLock,
-    /// The PostgreSQL store and its daemon lock ([`ServeOptions::use_database`]); without one,
+    /// The PostgreSQL store replicas share ([`ServeOptions::with_database`]); without one,
     /// the store is `STATE_DIR/backstop.db`.
-    database: Option<db_lock::Database>,
+    database: Option<backstop_store::PostgresStore>,
 }
 
 impl ServeOptions {
@@ -185,23 +187,37 @@ impl ServeOptions {
     /// refused here, before it binds a port or touches the store.
     pub fn new(config: Config, state_dir: PathBuf) -> Result<ServeOptions> {
         let lock = state_lock::StateLock::acquire(&state_dir)?;
-        Ok(ServeOptions {
+        Ok(Self::with_lock(config, state_dir, lock, None))
+    }
+
+    /// A replica keeping the state in the PostgreSQL database at `url` instead of
+    /// `STATE_DIR/backstop.db`: connects and migrates; any number of replicas may run on one
+    /// database (leases split the work), and replicas on one host may share the state folder
+    /// (artifacts, proxy sockets, logs, the admin token). Errors show the URL redacted.
+    pub async fn with_database(
+        config: Config,
+        state_dir: PathBuf,
+        url: &str,
+    ) -> Result<ServeOptions> {
+        let lock = state_lock::StateLock::acquire_shared(&state_dir)?;
+        let store = backstop_store::PostgresStore::connect(url).await?;
+        Ok(Self::with_lock(config, state_dir, lock, Some(store)))
+    }
+
+    fn with_lock(
+        config: Config,
+        state_dir: PathBuf,
+        lock: state_lock::StateLock,
+        database: Option<backstop_store::PostgresStore>,
+    ) -> ServeOptions {
+        ServeOptions {
             config,
             state_dir,
             limits: Limits::default(),
             data_plane: data_plane::DataPlane::default(),
             lock,
-            database: None,
-        })
-    }
-
-    /// Keeps the state in the PostgreSQL database at `url` instead of `STATE_DIR/backstop.db`
-    /// (the state folder still holds artifacts, sockets, logs and the admin token): connects,
-    /// migrates, and takes the database's daemon lock ([`db_lock`]), so a second daemon on the
-    /// database is refused here, before it binds a port. Errors show the URL redacted.
-    pub async fn use_database(&mut self, url: &str) -> Result<()> {
-        self.database = Some(db_lock::Database::open(url).await?);
-        Ok(())
+            database,
+        }
     }
 }
 
@@ -216,22 +232,20 @@ pub async fn serve(
 ) -> Result<()> {
     let mut lock = opts.lock;
     lock.describe(Some(listener.local_addr()?))?;
-    let (store, db_lock): (Arc<dyn Store>, _) = match opts.database {
-        Some(mut database) => {
-            database.describe(listener.local_addr()?).await?;
-            let (store, db_lock) = database.into_parts();
+    let exclusive_store = opts.database.is_none();
+    let store: Arc<dyn Store> = match opts.database {
+        Some(store) => {
             // Never the URL: it may carry a password.
             tracing::info!(store = "postgres", "State is kept in PostgreSQL.");
-            (Arc::new(store), Some(db_lock))
+            Arc::new(store)
         }
-        None => {
-            let store = SqliteStore::open_dir(&opts.state_dir)
+        None => Arc::new(
+            SqliteStore::open_dir(&opts.state_dir)
                 .await
                 .with_context(|| {
                     format!("opening the state folder {}", opts.state_dir.display())
-                })?;
-            (Arc::new(store), None)
-        }
+                })?,
+        ),
     };
     let token_hash =
         auth::ensure_admin_token(&opts.state_dir).context("creating the admin token")?;
@@ -288,10 +302,9 @@ pub async fn serve(
             started_at_ms: SystemClock.now_ms(),
             last_heartbeat_ms: 0,
         },
+        exclusive_store,
     });
     let cancel = CancellationToken::new();
-    let (lock_lost, mut lock_lost_rx) = tokio::sync::oneshot::channel();
-    let db_lock = db_lock.map(|lock| tokio::spawn(db_lock::hold(lock, cancel.clone(), lock_lost)));
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
     let app = api::router(ctx.clone());
     tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");
@@ -311,9 +324,6 @@ pub async fn serve(
     let server_deadline = deadline.clone();
     tokio::select! {
         served = server => served.context("serving the API")?,
-        // Another daemon drives the database now: stop as after a crash, leaving instances and
-        // proxies to it, rather than stopping them or acting beside it.
-        Ok(reason) = &mut lock_lost_rx => anyhow::bail!(reason),
         () = async move {
             stopping.cancelled().await;
             tokio::time::sleep_until(server_deadline()).await;
@@ -336,6 +346,16 @@ pub async fn serve(
         );
         controller_abort.abort();
     }
+    if !ctx.exclusive_store {
+        // Other replicas drive this host's proxies and instances on: they keep running, and the
+        // work this replica held is theirs to take at once.
+        if let Err(e) = ctx.store.release_leases(&ctx.replica.id).await {
+            tracing::warn!(error = %e, "Could not release this replica's leases; they expire by themselves.");
+        }
+        tracing::info!("Stopped; the proxies and instances keep running for the other replicas.");
+        drop(lock);
+        return Ok(());
+    }
     for proxy in ctx.drivers.proxies.values() {
         proxy.shutdown().await;
     }
@@ -351,11 +371,6 @@ pub async fn serve(
         {
             tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
         }
-    }
-    if let Some(held) = db_lock
-        && let Ok(Some(lock)) = held.await
-    {
-        lock.release().await;
     }
     drop(lock);
     Ok(())

@@ -113,10 +113,20 @@ pub trait ClusterStore: Send + Sync {
 
     /// Records a command for the holder of `lease_key`.
     async fn route_command(&self, c: &RoutedCommand) -> Result<()>;
-    /// Unanswered commands for the leases `holder` holds, oldest first.
+    /// Unclaimed, unanswered commands for the leases `holder` holds, oldest first.
     async fn commands_for(&self, holder: &str) -> Result<Vec<RoutedCommand>>;
+    /// `holder` takes the command to run it; false when it was withdrawn or taken already.
+    async fn claim_command(&self, id: &str, holder: &str) -> Result<bool>;
     /// Records a command's answer (once; `Conflict` if it was answered already).
     async fn answer_command(&self, id: &str, at: Millis, answer: &serde_json::Value) -> Result<()>;
+    /// Answers an unclaimed command with `answer` in its sender's name (it waited too long);
+    /// false when a holder claimed or answered it first.
+    async fn withdraw_command(
+        &self,
+        id: &str,
+        at: Millis,
+        answer: &serde_json::Value,
+    ) -> Result<bool>;
     /// One command, answered or not.
     async fn command(&self, id: &str) -> Result<RoutedCommand>;
 }

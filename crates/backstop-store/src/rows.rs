@@ -163,7 +163,7 @@ pub(crate) fn lease_from(row: &impl Columns) -> Result<Lease> {
 
 pub(crate) fn command_from(row: &impl Columns) -> Result<RoutedCommand> {
     Ok(from_row!(row => RoutedCommand {
-        id, lease_key, created_at_ms, answered_at_ms;
+        id, lease_key, created_at_ms, claimed_by, answered_at_ms;
         body: json_column(row, "body", "commands.body")?,
         answer: optional_json_column(row, "answer", "commands.answer")?,
     }))

@@ -226,6 +226,7 @@ async fn commands_reach_the_lease_holder_and_are_answered_once(backend: Backend)
         lease_key: "rollout:r1".into(),
         body: serde_json::json!({"promote": "r1"}),
         created_at_ms: 5,
+        claimed_by: None,
         answered_at_ms: None,
         answer: None,
     };
@@ -238,13 +239,24 @@ async fn commands_reach_the_lease_holder_and_are_answered_once(backend: Backend)
         .unwrap();
     assert_eq!(s.commands_for("a").await.unwrap(), vec![]);
     assert_eq!(s.commands_for("b").await.unwrap(), vec![command]);
+    assert!(s.claim_command("c1", "b").await.unwrap());
+    assert!(!s.claim_command("c1", "c").await.unwrap(), "claimed once");
+    assert_eq!(
+        s.commands_for("b").await.unwrap(),
+        vec![],
+        "a claimed command is not run again"
+    );
+    let late = serde_json::json!({"err": "too late"});
+    assert!(
+        !s.withdraw_command("c1", 6, &late).await.unwrap(),
+        "a claimed command runs to its end"
+    );
     let answer = serde_json::json!({"ok": true});
     s.answer_command("c1", 7, &answer).await.unwrap();
     assert!(matches!(
         s.answer_command("c1", 8, &answer).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.commands_for("b").await.unwrap(), vec![]);
     let answered = s.command("c1").await.unwrap();
     assert_eq!(
         (answered.answered_at_ms, answered.answer),

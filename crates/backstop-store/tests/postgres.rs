@@ -2,7 +2,6 @@
 //! newer than this binary, errors that never show the password), the server's own write
 //! failures, and the one-active-daemon lock.
 
-use backstop_store::postgres::DaemonLock;
 use backstop_store::{PostgresStore, StoreError};
 use backstop_testkit::servers::Postgres;
 use sqlx::{ConnectOptions, Connection};
@@ -141,61 +140,4 @@ async fn the_servers_write_failures_are_write_failures_and_conflicts_are_not() {
     let read_only = StoreError::Database(read_only);
     assert!(read_only.is_write_failure(), "{read_only}");
     conn.close().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_second_daemon_lock_is_refused_naming_the_holder_until_the_first_is_gone() {
-    let pg = cluster_with("backstop").await;
-    let url = pg.url("backstop");
-    PostgresStore::connect(&url).await.unwrap().close().await;
-    let first = DaemonLock::acquire(&url, "pid 1 on alpha, API http://127.0.0.1:7700", 5)
-        .await
-        .unwrap();
-    let err = DaemonLock::acquire(&url, "pid 2 on beta", 6)
-        .await
-        .err()
-        .expect("refused");
-    let text = err.to_string();
-    assert!(matches!(err, StoreError::Conflict(_)), "{text}");
-    assert!(text.contains("in use by another Backstop daemon"), "{text}");
-    assert!(
-        text.contains("pid 1 on alpha, API http://127.0.0.1:7700"),
-        "{text}"
-    );
-    first.release().await;
-    let second = DaemonLock::acquire(&url, "pid 2 on beta", 7)
-        .await
-        .expect("the lock is free once its holder is gone");
-    drop(second);
-}
-
-#[tokio::test]
-async fn a_lost_daemon_lock_is_taken_again_or_reported_taken_by_another() {
-    let pg = cluster_with("backstop").await;
-    let url = pg.url("backstop");
-    PostgresStore::connect(&url).await.unwrap().close().await;
-    let cut_sessions = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                        WHERE datname = 'backstop' AND pid <> pg_backend_pid()";
-
-    let mut lock = DaemonLock::acquire(&url, "pid 1 on alpha", 1)
-        .await
-        .unwrap();
-    lock.ensure_held(2)
-        .await
-        .expect("held while its session lives");
-    // The session is cut (as by a server restart): the lock is free until taken again.
-    pg.execute("postgres", cut_sessions).await;
-    lock.ensure_held(3).await.expect("taken again");
-    let err = DaemonLock::acquire(&url, "pid 2 on beta", 4)
-        .await
-        .err()
-        .expect("held again");
-    assert!(err.to_string().contains("pid 1 on alpha"), "{err}");
-
-    // Cut again, and another daemon takes it first: the first one is told to stop.
-    pg.execute("postgres", cut_sessions).await;
-    let _other = DaemonLock::acquire(&url, "pid 2 on beta", 5).await.unwrap();
-    let err = lock.ensure_held(6).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    assert!(err.to_string().contains("pid 2 on beta"), "{err}");
 }

@@ -90,6 +90,9 @@ pub struct Daemon {
     pub proxy_port: u16,
     /// Extra environment of the daemon process (e.g. a database URL a config names).
     pub env: Vec<(String, String)>,
+    /// Its name among replicas sharing the state folder (in its log's name); empty for the
+    /// first.
+    pub replica: String,
 }
 
 impl Daemon {
@@ -128,9 +131,31 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            replica: String::new(),
         };
         d.restart();
         d
+    }
+
+    /// Another replica of this daemon's PostgreSQL store, sharing its state folder and config,
+    /// on its own API port, logging to `<state>.<name>.daemon.log`.
+    pub fn another_replica(&self, name: &str) -> Daemon {
+        let mut d = Daemon {
+            child: None,
+            api: String::new(),
+            state_dir: self.state_dir.clone(),
+            config: self.config.clone(),
+            proxy_port: self.proxy_port,
+            env: self.env.clone(),
+            replica: name.to_string(),
+        };
+        d.restart();
+        d
+    }
+
+    /// The daemon's process id (it must be running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
     }
 
     pub fn restart(&mut self) {
@@ -217,6 +242,9 @@ impl Daemon {
             .file_name()
             .unwrap_or_default()
             .to_os_string();
+        if !self.replica.is_empty() {
+            name.push(format!(".{}", self.replica));
+        }
         name.push(".daemon.log");
         self.state_dir.with_file_name(name)
     }

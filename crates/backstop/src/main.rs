@@ -309,10 +309,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     // The state folder's lock first: a second daemon on it is refused naming the holder,
     // whatever port it was given.
-    let mut opts = backstop_server::ServeOptions::new(config, args.state_dir)?;
-    if let Some(url) = &args.database_url {
-        opts.use_database(url).await?;
-    }
+    let mut opts = match &args.database_url {
+        Some(url) => {
+            backstop_server::ServeOptions::with_database(config, args.state_dir, url).await?
+        }
+        None => backstop_server::ServeOptions::new(config, args.state_dir)?,
+    };
     opts.limits = backstop_server::Limits {
         max_artifact_bytes: args.max_artifact_bytes,
         stop_timeout: args.stop_timeout,

@@ -27,7 +27,7 @@ fn replicas_beat_show_what_they_drive_and_a_killed_one_is_gone() {
             && list[0]["state"] == "live"
             && list[0]["pid"] == first_pid
             && list[0]["address"] == d.api
-            && list[0]["leases"] == serde_json::json!([format!("rollout/{id}")])
+            && list[0]["leases"] == serde_json::json!(["env/shop/prod", format!("rollout/{id}")])
     });
 
     d.kill9();

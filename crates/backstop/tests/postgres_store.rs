@@ -1,15 +1,13 @@
 //! `backstop serve --database-url postgres://…` (here through BACKSTOP_DATABASE_URL, as the
 //! help advises): a daemon whose state lives in a real temporary PostgreSQL cluster promotes a
-//! good release and recovers from a bad one, survives `kill -9` with its state, and keeps the
-//! database to itself (a second daemon, with its own state folder and ports, is refused naming
-//! the holder) and stops when another takes it. A wrong password is refused with a message that says what to fix and never
-//! shows it. The password reaches neither the log, nor /metrics, nor the processes the daemon
+//! good release and recovers from a bad one, and survives `kill -9` with its state (several
+//! replicas on one database: `tests/replicas.rs`). A wrong password is refused with a message
+//! that says what to fix and never shows it. The password reaches neither the log, nor /metrics, nor the processes the daemon
 //! starts.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use backstop_store::postgres::DaemonLock;
 use backstop_testkit::servers::Postgres;
 use backstop_testkit::{
     Daemon, Traffic, all_answers_from, backstop_bin, free_port, http_get, instance_pids, patience,
@@ -82,7 +80,7 @@ fn count(rt: &tokio::runtime::Runtime, pg: &Postgres, sql: &'static str) -> i64 
 }
 
 #[test]
-fn a_daemon_on_postgres_promotes_recovers_survives_kill_9_and_keeps_the_database_to_itself() {
+fn a_daemon_on_postgres_promotes_recovers_and_survives_kill_9() {
     let rt = runtime();
     let pg = cluster(&rt);
     let url = pg.url_as("backstop", PASSWORD, DATABASE);
@@ -155,71 +153,7 @@ fn a_daemon_on_postgres_promotes_recovers_survives_kill_9_and_keeps_the_database
         "bad"
     );
 
-    // A second daemon on the same database, with its own state folder and ports: refused,
-    // naming the holder; the first goes on.
-    let holder_pid = d.child.as_ref().unwrap().id();
-    let second = serve_refused(dir.path(), &url);
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("in use by another Backstop daemon"),
-        "{stderr}"
-    );
-    assert!(stderr.contains(&format!("pid {holder_pid}")), "{stderr}");
-    assert!(stderr.contains(&d.api), "names the holder's API: {stderr}");
-    assert!(!stderr.contains(PASSWORD), "{stderr}");
-    assert_eq!(
-        d.cli_json(&["rollout", "list"], 0)
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
-
-    // Its sessions are cut (as by a server restart) and someone else takes the lock before it
-    // takes it back: it stops, as after a crash, leaving the instances running.
-    let instances = instance_pids(&d.state_dir);
-    assert!(!instances.is_empty());
-    let thief = rt.block_on(async {
-        loop {
-            pg.execute(
-                "postgres",
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = 'backstop' AND pid <> pg_backend_pid()",
-            )
-            .await;
-            // The daemon may win the race and take it back first: cut again.
-            if let Ok(lock) = DaemonLock::acquire(&url, "the test", 1).await {
-                break lock;
-            }
-        }
-    });
-    let mut first = d.child.take().unwrap();
-    let deadline = Instant::now() + patience();
-    let status = loop {
-        if let Some(status) = first.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon went on once another held the database; log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(!status.success(), "{status}");
-    assert!(
-        d.log()
-            .contains("lost the database's lock to another daemon"),
-        "{}",
-        d.log()
-    );
-    assert_eq!(
-        instance_pids(&d.state_dir),
-        instances,
-        "instances keep running"
-    );
-    rt.block_on(thief.release());
+    // Restarted (a new replica id): it resumes what the store holds.
     d.restart();
     assert_eq!(
         d.cli_json(&["rollout", "list"], 0)

@@ -1,4 +1,5 @@
-//! `GET /cluster`: the replicas sharing this store, from their heartbeats.
+//! `GET /cluster`: the replicas sharing this store, from their heartbeats, with the leases
+//! each holds (the work it drives).
 
 use std::sync::Arc;
 
@@ -19,29 +20,15 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 pub(super) async fn cluster_status(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<ClusterStatus>> {
     let now = ctx.clock.now_ms();
     let live_within = i64::try_from(LIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
+    let leases = ctx.store.leases().await?;
     let mut replicas = Vec::new();
     for r in ctx.store.replicas().await? {
         let live = now - r.last_heartbeat_ms <= live_within;
-        // Until per-rollout leases exist, the store's one active daemon (this one) drives all.
-        let leases = if live && r.id == ctx.replica.id {
-            let mut held: Vec<String> = ctx
-                .store
-                .active_rollouts()
-                .await?
-                .into_iter()
-                .map(|r| format!("rollout/{}", r.id))
-                .collect();
-            held.extend(
-                ctx.store
-                    .unfinished_recoveries()
-                    .await?
-                    .into_iter()
-                    .map(|r| format!("recovery/{}", r.id)),
-            );
-            held
-        } else {
-            Vec::new()
-        };
+        let leases = leases
+            .iter()
+            .filter(|l| l.holder == r.id && l.expires_at_ms > now)
+            .map(|l| l.key.clone())
+            .collect();
         replicas.push(ReplicaStatus {
             state: if live { "live" } else { "gone" }.into(),
             id: r.id,

@@ -5,6 +5,7 @@ use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Recovery, RecoveryStatus, Rollout};
 use backstop_core::recovery::Restore;
 use backstop_core::schema::SchemaDecision;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -12,9 +13,12 @@ use super::Controller;
 use super::error::ControllerError;
 use super::journal::Record;
 use super::recovery::{recovery_id_for, service_plan};
+use super::{env_key, recovery_key, rollout_key};
+use backstop_store::fence::fenced;
 
 /// What a person can do to a running rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RolloutAction {
     Promote,
     Abort,
@@ -45,67 +49,197 @@ pub enum Command {
     },
 }
 
-impl Controller {
-    pub(super) async fn handle(&mut self, cmd: Command) {
-        let unwritable = self.answer(cmd).await;
-        if let Some(reason) = unwritable
-            && !self.in_fail_safe()
-        {
-            self.enter_fail_safe(reason).await;
-        }
-    }
+/// What a person asks, without the way back: what a replica passes on, through the store, to
+/// the replica holding the work's lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub(super) enum Request {
+    Rollout {
+        action: RolloutAction,
+        rollout_id: String,
+        actor: String,
+        reason: String,
+    },
+    Resume {
+        recovery_id: String,
+        actor: String,
+    },
+    Rollback {
+        service: String,
+        env: String,
+        actor: String,
+        reason: String,
+    },
+}
 
-    /// Serves `cmd`; returns why the store refused a write, if it did.
-    async fn answer(&mut self, cmd: Command) -> Option<String> {
-        fn unwritable<T>(result: &Result<T, ControllerError>) -> Option<String> {
-            match result {
-                Err(ControllerError::StoreUnwritable(reason)) => Some(reason.clone()),
-                _ => None,
+/// What a command answers when it succeeds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Answer {
+    Rollout(Rollout),
+    Recovery(Recovery),
+}
+
+/// Where a command's answer goes.
+pub(super) enum Reply {
+    Rollout(oneshot::Sender<Result<Rollout, ControllerError>>),
+    Recovery(oneshot::Sender<Result<Recovery, ControllerError>>),
+}
+
+impl Reply {
+    pub(super) fn send(self, answer: Result<Answer, ControllerError>) {
+        let mismatch = || {
+            ControllerError::Internal("the command answered with the wrong kind of record".into())
+        };
+        match self {
+            Reply::Rollout(tx) => {
+                let _ = tx.send(answer.and_then(|a| match a {
+                    Answer::Rollout(r) => Ok(r),
+                    Answer::Recovery(_) => Err(mismatch()),
+                }));
+            }
+            Reply::Recovery(tx) => {
+                let _ = tx.send(answer.and_then(|a| match a {
+                    Answer::Recovery(r) => Ok(r),
+                    Answer::Rollout(_) => Err(mismatch()),
+                }));
             }
         }
-        match cmd {
+    }
+}
+
+impl Command {
+    fn split(self) -> (Request, Reply) {
+        match self {
             Command::Rollout {
                 action,
                 rollout_id,
                 actor,
                 reason,
                 reply,
-            } => {
-                let result = match action {
-                    RolloutAction::Promote => {
-                        self.manual_promote(&rollout_id, &actor, &reason).await
-                    }
-                    RolloutAction::Abort => self.manual_abort(&rollout_id, &actor, &reason).await,
-                    RolloutAction::Acknowledge => {
-                        self.acknowledge(&rollout_id, &actor, &reason).await
-                    }
-                };
-                let failed = unwritable(&result);
-                let _ = reply.send(result);
-                failed
-            }
+            } => (
+                Request::Rollout {
+                    action,
+                    rollout_id,
+                    actor,
+                    reason,
+                },
+                Reply::Rollout(reply),
+            ),
             Command::Resume {
                 recovery_id,
                 actor,
                 reply,
-            } => {
-                let result = self.resume(&recovery_id, &actor).await;
-                let failed = unwritable(&result);
-                let _ = reply.send(result);
-                failed
-            }
+            } => (
+                Request::Resume { recovery_id, actor },
+                Reply::Recovery(reply),
+            ),
             Command::Rollback {
                 service,
                 env,
                 actor,
                 reason,
                 reply,
-            } => {
-                let result = self.manual_rollback(&service, &env, &actor, &reason).await;
-                let failed = unwritable(&result);
-                let _ = reply.send(result);
-                failed
+            } => (
+                Request::Rollback {
+                    service,
+                    env,
+                    actor,
+                    reason,
+                },
+                Reply::Recovery(reply),
+            ),
+        }
+    }
+}
+
+impl Controller {
+    /// Serves a person's command here when this replica holds the work's lease, else passes
+    /// it on to the holder through the store ([`super::routed`]) without waiting for it.
+    pub(super) async fn handle(&mut self, cmd: Command) {
+        let (request, reply) = cmd.split();
+        let key = match self.lease_key(&request).await {
+            Ok(key) => key,
+            Err(e) => return reply.send(Err(e)),
+        };
+        match self.lease(&key).await {
+            Ok(Some(fence)) => {
+                let answer = fenced(fence, self.answer(request)).await;
+                self.after(&key, &answer).await;
+                reply.send(answer);
             }
+            Ok(None) => {
+                tokio::spawn(super::routed::pass_on(
+                    self.ctx.clone(),
+                    key,
+                    request,
+                    reply,
+                ));
+            }
+            Err(e) => reply.send(Err(e.into())),
+        }
+    }
+
+    /// What an answer leads to: a refused write, the fail-safe; a fenced one, the lease let go.
+    pub(super) async fn after(&mut self, key: &str, answer: &Result<Answer, ControllerError>) {
+        match answer {
+            Err(ControllerError::StoreUnwritable(reason)) if !self.in_fail_safe() => {
+                self.enter_fail_safe(reason.clone()).await;
+            }
+            Err(ControllerError::TakenOver(why)) => self.lost(key, why),
+            _ => {}
+        }
+    }
+
+    /// The lease that covers `request`: the rollout it acts on (a rollback of an environment
+    /// where a rollout runs fails that rollout), the recovery without a rollout, else the
+    /// environment.
+    async fn lease_key(&self, request: &Request) -> Result<String, ControllerError> {
+        let store = &self.ctx.store;
+        Ok(match request {
+            Request::Rollout { rollout_id, .. } => rollout_key(rollout_id),
+            Request::Resume { recovery_id, .. } => {
+                match store.recovery(recovery_id).await?.rollout_id {
+                    Some(rollout) => rollout_key(&rollout),
+                    None => recovery_key(recovery_id),
+                }
+            }
+            Request::Rollback { service, env, .. } => {
+                match store.active_rollout(service, env).await? {
+                    Some(r) => rollout_key(&r.id),
+                    None => env_key(service, env),
+                }
+            }
+        })
+    }
+
+    /// Serves `request` (this replica holds its lease).
+    pub(super) async fn answer(&mut self, request: Request) -> Result<Answer, ControllerError> {
+        match request {
+            Request::Rollout {
+                action,
+                rollout_id,
+                actor,
+                reason,
+            } => match action {
+                RolloutAction::Promote => self.manual_promote(&rollout_id, &actor, &reason).await,
+                RolloutAction::Abort => self.manual_abort(&rollout_id, &actor, &reason).await,
+                RolloutAction::Acknowledge => self.acknowledge(&rollout_id, &actor, &reason).await,
+            }
+            .map(Answer::Rollout),
+            Request::Resume { recovery_id, actor } => self
+                .resume(&recovery_id, &actor)
+                .await
+                .map(Answer::Recovery),
+            Request::Rollback {
+                service,
+                env,
+                actor,
+                reason,
+            } => self
+                .manual_rollback(&service, &env, &actor, &reason)
+                .await
+                .map(Answer::Recovery),
         }
     }
 

@@ -15,7 +15,9 @@ mod error;
 mod execute;
 mod fail_safe;
 mod journal;
+mod leases;
 mod recovery;
+mod routed;
 mod signals;
 mod supervise;
 mod verdict;
@@ -38,6 +40,7 @@ use crate::Ctx;
 pub use commands::{Command, RolloutAction};
 pub use error::ControllerError;
 pub use fail_safe::{StoreHealth, StoreOutage};
+pub use leases::{LEASE_TTL, env_key, recovery_key, rollout_key};
 pub use recovery::recovery_id_for;
 pub use signals::delta;
 pub use supervise::{Supervised, SupervisionState};
@@ -53,6 +56,10 @@ const TICK: Duration = Duration::from_millis(200);
 /// noticed within this time.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
+/// With several replicas, an instance younger than this is not collected as garbage: another
+/// replica may have just started it.
+const GARBAGE_AFTER_MS: i64 = 60_000;
+
 /// A replica whose last heartbeat is older than this is `gone`.
 pub const LIVE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -64,6 +71,8 @@ pub struct Controller {
     /// window, scale-down delay), with when they are scaled down. Supervised like the stable
     /// one until then; owned by this task so a scale-down never races a restart.
     warm: HashMap<String, tokio::time::Instant>,
+    /// The leases this replica holds: the work it drives ([`leases`]).
+    held: leases::HeldLeases,
 }
 
 impl Controller {
@@ -73,6 +82,7 @@ impl Controller {
             commands,
             watches: HashMap::new(),
             warm: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -121,6 +131,9 @@ impl Controller {
                     continue;
                 }
             }
+            if let Err(e) = self.serve_passed_on().await {
+                self.failed(e, "Commands passed on by other replicas").await;
+            }
             if let Err(e) = self.reconcile().await {
                 self.failed(e, "Reconcile pass").await;
             }
@@ -152,6 +165,11 @@ impl Controller {
     /// interrupted recoveries, and stop leftovers nobody references.
     async fn startup(&mut self) -> Result<()> {
         let ctx = self.ctx.clone();
+        if ctx.exclusive_store {
+            // No other daemon can run on this store: what a crashed predecessor held is ours
+            // now, without waiting for its leases to expire.
+            ctx.store.expire_others_leases(&ctx.replica.id).await?;
+        }
         // Users first: the built-in proxies start empty, so they get what served before the
         // restart at once; bringing instances back (each passing its health check) may take
         // up to their start timeout, and the routes are applied again after it.
@@ -161,18 +179,25 @@ impl Controller {
             }
         }
         for env in ctx.store.environments().await? {
-            if let Some(stable) = &env.stable_instance_id {
-                let rec = ctx.store.instance(stable).await?;
-                let release = ctx.store.release(&rec.release_id).await?;
-                ctx.ensure_instance(stable, &release, &env.env).await?;
+            if let Some(stable) = env.stable_instance_id.clone() {
+                let key = env_key(&env.service, &env.env);
+                self.with_lease(&key, async |me| {
+                    let rec = me.ctx.store.instance(&stable).await?;
+                    let release = me.ctx.store.release(&rec.release_id).await?;
+                    me.ctx.ensure_instance(&stable, &release, &env.env).await
+                })
+                .await?;
             }
         }
         for r in ctx.store.active_rollouts().await? {
             if matches!(r.phase, Phase::Progressing | Phase::Paused)
-                && let Some(id) = &r.canary_instance_id
+                && let Some(id) = r.canary_instance_id.clone()
             {
-                let release = ctx.store.release(&r.to_release_id).await?;
-                ctx.ensure_instance(id, &release, &r.env).await?;
+                self.with_lease(&rollout_key(&r.id), async |me| {
+                    let release = me.ctx.store.release(&r.to_release_id).await?;
+                    me.ctx.ensure_instance(&id, &release, &r.env).await
+                })
+                .await?;
             }
         }
         for (service, env) in ctx.drivers.routers.keys() {
@@ -212,6 +237,18 @@ impl Controller {
             }
         }
         for inst in ctx.store.running_instances().await? {
+            // Each environment's instances are collected by the holder of its lease; with other
+            // replicas about, not one they may have started a moment ago and not yet recorded
+            // as a rollout's canary.
+            let young = ctx.clock.now_ms() - inst.started_at_ms < GARBAGE_AFTER_MS;
+            if (!ctx.exclusive_store && young)
+                || self
+                    .lease(&env_key(&inst.service, &inst.env))
+                    .await?
+                    .is_none()
+            {
+                continue;
+            }
             let previous = environments.iter().any(|e| {
                 e.service == inst.service
                     && e.env == inst.env
@@ -225,7 +262,11 @@ impl Controller {
             }
             if !keep.contains(&inst.id) {
                 tracing::info!(instance = %inst.id, "Stopping an instance nothing references any more.");
-                ctx.stop_instance(&inst.id).await?;
+                let id = inst.id.clone();
+                self.with_lease(&env_key(&inst.service, &inst.env), async |me| {
+                    me.ctx.stop_instance(&id).await
+                })
+                .await?;
             }
         }
         Ok(())
@@ -235,11 +276,17 @@ impl Controller {
         let ctx = self.ctx.clone();
         ctx.sample_traffic().await;
         let trips = ctx.store.open_trips().await?;
+        let mut current = Vec::new();
         for r in ctx.store.active_rollouts().await? {
             let id = r.id.clone();
+            let key = rollout_key(&id);
+            current.push(key.clone());
             let trip = trips.iter().find(|t| t.scope.covers(&r.env));
             let action = reconcile::act(&r, trip, ctx.clock.now_ms());
-            if let Err(e) = self.execute_action(r, action).await {
+            let step = self
+                .with_lease(&key, async |me| me.execute_action(r, action).await)
+                .await;
+            if let Err(e) = step {
                 if fail_safe::write_failure(&e).is_some() {
                     return Err(e);
                 }
@@ -248,9 +295,14 @@ impl Controller {
         }
         for rec in ctx.store.unfinished_recoveries().await? {
             if rec.rollout_id.is_none() {
-                self.run_recovery(rec).await?;
+                let key = recovery_key(&rec.id);
+                current.push(key.clone());
+                self.with_lease(&key, async |me| me.run_recovery(rec).await)
+                    .await?;
             }
         }
+        current.extend(self.held.keys().filter(|k| k.starts_with("env/")).cloned());
+        self.release_done(&current).await;
         Ok(())
     }
 

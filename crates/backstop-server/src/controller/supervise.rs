@@ -126,6 +126,15 @@ impl Controller {
         // task): it is checked, and restarted with backoff, like a crashed one, so a crash
         // loop is seen as one.
         serving.retain(|(inst, _, _)| inst.state != InstanceState::Stopped);
+        // Each environment is supervised by the replica holding its lease.
+        let mut held = Vec::new();
+        for (inst, _, _) in &serving {
+            let key = super::env_key(&inst.service, &inst.env);
+            if !held.contains(&key) && self.lease(&key).await?.is_some() {
+                held.push(key);
+            }
+        }
+        serving.retain(|(inst, _, _)| held.contains(&super::env_key(&inst.service, &inst.env)));
         let mut checks = Vec::with_capacity(serving.len());
         for (inst, _, _) in &serving {
             checks.push(self.check(inst).await);
@@ -162,8 +171,12 @@ impl Controller {
                 crash_loop_started,
             } = decision
             {
-                self.restart(&inst, role, rollout.as_ref(), &reason, crash_loop_started)
-                    .await?;
+                let key = super::env_key(&inst.service, &inst.env);
+                self.with_lease(&key, async |me| {
+                    me.restart(&inst, role, rollout.as_ref(), &reason, crash_loop_started)
+                        .await
+                })
+                .await?;
             }
         }
         Ok(())

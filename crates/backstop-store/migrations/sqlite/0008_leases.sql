@@ -10,12 +10,14 @@ CREATE TABLE leases (
 );
 
 -- Commands (promote, abort, roll back, ...) a replica received for work another replica
--- holds: the holder runs them and writes the answer, which the receiving replica returns.
+-- holds: the holder claims one (so its sender can no longer withdraw it), runs it and writes
+-- the answer, which the receiving replica returns.
 CREATE TABLE commands (
     id              TEXT PRIMARY KEY,
     lease_key       TEXT NOT NULL,
     body            TEXT NOT NULL,
     created_at_ms   INTEGER NOT NULL,
+    claimed_by      TEXT,
     answered_at_ms  INTEGER,
     answer          TEXT
 );

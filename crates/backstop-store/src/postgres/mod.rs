@@ -43,7 +43,6 @@ mod environments;
 )]
 #[path = "../sql/freezes.rs"]
 mod freezes;
-mod lock;
 #[allow(
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
@@ -75,8 +74,6 @@ use std::time::Duration;
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-
-pub use lock::DaemonLock;
 
 use crate::{Result, Store, StoreError};
 
@@ -149,10 +146,9 @@ impl PostgresStore {
     }
 }
 
-/// Advisory lock keys of this database ("bk" + a number): the audit chain's append (per
-/// transaction) and the active daemon (per session).
+/// The advisory lock key ("bk" + a number) that serializes the audit chain's appends (per
+/// transaction).
 const AUDIT_LOCK: i64 = 0x626b_0001;
-const DAEMON_LOCK: i64 = 0x626b_0002;
 
 fn migrator() -> Migrator {
     crate::migrator(&[

@@ -108,7 +108,7 @@ impl ClusterStore for Backend {
     async fn commands_for(&self, holder: &str) -> Result<Vec<RoutedCommand>> {
         let query = sqlx::query(
             "SELECT c.* FROM commands c JOIN leases l ON l.key = c.lease_key \
-             WHERE l.holder = $1 AND c.answered_at_ms IS NULL ORDER BY c.created_at_ms, c.id",
+             WHERE l.holder = $1 AND c.claimed_by IS NULL AND c.answered_at_ms IS NULL ORDER BY c.created_at_ms, c.id",
         )
         .bind(holder);
         self.fetch_all_as(query, command_from).await
@@ -129,6 +129,38 @@ impl ClusterStore for Backend {
         changed_a_row(done.rows_affected(), || {
             StoreError::Conflict(format!("command {id} was answered already"))
         })
+    }
+
+    async fn claim_command(&self, id: &str, holder: &str) -> Result<bool> {
+        let done = self
+            .write(
+                sqlx::query(
+                    "UPDATE commands SET claimed_by = $2 \
+                     WHERE id = $1 AND claimed_by IS NULL AND answered_at_ms IS NULL",
+                )
+                .bind(id)
+                .bind(holder),
+            )
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn withdraw_command(
+        &self,
+        id: &str,
+        at: Millis,
+        answer: &serde_json::Value,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE commands SET answered_at_ms = $2, answer = $3 \
+             WHERE id = $1 AND claimed_by IS NULL AND answered_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(json(answer))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn command(&self, id: &str) -> Result<RoutedCommand> {

@@ -1,0 +1,155 @@
+//! Which work this replica drives. Every replica runs the same controller over the same store;
+//! a piece of work is driven by the replica holding its lease: `rollout/ID` (the rollout, its
+//! recovery and the commands on it), `recovery/ID` (a recovery without a rollout) and
+//! `env/SERVICE/ENV` (supervision of the environment's instances, commands on an environment
+//! with nothing running). Whatever the controller does for a piece of work runs inside
+//! [`fenced`] with the lease's epoch, so once another replica took the lease over (this one was
+//! paused, partitioned or slow past [`LEASE_TTL`]) its writes are refused by the store and its
+//! route changes by the proxies: a former owner that wakes up changes nothing.
+//!
+//! A held lease is renewed every [`RENEW_EVERY`]; one this replica could not renew is dropped
+//! from memory at once. An embedded store (behind its state folder's exclusive lock) has one
+//! daemon, which takes every lease at start instead of waiting for its predecessor's to expire.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use backstop_store::fence::{Fence, fenced};
+
+use super::Controller;
+
+/// How long a lease lasts without renewal: the time another replica waits before it resumes
+/// the work of one that crashed (Argo Rollouts' and Flagger's controllers use 15 s).
+pub const LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// How often a held lease is renewed: a third of its life, so two renewals may fail in a row
+/// (a slow store, a pause) before it lapses.
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+
+/// The lease of a rollout: its steps, its recovery and the commands on it.
+pub fn rollout_key(id: &str) -> String {
+    format!("rollout/{id}")
+}
+
+/// The lease of a recovery without a rollout (a manual rollback of an idle environment).
+pub fn recovery_key(id: &str) -> String {
+    format!("recovery/{id}")
+}
+
+/// The lease of an environment: supervision of its instances.
+pub fn env_key(service: &str, env: &str) -> String {
+    format!("env/{service}/{env}")
+}
+
+/// A lease this replica holds, as it last renewed it.
+pub(super) struct Held {
+    epoch: i64,
+    renewed: tokio::time::Instant,
+}
+
+/// The leases this replica holds, by key.
+pub(super) type HeldLeases = HashMap<String, Held>;
+
+impl Controller {
+    /// The fence of `key` when this replica holds its lease (taking it if it is free or has
+    /// expired, renewing it when due); `None` while another replica holds it.
+    pub(super) async fn lease(&mut self, key: &str) -> Result<Option<Fence>> {
+        if let Some(held) = self.held.get(key)
+            && held.renewed.elapsed() < RENEW_EVERY
+        {
+            return Ok(Some(Fence {
+                key: key.to_string(),
+                epoch: held.epoch,
+            }));
+        }
+        let ctx = &self.ctx;
+        let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
+        let got = ctx
+            .store
+            .acquire_lease(key, &ctx.replica.id, ctx.clock.now_ms(), ttl)
+            .await?;
+        match got {
+            Some(epoch) => {
+                let before = self.held.insert(
+                    key.to_string(),
+                    Held {
+                        epoch,
+                        renewed: tokio::time::Instant::now(),
+                    },
+                );
+                if before.is_none_or(|b| b.epoch != epoch) {
+                    tracing::info!(lease = %key, epoch, "Took a lease: this replica drives it now.");
+                }
+                Ok(Some(Fence {
+                    key: key.to_string(),
+                    epoch,
+                }))
+            }
+            None => {
+                if self.held.remove(key).is_some() {
+                    tracing::warn!(lease = %key, "Another replica holds this lease now; this one stops driving it.");
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Forgets `key` after a write under it was fenced: another replica holds it.
+    pub(super) fn lost(&mut self, key: &str, why: &str) {
+        self.held.remove(key);
+        tracing::warn!(lease = %key, reason = %why, "A write was refused: another replica took this lease over; this one stops driving it.");
+    }
+
+    /// Lets go of the leases whose work is over (those not in `current`), so they do not look
+    /// held in `backstop cluster status`.
+    pub(super) async fn release_done(&mut self, current: &[String]) {
+        let done: Vec<String> = self
+            .held
+            .keys()
+            .filter(|k| !current.contains(k))
+            .cloned()
+            .collect();
+        for key in done {
+            self.held.remove(&key);
+            if let Err(e) = self
+                .ctx
+                .store
+                .release_lease(&key, &self.ctx.replica.id)
+                .await
+            {
+                tracing::debug!(lease = %key, error = %e, "Could not release a finished lease; it expires by itself.");
+            }
+        }
+    }
+
+    /// Runs `work` for `key` when this replica holds its lease, fenced by it; `Ok(None)` when
+    /// another replica holds it. A fenced write ends the work and drops the lease.
+    pub(super) async fn with_lease<T>(
+        &mut self,
+        key: &str,
+        work: impl AsyncFnOnce(&mut Self) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let Some(fence) = self.lease(key).await? else {
+            return Ok(None);
+        };
+        match fenced(fence, work(self)).await {
+            Ok(done) => Ok(Some(done)),
+            Err(e) => {
+                if let Some(why) = fenced_write(&e) {
+                    self.lost(key, &why);
+                    return Ok(None);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Why a write in `e`'s chain was fenced, if one was.
+pub(super) fn fenced_write(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(backstop_store::StoreError::Fenced(why)) => Some(why.clone()),
+        _ => None,
+    })
+}

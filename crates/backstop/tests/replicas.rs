@@ -1,0 +1,244 @@
+//! Several replicas on one PostgreSQL database, sharing one host's state folder (artifacts,
+//! the proxy, instances): any replica answers the API, the work is split by leases, and the
+//! holder of a rollout's lease can die or freeze without a step being applied twice.
+//!
+//! The `after_rollback` hook of these tests records each run and then waits for a file, so a
+//! recovery can be caught with its first steps done and the hook running.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use backstop_testkit::servers::Postgres;
+use backstop_testkit::{Daemon, Traffic, all_answers_from, free_port, shop_config};
+
+const DATABASE: &str = "backstop";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Three replicas on a fresh database, v1 promoted; the hook waits for `dir/go-<version>`.
+fn three_replicas(dir: &Path, pg: &Postgres) -> [Daemon; 3] {
+    let url = pg.url(DATABASE);
+    let proxy_port = free_port();
+    let hook = format!(
+        "echo run >> {runs}; while [ ! -e {dir}/go ]; do sleep 0.1; done",
+        runs = dir.join("hook-runs").display(),
+        dir = dir.display(),
+    );
+    let config = shop_config(proxy_port, "[{weight: 50, for: 10m}, {weight: 100}]").replace(
+        "    rollout:",
+        &format!("    hooks:\n      after_rollback: \"{hook}\"\n    rollout:"),
+    );
+    let a = Daemon::start_with_env(
+        &dir.join("state"),
+        &config,
+        proxy_port,
+        &[("BACKSTOP_DATABASE_URL", &url)],
+    );
+    a.register("v1", 0.0);
+    assert_eq!(a.rollout_wait("v1", 0)["rollout"]["phase"], "promoted");
+    let b = a.another_replica("b");
+    let c = a.another_replica("c");
+    a.wait_until("three replicas are live", || {
+        let list = a.cli_json(&["cluster", "status"], 0);
+        let replicas = list["replicas"].as_array().cloned().unwrap_or_default();
+        replicas.iter().filter(|r| r["state"] == "live").count() == 3
+    });
+    [a, b, c]
+}
+
+/// The pid of the live replica holding `lease`, asking `d`.
+fn holder_of(d: &Daemon, lease: &str) -> Option<u64> {
+    let list = d.cli_json(&["cluster", "status"], 0);
+    list["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| {
+            r["state"] == "live"
+                && r["leases"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|k| k == lease))
+        })
+        .and_then(|r| r["pid"].as_u64())
+}
+
+/// The index (in `replicas`) of the one with `pid`.
+fn index_of(replicas: &[Daemon], pid: u64) -> usize {
+    replicas
+        .iter()
+        .position(|d| d.child.as_ref().is_some_and(|c| u64::from(c.id()) == pid))
+        .expect("the holder is one of the test's replicas")
+}
+
+/// `(kind, attempts)` of each step of the rollout's recovery.
+fn attempts(rollout: &serde_json::Value) -> Vec<(String, u64)> {
+    rollout["recovery"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"]["kind"].as_str().unwrap_or("?").to_string(),
+                s["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Starts a bad v2 through replica `via` and waits until a replica runs its recovery's hook;
+/// answers the rollout's id and the index of the replica holding it.
+fn bad_canary_in_recovery(dir: &Path, replicas: &[Daemon], via: usize) -> (String, usize) {
+    let d = &replicas[via];
+    d.register("v2", 0.6);
+    let id = d.rollout_progressing("v2");
+    d.wait_until("the recovery runs its after_rollback hook", || {
+        std::fs::read_to_string(dir.join("hook-runs")).is_ok_and(|r| r.lines().count() == 1)
+    });
+    let lease = format!("rollout/{id}");
+    let holder = holder_of(d, &lease).expect("a live replica holds the rollout");
+    (id, index_of(replicas, holder))
+}
+
+#[test]
+fn the_owner_killed_mid_recovery_is_replaced_and_no_step_runs_twice() {
+    let rt = runtime();
+    let pg = rt.block_on(async {
+        let pg = Postgres::start().await;
+        pg.create_database(DATABASE).await;
+        pg
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = three_replicas(dir.path(), &pg);
+    let traffic = Traffic::start(replicas[0].proxy_port, 50.0);
+    let (id, owner) = bad_canary_in_recovery(dir.path(), &replicas, 1);
+
+    replicas[owner].kill9();
+    let killed_at = Instant::now();
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let other = &replicas[(owner + 1) % 3];
+    let done = other.wait_rollout(&id, "another replica finishes the recovery", |r| {
+        r["rollout"]["phase"] == "recovered"
+    });
+    let took = killed_at.elapsed();
+    assert_eq!(done["recovery"]["status"], "done", "{done:#}");
+    let runs = attempts(&done);
+    for (kind, n) in &runs {
+        // The hook was interrupted by the kill and runs again; every step before it had
+        // finished, and none runs twice.
+        let expected = if kind == "run_hook" { 2 } else { 1 };
+        assert_eq!(*n, expected, "{kind}: {runs:?}");
+    }
+    assert!(
+        took < Duration::from_secs(60),
+        "resumed after {took:?} (lease 6 s)"
+    );
+    assert!(
+        all_answers_from(
+            other.proxy_port,
+            "v1",
+            Instant::now(),
+            Duration::from_secs(5)
+        )
+        .is_some(),
+        "users are on v1"
+    );
+    traffic.stop();
+    other.assert_audit_verifies();
+}
+
+#[test]
+fn a_frozen_owner_woken_after_its_lease_was_taken_over_changes_nothing() {
+    let rt = runtime();
+    let pg = rt.block_on(async {
+        let pg = Postgres::start().await;
+        pg.create_database(DATABASE).await;
+        pg
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = three_replicas(dir.path(), &pg);
+    let traffic = Traffic::start(replicas[0].proxy_port, 50.0);
+    let (id, owner) = bad_canary_in_recovery(dir.path(), &replicas, 2);
+    let frozen = nix::unistd::Pid::from_raw(replicas[owner].pid() as i32);
+    nix::sys::signal::kill(frozen, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let other = &replicas[(owner + 1) % 3];
+    let lease = format!("rollout/{id}");
+    other.wait_until("another replica takes the rollout over", || {
+        holder_of(other, &lease).is_some_and(|pid| pid != u64::from(replicas[owner].pid()))
+    });
+    // The frozen owner's hook run is released too: when it wakes it has a finished step to
+    // journal, and more steps to run.
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let done = other.wait_rollout(&id, "the new owner finishes the recovery", |r| {
+        r["rollout"]["phase"] == "recovered"
+    });
+    let journal = done["recovery"].clone();
+    let audit_before = other.cli_json(&["audit", "list"], 0);
+
+    nix::sys::signal::kill(frozen, nix::sys::signal::Signal::SIGCONT).unwrap();
+    replicas[owner].wait_until("the woken owner notices it lost the lease", || {
+        replicas[owner]
+            .log()
+            .contains("another replica took this lease over")
+            || replicas[owner]
+                .log()
+                .contains("Another replica holds this lease now")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let after = other.rollout(&id);
+    assert_eq!(
+        after["recovery"], journal,
+        "the woken owner changed the journal"
+    );
+    assert_eq!(
+        other.cli_json(&["audit", "list"], 0),
+        audit_before,
+        "the woken owner added to the audit"
+    );
+    let runs = attempts(&after);
+    for (kind, n) in &runs {
+        let expected = if kind == "run_hook" { 2 } else { 1 };
+        assert_eq!(*n, expected, "{kind}: {runs:?}");
+    }
+    traffic.stop();
+    other.assert_audit_verifies();
+}
+
+/// Any replica answers the API: a command on a rollout another replica drives reaches it
+/// through the database.
+#[test]
+fn a_command_sent_to_any_replica_reaches_the_owner() {
+    let rt = runtime();
+    let pg = rt.block_on(async {
+        let pg = Postgres::start().await;
+        pg.create_database(DATABASE).await;
+        pg
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = three_replicas(dir.path(), &pg);
+    replicas[0].register("v2", 0.0);
+    let id = replicas[0].rollout_progressing("v2");
+    let lease = format!("rollout/{id}");
+    let mut owner = None;
+    replicas[0].wait_until("a replica holds the rollout", || {
+        owner = holder_of(&replicas[0], &lease);
+        owner.is_some()
+    });
+    let owner = index_of(&replicas, owner.unwrap());
+    let asked = &replicas[(owner + 1) % 3];
+    let promoted = asked.cli_json(&["rollout", "promote", &id, "--reason", "looks good"], 0);
+    assert_eq!(promoted["phase"], "promoted", "{promoted:#}");
+    assert!(
+        replicas[owner].log().contains("promoted") || asked.log().contains("Passed a command on"),
+        "the command went through the database"
+    );
+    assert!(
+        asked.log().contains("Passed a command on"),
+        "{}",
+        asked.log()
+    );
+    asked.assert_audit_verifies();
+}
