@@ -22,7 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::{LATENCY_BUCKETS_MS, Proxy, Routes, VersionStats, le_label};
-use crate::router::{RouterError, TrafficRouter, describe, normalize};
+use crate::router::{RouteFence, RouterError, TrafficRouter, describe, normalize};
 
 /// How long one control call may take (connect, ask, answer).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,8 +33,14 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ControlRequest {
     /// Who are you: [`Hello`].
     Hello,
-    /// Serve `routes` from now on, unless a newer route set (`version`) was already applied.
-    SetRoutes { version: u64, routes: Routes },
+    /// Serve `routes` from now on, unless a newer route set (`version`) was already applied,
+    /// or `fence` names a lease at an older epoch than one this proxy has seen.
+    SetRoutes {
+        version: u64,
+        routes: Routes,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fence: Option<RouteFence>,
+    },
     /// The routes served now, with their version.
     Routes,
     /// Per-version counters since the proxy started.
@@ -139,6 +145,7 @@ pub async fn serve_control(
 ) -> std::io::Result<()> {
     let routes_file = routes_file(socket);
     let version = Arc::new(AtomicU64::new(0));
+    let epochs = Arc::new(Epochs::default());
     if let Ok(text) = std::fs::read_to_string(&routes_file)
         && let Ok(kept) = serde_json::from_str::<VersionedRoutes>(&text)
     {
@@ -161,10 +168,11 @@ pub async fn serve_control(
         };
         let proxy = proxy.clone();
         let version = version.clone();
+        let epochs = epochs.clone();
         let routes_file = routes_file.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(conn, &proxy, &version, &routes_file, &stop).await {
+            if let Err(e) = answer(conn, &proxy, &version, &epochs, &routes_file, &stop).await {
                 tracing::warn!(error = %e, "Proxy control request failed.");
             }
         });
@@ -178,10 +186,33 @@ fn routes_file(socket: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The newest epoch seen of each lease routes were applied in the name of (in memory: a
+/// restarted proxy learns them again from the next route set).
+#[derive(Default)]
+struct Epochs(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+impl Epochs {
+    /// Records `fence`, or says why it is stale.
+    fn admit(&self, fence: &RouteFence) -> Result<(), String> {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = seen.entry(fence.lease.clone()).or_insert(fence.epoch);
+        if fence.epoch < *newest {
+            return Err(format!(
+                "stale epoch: lease {} is at epoch {} here, this replica holds epoch {}; \
+                 another replica took it over, so these routes are refused",
+                fence.lease, newest, fence.epoch
+            ));
+        }
+        *newest = fence.epoch;
+        Ok(())
+    }
+}
+
 async fn answer(
     conn: UnixStream,
     proxy: &Proxy,
     version: &AtomicU64,
+    epochs: &Epochs,
     routes_file: &Path,
     stop: &CancellationToken,
 ) -> std::io::Result<()> {
@@ -206,9 +237,12 @@ async fn answer(
         Ok(ControlRequest::SetRoutes {
             version: wanted,
             routes,
+            fence,
         }) => {
             let now = version.load(Ordering::SeqCst);
-            if wanted < now {
+            if let Some(Err(stale)) = fence.as_ref().map(|f| epochs.admit(f)) {
+                reply::<u64>(&Err(stale))
+            } else if wanted < now {
                 reply::<u64>(&Err(format!(
                     "route set {wanted} is older than the one served ({now})"
                 )))
@@ -283,9 +317,21 @@ impl ProxyClient {
     }
 
     pub async fn set_routes(&self, version: u64, routes: &Routes) -> Result<u64, ControlError> {
+        self.set_routes_fenced(version, routes, None).await
+    }
+
+    /// [`ProxyClient::set_routes`] in the name of a lease at an epoch
+    /// ([`TrafficRouter::apply_fenced`]).
+    pub async fn set_routes_fenced(
+        &self,
+        version: u64,
+        routes: &Routes,
+        fence: Option<&RouteFence>,
+    ) -> Result<u64, ControlError> {
         self.call(&ControlRequest::SetRoutes {
             version,
             routes: routes.clone(),
+            fence: fence.cloned(),
         })
         .await
     }
@@ -342,6 +388,9 @@ pub struct ProcessProxyRouter {
     client: ProxyClient,
     /// The version of the last route set this daemon applied (starts from the proxy's).
     version: AtomicU64,
+    /// The last fence this daemon applied routes under: a new one is sent even when the routes
+    /// are unchanged, so the proxy learns the new epoch before a former holder can act.
+    fence: std::sync::Mutex<Option<RouteFence>>,
 }
 
 impl ProcessProxyRouter {
@@ -351,6 +400,7 @@ impl ProcessProxyRouter {
         Ok(ProcessProxyRouter {
             client,
             version: AtomicU64::new(hello.routes_version),
+            fence: std::sync::Mutex::new(None),
         })
     }
 
@@ -379,18 +429,36 @@ impl TrafficRouter for ProcessProxyRouter {
     }
 
     async fn apply(&self, routes: &Routes) -> Result<(), RouterError> {
+        self.apply_fenced(routes, None).await
+    }
+
+    async fn apply_fenced(
+        &self,
+        routes: &Routes,
+        fence: Option<&RouteFence>,
+    ) -> Result<(), RouterError> {
         let want = normalize(routes);
         let served = self.client.routes().await.map_err(control_error)?;
-        if normalize(&served.routes) == want {
+        let new_fence = fence.is_some_and(|f| {
+            self.fence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                != Some(f)
+        });
+        if normalize(&served.routes) == want && !new_fence {
             return Ok(());
         }
         let next = self.version.load(Ordering::SeqCst).max(served.version) + 1;
         let applied = self
             .client
-            .set_routes(next, &want)
+            .set_routes_fenced(next, &want, fence)
             .await
             .map_err(control_error)?;
         self.version.store(applied, Ordering::SeqCst);
+        if let Some(f) = fence {
+            *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
+        }
         Ok(())
     }
 
@@ -424,6 +492,68 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         (proxy, stop)
+    }
+
+    /// Two replicas' routers on one proxy: once the new holder of a lease applied routes at
+    /// its epoch, the former holder's routes (older epoch) are refused and change nothing.
+    #[tokio::test]
+    async fn a_former_lease_holder_cannot_move_traffic() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("shop-prod.sock");
+        let (proxy, _stop) = started(&socket).await;
+        let upstream = |version: &str, port: u16| Upstream {
+            version: version.into(),
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        };
+        let stable_only = Routes {
+            stable: Some(upstream("v1", 9)),
+            canary: None,
+            canary_weight: 0.0,
+        };
+        let with_canary = Routes {
+            canary: Some(upstream("v2", 10)),
+            canary_weight: 50.0,
+            ..stable_only.clone()
+        };
+        let fence = |epoch| RouteFence {
+            lease: "rollout/r1".into(),
+            epoch,
+        };
+        let old = ProcessProxyRouter::connect(ProxyClient::new(&socket))
+            .await
+            .unwrap();
+        let new = ProcessProxyRouter::connect(ProxyClient::new(&socket))
+            .await
+            .unwrap();
+        old.apply_fenced(&with_canary, Some(&fence(1)))
+            .await
+            .unwrap();
+        // The new holder's routes happen to be the same: they are sent anyway, so the proxy
+        // learns the epoch.
+        new.apply_fenced(&with_canary, Some(&fence(2)))
+            .await
+            .unwrap();
+        new.apply_fenced(&stable_only, Some(&fence(2)))
+            .await
+            .unwrap();
+        let err = old
+            .apply_fenced(&with_canary, Some(&fence(1)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stale epoch"), "{err}");
+        assert_eq!(normalize(&proxy.routes()), normalize(&stable_only));
+        // Other leases and unfenced callers are not affected.
+        old.apply_fenced(
+            &with_canary,
+            Some(&RouteFence {
+                lease: "env/shop/prod".into(),
+                epoch: 1,
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(normalize(&proxy.routes()), normalize(&with_canary));
     }
 
     #[tokio::test]

@@ -125,6 +125,17 @@ pub struct Caches {
     >,
 }
 
+impl Ctx {
+    /// Wakes this daemon's controller and, on a shared store, every replica's: desired state
+    /// changed.
+    pub async fn wake_controllers(&self) {
+        self.wake.notify_one();
+        if let Err(e) = self.store.wake_replicas().await {
+            tracing::debug!(error = %e, "Could not wake the other replicas; their tick will.");
+        }
+    }
+}
+
 /// Appends an audit record, attributing it to `actor`.
 pub async fn audit(
     ctx: &Ctx,
@@ -233,11 +244,12 @@ pub async fn serve(
     let mut lock = opts.lock;
     lock.describe(Some(listener.local_addr()?))?;
     let exclusive_store = opts.database.is_none();
-    let store: Arc<dyn Store> = match opts.database {
+    let shared = opts.database.map(Arc::new);
+    let store: Arc<dyn Store> = match shared.clone() {
         Some(store) => {
             // Never the URL: it may carry a password.
             tracing::info!(store = "postgres", "State is kept in PostgreSQL.");
-            Arc::new(store)
+            store
         }
         None => Arc::new(
             SqliteStore::open_dir(&opts.state_dir)
@@ -305,6 +317,16 @@ pub async fn serve(
         exclusive_store,
     });
     let cancel = CancellationToken::new();
+    if let Some(pg) = shared {
+        // Other replicas wake this one's controller through the database.
+        let (woken, stop) = (ctx.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let wake = || woken.wake.notify_one();
+            if let Err(e) = pg.listen_for_wakes(wake, stop.cancelled()).await {
+                tracing::warn!(error = %e, "Cannot listen for other replicas' wake-ups; the controller's tick will notice their changes.");
+            }
+        });
+    }
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
     let app = api::router(ctx.clone());
     tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");

@@ -80,7 +80,7 @@ pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rol
     }))
     .await?;
     crate::gate::audit_overrides(ctx, &report, &intent, &format!("rollout/{}", rollout.id)).await?;
-    ctx.wake.notify_one();
+    ctx.wake_controllers().await;
     Ok(rollout)
 }
 

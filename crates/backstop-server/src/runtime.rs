@@ -16,10 +16,10 @@ use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Relea
 use backstop_drivers::process::{self, Instance, InstanceSpec};
 use backstop_drivers::prometheus::{PrometheusConfig, PrometheusSource};
 use backstop_drivers::proxy::{Routes, Upstream, VersionStats};
-use backstop_drivers::router::TrafficRouter;
 use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig};
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
+use backstop_drivers::router::{RouteFence, TrafficRouter};
 use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
@@ -357,7 +357,14 @@ impl Ctx {
 
     /// Applies `routes` to the router of `service/env` and remembers them as applied.
     async fn apply(&self, service: &str, env: &str, routes: &Routes) -> Result<()> {
-        self.router(service, env)?.apply(routes).await?;
+        // In a lease's name when applied for one: the proxy refuses a stale epoch's routes.
+        let fence = backstop_store::fence::current().map(|f| RouteFence {
+            lease: f.key,
+            epoch: f.epoch,
+        });
+        self.router(service, env)?
+            .apply_fenced(routes, fence.as_ref())
+            .await?;
         self.caches
             .applied_routes
             .lock()

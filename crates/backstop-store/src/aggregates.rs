@@ -14,6 +14,9 @@ use backstop_core::recovery::StepKind;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 use backstop_judge::Interval;
 
+/// The PostgreSQL channel replicas listen on to be woken ([`ClusterStore::wake_replicas`]).
+pub const WAKE_CHANNEL: &str = "backstop_wake";
+
 use crate::{Result, StoreError};
 
 /// Registered releases.
@@ -111,7 +114,11 @@ pub trait ClusterStore: Send + Sync {
     /// Every lease, by key.
     async fn leases(&self) -> Result<Vec<Lease>>;
 
-    /// Records a command for the holder of `lease_key`.
+    /// Wakes every replica's controller at once (PostgreSQL `NOTIFY` on [`WAKE_CHANNEL`]):
+    /// desired state changed, or a command waits for its holder. Nothing on an embedded store,
+    /// whose one daemon wakes its controller in memory.
+    async fn wake_replicas(&self) -> Result<()>;
+    /// Records a command for the holder of `lease_key` (and wakes the replicas).
     async fn route_command(&self, c: &RoutedCommand) -> Result<()>;
     /// Unclaimed, unanswered commands for the leases `holder` holds, oldest first.
     async fn commands_for(&self, holder: &str) -> Result<Vec<RoutedCommand>>;

@@ -45,6 +45,18 @@ pub trait TrafficRouter: Send + Sync {
     /// is in ([`RouterError::target_state`]).
     async fn apply(&self, routes: &Routes) -> Result<(), RouterError>;
 
+    /// [`TrafficRouter::apply`] in the name of a lease held at an epoch: a target that knows
+    /// epochs (the built-in proxy process) refuses a lease's routes once it has seen a newer
+    /// epoch of it, so a replica that lost the lease cannot move traffic. Others just apply.
+    async fn apply_fenced(
+        &self,
+        routes: &Routes,
+        fence: Option<&RouteFence>,
+    ) -> Result<(), RouterError> {
+        let _ = fence;
+        self.apply(routes).await
+    }
+
     /// What the target does right now, read from the target (not from memory), normalized like
     /// [`normalize`]. Version labels the target cannot store are taken from what this router
     /// applied; an upstream it never saw is labelled with its address.
@@ -52,6 +64,14 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Cumulative per-version counters if this router can observe traffic, else `None`.
     async fn stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError>;
+}
+
+/// The lease (and its epoch) in whose name routes are applied; see
+/// [`TrafficRouter::apply_fenced`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RouteFence {
+    pub lease: String,
+    pub epoch: i64,
 }
 
 /// What a failed `apply` left behind.

@@ -58,6 +58,6 @@ pub(super) async fn reset_breaker(
         json!({"reason": req.reason, "trip": trip.id}),
     )
     .await?;
-    ctx.wake.notify_one();
+    ctx.wake_controllers().await;
     Ok(Json(trip))
 }

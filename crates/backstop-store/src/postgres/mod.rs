@@ -116,6 +116,39 @@ impl PostgresStore {
         Ok(tx)
     }
 
+    /// `NOTIFY` on the replicas' wake channel.
+    async fn notify_replicas(&self) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(crate::aggregates::WAKE_CHANNEL)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Wakes `wake` each time a replica notifies the wake channel, until `stop`. Reconnects by
+    /// itself after a lost connection (and wakes then too: a notification may have been missed).
+    pub async fn listen_for_wakes(
+        &self,
+        wake: impl Fn() + Send,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(crate::aggregates::WAKE_CHANNEL).await?;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return Ok(()),
+                received = listener.try_recv() => match received {
+                    Ok(_) => wake(),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        wake();
+                    }
+                },
+            }
+        }
+    }
+
     /// Runs one write statement in its own write transaction (fenced, see [`crate::fence`]).
     async fn write(&self, query: Query<'_>) -> Result<sqlx::postgres::PgQueryResult> {
         let mut tx = self.begin_write().await?;

@@ -92,6 +92,10 @@ impl ClusterStore for Backend {
             .await
     }
 
+    async fn wake_replicas(&self) -> Result<()> {
+        self.notify_replicas().await
+    }
+
     async fn route_command(&self, c: &RoutedCommand) -> Result<()> {
         sqlx::query(
             "INSERT INTO commands (id, lease_key, body, created_at_ms) VALUES ($1, $2, $3, $4)",
@@ -102,7 +106,7 @@ impl ClusterStore for Backend {
         .bind(c.created_at_ms)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        self.notify_replicas().await
     }
 
     async fn commands_for(&self, holder: &str) -> Result<Vec<RoutedCommand>> {

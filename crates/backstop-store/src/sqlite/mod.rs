@@ -121,6 +121,12 @@ impl SqliteStore {
         Ok(tx)
     }
 
+    /// Nothing to do: one daemon per embedded store, which wakes its controller in memory.
+    #[allow(clippy::unused_async, reason = "the same shape as PostgreSQL's")]
+    async fn notify_replicas(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Runs one write statement in its own write transaction (fenced, see [`crate::fence`]).
     async fn write(&self, query: Query<'_>) -> Result<sqlx::sqlite::SqliteQueryResult> {
         let mut tx = self.begin_write().await?;
