@@ -27,7 +27,9 @@ enum Output {
 }
 
 #[derive(Parser)]
-#[command(about = "Kill the lease holder at random points of rollouts and recoveries; measure failover.")]
+#[command(
+    about = "Kill the lease holder at random points of rollouts and recoveries; measure failover."
+)]
 struct Args {
     /// How many times the holder is killed.
     #[arg(long, default_value_t = 50)]
@@ -147,7 +149,12 @@ fn main() -> std::process::ExitCode {
         if bad {
             let _ = poll_until(
                 Duration::from_secs(60),
-                || asked.rollout(&id)["rollout"]["phase"].as_str().unwrap_or("").to_string(),
+                || {
+                    asked.rollout(&id)["rollout"]["phase"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                },
                 |p| p == "failed" || p == "recovering" || p == "recovered",
             );
             std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
@@ -193,7 +200,12 @@ fn main() -> std::process::ExitCode {
         let end = poll_until(
             Duration::from_secs(120),
             || replicas[(victim + 1) % 3].rollout(&id),
-            |r| matches!(r["rollout"]["phase"].as_str(), Some("promoted" | "recovered")),
+            |r| {
+                matches!(
+                    r["rollout"]["phase"].as_str(),
+                    Some("promoted" | "recovered")
+                )
+            },
         );
         match end {
             Ok(r) => {
@@ -208,7 +220,10 @@ fn main() -> std::process::ExitCode {
             }
             Err(r) => {
                 lost += 1;
-                eprintln!("kill {kill}: {id} never finished: {}", r["rollout"]["phase"]);
+                eprintln!(
+                    "kill {kill}: {id} never finished: {}",
+                    r["rollout"]["phase"]
+                );
             }
         }
     }
@@ -236,9 +251,14 @@ fn main() -> std::process::ExitCode {
     match args.output {
         Output::Json => println!("{result:#}"),
         Output::Text => {
-            println!("| failover (3 replicas, {} kills of the lease holder) | p50 | p99 | max |", args.kills);
+            println!(
+                "| failover (3 replicas, {} kills of the lease holder) | p50 | p99 | max |",
+                args.kills
+            );
             println!("|---|---|---|---|");
-            println!("| time until another replica holds the work | {p50:.1} s | {p99:.1} s | {max:.1} s |");
+            println!(
+                "| time until another replica holds the work | {p50:.1} s | {p99:.1} s | {max:.1} s |"
+            );
             println!(
                 "\nPeers' controller lease: {:.0} s, {:.1}× Backstop's p99. Duplicated steps: {duplicated}; lost rollouts: {lost}; not resumed: {unresumed}; audit chain intact: {intact}.",
                 PEER_LEASE.as_secs_f64(),

@@ -242,3 +242,35 @@ fn a_command_sent_to_any_replica_reaches_the_owner() {
     );
     asked.assert_audit_verifies();
 }
+
+/// PostgreSQL restarts under three replicas and a running rollout: they reconnect, the
+/// rollout is driven on to its promotion, and every replica is live again.
+#[test]
+fn replicas_carry_on_after_postgresql_restarts() {
+    let rt = runtime();
+    let mut pg = rt.block_on(async {
+        let pg = Postgres::start().await;
+        pg.create_database(DATABASE).await;
+        pg
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = three_replicas(dir.path(), &pg);
+    replicas[1].register("v2", 0.0);
+    let id = replicas[1].rollout_progressing("v2");
+    pg.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    pg.start_again();
+    let promoted = replicas[2].cli_json(
+        &["rollout", "promote", &id, "--reason", "after the restart"],
+        0,
+    );
+    assert_eq!(promoted["phase"], "promoted", "{promoted:#}");
+    replicas[0].wait_until("every replica is live again", || {
+        let list = replicas[0].cli_json(&["cluster", "status"], 0);
+        let live = list["replicas"]
+            .as_array()
+            .map_or(0, |r| r.iter().filter(|r| r["state"] == "live").count());
+        live == 3
+    });
+    replicas[0].assert_audit_verifies();
+}
