@@ -274,3 +274,85 @@ fn replicas_carry_on_after_postgresql_restarts() {
     });
     replicas[0].assert_audit_verifies();
 }
+
+/// Work taken by the first replica while it was alone spreads when others join: each
+/// environment is supervised by one replica, and none keeps them all.
+#[test]
+fn environments_spread_over_the_replicas_that_join() {
+    let rt = runtime();
+    let pg = rt.block_on(async {
+        let pg = Postgres::start().await;
+        pg.create_database(DATABASE).await;
+        pg
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy_port = free_port();
+    let mut config = shop_config(proxy_port, "[{weight: 100}]");
+    for env in ["staging", "qa"] {
+        config.push_str(&format!(
+            "      - name: {env}\n        listen: 127.0.0.1:{}\n",
+            free_port()
+        ));
+    }
+    let a = Daemon::start_with_env(
+        &dir.path().join("state"),
+        &config,
+        proxy_port,
+        &[("BACKSTOP_DATABASE_URL", &pg.url(DATABASE))],
+    );
+    a.register("v1", 0.0);
+    for env in ["prod", "staging", "qa"] {
+        a.cli_json(
+            &[
+                "rollout",
+                "start",
+                "shop",
+                "--env",
+                env,
+                "--version",
+                "v1",
+                "--wait",
+            ],
+            0,
+        );
+    }
+    // Sorted, as each replica's leases are listed.
+    let envs: Vec<String> = ["env/shop/prod", "env/shop/qa", "env/shop/staging"]
+        .map(String::from)
+        .to_vec();
+    let held_by = |d: &Daemon| -> Vec<Vec<String>> {
+        let list = d.cli_json(&["cluster", "status"], 0);
+        list["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "live")
+            .map(|r| {
+                r["leases"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|l| {
+                        l.as_str()
+                            .filter(|l| l.starts_with("env/"))
+                            .map(String::from)
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    a.wait_until("the lone replica supervises every environment", || {
+        held_by(&a) == vec![envs.clone()]
+    });
+    let _b = a.another_replica("b");
+    let _c = a.another_replica("c");
+    a.wait_until("the environments spread, each supervised once", || {
+        let held = held_by(&a);
+        let mut all: Vec<String> = held.iter().flatten().cloned().collect();
+        all.sort();
+        held.len() == 3
+            && held.iter().all(|h| h.len() < 3)
+            && held.iter().filter(|h| !h.is_empty()).count() >= 2
+            && all == envs
+    });
+}

@@ -176,7 +176,12 @@ impl Controller {
                     reply,
                 ));
             }
-            Err(e) => reply.send(Err(e.into())),
+            Err(e) => {
+                // The store may refuse the lease's write too: the fail-safe, as for any write.
+                let answer = Err(e.into());
+                self.after(&key, &answer).await;
+                reply.send(answer);
+            }
         }
     }
 

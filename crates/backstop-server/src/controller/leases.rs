@@ -42,6 +42,32 @@ pub fn env_key(service: &str, env: &str) -> String {
     format!("env/{service}/{env}")
 }
 
+/// What this replica knows of how work is shared: it takes no new lease beyond its share
+/// (renewing what it holds, and taking what a command needs, always), so the work spreads over
+/// the replicas instead of going to whichever ticks first; a crashed replica's work goes to
+/// those below their share. One replica alone takes everything.
+#[derive(Debug)]
+pub(super) struct Share {
+    /// Live replicas at the last heartbeat (this one included).
+    pub(super) live: usize,
+    /// Pieces of work (rollouts, recoveries, environments) in the last reconcile pass.
+    pub(super) work: usize,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Share { live: 1, work: 0 }
+    }
+}
+
+impl Share {
+    /// How many leases a replica may hold before it leaves new work to the others: its even
+    /// share plus one, so replicas do not hand work back and forth over one piece.
+    fn most(&self) -> usize {
+        self.work.div_ceil(self.live.max(1)) + 1
+    }
+}
+
 /// A lease this replica holds, as it last renewed it.
 pub(super) struct Held {
     epoch: i64,
@@ -95,6 +121,59 @@ impl Controller {
         }
     }
 
+    /// As [`Controller::lease`], but a lease this replica does not hold yet is only taken
+    /// while it holds less than its share ([`Share`]).
+    pub(super) async fn lease_in_share(&mut self, key: &str) -> Result<Option<Fence>> {
+        if self.share.live > 1
+            && !self.held.contains_key(key)
+            && self.held.len() >= self.share.most()
+        {
+            return Ok(None);
+        }
+        self.lease(key).await
+    }
+
+    /// Lets go of environment leases beyond this replica's share, one pass at a time, so work
+    /// taken while it was alone (or while others were down) spreads again. Rollouts and
+    /// recoveries under way keep their holder.
+    pub(super) async fn shed_surplus(&mut self) {
+        if self.share.live <= 1 {
+            return;
+        }
+        let surplus = self.held.len().saturating_sub(self.share.most());
+        let mut environments: Vec<String> = self
+            .held
+            .keys()
+            .filter(|k| k.starts_with("env/"))
+            .cloned()
+            .collect();
+        environments.sort();
+        for key in environments.into_iter().take(surplus) {
+            self.held.remove(&key);
+            tracing::info!(lease = %key, "Leaving an environment to another replica (more than this one's share).");
+            if let Err(e) = self
+                .ctx
+                .store
+                .release_lease(&key, &self.ctx.replica.id)
+                .await
+            {
+                tracing::debug!(lease = %key, error = %e, "Could not release a lease; it expires by itself.");
+            }
+        }
+    }
+
+    /// Counts the live replicas (from their heartbeats, at `now`), for [`Share`].
+    pub(super) async fn count_live_replicas(&mut self, now: backstop_core::Millis) {
+        let live_within = i64::try_from(super::LIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
+        if let Ok(replicas) = self.ctx.store.replicas().await {
+            self.share.live = replicas
+                .iter()
+                .filter(|r| now - r.last_heartbeat_ms <= live_within)
+                .count()
+                .max(1);
+        }
+    }
+
     /// Forgets `key` after a write under it was fenced: another replica holds it.
     pub(super) fn lost(&mut self, key: &str, why: &str) {
         self.held.remove(key);
@@ -133,6 +212,27 @@ impl Controller {
         let Some(fence) = self.lease(key).await? else {
             return Ok(None);
         };
+        self.fenced(key, fence, work).await
+    }
+
+    /// [`Controller::with_lease`] for work this replica takes only within its share.
+    pub(super) async fn with_lease_in_share<T>(
+        &mut self,
+        key: &str,
+        work: impl AsyncFnOnce(&mut Self) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let Some(fence) = self.lease_in_share(key).await? else {
+            return Ok(None);
+        };
+        self.fenced(key, fence, work).await
+    }
+
+    async fn fenced<T>(
+        &mut self,
+        key: &str,
+        fence: Fence,
+        work: impl AsyncFnOnce(&mut Self) -> Result<T>,
+    ) -> Result<Option<T>> {
         match fenced(fence, work(self)).await {
             Ok(done) => Ok(Some(done)),
             Err(e) => {

@@ -73,6 +73,8 @@ pub struct Controller {
     warm: HashMap<String, tokio::time::Instant>,
     /// The leases this replica holds: the work it drives ([`leases`]).
     held: leases::HeldLeases,
+    /// How work is shared: live replicas, and pieces of work seen in the last pass.
+    share: leases::Share,
 }
 
 impl Controller {
@@ -83,6 +85,7 @@ impl Controller {
             watches: HashMap::new(),
             warm: HashMap::new(),
             held: HashMap::new(),
+            share: leases::Share::default(),
         }
     }
 
@@ -130,6 +133,7 @@ impl Controller {
                 {
                     continue;
                 }
+                self.count_live_replicas(beat.last_heartbeat_ms).await;
             }
             if let Err(e) = self.serve_passed_on().await {
                 self.failed(e, "Commands passed on by other replicas").await;
@@ -284,7 +288,7 @@ impl Controller {
             let trip = trips.iter().find(|t| t.scope.covers(&r.env));
             let action = reconcile::act(&r, trip, ctx.clock.now_ms());
             let step = self
-                .with_lease(&key, async |me| me.execute_action(r, action).await)
+                .with_lease_in_share(&key, async |me| me.execute_action(r, action).await)
                 .await;
             if let Err(e) = step {
                 if fail_safe::write_failure(&e).is_some() {
@@ -297,12 +301,15 @@ impl Controller {
             if rec.rollout_id.is_none() {
                 let key = recovery_key(&rec.id);
                 current.push(key.clone());
-                self.with_lease(&key, async |me| me.run_recovery(rec).await)
+                self.with_lease_in_share(&key, async |me| me.run_recovery(rec).await)
                     .await?;
             }
         }
+        let environments = ctx.store.environments().await?.len();
+        self.share.work = current.len() + environments;
         current.extend(self.held.keys().filter(|k| k.starts_with("env/")).cloned());
         self.release_done(&current).await;
+        self.shed_surplus().await;
         Ok(())
     }
 

@@ -130,7 +130,7 @@ impl Controller {
         let mut held = Vec::new();
         for (inst, _, _) in &serving {
             let key = super::env_key(&inst.service, &inst.env);
-            if !held.contains(&key) && self.lease(&key).await?.is_some() {
+            if !held.contains(&key) && self.lease_in_share(&key).await?.is_some() {
                 held.push(key);
             }
         }
