@@ -245,6 +245,13 @@ pub async fn serve(
     lock.describe(Some(listener.local_addr()?))?;
     let exclusive_store = opts.database.is_none();
     let shared = opts.database.map(Arc::new);
+    // On a shared database the artifacts are in it (every replica, on any host, runs any
+    // release); the state folder keeps each replica's verified copies.
+    let local_blobs = backstop_store::FolderBlobs::new(opts.state_dir.join("blobs"));
+    let blobs: Arc<dyn backstop_store::BlobStore> = match &shared {
+        Some(pg) => Arc::new(pg.blobs(local_blobs)),
+        None => Arc::new(local_blobs),
+    };
     let store: Arc<dyn Store> = match shared.clone() {
         Some(store) => {
             // Never the URL: it may carry a password.
@@ -291,9 +298,7 @@ pub async fn serve(
         store,
         clock: Arc::new(SystemClock),
         config: Arc::new(opts.config),
-        blobs: Arc::new(backstop_store::FolderBlobs::new(
-            opts.state_dir.join("blobs"),
-        )),
+        blobs,
         state_dir: opts.state_dir,
         token_hash,
         drivers: Drivers {

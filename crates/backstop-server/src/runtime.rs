@@ -92,6 +92,8 @@ impl Ctx {
         release: &Release,
         env: &str,
     ) -> Result<InstanceRecord> {
+        // A replica that lost its lease starts and stops nothing (see `check_fence`).
+        self.store.check_fence().await?;
         let known = match self.store.instance(id).await {
             Ok(rec) => Some(rec),
             Err(StoreError::NotFound(_)) => None,
@@ -209,6 +211,7 @@ impl Ctx {
 
     /// Stops an instance's process group (no-op when it is gone) and records it stopped.
     pub async fn stop_instance(&self, id: &str) -> Result<()> {
+        self.store.check_fence().await?;
         let mut rec = match self.store.instance(id).await {
             Ok(rec) => rec,
             Err(StoreError::NotFound(_)) => return Ok(()),

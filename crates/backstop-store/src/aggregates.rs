@@ -113,6 +113,10 @@ pub trait ClusterStore: Send + Sync {
     async fn expire_others_leases(&self, holder: &str) -> Result<()>;
     /// Every lease, by key.
     async fn leases(&self) -> Result<Vec<Lease>>;
+    /// `Fenced` when the running task's fence ([`crate::fence`]) is stale, before an action
+    /// on the world that no write precedes (stopping an instance, running a hook). A check, not
+    /// a lock: it closes the long window of a replica that froze, not a race of milliseconds.
+    async fn check_fence(&self) -> Result<()>;
 
     /// Wakes every replica's controller at once (PostgreSQL `NOTIFY` on [`WAKE_CHANNEL`]):
     /// desired state changed, or a command waits for its holder. Nothing on an embedded store,

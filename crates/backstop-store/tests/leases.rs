@@ -186,6 +186,14 @@ async fn a_stale_holder_changes_nothing(backend: Backend) {
         };
         assert!(why.contains("recovery:rec1 is at epoch 2"), "{why}");
     }
+    assert!(matches!(
+        fenced(old.clone(), s.check_fence()).await,
+        Err(StoreError::Fenced(_))
+    ));
+    fenced(new.clone(), s.check_fence()).await.unwrap();
+    s.check_fence()
+        .await
+        .expect("nothing to check outside a fence");
     let rec = s.recovery("rec1").await.unwrap();
     assert_eq!(rec.status, RecoveryStatus::Running);
     assert_eq!(rec.steps[0].attempts, 1);

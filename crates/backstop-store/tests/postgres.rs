@@ -1,6 +1,6 @@
 //! What only the PostgreSQL backend has: connecting with a URL (refused credentials, a schema
 //! newer than this binary, errors that never show the password), the server's own write
-//! failures, and the one-active-daemon lock.
+//! failures, and artifacts kept in the database for every replica.
 
 use backstop_store::{PostgresStore, StoreError};
 use backstop_testkit::servers::Postgres;
@@ -140,4 +140,78 @@ async fn the_servers_write_failures_are_write_failures_and_conflicts_are_not() {
     let read_only = StoreError::Database(read_only);
     assert!(read_only.is_write_failure(), "{read_only}");
     conn.close().await.unwrap();
+}
+
+/// An artifact backed up by one replica is run by another with an empty state folder (another
+/// host): fetched from the database, chunk by chunk, verified. A local copy that rotted is
+/// fetched again; chunks that were tampered with in the database are refused, never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_in_the_database_reach_every_replica_verified() {
+    use backstop_store::{BlobError, BlobStore, FolderBlobs};
+    let pg = cluster_with("backstop").await;
+    let store = PostgresStore::connect(&pg.url("backstop")).await.unwrap();
+    let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = store.blobs(FolderBlobs::new(here.path()));
+    let second = store.blobs(FolderBlobs::new(there.path()));
+    // Two and a half chunks, so the chunking and the short last chunk are exercised.
+    let artifact: Vec<u8> = (0..(backstop_store::postgres::blobs::CHUNK * 5 / 2))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let file = here.path().join("app.bin");
+    std::fs::write(&file, &artifact).unwrap();
+    let (digest, fetched, again) = tokio::task::spawn_blocking(move || {
+        let digest = first.put_file(&file).unwrap();
+        assert_eq!(first.put_file(&file).unwrap(), digest, "idempotent");
+        let path = second.local_path(&digest).unwrap();
+        let fetched = std::fs::read(&path).unwrap();
+        // The other host's copy rots: fetched again on the next use.
+        std::fs::write(&path, b"rotten").unwrap();
+        let again = second.get(&digest).unwrap();
+        (digest, fetched, again)
+    })
+    .await
+    .unwrap();
+    assert_eq!(fetched, artifact);
+    assert_eq!(again, artifact);
+    let chunks: i64 = sqlx::query_scalar("SELECT chunks FROM blobs WHERE sha256 = $1")
+        .bind(&digest)
+        .fetch_one(
+            &mut pg
+                .cluster()
+                .connect_options("backstop")
+                .connect()
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(chunks, 3);
+
+    pg.execute(
+        "backstop",
+        "UPDATE blob_chunks SET data = 'tampered'::bytea WHERE idx = 1",
+    )
+    .await;
+    let third = tempfile::tempdir().unwrap();
+    let fresh = store.blobs(FolderBlobs::new(third.path()));
+    let (d, missing) = (digest.clone(), "ab".repeat(32));
+    let (tampered, absent) = tokio::task::spawn_blocking(move || {
+        (
+            fresh.local_path(&d).unwrap_err(),
+            fresh.verify(&missing).unwrap_err(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(matches!(tampered, BlobError::Corrupt { .. }), "{tampered}");
+    assert!(matches!(absent, BlobError::Missing(_)), "{absent}");
+    assert!(
+        !third
+            .path()
+            .join("sha256")
+            .join(&digest[..2])
+            .join(&digest[2..])
+            .exists(),
+        "nothing that does not verify is kept"
+    );
 }

@@ -121,7 +121,11 @@ fn main() -> std::process::ExitCode {
     let url = pg.url(DATABASE);
     let first = Daemon::start_with_env(
         &dir.path().join("state"),
-        &shop_config(proxy_port, "[{weight: 50, for: 4s}, {weight: 100}]"),
+        // Half the releases are bad on purpose: the breaker must not pause the run.
+        &format!(
+            "defaults:\n  breaker: {{trips_after: 100000, within: 1m}}\n{}",
+            shop_config(proxy_port, "[{weight: 50, for: 4s}, {weight: 100}]")
+        ),
         proxy_port,
         &[("BACKSTOP_DATABASE_URL", &url)],
     );

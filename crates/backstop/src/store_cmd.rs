@@ -54,6 +54,8 @@ pub struct CopyArgs {
 struct Copied {
     from: PathBuf,
     to: String,
+    /// Artifact backups the state folder holds, all of them now in the database.
+    artifacts: usize,
     #[serde(flatten)]
     report: CopyReport,
 }
@@ -76,6 +78,15 @@ pub async fn store(cmd: StoreCmd) -> Result<i32> {
         .with_context(|| format!("opening {}", db.display()))?;
     let to = PostgresStore::connect(&args.to).await?;
     let text = matches!(args.out.output, crate::output::Output::Text);
+    // Artifacts first (idempotent, outside the tables' transaction): a copy that fails later
+    // can be run again, and the target never lists a release whose artifact it lacks.
+    let blobs = to.blobs(backstop_store::FolderBlobs::new(args.from.join("blobs")));
+    let artifacts = tokio::task::spawn_blocking(move || blobs.upload_folder())
+        .await?
+        .with_context(|| format!("copying the artifact backups into {}", redact(&args.to)))?;
+    if text {
+        crate::output::say_line(&format!("  {:<20} {:>8} objects", "artifacts", artifacts));
+    }
     let report = backstop_store::copy::sqlite_to_postgres(&from, &to, |t: &TableCopy| {
         if text {
             crate::output::say_line(&format!("  {:<20} {:>8} rows", t.table, t.rows));
@@ -86,6 +97,7 @@ pub async fn store(cmd: StoreCmd) -> Result<i32> {
     args.out.output.print(&Copied {
         from: args.from.clone(),
         to: redact(&args.to),
+        artifacts,
         report,
     });
     Ok(0)
@@ -103,8 +115,8 @@ impl Render for Copied {
         )?;
         writeln!(
             w,
-            "Artifact backups stay in {}: start the daemon with this --state-dir and --database-url.",
-            self.from.join("blobs").display()
+            "{} artifact backups are in the database too: start replicas with --database-url (any --state-dir; this one keeps its copies).",
+            self.artifacts
         )
     }
 }

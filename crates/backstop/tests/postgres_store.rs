@@ -363,6 +363,36 @@ fn store_copy_moves_an_embedded_install_to_postgres_and_the_daemon_carries_on_th
     d.assert_audit_verifies();
     d.stop();
 
+    // Another host: a replica with a state folder of its own, which never held an artifact,
+    // rolls v1 out again, starting it from the backup it fetches from the database (and
+    // verifies).
+    let other_proxy = free_port();
+    let mut other = Daemon::start_with_env(
+        &dir.path().join("other-host"),
+        &shop_config(other_proxy, "[{weight: 100}]"),
+        other_proxy,
+        &[("BACKSTOP_DATABASE_URL", &url)],
+    );
+    let v1_digest = other.cli_json(&["release", "show", "shop@v1"], 0)["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let local = |state: &std::path::Path| {
+        state
+            .join("blobs/sha256")
+            .join(&v1_digest[..2])
+            .join(&v1_digest[2..])
+    };
+    assert!(local(&state).exists() && !local(&other.state_dir).exists());
+    let again = other.rollout_wait("v1", 0);
+    assert_eq!(again["rollout"]["phase"], "promoted", "{again:#}");
+    assert!(
+        local(&other.state_dir).exists(),
+        "fetched from the database"
+    );
+    other.assert_audit_verifies();
+    other.stop();
+
     // Into a database that is not empty: refused, nothing written.
     let rollouts = count(&rt, &pg, "SELECT count(*) FROM rollouts");
     let again = copy(&[]);

@@ -20,6 +20,9 @@ impl Controller {
         step: &StepKind,
     ) -> Result<serde_json::Value> {
         let ctx = &self.ctx;
+        // Still the holder? A replica that froze mid-recovery must not act on the world when it
+        // wakes (its later writes would be refused, but a stopped instance stays stopped).
+        ctx.store.check_fence().await?;
         match step {
             StepKind::StartInstance {
                 instance_id,

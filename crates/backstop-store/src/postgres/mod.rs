@@ -13,6 +13,7 @@
 //! migrations) and maps connection failures to errors that say what to fix, never the password.
 
 mod audit;
+pub mod blobs;
 #[allow(
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
@@ -74,6 +75,8 @@ use std::time::Duration;
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+
+pub use blobs::DatabaseBlobs;
 
 use crate::{Result, Store, StoreError};
 
@@ -199,6 +202,11 @@ fn migrator() -> Migrator {
             3,
             "leases",
             include_str!("../../migrations/postgres/0003_leases.sql"),
+        ),
+        (
+            4,
+            "blobs",
+            include_str!("../../migrations/postgres/0004_blobs.sql"),
         ),
     ])
 }

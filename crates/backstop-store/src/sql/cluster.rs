@@ -96,6 +96,21 @@ impl ClusterStore for Backend {
         self.notify_replicas().await
     }
 
+    async fn check_fence(&self) -> Result<()> {
+        let Some(fence) = crate::fence::current() else {
+            return Ok(());
+        };
+        let stored: Option<i64> = sqlx::query_scalar("SELECT epoch FROM leases WHERE key = $1")
+            .bind(&fence.key)
+            .fetch_optional(&self.pool)
+            .await?;
+        if stored == Some(fence.epoch) {
+            Ok(())
+        } else {
+            Err(crate::fence::refused(&fence, stored))
+        }
+    }
+
     async fn route_command(&self, c: &RoutedCommand) -> Result<()> {
         sqlx::query(
             "INSERT INTO commands (id, lease_key, body, created_at_ms) VALUES ($1, $2, $3, $4)",
