@@ -175,11 +175,12 @@ struct ServeArgs {
     state_dir: PathBuf,
     /// Keep the state (releases, rollouts, recovery journal, audit chain, snapshots) in this
     /// PostgreSQL database instead of STATE_DIR/backstop.db:
-    /// `postgres://user:password@host:5432/database` (`?sslmode=require` for TLS). The state
-    /// folder still holds artifacts, sockets, instance logs and the admin token; artifacts
-    /// shared between replicas come later. One active daemon per database for now: a second
-    /// one is refused naming the holder. Prefer the environment variable: a flag's password
-    /// shows in the process list. The URL never reaches logs, the audit or /metrics.
+    /// `postgres://user:password@host:5432/database` (`?sslmode=require` for TLS). Any number
+    /// of daemons (replicas) may share one database: leases split the work, and any replica
+    /// answers the API (`backstop cluster status` lists them). Replicas on one host may share
+    /// its state folder (proxy sockets, instance logs, the admin token, verified copies of the
+    /// artifacts, which are kept in the database). Prefer the environment variable: a flag's
+    /// password shows in the process list. The URL never reaches logs, the audit or /metrics.
     #[arg(
         long,
         env = "BACKSTOP_DATABASE_URL",
