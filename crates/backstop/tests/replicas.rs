@@ -343,3 +343,57 @@ fn environments_spread_over_the_replicas_that_join() {
             && all == envs
     });
 }
+
+/// The replica that promoted v2 keeps v1 warm for the scale-down delay, and is killed: the
+/// environment's supervisor (another replica) scales v1 down all the same, instead of leaving
+/// it running for good.
+#[test]
+fn the_previous_version_is_scaled_down_when_the_replica_that_promoted_dies() {
+    let pg = postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy_port = free_port();
+    let config = shop_config(proxy_port, "[{weight: 100}]")
+        .replace("scale_down_delay: 1s", "scale_down_delay: 8s");
+    let a = Daemon::start_with_env(
+        &dir.path().join("state"),
+        &config,
+        proxy_port,
+        &[("BACKSTOP_DATABASE_URL", &pg.url(DATABASE))],
+    );
+    a.register("v1", 0.0);
+    a.register("v2", 0.0);
+    a.rollout_wait("v1", 0);
+    let mut replicas = vec![a];
+    for name in ["b", "c"] {
+        let next = replicas[0].another_replica(name);
+        replicas.push(next);
+    }
+    let v1_instances = |state: &Path| {
+        backstop_testkit::instance_pids(state)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/fd/1"))
+                    .is_ok_and(|log| log.to_string_lossy().contains("-v1-"))
+            })
+            .count()
+    };
+    let id = replicas[1].rollout_start("v2");
+    let lease = format!("rollout/{id}");
+    // Who drives the rollout (and so promotes it, keeping v1 warm): the last to take its lease.
+    let mut promoter = None;
+    replicas[1].wait_until("a replica drives the rollout", || {
+        promoter = holder_of(&replicas[1], &lease);
+        promoter.is_some()
+    });
+    let promoter = index_of(&replicas, promoter.unwrap());
+    let other = (promoter + 1) % 3;
+    replicas[other].wait_rollout(&id, "v2 is promoted", |r| {
+        r["rollout"]["phase"] == "promoted"
+    });
+    let state = replicas[0].state_dir.clone();
+    assert_eq!(v1_instances(&state), 1, "v1 is kept warm");
+    replicas[promoter].kill9();
+    replicas[other].wait_until("v1 is scaled down by another replica", || {
+        v1_instances(&state) == 0
+    });
+}

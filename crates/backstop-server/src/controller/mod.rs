@@ -30,7 +30,6 @@ use anyhow::Result;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, ReplicaRecord, Rollout};
 use backstop_core::reconcile::{self, Action};
-use backstop_core::recovery::StepKind;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -75,6 +74,8 @@ pub struct Controller {
     held: leases::HeldLeases,
     /// How work is shared: live replicas, and pieces of work seen in the last pass.
     share: leases::Share,
+    /// Warm instances whose scale-down is under way (not to be taken for warm again).
+    scaling_down: std::collections::HashSet<String>,
 }
 
 impl Controller {
@@ -86,6 +87,7 @@ impl Controller {
             warm: HashMap::new(),
             held: HashMap::new(),
             share: leases::Share::default(),
+            scaling_down: std::collections::HashSet::new(),
         }
     }
 
@@ -224,22 +226,7 @@ impl Controller {
     async fn collect_garbage(&mut self) -> Result<()> {
         let ctx = self.ctx.clone();
         let environments = ctx.store.environments().await?;
-        let mut keep: Vec<String> = environments
-            .iter()
-            .filter_map(|e| e.stable_instance_id.clone())
-            .collect();
-        for r in ctx.store.active_rollouts().await? {
-            keep.extend(r.canary_instance_id);
-        }
-        for rec in ctx.store.unfinished_recoveries().await? {
-            for s in rec.steps {
-                if let StepKind::StartInstance { instance_id, .. }
-                | StepKind::ShiftTraffic { instance_id, .. } = s.step
-                {
-                    keep.push(instance_id);
-                }
-            }
-        }
+        let mut keep = supervise::in_use(&ctx, &environments).await?;
         for inst in ctx.store.running_instances().await? {
             // Each environment's instances are collected by the holder of its lease; with other
             // replicas about, not one they may have started a moment ago and not yet recorded
@@ -253,12 +240,9 @@ impl Controller {
             {
                 continue;
             }
-            let previous = environments.iter().any(|e| {
-                e.service == inst.service
-                    && e.env == inst.env
-                    && e.previous_lkg_release_id.as_ref() == Some(&inst.release_id)
-                    && e.stable_instance_id.as_ref() != Some(&inst.id)
-            });
+            let previous = environments
+                .iter()
+                .any(|e| supervise::is_previous_version(e, &inst));
             if previous && !keep.contains(&inst.id) && !self.warm.contains_key(&inst.id) {
                 tracing::info!(instance = %inst.id, "Keeping the previous version's instance warm.");
                 self.keep_warm(&inst.service, inst.id.clone())?;

@@ -18,7 +18,8 @@ use std::time::Duration;
 use anyhow::Result;
 use backstop_config::Strategy;
 use backstop_core::event::EventKind;
-use backstop_core::model::{InstanceRecord, InstanceState, Rollout};
+use backstop_core::model::{EnvironmentState, InstanceRecord, InstanceState, Rollout};
+use backstop_core::recovery::StepKind;
 use backstop_core::supervision::{Check, Decision, InstanceWatch};
 use backstop_drivers::process;
 use serde::Serialize;
@@ -30,6 +31,37 @@ use crate::Ctx;
 
 /// How often each supervised instance is checked.
 pub(super) const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+
+/// True when `inst` runs the version before `env`'s current one and is not its stable
+/// instance: what is kept warm after a promotion.
+pub(super) fn is_previous_version(env: &EnvironmentState, inst: &InstanceRecord) -> bool {
+    env.service == inst.service
+        && env.env == inst.env
+        && env.previous_lkg_release_id.as_ref() == Some(&inst.release_id)
+        && env.stable_instance_id.as_ref() != Some(&inst.id)
+}
+
+/// The instances something relies on: environments' stable ones (of `environments`), the
+/// canaries of rollouts under way, and those of unfinished recoveries.
+pub(super) async fn in_use(ctx: &Ctx, environments: &[EnvironmentState]) -> Result<Vec<String>> {
+    let mut used: Vec<String> = environments
+        .iter()
+        .filter_map(|e| e.stable_instance_id.clone())
+        .collect();
+    for r in ctx.store.active_rollouts().await? {
+        used.extend(r.canary_instance_id);
+    }
+    for rec in ctx.store.unfinished_recoveries().await? {
+        for s in rec.steps {
+            if let StepKind::StartInstance { instance_id, .. }
+            | StepKind::ShiftTraffic { instance_id, .. } = s.step
+            {
+                used.push(instance_id);
+            }
+        }
+    }
+    Ok(used)
+}
 
 /// One supervised instance, as `/metrics`, the gate and the API see it.
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +167,7 @@ impl Controller {
             }
         }
         serving.retain(|(inst, _, _)| held.contains(&super::env_key(&inst.service, &inst.env)));
+        self.adopt_warm(&held).await?;
         let mut checks = Vec::with_capacity(serving.len());
         for (inst, _, _) in &serving {
             checks.push(self.check(inst).await);
@@ -198,6 +231,32 @@ impl Controller {
         Ok(())
     }
 
+    /// Takes for warm the previous version's instances of the environments this replica
+    /// supervises that it does not know of yet: kept warm by another replica (the one that
+    /// promoted, which may have died since) or before this one took the environment over.
+    /// Their window starts again here, erring on the side of keeping a rollback in one switch.
+    async fn adopt_warm(&mut self, held: &[String]) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let environments = ctx.store.environments().await?;
+        let running = ctx.store.running_instances().await?;
+        let in_use = in_use(&ctx, &environments).await?;
+        self.scaling_down
+            .retain(|id| running.iter().any(|i| &i.id == id));
+        for inst in running {
+            let unknown =
+                !self.warm.contains_key(&inst.id) && !self.scaling_down.contains(&inst.id);
+            if unknown
+                && !in_use.contains(&inst.id)
+                && held.contains(&super::env_key(&inst.service, &inst.env))
+                && environments.iter().any(|e| is_previous_version(e, &inst))
+            {
+                tracing::info!(instance = %inst.id, "Keeping the previous version's instance warm (taken over).");
+                self.keep_warm(&inst.service, inst.id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Scales down the warm instances whose time is up, unless a rollback made one stable
     /// again. The stop runs apart (an instance may take its grace period to exit); it is out
     /// of `warm` first, so supervision no longer restarts it.
@@ -211,6 +270,7 @@ impl Controller {
             .collect();
         for previous in due {
             self.warm.remove(&previous);
+            self.scaling_down.insert(previous.clone());
             let ctx = self.ctx.clone();
             tokio::spawn(async move {
                 let referenced = ctx.store.environments().await.map(|envs| {
