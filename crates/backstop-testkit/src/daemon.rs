@@ -140,13 +140,24 @@ impl Daemon {
     /// Another replica of this daemon's PostgreSQL store, sharing its state folder and config,
     /// on its own API port, logging to `<state>.<name>.daemon.log`.
     pub fn another_replica(&self, name: &str) -> Daemon {
+        self.another_replica_with(name, &[])
+    }
+
+    /// [`Daemon::another_replica`] with some of its environment replaced by `env` (e.g. a
+    /// database URL through a link the test can cut).
+    pub fn another_replica_with(&self, name: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut vars = self.env.clone();
+        for (key, value) in env {
+            vars.retain(|(k, _)| k != key);
+            vars.push((key.to_string(), value.to_string()));
+        }
         let mut d = Daemon {
             child: None,
             api: String::new(),
             state_dir: self.state_dir.clone(),
             config: self.config.clone(),
             proxy_port: self.proxy_port,
-            env: self.env.clone(),
+            env: vars,
             replica: name.to_string(),
         };
         d.restart();

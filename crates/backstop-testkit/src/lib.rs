@@ -11,6 +11,7 @@ pub mod disk;
 mod eventually;
 #[cfg(feature = "server")]
 pub mod in_process;
+pub mod link;
 pub mod routing;
 pub mod servers;
 mod traffic;

@@ -397,3 +397,109 @@ fn the_previous_version_is_scaled_down_when_the_replica_that_promoted_dies() {
         v1_instances(&state) == 0
     });
 }
+
+/// The owner of a recovering rollout is cut off from the database (its link to PostgreSQL
+/// drops, as in a partition): another replica takes the rollout over and finishes the
+/// recovery; when the link is back, the former owner changes neither the journal nor the
+/// audit, and users stay on the stable version.
+#[test]
+fn an_owner_cut_off_from_the_database_is_replaced_and_changes_nothing_when_it_is_back() {
+    let pg = postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let link_dir = dir.path().join("link");
+    std::fs::create_dir_all(&link_dir).unwrap();
+    let link = backstop_testkit::link::Link::start(
+        &link_dir.join(".s.PGSQL.5432"),
+        &pg.dir().join("sock").join(".s.PGSQL.5432"),
+    );
+    let through_link = format!(
+        "postgres://postgres@localhost/{DATABASE}?host={}&port=5432",
+        link_dir.display()
+    );
+    let proxy_port = free_port();
+    let hook = format!(
+        "echo run >> {runs}; while [ ! -e {dir}/go ]; do sleep 0.1; done",
+        runs = dir.path().join("hook-runs").display(),
+        dir = dir.path().display(),
+    );
+    let config = shop_config(proxy_port, "[{weight: 50, for: 10m}, {weight: 100}]").replace(
+        "    rollout:",
+        &format!("    hooks:\n      after_rollback: \"{hook}\"\n      timeout: 5m\n    rollout:"),
+    );
+    // The owner-to-be is the only replica when the rollout starts; the other joins after.
+    let owner = Daemon::start_with_env(
+        &dir.path().join("state"),
+        &config,
+        proxy_port,
+        &[("BACKSTOP_DATABASE_URL", &through_link)],
+    );
+    owner.register("v1", 0.0);
+    owner.rollout_wait("v1", 0);
+    owner.register("v2", 0.6);
+    let traffic = Traffic::start(proxy_port, 50.0);
+    let id = owner.rollout_progressing("v2");
+    owner.wait_until("the recovery runs its after_rollback hook", || {
+        std::fs::read_to_string(dir.path().join("hook-runs")).is_ok_and(|r| r.lines().count() == 1)
+    });
+    let other =
+        owner.another_replica_with("other", &[("BACKSTOP_DATABASE_URL", &pg.url(DATABASE))]);
+    let lease = format!("rollout/{id}");
+    assert_eq!(holder_of(&other, &lease), Some(u64::from(owner.pid())));
+
+    link.cut();
+    other.wait_until("the other replica takes the rollout over", || {
+        holder_of(&other, &lease).is_some_and(|pid| pid != u64::from(owner.pid()))
+    });
+    // It does not run the hook while the former owner's run of it is still going (on this
+    // host, in the shared state folder): it waits for that run to end.
+
+    // The link is back while the former owner's hook still runs: when it ends, the former
+    // owner has a finished step to journal, and more steps to run.
+    link.restore();
+    let back_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    other.wait_until("the former owner is back in touch (it beats again)", || {
+        let list = other.cli_json(&["cluster", "status"], 0);
+        list["replicas"].as_array().is_some_and(|r| {
+            r.iter().any(|r| {
+                r["pid"] == owner.pid() && r["last_heartbeat"].as_u64().is_some_and(|t| t > back_at)
+            })
+        })
+    });
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let done = other.wait_rollout(&id, "the other replica finishes the recovery", |r| {
+        r["rollout"]["phase"] == "recovered"
+    });
+    owner.wait_until("the former owner's writes are refused", || {
+        let log = owner.log();
+        log.contains("another replica took this lease over")
+            || log.contains("Another replica holds this lease now")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let after = other.rollout(&id);
+    assert_eq!(
+        after["recovery"], done["recovery"],
+        "the former owner changed the journal"
+    );
+    let runs = attempts(&after);
+    for (kind, n) in &runs {
+        let expected = if kind == "run_hook" { 2 } else { 1 };
+        assert_eq!(*n, expected, "{kind}: {runs:?}");
+    }
+    // Each step is recorded done once: the former owner's finish of the hook was refused.
+    let audit = other.cli_json(&["audit", "list"], 0);
+    let done_records = backstop_testkit::audit_actions(&audit)
+        .iter()
+        .filter(|a| **a == "recovery.step.done")
+        .count();
+    assert_eq!(done_records, runs.len(), "{audit:#}");
+    assert!(
+        all_answers_from(proxy_port, "v1", Instant::now(), Duration::from_secs(5)).is_some(),
+        "users are on v1"
+    );
+    traffic.stop();
+    other.assert_audit_verifies();
+    drop(link);
+}

@@ -12,7 +12,13 @@
 //! daemon, which takes every lease at start instead of waiting for its predecessor's to expire.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use backstop_core::model::ReplicaRecord;
+use tokio_util::sync::CancellationToken;
+
+use crate::Ctx;
 
 use anyhow::Result;
 use backstop_store::fence::{Fence, fenced};
@@ -69,20 +75,100 @@ impl Share {
 }
 
 /// A lease this replica holds, as it last renewed it.
+#[derive(Clone, Copy)]
 pub(super) struct Held {
     epoch: i64,
     renewed: tokio::time::Instant,
 }
 
-/// The leases this replica holds, by key.
-pub(super) type HeldLeases = HashMap<String, Held>;
+/// The leases this replica holds, by key: shared by the controller, which takes and lets go
+/// of them, and [`keep`], which renews them while the controller may be busy with a long step
+/// (a hook, an instance that takes its time to start), so a step longer than a lease does not
+/// lose it.
+#[derive(Clone, Default)]
+pub(super) struct HeldLeases(Arc<Mutex<HashMap<String, Held>>>);
+
+impl HeldLeases {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn get(&self, key: &str) -> Option<Held> {
+        self.map().get(key).copied()
+    }
+    fn insert(&self, key: &str, held: Held) -> Option<Held> {
+        self.map().insert(key.to_string(), held)
+    }
+    fn remove(&self, key: &str) -> Option<Held> {
+        self.map().remove(key)
+    }
+    fn contains_key(&self, key: &str) -> bool {
+        self.map().contains_key(key)
+    }
+    fn len(&self) -> usize {
+        self.map().len()
+    }
+    pub(super) fn keys(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+}
+
+/// Renews this replica's leases and records its heartbeat every [`RENEW_EVERY`], apart from
+/// the controller's loop, until `stop`. A lease that could not be renewed (another replica
+/// took it) is dropped at once: the controller's next use of it finds it gone, and its writes
+/// under it are refused anyway.
+pub(super) async fn keep(ctx: Arc<Ctx>, held: HeldLeases, stop: CancellationToken) {
+    let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RENEW_EVERY) => {}
+        }
+        let now = ctx.clock.now_ms();
+        // Alive while a long step runs; errors are the controller's to act on (fail-safe).
+        let beat = ReplicaRecord {
+            last_heartbeat_ms: now,
+            ..ctx.replica.clone()
+        };
+        let _ = ctx.store.heartbeat(&beat).await;
+        let snapshot: Vec<(String, Held)> =
+            held.map().iter().map(|(k, h)| (k.clone(), *h)).collect();
+        for (key, was) in snapshot {
+            match ctx
+                .store
+                .acquire_lease(&key, &ctx.replica.id, now, ttl)
+                .await
+            {
+                Ok(Some(epoch)) if epoch == was.epoch => {
+                    if let Some(h) = held.map().get_mut(&key)
+                        && h.epoch == epoch
+                    {
+                        h.renewed = tokio::time::Instant::now();
+                    }
+                }
+                Ok(other) => {
+                    // Lost meanwhile (taken, maybe given back): the work in flight holds a
+                    // stale epoch; the controller takes the lease anew if it is still free.
+                    held.remove(&key);
+                    if other.is_some() {
+                        let _ = ctx.store.release_lease(&key, &ctx.replica.id).await;
+                    }
+                    tracing::warn!(lease = %key, "This replica's lease was taken over; it stops driving it.");
+                }
+                Err(e) => {
+                    tracing::debug!(lease = %key, error = %e, "Could not renew a lease; retrying.");
+                }
+            }
+        }
+    }
+}
 
 impl Controller {
     /// The fence of `key` when this replica holds its lease (taking it if it is free or has
     /// expired, renewing it when due); `None` while another replica holds it.
     pub(super) async fn lease(&mut self, key: &str) -> Result<Option<Fence>> {
+        // Renewed by [`keep`]; taken again here only if that has not happened for a while.
         if let Some(held) = self.held.get(key)
-            && held.renewed.elapsed() < RENEW_EVERY
+            && held.renewed.elapsed() < 2 * RENEW_EVERY
         {
             return Ok(Some(Fence {
                 key: key.to_string(),
@@ -98,7 +184,7 @@ impl Controller {
         match got {
             Some(epoch) => {
                 let before = self.held.insert(
-                    key.to_string(),
+                    key,
                     Held {
                         epoch,
                         renewed: tokio::time::Instant::now(),
@@ -144,8 +230,8 @@ impl Controller {
         let mut environments: Vec<String> = self
             .held
             .keys()
+            .into_iter()
             .filter(|k| k.starts_with("env/"))
-            .cloned()
             .collect();
         environments.sort();
         for key in environments.into_iter().take(surplus) {
@@ -186,8 +272,8 @@ impl Controller {
         let done: Vec<String> = self
             .held
             .keys()
+            .into_iter()
             .filter(|k| !current.contains(k))
-            .cloned()
             .collect();
         for key in done {
             self.held.remove(&key);

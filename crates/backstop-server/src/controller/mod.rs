@@ -85,13 +85,18 @@ impl Controller {
             commands,
             watches: HashMap::new(),
             warm: HashMap::new(),
-            held: HashMap::new(),
+            held: leases::HeldLeases::default(),
             share: leases::Share::default(),
             scaling_down: std::collections::HashSet::new(),
         }
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
+        tokio::spawn(leases::keep(
+            self.ctx.clone(),
+            self.held.clone(),
+            cancel.clone(),
+        ));
         if let Err(e) = self.startup().await {
             tracing::error!(
                 error = format!("{e:#}"),
@@ -291,7 +296,12 @@ impl Controller {
         }
         let environments = ctx.store.environments().await?.len();
         self.share.work = current.len() + environments;
-        current.extend(self.held.keys().filter(|k| k.starts_with("env/")).cloned());
+        current.extend(
+            self.held
+                .keys()
+                .into_iter()
+                .filter(|k| k.starts_with("env/")),
+        );
         self.release_done(&current).await;
         self.shed_surplus().await;
         Ok(())

@@ -316,10 +316,16 @@ impl PostgresStore {
                 redact(url)
             ))
         })?;
+        // A replica paused or cut off in the middle of a transaction must not hold its locks
+        // (a lease's row, the audit chain) over the others: the server ends such a
+        // transaction after a few seconds, well within a lease's life.
+        let session = options
+            .clone()
+            .options([("idle_in_transaction_session_timeout", "3s")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(session)
             .await
             .map_err(|e| connect_error(url, &options, &e))?;
         let store = PostgresStore { pool };
