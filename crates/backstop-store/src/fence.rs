@@ -43,10 +43,13 @@ pub fn current() -> Option<Fence> {
     FENCE.try_with(Clone::clone).ok()
 }
 
-/// The error of a write refused by `fence`, the lease being at `stored` now (`None`: no such
-/// lease).
-pub(crate) fn refused(fence: &Fence, stored: Option<i64>) -> crate::StoreError {
-    crate::StoreError::Fenced(match stored {
+/// `Ok` when the lease `fence` names is still at its epoch (`stored`, `None`: no such lease),
+/// else the refusal: every fenced check (a write's, or one before an action) decides here.
+pub(crate) fn admit(fence: &Fence, stored: Option<i64>) -> crate::Result<()> {
+    if stored == Some(fence.epoch) {
+        return Ok(());
+    }
+    Err(crate::StoreError::Fenced(match stored {
         Some(epoch) => format!(
             "lease {} is at epoch {epoch}, this replica holds epoch {}: another replica took it over, so this one changes nothing",
             fence.key, fence.epoch
@@ -55,5 +58,5 @@ pub(crate) fn refused(fence: &Fence, stored: Option<i64>) -> crate::StoreError {
             "lease {} does not exist, so this replica changes nothing",
             fence.key
         ),
-    })
+    }))
 }

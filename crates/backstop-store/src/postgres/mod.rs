@@ -112,9 +112,7 @@ impl PostgresStore {
                     .bind(&fence.key)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if stored != Some(fence.epoch) {
-                return Err(crate::fence::refused(&fence, stored));
-            }
+            crate::fence::admit(&fence, stored)?;
         }
         Ok(tx)
     }

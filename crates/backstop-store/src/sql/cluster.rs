@@ -104,11 +104,7 @@ impl ClusterStore for Backend {
             .bind(&fence.key)
             .fetch_optional(&self.pool)
             .await?;
-        if stored == Some(fence.epoch) {
-            Ok(())
-        } else {
-            Err(crate::fence::refused(&fence, stored))
-        }
+        crate::fence::admit(&fence, stored)
     }
 
     async fn route_command(&self, c: &RoutedCommand) -> Result<()> {
