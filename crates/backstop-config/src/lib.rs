@@ -36,11 +36,11 @@ pub use backstop_core::rollout::Step;
 pub use backstop_core::severity::Severity;
 pub use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
 pub use model::{
-    Breaker, BreakerScope, CommandRouter, CommandScripts, Config, DEFAULT_ROLLBACK_WINDOW,
-    Defaults, Deployer, DeployerKind, Environment, HaproxyRouter, HaproxySocket, Health, Hooks,
-    MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget, Params, PrometheusSignals,
-    RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service, Signals, Strategy, Traffic,
-    WebhookFormat,
+    AgentRef, Breaker, BreakerScope, CommandRouter, CommandScripts, Config,
+    DEFAULT_ROLLBACK_WINDOW, Defaults, Deployer, DeployerKind, Environment, HaproxyRouter,
+    HaproxySocket, Health, Hooks, MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget,
+    Params, PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service,
+    Signals, Strategy, Traffic, WebhookFormat,
 };
 
 pub use stateful::{

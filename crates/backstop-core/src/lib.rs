@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod rollout;
 pub mod schema;
+pub mod secret;
 pub mod severity;
 pub mod snapshot;
 pub mod supervision;

@@ -4,6 +4,8 @@
 //!   recording per-version requests, errors and latency histograms;
 //! - [`proxy_control`]: that proxy as its own process (`backstop proxy`), configured over a Unix
 //!   socket with versioned route sets, so the data plane outlives the daemon;
+//! - [`agent`]: `backstop agent`, one host's data plane (its proxies and instances), driven by
+//!   replicas over an authenticated, fenced TCP channel;
 //! - [`process`]: process deployer (supervised children in their own process groups);
 //! - [`command`]: command deployer (user scripts for deploy, stop and health, with timeouts,
 //!   process-group kills, capped output and retries);
@@ -12,6 +14,7 @@
 //! - [`prometheus`]: a signal source reading per-version counters from a Prometheus server;
 //! - [`config_files`]: the file-system side of config snapshots (capture, atomic restore).
 
+pub mod agent;
 pub mod command;
 pub mod config_files;
 pub mod load;

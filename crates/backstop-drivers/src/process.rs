@@ -42,7 +42,7 @@ const LOG_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const LOG_TAIL_LINES: usize = 20;
 
 /// What to run for one instance of a release.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceSpec {
     pub instance_id: String,
     /// Final shell command, port already substituted; run with `sh -c`.

@@ -126,13 +126,13 @@ impl WireStats {
     }
 }
 
-/// Errors of the control socket, naming it.
+/// Errors of the control channel, naming it (a socket, or a proxy on an agent).
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("proxy control socket {}: {what}", socket.display())]
-    Unreachable { socket: PathBuf, what: String },
-    #[error("proxy control socket {}: the proxy answered: {message}", socket.display())]
-    Refused { socket: PathBuf, message: String },
+    #[error("{target}: {what}")]
+    Unreachable { target: String, what: String },
+    #[error("{target}: the proxy answered: {message}")]
+    Refused { target: String, message: String },
 }
 
 /// Runs the control side of `proxy` on `socket` until `stop` is cancelled (also by a
@@ -143,16 +143,8 @@ pub async fn serve_control(
     socket: &Path,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let routes_file = routes_file(socket);
-    let version = Arc::new(AtomicU64::new(0));
+    let controlled = Arc::new(ControlledProxy::new(proxy, routes_file(socket)));
     let epochs = Arc::new(Epochs::default());
-    if let Ok(text) = std::fs::read_to_string(&routes_file)
-        && let Ok(kept) = serde_json::from_str::<VersionedRoutes>(&text)
-    {
-        tracing::info!(version = kept.version, routes = %describe(&kept.routes), "Serving the routes kept from before the restart.");
-        proxy.set_routes(kept.routes);
-        version.store(kept.version, Ordering::SeqCst);
-    }
     // A socket file left by a proxy that is gone; nobody answers on it.
     let _ = std::fs::remove_file(socket);
     if let Some(dir) = socket.parent() {
@@ -166,13 +158,11 @@ pub async fn serve_control(
             () = stop.cancelled() => return Ok(()),
             accepted = listener.accept() => accepted?,
         };
-        let proxy = proxy.clone();
-        let version = version.clone();
+        let controlled = controlled.clone();
         let epochs = epochs.clone();
-        let routes_file = routes_file.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(conn, &proxy, &version, &epochs, &routes_file, &stop).await {
+            if let Err(e) = answer(conn, &controlled, &epochs, &stop).await {
                 tracing::warn!(error = %e, "Proxy control request failed.");
             }
         });
@@ -186,20 +176,21 @@ fn routes_file(socket: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The newest epoch seen of each lease routes were applied in the name of (in memory: a
-/// restarted proxy learns them again from the next route set).
+/// The newest epoch seen of each lease that routes were applied (or instances started and
+/// stopped, on an agent) in the name of. In memory: a restarted proxy or agent learns them again
+/// from the next fenced request.
 #[derive(Default)]
-struct Epochs(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+pub struct Epochs(std::sync::Mutex<std::collections::HashMap<String, i64>>);
 
 impl Epochs {
     /// Records `fence`, or says why it is stale.
-    fn admit(&self, fence: &RouteFence) -> Result<(), String> {
+    pub fn admit(&self, fence: &RouteFence) -> Result<(), String> {
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let newest = seen.entry(fence.lease.clone()).or_insert(fence.epoch);
         if fence.epoch < *newest {
             return Err(format!(
                 "stale epoch: lease {} is at epoch {} here, this replica holds epoch {}; \
-                 another replica took it over, so these routes are refused",
+                 another replica took it over, so this is refused",
                 fence.lease, newest, fence.epoch
             ));
         }
@@ -208,12 +199,103 @@ impl Epochs {
     }
 }
 
+/// A proxy under control: the route set it serves, its version, and the file that keeps it
+/// across restarts. One per `backstop proxy` process; an agent holds one per environment.
+pub struct ControlledProxy {
+    proxy: Proxy,
+    version: AtomicU64,
+    routes_file: PathBuf,
+}
+
+impl ControlledProxy {
+    /// Takes `proxy` under control and serves the route set kept in `routes_file` at once, if
+    /// there is one.
+    pub fn new(proxy: Proxy, routes_file: PathBuf) -> ControlledProxy {
+        let version = AtomicU64::new(0);
+        if let Ok(text) = std::fs::read_to_string(&routes_file)
+            && let Ok(kept) = serde_json::from_str::<VersionedRoutes>(&text)
+        {
+            tracing::info!(proxy = proxy.name(), version = kept.version, routes = %describe(&kept.routes), "Serving the routes kept from before the restart.");
+            proxy.set_routes(kept.routes);
+            version.store(kept.version, Ordering::SeqCst);
+        }
+        ControlledProxy {
+            proxy,
+            version,
+            routes_file,
+        }
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    pub fn routes_file(&self) -> &Path {
+        &self.routes_file
+    }
+
+    /// The answer line to `req`; [`ControlRequest::Shutdown`] is the caller's to carry out.
+    pub fn answer(&self, req: ControlRequest, epochs: &Epochs) -> String {
+        let proxy = &self.proxy;
+        let version = &self.version;
+        match req {
+            ControlRequest::Hello => reply(&Ok(Hello {
+                name: proxy.name().to_string(),
+                listen: proxy.local_addr(),
+                pid: std::process::id(),
+                routes_version: version.load(Ordering::SeqCst),
+            })),
+            ControlRequest::Routes => reply(&Ok(VersionedRoutes {
+                version: version.load(Ordering::SeqCst),
+                routes: proxy.routes(),
+            })),
+            ControlRequest::SetRoutes {
+                version: wanted,
+                routes,
+                fence,
+            } => {
+                let now = version.load(Ordering::SeqCst);
+                if let Some(Err(stale)) = fence.as_ref().map(|f| epochs.admit(f)) {
+                    reply::<u64>(&Err(stale))
+                } else if wanted < now {
+                    reply::<u64>(&Err(format!(
+                        "route set {wanted} is older than the one served ({now})"
+                    )))
+                } else {
+                    let kept = VersionedRoutes {
+                        version: wanted,
+                        routes: routes.clone(),
+                    };
+                    // Kept before it is served: a restarted proxy must not go back to older
+                    // routes.
+                    let written = serde_json::to_vec(&kept)
+                        .map_err(std::io::Error::other)
+                        .and_then(|bytes| write_atomically(&self.routes_file, &bytes));
+                    if let Err(e) = written {
+                        tracing::warn!(error = %e, file = %self.routes_file.display(), "Cannot keep the route set on disk; serving it anyway.");
+                    }
+                    proxy.set_routes(routes);
+                    version.store(wanted, Ordering::SeqCst);
+                    reply(&Ok(wanted))
+                }
+            }
+            ControlRequest::Stats => reply(&Ok((
+                proxy
+                    .stats()
+                    .iter()
+                    .map(WireStats::from)
+                    .collect::<Vec<_>>(),
+                proxy.unrouted_requests(),
+            ))),
+            ControlRequest::Shutdown => reply(&Ok(())),
+        }
+    }
+}
+
 async fn answer(
     conn: UnixStream,
-    proxy: &Proxy,
-    version: &AtomicU64,
+    controlled: &ControlledProxy,
     epochs: &Epochs,
-    routes_file: &Path,
     stop: &CancellationToken,
 ) -> std::io::Result<()> {
     let (read, mut write) = conn.into_split();
@@ -224,56 +306,11 @@ async fn answer(
         .map_err(|_| std::io::Error::other("no request within the control timeout"))??;
     let reply = match serde_json::from_str::<ControlRequest>(&line) {
         Err(e) => reply::<()>(&Err(format!("not a control request: {e}"))),
-        Ok(ControlRequest::Hello) => reply(&Ok(Hello {
-            name: proxy.name().to_string(),
-            listen: proxy.local_addr(),
-            pid: std::process::id(),
-            routes_version: version.load(Ordering::SeqCst),
-        })),
-        Ok(ControlRequest::Routes) => reply(&Ok(VersionedRoutes {
-            version: version.load(Ordering::SeqCst),
-            routes: proxy.routes(),
-        })),
-        Ok(ControlRequest::SetRoutes {
-            version: wanted,
-            routes,
-            fence,
-        }) => {
-            let now = version.load(Ordering::SeqCst);
-            if let Some(Err(stale)) = fence.as_ref().map(|f| epochs.admit(f)) {
-                reply::<u64>(&Err(stale))
-            } else if wanted < now {
-                reply::<u64>(&Err(format!(
-                    "route set {wanted} is older than the one served ({now})"
-                )))
-            } else {
-                let kept = VersionedRoutes {
-                    version: wanted,
-                    routes: routes.clone(),
-                };
-                // Kept before it is served: a restarted proxy must not go back to older routes.
-                let written = serde_json::to_vec(&kept)
-                    .map_err(std::io::Error::other)
-                    .and_then(|bytes| write_atomically(routes_file, &bytes));
-                if let Err(e) = written {
-                    tracing::warn!(error = %e, file = %routes_file.display(), "Cannot keep the route set on disk; serving it anyway.");
-                }
-                proxy.set_routes(routes);
-                version.store(wanted, Ordering::SeqCst);
-                reply(&Ok(wanted))
+        Ok(req) => {
+            if matches!(req, ControlRequest::Shutdown) {
+                stop.cancel();
             }
-        }
-        Ok(ControlRequest::Stats) => reply(&Ok((
-            proxy
-                .stats()
-                .iter()
-                .map(WireStats::from)
-                .collect::<Vec<_>>(),
-            proxy.unrouted_requests(),
-        ))),
-        Ok(ControlRequest::Shutdown) => {
-            stop.cancel();
-            reply(&Ok(()))
+            controlled.answer(req, epochs)
         }
     };
     write.write_all(reply.as_bytes()).await?;
@@ -281,31 +318,58 @@ async fn answer(
     write.shutdown().await
 }
 
-fn reply<T: Serialize>(r: &Result<T, String>) -> String {
+pub(crate) fn reply<T: Serialize>(r: &Result<T, String>) -> String {
     serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"Err\":\"cannot encode: {e}\"}}"))
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
 
-/// The daemon's side of the control socket.
+/// The daemon's side of a proxy's control channel: the local proxy process's Unix socket, or
+/// a proxy hosted by a `backstop agent` on another host.
 #[derive(Debug, Clone)]
 pub struct ProxyClient {
-    socket: PathBuf,
+    transport: Transport,
+}
+
+#[derive(Debug, Clone)]
+enum Transport {
+    Unix(PathBuf),
+    /// Proxy `name` of an agent, started there on `listen` when the agent has none yet.
+    Agent {
+        agent: crate::agent::AgentClient,
+        name: String,
+        listen: SocketAddr,
+    },
 }
 
 impl ProxyClient {
     pub fn new(socket: impl Into<PathBuf>) -> ProxyClient {
         ProxyClient {
-            socket: socket.into(),
+            transport: Transport::Unix(socket.into()),
         }
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// The proxy `name` (`service/env`) on `agent`, listening on `listen` there.
+    pub fn on_agent(agent: crate::agent::AgentClient, name: &str, listen: SocketAddr) -> Self {
+        ProxyClient {
+            transport: Transport::Agent {
+                agent,
+                name: name.to_string(),
+                listen,
+            },
+        }
+    }
+
+    /// What this client talks to, for messages.
+    pub fn target(&self) -> String {
+        match &self.transport {
+            Transport::Unix(socket) => format!("proxy control socket {}", socket.display()),
+            Transport::Agent { agent, name, .. } => format!("proxy {name} on {}", agent.describe()),
+        }
     }
 
     pub async fn hello(&self) -> Result<Hello, ControlError> {
@@ -350,12 +414,36 @@ impl ProxyClient {
     }
 
     async fn call<T: DeserializeOwned>(&self, req: &ControlRequest) -> Result<T, ControlError> {
+        let target = self.target();
+        let socket = match &self.transport {
+            Transport::Unix(socket) => socket,
+            Transport::Agent {
+                agent,
+                name,
+                listen,
+            } => {
+                let op = crate::agent::AgentRequest::Proxy {
+                    name: name.clone(),
+                    listen: *listen,
+                    request: req.clone(),
+                };
+                return agent.call(&op).await.map_err(|e| match e {
+                    crate::agent::AgentError::Refused { message, .. } => {
+                        ControlError::Refused { target, message }
+                    }
+                    other => ControlError::Unreachable {
+                        target,
+                        what: other.to_string(),
+                    },
+                });
+            }
+        };
         let unreachable = |what: String| ControlError::Unreachable {
-            socket: self.socket.clone(),
+            target: target.clone(),
             what,
         };
         let exchange = async {
-            let mut conn = UnixStream::connect(&self.socket)
+            let mut conn = UnixStream::connect(socket)
                 .await
                 .map_err(|e| format!("cannot connect: {e}"))?;
             let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
@@ -376,10 +464,7 @@ impl ProxyClient {
             .map_err(unreachable)?;
         let parsed: Result<T, String> = serde_json::from_str(&answer)
             .map_err(|e| unreachable(format!("unreadable answer {answer:?}: {e}")))?;
-        parsed.map_err(|message| ControlError::Refused {
-            socket: self.socket.clone(),
-            message,
-        })
+        parsed.map_err(|message| ControlError::Refused { target, message })
     }
 }
 
@@ -404,19 +489,30 @@ impl ProcessProxyRouter {
         })
     }
 
+    /// A router for the proxy behind `client` that is not asked anything until routes are
+    /// applied (a proxy on an agent that may be unreachable now); it starts from the version the
+    /// proxy reports then.
+    pub fn unchecked(client: ProxyClient) -> ProcessProxyRouter {
+        ProcessProxyRouter {
+            client,
+            version: AtomicU64::new(0),
+            fence: std::sync::Mutex::new(None),
+        }
+    }
+
     pub fn client(&self) -> &ProxyClient {
         &self.client
     }
 }
 
 fn control_error(e: ControlError) -> RouterError {
-    let (socket, message) = match e {
-        ControlError::Unreachable { socket, what } => (socket, what),
-        ControlError::Refused { socket, message } => (socket, message),
+    let (target, message) = match e {
+        ControlError::Unreachable { target, what } => (target, what),
+        ControlError::Refused { target, message } => (target, message),
     };
     RouterError::Rejected {
         router: "builtin",
-        target: format!("proxy control socket {}", socket.display()),
+        target,
         command: "control".into(),
         message,
     }

@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::Ctx;
 use crate::error::ApiError;
@@ -17,9 +16,7 @@ use crate::error::ApiError;
 pub const TOKEN_FILE: &str = "admin.token";
 const TOKEN_HASH_FILE: &str = "admin.token.sha256";
 
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use backstop_core::secret::hash_token;
 
 /// Returns the admin token's hash, creating the token on first start.
 pub fn ensure_admin_token(state_dir: &Path) -> std::io::Result<String> {
@@ -48,10 +45,6 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Who is calling, as recorded in the audit log.
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
@@ -72,10 +65,7 @@ pub async fn require_token(
             "missing `Authorization: Bearer <token>`; the CLI reads it from STATE_DIR/admin.token or BACKSTOP_TOKEN",
         ));
     };
-    if !constant_time_eq(
-        hash_token(token.trim()).as_bytes(),
-        ctx.token_hash.as_bytes(),
-    ) {
+    if !backstop_core::secret::token_matches(token, &ctx.token_hash) {
         return Err(ApiError::unauthorized("invalid token"));
     }
     req.extensions_mut().insert(Caller("token:admin".into()));

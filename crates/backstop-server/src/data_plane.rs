@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use backstop_drivers::agent::AgentClient;
 use backstop_drivers::proxy::{Proxy, VersionStats};
 use backstop_drivers::proxy_control::{ProcessProxyRouter, ProxyClient};
 use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
@@ -36,6 +37,8 @@ pub enum ProxyHandle {
     Process {
         client: ProxyClient,
         listen: SocketAddr,
+        /// Hosted by another host's agent, which keeps it when this daemon stops.
+        on_agent: bool,
     },
 }
 
@@ -61,10 +64,11 @@ impl ProxyHandle {
         }
     }
 
-    /// Stops it (drains in-flight requests).
+    /// Stops it (drains in-flight requests); one on another host's agent is left serving.
     pub async fn shutdown(&self) {
         match self {
             ProxyHandle::InProcess(p) => p.shutdown().await,
+            ProxyHandle::Process { on_agent: true, .. } => {}
             ProxyHandle::Process { client, .. } => {
                 if let Err(e) = client.shutdown().await {
                     tracing::warn!(error = %e, "Could not stop the proxy process.");
@@ -113,9 +117,35 @@ pub async fn start_builtin(
                 }
             }
             let router = ProcessProxyRouter::connect(client.clone()).await?;
-            Ok((Arc::new(router), ProxyHandle::Process { client, listen }))
+            Ok((
+                Arc::new(router),
+                ProxyHandle::Process {
+                    client,
+                    listen,
+                    on_agent: false,
+                },
+            ))
         }
     }
+}
+
+/// The built-in proxy of `name` (`service/env`) hosted by `agent` on its host, listening on
+/// `listen` there. Nothing is asked of the agent yet: the proxy starts there with the first
+/// route set, so a replica starts while an agent is down and drives it once it is back.
+pub fn on_agent(
+    agent: &AgentClient,
+    name: &str,
+    listen: SocketAddr,
+) -> (Arc<dyn TrafficRouter>, ProxyHandle) {
+    let client = ProxyClient::on_agent(agent.clone(), name, listen);
+    (
+        Arc::new(ProcessProxyRouter::unchecked(client.clone())),
+        ProxyHandle::Process {
+            client,
+            listen,
+            on_agent: true,
+        },
+    )
 }
 
 /// Spawns `exe proxy …` in its own process group (so it outlives the daemon) and waits until it

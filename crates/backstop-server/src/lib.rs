@@ -30,6 +30,7 @@ pub mod drills;
 pub mod error;
 pub mod export;
 pub mod gate;
+pub mod hosts;
 pub mod intake;
 pub mod metrics;
 pub mod releases;
@@ -105,6 +106,8 @@ pub struct Drivers {
     pub signal_sources: BTreeMap<(String, String), backstop_drivers::prometheus::PrometheusSource>,
     /// Webhook notifiers per service (never block a recovery step).
     pub notifiers: BTreeMap<String, backstop_drivers::notify::Notifier>,
+    /// The agents of other hosts, by name (`agents` in the config).
+    pub agents: BTreeMap<String, backstop_drivers::agent::AgentClient>,
 }
 
 #[derive(Default)]
@@ -269,21 +272,28 @@ pub async fn serve(
     let token_hash =
         auth::ensure_admin_token(&opts.state_dir).context("creating the admin token")?;
     std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
+    let agents = hosts::build_agents(&opts.config)?;
     let mut proxies = BTreeMap::new();
     let mut routers = BTreeMap::new();
     let mut signal_sources = BTreeMap::new();
     for svc in &opts.config.services {
         for env in &svc.environments {
             let key = (svc.name.clone(), env.name.clone());
-            let router =
-                runtime::build_router(svc, env, &opts.data_plane, &opts.state_dir, &mut proxies)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "service {} environment {}: traffic router",
-                            svc.name, env.name
-                        )
-                    })?;
+            let router = runtime::build_router(
+                svc,
+                env,
+                &opts.data_plane,
+                &opts.state_dir,
+                &agents,
+                &mut proxies,
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "service {} environment {}: traffic router",
+                    svc.name, env.name
+                )
+            })?;
             if let Some(source) = runtime::build_signal_source(svc, env).with_context(|| {
                 format!("service {} environment {}: signals", svc.name, env.name)
             })? {
@@ -306,6 +316,7 @@ pub async fn serve(
             proxies,
             signal_sources,
             notifiers,
+            agents,
         },
         commands: tx,
         wake: Notify::new(),
@@ -387,6 +398,9 @@ pub async fn serve(
         proxy.shutdown().await;
     }
     for inst in ctx.store.running_instances().await? {
+        if !matches!(ctx.host(&inst.service, &inst.env), Ok(hosts::Host::Local)) {
+            continue; // another host's agent keeps it serving
+        }
         let handle = backstop_drivers::process::Instance {
             instance_id: inst.id.clone(),
             pid: inst.pid,

@@ -16,15 +16,16 @@ use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Relea
 use backstop_drivers::process::{self, Instance, InstanceSpec};
 use backstop_drivers::prometheus::{PrometheusConfig, PrometheusSource};
 use backstop_drivers::proxy::{Routes, Upstream, VersionStats};
+use backstop_drivers::router::TrafficRouter;
 use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig};
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
-use backstop_drivers::router::{RouteFence, TrafficRouter};
 use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 
 use crate::Ctx;
 use crate::data_plane::{DataPlane, ProxyHandle};
+use crate::hosts::Host;
 
 /// The signal source of `svc` in `env`, if its config names one.
 pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<PrometheusSource>> {
@@ -78,6 +79,24 @@ impl Ctx {
             .unwrap_or_default())
     }
 
+    /// Where the instances of `service` in `env` run: its agent's host, or this one.
+    pub fn host(&self, service: &str, env: &str) -> Result<Host<'_>> {
+        let placed = self
+            .config
+            .service(service)
+            .and_then(|s| s.environment(env))
+            .and_then(|e| e.agent.as_deref());
+        match placed {
+            None => Ok(Host::Local),
+            Some(name) => self
+                .drivers
+                .agents
+                .get(name)
+                .map(Host::Agent)
+                .ok_or_else(|| anyhow!("agent {name:?} of {service}/{env} is not in the config")),
+        }
+    }
+
     fn log_path(&self, instance_id: &str) -> PathBuf {
         self.state_dir
             .join("logs")
@@ -100,6 +119,7 @@ impl Ctx {
             Err(e) => return Err(e.into()),
         };
         let service = self.service(&release.service)?;
+        let host = self.host(&release.service, env)?;
         let template = match &service.run.deployer {
             Deployer::Process { command } => command,
             Deployer::Command(scripts) => {
@@ -111,10 +131,10 @@ impl Ctx {
         if let Some(rec) = &known {
             // Running already: started before a controller restart, maybe by a controller that
             // died before journaling the pid.
-            let pid = if rec.pid != 0 && process::is_running(&to_instance(rec)) {
+            let pid = if rec.pid != 0 && host.is_running(&to_instance(rec)).await? {
                 Some(rec.pid)
             } else {
-                process::find_group(id)
+                host.find_group(id).await?
             };
             if let Some(pid) = pid {
                 let adopted = InstanceRecord {
@@ -125,14 +145,15 @@ impl Ctx {
                 // Health before traffic: a process found running may still be starting (or be
                 // hung); it counts as running only once it answers its health check.
                 let health = &service.run.health;
-                match process::await_healthy(
-                    &to_instance(&adopted),
-                    &health.http,
-                    health.timeout,
-                    health.interval,
-                    health.start_timeout,
-                )
-                .await
+                match host
+                    .await_healthy(
+                        &to_instance(&adopted),
+                        &health.http,
+                        health.timeout,
+                        health.interval,
+                        health.start_timeout,
+                    )
+                    .await
                 {
                     Ok(()) => {
                         tracing::info!(
@@ -144,17 +165,26 @@ impl Ctx {
                         return Ok(adopted);
                     }
                     Err(e) => {
-                        tracing::warn!(instance = id, pid, error = %e, "A running instance never became healthy; stopping it to start it anew.");
-                        process::stop(&to_instance(&adopted), STOP_GRACE).await?;
+                        tracing::warn!(
+                            instance = id,
+                            pid,
+                            error = format!("{e:#}"),
+                            "A running instance never became healthy; stopping it to start it anew."
+                        );
+                        host.stop(&to_instance(&adopted), STOP_GRACE).await?;
                     }
                 }
             }
         }
-        let port = process::free_port().context("choosing a port")?;
+        let port = host.free_port().await?;
         // Intent first: the port and id are on disk before the process exists.
         let mut rec = self.starting_record(id, release, env, port);
         self.store.put_instance(&rec).await?;
-        let command = render_release_command(template, &self.runnable(release).await?, env, port);
+        let mut runnable = self.runnable(release).await?;
+        if let Artifact::File(path) = &runnable.artifact {
+            runnable.artifact = Artifact::File(host.artifact_path(&release.sha256, path).await?);
+        }
+        let command = render_release_command(template, &runnable, env, port);
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
         vars.extend(self.param_env(&release.service, env)?);
         vars.extend(release.env.clone());
@@ -169,7 +199,7 @@ impl Ctx {
             start_timeout: service.run.health.start_timeout,
             log_path: self.log_path(id),
         };
-        let started = process::start(&spec).await?;
+        let started = host.start(&spec).await?;
         rec.pid = started.pid;
         rec.state = InstanceState::Running;
         self.store.put_instance(&rec).await?;
@@ -230,13 +260,14 @@ impl Ctx {
             self.store.put_instance(&rec).await?;
             return Ok(());
         }
+        let host = self.host(&release.service, &rec.env)?;
         if rec.pid == 0
-            && let Some(pid) = process::find_group(id)
+            && let Some(pid) = host.find_group(id).await?
         {
             rec.pid = pid;
         }
         if rec.pid != 0 {
-            process::stop(&to_instance(&rec), STOP_GRACE).await?;
+            host.stop(&to_instance(&rec), STOP_GRACE).await?;
         }
         rec.state = InstanceState::Stopped;
         self.store.put_instance(&rec).await?;
@@ -320,13 +351,13 @@ impl Ctx {
                 .scripted_health(service, scripts, release, &inst.env, &inst.id, inst.port)
                 .await;
         }
-        process::check_health(
-            inst.port,
-            &service.run.health.http,
-            service.run.health.timeout,
-        )
-        .await?;
-        Ok(())
+        self.host(&service.name, &inst.env)?
+            .check_health(
+                inst.port,
+                &service.run.health.http,
+                service.run.health.timeout,
+            )
+            .await
     }
 
     async fn scripted_health(
@@ -361,10 +392,7 @@ impl Ctx {
     /// Applies `routes` to the router of `service/env` and remembers them as applied.
     async fn apply(&self, service: &str, env: &str, routes: &Routes) -> Result<()> {
         // In a lease's name when applied for one: the proxy refuses a stale epoch's routes.
-        let fence = backstop_store::fence::current().map(|f| RouteFence {
-            lease: f.key,
-            epoch: f.epoch,
-        });
+        let fence = crate::hosts::current_fence();
         self.router(service, env)?
             .apply_fenced(routes, fence.as_ref())
             .await?;
@@ -528,6 +556,7 @@ pub async fn build_router(
     env: &Environment,
     plane: &DataPlane,
     state_dir: &std::path::Path,
+    agents: &BTreeMap<String, backstop_drivers::agent::AgentClient>,
     proxies: &mut BTreeMap<(String, String), ProxyHandle>,
 ) -> Result<Arc<dyn TrafficRouter>> {
     Ok(match &svc.traffic {
@@ -536,8 +565,15 @@ pub async fn build_router(
                 .listen
                 .ok_or_else(|| anyhow!("the built-in router needs `listen` on the environment"))?;
             let name = format!("{}/{}", svc.name, env.name);
-            let (router, proxy) =
-                crate::data_plane::start_builtin(plane, state_dir, &name, listen).await?;
+            let (router, proxy) = match &env.agent {
+                Some(agent) => {
+                    let agent = agents
+                        .get(agent)
+                        .ok_or_else(|| anyhow!("agent {agent:?} is not in the config"))?;
+                    crate::data_plane::on_agent(agent, &name, listen)
+                }
+                None => crate::data_plane::start_builtin(plane, state_dir, &name, listen).await?,
+            };
             tracing::info!(service = %svc.name, env = %env.name, listen = %proxy.listen_addr(), "Built-in proxy listening.");
             proxies.insert((svc.name.clone(), env.name.clone()), proxy);
             router

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod agent_cmd;
 mod analyze;
 mod client;
 mod commands;
@@ -89,6 +90,9 @@ enum Cmd {
     /// The daemons sharing the store (replicas) and what each drives.
     #[command(subcommand)]
     Cluster(commands::ClusterCmd),
+    /// One host's data plane (its proxies and instances), driven by the replicas.
+    #[command(subcommand, long_about = agent_cmd::AGENT_LONG_ABOUT)]
+    Agent(agent_cmd::AgentCmd),
     /// The state store: copy an embedded install into PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCmd),
@@ -258,6 +262,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Proxy(args) => run_proxy(args).await.map(|()| 0),
             Cmd::Store(c) => store_cmd::store(c).await,
             Cmd::Cluster(c) => commands::cluster(c).await,
+            Cmd::Agent(c) => agent_cmd::agent(c).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())

@@ -24,6 +24,12 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "SocketAddrString")]
     pub listen: Option<SocketAddr>,
+    /// The agent (`agents[].name`) of the host this environment runs on: its built-in proxy
+    /// and its instances run there, driven by whichever replica holds the work. Without it they
+    /// run on the daemon's own host. Needs `router: builtin` and `run.kind: process`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(NAME_PATTERN))]
+    pub agent: Option<String>,
     /// Regulated environments: overrides need a second approver; automatic rollback is
     /// mandatory.
     #[serde(default)]

@@ -45,11 +45,31 @@ pub struct Config {
     /// The services Backstop manages (at least one).
     #[schemars(length(min = 1))]
     pub services: Vec<Service>,
+    /// The agents of other hosts (`backstop agent`) that replicas drive: each runs the built-in
+    /// proxies and the instances of the environments that name it with `agent`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentRef>,
     /// The folder of the config file: relative `params` paths are resolved against it (set by
     /// [`crate::load`]; empty means the current folder).
     #[serde(skip)]
     #[schemars(skip)]
     pub base_dir: PathBuf,
+}
+
+/// One host's agent, as the replicas reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRef {
+    /// Name, as given to `backstop agent serve --name` (unique in the file).
+    #[schemars(pattern(NAME_PATTERN))]
+    pub name: String,
+    /// Where replicas reach it: `HOST:PORT` (e.g. `10.0.0.11:7400`).
+    #[schemars(length(min = 1))]
+    pub address: String,
+    /// The environment variable of the replicas that holds its token (made by
+    /// `backstop agent token` on that host), e.g. `BACKSTOP_AGENT_WEB1_TOKEN`.
+    #[schemars(with = "EnvVarName")]
+    pub token_env: String,
 }
 
 /// Settings every service inherits unless it overrides them.
@@ -125,6 +145,12 @@ impl Config {
     #[must_use]
     pub fn breaker(&self) -> &Breaker {
         &self.defaults.breaker
+    }
+
+    /// The agent named `name` in `agents`.
+    #[must_use]
+    pub fn agent(&self, name: &str) -> Option<&AgentRef> {
+        self.agents.iter().find(|a| a.name == name)
     }
 
     /// The service named `name`.

@@ -45,6 +45,24 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         });
     };
     positive_duration(root.pointer(within_ptr), within_ptr, &mut push);
+    // Agents by name → pointer of their definition.
+    let mut agent_names: HashMap<&str, String> = HashMap::new();
+    if let Some(agents) = root.get("agents").and_then(Value::as_array) {
+        for (i, agent) in agents.iter().enumerate() {
+            if let Some(name) = agent.get("name").and_then(Value::as_str) {
+                let here = format!("/agents/{i}/name");
+                if let Some(at) = earlier_definition(doc, &mut agent_names, name, &here) {
+                    push(
+                        here,
+                        format!(
+                            "duplicate agent `{name}` (first defined at line {}, column {})",
+                            at.line, at.col
+                        ),
+                    );
+                }
+            }
+        }
+    }
     let Some(services) = root.get("services").and_then(Value::as_array) else {
         return out;
     };
@@ -206,6 +224,30 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
                         );
                     }
                 }
+                if let Some(agent) = env.get("agent").and_then(Value::as_str) {
+                    let here = format!("{ep}/agent");
+                    if !agent_names.contains_key(agent) {
+                        let known: Vec<&str> = agent_names.keys().copied().collect();
+                        push(
+                            here,
+                            if known.is_empty() {
+                                format!("unknown agent `{agent}`: the file has no `agents` list")
+                            } else {
+                                format!(
+                                    "unknown agent `{agent}` (the `agents` list has: {})",
+                                    sorted_list(known)
+                                )
+                            },
+                        );
+                    } else if router != "builtin" || kind != "process" {
+                        push(
+                            here,
+                            format!(
+                                "`agent` needs `traffic.router: builtin` and `run.kind: process` (this service has router `{router}` and kind `{kind}`): the agent runs the built-in proxy and the instances of its host"
+                            ),
+                        );
+                    }
+                }
                 if router == "builtin" && env.is_object() && env.get("listen").is_none() {
                     push(
                         ep.clone(),
@@ -275,4 +317,9 @@ pub(super) fn key_problem(doc: &Document, path: String, message: String) -> Prob
         path,
         message,
     }
+}
+
+fn sorted_list(mut names: Vec<&str>) -> String {
+    names.sort_unstable();
+    names.join(", ")
 }

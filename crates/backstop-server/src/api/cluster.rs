@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use backstop_api::cluster::{ClusterStatus, ReplicaStatus};
+use backstop_api::cluster::{AgentStatus, ClusterStatus, ReplicaStatus};
 
 use crate::Ctx;
 use crate::controller::LIVE_WITHIN;
@@ -39,5 +39,51 @@ pub(super) async fn cluster_status(State(ctx): State<Arc<Ctx>>) -> ApiResult<Jso
             leases,
         });
     }
-    Ok(Json(ClusterStatus { replicas }))
+    Ok(Json(ClusterStatus {
+        replicas,
+        agents: agents_status(&ctx).await,
+    }))
+}
+
+/// Each agent of the config, asked now (all at once, each within the control timeout).
+async fn agents_status(ctx: &Ctx) -> Vec<AgentStatus> {
+    let mut asked = tokio::task::JoinSet::new();
+    for (name, client) in &ctx.drivers.agents {
+        let environments: Vec<String> = ctx
+            .config
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.environments
+                    .iter()
+                    .filter(|e| e.agent.as_deref() == Some(name.as_str()))
+                    .map(|e| format!("{}/{}", s.name, e.name))
+            })
+            .collect();
+        let client = client.clone();
+        asked.spawn(async move {
+            let hello = client.hello().await;
+            let (state, error, pid, proxies) = match hello {
+                Ok(h) => (
+                    "reachable",
+                    None,
+                    Some(h.pid),
+                    h.proxies.into_iter().map(|p| p.name).collect(),
+                ),
+                Err(e) => ("unreachable", Some(e.to_string()), None, Vec::new()),
+            };
+            AgentStatus {
+                name: client.name().to_string(),
+                address: client.address().to_string(),
+                state: state.into(),
+                error,
+                environments,
+                pid,
+                proxies,
+            }
+        });
+    }
+    let mut out: Vec<AgentStatus> = asked.join_all().await;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }

@@ -489,13 +489,10 @@ impl Controller {
         let healthy = if svc.run.command_scripts().is_some() {
             true // script deployers report health through their own health script at start
         } else {
-            backstop_drivers::process::check_health(
-                inst.port,
-                &svc.run.health.http,
-                svc.run.health.timeout,
-            )
-            .await
-            .is_ok()
+            ctx.host(&r.service, &r.env)?
+                .check_health(inst.port, &svc.run.health.http, svc.run.health.timeout)
+                .await
+                .is_ok()
         };
         let Some(watch) = self.watches.get_mut(&r.id) else {
             return Ok(0);

@@ -182,6 +182,7 @@ impl Controller {
             state.retain(|id, _| ids.contains(&id.as_str()));
         }
         for ((inst, role, rollout), check) in serving.into_iter().zip(checks) {
+            let Some(check) = check else { continue };
             let now = ctx.clock.now_ms();
             let decision = {
                 let mut state = ctx
@@ -286,14 +287,15 @@ impl Controller {
         }
     }
 
-    /// One liveness and health check, the way the instance's deployer defines health.
-    async fn check(&self, inst: &InstanceRecord) -> Check {
+    /// One liveness and health check, the way the instance's deployer defines health; `None`
+    /// when the instance's host (an agent) cannot be reached.
+    async fn check(&self, inst: &InstanceRecord) -> Option<Check> {
         let ctx = &self.ctx;
         let Ok(release) = ctx.store.release(&inst.release_id).await else {
-            return Check::Healthy;
+            return Some(Check::Healthy);
         };
         let Ok(service) = ctx.service(&release.service) else {
-            return Check::Healthy;
+            return Some(Check::Healthy);
         };
         if service.run.command_scripts().is_none() {
             let handle = process::Instance {
@@ -301,14 +303,25 @@ impl Controller {
                 pid: inst.pid,
                 port: inst.port,
             };
-            if !process::is_running(&handle) {
-                return Check::Exited;
+            let running = match ctx.host(&release.service, &inst.env) {
+                Ok(host) => host.is_running(&handle).await,
+                Err(e) => Err(e),
+            };
+            match running {
+                Ok(true) => {}
+                Ok(false) => return Some(Check::Exited),
+                // An agent cut off is not an exit: its host keeps the instance running, and
+                // nothing can be restarted there from here anyway.
+                Err(e) => {
+                    tracing::warn!(instance = %inst.id, env = %inst.env, error = format!("{e:#}"), "Cannot reach the host of an instance; not checked this round.");
+                    return None;
+                }
             }
         }
-        match ctx.instance_health(service, &release, inst).await {
+        Some(match ctx.instance_health(service, &release, inst).await {
             Ok(()) => Check::Healthy,
             Err(e) => Check::Unhealthy(format!("{e:#}")),
-        }
+        })
     }
 
     async fn restart(

@@ -12,7 +12,9 @@ use crate::output::Render;
 #[derive(clap::Subcommand)]
 pub enum ClusterCmd {
     /// The replicas sharing this daemon's store: id, address, live or gone (its heartbeat,
-    /// every 2 s, lapsed for 10 s), last heartbeat, and what each drives.
+    /// every 2 s, lapsed for 10 s), last heartbeat, and what each drives; then the agents of
+    /// the config, reachable or not from the replica that answers, and the environments each
+    /// hosts.
     Status {
         #[command(flatten)]
         api: ApiArgs,
@@ -29,7 +31,7 @@ pub async fn cluster(cmd: ClusterCmd) -> Result<i32> {
 impl Render for ClusterStatus {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         if self.replicas.is_empty() {
-            return writeln!(w, "no replica has beaten yet");
+            writeln!(w, "no replica has beaten yet")?;
         }
         for r in &self.replicas {
             writeln!(
@@ -47,6 +49,21 @@ impl Render for ClusterStatus {
                     r.leases.join(", ")
                 }
             )?;
+        }
+        for a in &self.agents {
+            let hosts = if a.environments.is_empty() {
+                "no environment".to_string()
+            } else {
+                a.environments.join(", ")
+            };
+            match &a.error {
+                None => writeln!(w, "agent {} ({}) reachable: {hosts}", a.name, a.address)?,
+                Some(e) => writeln!(
+                    w,
+                    "agent {} ({}) UNREACHABLE: {hosts} serve their last routes and cannot be changed: {e}",
+                    a.name, a.address
+                )?,
+            }
         }
         Ok(())
     }
