@@ -6,6 +6,7 @@
 //! Every process a starter begins runs in its own process group and is ended by that group when
 //! its handle drops, never by name: tests running in parallel do not touch each other's.
 
+pub mod agent;
 mod daemon;
 pub mod disk;
 mod eventually;
@@ -19,6 +20,7 @@ pub mod upstream;
 
 use std::time::Duration;
 
+pub use agent::Agent;
 pub use daemon::{
     DEMO_APP_RUN, Daemon, audit_actions, backstop_bin, instance_pids, item_with, rollback_args,
     rollout_start_args, shop_config, shop_config_all_at_once, step_kinds, texts_of,
