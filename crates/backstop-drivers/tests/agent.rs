@@ -262,3 +262,56 @@ async fn instances_start_and_stop_only_for_the_current_epoch_and_artifacts_arriv
     assert!(client.start(&bad, Some(&fence(7))).await.is_err());
     agent.stop().await;
 }
+
+/// Whatever bytes reach the agent (no token, a wrong one, the right one followed by garbage or
+/// by a request cut short), it answers or closes, keeps serving, and changes nothing.
+#[tokio::test]
+async fn arbitrary_bytes_change_nothing_and_the_agent_keeps_answering() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let token = new_token(dir.path()).unwrap();
+    let agent = start_agent(dir.path(), None).await;
+    let address = agent.address;
+    let mut inputs: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        ..Config::default()
+    });
+    let tokens = prop_oneof![Just(0u8), Just(1u8), Just(2u8)];
+    let garbage = proptest::collection::vec(any::<u8>(), 0..300);
+    let near_requests = "[{]\"op\":\"(proxy|start|stop|artifact|free_port)\"[ -~]{0,120}"
+        .prop_map(|s: String| s.into_bytes());
+    let bodies = prop_oneof![garbage, near_requests];
+    for _ in 0..200 {
+        let with_token = tokens.new_tree(&mut runner).unwrap().current();
+        let body: Vec<u8> = bodies.new_tree(&mut runner).unwrap().current();
+        inputs.push((with_token, body));
+    }
+    for (with_token, body) in inputs {
+        let mut bytes = match with_token {
+            0 => Vec::new(),
+            1 => b"bsa_wrong\n".to_vec(),
+            _ => format!("{token}\n").into_bytes(),
+        };
+        bytes.extend_from_slice(&body);
+        let Ok(mut s) = tokio::net::TcpStream::connect(address).await else {
+            panic!("the agent stopped accepting connections");
+        };
+        let _ = s.write_all(&bytes).await;
+        let _ = s.shutdown().await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    }
+    let hello = agent.client(&token).hello().await.unwrap();
+    assert!(hello.proxies.is_empty(), "{hello:?}");
+    assert!(
+        !dir.path().join("artifacts").exists()
+            || std::fs::read_dir(dir.path().join("artifacts"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    agent.stop().await;
+}

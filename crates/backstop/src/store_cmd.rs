@@ -18,8 +18,8 @@ the audit chain) into an empty PostgreSQL database, in one transaction, then ver
 chain there. The daemon of that state folder must be stopped (the copy takes its lock); the \
 target must be empty (nothing is written otherwise).
 
-Artifact backups stay in STATE_DIR/blobs: start the daemon on PostgreSQL with the same \
---state-dir (or copy that folder along).
+The artifact backups (STATE_DIR/blobs) are uploaded into the database first, each verified \
+by its sha256, so replicas on any host (any --state-dir) can run every release.
 
 Example:
   backstop store copy --from .backstop --to 'postgres://backstop@db:5432/backstop'

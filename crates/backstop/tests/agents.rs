@@ -22,6 +22,23 @@ fn config_on(agent: &Agent, proxy_port: u16) -> String {
     format!("agents:\n{}{placed}", agent.config_entry(TOKEN_ENV))
 }
 
+/// An agent `web1` in `dir/agent` and a daemon in `dir/state` whose `shop/prod` runs there,
+/// v1 promoted.
+fn v1_on_an_agent(dir: &std::path::Path) -> (Agent, Daemon) {
+    let address = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let agent = Agent::start("web1", &dir.join("agent"), address);
+    let proxy = free_port();
+    let d = Daemon::start_with_env(
+        &dir.join("state"),
+        &config_on(&agent, proxy),
+        proxy,
+        &[(TOKEN_ENV, &agent.token)],
+    );
+    d.register("v1", 0.0);
+    d.rollout_wait("v1", 0);
+    (agent, d)
+}
+
 fn agent_status(d: &Daemon) -> serde_json::Value {
     let status = d.cli_json(&["cluster", "status"], 0);
     status["agents"][0].clone()
@@ -30,21 +47,8 @@ fn agent_status(d: &Daemon) -> serde_json::Value {
 #[test]
 fn a_daemon_drives_an_agents_proxy_and_instances_and_users_outlive_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let agent_dir = dir.path().join("agent");
-    let agent = Agent::start(
-        "web1",
-        &agent_dir,
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    );
-    let proxy = free_port();
-    let mut d = Daemon::start_with_env(
-        &dir.path().join("state"),
-        &config_on(&agent, proxy),
-        proxy,
-        &[(TOKEN_ENV, &agent.token)],
-    );
-    d.register("v1", 0.0);
-    d.rollout_wait("v1", 0);
+    let (agent, mut d) = v1_on_an_agent(dir.path());
+    let (agent_dir, proxy) = (agent.state_dir.clone(), d.proxy_port);
     let answer = http_get(proxy, "/").unwrap();
     assert!(answer.contains("x-backstop-version: v1"), "{answer}");
 
@@ -88,21 +92,8 @@ fn a_daemon_drives_an_agents_proxy_and_instances_and_users_outlive_the_daemon() 
 #[test]
 fn an_agent_out_of_reach_or_refusing_the_token_shows_as_unreachable_and_why() {
     let dir = tempfile::tempdir().unwrap();
-    let agent_dir = dir.path().join("agent");
-    let agent = Agent::start(
-        "web1",
-        &agent_dir,
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    );
-    let proxy = free_port();
-    let mut d = Daemon::start_with_env(
-        &dir.path().join("state"),
-        &config_on(&agent, proxy),
-        proxy,
-        &[(TOKEN_ENV, &agent.token)],
-    );
-    d.register("v1", 0.0);
-    d.rollout_wait("v1", 0);
+    let (agent, mut d) = v1_on_an_agent(dir.path());
+    let proxy = d.proxy_port;
 
     // Frozen: it answers nobody; its environment shows as unreachable, users keep the kernel's
     // queued connections (they are served once it is back).
