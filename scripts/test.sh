@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 # rather than passing silently. PostgreSQL (server binaries: initdb, pg_ctl) is
 # for `migrations check --engine postgres`, which starts its own temporary cluster as a
 # non-root user; the image usually has it, the package is installed when it does not.
-PACKAGES=(haproxy nginx prometheus)
+# iproute2 and curl: the tests across hosts make network namespaces (`ip netns`, veth) and
+# act as a user on one of them (curl inside it).
+PACKAGES=(haproxy nginx prometheus iproute2 curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,6 +1,7 @@
 //! A real `backstop serve` process on loopback in a temp state folder, and the CLI run as a real
 //! process against it.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -93,6 +94,14 @@ pub struct Daemon {
     /// Its name among replicas sharing the state folder (in its log's name); empty for the
     /// first.
     pub replica: String,
+    /// Where it runs: empty on this host, else the command prefix of a test host
+    /// ([`crate::netns::Host::prefix`]).
+    pub prefix: Vec<String>,
+    /// The address its API listens on (and is reached at).
+    pub ip: String,
+    /// Shared by the replicas of one state folder: the last one dropped ends what they left
+    /// running there (replicas of a shared store leave proxies and instances to each other).
+    folder: std::sync::Arc<()>,
 }
 
 impl Daemon {
@@ -132,6 +141,39 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             replica: String::new(),
+            prefix: Vec::new(),
+            ip: "127.0.0.1".into(),
+            folder: std::sync::Arc::new(()),
+        };
+        d.restart();
+        d
+    }
+
+    /// A daemon on test host `host` (a network namespace), its API on the host's address, its
+    /// state in `state_dir` (its own: hosts do not share folders).
+    pub fn start_on(
+        host: &crate::netns::Host,
+        state_dir: &Path,
+        config_text: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        std::fs::create_dir_all(state_dir).unwrap();
+        let config = state_dir.join("backstop.yaml");
+        std::fs::write(&config, config_text).unwrap();
+        let mut d = Daemon {
+            child: None,
+            api: String::new(),
+            state_dir: state_dir.to_path_buf(),
+            config,
+            proxy_port: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            replica: host.name.clone(),
+            prefix: host.prefix(),
+            ip: host.ip.to_string(),
+            folder: std::sync::Arc::new(()),
         };
         d.restart();
         d
@@ -159,6 +201,9 @@ impl Daemon {
             proxy_port: self.proxy_port,
             env: vars,
             replica: name.to_string(),
+            prefix: self.prefix.clone(),
+            ip: self.ip.clone(),
+            folder: self.folder.clone(),
         };
         d.restart();
         d
@@ -183,7 +228,7 @@ impl Daemon {
     pub fn api_get(&self, path: &str) -> serde_json::Value {
         use std::io::{Read, Write};
         let token = std::fs::read_to_string(self.state_dir.join("admin.token")).unwrap();
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.api_port())).unwrap();
+        let mut s = std::net::TcpStream::connect((self.ip.as_str(), self.api_port())).unwrap();
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
@@ -207,18 +252,26 @@ impl Daemon {
     }
 
     fn restart_on(&mut self, port: u16) {
-        self.api = format!("http://127.0.0.1:{port}");
+        self.api = format!("http://{}:{port}", self.ip);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(backstop_bin())
+        let mut command = match self.prefix.split_first() {
+            None => Command::new(backstop_bin()),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(backstop_bin());
+                c
+            }
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(&self.config)
             .arg("--state-dir")
             .arg(&self.state_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", &format!("{}:{port}", self.ip)])
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
@@ -231,7 +284,7 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("daemon exited with {status}; log:\n{}", self.log());
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            if std::net::TcpStream::connect((self.ip.as_str(), port)).is_ok()
                 && self.state_dir.join("admin.token").exists()
             {
                 return;
@@ -440,6 +493,35 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        if std::sync::Arc::strong_count(&self.folder) == 1 {
+            end_leftovers(&self.state_dir);
+        }
+    }
+}
+
+/// Ends the instances and proxy processes started for `state_dir` that still run (by their
+/// process groups, found by their logs and control sockets in that folder).
+fn end_leftovers(state_dir: &Path) {
+    use nix::sys::signal::{Signal, killpg};
+    let proxies = state_dir.join("proxies");
+    let proxy_groups = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).starts_with(&proxies))
+            })
+        });
+    let groups: Vec<i32> = instance_pids(state_dir)
+        .into_iter()
+        .filter_map(|p| i32::try_from(p).ok())
+        .chain(proxy_groups)
+        .collect();
+    for pgid in groups {
+        let _ = killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
     }
 }
 

@@ -13,6 +13,7 @@ mod eventually;
 #[cfg(feature = "server")]
 pub mod in_process;
 pub mod link;
+pub mod netns;
 pub mod routing;
 pub mod servers;
 mod traffic;
