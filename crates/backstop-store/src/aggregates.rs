@@ -103,6 +103,10 @@ pub trait ClusterStore: Send + Sync {
         now: Millis,
         ttl: Millis,
     ) -> Result<Option<i64>>;
+    /// Renews every lease `holder` holds (not let go) until `now + ttl`, in one statement, and
+    /// answers them with their epochs: a lease missing from the answer was taken over. One
+    /// write per replica per renewal, whatever the number of rollouts it drives.
+    async fn renew_leases(&self, holder: &str, now: Millis, ttl: Millis) -> Result<Vec<Lease>>;
     /// Lets `holder`'s lease `key` go now (others may take it at once); keeps its epoch.
     async fn release_lease(&self, key: &str, holder: &str) -> Result<()>;
     /// Lets every lease of `holder` go now (a graceful stop).

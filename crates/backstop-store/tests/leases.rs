@@ -272,7 +272,46 @@ async fn commands_reach_the_lease_holder_and_are_answered_once(backend: Backend)
     );
 }
 
+/// One statement renews all a holder's leases, and only those it still holds and has not let go.
+async fn a_holder_renews_all_its_leases_at_once(backend: Backend) {
+    let s = backend.open().await;
+    for key in ["rollout/r1", "rollout/r2", "env/shop/prod", "rollout/r3"] {
+        assert_eq!(s.acquire_lease(key, "a", 0, TTL).await.unwrap(), Some(1));
+    }
+    s.release_lease("rollout/r3", "a").await.unwrap();
+    // r2 lapses and b takes it over (epoch 2).
+    assert_eq!(
+        s.acquire_lease("rollout/r2", "b", TTL, TTL).await.unwrap(),
+        Some(2)
+    );
+    let mut renewed = s.renew_leases("a", TTL, TTL).await.unwrap();
+    renewed.sort_by(|x, y| x.key.cmp(&y.key));
+    let got: Vec<(&str, i64, i64)> = renewed
+        .iter()
+        .map(|l| (l.key.as_str(), l.epoch, l.expires_at_ms))
+        .collect();
+    assert_eq!(
+        got,
+        [("env/shop/prod", 1, 2 * TTL), ("rollout/r1", 1, 2 * TTL)]
+    );
+    // Renewed, they are not free for b; the released one is.
+    assert_eq!(
+        s.acquire_lease("rollout/r1", "b", TTL + 500, TTL)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.acquire_lease("rollout/r3", "b", TTL + 500, TTL)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert!(s.renew_leases("nobody", TTL, TTL).await.unwrap().is_empty());
+}
+
 on_both_backends!(
+    a_holder_renews_all_its_leases_at_once,
     one_holder_at_a_time_and_the_epoch_grows_when_the_lease_changes_hands,
     replicas_racing_for_a_lease_have_one_winner,
     a_stale_holder_changes_nothing,

@@ -118,6 +118,7 @@ impl HeldLeases {
 /// under it are refused anyway.
 pub(super) async fn keep(ctx: Arc<Ctx>, held: HeldLeases, stop: CancellationToken) {
     let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
+    let mut unknown_before = std::collections::HashSet::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -130,34 +131,49 @@ pub(super) async fn keep(ctx: Arc<Ctx>, held: HeldLeases, stop: CancellationToke
             ..ctx.replica.clone()
         };
         let _ = ctx.store.heartbeat(&beat).await;
-        let snapshot: Vec<(String, Held)> =
-            held.map().iter().map(|(k, h)| (k.clone(), *h)).collect();
-        for (key, was) in snapshot {
-            match ctx
-                .store
-                .acquire_lease(&key, &ctx.replica.id, now, ttl)
-                .await
-            {
-                Ok(Some(epoch)) if epoch == was.epoch => {
-                    if let Some(h) = held.map().get_mut(&key)
-                        && h.epoch == epoch
-                    {
-                        h.renewed = tokio::time::Instant::now();
+        // One statement renews everything this replica holds, however many rollouts.
+        let asked = tokio::time::Instant::now();
+        let renewed = match ctx.store.renew_leases(&ctx.replica.id, now, ttl).await {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                tracing::debug!(error = %e, "Could not renew the leases; retrying.");
+                continue;
+            }
+        };
+        let forgotten: Vec<String> = {
+            let at = tokio::time::Instant::now();
+            let mut map = held.map();
+            let mut unknown = std::collections::HashSet::new();
+            for lease in &renewed {
+                match map.get_mut(&lease.key) {
+                    Some(h) if h.epoch == lease.epoch => h.renewed = at,
+                    _ => {
+                        unknown.insert(lease.key.clone());
                     }
-                }
-                Ok(other) => {
-                    // Lost meanwhile (taken, maybe given back): the work in flight holds a
-                    // stale epoch; the controller takes the lease anew if it is still free.
-                    held.remove(&key);
-                    if other.is_some() {
-                        let _ = ctx.store.release_lease(&key, &ctx.replica.id).await;
-                    }
-                    tracing::warn!(lease = %key, "This replica's lease was taken over; it stops driving it.");
-                }
-                Err(e) => {
-                    tracing::debug!(lease = %key, error = %e, "Could not renew a lease; retrying.");
                 }
             }
+            // Held in the store but not driven here for two renewals in a row (a release that
+            // failed): let it go. One renewal is not enough: the controller records a lease it
+            // just took right after taking it.
+            let forgotten: Vec<String> = unknown.intersection(&unknown_before).cloned().collect();
+            unknown_before = unknown;
+            // Not renewed: taken over, unless taken (or renewed by the controller) after the
+            // statement ran.
+            let lost: Vec<String> = map
+                .iter()
+                .filter(|(k, h)| h.renewed < asked && !renewed.iter().any(|l| &l.key == *k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &lost {
+                // Taken over meanwhile: the work in flight holds a stale epoch; the controller
+                // takes the lease anew if it is free again.
+                map.remove(key);
+                tracing::warn!(lease = %key, "This replica's lease was taken over; it stops driving it.");
+            }
+            forgotten
+        };
+        for key in forgotten {
+            let _ = ctx.store.release_lease(&key, &ctx.replica.id).await;
         }
     }
 }

@@ -62,6 +62,17 @@ impl ClusterStore for Backend {
         Ok(epoch)
     }
 
+    async fn renew_leases(&self, holder: &str, now: Millis, ttl: Millis) -> Result<Vec<Lease>> {
+        // A released lease has expired at 0; one taken over has another holder.
+        let query = sqlx::query(
+            "UPDATE leases SET expires_at_ms = $1 WHERE holder = $2 AND expires_at_ms > 0 \
+             RETURNING *",
+        )
+        .bind(now.saturating_add(ttl))
+        .bind(holder);
+        self.fetch_all_as(query, lease_from).await
+    }
+
     async fn release_lease(&self, key: &str, holder: &str) -> Result<()> {
         sqlx::query("UPDATE leases SET expires_at_ms = 0 WHERE key = $1 AND holder = $2")
             .bind(key)
