@@ -252,6 +252,9 @@ impl Daemon {
     }
 
     fn restart_on(&mut self, port: u16) {
+        // A restart of a running daemon stops it first: on a shared store a second process
+        // would start beside it, and the first would outlive the test.
+        self.stop();
         self.api = format!("http://{}:{port}", self.ip);
         let log = std::fs::OpenOptions::new()
             .create(true)

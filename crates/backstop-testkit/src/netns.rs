@@ -59,9 +59,12 @@ pub struct Host {
 }
 
 impl Lab {
-    /// A new bridge on a /24 chosen from this process's id (tests run as separate processes).
+    /// A new bridge on a /24 chosen from this process's id and a count of the labs it made
+    /// (tests run as processes, or as threads of one).
     pub fn new() -> Lab {
-        let n = std::process::id() % 200;
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = (std::process::id().wrapping_mul(7).wrapping_add(made)) % 250;
         let tag = format!("bs{n}");
         let subnet = [10, 213, u8::try_from(n).unwrap()];
         let bridge = format!("{tag}br");

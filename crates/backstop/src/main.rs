@@ -14,6 +14,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod agent_cmd;
 mod analyze;
+mod bench_scale;
 mod client;
 mod commands;
 mod config_cmd;
@@ -162,6 +163,10 @@ enum MigrationsCmd {
 enum BenchCmd {
     /// Judges against an oracle and the Flagger tutorial preset on seeded scenario families.
     Canary(analyze::BenchCanaryArgs),
+    /// How many concurrent rollouts one controller keeps up with (SQLite, PostgreSQL with 1
+    /// and 3 replicas): analyses per second and per core, decision latency, writes, memory.
+    #[command(long_about = bench_scale::SCALE_LONG_ABOUT)]
+    Scale(bench_scale::ScaleArgs),
 }
 
 #[derive(clap::Args)]
@@ -263,6 +268,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Store(c) => store_cmd::store(c).await,
             Cmd::Cluster(c) => commands::cluster(c).await,
             Cmd::Agent(c) => agent_cmd::agent(c).await,
+            Cmd::Bench(BenchCmd::Scale(a)) => bench_scale::run(a).await,
             Cmd::DemoApp(args) => {
                 init_logs("pretty", "info");
                 backstop_demo::run(args, backstop_demo::shutdown_signal())

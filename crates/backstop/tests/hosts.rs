@@ -9,8 +9,9 @@
 //!   changes nothing (its routes and instance commands carry a stale epoch), and the audit chain
 //!   verifies.
 //!
-//! `kill -9` and `SIGSTOP` of an owner, and PostgreSQL restarting, are tested on loopback in
-//! `replicas.rs` (the same code paths; only the addresses differ).
+//! - the replica driving a rollout killed (`kill -9`) mid-way, and another frozen (`SIGSTOP`)
+//!   past its lease: another replica finishes each rollout; the frozen one, woken, changes
+//!   nothing; PostgreSQL restarting under the replicas: they reconnect and carry on.
 
 use std::time::Duration;
 
@@ -115,67 +116,97 @@ fn rollout(d: &Daemon, env: &str, version: &str) {
     assert_eq!(out["rollout"]["phase"], "promoted", "{out:#}");
 }
 
+/// Three replicas and two agents on hosts of their own, PostgreSQL reached over the network;
+/// v1 promoted in prod (on `east`) and staging (on `west`). Fields drop in order: the
+/// processes first, the lab (namespaces, bridge) last.
+struct Site {
+    replicas: Vec<Daemon>,
+    _agents: Vec<Agent>,
+    _db_link: Link,
+    pg: Postgres,
+    hosts: Vec<Host>,
+    prod_port: u16,
+    staging_port: u16,
+    _lab: Lab,
+    _dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// `None` where network namespaces cannot be made (not root): the caller skips.
+    fn start(steps: &str) -> Option<Site> {
+        if !netns::available() {
+            // Developers' machines without root; CI runs as root and runs it.
+            eprintln!("skipped: network namespaces need root and iproute2");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut lab = Lab::new();
+        let hosts: Vec<Host> = ["r1", "r2", "r3", "east", "west"]
+            .iter()
+            .map(|n| lab.host(n))
+            .collect();
+        let pg = postgres();
+        let db_port = free_port();
+        let db_link = Link::tcp(
+            (lab.gateway(), db_port).into(),
+            &pg.dir().join("sock").join(".s.PGSQL.5432"),
+        );
+        let url = format!("postgres://postgres@{}:{db_port}/{DATABASE}", lab.gateway());
+        let agents: Vec<Agent> = hosts[3..]
+            .iter()
+            .map(|h| {
+                let prefix = h.prefix();
+                let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+                Agent::start_in(
+                    &prefix,
+                    &h.name,
+                    &dir.path().join(&h.name),
+                    (h.ip, 7400).into(),
+                )
+            })
+            .collect();
+        let (prod_port, staging_port) = (free_port(), free_port());
+        let text = config(&[&agents[0], &agents[1]], prod_port, staging_port)
+            .replace("steps: [{weight: 100}]", &format!("steps: {steps}"));
+        let tokens: Vec<(String, String)> = agents
+            .iter()
+            .map(|a| (token_env(a), a.token.clone()))
+            .collect();
+        let mut env: Vec<(&str, &str)> = vec![("BACKSTOP_DATABASE_URL", url.as_str())];
+        env.extend(tokens.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let replicas: Vec<Daemon> = hosts[..3]
+            .iter()
+            .map(|h| Daemon::start_on(h, &dir.path().join(&h.name), &text, &env))
+            .collect();
+        replicas[0].register("v1", 0.0);
+        rollout(&replicas[0], "prod", "v1");
+        rollout(&replicas[1], "staging", "v1");
+        Some(Site {
+            replicas,
+            _agents: agents,
+            _db_link: db_link,
+            pg,
+            hosts,
+            prod_port,
+            staging_port,
+            _lab: lab,
+            _dir: dir,
+        })
+    }
+}
+
 #[test]
 fn replicas_and_agents_on_their_own_hosts_survive_cut_links() {
-    if !netns::available() {
-        // Developers' machines without root; CI runs as root and runs it.
-        eprintln!("skipped: network namespaces need root and iproute2");
+    let Some(site) = Site::start("[{weight: 100}]") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
-    let hosts: Vec<Host> = ["r1", "r2", "r3", "east", "west"]
-        .iter()
-        .map(|n| lab.host(n))
-        .collect();
-    let pg = postgres();
-    let db_port = free_port();
-    let _db_link = Link::tcp(
-        (lab.gateway(), db_port).into(),
-        &pg.dir().join("sock").join(".s.PGSQL.5432"),
-    );
-    let url = format!("postgres://postgres@{}:{db_port}/{DATABASE}", lab.gateway());
-
-    let east = Agent::start_in(
-        &hosts[3]
-            .prefix()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        "east",
-        &dir.path().join("east"),
-        (hosts[3].ip, 7400).into(),
-    );
-    let west = Agent::start_in(
-        &hosts[4]
-            .prefix()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        "west",
-        &dir.path().join("west"),
-        (hosts[4].ip, 7400).into(),
-    );
-    let (prod_port, staging_port) = (free_port(), free_port());
-    let text = config(&[&east, &west], prod_port, staging_port);
-    let (east_env, west_env) = (token_env(&east), token_env(&west));
-    let env = [
-        ("BACKSTOP_DATABASE_URL", url.as_str()),
-        (east_env.as_str(), east.token.as_str()),
-        (west_env.as_str(), west.token.as_str()),
-    ];
-    let replicas: Vec<Daemon> = hosts[..3]
-        .iter()
-        .map(|h| Daemon::start_on(h, &dir.path().join(&h.name), &text, &env))
-        .collect();
-    let [r1, r2, _r3] = [&replicas[0], &replicas[1], &replicas[2]];
-    r1.register("v1", 0.0);
-    rollout(r1, "prod", "v1");
-    rollout(r2, "staging", "v1");
+    };
+    let (replicas, hosts) = (&site.replicas, &site.hosts);
+    let (prod_port, staging_port) = (site.prod_port, site.staging_port);
+    let r1 = &replicas[0];
     let (east_host, west_host) = (&hosts[3], &hosts[4]);
     assert!(serves(east_host, prod_port, "v1"));
     assert!(serves(west_host, staging_port, "v1"));
-    assert_eq!(agent_state(r2, "east"), "reachable");
+    assert_eq!(agent_state(&replicas[1], "east"), "reachable");
 
     // The east agent cut off from every replica: its users keep the last routes; the
     // replicas see it unreachable (and nothing else changes: west is still driven).
@@ -201,7 +232,7 @@ fn replicas_and_agents_on_their_own_hosts_survive_cut_links() {
     let lease = "env/shop/prod";
     let cut = poll_until(
         backstop_testkit::patience(),
-        || holder(r1, &replicas, lease),
+        || holder(r1, replicas, lease),
         Option::is_some,
     )
     .ok()
@@ -211,7 +242,7 @@ fn replicas_and_agents_on_their_own_hosts_survive_cut_links() {
     let survivor = &replicas[(cut + 1) % 3];
     cut_host.cut();
     survivor.wait_until("another replica takes prod over", || {
-        holder(survivor, &replicas, lease).is_some_and(|h| h != cut)
+        holder(survivor, replicas, lease).is_some_and(|h| h != cut)
     });
     survivor.register("v2", 0.0);
     rollout(survivor, "prod", "v2");
@@ -224,4 +255,93 @@ fn replicas_and_agents_on_their_own_hosts_survive_cut_links() {
     survivor.assert_audit_verifies();
     let log = replicas[cut].log();
     assert!(!log.contains("panicked"), "the former holder's log:\n{log}");
+}
+
+#[test]
+fn owners_killed_or_frozen_on_their_hosts_are_replaced_and_postgresql_restarting_is_survived() {
+    let Some(mut site) = Site::start("[{weight: 50, for: 15s}, {weight: 100}]") else {
+        return;
+    };
+    let (east_host, west_host) = (site.hosts[3].clone(), site.hosts[4].clone());
+    let (prod_port, staging_port) = (site.prod_port, site.staging_port);
+
+    // kill -9 of the replica driving a rollout, mid-way: another finishes it.
+    site.replicas[0].register("v2", 0.0);
+    let id = site.replicas[0].rollout_start("v2");
+    let lease = format!("rollout/{id}");
+    let owner = poll_until(
+        backstop_testkit::patience(),
+        || holder(&site.replicas[0], &site.replicas, &lease),
+        Option::is_some,
+    )
+    .ok()
+    .flatten()
+    .expect("a replica drives the rollout");
+    site.replicas[owner].kill9();
+    let other = &site.replicas[(owner + 1) % 3];
+    other.wait_rollout(&id, "another replica finishes it", |r| {
+        r["rollout"]["phase"] == "promoted"
+    });
+    assert!(serves(&east_host, prod_port, "v2"));
+
+    // SIGSTOP of the replica driving a staging rollout past its lease: another takes over and
+    // finishes; the frozen one, woken, changes nothing (users stay on v2 there).
+    let live: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    let asker = &site.replicas[live[0]];
+    let started = asker.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "staging",
+            "--version",
+            "v2",
+        ],
+        0,
+    );
+    let id = started["id"].as_str().unwrap().to_string();
+    let lease = format!("rollout/{id}");
+    let frozen = poll_until(
+        backstop_testkit::patience(),
+        || holder(asker, &site.replicas, &lease),
+        Option::is_some,
+    )
+    .ok()
+    .flatten()
+    .expect("a replica drives the staging rollout");
+    let pid = nix::unistd::Pid::from_raw(site.replicas[frozen].pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let awake = &site.replicas[*live.iter().find(|i| **i != frozen).unwrap()];
+    awake.wait_rollout(&id, "another replica finishes it", |r| {
+        r["rollout"]["phase"] == "promoted"
+    });
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(serves(&west_host, staging_port, "v2"));
+    awake.assert_audit_verifies();
+
+    // PostgreSQL restarts under the replicas: they reconnect and carry on.
+    site.pg.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    site.pg.start_again();
+    awake.register("v3", 0.0);
+    let started = awake.cli_json(
+        &[
+            "rollout",
+            "start",
+            "shop",
+            "--env",
+            "prod",
+            "--version",
+            "v3",
+        ],
+        0,
+    );
+    let id = started["id"].as_str().unwrap().to_string();
+    awake.wait_rollout(&id, "promoted after PostgreSQL restarted", |r| {
+        r["rollout"]["phase"] == "promoted"
+    });
+    assert!(serves(&east_host, prod_port, "v3"));
+    awake.assert_audit_verifies();
 }
