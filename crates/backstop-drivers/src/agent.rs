@@ -92,6 +92,8 @@ pub enum AgentRequest {
         path: String,
         timeout_ms: u64,
     },
+    /// Stop serving (the proxies drain) and exit; the instances keep running.
+    Shutdown,
     /// Health checks of a running instance until it answers, for at most `within_ms`.
     AwaitHealthy {
         instance: Instance,
@@ -136,6 +138,8 @@ pub struct AgentClient {
     token: Arc<str>,
     /// Where the token came from (an environment variable's name), for messages.
     token_source: String,
+    /// This host's own agent: it reads the artifacts where they are, nothing is uploaded.
+    same_host: bool,
 }
 
 impl fmt::Debug for AgentClient {
@@ -157,7 +161,27 @@ impl AgentClient {
             address: address.to_string(),
             token: Arc::from(token.trim()),
             token_source: token_source.to_string(),
+            same_host: false,
         }
+    }
+
+    /// This host's own agent at `address`, called with `token` (kept by the daemon in its
+    /// state folder).
+    pub fn local(address: &str, token: &str) -> AgentClient {
+        AgentClient {
+            same_host: true,
+            ..AgentClient::new("local", address, token, "STATE_DIR/agent.token")
+        }
+    }
+
+    /// Whether it is this host's own agent.
+    pub fn is_local(&self) -> bool {
+        self.same_host
+    }
+
+    /// Asks the agent to stop (its proxies drain; its instances keep running).
+    pub async fn shutdown(&self) -> Result<(), AgentError> {
+        self.call(&AgentRequest::Shutdown).await
     }
 
     pub fn name(&self) -> &str {
@@ -184,6 +208,9 @@ impl AgentClient {
     /// The path on the agent's host of the artifact at `local` (sha256 `sha256`), uploaded
     /// first when the agent does not have it yet.
     pub async fn ensure_artifact(&self, sha256: &str, local: &Path) -> Result<String, AgentError> {
+        if self.same_host {
+            return Ok(local.display().to_string());
+        }
         let ask = AgentRequest::Artifact {
             sha256: sha256.to_string(),
             len: 0,
@@ -410,6 +437,7 @@ pub async fn serve_agent(
         ))
     })?;
     let agent = Arc::new(Agent {
+        stop: stop.clone(),
         name: opts.name,
         token_hash: token_hash.trim().to_string(),
         proxies: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -436,6 +464,7 @@ pub async fn serve_agent(
 }
 
 struct Agent {
+    stop: CancellationToken,
     name: String,
     state_dir: PathBuf,
     token_hash: String,
@@ -604,6 +633,10 @@ impl Agent {
                     Err(e) => reply::<()>(&Err(e)),
                 }
             }
+            AgentRequest::Shutdown => {
+                self.stop.cancel();
+                reply::<()>(&Ok(()))
+            }
             AgentRequest::FreePort => reply(&process::free_port().map_err(|e| e.to_string())),
             AgentRequest::Artifact { sha256, len } => {
                 reply(&self.artifact(&sha256, len, body).await)
@@ -752,13 +785,12 @@ impl Agent {
     }
 }
 
+/// An instance id names its log file: no path separators, no hidden or parent names.
 fn valid_instance_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 200
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && !id.starts_with('.')
+        && !id.chars().any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 fn file_has_digest(path: &Path, sha256: &str) -> bool {

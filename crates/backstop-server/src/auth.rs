@@ -33,7 +33,7 @@ pub fn ensure_admin_token(state_dir: &Path) -> std::io::Result<String> {
     Ok(hash)
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -1,8 +1,10 @@
-//! Where the built-in proxies run. In production each environment's proxy is its own
-//! `backstop proxy` process (in its own process group, so signals to the daemon do not reach
-//! it): the daemon spawns it, configures it over its control socket, and a restarted daemon
-//! adopts it. Users are served with the last routes while the daemon is down or hung: the data
-//! plane fails static. In-process proxies remain for tests of the API alone.
+//! Where the built-in proxies and the instances run. In production they belong to a host's
+//! agent (`backstop agent`, in its own process group, so signals to the daemon do not reach
+//! it): the first daemon of a state folder spawns this host's agent, the next ones (a restart,
+//! replicas sharing the folder) adopt it, and an environment placed on another host is driven
+//! through that host's agent. Users are served with the last routes while the daemon is down or
+//! hung: the data plane fails static. A per-environment `backstop proxy` process left by an
+//! earlier version is adopted as it is. In-process proxies remain for tests of the API alone.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,24 +12,26 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use backstop_drivers::agent::AgentClient;
+use anyhow::{Context, Result, anyhow, bail};
+use backstop_drivers::agent::{AgentClient, AgentError};
 use backstop_drivers::proxy::{Proxy, VersionStats};
 use backstop_drivers::proxy_control::{ProcessProxyRouter, ProxyClient};
 use backstop_drivers::router::{BuiltinRouter, TrafficRouter};
 
-/// How long a spawned proxy may take to answer on its control socket.
-const PROXY_START_TIMEOUT: Duration = Duration::from_secs(10);
-/// The environment variable that marks a proxy process (its `service/env`).
-pub const PROXY_ENV: &str = "BACKSTOP_PROXY";
+/// How long a spawned agent may take to answer.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where the daemon keeps this host's agent's token (mode 0600) and address.
+pub const LOCAL_AGENT_TOKEN: &str = "agent.token";
+pub const LOCAL_AGENT_ADDR: &str = "agent.addr";
 
-/// Where the built-in proxies run.
+/// Where the built-in proxies and instances run.
 #[derive(Debug, Clone, Default)]
 pub enum DataPlane {
-    /// Inside the daemon: they stop with it (tests of the API alone).
+    /// Proxies inside the daemon, instances its own children: they stop with it (tests of the
+    /// API alone).
     #[default]
     InProcess,
-    /// Each as a `backstop proxy` process spawned from `exe`, adopted after a restart.
+    /// On this host's agent, spawned from `exe` (`exe agent serve`) or adopted.
     Process { exe: PathBuf },
 }
 
@@ -37,8 +41,8 @@ pub enum ProxyHandle {
     Process {
         client: ProxyClient,
         listen: SocketAddr,
-        /// Hosted by another host's agent, which keeps it when this daemon stops.
-        on_agent: bool,
+        /// On another host's agent, which keeps it serving when this daemon stops.
+        keep_on_stop: bool,
     },
 }
 
@@ -68,20 +72,134 @@ impl ProxyHandle {
     pub async fn shutdown(&self) {
         match self {
             ProxyHandle::InProcess(p) => p.shutdown().await,
-            ProxyHandle::Process { on_agent: true, .. } => {}
+            ProxyHandle::Process {
+                keep_on_stop: true, ..
+            } => {}
             ProxyHandle::Process { client, .. } => {
                 if let Err(e) = client.shutdown().await {
-                    tracing::warn!(error = %e, "Could not stop the proxy process.");
+                    tracing::warn!(error = %e, "Could not stop the proxy.");
                 }
             }
         }
     }
 }
 
-/// Starts (or adopts) the built-in proxy of `name` (`service/env`) on `listen`.
+/// This host's agent: adopted when one answers at the address kept in `STATE_DIR/agent.addr`
+/// with the token kept in `STATE_DIR/agent.token` (mode 0600, like the admin token), else
+/// spawned from `exe` in its own process group with a new token. Daemons sharing the folder
+/// decide one at a time (`agent.lock`), so a host has one agent.
+pub async fn local_agent(exe: &Path, state_dir: &Path) -> Result<AgentClient> {
+    let lock_path = state_dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .context("locking agent.lock")?
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let token_path = state_dir.join(LOCAL_AGENT_TOKEN);
+    let addr_path = state_dir.join(LOCAL_AGENT_ADDR);
+    let hash_path = state_dir.join(backstop_drivers::agent::TOKEN_HASH_FILE);
+    let kept = match (
+        std::fs::read_to_string(&token_path),
+        std::fs::read_to_string(&addr_path),
+        std::fs::read_to_string(&hash_path),
+    ) {
+        (Ok(token), Ok(addr), Ok(hash)) if backstop_core::secret::token_matches(&token, &hash) => {
+            Some((token.trim().to_string(), addr.trim().to_string()))
+        }
+        _ => None,
+    };
+    if let Some((token, addr)) = &kept {
+        let agent = AgentClient::local(addr, token);
+        match agent.hello().await {
+            Ok(hello) => {
+                tracing::info!(pid = hello.pid, address = %addr, "This host's agent is running; adopted.");
+                drop(lock);
+                return Ok(agent);
+            }
+            Err(AgentError::Unauthorized { .. }) => bail!(
+                "the agent at {addr} does not take the token in {}: stop that agent (another folder's, or one whose token was made again)",
+                token_path.display()
+            ),
+            Err(_) => {} // gone: started again below, on the same address with the same token
+        }
+    }
+    let (token, addr) = match kept {
+        Some(kept) => kept,
+        None => {
+            let token = backstop_drivers::agent::new_token(state_dir)
+                .with_context(|| format!("making the agent's token in {}", state_dir.display()))?;
+            crate::auth::write_private(&token_path, &token)
+                .with_context(|| format!("writing {}", token_path.display()))?;
+            let port =
+                backstop_drivers::process::free_port().context("choosing the agent's port")?;
+            (token, format!("127.0.0.1:{port}"))
+        }
+    };
+    spawn_agent(exe, state_dir, &addr, &token).await?;
+    crate::auth::write_private(&addr_path, &addr)
+        .with_context(|| format!("writing {}", addr_path.display()))?;
+    drop(lock);
+    Ok(AgentClient::local(&addr, &token))
+}
+
+/// Starts `exe agent serve` on `addr` in its own process group and waits until it answers.
+async fn spawn_agent(exe: &Path, state_dir: &Path, addr: &str, token: &str) -> Result<()> {
+    let log = state_dir.join("agent.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut child =
+        backstop_drivers::without_daemon_secrets(&mut tokio::process::Command::new(exe))
+            .args(["agent", "serve", "--name", "local", "--listen", addr])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .with_context(|| format!("starting `{} agent serve`", exe.display()))?;
+    let agent = AgentClient::local(addr, token);
+    let deadline = tokio::time::Instant::now() + AGENT_START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "this host's agent exited with {status} before it answered; last log lines ({}):\n{}",
+                log.display(),
+                backstop_drivers::process::log_tail(&log)
+            );
+        }
+        if agent.hello().await.is_ok() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("this host's agent did not answer on {addr} within {AGENT_START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(pid = child.id().unwrap_or(0), address = %addr, "This host's agent started.");
+    // Reaped when it exits while this daemon lives; it outlives the daemon otherwise.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(())
+}
+
+/// Starts (or adopts) the built-in proxy of `name` (`service/env`) on `listen`, on this host:
+/// in the daemon (`InProcess`) or on this host's agent `local`.
 pub async fn start_builtin(
     plane: &DataPlane,
     state_dir: &Path,
+    local: Option<&AgentClient>,
     name: &str,
     listen: SocketAddr,
 ) -> Result<(Arc<dyn TrafficRouter>, ProxyHandle)> {
@@ -96,46 +214,47 @@ pub async fn start_builtin(
                 ProxyHandle::InProcess(proxy),
             ))
         }
-        DataPlane::Process { exe } => {
+        DataPlane::Process { .. } => {
+            let local = local.ok_or_else(|| anyhow!("this host's agent is not running"))?;
+            // A `backstop proxy` process an earlier version started for this environment keeps
+            // serving: adopted as it is, so an upgrade cuts no user off.
             let file_name = name.replace('/', "-");
             let socket = state_dir.join("proxies").join(format!("{file_name}.sock"));
             let client = ProxyClient::new(&socket);
-            match client.hello().await {
-                Ok(hello) if hello.listen == listen => {
-                    tracing::info!(proxy = name, pid = hello.pid, %listen, routes_version = hello.routes_version, "Built-in proxy already running; adopted.");
+            if let Ok(hello) = client.hello().await {
+                if hello.listen != listen {
+                    bail!(
+                        "the proxy process {} (pid {}) listens on {}, not on {listen} as configured: stop it, or put `listen` back",
+                        socket.display(),
+                        hello.pid,
+                        hello.listen
+                    );
                 }
-                Ok(hello) => bail!(
-                    "the proxy process {} (pid {}) listens on {}, not on {listen} as configured: stop it, or put `listen` back",
-                    socket.display(),
-                    hello.pid,
-                    hello.listen
-                ),
-                Err(_) => {
-                    // Beside its socket, not among the instances' logs.
-                    let log = state_dir.join("proxies").join(format!("{file_name}.log"));
-                    spawn_proxy(exe, name, listen, &socket, &log).await?;
-                }
+                tracing::info!(proxy = name, pid = hello.pid, %listen, routes_version = hello.routes_version, "Built-in proxy process already running; adopted.");
+                let router = ProcessProxyRouter::connect(client.clone()).await?;
+                return Ok((
+                    Arc::new(router),
+                    ProxyHandle::Process {
+                        client,
+                        listen,
+                        keep_on_stop: false,
+                    },
+                ));
             }
-            let router = ProcessProxyRouter::connect(client.clone()).await?;
-            Ok((
-                Arc::new(router),
-                ProxyHandle::Process {
-                    client,
-                    listen,
-                    on_agent: false,
-                },
-            ))
+            Ok(on_agent(local, name, listen, false))
         }
     }
 }
 
-/// The built-in proxy of `name` (`service/env`) hosted by `agent` on its host, listening on
-/// `listen` there. Nothing is asked of the agent yet: the proxy starts there with the first
-/// route set, so a replica starts while an agent is down and drives it once it is back.
+/// The built-in proxy of `name` (`service/env`) hosted by `agent`, listening on `listen` on
+/// its host. Nothing is asked of the agent yet: the proxy starts there with the first route
+/// set, so a replica starts while an agent is down and drives it once it is back.
+/// `keep_on_stop`: another host's agent, which keeps the proxy serving when this daemon stops.
 pub fn on_agent(
     agent: &AgentClient,
     name: &str,
     listen: SocketAddr,
+    keep_on_stop: bool,
 ) -> (Arc<dyn TrafficRouter>, ProxyHandle) {
     let client = ProxyClient::on_agent(agent.clone(), name, listen);
     (
@@ -143,69 +262,7 @@ pub fn on_agent(
         ProxyHandle::Process {
             client,
             listen,
-            on_agent: true,
+            keep_on_stop,
         },
     )
-}
-
-/// Spawns `exe proxy …` in its own process group (so it outlives the daemon) and waits until it
-/// answers on its control socket.
-async fn spawn_proxy(
-    exe: &Path,
-    name: &str,
-    listen: SocketAddr,
-    socket: &Path,
-    log: &Path,
-) -> Result<()> {
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let err = out.try_clone()?;
-    let mut child =
-        backstop_drivers::without_daemon_secrets(&mut tokio::process::Command::new(exe))
-            .arg("proxy")
-            .args(["--name", name, "--listen", &listen.to_string(), "--control"])
-            .arg(socket)
-            .env(PROXY_ENV, name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .process_group(0)
-            .kill_on_drop(false)
-            .spawn()
-            .with_context(|| format!("starting `{} proxy`", exe.display()))?;
-    let pid = child.id().unwrap_or(0);
-    let client = ProxyClient::new(socket);
-    let deadline = tokio::time::Instant::now() + PROXY_START_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "the proxy for {name} exited with {status} before it answered; last log lines ({}):\n{}",
-                log.display(),
-                backstop_drivers::process::log_tail(log)
-            );
-        }
-        if client.hello().await.is_ok() {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "the proxy for {name} (pid {pid}) did not answer on {} within {PROXY_START_TIMEOUT:?}",
-                socket.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tracing::info!(proxy = name, pid, %listen, "Built-in proxy process started.");
-    // Reap it when it exits while this daemon lives (no zombie); it outlives the daemon
-    // otherwise.
-    tokio::spawn(async move {
-        let _ = child.wait().await;
-    });
-    Ok(())
 }

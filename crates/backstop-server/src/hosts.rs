@@ -123,3 +123,21 @@ impl Host<'_> {
         }
     }
 }
+
+impl crate::Ctx {
+    /// This host's agent stopped answering (it died): started again on its address with its
+    /// token, so the proxies and instances it drives are reached as before. Its proxies serve
+    /// their kept routes at once; the instances never stopped (their own process groups).
+    pub async fn revive_local_agent(&self) {
+        let crate::data_plane::DataPlane::Process { exe } = &self.drivers.data_plane else {
+            return;
+        };
+        match crate::data_plane::local_agent(exe, &self.state_dir).await {
+            Ok(_) => tracing::info!("This host's agent answers again."),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "Cannot start this host's agent again."
+            ),
+        }
+    }
+}

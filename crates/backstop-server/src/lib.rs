@@ -108,6 +108,10 @@ pub struct Drivers {
     pub notifiers: BTreeMap<String, backstop_drivers::notify::Notifier>,
     /// The agents of other hosts, by name (`agents` in the config).
     pub agents: BTreeMap<String, backstop_drivers::agent::AgentClient>,
+    /// This host's agent (its proxies and instances), unless everything runs in the daemon.
+    pub local_agent: Option<backstop_drivers::agent::AgentClient>,
+    /// Where this host's agent comes from (to start it again if it dies).
+    pub data_plane: data_plane::DataPlane,
 }
 
 #[derive(Default)]
@@ -273,6 +277,14 @@ pub async fn serve(
         auth::ensure_admin_token(&opts.state_dir).context("creating the admin token")?;
     std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
     let agents = hosts::build_agents(&opts.config)?;
+    let local_agent = match &opts.data_plane {
+        data_plane::DataPlane::Process { exe } => Some(
+            data_plane::local_agent(exe, &opts.state_dir)
+                .await
+                .context("this host's agent")?,
+        ),
+        data_plane::DataPlane::InProcess => None,
+    };
     let mut proxies = BTreeMap::new();
     let mut routers = BTreeMap::new();
     let mut signal_sources = BTreeMap::new();
@@ -285,6 +297,7 @@ pub async fn serve(
                 &opts.data_plane,
                 &opts.state_dir,
                 &agents,
+                local_agent.as_ref(),
                 &mut proxies,
             )
             .await
@@ -317,6 +330,8 @@ pub async fn serve(
             signal_sources,
             notifiers,
             agents,
+            local_agent,
+            data_plane: opts.data_plane.clone(),
         },
         commands: tx,
         wake: Notify::new(),
@@ -398,20 +413,28 @@ pub async fn serve(
         proxy.shutdown().await;
     }
     for inst in ctx.store.running_instances().await? {
-        if !matches!(ctx.host(&inst.service, &inst.env), Ok(hosts::Host::Local)) {
-            continue; // another host's agent keeps it serving
-        }
+        let host = match ctx.host(&inst.service, &inst.env) {
+            Ok(hosts::Host::Agent(a)) if !a.is_local() => continue, // another host's: it keeps serving
+            Ok(host) => host,
+            Err(_) => continue,
+        };
         let handle = backstop_drivers::process::Instance {
             instance_id: inst.id.clone(),
             pid: inst.pid,
             port: inst.port,
         };
         if inst.pid != 0
-            && backstop_drivers::process::is_running(&handle)
-            && let Err(e) = backstop_drivers::process::stop(&handle, runtime::STOP_GRACE).await
+            && host.is_running(&handle).await.unwrap_or(false)
+            && let Err(e) = host.stop(&handle, runtime::STOP_GRACE).await
         {
-            tracing::warn!(instance = %inst.id, error = %e, "Could not stop an instance on shutdown.");
+            tracing::warn!(instance = %inst.id, error = format!("{e:#}"), "Could not stop an instance on shutdown.");
         }
+    }
+    // One machine, one daemon: its agent stops with it (instances and proxies are stopped).
+    if let Some(local) = &ctx.drivers.local_agent
+        && let Err(e) = local.shutdown().await
+    {
+        tracing::warn!(error = %e, "Could not stop this host's agent.");
     }
     drop(lock);
     Ok(())

@@ -87,7 +87,11 @@ impl Ctx {
             .and_then(|s| s.environment(env))
             .and_then(|e| e.agent.as_deref());
         match placed {
-            None => Ok(Host::Local),
+            None => Ok(self
+                .drivers
+                .local_agent
+                .as_ref()
+                .map_or(Host::Local, Host::Agent)),
             Some(name) => self
                 .drivers
                 .agents
@@ -557,6 +561,7 @@ pub async fn build_router(
     plane: &DataPlane,
     state_dir: &std::path::Path,
     agents: &BTreeMap<String, backstop_drivers::agent::AgentClient>,
+    local: Option<&backstop_drivers::agent::AgentClient>,
     proxies: &mut BTreeMap<(String, String), ProxyHandle>,
 ) -> Result<Arc<dyn TrafficRouter>> {
     Ok(match &svc.traffic {
@@ -570,9 +575,25 @@ pub async fn build_router(
                     let agent = agents
                         .get(agent)
                         .ok_or_else(|| anyhow!("agent {agent:?} is not in the config"))?;
-                    crate::data_plane::on_agent(agent, &name, listen)
+                    let (router, proxy) = crate::data_plane::on_agent(agent, &name, listen, true);
+                    // Listening there from now on when the agent answers; it may be down.
+                    if let ProxyHandle::Process { client, .. } = &proxy
+                        && let Err(e) = client.hello().await
+                    {
+                        tracing::warn!(proxy = %name, error = %e, "The proxy's agent does not answer yet.");
+                    }
+                    (router, proxy)
                 }
-                None => crate::data_plane::start_builtin(plane, state_dir, &name, listen).await?,
+                None => {
+                    let (router, proxy) =
+                        crate::data_plane::start_builtin(plane, state_dir, local, &name, listen)
+                            .await?;
+                    // Listening from the start (users get a clear 503 before any release).
+                    if let ProxyHandle::Process { client, .. } = &proxy {
+                        client.hello().await?;
+                    }
+                    (router, proxy)
+                }
             };
             tracing::info!(service = %svc.name, env = %env.name, listen = %proxy.listen_addr(), "Built-in proxy listening.");
             proxies.insert((svc.name.clone(), env.name.clone()), proxy);

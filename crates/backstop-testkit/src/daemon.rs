@@ -502,27 +502,41 @@ impl Drop for Daemon {
     }
 }
 
-/// Ends the instances and proxy processes started for `state_dir` that still run (by their
-/// process groups, found by their logs and control sockets in that folder).
+/// Ends the instances, the proxy processes and the agent started for `state_dir` that still
+/// run: the process groups of processes whose output goes to its logs, or whose command line
+/// names a path in it (an instance runs its artifact from `STATE/blobs`, the agent has
+/// `--state-dir STATE`). Never the test's own group.
 fn end_leftovers(state_dir: &Path) {
     use nix::sys::signal::{Signal, killpg};
-    let proxies = state_dir.join("proxies");
-    let proxy_groups = std::fs::read_dir("/proc")
+    let own = nix::unistd::getpgrp().as_raw();
+    let named_here = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
                 cmdline
-                    .split(|b| *b == 0)
-                    .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).starts_with(&proxies))
+                    .split(|b| *b == 0 || *b == b' ')
+                    .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).starts_with(state_dir))
             })
+        })
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(2)?
+                .parse::<i32>()
+                .ok()
         });
-    let groups: Vec<i32> = instance_pids(state_dir)
+    let mut groups: Vec<i32> = instance_pids(state_dir)
         .into_iter()
         .filter_map(|p| i32::try_from(p).ok())
-        .chain(proxy_groups)
+        .chain(named_here)
+        .filter(|pgid| *pgid > 1 && *pgid != own)
         .collect();
+    groups.sort_unstable();
+    groups.dedup();
     for pgid in groups {
         let _ = killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
     }

@@ -105,8 +105,9 @@ enum Cmd {
     /// The sample service used by quickstart, tests and benchmarks.
     #[command(hide = true)]
     DemoApp(backstop_demo::DemoArgs),
-    /// The built-in proxy of one environment as its own process: the daemon runs and adopts
-    /// these, so users are served while the daemon restarts, crashes or hangs.
+    /// The built-in proxy of one environment as its own process (earlier versions ran one per
+    /// environment; the daemon still adopts a running one; it now runs them in the host's agent).
+    #[command(hide = true)]
     Proxy(ProxyArgs),
 }
 
@@ -338,12 +339,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     backstop_server::serve(listener, opts, shutdown_signal()).await
 }
 
-/// The built-in proxies run as `backstop proxy` processes of this very executable, so users are
+/// The host's agent (`backstop agent serve`) runs from this very executable, so users are
 /// served while the daemon restarts, crashes or hangs.
 pub fn data_plane() -> Result<backstop_server::data_plane::DataPlane> {
     Ok(backstop_server::data_plane::DataPlane::Process {
         exe: std::env::current_exe()
-            .context("locating the backstop binary (it runs the proxies)")?,
+            .context("locating the backstop binary (it runs this host's agent)")?,
     })
 }
 

@@ -41,7 +41,13 @@ fn v1_on_an_agent(dir: &std::path::Path) -> (Agent, Daemon) {
 
 fn agent_status(d: &Daemon) -> serde_json::Value {
     let status = d.cli_json(&["cluster", "status"], 0);
-    status["agents"][0].clone()
+    status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "web1")
+        .cloned()
+        .unwrap_or_else(|| panic!("agent web1 in {status:#}"))
 }
 
 #[test]

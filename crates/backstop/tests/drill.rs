@@ -116,7 +116,8 @@ fn drill_refuses_production_then_detects_restores_stores_and_feeds_validate() {
     assert_eq!(result["mttr_target_ms"], 600_000);
     assert!(
         result["load"]["served_by_variant"].as_u64().unwrap() > 0,
-        "{result:#}"
+        "{result:#}\n{}",
+        d.log()
     );
     assert!(
         drill["release_id"]

@@ -48,7 +48,14 @@ pub(super) async fn cluster_status(State(ctx): State<Arc<Ctx>>) -> ApiResult<Jso
 /// Each agent of the config, asked now (all at once, each within the control timeout).
 async fn agents_status(ctx: &Ctx) -> Vec<AgentStatus> {
     let mut asked = tokio::task::JoinSet::new();
-    for (name, client) in &ctx.drivers.agents {
+    // This host's own agent hosts the environments placed on no other.
+    let local = ctx.drivers.local_agent.iter().map(|a| (None, a));
+    let others = ctx
+        .drivers
+        .agents
+        .iter()
+        .map(|(n, a)| (Some(n.as_str()), a));
+    for (name, client) in local.chain(others) {
         let environments: Vec<String> = ctx
             .config
             .services
@@ -56,7 +63,7 @@ async fn agents_status(ctx: &Ctx) -> Vec<AgentStatus> {
             .flat_map(|s| {
                 s.environments
                     .iter()
-                    .filter(|e| e.agent.as_deref() == Some(name.as_str()))
+                    .filter(|e| e.agent.as_deref() == name)
                     .map(|e| format!("{}/{}", s.name, e.name))
             })
             .collect();

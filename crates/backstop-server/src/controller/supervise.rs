@@ -303,17 +303,17 @@ impl Controller {
                 pid: inst.pid,
                 port: inst.port,
             };
-            let running = match ctx.host(&release.service, &inst.env) {
-                Ok(host) => host.is_running(&handle).await,
-                Err(e) => Err(e),
-            };
-            match running {
+            let host = ctx.host(&release.service, &inst.env).ok()?;
+            match host.is_running(&handle).await {
                 Ok(true) => {}
                 Ok(false) => return Some(Check::Exited),
                 // An agent cut off is not an exit: its host keeps the instance running, and
                 // nothing can be restarted there from here anyway.
                 Err(e) => {
                     tracing::warn!(instance = %inst.id, env = %inst.env, error = format!("{e:#}"), "Cannot reach the host of an instance; not checked this round.");
+                    if matches!(host, crate::hosts::Host::Agent(a) if a.is_local()) {
+                        ctx.revive_local_agent().await;
+                    }
                     return None;
                 }
             }
