@@ -208,10 +208,11 @@ fn kills_stops_and_crashes_fail_no_user_request() {
     let out_after = all_answers_from(proxy, "fast3", full_at, Duration::from_secs(5));
     let full_disk = traffic.stop_stats();
     std::fs::remove_file(&filler).unwrap();
+    // `failed` is the moment before its recovery starts: wait for the end of that too.
     let full_rollout = d.wait_rollout(
         &id,
-        "the bad canary's rollout ends once there is room",
-        ended,
+        "the bad canary's rollout is rolled back once there is room",
+        |r| ended(r) && r["rollout"]["phase"] != "failed",
     );
     let fail_safe_entered = audit_actions(&d.cli_json(&["audit", "list", "--limit", "1000"], 0))
         .contains(&"store.write_failed");
