@@ -78,7 +78,9 @@ pub struct ScaleArgs {
     out: OutputArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     Sqlite,
@@ -103,7 +105,7 @@ impl StoreKind {
 }
 
 /// One run's figures.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Run {
     store: StoreKind,
     rollouts: usize,
@@ -124,7 +126,7 @@ struct Run {
     failed: u64,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Report {
     interval_s: f64,
     intervals: u32,
@@ -147,6 +149,76 @@ pub async fn run(args: ScaleArgs) -> Result<i32> {
     if args.interval < Duration::from_millis(200) {
         bail!("--interval must be at least 200ms (the controller's tick)");
     }
+    let runs = if args.rollouts.len() * args.stores.len() == 1 {
+        measure_here(&args).await?
+    } else {
+        measure_apart(&args).await?
+    };
+    args.out.output.print(&Report {
+        interval_s: args.interval.as_secs_f64(),
+        intervals: args.intervals,
+        runs,
+        peer_kib_per_rollout: PEER_KIB_PER_ROLLOUT,
+    });
+    Ok(0)
+}
+
+/// Each run in a process of its own (this executable again), so that one run's memory and
+/// CPU are not another's; PostgreSQL is started once for all.
+async fn measure_apart(args: &ScaleArgs) -> Result<Vec<Run>> {
+    let needs_pg = args.stores.iter().any(|s| *s != StoreKind::Sqlite);
+    let cluster = match (&args.database_url, needs_pg) {
+        (None, true) => Some(
+            tokio::task::spawn_blocking(backstop_migrate::scratch::TempCluster::start)
+                .await
+                .context("starting PostgreSQL")?
+                .context("starting a temporary PostgreSQL cluster (or give --database-url)")?,
+        ),
+        _ => None,
+    };
+    let server = match (&args.database_url, &cluster) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(c)) => Some(format!(
+            "postgres://postgres@localhost/postgres?host={}&port=5432",
+            c.dir().context("the cluster's folder")?.join("sock").display()
+        )),
+        (None, None) => None,
+    };
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let mut runs = Vec::new();
+    for &n in &args.rollouts {
+        for &store in &args.stores {
+            let kind = store_arg(store);
+            let mut cmd = tokio::process::Command::new(&exe);
+            cmd.args(["bench", "scale", "--rollouts", &n.to_string(), "--stores", kind])
+                .args(["--interval", &humantime::format_duration(args.interval).to_string()])
+                .args(["--intervals", &args.intervals.to_string(), "-o", "json"])
+                .stderr(std::process::Stdio::inherit());
+            if let Some(url) = &server {
+                cmd.env("BACKSTOP_BENCH_DATABASE_URL", url);
+            }
+            let out = cmd.output().await.context("running one size")?;
+            if !out.status.success() {
+                bail!("{n} rollouts on {}: the run failed ({})", store.label(), out.status);
+            }
+            let report: Report = serde_json::from_slice(&out.stdout)
+                .context("reading a run's figures")?;
+            runs.extend(report.runs);
+        }
+    }
+    Ok(runs)
+}
+
+fn store_arg(kind: StoreKind) -> &'static str {
+    match kind {
+        StoreKind::Sqlite => "sqlite",
+        StoreKind::Postgres => "postgres",
+        StoreKind::Postgres3 => "postgres-3",
+    }
+}
+
+/// The one run asked for, in this process.
+async fn measure_here(args: &ScaleArgs) -> Result<Vec<Run>> {
     let needs_pg = args.stores.iter().any(|s| *s != StoreKind::Sqlite);
     let cluster = match (&args.database_url, needs_pg) {
         (None, true) => Some(
@@ -172,13 +244,7 @@ pub async fn run(args: ScaleArgs) -> Result<i32> {
             runs.push(run);
         }
     }
-    args.out.output.print(&Report {
-        interval_s: args.interval.as_secs_f64(),
-        intervals: args.intervals,
-        runs,
-        peer_kib_per_rollout: PEER_KIB_PER_ROLLOUT,
-    });
-    Ok(0)
+    Ok(runs)
 }
 
 struct Stores {

@@ -39,3 +39,42 @@ fn users_are_served_while_the_daemon_is_killed_restarted_and_stopped() {
     let answer = http_get(proxy, "/").unwrap();
     assert!(answer.contains("x-backstop-version: v2"), "{answer}");
 }
+
+/// The proxies live in this host's agent, which the daemon starts itself: killed, it is started
+/// again (on its address, with its token), serves the kept routes again, and the instances,
+/// in process groups of their own, never stopped.
+#[test]
+fn the_hosts_agent_is_started_by_the_daemon_and_started_again_when_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_shop(dir.path(), "[{weight: 100}]");
+    let proxy = d.proxy_port;
+    d.register("v1", 0.0);
+    d.rollout_wait("v1", 0);
+    let local = |d: &Daemon| {
+        let status = d.cli_json(&["cluster", "status"], 0);
+        status["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "local")
+            .cloned()
+            .unwrap_or_else(|| panic!("this host's agent in {status:#}"))
+    };
+    let agent = local(&d);
+    assert_eq!(agent["state"], "reachable", "{agent:#}");
+    assert_eq!(agent["environments"][0], "shop/prod");
+    assert_eq!(agent["proxies"][0], "shop/prod");
+    let pid = agent["pid"].as_u64().unwrap();
+    let instances = backstop_testkit::instance_pids(&d.state_dir);
+    assert_eq!(instances.len(), 1);
+
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    d.wait_until("the daemon starts its agent again", || {
+        let agent = local(&d);
+        agent["state"] == "reachable" && agent["pid"].as_u64() != Some(pid)
+    });
+    d.wait_until("users are served again", || {
+        http_get(proxy, "/").is_some_and(|a| a.contains("x-backstop-version: v1"))
+    });
+    assert_eq!(backstop_testkit::instance_pids(&d.state_dir), instances);
+}
