@@ -166,47 +166,76 @@ pub async fn run(args: ScaleArgs) -> Result<i32> {
 /// Each run in a process of its own (this executable again), so that one run's memory and
 /// CPU are not another's; PostgreSQL is started once for all.
 async fn measure_apart(args: &ScaleArgs) -> Result<Vec<Run>> {
-    let needs_pg = args.stores.iter().any(|s| *s != StoreKind::Sqlite);
-    let cluster = match (&args.database_url, needs_pg) {
-        (None, true) => Some(
-            tokio::task::spawn_blocking(backstop_migrate::scratch::TempCluster::start)
-                .await
-                .context("starting PostgreSQL")?
-                .context("starting a temporary PostgreSQL cluster (or give --database-url)")?,
-        ),
-        _ => None,
-    };
-    let server = match (&args.database_url, &cluster) {
-        (Some(url), _) => Some(url.clone()),
-        (None, Some(c)) => Some(format!(
-            "postgres://postgres@localhost/postgres?host={}&port=5432",
-            c.dir().context("the cluster's folder")?.join("sock").display()
-        )),
-        (None, None) => None,
-    };
+    let (_cluster, server) = pg_server(args).await?;
     let exe = std::env::current_exe().context("locating this executable")?;
     let mut runs = Vec::new();
     for &n in &args.rollouts {
         for &store in &args.stores {
             let kind = store_arg(store);
             let mut cmd = tokio::process::Command::new(&exe);
-            cmd.args(["bench", "scale", "--rollouts", &n.to_string(), "--stores", kind])
-                .args(["--interval", &humantime::format_duration(args.interval).to_string()])
-                .args(["--intervals", &args.intervals.to_string(), "-o", "json"])
-                .stderr(std::process::Stdio::inherit());
+            cmd.args([
+                "bench",
+                "scale",
+                "--rollouts",
+                &n.to_string(),
+                "--stores",
+                kind,
+            ])
+            .args([
+                "--interval",
+                &humantime::format_duration(args.interval).to_string(),
+            ])
+            .args(["--intervals", &args.intervals.to_string(), "-o", "json"])
+            .stderr(std::process::Stdio::inherit());
             if let Some(url) = &server {
                 cmd.env("BACKSTOP_BENCH_DATABASE_URL", url);
             }
-            let out = cmd.output().await.context("running one size")?;
+            let out = cmd
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .context("running one size")?
+                .wait_with_output()
+                .await
+                .context("running one size")?;
             if !out.status.success() {
-                bail!("{n} rollouts on {}: the run failed ({})", store.label(), out.status);
+                bail!(
+                    "{n} rollouts on {}: the run failed ({})",
+                    store.label(),
+                    out.status
+                );
             }
-            let report: Report = serde_json::from_slice(&out.stdout)
-                .context("reading a run's figures")?;
+            let report: Report =
+                serde_json::from_slice(&out.stdout).context("reading a run's figures")?;
             runs.extend(report.runs);
         }
     }
     Ok(runs)
+}
+
+/// The PostgreSQL server the runs use, as an admin URL: `--database-url`, else a temporary
+/// cluster (kept while the returned guard lives); none when no run needs one.
+async fn pg_server(
+    args: &ScaleArgs,
+) -> Result<(
+    Option<backstop_migrate::scratch::TempCluster>,
+    Option<String>,
+)> {
+    if args.database_url.is_some() || args.stores.iter().all(|s| *s == StoreKind::Sqlite) {
+        return Ok((None, args.database_url.clone()));
+    }
+    let cluster = tokio::task::spawn_blocking(backstop_migrate::scratch::TempCluster::start)
+        .await
+        .context("starting PostgreSQL")?
+        .context("starting a temporary PostgreSQL cluster (or give --database-url)")?;
+    let url = format!(
+        "postgres://postgres@localhost/postgres?host={}&port=5432",
+        cluster
+            .dir()
+            .context("the cluster's folder")?
+            .join("sock")
+            .display()
+    );
+    Ok((Some(cluster), Some(url)))
 }
 
 fn store_arg(kind: StoreKind) -> &'static str {
@@ -219,21 +248,12 @@ fn store_arg(kind: StoreKind) -> &'static str {
 
 /// The one run asked for, in this process.
 async fn measure_here(args: &ScaleArgs) -> Result<Vec<Run>> {
-    let needs_pg = args.stores.iter().any(|s| *s != StoreKind::Sqlite);
-    let cluster = match (&args.database_url, needs_pg) {
-        (None, true) => Some(
-            tokio::task::spawn_blocking(backstop_migrate::scratch::TempCluster::start)
-                .await
-                .context("starting PostgreSQL")?
-                .context("starting a temporary PostgreSQL cluster (or give --database-url)")?,
-        ),
-        _ => None,
-    };
+    let (_cluster, server) = pg_server(args).await?;
     let mut runs = Vec::new();
     for &n in &args.rollouts {
         for &store in &args.stores {
             eprintln!("== {n} rollouts on {}", store.label());
-            let stores = open_stores(store, n, args.database_url.as_deref(), cluster.as_ref())
+            let stores = open_stores(store, n, server.as_deref())
                 .await
                 .with_context(|| format!("opening the {} store", store.label()))?;
             let run = measure(store, n, &stores.stores, args.interval, args.intervals).await?;
@@ -253,12 +273,7 @@ struct Stores {
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn open_stores(
-    kind: StoreKind,
-    n: usize,
-    server: Option<&str>,
-    cluster: Option<&backstop_migrate::scratch::TempCluster>,
-) -> Result<Stores> {
+async fn open_stores(kind: StoreKind, n: usize, server: Option<&str>) -> Result<Stores> {
     if kind == StoreKind::Sqlite {
         let dir = tempfile::tempdir()?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(dir.path()).await?);
@@ -272,22 +287,9 @@ async fn open_stores(
         kind.replicas(),
         std::process::id()
     );
-    let url = match (server, cluster) {
-        (Some(url), _) => {
-            create_database(url, &database).await?;
-            with_database(url, &database)
-        }
-        (None, Some(cluster)) => {
-            let dir = cluster.dir().context("the cluster's folder")?;
-            let admin = format!(
-                "postgres://postgres@localhost/postgres?host={}&port=5432",
-                dir.join("sock").display()
-            );
-            create_database(&admin, &database).await?;
-            with_database(&admin, &database)
-        }
-        (None, None) => bail!("no PostgreSQL server"),
-    };
+    let server = server.context("no PostgreSQL server")?;
+    create_database(server, &database).await?;
+    let url = with_database(server, &database);
     let mut stores: Vec<Arc<dyn Store>> = Vec::new();
     for _ in 0..kind.replicas() {
         stores.push(Arc::new(PostgresStore::connect(&url).await?));

@@ -23,15 +23,7 @@ use backstop_testkit::{Agent, DEMO_APP_RUN, Daemon, free_port, poll_until};
 const DATABASE: &str = "backstop";
 
 fn postgres() -> Postgres {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let pg = Postgres::start().await;
-            pg.create_database(DATABASE).await;
-            pg
-        })
+    Postgres::blocking_with_database(DATABASE)
 }
 
 fn config(agents: &[&Agent], prod_port: u16, staging_port: u16) -> String {

@@ -15,15 +15,7 @@ const DATABASE: &str = "backstop";
 
 /// A temporary PostgreSQL cluster with an empty [`DATABASE`].
 fn postgres() -> Postgres {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let pg = Postgres::start().await;
-            pg.create_database(DATABASE).await;
-            pg
-        })
+    Postgres::blocking_with_database(DATABASE)
 }
 
 /// Three replicas on a fresh database, v1 promoted; the hook waits for `dir/go-<version>`.

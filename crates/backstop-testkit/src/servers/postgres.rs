@@ -20,6 +20,19 @@ impl Postgres {
         Postgres { cluster }
     }
 
+    /// [`Postgres::start`] with an empty database `name` in it, for synchronous tests.
+    pub fn blocking_with_database(name: &str) -> Postgres {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async {
+                let pg = Postgres::start().await;
+                pg.create_database(name).await;
+                pg
+            })
+    }
+
     /// A `postgres://` URL for `database`, user `postgres`, over the cluster's socket.
     pub fn url(&self, database: &str) -> String {
         format!(
