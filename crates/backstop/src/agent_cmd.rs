@@ -36,7 +36,8 @@ In backstop.yaml, for the replicas:
           listen: 0.0.0.0:8080
 
 The channel is plain TCP: keep agents and replicas on a private network (or a tunnel). \
-Environments without `agent` keep running on the daemon's own host, with nothing to set up.";
+Environments without `agent` run on the daemon's own host, in an agent the daemon starts itself \
+(and a restarted daemon adopts): nothing to set up.";
 
 #[derive(clap::Subcommand)]
 pub enum AgentCmd {
