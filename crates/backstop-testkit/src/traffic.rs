@@ -15,6 +15,11 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn start(proxy_port: u16, rate_per_s: f64) -> Traffic {
+        Self::start_at(std::net::Ipv4Addr::LOCALHOST, proxy_port, rate_per_s)
+    }
+
+    /// [`Traffic::start`] to a proxy on another (test) host's address.
+    pub fn start_at(ip: std::net::Ipv4Addr, proxy_port: u16, rate_per_s: f64) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -24,7 +29,7 @@ impl Traffic {
                 .unwrap();
             rt.block_on(async move {
                 let load = LoadGen::start(LoadConfig {
-                    target: ([127, 0, 0, 1], proxy_port).into(),
+                    target: (ip, proxy_port).into(),
                     path: "/".into(),
                     rate_per_s,
                     concurrency: 32,

@@ -9,16 +9,17 @@
 //!   changes nothing (its routes and instance commands carry a stale epoch), and the audit chain
 //!   verifies.
 //!
-//! - the replica driving a rollout killed (`kill -9`) mid-way, and another frozen (`SIGSTOP`)
-//!   past its lease: another replica finishes each rollout; the frozen one, woken, changes
-//!   nothing; PostgreSQL restarting under the replicas: they reconnect and carry on.
+//! - the replica driving a bad release's recovery killed (`kill -9`) mid-way, and the one
+//!   driving a rollout frozen (`SIGSTOP`) past its lease: another replica finishes each; the
+//!   frozen one, woken, changes nothing; PostgreSQL restarting under the replicas: they
+//!   reconnect and carry on.
 
 use std::time::Duration;
 
 use backstop_testkit::link::Link;
 use backstop_testkit::netns::{self, Host, Lab};
 use backstop_testkit::servers::Postgres;
-use backstop_testkit::{Agent, DEMO_APP_RUN, Daemon, free_port, poll_until};
+use backstop_testkit::{Agent, DEMO_APP_RUN, Daemon, Traffic, free_port, poll_until};
 
 const DATABASE: &str = "backstop";
 
@@ -125,7 +126,9 @@ struct Site {
 
 impl Site {
     /// `None` where network namespaces cannot be made (not root): the caller skips.
-    fn start(steps: &str) -> Option<Site> {
+    /// `hold_rollbacks`: each rollback's `after_rollback` hook records its run in
+    /// `dir/hook-runs` and waits for the file `dir/go`, so a test can act mid-recovery.
+    fn start(steps: &str, hold_rollbacks: bool) -> Option<Site> {
         if !netns::available() {
             // Developers' machines without root; CI runs as root and runs it.
             eprintln!("skipped: network namespaces need root and iproute2");
@@ -158,8 +161,18 @@ impl Site {
             })
             .collect();
         let (prod_port, staging_port) = (free_port(), free_port());
-        let text = config(&[&agents[0], &agents[1]], prod_port, staging_port)
+        let mut text = config(&[&agents[0], &agents[1]], prod_port, staging_port)
             .replace("steps: [{weight: 100}]", &format!("steps: {steps}"));
+        if hold_rollbacks {
+            let hook = format!(
+                "echo run >> {d}/hook-runs; while [ ! -e {d}/go ]; do sleep 0.1; done",
+                d = dir.path().display()
+            );
+            text = text.replace(
+                "    rollout:",
+                &format!("    hooks:\n      after_rollback: \"{hook}\"\n    rollout:"),
+            );
+        }
         let tokens: Vec<(String, String)> = agents
             .iter()
             .map(|a| (token_env(a), a.token.clone()))
@@ -189,7 +202,7 @@ impl Site {
 
 #[test]
 fn replicas_and_agents_on_their_own_hosts_survive_cut_links() {
-    let Some(site) = Site::start("[{weight: 100}]") else {
+    let Some(site) = Site::start("[{weight: 100}]", false) else {
         return;
     };
     let (replicas, hosts) = (&site.replicas, &site.hosts);
@@ -251,15 +264,22 @@ fn replicas_and_agents_on_their_own_hosts_survive_cut_links() {
 
 #[test]
 fn owners_killed_or_frozen_on_their_hosts_are_replaced_and_postgresql_restarting_is_survived() {
-    let Some(mut site) = Site::start("[{weight: 50, for: 15s}, {weight: 100}]") else {
+    let Some(mut site) = Site::start("[{weight: 50, for: 15s}, {weight: 100}]", true) else {
         return;
     };
     let (east_host, west_host) = (site.hosts[3].clone(), site.hosts[4].clone());
     let (prod_port, staging_port) = (site.prod_port, site.staging_port);
+    let dir = site._dir.path().to_path_buf();
 
-    // kill -9 of the replica driving a rollout, mid-way: another finishes it.
-    site.replicas[0].register("v2", 0.0);
+    // kill -9 of the replica driving a bad release's recovery, mid-way (its rollback hook
+    // running): another replica finishes the recovery; no step is done twice (the hook, whose
+    // first run was cut with its replica, runs again).
+    site.replicas[0].register("v2", 0.6);
+    let traffic = Traffic::start_at(east_host.ip, prod_port, 50.0);
     let id = site.replicas[0].rollout_start("v2");
+    site.replicas[0].wait_until("the rollback hook runs", || {
+        std::fs::read_to_string(dir.join("hook-runs")).is_ok_and(|r| r.lines().count() == 1)
+    });
     let lease = format!("rollout/{id}");
     let owner = poll_until(
         backstop_testkit::patience(),
@@ -268,18 +288,28 @@ fn owners_killed_or_frozen_on_their_hosts_are_replaced_and_postgresql_restarting
     )
     .ok()
     .flatten()
-    .expect("a replica drives the rollout");
+    .expect("a replica drives the recovery");
     site.replicas[owner].kill9();
     let other = &site.replicas[(owner + 1) % 3];
-    other.wait_rollout(&id, "another replica finishes it", |r| {
-        r["rollout"]["phase"] == "promoted"
+    other.wait_until("another replica takes the recovery over", || {
+        holder(other, &site.replicas, &lease).is_some_and(|h| h != owner)
     });
-    assert!(serves(&east_host, prod_port, "v2"));
+    std::fs::write(dir.join("go"), "").unwrap();
+    let done = other.wait_rollout(&id, "another replica finishes the recovery", |r| {
+        r["rollout"]["phase"] == "recovered"
+    });
+    traffic.stop();
+    for step in done["recovery"]["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "done", "{step:#}");
+    }
+    assert!(serves(&east_host, prod_port, "v1"));
+    other.assert_audit_verifies();
 
     // SIGSTOP of the replica driving a staging rollout past its lease: another takes over and
-    // finishes; the frozen one, woken, changes nothing (users stay on v2 there).
+    // finishes; the frozen one, woken, changes nothing (users stay on v3 there).
     let live: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
     let asker = &site.replicas[live[0]];
+    asker.register("v3", 0.0);
     let started = asker.cli_json(
         &[
             "rollout",
@@ -288,7 +318,7 @@ fn owners_killed_or_frozen_on_their_hosts_are_replaced_and_postgresql_restarting
             "--env",
             "staging",
             "--version",
-            "v2",
+            "v3",
         ],
         0,
     );
@@ -310,14 +340,14 @@ fn owners_killed_or_frozen_on_their_hosts_are_replaced_and_postgresql_restarting
     });
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     std::thread::sleep(Duration::from_secs(8));
-    assert!(serves(&west_host, staging_port, "v2"));
+    assert!(serves(&west_host, staging_port, "v3"));
     awake.assert_audit_verifies();
 
     // PostgreSQL restarts under the replicas: they reconnect and carry on.
     site.pg.stop();
     std::thread::sleep(Duration::from_secs(2));
     site.pg.start_again();
-    awake.register("v3", 0.0);
+    awake.register("v4", 0.0);
     let started = awake.cli_json(
         &[
             "rollout",
@@ -326,7 +356,7 @@ fn owners_killed_or_frozen_on_their_hosts_are_replaced_and_postgresql_restarting
             "--env",
             "prod",
             "--version",
-            "v3",
+            "v4",
         ],
         0,
     );
@@ -334,6 +364,6 @@ fn owners_killed_or_frozen_on_their_hosts_are_replaced_and_postgresql_restarting
     awake.wait_rollout(&id, "promoted after PostgreSQL restarted", |r| {
         r["rollout"]["phase"] == "promoted"
     });
-    assert!(serves(&east_host, prod_port, "v3"));
+    assert!(serves(&east_host, prod_port, "v4"));
     awake.assert_audit_verifies();
 }
