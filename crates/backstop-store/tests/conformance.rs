@@ -462,6 +462,37 @@ async fn two_stores_appending_at_once_keep_one_verifiable_chain(backend: Backend
     );
 }
 
+/// `audit verify` runs while the daemon keeps appending: a record landing between reading the
+/// records and reading the head is growth, never "records were removed from the end".
+async fn verifying_while_another_store_appends_never_reports_a_break(backend: Backend) {
+    let reader = backend.open().await;
+    let writer = std::sync::Arc::new(backend.open().await);
+    let appending = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                let entry = AuditEntry {
+                    actor: "daemon".into(),
+                    action: "append".into(),
+                    target: format!("{i}"),
+                    trigger: "test".into(),
+                    evidence: serde_json::json!({"i": i}),
+                };
+                writer.append_audit(i, &entry).await.unwrap();
+            }
+        })
+    };
+    let mut checks = 0;
+    while !appending.is_finished() {
+        let verified = verify_audit(&*reader).await.unwrap();
+        assert!(verified.is_ok(), "verify during appends: {verified:?}");
+        checks += 1;
+    }
+    appending.await.unwrap();
+    assert!(checks > 0);
+    assert_eq!(verify_audit(&*reader).await.unwrap(), Ok(150));
+}
+
 /// Numbered appends (intervals, snapshot versions) from two stores at once take turns: no
 /// number is handed out twice, none is skipped, and neither writer sees a conflict.
 async fn two_stores_numbering_at_once_never_collide(backend: Backend) {
@@ -543,4 +574,5 @@ on_both_backends!(
     config_snapshots_are_versioned_and_an_unchanged_capture_reuses_the_latest,
     two_stores_appending_at_once_keep_one_verifiable_chain,
     two_stores_numbering_at_once_never_collide,
+    verifying_while_another_store_appends_never_reports_a_break,
 );
