@@ -15,6 +15,7 @@ pub mod gate;
 pub mod releases;
 pub mod rollouts;
 pub mod services;
+pub mod tokens;
 
 pub use error::{ErrorBody, ErrorDetail};
 

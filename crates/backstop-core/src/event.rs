@@ -85,6 +85,9 @@ string_enum! {
         DrillStarted = "drill.started",
         DrillFinished = "drill.finished",
         ControllerStarted = "controller.started",
+        /// An API token was made for a person (never the token itself, only its name and role).
+        TokenCreated = "token.created",
+        TokenRevoked = "token.revoked",
 
         // Supervision.
         /// An instance that crashed or kept failing its health check was restarted.

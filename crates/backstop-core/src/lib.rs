@@ -2,6 +2,7 @@
 //! decisions taken on them. Nothing here touches the network, the disk or the clock: callers pass
 //! `now` in, so every decision can be tested with plain values.
 
+pub mod access;
 pub mod audit;
 pub mod breaker;
 pub mod clock;

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use backstop_core::Millis;
+use backstop_core::access::TokenRecord;
 use backstop_core::audit::{AuditEntry, AuditRecord};
 use backstop_core::breaker::TripScope;
 use backstop_core::drill::Drill;
@@ -181,6 +182,18 @@ pub trait FreezeStore: Send + Sync {
     async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>>;
     /// Ends a freeze; `NotFound` when there is no such freeze, `Conflict` when it already ended.
     async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze>;
+}
+
+/// API tokens people hold (only their sha256 is stored).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// `Conflict` when the name was ever used.
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+    /// Every token, revoked and expired ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// `NotFound` when there is no such token, `Conflict` when it is already revoked.
+    async fn revoke_token(&self, name: &str, by: &str, at: Millis) -> Result<TokenRecord>;
 }
 
 /// Config snapshots and the safeguards captured for each rollout.

@@ -24,6 +24,7 @@ pub const TABLES: &[&str] = &[
     "config_snapshots",
     "rollout_safeguards",
     "drills",
+    "tokens",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

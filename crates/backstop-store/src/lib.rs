@@ -31,7 +31,7 @@ pub mod sqlite;
 
 pub use aggregates::{
     AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
-    RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore,
+    RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
 };
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
 pub use postgres::PostgresStore;
@@ -147,6 +147,7 @@ pub trait Store:
     + DrillStore
     + AuditStore
     + ClusterStore
+    + TokenStore
     + 'static
 {
 }
@@ -156,7 +157,7 @@ pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
         AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
-        RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore,
+        RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
     };
 }
 

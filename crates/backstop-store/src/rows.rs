@@ -8,6 +8,7 @@
 
 use std::str::FromStr;
 
+use backstop_core::access::TokenRecord;
 use backstop_core::audit::AuditRecord;
 use backstop_core::drill::Drill;
 use backstop_core::model::{
@@ -304,6 +305,13 @@ pub(crate) fn trip_from(row: &impl Columns) -> Result<BreakerTrip> {
         id, tripped_at_ms, reset_at_ms, reset_by, reset_reason;
         scope: parse_column(row, "breaker_trips", "scope")?,
         failures: json_column(row, "failures", "breaker failures")?,
+    }))
+}
+
+pub(crate) fn token_from(row: &impl Columns) -> Result<TokenRecord> {
+    Ok(from_row!(row => TokenRecord {
+        name, env, hash, created_at_ms, created_by, expires_at_ms, revoked_at_ms, revoked_by;
+        role: parse_column(row, "tokens", "role")?,
     }))
 }
 

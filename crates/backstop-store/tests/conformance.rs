@@ -493,6 +493,56 @@ async fn verifying_while_another_store_appends_never_reports_a_break(backend: Ba
     assert_eq!(verify_audit(&*reader).await.unwrap(), Ok(150));
 }
 
+/// Tokens are found by their hash, listed oldest first, revoked once, and a name is never
+/// handed out twice (not even after revocation: the audit names tokens by name).
+async fn tokens_are_found_by_hash_revoked_once_and_names_never_reused(backend: Backend) {
+    use backstop_core::access::{Role, TokenRecord};
+    let s = backend.open().await;
+    let token = |name: &str, at: i64| TokenRecord {
+        name: name.into(),
+        role: Role::Releaser,
+        env: Some("prod".into()),
+        hash: format!("hash-of-{name}"),
+        created_at_ms: at,
+        created_by: "token:admin".into(),
+        expires_at_ms: Some(at + 1000),
+        revoked_at_ms: None,
+        revoked_by: None,
+    };
+    s.create_token(&token("alice", 1)).await.unwrap();
+    s.create_token(&token("bob", 2)).await.unwrap();
+    assert_eq!(
+        s.token_by_hash("hash-of-alice").await.unwrap(),
+        Some(token("alice", 1))
+    );
+    assert_eq!(s.token_by_hash("nope").await.unwrap(), None);
+    let revoked = s.revoke_token("alice", "token:admin", 5).await.unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(5));
+    assert_eq!(revoked.revoked_by.as_deref(), Some("token:admin"));
+    assert!(matches!(
+        s.revoke_token("alice", "token:admin", 6).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.revoke_token("carol", "token:admin", 6).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let again = TokenRecord {
+        hash: "another".into(),
+        ..token("alice", 9)
+    };
+    let again = s.create_token(&again).await;
+    assert!(matches!(again, Err(StoreError::Conflict(m)) if m.contains("alice")));
+    let names: Vec<String> = s
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+}
+
 /// Numbered appends (intervals, snapshot versions) from two stores at once take turns: no
 /// number is handed out twice, none is skipped, and neither writer sees a conflict.
 async fn two_stores_numbering_at_once_never_collide(backend: Backend) {
@@ -575,4 +625,5 @@ on_both_backends!(
     two_stores_appending_at_once_keep_one_verifiable_chain,
     two_stores_numbering_at_once_never_collide,
     verifying_while_another_store_appends_never_reports_a_break,
+    tokens_are_found_by_hash_revoked_once_and_names_never_reused,
 );

@@ -226,20 +226,40 @@ impl Daemon {
 
     /// `GET /api/v1/…` with the admin token: the JSON answer (asserting a 200).
     pub fn api_get(&self, path: &str) -> serde_json::Value {
-        use std::io::{Read, Write};
         let token = std::fs::read_to_string(self.state_dir.join("admin.token")).unwrap();
+        let (status, body) = self.api_call("GET", path, Some(token.trim()), None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// One API call as a client would make it: `method path`, with `token` as the bearer (none
+    /// when `None`) and `body` as JSON. The status and the JSON answer (`Null` when not JSON).
+    pub fn api_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect((self.ip.as_str(), self.api_port())).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let body = body.map_or(String::new(), ToString::to_string);
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            token.trim()
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).unwrap();
         let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {answer}");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{method} {path}: no HTTP status in {answer:?}"));
+        (status, serde_json::from_str(body).unwrap_or_default())
     }
 
     /// The port of the daemon's API (`/healthz`, `/metrics` and `/api/v1` on 127.0.0.1).

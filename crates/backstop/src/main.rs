@@ -76,6 +76,9 @@ enum Cmd {
     /// Inspect recoveries: the journaled steps of every rollback.
     #[command(subcommand)]
     Recovery(commands::RecoveryCmd),
+    /// API tokens for people and pipelines, each with a role (maybe in one environment).
+    #[command(subcommand)]
+    Token(commands::TokenCmd),
     /// The hash-chained audit log: list and verify (works on a state folder without a daemon).
     #[command(subcommand)]
     Audit(commands::AuditCmd),
@@ -255,6 +258,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Breaker(c) => commands::breaker(c).await,
             Cmd::Gate(a) => gate::gate(a).await,
             Cmd::Freeze(c) => gate::freeze(c).await,
+            Cmd::Token(c) => commands::token(c).await,
             Cmd::Audit(c) => commands::audit(c).await,
             Cmd::Config(ConfigCmd::History(a)) => config_cmd::history(a).await,
             Cmd::Config(ConfigCmd::Diff(a)) => config_cmd::diff(a).await,

@@ -34,7 +34,11 @@ pub(super) async fn list_breakers(
 #[utoipa::path(post, path = "/api/v1/breakers/reset", request_body = BreakerReset,
     responses((status = 200, body = BreakerTrip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn reset_breaker(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Body(req): Body<BreakerReset>,
 ) -> ApiResult<Json<BreakerTrip>> {
     reason_given(&req.reason, "a breaker reset")?;
@@ -44,6 +48,10 @@ pub(super) async fn reset_breaker(
         .scope
         .parse()
         .map_err(|_| at_scope(StoreError::no_open_trip(&req.scope)))?;
+    match &scope {
+        TripScope::Env(env) => access.in_env(env)?,
+        TripScope::All => access.in_scope(None)?,
+    }
     let trip = ctx
         .store
         .reset_trip(&scope, &caller, &req.reason, ctx.clock.now_ms())

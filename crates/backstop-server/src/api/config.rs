@@ -58,10 +58,15 @@ pub(super) async fn list_snapshots(
 #[utoipa::path(post, path = "/api/v1/config/{service}/{env}/snapshots", request_body = TakeSnapshot,
     responses((status = 201, body = SnapshotTaken), (status = 200, body = SnapshotTaken), (status = 404, body = ErrorBody)))]
 pub(super) async fn take_snapshot(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path((service, env)): Path<(String, String)>,
     Body(req): Body<TakeSnapshot>,
 ) -> ApiResult<(StatusCode, Json<SnapshotTaken>)> {
+    access.in_env(&env)?;
     known_env(&ctx, &service, &env)?;
     reason_given(&req.reason, "a snapshot")?;
     let (snapshot, new_version) = ctx
@@ -115,10 +120,15 @@ pub(super) async fn diff(
 #[utoipa::path(post, path = "/api/v1/config/{service}/{env}/restore", request_body = RestoreRequest,
     responses((status = 200, body = RestoreOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn restore(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path((service, env)): Path<(String, String)>,
     Body(req): Body<RestoreRequest>,
 ) -> ApiResult<Json<RestoreOutcome>> {
+    access.in_env(&env)?;
     known_env(&ctx, &service, &env)?;
     if !req.dry_run {
         reason_given(&req.reason, "a restore")?;

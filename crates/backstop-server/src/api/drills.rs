@@ -26,9 +26,14 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/drills", request_body = StartDrill,
     responses((status = 201, body = Drill), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn start_drill(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Body(req): Body<StartDrill>,
 ) -> ApiResult<Created<Drill>> {
+    access.in_env(&req.env)?;
     created(crate::drills::start(&ctx, req, &caller).await?)
 }
 
@@ -38,10 +43,15 @@ pub(super) async fn start_drill(
 #[utoipa::path(post, path = "/api/v1/drills/{id}/finish", request_body = FinishDrill,
     responses((status = 200, body = Drill), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn finish_drill(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path(id): Path<String>,
     Body(req): Body<FinishDrill>,
 ) -> ApiResult<Json<Drill>> {
+    access.in_env(&ctx.store.drill(&id).await?.env)?;
     Ok(Json(crate::drills::finish(&ctx, &id, req, &caller).await?))
 }
 

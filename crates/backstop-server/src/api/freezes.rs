@@ -26,9 +26,14 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/freezes", request_body = CreateFreeze,
     responses((status = 201, body = Freeze), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn create_freeze(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Body(req): Body<CreateFreeze>,
 ) -> ApiResult<Created<Freeze>> {
+    access.in_scope(req.env.as_deref())?;
     if req.service.is_none() && req.env.is_none() {
         return Err(
             ApiError::bad_request("a freeze needs a scope: `env`, `service` or both").at("/env"),
@@ -133,10 +138,23 @@ pub(super) async fn list_freezes(
 #[utoipa::path(post, path = "/api/v1/freezes/{id}/end", request_body = EndFreeze,
     responses((status = 200, body = Freeze), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn end_freeze(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path(id): Path<String>,
     Body(req): Body<EndFreeze>,
 ) -> ApiResult<Json<Freeze>> {
+    let scope = ctx
+        .store
+        .freezes(true)
+        .await?
+        .into_iter()
+        .find(|f| f.id == id);
+    if let Some(freeze) = scope {
+        access.in_scope(freeze.env.as_deref())?;
+    }
     let reason = req
         .reason
         .filter(|r| !r.trim().is_empty())

@@ -24,7 +24,7 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
            ("critical" = Option<bool>, Query), ("override_freeze" = Option<bool>, Query), ("reason" = Option<String>, Query)),
     responses((status = 200, body = GateReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_gate(
-    Acting { ctx, caller }: Acting,
+    Acting { ctx, caller, .. }: Acting,
     Query(q): Query<GateQuery>,
 ) -> ApiResult<Json<GateReport>> {
     require_reason(q.critical, q.override_freeze, q.reason.as_deref())?;

@@ -16,16 +16,18 @@ mod recoveries;
 mod releases;
 mod rollouts;
 mod services;
+mod tokens;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use backstop_api::{ErrorBody, ListQuery};
+use backstop_core::access::{Grant, Role};
 use backstop_core::audit::AuditRecord;
 use backstop_core::model::{Artifact, Event, Phase, Recovery, Release, ReleaseStatus, Rollout};
 use serde::de::DeserializeOwned;
@@ -33,14 +35,47 @@ use serde_json::json;
 use utoipa::OpenApi;
 
 use crate::Ctx;
-use crate::auth::{Caller, require_token};
+use crate::auth::{Caller, needed_role, require_token};
 use crate::error::{ApiError, ApiResult};
 
-/// What a handler that acts on someone's behalf needs: the server's context and the caller
-/// [`require_token`] authenticated, who is recorded as the actor of whatever the call changes.
+/// What a handler that acts on someone's behalf needs: the server's context, the caller
+/// [`require_token`] authenticated (recorded as the actor of whatever the call changes), and
+/// what the caller may do.
 pub struct Acting {
     pub ctx: Arc<Ctx>,
     pub caller: String,
+    pub access: Access,
+}
+
+/// The caller's grant and the role the route needs ([`crate::auth::POLICY`]): the middleware
+/// checked it for actions tied to no environment; a handler acting in one checks it there.
+pub struct Access {
+    grant: Grant,
+    needed: Role,
+}
+
+impl Access {
+    /// `Ok` when the caller holds the route's role in `env`; else a 403 naming the role.
+    pub fn in_env(&self, env: &str) -> ApiResult<()> {
+        self.grant
+            .allows(self.needed, Some(env))
+            .map_err(ApiError::forbidden)
+    }
+
+    /// Like [`Access::in_env`] for an action scoped to `env`, or, with `None`, to every
+    /// environment at once: that needs the role everywhere, not in one environment.
+    pub fn in_scope(&self, env: Option<&str>) -> ApiResult<()> {
+        match env {
+            Some(env) => self.in_env(env),
+            None if self.grant.env.is_some() => Err(ApiError::forbidden(format!(
+                "this acts in every environment and needs the role {} everywhere; the caller holds {} in environment {} only",
+                self.needed,
+                self.grant.role,
+                self.grant.env.as_deref().unwrap_or_default()
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl FromRequestParts<Arc<Ctx>> for Acting {
@@ -50,12 +85,21 @@ impl FromRequestParts<Arc<Ctx>> for Acting {
         parts: &mut Parts,
         ctx: &Arc<Ctx>,
     ) -> Result<Self, Self::Rejection> {
-        let Caller(caller) = parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::internal("no authenticated caller: the route is outside require_token")
-        })?;
+        let Caller { actor, grant } =
+            parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+                ApiError::internal("no authenticated caller: the route is outside require_token")
+            })?;
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str);
         Ok(Acting {
             ctx: ctx.clone(),
-            caller,
+            caller: actor,
+            access: Access {
+                grant,
+                needed: needed_role(parts.method.as_str(), route),
+            },
         })
     }
 }
@@ -136,10 +180,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         rollouts::get_rollout,
         rollouts::promote_rollout,
         rollouts::abort_rollout,
+        rollouts::acknowledge_rollout,
         rollouts::export_rollout,
         recoveries::rollback,
         recoveries::list_recoveries,
         recoveries::get_recovery,
+        recoveries::resume_recovery,
+        breakers::list_breakers,
+        breakers::reset_breaker,
         audit::list_audit,
         audit::verify_audit,
         gate::get_gate,
@@ -153,7 +201,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         drills::start_drill,
         drills::finish_drill,
         drills::list_drills,
-        drills::get_drill
+        drills::get_drill,
+        tokens::create_token,
+        tokens::list_tokens,
+        tokens::revoke_token
     ),
     components(schemas(
         ErrorBody,
@@ -169,7 +220,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::gate::Check,
         backstop_api::freezes::FreezeList,
         backstop_core::model::Freeze,
-        backstop_core::drill::Drill
+        backstop_core::drill::Drill,
+        backstop_core::access::Role,
+        backstop_core::access::TokenRecord,
+        backstop_api::tokens::CreateToken,
+        backstop_api::tokens::CreatedToken
     ))
 )]
 pub struct ApiDoc;
@@ -187,6 +242,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(freezes::routes())
         .merge(config::routes())
         .merge(drills::routes())
+        .merge(tokens::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

@@ -29,9 +29,14 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/rollback", request_body = RollbackRequest,
     responses((status = 200, body = Recovery), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn rollback(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Body(req): Body<RollbackRequest>,
 ) -> ApiResult<Json<Recovery>> {
+    access.in_env(&req.env)?;
     let svc = known_service(&ctx, &req.service, "/service")?;
     environment(svc, &req.env)?;
     reason_given(&req.reason, "a rollback")?;
@@ -75,9 +80,14 @@ pub(super) async fn get_recovery(
 #[utoipa::path(post, path = "/api/v1/recoveries/{id}/resume",
     responses((status = 200, body = Recovery), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn resume_recovery(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Recovery>> {
+    access.in_env(&ctx.store.recovery(&id).await?.env)?;
     let rec = send_command(&ctx, |reply| Command::Resume {
         recovery_id: id,
         actor: caller,

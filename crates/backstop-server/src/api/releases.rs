@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/releases", request_body = CreateRelease,
     responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create_release(
-    Acting { ctx, caller }: Acting,
+    Acting { ctx, caller, .. }: Acting,
     Body(req): Body<CreateRelease>,
 ) -> ApiResult<Created<Release>> {
     created(crate::releases::register(&ctx, req, &caller).await?)

@@ -29,9 +29,14 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = CreateRollout,
     responses((status = 201, body = Rollout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create_rollout(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Body(req): Body<CreateRollout>,
 ) -> ApiResult<Created<Rollout>> {
+    access.in_env(&req.env)?;
     created(crate::rollouts::create(&ctx, req, &caller).await?)
 }
 
@@ -79,20 +84,30 @@ pub(super) async fn get_rollout(
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/promote", request_body = PromoteRequest,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn promote_rollout(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path(id): Path<String>,
     Body(req): Body<PromoteRequest>,
 ) -> ApiResult<Json<Rollout>> {
+    access.in_env(&ctx.store.rollout(&id).await?.env)?;
     Ok(Json(crate::rollouts::promote(&ctx, id, req, caller).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/abort", request_body = Reason,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn abort_rollout(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path(id): Path<String>,
     Body(req): Body<Reason>,
 ) -> ApiResult<Json<Rollout>> {
+    access.in_env(&ctx.store.rollout(&id).await?.env)?;
     Ok(Json(
         crate::rollouts::act(&ctx, RolloutAction::Abort, id, caller, req.reason).await?,
     ))
@@ -101,10 +116,15 @@ pub(super) async fn abort_rollout(
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/acknowledge", request_body = Reason,
     responses((status = 200, body = Rollout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn acknowledge_rollout(
-    Acting { ctx, caller }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path(id): Path<String>,
     Body(req): Body<Reason>,
 ) -> ApiResult<Json<Rollout>> {
+    access.in_env(&ctx.store.rollout(&id).await?.env)?;
     Ok(Json(
         crate::rollouts::act(&ctx, RolloutAction::Acknowledge, id, caller, req.reason).await?,
     ))

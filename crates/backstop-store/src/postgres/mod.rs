@@ -68,6 +68,12 @@ mod rollouts;
 )]
 #[path = "../sql/snapshots.rs"]
 mod snapshots;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/tokens.rs"]
+mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -205,6 +211,11 @@ fn migrator() -> Migrator {
             4,
             "blobs",
             include_str!("../../migrations/postgres/0004_blobs.sql"),
+        ),
+        (
+            5,
+            "tokens",
+            include_str!("../../migrations/postgres/0005_tokens.sql"),
         ),
     ])
 }

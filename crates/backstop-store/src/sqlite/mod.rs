@@ -60,6 +60,12 @@ mod rollouts;
 )]
 #[path = "../sql/snapshots.rs"]
 mod snapshots;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/tokens.rs"]
+mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -188,6 +194,11 @@ fn migrator() -> Migrator {
             8,
             "leases",
             include_str!("../../migrations/sqlite/0008_leases.sql"),
+        ),
+        (
+            9,
+            "tokens",
+            include_str!("../../migrations/sqlite/0009_tokens.sql"),
         ),
     ])
 }

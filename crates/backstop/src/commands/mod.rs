@@ -6,6 +6,7 @@ mod cluster;
 mod recoveries;
 mod releases;
 mod rollouts;
+mod tokens;
 
 pub use audit::{AuditCmd, audit};
 pub use breakers::{BreakerCmd, breaker};
@@ -13,3 +14,4 @@ pub use cluster::{ClusterCmd, cluster};
 pub use recoveries::{RecoveryCmd, RollbackArgs, recovery, rollback};
 pub use releases::{ReleaseCmd, release};
 pub use rollouts::{RolloutCmd, rollout};
+pub use tokens::{TokenCmd, token};
