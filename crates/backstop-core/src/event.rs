@@ -88,6 +88,10 @@ string_enum! {
         /// An API token was made for a person (never the token itself, only its name and role).
         TokenCreated = "token.created",
         TokenRevoked = "token.revoked",
+        /// The daemon signed a chain kept before audit keys existed (`audit::KEYED_ACTION`).
+        AuditKeyed = "audit.keyed",
+        /// The daemon found the audit chain broken (`audit::BROKEN_ACTION`).
+        AuditChainBroken = "audit.chain_broken",
 
         // Supervision.
         /// An instance that crashed or kept failing its health check was restarted.
@@ -103,6 +107,15 @@ string_enum! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_chain_actions_are_the_chain_s_own() {
+        assert_eq!(EventKind::AuditKeyed.as_str(), crate::audit::KEYED_ACTION);
+        assert_eq!(
+            EventKind::AuditChainBroken.as_str(),
+            crate::audit::BROKEN_ACTION
+        );
+    }
 
     #[test]
     fn names_are_unique_and_round_trip() {

@@ -28,7 +28,7 @@ pub mod router;
 /// Variables of the daemon's own environment that carry secrets (the database URL may hold a
 /// password): every process a driver starts (instances, user scripts, router commands, the
 /// built-in proxies) is started without them, whatever else it inherits.
-pub const DAEMON_SECRET_VARS: &[&str] = &["BACKSTOP_DATABASE_URL"];
+pub const DAEMON_SECRET_VARS: &[&str] = &["BACKSTOP_DATABASE_URL", "BACKSTOP_AUDIT_KEY"];
 
 /// Removes [`DAEMON_SECRET_VARS`] from a command's environment.
 pub fn without_daemon_secrets(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {

@@ -100,6 +100,8 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("POST", "/breakers/reset", Role::IncidentCommander),
     ("GET", "/audit", Role::Viewer),
     ("GET", "/audit/verify", Role::Viewer),
+    ("POST", "/audit/verify", Role::Viewer),
+    ("GET", "/audit/checkpoint", Role::Viewer),
     ("GET", "/gate", Role::Viewer),
     ("GET", "/freezes", Role::Viewer),
     ("POST", "/freezes", Role::IncidentCommander),

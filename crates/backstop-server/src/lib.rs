@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use backstop_api::audit::AuditVerification;
 use backstop_config::Config;
 use backstop_core::Millis;
 use backstop_core::audit::AuditEntry;
@@ -22,6 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
+pub mod audit_guard;
 pub mod auth;
 pub mod baseline;
 pub mod controller;
@@ -62,6 +62,8 @@ pub struct Ctx {
     /// Verified backups of release artifacts (`<state>/blobs`): what instances actually run.
     pub blobs: Arc<dyn backstop_store::BlobStore>,
     pub token_hash: String,
+    /// Signs the audit chain's head and checkpoints ([`audit_guard`]).
+    pub audit_key: backstop_core::audit::AuditKey,
     /// What reaches the outside world per (service, environment).
     pub drivers: Drivers,
     pub commands: mpsc::Sender<controller::Command>,
@@ -130,6 +132,8 @@ pub struct Caches {
     pub applied_routes: std::sync::Mutex<
         std::collections::HashMap<(String, String), backstop_drivers::proxy::Routes>,
     >,
+    /// What the daemon last found of the audit chain (`backstop_audit_chain_ok`).
+    pub audit_chain: audit_guard::ChainStatus,
 }
 
 impl Ctx {
@@ -168,24 +172,7 @@ pub async fn audit(
 }
 
 /// Verifies the audit chain and says where it breaks.
-pub async fn verification(
-    store: &dyn Store,
-) -> Result<AuditVerification, backstop_store::StoreError> {
-    Ok(match backstop_store::verify_audit(store).await? {
-        Ok(n) => AuditVerification {
-            ok: true,
-            records: n,
-            broken_at: None,
-            reason: None,
-        },
-        Err(b) => AuditVerification {
-            ok: false,
-            records: store.audit_head().await?.map_or(0, |h| h.0 as usize),
-            broken_at: Some(b.seq),
-            reason: Some(b.reason),
-        },
-    })
-}
+pub use audit_guard::verification;
 
 pub struct ServeOptions {
     pub config: Config,
@@ -275,6 +262,14 @@ pub async fn serve(
     };
     let token_hash =
         auth::ensure_admin_token(&opts.state_dir).context("creating the admin token")?;
+    let audit_key = audit_guard::load_key(&opts.state_dir)?;
+    if !exclusive_store && std::env::var_os(audit_guard::KEY_ENV).is_none() {
+        tracing::warn!(
+            key = %opts.state_dir.join(audit_guard::KEY_FILE).display(),
+            "Replicas sharing a database must sign the audit chain with one key: set {} on every replica (this one uses its state folder's key).",
+            audit_guard::KEY_ENV
+        );
+    }
     std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
     let agents = hosts::build_agents(&opts.config)?;
     let local_agent = match &opts.data_plane {
@@ -324,6 +319,7 @@ pub async fn serve(
         blobs,
         state_dir: opts.state_dir,
         token_hash,
+        audit_key: audit_key.key.clone(),
         drivers: Drivers {
             routers,
             proxies,
@@ -347,7 +343,11 @@ pub async fn serve(
         },
         exclusive_store,
     });
+    audit_guard::at_start(ctx.store.as_ref(), &audit_key, &ctx.caches.audit_chain)
+        .await
+        .context("checking the audit chain")?;
     let cancel = CancellationToken::new();
+    tokio::spawn(audit_guard::keep_checking(ctx.clone(), cancel.clone()));
     if let Some(pg) = shared {
         // Other replicas wake this one's controller through the database.
         let (woken, stop) = (ctx.clone(), cancel.clone());

@@ -37,7 +37,8 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
         proxies,
         rollouts_by_phase: PHASES
             .map(|phase| (phase, rollouts.iter().filter(|r| r.phase == phase).count())),
-        audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.0),
+        audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.seq),
+        audit_chain_ok: ctx.caches.audit_chain.ok(),
         store_writable: ctx
             .caches
             .store_health
@@ -67,6 +68,8 @@ struct Scrape {
     proxies: Vec<(String, String, Vec<VersionStats>)>,
     rollouts_by_phase: [(Phase, usize); 7],
     audit_records: i64,
+    /// What the daemon last found of the audit chain (`None` before its first check).
+    audit_chain_ok: Option<bool>,
     /// False while the store refuses writes.
     store_writable: bool,
     /// What supervision found of each instance that should be serving.
@@ -186,7 +189,17 @@ impl Collector for Scrape {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(self.audit_records).encode(audit)
+        ConstGauge::new(self.audit_records).encode(audit)?;
+        if let Some(ok) = self.audit_chain_ok {
+            let chain = encoder.encode_descriptor(
+                "backstop_audit_chain_ok",
+                "1 while the audit chain verifies (hashes and the head's signature), 0 once the daemon found it broken.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(ok)).encode(chain)?;
+        }
+        Ok(())
     }
 }
 
@@ -230,6 +243,7 @@ mod tests {
             proxies: vec![("shop".into(), "prod".into(), vec![stats])],
             rollouts_by_phase: PHASES.map(|p| (p, usize::from(p == Phase::Promoted))),
             audit_records: 7,
+            audit_chain_ok: Some(true),
             store_writable: true,
             instances: vec![crate::controller::Supervised {
                 service: "shop".into(),
@@ -263,6 +277,7 @@ mod tests {
             "# HELP backstop_audit_records Records in the audit chain.",
             "# TYPE backstop_audit_records gauge",
             "backstop_audit_records 7",
+            "backstop_audit_chain_ok 1",
             "backstop_store_writable 1",
             "backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1",
             "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 2",

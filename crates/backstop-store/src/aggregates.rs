@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::access::TokenRecord;
-use backstop_core::audit::{AuditEntry, AuditRecord};
+use backstop_core::audit::{AuditEntry, AuditHead, AuditKey, AuditRecord};
 use backstop_core::breaker::TripScope;
 use backstop_core::drill::Drill;
 use backstop_core::model::{
@@ -238,6 +238,8 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, at: Millis, entry: &AuditEntry) -> Result<AuditRecord>;
     /// Records with `seq > after`, oldest first.
     async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
-    /// The head written with the last record: `(seq, hash)`.
-    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+    /// The head written with the last record.
+    async fn audit_head(&self) -> Result<Option<AuditHead>>;
+    /// The key later appends sign the head with.
+    fn set_audit_key(&self, key: AuditKey);
 }

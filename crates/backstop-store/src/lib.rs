@@ -22,6 +22,7 @@ macro_rules! from_row {
 }
 
 pub mod aggregates;
+pub mod audit_chain;
 pub mod blobs;
 pub mod copy;
 pub mod fence;
@@ -33,6 +34,7 @@ pub use aggregates::{
     AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
     RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
 };
+pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -159,45 +161,4 @@ pub mod prelude {
         AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
         RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
     };
-}
-
-/// Verifies the whole chain plus its stored head.
-///
-/// The records and the head are separate reads, and a running daemon keeps appending: the head
-/// is read before and after the records, and the read is repeated until both agree. Every append
-/// moves the head forward, so equal heads mean no append landed in between and the records seen
-/// end where the head says, unless records were removed from the end.
-pub async fn verify_audit(
-    store: &(impl AuditStore + ?Sized),
-) -> Result<std::result::Result<usize, backstop_core::audit::ChainBreak>> {
-    const ATTEMPTS: usize = 50;
-    for _ in 0..ATTEMPTS {
-        let before = store.audit_head().await?;
-        let records = store.audit(0, i64::MAX).await?;
-        let head = store.audit_head().await?;
-        if before != head {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            continue;
-        }
-        let verified = match backstop_core::audit::verify_chain(&records) {
-            Ok(n) => n,
-            Err(b) => return Ok(Err(b)),
-        };
-        let last = records.last().map(|r| (r.seq, r.hash.clone()));
-        if head != last {
-            let seq = head.as_ref().map_or(0, |h| h.0);
-            return Ok(Err(backstop_core::audit::ChainBreak {
-                seq,
-                reason: format!(
-                    "the chain head records {} records but {} are stored (records were removed from the end)",
-                    seq,
-                    records.len()
-                ),
-            }));
-        }
-        return Ok(Ok(verified));
-    }
-    Err(StoreError::Conflict(format!(
-        "the audit log kept growing while it was read ({ATTEMPTS} attempts); try again"
-    )))
 }

@@ -9,7 +9,7 @@
 use std::str::FromStr;
 
 use backstop_core::access::TokenRecord;
-use backstop_core::audit::AuditRecord;
+use backstop_core::audit::{AuditHead, AuditRecord};
 use backstop_core::drill::Drill;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Phase, Recovery,
@@ -346,7 +346,13 @@ pub(crate) fn audit_from(row: &impl Columns) -> Result<AuditRecord> {
     }))
 }
 
-/// The audit head row (`seq`, `hash`).
-pub(crate) fn head_from(row: &impl Columns) -> Result<(i64, String)> {
-    Ok((row.col("seq")?, row.col("hash")?))
+/// The audit head row. `mac` and `broken` are read as absent from a database older than
+/// them (opened read-only, so not migrated).
+pub(crate) fn head_from(row: &impl Columns) -> Result<AuditHead> {
+    Ok(AuditHead {
+        seq: row.col("seq")?,
+        hash: row.col("hash")?,
+        mac: row.col("mac").unwrap_or(None),
+        broken: row.col("broken").unwrap_or(None),
+    })
 }

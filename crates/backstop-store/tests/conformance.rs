@@ -543,6 +543,63 @@ async fn tokens_are_found_by_hash_revoked_once_and_names_never_reused(backend: B
     assert_eq!(names, ["alice", "bob"]);
 }
 
+/// With a key, every head is signed: the chain verifies with that key only. A chain kept
+/// without a key verifies as not yet signed until the daemon's `audit.keyed` record; a break
+/// written into the chain stays in every later head.
+async fn heads_are_signed_with_the_key_and_a_recorded_break_stays(backend: Backend) {
+    use backstop_core::audit::{AuditKey, BROKEN_ACTION, KEYED_ACTION};
+    use backstop_store::{Expect, Signature, verify_audit_with};
+    let s = backend.open().await;
+    let key = AuditKey::from_bytes(&[3; 32]).unwrap();
+    let other = AuditKey::from_bytes(&[4; 32]).unwrap();
+    let entry = |action: &str| AuditEntry {
+        actor: "controller".into(),
+        action: action.into(),
+        target: "t".into(),
+        trigger: "test".into(),
+        evidence: serde_json::json!({"reason": "test break"}),
+    };
+    let with = |key| Expect {
+        key,
+        used: true,
+        may_be_unsigned: true,
+        checkpoint: None,
+    };
+    s.append_audit(1, &entry("a")).await.unwrap();
+    s.append_audit(2, &entry("b")).await.unwrap();
+    let v = verify_audit_with(&*s, &with(Some(&key)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.signature, Signature::NotYetSigned);
+    s.set_audit_key(key.clone());
+    s.append_audit(3, &entry(KEYED_ACTION)).await.unwrap();
+    s.append_audit(4, &entry("c")).await.unwrap();
+    let v = verify_audit_with(&*s, &with(Some(&key)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((v.records, v.signature), (4, Signature::Valid));
+    let wrong = verify_audit_with(&*s, &with(Some(&other))).await.unwrap();
+    assert!(
+        wrong
+            .unwrap_err()
+            .reason
+            .contains("signature does not match")
+    );
+    let head = s.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.signed_by(&key), Some(true));
+
+    s.append_audit(5, &entry(BROKEN_ACTION)).await.unwrap();
+    s.append_audit(6, &entry("d")).await.unwrap();
+    let err = verify_audit_with(&*s, &with(Some(&key)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.reason.contains("test break"), "{err:?}");
+    assert!(s.audit_head().await.unwrap().unwrap().broken.is_some());
+}
+
 /// Numbered appends (intervals, snapshot versions) from two stores at once take turns: no
 /// number is handed out twice, none is skipped, and neither writer sees a conflict.
 async fn two_stores_numbering_at_once_never_collide(backend: Backend) {
@@ -626,4 +683,5 @@ on_both_backends!(
     two_stores_numbering_at_once_never_collide,
     verifying_while_another_store_appends_never_reports_a_break,
     tokens_are_found_by_hash_revoked_once_and_names_never_reused,
+    heads_are_signed_with_the_key_and_a_recorded_break_stays,
 );

@@ -104,6 +104,16 @@ pub struct Daemon {
     folder: std::sync::Arc<()>,
 }
 
+/// The audit key every replica of a test shares, as operators give it to replicas on one
+/// database (`BACKSTOP_AUDIT_KEY`): added to a daemon on PostgreSQL that was not given one.
+pub const TEST_AUDIT_KEY: &str = "7e57a0d17e57a0d17e57a0d17e57a0d17e57a0d17e57a0d17e57a0d17e57a0d1";
+
+fn shared_audit_key(env: &[(String, String)]) -> Option<(&'static str, &'static str)> {
+    let has = |name: &str| env.iter().any(|(k, _)| k == name);
+    (has("BACKSTOP_DATABASE_URL") && !has("BACKSTOP_AUDIT_KEY"))
+        .then_some(("BACKSTOP_AUDIT_KEY", TEST_AUDIT_KEY))
+}
+
 impl Daemon {
     pub fn start(state_dir: &Path, config_text: &str, proxy_port: u16) -> Daemon {
         Self::start_with_env(state_dir, config_text, proxy_port, &[])
@@ -297,6 +307,7 @@ impl Daemon {
             .args(["--listen", &format!("{}:{port}", self.ip)])
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(shared_audit_key(&self.env))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -137,6 +137,7 @@ fn a_daemon_on_postgres_promotes_recovers_and_survives_kill_9() {
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let env = String::from_utf8_lossy(&env);
         assert!(!env.contains("BACKSTOP_DATABASE_URL"), "instance {pid}");
+        assert!(!env.contains("BACKSTOP_AUDIT_KEY"), "instance {pid}");
         assert!(!env.contains(PASSWORD), "instance {pid}");
     }
 
@@ -344,7 +345,11 @@ fn store_copy_moves_an_embedded_install_to_postgres_and_the_daemon_carries_on_th
     );
 
     // The daemon on PostgreSQL, same state folder: everything is there and it carries on.
+    // Every replica signs the audit chain with the install's key, as the README says.
+    let audit_key = std::fs::read_to_string(state.join("audit.key")).unwrap();
+    let audit_key = audit_key.trim().to_string();
     d.env.push(("BACKSTOP_DATABASE_URL".into(), url.clone()));
+    d.env.push(("BACKSTOP_AUDIT_KEY".into(), audit_key.clone()));
     d.restart();
     assert_eq!(
         d.cli_json(&["rollout", "list"], 0)
@@ -371,7 +376,10 @@ fn store_copy_moves_an_embedded_install_to_postgres_and_the_daemon_carries_on_th
         &dir.path().join("other-host"),
         &shop_config(other_proxy, "[{weight: 100}]"),
         other_proxy,
-        &[("BACKSTOP_DATABASE_URL", &url)],
+        &[
+            ("BACKSTOP_DATABASE_URL", &url),
+            ("BACKSTOP_AUDIT_KEY", &audit_key),
+        ],
     );
     let v1_digest = other.cli_json(&["release", "show", "shop@v1"], 0)["sha256"]
         .as_str()

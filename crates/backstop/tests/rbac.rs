@@ -32,6 +32,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/breakers/reset", "incident-commander"),
     ("GET", "/api/v1/audit", "viewer"),
     ("GET", "/api/v1/audit/verify", "viewer"),
+    ("POST", "/api/v1/audit/verify", "viewer"),
+    ("GET", "/api/v1/audit/checkpoint", "viewer"),
     ("GET", "/api/v1/gate", "viewer"),
     ("GET", "/api/v1/freezes", "viewer"),
     ("POST", "/api/v1/freezes", "incident-commander"),

@@ -190,6 +190,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         breakers::reset_breaker,
         audit::list_audit,
         audit::verify_audit,
+        audit::verify_audit_against,
+        audit::checkpoint,
         gate::get_gate,
         freezes::create_freeze,
         freezes::list_freezes,
@@ -222,6 +224,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_core::model::Freeze,
         backstop_core::drill::Drill,
         backstop_core::access::Role,
+        backstop_core::audit::Checkpoint,
+        backstop_api::audit::AuditVerification,
+        backstop_api::audit::VerifyRequest,
         backstop_core::access::TokenRecord,
         backstop_api::tokens::CreateToken,
         backstop_api::tokens::CreatedToken

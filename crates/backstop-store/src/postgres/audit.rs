@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 use backstop_core::Millis;
-use backstop_core::audit::{AuditEntry, AuditRecord, GENESIS};
+use backstop_core::audit::{AuditEntry, AuditHead, AuditKey, AuditRecord, GENESIS};
 
 use super::{AUDIT_LOCK, PostgresStore};
+use crate::audit_chain::next_head;
 use crate::rows::{audit_from, head_from};
 use crate::{AuditStore, Result};
 
@@ -18,14 +19,26 @@ impl AuditStore for PostgresStore {
             .bind(AUDIT_LOCK)
             .execute(&mut *tx)
             .await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        let mut prev = sqlx::query("SELECT * FROM audit_head WHERE id = 1")
             .fetch_optional(&mut *tx)
-            .await?;
-        let (prev_seq, prev_hash) = match head {
-            Some(row) => head_from(&row)?,
-            None => (0, GENESIS.to_string()),
-        };
-        let record = AuditRecord::seal(&prev_hash, prev_seq + 1, at, entry.clone());
+            .await?
+            .map(|row| head_from(&row))
+            .transpose()?;
+        if prev.is_none() {
+            // Records without a head: the head row was removed. The chain goes on from its
+            // last record (unsigned, so the next head records the break) instead of every
+            // append failing on a sequence number taken.
+            prev = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| head_from(&row))
+                .transpose()?;
+        }
+        let (prev_seq, prev_hash) = prev
+            .as_ref()
+            .map_or((0, GENESIS), |h| (h.seq, h.hash.as_str()));
+        let record = AuditRecord::seal(prev_hash, prev_seq + 1, at, entry.clone());
+        let head = next_head(prev.as_ref(), &record, self.audit_key.get().as_ref());
         sqlx::query(
             "INSERT INTO audit (seq, at_ms, actor, action, target, trigger, evidence, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -42,11 +55,14 @@ impl AuditStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            "INSERT INTO audit_head (id, seq, hash, mac, broken) VALUES (1, $1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
+             mac = excluded.mac, broken = excluded.broken",
         )
-        .bind(record.seq)
-        .bind(&record.hash)
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(&head.mac)
+        .bind(&head.broken)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -59,8 +75,12 @@ impl AuditStore for PostgresStore {
             .await
     }
 
-    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        let query = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1");
+    async fn audit_head(&self) -> Result<Option<AuditHead>> {
+        let query = sqlx::query("SELECT * FROM audit_head WHERE id = 1");
         self.fetch_optional_as(query, head_from).await
+    }
+
+    fn set_audit_key(&self, key: AuditKey) {
+        self.audit_key.set(key);
     }
 }

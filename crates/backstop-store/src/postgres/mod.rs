@@ -88,6 +88,8 @@ use crate::{Result, Store, StoreError};
 
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// Signs the audit chain's head ([`crate::audit_chain`]).
+    audit_key: crate::audit_chain::KeySlot,
 }
 
 /// Every aggregate's trait is implemented once for both backends in `../sql/` (compiled here
@@ -217,6 +219,11 @@ fn migrator() -> Migrator {
             "tokens",
             include_str!("../../migrations/postgres/0005_tokens.sql"),
         ),
+        (
+            6,
+            "audit_signature",
+            include_str!("../../migrations/postgres/0006_audit_signature.sql"),
+        ),
     ])
 }
 
@@ -337,7 +344,10 @@ impl PostgresStore {
             .connect_with(session)
             .await
             .map_err(|e| connect_error(url, &options, &e))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            audit_key: crate::audit_chain::KeySlot::default(),
+        };
         store.refuse_newer_schema(url).await?;
         migrator().run(&store.pool).await.map_err(|e| {
             StoreError::Open(format!(

@@ -90,6 +90,8 @@ pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     /// Serializes audit appends: reading the head and writing the next record must not interleave.
     audit_lock: tokio::sync::Mutex<()>,
+    /// Signs the audit chain's head ([`crate::audit_chain`]).
+    audit_key: crate::audit_chain::KeySlot,
 }
 
 /// Every aggregate's trait is implemented once for both backends in `../sql/` (compiled here
@@ -200,6 +202,11 @@ fn migrator() -> Migrator {
             "tokens",
             include_str!("../../migrations/sqlite/0009_tokens.sql"),
         ),
+        (
+            10,
+            "audit_signature",
+            include_str!("../../migrations/sqlite/0010_audit_signature.sql"),
+        ),
     ])
 }
 
@@ -251,6 +258,47 @@ impl SqliteStore {
         Self::open(&path, false).await
     }
 
+    /// Opens a state folder's database for reading only: no migration, no write, no file
+    /// created or changed (verifying an audit log must not alter what it checks, and must work
+    /// on a read-only copy). A database on read-only media whose WAL index cannot be opened is
+    /// read as immutable.
+    pub async fn open_read_only_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotFound(format!(
+                "state database {}",
+                path.display()
+            )));
+        }
+        let open = |immutable: bool| {
+            let path = path.clone();
+            async move {
+                let opts = SqliteConnectOptions::from_str("sqlite://")?
+                    .filename(&path)
+                    .read_only(true)
+                    .immutable(immutable)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(opts)
+                    .await?;
+                sqlx::query("SELECT count(*) FROM sqlite_master")
+                    .fetch_one(&pool)
+                    .await?;
+                Ok::<_, StoreError>(pool)
+            }
+        };
+        let pool = match open(false).await {
+            Ok(pool) => pool,
+            Err(_) => open(true).await?,
+        };
+        Ok(Self {
+            pool,
+            audit_lock: tokio::sync::Mutex::new(()),
+            audit_key: crate::audit_chain::KeySlot::default(),
+        })
+    }
+
     async fn open(path: &Path, create: bool) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -281,6 +329,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             audit_lock: tokio::sync::Mutex::new(()),
+            audit_key: crate::audit_chain::KeySlot::default(),
         })
     }
 
