@@ -16,9 +16,14 @@ pub struct CreateRelease {
     /// … or a command line (hashed as text). Exactly one of `file` and `command`.
     #[serde(default)]
     pub command: Option<String>,
-    /// Environment added to the service's `run.env` for this release.
+    /// Environment added to the service's `run.env` for this release (stored and shown as
+    /// given: put secrets in `secrets`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Secret variables by reference, resolved by the daemon when an instance starts; the
+    /// values are never stored or returned.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, backstop_core::model::SecretSource>,
     /// The migration versions the release runs on: `MIN..MAX` or one version.
     #[serde(default)]
     pub schema: Option<String>,

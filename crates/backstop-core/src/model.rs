@@ -33,6 +33,43 @@ pub enum ReleaseStatus {
     Bad,
 }
 
+/// Where a secret's value comes from, never the value: the daemon reads it when it starts an
+/// instance (`{"env": "VAR"}` from its own environment, `{"file": "/abs/path"}` from its host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretSource {
+    Env(String),
+    File(String),
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "env:{name}"),
+            SecretSource::File(path) => write!(f, "file:{path}"),
+        }
+    }
+}
+
+impl std::str::FromStr for SecretSource {
+    type Err = String;
+
+    /// `env:VAR` or `file:/absolute/path`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("env", name)) if crate::env_var::is_env_var_name(name) => {
+                Ok(SecretSource::Env(name.to_string()))
+            }
+            Some(("file", path)) if path.starts_with('/') => {
+                Ok(SecretSource::File(path.to_string()))
+            }
+            _ => Err(format!(
+                "{s:?} is not a secret reference: use env:VARIABLE (the daemon's environment) or file:/absolute/path (on the daemon's host)"
+            )),
+        }
+    }
+}
+
 /// A version of a service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Release {
@@ -42,8 +79,13 @@ pub struct Release {
     pub artifact: Artifact,
     /// sha256 of the file's bytes, or of the command text.
     pub sha256: String,
-    /// Release-specific environment, added to the service's `run.env`.
+    /// Release-specific environment, added to the service's `run.env`. Stored and shown as
+    /// given: secrets go in `secrets`.
     pub env: BTreeMap<String, String>,
+    /// Variables whose values are secrets, by reference: resolved when an instance starts,
+    /// never stored, returned or logged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretSource>,
     pub status: ReleaseStatus,
     pub bad_reason: Option<String>,
     pub created_at_ms: Millis,

@@ -130,9 +130,12 @@ fn open_log(spec: &InstanceSpec) -> io::Result<File> {
     if let Some(dir) = spec.log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    use std::os::unix::fs::OpenOptionsExt;
+    // An instance's output may carry its secrets: its owner's only.
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&spec.log_path)?;
     writeln!(
         log,

@@ -112,6 +112,7 @@ pub async fn start(ctx: &Ctx, req: StartDrill, actor: &str) -> ApiResult<Drill> 
             file,
             command,
             env: variant_env,
+            secrets: lkg.secrets.clone(),
             // The variant is the LKG's artifact: it runs on the same schema.
             schema: lkg.schema.as_ref().map(ToString::to_string),
         },

@@ -271,6 +271,7 @@ pub async fn serve(
         );
     }
     std::fs::create_dir_all(opts.state_dir.join("logs")).context("creating the logs folder")?;
+    state_lock::private_folder(&opts.state_dir.join("logs"))?;
     let agents = hosts::build_agents(&opts.config)?;
     let local_agent = match &opts.data_plane {
         data_plane::DataPlane::Process { exe } => Some(

@@ -47,15 +47,36 @@ pub async fn register(ctx: &Ctx, req: CreateRelease, actor: &str) -> ApiResult<R
         )
         .at("/version"));
     }
-    for key in req.env.keys() {
+    for (field, key) in req
+        .env
+        .keys()
+        .map(|k| ("env", k))
+        .chain(req.secrets.keys().map(|k| ("secrets", k)))
+    {
         if !env_var::is_env_var_name(key) {
             return Err(ApiError::bad_request(format!(
                 "environment variable name {key:?} must match {} ({})",
                 env_var::ENV_VAR_NAME_PATTERN,
                 env_var::ENV_VAR_NAME_RULE
             ))
-            .at(format!("/env/{key}")));
+            .at(format!("/{field}/{key}")));
         }
+    }
+    // A reference that does not resolve here would fail every instance start: refused now,
+    // naming the reference (never a value).
+    for (key, source) in &req.secrets {
+        if let backstop_core::model::SecretSource::File(path) = source
+            && !path.starts_with('/')
+        {
+            return Err(ApiError::bad_request(format!(
+                "secret {key}: a file reference is an absolute path on the daemon's host, not {path:?}"
+            ))
+            .at(format!("/secrets/{key}")));
+        }
+        crate::snapshots::release_secret(source).map_err(|e| {
+            ApiError::bad_request(format!("secret {key} ({source}): {e:#}"))
+                .at(format!("/secrets/{key}"))
+        })?;
     }
     // The artifact is backed up (content-addressed) as it is hashed: instances always run the
     // verified stored copy, so a rollback does not depend on the build folder.
@@ -110,6 +131,7 @@ pub async fn register(ctx: &Ctx, req: CreateRelease, actor: &str) -> ApiResult<R
         artifact,
         sha256,
         env: req.env,
+        secrets: req.secrets,
         status: ReleaseStatus::Ok,
         bad_reason: None,
         created_at_ms: ctx.clock.now_ms(),
@@ -124,6 +146,7 @@ pub async fn register(ctx: &Ctx, req: CreateRelease, actor: &str) -> ApiResult<R
         "api",
         json!({
             "sha256": release.sha256, "artifact": release.artifact, "schema": release.schema,
+            "secrets": release.secrets,
         }),
     )
     .await?;

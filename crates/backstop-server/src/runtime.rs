@@ -192,6 +192,7 @@ impl Ctx {
         let mut vars: BTreeMap<String, String> = service.run.env.clone();
         vars.extend(self.param_env(&release.service, env)?);
         vars.extend(release.env.clone());
+        vars.extend(release_secrets(release)?);
         let spec = InstanceSpec {
             instance_id: id.to_string(),
             command,
@@ -255,7 +256,7 @@ impl Ctx {
         let service = self.service(&release.service)?;
         if let Some(scripts) = service.run.command_scripts() {
             let params = self.param_env(&release.service, &rec.env)?;
-            let vars = script_vars(service, &params, &release, &rec.env, id, rec.port, "stop");
+            let vars = script_vars(service, &params, &release, &rec.env, id, rec.port, "stop")?;
             deployer(scripts)
                 .stop(&vars)
                 .await
@@ -316,7 +317,7 @@ impl Ctx {
             id,
             port,
             "deploy",
-        );
+        )?;
         deployer(scripts)
             .deploy(&vars)
             .await
@@ -375,7 +376,7 @@ impl Ctx {
     ) -> Result<()> {
         if scripts.health.is_some() {
             let params = self.param_env(&release.service, env)?;
-            let vars = script_vars(service, &params, release, env, id, port, "health");
+            let vars = script_vars(service, &params, release, env, id, port, "health")?;
             let mut once = deployer(scripts);
             once.retries = 0;
             once.health(&vars).await?;
@@ -689,10 +690,11 @@ fn script_vars(
     instance_id: &str,
     port: u16,
     action: &str,
-) -> BTreeMap<String, String> {
+) -> Result<BTreeMap<String, String>> {
     let mut vars: BTreeMap<String, String> = service.run.env.clone();
     vars.extend(params.clone());
     vars.extend(release.env.clone());
+    vars.extend(release_secrets(release)?);
     vars.insert(
         backstop_drivers::command::VERSION_VAR.into(),
         release.version.clone(),
@@ -709,7 +711,21 @@ fn script_vars(
     vars.insert("BACKSTOP_PORT".into(), port.to_string());
     vars.insert("BACKSTOP_SERVICE".into(), release.service.clone());
     vars.insert("BACKSTOP_ENV".into(), env.to_string());
-    vars
+    Ok(vars)
+}
+
+/// The values of a release's secrets, read now from their references (the error names the
+/// reference, never a value).
+fn release_secrets(release: &Release) -> Result<BTreeMap<String, String>> {
+    release
+        .secrets
+        .iter()
+        .map(|(name, source)| {
+            let value = crate::snapshots::release_secret(source)
+                .with_context(|| format!("release {} secret {name} ({source})", release.id))?;
+            Ok((name.clone(), value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -726,6 +742,7 @@ mod tests {
             artifact,
             sha256,
             env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             status: ReleaseStatus::Ok,
             bad_reason: None,
             created_at_ms: 0,

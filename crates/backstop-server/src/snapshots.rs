@@ -31,6 +31,17 @@ pub struct Live {
     pub contents: BTreeMap<String, Vec<u8>>,
 }
 
+/// The value of a release's secret (`SecretSource`): the daemon's environment variable, or an
+/// absolute file's content without one trailing newline. The error names the reference.
+pub fn release_secret(source: &backstop_core::model::SecretSource) -> Result<String> {
+    use backstop_core::model::SecretSource;
+    let reference = match source {
+        SecretSource::Env(name) => SecretRef::Env(name.clone()),
+        SecretSource::File(path) => SecretRef::File(path.clone()),
+    };
+    secret_value(Path::new("/"), &reference)
+}
+
 /// A secret's value from its reference: the daemon's environment variable, or the file's
 /// content without one trailing newline. The error names the reference, never a value.
 pub fn secret_value(base: &Path, reference: &SecretRef) -> Result<String> {

@@ -107,12 +107,15 @@ impl StateLock {
 fn open(state_dir: &Path) -> Result<(File, PathBuf)> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating the state folder {}", state_dir.display()))?;
+    private_folder(state_dir)?;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     Ok((file, path))
@@ -146,6 +149,25 @@ pub fn holder(api: Option<SocketAddr>) -> String {
         text.push_str(&format!(", API http://{api}"));
     }
     text
+}
+
+/// Makes `dir` its owner's only (0700): the state folder holds the database (with every
+/// release's environment), tokens, keys and instance logs.
+///
+/// # Errors
+/// The mode cannot be set (a folder the daemon does not own).
+pub fn private_folder(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (0700)", dir.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

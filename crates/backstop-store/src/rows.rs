@@ -140,6 +140,7 @@ pub(crate) fn release_from(row: &impl Columns) -> Result<Release> {
         id, service, version, sha256, bad_reason, created_at_ms;
         artifact: json_column(row, "artifact", "release.artifact")?,
         env: json_column(row, "env", "release.env")?,
+        secrets: json_column(row, "secrets", "release.secrets")?,
         status: match row.col::<String>("status")?.as_str() {
             "bad" => ReleaseStatus::Bad,
             _ => ReleaseStatus::Ok,

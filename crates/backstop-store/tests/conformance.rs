@@ -23,6 +23,11 @@ fn release(version: &str) -> Release {
         artifact: Artifact::Command(format!("run {version}")),
         sha256: "ab".repeat(32),
         env: BTreeMap::new(),
+        // Stored as the reference it is (the value is never known to the store).
+        secrets: BTreeMap::from([(
+            "DB_PASSWORD".to_string(),
+            backstop_core::model::SecretSource::Env("PROD_DB_PASSWORD".into()),
+        )]),
         status: ReleaseStatus::Ok,
         bad_reason: None,
         created_at_ms: 1,

@@ -635,6 +635,7 @@ async fn seed(store: &dyn Store, i: usize, now: Millis) -> Result<Rollout> {
                 sha256: backstop_core::secret::hash_token(&command),
                 artifact: Artifact::Command(command),
                 env: BTreeMap::new(),
+                secrets: BTreeMap::new(),
                 status: ReleaseStatus::Ok,
                 bad_reason: None,
                 created_at_ms: now,

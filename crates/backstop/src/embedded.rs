@@ -56,6 +56,7 @@ impl Embedded {
             file: Some(exe.display().to_string()),
             command: None,
             env: [("DEMO_ERROR_RATIO".to_owned(), error_ratio.to_string())].into(),
+            secrets: std::collections::BTreeMap::new(),
             schema: None,
         };
         let _: Release = self.client.post("/api/v1/releases", &release).await?;

@@ -442,7 +442,10 @@ fn tampering_while_the_daemon_runs_is_noticed_by_its_checks() {
         backstop_testkit::http_get(d.api_port(), "/metrics")
             .unwrap_or_default()
             .lines()
-            .find_map(|l| l.strip_prefix("backstop_audit_chain_ok ").map(str::to_string))
+            .find_map(|l| {
+                l.strip_prefix("backstop_audit_chain_ok ")
+                    .map(str::to_string)
+            })
     };
     assert_eq!(chain_ok(&d).as_deref(), Some("1"));
     // Someone with the database file rewrites a record and recomputes every hash after it.

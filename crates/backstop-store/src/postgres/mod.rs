@@ -224,6 +224,11 @@ fn migrator() -> Migrator {
             "audit_signature",
             include_str!("../../migrations/postgres/0006_audit_signature.sql"),
         ),
+        (
+            7,
+            "release_secrets",
+            include_str!("../../migrations/postgres/0007_release_secrets.sql"),
+        ),
     ])
 }
 

@@ -14,8 +14,8 @@ use crate::{ReleaseStore, Result, StoreError};
 impl ReleaseStore for Backend {
     async fn create_release(&self, r: &Release) -> Result<()> {
         self.write(sqlx::query(
-            "INSERT INTO releases (id, service, version, artifact, sha256, env, status, bad_reason, created_at_ms, schema_range) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO releases (id, service, version, artifact, sha256, env, status, bad_reason, created_at_ms, schema_range, secrets) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&r.id)
         .bind(&r.service)
@@ -26,7 +26,8 @@ impl ReleaseStore for Backend {
         .bind(release_status(r.status))
         .bind(&r.bad_reason)
         .bind(r.created_at_ms)
-        .bind(r.schema.as_ref().map(json)))
+        .bind(r.schema.as_ref().map(json))
+        .bind(json(&r.secrets)))
         .await
         .map_err(conflict_as(|| format!("release {} already exists", r.id)))?;
         Ok(())

@@ -207,7 +207,31 @@ fn migrator() -> Migrator {
             "audit_signature",
             include_str!("../../migrations/sqlite/0010_audit_signature.sql"),
         ),
+        (
+            11,
+            "release_secrets",
+            include_str!("../../migrations/sqlite/0011_release_secrets.sql"),
+        ),
     ])
+}
+
+/// Creates `path` empty (SQLite takes an empty file for a new database) or narrows an existing
+/// one to mode 0600: the database holds every release's environment.
+fn owner_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e| StoreError::Database(sqlx::Error::Io(e));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
 }
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
@@ -243,7 +267,20 @@ impl SqliteStore {
     /// Opens (creating if missing) `DIR/backstop.db` and applies migrations.
     pub async fn open_dir(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Self::open(&dir.join(DB_FILE), true).await
+        let path = dir.join(DB_FILE);
+        owner_only(&path)?;
+        let store = Self::open(&path, true).await?;
+        // SQLite gives the WAL and its index the database file's mode; those of an older
+        // version's folder are made private too.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            let side = std::path::PathBuf::from(side);
+            if side.exists() {
+                owner_only(&side)?;
+            }
+        }
+        Ok(store)
     }
 
     /// Opens an existing state folder's database without creating anything (read-only commands).

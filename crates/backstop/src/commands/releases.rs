@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use backstop_api::releases::CreateRelease;
 use backstop_core::format_ms;
-use backstop_core::model::Release;
+use backstop_core::model::{Release, SecretSource};
 use serde::Serialize;
 
 use crate::client::{ApiArgs, Query};
@@ -25,9 +25,15 @@ pub enum ReleaseCmd {
         /// A command line: hashed as text; `{artifact}` in run.command becomes this command.
         #[arg(long)]
         command: Option<String>,
-        /// Environment for this release, KEY=VALUE (repeatable), added to run.env.
+        /// Environment for this release, KEY=VALUE (repeatable), added to run.env. Stored and
+        /// shown as given: pass secrets with --secret.
         #[arg(long = "env", value_parser = parse_key_value)]
         env: Vec<(String, String)>,
+        /// A secret variable by reference, KEY=env:VARIABLE (the daemon's environment) or
+        /// KEY=file:/absolute/path (on the daemon's host), repeatable: read when an instance
+        /// starts, never stored, shown or logged.
+        #[arg(long = "secret", value_parser = parse_secret)]
+        secrets: Vec<(String, SecretSource)>,
         /// The migration versions this release runs on, MIN..MAX or one version (e.g.
         /// `0003..0005`). A rollback to it then checks the database's applied migrations first:
         /// nothing to do inside the range; proven downs run when the database is past it; the
@@ -56,6 +62,13 @@ fn parse_schema_range(s: &str) -> Result<String, String> {
     backstop_core::schema::SchemaRange::parse(s).map(|r| r.to_string())
 }
 
+fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=env:VARIABLE or KEY=file:/path, got {s:?}"))?;
+    Ok((k.to_string(), v.parse()?))
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
@@ -71,6 +84,7 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             file,
             command,
             env,
+            secrets,
             schema,
             api,
         } => {
@@ -83,6 +97,7 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
                 file: file.map(|f| f.display().to_string()),
                 command,
                 env: env.into_iter().collect(),
+                secrets: secrets.into_iter().collect(),
                 schema,
             };
             let r: Release = api.client()?.post("/api/v1/releases", &body).await?;
