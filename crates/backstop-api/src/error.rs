@@ -26,6 +26,10 @@ pub struct ErrorDetail {
 /// The `code` of a refusal by the promotion gate (409).
 pub const GATE_BLOCKED: &str = "gate_blocked";
 
+/// The `code` of an override that waits for a second person (409): `details.approval` is the
+/// request to approve (`backstop approve ID`).
+pub const APPROVAL_REQUIRED: &str = "approval_required";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,23 @@ pub struct PromoteRequest {
     pub override_freeze: bool,
 }
 
+/// `POST /api/v1/approvals/{id}/approve`
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// Why, in words (required to review a break-glass rollback).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `GET /api/v1/approvals?all=`
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ApprovalQuery {
+    /// Also approved, failed, expired and reviewed requests.
+    #[serde(default)]
+    pub all: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reason {

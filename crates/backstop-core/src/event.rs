@@ -88,6 +88,13 @@ string_enum! {
         /// An API token was made for a person (never the token itself, only its name and role).
         TokenCreated = "token.created",
         TokenRevoked = "token.revoked",
+        /// An override in a regulated environment waits for a second person.
+        ApprovalRequested = "approval.requested",
+        /// A second person approved it; it ran (or failed: see the evidence).
+        ApprovalGranted = "approval.granted",
+        /// A rollback by someone without the role (break-glass): runs, then is reviewed.
+        BreakGlassUsed = "break_glass.used",
+        BreakGlassReviewed = "break_glass.reviewed",
         /// The daemon signed a chain kept before audit keys existed (`audit::KEYED_ACTION`).
         AuditKeyed = "audit.keyed",
         /// The daemon found the audit chain broken (`audit::BROKEN_ACTION`).

@@ -93,6 +93,11 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("POST", "/rollouts/{id}/acknowledge", Role::Releaser),
     ("GET", "/rollouts/{id}/export", Role::Viewer),
     ("POST", "/rollback", Role::Releaser),
+    // Anyone with a token, in an emergency: flagged, notified, reviewed afterwards.
+    ("POST", "/rollback/break-glass", Role::Viewer),
+    ("GET", "/approvals", Role::Viewer),
+    // The role of what it runs is checked in the handler (deployer or releaser).
+    ("POST", "/approvals/{id}/approve", Role::Deployer),
     ("GET", "/recoveries", Role::Viewer),
     ("GET", "/recoveries/{id}", Role::Viewer),
     ("POST", "/recoveries/{id}/resume", Role::Releaser),

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
+pub mod approvals;
 pub mod audit_guard;
 pub mod auth;
 pub mod baseline;

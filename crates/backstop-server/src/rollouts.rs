@@ -5,6 +5,7 @@
 
 use backstop_api::gate::Action;
 use backstop_api::rollouts::{CreateRollout, PromoteRequest};
+use backstop_core::approval::ApprovalKind;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Event, Phase, Release, Rollout};
 use backstop_core::snapshot::{Baseline, ConfigSnapshot, RolloutSafeguards};
@@ -18,6 +19,17 @@ use crate::releases::known_service;
 
 /// Starts the rollout `req` asks for on behalf of `actor`, after the promotion gate.
 pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rollout> {
+    create_approved(ctx, req, actor, None).await
+}
+
+/// [`create`], with the second person who approved its override (`crate::approvals`). An
+/// override that needs one and has none becomes a request for one.
+pub async fn create_approved(
+    ctx: &Ctx,
+    req: CreateRollout,
+    actor: &str,
+    approved_by: Option<&str>,
+) -> ApiResult<Rollout> {
     let (release, from) = target(ctx, &req).await?;
     // The promotion gate: every check, all reasons at once (the bad-release one among them).
     let intent = crate::gate::Intent {
@@ -27,9 +39,24 @@ pub async fn create(ctx: &Ctx, req: CreateRollout, actor: &str) -> ApiResult<Rol
         critical: req.critical,
         override_freeze: req.override_freeze,
         reason: req.reason.clone(),
+        approved_by: approved_by.map(str::to_owned),
     };
     let report = crate::gate::evaluate(ctx, &req.service, &req.env, &release.id, &intent).await;
     if !report.go {
+        if approved_by.is_none() && crate::approvals::waits_for_approval(&report) {
+            let (service, env) = (req.service.clone(), req.env.clone());
+            let reason = req.reason.clone().unwrap_or_default();
+            let body = serde_json::to_value(&req).unwrap_or_default();
+            let asked = crate::approvals::Asked {
+                kind: ApprovalKind::RolloutStart,
+                service: &service,
+                env: &env,
+                request: body,
+                requester: actor,
+                reason: &reason,
+            };
+            return Err(crate::approvals::request(ctx, asked, &report).await);
+        }
         let target = format!("service/{}/{}", req.service, req.env);
         return Err(crate::gate::refuse(ctx, &report, &intent, &target).await);
     }
@@ -194,6 +221,17 @@ pub async fn promote(
     req: PromoteRequest,
     actor: String,
 ) -> ApiResult<Rollout> {
+    promote_approved(ctx, id, req, actor, None).await
+}
+
+/// [`promote`], with the second person who approved its override.
+pub async fn promote_approved(
+    ctx: &Ctx,
+    id: String,
+    req: PromoteRequest,
+    actor: String,
+    approved_by: Option<&str>,
+) -> ApiResult<Rollout> {
     let r = ctx.store.rollout(&id).await?;
     crate::gate::require_reason(req.critical, req.override_freeze, Some(&req.reason))?;
     let intent = crate::gate::Intent {
@@ -203,11 +241,24 @@ pub async fn promote(
         critical: req.critical,
         override_freeze: req.override_freeze,
         reason: Some(req.reason.clone()),
+        approved_by: approved_by.map(str::to_owned),
     };
     // Only a promotable rollout goes through the gate; the controller refuses the others.
     if matches!(r.phase, Phase::Progressing | Phase::Paused) {
         let report =
             crate::gate::evaluate(ctx, &r.service, &r.env, &r.to_release_id, &intent).await;
+        if !report.go && approved_by.is_none() && crate::approvals::waits_for_approval(&report) {
+            let body = serde_json::json!({"rollout_id": r.id, "promote": req});
+            let asked = crate::approvals::Asked {
+                kind: ApprovalKind::RolloutPromote,
+                service: &r.service,
+                env: &r.env,
+                request: body,
+                requester: &actor,
+                reason: &req.reason,
+            };
+            return Err(crate::approvals::request(ctx, asked, &report).await);
+        }
         if !report.go {
             return Err(crate::gate::refuse(ctx, &report, &intent, &format!("rollout/{id}")).await);
         }

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use backstop_core::Millis;
 use backstop_core::access::TokenRecord;
+use backstop_core::approval::{Approval, ApprovalStatus};
 use backstop_core::audit::{AuditEntry, AuditHead, AuditKey, AuditRecord};
 use backstop_core::breaker::TripScope;
 use backstop_core::drill::Drill;
@@ -182,6 +183,30 @@ pub trait FreezeStore: Send + Sync {
     async fn freezes(&self, include_ended: bool) -> Result<Vec<Freeze>>;
     /// Ends a freeze; `NotFound` when there is no such freeze, `Conflict` when it already ended.
     async fn end_freeze(&self, id: &str, by: &str, reason: &str, at: Millis) -> Result<Freeze>;
+}
+
+/// Requests for a second person: approvals before an override runs, reviews after a
+/// break-glass rollback.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    async fn create_approval(&self, approval: &Approval) -> Result<()>;
+    /// `NotFound` when there is no such request.
+    async fn approval(&self, id: &str) -> Result<Approval>;
+    /// Pending and to-review requests, oldest first; with `include_closed` every request.
+    async fn approvals(&self, include_closed: bool) -> Result<Vec<Approval>>;
+    /// Moves a request from `from` to `to` (one decision wins: `Conflict` when it is no longer
+    /// `from`), recording who, when, a note and a result (each kept when `None`).
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_approval(
+        &self,
+        id: &str,
+        from: ApprovalStatus,
+        to: ApprovalStatus,
+        by: &str,
+        at: Millis,
+        note: Option<&str>,
+        result: Option<&serde_json::Value>,
+    ) -> Result<Approval>;
 }
 
 /// API tokens people hold (only their sha256 is stored).

@@ -25,6 +25,7 @@ pub const TABLES: &[&str] = &[
     "rollout_safeguards",
     "drills",
     "tokens",
+    "approvals",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

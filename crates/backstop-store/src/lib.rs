@@ -31,8 +31,8 @@ mod rows;
 pub mod sqlite;
 
 pub use aggregates::{
-    AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
-    RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
+    ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
+    FreezeStore, RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
 };
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
@@ -150,6 +150,7 @@ pub trait Store:
     + AuditStore
     + ClusterStore
     + TokenStore
+    + ApprovalStore
     + 'static
 {
 }
@@ -158,7 +159,7 @@ pub trait Store:
 pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
-        AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FreezeStore,
-        RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
+        ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
+        FreezeStore, RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
     };
 }

@@ -9,6 +9,7 @@
 use std::str::FromStr;
 
 use backstop_core::access::TokenRecord;
+use backstop_core::approval::Approval;
 use backstop_core::audit::{AuditHead, AuditRecord};
 use backstop_core::drill::Drill;
 use backstop_core::model::{
@@ -306,6 +307,17 @@ pub(crate) fn trip_from(row: &impl Columns) -> Result<BreakerTrip> {
         id, tripped_at_ms, reset_at_ms, reset_by, reset_reason;
         scope: parse_column(row, "breaker_trips", "scope")?,
         failures: json_column(row, "failures", "breaker failures")?,
+    }))
+}
+
+pub(crate) fn approval_from(row: &impl Columns) -> Result<Approval> {
+    Ok(from_row!(row => Approval {
+        id, service, env, requester, reason, created_at_ms, expires_at_ms, decided_by,
+        decided_at_ms, note;
+        kind: parse_column(row, "approvals", "kind")?,
+        status: parse_column(row, "approvals", "status")?,
+        request: json_column(row, "request", "approvals.request")?,
+        result: optional_json_column(row, "result", "approvals.result")?,
     }))
 }
 

@@ -605,6 +605,91 @@ async fn heads_are_signed_with_the_key_and_a_recorded_break_stays(backend: Backe
     assert!(s.audit_head().await.unwrap().unwrap().broken.is_some());
 }
 
+/// One decision wins: a request moves from the status it is in, once; the list shows what
+/// waits unless asked for all.
+async fn an_approval_is_decided_once_and_open_ones_are_listed(backend: Backend) {
+    use backstop_core::approval::{Approval, ApprovalKind, ApprovalStatus};
+    let s = backend.open().await;
+    let request = |id: &str, status| Approval {
+        id: id.into(),
+        kind: ApprovalKind::RolloutStart,
+        service: "web".into(),
+        env: "prod".into(),
+        request: serde_json::json!({"service": "web"}),
+        requester: "token:alice".into(),
+        reason: "urgent".into(),
+        created_at_ms: 1,
+        expires_at_ms: Some(100),
+        status,
+        decided_by: None,
+        decided_at_ms: None,
+        note: None,
+        result: None,
+    };
+    s.create_approval(&request("a1", ApprovalStatus::Pending))
+        .await
+        .unwrap();
+    s.create_approval(&request("a2", ApprovalStatus::ToReview))
+        .await
+        .unwrap();
+    assert_eq!(s.approvals(false).await.unwrap().len(), 2);
+    let won = s
+        .decide_approval(
+            "a1",
+            ApprovalStatus::Pending,
+            ApprovalStatus::Approved,
+            "token:bob",
+            5,
+            Some("ok"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (won.status, won.decided_by.as_deref()),
+        (ApprovalStatus::Approved, Some("token:bob"))
+    );
+    let lost = s
+        .decide_approval(
+            "a1",
+            ApprovalStatus::Pending,
+            ApprovalStatus::Approved,
+            "token:carol",
+            6,
+            None,
+            None,
+        )
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict(m)) if m.contains("approved")));
+    let result = serde_json::json!({"rollout": "r-1"});
+    let done = s
+        .decide_approval(
+            "a1",
+            ApprovalStatus::Approved,
+            ApprovalStatus::Approved,
+            "token:bob",
+            7,
+            None,
+            Some(&result),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.note.as_deref(), done.result),
+        (Some("ok"), Some(result))
+    );
+    assert_eq!(s.approvals(false).await.unwrap().len(), 1);
+    assert_eq!(s.approvals(true).await.unwrap().len(), 2);
+    assert!(matches!(
+        s.approval("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        request("x", ApprovalStatus::Pending).status_at(100),
+        ApprovalStatus::Expired
+    );
+}
+
 /// Numbered appends (intervals, snapshot versions) from two stores at once take turns: no
 /// number is handed out twice, none is skipped, and neither writer sees a conflict.
 async fn two_stores_numbering_at_once_never_collide(backend: Backend) {
@@ -689,4 +774,5 @@ on_both_backends!(
     verifying_while_another_store_appends_never_reports_a_break,
     tokens_are_found_by_hash_revoked_once_and_names_never_reused,
     heads_are_signed_with_the_key_and_a_recorded_break_stays,
+    an_approval_is_decided_once_and_open_ones_are_listed,
 );

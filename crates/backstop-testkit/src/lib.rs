@@ -18,6 +18,7 @@ pub mod routing;
 pub mod servers;
 mod traffic;
 pub mod upstream;
+pub mod webhook;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use backstop_api::ErrorBody;
-use backstop_api::error::GATE_BLOCKED;
+use backstop_api::error::{APPROVAL_REQUIRED, GATE_BLOCKED};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -200,8 +200,11 @@ impl Client {
             .and_then(|e| e.pointer.as_deref())
             .map(|p| format!(" (at {p})"))
             .unwrap_or_default();
-        // The promotion gate said no: the check failed (1), it was not bad input.
-        let gate_blocked = error.as_ref().is_some_and(|e| e.code == GATE_BLOCKED);
+        // The promotion gate said no, or an override waits for a second person: the check
+        // failed (1), it was not bad input.
+        let gate_blocked = error
+            .as_ref()
+            .is_some_and(|e| e.code == GATE_BLOCKED || e.code == APPROVAL_REQUIRED);
         Err(CallError {
             exit_code: if gate_blocked {
                 1

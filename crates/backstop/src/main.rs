@@ -76,6 +76,12 @@ enum Cmd {
     /// Inspect recoveries: the journaled steps of every rollback.
     #[command(subcommand)]
     Recovery(commands::RecoveryCmd),
+    /// Approve a request another person made (an override in a regulated environment), or
+    /// review a break-glass rollback.
+    #[command(long_about = commands::APPROVE_HELP)]
+    Approve(commands::ApproveArgs),
+    /// What waits for a second person: overrides to approve, break-glass rollbacks to review.
+    Approvals(commands::ApprovalsArgs),
     /// API tokens for people and pipelines, each with a role (maybe in one environment).
     #[command(subcommand)]
     Token(commands::TokenCmd),
@@ -259,6 +265,8 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Gate(a) => gate::gate(a).await,
             Cmd::Freeze(c) => gate::freeze(c).await,
             Cmd::Token(c) => commands::token(c).await,
+            Cmd::Approve(a) => commands::approve(a).await,
+            Cmd::Approvals(a) => commands::approvals(a).await,
             Cmd::Audit(c) => commands::audit(c).await,
             Cmd::Config(ConfigCmd::History(a)) => config_cmd::history(a).await,
             Cmd::Config(ConfigCmd::Diff(a)) => config_cmd::diff(a).await,

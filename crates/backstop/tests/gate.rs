@@ -335,7 +335,8 @@ services:
     );
     assert_eq!(rollout_count(&d), before);
 
-    // Regulated environment: the scheduled freeze cannot be overridden by one actor.
+    // Regulated environment: the scheduled freeze cannot be overridden by one person. The
+    // refused start becomes a request that a second person approves; it then runs.
     let vault = gate(&d, "shop", "vault", "v1", &[], 1);
     assert_eq!(failed(&vault), ["freeze"], "{vault:#}");
     assert!(
@@ -345,15 +346,62 @@ services:
     let urgent = ["--override-freeze", "--reason", "urgent"];
     let vault = gate(&d, "shop", "vault", "v1", &urgent, 1);
     assert!(
-        reason(&vault, "freeze").contains("override refused: vault is regulated"),
+        reason(&vault, "freeze").contains("override waits: vault is regulated"),
         "{vault:#}"
     );
+    let in_vault = |d: &Daemon| {
+        d.cli_json(&["rollout", "list"], 0)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["env"] == "vault")
+            .count()
+    };
     let refused = start(&d, "shop", "vault", "v1", &urgent, 1);
-    assert!(refused.contains("second, different approver"), "{refused}");
+    assert!(
+        refused.contains("needs a second person's approval"),
+        "{refused}"
+    );
+    assert_eq!(in_vault(&d), 0);
+    let waiting = d.cli_json(&["approvals"], 0);
+    let request = item_with(&waiting, "kind", "rollout.start");
+    assert_eq!(request["requester"], "token:admin");
+    assert_eq!(request["status"], "pending");
+    let id = request["id"].as_str().unwrap().to_string();
+    // Never the requester's own token; never a role too low there.
+    let own = run(&d, &["approve", &id], 2);
+    assert!(own.contains("never the requester's own token"), "{own}");
+    let token = |name: &str, role: &str, env: &str| {
+        d.cli_json(
+            &[
+                "token", "create", "--name", name, "--role", role, "--env", env,
+            ],
+            0,
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let carol = token("carol", "deployer", "prod");
+    let low = run(&d, &["approve", &id, "--token", &carol], 2);
+    assert!(low.contains("deployer in environment vault"), "{low}");
+    let bob = token("bob", "deployer", "vault");
+    let approved = d.cli_json(&["approve", &id, "--note", "checked", "--token", &bob], 0);
+    assert_eq!(approved["status"], "approved", "{approved:#}");
+    assert_eq!(approved["decided_by"], "token:bob");
+    assert_eq!(in_vault(&d), 1);
+    let again = run(&d, &["approve", &id, "--token", &bob], 2);
+    assert!(again.contains("is approved"), "{again}");
     let audit = audit_list(&d);
-    let attempt = item_with(&audit, "action", "gate.override_refused");
-    assert_eq!(attempt["target"], "service/shop/vault");
-    assert_eq!(attempt["evidence"]["reason"], "urgent");
+    assert_eq!(
+        item_with(&audit, "action", "approval.requested")["actor"],
+        "token:admin"
+    );
+    let granted = item_with(&audit, "action", "approval.granted");
+    assert_eq!(granted["actor"], "token:bob");
+    assert_eq!(granted["evidence"]["requester"], "token:admin");
+    let overridden = item_with(&audit, "action", "freeze.overridden");
+    assert_eq!(overridden["actor"], "token:admin");
     let list = d.cli_json(&["freeze", "list"], 0);
     let scheduled = list["scheduled"].as_array().unwrap();
     assert_eq!(scheduled.len(), 1, "{list:#}");

@@ -48,6 +48,7 @@ pub(super) async fn get_gate(
         critical: q.critical,
         override_freeze: q.override_freeze,
         reason: q.reason,
+        approved_by: None,
     };
     Ok(Json(
         evaluate(&ctx, &q.service, &q.env, &release_id, &intent).await,

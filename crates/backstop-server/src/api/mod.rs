@@ -5,6 +5,7 @@
 //! running rollouts go through the controller's command queue so they never race its own
 //! decisions. The wire types are `backstop-api`'s, shared with the CLI.
 
+mod approvals;
 mod audit;
 mod breakers;
 mod cluster;
@@ -59,6 +60,14 @@ impl Access {
     pub fn in_env(&self, env: &str) -> ApiResult<()> {
         self.grant
             .allows(self.needed, Some(env))
+            .map_err(ApiError::forbidden)
+    }
+
+    /// `Ok` when the caller holds `role` in `env` (a role an action needs that the route's
+    /// policy cannot say: approving a request needs the role of what it runs).
+    pub fn holds(&self, role: Role, env: &str) -> ApiResult<()> {
+        self.grant
+            .allows(role, Some(env))
             .map_err(ApiError::forbidden)
     }
 
@@ -206,7 +215,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         drills::get_drill,
         tokens::create_token,
         tokens::list_tokens,
-        tokens::revoke_token
+        tokens::revoke_token,
+        approvals::list_approvals,
+        approvals::approve,
+        approvals::break_glass_rollback
     ),
     components(schemas(
         ErrorBody,
@@ -229,7 +241,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::audit::VerifyRequest,
         backstop_core::access::TokenRecord,
         backstop_api::tokens::CreateToken,
-        backstop_api::tokens::CreatedToken
+        backstop_api::tokens::CreatedToken,
+        backstop_core::approval::Approval,
+        backstop_api::rollouts::Approve
     ))
 )]
 pub struct ApiDoc;
@@ -248,6 +262,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(config::routes())
         .merge(drills::routes())
         .merge(tokens::routes())
+        .merge(approvals::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

@@ -7,9 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use backstop_api::rollouts::RollbackRequest;
 use backstop_api::{ErrorBody, ListQuery};
-use backstop_core::event::EventKind;
 use backstop_core::model::Recovery;
-use serde_json::json;
 
 use super::{Acting, Body, environment, list_limit, reason_given};
 use crate::Ctx;
@@ -40,24 +38,9 @@ pub(super) async fn rollback(
     let svc = known_service(&ctx, &req.service, "/service")?;
     environment(svc, &req.env)?;
     reason_given(&req.reason, "a rollback")?;
-    crate::audit(
-        &ctx,
-        &caller,
-        EventKind::RollbackRequested,
-        &format!("service/{}/{}", req.service, req.env),
-        "manual",
-        json!({"reason": req.reason}),
-    )
-    .await?;
-    let rec = send_command(&ctx, |reply| Command::Rollback {
-        service: req.service,
-        env: req.env,
-        actor: caller,
-        reason: req.reason,
-        reply,
-    })
-    .await?;
-    Ok(Json(rec))
+    Ok(Json(
+        crate::approvals::rollback(&ctx, req, &caller, false).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/recoveries", responses((status = 200, body = Vec<Recovery>)))]

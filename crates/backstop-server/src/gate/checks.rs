@@ -291,25 +291,35 @@ pub(super) async fn no_recovery(s: &Subject<'_>) -> anyhow::Result<Check> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let details = json!({"recoveries": busy});
-    if s.intent.critical {
-        let mut c = Check::pass(
-            NAME,
-            format!(
-                "recovery in progress in {} ({list}); passed as a critical change by {}: {}",
-                s.env,
-                s.intent.actor,
-                s.reason()
-            ),
-        )
-        .with(details);
-        c.overridden = true;
-        return Ok(c);
-    }
+    let mut details = json!({"recoveries": busy});
+    let why = if s.intent.critical {
+        match s.override_counts() {
+            Ok(approved) => {
+                let mut c = Check::pass(
+                    NAME,
+                    format!(
+                        "recovery in progress in {} ({list}); passed as a critical change by {}{approved}: {}",
+                        s.env,
+                        s.intent.actor,
+                        s.reason()
+                    ),
+                )
+                .with(details);
+                c.overridden = true;
+                return Ok(c);
+            }
+            Err(needs) => {
+                details["approval_required"] = json!(true);
+                format!("; the critical change waits: {needs}")
+            }
+        }
+    } else {
+        " (`--critical --reason R` for a fix-forward)".to_owned()
+    };
     Ok(Check::block(
         NAME,
         format!(
-            "a recovery is active in {} ({list}): non-critical rollouts there are frozen until it ends (`--critical --reason R` for a fix-forward)",
+            "a recovery is active in {} ({list}): non-critical rollouts there are frozen until it ends{why}",
             s.env
         ),
     )

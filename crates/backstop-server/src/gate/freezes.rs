@@ -94,31 +94,27 @@ pub(super) async fn freeze(s: &Subject<'_>) -> anyhow::Result<Check> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let details = json!({"freezes": active});
-    let regulated = s
-        .ctx
-        .config
-        .service(s.service)
-        .and_then(|svc| svc.environment(s.env))
-        .is_some_and(|e| e.regulated);
-    if s.intent.override_freeze && !regulated {
-        let mut c = Check::pass(
-            NAME,
-            format!(
-                "frozen by {list}; overridden by {}: {}",
-                s.intent.actor,
-                s.reason()
-            ),
-        )
-        .with(details);
-        c.overridden = true;
-        return Ok(c);
-    }
+    let mut details = json!({"freezes": active});
     let why = if s.intent.override_freeze {
-        format!(
-            "; override refused: {} is regulated, so an override needs a second, different approver, and Backstop cannot tell actors apart yet (one admin token): wait for the window to end or end the manual freeze",
-            s.env
-        )
+        match s.override_counts() {
+            Ok(approved) => {
+                let mut c = Check::pass(
+                    NAME,
+                    format!(
+                        "frozen by {list}; overridden by {}{approved}: {}",
+                        s.intent.actor,
+                        s.reason()
+                    ),
+                )
+                .with(details);
+                c.overridden = true;
+                return Ok(c);
+            }
+            Err(needs) => {
+                details["approval_required"] = json!(true);
+                format!("; override waits: {needs}")
+            }
+        }
     } else {
         " (`--override-freeze --reason R` to override)".to_owned()
     };

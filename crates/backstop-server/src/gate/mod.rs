@@ -37,6 +37,10 @@ pub struct Intent {
     pub override_freeze: bool,
     /// Why: required with `critical` or `override_freeze`.
     pub reason: Option<String>,
+    /// The second person who approved the override (`backstop approve`): in a regulated
+    /// environment an override counts only with one, never the actor.
+    #[serde(default)]
+    pub approved_by: Option<String>,
 }
 
 /// What every check looks at.
@@ -64,6 +68,33 @@ impl Subject<'_> {
 
     fn reason(&self) -> &str {
         self.intent.reason.as_deref().unwrap_or("")
+    }
+
+    fn regulated(&self) -> bool {
+        self.ctx
+            .config
+            .service(self.service)
+            .and_then(|svc| svc.environment(self.env))
+            .is_some_and(|e| e.regulated)
+    }
+
+    /// An override by the actor, as it stands in this environment: `Ok` with the words to
+    /// add when it counts (who approved it, in a regulated environment), `Err` with the
+    /// refusal when it needs a second person's approval first (the check then carries
+    /// `approval_required` in its details, and the caller makes the request).
+    fn override_counts(&self) -> Result<String, String> {
+        if !self.regulated() {
+            return Ok(String::new());
+        }
+        match self.intent.approved_by.as_deref() {
+            Some(approver) if approver != self.intent.actor => {
+                Ok(format!(", approved by {approver}"))
+            }
+            _ => Err(format!(
+                "{} is regulated: an override needs a second person's approval (`backstop approve REQUEST`, never the requester's own token)",
+                self.env
+            )),
+        }
     }
 }
 

@@ -91,6 +91,7 @@ pub async fn audit_overrides(
         "manual",
         json!({
             "reason": intent.reason, "critical": intent.critical, "override_freeze": intent.override_freeze,
+            "approved_by": intent.approved_by,
             "release": report.release_id, "env": report.env, "checks": overridden,
         }),
     )

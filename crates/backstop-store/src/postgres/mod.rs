@@ -12,6 +12,12 @@
 //! One file per aggregate implements its trait; this one connects (pool, schema check,
 //! migrations) and maps connection failures to errors that say what to fix, never the password.
 
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/approvals.rs"]
+mod approvals;
 mod audit;
 pub mod blobs;
 #[allow(
@@ -228,6 +234,11 @@ fn migrator() -> Migrator {
             7,
             "release_secrets",
             include_str!("../../migrations/postgres/0007_release_secrets.sql"),
+        ),
+        (
+            8,
+            "approvals",
+            include_str!("../../migrations/postgres/0008_approvals.sql"),
         ),
     ])
 }

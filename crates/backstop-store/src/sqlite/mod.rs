@@ -5,6 +5,12 @@
 //! migrations) and holds the query helpers they share. Rows are read by [`crate::rows`], shared
 //! with the PostgreSQL backend.
 
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
+#[path = "../sql/approvals.rs"]
+mod approvals;
 mod audit;
 #[allow(
     clippy::duplicate_mod,
@@ -211,6 +217,11 @@ fn migrator() -> Migrator {
             11,
             "release_secrets",
             include_str!("../../migrations/sqlite/0011_release_secrets.sql"),
+        ),
+        (
+            12,
+            "approvals",
+            include_str!("../../migrations/sqlite/0012_approvals.sql"),
         ),
     ])
 }

@@ -18,6 +18,11 @@ pub struct RollbackArgs {
     /// Why: recorded in the audit log.
     #[arg(long)]
     reason: String,
+    /// An emergency, without the releaser role: the rollback runs at once, is flagged in the
+    /// audit and the recovery, notifies, and waits for a second person's review
+    /// (`backstop approvals`, then `backstop approve ID --note …`).
+    #[arg(long)]
+    break_glass: bool,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -28,7 +33,12 @@ pub async fn rollback(a: RollbackArgs) -> Result<i32> {
         env: a.env,
         reason: a.reason,
     };
-    let rec: Recovery = a.api.post_and_print("/api/v1/rollback", &body).await?;
+    let path = if a.break_glass {
+        "/api/v1/rollback/break-glass"
+    } else {
+        "/api/v1/rollback"
+    };
+    let rec: Recovery = a.api.post_and_print(path, &body).await?;
     Ok(exit_code(&rec))
 }
 
