@@ -22,6 +22,7 @@ mod config_file;
 mod drill;
 mod embedded;
 mod gate;
+mod integrity;
 mod migrations;
 mod output;
 mod quickstart;
@@ -85,6 +86,10 @@ enum Cmd {
     /// API tokens for people and pipelines, each with a role (maybe in one environment).
     #[command(subcommand)]
     Token(commands::TokenCmd),
+    /// Did the data survive? Row counts and checksums of a database, per table and key
+    /// range; compare two snapshots or databases.
+    #[command(subcommand)]
+    Integrity(integrity::IntegrityCmd),
     /// The hash-chained audit log: list and verify (works on a state folder without a daemon).
     #[command(subcommand)]
     Audit(commands::AuditCmd),
@@ -267,6 +272,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Token(c) => commands::token(c).await,
             Cmd::Approve(a) => commands::approve(a).await,
             Cmd::Approvals(a) => commands::approvals(a).await,
+            Cmd::Integrity(c) => integrity::run(c).await,
             Cmd::Audit(c) => commands::audit(c).await,
             Cmd::Config(ConfigCmd::History(a)) => config_cmd::history(a).await,
             Cmd::Config(ConfigCmd::Diff(a)) => config_cmd::diff(a).await,
