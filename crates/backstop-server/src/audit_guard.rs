@@ -30,8 +30,8 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(10);
 /// The audit key and where it came from.
 pub struct LoadedKey {
     pub key: AuditKey,
-    /// The key file was there before (a daemon ran in this folder), or the key came from the
-    /// environment.
+    /// The key file was there before: a daemon ran in this folder (never for a key from the
+    /// environment).
     pub existed: bool,
     /// From `BACKSTOP_AUDIT_KEY`.
     pub from_env: bool,
@@ -45,9 +45,10 @@ pub struct LoadedKey {
 pub fn load_key(state_dir: &Path) -> Result<LoadedKey> {
     if let Ok(text) = std::env::var(KEY_ENV) {
         let key = AuditKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{KEY_ENV}: {e}"))?;
+        // A key from the environment says nothing of whether this store was used before.
         return Ok(LoadedKey {
             key,
-            existed: true,
+            existed: false,
             from_env: true,
         });
     }
