@@ -12,6 +12,7 @@ pub mod drills;
 pub mod error;
 pub mod freezes;
 pub mod gate;
+pub mod incidents;
 pub mod releases;
 pub mod rollouts;
 pub mod services;

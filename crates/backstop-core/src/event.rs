@@ -95,6 +95,12 @@ string_enum! {
         /// A rollback by someone without the role (break-glass): runs, then is reviewed.
         BreakGlassUsed = "break_glass.used",
         BreakGlassReviewed = "break_glass.reviewed",
+        /// An incident was opened (by a recovery of a major or critical failure, or by hand).
+        IncidentOpened = "incident.opened",
+        /// Its status, roles, notes or status updates changed (the evidence says which).
+        IncidentUpdated = "incident.updated",
+        /// A status update was due and not given.
+        IncidentUpdateDue = "incident.update_due",
         /// The daemon signed a chain kept before audit keys existed (`audit::KEYED_ACTION`).
         AuditKeyed = "audit.keyed",
         /// The daemon found the audit chain broken (`audit::BROKEN_ACTION`).

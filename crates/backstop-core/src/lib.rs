@@ -13,6 +13,7 @@ pub mod env_var;
 pub mod event;
 #[cfg(test)]
 mod fixtures;
+pub mod incident;
 pub mod model;
 pub mod named;
 pub mod reconcile;

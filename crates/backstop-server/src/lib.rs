@@ -32,6 +32,7 @@ pub mod error;
 pub mod export;
 pub mod gate;
 pub mod hosts;
+pub mod incidents;
 pub mod intake;
 pub mod metrics;
 pub mod releases;
@@ -350,6 +351,7 @@ pub async fn serve(
         .context("checking the audit chain")?;
     let cancel = CancellationToken::new();
     tokio::spawn(audit_guard::keep_checking(ctx.clone(), cancel.clone()));
+    tokio::spawn(incidents::keep_reminding(ctx.clone(), cancel.clone()));
     if let Some(pg) = shared {
         // Other replicas wake this one's controller through the database.
         let (woken, stop) = (ctx.clone(), cancel.clone());

@@ -8,6 +8,7 @@ use backstop_core::approval::{Approval, ApprovalStatus};
 use backstop_core::audit::{AuditEntry, AuditHead, AuditKey, AuditRecord};
 use backstop_core::breaker::TripScope;
 use backstop_core::drill::Drill;
+use backstop_core::incident::Incident;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Recovery, RecoveryStatus,
     Release, ReplicaRecord, Rollout, RoutedCommand,
@@ -207,6 +208,20 @@ pub trait ApprovalStore: Send + Sync {
         note: Option<&str>,
         result: Option<&serde_json::Value>,
     ) -> Result<Approval>;
+}
+
+/// Incidents, each changed by compare-and-set on its version.
+#[async_trait]
+pub trait IncidentStore: Send + Sync {
+    /// Stores a new incident; its version is 1.
+    async fn create_incident(&self, incident: &Incident) -> Result<i64>;
+    /// The incident and its version; `NotFound` when there is none.
+    async fn incident(&self, id: &str) -> Result<(Incident, i64)>;
+    /// Incidents not resolved (with `include_resolved`, all), oldest first.
+    async fn incidents(&self, include_resolved: bool) -> Result<Vec<(Incident, i64)>>;
+    /// Writes `incident` if it is still at `read_version` (`Conflict` when someone changed
+    /// it meanwhile): the new version.
+    async fn update_incident(&self, incident: &Incident, read_version: i64) -> Result<i64>;
 }
 
 /// API tokens people hold (only their sha256 is stored).

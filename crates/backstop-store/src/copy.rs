@@ -26,6 +26,7 @@ pub const TABLES: &[&str] = &[
     "drills",
     "tokens",
     "approvals",
+    "incidents",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

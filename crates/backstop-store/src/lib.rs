@@ -32,7 +32,8 @@ pub mod sqlite;
 
 pub use aggregates::{
     ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-    FreezeStore, RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
+    FreezeStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore,
+    TokenStore,
 };
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
@@ -151,6 +152,7 @@ pub trait Store:
     + ClusterStore
     + TokenStore
     + ApprovalStore
+    + IncidentStore
     + 'static
 {
 }
@@ -160,6 +162,7 @@ pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
         ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-        FreezeStore, RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore, TokenStore,
+        FreezeStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore, SnapshotStore,
+        TokenStore,
     };
 }

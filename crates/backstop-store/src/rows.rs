@@ -12,6 +12,7 @@ use backstop_core::access::TokenRecord;
 use backstop_core::approval::Approval;
 use backstop_core::audit::{AuditHead, AuditRecord};
 use backstop_core::drill::Drill;
+use backstop_core::incident::Incident;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Phase, Recovery,
     RecoveryStep, Release, ReleaseStatus, ReplicaRecord, Rollout, RoutedCommand, StepStatus,
@@ -319,6 +320,14 @@ pub(crate) fn approval_from(row: &impl Columns) -> Result<Approval> {
         request: json_column(row, "request", "approvals.request")?,
         result: optional_json_column(row, "result", "approvals.result")?,
     }))
+}
+
+/// An incident is stored whole in its `record` column, with its version.
+pub(crate) fn incident_from(row: &impl Columns) -> Result<(Incident, i64)> {
+    Ok((
+        json_column(row, "record", "incidents.record")?,
+        row.col("version")?,
+    ))
 }
 
 pub(crate) fn token_from(row: &impl Columns) -> Result<TokenRecord> {

@@ -77,6 +77,10 @@ enum Cmd {
     /// Inspect recoveries: the journaled steps of every rollback.
     #[command(subcommand)]
     Recovery(commands::RecoveryCmd),
+    /// Incidents: opened by a major or critical failure or by hand; status, roles, notes,
+    /// updates, and the timeline of what people and the machine did.
+    #[command(subcommand)]
+    Incident(commands::IncidentCmd),
     /// Approve a request another person made (an override in a regulated environment), or
     /// review a break-glass rollback.
     #[command(long_about = commands::APPROVE_HELP)]
@@ -271,6 +275,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Freeze(c) => gate::freeze(c).await,
             Cmd::Token(c) => commands::token(c).await,
             Cmd::Approve(a) => commands::approve(a).await,
+            Cmd::Incident(c) => commands::incident(c).await,
             Cmd::Approvals(a) => commands::approvals(a).await,
             Cmd::Integrity(c) => integrity::run(c).await,
             Cmd::Audit(c) => commands::audit(c).await,

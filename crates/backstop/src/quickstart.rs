@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use backstop_api::audit::AuditVerification;
+use backstop_api::incidents::IncidentDetail;
 use backstop_api::rollouts::{RolloutDetail, Timeline};
 use backstop_core::format_ms;
+use backstop_core::incident::Incident;
 use backstop_core::model::Phase;
 use backstop_drivers::load::{LoadConfig, LoadGen};
 use serde::Serialize;
@@ -182,6 +184,19 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
     let v3_failed = traffic.failed_by_version.get("v3").copied().unwrap_or(0);
     let v3_ok = traffic.ok_by_version.get("v3").copied().unwrap_or(0);
     let verification: AuditVerification = client.get("/api/v1/audit/verify").await?;
+    // The bad release's failure opened an incident; its timeline is what people look at.
+    let incidents: Vec<Incident> = client.get("/api/v1/incidents?all=true").await?;
+    let incident = match incidents
+        .iter()
+        .find(|i| i.rollout_id.as_deref() == Some(v3.rollout.id.as_str()))
+    {
+        Some(i) => Some(
+            client
+                .get::<IncidentDetail>(&format!("/api/v1/incidents/{}", i.id))
+                .await?,
+        ),
+        None => None,
+    };
     let promoted = v2.rollout.phase == Phase::Promoted;
     let rolled_back = v3.rollout.phase == Phase::Recovered;
 
@@ -197,6 +212,7 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
         },
         v2: Outcome::of(&v2, false),
         v3: Outcome::of(&v3, true),
+        incident: incident.as_ref(),
     });
 
     if args.keep {
@@ -323,6 +339,8 @@ struct Summary<'a> {
     traffic: Traffic,
     v2: Outcome<'a>,
     v3: Outcome<'a>,
+    /// The incident the bad release opened, with its timeline.
+    incident: Option<&'a IncidentDetail>,
 }
 
 #[derive(Serialize)]
@@ -382,6 +400,11 @@ impl Render for Summary<'_> {
             self.traffic.failed_on_v3,
             self.traffic.served_by_v3,
         )?;
+        if let Some(incident) = self.incident {
+            writeln!(w)?;
+            writeln!(w, "The failure opened an incident:")?;
+            incident.text(w)?;
+        }
         writeln!(w)?;
         writeln!(
             w,

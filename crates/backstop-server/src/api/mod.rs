@@ -13,6 +13,7 @@ mod config;
 mod drills;
 mod freezes;
 mod gate;
+mod incidents;
 mod recoveries;
 mod releases;
 mod rollouts;
@@ -218,7 +219,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         tokens::revoke_token,
         approvals::list_approvals,
         approvals::approve,
-        approvals::break_glass_rollback
+        approvals::break_glass_rollback,
+        incidents::open_incident,
+        incidents::list_incidents,
+        incidents::get_incident,
+        incidents::set_status,
+        incidents::assign_role,
+        incidents::add_note,
+        incidents::add_update
     ),
     components(schemas(
         ErrorBody,
@@ -243,7 +251,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::tokens::CreateToken,
         backstop_api::tokens::CreatedToken,
         backstop_core::approval::Approval,
-        backstop_api::rollouts::Approve
+        backstop_api::rollouts::Approve,
+        backstop_core::incident::Incident,
+        backstop_core::incident::Entry,
+        backstop_api::incidents::OpenIncident,
+        backstop_api::incidents::SetStatus,
+        backstop_api::incidents::AssignRole,
+        backstop_api::incidents::IncidentText,
+        backstop_api::incidents::IncidentDetail,
+        backstop_api::incidents::TimelineItem
     ))
 )]
 pub struct ApiDoc;
@@ -263,6 +279,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(drills::routes())
         .merge(tokens::routes())
         .merge(approvals::routes())
+        .merge(incidents::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

@@ -75,6 +75,9 @@ impl Controller {
                 ),
         )
         .await?;
+        // A major or critical failure is an incident: opened before the recovery runs, so
+        // its timeline holds every step.
+        crate::incidents::open_for_rollout(&self.ctx, &r, &reason).await;
         self.begin_recovery(r).await
     }
 
@@ -281,6 +284,8 @@ impl Controller {
         ))
         .await?;
         if let Some(rollout_id) = &rec.rollout_id {
+            // Mitigated before the rollout says recovered: its freeze is lifted by then.
+            crate::incidents::mitigated(&ctx, rollout_id).await;
             self.rollout_recovered(rollout_id, &rec.id, now).await?;
         }
         Ok(())

@@ -325,3 +325,63 @@ pub(super) async fn no_recovery(s: &Subject<'_>) -> anyhow::Result<Check> {
     )
     .with(details))
 }
+
+/// The incident freeze (practice 5.4): no major incident (SEV1, SEV2) still investigated or
+/// identified in the environment, unless the change is critical (a fix-forward) and says why.
+/// Mitigating it (monitoring) lifts the freeze.
+pub(super) async fn no_major_incident(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "incident";
+    let freezing: Vec<backstop_core::incident::Incident> = s
+        .ctx
+        .store
+        .incidents(false)
+        .await?
+        .into_iter()
+        .map(|(i, _)| i)
+        .filter(|i| i.env == s.env && i.freezes())
+        .collect();
+    if freezing.is_empty() {
+        return Ok(Check::pass(
+            NAME,
+            format!("no major incident being investigated in {}", s.env),
+        ));
+    }
+    let list = freezing
+        .iter()
+        .map(|i| format!("{} {} ({}, {})", i.severity, i.id, i.title, i.status))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut details = json!({"incidents": freezing.iter().map(|i| &i.id).collect::<Vec<_>>()});
+    let why = if s.intent.critical {
+        match s.override_counts() {
+            Ok(approved) => {
+                let mut c = Check::pass(
+                    NAME,
+                    format!(
+                        "major incident in {} ({list}); passed as a critical change by {}{approved}: {}",
+                        s.env,
+                        s.intent.actor,
+                        s.reason()
+                    ),
+                )
+                .with(details);
+                c.overridden = true;
+                return Ok(c);
+            }
+            Err(needs) => {
+                details["approval_required"] = json!(true);
+                format!("; the critical change waits: {needs}")
+            }
+        }
+    } else {
+        " (`--critical --reason R` for a fix-forward; `backstop incident status ID monitoring` once mitigated)".to_owned()
+    };
+    Ok(Check::block(
+        NAME,
+        format!(
+            "a major incident is open in {} ({list}): non-critical deployments there are frozen until it is mitigated{why}",
+            s.env
+        ),
+    )
+    .with(details))
+}

@@ -123,6 +123,7 @@ pub async fn evaluate(
         run("stable_healthy", checks::stable_healthy(&s)).await,
         run("active_rollout", checks::no_active_rollout(&s)).await,
         run("recovery", checks::no_recovery(&s)).await,
+        run("incident", checks::no_major_incident(&s)).await,
         run("migrations", checks::migrations_proven(&s)).await,
         run("schema_way_back", checks::schema_way_back(&s)).await,
     ];

@@ -54,6 +54,12 @@ mod freezes;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/incidents.rs"]
+mod incidents;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/recoveries.rs"]
 mod recoveries;
 #[allow(
@@ -239,6 +245,11 @@ fn migrator() -> Migrator {
             8,
             "approvals",
             include_str!("../../migrations/postgres/0008_approvals.sql"),
+        ),
+        (
+            9,
+            "incidents",
+            include_str!("../../migrations/postgres/0009_incidents.sql"),
         ),
     ])
 }

@@ -46,6 +46,12 @@ mod freezes;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/incidents.rs"]
+mod incidents;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/recoveries.rs"]
 mod recoveries;
 #[allow(
@@ -222,6 +228,11 @@ fn migrator() -> Migrator {
             12,
             "approvals",
             include_str!("../../migrations/sqlite/0012_approvals.sql"),
+        ),
+        (
+            13,
+            "incidents",
+            include_str!("../../migrations/sqlite/0013_incidents.sql"),
         ),
     ])
 }

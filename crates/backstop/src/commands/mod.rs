@@ -4,6 +4,7 @@ mod approvals;
 mod audit;
 mod breakers;
 mod cluster;
+mod incidents;
 mod recoveries;
 mod releases;
 mod rollouts;
@@ -13,6 +14,7 @@ pub use approvals::{APPROVE_HELP, ApprovalsArgs, ApproveArgs, approvals, approve
 pub use audit::{AuditCmd, audit};
 pub use breakers::{BreakerCmd, breaker};
 pub use cluster::{ClusterCmd, cluster};
+pub use incidents::{IncidentCmd, incident};
 pub use recoveries::{RecoveryCmd, RollbackArgs, recovery, rollback};
 pub use releases::{ReleaseCmd, release};
 pub use rollouts::{RolloutCmd, rollout};
