@@ -121,6 +121,9 @@ pub struct Incident {
     #[schema(value_type = Object)]
     pub status_at_ms: BTreeMap<String, Millis>,
     pub history: Vec<Entry>,
+    /// How often a status update is due (the severity's default, or the config's).
+    #[serde(default)]
+    pub update_every_ms: Option<Millis>,
     /// The next status update is due then (`None` once resolved, or without a cadence).
     pub update_due_ms: Option<Millis>,
     /// The due time the daemon last reminded about (once per due time).
@@ -154,6 +157,7 @@ impl Incident {
             roles: BTreeMap::new(),
             status_at_ms: BTreeMap::from([(IncidentStatus::Investigating.as_str().into(), now)]),
             history: vec![],
+            update_every_ms: severity.update_every_ms(),
             update_due_ms: severity.update_every_ms().map(|e| now + e),
             reminded_for_ms: None,
         };
@@ -219,7 +223,15 @@ impl Incident {
     pub fn update(&mut self, text: &str, actor: &str, now: Millis) {
         self.log(now, actor, EntryKind::Update, text.into());
         if self.status != IncidentStatus::Resolved {
-            self.update_due_ms = self.severity.update_every_ms().map(|e| now + e);
+            self.update_due_ms = self.update_every_ms.map(|e| now + e);
+        }
+    }
+
+    /// Status updates every `every_ms` from `now` on (the config's cadence for its severity).
+    pub fn set_cadence(&mut self, every_ms: Millis, now: Millis) {
+        self.update_every_ms = Some(every_ms);
+        if self.status != IncidentStatus::Resolved {
+            self.update_due_ms = Some(now + every_ms);
         }
     }
 

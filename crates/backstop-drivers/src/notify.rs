@@ -60,6 +60,11 @@ pub enum WebhookFormat {
     Json,
     /// A Slack incoming-webhook message (`text` + `blocks`).
     Slack,
+    /// A PagerDuty Events API v2 event (`routing_key`, `event_action`, `dedup_key`,
+    /// `payload`): an incident's events share its id as `dedup_key`, and its resolution
+    /// resolves the alert.
+    #[serde(rename = "pagerduty")]
+    PagerDuty,
 }
 
 /// Where to send notifications.
@@ -69,6 +74,8 @@ pub struct WebhookTarget {
     pub format: WebhookFormat,
     /// HMAC-SHA256 key; when set, every delivery carries [`SIGNATURE_HEADER`].
     pub secret: Option<String>,
+    /// The PagerDuty integration key of a [`WebhookFormat::PagerDuty`] target.
+    pub routing_key: Option<String>,
 }
 
 impl fmt::Debug for WebhookTarget {
@@ -77,6 +84,10 @@ impl fmt::Debug for WebhookTarget {
             .field("url", &redact_url(&self.url))
             .field("format", &self.format)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "routing_key",
+                &self.routing_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -95,6 +106,8 @@ pub enum NotifyError {
     NoTls { url: String },
     #[error("webhook secret is empty (omit it instead)")]
     EmptySecret,
+    #[error("a pagerduty target needs its integration (routing) key")]
+    NoRoutingKey,
 }
 
 impl WebhookTarget {
@@ -122,6 +135,11 @@ impl WebhookTarget {
         }
         if self.secret.as_deref() == Some("") {
             return Err(NotifyError::EmptySecret);
+        }
+        if self.format == WebhookFormat::PagerDuty
+            && self.routing_key.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(NotifyError::NoRoutingKey);
         }
         Ok(())
     }
@@ -437,7 +455,7 @@ impl Worker {
                 return;
             }
         };
-        let body = render_body(n, self.target.format);
+        let body = render_body(n, self.target.format, self.target.routing_key.as_deref());
         let signature = self
             .target
             .secret
@@ -568,13 +586,46 @@ fn unreachable_key_length() -> ! {
     panic!("HMAC-SHA256 rejected a key length, which HMAC defines for every length")
 }
 
-/// The exact bytes sent for `n` in `format`.
-pub fn render_body(n: &Notification, format: WebhookFormat) -> Vec<u8> {
+/// The exact bytes sent for `n` in `format` (`routing_key`: a PagerDuty target's).
+pub fn render_body(n: &Notification, format: WebhookFormat, routing_key: Option<&str>) -> Vec<u8> {
     let value = match format {
         WebhookFormat::Json => return serde_json::to_vec(n).unwrap_or_else(|_| b"{}".to_vec()),
         WebhookFormat::Slack => slack_message(n),
+        WebhookFormat::PagerDuty => pagerduty_event(n, routing_key.unwrap_or_default()),
     };
     value.to_string().into_bytes()
+}
+
+/// A PagerDuty Events API v2 event. An incident's notifications (`detail.incident`) share its
+/// id as `dedup_key`, so they update one alert, and its resolution resolves it; other events
+/// are alerts of their own. Severity: SEV1 critical, SEV2 error, SEV3 warning, else info; a
+/// failed rollout or recovery is an error.
+pub fn pagerduty_event(n: &Notification, routing_key: &str) -> Value {
+    let incident = n.detail["incident"].as_str();
+    let resolved = n.detail["status"] == "resolved";
+    let severity = match n.detail["severity"].as_str() {
+        Some("SEV1") => "critical",
+        Some("SEV2") => "error",
+        Some("SEV3") => "warning",
+        Some(_) => "info",
+        None if n.kind.ends_with(".failed") => "error",
+        None => "info",
+    };
+    serde_json::json!({
+        "routing_key": routing_key,
+        "event_action": if incident.is_some() && resolved { "resolve" } else { "trigger" },
+        "dedup_key": incident.map_or_else(|| n.id.clone(), |i| format!("backstop/{i}")),
+        "payload": {
+            "summary": truncate_chars(&n.summary, 1024),
+            "source": format!("backstop/{}/{}", n.service, n.env),
+            "severity": severity,
+            "timestamp": format_time(n.at_ms),
+            "component": n.service,
+            "group": n.env,
+            "class": n.kind,
+            "custom_details": n.detail,
+        },
+    })
 }
 
 /// A Slack incoming-webhook message: `text` (the notification fallback) and `blocks`.
@@ -757,9 +808,11 @@ mod tests {
             url: "https://hooks.example/services/T000/B000/tok3n?key=abc".into(),
             format: WebhookFormat::Slack,
             secret: Some("s3cr3t".into()),
+            routing_key: Some("r0utek3y".into()),
         };
         let shown = format!("{t:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(!shown.contains("r0utek3y"), "{shown}");
         assert!(!shown.contains("tok3n"), "{shown}");
         assert!(!shown.contains("abc"), "{shown}");
         assert!(shown.contains("https://hooks.example/…"), "{shown}");
@@ -768,11 +821,42 @@ mod tests {
     }
 
     #[test]
+    fn an_incident_is_one_pagerduty_alert_that_its_resolution_resolves() {
+        let n = |status: &str| Notification {
+            id: "incident/inc-1/incident.updated/5".into(),
+            kind: "incident.updated".into(),
+            service: "shop".into(),
+            env: "prod".into(),
+            summary: "inc-1: status".into(),
+            detail: serde_json::json!({"incident": "inc-1", "severity": "SEV1", "status": status}),
+            at_ms: 0,
+        };
+        let open = pagerduty_event(&n("investigating"), "key-1");
+        assert_eq!(open["routing_key"], "key-1");
+        assert_eq!(open["event_action"], "trigger");
+        assert_eq!(open["dedup_key"], "backstop/inc-1");
+        assert_eq!(open["payload"]["severity"], "critical");
+        assert_eq!(open["payload"]["source"], "backstop/shop/prod");
+        assert_eq!(open["payload"]["timestamp"], "1970-01-01T00:00:00Z");
+        let done = pagerduty_event(&n("resolved"), "key-1");
+        assert_eq!(done["event_action"], "resolve");
+        assert_eq!(done["dedup_key"], open["dedup_key"]);
+        let t = WebhookTarget {
+            url: "http://127.0.0.1:9/v2/enqueue".into(),
+            format: WebhookFormat::PagerDuty,
+            secret: None,
+            routing_key: None,
+        };
+        assert!(matches!(t.validate(), Err(NotifyError::NoRoutingKey)));
+    }
+
+    #[test]
     fn validate_names_the_problem() {
         let mut t = WebhookTarget {
             url: "ftp://x.example/hook".into(),
             format: WebhookFormat::Json,
             secret: None,
+            routing_key: None,
         };
         assert!(matches!(
             t.validate(),
@@ -792,7 +876,7 @@ mod tests {
     #[test]
     fn json_body_is_the_notification() {
         let n = sample();
-        let body = render_body(&n, WebhookFormat::Json);
+        let body = render_body(&n, WebhookFormat::Json, None);
         let back: Notification = serde_json::from_slice(&body).unwrap();
         assert_eq!(back, n);
     }

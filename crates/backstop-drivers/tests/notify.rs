@@ -98,6 +98,7 @@ fn target(url: impl Into<String>, format: WebhookFormat, secret: Option<&str>) -
         url: url.into(),
         format,
         secret: secret.map(str::to_owned),
+        routing_key: None,
     }
 }
 

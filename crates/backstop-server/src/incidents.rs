@@ -81,11 +81,24 @@ async fn open_for_rollout_inner(
     );
     incident.rollout_id = Some(r.id.clone());
     incident.recovery_id = Some(crate::controller::recovery_id_for(&r.id));
-    opened(ctx, &incident).await
+    opened(ctx, &incident).await.map(|_| ())
 }
 
-/// Stores a new incident, audits and announces it.
-pub async fn opened(ctx: &Ctx, incident: &Incident) -> Result<(), ApiError> {
+/// Stores a new incident (with the config's status update cadence for its severity), audits
+/// and announces it.
+pub async fn opened(ctx: &Ctx, incident: &Incident) -> Result<Incident, ApiError> {
+    let mut incident = incident.clone();
+    if let Some(every) = ctx
+        .config
+        .incidents
+        .update_every
+        .of(incident.severity.as_str())
+    {
+        let every = backstop_core::Millis::try_from(every.as_millis())
+            .unwrap_or(backstop_core::Millis::MAX);
+        incident.set_cadence(every, incident.opened_at_ms);
+    }
+    let incident = &incident;
     ctx.store.create_incident(incident).await?;
     crate::audit(
         ctx,
@@ -107,7 +120,7 @@ pub async fn opened(ctx: &Ctx, incident: &Incident) -> Result<(), ApiError> {
         format!("{} opened: {}", incident.severity, incident.title),
     );
     tracing::warn!(incident = %incident.id, severity = %incident.severity, "Incident opened: {}", incident.title);
-    Ok(())
+    Ok(incident.clone())
 }
 
 /// The recovery of `rollout_id` has put traffic back: its incident, if still investigating or

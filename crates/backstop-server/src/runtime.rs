@@ -653,14 +653,25 @@ pub fn build_notifiers(
                 })?),
                 None => None,
             };
+            let routing_key = match &t.routing_key_env {
+                Some(name) => Some(std::env::var(name).with_context(|| {
+                    format!(
+                        "service {}: PagerDuty routing key variable {name} is not set",
+                        svc.name
+                    )
+                })?),
+                None => None,
+            };
             let format = match t.format {
                 backstop_config::WebhookFormat::Json => WebhookFormat::Json,
                 backstop_config::WebhookFormat::Slack => WebhookFormat::Slack,
+                backstop_config::WebhookFormat::PagerDuty => WebhookFormat::PagerDuty,
             };
             let target = WebhookTarget {
                 url: t.webhook.clone(),
                 format,
                 secret,
+                routing_key,
             };
             target
                 .validate()

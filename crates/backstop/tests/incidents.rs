@@ -163,13 +163,24 @@ fn a_bad_release_opens_an_incident_and_people_run_it_to_resolution() {
 }
 
 #[test]
-fn a_major_incident_freezes_its_environment_until_it_is_mitigated() {
+fn a_major_incident_freezes_its_environment_reminds_and_pages_until_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = free_port();
-    let d = Daemon::start(
+    let (hook_port, received) = webhook_sink();
+    let config = format!(
+        "incidents:\n  update_every: {{SEV1: 2s}}\n{}",
+        shop_config(proxy, "[{weight: 100}]").replace(
+            "    rollout:\n",
+            &format!(
+                "    notify:\n      - {{webhook: \"http://127.0.0.1:{hook_port}/v2/enqueue\", format: pagerduty, routing_key_env: PD_ROUTING_KEY}}\n    rollout:\n"
+            ),
+        )
+    );
+    let d = Daemon::start_with_env(
         &dir.path().join("state"),
-        &shop_config(proxy, "[{weight: 100}]"),
+        &config,
         proxy,
+        &[("PD_ROUTING_KEY", "r-key-123")],
     );
     d.register("v1", 0.0);
     d.register("v2", 0.0);
@@ -224,6 +235,14 @@ fn a_major_incident_freezes_its_environment_until_it_is_mitigated() {
         0,
     );
     assert_eq!(gate["go"], true, "{gate:#}");
+    // No update within the configured 2 s: the daemon reminds, once, and pages.
+    d.wait_until("a reminder", || {
+        d.cli_json(&["incident", "show", &id], 0)["incident"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "reminder")
+    });
     d.cli_json(
         &[
             "incident",
@@ -236,6 +255,37 @@ fn a_major_incident_freezes_its_environment_until_it_is_mitigated() {
         0,
     );
     d.rollout_wait("v2", 0);
+    d.cli_json(&["incident", "status", &id, "resolved"], 0);
+
+    // PagerDuty got Events API v2 events: one alert (the incident), triggered then resolved.
+    let dedup = format!("backstop/{id}");
+    d.wait_until("PagerDuty hears the resolution", || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_action"] == "resolve" && e["dedup_key"] == dedup.as_str())
+    });
+    let events = received.lock().unwrap().clone();
+    let ours: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["dedup_key"] == dedup.as_str())
+        .collect();
+    assert!(
+        ours.iter().all(|e| e["routing_key"] == "r-key-123"),
+        "{events:#?}"
+    );
+    let opened = ours
+        .iter()
+        .find(|e| e["payload"]["class"] == "incident.opened")
+        .expect("the opening was paged");
+    assert_eq!(opened["event_action"], "trigger");
+    assert_eq!(opened["payload"]["severity"], "critical");
+    assert_eq!(opened["payload"]["source"], "backstop/shop/prod");
+    assert!(
+        ours.iter()
+            .any(|e| e["payload"]["class"] == "incident.update_due")
+    );
 
     // Bad input names the place.
     let out = d.cli(&[

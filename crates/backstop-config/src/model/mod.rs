@@ -15,7 +15,9 @@ mod traffic;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backstop_core::duration::{DurationString, serde_duration as duration};
+use backstop_core::duration::{
+    DurationString, serde_duration as duration, serde_option_duration as option_duration,
+};
 use backstop_judge::JudgeSettings;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -49,11 +51,86 @@ pub struct Config {
     /// proxies and the instances of the environments that name it with `agent`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentRef>,
+    /// How incidents are run.
+    #[serde(default)]
+    pub incidents: IncidentSettings,
     /// The folder of the config file: relative `params` paths are resolved against it (set by
     /// [`crate::load`]; empty means the current folder).
     #[serde(skip)]
     #[schemars(skip)]
     pub base_dir: PathBuf,
+}
+
+/// How incidents are run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSettings {
+    /// How often a status update is due while an incident is open, by severity (defaults:
+    /// SEV1 15m, SEV2 30m, SEV3 1h, SEV4 4h; SEV5 none). An overdue one is reminded about
+    /// through the service's webhooks.
+    #[serde(default)]
+    pub update_every: UpdateCadence,
+}
+
+/// Status update cadence per severity; a severity left out keeps its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCadence {
+    #[serde(
+        rename = "SEV1",
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub sev1: Option<Duration>,
+    #[serde(
+        rename = "SEV2",
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub sev2: Option<Duration>,
+    #[serde(
+        rename = "SEV3",
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub sev3: Option<Duration>,
+    #[serde(
+        rename = "SEV4",
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub sev4: Option<Duration>,
+    #[serde(
+        rename = "SEV5",
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub sev5: Option<Duration>,
+}
+
+impl UpdateCadence {
+    /// The configured cadence of `sev` (`"SEV1"` …), if any.
+    #[must_use]
+    pub fn of(&self, sev: &str) -> Option<Duration> {
+        match sev {
+            "SEV1" => self.sev1,
+            "SEV2" => self.sev2,
+            "SEV3" => self.sev3,
+            "SEV4" => self.sev4,
+            "SEV5" => self.sev5,
+            _ => None,
+        }
+    }
 }
 
 /// One host's agent, as the replicas reach it.

@@ -127,6 +127,11 @@ pub struct NotifyTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "EnvVarName")]
     pub secret_env: Option<String>,
+    /// With `format: pagerduty`: the environment variable holding the Events API v2
+    /// integration (routing) key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "EnvVarName")]
+    pub routing_key_env: Option<String>,
 }
 
 /// Webhook body formats.
@@ -138,6 +143,9 @@ pub enum WebhookFormat {
     Json,
     /// Slack-compatible `{"text": ..., "blocks": [...]}`.
     Slack,
+    /// PagerDuty Events API v2 (an incident's events are one alert, resolved with it).
+    #[serde(rename = "pagerduty")]
+    PagerDuty,
 }
 
 impl Service {

@@ -1,8 +1,8 @@
-//! `notify`: webhook URLs are http(s).
+//! `notify`: webhook URLs are http(s); a PagerDuty target names its routing key.
 
 use serde_json::Value;
 
-/// `notify`: webhook URLs are http(s).
+/// `notify`: webhook URLs are http(s); `format: pagerduty` needs `routing_key_env`.
 pub(super) fn check_notify(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
     let Some(targets) = svc.get("notify").and_then(Value::as_array) else {
         return;
@@ -17,6 +17,14 @@ pub(super) fn check_notify(svc: &Value, sp: &str, push: &mut impl FnMut(String, 
                 format!(
                     "invalid webhook URL {url:?} (expected http:// or https:// then a host, e.g. https://chat.example/hooks/T000)"
                 ),
+            );
+        }
+        if target.get("format").and_then(Value::as_str) == Some("pagerduty")
+            && target.get("routing_key_env").is_none()
+        {
+            push(
+                format!("{sp}/notify/{k}/format"),
+                "a pagerduty target needs `routing_key_env`: the variable holding its Events API v2 integration key (e.g. https://events.pagerduty.com/v2/enqueue as the webhook)".into(),
             );
         }
     }
@@ -39,6 +47,19 @@ fn is_http_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pagerduty_target_names_its_routing_key() {
+        let svc = serde_json::json!({"notify": [
+            {"webhook": "https://events.pagerduty.com/v2/enqueue", "format": "pagerduty"},
+            {"webhook": "https://events.pagerduty.com/v2/enqueue", "format": "pagerduty", "routing_key_env": "PD_KEY"},
+        ]});
+        let mut found = Vec::new();
+        check_notify(&svc, "/services/0", &mut |at, why| found.push((at, why)));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "/services/0/notify/0/format");
+        assert!(found[0].1.contains("routing_key_env"));
+    }
 
     #[test]
     fn webhook_urls() {

@@ -63,8 +63,7 @@ pub(super) async fn open_incident(
         &caller,
         ctx.clock.now_ms(),
     );
-    crate::incidents::opened(&ctx, &incident).await?;
-    created(incident)
+    created(crate::incidents::opened(&ctx, &incident).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/incidents", params(("all" = Option<bool>, Query)), responses((status = 200, body = Vec<Incident>)))]
