@@ -396,6 +396,7 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
             "stable_healthy",
             "active_rollout",
             "recovery",
+            "incident",
             "migrations",
             "schema_way_back"
         ]
@@ -418,7 +419,7 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
             .as_array()
             .unwrap()
             .len(),
-        10
+        11
     );
     assert_eq!(api.get("/api/v1/rollouts").await.1, json!([]));
 

@@ -346,7 +346,7 @@ services:
     let urgent = ["--override-freeze", "--reason", "urgent"];
     let vault = gate(&d, "shop", "vault", "v1", &urgent, 1);
     assert!(
-        reason(&vault, "freeze").contains("override waits: vault is regulated"),
+        reason(&vault, "freeze").contains("the override waits: vault is regulated"),
         "{vault:#}"
     );
     let in_vault = |d: &Daemon| {

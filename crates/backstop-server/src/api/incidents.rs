@@ -89,10 +89,18 @@ pub(super) async fn get_incident(
     Ok(Json(crate::incidents::detail(&ctx, &id).await?))
 }
 
-/// The incident's environment, checked against the caller's grant before any change.
-async fn in_its_env(ctx: &Ctx, access: &super::Access, id: &str) -> ApiResult<()> {
+/// Applies `edit` to incident `id` as `caller`, once the caller's grant is checked in the
+/// incident's environment.
+async fn edit(
+    ctx: &Ctx,
+    access: &super::Access,
+    id: &str,
+    caller: &str,
+    edit: impl FnMut(&mut Incident) -> ApiResult<()>,
+) -> ApiResult<Json<Incident>> {
     let (incident, _) = ctx.store.incident(id).await?;
-    access.in_env(&incident.env)
+    access.in_env(&incident.env)?;
+    Ok(Json(crate::incidents::change(ctx, id, caller, edit).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/status", request_body = SetStatus,
@@ -106,7 +114,6 @@ pub(super) async fn set_status(
     Path(id): Path<String>,
     Body(req): Body<SetStatus>,
 ) -> ApiResult<Json<Incident>> {
-    in_its_env(&ctx, &access, &id).await?;
     let status: IncidentStatus =
         req.status
             .parse()
@@ -114,12 +121,11 @@ pub(super) async fn set_status(
                 ApiError::bad_request(e.to_string()).at("/status")
             })?;
     let now = ctx.clock.now_ms();
-    let incident = crate::incidents::change(&ctx, &id, &caller, |i| {
+    edit(&ctx, &access, &id, &caller, |i| {
         i.set_status(status, &caller, &req.note, now)
             .map_err(ApiError::conflict)
     })
-    .await?;
-    Ok(Json(incident))
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/roles", request_body = AssignRole,
@@ -133,7 +139,6 @@ pub(super) async fn assign_role(
     Path(id): Path<String>,
     Body(req): Body<AssignRole>,
 ) -> ApiResult<Json<Incident>> {
-    in_its_env(&ctx, &access, &id).await?;
     let role: IncidentRole =
         req.role
             .parse()
@@ -142,12 +147,11 @@ pub(super) async fn assign_role(
             })?;
     text_given(&req.person, "/person")?;
     let now = ctx.clock.now_ms();
-    let incident = crate::incidents::change(&ctx, &id, &caller, |i| {
+    edit(&ctx, &access, &id, &caller, |i| {
         i.assign(role, &req.person, &caller, now);
         Ok(())
     })
-    .await?;
-    Ok(Json(incident))
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/notes", request_body = IncidentText,
@@ -161,15 +165,13 @@ pub(super) async fn add_note(
     Path(id): Path<String>,
     Body(req): Body<IncidentText>,
 ) -> ApiResult<Json<Incident>> {
-    in_its_env(&ctx, &access, &id).await?;
     text_given(&req.text, "/text")?;
     let now = ctx.clock.now_ms();
-    let incident = crate::incidents::change(&ctx, &id, &caller, |i| {
+    edit(&ctx, &access, &id, &caller, |i| {
         i.note(&req.text, &caller, now);
         Ok(())
     })
-    .await?;
-    Ok(Json(incident))
+    .await
 }
 
 /// A status update to the people following the incident; the next is due one cadence later
@@ -185,13 +187,11 @@ pub(super) async fn add_update(
     Path(id): Path<String>,
     Body(req): Body<IncidentText>,
 ) -> ApiResult<Json<Incident>> {
-    in_its_env(&ctx, &access, &id).await?;
     text_given(&req.text, "/text")?;
     let now = ctx.clock.now_ms();
-    let incident = crate::incidents::change(&ctx, &id, &caller, |i| {
+    edit(&ctx, &access, &id, &caller, |i| {
         i.update(&req.text, &caller, now);
         Ok(())
     })
-    .await?;
-    Ok(Json(incident))
+    .await
 }

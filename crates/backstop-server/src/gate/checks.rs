@@ -7,7 +7,7 @@ use backstop_core::format_ms;
 use backstop_core::model::{Phase, Release, ReleaseStatus};
 use serde_json::{Value, json};
 
-use super::Subject;
+use super::{Blockage, Subject};
 use crate::Ctx;
 
 /// Service, environment and release exist; the release is not marked bad.
@@ -291,39 +291,17 @@ pub(super) async fn no_recovery(s: &Subject<'_>) -> anyhow::Result<Check> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let mut details = json!({"recoveries": busy});
-    let why = if s.intent.critical {
-        match s.override_counts() {
-            Ok(approved) => {
-                let mut c = Check::pass(
-                    NAME,
-                    format!(
-                        "recovery in progress in {} ({list}); passed as a critical change by {}{approved}: {}",
-                        s.env,
-                        s.intent.actor,
-                        s.reason()
-                    ),
-                )
-                .with(details);
-                c.overridden = true;
-                return Ok(c);
-            }
-            Err(needs) => {
-                details["approval_required"] = json!(true);
-                format!("; the critical change waits: {needs}")
-            }
-        }
-    } else {
-        " (`--critical --reason R` for a fix-forward)".to_owned()
-    };
-    Ok(Check::block(
-        NAME,
-        format!(
-            "a recovery is active in {} ({list}): non-critical rollouts there are frozen until it ends{why}",
+    Ok(s.blocks_unless_overridden(Blockage {
+        name: NAME,
+        what: format!(
+            "a recovery is active in {} ({list}): non-critical rollouts there are frozen until it ends",
             s.env
         ),
-    )
-    .with(details))
+        asked: s.intent.critical,
+        how: "`--critical --reason R` for a fix-forward",
+        passed_as: "passed as a critical change",
+        details: json!({"recoveries": busy}),
+    }))
 }
 
 /// The incident freeze (practice 5.4): no major incident (SEV1, SEV2) still investigated or
@@ -351,37 +329,15 @@ pub(super) async fn no_major_incident(s: &Subject<'_>) -> anyhow::Result<Check> 
         .map(|i| format!("{} {} ({}, {})", i.severity, i.id, i.title, i.status))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut details = json!({"incidents": freezing.iter().map(|i| &i.id).collect::<Vec<_>>()});
-    let why = if s.intent.critical {
-        match s.override_counts() {
-            Ok(approved) => {
-                let mut c = Check::pass(
-                    NAME,
-                    format!(
-                        "major incident in {} ({list}); passed as a critical change by {}{approved}: {}",
-                        s.env,
-                        s.intent.actor,
-                        s.reason()
-                    ),
-                )
-                .with(details);
-                c.overridden = true;
-                return Ok(c);
-            }
-            Err(needs) => {
-                details["approval_required"] = json!(true);
-                format!("; the critical change waits: {needs}")
-            }
-        }
-    } else {
-        " (`--critical --reason R` for a fix-forward; `backstop incident status ID monitoring` once mitigated)".to_owned()
-    };
-    Ok(Check::block(
-        NAME,
-        format!(
-            "a major incident is open in {} ({list}): non-critical deployments there are frozen until it is mitigated{why}",
+    Ok(s.blocks_unless_overridden(Blockage {
+        name: NAME,
+        what: format!(
+            "a major incident is open in {} ({list}): non-critical deployments there are frozen until it is mitigated",
             s.env
         ),
-    )
-    .with(details))
+        asked: s.intent.critical,
+        how: "`--critical --reason R` for a fix-forward; `backstop incident status ID monitoring` once mitigated",
+        passed_as: "passed as a critical change",
+        details: json!({"incidents": freezing.iter().map(|i| &i.id).collect::<Vec<_>>()}),
+    }))
 }

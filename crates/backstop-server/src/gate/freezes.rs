@@ -5,7 +5,7 @@ use backstop_core::{Millis, format_ms};
 use serde::Serialize;
 use serde_json::json;
 
-use super::Subject;
+use super::{Blockage, Subject};
 
 /// One freeze in effect, for messages and details.
 #[derive(Debug, Serialize)]
@@ -94,36 +94,12 @@ pub(super) async fn freeze(s: &Subject<'_>) -> anyhow::Result<Check> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let mut details = json!({"freezes": active});
-    let why = if s.intent.override_freeze {
-        match s.override_counts() {
-            Ok(approved) => {
-                let mut c = Check::pass(
-                    NAME,
-                    format!(
-                        "frozen by {list}; overridden by {}{approved}: {}",
-                        s.intent.actor,
-                        s.reason()
-                    ),
-                )
-                .with(details);
-                c.overridden = true;
-                return Ok(c);
-            }
-            Err(needs) => {
-                details["approval_required"] = json!(true);
-                format!("; override waits: {needs}")
-            }
-        }
-    } else {
-        " (`--override-freeze --reason R` to override)".to_owned()
-    };
-    Ok(Check::block(
-        NAME,
-        format!(
-            "deployments to {}/{} are frozen: {list}{why}",
-            s.service, s.env
-        ),
-    )
-    .with(details))
+    Ok(s.blocks_unless_overridden(Blockage {
+        name: NAME,
+        what: format!("deployments to {}/{} are frozen: {list}", s.service, s.env),
+        asked: s.intent.override_freeze,
+        how: "`--override-freeze --reason R` to override",
+        passed_as: "overridden",
+        details: json!({"freezes": active}),
+    }))
 }

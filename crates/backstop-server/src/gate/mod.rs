@@ -78,6 +78,44 @@ impl Subject<'_> {
             .is_some_and(|e| e.regulated)
     }
 
+    /// The check `name` that `what` blocks, unless the person asked for the override it allows
+    /// (`asked`, e.g. `override_freeze`) and it counts here ([`Subject::override_counts`]):
+    /// then it passes, marked overridden (`passed_as` says how); an override waiting for a
+    /// second person blocks with `approval_required` in its details; without one asked, the
+    /// refusal ends with `how` to ask.
+    fn blocks_unless_overridden(&self, b: Blockage<'_>) -> Check {
+        let Blockage {
+            name,
+            what,
+            asked,
+            how,
+            passed_as,
+            mut details,
+        } = b;
+        if !asked {
+            return Check::block(name, format!("{what} ({how})")).with(details);
+        }
+        match self.override_counts() {
+            Ok(approved) => {
+                let mut c = Check::pass(
+                    name,
+                    format!(
+                        "{what}; {passed_as} by {}{approved}: {}",
+                        self.intent.actor,
+                        self.reason()
+                    ),
+                )
+                .with(details);
+                c.overridden = true;
+                c
+            }
+            Err(needs) => {
+                details["approval_required"] = serde_json::json!(true);
+                Check::block(name, format!("{what}; the override waits: {needs}")).with(details)
+            }
+        }
+    }
+
     /// An override by the actor, as it stands in this environment: `Ok` with the words to
     /// add when it counts (who approved it, in a regulated environment), `Err` with the
     /// refusal when it needs a second person's approval first (the check then carries
@@ -96,6 +134,16 @@ impl Subject<'_> {
             )),
         }
     }
+}
+
+/// What blocks a check that a person may override (see [`Subject::blocks_unless_overridden`]).
+struct Blockage<'a> {
+    name: &'a str,
+    what: String,
+    asked: bool,
+    how: &'a str,
+    passed_as: &'a str,
+    details: serde_json::Value,
 }
 
 /// Runs every check for a rollout of `release_id` (`service@version`) into `service`/`env`.
