@@ -94,7 +94,8 @@ enum Cmd {
     /// range; compare two snapshots or databases.
     #[command(subcommand)]
     Integrity(integrity::IntegrityCmd),
-    /// The hash-chained audit log: list and verify (works on a state folder without a daemon).
+    /// The signed, hash-chained audit log: list, verify (also against a checkpoint or an
+    /// export), checkpoint, export; reads a state folder read-only without a daemon.
     #[command(subcommand)]
     Audit(commands::AuditCmd),
     /// Replay a canary scenario file through a judge (see the backstop-scenario/v1 spec).
