@@ -358,12 +358,11 @@ pub fn checkpoint(
     let (seq, hash) = head.map_or((0, backstop_core::audit::GENESIS.to_string()), |h| {
         (h.seq, h.hash.clone())
     });
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap_or(0));
     backstop_core::audit::Checkpoint {
         mac: key.sign_checkpoint(seq, &hash, now),
         seq,
         hash,
         at_ms: now,
-        at: humantime::format_rfc3339_millis(at).to_string(),
+        at: backstop_core::format_ms(now),
     }
 }

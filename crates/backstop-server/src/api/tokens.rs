@@ -96,7 +96,7 @@ pub(super) async fn create_token(
         role: record.role,
         env: record.env,
         token,
-        expires_at: expires_at_ms.map(rfc3339),
+        expires_at: expires_at_ms.map(backstop_core::format_ms),
         expires_at_ms,
     })
 }
@@ -126,11 +126,4 @@ pub(super) async fn revoke_token(
     )
     .await?;
     Ok(Json(record))
-}
-
-/// Epoch milliseconds as RFC 3339 (UTC, seconds).
-fn rfc3339(ms: Millis) -> String {
-    let at =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
 }
