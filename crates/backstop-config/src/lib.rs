@@ -17,6 +17,7 @@ pub mod emit;
 mod error;
 pub mod freeze;
 mod model;
+pub mod runbook;
 mod stateful;
 mod suggest;
 mod validate;

@@ -13,8 +13,33 @@ fn check(text: &str) {
     }
 }
 
+/// A runbook's bytes: refused with every error located, or accepted.
+fn check_runbook(bytes: &[u8]) {
+    if let Err(errors) = backstop_config::runbook::parse_runbook(bytes, "fuzz.yaml") {
+        assert!(!errors.is_empty());
+        for e in &errors {
+            assert!(e.line >= 1 && e.col >= 1, "{e}");
+        }
+    }
+}
+
+const RUNBOOK: &str = "name: restore\nversion: 1\nrole: releaser\ninputs:\n  - {name: host, default: db1}\nsteps:\n  - {id: a, kind: manual, title: Stop writes}\n  - {id: b, kind: command, title: Restore, run: \"restore {host}\", timeout: 1m}\n  - {id: c, kind: verify, title: Check}\n";
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_runbook_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        check_runbook(&bytes);
+    }
+
+    #[test]
+    fn mutated_runbook_never_panics(cut in 0usize..300, insert in "[ a-z0-9:{}\\[\\],&*!|>#'\"\\-\n]{0,12}") {
+        let mut text: String = RUNBOOK.chars().take(cut).collect();
+        text.push_str(&insert);
+        text.extend(RUNBOOK.chars().skip(cut + insert.len() / 2));
+        check_runbook(text.as_bytes());
+    }
 
     #[test]
     fn arbitrary_strings_never_panic(text in any::<String>()) {
@@ -33,6 +58,12 @@ proptest! {
         text.extend(STARTER_LIKE.chars().skip(cut + insert.len() / 2));
         check(&text);
     }
+}
+
+#[test]
+fn the_runbook_sample_is_valid() {
+    let rb = backstop_config::runbook::parse_runbook(RUNBOOK.as_bytes(), "rb.yaml").unwrap();
+    assert_eq!(rb.steps.len(), 3);
 }
 
 #[test]
