@@ -189,14 +189,14 @@ pub enum DrillEvidence {
 /// (pretty or on one line), its text as lines.
 #[derive(Serialize)]
 #[serde(transparent)]
-struct Printed {
+pub(crate) struct Printed {
     json: Box<RawValue>,
     #[serde(skip)]
     text: String,
 }
 
 impl Printed {
-    fn new(json: String, text: String) -> Self {
+    pub(crate) fn new(json: String, text: String) -> Self {
         let json = RawValue::from_string(json).unwrap_or_else(|e| {
             let error = json!({"error": format!("cannot print the document: {e}")});
             RawValue::from_string(error.to_string()).expect("serde_json writes valid JSON")
@@ -221,7 +221,7 @@ fn write_lines(w: &mut dyn Write, text: &str) -> io::Result<()> {
 }
 
 /// Every error of an invalid config, with their count.
-fn errors_printed(errors: &ConfigErrors, drills: Option<(Value, &str)>) -> Printed {
+pub(crate) fn errors_printed(errors: &ConfigErrors, drills: Option<(Value, &str)>) -> Printed {
     let noun = if errors.len() == 1 { "error" } else { "errors" };
     let mut json = errors.to_json();
     let mut text = format!("{errors}\n{} {noun}", errors.len());
