@@ -19,6 +19,7 @@ pub mod named;
 pub mod reconcile;
 pub mod recovery;
 pub mod rollout;
+pub mod runbook_run;
 pub mod schema;
 pub mod secret;
 pub mod severity;

@@ -14,6 +14,7 @@ use backstop_core::model::{
     Release, ReplicaRecord, Rollout, RoutedCommand,
 };
 use backstop_core::recovery::StepKind;
+use backstop_core::runbook_run::RunbookRun;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 use backstop_judge::Interval;
 
@@ -282,4 +283,20 @@ pub trait AuditStore: Send + Sync {
     async fn audit_head(&self) -> Result<Option<AuditHead>>;
     /// The key later appends sign the head with.
     fn set_audit_key(&self, key: AuditKey);
+}
+
+/// Runbook runs, each changed by compare-and-set on its version.
+#[async_trait]
+pub trait RunbookRunStore: Send + Sync {
+    /// Stores a new run; its version is 1.
+    async fn create_runbook_run(&self, run: &RunbookRun) -> Result<i64>;
+    /// The run and its version; `NotFound` when there is none.
+    async fn runbook_run(&self, id: &str) -> Result<(RunbookRun, i64)>;
+    /// Runs, oldest first: every one, or only those not over (running or waiting).
+    async fn runbook_runs(&self, include_over: bool) -> Result<Vec<(RunbookRun, i64)>>;
+    /// The runs that are part of incident `incident_id`, oldest first.
+    async fn incident_runbook_runs(&self, incident_id: &str) -> Result<Vec<RunbookRun>>;
+    /// Writes `run` if it is still at `read_version` (`Conflict` when someone changed it
+    /// meanwhile); the new version. Fenced like every write of a lease's work.
+    async fn update_runbook_run(&self, run: &RunbookRun, read_version: i64) -> Result<i64>;
 }

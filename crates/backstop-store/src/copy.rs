@@ -27,6 +27,7 @@ pub const TABLES: &[&str] = &[
     "tokens",
     "approvals",
     "incidents",
+    "runbook_runs",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

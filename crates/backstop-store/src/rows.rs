@@ -17,6 +17,7 @@ use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Phase, Recovery,
     RecoveryStep, Release, ReleaseStatus, ReplicaRecord, Rollout, RoutedCommand, StepStatus,
 };
+use backstop_core::runbook_run::RunbookRun;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
 use backstop_judge::{ArmCounts, Interval};
 use sqlx::{Decode, Postgres, Row, Sqlite, Type};
@@ -326,6 +327,14 @@ pub(crate) fn approval_from(row: &impl Columns) -> Result<Approval> {
 pub(crate) fn incident_from(row: &impl Columns) -> Result<(Incident, i64)> {
     Ok((
         json_column(row, "record", "incidents.record")?,
+        row.col("version")?,
+    ))
+}
+
+/// A runbook run is stored whole in its `record` column, with its version.
+pub(crate) fn runbook_run_from(row: &impl Columns) -> Result<(RunbookRun, i64)> {
+    Ok((
+        json_column(row, "record", "runbook_runs.record")?,
         row.col("version")?,
     ))
 }

@@ -755,7 +755,64 @@ async fn replicas_beat_and_are_listed_most_recent_first(backend: Backend) {
     assert_eq!(listed, vec![replica("a", 30), replica("b", 20)]);
 }
 
+/// A runbook run changes by compare-and-set: a writer holding an old version is refused and
+/// changes nothing; runs over are listed only when asked, and by incident.
+async fn a_runbook_run_changes_only_from_the_version_read(backend: Backend) {
+    use backstop_core::runbook_run::{RunStatus, RunbookRun};
+    let s = backend.open().await;
+    let new = |id: &str, incident: Option<&str>| {
+        RunbookRun::start(
+            id.into(),
+            ("restore", 1, "0123456789abcdef"),
+            "releaser",
+            "prod",
+            None,
+            incident.map(str::to_owned),
+            std::collections::BTreeMap::new(),
+            vec![],
+            "token:alice",
+            1,
+        )
+    };
+    s.create_runbook_run(&new("rr1", Some("inc-1")))
+        .await
+        .unwrap();
+    s.create_runbook_run(&new("rr2", None)).await.unwrap();
+    let (mut run, v1) = s.runbook_run("rr1").await.unwrap();
+    run.advance(2);
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let v2 = s.update_runbook_run(&run, v1).await.unwrap();
+    assert_eq!(v2, v1 + 1);
+    let mut stale = run.clone();
+    stale.abort("token:bob", "late", 3).unwrap_err();
+    stale.status = RunStatus::Aborted;
+    assert!(matches!(
+        s.update_runbook_run(&stale, v1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.runbook_run("rr1").await.unwrap().0.status,
+        RunStatus::Succeeded
+    );
+    let open: Vec<String> = s
+        .runbook_runs(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r.id)
+        .collect();
+    assert_eq!(open, ["rr2"]);
+    assert_eq!(s.runbook_runs(true).await.unwrap().len(), 2);
+    let of_incident = s.incident_runbook_runs("inc-1").await.unwrap();
+    assert_eq!(of_incident.len(), 1);
+    assert!(matches!(
+        s.runbook_run("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 on_both_backends!(
+    a_runbook_run_changes_only_from_the_version_read,
     replicas_beat_and_are_listed_most_recent_first,
     releases_are_unique_per_service_and_version,
     only_one_active_rollout_per_environment,

@@ -78,6 +78,12 @@ mod rollouts;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/runbook_runs.rs"]
+mod runbook_runs;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/snapshots.rs"]
 mod snapshots;
 #[allow(
@@ -250,6 +256,11 @@ fn migrator() -> Migrator {
             9,
             "incidents",
             include_str!("../../migrations/postgres/0009_incidents.sql"),
+        ),
+        (
+            10,
+            "runbook_runs",
+            include_str!("../../migrations/postgres/0010_runbook_runs.sql"),
         ),
     ])
 }

@@ -70,6 +70,12 @@ mod rollouts;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/runbook_runs.rs"]
+mod runbook_runs;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/snapshots.rs"]
 mod snapshots;
 #[allow(
@@ -233,6 +239,11 @@ fn migrator() -> Migrator {
             13,
             "incidents",
             include_str!("../../migrations/sqlite/0013_incidents.sql"),
+        ),
+        (
+            14,
+            "runbook_runs",
+            include_str!("../../migrations/sqlite/0014_runbook_runs.sql"),
         ),
     ])
 }
