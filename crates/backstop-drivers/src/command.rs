@@ -185,18 +185,25 @@ impl CommandDeployer {
     /// Never two attempts at once: a controller killed mid-command leaves its attempt running
     /// (in its own process group, marked with the step's idempotency key). Before a new
     /// attempt, that one is waited for, up to one attempt's timeout, and then ended.
-    async fn settle_earlier_attempt(&self, action: Action, key: &str) -> Result<(), CommandError> {
+    /// Returns `Some(true)` when an earlier attempt was running and ended by itself,
+    /// `Some(false)` when it outlived the timeout and was ended, `None` when there was none.
+    pub async fn settle_earlier_attempt(
+        &self,
+        action: Action,
+        key: &str,
+    ) -> Result<Option<bool>, CommandError> {
         let Some(pgid) =
             crate::process::find_marked_group(IDEMPOTENCY_KEY_VAR, key).and_then(to_pid)
         else {
-            return Ok(());
+            return Ok(None);
         };
         tracing::warn!(%action, idempotency_key = key, pgid = pgid.as_raw(), "An earlier attempt of this command is still running (its controller stopped); waiting for it before running it again.");
         if wait_group_gone(pgid, self.timeout).await {
-            return Ok(());
+            return Ok(Some(true));
         }
         tracing::warn!(%action, idempotency_key = key, pgid = pgid.as_raw(), "The earlier attempt outlived the timeout; ending it.");
-        terminate_group(action, pgid, self.grace).await
+        terminate_group(action, pgid, self.grace).await?;
+        Ok(Some(false))
     }
 
     async fn run_once(
@@ -408,6 +415,15 @@ fn check_vars(action: Action, vars: &BTreeMap<String, String>) -> Result<(), Com
         }
     }
     Ok(())
+}
+
+/// `bytes` as text, at most `cap` of them: the first and last halves, with `… N bytes cut …`
+/// between (how captured output is kept).
+#[must_use]
+pub fn cap_text(bytes: &[u8], cap: usize) -> String {
+    let mut capped = Capped::new(cap);
+    capped.push(bytes);
+    capped.render()
 }
 
 /// Keeps the first and last bytes of a stream, counting what was cut between.

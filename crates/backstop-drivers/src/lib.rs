@@ -12,7 +12,9 @@
 //! - [`notify`]: webhook notifications (JSON or Slack, HMAC-signed, retried, never blocking);
 //! - [`load`]: paced load generator used by quickstart, tests and benchmarks;
 //! - [`prometheus`]: a signal source reading per-version counters from a Prometheus server;
-//! - [`config_files`]: the file-system side of config snapshots (capture, atomic restore).
+//! - [`config_files`]: the file-system side of config snapshots (capture, atomic restore);
+//! - [`step`]: a journaled command step whose end is recorded on disk, so a controller killed
+//!   mid-step collects it instead of running it twice.
 
 pub mod agent;
 pub mod command;
@@ -24,6 +26,7 @@ pub mod prometheus;
 pub mod proxy;
 pub mod proxy_control;
 pub mod router;
+pub mod step;
 
 /// Variables of the daemon's own environment that carry secrets (the database URL may hold a
 /// password): every process a driver starts (instances, user scripts, router commands, the
