@@ -23,9 +23,20 @@ struct RunningAgent {
 }
 
 async fn start_agent(dir: &Path, address: Option<SocketAddr>) -> RunningAgent {
-    let listener = TcpListener::bind(address.unwrap_or("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    // The address of a stopped agent may be held a moment longer by connections it was
+    // serving (ended by their own tasks): try again for a while, as a restarted agent would.
+    let want = address.unwrap_or("127.0.0.1:0".parse().unwrap());
+    let mut tries = 0;
+    let listener = loop {
+        match TcpListener::bind(want).await {
+            Ok(l) => break l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bind {want}: {e}"),
+        }
+    };
     let address = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let opts = AgentOptions {
