@@ -54,8 +54,8 @@ pub struct IncidentQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TimelineItem {
     pub at_ms: Millis,
-    /// `incident` (people, and the daemon for the incident), `rollout` (its events) or
-    /// `recovery` (its journaled steps).
+    /// `incident` (people, and the daemon for the incident), `rollout` (its events),
+    /// `recovery` (its journaled steps) or `runbook` (runs' steps and deviations, with reasons).
     pub source: String,
     pub actor: String,
     pub kind: String,

@@ -15,6 +15,7 @@ pub mod gate;
 pub mod incidents;
 pub mod releases;
 pub mod rollouts;
+pub mod runbooks;
 pub mod services;
 pub mod tokens;
 

@@ -78,11 +78,11 @@ pub struct RunbookStep {
     pub title: String,
     /// A shell command with `{input}` placeholders (command steps, automated verify steps).
     pub run: Option<String>,
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "duration_text")]
     pub timeout: Duration,
 }
 
-mod humantime_serde_ms {
+mod duration_text {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -205,6 +205,68 @@ pub fn load_runbook(path: &Path) -> Result<Runbook, ConfigErrors> {
             path: String::new(),
             message: format!("cannot read the runbook: {e}"),
         }])),
+    }
+}
+
+/// Reads every runbook at `path`: one file, or each `*.yaml` and `*.yml` file of a folder (not
+/// its subfolders), sorted by name. Two runbooks with one name are an error.
+///
+/// # Errors
+/// Every problem of every file, and each duplicate name (at the later file's `name`).
+pub fn load_runbooks(path: &Path) -> Result<Vec<Runbook>, ConfigErrors> {
+    let unreadable = |e: std::io::Error| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            path: String::new(),
+            message: format!("cannot read the runbooks: {e}"),
+        }])
+    };
+    let files = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(unreadable)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut runbooks: Vec<Runbook> = Vec::new();
+    let mut errors = Vec::new();
+    for file in &files {
+        match load_runbook(file) {
+            Ok(rb) => {
+                if let Some(first) = runbooks.iter().find(|r| r.name == rb.name) {
+                    errors.push(ConfigError {
+                        file: file.display().to_string(),
+                        line: 0,
+                        col: 0,
+                        path: "/name".into(),
+                        message: format!(
+                            "a second runbook named `{}` (the first is version {}, sha256 {}); names must be unique",
+                            rb.name,
+                            first.version,
+                            &first.digest[..12]
+                        ),
+                    });
+                } else {
+                    runbooks.push(rb);
+                }
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if errors.is_empty() {
+        Ok(runbooks)
+    } else {
+        Err(ConfigErrors(errors))
     }
 }
 

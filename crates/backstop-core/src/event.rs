@@ -101,6 +101,14 @@ string_enum! {
         IncidentUpdated = "incident.updated",
         /// A status update was due and not given.
         IncidentUpdateDue = "incident.update_due",
+        /// A runbook run started (its sha256 and inputs are in the evidence).
+        RunbookStarted = "runbook.started",
+        /// A runbook step started, ended, was confirmed or retried.
+        RunbookStep = "runbook.step",
+        /// A runbook step was skipped or altered, or an ad-hoc action taken, with a reason.
+        RunbookDeviation = "runbook.deviation",
+        /// A runbook run succeeded or was aborted.
+        RunbookEnded = "runbook.ended",
         /// The daemon signed a chain kept before audit keys existed (`audit::KEYED_ACTION`).
         AuditKeyed = "audit.keyed",
         /// The daemon found the audit chain broken (`audit::BROKEN_ACTION`).

@@ -127,6 +127,30 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("POST", "/incidents/{id}/updates", Role::IncidentCommander),
     // Anyone working the incident writes in its log.
     ("POST", "/incidents/{id}/notes", Role::Deployer),
+    // Runbooks: the route lets every token in; the handler checks the runbook's own role in
+    // the run's environment (no route knows which runbook it acts on).
+    ("GET", "/runbooks", Role::Viewer),
+    ("POST", "/runbooks/{name}/runs", Role::Viewer),
+    ("GET", "/runbook-runs", Role::Viewer),
+    ("GET", "/runbook-runs/{id}", Role::Viewer),
+    (
+        "POST",
+        "/runbook-runs/{id}/steps/{step}/confirm",
+        Role::Viewer,
+    ),
+    (
+        "POST",
+        "/runbook-runs/{id}/steps/{step}/retry",
+        Role::Viewer,
+    ),
+    ("POST", "/runbook-runs/{id}/steps/{step}/skip", Role::Viewer),
+    (
+        "POST",
+        "/runbook-runs/{id}/steps/{step}/alter",
+        Role::Viewer,
+    ),
+    ("POST", "/runbook-runs/{id}/ad-hoc", Role::Viewer),
+    ("POST", "/runbook-runs/{id}/abort", Role::Viewer),
     ("GET", "/tokens", Role::Admin),
     ("POST", "/tokens", Role::Admin),
     ("POST", "/tokens/{name}/revoke", Role::Admin),

@@ -301,6 +301,23 @@ pub async fn detail(ctx: &Ctx, id: &str) -> ApiResult<IncidentDetail> {
             }
         }
     }
+    // The runbook runs of the incident: every step, confirmation and deviation (with reason).
+    for run in ctx
+        .store
+        .incident_runbook_runs(id)
+        .await
+        .unwrap_or_default()
+    {
+        for e in run.history {
+            timeline.push(TimelineItem {
+                at_ms: e.at_ms,
+                source: "runbook".into(),
+                actor: e.actor,
+                kind: e.kind,
+                text: format!("{} ({}): {}", run.runbook, run.id, e.text),
+            });
+        }
+    }
     timeline.sort_by_key(|t| t.at_ms);
     Ok(IncidentDetail { incident, timeline })
 }

@@ -37,6 +37,7 @@ pub mod intake;
 pub mod metrics;
 pub mod releases;
 pub mod rollouts;
+pub mod runbooks;
 pub mod runtime;
 pub mod schema;
 pub mod snapshots;
@@ -136,6 +137,8 @@ pub struct Caches {
     >,
     /// What the daemon last found of the audit chain (`backstop_audit_chain_ok`).
     pub audit_chain: audit_guard::ChainStatus,
+    /// The runbook runs this daemon is driving now.
+    pub runbook_runs: runbooks::Driving,
 }
 
 impl Ctx {
@@ -352,6 +355,7 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     tokio::spawn(audit_guard::keep_checking(ctx.clone(), cancel.clone()));
     tokio::spawn(incidents::keep_reminding(ctx.clone(), cancel.clone()));
+    tokio::spawn(runbooks::keep_driving(ctx.clone(), cancel.clone()));
     if let Some(pg) = shared {
         // Other replicas wake this one's controller through the database.
         let (woken, stop) = (ctx.clone(), cancel.clone());

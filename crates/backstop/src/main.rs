@@ -91,7 +91,7 @@ enum Cmd {
     /// API tokens for people and pipelines, each with a role (maybe in one environment).
     #[command(subcommand)]
     Token(commands::TokenCmd),
-    /// Runbooks as code: procedures of manual, command and verify steps; check one.
+    /// Runbooks as code: check one, run it with tracked steps and deviations, steer a run.
     #[command(subcommand)]
     Runbook(runbook_cmd::RunbookCmd),
     /// Did the data survive? Row counts and checksums of a database, per table and key
@@ -283,7 +283,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Incident(c) => commands::incident(c).await,
             Cmd::Approvals(a) => commands::approvals(a).await,
             Cmd::Integrity(c) => integrity::run(c).await,
-            Cmd::Runbook(c) => runbook_cmd::run(c),
+            Cmd::Runbook(c) => runbook_cmd::run(c).await,
             Cmd::Audit(c) => commands::audit(c).await,
             Cmd::Config(ConfigCmd::History(a)) => config_cmd::history(a).await,
             Cmd::Config(ConfigCmd::Diff(a)) => config_cmd::diff(a).await,

@@ -303,3 +303,302 @@ fn a_major_incident_freezes_its_environment_reminds_and_pages_until_resolved() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/severity"));
 }
+
+/// Runbooks from the daemon's folder, run as part of an incident: the runbook's role is needed
+/// in the environment; a manual step waits for a person; a command step interrupted by
+/// `kill -9` of the daemon is collected after the restart, not run twice; a failed step is
+/// altered, a step skipped and an ad-hoc action recorded, each with its reason, and all of it
+/// is in the incident's timeline and the audit log.
+#[test]
+fn a_runbook_run_survives_kill_9_mid_step_and_its_deviations_reach_the_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let books = dir.path().join("runbooks");
+    std::fs::create_dir_all(&books).unwrap();
+    let marker = dir.path().join("restore.log");
+    let runbook = r#"name: restore-orders
+version: 3
+role: releaser
+inputs:
+  - {name: log}
+  - {name: snapshot, default: s-42}
+steps:
+  - {id: announce, kind: manual, title: "Tell #orders that writes stop"}
+  - {id: restore, kind: command, title: Restore, run: "echo started {snapshot} >> {log}; sleep 3; echo finished >> {log}; echo key=$BACKSTOP_IDEMPOTENCY_KEY", timeout: 1m}
+  - {id: rows, kind: verify, title: Orders are back, run: "grep -q finished {log}"}
+  - {id: reindex, kind: command, title: Reindex, run: "echo old flag >&2; exit 7"}
+  - {id: page, kind: verify, title: The shop page lists orders}
+"#;
+    std::fs::write(books.join("restore-orders.yaml"), runbook).unwrap();
+    let config = format!(
+        "runbooks: {}\n{}",
+        books.display(),
+        shop_config(proxy, "[{weight: 100}]")
+    );
+    let mut d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    let token = |name: &str, role: &str| {
+        d.cli_json(
+            &[
+                "token", "create", "--name", name, "--role", role, "--env", "prod",
+            ],
+            0,
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (alice, bob) = (token("alice", "releaser"), token("bob", "viewer"));
+    let listed = d.cli_json(&["runbook", "list"], 0);
+    assert_eq!(listed[0]["name"], "restore-orders", "{listed:#}");
+    let digest = listed[0]["digest"].as_str().unwrap().to_string();
+    let incident = d.cli_json(
+        &[
+            "incident",
+            "open",
+            "--service",
+            "shop",
+            "--env",
+            "prod",
+            "--severity",
+            "SEV3",
+            "--title",
+            "orders lost",
+        ],
+        0,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log_input = format!("log={}", marker.display());
+    let start = |who: &str| {
+        d.cli(&[
+            "runbook",
+            "run",
+            "restore-orders",
+            "--incident",
+            &incident,
+            "--input",
+            &log_input,
+            "--token",
+            who,
+            "--output",
+            "json",
+        ])
+    };
+
+    // A viewer may not run a releaser's runbook: told which role is missing, nothing started.
+    let refused = start(&bob);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("releaser"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        d.cli_json(&["runbook", "runs", "--all"], 0),
+        serde_json::json!([])
+    );
+
+    // The first step is manual: the run waits for a person (exit 4 off a terminal).
+    let started = start(&alice);
+    assert_eq!(started.status.code(), Some(4), "{started:?}\n{}", d.log());
+    let run: Value = serde_json::from_slice(&started.stdout).unwrap();
+    let id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(run["digest"], digest.as_str());
+    assert_eq!(run["inputs"]["snapshot"], "s-42");
+    assert_eq!(run["steps"][0]["status"], "waiting", "{run:#}");
+    let not_bob = d.cli(&["runbook", "confirm", &id, "announce", "--token", &bob]);
+    assert_eq!(not_bob.status.code(), Some(2), "{not_bob:?}");
+    as_token(
+        &d,
+        &alice,
+        &["runbook", "confirm", &id, "announce", "--note", "posted"],
+        0,
+    );
+
+    // kill -9 while the restore command runs; it finishes unwatched and is collected.
+    backstop_testkit::assert_eventually!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        |log| log.contains("started"),
+        "the restore step started"
+    );
+    d.kill9();
+    d.restart();
+    let run_path = format!("/api/v1/runbook-runs/{id}");
+    backstop_testkit::assert_eventually!(
+        d.api_get(&run_path),
+        |r| r["status"] == "waiting",
+        "the run goes on after the restart and stops at the failing step"
+    );
+    let run = d.cli_json(&["runbook", "show", &id], 4);
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "started s-42\nfinished\n",
+        "the restore ran once"
+    );
+    let restore = &run["steps"][1];
+    assert_eq!(
+        (restore["status"].as_str(), restore["attempts"].as_u64()),
+        (Some("done"), Some(1)),
+        "{run:#}"
+    );
+    assert_eq!(
+        restore["stdout"],
+        format!("key=runbook-run/{id}/restore\n").as_str()
+    );
+    assert_eq!(run["steps"][2]["status"], "done", "the verify step held");
+    let reindex = &run["steps"][3];
+    assert_eq!(
+        (reindex["status"].as_str(), reindex["exit_code"].as_i64()),
+        (Some("failed"), Some(7))
+    );
+    assert_eq!(reindex["stderr"], "old flag\n");
+
+    // Past the failure: altered (a reason is required), an ad-hoc action, a skip.
+    let no_reason = d.cli(&[
+        "runbook",
+        "alter",
+        &id,
+        "reindex",
+        "--command",
+        "true",
+        "--reason",
+        " ",
+        "--token",
+        &alice,
+    ]);
+    assert_eq!(no_reason.status.code(), Some(2), "{no_reason:?}");
+    as_token(
+        &d,
+        &alice,
+        &[
+            "runbook",
+            "alter",
+            &id,
+            "reindex",
+            "--command",
+            "echo reindexed",
+            "--reason",
+            "the flag was renamed",
+        ],
+        0,
+    );
+    as_token(
+        &d,
+        &alice,
+        &[
+            "runbook",
+            "ad-hoc",
+            &id,
+            "--title",
+            "Told support",
+            "--reason",
+            "customers asked",
+        ],
+        0,
+    );
+    backstop_testkit::assert_eventually!(
+        d.api_get(&run_path),
+        |r| r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == "page" && s["status"] == "waiting"),
+        "the altered step ran and the last manual step waits"
+    );
+    as_token(
+        &d,
+        &alice,
+        &[
+            "runbook",
+            "skip",
+            &id,
+            "page",
+            "--reason",
+            "support confirmed it",
+        ],
+        0,
+    );
+    backstop_testkit::assert_eventually!(
+        d.api_get(&run_path),
+        |r| r["status"] == "succeeded",
+        "the run succeeds"
+    );
+    let run = d.cli_json(&["runbook", "show", &id], 0);
+    let deviations: Vec<(String, String)> = run["deviations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_string(),
+                d["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deviations,
+        [
+            ("altered".to_string(), "the flag was renamed".to_string()),
+            ("ad-hoc".to_string(), "customers asked".to_string()),
+            ("skipped".to_string(), "support confirmed it".to_string()),
+        ]
+    );
+    let reindex = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "reindex")
+        .unwrap();
+    assert_eq!(
+        (reindex["stdout"].as_str(), reindex["actor"].as_str()),
+        (Some("reindexed\n"), Some("token:alice"))
+    );
+
+    // The incident's timeline carries the run, deviations with their reasons.
+    let detail = d.cli_json(&["incident", "show", &incident], 0);
+    let runbook_lines: Vec<String> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source"] == "runbook")
+        .map(|t| {
+            format!(
+                "{} {}",
+                t["kind"].as_str().unwrap(),
+                t["text"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "started",
+        "confirmed",
+        "step-done",
+        "deviation",
+        "the flag was renamed",
+        "customers asked",
+        "support confirmed it",
+        "succeeded",
+    ] {
+        assert!(
+            runbook_lines.iter().any(|l| l.contains(expected)),
+            "{expected} in {runbook_lines:#?}"
+        );
+    }
+    // And the audit log, with who did it.
+    let audit = d.api_get("/api/v1/audit?limit=500");
+    let deviations: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "runbook.deviation")
+        .collect();
+    assert_eq!(deviations.len(), 3, "{audit:#}");
+    assert!(deviations.iter().all(|r| r["actor"] == "token:alice"));
+}
+
+/// `backstop ARGS… --token TOKEN --output json`, asserting the exit code.
+fn as_token(d: &Daemon, token: &str, args: &[&str], code: i32) -> Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--token", token]);
+    d.cli_json(&all, code)
+}

@@ -68,6 +68,33 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "incident-commander",
     ),
     ("POST", "/api/v1/incidents/{id}/notes", "deployer"),
+    // The runbook's own role is checked by the handler (tests/runbooks.rs).
+    ("GET", "/api/v1/runbooks", "viewer"),
+    ("POST", "/api/v1/runbooks/{name}/runs", "viewer"),
+    ("GET", "/api/v1/runbook-runs", "viewer"),
+    ("GET", "/api/v1/runbook-runs/{id}", "viewer"),
+    (
+        "POST",
+        "/api/v1/runbook-runs/{id}/steps/{step}/confirm",
+        "viewer",
+    ),
+    (
+        "POST",
+        "/api/v1/runbook-runs/{id}/steps/{step}/retry",
+        "viewer",
+    ),
+    (
+        "POST",
+        "/api/v1/runbook-runs/{id}/steps/{step}/skip",
+        "viewer",
+    ),
+    (
+        "POST",
+        "/api/v1/runbook-runs/{id}/steps/{step}/alter",
+        "viewer",
+    ),
+    ("POST", "/api/v1/runbook-runs/{id}/ad-hoc", "viewer"),
+    ("POST", "/api/v1/runbook-runs/{id}/abort", "viewer"),
     ("GET", "/api/v1/tokens", "admin"),
     ("POST", "/api/v1/tokens", "admin"),
     ("POST", "/api/v1/tokens/{name}/revoke", "admin"),
@@ -134,6 +161,7 @@ fn concrete(path: &str, rollout: &str) -> String {
     path.replace("{service}", "shop")
         .replace("{env}", "prod")
         .replace("{name}", "nobody")
+        .replace("{step}", "no-step")
         .replace(
             "{id}",
             if path.starts_with("/api/v1/rollouts") {

@@ -54,6 +54,11 @@ pub struct Config {
     /// How incidents are run.
     #[serde(default)]
     pub incidents: IncidentSettings,
+    /// Runbooks the daemon may run (`backstop runbook run NAME`): one runbook file, or a folder
+    /// of them (each `*.yaml`/`*.yml`), relative to this file. Read again at every run, which
+    /// records the sha256 of the file it followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbooks: Option<PathBuf>,
     /// The folder of the config file: relative `params` paths are resolved against it (set by
     /// [`crate::load`]; empty means the current folder).
     #[serde(skip)]

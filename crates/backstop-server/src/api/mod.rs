@@ -17,6 +17,7 @@ mod incidents;
 mod recoveries;
 mod releases;
 mod rollouts;
+mod runbooks;
 mod services;
 mod tokens;
 
@@ -226,7 +227,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         incidents::set_status,
         incidents::assign_role,
         incidents::add_note,
-        incidents::add_update
+        incidents::add_update,
+        runbooks::list_runbooks,
+        runbooks::start_run,
+        runbooks::list_runs,
+        runbooks::get_run,
+        runbooks::confirm_step,
+        runbooks::retry_step,
+        runbooks::skip_step,
+        runbooks::alter_step,
+        runbooks::ad_hoc_step,
+        runbooks::abort_run
     ),
     components(schemas(
         ErrorBody,
@@ -259,7 +270,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::incidents::AssignRole,
         backstop_api::incidents::IncidentText,
         backstop_api::incidents::IncidentDetail,
-        backstop_api::incidents::TimelineItem
+        backstop_api::incidents::TimelineItem,
+        backstop_core::runbook_run::RunbookRun,
+        backstop_core::runbook_run::RunStep,
+        backstop_core::runbook_run::Deviation,
+        backstop_core::runbook_run::RunEntry,
+        backstop_api::runbooks::RunbookInfo,
+        backstop_api::runbooks::RunbookInput,
+        backstop_api::runbooks::RunbookStepInfo,
+        backstop_api::runbooks::StartRun,
+        backstop_api::runbooks::ConfirmStep,
+        backstop_api::runbooks::Reason,
+        backstop_api::runbooks::AlterStep,
+        backstop_api::runbooks::AdHocStep
     ))
 )]
 pub struct ApiDoc;
@@ -280,6 +303,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(tokens::routes())
         .merge(approvals::routes())
         .merge(incidents::routes())
+        .merge(runbooks::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

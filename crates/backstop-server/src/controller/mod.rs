@@ -39,7 +39,7 @@ use crate::Ctx;
 pub use commands::{Command, RolloutAction};
 pub use error::ControllerError;
 pub use fail_safe::{StoreHealth, StoreOutage};
-pub use leases::{LEASE_TTL, env_key, recovery_key, rollout_key};
+pub use leases::{LEASE_TTL, RENEW_EVERY, env_key, recovery_key, rollout_key};
 pub use recovery::recovery_id_for;
 pub use signals::delta;
 pub use supervise::{Supervised, SupervisionState};
