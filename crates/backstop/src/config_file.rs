@@ -254,6 +254,14 @@ fn validation(file: &Path, drills: &DrillEvidence) -> (i32, Printed) {
         }
         _ => Vec::new(),
     };
+    // The runbooks the config names must read too: the daemon reads them at every run.
+    if let Ok(Some(path)) = parsed
+        .as_ref()
+        .map(|c| c.runbooks.as_ref().map(|p| c.base_dir.join(p)))
+        && let Err(problems) = backstop_config::runbook::load_runbooks(&path)
+    {
+        errors.extend(problems.0);
+    }
     let compared: Vec<&MeasuredRecovery> = match &parsed {
         Ok(config) => last
             .unwrap_or(&[])

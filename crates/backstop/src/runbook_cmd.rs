@@ -529,7 +529,7 @@ impl Render for RunbookRun {
         let width = self.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
         for s in &self.steps {
             let took = match (s.started_at_ms, s.finished_at_ms) {
-                (Some(a), Some(b)) => format!(" {:.1}s", (b - a) as f64 / 1000.0),
+                (Some(a), Some(b)) => format!("  {:.1}s", (b - a) as f64 / 1000.0),
                 _ => String::new(),
             };
             let exit = s.exit_code.map_or(String::new(), |c| format!(" exit {c}"));
