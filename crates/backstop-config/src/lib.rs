@@ -41,7 +41,7 @@ pub use model::{
     DEFAULT_ROLLBACK_WINDOW, Defaults, Deployer, DeployerKind, Environment, HaproxyRouter,
     HaproxySocket, Health, Hooks, MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget,
     Params, PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service,
-    Signals, Strategy, Traffic, WebhookFormat,
+    Signals, Strategy, Traffic, Validation, WebhookFormat, validation,
 };
 
 pub use stateful::{

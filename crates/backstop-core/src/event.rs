@@ -62,6 +62,10 @@ string_enum! {
         RecoveryFailed = "recovery.failed",
         RecoveryResumed = "recovery.resumed",
         RecoveryDone = "recovery.done",
+        /// The post-recovery suite passed after a recovery: resolved, not only restored.
+        RecoveryResolved = "recovery.resolved",
+        /// The post-recovery suite kept failing for its whole window: restored, not resolved.
+        RecoveryUnresolved = "recovery.unresolved",
         /// A person asked to go back to the last known good.
         RollbackRequested = "rollback.requested",
         /// A rollback that could not be planned safely.

@@ -16,6 +16,7 @@ mod fixtures;
 pub mod incident;
 pub mod model;
 pub mod named;
+pub mod postmortem;
 pub mod reconcile;
 pub mod recovery;
 pub mod rollout;
@@ -27,6 +28,7 @@ pub mod snapshot;
 pub mod supervision;
 pub mod tier;
 pub mod timeline;
+pub mod validation;
 
 /// Implements `schemars::JsonSchema` for `$ty` as the string schema `$schema`, named `$name` and
 /// always inlined where it is used (never a `$defs` entry): for schema-only types that describe a

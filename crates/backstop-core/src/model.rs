@@ -344,6 +344,10 @@ pub struct Recovery {
     pub created_at_ms: Millis,
     pub finished_at_ms: Option<Millis>,
     pub steps: Vec<RecoveryStep>,
+    /// After the steps: the post-recovery suite (`None` for a recovery not done, or done
+    /// before validation existed).
+    #[serde(default)]
+    pub validation: Option<crate::validation::RecoveryValidation>,
 }
 
 string_enum! {

@@ -101,6 +101,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("GET", "/recoveries", Role::Viewer),
     ("GET", "/recoveries/{id}", Role::Viewer),
     ("POST", "/recoveries/{id}/resume", Role::Releaser),
+    ("GET", "/recoveries/{id}/postmortem", Role::Viewer),
     ("GET", "/breakers", Role::Viewer),
     ("POST", "/breakers/reset", Role::IncidentCommander),
     ("GET", "/audit", Role::Viewer),

@@ -160,6 +160,29 @@ pub async fn mitigated(ctx: &Ctx, rollout_id: &str) {
     }
 }
 
+/// Adds `text` as a note of the controller to the incident a failed rollout opened, if any
+/// (what happened after: validation passed or not). Errors are logged.
+pub async fn note_for_rollout(ctx: &Ctx, rollout_id: &str, text: &str) {
+    let Ok(all) = ctx.store.incidents(true).await else {
+        return;
+    };
+    let Some((incident, _)) = all
+        .into_iter()
+        .find(|(i, _)| i.rollout_id.as_deref() == Some(rollout_id))
+    else {
+        return;
+    };
+    let now = ctx.clock.now_ms();
+    if let Err(e) = change(ctx, &incident.id, "controller", |i| {
+        i.note(text, "controller", now);
+        Ok(())
+    })
+    .await
+    {
+        tracing::warn!(incident = %incident.id, error = %e, "Could not add a note to the incident.");
+    }
+}
+
 /// Applies `edit` to incident `id` as `actor` (compare-and-set, read again on a conflict),
 /// then audits and announces what changed.
 pub async fn change(

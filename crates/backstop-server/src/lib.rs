@@ -35,6 +35,7 @@ pub mod hosts;
 pub mod incidents;
 pub mod intake;
 pub mod metrics;
+pub mod postmortem;
 pub mod releases;
 pub mod rollouts;
 pub mod runbooks;
@@ -42,6 +43,7 @@ pub mod runtime;
 pub mod schema;
 pub mod snapshots;
 pub mod state_lock;
+pub mod validation;
 
 /// The wall clock, as the daemon's [`Clock`]: epoch milliseconds (UTC). Every decision reads
 /// time through `ctx.clock`, so tests can hold it still.
@@ -139,6 +141,8 @@ pub struct Caches {
     pub audit_chain: audit_guard::ChainStatus,
     /// The runbook runs this daemon is driving now.
     pub runbook_runs: runbooks::Driving,
+    /// The post-recovery validations this daemon runs now.
+    pub validations: runbooks::Driving,
 }
 
 impl Ctx {
@@ -356,6 +360,7 @@ pub async fn serve(
     tokio::spawn(audit_guard::keep_checking(ctx.clone(), cancel.clone()));
     tokio::spawn(incidents::keep_reminding(ctx.clone(), cancel.clone()));
     tokio::spawn(runbooks::keep_driving(ctx.clone(), cancel.clone()));
+    tokio::spawn(validation::keep_validating(ctx.clone(), cancel.clone()));
     if let Some(pg) = shared {
         // Other replicas wake this one's controller through the database.
         let (woken, stop) = (ctx.clone(), cancel.clone());

@@ -87,6 +87,14 @@ pub trait RecoveryStore: Send + Sync {
     /// Marks a failed recovery running again (its failed step will be retried); `Conflict` when
     /// the environment already has another running recovery.
     async fn reopen_recovery(&self, id: &str) -> Result<()>;
+    /// Records the post-recovery validation of recovery `id`.
+    async fn set_recovery_validation(
+        &self,
+        id: &str,
+        validation: &backstop_core::validation::RecoveryValidation,
+    ) -> Result<()>;
+    /// Done recoveries whose post-recovery suite is still pending, oldest first.
+    async fn recoveries_validating(&self) -> Result<Vec<Recovery>>;
 }
 
 /// The daemons sharing this store: each says it is alive every few seconds.

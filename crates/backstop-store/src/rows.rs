@@ -299,6 +299,7 @@ pub(crate) fn recovery_from(row: &impl Columns, steps: Vec<RecoveryStep>) -> Res
         id, rollout_id, service, env, actor, trigger, reason, created_at_ms, finished_at_ms;
         status: parse_column(row, "recoveries", "status")?,
         steps,
+        validation: optional_json_column(row, "validation", "recoveries.validation")?,
     }))
 }
 

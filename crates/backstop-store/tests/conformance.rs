@@ -138,6 +138,7 @@ async fn recovery_journal_records_intent_attempts_and_outcome(backend: Backend) 
         created_at_ms: 1,
         finished_at_ms: None,
         steps: vec![],
+        validation: None,
     };
     s.create_recovery(&rec, &plan).await.unwrap();
     let mut second = rec.clone();

@@ -123,6 +123,7 @@ fn recovery() -> Recovery {
         created_at_ms: 1,
         finished_at_ms: None,
         steps: vec![],
+        validation: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod schema;
 mod service;
 mod signals;
 mod traffic;
+pub mod validation;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub(crate) use schema::{EnvVarName, NonEmptyString, SocketAddrString};
 pub use service::{Hooks, MigrationEngine, MigrationsSpec, NotifyTarget, Service, WebhookFormat};
 pub use signals::{PrometheusSignals, Signals};
 pub use traffic::{CommandRouter, HaproxyRouter, HaproxySocket, NginxRouter, Router, Traffic};
+pub use validation::Validation;
 
 /// Pattern of a service or environment name.
 pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,62}$";

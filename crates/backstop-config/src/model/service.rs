@@ -67,6 +67,11 @@ pub struct Service {
     /// touching anything whether proven downs must run or the way back is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<MigrationsSpec>,
+    /// The post-recovery suite: after a rollback has put traffic back (restored), the recovery
+    /// is resolved only when these journeys and commands pass; until then non-critical
+    /// deployments into the environment are frozen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<super::Validation>,
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,

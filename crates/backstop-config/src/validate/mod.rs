@@ -11,6 +11,7 @@ mod schema;
 mod semantic;
 mod severity;
 mod traffic;
+mod validation;
 
 pub(crate) use schema::schema_problems;
 pub(crate) use semantic::semantic_problems;

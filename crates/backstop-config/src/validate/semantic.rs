@@ -16,6 +16,7 @@ use super::rollout::check_rollout;
 use super::run::check_run_kind;
 use super::severity::check_severity;
 use super::traffic::check_traffic;
+use super::validation::check_validation;
 use crate::yaml::{Document, Pos};
 
 /// Where `name` was first defined when `seen` has it already; otherwise records it as defined at
@@ -198,6 +199,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         // Severity and notifications.
         check_severity(svc, &sp, tier, &mut push);
         check_notify(svc, &sp, &mut push);
+        check_validation(svc, &sp, &mut push);
 
         // Rollout.
         check_rollout(doc, svc, &sp, &mut push, &mut direct);

@@ -22,6 +22,17 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
         .route("/recoveries", get(list_recoveries))
         .route("/recoveries/{id}", get(get_recovery))
         .route("/recoveries/{id}/resume", post(resume_recovery))
+        .route("/recoveries/{id}/postmortem", get(get_postmortem))
+}
+
+/// The post-mortem draft of a recovery, written from what the store holds now: phases and
+/// their durations, impact, timeline, detection, steps, deviations, action items.
+#[utoipa::path(get, path = "/api/v1/recoveries/{id}/postmortem", responses((status = 200, body = backstop_core::postmortem::Draft), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_postmortem(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<backstop_core::postmortem::Draft>> {
+    Ok(Json(crate::postmortem::of(&ctx, &id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/rollback", request_body = RollbackRequest,

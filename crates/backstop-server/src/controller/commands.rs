@@ -478,6 +478,7 @@ impl Controller {
             created_at_ms: ctx.clock.now_ms(),
             finished_at_ms: None,
             steps: vec![],
+            validation: None,
         };
         ctx.store.create_recovery(&rec, &plan).await?;
         self.record(Record::audit_only(

@@ -148,6 +148,7 @@ impl Controller {
             created_at_ms: ctx.clock.now_ms(),
             finished_at_ms: None,
             steps: vec![],
+            validation: None,
         };
         match ctx.store.create_recovery(&rec, &plan).await {
             Ok(()) => {
@@ -275,6 +276,11 @@ impl Controller {
         ctx.store
             .finish_recovery(&rec.id, RecoveryStatus::Done, now)
             .await?;
+        // Restored; resolved once the post-recovery suite passes (at once without one).
+        let validation = crate::validation::begin(ctx.config.service(&rec.service), now);
+        ctx.store
+            .set_recovery_validation(&rec.id, &validation)
+            .await?;
         self.record(Record::audit_only(
             "controller",
             EventKind::RecoveryDone,
@@ -287,6 +293,9 @@ impl Controller {
             // Mitigated before the rollout says recovered: its freeze is lifted by then.
             crate::incidents::mitigated(&ctx, rollout_id).await;
             self.rollout_recovered(rollout_id, &rec.id, now).await?;
+        }
+        if validation.resolved_at_ms().is_some() {
+            crate::postmortem::write_draft(&ctx, &rec.id).await;
         }
         Ok(())
     }

@@ -254,14 +254,20 @@ pub(super) async fn no_active_rollout(s: &Subject<'_>) -> anyhow::Result<Check> 
     }
 }
 
-/// Automatic freeze: no recovery running in the environment (any service), unless the change
-/// is critical (a fix-forward) and says why.
+/// Automatic freeze: no recovery running in the environment (any service), and none restored
+/// but not yet resolved (its post-recovery suite has not passed), unless the change is
+/// critical (a fix-forward) and says why.
 pub(super) async fn no_recovery(s: &Subject<'_>) -> anyhow::Result<Check> {
     const NAME: &str = "recovery";
     let mut busy: Vec<Value> = Vec::new();
     for rec in s.ctx.store.unfinished_recoveries().await? {
         if rec.env == s.env {
             busy.push(json!({"recovery": rec.id, "service": rec.service, "status": rec.status}));
+        }
+    }
+    for rec in s.ctx.store.recoveries_validating().await? {
+        if rec.env == s.env {
+            busy.push(json!({"recovery": rec.id, "service": rec.service, "status": "restored, validating"}));
         }
     }
     for r in s.ctx.store.active_rollouts().await? {

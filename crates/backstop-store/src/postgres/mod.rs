@@ -262,6 +262,11 @@ fn migrator() -> Migrator {
             "runbook_runs",
             include_str!("../../migrations/postgres/0010_runbook_runs.sql"),
         ),
+        (
+            11,
+            "recovery_validation",
+            include_str!("../../migrations/postgres/0011_recovery_validation.sql"),
+        ),
     ])
 }
 

@@ -144,6 +144,31 @@ impl RecoveryStore for Backend {
         Ok(())
     }
 
+    async fn set_recovery_validation(
+        &self,
+        id: &str,
+        validation: &backstop_core::validation::RecoveryValidation,
+    ) -> Result<()> {
+        self.write(
+            sqlx::query(
+                "UPDATE recoveries SET validation = $2, validation_status = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(crate::rows::json(validation))
+            .bind(validation.status.as_str()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn recoveries_validating(&self) -> Result<Vec<Recovery>> {
+        self.recoveries_where(
+            "SELECT * FROM recoveries WHERE validation_status = 'pending' ORDER BY created_at_ms LIMIT $1",
+            1000,
+        )
+        .await
+    }
+
     async fn reopen_recovery(&self, id: &str) -> Result<()> {
         let done = self.write(sqlx::query("UPDATE recoveries SET status = 'running', finished_at_ms = NULL WHERE id = $1 AND status = 'failed'")
             .bind(id))

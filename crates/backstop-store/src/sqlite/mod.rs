@@ -245,6 +245,11 @@ fn migrator() -> Migrator {
             "runbook_runs",
             include_str!("../../migrations/sqlite/0014_runbook_runs.sql"),
         ),
+        (
+            15,
+            "recovery_validation",
+            include_str!("../../migrations/sqlite/0015_recovery_validation.sql"),
+        ),
     ])
 }
 

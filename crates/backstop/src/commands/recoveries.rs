@@ -6,6 +6,7 @@ use anyhow::Result;
 use backstop_api::rollouts::RollbackRequest;
 use backstop_core::format_ms;
 use backstop_core::model::{Recovery, RecoveryStatus};
+use backstop_core::postmortem::Draft;
 
 use crate::client::ApiArgs;
 use crate::output::Render;
@@ -64,9 +65,16 @@ pub enum RecoveryCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// One recovery with its journaled steps.
+    /// One recovery with its journaled steps and its post-recovery validation.
     #[command(alias = "status")]
     Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The post-mortem draft of a recovery (Markdown; with --output json, its numbers too):
+    /// phases and durations, impact, timeline, detection, steps, deviations, action items.
+    Postmortem {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
@@ -86,6 +94,10 @@ pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
         }
         RecoveryCmd::Show { id, api } => {
             api.get_and_print::<Recovery>(&format!("/api/v1/recoveries/{id}"))
+                .await?;
+        }
+        RecoveryCmd::Postmortem { id, api } => {
+            api.get_and_print::<Draft>(&format!("/api/v1/recoveries/{id}/postmortem"))
                 .await?;
         }
     }
@@ -111,7 +123,33 @@ impl Render for Recovery {
                 s.idempotency_key
             )?;
         }
+        if let Some(v) = &rec.validation {
+            let resolved = v
+                .resolved_at_ms()
+                .map_or_else(String::new, |at| format!(", resolved {}", format_ms(at)));
+            writeln!(
+                w,
+                "  validation: {} after {} attempt(s){resolved}",
+                v.status, v.attempts
+            )?;
+            for c in &v.checks {
+                writeln!(
+                    w,
+                    "    {} {:<7} {}: {}",
+                    if c.passed { "ok  " } else { "FAIL" },
+                    c.kind,
+                    c.name,
+                    c.detail
+                )?;
+            }
+        }
         Ok(())
+    }
+}
+
+impl Render for Draft {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        w.write_all(self.markdown.as_bytes())
     }
 }
 

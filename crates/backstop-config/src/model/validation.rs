@@ -1,0 +1,217 @@
+//! `validation`: the post-recovery suite of a service (practice 6.1). A recovery is *restored*
+//! when traffic is back on the last known good, and *resolved* only once this suite passes
+//! against the environment's address.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use backstop_core::duration::{DurationString, serde_duration as duration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How long the suite may keep failing after a restore before the recovery is reported
+/// unresolved.
+pub const DEFAULT_VALIDATION_WITHIN: Duration = Duration::from_secs(120);
+/// How long one journey step or command may take.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The post-recovery suite: synthetic journeys through the environment's address and commands.
+/// Every check must pass in one attempt; attempts repeat until then, for at most `within`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    /// How long after the restore the suite may keep failing before the recovery is reported
+    /// unresolved (default 2m).
+    #[serde(default = "default_within", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub within: Duration,
+    /// Where journeys send their requests, e.g. `https://shop.example` (default: the
+    /// environment's `listen` address, the built-in proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Ordered HTTP requests with assertions, as a user would go through the service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journeys: Vec<Journey>,
+    /// Commands whose exit 0 means the check holds (a regression suite, a queue depth check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<ValidationCommand>,
+}
+
+fn default_within() -> Duration {
+    DEFAULT_VALIDATION_WITHIN
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_CHECK_TIMEOUT
+}
+
+/// A synthetic journey: requests in order, each checked; values saved from one answer are
+/// used by the next requests as `{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Journey {
+    /// Names the journey in reports (e.g. `checkout`).
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The requests, in order (at least one).
+    #[schemars(length(min = 1))]
+    pub steps: Vec<JourneyStep>,
+}
+
+/// One request of a journey and what its answer must be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyStep {
+    /// `METHOD /path?query` against the environment's address, e.g. `GET /api/orders/{order}`.
+    #[schemars(length(min = 1))]
+    pub request: String,
+    /// Request headers (values may use saved `{name}`s).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body (may use saved `{name}`s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// What the answer must be (default: a 2xx status).
+    #[serde(default)]
+    pub expect: Expect,
+    /// Values to keep for later steps: name → JSON pointer into the answer's body
+    /// (e.g. `{order: /id}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub save: BTreeMap<String, String>,
+    /// How long the request may take (default 30s).
+    #[serde(default = "default_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+/// Assertions on an answer; every one given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The status code (default: any 2xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub status: Option<u16>,
+    /// Headers that must be present with these values (names are case-insensitive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Values in the JSON body: JSON pointer → expected value (e.g. `{/status: ok}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub json: BTreeMap<String, serde_json::Value>,
+    /// Text the body must contain (may use saved `{name}`s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// The answer must come within this (e.g. `500ms`).
+    #[serde(
+        default,
+        with = "backstop_core::duration::serde_option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub max_latency: Option<Duration>,
+}
+
+/// A check run as `sh -c`; exit 0 means it holds. It gets `BACKSTOP_SERVICE`, `BACKSTOP_ENV`
+/// and `BACKSTOP_URL` (the environment's address).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationCommand {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub run: String,
+    /// How long it may run (default 30s).
+    #[serde(default = "default_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+/// The methods a journey step may use.
+pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Splits `METHOD /path` into its parts.
+///
+/// # Errors
+/// What is wrong with it, for the config's error message.
+pub fn split_request(request: &str) -> Result<(&str, &str), String> {
+    let mut parts = request.split_whitespace();
+    let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "{request:?} is not `METHOD /path` (e.g. `GET /healthz`)"
+        ));
+    };
+    if !METHODS.contains(&method) {
+        return Err(format!(
+            "unknown method {method:?} (one of {})",
+            METHODS.join(", ")
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "the path {path:?} must start with `/` (it is relative to the environment's address)"
+        ));
+    }
+    Ok((method, path))
+}
+
+/// The `{name}` placeholders of a text.
+#[must_use]
+pub fn placeholders(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let name = &after[..close];
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    out.push(name);
+                }
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// `text` with each `{name}` of `vars` replaced by its value (others left as written).
+#[must_use]
+pub fn fill(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_owned();
+    for (name, value) in vars {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_split_and_placeholders_are_found() {
+        assert_eq!(split_request("GET /a?b=1"), Ok(("GET", "/a?b=1")));
+        assert!(split_request("GET").is_err());
+        assert!(
+            split_request("FETCH /")
+                .unwrap_err()
+                .contains("unknown method")
+        );
+        assert!(
+            split_request("GET a")
+                .unwrap_err()
+                .contains("must start with")
+        );
+        assert_eq!(
+            placeholders("/o/{order}/{x-y}?{} {bad name}"),
+            ["order", "x-y"]
+        );
+        let vars = BTreeMap::from([("order".to_owned(), "42".to_owned())]);
+        assert_eq!(fill("/o/{order}/{other}", &vars), "/o/42/{other}");
+    }
+}

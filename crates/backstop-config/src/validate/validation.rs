@@ -1,0 +1,116 @@
+//! `validation`: each journey step's request is `METHOD /path`, uses only the `{name}`s saved
+//! by the steps before it, and its JSON pointers start with `/`.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::model::validation::{placeholders, split_request};
+
+pub(super) fn check_validation(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
+    let Some(journeys) = svc
+        .pointer("/validation/journeys")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    for (j, journey) in journeys.iter().enumerate() {
+        let jp = format!("{sp}/validation/journeys/{j}");
+        let mut saved: HashSet<String> = HashSet::new();
+        let Some(steps) = journey.get("steps").and_then(Value::as_array) else {
+            continue;
+        };
+        for (k, step) in steps.iter().enumerate() {
+            let kp = format!("{jp}/steps/{k}");
+            let mut uses: Vec<(String, String)> = Vec::new();
+            if let Some(request) = step.get("request").and_then(Value::as_str) {
+                if let Err(why) = split_request(request) {
+                    push(format!("{kp}/request"), why);
+                }
+                uses.push((format!("{kp}/request"), request.to_owned()));
+            }
+            if let Some(body) = step.get("body").and_then(Value::as_str) {
+                uses.push((format!("{kp}/body"), body.to_owned()));
+            }
+            if let Some(headers) = step.get("headers").and_then(Value::as_object) {
+                for (name, value) in headers {
+                    if let Some(v) = value.as_str() {
+                        uses.push((format!("{kp}/headers/{name}"), v.to_owned()));
+                    }
+                }
+            }
+            if let Some(text) = step
+                .pointer("/expect/body_contains")
+                .and_then(Value::as_str)
+            {
+                uses.push((format!("{kp}/expect/body_contains"), text.to_owned()));
+            }
+            for (at, text) in uses {
+                for name in placeholders(&text) {
+                    if !saved.contains(name) {
+                        push(
+                            at.clone(),
+                            format!(
+                                "`{{{name}}}` is not saved by an earlier step of this journey (add `save: {{{name}: /json/pointer}}` to one)"
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Some(json) = step.pointer("/expect/json").and_then(Value::as_object) {
+                for pointer in json.keys() {
+                    if !pointer.starts_with('/') {
+                        push(
+                            format!("{kp}/expect/json"),
+                            format!(
+                                "{pointer:?} is not a JSON pointer (they start with `/`, e.g. `/status`)"
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Some(save) = step.get("save").and_then(Value::as_object) {
+                for (name, pointer) in save {
+                    match pointer.as_str() {
+                        Some(p) if p.starts_with('/') || p.is_empty() => {}
+                        _ => push(
+                            format!("{kp}/save/{name}"),
+                            format!(
+                                "{pointer} is not a JSON pointer (they start with `/`, e.g. `/id`)"
+                            ),
+                        ),
+                    }
+                    saved.insert(name.clone());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journeys_use_only_what_earlier_steps_saved() {
+        let svc = serde_json::json!({"validation": {"journeys": [{"name": "buy", "steps": [
+            {"request": "GET /o/{order}"},
+            {"request": "POST /o", "save": {"order": "/id", "bad": "id"}},
+            {"request": "GET /o/{order}", "expect": {"json": {"status": "ok"}}},
+            {"request": "FETCH /"},
+        ]}]}});
+        let mut found = Vec::new();
+        check_validation(&svc, "/services/0", &mut |at, why| found.push((at, why)));
+        let at: Vec<&str> = found.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(
+            at,
+            [
+                "/services/0/validation/journeys/0/steps/0/request",
+                "/services/0/validation/journeys/0/steps/1/save/bad",
+                "/services/0/validation/journeys/0/steps/2/expect/json",
+                "/services/0/validation/journeys/0/steps/3/request",
+            ],
+            "{found:?}"
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! Post-recovery validation in the daemon (practice 6.1): once a recovery is done (traffic is
+//! back on the last known good: *restored*), the service's suite runs against the environment
+//! again and again until every check passes (*resolved*) or its window is over (restored, not
+//! resolved: people are told). Until then the gate keeps non-critical deployments out of the
+//! environment.
+//!
+//! Driven like runbook runs: each pending validation by the replica holding its lease, every
+//! write inside its fence.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backstop_config::Service;
+use backstop_config::validation::{Journey, JourneyStep, Validation, fill, split_request};
+
+use backstop_core::event::EventKind;
+use backstop_core::model::Recovery;
+use backstop_core::validation::{CheckResult, RecoveryValidation, ValidationStatus};
+use backstop_drivers::step::RecordedStep;
+use backstop_store::fence::{Fence, fenced};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::Ctx;
+use crate::controller::{LEASE_TTL, RENEW_EVERY};
+use crate::error::ApiResult;
+
+/// How often the daemon looks for validations to run.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// The pause between two attempts of a failing suite.
+pub const RETRY_EVERY: Duration = Duration::from_secs(3);
+
+fn lease_key(recovery_id: &str) -> String {
+    format!("validation/{recovery_id}")
+}
+
+fn millis(d: Duration) -> backstop_core::Millis {
+    backstop_core::Millis::try_from(d.as_millis()).unwrap_or(backstop_core::Millis::MAX)
+}
+
+/// The validation a recovery of `service` restored at `now` begins with.
+#[must_use]
+pub fn begin(service: Option<&Service>, now: backstop_core::Millis) -> RecoveryValidation {
+    let within = service
+        .and_then(|s| s.validation.as_ref())
+        .map(|v| millis(v.within));
+    RecoveryValidation::begin(now, within)
+}
+
+/// Where journeys of `service` in `env` go: the suite's `url`, else the environment's address.
+fn base_url(suite: &Validation, service: &Service, env: &str) -> Option<String> {
+    if let Some(url) = &suite.url {
+        return Some(url.trim_end_matches('/').to_owned());
+    }
+    service
+        .environment(env)
+        .and_then(|e| e.listen)
+        .map(|a| format!("http://{a}"))
+}
+
+/// Kicks, every [`CHECK_EVERY`], each pending validation.
+pub async fn keep_validating(ctx: Arc<Ctx>, stop: CancellationToken) {
+    loop {
+        if let Ok(pending) = ctx.store.recoveries_validating().await {
+            for rec in pending {
+                kick(&ctx, &rec.id);
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+    }
+}
+
+fn kick(ctx: &Arc<Ctx>, id: &str) {
+    {
+        let mut busy = ctx
+            .caches
+            .validations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !busy.insert(id.to_owned()) {
+            return;
+        }
+    }
+    let (ctx, id) = (ctx.clone(), id.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = validate_leased(&ctx, &id).await {
+            tracing::warn!(recovery = %id, error = %e, "Post-recovery validation stopped; it is picked up again shortly.");
+        }
+        ctx.caches
+            .validations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    });
+}
+
+async fn validate_leased(ctx: &Arc<Ctx>, id: &str) -> ApiResult<()> {
+    let key = lease_key(id);
+    let ttl = millis(LEASE_TTL);
+    let Some(epoch) = ctx
+        .store
+        .acquire_lease(&key, &ctx.replica.id, ctx.clock.now_ms(), ttl)
+        .await?
+    else {
+        return Ok(());
+    };
+    let lost = CancellationToken::new();
+    let renew = {
+        let (ctx, key, lost) = (ctx.clone(), key.clone(), lost.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let got = ctx
+                    .store
+                    .acquire_lease(&key, &ctx.replica.id, ctx.clock.now_ms(), ttl)
+                    .await;
+                if !matches!(got, Ok(Some(e)) if e == epoch) {
+                    lost.cancel();
+                    return;
+                }
+            }
+        })
+    };
+    let fence = Fence {
+        key: key.clone(),
+        epoch,
+    };
+    let done = fenced(fence, validate(ctx, id, &lost)).await;
+    renew.abort();
+    let _ = ctx.store.release_lease(&key, &ctx.replica.id).await;
+    done
+}
+
+/// Attempts the suite until it passes or its window is over.
+async fn validate(ctx: &Ctx, id: &str, lost: &CancellationToken) -> ApiResult<()> {
+    while !lost.is_cancelled() {
+        let rec = ctx.store.recovery(id).await?;
+        let Some(mut v) = rec.validation.clone() else {
+            return Ok(());
+        };
+        if v.status != ValidationStatus::Pending {
+            return Ok(());
+        }
+        let service = ctx.config.service(&rec.service);
+        let checks = match service.and_then(|s| s.validation.as_ref().map(|v| (s, v))) {
+            Some((svc, suite)) => run_suite(suite, svc, &rec.env).await,
+            // The config no longer declares a suite: nothing left to wait for.
+            None => vec![],
+        };
+        let now = ctx.clock.now_ms();
+        let finished = v.attempted(checks, now);
+        ctx.store.check_fence().await?;
+        ctx.store.set_recovery_validation(id, &v).await?;
+        if finished {
+            finished_validation(ctx, &rec, &v).await?;
+            return Ok(());
+        }
+        tokio::select! {
+            () = lost.cancelled() => {}
+            () = tokio::time::sleep(RETRY_EVERY) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The validation of `rec` ended: audited, told to the incident, the service's webhooks and,
+/// once resolved, written out as a post-mortem draft.
+async fn finished_validation(ctx: &Ctx, rec: &Recovery, v: &RecoveryValidation) -> ApiResult<()> {
+    let resolved = v.status == ValidationStatus::Passed;
+    let failed: Vec<&CheckResult> = v.checks.iter().filter(|c| !c.passed).collect();
+    let summary = if resolved {
+        format!(
+            "recovery {} resolved: the post-recovery suite passed ({} checks, attempt {})",
+            rec.id,
+            v.checks.len(),
+            v.attempts
+        )
+    } else {
+        format!(
+            "recovery {} restored but NOT resolved: the post-recovery suite still fails after {} attempts ({})",
+            rec.id,
+            v.attempts,
+            failed
+                .iter()
+                .map(|c| format!("{} {}: {}", c.kind, c.name, c.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    let kind = if resolved {
+        EventKind::RecoveryResolved
+    } else {
+        EventKind::RecoveryUnresolved
+    };
+    crate::audit(
+        ctx,
+        "controller",
+        kind,
+        &format!("recovery/{}", rec.id),
+        "validation",
+        json!({"status": v.status, "attempts": v.attempts, "checks": v.checks}),
+    )
+    .await?;
+    if resolved {
+        tracing::info!(recovery = %rec.id, "{summary}");
+    } else {
+        tracing::warn!(recovery = %rec.id, "{summary}");
+    }
+    if let Some(n) = ctx.drivers.notifiers.get(&rec.service) {
+        n.notify(backstop_drivers::notify::Notification {
+            id: format!("validation/{}", rec.id),
+            kind: kind.as_str().into(),
+            service: rec.service.clone(),
+            env: rec.env.clone(),
+            summary: summary.clone(),
+            detail: json!({"recovery": rec.id, "status": v.status, "checks": v.checks}),
+            at_ms: ctx.clock.now_ms(),
+        });
+    }
+    if let Some(rollout_id) = &rec.rollout_id {
+        crate::incidents::note_for_rollout(ctx, rollout_id, &summary).await;
+    }
+    if resolved {
+        crate::postmortem::write_draft(ctx, &rec.id).await;
+    }
+    Ok(())
+}
+
+/// One attempt: every journey and command, each timed.
+pub async fn run_suite(suite: &Validation, service: &Service, env: &str) -> Vec<CheckResult> {
+    let base = base_url(suite, service, env);
+    let mut out = Vec::new();
+    for journey in &suite.journeys {
+        let started = Instant::now();
+        let (passed, detail) = match &base {
+            Some(base) => run_journey(base, journey).await,
+            None => (
+                false,
+                format!(
+                    "no address to send journeys to: environment {env} has no `listen` and the suite no `url`"
+                ),
+            ),
+        };
+        out.push(CheckResult {
+            kind: "journey".into(),
+            name: journey.name.clone(),
+            passed,
+            detail,
+            took_ms: millis(started.elapsed()),
+        });
+    }
+    for command in &suite.commands {
+        let started = Instant::now();
+        let dir = std::env::temp_dir().join(format!("backstop-validate-{}", uuid::Uuid::now_v7()));
+        let step = RecordedStep {
+            dir: dir.clone(),
+            command: command.run.clone(),
+            idempotency_key: format!("validation/{}/{}/{}", service.name, env, command.name),
+            timeout: command.timeout,
+            vars: BTreeMap::from([
+                ("BACKSTOP_SERVICE".to_owned(), service.name.clone()),
+                ("BACKSTOP_ENV".to_owned(), env.to_owned()),
+                ("BACKSTOP_URL".to_owned(), base.clone().unwrap_or_default()),
+            ]),
+        };
+        let (passed, detail) = match step.run().await {
+            Ok(o) if o.exit_code == 0 && !o.timed_out => (true, "exit 0".to_owned()),
+            Ok(o) => (
+                false,
+                format!(
+                    "{}; stderr: {}",
+                    if o.timed_out {
+                        "timed out".to_owned()
+                    } else {
+                        format!("exit {}", o.exit_code)
+                    },
+                    tail(&o.stderr)
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        out.push(CheckResult {
+            kind: "command".into(),
+            name: command.name.clone(),
+            passed,
+            detail,
+            took_ms: millis(started.elapsed()),
+        });
+    }
+    out
+}
+
+fn tail(text: &str) -> String {
+    let t = text.trim();
+    let start = t.char_indices().rev().nth(300).map_or(0, |(i, _)| i);
+    t[start..].to_owned()
+}
+
+/// Runs a journey's steps in order: whether all held, and what was seen (each request's status
+/// and latency, then the first failed assertion).
+pub async fn run_journey(base: &str, journey: &Journey) -> (bool, String) {
+    let client = match reqwest::Client::builder().build() {
+        Ok(c) => c,
+        Err(e) => return (false, format!("cannot make an HTTP client: {e}")),
+    };
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = Vec::new();
+    for (i, step) in journey.steps.iter().enumerate() {
+        match run_step(&client, base, step, &mut vars).await {
+            Ok(line) => seen.push(line),
+            Err(why) => {
+                seen.push(format!("step {} `{}`: {why}", i + 1, step.request));
+                return (false, seen.join("; "));
+            }
+        }
+    }
+    (true, seen.join("; "))
+}
+
+async fn run_step(
+    client: &reqwest::Client,
+    base: &str,
+    step: &JourneyStep,
+    vars: &mut BTreeMap<String, String>,
+) -> Result<String, String> {
+    let (method, path) = split_request(&step.request)?;
+    let url = format!("{base}{}", fill(path, vars));
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut req = client.request(method, &url).timeout(step.timeout);
+    for (name, value) in &step.headers {
+        req = req.header(name, fill(value, vars));
+    }
+    if let Some(body) = &step.body {
+        req = req.body(fill(body, vars));
+    }
+    let started = Instant::now();
+    let answer = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = answer.status().as_u16();
+    let headers = answer.headers().clone();
+    let body = answer
+        .text()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?;
+    let latency = started.elapsed();
+    let line = format!("{} {status} in {} ms", step.request, latency.as_millis());
+    let expect = &step.expect;
+    match expect.status {
+        Some(want) if want != status => {
+            return Err(format!(
+                "status {status}, expected {want} ({})",
+                snippet(&body)
+            ));
+        }
+        None if !(200..300).contains(&status) => {
+            return Err(format!(
+                "status {status}, expected 2xx ({})",
+                snippet(&body)
+            ));
+        }
+        _ => {}
+    }
+    for (name, want) in &expect.headers {
+        let want = fill(want, vars);
+        let got = headers.get(name).and_then(|v| v.to_str().ok());
+        if got != Some(want.as_str()) {
+            return Err(format!("header {name}: {got:?}, expected {want:?}"));
+        }
+    }
+    if let Some(text) = &expect.body_contains {
+        let text = fill(text, vars);
+        if !body.contains(&text) {
+            return Err(format!(
+                "the body does not contain {text:?} ({})",
+                snippet(&body)
+            ));
+        }
+    }
+    if let Some(max) = expect.max_latency
+        && latency > max
+    {
+        return Err(format!(
+            "took {} ms, at most {} ms expected",
+            latency.as_millis(),
+            max.as_millis()
+        ));
+    }
+    if !expect.json.is_empty() || !step.save.is_empty() {
+        let doc: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| format!("the body is not JSON ({e}): {}", snippet(&body)))?;
+        for (pointer, want) in &expect.json {
+            let got = doc.pointer(pointer);
+            if got != Some(want) {
+                return Err(format!(
+                    "{pointer} is {}, expected {want}",
+                    got.map_or_else(|| "missing".to_owned(), ToString::to_string)
+                ));
+            }
+        }
+        for (name, pointer) in &step.save {
+            let value = doc
+                .pointer(pointer)
+                .ok_or_else(|| format!("nothing at {pointer} to save as {name}"))?;
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vars.insert(name.clone(), text);
+        }
+    }
+    Ok(line)
+}
+
+fn snippet(body: &str) -> String {
+    let b = body.trim();
+    match b.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", &b[..i]),
+        None => b.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::{get, post};
+
+    async fn shop() -> String {
+        let app = Router::new()
+            .route(
+                "/orders",
+                post(|| async {
+                    (
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(json!({"id": 42, "status": "new"})),
+                    )
+                }),
+            )
+            .route(
+                "/orders/42",
+                get(|| async {
+                    (
+                        [("x-shop", "yes")],
+                        axum::Json(json!({"id": 42, "status": "paid"})),
+                    )
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "slow"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn journey(yaml: &str) -> Journey {
+        serde_json::from_value(serde_yaml_value(yaml)).unwrap()
+    }
+
+    fn serde_yaml_value(text: &str) -> serde_json::Value {
+        let config = format!(
+            "services:\n  - name: s\n    owner: t\n    tier: 1\n    run: {{command: x}}\n    environments: [{{name: prod}}]\n    validation:\n      journeys:\n{text}"
+        );
+        let parsed = backstop_config::parse(&config, "test.yaml").unwrap();
+        serde_json::to_value(&parsed.services[0].validation.as_ref().unwrap().journeys[0]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_journey_carries_saved_values_and_checks_status_headers_json_and_latency() {
+        let base = shop().await;
+        let good = journey(
+            "        - name: buy\n          steps:\n            - {request: POST /orders, expect: {status: 201}, save: {order: /id}}\n            - {request: 'GET /orders/{order}', expect: {headers: {x-shop: 'yes'}, json: {/status: paid}, body_contains: '\"id\":{order}'}}\n",
+        );
+        let (passed, detail) = run_journey(&base, &good).await;
+        assert!(passed, "{detail}");
+        assert!(detail.contains("POST /orders 201 in"), "{detail}");
+
+        let wrong = journey(
+            "        - name: buy\n          steps:\n            - {request: POST /orders, save: {order: /id}}\n            - {request: 'GET /orders/{order}', expect: {json: {/status: new}}}\n",
+        );
+        let (passed, detail) = run_journey(&base, &wrong).await;
+        assert!(!passed);
+        assert!(
+            detail.contains("step 2 `GET /orders/{order}`: /status is \"paid\", expected \"new\""),
+            "{detail}"
+        );
+
+        let slow = journey(
+            "        - name: slow\n          steps:\n            - {request: GET /slow, expect: {max_latency: 50ms}}\n",
+        );
+        let (passed, detail) = run_journey(&base, &slow).await;
+        assert!(
+            !passed && detail.contains("at most 50 ms expected"),
+            "{detail}"
+        );
+
+        let missing =
+            journey("        - name: gone\n          steps:\n            - {request: GET /nope}\n");
+        let (passed, detail) = run_journey(&base, &missing).await;
+        assert!(
+            !passed && detail.contains("status 404, expected 2xx"),
+            "{detail}"
+        );
+    }
+}
