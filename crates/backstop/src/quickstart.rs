@@ -66,6 +66,14 @@ services:
       judge: sequential
       alpha: 0.01
       interval: 1s
+    # After a rollback, the recovery is resolved only when this passes through the proxy.
+    validation:
+      within: 30s
+      journeys:
+        - name: storefront
+          steps:
+            - {{request: GET /healthz, expect: {{status: 200, body_contains: ok}}}}
+            - {{request: GET /version, expect: {{body_contains: v2, max_latency: 2s}}}}
     environments:
       - name: {ENV}
         listen: 127.0.0.1:{proxy_port}
@@ -183,6 +191,20 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
 
     let v3_failed = traffic.failed_by_version.get("v3").copied().unwrap_or(0);
     let v3_ok = traffic.ok_by_version.get("v3").copied().unwrap_or(0);
+    // Restored is not resolved: wait for the post-recovery suite, then the post-mortem draft.
+    let resolution = match &v3.recovery {
+        Some(rec) => Some(
+            resolve(
+                client,
+                &rec.id,
+                &state_dir,
+                args.state_dir.is_some() || args.keep,
+                &p,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let verification: AuditVerification = client.get("/api/v1/audit/verify").await?;
     // The bad release's failure opened an incident; its timeline is what people look at.
     let incidents: Vec<Incident> = client.get("/api/v1/incidents?all=true").await?;
@@ -213,6 +235,7 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
         v2: Outcome::of(&v2, false),
         v3: Outcome::of(&v3, true),
         incident: incident.as_ref(),
+        resolution: resolution.as_ref(),
     });
 
     if args.keep {
@@ -227,7 +250,8 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
         crate::shutdown_signal().await;
     }
     daemon.stop().await?;
-    Ok(if promoted && rolled_back && verification.ok {
+    let resolved = resolution.as_ref().is_some_and(|r| r.resolved);
+    Ok(if promoted && rolled_back && resolved && verification.ok {
         0
     } else {
         1
@@ -341,6 +365,70 @@ struct Summary<'a> {
     v3: Outcome<'a>,
     /// The incident the bad release opened, with its timeline.
     incident: Option<&'a IncidentDetail>,
+    /// The bad release's recovery after the restore: validated, and its post-mortem draft.
+    resolution: Option<&'a Resolution>,
+}
+
+/// How the bad release's recovery ended after traffic was restored.
+#[derive(Serialize)]
+struct Resolution {
+    recovery: String,
+    resolved: bool,
+    validation: Option<backstop_core::validation::RecoveryValidation>,
+    /// Where the post-mortem draft is.
+    postmortem: PathBuf,
+    phases: backstop_core::postmortem::Phases,
+    action_items: usize,
+}
+
+/// Waits for recovery `id`'s post-recovery suite (up to its window and a little more), then
+/// fetches its post-mortem draft; a draft in a temporary state folder is copied out so it
+/// outlives the quickstart.
+async fn resolve(
+    client: &crate::client::Client,
+    id: &str,
+    state_dir: &Path,
+    state_kept: bool,
+    p: &Progress,
+) -> Result<Resolution> {
+    p.say("Validating the recovered environment (post-recovery suite: the storefront journey)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let rec = loop {
+        let rec: backstop_core::model::Recovery =
+            client.get(&format!("/api/v1/recoveries/{id}")).await?;
+        let pending = rec
+            .validation
+            .as_ref()
+            .is_none_or(|v| v.status == backstop_core::validation::ValidationStatus::Pending);
+        if !pending || tokio::time::Instant::now() >= deadline {
+            break rec;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let validation = rec.validation;
+    let resolved = validation
+        .as_ref()
+        .is_some_and(|v| v.resolved_at_ms().is_some());
+    let draft: backstop_core::postmortem::Draft = client
+        .get(&format!("/api/v1/recoveries/{id}/postmortem"))
+        .await?;
+    let written = state_dir.join("postmortems").join(format!("{id}.md"));
+    let postmortem = if state_kept {
+        written
+    } else {
+        let out = std::env::temp_dir().join(format!("backstop-postmortem-{id}.md"));
+        std::fs::write(&out, &draft.markdown)
+            .with_context(|| format!("writing {}", out.display()))?;
+        out
+    };
+    Ok(Resolution {
+        recovery: id.to_owned(),
+        resolved,
+        validation,
+        postmortem,
+        phases: draft.phases,
+        action_items: draft.action_items.len(),
+    })
 }
 
 #[derive(Serialize)]
@@ -404,6 +492,44 @@ impl Render for Summary<'_> {
             writeln!(w)?;
             writeln!(w, "The failure opened an incident:")?;
             incident.text(w)?;
+        }
+        if let Some(r) = self.resolution {
+            writeln!(w)?;
+            match &r.validation {
+                Some(v) if r.resolved => {
+                    writeln!(
+                        w,
+                        "Recovery {} resolved: the post-recovery suite passed (attempt {}):",
+                        r.recovery, v.attempts
+                    )?;
+                    for c in &v.checks {
+                        writeln!(w, "  {} {}: {}", c.kind, c.name, c.detail)?;
+                    }
+                }
+                Some(v) => writeln!(
+                    w,
+                    "Recovery {} restored but NOT resolved: validation {} after {} attempt(s).",
+                    r.recovery, v.status, v.attempts
+                )?,
+                None => writeln!(w, "Recovery {} has no validation yet.", r.recovery)?,
+            }
+            let human = |ms: Option<i64>| {
+                ms.map_or_else(|| "—".to_owned(), backstop_core::postmortem::human)
+            };
+            writeln!(
+                w,
+                "Time to detect {}, to mitigate {}, to restore {}, to resolve {}.",
+                human(r.phases.time_to_detect_ms),
+                human(r.phases.time_to_mitigate_ms),
+                human(r.phases.time_to_restore_ms),
+                human(r.phases.time_to_resolve_ms)
+            )?;
+            writeln!(
+                w,
+                "Post-mortem draft ({} action items): {}",
+                r.action_items,
+                r.postmortem.display()
+            )?;
         }
         writeln!(w)?;
         writeln!(

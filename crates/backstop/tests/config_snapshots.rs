@@ -287,6 +287,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
             created_at_ms: 1,
             finished_at_ms: None,
             steps: vec![],
+            validation: None,
         };
         let plan = [backstop_core::recovery::StepKind::RestoreConfig {
             snapshot: 1,

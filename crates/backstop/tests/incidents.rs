@@ -602,3 +602,100 @@ fn as_token(d: &Daemon, token: &str, args: &[&str], code: i32) -> Value {
     all.extend_from_slice(&["--token", token]);
     d.cli_json(&all, code)
 }
+
+/// Restored is not resolved: after the bad release is rolled back, its recovery waits for the
+/// service's post-recovery suite (a journey through the proxy and a command), the environment
+/// stays frozen meanwhile, and once the suite passes the recovery is resolved, the incident
+/// told, and the post-mortem draft carries the measured phases and the residual instability.
+#[test]
+fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let ready = dir.path().join("downstream-ready");
+    let config = shop_config(proxy, "[{weight: 50, for: 8s}, {weight: 100}]").replace(
+        "    environments:\n",
+        &format!(
+            "    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
+            ready.display()
+        ),
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    d.register("v1", 0.0);
+    d.register("v2", 0.6);
+    d.register("v3", 0.0);
+    d.rollout_wait("v1", 0);
+    let traffic = Traffic::start(proxy, 60.0);
+    let v2 = d.rollout_wait("v2", 1);
+    traffic.stop();
+    let rec_id = v2["recovery"]["id"].as_str().unwrap().to_string();
+    let rec_path = format!("/api/v1/recoveries/{rec_id}");
+
+    // Restored, validating: the journey passes, the downstream check does not (yet).
+    let rec = backstop_testkit::assert_eventually!(
+        d.api_get(&rec_path),
+        |r| r["validation"]["attempts"].as_u64().unwrap_or(0) >= 2,
+        "the suite is attempted again and again"
+    );
+    assert_eq!(rec["status"], "done", "{rec:#}");
+    assert_eq!(rec["validation"]["status"], "pending", "{rec:#}");
+    let checks = rec["validation"]["checks"].as_array().unwrap();
+    assert_eq!(checks[0]["passed"], true, "{rec:#}");
+    assert_eq!(checks[1]["passed"], false, "{rec:#}");
+    // Meanwhile the environment is frozen for non-critical rollouts.
+    let refused = d.cli(&backstop_testkit::rollout_start_args("v3", &[]));
+    assert_ne!(refused.status.code(), Some(0), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("restored, validating"),
+        "{refused:?}"
+    );
+
+    // The dependency comes back: the suite passes, the recovery is resolved.
+    std::fs::write(&ready, "").unwrap();
+    let rec = backstop_testkit::assert_eventually!(
+        d.api_get(&rec_path),
+        |r| r["validation"]["status"] == "passed",
+        "the recovery is resolved"
+    );
+    assert!(
+        rec["validation"]["attempts"].as_u64().unwrap() >= 3,
+        "{rec:#}"
+    );
+    let draft = d.cli_json(&["recovery", "postmortem", &rec_id], 0);
+    let md = draft["markdown"].as_str().unwrap();
+    for expected in [
+        "# Post-mortem (draft): shop@v2 in shop/prod",
+        "Detected automatically (judge)",
+        "| resolved (validated) |",
+        "The post-recovery suite needed",
+        "- command `downstream`: passed",
+        "owner: team-test",
+    ] {
+        assert!(md.contains(expected), "{expected:?} in\n{md}");
+    }
+    assert!(
+        draft["phases"]["time_to_resolve_ms"].as_i64().unwrap()
+            > draft["phases"]["time_to_mitigate_ms"].as_i64().unwrap()
+    );
+    let written = d.state_dir.join("postmortems").join(format!("{rec_id}.md"));
+    assert!(
+        std::fs::read_to_string(&written)
+            .unwrap()
+            .contains("| resolved (validated) |")
+    );
+    // The incident was told, and the freeze is lifted.
+    let incidents = d.cli_json(&["incident", "list", "--all"], 0);
+    let incident = incidents[0]["id"].as_str().unwrap().to_string();
+    let detail = d.cli_json(&["incident", "show", &incident], 0);
+    assert!(
+        detail["incident"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"]
+                .as_str()
+                .unwrap()
+                .contains("resolved: the post-recovery suite passed")),
+        "{detail:#}"
+    );
+    d.rollout_wait("v3", 0);
+}
