@@ -8,6 +8,7 @@ pub mod audit;
 pub mod breakers;
 pub mod cluster;
 pub mod config;
+pub mod dora;
 pub mod drills;
 pub mod error;
 pub mod freezes;

@@ -7,6 +7,7 @@ pub mod approval;
 pub mod audit;
 pub mod breaker;
 pub mod clock;
+pub mod dora;
 pub mod drill;
 pub mod duration;
 pub mod env_var;

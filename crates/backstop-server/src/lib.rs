@@ -27,6 +27,7 @@ pub mod auth;
 pub mod baseline;
 pub mod controller;
 pub mod data_plane;
+pub mod dora;
 pub mod drills;
 pub mod error;
 pub mod export;

@@ -75,6 +75,8 @@ enum Cmd {
     Breaker(commands::BreakerCmd),
     /// Rehearse a bad release in a non-production environment and time detection and restore.
     Drill(drill::DrillArgs),
+    /// DORA's delivery figures per service and environment, graded against the clusters.
+    Dora(commands::DoraArgs),
     /// Inspect recoveries: the journaled steps of every rollback.
     #[command(subcommand)]
     Recovery(commands::RecoveryCmd),
@@ -281,6 +283,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Token(c) => commands::token(c).await,
             Cmd::Approve(a) => commands::approve(a).await,
             Cmd::Incident(c) => commands::incident(c).await,
+            Cmd::Dora(a) => commands::dora(a).await,
             Cmd::Approvals(a) => commands::approvals(a).await,
             Cmd::Integrity(c) => integrity::run(c).await,
             Cmd::Runbook(c) => runbook_cmd::run(c).await,

@@ -698,4 +698,33 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
         "{detail:#}"
     );
     d.rollout_wait("v3", 0);
+
+    // The delivery figures of the environment: three deployments, one rolled back, v3 shipped
+    // while the incident was still open (rework), recovery and resolution times measured.
+    let dora = d.cli_json(&["dora", "--env", "prod"], 0);
+    let prod = &dora[0];
+    assert_eq!(
+        (prod["deployments"].as_u64(), prod["failed"].as_u64()),
+        (Some(3), Some(1)),
+        "{dora:#}"
+    );
+    assert!((prod["change_fail_rate"]["value"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(prod["change_fail_rate"]["level"], "low");
+    assert_eq!(prod["failed_deployment_recovery_ms"]["level"], "elite");
+    assert!(
+        prod["time_to_resolve_ms"].as_f64().unwrap()
+            > prod["failed_deployment_recovery_ms"]["value"]
+                .as_f64()
+                .unwrap()
+    );
+    assert!(
+        (prod["rework_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+        "{dora:#}"
+    );
+    let bad = d.cli(&["dora", "--window", "soon"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("/window"),
+        "{bad:?}"
+    );
 }

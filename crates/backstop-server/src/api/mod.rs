@@ -10,6 +10,7 @@ mod audit;
 mod breakers;
 mod cluster;
 mod config;
+mod dora;
 mod drills;
 mod freezes;
 mod gate;
@@ -238,7 +239,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         runbooks::skip_step,
         runbooks::alter_step,
         runbooks::ad_hoc_step,
-        runbooks::abort_run
+        runbooks::abort_run,
+        dora::dora
     ),
     components(schemas(
         ErrorBody,
@@ -272,6 +274,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::incidents::IncidentText,
         backstop_api::incidents::IncidentDetail,
         backstop_api::incidents::TimelineItem,
+        backstop_core::dora::Figures,
+        backstop_core::dora::Figure,
+        backstop_core::dora::Level,
         backstop_core::postmortem::Draft,
         backstop_core::postmortem::Phases,
         backstop_core::postmortem::Impact,
@@ -311,6 +316,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(approvals::routes())
         .merge(incidents::routes())
         .merge(runbooks::routes())
+        .merge(dora::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

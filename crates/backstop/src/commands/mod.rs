@@ -4,6 +4,7 @@ mod approvals;
 mod audit;
 mod breakers;
 mod cluster;
+mod dora;
 mod incidents;
 mod recoveries;
 mod releases;
@@ -14,6 +15,7 @@ pub use approvals::{APPROVE_HELP, ApprovalsArgs, ApproveArgs, approvals, approve
 pub use audit::{AuditCmd, audit};
 pub use breakers::{BreakerCmd, breaker};
 pub use cluster::{ClusterCmd, cluster};
+pub use dora::{DoraArgs, dora};
 pub use incidents::{IncidentCmd, incident};
 pub use recoveries::{RecoveryCmd, RollbackArgs, recovery, rollback};
 pub use releases::{ReleaseCmd, release};

@@ -1,0 +1,50 @@
+//! `/dora`: DORA's delivery figures per service and environment over a window.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use backstop_api::ErrorBody;
+use backstop_api::dora::DoraQuery;
+use backstop_core::dora::Figures;
+
+use crate::Ctx;
+use crate::error::{ApiError, ApiResult};
+use crate::releases::known_service;
+
+/// The window when none is asked for.
+pub const DEFAULT_WINDOW: &str = "30d";
+
+pub(super) fn routes() -> Router<Arc<Ctx>> {
+    Router::new().route("/dora", get(dora))
+}
+
+/// Deployment frequency, lead time (release registered → promoted), change fail rate, failed
+/// deployment recovery time and rework rate, each graded against the DORA clusters.
+#[utoipa::path(get, path = "/api/v1/dora",
+    params(("service" = Option<String>, Query), ("env" = Option<String>, Query), ("window" = Option<String>, Query, description = "e.g. 30d (default), 12w, 24h")),
+    responses((status = 200, body = Vec<Figures>), (status = 400, body = ErrorBody)))]
+pub(super) async fn dora(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<DoraQuery>,
+) -> ApiResult<Json<Vec<Figures>>> {
+    if let Some(s) = &q.service {
+        known_service(&ctx, s, "/service")?;
+    }
+    let text = q.window.as_deref().unwrap_or(DEFAULT_WINDOW);
+    let window = backstop_core::duration::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "window {text:?} is not a positive duration (e.g. 30d, 12w, 24h)"
+            ))
+            .at("/window")
+        })?;
+    let window_ms =
+        backstop_core::Millis::try_from(window.as_millis()).unwrap_or(backstop_core::Millis::MAX);
+    Ok(Json(
+        crate::dora::of(&ctx, q.service.as_deref(), q.env.as_deref(), window_ms).await?,
+    ))
+}
