@@ -13,6 +13,7 @@ pub mod drills;
 pub mod error;
 pub mod freezes;
 pub mod gate;
+pub mod heartbeats;
 pub mod incidents;
 pub mod releases;
 pub mod rollouts;

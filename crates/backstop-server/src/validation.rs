@@ -42,10 +42,22 @@ fn millis(d: Duration) -> backstop_core::Millis {
 /// The validation a recovery of `service` restored at `now` begins with.
 #[must_use]
 pub fn begin(service: Option<&Service>, now: backstop_core::Millis) -> RecoveryValidation {
-    let within = service
-        .and_then(|s| s.validation.as_ref())
-        .map(|v| millis(v.within));
-    RecoveryValidation::begin(now, within)
+    RecoveryValidation::begin(now, service.and_then(window_ms))
+}
+
+/// How long a recovery of `service` may take to validate: its suite's `within`, else (with
+/// heartbeats only) long enough for the slowest heartbeat to ping; `None` when there is
+/// nothing to validate.
+fn window_ms(service: &Service) -> Option<backstop_core::Millis> {
+    if let Some(suite) = &service.validation {
+        return Some(millis(suite.within));
+    }
+    service
+        .heartbeats
+        .iter()
+        .map(|h| h.every)
+        .max()
+        .map(|every| millis(every.max(backstop_config::validation::DEFAULT_VALIDATION_WITHIN)))
 }
 
 /// Where journeys of `service` in `env` go: the suite's `url`, else the environment's address.
@@ -146,12 +158,16 @@ async fn validate(ctx: &Ctx, id: &str, lost: &CancellationToken) -> ApiResult<()
             return Ok(());
         }
         let service = ctx.config.service(&rec.service);
-        let checks = match service.and_then(|s| s.validation.as_ref().map(|v| (s, v))) {
+        let mut checks = match service.and_then(|s| s.validation.as_ref().map(|v| (s, v))) {
             Some((svc, suite)) => run_suite(suite, svc, &rec.env).await,
             // The config no longer declares a suite: nothing left to wait for.
             None => vec![],
         };
         let now = ctx.clock.now_ms();
+        if let Some(svc) = service {
+            let beats = ctx.store.heartbeats().await?;
+            checks.extend(heartbeat_checks(svc, &rec.env, &beats, now));
+        }
         let finished = v.attempted(checks, now);
         ctx.store.check_fence().await?;
         ctx.store.set_recovery_validation(id, &v).await?;
@@ -228,6 +244,46 @@ async fn finished_validation(ctx: &Ctx, rec: &Recovery, v: &RecoveryValidation) 
         crate::postmortem::write_draft(ctx, &rec.id).await;
     }
     Ok(())
+}
+
+/// One check per heartbeat of `service` in `env`: passed while it is not late.
+#[must_use]
+pub fn heartbeat_checks(
+    service: &Service,
+    env: &str,
+    beats: &[backstop_core::heartbeat::Beat],
+    now: backstop_core::Millis,
+) -> Vec<CheckResult> {
+    use backstop_core::heartbeat::{BeatStatus, status};
+    service
+        .heartbeats
+        .iter()
+        .filter(|h| h.env.as_deref().is_none_or(|e| e == env))
+        .map(|h| {
+            let beat = beats.iter().find(|b| b.name == h.name);
+            let every = millis(h.every);
+            let state = status(beat, every, now);
+            let detail = match (state, beat) {
+                (BeatStatus::Never, _) | (_, None) => format!(
+                    "never pinged (expected every {})",
+                    backstop_core::postmortem::human(every)
+                ),
+                (_, Some(b)) => format!(
+                    "last ping {} ago by {} (expected every {})",
+                    backstop_core::postmortem::human(now - b.last_at_ms),
+                    b.last_by,
+                    backstop_core::postmortem::human(every)
+                ),
+            };
+            CheckResult {
+                kind: "heartbeat".into(),
+                name: h.name.clone(),
+                passed: state == BeatStatus::Ok,
+                detail,
+                took_ms: 0,
+            }
+        })
+        .collect()
 }
 
 /// One attempt: every journey and command, each timed.

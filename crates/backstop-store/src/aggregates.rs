@@ -308,3 +308,17 @@ pub trait RunbookRunStore: Send + Sync {
     /// meanwhile); the new version. Fenced like every write of a lease's work.
     async fn update_runbook_run(&self, run: &RunbookRun, read_version: i64) -> Result<i64>;
 }
+
+/// The last ping of each heartbeat.
+#[async_trait]
+pub trait HeartbeatStore: Send + Sync {
+    /// Records a ping of `name` by `by` at `at`; the heartbeat as it is now.
+    async fn beat(
+        &self,
+        name: &str,
+        by: &str,
+        at: Millis,
+    ) -> Result<backstop_core::heartbeat::Beat>;
+    /// Every heartbeat that ever pinged, by name.
+    async fn heartbeats(&self) -> Result<Vec<backstop_core::heartbeat::Beat>>;
+}

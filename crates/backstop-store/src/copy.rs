@@ -28,6 +28,7 @@ pub const TABLES: &[&str] = &[
     "approvals",
     "incidents",
     "runbook_runs",
+    "heartbeats",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

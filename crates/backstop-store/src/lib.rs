@@ -32,8 +32,8 @@ pub mod sqlite;
 
 pub use aggregates::{
     ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-    FreezeStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore,
-    SnapshotStore, TokenStore,
+    FreezeStore, HeartbeatStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore,
+    RunbookRunStore, SnapshotStore, TokenStore,
 };
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
@@ -154,6 +154,7 @@ pub trait Store:
     + ApprovalStore
     + IncidentStore
     + RunbookRunStore
+    + HeartbeatStore
     + 'static
 {
 }
@@ -163,7 +164,7 @@ pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
         ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-        FreezeStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore,
-        SnapshotStore, TokenStore,
+        FreezeStore, HeartbeatStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore,
+        RunbookRunStore, SnapshotStore, TokenStore,
     };
 }

@@ -12,6 +12,7 @@ use backstop_core::access::TokenRecord;
 use backstop_core::approval::Approval;
 use backstop_core::audit::{AuditHead, AuditRecord};
 use backstop_core::drill::Drill;
+use backstop_core::heartbeat::Beat;
 use backstop_core::incident::Incident;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Phase, Recovery,
@@ -338,6 +339,12 @@ pub(crate) fn runbook_run_from(row: &impl Columns) -> Result<(RunbookRun, i64)> 
         json_column(row, "record", "runbook_runs.record")?,
         row.col("version")?,
     ))
+}
+
+pub(crate) fn beat_from(row: &impl Columns) -> Result<Beat> {
+    Ok(from_row!(row => Beat {
+        name, last_at_ms, last_by, count;
+    }))
 }
 
 pub(crate) fn token_from(row: &impl Columns) -> Result<TokenRecord> {

@@ -812,7 +812,29 @@ async fn a_runbook_run_changes_only_from_the_version_read(backend: Backend) {
     ));
 }
 
+/// A heartbeat keeps its last ping and counts them.
+async fn a_heartbeat_keeps_its_last_ping_and_counts(backend: Backend) {
+    let s = backend.open().await;
+    let first = s.beat("export", "token:cron", 10).await.unwrap();
+    assert_eq!((first.count, first.last_at_ms), (1, 10));
+    let second = s.beat("export", "token:cron2", 20).await.unwrap();
+    assert_eq!(
+        (second.count, second.last_at_ms, second.last_by.as_str()),
+        (2, 20, "token:cron2")
+    );
+    s.beat("backup", "token:cron", 5).await.unwrap();
+    let all: Vec<String> = s
+        .heartbeats()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(all, ["backup", "export"]);
+}
+
 on_both_backends!(
+    a_heartbeat_keeps_its_last_ping_and_counts,
     a_runbook_run_changes_only_from_the_version_read,
     replicas_beat_and_are_listed_most_recent_first,
     releases_are_unique_per_service_and_version,

@@ -75,6 +75,10 @@ enum Cmd {
     Breaker(commands::BreakerCmd),
     /// Rehearse a bad release in a non-production environment and time detection and restore.
     Drill(drill::DrillArgs),
+    /// A batch job's ping after a run (late heartbeats keep a recovery from resolving).
+    Heartbeat(commands::HeartbeatArgs),
+    /// Every declared heartbeat: its last ping, and whether it is late (exit 1 if one is).
+    Heartbeats(commands::HeartbeatsArgs),
     /// DORA's delivery figures per service and environment, graded against the clusters.
     Dora(commands::DoraArgs),
     /// Inspect recoveries: the journaled steps of every rollback.
@@ -284,6 +288,8 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Approve(a) => commands::approve(a).await,
             Cmd::Incident(c) => commands::incident(c).await,
             Cmd::Dora(a) => commands::dora(a).await,
+            Cmd::Heartbeat(a) => commands::heartbeat(a).await,
+            Cmd::Heartbeats(a) => commands::heartbeats(a).await,
             Cmd::Approvals(a) => commands::approvals(a).await,
             Cmd::Integrity(c) => integrity::run(c).await,
             Cmd::Runbook(c) => runbook_cmd::run(c).await,

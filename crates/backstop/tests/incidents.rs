@@ -615,7 +615,7 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
     let config = shop_config(proxy, "[{weight: 50, for: 8s}, {weight: 100}]").replace(
         "    environments:\n",
         &format!(
-            "    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
+            "    heartbeats:\n      - {{name: export, every: 1h}}\n    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
             ready.display()
         ),
     );
@@ -649,8 +649,32 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
         "{refused:?}"
     );
 
-    // The dependency comes back: the suite passes, the recovery is resolved.
+    assert_eq!(checks[2]["kind"], "heartbeat", "{rec:#}");
+    assert_eq!(checks[2]["passed"], false, "never pinged: {rec:#}");
+    let beats = d.cli(&["heartbeats"]);
+    assert_eq!(
+        beats.status.code(),
+        Some(1),
+        "a heartbeat never pinged: {beats:?}"
+    );
+
+    // The dependency comes back; the batch job has not run yet, so still not resolved.
     std::fs::write(&ready, "").unwrap();
+    let rec = backstop_testkit::assert_eventually!(
+        d.api_get(&rec_path),
+        |r| r["validation"]["checks"][1]["passed"] == true,
+        "the downstream check passes"
+    );
+    assert_eq!(rec["validation"]["status"], "pending", "{rec:#}");
+    // The job runs and pings: the recovery is resolved.
+    let pinged = d.cli_json(&["heartbeat", "export"], 0);
+    assert_eq!(
+        (pinged["status"].as_str(), pinged["count"].as_i64()),
+        (Some("ok"), Some(1)),
+        "{pinged:#}"
+    );
+    let unknown = d.cli(&["heartbeat", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
     let rec = backstop_testkit::assert_eventually!(
         d.api_get(&rec_path),
         |r| r["validation"]["status"] == "passed",

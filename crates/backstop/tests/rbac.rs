@@ -71,6 +71,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/incidents/{id}/notes", "deployer"),
     // The runbook's own role is checked by the handler (tests/runbooks.rs).
     ("GET", "/api/v1/dora", "viewer"),
+    ("GET", "/api/v1/heartbeats", "viewer"),
+    ("POST", "/api/v1/heartbeats/{name}", "deployer"),
     ("GET", "/api/v1/runbooks", "viewer"),
     ("POST", "/api/v1/runbooks/{name}/runs", "viewer"),
     ("GET", "/api/v1/runbook-runs", "viewer"),

@@ -72,6 +72,9 @@ pub struct Service {
     /// deployments into the environment are frozen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<super::Validation>,
+    /// Batch jobs of the service that ping Backstop after each run (see `backstop heartbeat`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heartbeats: Vec<super::validation::Heartbeat>,
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,

@@ -126,6 +126,24 @@ pub struct ValidationCommand {
     pub timeout: Duration,
 }
 
+/// A batch job's heartbeat: the job pings `POST /api/v1/heartbeats/NAME` (or `backstop
+/// heartbeat NAME`) after each run. One that has not pinged within `every` is late; after a
+/// recovery, a late heartbeat of the service keeps it from being resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Unique across the config: lowercase letters, digits, `-` and `_`.
+    #[schemars(pattern(r"^[a-z0-9_-]{1,64}$"))]
+    pub name: String,
+    /// The longest expected time between two pings, e.g. `15m`.
+    #[serde(with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub every: Duration,
+    /// The environment whose recoveries it gates (default: every environment of the service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
 /// The methods a journey step may use.
 pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 

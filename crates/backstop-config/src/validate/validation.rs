@@ -7,6 +7,52 @@ use serde_json::Value;
 
 use crate::model::validation::{placeholders, split_request};
 
+/// Heartbeat names are unique across the config (the URL names one), and a heartbeat's `env`
+/// is one of its service's environments.
+pub(super) fn check_heartbeats(services: &[Value], push: &mut impl FnMut(String, String)) {
+    let mut seen: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for (i, svc) in services.iter().enumerate() {
+        let Some(beats) = svc.get("heartbeats").and_then(Value::as_array) else {
+            continue;
+        };
+        let envs: Vec<&str> = svc
+            .get("environments")
+            .and_then(Value::as_array)
+            .map(|es| {
+                es.iter()
+                    .filter_map(|e| e.get("name").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (k, beat) in beats.iter().enumerate() {
+            let here = format!("/services/{i}/heartbeats/{k}");
+            if let Some(name) = beat.get("name").and_then(Value::as_str) {
+                if let Some(first) = seen.get(name) {
+                    push(
+                        format!("{here}/name"),
+                        format!(
+                            "duplicate heartbeat `{name}` (first at {first}); heartbeat names are unique across the config"
+                        ),
+                    );
+                } else {
+                    seen.insert(name, format!("{here}/name"));
+                }
+            }
+            if let Some(env) = beat.get("env").and_then(Value::as_str)
+                && !envs.contains(&env)
+            {
+                push(
+                    format!("{here}/env"),
+                    format!(
+                        "the service has no environment `{env}` (it has {})",
+                        envs.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
 pub(super) fn check_validation(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
     let Some(journeys) = svc
         .pointer("/validation/journeys")

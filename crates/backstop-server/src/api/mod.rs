@@ -14,6 +14,7 @@ mod dora;
 mod drills;
 mod freezes;
 mod gate;
+mod heartbeats;
 mod incidents;
 mod recoveries;
 mod releases;
@@ -240,7 +241,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         runbooks::alter_step,
         runbooks::ad_hoc_step,
         runbooks::abort_run,
-        dora::dora
+        dora::dora,
+        heartbeats::list_heartbeats,
+        heartbeats::ping
     ),
     components(schemas(
         ErrorBody,
@@ -274,6 +277,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::incidents::IncidentText,
         backstop_api::incidents::IncidentDetail,
         backstop_api::incidents::TimelineItem,
+        backstop_api::heartbeats::HeartbeatView,
         backstop_core::dora::Figures,
         backstop_core::dora::Figure,
         backstop_core::dora::Level,
@@ -317,6 +321,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(incidents::routes())
         .merge(runbooks::routes())
         .merge(dora::routes())
+        .merge(heartbeats::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

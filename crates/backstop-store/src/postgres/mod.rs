@@ -54,6 +54,12 @@ mod freezes;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/heartbeats.rs"]
+mod heartbeats;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/incidents.rs"]
 mod incidents;
 #[allow(
@@ -266,6 +272,11 @@ fn migrator() -> Migrator {
             11,
             "recovery_validation",
             include_str!("../../migrations/postgres/0011_recovery_validation.sql"),
+        ),
+        (
+            12,
+            "heartbeats",
+            include_str!("../../migrations/postgres/0012_heartbeats.sql"),
         ),
     ])
 }

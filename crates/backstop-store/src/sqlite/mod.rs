@@ -46,6 +46,12 @@ mod freezes;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/heartbeats.rs"]
+mod heartbeats;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/incidents.rs"]
 mod incidents;
 #[allow(
@@ -249,6 +255,11 @@ fn migrator() -> Migrator {
             15,
             "recovery_validation",
             include_str!("../../migrations/sqlite/0015_recovery_validation.sql"),
+        ),
+        (
+            16,
+            "heartbeats",
+            include_str!("../../migrations/sqlite/0016_heartbeats.sql"),
         ),
     ])
 }
