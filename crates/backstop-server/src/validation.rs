@@ -309,6 +309,17 @@ pub async fn run_suite(suite: &Validation, service: &Service, env: &str) -> Vec<
             took_ms: millis(started.elapsed()),
         });
     }
+    for probe in &suite.probes {
+        let started = Instant::now();
+        let (passed, detail) = run_probe(probe).await;
+        out.push(CheckResult {
+            kind: "probe".into(),
+            name: probe.name.clone(),
+            passed,
+            detail,
+            took_ms: millis(started.elapsed()),
+        });
+    }
     for command in &suite.commands {
         let started = Instant::now();
         let dir = std::env::temp_dir().join(format!("backstop-validate-{}", uuid::Uuid::now_v7()));
@@ -349,6 +360,41 @@ pub async fn run_suite(suite: &Validation, service: &Service, env: &str) -> Vec<
         });
     }
     out
+}
+
+/// A dependency answers: a TCP connect, or an HTTP GET with the expected status.
+pub async fn run_probe(probe: &backstop_config::validation::Probe) -> (bool, String) {
+    if let Some(addr) = &probe.tcp {
+        return match tokio::time::timeout(probe.timeout, tokio::net::TcpStream::connect(addr)).await
+        {
+            Ok(Ok(_)) => (true, format!("connected to {addr}")),
+            Ok(Err(e)) => (false, format!("cannot connect to {addr}: {e}")),
+            Err(_) => (
+                false,
+                format!(
+                    "no connection to {addr} within {} ms",
+                    probe.timeout.as_millis()
+                ),
+            ),
+        };
+    }
+    let Some(url) = &probe.http else {
+        return (false, "neither tcp nor http is given".into());
+    };
+    let client = match reqwest::Client::builder().timeout(probe.timeout).build() {
+        Ok(c) => c,
+        Err(e) => return (false, format!("cannot make an HTTP client: {e}")),
+    };
+    match client.get(url).send().await {
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            let ok = probe
+                .status
+                .map_or((200..300).contains(&status), |want| want == status);
+            (ok, format!("GET {url}: {status}"))
+        }
+        Err(e) => (false, format!("GET {url}: {e}")),
+    }
 }
 
 fn tail(text: &str) -> String {
@@ -524,7 +570,7 @@ mod tests {
 
     fn serde_yaml_value(text: &str) -> serde_json::Value {
         let config = format!(
-            "services:\n  - name: s\n    owner: t\n    tier: 1\n    run: {{command: x}}\n    environments: [{{name: prod}}]\n    validation:\n      journeys:\n{text}"
+            "services:\n  - name: s\n    owner: t\n    tier: 1\n    run: {{command: 'x --port {{port}}'}}\n    environments: [{{name: prod, listen: '127.0.0.1:1'}}]\n    validation:\n      journeys:\n{text}"
         );
         let parsed = backstop_config::parse(&config, "test.yaml").unwrap();
         serde_json::to_value(&parsed.services[0].validation.as_ref().unwrap().journeys[0]).unwrap()
@@ -565,6 +611,37 @@ mod tests {
         assert!(
             !passed && detail.contains("status 404, expected 2xx"),
             "{detail}"
+        );
+    }
+
+    #[tokio::test]
+    async fn probes_connect_or_get_and_say_why_they_failed() {
+        let base = shop().await;
+        let addr = base.trim_start_matches("http://").to_owned();
+        let probe = |tcp: Option<&str>, http: Option<String>, status: Option<u16>| {
+            backstop_config::validation::Probe {
+                name: "dep".into(),
+                tcp: tcp.map(str::to_owned),
+                http,
+                status,
+                timeout: Duration::from_secs(2),
+            }
+        };
+        assert!(run_probe(&probe(Some(&addr), None, None)).await.0);
+        let closed = backstop_drivers::process::free_port().unwrap();
+        let (ok, why) = run_probe(&probe(Some(&format!("127.0.0.1:{closed}")), None, None)).await;
+        assert!(!ok && why.contains("cannot connect"), "{why}");
+        assert!(
+            run_probe(&probe(None, Some(format!("{base}/orders/42")), None))
+                .await
+                .0
+        );
+        let (ok, why) = run_probe(&probe(None, Some(format!("{base}/nope")), None)).await;
+        assert!(!ok && why.ends_with(": 404"), "{why}");
+        assert!(
+            run_probe(&probe(None, Some(format!("{base}/nope")), Some(404)))
+                .await
+                .0
         );
     }
 }

@@ -35,6 +35,35 @@ pub struct Validation {
     /// Commands whose exit 0 means the check holds (a regression suite, a queue depth check).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<ValidationCommand>,
+    /// Dependencies that must answer: a TCP connect or an HTTP GET (integrations, databases,
+    /// queues the service needs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<Probe>,
+}
+
+/// A dependency check: give `tcp` (`host:port`, connects) or `http` (a URL, GET, a 2xx or
+/// `status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// The status the HTTP answer must have (default: any 2xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub status: Option<u16>,
+    /// How long it may take (default 5s).
+    #[serde(default = "default_probe_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_within() -> Duration {

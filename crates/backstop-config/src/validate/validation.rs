@@ -54,6 +54,37 @@ pub(super) fn check_heartbeats(services: &[Value], push: &mut impl FnMut(String,
 }
 
 pub(super) fn check_validation(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
+    if let Some(probes) = svc.pointer("/validation/probes").and_then(Value::as_array) {
+        for (k, probe) in probes.iter().enumerate() {
+            let here = format!("{sp}/validation/probes/{k}");
+            let tcp = probe.get("tcp").and_then(Value::as_str);
+            let http = probe.get("http").and_then(Value::as_str);
+            match (tcp, http) {
+                (Some(_), Some(_)) | (None, None) => {
+                    push(here, "give one of `tcp: host:port` or `http: URL`".into())
+                }
+                (Some(addr), None)
+                    if !addr
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+                {
+                    push(
+                        format!("{here}/tcp"),
+                        format!("{addr:?} is not host:port (e.g. db.internal:5432)"),
+                    )
+                }
+                (None, Some(url))
+                    if !(url.starts_with("http://") || url.starts_with("https://")) =>
+                {
+                    push(
+                        format!("{here}/http"),
+                        format!("{url:?} is not an http:// or https:// URL"),
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
     let Some(journeys) = svc
         .pointer("/validation/journeys")
         .and_then(Value::as_array)
