@@ -6,6 +6,12 @@ use std::time::Duration;
 /// Pattern (for editors) of a duration string; the exact check is humantime's parser.
 pub const DURATION_PATTERN: &str = r"^\s*[0-9]+\s*[a-zA-Zµμ]+(\s*[0-9]+\s*[a-zA-Zµμ]+)*\s*$";
 
+/// `d` in milliseconds, as stored and compared (saturating at `Millis::MAX`).
+#[must_use]
+pub fn millis(d: Duration) -> crate::Millis {
+    crate::Millis::try_from(d.as_millis()).unwrap_or(crate::Millis::MAX)
+}
+
 /// Parses a humantime duration (`30s`, `5m`, `1h 30m`), with an error that says what was expected.
 ///
 /// # Errors

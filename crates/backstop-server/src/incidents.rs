@@ -94,8 +94,7 @@ pub async fn opened(ctx: &Ctx, incident: &Incident) -> Result<Incident, ApiError
         .update_every
         .of(incident.severity.as_str())
     {
-        let every = backstop_core::Millis::try_from(every.as_millis())
-            .unwrap_or(backstop_core::Millis::MAX);
+        let every = backstop_core::duration::millis(every);
         incident.set_cadence(every, incident.opened_at_ms);
     }
     let incident = &incident;

@@ -35,6 +35,7 @@ pub mod gate;
 pub mod hosts;
 pub mod incidents;
 pub mod intake;
+pub mod leased;
 pub mod metrics;
 pub mod postmortem;
 pub mod releases;
@@ -141,9 +142,9 @@ pub struct Caches {
     /// What the daemon last found of the audit chain (`backstop_audit_chain_ok`).
     pub audit_chain: audit_guard::ChainStatus,
     /// The runbook runs this daemon is driving now.
-    pub runbook_runs: runbooks::Driving,
+    pub runbook_runs: leased::Busy,
     /// The post-recovery validations this daemon runs now.
-    pub validations: runbooks::Driving,
+    pub validations: leased::Busy,
 }
 
 impl Ctx {

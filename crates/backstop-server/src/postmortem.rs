@@ -43,9 +43,7 @@ pub async fn of(ctx: &Ctx, id: &str) -> ApiResult<Draft> {
     };
     let service = ctx.config.service(&recovery.service);
     let owner = service.map_or("the service's owner", |s| s.owner.as_str());
-    let mttr_ms = service.map_or(0, |s| {
-        backstop_core::Millis::try_from(s.mttr().as_millis()).unwrap_or(backstop_core::Millis::MAX)
-    });
+    let mttr_ms = service.map_or(0, |s| backstop_core::duration::millis(s.mttr()));
     Ok(draft(&Facts {
         recovery: &recovery,
         owner,

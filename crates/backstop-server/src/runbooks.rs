@@ -11,9 +11,8 @@
 //! - Every change goes through [`change`]: compare-and-set on the run's version, then one audit
 //!   record per new history line.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backstop_api::runbooks::{RunbookInfo, RunbookInput, RunbookStepInfo};
@@ -22,20 +21,17 @@ use backstop_core::event::EventKind;
 use backstop_core::runbook_run::{Next, RunStatus, RunbookRun, StepOutcome, StepStatus};
 use backstop_drivers::step::RecordedStep;
 use backstop_store::StoreError;
-use backstop_store::fence::{Fence, fenced};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use backstop_core::duration::millis;
+
 use crate::Ctx;
-use crate::controller::{LEASE_TTL, RENEW_EVERY};
 use crate::error::{ApiError, ApiResult};
 
 /// How often the daemon looks for runs to drive that no request kicked (one resumed after a
 /// restart, or whose replica died).
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// The runs this daemon drives now (each by one task).
-pub type Driving = Mutex<HashSet<String>>;
 
 /// The lease of a runbook run.
 #[must_use]
@@ -122,10 +118,6 @@ fn step_kind(kind: backstop_config::runbook::StepKind) -> &'static str {
         StepKind::Command => "command",
         StepKind::Verify => "verify",
     }
-}
-
-fn millis(d: Duration) -> backstop_core::Millis {
-    backstop_core::Millis::try_from(d.as_millis()).unwrap_or(backstop_core::Millis::MAX)
 }
 
 /// A new run of `rb` (not yet stored): its steps with `inputs` filled in.
@@ -248,27 +240,13 @@ pub async fn change(
 
 /// Starts driving run `id` on this daemon unless it is already, or another replica holds it.
 pub fn kick(ctx: &Arc<Ctx>, id: &str) {
-    {
-        let mut driving = ctx
-            .caches
-            .runbook_runs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !driving.insert(id.to_owned()) {
-            return;
-        }
-    }
-    let (ctx, id) = (ctx.clone(), id.to_owned());
-    tokio::spawn(async move {
-        if let Err(e) = drive_leased(&ctx, &id).await {
-            tracing::warn!(run = %id, error = %e, "Driving a runbook run stopped; it is picked up again shortly.");
-        }
-        ctx.caches
-            .runbook_runs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
-    });
+    crate::leased::spawn(
+        ctx,
+        |c| &c.caches.runbook_runs,
+        id,
+        lease_key(id),
+        |ctx, id, lost| async move { drive(&ctx, &id, &lost).await },
+    );
 }
 
 /// Kicks, every [`CHECK_EVERY`], each run the daemon should be driving.
@@ -286,44 +264,6 @@ pub async fn keep_driving(ctx: Arc<Ctx>, stop: CancellationToken) {
             () = tokio::time::sleep(CHECK_EVERY) => {}
         }
     }
-}
-
-/// Takes the run's lease, keeps it renewed, and drives the run inside its fence.
-async fn drive_leased(ctx: &Arc<Ctx>, id: &str) -> ApiResult<()> {
-    let key = lease_key(id);
-    let ttl = millis(LEASE_TTL);
-    let Some(epoch) = ctx
-        .store
-        .acquire_lease(&key, &ctx.replica.id, ctx.clock.now_ms(), ttl)
-        .await?
-    else {
-        return Ok(());
-    };
-    let lost = CancellationToken::new();
-    let renew = {
-        let (ctx, key, lost) = (ctx.clone(), key.clone(), lost.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(RENEW_EVERY).await;
-                let got = ctx
-                    .store
-                    .acquire_lease(&key, &ctx.replica.id, ctx.clock.now_ms(), ttl)
-                    .await;
-                if !matches!(got, Ok(Some(e)) if e == epoch) {
-                    lost.cancel();
-                    return;
-                }
-            }
-        })
-    };
-    let fence = Fence {
-        key: key.clone(),
-        epoch,
-    };
-    let driven = fenced(fence, drive(ctx, id, &lost)).await;
-    renew.abort();
-    let _ = ctx.store.release_lease(&key, &ctx.replica.id).await;
-    driven
 }
 
 /// Runs automated steps one after another until the run waits for a person or is over.

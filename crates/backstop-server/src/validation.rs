@@ -18,12 +18,12 @@ use backstop_core::event::EventKind;
 use backstop_core::model::Recovery;
 use backstop_core::validation::{CheckResult, RecoveryValidation, ValidationStatus};
 use backstop_drivers::step::RecordedStep;
-use backstop_store::fence::{Fence, fenced};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use backstop_core::duration::millis;
+
 use crate::Ctx;
-use crate::controller::{LEASE_TTL, RENEW_EVERY};
 use crate::error::ApiResult;
 
 /// How often the daemon looks for validations to run.
@@ -33,10 +33,6 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(3);
 
 fn lease_key(recovery_id: &str) -> String {
     format!("validation/{recovery_id}")
-}
-
-fn millis(d: Duration) -> backstop_core::Millis {
-    backstop_core::Millis::try_from(d.as_millis()).unwrap_or(backstop_core::Millis::MAX)
 }
 
 /// The validation a recovery of `service` restored at `now` begins with.
@@ -87,64 +83,13 @@ pub async fn keep_validating(ctx: Arc<Ctx>, stop: CancellationToken) {
 }
 
 fn kick(ctx: &Arc<Ctx>, id: &str) {
-    {
-        let mut busy = ctx
-            .caches
-            .validations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !busy.insert(id.to_owned()) {
-            return;
-        }
-    }
-    let (ctx, id) = (ctx.clone(), id.to_owned());
-    tokio::spawn(async move {
-        if let Err(e) = validate_leased(&ctx, &id).await {
-            tracing::warn!(recovery = %id, error = %e, "Post-recovery validation stopped; it is picked up again shortly.");
-        }
-        ctx.caches
-            .validations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
-    });
-}
-
-async fn validate_leased(ctx: &Arc<Ctx>, id: &str) -> ApiResult<()> {
-    let key = lease_key(id);
-    let ttl = millis(LEASE_TTL);
-    let Some(epoch) = ctx
-        .store
-        .acquire_lease(&key, &ctx.replica.id, ctx.clock.now_ms(), ttl)
-        .await?
-    else {
-        return Ok(());
-    };
-    let lost = CancellationToken::new();
-    let renew = {
-        let (ctx, key, lost) = (ctx.clone(), key.clone(), lost.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(RENEW_EVERY).await;
-                let got = ctx
-                    .store
-                    .acquire_lease(&key, &ctx.replica.id, ctx.clock.now_ms(), ttl)
-                    .await;
-                if !matches!(got, Ok(Some(e)) if e == epoch) {
-                    lost.cancel();
-                    return;
-                }
-            }
-        })
-    };
-    let fence = Fence {
-        key: key.clone(),
-        epoch,
-    };
-    let done = fenced(fence, validate(ctx, id, &lost)).await;
-    renew.abort();
-    let _ = ctx.store.release_lease(&key, &ctx.replica.id).await;
-    done
+    crate::leased::spawn(
+        ctx,
+        |c| &c.caches.validations,
+        id,
+        lease_key(id),
+        |ctx, id, lost| async move { validate(&ctx, &id, &lost).await },
+    );
 }
 
 /// Attempts the suite until it passes or its window is over.

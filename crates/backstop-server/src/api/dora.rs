@@ -42,8 +42,7 @@ pub(super) async fn dora(
             ))
             .at("/window")
         })?;
-    let window_ms =
-        backstop_core::Millis::try_from(window.as_millis()).unwrap_or(backstop_core::Millis::MAX);
+    let window_ms = backstop_core::duration::millis(window);
     Ok(Json(
         crate::dora::of(&ctx, q.service.as_deref(), q.env.as_deref(), window_ms).await?,
     ))

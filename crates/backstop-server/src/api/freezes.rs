@@ -7,7 +7,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use backstop_api::ErrorBody;
 use backstop_api::freezes::{CreateFreeze, EndFreeze, FreezeList, FreezeQuery, ScheduledFreeze};
-use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::Freeze;
 use serde_json::json;
@@ -67,7 +66,7 @@ pub(super) async fn create_freeze(
             if d.is_zero() {
                 return Err(ApiError::bad_request("`for` must be greater than 0").at("/for"));
             }
-            Some(now.saturating_add(Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)))
+            Some(now.saturating_add(backstop_core::duration::millis(d)))
         }
     };
     let freeze = Freeze {

@@ -10,6 +10,8 @@ use backstop_api::heartbeats::HeartbeatView;
 use backstop_core::heartbeat::status;
 
 use super::Acting;
+use backstop_core::duration::millis;
+
 use crate::Ctx;
 use crate::error::{ApiError, ApiResult};
 
@@ -17,10 +19,6 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
         .route("/heartbeats", get(list_heartbeats))
         .route("/heartbeats/{name}", post(ping))
-}
-
-fn millis(d: std::time::Duration) -> backstop_core::Millis {
-    backstop_core::Millis::try_from(d.as_millis()).unwrap_or(backstop_core::Millis::MAX)
 }
 
 async fn views(ctx: &Ctx) -> ApiResult<Vec<HeartbeatView>> {

@@ -265,9 +265,7 @@ pub(super) async fn ad_hoc_step(
         return Err(ApiError::bad_request("say what the action is").at("/title"));
     }
     let now = ctx.clock.now_ms();
-    let timeout =
-        backstop_core::Millis::try_from(backstop_config::runbook::DEFAULT_STEP_TIMEOUT.as_millis())
-            .unwrap_or(300_000);
+    let timeout = backstop_core::duration::millis(backstop_config::runbook::DEFAULT_STEP_TIMEOUT);
     steer(&ctx, &access, &id, &caller, |r| {
         r.ad_hoc(
             &req.title,

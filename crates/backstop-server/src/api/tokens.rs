@@ -8,7 +8,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use backstop_api::ErrorBody;
 use backstop_api::tokens::{CreateToken, CreatedToken};
-use backstop_core::Millis;
 use backstop_core::access::{Role, TokenRecord, check_token_name};
 use backstop_core::event::EventKind;
 use serde_json::json;
@@ -66,7 +65,7 @@ pub(super) async fn create_token(
                     ApiError::bad_request("`expires` must be greater than 0").at("/expires")
                 );
             }
-            Some(now.saturating_add(Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)))
+            Some(now.saturating_add(backstop_core::duration::millis(d)))
         }
     };
     let token = new_token();
