@@ -82,6 +82,36 @@ pub struct RunStep {
 }
 
 impl RunStep {
+    /// Step `id` of run `run_id`, not started: the daemon runs `command`, or a person does it.
+    #[must_use]
+    pub fn pending(
+        run_id: &str,
+        id: &str,
+        kind: &str,
+        title: &str,
+        command: Option<String>,
+        timeout_ms: Millis,
+    ) -> RunStep {
+        RunStep {
+            id: id.into(),
+            kind: kind.into(),
+            title: title.into(),
+            command,
+            timeout_ms,
+            status: StepStatus::Pending,
+            idempotency_key: step_key(run_id, id),
+            actor: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            attempts: 0,
+            exit_code: None,
+            timed_out: false,
+            stdout: String::new(),
+            stderr: String::new(),
+            note: String::new(),
+        }
+    }
+
     /// A step the daemon runs (as opposed to one a person does and confirms).
     #[must_use]
     pub fn automated(&self) -> bool {
@@ -555,31 +585,21 @@ impl RunbookRun {
             .position(|s| !s.finished() && s.status != StepStatus::Running)
             .unwrap_or(self.steps.len());
         let done = command.is_none();
-        self.steps.insert(
-            at,
-            RunStep {
-                id: id.clone(),
-                kind: "ad-hoc".into(),
-                title: title.into(),
-                command: command.map(str::to_owned),
-                timeout_ms,
-                status: if done {
-                    StepStatus::Done
-                } else {
-                    StepStatus::Pending
-                },
-                idempotency_key: step_key(&self.id, &id),
-                actor: Some(actor.into()),
-                started_at_ms: done.then_some(now),
-                finished_at_ms: done.then_some(now),
-                attempts: 0,
-                exit_code: None,
-                timed_out: false,
-                stdout: String::new(),
-                stderr: String::new(),
-                note: String::new(),
-            },
+        let mut step = RunStep::pending(
+            &self.id,
+            &id,
+            "ad-hoc",
+            title,
+            command.map(str::to_owned),
+            timeout_ms,
         );
+        step.actor = Some(actor.into());
+        if done {
+            step.status = StepStatus::Done;
+            step.started_at_ms = Some(now);
+            step.finished_at_ms = Some(now);
+        }
+        self.steps.insert(at, step);
         let detail = match command {
             Some(c) => format!("{title}: ran {c}"),
             None => format!("{title}: done by hand"),
@@ -622,29 +642,13 @@ mod tests {
     use super::*;
 
     fn step(id: &str, command: Option<&str>) -> RunStep {
-        RunStep {
-            id: id.into(),
-            kind: if command.is_some() {
-                "command"
-            } else {
-                "manual"
-            }
-            .into(),
-            title: format!("do {id}"),
-            command: command.map(str::to_owned),
-            timeout_ms: 60_000,
-            status: StepStatus::Pending,
-            idempotency_key: step_key("r1", id),
-            actor: None,
-            started_at_ms: None,
-            finished_at_ms: None,
-            attempts: 0,
-            exit_code: None,
-            timed_out: false,
-            stdout: String::new(),
-            stderr: String::new(),
-            note: String::new(),
-        }
+        let kind = if command.is_some() {
+            "command"
+        } else {
+            "manual"
+        };
+        let title = format!("do {id}");
+        RunStep::pending("r1", id, kind, &title, command.map(str::to_owned), 60_000)
     }
 
     fn run(steps: Vec<RunStep>) -> RunbookRun {

@@ -135,23 +135,15 @@ pub fn new_run(
     let steps = rb
         .steps
         .iter()
-        .map(|s| backstop_core::runbook_run::RunStep {
-            id: s.id.clone(),
-            kind: step_kind(s.kind).into(),
-            title: s.title.clone(),
-            command: s.command(inputs),
-            timeout_ms: millis(s.timeout),
-            status: StepStatus::Pending,
-            idempotency_key: backstop_core::runbook_run::step_key(&id, &s.id),
-            actor: None,
-            started_at_ms: None,
-            finished_at_ms: None,
-            attempts: 0,
-            exit_code: None,
-            timed_out: false,
-            stdout: String::new(),
-            stderr: String::new(),
-            note: String::new(),
+        .map(|s| {
+            backstop_core::runbook_run::RunStep::pending(
+                &id,
+                &s.id,
+                step_kind(s.kind),
+                &s.title,
+                s.command(inputs),
+                millis(s.timeout),
+            )
         })
         .collect();
     RunbookRun::start(
