@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod breakers;
+pub mod calibration;
 pub mod cluster;
 pub mod config;
 pub mod dora;

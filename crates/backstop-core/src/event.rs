@@ -66,6 +66,8 @@ string_enum! {
         RecoveryResolved = "recovery.resolved",
         /// The post-recovery suite kept failing for its whole window: restored, not resolved.
         RecoveryUnresolved = "recovery.unresolved",
+        /// A person said what a verdict really was (confirmed, false alarm, missed).
+        VerdictLabelled = "verdict.labelled",
         /// A person asked to go back to the last known good.
         RollbackRequested = "rollback.requested",
         /// A rollback that could not be planned safely.

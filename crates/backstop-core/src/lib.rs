@@ -16,6 +16,7 @@ pub mod event;
 mod fixtures;
 pub mod heartbeat;
 pub mod incident;
+pub mod label;
 pub mod model;
 pub mod named;
 pub mod postmortem;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod anytime;
 pub mod bench;
+pub mod calibrate;
 pub mod hist;
 pub mod kayenta;
 pub mod mannwhitney;

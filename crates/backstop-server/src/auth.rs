@@ -153,6 +153,8 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("POST", "/runbook-runs/{id}/ad-hoc", Role::Viewer),
     ("POST", "/runbook-runs/{id}/abort", Role::Viewer),
     ("GET", "/dora", Role::Viewer),
+    ("POST", "/rollouts/{id}/label", Role::Releaser),
+    ("GET", "/calibrate/{service}", Role::Viewer),
     ("GET", "/heartbeats", Role::Viewer),
     ("POST", "/heartbeats/{name}", Role::Deployer),
     ("GET", "/tokens", Role::Admin),

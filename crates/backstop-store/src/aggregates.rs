@@ -322,3 +322,15 @@ pub trait HeartbeatStore: Send + Sync {
     /// Every heartbeat that ever pinged, by name.
     async fn heartbeats(&self) -> Result<Vec<backstop_core::heartbeat::Beat>>;
 }
+
+/// What people said verdicts really were.
+#[async_trait]
+pub trait LabelStore: Send + Sync {
+    /// Stores `label`, replacing the rollout's earlier one.
+    async fn set_label(&self, label: &backstop_core::label::VerdictLabel) -> Result<()>;
+    /// The labels of `service` (every service with `None`), oldest first.
+    async fn labels(
+        &self,
+        service: Option<&str>,
+    ) -> Result<Vec<backstop_core::label::VerdictLabel>>;
+}

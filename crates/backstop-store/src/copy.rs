@@ -29,6 +29,7 @@ pub const TABLES: &[&str] = &[
     "incidents",
     "runbook_runs",
     "heartbeats",
+    "verdict_labels",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

@@ -32,8 +32,8 @@ pub mod sqlite;
 
 pub use aggregates::{
     ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-    FreezeStore, HeartbeatStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore,
-    RunbookRunStore, SnapshotStore, TokenStore,
+    FreezeStore, HeartbeatStore, IncidentStore, LabelStore, RecoveryStore, ReleaseStore,
+    RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
 };
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
@@ -155,6 +155,7 @@ pub trait Store:
     + IncidentStore
     + RunbookRunStore
     + HeartbeatStore
+    + LabelStore
     + 'static
 {
 }
@@ -164,7 +165,7 @@ pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
         ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-        FreezeStore, HeartbeatStore, IncidentStore, RecoveryStore, ReleaseStore, RolloutStore,
-        RunbookRunStore, SnapshotStore, TokenStore,
+        FreezeStore, HeartbeatStore, IncidentStore, LabelStore, RecoveryStore, ReleaseStore,
+        RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
     };
 }

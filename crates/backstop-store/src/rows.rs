@@ -14,6 +14,7 @@ use backstop_core::audit::{AuditHead, AuditRecord};
 use backstop_core::drill::Drill;
 use backstop_core::heartbeat::Beat;
 use backstop_core::incident::Incident;
+use backstop_core::label::VerdictLabel;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Phase, Recovery,
     RecoveryStep, Release, ReleaseStatus, ReplicaRecord, Rollout, RoutedCommand, StepStatus,
@@ -344,6 +345,14 @@ pub(crate) fn runbook_run_from(row: &impl Columns) -> Result<(RunbookRun, i64)> 
 pub(crate) fn beat_from(row: &impl Columns) -> Result<Beat> {
     Ok(from_row!(row => Beat {
         name, last_at_ms, last_by, count;
+    }))
+}
+
+pub(crate) fn label_from(row: &impl Columns) -> Result<VerdictLabel> {
+    Ok(from_row!(row => VerdictLabel {
+        rollout_id, service, env, at_ms, note;
+        label: parse_column(row, "verdict_labels", "label")?,
+        by: row.col("by_actor")?,
     }))
 }
 

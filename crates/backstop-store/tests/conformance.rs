@@ -833,7 +833,36 @@ async fn a_heartbeat_keeps_its_last_ping_and_counts(backend: Backend) {
     assert_eq!(all, ["backup", "export"]);
 }
 
+/// A rollout keeps one label, the latest; labels are listed by service.
+async fn a_verdict_keeps_its_latest_label(backend: Backend) {
+    use backstop_core::label::{Label, VerdictLabel};
+    let s = backend.open().await;
+    let label = |id: &str, service: &str, label: Label, at: i64| VerdictLabel {
+        rollout_id: id.into(),
+        service: service.into(),
+        env: "prod".into(),
+        label,
+        by: "token:alice".into(),
+        at_ms: at,
+        note: String::new(),
+    };
+    s.set_label(&label("r1", "shop", Label::Confirmed, 1))
+        .await
+        .unwrap();
+    s.set_label(&label("r1", "shop", Label::FalseAlarm, 2))
+        .await
+        .unwrap();
+    s.set_label(&label("r2", "cart", Label::Missed, 3))
+        .await
+        .unwrap();
+    let shop = s.labels(Some("shop")).await.unwrap();
+    assert_eq!(shop.len(), 1);
+    assert_eq!((shop[0].label, shop[0].at_ms), (Label::FalseAlarm, 2));
+    assert_eq!(s.labels(None).await.unwrap().len(), 2);
+}
+
 on_both_backends!(
+    a_verdict_keeps_its_latest_label,
     a_heartbeat_keeps_its_last_ping_and_counts,
     a_runbook_run_changes_only_from_the_version_read,
     replicas_beat_and_are_listed_most_recent_first,

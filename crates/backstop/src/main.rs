@@ -79,6 +79,8 @@ enum Cmd {
     Heartbeat(commands::HeartbeatArgs),
     /// Every declared heartbeat: its last ping, and whether it is late (exit 1 if one is).
     Heartbeats(commands::HeartbeatsArgs),
+    /// Replay labelled rollouts through the judge at several settings; recommend one.
+    Calibrate(commands::CalibrateArgs),
     /// DORA's delivery figures per service and environment, graded against the clusters.
     Dora(commands::DoraArgs),
     /// Inspect recoveries: the journaled steps of every rollback.
@@ -288,6 +290,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Approve(a) => commands::approve(a).await,
             Cmd::Incident(c) => commands::incident(c).await,
             Cmd::Dora(a) => commands::dora(a).await,
+            Cmd::Calibrate(a) => commands::calibrate(a).await,
             Cmd::Heartbeat(a) => commands::heartbeat(a).await,
             Cmd::Heartbeats(a) => commands::heartbeats(a).await,
             Cmd::Approvals(a) => commands::approvals(a).await,

@@ -745,6 +745,44 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
         (prod["rework_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
         "{dora:#}"
     );
+    // People label what the verdicts were; calibration replays them at several settings.
+    let v2_id = v2["rollout"]["id"].as_str().unwrap();
+    let wrong = d.cli(&["rollout", "label", v2_id, "missed"]);
+    assert_eq!(
+        wrong.status.code(),
+        Some(2),
+        "a rollback is not `missed`: {wrong:?}"
+    );
+    let labelled = d.cli_json(
+        &[
+            "rollout",
+            "label",
+            v2_id,
+            "confirmed",
+            "--note",
+            "v2 broke checkout",
+        ],
+        0,
+    );
+    assert_eq!(labelled["label"], "confirmed");
+    let calibration = d.cli_json(&["calibrate", "shop"], 0);
+    let trials = calibration["trials"].as_array().unwrap();
+    assert!(trials.len() >= 5, "{calibration:#}");
+    assert_eq!(trials.iter().filter(|t| t["current"] == true).count(), 1);
+    for t in trials {
+        assert_eq!(
+            (t["bad"].as_u64(), t["good"].as_u64()),
+            (Some(1), Some(1)),
+            "{t:#}"
+        );
+        if t["current"] == true {
+            assert_eq!(
+                t["detected"], 1,
+                "the setting that caught it live catches it replayed: {t:#}"
+            );
+        }
+    }
+    assert!(calibration["recommended"].is_string(), "{calibration:#}");
     let bad = d.cli(&["dora", "--window", "soon"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(

@@ -8,6 +8,7 @@
 mod approvals;
 mod audit;
 mod breakers;
+mod calibration;
 mod cluster;
 mod config;
 mod dora;
@@ -243,7 +244,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         runbooks::abort_run,
         dora::dora,
         heartbeats::list_heartbeats,
-        heartbeats::ping
+        heartbeats::ping,
+        calibration::label_rollout,
+        calibration::calibrate_service
     ),
     components(schemas(
         ErrorBody,
@@ -278,6 +281,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::incidents::IncidentDetail,
         backstop_api::incidents::TimelineItem,
         backstop_api::heartbeats::HeartbeatView,
+        backstop_api::calibration::LabelRequest,
+        backstop_core::label::VerdictLabel,
         backstop_core::dora::Figures,
         backstop_core::dora::Figure,
         backstop_core::dora::Level,
@@ -322,6 +327,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(runbooks::routes())
         .merge(dora::routes())
         .merge(heartbeats::routes())
+        .merge(calibration::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

@@ -66,6 +66,12 @@ mod incidents;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/labels.rs"]
+mod labels;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/recoveries.rs"]
 mod recoveries;
 #[allow(
@@ -277,6 +283,11 @@ fn migrator() -> Migrator {
             12,
             "heartbeats",
             include_str!("../../migrations/postgres/0012_heartbeats.sql"),
+        ),
+        (
+            13,
+            "verdict_labels",
+            include_str!("../../migrations/postgres/0013_verdict_labels.sql"),
         ),
     ])
 }

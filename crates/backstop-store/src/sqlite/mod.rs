@@ -58,6 +58,12 @@ mod incidents;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/labels.rs"]
+mod labels;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/recoveries.rs"]
 mod recoveries;
 #[allow(
@@ -260,6 +266,11 @@ fn migrator() -> Migrator {
             16,
             "heartbeats",
             include_str!("../../migrations/sqlite/0016_heartbeats.sql"),
+        ),
+        (
+            17,
+            "verdict_labels",
+            include_str!("../../migrations/sqlite/0017_verdict_labels.sql"),
         ),
     ])
 }

@@ -3,6 +3,7 @@
 mod approvals;
 mod audit;
 mod breakers;
+mod calibrate;
 mod cluster;
 mod dora;
 mod heartbeats;
@@ -15,6 +16,7 @@ mod tokens;
 pub use approvals::{APPROVE_HELP, ApprovalsArgs, ApproveArgs, approvals, approve};
 pub use audit::{AuditCmd, audit};
 pub use breakers::{BreakerCmd, breaker};
+pub use calibrate::{CalibrateArgs, calibrate};
 pub use cluster::{ClusterCmd, cluster};
 pub use dora::{DoraArgs, dora};
 pub use heartbeats::{HeartbeatArgs, HeartbeatsArgs, heartbeat, heartbeats};

@@ -83,6 +83,17 @@ pub enum RolloutCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Say what the verdict really was: `confirmed` or `false-alarm` (a rollback), `missed` (a
+    /// promoted release that was bad). `backstop calibrate` learns from these.
+    Label {
+        id: String,
+        /// confirmed, false-alarm or missed.
+        label: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Print the rollout's per-interval counts as a backstop-scenario/v1 file (for `backstop analyze`).
     Export {
         id: String,
@@ -159,6 +170,20 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
         RolloutCmd::Abort { id, reason, api } => act(&api, &id, "abort", &Reason { reason }).await,
         RolloutCmd::Acknowledge { id, reason, api } => {
             act(&api, &id, "acknowledge", &Reason { reason }).await
+        }
+        RolloutCmd::Label {
+            id,
+            label,
+            note,
+            api,
+        } => {
+            let body = backstop_api::calibration::LabelRequest { label, note };
+            api.post_and_print::<backstop_core::label::VerdictLabel>(
+                &format!("/api/v1/rollouts/{}/label", crate::client::encode(&id)),
+                &body,
+            )
+            .await?;
+            Ok(0)
         }
         RolloutCmd::Export { id, server } => {
             let text = Client::new(&server)?
@@ -386,4 +411,23 @@ impl Render for RolloutDetail {
 fn daemon_unavailable(e: &anyhow::Error) -> bool {
     e.downcast_ref::<crate::client::CallError>()
         .is_some_and(|c| c.exit_code == 3)
+}
+
+impl Render for backstop_core::label::VerdictLabel {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "rollout {} of {}/{} labelled {} by {}{}",
+            self.rollout_id,
+            self.service,
+            self.env,
+            self.label,
+            self.by,
+            if self.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", self.note)
+            }
+        )
+    }
 }
