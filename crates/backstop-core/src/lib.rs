@@ -25,6 +25,7 @@ pub mod recovery;
 pub mod rollout;
 pub mod runbook_run;
 pub mod schema;
+pub mod scorecard;
 pub mod secret;
 pub mod severity;
 pub mod snapshot;

@@ -43,6 +43,7 @@ pub mod rollouts;
 pub mod runbooks;
 pub mod runtime;
 pub mod schema;
+pub mod scorecard;
 pub mod snapshots;
 pub mod state_lock;
 pub mod validation;

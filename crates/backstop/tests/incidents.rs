@@ -783,6 +783,23 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
         }
     }
     assert!(calibration["recommended"].is_string(), "{calibration:#}");
+    // Readiness: backups verified and a suite declared (bronze); no drill yet, so not silver.
+    let cards = d.cli_json(&["scorecard", "shop"], 0);
+    let card = &cards[0];
+    assert_eq!(card["level"], "bronze", "{card:#}");
+    let check = |name: &str| {
+        card["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(check("lkg_backup")["passed"], true, "{card:#}");
+    assert_eq!(check("drill")["passed"], false, "{card:#}");
+    assert_eq!(check("mttr")["passed"], true, "{card:#}");
+    assert_eq!(check("resolved")["passed"], true, "{card:#}");
     let bad = d.cli(&["dora", "--window", "soon"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(

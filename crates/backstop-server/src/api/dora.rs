@@ -1,4 +1,5 @@
-//! `/dora`: DORA's delivery figures per service and environment over a window.
+//! `/dora` and `/scorecards`: DORA's delivery figures per service and environment over a
+//! window, and each service's readiness scorecard.
 
 use std::sync::Arc;
 
@@ -17,7 +18,32 @@ use crate::releases::known_service;
 pub const DEFAULT_WINDOW: &str = "30d";
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
-    Router::new().route("/dora", get(dora))
+    Router::new()
+        .route("/dora", get(dora))
+        .route("/scorecards", get(scorecards))
+}
+
+/// The readiness scorecard of every service (or of `service`): its checks and the level they
+/// reach (bronze, silver, gold).
+#[utoipa::path(get, path = "/api/v1/scorecards", params(("service" = Option<String>, Query)),
+    responses((status = 200, body = Vec<backstop_core::scorecard::Scorecard>), (status = 404, body = ErrorBody)))]
+pub(super) async fn scorecards(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<DoraQuery>,
+) -> ApiResult<Json<Vec<backstop_core::scorecard::Scorecard>>> {
+    let mut out = Vec::new();
+    for svc in &ctx.config.services {
+        if q.service.as_deref().is_some_and(|s| s != svc.name) {
+            continue;
+        }
+        out.push(crate::scorecard::of(&ctx, svc).await?);
+    }
+    if let Some(s) = &q.service
+        && out.is_empty()
+    {
+        known_service(&ctx, s, "/service")?;
+    }
+    Ok(Json(out))
 }
 
 /// Deployment frequency, lead time (release registered → promoted), change fail rate, failed

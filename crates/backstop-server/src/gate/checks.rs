@@ -114,7 +114,10 @@ pub(super) async fn schema_way_back(s: &Subject<'_>) -> anyhow::Result<Check> {
 }
 
 /// Re-hashes the stored backup of `release`'s artifact (see [`crate::runtime::verified_backup`]).
-async fn verify_backup(ctx: &Ctx, release: &Release) -> anyhow::Result<Result<(), String>> {
+pub(crate) async fn verify_backup(
+    ctx: &Ctx,
+    release: &Release,
+) -> anyhow::Result<Result<(), String>> {
     let blobs = ctx.blobs.clone();
     let r = release.clone();
     Ok(tokio::task::spawn_blocking(move || {

@@ -5,7 +5,7 @@
 //! Adding a check is one small `async fn(&Subject<'_>) -> anyhow::Result<Check>` plus one line
 //! in [`evaluate`]. An error inside a check blocks (the gate fails closed) and says why.
 
-mod checks;
+pub(crate) mod checks;
 mod freezes;
 mod overrides;
 

@@ -1,4 +1,5 @@
-//! `backstop dora`: DORA's five delivery figures per service and environment, graded.
+//! `backstop dora`: DORA's five delivery figures per service and environment, graded; and
+//! `backstop scorecard`: each service's readiness level and the checks behind it.
 
 use std::io::{self, Write};
 
@@ -108,6 +109,46 @@ impl Render for Vec<Figures> {
                 ms(f.time_to_resolve_ms)
             )?;
             writeln!(w, "  rework rate                 {}", pct(f.rework_rate))?;
+        }
+        Ok(())
+    }
+}
+
+/// `backstop scorecard [SERVICE]`.
+#[derive(clap::Args)]
+pub struct ScorecardArgs {
+    /// One service (default: every service).
+    service: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub async fn scorecard(args: ScorecardArgs) -> Result<i32> {
+    let q = Query::new("/api/v1/scorecards").param_if("service", args.service.as_deref());
+    args.api
+        .get_and_print::<Vec<backstop_core::scorecard::Scorecard>>(q.as_str())
+        .await?;
+    Ok(0)
+}
+
+impl Render for Vec<backstop_core::scorecard::Scorecard> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        for card in self {
+            let level = card.level.map_or_else(
+                || "below bronze".to_owned(),
+                |l| format!("{l:?}").to_lowercase(),
+            );
+            writeln!(w, "{}: {level}", card.service)?;
+            for c in &card.checks {
+                writeln!(
+                    w,
+                    "  {} {:<7} {:<12} {}",
+                    if c.passed { "ok  " } else { "MISS" },
+                    format!("{:?}", c.level).to_lowercase(),
+                    c.name,
+                    c.detail
+                )?;
+            }
         }
         Ok(())
     }
