@@ -398,7 +398,8 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
             "recovery",
             "incident",
             "migrations",
-            "schema_way_back"
+            "schema_way_back",
+            "readiness"
         ]
     );
     let refused = api
@@ -419,7 +420,7 @@ async fn gate_and_freeze_requests_name_their_problems_and_a_refusal_lists_every_
             .as_array()
             .unwrap()
             .len(),
-        11
+        12
     );
     assert_eq!(api.get("/api/v1/rollouts").await.1, json!([]));
 

@@ -618,6 +618,9 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
             "    heartbeats:\n      - {{name: export, every: 1h}}\n    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
             ready.display()
         ),
+    ) + &format!(
+        "      - name: staging\n        listen: 127.0.0.1:{}\n        readiness: gold\n",
+        free_port()
     );
     let d = Daemon::start(&dir.path().join("state"), &config, proxy);
     d.register("v1", 0.0);
@@ -800,6 +803,30 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
     assert_eq!(check("drill")["passed"], false, "{card:#}");
     assert_eq!(check("mttr")["passed"], true, "{card:#}");
     assert_eq!(check("resolved")["passed"], true, "{card:#}");
+    // An environment that requires gold refuses a rollout of a bronze service, unless critical.
+    let gate = |extra: &[&str], code: i32| {
+        let mut args = vec!["gate", "shop", "--env", "staging", "--release", "v3"];
+        args.extend_from_slice(extra);
+        let report = d.cli_json(&args, code);
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "readiness")
+            .unwrap()
+            .clone()
+    };
+    let refused = gate(&[], 1);
+    assert_eq!(refused["ok"], false, "{refused:#}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shop is bronze, staging requires gold"),
+        "{refused:#}"
+    );
+    let critical = gate(&["--critical", "--reason", "fix-forward"], 0);
+    assert_eq!(critical["ok"], true, "{critical:#}");
     let bad = d.cli(&["dora", "--window", "soon"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(

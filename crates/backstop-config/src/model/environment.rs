@@ -30,6 +30,11 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(NAME_PATTERN))]
     pub agent: Option<String>,
+    /// The least readiness level (`backstop scorecard`: bronze, silver, gold) a service must
+    /// reach before a rollout into this environment; a critical change (`--critical --reason`)
+    /// passes below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<backstop_core::scorecard::Readiness>,
     /// Regulated environments: overrides need a second approver; automatic rollback is
     /// mandatory.
     #[serde(default)]

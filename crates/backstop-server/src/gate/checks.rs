@@ -350,3 +350,58 @@ pub(super) async fn no_major_incident(s: &Subject<'_>) -> anyhow::Result<Check> 
         details: json!({"incidents": freezing.iter().map(|i| &i.id).collect::<Vec<_>>()}),
     }))
 }
+
+/// The environment's readiness requirement (practice 7.6): the service's scorecard reaches the
+/// level the environment names, unless the change is critical and says why.
+pub(super) async fn readiness(s: &Subject<'_>) -> anyhow::Result<Check> {
+    const NAME: &str = "readiness";
+    let svc = s.ctx.service(s.service)?;
+    let Some(needed) = svc.environment(s.env).and_then(|e| e.readiness) else {
+        return Ok(Check::pass(
+            NAME,
+            format!("{} requires no readiness level", s.env),
+        ));
+    };
+    let card = crate::scorecard::of(s.ctx, svc)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let name = |l: Option<backstop_core::scorecard::Readiness>| {
+        l.map_or_else(
+            || "below bronze".to_owned(),
+            |l| format!("{l:?}").to_lowercase(),
+        )
+    };
+    if card.level >= Some(needed) {
+        return Ok(Check::pass(
+            NAME,
+            format!(
+                "{} is {}; {} requires {}",
+                s.service,
+                name(card.level),
+                s.env,
+                name(Some(needed))
+            ),
+        ));
+    }
+    let missing: Vec<String> = card
+        .checks
+        .iter()
+        .filter(|c| !c.passed && c.level <= needed)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    Ok(s.blocks_unless_overridden(Blockage {
+        name: NAME,
+        what: format!(
+            "{} is {}, {} requires {} ({})",
+            s.service,
+            name(card.level),
+            s.env,
+            name(Some(needed)),
+            missing.join("; ")
+        ),
+        asked: s.intent.critical,
+        how: "`--critical --reason R` for a fix-forward; `backstop scorecard` shows what is missing",
+        passed_as: "passed as a critical change",
+        details: json!({"level": card.level, "required": needed}),
+    }))
+}

@@ -174,6 +174,7 @@ pub async fn evaluate(
         run("incident", checks::no_major_incident(&s)).await,
         run("migrations", checks::migrations_proven(&s)).await,
         run("schema_way_back", checks::schema_way_back(&s)).await,
+        run("readiness", checks::readiness(&s)).await,
     ];
     GateReport {
         go: checks.iter().all(|c| c.ok),
