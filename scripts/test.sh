@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 # for `migrations check --engine postgres`, which starts its own temporary cluster as a
 # non-root user; the image usually has it, the package is installed when it does not.
 # iproute2 and curl: the tests across hosts make network namespaces (`ip netns`, veth) and
-# act as a user on one of them (curl inside it).
-PACKAGES=(haproxy nginx prometheus iproute2 curl)
+# act as a user on one of them (curl inside it). redis-server: cache sweeps run against a real one.
+PACKAGES=(haproxy nginx prometheus iproute2 curl redis-server)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

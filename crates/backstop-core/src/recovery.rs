@@ -50,6 +50,19 @@ pub enum StepKind {
     /// (manifest digest `manifest`): files that already match are left alone, so running it
     /// again is a no-op.
     RestoreConfig { snapshot: i64, manifest: String },
+    /// Remove every key matching `pattern` from a Redis server (`SCAN` + `UNLINK`, `batch` at a
+    /// time): the bad version's cache entries. The address is given, or read from the daemon's
+    /// variable `address_env` (a URL with a password never enters the journal). Removing what
+    /// matches again is harmless.
+    SweepRedis {
+        name: String,
+        address: Option<String>,
+        address_env: Option<String>,
+        pattern: String,
+        batch: u32,
+    },
+    /// `PURGE url` (a CDN or HTTP cache); purging again is harmless.
+    PurgeHttp { name: String, url: String },
 }
 
 impl StepKind {
@@ -65,6 +78,8 @@ impl StepKind {
             StepKind::VerifySignals { .. } => "verify_signals",
             StepKind::RunMigrationDown { .. } => "run_migration_down",
             StepKind::RestoreConfig { .. } => "restore_config",
+            StepKind::SweepRedis { .. } => "sweep_redis",
+            StepKind::PurgeHttp { .. } => "purge_http",
         }
     }
 }
@@ -280,6 +295,9 @@ pub struct PlanInput<'a> {
     pub verify_seconds: u64,
     pub before_hook: Option<&'a str>,
     pub after_hook: Option<&'a str>,
+    /// Cache sweeps ([`StepKind::SweepRedis`], [`StepKind::PurgeHttp`]): run once the bad
+    /// version no longer serves, after the `after_rollback` hook.
+    pub sweeps: &'a [StepKind],
 }
 
 /// The one recovery plan builder: the base plan for what is restored, then the schema downs,
@@ -340,7 +358,20 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<StepKind> {
     if let Some((instance, release)) = serving {
         plan = with_verification(plan, instance, release, input.verify_seconds);
     }
-    with_hooks(plan, input.before_hook, input.after_hook)
+    let mut plan = with_hooks(plan, input.before_hook, input.after_hook);
+    if !input.sweeps.is_empty() {
+        // After the last step that stops the bad version (and its after_rollback hook), so
+        // nothing repopulates the cache with its answers.
+        let at = plan
+            .iter()
+            .rposition(|s| {
+                matches!(s, StepKind::StopInstance { .. })
+                    || matches!(s, StepKind::RunHook { name, .. } if name == "after_rollback")
+            })
+            .map_or(plan.len(), |i| i + 1);
+        plan.splice(at..at, input.sweeps.iter().cloned());
+    }
+    plan
 }
 
 /// The idempotency key of step `index` of recovery `recovery_id`: stable across restarts, handed
@@ -486,11 +517,46 @@ mod tests {
             verify_seconds: 5,
             before_hook: None,
             after_hook: None,
+            sweeps: &[],
         }
     }
 
     fn names(plan: &[StepKind]) -> Vec<&'static str> {
         plan.iter().map(StepKind::name).collect()
+    }
+
+    #[test]
+    fn cache_sweeps_run_once_the_bad_version_is_stopped_after_its_hook() {
+        let sweeps = [
+            StepKind::SweepRedis {
+                name: "products".into(),
+                address: Some("cache:6379".into()),
+                address_env: None,
+                pattern: "product:*".into(),
+                batch: 500,
+            },
+            StepKind::PurgeHttp {
+                name: "cdn".into(),
+                url: "http://cdn/all".into(),
+            },
+        ];
+        let plan = plan(&PlanInput {
+            after_hook: Some("notify"),
+            sweeps: &sweeps,
+            ..input(Restore::Canary {
+                stable_instance_id: "i-stable",
+                lkg_release_id: "svc@v1",
+                canary_instance_id: Some("i-canary"),
+                bad_release_id: "svc@v2",
+            })
+        });
+        let names = names(&plan);
+        let stop = names.iter().position(|n| *n == "stop_instance").unwrap();
+        assert_eq!(
+            &names[stop + 1..stop + 4],
+            ["run_hook", "sweep_redis", "purge_http"],
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -614,6 +680,7 @@ mod tests {
                 verify_seconds: 5,
                 before_hook: Some("drain"),
                 after_hook: Some("purge"),
+                sweeps: &[],
             });
             for (i, step) in plan.iter().enumerate() {
                 if let StepKind::ShiftTraffic { instance_id, .. } = step {

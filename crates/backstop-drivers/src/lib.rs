@@ -4,6 +4,7 @@
 //!   recording per-version requests, errors and latency histograms;
 //! - [`proxy_control`]: that proxy as its own process (`backstop proxy`), configured over a Unix
 //!   socket with versioned route sets, so the data plane outlives the daemon;
+//! - [`cache`]: cache sweeps as recovery steps (Redis SCAN + UNLINK, HTTP PURGE);
 //! - [`agent`]: `backstop agent`, one host's data plane (its proxies and instances), driven by
 //!   replicas over an authenticated, fenced TCP channel;
 //! - [`process`]: process deployer (supervised children in their own process groups);
@@ -17,6 +18,7 @@
 //!   mid-step collects it instead of running it twice.
 
 pub mod agent;
+pub mod cache;
 pub mod command;
 pub mod config_files;
 pub mod load;

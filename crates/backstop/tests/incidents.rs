@@ -834,3 +834,54 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
         "{bad:?}"
     );
 }
+
+/// A rollback sweeps what the bad version cached: every Redis key of the pattern (and only
+/// those) goes, as a journaled step after the bad version is stopped.
+#[test]
+fn a_rollback_sweeps_the_cache_entries_of_the_bad_version() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let redis = rt.block_on(backstop_testkit::servers::redis());
+    let ask = |line: &str| -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        s.write_all(format!("SELECT 2\r\n{line}\r\n").as_bytes())
+            .unwrap();
+        let mut r = BufReader::new(s);
+        let mut ok = String::new();
+        r.read_line(&mut ok).unwrap();
+        let mut answer = String::new();
+        r.read_line(&mut answer).unwrap();
+        answer.trim().to_string()
+    };
+    for i in 0..300 {
+        assert_eq!(ask(&format!("SET page:{i} cached-by-v2")), "+OK");
+    }
+    assert_eq!(ask("SET session:1 keep"), "+OK");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let config = shop_config(proxy, "[{weight: 50, for: 8s}, {weight: 100}]").replace(
+        "    rollout:\n",
+        &format!(
+            "    hooks:\n      sweeps:\n        - {{name: pages, redis: '127.0.0.1:{}/2', pattern: 'page:*', batch: 50}}\n    rollout:\n",
+            redis.port
+        ),
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    d.register("v1", 0.0);
+    d.register("v2", 0.6);
+    d.rollout_wait("v1", 0);
+    let traffic = Traffic::start(proxy, 60.0);
+    let v2 = d.rollout_wait("v2", 1);
+    traffic.stop();
+    let steps = v2["recovery"]["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps
+        .iter()
+        .map(|s| s["step"]["kind"].as_str().unwrap_or(""))
+        .collect();
+    let sweep = steps
+        .iter()
+        .find(|s| s["outcome"]["sweep"] == "pages")
+        .unwrap_or_else(|| panic!("a sweep step in {names:?}: {v2:#}"));
+    assert_eq!(sweep["outcome"]["removed"], 300, "{sweep:#}");
+    assert_eq!(ask("DBSIZE"), ":1", "only the pattern's keys went");
+}

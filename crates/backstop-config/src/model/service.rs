@@ -222,10 +222,45 @@ pub struct Hooks {
     /// Runs after the bad version is stopped (`sh -c`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_rollback: Option<String>,
-    /// Time limit of one hook run; a hook that overruns is killed (its process group) and retried.
+    /// Time limit of one hook run (and of one cache sweep); a hook that overruns is killed (its
+    /// process group) and retried.
     #[serde(default = "default_hook_timeout", with = "duration")]
     #[schemars(with = "DurationString")]
     pub timeout: Duration,
+    /// Caches swept during every rollback once the bad version no longer serves (after
+    /// `after_rollback`), each a journaled step: what it cached must not be served again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<CacheSweep>,
+}
+
+/// One cache to sweep: `redis` (or `redis_env`) with `pattern`, or `purge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSweep {
+    /// Names the step in the journal (e.g. `product-cache`).
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// `HOST:PORT[/DB]` of a Redis server. A password does not go here: use `redis_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    /// A variable of the daemon's environment holding `redis://[:PASSWORD@]HOST:PORT[/DB]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub redis_env: Option<String>,
+    /// The keys to remove, a Redis glob (e.g. `product:*`); found with SCAN, never KEYS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Keys per SCAN and UNLINK (default 500).
+    #[serde(default = "default_sweep_batch")]
+    #[schemars(range(min = 1))]
+    pub batch: u32,
+    /// A URL sent `PURGE` (a CDN or HTTP cache); 2xx or 404 is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge: Option<String>,
+}
+
+fn default_sweep_batch() -> u32 {
+    500
 }
 
 impl Default for Hooks {
@@ -234,6 +269,7 @@ impl Default for Hooks {
             before_rollback: None,
             after_rollback: None,
             timeout: default_hook_timeout(),
+            sweeps: Vec::new(),
         }
     }
 }

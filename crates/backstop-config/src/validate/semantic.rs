@@ -16,7 +16,7 @@ use super::rollout::check_rollout;
 use super::run::check_run_kind;
 use super::severity::check_severity;
 use super::traffic::check_traffic;
-use super::validation::{check_heartbeats, check_validation};
+use super::validation::{check_heartbeats, check_sweeps, check_validation};
 use crate::yaml::{Document, Pos};
 
 /// Where `name` was first defined when `seen` has it already; otherwise records it as defined at
@@ -201,6 +201,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         check_severity(svc, &sp, tier, &mut push);
         check_notify(svc, &sp, &mut push);
         check_validation(svc, &sp, &mut push);
+        check_sweeps(svc, &sp, &mut push);
 
         // Rollout.
         check_rollout(doc, svc, &sp, &mut push, &mut direct);

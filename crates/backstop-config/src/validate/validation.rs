@@ -164,6 +164,73 @@ pub(super) fn check_validation(svc: &Value, sp: &str, push: &mut impl FnMut(Stri
     }
 }
 
+/// `hooks.sweeps`: one target each (`redis`, `redis_env` or `purge`), a pattern exactly with
+/// Redis, no password in `redis`, and `purge` an http(s) URL.
+pub(super) fn check_sweeps(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
+    let Some(sweeps) = svc.pointer("/hooks/sweeps").and_then(Value::as_array) else {
+        return;
+    };
+    for (k, sweep) in sweeps.iter().enumerate() {
+        let here = format!("{sp}/hooks/sweeps/{k}");
+        let get = |key: &str| sweep.get(key).and_then(Value::as_str);
+        let targets = ["redis", "redis_env", "purge"]
+            .iter()
+            .filter(|key| get(key).is_some())
+            .count();
+        if targets != 1 {
+            push(
+                here.clone(),
+                "give one of `redis` (with `pattern`), `redis_env` (with `pattern`) or `purge`"
+                    .into(),
+            );
+            continue;
+        }
+        let redis = get("redis").is_some() || get("redis_env").is_some();
+        match (redis, get("pattern")) {
+            (true, None) => push(
+                here.clone(),
+                "a Redis sweep needs `pattern` (e.g. `product:*`)".into(),
+            ),
+            (false, Some(_)) => push(
+                format!("{here}/pattern"),
+                "`pattern` is for Redis sweeps; `purge` sends one PURGE to its URL".into(),
+            ),
+            _ => {}
+        }
+        if let Some(addr) = get("redis") {
+            if addr.contains('@') {
+                push(
+                    format!("{here}/redis"),
+                    "no password here (it would reach the journal): put the URL in a variable and name it with `redis_env`".into(),
+                );
+            } else {
+                let hp = addr
+                    .trim_start_matches("redis://")
+                    .split('/')
+                    .next()
+                    .unwrap_or("");
+                if !hp
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                {
+                    push(
+                        format!("{here}/redis"),
+                        format!("{addr:?} is not HOST:PORT[/DB] (e.g. cache.internal:6379/0)"),
+                    );
+                }
+            }
+        }
+        if let Some(url) = get("purge")
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            push(
+                format!("{here}/purge"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,6 +155,44 @@ impl Controller {
                     .await?;
                 Ok(json!(out))
             }
+            StepKind::SweepRedis {
+                name,
+                address,
+                address_env,
+                pattern,
+                batch,
+            } => {
+                let svc = ctx.service(&rec.service)?;
+                let text = match (address, address_env) {
+                    (Some(a), _) => a.clone(),
+                    (None, Some(var)) => std::env::var(var).map_err(|_| {
+                        anyhow::anyhow!(
+                            "sweep {name}: the daemon's variable {var} (the Redis URL) is not set"
+                        )
+                    })?,
+                    (None, None) => anyhow::bail!("sweep {name}: no Redis address"),
+                };
+                let target = backstop_drivers::cache::RedisTarget::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("sweep {name}: {e}"))?;
+                let out = backstop_drivers::cache::sweep_redis(
+                    &target,
+                    pattern,
+                    *batch,
+                    svc.hooks.timeout,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("sweep {name}: {e}"))?;
+                Ok(
+                    json!({"sweep": name, "pattern": pattern, "removed": out.removed, "scans": out.scans}),
+                )
+            }
+            StepKind::PurgeHttp { name, url } => {
+                let svc = ctx.service(&rec.service)?;
+                let status = backstop_drivers::cache::purge(url, svc.hooks.timeout)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("purge {name}: {e}"))?;
+                Ok(json!({"purge": name, "url": url, "status": status}))
+            }
             StepKind::StopInstance { instance_id } => {
                 ctx.stop_instance(instance_id).await?;
                 Ok(json!({"stopped": instance_id}))

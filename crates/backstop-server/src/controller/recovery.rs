@@ -447,6 +447,24 @@ pub(super) fn service_plan(
     schema_downs: &[AppliedMigration],
     config_restore: Option<&(i64, String)>,
 ) -> Vec<StepKind> {
+    let sweeps: Vec<StepKind> = svc
+        .hooks
+        .sweeps
+        .iter()
+        .map(|sw| match (&sw.purge, &sw.pattern) {
+            (Some(url), _) => StepKind::PurgeHttp {
+                name: sw.name.clone(),
+                url: url.clone(),
+            },
+            (None, pattern) => StepKind::SweepRedis {
+                name: sw.name.clone(),
+                address: sw.redis.clone(),
+                address_env: sw.redis_env.clone(),
+                pattern: pattern.clone().unwrap_or_default(),
+                batch: sw.batch,
+            },
+        })
+        .collect();
     backstop_core::recovery::plan(&PlanInput {
         restore,
         reason,
@@ -455,5 +473,6 @@ pub(super) fn service_plan(
         verify_seconds: svc.analysis.interval.as_secs().max(1),
         before_hook: svc.hooks.before_rollback.as_deref(),
         after_hook: svc.hooks.after_rollback.as_deref(),
+        sweeps: &sweeps,
     })
 }

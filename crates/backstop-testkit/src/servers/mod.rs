@@ -1,4 +1,5 @@
-//! Starters for the real servers the tests run on loopback, each in a temp folder and its own
+//! Starters for the real servers the tests run on loopback (HAProxy, nginx, Prometheus,
+//! PostgreSQL, Redis), each in a temp folder and its own
 //! process group, ended by that group (SIGKILL) when its [`Server`] handle drops.
 
 mod haproxy;
@@ -6,6 +7,7 @@ mod nginx;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod prometheus;
+mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ pub use nginx::{nginx, nginx_base_args, nginx_router_config};
 #[cfg(feature = "postgres")]
 pub use postgres::Postgres;
 pub use prometheus::Prometheus;
+pub use redis::redis;
 
 /// Finds a Debian-packaged server binary or fails the test with the install command.
 pub fn find_bin(name: &str) -> PathBuf {
