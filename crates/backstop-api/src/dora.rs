@@ -1,4 +1,4 @@
-//! `/api/v1/dora`.
+//! `/api/v1/dora`, `/api/v1/scorecards` and `/api/v1/gaps`.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,4 +12,12 @@ pub struct DoraQuery {
     /// How far back, e.g. `30d` (default), `12w`, `24h`.
     #[serde(default)]
     pub window: Option<String>,
+}
+
+/// `GET /api/v1/gaps`: the coverage and automation gaps of one service.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Gaps {
+    pub service: String,
+    pub coverage: Vec<backstop_core::gaps::CoverageGap>,
+    pub automation: Vec<backstop_core::gaps::AutomationGap>,
 }

@@ -14,6 +14,7 @@ pub mod env_var;
 pub mod event;
 #[cfg(test)]
 mod fixtures;
+pub mod gaps;
 pub mod heartbeat;
 pub mod incident;
 pub mod label;

@@ -94,6 +94,24 @@ fn when(ms: Millis) -> String {
     crate::format_ms(ms)
 }
 
+/// Who decided to roll back, and whether that was Backstop on its own: the rollout's failure
+/// says (`judge`, `breaker`, `deploy`, `escalation`, or a person); a recovery without a rollout
+/// was asked for by a person.
+#[must_use]
+pub fn decided_by(rec: &Recovery, events: &[Event]) -> (String, bool) {
+    let decided = events
+        .iter()
+        .find(|e| e.kind == crate::event::EventKind::RolloutFailed)
+        .and_then(|e| e.detail["trigger"].as_str())
+        .unwrap_or(rec.trigger.as_str())
+        .to_owned();
+    let automatic = matches!(
+        decided.as_str(),
+        "judge" | "breaker" | "deploy" | "escalation"
+    );
+    (decided, automatic)
+}
+
 /// The phases of `f`'s recovery.
 #[must_use]
 pub fn phases(f: &Facts) -> Phases {
@@ -164,19 +182,7 @@ pub fn draft(f: &Facts) -> Draft {
     let release = f
         .rollout
         .map_or("(no rollout)", |r| r.to_release_id.as_str());
-    // Who decided to roll back: the rollout's failure says (judge, breaker, deploy, escalation
-    // or a person); a recovery without a rollout was asked for by a person.
-    let decided = f
-        .events
-        .iter()
-        .find(|e| e.kind == crate::event::EventKind::RolloutFailed)
-        .and_then(|e| e.detail["trigger"].as_str())
-        .unwrap_or(rec.trigger.as_str())
-        .to_owned();
-    let automatic = matches!(
-        decided.as_str(),
-        "judge" | "breaker" | "deploy" | "escalation"
-    );
+    let (decided, automatic) = decided_by(rec, f.events);
     let mut md = String::new();
     let mut line = |s: String| {
         md.push_str(&s);

@@ -154,6 +154,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("POST", "/runbook-runs/{id}/abort", Role::Viewer),
     ("GET", "/dora", Role::Viewer),
     ("GET", "/scorecards", Role::Viewer),
+    ("GET", "/gaps", Role::Viewer),
     ("POST", "/rollouts/{id}/label", Role::Releaser),
     ("GET", "/calibrate/{service}", Role::Viewer),
     ("GET", "/heartbeats", Role::Viewer),

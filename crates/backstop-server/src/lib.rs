@@ -31,6 +31,7 @@ pub mod dora;
 pub mod drills;
 pub mod error;
 pub mod export;
+pub mod gaps;
 pub mod gate;
 pub mod hosts;
 pub mod incidents;

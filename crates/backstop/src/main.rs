@@ -81,6 +81,8 @@ enum Cmd {
     Heartbeats(commands::HeartbeatsArgs),
     /// Replay labelled rollouts through the judge at several settings; recommend one.
     Calibrate(commands::CalibrateArgs),
+    /// Coverage gaps (what detection missed) and automation gaps (what people did by hand).
+    Gaps(commands::GapsArgs),
     /// Readiness scorecards: bronze, silver, gold, and the checks behind each service's level.
     Scorecard(commands::ScorecardArgs),
     /// DORA's delivery figures per service and environment, graded against the clusters.
@@ -293,6 +295,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Incident(c) => commands::incident(c).await,
             Cmd::Dora(a) => commands::dora(a).await,
             Cmd::Scorecard(a) => commands::scorecard(a).await,
+            Cmd::Gaps(a) => commands::gaps(a).await,
             Cmd::Calibrate(a) => commands::calibrate(a).await,
             Cmd::Heartbeat(a) => commands::heartbeat(a).await,
             Cmd::Heartbeats(a) => commands::heartbeats(a).await,

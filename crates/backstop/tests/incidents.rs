@@ -594,6 +594,26 @@ steps:
         .collect();
     assert_eq!(deviations.len(), 3, "{audit:#}");
     assert!(deviations.iter().all(|r| r["actor"] == "token:alice"));
+    // The manual step and each deviation are automation gaps of the service.
+    let gaps = d.cli_json(&["gaps", "shop"], 0);
+    let actions: Vec<&str> = gaps[0]["automation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"automate: Tell #orders that writes stop"),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a.starts_with("update the runbook:"))
+            .count(),
+        3,
+        "{actions:?}"
+    );
 }
 
 /// `backstop ARGS… --token TOKEN --output json`, asserting the exit code.
@@ -827,6 +847,24 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
     );
     let critical = gate(&["--critical", "--reason", "fix-forward"], 0);
     assert_eq!(critical["ok"], true, "{critical:#}");
+
+    // The judge caught v2 in time: no coverage gap. A person then rolls v3 back: that one is.
+    let gaps = d.cli_json(&["gaps", "shop"], 0);
+    assert_eq!(gaps[0]["coverage"], serde_json::json!([]), "{gaps:#}");
+    let back = d.cli(&backstop_testkit::rollback_args(
+        "checkout totals look wrong",
+    ));
+    assert_eq!(back.status.code(), Some(0), "{back:?}");
+    let gaps = backstop_testkit::assert_eventually!(
+        d.cli_json(&["gaps", "shop"], 0),
+        |g| g[0]["coverage"].as_array().is_some_and(|c| !c.is_empty()),
+        "the manual rollback is a coverage gap"
+    );
+    let gap = &gaps[0]["coverage"][0];
+    assert!(
+        gap["why"].as_str().unwrap().contains("started by a person"),
+        "{gap:#}"
+    );
     let bad = d.cli(&["dora", "--window", "soon"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(

@@ -72,6 +72,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     // The runbook's own role is checked by the handler (tests/runbooks.rs).
     ("GET", "/api/v1/dora", "viewer"),
     ("GET", "/api/v1/scorecards", "viewer"),
+    ("GET", "/api/v1/gaps", "viewer"),
     ("POST", "/api/v1/rollouts/{id}/label", "releaser"),
     ("GET", "/api/v1/calibrate/{service}", "viewer"),
     ("GET", "/api/v1/heartbeats", "viewer"),

@@ -1,5 +1,5 @@
-//! `/dora` and `/scorecards`: DORA's delivery figures per service and environment over a
-//! window, and each service's readiness scorecard.
+//! `/dora`, `/scorecards` and `/gaps`: DORA's delivery figures per service and environment over a
+//! window, each service's readiness scorecard, and its coverage and automation gaps.
 
 use std::sync::Arc;
 
@@ -21,6 +21,28 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
         .route("/dora", get(dora))
         .route("/scorecards", get(scorecards))
+        .route("/gaps", get(gaps))
+}
+
+/// Coverage gaps (recoveries a person started or detection came late, with the signal that
+/// diverged first) and automation gaps (manual runbook steps and deviations, counted) of every
+/// service, or of `service`, over 90 days.
+#[utoipa::path(get, path = "/api/v1/gaps", params(("service" = Option<String>, Query)),
+    responses((status = 200, body = Vec<backstop_api::dora::Gaps>), (status = 404, body = ErrorBody)))]
+pub(super) async fn gaps(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<DoraQuery>,
+) -> ApiResult<Json<Vec<backstop_api::dora::Gaps>>> {
+    if let Some(s) = &q.service {
+        known_service(&ctx, s, "/service")?;
+    }
+    let mut out = Vec::new();
+    for svc in &ctx.config.services {
+        if q.service.as_deref().is_none_or(|s| s == svc.name) {
+            out.push(crate::gaps::of(&ctx, svc).await?);
+        }
+    }
+    Ok(Json(out))
 }
 
 /// The readiness scorecard of every service (or of `service`): its checks and the level they

@@ -153,3 +153,52 @@ impl Render for Vec<backstop_core::scorecard::Scorecard> {
         Ok(())
     }
 }
+
+/// `backstop gaps [SERVICE]`.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Coverage gaps: recoveries a person had to start, or detected later than the \
+objectives leave time for (MTTR minus the rollback SLA), each naming the signal that diverged \
+first in the recorded traffic. Automation gaps: manual runbook steps people kept doing and \
+deviations from runbooks, counted over runs, each an action item. Over the last 90 days."
+)]
+pub struct GapsArgs {
+    /// One service (default: every service).
+    service: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub async fn gaps(args: GapsArgs) -> Result<i32> {
+    let q = Query::new("/api/v1/gaps").param_if("service", args.service.as_deref());
+    args.api
+        .get_and_print::<Vec<backstop_api::dora::Gaps>>(q.as_str())
+        .await?;
+    Ok(0)
+}
+
+impl Render for Vec<backstop_api::dora::Gaps> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        for g in self {
+            writeln!(
+                w,
+                "{}: {} coverage gap(s), {} automation gap(s)",
+                g.service,
+                g.coverage.len(),
+                g.automation.len()
+            )?;
+            for c in &g.coverage {
+                writeln!(w, "  coverage   {}: {}", c.recovery_id, c.why)?;
+                writeln!(w, "             → {}", c.action)?;
+            }
+            for a in &g.automation {
+                writeln!(
+                    w,
+                    "  automation {} ×{} ({} {}): {}",
+                    a.runbook, a.count, a.kind, a.step, a.action
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -18,7 +18,7 @@ pub use audit::{AuditCmd, audit};
 pub use breakers::{BreakerCmd, breaker};
 pub use calibrate::{CalibrateArgs, calibrate};
 pub use cluster::{ClusterCmd, cluster};
-pub use dora::{DoraArgs, ScorecardArgs, dora, scorecard};
+pub use dora::{DoraArgs, GapsArgs, ScorecardArgs, dora, gaps, scorecard};
 pub use heartbeats::{HeartbeatArgs, HeartbeatsArgs, heartbeat, heartbeats};
 pub use incidents::{IncidentCmd, incident};
 pub use recoveries::{RecoveryCmd, RollbackArgs, recovery, rollback};
