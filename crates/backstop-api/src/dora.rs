@@ -21,3 +21,12 @@ pub struct Gaps {
     pub coverage: Vec<backstop_core::gaps::CoverageGap>,
     pub automation: Vec<backstop_core::gaps::AutomationGap>,
 }
+
+/// `POST /api/v1/recoveries/{id}/postmortem`: the post-mortem is written.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostmortemDone {
+    /// Where the final document is.
+    #[serde(default)]
+    pub link: Option<String>,
+}

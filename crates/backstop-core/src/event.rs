@@ -68,6 +68,10 @@ string_enum! {
         RecoveryUnresolved = "recovery.unresolved",
         /// A person said what a verdict really was (confirmed, false alarm, missed).
         VerdictLabelled = "verdict.labelled",
+        /// A recovery's post-mortem was not marked done by its due time.
+        PostmortemOverdue = "postmortem.overdue",
+        /// Someone marked a recovery's post-mortem done.
+        PostmortemDone = "postmortem.done",
         /// A person asked to go back to the last known good.
         RollbackRequested = "rollback.requested",
         /// A rollback that could not be planned safely.

@@ -348,6 +348,9 @@ pub struct Recovery {
     /// before validation existed).
     #[serde(default)]
     pub validation: Option<crate::validation::RecoveryValidation>,
+    /// Whether its post-mortem was written, and whether people were reminded it is overdue.
+    #[serde(default)]
+    pub postmortem: Option<crate::postmortem::PostmortemRecord>,
 }
 
 string_enum! {

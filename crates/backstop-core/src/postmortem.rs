@@ -13,8 +13,40 @@ use crate::model::{Event, Recovery, Rollout, StepStatus};
 use crate::runbook_run::RunbookRun;
 use crate::timeline::Timeline;
 
-/// A post-mortem is due this long after the recovery resolved.
+/// A post-mortem is due this long after the recovery resolved, unless the config says
+/// otherwise (`incidents.postmortem_due`).
 pub const DUE_AFTER_MS: Millis = 48 * 3600 * 1000;
+
+/// What people did with a recovery's post-mortem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PostmortemRecord {
+    /// When someone said it was written (and reviewed).
+    pub done_at_ms: Option<Millis>,
+    pub done_by: Option<String>,
+    /// Where the final document is.
+    pub link: Option<String>,
+    /// When the daemon told the service's webhooks it was overdue (once).
+    pub reminded_at_ms: Option<Millis>,
+}
+
+/// When the post-mortem of `rec` is (or was) due: `due_after_ms` after it resolved.
+#[must_use]
+pub fn due_at_ms(rec: &Recovery, due_after_ms: Millis) -> Option<Millis> {
+    rec.validation
+        .as_ref()
+        .and_then(crate::validation::RecoveryValidation::resolved_at_ms)
+        .map(|r| r + due_after_ms)
+}
+
+/// The post-mortem of `rec` is past due at `now` and nobody said it was done.
+#[must_use]
+pub fn overdue(rec: &Recovery, due_after_ms: Millis, now: Millis) -> bool {
+    let done = rec
+        .postmortem
+        .as_ref()
+        .is_some_and(|p| p.done_at_ms.is_some());
+    !done && due_at_ms(rec, due_after_ms).is_some_and(|due| now > due)
+}
 
 /// What a draft is written from.
 pub struct Facts<'a> {
@@ -28,6 +60,8 @@ pub struct Facts<'a> {
     pub intervals: &'a [backstop_judge::Interval],
     pub incident: Option<&'a Incident>,
     pub runbook_runs: &'a [RunbookRun],
+    /// How long after resolution the post-mortem is due.
+    pub due_after_ms: Millis,
 }
 
 /// The phases of a recovery, each from when users first met the bad version.
@@ -581,11 +615,12 @@ pub fn draft(f: &Facts) -> Draft {
     for a in &items {
         line(format!("- [ ] {} — owner: {}", a.text, a.owner));
     }
-    let due = p.resolved_at_ms.map(|r| r + DUE_AFTER_MS);
+    let due = p.resolved_at_ms.map(|r| r + f.due_after_ms);
     if let Some(d) = due {
         line(format!(
-            "\nThis post-mortem is due by {} (48 h after resolution).",
-            when(d)
+            "\nThis post-mortem is due by {} ({} after resolution).",
+            when(d),
+            human(f.due_after_ms)
         ));
     }
     Draft {
@@ -644,6 +679,7 @@ mod tests {
                 outcome: None,
             }],
             validation: Some(validation),
+            postmortem: None,
         }
     }
 
@@ -679,6 +715,7 @@ mod tests {
             intervals: &intervals,
             incident: None,
             runbook_runs: &[],
+            due_after_ms: DUE_AFTER_MS,
         };
         let d = draft(&facts);
         assert_eq!(d.phases.time_to_detect_ms, Some(9_000));
@@ -705,6 +742,16 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("owner: team-svc"), "{md}");
+        assert!(md.contains("(48 h 00 min after resolution)"), "{md}");
+        // Overdue once the due time passed, until someone says it is done.
+        assert!(!overdue(&rec, DUE_AFTER_MS, 26_000 + DUE_AFTER_MS));
+        assert!(overdue(&rec, DUE_AFTER_MS, 26_001 + DUE_AFTER_MS));
+        let mut done = rec.clone();
+        done.postmortem = Some(PostmortemRecord {
+            done_at_ms: Some(30_000),
+            ..PostmortemRecord::default()
+        });
+        assert!(!overdue(&done, DUE_AFTER_MS, 26_001 + DUE_AFTER_MS));
 
         // A person's rollback is a coverage gap; a retried step is what went badly.
         let rec = recovery(3);

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | bronze | every environment's last known good has a verified backup; a post-recovery suite (or heartbeats) is declared |
 //! | silver | a passed drill within 90 days; every recovery within 90 days restored within the MTTR objective; runbooks are declared |
-//! | gold   | verdicts labelled within 90 days (calibration data); change fail rate medium or better and failed deployment recovery high or better (DORA, 90 days); every recovery within 90 days resolved by its suite |
+//! | gold   | verdicts labelled within 90 days (calibration data); change fail rate medium or better and failed deployment recovery high or better (DORA, 90 days); every recovery within 90 days resolved by its suite; no post-mortem overdue |
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,8 @@ pub struct Facts {
     pub runbooks: usize,
     pub labels: usize,
     pub dora: Vec<Figures>,
+    /// Recoveries whose post-mortem is overdue.
+    pub overdue_postmortems: Vec<String>,
 }
 
 fn check(name: &str, level: Readiness, passed: bool, detail: String) -> ScoreCheck {
@@ -246,6 +248,17 @@ pub fn score(f: &Facts) -> Scorecard {
         },
     ));
 
+    checks.push(check(
+        "postmortems",
+        Readiness::Gold,
+        f.overdue_postmortems.is_empty(),
+        if f.overdue_postmortems.is_empty() {
+            "no post-mortem overdue".into()
+        } else {
+            format!("overdue: {}", f.overdue_postmortems.join(", "))
+        },
+    ));
+
     let level = [Readiness::Bronze, Readiness::Silver, Readiness::Gold]
         .into_iter()
         .take_while(|l| checks.iter().filter(|c| c.level <= *l).all(|c| c.passed))
@@ -278,6 +291,7 @@ mod tests {
             runbooks: 1,
             labels: 2,
             dora: vec![],
+            overdue_postmortems: vec![],
         }
     }
 

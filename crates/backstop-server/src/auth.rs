@@ -102,6 +102,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("GET", "/recoveries/{id}", Role::Viewer),
     ("POST", "/recoveries/{id}/resume", Role::Releaser),
     ("GET", "/recoveries/{id}/postmortem", Role::Viewer),
+    ("POST", "/recoveries/{id}/postmortem", Role::Releaser),
     ("GET", "/breakers", Role::Viewer),
     ("POST", "/breakers/reset", Role::IncidentCommander),
     ("GET", "/audit", Role::Viewer),

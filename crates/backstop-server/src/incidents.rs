@@ -248,7 +248,8 @@ fn announce(ctx: &Ctx, incident: &Incident, kind: EventKind, summary: String) {
     }
 }
 
-/// Reminds, once per due time, about every open incident whose status update is overdue.
+/// Reminds, once per due time, about every open incident whose status update is overdue (and,
+/// once, about each overdue post-mortem).
 /// Every replica runs this; the compare-and-set and the due time recorded make one of them
 /// remind.
 pub async fn keep_reminding(ctx: Arc<Ctx>, stop: tokio_util::sync::CancellationToken) {
@@ -256,6 +257,9 @@ pub async fn keep_reminding(ctx: Arc<Ctx>, stop: tokio_util::sync::CancellationT
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(REMINDER_CHECK_EVERY) => {}
+        }
+        if let Err(e) = crate::postmortem::remind_overdue(ctx.as_ref()).await {
+            tracing::debug!(error = %e, "Could not look for overdue post-mortems now.");
         }
         let Ok(open) = ctx.store.incidents(false).await else {
             continue;

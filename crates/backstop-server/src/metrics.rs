@@ -39,6 +39,10 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
             .map(|phase| (phase, rollouts.iter().filter(|r| r.phase == phase).count())),
         audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.seq),
         audit_chain_ok: ctx.caches.audit_chain.ok(),
+        postmortems_overdue: crate::postmortem::overdue(ctx)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .len(),
         store_writable: ctx
             .caches
             .store_health
@@ -70,6 +74,8 @@ struct Scrape {
     audit_records: i64,
     /// What the daemon last found of the audit chain (`None` before its first check).
     audit_chain_ok: Option<bool>,
+    /// Recoveries whose post-mortem is past due and not marked done.
+    postmortems_overdue: usize,
     /// False while the store refuses writes.
     store_writable: bool,
     /// What supervision found of each instance that should be serving.
@@ -190,6 +196,14 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.audit_records).encode(audit)?;
+        let overdue = encoder.encode_descriptor(
+            "backstop_postmortems_overdue",
+            "Recoveries whose post-mortem is past its due time and not marked done.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(self.postmortems_overdue).unwrap_or(i64::MAX))
+            .encode(overdue)?;
         if let Some(ok) = self.audit_chain_ok {
             let chain = encoder.encode_descriptor(
                 "backstop_audit_chain_ok",
@@ -244,6 +258,7 @@ mod tests {
             rollouts_by_phase: PHASES.map(|p| (p, usize::from(p == Phase::Promoted))),
             audit_records: 7,
             audit_chain_ok: Some(true),
+            postmortems_overdue: 0,
             store_writable: true,
             instances: vec![crate::controller::Supervised {
                 service: "shop".into(),

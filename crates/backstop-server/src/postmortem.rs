@@ -53,6 +53,7 @@ pub async fn of(ctx: &Ctx, id: &str) -> ApiResult<Draft> {
         intervals: &intervals,
         incident: incident.as_ref(),
         runbook_runs: &runbook_runs,
+        due_after_ms: ctx.config.incidents.postmortem_due_ms(),
     }))
 }
 
@@ -78,4 +79,66 @@ pub async fn write_draft(ctx: &Ctx, id: &str) {
             tracing::warn!(recovery = %id, error = %e, "Could not write the post-mortem draft.")
         }
     }
+}
+
+/// Recoveries whose post-mortem is overdue now (resolved more than `incidents.postmortem_due`
+/// ago, not marked done), most recent first.
+pub async fn overdue(ctx: &Ctx) -> ApiResult<Vec<backstop_core::model::Recovery>> {
+    let due = ctx.config.incidents.postmortem_due_ms();
+    let now = ctx.clock.now_ms();
+    Ok(ctx
+        .store
+        .recoveries(10_000)
+        .await?
+        .into_iter()
+        .filter(|r| backstop_core::postmortem::overdue(r, due, now))
+        .collect())
+}
+
+/// Tells the service's webhooks, once per recovery, that its post-mortem is overdue, and audits
+/// it. Every replica may run this; a reminder written twice is harmless (same id to webhooks).
+pub async fn remind_overdue(ctx: &Ctx) -> ApiResult<()> {
+    for rec in overdue(ctx).await? {
+        let mut record = rec.postmortem.clone().unwrap_or_default();
+        if record.reminded_at_ms.is_some() {
+            continue;
+        }
+        let now = ctx.clock.now_ms();
+        record.reminded_at_ms = Some(now);
+        ctx.store.set_recovery_postmortem(&rec.id, &record).await?;
+        let due =
+            backstop_core::postmortem::due_at_ms(&rec, ctx.config.incidents.postmortem_due_ms());
+        let summary = format!(
+            "the post-mortem of recovery {} ({}/{}) is overdue since {}: `backstop recovery postmortem {} --done --link URL` once written",
+            rec.id,
+            rec.service,
+            rec.env,
+            due.map_or_else(String::new, backstop_core::format_ms),
+            rec.id
+        );
+        crate::audit(
+            ctx,
+            "controller",
+            backstop_core::event::EventKind::PostmortemOverdue,
+            &format!("recovery/{}", rec.id),
+            "measurement",
+            serde_json::json!({"due_at_ms": due}),
+        )
+        .await?;
+        if let Some(n) = ctx.drivers.notifiers.get(&rec.service) {
+            n.notify(backstop_drivers::notify::Notification {
+                id: format!("postmortem-overdue/{}", rec.id),
+                kind: backstop_core::event::EventKind::PostmortemOverdue
+                    .as_str()
+                    .into(),
+                service: rec.service.clone(),
+                env: rec.env.clone(),
+                summary: summary.clone(),
+                detail: serde_json::json!({"recovery": rec.id, "due_at_ms": due}),
+                at_ms: now,
+            });
+        }
+        tracing::warn!(recovery = %rec.id, "{summary}");
+    }
+    Ok(())
 }

@@ -78,5 +78,11 @@ pub async fn of(ctx: &Ctx, svc: &Service) -> ApiResult<Scorecard> {
         runbooks: crate::runbooks::catalog(ctx).map_or(0, |r| r.len()),
         labels,
         dora: crate::dora::of(ctx, Some(&svc.name), None, LOOKBACK_MS).await?,
+        overdue_postmortems: crate::postmortem::overdue(ctx)
+            .await?
+            .into_iter()
+            .filter(|r| r.service == svc.name)
+            .map(|r| r.id)
+            .collect(),
     }))
 }

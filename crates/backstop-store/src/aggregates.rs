@@ -93,6 +93,12 @@ pub trait RecoveryStore: Send + Sync {
         id: &str,
         validation: &backstop_core::validation::RecoveryValidation,
     ) -> Result<()>;
+    /// Records what people did with recovery `id`'s post-mortem.
+    async fn set_recovery_postmortem(
+        &self,
+        id: &str,
+        postmortem: &backstop_core::postmortem::PostmortemRecord,
+    ) -> Result<()>;
     /// Done recoveries whose post-recovery suite is still pending, oldest first.
     async fn recoveries_validating(&self) -> Result<Vec<Recovery>>;
 }

@@ -302,6 +302,7 @@ pub(crate) fn recovery_from(row: &impl Columns, steps: Vec<RecoveryStep>) -> Res
         status: parse_column(row, "recoveries", "status")?,
         steps,
         validation: optional_json_column(row, "validation", "recoveries.validation")?,
+        postmortem: optional_json_column(row, "postmortem", "recoveries.postmortem")?,
     }))
 }
 

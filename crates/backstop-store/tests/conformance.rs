@@ -139,6 +139,7 @@ async fn recovery_journal_records_intent_attempts_and_outcome(backend: Backend) 
         finished_at_ms: None,
         steps: vec![],
         validation: None,
+        postmortem: None,
     };
     s.create_recovery(&rec, &plan).await.unwrap();
     let mut second = rec.clone();

@@ -124,6 +124,7 @@ fn recovery() -> Recovery {
         finished_at_ms: None,
         steps: vec![],
         validation: None,
+        postmortem: None,
     }
 }
 

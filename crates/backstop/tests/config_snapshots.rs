@@ -288,6 +288,7 @@ fn snapshots_diff_restore_and_rollback_keep_params_without_ever_showing_a_secret
             finished_at_ms: None,
             steps: vec![],
             validation: None,
+            postmortem: None,
         };
         let plan = [backstop_core::recovery::StepKind::RestoreConfig {
             snapshot: 1,

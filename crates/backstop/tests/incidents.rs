@@ -632,16 +632,19 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = free_port();
     let ready = dir.path().join("downstream-ready");
+    let (hook_port, received) = webhook_sink();
     let config = shop_config(proxy, "[{weight: 50, for: 8s}, {weight: 100}]").replace(
         "    environments:\n",
         &format!(
-            "    heartbeats:\n      - {{name: export, every: 1h}}\n    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
+            "    notify:\n      - {{webhook: \"http://127.0.0.1:{hook_port}/hook\"}}\n    heartbeats:\n      - {{name: export, every: 1h}}\n    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
             ready.display()
         ),
     ) + &format!(
         "      - name: staging\n        listen: 127.0.0.1:{}\n        readiness: gold\n",
         free_port()
     );
+    // Post-mortems are due 3 s after resolution here, so that being overdue can be seen.
+    let config = format!("incidents:\n  postmortem_due: 3s\n{config}");
     let d = Daemon::start(&dir.path().join("state"), &config, proxy);
     d.register("v1", 0.0);
     d.register("v2", 0.6);
@@ -728,6 +731,37 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
         std::fs::read_to_string(&written)
             .unwrap()
             .contains("| resolved (validated) |")
+    );
+    // Not marked written 3 s after resolution: overdue, told once, counted, then done.
+    d.wait_until("the webhook hears the post-mortem is overdue", || {
+        received.lock().unwrap().iter().any(|n| {
+            n["kind"] == "postmortem.overdue" && n["detail"]["recovery"] == rec_id.as_str()
+        })
+    });
+    let metrics = backstop_testkit::http_get(d.api_port(), "/metrics").unwrap();
+    assert!(
+        metrics.contains("backstop_postmortems_overdue 1"),
+        "{metrics}"
+    );
+    let done = d.cli_json(
+        &[
+            "recovery",
+            "postmortem",
+            &rec_id,
+            "--done",
+            "--link",
+            "https://wiki.example/pm/42",
+        ],
+        0,
+    );
+    assert_eq!(
+        done["postmortem"]["link"], "https://wiki.example/pm/42",
+        "{done:#}"
+    );
+    let metrics = backstop_testkit::http_get(d.api_port(), "/metrics").unwrap();
+    assert!(
+        metrics.contains("backstop_postmortems_overdue 0"),
+        "{metrics}"
     );
     // The incident was told, and the freeze is lifted.
     let incidents = d.cli_json(&["incident", "list", "--all"], 0);

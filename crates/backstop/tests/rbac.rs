@@ -32,6 +32,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/recoveries/{id}", "viewer"),
     ("POST", "/api/v1/recoveries/{id}/resume", "releaser"),
     ("GET", "/api/v1/recoveries/{id}/postmortem", "viewer"),
+    ("POST", "/api/v1/recoveries/{id}/postmortem", "releaser"),
     ("GET", "/api/v1/breakers", "viewer"),
     ("POST", "/api/v1/breakers/reset", "incident-commander"),
     ("GET", "/api/v1/audit", "viewer"),

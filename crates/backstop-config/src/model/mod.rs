@@ -77,6 +77,27 @@ pub struct IncidentSettings {
     /// through the service's webhooks.
     #[serde(default)]
     pub update_every: UpdateCadence,
+    /// How long after a recovery resolves its post-mortem is due (default 48h). One not marked
+    /// done by then (`backstop recovery postmortem ID --done`) is overdue: the service's
+    /// webhooks are told once, `/metrics` counts it and the scorecard misses gold.
+    #[serde(
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub postmortem_due: Option<Duration>,
+}
+
+impl IncidentSettings {
+    /// How long after resolution a post-mortem is due, in ms.
+    #[must_use]
+    pub fn postmortem_due_ms(&self) -> backstop_core::Millis {
+        self.postmortem_due.map_or(
+            backstop_core::postmortem::DUE_AFTER_MS,
+            backstop_core::duration::millis,
+        )
+    }
 }
 
 /// Status update cadence per severity; a severity left out keeps its default.

@@ -22,7 +22,10 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
         .route("/recoveries", get(list_recoveries))
         .route("/recoveries/{id}", get(get_recovery))
         .route("/recoveries/{id}/resume", post(resume_recovery))
-        .route("/recoveries/{id}/postmortem", get(get_postmortem))
+        .route(
+            "/recoveries/{id}/postmortem",
+            get(get_postmortem).post(postmortem_done),
+        )
 }
 
 /// The post-mortem draft of a recovery, written from what the store holds now: phases and
@@ -89,4 +92,35 @@ pub(super) async fn resume_recovery(
     })
     .await?;
     Ok(Json(rec))
+}
+
+/// Marks the recovery's post-mortem written (with where it is): it is no longer overdue.
+#[utoipa::path(post, path = "/api/v1/recoveries/{id}/postmortem", request_body = backstop_api::dora::PostmortemDone,
+    responses((status = 200, body = Recovery), (status = 404, body = ErrorBody)))]
+pub(super) async fn postmortem_done(
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
+    Path(id): Path<String>,
+    Body(req): Body<backstop_api::dora::PostmortemDone>,
+) -> ApiResult<Json<Recovery>> {
+    let rec = ctx.store.recovery(&id).await?;
+    access.in_env(&rec.env)?;
+    let mut record = rec.postmortem.clone().unwrap_or_default();
+    record.done_at_ms = Some(ctx.clock.now_ms());
+    record.done_by = Some(caller.clone());
+    record.link = req.link.clone();
+    ctx.store.set_recovery_postmortem(&id, &record).await?;
+    crate::audit(
+        &ctx,
+        &caller,
+        backstop_core::event::EventKind::PostmortemDone,
+        &format!("recovery/{id}"),
+        "manual",
+        serde_json::json!({"link": req.link}),
+    )
+    .await?;
+    Ok(Json(ctx.store.recovery(&id).await?))
 }

@@ -479,6 +479,7 @@ impl Controller {
             finished_at_ms: None,
             steps: vec![],
             validation: None,
+            postmortem: None,
         };
         ctx.store.create_recovery(&rec, &plan).await?;
         self.record(Record::audit_only(

@@ -149,6 +149,7 @@ impl Controller {
             finished_at_ms: None,
             steps: vec![],
             validation: None,
+            postmortem: None,
         };
         match ctx.store.create_recovery(&rec, &plan).await {
             Ok(()) => {

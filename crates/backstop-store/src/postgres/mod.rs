@@ -289,6 +289,11 @@ fn migrator() -> Migrator {
             "verdict_labels",
             include_str!("../../migrations/postgres/0013_verdict_labels.sql"),
         ),
+        (
+            14,
+            "recovery_postmortem",
+            include_str!("../../migrations/postgres/0014_recovery_postmortem.sql"),
+        ),
     ])
 }
 

@@ -161,6 +161,23 @@ impl RecoveryStore for Backend {
         Ok(())
     }
 
+    async fn set_recovery_postmortem(
+        &self,
+        id: &str,
+        postmortem: &backstop_core::postmortem::PostmortemRecord,
+    ) -> Result<()> {
+        let done = self
+            .write(
+                sqlx::query("UPDATE recoveries SET postmortem = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(crate::rows::json(postmortem)),
+            )
+            .await?;
+        changed_a_row(done.rows_affected(), || {
+            StoreError::NotFound(format!("recovery {id}"))
+        })
+    }
+
     async fn recoveries_validating(&self) -> Result<Vec<Recovery>> {
         self.recoveries_where(
             "SELECT * FROM recoveries WHERE validation_status = 'pending' ORDER BY created_at_ms LIMIT $1",

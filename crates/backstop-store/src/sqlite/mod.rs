@@ -272,6 +272,11 @@ fn migrator() -> Migrator {
             "verdict_labels",
             include_str!("../../migrations/sqlite/0017_verdict_labels.sql"),
         ),
+        (
+            18,
+            "recovery_postmortem",
+            include_str!("../../migrations/sqlite/0018_recovery_postmortem.sql"),
+        ),
     ])
 }
 

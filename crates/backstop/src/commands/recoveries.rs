@@ -76,6 +76,11 @@ pub enum RecoveryCmd {
     /// phases and durations, impact, timeline, detection, steps, deviations, action items.
     Postmortem {
         id: String,
+        /// Mark it written (it stops being overdue), with --link to the final document.
+        #[arg(long)]
+        done: bool,
+        #[arg(long, requires = "done")]
+        link: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -96,8 +101,23 @@ pub async fn recovery(cmd: RecoveryCmd) -> Result<i32> {
             api.get_and_print::<Recovery>(&format!("/api/v1/recoveries/{id}"))
                 .await?;
         }
-        RecoveryCmd::Postmortem { id, api } => {
+        RecoveryCmd::Postmortem {
+            id,
+            done: false,
+            api,
+            ..
+        } => {
             api.get_and_print::<Draft>(&format!("/api/v1/recoveries/{id}/postmortem"))
+                .await?;
+        }
+        RecoveryCmd::Postmortem {
+            id,
+            done: true,
+            link,
+            api,
+        } => {
+            let body = backstop_api::dora::PostmortemDone { link };
+            api.post_and_print::<Recovery>(&format!("/api/v1/recoveries/{id}/postmortem"), &body)
                 .await?;
         }
     }
@@ -121,6 +141,19 @@ impl Render for Recovery {
                 s.status.as_str(),
                 s.attempts,
                 s.idempotency_key
+            )?;
+        }
+        if let Some(p) = &rec.postmortem
+            && let Some(at) = p.done_at_ms
+        {
+            writeln!(
+                w,
+                "  post-mortem: written {} by {}{}",
+                format_ms(at),
+                p.done_by.as_deref().unwrap_or("?"),
+                p.link
+                    .as_deref()
+                    .map_or(String::new(), |l| format!(": {l}"))
             )?;
         }
         if let Some(v) = &rec.validation {
