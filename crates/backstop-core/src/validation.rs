@@ -23,7 +23,7 @@ string_enum! {
 /// One check of one attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckResult {
-    /// `journey`, `command`, `probe` or `heartbeat`.
+    /// `journey`, `command`, `probe`, `kpi` or `heartbeat`.
     pub kind: String,
     pub name: String,
     pub passed: bool,

@@ -139,6 +139,62 @@ impl PrometheusSource {
     }
 }
 
+/// The value of `query` at `at_ms` (now with `None`) from the Prometheus at `url`: the sum of
+/// the instant vector's finite samples, `None` when it has none (no data then).
+///
+/// # Errors
+/// A bad URL, no answer, or an answer that is not an instant vector.
+pub async fn value_at(
+    url: &str,
+    query: &str,
+    at_ms: Option<i64>,
+    timeout: std::time::Duration,
+) -> Result<Option<f64>, SourceError> {
+    let fail = |reason: String| SourceError {
+        url: url.to_string(),
+        query: query.to_string(),
+        reason,
+    };
+    let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad URL: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(fail("the URL must be http:// or https://".into()));
+    }
+    let mut endpoint = base
+        .join(&format!(
+            "{}/api/v1/query",
+            base.path().trim_end_matches('/')
+        ))
+        .map_err(|e| fail(format!("bad URL: {e}")))?;
+    endpoint.query_pairs_mut().append_pair("query", query);
+    if let Some(at) = at_ms {
+        endpoint
+            .query_pairs_mut()
+            .append_pair("time", &format!("{:.3}", at as f64 / 1000.0));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| fail(format!("HTTP client: {e}")))?;
+    let response = client
+        .get(endpoint)
+        .send()
+        .await
+        .map_err(|e| fail(format!("request failed: {e}")))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| fail(format!("reading the answer: {e}")))?;
+    let samples = parse_vector(&body).map_err(|reason| fail(format!("HTTP {status}: {reason}")))?;
+    let finite: Vec<f64> = samples
+        .iter()
+        .map(|s| s.value)
+        .filter(|v| v.is_finite())
+        .collect();
+    Ok((!finite.is_empty()).then(|| finite.iter().sum()))
+}
+
 #[derive(Deserialize)]
 struct Answer {
     status: String,

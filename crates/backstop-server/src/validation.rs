@@ -28,6 +28,9 @@ use crate::error::ApiResult;
 
 /// How often the daemon looks for validations to run.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// For a recovery without a rollout, KPIs compare with this long before it was asked for.
+const KPI_LOOKBACK_WITHOUT_ROLLOUT_MS: backstop_core::Millis = 10 * 60 * 1000;
+
 /// The pause between two attempts of a failing suite.
 pub const RETRY_EVERY: Duration = Duration::from_secs(3);
 
@@ -94,6 +97,18 @@ fn kick(ctx: &Arc<Ctx>, id: &str) {
 
 /// Attempts the suite until it passes or its window is over.
 async fn validate(ctx: &Ctx, id: &str, lost: &CancellationToken) -> ApiResult<()> {
+    // KPIs compare with just before users met the bad version (a rollback a person asked for
+    // without a rollout: ten minutes before it was asked for).
+    let baseline_at = {
+        let rec = ctx.store.recovery(id).await?;
+        match &rec.rollout_id {
+            Some(_) => crate::postmortem::of(ctx, id)
+                .await
+                .ok()
+                .map(|d| d.phases.exposed_at_ms),
+            None => Some(rec.created_at_ms - KPI_LOOKBACK_WITHOUT_ROLLOUT_MS),
+        }
+    };
     while !lost.is_cancelled() {
         let rec = ctx.store.recovery(id).await?;
         let Some(mut v) = rec.validation.clone() else {
@@ -104,7 +119,7 @@ async fn validate(ctx: &Ctx, id: &str, lost: &CancellationToken) -> ApiResult<()
         }
         let service = ctx.config.service(&rec.service);
         let mut checks = match service.and_then(|s| s.validation.as_ref().map(|v| (s, v))) {
-            Some((svc, suite)) => run_suite(suite, svc, &rec.env).await,
+            Some((svc, suite)) => run_suite(suite, svc, &rec.env, baseline_at).await,
             // The config no longer declares a suite: nothing left to wait for.
             None => vec![],
         };
@@ -231,10 +246,37 @@ pub fn heartbeat_checks(
         .collect()
 }
 
-/// One attempt: every journey and command, each timed.
-pub async fn run_suite(suite: &Validation, service: &Service, env: &str) -> Vec<CheckResult> {
+/// One attempt: every journey, probe, command and KPI, each timed. KPIs compare with their
+/// value at `baseline_at_ms`.
+pub async fn run_suite(
+    suite: &Validation,
+    service: &Service,
+    env: &str,
+    baseline_at_ms: Option<backstop_core::Millis>,
+) -> Vec<CheckResult> {
     let base = base_url(suite, service, env);
     let mut out = Vec::new();
+    for kpi in &suite.kpis {
+        let started = Instant::now();
+        let url = kpi
+            .prometheus
+            .clone()
+            .or_else(|| service.signals.prometheus.as_ref().map(|p| p.url.clone()));
+        let (passed, detail) = match url {
+            Some(url) => run_kpi(&url, kpi, baseline_at_ms).await,
+            None => (
+                false,
+                "no Prometheus to ask: give the KPI `prometheus` or the service `signals.prometheus`".into(),
+            ),
+        };
+        out.push(CheckResult {
+            kind: "kpi".into(),
+            name: kpi.name.clone(),
+            passed,
+            detail,
+            took_ms: millis(started.elapsed()),
+        });
+    }
     for journey in &suite.journeys {
         let started = Instant::now();
         let (passed, detail) = match &base {
@@ -305,6 +347,52 @@ pub async fn run_suite(suite: &Validation, service: &Service, env: &str) -> Vec<
         });
     }
     out
+}
+
+/// A KPI now against its value at `baseline_at_ms`: within its tolerance on the bad side.
+pub async fn run_kpi(
+    url: &str,
+    kpi: &backstop_config::validation::Kpi,
+    baseline_at_ms: Option<backstop_core::Millis>,
+) -> (bool, String) {
+    use backstop_config::validation::Better;
+    let timeout = Duration::from_secs(10);
+    let Some(at) = baseline_at_ms else {
+        return (false, "no time to take the baseline at".into());
+    };
+    let before =
+        match backstop_drivers::prometheus::value_at(url, &kpi.query, Some(at), timeout).await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return (
+                    false,
+                    format!(
+                        "no value before the failure ({})",
+                        backstop_core::format_ms(at)
+                    ),
+                );
+            }
+            Err(e) => return (false, e.to_string()),
+        };
+    let now = match backstop_drivers::prometheus::value_at(url, &kpi.query, None, timeout).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return (false, "no value now".into()),
+        Err(e) => return (false, e.to_string()),
+    };
+    let (ok, bound) = match kpi.better {
+        Better::Higher => {
+            let floor = before * (1.0 - kpi.tolerance);
+            (now >= floor, format!("at least {floor:.4}"))
+        }
+        Better::Lower => {
+            let ceiling = before * (1.0 + kpi.tolerance);
+            (now <= ceiling, format!("at most {ceiling:.4}"))
+        }
+    };
+    (
+        ok,
+        format!("{now:.4} now, {before:.4} before the failure ({bound} expected)"),
+    )
 }
 
 /// A dependency answers: a TCP connect, or an HTTP GET with the expected status.
@@ -588,5 +676,87 @@ mod tests {
                 .await
                 .0
         );
+    }
+
+    #[tokio::test]
+    async fn a_kpi_must_be_back_within_its_tolerance_of_its_value_before_the_failure() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let value = Arc::new(AtomicU64::new(0.5f64.to_bits()));
+        let served = value.clone();
+        let app = Router::new().route(
+            "/metrics",
+            get(move || {
+                let v = f64::from_bits(served.load(Ordering::SeqCst));
+                async move {
+                    format!("# TYPE shop_orders_per_request gauge\nshop_orders_per_request {v}\n")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = backstop_testkit::free_port();
+        let prom = tokio::task::spawn_blocking(move || {
+            backstop_testkit::servers::Prometheus::start(port, &[target])
+        })
+        .await
+        .unwrap();
+        let url = prom.url.clone();
+        let now_is = |want: f64| {
+            let url = url.clone();
+            async move {
+                for _ in 0..100 {
+                    let got = backstop_drivers::prometheus::value_at(
+                        &url,
+                        "shop_orders_per_request",
+                        None,
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .unwrap();
+                    if got == Some(want) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                panic!("prometheus never saw {want}");
+            }
+        };
+        now_is(0.5).await;
+        let before = backstop_core::clock::Clock::now_ms(&crate::SystemClock);
+        value.store(0.2f64.to_bits(), Ordering::SeqCst);
+        now_is(0.2).await;
+        let kpi = backstop_config::validation::Kpi {
+            name: "orders".into(),
+            prometheus: None,
+            query: "shop_orders_per_request".into(),
+            better: backstop_config::validation::Better::Higher,
+            tolerance: 0.1,
+        };
+        let (ok, detail) = run_kpi(&url, &kpi, Some(before)).await;
+        assert!(!ok, "{detail}");
+        assert!(
+            detail.contains("0.2000 now, 0.5000 before the failure (at least 0.4500 expected)"),
+            "{detail}"
+        );
+        let lower = backstop_config::validation::Kpi {
+            better: backstop_config::validation::Better::Lower,
+            ..kpi.clone()
+        };
+        assert!(
+            run_kpi(&url, &lower, Some(before)).await.0,
+            "a drop is fine when lower is better"
+        );
+        value.store(0.48f64.to_bits(), Ordering::SeqCst);
+        now_is(0.48).await;
+        let (ok, detail) = run_kpi(&url, &kpi, Some(before)).await;
+        assert!(ok, "{detail}");
+        let (ok, detail) = run_kpi(&url, &kpi, Some(0)).await;
+        assert!(
+            !ok && detail.contains("no value before the failure"),
+            "{detail}"
+        );
+        drop(prom);
     }
 }

@@ -39,6 +39,46 @@ pub struct Validation {
     /// queues the service needs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<Probe>,
+    /// Business KPIs read from Prometheus, compared with their value just before the bad
+    /// version reached users (e.g. orders per request).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kpis: Vec<Kpi>,
+}
+
+/// A business KPI: a PromQL query whose value after the recovery must be back within
+/// `tolerance` of its value before the failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kpi {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The Prometheus to ask (default: the service's `signals.prometheus.url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    /// A PromQL query giving one number, e.g.
+    /// `sum(rate(orders_total[1m])) / sum(rate(http_requests_total[1m]))`.
+    #[schemars(length(min = 1))]
+    pub query: String,
+    /// `higher` (default: the KPI must not have dropped) or `lower` (must not have risen).
+    #[serde(default)]
+    pub better: Better,
+    /// The share it may be worse than before (default 0.1: 10 %).
+    #[serde(default = "default_tolerance")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub tolerance: f64,
+}
+
+/// Which way a KPI is better.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    #[default]
+    Higher,
+    Lower,
+}
+
+fn default_tolerance() -> f64 {
+    0.1
 }
 
 /// A dependency check: give `tcp` (`host:port`, connects) or `http` (a URL, GET, a 2xx or
