@@ -318,9 +318,7 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("daemon exited with {status}; log:\n{}", self.log());
             }
-            if std::net::TcpStream::connect((self.ip.as_str(), port)).is_ok()
-                && self.state_dir.join("admin.token").exists()
-            {
+            if answers_http(&self.ip, port) && self.state_dir.join("admin.token").exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -630,4 +628,22 @@ pub fn instance_pids(state_dir: &Path) -> Vec<u32> {
     pids.sort_unstable();
     pids.dedup();
     pids
+}
+
+/// Whether an HTTP server answers `GET /healthz` at `ip:port` (any status: a daemon in its
+/// fail-safe answers 503). A port that only accepts connections is not enough: the daemon binds
+/// its API before it has checked the audit chain and serves only after.
+fn answers_http(ip: &str, port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect((ip, port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: backstop\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
