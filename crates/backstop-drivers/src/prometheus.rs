@@ -52,19 +52,26 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct PrometheusSource {
     cfg: PrometheusConfig,
+    api: QueryApi,
+}
+
+/// The instant-query endpoint of one Prometheus (`/api/v1/query`), with its HTTP client.
+#[derive(Debug, Clone)]
+struct QueryApi {
+    url: String,
     client: reqwest::Client,
     endpoint: reqwest::Url,
 }
 
-impl PrometheusSource {
-    /// A source for `cfg`; fails on a URL that is not http(s).
-    pub fn new(cfg: PrometheusConfig) -> Result<Self, SourceError> {
+impl QueryApi {
+    /// Fails on a URL that is not http(s).
+    fn new(url: &str, timeout: std::time::Duration) -> Result<Self, SourceError> {
         let fail = |reason: String| SourceError {
-            url: cfg.url.clone(),
+            url: url.to_string(),
             query: String::new(),
             reason,
         };
-        let base = reqwest::Url::parse(&cfg.url).map_err(|e| fail(format!("bad URL: {e}")))?;
+        let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad URL: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(fail("the URL must be http:// or https://".into()));
         }
@@ -75,15 +82,50 @@ impl PrometheusSource {
             ))
             .map_err(|e| fail(format!("bad URL: {e}")))?;
         let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
+            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| fail(format!("HTTP client: {e}")))?;
         Ok(Self {
-            cfg,
+            url: url.to_string(),
             client,
             endpoint,
         })
+    }
+
+    /// The instant vector of `query` at `at_ms` (now with `None`).
+    async fn query(&self, query: &str, at_ms: Option<i64>) -> Result<Vec<Sample>, SourceError> {
+        let fail = |reason: String| SourceError {
+            url: self.url.clone(),
+            query: query.to_string(),
+            reason,
+        };
+        let mut url = self.endpoint.clone();
+        url.query_pairs_mut().append_pair("query", query);
+        if let Some(at) = at_ms {
+            url.query_pairs_mut()
+                .append_pair("time", &format!("{:.3}", at as f64 / 1000.0));
+        }
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(format!("request failed: {e}")))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| fail(format!("reading the answer: {e}")))?;
+        parse_vector(&body).map_err(|reason| fail(format!("HTTP {status}: {reason}")))
+    }
+}
+
+impl PrometheusSource {
+    /// A source for `cfg`; fails on a URL that is not http(s).
+    pub fn new(cfg: PrometheusConfig) -> Result<Self, SourceError> {
+        let api = QueryApi::new(&cfg.url, cfg.timeout)?;
+        Ok(Self { cfg, api })
     }
 
     /// The queries this source makes, in order (for logs and errors).
@@ -117,25 +159,7 @@ impl PrometheusSource {
     }
 
     async fn query(&self, query: &str) -> Result<Vec<Sample>, SourceError> {
-        let fail = |reason: String| SourceError {
-            url: self.cfg.url.clone(),
-            query: query.to_string(),
-            reason,
-        };
-        let mut url = self.endpoint.clone();
-        url.query_pairs_mut().append_pair("query", query);
-        let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| fail(format!("request failed: {e}")))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| fail(format!("reading the answer: {e}")))?;
-        parse_vector(&body).map_err(|reason| fail(format!("HTTP {status}: {reason}")))
+        self.api.query(query, None).await
     }
 }
 
@@ -150,43 +174,7 @@ pub async fn value_at(
     at_ms: Option<i64>,
     timeout: std::time::Duration,
 ) -> Result<Option<f64>, SourceError> {
-    let fail = |reason: String| SourceError {
-        url: url.to_string(),
-        query: query.to_string(),
-        reason,
-    };
-    let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad URL: {e}")))?;
-    if !matches!(base.scheme(), "http" | "https") {
-        return Err(fail("the URL must be http:// or https://".into()));
-    }
-    let mut endpoint = base
-        .join(&format!(
-            "{}/api/v1/query",
-            base.path().trim_end_matches('/')
-        ))
-        .map_err(|e| fail(format!("bad URL: {e}")))?;
-    endpoint.query_pairs_mut().append_pair("query", query);
-    if let Some(at) = at_ms {
-        endpoint
-            .query_pairs_mut()
-            .append_pair("time", &format!("{:.3}", at as f64 / 1000.0));
-    }
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| fail(format!("HTTP client: {e}")))?;
-    let response = client
-        .get(endpoint)
-        .send()
-        .await
-        .map_err(|e| fail(format!("request failed: {e}")))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| fail(format!("reading the answer: {e}")))?;
-    let samples = parse_vector(&body).map_err(|reason| fail(format!("HTTP {status}: {reason}")))?;
+    let samples = QueryApi::new(url, timeout)?.query(query, at_ms).await?;
     let finite: Vec<f64> = samples
         .iter()
         .map(|s| s.value)
@@ -418,9 +406,9 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         let s = PrometheusSource::new(cfg("http://mon:9090/prom/")).unwrap();
-        assert_eq!(s.endpoint.as_str(), "http://mon:9090/prom/api/v1/query");
+        assert_eq!(s.api.endpoint.as_str(), "http://mon:9090/prom/api/v1/query");
         let s = PrometheusSource::new(cfg("http://mon:9090")).unwrap();
-        assert_eq!(s.endpoint.as_str(), "http://mon:9090/api/v1/query");
+        assert_eq!(s.api.endpoint.as_str(), "http://mon:9090/api/v1/query");
         assert_eq!(
             s.queries(),
             ["sum by (version) (r)", "sum by (version) (e)"]
