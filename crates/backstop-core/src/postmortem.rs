@@ -146,13 +146,12 @@ pub fn decided_by(rec: &Recovery, events: &[Event]) -> (String, bool) {
     (decided, automatic)
 }
 
-/// The phases of `f`'s recovery.
+/// The phases of recovery `rec` (of `rollout`, with its `events`, if it had one).
 #[must_use]
-pub fn phases(f: &Facts) -> Phases {
-    let rec = f.recovery;
-    let timeline = f.rollout.map(|r| Timeline::from_events(r, f.events));
-    let exposed = match f.rollout {
-        Some(r) => Timeline::exposed_at_ms(f.events, r),
+pub fn phases(rec: &Recovery, rollout: Option<&Rollout>, events: &[Event]) -> Phases {
+    let timeline = rollout.map(|r| Timeline::from_events(r, events));
+    let exposed = match rollout {
+        Some(r) => Timeline::exposed_at_ms(events, r),
         None => rec.created_at_ms,
     };
     let detected = timeline
@@ -207,7 +206,7 @@ fn pct(r: Option<f64>) -> String {
 #[must_use]
 pub fn draft(f: &Facts) -> Draft {
     let rec = f.recovery;
-    let p = phases(f);
+    let p = phases(rec, f.rollout, f.events);
     let imp = impact(f.intervals);
     let owner = f
         .incident

@@ -22,15 +22,16 @@ pub async fn of(ctx: &Ctx, svc: &Service) -> ApiResult<Gaps> {
         {
             continue;
         }
-        let (events, intervals) = match &rec.rollout_id {
+        let (rollout, events, intervals) = match &rec.rollout_id {
             Some(rid) => (
+                Some(ctx.store.rollout(rid).await?),
                 ctx.store.events(rid).await?,
                 ctx.store.intervals(rid).await?,
             ),
-            None => (vec![], vec![]),
+            None => (None, vec![], vec![]),
         };
         let (_, automatic) = backstop_core::postmortem::decided_by(&rec, &events);
-        let phases = crate::postmortem::of(ctx, &rec.id).await?.phases;
+        let phases = backstop_core::postmortem::phases(&rec, rollout.as_ref(), &events);
         let budget = mttr - backstop_core::duration::millis(svc.rollback_sla_for(&rec.env));
         if let Some(gap) = coverage_gap(
             &rec.id,

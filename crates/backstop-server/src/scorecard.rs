@@ -51,12 +51,19 @@ pub async fn of(ctx: &Ctx, svc: &Service) -> ApiResult<Scorecard> {
         {
             continue;
         }
-        let draft = crate::postmortem::of(ctx, &rec.id).await?;
+        let (rollout, events) = match &rec.rollout_id {
+            Some(rid) => (
+                Some(ctx.store.rollout(rid).await?),
+                ctx.store.events(rid).await?,
+            ),
+            None => (None, vec![]),
+        };
+        let phases = backstop_core::postmortem::phases(&rec, rollout.as_ref(), &events);
         let status = rec.validation.as_ref().map(|v| v.status);
         recoveries.push(RecoveryFacts {
             id: rec.id.clone(),
-            restore_ms: draft.phases.time_to_restore_ms,
-            resolved: draft.phases.resolved_at_ms.is_some(),
+            restore_ms: phases.time_to_restore_ms,
+            resolved: phases.resolved_at_ms.is_some(),
             suite_passed: status == Some(ValidationStatus::Passed),
         });
     }

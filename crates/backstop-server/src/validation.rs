@@ -102,10 +102,13 @@ async fn validate(ctx: &Ctx, id: &str, lost: &CancellationToken) -> ApiResult<()
     let baseline_at = {
         let rec = ctx.store.recovery(id).await?;
         match &rec.rollout_id {
-            Some(_) => crate::postmortem::of(ctx, id)
-                .await
-                .ok()
-                .map(|d| d.phases.exposed_at_ms),
+            Some(rid) => {
+                let rollout = ctx.store.rollout(rid).await?;
+                let events = ctx.store.events(rid).await?;
+                Some(backstop_core::timeline::Timeline::exposed_at_ms(
+                    &events, &rollout,
+                ))
+            }
             None => Some(rec.created_at_ms - KPI_LOOKBACK_WITHOUT_ROLLOUT_MS),
         }
     };
