@@ -82,13 +82,13 @@ pub async fn write_draft(ctx: &Ctx, id: &str) {
 }
 
 /// Recoveries whose post-mortem is overdue now (resolved more than `incidents.postmortem_due`
-/// ago, not marked done), most recent first.
+/// ago, not marked done), oldest first.
 pub async fn overdue(ctx: &Ctx) -> ApiResult<Vec<backstop_core::model::Recovery>> {
     let due = ctx.config.incidents.postmortem_due_ms();
     let now = ctx.clock.now_ms();
     Ok(ctx
         .store
-        .recoveries(10_000)
+        .recoveries_awaiting_postmortem()
         .await?
         .into_iter()
         .filter(|r| backstop_core::postmortem::overdue(r, due, now))

@@ -99,6 +99,9 @@ pub trait RecoveryStore: Send + Sync {
         id: &str,
         postmortem: &backstop_core::postmortem::PostmortemRecord,
     ) -> Result<()>;
+    /// Resolved recoveries whose post-mortem nobody marked written, oldest first (what may be
+    /// overdue).
+    async fn recoveries_awaiting_postmortem(&self) -> Result<Vec<Recovery>>;
     /// Done recoveries whose post-recovery suite is still pending, oldest first.
     async fn recoveries_validating(&self) -> Result<Vec<Recovery>>;
 }

@@ -178,6 +178,17 @@ impl RecoveryStore for Backend {
         })
     }
 
+    async fn recoveries_awaiting_postmortem(&self) -> Result<Vec<Recovery>> {
+        // `postmortem` is our own JSON (`PostmortemRecord`): written means `done_at_ms` is set.
+        self.recoveries_where(
+            "SELECT * FROM recoveries WHERE validation_status IN ('passed', 'not-declared') \
+             AND (postmortem IS NULL OR postmortem LIKE '%\"done_at_ms\":null%') \
+             ORDER BY created_at_ms LIMIT $1",
+            10_000,
+        )
+        .await
+    }
+
     async fn recoveries_validating(&self) -> Result<Vec<Recovery>> {
         self.recoveries_where(
             "SELECT * FROM recoveries WHERE validation_status = 'pending' ORDER BY created_at_ms LIMIT $1",
