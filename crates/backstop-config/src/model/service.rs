@@ -75,6 +75,9 @@ pub struct Service {
     /// Batch jobs of the service that ping Backstop after each run (see `backstop heartbeat`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heartbeats: Vec<super::validation::Heartbeat>,
+    /// Feature flags of the service, with sticky percentages and staged re-enables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<super::validation::Flag>,
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,

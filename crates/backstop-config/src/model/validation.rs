@@ -302,3 +302,72 @@ mod tests {
         assert_eq!(fill("/o/{order}/{other}", &vars), "/o/42/{other}");
     }
 }
+
+/// A feature flag of the service (practice 6.6): on for a sticky percentage of units, asked by
+/// applications through `POST /ofrep/v1/evaluate/flags/KEY` (OpenFeature's remote evaluation
+/// protocol). Each environment keeps its own percentage, 0 until someone sets it. `backstop
+/// flag reenable KEY` brings it back in `stages`, each held `hold` and judged like a canary
+/// (the on cohort against the off cohort, with the service's `analysis`), back to 0 % when the
+/// on cohort does worse. The cohorts are counted from the response header
+/// `x-backstop-flags: KEY=on` (or `=off`) the application sets, by the built-in proxy, or from
+/// Prometheus series carrying the label `cohort_label` (`on`/`off`) under the service's
+/// `signals.prometheus`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flag {
+    /// Unique across the config: letters, digits, `.`, `_` and `-` (e.g. `new-checkout`).
+    #[schemars(pattern(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"))]
+    pub key: String,
+    /// What the flag turns on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Units sharing a group share their bucket across flags (default: the key), so two
+    /// flags of one feature reach the same users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Percentages of a staged re-enable, rising to 100 (default `[1, 5, 25, 100]`).
+    #[serde(default = "default_stages")]
+    #[schemars(length(min = 1))]
+    pub stages: Vec<u8>,
+    /// How long each stage is held before the next (default `1m`).
+    #[serde(default = "default_hold", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub hold: Duration,
+    /// Requests of the on cohort a stage needs before it may end (default 100): no evidence,
+    /// no next stage.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// The Prometheus label whose values `on`/`off` tell the cohorts apart (default
+    /// `flag_` + the key with `-` and `.` as `_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^[a-zA-Z_][a-zA-Z0-9_]*$"))]
+    pub cohort_label: Option<String>,
+}
+
+fn default_stages() -> Vec<u8> {
+    backstop_core::flag::DEFAULT_STAGES.to_vec()
+}
+
+fn default_hold() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_min_requests() -> u64 {
+    100
+}
+
+impl Flag {
+    /// The bucketing group.
+    #[must_use]
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.key)
+    }
+
+    /// The Prometheus label of the cohorts.
+    #[must_use]
+    pub fn cohort_label(&self) -> String {
+        self.cohort_label
+            .clone()
+            .unwrap_or_else(|| format!("flag_{}", self.key.replace(['-', '.'], "_")))
+    }
+}

@@ -16,7 +16,7 @@ use super::rollout::check_rollout;
 use super::run::check_run_kind;
 use super::severity::check_severity;
 use super::traffic::check_traffic;
-use super::validation::{check_heartbeats, check_sweeps, check_validation};
+use super::validation::{check_flags, check_heartbeats, check_sweeps, check_validation};
 use crate::yaml::{Document, Pos};
 
 /// Where `name` was first defined when `seen` has it already; otherwise records it as defined at
@@ -68,6 +68,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         return out;
     };
     check_heartbeats(services, &mut push);
+    check_flags(services, &mut push);
     // Problems positioned more precisely than their value (inside a command).
     let mut direct: Vec<Problem> = Vec::new();
     let mut names: HashMap<&str, String> = HashMap::new();

@@ -53,6 +53,46 @@ pub(super) fn check_heartbeats(services: &[Value], push: &mut impl FnMut(String,
     }
 }
 
+/// Flag keys are unique across the config (evaluation names only the key), and a flag's
+/// stages rise to 100.
+pub(super) fn check_flags(services: &[Value], push: &mut impl FnMut(String, String)) {
+    let mut seen: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for (i, svc) in services.iter().enumerate() {
+        let Some(flags) = svc.get("flags").and_then(Value::as_array) else {
+            continue;
+        };
+        for (k, flag) in flags.iter().enumerate() {
+            let here = format!("/services/{i}/flags/{k}");
+            if let Some(key) = flag.get("key").and_then(Value::as_str) {
+                if let Some(first) = seen.get(key) {
+                    push(
+                        format!("{here}/key"),
+                        format!(
+                            "duplicate flag `{key}` (first at {first}); flag keys are unique across the config"
+                        ),
+                    );
+                } else {
+                    seen.insert(key, format!("{here}/key"));
+                }
+            }
+            if let Some(stages) = flag.get("stages").and_then(Value::as_array) {
+                let stages: Option<Vec<u8>> = stages
+                    .iter()
+                    .map(|s| s.as_u64().and_then(|n| u8::try_from(n).ok()))
+                    .collect();
+                match stages.map(|s| backstop_core::flag::check_stages(&s)) {
+                    Some(Err(e)) => push(format!("{here}/stages"), e),
+                    None => push(
+                        format!("{here}/stages"),
+                        "stages are whole percentages from 1 to 100".into(),
+                    ),
+                    Some(Ok(())) => {}
+                }
+            }
+        }
+    }
+}
+
 pub(super) fn check_validation(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
     if let Some(probes) = svc.pointer("/validation/probes").and_then(Value::as_array) {
         for (k, probe) in probes.iter().enumerate() {
