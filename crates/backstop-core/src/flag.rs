@@ -229,13 +229,21 @@ impl FlagState {
     /// # Errors
     /// None is running.
     pub fn abort_reenable(&mut self, by: &str, reason: &str, now: Millis) -> Result<(), String> {
-        let Some(plan) = self.plan.as_mut().filter(|p| p.status == PlanStatus::Running) else {
+        let Some(plan) = self
+            .plan
+            .as_mut()
+            .filter(|p| p.status == PlanStatus::Running)
+        else {
             return Err(format!(
                 "no staged re-enable of {} in {} is running",
                 self.key, self.env
             ));
         };
-        plan.end(PlanStatus::Aborted, format!("aborted by {by}: {reason}"), now);
+        plan.end(
+            PlanStatus::Aborted,
+            format!("aborted by {by}: {reason}"),
+            now,
+        );
         Ok(())
     }
 
@@ -250,7 +258,11 @@ impl FlagState {
         settings: &JudgeSettings,
         now: Millis,
     ) -> Step {
-        let Some(plan) = self.plan.as_mut().filter(|p| p.status == PlanStatus::Running) else {
+        let Some(plan) = self
+            .plan
+            .as_mut()
+            .filter(|p| p.status == PlanStatus::Running)
+        else {
             return Step::Idle;
         };
         let step = plan.observe(on, off, blocked, settings, now);
@@ -417,7 +429,8 @@ impl Reenable {
         self.stage_requests += interval.canary.requests;
         self.intervals.push(interval);
         if self.intervals.len() > INTERVALS_KEPT {
-            self.intervals.drain(..self.intervals.len() - INTERVALS_KEPT);
+            self.intervals
+                .drain(..self.intervals.len() - INTERVALS_KEPT);
         }
         // The judge is rebuilt from every interval so far: the same decision a judge fed
         // continuously would give, after any number of restarts.
@@ -567,8 +580,14 @@ mod tests {
         for p in [5u8, 25, 50, 99] {
             let now = on_at(p);
             let share = now.iter().filter(|v| **v).count() as f64 / units.len() as f64;
-            assert!((share - f64::from(p) / 100.0).abs() < 0.015, "{p}%: {share}");
-            assert!(before.iter().zip(&now).all(|(b, n)| !b || *n), "{p}%: a unit lost the flag");
+            assert!(
+                (share - f64::from(p) / 100.0).abs() < 0.015,
+                "{p}%: {share}"
+            );
+            assert!(
+                before.iter().zip(&now).all(|(b, n)| !b || *n),
+                "{p}%: a unit lost the flag"
+            );
             before = now;
         }
     }
@@ -639,7 +658,11 @@ mod tests {
         let moves: Vec<&Step> = steps.iter().filter(|s| **s != Step::Idle).collect();
         assert_eq!(
             moves,
-            vec![&Step::Advance { to: 5 }, &Step::Advance { to: 100 }, &Step::Promote]
+            vec![
+                &Step::Advance { to: 5 },
+                &Step::Advance { to: 100 },
+                &Step::Promote
+            ]
         );
         assert_eq!(f.percentage, 100);
         let plan = f.plan.as_ref().unwrap();

@@ -12,9 +12,9 @@ pub mod drill;
 pub mod duration;
 pub mod env_var;
 pub mod event;
-pub mod flag;
 #[cfg(test)]
 mod fixtures;
+pub mod flag;
 pub mod gaps;
 pub mod heartbeat;
 pub mod incident;

@@ -62,6 +62,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Response header naming the version that served the request.
 pub const VERSION_HEADER: &str = "x-backstop-version";
 
+/// Response header an application sets to say which side of its feature flags a request was
+/// on: `x-backstop-flags: new-checkout=on, dark-mode=off`. The proxy counts each flag's
+/// cohorts from it, so a staged re-enable can judge the on cohort against the off one.
+pub const FLAGS_HEADER: &str = "x-backstop-flags";
+/// Distinct flag cohorts counted at most (the header comes from applications).
+const COHORTS_KEPT: usize = 512;
+
 /// One running version of a service that the proxy can send traffic to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Upstream {
@@ -218,6 +225,8 @@ struct Inner {
     local_addr: SocketAddr,
     active: Mutex<Arc<Active>>,
     stats: Mutex<BTreeMap<String, SharedCounters>>,
+    /// Counters per flag cohort (`KEY=on`, `KEY=off`), from [`FLAGS_HEADER`].
+    cohorts: Mutex<BTreeMap<String, Counters>>,
     unrouted: AtomicU64,
     client: Client<HttpConnector, Incoming>,
     stop_accepting: CancellationToken,
@@ -264,6 +273,7 @@ impl Proxy {
                 canary: None,
             })),
             stats: Mutex::new(BTreeMap::new()),
+            cohorts: Mutex::new(BTreeMap::new()),
             unrouted: AtomicU64::new(0),
             client,
             stop_accepting: CancellationToken::new(),
@@ -326,6 +336,14 @@ impl Proxy {
         lock(&self.inner.stats)
             .iter()
             .map(|(v, c)| lock(c).snapshot(v))
+            .collect()
+    }
+
+    /// Cumulative counters per flag cohort since start, named `KEY=on` / `KEY=off`.
+    pub fn cohort_stats(&self) -> Vec<VersionStats> {
+        lock(&self.inner.cohorts)
+            .iter()
+            .map(|(k, c)| c.snapshot(k))
             .collect()
     }
 
@@ -540,6 +558,9 @@ async fn handle(
         Ok(Ok(resp)) => {
             let error = resp.status().is_server_error();
             lock(&target.counters).record(latency_ms, error);
+            if let Some(flags) = resp.headers().get(FLAGS_HEADER) {
+                count_cohorts(&inner, flags, latency_ms, error);
+            }
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, body.boxed())
@@ -590,6 +611,35 @@ async fn handle(
     resp
 }
 
+/// Counts a response in the cohorts its [`FLAGS_HEADER`] names; malformed entries are skipped.
+fn count_cohorts(inner: &Inner, header: &HeaderValue, latency_ms: f64, error: bool) {
+    let Ok(text) = header.to_str() else {
+        return;
+    };
+    let mut cohorts = lock(&inner.cohorts);
+    for entry in text.split(',') {
+        let Some(cohort) = cohort_name(entry) else {
+            continue;
+        };
+        if !cohorts.contains_key(&cohort) && cohorts.len() >= COHORTS_KEPT {
+            continue;
+        }
+        cohorts.entry(cohort).or_default().record(latency_ms, error);
+    }
+}
+
+/// `KEY=on` / `KEY=off` from one entry of [`FLAGS_HEADER`], if well formed.
+fn cohort_name(entry: &str) -> Option<String> {
+    let (key, side) = entry.trim().split_once('=')?;
+    let (key, side) = (key.trim(), side.trim());
+    let key_ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    (key_ok && matches!(side, "on" | "off")).then(|| format!("{key}={side}"))
+}
+
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
     let name = HeaderName::from_static("x-forwarded-for");
     let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
@@ -604,6 +654,18 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flag_cohorts_are_read_from_well_formed_entries_only() {
+        assert_eq!(
+            cohort_name(" new-checkout=on"),
+            Some("new-checkout=on".into())
+        );
+        assert_eq!(cohort_name("a.b_c = off "), Some("a.b_c=off".into()));
+        for bad in ["", "x", "=on", "x=maybe", "x y=on", "x=on=off"] {
+            assert_eq!(cohort_name(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn buckets_are_cumulative_and_end_with_inf() {

@@ -45,6 +45,8 @@ pub enum ControlRequest {
     Routes,
     /// Per-version counters since the proxy started.
     Stats,
+    /// Per-flag-cohort counters since the proxy started (`KEY=on`, `KEY=off`).
+    CohortStats,
     /// Stop serving (drain in-flight requests) and exit.
     Shutdown,
 }
@@ -287,6 +289,11 @@ impl ControlledProxy {
                     .collect::<Vec<_>>(),
                 proxy.unrouted_requests(),
             ))),
+            ControlRequest::CohortStats => reply(&Ok(proxy
+                .cohort_stats()
+                .iter()
+                .map(WireStats::from)
+                .collect::<Vec<_>>())),
             ControlRequest::Shutdown => reply(&Ok(())),
         }
     }
@@ -407,6 +414,12 @@ impl ProxyClient {
             stats.into_iter().map(WireStats::into_stats).collect(),
             unrouted,
         ))
+    }
+
+    /// Per-flag-cohort counters (`KEY=on`, `KEY=off`).
+    pub async fn cohort_stats(&self) -> Result<Vec<VersionStats>, ControlError> {
+        let stats: Vec<WireStats> = self.call(&ControlRequest::CohortStats).await?;
+        Ok(stats.into_iter().map(WireStats::into_stats).collect())
     }
 
     pub async fn shutdown(&self) -> Result<(), ControlError> {
@@ -566,6 +579,12 @@ impl TrafficRouter for ProcessProxyRouter {
 
     async fn stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
         Ok(Some(self.client.stats().await.map_err(control_error)?.0))
+    }
+
+    async fn cohort_stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
+        Ok(Some(
+            self.client.cohort_stats().await.map_err(control_error)?,
+        ))
     }
 }
 

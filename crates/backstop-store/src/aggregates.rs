@@ -8,6 +8,7 @@ use backstop_core::approval::{Approval, ApprovalStatus};
 use backstop_core::audit::{AuditEntry, AuditHead, AuditKey, AuditRecord};
 use backstop_core::breaker::TripScope;
 use backstop_core::drill::Drill;
+use backstop_core::flag::FlagState;
 use backstop_core::incident::Incident;
 use backstop_core::model::{
     BreakerTrip, EnvironmentState, Event, Freeze, InstanceRecord, Lease, Recovery, RecoveryStatus,
@@ -316,6 +317,18 @@ pub trait RunbookRunStore: Send + Sync {
     /// Writes `run` if it is still at `read_version` (`Conflict` when someone changed it
     /// meanwhile); the new version. Fenced like every write of a lease's work.
     async fn update_runbook_run(&self, run: &RunbookRun, read_version: i64) -> Result<i64>;
+}
+
+/// Feature flags per environment, stored whole and changed by compare-and-set.
+#[async_trait]
+pub trait FlagStore: Send + Sync {
+    /// Flag `key` in `env` and its version; `None` when it was never changed.
+    async fn flag(&self, key: &str, env: &str) -> Result<Option<(FlagState, i64)>>;
+    /// Every flag ever changed, by key then environment.
+    async fn flags(&self) -> Result<Vec<(FlagState, i64)>>;
+    /// Writes `flag`: new when `read_version` is `None`, else only if still at that version
+    /// (`Conflict` when someone changed or created it meanwhile); the new version. Fenced.
+    async fn put_flag(&self, flag: &FlagState, read_version: Option<i64>) -> Result<i64>;
 }
 
 /// The last ping of each heartbeat.

@@ -30,6 +30,7 @@ pub const TABLES: &[&str] = &[
     "runbook_runs",
     "heartbeats",
     "verdict_labels",
+    "flags",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

@@ -31,7 +31,7 @@ mod rows;
 pub mod sqlite;
 
 pub use aggregates::{
-    ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
+    ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FlagStore,
     FreezeStore, HeartbeatStore, IncidentStore, LabelStore, RecoveryStore, ReleaseStore,
     RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
 };
@@ -155,6 +155,7 @@ pub trait Store:
     + IncidentStore
     + RunbookRunStore
     + HeartbeatStore
+    + FlagStore
     + LabelStore
     + 'static
 {
@@ -165,7 +166,7 @@ pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
         ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-        FreezeStore, HeartbeatStore, IncidentStore, LabelStore, RecoveryStore, ReleaseStore,
-        RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
+        FlagStore, FreezeStore, HeartbeatStore, IncidentStore, LabelStore, RecoveryStore,
+        ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
     };
 }

@@ -12,6 +12,7 @@ use backstop_core::access::TokenRecord;
 use backstop_core::approval::Approval;
 use backstop_core::audit::{AuditHead, AuditRecord};
 use backstop_core::drill::Drill;
+use backstop_core::flag::FlagState;
 use backstop_core::heartbeat::Beat;
 use backstop_core::incident::Incident;
 use backstop_core::label::VerdictLabel;
@@ -404,4 +405,11 @@ pub(crate) fn head_from(row: &impl Columns) -> Result<AuditHead> {
         mac: row.col("mac").unwrap_or(None),
         broken: row.col("broken").unwrap_or(None),
     })
+}
+
+pub(crate) fn flag_from(row: &impl Columns) -> Result<(FlagState, i64)> {
+    Ok((
+        json_column(row, "record", "flags.record")?,
+        row.col("version")?,
+    ))
 }

@@ -834,6 +834,46 @@ async fn a_heartbeat_keeps_its_last_ping_and_counts(backend: Backend) {
     assert_eq!(all, ["backup", "export"]);
 }
 
+/// A flag is created once per environment and changes only from the version read.
+async fn a_flag_changes_only_from_the_version_read(backend: Backend) {
+    use backstop_core::flag::FlagState;
+    let s = backend.open().await;
+    assert!(s.flag("new-checkout", "prod").await.unwrap().is_none());
+    let mut f = FlagState::new("new-checkout", "prod", "shop");
+    f.set(5, "ana", "try it", 10);
+    assert_eq!(s.put_flag(&f, None).await.unwrap(), 1);
+    // A second create of the same flag and environment is a conflict, not an overwrite.
+    assert!(matches!(
+        s.put_flag(&f, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.put_flag(&FlagState::new("new-checkout", "staging", "shop"), None)
+        .await
+        .unwrap();
+    let (mut read, v) = s.flag("new-checkout", "prod").await.unwrap().unwrap();
+    assert_eq!((read.percentage, v), (5, 1));
+    read.set(25, "ana", "stage 2", 20);
+    assert_eq!(s.put_flag(&read, Some(1)).await.unwrap(), 2);
+    assert!(matches!(
+        s.put_flag(&read, Some(1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let all: Vec<(String, String, u8)> = s
+        .flags()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(f, _)| (f.key, f.env, f.percentage))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("new-checkout".into(), "prod".into(), 25),
+            ("new-checkout".into(), "staging".into(), 0)
+        ]
+    );
+}
+
 /// A rollout keeps one label, the latest; labels are listed by service.
 async fn a_verdict_keeps_its_latest_label(backend: Backend) {
     use backstop_core::label::{Label, VerdictLabel};
@@ -863,6 +903,7 @@ async fn a_verdict_keeps_its_latest_label(backend: Backend) {
 }
 
 on_both_backends!(
+    a_flag_changes_only_from_the_version_read,
     a_verdict_keeps_its_latest_label,
     a_heartbeat_keeps_its_last_ping_and_counts,
     a_runbook_run_changes_only_from_the_version_read,

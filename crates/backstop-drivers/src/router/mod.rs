@@ -64,6 +64,12 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Cumulative per-version counters if this router can observe traffic, else `None`.
     async fn stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError>;
+
+    /// Cumulative counters per feature-flag cohort (`KEY=on`, `KEY=off`) if this router sees
+    /// the applications' `x-backstop-flags` header, else `None`.
+    async fn cohort_stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
+        Ok(None)
+    }
 }
 
 /// The lease (and its epoch) in whose name routes are applied; see
@@ -295,6 +301,10 @@ impl TrafficRouter for BuiltinRouter {
 
     async fn stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
         Ok(Some(self.proxy.stats()))
+    }
+
+    async fn cohort_stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
+        Ok(Some(self.proxy.cohort_stats()))
     }
 }
 

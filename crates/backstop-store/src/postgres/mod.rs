@@ -48,12 +48,14 @@ mod environments;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
-#[path = "../sql/freezes.rs"]
-mod freezes;
+#[path = "../sql/flags.rs"]
+mod flags;
 #[allow(
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/freezes.rs"]
+mod freezes;
 #[path = "../sql/heartbeats.rs"]
 mod heartbeats;
 #[allow(
@@ -293,6 +295,11 @@ fn migrator() -> Migrator {
             14,
             "recovery_postmortem",
             include_str!("../../migrations/postgres/0014_recovery_postmortem.sql"),
+        ),
+        (
+            15,
+            "flags",
+            include_str!("../../migrations/postgres/0015_flags.sql"),
         ),
     ])
 }

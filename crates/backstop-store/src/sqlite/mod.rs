@@ -40,12 +40,14 @@ mod environments;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
-#[path = "../sql/freezes.rs"]
-mod freezes;
+#[path = "../sql/flags.rs"]
+mod flags;
 #[allow(
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/freezes.rs"]
+mod freezes;
 #[path = "../sql/heartbeats.rs"]
 mod heartbeats;
 #[allow(
@@ -276,6 +278,11 @@ fn migrator() -> Migrator {
             18,
             "recovery_postmortem",
             include_str!("../../migrations/sqlite/0018_recovery_postmortem.sql"),
+        ),
+        (
+            19,
+            "flags",
+            include_str!("../../migrations/sqlite/0019_flags.sql"),
         ),
     ])
 }
