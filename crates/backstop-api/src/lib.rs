@@ -12,6 +12,7 @@ pub mod config;
 pub mod dora;
 pub mod drills;
 pub mod error;
+pub mod flags;
 pub mod freezes;
 pub mod gate;
 pub mod heartbeats;

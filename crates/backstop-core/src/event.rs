@@ -132,6 +132,20 @@ string_enum! {
         /// The store refused writes for a while; what the daemon did meanwhile (audit, written
         /// once writes work again).
         StoreWriteFailed = "store.write_failed",
+        /// A person set a feature flag's percentage.
+        FlagSet = "flag.set",
+        /// A staged re-enable of a flag started.
+        FlagReenableStarted = "flag.reenable.started",
+        /// A stage of a re-enable held: the flag went on to the next percentage.
+        FlagStageHeld = "flag.stage_held",
+        /// Every stage held: the flag is on for everyone.
+        FlagPromoted = "flag.promoted",
+        /// The on cohort did worse than the off cohort: the flag went back to 0 %.
+        FlagRolledBack = "flag.rolled_back",
+        /// The judge could not tell the cohorts apart: the re-enable waits for a person.
+        FlagHalted = "flag.halted",
+        /// A person stopped a re-enable.
+        FlagReenableAborted = "flag.reenable.aborted",
     }
 }
 

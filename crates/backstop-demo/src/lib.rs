@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::get;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,6 +61,24 @@ pub struct DemoArgs {
     /// before it opens its port.
     #[arg(long, env = "DEMO_START_DELAY_MS", default_value_t = 0)]
     pub start_delay_ms: u64,
+    /// A feature flag to ask Backstop about on every request (OpenFeature remote evaluation,
+    /// the unit being the `x-user` header or `user` query parameter, else a random one); the
+    /// answer says which side the request was on in `x-backstop-flags`.
+    #[arg(long, env = "DEMO_FLAG")]
+    pub flag: Option<String>,
+    /// Backstop's address for flag evaluation, e.g. `http://127.0.0.1:7878`.
+    #[arg(long, env = "DEMO_FLAG_URL", requires = "flag")]
+    pub flag_url: Option<String>,
+    /// Token for flag evaluation (a viewer token is enough).
+    #[arg(long, env = "DEMO_FLAG_TOKEN", hide_env_values = true)]
+    pub flag_token: Option<String>,
+    /// The environment to evaluate the flag in.
+    #[arg(long, env = "DEMO_FLAG_ENV")]
+    pub flag_env: Option<String>,
+    /// Probability (0..=1) that a request whose flag is on answers 500: the flagged feature's
+    /// bug.
+    #[arg(long, env = "DEMO_FLAG_ERROR_RATIO", default_value_t = 0.0, value_parser = parse_ratio, allow_negative_numbers = true)]
+    pub flag_error_ratio: f64,
 }
 
 impl DemoArgs {
@@ -78,6 +96,11 @@ impl DemoArgs {
             seed: None,
             fault_file: None,
             start_delay_ms: 0,
+            flag: None,
+            flag_url: None,
+            flag_token: None,
+            flag_env: None,
+            flag_error_ratio: 0.0,
         }
     }
 
@@ -88,6 +111,7 @@ impl DemoArgs {
         for (name, v) in [
             ("--error-ratio", self.error_ratio),
             ("--tail-ratio", self.tail_ratio),
+            ("--flag-error-ratio", self.flag_error_ratio),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("{name} must be between 0 and 1, got {v}"));
@@ -163,6 +187,7 @@ fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
 struct AppState {
     args: DemoArgs,
     rng: Mutex<StdRng>,
+    http: reqwest::Client,
 }
 
 /// The HTTP routes of the sample service.
@@ -174,6 +199,10 @@ pub fn router(args: DemoArgs) -> Router {
     let state = Arc::new(AppState {
         args,
         rng: Mutex::new(rng),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default(),
     });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -186,10 +215,12 @@ pub fn router(args: DemoArgs) -> Router {
 }
 
 /// Answers like a real service would, naming its version in the `x-backstop-version` header
-/// (the built-in proxy sets the same header; behind HAProxy or nginx this one reaches clients).
+/// (the built-in proxy sets the same header; behind HAProxy or nginx this one reaches clients)
+/// and, with a flag, the side of it the request was on in `x-backstop-flags`.
 async fn serve_request(
     State(s): State<Arc<AppState>>,
-) -> (StatusCode, [(&'static str, String); 1], String) {
+    req: axum::extract::Request,
+) -> (StatusCode, HeaderMap, String) {
     let fault = match &s.args.fault_file {
         Some(path) => tokio::fs::read_to_string(path)
             .await
@@ -198,18 +229,28 @@ async fn serve_request(
             .filter(|r| (0.0..=1.0).contains(r)),
         None => None,
     };
+    let unit = unit_of(&req);
+    drop(req);
+    let flag_on = match &s.args.flag {
+        Some(key) => Some((key, flag_is_on(&s, key, unit).await)),
+        None => None,
+    };
     let outcome = {
         let mut rng = s.rng.lock().unwrap_or_else(PoisonError::into_inner);
-        match fault {
-            Some(error_ratio) => sample(
-                &DemoArgs {
-                    error_ratio,
-                    ..s.args.clone()
-                },
-                &mut *rng,
-            ),
-            None => sample(&s.args, &mut *rng),
-        }
+        let error_ratio = match (fault, flag_on) {
+            (Some(ratio), _) => ratio,
+            (None, Some((_, true))) => {
+                1.0 - (1.0 - s.args.error_ratio) * (1.0 - s.args.flag_error_ratio)
+            }
+            (None, _) => s.args.error_ratio,
+        };
+        sample(
+            &DemoArgs {
+                error_ratio,
+                ..s.args.clone()
+            },
+            &mut *rng,
+        )
     };
     if outcome.latency_ms > 0.0 {
         tokio::time::sleep(
@@ -217,19 +258,72 @@ async fn serve_request(
         )
         .await;
     }
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&s.args.version) {
+        headers.insert("x-backstop-version", v);
+    }
+    if let Some((key, on)) = flag_on
+        && let Ok(v) = HeaderValue::from_str(&format!("{key}={}", if on { "on" } else { "off" }))
+    {
+        headers.insert("x-backstop-flags", v);
+    }
     if outcome.error {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
-            [("x-backstop-version", s.args.version.clone())],
+            headers,
             format!("error {}", s.args.version),
         )
     } else {
-        (
-            StatusCode::OK,
-            [("x-backstop-version", s.args.version.clone())],
-            format!("ok {}", s.args.version),
-        )
+        (StatusCode::OK, headers, format!("ok {}", s.args.version))
     }
+}
+
+/// The unit a flag is evaluated for: the `x-user` header, else the `user` query parameter.
+fn unit_of(req: &axum::extract::Request) -> Option<String> {
+    req.headers()
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            req.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("user=").map(str::to_owned))
+            })
+        })
+}
+
+/// Asks Backstop whether `key` is on for this request's unit; off when it cannot tell (the
+/// OpenFeature default on error).
+async fn flag_is_on(s: &AppState, key: &str, unit: Option<String>) -> bool {
+    let Some(url) = &s.args.flag_url else {
+        return false;
+    };
+    let unit = unit.unwrap_or_else(|| {
+        let n: u32 = s.rng.lock().unwrap_or_else(PoisonError::into_inner).random();
+        format!("anonymous-{n}")
+    });
+    let mut context = serde_json::json!({"targetingKey": unit});
+    if let Some(env) = &s.args.flag_env {
+        context["env"] = serde_json::json!(env);
+    }
+    let mut call = s
+        .http
+        .post(format!(
+            "{}/ofrep/v1/evaluate/flags/{key}",
+            url.trim_end_matches('/')
+        ))
+        .json(&serde_json::json!({ "context": context }));
+    if let Some(token) = &s.args.flag_token {
+        call = call.bearer_auth(token);
+    }
+    let Ok(resp) = call.send().await else {
+        return false;
+    };
+    resp.json::<serde_json::Value>()
+        .await
+        .ok()
+        .and_then(|v| v.get("value").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false)
 }
 
 /// Serves on an already bound listener until `shutdown` resolves, then finishes in-flight

@@ -31,6 +31,7 @@ pub mod dora;
 pub mod drills;
 pub mod error;
 pub mod export;
+pub mod flags;
 pub mod gaps;
 pub mod gate;
 pub mod hosts;
@@ -147,6 +148,8 @@ pub struct Caches {
     pub runbook_runs: leased::Busy,
     /// The post-recovery validations this daemon runs now.
     pub validations: leased::Busy,
+    /// The staged flag re-enables this daemon drives now.
+    pub flag_reenables: leased::Busy,
 }
 
 impl Ctx {
@@ -365,6 +368,7 @@ pub async fn serve(
     tokio::spawn(incidents::keep_reminding(ctx.clone(), cancel.clone()));
     tokio::spawn(runbooks::keep_driving(ctx.clone(), cancel.clone()));
     tokio::spawn(validation::keep_validating(ctx.clone(), cancel.clone()));
+    tokio::spawn(flags::keep_reenabling(ctx.clone(), cancel.clone()));
     if let Some(pg) = shared {
         // Other replicas wake this one's controller through the database.
         let (woken, stop) = (ctx.clone(), cancel.clone());

@@ -16,6 +16,7 @@ use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Relea
 use backstop_drivers::process::{self, Instance, InstanceSpec};
 use backstop_drivers::prometheus::{PrometheusConfig, PrometheusSource};
 use backstop_drivers::proxy::{Routes, Upstream, VersionStats};
+use backstop_judge::ArmCounts;
 use backstop_drivers::router::TrafficRouter;
 use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig};
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
@@ -77,6 +78,49 @@ impl Ctx {
             .stats()
             .await?
             .unwrap_or_default())
+    }
+
+    /// Cumulative counts of feature flag `flag`'s on and off cohorts in `service`/`env`: from
+    /// the service's Prometheus (series labelled with the flag's cohort label `on`/`off`) when
+    /// it has one, else from the router when it sees the applications' `x-backstop-flags`
+    /// header (the built-in proxy).
+    pub async fn flag_cohorts(
+        &self,
+        service: &Service,
+        env: &str,
+        flag: &backstop_config::validation::Flag,
+    ) -> Result<(ArmCounts, ArmCounts)> {
+        let cumulative = |s: Option<&VersionStats>| crate::controller::delta(None, s);
+        if let Some(p) = &service.signals.prometheus {
+            let render = |q: &str| PrometheusSignals::render(q, &service.name, env);
+            let stats = PrometheusSource::new(PrometheusConfig {
+                url: p.url.clone(),
+                requests: render(&p.requests),
+                errors: render(&p.errors),
+                latency: p.latency.as_deref().map(render),
+                version_label: flag.cohort_label(),
+                timeout: p.timeout,
+            })?
+            .stats()
+            .await?;
+            let side = |v: &str| stats.iter().find(|s| s.version == v);
+            return Ok((cumulative(side("on")), cumulative(side("off"))));
+        }
+        let router = self.router(&service.name, env)?;
+        let Some(stats) = router.cohort_stats().await? else {
+            return Err(anyhow!(
+                "the {} router of {}/{env} cannot tell flag cohorts apart: route through the built-in proxy (applications set `x-backstop-flags: {}=on|off`) or give the service `signals.prometheus` with series labelled `{}`",
+                router.kind(),
+                service.name,
+                flag.key,
+                flag.cohort_label()
+            ));
+        };
+        let side = |v: &str| {
+            let name = format!("{}={v}", flag.key);
+            stats.iter().find(|s| s.version == name)
+        };
+        Ok((cumulative(side("on")), cumulative(side("off"))))
     }
 
     /// Where the instances of `service` in `env` run: its agent's host, or this one.

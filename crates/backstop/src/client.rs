@@ -191,10 +191,19 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
-        let error = resp.json::<ErrorBody>().await.ok().map(|b| b.error);
+        let body = resp.bytes().await.unwrap_or_default();
+        let error = serde_json::from_slice::<ErrorBody>(&body)
+            .ok()
+            .map(|b| b.error);
+        // OpenFeature's evaluation endpoints answer failures in their own shape.
+        let ofrep = serde_json::from_slice::<backstop_api::flags::OfrepFailure>(&body)
+            .ok()
+            .map(|f| format!("{}: {}", f.error_code, f.error_details));
         let message = error
             .as_ref()
-            .map_or("no error message", |e| e.message.as_str());
+            .map(|e| e.message.as_str())
+            .or(ofrep.as_deref())
+            .unwrap_or("no error message");
         let pointer = error
             .as_ref()
             .and_then(|e| e.pointer.as_deref())

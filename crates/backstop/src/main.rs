@@ -75,6 +75,10 @@ enum Cmd {
     Breaker(commands::BreakerCmd),
     /// Rehearse a bad release in a non-production environment and time detection and restore.
     Drill(drill::DrillArgs),
+    /// Feature flags: sticky percentages, OpenFeature evaluation, staged re-enables judged
+    /// like a canary.
+    #[command(subcommand)]
+    Flag(commands::FlagCmd),
     /// A batch job's ping after a run (late heartbeats keep a recovery from resolving).
     Heartbeat(commands::HeartbeatArgs),
     /// Every declared heartbeat: its last ping, and whether it is late (exit 1 if one is).
@@ -297,6 +301,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Scorecard(a) => commands::scorecard(a).await,
             Cmd::Gaps(a) => commands::gaps(a).await,
             Cmd::Calibrate(a) => commands::calibrate(a).await,
+            Cmd::Flag(c) => commands::flag(c).await,
             Cmd::Heartbeat(a) => commands::heartbeat(a).await,
             Cmd::Heartbeats(a) => commands::heartbeats(a).await,
             Cmd::Approvals(a) => commands::approvals(a).await,

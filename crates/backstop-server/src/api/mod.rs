@@ -13,6 +13,7 @@ mod cluster;
 mod config;
 mod dora;
 mod drills;
+mod flags;
 mod freezes;
 mod gate;
 mod heartbeats;
@@ -66,6 +67,12 @@ impl Access {
         self.grant
             .allows(self.needed, Some(env))
             .map_err(ApiError::forbidden)
+    }
+
+    /// The one environment the caller's token is limited to, if it is.
+    #[must_use]
+    pub fn env_scope(&self) -> Option<&str> {
+        self.grant.env.as_deref()
     }
 
     /// `Ok` when the caller holds `role` in `env` (a role an action needs that the route's
@@ -249,7 +256,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         heartbeats::list_heartbeats,
         heartbeats::ping,
         calibration::label_rollout,
-        calibration::calibrate_service
+        calibration::calibrate_service,
+        flags::list_flags,
+        flags::set_flag,
+        flags::start_reenable,
+        flags::abort_reenable,
+        flags::ofrep_evaluate,
+        flags::ofrep_bulk
     ),
     components(schemas(
         ErrorBody,
@@ -314,7 +327,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::runbooks::ConfirmStep,
         backstop_api::runbooks::Reason,
         backstop_api::runbooks::AlterStep,
-        backstop_api::runbooks::AdHocStep
+        backstop_api::runbooks::AdHocStep,
+        backstop_api::flags::FlagView,
+        backstop_api::flags::ReenableView,
+        backstop_api::flags::SetFlag,
+        backstop_api::flags::StartReenable,
+        backstop_api::flags::AbortReenable,
+        backstop_api::flags::OfrepRequest,
+        backstop_api::flags::OfrepSuccess,
+        backstop_api::flags::OfrepFailure,
+        backstop_core::flag::FlagChange,
+        backstop_core::flag::StageResult
     ))
 )]
 pub struct ApiDoc;
@@ -339,13 +362,19 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(dora::routes())
         .merge(heartbeats::routes())
         .merge(calibration::routes())
+        .merge(flags::routes())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             require_token,
         ));
+    let ofrep = flags::ofrep_routes().layer(axum::middleware::from_fn_with_state(
+        ctx.clone(),
+        require_token,
+    ));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/ofrep/v1", ofrep)
         .route(
             "/api/openapi.json",
             get(|| async { Json(ApiDoc::openapi()) }),

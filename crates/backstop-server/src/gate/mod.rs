@@ -187,6 +187,28 @@ pub async fn evaluate(
     }
 }
 
+/// What holds a change that is not a release (a feature flag's next stage) in `service`/`env`
+/// now: the gate's checks about the environment rather than a release (freezes, an open
+/// breaker, a recovery not resolved, a major incident), only those that block.
+pub async fn environment_blockers(ctx: &Ctx, service: &str, env: &str) -> Vec<Check> {
+    let intent = Intent::default();
+    let s = Subject {
+        ctx,
+        service,
+        env,
+        release_id: "",
+        intent: &intent,
+        now: ctx.clock.now_ms(),
+    };
+    let checks = vec![
+        run("freeze", freezes::freeze(&s)).await,
+        run("breaker", checks::breaker_closed(&s)).await,
+        run("recovery", checks::no_recovery(&s)).await,
+        run("incident", checks::no_major_incident(&s)).await,
+    ];
+    checks.into_iter().filter(|c| !c.ok).collect()
+}
+
 /// A check that could not be evaluated blocks, with the error as its reason.
 async fn run(name: &str, check: impl Future<Output = anyhow::Result<Check>>) -> Check {
     match check.await {
