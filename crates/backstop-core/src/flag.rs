@@ -612,10 +612,11 @@ mod tests {
     }
 
     fn counts(requests: u64, errors: u64) -> ArmCounts {
+        // With a latency histogram: its infinite bound must survive the JSON round trip.
         ArmCounts {
             requests,
             errors,
-            latency_le_ms: None,
+            latency_le_ms: Some(vec![(50.0, requests / 2), (f64::INFINITY, requests)]),
         }
     }
 

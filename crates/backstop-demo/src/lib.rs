@@ -299,7 +299,11 @@ async fn flag_is_on(s: &AppState, key: &str, unit: Option<String>) -> bool {
         return false;
     };
     let unit = unit.unwrap_or_else(|| {
-        let n: u32 = s.rng.lock().unwrap_or_else(PoisonError::into_inner).random();
+        let n: u32 = s
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .random();
         format!("anonymous-{n}")
     });
     let mut context = serde_json::json!({"targetingKey": unit});

@@ -40,7 +40,35 @@ pub struct ArmCounts {
     pub errors: u64,
     /// Cumulative histogram of this interval's latencies: (upper bound in ms, count),
     /// bounds strictly increasing, the last one `f64::INFINITY` with count == requests.
+    /// JSON has no infinity: that bound is written `null` (and read back).
+    #[serde(default, with = "infinite_as_null")]
     pub latency_le_ms: Option<Vec<(f64, u64)>>,
+}
+
+/// Histogram bounds in JSON: the infinite one as `null`.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Histogram = Option<Vec<(f64, u64)>>;
+
+    pub fn serialize<S: Serializer>(h: &Histogram, s: S) -> Result<S::Ok, S::Error> {
+        h.as_ref()
+            .map(|h| {
+                h.iter()
+                    .map(|(le, n)| (le.is_finite().then_some(*le), *n))
+                    .collect::<Vec<_>>()
+            })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram, D::Error> {
+        let h: Option<Vec<(Option<f64>, u64)>> = Deserialize::deserialize(d)?;
+        Ok(h.map(|h| {
+            h.into_iter()
+                .map(|(le, n)| (le.unwrap_or(f64::INFINITY), n))
+                .collect()
+        }))
+    }
 }
 
 /// One interval of a canary: `t` = end of the interval, seconds since the canary started.

@@ -16,11 +16,11 @@ use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Relea
 use backstop_drivers::process::{self, Instance, InstanceSpec};
 use backstop_drivers::prometheus::{PrometheusConfig, PrometheusSource};
 use backstop_drivers::proxy::{Routes, Upstream, VersionStats};
-use backstop_judge::ArmCounts;
 use backstop_drivers::router::TrafficRouter;
 use backstop_drivers::router::command::{Cmd, CommandRouter, CommandRouterConfig};
 use backstop_drivers::router::haproxy::{HaproxyAddress, HaproxyConfig, HaproxyRouter};
 use backstop_drivers::router::nginx::{NginxConfig, NginxRouter};
+use backstop_judge::ArmCounts;
 use backstop_store::{BlobError, BlobStore, StoreError};
 use std::sync::Arc;
 

@@ -22,7 +22,7 @@ use backstop_core::model::{
 };
 use backstop_core::runbook_run::RunbookRun;
 use backstop_core::snapshot::{ConfigSnapshot, RolloutSafeguards};
-use backstop_judge::{ArmCounts, Interval};
+use backstop_judge::Interval;
 use sqlx::{Decode, Postgres, Row, Sqlite, Type};
 
 use crate::{Result, StoreError};
@@ -198,64 +198,13 @@ pub(crate) fn instance_from(row: &impl Columns) -> Result<InstanceRecord> {
 
 // ---- rollouts -------------------------------------------------------------------------------
 
-/// Stored form of an interval: JSON has no infinity, so the `+Inf` bucket bound is `null`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredArm {
-    requests: u64,
-    errors: u64,
-    latency_le_ms: Option<Vec<(Option<f64>, u64)>>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredInterval {
-    t: f64,
-    baseline: StoredArm,
-    canary: StoredArm,
-}
-
-impl From<&ArmCounts> for StoredArm {
-    fn from(a: &ArmCounts) -> Self {
-        StoredArm {
-            requests: a.requests,
-            errors: a.errors,
-            latency_le_ms: a.latency_le_ms.as_ref().map(|h| {
-                h.iter()
-                    .map(|(le, n)| (le.is_finite().then_some(*le), *n))
-                    .collect()
-            }),
-        }
-    }
-}
-
-impl From<StoredArm> for ArmCounts {
-    fn from(a: StoredArm) -> Self {
-        ArmCounts {
-            requests: a.requests,
-            errors: a.errors,
-            latency_le_ms: a.latency_le_ms.map(|h| {
-                h.into_iter()
-                    .map(|(le, n)| (le.unwrap_or(f64::INFINITY), n))
-                    .collect()
-            }),
-        }
-    }
-}
-
+/// An interval as stored (the judge's JSON writes the infinite latency bound as `null`).
 pub(crate) fn interval_json(i: &Interval) -> String {
-    json(&StoredInterval {
-        t: i.t,
-        baseline: (&i.baseline).into(),
-        canary: (&i.canary).into(),
-    })
+    json(i)
 }
 
 pub(crate) fn interval_from(row: &impl Columns) -> Result<Interval> {
-    let s: StoredInterval = json_column(row, "interval", "rollout interval")?;
-    Ok(Interval {
-        t: s.t,
-        baseline: s.baseline.into(),
-        canary: s.canary.into(),
-    })
+    json_column(row, "interval", "rollout interval")
 }
 
 pub(crate) fn rollout_from(row: &impl Columns) -> Result<Rollout> {

@@ -957,3 +957,214 @@ fn a_rollback_sweeps_the_cache_entries_of_the_bad_version() {
     assert_eq!(sweep["outcome"]["removed"], 300, "{sweep:#}");
     assert_eq!(ask("DBSIZE"), ":1", "only the pattern's keys went");
 }
+
+/// The flags of `shop` in `prod`, by key.
+fn flag(d: &Daemon, key: &str) -> Value {
+    let all = d.api_get("/api/v1/flags?env=prod");
+    backstop_testkit::item_with(&all, "key", key).clone()
+}
+
+/// A feature switched off during an incident comes back in stages: applications evaluate it
+/// through OpenFeature's remote protocol (sticky buckets), the built-in proxy counts the on and
+/// off cohorts from the application's header, a broken feature goes back to 0 % at its first
+/// stage, and the fixed one climbs every stage to 100 %, across a `kill -9` of the daemon.
+#[test]
+fn a_flag_comes_back_in_stages_and_a_broken_one_goes_back_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let config = shop_config(proxy, "[{weight: 100}]")
+        .replace("strategy: canary", "strategy: all-at-once")
+        .replace(
+            "    environments:\n",
+            "    flags:\n      - {key: new-checkout, description: the one-page checkout, stages: [10, 50, 100], hold: 2s, min_requests: 30}\n    environments:\n",
+        );
+    let mut d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    let api = d.api_port();
+    let app = d.cli_json(
+        &[
+            "token", "create", "--name", "shop-app", "--role", "viewer", "--env", "prod",
+        ],
+        0,
+    );
+    let app_token = app["token"].as_str().unwrap().to_owned();
+    let flag_env = |ratio: &str| {
+        vec![
+            "--env".to_owned(),
+            "DEMO_FLAG=new-checkout".to_owned(),
+            "--env".to_owned(),
+            format!("DEMO_FLAG_URL=http://127.0.0.1:{api}"),
+            "--env".to_owned(),
+            format!("DEMO_FLAG_TOKEN={app_token}"),
+            "--env".to_owned(),
+            format!("DEMO_FLAG_ERROR_RATIO={ratio}"),
+        ]
+    };
+    let args = flag_env("0.6");
+    d.register_with("v1", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    d.rollout_wait("v1", 0);
+
+    // Evaluation: off until set; a split needs a unit; a unit keeps its bucket as it grows.
+    let off = d.cli_json(&["flag", "eval", "new-checkout", "--unit", "user-42"], 0);
+    assert_eq!(
+        (off["value"].as_bool(), off["reason"].as_str()),
+        (Some(false), Some("DISABLED")),
+        "{off:#}"
+    );
+    let unknown = d.cli(&["flag", "eval", "nope", "--unit", "u"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("FLAG_NOT_FOUND"),
+        "{unknown:?}"
+    );
+    // The application's viewer token may evaluate but not change a flag.
+    let denied = d.cli(&[
+        "flag",
+        "set",
+        "new-checkout",
+        "--env",
+        "prod",
+        "--percent",
+        "100",
+        "--reason",
+        "x",
+        "--token",
+        &app_token,
+    ]);
+    assert_eq!(denied.status.code(), Some(2), "{denied:?}");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("deployer"),
+        "{denied:?}"
+    );
+    let set = d.cli_json(
+        &[
+            "flag",
+            "set",
+            "new-checkout",
+            "--env",
+            "prod",
+            "--percent",
+            "30",
+            "--reason",
+            "try it",
+        ],
+        0,
+    );
+    assert_eq!(set["percentage"], 30, "{set:#}");
+    let no_unit = d.cli(&["flag", "eval", "new-checkout"]);
+    assert!(
+        String::from_utf8_lossy(&no_unit.stderr).contains("TARGETING_KEY_MISSING"),
+        "{no_unit:?}"
+    );
+    let on_at_30: Vec<bool> = (0..200)
+        .map(|i| {
+            let unit = format!("user-{i}");
+            let e = as_token(
+                &d,
+                &app_token,
+                &["flag", "eval", "new-checkout", "--unit", &unit],
+                0,
+            );
+            assert_eq!(e["reason"], "SPLIT", "{e:#}");
+            e["value"].as_bool().unwrap()
+        })
+        .collect();
+    let share = on_at_30.iter().filter(|v| **v).count();
+    assert!((35..=85).contains(&share), "{share} of 200 units on at 30%");
+    d.cli_json(
+        &[
+            "flag",
+            "set",
+            "new-checkout",
+            "--env",
+            "prod",
+            "--percent",
+            "0",
+            "--reason",
+            "INC-1: checkout fails",
+        ],
+        0,
+    );
+
+    // The feature is still broken: the first stage (10 %) fails and the flag goes back to 0 %.
+    let traffic = Traffic::start(proxy, 80.0);
+    let broken = d.cli_json(
+        &[
+            "flag",
+            "reenable",
+            "new-checkout",
+            "--env",
+            "prod",
+            "--wait",
+        ],
+        1,
+    );
+    assert_eq!(broken["percentage"], 0, "{broken:#}");
+    assert_eq!(broken["reenable"]["status"], "rolled_back", "{broken:#}");
+    let failed = &broken["reenable"]["stages_done"][0];
+    assert_eq!(
+        (failed["percentage"].as_u64(), failed["outcome"].as_str()),
+        (Some(10), Some("failed")),
+        "{broken:#}"
+    );
+    assert!(
+        failed["on_errors"].as_u64().unwrap() > failed["off_errors"].as_u64().unwrap(),
+        "{broken:#}"
+    );
+
+    // Fixed in v2: every stage holds, across a kill -9 of the daemon mid-way.
+    let args = flag_env("0");
+    d.register_with("v2", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    d.rollout_wait("v2", 0);
+    d.cli_json(&["flag", "reenable", "new-checkout", "--env", "prod"], 0);
+    backstop_testkit::assert_eventually!(
+        flag(&d, "new-checkout"),
+        |f| f["percentage"] == 50,
+        "the first stage holds and the flag goes on to 50%"
+    );
+    d.kill9();
+    d.restart_on_same_port();
+    let done = backstop_testkit::assert_eventually!(
+        flag(&d, "new-checkout"),
+        |f| f["reenable"]["status"] != "running",
+        "the re-enable carries on after the restart and ends"
+    );
+    traffic.stop();
+    assert_eq!(done["reenable"]["status"], "promoted", "{done:#}");
+    assert_eq!(done["percentage"], 100, "{done:#}");
+    let outcomes: Vec<(u64, &str)> = done["reenable"]["stages_done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["percentage"].as_u64().unwrap(),
+                s["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(10, "held"), (50, "held"), (100, "held")],
+        "{done:#}"
+    );
+    let changes: Vec<u64> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["to"].as_u64().unwrap())
+        .collect();
+    assert_eq!(changes, [30, 0, 10, 0, 10, 50, 100], "{done:#}");
+    // Every change is in the audit chain.
+    let audit = d.cli_json(&["audit", "list"], 0);
+    let actions = backstop_testkit::audit_actions(&audit);
+    for kind in [
+        "flag.set",
+        "flag.reenable.started",
+        "flag.rolled_back",
+        "flag.stage_held",
+        "flag.promoted",
+    ] {
+        assert!(actions.contains(&kind), "{kind} in {actions:?}");
+    }
+    d.assert_audit_verifies();
+}

@@ -195,7 +195,8 @@ async fn evaluate_one(
 ) -> Result<OfrepSuccess, Response> {
     let (svc, flag) = declared(ctx, key)
         .map_err(|e| failure(StatusCode::NOT_FOUND, key, "FLAG_NOT_FOUND", e.message))?;
-    let invalid = |details: String| failure(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details);
+    let invalid =
+        |details: String| failure(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details);
     let asked = match context.get("env").or_else(|| context.get("environment")) {
         None => None,
         Some(Value::String(s)) => Some(s.as_str()),

@@ -5,9 +5,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::Result;
-use backstop_api::flags::{
-    AbortReenable, FlagView, OfrepSuccess, SetFlag, StartReenable,
-};
+use backstop_api::flags::{AbortReenable, FlagView, OfrepSuccess, SetFlag, StartReenable};
 use backstop_core::format_ms;
 use backstop_core::postmortem::human;
 use serde_json::json;
@@ -207,9 +205,9 @@ async fn one(api: &ApiArgs, key: &str, env: &str) -> Result<FlagView> {
         .client()?
         .get(&format!("/api/v1/flags?env={}", encode(env)))
         .await?;
-    all.into_iter()
-        .find(|f| f.key == key)
-        .ok_or_else(|| anyhow::anyhow!("no flag {key} in environment {env} (see `backstop flag list`)"))
+    all.into_iter().find(|f| f.key == key).ok_or_else(|| {
+        anyhow::anyhow!("no flag {key} in environment {env} (see `backstop flag list`)")
+    })
 }
 
 /// Prints each change of the re-enable until it is over; its exit code.
@@ -266,10 +264,7 @@ fn line(f: &FlagView) -> String {
         ),
         None => String::new(),
     };
-    format!(
-        "{:<24} {:<12} {:>3}%  {plan}",
-        f.key, f.env, f.percentage
-    )
+    format!("{:<24} {:<12} {:>3}%  {plan}", f.key, f.env, f.percentage)
 }
 
 /// `[1 ✓]─[5 ●]─[25]─[100]`: the stages, those held ticked, the current one marked.
@@ -326,7 +321,11 @@ impl serde::Serialize for Shown {
 impl Render for Shown {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         let f = &self.0;
-        writeln!(w, "flag {} of {} in {}: {}%", f.key, f.service, f.env, f.percentage)?;
+        writeln!(
+            w,
+            "flag {} of {} in {}: {}%",
+            f.key, f.service, f.env, f.percentage
+        )?;
         if let Some(d) = &f.description {
             writeln!(w, "  {d}")?;
         }
@@ -396,7 +395,10 @@ impl Render for OfrepSuccess {
             self.metadata
                 .get("bucket")
                 .and_then(serde_json::Value::as_u64)
-                .map(|b| format!(", bucket {b} of 100, on up to {}", self.metadata["percentage"]))
+                .map(|b| format!(
+                    ", bucket {b} of 100, on up to {}",
+                    self.metadata["percentage"]
+                ))
                 .unwrap_or_default()
         )
     }
