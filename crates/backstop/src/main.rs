@@ -77,7 +77,7 @@ enum Cmd {
     Drill(drill::DrillArgs),
     /// Feature flags: sticky percentages, OpenFeature evaluation, staged re-enables judged
     /// like a canary.
-    #[command(subcommand)]
+    #[command(subcommand, long_about = commands::FLAG_HELP)]
     Flag(commands::FlagCmd),
     /// A batch job's ping after a run (late heartbeats keep a recovery from resolving).
     Heartbeat(commands::HeartbeatArgs),

@@ -76,6 +76,12 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/gaps", "viewer"),
     ("POST", "/api/v1/rollouts/{id}/label", "releaser"),
     ("GET", "/api/v1/calibrate/{service}", "viewer"),
+    ("GET", "/api/v1/flags", "viewer"),
+    ("POST", "/api/v1/flags/{name}/set", "deployer"),
+    ("POST", "/api/v1/flags/{name}/reenable", "deployer"),
+    ("POST", "/api/v1/flags/{name}/abort", "deployer"),
+    ("POST", "/ofrep/v1/evaluate/flags/{key}", "viewer"),
+    ("POST", "/ofrep/v1/evaluate/flags", "viewer"),
     ("GET", "/api/v1/heartbeats", "viewer"),
     ("POST", "/api/v1/heartbeats/{name}", "deployer"),
     ("GET", "/api/v1/runbooks", "viewer"),
@@ -170,6 +176,7 @@ fn concrete(path: &str, rollout: &str) -> String {
     path.replace("{service}", "shop")
         .replace("{env}", "prod")
         .replace("{name}", "nobody")
+        .replace("{key}", "nobody")
         .replace("{step}", "no-step")
         .replace(
             "{id}",

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::client::{ApiArgs, encode};
 use crate::output::Render;
 
-const FLAG_HELP: &str = "\
+pub const FLAG_HELP: &str = "\
 Feature flags: on for a sticky percentage of units (users, sessions). Declare them under their
 service in backstop.yaml; each environment keeps its own percentage, 0 until someone sets it:
 
@@ -41,7 +41,6 @@ Examples:
   backstop flag eval new-checkout --env production --unit user-42";
 
 #[derive(clap::Subcommand)]
-#[command(long_about = FLAG_HELP)]
 pub enum FlagCmd {
     /// Every declared flag in every environment: percentage and re-enable.
     List {

@@ -20,7 +20,7 @@ pub use breakers::{BreakerCmd, breaker};
 pub use calibrate::{CalibrateArgs, calibrate};
 pub use cluster::{ClusterCmd, cluster};
 pub use dora::{DoraArgs, GapsArgs, ScorecardArgs, dora, gaps, scorecard};
-pub use flags::{FlagCmd, flag};
+pub use flags::{FLAG_HELP, FlagCmd, flag};
 pub use heartbeats::{HeartbeatArgs, HeartbeatsArgs, heartbeat, heartbeats};
 pub use incidents::{IncidentCmd, incident};
 pub use recoveries::{RecoveryCmd, RollbackArgs, recovery, rollback};
