@@ -33,6 +33,8 @@ string_enum! {
         RolloutRecovered = "rollout.recovered",
         /// The new version's instance passed its start-up health check.
         CanaryHealthy = "canary.healthy",
+        /// A journey was sent straight to the canary before it took traffic (or skipped).
+        CanarySmoke = "canary.smoke",
         /// The canary was given its first traffic weight.
         CanaryStarted = "canary.started",
         /// Users first reached the new version.

@@ -141,7 +141,7 @@ pub fn decided_by(rec: &Recovery, events: &[Event]) -> (String, bool) {
         .to_owned();
     let automatic = matches!(
         decided.as_str(),
-        "judge" | "breaker" | "deploy" | "escalation"
+        "judge" | "breaker" | "deploy" | "smoke" | "escalation"
     );
     (decided, automatic)
 }
@@ -243,6 +243,9 @@ pub fn draft(f: &Facts) -> Draft {
         "judge" => "the judge found it worse than the baseline".to_owned(),
         "breaker" => "the rollout's circuit breaker tripped".to_owned(),
         "deploy" => "the canary failed to deploy".to_owned(),
+        "smoke" => {
+            "a synthetic journey failed against the canary before it took traffic".to_owned()
+        }
         "escalation" => "nobody acknowledged it before its escalation deadline".to_owned(),
         "manual" => format!("{} asked for a rollback", rec.actor),
         person => format!("{person} asked for a rollback"),

@@ -70,9 +70,13 @@ services:
     validation:
       within: 30s
       journeys:
-        - name: storefront
+        # Also sent straight to each canary before it takes traffic.
+        - name: smoke
           steps:
             - {{request: GET /healthz, expect: {{status: 200, body_contains: ok}}}}
+        - name: storefront
+          canary: false                  # it checks for the last known good's version
+          steps:
             - {{request: GET /version, expect: {{body_contains: v2, max_latency: 2s}}}}
     environments:
       - name: {ENV}

@@ -636,7 +636,7 @@ fn a_recovery_is_resolved_only_when_its_post_recovery_suite_passes() {
     let config = shop_config(proxy, "[{weight: 50, for: 8s}, {weight: 100}]").replace(
         "    environments:\n",
         &format!(
-            "    notify:\n      - {{webhook: \"http://127.0.0.1:{hook_port}/hook\"}}\n    heartbeats:\n      - {{name: export, every: 1h}}\n    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
+            "    notify:\n      - {{webhook: \"http://127.0.0.1:{hook_port}/hook\"}}\n    heartbeats:\n      - {{name: export, every: 1h}}\n    validation:\n      within: 2m\n      journeys:\n        - name: storefront\n          canary: false\n          steps:\n            - {{request: GET /version, expect: {{body_contains: v1}}}}\n      commands:\n        - {{name: downstream, run: 'test -f {}'}}\n    environments:\n",
             ready.display()
         ),
     ) + &format!(
@@ -1167,4 +1167,74 @@ fn a_flag_comes_back_in_stages_and_a_broken_one_goes_back_to_zero() {
         assert!(actions.contains(&kind), "{kind} in {actions:?}");
     }
     d.assert_audit_verifies();
+}
+
+/// Journeys run against a canary right after it starts (practice 3.1): one that passes lets the
+/// canary take traffic; one that fails fails the rollout before any user meets the version,
+/// and the post-mortem says how it was caught. A journey marked `canary: false` is kept for
+/// after a recovery.
+#[test]
+fn a_canary_failing_its_journeys_is_rolled_back_before_it_takes_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let config = shop_config(proxy, "[{weight: 50, for: 2s}, {weight: 100}]").replace(
+        "    environments:\n",
+        "    validation:\n      journeys:\n        - name: buy\n          steps:\n            - {request: GET /cart, expect: {status: 200, body_contains: ok}}\n        - name: lkg-only\n          canary: false\n          steps:\n            - {request: GET /version, expect: {body_contains: v1}}\n    environments:\n",
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    d.register("v1", 0.0);
+    d.register("v2", 0.0);
+    d.register("v3", 1.0);
+    d.rollout_wait("v1", 0);
+    let v2 = d.rollout_wait("v2", 0);
+    let smoke: Vec<&Value> = v2["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "canary.smoke")
+        .collect();
+    assert_eq!(
+        smoke.len(),
+        1,
+        "only the journey meant for canaries: {v2:#}"
+    );
+    assert_eq!(
+        (
+            smoke[0]["detail"]["journey"].as_str(),
+            smoke[0]["detail"]["passed"].as_bool()
+        ),
+        (Some("buy"), Some(true)),
+        "{v2:#}"
+    );
+
+    let traffic = Traffic::start(proxy, 40.0);
+    let v3 = d.rollout_wait("v3", 1);
+    let stats = traffic.stop_stats();
+    assert_eq!(v3["rollout"]["phase"], "recovered", "{v3:#}");
+    assert!(
+        v3["rollout"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("journey buy failed against the canary"),
+        "{v3:#}"
+    );
+    let kinds: Vec<&str> = v3["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"canary.smoke"), "{kinds:?}");
+    assert!(
+        !kinds.contains(&"canary.started"),
+        "it never took traffic: {kinds:?}"
+    );
+    assert_eq!(stats.failed, 0, "no user met v3: {stats:?}");
+    let rec_id = v3["recovery"]["id"].as_str().unwrap();
+    let draft = d.cli_json(&["recovery", "postmortem", rec_id], 0);
+    let md = draft["markdown"].as_str().unwrap();
+    assert!(
+        md.contains("a synthetic journey failed against the canary before it took traffic"),
+        "{md}"
+    );
 }

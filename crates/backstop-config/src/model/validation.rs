@@ -125,6 +125,24 @@ pub struct Journey {
     /// The requests, in order (at least one).
     #[schemars(length(min = 1))]
     pub steps: Vec<JourneyStep>,
+    /// Also sent straight to each canary right after it starts and before it takes any
+    /// traffic (default true): a failure fails the rollout with no user having met the
+    /// version. Set false for a journey that only holds for the last known good (e.g. one
+    /// checking its version).
+    #[serde(default = "on_canary_default", skip_serializing_if = "is_true")]
+    pub canary: bool,
+}
+
+fn on_canary_default() -> bool {
+    true
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes a reference"
+)]
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// One request of a journey and what its answer must be.

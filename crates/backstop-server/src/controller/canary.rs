@@ -91,6 +91,19 @@ impl Controller {
                 )
                 .await;
         }
+        if let Some((journey, detail)) = self.smoke_canary(&r, &canary_id).await? {
+            let reason = format!(
+                "journey {journey} failed against the canary before it took traffic: {detail}"
+            );
+            return self
+                .fail(
+                    r,
+                    reason,
+                    "smoke",
+                    json!({"journey": journey, "detail": detail, "instance": canary_id}),
+                )
+                .await;
+        }
         let steps = self.steps_for(&r.service)?;
         let now = ctx.clock.now_ms();
         r.phase = Phase::Progressing;
@@ -114,6 +127,45 @@ impl Controller {
         let watch = self.new_watch(&r, now).await?;
         self.watches.insert(r.id.clone(), watch);
         Ok(())
+    }
+
+    /// Sends the service's journeys marked for canaries (practice 3.1) straight to the canary
+    /// instance, before it takes any traffic: the first failing one and why, if any. Each
+    /// journey is an event either way. Skipped (with an event saying so) when the canary runs
+    /// on an agent's host, which this daemon cannot reach directly.
+    async fn smoke_canary(&self, r: &Rollout, canary_id: &str) -> Result<Option<(String, String)>> {
+        let ctx = &self.ctx;
+        let service = ctx.service(&r.service)?;
+        let journeys: Vec<_> = service
+            .validation
+            .as_ref()
+            .map(|v| v.journeys.iter().filter(|j| j.canary).collect())
+            .unwrap_or_default();
+        if journeys.is_empty() {
+            return Ok(None);
+        }
+        if let Some(agent) = service.environment(&r.env).and_then(|e| e.agent.as_deref()) {
+            self.record(Record::of(r).event(
+                EventKind::CanarySmoke,
+                json!({"skipped": format!("the canary runs on agent {agent}'s host: journeys reach it only through the environment's address")}),
+            ))
+            .await?;
+            return Ok(None);
+        }
+        let port = ctx.store.instance(canary_id).await?.port;
+        let base = format!("http://127.0.0.1:{port}");
+        for journey in journeys {
+            let (passed, detail) = crate::validation::run_journey(&base, journey).await;
+            self.record(Record::of(r).event(
+                EventKind::CanarySmoke,
+                json!({"journey": journey.name, "passed": passed, "detail": detail}),
+            ))
+            .await?;
+            if !passed {
+                return Ok(Some((journey.name.clone(), detail)));
+            }
+        }
+        Ok(None)
     }
 
     /// Builds the judge and replays the intervals stored so far (after a restart).

@@ -48,14 +48,14 @@ mod environments;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
-#[path = "../sql/freezes.rs"]
-mod freezes;
+#[path = "../sql/flags.rs"]
+mod flags;
 #[allow(
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
-#[path = "../sql/flags.rs"]
-mod flags;
+#[path = "../sql/freezes.rs"]
+mod freezes;
 #[allow(
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
