@@ -16,8 +16,11 @@ use backstop_config::validation::{Journey, JourneyStep, Validation, fill, split_
 
 use backstop_core::event::EventKind;
 use backstop_core::model::Recovery;
+use backstop_core::snapshot::Baseline;
 use backstop_core::validation::{CheckResult, RecoveryValidation, ValidationStatus};
+use backstop_drivers::proxy::VersionStats;
 use backstop_drivers::step::RecordedStep;
+use backstop_judge::{ArmCounts, Decision, Interval};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +115,9 @@ async fn validate(ctx: &Ctx, id: &str, lost: &CancellationToken) -> ApiResult<()
             None => Some(rec.created_at_ms - KPI_LOOKBACK_WITHOUT_ROLLOUT_MS),
         }
     };
+    // The restored version's traffic is compared with its own, stored before the rollout,
+    // from where its counters stand now.
+    let mut pre_failure = PreFailure::capture(ctx, &ctx.store.recovery(id).await?).await;
     while !lost.is_cancelled() {
         let rec = ctx.store.recovery(id).await?;
         let Some(mut v) = rec.validation.clone() else {
@@ -130,6 +136,9 @@ async fn validate(ctx: &Ctx, id: &str, lost: &CancellationToken) -> ApiResult<()
         if let Some(svc) = service {
             let beats = ctx.store.heartbeats().await?;
             checks.extend(heartbeat_checks(svc, &rec.env, &beats, now));
+            if let Some(pre) = pre_failure.as_mut() {
+                checks.push(pre.check(ctx, svc, &rec.env).await);
+            }
         }
         let finished = v.attempted(checks, now);
         ctx.store.check_fence().await?;
@@ -207,6 +216,138 @@ async fn finished_validation(ctx: &Ctx, rec: &Recovery, v: &RecoveryValidation) 
         crate::postmortem::write_draft(ctx, &rec.id).await;
     }
     Ok(())
+}
+
+/// Fewest requests since the restore before they are judged against the baseline.
+const BASELINE_MIN_REQUESTS: u64 = 20;
+
+/// The pre-failure baseline of a recovery's rollout (practice 6.2) and where the restored
+/// version's counters stood when the window now judged began.
+struct PreFailure {
+    baseline: Baseline,
+    version: String,
+    start: Option<VersionStats>,
+    started: Instant,
+}
+
+impl PreFailure {
+    /// `None` when the recovery has no rollout or its rollout no baseline with traffic.
+    async fn capture(ctx: &Ctx, rec: &Recovery) -> Option<PreFailure> {
+        let rollout_id = rec.rollout_id.as_deref()?;
+        let baseline = ctx
+            .store
+            .rollout_safeguards(rollout_id)
+            .await
+            .ok()??
+            .baseline?;
+        let version = baseline.version.clone()?;
+        let start = ctx
+            .traffic_stats(&rec.service, &rec.env)
+            .await
+            .ok()
+            .and_then(|stats| stats.into_iter().find(|s| s.version == version));
+        Some(PreFailure {
+            baseline,
+            version,
+            start,
+            started: Instant::now(),
+        })
+    }
+
+    /// The restored version's traffic in the latest window (since the last judged one, once it
+    /// has enough requests) against the baseline, judged by the service's judge: worse is
+    /// residual instability, a failed check (and said so in the post-mortem), not something
+    /// hidden behind "traffic is back". A fault that ends passes in the next window.
+    async fn check(&mut self, ctx: &Ctx, svc: &Service, env: &str) -> CheckResult {
+        let b = &self.baseline;
+        let check = |passed: bool, detail: String| CheckResult {
+            kind: "baseline".into(),
+            name: format!("{} against before the rollout", self.version),
+            passed,
+            detail,
+            took_ms: 0,
+        };
+        let now = match ctx.traffic_stats(&svc.name, env).await {
+            Ok(stats) => stats.into_iter().find(|s| s.version == self.version),
+            Err(e) => return check(false, format!("cannot read the traffic: {e:#}")),
+        };
+        let since = crate::controller::delta(self.start.as_ref(), now.as_ref());
+        let before = format!(
+            "before the rollout: {} errors in {} requests{}",
+            b.errors,
+            b.requests,
+            b.latency_p99_ms
+                .map(|p| format!(", p99 {p:.0} ms"))
+                .unwrap_or_default()
+        );
+        if b.requests < BASELINE_MIN_REQUESTS {
+            return check(
+                true,
+                format!("too little traffic before the rollout to compare ({before})"),
+            );
+        }
+        if since.requests < BASELINE_MIN_REQUESTS {
+            // Resolved only after a window of evidence: as many requests as a judgement needs,
+            // or as long as the baseline's window with fewer (a quiet service).
+            let waited_ms = millis(self.started.elapsed());
+            return if waited_ms < b.requested_window_ms {
+                check(
+                    false,
+                    format!(
+                        "waiting for traffic to compare: {} of {BASELINE_MIN_REQUESTS} requests ({before})",
+                        since.requests
+                    ),
+                )
+            } else {
+                check(
+                    true,
+                    format!(
+                        "{} requests in {}: too few to compare ({before})",
+                        since.requests,
+                        backstop_core::postmortem::human(waited_ms)
+                    ),
+                )
+            };
+        }
+        let p99 = since
+            .latency_le_ms
+            .as_ref()
+            .and_then(|h| backstop_judge::hist::quantile(0.99, h))
+            .map(|p| format!(", p99 {p:.0} ms"))
+            .unwrap_or_default();
+        let after = format!(
+            "now: {} errors in {} requests{p99}",
+            since.errors, since.requests
+        );
+        let latency = (!b.latency_le_ms.is_empty()).then(|| {
+            b.latency_le_ms
+                .iter()
+                .map(|(le, n)| (le.unwrap_or(f64::INFINITY), *n))
+                .collect()
+        });
+        let interval = Interval {
+            t: self.started.elapsed().as_secs_f64(),
+            baseline: ArmCounts {
+                requests: b.requests,
+                errors: b.errors,
+                latency_le_ms: latency,
+            },
+            canary: since,
+        };
+        // The next window starts here.
+        self.start = now;
+        self.started = Instant::now();
+        let mut judge = backstop_judge::build(&svc.analysis);
+        match judge.observe(&interval) {
+            Decision::Fail => check(
+                false,
+                format!("residual instability: worse than before the rollout ({after}; {before})"),
+            ),
+            Decision::Continue | Decision::Inconclusive => {
+                check(true, format!("as before the rollout ({after}; {before})"))
+            }
+        }
+    }
 }
 
 /// One check per heartbeat of `service` in `env`: passed while it is not late.

@@ -1238,3 +1238,67 @@ fn a_canary_failing_its_journeys_is_rolled_back_before_it_takes_traffic() {
         "{md}"
     );
 }
+
+/// After a rollback, the restored version is judged against its own traffic from before the
+/// rollout (practice 6.2): while a shared fault keeps it worse, the recovery is restored but
+/// not resolved and the check says why; once the fault ends, it resolves.
+#[test]
+fn residual_instability_after_a_restore_keeps_the_recovery_unresolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let fault = dir.path().join("fault");
+    let config = shop_config(proxy, "[{weight: 50, for: 8s}, {weight: 100}]").replace(
+        "    environments:\n",
+        "    validation:\n      within: 2m\n      journeys:\n        - name: up\n          steps:\n            - {request: GET /healthz}\n    environments:\n",
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    let fault_env = format!("DEMO_FAULT_FILE={}", fault.display());
+    d.register_with("v1", &["--env", &fault_env]);
+    d.register("v2", 0.6);
+    d.rollout_wait("v1", 0);
+    let traffic = Traffic::start(proxy, 60.0);
+    // A baseline needs traffic before the rollout.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let v2 = d.rollout_wait("v2", 1);
+    let rec_path = format!(
+        "/api/v1/recoveries/{}",
+        v2["recovery"]["id"].as_str().unwrap()
+    );
+    // A shared dependency fails after the restore: v1 is worse than before the rollout.
+    std::fs::write(&fault, "0.4").unwrap();
+    let baseline_check = |r: &Value| -> Value {
+        r["validation"]["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["kind"] == "baseline").cloned())
+            .unwrap_or(Value::Null)
+    };
+    let rec = backstop_testkit::assert_eventually!(
+        d.api_get(&rec_path),
+        |r| baseline_check(r)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("residual instability")),
+        "the restored version is found worse than before the rollout"
+    );
+    assert_eq!(rec["validation"]["status"], "pending", "{rec:#}");
+    assert!(
+        baseline_check(&rec)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("residual instability"),
+        "{rec:#}"
+    );
+    std::fs::remove_file(&fault).unwrap();
+    let rec = backstop_testkit::assert_eventually!(
+        d.api_get(&rec_path),
+        |r| r["validation"]["status"] == "passed",
+        "once the fault ends, the recovery resolves"
+    );
+    traffic.stop();
+    assert!(
+        baseline_check(&rec)["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("as before the rollout"),
+        "{rec:#}"
+    );
+}
