@@ -1,8 +1,8 @@
 //! Feature flags in the daemon (practice 6.6): the flags the config declares, their state per
-//! environment in the store, every change audited, and the staged re-enables driven in the
-//! background: one replica at a time per flag and environment (a lease), one tick per analysis
-//! interval of the service, each tick's evidence stored before it acts so a restart picks up
-//! exactly where it was.
+//! environment in the store, every change audited (and noted on an incident open there), and
+//! the staged re-enables driven in the background: one replica at a time per flag and
+//! environment (a lease), one tick per analysis interval of the service, each tick's evidence
+//! stored before it acts so a restart picks up exactly where it was.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +141,8 @@ pub async fn announce(
     )
     .await?;
     tracing::info!(flag = %f.key, env = %f.env, "{summary}");
+    // Flag changes belong on the timeline of an incident open there.
+    crate::incidents::note_open(ctx, &f.service, &f.env, summary).await;
     if let Some(n) = ctx.drivers.notifiers.get(&f.service) {
         n.notify(backstop_drivers::notify::Notification {
             id: format!("flag/{}/{}/{}", f.key, f.env, ctx.clock.now_ms()),

@@ -165,20 +165,36 @@ pub async fn note_for_rollout(ctx: &Ctx, rollout_id: &str, text: &str) {
     let Ok(all) = ctx.store.incidents(true).await else {
         return;
     };
-    let Some((incident, _)) = all
+    if let Some((incident, _)) = all
         .into_iter()
         .find(|(i, _)| i.rollout_id.as_deref() == Some(rollout_id))
-    else {
+    {
+        note(ctx, &incident.id, text).await;
+    }
+}
+
+/// Adds `text` as a note of the controller to every open incident of `service` in `env` (a
+/// flag changed while it was open). Errors are logged.
+pub async fn note_open(ctx: &Ctx, service: &str, env: &str, text: &str) {
+    let Ok(open) = ctx.store.incidents(false).await else {
         return;
     };
+    for (incident, _) in open {
+        if incident.service == service && incident.env == env {
+            note(ctx, &incident.id, text).await;
+        }
+    }
+}
+
+async fn note(ctx: &Ctx, id: &str, text: &str) {
     let now = ctx.clock.now_ms();
-    if let Err(e) = change(ctx, &incident.id, "controller", |i| {
+    if let Err(e) = change(ctx, id, "controller", |i| {
         i.note(text, "controller", now);
         Ok(())
     })
     .await
     {
-        tracing::warn!(incident = %incident.id, error = %e, "Could not add a note to the incident.");
+        tracing::warn!(incident = %id, error = %e, "Could not add a note to the incident.");
     }
 }
 

@@ -45,6 +45,29 @@ pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<Pr
     Ok(Some(source))
 }
 
+/// Cumulative counts of flag `flag`'s on and off cohorts from Prometheus: the service's signal
+/// selectors summed by the flag's cohort label (`on`/`off`) instead of the version label.
+pub async fn prometheus_cohorts(
+    p: &PrometheusSignals,
+    service: &str,
+    env: &str,
+    flag: &backstop_config::validation::Flag,
+) -> Result<(ArmCounts, ArmCounts)> {
+    let render = |q: &str| PrometheusSignals::render(q, service, env);
+    let stats = PrometheusSource::new(PrometheusConfig {
+        url: p.url.clone(),
+        requests: render(&p.requests),
+        errors: render(&p.errors),
+        latency: p.latency.as_deref().map(render),
+        version_label: flag.cohort_label(),
+        timeout: p.timeout,
+    })?
+    .stats()
+    .await?;
+    let side = |v: &str| crate::controller::delta(None, stats.iter().find(|s| s.version == v));
+    Ok((side("on"), side("off")))
+}
+
 /// How long a stopping instance gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -90,21 +113,8 @@ impl Ctx {
         env: &str,
         flag: &backstop_config::validation::Flag,
     ) -> Result<(ArmCounts, ArmCounts)> {
-        let cumulative = |s: Option<&VersionStats>| crate::controller::delta(None, s);
         if let Some(p) = &service.signals.prometheus {
-            let render = |q: &str| PrometheusSignals::render(q, &service.name, env);
-            let stats = PrometheusSource::new(PrometheusConfig {
-                url: p.url.clone(),
-                requests: render(&p.requests),
-                errors: render(&p.errors),
-                latency: p.latency.as_deref().map(render),
-                version_label: flag.cohort_label(),
-                timeout: p.timeout,
-            })?
-            .stats()
-            .await?;
-            let side = |v: &str| stats.iter().find(|s| s.version == v);
-            return Ok((cumulative(side("on")), cumulative(side("off"))));
+            return prometheus_cohorts(p, &service.name, env, flag).await;
         }
         let router = self.router(&service.name, env)?;
         let Some(stats) = router.cohort_stats().await? else {
@@ -118,9 +128,9 @@ impl Ctx {
         };
         let side = |v: &str| {
             let name = format!("{}={v}", flag.key);
-            stats.iter().find(|s| s.version == name)
+            crate::controller::delta(None, stats.iter().find(|s| s.version == name))
         };
-        Ok((cumulative(side("on")), cumulative(side("off"))))
+        Ok((side("on"), side("off")))
     }
 
     /// Where the instances of `service` in `env` run: its agent's host, or this one.
@@ -788,6 +798,58 @@ mod tests {
     use super::*;
     use backstop_core::model::ReleaseStatus;
     use backstop_store::FolderBlobs;
+
+    /// Flag cohorts from a real Prometheus: the service's selectors summed by the flag's
+    /// cohort label, series of every instance adding up per side.
+    #[tokio::test]
+    async fn flag_cohorts_are_read_from_prometheus_by_their_label() {
+        use axum::Router;
+        use axum::routing::get;
+        let app = Router::new().route(
+            "/metrics",
+            get(|| async {
+                "# TYPE http_requests_total counter\n\
+                 http_requests_total{app=\"shop\",instance=\"a\",flag_new_checkout=\"on\"} 40\n\
+                 http_requests_total{app=\"shop\",instance=\"b\",flag_new_checkout=\"on\"} 60\n\
+                 http_requests_total{app=\"shop\",instance=\"a\",flag_new_checkout=\"off\"} 900\n\
+                 # TYPE http_errors_total counter\n\
+                 http_errors_total{app=\"shop\",instance=\"a\",flag_new_checkout=\"on\"} 7\n\
+                 http_errors_total{app=\"shop\",instance=\"a\",flag_new_checkout=\"off\"} 9\n"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = backstop_testkit::free_port();
+        let prom = tokio::task::spawn_blocking(move || {
+            backstop_testkit::servers::Prometheus::start(port, &[target])
+        })
+        .await
+        .unwrap();
+        let signals = PrometheusSignals {
+            url: prom.url.clone(),
+            requests: "http_requests_total{app=\"{service}\"}".into(),
+            errors: "http_errors_total{app=\"{service}\"}".into(),
+            latency: None,
+            version_label: "version".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let flag: backstop_config::validation::Flag =
+            serde_json::from_value(serde_json::json!({"key": "new-checkout"})).unwrap();
+        let mut last = None;
+        for _ in 0..100 {
+            match prometheus_cohorts(&signals, "shop", "prod", &flag).await {
+                Ok((on, off)) if on.requests > 0 && off.requests > 0 => {
+                    assert_eq!((on.requests, on.errors), (100, 7));
+                    assert_eq!((off.requests, off.errors), (900, 9));
+                    return;
+                }
+                other => last = Some(format!("{other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("prometheus never gave the cohorts: {last:?}");
+    }
 
     fn release(artifact: Artifact, sha256: String) -> Release {
         Release {

@@ -1068,8 +1068,49 @@ fn a_flag_comes_back_in_stages_and_a_broken_one_goes_back_to_zero() {
             e["value"].as_bool().unwrap()
         })
         .collect();
+    // OFREP straight: the bulk endpoint, and failures in OFREP's shape.
+    let (status, bulk) = d.api_call(
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        Some(&app_token),
+        Some(&serde_json::json!({"context": {"targetingKey": "user-1"}})),
+    );
+    assert_eq!(status, 200, "{bulk:#}");
+    assert_eq!(bulk["flags"][0]["key"], "new-checkout", "{bulk:#}");
+    assert_eq!(bulk["flags"][0]["reason"], "SPLIT", "{bulk:#}");
+    let (status, missing) = d.api_call(
+        "POST",
+        "/ofrep/v1/evaluate/flags/new-checkout",
+        Some(&app_token),
+        Some(&serde_json::json!({"context": {"targetingKey": 7}})),
+    );
+    assert_eq!(
+        (status, missing["errorCode"].as_str()),
+        (400, Some("INVALID_CONTEXT")),
+        "{missing:#}"
+    );
+    let (status, _) = d.api_call("POST", "/ofrep/v1/evaluate/flags/new-checkout", None, None);
+    assert_eq!(status, 401, "evaluation needs a token");
     let share = on_at_30.iter().filter(|v| **v).count();
     assert!((35..=85).contains(&share), "{share} of 200 units on at 30%");
+    // A major incident is open in prod: the flag change lands on its timeline, and a
+    // re-enable holds at its first stage until the incident is mitigated.
+    let opened = d.cli_json(
+        &[
+            "incident",
+            "open",
+            "--service",
+            "shop",
+            "--env",
+            "prod",
+            "--severity",
+            "SEV2",
+            "--title",
+            "checkout failing",
+        ],
+        0,
+    );
+    let incident = opened["id"].as_str().unwrap().to_owned();
     d.cli_json(
         &[
             "flag",
@@ -1084,8 +1125,19 @@ fn a_flag_comes_back_in_stages_and_a_broken_one_goes_back_to_zero() {
         ],
         0,
     );
-
-    // The feature is still broken: the first stage (10 %) fails and the flag goes back to 0 %.
+    let timeline = d.cli_json(&["incident", "show", &incident], 0);
+    assert!(
+        timeline["incident"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("flag new-checkout in prod set to 0%"))),
+        "{timeline:#}"
+    );
+    // The feature is still broken: the first stage (10 %) fails and the flag goes back to 0 %
+    // (a hold never stops a failing stage from being rolled back).
     let traffic = Traffic::start(proxy, 80.0);
     let broken = d.cli_json(
         &[
@@ -1111,15 +1163,30 @@ fn a_flag_comes_back_in_stages_and_a_broken_one_goes_back_to_zero() {
         "{broken:#}"
     );
 
-    // Fixed in v2: every stage holds, across a kill -9 of the daemon mid-way.
+    // Fixed in v2 (a fix-forward passes the incident's freeze): the re-enable holds at its
+    // first stage while the incident is open, then every stage holds, across a kill -9 of
+    // the daemon mid-way.
     let args = flag_env("0");
     d.register_with("v2", &args.iter().map(String::as_str).collect::<Vec<_>>());
-    d.rollout_wait("v2", 0);
+    d.cli_json(
+        &backstop_testkit::rollout_start_args("v2", &["--wait", "--critical", "--reason", "fix"]),
+        0,
+    );
     d.cli_json(&["flag", "reenable", "new-checkout", "--env", "prod"], 0);
+    let held = backstop_testkit::assert_eventually!(
+        flag(&d, "new-checkout"),
+        |f| f["reenable"]["blocked"]
+            .as_str()
+            .is_some_and(|b| b.contains("incident")),
+        "the re-enable holds while the incident is open"
+    );
+    assert_eq!(held["percentage"], 10, "{held:#}");
+    assert_eq!(held["reenable"]["status"], "running", "{held:#}");
+    d.cli_json(&["incident", "status", &incident, "resolved"], 0);
     backstop_testkit::assert_eventually!(
         flag(&d, "new-checkout"),
         |f| f["percentage"] == 50,
-        "the first stage holds and the flag goes on to 50%"
+        "once the incident is resolved, the first stage holds and the flag goes on to 50%"
     );
     d.kill9();
     d.restart_on_same_port();

@@ -7,10 +7,41 @@ use serde_json::Value;
 
 use crate::model::validation::{placeholders, split_request};
 
+/// The first definition of each name of a list that must be unique across the config:
+/// `first_at` remembers where a name was first seen; a later one is reported there.
+struct UniqueAcrossConfig<'a> {
+    what: &'static str,
+    first_at: std::collections::HashMap<&'a str, String>,
+}
+
+impl<'a> UniqueAcrossConfig<'a> {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            first_at: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Records `name` defined at `here`, or reports it as a duplicate.
+    fn see(&mut self, name: &'a str, here: String, push: &mut impl FnMut(String, String)) {
+        if let Some(first) = self.first_at.get(name) {
+            let what = self.what;
+            push(
+                here,
+                format!(
+                    "duplicate {what} `{name}` (first at {first}); {what} names are unique across the config"
+                ),
+            );
+        } else {
+            self.first_at.insert(name, here);
+        }
+    }
+}
+
 /// Heartbeat names are unique across the config (the URL names one), and a heartbeat's `env`
 /// is one of its service's environments.
 pub(super) fn check_heartbeats(services: &[Value], push: &mut impl FnMut(String, String)) {
-    let mut seen: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    let mut seen = UniqueAcrossConfig::new("heartbeat");
     for (i, svc) in services.iter().enumerate() {
         let Some(beats) = svc.get("heartbeats").and_then(Value::as_array) else {
             continue;
@@ -27,16 +58,7 @@ pub(super) fn check_heartbeats(services: &[Value], push: &mut impl FnMut(String,
         for (k, beat) in beats.iter().enumerate() {
             let here = format!("/services/{i}/heartbeats/{k}");
             if let Some(name) = beat.get("name").and_then(Value::as_str) {
-                if let Some(first) = seen.get(name) {
-                    push(
-                        format!("{here}/name"),
-                        format!(
-                            "duplicate heartbeat `{name}` (first at {first}); heartbeat names are unique across the config"
-                        ),
-                    );
-                } else {
-                    seen.insert(name, format!("{here}/name"));
-                }
+                seen.see(name, format!("{here}/name"), push);
             }
             if let Some(env) = beat.get("env").and_then(Value::as_str)
                 && !envs.contains(&env)
@@ -56,7 +78,7 @@ pub(super) fn check_heartbeats(services: &[Value], push: &mut impl FnMut(String,
 /// Flag keys are unique across the config (evaluation names only the key), and a flag's
 /// stages rise to 100.
 pub(super) fn check_flags(services: &[Value], push: &mut impl FnMut(String, String)) {
-    let mut seen: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    let mut seen = UniqueAcrossConfig::new("flag");
     for (i, svc) in services.iter().enumerate() {
         let Some(flags) = svc.get("flags").and_then(Value::as_array) else {
             continue;
@@ -64,16 +86,7 @@ pub(super) fn check_flags(services: &[Value], push: &mut impl FnMut(String, Stri
         for (k, flag) in flags.iter().enumerate() {
             let here = format!("/services/{i}/flags/{k}");
             if let Some(key) = flag.get("key").and_then(Value::as_str) {
-                if let Some(first) = seen.get(key) {
-                    push(
-                        format!("{here}/key"),
-                        format!(
-                            "duplicate flag `{key}` (first at {first}); flag keys are unique across the config"
-                        ),
-                    );
-                } else {
-                    seen.insert(key, format!("{here}/key"));
-                }
+                seen.see(key, format!("{here}/key"), push);
             }
             if let Some(stages) = flag.get("stages").and_then(Value::as_array) {
                 let stages: Option<Vec<u8>> = stages

@@ -45,6 +45,23 @@ pub(super) struct FlagQuery {
     env: Option<String>,
 }
 
+/// Flag `key` and its service, in `env` of that service, where the caller holds the route's
+/// role.
+fn acting_on<'a>(
+    ctx: &'a Ctx,
+    access: &super::Access,
+    key: &str,
+    env: &str,
+) -> ApiResult<(
+    &'a backstop_config::Service,
+    &'a backstop_config::validation::Flag,
+)> {
+    let (svc, flag) = declared(ctx, key)?;
+    environment(svc, env)?;
+    access.in_env(env)?;
+    Ok((svc, flag))
+}
+
 /// Every declared flag in every environment of its service.
 #[utoipa::path(get, path = "/api/v1/flags", params(FlagQuery), responses((status = 200, body = Vec<FlagView>)))]
 pub(super) async fn list_flags(
@@ -79,9 +96,7 @@ pub(super) async fn set_flag(
     Path(key): Path<String>,
     Body(req): Body<SetFlag>,
 ) -> ApiResult<Json<FlagView>> {
-    let (svc, flag) = declared(&ctx, &key)?;
-    environment(svc, &req.env)?;
-    access.in_env(&req.env)?;
+    let (svc, flag) = acting_on(&ctx, &access, &key, &req.env)?;
     reason_given(&req.reason, "setting a flag")?;
     if req.percentage > 100 {
         return Err(ApiError::bad_request("a percentage is 0 to 100").at("/percentage"));
@@ -116,9 +131,7 @@ pub(super) async fn start_reenable(
     Path(key): Path<String>,
     Body(req): Body<StartReenable>,
 ) -> ApiResult<Json<FlagView>> {
-    let (svc, flag) = declared(&ctx, &key)?;
-    environment(svc, &req.env)?;
-    access.in_env(&req.env)?;
+    let (svc, flag) = acting_on(&ctx, &access, &key, &req.env)?;
     let stages = req.stages.clone().unwrap_or_else(|| flag.stages.clone());
     backstop_core::flag::check_stages(&stages)
         .map_err(|e| ApiError::bad_request(e).at("/stages"))?;
@@ -157,9 +170,7 @@ pub(super) async fn abort_reenable(
     Path(key): Path<String>,
     Body(req): Body<AbortReenable>,
 ) -> ApiResult<Json<FlagView>> {
-    let (svc, flag) = declared(&ctx, &key)?;
-    environment(svc, &req.env)?;
-    access.in_env(&req.env)?;
+    let (svc, flag) = acting_on(&ctx, &access, &key, &req.env)?;
     reason_given(&req.reason, "aborting a re-enable")?;
     let f = change(&ctx, svc, &key, &req.env, |f, now| {
         f.abort_reenable(&caller, &req.reason, now)
