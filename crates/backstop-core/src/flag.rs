@@ -129,6 +129,21 @@ pub struct FlagState {
     /// Changes of the percentage, oldest first.
     #[serde(default)]
     pub history: Vec<FlagChange>,
+    /// Changes written but not yet audited and announced: written with the change itself, so
+    /// one a crash interrupted is announced after the restart (at least once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unannounced: Vec<Announcement>,
+}
+
+/// A change of a flag to audit and announce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub at_ms: Millis,
+    pub actor: String,
+    pub kind: crate::event::EventKind,
+    pub summary: String,
+    /// The percentage right after the change.
+    pub percentage: u8,
 }
 
 /// One change of a flag's percentage.
@@ -154,7 +169,25 @@ impl FlagState {
             updated_by: String::new(),
             plan: None,
             history: vec![],
+            unannounced: vec![],
         }
+    }
+
+    /// Queues `summary` of a change by `actor` to be audited and announced as `kind`.
+    pub fn announce_later(
+        &mut self,
+        actor: &str,
+        kind: crate::event::EventKind,
+        summary: String,
+        now: Millis,
+    ) {
+        self.unannounced.push(Announcement {
+            at_ms: now,
+            actor: actor.to_owned(),
+            kind,
+            summary,
+            percentage: self.percentage,
+        });
     }
 
     /// Sets the percentage (clamped to 100) and records the change.
@@ -202,7 +235,17 @@ impl FlagState {
             ));
         }
         check_stages(&stages)?;
-        let first = stages[0];
+        // A re-enable only raises the flag: it starts at the first stage above where it is.
+        let stages: Vec<u8> = stages
+            .into_iter()
+            .filter(|s| *s > self.percentage)
+            .collect();
+        let Some(&first) = stages.first() else {
+            return Err(format!(
+                "{} is already on for everyone in {}",
+                self.key, self.env
+            ));
+        };
         self.plan = Some(Reenable {
             stages,
             hold_ms,
@@ -418,13 +461,22 @@ impl Reenable {
         let now_counts = Cohorts { on, off };
         let Some(last) = self.last.replace(now_counts.clone()) else {
             // The first reading only sets where counting starts.
-            self.blocked = blocked;
+            self.set_blocked(blocked, now);
+            return Step::Hold;
+        };
+        let (Some(baseline), Some(canary)) = (
+            increments(&last.off, &now_counts.off),
+            increments(&last.on, &now_counts.on),
+        ) else {
+            // A counter went down (an instance or the proxy restarted): counting starts again
+            // from this reading rather than taking everything it ever counted as one interval.
+            self.set_blocked(blocked, now);
             return Step::Hold;
         };
         let interval = Interval {
             t: (now - self.started_at_ms).max(0) as f64 / 1000.0,
-            baseline: increments(&last.off, &now_counts.off),
-            canary: increments(&last.on, &now_counts.on),
+            baseline,
+            canary,
         };
         self.stage_requests += interval.canary.requests;
         self.intervals.push(interval);
@@ -441,6 +493,9 @@ impl Reenable {
             if decision == Decision::Fail {
                 break;
             }
+        }
+        if decision == Decision::Continue {
+            decision = self.judge_without_off_cohort(settings);
         }
         match decision {
             Decision::Fail => {
@@ -465,7 +520,7 @@ impl Reenable {
             }
             Decision::Continue => {}
         }
-        self.blocked = blocked;
+        self.set_blocked(blocked, now);
         if self.blocked.is_some()
             || now - self.stage_started_at_ms < self.hold_ms
             || self.stage_requests < self.min_requests
@@ -482,6 +537,40 @@ impl Reenable {
         self.stage_started_at_ms = now;
         self.stage_requests = 0;
         Step::Advance { to: self.current() }
+    }
+
+    /// Records what holds the stage now. When a hold ends, the stage starts again: its `hold`
+    /// and `min_requests` count from then, as a rollout's step does after a pause.
+    fn set_blocked(&mut self, blocked: Option<String>, now: Millis) {
+        if self.blocked.is_some() && blocked.is_none() {
+            self.stage_started_at_ms = now;
+            self.stage_requests = 0;
+        }
+        self.blocked = blocked;
+    }
+
+    /// A stage that leaves no off cohort (100 %) is judged against the off cohort of the
+    /// stages before it, pooled: this stage's on cohort so far against it, as one comparison
+    /// with the sequential judge. Without earlier stages there is nothing to compare with.
+    fn judge_without_off_cohort(&self, settings: &JudgeSettings) -> Decision {
+        let since_s = (self.stage_started_at_ms - self.started_at_ms).max(0) as f64 / 1000.0;
+        let (earlier, this): (Vec<&Interval>, Vec<&Interval>) =
+            self.intervals.iter().partition(|i| i.t <= since_s);
+        let off_now: u64 = this.iter().map(|i| i.baseline.requests).sum();
+        let reference = pooled(earlier.iter().map(|i| &i.baseline));
+        if off_now > 0 || reference.requests == 0 {
+            return Decision::Continue;
+        }
+        let sequential = JudgeSettings {
+            judge: backstop_judge::JudgeKind::Sequential,
+            ..settings.clone()
+        };
+        let mut judge = backstop_judge::build(&sequential);
+        judge.observe(&Interval {
+            t: 0.0,
+            baseline: reference,
+            canary: pooled(this.iter().map(|i| &i.canary)),
+        })
     }
 
     /// The cohorts' requests and errors during the current stage.
@@ -520,12 +609,35 @@ impl Reenable {
     }
 }
 
-/// Counts between two cumulative readings; a counter that went down (the proxy restarted)
-/// counts from zero.
+/// Counts of several intervals of one arm added up (latency histograms too, when every one
+/// has the same bounds).
+fn pooled<'a>(arms: impl Iterator<Item = &'a ArmCounts>) -> ArmCounts {
+    let mut total = ArmCounts::default();
+    let mut latency: Option<Vec<(f64, u64)>> = None;
+    let mut latency_whole = true;
+    for a in arms {
+        total.requests += a.requests;
+        total.errors += a.errors;
+        match (&mut latency, &a.latency_le_ms) {
+            (None, Some(h)) if latency_whole => latency = Some(h.clone()),
+            (Some(sum), Some(h)) if sum.len() == h.len() => {
+                for ((_, n), (_, m)) in sum.iter_mut().zip(h) {
+                    *n += m;
+                }
+            }
+            _ => latency_whole = false,
+        }
+    }
+    total.latency_le_ms = latency.filter(|_| latency_whole);
+    total
+}
+
+/// Counts between two cumulative readings; `None` when a counter went down (an instance or
+/// the proxy restarted), so no interval is made of it.
 #[must_use]
-pub fn increments(before: &ArmCounts, after: &ArmCounts) -> ArmCounts {
+pub fn increments(before: &ArmCounts, after: &ArmCounts) -> Option<ArmCounts> {
     if after.requests < before.requests || after.errors < before.errors {
-        return after.clone();
+        return None;
     }
     let latency = match (&before.latency_le_ms, &after.latency_le_ms) {
         (Some(b), Some(a)) if b.len() == a.len() => Some(
@@ -537,11 +649,11 @@ pub fn increments(before: &ArmCounts, after: &ArmCounts) -> ArmCounts {
         (None, Some(a)) => Some(a.clone()),
         _ => None,
     };
-    ArmCounts {
+    Some(ArmCounts {
         requests: after.requests - before.requests,
         errors: after.errors - before.errors,
         latency_le_ms: latency,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -741,5 +853,83 @@ mod tests {
         assert!(f.abort_reenable("bo", "again", 7).is_err());
         f.start_reenable(vec![100], 0, 0, "bo", 8).unwrap();
         assert_eq!(f.percentage, 100);
+    }
+
+    #[test]
+    fn the_last_stage_is_judged_against_the_off_cohort_of_the_stages_before() {
+        let mut f = flag();
+        let steps = run(&mut f, 0, 20, (50, 0.01, 0.01));
+        assert_eq!(steps.last(), Some(&Step::Advance { to: 100 }), "{steps:?}");
+        assert_eq!(f.percentage, 100);
+        // At 100 % nobody is off; the on cohort now fails a third of its requests.
+        let last = f.plan.as_ref().unwrap().last.clone().unwrap();
+        let mut step = Step::Hold;
+        for s in 1..=20u64 {
+            let on = counts(last.on.requests + 500 * s, last.on.errors + 150 * s);
+            step = f.tick(
+                on,
+                last.off.clone(),
+                None,
+                &errors_only(),
+                (20 + s as i64) * 1000,
+            );
+            if step != Step::Hold {
+                break;
+            }
+        }
+        assert!(matches!(step, Step::RollBack { .. }), "{step:?}");
+        assert_eq!(f.percentage, 0);
+    }
+
+    #[test]
+    fn a_counter_that_goes_down_starts_counting_again_instead_of_counting_it_all() {
+        let mut f = flag();
+        f.tick(counts(1000, 300), counts(1000, 10), None, &errors_only(), 0);
+        // An instance restarted: both sums went down. Nothing of their history is judged.
+        f.tick(counts(10, 0), counts(900, 9), None, &errors_only(), 1000);
+        let plan = f.plan.as_ref().unwrap();
+        assert!(plan.intervals.is_empty(), "{:?}", plan.intervals);
+        assert_eq!(plan.last.as_ref().unwrap().on.requests, 10);
+    }
+
+    #[test]
+    fn a_stage_held_by_a_freeze_counts_its_hold_again_from_the_end_of_the_freeze() {
+        let mut f = flag();
+        for s in 0..30u64 {
+            f.tick(
+                counts(50 * s, 0),
+                counts(500 * s, 0),
+                Some("freeze".into()),
+                &errors_only(),
+                s as i64 * 1000,
+            );
+        }
+        // The freeze ends at 30 s: the stage needs its 10 s hold from then.
+        let step = f.tick(
+            counts(1500, 0),
+            counts(15000, 0),
+            None,
+            &errors_only(),
+            30_000,
+        );
+        assert_eq!(step, Step::Hold);
+        assert_eq!(f.plan.as_ref().unwrap().stage_started_at_ms, 30_000);
+    }
+
+    #[test]
+    fn a_re_enable_only_raises_the_flag() {
+        let mut f = FlagState::new("k", "prod", "shop");
+        f.set(30, "ana", "by hand", 0);
+        f.start_reenable(vec![1, 5, 25, 50, 100], 0, 0, "ana", 1)
+            .unwrap();
+        assert_eq!(f.percentage, 50);
+        assert_eq!(f.plan.as_ref().unwrap().stages, vec![50, 100]);
+        f.abort_reenable("ana", "x", 2).unwrap();
+        f.set(100, "ana", "all", 3);
+        assert!(
+            f.start_reenable(vec![1, 100], 0, 0, "ana", 4)
+                .unwrap_err()
+                .contains("already on for everyone")
+        );
     }
 }

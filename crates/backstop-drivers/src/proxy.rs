@@ -558,10 +558,13 @@ async fn handle(
         Ok(Ok(resp)) => {
             let error = resp.status().is_server_error();
             lock(&target.counters).record(latency_ms, error);
-            if let Some(flags) = resp.headers().get(FLAGS_HEADER) {
+            let (mut parts, body) = resp.into_parts();
+            // Counted here and kept from clients: which side of a flag a user is on is the
+            // service's business.
+            for flags in parts.headers.get_all(FLAGS_HEADER) {
                 count_cohorts(&inner, flags, latency_ms, error);
             }
-            let (mut parts, body) = resp.into_parts();
+            parts.headers.remove(FLAGS_HEADER);
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, body.boxed())
         }

@@ -38,6 +38,37 @@ fn bucket(s: &VersionStats, le: f64) -> u64 {
         .1
 }
 
+/// Flag cohorts are counted from every `x-backstop-flags` header of an answer (malformed
+/// entries skipped), and the header never reaches the client.
+#[tokio::test]
+async fn flag_cohorts_are_counted_from_the_answers_and_kept_from_clients() {
+    let v1 = upstream::upstream("v1").await;
+    let p = proxy_to("v1", v1).await;
+    let client = upstream::client();
+    for (path, n) in [("/flags/on", 3), ("/flags/off", 2)] {
+        for _ in 0..n {
+            let req = Request::get(format!("http://{}{path}", p.local_addr()))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            assert!(resp.headers().get("x-backstop-flags").is_none(), "{resp:?}");
+        }
+    }
+    let cohorts: Vec<(String, u64, u64)> = p
+        .cohort_stats()
+        .into_iter()
+        .map(|s| (s.version, s.requests, s.errors))
+        .collect();
+    assert_eq!(
+        cohorts,
+        [
+            ("dark-mode=on".to_owned(), 5, 2),
+            ("new-checkout=off".to_owned(), 2, 2),
+            ("new-checkout=on".to_owned(), 3, 0),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_split_matches_the_canary_weight() {
     let v1 = upstream::upstream("v1").await;

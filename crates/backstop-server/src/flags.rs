@@ -10,8 +10,9 @@ use std::time::Duration;
 use backstop_api::flags::{FlagView, ReenableView};
 use backstop_config::Service;
 use backstop_config::validation::Flag;
+use backstop_core::Millis;
 use backstop_core::event::EventKind;
-use backstop_core::flag::{FlagState, Step};
+use backstop_core::flag::{Announcement, FlagState, Step};
 use backstop_store::StoreError;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -116,42 +117,67 @@ pub fn view(service: &Service, flag: &Flag, f: &FlagState) -> FlagView {
     }
 }
 
-/// Audits a change of flag `f` and tells the service's webhooks.
-pub async fn announce(
-    ctx: &Ctx,
-    actor: &str,
-    kind: EventKind,
-    f: &FlagState,
-    summary: &str,
-) -> ApiResult<()> {
+/// Audits and announces the changes of flag `key` in `env` queued at least `min_age_ms` ago,
+/// then takes them off the queue. A change is queued in the same write that makes it, so one a
+/// crash interrupted is announced later (by the loop, [`ANNOUNCE_LATE_AFTER_MS`]).
+pub async fn flush(ctx: &Ctx, key: &str, env: &str, min_age_ms: Millis) -> ApiResult<()> {
+    let Some((f, _)) = ctx.store.flag(key, env).await? else {
+        return Ok(());
+    };
+    let now = ctx.clock.now_ms();
+    let due: Vec<Announcement> = f
+        .unannounced
+        .iter()
+        .filter(|a| now - a.at_ms >= min_age_ms)
+        .cloned()
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    for a in &due {
+        announce(ctx, &f, a).await?;
+    }
+    for _ in 0..5 {
+        let Some((mut f, version)) = ctx.store.flag(key, env).await? else {
+            return Ok(());
+        };
+        f.unannounced.retain(|a| !due.contains(a));
+        match ctx.store.put_flag(&f, Some(version)).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// How old a queued announcement must be before the loop (rather than the writer) makes it.
+const ANNOUNCE_LATE_AFTER_MS: Millis = 5_000;
+
+/// Audits one change of flag `f`, notes it on any incident open there, and tells the
+/// service's webhooks.
+async fn announce(ctx: &Ctx, f: &FlagState, a: &Announcement) -> ApiResult<()> {
     crate::audit(
         ctx,
-        actor,
-        kind,
+        &a.actor,
+        a.kind,
         &format!("flag/{}/{}", f.key, f.env),
-        summary,
-        json!({
-            "percentage": f.percentage,
-            "reenable": f.plan.as_ref().map(|p| json!({
-                "status": p.status,
-                "stage": p.current(),
-                "results": p.stage_results,
-            })),
-        }),
+        &a.summary,
+        json!({"percentage": a.percentage, "at_ms": a.at_ms}),
     )
     .await?;
-    tracing::info!(flag = %f.key, env = %f.env, "{summary}");
+    tracing::info!(flag = %f.key, env = %f.env, "{}", a.summary);
     // Flag changes belong on the timeline of an incident open there.
-    crate::incidents::note_open(ctx, &f.service, &f.env, summary).await;
+    crate::incidents::note_open(ctx, &f.service, &f.env, &a.summary).await;
     if let Some(n) = ctx.drivers.notifiers.get(&f.service) {
         n.notify(backstop_drivers::notify::Notification {
-            id: format!("flag/{}/{}/{}", f.key, f.env, ctx.clock.now_ms()),
-            kind: kind.as_str().into(),
+            id: format!("flag/{}/{}/{}", f.key, f.env, a.at_ms),
+            kind: a.kind.as_str().into(),
             service: f.service.clone(),
             env: f.env.clone(),
-            summary: summary.to_owned(),
-            detail: json!({"flag": f.key, "percentage": f.percentage}),
-            at_ms: ctx.clock.now_ms(),
+            summary: a.summary.clone(),
+            detail: json!({"flag": f.key, "percentage": a.percentage}),
+            at_ms: a.at_ms,
         });
     }
     Ok(())
@@ -164,6 +190,11 @@ pub async fn keep_reenabling(ctx: Arc<Ctx>, stop: CancellationToken) {
             for (f, _) in flags {
                 if f.running_plan().is_some() {
                     kick(&ctx, &f.key, &f.env);
+                }
+                if !f.unannounced.is_empty()
+                    && let Err(e) = flush(&ctx, &f.key, &f.env, ANNOUNCE_LATE_AFTER_MS).await
+                {
+                    tracing::warn!(flag = %f.key, env = %f.env, error = %e, "Could not announce a flag change; trying again.");
                 }
             }
         }
@@ -225,14 +256,8 @@ async fn drive(ctx: &Ctx, key: &str, env: &str, lost: &CancellationToken) -> Api
                 .collect::<Vec<_>>()
                 .join("; ")
         });
-        let step = f.tick(on, off, blocked, settings, ctx.clock.now_ms());
-        ctx.store.check_fence().await?;
-        match ctx.store.put_flag(&f, version).await {
-            Ok(_) => {}
-            // A person changed the flag meanwhile: read it again next tick.
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
+        let now = ctx.clock.now_ms();
+        let step = f.tick(on, off, blocked, settings, now);
         let said = match &step {
             Step::Idle | Step::Hold => None,
             Step::Advance { to } => Some((
@@ -256,7 +281,17 @@ async fn drive(ctx: &Ctx, key: &str, env: &str, lost: &CancellationToken) -> Api
             )),
         };
         if let Some((kind, summary)) = said {
-            announce(ctx, "controller", kind, &f, &summary).await?;
+            f.announce_later("controller", kind, summary, now);
+        }
+        ctx.store.check_fence().await?;
+        match ctx.store.put_flag(&f, version).await {
+            Ok(_) => {}
+            // A person changed the flag meanwhile: read it again next tick.
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if !f.unannounced.is_empty() {
+            flush(ctx, key, env, 0).await?;
         }
     }
     Ok(())

@@ -337,7 +337,14 @@ impl PreFailure {
         // The next window starts here.
         self.start = now;
         self.started = Instant::now();
-        let mut judge = backstop_judge::build(&svc.analysis);
+        // One window is one comparison of two arms: the sequential judge makes it whatever
+        // judge the canaries use (Kayenta waits for its first checkpoint, the threshold judge
+        // for several failed checks; neither decides on one interval).
+        let sequential = backstop_judge::JudgeSettings {
+            judge: backstop_judge::JudgeKind::Sequential,
+            ..svc.analysis.clone()
+        };
+        let mut judge = backstop_judge::build(&sequential);
         match judge.observe(&interval) {
             Decision::Fail => check(
                 false,

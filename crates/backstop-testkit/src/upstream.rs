@@ -106,6 +106,26 @@ async fn answer(version: &str, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 .insert("x-upstream", version.parse().unwrap());
             r
         }
+        // `/flags/on` and `/flags/off`: an application telling which side of its flags the
+        // request was on, one header per flag (`new-checkout` as asked, `dark-mode` on); the
+        // `off` side fails.
+        path if path.starts_with("/flags/") => {
+            let side = path.trim_start_matches("/flags/");
+            let mut r = Response::new(Full::new(Bytes::from(format!("ok {version}"))));
+            if side == "off" {
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            let h = r.headers_mut();
+            h.append(
+                "x-backstop-flags",
+                format!("new-checkout={side}").parse().unwrap(),
+            );
+            h.append(
+                "x-backstop-flags",
+                "dark-mode=on, bad entry".parse().unwrap(),
+            );
+            r
+        }
         _ => Response::new(Full::new(Bytes::from(format!("ok {version}")))),
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::{Acting, Body, environment, reason_given};
 use crate::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::flags::{announce, change, declared, read, view};
+use crate::flags::{change, declared, flush, read, view};
 
 pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
@@ -101,19 +101,20 @@ pub(super) async fn set_flag(
     if req.percentage > 100 {
         return Err(ApiError::bad_request("a percentage is 0 to 100").at("/percentage"));
     }
+    let summary = format!(
+        "flag {key} in {} set to {}% by {caller}: {}",
+        req.env, req.percentage, req.reason
+    );
     let f = change(&ctx, svc, &key, &req.env, |f, now| {
         if f.running_plan().is_some() {
             f.abort_reenable(&caller, &format!("set to {}% by hand", req.percentage), now)?;
         }
         f.set(req.percentage, &caller, &req.reason, now);
+        f.announce_later(&caller, EventKind::FlagSet, summary.clone(), now);
         Ok(())
     })
     .await?;
-    let summary = format!(
-        "flag {key} in {} set to {}% by {caller}: {}",
-        req.env, req.percentage, req.reason
-    );
-    announce(&ctx, &caller, EventKind::FlagSet, &f, &summary).await?;
+    flush(&ctx, &key, &req.env, 0).await?;
     Ok(Json(view(svc, flag, &f)))
 }
 
@@ -141,20 +142,22 @@ pub(super) async fn start_reenable(
     }
     let min_requests = req.min_requests.unwrap_or(flag.min_requests);
     let f = change(&ctx, svc, &key, &req.env, |f, now| {
-        f.start_reenable(stages.clone(), hold_ms, min_requests, &caller, now)
+        f.start_reenable(stages.clone(), hold_ms, min_requests, &caller, now)?;
+        let plan = f.plan.as_ref().map(|p| p.stages.clone()).unwrap_or_default();
+        let summary = format!(
+            "staged re-enable of flag {key} in {} started by {caller}: {} (each held {}s, at least {min_requests} requests on)",
+            req.env,
+            plan.iter()
+                .map(|s| format!("{s}%"))
+                .collect::<Vec<_>>()
+                .join(" → "),
+            hold_ms / 1000
+        );
+        f.announce_later(&caller, EventKind::FlagReenableStarted, summary, now);
+        Ok(())
     })
     .await?;
-    let summary = format!(
-        "staged re-enable of flag {key} in {} started by {caller}: {} (each held {}s, at least {min_requests} requests on)",
-        req.env,
-        stages
-            .iter()
-            .map(|s| format!("{s}%"))
-            .collect::<Vec<_>>()
-            .join(" → "),
-        hold_ms / 1000
-    );
-    announce(&ctx, &caller, EventKind::FlagReenableStarted, &f, &summary).await?;
+    flush(&ctx, &key, &req.env, 0).await?;
     Ok(Json(view(svc, flag, &f)))
 }
 
@@ -173,14 +176,16 @@ pub(super) async fn abort_reenable(
     let (svc, flag) = acting_on(&ctx, &access, &key, &req.env)?;
     reason_given(&req.reason, "aborting a re-enable")?;
     let f = change(&ctx, svc, &key, &req.env, |f, now| {
-        f.abort_reenable(&caller, &req.reason, now)
+        f.abort_reenable(&caller, &req.reason, now)?;
+        let summary = format!(
+            "staged re-enable of flag {key} in {} aborted by {caller} at {}%: {}",
+            f.env, f.percentage, req.reason
+        );
+        f.announce_later(&caller, EventKind::FlagReenableAborted, summary, now);
+        Ok(())
     })
     .await?;
-    let summary = format!(
-        "staged re-enable of flag {key} in {} aborted by {caller} at {}%: {}",
-        req.env, f.percentage, req.reason
-    );
-    announce(&ctx, &caller, EventKind::FlagReenableAborted, &f, &summary).await?;
+    flush(&ctx, &key, &req.env, 0).await?;
     Ok(Json(view(svc, flag, &f)))
 }
 
@@ -250,12 +255,14 @@ async fn evaluate_one(
         value: e.value,
         reason: e.reason.into(),
         variant: e.variant.into(),
-        metadata: json!({
-            "service": svc.name,
-            "env": env,
-            "percentage": f.percentage,
-            "bucket": e.bucket,
-        }),
+        metadata: {
+            // OFREP metadata values are booleans, strings or numbers: no nulls.
+            let mut m = json!({"service": svc.name, "env": env, "percentage": f.percentage});
+            if let Some(b) = e.bucket {
+                m["bucket"] = json!(b);
+            }
+            m
+        },
     })
 }
 

@@ -189,7 +189,8 @@ pub async fn evaluate(
 
 /// What holds a change that is not a release (a feature flag's next stage) in `service`/`env`
 /// now: the gate's checks about the environment rather than a release (freezes, an open
-/// breaker, a recovery not resolved, a major incident), only those that block.
+/// breaker, a rollout under way, a recovery not resolved, a major incident), only those that
+/// block.
 pub async fn environment_blockers(ctx: &Ctx, service: &str, env: &str) -> Vec<Check> {
     let intent = Intent::default();
     let s = Subject {
@@ -203,6 +204,8 @@ pub async fn environment_blockers(ctx: &Ctx, service: &str, env: &str) -> Vec<Ch
     let checks = vec![
         run("freeze", freezes::freeze(&s)).await,
         run("breaker", checks::breaker_closed(&s)).await,
+        // A rollout under way: its judge and the flag's would each see the other's change.
+        run("active_rollout", checks::no_active_rollout(&s)).await,
         run("recovery", checks::no_recovery(&s)).await,
         run("incident", checks::no_major_incident(&s)).await,
     ];
