@@ -18,9 +18,9 @@ use crate::named::string_enum;
 pub const DEFAULT_STAGES: [u8; 4] = [1, 5, 25, 100];
 /// Changes kept in a flag's history (older ones are dropped).
 const HISTORY_KEPT: usize = 200;
-/// Intervals kept for the judge of one re-enable (a re-enable longer than this many intervals
-/// keeps judging; only the oldest evidence is dropped).
-const INTERVALS_KEPT: usize = 5_000;
+/// Intervals kept for the judge of one re-enable (about 80 min at 5 s; a longer re-enable keeps
+/// judging on the latest ones), so the stored record stays small.
+const INTERVALS_KEPT: usize = 1_000;
 
 /// MurmurHash3, x86 32-bit variant (what Unleash, flagd and most flag SDKs bucket with).
 #[must_use]

@@ -324,6 +324,9 @@ pub trait RunbookRunStore: Send + Sync {
 pub trait FlagStore: Send + Sync {
     /// Flag `key` in `env` and its version; `None` when it was never changed.
     async fn flag(&self, key: &str, env: &str) -> Result<Option<(FlagState, i64)>>;
+    /// Only the percentage of flag `key` in `env` (what evaluation needs, without reading the
+    /// re-enable's evidence); `None` when it was never changed.
+    async fn flag_percentage(&self, key: &str, env: &str) -> Result<Option<u8>>;
     /// Every flag ever changed, by key then environment.
     async fn flags(&self) -> Result<Vec<(FlagState, i64)>>;
     /// Writes `flag`: new when `read_version` is `None`, else only if still at that version

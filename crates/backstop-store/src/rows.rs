@@ -362,3 +362,8 @@ pub(crate) fn flag_from(row: &impl Columns) -> Result<(FlagState, i64)> {
         row.col("version")?,
     ))
 }
+
+pub(crate) fn flag_percentage_from(row: &impl Columns) -> Result<u8> {
+    let p: i64 = row.col("percentage")?;
+    Ok(u8::try_from(p.clamp(0, 100)).unwrap_or(0))
+}

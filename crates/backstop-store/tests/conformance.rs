@@ -854,6 +854,11 @@ async fn a_flag_changes_only_from_the_version_read(backend: Backend) {
     assert_eq!((read.percentage, v), (5, 1));
     read.set(25, "ana", "stage 2", 20);
     assert_eq!(s.put_flag(&read, Some(1)).await.unwrap(), 2);
+    assert_eq!(
+        s.flag_percentage("new-checkout", "prod").await.unwrap(),
+        Some(25)
+    );
+    assert_eq!(s.flag_percentage("nope", "prod").await.unwrap(), None);
     assert!(matches!(
         s.put_flag(&read, Some(1)).await,
         Err(StoreError::Conflict(_))

@@ -245,10 +245,14 @@ async fn evaluate_one(
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(invalid("`targetingKey` must be a string".into())),
     };
-    let (f, _) = read(ctx, svc, key, &env)
+    // Only the percentage: evaluation is the hot path, the re-enable's evidence is not needed.
+    let percentage = ctx
+        .store
+        .flag_percentage(key, &env)
         .await
-        .map_err(IntoResponse::into_response)?;
-    let e = evaluate(f.percentage, flag.group(), unit)
+        .map_err(|e| crate::error::ApiError::from(e).into_response())?
+        .unwrap_or(0);
+    let e = evaluate(percentage, flag.group(), unit)
         .map_err(|e| failure(StatusCode::BAD_REQUEST, key, e.code(), e.to_string()))?;
     Ok(OfrepSuccess {
         key: key.to_owned(),
@@ -257,7 +261,7 @@ async fn evaluate_one(
         variant: e.variant.into(),
         metadata: {
             // OFREP metadata values are booleans, strings or numbers: no nulls.
-            let mut m = json!({"service": svc.name, "env": env, "percentage": f.percentage});
+            let mut m = json!({"service": svc.name, "env": env, "percentage": percentage});
             if let Some(b) = e.bucket {
                 m["bucket"] = json!(b);
             }

@@ -46,6 +46,9 @@ struct Measured {
     degraded: bool,
 }
 
+/// The longest one journey against a canary may take, whatever its steps' timeouts.
+const SMOKE_JOURNEY_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl Controller {
     fn steps_for(&self, service: &str) -> Result<Vec<Step>> {
         // Parsing gives blue-green and all-at-once their one step to 100 %.
@@ -155,7 +158,19 @@ impl Controller {
         let port = ctx.store.instance(canary_id).await?.port;
         let base = format!("http://127.0.0.1:{port}");
         for journey in journeys {
-            let (passed, detail) = crate::validation::run_journey(&base, journey).await;
+            // The controller drives every rollout from one loop: a canary that hangs must not
+            // hold the others up for long.
+            let (passed, detail) = tokio::time::timeout(
+                SMOKE_JOURNEY_LIMIT,
+                crate::validation::run_journey(&base, journey),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                (
+                    false,
+                    format!("did not finish within {} s", SMOKE_JOURNEY_LIMIT.as_secs()),
+                )
+            });
             self.record(Record::of(r).event(
                 EventKind::CanarySmoke,
                 json!({"journey": journey.name, "passed": passed, "detail": detail}),

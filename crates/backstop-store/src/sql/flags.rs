@@ -8,17 +8,21 @@ use async_trait::async_trait;
 use backstop_core::flag::FlagState;
 
 use super::Backend;
-use crate::rows::{flag_from, json};
+use crate::rows::{flag_from, flag_percentage_from, json};
 use crate::{FlagStore, Result, StoreError};
 
 #[async_trait]
 impl FlagStore for Backend {
     async fn flag(&self, key: &str, env: &str) -> Result<Option<(FlagState, i64)>> {
         let query = sqlx::query("SELECT * FROM flags WHERE key = $1 AND env = $2");
-        let found = self
-            .fetch_all_as(query.bind(key).bind(env), flag_from)
-            .await?;
-        Ok(found.into_iter().next())
+        self.fetch_optional_as(query.bind(key).bind(env), flag_from)
+            .await
+    }
+
+    async fn flag_percentage(&self, key: &str, env: &str) -> Result<Option<u8>> {
+        let query = sqlx::query("SELECT percentage FROM flags WHERE key = $1 AND env = $2");
+        self.fetch_optional_as(query.bind(key).bind(env), flag_percentage_from)
+            .await
     }
 
     async fn flags(&self) -> Result<Vec<(FlagState, i64)>> {
