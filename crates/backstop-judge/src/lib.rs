@@ -118,9 +118,11 @@ pub trait Judge: Send {
 pub struct JudgeSettings {
     /// Which judge decides.
     pub judge: JudgeKind,
-    /// False-alarm rate promised over the whole analysis (sequential judge).
+    /// False-alarm rate promised over the whole analysis (sequential judge), above 0 and at
+    /// most 0.5.
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 0.5))]
     pub alpha: f64,
-    /// How often the controller takes counts and asks the judge, e.g. `5s`.
+    /// How often the controller takes counts and asks the judge, e.g. `5s` (more than 0).
     #[serde(with = "humantime_serde_compat")]
     #[schemars(with = "String")]
     pub interval: std::time::Duration,

@@ -46,6 +46,20 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         });
     };
     positive_duration(root.pointer(within_ptr), within_ptr, &mut push);
+    check_analysis(
+        root.pointer("/defaults/analysis"),
+        "/defaults/analysis",
+        &mut push,
+    );
+    if let Some(services) = root.get("services").and_then(Value::as_array) {
+        for (i, svc) in services.iter().enumerate() {
+            check_analysis(
+                svc.get("analysis"),
+                &format!("/services/{i}/analysis"),
+                &mut push,
+            );
+        }
+    }
     // Agents by name → pointer of their definition.
     let mut agent_names: HashMap<&str, String> = HashMap::new();
     if let Some(agents) = root.get("agents").and_then(Value::as_array) {
@@ -313,6 +327,32 @@ pub(super) fn positive_duration(
         return None;
     }
     Some(d)
+}
+
+/// Judge settings the judge would otherwise clamp or ignore: an interval of 0, a check
+/// interval of 0, a mixture whose largest odds ratio is below its smallest.
+fn check_analysis(analysis: Option<&Value>, ptr: &str, push: &mut impl FnMut(String, String)) {
+    let Some(a) = analysis else {
+        return;
+    };
+    positive_duration(a.get("interval"), &format!("{ptr}/interval"), push);
+    positive_duration(
+        a.pointer("/threshold/check_interval"),
+        &format!("{ptr}/threshold/check_interval"),
+        push,
+    );
+    let ratio = |k: &str| {
+        a.pointer(&format!("/sequential/{k}"))
+            .and_then(Value::as_f64)
+    };
+    if let (Some(lo), Some(hi)) = (ratio("min_odds_ratio"), ratio("max_odds_ratio"))
+        && hi < lo
+    {
+        push(
+            format!("{ptr}/sequential/max_odds_ratio"),
+            format!("must be at least min_odds_ratio ({lo})"),
+        );
+    }
 }
 
 /// A problem pointing at a key (a key that is not allowed where it is).

@@ -65,12 +65,15 @@ use mixture::log_grid;
 pub struct SequentialSettings {
     /// Smallest canary/baseline odds ratio the mixture is tuned for (> 1). Smaller regressions
     /// are still caught, only later.
+    #[schemars(extend("exclusiveMinimum" = 1))]
     pub min_odds_ratio: f64,
     /// Largest odds ratio in the mixture (larger regressions are caught at least as fast as
-    /// this one). The latency tail tests extend their grid to at least
-    /// [`TAIL_MAX_ODDS_RATIO`].
+    /// this one; at least `min_odds_ratio`). The latency tail tests extend their grid to at
+    /// least [`TAIL_MAX_ODDS_RATIO`].
+    #[schemars(extend("exclusiveMinimum" = 1))]
     pub max_odds_ratio: f64,
     /// Number of log-spaced odds ratios in the mixture (2..=64).
+    #[schemars(range(min = 2, max = 64))]
     pub grid_points: usize,
 }
 
