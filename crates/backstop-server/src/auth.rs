@@ -195,7 +195,12 @@ pub async fn require_token(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let Some(token) = header.strip_prefix("Bearer ") else {
+    // The scheme's name is case-insensitive (RFC 7235): `bearer` and `BEARER` are accepted.
+    let token = header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let Some(token) = token else {
         return Err(ApiError::unauthorized(
             "missing `Authorization: Bearer <token>`; the CLI reads it from --token, BACKSTOP_TOKEN or STATE_DIR/admin.token",
         ));

@@ -42,6 +42,21 @@ async fn bad_requests_get_useful_4xx_bodies_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
+    // A 401 names the scheme it takes (RFC 6750), and the scheme's name is case-insensitive.
+    assert_eq!(
+        wrong.headers()["www-authenticate"],
+        "Bearer realm=\"backstop\""
+    );
+    for scheme in ["bearer", "BEARER"] {
+        let ok = api
+            .http
+            .get(format!("{}/api/v1/releases", api.base))
+            .header("Authorization", format!("{scheme} {}", api.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status().as_u16(), 200, "{scheme}");
+    }
 
     // Malformed bodies name the place.
     assert_error(

@@ -18,7 +18,8 @@ services:
 
 pub struct ApiServer {
     pub base: String,
-    token: String,
+    /// The admin token.
+    pub token: String,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
