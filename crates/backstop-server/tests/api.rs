@@ -58,6 +58,68 @@ async fn bad_requests_get_useful_4xx_bodies_and_change_nothing() {
         assert_eq!(ok.status().as_u16(), 200, "{scheme}");
     }
 
+    // Every 4xx carries the error body, including the ones the router and extractors answer.
+    let raw = |method: reqwest::Method, path: &str, body: Vec<u8>| {
+        let req = api
+            .http
+            .request(method, format!("{}{path}", api.base))
+            .bearer_auth(&api.token)
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            let body: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{status} not JSON ({e}): {text:?}"));
+            (status, body)
+        }
+    };
+    for (method, path, body, status, code) in [
+        (
+            reqwest::Method::GET,
+            "/api/v1/nope",
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/releases",
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/rollouts?limit=many",
+            vec![],
+            400,
+            "bad_request",
+        ),
+        (reqwest::Method::GET, "/nope", vec![], 404, "not_found"),
+        (
+            reqwest::Method::POST,
+            "/api/v1/freezes",
+            vec![b' '; 3 * 1024 * 1024],
+            413,
+            "payload_too_large",
+        ),
+    ] {
+        let (got, answer) = raw(method.clone(), path, body).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {answer:#}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{answer:#}"
+        );
+    }
+
     // Malformed bodies name the place.
     assert_error(
         &api.post("/api/v1/releases", "{not json").await,

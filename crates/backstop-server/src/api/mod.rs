@@ -161,9 +161,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = bytes::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| {
+            // Too large is a 413, not a malformed body.
+            ApiError::with_status(e.status(), format!("cannot read the request body: {e}"))
+        })?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(&mut de) {
             Ok(v) => Ok(Body(v)),
@@ -381,6 +382,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::map_response(crate::error::json_errors))
         .with_state(ctx)
 }
 
