@@ -12,6 +12,7 @@ pub mod drill;
 pub mod duration;
 pub mod env_var;
 pub mod event;
+pub mod explain;
 #[cfg(test)]
 mod fixtures;
 pub mod flag;

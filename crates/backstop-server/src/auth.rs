@@ -92,6 +92,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("POST", "/rollouts/{id}/abort", Role::Releaser),
     ("POST", "/rollouts/{id}/acknowledge", Role::Releaser),
     ("GET", "/rollouts/{id}/export", Role::Viewer),
+    ("GET", "/rollouts/{id}/explain", Role::Viewer),
     ("POST", "/rollback", Role::Releaser),
     // Anyone with a token, in an emergency: flagged, notified, reviewed afterwards.
     ("POST", "/rollback/break-glass", Role::Viewer),

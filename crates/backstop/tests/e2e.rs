@@ -57,6 +57,56 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
     let (sent, _failed) = traffic.stop();
     assert!(sent > 100, "traffic flowed: {sent}");
 
+    // `rollout explain`: the decision, the numbers it was made on, what would have changed it.
+    let v3_id = v3["rollout"]["id"].as_str().unwrap();
+    let why = d.cli_json(&["rollout", "explain", v3_id], 0);
+    assert_eq!(why["decided_by"], "judge", "{why:#}");
+    assert!(why["intervals"].as_u64().unwrap() > 0, "{why:#}");
+    let errors = why["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["signal"] == "error_ratio")
+        .unwrap_or_else(|| panic!("{why:#}"));
+    assert_eq!(errors["verdict"], "fail", "{why:#}");
+    assert!(
+        errors["comparison"]
+            .as_str()
+            .unwrap()
+            .starts_with("canary "),
+        "{why:#}"
+    );
+    assert!(
+        why["would_change"][0]
+            .as_str()
+            .unwrap()
+            .contains("would not have failed"),
+        "{why:#}"
+    );
+    let text = d.cli(&["rollout", "explain", v3_id, "-o", "text"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    for expected in [
+        "decision: shop@v3 was rolled back",
+        "error_ratio: FAIL",
+        "what would have changed it:",
+        "recovery step shift_traffic done",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+    let v2_why = d.cli_json(
+        &["rollout", "explain", v2["rollout"]["id"].as_str().unwrap()],
+        0,
+    );
+    assert_eq!(v2_why["phase"], "promoted", "{v2_why:#}");
+    assert!(
+        v2_why["signals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["verdict"] == "pass"),
+        "{v2_why:#}"
+    );
+
     // The environment is back on v2, and v3 is marked bad and refused.
     let services = d.cli_json(&["release", "show", "shop@v3"], 0);
     assert_eq!(services["status"], "bad");

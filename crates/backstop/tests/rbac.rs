@@ -24,6 +24,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/rollouts/{id}/abort", "releaser"),
     ("POST", "/api/v1/rollouts/{id}/acknowledge", "releaser"),
     ("GET", "/api/v1/rollouts/{id}/export", "viewer"),
+    ("GET", "/api/v1/rollouts/{id}/explain", "viewer"),
     ("POST", "/api/v1/rollback", "releaser"),
     ("POST", "/api/v1/rollback/break-glass", "viewer"),
     ("GET", "/api/v1/approvals", "viewer"),

@@ -204,6 +204,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         rollouts::abort_rollout,
         rollouts::acknowledge_rollout,
         rollouts::export_rollout,
+        rollouts::explain_rollout,
         recoveries::rollback,
         recoveries::list_recoveries,
         recoveries::get_recovery,
@@ -338,7 +339,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         backstop_api::flags::OfrepSuccess,
         backstop_api::flags::OfrepFailure,
         backstop_core::flag::FlagChange,
-        backstop_core::flag::StageResult
+        backstop_core::flag::StageResult,
+        backstop_core::explain::Explanation,
+        backstop_core::explain::SignalExplanation
     ))
 )]
 pub struct ApiDoc;

@@ -24,6 +24,7 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
         .route("/rollouts/{id}/abort", post(abort_rollout))
         .route("/rollouts/{id}/acknowledge", post(acknowledge_rollout))
         .route("/rollouts/{id}/export", get(export_rollout))
+        .route("/rollouts/{id}/explain", get(explain_rollout))
 }
 
 #[utoipa::path(post, path = "/api/v1/rollouts", request_body = CreateRollout,
@@ -50,6 +51,40 @@ pub(super) async fn list_rollouts(
             .rollouts(q.service.as_deref(), list_limit(&q))
             .await?,
     ))
+}
+
+/// Why the rollout ended where it did: the decision, each signal's numbers and evidence (the
+/// judge replayed over the stored intervals), what happened next, and what would have changed
+/// the decision.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}/explain", responses((status = 200, body = backstop_core::explain::Explanation), (status = 404, body = ErrorBody)))]
+pub(super) async fn explain_rollout(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<backstop_core::explain::Explanation>> {
+    let rollout = ctx.store.rollout(&id).await?;
+    let events = ctx.store.events(&id).await?;
+    let intervals = ctx.store.intervals(&id).await?;
+    let recovery = match ctx
+        .store
+        .recovery(&crate::controller::recovery_id_for(&id))
+        .await
+    {
+        Ok(r) => Some(r),
+        Err(backstop_store::StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let settings = ctx
+        .config
+        .service(&rollout.service)
+        .map(|s| s.analysis.clone())
+        .unwrap_or_default();
+    Ok(Json(backstop_core::explain::explain(
+        &rollout,
+        &events,
+        &intervals,
+        recovery.as_ref(),
+        &settings,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/rollouts/{id}", responses((status = 200, body = RolloutDetail), (status = 404, body = ErrorBody)))]

@@ -1,10 +1,11 @@
-//! `backstop rollout start|status|list|promote|abort|acknowledge|export`.
+//! `backstop rollout start|status|list|promote|abort|acknowledge|label|explain|export`.
 
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::Result;
 use backstop_api::rollouts::{CreateRollout, PromoteRequest, Reason, RolloutDetail};
+use backstop_core::explain::Explanation;
 use backstop_core::format_ms;
 use backstop_core::model::{Phase, Rollout};
 use serde::Serialize;
@@ -91,6 +92,14 @@ pub enum RolloutCmd {
         label: String,
         #[arg(long, default_value = "")]
         note: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Why the rollout ended where it did: the decision, each signal's canary and baseline
+    /// numbers and the judge's evidence against its threshold, what happened next, and what
+    /// would have changed the decision (`-o json`: the same as data).
+    Explain {
+        id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -182,6 +191,14 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
                 &format!("/api/v1/rollouts/{}/label", crate::client::encode(&id)),
                 &body,
             )
+            .await?;
+            Ok(0)
+        }
+        RolloutCmd::Explain { id, api } => {
+            api.get_and_print::<Explanation>(&format!(
+                "/api/v1/rollouts/{}/explain",
+                crate::client::encode(&id)
+            ))
             .await?;
             Ok(0)
         }
@@ -429,5 +446,53 @@ impl Render for backstop_core::label::VerdictLabel {
                 format!(": {}", self.note)
             }
         )
+    }
+}
+
+impl Render for Explanation {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "rollout {} of {} in {}/{}: {}",
+            self.rollout_id, self.release, self.service, self.env, self.phase
+        )?;
+        writeln!(w, "decision: {}", self.decision)?;
+        if let Some(by) = &self.decided_by {
+            let after = self
+                .decided_after_s
+                .map(|s| format!(", {s:.1} s after the canary's first request"))
+                .unwrap_or_default();
+            let at = self.decided_at_ms.map(format_ms).unwrap_or_default();
+            writeln!(w, "decided by: {by} at {at}{after}")?;
+        }
+        writeln!(
+            w,
+            "judge: {} (alpha {}, an interval every {} ms, {} intervals judged)",
+            self.judge, self.alpha, self.interval_ms, self.intervals
+        )?;
+        for s in &self.signals {
+            let at = s
+                .decided_at_s
+                .map(|t| format!(" at {t} s"))
+                .unwrap_or_default();
+            writeln!(w, "\n  {}: {}{at}", s.signal, s.verdict.to_uppercase())?;
+            if !s.comparison.is_empty() {
+                writeln!(w, "    {}", s.comparison)?;
+            }
+            if !s.evidence.is_empty() {
+                writeln!(w, "    {}", s.evidence)?;
+            }
+        }
+        if !self.would_change.is_empty() {
+            writeln!(w, "\nwhat would have changed it:")?;
+            for c in &self.would_change {
+                writeln!(w, "  - {c}")?;
+            }
+        }
+        writeln!(w, "\nwhat happened:")?;
+        for step in &self.steps {
+            writeln!(w, "  {step}")?;
+        }
+        Ok(())
     }
 }
