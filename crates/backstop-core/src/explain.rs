@@ -111,30 +111,32 @@ pub fn explain(
             "no interval was judged: the decision did not come from the judge's numbers".into(),
         );
     }
-    let steps = events
+    let mut steps: Vec<(Millis, String)> = events
         .iter()
-        .map(|e| {
-            let at = (e.at_ms - r.created_at_ms) as f64 / 1000.0;
-            let detail = step_detail(e);
-            format!("{at:>7.1}s  {}{detail}", e.kind.as_str())
-        })
-        .chain(recovery.into_iter().flat_map(|rec| {
-            rec.steps.iter().map(move |s| {
-                let at = s
-                    .started_at_ms
-                    .map_or(f64::NAN, |t| (t - r.created_at_ms) as f64 / 1000.0);
-                let took = match (s.started_at_ms, s.finished_at_ms) {
-                    (Some(a), Some(b)) => format!(" in {} ms", b - a),
-                    _ => String::new(),
-                };
+        .map(|e| (e.at_ms, format!("{}{}", e.kind.as_str(), step_detail(e))))
+        .collect();
+    if let Some(rec) = recovery {
+        for s in &rec.steps {
+            let took = match (s.started_at_ms, s.finished_at_ms) {
+                (Some(a), Some(b)) => format!(" in {} ms", b - a),
+                _ => String::new(),
+            };
+            steps.push((
+                s.started_at_ms.unwrap_or(rec.created_at_ms),
                 format!(
-                    "{at:>7.1}s  recovery step {} {} ({} attempt(s){took})",
+                    "recovery step {} {} ({} attempt(s){took})",
                     s.step.name(),
                     s.status.as_str(),
                     s.attempts
-                )
-            })
-        }))
+                ),
+            ));
+        }
+    }
+    // In time order; at the same moment, records keep the order they were made in.
+    steps.sort_by_key(|(at, _)| *at);
+    let steps = steps
+        .into_iter()
+        .map(|(at, text)| format!("{:>7.1}s  {text}", (at - r.created_at_ms) as f64 / 1000.0))
         .collect();
     Explanation {
         rollout_id: r.id.clone(),
@@ -280,10 +282,34 @@ fn ms(v: Option<f64>) -> String {
 
 /// A number in few significant digits.
 fn num(v: f64) -> String {
-    if v == 0.0 || (1e-3..1e6).contains(&v.abs()) {
-        let s = format!("{v:.4}");
+    let a = v.abs();
+    let s = if a >= 1e6 || (a > 0.0 && a < 1e-3) {
+        return format!("{v:.2e}");
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    };
+    if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
     } else {
-        format!("{v:.2e}")
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::num;
+
+    #[test]
+    fn numbers_read_in_few_digits() {
+        assert_eq!(num(34_451.3555), "34451");
+        assert_eq!(num(200.0), "200");
+        assert_eq!(num(1.0), "1");
+        assert_eq!(num(0.01), "0.01");
+        assert_eq!(num(5.81e-5), "5.81e-5");
+        assert_eq!(num(0.0), "0");
     }
 }
