@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn numbers_read_in_few_digits() {
-        assert_eq!(num(34_451.3555), "34451");
+        assert_eq!(num(34_451.355_5), "34451");
         assert_eq!(num(200.0), "200");
         assert_eq!(num(1.0), "1");
         assert_eq!(num(0.01), "0.01");
