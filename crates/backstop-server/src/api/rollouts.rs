@@ -53,6 +53,19 @@ pub(super) async fn list_rollouts(
     ))
 }
 
+/// The recovery of rollout `id`, if it had one.
+async fn recovery_of(ctx: &Ctx, id: &str) -> ApiResult<Option<backstop_core::model::Recovery>> {
+    match ctx
+        .store
+        .recovery(&crate::controller::recovery_id_for(id))
+        .await
+    {
+        Ok(r) => Ok(Some(r)),
+        Err(backstop_store::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Why the rollout ended where it did: the decision, each signal's numbers and evidence (the
 /// judge replayed over the stored intervals), what happened next, and what would have changed
 /// the decision.
@@ -64,15 +77,7 @@ pub(super) async fn explain_rollout(
     let rollout = ctx.store.rollout(&id).await?;
     let events = ctx.store.events(&id).await?;
     let intervals = ctx.store.intervals(&id).await?;
-    let recovery = match ctx
-        .store
-        .recovery(&crate::controller::recovery_id_for(&id))
-        .await
-    {
-        Ok(r) => Some(r),
-        Err(backstop_store::StoreError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let recovery = recovery_of(&ctx, &id).await?;
     let settings = ctx
         .config
         .service(&rollout.service)
@@ -94,15 +99,7 @@ pub(super) async fn get_rollout(
 ) -> ApiResult<Json<RolloutDetail>> {
     let rollout = ctx.store.rollout(&id).await?;
     let events = ctx.store.events(&id).await?;
-    let recovery = match ctx
-        .store
-        .recovery(&crate::controller::recovery_id_for(&id))
-        .await
-    {
-        Ok(r) => Some(r),
-        Err(backstop_store::StoreError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let recovery = recovery_of(&ctx, &id).await?;
     let timeline = Timeline::from_events(&rollout, &events);
     let safeguards = ctx.store.rollout_safeguards(&id).await?;
     Ok(Json(RolloutDetail {
