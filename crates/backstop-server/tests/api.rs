@@ -350,6 +350,13 @@ async fn openapi_metrics_and_health_are_served_without_a_token() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
+    // The bearer token every call needs is declared, for generated clients.
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer",
+        "{:#}",
+        doc["components"]["securitySchemes"]
+    );
+    assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]));
     let metrics = api
         .http
         .get(format!("{}/metrics", api.base))

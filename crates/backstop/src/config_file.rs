@@ -29,7 +29,7 @@ pub struct ValidateArgs {
     /// The config file (backstop.yaml).
     pub file: PathBuf,
     /// Output format.
-    #[arg(long, value_parser = output::described(TEXT_HELP, JSON_HELP), default_value = "text")]
+    #[arg(long, short = 'o', value_parser = output::described(TEXT_HELP, JSON_HELP), default_value = "text")]
     pub output: Output,
 }
 
@@ -42,7 +42,7 @@ pub struct ShowArgs {
     #[arg(long)]
     pub effective: bool,
     /// Output format: text prints YAML.
-    #[arg(long, value_parser = output::described(TEXT_HELP, JSON_HELP), default_value = "text")]
+    #[arg(long, short = 'o', value_parser = output::described(TEXT_HELP, JSON_HELP), default_value = "text")]
     pub output: Output,
 }
 
