@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 # non-root user; the image usually has it, the package is installed when it does not.
 # iproute2 and curl: the tests across hosts make network namespaces (`ip netns`, veth) and
 # act as a user on one of them (curl inside it). redis-server: cache sweeps run against a real one.
-PACKAGES=(haproxy nginx prometheus iproute2 curl redis-server)
+# chromium and chromium-driver: the dashboard is tested in a real headless browser over WebDriver.
+PACKAGES=(haproxy nginx prometheus iproute2 curl redis-server chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

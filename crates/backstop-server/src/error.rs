@@ -80,7 +80,8 @@ pub async fn json_errors(resp: Response) -> Response {
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
+        // The dashboard's pages answer errors in HTML, for people.
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return resp;
     }

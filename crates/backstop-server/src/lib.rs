@@ -26,6 +26,7 @@ pub mod audit_guard;
 pub mod auth;
 pub mod baseline;
 pub mod controller;
+pub mod dashboard;
 pub mod data_plane;
 pub mod dora;
 pub mod drills;
@@ -381,7 +382,13 @@ pub async fn serve(
     }
     let controller = tokio::spawn(controller::Controller::new(ctx.clone(), rx).run(cancel.clone()));
     let app = api::router(ctx.clone());
-    tracing::info!(listen = %listener.local_addr()?, "Backstop API listening.");
+    let local = listener.local_addr()?;
+    tracing::info!(
+        listen = %local,
+        dashboard = %format!("http://{local}/"),
+        admin_token = %ctx.state_dir.join(auth::TOKEN_FILE).display(),
+        "Backstop API and dashboard listening; sign in with a token (the admin one is in admin_token)."
+    );
     let stop = cancel.clone();
     let stop_timeout = ctx.limits.stop_timeout;
     let stop_by = Arc::new(std::sync::OnceLock::new());

@@ -244,8 +244,12 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
 
     if args.keep {
         crate::output::say_line(&format!(
-            "\nStaying up. API: {api}   token: {}   Ctrl-C to stop.",
+            "\nStaying up. Dashboard: {api}/   API: {api}   token: {}   Ctrl-C to stop.",
             state_dir.join("admin.token").display()
+        ));
+        crate::output::say_line(&format!(
+            "Open the dashboard, sign in with that token, and see why v3 was rolled back: {api}/rollouts/{}",
+            v3.rollout.id
         ));
         crate::output::say_line(&format!(
             "Try: backstop rollout list --server {api} --state-dir {}",

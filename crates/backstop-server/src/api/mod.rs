@@ -404,7 +404,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         ctx.clone(),
         require_token,
     ));
-    Router::new()
+    let machine: Router = Router::new()
         .nest("/api/v1", api)
         .nest("/ofrep/v1", ofrep)
         .route(
@@ -413,9 +413,17 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .with_state(ctx);
+    // The dashboard calls the API in-process, through the same layers a client goes through.
+    let dashboard = crate::dashboard::routes(
+        machine
+            .clone()
+            .layer(axum::middleware::map_response(crate::error::json_errors)),
+    );
+    machine
+        .merge(dashboard)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::map_response(crate::error::json_errors))
-        .with_state(ctx)
 }
 
 /// `ok`, or 503 with the reason while the store refuses writes (the daemon is then in its

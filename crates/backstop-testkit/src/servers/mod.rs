@@ -2,6 +2,7 @@
 //! PostgreSQL, Redis), each in a temp folder and its own
 //! process group, ended by that group (SIGKILL) when its [`Server`] handle drops.
 
+mod chromium;
 mod haproxy;
 mod nginx;
 #[cfg(feature = "postgres")]
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use chromium::{Browser, Element};
 pub use haproxy::{haproxy, haproxy_socket, haproxy_tcp_api, haproxy_with};
 pub use nginx::{nginx, nginx_base_args, nginx_router_config};
 #[cfg(feature = "postgres")]
