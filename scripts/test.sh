@@ -35,6 +35,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f "$policy"
 fi
 
+# The API contract test validates the OpenAPI document (openapi-spec-validator) and fuzzes the
+# daemon from it (schemathesis): both from PyPI, pinned, in a virtualenv under target/.
+PY_VENV=target/py
+if [ ! -x "$PY_VENV/bin/st" ] || [ ! -x "$PY_VENV/bin/openapi-spec-validator" ]; then
+  echo "== installing schemathesis and openapi-spec-validator into $PY_VENV"
+  if ! python3 -m venv "$PY_VENV" 2>/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
+    python3 -m venv "$PY_VENV"
+  fi
+  "$PY_VENV/bin/pip" install -q --disable-pip-version-check \
+    "schemathesis==4.32.5" "openapi-spec-validator==0.9.0"
+fi
+
 # The tests start their own haproxy/nginx/prometheus on free loopback ports and end only what
 # they started; a system server that happens to run is left alone (never stopped by name).
 

@@ -8,5 +8,6 @@ use utoipa::ToSchema;
 pub struct BreakerReset {
     /// `env:<name>` or `all`.
     pub scope: String,
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct TakeSnapshot {
     /// Why, in words: recorded with the snapshot and in the audit log.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -24,6 +25,7 @@ pub struct RestoreRequest {
     /// The snapshot version to put back.
     pub snapshot: i64,
     /// Why, in words: recorded in the audit log.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
     /// Only say what would be written.
     #[serde(default)]

@@ -19,7 +19,7 @@ pub struct ErrorDetail {
     pub pointer: Option<String>,
     /// Machine-readable detail, e.g. every check of a refused gate (`code: gate_blocked`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub details: Option<serde_json::Value>,
 }
 

@@ -59,6 +59,7 @@ pub struct SetFlag {
     /// `0..=100`.
     pub percentage: u8,
     /// Why (audited).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -83,6 +84,7 @@ pub struct StartReenable {
 #[serde(deny_unknown_fields)]
 pub struct AbortReenable {
     pub env: String,
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -104,7 +106,7 @@ pub struct OfrepSuccess {
     pub reason: String,
     /// `on` or `off`.
     pub variant: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub metadata: serde_json::Value,
 }
 
@@ -114,6 +116,15 @@ pub struct OfrepSuccess {
 pub struct OfrepFailure {
     pub key: String,
     /// `FLAG_NOT_FOUND`, `TARGETING_KEY_MISSING`, `INVALID_CONTEXT` or `PARSE_ERROR`.
+    pub error_code: String,
+    pub error_details: String,
+}
+
+/// A bulk evaluation that failed as a whole (OFREP `bulkEvaluationFailure`): no key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfrepBulkFailure {
+    /// `PARSE_ERROR` or `INVALID_CONTEXT`.
     pub error_code: String,
     pub error_details: String,
 }

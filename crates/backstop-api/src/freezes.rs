@@ -14,6 +14,7 @@ pub struct CreateFreeze {
     /// Only this environment (default: every environment). Give `service`, `env` or both.
     #[serde(default)]
     pub env: Option<String>,
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
     /// Ends by itself after this long (`2h`); default: until ended.
     #[serde(default, rename = "for")]

@@ -29,7 +29,7 @@ pub struct Check {
     /// Passed only because of `critical` or `override_freeze` (audited when acted on).
     #[serde(default)]
     pub overridden: bool,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub details: Value,
 }
 

@@ -29,6 +29,7 @@ pub struct CreateRollout {
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     /// Why, in words: recorded in the audit log (and the reason of any override).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
     #[serde(default)]
     pub critical: bool,
@@ -57,6 +58,7 @@ pub struct ApprovalQuery {
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     /// Why, in words: recorded in the audit log.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -65,6 +67,7 @@ pub struct Reason {
 pub struct RollbackRequest {
     pub service: String,
     pub env: String,
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }
 

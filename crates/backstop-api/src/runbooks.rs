@@ -76,6 +76,7 @@ pub struct ConfirmStep {
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     #[serde(default)]
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }
 

@@ -60,7 +60,7 @@ pub struct Approval {
     pub service: String,
     pub env: String,
     /// What runs once approved (the API request, as it was made).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub request: serde_json::Value,
     /// Who asked (`token:NAME`); never the one who approves.
     pub requester: String,
@@ -74,7 +74,7 @@ pub struct Approval {
     pub decided_at_ms: Option<Millis>,
     pub note: Option<String>,
     /// What running it made (e.g. the rollout), or why it failed.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub result: Option<serde_json::Value>,
 }
 

@@ -27,7 +27,7 @@ pub struct AuditEntry {
     /// Why: `api`, `judge`, `manual`, `restart`…
     pub trigger: String,
     /// The numbers behind the decision (for automatic rollbacks: the judge's report).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub evidence: serde_json::Value,
 }
 
@@ -40,7 +40,7 @@ pub struct AuditRecord {
     pub action: String,
     pub target: String,
     pub trigger: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub evidence: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,

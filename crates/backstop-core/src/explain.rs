@@ -52,7 +52,7 @@ pub struct SignalExplanation {
     /// The test's evidence against its threshold, in words.
     pub evidence: String,
     /// The judge's own numbers for the signal.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub numbers: Value,
 }
 

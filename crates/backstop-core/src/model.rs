@@ -256,7 +256,7 @@ pub struct Rollout {
     /// Why it failed or was paused, in words.
     pub reason: Option<String>,
     /// The judge's last report.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub verdict: Option<serde_json::Value>,
     /// How bad the failure was for users, once the judge failed it.
     pub severity: Option<crate::severity::Severity>,
@@ -272,7 +272,7 @@ pub struct Event {
     pub at_ms: Millis,
     pub rollout_id: String,
     pub kind: crate::event::EventKind,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub detail: serde_json::Value,
 }
 
@@ -325,7 +325,7 @@ pub struct RecoveryStep {
     pub attempts: i64,
     pub started_at_ms: Option<Millis>,
     pub finished_at_ms: Option<Millis>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub outcome: Option<serde_json::Value>,
 }
 
@@ -371,7 +371,7 @@ pub struct BreakerTrip {
     pub scope: crate::breaker::TripScope,
     pub tripped_at_ms: Millis,
     /// The failed rollouts that tripped it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub failures: serde_json::Value,
     pub reset_at_ms: Option<Millis>,
     pub reset_by: Option<String>,

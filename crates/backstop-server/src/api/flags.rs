@@ -292,7 +292,7 @@ pub(super) async fn ofrep_evaluate(
 
 /// OFREP bulk evaluation: every declared flag for the context, each a success or a failure.
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", request_body = OfrepRequest,
-    responses((status = 200, body = Object), (status = 400, body = OfrepFailure)))]
+    responses((status = 200, body = Object), (status = 400, body = backstop_api::flags::OfrepBulkFailure)))]
 pub(super) async fn ofrep_bulk(
     Acting { ctx, access, .. }: Acting,
     body: axum::body::Bytes,
@@ -302,7 +302,10 @@ pub(super) async fn ofrep_bulk(
         Err(details) => {
             return (
                 StatusCode::BAD_REQUEST,
-                Json(json!({"errorCode": "PARSE_ERROR", "errorDetails": details})),
+                Json(backstop_api::flags::OfrepBulkFailure {
+                    error_code: "PARSE_ERROR".into(),
+                    error_details: details,
+                }),
             )
                 .into_response();
         }

@@ -212,9 +212,112 @@ impl utoipa::Modify for BearerSecurity {
     }
 }
 
+/// Every answer a route documents, and the ones every route can give, with a description
+/// (OpenAPI requires one): the status's reason phrase where the route says nothing more.
+struct EveryAnswerDescribed;
+
+impl utoipa::Modify for EveryAnswerDescribed {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        let error_body = || {
+            ResponseBuilder::new().content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+        };
+        for (path, item) in &mut doc.paths.paths {
+            let needs_token = path.starts_with("/api/v1/") || path.starts_with("/ofrep/");
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                // Any call can be refused for its token; one with a body or a query, for it.
+                let refusals: &[(&str, &str)] = if needs_token {
+                    &[
+                        ("401", "No usable bearer token"),
+                        ("403", "The token's role is not enough here"),
+                        ("400", "The request is malformed (the error names where)"),
+                    ]
+                } else {
+                    &[]
+                };
+                // A request that names something (in its path, query or body) can name
+                // something that does not exist; one with a body can send too much.
+                let names_something = op.parameters.as_ref().is_some_and(|p| !p.is_empty())
+                    || op.request_body.is_some();
+                let mut refusals = refusals.to_vec();
+                if needs_token && names_something {
+                    refusals.push(("404", "Something the request names does not exist"));
+                }
+                if needs_token && op.request_body.is_some() {
+                    refusals.push(("413", "The body is over the size limit"));
+                }
+                let answers = &mut op.responses.responses;
+                for (code, why) in refusals {
+                    answers
+                        .entry(code.into())
+                        .or_insert_with(|| RefOr::T(error_body().description(why).build()));
+                }
+                for (code, answer) in answers.iter_mut() {
+                    if let RefOr::T(r) = answer
+                        && r.description.is_empty()
+                    {
+                        r.description = code
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|c| StatusCode::from_u16(c).ok())
+                            .and_then(|c| c.canonical_reason())
+                            .unwrap_or("Answer")
+                            .to_owned();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rules the server enforces that the types alone do not say: a release names exactly one of
+/// `file` and `command` (a string, the other absent or null).
+struct ServerRules;
+
+impl utoipa::Modify for ServerRules {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        let Some(release) = components.schemas.remove("CreateRelease") else {
+            return;
+        };
+        let branch = |given: &str, other: &str| {
+            ObjectBuilder::new()
+                .required(given)
+                .property(given, ObjectBuilder::new().schema_type(Type::String))
+                .property(other, ObjectBuilder::new().schema_type(Type::Null))
+                .build()
+        };
+        let exactly_one = OneOfBuilder::new()
+            .item(branch("file", "command"))
+            .item(branch("command", "file"))
+            .description(Some("Exactly one of `file` and `command`."));
+        components.schemas.insert(
+            "CreateRelease".into(),
+            AllOfBuilder::new().item(release).item(exactly_one).into(),
+        );
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
-    modifiers(&BearerSecurity),
+    modifiers(&BearerSecurity, &EveryAnswerDescribed, &ServerRules),
     info(
         title = "Backstop API",
         description = "Release-recovery control plane. Every /api/v1 call needs `Authorization: Bearer <token>`."
@@ -366,6 +469,7 @@ impl utoipa::Modify for BearerSecurity {
         backstop_api::flags::OfrepRequest,
         backstop_api::flags::OfrepSuccess,
         backstop_api::flags::OfrepFailure,
+        backstop_api::flags::OfrepBulkFailure,
         backstop_core::flag::FlagChange,
         backstop_core::flag::StageResult,
         backstop_core::explain::Explanation,
