@@ -213,8 +213,11 @@ pub async fn require_token(
             return Err(ApiError::forbidden(missing));
         }
     }
+    let name = crate::access_log::CallerName(caller.actor.clone());
     req.extensions_mut().insert(caller);
-    Ok(next.run(req).await)
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(name);
+    Ok(resp)
 }
 
 /// The caller a bearer token stands for: the state folder's admin token, or a token made with

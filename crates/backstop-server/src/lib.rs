@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub mod access_log;
 pub mod api;
 pub mod approvals;
 pub mod audit_guard;
@@ -151,6 +152,8 @@ pub struct Caches {
     pub validations: leased::Busy,
     /// The staged flag re-enables this daemon drives now.
     pub flag_reenables: leased::Busy,
+    /// HTTP calls this daemon answered, by route and status (`backstop_api_requests_total`).
+    pub api_requests: access_log::ApiRequests,
 }
 
 impl Ctx {

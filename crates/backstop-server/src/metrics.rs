@@ -12,6 +12,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use backstop_store::{DecisionCounts, DurationCounts, TIME_BUCKETS_S};
+
 use crate::Ctx;
 
 /// The media type of what [`render`] writes.
@@ -28,15 +30,42 @@ const PHASES: [Phase; 7] = [
 ];
 
 pub async fn render(ctx: &Ctx) -> Result<String> {
-    let rollouts = ctx.store.rollouts(None, i64::MAX).await?;
+    // Counted by the database: a scrape never reads every rollout row.
+    let counts = ctx.store.decision_counts().await?;
+    let routed = ctx
+        .caches
+        .applied_routes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let mut proxies = Vec::new();
     for ((service, env), proxy) in &ctx.drivers.proxies {
-        proxies.push((service.clone(), env.clone(), proxy.stats().await));
+        let mut stats = proxy.stats().await;
+        // Only versions the proxy routes to now: a version rolled back or replaced leaves the
+        // scrape, so the series do not grow with every release ever deployed.
+        if let Some(routes) = routed.get(&(service.clone(), env.clone())) {
+            let live: Vec<&str> = [&routes.stable, &routes.canary]
+                .into_iter()
+                .flatten()
+                .map(|u| u.version.as_str())
+                .collect();
+            stats.retain(|s| live.contains(&s.version.as_str()));
+        }
+        proxies.push((service.clone(), env.clone(), stats));
     }
     let scrape = Scrape {
         proxies,
-        rollouts_by_phase: PHASES
-            .map(|phase| (phase, rollouts.iter().filter(|r| r.phase == phase).count())),
+        rollouts_by_phase: PHASES.map(|phase| {
+            let n = counts
+                .rollouts_by_phase
+                .iter()
+                .find(|(p, _)| p == phase.as_str())
+                .map_or(0, |(_, n)| *n);
+            (phase, usize::try_from(n).unwrap_or(0))
+        }),
+        decisions: counts,
+        api_requests: ctx.caches.api_requests.snapshot(),
+        process: process_figures(),
         audit_records: ctx.store.audit_head().await?.map_or(0, |h| h.seq),
         audit_chain_ok: ctx.caches.audit_chain.ok(),
         postmortems_overdue: crate::postmortem::overdue(ctx)
@@ -71,6 +100,11 @@ struct Scrape {
     /// (service, env, per-version stats).
     proxies: Vec<(String, String, Vec<VersionStats>)>,
     rollouts_by_phase: [(Phase, usize); 7],
+    /// Verdicts, finished rollouts, recoveries, breaker trips, SLA breaches, times.
+    decisions: DecisionCounts,
+    /// ((method, route, status), calls) this daemon answered.
+    api_requests: Vec<((String, String, u16), u64)>,
+    process: Process,
     audit_records: i64,
     /// What the daemon last found of the audit chain (`None` before its first check).
     audit_chain_ok: Option<bool>,
@@ -182,6 +216,22 @@ impl Collector for Scrape {
             ConstGauge::new(i64::from(s.watch.crash_loop))
                 .encode(crash_loop.encode_family(&instance_labels(s))?)?;
         }
+        self.encode_decisions(&mut encoder)?;
+        let mut api = encoder.encode_descriptor(
+            "backstop_api_requests",
+            "HTTP calls this daemon answered, by method, route template and status.",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((method, route, status), n) in &self.api_requests {
+            let labels = [
+                ("method", method.clone()),
+                ("route", route.clone()),
+                ("status", status.to_string()),
+            ];
+            ConstCounter::new(*n).encode(api.encode_family(&labels)?)?;
+        }
+        self.process.encode(&mut encoder)?;
         let writable = encoder.encode_descriptor(
             "backstop_store_writable",
             "0 while the store refuses writes (canaries are out of traffic, no step starts).",
@@ -212,6 +262,174 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?;
             ConstGauge::new(i64::from(ok)).encode(chain)?;
+        }
+        Ok(())
+    }
+}
+
+impl Scrape {
+    fn encode_decisions(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let d = &self.decisions;
+        let mut finished = encoder.encode_descriptor(
+            "backstop_rollouts_finished",
+            "Rollouts that ended, by result (promoted, recovered, failed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for phase in [Phase::Promoted, Phase::Recovered, Phase::Failed] {
+            let n = d
+                .rollouts_by_phase
+                .iter()
+                .find(|(p, _)| p == phase.as_str())
+                .map_or(0, |(_, n)| *n);
+            ConstCounter::new(u64::try_from(n).unwrap_or(0))
+                .encode(finished.encode_family(&[("result", phase.as_str())])?)?;
+        }
+        let mut verdicts = encoder.encode_descriptor(
+            "backstop_verdicts",
+            "Decided rollouts by the judge that decided and its last verdict.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (judge, verdict, n) in &d.verdicts {
+            let labels = [("judge", judge.as_str()), ("result", verdict.as_str())];
+            ConstCounter::new(u64::try_from(*n).unwrap_or(0))
+                .encode(verdicts.encode_family(&labels)?)?;
+        }
+        let mut recoveries = encoder.encode_descriptor(
+            "backstop_recoveries",
+            "Recoveries by what triggered them and their outcome (running, done, failed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (trigger, status, n) in &d.recoveries {
+            let labels = [("trigger", trigger.as_str()), ("outcome", status.as_str())];
+            ConstCounter::new(u64::try_from(*n).unwrap_or(0))
+                .encode(recoveries.encode_family(&labels)?)?;
+        }
+        let trips = encoder.encode_descriptor(
+            "backstop_breaker_trips",
+            "Times the global circuit breaker tripped.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(u64::try_from(d.breaker_trips).unwrap_or(0)).encode(trips)?;
+        let sla = encoder.encode_descriptor(
+            "backstop_rollback_sla_breaches",
+            "Rollbacks whose verdict-to-restored time exceeded the environment's rollback SLA.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(u64::try_from(d.sla_breaches).unwrap_or(0)).encode(sla)?;
+        for (name, help, h) in [
+            (
+                "backstop_time_to_detect_seconds",
+                "First canary request to the failing verdict, per failed rollout.",
+                &d.time_to_detect,
+            ),
+            (
+                "backstop_time_to_restore_seconds",
+                "First canary request to traffic back on the last known good, per rollback.",
+                &d.time_to_restore,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            family.encode_histogram::<NoLabelSet>(h.sum_s, h.count, &histogram_buckets(h), None)?;
+        }
+        Ok(())
+    }
+}
+
+/// Database-counted cumulative buckets as prometheus-client wants them (per bucket, +Inf last).
+fn histogram_buckets(h: &DurationCounts) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    let mut out: Vec<(f64, u64)> = TIME_BUCKETS_S
+        .iter()
+        .zip(h.at_most.iter().chain(std::iter::repeat(&h.count)))
+        .map(|(le, at_most)| {
+            let in_bucket = at_most.saturating_sub(below);
+            below = *at_most;
+            (*le, in_bucket)
+        })
+        .collect();
+    out.push((f64::INFINITY, h.count.saturating_sub(below)));
+    out
+}
+
+/// This process's own figures, read from `/proc` (Linux); absent elsewhere.
+#[derive(Debug, Default)]
+struct Process {
+    cpu_seconds: Option<f64>,
+    resident_bytes: Option<u64>,
+    open_fds: Option<u64>,
+    start_time_seconds: Option<f64>,
+}
+
+fn process_figures() -> Process {
+    let ticks = 100.0; // USER_HZ on Linux
+    let page = 4096u64;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("btime ")
+                    .map(|v| v.trim().parse::<f64>().ok())
+            })
+        })
+        .flatten();
+    Process {
+        cpu_seconds: field(14).zip(field(15)).map(|(u, s)| (u + s) / ticks),
+        resident_bytes: field(24).map(|p| p as u64 * page),
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64),
+        start_time_seconds: boot.zip(field(22)).map(|(b, t)| b + t / ticks),
+    }
+}
+
+impl Process {
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(v) = self.cpu_seconds {
+            let m = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time the daemon spent.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(v).encode(m)?;
+        }
+        if let Some(v) = self.resident_bytes {
+            let m = encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory of the daemon.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(m)?;
+        }
+        if let Some(v) = self.open_fds {
+            let m = encoder.encode_descriptor(
+                "process_open_fds",
+                "Open file descriptors of the daemon.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(m)?;
+        }
+        if let Some(v) = self.start_time_seconds {
+            let m = encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "When the daemon started, in seconds since the Unix epoch.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(v).encode(m)?;
         }
         Ok(())
     }
@@ -256,6 +474,24 @@ mod tests {
         let text = encoded(Scrape {
             proxies: vec![("shop".into(), "prod".into(), vec![stats])],
             rollouts_by_phase: PHASES.map(|p| (p, usize::from(p == Phase::Promoted))),
+            decisions: DecisionCounts {
+                rollouts_by_phase: vec![("promoted".into(), 1), ("recovered".into(), 2)],
+                verdicts: vec![("sequential".into(), "fail".into(), 2)],
+                recoveries: vec![("rollout.failed".into(), "done".into(), 2)],
+                breaker_trips: 1,
+                sla_breaches: 0,
+                time_to_detect: DurationCounts {
+                    count: 2,
+                    sum_s: 7.5,
+                    at_most: vec![0, 0, 1, 2, 2, 2, 2, 2, 2, 2, 2],
+                },
+                time_to_restore: DurationCounts::default(),
+            },
+            api_requests: vec![(("GET".into(), "/api/v1/rollouts/{id}".into(), 200), 3)],
+            process: Process {
+                open_fds: Some(12),
+                ..Process::default()
+            },
             audit_records: 7,
             audit_chain_ok: Some(true),
             postmortems_overdue: 0,
@@ -297,6 +533,21 @@ mod tests {
             "backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1",
             "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 2",
             "backstop_instance_crash_loop{service=\"shop\",env=\"prod\",role=\"stable\"} 0",
+            "backstop_rollouts_finished_total{result=\"recovered\"} 2",
+            "backstop_rollouts_finished_total{result=\"failed\"} 0",
+            "backstop_verdicts_total{judge=\"sequential\",result=\"fail\"} 2",
+            "backstop_recoveries_total{trigger=\"rollout.failed\",outcome=\"done\"} 2",
+            "backstop_breaker_trips_total 1",
+            "backstop_rollback_sla_breaches_total 0",
+            "# TYPE backstop_time_to_detect_seconds histogram",
+            "backstop_time_to_detect_seconds_bucket{le=\"2.0\"} 0",
+            "backstop_time_to_detect_seconds_bucket{le=\"5.0\"} 1",
+            "backstop_time_to_detect_seconds_bucket{le=\"10.0\"} 2",
+            "backstop_time_to_detect_seconds_bucket{le=\"+Inf\"} 2",
+            "backstop_time_to_detect_seconds_count 2",
+            "backstop_time_to_detect_seconds_sum 7.5",
+            "backstop_api_requests_total{method=\"GET\",route=\"/api/v1/rollouts/{id}\",status=\"200\"} 3",
+            "process_open_fds 12",
             "# EOF",
         ] {
             assert!(

@@ -359,3 +359,41 @@ pub trait LabelStore: Send + Sync {
         service: Option<&str>,
     ) -> Result<Vec<backstop_core::label::VerdictLabel>>;
 }
+
+/// Upper bounds (seconds) of the time-to-detect and time-to-restore histograms: seconds, the
+/// range Backstop works in, up to the half hour peers need.
+pub const TIME_BUCKETS_S: [f64; 11] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+/// A histogram counted by the database.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DurationCounts {
+    pub count: u64,
+    pub sum_s: f64,
+    /// How many took at most each bound of [`TIME_BUCKETS_S`] (cumulative).
+    pub at_most: Vec<u64>,
+}
+
+/// The decisions Backstop made, counted (what `/metrics` reports).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecisionCounts {
+    /// (phase, rollouts).
+    pub rollouts_by_phase: Vec<(String, i64)>,
+    /// (judge, verdict, rollouts) of decided rollouts, from each one's last report.
+    pub verdicts: Vec<(String, String, i64)>,
+    /// (trigger, status, recoveries).
+    pub recoveries: Vec<(String, String, i64)>,
+    pub breaker_trips: i64,
+    pub sla_breaches: i64,
+    /// First canary request → failing verdict.
+    pub time_to_detect: DurationCounts,
+    /// First canary request → traffic back on the last known good.
+    pub time_to_restore: DurationCounts,
+}
+
+/// Counts for `/metrics`.
+#[async_trait]
+pub trait MetricsStore: Send + Sync {
+    async fn decision_counts(&self) -> Result<DecisionCounts>;
+}

@@ -32,9 +32,10 @@ pub mod sqlite;
 
 pub use aggregates::{
     ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FlagStore,
-    FreezeStore, HeartbeatStore, IncidentStore, LabelStore, RecoveryStore, ReleaseStore,
-    RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
+    FreezeStore, HeartbeatStore, IncidentStore, LabelStore, MetricsStore, RecoveryStore,
+    ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
 };
+pub use aggregates::{DecisionCounts, DurationCounts, TIME_BUCKETS_S};
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
 pub use blobs::{BlobError, BlobStore, FolderBlobs};
 pub use postgres::PostgresStore;
@@ -157,6 +158,7 @@ pub trait Store:
     + HeartbeatStore
     + FlagStore
     + LabelStore
+    + MetricsStore
     + 'static
 {
 }
@@ -166,7 +168,7 @@ pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
         ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-        FlagStore, FreezeStore, HeartbeatStore, IncidentStore, LabelStore, RecoveryStore,
-        ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
+        FlagStore, FreezeStore, HeartbeatStore, IncidentStore, LabelStore, MetricsStore,
+        RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
     };
 }

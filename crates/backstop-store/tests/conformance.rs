@@ -907,7 +907,53 @@ async fn a_verdict_keeps_its_latest_label(backend: Backend) {
     assert_eq!(s.labels(None).await.unwrap().len(), 2);
 }
 
+async fn decisions_are_counted_by_the_database(backend: Backend) {
+    use backstop_core::model::Event;
+    let s = backend.open().await;
+    let empty = s.decision_counts().await.unwrap();
+    assert!(empty.rollouts_by_phase.is_empty() && empty.verdicts.is_empty());
+    assert_eq!(empty.time_to_detect.count, 0);
+    s.create_release(&release("v1")).await.unwrap();
+    let mut r = rollout("r1", "v1");
+    s.create_rollout(&r).await.unwrap();
+    r.phase = Phase::Recovered;
+    r.verdict = Some(serde_json::json!({"judge": "sequential", "verdict": "fail"}));
+    s.update_rollout(&r).await.unwrap();
+    // First request at 1 s, verdict at 4.5 s, restored at 5 s; a second first request and a
+    // later verdict do not count (the first of each).
+    for (at, kind) in [
+        (1_000, "canary.first_request"),
+        (2_000, "canary.first_request"),
+        (4_500, "rollout.failed"),
+        (5_000, "traffic.restored"),
+        (9_000, "rollout.failed"),
+        (6_000, "rollback_sla.breached"),
+    ] {
+        s.add_event(&Event {
+            at_ms: at,
+            rollout_id: "r1".into(),
+            kind: kind.parse().unwrap(),
+            detail: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    }
+    let c = s.decision_counts().await.unwrap();
+    assert_eq!(c.rollouts_by_phase, vec![("recovered".to_string(), 1)]);
+    assert_eq!(
+        c.verdicts,
+        vec![("sequential".to_string(), "fail".to_string(), 1)]
+    );
+    assert_eq!(c.sla_breaches, 1);
+    assert_eq!(c.time_to_detect.count, 1);
+    assert!((c.time_to_detect.sum_s - 3.5).abs() < 1e-9);
+    // Bounds 1, 2, 5, …: 3.5 s is within 5 s and above 2 s.
+    assert_eq!(&c.time_to_detect.at_most[..3], &[0, 0, 1]);
+    assert!((c.time_to_restore.sum_s - 4.0).abs() < 1e-9);
+}
+
 on_both_backends!(
+    decisions_are_counted_by_the_database,
     a_flag_changes_only_from_the_version_read,
     a_verdict_keeps_its_latest_label,
     a_heartbeat_keeps_its_last_ping_and_counts,

@@ -353,9 +353,10 @@ pub fn init_logs(format: &str, default_level: &str) {
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
-        builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
+        // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+        let colour = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        builder.with_ansi(colour).try_init()
     };
 }
 

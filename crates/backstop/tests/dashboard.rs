@@ -19,18 +19,12 @@ fn shots() -> PathBuf {
 fn sign_in(b: &Browser, token: &str) -> bool {
     let field = b.find("input[name=token]");
     b.type_into(&field, token);
-    b.click(&b.find("form.login button"));
-    // The form's answer is a page (refused) or a redirect (taken): wait for one of them.
-    backstop_testkit::poll_until(
-        backstop_testkit::patience(),
-        || (b.url(), b.find_all(".error").len()),
-        |(url, errors)| !url.contains("/login") || *errors > 0,
-    )
-    .is_ok_and(|(url, _)| !url.contains("/login"))
+    b.click_to_load(&b.find("form.login button"));
+    !b.url().contains("/login")
 }
 
 fn sign_out(b: &Browser) {
-    b.click(&b.find("form.signout button"));
+    b.click_to_load(&b.find("form.signout button"));
     assert!(b.url().contains("/login"), "{}", b.url());
 }
 
@@ -156,7 +150,7 @@ fn a_person_sees_why_a_release_was_rolled_back_and_aborts_one_in_a_real_browser(
     b.screenshot(&shots().join("rollout-bad-release.png"));
 
     // Its recovery: the journaled steps with attempts and timings.
-    b.click(&b.find("section a[href^='/recoveries/']"));
+    b.click_to_load(&b.find("section a[href^='/recoveries/']"));
     assert!(b.url().contains("/recoveries/"), "{}", b.url());
     let journal = b.text(&b.find("table.steps"));
     for step in [
@@ -227,9 +221,9 @@ fn a_person_sees_why_a_release_was_rolled_back_and_aborts_one_in_a_real_browser(
     sign_out(&b);
     assert!(sign_in(&b, &viewer));
     b.goto(&format!("{base}/rollouts/{v4_id}"));
-    b.click(&b.find("#action-abort"));
+    b.click_to_load(&b.find("#action-abort"));
     b.type_into(&b.find("textarea[name=reason]"), "trying");
-    b.click(&b.find("form.confirm button[type=submit]"));
+    b.click_to_load(&b.find("form.confirm button[type=submit]"));
     let refusal = b.text(&b.find(".error"));
     assert!(refusal.contains("releaser"), "{refusal}");
     assert_eq!(d.rollout(&v4_id)["rollout"]["phase"], "progressing");
@@ -238,7 +232,7 @@ fn a_person_sees_why_a_release_was_rolled_back_and_aborts_one_in_a_real_browser(
     sign_out(&b);
     assert!(sign_in(&b, &releaser));
     b.goto(&format!("{base}/rollouts/{v4_id}"));
-    b.click(&b.find("#action-abort"));
+    b.click_to_load(&b.find("#action-abort"));
     assert!(
         b.text(&b.find("form.confirm"))
             .contains("restores the last known good"),
@@ -248,7 +242,7 @@ fn a_person_sees_why_a_release_was_rolled_back_and_aborts_one_in_a_real_browser(
         &b.find("textarea[name=reason]"),
         "customers report slow checkout",
     );
-    b.click(&b.find("form.confirm button[type=submit]"));
+    b.click_to_load(&b.find("form.confirm button[type=submit]"));
     assert!(
         b.text(&b.find(".notice")).contains("Aborted"),
         "{}",

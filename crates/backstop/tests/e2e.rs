@@ -107,6 +107,40 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
         "{v2_why:#}"
     );
 
+    // /metrics counts the decisions; the rolled-back version's proxy series are gone.
+    let metrics = backstop_testkit::http_get(d.api_port(), "/metrics").unwrap();
+    for line in [
+        "backstop_verdicts_total{judge=\"sequential\",result=\"fail\"} 1",
+        "backstop_rollouts_finished_total{result=\"recovered\"} 1",
+        "backstop_rollouts_finished_total{result=\"promoted\"} 2",
+        "backstop_time_to_detect_seconds_count 1",
+        "backstop_time_to_restore_seconds_count 1",
+        "backstop_recoveries_total{trigger=\"rollout.failed\",outcome=\"done\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("backstop_api_requests_total{method=\"GET\",route=\"/api/v1/rollouts/{id}/explain\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("process_resident_memory_bytes "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("version=\"v2\"") && !metrics.contains("version=\"v3\""),
+        "only routed versions have proxy series:\n{metrics}"
+    );
+    // One access-log line per call: the route's template, the status, who called.
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/api/v1/rollouts/{id}/explain")
+                && l.contains("token:admin")
+                && l.contains("\"status\":200")),
+        "an access-log line for explain in the daemon's log"
+    );
+
     // The environment is back on v2, and v3 is marked bad and refused.
     let services = d.cli_json(&["release", "show", "shop@v3"], 0);
     assert_eq!(services["status"], "bad");

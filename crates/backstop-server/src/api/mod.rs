@@ -503,12 +503,15 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             require_token,
-        ));
-    let ofrep = flags::ofrep_routes().layer(axum::middleware::from_fn_with_state(
-        ctx.clone(),
-        require_token,
-    ));
-    let machine: Router = Router::new()
+        ))
+        .layer(access_log(&ctx));
+    let ofrep = flags::ofrep_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            require_token,
+        ))
+        .layer(access_log(&ctx));
+    let machine = Router::new()
         .nest("/api/v1", api)
         .nest("/ofrep/v1", ofrep)
         .route(
@@ -517,17 +520,40 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(ctx);
+        .route_layer(access_log(&ctx));
+    let dashboard_log = access_log(&ctx);
+    let machine: Router = machine.with_state(ctx);
     // The dashboard calls the API in-process, through the same layers a client goes through.
     let dashboard = crate::dashboard::routes(
         machine
             .clone()
             .layer(axum::middleware::map_response(crate::error::json_errors)),
-    );
+    )
+    .route_layer(dashboard_log);
     machine
         .merge(dashboard)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::map_response(crate::error::json_errors))
+}
+
+type AccessLogFn = fn(
+    State<Arc<Ctx>>,
+    Request,
+    axum::middleware::Next,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// The access-log layer of one router (so the route it matched is known).
+fn access_log(
+    ctx: &Arc<Ctx>,
+) -> axum::middleware::FromFnLayer<AccessLogFn, Arc<Ctx>, (State<Arc<Ctx>>, Request)> {
+    fn run(
+        state: State<Arc<Ctx>>,
+        req: Request,
+        next: axum::middleware::Next,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
+        Box::pin(crate::access_log::access_log(state, req, next))
+    }
+    axum::middleware::from_fn_with_state(ctx.clone(), run as AccessLogFn)
 }
 
 /// `ok`, or 503 with the reason while the store refuses writes (the daemon is then in its

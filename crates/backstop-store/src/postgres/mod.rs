@@ -78,6 +78,12 @@ mod labels;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/metrics.rs"]
+mod metrics;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/recoveries.rs"]
 mod recoveries;
 #[allow(
@@ -305,6 +311,11 @@ fn migrator() -> Migrator {
             "flags",
             include_str!("../../migrations/postgres/0015_flags.sql"),
         ),
+        (
+            16,
+            "events_by_kind",
+            include_str!("../../migrations/postgres/0016_events_by_kind.sql"),
+        ),
     ])
 }
 
@@ -506,6 +517,11 @@ type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
 /// Reads one row into a record (the shared `*_from` readers).
 type ReadRow<T> = fn(&PgRow) -> Result<T>;
+
+/// SQL reading the text of field `field` of the JSON text column `column`.
+fn json_text(column: &str, field: &str) -> String {
+    format!("(CAST({column} AS jsonb) ->> '{field}')")
+}
 
 #[cfg(test)]
 mod tests {

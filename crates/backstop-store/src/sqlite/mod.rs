@@ -66,6 +66,12 @@ mod labels;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/metrics.rs"]
+mod metrics;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/recoveries.rs"]
 mod recoveries;
 #[allow(
@@ -284,6 +290,11 @@ fn migrator() -> Migrator {
             "flags",
             include_str!("../../migrations/sqlite/0019_flags.sql"),
         ),
+        (
+            20,
+            "events_by_kind",
+            include_str!("../../migrations/sqlite/0020_events_by_kind.sql"),
+        ),
     ])
 }
 
@@ -445,6 +456,11 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// SQL reading the text of field `field` of the JSON text column `column`.
+fn json_text(column: &str, field: &str) -> String {
+    format!("json_extract({column}, '$.{field}')")
 }
 
 #[cfg(test)]

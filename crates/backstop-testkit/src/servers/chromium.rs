@@ -169,6 +169,28 @@ impl Browser {
         self.cmd("POST", &format!("/element/{}/click", e.0), Some(&json!({})));
     }
 
+    /// Clicks something that loads another page (a link, a form's button) and waits until the
+    /// new page has loaded: a click does not always wait for the navigation it starts.
+    pub fn click_to_load(&self, e: &Element) {
+        self.script("window.__backstopOldPage = true; return null;");
+        self.click(e);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self.script(
+                "return window.__backstopOldPage === undefined && document.readyState === 'complete';",
+            );
+            if state.as_bool() == Some(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new page loaded after the click (still {})",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Types `text` into an input or text area.
     pub fn type_into(&self, e: &Element, text: &str) {
         self.cmd(
