@@ -85,23 +85,57 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 pub fn load_with_input(path: &Path) -> Result<(Config, Value), ConfigErrors> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    let read = std::fs::read(path).and_then(|bytes| {
+        String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(&valid[start..]).chars().count() + 1;
+            let byte = e.as_bytes()[e.utf8_error().valid_up_to()];
+            std::io::Error::new(std::io::ErrorKind::InvalidData, NotUtf8 { line, col, byte })
+        })
+    });
+    match read {
         Ok(text) => parse_with_input(&text, &file).map(|(mut config, input)| {
             config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             (config, input)
         }),
         Err(e) => {
             tracing::debug!(file = %file, error = %e, "Config file unreadable.");
+            let (line, col) = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<NotUtf8>())
+                .map_or((0, 0), |n| (n.line, n.col));
             Err(ConfigErrors(vec![ConfigError {
                 file,
-                line: 0,
-                col: 0,
+                line,
+                col,
                 path: String::new(),
                 message: format!("cannot read the config file: {e}"),
             }]))
         }
     }
 }
+
+/// Where a config file stops being UTF-8.
+#[derive(Debug)]
+struct NotUtf8 {
+    line: usize,
+    col: usize,
+    byte: u8,
+}
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "byte 0x{:02X} at line {}, column {} is not UTF-8 (save the file as UTF-8)",
+            self.byte, self.line, self.col
+        )
+    }
+}
+
+impl std::error::Error for NotUtf8 {}
 
 /// Parses and validates; also returns the value as written (before defaults), for `config show`.
 pub(crate) fn parse_with_input(

@@ -182,11 +182,21 @@ pub fn read(text: &str) -> Document {
         match parser.next_event() {
             None => break,
             Some(Err(e)) => {
-                b.fatal(
-                    Pos::from_marker(*e.marker()),
-                    String::new(),
-                    syntax_message(e.info()),
-                );
+                let gave_up = Pos::from_marker(*e.marker());
+                let (pos, message) = match broken_construct(text, gave_up, e.info()) {
+                    // Where the mistake is, not where the parser noticed it.
+                    Some((start, what)) => (
+                        start,
+                        format!(
+                            "YAML syntax error: {what} (the parser gave up at {}:{}: {})",
+                            gave_up.line,
+                            gave_up.col,
+                            e.info()
+                        ),
+                    ),
+                    None => (gave_up, syntax_message(e.info())),
+                };
+                b.fatal(pos, String::new(), message);
                 break;
             }
             Some(Ok((event, span))) => {
@@ -489,6 +499,66 @@ enum ChildRole {
     Dropped,
 }
 
+/// Where the construct a syntax error broke on starts, when that is elsewhere than where the
+/// parser gave up (at `gave_up`), as PyYAML reports it: a tab that indents a line (reported by
+/// the parser at the end of the line before), or a `[` / `{` never closed (reported at the end
+/// of the file or the next line that does not fit).
+fn broken_construct(text: &str, gave_up: Pos, info: &str) -> Option<(Pos, String)> {
+    // A tab in the indentation of a line up to the one the parser stopped on (or the next).
+    let lines = text.lines().enumerate().take(gave_up.line + 1);
+    for (i, line) in lines.filter(|(_, l)| info.contains("tab") && !l.trim().is_empty()) {
+        let indent: &str = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
+        if let Some(col) = indent.find('\t') {
+            return Some((
+                Pos {
+                    line: i + 1,
+                    col: col + 1,
+                },
+                "a tab indents this line (indent with spaces, not tabs)".into(),
+            ));
+        }
+    }
+    // Flow brackets still open where the parser gave up; quotes and comments skipped.
+    let mut open: Vec<(char, Pos)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line_no > gave_up.line {
+            break;
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for (col, c) in line.chars().enumerate() {
+            if line_no == gave_up.line && col + 1 >= gave_up.col {
+                break;
+            }
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if prev == ' ' || col == 0 => break,
+                (None, '[' | '{') => open.push((
+                    c,
+                    Pos {
+                        line: line_no,
+                        col: col + 1,
+                    },
+                )),
+                (None, ']' | '}') => {
+                    open.pop();
+                }
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    let (c, pos) = open.pop()?;
+    let close = if c == '[' { ']' } else { '}' };
+    Some((
+        pos,
+        format!("the `{c}` opened here is never closed (add `{close}`)"),
+    ))
+}
+
 /// A YAML syntax error with a hint for the usual causes.
 fn syntax_message(info: &str) -> String {
     let hint = if info.contains("mapping values are not allowed") {
@@ -576,7 +646,7 @@ mod tests {
         );
         let doc = read("a: [1\n");
         assert!(
-            doc.problems[0].message.contains("is not closed"),
+            doc.problems[0].message.contains("is never closed"),
             "{:?}",
             doc.problems
         );
@@ -615,5 +685,33 @@ mod tests {
         assert!(doc.fatal);
         let doc = read("# only a comment\n");
         assert!(doc.fatal);
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_broken_construct_not_where_the_parser_gave_up() {
+        let unclosed = "services:\n  - name: shop\n    rollout:\n      steps: [{weight: 10, for: 3s},\n    environments: []\n";
+        let doc = read(unclosed);
+        let p = &doc.problems[0];
+        assert_eq!((p.pos.line, p.pos.col), (4, 14), "{}", p.message);
+        assert!(
+            p.message.contains("`[` opened here is never closed"),
+            "{}",
+            p.message
+        );
+        assert!(
+            p.message.contains("the parser gave up at 5:"),
+            "{}",
+            p.message
+        );
+
+        let tab = "services:\n  - name: shop\n\towner: x\n";
+        let p = &read(tab).problems[0];
+        assert_eq!((p.pos.line, p.pos.col), (3, 1), "{}", p.message);
+        assert!(p.message.contains("tab"), "{}", p.message);
+
+        // A bracket inside quotes or a comment is not a bracket.
+        let quoted = "a: \"[not a list\"  # [neither\nb: [1, 2\n";
+        let p = &read(quoted).problems[0];
+        assert_eq!(p.pos.line, 2, "{}", p.message);
     }
 }

@@ -183,3 +183,14 @@ fn bad_nested_judge_duration_is_located() {
     );
     assert!(e.message.contains("often"), "{errors}");
 }
+
+#[test]
+fn a_config_that_is_not_utf8_names_the_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backstop.yaml");
+    std::fs::write(&path, b"services:\n  - name: caf\xe9\n").unwrap();
+    let errors = backstop_config::load(&path).unwrap_err();
+    let e = &errors.0[0];
+    assert_eq!((e.line, e.col), (2, 14), "{}", e.message);
+    assert!(e.message.contains("byte 0xE9"), "{}", e.message);
+}

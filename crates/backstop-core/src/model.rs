@@ -16,6 +16,15 @@ pub enum Artifact {
 }
 
 impl Artifact {
+    /// For people: `file /path` or `command the command line`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Artifact::File(p) => format!("file {p}"),
+            Artifact::Command(c) => format!("command {c}"),
+        }
+    }
+
     /// What `{artifact}` expands to in the service's run command.
     pub fn as_str(&self) -> &str {
         match self {
@@ -31,6 +40,17 @@ pub enum ReleaseStatus {
     Ok,
     /// Rolled back: never promoted again without a new release.
     Bad,
+}
+
+impl ReleaseStatus {
+    /// The status as it reads on the wire: `ok` or `bad`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Ok => "ok",
+            ReleaseStatus::Bad => "bad",
+        }
+    }
 }
 
 /// Where a secret's value comes from, never the value: the daemon reads it when it starts an

@@ -37,6 +37,18 @@ pub enum Readiness {
     Gold,
 }
 
+impl Readiness {
+    /// The level as it reads on the wire: `bronze`, `silver`, `gold`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Bronze => "bronze",
+            Readiness::Silver => "silver",
+            Readiness::Gold => "gold",
+        }
+    }
+}
+
 /// One check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScoreCheck {

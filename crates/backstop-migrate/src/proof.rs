@@ -77,19 +77,32 @@ pub async fn prove(
     engine: Engine,
     database_url: Option<&str>,
 ) -> Result<Vec<ProofResult>, ProofError> {
+    prove_reporting(set, engine, database_url, &|_, _| {}).await
+}
+
+/// Told before each migration is proven: its index (from 0) and version.
+pub type OnMigration<'a> = &'a (dyn Fn(usize, &str) + Send + Sync);
+
+/// [`prove`], telling `on_migration` as it goes (a long history takes a while).
+pub async fn prove_reporting(
+    set: &MigrationSet,
+    engine: Engine,
+    database_url: Option<&str>,
+    on_migration: OnMigration<'_>,
+) -> Result<Vec<ProofResult>, ProofError> {
     match engine {
         Engine::Sqlite => {
             if database_url.is_some() {
                 return Err(ProofError::DatabaseUrlWithSqlite);
             }
             let mut db = SqliteScratch::start().await?;
-            let result = prove_on(&mut db, set).await;
+            let result = prove_on_reporting(&mut db, set, on_migration).await;
             db.close().await;
             result
         }
         Engine::Postgres => {
             let mut db = PgScratch::start(database_url).await?;
-            let result = prove_on(&mut db, set).await;
+            let result = prove_on_reporting(&mut db, set, on_migration).await;
             db.close().await;
             result
         }
@@ -101,10 +114,19 @@ pub async fn prove_on<D: ScratchDb>(
     db: &mut D,
     set: &MigrationSet,
 ) -> Result<Vec<ProofResult>, ProofError> {
+    prove_on_reporting(db, set, &|_, _| {}).await
+}
+
+async fn prove_on_reporting<D: ScratchDb>(
+    db: &mut D,
+    set: &MigrationSet,
+    on_migration: OnMigration<'_>,
+) -> Result<Vec<ProofResult>, ProofError> {
     let mut results = Vec::with_capacity(set.migrations.len());
     let mut current = db.fingerprint().await?;
     let mut blocked: Option<String> = None;
     for (idx, m) in set.migrations.iter().enumerate() {
+        on_migration(idx, &m.version);
         let mut r = ProofResult {
             version: m.version.clone(),
             reversible: m.down.is_some(),

@@ -102,13 +102,18 @@ impl CheckError {
 }
 
 /// How to check.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct CheckOptions<'a> {
     pub engine: Engine,
     pub database_url: Option<&'a str>,
     /// Write (refresh) `backstop.sum` instead of comparing with it.
     pub write_sum: bool,
+    /// Told before each migration is proven, with how many there are: `(index, total, version)`.
+    pub progress: Option<OnProgress<'a>>,
 }
+
+/// `(index, total, version)` before each migration is proven.
+pub type OnProgress<'a> = &'a (dyn Fn(usize, usize, &str) + Send + Sync);
 
 /// Check the migration set in `dir` (the call the deployment gate makes): read, parse, lint,
 /// compare with `backstop.sum` if present, prove on a scratch database. A scratch database that
@@ -123,6 +128,7 @@ pub async fn check(
         engine,
         database_url,
         write_sum: false,
+        progress: None,
     };
     check_with(dir, &opts).await.map_err(|e| match e {
         CheckError::Input(i) => i,
@@ -154,7 +160,13 @@ pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, C
             None => (vec![Vec::new(); set.migrations.len()], Vec::new(), "none"),
         }
     };
-    let proofs = proof::prove(&set, opts.engine, opts.database_url).await?;
+    let total = set.migrations.len();
+    let tell = |i: usize, version: &str| {
+        if let Some(p) = opts.progress {
+            p(i, total, version);
+        }
+    };
+    let proofs = proof::prove_reporting(&set, opts.engine, opts.database_url, &tell).await?;
     Ok(assemble(
         &set,
         opts.engine,

@@ -36,6 +36,7 @@ async fn check_set(dir: &Path, engine: Engine) -> Vec<String> {
         engine,
         database_url: None,
         write_sum: false,
+        progress: None,
     };
     let mut problems = Vec::new();
     match check_with(dir, &opts).await {

@@ -248,7 +248,7 @@ fn text_report(report: &Value, name: &str, intervals: usize) -> String {
         }
     };
     out.push_str(&format!(
-        "{}: {}{}  (judge {}, {} intervals of {:?})\n",
+        "{}: {}{}  (judge {}, {} intervals of \"{}\")\n",
         report["verdict"].as_str().unwrap_or("?"),
         match report["verdict"].as_str() {
             Some("fail") => "roll back",

@@ -83,7 +83,9 @@ pub struct DrillArgs {
 enum DrillCmd {
     /// Recorded drills, most recent first (of one service when given).
     List {
+        /// The service, as named in the config.
         service: Option<String>,
+        /// How many to show, most recent first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
         #[command(flatten)]
@@ -92,6 +94,7 @@ enum DrillCmd {
     /// Finish a drill left running (its CLI was killed): measure it, store the result and clean
     /// up the variant.
     Finish {
+        /// The drill's id (`backstop drill list` shows them).
         id: String,
         #[command(flatten)]
         out: OutputArgs,

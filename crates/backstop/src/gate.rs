@@ -47,7 +47,9 @@ Examples:
   backstop gate checkout --env prod --release 1.4.3 --critical --reason 'fix-forward for INC-42'"
 )]
 pub struct GateArgs {
+    /// The service, as named in the config.
     pub service: String,
+    /// The environment, as named in the service's config.
     #[arg(long)]
     pub env: String,
     /// Version of the release (or `service@version`).
@@ -112,8 +114,10 @@ Examples:
   backstop freeze start --env prod --service checkout --reason 'payment provider migration'"
     )]
     Start {
+        /// The environment, as named in the service's config.
         #[arg(long, required_unless_present = "service")]
         env: Option<String>,
+        /// The service, as named in the config.
         #[arg(long)]
         service: Option<String>,
         /// Why (shown in every refusal).
@@ -135,7 +139,9 @@ Examples:
     },
     /// End a manual freeze (audited).
     End {
+        /// The freeze's id (`backstop freeze list` shows them).
         id: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]

@@ -49,6 +49,7 @@ pub enum IntegrityCmd {
     /// Row counts and checksums (per table and per key range) of a database.
     #[command(long_about = SNAPSHOT_HELP)]
     Snapshot {
+        /// The database: a `postgres://` URL or a SQLite file path.
         database: String,
         /// Write the snapshot here (JSON) as well.
         #[arg(long)]

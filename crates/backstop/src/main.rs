@@ -138,11 +138,13 @@ enum Cmd {
     Store(store_cmd::StoreCmd),
     /// Print shell completions.
     Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// The sample service used by quickstart, tests and benchmarks.
-    #[command(hide = true)]
+    /// The sample service quickstart, the tests and the benchmarks deploy: an HTTP server whose
+    /// error ratio and latency you choose, to try Backstop on (`run.command: "{artifact}
+    /// demo-app --port {port} --version {version}"` with the backstop binary as the artifact).
     DemoApp(backstop_demo::DemoArgs),
     /// The built-in proxy of one environment as its own process (earlier versions ran one per
     /// environment; the daemon still adopts a running one; it now runs them in the host's agent).
@@ -436,4 +438,38 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("Shutting down.");
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(
+                    arg.get_action(),
+                    clap::ArgAction::Help | clap::ArgAction::Version
+                ) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "backstop", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without a description:\n{}",
+            missing.join("\n")
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! that database what schema-aware rollbacks need (each down script, its digest, and whether it
 //! was proven reversible).
 
+use std::io::IsTerminal as _;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -83,12 +84,35 @@ pub struct MigrationsCheckArgs {
 
 /// Runs the check and prints the report; returns the exit code (see the long help).
 pub async fn check(args: &MigrationsCheckArgs) -> i32 {
+    // A bar on a terminal: proving a long history up→down→up takes a while.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "proving {bar:30} {pos}/{len} migrations  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let tell = |i: usize, total: usize, version: &str| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(i as u64);
+            b.set_message(version.to_owned());
+        }
+    };
     let opts = CheckOptions {
         engine: args.engine,
         database_url: args.database_url.as_deref(),
         write_sum: args.write_sum,
+        progress: Some(&tell),
     };
-    match check_with(&args.dir, &opts).await {
+    let checked = check_with(&args.dir, &opts).await;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match checked {
         Ok(report) => {
             args.output.print(&report);
             report.exit_code()
@@ -233,6 +257,7 @@ pub async fn apply(a: ApplyArgs) -> Result<i32> {
         engine: a.db.engine,
         database_url: None,
         write_sum: false,
+        progress: None,
     };
     let report = match check_with(&a.dir, &opts).await {
         Ok(r) => r,

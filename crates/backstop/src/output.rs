@@ -83,3 +83,63 @@ pub fn described(
 pub fn sorted_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
     serde_json::to_string_pretty(&serde_json::to_value(value)?)
 }
+
+/// A text table whose columns are as wide as their widest value (header included), two spaces
+/// apart; the last column is not padded. Columns named with a leading `>` are right-aligned.
+pub fn table(w: &mut dyn Write, head: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let right: Vec<bool> = head.iter().map(|h| h.starts_with('>')).collect();
+    let head: Vec<&str> = head.iter().map(|h| h.trim_start_matches('>')).collect();
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(wd) = widths.get_mut(i) {
+                *wd = (*wd).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[&str]| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                out.push_str(&format!("{cell:>width$}"));
+            } else if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}"));
+            }
+        }
+        out
+    };
+    writeln!(w, "{}", line(&head))?;
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        writeln!(w, "{}", line(&cells))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod table_tests {
+    #[test]
+    fn columns_fit_their_widest_value() {
+        let mut out = Vec::new();
+        super::table(
+            &mut out,
+            &["NAME", ">N", "NOTE"],
+            &[
+                vec!["a-very-long-name".into(), "7".into(), "x".into()],
+                vec!["b".into(), "123".into(), "longer note".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "NAME                N  NOTE\na-very-long-name    7  x\nb                 123  longer note\n"
+        );
+    }
+}

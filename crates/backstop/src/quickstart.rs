@@ -167,8 +167,11 @@ pub async fn run(args: QuickstartArgs) -> Result<i32> {
     let v1 = start_and_follow(&daemon, "v1", &p, None).await?;
     if v1.rollout.phase != Phase::Promoted {
         bail!(
-            "the first deployment did not come up: {:?}",
-            v1.rollout.reason
+            "the first deployment did not come up: {}",
+            v1.rollout
+                .reason
+                .as_deref()
+                .unwrap_or("no reason was recorded")
         );
     }
     p.say(&format!(

@@ -95,6 +95,7 @@ pub enum RunbookCmd {
         /// The environment it acts on (default: the incident's).
         #[arg(long)]
         env: Option<String>,
+        /// The service, as named in the config.
         #[arg(long)]
         service: Option<String>,
         /// The incident the run is part of (its timeline shows the run).
@@ -111,12 +112,14 @@ pub enum RunbookCmd {
     },
     /// Follow a run until it ends or waits for a person (answering at a terminal).
     Follow {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Runs not over yet (with --all, every run).
     Runs {
+        /// Also finished runs.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
@@ -124,14 +127,18 @@ pub enum RunbookCmd {
     },
     /// One run: its steps, who did them, outputs and deviations.
     Show {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Say a manual step waiting for you is done.
     Confirm {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
+        /// The step's id, as the runbook names it.
         step: String,
+        /// What you saw, in words (kept in the run's log).
         #[arg(long, default_value = "")]
         note: String,
         #[command(flatten)]
@@ -139,15 +146,20 @@ pub enum RunbookCmd {
     },
     /// Run a failed step again, as written.
     Retry {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
+        /// The step's id, as the runbook names it.
         step: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Skip a step (a deviation: needs a reason).
     Skip {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
+        /// The step's id, as the runbook names it.
         step: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -155,10 +167,14 @@ pub enum RunbookCmd {
     },
     /// Run another command for a step (a deviation: needs a reason).
     Alter {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
+        /// The step's id, as the runbook names it.
         step: String,
+        /// The command to run instead of the step's own.
         #[arg(long)]
         command: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -168,11 +184,15 @@ pub enum RunbookCmd {
     /// daemon next (a deviation: needs a reason).
     #[command(name = "ad-hoc")]
     AdHoc {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
+        /// What the step does, in a line.
         #[arg(long)]
         title: String,
+        /// The command to run (omit for a step a person does by hand).
         #[arg(long)]
         command: Option<String>,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -180,7 +200,9 @@ pub enum RunbookCmd {
     },
     /// Stop a run for good.
     Abort {
+        /// The runbook run's id (`backstop runbook runs` shows them).
         run: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]

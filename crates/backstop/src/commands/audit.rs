@@ -34,8 +34,10 @@ Examples:
 pub enum AuditCmd {
     /// List audit records (reads the state folder directly when its database is there).
     List {
+        /// Only records after this sequence number (for paging).
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// How many records to show.
         #[arg(long, default_value_t = 1000)]
         limit: i64,
         #[command(flatten)]

@@ -22,6 +22,7 @@ pub enum BreakerCmd {
         /// `env:<name>` or `all`.
         #[arg(long)]
         scope: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]

@@ -28,7 +28,9 @@ Examples:
 #[derive(clap::Args)]
 #[command(long_about = CALIBRATE_HELP)]
 pub struct CalibrateArgs {
+    /// The service, as named in the config.
     service: String,
+    /// The environment, as named in the service's config.
     #[arg(long)]
     env: Option<String>,
     #[command(flatten)]

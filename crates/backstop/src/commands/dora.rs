@@ -29,8 +29,10 @@ Examples:
 #[derive(clap::Args)]
 #[command(long_about = DORA_HELP)]
 pub struct DoraArgs {
+    /// The service, as named in the config.
     #[arg(long)]
     service: Option<String>,
+    /// The environment, as named in the service's config.
     #[arg(long)]
     env: Option<String>,
     /// How far back: 30d (default), 12w, 24h…
@@ -134,17 +136,16 @@ pub async fn scorecard(args: ScorecardArgs) -> Result<i32> {
 impl Render for Vec<backstop_core::scorecard::Scorecard> {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         for card in self {
-            let level = card.level.map_or_else(
-                || "below bronze".to_owned(),
-                |l| format!("{l:?}").to_lowercase(),
-            );
+            let level = card
+                .level
+                .map_or_else(|| "below bronze".to_owned(), |l| l.as_str().to_owned());
             writeln!(w, "{}: {level}", card.service)?;
             for c in &card.checks {
                 writeln!(
                     w,
                     "  {} {:<7} {:<12} {}",
                     if c.passed { "ok  " } else { "MISS" },
-                    format!("{:?}", c.level).to_lowercase(),
+                    c.level.as_str(),
                     c.name,
                     c.detail
                 )?;

@@ -52,7 +52,9 @@ pub enum FlagCmd {
     },
     /// One flag in one environment: its re-enable's stages and its history.
     Show {
+        /// The flag's key (`backstop flag list` shows them).
         key: String,
+        /// The environment, as named in the service's config.
         #[arg(long)]
         env: String,
         #[command(flatten)]
@@ -60,7 +62,9 @@ pub enum FlagCmd {
     },
     /// Set a flag's percentage by hand (ends a re-enable under way).
     Set {
+        /// The flag's key (`backstop flag list` shows them).
         key: String,
+        /// The environment, as named in the service's config.
         #[arg(long)]
         env: String,
         /// 0 to 100.
@@ -74,7 +78,9 @@ pub enum FlagCmd {
     },
     /// Bring a flag back in stages, each judged like a canary; back to 0 % on failure.
     Reenable {
+        /// The flag's key (`backstop flag list` shows them).
         key: String,
+        /// The environment, as named in the service's config.
         #[arg(long)]
         env: String,
         /// Percentages, rising to 100 (default: the flag's `stages`), e.g. `1,5,25,100`.
@@ -95,9 +101,12 @@ pub enum FlagCmd {
     },
     /// Stop a re-enable where it stands.
     Abort {
+        /// The flag's key (`backstop flag list` shows them).
         key: String,
+        /// The environment, as named in the service's config.
         #[arg(long)]
         env: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -105,6 +114,7 @@ pub enum FlagCmd {
     },
     /// Evaluate a flag for a unit as an application would (OFREP).
     Eval {
+        /// The flag's key (`backstop flag list` shows them).
         key: String,
         /// The unit (user or session id): OpenFeature's targeting key.
         #[arg(long)]

@@ -31,6 +31,7 @@ Examples:
 pub enum IncidentCmd {
     /// Open incidents (with --all, resolved ones too).
     List {
+        /// Also resolved incidents.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
@@ -38,19 +39,23 @@ pub enum IncidentCmd {
     },
     /// One incident and its timeline: what people did and what the machine did, in order.
     Show {
+        /// The incident's id (`backstop incident list` shows them).
         id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Open an incident by hand.
     Open {
+        /// The service, as named in the config.
         #[arg(long)]
         service: String,
+        /// The environment, as named in the service's config.
         #[arg(long)]
         env: String,
         /// SEV1 (worst) to SEV5.
         #[arg(long)]
         severity: String,
+        /// What is wrong, in a line.
         #[arg(long)]
         title: String,
         #[command(flatten)]
@@ -58,8 +63,11 @@ pub enum IncidentCmd {
     },
     /// Move the status forward: identified, monitoring, resolved.
     Status {
+        /// The incident's id (`backstop incident list` shows them).
         id: String,
+        /// The new status: investigating, identified, monitoring or resolved.
         status: String,
+        /// What changed, in words (kept in the incident's log).
         #[arg(long, default_value = "")]
         note: String,
         #[command(flatten)]
@@ -67,22 +75,29 @@ pub enum IncidentCmd {
     },
     /// Hand a role (commander, operations, communications, scribe) to someone.
     Role {
+        /// The incident's id (`backstop incident list` shows them).
         id: String,
+        /// The role: commander, operations or communications.
         role: String,
+        /// Who takes the role (a name or handle).
         person: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Add a note to the incident's log.
     Note {
+        /// The incident's id (`backstop incident list` shows them).
         id: String,
+        /// The note, in words.
         text: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Give a status update (the next is due one cadence later).
     Update {
+        /// The incident's id (`backstop incident list` shows them).
         id: String,
+        /// The status update for stakeholders, in words.
         text: String,
         #[command(flatten)]
         api: ApiArgs,

@@ -13,7 +13,9 @@ use crate::output::Render;
 
 #[derive(clap::Args)]
 pub struct RollbackArgs {
+    /// The service, as named in the config.
     service: String,
+    /// The environment, as named in the service's config.
     #[arg(long)]
     env: String,
     /// Why: recorded in the audit log.
@@ -56,6 +58,7 @@ fn exit_code(rec: &Recovery) -> i32 {
 pub enum RecoveryCmd {
     /// Re-run a recovery that stopped on a failed step (after fixing the cause), from that step.
     Resume {
+        /// The recovery's id (`backstop recovery list` shows them).
         id: String,
         #[command(flatten)]
         api: ApiArgs,
@@ -68,6 +71,7 @@ pub enum RecoveryCmd {
     /// One recovery with its journaled steps and its post-recovery validation.
     #[command(alias = "status")]
     Show {
+        /// The recovery's id (`backstop recovery list` shows them).
         id: String,
         #[command(flatten)]
         api: ApiArgs,
@@ -75,10 +79,12 @@ pub enum RecoveryCmd {
     /// The post-mortem draft of a recovery (Markdown; with --output json, its numbers too):
     /// phases and durations, impact, timeline, detection, steps, deviations, action items.
     Postmortem {
+        /// The recovery's id (`backstop recovery list` shows them).
         id: String,
         /// Mark it written (it stops being overdue), with --link to the final document.
         #[arg(long)]
         done: bool,
+        /// Where the post-mortem is written (a URL or path).
         #[arg(long, requires = "done")]
         link: Option<String>,
         #[command(flatten)]

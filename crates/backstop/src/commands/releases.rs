@@ -16,7 +16,9 @@ use crate::output::Render;
 pub enum ReleaseCmd {
     /// Register a release: its artifact is hashed (sha256) and kept with it.
     Create {
+        /// The service, as named in the config.
         service: String,
+        /// The release's version, e.g. `v42` (unique per service).
         #[arg(long)]
         version: String,
         /// An executable file: hashed by content; `{artifact}` in run.command becomes its path.
@@ -45,6 +47,7 @@ pub enum ReleaseCmd {
     },
     /// List releases.
     List {
+        /// The service, as named in the config.
         #[arg(long)]
         service: Option<String>,
         #[command(flatten)]
@@ -52,6 +55,7 @@ pub enum ReleaseCmd {
     },
     /// Show one release (`service@version`).
     Show {
+        /// The release, as `service@version` (e.g. `shop@v42`).
         id: String,
         #[command(flatten)]
         api: ApiArgs,
@@ -128,22 +132,18 @@ impl Render for Registered {
 
 impl Render for Vec<Release> {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        writeln!(
-            w,
-            "{:<28} {:<6} {:<14} CREATED",
-            "RELEASE", "STATUS", "SHA256"
-        )?;
-        for r in self {
-            writeln!(
-                w,
-                "{:<28} {:<6} {:<14} {}",
-                r.id,
-                format!("{:?}", r.status).to_lowercase(),
-                &r.sha256[..12.min(r.sha256.len())],
-                format_ms(r.created_at_ms)
-            )?;
-        }
-        Ok(())
+        let rows: Vec<Vec<String>> = self
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    r.status.as_str().to_owned(),
+                    r.sha256[..12.min(r.sha256.len())].to_owned(),
+                    format_ms(r.created_at_ms),
+                ]
+            })
+            .collect();
+        crate::output::table(w, &["RELEASE", "STATUS", "SHA256", "CREATED"], &rows)
     }
 }
 
@@ -151,8 +151,11 @@ impl Render for Release {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         writeln!(
             w,
-            "{}\n  artifact: {:?}\n  sha256:   {}\n  status:   {:?}",
-            self.id, self.artifact, self.sha256, self.status
+            "{}\n  artifact: {}\n  sha256:   {}\n  status:   {}",
+            self.id,
+            self.artifact.describe(),
+            self.sha256,
+            self.status.as_str()
         )?;
         if let Some(reason) = &self.bad_reason {
             writeln!(w, "  bad:      {reason}")?;

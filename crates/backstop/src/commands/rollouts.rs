@@ -18,9 +18,12 @@ pub enum RolloutCmd {
     /// Start moving an environment to a release, after the promotion gate (exit 1 with every
     /// reason when it refuses; see `backstop gate`); `--wait` follows it to the end.
     Start {
+        /// The service, as named in the config.
         service: String,
+        /// The environment, as named in the service's config.
         #[arg(long)]
         env: String,
+        /// The release's version (registered with `backstop release create`).
         #[arg(long)]
         version: String,
         /// Follow the rollout until it is promoted (exit 0) or rolled back (exit 1).
@@ -35,6 +38,7 @@ pub enum RolloutCmd {
     },
     /// Show a rollout: phase, weight, verdict, timeline.
     Status {
+        /// The rollout's id (`backstop rollout list` shows them).
         id: String,
         /// Keep following it until it ends.
         #[arg(long)]
@@ -46,8 +50,10 @@ pub enum RolloutCmd {
     },
     /// List recent rollouts.
     List {
+        /// The service, as named in the config.
         #[arg(long)]
         service: Option<String>,
+        /// How many to show, most recent first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
         #[command(flatten)]
@@ -56,7 +62,9 @@ pub enum RolloutCmd {
     /// Promote now, skipping the remaining steps (after the promotion gate: exit 1 with every
     /// reason when it refuses).
     Promote {
+        /// The rollout's id (`backstop rollout list` shows them).
         id: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         /// Promote during a scheduled or manual freeze (audited; refused in a regulated environment).
@@ -70,7 +78,9 @@ pub enum RolloutCmd {
     },
     /// Abort: traffic goes back to the last known good and the release is marked bad.
     Abort {
+        /// The rollout's id (`backstop rollout list` shows them).
         id: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -78,7 +88,9 @@ pub enum RolloutCmd {
     },
     /// Take over a held rollout: its escalation deadline no longer applies; promote or abort it.
     Acknowledge {
+        /// The rollout's id (`backstop rollout list` shows them).
         id: String,
+        /// Why, in words: kept in the audit log.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -87,9 +99,11 @@ pub enum RolloutCmd {
     /// Say what the verdict really was: `confirmed` or `false-alarm` (a rollback), `missed` (a
     /// promoted release that was bad). `backstop calibrate` learns from these.
     Label {
+        /// The rollout's id (`backstop rollout list` shows them).
         id: String,
         /// confirmed, false-alarm or missed.
         label: String,
+        /// Why, in words (kept with the label).
         #[arg(long, default_value = "")]
         note: String,
         #[command(flatten)]
@@ -99,12 +113,16 @@ pub enum RolloutCmd {
     /// numbers and the judge's evidence against its threshold, what happened next, and what
     /// would have changed the decision (`-o json`: the same as data).
     Explain {
+        /// The rollout's id (`backstop rollout list` shows them).
         id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Print the rollout's per-interval counts as a backstop-scenario/v1 file (for `backstop analyze`).
+    /// Print the rollout's per-interval counts as JSON Lines: a backstop-scenario/v1 file for
+    /// `backstop analyze`. Always JSONL (one header line, then one line per interval), so it
+    /// takes no `--output`.
     Export {
+        /// The rollout's id (`backstop rollout list` shows them).
         id: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -246,24 +264,24 @@ impl Render for Rollout {
 
 impl Render for Vec<Rollout> {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        writeln!(
+        let rows: Vec<Vec<String>> = self
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    format!("{}/{}", r.service, r.env),
+                    r.to_release_id.clone(),
+                    r.phase.as_str().to_owned(),
+                    format!("{}%", r.canary_weight),
+                    format_ms(r.created_at_ms),
+                ]
+            })
+            .collect();
+        crate::output::table(
             w,
-            "{:<38} {:<12} {:<24} {:<12} {:>6}  CREATED",
-            "ROLLOUT", "ENV", "RELEASE", "PHASE", "WEIGHT"
-        )?;
-        for r in self {
-            writeln!(
-                w,
-                "{:<38} {:<12} {:<24} {:<12} {:>5}%  {}",
-                r.id,
-                format!("{}/{}", r.service, r.env),
-                r.to_release_id,
-                r.phase.as_str(),
-                r.canary_weight,
-                format_ms(r.created_at_ms)
-            )?;
-        }
-        Ok(())
+            &["ROLLOUT", "ENV", "RELEASE", "PHASE", ">WEIGHT", "CREATED"],
+            &rows,
+        )
     }
 }
 

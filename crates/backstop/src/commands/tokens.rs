@@ -53,6 +53,7 @@ pub enum TokenCmd {
     },
     /// Stop a token from working at once (audited; its name stays taken).
     Revoke {
+        /// The token's name (`backstop token list` shows them).
         name: String,
         #[command(flatten)]
         api: ApiArgs,
