@@ -140,6 +140,16 @@ fn good_release_promoted_bad_release_rolled_back_audit_verifies_and_detects_tamp
                 && l.contains("\"status\":200")),
         "an access-log line for explain in the daemon's log"
     );
+    // And one per decision and per recovery step.
+    for decision in [
+        "\"event\":\"judge.fail\"",
+        "\"event\":\"recovery.step.done\"",
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(decision)),
+            "a log line with {decision}"
+        );
+    }
 
     // The environment is back on v2, and v3 is marked bad and refused.
     let services = d.cli_json(&["release", "show", "shop@v3"], 0);

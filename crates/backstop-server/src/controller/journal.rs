@@ -100,6 +100,28 @@ impl Controller {
     pub(super) async fn record(&self, record: Record<'_>) -> Result<()> {
         let ctx = &self.ctx;
         let now = ctx.clock.now_ms();
+        // One log line per decision and per recovery step, with what the timeline and the
+        // audit keep (the detail stays there: it can be large).
+        let what = record
+            .event
+            .as_ref()
+            .map(|(kind, _)| kind.as_str())
+            .or_else(|| record.audit.as_ref().map(|a| a.action.as_str()));
+        if let Some(what) = what {
+            tracing::info!(
+                rollout = record.rollout.map_or("", |r| r.id.as_str()),
+                service = record.rollout.map_or("", |r| r.service.as_str()),
+                env = record.rollout.map_or("", |r| r.env.as_str()),
+                target = record.audit.as_ref().map_or("", |a| a.target.as_str()),
+                actor = record
+                    .audit
+                    .as_ref()
+                    .map_or("controller", |a| a.actor.as_str()),
+                trigger = record.audit.as_ref().map_or("", |a| a.trigger.as_str()),
+                event = what,
+                "Decision: {what}."
+            );
+        }
         if let (Some(r), Some((kind, detail))) = (record.rollout, record.event) {
             ctx.store
                 .add_event(&Event {
