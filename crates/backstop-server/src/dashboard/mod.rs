@@ -456,59 +456,126 @@ struct ActionForm {
     reason: String,
 }
 
-/// A confirmation form: what the action does, a reason for the audit log, and the button.
-fn confirmation(
-    signed: &Signed,
-    title: &str,
-    what: &str,
-    action: &str,
-    back: &str,
-    button: &str,
-    error: Option<(StatusCode, &str)>,
-) -> Response {
-    let mut body = String::new();
-    if let Some((_, e)) = error {
-        body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)));
+/// A confirmation page: what the action will do, a reason for the audit log when the API
+/// keeps one, and the button; shown again with the API's refusal when it refused.
+struct Confirm {
+    title: String,
+    what: String,
+    /// Where the form posts.
+    action: String,
+    /// Where Cancel goes.
+    back: String,
+    button: String,
+    asks_reason: bool,
+}
+
+impl Confirm {
+    fn rollout(id: &str, action: &str) -> Option<Confirm> {
+        let (_, label, what) = rollout_action(action)?;
+        let page = format!("/rollouts/{}", html::seg(id));
+        Some(Confirm {
+            title: format!("{label} rollout {id}?"),
+            what: format!("{label} {what}"),
+            action: format!("{page}/{action}"),
+            back: page,
+            button: format!("{label} rollout"),
+            asks_reason: true,
+        })
     }
-    body.push_str(&format!(
-        "<form class=\"confirm\" method=\"post\" action=\"{}\"><p>{}</p>{}\
-         <label for=\"reason\">Reason (kept in the audit log)</label>\
-         <textarea id=\"reason\" name=\"reason\" rows=\"3\" required></textarea>\
-         <div class=\"buttons\"><button class=\"danger\" type=\"submit\">{}</button>\
-         <a class=\"cancel\" href=\"{}\">Cancel</a></div></form>",
-        esc(action),
-        esc(what),
-        html::csrf_field(&signed.csrf),
-        esc(button),
-        esc(back)
-    ));
-    let mut resp = html::page(&signed.frame(title), &body);
-    if let Some((status, _)) = error {
-        *resp.status_mut() = status;
+
+    fn resume(id: &str) -> Confirm {
+        let page = format!("/recoveries/{}", html::seg(id));
+        Confirm {
+            title: format!("Resume recovery {id}?"),
+            what: "Runs the recovery again from its failed step; steps already done are not \
+                   repeated."
+                .into(),
+            action: format!("{page}/resume"),
+            back: page,
+            button: "Resume recovery".into(),
+            asks_reason: false,
+        }
     }
-    resp
+
+    fn rollback(service: &str, env: &str) -> Confirm {
+        Confirm {
+            title: format!("Roll back {service} in {env}?"),
+            what: format!(
+                "Rolls {service} in {env} back to its last known good release now: any canary \
+                 leaves traffic, the stable version gets it all, and the current release is \
+                 marked bad."
+            ),
+            action: format!(
+                "/environments/{}/{}/rollback",
+                html::seg(service),
+                html::seg(env)
+            ),
+            back: "/".into(),
+            button: "Roll back".into(),
+            asks_reason: true,
+        }
+    }
+
+    fn page(&self, signed: &Signed, refused: Option<(StatusCode, &str)>) -> Response {
+        let mut body = String::new();
+        if let Some((_, e)) = refused {
+            body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)));
+        }
+        let reason = if self.asks_reason {
+            "<label for=\"reason\">Reason (kept in the audit log)</label>\
+             <textarea id=\"reason\" name=\"reason\" rows=\"3\" required></textarea>"
+        } else {
+            ""
+        };
+        body.push_str(&format!(
+            "<form class=\"confirm\" method=\"post\" action=\"{}\"><p>{}</p>{}{reason}\
+             <div class=\"buttons\"><button class=\"danger\" type=\"submit\">{}</button>\
+             <a class=\"cancel\" href=\"{}\">Cancel</a></div></form>",
+            esc(&self.action),
+            esc(&self.what),
+            html::csrf_field(&signed.csrf),
+            esc(&self.button),
+            esc(&self.back)
+        ));
+        let mut resp = html::page(&signed.frame(&self.title), &body);
+        if let Some((status, _)) = refused {
+            *resp.status_mut() = status;
+        }
+        resp
+    }
+
+    /// After the API call: on to `done` when it went through, the page again with the API's
+    /// refusal when it did not.
+    fn after<T>(
+        &self,
+        signed: &Signed,
+        answer: Result<T, Failure>,
+        done: impl FnOnce(T) -> String,
+    ) -> Response {
+        match answer {
+            Ok(v) => Redirect::to(&done(v)).into_response(),
+            Err(Failure::Api(status, message)) => self.page(signed, Some((status, &message))),
+            Err(f) => signed.failed(f),
+        }
+    }
 }
 
 fn rollout_action(action: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
     ROLLOUT_ACTIONS.iter().find(|(a, _, _)| *a == action)
 }
 
+fn no_such_action(signed: &Signed, action: &str) -> Response {
+    signed.failed(Failure::Api(
+        StatusCode::NOT_FOUND,
+        format!("no action {action:?} on a rollout"),
+    ))
+}
+
 async fn confirm_rollout(signed: Signed, Path((id, action)): Path<(String, String)>) -> Response {
-    let Some((_, label, what)) = rollout_action(&action) else {
-        return signed.failed(Failure::Api(
-            StatusCode::NOT_FOUND,
-            format!("no action {action:?} on a rollout"),
-        ));
-    };
-    confirmation(
-        &signed,
-        &format!("{label} rollout {id}?"),
-        &format!("{label} {what}"),
-        &format!("/rollouts/{}/{action}", html::seg(&id)),
-        &format!("/rollouts/{}", html::seg(&id)),
-        &format!("{label} rollout"),
-        None,
-    )
+    match Confirm::rollout(&id, &action) {
+        Some(c) => c.page(&signed, None),
+        None => no_such_action(&signed, &action),
+    }
 }
 
 async fn act_rollout(
@@ -519,89 +586,35 @@ async fn act_rollout(
     if let Some(r) = signed.csrf_refusal(&f.csrf) {
         return r;
     }
-    let Some((_, label, what)) = rollout_action(&action) else {
-        return signed.failed(Failure::Api(
-            StatusCode::NOT_FOUND,
-            format!("no action {action:?} on a rollout"),
-        ));
+    let Some(c) = Confirm::rollout(&id, &action) else {
+        return no_such_action(&signed, &action);
     };
     let path = format!("/api/v1/rollouts/{}/{action}", html::seg(&id));
-    let body = json!({"reason": f.reason});
-    match signed.call::<Value>(Method::POST, &path, Some(body)).await {
-        Ok(_) => {
-            Redirect::to(&format!("/rollouts/{}?done={action}", html::seg(&id))).into_response()
-        }
-        Err(Failure::Api(status, message)) => confirmation(
-            &signed,
-            &format!("{label} rollout {id}?"),
-            &format!("{label} {what}"),
-            &format!("/rollouts/{}/{action}", html::seg(&id)),
-            &format!("/rollouts/{}", html::seg(&id)),
-            &format!("{label} rollout"),
-            Some((status, &message)),
-        ),
-        Err(f) => signed.failed(f),
-    }
+    let answer = signed
+        .call::<Value>(Method::POST, &path, Some(json!({"reason": f.reason})))
+        .await;
+    c.after(&signed, answer, |_| format!("{}?done={action}", c.back))
 }
 
 async fn confirm_resume(signed: Signed, Path(id): Path<String>) -> Response {
-    confirmation(
-        &signed,
-        &format!("Resume recovery {id}?"),
-        "Runs the recovery again from its failed step; steps already done are not repeated.",
-        &format!("/recoveries/{}/resume", html::seg(&id)),
-        &format!("/recoveries/{}", html::seg(&id)),
-        "Resume recovery",
-        None,
-    )
+    Confirm::resume(&id).page(&signed, None)
 }
 
 async fn resume(signed: Signed, Path(id): Path<String>, Form(f): Form<ActionForm>) -> Response {
     if let Some(r) = signed.csrf_refusal(&f.csrf) {
         return r;
     }
+    let c = Confirm::resume(&id);
     let path = format!("/api/v1/recoveries/{}/resume", html::seg(&id));
-    match signed.call::<Value>(Method::POST, &path, None).await {
-        Ok(_) => {
-            Redirect::to(&format!("/recoveries/{}?done=resume", html::seg(&id))).into_response()
-        }
-        Err(Failure::Api(status, message)) => confirmation(
-            &signed,
-            &format!("Resume recovery {id}?"),
-            "Runs the recovery again from its failed step; steps already done are not repeated.",
-            &format!("/recoveries/{}/resume", html::seg(&id)),
-            &format!("/recoveries/{}", html::seg(&id)),
-            "Resume recovery",
-            Some((status, &message)),
-        ),
-        Err(f) => signed.failed(f),
-    }
-}
-
-fn rollback_what(service: &str, env: &str) -> String {
-    format!(
-        "Rolls {service} in {env} back to its last known good release now: any canary leaves \
-         traffic, the stable version gets it all, and the current release is marked bad."
-    )
+    let answer = signed.call::<Value>(Method::POST, &path, None).await;
+    c.after(&signed, answer, |_| format!("{}?done=resume", c.back))
 }
 
 async fn confirm_rollback(
     signed: Signed,
     Path((service, env)): Path<(String, String)>,
 ) -> Response {
-    confirmation(
-        &signed,
-        &format!("Roll back {service} in {env}?"),
-        &rollback_what(&service, &env),
-        &format!(
-            "/environments/{}/{}/rollback",
-            html::seg(&service),
-            html::seg(&env)
-        ),
-        "/",
-        "Roll back",
-        None,
-    )
+    Confirm::rollback(&service, &env).page(&signed, None)
 }
 
 async fn rollback(
@@ -613,27 +626,12 @@ async fn rollback(
         return r;
     }
     let body = json!({"service": service, "env": env, "reason": f.reason});
-    match signed
+    let answer = signed
         .call::<backstop_core::model::Recovery>(Method::POST, "/api/v1/rollback", Some(body))
-        .await
-    {
-        Ok(rec) => Redirect::to(&format!("/recoveries/{}?done=rollback", html::seg(&rec.id)))
-            .into_response(),
-        Err(Failure::Api(status, message)) => confirmation(
-            &signed,
-            &format!("Roll back {service} in {env}?"),
-            &rollback_what(&service, &env),
-            &format!(
-                "/environments/{}/{}/rollback",
-                html::seg(&service),
-                html::seg(&env)
-            ),
-            "/",
-            "Roll back",
-            Some((status, &message)),
-        ),
-        Err(f) => signed.failed(f),
-    }
+        .await;
+    Confirm::rollback(&service, &env).after(&signed, answer, |rec| {
+        format!("/recoveries/{}?done=rollback", html::seg(&rec.id))
+    })
 }
 
 #[cfg(test)]
