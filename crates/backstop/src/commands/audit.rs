@@ -363,19 +363,24 @@ impl Render for Checkpoint {
 
 impl Render for Vec<AuditRecord> {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        for r in self {
-            writeln!(
-                w,
-                "{:>5}  {}  {:<22} {:<26} {:<40} {}",
-                r.seq,
-                format_ms(r.at_ms),
-                r.actor,
-                r.action,
-                r.target,
-                r.trigger
-            )?;
-        }
-        Ok(())
+        let rows: Vec<Vec<String>> = self
+            .iter()
+            .map(|r| {
+                vec![
+                    r.seq.to_string(),
+                    format_ms(r.at_ms),
+                    r.actor.clone(),
+                    r.action.clone(),
+                    r.target.clone(),
+                    r.trigger.clone(),
+                ]
+            })
+            .collect();
+        crate::output::table(
+            w,
+            &[">SEQ", "AT", "ACTOR", "ACTION", "TARGET", "TRIGGER"],
+            &rows,
+        )
     }
 }
 

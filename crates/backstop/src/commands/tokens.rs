@@ -125,33 +125,39 @@ impl Render for Vec<TokenRecord> {
                 "no token besides the state folder's admin token (backstop token create)"
             );
         }
-        for t in self {
-            t.text(w)?;
-        }
-        Ok(())
+        let rows: Vec<Vec<String>> = self.iter().map(token_row).collect();
+        crate::output::table(w, &["NAME", "ROLE", "SCOPE", "STATE", "MADE", "BY"], &rows)
     }
+}
+
+/// A token as a row: name, role, scope, state, when made, by whom.
+fn token_row(t: &TokenRecord) -> Vec<String> {
+    let state = match (t.revoked_at_ms, t.expires_at_ms) {
+        (Some(at), _) => format!(
+            "REVOKED {} by {}",
+            format_ms(at),
+            t.revoked_by.as_deref().unwrap_or("?")
+        ),
+        (None, Some(at)) => format!("expires {}", format_ms(at)),
+        (None, None) => "no expiry".into(),
+    };
+    vec![
+        t.name.clone(),
+        t.role.to_string(),
+        scope(t.env.as_deref()),
+        state,
+        format_ms(t.created_at_ms),
+        t.created_by.clone(),
+    ]
 }
 
 impl Render for TokenRecord {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        let state = match (self.revoked_at_ms, self.expires_at_ms) {
-            (Some(at), _) => format!(
-                "REVOKED {} by {}",
-                format_ms(at),
-                self.revoked_by.as_deref().unwrap_or("?")
-            ),
-            (None, Some(at)) => format!("expires {}", format_ms(at)),
-            (None, None) => "no expiry".into(),
-        };
+        let row = token_row(self);
         writeln!(
             w,
-            "{:<20} {:<18} {:<16} {}  (made {} by {})",
-            self.name,
-            self.role,
-            scope(self.env.as_deref()),
-            state,
-            format_ms(self.created_at_ms),
-            self.created_by
+            "{} {} {} {}  (made {} by {})",
+            row[0], row[1], row[2], row[3], row[4], row[5]
         )
     }
 }
