@@ -444,7 +444,8 @@ pub async fn shutdown_signal() {
 mod help_tests {
     use clap::CommandFactory;
 
-    /// Every argument of every command says what it is for in `--help`.
+    /// Every argument of every command says what it is for in `--help`, and every `--output`
+    /// is also `-o`.
     #[test]
     fn every_argument_has_a_description() {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
@@ -458,6 +459,9 @@ mod help_tests {
                 }
                 if arg.get_help().is_none() && arg.get_long_help().is_none() {
                     missing.push(format!("{path} {id}"));
+                }
+                if arg.get_long() == Some("output") && arg.get_short() != Some('o') {
+                    missing.push(format!("{path} --output without -o"));
                 }
             }
             for sub in cmd.get_subcommands() {
