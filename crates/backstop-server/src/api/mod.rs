@@ -511,9 +511,9 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             require_token,
         ))
         .layer(access_log(&ctx));
-    let machine = Router::new()
-        .nest("/api/v1", api)
-        .nest("/ofrep/v1", ofrep)
+    // The API and OFREP routers log inside their own layers (they see the caller); these
+    // three routes get theirs here. One layer per route: a call is logged and counted once.
+    let plain = Router::new()
         .route(
             "/api/openapi.json",
             get(|| async { Json(ApiDoc::openapi()) }),
@@ -521,6 +521,10 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route_layer(access_log(&ctx));
+    let machine = Router::new()
+        .nest("/api/v1", api)
+        .nest("/ofrep/v1", ofrep)
+        .merge(plain);
     let dashboard_log = access_log(&ctx);
     let machine: Router = machine.with_state(ctx);
     // The dashboard calls the API in-process, through the same layers a client goes through.
