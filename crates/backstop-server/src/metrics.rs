@@ -55,14 +55,6 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
     }
     let scrape = Scrape {
         proxies,
-        rollouts_by_phase: PHASES.map(|phase| {
-            let n = counts
-                .rollouts_by_phase
-                .iter()
-                .find(|(p, _)| p == phase.as_str())
-                .map_or(0, |(_, n)| *n);
-            (phase, usize::try_from(n).unwrap_or(0))
-        }),
         decisions: counts,
         api_requests: ctx.caches.api_requests.snapshot(),
         process: process_figures(),
@@ -99,7 +91,6 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
 struct Scrape {
     /// (service, env, per-version stats).
     proxies: Vec<(String, String, Vec<VersionStats>)>,
-    rollouts_by_phase: [(Phase, usize); 7],
     /// Verdicts, finished rollouts, recoveries, breaker trips, SLA breaches, times.
     decisions: DecisionCounts,
     /// ((method, route, status), calls) this daemon answered.
@@ -175,9 +166,9 @@ impl Collector for Scrape {
             None,
             MetricType::Gauge,
         )?;
-        for (phase, n) in &self.rollouts_by_phase {
+        for phase in PHASES {
             let labels = [("phase", phase.as_str())];
-            ConstGauge::new(*n as i64).encode(rollouts.encode_family(&labels)?)?;
+            ConstGauge::new(self.rollouts_in(phase)).encode(rollouts.encode_family(&labels)?)?;
         }
         let instance_labels = |s: &crate::controller::Supervised| {
             [
@@ -268,6 +259,15 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// Rollouts in `phase` now, as the database counted them.
+    fn rollouts_in(&self, phase: Phase) -> i64 {
+        self.decisions
+            .rollouts_by_phase
+            .iter()
+            .find(|(p, _)| p == phase.as_str())
+            .map_or(0, |(_, n)| *n)
+    }
+
     fn encode_decisions(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let d = &self.decisions;
         let mut finished = encoder.encode_descriptor(
@@ -277,12 +277,7 @@ impl Scrape {
             MetricType::Counter,
         )?;
         for phase in [Phase::Promoted, Phase::Recovered, Phase::Failed] {
-            let n = d
-                .rollouts_by_phase
-                .iter()
-                .find(|(p, _)| p == phase.as_str())
-                .map_or(0, |(_, n)| *n);
-            ConstCounter::new(u64::try_from(n).unwrap_or(0))
+            ConstCounter::new(u64::try_from(self.rollouts_in(phase)).unwrap_or(0))
                 .encode(finished.encode_family(&[("result", phase.as_str())])?)?;
         }
         let mut verdicts = encoder.encode_descriptor(
@@ -473,7 +468,6 @@ mod tests {
         };
         let text = encoded(Scrape {
             proxies: vec![("shop".into(), "prod".into(), vec![stats])],
-            rollouts_by_phase: PHASES.map(|p| (p, usize::from(p == Phase::Promoted))),
             decisions: DecisionCounts {
                 rollouts_by_phase: vec![("promoted".into(), 1), ("recovered".into(), 2)],
                 verdicts: vec![("sequential".into(), "fail".into(), 2)],
