@@ -32,5 +32,6 @@ pub(crate) fn set(dir: impl Into<PathBuf>, migrations: Vec<Migration>) -> Migrat
         dir: dir.into(),
         layout: Layout::Paired,
         migrations,
+        notes: Vec::new(),
     }
 }

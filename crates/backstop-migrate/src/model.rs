@@ -67,6 +67,7 @@ pub struct Migration {
     pub verify: Option<Script>,
     /// `-- backstop:irreversible [reason]` (or a layout's own way of saying so, e.g. Liquibase
     /// `--rollback not required`): no down is expected; rollback plans refuse to cross it.
+    /// [`UP_ONLY`] for a sqlx up-only file, which declares nothing but cannot have a down.
     pub irreversible: Option<String>,
     /// `-- backstop:forward-only`: the irreversibility is accepted (a warning, not an error).
     pub forward_only: bool,
@@ -75,6 +76,71 @@ pub struct Migration {
     /// `-- no-transaction` (sqlx) / `-- +goose NO TRANSACTION` / `transaction:false` (dbmate):
     /// the scripts cannot run inside a transaction.
     pub no_transaction: bool,
+    /// Findings its author accepted: `-- backstop:allow RULE[,RULE] reason` and
+    /// `-- safety-assured:start` … `-- safety-assured:end` blocks.
+    #[serde(default)]
+    pub allows: Vec<Allow>,
+}
+
+/// Findings accepted in a script: the rules named (every lint rule when empty) at the lines
+/// given (the whole script when `None`), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allow {
+    pub file: PathBuf,
+    pub rules: Vec<String>,
+    /// First and last file line covered.
+    pub lines: Option<(u32, u32)>,
+    pub reason: String,
+}
+
+impl Allow {
+    /// Does it cover `f`? A rule-less block (`safety-assured`) covers lint findings only: the
+    /// proof's findings are facts about the database, accepted only by naming their rule.
+    pub fn covers(&self, f: &Finding) -> bool {
+        if f.file.as_ref() != Some(&self.file) {
+            return false;
+        }
+        let rule_ok = if self.rules.is_empty() {
+            is_lint_rule(&f.rule)
+        } else {
+            self.rules.contains(&f.rule)
+        };
+        let line_ok = match (self.lines, f.line) {
+            (None, _) => true,
+            (Some((from, to)), Some(l)) => (from..=to).contains(&l),
+            (Some(_), None) => false,
+        };
+        rule_ok && line_ok
+    }
+}
+
+/// Rules about what a script's text says (as opposed to what the proof saw the database do, or
+/// checksums).
+pub fn is_lint_rule(rule: &str) -> bool {
+    !(rule.starts_with("proof-")
+        || rule.starts_with("checksum")
+        || matches!(
+            rule,
+            "up-failed"
+                | "down-failed"
+                | "reapply-failed"
+                | "verify-failed"
+                | "not-proven"
+                | "missing-extension"
+                | "ignored-file"
+        ))
+}
+
+/// The [`Migration::irreversible`] of a sqlx up-only migration: its layout has no place for a
+/// down, so it passes without a proof, but nobody declared it irreversible ("has no down").
+pub const UP_ONLY: &str = "sqlx up-only migration";
+
+impl Migration {
+    /// Its author said so (`backstop:irreversible`, a phase, a layout's own marker), as opposed
+    /// to a layout without a down.
+    pub fn declared_irreversible(&self) -> bool {
+        self.irreversible.as_deref().is_some_and(|r| r != UP_ONLY)
+    }
 }
 
 /// A whole migration set, in apply order.
@@ -83,6 +149,10 @@ pub struct MigrationSet {
     pub dir: PathBuf,
     pub layout: Layout,
     pub migrations: Vec<Migration>,
+    /// What reading the folder noticed and set aside (e.g. a loose `.sql` file beside diesel
+    /// folders, which diesel itself ignores): info findings about the set.
+    #[serde(default)]
+    pub notes: Vec<Finding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::fingerprint::{Difference, Stage};
+use crate::fingerprint::{Difference, Drift, Stage};
 use crate::model::{Engine, Finding, Migration, MigrationSet, Script, Severity, finding};
 use crate::scratch::{ExecError, ExecMode, PgScratch, ScratchDb, ScriptFailure, SqliteScratch};
 
@@ -27,6 +27,17 @@ pub struct ProofResult {
     pub findings: Vec<Finding>,
     pub up_ms: u64,
     pub down_ms: u64,
+    /// The up changed the schema (its fingerprint after differs from before). An up that
+    /// changes nothing (`SELECT 1`, a read-only assertion, a data backfill) needs no schema down.
+    pub schema_changed: bool,
+}
+
+/// The whole proof: one result per migration, and what it ran on.
+#[derive(Debug, Clone)]
+pub struct Proved {
+    pub results: Vec<ProofResult>,
+    /// `PostgreSQL 16.4`, `SQLite 3.46.1`.
+    pub server: String,
 }
 
 /// The proof could not run at all (infrastructure, not the migrations).
@@ -77,34 +88,56 @@ pub async fn prove(
     engine: Engine,
     database_url: Option<&str>,
 ) -> Result<Vec<ProofResult>, ProofError> {
-    prove_reporting(set, engine, database_url, &|_, _| {}).await
+    Ok(prove_reporting(set, engine, database_url, 0, &|_, _| {})
+        .await?
+        .results)
 }
 
 /// Told before each migration is proven: its index (from 0) and version.
 pub type OnMigration<'a> = &'a (dyn Fn(usize, &str) + Send + Sync);
 
-/// [`prove`], telling `on_migration` as it goes (a long history takes a while).
+/// [`prove`], telling `on_migration` as it goes (a long history takes a while), and saying
+/// which server the proof ran on. The first `base` migrations (history accepted with `--since`)
+/// are only applied, to build the schema the others start from.
 pub async fn prove_reporting(
     set: &MigrationSet,
     engine: Engine,
     database_url: Option<&str>,
+    base: usize,
     on_migration: OnMigration<'_>,
-) -> Result<Vec<ProofResult>, ProofError> {
+) -> Result<Proved, ProofError> {
+    async fn on<D: ScratchDb>(
+        mut db: D,
+        set: &MigrationSet,
+        base: usize,
+        on_migration: OnMigration<'_>,
+    ) -> Result<Proved, ProofError> {
+        let server = db.server_version().await;
+        let results = match &server {
+            Ok(server) => prove_on_reporting(&mut db, set, server, base, on_migration).await,
+            Err(_) => Ok(Vec::new()),
+        };
+        db.close().await;
+        Ok(Proved {
+            results: results?,
+            server: server?,
+        })
+    }
     match engine {
         Engine::Sqlite => {
             if database_url.is_some() {
                 return Err(ProofError::DatabaseUrlWithSqlite);
             }
-            let mut db = SqliteScratch::start().await?;
-            let result = prove_on_reporting(&mut db, set, on_migration).await;
-            db.close().await;
-            result
+            on(SqliteScratch::start().await?, set, base, on_migration).await
         }
         Engine::Postgres => {
-            let mut db = PgScratch::start(database_url).await?;
-            let result = prove_on_reporting(&mut db, set, on_migration).await;
-            db.close().await;
-            result
+            on(
+                PgScratch::start(database_url).await?,
+                set,
+                base,
+                on_migration,
+            )
+            .await
         }
     }
 }
@@ -114,12 +147,15 @@ pub async fn prove_on<D: ScratchDb>(
     db: &mut D,
     set: &MigrationSet,
 ) -> Result<Vec<ProofResult>, ProofError> {
-    prove_on_reporting(db, set, &|_, _| {}).await
+    let server = db.server_version().await?;
+    prove_on_reporting(db, set, &server, 0, &|_, _| {}).await
 }
 
 async fn prove_on_reporting<D: ScratchDb>(
     db: &mut D,
     set: &MigrationSet,
+    server: &str,
+    base: usize,
     on_migration: OnMigration<'_>,
 ) -> Result<Vec<ProofResult>, ProofError> {
     let mut results = Vec::with_capacity(set.migrations.len());
@@ -134,6 +170,7 @@ async fn prove_on_reporting<D: ScratchDb>(
             findings: Vec::new(),
             up_ms: 0,
             down_ms: 0,
+            schema_changed: false,
         };
         if let Some(why) = &blocked {
             r.findings.push(finding(
@@ -153,8 +190,7 @@ async fn prove_on_reporting<D: ScratchDb>(
         let up = exec(db, &m.up, mode).await?;
         r.up_ms = millis(started);
         if let Err(fail) = up {
-            r.findings
-                .push(script_failed("up-failed", "up failed", &m.up, &fail));
+            r.findings.push(up_failed(&m.up, &fail, server));
             blocked = Some(format!(
                 "not proven: the up of {} failed, so the schema this migration starts from cannot be built",
                 m.version
@@ -163,6 +199,21 @@ async fn prove_on_reporting<D: ScratchDb>(
             continue;
         }
         let f1 = db.fingerprint().await?;
+        r.schema_changed = f1.sha256 != f0.sha256;
+        if idx < base {
+            r.findings.push(finding(
+                Severity::Info,
+                "not-proven",
+                "accepted history (before --since): applied to build the schema later \
+                 migrations start from, not proven"
+                    .into(),
+                &m.up,
+                None,
+            ));
+            current = f1;
+            results.push(r);
+            continue;
+        }
         if let Some(verify) = &m.verify
             && let Err(fail) = exec(db, verify, ExecMode::RollBack).await?
         {
@@ -176,6 +227,10 @@ async fn prove_on_reporting<D: ScratchDb>(
 
         let Some(down) = &m.down else {
             let (severity, why) = match &m.irreversible {
+                Some(reason) if reason == crate::model::UP_ONLY => (
+                    Severity::Info,
+                    "it has no down (a sqlx up-only migration)".to_string(),
+                ),
                 Some(reason) if reason.is_empty() => {
                     (Severity::Info, "declared irreversible".to_string())
                 }
@@ -210,8 +265,10 @@ async fn prove_on_reporting<D: ScratchDb>(
             Ok(()) => {
                 let f2 = db.fingerprint().await?;
                 let diffs = f0.diff(&f2);
-                if !diffs.is_empty() {
+                if diffs.iter().any(|d| d.drift != Drift::Layout) {
                     clean = false;
+                }
+                if !diffs.is_empty() {
                     push_differences(
                         &mut r.findings,
                         "proof-schema-differs",
@@ -237,9 +294,11 @@ async fn prove_on_reporting<D: ScratchDb>(
                     Ok(()) => {
                         let f3 = db.fingerprint().await?;
                         let diffs = f1.diff(&f3);
-                        if !diffs.is_empty() {
+                        if diffs.iter().any(|d| d.drift != Drift::Layout) {
                             clean = false;
                             off_track = true;
+                        }
+                        if !diffs.is_empty() {
                             push_differences(
                                 &mut r.findings,
                                 "proof-reapply-differs",
@@ -308,6 +367,43 @@ fn script_failed(rule: &str, what: &str, script: &Script, fail: &ScriptFailure) 
     )
 }
 
+/// SQLSTATEs a statement the parser accepted gets from a server too old for it: a syntax error,
+/// an undefined object or function, a feature not supported.
+const TOO_OLD_STATES: &[&str] = &["42601", "42704", "42883", "0A000"];
+
+/// The up failed: `missing-extension` (the environment, not the migration: exit 3) when the
+/// server lacks an extension it creates; otherwise `up-failed`, saying the server may be too old
+/// when its error is one a newer server would not give.
+fn up_failed(up: &Script, fail: &ScriptFailure, server: &str) -> Finding {
+    let m = &fail.message;
+    if m.contains("could not open extension control file")
+        || (m.starts_with("extension \"") && m.contains("is not available"))
+    {
+        return finding(
+            Severity::Error,
+            "missing-extension",
+            format!(
+                "the scratch server ({server}) lacks an extension this up creates: {m}; install \
+                 it there, or prove on a server that has it with --database-url"
+            ),
+            up,
+            fail.line,
+        );
+    }
+    let mut f = script_failed("up-failed", "up failed", up, fail);
+    if server.starts_with("PostgreSQL")
+        && TOO_OLD_STATES
+            .iter()
+            .any(|s| m.ends_with(&format!("(SQLSTATE {s})")))
+    {
+        f.message.push_str(&format!(
+            "; the proof ran on {server}, and the parser accepted this statement: if it needs a \
+             newer server, prove on your production version with --database-url"
+        ));
+    }
+    f
+}
+
 fn mode_of(m: &Migration) -> ExecMode {
     if m.no_transaction {
         ExecMode::NoTransaction
@@ -355,13 +451,14 @@ fn push_differences(
     script: &Script,
 ) {
     for d in diffs.iter().take(MAX_LISTED_DIFFERENCES) {
-        findings.push(finding(
-            Severity::Error,
-            rule,
-            d.describe(stage),
-            script,
-            None,
-        ));
+        // Column order alone: the schema is back, but `SELECT *`, positional INSERT and COPY
+        // see the columns in another order.
+        let (severity, rule) = if d.drift == Drift::Layout {
+            (Severity::Warning, "column-order")
+        } else {
+            (Severity::Error, rule)
+        };
+        findings.push(finding(severity, rule, d.describe(stage), script, None));
     }
     if diffs.len() > MAX_LISTED_DIFFERENCES {
         findings.push(finding(

@@ -1,6 +1,7 @@
 //! The whole check of a migration set — read, parse, lint, checksums, proof — and its report in
 //! the JSON shape of `spec/migrations-check.md` (with extra fields) or as text for people.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,8 @@ pub struct MigrationReport {
     pub checksum: Checksum,
     pub up_ms: u64,
     pub down_ms: u64,
+    /// Before `--since`: accepted history, applied to build the schema but not judged.
+    pub accepted: bool,
 }
 
 impl MigrationReport {
@@ -43,24 +46,59 @@ impl MigrationReport {
     pub fn has_errors(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
     }
+
+    /// An error finding, or neither proven, declared irreversible nor accepted history.
+    pub fn failed(&self) -> bool {
+        self.has_errors() || (!self.proven && !self.declared_irreversible() && !self.accepted)
+    }
+
+    fn label(&self) -> String {
+        format!("{} {}", self.version, self.name)
+    }
 }
 
-/// Counts for the summary line.
+/// How many findings of one rule, by severity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RuleTally {
+    pub errors: usize,
+    pub warnings: usize,
+    pub infos: usize,
+}
+
+/// Counts for the summary. Every migration is in exactly one of `proven`, `irreversible`,
+/// `accepted` and `failed`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub migrations: usize,
+    /// Proven reversible, without an error finding.
     pub proven: usize,
+    /// Declared irreversible (or without a down in an up-only layout), without an error.
     pub irreversible: usize,
+    /// Before `--since`, without an error.
+    pub accepted: usize,
     pub failed: usize,
     pub errors: usize,
     pub warnings: usize,
     pub infos: usize,
+    /// Findings accepted by `backstop:allow`, `safety-assured` blocks or `--since` (now info).
+    pub allowed: usize,
+    /// Every rule seen, with its counts.
+    pub by_rule: BTreeMap<String, RuleTally>,
+    /// `version name` of every failed migration.
+    pub failing: Vec<String>,
+    /// `version name` of every migration the proof could not prove (a subset of `failing`
+    /// unless accepted): no down, a failed step, or blocked by an earlier failure.
+    pub unproven: Vec<String>,
 }
 
 /// The result of `backstop migrations check`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub engine: Engine,
+    /// What the proof ran on: `PostgreSQL 16.4`, `SQLite 3.46.1`.
+    pub server: Option<String>,
+    /// `--since`: migrations before this version are accepted history.
+    pub since: Option<String>,
     /// Every migration is proven (or declared irreversible) and no finding is an error.
     pub ok: bool,
     pub migrations: Vec<MigrationReport>,
@@ -74,9 +112,25 @@ pub struct Report {
 }
 
 impl Report {
-    /// The exit code of the spec: 0 ok, 1 an error finding or a failed proof.
+    /// The exit code of the spec: 0 ok, 1 an error finding or a failed proof, 3 when the scratch
+    /// server lacks an extension (the environment, not the migrations, is at fault).
     pub fn exit_code(&self) -> i32 {
-        if self.ok { 0 } else { 1 }
+        let all = self.migrations.iter().flat_map(|m| &m.findings);
+        if all.into_iter().any(|f| f.rule == "missing-extension") {
+            3
+        } else if self.ok {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// Keeps only findings at `min` or above (the summary still counts every finding).
+    pub fn retain_severity(&mut self, min: Severity) {
+        for m in &mut self.migrations {
+            m.findings.retain(|f| f.severity >= min);
+        }
+        self.findings.retain(|f| f.severity >= min);
     }
 }
 
@@ -110,6 +164,8 @@ pub struct CheckOptions<'a> {
     pub write_sum: bool,
     /// Told before each migration is proven, with how many there are: `(index, total, version)`.
     pub progress: Option<OnProgress<'a>>,
+    /// Accept the history before this version: applied to build the schema, not judged.
+    pub since: Option<&'a str>,
 }
 
 /// `(index, total, version)` before each migration is proven.
@@ -129,6 +185,7 @@ pub async fn check(
         database_url,
         write_sum: false,
         progress: None,
+        since: None,
     };
     check_with(dir, &opts).await.map_err(|e| match e {
         CheckError::Input(i) => i,
@@ -143,6 +200,10 @@ pub async fn check(
 /// [`check`] with every option, keeping proof infrastructure errors apart.
 pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, CheckError> {
     let set = crate::layout::load(dir)?;
+    let base = match opts.since {
+        Some(v) => since_index(&set, v)?,
+        None => 0,
+    };
     let lint = crate::lint::lint(&set, opts.engine)?;
     let (sum_findings, global, sum_state) = if opts.write_sum {
         checksum::write_sum(&set)?;
@@ -166,16 +227,124 @@ pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, C
             p(i, total, version);
         }
     };
-    let proofs = proof::prove_reporting(&set, opts.engine, opts.database_url, &tell).await?;
-    Ok(assemble(
+    let proved = proof::prove_reporting(&set, opts.engine, opts.database_url, base, &tell).await?;
+    let mut report = assemble(
         &set,
         opts.engine,
         lint,
         sum_findings,
         global,
-        &proofs,
+        &proved.results,
         sum_state,
-    ))
+        base,
+    );
+    report.server = Some(proved.server);
+    report.since = opts.since.map(str::to_string);
+    Ok(report)
+}
+
+/// The index of the first migration `--since VERSION` judges: the one with that version, or in
+/// a set ordered by version the first one after it. Sqitch and Liquibase need an exact name.
+fn since_index(set: &MigrationSet, since: &str) -> Result<usize, InputError> {
+    let dashless = |v: &str| v.replace('-', "");
+    let exact = set.migrations.iter().position(|m| {
+        m.version == since
+            || (set.layout == Layout::Diesel && dashless(&m.version) == dashless(since))
+            || crate::layout::compare_versions(&m.version, since).is_eq()
+    });
+    if let Some(i) = exact {
+        return Ok(i);
+    }
+    let ordered = !matches!(set.layout, Layout::Sqitch | Layout::Liquibase);
+    let numeric = !since.is_empty()
+        && since
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'));
+    if ordered && numeric {
+        let after = |v: &str| {
+            if set.layout == Layout::Diesel {
+                dashless(v) > dashless(since)
+            } else {
+                crate::layout::compare_versions(v, since).is_gt()
+            }
+        };
+        return Ok(set
+            .migrations
+            .iter()
+            .position(|m| after(&m.version))
+            .unwrap_or(set.migrations.len()));
+    }
+    let (first, last) = match (set.migrations.first(), set.migrations.last()) {
+        (Some(f), Some(l)) => (f.version.as_str(), l.version.as_str()),
+        _ => ("", ""),
+    };
+    Err(InputError {
+        file: set.dir.clone(),
+        line: None,
+        message: format!(
+            "--since {since:?}: no migration has this version (this set runs from {first} to \
+             {last}{})",
+            if ordered {
+                "; give a version number"
+            } else {
+                "; give a change name from the plan"
+            }
+        ),
+    })
+}
+
+/// A migration whose down is a placeholder (`noop-down`): one finding says so, instead of one
+/// per object the down leaves behind plus a failed second up. When the proof passed, the up
+/// changed no schema: a no-op down is right, unless the up changes data.
+fn placeholder_down(
+    m: &crate::model::Migration,
+    engine: Engine,
+    proof: &ProofResult,
+    findings: &mut Vec<Finding>,
+) {
+    let Some(at) = findings.iter().position(|f| f.rule == "noop-down") else {
+        return;
+    };
+    if proof.proven && !proof.schema_changed {
+        if crate::lint::rules::writes_data(&m.up, engine) {
+            let f = &mut findings[at];
+            f.severity = Severity::Warning;
+            f.message = "the up changes data but not the schema, and the down does nothing: if \
+                         the data change cannot be undone, say so with \
+                         `-- backstop:irreversible <reason>`"
+                .into();
+        } else {
+            findings.remove(at);
+        }
+        return;
+    }
+    let echoes = |f: &Finding| {
+        matches!(
+            f.rule.as_str(),
+            "proof-schema-differs" | "proof-reapply-differs" | "reapply-failed" | "column-order"
+        ) || (f.rule == "proof-rebuilt")
+    };
+    let left = findings
+        .iter()
+        .filter(|f| f.rule == "proof-schema-differs")
+        .count();
+    findings.retain(|f| !echoes(f));
+    if let Some(f) = findings.iter_mut().find(|f| f.rule == "noop-down")
+        && left > 0
+    {
+        let _ = write!(
+            f.message,
+            " (the proof confirms it: {left} change{} of the up remain{} after it)",
+            if left == 1 { "" } else { "s" },
+            if left == 1 { "s" } else { "" }
+        );
+    }
+}
+
+/// A finding its author (or `--since`) accepted: kept, as info, saying why.
+fn accept(f: &mut Finding, why: &str) {
+    f.severity = Severity::Info;
+    let _ = write!(f.message, " (allowed: {why})");
 }
 
 /// Put the parts together: lint, checksum and proof findings per migration, and the verdict.
@@ -198,15 +367,19 @@ fn accept_forward_only(m: &crate::model::Migration, findings: &mut [Finding]) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     set: &MigrationSet,
     engine: Engine,
     lint: Vec<Vec<Finding>>,
     sums: Vec<Vec<Finding>>,
-    global: Vec<Finding>,
+    mut global: Vec<Finding>,
     proofs: &[ProofResult],
     sum_state: &'static str,
+    base: usize,
 ) -> Report {
+    global.extend(set.notes.iter().cloned());
+    let mut allowed = 0;
     let checksums = checksum::checksums(set);
     let mut lint = lint.into_iter();
     let mut sums = sums.into_iter();
@@ -221,6 +394,15 @@ pub fn assemble(
         let (reversible, proven, up_ms, down_ms) = match proof {
             Some(p) => {
                 findings.extend(p.findings.iter().cloned());
+                placeholder_down(m, engine, p, &mut findings);
+                if p.proven {
+                    // The proof saw the schema come back: the rule's guess is moot.
+                    for f in findings.iter_mut().filter(|f| f.rule == "down-incomplete") {
+                        f.severity = Severity::Info;
+                        f.message
+                            .push_str(" (yet the proof shows the schema restored)");
+                    }
+                }
                 (p.reversible, p.proven, p.up_ms, p.down_ms)
             }
             None => {
@@ -250,6 +432,19 @@ pub fn assemble(
             line: None,
         });
         accept_forward_only(m, &mut findings);
+        let accepted = i < base;
+        for f in findings.iter_mut().filter(|f| f.severity > Severity::Info) {
+            if let Some(a) = m.allows.iter().find(|a| a.covers(f)) {
+                accept(f, &a.reason);
+                allowed += 1;
+            } else if accepted
+                && !f.rule.starts_with("checksum")
+                && !matches!(f.rule.as_str(), "up-failed" | "missing-extension")
+            {
+                accept(f, "history before --since");
+                allowed += 1;
+            }
+        }
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         migrations.push(MigrationReport {
             version: m.version.clone(),
@@ -266,32 +461,51 @@ pub fn assemble(
             checksum: cs,
             up_ms,
             down_ms,
+            accepted,
         });
     }
     let mut summary = Summary {
         migrations: migrations.len(),
+        allowed,
         ..Summary::default()
     };
     for f in migrations.iter().flat_map(|m| &m.findings).chain(&global) {
+        let tally = summary.by_rule.entry(f.rule.clone()).or_default();
         match f.severity {
-            Severity::Error => summary.errors += 1,
-            Severity::Warning => summary.warnings += 1,
-            Severity::Info => summary.infos += 1,
+            Severity::Error => {
+                summary.errors += 1;
+                tally.errors += 1;
+            }
+            Severity::Warning => {
+                summary.warnings += 1;
+                tally.warnings += 1;
+            }
+            Severity::Info => {
+                summary.infos += 1;
+                tally.infos += 1;
+            }
         }
     }
     for m in &migrations {
-        if m.proven {
+        if m.failed() {
+            summary.failed += 1;
+            summary.failing.push(m.label());
+        } else if m.accepted {
+            summary.accepted += 1;
+        } else if m.proven {
             summary.proven += 1;
-        } else if m.declared_irreversible() {
+        } else {
             summary.irreversible += 1;
         }
-        if m.has_errors() || (!m.proven && !m.declared_irreversible()) {
-            summary.failed += 1;
+        if !m.proven && !m.declared_irreversible() && !m.accepted {
+            summary.unproven.push(m.label());
         }
     }
     let ok = summary.errors == 0 && summary.failed == 0;
     Report {
         engine,
+        server: None,
+        since: None,
         ok,
         migrations,
         layout: set.layout,
@@ -325,19 +539,82 @@ fn layout_word(l: Layout) -> String {
         .unwrap_or_default()
 }
 
-/// The report for people: one block per migration (✓ proven, ✗ failed, ! irreversible), its
-/// errors and warnings with `file:line`, and a summary line. Info findings (checksums, timings)
-/// are in the JSON output.
+/// What the text report shows.
+#[derive(Debug, Clone, Copy)]
+pub struct TextOptions {
+    /// Findings below this are left out (the JSON has them all).
+    pub min_severity: Severity,
+    /// Only failing migrations, the tally and the summary.
+    pub quiet: bool,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            min_severity: Severity::Warning,
+            quiet: false,
+        }
+    }
+}
+
+fn write_finding(out: &mut String, indent: &str, f: &Finding) {
+    // Multi-line messages (definition diffs) stay under their finding.
+    let message = f.message.replace('\n', &format!("\n{indent}    "));
+    let _ = writeln!(
+        out,
+        "{indent}{:<7} {}  {}: {message}",
+        severity_word(f.severity),
+        f.rule,
+        location(f),
+    );
+}
+
+/// Versions in lines of at most ~100 characters.
+fn write_list(out: &mut String, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = write!(out, "{title} ({}):", items.len());
+    let mut width = title.len() + 8;
+    for (i, item) in items.iter().enumerate() {
+        if width + item.len() > 100 {
+            out.push_str("\n   ");
+            width = 3;
+        }
+        let _ = write!(out, " {item}{}", if i + 1 < items.len() { "," } else { "" });
+        width += item.len() + 2;
+    }
+    out.push('\n');
+}
+
+/// The report for people: a header naming the layout, engine and server; one block per
+/// migration (✓ proven, ✗ failed, ! irreversible, ~ accepted history) with its findings at
+/// `file:line`; a tally per rule; the failing and unproven migrations; a summary line.
 pub fn render_text(r: &Report) -> String {
+    render_text_with(r, TextOptions::default())
+}
+
+/// [`render_text`] with a severity floor and quiet mode.
+pub fn render_text_with(r: &Report, opts: TextOptions) -> String {
     let mut out = String::new();
     let engine = if r.engine == Engine::Sqlite {
         "sqlite"
     } else {
         "postgres"
     };
+    let server = r
+        .server
+        .as_deref()
+        .map(|s| format!(", proven on {s}"))
+        .unwrap_or_default();
+    let since = r
+        .since
+        .as_deref()
+        .map(|v| format!("; history before {v} accepted"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{} ({} layout, {engine})",
+        "{} ({} layout, {engine}{server}{since})",
         r.dir.display(),
         layout_word(r.layout)
     );
@@ -348,7 +625,10 @@ pub fn render_text(r: &Report) -> String {
         .max()
         .unwrap_or(0);
     for m in &r.migrations {
-        let failed = m.has_errors() || (!m.proven && !m.declared_irreversible());
+        let failed = m.failed();
+        if opts.quiet && !failed {
+            continue;
+        }
         let (mark, state) = if failed {
             (
                 "✗",
@@ -358,62 +638,86 @@ pub fn render_text(r: &Report) -> String {
                     "not proven".to_string()
                 },
             )
+        } else if m.accepted {
+            ("~", "accepted history (before --since)".to_string())
         } else if m.proven {
             (
                 "✓",
                 format!("proven (up {} ms, down {} ms)", m.up_ms, m.down_ms),
             )
         } else {
-            let how = if m.forward_only {
+            let how = if m.irreversible.as_deref() == Some(crate::model::UP_ONLY) {
+                "no down (up-only)"
+            } else if m.forward_only {
                 "irreversible, forward-only"
             } else {
                 "irreversible"
             };
             ("!", how.to_string())
         };
-        let label = format!("{} {}", m.version, m.name);
+        let label = m.label();
         let _ = writeln!(out, "  {mark} {label:<width$}  {state}");
-        for f in m.findings.iter().filter(|f| f.severity != Severity::Info) {
-            let _ = writeln!(
-                out,
-                "      {:<7} {}  {}: {}",
-                severity_word(f.severity),
-                f.rule,
-                location(f),
-                f.message
-            );
+        for f in m
+            .findings
+            .iter()
+            .filter(|f| f.severity >= opts.min_severity)
+        {
+            write_finding(&mut out, "      ", f);
         }
     }
-    for f in r.findings.iter().filter(|f| f.severity != Severity::Info) {
-        let _ = writeln!(
-            out,
-            "  {:<7} {}  {}: {}",
-            severity_word(f.severity),
-            f.rule,
-            location(f),
-            f.message
-        );
+    for f in r
+        .findings
+        .iter()
+        .filter(|f| f.severity >= opts.min_severity)
+    {
+        write_finding(&mut out, "  ", f);
     }
     let s = &r.summary;
+    let shown: Vec<(&String, &RuleTally)> = s
+        .by_rule
+        .iter()
+        .filter(|(_, t)| {
+            t.errors + t.warnings > 0 || (opts.min_severity == Severity::Info && t.infos > 0)
+        })
+        .collect();
+    if !shown.is_empty() {
+        let rule_width = shown.iter().map(|(r, _)| r.len()).max().unwrap_or(4).max(4);
+        let _ = writeln!(out, "\n{:<rule_width$}  errors  warnings  info", "rule");
+        for (rule, t) in shown {
+            let _ = writeln!(
+                out,
+                "{rule:<rule_width$}  {:>6}  {:>8}  {:>4}",
+                t.errors, t.warnings, t.infos
+            );
+        }
+        out.push('\n');
+    }
+    write_list(&mut out, "failing", &s.failing);
+    write_list(&mut out, "unproven", &s.unproven);
     let sum = match r.sum {
         "checked" => "; checksums match backstop.sum",
         "written" => "; backstop.sum written",
         _ => "",
     };
-    let sum = if r.sum == "checked"
-        && r.migrations
-            .iter()
-            .flat_map(|m| &m.findings)
-            .chain(&r.findings)
-            .any(|f| f.rule == "checksum-mismatch")
-    {
+    let sum = if r.sum == "checked" && s.by_rule.contains_key("checksum-mismatch") {
         "; backstop.sum does NOT match"
     } else {
         sum
     };
+    let accepted = if s.accepted > 0 {
+        format!(", {} accepted", s.accepted)
+    } else {
+        String::new()
+    };
+    let allowed = if s.allowed > 0 {
+        format!(", {} allowed", s.allowed)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{}: {} migrations, {} proven, {} irreversible, {} failed; {} errors, {} warnings{sum}",
+        "{}: {} migrations: {} proven, {} irreversible{accepted}, {} failed; {} errors, {} \
+         warnings{allowed}{sum}",
         if r.ok { "ok" } else { "FAILED" },
         s.migrations,
         s.proven,
@@ -453,6 +757,7 @@ mod tests {
             findings: vec![],
             up_ms: 1,
             down_ms: 2,
+            schema_changed: true,
         }
     }
 
@@ -467,6 +772,7 @@ mod tests {
             vec![],
             &[proof("0001", true), proof("0002", false)],
             "none",
+            0,
         );
         assert!(r.ok, "{}", render_text(&r));
         assert_eq!(r.summary.proven, 1);
@@ -485,6 +791,7 @@ mod tests {
             vec![],
             &[proof("0001", false), proof("0002", false)],
             "none",
+            0,
         );
         assert!(!r.ok);
         assert_eq!(r.exit_code(), 1);

@@ -1,8 +1,10 @@
 //! The whole check on the corpus, data-driven: every set under tests/corpus/{sqlite,postgres}
 //! carries an `expect.json` (`{"exit": 0|1|2, "rules": [...], "absent": [...], "error": "..."}`)
 //! and must produce exactly that exit code, every listed rule id, none of the absent ones, and
-//! for exit 2 an error containing the expected text (`file:line`). Plus the rules on their own,
-//! with the lines they name.
+//! for exit 2 an error containing the expected text (`file:line`). Optional keys: `since` (the
+//! `--since` version), `info` (rules that must appear, and only as info: accepted or moot),
+//! `summary` (counts the summary must have, e.g. `{"proven": 3, "failed": 1}`). Plus the rules on
+//! their own, with the lines they name.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +39,7 @@ async fn check_set(dir: &Path, engine: Engine) -> Vec<String> {
         database_url: None,
         write_sum: false,
         progress: None,
+        since: expect["since"].as_str(),
     };
     let mut problems = Vec::new();
     match check_with(dir, &opts).await {
@@ -76,6 +79,35 @@ async fn check_set(dir: &Path, engine: Engine) -> Vec<String> {
                 let r = r.as_str().unwrap();
                 if rules.iter().any(|g| g == r) {
                     problems.push(format!("{name}: rule {r} must not appear\n{}", describe()));
+                }
+            }
+            for r in expect["info"].as_array().into_iter().flatten() {
+                let r = r.as_str().unwrap();
+                let all: Vec<&Severity> = report
+                    .migrations
+                    .iter()
+                    .flat_map(|m| &m.findings)
+                    .chain(&report.findings)
+                    .filter(|f| f.rule == r)
+                    .map(|f| &f.severity)
+                    .collect();
+                if all.is_empty() || all.iter().any(|s| **s != Severity::Info) {
+                    problems.push(format!(
+                        "{name}: rule {r} must appear as info only, got {all:?}\n{}",
+                        describe()
+                    ));
+                }
+            }
+            if let Some(want) = expect["summary"].as_object() {
+                let got = serde_json::to_value(&report.summary).unwrap();
+                for (k, v) in want {
+                    if &got[k] != v {
+                        problems.push(format!(
+                            "{name}: summary.{k} is {}, expected {v}\n{}",
+                            got[k],
+                            describe()
+                        ));
+                    }
                 }
             }
             if want_exit == 0 {

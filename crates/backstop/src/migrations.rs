@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use backstop_core::schema::AppliedMigration;
 use backstop_migrate::Engine;
+use backstop_migrate::Severity;
 use backstop_migrate::apply::{self, apply_up};
-use backstop_migrate::report::{CheckError, CheckOptions, Report, check_with, render_text};
+use backstop_migrate::report::{
+    CheckError, CheckOptions, Report, TextOptions, check_with, render_text, render_text_with,
+};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::Serialize;
@@ -40,18 +43,27 @@ up -> down -> up gives back the schema it started from.
 
 Annotations in any script: `-- backstop:irreversible [reason]` (no down expected; rollback plans \
 refuse to cross it), `-- backstop:forward-only` (accept it), `-- backstop:phase \
-expand|backfill|contract|irreversible`, `-- no-transaction`.
+expand|backfill|contract|irreversible`, `-- no-transaction` (diesel: `run_in_transaction = false` \
+in the migration's metadata.toml).
+
+Adopting the check on an existing history: `--since VERSION` applies the migrations before \
+VERSION to build the schema and judges only the rest; `-- backstop:allow RULE[,RULE] reason` in a \
+script accepts those rules' findings in that script; `-- safety-assured:start` ... \
+`-- safety-assured:end` accepts every lint finding between the two lines. Accepted findings stay \
+in the report as info, with the reason.
 
 Examples:
   backstop migrations check db/migrations
   backstop migrations check db/migrations --engine postgres            # temporary PostgreSQL cluster
   backstop migrations check db/migrations --engine postgres --database-url postgres://u:p@host/db
   backstop migrations check db/migrations --write-sum                  # record checksums
+  backstop migrations check db/migrations --since 20240101000000 --quiet   # adopt on old history
   backstop migrations check db/migrations --output json | jq '.migrations[] | select(.proven | not)'
 
 Exit codes: 0 every migration proven (or declared irreversible) and no error finding; 1 an error \
 finding or a failed proof; 2 bad input (unreadable layout, SQL that does not parse: file:line, \
-colliding versions, PostgreSQL not installed); 3 the scratch database cannot be reached or started.";
+colliding versions, PostgreSQL not installed); 3 the scratch database cannot be reached or started, \
+or it lacks an extension a migration creates (rule missing-extension).";
 
 /// `backstop migrations check DIR`: lint a migration set and prove every down on a scratch database.
 #[derive(Debug, Clone, Args)]
@@ -80,6 +92,37 @@ pub struct MigrationsCheckArgs {
     /// Write (refresh) DIR/backstop.sum with the checksums of every script instead of comparing.
     #[arg(long)]
     pub write_sum: bool,
+    /// Accept the history before this version: those migrations are applied to build the schema
+    /// the later ones start from, and their findings are kept as info.
+    #[arg(long, value_name = "VERSION")]
+    pub since: Option<String>,
+    /// Show findings at this severity and above (default: warning in text, info in JSON).
+    #[arg(long, value_enum)]
+    pub severity: Option<SeverityArg>,
+    /// Text: show only failing migrations, the tally per rule and the summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// `--severity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeverityArg {
+    /// Everything, checksums and timings included.
+    Info,
+    /// Warnings and errors.
+    Warning,
+    /// Errors only.
+    Error,
+}
+
+impl From<SeverityArg> for Severity {
+    fn from(s: SeverityArg) -> Severity {
+        match s {
+            SeverityArg::Info => Severity::Info,
+            SeverityArg::Warning => Severity::Warning,
+            SeverityArg::Error => Severity::Error,
+        }
+    }
 }
 
 /// Runs the check and prints the report; returns the exit code (see the long help).
@@ -107,15 +150,24 @@ pub async fn check(args: &MigrationsCheckArgs) -> i32 {
         database_url: args.database_url.as_deref(),
         write_sum: args.write_sum,
         progress: Some(&tell),
+        since: args.since.as_deref(),
     };
     let checked = check_with(&args.dir, &opts).await;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     match checked {
-        Ok(report) => {
-            args.output.print(&report);
-            report.exit_code()
+        Ok(mut report) => {
+            let code = report.exit_code();
+            if let Some(min) = args.severity {
+                report.retain_severity(min.into());
+            }
+            let text = TextOptions {
+                min_severity: args.severity.map_or(Severity::Warning, Into::into),
+                quiet: args.quiet,
+            };
+            args.output.print(&Shown { report, text });
+            code
         }
         Err(e) => {
             let (file, line, message) = match &e {
@@ -141,9 +193,18 @@ pub async fn check(args: &MigrationsCheckArgs) -> i32 {
     }
 }
 
-impl Render for Report {
+/// The report as `--severity` and `--quiet` show it (the JSON is the report itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Shown {
+    report: Report,
+    #[serde(skip)]
+    text: TextOptions,
+}
+
+impl Render for Shown {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        write!(w, "{}", render_text(self))
+        write!(w, "{}", render_text_with(&self.report, self.text))
     }
 }
 
@@ -258,6 +319,7 @@ pub async fn apply(a: ApplyArgs) -> Result<i32> {
         database_url: None,
         write_sum: false,
         progress: None,
+        since: None,
     };
     let report = match check_with(&a.dir, &opts).await {
         Ok(r) => r,
@@ -338,7 +400,7 @@ struct Refused<'a> {
 
 impl Render for Refused<'_> {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        self.check.text(w)
+        write!(w, "{}", render_text(self.check))
     }
 
     fn json(&self) -> serde_json::Result<String> {

@@ -198,6 +198,9 @@ impl Difference {
                 let parts: Vec<String> = fields
                     .iter()
                     .map(|f| {
+                        if f.field == "def" && (f.expected.len() > 60 || f.actual.len() > 60) {
+                            return definition_diff(&f.expected, &f.actual, reference);
+                        }
                         format!(
                             "{} was {} {reference}, is {} now",
                             field_label(&f.field),
@@ -215,6 +218,68 @@ impl Difference {
         };
         format!("{prefix}: {body}")
     }
+}
+
+/// Two long definitions (views, functions, triggers) as a unified diff, one clause per line; when
+/// they differ only in a quoted literal, say that the definition embeds a value fixed when it
+/// was created (`'now'::timestamp` becomes the creation time in a view's stored text).
+fn definition_diff(expected: &str, actual: &str, reference: &str) -> String {
+    let lines = |def: &str| -> String {
+        let mut out = String::new();
+        for word in def.split_whitespace() {
+            let breaks = matches!(
+                word.to_ascii_lowercase().as_str(),
+                "select"
+                    | "from"
+                    | "where"
+                    | "join"
+                    | "left"
+                    | "union"
+                    | "group"
+                    | "order"
+                    | "having"
+                    | "begin"
+                    | "end;"
+                    | "returns"
+                    | "language"
+                    | "as"
+            );
+            if breaks && !out.is_empty() {
+                out.push('\n');
+            } else if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+        out.push('\n');
+        out
+    };
+    let unquoted = |def: &str| {
+        let mut out = String::new();
+        let mut in_quote = false;
+        for c in def.chars() {
+            if c == '\'' {
+                in_quote = !in_quote;
+                out.push(c);
+            } else if !in_quote {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let (e, a) = (lines(expected), lines(actual));
+    let diff = similar::TextDiff::from_lines(&e, &a)
+        .unified_diff()
+        .context_radius(1)
+        .header(reference, "now")
+        .to_string();
+    let constant = if unquoted(expected) == unquoted(actual) {
+        " (only a quoted literal differs: the definition embeds a constant fixed when it was \
+         created, such as 'now'::timestamp; compute it at query time instead)"
+    } else {
+        ""
+    };
+    format!("definition differs{constant}:\n{}", diff.trim_end())
 }
 
 /// `public.users` reads as `users`; other schemas stay.
@@ -394,20 +459,27 @@ fn order_drift(
             &e_common.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
             &a_common.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
         );
-        for (pos, name) in &e_common {
+        // Positions among the columns both sides have: attribute numbers keep the slots of
+        // dropped columns, and "moved from 13 to 13" tells nobody anything.
+        let rank = |v: &[&(u32, String)], name: &str| {
+            v.iter()
+                .position(|(_, n)| n == name)
+                .map_or(0, |i| u32::try_from(i + 1).unwrap_or(u32::MAX))
+        };
+        for (_, name) in &e_common {
             if kept.contains(name.as_str()) {
                 continue;
             }
-            let actual = a_common
-                .iter()
-                .find(|(_, n)| n == name)
-                .map_or(0, |(p, _)| *p);
+            let (pos, actual) = (rank(&e_common, name), rank(&a_common, name));
+            if pos == actual {
+                continue;
+            }
             out.push(Difference {
                 kind: "column".to_string(),
                 identity: name.clone(),
                 drift: Drift::Layout,
                 change: Change::Moved {
-                    expected: *pos,
+                    expected: pos,
                     actual,
                 },
             });

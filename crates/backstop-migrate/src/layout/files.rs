@@ -124,7 +124,7 @@ pub(super) fn paired_or_sqlx(
     if layout == Layout::SqlxSingle {
         for m in &mut out {
             if m.down.is_none() {
-                m.irreversible = Some("sqlx single-file migration without a down".into());
+                m.irreversible = Some(crate::model::UP_ONLY.into());
             }
         }
     }
@@ -167,9 +167,41 @@ pub(super) fn diesel(dir: &Path, listing: &Listing) -> Result<Vec<Migration>, In
         if down.is_file() {
             m.down = Some(script(dir, Path::new(d).join("down.sql"))?);
         }
+        let metadata = Path::new(d).join("metadata.toml");
+        if dir.join(&metadata).is_file() && !diesel_runs_in_transaction(dir, &metadata)? {
+            m.no_transaction = true;
+        }
         out.push(m);
     }
     Ok(out)
+}
+
+/// diesel's per-migration `metadata.toml`: `run_in_transaction = false` runs the scripts outside a
+/// transaction (needed for `CREATE INDEX CONCURRENTLY`). Other keys are diesel's business.
+fn diesel_runs_in_transaction(dir: &Path, rel: &Path) -> Result<bool, InputError> {
+    let text = read_text(dir, rel)?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| 1 + text[..s.start.min(text.len())].matches('\n').count());
+        InputError {
+            file: rel.to_path_buf(),
+            line: line.and_then(|l| u32::try_from(l).ok()),
+            message: format!("not valid TOML: {}", e.message()),
+        }
+    })?;
+    match table.get("run_in_transaction") {
+        None => Ok(true),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(other) => Err(InputError {
+            file: rel.to_path_buf(),
+            line: None,
+            message: format!(
+                "run_in_transaction must be true or false, not {}",
+                other.type_str()
+            ),
+        }),
+    }
 }
 
 /// `V1__init.sql` → `('V', "1", "init")`; versions may use `.` or `_` between parts

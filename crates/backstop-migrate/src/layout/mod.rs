@@ -13,12 +13,29 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::{InputError, Layout, Migration, MigrationSet, Phase, Script};
+use crate::model::{
+    Allow, Finding, InputError, Layout, Migration, MigrationSet, Phase, Script, Severity,
+};
 
 /// Read the migration set in `dir`, whatever its layout (see the table in the spec).
 pub fn load(dir: &Path) -> Result<MigrationSet, InputError> {
-    let listing = Listing::read(dir)?;
+    let mut listing = Listing::read(dir)?;
     let layout = detect(dir, &listing)?;
+    let mut notes = Vec::new();
+    if layout == Layout::Diesel {
+        // diesel reads only its folders; a loose script beside them is not a migration to it.
+        for name in std::mem::take(&mut listing.sql_files) {
+            notes.push(Finding {
+                severity: Severity::Info,
+                rule: "ignored-file".into(),
+                message: "not a diesel migration folder: diesel ignores loose files in its \
+                          migrations folder, and so does this check"
+                    .into(),
+                file: Some(PathBuf::from(name)),
+                line: None,
+            });
+        }
+    }
     let mut migrations = match layout {
         Layout::Paired | Layout::SqlxSingle => files::paired_or_sqlx(dir, &listing, layout)?,
         Layout::Diesel => files::diesel(dir, &listing)?,
@@ -31,15 +48,26 @@ pub fn load(dir: &Path) -> Result<MigrationSet, InputError> {
         apply_annotations(m)?;
     }
     // Sqitch and Liquibase apply in plan / changelog order; every other layout by version.
-    if !matches!(layout, Layout::Sqitch | Layout::Liquibase) {
+    // diesel compares versions with their dashes removed, so `2017-08-31-230457` sorts among
+    // plain `20140924113530` timestamps, not before them.
+    if layout == Layout::Diesel {
+        migrations.sort_by_cached_key(|m| diesel_order(&m.version));
+    } else if !matches!(layout, Layout::Sqitch | Layout::Liquibase) {
         migrations.sort_by(|a, b| compare_versions(&a.version, &b.version));
     }
-    check_collisions(&migrations)?;
+    check_collisions(&migrations, layout)?;
     Ok(MigrationSet {
         dir: dir.to_path_buf(),
         layout,
         migrations,
+        notes,
     })
+}
+
+/// diesel's order key: the version with its dashes removed, compared as text (diesel's own
+/// rule; its versions are fixed-width timestamps or zero-padded numbers).
+fn diesel_order(version: &str) -> String {
+    version.replace('-', "")
 }
 
 /// The entries of a migration folder that matter: `.sql` files and sub-folders (hidden entries,
@@ -158,6 +186,14 @@ fn detect(dir: &Path, listing: &Listing) -> Result<Layout, InputError> {
     if dir.join("sqitch.plan").is_file() {
         return Ok(Layout::Sqitch);
     }
+    // Loose files beside diesel folders are set aside by `load` (diesel ignores them).
+    if listing
+        .dirs
+        .iter()
+        .any(|d| dir.join(d).join("up.sql").is_file() || dir.join(d).join("down.sql").is_file())
+    {
+        return Ok(Layout::Diesel);
+    }
     // (layout, first file seen of it), in listing order.
     let mut seen: Vec<(Layout, String)> = Vec::new();
     let mut note = |layout: Layout, name: &str| {
@@ -168,11 +204,6 @@ fn detect(dir: &Path, listing: &Listing) -> Result<Layout, InputError> {
     for name in &listing.sql_files {
         if let Some(layout) = classify_file(dir, name)? {
             note(layout, name);
-        }
-    }
-    for d in &listing.dirs {
-        if dir.join(d).join("up.sql").is_file() || dir.join(d).join("down.sql").is_file() {
-            note(Layout::Diesel, d);
         }
     }
     match seen.as_slice() {
@@ -217,10 +248,14 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     backstop_core::schema::version_cmp(a, b)
 }
 
-fn check_collisions(migrations: &[Migration]) -> Result<(), InputError> {
+fn check_collisions(migrations: &[Migration], layout: Layout) -> Result<(), InputError> {
     let mut seen: BTreeMap<String, &Migration> = BTreeMap::new();
     for m in migrations {
-        let key = version_key(&m.version);
+        let key = if layout == Layout::Diesel {
+            diesel_order(&m.version)
+        } else {
+            version_key(&m.version)
+        };
         if let Some(prev) = seen.get(&key) {
             return Err(InputError {
                 file: m.up.file.clone(),
@@ -260,22 +295,85 @@ pub(crate) enum Annotation {
     ForwardOnly,
     Phase(Phase),
     NoTransaction,
+    Allow(Allow),
+}
+
+/// Every rule id a `backstop:allow` may name: Backstop's rules and the proof's (squawk's are
+/// `squawk:<its rule>`, checked against squawk's list).
+pub const RULES: &[&str] = &[
+    "missing-down",
+    "noop-down",
+    "destructive-drop-table",
+    "destructive-drop-column",
+    "destructive-truncate",
+    "destructive-delete",
+    "destructive-update",
+    "down-destroys-existing-data",
+    "down-discards-new-data",
+    "down-incomplete",
+    "breaking-rename-table",
+    "breaking-rename-column",
+    "breaking-not-null-without-default",
+    "breaking-new-constraint",
+    "breaking-type-change",
+    "type-change",
+    "irreversible",
+    "non-transactional",
+    "column-order",
+    "up-failed",
+    "down-failed",
+    "verify-failed",
+    "reapply-failed",
+    "proof-schema-differs",
+    "proof-reapply-differs",
+    "not-proven",
+];
+
+fn known_rule(rule: &str) -> bool {
+    match rule.strip_prefix("squawk:") {
+        Some(r) => r.parse::<squawk_linter::Rule>().is_ok(),
+        None => RULES.contains(&rule),
+    }
 }
 
 /// The annotations in `script`, with their file lines; an unknown `backstop:` word or phase is an
 /// error (a typo must not silently turn a check off).
 pub(crate) fn annotations(script: &Script) -> Result<Vec<Annotation>, InputError> {
     let mut out = Vec::new();
+    // The open `-- safety-assured:start`, by file line.
+    let mut assured_from: Option<u32> = None;
+    let mut last_line = script.line;
     for (i, line) in script.sql.lines().enumerate() {
+        let file_line = script
+            .line
+            .saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
+        last_line = file_line;
         let Some(comment) = line.trim().strip_prefix("--") else {
             continue;
         };
         let comment = comment.trim();
-        let file_line = script
-            .line
-            .saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
         if comment.eq_ignore_ascii_case("no-transaction") {
             out.push(Annotation::NoTransaction);
+            continue;
+        }
+        if comment.eq_ignore_ascii_case("safety-assured:start") {
+            assured_from.get_or_insert(file_line);
+            continue;
+        }
+        if comment.eq_ignore_ascii_case("safety-assured:end") {
+            let Some(from) = assured_from.take() else {
+                return Err(InputError {
+                    file: script.file.clone(),
+                    line: Some(file_line),
+                    message: "safety-assured:end without a safety-assured:start above it".into(),
+                });
+            };
+            out.push(Annotation::Allow(Allow {
+                file: script.file.clone(),
+                rules: Vec::new(),
+                lines: Some((from, file_line)),
+                reason: "safety-assured block".into(),
+            }));
             continue;
         }
         let Some(rest) = comment.strip_prefix("backstop:") else {
@@ -300,6 +398,36 @@ pub(crate) fn annotations(script: &Script) -> Result<Vec<Annotation>, InputError
                 out.push(Annotation::Irreversible(reason));
             }
             "forward-only" => out.push(Annotation::ForwardOnly),
+            "allow" => {
+                let (rules, reason) = match arg.split_once(char::is_whitespace) {
+                    Some((r, why)) => (r, why.trim()),
+                    None => (arg, ""),
+                };
+                let rules: Vec<String> = rules
+                    .split(',')
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect();
+                if rules.is_empty() || reason.is_empty() {
+                    return Err(err(
+                        "backstop:allow needs the rules it accepts and why: \
+                         `-- backstop:allow destructive-drop-column the column was unused since 2.3`"
+                            .into(),
+                    ));
+                }
+                if let Some(bad) = rules.iter().find(|r| !known_rule(r)) {
+                    return Err(err(format!(
+                        "backstop:allow names an unknown rule {bad:?}: use a rule id from the \
+                         report (e.g. destructive-drop-column, squawk:prefer-robust-stmts)"
+                    )));
+                }
+                out.push(Annotation::Allow(Allow {
+                    file: script.file.clone(),
+                    rules,
+                    lines: None,
+                    reason: reason.trim_matches('"').to_string(),
+                }));
+            }
             "no-transaction" => out.push(Annotation::NoTransaction),
             "phase" => {
                 let phase = match arg.to_ascii_lowercase().as_str() {
@@ -318,10 +446,20 @@ pub(crate) fn annotations(script: &Script) -> Result<Vec<Annotation>, InputError
             other => {
                 return Err(err(format!(
                     "unknown annotation backstop:{other}: expected backstop:irreversible [reason], \
-                     backstop:forward-only, backstop:phase <phase> or backstop:no-transaction"
+                     backstop:forward-only, backstop:phase <phase>, backstop:no-transaction or \
+                     backstop:allow <rules> <reason>"
                 )));
             }
         }
+    }
+    if let Some(from) = assured_from {
+        // An open block runs to the end of the script, as in the linters that use it.
+        out.push(Annotation::Allow(Allow {
+            file: script.file.clone(),
+            rules: Vec::new(),
+            lines: Some((from, last_line)),
+            reason: "safety-assured block".into(),
+        }));
     }
     Ok(out)
 }
@@ -346,6 +484,7 @@ fn apply_annotations(m: &mut Migration) -> Result<(), InputError> {
                 m.phase = Some(p);
             }
             Annotation::NoTransaction => m.no_transaction = true,
+            Annotation::Allow(a) => m.allows.push(a),
         }
     }
     Ok(())
@@ -363,6 +502,7 @@ pub(crate) fn migration(version: String, name: String, up: Script) -> Migration 
         forward_only: false,
         phase: None,
         no_transaction: false,
+        allows: Vec::new(),
     }
 }
 

@@ -100,8 +100,23 @@ fn effects(ops: &[Located]) -> Effects {
                 let created_before = ops[..i].iter().any(
                     |o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(t)),
                 );
+                // `ALTER TABLE t RENAME TO t_old; CREATE TABLE t …; copy; DROP TABLE t_old`:
+                // the old copy of a rebuilt table.
+                let old_copy = ops[..i].iter().find_map(|o| match &o.op {
+                    Op::RenameTable { from, to }
+                        if key(to) == key(t)
+                            && ops[..i].iter().any(|c| {
+                                matches!(&c.op, Op::CreateTable { table, .. } if key(table) == key(from))
+                            }) =>
+                    {
+                        Some(key(from))
+                    }
+                    _ => None,
+                });
                 if later_back {
                     e.rebuilt.insert(key(t));
+                } else if let Some(original) = old_copy {
+                    e.rebuilt.insert(original);
                 } else if !created_before {
                     e.dropped_tables.insert(key(t));
                 }
@@ -120,6 +135,11 @@ fn effects(ops: &[Located]) -> Effects {
             }
             Op::RenameTable { from, to } => {
                 e.renamed_tables.insert((key(from), key(to)));
+                if ops[i + 1..].iter().any(
+                    |o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(from)),
+                ) {
+                    e.rebuilt.insert(key(from));
+                }
             }
             Op::RenameColumn { table, from, to } => {
                 e.renamed_columns.insert((key(table), key(from), key(to)));
@@ -145,12 +165,53 @@ fn effects(ops: &[Located]) -> Effects {
 pub(crate) struct KnownTypes(HashMap<(String, String), String>);
 
 impl KnownTypes {
+    /// The columns known for `table`.
+    fn columns_of(&self, table: &str) -> Vec<String> {
+        let t = key(table);
+        let mut v: Vec<String> = self
+            .0
+            .keys()
+            .filter(|(kt, _)| *kt == t)
+            .map(|(_, c)| c.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn forget_table(&mut self, table: &str) {
+        let t = key(table);
+        self.0.retain(|(kt, _), _| *kt != t);
+    }
+
     fn learn(&mut self, ops: &[Located]) {
         for l in ops {
             match &l.op {
                 Op::CreateTable { table, columns } => {
+                    self.forget_table(table);
                     for (c, ty) in columns {
                         self.0.insert(col(table, c), ty.clone());
+                    }
+                }
+                Op::DropTable(t) => self.forget_table(t),
+                Op::RenameTable { from, to } => {
+                    self.forget_table(to);
+                    let moved: Vec<(String, String)> = self
+                        .0
+                        .iter()
+                        .filter(|((t, _), _)| *t == key(from))
+                        .map(|((_, c), ty)| (c.clone(), ty.clone()))
+                        .collect();
+                    self.forget_table(from);
+                    for (c, ty) in moved {
+                        self.0.insert(col(to, &c), ty);
+                    }
+                }
+                Op::DropColumn { table, column } => {
+                    self.0.remove(&col(table, column));
+                }
+                Op::RenameColumn { table, from, to } => {
+                    if let Some(ty) = self.0.remove(&col(table, from)) {
+                        self.0.insert(col(table, to), ty);
                     }
                 }
                 Op::AddColumn {
@@ -339,19 +400,25 @@ pub(crate) fn lint_migration(
                 s,
                 line,
             )),
+            // A backfill of columns this up added destroys nothing.
             Op::Update {
                 table,
                 has_where: false,
-            } if pre(table) => out.push(finding(
-                Severity::Error,
-                "destructive-update",
-                format!(
-                    "updates every row of {table} (no WHERE): the old values cannot come back \
+                set,
+            } if pre(table)
+                && (set.is_empty() || !set.iter().all(|c| up.columns.contains(&col(table, c)))) =>
+            {
+                out.push(finding(
+                    Severity::Error,
+                    "destructive-update",
+                    format!(
+                        "updates every row of {table} (no WHERE): the old values cannot come back \
                      with the down"
-                ),
-                s,
-                line,
-            )),
+                    ),
+                    s,
+                    line,
+                ));
+            }
             Op::RenameTable { from, to }
                 if pre(from)
                     && !up.rebuilt.contains(&key(from))
@@ -422,7 +489,7 @@ pub(crate) fn lint_migration(
                 name,
                 table,
                 unique: true,
-            } if pre(table) => out.push(finding(
+            } if pre(table) && !up.views.contains(&key(table)) => out.push(finding(
                 Severity::Error,
                 "breaking-new-constraint",
                 format!(
@@ -476,6 +543,7 @@ pub(crate) fn lint_migration(
             _ => {}
         }
     }
+    out.extend(rebuild_drops(&m.up, &up_ops, &up, known));
     known.learn(&up_ops);
 
     // Statements that cannot run in a transaction, in any script.
@@ -526,6 +594,7 @@ pub(crate) fn lint_migration(
                 Op::Update {
                     table,
                     has_where: false,
+                    ..
                 } => (
                     Some((table.clone(), None)),
                     format!("updates every row of {table}"),
@@ -577,6 +646,49 @@ pub(crate) fn lint_migration(
                     format!("the up {missing}, but the down does not undo it"),
                     d,
                     None,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// SQLite drops a column by rebuilding its table (create the new shape, copy, drop, rename):
+/// columns the table had before (known from earlier ups) that the new shape lacks are dropped,
+/// and reported like `DROP COLUMN`.
+fn rebuild_drops(s: &Script, ops: &[Located], up: &Effects, known: &KnownTypes) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut rebuilt: Vec<&String> = up.rebuilt.iter().collect();
+    rebuilt.sort();
+    for t in rebuilt {
+        // The new shape: `CREATE TABLE t` itself, or the table renamed onto t.
+        let shape = ops.iter().find_map(|l| match &l.op {
+            Op::CreateTable { table, columns } if key(table) == *t => Some((columns, l.line)),
+            Op::CreateTable { table, columns }
+                if up.renamed_tables.contains(&(key(table), t.clone())) =>
+            {
+                Some((columns, l.line))
+            }
+            _ => None,
+        });
+        let Some((columns, line)) = shape else {
+            continue;
+        };
+        if columns.is_empty() {
+            continue;
+        }
+        for c in known.columns_of(t) {
+            if !columns.iter().any(|(n, _)| key(n) == c) {
+                out.push(finding(
+                    Severity::Error,
+                    "destructive-drop-column",
+                    format!(
+                        "rebuilds table {t} without column {c}, which existed before this \
+                         migration: this drops it, its values cannot come back with the down, \
+                         and the previous version still reads it"
+                    ),
+                    s,
+                    Some(line),
                 ));
             }
         }
@@ -643,6 +755,17 @@ fn forgotten(up: &Effects, down: &Effects) -> Vec<String> {
         }
     }
     out
+}
+
+/// The script writes rows (INSERT, UPDATE, DELETE, TRUNCATE): a data change no schema
+/// fingerprint shows.
+pub(crate) fn writes_data(script: &Script, engine: Engine) -> bool {
+    located(script, engine).iter().any(|l| {
+        matches!(
+            l.op,
+            Op::Insert(_) | Op::Update { .. } | Op::Delete { .. } | Op::Truncate(_)
+        )
+    })
 }
 
 /// The rule findings of every migration of `set`, one list per migration, in order.

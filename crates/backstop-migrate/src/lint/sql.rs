@@ -117,6 +117,8 @@ pub(crate) enum Op {
     Update {
         table: String,
         has_where: bool,
+        /// The columns it sets (lowercased unless quoted).
+        set: Vec<String>,
     },
     Insert(String),
     /// A statement that cannot run inside a transaction (what it is, for the message).
@@ -296,6 +298,37 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// The columns of `[alias] SET a = …, (b, c) = …` up to a top-level FROM, WHERE or RETURNING.
+fn set_columns(toks: &[Tok]) -> Vec<String> {
+    let Some(at) = toks.iter().position(|t| *t == Tok::Word("set".into())) else {
+        return Vec::new();
+    };
+    let mut depth = 0i32;
+    let mut end = toks.len();
+    for (i, t) in toks.iter().enumerate().skip(at + 1) {
+        match t {
+            Tok::LParen => depth += 1,
+            Tok::RParen => depth -= 1,
+            Tok::Word(w) if depth == 0 && matches!(w.as_str(), "from" | "where" | "returning") => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for part in split_commas(&toks[at + 1..end]) {
+        if part.first() == Some(&Tok::LParen) {
+            for inner in split_commas(paren_body(part)) {
+                out.extend(Cur { t: inner, i: 0 }.name());
+            }
+        } else {
+            out.extend(Cur { t: part, i: 0 }.name());
+        }
+    }
+    out
+}
+
 fn has_word_at_depth0(toks: &[Tok], word: &str) -> bool {
     let mut depth = 0i32;
     for t in toks {
@@ -464,6 +497,7 @@ pub(crate) fn ops(stmt: &Stmt) -> Vec<Op> {
                 Some(table) => vec![Op::Update {
                     table,
                     has_where: has_word_at_depth0(c.rest(), "where"),
+                    set: set_columns(c.rest()),
                 }],
                 None => vec![Op::Other],
             }
@@ -842,7 +876,8 @@ mod tests {
                 },
                 Op::Update {
                     table: "t".into(),
-                    has_where: false
+                    has_where: false,
+                    set: vec!["a".into()]
                 },
                 Op::Truncate("a".into()),
                 Op::Truncate("b".into()),

@@ -41,6 +41,15 @@ const OPERATIONAL: &[Rule] = &[
     Rule::BanDropDatabase,
 ];
 
+/// Style rules: a matter of taste for a schema that already exists, reported as info.
+const STYLE: &[Rule] = &[
+    Rule::PreferBigintOverInt,
+    Rule::PreferBigintOverSmallint,
+    Rule::PreferIdentity,
+    Rule::PreferTextField,
+    Rule::PreferTimestampTz,
+];
+
 fn run(linter: &mut Linter, script: &Script, in_transaction: bool) -> Vec<Finding> {
     linter.settings.assume_in_transaction = in_transaction;
     let parse = SourceFile::parse(&script.sql);
@@ -55,7 +64,11 @@ fn run(linter: &mut Linter, script: &Script, in_transaction: bool) -> Vec<Findin
                 message.push(')');
             }
             Finding {
-                severity: Severity::Warning,
+                severity: if STYLE.contains(&v.code) {
+                    Severity::Info
+                } else {
+                    Severity::Warning
+                },
                 rule: format!("squawk:{}", v.code),
                 message,
                 file: Some(script.file.clone()),

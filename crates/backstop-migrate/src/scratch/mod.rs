@@ -58,6 +58,9 @@ pub trait ScratchDb: Send {
     /// The catalog fingerprint of the current schema.
     fn fingerprint(&mut self) -> impl Future<Output = Result<Fingerprint, ProofError>> + Send;
 
+    /// What the proof runs on, for the report: `PostgreSQL 16.4`, `SQLite 3.46.1`.
+    fn server_version(&mut self) -> impl Future<Output = Result<String, ProofError>> + Send;
+
     /// Throws the database away and starts over with an empty one.
     fn reset(&mut self) -> impl Future<Output = Result<(), ProofError>> + Send;
 

@@ -412,6 +412,20 @@ impl ScratchDb for PgScratch {
             })
     }
 
+    async fn server_version(&mut self) -> Result<String, ProofError> {
+        let conn = self.conn()?;
+        let v: String = sqlx::query_scalar("SHOW server_version")
+            .fetch_one(conn)
+            .await
+            .map_err(|e| ProofError::Scratch {
+                action: "reading the PostgreSQL version".to_string(),
+                message: e.to_string(),
+            })?;
+        // `16.4 (Debian 16.4-1.pgdg120+2)` → `16.4`.
+        let v = v.split_whitespace().next().unwrap_or_default();
+        Ok(format!("PostgreSQL {v}"))
+    }
+
     async fn reset(&mut self) -> Result<(), ProofError> {
         self.drop_database().await?;
         self.create().await

@@ -94,6 +94,18 @@ impl ScratchDb for SqliteScratch {
             })
     }
 
+    async fn server_version(&mut self) -> Result<String, ProofError> {
+        let conn = self.conn()?;
+        let v: String = sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(conn)
+            .await
+            .map_err(|e| ProofError::Scratch {
+                action: "reading the SQLite version".to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(format!("SQLite {v}"))
+    }
+
     async fn reset(&mut self) -> Result<(), ProofError> {
         if let Some(c) = self.conn.take() {
             let _ = c.close().await;
