@@ -324,6 +324,10 @@ fn placeholder_down(
             "proof-schema-differs" | "proof-reapply-differs" | "reapply-failed" | "column-order"
         ) || (f.rule == "proof-rebuilt")
     };
+    if !proof.schema_changed {
+        // A data-only up whose second run failed: that finding says what breaks.
+        return;
+    }
     let left = findings
         .iter()
         .filter(|f| f.rule == "proof-schema-differs")

@@ -3,7 +3,8 @@
 //! and must produce exactly that exit code, every listed rule id, none of the absent ones, and
 //! for exit 2 an error containing the expected text (`file:line`). Optional keys: `since` (the
 //! `--since` version), `info` (rules that must appear, and only as info: accepted or moot),
-//! `summary` (counts the summary must have, e.g. `{"proven": 3, "failed": 1}`). Plus the rules on
+//! `summary` (counts the summary must have, e.g. `{"proven": 3, "failed": 1}`), `messages` (text
+//! some finding's message must contain). Plus the rules on
 //! their own, with the lines they name.
 
 use std::path::{Path, PathBuf};
@@ -96,6 +97,17 @@ async fn check_set(dir: &Path, engine: Engine) -> Vec<String> {
                         "{name}: rule {r} must appear as info only, got {all:?}\n{}",
                         describe()
                     ));
+                }
+            }
+            for want in expect["messages"].as_array().into_iter().flatten() {
+                let want = want.as_str().unwrap();
+                let found = report
+                    .migrations
+                    .iter()
+                    .flat_map(|m| &m.findings)
+                    .any(|f| f.message.contains(want));
+                if !found {
+                    problems.push(format!("{name}: no finding says {want:?}\n{}", describe()));
                 }
             }
             if let Some(want) = expect["summary"].as_object() {
@@ -201,6 +213,13 @@ fn corpus_covers_every_layout_and_case() {
             "paired-collision",
             "paired-checksum-edited",
             "paired-irreversible",
+            // Issue 16: real histories.
+            "diesel-version-order",
+            "paired-created-in-script",
+            "paired-noop-up",
+            "paired-since",
+            "paired-allow",
+            "paired-allow-unknown-rule",
         ] {
             assert!(names.iter().any(|n| n == want), "{engine}: no {want} set");
         }

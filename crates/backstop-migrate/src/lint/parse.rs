@@ -1,6 +1,7 @@
 //! Every script must be valid SQL for its engine before anything else is checked: PostgreSQL
 //! scripts go through squawk's parser (the PostgreSQL grammar, error-recovering), SQLite scripts
-//! through sqlparser's SQLite dialect. The first error is an [`InputError`] at `file:line`.
+//! through sqlparser's SQLite dialect. Every script is parsed; the errors are one [`InputError`]
+//! at the first `file:line`, listing the others, so a history is fixed in one pass.
 
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -27,23 +28,84 @@ pub(crate) fn script_line(script: &Script, line_in_sql: u32) -> u32 {
 
 /// Parse one script; `Err` names the file and the line of the first bad statement.
 pub fn parse_script(script: &Script, engine: Engine) -> Result<(), InputError> {
-    match engine {
-        Engine::Postgres => parse_postgres(script),
+    let errors = match engine {
+        Engine::Postgres => parse_postgres(script).into_iter().collect(),
         Engine::Sqlite => parse_sqlite(std::slice::from_ref(script)),
-    }
+    };
+    combine(errors)
 }
 
-fn parse_postgres(script: &Script) -> Result<(), InputError> {
+/// Words that start a statement: right after a line break, a parser's "missing comma" or
+/// "syntax error near CREATE" means the statement before lacks its `;`.
+const STATEMENT_WORDS: &[&str] = &[
+    "create", "alter", "drop", "insert", "update", "delete", "select", "grant", "revoke",
+    "comment", "truncate", "with", "do", "set", "begin", "commit", "pragma", "replace", "analyze",
+    "vacuum", "reindex", "refresh", "cluster", "lock",
+];
+
+/// `text` (what follows a parse error) starts, on a later line, with a statement word.
+fn next_line_starts_statement(text: &str) -> bool {
+    let trimmed = text.trim_start();
+    let skipped = &text[..text.len() - trimmed.len()];
+    let word: String = trimmed
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    skipped.contains('\n') && STATEMENT_WORDS.contains(&word.as_str())
+}
+
+fn parse_postgres(script: &Script) -> Option<InputError> {
     let parse = squawk_syntax::SourceFile::parse(&script.sql);
-    if let Some(e) = parse.errors().first() {
-        let offset = usize::from(e.range().start());
-        return Err(InputError {
-            file: script.file.clone(),
-            line: Some(file_line(script, offset)),
-            message: format!("not valid PostgreSQL: {}", e.message()),
-        });
+    let errors = parse.errors();
+    let e = errors.first()?;
+    let offset = usize::from(e.range().start()).min(script.sql.len());
+    let after = script.sql.get(offset..).unwrap_or_default();
+    let message = if e
+        .message()
+        .eq_ignore_ascii_case("missing semicolon between statements")
+        || (e.message() == "missing comma" && next_line_starts_statement(after))
+    {
+        "not valid PostgreSQL: missing `;` at the end of this line: the next statement starts on \
+         the line after it"
+            .to_string()
+    } else {
+        format!("not valid PostgreSQL: {}", e.message())
+    };
+    Some(InputError {
+        file: script.file.clone(),
+        line: Some(file_line(script, offset)),
+        message,
+    })
+}
+
+/// At most this many parse errors are listed; the rest are counted.
+const MAX_LISTED_ERRORS: usize = 50;
+
+/// One error for all: the first one's place, the others listed in its message.
+fn combine(mut errors: Vec<InputError>) -> Result<(), InputError> {
+    if errors.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let rest = errors.split_off(1);
+    let mut first = errors.remove(0);
+    if !rest.is_empty() {
+        first.message.push_str(&format!(
+            "\n{} more script{} do not parse:",
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" }
+        ));
+        for e in rest.iter().take(MAX_LISTED_ERRORS) {
+            first.message.push_str(&format!("\n  {e}"));
+        }
+        if rest.len() > MAX_LISTED_ERRORS {
+            first.message.push_str(&format!(
+                "\n  … and {} more",
+                rest.len() - MAX_LISTED_ERRORS
+            ));
+        }
+    }
+    Err(first)
 }
 
 /// A statement of a script, to be confirmed by SQLite.
@@ -59,20 +121,22 @@ struct Pending<'a> {
 /// rejects valid SQLite (`PRAGMA foreign_keys = ON`) and accepts invalid SQLite
 /// (`ALTER TABLE t ADD COLUMN;`). Only SQLite's syntax errors count (a missing table does not:
 /// nothing exists in that database).
-fn parse_sqlite(scripts: &[Script]) -> Result<(), InputError> {
+fn parse_sqlite(scripts: &[Script]) -> Vec<InputError> {
     let dialect = SQLiteDialect {};
     let mut pending: Vec<Pending> = Vec::new();
+    let mut errors = Vec::new();
     for script in scripts {
         let whole = Parser::parse_sql(&dialect, &script.sql);
         let Some(stmts) = statements(&script.sql, Engine::Sqlite) else {
             // The tokenizer itself failed (an unterminated string or quote): no engine takes it.
             let text = whole.err().map(|e| e.to_string()).unwrap_or_default();
             let line = error_line(&text).map_or(script.line, |l| script_line(script, l));
-            return Err(InputError {
+            errors.push(InputError {
                 file: script.file.clone(),
                 line: Some(line),
                 message: format!("not valid SQLite SQL: {}", clean(&text)),
             });
+            continue;
         };
         for st in stmts {
             let text = script.sql.get(st.start..st.end).unwrap_or("").to_string();
@@ -91,24 +155,51 @@ fn parse_sqlite(scripts: &[Script]) -> Result<(), InputError> {
         }
     }
     if pending.is_empty() {
-        return Ok(());
+        return errors;
     }
     let verdicts = sqlite_syntax_errors(pending.iter().map(|r| r.sql.clone()).collect());
+    let mut seen_scripts = std::collections::HashSet::new();
     for (r, verdict) in pending.iter().zip(verdicts) {
         let message = match verdict {
             SqliteVerdict::Accepted => continue,
-            SqliteVerdict::SyntaxError(m) => format!("not valid SQLite SQL: {m}"),
+            SqliteVerdict::SyntaxError(m) => {
+                // `near "CREATE": syntax error` on a later line: the `;` before it is missing.
+                let near = m
+                    .strip_prefix("near \"")
+                    .and_then(|rest| rest.split_once('"'))
+                    .map(|(word, _)| word.to_ascii_lowercase());
+                let missing_semicolon = near.as_ref().is_some_and(|w| {
+                    STATEMENT_WORDS.contains(&w.as_str())
+                        && r.sql
+                            .lines()
+                            .skip(1)
+                            .any(|l| l.trim_start().to_ascii_lowercase().starts_with(w.as_str()))
+                });
+                if missing_semicolon {
+                    format!(
+                        "not valid SQLite SQL: {m}: missing `;` before this statement's next \
+                         {}",
+                        near.unwrap_or_default().to_ascii_uppercase()
+                    )
+                } else {
+                    format!("not valid SQLite SQL: {m}")
+                }
+            }
             SqliteVerdict::Unavailable(why) => {
                 format!("cannot check the SQL: SQLite is not available here: {why}")
             }
         };
-        return Err(InputError {
+        // The first error of each script (later ones often follow from it).
+        if !seen_scripts.insert(r.script.file.clone()) {
+            continue;
+        }
+        errors.push(InputError {
             file: r.script.file.clone(),
             line: Some(r.line),
             message,
         });
     }
-    Ok(())
+    errors
 }
 
 enum SqliteVerdict {
@@ -205,10 +296,26 @@ pub fn parse_set(set: &MigrationSet, engine: Engine) -> Result<(), InputError> {
             scripts.push(v.clone());
         }
     }
-    match engine {
-        Engine::Postgres => scripts.iter().try_for_each(parse_postgres),
+    let mut errors: Vec<InputError> = match engine {
+        Engine::Postgres => scripts.iter().filter_map(parse_postgres).collect(),
         Engine::Sqlite => parse_sqlite(&scripts),
+    };
+    // The default engine is SQLite: a PostgreSQL history checked without --engine postgres
+    // fails here first, so say so when the other engine takes the script.
+    if let Some(first) = errors.first_mut() {
+        let script = scripts.iter().find(|s| s.file == first.file);
+        let other_takes_it = script.is_some_and(|s| match engine {
+            Engine::Sqlite => parse_postgres(s).is_none(),
+            Engine::Postgres => parse_sqlite(std::slice::from_ref(s)).is_empty(),
+        });
+        if other_takes_it {
+            first.message.push_str(match engine {
+                Engine::Sqlite => " (this script is valid PostgreSQL: pass --engine postgres)",
+                Engine::Postgres => " (this script is valid SQLite: pass --engine sqlite)",
+            });
+        }
     }
+    combine(errors)
 }
 
 #[cfg(test)]
@@ -265,5 +372,40 @@ mod tests {
             1,
         );
         parse_script(&pg, Engine::Postgres).unwrap();
+    }
+
+    #[test]
+    fn a_missing_semicolon_is_named_as_such() {
+        let pg = script(
+            "ALTER TABLE a ADD COLUMN x int\nALTER TABLE a ADD COLUMN y int;\n",
+            1,
+        );
+        let e = parse_script(&pg, Engine::Postgres).unwrap_err();
+        assert!(e.message.contains("missing `;`"), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
+        let lite = script(
+            "CREATE TABLE a (id INTEGER)\nCREATE TABLE b (id INTEGER);\n",
+            1,
+        );
+        let e = parse_script(&lite, Engine::Sqlite).unwrap_err();
+        assert!(e.message.contains("missing `;`"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_script_of_a_set_is_listed_and_the_other_engine_is_suggested() {
+        let m = |v: &str, up: &str| crate::fixtures::paired(v, "x", up, None);
+        let set = crate::fixtures::set(
+            "set",
+            vec![
+                m("0001", "CREATE INDEX CONCURRENTLY i ON t (c);\n"),
+                m("0002", "CREATE TABLE ok (id INTEGER);\n"),
+                m("0003", "CREATE TABLE b (id INTEGER,, x);\n"),
+            ],
+        );
+        let e = parse_set(&set, Engine::Sqlite).unwrap_err();
+        assert_eq!(e.file, std::path::PathBuf::from("0001_x.up.sql"));
+        assert!(e.message.contains("pass --engine postgres"), "{e}");
+        assert!(e.message.contains("1 more script do not parse"), "{e}");
+        assert!(e.message.contains("0003_x.up.sql:1"), "{e}");
     }
 }

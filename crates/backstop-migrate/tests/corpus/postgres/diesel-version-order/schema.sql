@@ -1,0 +1,2 @@
+-- a loose dump beside the folders; diesel ignores it
+CREATE TABLE junk (

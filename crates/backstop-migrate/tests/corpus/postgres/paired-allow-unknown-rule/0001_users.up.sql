@@ -1,0 +1,2 @@
+CREATE TABLE users (id INTEGER PRIMARY KEY);
+-- backstop:allow destructive-drop-colum typo

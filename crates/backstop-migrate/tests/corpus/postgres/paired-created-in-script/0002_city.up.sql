@@ -1,0 +1,2 @@
+ALTER TABLE users ADD COLUMN city text;
+UPDATE users SET city = 'unknown';

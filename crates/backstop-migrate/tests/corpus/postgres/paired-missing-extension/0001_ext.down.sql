@@ -1,0 +1,1 @@
+DROP EXTENSION IF EXISTS backstop_no_such_extension;

@@ -1,0 +1,1 @@
+CREATE EXTENSION IF NOT EXISTS backstop_no_such_extension;

@@ -1,0 +1,4 @@
+-- only an assertion that the table is there
+SELECT 1;
+DROP INDEX IF EXISTS no_such_index;
+DO $$ BEGIN PERFORM 1 FROM users LIMIT 1; END $$;

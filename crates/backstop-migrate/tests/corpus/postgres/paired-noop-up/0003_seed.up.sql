@@ -1,0 +1,1 @@
+UPDATE users SET name = 'admin' WHERE id = 1;

@@ -1,0 +1,2 @@
+-- backstop:allow destructive-drop-column nothing reads legacy since 2.3
+ALTER TABLE users DROP COLUMN legacy;
