@@ -88,7 +88,7 @@ pub async fn prove(
     engine: Engine,
     database_url: Option<&str>,
 ) -> Result<Vec<ProofResult>, ProofError> {
-    Ok(prove_reporting(set, engine, database_url, 0, &|_, _| {})
+    Ok(prove_reporting(set, engine, database_url, &|_, _| {})
         .await?
         .results)
 }
@@ -97,24 +97,21 @@ pub async fn prove(
 pub type OnMigration<'a> = &'a (dyn Fn(usize, &str) + Send + Sync);
 
 /// [`prove`], telling `on_migration` as it goes (a long history takes a while), and saying
-/// which server the proof ran on. The first `base` migrations (history accepted with `--since`)
-/// are only applied, to build the schema the others start from.
+/// which server the proof ran on.
 pub async fn prove_reporting(
     set: &MigrationSet,
     engine: Engine,
     database_url: Option<&str>,
-    base: usize,
     on_migration: OnMigration<'_>,
 ) -> Result<Proved, ProofError> {
     async fn on<D: ScratchDb>(
         mut db: D,
         set: &MigrationSet,
-        base: usize,
         on_migration: OnMigration<'_>,
     ) -> Result<Proved, ProofError> {
         let server = db.server_version().await;
         let results = match &server {
-            Ok(server) => prove_on_reporting(&mut db, set, server, base, on_migration).await,
+            Ok(server) => prove_on_reporting(&mut db, set, server, on_migration).await,
             Err(_) => Ok(Vec::new()),
         };
         db.close().await;
@@ -128,17 +125,9 @@ pub async fn prove_reporting(
             if database_url.is_some() {
                 return Err(ProofError::DatabaseUrlWithSqlite);
             }
-            on(SqliteScratch::start().await?, set, base, on_migration).await
+            on(SqliteScratch::start().await?, set, on_migration).await
         }
-        Engine::Postgres => {
-            on(
-                PgScratch::start(database_url).await?,
-                set,
-                base,
-                on_migration,
-            )
-            .await
-        }
+        Engine::Postgres => on(PgScratch::start(database_url).await?, set, on_migration).await,
     }
 }
 
@@ -148,14 +137,13 @@ pub async fn prove_on<D: ScratchDb>(
     set: &MigrationSet,
 ) -> Result<Vec<ProofResult>, ProofError> {
     let server = db.server_version().await?;
-    prove_on_reporting(db, set, &server, 0, &|_, _| {}).await
+    prove_on_reporting(db, set, &server, &|_, _| {}).await
 }
 
 async fn prove_on_reporting<D: ScratchDb>(
     db: &mut D,
     set: &MigrationSet,
     server: &str,
-    base: usize,
     on_migration: OnMigration<'_>,
 ) -> Result<Vec<ProofResult>, ProofError> {
     let mut results = Vec::with_capacity(set.migrations.len());
@@ -200,20 +188,6 @@ async fn prove_on_reporting<D: ScratchDb>(
         }
         let f1 = db.fingerprint().await?;
         r.schema_changed = f1.sha256 != f0.sha256;
-        if idx < base {
-            r.findings.push(finding(
-                Severity::Info,
-                "not-proven",
-                "accepted history (before --since): applied to build the schema later \
-                 migrations start from, not proven"
-                    .into(),
-                &m.up,
-                None,
-            ));
-            current = f1;
-            results.push(r);
-            continue;
-        }
         if let Some(verify) = &m.verify
             && let Err(fail) = exec(db, verify, ExecMode::RollBack).await?
         {
@@ -476,4 +450,56 @@ fn push_differences(
 
 fn millis(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up() -> Script {
+        Script {
+            file: "0007_x.up.sql".into(),
+            line: 1,
+            sql: String::new(),
+        }
+    }
+
+    fn fail(message: &str) -> ScriptFailure {
+        ScriptFailure {
+            message: message.into(),
+            line: Some(3),
+        }
+    }
+
+    #[test]
+    fn a_missing_extension_is_the_environment_and_an_old_server_is_suspected() {
+        let f = up_failed(
+            &up(),
+            &fail("extension \"vector\" is not available (SQLSTATE 0A000)"),
+            "PostgreSQL 15.18",
+        );
+        assert_eq!(f.rule, "missing-extension");
+        assert!(f.message.contains("PostgreSQL 15.18"), "{}", f.message);
+
+        let f = up_failed(
+            &up(),
+            &fail("subquery in FROM must have an alias (SQLSTATE 42601)"),
+            "PostgreSQL 15.18",
+        );
+        assert_eq!(f.rule, "up-failed");
+        assert!(
+            f.message.contains("the proof ran on PostgreSQL 15.18")
+                && f.message.contains("--database-url"),
+            "{}",
+            f.message
+        );
+
+        // A table that is not there is the migration's fault, whatever the server.
+        let f = up_failed(
+            &up(),
+            &fail("relation \"users\" does not exist (SQLSTATE 42P01)"),
+            "PostgreSQL 15.18",
+        );
+        assert!(!f.message.contains("newer server"), "{}", f.message);
+    }
 }

@@ -33,7 +33,10 @@ pub struct MigrationReport {
     pub checksum: Checksum,
     pub up_ms: u64,
     pub down_ms: u64,
-    /// Before `--since`: accepted history, applied to build the schema but not judged.
+    /// Up to and including `--since`: accepted history. Its proof still runs (later migrations
+    /// start from the schema it builds, and whether it is proven is reported), but its findings
+    /// are kept as info: applied history cannot be edited (checksum mismatches and a missing
+    /// extension still count).
     pub accepted: bool,
 }
 
@@ -74,7 +77,7 @@ pub struct Summary {
     pub proven: usize,
     /// Declared irreversible (or without a down in an up-only layout), without an error.
     pub irreversible: usize,
-    /// Before `--since`, without an error.
+    /// Up to `--since`, neither proven nor declared irreversible, without an error.
     pub accepted: usize,
     pub failed: usize,
     pub errors: usize,
@@ -97,7 +100,7 @@ pub struct Report {
     pub engine: Engine,
     /// What the proof ran on: `PostgreSQL 16.4`, `SQLite 3.46.1`.
     pub server: Option<String>,
-    /// `--since`: migrations before this version are accepted history.
+    /// `--since`: the findings of migrations up to and including this version are skipped.
     pub since: Option<String>,
     /// Every migration is proven (or declared irreversible) and no finding is an error.
     pub ok: bool,
@@ -164,7 +167,8 @@ pub struct CheckOptions<'a> {
     pub write_sum: bool,
     /// Told before each migration is proven, with how many there are: `(index, total, version)`.
     pub progress: Option<OnProgress<'a>>,
-    /// Accept the history before this version: applied to build the schema, not judged.
+    /// Skip the findings (not the proofs) of the migrations up to and including this version
+    /// (`spec/cli-contracts.md`).
     pub since: Option<&'a str>,
 }
 
@@ -200,8 +204,8 @@ pub async fn check(
 /// [`check`] with every option, keeping proof infrastructure errors apart.
 pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, CheckError> {
     let set = crate::layout::load(dir)?;
-    let base = match opts.since {
-        Some(v) => since_index(&set, v)?,
+    let accepted_upto = match opts.since {
+        Some(v) => since_count(&set, v)?,
         None => 0,
     };
     let lint = crate::lint::lint(&set, opts.engine)?;
@@ -227,7 +231,7 @@ pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, C
             p(i, total, version);
         }
     };
-    let proved = proof::prove_reporting(&set, opts.engine, opts.database_url, base, &tell).await?;
+    let proved = proof::prove_reporting(&set, opts.engine, opts.database_url, &tell).await?;
     let mut report = assemble(
         &set,
         opts.engine,
@@ -236,16 +240,17 @@ pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, C
         global,
         &proved.results,
         sum_state,
-        base,
+        accepted_upto,
     );
     report.server = Some(proved.server);
     report.since = opts.since.map(str::to_string);
     Ok(report)
 }
 
-/// The index of the first migration `--since VERSION` judges: the one with that version, or in
-/// a set ordered by version the first one after it. Sqitch and Liquibase need an exact name.
-fn since_index(set: &MigrationSet, since: &str) -> Result<usize, InputError> {
+/// How many migrations `--since VERSION` accepts: those up to and including the one with that
+/// version, or in a set ordered by version every one not after it. Sqitch and Liquibase need an
+/// exact name.
+fn since_count(set: &MigrationSet, since: &str) -> Result<usize, InputError> {
     let dashless = |v: &str| v.replace('-', "");
     let exact = set.migrations.iter().position(|m| {
         m.version == since
@@ -253,7 +258,7 @@ fn since_index(set: &MigrationSet, since: &str) -> Result<usize, InputError> {
             || crate::layout::compare_versions(&m.version, since).is_eq()
     });
     if let Some(i) = exact {
-        return Ok(i);
+        return Ok(i + 1);
     }
     let ordered = !matches!(set.layout, Layout::Sqitch | Layout::Liquibase);
     let numeric = !since.is_empty()
@@ -321,8 +326,13 @@ fn placeholder_down(
     let echoes = |f: &Finding| {
         matches!(
             f.rule.as_str(),
-            "proof-schema-differs" | "proof-reapply-differs" | "reapply-failed" | "column-order"
-        ) || (f.rule == "proof-rebuilt")
+            "proof-schema-differs"
+                | "proof-reapply-differs"
+                | "reapply-failed"
+                | "column-order"
+                | "proof-rebuilt"
+                | "down-incomplete"
+        )
     };
     if !proof.schema_changed {
         // A data-only up whose second run failed: that finding says what breaks.
@@ -380,7 +390,7 @@ pub fn assemble(
     mut global: Vec<Finding>,
     proofs: &[ProofResult],
     sum_state: &'static str,
-    base: usize,
+    accepted_upto: usize,
 ) -> Report {
     global.extend(set.notes.iter().cloned());
     let mut allowed = 0;
@@ -436,16 +446,13 @@ pub fn assemble(
             line: None,
         });
         accept_forward_only(m, &mut findings);
-        let accepted = i < base;
+        let accepted = i < accepted_upto;
         for f in findings.iter_mut().filter(|f| f.severity > Severity::Info) {
             if let Some(a) = m.allows.iter().find(|a| a.covers(f)) {
                 accept(f, &a.reason);
                 allowed += 1;
-            } else if accepted
-                && !f.rule.starts_with("checksum")
-                && !matches!(f.rule.as_str(), "up-failed" | "missing-extension")
-            {
-                accept(f, "history before --since");
+            } else if accepted && !f.rule.starts_with("checksum") && f.rule != "missing-extension" {
+                accept(f, "history up to --since");
                 allowed += 1;
             }
         }
@@ -494,12 +501,12 @@ pub fn assemble(
         if m.failed() {
             summary.failed += 1;
             summary.failing.push(m.label());
-        } else if m.accepted {
-            summary.accepted += 1;
         } else if m.proven {
             summary.proven += 1;
-        } else {
+        } else if m.declared_irreversible() {
             summary.irreversible += 1;
+        } else {
+            summary.accepted += 1;
         }
         if !m.proven && !m.declared_irreversible() && !m.accepted {
             summary.unproven.push(m.label());
@@ -614,7 +621,7 @@ pub fn render_text_with(r: &Report, opts: TextOptions) -> String {
     let since = r
         .since
         .as_deref()
-        .map(|v| format!("; history before {v} accepted"))
+        .map(|v| format!("; findings up to {v} accepted"))
         .unwrap_or_default();
     let _ = writeln!(
         out,
@@ -642,15 +649,15 @@ pub fn render_text_with(r: &Report, opts: TextOptions) -> String {
                     "not proven".to_string()
                 },
             )
-        } else if m.accepted {
-            ("~", "accepted history (before --since)".to_string())
         } else if m.proven {
             (
                 "✓",
                 format!("proven (up {} ms, down {} ms)", m.up_ms, m.down_ms),
             )
         } else {
-            let how = if m.irreversible.as_deref() == Some(crate::model::UP_ONLY) {
+            let how = if !m.declared_irreversible() {
+                "not proven; accepted history (up to --since)"
+            } else if m.irreversible.as_deref() == Some(crate::model::UP_ONLY) {
                 "no down (up-only)"
             } else if m.forward_only {
                 "irreversible, forward-only"

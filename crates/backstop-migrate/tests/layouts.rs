@@ -310,6 +310,7 @@ fn file_name() -> impl Strategy<Value = String> {
         Just("sqitch.plan".to_string()),
         "(deploy|revert|verify)/[a-z@]{1,3}\\.sql",
         "[0-9-]{1,4}_[a-z]{1,2}/(up|down)\\.sql",
+        "[0-9-]{1,4}_[a-z]{1,2}/metadata\\.toml",
     ]
 }
 
@@ -328,6 +329,12 @@ fn contents() -> impl Strategy<Value = String> {
         Just("*/".to_string()),
         Just("-- backstop:irreversible".to_string()),
         Just("-- backstop:phase contract".to_string()),
+        Just("-- backstop:allow destructive-drop-table,squawk:prefer-robust-stmts why".to_string()),
+        Just("-- backstop:allow".to_string()),
+        Just("-- safety-assured:start".to_string()),
+        Just("-- safety-assured:end".to_string()),
+        Just("run_in_transaction = false".to_string()),
+        Just("run_in_transaction = [".to_string()),
         Just("%project=x".to_string()),
         Just("@v1 2024-01-01T00:00:00Z A <a@x>".to_string()),
         Just("CREATE TABLE t (id INTEGER);".to_string()),

@@ -46,9 +46,9 @@ refuse to cross it), `-- backstop:forward-only` (accept it), `-- backstop:phase 
 expand|backfill|contract|irreversible`, `-- no-transaction` (diesel: `run_in_transaction = false` \
 in the migration's metadata.toml).
 
-Adopting the check on an existing history: `--since VERSION` applies the migrations before \
-VERSION to build the schema and judges only the rest; `-- backstop:allow RULE[,RULE] reason` in a \
-script accepts those rules' findings in that script; `-- safety-assured:start` ... \
+Adopting the check on an existing history: `--since VERSION` accepts the findings of the \
+migrations up to and including VERSION (their proofs still run); `-- backstop:allow RULE[,RULE] \
+reason` in a script accepts those rules' findings in that script; `-- safety-assured:start` ... \
 `-- safety-assured:end` accepts every lint finding between the two lines. Accepted findings stay \
 in the report as info, with the reason.
 
@@ -92,8 +92,8 @@ pub struct MigrationsCheckArgs {
     /// Write (refresh) DIR/backstop.sum with the checksums of every script instead of comparing.
     #[arg(long)]
     pub write_sum: bool,
-    /// Accept the history before this version: those migrations are applied to build the schema
-    /// the later ones start from, and their findings are kept as info.
+    /// Accept the findings (not the proofs) of the migrations up to and including this version:
+    /// they are kept as info; the proofs still run.
     #[arg(long, value_name = "VERSION")]
     pub since: Option<String>,
     /// Show findings at this severity and above (default: warning in text, info in JSON).

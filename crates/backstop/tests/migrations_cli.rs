@@ -176,3 +176,82 @@ fn help_teaches_with_examples() {
     );
     assert!(text.contains("Exit codes"), "{text}");
 }
+
+/// Adopting the check on a long history: `--since` accepts the old findings, `--quiet` shows only
+/// what fails with a tally per rule, `--severity error` hides warnings in JSON too, and the
+/// header names the server the proof ran on.
+#[test]
+fn an_old_history_is_adopted_with_since_and_read_with_quiet_and_severity() {
+    let dir = corpus("sqlite", "paired-since");
+    let d = dir.to_str().unwrap();
+
+    // Without --since: the placeholder down of 0001 and the drop in 0002 fail the check.
+    let out = run(&[d, "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("proven on SQLite 3."), "{text}");
+    assert!(text.contains("✗ 0001 users"), "{text}");
+    assert!(
+        !text.contains("0003 city"),
+        "--quiet shows only failing migrations: {text}"
+    );
+    assert!(text.contains("noop-down"), "{text}");
+    let tally = text
+        .lines()
+        .find(|l| l.starts_with("destructive-drop-column"))
+        .unwrap_or_else(|| panic!("no tally row for destructive-drop-column: {text}"));
+    assert_eq!(
+        tally.split_whitespace().collect::<Vec<_>>(),
+        ["destructive-drop-column", "1", "0", "0"]
+    );
+    assert!(
+        text.contains("failing (2): 0001 users, 0002 drop_legacy"),
+        "{text}"
+    );
+
+    // --since 0002 (inclusive): accepted as info with the reason; the proofs still ran.
+    let v = json(&[d, "--since", "0002"], 0);
+    assert_eq!(v["since"], "0002");
+    assert!(v["server"].as_str().unwrap().starts_with("SQLite "), "{v}");
+    let s = &v["summary"];
+    assert_eq!(
+        (s["proven"].as_u64(), s["accepted"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["failed"], 0, "{s}");
+    let drop = v["migrations"][1]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "destructive-drop-column")
+        .unwrap();
+    assert_eq!(drop["severity"], "info");
+    assert!(
+        drop["message"]
+            .as_str()
+            .unwrap()
+            .contains("(allowed: history up to --since)")
+    );
+
+    // --severity error: no warnings or info left in the JSON, the summary still counts them.
+    let v = json(&[d, "--since", "0002", "--severity", "error"], 0);
+    let left: Vec<String> = v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["findings"].as_array().unwrap())
+        .map(|f| f["severity"].as_str().unwrap().to_string())
+        .collect();
+    assert!(left.iter().all(|s| s == "error"), "{left:?}");
+    assert!(v["summary"]["warnings"].as_u64().unwrap() > 0);
+
+    // A version that is not there, in a set ordered by version, still works: every migration
+    // not after it is accepted. A word is refused, naming the flag.
+    let v = json(&[d, "--since", "0002.5"], 0);
+    assert_eq!(v["summary"]["accepted"], 1);
+    let out = run(&[d, "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--since \"yesterday\""), "{err}");
+}

@@ -299,7 +299,17 @@ pub(crate) fn lint_migration(
     // Declared irreversibility and missing / no-op downs.
     let down_ops = m.down.as_ref().map(|d| (d, located(d, engine)));
     let declared = m.irreversible.is_some() || m.forward_only;
-    if let Some(reason) = &m.irreversible {
+    if m.irreversible.as_deref() == Some(crate::model::UP_ONLY) {
+        out.push(finding(
+            Severity::Warning,
+            "irreversible",
+            "has no down (a sqlx up-only migration): rollback plans refuse to cross it; add a \
+             .down.sql to make it reversible"
+                .into(),
+            &m.up,
+            None,
+        ));
+    } else if let Some(reason) = &m.irreversible {
         let why = if reason.is_empty() {
             String::new()
         } else {
