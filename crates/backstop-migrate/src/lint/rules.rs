@@ -346,7 +346,8 @@ pub(crate) fn lint_migration(
             &m.up,
             None,
         )),
-        Some((d, ops)) if is_noop(ops) && !declared => out.push(finding(
+        // A no-op down is right for an up that does nothing either (`SELECT 1`, comments).
+        Some((d, ops)) if is_noop(ops) && !declared && !is_noop(&up_ops) => out.push(finding(
             Severity::Error,
             "noop-down",
             "the down does nothing: a rollback would report success and leave the up's changes \
@@ -583,6 +584,14 @@ pub(crate) fn lint_migration(
     if let Some((d, ops)) = &down_ops {
         let down = effects(ops);
         let own_table = |t: &str| up.tables.contains(&key(t));
+        let up_updated: HashSet<(String, String)> = up_ops
+            .iter()
+            .filter_map(|l| match &l.op {
+                Op::Update { table, set, .. } => Some(set.iter().map(move |c| col(table, c))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
         for l in ops.iter() {
             let line = Some(l.line);
             let (target, what) = match &l.op {
@@ -616,6 +625,15 @@ pub(crate) fn lint_migration(
             };
             let created_by_down = down.tables.contains(&key(&table));
             if created_by_down {
+                continue;
+            }
+            // Writing back the columns the up overwrote (or added) restores, not destroys.
+            if let Op::Update { set, .. } = &l.op
+                && !set.is_empty()
+                && set.iter().all(|c| {
+                    up_updated.contains(&col(&table, c)) || up.columns.contains(&col(&table, c))
+                })
+            {
                 continue;
             }
             let own = own_table(&table)
