@@ -1,7 +1,7 @@
 //! The whole check on the corpus, data-driven: every set under tests/corpus/{sqlite,postgres}
 //! carries an `expect.json` (`{"exit": 0|1|2, "rules": [...], "absent": [...], "error": "..."}`)
 //! and must produce exactly that exit code, every listed rule id, none of the absent ones, and
-//! for exit 2 an error containing the expected text (`file:line`). Optional keys: `since` (the
+//! for exit 2 an error containing the expected text (`file:line`; a list: every one of them). Optional keys: `since` (the
 //! `--since` version), `info` (rules that must appear, and only as info: accepted or moot),
 //! `summary` (counts the summary must have, e.g. `{"proven": 3, "failed": 1}`), `messages` (text
 //! some finding's message must contain). Plus the rules on
@@ -142,10 +142,15 @@ async fn check_set(dir: &Path, engine: Engine) -> Vec<String> {
                     "{name}: exit {got_exit} ({e}), expected {want_exit}"
                 ));
             }
-            if let Some(text) = expect["error"].as_str()
-                && !e.to_string().contains(text)
-            {
-                problems.push(format!("{name}: error {e:?} does not contain {text:?}"));
+            let texts: Vec<&str> = match &expect["error"] {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(all) => all.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            for text in texts {
+                if !e.to_string().contains(text) {
+                    problems.push(format!("{name}: error {e:?} does not contain {text:?}"));
+                }
             }
         }
     }

@@ -220,11 +220,20 @@ impl Difference {
     }
 }
 
-/// Two long definitions (views, functions, triggers) as a unified diff, one clause per line; when
-/// they differ only in a quoted literal, say that the definition embeds a value fixed when it
-/// was created (`'now'::timestamp` becomes the creation time in a view's stored text).
+/// Two long definitions (views, functions, triggers) as a unified diff: a function body by its own
+/// lines, a one-line definition one clause per line. When they differ only in a quoted literal,
+/// say that the definition embeds a value fixed when it was created (`'now'::timestamp` becomes the creation time in a view's stored text).
 fn definition_diff(expected: &str, actual: &str, reference: &str) -> String {
+    let multi_line = expected.contains('\n') || actual.contains('\n');
     let lines = |def: &str| -> String {
+        if multi_line {
+            // A function body keeps its own lines.
+            let mut out: String = def.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+            if out.is_empty() {
+                out.push('\n');
+            }
+            return out;
+        }
         let mut out = String::new();
         for word in def.split_whitespace() {
             let breaks = matches!(
@@ -673,6 +682,41 @@ mod tests {
         assert_eq!(
             d[0].describe(Stage::AfterReapply),
             "after the second up: type mood: enum was 'sad','ok' after the first up, is 'sad','ok','happy' now"
+        );
+    }
+
+    #[test]
+    fn long_definitions_differ_as_a_unified_diff_and_constants_are_named() {
+        let body = |x: &str| {
+            format!(
+                "CREATE OR REPLACE FUNCTION public.touch()\n RETURNS trigger\n LANGUAGE plpgsql\nAS $function$\nBEGIN\n    NEW.name := {x};\n    RETURN NEW;\nEND\n$function$\n"
+            )
+        };
+        let d = definition_diff(&body("trim(NEW.name)"), &body("lower(NEW.name)"), "before");
+        assert!(
+            d.starts_with("definition differs:\n--- before\n+++ now"),
+            "{d}"
+        );
+        assert!(
+            d.contains("\n-    NEW.name := trim(NEW.name);\n+    NEW.name := lower(NEW.name);"),
+            "{d}"
+        );
+        assert!(!d.contains("constant"), "{d}");
+
+        let view = |at: &str| {
+            format!(
+                "SELECT e.id, e.at FROM events e WHERE e.at > ('{at}'::timestamp with time zone - '1 day'::interval)"
+            )
+        };
+        let d = definition_diff(
+            &view("2026-12-04 22:28:14.73+00"),
+            &view("2026-12-04 22:28:14.89+00"),
+            "after the first up",
+        );
+        assert!(d.contains("only a quoted literal differs"), "{d}");
+        assert!(
+            d.contains("\n-WHERE e.at > ('2026-12-04 22:28:14.73+00'"),
+            "{d}"
         );
     }
 }

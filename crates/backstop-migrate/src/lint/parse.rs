@@ -91,9 +91,13 @@ fn combine(mut errors: Vec<InputError>) -> Result<(), InputError> {
     let mut first = errors.remove(0);
     if !rest.is_empty() {
         first.message.push_str(&format!(
-            "\n{} more script{} do not parse:",
+            "\n{} more {} not parse:",
             rest.len(),
-            if rest.len() == 1 { "" } else { "s" }
+            if rest.len() == 1 {
+                "script does"
+            } else {
+                "scripts do"
+            }
         ));
         for e in rest.iter().take(MAX_LISTED_ERRORS) {
             first.message.push_str(&format!("\n  {e}"));
@@ -177,8 +181,7 @@ fn parse_sqlite(scripts: &[Script]) -> Vec<InputError> {
                 });
                 if missing_semicolon {
                     format!(
-                        "not valid SQLite SQL: {m}: missing `;` before this statement's next \
-                         {}",
+                        "not valid SQLite SQL: {m}: missing `;` before the {} on this line",
                         near.unwrap_or_default().to_ascii_uppercase()
                     )
                 } else {
@@ -405,7 +408,7 @@ mod tests {
         let e = parse_set(&set, Engine::Sqlite).unwrap_err();
         assert_eq!(e.file, std::path::PathBuf::from("0001_x.up.sql"));
         assert!(e.message.contains("pass --engine postgres"), "{e}");
-        assert!(e.message.contains("1 more script do not parse"), "{e}");
+        assert!(e.message.contains("1 more script does not parse"), "{e}");
         assert!(e.message.contains("0003_x.up.sql:1"), "{e}");
     }
 }
