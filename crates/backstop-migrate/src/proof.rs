@@ -341,9 +341,10 @@ fn script_failed(rule: &str, what: &str, script: &Script, fail: &ScriptFailure) 
     )
 }
 
-/// SQLSTATEs a statement the parser accepted gets from a server too old for it: a syntax error,
-/// an undefined object or function, a feature not supported.
-const TOO_OLD_STATES: &[&str] = &["42601", "42704", "42883", "0A000"];
+/// SQLSTATEs a statement the parser accepted gets from a server too old for it: a syntax error
+/// (the grammar grew), a feature not supported. An unknown object or function is most often the
+/// migration's own fault (a missing extension, a typo), so it gets no such hint.
+const TOO_OLD_STATES: &[&str] = &["42601", "0A000"];
 
 /// The up failed: `missing-extension` (the environment, not the migration: exit 3) when the
 /// server lacks an extension it creates; otherwise `up-failed`, saying the server may be too old

@@ -33,7 +33,8 @@ pub struct MigrationReport {
     pub checksum: Checksum,
     pub up_ms: u64,
     pub down_ms: u64,
-    /// Up to and including `--since`: accepted history. Its proof still runs (later migrations
+    /// Up to and including `--since`, or unproven with that allowed (`backstop:allow
+    /// missing-down <reason>`): accepted history. Its proof still runs (later migrations
     /// start from the schema it builds, and whether it is proven is reported), but its findings
     /// are kept as info: applied history cannot be edited (checksum mismatches and a missing
     /// extension still count).
@@ -273,11 +274,20 @@ fn since_count(set: &MigrationSet, since: &str) -> Result<usize, InputError> {
                 crate::layout::compare_versions(v, since).is_gt()
             }
         };
-        return Ok(set
-            .migrations
-            .iter()
-            .position(|m| after(&m.version))
-            .unwrap_or(set.migrations.len()));
+        // Past the last migration is a typo more often than a plan (an extra digit would
+        // accept every migration yet to come): refused.
+        if let Some(count) = set.migrations.iter().position(|m| after(&m.version)) {
+            return Ok(count);
+        }
+        let last = set.migrations.last().map_or("", |m| m.version.as_str());
+        return Err(InputError {
+            file: set.dir.clone(),
+            line: None,
+            message: format!(
+                "--since {since:?} is after the last migration ({last}): give the version of \
+                 the newest migration to accept the whole history"
+            ),
+        });
     }
     let (first, last) = match (set.migrations.first(), set.migrations.last()) {
         (Some(f), Some(l)) => (f.version.as_str(), l.version.as_str()),
@@ -311,15 +321,18 @@ fn placeholder_down(
         return;
     };
     if proof.proven && !proof.schema_changed {
+        let f = &mut findings[at];
         if crate::lint::rules::writes_data(&m.up, engine) {
-            let f = &mut findings[at];
             f.severity = Severity::Warning;
-            f.message = "the up changes data but not the schema, and the down does nothing: if \
-                         the data change cannot be undone, say so with \
-                         `-- backstop:irreversible <reason>`"
+            f.message = "the up changes data (or privileges, comments) but not the schema, and \
+                         the down does nothing: undo it in the down, or if it cannot be undone \
+                         say so with `-- backstop:irreversible <reason>`"
                 .into();
         } else {
-            findings.remove(at);
+            f.severity = Severity::Info;
+            f.message = "the down does nothing, and neither did the up to the schema (the proof \
+                         compared it before and after): nothing to undo"
+                .into();
         }
         return;
     }
@@ -354,6 +367,18 @@ fn placeholder_down(
         );
     }
 }
+
+/// Rules that say why a migration is not proven: allowing one accepts it unproven.
+const UNPROVEN_RULES: &[&str] = &[
+    "missing-down",
+    "noop-down",
+    "not-proven",
+    "up-failed",
+    "down-failed",
+    "reapply-failed",
+    "proof-schema-differs",
+    "proof-reapply-differs",
+];
 
 /// A finding its author (or `--since`) accepted: kept, as info, saying why.
 fn accept(f: &mut Finding, why: &str) {
@@ -456,6 +481,14 @@ pub fn assemble(
                 allowed += 1;
             }
         }
+        // `backstop:allow missing-down …` (or any rule saying why it is not proven) accepts
+        // the migration unproven, as --since does.
+        let accepted = accepted
+            || (!proven
+                && m.allows
+                    .iter()
+                    .flat_map(|a| &a.rules)
+                    .any(|r| UNPROVEN_RULES.contains(&r.as_str())));
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         migrations.push(MigrationReport {
             version: m.version.clone(),

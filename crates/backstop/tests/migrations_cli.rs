@@ -247,9 +247,13 @@ fn an_old_history_is_adopted_with_since_and_read_with_quiet_and_severity() {
     assert!(v["summary"]["warnings"].as_u64().unwrap() > 0);
 
     // A version that is not there, in a set ordered by version, still works: every migration
-    // not after it is accepted. A word is refused, naming the flag.
+    // not after it is accepted. One past the last, or a word, is refused, naming the flag.
     let v = json(&[d, "--since", "0002.5"], 0);
     assert_eq!(v["summary"]["accepted"], 1);
+    let out = run(&[d, "--since", "9999"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is after the last migration (0003)"), "{err}");
     let out = run(&[d, "--since", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

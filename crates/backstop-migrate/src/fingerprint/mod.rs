@@ -263,18 +263,39 @@ fn definition_diff(expected: &str, actual: &str, reference: &str) -> String {
         out.push('\n');
         out
     };
-    let unquoted = |def: &str| {
-        let mut out = String::new();
-        let mut in_quote = false;
-        for c in def.chars() {
-            if c == '\'' {
-                in_quote = !in_quote;
-                out.push(c);
-            } else if !in_quote {
-                out.push(c);
+    // The text outside quotes, and the quoted literals (comments left out: an apostrophe in
+    // `-- don't` opens no literal).
+    let split = |def: &str| -> (String, Vec<String>) {
+        let mut outside = String::new();
+        let mut literals = Vec::new();
+        for line in def.lines() {
+            let mut in_quote = false;
+            let mut chars = line.chars().peekable();
+            while let Some(c) = chars.next() {
+                if !in_quote && c == '-' && chars.peek() == Some(&'-') {
+                    break;
+                }
+                if c == '\'' {
+                    in_quote = !in_quote;
+                    outside.push(c);
+                    if in_quote {
+                        literals.push(String::new());
+                    }
+                } else if in_quote {
+                    if let Some(l) = literals.last_mut() {
+                        l.push(c);
+                    }
+                } else {
+                    outside.push(c);
+                }
             }
+            outside.push('\n');
         }
-        out
+        (outside, literals)
+    };
+    let is_time = |l: &str| {
+        let b = l.as_bytes();
+        b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
     };
     let (e, a) = (lines(expected), lines(actual));
     let diff = similar::TextDiff::from_lines(&e, &a)
@@ -282,11 +303,19 @@ fn definition_diff(expected: &str, actual: &str, reference: &str) -> String {
         .context_radius(1)
         .header(reference, "now")
         .to_string();
-    let constant = if unquoted(expected) == unquoted(actual) {
-        " (only a quoted literal differs: the definition embeds a constant fixed when it was \
-         created, such as 'now'::timestamp; compute it at query time instead)"
-    } else {
+    let ((e_out, e_lit), (a_out, a_lit)) = (split(expected), split(actual));
+    let constant = if e_out != a_out || e_lit.len() != a_lit.len() {
         ""
+    } else if e_lit
+        .iter()
+        .zip(&a_lit)
+        .filter(|(x, y)| x != y)
+        .all(|(x, y)| is_time(x) && is_time(y))
+    {
+        " (only a timestamp literal differs: the definition embeds a time fixed when it was \
+         created, such as 'now'::timestamp; compute it at query time instead, e.g. now())"
+    } else {
+        " (only a quoted literal differs)"
     };
     format!("definition differs{constant}:\n{}", diff.trim_end())
 }
@@ -713,10 +742,21 @@ mod tests {
             &view("2026-12-04 22:28:14.89+00"),
             "after the first up",
         );
-        assert!(d.contains("only a quoted literal differs"), "{d}");
+        assert!(d.contains("only a timestamp literal differs"), "{d}");
         assert!(
             d.contains("\n-WHERE e.at > ('2026-12-04 22:28:14.73+00'"),
             "{d}"
         );
+
+        // Another literal is another value, not a creation time; an apostrophe in a comment
+        // opens no literal.
+        let status = |s: &str| {
+            format!("SELECT e.id FROM events e WHERE e.status = '{s}' AND e.id > 100000000")
+        };
+        let d = definition_diff(&status("active"), &status("enabled"), "before");
+        assert!(d.contains("(only a quoted literal differs)"), "{d}");
+        let f = |x: &str| format!("BEGIN\n  -- don't\n  RETURN {x};\nEND\n");
+        let d = definition_diff(&f("1"), &f("2"), "before");
+        assert!(!d.contains("only a"), "{d}");
     }
 }

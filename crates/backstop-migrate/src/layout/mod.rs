@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::model::{
-    Allow, Finding, InputError, Layout, Migration, MigrationSet, Phase, Script, Severity,
+    Allow, Finding, InputError, Layout, Migration, MigrationSet, Phase, Script, Severity, UP_ONLY,
 };
 
 /// Read the migration set in `dir`, whatever its layout (see the table in the spec).
@@ -186,12 +186,28 @@ fn detect(dir: &Path, listing: &Listing) -> Result<Layout, InputError> {
     if dir.join("sqitch.plan").is_file() {
         return Ok(Layout::Sqitch);
     }
-    // Loose files beside diesel folders are set aside by `load` (diesel ignores them).
-    if listing
+    // Loose files beside diesel folders are set aside by `load` (diesel ignores them), unless
+    // they are named like migrations: then the folder mixes layouts.
+    let diesel_dir = listing
         .dirs
         .iter()
-        .any(|d| dir.join(d).join("up.sql").is_file() || dir.join(d).join("down.sql").is_file())
-    {
+        .find(|d| dir.join(d).join("up.sql").is_file() || dir.join(d).join("down.sql").is_file());
+    if let Some(d) = diesel_dir {
+        let migration_like = listing.sql_files.iter().find(|f| {
+            files::flyway_name(f).is_some()
+                || split_version_name(f.trim_end_matches(".sql").trim_end_matches(".SQL")).is_some()
+        });
+        if let Some(f) = migration_like {
+            return Err(InputError {
+                file: PathBuf::from(f),
+                line: None,
+                message: format!(
+                    "mixed layouts: this file is named like a migration, but {d} is a diesel \
+                     migration folder; keep one layout per folder (diesel ignores loose files, \
+                     so this one would never run)"
+                ),
+            });
+        }
         return Ok(Layout::Diesel);
     }
     // (layout, first file seen of it), in listing order.
@@ -472,13 +488,16 @@ fn apply_annotations(m: &mut Migration) -> Result<(), InputError> {
     for a in found {
         match a {
             Annotation::Irreversible(reason) => {
-                if m.irreversible.is_none() {
+                // The author's own reason beats the layout's "up-only".
+                if m.irreversible.is_none() || m.irreversible.as_deref() == Some(UP_ONLY) {
                     m.irreversible = Some(reason);
                 }
             }
             Annotation::ForwardOnly => m.forward_only = true,
             Annotation::Phase(p) => {
-                if p == Phase::Irreversible && m.irreversible.is_none() {
+                if p == Phase::Irreversible
+                    && (m.irreversible.is_none() || m.irreversible.as_deref() == Some(UP_ONLY))
+                {
                     m.irreversible = Some(String::new());
                 }
                 m.phase = Some(p);

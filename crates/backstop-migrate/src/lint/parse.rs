@@ -49,7 +49,7 @@ fn next_line_starts_statement(text: &str) -> bool {
     let skipped = &text[..text.len() - trimmed.len()];
     let word: String = trimmed
         .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect::<String>()
         .to_ascii_lowercase();
     skipped.contains('\n') && STATEMENT_WORDS.contains(&word.as_str())
@@ -64,7 +64,8 @@ fn parse_postgres(script: &Script) -> Option<InputError> {
     let message = if e
         .message()
         .eq_ignore_ascii_case("missing semicolon between statements")
-        || (e.message() == "missing comma" && next_line_starts_statement(after))
+        || (matches!(e.message(), "missing comma" | "expected COMMA")
+            && next_line_starts_statement(after))
     {
         "not valid PostgreSQL: missing `;` at the end of this line: the next statement starts on \
          the line after it"
@@ -172,12 +173,26 @@ fn parse_sqlite(scripts: &[Script]) -> Vec<InputError> {
                     .strip_prefix("near \"")
                     .and_then(|rest| rest.split_once('"'))
                     .map(|(word, _)| word.to_ascii_lowercase());
+                // A line starting with that word after a line that ends a statement (not a
+                // column list: `update TEXT` after `id INTEGER,` is a column).
                 let missing_semicolon = near.as_ref().is_some_and(|w| {
+                    let lines: Vec<&str> = r.sql.lines().collect();
                     STATEMENT_WORDS.contains(&w.as_str())
-                        && r.sql
-                            .lines()
-                            .skip(1)
-                            .any(|l| l.trim_start().to_ascii_lowercase().starts_with(w.as_str()))
+                        && (1..lines.len()).any(|i| {
+                            let first: String = lines[i]
+                                .trim_start()
+                                .chars()
+                                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                                .collect::<String>()
+                                .to_ascii_lowercase();
+                            let before = lines[..i]
+                                .iter()
+                                .rev()
+                                .map(|l| l.split("--").next().unwrap_or("").trim_end())
+                                .find(|l| !l.is_empty())
+                                .unwrap_or("");
+                            first == *w && !before.ends_with(',') && !before.ends_with('(')
+                        })
                 });
                 if missing_semicolon {
                     format!(
@@ -193,7 +208,7 @@ fn parse_sqlite(scripts: &[Script]) -> Vec<InputError> {
             }
         };
         // The first error of each script (later ones often follow from it).
-        if !seen_scripts.insert(r.script.file.clone()) {
+        if !seen_scripts.insert((r.script.file.clone(), r.script.line)) {
             continue;
         }
         errors.push(InputError {
@@ -306,7 +321,13 @@ pub fn parse_set(set: &MigrationSet, engine: Engine) -> Result<(), InputError> {
     // The default engine is SQLite: a PostgreSQL history checked without --engine postgres
     // fails here first, so say so when the other engine takes the script.
     if let Some(first) = errors.first_mut() {
-        let script = scripts.iter().find(|s| s.file == first.file);
+        // The script the error is in: several sections of one file (goose, dbmate) are several
+        // scripts.
+        let line = first.line.unwrap_or(0);
+        let script = scripts
+            .iter()
+            .filter(|s| s.file == first.file && s.line <= line.max(1))
+            .max_by_key(|s| s.line);
         let other_takes_it = script.is_some_and(|s| match engine {
             Engine::Sqlite => parse_postgres(s).is_none(),
             Engine::Postgres => parse_sqlite(std::slice::from_ref(s)).is_empty(),
@@ -392,6 +413,18 @@ mod tests {
         );
         let e = parse_script(&lite, Engine::Sqlite).unwrap_err();
         assert!(e.message.contains("missing `;`"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_semicolon_is_not_claimed_where_it_is_not() {
+        let pg = script("UPDATE t SET a = 1\nUPDATE t SET b = 2;\n", 1);
+        let e = parse_script(&pg, Engine::Postgres).unwrap_err();
+        assert!(e.message.contains("missing `;`"), "{e}");
+        // A keyword as a column name is another error.
+        let lite = script("CREATE TABLE t (\n  id INTEGER,\n  update TEXT\n);\n", 1);
+        if let Err(e) = parse_script(&lite, Engine::Sqlite) {
+            assert!(!e.message.contains("missing `;`"), "{e}");
+        }
     }
 
     #[test]

@@ -49,6 +49,16 @@ fn col(table: &str, column: &str) -> (String, String) {
     (key(table), key(column))
 }
 
+/// `ALTER TABLE t RENAME TO t_old; CREATE TABLE t …; INSERT INTO t … SELECT … FROM t_old; DROP
+/// TABLE t_old`: among `ops`, the original name is created again, filled, and the old copy
+/// dropped. Without the copy it loses every row; without the drop it is a plain rename.
+fn renamed_rebuild(ops: &[Located], original: &str, old_copy: &str) -> bool {
+    let has = |f: &dyn Fn(&Op) -> bool| ops.iter().any(|l| f(&l.op));
+    has(&|o| matches!(o, Op::CreateTable { table, .. } if key(table) == key(original)))
+        && has(&|o| matches!(o, Op::Insert(t) if key(t) == key(original)))
+        && has(&|o| matches!(o, Op::DropTable(t) if key(t) == key(old_copy)))
+}
+
 /// What an up (or down) creates, drops and rebuilds.
 #[derive(Default)]
 struct Effects {
@@ -104,10 +114,7 @@ fn effects(ops: &[Located]) -> Effects {
                 // the old copy of a rebuilt table.
                 let old_copy = ops[..i].iter().find_map(|o| match &o.op {
                     Op::RenameTable { from, to }
-                        if key(to) == key(t)
-                            && ops[..i].iter().any(|c| {
-                                matches!(&c.op, Op::CreateTable { table, .. } if key(table) == key(from))
-                            }) =>
+                        if key(to) == key(t) && renamed_rebuild(ops, from, to) =>
                     {
                         Some(key(from))
                     }
@@ -135,9 +142,7 @@ fn effects(ops: &[Located]) -> Effects {
             }
             Op::RenameTable { from, to } => {
                 e.renamed_tables.insert((key(from), key(to)));
-                if ops[i + 1..].iter().any(
-                    |o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(from)),
-                ) {
+                if renamed_rebuild(&ops[i + 1..], from, to) {
                     e.rebuilt.insert(key(from));
                 }
             }
@@ -361,7 +366,7 @@ pub(crate) fn lint_migration(
 
     // The up: destructive and breaking operations on what existed before it.
     let pre = |t: &str| !up.tables.contains(&key(t));
-    for l in &up_ops {
+    for (idx, l) in up_ops.iter().enumerate() {
         let line = Some(l.line);
         let s = &m.up;
         match &l.op {
@@ -430,9 +435,12 @@ pub(crate) fn lint_migration(
                     line,
                 ));
             }
+            // Existed before the up: not created earlier in it (a table of the same name created
+            // after the rename is a new one).
             Op::RenameTable { from, to }
-                if pre(from)
-                    && !up.rebuilt.contains(&key(from))
+                if !up_ops[..idx].iter().any(
+                    |o| matches!(&o.op, Op::CreateTable { table, .. } if key(table) == key(from)),
+                ) && !up.rebuilt.contains(&key(from))
                     && !up.rebuilt.contains(&key(to)) =>
             {
                 out.push(finding(
@@ -587,7 +595,11 @@ pub(crate) fn lint_migration(
         let up_updated: HashSet<(String, String)> = up_ops
             .iter()
             .filter_map(|l| match &l.op {
-                Op::Update { table, set, .. } => Some(set.iter().map(move |c| col(table, c))),
+                Op::Update {
+                    table,
+                    set,
+                    has_where: false,
+                } => Some(set.iter().map(move |c| col(table, c))),
                 _ => None,
             })
             .flatten()
@@ -793,7 +805,46 @@ pub(crate) fn writes_data(script: &Script, engine: Engine) -> bool {
             l.op,
             Op::Insert(_) | Op::Update { .. } | Op::Delete { .. } | Op::Truncate(_)
         )
-    })
+    }) || statements(&script.sql, engine)
+        .unwrap_or_default()
+        .iter()
+        .any(|s| {
+            let Some(super::sql::Tok::Word(first)) = s.toks.first() else {
+                return false;
+            };
+            match first.as_str() {
+                // Statements whose effect no catalog fingerprint shows: data written through
+                // a procedure, COPY or MERGE; privileges, comments, ownership.
+                "call" | "copy" | "merge" | "grant" | "revoke" | "comment" | "security"
+                | "reassign" => true,
+                // A CTE or a block writes when its text says so (a read-only `DO` assertion
+                // does not).
+                "with" | "do" => {
+                    let text = script
+                        .sql
+                        .get(s.start..s.end)
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .any(|w| {
+                            matches!(
+                                w,
+                                "insert"
+                                    | "update"
+                                    | "delete"
+                                    | "truncate"
+                                    | "merge"
+                                    | "execute"
+                                    | "copy"
+                                    | "grant"
+                                    | "revoke"
+                                    | "comment"
+                            )
+                        })
+                }
+                _ => false,
+            }
+        })
 }
 
 /// The rule findings of every migration of `set`, one list per migration, in order.

@@ -1,0 +1,1 @@
+UPDATE users SET role = 'admin' WHERE id = 1;

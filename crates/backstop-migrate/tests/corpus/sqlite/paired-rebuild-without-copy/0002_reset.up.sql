@@ -1,0 +1,3 @@
+ALTER TABLE users RENAME TO users_old;
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+DROP TABLE users_old;

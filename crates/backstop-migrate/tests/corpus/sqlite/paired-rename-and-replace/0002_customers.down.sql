@@ -1,0 +1,2 @@
+DROP TABLE users;
+ALTER TABLE customers RENAME TO users;

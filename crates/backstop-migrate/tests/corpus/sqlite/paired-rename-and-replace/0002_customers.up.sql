@@ -1,0 +1,2 @@
+ALTER TABLE users RENAME TO customers;
+CREATE TABLE users (id INTEGER PRIMARY KEY, customer_id INTEGER);
