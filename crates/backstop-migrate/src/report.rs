@@ -418,6 +418,24 @@ pub fn assemble(
     accepted_upto: usize,
 ) -> Report {
     global.extend(set.notes.iter().cloned());
+    let up_only = set
+        .migrations
+        .iter()
+        .filter(|m| m.irreversible.as_deref() == Some(crate::model::UP_ONLY))
+        .count();
+    if up_only > 0 {
+        global.push(Finding {
+            severity: Severity::Warning,
+            rule: "irreversible".into(),
+            message: format!(
+                "{up_only} of {} migrations are sqlx up-only files with no down: rollback plans \
+                 refuse to cross them; add a {{version}}_{{name}}.down.sql to make one reversible",
+                set.migrations.len()
+            ),
+            file: None,
+            line: None,
+        });
+    }
     let mut allowed = 0;
     let checksums = checksum::checksums(set);
     let mut lint = lint.into_iter();
@@ -604,12 +622,13 @@ impl Default for TextOptions {
 fn write_finding(out: &mut String, indent: &str, f: &Finding) {
     // Multi-line messages (definition diffs) stay under their finding.
     let message = f.message.replace('\n', &format!("\n{indent}    "));
+    let at = location(f);
+    let at = if at.is_empty() { at } else { format!("{at}: ") };
     let _ = writeln!(
         out,
-        "{indent}{:<7} {}  {}: {message}",
+        "{indent}{:<7} {}  {at}{message}",
         severity_word(f.severity),
         f.rule,
-        location(f),
     );
 }
 

@@ -305,8 +305,9 @@ pub(crate) fn lint_migration(
     let down_ops = m.down.as_ref().map(|d| (d, located(d, engine)));
     let declared = m.irreversible.is_some() || m.forward_only;
     if m.irreversible.as_deref() == Some(crate::model::UP_ONLY) {
+        // Info here: the report says it once for the set (an up-only history is a choice).
         out.push(finding(
-            Severity::Warning,
+            Severity::Info,
             "irreversible",
             "has no down (a sqlx up-only migration): rollback plans refuse to cross it; add a \
              .down.sql to make it reversible"
