@@ -59,6 +59,23 @@ fn renamed_rebuild(ops: &[Located], original: &str, old_copy: &str) -> bool {
         && has(&|o| matches!(o, Op::DropTable(t) if key(t) == key(old_copy)))
 }
 
+/// A column rebuilt in place (to restore column order, or change a type): `ADD COLUMN x_new …;
+/// UPDATE t SET x_new = x; DROP COLUMN x; RENAME COLUMN x_new TO x`. Its values are copied, not
+/// lost; without the copy it is a drop.
+fn column_rebuilt(ops: &[Located], table: &str, column: &str) -> bool {
+    ops.iter().any(|l| match &l.op {
+        Op::RenameColumn { table: t, from, to }
+            if key(t) == key(table) && key(to) == key(column) =>
+        {
+            ops.iter().any(|u| {
+                matches!(&u.op, Op::Update { table: ut, set, .. }
+                    if key(ut) == key(table) && set.iter().any(|c| key(c) == key(from)))
+            })
+        }
+        _ => false,
+    })
+}
+
 /// What an up (or down) creates, drops and rebuilds.
 #[derive(Default)]
 struct Effects {
@@ -382,7 +399,9 @@ pub(crate) fn lint_migration(
                 line,
             )),
             Op::DropColumn { table, column }
-                if pre(table) && !up.columns.contains(&col(table, column)) =>
+                if pre(table)
+                    && !up.columns.contains(&col(table, column))
+                    && !column_rebuilt(&up_ops, table, column) =>
             {
                 out.push(finding(
                     Severity::Error,
@@ -455,7 +474,11 @@ pub(crate) fn lint_migration(
                     line,
                 ));
             }
-            Op::RenameColumn { table, from, to } if pre(table) => out.push(finding(
+            // A column added earlier in this script (`x_new` of a rebuild) is nobody's yet.
+            Op::RenameColumn { table, from, to }
+                if pre(table) && !up.columns.contains(&col(table, from)) =>
+            {
+                out.push(finding(
                 Severity::Error,
                 "breaking-rename-column",
                 format!(
@@ -464,7 +487,8 @@ pub(crate) fn lint_migration(
                 ),
                 s,
                 line,
-            )),
+            ));
+            }
             Op::AddColumn {
                 table,
                 column,
@@ -592,7 +616,21 @@ pub(crate) fn lint_migration(
     // The down: what it destroys, and what it forgets to undo.
     if let Some((d, ops)) = &down_ops {
         let down = effects(ops);
-        let own_table = |t: &str| up.tables.contains(&key(t));
+        // The up's own tables and columns, under the names the up left them with (a table it
+        // renamed keeps what it added).
+        let up_names = |t: &str| -> Vec<String> {
+            let mut names = vec![key(t)];
+            names.extend(
+                up.renamed_tables
+                    .iter()
+                    .filter(|(_, to)| *to == key(t))
+                    .map(|(from, _)| from.clone()),
+            );
+            names
+        };
+        let own_table = |t: &str| up_names(t).iter().any(|n| up.tables.contains(n));
+        let own_column =
+            |t: &str, c: &str| up_names(t).iter().any(|n| up.columns.contains(&col(n, c)));
         let up_updated: HashSet<(String, String)> = up_ops
             .iter()
             .filter_map(|l| match &l.op {
@@ -640,19 +678,23 @@ pub(crate) fn lint_migration(
             if created_by_down {
                 continue;
             }
-            // Writing back the columns the up overwrote (or added) restores, not destroys.
+            // Writing back the columns the up overwrote (or added) restores, not destroys; so
+            // does filling columns the down itself adds (a column-order rebuild's `x_new`).
             if let Op::Update { set, .. } = &l.op
                 && !set.is_empty()
                 && set.iter().all(|c| {
-                    up_updated.contains(&col(&table, c)) || up.columns.contains(&col(&table, c))
+                    let c = col(&table, c);
+                    up_updated.contains(&c) || up.columns.contains(&c) || down.columns.contains(&c)
                 })
             {
                 continue;
             }
-            let own = own_table(&table)
-                || column
-                    .as_ref()
-                    .is_some_and(|c| up.columns.contains(&col(&table, c)));
+            if let Op::DropColumn { table, column } = &l.op
+                && column_rebuilt(ops, table, column)
+            {
+                continue;
+            }
+            let own = own_table(&table) || column.as_ref().is_some_and(|c| own_column(&table, c));
             let is_drop = matches!(l.op, Op::DropTable(_) | Op::DropColumn { .. });
             if own && is_drop {
                 out.push(finding(

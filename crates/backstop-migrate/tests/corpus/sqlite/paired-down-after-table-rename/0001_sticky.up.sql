@@ -1,0 +1,1 @@
+CREATE TABLE mod_sticky (id INTEGER PRIMARY KEY, stickied INTEGER NOT NULL);
