@@ -374,6 +374,32 @@ impl Daemon {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--output", "json"]);
         let out = self.cli(&all);
+        self.expect_exit(args, out, code)
+    }
+
+    /// [`Daemon::cli_json`] expecting success, asking again while the daemon answers 503 (its
+    /// store briefly unavailable: a replica failing over, a pool waiting for a connection), as a
+    /// client polling it would. For reads in polling loops.
+    pub fn cli_json_patient(&self, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json"]);
+        let deadline = Instant::now() + patience();
+        let out = loop {
+            let out = self.cli(&all);
+            let unavailable = !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("503 Service Unavailable");
+            if !unavailable || Instant::now() >= deadline {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let out = self.expect_exit(args, out, 0);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// `out` of `backstop args`, asserting its exit code (the daemon log on failure).
+    fn expect_exit(&self, args: &[&str], out: Output, code: i32) -> Output {
         assert_eq!(
             out.status.code(),
             Some(code),
@@ -473,8 +499,9 @@ impl Daemon {
         self.cli_json(&rollback_args(reason), code)
     }
 
+    /// The rollout's detail (asked again while the daemon's store is briefly unavailable).
     pub fn rollout(&self, id: &str) -> serde_json::Value {
-        self.cli_json(&["rollout", "status", id], 0)
+        self.cli_json_patient(&["rollout", "status", id])
     }
 
     /// Polls until `pred` holds for the rollout's detail (returned), or fails with the last

@@ -51,7 +51,7 @@ fn three_replicas(dir: &Path, pg: &Postgres) -> [Daemon; 3] {
 
 /// The pid of the live replica holding `lease`, asking `d`.
 fn holder_of(d: &Daemon, lease: &str) -> Option<u64> {
-    let list = d.cli_json(&["cluster", "status"], 0);
+    let list = d.cli_json_patient(&["cluster", "status"]);
     list["replicas"]
         .as_array()?
         .iter()
@@ -168,7 +168,7 @@ fn a_frozen_owner_woken_after_its_lease_was_taken_over_changes_nothing() {
     // view of the store (a wait that timed out across the freeze is a `store.*` record of its
     // own), which changes nothing of the work it lost.
     let work_audit = |d: &Daemon| -> Vec<serde_json::Value> {
-        let all = d.cli_json(&["audit", "list"], 0);
+        let all = d.cli_json_patient(&["audit", "list"]);
         all.as_array()
             .unwrap()
             .iter()
