@@ -252,7 +252,7 @@ pub async fn check_with(dir: &Path, opts: &CheckOptions<'_>) -> Result<Report, C
 /// version, or in a set ordered by version every one not after it. Sqitch and Liquibase need an
 /// exact name.
 fn since_count(set: &MigrationSet, since: &str) -> Result<usize, InputError> {
-    let dashless = |v: &str| v.replace('-', "");
+    let dashless = crate::layout::diesel_order;
     let exact = set.migrations.iter().position(|m| {
         m.version == since
             || (set.layout == Layout::Diesel && dashless(&m.version) == dashless(since))

@@ -66,7 +66,7 @@ pub fn load(dir: &Path) -> Result<MigrationSet, InputError> {
 
 /// diesel's order key: the version with its dashes removed, compared as text (diesel's own
 /// rule; its versions are fixed-width timestamps or zero-padded numbers).
-fn diesel_order(version: &str) -> String {
+pub(crate) fn diesel_order(version: &str) -> String {
     version.replace('-', "")
 }
 

@@ -43,15 +43,19 @@ const STATEMENT_WORDS: &[&str] = &[
     "vacuum", "reindex", "refresh", "cluster", "lock",
 ];
 
+/// The identifier-like word `text` starts with, lowercased (`lock_version`, not `lock`).
+fn first_word(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
 /// `text` (what follows a parse error) starts, on a later line, with a statement word.
 fn next_line_starts_statement(text: &str) -> bool {
     let trimmed = text.trim_start();
     let skipped = &text[..text.len() - trimmed.len()];
-    let word: String = trimmed
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let word = first_word(trimmed);
     skipped.contains('\n') && STATEMENT_WORDS.contains(&word.as_str())
 }
 
@@ -179,12 +183,7 @@ fn parse_sqlite(scripts: &[Script]) -> Vec<InputError> {
                     let lines: Vec<&str> = r.sql.lines().collect();
                     STATEMENT_WORDS.contains(&w.as_str())
                         && (1..lines.len()).any(|i| {
-                            let first: String = lines[i]
-                                .trim_start()
-                                .chars()
-                                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                                .collect::<String>()
-                                .to_ascii_lowercase();
+                            let first = first_word(lines[i].trim_start());
                             let before = lines[..i]
                                 .iter()
                                 .rev()

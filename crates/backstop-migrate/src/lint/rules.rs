@@ -843,15 +843,19 @@ fn forgotten(up: &Effects, down: &Effects) -> Vec<String> {
 /// The script writes rows (INSERT, UPDATE, DELETE, TRUNCATE): a data change no schema
 /// fingerprint shows.
 pub(crate) fn writes_data(script: &Script, engine: Engine) -> bool {
-    located(script, engine).iter().any(|l| {
-        matches!(
-            l.op,
-            Op::Insert(_) | Op::Update { .. } | Op::Delete { .. } | Op::Truncate(_)
-        )
-    }) || statements(&script.sql, engine)
+    // One pass over the statements: their ops, else their first word.
+    statements(&script.sql, engine)
         .unwrap_or_default()
         .iter()
         .any(|s| {
+            if ops(s).iter().any(|op| {
+                matches!(
+                    op,
+                    Op::Insert(_) | Op::Update { .. } | Op::Delete { .. } | Op::Truncate(_)
+                )
+            }) {
+                return true;
+            }
             let Some(super::sql::Tok::Word(first)) = s.toks.first() else {
                 return false;
             };
