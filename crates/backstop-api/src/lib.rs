@@ -15,6 +15,7 @@ pub mod error;
 pub mod flags;
 pub mod freezes;
 pub mod gate;
+pub mod groups;
 pub mod heartbeats;
 pub mod incidents;
 pub mod releases;

@@ -58,6 +58,24 @@ string_enum! {
         /// A rollback needed schema changes it may not make.
         SchemaRefused = "schema.refused",
 
+        // Release groups.
+        /// A release group was declared (its members, in order).
+        GroupCreated = "group.created",
+        /// A group run started in an environment.
+        GroupStarted = "group.started",
+        /// A member of a group run was promoted; the next one starts.
+        GroupMemberPromoted = "group.member_promoted",
+        /// A member failed: the group recovery starts, last member first.
+        GroupFailed = "group.failed",
+        /// A member is back on its last known good and compensated.
+        GroupMemberRolledBack = "group.member_rolled_back",
+        /// Every member was promoted.
+        GroupPromoted = "group.promoted",
+        /// Every member that took part is back.
+        GroupRolledBack = "group.rolled_back",
+        /// A member could not be put back; the group waits for a person.
+        GroupHalted = "group.halted",
+
         // Recoveries.
         RecoveryStarted = "recovery.started",
         RecoveryStepDone = "recovery.step.done",

@@ -17,6 +17,7 @@ pub mod explain;
 mod fixtures;
 pub mod flag;
 pub mod gaps;
+pub mod group;
 pub mod heartbeat;
 pub mod incident;
 pub mod label;

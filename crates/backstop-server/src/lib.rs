@@ -36,6 +36,7 @@ pub mod export;
 pub mod flags;
 pub mod gaps;
 pub mod gate;
+pub mod groups;
 pub mod hosts;
 pub mod incidents;
 pub mod intake;

@@ -30,6 +30,28 @@ pub async fn create_approved(
     actor: &str,
     approved_by: Option<&str>,
 ) -> ApiResult<Rollout> {
+    create_with(ctx, req, actor, approved_by, None).await
+}
+
+/// A release group's member rollout, with the id the group run derived for it
+/// (`backstop_core::group::member_rollout_id`): the gate runs as for any rollout, and a refusal
+/// is an error (a group does not wait for approvals; its run fails the member instead).
+pub async fn create_for_group(
+    ctx: &Ctx,
+    req: CreateRollout,
+    actor: &str,
+    id: String,
+) -> ApiResult<Rollout> {
+    create_with(ctx, req, actor, None, Some(id)).await
+}
+
+async fn create_with(
+    ctx: &Ctx,
+    req: CreateRollout,
+    actor: &str,
+    approved_by: Option<&str>,
+    group_id: Option<String>,
+) -> ApiResult<Rollout> {
     let (release, from) = target(ctx, &req).await?;
     // The promotion gate: every check, all reasons at once (the bad-release one among them).
     let intent = crate::gate::Intent {
@@ -43,7 +65,10 @@ pub async fn create_approved(
     };
     let report = crate::gate::evaluate(ctx, &req.service, &req.env, &release.id, &intent).await;
     if !report.go {
-        if approved_by.is_none() && crate::approvals::waits_for_approval(&report) {
+        if approved_by.is_none()
+            && group_id.is_none()
+            && crate::approvals::waits_for_approval(&report)
+        {
             let (service, env) = (req.service.clone(), req.env.clone());
             let reason = req.reason.clone().unwrap_or_default();
             let body = serde_json::to_value(&req).unwrap_or_default();
@@ -60,7 +85,7 @@ pub async fn create_approved(
         let target = format!("service/{}/{}", req.service, req.env);
         return Err(crate::gate::refuse(ctx, &report, &intent, &target).await);
     }
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = group_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let (snapshot, baseline) = safeguards(ctx, &req, actor, &id, from.as_deref()).await?;
     let now = ctx.clock.now_ms();
     let rollout = Rollout {

@@ -334,6 +334,35 @@ pub trait FlagStore: Send + Sync {
     async fn put_flag(&self, flag: &FlagState, read_version: Option<i64>) -> Result<i64>;
 }
 
+/// Release groups and their runs; a run is changed by compare-and-set on its version.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Stores a new group; `Conflict` when the name is taken.
+    async fn create_release_group(&self, group: &backstop_core::group::ReleaseGroup) -> Result<()>;
+    /// The group named `name`; `NotFound` when there is none.
+    async fn release_group(&self, name: &str) -> Result<backstop_core::group::ReleaseGroup>;
+    /// Every group, by name.
+    async fn release_groups(&self) -> Result<Vec<backstop_core::group::ReleaseGroup>>;
+    /// Stores a new run; its version is 1.
+    async fn create_group_run(&self, run: &backstop_core::group::GroupRun) -> Result<()>;
+    /// The run and its version; `NotFound` when there is none.
+    async fn group_run(&self, id: &str) -> Result<(backstop_core::group::GroupRun, i64)>;
+    /// Runs, oldest first: those still moving (progressing or recovering), or with `all` every
+    /// one (of `group` when given).
+    async fn group_runs(
+        &self,
+        all: bool,
+        group: Option<&str>,
+    ) -> Result<Vec<(backstop_core::group::GroupRun, i64)>>;
+    /// Writes `run` if it is still at `read_version` (`Conflict` when someone changed it
+    /// meanwhile); the new version. Fenced like every write of a lease's work.
+    async fn update_group_run(
+        &self,
+        run: &backstop_core::group::GroupRun,
+        read_version: i64,
+    ) -> Result<i64>;
+}
+
 /// The last ping of each heartbeat.
 #[async_trait]
 pub trait HeartbeatStore: Send + Sync {

@@ -31,6 +31,8 @@ pub const TABLES: &[&str] = &[
     "heartbeats",
     "verdict_labels",
     "flags",
+    "release_groups",
+    "group_runs",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

@@ -32,8 +32,8 @@ pub mod sqlite;
 
 pub use aggregates::{
     ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FlagStore,
-    FreezeStore, HeartbeatStore, IncidentStore, LabelStore, MetricsStore, RecoveryStore,
-    ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
+    FreezeStore, GroupStore, HeartbeatStore, IncidentStore, LabelStore, MetricsStore,
+    RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
 };
 pub use aggregates::{DecisionCounts, DurationCounts, TIME_BUCKETS_S};
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
@@ -156,6 +156,7 @@ pub trait Store:
     + IncidentStore
     + RunbookRunStore
     + HeartbeatStore
+    + GroupStore
     + FlagStore
     + LabelStore
     + MetricsStore
@@ -168,7 +169,8 @@ pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
         ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-        FlagStore, FreezeStore, HeartbeatStore, IncidentStore, LabelStore, MetricsStore,
-        RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
+        FlagStore, FreezeStore, GroupStore, HeartbeatStore, IncidentStore, LabelStore,
+        MetricsStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore,
+        TokenStore,
     };
 }

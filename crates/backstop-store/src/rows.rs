@@ -367,3 +367,14 @@ pub(crate) fn flag_percentage_from(row: &impl Columns) -> Result<u8> {
     let p: i64 = row.col("percentage")?;
     Ok(u8::try_from(p.clamp(0, 100)).unwrap_or(0))
 }
+
+pub(crate) fn release_group_from(row: &impl Columns) -> Result<backstop_core::group::ReleaseGroup> {
+    json_column(row, "record", "release_groups.record")
+}
+
+pub(crate) fn group_run_from(row: &impl Columns) -> Result<(backstop_core::group::GroupRun, i64)> {
+    Ok((
+        json_column(row, "record", "group_runs.record")?,
+        row.col("version")?,
+    ))
+}

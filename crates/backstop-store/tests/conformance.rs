@@ -813,6 +813,73 @@ async fn a_runbook_run_changes_only_from_the_version_read(backend: Backend) {
     ));
 }
 
+/// A release group's name is taken once; a run changes only from the version read and leaves
+/// the list of moving runs when it ends.
+async fn a_group_run_changes_only_from_the_version_read(backend: Backend) {
+    use backstop_core::group::{self, GroupMember, GroupPhase, GroupRun, ReleaseGroup};
+    let s = backend.open().await;
+    let g = ReleaseGroup {
+        name: "checkout".into(),
+        members: ["api", "web"]
+            .iter()
+            .map(|svc| GroupMember {
+                service: (*svc).into(),
+                release_id: format!("{svc}@v2"),
+            })
+            .collect(),
+        created_by: "token:ana".into(),
+        created_at_ms: 1,
+    };
+    s.create_release_group(&g).await.unwrap();
+    assert!(matches!(
+        s.create_release_group(&g).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.release_group("checkout").await.unwrap(), g);
+    assert_eq!(s.release_groups().await.unwrap().len(), 1);
+    assert!(matches!(
+        s.release_group("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let run = GroupRun::new("grp-1".into(), &g, "prod", "token:ana", None, 2);
+    s.create_group_run(&run).await.unwrap();
+    s.create_group_run(&GroupRun::new(
+        "grp-2".into(),
+        &g,
+        "staging",
+        "token:ana",
+        None,
+        3,
+    ))
+    .await
+    .unwrap();
+    let (mut read, v1) = s.group_run("grp-1").await.unwrap();
+    assert_eq!(read, run);
+    group::fail(&mut read, 0, "its canary failed".into(), 4);
+    let v2 = s.update_group_run(&read, v1).await.unwrap();
+    assert_eq!(v2, v1 + 1);
+    assert!(matches!(
+        s.update_group_run(&run, v1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.group_run("grp-1").await.unwrap().0.phase,
+        GroupPhase::Recovering
+    );
+    group::halt(&mut read, 0, "refused".into(), vec![], 5);
+    s.update_group_run(&read, v2).await.unwrap();
+    let moving: Vec<String> = s
+        .group_runs(false, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r.id)
+        .collect();
+    assert_eq!(moving, ["grp-2"]);
+    assert_eq!(s.group_runs(true, Some("checkout")).await.unwrap().len(), 2);
+    assert!(s.group_runs(true, Some("other")).await.unwrap().is_empty());
+}
+
 /// A heartbeat keeps its last ping and counts them.
 async fn a_heartbeat_keeps_its_last_ping_and_counts(backend: Backend) {
     let s = backend.open().await;
@@ -957,6 +1024,7 @@ on_both_backends!(
     a_flag_changes_only_from_the_version_read,
     a_verdict_keeps_its_latest_label,
     a_heartbeat_keeps_its_last_ping_and_counts,
+    a_group_run_changes_only_from_the_version_read,
     a_runbook_run_changes_only_from_the_version_read,
     replicas_beat_and_are_listed_most_recent_first,
     releases_are_unique_per_service_and_version,

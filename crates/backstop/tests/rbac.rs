@@ -44,6 +44,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/freezes", "viewer"),
     ("POST", "/api/v1/freezes", "incident-commander"),
     ("POST", "/api/v1/freezes/{id}/end", "incident-commander"),
+    ("GET", "/api/v1/groups", "viewer"),
+    ("POST", "/api/v1/groups", "deployer"),
+    ("GET", "/api/v1/groups/{name}", "viewer"),
+    ("POST", "/api/v1/groups/{name}/runs", "deployer"),
+    ("GET", "/api/v1/group-runs/{id}", "viewer"),
     ("GET", "/api/v1/config/{service}/{env}/snapshots", "viewer"),
     (
         "POST",

@@ -225,6 +225,12 @@ pub struct Hooks {
     /// Runs after the bad version is stopped (`sh -c`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_rollback: Option<String>,
+    /// Undoes what this service's release did to other services (`sh -c`), saga style: run once,
+    /// journaled, when a release group this service is a member of fails, after the service
+    /// is put back on its last known good (or, for the member that failed, after its own
+    /// recovery). `BACKSTOP_IDEMPOTENCY_KEY` names the run, so the command can be idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensate: Option<String>,
     /// Time limit of one hook run (and of one cache sweep); a hook that overruns is killed (its
     /// process group) and retried.
     #[serde(default = "default_hook_timeout", with = "duration")]
@@ -271,6 +277,7 @@ impl Default for Hooks {
         Self {
             before_rollback: None,
             after_rollback: None,
+            compensate: None,
             timeout: default_hook_timeout(),
             sweeps: Vec::new(),
         }

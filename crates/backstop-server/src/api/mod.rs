@@ -16,6 +16,7 @@ mod drills;
 mod flags;
 mod freezes;
 mod gate;
+mod groups;
 mod heartbeats;
 mod incidents;
 mod recoveries;
@@ -352,6 +353,11 @@ impl utoipa::Modify for ServerRules {
         freezes::create_freeze,
         freezes::list_freezes,
         freezes::end_freeze,
+        groups::create_group,
+        groups::list_groups,
+        groups::get_group,
+        groups::start_group_run,
+        groups::get_group_run,
         config::list_snapshots,
         config::take_snapshot,
         config::diff,
@@ -411,6 +417,17 @@ impl utoipa::Modify for ServerRules {
         backstop_api::gate::Check,
         backstop_api::freezes::FreezeList,
         backstop_core::model::Freeze,
+        backstop_api::groups::CreateGroup,
+        backstop_api::groups::GroupMemberRequest,
+        backstop_api::groups::StartGroupRun,
+        backstop_api::groups::GroupView,
+        backstop_core::group::ReleaseGroup,
+        backstop_core::group::GroupMember,
+        backstop_core::group::GroupRun,
+        backstop_core::group::MemberRun,
+        backstop_core::group::Halt,
+        backstop_core::group::GroupPhase,
+        backstop_core::group::MemberState,
         backstop_core::drill::Drill,
         backstop_core::access::Role,
         backstop_core::audit::Checkpoint,
@@ -489,6 +506,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(audit::routes())
         .merge(gate::routes())
         .merge(freezes::routes())
+        .merge(groups::routes())
         .merge(config::routes())
         .merge(drills::routes())
         .merge(tokens::routes())

@@ -398,74 +398,28 @@ impl Controller {
             .await?;
             return Ok(ctx.store.recovery(&recovery_id_for(&id)).await?);
         }
-        let state = ctx.store.environment(service, env).await?.ok_or_else(|| {
-            ControllerError::Conflict(format!("{service}/{env} has never been deployed"))
-        })?;
-        let (Some(previous), Some(current)) = (
-            state.previous_lkg_release_id.clone(),
-            state.lkg_release_id.clone(),
-        ) else {
-            return Err(ControllerError::Conflict(format!(
-                "{service}/{env} has no earlier known-good release to go back to"
-            )));
-        };
-        let version = ctx.store.release(&previous).await?.version;
         let rec_id = format!("rec-{}", uuid::Uuid::now_v7());
-        // An instance of the previous release that still runs (blue-green rollback window, or a
-        // scale-down not yet done) is adopted by the start step: the switch back is one step.
-        let warm = ctx
-            .store
-            .running_instances()
-            .await?
-            .into_iter()
-            .find(|i| i.release_id == previous && i.env == env);
-        let new_instance = match warm {
-            Some(i) => i.id,
-            None => format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]),
-        };
-        // Decided before anything is touched: a refusal changes nothing.
-        let downs = match ctx
-            .schema_decision(service, env, &previous)
-            .await
-            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?
-        {
-            Some(SchemaDecision::RunDowns { downs, .. }) => downs,
-            Some(SchemaDecision::Refuse {
-                reason: why,
+        let plan = match self.way_back(service, env, reason, &rec_id).await? {
+            WayBack::Plan(plan) => plan,
+            WayBack::Refused {
+                release,
+                why,
                 options,
-                ..
-            }) => {
+            } => {
                 self.record(Record::audit_only(
                     actor,
                     EventKind::RollbackRefused,
                     format!("environment/{service}/{env}"),
                     &why,
-                    json!({"release": previous, "options": options}),
+                    json!({"release": release, "options": options}),
                 ))
                 .await?;
                 return Err(ControllerError::Conflict(format!(
-                    "rollback of {service}/{env} to {previous} refused: {why}. Options: {}",
+                    "rollback of {service}/{env} to {release} refused: {why}. Options: {}",
                     options.join("; ")
                 )));
             }
-            _ => vec![],
         };
-        let config_restore = self.lkg_config(service, env, &previous).await;
-        let svc = ctx
-            .service(service)
-            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?;
-        let plan = service_plan(
-            svc,
-            Restore::Previous {
-                new_instance_id: &new_instance,
-                previous_release_id: &previous,
-                current_instance_id: state.stable_instance_id.as_deref(),
-                current_release_id: &current,
-            },
-            reason,
-            &downs,
-            config_restore.as_ref(),
-        );
         let rec = Recovery {
             id: rec_id.clone(),
             rollout_id: None,
@@ -494,4 +448,87 @@ impl Controller {
         self.run_recovery(rec).await?;
         Ok(ctx.store.recovery(&rec_id).await?)
     }
+
+    /// The plan that puts `service/env` back on its previous last known good (recovery
+    /// `rec_id`), or why it may not (the schema refuses): decided before anything is touched,
+    /// for a person's rollback and a release group's alike.
+    pub(super) async fn way_back(
+        &mut self,
+        service: &str,
+        env: &str,
+        reason: &str,
+        rec_id: &str,
+    ) -> Result<WayBack, ControllerError> {
+        let ctx = self.ctx.clone();
+        let state = ctx.store.environment(service, env).await?.ok_or_else(|| {
+            ControllerError::Conflict(format!("{service}/{env} has never been deployed"))
+        })?;
+        let (Some(previous), Some(current)) = (
+            state.previous_lkg_release_id.clone(),
+            state.lkg_release_id.clone(),
+        ) else {
+            return Err(ControllerError::Conflict(format!(
+                "{service}/{env} has no earlier known-good release to go back to"
+            )));
+        };
+        let version = ctx.store.release(&previous).await?.version;
+        // An instance of the previous release that still runs (blue-green rollback window, or a
+        // scale-down not yet done) is adopted by the start step: the switch back is one step.
+        let warm = ctx
+            .store
+            .running_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.release_id == previous && i.env == env);
+        let new_instance = match warm {
+            Some(i) => i.id,
+            None => format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]),
+        };
+        let downs = match ctx
+            .schema_decision(service, env, &previous)
+            .await
+            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?
+        {
+            Some(SchemaDecision::RunDowns { downs, .. }) => downs,
+            Some(SchemaDecision::Refuse {
+                reason: why,
+                options,
+                ..
+            }) => {
+                return Ok(WayBack::Refused {
+                    release: previous,
+                    why,
+                    options,
+                });
+            }
+            _ => vec![],
+        };
+        let config_restore = self.lkg_config(service, env, &previous).await;
+        let svc = ctx
+            .service(service)
+            .map_err(|e| ControllerError::Internal(format!("{e:#}")))?;
+        Ok(WayBack::Plan(service_plan(
+            svc,
+            Restore::Previous {
+                new_instance_id: &new_instance,
+                previous_release_id: &previous,
+                current_instance_id: state.stable_instance_id.as_deref(),
+                current_release_id: &current,
+            },
+            reason,
+            &downs,
+            config_restore.as_ref(),
+        )))
+    }
+}
+
+/// What [`Controller::way_back`] found.
+pub(super) enum WayBack {
+    Plan(Vec<backstop_core::recovery::StepKind>),
+    /// Going back to `release` would need schema changes it may not make.
+    Refused {
+        release: String,
+        why: String,
+        options: Vec<String>,
+    },
 }

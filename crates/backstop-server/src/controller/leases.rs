@@ -43,6 +43,11 @@ pub fn recovery_key(id: &str) -> String {
     format!("recovery/{id}")
 }
 
+/// The lease of a release group's run: starting its members' rollouts, planning its recovery.
+pub fn group_key(id: &str) -> String {
+    format!("group/{id}")
+}
+
 /// The lease of an environment: supervision of its instances.
 pub fn env_key(service: &str, env: &str) -> String {
     format!("env/{service}/{env}")

@@ -14,6 +14,7 @@ mod commands;
 mod error;
 mod execute;
 mod fail_safe;
+mod groups;
 mod journal;
 mod leases;
 mod recovery;
@@ -39,7 +40,7 @@ use crate::Ctx;
 pub use commands::{Command, RolloutAction};
 pub use error::ControllerError;
 pub use fail_safe::{StoreHealth, StoreOutage};
-pub use leases::{LEASE_TTL, RENEW_EVERY, env_key, recovery_key, rollout_key};
+pub use leases::{LEASE_TTL, RENEW_EVERY, env_key, group_key, recovery_key, rollout_key};
 pub use recovery::recovery_id_for;
 pub use signals::delta;
 pub use supervise::{Supervised, SupervisionState};
@@ -284,6 +285,19 @@ impl Controller {
                     return Err(e);
                 }
                 tracing::warn!(rollout = %id, error = format!("{e:#}"), "Rollout step failed; will retry.");
+            }
+        }
+        for (run, _) in ctx.store.group_runs(false, None).await? {
+            let key = group_key(&run.id);
+            current.push(key.clone());
+            let step = self
+                .with_lease_in_share(&key, async |me| me.advance_group(&run.id).await)
+                .await;
+            if let Err(e) = step {
+                if fail_safe::write_failure(&e).is_some() {
+                    return Err(e);
+                }
+                tracing::warn!(group_run = %run.id, error = format!("{e:#}"), "Group run step failed; will retry.");
             }
         }
         for rec in ctx.store.unfinished_recoveries().await? {

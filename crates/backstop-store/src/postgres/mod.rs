@@ -60,6 +60,12 @@ mod freezes;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/groups.rs"]
+mod groups;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/heartbeats.rs"]
 mod heartbeats;
 #[allow(
@@ -315,6 +321,11 @@ fn migrator() -> Migrator {
             16,
             "events_by_kind",
             include_str!("../../migrations/postgres/0016_events_by_kind.sql"),
+        ),
+        (
+            17,
+            "release_groups",
+            include_str!("../../migrations/postgres/0017_release_groups.sql"),
         ),
     ])
 }

@@ -48,6 +48,8 @@ mod flags;
 )]
 #[path = "../sql/freezes.rs"]
 mod freezes;
+#[path = "../sql/groups.rs"]
+mod groups;
 #[path = "../sql/heartbeats.rs"]
 mod heartbeats;
 #[allow(
@@ -294,6 +296,11 @@ fn migrator() -> Migrator {
             20,
             "events_by_kind",
             include_str!("../../migrations/sqlite/0020_events_by_kind.sql"),
+        ),
+        (
+            21,
+            "release_groups",
+            include_str!("../../migrations/sqlite/0021_release_groups.sql"),
         ),
     ])
 }

@@ -7,6 +7,7 @@ mod calibrate;
 mod cluster;
 mod dora;
 mod flags;
+mod groups;
 mod heartbeats;
 mod incidents;
 mod recoveries;

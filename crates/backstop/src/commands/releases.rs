@@ -53,6 +53,10 @@ pub enum ReleaseCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Release groups: several services' releases shipped as one unit and rolled back
+    /// together (`backstop rollout start --group`).
+    #[command(subcommand)]
+    Group(crate::commands::groups::GroupCmd),
     /// Show one release (`service@version`).
     Show {
         /// The release, as `service@version` (e.g. `shop@v42`).
@@ -111,6 +115,7 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             let path = Query::new("/api/v1/releases").param_if("service", service);
             api.get_and_print::<Vec<Release>>(path.as_str()).await?;
         }
+        ReleaseCmd::Group(cmd) => return crate::commands::groups::group(cmd).await,
         ReleaseCmd::Show { id, api } => {
             api.get_and_print::<Release>(&format!("/api/v1/releases/{id}"))
                 .await?;

@@ -17,16 +17,29 @@ use crate::output::{Output, Render};
 pub enum RolloutCmd {
     /// Start moving an environment to a release, after the promotion gate (exit 1 with every
     /// reason when it refuses; see `backstop gate`); `--wait` follows it to the end.
+    #[command(
+        after_help = "A release group (`backstop release group create`) ships as one unit: \
+`backstop rollout start --group checkout-2026-12 --env prod --wait` rolls its members out one after \
+the other, each through its own canary; when one fails, the members already out are rolled back, \
+last first, each compensated by its service's `hooks.compensate`, and later members never start."
+    )]
     Start {
         /// The service, as named in the config.
-        service: String,
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        service: Option<String>,
         /// The environment, as named in the service's config.
         #[arg(long)]
         env: String,
         /// The release's version (registered with `backstop release create`).
-        #[arg(long)]
-        version: String,
-        /// Follow the rollout until it is promoted (exit 0) or rolled back (exit 1).
+        #[arg(long, required_unless_present = "group", conflicts_with = "group")]
+        version: Option<String>,
+        /// Ship a release group instead of one release: its members in order, rolled back
+        /// together (see below).
+        #[arg(long, conflicts_with_all = ["critical", "override_freeze"])]
+        group: Option<String>,
+        /// Follow the rollout until it is promoted (exit 0) or rolled back (exit 1); for a
+        /// group, until every member is promoted (exit 0) or the group is rolled back or halted
+        /// (exit 1).
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
@@ -135,15 +148,20 @@ pub async fn rollout(cmd: RolloutCmd) -> Result<i32> {
             service,
             env,
             version,
+            group,
             wait,
             follow: how,
             gate,
             api,
         } => {
+            if let Some(group) = group {
+                return crate::commands::groups::start(&api, &group, env, gate.reason, wait, how)
+                    .await;
+            }
             let body = CreateRollout {
-                service,
+                service: service.unwrap_or_default(),
                 env,
-                version,
+                version: version.unwrap_or_default(),
                 critical: gate.critical,
                 override_freeze: gate.override_freeze,
                 reason: gate.reason,
@@ -295,6 +313,38 @@ pub struct FollowArgs {
     pub retry_for: Duration,
 }
 
+/// `GET path`, asked again with backoff while the daemon cannot be reached (a restart, a
+/// crash), for up to `retry_for`; `say` tells the person once that it is waiting.
+pub async fn get_riding_restarts<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    retry_for: Duration,
+    say: &dyn Fn(&str),
+) -> Result<T> {
+    let mut unreachable_since: Option<std::time::Instant> = None;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match client.get(path).await {
+            Ok(v) => return Ok(v),
+            Err(e) if daemon_unavailable(&e) => {
+                let since = *unreachable_since.get_or_insert_with(|| {
+                    say(&format!(
+                        "the daemon cannot be reached ({e:#}); retrying for up to {}",
+                        humantime::format_duration(retry_for)
+                    ));
+                    std::time::Instant::now()
+                });
+                if since.elapsed() >= retry_for {
+                    return Err(e);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Follows a rollout until it ends, printing each change (a live line on a terminal). When
 /// the daemon goes away (restart, crash), retries with backoff for up to `retry_for`.
 pub async fn follow(client: &Client, id: &str, output: Output, retry_for: Duration) -> Result<i32> {
@@ -305,36 +355,13 @@ pub async fn follow(client: &Client, id: &str, output: Output, retry_for: Durati
         b
     });
     let mut last = String::new();
-    let mut unreachable_since: Option<std::time::Instant> = None;
-    let mut backoff = Duration::from_millis(250);
     loop {
-        let d: RolloutDetail = match client.get(&format!("/api/v1/rollouts/{id}")).await {
-            Ok(d) => {
-                unreachable_since = None;
-                backoff = Duration::from_millis(250);
-                d
-            }
-            Err(e) if daemon_unavailable(&e) => {
-                let since = *unreachable_since.get_or_insert_with(|| {
-                    let note = format!(
-                        "the daemon cannot be reached ({e:#}); retrying for up to {}",
-                        humantime::format_duration(retry_for)
-                    );
-                    match &bar {
-                        Some(b) => b.println(&note),
-                        None => eprintln!("{note}"),
-                    }
-                    std::time::Instant::now()
-                });
-                if since.elapsed() >= retry_for {
-                    return Err(e);
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let say = |note: &str| match &bar {
+            Some(b) => b.println(note),
+            None => eprintln!("{note}"),
         };
+        let d: RolloutDetail =
+            get_riding_restarts(client, &format!("/api/v1/rollouts/{id}"), retry_for, &say).await?;
         let line = format!(
             "{} · {} · canary {}%",
             d.rollout.to_release_id, d.rollout.phase, d.rollout.canary_weight

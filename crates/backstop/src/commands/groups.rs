@@ -1,0 +1,257 @@
+//! `backstop release group create|list|show|run` and `backstop rollout start --group`.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use anyhow::Result;
+use backstop_api::groups::{CreateGroup, GroupMemberRequest, GroupView, StartGroupRun};
+use backstop_core::format_ms;
+use backstop_core::group::{GroupPhase, GroupRun, ReleaseGroup};
+
+use super::rollouts::{FollowArgs, get_riding_restarts};
+use crate::client::ApiArgs;
+use crate::output::{Output, Render};
+
+#[derive(clap::Subcommand)]
+pub enum GroupCmd {
+    /// Declare a release group: registered releases of different services, in the order they
+    /// ship (e.g. schema, then api, then web). Ship it with `backstop rollout start --group`.
+    Create {
+        /// The group's name, e.g. `checkout-2026-12`.
+        name: String,
+        /// A member, SERVICE=VERSION (repeatable, at least two, in shipping order).
+        #[arg(long = "service", value_parser = parse_member, required = true)]
+        members: Vec<GroupMemberRequest>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List release groups.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show a group, its members and its runs.
+    Show {
+        /// The group's name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one run of a group (its id is printed by `rollout start --group`): each member's
+    /// state, why it failed, and the options when it halted.
+    Run {
+        /// The run's id (`grp-…`).
+        id: String,
+        /// Keep following it until it ends (exit 0 promoted, 1 rolled back or halted).
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn parse_member(s: &str) -> Result<GroupMemberRequest, String> {
+    match s.split_once('=') {
+        Some((service, version)) if !service.is_empty() && !version.is_empty() => {
+            Ok(GroupMemberRequest {
+                service: service.to_string(),
+                version: version.to_string(),
+            })
+        }
+        _ => Err(format!(
+            "expected SERVICE=VERSION (e.g. api=v42), got {s:?}"
+        )),
+    }
+}
+
+pub async fn group(cmd: GroupCmd) -> Result<i32> {
+    match cmd {
+        GroupCmd::Create { name, members, api } => {
+            let body = CreateGroup { name, members };
+            let g: ReleaseGroup = api.client()?.post("/api/v1/groups", &body).await?;
+            api.print(&g);
+        }
+        GroupCmd::List { api } => {
+            api.get_and_print::<Vec<ReleaseGroup>>("/api/v1/groups")
+                .await?;
+        }
+        GroupCmd::Show { name, api } => {
+            api.get_and_print::<GroupView>(&format!("/api/v1/groups/{name}"))
+                .await?;
+        }
+        GroupCmd::Run {
+            id,
+            watch,
+            follow: how,
+            api,
+        } => {
+            if watch {
+                return follow(&api, &id, how.retry_for).await;
+            }
+            api.get_and_print::<GroupRun>(&format!("/api/v1/group-runs/{id}"))
+                .await?;
+        }
+    }
+    Ok(0)
+}
+
+/// `backstop rollout start --group NAME --env ENV [--wait]`.
+pub async fn start(
+    api: &ApiArgs,
+    group: &str,
+    env: String,
+    reason: Option<String>,
+    wait: bool,
+    how: FollowArgs,
+) -> Result<i32> {
+    let body = StartGroupRun { env, reason };
+    let run: GroupRun = api
+        .client()?
+        .post(&format!("/api/v1/groups/{group}/runs"), &body)
+        .await?;
+    if !wait {
+        api.print(&run);
+        return Ok(0);
+    }
+    follow(api, &run.id, how.retry_for).await
+}
+
+/// What `--wait` and `--watch` exit with once the run ended: 0 promoted, 1 rolled back or halted.
+fn exit_code(run: &GroupRun) -> i32 {
+    match run.phase {
+        GroupPhase::RolledBack | GroupPhase::Halted => 1,
+        _ => 0,
+    }
+}
+
+/// Follows run `id` until it ends, a line per change; rides out daemon restarts.
+async fn follow(api: &ApiArgs, id: &str, retry_for: Duration) -> Result<i32> {
+    let client = api.client()?;
+    let text = api.out.output == Output::Text;
+    let mut last = String::new();
+    let say = |note: &str| eprintln!("{note}");
+    loop {
+        let run: GroupRun = get_riding_restarts(
+            &client,
+            &format!("/api/v1/group-runs/{id}"),
+            retry_for,
+            &say,
+        )
+        .await?;
+        let line = progress_line(&run);
+        if text && line != last {
+            crate::output::say_line(&line);
+            last = line;
+        }
+        if !run.phase.is_active() {
+            api.print(&run);
+            return Ok(exit_code(&run));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `checkout · progressing · api@v42 promoted → web@v17 rolling_out → cart@v3 waiting`.
+fn progress_line(run: &GroupRun) -> String {
+    let members: Vec<String> = run
+        .members
+        .iter()
+        .map(|m| format!("{} {}", m.release_id, m.state))
+        .collect();
+    format!("{} · {} · {}", run.group, run.phase, members.join(" → "))
+}
+
+impl Render for ReleaseGroup {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let order: Vec<&str> = self.members.iter().map(|m| m.release_id.as_str()).collect();
+        writeln!(
+            w,
+            "group {}: {} (declared by {}, {})",
+            self.name,
+            order.join(" → "),
+            self.created_by,
+            format_ms(self.created_at_ms)
+        )
+    }
+}
+
+impl Render for Vec<ReleaseGroup> {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let rows: Vec<Vec<String>> = self
+            .iter()
+            .map(|g| {
+                let order: Vec<&str> = g.members.iter().map(|m| m.release_id.as_str()).collect();
+                vec![
+                    g.name.clone(),
+                    order.join(" → "),
+                    format_ms(g.created_at_ms),
+                ]
+            })
+            .collect();
+        crate::output::table(w, &["GROUP", "MEMBERS (IN ORDER)", "CREATED"], &rows)
+    }
+}
+
+impl Render for GroupView {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        self.group.text(w)?;
+        if self.runs.is_empty() {
+            return writeln!(w, "no runs yet");
+        }
+        for run in &self.runs {
+            writeln!(w)?;
+            run.text(w)?;
+        }
+        Ok(())
+    }
+}
+
+impl Render for GroupRun {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "run {} of {} in {}: {} (started by {}, {})",
+            self.id,
+            self.group,
+            self.env,
+            self.phase,
+            self.actor,
+            format_ms(self.created_at_ms)
+        )?;
+        let rows: Vec<Vec<String>> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                vec![
+                    (i + 1).to_string(),
+                    m.release_id.clone(),
+                    m.state.to_string(),
+                    m.rollout_id.clone().unwrap_or_else(|| "-".into()),
+                    m.recovery_id.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        crate::output::table(
+            w,
+            &[">#", "MEMBER", "STATE", "ROLLOUT", "GROUP RECOVERY"],
+            &rows,
+        )?;
+        if let Some(failure) = &self.failure {
+            writeln!(w, "failed: {failure}")?;
+        }
+        if let Some(h) = &self.halt {
+            writeln!(
+                w,
+                "halted at {}: {}",
+                self.members[h.member].release_id, h.reason
+            )?;
+            for o in &h.options {
+                writeln!(w, "  option: {o}")?;
+            }
+        }
+        Ok(())
+    }
+}
