@@ -23,6 +23,7 @@ pub mod kayenta;
 pub mod mannwhitney;
 mod report;
 pub mod scenario;
+pub mod scope;
 pub mod sequential;
 pub mod sim;
 pub mod threshold;

@@ -205,6 +205,9 @@ enum MigrationsCmd {
 enum BenchCmd {
     /// Judges against an oracle and the Flagger tutorial preset on seeded scenario families.
     Canary(analyze::BenchCanaryArgs),
+    /// Five services changed together, one the culprit: how often the failure-scope ranking
+    /// names it first, and how fast, beside the first alert on error ratios.
+    Scope(analyze::BenchScopeArgs),
     /// How many concurrent rollouts one controller keeps up with (SQLite, PostgreSQL with 1
     /// and 3 replicas): analyses per second and per core, decision latency, writes, memory.
     #[command(long_about = bench_scale::SCALE_LONG_ABOUT)]
@@ -262,6 +265,7 @@ fn main() -> ExitCode {
         Cmd::Config(ConfigCmd::Init) => config_file::init(),
         Cmd::Analyze(args) => analyze::run_analyze(&args),
         Cmd::Bench(BenchCmd::Canary(args)) => analyze::run_bench_canary(&args),
+        Cmd::Bench(BenchCmd::Scope(args)) => analyze::run_bench_scope(&args),
         Cmd::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "backstop", &mut script);

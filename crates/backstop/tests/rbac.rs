@@ -181,7 +181,14 @@ fn make_token(d: &Daemon, name: &str, role: &str, extra: &[&str]) -> String {
 fn concrete(path: &str, rollout: &str) -> String {
     path.replace("{service}", "shop")
         .replace("{env}", "prod")
-        .replace("{name}", "nobody")
+        .replace(
+            "{name}",
+            if path.starts_with("/api/v1/groups") {
+                "no-such-id"
+            } else {
+                "nobody"
+            },
+        )
         .replace("{key}", "nobody")
         .replace("{step}", "no-step")
         .replace(

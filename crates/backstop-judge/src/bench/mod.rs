@@ -22,6 +22,7 @@
 mod families;
 mod oracle;
 mod runner;
+pub mod scope;
 mod summary;
 mod table;
 #[cfg(test)]
