@@ -38,6 +38,12 @@ pub struct Explanation {
     pub steps: Vec<String>,
     /// Counterfactuals: what would have changed the decision.
     pub would_change: Vec<String>,
+    /// For a failed rollout, when other services changed in the same environment within the
+    /// window before its decision: every change, ranked likeliest culprit first by when and how
+    /// far its canary diverged from its own baseline (`backstop_judge::scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub failure_scope: Vec<backstop_judge::scope::Suspect>,
 }
 
 /// One signal the judge compared.
@@ -155,6 +161,7 @@ pub fn explain(
         signals,
         steps,
         would_change,
+        failure_scope: Vec::new(),
     }
 }
 

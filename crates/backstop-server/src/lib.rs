@@ -48,6 +48,7 @@ pub mod rollouts;
 pub mod runbooks;
 pub mod runtime;
 pub mod schema;
+pub mod scope;
 pub mod scorecard;
 pub mod snapshots;
 pub mod state_lock;

@@ -216,6 +216,17 @@ fn a_group_whose_second_member_fails_is_rolled_back_last_first_and_its_third_nev
     assert!(text.contains("failed: api@v2 failed"), "{text}");
     assert!(text.contains("skipped"), "{text}");
 
+    // The failed member's explanation ranks the group's changes: api's canary diverged, the
+    // schema's did not.
+    let api_rollout = run["members"][1]["rollout_id"].as_str().unwrap();
+    let explained = d.cli_json(&["rollout", "explain", api_rollout], 0);
+    let scope = explained["failure_scope"].as_array().unwrap();
+    assert_eq!(scope.len(), 2, "{explained:#}");
+    assert_eq!(scope[0]["name"], "api@v2", "{explained:#}");
+    assert!(scope[0]["diverged_at_s"].is_number(), "{explained:#}");
+    assert_eq!(scope[1]["name"], "schema@v2", "{explained:#}");
+    assert!(scope[1]["diverged_at_s"].is_null(), "{explained:#}");
+
     // A group is refused before anything moves when a member cannot ship: api@v2 is bad now.
     let again = d.cli(&["rollout", "start", "--group", "checkout", "--env", "prod"]);
     assert_eq!(again.status.code(), Some(1));

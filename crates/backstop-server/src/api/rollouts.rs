@@ -83,13 +83,15 @@ pub(super) async fn explain_rollout(
         .service(&rollout.service)
         .map(|s| s.analysis.clone())
         .unwrap_or_default();
-    Ok(Json(backstop_core::explain::explain(
+    let mut explanation = backstop_core::explain::explain(
         &rollout,
         &events,
         &intervals,
         recovery.as_ref(),
         &settings,
-    )))
+    );
+    explanation.failure_scope = crate::scope::failure_scope(&ctx, &rollout).await?;
+    Ok(Json(explanation))
 }
 
 #[utoipa::path(get, path = "/api/v1/rollouts/{id}", responses((status = 200, body = RolloutDetail), (status = 404, body = ErrorBody)))]

@@ -534,6 +534,31 @@ impl Render for Explanation {
                 writeln!(w, "  - {c}")?;
             }
         }
+        if !self.failure_scope.is_empty() {
+            writeln!(
+                w,
+                "\nfailure scope: {} releases changed {} within 30 minutes, likeliest culprit first (when and how far each canary diverged from its own baseline):",
+                self.failure_scope.len(),
+                self.env
+            )?;
+            for s in &self.failure_scope {
+                let when = s.diverged_at_s.map_or_else(
+                    || "never diverged".to_string(),
+                    |t| format!("diverged at {t:.0} s"),
+                );
+                writeln!(
+                    w,
+                    "  {}. {}: {when}, canary errors ×{:.1} its baseline's ({}/{} vs {}/{})",
+                    s.rank,
+                    s.name,
+                    s.error_ratio_lift,
+                    s.canary.errors,
+                    s.canary.requests,
+                    s.baseline.errors,
+                    s.baseline.requests
+                )?;
+            }
+        }
         writeln!(w, "\nwhat happened:")?;
         for step in &self.steps {
             writeln!(w, "  {step}")?;
