@@ -6,14 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite needs (prometheus: the signal-source test runs a real one that
-# scrapes the daemon). Tests that need one fail with the install command in their message
+# scrapes the daemon; prometheus-alertmanager: alerts from it reach the webhook). Tests that need one fail with the install command in their message
 # rather than passing silently. PostgreSQL (server binaries: initdb, pg_ctl) is
 # for `migrations check --engine postgres`, which starts its own temporary cluster as a
 # non-root user; the image usually has it, the package is installed when it does not.
 # iproute2 and curl: the tests across hosts make network namespaces (`ip netns`, veth) and
 # act as a user on one of them (curl inside it). redis-server: cache sweeps run against a real one.
 # chromium and chromium-driver: the dashboard is tested in a real headless browser over WebDriver.
-PACKAGES=(haproxy nginx prometheus iproute2 curl redis-server chromium chromium-driver)
+PACKAGES=(haproxy nginx prometheus prometheus-alertmanager iproute2 curl redis-server chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -4,6 +4,7 @@
 //! Domain types (`Rollout`, `Release`, `Recovery`, …) live in `backstop-core` and are used here
 //! as they are; this crate holds only the requests, queries and views of the API. It has no I/O.
 
+pub mod alerts;
 pub mod audit;
 pub mod breakers;
 pub mod calibration;

@@ -76,6 +76,14 @@ string_enum! {
         /// A member could not be put back; the group waits for a person.
         GroupHalted = "group.halted",
 
+        // Alerts from monitoring.
+        /// A firing alert was received (the evidence says what was done about it).
+        AlertFiring = "alert.firing",
+        /// A person took over a held alert before its deadline.
+        AlertAcknowledged = "alert.acknowledged",
+        /// The alert stopped firing.
+        AlertResolved = "alert.resolved",
+
         // Recoveries.
         RecoveryStarted = "recovery.started",
         RecoveryStepDone = "recovery.step.done",

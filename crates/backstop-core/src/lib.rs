@@ -3,6 +3,7 @@
 //! `now` in, so every decision can be tested with plain values.
 
 pub mod access;
+pub mod alert;
 pub mod approval;
 pub mod audit;
 pub mod breaker;

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub mod access_log;
+pub mod alerts;
 pub mod api;
 pub mod approvals;
 pub mod audit_guard;
@@ -154,6 +155,8 @@ pub struct Caches {
     pub validations: leased::Busy,
     /// The staged flag re-enables this daemon drives now.
     pub flag_reenables: leased::Busy,
+    /// The alerts whose rollback this daemon is settling now.
+    pub alerts: leased::Busy,
     /// HTTP calls this daemon answered, by route and status (`backstop_api_requests_total`).
     pub api_requests: access_log::ApiRequests,
 }
@@ -375,6 +378,7 @@ pub async fn serve(
     tokio::spawn(runbooks::keep_driving(ctx.clone(), cancel.clone()));
     tokio::spawn(validation::keep_validating(ctx.clone(), cancel.clone()));
     tokio::spawn(flags::keep_reenabling(ctx.clone(), cancel.clone()));
+    tokio::spawn(alerts::keep_settling(ctx.clone(), cancel.clone()));
     if let Some(pg) = shared {
         // Other replicas wake this one's controller through the database.
         let (woken, stop) = (ctx.clone(), cancel.clone());

@@ -363,6 +363,23 @@ pub trait GroupStore: Send + Sync {
     ) -> Result<i64>;
 }
 
+/// Alerts received from monitoring, one per firing.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Stores a firing seen for the first time: true; false (and nothing written) when it is
+    /// already stored (a resend).
+    async fn insert_alert(&self, alert: &backstop_core::alert::AlertRecord) -> Result<bool>;
+    /// The alert `id`; `NotFound` when there is none.
+    async fn alert(&self, id: &str) -> Result<backstop_core::alert::AlertRecord>;
+    /// Replaces the stored alert (by id).
+    async fn update_alert(&self, alert: &backstop_core::alert::AlertRecord) -> Result<()>;
+    /// The latest `limit` alerts, newest first.
+    async fn alerts(&self, limit: i64) -> Result<Vec<backstop_core::alert::AlertRecord>>;
+    /// Alerts whose rollback is pending (held for an acknowledgement, or due now), oldest
+    /// first.
+    async fn held_alerts(&self) -> Result<Vec<backstop_core::alert::AlertRecord>>;
+}
+
 /// The last ping of each heartbeat.
 #[async_trait]
 pub trait HeartbeatStore: Send + Sync {

@@ -33,6 +33,7 @@ pub const TABLES: &[&str] = &[
     "flags",
     "release_groups",
     "group_runs",
+    "alerts",
 ];
 
 /// What a copy moved: rows per table, and the verified length of the audit chain.

@@ -31,9 +31,10 @@ mod rows;
 pub mod sqlite;
 
 pub use aggregates::{
-    ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore, FlagStore,
-    FreezeStore, GroupStore, HeartbeatStore, IncidentStore, LabelStore, MetricsStore,
-    RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore, TokenStore,
+    AlertStore, ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore,
+    EnvironmentStore, FlagStore, FreezeStore, GroupStore, HeartbeatStore, IncidentStore,
+    LabelStore, MetricsStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore,
+    SnapshotStore, TokenStore,
 };
 pub use aggregates::{DecisionCounts, DurationCounts, TIME_BUCKETS_S};
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
@@ -157,6 +158,7 @@ pub trait Store:
     + RunbookRunStore
     + HeartbeatStore
     + GroupStore
+    + AlertStore
     + FlagStore
     + LabelStore
     + MetricsStore
@@ -168,9 +170,9 @@ pub trait Store:
 pub mod prelude {
     pub use crate::Store;
     pub use crate::aggregates::{
-        ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore, EnvironmentStore,
-        FlagStore, FreezeStore, GroupStore, HeartbeatStore, IncidentStore, LabelStore,
-        MetricsStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore, SnapshotStore,
-        TokenStore,
+        AlertStore, ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore,
+        EnvironmentStore, FlagStore, FreezeStore, GroupStore, HeartbeatStore, IncidentStore,
+        LabelStore, MetricsStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore,
+        SnapshotStore, TokenStore,
     };
 }

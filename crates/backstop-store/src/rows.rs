@@ -378,3 +378,7 @@ pub(crate) fn group_run_from(row: &impl Columns) -> Result<(backstop_core::group
         row.col("version")?,
     ))
 }
+
+pub(crate) fn alert_from(row: &impl Columns) -> Result<backstop_core::alert::AlertRecord> {
+    json_column(row, "record", "alerts.record")
+}

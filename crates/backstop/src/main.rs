@@ -79,6 +79,9 @@ enum Cmd {
     /// like a canary.
     #[command(subcommand, long_about = commands::FLAG_HELP)]
     Flag(commands::FlagCmd),
+    /// Alerts from your monitoring (Alertmanager's webhook) and what each started.
+    #[command(subcommand)]
+    Alerts(commands::AlertsCmd),
     /// A batch job's ping after a run (late heartbeats keep a recovery from resolving).
     Heartbeat(commands::HeartbeatArgs),
     /// Every declared heartbeat: its last ping, and whether it is late (exit 1 if one is).
@@ -308,6 +311,7 @@ fn run_async(cmd: Cmd) -> i32 {
             Cmd::Gaps(a) => commands::gaps(a).await,
             Cmd::Calibrate(a) => commands::calibrate(a).await,
             Cmd::Flag(c) => commands::flag(c).await,
+            Cmd::Alerts(c) => commands::alerts(c).await,
             Cmd::Heartbeat(a) => commands::heartbeat(a).await,
             Cmd::Heartbeats(a) => commands::heartbeats(a).await,
             Cmd::Approvals(a) => commands::approvals(a).await,

@@ -49,6 +49,10 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/groups/{name}", "viewer"),
     ("POST", "/api/v1/groups/{name}/runs", "deployer"),
     ("GET", "/api/v1/group-runs/{id}", "viewer"),
+    ("GET", "/api/v1/alerts", "viewer"),
+    ("POST", "/api/v1/alerts/alertmanager", "releaser"),
+    ("GET", "/api/v1/alerts/{id}", "viewer"),
+    ("POST", "/api/v1/alerts/{id}/acknowledge", "releaser"),
     ("GET", "/api/v1/config/{service}/{env}/snapshots", "viewer"),
     (
         "POST",

@@ -62,6 +62,11 @@ pub struct Service {
     /// Commands run as journaled steps of every rollback (e.g. drain queues before, purge caches after).
     #[serde(default)]
     pub hooks: Hooks,
+    /// Alerts from the team's monitoring about this service (Alertmanager's webhook to
+    /// `/api/v1/alerts/alertmanager`, labels `service` and `env`): a firing alert while a
+    /// release is new runs the service's `severity` policy on it.
+    #[serde(default)]
+    pub alerts: AlertSettings,
     /// The service's database migrations. With them, releases can declare the schema range
     /// they run on (`backstop release … --schema 0003..0005`) and rollbacks decide before
     /// touching anything whether proven downs must run or the way back is refused.
@@ -240,6 +245,29 @@ pub struct Hooks {
     /// `after_rollback`), each a journaled step: what it cached must not be served again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweeps: Vec<CacheSweep>,
+}
+
+/// How alerts about a service are taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// How long after a promotion a firing alert is blamed on the new release (default
+    /// `30m`); an alert during a rollout always is. `0s` ignores alerts after promotion.
+    #[serde(default = "default_alert_watch", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub watch: Duration,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            watch: default_alert_watch(),
+        }
+    }
+}
+
+fn default_alert_watch() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 /// One cache to sweep: `redis` (or `redis_env`) with `pattern`, or `purge`.

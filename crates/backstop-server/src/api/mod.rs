@@ -5,6 +5,7 @@
 //! running rollouts go through the controller's command queue so they never race its own
 //! decisions. The wire types are `backstop-api`'s, shared with the CLI.
 
+mod alerts;
 mod approvals;
 mod audit;
 mod breakers;
@@ -358,6 +359,10 @@ impl utoipa::Modify for ServerRules {
         groups::get_group,
         groups::start_group_run,
         groups::get_group_run,
+        alerts::alertmanager,
+        alerts::list_alerts,
+        alerts::get_alert,
+        alerts::acknowledge_alert,
         config::list_snapshots,
         config::take_snapshot,
         config::diff,
@@ -428,6 +433,13 @@ impl utoipa::Modify for ServerRules {
         backstop_core::group::Halt,
         backstop_core::group::GroupPhase,
         backstop_core::group::MemberState,
+        backstop_api::alerts::AlertmanagerPayload,
+        backstop_api::alerts::AlertmanagerAlert,
+        backstop_api::alerts::AlertsReceived,
+        backstop_api::alerts::AcknowledgeAlert,
+        backstop_core::alert::AlertRecord,
+        backstop_core::alert::AlertStatus,
+        backstop_core::alert::AlertAction,
         backstop_core::drill::Drill,
         backstop_core::access::Role,
         backstop_core::audit::Checkpoint,
@@ -507,6 +519,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(gate::routes())
         .merge(freezes::routes())
         .merge(groups::routes())
+        .merge(alerts::routes())
         .merge(config::routes())
         .merge(drills::routes())
         .merge(tokens::routes())

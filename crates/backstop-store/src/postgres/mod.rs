@@ -16,6 +16,12 @@
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/alerts.rs"]
+mod alerts;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/approvals.rs"]
 mod approvals;
 mod audit;
@@ -324,8 +330,8 @@ fn migrator() -> Migrator {
         ),
         (
             17,
-            "release_groups",
-            include_str!("../../migrations/postgres/0017_release_groups.sql"),
+            "groups_alerts",
+            include_str!("../../migrations/postgres/0017_groups_alerts.sql"),
         ),
     ])
 }

@@ -9,6 +9,12 @@
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/alerts.rs"]
+mod alerts;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/approvals.rs"]
 mod approvals;
 mod audit;
@@ -299,8 +305,8 @@ fn migrator() -> Migrator {
         ),
         (
             21,
-            "release_groups",
-            include_str!("../../migrations/sqlite/0021_release_groups.sql"),
+            "groups_alerts",
+            include_str!("../../migrations/sqlite/0021_groups_alerts.sql"),
         ),
     ])
 }

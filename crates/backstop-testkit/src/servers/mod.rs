@@ -1,7 +1,8 @@
 //! Starters for the real servers the tests run on loopback (HAProxy, nginx, Prometheus,
-//! PostgreSQL, Redis), each in a temp folder and its own
+//! Alertmanager, PostgreSQL, Redis), each in a temp folder and its own
 //! process group, ended by that group (SIGKILL) when its [`Server`] handle drops.
 
+mod alertmanager;
 mod chromium;
 mod haproxy;
 mod nginx;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use alertmanager::Alertmanager;
 pub use chromium::{Browser, Element};
 pub use haproxy::{haproxy, haproxy_socket, haproxy_tcp_api, haproxy_with};
 pub use nginx::{nginx, nginx_base_args, nginx_router_config};

@@ -17,6 +17,16 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus on `port` and waits (blocking) until it answers `/-/ready`.
     pub fn start(port: u16, targets: &[String]) -> Prometheus {
+        Self::start_alerting(port, targets, None)
+    }
+
+    /// [`Prometheus::start`] that also evaluates `rules` (a rule file's YAML, every second) and
+    /// sends what fires to the Alertmanager on `alertmanager_port`.
+    pub fn start_alerting(
+        port: u16,
+        targets: &[String],
+        alerting: Option<(&str, u16)>,
+    ) -> Prometheus {
         let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
             .into_iter()
             .map(PathBuf::from)
@@ -27,15 +37,20 @@ impl Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-                 scrape_configs:\n  - job_name: backstop\n    static_configs: [{{targets: [{}]}}]\n",
-                quoted.join(", ")
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             scrape_configs:\n  - job_name: backstop\n    static_configs: [{{targets: [{}]}}]\n",
+            quoted.join(", ")
+        );
+        if let Some((rules, am_port)) = alerting {
+            let rules_file = dir.path().join("rules.yml");
+            std::fs::write(&rules_file, rules).unwrap();
+            text.push_str(&format!(
+                "rule_files: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]\n",
+                rules_file.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let log = dir.path().join("prometheus.log");
         let mut cmd = Command::new(binary);
         cmd.arg(format!("--config.file={}", config.display()))

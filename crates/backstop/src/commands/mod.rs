@@ -1,5 +1,6 @@
 //! The CLI's nouns and verbs over the daemon's API (and, for audit, over a state folder).
 
+mod alerts;
 mod approvals;
 mod audit;
 mod breakers;
@@ -15,6 +16,7 @@ mod releases;
 mod rollouts;
 mod tokens;
 
+pub use alerts::{AlertsCmd, alerts};
 pub use approvals::{APPROVE_HELP, ApprovalsArgs, ApproveArgs, approvals, approve};
 pub use audit::{AuditCmd, audit};
 pub use breakers::{BreakerCmd, breaker};

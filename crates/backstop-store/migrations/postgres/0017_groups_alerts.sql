@@ -2,7 +2,7 @@
 -- runbook runs; a run's `version` grows with every change and an update names the one it read.
 CREATE TABLE release_groups (
     name           TEXT PRIMARY KEY,
-    created_at_ms  INTEGER NOT NULL,
+    created_at_ms  BIGINT NOT NULL,
     record         TEXT NOT NULL
 );
 CREATE TABLE group_runs (
@@ -10,8 +10,16 @@ CREATE TABLE group_runs (
     group_name     TEXT NOT NULL,
     env            TEXT NOT NULL,
     phase          TEXT NOT NULL,
-    created_at_ms  INTEGER NOT NULL,
-    version        INTEGER NOT NULL,
+    created_at_ms  BIGINT NOT NULL,
+    version        BIGINT NOT NULL,
     record         TEXT NOT NULL
 );
 CREATE INDEX group_runs_group ON group_runs (group_name, created_at_ms);
+-- Alerts received from monitoring (Alertmanager), one row per firing, stored whole in `record`.
+CREATE TABLE alerts (
+    id              TEXT PRIMARY KEY,
+    action          TEXT NOT NULL,
+    received_at_ms  BIGINT NOT NULL,
+    record          TEXT NOT NULL
+);
+CREATE INDEX alerts_action ON alerts (action);

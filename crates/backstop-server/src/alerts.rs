@@ -1,0 +1,363 @@
+//! Alerts from monitoring as triggers (`POST /api/v1/alerts/alertmanager`).
+//!
+//! Each firing (a fingerprint from one `startsAt`) is stored once, with what the service's
+//! severity policy says about it, before anything acts: `notify` is done at once; a rollback
+//! is stored as due (`rolling_back`, or `held` until an acknowledgement deadline) and settled by
+//! [`settle`] under the alert's lease, here at once and by [`keep_settling`] after a restart or
+//! when a held alert's time is up. Settling rolls back only while the linked release still
+//! serves and no recovery runs there, so a resend, a second replica or a retry after a crash
+//! never rolls back twice (a second rollback would go one release further back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backstop_api::alerts::{AlertmanagerPayload, AlertsReceived};
+use backstop_core::alert::{
+    AlertAction, AlertRecord, AlertStatus, alert_id, in_watch_window, severity_of,
+};
+use backstop_core::duration::millis;
+use backstop_core::event::EventKind;
+use backstop_core::model::{Phase, Rollout};
+use backstop_core::tier::SeverityAction;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::Ctx;
+use crate::controller::Command;
+use crate::error::{ApiError, ApiResult};
+
+/// How often held alerts are looked at.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// Records each alert of `payload` (sent by `actor`) and starts what its service's policy says.
+pub async fn receive(
+    ctx: &Arc<Ctx>,
+    payload: AlertmanagerPayload,
+    actor: &str,
+) -> ApiResult<AlertsReceived> {
+    let now = ctx.clock.now_ms();
+    let mut out = Vec::with_capacity(payload.alerts.len());
+    for (i, a) in payload.alerts.into_iter().enumerate() {
+        let status = match a.status.as_str() {
+            "firing" => AlertStatus::Firing,
+            "resolved" => AlertStatus::Resolved,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "alert status {other:?} is neither firing nor resolved"
+                ))
+                .at(format!("/alerts/{i}/status")));
+            }
+        };
+        let fingerprint = a.fingerprint.clone().unwrap_or_else(|| {
+            let text: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let digest = Sha256::digest(text.join("\n").as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        });
+        let id = alert_id(&fingerprint, &a.starts_at);
+        let mut record = AlertRecord {
+            id: id.clone(),
+            name: a.labels.get("alertname").cloned().unwrap_or_default(),
+            fingerprint,
+            starts_at: a.starts_at.clone(),
+            status,
+            summary: a
+                .annotations
+                .get("summary")
+                .or_else(|| a.annotations.get("description"))
+                .cloned(),
+            service: a.labels.get("service").cloned(),
+            env: a.labels.get("env").cloned(),
+            severity: severity_of(&a.labels),
+            labels: a.labels,
+            release_id: None,
+            rollout_id: None,
+            action: AlertAction::Ignored,
+            detail: String::new(),
+            recovery_id: None,
+            deadline_ms: None,
+            acknowledged_by: None,
+            received_at_ms: now,
+            resolved_at_ms: None,
+        };
+        if status == AlertStatus::Resolved {
+            out.push(resolved(ctx, record, actor).await?);
+            continue;
+        }
+        if ctx.store.insert_alert(&record).await.is_ok_and(|new| !new) {
+            // A resend of a firing already taken: nothing more.
+            out.push(ctx.store.alert(&id).await?);
+            continue;
+        }
+        decide(ctx, &mut record).await?;
+        ctx.store.update_alert(&record).await?;
+        crate::audit(
+            ctx,
+            actor,
+            EventKind::AlertFiring,
+            &format!("alert/{id}"),
+            "alertmanager",
+            json!({"alert": record.name, "service": record.service, "env": record.env,
+                   "severity": record.severity, "release": record.release_id,
+                   "rollout": record.rollout_id, "action": record.action, "detail": record.detail}),
+        )
+        .await?;
+        if record.action == AlertAction::Notified {
+            notify(ctx, &record, now);
+        }
+        if record.action == AlertAction::RollingBack {
+            kick(ctx, &id);
+        }
+        out.push(record);
+    }
+    Ok(AlertsReceived { alerts: out })
+}
+
+/// Links a new firing to the release it is about, and sets what the policy says to do.
+async fn decide(ctx: &Ctx, a: &mut AlertRecord) -> ApiResult<()> {
+    let (Some(service), Some(env)) = (a.service.clone(), a.env.clone()) else {
+        a.detail = "no `service` and `env` labels: not about a service Backstop releases".into();
+        return Ok(());
+    };
+    let Some(svc) = ctx.config.service(&service) else {
+        a.detail = format!("service {service:?} is not in the config");
+        return Ok(());
+    };
+    if svc.environment(&env).is_none() {
+        a.detail = format!("service {service} has no environment {env:?}");
+        return Ok(());
+    }
+    let now = ctx.clock.now_ms();
+    let linked: Option<(Rollout, String)> = match ctx.store.active_rollout(&service, &env).await? {
+        Some(r) => Some((r, "its rollout is under way".into())),
+        None => {
+            let lkg = ctx
+                .store
+                .environment(&service, &env)
+                .await?
+                .and_then(|e| e.lkg_release_id);
+            let watch = millis(svc.alerts.watch);
+            ctx.store
+                .rollouts(Some(&service), 50)
+                .await?
+                .into_iter()
+                .filter(|r| r.env == env && r.phase == Phase::Promoted)
+                .max_by_key(|r| r.updated_at_ms)
+                .filter(|r| lkg.as_deref() == Some(r.to_release_id.as_str()))
+                .filter(|r| in_watch_window(r.updated_at_ms, watch, now))
+                .map(|r| {
+                    let ago = (now - r.updated_at_ms) / 1000;
+                    (r, format!("promoted {ago} s ago, within its watch window"))
+                })
+        }
+    };
+    let Some((rollout, why)) = linked else {
+        a.detail = format!(
+            "no release of {service} in {env} is new (no rollout under way, none promoted within {})",
+            backstop_core::duration::format_duration(svc.alerts.watch)
+        );
+        return Ok(());
+    };
+    a.release_id = Some(rollout.to_release_id.clone());
+    a.rollout_id = Some(rollout.id.clone());
+    let policy = svc.severity_action(a.severity);
+    let release = &rollout.to_release_id;
+    match policy {
+        SeverityAction::Rollback => {
+            a.action = AlertAction::RollingBack;
+            a.deadline_ms = Some(now);
+            a.detail = format!("{release} ({why}): a {} alert rolls it back", a.severity);
+        }
+        SeverityAction::RollbackUnlessAcknowledged(wait) => {
+            a.action = AlertAction::Held;
+            a.deadline_ms = Some(now.saturating_add(millis(wait)));
+            a.detail = format!(
+                "{release} ({why}): rolled back in {} unless acknowledged (backstop alerts acknowledge {})",
+                backstop_core::duration::format_duration(wait),
+                a.id
+            );
+        }
+        SeverityAction::Notify => {
+            a.action = AlertAction::Notified;
+            a.detail = format!("{release} ({why}): a {} alert notifies only", a.severity);
+        }
+    }
+    Ok(())
+}
+
+/// A resolved alert: recorded on the firing it ends (or on its own when it was never seen
+/// firing).
+async fn resolved(ctx: &Ctx, mut record: AlertRecord, actor: &str) -> ApiResult<AlertRecord> {
+    let now = ctx.clock.now_ms();
+    let mut stored = match ctx.store.alert(&record.id).await {
+        Ok(s) => s,
+        Err(backstop_store::StoreError::NotFound(_)) => {
+            record.detail = "resolved before Backstop saw it firing".into();
+            record.resolved_at_ms = Some(now);
+            ctx.store.insert_alert(&record).await?;
+            return Ok(record);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if stored.status == AlertStatus::Resolved {
+        return Ok(stored);
+    }
+    stored.status = AlertStatus::Resolved;
+    stored.resolved_at_ms = Some(now);
+    ctx.store.update_alert(&stored).await?;
+    crate::audit(
+        ctx,
+        actor,
+        EventKind::AlertResolved,
+        &format!("alert/{}", stored.id),
+        "alertmanager",
+        json!({"alert": stored.name, "action": stored.action, "rollout": stored.rollout_id}),
+    )
+    .await?;
+    Ok(stored)
+}
+
+/// A person takes a held alert over before its deadline: nothing is rolled back.
+pub async fn acknowledge(ctx: &Ctx, id: &str, actor: &str, reason: &str) -> ApiResult<AlertRecord> {
+    let mut a = ctx.store.alert(id).await?;
+    if a.action != AlertAction::Held {
+        return Err(ApiError::conflict(format!(
+            "alert {id} is {}; only a held alert can be acknowledged",
+            a.action
+        )));
+    }
+    a.action = AlertAction::Acknowledged;
+    a.acknowledged_by = Some(actor.to_string());
+    a.detail = format!("{} — acknowledged by {actor}: {reason}", a.detail);
+    ctx.store.update_alert(&a).await?;
+    crate::audit(
+        ctx,
+        actor,
+        EventKind::AlertAcknowledged,
+        &format!("alert/{id}"),
+        "manual",
+        json!({"reason": reason, "rollout": a.rollout_id}),
+    )
+    .await?;
+    Ok(a)
+}
+
+/// Looks every [`LOOK_EVERY`] for alerts whose rollback is due and settles them.
+pub async fn keep_settling(ctx: Arc<Ctx>, stop: CancellationToken) {
+    loop {
+        match ctx.store.held_alerts().await {
+            Ok(held) => {
+                let now = ctx.clock.now_ms();
+                for a in held {
+                    if a.deadline_ms.is_none_or(|d| d <= now) {
+                        kick(&ctx, &a.id);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "Could not read held alerts; trying again."),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(LOOK_EVERY) => {}
+        }
+    }
+}
+
+fn kick(ctx: &Arc<Ctx>, id: &str) {
+    crate::leased::spawn(
+        ctx,
+        |c| &c.caches.alerts,
+        id,
+        format!("alert/{id}"),
+        |ctx, id, _lost| async move { settle(&ctx, &id).await },
+    );
+}
+
+/// Rolls back what alert `id` is about, once: only while its release still serves (or its
+/// rollout still runs) and no recovery runs in that environment.
+async fn settle(ctx: &Ctx, id: &str) -> ApiResult<()> {
+    let mut a = ctx.store.alert(id).await?;
+    let due = match a.action {
+        AlertAction::RollingBack => true,
+        AlertAction::Held => a.deadline_ms.is_none_or(|d| d <= ctx.clock.now_ms()),
+        _ => false,
+    };
+    let (Some(service), Some(env), Some(release), true) =
+        (a.service.clone(), a.env.clone(), a.release_id.clone(), due)
+    else {
+        return Ok(());
+    };
+    if ctx
+        .store
+        .unfinished_recoveries()
+        .await?
+        .iter()
+        .any(|r| r.service == service && r.env == env)
+    {
+        // A recovery runs there: look again once it is over.
+        return Ok(());
+    }
+    let active = ctx.store.active_rollout(&service, &env).await?;
+    let serving = ctx
+        .store
+        .environment(&service, &env)
+        .await?
+        .and_then(|e| e.lkg_release_id);
+    let runs = active.as_ref().is_some_and(|r| r.to_release_id == release);
+    if !runs && serving.as_deref() != Some(release.as_str()) {
+        a.action = AlertAction::Ignored;
+        a.detail = format!(
+            "{} — {release} no longer serves {service}/{env} ({}): nothing to roll back",
+            a.detail,
+            serving.as_deref().unwrap_or("nothing")
+        );
+        ctx.store.update_alert(&a).await?;
+        return Ok(());
+    }
+    let reason = format!(
+        "alert {} ({} severity) fired{}",
+        a.name,
+        a.severity,
+        a.summary
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default()
+    );
+    let asked = crate::rollouts::send_command(ctx, |reply| Command::Rollback {
+        service: service.clone(),
+        env: env.clone(),
+        actor: format!("alert:{}", a.name),
+        reason,
+        reply,
+    })
+    .await;
+    match asked {
+        Ok(rec) => {
+            a.action = AlertAction::RolledBack;
+            a.recovery_id = Some(rec.id);
+        }
+        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+            a.action = AlertAction::Refused;
+            a.detail = format!("{} — rollback refused: {}", a.detail, e.message);
+        }
+        Err(e) => return Err(e),
+    }
+    ctx.store.update_alert(&a).await?;
+    Ok(())
+}
+
+fn notify(ctx: &Ctx, a: &AlertRecord, now: i64) {
+    if let (Some(service), Some(env)) = (&a.service, &a.env)
+        && let Some(n) = ctx.drivers.notifiers.get(service)
+    {
+        n.notify(backstop_drivers::notify::Notification {
+            id: format!("{}/{}", a.id, EventKind::AlertFiring),
+            kind: EventKind::AlertFiring.to_string(),
+            service: service.clone(),
+            env: env.clone(),
+            summary: format!("alert {} firing: {}", a.name, a.detail),
+            detail: json!({"alert": a.id, "labels": a.labels, "release": a.release_id, "rollout": a.rollout_id}),
+            at_ms: now,
+        });
+    }
+}

@@ -1,0 +1,231 @@
+//! Alerts from monitoring as triggers. A real Prometheus scrapes the daemon's proxy counters
+//! and evaluates an error-ratio rule on the sample service; a real Alertmanager sends what
+//! fires to `/api/v1/alerts/alertmanager` with a releaser's token. A bad release promoted
+//! without traffic (all at once) is rolled back by the alert, once, and the resolved alert is
+//! recorded. The severity workflow on posted payloads: a major alert is held and acknowledged,
+//! a minor one notifies, resends change nothing, an alert about no new release is ignored.
+
+use backstop_testkit::servers::{Alertmanager, Prometheus};
+use backstop_testkit::{
+    Daemon, Traffic, audit_actions, free_port, http_get, shop_config_all_at_once,
+};
+use serde_json::{Value, json};
+
+fn token(d: &Daemon, name: &str, role: &str) -> String {
+    let made = d.cli_json(&["token", "create", "--name", name, "--role", role], 0);
+    made["token"].as_str().unwrap().to_string()
+}
+
+fn alerts(d: &Daemon) -> Value {
+    d.cli_json_patient(&["alerts", "list"])
+}
+
+#[test]
+fn a_firing_alert_from_alertmanager_rolls_back_the_release_it_is_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let d = Daemon::start(
+        &dir.path().join("state"),
+        &shop_config_all_at_once(proxy),
+        proxy,
+    );
+    d.register("v1", 0.0);
+    d.register("v2", 0.5);
+    assert_eq!(d.rollout_wait("v1", 0)["rollout"]["phase"], "promoted");
+    // No traffic yet: the all-at-once rollout of the bad v2 sees nothing wrong.
+    let v2 = d.rollout_wait("v2", 0);
+    assert_eq!(v2["rollout"]["phase"], "promoted", "{v2:#}");
+
+    let am_port = free_port();
+    let releaser = token(&d, "alertmanager", "releaser");
+    let _am = Alertmanager::start(
+        am_port,
+        &format!("{}/api/v1/alerts/alertmanager", d.api),
+        &releaser,
+    );
+    let rules = "groups:\n  - name: shop\n    interval: 1s\n    rules:\n      - alert: ShopErrors\n        \
+        expr: sum by (service, env) (rate(backstop_proxy_errors_total{service=\"shop\"}[5s])) / sum by (service, env) (rate(backstop_proxy_requests_total{service=\"shop\"}[5s])) > 0.2\n        \
+        labels: {severity: critical}\n        annotations: {summary: shop answers errors}\n";
+    let api_target = d.api.trim_start_matches("http://").to_string();
+    let _prometheus =
+        Prometheus::start_alerting(free_port(), &[api_target], Some((rules, am_port)));
+    let traffic = Traffic::start(proxy, 50.0);
+
+    let rolled_back = backstop_testkit::assert_eventually!(
+        alerts(&d),
+        |a: &Value| a
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["action"] == "rolled_back"),
+        "the alert rolls v2 back\ndaemon log:\n{}",
+        d.log()
+    );
+    let alert = rolled_back
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["action"] == "rolled_back")
+        .unwrap()
+        .clone();
+    assert_eq!(alert["name"], "ShopErrors", "{alert:#}");
+    assert_eq!(alert["release_id"], "shop@v2", "{alert:#}");
+    assert_eq!(alert["rollout_id"], v2["rollout"]["id"], "{alert:#}");
+    assert_eq!(alert["severity"], "critical", "{alert:#}");
+    d.wait_until("v1 serves again", || {
+        http_get(proxy, "/version").is_some_and(|b| b.contains("v1"))
+    });
+    let recovery = d.cli_json(
+        &["recovery", "show", alert["recovery_id"].as_str().unwrap()],
+        0,
+    );
+    assert_eq!(recovery["status"], "done", "{recovery:#}");
+    assert_eq!(recovery["actor"], "alert:ShopErrors", "{recovery:#}");
+
+    // With v1 back the errors stop; Alertmanager sends the alert resolved.
+    let resolved = backstop_testkit::assert_eventually!(
+        d.cli_json_patient(&["alerts", "show", alert["id"].as_str().unwrap()]),
+        |a: &Value| a["status"] == "resolved",
+        "the alert resolves\ndaemon log:\n{}",
+        d.log()
+    );
+    assert_eq!(resolved["action"], "rolled_back");
+    drop(traffic);
+
+    // One firing, one rollback: the releases went v2 → v1 and no further.
+    let recoveries = d.cli_json(&["recovery", "list"], 0);
+    assert_eq!(recoveries.as_array().unwrap().len(), 1, "{recoveries:#}");
+    let actions = audit_actions(&d.cli_json(&["audit", "list", "--limit", "500"], 0))
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    assert!(actions.iter().any(|a| a == "alert.firing"), "{actions:?}");
+    assert!(actions.iter().any(|a| a == "alert.resolved"), "{actions:?}");
+    d.assert_audit_verifies();
+}
+
+fn payload(labels: &Value, starts_at: &str, status: &str) -> Value {
+    json!({
+        "version": "4",
+        "status": status,
+        "receiver": "backstop",
+        "groupLabels": {},
+        "commonLabels": labels,
+        "alerts": [{
+            "status": status,
+            "labels": labels,
+            "annotations": {"summary": "test"},
+            "startsAt": starts_at,
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph",
+            "fingerprint": format!("fp-{starts_at}")
+        }]
+    })
+}
+
+#[test]
+fn the_severity_policy_decides_hold_notify_or_nothing_and_a_resend_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let config = shop_config_all_at_once(proxy).replace(
+        "    rollout:",
+        "    severity:\n      critical: rollback\n      major: {rollback_unless_acknowledged: 5m}\n      minor: notify\n    rollout:",
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    d.register("v1", 0.0);
+    d.register("v2", 0.0);
+    assert_eq!(d.rollout_wait("v1", 0)["rollout"]["phase"], "promoted");
+    assert_eq!(d.rollout_wait("v2", 0)["rollout"]["phase"], "promoted");
+    let releaser = token(&d, "am", "releaser");
+    let post = |body: &Value| {
+        let (status, answer) = d.api_call(
+            "POST",
+            "/api/v1/alerts/alertmanager",
+            Some(&releaser),
+            Some(body),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer["alerts"][0].clone()
+    };
+    let shop = |severity: &str| json!({"alertname": "Latency", "service": "shop", "env": "prod", "severity": severity});
+
+    let major = post(&payload(&shop("major"), "2026-12-05T01:00:00Z", "firing"));
+    assert_eq!(major["action"], "held", "{major:#}");
+    assert_eq!(major["release_id"], "shop@v2", "{major:#}");
+    assert!(major["deadline_ms"].is_number(), "{major:#}");
+    let again = post(&payload(&shop("major"), "2026-12-05T01:00:00Z", "firing"));
+    assert_eq!(again, major, "a resend is the same firing");
+    let id = major["id"].as_str().unwrap();
+    let acked = d.cli_json(
+        &[
+            "alerts",
+            "acknowledge",
+            id,
+            "--reason",
+            "known, fixing forward",
+        ],
+        0,
+    );
+    assert_eq!(acked["action"], "acknowledged", "{acked:#}");
+    assert!(acked["acknowledged_by"].as_str().unwrap().contains("admin"));
+    let twice = d.cli(&["alerts", "acknowledge", id, "--reason", "again"]);
+    assert!(!twice.status.success());
+    let said = String::from_utf8_lossy(&twice.stderr);
+    assert!(said.contains("only a held alert"), "{said}");
+
+    let minor = post(&payload(&shop("minor"), "2026-12-05T01:01:00Z", "firing"));
+    assert_eq!(minor["action"], "notified", "{minor:#}");
+
+    let unlabelled = post(&payload(
+        &json!({"alertname": "DiskFull"}),
+        "2026-12-05T01:02:00Z",
+        "firing",
+    ));
+    assert_eq!(unlabelled["action"], "ignored", "{unlabelled:#}");
+    let unknown = post(&payload(
+        &json!({"alertname": "X", "service": "billing", "env": "prod"}),
+        "2026-12-05T01:03:00Z",
+        "firing",
+    ));
+    assert_eq!(unknown["action"], "ignored", "{unknown:#}");
+    assert!(
+        unknown["detail"].as_str().unwrap().contains("billing"),
+        "{unknown:#}"
+    );
+
+    // Nothing was rolled back, and v2 still serves.
+    assert!(
+        d.cli_json(&["recovery", "list"], 0)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // A viewer cannot send alerts; a bad status is named at its place.
+    let viewer = token(&d, "viewer", "viewer");
+    let (status, _) = d.api_call(
+        "POST",
+        "/api/v1/alerts/alertmanager",
+        Some(&viewer),
+        Some(&payload(
+            &shop("critical"),
+            "2026-12-05T01:04:00Z",
+            "firing",
+        )),
+    );
+    assert_eq!(status, 403);
+    let (status, answer) = d.api_call(
+        "POST",
+        "/api/v1/alerts/alertmanager",
+        Some(&releaser),
+        Some(&payload(
+            &shop("critical"),
+            "2026-12-05T01:05:00Z",
+            "burning",
+        )),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["pointer"], "/alerts/0/status", "{answer}");
+    let listed = alerts(&d);
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed:#}");
+}
