@@ -262,3 +262,143 @@ fn a_group_recovery_killed_at_random_moments_ends_the_same_and_compensates_once(
     );
     assert_rolled_back(&d, &run, dir.path());
 }
+
+/// `backstop migrations apply DIR --database-url URL --to VERSION` (a pipeline step).
+fn migrate(dir: &Path, url: &str, to: &str) {
+    let out = std::process::Command::new(backstop_bin())
+        .args(["migrations", "apply"])
+        .arg(dir)
+        .args(["--database-url", url, "--to", to])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_member_that_cannot_go_back_halts_the_group_there_with_the_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    for (name, sql) in [
+        (
+            "1_users.up.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);\n",
+        ),
+        ("1_users.down.sql", "DROP TABLE users;\n"),
+        (
+            "2_drop_name.up.sql",
+            "-- backstop:phase contract\n-- backstop:irreversible the names are gone\n-- backstop:forward-only\nALTER TABLE users DROP COLUMN name;\n",
+        ),
+    ] {
+        std::fs::write(db.join(name), sql).unwrap();
+    }
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    let ports = [free_port(), free_port()];
+    // schema ships all at once; api stays on its first step until a person aborts it.
+    let config = format!(
+        "services:\n  - name: schema\n    owner: team-test\n    tier: 1\n{DEMO_APP_RUN}    migrations: {{dir: {}, engine: sqlite, database_url_env: APP_DB_URL}}\n    rollout: {{strategy: all-at-once, steps: [{{weight: 100}}]}}\n    environments:\n      - {{name: prod, listen: 127.0.0.1:{}}}\n  - name: api\n    owner: team-test\n    tier: 1\n{DEMO_APP_RUN}    rollout: {{strategy: canary, steps: [{{weight: 50, for: 1h}}, {{weight: 100}}]}}\n    environments:\n      - {{name: prod, listen: 127.0.0.1:{}}}\n",
+        db.display(),
+        ports[0],
+        ports[1]
+    );
+    let d = Daemon::start_with_env(
+        &dir.path().join("state"),
+        &config,
+        ports[0],
+        &[("APP_DB_URL", &url)],
+    );
+    migrate(&db, &url, "1");
+    let bin = backstop_bin();
+    for (name, version, schema) in [
+        ("schema", "v1", Some("1")),
+        ("schema", "v2", Some("1..2")),
+        ("api", "v1", None),
+        ("api", "v2", None),
+    ] {
+        let mut args = vec![
+            "release",
+            "create",
+            name,
+            "--version",
+            version,
+            "--file",
+            bin.to_str().unwrap(),
+        ];
+        if let Some(range) = schema {
+            args.extend(["--schema", range]);
+        }
+        d.cli_json(&args, 0);
+        if version == "v1" {
+            let first = d.cli_json(
+                &[
+                    "rollout",
+                    "start",
+                    name,
+                    "--env",
+                    "prod",
+                    "--version",
+                    "v1",
+                    "--wait",
+                ],
+                0,
+            );
+            assert_eq!(first["rollout"]["phase"], "promoted", "{first:#}");
+        }
+    }
+    d.cli_json(
+        &[
+            "release",
+            "group",
+            "create",
+            "names",
+            "--service",
+            "schema=v2",
+            "--service",
+            "api=v2",
+        ],
+        0,
+    );
+    let run = d.cli_json(
+        &["rollout", "start", "--group", "names", "--env", "prod"],
+        0,
+    );
+    let id = run["id"].as_str().unwrap().to_string();
+    let api = backstop_testkit::assert_eventually!(
+        group_run(&d, &id),
+        |r: &Value| r["members"][1]["state"] == "rolling_out",
+        "api's canary starts\ndaemon log:\n{}",
+        d.log()
+    );
+    // The pipeline contracts the schema once schema@v2 is out; then api is aborted.
+    migrate(&db, &url, "2");
+    let api_rollout = api["members"][1]["rollout_id"].as_str().unwrap();
+    d.cli_json(&["rollout", "abort", api_rollout, "--reason", "test"], 0);
+
+    let halted = backstop_testkit::assert_eventually!(
+        group_run(&d, &id),
+        |r: &Value| r["phase"] == "halted",
+        "the group halts at schema\ndaemon log:\n{}",
+        d.log()
+    );
+    assert_eq!(halted["halt"]["member"], 0, "{halted:#}");
+    assert_eq!(halted["members"][0]["state"], "halted", "{halted:#}");
+    assert_eq!(halted["members"][1]["state"], "rolled_back", "{halted:#}");
+    let reason = halted["halt"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("refused") && reason.contains("migration 2"),
+        "{reason}"
+    );
+    let options = halted["halt"]["options"].to_string();
+    assert!(options.contains("fix forward"), "{options}");
+    // Safe: schema@v2 still serves, on the contracted schema, and nothing was journaled for it.
+    assert!(halted["members"][0]["recovery_id"].is_null(), "{halted:#}");
+    d.wait_until("schema@v2 still serves", || {
+        http_get(ports[0], "/version").is_some_and(|b| b.contains("v2"))
+    });
+    let text =
+        String::from_utf8_lossy(&d.cli(&["release", "group", "run", &id]).stdout).into_owned();
+    assert!(text.contains("halted at schema@v2"), "{text}");
+    assert!(text.contains("option: fix forward"), "{text}");
+    let audit = d.cli_json(&["audit", "list", "--limit", "500"], 0);
+    assert!(audit_actions(&audit).contains(&"group.halted"), "{audit:#}");
+}
