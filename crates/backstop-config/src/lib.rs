@@ -39,9 +39,9 @@ pub use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
 pub use model::{
     AgentRef, Breaker, BreakerScope, CommandRouter, CommandScripts, Config,
     DEFAULT_ROLLBACK_WINDOW, Defaults, Deployer, DeployerKind, Environment, HaproxyRouter,
-    HaproxySocket, Health, Hooks, MigrationEngine, MigrationsSpec, NginxRouter, NotifyTarget,
-    Params, PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service,
-    Signals, Strategy, Traffic, Validation, WebhookFormat, validation,
+    HaproxySocket, Health, Hooks, LogSignals, MigrationEngine, MigrationsSpec, NginxRouter,
+    NotifyTarget, Params, PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef,
+    Service, Signals, Strategy, Traffic, Validation, WebhookFormat, validation,
 };
 
 pub use stateful::{
@@ -295,6 +295,9 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
         )
     })?;
     for svc in &mut config.services {
+        if svc.signals.logs.is_some() && !svc.analysis.uses(backstop_judge::SignalKind::Logs) {
+            svc.analysis.signals.push(backstop_judge::SignalKind::Logs);
+        }
         let tier = Objectives::for_tier(svc.tier);
         svc.objectives.mttr = svc.objectives.mttr.or(tier.mttr);
         svc.objectives.rollback_sla = svc.objectives.rollback_sla.or(tier.rollback_sla);

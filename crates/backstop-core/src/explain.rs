@@ -196,6 +196,16 @@ fn signal(s: &Value) -> SignalExplanation {
             b["requests"],
             pct(f(&b["error_ratio"]))
         )
+    } else if c.get("lines_per_request").is_some() {
+        format!(
+            "canary {} error-log lines over {} requests ({} per request), baseline {} over {} ({})",
+            c["error_log_lines"],
+            c["requests"],
+            num(f(&c["lines_per_request"]).unwrap_or(0.0)),
+            b["error_log_lines"],
+            b["requests"],
+            num(f(&b["lines_per_request"]).unwrap_or(0.0))
+        )
     } else if c.get("p99_ms").is_some() {
         format!(
             "canary p50 {} / p99 {} over {} requests, baseline p50 {} / p99 {} over {}",

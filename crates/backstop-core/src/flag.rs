@@ -477,6 +477,7 @@ impl Reenable {
             t: (now - self.started_at_ms).max(0) as f64 / 1000.0,
             baseline,
             canary,
+            log_lines: None,
         };
         self.stage_requests += interval.canary.requests;
         self.intervals.push(interval);
@@ -570,6 +571,7 @@ impl Reenable {
             t: 0.0,
             baseline: reference,
             canary: pooled(this.iter().map(|i| &i.canary)),
+            log_lines: None,
         })
     }
 

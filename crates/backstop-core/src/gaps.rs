@@ -201,6 +201,7 @@ mod tests {
                 errors: c_err,
                 latency_le_ms: None,
             },
+            log_lines: None,
         }
     }
 

@@ -700,11 +700,13 @@ mod tests {
                 t: 1.0,
                 baseline: arm(900, 9),
                 canary: arm(100, 10),
+                log_lines: None,
             },
             Interval {
                 t: 2.0,
                 baseline: arm(900, 9),
                 canary: arm(100, 10),
+                log_lines: None,
             },
         ];
         let rec = recovery(1);

@@ -79,6 +79,11 @@ pub struct DemoArgs {
     /// bug.
     #[arg(long, env = "DEMO_FLAG_ERROR_RATIO", default_value_t = 0.0, value_parser = parse_ratio, allow_negative_numbers = true)]
     pub flag_error_ratio: f64,
+    /// Probability (0..=1) that a request, answered as usual, writes an `ERROR` line to the
+    /// log: a release that fails quietly (a write that is lost, a retry that gives up), seen
+    /// only in its logs.
+    #[arg(long, env = "DEMO_ERROR_LOG_RATIO", default_value_t = 0.0, value_parser = parse_ratio, allow_negative_numbers = true)]
+    pub error_log_ratio: f64,
 }
 
 impl DemoArgs {
@@ -101,6 +106,7 @@ impl DemoArgs {
             flag_token: None,
             flag_env: None,
             flag_error_ratio: 0.0,
+            error_log_ratio: 0.0,
         }
     }
 
@@ -112,6 +118,7 @@ impl DemoArgs {
             ("--error-ratio", self.error_ratio),
             ("--tail-ratio", self.tail_ratio),
             ("--flag-error-ratio", self.flag_error_ratio),
+            ("--error-log-ratio", self.error_log_ratio),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("{name} must be between 0 and 1, got {v}"));
@@ -252,6 +259,16 @@ async fn serve_request(
             &mut *rng,
         )
     };
+    let logs_error = s.args.error_log_ratio > 0.0 && {
+        let mut rng = s.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        rng.random::<f64>() < s.args.error_log_ratio
+    };
+    if logs_error {
+        eprintln!(
+            "ERROR {}: the order event was not written (queue full); the request still answered",
+            s.args.version
+        );
+    }
     if outcome.latency_ms > 0.0 {
         tokio::time::sleep(
             Duration::try_from_secs_f64(outcome.latency_ms / 1000.0).unwrap_or_default(),

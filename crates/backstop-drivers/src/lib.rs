@@ -22,6 +22,7 @@ pub mod cache;
 pub mod command;
 pub mod config_files;
 pub mod load;
+pub mod logs;
 pub mod notify;
 pub mod process;
 pub mod prometheus;

@@ -214,6 +214,7 @@ mod tests {
                 t: f64::from(i) * 5.0,
                 baseline: arm(900, 9),
                 canary: arm(100, (100.0 * canary_ratio).round() as u64),
+                log_lines: None,
             })
             .collect();
         Case {

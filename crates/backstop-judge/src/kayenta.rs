@@ -744,6 +744,7 @@ mod tests {
                 t,
                 baseline: arm(1000, 5 + (i % 3) as u64),
                 canary: arm(100, 5 + (i % 4) as u64),
+                log_lines: None,
             };
             decision = judge.observe(&iv);
             if decision == Decision::Fail {

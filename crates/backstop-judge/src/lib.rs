@@ -78,6 +78,17 @@ pub struct Interval {
     pub t: f64,
     pub baseline: ArmCounts,
     pub canary: ArmCounts,
+    /// Error-log lines each arm's instances wrote during the interval (the `logs` signal),
+    /// when the service's logs are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<LogLines>,
+}
+
+/// Error-log lines (lines matching the service's pattern) per arm during one interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLines {
+    pub baseline: u64,
+    pub canary: u64,
 }
 
 /// What the judge says after an interval.
@@ -147,6 +158,10 @@ pub enum SignalKind {
     Errors,
     /// Latency distribution from histogram buckets: slower is worse.
     Latency,
+    /// Error-log lines per request (`signals.logs`): more is worse. Judged like the error
+    /// ratio, a request counting as logging an error when a line matched (at most one line per
+    /// request counts).
+    Logs,
 }
 
 impl JudgeSettings {

@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value, json};
 
-use crate::{ArmCounts, Decision, Interval, Judge};
+use crate::{ArmCounts, Decision, Interval, Judge, LogLines};
 
 /// The format tag of the first line.
 pub const FORMAT: &str = "backstop-scenario/v1";
@@ -184,10 +184,23 @@ impl Parser {
         }
         let baseline = self.arm(line, &map, "baseline")?;
         let canary = self.arm(line, &map, "canary")?;
+        let log_lines = match map.get("log_lines") {
+            None => None,
+            Some(v) => Some(serde_json::from_value::<LogLines>(v.clone()).map_err(|e| {
+                bad(
+                    line,
+                    "log_lines",
+                    format!(
+                        "expected {{\"baseline\": N, \"canary\": N}} (error-log lines per arm): {e}"
+                    ),
+                )
+            })?),
+        };
         self.scenario.intervals.push(Interval {
             t,
             baseline,
             canary,
+            log_lines,
         });
         Ok(())
     }
@@ -494,6 +507,7 @@ mod tests {
                 errors: 50,
                 latency_le_ms: None,
             },
+            log_lines: None,
         };
         let intervals: Vec<Interval> = (1..=10).map(|i| bad(5.0 * i as f64)).collect();
         let r = replay(judge.as_mut(), &intervals);

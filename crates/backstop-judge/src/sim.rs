@@ -306,6 +306,7 @@ pub fn simulate(spec: &SimSpec, seed: u64) -> (Vec<Interval>, Vec<Truth>) {
             t,
             baseline,
             canary,
+            log_lines: None,
         });
         let alt = (mid >= r.onset_s).then(|| (p_alt, q_alt.clone()));
         truths.push(Truth {

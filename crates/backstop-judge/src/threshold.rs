@@ -327,6 +327,7 @@ mod tests {
             t,
             baseline: arm(1000, 1),
             canary: arm(requests, errors),
+            log_lines: None,
         }
     }
 

@@ -155,7 +155,8 @@ impl Ctx {
         }
     }
 
-    fn log_path(&self, instance_id: &str) -> PathBuf {
+    /// Where instance `instance_id`'s output goes on this host.
+    pub fn log_path(&self, instance_id: &str) -> PathBuf {
         self.state_dir
             .join("logs")
             .join(format!("{instance_id}.log"))

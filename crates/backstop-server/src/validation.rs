@@ -333,6 +333,7 @@ impl PreFailure {
                 latency_le_ms: latency,
             },
             canary: since,
+            log_lines: None,
         };
         // The next window starts here.
         self.start = now;

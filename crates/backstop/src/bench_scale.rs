@@ -610,6 +610,7 @@ fn synthetic_interval(w: &mut Watched) -> Interval {
         t: f64::from(w.intervals) * 5.0,
         baseline,
         canary,
+        log_lines: None,
     }
 }
 

@@ -28,7 +28,7 @@ pub use rollout::{DEFAULT_ROLLBACK_WINDOW, RolloutBreaker, RolloutSpec, Strategy
 pub use run::{CommandScripts, Deployer, DeployerKind, Health, Run};
 pub(crate) use schema::{EnvVarName, NonEmptyString, SocketAddrString};
 pub use service::{Hooks, MigrationEngine, MigrationsSpec, NotifyTarget, Service, WebhookFormat};
-pub use signals::{PrometheusSignals, Signals};
+pub use signals::{LogSignals, PrometheusSignals, Signals};
 pub use traffic::{CommandRouter, HaproxyRouter, HaproxySocket, NginxRouter, Router, Traffic};
 pub use validation::Validation;
 

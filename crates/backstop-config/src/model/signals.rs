@@ -14,6 +14,24 @@ pub struct Signals {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "PrometheusSignals")]
     pub prometheus: Option<PrometheusSignals>,
+    /// Error-log lines as a signal: every analysis interval, the new lines of each arm's
+    /// instance logs (the output Backstop captures under `STATE/logs`) that match `pattern` are
+    /// counted, and the `logs` signal judges the canary's error lines per request against the
+    /// baseline's with the same sequential test as the error ratio. Configuring it adds `logs`
+    /// to the service's `analysis.signals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "LogSignals")]
+    pub logs: Option<LogSignals>,
+}
+
+/// Which log lines are errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSignals {
+    /// A regular expression (Rust `regex` syntax) a line must match to count, such as
+    /// `"level=error|ERROR|panicked"`.
+    #[schemars(length(min = 1))]
+    pub pattern: String,
 }
 
 impl Signals {

@@ -108,6 +108,21 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             }
         }
 
+        if let Some(pattern) = svc.pointer("/signals/logs/pattern").and_then(Value::as_str)
+            && let Err(e) = regex::Regex::new(pattern)
+        {
+            // The parser's message is several lines (the pattern, a caret); its last says why.
+            let text = e.to_string();
+            let why = text.lines().last().unwrap_or_default();
+            push(
+                format!("{sp}/signals/logs/pattern"),
+                format!(
+                    "not a regular expression: {}",
+                    why.trim_start_matches("error: ")
+                ),
+            );
+        }
+
         // Objectives, with tier defaults.
         let tier = svc.get("tier").and_then(Value::as_u64).filter(|t| *t <= 3);
         let defaults = tier.map(|t| Objectives::for_tier(u8::try_from(t).unwrap_or(3)));

@@ -25,7 +25,10 @@ pub struct SequentialJudge {
     tail_grid: Vec<f64>,
     use_errors: bool,
     use_latency: bool,
+    use_logs: bool,
     errors: OddsRatioTest,
+    logs: OddsRatioTest,
+    logs_failed_at: Option<f64>,
     latency: Option<LatencyTest>,
     latency_max_log_e: f64,
     errors_failed_at: Option<f64>,
@@ -42,7 +45,8 @@ impl SequentialJudge {
     pub fn new(settings: &JudgeSettings) -> Self {
         let use_errors = settings.uses(SignalKind::Errors);
         let use_latency = settings.uses(SignalKind::Latency);
-        let signals = usize::from(use_errors) + usize::from(use_latency);
+        let use_logs = settings.uses(SignalKind::Logs);
+        let signals = usize::from(use_errors) + usize::from(use_latency) + usize::from(use_logs);
         let alpha = if settings.alpha.is_finite() && settings.alpha > 0.0 {
             settings.alpha.min(1.0)
         } else {
@@ -54,6 +58,9 @@ impl SequentialJudge {
             signals: signals.max(1),
             log_threshold: (signals.max(1) as f64 / alpha).ln(),
             errors: OddsRatioTest::new(&grid),
+            logs: OddsRatioTest::new(&grid),
+            logs_failed_at: None,
+            use_logs,
             grid,
             tail_grid: settings.sequential.tail_grid(),
             use_errors,
@@ -88,10 +95,14 @@ impl SequentialJudge {
     }
 
     fn failed(&self) -> Option<f64> {
-        match (self.errors_failed_at, self.latency_failed_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.errors_failed_at,
+            self.latency_failed_at,
+            self.logs_failed_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by(f64::total_cmp)
     }
 
     fn test_json(&self, t: &OddsRatioTest, log_e: f64, max_log_e: f64) -> Value {
@@ -125,6 +136,28 @@ impl Judge for SequentialJudge {
                     t = interval.t,
                     signal = "error_ratio",
                     e_value = self.errors.log_e().exp(),
+                    "Canary failed the sequential test."
+                );
+            }
+        }
+        if self.use_logs
+            && let Some(lines) = interval.log_lines
+        {
+            // A request counts as logging an error when a line matched: the same two-arm
+            // test as the error ratio, on lines capped at the requests.
+            self.logs.update(
+                interval.t,
+                lines.canary.min(c.requests),
+                c.requests,
+                lines.baseline.min(b.requests),
+                b.requests,
+            );
+            if self.logs.log_e() >= self.log_threshold {
+                self.logs_failed_at = Some(interval.t);
+                tracing::debug!(
+                    t = interval.t,
+                    signal = "error_logs",
+                    e_value = self.logs.log_e().exp(),
                     "Canary failed the sequential test."
                 );
             }
@@ -174,6 +207,16 @@ impl Judge for SequentialJudge {
             ev["baseline_degraded_intervals"] = json!(self.baseline_degraded_intervals);
             let (v, at) = signal_verdict(self.errors_failed_at);
             signals.push(signal_json("error_ratio", v, at, ev));
+        }
+        if self.use_logs {
+            let t = &self.logs;
+            let mut ev = self.test_json(t, t.log_e(), t.max_log_e());
+            let ratio = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { f64::NAN };
+            ev["canary"] = json!({"requests": t.totals[1], "error_log_lines": t.totals[0], "lines_per_request": num(ratio(t.totals[0], t.totals[1]))});
+            ev["baseline"] = json!({"requests": t.totals[3], "error_log_lines": t.totals[2], "lines_per_request": num(ratio(t.totals[2], t.totals[3]))});
+            ev["excess_canary_error_logs"] = excess_json(t, self.alpha);
+            let (v, at) = signal_verdict(self.logs_failed_at);
+            signals.push(signal_json("error_logs", v, at, ev));
         }
         if self.use_latency
             && let Some(l) = &self.latency

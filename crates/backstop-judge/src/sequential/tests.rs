@@ -180,6 +180,7 @@ fn zero_traffic_is_inconclusive_not_a_crash() {
             t: 5.0 * i as f64,
             baseline: empty.clone(),
             canary: empty.clone(),
+            log_lines: None,
         };
         assert_eq!(judge.observe(&iv), Decision::Continue);
     }
@@ -296,4 +297,53 @@ fn odds_ratio_test_is_a_supermartingale_in_the_worst_null_case() {
             "E[e] = {expectation} for ({n_c}, {n_b}, {m})"
         );
     }
+}
+
+/// Intervals where both arms answer alike but the canary's instances log an error line for
+/// `canary_share` of their requests (the baseline's for 1 %).
+fn quietly_failing(canary_share: f64, seed: u64) -> Vec<Interval> {
+    let (mut intervals, _) = simulate(&spec(Regression::NONE, false), seed);
+    for i in &mut intervals {
+        i.log_lines = Some(crate::LogLines {
+            baseline: (i.baseline.requests as f64 * 0.01).round() as u64,
+            canary: (i.canary.requests as f64 * canary_share).round() as u64,
+        });
+    }
+    intervals
+}
+
+#[test]
+fn error_log_lines_fail_a_canary_whose_answers_look_fine_only_when_logs_are_judged() {
+    use crate::SignalKind;
+    let with_logs = JudgeSettings {
+        signals: vec![SignalKind::Errors, SignalKind::Latency, SignalKind::Logs],
+        ..JudgeSettings::default()
+    };
+    let mut judge = SequentialJudge::new(&with_logs);
+    let intervals = quietly_failing(0.3, 5);
+    let failed = intervals
+        .iter()
+        .position(|i| judge.observe(i) == Decision::Fail);
+    assert!(
+        failed.is_some_and(|k| k < 20),
+        "failed at interval {failed:?}"
+    );
+    let report = judge.report();
+    let logs = report["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["signal"] == "error_logs")
+        .unwrap();
+    assert_eq!(logs["verdict"], "fail", "{report:#}");
+
+    // Without the logs signal the same run passes; with it, equal log rates pass too.
+    let mut blind = SequentialJudge::new(&JudgeSettings::default());
+    assert!(intervals.iter().all(|i| blind.observe(i) != Decision::Fail));
+    let mut fair = SequentialJudge::new(&with_logs);
+    assert!(
+        quietly_failing(0.01, 6)
+            .iter()
+            .all(|i| fair.observe(i) != Decision::Fail)
+    );
 }

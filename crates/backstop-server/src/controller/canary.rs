@@ -34,6 +34,35 @@ pub(super) struct Watch {
     before: Option<backstop_core::snapshot::Baseline>,
     /// Since when the environment is degraded (the stable version far worse than before).
     degraded_since: Option<Millis>,
+    /// The arms' instance logs and the service's error pattern, when logs are a signal.
+    logs: Option<LogWatch>,
+}
+
+/// The error lines of each arm's instance log (`signals.logs`), counted per interval.
+struct LogWatch {
+    pattern: regex::Regex,
+    baseline: Option<backstop_drivers::logs::LogTail>,
+    canary: Option<backstop_drivers::logs::LogTail>,
+}
+
+impl LogWatch {
+    /// The lines matched since the last interval; a log that cannot be read counts none (and
+    /// says so in the daemon's log).
+    fn count(&mut self) -> backstop_judge::LogLines {
+        let pattern = &self.pattern;
+        let count = |tail: &mut Option<backstop_drivers::logs::LogTail>| {
+            tail.as_mut().map_or(0, |t| {
+                t.count_new(pattern).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "Could not read an instance log; its error lines count as none this interval.");
+                    0
+                })
+            })
+        };
+        backstop_judge::LogLines {
+            baseline: count(&mut self.baseline),
+            canary: count(&mut self.canary),
+        }
+    }
 }
 
 /// One analysis interval as measured.
@@ -224,7 +253,26 @@ impl Controller {
             })
             .filter(|e| e.kind == EventKind::EnvironmentDegraded)
             .map(|e| e.at_ms);
+        let logs = match &ctx.service(&r.service)?.signals.logs {
+            Some(l) => {
+                let stable = ctx
+                    .store
+                    .environment(&r.service, &r.env)
+                    .await?
+                    .and_then(|e| e.stable_instance_id);
+                let tail = |id: Option<String>| {
+                    id.map(|id| backstop_drivers::logs::LogTail::from_end(ctx.log_path(&id)))
+                };
+                Some(LogWatch {
+                    pattern: regex::Regex::new(&l.pattern)?,
+                    baseline: tail(stable),
+                    canary: tail(r.canary_instance_id.clone()),
+                })
+            }
+            None => None,
+        };
         Ok(Watch {
+            logs,
             judge: std::sync::Mutex::new(judge),
             last: (find(&stats, &baseline), find(&stats, &canary)),
             next_sample_at: now + settings.interval.as_millis() as Millis,
@@ -429,6 +477,7 @@ impl Controller {
             t: (now - watch.canary_started_at) as f64 / 1000.0,
             baseline: delta(watch.last.0.as_ref(), cur.0.as_ref()),
             canary: delta(watch.last.1.as_ref(), cur.1.as_ref()),
+            log_lines: watch.logs.as_mut().map(LogWatch::count),
         };
         ctx.store.append_interval(&r.id, &interval).await?;
         let (judge, report) = {
