@@ -99,9 +99,12 @@ impl TempCluster {
     pub fn start_server(&mut self) -> Result<(), ProofError> {
         let data_arg = self.data.display().to_string();
         let log = self.log_path().display().to_string();
+        // 100 connections, PostgreSQL's default: the same cluster serves tests where three
+        // daemons share it, each with a pool of 8 and a LISTEN connection; at 20 their pools
+        // could wait for connections the server refused ("pool timed out").
         let options = format!(
             "-c listen_addresses='' -k '{}' -p {PORT} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=20 -c shared_buffers=16MB",
+             -c full_page_writes=off -c max_connections=100 -c shared_buffers=16MB",
             self.socket.display()
         );
         self.run(
