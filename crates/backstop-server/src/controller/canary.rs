@@ -253,7 +253,17 @@ impl Controller {
             })
             .filter(|e| e.kind == EventKind::EnvironmentDegraded)
             .map(|e| e.at_ms);
-        let logs = match &ctx.service(&r.service)?.signals.logs {
+        let svc = ctx.service(&r.service)?;
+        let remote = svc
+            .environment(&r.env)
+            .and_then(|e| e.agent.as_deref())
+            .is_some();
+        let logs = match &svc.signals.logs {
+            Some(_) if remote => {
+                // The instances' output is on their agent's host: no log lines to count here.
+                tracing::warn!(service = %r.service, env = %r.env, "signals.logs: the instances run on another host's agent, whose logs are not read; the logs signal sees nothing there.");
+                None
+            }
             Some(l) => {
                 let stable = ctx
                     .store
