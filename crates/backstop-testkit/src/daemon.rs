@@ -273,6 +273,45 @@ impl Daemon {
     }
 
     /// The port of the daemon's API (`/healthz`, `/metrics` and `/api/v1` on 127.0.0.1).
+    /// A dashboard page as a person signed in with `token` sees it, without a browser (sign-in
+    /// form with its CSRF cookie, then the page with the session cookie): status and HTML.
+    pub fn dashboard_page(&self, token: &str, path: &str) -> (u16, String) {
+        let form =
+            self.raw_http("GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let csrf =
+            set_cookie(&form, "backstop_login").expect("the sign-in form sets its CSRF cookie");
+        let body = format!("token={token}&csrf={csrf}&next=%2F");
+        let signed = self.raw_http(&format!(
+            "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: backstop_login={csrf}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let session = set_cookie(&signed, "backstop_session")
+            .unwrap_or_else(|| panic!("signing in sets a session: {signed}"));
+        let page = self.raw_http(&format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: backstop_session={session}\r\nConnection: close\r\n\r\n"
+        ));
+        let status = page
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let html = page
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        (status, html)
+    }
+
+    /// Sends `request` as written to the API's port: the whole answer.
+    fn raw_http(&self, request: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect((self.ip.as_str(), self.api_port())).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
     pub fn api_port(&self) -> u16 {
         self.api
             .rsplit(':')
@@ -673,4 +712,16 @@ fn answers_http(ip: &str, port: u16) -> bool {
     }
     let mut head = [0u8; 8];
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+/// The value a `Set-Cookie` header of `answer` gives cookie `name`.
+fn set_cookie(answer: &str, name: &str) -> Option<String> {
+    answer.lines().find_map(|l| {
+        let (header, value) = l.split_once(':')?;
+        if !header.eq_ignore_ascii_case("set-cookie") {
+            return None;
+        }
+        let v = value.trim().strip_prefix(&format!("{name}="))?;
+        Some(v.split(';').next().unwrap_or_default().to_owned())
+    })
 }

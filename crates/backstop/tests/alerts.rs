@@ -228,4 +228,11 @@ fn the_severity_policy_decides_hold_notify_or_nothing_and_a_resend_changes_nothi
     assert_eq!(answer["error"]["pointer"], "/alerts/0/status", "{answer}");
     let listed = alerts(&d);
     assert_eq!(listed.as_array().unwrap().len(), 4, "{listed:#}");
+    let admin = std::fs::read_to_string(d.state_dir.join("admin.token")).unwrap();
+    let (status, page) = d.dashboard_page(admin.trim(), "/alerts");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("acknowledged") && page.contains("notified"),
+        "{page}"
+    );
 }

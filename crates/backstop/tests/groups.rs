@@ -227,6 +227,19 @@ fn a_group_whose_second_member_fails_is_rolled_back_last_first_and_its_third_nev
     assert_eq!(scope[1]["name"], "schema@v2", "{explained:#}");
     assert!(scope[1]["diverged_at_s"].is_null(), "{explained:#}");
 
+    // The dashboard shows the run, its members in order with their states.
+    let admin = std::fs::read_to_string(d.state_dir.join("admin.token")).unwrap();
+    let (status, page) = d.dashboard_page(admin.trim(), "/groups");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("checkout") && page.contains("rolled_back"),
+        "{page}"
+    );
+    assert!(
+        page.contains("schema@v2") && page.contains("skipped"),
+        "{page}"
+    );
+
     // A group is refused before anything moves when a member cannot ship: api@v2 is bad now.
     let again = d.cli(&["rollout", "start", "--group", "checkout", "--env", "prod"]);
     assert_eq!(again.status.code(), Some(1));

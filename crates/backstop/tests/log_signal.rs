@@ -33,7 +33,10 @@ fn a_release_that_only_logs_its_failures_is_rolled_back_on_its_error_lines() {
         .unwrap_or_else(|| panic!("an error_logs signal in {explained:#}"));
     assert_eq!(logs["verdict"], "fail", "{explained:#}");
     assert!(
-        logs["comparison"].as_str().unwrap().contains("error-log lines"),
+        logs["comparison"]
+            .as_str()
+            .unwrap()
+            .contains("error-log lines"),
         "{explained:#}"
     );
     // Users saw no errors: only the logs told.

@@ -66,6 +66,8 @@ pub fn page(frame: &Frame<'_>, body: &str) -> Response {
         for (href, label) in [
             ("/", "Overview"),
             ("/rollouts", "Rollouts"),
+            ("/groups", "Groups"),
+            ("/alerts", "Alerts"),
             ("/incidents", "Incidents"),
             ("/runbooks", "Runbooks"),
             ("/scorecards", "Scorecards"),

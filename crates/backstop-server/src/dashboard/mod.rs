@@ -76,6 +76,8 @@ pub fn routes(api: Router) -> Router {
             "/environments/{service}/{env}/rollback",
             get(confirm_rollback).post(rollback),
         )
+        .route("/groups", get(pages::groups))
+        .route("/alerts", get(pages::alerts))
         .route("/incidents", get(pages::incidents))
         .route("/incidents/{id}", get(pages::incident))
         .route("/runbooks", get(pages::runbooks))

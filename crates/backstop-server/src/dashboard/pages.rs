@@ -1052,3 +1052,119 @@ pub async fn audit(signed: Signed, Query(q): Query<AuditPage>) -> Response {
     }
     html::page(&signed.frame("Audit log"), &body)
 }
+
+/// Release groups: each run as its members in shipping order, each with its state, so a
+/// group's progress and its way back read left to right.
+pub async fn groups(signed: Signed) -> Response {
+    let groups: Vec<backstop_core::group::ReleaseGroup> = match signed.get("/api/v1/groups").await {
+        Ok(g) => g,
+        Err(f) => return signed.failed(f),
+    };
+    let mut body = String::new();
+    if groups.is_empty() {
+        body.push_str(
+            "<p class=\"empty\">No release group yet (backstop release group create).</p>",
+        );
+    }
+    for g in &groups {
+        let view: backstop_api::groups::GroupView = match signed
+            .get(&format!("/api/v1/groups/{}", seg(&g.name)))
+            .await
+        {
+            Ok(v) => v,
+            Err(f) => return signed.failed(f),
+        };
+        let _ = write!(body, "<section><h2>{}</h2>", esc(&g.name));
+        let rows: Vec<Vec<String>> = view.runs.iter().rev().map(group_run_row).collect();
+        body.push_str(&table(
+            "groups",
+            &["Run", "Env", "Phase", "Members, in order", "Why", "Started"],
+            &rows,
+            "Not shipped yet.",
+        ));
+        body.push_str("</section>");
+    }
+    html::page(&signed.frame("Release groups"), &body)
+}
+
+fn group_run_row(run: &backstop_core::group::GroupRun) -> Vec<String> {
+    let members: Vec<String> = run
+        .members
+        .iter()
+        .map(|m| {
+            let name = match &m.rollout_id {
+                Some(id) => format!(
+                    "<a href=\"/rollouts/{}\">{}</a>",
+                    seg(id),
+                    esc(&m.release_id)
+                ),
+                None => esc(&m.release_id),
+            };
+            format!("{name} {}", badge(m.state.as_str()))
+        })
+        .collect();
+    let why = match (&run.halt, &run.failure) {
+        (Some(h), _) => format!(
+            "halted: {}{}",
+            esc(&h.reason),
+            h.options
+                .iter()
+                .map(|o| format!("<br>option: {}", esc(o)))
+                .collect::<String>()
+        ),
+        (None, Some(f)) => esc(f),
+        (None, None) => "–".into(),
+    };
+    vec![
+        esc(&run.id),
+        esc(&run.env),
+        badge(run.phase.as_str()),
+        members.join(" → "),
+        why,
+        time(run.created_at_ms),
+    ]
+}
+
+/// Alerts from monitoring and what each started.
+pub async fn alerts(signed: Signed) -> Response {
+    let list: Vec<backstop_core::alert::AlertRecord> =
+        match signed.get("/api/v1/alerts?limit=200").await {
+            Ok(l) => l,
+            Err(f) => return signed.failed(f),
+        };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                esc(&a.id),
+                esc(&a.name),
+                badge(a.severity.as_str()),
+                badge(a.status.as_str()),
+                a.rollout_id.as_deref().map_or_else(
+                    || "–".into(),
+                    |id| {
+                        format!(
+                            "<a href=\"/rollouts/{}\">{}</a>",
+                            seg(id),
+                            esc(a.release_id.as_deref().unwrap_or(id))
+                        )
+                    },
+                ),
+                badge(a.action.as_str()),
+                esc(&a.detail),
+                time(a.received_at_ms),
+            ]
+        })
+        .collect();
+    html::page(
+        &signed.frame("Alerts"),
+        &table(
+            "alerts",
+            &[
+                "Alert", "Name", "Severity", "Status", "Release", "Action", "Why", "Received",
+            ],
+            &rows,
+            "No alert received (point an Alertmanager webhook at /api/v1/alerts/alertmanager).",
+        ),
+    )
+}
