@@ -32,35 +32,27 @@ fn config(ports: &[u16; 3], dir: &Path) -> String {
     text
 }
 
-/// A daemon with v1 of every service promoted and traffic on each, v2 registered (api's bad),
-/// and group `checkout` declared: the daemon, the traffic, the run's id once started.
-fn shipped_group(dir: &Path) -> (Daemon, Vec<Traffic>, String) {
-    let ports = [free_port(), free_port(), free_port()];
-    let state = dir.join("state");
-    let d = Daemon::start(&state, &config(&ports, dir), ports[0]);
+/// Registers `version` of `service` (the sample service, with `extra` arguments such as
+/// `--env` or `--schema`); v1 is then rolled out and must be promoted.
+fn release(d: &Daemon, service: &str, version: &str, extra: &[&str]) {
     let bin = backstop_bin();
-    for name in SERVICES {
-        for (version, errors) in [("v1", 0.0), ("v2", if name == "api" { 0.6 } else { 0.0 })] {
-            d.cli_json(
-                &[
-                    "release",
-                    "create",
-                    name,
-                    "--version",
-                    version,
-                    "--file",
-                    bin.to_str().unwrap(),
-                    "--env",
-                    &format!("DEMO_ERROR_RATIO={errors}"),
-                ],
-                0,
-            );
-        }
+    let mut args = vec![
+        "release",
+        "create",
+        service,
+        "--version",
+        version,
+        "--file",
+        bin.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    d.cli_json(&args, 0);
+    if version == "v1" {
         let first = d.cli_json(
             &[
                 "rollout",
                 "start",
-                name,
+                service,
                 "--env",
                 "prod",
                 "--version",
@@ -70,6 +62,24 @@ fn shipped_group(dir: &Path) -> (Daemon, Vec<Traffic>, String) {
             0,
         );
         assert_eq!(first["rollout"]["phase"], "promoted", "{first:#}");
+    }
+}
+
+/// A daemon with v1 of every service promoted and traffic on each, v2 registered (api's bad),
+/// and group `checkout` declared: the daemon, the traffic, the run's id once started.
+fn shipped_group(dir: &Path) -> (Daemon, Vec<Traffic>, String) {
+    let ports = [free_port(), free_port(), free_port()];
+    let state = dir.join("state");
+    let d = Daemon::start(&state, &config(&ports, dir), ports[0]);
+    for name in SERVICES {
+        for (version, errors) in [("v1", 0.0), ("v2", if name == "api" { 0.6 } else { 0.0 })] {
+            release(
+                &d,
+                name,
+                version,
+                &["--env", &format!("DEMO_ERROR_RATIO={errors}")],
+            );
+        }
     }
     let traffic = ports.iter().map(|p| Traffic::start(*p, 40.0)).collect();
     let group = d.cli_json(
@@ -321,43 +331,10 @@ fn a_member_that_cannot_go_back_halts_the_group_there_with_the_options() {
         &[("APP_DB_URL", &url)],
     );
     migrate(&db, &url, "1");
-    let bin = backstop_bin();
-    for (name, version, schema) in [
-        ("schema", "v1", Some("1")),
-        ("schema", "v2", Some("1..2")),
-        ("api", "v1", None),
-        ("api", "v2", None),
-    ] {
-        let mut args = vec![
-            "release",
-            "create",
-            name,
-            "--version",
-            version,
-            "--file",
-            bin.to_str().unwrap(),
-        ];
-        if let Some(range) = schema {
-            args.extend(["--schema", range]);
-        }
-        d.cli_json(&args, 0);
-        if version == "v1" {
-            let first = d.cli_json(
-                &[
-                    "rollout",
-                    "start",
-                    name,
-                    "--env",
-                    "prod",
-                    "--version",
-                    "v1",
-                    "--wait",
-                ],
-                0,
-            );
-            assert_eq!(first["rollout"]["phase"], "promoted", "{first:#}");
-        }
-    }
+    release(&d, "schema", "v1", &["--schema", "1"]);
+    release(&d, "schema", "v2", &["--schema", "1..2"]);
+    release(&d, "api", "v1", &[]);
+    release(&d, "api", "v2", &[]);
     d.cli_json(
         &[
             "release",

@@ -3,10 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use super::{Server, spawn};
-use crate::{http_get, patience};
 
 /// A real Alertmanager: every alert goes to one webhook, grouped by alert, service and
 /// environment, sent after 1 s and again on changes; resolved alerts are sent too. Its process
@@ -56,19 +54,7 @@ impl Alertmanager {
             .arg("--log.level=warn");
         let child = spawn(cmd, &log);
         let mut server = Server { child, dir, port };
-        let deadline = Instant::now() + patience();
-        while Instant::now() < deadline {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "alertmanager exited with {status}: {}",
-                    server.log("alertmanager.log")
-                );
-            }
-            if http_get(port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return Alertmanager { server, port };
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("alertmanager did not become ready on port {port}");
+        server.wait_ready("alertmanager", "alertmanager.log");
+        Alertmanager { server, port }
     }
 }

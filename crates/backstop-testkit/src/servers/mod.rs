@@ -57,6 +57,24 @@ impl Server {
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
+
+    /// Waits (blocking, up to the patience) until the server answers `GET /-/ready` with 200,
+    /// as Prometheus and Alertmanager do once ready; fails with its log (`log`, a file in its
+    /// folder) if it exits first.
+    pub(crate) fn wait_ready(&mut self, what: &str, log: &str) {
+        let deadline = Instant::now() + crate::patience();
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{what} exited with {status}: {}", self.log(log));
+            }
+            if crate::http_get(self.port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what} did not become ready on port {}", self.port);
+    }
 }
 
 impl Drop for Server {

@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use super::{Server, spawn};
-use crate::{http_get, patience};
 
 /// A real Prometheus server on loopback (Debian package `prometheus`), scraping `targets`'
 /// `/metrics` every second, its data in a temp folder. Its process group ends on drop.
@@ -62,22 +60,10 @@ impl Prometheus {
             .arg("--log.level=warn");
         let child = spawn(cmd, &log);
         let mut server = Server { child, dir, port };
-        let deadline = Instant::now() + patience();
-        while Instant::now() < deadline {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "prometheus exited with {status}: {}",
-                    server.log("prometheus.log")
-                );
-            }
-            if http_get(port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return Prometheus {
-                    server,
-                    url: format!("http://127.0.0.1:{port}"),
-                };
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        server.wait_ready("prometheus", "prometheus.log");
+        Prometheus {
+            server,
+            url: format!("http://127.0.0.1:{port}"),
         }
-        panic!("prometheus did not become ready on port {port}");
     }
 }
