@@ -266,6 +266,15 @@ pub fn next(run: &mut GroupRun, seen: &Seen, now: Millis) -> GroupStep {
                 GroupStep::Wait
             }
         },
+        (GroupPhase::Recovering, Seen::Recovery(None))
+            if member.state == MemberState::Failed && member.rollout_id.is_none() =>
+        {
+            // Refused before it started: nothing of it ran, so nothing to undo. The change is
+            // stored and the next member looked at.
+            member.state = MemberState::Skipped;
+            run.updated_at_ms = now;
+            GroupStep::Wait
+        }
         (GroupPhase::Recovering, Seen::Recovery(None)) => GroupStep::RecoverMember {
             index,
             rollback: member.state != MemberState::Failed,
@@ -385,6 +394,7 @@ mod tests {
     fn a_failed_member_rolls_the_earlier_ones_back_last_first_and_the_later_never_start() {
         let mut run = run_of(3);
         next(&mut run, &Seen::Rollout(Some(Phase::Promoted)), 1);
+        run.members[1].rollout_id = Some(member_rollout_id("grp-1", 1));
         // The second member's own recovery runs first; the group waits for it.
         assert_eq!(
             next(&mut run, &Seen::Rollout(Some(Phase::Recovering)), 2),
@@ -430,6 +440,22 @@ mod tests {
         );
         assert_eq!(run.phase, GroupPhase::RolledBack);
         assert_eq!(run.members[2].rollout_id, None);
+    }
+
+    #[test]
+    fn a_member_refused_before_it_started_has_nothing_to_undo() {
+        let mut run = run_of(2);
+        next(&mut run, &Seen::Rollout(Some(Phase::Promoted)), 1);
+        fail(&mut run, 1, "its rollout was refused: frozen".into(), 2);
+        assert_eq!(next(&mut run, &Seen::Recovery(None), 3), GroupStep::Wait);
+        assert_eq!(run.members[1].state, MemberState::Skipped);
+        assert_eq!(
+            next(&mut run, &Seen::Recovery(None), 4),
+            GroupStep::RecoverMember {
+                index: 0,
+                rollback: true
+            }
+        );
     }
 
     #[test]

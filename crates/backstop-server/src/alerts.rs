@@ -84,13 +84,14 @@ pub async fn receive(
             out.push(resolved(ctx, record, actor).await?);
             continue;
         }
-        if ctx.store.insert_alert(&record).await.is_ok_and(|new| !new) {
-            // A resend of a firing already taken: nothing more.
+        // Decided (reads only) before it is stored with what to do, in one write: a firing
+        // stored is a firing whose action will happen, even if this daemon dies next.
+        decide(ctx, &mut record).await?;
+        if !ctx.store.insert_alert(&record).await? {
+            // A resend of a firing already taken (here or by another replica): nothing more.
             out.push(ctx.store.alert(&id).await?);
             continue;
         }
-        decide(ctx, &mut record).await?;
-        ctx.store.update_alert(&record).await?;
         crate::audit(
             ctx,
             actor,
@@ -304,6 +305,16 @@ async fn settle(ctx: &Ctx, id: &str) -> ApiResult<()> {
         .await?
         .and_then(|e| e.lkg_release_id);
     let runs = active.as_ref().is_some_and(|r| r.to_release_id == release);
+    if let Some(newer) = active.as_ref().filter(|_| !runs) {
+        // A rollback now would fail the newer rollout, not take this release away.
+        a.action = AlertAction::Ignored;
+        a.detail = format!(
+            "{} — a newer rollout ({}) is under way in {service}/{env}: it is judged on its own, nothing is rolled back for this alert",
+            a.detail, newer.to_release_id
+        );
+        ctx.store.update_alert(&a).await?;
+        return Ok(());
+    }
     if !runs && serving.as_deref() != Some(release.as_str()) {
         a.action = AlertAction::Ignored;
         a.detail = format!(
