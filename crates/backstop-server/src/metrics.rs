@@ -302,6 +302,25 @@ impl Scrape {
             ConstCounter::new(u64::try_from(*n).unwrap_or(0))
                 .encode(recoveries.encode_family(&labels)?)?;
         }
+        let mut groups = encoder.encode_descriptor(
+            "backstop_group_runs",
+            "Release group runs by phase (progressing, recovering, promoted, rolled_back, halted).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (phase, n) in &d.group_runs_by_phase {
+            ConstGauge::new(*n).encode(groups.encode_family(&[("phase", phase.as_str())])?)?;
+        }
+        let mut alerts = encoder.encode_descriptor(
+            "backstop_alerts",
+            "Alert firings received from monitoring, by what each started (rolled_back, held, notified, ignored, …).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (action, n) in &d.alerts_by_action {
+            ConstCounter::new(u64::try_from(*n).unwrap_or(0))
+                .encode(alerts.encode_family(&[("action", action.as_str())])?)?;
+        }
         let trips = encoder.encode_descriptor(
             "backstop_breaker_trips",
             "Times the global circuit breaker tripped.",
@@ -474,6 +493,8 @@ mod tests {
                 recoveries: vec![("rollout.failed".into(), "done".into(), 2)],
                 breaker_trips: 1,
                 sla_breaches: 0,
+                group_runs_by_phase: vec![("rolled_back".into(), 1)],
+                alerts_by_action: vec![("rolled_back".into(), 1)],
                 time_to_detect: DurationCounts {
                     count: 2,
                     sum_s: 7.5,
@@ -531,6 +552,8 @@ mod tests {
             "backstop_rollouts_finished_total{result=\"failed\"} 0",
             "backstop_verdicts_total{judge=\"sequential\",result=\"fail\"} 2",
             "backstop_recoveries_total{trigger=\"rollout.failed\",outcome=\"done\"} 2",
+            "backstop_group_runs{phase=\"rolled_back\"} 1",
+            "backstop_alerts_total{action=\"rolled_back\"} 1",
             "backstop_breaker_trips_total 1",
             "backstop_rollback_sla_breaches_total 0",
             "# TYPE backstop_time_to_detect_seconds histogram",

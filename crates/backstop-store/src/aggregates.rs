@@ -436,6 +436,10 @@ pub struct DecisionCounts {
     pub time_to_detect: DurationCounts,
     /// First canary request → traffic back on the last known good.
     pub time_to_restore: DurationCounts,
+    /// (phase, release group runs).
+    pub group_runs_by_phase: Vec<(String, i64)>,
+    /// (action, alerts received): what each firing started.
+    pub alerts_by_action: Vec<(String, i64)>,
 }
 
 /// Counts for `/metrics`.

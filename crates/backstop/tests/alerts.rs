@@ -102,6 +102,11 @@ fn a_firing_alert_from_alertmanager_rolls_back_the_release_it_is_about_once() {
     assert!(actions.iter().any(|a| a == "alert.firing"), "{actions:?}");
     assert!(actions.iter().any(|a| a == "alert.resolved"), "{actions:?}");
     d.assert_audit_verifies();
+    let metrics = http_get(d.api_port(), "/metrics").unwrap();
+    assert!(
+        metrics.contains("backstop_alerts_total{action=\"rolled_back\"} 1"),
+        "{metrics}"
+    );
 }
 
 fn payload(labels: &Value, starts_at: &str, status: &str) -> Value {

@@ -113,6 +113,22 @@ impl MetricsStore for Backend {
                 at_most,
             });
         }
+        let mut by = Vec::new();
+        for sql in [
+            "SELECT phase AS k, CAST(COUNT(*) AS BIGINT) AS n FROM group_runs GROUP BY phase ORDER BY phase",
+            "SELECT action AS k, CAST(COUNT(*) AS BIGINT) AS n FROM alerts GROUP BY action ORDER BY action",
+        ] {
+            by.push(
+                sqlx::query(sql)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.col::<String>("k")?, r.col::<i64>("n")?)))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+        let alerts_by_action = by.pop().unwrap_or_default();
+        let group_runs_by_phase = by.pop().unwrap_or_default();
         let time_to_restore = times.pop().unwrap_or_default();
         let time_to_detect = times.pop().unwrap_or_default();
         Ok(DecisionCounts {
@@ -123,6 +139,8 @@ impl MetricsStore for Backend {
             sla_breaches,
             time_to_detect,
             time_to_restore,
+            group_runs_by_phase,
+            alerts_by_action,
         })
     }
 }
