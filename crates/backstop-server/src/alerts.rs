@@ -31,10 +31,13 @@ use crate::error::{ApiError, ApiResult};
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// Records each alert of `payload` (sent by `actor`) and starts what its service's policy says.
+/// `scope` is the one environment the sender's token is limited to, if it is: alerts about
+/// another are recorded and ignored.
 pub async fn receive(
     ctx: &Arc<Ctx>,
     payload: AlertmanagerPayload,
     actor: &str,
+    scope: Option<&str>,
 ) -> ApiResult<AlertsReceived> {
     let now = ctx.clock.now_ms();
     let mut out = Vec::with_capacity(payload.alerts.len());
@@ -86,7 +89,13 @@ pub async fn receive(
         }
         // Decided (reads only) before it is stored with what to do, in one write: a firing
         // stored is a firing whose action will happen, even if this daemon dies next.
-        decide(ctx, &mut record).await?;
+        match record.env.as_deref() {
+            Some(env) if scope.is_some_and(|only| only != env) => {
+                record.detail =
+                    format!("{actor} may not act in environment {env}: recorded, nothing done");
+            }
+            _ => decide(ctx, &mut record).await?,
+        }
         if !ctx.store.insert_alert(&record).await? {
             // A resend of a firing already taken (here or by another replica): nothing more.
             out.push(ctx.store.alert(&id).await?);

@@ -231,8 +231,37 @@ fn the_severity_policy_decides_hold_notify_or_nothing_and_a_resend_changes_nothi
     );
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["pointer"], "/alerts/0/status", "{answer}");
+    // A token limited to prod acts on prod's alerts only.
+    let prod_only = d.cli_json(
+        &[
+            "token", "create", "--name", "am-prod", "--role", "releaser", "--env", "prod",
+        ],
+        0,
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, answer) = d.api_call(
+        "POST",
+        "/api/v1/alerts/alertmanager",
+        Some(&prod_only),
+        Some(&payload(
+            &json!({"alertname": "X", "service": "shop", "env": "staging", "severity": "critical"}),
+            "2026-12-05T01:06:00Z",
+            "firing",
+        )),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["alerts"][0]["action"], "ignored", "{answer}");
+    assert!(
+        answer["alerts"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("may not act"),
+        "{answer}"
+    );
     let listed = alerts(&d);
-    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed:#}");
+    assert_eq!(listed.as_array().unwrap().len(), 5, "{listed:#}");
     let admin = std::fs::read_to_string(d.state_dir.join("admin.token")).unwrap();
     let (status, page) = d.dashboard_page(admin.trim(), "/alerts");
     assert_eq!(status, 200, "{page}");

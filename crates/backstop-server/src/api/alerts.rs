@@ -30,10 +30,18 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
 #[utoipa::path(post, path = "/api/v1/alerts/alertmanager", request_body = AlertmanagerPayload,
     responses((status = 200, body = AlertsReceived), (status = 400, body = ErrorBody)))]
 pub(super) async fn alertmanager(
-    Acting { ctx, caller, .. }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Body(payload): Body<AlertmanagerPayload>,
 ) -> ApiResult<Json<AlertsReceived>> {
-    Ok(Json(crate::alerts::receive(&ctx, payload, &caller).await?))
+    // A token limited to one environment acts on alerts about that environment only.
+    let scope = access.env_scope().map(str::to_owned);
+    Ok(Json(
+        crate::alerts::receive(&ctx, payload, &caller, scope.as_deref()).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,11 +74,16 @@ pub(super) async fn get_alert(
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", request_body = AcknowledgeAlert,
     responses((status = 200, body = AlertRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn acknowledge_alert(
-    Acting { ctx, caller, .. }: Acting,
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
     Path(id): Path<String>,
     Body(req): Body<AcknowledgeAlert>,
 ) -> ApiResult<Json<AlertRecord>> {
     reason_given(&req.reason, "acknowledging an alert")?;
+    access.in_scope(ctx.store.alert(&id).await?.env.as_deref())?;
     Ok(Json(
         crate::alerts::acknowledge(&ctx, &id, &caller, &req.reason).await?,
     ))
