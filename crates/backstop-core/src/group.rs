@@ -234,7 +234,19 @@ pub fn next(run: &mut GroupRun, seen: &Seen, now: Millis) -> GroupStep {
     let Some(index) = focus(run) else {
         return finish(run, now);
     };
+    let run_id = run.id.clone();
     let member = &mut run.members[index];
+    // What was stored under the derived ids belongs to the member, also when the controller
+    // died before it wrote them down in the run.
+    match seen {
+        Seen::Rollout(Some(_)) if member.rollout_id.is_none() => {
+            member.rollout_id = Some(member_rollout_id(&run_id, index));
+        }
+        Seen::Recovery(Some(_)) if member.recovery_id.is_none() => {
+            member.recovery_id = Some(member_recovery_id(&run_id, index));
+        }
+        _ => {}
+    }
     match (run.phase, seen) {
         (GroupPhase::Progressing, Seen::Rollout(None)) => GroupStep::StartMember(index),
         (GroupPhase::Progressing, Seen::Rollout(Some(phase))) => match phase {
@@ -455,6 +467,28 @@ mod tests {
                 index: 0,
                 rollback: true
             }
+        );
+    }
+
+    #[test]
+    fn a_rollout_or_recovery_stored_before_a_crash_is_the_members_own() {
+        let mut run = run_of(2);
+        // The rollout was stored, the run not yet told: it is the member's.
+        next(&mut run, &Seen::Rollout(Some(Phase::Progressing)), 1);
+        assert_eq!(run.members[0].rollout_id.as_deref(), Some("grp-1-1"));
+        next(&mut run, &Seen::Rollout(Some(Phase::Recovered)), 2);
+        // It started, so it is compensated, not skipped.
+        assert_eq!(
+            next(&mut run, &Seen::Recovery(None), 3),
+            GroupStep::RecoverMember {
+                index: 0,
+                rollback: false
+            }
+        );
+        next(&mut run, &Seen::Recovery(Some(RecoveryStatus::Running)), 4);
+        assert_eq!(
+            run.members[0].recovery_id.as_deref(),
+            Some("rec-grp-1-undo-1")
         );
     }
 

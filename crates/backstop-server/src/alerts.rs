@@ -324,7 +324,20 @@ async fn settle(ctx: &Ctx, id: &str) -> ApiResult<()> {
         ctx.store.update_alert(&a).await?;
         return Ok(());
     }
+    let actor = format!("alert:{}", a.name);
     if !runs && serving.as_deref() != Some(release.as_str()) {
+        // This alert's own rollback, asked for before a crash and not yet written down here?
+        if let Some(rec) = ctx.store.recoveries(50).await?.into_iter().find(|r| {
+            r.service == service
+                && r.env == env
+                && r.actor == actor
+                && r.created_at_ms >= a.received_at_ms
+        }) {
+            a.action = AlertAction::RolledBack;
+            a.recovery_id = Some(rec.id);
+            ctx.store.update_alert(&a).await?;
+            return Ok(());
+        }
         a.action = AlertAction::Ignored;
         a.detail = format!(
             "{} — {release} no longer serves {service}/{env} ({}): nothing to roll back",
@@ -346,7 +359,7 @@ async fn settle(ctx: &Ctx, id: &str) -> ApiResult<()> {
     let asked = crate::rollouts::send_command(ctx, |reply| Command::Rollback {
         service: service.clone(),
         env: env.clone(),
-        actor: format!("alert:{}", a.name),
+        actor,
         reason,
         reply,
     })
