@@ -72,9 +72,18 @@ pub struct AlertRecord {
 
 /// The id of one firing: the same for every resend of it.
 pub fn alert_id(fingerprint: &str, starts_at: &str) -> String {
-    let digest = Sha256::digest(format!("{fingerprint}\n{starts_at}").as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("alt-{hex}")
+    format!("alt-{}", short_hash(&format!("{fingerprint}\n{starts_at}")))
+}
+
+/// A fingerprint of a label set, for senders that give none (Alertmanager always does).
+pub fn labels_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    short_hash(&text.join("\n"))
+}
+
+/// 16 hex digits of the sha256 of `text`.
+fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
 /// The severity an alert's `severity` label names: `critical`/`page` → critical,

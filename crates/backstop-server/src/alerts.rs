@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use backstop_api::alerts::{AlertmanagerPayload, AlertsReceived};
 use backstop_core::alert::{
-    AlertAction, AlertRecord, AlertStatus, alert_id, in_watch_window, severity_of,
+    AlertAction, AlertRecord, AlertStatus, alert_id, in_watch_window, labels_fingerprint,
+    severity_of,
 };
 use backstop_core::duration::millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Rollout};
 use backstop_core::tier::SeverityAction;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
@@ -52,11 +52,10 @@ pub async fn receive(
                 .at(format!("/alerts/{i}/status")));
             }
         };
-        let fingerprint = a.fingerprint.clone().unwrap_or_else(|| {
-            let text: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let digest = Sha256::digest(text.join("\n").as_bytes());
-            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-        });
+        let fingerprint = a
+            .fingerprint
+            .clone()
+            .unwrap_or_else(|| labels_fingerprint(&a.labels));
         let id = alert_id(&fingerprint, &a.starts_at);
         let mut record = AlertRecord {
             id: id.clone(),
@@ -87,6 +86,15 @@ pub async fn receive(
             out.push(resolved(ctx, record, actor).await?);
             continue;
         }
+        match ctx.store.alert(&id).await {
+            Ok(stored) => {
+                // A resend of a firing already taken: nothing more.
+                out.push(stored);
+                continue;
+            }
+            Err(backstop_store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         // Decided (reads only) before it is stored with what to do, in one write: a firing
         // stored is a firing whose action will happen, even if this daemon dies next.
         match record.env.as_deref() {
@@ -97,7 +105,7 @@ pub async fn receive(
             _ => decide(ctx, &mut record).await?,
         }
         if !ctx.store.insert_alert(&record).await? {
-            // A resend of a firing already taken (here or by another replica): nothing more.
+            // Taken meanwhile by another replica: its decision stands.
             out.push(ctx.store.alert(&id).await?);
             continue;
         }

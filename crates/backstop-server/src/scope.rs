@@ -5,6 +5,7 @@
 
 use backstop_core::event::EventKind;
 use backstop_core::model::{Phase, Rollout};
+use backstop_judge::JudgeSettings;
 use backstop_judge::scope::{Candidate, Suspect, rank};
 
 use crate::Ctx;
@@ -16,9 +17,13 @@ pub const WINDOW_MS: i64 = 30 * 60 * 1000;
 /// How many recent rollouts are looked through for candidates.
 const LOOK_BACK: i64 = 200;
 
-/// The ranking for rollout `r` (empty unless it failed and another release changed the same
-/// environment within the window).
-pub async fn failure_scope(ctx: &Ctx, r: &Rollout) -> ApiResult<Vec<Suspect>> {
+/// The ranking for rollout `r`, each release judged with `settings` (`r`'s service's analysis):
+/// empty unless it failed and another release changed the same environment within the window.
+pub async fn failure_scope(
+    ctx: &Ctx,
+    r: &Rollout,
+    settings: &JudgeSettings,
+) -> ApiResult<Vec<Suspect>> {
     if !matches!(
         r.phase,
         Phase::Failed | Phase::Recovering | Phase::Recovered
@@ -61,11 +66,6 @@ pub async fn failure_scope(ctx: &Ctx, r: &Rollout) -> ApiResult<Vec<Suspect>> {
             intervals: ctx.store.intervals(&o.id).await?,
         });
     }
-    let settings = ctx
-        .config
-        .service(&r.service)
-        .map(|s| s.analysis.clone())
-        .unwrap_or_default();
     let at_s = (until - opened) as f64 / 1000.0;
-    Ok(rank(&candidates, &settings, Some(at_s)))
+    Ok(rank(&candidates, settings, Some(at_s)))
 }

@@ -251,28 +251,17 @@ impl Daemon {
         token: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect((self.ip.as_str(), self.api_port())).unwrap();
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         let body = body.map_or(String::new(), ToString::to_string);
-        write!(
-            s,
+        let answer = self.raw_http(&format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
+        ));
+        let (status, body) = status_and_body(&answer)
             .unwrap_or_else(|| panic!("{method} {path}: no HTTP status in {answer:?}"));
         (status, serde_json::from_str(body).unwrap_or_default())
     }
 
-    /// The port of the daemon's API (`/healthz`, `/metrics` and `/api/v1` on 127.0.0.1).
     /// A dashboard page as a person signed in with `token` sees it, without a browser (sign-in
     /// form with its CSRF cookie, then the page with the session cookie): status and HTML.
     pub fn dashboard_page(&self, token: &str, path: &str) -> (u16, String) {
@@ -290,16 +279,8 @@ impl Daemon {
         let page = self.raw_http(&format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: backstop_session={session}\r\nConnection: close\r\n\r\n"
         ));
-        let status = page
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let html = page
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_owned();
-        (status, html)
+        let (status, html) = status_and_body(&page).unwrap_or((0, ""));
+        (status, html.to_owned())
     }
 
     /// Sends `request` as written to the API's port: the whole answer.
@@ -312,6 +293,7 @@ impl Daemon {
         answer
     }
 
+    /// The port of the daemon's API (`/healthz`, `/metrics` and `/api/v1` on 127.0.0.1).
     pub fn api_port(&self) -> u16 {
         self.api
             .rsplit(':')
@@ -724,4 +706,11 @@ fn set_cookie(answer: &str, name: &str) -> Option<String> {
         let v = value.trim().strip_prefix(&format!("{name}="))?;
         Some(v.split(';').next().unwrap_or_default().to_owned())
     })
+}
+
+/// The status and body of a whole HTTP answer.
+fn status_and_body(answer: &str) -> Option<(u16, &str)> {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body))
 }

@@ -15,6 +15,27 @@ fn excess_json(test: &OddsRatioTest, alpha: f64) -> Value {
     json!({"estimate": num(excess), "confidence_sequence": [num(lo), num(hi)], "level": num(1.0 - alpha)})
 }
 
+/// Feeds one interval's `(canary bad, canary n, baseline bad, baseline n)` to a two-arm
+/// proportion test (the error ratio, the error-log lines): true when its evidence reaches
+/// `log_threshold`.
+fn proportion_step(
+    test: &mut OddsRatioTest,
+    t: f64,
+    (canary_bad, canary_n, baseline_bad, baseline_n): (u64, u64, u64, u64),
+    log_threshold: f64,
+) -> bool {
+    test.update(t, canary_bad, canary_n, baseline_bad, baseline_n);
+    let failed = test.log_e() >= log_threshold;
+    if failed {
+        tracing::debug!(
+            t,
+            e_value = test.log_e().exp(),
+            "Canary failed a sequential proportion test."
+        );
+    }
+    failed
+}
+
 /// The sequential judge (see the module docs).
 #[derive(Debug)]
 pub struct SequentialJudge {
@@ -105,6 +126,15 @@ impl SequentialJudge {
         .min_by(f64::total_cmp)
     }
 
+    /// A proportion test's evidence with each arm's totals, named `[count, ratio]`.
+    fn proportion_json(&self, t: &OddsRatioTest, [count, ratio]: [&str; 2]) -> Value {
+        let mut ev = self.test_json(t, t.log_e(), t.max_log_e());
+        let of = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { f64::NAN };
+        ev["canary"] = json!({"requests": t.totals[1], count: t.totals[0], ratio: num(of(t.totals[0], t.totals[1]))});
+        ev["baseline"] = json!({"requests": t.totals[3], count: t.totals[2], ratio: num(of(t.totals[2], t.totals[3]))});
+        ev
+    }
+
     fn test_json(&self, t: &OddsRatioTest, log_e: f64, max_log_e: f64) -> Value {
         json!({
             "e_value": num(log_e.exp()),
@@ -128,39 +158,25 @@ impl Judge for SequentialJudge {
         self.canary_requests += c.requests;
         self.track_baseline(b);
         if self.use_errors {
-            self.errors
-                .update(interval.t, c.errors, c.requests, b.errors, b.requests);
-            if self.errors.log_e() >= self.log_threshold {
-                self.errors_failed_at = Some(interval.t);
-                tracing::debug!(
-                    t = interval.t,
-                    signal = "error_ratio",
-                    e_value = self.errors.log_e().exp(),
-                    "Canary failed the sequential test."
-                );
-            }
+            let counts = (c.errors, c.requests, b.errors, b.requests);
+            let threshold = self.log_threshold;
+            let failed = proportion_step(&mut self.errors, interval.t, counts, threshold);
+            self.errors_failed_at = self.errors_failed_at.or(failed.then_some(interval.t));
         }
         if self.use_logs
             && let Some(lines) = interval.log_lines
         {
             // A request counts as logging an error when a line matched: the same two-arm
             // test as the error ratio, on lines capped at the requests.
-            self.logs.update(
-                interval.t,
+            let counts = (
                 lines.canary.min(c.requests),
                 c.requests,
                 lines.baseline.min(b.requests),
                 b.requests,
             );
-            if self.logs.log_e() >= self.log_threshold {
-                self.logs_failed_at = Some(interval.t);
-                tracing::debug!(
-                    t = interval.t,
-                    signal = "error_logs",
-                    e_value = self.logs.log_e().exp(),
-                    "Canary failed the sequential test."
-                );
-            }
+            let threshold = self.log_threshold;
+            let failed = proportion_step(&mut self.logs, interval.t, counts, threshold);
+            self.logs_failed_at = self.logs_failed_at.or(failed.then_some(interval.t));
         }
         if self.use_latency
             && let (Some(hc), Some(_)) = (&c.latency_le_ms, &b.latency_le_ms)
@@ -198,23 +214,15 @@ impl Judge for SequentialJudge {
         };
         let mut signals = Vec::new();
         if self.use_errors {
-            let t = &self.errors;
-            let mut ev = self.test_json(t, t.log_e(), t.max_log_e());
-            let ratio = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { f64::NAN };
-            ev["canary"] = json!({"requests": t.totals[1], "errors": t.totals[0], "error_ratio": num(ratio(t.totals[0], t.totals[1]))});
-            ev["baseline"] = json!({"requests": t.totals[3], "errors": t.totals[2], "error_ratio": num(ratio(t.totals[2], t.totals[3]))});
-            ev["excess_canary_errors"] = excess_json(t, self.alpha);
+            let mut ev = self.proportion_json(&self.errors, ["errors", "error_ratio"]);
+            ev["excess_canary_errors"] = excess_json(&self.errors, self.alpha);
             ev["baseline_degraded_intervals"] = json!(self.baseline_degraded_intervals);
             let (v, at) = signal_verdict(self.errors_failed_at);
             signals.push(signal_json("error_ratio", v, at, ev));
         }
         if self.use_logs {
-            let t = &self.logs;
-            let mut ev = self.test_json(t, t.log_e(), t.max_log_e());
-            let ratio = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { f64::NAN };
-            ev["canary"] = json!({"requests": t.totals[1], "error_log_lines": t.totals[0], "lines_per_request": num(ratio(t.totals[0], t.totals[1]))});
-            ev["baseline"] = json!({"requests": t.totals[3], "error_log_lines": t.totals[2], "lines_per_request": num(ratio(t.totals[2], t.totals[3]))});
-            ev["excess_canary_error_logs"] = excess_json(t, self.alpha);
+            let mut ev = self.proportion_json(&self.logs, ["error_log_lines", "lines_per_request"]);
+            ev["excess_canary_error_logs"] = excess_json(&self.logs, self.alpha);
             let (v, at) = signal_verdict(self.logs_failed_at);
             signals.push(signal_json("error_logs", v, at, ev));
         }

@@ -56,8 +56,9 @@ pub(super) async fn list_alerts(
     State(ctx): State<Arc<Ctx>>,
     Query(q): Query<AlertQuery>,
 ) -> ApiResult<Json<Vec<AlertRecord>>> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(ctx.store.alerts(limit).await?))
+    Ok(Json(
+        ctx.store.alerts(super::limit(q.limit, 50, 1000)).await?,
+    ))
 }
 
 /// One alert.

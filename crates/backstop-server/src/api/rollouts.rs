@@ -90,7 +90,7 @@ pub(super) async fn explain_rollout(
         recovery.as_ref(),
         &settings,
     );
-    explanation.failure_scope = crate::scope::failure_scope(&ctx, &rollout).await?;
+    explanation.failure_scope = crate::scope::failure_scope(&ctx, &rollout, &settings).await?;
     Ok(Json(explanation))
 }
 

@@ -215,7 +215,8 @@ impl Controller {
     /// Builds the judge and replays the intervals stored so far (after a restart).
     async fn new_watch(&self, r: &Rollout, now: Millis) -> Result<Watch> {
         let ctx = &self.ctx;
-        let settings = &ctx.service(&r.service)?.analysis;
+        let svc = ctx.service(&r.service)?;
+        let settings = &svc.analysis;
         let mut judge = backstop_judge::build(settings);
         for interval in ctx.store.intervals(&r.id).await? {
             judge.observe(&interval);
@@ -253,7 +254,6 @@ impl Controller {
             })
             .filter(|e| e.kind == EventKind::EnvironmentDegraded)
             .map(|e| e.at_ms);
-        let svc = ctx.service(&r.service)?;
         let remote = svc
             .environment(&r.env)
             .and_then(|e| e.agent.as_deref())

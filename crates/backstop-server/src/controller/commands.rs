@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::Controller;
 use super::error::ControllerError;
 use super::journal::Record;
-use super::recovery::{recovery_id_for, service_plan};
+use super::recovery::{Planned, recovery_id_for, service_plan};
 use super::{env_key, recovery_key, rollout_key};
 use backstop_store::fence::fenced;
 
@@ -420,29 +420,18 @@ impl Controller {
                 )));
             }
         };
-        let rec = Recovery {
-            id: rec_id.clone(),
-            rollout_id: None,
-            service: service.into(),
-            env: env.into(),
-            actor: actor.into(),
-            trigger: "manual".into(),
-            reason: reason.into(),
-            status: RecoveryStatus::Running,
-            created_at_ms: ctx.clock.now_ms(),
-            finished_at_ms: None,
-            steps: vec![],
-            validation: None,
-            postmortem: None,
-        };
-        ctx.store.create_recovery(&rec, &plan).await?;
-        self.record(Record::audit_only(
-            actor,
-            EventKind::RecoveryStarted,
-            format!("recovery/{rec_id}"),
-            "manual",
-            json!({"reason": reason, "plan": plan}),
-        ))
+        self.journal_recovery(
+            Planned {
+                id: &rec_id,
+                service,
+                env,
+                actor,
+                trigger: "manual",
+                reason,
+            },
+            &plan,
+            json!({}),
+        )
         .await?;
         let rec = ctx.store.recovery(&rec_id).await?;
         self.run_recovery(rec).await?;

@@ -11,7 +11,6 @@ use backstop_core::group::{
     self, GroupEvent, GroupPhase, GroupRun, GroupStep, MemberState, Seen, member_recovery_id,
     member_rollout_id,
 };
-use backstop_core::model::{Recovery, RecoveryStatus};
 use backstop_core::recovery::StepKind;
 use backstop_store::StoreError;
 use serde_json::json;
@@ -20,6 +19,7 @@ use super::Controller;
 use super::commands::WayBack;
 use super::error::ControllerError;
 use super::journal::Record;
+use super::recovery::Planned;
 
 /// Transitions applied in one pass at most (a run that promotes a member starts the next one
 /// in the same pass).
@@ -198,29 +198,18 @@ impl Controller {
             run.updated_at_ms = now;
             return Ok(Some(GroupEvent::MemberRolledBack(i)));
         }
-        let rec = Recovery {
-            id: rec_id.clone(),
-            rollout_id: None,
-            service: service.clone(),
-            env: run.env.clone(),
-            actor: "controller".into(),
-            trigger: "group".into(),
-            reason: reason.clone(),
-            status: RecoveryStatus::Running,
-            created_at_ms: now,
-            finished_at_ms: None,
-            steps: vec![],
-            validation: None,
-            postmortem: None,
-        };
-        ctx.store.create_recovery(&rec, &plan).await?;
-        self.record(Record::audit_only(
-            "controller",
-            EventKind::RecoveryStarted,
-            format!("recovery/{rec_id}"),
-            "group",
-            json!({"reason": reason, "plan": plan, "group_run": run.id}),
-        ))
+        self.journal_recovery(
+            Planned {
+                id: &rec_id,
+                service: &service,
+                env: &run.env,
+                actor: "controller",
+                trigger: "group",
+                reason: &reason,
+            },
+            &plan,
+            json!({"group_run": run.id}),
+        )
         .await?;
         run.members[i].recovery_id = Some(rec_id);
         run.members[i].state = MemberState::RollingBack;

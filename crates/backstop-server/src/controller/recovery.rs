@@ -180,6 +180,43 @@ impl Controller {
         self.run_recovery(rec).await
     }
 
+    /// Journals a recovery without a rollout (a person's rollback, a release group's member)
+    /// with its whole plan, before any step runs, and audits its start (`evidence` adds to the
+    /// reason and the plan). The reconcile pass, or the caller, runs it.
+    pub(super) async fn journal_recovery(
+        &mut self,
+        p: Planned<'_>,
+        plan: &[StepKind],
+        mut evidence: serde_json::Value,
+    ) -> Result<()> {
+        let rec = Recovery {
+            id: p.id.to_string(),
+            rollout_id: None,
+            service: p.service.to_string(),
+            env: p.env.to_string(),
+            actor: p.actor.to_string(),
+            trigger: p.trigger.to_string(),
+            reason: p.reason.to_string(),
+            status: RecoveryStatus::Running,
+            created_at_ms: self.ctx.clock.now_ms(),
+            finished_at_ms: None,
+            steps: vec![],
+            validation: None,
+            postmortem: None,
+        };
+        self.ctx.store.create_recovery(&rec, plan).await?;
+        evidence["reason"] = json!(p.reason);
+        evidence["plan"] = json!(plan);
+        self.record(Record::audit_only(
+            p.actor,
+            EventKind::RecoveryStarted,
+            format!("recovery/{}", p.id),
+            p.trigger,
+            evidence,
+        ))
+        .await
+    }
+
     /// Runs every step not yet done, journaling intent before and outcome after each.
     pub(super) async fn run_recovery(&mut self, rec: Recovery) -> Result<()> {
         let ctx = self.ctx.clone();
@@ -437,6 +474,17 @@ impl Controller {
 /// (after a crash between the journal write and the phase change) is caught as a conflict.
 pub fn recovery_id_for(rollout_id: &str) -> String {
     format!("rec-{rollout_id}")
+}
+
+/// Who and what a recovery without a rollout is, for [`Controller::journal_recovery`].
+pub(super) struct Planned<'a> {
+    pub id: &'a str,
+    pub service: &'a str,
+    pub env: &'a str,
+    pub actor: &'a str,
+    /// `manual`, `group`, …
+    pub trigger: &'a str,
+    pub reason: &'a str,
 }
 
 /// The recovery plan for `restore` with what the service declares around it: the restored

@@ -53,17 +53,13 @@ pub enum GroupCmd {
 }
 
 fn parse_member(s: &str) -> Result<GroupMemberRequest, String> {
-    match s.split_once('=') {
-        Some((service, version)) if !service.is_empty() && !version.is_empty() => {
-            Ok(GroupMemberRequest {
-                service: service.to_string(),
-                version: version.to_string(),
-            })
-        }
-        _ => Err(format!(
+    let (service, version) = super::releases::parse_key_value(s)?;
+    if service.is_empty() || version.is_empty() {
+        return Err(format!(
             "expected SERVICE=VERSION (e.g. api=v42), got {s:?}"
-        )),
+        ));
     }
+    Ok(GroupMemberRequest { service, version })
 }
 
 pub async fn group(cmd: GroupCmd) -> Result<i32> {
@@ -163,14 +159,19 @@ fn progress_line(run: &GroupRun) -> String {
     format!("{} · {} · {}", run.group, run.phase, members.join(" → "))
 }
 
+/// `schema@v9 → api@v42 → web@v17`.
+fn shipping_order(g: &ReleaseGroup) -> String {
+    let order: Vec<&str> = g.members.iter().map(|m| m.release_id.as_str()).collect();
+    order.join(" → ")
+}
+
 impl Render for ReleaseGroup {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        let order: Vec<&str> = self.members.iter().map(|m| m.release_id.as_str()).collect();
         writeln!(
             w,
             "group {}: {} (declared by {}, {})",
             self.name,
-            order.join(" → "),
+            shipping_order(self),
             self.created_by,
             format_ms(self.created_at_ms)
         )
@@ -182,10 +183,9 @@ impl Render for Vec<ReleaseGroup> {
         let rows: Vec<Vec<String>> = self
             .iter()
             .map(|g| {
-                let order: Vec<&str> = g.members.iter().map(|m| m.release_id.as_str()).collect();
                 vec![
                     g.name.clone(),
-                    order.join(" → "),
+                    shipping_order(g),
                     format_ms(g.created_at_ms),
                 ]
             })

@@ -77,7 +77,7 @@ fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
     Ok((k.to_string(), v.parse()?))
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
