@@ -24,11 +24,12 @@ pub struct EnvironmentView {
     pub health: StableHealth,
 }
 
-/// What supervision last found of an environment's stable instance.
+/// What supervision last found of an environment's stable instances.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StableHealth {
-    /// `healthy`; `unhealthy` (being restarted); `crash_loop` (restarted again and again: the
-    /// environment is degraded); `unknown` (not checked yet, or no stable instance).
+    /// `healthy`; `partial` (some of its `run.instances` unhealthy, being replaced);
+    /// `unhealthy` (being restarted); `crash_loop` (restarted again and again: the environment
+    /// is degraded); `unknown` (not checked yet, or no stable instance).
     pub status: String,
     /// Restarts since this daemon started.
     pub restarts: u64,

@@ -157,6 +157,10 @@ string_enum! {
         InstanceRestarted = "instance.restarted",
         /// An instance keeps crashing: restarts in a row within the crash-loop window.
         InstanceCrashLoop = "instance.crash_loop",
+        /// Some, not all, of a version's instances are unhealthy (`partial_failures`).
+        PartialFailure = "instance.partial_failure",
+        /// One instance's errors stand out from its version's other instances'.
+        InstanceOutlier = "instance.outlier",
         /// The store refused writes for a while; what the daemon did meanwhile (audit, written
         /// once writes work again).
         StoreWriteFailed = "store.write_failed",

@@ -24,6 +24,7 @@ pub mod incident;
 pub mod label;
 pub mod model;
 pub mod named;
+pub mod partial;
 pub mod postmortem;
 pub mod reconcile;
 pub mod recovery;

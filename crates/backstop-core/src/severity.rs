@@ -10,7 +10,17 @@ use crate::tier::SeverityAction;
 // Severity of a failed analysis, most severe first: critical (users are clearly hurt), major
 // (a significant regression), minor (a small regression). Plain comments, not doc comments:
 // the API's OpenAPI document describes the type as it always has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Critical,

@@ -84,6 +84,15 @@ pub struct DemoArgs {
     /// only in its logs.
     #[arg(long, env = "DEMO_ERROR_LOG_RATIO", default_value_t = 0.0, value_parser = parse_ratio, allow_negative_numbers = true)]
     pub error_log_ratio: f64,
+    /// The one bad instance: when the id Backstop started this process as
+    /// (`BACKSTOP_INSTANCE_ID`, e.g. `shop-prod-v2-1a2b3c-r3`) ends with this (e.g. `-r3`), the
+    /// error ratio is `bad_instance_error_ratio` instead: a version healthy on all its
+    /// instances but one (a bad host, a corrupt local cache).
+    #[arg(long, env = "DEMO_BAD_INSTANCE")]
+    pub bad_instance: Option<String>,
+    /// The error ratio of the bad instance (default 0.5).
+    #[arg(long, env = "DEMO_BAD_INSTANCE_ERROR_RATIO", default_value_t = 0.5, value_parser = parse_ratio, allow_negative_numbers = true)]
+    pub bad_instance_error_ratio: f64,
 }
 
 impl DemoArgs {
@@ -107,6 +116,8 @@ impl DemoArgs {
             flag_env: None,
             flag_error_ratio: 0.0,
             error_log_ratio: 0.0,
+            bad_instance: None,
+            bad_instance_error_ratio: 0.5,
         }
     }
 
@@ -119,6 +130,7 @@ impl DemoArgs {
             ("--tail-ratio", self.tail_ratio),
             ("--flag-error-ratio", self.flag_error_ratio),
             ("--error-log-ratio", self.error_log_ratio),
+            ("--bad-instance-error-ratio", self.bad_instance_error_ratio),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return bad(format!("{name} must be between 0 and 1, got {v}"));
@@ -355,6 +367,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     args.validate()?;
+    let mut args = args;
+    let instance = std::env::var("BACKSTOP_INSTANCE_ID").unwrap_or_default();
+    if let Some(suffix) = args.bad_instance.as_deref()
+        && !suffix.is_empty()
+        && instance.ends_with(suffix)
+    {
+        tracing::warn!(instance = %instance, error_ratio = args.bad_instance_error_ratio, "This is the bad instance (DEMO_BAD_INSTANCE).");
+        args.error_ratio = args.bad_instance_error_ratio;
+    }
     let addr = listener.local_addr()?;
     let version = args.version.clone();
     tracing::info!(%addr, version = %version, error_ratio = args.error_ratio, latency_ms = args.latency_ms, "Demo app listening.");

@@ -60,10 +60,12 @@ async fn good_stable_and_bad_canary_behind_the_proxy() {
         stable: Some(Upstream {
             version: "v1".into(),
             addr: addr(&v1),
+            replicas: Vec::new(),
         }),
         canary: Some(Upstream {
             version: "v2".into(),
             addr: addr(&v2),
+            replicas: Vec::new(),
         }),
         canary_weight: 30.0,
     });
@@ -79,6 +81,7 @@ async fn good_stable_and_bad_canary_behind_the_proxy() {
         stable: Some(Upstream {
             version: "v1".into(),
             addr: addr(&v1),
+            replicas: Vec::new(),
         }),
         canary: None,
         canary_weight: 0.0,

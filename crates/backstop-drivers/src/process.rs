@@ -108,6 +108,8 @@ pub enum DeployError {
         path: String,
         reason: String,
     },
+    #[error("tcp probe 127.0.0.1:{port}: {reason}")]
+    TcpRefused { port: u16, reason: String },
     #[error("instance {instance_id} (pid {pid}): cannot send {signal}: {source}")]
     Signal {
         instance_id: String,
@@ -392,6 +394,20 @@ pub async fn await_healthy(
 }
 
 /// One `GET http://127.0.0.1:{port}{path}`; Ok iff it answers 2xx within `timeout`.
+/// One TCP probe: a connection to `127.0.0.1:port` is accepted within `timeout`.
+pub async fn check_tcp(port: u16, timeout: Duration) -> Result<(), DeployError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let unhealthy = |reason: String| DeployError::TcpRefused { port, reason };
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unhealthy(e.to_string())),
+        Err(_) => Err(unhealthy(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 pub async fn check_health(port: u16, path: &str, timeout: Duration) -> Result<(), DeployError> {
     let unhealthy = |reason: String| DeployError::Unhealthy {
         port,

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -74,6 +74,17 @@ const COHORTS_KEPT: usize = 512;
 pub struct Upstream {
     pub version: String,
     pub addr: SocketAddr,
+    /// The version's further instances (`run.instances`): the proxy spreads the version's
+    /// share of traffic evenly over `addr` and these, and counts each instance apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<SocketAddr>,
+}
+
+impl Upstream {
+    /// Every instance's address, `addr` first.
+    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.addr).chain(self.replicas.iter().copied())
+    }
 }
 
 /// Where the proxy sends traffic. `canary_weight` is a percentage in `0..=100` (values outside
@@ -204,13 +215,47 @@ type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 type SharedCounters = Arc<Mutex<Counters>>;
 
-/// One upstream of the active routes, with everything a request needs resolved in advance.
+/// One upstream of the active routes (a version), with everything a request needs resolved in
+/// advance.
 struct Target {
     version: String,
-    addr: SocketAddr,
-    authority: Option<Authority>,
     header: Option<HeaderValue>,
     counters: SharedCounters,
+    /// The version's instances; requests take them in turn.
+    backends: Vec<Backend>,
+    turn: AtomicUsize,
+}
+
+/// One instance of a version.
+struct Backend {
+    addr: SocketAddr,
+    authority: Option<Authority>,
+    counters: SharedCounters,
+}
+
+impl Target {
+    /// The instance the next request goes to (round robin).
+    fn next_backend(&self) -> &Backend {
+        let i = self.turn.fetch_add(1, Ordering::Relaxed) % self.backends.len().max(1);
+        &self.backends[i]
+    }
+
+    fn record(&self, backend: &Backend, latency_ms: f64, error: bool) {
+        lock(&self.counters).record(latency_ms, error);
+        lock(&backend.counters).record(latency_ms, error);
+    }
+
+    fn record_unreachable(&self, backend: &Backend) {
+        lock(&self.counters).record_unreachable();
+        lock(&backend.counters).record_unreachable();
+    }
+}
+
+/// Cumulative counters of one instance of a version since the proxy started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceStats {
+    pub addr: SocketAddr,
+    pub stats: VersionStats,
 }
 
 /// The routes as set, plus their resolved targets. Swapped as a whole.
@@ -225,6 +270,8 @@ struct Inner {
     local_addr: SocketAddr,
     active: Mutex<Arc<Active>>,
     stats: Mutex<BTreeMap<String, SharedCounters>>,
+    /// Counters per instance, by version and address.
+    instance_stats: Mutex<BTreeMap<(String, SocketAddr), SharedCounters>>,
     /// Counters per flag cohort (`KEY=on`, `KEY=off`), from [`FLAGS_HEADER`].
     cohorts: Mutex<BTreeMap<String, Counters>>,
     unrouted: AtomicU64,
@@ -273,6 +320,7 @@ impl Proxy {
                 canary: None,
             })),
             stats: Mutex::new(BTreeMap::new()),
+            instance_stats: Mutex::new(BTreeMap::new()),
             cohorts: Mutex::new(BTreeMap::new()),
             unrouted: AtomicU64::new(0),
             client,
@@ -302,13 +350,23 @@ impl Proxy {
     pub fn set_routes(&self, routes: Routes) {
         let (stable, canary) = {
             let mut stats = lock(&self.inner.stats);
+            let mut instance_stats = lock(&self.inner.instance_stats);
             let mut target = |up: &Option<Upstream>| {
                 up.as_ref().map(|u| Target {
                     version: u.version.clone(),
-                    addr: u.addr,
-                    authority: Authority::try_from(u.addr.to_string()).ok(),
                     header: HeaderValue::from_str(&u.version).ok(),
                     counters: Arc::clone(stats.entry(u.version.clone()).or_default()),
+                    backends: u
+                        .addrs()
+                        .map(|addr| Backend {
+                            addr,
+                            authority: Authority::try_from(addr.to_string()).ok(),
+                            counters: Arc::clone(
+                                instance_stats.entry((u.version.clone(), addr)).or_default(),
+                            ),
+                        })
+                        .collect(),
+                    turn: AtomicUsize::new(0),
                 })
             };
             (target(&routes.stable), target(&routes.canary))
@@ -336,6 +394,25 @@ impl Proxy {
         lock(&self.inner.stats)
             .iter()
             .map(|(v, c)| lock(c).snapshot(v))
+            .collect()
+    }
+
+    /// Cumulative counters per instance since start (by version, then address), for the
+    /// instances of the versions routed now.
+    pub fn instance_stats(&self) -> Vec<InstanceStats> {
+        let active = Arc::clone(&lock(&self.inner.active));
+        let routed: Vec<(String, SocketAddr)> = [&active.stable, &active.canary]
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t.backends.iter().map(|b| (t.version.clone(), b.addr)))
+            .collect();
+        lock(&self.inner.instance_stats)
+            .iter()
+            .filter(|(key, _)| routed.contains(key))
+            .map(|((version, addr), c)| InstanceStats {
+                addr: *addr,
+                stats: lock(c).snapshot(version),
+            })
             .collect()
     }
 
@@ -516,8 +593,9 @@ async fn handle(
         );
     };
     let version = target.version.as_str();
-    let addr = target.addr;
-    let Some(authority) = target.authority.clone() else {
+    let backend = target.next_backend();
+    let addr = backend.addr;
+    let Some(authority) = backend.authority.clone() else {
         return text_response(
             StatusCode::BAD_GATEWAY,
             format!(
@@ -557,7 +635,7 @@ async fn handle(
     let mut resp = match result {
         Ok(Ok(resp)) => {
             let error = resp.status().is_server_error();
-            lock(&target.counters).record(latency_ms, error);
+            target.record(backend, latency_ms, error);
             let (mut parts, body) = resp.into_parts();
             // Counted here and kept from clients: which side of a flag a user is on is the
             // service's business.
@@ -571,7 +649,7 @@ async fn handle(
         Ok(Err(e)) if e.is_connect() => {
             // Nothing listens where the version should be (crashed, or not started yet): a
             // clear 503 rather than a bare connection error, while supervision restarts it.
-            lock(&target.counters).record_unreachable();
+            target.record_unreachable(backend);
             tracing::warn!(proxy = %inner.name, version = %version, upstream = %addr, error = %e, "No instance of the version is reachable; answering 503.");
             let mut resp = text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -585,7 +663,7 @@ async fn handle(
             resp
         }
         Ok(Err(e)) => {
-            lock(&target.counters).record(latency_ms, true);
+            target.record(backend, latency_ms, true);
             tracing::warn!(proxy = %inner.name, version = %version, upstream = %addr, error = %e, "Upstream request failed; answering 502.");
             text_response(
                 StatusCode::BAD_GATEWAY,
@@ -596,7 +674,7 @@ async fn handle(
             )
         }
         Err(_) => {
-            lock(&target.counters).record(latency_ms, true);
+            target.record(backend, latency_ms, true);
             tracing::warn!(proxy = %inner.name, version = %version, upstream = %addr, "Upstream timed out; answering 502.");
             text_response(
                 StatusCode::BAD_GATEWAY,
@@ -726,10 +804,12 @@ mod tests {
         let s = Upstream {
             version: "v1".into(),
             addr: "127.0.0.1:1".parse().unwrap(),
+            replicas: Vec::new(),
         };
         let c = Upstream {
             version: "v2".into(),
             addr: "127.0.0.1:2".parse().unwrap(),
+            replicas: Vec::new(),
         };
         let mut r = Routes {
             stable: Some(s),

@@ -21,13 +21,15 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::proxy::{LATENCY_BUCKETS_MS, Proxy, Routes, VersionStats, le_label};
+use crate::proxy::{InstanceStats, LATENCY_BUCKETS_MS, Proxy, Routes, VersionStats, le_label};
 use crate::router::{RouteFence, RouterError, TrafficRouter, describe, normalize};
 
 /// How long one control call may take (connect, ask, answer).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the daemon asks the proxy.
+// One message per call, built and dropped at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlRequest {
@@ -47,6 +49,8 @@ pub enum ControlRequest {
     Stats,
     /// Per-flag-cohort counters since the proxy started (`KEY=on`, `KEY=off`).
     CohortStats,
+    /// Per-instance counters of the versions routed now.
+    InstanceStats,
     /// Stop serving (drain in-flight requests) and exit.
     Shutdown,
 }
@@ -294,6 +298,11 @@ impl ControlledProxy {
                 .iter()
                 .map(WireStats::from)
                 .collect::<Vec<_>>())),
+            ControlRequest::InstanceStats => reply(&Ok(proxy
+                .instance_stats()
+                .iter()
+                .map(|i| (i.addr, WireStats::from(&i.stats)))
+                .collect::<Vec<_>>())),
             ControlRequest::Shutdown => reply(&Ok(())),
         }
     }
@@ -420,6 +429,18 @@ impl ProxyClient {
     pub async fn cohort_stats(&self) -> Result<Vec<VersionStats>, ControlError> {
         let stats: Vec<WireStats> = self.call(&ControlRequest::CohortStats).await?;
         Ok(stats.into_iter().map(WireStats::into_stats).collect())
+    }
+
+    /// Per-instance counters of the versions routed now.
+    pub async fn instance_stats(&self) -> Result<Vec<InstanceStats>, ControlError> {
+        let stats: Vec<(SocketAddr, WireStats)> = self.call(&ControlRequest::InstanceStats).await?;
+        Ok(stats
+            .into_iter()
+            .map(|(addr, s)| InstanceStats {
+                addr,
+                stats: s.into_stats(),
+            })
+            .collect())
     }
 
     pub async fn shutdown(&self) -> Result<(), ControlError> {
@@ -586,6 +607,12 @@ impl TrafficRouter for ProcessProxyRouter {
             self.client.cohort_stats().await.map_err(control_error)?,
         ))
     }
+
+    async fn instance_stats(&self) -> Result<Option<Vec<InstanceStats>>, RouterError> {
+        Ok(Some(
+            self.client.instance_stats().await.map_err(control_error)?,
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -619,6 +646,7 @@ mod tests {
         let upstream = |version: &str, port: u16| Upstream {
             version: version.into(),
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            replicas: Vec::new(),
         };
         let stable_only = Routes {
             stable: Some(upstream("v1", 9)),
@@ -695,6 +723,7 @@ mod tests {
             stable: Some(Upstream {
                 version: "v1".into(),
                 addr: "127.0.0.1:9".parse().unwrap(),
+                replicas: Vec::new(),
             }),
             canary: None,
             canary_weight: 0.0,

@@ -153,6 +153,7 @@ async fn stale_epochs_change_no_route_and_the_routes_survive_an_agent_restart() 
         stable: Some(Upstream {
             version: version.into(),
             addr,
+            replicas: Vec::new(),
         }),
         canary: None,
         canary_weight: 0.0,

@@ -283,3 +283,47 @@ async fn shutdown_finishes_in_flight_requests_then_refuses() {
     );
     p.shutdown().await; // idempotent
 }
+
+/// A version of three instances: requests take them in turn, and each instance's requests and
+/// errors are counted apart (what finds one bad instance among many).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spreads_a_version_over_its_instances_and_counts_each() {
+    let addrs = [
+        upstream::upstream("v1").await,
+        upstream::upstream("v1").await,
+        upstream::upstream("v1").await,
+    ];
+    let mut routes = stable_routes("v1", addrs[0]);
+    routes.stable.as_mut().unwrap().replicas = addrs[1..].to_vec();
+    let p = routing::proxy("demo/test", routes).await;
+    let client = upstream::client();
+    for i in 0..30 {
+        // Every third request, the one the third instance gets, fails.
+        let path = if i % 3 == 2 { "/fail" } else { "/" };
+        upstream::get(&client, p.local_addr(), path).await;
+    }
+    let per_instance = p.instance_stats();
+    assert_eq!(per_instance.len(), 3, "{per_instance:?}");
+    for addr in addrs {
+        let s = &per_instance.iter().find(|i| i.addr == addr).unwrap().stats;
+        assert_eq!((s.version.as_str(), s.requests), ("v1", 10), "{addr}");
+    }
+    let errors: Vec<u64> = addrs
+        .iter()
+        .map(|a| {
+            per_instance
+                .iter()
+                .find(|i| i.addr == *a)
+                .unwrap()
+                .stats
+                .errors
+        })
+        .collect();
+    assert_eq!(errors, [0, 0, 10]);
+    assert_eq!(stats_of(&p, "v1").requests, 30);
+    assert_eq!(stats_of(&p, "v1").errors, 10);
+    // Instances no longer routed are not reported.
+    p.set_routes(stable_routes("v1", addrs[0]));
+    assert_eq!(p.instance_stats().len(), 1);
+    p.shutdown().await;
+}

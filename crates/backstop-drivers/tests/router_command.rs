@@ -15,10 +15,12 @@ fn routes(w: f64) -> Routes {
         stable: Some(Upstream {
             version: "v1".into(),
             addr: "127.0.0.1:8001".parse().unwrap(),
+            replicas: Vec::new(),
         }),
         canary: Some(Upstream {
             version: "v2".into(),
             addr: "127.0.0.1:8002".parse().unwrap(),
+            replicas: Vec::new(),
         }),
         canary_weight: w,
     }

@@ -21,6 +21,7 @@ pub mod calibrate;
 pub mod hist;
 pub mod kayenta;
 pub mod mannwhitney;
+pub mod outlier;
 mod report;
 pub mod scenario;
 pub mod scope;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use backstop_config::{
-    CommandScripts, CommandVars, Deployer, Environment, PrometheusSignals, Service, Traffic,
+    CommandScripts, CommandVars, Deployer, Environment, Probe, PrometheusSignals, Service, Traffic,
     render_command,
 };
 use backstop_core::model::{Artifact, InstanceRecord, InstanceState, Phase, Release};
@@ -162,9 +162,39 @@ impl Ctx {
             .join(format!("{instance_id}.log"))
     }
 
+    /// Makes sure every instance of `release` whose first instance is `id` runs (one, or
+    /// `run.instances` of them: `id`, `id-r2`, …); returns the first's record.
+    pub async fn ensure_instance(
+        &self,
+        id: &str,
+        release: &Release,
+        env: &str,
+    ) -> Result<InstanceRecord> {
+        // Together: a version of ten instances starts in the time of one.
+        let ids = self.replica_ids(&release.service, id)?;
+        let started = futures_util::future::try_join_all(
+            ids.iter().map(|r| self.ensure_one(r, release, env)),
+        )
+        .await?;
+        started
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("instance {id}: nothing started"))
+    }
+
+    /// The ids of the instances of the version whose first instance is `id`, as the service's
+    /// `run.instances` has them now.
+    pub fn replica_ids(&self, service: &str, id: &str) -> Result<Vec<String>> {
+        let n = match self.service(service)?.run.deployer {
+            Deployer::Process { .. } => self.service(service)?.run.instances,
+            Deployer::Command(_) => 1,
+        };
+        Ok(backstop_core::partial::replica_ids(id, n))
+    }
+
     /// Makes sure instance `id` of `release` runs: adopts it when it already does (also when a
     /// previous controller started it but crashed before recording its pid), starts it otherwise.
-    pub async fn ensure_instance(
+    pub async fn ensure_one(
         &self,
         id: &str,
         release: &Release,
@@ -299,8 +329,21 @@ impl Ctx {
         })
     }
 
-    /// Stops an instance's process group (no-op when it is gone) and records it stopped.
+    /// Stops the instances of the version whose first instance is `id` (its further ones too,
+    /// however many `run.instances` said when they started).
     pub async fn stop_instance(&self, id: &str) -> Result<()> {
+        self.stop_one(id).await?;
+        for replica in backstop_core::partial::replica_ids(id, backstop_config::MAX_INSTANCES)
+            .iter()
+            .skip(1)
+        {
+            self.stop_one(replica).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops an instance's process group (no-op when it is gone) and records it stopped.
+    pub async fn stop_one(&self, id: &str) -> Result<()> {
         self.store.check_fence().await?;
         let mut rec = match self.store.instance(id).await {
             Ok(rec) => rec,
@@ -411,13 +454,37 @@ impl Ctx {
                 .scripted_health(service, scripts, release, &inst.env, &inst.id, inst.port)
                 .await;
         }
-        self.host(&service.name, &inst.env)?
-            .check_health(
-                inst.port,
-                &service.run.health.http,
-                service.run.health.timeout,
-            )
-            .await
+        let host = self.host(&service.name, &inst.env)?;
+        let timeout = service.run.health.timeout;
+        host.check_health(inst.port, &service.run.health.http, timeout)
+            .await?;
+        // TCP and exec probes run on this daemon's host (its own agent's instances run here
+        // too); another host's agent answers the HTTP checks of its instances.
+        let here = match host {
+            Host::Local => true,
+            Host::Agent(a) => a.is_local(),
+        };
+        for probe in &service.run.probes {
+            match probe {
+                Probe::Http { path } => host.check_health(inst.port, path, timeout).await?,
+                Probe::Tcp | Probe::Exec { .. } if !here => {}
+                Probe::Tcp => process::check_tcp(inst.port, timeout).await?,
+                Probe::Exec { command } => {
+                    let vars = BTreeMap::from([
+                        ("BACKSTOP_INSTANCE".to_owned(), inst.id.clone()),
+                        ("BACKSTOP_PORT".to_owned(), inst.port.to_string()),
+                        ("BACKSTOP_SERVICE".to_owned(), service.name.clone()),
+                        ("BACKSTOP_ENV".to_owned(), inst.env.clone()),
+                        ("BACKSTOP_VERSION".to_owned(), release.version.clone()),
+                    ]);
+                    exec_probe(command, timeout)
+                        .health(&vars)
+                        .await
+                        .with_context(|| format!("exec probe `{command}`"))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn scripted_health(
@@ -509,13 +576,43 @@ impl Ctx {
         Ok(had_canary)
     }
 
+    /// Where the proxy sends a version's traffic: its first instance, and the further ones
+    /// that run (one being restarted is left out until it is back).
     async fn upstream(&self, instance_id: &str) -> Result<Upstream> {
         let rec = self.store.instance(instance_id).await?;
         let release = self.store.release(&rec.release_id).await?;
+        let mut replicas = Vec::new();
+        for id in self
+            .replica_ids(&release.service, instance_id)?
+            .iter()
+            .skip(1)
+        {
+            match self.store.instance(id).await {
+                Ok(r) if r.state == InstanceState::Running => {
+                    replicas.push(SocketAddr::from(([127, 0, 0, 1], r.port)));
+                }
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Upstream {
             version: release.version,
             addr: SocketAddr::from(([127, 0, 0, 1], rec.port)),
+            replicas,
         })
+    }
+}
+
+/// An exec probe as a one-shot health script: no retries (a failing probe is the news), the
+/// health timeout, a short grace before SIGKILL.
+fn exec_probe(command: &str, timeout: Duration) -> backstop_drivers::command::CommandDeployer {
+    backstop_drivers::command::CommandDeployer {
+        health: Some(command.to_owned()),
+        timeout,
+        retries: 0,
+        output_cap: 4 * 1024,
+        grace: Duration::from_secs(1),
+        ..backstop_drivers::command::CommandDeployer::new("", "")
     }
 }
 

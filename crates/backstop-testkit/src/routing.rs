@@ -17,6 +17,7 @@ pub fn routes(
     let upstream = |(version, addr): (&str, SocketAddr)| Upstream {
         version: version.into(),
         addr,
+        replicas: Vec::new(),
     };
     Routes {
         stable: Some(upstream(stable)),

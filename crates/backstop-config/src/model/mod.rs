@@ -25,9 +25,12 @@ use serde::{Deserialize, Serialize};
 
 pub use environment::{Environment, Params, SecretRef};
 pub use rollout::{DEFAULT_ROLLBACK_WINDOW, RolloutBreaker, RolloutSpec, Strategy};
-pub use run::{CommandScripts, Deployer, DeployerKind, Health, Run};
+pub use run::{CommandScripts, Deployer, DeployerKind, Health, MAX_INSTANCES, Probe, Run};
 pub(crate) use schema::{EnvVarName, NonEmptyString, SocketAddrString};
-pub use service::{Hooks, MigrationEngine, MigrationsSpec, NotifyTarget, Service, WebhookFormat};
+pub use service::{
+    Hooks, MigrationEngine, MigrationsSpec, NewVersionPartialFailure, NotifyTarget,
+    PartialFailures, Service, WebhookFormat,
+};
 pub use signals::{LogSignals, PrometheusSignals, Signals};
 pub use traffic::{CommandRouter, HaproxyRouter, HaproxySocket, NginxRouter, Router, Traffic};
 pub use validation::Validation;

@@ -27,6 +27,35 @@ pub struct Run {
     pub health: Health,
     /// How long the old version keeps running after a promotion.
     pub scale_down_delay: Duration,
+    /// How many instances of each version run (kind `process`; 1 unless set).
+    pub instances: u32,
+    /// Checks of every instance besides `health` (kind `process`).
+    pub probes: Vec<Probe>,
+}
+
+pub use backstop_core::partial::MAX_INSTANCES;
+
+/// One more check of every instance of a version, besides the HTTP `health` check: a failing
+/// probe makes the instance unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Probe {
+    /// An HTTP GET of `path` on the instance's port answers 2xx.
+    Http {
+        /// The path requested, e.g. `/ready`.
+        #[schemars(pattern("^/"))]
+        path: String,
+    },
+    /// A TCP connection to the instance's port is accepted.
+    Tcp,
+    /// A shell command exits 0 (run with `BACKSTOP_INSTANCE`, `BACKSTOP_PORT`,
+    /// `BACKSTOP_SERVICE`, `BACKSTOP_ENV` and `BACKSTOP_VERSION` set; limited by
+    /// `health.timeout`).
+    Exec {
+        /// The shell command, e.g. `test -S /run/app/$BACKSTOP_PORT.sock`.
+        #[schemars(length(min = 1))]
+        command: String,
+    },
 }
 
 /// Who starts and stops the versions of a service.
@@ -73,6 +102,16 @@ pub(crate) struct RunFile {
     #[serde(default = "default_scale_down_delay", with = "duration")]
     #[schemars(with = "DurationString")]
     scale_down_delay: Duration,
+    /// How many instances of each version run (kind `process`, default 1, at most 32), each on
+    /// its own port behind the built-in proxy, which spreads a version's share of traffic
+    /// over them and counts requests and errors per instance.
+    #[serde(default = "default_instances")]
+    #[schemars(range(min = 1, max = 32))]
+    instances: u32,
+    /// Checks of every instance besides `health` (kind `process`): `{kind: http, path}`,
+    /// `{kind: tcp}`, `{kind: exec, command}`. An instance failing any is unhealthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    probes: Vec<Probe>,
     /// Kind `command`: shell command that deploys a version (required). Backstop passes the
     /// release in environment variables (`BACKSTOP_VERSION`, `BACKSTOP_ARTIFACT`, and
     /// `BACKSTOP_IDEMPOTENCY_KEY` so that the script can be made idempotent).
@@ -154,6 +193,8 @@ impl TryFrom<RunFile> for Run {
             env: file.env,
             health: file.health,
             scale_down_delay: file.scale_down_delay,
+            instances: file.instances.clamp(1, MAX_INSTANCES),
+            probes: file.probes,
         })
     }
 }
@@ -207,6 +248,10 @@ impl Serialize for Run {
             #[serde(with = "duration")]
             scale_down_delay: Duration,
             #[serde(skip_serializing_if = "Option::is_none")]
+            instances: Option<u32>,
+            #[serde(skip_serializing_if = "<[Probe]>::is_empty")]
+            probes: &'a [Probe],
+            #[serde(skip_serializing_if = "Option::is_none")]
             deploy: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             stop: Option<&'a str>,
@@ -227,6 +272,8 @@ impl Serialize for Run {
             env: &self.env,
             health: command.map(|_| &self.health),
             scale_down_delay: self.scale_down_delay,
+            instances: command.map(|_| self.instances),
+            probes: &self.probes,
             deploy: scripts.map(|c| c.deploy.as_str()),
             stop: scripts.map(|c| c.stop.as_str()),
             health_command: scripts.and_then(|c| c.health.as_deref()),
@@ -243,6 +290,10 @@ fn default_script_timeout() -> Duration {
 
 fn default_retries() -> u32 {
     2
+}
+
+fn default_instances() -> u32 {
+    1
 }
 
 fn default_scale_down_delay() -> Duration {

@@ -67,6 +67,10 @@ pub struct Service {
     /// release is new runs the service's `severity` policy on it.
     #[serde(default)]
     pub alerts: AlertSettings,
+    /// Some, not all, of a version's instances failing (`run.instances` above 1): how many
+    /// make a partial failure, its severity, and what is done about the new version's.
+    #[serde(default)]
+    pub partial_failures: PartialFailures,
     /// The service's database migrations. With them, releases can declare the schema range
     /// they run on (`backstop release … --schema 0003..0005`) and rollbacks decide before
     /// touching anything whether proven downs must run or the way back is refused.
@@ -268,6 +272,67 @@ impl Default for AlertSettings {
 
 fn default_alert_watch() -> Duration {
     Duration::from_secs(30 * 60)
+}
+
+/// When some of a version's instances fail, and what is done. An unhealthy or crashed instance
+/// of the serving version is always replaced (restarted); the new version's are evidence
+/// against its release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartialFailures {
+    /// How many of a version's instances unhealthy at once (not all of them: that is a plain
+    /// failure) make a partial failure (default 1).
+    #[serde(default = "default_unhealthy")]
+    #[schemars(range(min = 1))]
+    pub unhealthy: u32,
+    /// The severity a partial failure is recorded and notified with (default `major`).
+    #[serde(default = "default_partial_severity")]
+    pub severity: Severity,
+    /// What a partial failure of the new version does during its rollout: `rollback`
+    /// (default: the release is bad on some instances, so it is bad) or `replace` (restart its
+    /// unhealthy instances and go on; all of them failing still rolls back).
+    #[serde(default)]
+    pub new_version: NewVersionPartialFailure,
+    /// Judge each instance's error ratio against its version's other instances, so one bad
+    /// instance among many is found (default `true`; needs two or more instances). A bad
+    /// instance of the serving version is replaced; one of the new version counts as its
+    /// partial failure.
+    #[serde(default = "default_true")]
+    pub outliers: bool,
+}
+
+impl Default for PartialFailures {
+    fn default() -> Self {
+        Self {
+            unhealthy: default_unhealthy(),
+            severity: default_partial_severity(),
+            new_version: NewVersionPartialFailure::default(),
+            outliers: true,
+        }
+    }
+}
+
+/// What a partial failure of the new version does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NewVersionPartialFailure {
+    /// Roll the release back.
+    #[default]
+    Rollback,
+    /// Restart the unhealthy instances and go on.
+    Replace,
+}
+
+fn default_unhealthy() -> u32 {
+    1
+}
+
+fn default_partial_severity() -> Severity {
+    Severity::Major
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One cache to sweep: `redis` (or `redis_env`) with `pattern`, or `purge`.

@@ -188,6 +188,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             .and_then(Value::as_str)
             .unwrap_or("builtin");
         check_traffic(doc, svc, &sp, router, &mut push, &mut direct);
+        check_instances(svc, &sp, kind, router, &mut push);
         let haproxy_backend = svc
             .pointer("/traffic/haproxy/socket")
             .and_then(Value::as_str)
@@ -371,6 +372,41 @@ fn check_analysis(analysis: Option<&Value>, ptr: &str, push: &mut impl FnMut(Str
 }
 
 /// A problem pointing at a key (a key that is not allowed where it is).
+/// `run.instances` above 1 and `run.probes`: Backstop starts the instances (kind `process`) and
+/// its built-in proxy spreads traffic over them (the HAProxy, nginx and command routers route
+/// to one server per version).
+fn check_instances(
+    svc: &Value,
+    sp: &str,
+    kind: &str,
+    router: &str,
+    push: &mut impl FnMut(String, String),
+) {
+    let instances = svc
+        .pointer("/run/instances")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    if instances > 1 && (kind != "process" || router != "builtin") {
+        push(
+            format!("{sp}/run/instances"),
+            format!(
+                "`instances: {instances}` needs `run.kind: process` and `traffic.router: builtin` (this service has kind `{kind}` and router `{router}`): Backstop starts the instances and its proxy spreads traffic over them"
+            ),
+        );
+    }
+    if kind != "process"
+        && svc
+            .pointer("/run/probes")
+            .and_then(Value::as_array)
+            .is_some_and(|p| !p.is_empty())
+    {
+        push(
+            format!("{sp}/run/probes"),
+            "`probes` are for `kind: process`; with `kind: command` the `health_command` checks a version".to_owned(),
+        );
+    }
+}
+
 pub(super) fn key_problem(doc: &Document, path: String, message: String) -> Problem {
     Problem {
         pos: doc.key_pos(&path),

@@ -405,7 +405,11 @@ fn parse_read_output(
                 .get(&addr)
                 .cloned()
                 .unwrap_or_else(|| unknown_version(addr));
-            Ok(Some(Upstream { version, addr }))
+            Ok(Some(Upstream {
+                version,
+                addr,
+                replicas: Vec::new(),
+            }))
         };
         match k.trim() {
             "BACKSTOP_STABLE_ADDR" => stable = upstream(v)?,
@@ -483,6 +487,7 @@ mod tests {
             Some(Upstream {
                 version: "v".into(),
                 addr: SocketAddr::from(([127, 0, 0, 1], p)),
+                replicas: Vec::new(),
             })
         };
         let a = Routes {

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::proxy::{Proxy, Routes, Upstream, VersionStats};
+use crate::proxy::{InstanceStats, Proxy, Routes, Upstream, VersionStats};
 
 /// A place where traffic between stable and canary is split. Object-safe: routers are chosen per
 /// service in config and held as `Box<dyn TrafficRouter>` / `Arc<dyn TrafficRouter>`.
@@ -68,6 +68,12 @@ pub trait TrafficRouter: Send + Sync {
     /// Cumulative counters per feature-flag cohort (`KEY=on`, `KEY=off`) if this router sees
     /// the applications' `x-backstop-flags` header, else `None`.
     async fn cohort_stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
+        Ok(None)
+    }
+
+    /// Cumulative counters per instance of the versions routed now (`run.instances`) if this
+    /// router spreads a version over its instances itself (the built-in proxy), else `None`.
+    async fn instance_stats(&self) -> Result<Option<Vec<InstanceStats>>, RouterError> {
         Ok(None)
     }
 }
@@ -237,7 +243,7 @@ pub fn split_percent(canary_weight: f64) -> u32 {
 /// targets such as HAProxy cannot store them).
 pub fn same_split(a: &Routes, b: &Routes) -> bool {
     let (a, b) = (normalize(a), normalize(b));
-    let addr = |u: &Option<Upstream>| u.as_ref().map(|u| u.addr);
+    let addr = |u: &Option<Upstream>| u.as_ref().map(|u| u.addrs().collect::<Vec<_>>());
     addr(&a.stable) == addr(&b.stable)
         && addr(&a.canary) == addr(&b.canary)
         && split_percent(a.canary_weight) == split_percent(b.canary_weight)
@@ -246,8 +252,10 @@ pub fn same_split(a: &Routes, b: &Routes) -> bool {
 /// One line for logs and errors: `stable v1@127.0.0.1:8001, canary v2@127.0.0.1:8002 at 10%`.
 pub fn describe(routes: &Routes) -> String {
     let up = |u: &Option<Upstream>| {
-        u.as_ref()
-            .map_or("none".to_owned(), |u| format!("{}@{}", u.version, u.addr))
+        u.as_ref().map_or("none".to_owned(), |u| {
+            let addrs: Vec<String> = u.addrs().map(|a| a.to_string()).collect();
+            format!("{}@{}", u.version, addrs.join("+"))
+        })
     };
     format!(
         "stable {}, canary {} at {}%",
@@ -306,6 +314,10 @@ impl TrafficRouter for BuiltinRouter {
     async fn cohort_stats(&self) -> Result<Option<Vec<VersionStats>>, RouterError> {
         Ok(Some(self.proxy.cohort_stats()))
     }
+
+    async fn instance_stats(&self) -> Result<Option<Vec<InstanceStats>>, RouterError> {
+        Ok(Some(self.proxy.instance_stats()))
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +328,7 @@ mod tests {
         Some(Upstream {
             version: v.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            replicas: Vec::new(),
         })
     }
 

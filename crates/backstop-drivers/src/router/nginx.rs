@@ -566,6 +566,7 @@ pub fn parse(text: &str, upstream: &str) -> Result<Routes, String> {
             Upstream {
                 version: label_of(role, *addr),
                 addr: *addr,
+                replicas: Vec::new(),
             },
             *w,
         ));
@@ -635,6 +636,7 @@ mod tests {
         Some(Upstream {
             version: v.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            replicas: Vec::new(),
         })
     }
 

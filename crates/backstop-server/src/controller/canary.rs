@@ -2,9 +2,11 @@
 //! or promote as [`backstop_core::rollout::next`] decides.
 
 use anyhow::{Result, anyhow};
+use backstop_config::NewVersionPartialFailure;
 use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, Phase, Rollout};
+use backstop_core::partial::{self, Assessment, Probed};
 use backstop_core::rollout::{Next, Observation, Step};
 use backstop_core::snapshot::{EnvironmentChange, environment_change, environment_degraded};
 use backstop_core::timeline::first_at;
@@ -30,6 +32,8 @@ pub(super) struct Watch {
     first_request_seen: bool,
     /// Consecutive failed health checks of the canary (the per-rollout breaker).
     failed_health_checks: u32,
+    /// The partial failure the last check found, when it counted as failed.
+    partial: Option<String>,
     /// The stable version's traffic before the rollout (what "degraded" is measured against).
     before: Option<backstop_core::snapshot::Baseline>,
     /// Since when the environment is degraded (the stable version far worse than before).
@@ -289,6 +293,7 @@ impl Controller {
             canary_started_at,
             first_request_seen,
             failed_health_checks: 0,
+            partial: None,
             before,
             degraded_since,
         })
@@ -360,9 +365,18 @@ impl Controller {
             None => {}
         }
         let failed_health_checks = self.check_canary_health(&r).await?;
+        if ctx.service(&r.service)?.partial_failures.new_version
+            == NewVersionPartialFailure::Rollback
+            && let Some((reason, evidence)) = self.canary_outlier(&r, &canary_v).await?
+        {
+            self.record(Record::of(&r).event(EventKind::InstanceOutlier, evidence.clone()))
+                .await?;
+            return self.fail(r, reason, "breaker", evidence).await;
+        }
+        let partial = self.watches.get(&r.id).and_then(|w| w.partial.clone());
         // A baseline that is down (supervision is restarting the stable instance) is no
         // baseline: the canary is neither judged against it nor advanced.
-        let stable_down = ctx.unhealthy_stable(&r.service, &r.env);
+        let stable_down = ctx.stable_down(&r.service, &r.env);
         let steps = self.steps_for(&r.service)?;
         let next = backstop_core::rollout::next(&Observation {
             steps: &steps,
@@ -448,7 +462,16 @@ impl Controller {
                 self.promote(r, "controller", "every step held without a failing verdict")
                     .await
             }
-            Next::Break { reason } => self.fail(r, reason, "breaker", report).await,
+            Next::Break { reason } => {
+                let reason = match partial {
+                    Some(which) => format!(
+                        "partial failure ({}) of the new version: {which}; {reason}",
+                        ctx.service(&r.service)?.partial_failures.severity
+                    ),
+                    None => reason,
+                };
+                self.fail(r, reason, "breaker", report).await
+            }
             Next::Fail { reason } => self.judged_bad(r, reason, report).await,
             Next::Pause { reason } => {
                 r.phase = Phase::Paused;
@@ -604,30 +627,140 @@ impl Controller {
         Ok(())
     }
 
-    /// Checks the new version's health once; returns how many checks in a row it failed.
+    /// Checks every instance of the new version once (health check and probes); returns how
+    /// many checks in a row it failed. A partial failure (some, at least
+    /// `partial_failures.unhealthy`, of its instances unhealthy) counts as a failed check when
+    /// the policy rolls back, and is kept in the watch to name it; with `replace`, those
+    /// instances are restarted instead.
     async fn check_canary_health(&mut self, r: &Rollout) -> Result<u32> {
         let ctx = self.ctx.clone();
         let svc = ctx.service(&r.service)?;
         let Some(id) = &r.canary_instance_id else {
             return Ok(0);
         };
-        let inst = ctx.store.instance(id).await?;
-        let healthy = if svc.run.command_scripts().is_some() {
-            true // script deployers report health through their own health script at start
-        } else {
-            ctx.host(&r.service, &r.env)?
-                .check_health(inst.port, &svc.run.health.http, svc.run.health.timeout)
-                .await
-                .is_ok()
+        let release = ctx.store.release(&r.to_release_id).await?;
+        let instances = super::supervise::instances_of(&ctx, &r.service, id).await?;
+        let mut probed = Vec::with_capacity(instances.len());
+        for inst in &instances {
+            // Script deployers report health through their own health script at start.
+            let problem = if svc.run.command_scripts().is_some() {
+                None
+            } else {
+                ctx.instance_health(svc, &release, inst)
+                    .await
+                    .err()
+                    .map(|e| format!("{e:#}"))
+            };
+            probed.push(Probed {
+                instance: inst.id.clone(),
+                problem,
+            });
+        }
+        let policy = &svc.partial_failures;
+        let assessment = partial::assess(&probed, policy.unhealthy);
+        let failed = match &assessment {
+            Assessment::Healthy => false,
+            Assessment::All { .. } => true,
+            Assessment::Partial { .. }
+                if policy.new_version == NewVersionPartialFailure::Rollback =>
+            {
+                true
+            }
+            Assessment::Partial { unhealthy, .. } => {
+                self.replace_canary_instances(r, &release, &instances, unhealthy, &assessment)
+                    .await?;
+                false
+            }
         };
         let Some(watch) = self.watches.get_mut(&r.id) else {
             return Ok(0);
         };
-        watch.failed_health_checks = if healthy {
-            0
-        } else {
+        watch.partial = match &assessment {
+            Assessment::Partial { .. } if failed => Some(assessment.summary()),
+            _ => None,
+        };
+        watch.failed_health_checks = if failed {
             watch.failed_health_checks + 1
+        } else {
+            0
         };
         Ok(watch.failed_health_checks)
+    }
+
+    /// `partial_failures.new_version: replace`: restarts the new version's unhealthy instances
+    /// (a partial failure recorded, not a verdict on the release).
+    async fn replace_canary_instances(
+        &mut self,
+        r: &Rollout,
+        release: &backstop_core::model::Release,
+        instances: &[backstop_core::model::InstanceRecord],
+        unhealthy: &[Probed],
+        assessment: &Assessment,
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let severity = ctx.service(&r.service)?.partial_failures.severity;
+        let detail = json!({
+            "role": "canary", "release": r.to_release_id, "severity": severity,
+            "unhealthy": unhealthy, "instances": instances.len(), "action": "replace",
+        });
+        self.record(
+            Record::of(r)
+                .event(EventKind::PartialFailure, detail.clone())
+                .notify(
+                    EventKind::PartialFailure,
+                    format!(
+                        "partial failure ({severity}) of {} in {}: {}; replacing them",
+                        r.to_release_id,
+                        r.env,
+                        assessment.summary()
+                    ),
+                    detail,
+                ),
+        )
+        .await?;
+        for p in unhealthy {
+            ctx.stop_one(&p.instance).await?;
+            if let Err(e) = ctx.ensure_one(&p.instance, release, &r.env).await {
+                tracing::warn!(instance = %p.instance, error = format!("{e:#}"), "A replaced instance of the new version did not come back.");
+            }
+        }
+        ctx.apply_routes(&r.service, &r.env).await?;
+        Ok(())
+    }
+
+    /// The new version's instance whose errors stand out from its siblings', as the reason
+    /// and evidence of a partial failure, once the test finds one.
+    async fn canary_outlier(
+        &mut self,
+        r: &Rollout,
+        version: &str,
+    ) -> Result<Option<(String, Value)>> {
+        let Some(id) = &r.canary_instance_id else {
+            return Ok(None);
+        };
+        let instances: Vec<_> = super::supervise::instances_of(&self.ctx, &r.service, id)
+            .await?
+            .into_iter()
+            .filter(|i| i.state == backstop_core::model::InstanceState::Running)
+            .collect();
+        let Some((inst, outlier)) = self.outlier_of(&instances, version).await? else {
+            return Ok(None);
+        };
+        let severity = self.ctx.service(&r.service)?.partial_failures.severity;
+        let reason = format!(
+            "partial failure ({severity}) of the new version: instance {} of {} errs apart from the other {} ({} of {} requests against {} of {}, p = {:.2e})",
+            inst.id,
+            instances.len(),
+            instances.len() - 1,
+            outlier.errors,
+            outlier.requests,
+            outlier.others_errors,
+            outlier.others_requests,
+            outlier.p_value
+        );
+        Ok(Some((
+            reason,
+            json!({"partial_failure": {"severity": severity, "outlier": outlier, "instances": instances.len()}}),
+        )))
     }
 }

@@ -77,6 +77,12 @@ pub struct Controller {
     share: leases::Share,
     /// Warm instances whose scale-down is under way (not to be taken for warm again).
     scaling_down: std::collections::HashSet<String>,
+    /// The unhealthy instances of each partial failure last reported, by service,
+    /// environment and role (`stable`, `warm`): reported once per set.
+    partial_reported: HashMap<(String, String, String), Vec<String>>,
+    /// Per serving version (its first instance's id): the test of its instances' errors
+    /// against each other, and the counts it last read ([`supervise`]).
+    outliers: HashMap<String, supervise::OutlierWatch>,
 }
 
 impl Controller {
@@ -89,6 +95,8 @@ impl Controller {
             held: leases::HeldLeases::default(),
             share: leases::Share::default(),
             scaling_down: std::collections::HashSet::new(),
+            partial_reported: HashMap::new(),
+            outliers: HashMap::new(),
         }
     }
 
@@ -254,7 +262,10 @@ impl Controller {
                 self.keep_warm(&inst.service, inst.id.clone())?;
                 keep.push(inst.id.clone());
             }
-            if !keep.contains(&inst.id) {
+            // A version's further instances go with its first.
+            let first = backstop_core::partial::primary_of(&inst.id);
+            let kept = keep.iter().any(|k| k == first) || self.warm.contains_key(first);
+            if !kept {
                 tracing::info!(instance = %inst.id, "Stopping an instance nothing references any more.");
                 let id = inst.id.clone();
                 self.with_lease(&env_key(&inst.service, &inst.env), async |me| {

@@ -19,9 +19,12 @@ use anyhow::Result;
 use backstop_config::Strategy;
 use backstop_core::event::EventKind;
 use backstop_core::model::{EnvironmentState, InstanceRecord, InstanceState, Rollout};
+use backstop_core::partial::{self, Assessment, Probed, primary_of};
 use backstop_core::recovery::StepKind;
 use backstop_core::supervision::{Check, Decision, InstanceWatch};
 use backstop_drivers::process;
+use backstop_drivers::proxy::InstanceStats;
+use backstop_judge::outlier::{Outlier, OutlierTest};
 use serde::Serialize;
 use serde_json::json;
 
@@ -39,6 +42,26 @@ pub(super) fn is_previous_version(env: &EnvironmentState, inst: &InstanceRecord)
         && env.env == inst.env
         && env.previous_lkg_release_id.as_ref() == Some(&inst.release_id)
         && env.stable_instance_id.as_ref() != Some(&inst.id)
+        // A version's further instances go with its first.
+        && primary_of(&inst.id) == inst.id
+}
+
+/// The recorded instances of the version whose first instance is `id` (`run.instances` of
+/// them), first first.
+pub(super) async fn instances_of(
+    ctx: &Ctx,
+    service: &str,
+    id: &str,
+) -> Result<Vec<InstanceRecord>> {
+    let mut found = Vec::new();
+    for rid in ctx.replica_ids(service, id)? {
+        match ctx.store.instance(&rid).await {
+            Ok(inst) => found.push(inst),
+            Err(backstop_store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(found)
 }
 
 /// The instances something relies on: environments' stable ones (of `environments`), the
@@ -75,13 +98,70 @@ pub struct Supervised {
     pub watch: InstanceWatch,
 }
 
+/// The test of one version's instances' errors against each other (`partial_failures.
+/// outliers`), fed the built-in proxy's per-instance counts; started afresh whenever the
+/// instances change (a restart gives one a new port).
+pub(super) struct OutlierWatch {
+    test: OutlierTest,
+    ports: Vec<u16>,
+    /// The cumulative (requests, errors) last read, per instance.
+    last: Vec<(u64, u64)>,
+}
+
+impl OutlierWatch {
+    fn new(instances: &[InstanceRecord], alpha: f64) -> Self {
+        Self {
+            test: OutlierTest::new(instances.iter().map(|i| i.id.clone()).collect(), alpha),
+            ports: instances.iter().map(|i| i.port).collect(),
+            last: Vec::new(),
+        }
+    }
+
+    fn watches(&self, instances: &[InstanceRecord]) -> bool {
+        self.test
+            .instances()
+            .iter()
+            .eq(instances.iter().map(|i| &i.id))
+            && self.ports.iter().eq(instances.iter().map(|i| &i.port))
+    }
+
+    /// Feeds the counts of `version`'s instances since the last read; the outlier once found.
+    fn feed(&mut self, version: &str, stats: &[InstanceStats]) -> Option<Outlier> {
+        let now: Vec<(u64, u64)> = self
+            .ports
+            .iter()
+            .map(|port| {
+                stats
+                    .iter()
+                    .find(|s| s.addr.port() == *port && s.stats.version == version)
+                    .map_or((0, 0), |s| (s.stats.requests, s.stats.errors))
+            })
+            .collect();
+        if self.last.len() == now.len() {
+            let requests: Vec<u64> = now
+                .iter()
+                .zip(&self.last)
+                .map(|(n, l)| n.0.saturating_sub(l.0))
+                .collect();
+            let errors: Vec<u64> = now
+                .iter()
+                .zip(&self.last)
+                .map(|(n, l)| n.1.saturating_sub(l.1))
+                .collect();
+            self.test.update(&requests, &errors);
+        }
+        self.last = now;
+        self.test.outlier()
+    }
+}
+
 /// Supervision's view, by instance id (in memory: rebuilt by the checks after a restart).
 pub type SupervisionState = std::sync::Mutex<BTreeMap<String, Supervised>>;
 
 impl Ctx {
-    /// The supervised stable instance of `service/env` that is not healthy, if any: its last
-    /// The environment's stable instance as supervision last found it: its id and entry.
-    fn supervised_stable(&self, service: &str, env: &str) -> Option<(String, Supervised)> {
+    /// The environment's stable instances (one, or `run.instances`) as supervision last found
+    /// them, by id.
+    fn supervised_stable(&self, service: &str, env: &str) -> Vec<(String, Supervised)> {
         let state = self
             .caches
             .supervision
@@ -89,37 +169,57 @@ impl Ctx {
             .unwrap_or_else(|p| p.into_inner());
         state
             .iter()
-            .find(|(_, s)| s.service == service && s.env == env && s.role == "stable")
+            .filter(|(_, s)| s.service == service && s.env == env && s.role == "stable")
             .map(|(id, s)| (id.clone(), s.clone()))
+            .collect()
     }
 
-    /// The supervised stable instance of `service/env` that is not healthy, if any: its last
+    /// A supervised stable instance of `service/env` that is not healthy, if any: its last
     /// problem (for the gate and the environment's status).
     pub fn unhealthy_stable(&self, service: &str, env: &str) -> Option<(String, Supervised)> {
         self.supervised_stable(service, env)
-            .filter(|(_, s)| !s.watch.healthy)
+            .into_iter()
+            .find(|(_, s)| !s.watch.healthy)
     }
 
-    /// The environment's stable instance as supervision last found it (for the API).
+    /// The first of `service/env`'s stable instances when none of them is healthy: the baseline
+    /// is down (some of them down is a partial failure; the others still serve).
+    pub fn stable_down(&self, service: &str, env: &str) -> Option<(String, Supervised)> {
+        let stable = self.supervised_stable(service, env);
+        if stable.iter().all(|(_, s)| !s.watch.healthy) {
+            stable.into_iter().next()
+        } else {
+            None
+        }
+    }
+
+    /// The environment's stable instances as supervision last found them (for the API).
     pub fn stable_health(&self, service: &str, env: &str) -> backstop_api::services::StableHealth {
-        let found = self.supervised_stable(service, env).map(|(_, s)| s);
-        match found {
-            None => backstop_api::services::StableHealth {
+        let stable = self.supervised_stable(service, env);
+        if stable.is_empty() {
+            return backstop_api::services::StableHealth {
                 status: "unknown".into(),
                 ..Default::default()
-            },
-            Some(s) => backstop_api::services::StableHealth {
-                status: if s.watch.crash_loop {
-                    "crash_loop"
-                } else if s.watch.healthy {
-                    "healthy"
-                } else {
-                    "unhealthy"
-                }
-                .into(),
-                restarts: s.watch.restarts_total,
-                last_problem: s.watch.last_problem,
-            },
+            };
+        }
+        let unhealthy = stable.iter().filter(|(_, s)| !s.watch.healthy).count();
+        let status = if stable.iter().any(|(_, s)| s.watch.crash_loop) {
+            "crash_loop"
+        } else if unhealthy == 0 {
+            "healthy"
+        } else if unhealthy < stable.len() {
+            "partial"
+        } else {
+            "unhealthy"
+        };
+        backstop_api::services::StableHealth {
+            status: status.into(),
+            restarts: stable.iter().map(|(_, s)| s.watch.restarts_total).sum(),
+            last_problem: stable
+                .iter()
+                .find(|(_, s)| !s.watch.healthy)
+                .or(stable.first())
+                .and_then(|(_, s)| s.watch.last_problem.clone()),
         }
     }
 }
@@ -137,20 +237,24 @@ impl Controller {
                     .iter()
                     .find(|r| r.service == env.service && r.env == env.env)
                     .cloned();
-                serving.push((ctx.store.instance(id).await?, "stable", rollout));
+                for inst in instances_of(&ctx, &env.service, id).await? {
+                    serving.push((inst, "stable", rollout.clone()));
+                }
             }
         }
         self.scale_down_due();
         for id in self.warm.keys() {
-            let Ok(inst) = ctx.store.instance(id).await else {
+            let Ok(first) = ctx.store.instance(id).await else {
                 continue;
             };
             let rollout = rollouts
                 .iter()
-                .find(|r| r.service == inst.service && r.env == inst.env)
+                .find(|r| r.service == first.service && r.env == first.env)
                 .cloned();
-            if !serving.iter().any(|(s, _, _)| s.id == inst.id) {
-                serving.push((inst, "warm", rollout));
+            for inst in instances_of(&ctx, &first.service, id).await? {
+                if !serving.iter().any(|(s, _, _)| s.id == inst.id) {
+                    serving.push((inst, "warm", rollout.clone()));
+                }
             }
         }
         // Not what was stopped on purpose. A stable instance still recorded `Starting` is one
@@ -181,6 +285,7 @@ impl Controller {
                 .unwrap_or_else(|p| p.into_inner());
             state.retain(|id, _| ids.contains(&id.as_str()));
         }
+        let mut decided = Vec::with_capacity(serving.len());
         for ((inst, role, rollout), check) in serving.into_iter().zip(checks) {
             let Some(check) = check else { continue };
             let now = ctx.clock.now_ms();
@@ -200,6 +305,11 @@ impl Controller {
                 entry.role = role;
                 entry.watch.observe(&check, now)
             };
+            decided.push((inst, role, rollout, decision));
+        }
+        self.report_partial_failures(&decided).await?;
+        self.replace_outliers().await?;
+        for (inst, role, rollout, decision) in decided {
             if let Decision::Restart {
                 reason,
                 crash_loop_started,
@@ -212,6 +322,197 @@ impl Controller {
                 })
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Feeds `version`'s instances' latest counts (from the built-in proxy) to their test
+    /// against each other; the instance whose errors stand out, once the test finds one (its
+    /// test starts afresh). `None` with one instance, outliers turned off, or a router that
+    /// does not count per instance.
+    pub(super) async fn outlier_of(
+        &mut self,
+        instances: &[InstanceRecord],
+        version: &str,
+    ) -> Result<Option<(InstanceRecord, Outlier)>> {
+        let Some(first) = instances.first() else {
+            return Ok(None);
+        };
+        let svc = self.ctx.service(&first.service)?;
+        if instances.len() < 2 || !svc.partial_failures.outliers {
+            self.outliers.remove(&first.id);
+            return Ok(None);
+        }
+        let stats = match self
+            .ctx
+            .router(&first.service, &first.env)?
+            .instance_stats()
+            .await
+        {
+            Ok(Some(stats)) => stats,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::debug!(service = %first.service, env = %first.env, error = %e, "Cannot read per-instance counts.");
+                return Ok(None);
+            }
+        };
+        let alpha = svc.analysis.alpha;
+        let watch = self
+            .outliers
+            .entry(first.id.clone())
+            .or_insert_with(|| OutlierWatch::new(instances, alpha));
+        if !watch.watches(instances) {
+            *watch = OutlierWatch::new(instances, alpha);
+        }
+        let Some(outlier) = watch.feed(version, &stats) else {
+            return Ok(None);
+        };
+        self.outliers.remove(&first.id);
+        Ok(instances
+            .iter()
+            .find(|i| i.id == outlier.instance)
+            .map(|i| (i.clone(), outlier)))
+    }
+
+    /// Replaces the stable instances whose errors stand out from their siblings': one bad
+    /// instance among many, which health checks may not see.
+    async fn replace_outliers(&mut self) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let rollouts = ctx.store.active_rollouts().await?;
+        for env in ctx.store.environments().await? {
+            let Some(id) = &env.stable_instance_id else {
+                continue;
+            };
+            let key = super::env_key(&env.service, &env.env);
+            if self.lease_in_share(&key).await?.is_none() {
+                continue;
+            }
+            let instances: Vec<InstanceRecord> = instances_of(&ctx, &env.service, id)
+                .await?
+                .into_iter()
+                .filter(|i| i.state == InstanceState::Running)
+                .collect();
+            let Some(first) = instances.first() else {
+                continue;
+            };
+            let version = ctx.store.release(&first.release_id).await?.version;
+            let Some((inst, outlier)) = self.outlier_of(&instances, &version).await? else {
+                continue;
+            };
+            let rollout = rollouts
+                .iter()
+                .find(|r| r.service == env.service && r.env == env.env)
+                .cloned();
+            let reason = format!(
+                "its errors stand out from its version's other instances ({} of {} requests against {} of {}, p = {:.2e})",
+                outlier.errors,
+                outlier.requests,
+                outlier.others_errors,
+                outlier.others_requests,
+                outlier.p_value
+            );
+            let severity = ctx.service(&env.service)?.partial_failures.severity;
+            let summary = format!(
+                "partial failure ({severity}) of stable {} in {}: instance {} {reason}; replacing it",
+                inst.release_id, inst.env, inst.id
+            );
+            self.report(
+                rollout.as_ref(),
+                &inst,
+                EventKind::InstanceOutlier,
+                summary,
+                json!({
+                    "service": inst.service, "env": inst.env, "role": "stable",
+                    "release": inst.release_id, "severity": severity, "outlier": outlier,
+                    "action": "replace",
+                }),
+            )
+            .await?;
+            self.with_lease(&key, async |me| {
+                me.ctx.stop_one(&inst.id).await?;
+                me.restart(&inst, "stable", rollout.as_ref(), &reason, false)
+                    .await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Records a partial failure (practice 3.3) when some, not all, of a serving version's
+    /// instances turned unhealthy: at least the service's `partial_failures.unhealthy` of them.
+    /// Reported once per set of unhealthy instances, with the service's partial-failure
+    /// severity; the instances themselves are replaced by the restarts that follow.
+    async fn report_partial_failures(
+        &mut self,
+        decided: &[(InstanceRecord, &'static str, Option<Rollout>, Decision)],
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let mut groups: Vec<(&str, &str, &str)> = Vec::new();
+        for (inst, role, _, _) in decided {
+            let key = (inst.service.as_str(), inst.env.as_str(), *role);
+            if !groups.contains(&key) {
+                groups.push(key);
+            }
+        }
+        for (service, env, role) in groups {
+            let members: Vec<&(InstanceRecord, &'static str, Option<Rollout>, Decision)> = decided
+                .iter()
+                .filter(|(i, r, _, _)| i.service == service && i.env == env && *r == role)
+                .collect();
+            let probed: Vec<Probed> = {
+                let state = ctx
+                    .caches
+                    .supervision
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                members
+                    .iter()
+                    .filter_map(|(i, _, _, _)| {
+                        state.get(&i.id).map(|s| Probed {
+                            instance: i.id.clone(),
+                            problem: (!s.watch.healthy)
+                                .then(|| s.watch.last_problem.clone().unwrap_or_default()),
+                        })
+                    })
+                    .collect()
+            };
+            let policy = &ctx.service(service)?.partial_failures;
+            let key = (service.to_owned(), env.to_owned(), role.to_owned());
+            let assessment = partial::assess(&probed, policy.unhealthy);
+            let Assessment::Partial { unhealthy, of } = &assessment else {
+                self.partial_reported.remove(&key);
+                continue;
+            };
+            let ids: Vec<String> = unhealthy.iter().map(|p| p.instance.clone()).collect();
+            if self.partial_reported.get(&key) == Some(&ids) {
+                continue;
+            }
+            self.partial_reported.insert(key, ids);
+            let Some((inst, _, rollout, _)) = members
+                .iter()
+                .find(|(i, _, _, _)| i.id == unhealthy[0].instance)
+            else {
+                continue;
+            };
+            let summary = format!(
+                "partial failure ({}) of {role} {} in {env}: {}; replacing them",
+                policy.severity,
+                inst.release_id,
+                assessment.summary()
+            );
+            let evidence = json!({
+                "service": service, "env": env, "role": role, "release": inst.release_id,
+                "severity": policy.severity, "unhealthy": unhealthy, "instances": of,
+                "action": "replace",
+            });
+            self.report(
+                rollout.as_ref(),
+                inst,
+                EventKind::PartialFailure,
+                summary,
+                evidence,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -335,7 +636,7 @@ impl Controller {
         let ctx = self.ctx.clone();
         tracing::warn!(instance = %inst.id, role, reason, "Restarting an instance.");
         let release = ctx.store.release(&inst.release_id).await?;
-        let outcome = ctx.ensure_instance(&inst.id, &release, &inst.env).await;
+        let outcome = ctx.ensure_one(&inst.id, &release, &inst.env).await;
         let now = ctx.clock.now_ms();
         let restarts_total = {
             let mut state = ctx

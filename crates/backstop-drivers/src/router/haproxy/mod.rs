@@ -330,6 +330,7 @@ impl HaproxyRouter {
             s.addr.map(|addr| Upstream {
                 version: mem.label(addr),
                 addr,
+                replicas: Vec::new(),
             })
         };
         let (st, ca) = (up(stable), up(canary));
