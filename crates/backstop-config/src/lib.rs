@@ -37,7 +37,7 @@ pub use backstop_core::rollout::Step;
 pub use backstop_core::severity::Severity;
 pub use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
 pub use model::{
-    AgentRef, Breaker, BreakerScope, CommandRouter, CommandScripts, Config,
+    AgentRef, AlertBlame, Breaker, BreakerScope, CommandRouter, CommandScripts, Config,
     DEFAULT_ROLLBACK_WINDOW, Defaults, Deployer, DeployerKind, Environment, HaproxyRouter,
     HaproxySocket, Health, Hooks, LogSignals, MAX_INSTANCES, MigrationEngine, MigrationsSpec,
     NewVersionPartialFailure, NginxRouter, NotifyTarget, Params, PartialFailures, Probe,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backstop_api::alerts::{AlertmanagerPayload, AlertsReceived};
+use backstop_config::AlertBlame;
 use backstop_core::alert::{
     AlertAction, AlertRecord, AlertStatus, alert_id, in_watch_window, labels_fingerprint,
     severity_of,
@@ -169,7 +170,11 @@ async fn decide(ctx: &Ctx, a: &mut AlertRecord) -> ApiResult<()> {
                 })
         }
     };
-    let Some((rollout, why)) = linked else {
+    let blamed = match svc.alerts.blame {
+        AlertBlame::Labelled => None,
+        AlertBlame::Ranked => likeliest_culprit(ctx, &service, &env, now, svc).await?,
+    };
+    let Some((rollout, why)) = blamed.or(linked) else {
         a.detail = format!(
             "no release of {service} in {env} is new (no rollout under way, none promoted within {})",
             backstop_core::duration::format_duration(svc.alerts.watch)
@@ -201,6 +206,61 @@ async fn decide(ctx: &Ctx, a: &mut AlertRecord) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// `alerts.blame: ranked`: the release that changed `env` within the failure-scope window
+/// whose canary diverged from its baseline first (and furthest), when it is still new (its
+/// rollout under way, or promoted within its service's watch window and still serving), with
+/// why it is blamed. `None` when no release diverged: the alert's own service is blamed.
+async fn likeliest_culprit(
+    ctx: &Ctx,
+    service: &str,
+    env: &str,
+    now: i64,
+    svc: &backstop_config::Service,
+) -> ApiResult<Option<(Rollout, String)>> {
+    let ranking = crate::scope::ranked(ctx, env, now, &svc.analysis).await?;
+    let Some((top, rollout)) = ranking.iter().find(|(s, _)| s.diverged_at_s.is_some()) else {
+        return Ok(None);
+    };
+    // A promoted culprit is blamed while it is new there; one under way, held, or failed (its
+    // own recovery runs or ran: the alert then rolls nothing else back) always is.
+    let new = if rollout.phase == Phase::Promoted {
+        let serving = ctx
+            .store
+            .environment(&rollout.service, env)
+            .await?
+            .and_then(|e| e.lkg_release_id);
+        let watch = ctx
+            .config
+            .service(&rollout.service)
+            .map_or(0, |s| millis(s.alerts.watch));
+        serving.as_deref() == Some(rollout.to_release_id.as_str())
+            && in_watch_window(rollout.updated_at_ms, watch, now)
+    } else {
+        true
+    };
+    if !new {
+        return Ok(None);
+    }
+    let others: Vec<String> = ranking
+        .iter()
+        .filter(|(s, _)| s.rank != top.rank)
+        .map(|(s, _)| format!("{} #{}", s.name, s.rank))
+        .collect();
+    let labelled = if rollout.service == service {
+        String::new()
+    } else {
+        format!("; {service}, which alerted, is not blamed")
+    };
+    let why = format!(
+        "the likeliest culprit of the {} releases that changed {env} within 30 min: its canary diverged from its baseline first, {:.0} s into the window, errors ×{:.1} its baseline (then {}){labelled}",
+        ranking.len(),
+        top.diverged_at_s.unwrap_or_default(),
+        top.error_ratio_lift,
+        others.join(", ")
+    );
+    Ok(Some((rollout.clone(), why)))
 }
 
 /// A resolved alert: recorded on the firing it ends (or on its own when it was never seen
@@ -300,11 +360,12 @@ async fn settle(ctx: &Ctx, id: &str) -> ApiResult<()> {
         AlertAction::Held => a.deadline_ms.is_none_or(|d| d <= ctx.clock.now_ms()),
         _ => false,
     };
-    let (Some(service), Some(env), Some(release), true) =
-        (a.service.clone(), a.env.clone(), a.release_id.clone(), due)
-    else {
+    let (Some(env), Some(release), true) = (a.env.clone(), a.release_id.clone(), due) else {
         return Ok(());
     };
+    // The blamed release's service: the alert's own, or the likeliest culprit's
+    // (`alerts.blame: ranked`).
+    let service = ctx.store.release(&release).await?.service;
     if ctx
         .store
         .unfinished_recoveries()

@@ -30,14 +30,29 @@ pub async fn failure_scope(
     ) {
         return Ok(Vec::new());
     }
-    let until = r.updated_at_ms;
+    Ok(ranked(ctx, &r.env, r.updated_at_ms, settings)
+        .await?
+        .into_iter()
+        .map(|(suspect, _)| suspect)
+        .collect())
+}
+
+/// Every release rolled out in environment `env` within the window before `until` (first
+/// deployments aside: they have no baseline), ranked likeliest culprit first, each with its
+/// rollout; empty unless there are two or more.
+pub async fn ranked(
+    ctx: &Ctx,
+    env: &str,
+    until: i64,
+    settings: &JudgeSettings,
+) -> ApiResult<Vec<(Suspect, Rollout)>> {
     let nearby: Vec<Rollout> = ctx
         .store
         .rollouts(None, LOOK_BACK)
         .await?
         .into_iter()
         .filter(|o| {
-            o.env == r.env && o.created_at_ms <= until && o.created_at_ms >= until - WINDOW_MS
+            o.env == env && o.created_at_ms <= until && o.created_at_ms >= until - WINDOW_MS
         })
         .filter(|o| o.from_release_id.is_some())
         .collect();
@@ -61,11 +76,19 @@ pub async fn failure_scope(
             .find(|e| e.kind == EventKind::CanaryStarted)
             .map_or(o.created_at_ms, |e| e.at_ms);
         candidates.push(Candidate {
-            name: o.to_release_id.clone(),
+            // The rollout's id: two rollouts may carry the same release.
+            name: o.id.clone(),
             started_s: (started - opened) as f64 / 1000.0,
             intervals: ctx.store.intervals(&o.id).await?,
         });
     }
     let at_s = (until - opened) as f64 / 1000.0;
-    Ok(rank(&candidates, settings, Some(at_s)))
+    Ok(rank(&candidates, settings, Some(at_s))
+        .into_iter()
+        .filter_map(|mut suspect| {
+            let rollout = nearby.iter().find(|o| o.id == suspect.name)?.clone();
+            suspect.name.clone_from(&rollout.to_release_id);
+            Some((suspect, rollout))
+        })
+        .collect())
 }

@@ -3,11 +3,13 @@
 //! fires to `/api/v1/alerts/alertmanager` with a releaser's token. A bad release promoted
 //! without traffic (all at once) is rolled back by the alert, once, and the resolved alert is
 //! recorded. The severity workflow on posted payloads: a major alert is held and acknowledged,
-//! a minor one notifies, resends change nothing, an alert about no new release is ignored.
+//! a minor one notifies, resends change nothing, an alert about no new release is ignored. With
+//! `alerts.blame: ranked`, an alert is blamed on the likeliest culprit, not the alerting service.
 
 use backstop_testkit::servers::{Alertmanager, Prometheus};
 use backstop_testkit::{
-    Daemon, Traffic, audit_actions, free_port, http_get, shop_config_all_at_once,
+    DEMO_APP_RUN, Daemon, Traffic, audit_actions, backstop_bin, free_port, http_get,
+    shop_config_all_at_once,
 };
 use serde_json::{Value, json};
 
@@ -269,4 +271,120 @@ fn the_severity_policy_decides_hold_notify_or_nothing_and_a_resend_changes_nothi
         page.contains("acknowledged") && page.contains("notified"),
         "{page}"
     );
+}
+
+/// `alerts.blame: ranked`: api's bad release makes web, which calls it, alert the loudest. The
+/// alert on web is blamed on the likeliest culprit, the release whose own canary diverged from
+/// its baseline (api's, held by api's notify-only policy), which is rolled back; web's good
+/// release, rolling out at the same time, is left to finish.
+#[test]
+fn an_alert_is_blamed_on_the_likeliest_culprit_when_blame_is_ranked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api_port, web_port) = (free_port(), free_port());
+    let service = |name: &str, port: u16, extra: &str| {
+        format!(
+            "  - name: {name}\n    owner: team-test\n    tier: 3\n{DEMO_APP_RUN}{extra}    rollout:\n      strategy: canary\n      steps: [{{weight: 50, for: 5m}}, {{weight: 100}}]\n    analysis:\n      interval: 1s\n    environments:\n      - name: prod\n        listen: 127.0.0.1:{port}\n"
+        )
+    };
+    let config = format!(
+        "services:\n{}{}",
+        service(
+            "api",
+            api_port,
+            "    severity: {critical: notify, major: notify, minor: notify}\n"
+        ),
+        service(
+            "web",
+            web_port,
+            "    severity: {critical: rollback}\n    alerts: {blame: ranked}\n"
+        ),
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, api_port);
+    let bin = backstop_bin();
+    for (name, version, errors) in [
+        ("api", "v1", 0.0),
+        ("api", "v2", 0.5),
+        ("web", "v1", 0.0),
+        ("web", "v2", 0.0),
+    ] {
+        d.cli_json(
+            &[
+                "release",
+                "create",
+                name,
+                "--version",
+                version,
+                "--file",
+                bin.to_str().unwrap(),
+                "--env",
+                &format!("DEMO_ERROR_RATIO={errors}"),
+            ],
+            0,
+        );
+    }
+    for name in ["api", "web"] {
+        let first = d.cli_json(
+            &[
+                "rollout",
+                "start",
+                name,
+                "--env",
+                "prod",
+                "--version",
+                "v1",
+                "--wait",
+            ],
+            0,
+        );
+        assert_eq!(first["rollout"]["phase"], "promoted", "{first:#}");
+    }
+    let _traffic = [
+        Traffic::start(api_port, 60.0),
+        Traffic::start(web_port, 60.0),
+    ];
+    let start = |name: &str| {
+        d.cli_json(
+            &["rollout", "start", name, "--env", "prod", "--version", "v2"],
+            0,
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (api, web) = (start("api"), start("web"));
+    d.wait_phase(
+        &api,
+        "paused",
+        "api's failing canary is held by its notify-only policy",
+    );
+
+    let releaser = token(&d, "am", "releaser");
+    let (status, answer) = d.api_call(
+        "POST",
+        "/api/v1/alerts/alertmanager",
+        Some(&releaser),
+        Some(&payload(
+            &json!({"alertname": "CheckoutErrors", "service": "web", "env": "prod", "severity": "critical"}),
+            "2026-12-05T02:00:00Z",
+            "firing",
+        )),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let alert = &answer["alerts"][0];
+    assert_eq!(alert["release_id"], "api@v2", "{alert:#}");
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(detail.contains("likeliest culprit"), "{detail}");
+    assert!(
+        detail.contains("web, which alerted, is not blamed"),
+        "{detail}"
+    );
+
+    d.wait_phase(&api, "recovered", "the culprit is rolled back");
+    let web_now = d.rollout(&web);
+    assert!(
+        ["progressing", "promoted"].contains(&web_now["rollout"]["phase"].as_str().unwrap()),
+        "web's good release goes on: {web_now:#}"
+    );
+    let settled = alerts(&d);
+    assert_eq!(settled[0]["action"], "rolled_back", "{settled:#}");
 }

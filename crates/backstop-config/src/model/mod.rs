@@ -28,7 +28,7 @@ pub use rollout::{DEFAULT_ROLLBACK_WINDOW, RolloutBreaker, RolloutSpec, Strategy
 pub use run::{CommandScripts, Deployer, DeployerKind, Health, MAX_INSTANCES, Probe, Run};
 pub(crate) use schema::{EnvVarName, NonEmptyString, SocketAddrString};
 pub use service::{
-    Hooks, MigrationEngine, MigrationsSpec, NewVersionPartialFailure, NotifyTarget,
+    AlertBlame, Hooks, MigrationEngine, MigrationsSpec, NewVersionPartialFailure, NotifyTarget,
     PartialFailures, Service, WebhookFormat,
 };
 pub use signals::{LogSignals, PrometheusSignals, Signals};

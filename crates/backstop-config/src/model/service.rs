@@ -260,14 +260,34 @@ pub struct AlertSettings {
     #[serde(default = "default_alert_watch", with = "duration")]
     #[schemars(with = "DurationString")]
     pub watch: Duration,
+    /// Which release an alert about this service is blamed on: `labelled` (default: the
+    /// release of the service its labels name) or `ranked` (the likeliest culprit among the
+    /// releases that changed the environment within 30 minutes, ranked by how early and how
+    /// far each one's canary diverged from its baseline; the labelled service's release when
+    /// none diverged). A bad release often hurts its callers loudest: `ranked` recovers the
+    /// culprit first, not the service that alerted.
+    #[serde(default)]
+    pub blame: AlertBlame,
 }
 
 impl Default for AlertSettings {
     fn default() -> Self {
         Self {
             watch: default_alert_watch(),
+            blame: AlertBlame::default(),
         }
     }
+}
+
+/// Which release an alert is blamed on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertBlame {
+    /// The release of the service the alert's labels name.
+    #[default]
+    Labelled,
+    /// The likeliest culprit by failure scope.
+    Ranked,
 }
 
 fn default_alert_watch() -> Duration {
