@@ -155,7 +155,12 @@ impl CommandDeployer {
                 duration: started.elapsed(),
             };
             if run.exit_code == 0 && !run.timed_out {
-                tracing::info!(%action, idempotency_key = key, attempts = attempt, duration_ms = outcome.duration.as_millis() as u64, "Command succeeded.");
+                // Health scripts and probes pass every second: news only when they fail.
+                if action == Action::Health {
+                    tracing::debug!(%action, attempts = attempt, duration_ms = outcome.duration.as_millis() as u64, "Command succeeded.");
+                } else {
+                    tracing::info!(%action, idempotency_key = key, attempts = attempt, duration_ms = outcome.duration.as_millis() as u64, "Command succeeded.");
+                }
                 return Ok(outcome);
             }
             let how = if run.timed_out {

@@ -42,7 +42,7 @@ pub use backstop_core::partial::MAX_INSTANCES;
 pub enum Probe {
     /// An HTTP GET of `path` on the instance's port answers 2xx.
     Http {
-        /// The path requested, e.g. `/ready`.
+        /// The path requested, such as `/ready`.
         #[schemars(pattern("^/"))]
         path: String,
     },
@@ -52,7 +52,7 @@ pub enum Probe {
     /// `BACKSTOP_SERVICE`, `BACKSTOP_ENV` and `BACKSTOP_VERSION` set; limited by
     /// `health.timeout`).
     Exec {
-        /// The shell command, e.g. `test -S /run/app/$BACKSTOP_PORT.sock`.
+        /// The shell command to run, such as `test -S /run/app/$BACKSTOP_PORT.sock`.
         #[schemars(length(min = 1))]
         command: String,
     },

@@ -186,6 +186,14 @@ fn type_name(t: jsonschema::JsonType) -> &'static str {
     }
 }
 
+/// The value at pointer `at` inside `instance`, itself at pointer `ptr` (null when absent).
+fn doc_value(instance: &Value, ptr: &str, at: &str) -> Value {
+    instance
+        .pointer(at.strip_prefix(ptr).unwrap_or(""))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 fn short(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -321,9 +329,43 @@ fn map_error(doc: &Document, e: &ValidationError<'_>, out: &mut Vec<Problem>) {
                                 )
                         })
                     };
+                    // A tagged union (`{kind: tcp}`, `{kind: exec, command}`) whose tag is
+                    // unknown: every branch refuses the same key's constant; name them all.
+                    let tag: Vec<(String, String)> = context
+                        .iter()
+                        .filter_map(|b| {
+                            b.iter().find_map(|x| match x.kind() {
+                                ValidationErrorKind::Constant { expected_value }
+                                    if pointer_of(x) != ptr =>
+                                {
+                                    Some((pointer_of(x), short(expected_value)))
+                                }
+                                _ => None,
+                            })
+                        })
+                        .collect();
+                    if tag.len() == context.len()
+                        && tag.len() > 1
+                        && tag.iter().all(|(p, _)| *p == tag[0].0)
+                    {
+                        let at = tag[0].0.clone();
+                        let value = doc_value(instance, &ptr, &at);
+                        let allowed: Vec<String> = tag.into_iter().map(|(_, c)| c).collect();
+                        push(doc.value_pos(&at), at, unknown_value(&value, &allowed));
+                        return;
+                    }
+                    // When the tag matched one branch, that branch says what is wrong.
+                    let tag_refused = |b: &Vec<ValidationError<'_>>| {
+                        b.iter().any(|x| {
+                            matches!(x.kind(), ValidationErrorKind::Constant { .. })
+                                && pointer_of(x) != ptr
+                        })
+                    };
+                    let tagged = !tag.is_empty() && tag.len() + 1 == context.len();
                     let fitting = context
                         .iter()
                         .filter(|b| !b.is_empty() && !at_root(b))
+                        .filter(|b| !tagged || !tag_refused(b))
                         .min_by_key(|b| b.len());
                     let forms: Vec<String> = context.iter().filter_map(|b| form_of(b)).collect();
                     match (fitting, forms.is_empty()) {
