@@ -576,30 +576,47 @@ impl Ctx {
         Ok(had_canary)
     }
 
-    /// Where the proxy sends a version's traffic: its first instance, and the further ones
-    /// that run (one being restarted is left out until it is back).
+    /// Where the proxy sends a version's traffic: those of its instances that run (one being
+    /// restarted or replaced is left out until it is back), or its first when none does.
     async fn upstream(&self, instance_id: &str) -> Result<Upstream> {
         let rec = self.store.instance(instance_id).await?;
         let release = self.store.release(&rec.release_id).await?;
-        let mut replicas = Vec::new();
-        for id in self
-            .replica_ids(&release.service, instance_id)?
-            .iter()
-            .skip(1)
-        {
-            match self.store.instance(id).await {
-                Ok(r) if r.state == InstanceState::Running => {
-                    replicas.push(SocketAddr::from(([127, 0, 0, 1], r.port)));
-                }
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let mut running = Vec::new();
+        for id in self.replica_ids(&release.service, instance_id)? {
+            match self.store.instance(&id).await {
+                Ok(r) if r.state == InstanceState::Running => running.push(addr(r.port)),
                 Ok(_) | Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        let (first, replicas) = match running.split_first() {
+            Some((first, rest)) => (*first, rest.to_vec()),
+            None => (addr(rec.port), Vec::new()),
+        };
         Ok(Upstream {
             version: release.version,
-            addr: SocketAddr::from(([127, 0, 0, 1], rec.port)),
+            addr: first,
             replicas,
         })
+    }
+
+    /// Takes one of a version's several instances out of its traffic before it is restarted or
+    /// replaced (recorded as starting, routes applied again), so users meet its siblings
+    /// meanwhile rather than a dead port. A version's only instance stays routed: nothing else
+    /// could answer.
+    pub async fn eject(&self, inst: &InstanceRecord) -> Result<()> {
+        let first = backstop_core::partial::primary_of(&inst.id);
+        if self.replica_ids(&inst.service, first)?.len() < 2 {
+            return Ok(());
+        }
+        let mut out = self.store.instance(&inst.id).await?;
+        if out.state == InstanceState::Running {
+            out.state = InstanceState::Starting;
+            self.store.put_instance(&out).await?;
+            self.apply_routes(&inst.service, &inst.env).await?;
+        }
+        Ok(())
     }
 }
 

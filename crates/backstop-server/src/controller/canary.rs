@@ -42,11 +42,12 @@ pub(super) struct Watch {
     logs: Option<LogWatch>,
 }
 
-/// The error lines of each arm's instance log (`signals.logs`), counted per interval.
+/// The error lines of each arm's instance logs (`signals.logs`; every instance of the version),
+/// counted per interval.
 struct LogWatch {
     pattern: regex::Regex,
-    baseline: Option<backstop_drivers::logs::LogTail>,
-    canary: Option<backstop_drivers::logs::LogTail>,
+    baseline: Vec<backstop_drivers::logs::LogTail>,
+    canary: Vec<backstop_drivers::logs::LogTail>,
 }
 
 impl LogWatch {
@@ -54,13 +55,16 @@ impl LogWatch {
     /// says so in the daemon's log).
     fn count(&mut self) -> backstop_judge::LogLines {
         let pattern = &self.pattern;
-        let count = |tail: &mut Option<backstop_drivers::logs::LogTail>| {
-            tail.as_mut().map_or(0, |t| {
-                t.count_new(pattern).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "Could not read an instance log; its error lines count as none this interval.");
-                    0
+        let count = |tails: &mut Vec<backstop_drivers::logs::LogTail>| {
+            tails
+                .iter_mut()
+                .map(|t| {
+                    t.count_new(pattern).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "Could not read an instance log; its error lines count as none this interval.");
+                        0
+                    })
                 })
-            })
+                .sum()
         };
         backstop_judge::LogLines {
             baseline: count(&mut self.baseline),
@@ -274,13 +278,20 @@ impl Controller {
                     .environment(&r.service, &r.env)
                     .await?
                     .and_then(|e| e.stable_instance_id);
-                let tail = |id: Option<String>| {
-                    id.map(|id| backstop_drivers::logs::LogTail::from_end(ctx.log_path(&id)))
+                let tail = |id: Option<String>| -> Result<Vec<_>> {
+                    Ok(match id {
+                        Some(id) => ctx
+                            .replica_ids(&r.service, &id)?
+                            .iter()
+                            .map(|i| backstop_drivers::logs::LogTail::from_end(ctx.log_path(i)))
+                            .collect(),
+                        None => Vec::new(),
+                    })
                 };
                 Some(LogWatch {
                     pattern: regex::Regex::new(&l.pattern)?,
-                    baseline: tail(stable),
-                    canary: tail(r.canary_instance_id.clone()),
+                    baseline: tail(stable)?,
+                    canary: tail(r.canary_instance_id.clone())?,
                 })
             }
             None => None,
@@ -719,6 +730,9 @@ impl Controller {
         )
         .await?;
         for p in unhealthy {
+            if let Some(inst) = instances.iter().find(|i| i.id == p.instance) {
+                ctx.eject(inst).await?;
+            }
             ctx.stop_one(&p.instance).await?;
             if let Err(e) = ctx.ensure_one(&p.instance, release, &r.env).await {
                 tracing::warn!(instance = %p.instance, error = format!("{e:#}"), "A replaced instance of the new version did not come back.");

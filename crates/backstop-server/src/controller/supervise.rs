@@ -429,6 +429,7 @@ impl Controller {
             )
             .await?;
             self.with_lease(&key, async |me| {
+                me.ctx.eject(&inst).await?;
                 me.ctx.stop_one(&inst.id).await?;
                 me.restart(&inst, "stable", rollout.as_ref(), &reason, false)
                     .await
@@ -635,6 +636,7 @@ impl Controller {
     ) -> Result<()> {
         let ctx = self.ctx.clone();
         tracing::warn!(instance = %inst.id, role, reason, "Restarting an instance.");
+        ctx.eject(inst).await?;
         let release = ctx.store.release(&inst.release_id).await?;
         let outcome = ctx.ensure_one(&inst.id, &release, &inst.env).await;
         let now = ctx.clock.now_ms();
