@@ -35,4 +35,20 @@ pub struct StableHealth {
     pub restarts: u64,
     /// Why it was last restarted or failed.
     pub last_problem: Option<String>,
+    /// Each stable instance (`run.instances` of them), as supervision last found it.
+    #[serde(default)]
+    pub instances: Vec<InstanceHealth>,
+}
+
+/// One supervised instance of an environment's serving version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceHealth {
+    /// The instance's id (`…-r2`, `…-r3` for a version's further instances).
+    pub id: String,
+    pub healthy: bool,
+    /// Restarts since this daemon started.
+    pub restarts: u64,
+    pub crash_loop: bool,
+    /// Why it was last restarted or failed.
+    pub last_problem: Option<String>,
 }

@@ -75,8 +75,8 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
             .supervision
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
+            .iter()
+            .map(|(id, s)| (id.clone(), s.clone()))
             .collect(),
     };
     let mut registry = Registry::default();
@@ -104,7 +104,8 @@ struct Scrape {
     /// False while the store refuses writes.
     store_writable: bool,
     /// What supervision found of each instance that should be serving.
-    instances: Vec<crate::controller::Supervised>,
+    /// Supervised instances by id.
+    instances: Vec<(String, crate::controller::Supervised)>,
 }
 
 impl Scrape {
@@ -170,21 +171,23 @@ impl Collector for Scrape {
             let labels = [("phase", phase.as_str())];
             ConstGauge::new(self.rollouts_in(phase)).encode(rollouts.encode_family(&labels)?)?;
         }
-        let instance_labels = |s: &crate::controller::Supervised| {
+        // One series per instance: a version may run several (`run.instances`).
+        let instance_labels = |(id, s): &(String, crate::controller::Supervised)| {
             [
                 ("service", s.service.clone()),
                 ("env", s.env.clone()),
                 ("role", s.role.to_string()),
+                ("instance", id.clone()),
             ]
         };
         let mut healthy = encoder.encode_descriptor(
             "backstop_instance_healthy",
-            "1 while the supervised instance passes its checks, by role (stable, canary).",
+            "1 while the supervised instance passes its checks, by role (stable, warm) and instance.",
             None,
             MetricType::Gauge,
         )?;
         for s in &self.instances {
-            ConstGauge::new(i64::from(s.watch.healthy))
+            ConstGauge::new(i64::from(s.1.watch.healthy))
                 .encode(healthy.encode_family(&instance_labels(s))?)?;
         }
         let mut restarts = encoder.encode_descriptor(
@@ -194,7 +197,7 @@ impl Collector for Scrape {
             MetricType::Counter,
         )?;
         for s in &self.instances {
-            ConstCounter::new(s.watch.restarts_total)
+            ConstCounter::new(s.1.watch.restarts_total)
                 .encode(restarts.encode_family(&instance_labels(s))?)?;
         }
         let mut crash_loop = encoder.encode_descriptor(
@@ -204,7 +207,7 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         for s in &self.instances {
-            ConstGauge::new(i64::from(s.watch.crash_loop))
+            ConstGauge::new(i64::from(s.1.watch.crash_loop))
                 .encode(crash_loop.encode_family(&instance_labels(s))?)?;
         }
         self.encode_decisions(&mut encoder)?;
@@ -511,17 +514,20 @@ mod tests {
             audit_chain_ok: Some(true),
             postmortems_overdue: 0,
             store_writable: true,
-            instances: vec![crate::controller::Supervised {
-                service: "shop".into(),
-                env: "prod".into(),
-                release_id: "shop@v1".into(),
-                role: "stable",
-                watch: backstop_core::supervision::InstanceWatch {
-                    healthy: true,
-                    restarts_total: 2,
-                    ..Default::default()
+            instances: vec![(
+                "shop-prod-v1-abc123".into(),
+                crate::controller::Supervised {
+                    service: "shop".into(),
+                    env: "prod".into(),
+                    release_id: "shop@v1".into(),
+                    role: "stable",
+                    watch: backstop_core::supervision::InstanceWatch {
+                        healthy: true,
+                        restarts_total: 2,
+                        ..Default::default()
+                    },
                 },
-            }],
+            )],
         });
         let labels = r#"service="shop",env="prod",version="v\"2""#;
         for line in [
@@ -545,9 +551,9 @@ mod tests {
             "backstop_audit_records 7",
             "backstop_audit_chain_ok 1",
             "backstop_store_writable 1",
-            "backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1",
-            "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 2",
-            "backstop_instance_crash_loop{service=\"shop\",env=\"prod\",role=\"stable\"} 0",
+            "backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\",instance=\"shop-prod-v1-abc123\"} 1",
+            "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\",instance=\"shop-prod-v1-abc123\"} 2",
+            "backstop_instance_crash_loop{service=\"shop\",env=\"prod\",role=\"stable\",instance=\"shop-prod-v1-abc123\"} 0",
             "backstop_rollouts_finished_total{result=\"recovered\"} 2",
             "backstop_rollouts_finished_total{result=\"failed\"} 0",
             "backstop_verdicts_total{judge=\"sequential\",result=\"fail\"} 2",

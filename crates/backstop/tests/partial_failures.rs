@@ -86,6 +86,24 @@ fn a_crashed_instance_of_three_is_a_partial_failure_and_is_replaced() {
     d.wait_until("the environment is healthy again", || {
         d.api_get("/api/v1/services")[0]["environments"][0]["health"]["status"] == "healthy"
     });
+    let health = &d.api_get("/api/v1/services")[0]["environments"][0]["health"];
+    let instances = health["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 3, "{health:#}");
+    let second = instances
+        .iter()
+        .find(|i| i["id"].as_str().unwrap().ends_with("-r2"))
+        .unwrap();
+    assert_eq!(
+        (&second["healthy"], &second["restarts"]),
+        (&true.into(), &1.into()),
+        "{health:#}"
+    );
+    let metrics = backstop_testkit::http_get(d.api_port(), "/metrics").unwrap();
+    let healthy_series = metrics
+        .lines()
+        .filter(|l| l.starts_with("backstop_instance_healthy{service=\"shop\""))
+        .count();
+    assert_eq!(healthy_series, 3, "one series per instance: {metrics}");
 }
 
 #[test]

@@ -61,17 +61,26 @@ fn a_crashed_stable_instance_is_restarted_recorded_and_counted() {
     assert_eq!(health["restarts"], 1, "{services:#}");
     assert_eq!(health["last_problem"], "its process exited", "{services:#}");
     let metrics = http_get(d.api_port(), "/metrics").unwrap();
-    assert!(
-        metrics.contains(
-            "backstop_instance_restarts_total{service=\"shop\",env=\"prod\",role=\"stable\"} 1"
-        ),
+    assert_eq!(
+        stable_series(&metrics, "backstop_instance_restarts_total"),
+        Some("1"),
         "{metrics}"
     );
-    assert!(
-        metrics
-            .contains("backstop_instance_healthy{service=\"shop\",env=\"prod\",role=\"stable\"} 1"),
+    assert_eq!(
+        stable_series(&metrics, "backstop_instance_healthy"),
+        Some("1"),
         "{metrics}"
     );
+}
+
+/// The value of `name`'s one series for shop's stable instance in prod (labelled with its id).
+fn stable_series<'a>(metrics: &'a str, name: &str) -> Option<&'a str> {
+    let prefix =
+        format!("{name}{{service=\"shop\",env=\"prod\",role=\"stable\",instance=\"shop-prod-v1-");
+    let mut found = metrics.lines().filter(|l| l.starts_with(&prefix));
+    let line = found.next()?;
+    assert!(found.next().is_none(), "one series: {metrics}");
+    line.rsplit_once(' ').map(|(_, v)| v)
 }
 
 /// A good release is not failed for the stable version's crash: with the stable instance
@@ -134,10 +143,9 @@ fn a_stable_instance_that_keeps_crashing_is_a_crash_loop_until_it_starts_again()
         "{services:#}"
     );
     let metrics = http_get(d.api_port(), "/metrics").unwrap();
-    assert!(
-        metrics.contains(
-            "backstop_instance_crash_loop{service=\"shop\",env=\"prod\",role=\"stable\"} 1"
-        ),
+    assert_eq!(
+        stable_series(&metrics, "backstop_instance_crash_loop"),
+        Some("1"),
         "{metrics}"
     );
     d.register("v2", 0.0);

@@ -220,6 +220,16 @@ impl Ctx {
                 .find(|(_, s)| !s.watch.healthy)
                 .or(stable.first())
                 .and_then(|(_, s)| s.watch.last_problem.clone()),
+            instances: stable
+                .iter()
+                .map(|(id, s)| backstop_api::services::InstanceHealth {
+                    id: id.clone(),
+                    healthy: s.watch.healthy,
+                    restarts: s.watch.restarts_total,
+                    crash_loop: s.watch.crash_loop,
+                    last_problem: s.watch.last_problem.clone(),
+                })
+                .collect(),
         }
     }
 }

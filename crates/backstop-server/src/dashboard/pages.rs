@@ -107,6 +107,19 @@ pub async fn overview(signed: Signed) -> Response {
     }
 }
 
+/// The stable instances' state: a badge, and how many of several are healthy.
+fn instances_cell(health: &backstop_api::services::StableHealth) -> String {
+    let n = health.instances.len();
+    if n < 2 {
+        return badge(&health.status);
+    }
+    let healthy = health.instances.iter().filter(|i| i.healthy).count();
+    format!(
+        "{}<br><small>{healthy} of {n} instances healthy</small>",
+        badge(&health.status)
+    )
+}
+
 async fn overview_body(signed: &Signed) -> Result<String, Failure> {
     let services: Vec<ServiceView> = signed.get("/api/v1/services").await?;
     let rollouts: Vec<Rollout> = signed.get("/api/v1/rollouts?limit=20").await?;
@@ -134,7 +147,7 @@ async fn overview_body(signed: &Signed) -> Result<String, Failure> {
                     e.active_rollout
                         .as_deref()
                         .map_or_else(|| "–".into(), rollout_link),
-                    badge(&e.health.status),
+                    instances_cell(&e.health),
                     format!(
                         "<a class=\"button danger\" href=\"/environments/{}/{}/rollback\">Roll back…</a>",
                         seg(&s.name),
@@ -152,7 +165,7 @@ async fn overview_body(signed: &Signed) -> Result<String, Failure> {
             "Environment",
             "Last known good",
             "Active rollout",
-            "Stable instance",
+            "Stable instances",
             "",
         ],
         &rows,
