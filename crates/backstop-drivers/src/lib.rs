@@ -23,6 +23,7 @@ pub mod command;
 pub mod config_files;
 pub mod load;
 pub mod logs;
+pub mod loki;
 pub mod notify;
 pub mod process;
 pub mod prometheus;

@@ -34,7 +34,7 @@ pub struct PrometheusConfig {
 
 /// A query that did not give a vector of samples.
 #[derive(Debug, thiserror::Error)]
-#[error("prometheus {url}: query `{query}`: {reason}")]
+#[error("{url}: query `{query}`: {reason}")]
 pub struct SourceError {
     pub url: String,
     pub query: String,
@@ -55,17 +55,30 @@ pub struct PrometheusSource {
     api: QueryApi,
 }
 
-/// The instant-query endpoint of one Prometheus (`/api/v1/query`), with its HTTP client.
+/// The instant-query endpoint of one Prometheus (`/api/v1/query`), or of an API that answers
+/// in its format (Loki's `/loki/api/v1/query`), with its HTTP client.
 #[derive(Debug, Clone)]
-struct QueryApi {
+pub(crate) struct QueryApi {
     url: String,
     client: reqwest::Client,
-    endpoint: reqwest::Url,
+    pub(crate) endpoint: reqwest::Url,
+    /// Loki's tenant (`X-Scope-OrgID`), when it runs multi-tenant.
+    tenant: Option<String>,
 }
 
 impl QueryApi {
-    /// Fails on a URL that is not http(s).
+    /// Prometheus's endpoint under `url`; fails on a URL that is not http(s).
     fn new(url: &str, timeout: std::time::Duration) -> Result<Self, SourceError> {
+        Self::at(url, "/api/v1/query", None, timeout)
+    }
+
+    /// The endpoint `path` under `url` (which may carry a path prefix), asked as `tenant`.
+    pub(crate) fn at(
+        url: &str,
+        path: &str,
+        tenant: Option<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, SourceError> {
         let fail = |reason: String| SourceError {
             url: url.to_string(),
             query: String::new(),
@@ -76,10 +89,7 @@ impl QueryApi {
             return Err(fail("the URL must be http:// or https://".into()));
         }
         let endpoint = base
-            .join(&format!(
-                "{}/api/v1/query",
-                base.path().trim_end_matches('/')
-            ))
+            .join(&format!("{}{path}", base.path().trim_end_matches('/')))
             .map_err(|e| fail(format!("bad URL: {e}")))?;
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -90,11 +100,16 @@ impl QueryApi {
             url: url.to_string(),
             client,
             endpoint,
+            tenant,
         })
     }
 
     /// The instant vector of `query` at `at_ms` (now with `None`).
-    async fn query(&self, query: &str, at_ms: Option<i64>) -> Result<Vec<Sample>, SourceError> {
+    pub(crate) async fn query(
+        &self,
+        query: &str,
+        at_ms: Option<i64>,
+    ) -> Result<Vec<Sample>, SourceError> {
         let fail = |reason: String| SourceError {
             url: self.url.clone(),
             query: query.to_string(),
@@ -106,9 +121,11 @@ impl QueryApi {
             url.query_pairs_mut()
                 .append_pair("time", &format!("{:.3}", at as f64 / 1000.0));
         }
-        let response = self
-            .client
-            .get(url)
+        let mut request = self.client.get(url);
+        if let Some(tenant) = &self.tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| fail(format!("request failed: {e}")))?;

@@ -24,14 +24,46 @@ pub struct Signals {
     pub logs: Option<LogSignals>,
 }
 
-/// Which log lines are errors.
+/// Which log lines are errors, and where they are read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogSignals {
-    /// A regular expression (Rust `regex` syntax) a line must match to count, such as
-    /// `"level=error|ERROR|panicked"`.
+    /// A regular expression (Rust `regex` syntax; with `loki`, RE2 as LogQL reads it) a line
+    /// must match to count, such as `"level=error|ERROR|panicked"`.
     #[schemars(length(min = 1))]
     pub pattern: String,
+    /// Read the lines from a Loki-compatible log store instead of the captured instance logs
+    /// (instances on other hosts, logs shipped away): every interval, one LogQL query counts the
+    /// lines matching `pattern` per version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "LokiLogs")]
+    pub loki: Option<LokiLogs>,
+}
+
+/// A Loki-compatible log store holding the service's logs, each stream labelled with the
+/// version that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LokiLogs {
+    /// Base URL of the HTTP API, such as `http://loki:3100`.
+    #[schemars(pattern(r"^https?://[^\s/]+"))]
+    pub url: String,
+    /// LogQL stream selector of the service's logs in one environment; `{service}` and `{env}`
+    /// are replaced, such as `{app="{service}",env="{env}"}`.
+    #[schemars(pattern(r"^\{.*\}$"))]
+    pub selector: String,
+    /// The stream label whose values are the versions (default `version`).
+    #[serde(default = "default_version_label")]
+    #[schemars(pattern("^[a-zA-Z_][a-zA-Z0-9_]*$"))]
+    pub version_label: String,
+    /// The tenant sent as `X-Scope-OrgID` to a multi-tenant Loki.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub tenant: Option<String>,
+    /// Timeout of one query (default `5s`).
+    #[serde(default = "default_prometheus_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
 }
 
 impl Signals {

@@ -42,33 +42,65 @@ pub(super) struct Watch {
     logs: Option<LogWatch>,
 }
 
-/// The error lines of each arm's instance logs (`signals.logs`; every instance of the version),
-/// counted per interval.
-struct LogWatch {
-    pattern: regex::Regex,
-    baseline: Vec<backstop_drivers::logs::LogTail>,
-    canary: Vec<backstop_drivers::logs::LogTail>,
+/// Where the error lines of each arm are counted per interval (`signals.logs`).
+enum LogWatch {
+    /// The arms' captured instance logs (every instance of each version).
+    Captured {
+        pattern: regex::Regex,
+        baseline: Vec<backstop_drivers::logs::LogTail>,
+        canary: Vec<backstop_drivers::logs::LogTail>,
+    },
+    /// A Loki-compatible store, asked for each version's lines of the last interval.
+    Loki {
+        source: Box<backstop_drivers::loki::LokiSource>,
+        window: std::time::Duration,
+        baseline: String,
+        canary: String,
+    },
 }
 
 impl LogWatch {
-    /// The lines matched since the last interval; a log that cannot be read counts none (and
-    /// says so in the daemon's log).
-    fn count(&mut self) -> backstop_judge::LogLines {
-        let pattern = &self.pattern;
-        let count = |tails: &mut Vec<backstop_drivers::logs::LogTail>| {
-            tails
-                .iter_mut()
-                .map(|t| {
-                    t.count_new(pattern).unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "Could not read an instance log; its error lines count as none this interval.");
-                        0
-                    })
+    /// The lines matched since the last interval. A captured log that cannot be read counts
+    /// none; a store that does not answer gives no count this interval (both said in the
+    /// daemon's log).
+    async fn count(&mut self) -> Option<backstop_judge::LogLines> {
+        match self {
+            LogWatch::Captured {
+                pattern,
+                baseline,
+                canary,
+            } => {
+                let count = |tails: &mut Vec<backstop_drivers::logs::LogTail>| {
+                    tails
+                        .iter_mut()
+                        .map(|t| {
+                            t.count_new(pattern).unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "Could not read an instance log; its error lines count as none this interval.");
+                                0
+                            })
+                        })
+                        .sum()
+                };
+                Some(backstop_judge::LogLines {
+                    baseline: count(baseline),
+                    canary: count(canary),
                 })
-                .sum()
-        };
-        backstop_judge::LogLines {
-            baseline: count(&mut self.baseline),
-            canary: count(&mut self.canary),
+            }
+            LogWatch::Loki {
+                source,
+                window,
+                baseline,
+                canary,
+            } => match source.error_lines(*window).await {
+                Ok(lines) => Some(backstop_judge::LogLines {
+                    baseline: lines.get(baseline.as_str()).copied().unwrap_or(0),
+                    canary: lines.get(canary.as_str()).copied().unwrap_or(0),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "The log store did not answer; no error-log count this interval.");
+                    None
+                }
+            },
         }
     }
 }
@@ -267,6 +299,26 @@ impl Controller {
             .and_then(|e| e.agent.as_deref())
             .is_some();
         let logs = match &svc.signals.logs {
+            Some(l) if l.loki.is_some() => {
+                let loki = l.loki.as_ref().ok_or_else(|| anyhow!("no loki"))?;
+                let render =
+                    |q: &str| backstop_config::PrometheusSignals::render(q, &r.service, &r.env);
+                Some(LogWatch::Loki {
+                    source: Box::new(backstop_drivers::loki::LokiSource::new(
+                        backstop_drivers::loki::LokiConfig {
+                            url: loki.url.clone(),
+                            selector: render(&loki.selector),
+                            pattern: l.pattern.clone(),
+                            version_label: loki.version_label.clone(),
+                            tenant: loki.tenant.clone(),
+                            timeout: loki.timeout,
+                        },
+                    )?),
+                    window: settings.interval,
+                    baseline: baseline.clone(),
+                    canary: canary.clone(),
+                })
+            }
             Some(_) if remote => {
                 // The instances' output is on their agent's host: no log lines to count here.
                 tracing::warn!(service = %r.service, env = %r.env, "signals.logs: the instances run on another host's agent, whose logs are not read; the logs signal sees nothing there.");
@@ -288,7 +340,7 @@ impl Controller {
                         None => Vec::new(),
                     })
                 };
-                Some(LogWatch {
+                Some(LogWatch::Captured {
                     pattern: regex::Regex::new(&l.pattern)?,
                     baseline: tail(stable)?,
                     canary: tail(r.canary_instance_id.clone())?,
@@ -512,6 +564,10 @@ impl Controller {
         let ctx = self.ctx.clone();
         let interval_ms = ctx.service(&r.service)?.analysis.interval.as_millis() as Millis;
         let stats = self.stats_or_event(r).await?;
+        let log_lines = match self.watches.get_mut(&r.id).and_then(|w| w.logs.as_mut()) {
+            Some(logs) => logs.count().await,
+            None => None,
+        };
         let watch = self
             .watches
             .get_mut(&r.id)
@@ -521,7 +577,7 @@ impl Controller {
             t: (now - watch.canary_started_at) as f64 / 1000.0,
             baseline: delta(watch.last.0.as_ref(), cur.0.as_ref()),
             canary: delta(watch.last.1.as_ref(), cur.1.as_ref()),
-            log_lines: watch.logs.as_mut().map(LogWatch::count),
+            log_lines,
         };
         ctx.store.append_interval(&r.id, &interval).await?;
         let (judge, report) = {
