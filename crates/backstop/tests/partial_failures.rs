@@ -3,7 +3,7 @@
 //! crashed stable instance is a partial failure, recorded with its severity and replaced; one
 //! bad instance among ten is found from the proxy's per-instance error counts and replaced; a
 //! new version whose probes fail on one of its three instances is rolled back, the reason
-//! naming the instance.
+//! naming the instance; a daemon killed mid-canary adopts all six instances it finds.
 
 use std::path::Path;
 
@@ -188,4 +188,49 @@ fn a_new_version_failing_its_probe_on_one_instance_of_three_is_rolled_back() {
     assert!(reason.contains("-r2: exec probe"), "{reason}");
     // v1's three instances serve again, v2's are gone.
     assert_eq!(instance_pids(&d.state_dir).len(), 3);
+}
+
+/// `kill -9` of the daemon while a new version's three instances are in their canary: the
+/// restarted daemon adopts every instance (none started twice, none left behind), the rollout
+/// ends, and the old version's three are scaled down.
+#[test]
+fn a_daemon_killed_mid_canary_adopts_every_instance_of_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let mut d = Daemon::start(
+        &dir.path().join("state"),
+        &config(proxy, 3, "[{weight: 50, for: 4s}, {weight: 100}]", ""),
+        proxy,
+    );
+    let state = d.state_dir.clone();
+    d.register("v1", 0.0);
+    d.register("v2", 0.0);
+    assert_eq!(d.rollout_wait("v1", 0)["rollout"]["phase"], "promoted");
+    let _traffic = Traffic::start(proxy, 30.0);
+    let id = d.rollout_progressing("v2");
+    let before = instance_pids(&state);
+    assert_eq!(before.len(), 6, "three of each version: {before:?}");
+
+    d.kill9();
+    d.restart();
+
+    let done = d.wait_rollout(&id, "the rollout ends", |r| {
+        ["promoted", "recovered"].contains(&r["rollout"]["phase"].as_str().unwrap_or(""))
+    });
+    assert_eq!(done["rollout"]["phase"], "promoted", "{done:#}");
+    let v2: Vec<u32> = ["", "-r2", "-r3"]
+        .iter()
+        .map(|suffix| {
+            let primary = done["rollout"]["canary_instance_id"].as_str().unwrap();
+            pid_of_instance(&state, &format!("{primary}{suffix}"))
+                .unwrap_or_else(|| panic!("{primary}{suffix} runs"))
+        })
+        .collect();
+    assert!(
+        v2.iter().all(|pid| before.contains(pid)),
+        "v2's instances were adopted, not started again: {v2:?} of {before:?}"
+    );
+    d.wait_until("v1's three instances are scaled down", || {
+        instance_pids(&state).len() == 3
+    });
 }

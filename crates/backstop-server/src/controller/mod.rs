@@ -262,9 +262,13 @@ impl Controller {
                 self.keep_warm(&inst.service, inst.id.clone())?;
                 keep.push(inst.id.clone());
             }
-            // A version's further instances go with its first.
+            // A version's further instances go with its first, as many as `run.instances` says
+            // now (lowering it retires the extra ones at the next start).
             let first = backstop_core::partial::primary_of(&inst.id);
-            let kept = keep.iter().any(|k| k == first) || self.warm.contains_key(first);
+            let kept = (keep.iter().any(|k| k == first) || self.warm.contains_key(first))
+                && ctx
+                    .replica_ids(&inst.service, first)
+                    .map_or(true, |ids| ids.contains(&inst.id));
             if !kept {
                 tracing::info!(instance = %inst.id, "Stopping an instance nothing references any more.");
                 let id = inst.id.clone();
