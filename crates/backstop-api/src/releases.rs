@@ -28,3 +28,11 @@ pub struct CreateRelease {
     #[serde(default)]
     pub schema: Option<String>,
 }
+
+/// `POST /api/v1/releases/{id}/readmit`: clear a release's bad mark after a false alarm.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadmitRelease {
+    /// Why the rollback was a false alarm (kept in the audit and the verdict's label).
+    pub reason: String,
+}

@@ -118,6 +118,8 @@ string_enum! {
         RecoveryFreezeBypassed = "recovery_freeze.bypassed",
         GateOverrideRefused = "gate.override_refused",
         ReleaseCreated = "release.created",
+        /// A release rolled back and marked bad was readmitted by a person (a false alarm).
+        ReleaseReadmitted = "release.readmitted",
         ConfigSnapshotTaken = "config.snapshot.taken",
         ConfigRestored = "config.restored",
         DrillStarted = "drill.started",

@@ -85,6 +85,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("GET", "/releases", Role::Viewer),
     ("POST", "/releases", Role::Deployer),
     ("GET", "/releases/{id}", Role::Viewer),
+    ("POST", "/releases/{id}/readmit", Role::Releaser),
     ("GET", "/rollouts", Role::Viewer),
     ("POST", "/rollouts", Role::Deployer),
     ("GET", "/rollouts/{id}", Role::Viewer),

@@ -4,6 +4,7 @@
 use backstop_api::releases::CreateRelease;
 use backstop_core::env_var;
 use backstop_core::event::EventKind;
+use backstop_core::label::{Label, VerdictLabel};
 use backstop_core::model::{Artifact, Release, ReleaseStatus};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -151,4 +152,59 @@ pub async fn register(ctx: &Ctx, req: CreateRelease, actor: &str) -> ApiResult<R
     )
     .await?;
     Ok(release)
+}
+
+/// Clears the bad mark of release `id` after a false alarm, on behalf of `actor`, so the same
+/// artifact can be rolled out again: audited, and the rollout that rolled it back is labelled
+/// `false-alarm` for calibration (with `reason` as the label's note).
+pub async fn readmit(ctx: &Ctx, id: &str, actor: &str, reason: &str) -> ApiResult<Release> {
+    if reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "say why the release is readmitted (`--reason`)".to_owned(),
+        )
+        .at("/reason"));
+    }
+    let before = ctx.store.release(id).await?;
+    ctx.store.readmit_release(id).await?;
+    let rolled_back = ctx
+        .store
+        .rollouts(Some(&before.service), 1_000)
+        .await?
+        .into_iter()
+        .filter(|r| r.to_release_id == id)
+        .find(|r| Label::FalseAlarm.fits(r).is_ok());
+    if let Some(r) = &rolled_back {
+        let label = VerdictLabel {
+            rollout_id: r.id.clone(),
+            service: r.service.clone(),
+            env: r.env.clone(),
+            label: Label::FalseAlarm,
+            by: actor.to_owned(),
+            at_ms: ctx.clock.now_ms(),
+            note: reason.to_owned(),
+        };
+        ctx.store.set_label(&label).await?;
+        crate::audit(
+            ctx,
+            actor,
+            EventKind::VerdictLabelled,
+            &format!("rollout/{}", r.id),
+            "readmit",
+            json!({"label": label.label, "note": reason, "release": id}),
+        )
+        .await?;
+    }
+    crate::audit(
+        ctx,
+        actor,
+        EventKind::ReleaseReadmitted,
+        &format!("release/{id}"),
+        "manual",
+        json!({
+            "release": id, "reason": reason, "was_bad_because": before.bad_reason,
+            "labelled_rollout": rolled_back.map(|r| r.id),
+        }),
+    )
+    .await?;
+    Ok(ctx.store.release(id).await?)
 }

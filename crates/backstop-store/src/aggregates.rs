@@ -32,6 +32,8 @@ pub trait ReleaseStore: Send + Sync {
     async fn release(&self, id: &str) -> Result<Release>;
     async fn releases(&self, service: Option<&str>) -> Result<Vec<Release>>;
     async fn mark_release_bad(&self, id: &str, reason: &str) -> Result<()>;
+    /// Clears a release's bad mark (a false alarm); `Conflict` when it is not marked bad.
+    async fn readmit_release(&self, id: &str) -> Result<()>;
 }
 
 /// What each environment runs: its state and the instances started for it.

@@ -17,6 +17,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/releases", "viewer"),
     ("POST", "/api/v1/releases", "deployer"),
     ("GET", "/api/v1/releases/{id}", "viewer"),
+    ("POST", "/api/v1/releases/{id}/readmit", "releaser"),
     ("GET", "/api/v1/rollouts", "viewer"),
     ("POST", "/api/v1/rollouts", "deployer"),
     ("GET", "/api/v1/rollouts/{id}", "viewer"),

@@ -57,4 +57,23 @@ impl ReleaseStore for Backend {
             StoreError::NotFound(format!("release {id}"))
         })
     }
+
+    async fn readmit_release(&self, id: &str) -> Result<()> {
+        let done = self
+            .write(
+                sqlx::query(
+                    "UPDATE releases SET status = 'ok', bad_reason = NULL WHERE id = $1 AND status = 'bad'",
+                )
+                .bind(id),
+            )
+            .await?;
+        if done.rows_affected() == 0 {
+            // Unknown, or not marked bad: say which.
+            self.release(id).await?;
+            return Err(StoreError::Conflict(format!(
+                "release {id} is not marked bad: there is nothing to readmit"
+            )));
+        }
+        Ok(())
+    }
 }

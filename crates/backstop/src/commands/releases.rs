@@ -1,4 +1,5 @@
-//! `backstop release create|list|show`: register and inspect releases.
+//! `backstop release create|list|show|readmit`: register and inspect releases, readmit one
+//! after a false alarm.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -57,6 +58,18 @@ pub enum ReleaseCmd {
     /// together (`backstop rollout start --group`).
     #[command(subcommand)]
     Group(crate::commands::groups::GroupCmd),
+    /// Readmit a release rolled back by a false alarm: clears its bad mark (audited; needs the
+    /// releaser role in every environment) so the same artifact can be rolled out again, and
+    /// labels the rollout that rolled it back `false-alarm` for `backstop calibrate`.
+    Readmit {
+        /// The release, as `service@version` (e.g. `shop@v42`).
+        id: String,
+        /// Why the rollback was a false alarm (kept in the audit and the verdict's label).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show one release (`service@version`).
     Show {
         /// The release, as `service@version` (e.g. `shop@v42`).
@@ -116,12 +129,35 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             api.get_and_print::<Vec<Release>>(path.as_str()).await?;
         }
         ReleaseCmd::Group(cmd) => return crate::commands::groups::group(cmd).await,
+        ReleaseCmd::Readmit { id, reason, api } => {
+            let body = backstop_api::releases::ReadmitRelease { reason };
+            let r: Release = api
+                .client()?
+                .post(&format!("/api/v1/releases/{id}/readmit"), &body)
+                .await?;
+            api.print(&Readmitted(r));
+        }
         ReleaseCmd::Show { id, api } => {
             api.get_and_print::<Release>(&format!("/api/v1/releases/{id}"))
                 .await?;
         }
     }
     Ok(0)
+}
+
+/// A release just readmitted.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Readmitted(Release);
+
+impl Render for Readmitted {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "readmitted {}: it may be rolled out again; its rollback is labelled a false alarm",
+            self.0.id
+        )
+    }
 }
 
 /// A release just registered.
