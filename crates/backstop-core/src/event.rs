@@ -49,6 +49,8 @@ string_enum! {
         JudgeFail = "judge.fail",
         /// The judge could not decide; the rollout pauses.
         JudgeInconclusive = "judge.inconclusive",
+        /// `analysis.mode: shadow`: what the judge said and would have done; nothing acted on.
+        JudgeShadowVerdict = "judge.shadow_verdict",
         /// The stable version is far worse than before the rollout: the environment, not the release.
         EnvironmentDegraded = "environment.degraded",
         /// The stable version is back to its figures.

@@ -44,6 +44,10 @@ pub struct Explanation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub failure_scope: Vec<backstop_judge::scope::Suspect>,
+    /// With `analysis.mode: shadow`: what the judge said and would have done, beside what was
+    /// done (it acted on nothing), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow_verdicts: Vec<String>,
 }
 
 /// One signal the judge compared.
@@ -162,6 +166,19 @@ pub fn explain(
         steps,
         would_change,
         failure_scope: Vec::new(),
+        shadow_verdicts: events
+            .iter()
+            .filter(|e| e.kind == EventKind::JudgeShadowVerdict)
+            .map(|e| {
+                format!(
+                    "at {:.1}s the shadow judge said {} and would have {} (severity {}); nothing was acted on",
+                    (e.at_ms - r.created_at_ms) as f64 / 1000.0,
+                    e.detail["verdict"].as_str().unwrap_or("?"),
+                    e.detail["would_have"].as_str().unwrap_or("?"),
+                    e.detail["severity"].as_str().unwrap_or("none"),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -149,6 +149,23 @@ pub struct JudgeSettings {
     pub kayenta: KayentaSettings,
     /// Options of the `threshold` judge (Flagger / Argo Rollouts semantics).
     pub threshold: ThresholdSettings,
+    /// `act` (default): a failing verdict rolls the release back. `shadow`: the judge runs live
+    /// and its verdicts are recorded with what they would have done, but it never acts, so a
+    /// team can watch it before trusting it (health checks and the breaker still act).
+    pub mode: AnalysisMode,
+}
+
+/// Whether the judge's verdicts act.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalysisMode {
+    /// A failing verdict rolls back (or runs the severity workflow).
+    #[default]
+    Act,
+    /// Verdicts are recorded, never acted on.
+    Shadow,
 }
 
 /// A signal a judge can compare between baseline and canary.
@@ -191,6 +208,7 @@ impl Default for JudgeSettings {
             sequential: SequentialSettings::default(),
             kayenta: KayentaSettings::default(),
             threshold: ThresholdSettings::default(),
+            mode: AnalysisMode::Act,
         }
     }
 }

@@ -23,7 +23,10 @@ fn a_release_rolled_back_by_a_false_alarm_is_readmitted_and_ships() {
     let first = d.rollout_wait("v2", 1);
     assert_eq!(first["rollout"]["phase"], "recovered", "{first:#}");
     let rollout_id = first["rollout"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(d.cli_json(&["release", "show", "shop@v2"], 0)["status"], "bad");
+    assert_eq!(
+        d.cli_json(&["release", "show", "shop@v2"], 0)["status"],
+        "bad"
+    );
     // The dependency is back.
     std::fs::remove_file(&fault).unwrap();
 
@@ -38,18 +41,15 @@ fn a_release_rolled_back_by_a_false_alarm_is_readmitted_and_ships() {
         .unwrap()
         .to_owned();
     let refused = d.cli(&[
-        "release",
-        "readmit",
-        "shop@v2",
-        "--reason",
-        "x",
-        "--token",
-        &deployer,
+        "release", "readmit", "shop@v2", "--reason", "x", "--token", &deployer,
     ]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("releaser"), "{said}");
-    assert_eq!(d.cli_json(&["release", "show", "shop@v2"], 0)["status"], "bad");
+    assert_eq!(
+        d.cli_json(&["release", "show", "shop@v2"], 0)["status"],
+        "bad"
+    );
 
     let readmitted = d.cli_json(
         &[
@@ -79,7 +79,11 @@ fn a_release_rolled_back_by_a_false_alarm_is_readmitted_and_ships() {
         .iter()
         .find(|r| r["action"] == "verdict.labelled")
         .unwrap_or_else(|| panic!("a verdict label in {audit:#}"));
-    assert_eq!(label["target"], format!("rollout/{rollout_id}"), "{label:#}");
+    assert_eq!(
+        label["target"],
+        format!("rollout/{rollout_id}"),
+        "{label:#}"
+    );
     assert_eq!(label["evidence"]["label"], "false-alarm", "{label:#}");
 
     // The same artifact ships now.

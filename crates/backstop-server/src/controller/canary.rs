@@ -11,7 +11,7 @@ use backstop_core::rollout::{Next, Observation, Step};
 use backstop_core::snapshot::{EnvironmentChange, environment_change, environment_degraded};
 use backstop_core::timeline::first_at;
 use backstop_drivers::proxy::VersionStats;
-use backstop_judge::{Decision, Interval, Judge};
+use backstop_judge::{AnalysisMode, Decision, Interval, Judge};
 use serde_json::{Value, json};
 
 use super::Controller;
@@ -441,17 +441,29 @@ impl Controller {
         // baseline: the canary is neither judged against it nor advanced.
         let stable_down = ctx.stable_down(&r.service, &r.env);
         let steps = self.steps_for(&r.service)?;
-        let next = backstop_core::rollout::next(&Observation {
+        let health_check_limit = ctx.service(&r.service)?.breaker.failed_checks;
+        let observed = |judge: Decision| Observation {
             steps: &steps,
             step_index: usize::try_from(r.step_index).unwrap_or(0),
             step_started_at: r.step_started_at_ms.unwrap_or(now),
-            judge: measured.judge,
+            judge,
             degraded: measured.degraded,
             baseline_down: stable_down.is_some(),
             failed_health_checks,
-            health_check_limit: ctx.service(&r.service)?.breaker.failed_checks,
+            health_check_limit,
             now,
-        });
+        };
+        let mut next = backstop_core::rollout::next(&observed(measured.judge));
+        if ctx.service(&r.service)?.analysis.mode == AnalysisMode::Shadow
+            && measured.judge != Decision::Continue
+        {
+            // A shadow judge is heard, not obeyed.
+            if let Next::Fail { reason } | Next::Pause { reason } = &next {
+                self.shadow_verdict(&r, measured.judge, reason, &measured.report)
+                    .await?;
+            }
+            next = backstop_core::rollout::next(&observed(Decision::Continue));
+        }
         if stable_down.is_none()
             && r.reason
                 .as_deref()

@@ -74,6 +74,68 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// `analysis.mode: shadow`: the judge said `decision`; record it once per rollout, with
+    /// the severity and what the workflow would have done, and act on nothing.
+    pub(super) async fn shadow_verdict(
+        &mut self,
+        r: &Rollout,
+        decision: backstop_judge::Decision,
+        reason: &str,
+        report: &serde_json::Value,
+    ) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let recorded = ctx
+            .store
+            .events(&r.id)
+            .await?
+            .iter()
+            .any(|e| e.kind == EventKind::JudgeShadowVerdict);
+        if recorded {
+            return Ok(());
+        }
+        let svc = ctx.service(&r.service)?;
+        let now = ctx.clock.now_ms();
+        let would = match decision {
+            backstop_judge::Decision::Fail => {
+                let impact = impact_of(&ctx.store.intervals(&r.id).await?);
+                let severity = severity::classify(&impact, svc.tier);
+                let action = svc.severity_action(severity);
+                let did = match severity::respond(action, severity, reason, &r.id, now) {
+                    Response::RollBack { reason } => format!("rolled back: {reason}"),
+                    Response::Hold { reason, .. } => format!("held: {reason}"),
+                };
+                json!({"verdict": "fail", "severity": severity, "impact": impact, "would_have": did})
+            }
+            backstop_judge::Decision::Inconclusive => {
+                json!({"verdict": "inconclusive", "would_have": "paused for a person"})
+            }
+            backstop_judge::Decision::Continue => return Ok(()),
+        };
+        let mut evidence = would;
+        evidence["reason"] = json!(reason);
+        evidence["judge"] = report.clone();
+        let summary = format!(
+            "shadow judge on {} in {}: {} (it acts on nothing; analysis.mode is shadow)",
+            r.to_release_id,
+            r.env,
+            evidence["would_have"].as_str().unwrap_or_default()
+        );
+        self.record(
+            Record::of(r)
+                .event(EventKind::JudgeShadowVerdict, evidence.clone())
+                .audit(
+                    "controller",
+                    EventKind::JudgeShadowVerdict,
+                    "judge",
+                    evidence.clone(),
+                )
+                .notify(EventKind::JudgeShadowVerdict, summary, evidence),
+        )
+        .await
+    }
+}
+
 /// What the canary did versus the baseline over all stored intervals.
 fn impact_of(intervals: &[Interval]) -> severity::Impact {
     let mut impact = severity::Impact::default();

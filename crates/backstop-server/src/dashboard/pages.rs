@@ -535,6 +535,15 @@ fn rollout_body(
     }
     body.push_str("</section>");
 
+    if !why.shadow_verdicts.is_empty() {
+        body.push_str(
+            "<section><h2>Shadow judge</h2><p>The judge runs in shadow mode here: it is heard, never obeyed.</p><ul>",
+        );
+        for v in &why.shadow_verdicts {
+            let _ = write!(body, "<li>{}</li>", esc(v));
+        }
+        body.push_str("</ul></section>");
+    }
     if !why.would_change.is_empty() {
         body.push_str("<section><h2>What would have changed the decision</h2><ul>");
         for w in &why.would_change {

@@ -528,6 +528,12 @@ impl Render for Explanation {
                 writeln!(w, "    {}", s.evidence)?;
             }
         }
+        if !self.shadow_verdicts.is_empty() {
+            writeln!(w, "\nshadow judge (analysis.mode: shadow, never acts):")?;
+            for v in &self.shadow_verdicts {
+                writeln!(w, "  - {v}")?;
+            }
+        }
         if !self.would_change.is_empty() {
             writeln!(w, "\nwhat would have changed it:")?;
             for c in &self.would_change {
