@@ -319,14 +319,15 @@ fn effective(value: &Value) -> Result<Config, (String, String)> {
             }
             Strategy::Canary => {}
         }
-        svc.rollout.rollback_window = match svc.rollout.strategy {
-            Strategy::BlueGreen => Some(
+        // Blue-green always keeps the old colour; a canary or all-at-once keeps its previous
+        // version only when asked to (else for `run.scale_down_delay`).
+        if svc.rollout.strategy == Strategy::BlueGreen {
+            svc.rollout.rollback_window = Some(
                 svc.rollout
                     .rollback_window
                     .unwrap_or(DEFAULT_ROLLBACK_WINDOW),
-            ),
-            Strategy::Canary | Strategy::AllAtOnce => None,
-        };
+            );
+        }
     }
     Ok(config)
 }

@@ -21,8 +21,10 @@ pub struct RolloutSpec {
     #[serde(default)]
     #[schemars(extend("default" = [{"weight": 10, "for": "30s"}, {"weight": 50, "for": "30s"}, {"weight": 100}]))]
     pub steps: Vec<Step>,
-    /// Blue-green only (default `5m`): how long the old colour is kept after promotion, so that
-    /// a late failure switches back in one step; then it is scaled down.
+    /// How long the previous version keeps running, warm, after a promotion, so that a late
+    /// rollback is one traffic switch rather than a cold start; then it is scaled down.
+    /// Blue-green: default `5m`. Canary and all-at-once: default none (the previous version
+    /// stops after `run.scale_down_delay`).
     #[serde(
         default,
         with = "option_duration",

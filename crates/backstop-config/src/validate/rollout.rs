@@ -1,20 +1,12 @@
-//! `rollout`: canary steps, strategies and the blue-green rollback window.
+//! `rollout`: canary steps, strategies and the rollback window.
 
 use serde_json::Value;
 
-use super::Problem;
 use super::semantic::positive_duration;
-use crate::yaml::Document;
 
 /// `rollout`: canary steps strictly increasing up to 100 with a hold on all but the last, no
-/// steps for the one-step strategies, a rollback window only for blue-green.
-pub(super) fn check_rollout(
-    doc: &Document,
-    svc: &Value,
-    sp: &str,
-    push: &mut impl FnMut(String, String),
-    direct: &mut Vec<Problem>,
-) {
+/// steps for the one-step strategies, a positive rollback window.
+pub(super) fn check_rollout(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
     let Some(rollout) = svc.get("rollout") else {
         return;
     };
@@ -23,17 +15,7 @@ pub(super) fn check_rollout(
         .and_then(Value::as_str)
         .unwrap_or("canary");
     let window_ptr = format!("{sp}/rollout/rollback_window");
-    if rollout.get("rollback_window").is_some() && strategy != "blue-green" {
-        direct.push(Problem {
-            pos: doc.key_pos(&window_ptr),
-            path: window_ptr.clone(),
-            message: format!(
-                "`rollback_window` is only for `strategy: blue-green` (this rollout is `{strategy}`)"
-            ),
-        });
-    } else {
-        positive_duration(rollout.get("rollback_window"), &window_ptr, push);
-    }
+    positive_duration(rollout.get("rollback_window"), &window_ptr, push);
     let Some(steps) = rollout.get("steps").and_then(Value::as_array) else {
         return;
     };

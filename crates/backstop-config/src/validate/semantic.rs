@@ -235,7 +235,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
         check_sweeps(svc, &sp, &mut push);
 
         // Rollout.
-        check_rollout(doc, svc, &sp, &mut push, &mut direct);
+        check_rollout(svc, &sp, &mut push);
 
         // Stateful components: RPO against the snapshot interval.
         crate::stateful::check_stateful(doc, svc, &sp, &mut push, &mut direct);

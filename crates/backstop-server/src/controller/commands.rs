@@ -468,7 +468,12 @@ impl Controller {
             .running_instances()
             .await?
             .into_iter()
-            .find(|i| i.release_id == previous && i.env == env);
+            // A version's first instance: its further ones come with it.
+            .find(|i| {
+                i.release_id == previous
+                    && i.env == env
+                    && backstop_core::partial::primary_of(&i.id) == i.id
+            });
         let new_instance = match warm {
             Some(i) => i.id,
             None => format!("{service}-{env}-{version}-{}", &rec_id[rec_id.len() - 6..]),

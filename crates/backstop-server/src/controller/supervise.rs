@@ -532,12 +532,10 @@ impl Controller {
     /// service's blue-green rollback window or scale-down delay.
     pub(super) fn keep_warm(&mut self, service: &str, instance: String) -> Result<()> {
         let svc = self.ctx.service(service)?;
-        let delay = match svc.rollout.strategy {
-            Strategy::BlueGreen => svc
-                .rollout
-                .rollback_window
-                .unwrap_or(backstop_config::DEFAULT_ROLLBACK_WINDOW),
-            _ => svc.run.scale_down_delay,
+        let delay = match (svc.rollout.strategy, svc.rollout.rollback_window) {
+            (_, Some(window)) => window,
+            (Strategy::BlueGreen, None) => backstop_config::DEFAULT_ROLLBACK_WINDOW,
+            (_, None) => svc.run.scale_down_delay,
         };
         self.warm
             .insert(instance, tokio::time::Instant::now() + delay);
