@@ -1,9 +1,10 @@
 //! Scheduled freeze windows (`freeze:` on a service or an environment): when they are in
-//! effect, and the checks the schema cannot express. All times are UTC.
+//! effect, and the checks the schema cannot express.
 //!
 //! A window is either weekly (`every: "Fri 16:00"` for `for: 64h`, which may run across
-//! midnight and across the end of the week) or absolute (`from` / `until`, RFC 3339 UTC
-//! timestamps ending in `Z`; `until` is exclusive).
+//! midnight and across the end of the week; in UTC, or in the IANA time zone `tz`, where
+//! `Fri 16:00` stays 16:00 on the wall clock across daylight-saving changes) or absolute
+//! (`from` / `until`, RFC 3339 UTC timestamps ending in `Z`; `until` is exclusive).
 
 use std::time::Duration;
 
@@ -36,7 +37,8 @@ const DAYS: [(&str, &str); 7] = [
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeWindow {
-    /// Weekly start, UTC: a day and a 24-hour time, e.g. `Fri 16:00`. Needs `for`.
+    /// Weekly start: a day and a 24-hour time, e.g. `Fri 16:00`, in UTC or in `tz`. Needs
+    /// `for`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<WeeklyTime>")]
     pub every: Option<String>,
@@ -59,18 +61,26 @@ pub struct FreezeWindow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<UtcTime>")]
     pub until: Option<String>,
+    /// The IANA time zone of a weekly window's start, e.g. `Europe/Berlin` (default UTC): the
+    /// window starts at that wall-clock time every week, summer and winter alike, and lasts
+    /// `for` of real time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub tz: Option<String>,
     /// Why deployments are frozen (shown in every refusal), e.g. `weekend`.
     #[schemars(length(min = 1))]
     pub reason: String,
 }
 
 /// A window resolved to milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
-    /// Starts `start_ms_of_week` after Monday 00:00 UTC every week and lasts `length_ms`.
+    /// Starts `start_ms_of_week` after Monday 00:00 every week (of UTC, or of the wall clock in
+    /// `tz`) and lasts `length_ms`.
     Weekly {
         start_ms_of_week: i64,
         length_ms: i64,
+        tz: Option<jiff::tz::TimeZone>,
     },
     /// `[from_ms, until_ms)` in epoch milliseconds.
     Absolute { from_ms: i64, until_ms: i64 },
@@ -84,6 +94,10 @@ impl FreezeWindow {
             (Some(every), Some(length), None, None) => Some(Schedule::Weekly {
                 start_ms_of_week: parse_weekly(every).ok()?,
                 length_ms: i64::try_from(length.as_millis()).ok()?.min(WEEK_MS),
+                tz: match &self.tz {
+                    Some(name) => Some(time_zone(name).ok()?),
+                    None => None,
+                },
             }),
             (None, None, Some(from), Some(until)) => Some(Schedule::Absolute {
                 from_ms: parse_utc(from).ok()?,
@@ -97,9 +111,11 @@ impl FreezeWindow {
     #[must_use]
     pub fn describe(&self) -> String {
         match (&self.every, self.length, &self.from, &self.until) {
-            (Some(every), Some(length), _, _) => {
-                format!("every {every} UTC for {}", format_duration(length))
-            }
+            (Some(every), Some(length), _, _) => format!(
+                "every {every} {} for {}",
+                self.tz.as_deref().unwrap_or("UTC"),
+                format_duration(length)
+            ),
             (_, _, Some(from), Some(until)) => format!("from {from} until {until}"),
             _ => "an incomplete window".to_owned(),
         }
@@ -110,17 +126,17 @@ impl Schedule {
     /// `Some((start, end))` of the occurrence in effect at `now_ms`, `None` when outside.
     #[must_use]
     pub fn occurrence_at(&self, now_ms: i64) -> Option<(i64, i64)> {
-        match *self {
+        match self {
             Schedule::Weekly {
                 start_ms_of_week,
                 length_ms,
+                tz,
             } => {
-                let since_start = (ms_of_week(now_ms) - start_ms_of_week).rem_euclid(WEEK_MS);
-                let start = now_ms - since_start;
-                (since_start < length_ms).then_some((start, start + length_ms))
+                let start = latest_start(*start_ms_of_week, tz.as_ref(), now_ms)?;
+                (now_ms < start + length_ms).then_some((start, start + length_ms))
             }
             Schedule::Absolute { from_ms, until_ms } => {
-                (from_ms <= now_ms && now_ms < until_ms).then_some((from_ms, until_ms))
+                (*from_ms <= now_ms && now_ms < *until_ms).then_some((*from_ms, *until_ms))
             }
         }
     }
@@ -128,16 +144,80 @@ impl Schedule {
     /// The first occurrence that starts after `now_ms` (`None` for a past one-off window).
     #[must_use]
     pub fn next_start_after(&self, now_ms: i64) -> Option<i64> {
-        match *self {
+        match self {
             Schedule::Weekly {
-                start_ms_of_week, ..
+                start_ms_of_week,
+                tz,
+                ..
             } => {
-                let since_start = (ms_of_week(now_ms) - start_ms_of_week).rem_euclid(WEEK_MS);
-                Some(now_ms - since_start + WEEK_MS)
+                // The latest start a week and a day on, stepped back until it is the first
+                // after `now_ms` (a week is 167 to 169 hours on a zone's wall clock).
+                let mut at = now_ms + WEEK_MS + DAY_MS;
+                loop {
+                    let start = latest_start(*start_ms_of_week, tz.as_ref(), at)?;
+                    let earlier = latest_start(*start_ms_of_week, tz.as_ref(), start - 1)?;
+                    if earlier <= now_ms {
+                        return Some(start);
+                    }
+                    at = earlier;
+                }
             }
-            Schedule::Absolute { from_ms, .. } => (from_ms > now_ms).then_some(from_ms),
+            Schedule::Absolute { from_ms, .. } => (*from_ms > now_ms).then_some(*from_ms),
         }
     }
+}
+
+/// The latest weekly start (`start_ms_of_week` after Monday 00:00 of UTC, or of `tz`'s wall
+/// clock) at or before `now_ms`, in epoch milliseconds. In a zone, a start time that does not
+/// exist on the day (skipped by a daylight-saving change) starts when the clock resumes; one
+/// that happens twice starts the first time.
+fn latest_start(
+    start_ms_of_week: i64,
+    tz: Option<&jiff::tz::TimeZone>,
+    now_ms: i64,
+) -> Option<i64> {
+    let Some(tz) = tz else {
+        let since_start = (ms_of_week(now_ms) - start_ms_of_week).rem_euclid(WEEK_MS);
+        return Some(now_ms - since_start);
+    };
+    let now = jiff::Timestamp::from_millisecond(now_ms)
+        .ok()?
+        .to_zoned(tz.clone());
+    let monday = now
+        .date()
+        .checked_sub(jiff::Span::new().days(i64::from(now.weekday().to_monday_zero_offset())))
+        .ok()?;
+    let day = start_ms_of_week.div_euclid(DAY_MS);
+    let minutes = start_ms_of_week.rem_euclid(DAY_MS) / MINUTE_MS;
+    let start_of = |weeks_back: i64| -> Option<i64> {
+        let date = monday
+            .checked_add(jiff::Span::new().days(day - 7 * weeks_back))
+            .ok()?;
+        let civil = date.at(
+            i8::try_from(minutes / 60).ok()?,
+            i8::try_from(minutes % 60).ok()?,
+            0,
+            0,
+        );
+        let zoned = tz.to_ambiguous_zoned(civil).compatible().ok()?;
+        Some(zoned.timestamp().as_millisecond())
+    };
+    let this_week = start_of(0)?;
+    if this_week <= now_ms {
+        Some(this_week)
+    } else {
+        start_of(1)
+    }
+}
+
+/// The IANA time zone `name` (from the tz database built into Backstop).
+///
+/// # Errors
+/// A message naming the zone.
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(name).map_err(|_| {
+        format!("unknown time zone {name:?} (an IANA name such as \"Europe/Berlin\" or \"America/New_York\")")
+    })
 }
 
 /// Milliseconds since the last Monday 00:00 UTC (1970-01-01 was a Thursday).
@@ -270,6 +350,17 @@ pub(crate) fn problems(doc: &Document, root: &Value) -> Vec<Problem> {
                     );
                 }
             }
+            if let Some(name) = obj.get("tz").and_then(Value::as_str) {
+                if absolute {
+                    push(
+                        format!("{p}/tz"),
+                        "`tz` is for weekly windows; `from` and `until` are UTC times ending in Z"
+                            .to_owned(),
+                    );
+                } else if let Err(e) = time_zone(name) {
+                    push(format!("{p}/tz"), e);
+                }
+            }
             let time = |k: &str| obj.get(k).and_then(Value::as_str).map(parse_utc);
             if let (Some(Ok(from)), Some(Ok(until))) = (time("from"), time("until"))
                 && until <= from
@@ -293,7 +384,7 @@ backstop_core::inline_string_schema!(
     {
         "type": "string",
         "format": "weekly-time",
-        "description": "A day and a 24-hour time in UTC.",
+        "description": "A day and a 24-hour time (UTC, or the window's `tz`).",
         "examples": ["Fri 16:00", "sat 00:00"],
     }
 );
@@ -327,10 +418,93 @@ mod tests {
             length: Some(Duration::from_secs(hours * 3600)),
             from: None,
             until: None,
+            tz: None,
             reason: "weekend".into(),
         }
         .schedule()
         .expect("valid window")
+    }
+
+    fn weekly_in(every: &str, hours: u64, tz: &str) -> Schedule {
+        FreezeWindow {
+            every: Some(every.into()),
+            length: Some(Duration::from_secs(hours * 3600)),
+            from: None,
+            until: None,
+            tz: Some(tz.into()),
+            reason: "weekend".into(),
+        }
+        .schedule()
+        .expect("valid window")
+    }
+
+    #[test]
+    fn a_zoned_window_keeps_its_wall_clock_time_across_daylight_saving_changes() {
+        // Berlin: CEST (UTC+2) until 2026-10-25 03:00, then CET (UTC+1).
+        let s = weekly_in("Fri 16:00", 64, "Europe/Berlin");
+        // Friday 2026-10-23, summer time: 16:00 in Berlin is 14:00 UTC.
+        let summer = at("2026-10-23T14:00:00Z");
+        assert_eq!(s.occurrence_at(summer - 1), None);
+        assert_eq!(
+            s.occurrence_at(summer),
+            Some((summer, summer + 64 * 3_600_000))
+        );
+        // The next Friday, winter time: 16:00 in Berlin is 15:00 UTC, a week and an hour on.
+        let winter = at("2026-10-30T15:00:00Z");
+        assert_eq!(s.next_start_after(summer), Some(winter));
+        assert_eq!(s.occurrence_at(at("2026-10-30T14:30:00Z")), None);
+        assert!(s.occurrence_at(winter).is_some());
+        // New York in March: EST (UTC-5) until 2026-03-08, then EDT (UTC-4).
+        let s = weekly_in("Mon 09:00", 8, "America/New_York");
+        assert_eq!(
+            s.occurrence_at(at("2026-03-02T14:00:00Z")).map(|o| o.0),
+            Some(at("2026-03-02T14:00:00Z"))
+        );
+        assert_eq!(
+            s.occurrence_at(at("2026-03-09T13:00:00Z")).map(|o| o.0),
+            Some(at("2026-03-09T13:00:00Z"))
+        );
+        assert_eq!(s.occurrence_at(at("2026-03-09T12:59:00Z")), None);
+        // A start the clock skips (02:30 on the spring-forward Sunday) starts when it resumes.
+        let s = weekly_in("Sun 02:30", 1, "America/New_York");
+        assert_eq!(
+            s.occurrence_at(at("2026-03-08T07:30:00Z")).map(|o| o.0),
+            Some(at("2026-03-08T07:30:00Z")),
+            "02:30 does not exist: 03:30 EDT, which is 07:30 UTC"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the zone and the moment: an occurrence in effect contains it, and the next
+        /// start is after it, the start of an occurrence, with none in between.
+        #[test]
+        fn occurrences_and_next_starts_agree(
+            now in 1_700_000_000_000i64..1_900_000_000_000,
+            day in 0usize..7,
+            hour in 0u32..24,
+            hours in 1u64..=168,
+            zone in proptest::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]),
+        ) {
+            let every = format!("{} {hour:02}:30", DAYS[day].0);
+            let s = weekly_in(&every, hours, zone);
+            if let Some((start, end)) = s.occurrence_at(now) {
+                proptest::prop_assert!(start <= now && now < end);
+            }
+            let next = s.next_start_after(now).expect("weekly windows recur");
+            proptest::prop_assert!(next > now);
+            proptest::prop_assert!(next - now <= WEEK_MS + 2 * 3_600_000);
+            proptest::prop_assert_eq!(s.occurrence_at(next).map(|o| o.0), Some(next));
+        }
+    }
+
+    #[test]
+    fn unknown_zones_are_named() {
+        assert!(time_zone("Europe/Berlin").is_ok());
+        assert!(
+            time_zone("Mars/Olympus")
+                .unwrap_err()
+                .contains("Mars/Olympus")
+        );
     }
 
     #[test]
@@ -418,6 +592,7 @@ mod tests {
             length: None,
             from: Some("2026-12-20T00:00:00Z".into()),
             until: Some("2027-01-03T00:00:00Z".into()),
+            tz: None,
             reason: "holidays".into(),
         };
         let s = w.schedule().expect("valid");
