@@ -82,3 +82,52 @@ pub struct RolloutDetail {
     #[serde(default)]
     pub safeguards: Option<backstop_core::snapshot::RolloutSafeguards>,
 }
+
+/// `GET /api/v1/rollback/preview?service=&env=`: what a rollback of the environment would undo,
+/// before anyone confirms it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RollbackPreviewQuery {
+    pub service: String,
+    pub env: String,
+}
+
+/// What a rollback would undo: the releases taken away, the config files written back, the
+/// migrations run down (or why it would be refused), in words and as data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RollbackPreview {
+    pub service: String,
+    pub env: String,
+    /// What serves now, and what would serve after.
+    pub from_release: Option<String>,
+    pub to_release: Option<String>,
+    /// The releases taken away, newest first.
+    pub undone: Vec<UndoneRelease>,
+    /// Params files and values written back to the target's snapshot (empty: none change).
+    #[schema(value_type = Vec<Object>)]
+    pub config: Vec<backstop_core::snapshot::Change>,
+    /// The schema step: downs to run, or why the way back is refused (absent without
+    /// migrations or a declared schema range).
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<backstop_core::schema::SchemaDecision>,
+    /// Whether the rollback would be refused (the schema has no safe way back).
+    pub refused: bool,
+    /// The same, one line each, for people.
+    pub summary: Vec<String>,
+}
+
+/// A release a rollback would take away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UndoneRelease {
+    pub release: String,
+    pub rollout_id: String,
+    /// `promoted` (serving now) or the phase of a rollout under way.
+    pub phase: String,
+    pub started_at_ms: i64,
+    pub promoted_at_ms: Option<i64>,
+    /// Who started its rollout, and why when they said.
+    pub started_by: String,
+    pub started_reason: Option<String>,
+    /// Incidents in the environment opened since it went out (it may be their fix, or their
+    /// cause).
+    pub incidents: Vec<String>,
+}

@@ -95,6 +95,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("GET", "/rollouts/{id}/export", Role::Viewer),
     ("GET", "/rollouts/{id}/explain", Role::Viewer),
     ("POST", "/rollback", Role::Releaser),
+    ("GET", "/rollback/preview", Role::Viewer),
     // Anyone with a token, in an emergency: flagged, notified, reviewed afterwards.
     ("POST", "/rollback/break-glass", Role::Viewer),
     ("GET", "/approvals", Role::Viewer),

@@ -44,6 +44,7 @@ pub mod intake;
 pub mod leased;
 pub mod metrics;
 pub mod postmortem;
+pub mod preview;
 pub mod releases;
 pub mod rollouts;
 pub mod runbooks;

@@ -121,7 +121,7 @@ async fn create_with(
             at_ms: now,
             rollout_id: rollout.id.clone(),
             kind: EventKind::RolloutStarted,
-            detail: json!({"actor": actor}),
+            detail: json!({"actor": actor, "reason": req.reason, "critical": req.critical}),
         })
         .await?;
     crate::audit(ctx, actor, EventKind::RolloutCreated, &format!("rollout/{}", rollout.id), "api", json!({

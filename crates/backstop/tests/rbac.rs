@@ -27,6 +27,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/rollouts/{id}/export", "viewer"),
     ("GET", "/api/v1/rollouts/{id}/explain", "viewer"),
     ("POST", "/api/v1/rollback", "releaser"),
+    ("GET", "/api/v1/rollback/preview", "viewer"),
     ("POST", "/api/v1/rollback/break-glass", "viewer"),
     ("GET", "/api/v1/approvals", "viewer"),
     ("POST", "/api/v1/approvals/{id}/approve", "deployer"),
@@ -213,6 +214,7 @@ fn concrete(path: &str, rollout: &str) -> String {
 fn query(method: &str, path: &str) -> String {
     match (method, path) {
         ("GET", "/api/v1/gate") => "?service=shop&env=prod&release=v1".into(),
+        ("GET", "/api/v1/rollback/preview") => "?service=shop&env=prod".into(),
         _ => String::new(),
     }
 }

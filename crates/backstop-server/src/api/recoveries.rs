@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use backstop_api::rollouts::RollbackRequest;
+use backstop_api::rollouts::{RollbackPreview, RollbackPreviewQuery, RollbackRequest};
 use backstop_api::{ErrorBody, ListQuery};
 use backstop_core::model::Recovery;
 
@@ -19,6 +19,7 @@ use crate::rollouts::send_command;
 pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
         .route("/rollback", post(rollback))
+        .route("/rollback/preview", get(rollback_preview))
         .route("/recoveries", get(list_recoveries))
         .route("/recoveries/{id}", get(get_recovery))
         .route("/recoveries/{id}/resume", post(resume_recovery))
@@ -123,4 +124,16 @@ pub(super) async fn postmortem_done(
     )
     .await?;
     Ok(Json(ctx.store.recovery(&id).await?))
+}
+
+/// What rolling the environment back now would undo: the releases taken away (who shipped
+/// them, why, incidents since), the params written back, the schema step or why it is
+/// refused. Changes nothing.
+#[utoipa::path(get, path = "/api/v1/rollback/preview", params(("service" = String, Query), ("env" = String, Query)),
+    responses((status = 200, body = RollbackPreview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn rollback_preview(
+    State(ctx): State<Arc<Ctx>>,
+    Query(q): Query<RollbackPreviewQuery>,
+) -> ApiResult<Json<RollbackPreview>> {
+    Ok(Json(ctx.rollback_preview(&q.service, &q.env).await?))
 }

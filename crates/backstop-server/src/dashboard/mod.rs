@@ -479,6 +479,8 @@ struct Confirm {
     back: String,
     button: String,
     asks_reason: bool,
+    /// What the action would undo, a line each (the rollback preview).
+    details: Vec<String>,
 }
 
 impl Confirm {
@@ -492,6 +494,7 @@ impl Confirm {
             back: page,
             button: format!("{label} rollout"),
             asks_reason: true,
+            details: Vec::new(),
         })
     }
 
@@ -506,6 +509,7 @@ impl Confirm {
             back: page,
             button: "Resume recovery".into(),
             asks_reason: false,
+            details: Vec::new(),
         }
     }
 
@@ -525,6 +529,7 @@ impl Confirm {
             back: "/".into(),
             button: "Roll back".into(),
             asks_reason: true,
+            details: Vec::new(),
         }
     }
 
@@ -539,8 +544,18 @@ impl Confirm {
         } else {
             ""
         };
+        let details = if self.details.is_empty() {
+            String::new()
+        } else {
+            let items: String = self
+                .details
+                .iter()
+                .map(|d| format!("<li>{}</li>", esc(d)))
+                .collect();
+            format!("<p>What it undoes:</p><ul class=\"undoes\">{items}</ul>")
+        };
         body.push_str(&format!(
-            "<form class=\"confirm\" method=\"post\" action=\"{}\"><p>{}</p>{}{reason}\
+            "<form class=\"confirm\" method=\"post\" action=\"{}\"><p>{}</p>{details}{}{reason}\
              <div class=\"buttons\"><button class=\"danger\" type=\"submit\">{}</button>\
              <a class=\"cancel\" href=\"{}\">Cancel</a></div></form>",
             esc(&self.action),
@@ -626,7 +641,21 @@ async fn confirm_rollback(
     signed: Signed,
     Path((service, env)): Path<(String, String)>,
 ) -> Response {
-    Confirm::rollback(&service, &env).page(&signed, None)
+    let mut confirm = Confirm::rollback(&service, &env);
+    let path = format!(
+        "/api/v1/rollback/preview?service={}&env={}",
+        html::seg(&service),
+        html::seg(&env)
+    );
+    confirm.details = match signed
+        .get::<backstop_api::rollouts::RollbackPreview>(&path)
+        .await
+    {
+        Ok(p) => p.summary,
+        Err(Failure::Api(_, message)) => vec![format!("(no preview: {message})")],
+        Err(_) => vec!["(no preview: the daemon did not answer)".to_owned()],
+    };
+    confirm.page(&signed, None)
 }
 
 async fn rollback(

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use anyhow::Result;
-use backstop_api::rollouts::RollbackRequest;
+use backstop_api::rollouts::{RollbackPreview, RollbackRequest};
 use backstop_core::format_ms;
 use backstop_core::model::{Recovery, RecoveryStatus};
 use backstop_core::postmortem::Draft;
@@ -19,8 +19,13 @@ pub struct RollbackArgs {
     #[arg(long)]
     env: String,
     /// Why: recorded in the audit log.
-    #[arg(long)]
-    reason: String,
+    #[arg(long, required_unless_present = "preview")]
+    reason: Option<String>,
+    /// Show what the rollback would undo (the releases taken away, the params written back,
+    /// the migrations run down or why it would be refused) and change nothing. Exit 0, or 1
+    /// when the rollback would be refused.
+    #[arg(long, conflicts_with = "break_glass")]
+    preview: bool,
     /// An emergency, without the releaser role: the rollback runs at once, is flagged in the
     /// audit and the recovery, notifies, and waits for a second person's review
     /// (`backstop approvals`, then `backstop approve ID --note …`).
@@ -31,10 +36,18 @@ pub struct RollbackArgs {
 }
 
 pub async fn rollback(a: RollbackArgs) -> Result<i32> {
+    if a.preview {
+        let path = crate::client::Query::new("/api/v1/rollback/preview")
+            .param("service", &a.service)
+            .param("env", &a.env);
+        let preview: RollbackPreview = a.api.client()?.get(path.as_str()).await?;
+        a.api.print(&preview);
+        return Ok(i32::from(preview.refused));
+    }
     let body = RollbackRequest {
         service: a.service,
         env: a.env,
-        reason: a.reason,
+        reason: a.reason.unwrap_or_default(),
     };
     let path = if a.break_glass {
         "/api/v1/rollback/break-glass"
@@ -43,6 +56,26 @@ pub async fn rollback(a: RollbackArgs) -> Result<i32> {
     };
     let rec: Recovery = a.api.post_and_print(path, &body).await?;
     Ok(exit_code(&rec))
+}
+
+impl Render for RollbackPreview {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "rolling {} back in {}: {} → {}",
+            self.service,
+            self.env,
+            self.from_release.as_deref().unwrap_or("nothing"),
+            self.to_release.as_deref().unwrap_or("nothing")
+        )?;
+        for line in &self.summary {
+            writeln!(w, "  - {line}")?;
+        }
+        if self.refused {
+            writeln!(w, "the rollback would be refused")?;
+        }
+        Ok(())
+    }
 }
 
 /// The exit code of a recovery: 0 done, 1 stopped short.
