@@ -37,12 +37,12 @@ pub use backstop_core::rollout::Step;
 pub use backstop_core::severity::Severity;
 pub use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
 pub use model::{
-    AgentRef, AlertBlame, Breaker, BreakerScope, CommandRouter, CommandScripts, Config,
-    DEFAULT_ROLLBACK_WINDOW, Defaults, Deployer, DeployerKind, Environment, HaproxyRouter,
-    HaproxySocket, Health, Hooks, LogSignals, LokiLogs, MAX_INSTANCES, MigrationEngine,
-    MigrationsSpec, NewVersionPartialFailure, NginxRouter, NotifyTarget, Params, PartialFailures,
-    Probe, PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef, Service,
-    Signals, Strategy, Traffic, Validation, WebhookFormat, validation,
+    AgentRef, AlertBlame, Breaker, BreakerScope, CommandRouter, CommandScripts, CommandSignals,
+    Config, DEFAULT_ROLLBACK_WINDOW, Defaults, Deployer, DeployerKind, Environment, HaproxyRouter,
+    HaproxySocket, Health, Hooks, HttpSignals, LogSignals, LokiLogs, MAX_INSTANCES,
+    MigrationEngine, MigrationsSpec, NewVersionPartialFailure, NginxRouter, NotifyTarget, Params,
+    PartialFailures, Probe, PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef,
+    Service, Signals, Strategy, Traffic, Validation, WebhookFormat, validation,
 };
 
 pub use stateful::{

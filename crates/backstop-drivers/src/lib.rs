@@ -21,6 +21,7 @@ pub mod agent;
 pub mod cache;
 pub mod command;
 pub mod config_files;
+pub mod counts;
 pub mod load;
 pub mod logs;
 pub mod loki;

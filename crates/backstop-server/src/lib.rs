@@ -121,7 +121,7 @@ pub struct Drivers {
     pub proxies: BTreeMap<(String, String), data_plane::ProxyHandle>,
     /// Signal sources of the (service, environment)s whose config names one; the others read
     /// their router's counters.
-    pub signal_sources: BTreeMap<(String, String), backstop_drivers::prometheus::PrometheusSource>,
+    pub signal_sources: BTreeMap<(String, String), runtime::SignalSource>,
     /// Webhook notifiers per service (never block a recovery step).
     pub notifiers: BTreeMap<String, backstop_drivers::notify::Notifier>,
     /// The agents of other hosts, by name (`agents` in the config).

@@ -28,21 +28,71 @@ use crate::Ctx;
 use crate::data_plane::{DataPlane, ProxyHandle};
 use crate::hosts::Host;
 
+/// Where the analysis reads per-version counts when the router does not (or cannot) count.
+#[derive(Debug, Clone)]
+pub enum SignalSource {
+    Prometheus(Box<PrometheusSource>),
+    /// A command or an HTTP endpoint answering success and failure counts per version.
+    Counts(backstop_drivers::counts::CountsSource),
+}
+
+impl SignalSource {
+    /// Cumulative per-version counters now.
+    pub async fn stats(&self) -> Result<Vec<VersionStats>> {
+        Ok(match self {
+            SignalSource::Prometheus(p) => p.stats().await?,
+            SignalSource::Counts(c) => c.stats().await?,
+        })
+    }
+
+    /// What it asks, for the rollout's record (`analysis.source`).
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            SignalSource::Prometheus(p) => {
+                serde_json::json!({"source": "prometheus", "queries": p.queries()})
+            }
+            SignalSource::Counts(c) => {
+                serde_json::json!({"source": "counts", "asks": c.describe()})
+            }
+        }
+    }
+}
+
 /// The signal source of `svc` in `env`, if its config names one.
-pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<PrometheusSource>> {
-    let Some(p) = &svc.signals.prometheus else {
-        return Ok(None);
-    };
+pub fn build_signal_source(svc: &Service, env: &Environment) -> Result<Option<SignalSource>> {
     let render = |q: &str| PrometheusSignals::render(q, &svc.name, &env.name);
-    let source = PrometheusSource::new(PrometheusConfig {
-        url: p.url.clone(),
-        requests: render(&p.requests),
-        errors: render(&p.errors),
-        latency: p.latency.as_deref().map(render),
-        version_label: p.version_label.clone(),
-        timeout: p.timeout,
-    })?;
-    Ok(Some(source))
+    if let Some(p) = &svc.signals.prometheus {
+        let source = PrometheusSource::new(PrometheusConfig {
+            url: p.url.clone(),
+            requests: render(&p.requests),
+            errors: render(&p.errors),
+            latency: p.latency.as_deref().map(render),
+            version_label: p.version_label.clone(),
+            timeout: p.timeout,
+        })?;
+        return Ok(Some(SignalSource::Prometheus(Box::new(source))));
+    }
+    if let Some(c) = &svc.signals.command {
+        return Ok(Some(SignalSource::Counts(
+            backstop_drivers::counts::CountsSource::Command {
+                run: render(&c.run),
+                vars: BTreeMap::from([
+                    ("BACKSTOP_SERVICE".to_owned(), svc.name.clone()),
+                    ("BACKSTOP_ENV".to_owned(), env.name.clone()),
+                ]),
+                timeout: c.timeout,
+            },
+        )));
+    }
+    if let Some(h) = &svc.signals.http {
+        return Ok(Some(SignalSource::Counts(
+            backstop_drivers::counts::CountsSource::Http {
+                url: render(&h.url),
+                timeout: h.timeout,
+            },
+        )));
+    }
+    Ok(None)
 }
 
 /// Cumulative counts of flag `flag`'s on and off cohorts from Prometheus: the service's signal
@@ -85,16 +135,16 @@ impl Ctx {
             .ok_or_else(|| anyhow!("no traffic router for {service}/{env}"))
     }
 
-    /// Per-version counters from the service's signal source (`signals.prometheus`) when it has
-    /// one, else from the router when it can observe traffic (built-in proxy, HAProxy); empty
-    /// otherwise.
+    /// Per-version counters from the service's signal source (`signals.prometheus`, `.command`,
+    /// `.http`) when it has one, else from the router when it can observe traffic (built-in proxy,
+    /// HAProxy); empty otherwise.
     pub async fn traffic_stats(&self, service: &str, env: &str) -> Result<Vec<VersionStats>> {
         if let Some(source) = self
             .drivers
             .signal_sources
             .get(&(service.to_string(), env.to_string()))
         {
-            return Ok(source.stats().await?);
+            return source.stats().await;
         }
         Ok(self
             .router(service, env)?

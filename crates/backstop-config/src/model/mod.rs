@@ -31,7 +31,7 @@ pub use service::{
     AlertBlame, Hooks, MigrationEngine, MigrationsSpec, NewVersionPartialFailure, NotifyTarget,
     PartialFailures, Service, WebhookFormat,
 };
-pub use signals::{LogSignals, LokiLogs, PrometheusSignals, Signals};
+pub use signals::{CommandSignals, HttpSignals, LogSignals, LokiLogs, PrometheusSignals, Signals};
 pub use traffic::{CommandRouter, HaproxyRouter, HaproxySocket, NginxRouter, Router, Traffic};
 pub use validation::Validation;
 

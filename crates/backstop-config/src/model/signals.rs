@@ -22,6 +22,47 @@ pub struct Signals {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "LogSignals")]
     pub logs: Option<LogSignals>,
+    /// Work that is not HTTP (queue consumers, batch workers): a command printing per-version
+    /// success and failure counts as JSON, `{"v42": {"succeeded": 480, "failed": 31}, …}`
+    /// (cumulative), run every analysis interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "CommandSignals")]
+    pub command: Option<CommandSignals>,
+    /// The same counts served as JSON by an HTTP endpoint (`GET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "HttpSignals")]
+    pub http: Option<HttpSignals>,
+}
+
+/// Per-version counts from a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSignals {
+    /// The shell command; it runs with `BACKSTOP_SERVICE` and `BACKSTOP_ENV` set (and `{service}`,
+    /// `{env}` replaced), such as `./bin/job-counts --queue {service}-{env}`.
+    #[schemars(length(min = 1))]
+    pub run: String,
+    /// Time limit of one run (default `10s`).
+    #[serde(default = "default_counts_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+/// Per-version counts from an HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSignals {
+    /// The URL (`{service}` and `{env}` replaced), such as `http://worker:9000/counts`.
+    #[schemars(pattern(r"^https?://[^\s/]+"))]
+    pub url: String,
+    /// Timeout of one request (default `10s`).
+    #[serde(default = "default_counts_timeout", with = "duration")]
+    #[schemars(with = "DurationString")]
+    pub timeout: Duration,
+}
+
+fn default_counts_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// Which log lines are errors, and where they are read.

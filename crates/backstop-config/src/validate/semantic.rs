@@ -108,6 +108,20 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             }
         }
 
+        // One source of per-version counts.
+        let sources: Vec<&str> = ["prometheus", "command", "http"]
+            .into_iter()
+            .filter(|k| svc.pointer(&format!("/signals/{k}")).is_some())
+            .collect();
+        if let [first, second, ..] = sources.as_slice() {
+            push(
+                format!("{sp}/signals/{second}"),
+                format!(
+                    "one source of per-version counts: `signals.{first}` is given already (the judge compares one set of counts)"
+                ),
+            );
+        }
+
         if let Some(pattern) = svc.pointer("/signals/logs/pattern").and_then(Value::as_str)
             && let Err(e) = regex::Regex::new(pattern)
         {

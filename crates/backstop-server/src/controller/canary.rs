@@ -272,11 +272,8 @@ impl Controller {
             && first_at(&events, EventKind::AnalysisSource).is_none()
         {
             // Where the judged numbers come from, for whoever reads the rollout later.
-            self.record(Record::of(r).event(
-                EventKind::AnalysisSource,
-                json!({"source": "prometheus", "queries": source.queries()}),
-            ))
-            .await?;
+            self.record(Record::of(r).event(EventKind::AnalysisSource, source.describe()))
+                .await?;
         }
         let stats = self.stats_or_event(r).await?;
         let before = ctx
