@@ -65,6 +65,20 @@ pub enum WebhookFormat {
     /// resolves the alert.
     #[serde(rename = "pagerduty")]
     PagerDuty,
+    /// A PagerDuty Events API v2 change event (`routing_key`, `payload`): only changes (see
+    /// [`is_change`]) are sent to such a target.
+    #[serde(rename = "pagerduty_change")]
+    PagerDutyChange,
+}
+
+/// Whether a notification of `kind` is a change to a service (what a change-event target
+/// takes): a rollout starting or promoted, a rollback starting or done.
+#[must_use]
+pub fn is_change(kind: &str) -> bool {
+    matches!(
+        kind,
+        "rollout.started" | "rollout.promoted" | "recovery.started" | "recovery.done"
+    )
 }
 
 /// Where to send notifications.
@@ -136,8 +150,10 @@ impl WebhookTarget {
         if self.secret.as_deref() == Some("") {
             return Err(NotifyError::EmptySecret);
         }
-        if self.format == WebhookFormat::PagerDuty
-            && self.routing_key.as_deref().is_none_or(str::is_empty)
+        if matches!(
+            self.format,
+            WebhookFormat::PagerDuty | WebhookFormat::PagerDutyChange
+        ) && self.routing_key.as_deref().is_none_or(str::is_empty)
         {
             return Err(NotifyError::NoRoutingKey);
         }
@@ -446,6 +462,16 @@ impl Worker {
     }
 
     async fn deliver(&self, n: &Notification) {
+        // Changes go to change-event targets, alerts to alert targets: a rollout starting
+        // pages nobody.
+        let skip = match self.target.format {
+            WebhookFormat::PagerDutyChange => !is_change(&n.kind),
+            WebhookFormat::PagerDuty => n.kind == "rollout.started",
+            WebhookFormat::Json | WebhookFormat::Slack => false,
+        };
+        if skip {
+            return;
+        }
         let host = redact_url(&self.target.url);
         let client = match &self.client {
             Ok(c) => c,
@@ -592,6 +618,7 @@ pub fn render_body(n: &Notification, format: WebhookFormat, routing_key: Option<
         WebhookFormat::Json => return serde_json::to_vec(n).unwrap_or_else(|_| b"{}".to_vec()),
         WebhookFormat::Slack => slack_message(n),
         WebhookFormat::PagerDuty => pagerduty_event(n, routing_key.unwrap_or_default()),
+        WebhookFormat::PagerDutyChange => pagerduty_change(n, routing_key.unwrap_or_default()),
     };
     value.to_string().into_bytes()
 }
@@ -623,6 +650,20 @@ pub fn pagerduty_event(n: &Notification, routing_key: &str) -> Value {
             "component": n.service,
             "group": n.env,
             "class": n.kind,
+            "custom_details": n.detail,
+        },
+    })
+}
+
+/// A PagerDuty Events API v2 change event: the change's summary, when, where from, and its
+/// facts, for the service's change timeline.
+pub fn pagerduty_change(n: &Notification, routing_key: &str) -> Value {
+    serde_json::json!({
+        "routing_key": routing_key,
+        "payload": {
+            "summary": truncate_chars(&format!("{} {}/{}: {}", n.kind, n.service, n.env, n.summary), 1024),
+            "timestamp": format_time(n.at_ms),
+            "source": format!("backstop/{}/{}", n.service, n.env),
             "custom_details": n.detail,
         },
     })

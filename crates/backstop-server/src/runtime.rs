@@ -885,6 +885,7 @@ pub fn build_notifiers(
                 backstop_config::WebhookFormat::Json => WebhookFormat::Json,
                 backstop_config::WebhookFormat::Slack => WebhookFormat::Slack,
                 backstop_config::WebhookFormat::PagerDuty => WebhookFormat::PagerDuty,
+                backstop_config::WebhookFormat::PagerDutyChange => WebhookFormat::PagerDutyChange,
             };
             let target = WebhookTarget {
                 url: t.webhook.clone(),

@@ -138,8 +138,9 @@ pub struct NotifyTarget {
     /// Webhook URL (`http://` or `https://`) that receives rollout and recovery events.
     #[schemars(length(min = 1))]
     pub webhook: String,
-    /// Body format: `json` (default; the event as JSON) or `slack` (Slack incoming-webhook
-    /// compatible).
+    /// Body format: `json` (default; the event as JSON), `slack` (Slack incoming-webhook
+    /// compatible), `pagerduty` (Events API v2 alerts) or `pagerduty_change` (Events API v2
+    /// change events: rollout starts, promotions and rollbacks only).
     #[serde(default)]
     pub format: WebhookFormat,
     /// Name of the environment variable holding the HMAC-SHA256 key that signs each body
@@ -147,8 +148,8 @@ pub struct NotifyTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "EnvVarName")]
     pub secret_env: Option<String>,
-    /// With `format: pagerduty`: the environment variable holding the Events API v2
-    /// integration (routing) key.
+    /// With `format: pagerduty` or `pagerduty_change`: the environment variable holding the
+    /// Events API v2 integration (routing) key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "EnvVarName")]
     pub routing_key_env: Option<String>,
@@ -166,6 +167,12 @@ pub enum WebhookFormat {
     /// PagerDuty Events API v2 (an incident's events are one alert, resolved with it).
     #[serde(rename = "pagerduty")]
     PagerDuty,
+    /// PagerDuty Events API v2 change events (post to
+    /// `https://events.pagerduty.com/v2/change/enqueue`): every rollout start, promotion and
+    /// rollback shows on the service's change timeline beside its incidents; other events are
+    /// not sent.
+    #[serde(rename = "pagerduty_change")]
+    PagerDutyChange,
 }
 
 impl Service {

@@ -19,12 +19,21 @@ pub(super) fn check_notify(svc: &Value, sp: &str, push: &mut impl FnMut(String, 
                 ),
             );
         }
-        if target.get("format").and_then(Value::as_str) == Some("pagerduty")
+        let format = target.get("format").and_then(Value::as_str);
+        if matches!(format, Some("pagerduty" | "pagerduty_change"))
             && target.get("routing_key_env").is_none()
         {
+            let endpoint = if format == Some("pagerduty") {
+                "enqueue"
+            } else {
+                "change/enqueue"
+            };
             push(
                 format!("{sp}/notify/{k}/format"),
-                "a pagerduty target needs `routing_key_env`: the variable holding its Events API v2 integration key (e.g. https://events.pagerduty.com/v2/enqueue as the webhook)".into(),
+                format!(
+                    "a {} target needs `routing_key_env`: the variable holding its Events API v2 integration key (e.g. https://events.pagerduty.com/v2/{endpoint} as the webhook)",
+                    format.unwrap_or_default()
+                ),
             );
         }
     }
