@@ -53,3 +53,47 @@ pub struct AcknowledgeAlert {
     #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
 }
+
+/// What PagerDuty POSTs to a v3 webhook subscription (`incident.*` events). Fields Backstop does
+/// not use are accepted and ignored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PagerDutyWebhook {
+    pub event: PagerDutyEvent,
+}
+
+/// One event of a PagerDuty v3 webhook.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PagerDutyEvent {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `incident.triggered`, `incident.resolved`, …; others are recorded as not taken.
+    pub event_type: String,
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    pub data: PagerDutyIncident,
+}
+
+/// The incident an event is about.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PagerDutyIncident {
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// `high` or `low`.
+    #[serde(default)]
+    pub urgency: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    /// The PagerDuty service (its `id` is what `alerts.pagerduty` maps to an environment).
+    pub service: PagerDutyRef,
+    #[serde(default)]
+    pub priority: Option<PagerDutyRef>,
+}
+
+/// A reference to a PagerDuty object.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PagerDutyRef {
+    pub id: String,
+    #[serde(default)]
+    pub summary: Option<String>,
+}

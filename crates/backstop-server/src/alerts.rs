@@ -132,6 +132,66 @@ pub async fn receive(
     Ok(AlertsReceived { alerts: out })
 }
 
+/// A PagerDuty v3 webhook event as the alert it amounts to: `incident.triggered` fires,
+/// `incident.resolved` resolves (both keyed by the incident's id, so they meet); the service and
+/// environment come from the Backstop service whose `alerts.pagerduty` maps the PagerDuty
+/// service; the severity from the priority (`P1` critical, `P2` major) or the urgency (`high`
+/// critical). `None` for other event types.
+pub fn from_pagerduty(
+    ctx: &Ctx,
+    hook: &backstop_api::alerts::PagerDutyWebhook,
+) -> Option<backstop_api::alerts::AlertmanagerAlert> {
+    let e = &hook.event;
+    let status = match e.event_type.as_str() {
+        "incident.triggered" | "incident.reopened" => "firing",
+        "incident.resolved" => "resolved",
+        _ => return None,
+    };
+    let incident = &e.data;
+    let mut labels = std::collections::BTreeMap::from([(
+        "alertname".to_owned(),
+        format!("pagerduty {}", incident.id),
+    )]);
+    if let Some((service, env)) = ctx.config.services.iter().find_map(|s| {
+        s.alerts
+            .pagerduty
+            .get(&incident.service.id)
+            .map(|env| (s.name.clone(), env.clone()))
+    }) {
+        labels.insert("service".to_owned(), service);
+        labels.insert("env".to_owned(), env);
+    }
+    let priority = incident
+        .priority
+        .as_ref()
+        .and_then(|p| p.summary.as_deref())
+        .unwrap_or("");
+    let severity = match (priority, incident.urgency.as_deref()) {
+        ("P1", _) => "critical",
+        ("P2", _) => "major",
+        ("", Some("high")) => "critical",
+        _ => "minor",
+    };
+    labels.insert("severity".to_owned(), severity.to_owned());
+    let mut annotations = std::collections::BTreeMap::new();
+    if let Some(title) = &incident.title {
+        annotations.insert("summary".to_owned(), title.clone());
+    }
+    if let Some(url) = &incident.html_url {
+        annotations.insert("url".to_owned(), url.clone());
+    }
+    Some(backstop_api::alerts::AlertmanagerAlert {
+        status: status.to_owned(),
+        labels,
+        annotations,
+        // The incident, not the event: its trigger and its resolution are one firing.
+        starts_at: format!("pagerduty:{}", incident.id),
+        ends_at: None,
+        generator_url: incident.html_url.clone(),
+        fingerprint: Some(format!("pagerduty/{}", incident.id)),
+    })
+}
+
 /// Links a new firing to the release it is about, and sets what the policy says to do.
 async fn decide(ctx: &Ctx, a: &mut AlertRecord) -> ApiResult<()> {
     let (Some(service), Some(env)) = (a.service.clone(), a.env.clone()) else {

@@ -123,6 +123,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("GET", "/group-runs/{id}", Role::Viewer),
     ("GET", "/alerts", Role::Viewer),
     ("POST", "/alerts/alertmanager", Role::Releaser),
+    ("POST", "/alerts/pagerduty", Role::Releaser),
     ("GET", "/alerts/{id}", Role::Viewer),
     ("POST", "/alerts/{id}/acknowledge", Role::Releaser),
     ("GET", "/config/{service}/{env}/snapshots", Role::Viewer),

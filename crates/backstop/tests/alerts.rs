@@ -388,3 +388,62 @@ fn an_alert_is_blamed_on_the_likeliest_culprit_when_blame_is_ranked() {
     let settled = alerts(&d);
     assert_eq!(settled[0]["action"], "rolled_back", "{settled:#}");
 }
+
+/// An incident triggered in PagerDuty (its v3 webhook) on the PagerDuty service mapped to
+/// shop's prod is taken like an alert: linked to the release just promoted, rolled back by the
+/// P1's critical severity, its resolution recorded; other events and unmapped services change
+/// nothing.
+#[test]
+fn a_pagerduty_incident_on_a_new_release_rolls_it_back_and_its_resolution_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = free_port();
+    let config = shop_config_all_at_once(proxy).replace(
+        "    rollout:",
+        "    alerts: {pagerduty: {PSHOP01: prod}}\n    rollout:",
+    );
+    let d = Daemon::start(&dir.path().join("state"), &config, proxy);
+    d.register("v1", 0.0);
+    d.register("v2", 0.0);
+    assert_eq!(d.rollout_wait("v1", 0)["rollout"]["phase"], "promoted");
+    assert_eq!(d.rollout_wait("v2", 0)["rollout"]["phase"], "promoted");
+    let releaser = token(&d, "pagerduty", "releaser");
+    let post = |event_type: &str, service: &str, incident: &str| {
+        let body = json!({"event": {
+            "id": format!("ev-{event_type}"), "event_type": event_type,
+            "resource_type": "incident", "occurred_at": "2026-12-05T03:00:00Z",
+            "agent": {"id": "PUSER", "type": "user_reference"},
+            "data": {
+                "id": incident, "type": "incident", "title": "Checkout error rate high",
+                "urgency": "high", "status": "triggered", "html_url": format!("https://acme.pagerduty.com/incidents/{incident}"),
+                "service": {"id": service, "summary": "checkout prod", "type": "service_reference"},
+                "priority": {"id": "PP1", "summary": "P1", "type": "priority_reference"},
+            },
+        }});
+        let (status, answer) = d.api_call(
+            "POST",
+            "/api/v1/alerts/pagerduty",
+            Some(&releaser),
+            Some(&body),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer["alerts"].clone()
+    };
+
+    let triggered = post("incident.triggered", "PSHOP01", "Q1INC7");
+    let alert = &triggered[0];
+    assert_eq!(alert["release_id"], "shop@v2", "{alert:#}");
+    assert_eq!(alert["severity"], "critical", "{alert:#}");
+    let id = alert["id"].as_str().unwrap().to_owned();
+    d.wait_until("the release the incident is about is rolled back", || {
+        d.api_get("/api/v1/services")[0]["environments"][0]["state"]["lkg_release_id"] == "shop@v1"
+    });
+    assert_eq!(
+        post("incident.acknowledged", "PSHOP01", "Q1INC7"),
+        json!([])
+    );
+    let resolved = post("incident.resolved", "PSHOP01", "Q1INC7");
+    assert_eq!(resolved[0]["id"], id.as_str(), "one firing: {resolved:#}");
+    assert_eq!(resolved[0]["status"], "resolved", "{resolved:#}");
+    let other = post("incident.triggered", "POTHER9", "Q2OTHER");
+    assert_eq!(other[0]["action"], "ignored", "{other:#}");
+}

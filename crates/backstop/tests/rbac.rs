@@ -53,6 +53,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/group-runs/{id}", "viewer"),
     ("GET", "/api/v1/alerts", "viewer"),
     ("POST", "/api/v1/alerts/alertmanager", "releaser"),
+    ("POST", "/api/v1/alerts/pagerduty", "releaser"),
     ("GET", "/api/v1/alerts/{id}", "viewer"),
     ("POST", "/api/v1/alerts/{id}/acknowledge", "releaser"),
     ("GET", "/api/v1/config/{service}/{env}/snapshots", "viewer"),

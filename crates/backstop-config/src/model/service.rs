@@ -1,6 +1,7 @@
 //! A service: who owns it, how critical it is, and its per-service settings (migrations,
 //! notifications, rollback hooks).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -275,6 +276,11 @@ pub struct AlertSettings {
     /// culprit first, not the service that alerted.
     #[serde(default)]
     pub blame: AlertBlame,
+    /// PagerDuty services whose incidents are about this service, by PagerDuty service id, each
+    /// with the environment it watches (e.g. `{PABC123: prod}`): an incident triggered there
+    /// (PagerDuty v3 webhook to `/api/v1/alerts/pagerduty`) is taken like an alert.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pagerduty: BTreeMap<String, String>,
 }
 
 impl Default for AlertSettings {
@@ -282,6 +288,7 @@ impl Default for AlertSettings {
         Self {
             watch: default_alert_watch(),
             blame: AlertBlame::default(),
+            pagerduty: BTreeMap::new(),
         }
     }
 }

@@ -108,6 +108,30 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             }
         }
 
+        // PagerDuty services map to environments of this service.
+        if let Some(map) = svc.pointer("/alerts/pagerduty").and_then(Value::as_object) {
+            let envs: Vec<&str> = svc
+                .get("environments")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get("name").and_then(Value::as_str))
+                .collect();
+            for (pd, env) in map {
+                if let Some(env) = env.as_str()
+                    && !envs.contains(&env)
+                {
+                    push(
+                        format!("{sp}/alerts/pagerduty/{pd}"),
+                        format!(
+                            "PagerDuty service {pd} watches environment {env:?}, which this service does not have (it has: {})",
+                            envs.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+
         // One source of per-version counts.
         let sources: Vec<&str> = ["prometheus", "command", "http"]
             .into_iter()

@@ -18,6 +18,7 @@ pub(super) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
         .route("/alerts", get(list_alerts))
         .route("/alerts/alertmanager", post(alertmanager))
+        .route("/alerts/pagerduty", post(pagerduty))
         .route("/alerts/{id}", get(get_alert))
         .route("/alerts/{id}/acknowledge", post(acknowledge_alert))
 }
@@ -39,6 +40,36 @@ pub(super) async fn alertmanager(
 ) -> ApiResult<Json<AlertsReceived>> {
     // A token limited to one environment acts on alerts about that environment only.
     let scope = access.env_scope().map(str::to_owned);
+    Ok(Json(
+        crate::alerts::receive(&ctx, payload, &caller, scope.as_deref()).await?,
+    ))
+}
+
+/// PagerDuty's v3 webhook (an `incident.*` subscription, with a bearer token of role
+/// releaser): a triggered incident on a PagerDuty service that `alerts.pagerduty` maps to a
+/// service's environment is taken like an alert (linked to the release new there, the
+/// severity policy run on it); its resolution is recorded. Other events are answered with no
+/// alert.
+#[utoipa::path(post, path = "/api/v1/alerts/pagerduty", request_body = backstop_api::alerts::PagerDutyWebhook,
+    responses((status = 200, body = AlertsReceived), (status = 400, body = ErrorBody)))]
+pub(super) async fn pagerduty(
+    Acting {
+        ctx,
+        caller,
+        access,
+    }: Acting,
+    Body(hook): Body<backstop_api::alerts::PagerDutyWebhook>,
+) -> ApiResult<Json<AlertsReceived>> {
+    let scope = access.env_scope().map(str::to_owned);
+    let Some(alert) = crate::alerts::from_pagerduty(&ctx, &hook) else {
+        return Ok(Json(AlertsReceived { alerts: Vec::new() }));
+    };
+    let payload = backstop_api::alerts::AlertmanagerPayload {
+        version: None,
+        receiver: Some("pagerduty".to_owned()),
+        status: None,
+        alerts: vec![alert],
+    };
     Ok(Json(
         crate::alerts::receive(&ctx, payload, &caller, scope.as_deref()).await?,
     ))
