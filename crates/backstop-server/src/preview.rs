@@ -170,23 +170,13 @@ impl Ctx {
         env: &str,
         target: &Rollout,
     ) -> ApiResult<Vec<backstop_core::snapshot::Change>> {
-        let internal = |e: anyhow::Error| ApiError::internal(format!("{e:#}"));
-        let Some(version) = self
-            .store
-            .rollout_safeguards(&target.id)
-            .await?
-            .and_then(|g| g.config_snapshot)
-        else {
+        let compared = self
+            .rollout_snapshot_vs_live(service, env, &target.id)
+            .await
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let Some(s) = compared else {
             return Ok(Vec::new());
         };
-        let snap = self.store.config_snapshot(service, env, version).await?;
-        let back = self.snapshot_manifest(&snap.manifest).map_err(internal)?;
-        let live = self
-            .live_params(service, env)
-            .await
-            .map_err(internal)?
-            .map(|l| l.manifest)
-            .unwrap_or_default();
-        Ok(backstop_core::snapshot::changes(&live, &back))
+        Ok(backstop_core::snapshot::changes(&s.live, &s.snapshot))
     }
 }

@@ -26,6 +26,15 @@ use crate::Ctx;
 pub const HMAC_KEY_FILE: &str = "config-hmac.key";
 
 /// The environment's parameters as they are on disk now, with the bytes of every file.
+/// A rollout's params snapshot and the live params, for a restore or a preview.
+pub struct SnapshotVsLive {
+    pub version: i64,
+    /// The snapshot manifest's digest.
+    pub digest: String,
+    pub snapshot: Manifest,
+    pub live: Manifest,
+}
+
 pub struct Live {
     pub manifest: Manifest,
     pub contents: BTreeMap<String, Vec<u8>>,
@@ -237,6 +246,37 @@ impl Ctx {
             rollout_id: rollout_id.map(str::to_string),
         };
         Ok(Some(self.store.record_config_snapshot(&snap).await?))
+    }
+
+    /// The params snapshot taken before rollout `rollout_id` of `service/env`, beside what is
+    /// live now; `None` when none was taken (no params, or before snapshots existed).
+    pub async fn rollout_snapshot_vs_live(
+        &self,
+        service: &str,
+        env: &str,
+        rollout_id: &str,
+    ) -> Result<Option<SnapshotVsLive>> {
+        let Some(version) = self
+            .store
+            .rollout_safeguards(rollout_id)
+            .await?
+            .and_then(|g| g.config_snapshot)
+        else {
+            return Ok(None);
+        };
+        let snap = self.store.config_snapshot(service, env, version).await?;
+        let snapshot = self.snapshot_manifest(&snap.manifest)?;
+        let live = self
+            .live_params(service, env)
+            .await?
+            .map(|l| l.manifest)
+            .unwrap_or_default();
+        Ok(Some(SnapshotVsLive {
+            version,
+            digest: snap.manifest,
+            snapshot,
+            live,
+        }))
     }
 
     /// A stored snapshot's manifest (its blob re-verified).

@@ -479,10 +479,31 @@ impl Daemon {
 
     /// `backstop release create shop --version VERSION --file FILE EXTRA…`: the release.
     pub fn register_file(&self, version: &str, file: &Path, extra: &[&str]) -> serde_json::Value {
+        self.register_service_file("shop", version, file, extra)
+    }
+
+    /// `backstop release create SERVICE --version VERSION --file <the backstop binary> EXTRA…`
+    /// (the sample service, for configs with several services).
+    pub fn register_service(
+        &self,
+        service: &str,
+        version: &str,
+        extra: &[&str],
+    ) -> serde_json::Value {
+        self.register_service_file(service, version, &backstop_bin(), extra)
+    }
+
+    fn register_service_file(
+        &self,
+        service: &str,
+        version: &str,
+        file: &Path,
+        extra: &[&str],
+    ) -> serde_json::Value {
         let mut args = vec![
             "release",
             "create",
-            "shop",
+            service,
             "--version",
             version,
             "--file",

@@ -8,8 +8,7 @@
 
 use backstop_testkit::servers::{Alertmanager, Prometheus};
 use backstop_testkit::{
-    DEMO_APP_RUN, Daemon, Traffic, audit_actions, backstop_bin, free_port, http_get,
-    shop_config_all_at_once,
+    DEMO_APP_RUN, Daemon, Traffic, audit_actions, free_port, http_get, shop_config_all_at_once,
 };
 use serde_json::{Value, json};
 
@@ -300,26 +299,16 @@ fn an_alert_is_blamed_on_the_likeliest_culprit_when_blame_is_ranked() {
         ),
     );
     let d = Daemon::start(&dir.path().join("state"), &config, api_port);
-    let bin = backstop_bin();
     for (name, version, errors) in [
         ("api", "v1", 0.0),
         ("api", "v2", 0.5),
         ("web", "v1", 0.0),
         ("web", "v2", 0.0),
     ] {
-        d.cli_json(
-            &[
-                "release",
-                "create",
-                name,
-                "--version",
-                version,
-                "--file",
-                bin.to_str().unwrap(),
-                "--env",
-                &format!("DEMO_ERROR_RATIO={errors}"),
-            ],
-            0,
+        d.register_service(
+            name,
+            version,
+            &["--env", &format!("DEMO_ERROR_RATIO={errors}")],
         );
     }
     for name in ["api", "web"] {

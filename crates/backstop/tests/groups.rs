@@ -35,18 +35,7 @@ fn config(ports: &[u16; 3], dir: &Path) -> String {
 /// Registers `version` of `service` (the sample service, with `extra` arguments such as
 /// `--env` or `--schema`); v1 is then rolled out and must be promoted.
 fn release(d: &Daemon, service: &str, version: &str, extra: &[&str]) {
-    let bin = backstop_bin();
-    let mut args = vec![
-        "release",
-        "create",
-        service,
-        "--version",
-        version,
-        "--file",
-        bin.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    d.cli_json(&args, 0);
+    d.register_service(service, version, extra);
     if version == "v1" {
         let first = d.cli_json(
             &[

@@ -451,22 +451,11 @@ impl Controller {
             .into_iter()
             .find(|r| r.env == env && r.to_release_id == lkg && r.phase == Phase::Promoted);
         let Some(r) = promoted else { return Ok(None) };
-        let Some(version) = ctx
-            .store
-            .rollout_safeguards(&r.id)
+        Ok(ctx
+            .rollout_snapshot_vs_live(service, env, &r.id)
             .await?
-            .and_then(|g| g.config_snapshot)
-        else {
-            return Ok(None);
-        };
-        let snap = ctx.store.config_snapshot(service, env, version).await?;
-        let target = ctx.snapshot_manifest(&snap.manifest)?;
-        let live = ctx
-            .live_params(service, env)
-            .await?
-            .map(|l| l.manifest)
-            .unwrap_or_default();
-        Ok((!target.same_files(&live)).then_some((version, snap.manifest)))
+            .filter(|s| !s.snapshot.same_files(&s.live))
+            .map(|s| (s.version, s.digest)))
     }
 }
 
