@@ -509,10 +509,8 @@ async fn settle(ctx: &Ctx, id: &str) -> ApiResult<()> {
 }
 
 fn notify(ctx: &Ctx, a: &AlertRecord, now: i64) {
-    if let (Some(service), Some(env)) = (&a.service, &a.env)
-        && let Some(n) = ctx.drivers.notifiers.get(service)
-    {
-        n.notify(backstop_drivers::notify::Notification {
+    if let (Some(service), Some(env)) = (&a.service, &a.env) {
+        ctx.notify(backstop_drivers::notify::Notification {
             id: format!("{}/{}", a.id, EventKind::AlertFiring),
             kind: EventKind::AlertFiring.to_string(),
             service: service.clone(),

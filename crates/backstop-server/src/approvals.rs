@@ -269,20 +269,18 @@ pub async fn rollback(
             result: Some(json!({"recovery": rec.id, "status": rec.status})),
         };
         ctx.store.create_approval(&review).await?;
-        if let Some(n) = ctx.drivers.notifiers.get(&req.service) {
-            n.notify(backstop_drivers::notify::Notification {
-                id: format!("break-glass/{}", review.id),
-                kind: EventKind::BreakGlassUsed.as_str().into(),
-                service: req.service.clone(),
-                env: req.env.clone(),
-                summary: format!(
-                    "BREAK-GLASS rollback of {}/{} by {actor}: {} (review: backstop approve {})",
-                    req.service, req.env, req.reason, review.id
-                ),
-                detail: json!({"recovery": rec.id, "review": review.id, "actor": actor}),
-                at_ms: now,
-            });
-        }
+        ctx.notify(backstop_drivers::notify::Notification {
+            id: format!("break-glass/{}", review.id),
+            kind: EventKind::BreakGlassUsed.as_str().into(),
+            service: req.service.clone(),
+            env: req.env.clone(),
+            summary: format!(
+                "BREAK-GLASS rollback of {}/{} by {actor}: {} (review: backstop approve {})",
+                req.service, req.env, req.reason, review.id
+            ),
+            detail: json!({"recovery": rec.id, "review": review.id, "actor": actor}),
+            at_ms: now,
+        });
         tracing::warn!(actor, service = %req.service, env = %req.env, review = %review.id, "Break-glass rollback: it runs, and waits for a second person's review.");
     }
     Ok(rec)

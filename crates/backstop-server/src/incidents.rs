@@ -247,21 +247,19 @@ pub async fn change(
 }
 
 fn announce(ctx: &Ctx, incident: &Incident, kind: EventKind, summary: String) {
-    if let Some(n) = ctx.drivers.notifiers.get(&incident.service) {
-        let now = ctx.clock.now_ms();
-        n.notify(backstop_drivers::notify::Notification {
-            id: format!("incident/{}/{}/{now}", incident.id, kind.as_str()),
-            kind: kind.as_str().into(),
-            service: incident.service.clone(),
-            env: incident.env.clone(),
-            summary,
-            detail: json!({
-                "incident": incident.id, "severity": incident.severity, "status": incident.status,
-                "title": incident.title, "roles": incident.roles,
-            }),
-            at_ms: now,
-        });
-    }
+    let now = ctx.clock.now_ms();
+    ctx.notify(backstop_drivers::notify::Notification {
+        id: format!("incident/{}/{}/{now}", incident.id, kind.as_str()),
+        kind: kind.as_str().into(),
+        service: incident.service.clone(),
+        env: incident.env.clone(),
+        summary,
+        detail: json!({
+            "incident": incident.id, "severity": incident.severity, "status": incident.status,
+            "title": incident.title, "roles": incident.roles,
+        }),
+        at_ms: now,
+    });
 }
 
 /// Reminds, once per due time, about every open incident whose status update is overdue (and,

@@ -133,29 +133,27 @@ async fn create_with(
     .await?;
     crate::gate::audit_overrides(ctx, &report, &intent, &format!("rollout/{}", rollout.id)).await?;
     // A change starts: webhooks and incident tools' change timelines hear of it.
-    if let Some(n) = ctx.drivers.notifiers.get(&rollout.service) {
-        n.notify(backstop_drivers::notify::Notification {
-            id: format!("rollout/{}/{}", rollout.id, EventKind::RolloutStarted),
-            kind: EventKind::RolloutStarted.to_string(),
-            service: rollout.service.clone(),
-            env: rollout.env.clone(),
-            summary: format!(
-                "{} rolling out in {} (from {}), started by {actor}{}",
-                rollout.to_release_id,
-                rollout.env,
-                rollout.from_release_id.as_deref().unwrap_or("nothing"),
-                req.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ),
-            detail: json!({
-                "rollout": rollout.id, "release": rollout.to_release_id,
-                "from": rollout.from_release_id, "reason": req.reason,
-            }),
-            at_ms: now,
-        });
-    }
+    ctx.notify(backstop_drivers::notify::Notification {
+        id: format!("rollout/{}/{}", rollout.id, EventKind::RolloutStarted),
+        kind: EventKind::RolloutStarted.to_string(),
+        service: rollout.service.clone(),
+        env: rollout.env.clone(),
+        summary: format!(
+            "{} rolling out in {} (from {}), started by {actor}{}",
+            rollout.to_release_id,
+            rollout.env,
+            rollout.from_release_id.as_deref().unwrap_or("nothing"),
+            req.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        detail: json!({
+            "rollout": rollout.id, "release": rollout.to_release_id,
+            "from": rollout.from_release_id, "reason": req.reason,
+        }),
+        at_ms: now,
+    });
     ctx.wake_controllers().await;
     Ok(rollout)
 }

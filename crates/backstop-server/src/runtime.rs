@@ -122,6 +122,13 @@ pub async fn prometheus_cohorts(
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Ctx {
+    /// Sends `n` to its service's webhooks (none configured: nothing is sent).
+    pub fn notify(&self, n: backstop_drivers::notify::Notification) {
+        if let Some(notifier) = self.drivers.notifiers.get(&n.service) {
+            notifier.notify(n);
+        }
+    }
+
     pub fn service(&self, name: &str) -> Result<&Service> {
         self.config
             .service(name)
@@ -235,8 +242,9 @@ impl Ctx {
     /// The ids of the instances of the version whose first instance is `id`, as the service's
     /// `run.instances` has them now.
     pub fn replica_ids(&self, service: &str, id: &str) -> Result<Vec<String>> {
-        let n = match self.service(service)?.run.deployer {
-            Deployer::Process { .. } => self.service(service)?.run.instances,
+        let run = &self.service(service)?.run;
+        let n = match run.deployer {
+            Deployer::Process { .. } => run.instances,
             Deployer::Command(_) => 1,
         };
         Ok(backstop_core::partial::replica_ids(id, n))
@@ -382,11 +390,21 @@ impl Ctx {
     /// Stops the instances of the version whose first instance is `id` (its further ones too,
     /// however many `run.instances` said when they started).
     pub async fn stop_instance(&self, id: &str) -> Result<()> {
+        let first = match self.store.instance(id).await {
+            Ok(rec) => rec,
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        // The further instances `run.instances` names now (one may be starting), and any
+        // running one left from a larger setting.
+        let mut further = self.replica_ids(&first.service, id)?.split_off(1);
+        for inst in self.store.running_instances().await? {
+            if backstop_core::partial::is_replica_of(&inst.id, id) && !further.contains(&inst.id) {
+                further.push(inst.id);
+            }
+        }
         self.stop_one(id).await?;
-        for replica in backstop_core::partial::replica_ids(id, backstop_config::MAX_INSTANCES)
-            .iter()
-            .skip(1)
-        {
+        for replica in &further {
             self.stop_one(replica).await?;
         }
         Ok(())

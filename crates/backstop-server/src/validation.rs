@@ -198,17 +198,15 @@ async fn finished_validation(ctx: &Ctx, rec: &Recovery, v: &RecoveryValidation) 
     } else {
         tracing::warn!(recovery = %rec.id, "{summary}");
     }
-    if let Some(n) = ctx.drivers.notifiers.get(&rec.service) {
-        n.notify(backstop_drivers::notify::Notification {
-            id: format!("validation/{}", rec.id),
-            kind: kind.as_str().into(),
-            service: rec.service.clone(),
-            env: rec.env.clone(),
-            summary: summary.clone(),
-            detail: json!({"recovery": rec.id, "status": v.status, "checks": v.checks}),
-            at_ms: ctx.clock.now_ms(),
-        });
-    }
+    ctx.notify(backstop_drivers::notify::Notification {
+        id: format!("validation/{}", rec.id),
+        kind: kind.as_str().into(),
+        service: rec.service.clone(),
+        env: rec.env.clone(),
+        summary: summary.clone(),
+        detail: json!({"recovery": rec.id, "status": v.status, "checks": v.checks}),
+        at_ms: ctx.clock.now_ms(),
+    });
     if let Some(rollout_id) = &rec.rollout_id {
         crate::incidents::note_for_rollout(ctx, rollout_id, &summary).await;
     }

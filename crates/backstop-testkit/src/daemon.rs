@@ -519,6 +519,29 @@ impl Daemon {
         self.cli_json(&rollout_start_args(version, &["--wait"]), code)
     }
 
+    /// `backstop rollout start SERVICE --env prod --version VERSION --wait`, expecting exit
+    /// `code` (configs with several services).
+    pub fn rollout_service_wait(
+        &self,
+        service: &str,
+        version: &str,
+        code: i32,
+    ) -> serde_json::Value {
+        self.cli_json(
+            &[
+                "rollout",
+                "start",
+                service,
+                "--env",
+                "prod",
+                "--version",
+                version,
+                "--wait",
+            ],
+            code,
+        )
+    }
+
     /// `backstop rollout start shop --env prod --version VERSION` (not waiting): the rollout id.
     pub fn rollout_start(&self, version: &str) -> String {
         let started = self.cli_json(&rollout_start_args(version, &[]), 0);

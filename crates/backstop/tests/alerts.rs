@@ -312,19 +312,7 @@ fn an_alert_is_blamed_on_the_likeliest_culprit_when_blame_is_ranked() {
         );
     }
     for name in ["api", "web"] {
-        let first = d.cli_json(
-            &[
-                "rollout",
-                "start",
-                name,
-                "--env",
-                "prod",
-                "--version",
-                "v1",
-                "--wait",
-            ],
-            0,
-        );
+        let first = d.rollout_service_wait(name, "v1", 0);
         assert_eq!(first["rollout"]["phase"], "promoted", "{first:#}");
     }
     let _traffic = [

@@ -37,19 +37,7 @@ fn config(ports: &[u16; 3], dir: &Path) -> String {
 fn release(d: &Daemon, service: &str, version: &str, extra: &[&str]) {
     d.register_service(service, version, extra);
     if version == "v1" {
-        let first = d.cli_json(
-            &[
-                "rollout",
-                "start",
-                service,
-                "--env",
-                "prod",
-                "--version",
-                "v1",
-                "--wait",
-            ],
-            0,
-        );
+        let first = d.rollout_service_wait(service, "v1", 0);
         assert_eq!(first["rollout"]["phase"], "promoted", "{first:#}");
     }
 }

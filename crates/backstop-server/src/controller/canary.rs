@@ -34,6 +34,8 @@ pub(super) struct Watch {
     failed_health_checks: u32,
     /// The partial failure the last check found, when it counted as failed.
     partial: Option<String>,
+    /// A shadow judge's verdict is recorded already (read from the events once, at start).
+    shadow_heard: bool,
     /// The stable version's traffic before the rollout (what "degraded" is measured against).
     before: Option<backstop_core::snapshot::Baseline>,
     /// Since when the environment is degraded (the stable version far worse than before).
@@ -354,6 +356,7 @@ impl Controller {
             first_request_seen,
             failed_health_checks: 0,
             partial: None,
+            shadow_heard: first_at(&events, EventKind::JudgeShadowVerdict).is_some(),
             before,
             degraded_since,
         })
@@ -454,10 +457,14 @@ impl Controller {
         if ctx.service(&r.service)?.analysis.mode == AnalysisMode::Shadow
             && measured.judge != Decision::Continue
         {
-            // A shadow judge is heard, not obeyed.
-            if let Next::Fail { reason } | Next::Pause { reason } = &next {
+            // A shadow judge is heard, once per rollout, not obeyed.
+            let heard = self.watches.get(&r.id).is_some_and(|w| w.shadow_heard);
+            if let (false, Next::Fail { reason } | Next::Pause { reason }) = (heard, &next) {
                 self.shadow_verdict(&r, measured.judge, reason, &measured.report)
                     .await?;
+                if let Some(w) = self.watches.get_mut(&r.id) {
+                    w.shadow_heard = true;
+                }
             }
             next = backstop_core::rollout::next(&observed(Decision::Continue));
         }

@@ -155,6 +155,22 @@ impl OutlierWatch {
     }
 }
 
+/// One instance supervision checked this pass: its record, role, the rollout running in its
+/// environment, and what was decided about it.
+type Decided = (InstanceRecord, &'static str, Option<Rollout>, Decision);
+
+/// The (service, environment, role) of each version among `decided`, once each, in order.
+fn version_groups(decided: &[Decided]) -> Vec<(&str, &str, &'static str)> {
+    let mut groups = Vec::new();
+    for (inst, role, _, _) in decided {
+        let key = (inst.service.as_str(), inst.env.as_str(), *role);
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    groups
+}
+
 /// Supervision's view, by instance id (in memory: rebuilt by the checks after a restart).
 pub type SupervisionState = std::sync::Mutex<BTreeMap<String, Supervised>>;
 
@@ -318,7 +334,7 @@ impl Controller {
             decided.push((inst, role, rollout, decision));
         }
         self.report_partial_failures(&decided).await?;
-        self.replace_outliers().await?;
+        self.replace_outliers(&decided).await?;
         for (inst, role, rollout, decision) in decided {
             if let Decision::Restart {
                 reason,
@@ -385,34 +401,39 @@ impl Controller {
     }
 
     /// Replaces the stable instances whose errors stand out from their siblings': one bad
-    /// instance among many, which health checks may not see.
-    async fn replace_outliers(&mut self) -> Result<()> {
+    /// instance among many, which health checks may not see. Reads the instances this pass of
+    /// supervision checked (`decided`), leaving out the ones about to be restarted anyway.
+    async fn replace_outliers(&mut self, decided: &[Decided]) -> Result<()> {
         let ctx = self.ctx.clone();
-        let rollouts = ctx.store.active_rollouts().await?;
-        for env in ctx.store.environments().await? {
-            let Some(id) = &env.stable_instance_id else {
-                continue;
-            };
-            let key = super::env_key(&env.service, &env.env);
-            if self.lease_in_share(&key).await?.is_none() {
+        for (service, env, role) in version_groups(decided) {
+            if role != "stable" {
                 continue;
             }
-            let instances: Vec<InstanceRecord> = instances_of(&ctx, &env.service, id)
-                .await?
-                .into_iter()
-                .filter(|i| i.state == InstanceState::Running)
+            let checked: Vec<&Decided> = decided
+                .iter()
+                .filter(|(i, r, _, _)| i.service == service && i.env == env && *r == role)
+                .collect();
+            let instances: Vec<InstanceRecord> = checked
+                .iter()
+                .filter(|(i, _, _, d)| {
+                    i.state == InstanceState::Running && !matches!(d, Decision::Restart { .. })
+                })
+                .map(|(i, _, _, _)| i.clone())
                 .collect();
             let Some(first) = instances.first() else {
                 continue;
             };
+            if instances.len() < 2 {
+                // Nothing to compare: no store read or proxy call every second for it.
+                self.outliers.remove(&first.id);
+                continue;
+            }
+            let rollout = checked[0].2.clone();
+            let key = super::env_key(service, env);
             let version = ctx.store.release(&first.release_id).await?.version;
             let Some((inst, outlier)) = self.outlier_of(&instances, &version).await? else {
                 continue;
             };
-            let rollout = rollouts
-                .iter()
-                .find(|r| r.service == env.service && r.env == env.env)
-                .cloned();
             let reason = format!(
                 "its errors stand out from its version's other instances ({} of {} requests against {} of {}, p = {:.2e})",
                 outlier.errors,
@@ -421,7 +442,7 @@ impl Controller {
                 outlier.others_requests,
                 outlier.p_value
             );
-            let severity = ctx.service(&env.service)?.partial_failures.severity;
+            let severity = ctx.service(service)?.partial_failures.severity;
             let summary = format!(
                 "partial failure ({severity}) of stable {} in {}: instance {} {reason}; replacing it",
                 inst.release_id, inst.env, inst.id
@@ -453,20 +474,10 @@ impl Controller {
     /// instances turned unhealthy: at least the service's `partial_failures.unhealthy` of them.
     /// Reported once per set of unhealthy instances, with the service's partial-failure
     /// severity; the instances themselves are replaced by the restarts that follow.
-    async fn report_partial_failures(
-        &mut self,
-        decided: &[(InstanceRecord, &'static str, Option<Rollout>, Decision)],
-    ) -> Result<()> {
+    async fn report_partial_failures(&mut self, decided: &[Decided]) -> Result<()> {
         let ctx = self.ctx.clone();
-        let mut groups: Vec<(&str, &str, &str)> = Vec::new();
-        for (inst, role, _, _) in decided {
-            let key = (inst.service.as_str(), inst.env.as_str(), *role);
-            if !groups.contains(&key) {
-                groups.push(key);
-            }
-        }
-        for (service, env, role) in groups {
-            let members: Vec<&(InstanceRecord, &'static str, Option<Rollout>, Decision)> = decided
+        for (service, env, role) in version_groups(decided) {
+            let members: Vec<&Decided> = decided
                 .iter()
                 .filter(|(i, r, _, _)| i.service == service && i.env == env && *r == role)
                 .collect();

@@ -75,8 +75,9 @@ impl Controller {
 }
 
 impl Controller {
-    /// `analysis.mode: shadow`: the judge said `decision`; record it once per rollout, with
-    /// the severity and what the workflow would have done, and act on nothing.
+    /// `analysis.mode: shadow`: the judge said `decision`; record it, with the severity and
+    /// what the workflow would have done, and act on nothing. The caller records it once per
+    /// rollout.
     pub(super) async fn shadow_verdict(
         &mut self,
         r: &Rollout,
@@ -85,15 +86,6 @@ impl Controller {
         report: &serde_json::Value,
     ) -> Result<()> {
         let ctx = self.ctx.clone();
-        let recorded = ctx
-            .store
-            .events(&r.id)
-            .await?
-            .iter()
-            .any(|e| e.kind == EventKind::JudgeShadowVerdict);
-        if recorded {
-            return Ok(());
-        }
         let svc = ctx.service(&r.service)?;
         let now = ctx.clock.now_ms();
         let would = match decision {
