@@ -39,10 +39,10 @@ pub use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
 pub use model::{
     AgentRef, AlertBlame, Breaker, BreakerScope, CommandRouter, CommandScripts, CommandSignals,
     Config, DEFAULT_ROLLBACK_WINDOW, Defaults, Deployer, DeployerKind, Environment, HaproxyRouter,
-    HaproxySocket, Health, Hooks, HttpSignals, LogSignals, LokiLogs, MAX_INSTANCES,
+    HaproxySocket, Health, Hooks, HttpSignals, LaterFailure, LogSignals, LokiLogs, MAX_INSTANCES,
     MigrationEngine, MigrationsSpec, NewVersionPartialFailure, NginxRouter, NotifyTarget, Params,
     PartialFailures, Probe, PrometheusSignals, RolloutBreaker, RolloutSpec, Router, Run, SecretRef,
-    Service, Signals, Strategy, Traffic, Validation, WebhookFormat, validation,
+    Service, Signals, Strategy, Traffic, Validation, Wave, WebhookFormat, validation,
 };
 
 pub use stateful::{

@@ -78,6 +78,28 @@ string_enum! {
         /// A member could not be put back; the group waits for a person.
         GroupHalted = "group.halted",
 
+        // Ships: one release through a service's environment waves.
+        /// `backstop release ship` started (the waves, in order).
+        ShipStarted = "ship.started",
+        /// A wave's rollouts started.
+        ShipWaveStarted = "ship.wave_started",
+        /// The next wave waits: the gate holds it (a freeze, an open breaker, an incident).
+        ShipHeld = "ship.held",
+        /// Every environment of a wave was promoted; its bake began.
+        ShipWaveBaking = "ship.wave_baking",
+        /// A wave passed (promoted, and baked when it bakes); the next one may start.
+        ShipWavePassed = "ship.wave_passed",
+        /// A wave failed (a canary, or the bake): it is rolled back and the ship stops.
+        ShipWaveFailed = "ship.wave_failed",
+        /// A wave is back on its previous last known good.
+        ShipWaveRolledBack = "ship.wave_rolled_back",
+        /// The release passed every wave.
+        ShipShipped = "ship.shipped",
+        /// The ship stopped: a wave failed (and was rolled back) or the gate refused one.
+        ShipStopped = "ship.stopped",
+        /// An environment could not be put back; the ship waits for a person.
+        ShipHalted = "ship.halted",
+
         // Alerts from monitoring.
         /// A firing alert was received (the evidence says what was done about it).
         AlertFiring = "alert.firing",

@@ -34,6 +34,7 @@ pub mod schema;
 pub mod scorecard;
 pub mod secret;
 pub mod severity;
+pub mod ship;
 pub mod snapshot;
 pub mod supervision;
 pub mod tier;

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod anytime;
+pub mod bake;
 pub mod bench;
 pub mod calibrate;
 pub mod hist;

@@ -28,8 +28,8 @@ pub use rollout::{DEFAULT_ROLLBACK_WINDOW, RolloutBreaker, RolloutSpec, Strategy
 pub use run::{CommandScripts, Deployer, DeployerKind, Health, MAX_INSTANCES, Probe, Run};
 pub(crate) use schema::{EnvVarName, NonEmptyString, SocketAddrString};
 pub use service::{
-    AlertBlame, Hooks, MigrationEngine, MigrationsSpec, NewVersionPartialFailure, NotifyTarget,
-    PartialFailures, Service, WebhookFormat,
+    AlertBlame, Hooks, LaterFailure, MigrationEngine, MigrationsSpec, NewVersionPartialFailure,
+    NotifyTarget, PartialFailures, Service, Wave, WebhookFormat,
 };
 pub use signals::{CommandSignals, HttpSignals, LogSignals, LokiLogs, PrometheusSignals, Signals};
 pub use traffic::{CommandRouter, HaproxyRouter, HaproxySocket, NginxRouter, Router, Traffic};

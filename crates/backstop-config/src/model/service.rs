@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backstop_core::duration::{DurationString, serde_duration as duration};
+use backstop_core::duration::{
+    DurationString, serde_duration as duration, serde_option_duration as option_duration,
+};
 use backstop_core::severity::Severity;
 use backstop_core::tier::{Objectives, SeverityAction, SeverityPolicy};
 use backstop_judge::JudgeSettings;
@@ -91,6 +93,12 @@ pub struct Service {
     /// Where the service runs (at least one environment, unique names).
     #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,
+    /// The environment waves `backstop release ship` takes a release through, in order, e.g.
+    /// `[{envs: [staging], bake: 30m}, {envs: [prod-eu, prod-us]}]`: a wave's environments
+    /// roll out together; after all are promoted, the bake keeps judging them against their
+    /// pre-deploy baselines before the next wave starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Wave>,
     /// Scheduled freeze windows of this service in every environment (UTC), e.g.
     /// `[{every: "Fri 16:00", for: 64h, reason: weekend}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -413,4 +421,37 @@ impl Default for Hooks {
 
 fn default_hook_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+/// One wave of `backstop release ship`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Wave {
+    /// Environments of the service rolled out together in this wave (each in one wave at most).
+    #[schemars(length(min = 1))]
+    pub envs: Vec<String>,
+    /// How long the wave, once every environment of it is promoted, keeps being judged against
+    /// each environment's pre-deploy baseline before the next wave starts (default: none).
+    #[serde(
+        default,
+        with = "option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<DurationString>")]
+    pub bake: Option<Duration>,
+    /// What this wave does when a later wave fails: `keep` the release (default: it passed
+    /// here) or `roll_back` with it (e.g. regions that must run the same version).
+    #[serde(default)]
+    pub on_later_failure: LaterFailure,
+}
+
+/// What a wave does when a later wave of the same ship fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LaterFailure {
+    /// Keep the release: it passed this wave's canary and bake.
+    #[default]
+    Keep,
+    /// Go back to the previous last known good too.
+    RollBack,
 }

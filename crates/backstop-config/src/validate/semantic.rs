@@ -227,6 +227,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
             .unwrap_or("builtin");
         check_traffic(doc, svc, &sp, router, &mut push, &mut direct);
         check_instances(svc, &sp, kind, router, &mut push);
+        check_waves(svc, &sp, &mut push);
         let haproxy_backend = svc
             .pointer("/traffic/haproxy/socket")
             .and_then(Value::as_str)
@@ -413,6 +414,52 @@ fn check_analysis(analysis: Option<&Value>, ptr: &str, push: &mut impl FnMut(Str
 /// `run.instances` above 1 and `run.probes`: Backstop starts the instances (kind `process`) and
 /// its built-in proxy spreads traffic over them (the HAProxy, nginx and command routers route
 /// to one server per version).
+/// Waves name environments the service has, each in one wave at most, and bake a while.
+fn check_waves(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
+    let Some(waves) = svc.get("waves").and_then(Value::as_array) else {
+        return;
+    };
+    let envs: Vec<&str> = svc
+        .get("environments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("name").and_then(Value::as_str))
+        .collect();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (w, wave) in waves.iter().enumerate() {
+        let wp = format!("{sp}/waves/{w}");
+        positive_duration(wave.get("bake"), &format!("{wp}/bake"), push);
+        let names = wave
+            .get("envs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for (k, name) in names.enumerate() {
+            let Some(name) = name.as_str() else { continue };
+            let here = format!("{wp}/envs/{k}");
+            if !envs.contains(&name) {
+                push(
+                    here,
+                    format!(
+                        "wave {} names environment {name:?}, which this service does not have (it has: {})",
+                        w + 1,
+                        envs.join(", ")
+                    ),
+                );
+            } else if let Some(first) = seen.insert(name, w) {
+                push(
+                    here,
+                    format!(
+                        "environment {name:?} is in wave {} already; a release reaches an environment once per ship",
+                        first + 1
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn check_instances(
     svc: &Value,
     sp: &str,
