@@ -23,6 +23,7 @@ pub mod releases;
 pub mod rollouts;
 pub mod runbooks;
 pub mod services;
+pub mod ships;
 pub mod tokens;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -52,6 +52,7 @@ pub mod runtime;
 pub mod schema;
 pub mod scope;
 pub mod scorecard;
+pub mod ships;
 pub mod snapshots;
 pub mod state_lock;
 pub mod validation;

@@ -33,10 +33,11 @@ pub async fn create_approved(
     create_with(ctx, req, actor, approved_by, None).await
 }
 
-/// A release group's member rollout, with the id the group run derived for it
-/// (`backstop_core::group::member_rollout_id`): the gate runs as for any rollout, and a refusal
-/// is an error (a group does not wait for approvals; its run fails the member instead).
-pub async fn create_for_group(
+/// A rollout with the id a release group run or a ship derived for it
+/// (`backstop_core::group::member_rollout_id`, `backstop_core::ship::rollout_id`): the gate runs
+/// as for any rollout, and a refusal is an error (neither waits for approvals; the group fails
+/// the member, the ship fails the wave).
+pub async fn create_with_id(
     ctx: &Ctx,
     req: CreateRollout,
     actor: &str,

@@ -365,6 +365,27 @@ pub trait GroupStore: Send + Sync {
     ) -> Result<i64>;
 }
 
+/// Ships (a release through its service's waves); a ship is changed by compare-and-set on its
+/// version.
+#[async_trait]
+pub trait ShipStore: Send + Sync {
+    /// Stores a new ship; its version is 1.
+    async fn create_ship(&self, ship: &backstop_core::ship::Ship) -> Result<()>;
+    /// The ship and its version; `NotFound` when there is none.
+    async fn ship(&self, id: &str) -> Result<(backstop_core::ship::Ship, i64)>;
+    /// Ships, oldest first: those still moving (shipping or rolling back), or with `all` every
+    /// one (of `service` when given).
+    async fn ships(
+        &self,
+        all: bool,
+        service: Option<&str>,
+    ) -> Result<Vec<(backstop_core::ship::Ship, i64)>>;
+    /// Writes `ship` if it is still at `read_version` (`Conflict` when someone changed it
+    /// meanwhile); the new version. Fenced like every write of a lease's work.
+    async fn update_ship(&self, ship: &backstop_core::ship::Ship, read_version: i64)
+    -> Result<i64>;
+}
+
 /// Alerts received from monitoring, one per firing.
 #[async_trait]
 pub trait AlertStore: Send + Sync {

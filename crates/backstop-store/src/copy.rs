@@ -33,6 +33,7 @@ pub const TABLES: &[&str] = &[
     "flags",
     "release_groups",
     "group_runs",
+    "ships",
     "alerts",
 ];
 

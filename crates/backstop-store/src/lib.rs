@@ -34,7 +34,7 @@ pub use aggregates::{
     AlertStore, ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore,
     EnvironmentStore, FlagStore, FreezeStore, GroupStore, HeartbeatStore, IncidentStore,
     LabelStore, MetricsStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore,
-    SnapshotStore, TokenStore,
+    ShipStore, SnapshotStore, TokenStore,
 };
 pub use aggregates::{DecisionCounts, DurationCounts, TIME_BUCKETS_S};
 pub use audit_chain::{Expect, Signature, Verified, verify_audit, verify_audit_with};
@@ -158,6 +158,7 @@ pub trait Store:
     + RunbookRunStore
     + HeartbeatStore
     + GroupStore
+    + ShipStore
     + AlertStore
     + FlagStore
     + LabelStore
@@ -173,6 +174,6 @@ pub mod prelude {
         AlertStore, ApprovalStore, AuditStore, BreakerStore, ClusterStore, DrillStore,
         EnvironmentStore, FlagStore, FreezeStore, GroupStore, HeartbeatStore, IncidentStore,
         LabelStore, MetricsStore, RecoveryStore, ReleaseStore, RolloutStore, RunbookRunStore,
-        SnapshotStore, TokenStore,
+        ShipStore, SnapshotStore, TokenStore,
     };
 }

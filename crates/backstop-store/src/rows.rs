@@ -379,6 +379,13 @@ pub(crate) fn group_run_from(row: &impl Columns) -> Result<(backstop_core::group
     ))
 }
 
+pub(crate) fn ship_from(row: &impl Columns) -> Result<(backstop_core::ship::Ship, i64)> {
+    Ok((
+        json_column(row, "record", "ships.record")?,
+        row.col("version")?,
+    ))
+}
+
 pub(crate) fn alert_from(row: &impl Columns) -> Result<backstop_core::alert::AlertRecord> {
     json_column(row, "record", "alerts.record")
 }

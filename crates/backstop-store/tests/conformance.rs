@@ -880,6 +880,52 @@ async fn a_group_run_changes_only_from_the_version_read(backend: Backend) {
     assert!(s.group_runs(true, Some("other")).await.unwrap().is_empty());
 }
 
+/// A ship is changed only from the version read, and listed while it moves.
+async fn a_ship_changes_only_from_the_version_read(backend: Backend) {
+    use backstop_core::ship::{self, ShipPhase, WavePlan};
+    let s = backend.open().await;
+    let waves = [WavePlan {
+        envs: vec!["staging".into()],
+        bake_ms: Some(60_000),
+        roll_back_with_later: false,
+    }];
+    let new = |id: &str, service: &str| {
+        ship::Ship::new(
+            id.into(),
+            service,
+            &format!("{service}@v2"),
+            "v2",
+            &waves,
+            "token:ana",
+            None,
+            1,
+        )
+    };
+    let first = new("shp-1", "shop");
+    s.create_ship(&first).await.unwrap();
+    s.create_ship(&new("shp-2", "billing")).await.unwrap();
+    let (mut read, v1) = s.ship("shp-1").await.unwrap();
+    assert_eq!(read, first);
+    ship::refuse(&mut read, 0, "release: marked bad", 2);
+    let v2 = s.update_ship(&read, v1).await.unwrap();
+    assert_eq!(v2, v1 + 1);
+    assert!(matches!(
+        s.update_ship(&first, v1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.ship("shp-1").await.unwrap().0.phase, ShipPhase::Stopped);
+    let moving: Vec<String> = s
+        .ships(false, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r.id)
+        .collect();
+    assert_eq!(moving, ["shp-2"]);
+    assert_eq!(s.ships(true, Some("shop")).await.unwrap().len(), 1);
+    assert!(matches!(s.ship("nope").await, Err(StoreError::NotFound(_))));
+}
+
 /// A heartbeat keeps its last ping and counts them.
 async fn a_heartbeat_keeps_its_last_ping_and_counts(backend: Backend) {
     let s = backend.open().await;
@@ -1025,6 +1071,7 @@ on_both_backends!(
     a_verdict_keeps_its_latest_label,
     a_heartbeat_keeps_its_last_ping_and_counts,
     a_group_run_changes_only_from_the_version_read,
+    a_ship_changes_only_from_the_version_read,
     a_runbook_run_changes_only_from_the_version_read,
     replicas_beat_and_are_listed_most_recent_first,
     releases_are_unique_per_service_and_version,

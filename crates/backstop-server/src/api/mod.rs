@@ -25,6 +25,7 @@ mod releases;
 mod rollouts;
 mod runbooks;
 mod services;
+mod ships;
 mod tokens;
 
 use std::sync::Arc;
@@ -361,6 +362,9 @@ impl utoipa::Modify for ServerRules {
         groups::get_group,
         groups::start_group_run,
         groups::get_group_run,
+        ships::start_ship,
+        ships::list_ships,
+        ships::get_ship,
         alerts::alertmanager,
         alerts::pagerduty,
         alerts::list_alerts,
@@ -432,6 +436,15 @@ impl utoipa::Modify for ServerRules {
         backstop_api::groups::GroupMemberRequest,
         backstop_api::groups::StartGroupRun,
         backstop_api::groups::GroupView,
+        backstop_api::ships::StartShip,
+        backstop_core::ship::Ship,
+        backstop_core::ship::WaveRun,
+        backstop_core::ship::WaveEnv,
+        backstop_core::ship::Bake,
+        backstop_core::ship::ShipHalt,
+        backstop_core::ship::ShipPhase,
+        backstop_core::ship::WaveState,
+        backstop_core::ship::EnvState,
         backstop_core::group::ReleaseGroup,
         backstop_core::group::GroupMember,
         backstop_core::group::GroupRun,
@@ -529,6 +542,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(gate::routes())
         .merge(freezes::routes())
         .merge(groups::routes())
+        .merge(ships::routes())
         .merge(alerts::routes())
         .merge(config::routes())
         .merge(drills::routes())

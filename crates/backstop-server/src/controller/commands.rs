@@ -330,7 +330,7 @@ impl Controller {
         Ok(ctx.store.recovery(id).await?)
     }
 
-    async fn manual_abort(
+    pub(super) async fn manual_abort(
         &mut self,
         id: &str,
         actor: &str,

@@ -87,7 +87,7 @@ impl Controller {
             reason: Some(format!("release group {} (run {})", run.group, run.id)),
         };
         let now = ctx.clock.now_ms();
-        match crate::rollouts::create_for_group(&ctx, req, &run.actor, id.clone()).await {
+        match crate::rollouts::create_with_id(&ctx, req, &run.actor, id.clone()).await {
             Ok(_) => {
                 run.members[i].rollout_id = Some(id);
                 run.members[i].state = MemberState::RollingOut;
@@ -253,7 +253,7 @@ impl Controller {
 }
 
 /// `Some` of what was read, `None` when it is not stored (yet).
-fn found<T>(read: backstop_store::Result<T>) -> Result<Option<T>> {
+pub(super) fn found<T>(read: backstop_store::Result<T>) -> Result<Option<T>> {
     match read {
         Ok(v) => Ok(Some(v)),
         Err(StoreError::NotFound(_)) => Ok(None),

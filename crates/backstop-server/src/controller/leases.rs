@@ -48,6 +48,11 @@ pub fn group_key(id: &str) -> String {
     format!("group/{id}")
 }
 
+/// The lease of a ship: starting its waves' rollouts, baking, planning its rollbacks.
+pub fn ship_key(id: &str) -> String {
+    format!("ship/{id}")
+}
+
 /// The lease of an environment: supervision of its instances.
 pub fn env_key(service: &str, env: &str) -> String {
     format!("env/{service}/{env}")

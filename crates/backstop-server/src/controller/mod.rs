@@ -19,6 +19,7 @@ mod journal;
 mod leases;
 mod recovery;
 mod routed;
+mod ships;
 mod signals;
 mod supervise;
 mod verdict;
@@ -40,7 +41,7 @@ use crate::Ctx;
 pub use commands::{Command, RolloutAction};
 pub use error::ControllerError;
 pub use fail_safe::{StoreHealth, StoreOutage};
-pub use leases::{LEASE_TTL, RENEW_EVERY, env_key, group_key, recovery_key, rollout_key};
+pub use leases::{LEASE_TTL, RENEW_EVERY, env_key, group_key, recovery_key, rollout_key, ship_key};
 pub use recovery::recovery_id_for;
 pub use signals::delta;
 pub use supervise::{Supervised, SupervisionState};
@@ -313,6 +314,19 @@ impl Controller {
                     return Err(e);
                 }
                 tracing::warn!(group_run = %run.id, error = format!("{e:#}"), "Group run step failed; will retry.");
+            }
+        }
+        for (ship, _) in ctx.store.ships(false, None).await? {
+            let key = ship_key(&ship.id);
+            current.push(key.clone());
+            let step = self
+                .with_lease_in_share(&key, async |me| Box::pin(me.advance_ship(&ship.id)).await)
+                .await;
+            if let Err(e) = step {
+                if fail_safe::write_failure(&e).is_some() {
+                    return Err(e);
+                }
+                tracing::warn!(ship = %ship.id, error = format!("{e:#}"), "Ship step failed; will retry.");
             }
         }
         for rec in ctx.store.unfinished_recoveries().await? {

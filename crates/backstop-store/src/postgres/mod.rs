@@ -120,6 +120,12 @@ mod runbook_runs;
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
 )]
+#[path = "../sql/ships.rs"]
+mod ships;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend, on purpose"
+)]
 #[path = "../sql/snapshots.rs"]
 mod snapshots;
 #[allow(
@@ -332,6 +338,11 @@ fn migrator() -> Migrator {
             17,
             "groups_alerts",
             include_str!("../../migrations/postgres/0017_groups_alerts.sql"),
+        ),
+        (
+            18,
+            "ships",
+            include_str!("../../migrations/postgres/0018_ships.sql"),
         ),
     ])
 }

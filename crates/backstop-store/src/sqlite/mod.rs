@@ -100,6 +100,8 @@ mod rollouts;
 )]
 #[path = "../sql/runbook_runs.rs"]
 mod runbook_runs;
+#[path = "../sql/ships.rs"]
+mod ships;
 #[allow(
     clippy::duplicate_mod,
     reason = "compiled once per backend, on purpose"
@@ -307,6 +309,11 @@ fn migrator() -> Migrator {
             21,
             "groups_alerts",
             include_str!("../../migrations/sqlite/0021_groups_alerts.sql"),
+        ),
+        (
+            22,
+            "ships",
+            include_str!("../../migrations/sqlite/0022_ships.sql"),
         ),
     ])
 }

@@ -14,6 +14,7 @@ mod incidents;
 mod recoveries;
 mod releases;
 mod rollouts;
+mod ships;
 mod tokens;
 
 pub use alerts::{AlertsCmd, alerts};

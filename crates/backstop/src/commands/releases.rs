@@ -1,5 +1,5 @@
-//! `backstop release create|list|show|readmit`: register and inspect releases, readmit one
-//! after a false alarm.
+//! `backstop release create|list|show|readmit|ship|ships`: register and inspect releases,
+//! readmit one after a false alarm, ship one through its service's environment waves.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -70,6 +70,55 @@ pub enum ReleaseCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Ship a release through the service's environment waves (`waves:` in backstop.yaml), in
+    /// order: each wave's environments roll out together (canary and judge as usual); once all
+    /// are promoted, the wave bakes (`bake: 30m`), judged against each environment's pre-deploy
+    /// error ratio, before the next wave starts. A failed canary or bake rolls that wave back
+    /// (earlier waves too when they say `on_later_failure: roll_back`) and the ship stops; later
+    /// waves never start. A freeze or an open breaker holds the next wave until it ends.
+    #[command(after_help = "\
+Example:
+  waves: [{envs: [staging], bake: 30m}, {envs: [prod-eu, prod-us]}]
+  backstop release ship shop --version v42 --wait
+
+With --wait: exit 0 shipped through every wave, 1 stopped (the failing wave rolled back) or
+halted (a way back was refused; the options are printed).")]
+    Ship {
+        /// The service, as named in the config.
+        service: String,
+        /// A registered release of the service, e.g. `v42`.
+        #[arg(long)]
+        version: String,
+        /// Why (kept in the audit and the rollouts' reasons).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Follow the ship until it ends, a line per change (exit 0 shipped, 1 stopped).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        how: crate::commands::rollouts::FollowArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Ships: those still moving (every one with --all), or one by id with its waves, bakes and
+    /// why it stopped or waits.
+    Ships {
+        /// One ship's id (`shp-…`).
+        id: Option<String>,
+        /// Only this service's ships.
+        #[arg(long)]
+        service: Option<String>,
+        /// Every ship, also those that ended.
+        #[arg(long)]
+        all: bool,
+        /// With an id: follow it until it ends (exit 0 shipped, 1 stopped or halted).
+        #[arg(long, requires = "id")]
+        watch: bool,
+        #[command(flatten)]
+        how: crate::commands::rollouts::FollowArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show one release (`service@version`).
     Show {
         /// The release, as `service@version` (e.g. `shop@v42`).
@@ -137,6 +186,22 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
                 .await?;
             api.print(&Readmitted(r));
         }
+        ReleaseCmd::Ship {
+            service,
+            version,
+            reason,
+            wait,
+            how,
+            api,
+        } => return crate::commands::ships::ship(&api, service, version, reason, wait, how).await,
+        ReleaseCmd::Ships {
+            id,
+            service,
+            all,
+            watch,
+            how,
+            api,
+        } => return crate::commands::ships::ships(&api, id, service, all, watch, how).await,
         ReleaseCmd::Show { id, api } => {
             api.get_and_print::<Release>(&format!("/api/v1/releases/{id}"))
                 .await?;

@@ -1,0 +1,249 @@
+//! Environment waves, end to end on real daemons: one service in `staging`, `prod-eu` and
+//! `prod-us`, each behind its own built-in proxy with traffic, shipped with `backstop release
+//! ship` through `[{envs: [staging], bake}, {envs: [prod-eu, prod-us]}]`.
+//!
+//! - A bad release fails its canary in the first wave: staging goes back, the ship stops (exit
+//!   1) and neither production environment ever gets a rollout.
+//! - A good release ships through both waves (exit 0), and the second wave starts only once the
+//!   first has baked for its whole bake time, judged on real traffic.
+//! - A release that passes its canary and turns bad during the bake fails the wave: staging is
+//!   put back and the release marked bad; production never sees it.
+
+use std::path::Path;
+
+use backstop_testkit::{DEMO_APP_RUN, Daemon, Traffic, audit_actions, free_port, http_get};
+use serde_json::Value;
+
+const ENVS: [&str; 3] = ["staging", "prod-eu", "prod-us"];
+
+fn config(ports: &[u16; 3], bake: &str) -> String {
+    let mut text = format!(
+        "services:\n  - name: shop\n    owner: team-test\n    tier: 1\n{DEMO_APP_RUN}    rollout:\n      strategy: canary\n      steps: [{{weight: 50, for: 3s}}, {{weight: 100}}]\n    analysis:\n      interval: 1s\n    waves:\n      - {{envs: [staging], bake: {bake}}}\n      - {{envs: [prod-eu, prod-us]}}\n    environments:\n"
+    );
+    for (env, port) in ENVS.iter().zip(ports) {
+        text.push_str(&format!(
+            "      - name: {env}\n        listen: 127.0.0.1:{port}\n"
+        ));
+    }
+    text
+}
+
+/// A daemon with v1 promoted in every environment and traffic on each.
+fn deployed(dir: &Path, bake: &str) -> (Daemon, Vec<Traffic>, [u16; 3]) {
+    let ports = [free_port(), free_port(), free_port()];
+    let d = Daemon::start(&dir.join("state"), &config(&ports, bake), ports[0]);
+    d.register("v1", 0.0);
+    for env in ENVS {
+        let first = d.cli_json(
+            &[
+                "rollout",
+                "start",
+                "shop",
+                "--env",
+                env,
+                "--version",
+                "v1",
+                "--wait",
+            ],
+            0,
+        );
+        assert_eq!(first["rollout"]["phase"], "promoted", "{first:#}");
+    }
+    let traffic = ports.iter().map(|p| Traffic::start(*p, 40.0)).collect();
+    (d, traffic, ports)
+}
+
+/// `backstop release ship shop --version VERSION --wait`, expecting exit `code`: the ship.
+fn ship(d: &Daemon, version: &str, code: i32) -> Value {
+    let out = d.cli_json_output(
+        &["release", "ship", "shop", "--version", version, "--wait"],
+        code,
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wave_states(ship: &Value) -> Vec<&str> {
+    ship["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["state"].as_str().unwrap())
+        .collect()
+}
+
+/// The rollouts stored in `env`, by version.
+fn versions_rolled_out(d: &Daemon, env: &str) -> Vec<String> {
+    let all = d.cli_json(&["rollout", "list", "--service", "shop"], 0);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["env"] == env)
+        .map(|r| r["to_release_id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The production environments never got a rollout of `release`.
+fn production_never_saw(d: &Daemon, release: &str, ship: &Value) {
+    for env in ["prod-eu", "prod-us"] {
+        let seen = versions_rolled_out(d, env);
+        assert!(
+            !seen.iter().any(|r| r == release),
+            "{env} got {release}: {seen:?}"
+        );
+    }
+    assert_eq!(wave_states(ship)[1], "skipped", "{ship:#}");
+    for e in ship["waves"][1]["envs"].as_array().unwrap() {
+        assert!(e["rollout_id"].is_null(), "{ship:#}");
+        assert_eq!(e["state"], "skipped", "{ship:#}");
+    }
+}
+
+#[test]
+fn a_bad_release_is_stopped_in_the_first_wave_and_never_reaches_the_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _traffic, ports) = deployed(dir.path(), "3s");
+    d.register("v2", 0.6);
+    let shipped = ship(&d, "v2", 1);
+    assert_eq!(shipped["phase"], "stopped", "{shipped:#}");
+    assert_eq!(
+        wave_states(&shipped),
+        ["rolled_back", "skipped"],
+        "{shipped:#}"
+    );
+    assert_eq!(shipped["failed_wave"], 0, "{shipped:#}");
+    let failure = shipped["failure"].as_str().unwrap();
+    assert!(failure.contains("staging"), "{failure}");
+    production_never_saw(&d, "shop@v2", &shipped);
+    d.wait_until("staging serves v1 again", || {
+        http_get(ports[0], "/version").is_some_and(|b| b.contains("v1"))
+    });
+    let v2 = d.cli_json(&["release", "show", "shop@v2"], 0);
+    assert_eq!(v2["status"], "bad", "{v2:#}");
+
+    // The text view and the list say what happened.
+    let text = d.cli(&["release", "ships", shipped["id"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("stopped: wave 1 failed"), "{text}");
+    let listed = d.cli_json(&["release", "ships", "--all", "--service", "shop"], 0);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    let moving = d.cli_json(&["release", "ships"], 0);
+    assert!(moving.as_array().unwrap().is_empty(), "{moving:#}");
+
+    let audit = d.cli_json(&["audit", "list", "--limit", "500"], 0);
+    let actions = audit_actions(&audit);
+    for action in [
+        "ship.started",
+        "ship.wave_started",
+        "ship.wave_failed",
+        "ship.wave_rolled_back",
+        "ship.stopped",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    d.assert_audit_verifies();
+
+    // A bad release is refused before anything moves.
+    let again = d.cli(&["release", "ship", "shop", "--version", "v2"]);
+    assert_ne!(again.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("was rolled back"), "{said}");
+}
+
+#[test]
+fn a_good_release_ships_through_both_waves_and_the_second_waits_for_the_bake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _traffic, ports) = deployed(dir.path(), "6s");
+    d.register("v2", 0.0);
+    let shipped = ship(&d, "v2", 0);
+    assert_eq!(shipped["phase"], "shipped", "{shipped:#}");
+    assert_eq!(wave_states(&shipped), ["passed", "passed"], "{shipped:#}");
+
+    // The bake: all of its time, on real traffic, before the second wave started.
+    let first = &shipped["waves"][0];
+    let (began, until) = (
+        first["bake_started_at_ms"].as_i64().unwrap(),
+        first["bake_until_ms"].as_i64().unwrap(),
+    );
+    assert_eq!(until - began, 6_000, "{shipped:#}");
+    assert!(
+        first["finished_at_ms"].as_i64().unwrap() >= until,
+        "{shipped:#}"
+    );
+    let second_started = shipped["waves"][1]["started_at_ms"].as_i64().unwrap();
+    assert!(second_started >= until, "{shipped:#}");
+    let bake = &first["envs"][0]["bake"];
+    assert!(bake["requests"].as_u64().unwrap() > 0, "{shipped:#}");
+    assert!(bake["e_value"].as_f64().unwrap() < 20.0, "{shipped:#}");
+
+    // Both production environments were rolled out in the second wave and serve v2.
+    for (env, port) in ENVS.iter().zip(ports) {
+        d.wait_until(&format!("{env} serves v2"), || {
+            http_get(port, "/version").is_some_and(|b| b.contains("v2"))
+        });
+    }
+    for e in shipped["waves"][1]["envs"].as_array().unwrap() {
+        assert_eq!(e["state"], "promoted", "{shipped:#}");
+        let id = e["rollout_id"].as_str().unwrap();
+        let r = d.rollout(id);
+        assert_eq!(r["rollout"]["phase"], "promoted", "{r:#}");
+        assert!(
+            r["rollout"]["created_at_ms"].as_i64().unwrap() >= until,
+            "{r:#}"
+        );
+    }
+    let audit = d.cli_json(&["audit", "list", "--limit", "500"], 0);
+    let actions = audit_actions(&audit);
+    for action in ["ship.wave_baking", "ship.wave_passed", "ship.shipped"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+
+    // Shipped everywhere already: nothing to ship.
+    let again = d.cli(&["release", "ship", "shop", "--version", "v2"]);
+    assert_ne!(again.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("nothing to ship"), "{said}");
+}
+
+#[test]
+fn a_release_that_turns_bad_during_the_bake_is_put_back_and_never_reaches_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _traffic, ports) = deployed(dir.path(), "10m");
+    // Good until the file appears: a fault that shows only after the canary (a leak, a cache
+    // that expires, a nightly job).
+    let fault = dir.path().join("v2-fault");
+    d.register_with(
+        "v2",
+        &["--env", &format!("DEMO_FAULT_FILE={}", fault.display())],
+    );
+    let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
+    let id = started["id"].as_str().unwrap().to_string();
+    d.wait_until("the first wave bakes", || {
+        d.cli_json_patient(&["release", "ships", &id])["waves"][0]["state"] == "baking"
+    });
+    std::fs::write(&fault, "0.5").unwrap();
+    let out = d.cli_json_output(&["release", "ships", &id, "--watch"], 1);
+    let shipped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shipped["phase"], "stopped", "{shipped:#}");
+    assert_eq!(
+        wave_states(&shipped),
+        ["rolled_back", "skipped"],
+        "{shipped:#}"
+    );
+    let staging = &shipped["waves"][0]["envs"][0];
+    let note = staging["note"].as_str().unwrap();
+    assert!(note.contains("the bake of staging failed"), "{note}");
+    assert!(staging["recovery_id"].is_string(), "{shipped:#}");
+    production_never_saw(&d, "shop@v2", &shipped);
+    d.wait_until("staging serves v1 again", || {
+        http_get(ports[0], "/version").is_some_and(|b| b.contains("v1"))
+    });
+    let recovery = d.cli_json(
+        &["recovery", "show", staging["recovery_id"].as_str().unwrap()],
+        0,
+    );
+    let kinds = backstop_testkit::step_kinds(&recovery);
+    assert!(kinds.contains(&"mark_release_bad"), "{recovery:#}");
+    let v2 = d.cli_json(&["release", "show", "shop@v2"], 0);
+    assert_eq!(v2["status"], "bad", "{v2:#}");
+    d.assert_audit_verifies();
+}
