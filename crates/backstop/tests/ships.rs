@@ -247,3 +247,94 @@ fn a_release_that_turns_bad_during_the_bake_is_put_back_and_never_reaches_produc
     assert_eq!(v2["status"], "bad", "{v2:#}");
     d.assert_audit_verifies();
 }
+
+#[test]
+fn a_freeze_on_the_second_wave_holds_the_ship_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _traffic, _ports) = deployed(dir.path(), "1s");
+    d.register("v2", 0.0);
+    let freeze = d.cli_json(
+        &[
+            "freeze",
+            "start",
+            "--env",
+            "prod-eu",
+            "--reason",
+            "change window",
+        ],
+        0,
+    );
+    let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
+    let id = started["id"].as_str().unwrap().to_string();
+    let held = backstop_testkit::assert_eventually!(
+        d.cli_json_patient(&["release", "ships", &id]),
+        |s: &Value| s["held"].as_str().is_some_and(|h| h.contains("freeze")),
+        "the second wave is held by the freeze\ndaemon log:\n{}",
+        d.log()
+    );
+    assert_eq!(held["phase"], "shipping", "{held:#}");
+    assert_eq!(wave_states(&held), ["passed", "waiting"], "{held:#}");
+    assert!(
+        held["held"].as_str().unwrap().contains("change window"),
+        "{held:#}"
+    );
+    assert!(
+        versions_rolled_out(&d, "prod-us")
+            .iter()
+            .all(|r| r != "shop@v2")
+    );
+    d.cli_json(
+        &[
+            "freeze",
+            "end",
+            freeze["id"].as_str().unwrap(),
+            "--reason",
+            "done",
+        ],
+        0,
+    );
+    let out = d.cli_json_output(&["release", "ships", &id, "--watch"], 0);
+    let shipped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shipped["phase"], "shipped", "{shipped:#}");
+    assert!(shipped["held"].is_null(), "{shipped:#}");
+    let audit = d.cli_json(&["audit", "list", "--limit", "500"], 0);
+    assert!(audit_actions(&audit).contains(&"ship.held"), "{audit:#}");
+}
+
+#[test]
+fn a_ship_killed_at_random_moments_ends_shipped_with_one_rollout_per_environment() {
+    let kills = backstop_testkit::env_or("BACKSTOP_SHIP_KILLS", 4);
+    let mut rng = backstop_testkit::SplitMix(backstop_testkit::env_or("BACKSTOP_CRASH_SEED", 7));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut d, _traffic, ports) = deployed(dir.path(), "3s");
+    d.register("v2", 0.0);
+    let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
+    let id = started["id"].as_str().unwrap().to_string();
+    for _ in 0..kills {
+        let s = d.cli_json_patient(&["release", "ships", &id]);
+        if s["phase"] != "shipping" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(rng.next() % 3000));
+        d.kill9();
+        d.restart();
+    }
+    let shipped = backstop_testkit::assert_eventually!(
+        d.cli_json_patient(&["release", "ships", &id]),
+        |s: &Value| s["phase"] == "shipped",
+        "the ship ends shipped\ndaemon log:\n{}",
+        d.log()
+    );
+    assert_eq!(wave_states(&shipped), ["passed", "passed"], "{shipped:#}");
+    for (env, port) in ENVS.iter().zip(ports) {
+        let v2 = versions_rolled_out(&d, env)
+            .into_iter()
+            .filter(|r| r == "shop@v2")
+            .count();
+        assert_eq!(v2, 1, "one rollout of v2 in {env}");
+        d.wait_until(&format!("{env} serves v2"), || {
+            http_get(port, "/version").is_some_and(|b| b.contains("v2"))
+        });
+    }
+    d.assert_audit_verifies();
+}
