@@ -314,6 +314,15 @@ impl Scrape {
         for (phase, n) in &d.group_runs_by_phase {
             ConstGauge::new(*n).encode(groups.encode_family(&[("phase", phase.as_str())])?)?;
         }
+        let mut ships = encoder.encode_descriptor(
+            "backstop_ships",
+            "Ships through environment waves by phase (shipping, rolling_back, shipped, stopped, halted).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (phase, n) in &d.ships_by_phase {
+            ConstGauge::new(*n).encode(ships.encode_family(&[("phase", phase.as_str())])?)?;
+        }
         let mut alerts = encoder.encode_descriptor(
             "backstop_alerts",
             "Alert firings received from monitoring, by what each started (rolled_back, held, notified, ignored, …).",
@@ -497,6 +506,7 @@ mod tests {
                 breaker_trips: 1,
                 sla_breaches: 0,
                 group_runs_by_phase: vec![("rolled_back".into(), 1)],
+                ships_by_phase: vec![("shipped".into(), 2)],
                 alerts_by_action: vec![("rolled_back".into(), 1)],
                 time_to_detect: DurationCounts {
                     count: 2,
@@ -559,6 +569,7 @@ mod tests {
             "backstop_verdicts_total{judge=\"sequential\",result=\"fail\"} 2",
             "backstop_recoveries_total{trigger=\"rollout.failed\",outcome=\"done\"} 2",
             "backstop_group_runs{phase=\"rolled_back\"} 1",
+            "backstop_ships{phase=\"shipped\"} 2",
             "backstop_alerts_total{action=\"rolled_back\"} 1",
             "backstop_breaker_trips_total 1",
             "backstop_rollback_sla_breaches_total 0",

@@ -461,6 +461,8 @@ pub struct DecisionCounts {
     pub time_to_restore: DurationCounts,
     /// (phase, release group runs).
     pub group_runs_by_phase: Vec<(String, i64)>,
+    /// (phase, ships).
+    pub ships_by_phase: Vec<(String, i64)>,
     /// (action, alerts received): what each firing started.
     pub alerts_by_action: Vec<(String, i64)>,
 }

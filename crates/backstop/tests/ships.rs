@@ -197,6 +197,16 @@ fn a_good_release_ships_through_both_waves_and_the_second_waits_for_the_bake() {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
 
+    // The dashboard draws the ship as its waves in order, each with its environments.
+    let admin = std::fs::read_to_string(d.state_dir.join("admin.token")).unwrap();
+    let (status, page) = d.dashboard_page(admin.trim(), "/ships");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("shop@v2") && page.contains("b-shipped"), "{page}");
+    let staging = page.find(">staging<").expect("staging on the page");
+    let prod = page.find(">prod-eu<").expect("prod-eu on the page");
+    assert!(staging < prod, "waves in order: {page}");
+    assert!(page.contains("class=\"bake\""), "{page}");
+
     // Shipped everywhere already: nothing to ship.
     let again = d.cli(&["release", "ship", "shop", "--version", "v2"]);
     assert_ne!(again.status.code(), Some(0));

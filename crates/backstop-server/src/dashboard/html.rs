@@ -67,6 +67,7 @@ pub fn page(frame: &Frame<'_>, body: &str) -> Response {
             ("/", "Overview"),
             ("/rollouts", "Rollouts"),
             ("/groups", "Groups"),
+            ("/ships", "Ships"),
             ("/alerts", "Alerts"),
             ("/incidents", "Incidents"),
             ("/runbooks", "Runbooks"),

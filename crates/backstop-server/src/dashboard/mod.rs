@@ -77,6 +77,7 @@ pub fn routes(api: Router) -> Router {
             get(confirm_rollback).post(rollback),
         )
         .route("/groups", get(pages::groups))
+        .route("/ships", get(pages::ships))
         .route("/alerts", get(pages::alerts))
         .route("/incidents", get(pages::incidents))
         .route("/incidents/{id}", get(pages::incident))

@@ -1147,6 +1147,114 @@ fn group_run_row(run: &backstop_core::group::GroupRun) -> Vec<String> {
     ]
 }
 
+/// Ships: each a strip of its waves in order, each wave its environments with their states and
+/// its bake as a bar filling up, so where a release is on its way to production reads at a
+/// glance. Refreshes while one moves.
+pub async fn ships(signed: Signed) -> Response {
+    let ships: Vec<backstop_core::ship::Ship> = match signed.get("/api/v1/ships?all=true").await {
+        Ok(s) => s,
+        Err(f) => return signed.failed(f),
+    };
+    // For the bake bars only: how far along each is, as the person looks.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as backstop_core::Millis);
+    let mut body = String::new();
+    if ships.is_empty() {
+        body.push_str(
+            "<p class=\"empty\">No ship yet (backstop release ship SERVICE --version V).</p>",
+        );
+    }
+    for ship in ships.iter().rev().take(50) {
+        let _ = write!(
+            body,
+            "<section><h2>{} {}</h2><p class=\"hint\">{} · started by {} · {}</p><ol class=\"waves\">",
+            esc(&ship.release_id),
+            badge(ship.phase.as_str()),
+            esc(&ship.id),
+            esc(&ship.actor),
+            time(ship.created_at_ms)
+        );
+        for (i, wave) in ship.waves.iter().enumerate() {
+            let _ = write!(
+                body,
+                "<li class=\"wave\"><strong>Wave {}</strong> {}<ul>",
+                i + 1,
+                badge(wave.state.as_str())
+            );
+            for e in &wave.envs {
+                let name = match &e.rollout_id {
+                    Some(id) => format!("<a href=\"/rollouts/{}\">{}</a>", seg(id), esc(&e.env)),
+                    None => esc(&e.env),
+                };
+                let _ = write!(body, "<li>{name} {}", badge(e.state.as_str()));
+                if let Some(b) = &e.bake {
+                    let ratio = if b.requests > 0 {
+                        format!("{:.2} %", 100.0 * b.errors as f64 / b.requests as f64)
+                    } else {
+                        "no traffic yet".into()
+                    };
+                    let _ = write!(
+                        body,
+                        "<br><small>{ratio} of {} requests vs {:.2} % before</small>",
+                        b.requests,
+                        100.0 * b.reference_ratio
+                    );
+                }
+                if let Some(note) = &e.note {
+                    let _ = write!(body, "<br><small>{}</small>", esc(note));
+                }
+                body.push_str("</li>");
+            }
+            body.push_str("</ul>");
+            if let (Some(ms), Some(from), Some(until)) =
+                (wave.bake_ms, wave.bake_started_at_ms, wave.bake_until_ms)
+            {
+                let done = match wave.finished_at_ms {
+                    Some(_) => 1.0,
+                    None => ((now - from) as f64 / (until - from).max(1) as f64).clamp(0.0, 1.0),
+                };
+                let _ = write!(
+                    body,
+                    "<div class=\"bake\"><div style=\"width:{:.0}%\"></div></div><small>bake {}</small>",
+                    100.0 * done,
+                    esc(&length(ms))
+                );
+            } else if let Some(ms) = wave.bake_ms {
+                let _ = write!(body, "<small>bakes {}</small>", esc(&length(ms)));
+            }
+            body.push_str("</li>");
+        }
+        body.push_str("</ol>");
+        if let Some(held) = &ship.held {
+            let _ = write!(body, "<p class=\"notice\">Held: {}</p>", esc(held));
+        }
+        if let Some(h) = &ship.halt {
+            let _ = write!(
+                body,
+                "<p class=\"error\">Halted at {}: {}",
+                esc(&h.env),
+                esc(&h.reason)
+            );
+            for o in &h.options {
+                let _ = write!(body, "<br>option: {}", esc(o));
+            }
+            body.push_str("</p>");
+        } else if let Some(f) = &ship.failure {
+            let _ = write!(body, "<p class=\"error\">Stopped: {}</p>", esc(f));
+        }
+        body.push_str("</section>");
+    }
+    let mut frame = signed.frame("Ships");
+    frame.refresh_s = ships.iter().any(|s| s.phase.is_active()).then_some(2);
+    html::page(&frame, &body)
+}
+
+/// `30m`, `1h 30m`: a length of time in milliseconds, as people write it.
+fn length(ms: backstop_core::Millis) -> String {
+    backstop_core::duration::format_duration(std::time::Duration::from_millis(ms.unsigned_abs()))
+}
+
 /// Alerts from monitoring and what each started.
 pub async fn alerts(signed: Signed) -> Response {
     let list: Vec<backstop_core::alert::AlertRecord> =

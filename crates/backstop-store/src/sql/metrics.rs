@@ -116,6 +116,7 @@ impl MetricsStore for Backend {
         let mut by = Vec::new();
         for sql in [
             "SELECT phase AS k, CAST(COUNT(*) AS BIGINT) AS n FROM group_runs GROUP BY phase ORDER BY phase",
+            "SELECT phase AS k, CAST(COUNT(*) AS BIGINT) AS n FROM ships GROUP BY phase ORDER BY phase",
             "SELECT action AS k, CAST(COUNT(*) AS BIGINT) AS n FROM alerts GROUP BY action ORDER BY action",
         ] {
             by.push(
@@ -128,6 +129,7 @@ impl MetricsStore for Backend {
             );
         }
         let alerts_by_action = by.pop().unwrap_or_default();
+        let ships_by_phase = by.pop().unwrap_or_default();
         let group_runs_by_phase = by.pop().unwrap_or_default();
         let time_to_restore = times.pop().unwrap_or_default();
         let time_to_detect = times.pop().unwrap_or_default();
@@ -140,6 +142,7 @@ impl MetricsStore for Backend {
             time_to_detect,
             time_to_restore,
             group_runs_by_phase,
+            ships_by_phase,
             alerts_by_action,
         })
     }
