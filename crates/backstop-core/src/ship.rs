@@ -564,6 +564,26 @@ pub fn hold(ship: &mut Ship, why: String, now: Millis) -> bool {
     true
 }
 
+/// A person stopped the ship: waves that have not started never will. A wave under way is left
+/// to its rollouts (each goes on, or is aborted, as any rollout); nothing is rolled back.
+pub fn stop(ship: &mut Ship, actor: &str, reason: &str, now: Millis) {
+    for wave in ship
+        .waves
+        .iter_mut()
+        .filter(|w| w.state == WaveState::Waiting)
+    {
+        wave.state = WaveState::Skipped;
+        for e in &mut wave.envs {
+            e.state = EnvState::Skipped;
+        }
+    }
+    ship.failure = Some(format!("stopped by {actor}: {reason}"));
+    ship.held = None;
+    ship.phase = ShipPhase::Stopped;
+    ship.updated_at_ms = now;
+    ship.finished_at_ms = Some(now);
+}
+
 /// An environment could not be put back: the ship halts, explained.
 pub fn halt(
     ship: &mut Ship,
@@ -873,6 +893,18 @@ mod tests {
             Some("shp-1-w1-staging")
         );
         assert_eq!(s.waves[0].envs[0].state, EnvState::RollingOut);
+    }
+
+    #[test]
+    fn a_stopped_ship_skips_the_waves_not_started_and_leaves_the_running_one() {
+        let mut s = ship(None, true);
+        start(&mut s, 0);
+        stop(&mut s, "ana", "wrong version", 1);
+        assert_eq!(s.phase, ShipPhase::Stopped);
+        assert_eq!(s.waves[0].state, WaveState::RollingOut);
+        assert_eq!(s.waves[1].state, WaveState::Skipped);
+        assert_eq!(s.failure.as_deref(), Some("stopped by ana: wrong version"));
+        assert_eq!(next(&mut s, &[], 0.05, 2), ShipStep::Wait);
     }
 
     #[test]

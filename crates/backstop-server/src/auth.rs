@@ -124,6 +124,7 @@ pub const POLICY: &[(&str, &str, Role)] = &[
     ("GET", "/ships", Role::Viewer),
     ("POST", "/ships", Role::Deployer),
     ("GET", "/ships/{id}", Role::Viewer),
+    ("POST", "/ships/{id}/stop", Role::Deployer),
     ("GET", "/alerts", Role::Viewer),
     ("POST", "/alerts/alertmanager", Role::Releaser),
     ("POST", "/alerts/pagerduty", Role::Releaser),

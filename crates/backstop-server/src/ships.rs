@@ -135,6 +135,41 @@ pub async fn start(ctx: &Ctx, req: StartShip, actor: &str) -> ApiResult<Ship> {
     Ok(ship)
 }
 
+/// Stops ship `id` on behalf of `actor` (audited): waves not started never will; a wave under
+/// way is left to its rollouts. Refused when the ship has ended.
+pub async fn stop(ctx: &Ctx, id: &str, reason: &str, actor: &str) -> ApiResult<Ship> {
+    // Compare-and-set against the controller moving it meanwhile: read again and retry.
+    for _ in 0..5 {
+        let (mut ship, version) = ctx.store.ship(id).await?;
+        if !ship.phase.is_active() {
+            return Err(ApiError::conflict(format!(
+                "ship {id} is {}; only a ship still moving can be stopped",
+                ship.phase
+            )));
+        }
+        backstop_core::ship::stop(&mut ship, actor, reason, ctx.clock.now_ms());
+        match ctx.store.update_ship(&ship, version).await {
+            Ok(_) => {
+                crate::audit(
+                    ctx,
+                    actor,
+                    EventKind::ShipStopped,
+                    &target(id),
+                    "manual",
+                    json!({"service": ship.service, "release": ship.release_id, "reason": reason}),
+                )
+                .await?;
+                return Ok(ship);
+            }
+            Err(backstop_store::StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "ship {id} kept changing while it was being stopped; try again"
+    )))
+}
+
 /// The audit target of a ship.
 pub fn target(id: &str) -> String {
     format!("ship/{id}")

@@ -54,6 +54,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/ships", "viewer"),
     ("POST", "/api/v1/ships", "deployer"),
     ("GET", "/api/v1/ships/{id}", "viewer"),
+    ("POST", "/api/v1/ships/{id}/stop", "deployer"),
     ("GET", "/api/v1/alerts", "viewer"),
     ("POST", "/api/v1/alerts/alertmanager", "releaser"),
     ("POST", "/api/v1/alerts/pagerduty", "releaser"),

@@ -201,7 +201,10 @@ fn a_good_release_ships_through_both_waves_and_the_second_waits_for_the_bake() {
     let admin = std::fs::read_to_string(d.state_dir.join("admin.token")).unwrap();
     let (status, page) = d.dashboard_page(admin.trim(), "/ships");
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("shop@v2") && page.contains("b-shipped"), "{page}");
+    assert!(
+        page.contains("shop@v2") && page.contains("b-shipped"),
+        "{page}"
+    );
     let staging = page.find(">staging<").expect("staging on the page");
     let prod = page.find(">prod-eu<").expect("prod-eu on the page");
     assert!(staging < prod, "waves in order: {page}");
@@ -259,7 +262,7 @@ fn a_release_that_turns_bad_during_the_bake_is_put_back_and_never_reaches_produc
 }
 
 #[test]
-fn a_freeze_on_the_second_wave_holds_the_ship_until_it_ends() {
+fn a_freeze_on_the_second_wave_holds_the_ship_until_it_ends_or_a_person_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let (d, _traffic, _ports) = deployed(dir.path(), "1s");
     d.register("v2", 0.0);
@@ -309,6 +312,59 @@ fn a_freeze_on_the_second_wave_holds_the_ship_until_it_ends() {
     assert!(shipped["held"].is_null(), "{shipped:#}");
     let audit = d.cli_json(&["audit", "list", "--limit", "500"], 0);
     assert!(audit_actions(&audit).contains(&"ship.held"), "{audit:#}");
+
+    // Held again, then stopped by a person: the held wave never starts, nothing goes back.
+    d.register("v3", 0.0);
+    d.cli_json(
+        &[
+            "freeze",
+            "start",
+            "--env",
+            "prod-us",
+            "--reason",
+            "audit week",
+        ],
+        0,
+    );
+    let started = d.cli_json(&["release", "ship", "shop", "--version", "v3"], 0);
+    let id = started["id"].as_str().unwrap().to_string();
+    backstop_testkit::assert_eventually!(
+        d.cli_json_patient(&["release", "ships", &id]),
+        |s: &Value| s["held"].as_str().is_some_and(|h| h.contains("audit week")),
+        "held by the second freeze\ndaemon log:\n{}",
+        d.log()
+    );
+    let stopped = d.cli_json(
+        &["release", "stop-ship", &id, "--reason", "v4 supersedes it"],
+        0,
+    );
+    assert_eq!(stopped["phase"], "stopped", "{stopped:#}");
+    assert_eq!(wave_states(&stopped), ["passed", "skipped"], "{stopped:#}");
+    assert!(
+        stopped["failure"]
+            .as_str()
+            .unwrap()
+            .contains("v4 supersedes it"),
+        "{stopped:#}"
+    );
+    assert!(
+        versions_rolled_out(&d, "prod-eu")
+            .iter()
+            .all(|r| r != "shop@v3")
+    );
+    let staging = d.cli_json(&["rollout", "list", "--service", "shop"], 0);
+    assert!(
+        staging
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["env"] == "staging"
+                && r["to_release_id"] == "shop@v3"
+                && r["phase"] == "promoted"),
+        "staging keeps v3: {staging:#}"
+    );
+    let again = d.cli(&["release", "stop-ship", &id, "--reason", "twice"]);
+    assert_ne!(again.status.code(), Some(0));
 }
 
 #[test]

@@ -365,6 +365,7 @@ impl utoipa::Modify for ServerRules {
         ships::start_ship,
         ships::list_ships,
         ships::get_ship,
+        ships::stop_ship,
         alerts::alertmanager,
         alerts::pagerduty,
         alerts::list_alerts,

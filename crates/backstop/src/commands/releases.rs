@@ -119,6 +119,18 @@ halted (a way back was refused; the options are printed).")]
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Stop a ship (audited): waves that have not started never will. A wave under way is left
+    /// to its rollouts (`backstop rollout abort` them if they should not finish); nothing is
+    /// rolled back.
+    StopShip {
+        /// The ship's id (`shp-…`).
+        id: String,
+        /// Why (kept in the audit and the ship).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show one release (`service@version`).
     Show {
         /// The release, as `service@version` (e.g. `shop@v42`).
@@ -202,6 +214,14 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             how,
             api,
         } => return crate::commands::ships::ships(&api, id, service, all, watch, how).await,
+        ReleaseCmd::StopShip { id, reason, api } => {
+            let body = backstop_api::rollouts::Reason { reason };
+            api.post_and_print::<backstop_core::ship::Ship>(
+                &format!("/api/v1/ships/{id}/stop"),
+                &body,
+            )
+            .await?;
+        }
         ReleaseCmd::Show { id, api } => {
             api.get_and_print::<Release>(&format!("/api/v1/releases/{id}"))
                 .await?;
