@@ -96,12 +96,19 @@ pub struct Bake {
     pub last_errors: u64,
     /// The test's e-value now (`1/alpha` or more fails the wave).
     pub e_value: f64,
+    /// The service's analysis is in shadow mode: a failing bake is recorded here, never acted on.
+    #[serde(default)]
+    pub shadow: bool,
+    /// What a failing bake would have done, in shadow mode (the first time it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_verdict: Option<String>,
 }
 
 impl Bake {
-    /// A bake that starts from cumulative counters `requests`/`errors` with a pre-deploy
-    /// baseline of `baseline_requests`/`baseline_errors`.
-    pub fn begin(baseline: (u64, u64), counters: (u64, u64)) -> Bake {
+    /// A bake that starts from cumulative counters `counters` (requests, errors) with a
+    /// pre-deploy baseline of `baseline` (requests, errors); `shadow` records a failure instead
+    /// of acting on it.
+    pub fn begin(baseline: (u64, u64), counters: (u64, u64), shadow: bool) -> Bake {
         Bake {
             baseline_requests: baseline.0,
             baseline_errors: baseline.1,
@@ -111,11 +118,14 @@ impl Bake {
             last_requests: counters.0,
             last_errors: counters.1,
             e_value: 1.0,
+            shadow,
+            shadow_verdict: None,
         }
     }
 
     /// Adds what cumulative counters `counters` say happened since the last read, then judges
-    /// at `alpha`. Returns why the release is worse than before, when it is.
+    /// at `alpha`. Returns why the release is worse than before, when it is and the bake acts
+    /// (in shadow mode the reason is kept in `shadow_verdict` instead).
     pub fn observe(&mut self, counters: (u64, u64), alpha: f64) -> Option<String> {
         let (requests, errors) = counters;
         if requests < self.last_requests || errors < self.last_errors {
@@ -130,7 +140,7 @@ impl Bake {
         let judged =
             backstop_judge::bake::judge(self.requests, self.errors, self.reference_ratio, alpha);
         self.e_value = judged.e_value;
-        judged.worse.then(|| {
+        let why = judged.worse.then(|| {
             format!(
                 "its error ratio during the bake is {:.2} % ({} of {} requests), above {:.2} % before the deployment (e-value {:.0} ≥ 1/α = {:.0})",
                 100.0 * judged.error_ratio.unwrap_or_default(),
@@ -140,7 +150,14 @@ impl Bake {
                 judged.e_value,
                 1.0 / alpha
             )
-        })
+        });
+        if self.shadow {
+            if self.shadow_verdict.is_none() {
+                self.shadow_verdict = why.map(|w| format!("would have failed the wave: {w}"));
+            }
+            return None;
+        }
+        why
     }
 }
 
@@ -686,7 +703,7 @@ mod tests {
         wave.bake_started_at_ms = Some(now);
         wave.bake_until_ms = Some(now + wave.bake_ms.unwrap());
         for e in &mut wave.envs {
-            e.bake = Some(Bake::begin((10_000, 50), (0, 0)));
+            e.bake = Some(Bake::begin((10_000, 50), (0, 0), false));
         }
     }
 
@@ -893,6 +910,23 @@ mod tests {
             Some("shp-1-w1-staging")
         );
         assert_eq!(s.waves[0].envs[0].state, EnvState::RollingOut);
+    }
+
+    #[test]
+    fn a_shadow_bake_records_what_it_would_have_done_and_lets_the_wave_pass() {
+        let mut bake = Bake::begin((10_000, 50), (0, 0), true);
+        assert_eq!(bake.observe((2_000, 200), 0.05), None);
+        let verdict = bake.shadow_verdict.clone().unwrap();
+        assert!(
+            verdict.starts_with("would have failed the wave"),
+            "{verdict}"
+        );
+        // Kept as first seen.
+        bake.observe((4_000, 400), 0.05);
+        assert_eq!(bake.shadow_verdict.as_deref(), Some(verdict.as_str()));
+        let mut acting = Bake::begin((10_000, 50), (0, 0), false);
+        assert!(acting.observe((2_000, 200), 0.05).is_some());
+        assert_eq!(acting.shadow_verdict, None);
     }
 
     #[test]

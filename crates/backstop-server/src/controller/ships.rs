@@ -224,6 +224,8 @@ impl Controller {
     async fn begin_bake(&mut self, ship: &mut Ship, w: usize) -> Result<Recorded> {
         let ctx = self.ctx.clone();
         let now = ctx.clock.now_ms();
+        let shadow =
+            ctx.service(&ship.service)?.analysis.mode == backstop_judge::AnalysisMode::Shadow;
         for e in &mut ship.waves[w].envs {
             let baseline = match &e.rollout_id {
                 Some(id) => ctx
@@ -237,7 +239,7 @@ impl Controller {
             let now_counters = counters(&ctx, &ship.service, &e.env, &ship.version)
                 .await
                 .unwrap_or((0, 0));
-            e.bake = Some(Bake::begin(baseline, now_counters));
+            e.bake = Some(Bake::begin(baseline, now_counters, shadow));
         }
         let wave = &mut ship.waves[w];
         let bake_ms = wave.bake_ms.unwrap_or_default();

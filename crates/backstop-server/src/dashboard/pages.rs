@@ -1200,6 +1200,9 @@ pub async fn ships(signed: Signed) -> Response {
                         b.requests,
                         100.0 * b.reference_ratio
                     );
+                    if let Some(shadow) = &b.shadow_verdict {
+                        let _ = write!(body, "<br><small>shadow: {}</small>", esc(shadow));
+                    }
                 }
                 if let Some(note) = &e.note {
                     let _ = write!(body, "<br><small>{}</small>", esc(note));

@@ -199,6 +199,9 @@ impl Render for Ship {
                 if let Some(note) = &e.note {
                     writeln!(w, "  {}: {note}", e.env)?;
                 }
+                if let Some(shadow) = e.bake.as_ref().and_then(|b| b.shadow_verdict.as_ref()) {
+                    writeln!(w, "  {} (shadow bake): {shadow}", e.env)?;
+                }
             }
         }
         if let Some(held) = &self.held {
