@@ -16,9 +16,10 @@ use serde_json::Value;
 
 const ENVS: [&str; 3] = ["staging", "prod-eu", "prod-us"];
 
-fn config(ports: &[u16; 3], bake: &str) -> String {
+/// `first_wave`: the first wave's settings besides its environments, e.g. `bake: 3s`.
+fn config(ports: &[u16; 3], first_wave: &str) -> String {
     let mut text = format!(
-        "services:\n  - name: shop\n    owner: team-test\n    tier: 1\n{DEMO_APP_RUN}    rollout:\n      strategy: canary\n      steps: [{{weight: 50, for: 3s}}, {{weight: 100}}]\n    analysis:\n      interval: 1s\n    waves:\n      - {{envs: [staging], bake: {bake}}}\n      - {{envs: [prod-eu, prod-us]}}\n    environments:\n"
+        "services:\n  - name: shop\n    owner: team-test\n    tier: 1\n{DEMO_APP_RUN}    rollout:\n      strategy: canary\n      steps: [{{weight: 50, for: 3s}}, {{weight: 100}}]\n    analysis:\n      interval: 1s\n    waves:\n      - {{envs: [staging], {first_wave}}}\n      - {{envs: [prod-eu, prod-us]}}\n    environments:\n"
     );
     for (env, port) in ENVS.iter().zip(ports) {
         text.push_str(&format!(
@@ -29,9 +30,9 @@ fn config(ports: &[u16; 3], bake: &str) -> String {
 }
 
 /// A daemon with v1 promoted in every environment and traffic on each.
-fn deployed(dir: &Path, bake: &str) -> (Daemon, Vec<Traffic>, [u16; 3]) {
+fn deployed(dir: &Path, first_wave: &str) -> (Daemon, Vec<Traffic>, [u16; 3]) {
     let ports = [free_port(), free_port(), free_port()];
-    let d = Daemon::start(&dir.join("state"), &config(&ports, bake), ports[0]);
+    let d = Daemon::start(&dir.join("state"), &config(&ports, first_wave), ports[0]);
     d.register("v1", 0.0);
     for env in ENVS {
         let first = d.cli_json(
@@ -101,7 +102,7 @@ fn production_never_saw(d: &Daemon, release: &str, ship: &Value) {
 #[test]
 fn a_bad_release_is_stopped_in_the_first_wave_and_never_reaches_the_second() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, _traffic, ports) = deployed(dir.path(), "3s");
+    let (d, _traffic, ports) = deployed(dir.path(), "bake: 3s");
     d.register("v2", 0.6);
     let shipped = ship(&d, "v2", 1);
     assert_eq!(shipped["phase"], "stopped", "{shipped:#}");
@@ -152,7 +153,7 @@ fn a_bad_release_is_stopped_in_the_first_wave_and_never_reaches_the_second() {
 #[test]
 fn a_good_release_ships_through_both_waves_and_the_second_waits_for_the_bake() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, _traffic, ports) = deployed(dir.path(), "6s");
+    let (d, _traffic, ports) = deployed(dir.path(), "bake: 6s");
     d.register("v2", 0.0);
     let shipped = ship(&d, "v2", 0);
     assert_eq!(shipped["phase"], "shipped", "{shipped:#}");
@@ -220,7 +221,7 @@ fn a_good_release_ships_through_both_waves_and_the_second_waits_for_the_bake() {
 #[test]
 fn a_release_that_turns_bad_during_the_bake_is_put_back_and_never_reaches_production() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, _traffic, ports) = deployed(dir.path(), "10m");
+    let (d, _traffic, ports) = deployed(dir.path(), "bake: 10m");
     // Good until the file appears: a fault that shows only after the canary (a leak, a cache
     // that expires, a nightly job).
     let fault = dir.path().join("v2-fault");
@@ -262,9 +263,51 @@ fn a_release_that_turns_bad_during_the_bake_is_put_back_and_never_reaches_produc
 }
 
 #[test]
+fn a_failure_in_the_second_wave_takes_back_a_first_wave_that_asks_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _traffic, ports) = deployed(dir.path(), "bake: 1s, on_later_failure: roll_back");
+    // Good in staging; bad from the moment the second wave starts.
+    let fault = dir.path().join("v2-fault");
+    d.register_with(
+        "v2",
+        &["--env", &format!("DEMO_FAULT_FILE={}", fault.display())],
+    );
+    let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
+    let id = started["id"].as_str().unwrap().to_string();
+    d.wait_until("the second wave starts", || {
+        d.cli_json_patient(&["release", "ships", &id])["waves"][0]["state"] == "passed"
+    });
+    std::fs::write(&fault, "0.6").unwrap();
+    let out = d.cli_json_output(&["release", "ships", &id, "--watch"], 1);
+    let shipped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shipped["phase"], "stopped", "{shipped:#}");
+    assert_eq!(shipped["failed_wave"], 1, "{shipped:#}");
+    assert_eq!(
+        wave_states(&shipped),
+        ["rolled_back", "rolled_back"],
+        "{shipped:#}"
+    );
+    // Staging went back by the ship's recovery, without blaming the release there.
+    let staging = &shipped["waves"][0]["envs"][0];
+    let recovery = d.cli_json(
+        &["recovery", "show", staging["recovery_id"].as_str().unwrap()],
+        0,
+    );
+    let kinds = backstop_testkit::step_kinds(&recovery);
+    assert!(kinds.contains(&"shift_traffic"), "{recovery:#}");
+    assert!(!kinds.contains(&"mark_release_bad"), "{recovery:#}");
+    for (env, port) in ENVS.iter().zip(ports) {
+        d.wait_until(&format!("{env} serves v1 again"), || {
+            http_get(port, "/version").is_some_and(|b| b.contains("v1"))
+        });
+    }
+    d.assert_audit_verifies();
+}
+
+#[test]
 fn a_freeze_on_the_second_wave_holds_the_ship_until_it_ends_or_a_person_stops_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, _traffic, _ports) = deployed(dir.path(), "1s");
+    let (d, _traffic, _ports) = deployed(dir.path(), "bake: 1s");
     d.register("v2", 0.0);
     let freeze = d.cli_json(
         &[
@@ -372,7 +415,7 @@ fn a_ship_killed_at_random_moments_ends_shipped_with_one_rollout_per_environment
     let kills = backstop_testkit::env_or("BACKSTOP_SHIP_KILLS", 4);
     let mut rng = backstop_testkit::SplitMix(backstop_testkit::env_or("BACKSTOP_CRASH_SEED", 7));
     let dir = tempfile::tempdir().unwrap();
-    let (mut d, _traffic, ports) = deployed(dir.path(), "3s");
+    let (mut d, _traffic, ports) = deployed(dir.path(), "bake: 3s");
     d.register("v2", 0.0);
     let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
     let id = started["id"].as_str().unwrap().to_string();
