@@ -83,6 +83,24 @@ fn versions_rolled_out(d: &Daemon, env: &str) -> Vec<String> {
         .collect()
 }
 
+/// Registers v2, good until its fault file appears (then half its requests fail), and ships
+/// it; the fault appears once the first wave is in state `then`. The ship as it ended (stopped).
+fn ship_turning_bad(d: &Daemon, dir: &Path, then: &str) -> Value {
+    let fault = dir.join("v2-fault");
+    d.register_with(
+        "v2",
+        &["--env", &format!("DEMO_FAULT_FILE={}", fault.display())],
+    );
+    let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
+    let id = started["id"].as_str().unwrap().to_string();
+    d.wait_until(&format!("the first wave is {then}"), || {
+        d.cli_json_patient(&["release", "ships", &id])["waves"][0]["state"] == then
+    });
+    std::fs::write(&fault, "0.5").unwrap();
+    let out = d.cli_json_output(&["release", "ships", &id, "--watch"], 1);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The production environments never got a rollout of `release`.
 fn production_never_saw(d: &Daemon, release: &str, ship: &Value) {
     for env in ["prod-eu", "prod-us"] {
@@ -222,21 +240,9 @@ fn a_good_release_ships_through_both_waves_and_the_second_waits_for_the_bake() {
 fn a_release_that_turns_bad_during_the_bake_is_put_back_and_never_reaches_production() {
     let dir = tempfile::tempdir().unwrap();
     let (d, _traffic, ports) = deployed(dir.path(), "bake: 10m");
-    // Good until the file appears: a fault that shows only after the canary (a leak, a cache
+    // Good until the fault appears: one that shows only after the canary (a leak, a cache
     // that expires, a nightly job).
-    let fault = dir.path().join("v2-fault");
-    d.register_with(
-        "v2",
-        &["--env", &format!("DEMO_FAULT_FILE={}", fault.display())],
-    );
-    let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
-    let id = started["id"].as_str().unwrap().to_string();
-    d.wait_until("the first wave bakes", || {
-        d.cli_json_patient(&["release", "ships", &id])["waves"][0]["state"] == "baking"
-    });
-    std::fs::write(&fault, "0.5").unwrap();
-    let out = d.cli_json_output(&["release", "ships", &id, "--watch"], 1);
-    let shipped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shipped = ship_turning_bad(&d, dir.path(), "baking");
     assert_eq!(shipped["phase"], "stopped", "{shipped:#}");
     assert_eq!(
         wave_states(&shipped),
@@ -266,20 +272,8 @@ fn a_release_that_turns_bad_during_the_bake_is_put_back_and_never_reaches_produc
 fn a_failure_in_the_second_wave_takes_back_a_first_wave_that_asks_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let (d, _traffic, ports) = deployed(dir.path(), "bake: 1s, on_later_failure: roll_back");
-    // Good in staging; bad from the moment the second wave starts.
-    let fault = dir.path().join("v2-fault");
-    d.register_with(
-        "v2",
-        &["--env", &format!("DEMO_FAULT_FILE={}", fault.display())],
-    );
-    let started = d.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
-    let id = started["id"].as_str().unwrap().to_string();
-    d.wait_until("the second wave starts", || {
-        d.cli_json_patient(&["release", "ships", &id])["waves"][0]["state"] == "passed"
-    });
-    std::fs::write(&fault, "0.6").unwrap();
-    let out = d.cli_json_output(&["release", "ships", &id, "--watch"], 1);
-    let shipped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Good in staging; bad from the moment its wave passed.
+    let shipped = ship_turning_bad(&d, dir.path(), "passed");
     assert_eq!(shipped["phase"], "stopped", "{shipped:#}");
     assert_eq!(shipped["failed_wave"], 1, "{shipped:#}");
     assert_eq!(

@@ -8,9 +8,9 @@ use backstop_api::groups::{CreateGroup, GroupMemberRequest, GroupView, StartGrou
 use backstop_core::format_ms;
 use backstop_core::group::{GroupPhase, GroupRun, ReleaseGroup};
 
-use super::rollouts::{FollowArgs, get_riding_restarts};
+use super::rollouts::{FollowArgs, follow_to_end};
 use crate::client::ApiArgs;
-use crate::output::{Output, Render};
+use crate::output::Render;
 
 #[derive(clap::Subcommand)]
 pub enum GroupCmd {
@@ -124,29 +124,16 @@ fn exit_code(run: &GroupRun) -> i32 {
 
 /// Follows run `id` until it ends, a line per change; rides out daemon restarts.
 async fn follow(api: &ApiArgs, id: &str, retry_for: Duration) -> Result<i32> {
-    let client = api.client()?;
-    let text = api.out.output == Output::Text;
-    let mut last = String::new();
-    let say = |note: &str| eprintln!("{note}");
-    loop {
-        let run: GroupRun = get_riding_restarts(
-            &client,
-            &format!("/api/v1/group-runs/{id}"),
-            retry_for,
-            &say,
-        )
-        .await?;
-        let line = progress_line(&run);
-        if text && line != last {
-            crate::output::say_line(&line);
-            last = line;
-        }
-        if !run.phase.is_active() {
-            api.print(&run);
-            return Ok(exit_code(&run));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let path = format!("/api/v1/group-runs/{id}");
+    follow_to_end(
+        api,
+        &path,
+        retry_for,
+        progress_line,
+        |run: &GroupRun| !run.phase.is_active(),
+        exit_code,
+    )
+    .await
 }
 
 /// `checkout · progressing · api@v42 promoted → web@v17 rolling_out → cart@v3 waiting`.

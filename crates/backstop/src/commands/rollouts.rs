@@ -303,6 +303,36 @@ impl Render for Vec<Rollout> {
     }
 }
 
+/// Follows the object at `path` (a group run, a ship) until `ended` says so, a `line` per
+/// change in text output; then prints it and returns `exit`'s code for it. Rides out daemon
+/// restarts.
+pub async fn follow_to_end<T: serde::de::DeserializeOwned + Render>(
+    api: &ApiArgs,
+    path: &str,
+    retry_for: Duration,
+    line: impl Fn(&T) -> String,
+    ended: impl Fn(&T) -> bool,
+    exit: impl Fn(&T) -> i32,
+) -> Result<i32> {
+    let client = api.client()?;
+    let text = api.out.output == Output::Text;
+    let mut last = String::new();
+    let say = |note: &str| eprintln!("{note}");
+    loop {
+        let now: T = get_riding_restarts(&client, path, retry_for, &say).await?;
+        let next = line(&now);
+        if text && next != last {
+            crate::output::say_line(&next);
+            last = next;
+        }
+        if ended(&now) {
+            api.print(&now);
+            return Ok(exit(&now));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// How `--wait` and `--watch` follow a rollout.
 #[derive(clap::Args)]
 pub struct FollowArgs {

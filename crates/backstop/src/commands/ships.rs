@@ -10,9 +10,9 @@ use backstop_core::duration::format_duration;
 use backstop_core::format_ms;
 use backstop_core::ship::{Ship, ShipPhase, WaveRun, WaveState};
 
-use super::rollouts::{FollowArgs, get_riding_restarts};
+use super::rollouts::{FollowArgs, follow_to_end};
 use crate::client::{ApiArgs, Query};
-use crate::output::{Output, Render};
+use crate::output::Render;
 
 /// `backstop release ship SERVICE --version V [--wait]`.
 pub async fn ship(
@@ -73,24 +73,16 @@ fn exit_code(ship: &Ship) -> i32 {
 
 /// Follows ship `id` until it ends, a line per change; rides out daemon restarts.
 async fn follow(api: &ApiArgs, id: &str, retry_for: Duration) -> Result<i32> {
-    let client = api.client()?;
-    let text = api.out.output == Output::Text;
-    let mut last = String::new();
-    let say = |note: &str| eprintln!("{note}");
-    loop {
-        let ship: Ship =
-            get_riding_restarts(&client, &format!("/api/v1/ships/{id}"), retry_for, &say).await?;
-        let line = progress_line(&ship);
-        if text && line != last {
-            crate::output::say_line(&line);
-            last = line;
-        }
-        if !ship.phase.is_active() {
-            api.print(&ship);
-            return Ok(exit_code(&ship));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let path = format!("/api/v1/ships/{id}");
+    follow_to_end(
+        api,
+        &path,
+        retry_for,
+        progress_line,
+        |ship: &Ship| !ship.phase.is_active(),
+        exit_code,
+    )
+    .await
 }
 
 /// `shop@v2 · shipping · [staging] passed → [prod-eu prod-us] rolling_out`, and why it waits.
