@@ -106,13 +106,13 @@ pub struct Bake {
 
 impl Bake {
     /// A bake that starts from cumulative counters `counters` (requests, errors) with a
-    /// pre-deploy baseline of `baseline` (requests, errors); `shadow` records a failure instead
-    /// of acting on it.
-    pub fn begin(baseline: (u64, u64), counters: (u64, u64), shadow: bool) -> Bake {
+    /// pre-deploy baseline of `baseline` (requests, errors), judged at `alpha`; `shadow`
+    /// records a failure instead of acting on it.
+    pub fn begin(baseline: (u64, u64), counters: (u64, u64), alpha: f64, shadow: bool) -> Bake {
         Bake {
             baseline_requests: baseline.0,
             baseline_errors: baseline.1,
-            reference_ratio: backstop_judge::bake::reference_ratio(baseline.0, baseline.1),
+            reference_ratio: backstop_judge::bake::reference_ratio(baseline.0, baseline.1, alpha),
             requests: 0,
             errors: 0,
             last_requests: counters.0,
@@ -142,13 +142,17 @@ impl Bake {
         self.e_value = judged.e_value;
         let why = judged.worse.then(|| {
             format!(
-                "its error ratio during the bake is {:.2} % ({} of {} requests), above {:.2} % before the deployment (e-value {:.0} ≥ 1/α = {:.0})",
+                "its error ratio during the bake is {:.2} % ({} of {} requests), above {:.2} % at most before the deployment (e-value {} ≥ 2/α = {:.0})",
                 100.0 * judged.error_ratio.unwrap_or_default(),
                 self.errors,
                 self.requests,
                 100.0 * self.reference_ratio,
-                judged.e_value,
-                1.0 / alpha
+                if judged.e_value < 1e6 {
+                    format!("{:.0}", judged.e_value)
+                } else {
+                    format!("{:.1e}", judged.e_value)
+                },
+                2.0 / alpha
             )
         });
         if self.shadow {
@@ -225,9 +229,20 @@ pub struct Ship {
     pub failed_wave: Option<usize>,
     pub failure: Option<String>,
     pub halt: Option<ShipHalt>,
+    /// A person asked to stop the ship; the controller applies it at its next pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_requested: Option<StopRequest>,
     pub created_at_ms: Millis,
     pub updated_at_ms: Millis,
     pub finished_at_ms: Option<Millis>,
+}
+
+/// Who asked to stop a ship, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StopRequest {
+    pub actor: String,
+    pub reason: String,
+    pub at_ms: Millis,
 }
 
 /// The rollout id of environment `env` in wave `wave` of ship `ship_id`: derived, so starting
@@ -236,9 +251,10 @@ pub fn rollout_id(ship_id: &str, wave: usize, env: &str) -> String {
     format!("{ship_id}-w{}-{env}", wave + 1)
 }
 
-/// The id of the ship's recovery of environment `env` of wave `wave`, derived likewise.
+/// The id of the ship's recovery of environment `env` of wave `wave` (its way back), derived
+/// likewise; apart from its rollout's own recovery (`rec-` and the rollout's id).
 pub fn recovery_id(ship_id: &str, wave: usize, env: &str) -> String {
-    format!("rec-{ship_id}-w{}-{env}", wave + 1)
+    format!("rec-{ship_id}-w{}-{env}-back", wave + 1)
 }
 
 impl Ship {
@@ -290,6 +306,7 @@ impl Ship {
             failed_wave: None,
             failure: None,
             halt: None,
+            stop_requested: None,
             created_at_ms: now,
             updated_at_ms: now,
             finished_at_ms: None,
@@ -310,6 +327,9 @@ pub struct EnvSeen {
     pub other_recovery: Option<String>,
     /// The shipped version's cumulative requests and errors there (while baking).
     pub counters: Option<(u64, u64)>,
+    /// A recovery the environment waits on that stopped on a failed step (the ship's way back,
+    /// or its canary's own recovery): its id.
+    pub failed_recovery: Option<String>,
 }
 
 /// What a ship needs next.
@@ -340,6 +360,10 @@ pub enum ShipEvent {
     WaveRolledBack(usize),
     Shipped,
     Stopped,
+    /// A person's stop was applied.
+    StoppedByPerson,
+    /// A recovery the ship waits on failed: the ship halted.
+    Halted,
 }
 
 /// The wave [`next`] looks at: `None` when there is none left (the ship finishes).
@@ -371,10 +395,9 @@ pub fn next(ship: &mut Ship, seen: &[EnvSeen], alpha: f64, now: Millis) -> ShipS
         return finish(ship, now);
     };
     let ship_id = ship.id.clone();
-    let wave = &mut ship.waves[w];
     // What was stored under the derived ids belongs to the ship, also when the controller died
     // before it wrote them down.
-    for (e, s) in wave.envs.iter_mut().zip(seen) {
+    for (e, s) in ship.waves[w].envs.iter_mut().zip(seen) {
         if s.rollout.is_some() && e.rollout_id.is_none() {
             e.rollout_id = Some(rollout_id(&ship_id, w, &e.env));
             if e.state == EnvState::Waiting {
@@ -385,7 +408,13 @@ pub fn next(ship: &mut Ship, seen: &[EnvSeen], alpha: f64, now: Millis) -> ShipS
             e.recovery_id = Some(recovery_id(&ship_id, w, &e.env));
         }
     }
-    match (ship.phase, wave.state) {
+    if ship.phase == ShipPhase::Shipping
+        && let Some(req) = ship.stop_requested.clone()
+    {
+        stop(ship, &req.actor, &req.reason, now);
+        return ShipStep::Changed(ShipEvent::StoppedByPerson);
+    }
+    match (ship.phase, ship.waves[w].state) {
         (ShipPhase::Shipping, WaveState::Waiting) => ShipStep::StartWave(w),
         (ShipPhase::Shipping, WaveState::RollingOut) => rolling_out(ship, w, seen, now),
         (ShipPhase::Shipping, WaveState::Baking) => baking(ship, w, seen, alpha, now),
@@ -395,17 +424,9 @@ pub fn next(ship: &mut Ship, seen: &[EnvSeen], alpha: f64, now: Millis) -> ShipS
 }
 
 fn rolling_out(ship: &mut Ship, w: usize, seen: &[EnvSeen], now: Millis) -> ShipStep {
-    let wave = &mut ship.waves[w];
-    if wave
-        .envs
-        .iter()
-        .any(|e| e.state == EnvState::Waiting && e.rollout_id.is_none())
-    {
-        // Started in part before a crash: the rest is started (what exists is found).
-        return ShipStep::StartWave(w);
-    }
-    for (i, s) in seen.iter().enumerate().take(wave.envs.len()) {
-        let env = &mut wave.envs[i];
+    // The started environments first: a failure there counts even while others wait to start.
+    for (i, s) in seen.iter().enumerate().take(ship.waves[w].envs.len()) {
+        let env = &mut ship.waves[w].envs[i];
         if env.state != EnvState::RollingOut {
             continue;
         }
@@ -422,7 +443,16 @@ fn rolling_out(ship: &mut Ship, w: usize, seen: &[EnvSeen], now: Millis) -> Ship
             _ => {}
         }
     }
-    let wave = &mut ship.waves[w];
+    let wave = &ship.waves[w];
+    if wave
+        .envs
+        .iter()
+        .any(|e| e.state == EnvState::Waiting && e.rollout_id.is_none())
+    {
+        // Started in part (before a crash, or while the gate holds the rest): the rest is
+        // started (what exists is found).
+        return ShipStep::StartWave(w);
+    }
     if !wave
         .envs
         .iter()
@@ -469,15 +499,35 @@ fn baking(ship: &mut Ship, w: usize, seen: &[EnvSeen], alpha: f64, now: Millis) 
 }
 
 fn rolling_back(ship: &mut Ship, w: usize, seen: &[EnvSeen], now: Millis) -> ShipStep {
-    let wave = &mut ship.waves[w];
-    if wave.state == WaveState::Passed {
-        wave.state = WaveState::RollingBack;
-        ship.updated_at_ms = now;
+    let before = ship.waves[w].clone();
+    if ship.waves[w].state == WaveState::Passed {
+        ship.waves[w].state = WaveState::RollingBack;
     }
-    let wave = &mut ship.waves[w];
-    for (i, s) in seen.iter().enumerate().take(wave.envs.len()) {
-        let env = &mut wave.envs[i];
+    for (i, s) in seen.iter().enumerate().take(ship.waves[w].envs.len()) {
+        let env = &mut ship.waves[w].envs[i];
         let bake_failed = env.state == EnvState::Failed && s.rollout == Some(Phase::Promoted);
+        if let Some(failed) = &s.failed_recovery
+            && matches!(
+                env.state,
+                EnvState::Failed | EnvState::RollingBack | EnvState::RollingOut
+            )
+        {
+            let reason = format!(
+                "recovery {failed} of {} stopped on a failed step; the ship cannot put it back",
+                env.env
+            );
+            let options = vec![
+                format!(
+                    "fix what failed and resume it: backstop recovery resume {failed} (the ship stays halted; what it put back stays back)"
+                ),
+                format!(
+                    "or roll {} back by hand: backstop rollback {} --env {} --reason …",
+                    env.env, ship.service, env.env
+                ),
+            ];
+            halt(ship, w, i, reason, options, now);
+            return ShipStep::Changed(ShipEvent::Halted);
+        }
         match env.state {
             EnvState::RollingOut => match s.rollout {
                 Some(Phase::Promoted) => env.state = EnvState::Promoted,
@@ -491,25 +541,23 @@ fn rolling_back(ship: &mut Ship, w: usize, seen: &[EnvSeen], now: Millis) -> Shi
                 env.state = EnvState::RolledBack;
             }
             EnvState::Failed if !bake_failed => {}
-            EnvState::Promoted | EnvState::Failed | EnvState::RollingBack => {
-                match s.recovery {
-                    Some(RecoveryStatus::Done) => env.state = EnvState::RolledBack,
-                    Some(_) => env.state = EnvState::RollingBack,
-                    None if s.other_recovery.is_some() => {}
-                    // Put back by someone else meanwhile (an alert's rollback, a person's).
-                    None if !s.serving => {
-                        env.state = EnvState::RolledBack;
-                        env.note = Some("put back by another recovery".into());
-                    }
-                    None => {
-                        return ShipStep::PutBack {
-                            wave: w,
-                            env: i,
-                            bad: bake_failed,
-                        };
-                    }
+            EnvState::Promoted | EnvState::Failed | EnvState::RollingBack => match s.recovery {
+                Some(RecoveryStatus::Done) => env.state = EnvState::RolledBack,
+                Some(_) => env.state = EnvState::RollingBack,
+                None if s.other_recovery.is_some() => {}
+                // Put back by someone else meanwhile (an alert's rollback, a person's).
+                None if !s.serving => {
+                    env.state = EnvState::RolledBack;
+                    env.note = Some("put back by another recovery".into());
                 }
-            }
+                None => {
+                    return ShipStep::PutBack {
+                        wave: w,
+                        env: i,
+                        bad: bake_failed,
+                    };
+                }
+            },
             _ => {}
         }
     }
@@ -521,7 +569,9 @@ fn rolling_back(ship: &mut Ship, w: usize, seen: &[EnvSeen], now: Millis) -> Shi
         )
     });
     if !done {
-        ship.updated_at_ms = now;
+        if *wave != before {
+            ship.updated_at_ms = now;
+        }
         return ShipStep::Wait;
     }
     wave.state = WaveState::RolledBack;
@@ -596,6 +646,7 @@ pub fn stop(ship: &mut Ship, actor: &str, reason: &str, now: Millis) {
     }
     ship.failure = Some(format!("stopped by {actor}: {reason}"));
     ship.held = None;
+    ship.stop_requested = None;
     ship.phase = ShipPhase::Stopped;
     ship.updated_at_ms = now;
     ship.finished_at_ms = Some(now);
@@ -703,7 +754,7 @@ mod tests {
         wave.bake_started_at_ms = Some(now);
         wave.bake_until_ms = Some(now + wave.bake_ms.unwrap());
         for e in &mut wave.envs {
-            e.bake = Some(Bake::begin((10_000, 50), (0, 0), false));
+            e.bake = Some(Bake::begin((10_000, 50), (0, 0), 0.05, false));
         }
     }
 
@@ -804,7 +855,7 @@ mod tests {
         );
         let note = s.waves[0].envs[0].note.clone().unwrap();
         assert!(
-            note.contains("10.00 %") && note.contains("0.51 %"),
+            note.contains("10.00 %") && note.contains("0.66 %") && note.contains("e-value 9.6e157"),
             "{note}"
         );
         assert_eq!(
@@ -914,7 +965,7 @@ mod tests {
 
     #[test]
     fn a_shadow_bake_records_what_it_would_have_done_and_lets_the_wave_pass() {
-        let mut bake = Bake::begin((10_000, 50), (0, 0), true);
+        let mut bake = Bake::begin((10_000, 50), (0, 0), 0.05, true);
         assert_eq!(bake.observe((2_000, 200), 0.05), None);
         let verdict = bake.shadow_verdict.clone().unwrap();
         assert!(
@@ -924,7 +975,7 @@ mod tests {
         // Kept as first seen.
         bake.observe((4_000, 400), 0.05);
         assert_eq!(bake.shadow_verdict.as_deref(), Some(verdict.as_str()));
-        let mut acting = Bake::begin((10_000, 50), (0, 0), false);
+        let mut acting = Bake::begin((10_000, 50), (0, 0), 0.05, false);
         assert!(acting.observe((2_000, 200), 0.05).is_some());
         assert_eq!(acting.shadow_verdict, None);
     }
@@ -933,12 +984,70 @@ mod tests {
     fn a_stopped_ship_skips_the_waves_not_started_and_leaves_the_running_one() {
         let mut s = ship(None, true);
         start(&mut s, 0);
-        stop(&mut s, "ana", "wrong version", 1);
+        s.stop_requested = Some(StopRequest {
+            actor: "ana".into(),
+            reason: "wrong version".into(),
+            at_ms: 1,
+        });
+        let seen = [rollout(Phase::Progressing)];
+        assert_eq!(
+            next(&mut s, &seen, 0.05, 1),
+            ShipStep::Changed(ShipEvent::StoppedByPerson)
+        );
         assert_eq!(s.phase, ShipPhase::Stopped);
+        assert_eq!(s.stop_requested, None);
         assert_eq!(s.waves[0].state, WaveState::RollingOut);
         assert_eq!(s.waves[1].state, WaveState::Skipped);
         assert_eq!(s.failure.as_deref(), Some("stopped by ana: wrong version"));
         assert_eq!(next(&mut s, &[], 0.05, 2), ShipStep::Wait);
+    }
+
+    #[test]
+    fn a_failed_way_back_halts_the_ship_with_the_options() {
+        let mut s = ship(None, true);
+        start(&mut s, 0);
+        next(&mut s, &[rollout(Phase::Recovering)], 0.05, 1);
+        let stuck = EnvSeen {
+            failed_recovery: Some("rec-shp-1-w1-staging".into()),
+            ..rollout(Phase::Recovering)
+        };
+        assert_eq!(
+            next(&mut s, &[stuck], 0.05, 2),
+            ShipStep::Changed(ShipEvent::Halted)
+        );
+        assert_eq!(s.phase, ShipPhase::Halted);
+        let halt = s.halt.unwrap();
+        assert!(halt.options[0].contains("backstop recovery resume rec-shp-1-w1-staging"));
+    }
+
+    #[test]
+    fn a_wave_started_in_part_fails_on_a_started_environment_while_the_rest_waits() {
+        let mut s = ship(None, true);
+        start(&mut s, 0);
+        next(&mut s, &[rollout(Phase::Promoted)], 0.05, 1);
+        s.waves[1].state = WaveState::RollingOut;
+        s.waves[1].envs[0].state = EnvState::RollingOut;
+        s.waves[1].envs[0].rollout_id = Some(rollout_id("shp-1", 1, "prod-eu"));
+        let seen = [rollout(Phase::Progressing), EnvSeen::default()];
+        assert_eq!(next(&mut s, &seen, 0.05, 2), ShipStep::StartWave(1));
+        let seen = [rollout(Phase::Recovering), EnvSeen::default()];
+        assert_eq!(
+            next(&mut s, &seen, 0.05, 3),
+            ShipStep::Changed(ShipEvent::WaveFailed(1))
+        );
+    }
+
+    #[test]
+    fn waiting_on_a_rollback_writes_nothing() {
+        let mut s = ship(None, true);
+        start(&mut s, 0);
+        next(&mut s, &[rollout(Phase::Recovering)], 0.05, 1);
+        let before = s.clone();
+        assert_eq!(
+            next(&mut s, &[rollout(Phase::Recovering)], 0.05, 2),
+            ShipStep::Wait
+        );
+        assert_eq!(s, before);
     }
 
     #[test]

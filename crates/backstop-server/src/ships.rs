@@ -10,7 +10,7 @@ use backstop_config::LaterFailure;
 use backstop_core::Millis;
 use backstop_core::event::EventKind;
 use backstop_core::model::Release;
-use backstop_core::ship::{Ship, WavePlan};
+use backstop_core::ship::{Ship, ShipPhase, StopRequest, WavePlan};
 use serde_json::json;
 
 use crate::Ctx;
@@ -135,19 +135,29 @@ pub async fn start(ctx: &Ctx, req: StartShip, actor: &str) -> ApiResult<Ship> {
     Ok(ship)
 }
 
-/// Stops ship `id` on behalf of `actor` (audited): waves not started never will; a wave under
-/// way is left to its rollouts. Refused when the ship has ended.
+/// Asks the controller to stop ship `id` on behalf of `actor` (audited): at its next pass,
+/// waves not started never will; a wave under way is left to its rollouts. Only a ship still
+/// shipping can be stopped (one rolling back a failed wave finishes that first, then stops by
+/// itself). Asking twice is asking once.
 pub async fn stop(ctx: &Ctx, id: &str, reason: &str, actor: &str) -> ApiResult<Ship> {
-    // Compare-and-set against the controller moving it meanwhile: read again and retry.
-    for _ in 0..5 {
+    // Compare-and-set against the controller moving it meanwhile: read again and retry. The
+    // controller applies the request under the ship's lease, after what it did is stored.
+    for _ in 0..10 {
         let (mut ship, version) = ctx.store.ship(id).await?;
-        if !ship.phase.is_active() {
+        if ship.phase != ShipPhase::Shipping {
             return Err(ApiError::conflict(format!(
-                "ship {id} is {}; only a ship still moving can be stopped",
+                "ship {id} is {}; only a ship still shipping can be stopped (one rolling back stops by itself)",
                 ship.phase
             )));
         }
-        backstop_core::ship::stop(&mut ship, actor, reason, ctx.clock.now_ms());
+        if ship.stop_requested.is_some() {
+            return Ok(ship);
+        }
+        ship.stop_requested = Some(StopRequest {
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            at_ms: ctx.clock.now_ms(),
+        });
         match ctx.store.update_ship(&ship, version).await {
             Ok(_) => {
                 crate::audit(
@@ -156,9 +166,10 @@ pub async fn stop(ctx: &Ctx, id: &str, reason: &str, actor: &str) -> ApiResult<S
                     EventKind::ShipStopped,
                     &target(id),
                     "manual",
-                    json!({"service": ship.service, "release": ship.release_id, "reason": reason}),
+                    json!({"service": ship.service, "release": ship.release_id, "requested": reason}),
                 )
                 .await?;
+                ctx.wake_controllers().await;
                 return Ok(ship);
             }
             Err(backstop_store::StoreError::Conflict(_)) => continue,
@@ -166,7 +177,7 @@ pub async fn stop(ctx: &Ctx, id: &str, reason: &str, actor: &str) -> ApiResult<S
         }
     }
     Err(ApiError::conflict(format!(
-        "ship {id} kept changing while it was being stopped; try again"
+        "ship {id} kept changing while the stop was being asked for; try again"
     )))
 }
 

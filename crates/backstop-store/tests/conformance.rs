@@ -904,6 +904,11 @@ async fn a_ship_changes_only_from_the_version_read(backend: Backend) {
     let first = new("shp-1", "shop");
     s.create_ship(&first).await.unwrap();
     s.create_ship(&new("shp-2", "billing")).await.unwrap();
+    // One moving ship per service.
+    assert!(matches!(
+        s.create_ship(&new("shp-3", "shop")).await,
+        Err(StoreError::Conflict(_))
+    ));
     let (mut read, v1) = s.ship("shp-1").await.unwrap();
     assert_eq!(read, first);
     ship::refuse(&mut read, 0, "release: marked bad", 2);
@@ -923,6 +928,8 @@ async fn a_ship_changes_only_from_the_version_read(backend: Backend) {
         .collect();
     assert_eq!(moving, ["shp-2"]);
     assert_eq!(s.ships(true, Some("shop")).await.unwrap().len(), 1);
+    // Once it ended, the service may ship again.
+    s.create_ship(&new("shp-4", "shop")).await.unwrap();
     assert!(matches!(s.ship("nope").await, Err(StoreError::NotFound(_))));
 }
 

@@ -9,7 +9,7 @@ use anyhow::Result;
 use backstop_api::gate::Action;
 use backstop_api::rollouts::CreateRollout;
 use backstop_core::event::EventKind;
-use backstop_core::model::Recovery;
+use backstop_core::model::{Phase, Recovery, RecoveryStatus};
 use backstop_core::recovery::StepKind;
 use backstop_core::ship::{
     self, Bake, EnvSeen, EnvState, Ship, ShipEvent, ShipStep, WaveState, recovery_id, rollout_id,
@@ -17,7 +17,7 @@ use backstop_core::ship::{
 use serde_json::{Value, json};
 
 use super::Controller;
-use super::commands::WayBack;
+use super::commands::{Reply, Request, RolloutAction, WayBack};
 use super::error::ControllerError;
 use super::groups::found;
 use super::journal::Record;
@@ -91,6 +91,20 @@ impl Controller {
                 .as_deref()
                 == Some(ship.release_id.as_str());
             let canary_recovery = rollout.as_ref().map(|r| recovery_id_for(&r.id));
+            // A recovery the environment waits on that stopped on a failed step.
+            let canary_failed = match (&rollout, &canary_recovery) {
+                (Some(r), Some(id)) if r.phase == Phase::Recovering => {
+                    found(ctx.store.recovery(id).await)?
+                        .filter(|rec| rec.status == RecoveryStatus::Failed)
+                        .map(|rec| rec.id)
+                }
+                _ => None,
+            };
+            let failed_recovery = recovery
+                .as_ref()
+                .filter(|rec| rec.status == RecoveryStatus::Failed)
+                .map(|rec| rec.id.clone())
+                .or(canary_failed);
             let other_recovery = unfinished
                 .iter()
                 .find(|r: &&Recovery| {
@@ -111,6 +125,7 @@ impl Controller {
                 serving,
                 other_recovery,
                 counters,
+                failed_recovery,
             });
         }
         Ok(seen)
@@ -162,9 +177,28 @@ impl Controller {
                 }
             }
         }
+        // Started in part (before a crash, or before a hold): the wave is under way, and what
+        // runs of it is judged while the rest waits.
+        let started = ship.waves[w]
+            .envs
+            .iter()
+            .position(|e| e.rollout_id.is_some());
+        if started.is_some() && ship.waves[w].state == WaveState::Waiting {
+            ship.waves[w].state = WaveState::RollingOut;
+            ship.waves[w].started_at_ms.get_or_insert(now);
+        }
         if !refusing.is_empty() {
             refusing.extend(holding);
             let why = refusing.join("; ");
+            if let (Some(&first), Some(_)) = (to_start.first(), started) {
+                // Part of the wave runs: it is failed and put back, not merely refused.
+                let why = format!("the gate refused the rest of the wave: {why}");
+                ship::fail(ship, w, first, &why, now);
+                return Ok(Some((
+                    EventKind::ShipWaveFailed,
+                    json!({"wave": w + 1, "failure": ship.failure}),
+                )));
+            }
             ship::refuse(ship, w, &why, now);
             return Ok(Some((
                 EventKind::ShipStopped,
@@ -224,9 +258,17 @@ impl Controller {
     async fn begin_bake(&mut self, ship: &mut Ship, w: usize) -> Result<Recorded> {
         let ctx = self.ctx.clone();
         let now = ctx.clock.now_ms();
-        let shadow =
-            ctx.service(&ship.service)?.analysis.mode == backstop_judge::AnalysisMode::Shadow;
-        for e in &mut ship.waves[w].envs {
+        let analysis = &ctx.service(&ship.service)?.analysis;
+        let (alpha, shadow) = (
+            analysis.alpha,
+            analysis.mode == backstop_judge::AnalysisMode::Shadow,
+        );
+        // An environment that ran the release before the ship has no new deployment to judge.
+        for e in ship.waves[w]
+            .envs
+            .iter_mut()
+            .filter(|e| e.state == EnvState::Promoted)
+        {
             let baseline = match &e.rollout_id {
                 Some(id) => ctx
                     .store
@@ -239,7 +281,7 @@ impl Controller {
             let now_counters = counters(&ctx, &ship.service, &e.env, &ship.version)
                 .await
                 .unwrap_or((0, 0));
-            e.bake = Some(Bake::begin(baseline, now_counters, shadow));
+            e.bake = Some(Bake::begin(baseline, now_counters, alpha, shadow));
         }
         let wave = &mut ship.waves[w];
         let bake_ms = wave.bake_ms.unwrap_or_default();
@@ -266,18 +308,38 @@ impl Controller {
         let aborted = self
             .with_lease(&rollout_key(&id), async |me| {
                 match me.manual_abort(&id, "controller", &reason).await {
+                    Ok(_) => Ok(true),
                     // It finished meanwhile: the next pass sees how.
-                    Ok(_) | Err(ControllerError::Conflict(_)) => Ok(true),
+                    Err(ControllerError::Conflict(_)) => Ok(false),
                     Err(e) => Err(e.into()),
                 }
             })
             .await?;
-        if aborted == Some(true) {
-            let e = &mut ship.waves[w].envs[env];
-            e.state = EnvState::Failed;
-            e.note = Some("aborted: its wave failed".into());
-            ship.updated_at_ms = self.ctx.clock.now_ms();
-        }
+        let note = match aborted {
+            Some(false) => return Ok(None),
+            Some(true) => "aborted: its wave failed",
+            None => {
+                // Another replica drives it: the abort goes to it through the store, as a
+                // person's would (its answer is not waited for; the next passes see the phase).
+                let (reply, _) = tokio::sync::oneshot::channel();
+                tokio::spawn(super::routed::pass_on(
+                    self.ctx.clone(),
+                    rollout_key(&id),
+                    Request::Rollout {
+                        action: RolloutAction::Abort,
+                        rollout_id: id.clone(),
+                        actor: "controller".into(),
+                        reason,
+                    },
+                    Reply::Rollout(reply),
+                ));
+                "abort passed on to the replica driving it: its wave failed"
+            }
+        };
+        let e = &mut ship.waves[w].envs[env];
+        e.state = EnvState::Failed;
+        e.note = Some(note.into());
+        ship.updated_at_ms = self.ctx.clock.now_ms();
         Ok(None)
     }
 
@@ -411,11 +473,22 @@ fn evidence(ship: &Ship, event: &ShipEvent) -> (EventKind, Value) {
             EventKind::ShipStopped,
             json!({"failed_wave": ship.failed_wave.map(|w| w + 1), "failure": ship.failure}),
         ),
+        ShipEvent::StoppedByPerson => (EventKind::ShipStopped, json!({"stopped": ship.failure})),
+        ShipEvent::Halted => halted(ship),
     }
 }
 
 fn halted(ship: &Ship) -> (EventKind, Value) {
-    (EventKind::ShipHalted, json!({"halt": ship.halt}))
+    let halt = ship.halt.as_ref();
+    (
+        EventKind::ShipHalted,
+        json!({
+            "wave": halt.map(|h| h.wave + 1),
+            "env": halt.map(|h| &h.env),
+            "reason": halt.map(|h| &h.reason),
+            "options": halt.map(|h| &h.options),
+        }),
+    )
 }
 
 /// The cumulative requests and errors of `version` in `service/env` now, when the source says.

@@ -9,3 +9,5 @@ CREATE TABLE ships (
     record         TEXT NOT NULL
 );
 CREATE INDEX ships_service ON ships (service, created_at_ms);
+-- One ship of a service moves at a time, also when two replicas start one at once.
+CREATE UNIQUE INDEX ships_one_moving ON ships (service) WHERE phase IN ('shipping', 'rolling_back');

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use backstop_core::ship::Ship;
 
 use super::Backend;
-use crate::rows::{json, ship_from};
+use crate::rows::{conflict_as, json, ship_from};
 use crate::{Result, ShipStore, StoreError};
 
 #[async_trait]
@@ -25,7 +25,13 @@ impl ShipStore for Backend {
             .bind(s.created_at_ms)
             .bind(json(s)),
         )
-        .await?;
+        .await
+        .map_err(conflict_as(|| {
+            format!(
+                "{} is already being shipped; one ship of a service at a time",
+                s.service
+            )
+        }))?;
         Ok(())
     }
 

@@ -119,15 +119,17 @@ halted (a way back was refused; the options are printed).")]
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Stop a ship (audited): waves that have not started never will. A wave under way is left
-    /// to its rollouts (`backstop rollout abort` them if they should not finish); nothing is
-    /// rolled back.
+    /// Stop a ship (audited) and wait until the controller has: waves that have not started
+    /// never will. A wave under way is left to its rollouts (`backstop rollout abort` them if
+    /// they should not finish); nothing is rolled back. Exit 0 once stopped.
     StopShip {
         /// The ship's id (`shp-…`).
         id: String,
         /// Why (kept in the audit and the ship).
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        how: crate::commands::rollouts::FollowArgs,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -214,14 +216,12 @@ pub async fn release(cmd: ReleaseCmd) -> Result<i32> {
             how,
             api,
         } => return crate::commands::ships::ships(&api, id, service, all, watch, how).await,
-        ReleaseCmd::StopShip { id, reason, api } => {
-            let body = backstop_api::rollouts::Reason { reason };
-            api.post_and_print::<backstop_core::ship::Ship>(
-                &format!("/api/v1/ships/{id}/stop"),
-                &body,
-            )
-            .await?;
-        }
+        ReleaseCmd::StopShip {
+            id,
+            reason,
+            how,
+            api,
+        } => return crate::commands::ships::stop(&api, &id, reason, how).await,
         ReleaseCmd::Show { id, api } => {
             api.get_and_print::<Release>(&format!("/api/v1/releases/{id}"))
                 .await?;

@@ -62,6 +62,26 @@ pub async fn ships(
     }
 }
 
+/// `backstop release stop-ship ID --reason R`: asks, then follows until the controller has
+/// stopped it (exit 0), or it ended otherwise meanwhile (exit 1).
+pub async fn stop(api: &ApiArgs, id: &str, reason: String, how: FollowArgs) -> Result<i32> {
+    let body = backstop_api::rollouts::Reason { reason };
+    let _: Ship = api
+        .client()?
+        .post(&format!("/api/v1/ships/{id}/stop"), &body)
+        .await?;
+    let path = format!("/api/v1/ships/{id}");
+    follow_to_end(
+        api,
+        &path,
+        how.retry_for,
+        progress_line,
+        |ship: &Ship| !ship.phase.is_active(),
+        |ship: &Ship| i32::from(ship.phase != ShipPhase::Stopped),
+    )
+    .await
+}
+
 /// What `--wait` and `--watch` exit with once the ship ended: 0 shipped everywhere, 1 stopped
 /// or halted.
 fn exit_code(ship: &Ship) -> i32 {
