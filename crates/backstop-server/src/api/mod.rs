@@ -443,6 +443,7 @@ impl utoipa::Modify for ServerRules {
         backstop_core::ship::WaveEnv,
         backstop_core::ship::Bake,
         backstop_core::ship::ShipHalt,
+        backstop_core::ship::StopRequest,
         backstop_core::ship::ShipPhase,
         backstop_core::ship::WaveState,
         backstop_core::ship::EnvState,
