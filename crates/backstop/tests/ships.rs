@@ -31,8 +31,22 @@ fn config(ports: &[u16; 3], first_wave: &str) -> String {
 
 /// A daemon with v1 promoted in every environment and traffic on each.
 fn deployed(dir: &Path, first_wave: &str) -> (Daemon, Vec<Traffic>, [u16; 3]) {
+    deployed_with(dir, first_wave, &[])
+}
+
+/// [`deployed`] with `env` given to the daemon (a PostgreSQL store).
+fn deployed_with(
+    dir: &Path,
+    first_wave: &str,
+    env: &[(&str, &str)],
+) -> (Daemon, Vec<Traffic>, [u16; 3]) {
     let ports = [free_port(), free_port(), free_port()];
-    let d = Daemon::start(&dir.join("state"), &config(&ports, first_wave), ports[0]);
+    let d = Daemon::start_with_env(
+        &dir.join("state"),
+        &config(&ports, first_wave),
+        ports[0],
+        env,
+    );
     d.register("v1", 0.0);
     for env in ENVS {
         let first = d.cli_json(
@@ -440,4 +454,32 @@ fn a_ship_killed_at_random_moments_ends_shipped_with_one_rollout_per_environment
         });
     }
     d.assert_audit_verifies();
+}
+
+#[test]
+fn two_replicas_on_postgresql_share_a_ship_and_each_environment_gets_one_rollout() {
+    let pg = backstop_testkit::servers::Postgres::blocking_with_database("backstop");
+    let url = pg.url("backstop");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _traffic, ports) =
+        deployed_with(dir.path(), "bake: 2s", &[("BACKSTOP_DATABASE_URL", &url)]);
+    let b = a.another_replica("b");
+    a.register("v2", 0.0);
+    // Started through one replica, followed through the other.
+    let started = a.cli_json(&["release", "ship", "shop", "--version", "v2"], 0);
+    let id = started["id"].as_str().unwrap().to_string();
+    let out = b.cli_json_output(&["release", "ships", &id, "--watch"], 0);
+    let shipped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shipped["phase"], "shipped", "{shipped:#}");
+    for (env, port) in ENVS.iter().zip(ports) {
+        let v2 = versions_rolled_out(&b, env)
+            .into_iter()
+            .filter(|r| r == "shop@v2")
+            .count();
+        assert_eq!(v2, 1, "one rollout of v2 in {env}");
+        a.wait_until(&format!("{env} serves v2"), || {
+            http_get(port, "/version").is_some_and(|b| b.contains("v2"))
+        });
+    }
+    a.assert_audit_verifies();
 }
