@@ -625,11 +625,11 @@ pub struct BenchScopeArgs {
     pub output: Output,
 }
 
-/// Runs `backstop bench scope`: 0 done, 2 when the output could not be written.
-pub fn run_bench_scope(args: &BenchScopeArgs) -> i32 {
-    let trials = usize::try_from(args.trials).unwrap_or(usize::MAX);
+/// Runs `trials` trials of a seeded benchmark with a progress bar on a terminal: what `run`
+/// reported (told after each trial), and the seconds it took.
+fn with_trial_bar<T>(trials: u64, run: impl FnOnce(usize, &mut dyn FnMut()) -> T) -> (T, f64) {
     let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(args.trials);
+        let bar = indicatif::ProgressBar::new(trials);
         if let Ok(style) =
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} trials  {elapsed}")
         {
@@ -638,7 +638,7 @@ pub fn run_bench_scope(args: &BenchScopeArgs) -> i32 {
         bar
     });
     let started = std::time::Instant::now();
-    let report = backstop_judge::bench::scope::run(trials, args.seed, || {
+    let report = run(usize::try_from(trials).unwrap_or(usize::MAX), &mut || {
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -646,15 +646,103 @@ pub fn run_bench_scope(args: &BenchScopeArgs) -> i32 {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let out = ScopeBench {
-        report,
-        elapsed_s: elapsed,
-    };
+    (report, started.elapsed().as_secs_f64())
+}
+
+/// Runs `backstop bench scope`: 0 done, 2 when the output could not be written.
+pub fn run_bench_scope(args: &BenchScopeArgs) -> i32 {
+    let (report, elapsed_s) = with_trial_bar(args.trials, |n, progress| {
+        backstop_judge::bench::scope::run(n, args.seed, progress)
+    });
+    let out = ScopeBench { report, elapsed_s };
     if args.output.write(&out, &mut io::stdout().lock()).is_err() {
         return 2;
     }
     0
+}
+
+/// `backstop bench bake` options.
+#[derive(clap::Args)]
+pub struct BenchBakeArgs {
+    /// Trials (half good releases, half turning worse during the bake).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    pub trials: u64,
+    /// Base seed: the same seed gives the same table.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output format on stdout.
+    #[arg(long, short = 'o', value_parser = output::described(TEXT_HELP, JSON_HELP), default_value = "text")]
+    pub output: Output,
+}
+
+/// Runs `backstop bench bake`: 0 done, 2 when the output could not be written.
+pub fn run_bench_bake(args: &BenchBakeArgs) -> i32 {
+    let (report, elapsed_s) = with_trial_bar(args.trials, |n, progress| {
+        backstop_judge::bench::bake::run(n, args.seed, progress)
+    });
+    let out = BakeBench { report, elapsed_s };
+    if args.output.write(&out, &mut io::stdout().lock()).is_err() {
+        return 2;
+    }
+    0
+}
+
+#[derive(Serialize)]
+struct BakeBench {
+    #[serde(flatten)]
+    report: backstop_judge::bench::bake::BakeReport,
+    elapsed_s: f64,
+}
+
+impl Render for BakeBench {
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let r = &self.report;
+        writeln!(
+            w,
+            "{} trials (seed {}): half as good as before, half turning worse during a 30 min bake; quiet = under {} req/s\n",
+            r.trials,
+            r.seed,
+            backstop_judge::bench::bake::BUSY_RPS
+        )?;
+        let share = |n: usize, of: usize| format!("{:.1} %", 100.0 * n as f64 / of.max(1) as f64);
+        let mut rows = Vec::new();
+        for s in &r.scores {
+            for m in [&s.backstop, &s.flagger] {
+                rows.push(vec![
+                    s.traffic.clone(),
+                    m.method.clone(),
+                    share(m.false_alarms, s.good),
+                    share(m.caught, s.bad),
+                    m.median_s_to_catch
+                        .map_or_else(|| "-".into(), |x| format!("{:.1} min", x / 60.0)),
+                ]);
+            }
+        }
+        crate::output::table(
+            w,
+            &[
+                "TRAFFIC",
+                "METHOD",
+                ">FALSE ALARMS",
+                ">CAUGHT",
+                ">MEDIAN TIME TO CATCH",
+            ],
+            &rows,
+        )?;
+        if let Some(all) = r.scores.first() {
+            let (b, f) = (&all.backstop, &all.flagger);
+            let speed = match (f.median_s_to_catch, b.median_s_to_catch) {
+                (Some(f), Some(b)) if b > 0.0 => format!("{:.1}×", f / b),
+                _ => "-".into(),
+            };
+            writeln!(
+                w,
+                "\nfalse alarms: preset {} vs Backstop {} of {} good releases; median time to catch: Backstop {speed} as fast ({:.1} s of compute)",
+                f.false_alarms, b.false_alarms, all.good, self.elapsed_s
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]

@@ -211,6 +211,9 @@ enum BenchCmd {
     /// Five services changed together, one the culprit: how often the failure-scope ranking
     /// names it first, and how fast, beside the first alert on error ratios.
     Scope(analyze::BenchScopeArgs),
+    /// A promoted wave baking: good releases failed and late regressions caught by Backstop's
+    /// bake (anytime-valid, against the pre-deploy baseline), beside the Flagger tutorial preset.
+    Bake(analyze::BenchBakeArgs),
     /// How many concurrent rollouts one controller keeps up with (SQLite, PostgreSQL with 1
     /// and 3 replicas): analyses per second and per core, decision latency, writes, memory.
     #[command(long_about = bench_scale::SCALE_LONG_ABOUT)]
@@ -269,6 +272,7 @@ fn main() -> ExitCode {
         Cmd::Analyze(args) => analyze::run_analyze(&args),
         Cmd::Bench(BenchCmd::Canary(args)) => analyze::run_bench_canary(&args),
         Cmd::Bench(BenchCmd::Scope(args)) => analyze::run_bench_scope(&args),
+        Cmd::Bench(BenchCmd::Bake(args)) => analyze::run_bench_bake(&args),
         Cmd::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "backstop", &mut script);

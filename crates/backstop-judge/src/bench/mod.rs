@@ -19,6 +19,7 @@
 //! see the same intervals (`--interval`, default 5 s = the controller's default
 //! `analysis.interval`); the threshold presets pool them into their own checks (1 min).
 
+pub mod bake;
 mod families;
 mod oracle;
 mod runner;
