@@ -110,13 +110,7 @@ pub(crate) fn semantic_problems(doc: &Document, root: &Value) -> Vec<Problem> {
 
         // PagerDuty services map to environments of this service.
         if let Some(map) = svc.pointer("/alerts/pagerduty").and_then(Value::as_object) {
-            let envs: Vec<&str> = svc
-                .get("environments")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.get("name").and_then(Value::as_str))
-                .collect();
+            let envs = env_names(svc);
             for (pd, env) in map {
                 if let Some(env) = env.as_str()
                     && !envs.contains(&env)
@@ -410,22 +404,22 @@ fn check_analysis(analysis: Option<&Value>, ptr: &str, push: &mut impl FnMut(Str
     }
 }
 
-/// A problem pointing at a key (a key that is not allowed where it is).
-/// `run.instances` above 1 and `run.probes`: Backstop starts the instances (kind `process`) and
-/// its built-in proxy spreads traffic over them (the HAProxy, nginx and command routers route
-/// to one server per version).
+/// The names of a service's environments, as written.
+fn env_names(svc: &Value) -> Vec<&str> {
+    svc.get("environments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("name").and_then(Value::as_str))
+        .collect()
+}
+
 /// Waves name environments the service has, each in one wave at most, and bake a while.
 fn check_waves(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
     let Some(waves) = svc.get("waves").and_then(Value::as_array) else {
         return;
     };
-    let envs: Vec<&str> = svc
-        .get("environments")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("name").and_then(Value::as_str))
-        .collect();
+    let envs = env_names(svc);
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (w, wave) in waves.iter().enumerate() {
         let wp = format!("{sp}/waves/{w}");
@@ -460,6 +454,10 @@ fn check_waves(svc: &Value, sp: &str, push: &mut impl FnMut(String, String)) {
     }
 }
 
+/// A problem pointing at a key (a key that is not allowed where it is).
+/// `run.instances` above 1 and `run.probes`: Backstop starts the instances (kind `process`) and
+/// its built-in proxy spreads traffic over them (the HAProxy, nginx and command routers route
+/// to one server per version).
 fn check_instances(
     svc: &Value,
     sp: &str,
