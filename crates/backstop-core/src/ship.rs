@@ -460,7 +460,9 @@ fn rolling_out(ship: &mut Ship, w: usize, seen: &[EnvSeen], now: Millis) -> Ship
     {
         return ShipStep::Wait;
     }
-    if wave.bake_ms.is_some() {
+    // Only what this ship deployed bakes: a wave whose environments all ran the release
+    // already has nothing to judge.
+    if wave.bake_ms.is_some() && wave.envs.iter().any(|e| e.state == EnvState::Promoted) {
         return ShipStep::BeginBake(w);
     }
     pass(ship, w, now)
@@ -1034,6 +1036,17 @@ mod tests {
         assert_eq!(
             next(&mut s, &seen, 0.05, 3),
             ShipStep::Changed(ShipEvent::WaveFailed(1))
+        );
+    }
+
+    #[test]
+    fn a_wave_that_ran_the_release_already_does_not_bake() {
+        let mut s = ship(Some(60_000), true);
+        s.waves[0].state = WaveState::RollingOut;
+        s.waves[0].envs[0].state = EnvState::AlreadyRunning;
+        assert_eq!(
+            next(&mut s, &[EnvSeen::default()], 0.05, 1),
+            ShipStep::Changed(ShipEvent::WavePassed(0))
         );
     }
 
