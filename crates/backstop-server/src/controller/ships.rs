@@ -363,6 +363,24 @@ impl Controller {
             ship.release_id,
             ship.failure.clone().unwrap_or_default()
         );
+        // Looked at again just before planning (another replica may have served a person's
+        // rollback since the ship read the environment): never a second way back.
+        let busy = ctx
+            .store
+            .unfinished_recoveries()
+            .await?
+            .into_iter()
+            .any(|r| r.service == ship.service && r.env == name && r.id != rec_id);
+        let serving = ctx
+            .store
+            .environment(&ship.service, &name)
+            .await?
+            .and_then(|e| e.lkg_release_id)
+            .as_deref()
+            == Some(ship.release_id.as_str());
+        if busy || !serving {
+            return Ok(None);
+        }
         let plan = match self.way_back(&ship.service, &name, &reason, &rec_id).await {
             Ok(WayBack::Plan(steps)) => steps
                 .into_iter()
