@@ -123,6 +123,20 @@ impl Bake {
         }
     }
 
+    /// What the bake has seen, in words: `0.40 % of 1200 requests vs 0.66 % before`.
+    pub fn summary(&self) -> String {
+        let ratio = if self.requests > 0 {
+            format!("{:.2} %", 100.0 * self.errors as f64 / self.requests as f64)
+        } else {
+            "no traffic yet".into()
+        };
+        format!(
+            "{ratio} of {} requests vs {:.2} % before",
+            self.requests,
+            100.0 * self.reference_ratio
+        )
+    }
+
     /// Adds what cumulative counters `counters` say happened since the last read, then judges
     /// at `alpha`. Returns why the release is worse than before, when it is and the bake acts
     /// (in shadow mode the reason is kept in `shadow_verdict` instead).
@@ -354,7 +368,6 @@ pub enum ShipStep {
 /// A change [`next`] made, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShipEvent {
-    WaveBaking(usize),
     WavePassed(usize),
     WaveFailed(usize),
     WaveRolledBack(usize),
@@ -609,10 +622,7 @@ pub fn fail(ship: &mut Ship, w: usize, env: usize, why: &str, now: Millis) {
 /// The gate refused wave `w` for a reason waiting does not cure (a bad release, a missing
 /// backup): the ship stops there; nothing of the wave ran, and what passed keeps the release.
 pub fn refuse(ship: &mut Ship, w: usize, why: &str, now: Millis) {
-    ship.waves[w].state = WaveState::Skipped;
-    for e in &mut ship.waves[w].envs {
-        e.state = EnvState::Skipped;
-    }
+    skip(&mut ship.waves[w]);
     skip_after(ship, w);
     ship.failed_wave = Some(w);
     ship.failure = Some(format!("wave {} was refused by the gate: {why}", w + 1));
@@ -636,16 +646,10 @@ pub fn hold(ship: &mut Ship, why: String, now: Millis) -> bool {
 /// A person stopped the ship: waves that have not started never will. A wave under way is left
 /// to its rollouts (each goes on, or is aborted, as any rollout); nothing is rolled back.
 pub fn stop(ship: &mut Ship, actor: &str, reason: &str, now: Millis) {
-    for wave in ship
-        .waves
+    ship.waves
         .iter_mut()
         .filter(|w| w.state == WaveState::Waiting)
-    {
-        wave.state = WaveState::Skipped;
-        for e in &mut wave.envs {
-            e.state = EnvState::Skipped;
-        }
-    }
+        .for_each(skip);
     ship.failure = Some(format!("stopped by {actor}: {reason}"));
     ship.held = None;
     ship.stop_requested = None;
@@ -676,11 +680,14 @@ pub fn halt(
 }
 
 fn skip_after(ship: &mut Ship, w: usize) {
-    for later in &mut ship.waves[w + 1..] {
-        later.state = WaveState::Skipped;
-        for e in &mut later.envs {
-            e.state = EnvState::Skipped;
-        }
+    ship.waves[w + 1..].iter_mut().for_each(skip);
+}
+
+/// Wave `wave` never starts: it and its environments are skipped.
+fn skip(wave: &mut WaveRun) {
+    wave.state = WaveState::Skipped;
+    for e in &mut wave.envs {
+        e.state = EnvState::Skipped;
     }
 }
 

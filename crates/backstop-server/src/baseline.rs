@@ -88,6 +88,16 @@ impl Ctx {
         }
     }
 
+    /// The latest sample of `service/env`'s per-version counters, and when it was taken (once
+    /// per `analysis.interval`, by [`Ctx::sample_traffic`]): what a judge that looks every tick
+    /// reads instead of asking the router again.
+    pub fn latest_traffic(&self, service: &str, env: &str) -> Option<(Millis, Vec<VersionStats>)> {
+        let key = (service.to_string(), env.to_string());
+        self.caches
+            .traffic_history
+            .with(|h| h.get(&key).and_then(|s| s.back().cloned()))
+    }
+
     /// The baseline of `version` (the stable version) in `service/env` now.
     pub async fn capture_baseline(
         &self,

@@ -2,7 +2,9 @@
 //! service's environment waves. Starting one checks what can be checked at once (the service
 //! declares waves, the release exists, no other ship of the service moves, the first wave's
 //! environments pass the gate), so a ship that cannot start is refused before anything moves.
-//! The controller moves it (`controller/ships.rs`).
+//! The controller moves it (`controller/ships.rs`); a later wave blocked only by the gate's
+//! checks about the environment (`gate::ENVIRONMENT_CHECKS`, which waiting cures) is held, not
+//! refused.
 
 use backstop_api::gate::Action;
 use backstop_api::ships::StartShip;
@@ -16,15 +18,6 @@ use serde_json::json;
 use crate::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::releases::known_service;
-
-/// The gate checks that waiting cures: a wave they block is held, not refused.
-pub const HOLDING_CHECKS: &[&str] = &[
-    "freeze",
-    "breaker",
-    "active_rollout",
-    "recovery",
-    "incident",
-];
 
 /// The waves `service` declares, as a ship takes them.
 pub fn wave_plans(svc: &backstop_config::Service) -> Vec<WavePlan> {
@@ -66,16 +59,13 @@ pub async fn start(ctx: &Ctx, req: StartShip, actor: &str) -> ApiResult<Ship> {
         ))
         .at("/service"));
     }
-    let mut everywhere = true;
+    let mut running = Vec::new();
     for env in svc.waves.iter().flat_map(|w| &w.envs) {
-        let lkg = ctx
-            .store
-            .environment(&svc.name, env)
-            .await?
-            .and_then(|e| e.lkg_release_id);
-        everywhere &= lkg.as_deref() == Some(release.id.as_str());
+        if runs(ctx, &svc.name, env, &release.id).await? {
+            running.push(env);
+        }
     }
-    if everywhere {
+    if running.len() == svc.waves.iter().map(|w| w.envs.len()).sum::<usize>() {
         return Err(ApiError::conflict(format!(
             "{} already runs in every environment of its waves; nothing to ship",
             release.id
@@ -83,15 +73,7 @@ pub async fn start(ctx: &Ctx, req: StartShip, actor: &str) -> ApiResult<Ship> {
         .at("/version"));
     }
     // The first wave's environments must pass the gate now: a ship refused there never moves.
-    for env in &svc.waves[0].envs {
-        let lkg = ctx
-            .store
-            .environment(&svc.name, env)
-            .await?
-            .and_then(|e| e.lkg_release_id);
-        if lkg.as_deref() == Some(release.id.as_str()) {
-            continue;
-        }
+    for env in svc.waves[0].envs.iter().filter(|e| !running.contains(e)) {
         let intent = crate::gate::Intent {
             action: Action::Start,
             actor: actor.to_owned(),
@@ -179,6 +161,17 @@ pub async fn stop(ctx: &Ctx, id: &str, reason: &str, actor: &str) -> ApiResult<S
     Err(ApiError::conflict(format!(
         "ship {id} kept changing while the stop was being asked for; try again"
     )))
+}
+
+/// Whether `service/env` runs release `release_id` now (its last known good).
+pub async fn runs(
+    ctx: &Ctx,
+    service: &str,
+    env: &str,
+    release_id: &str,
+) -> backstop_store::Result<bool> {
+    let state = ctx.store.environment(service, env).await?;
+    Ok(state.and_then(|e| e.lkg_release_id).as_deref() == Some(release_id))
 }
 
 /// The audit target of a ship.

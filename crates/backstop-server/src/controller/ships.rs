@@ -23,7 +23,9 @@ use super::groups::found;
 use super::journal::Record;
 use super::leases::rollout_key;
 use super::recovery::{Planned, recovery_id_for};
-use crate::ships::{HOLDING_CHECKS, target};
+use super::signals::find;
+use crate::gate::ENVIRONMENT_CHECKS;
+use crate::ships::{runs, target};
 
 /// Transitions applied in one pass at most (a wave that passes starts the next in the same
 /// pass; a wave of several environments takes a step per environment).
@@ -83,13 +85,7 @@ impl Controller {
             let rollout = found(ctx.store.rollout(&rollout_id(&ship.id, w, &e.env)).await)?;
             let own = recovery_id(&ship.id, w, &e.env);
             let recovery = found(ctx.store.recovery(&own).await)?;
-            let serving = ctx
-                .store
-                .environment(&ship.service, &e.env)
-                .await?
-                .and_then(|s| s.lkg_release_id)
-                .as_deref()
-                == Some(ship.release_id.as_str());
+            let serving = runs(ctx, &ship.service, &e.env, &ship.release_id).await?;
             let canary_recovery = rollout.as_ref().map(|r| recovery_id_for(&r.id));
             // A recovery the environment waits on that stopped on a failed step.
             let canary_failed = match (&rollout, &canary_recovery) {
@@ -114,10 +110,16 @@ impl Controller {
                         && Some(&r.id) != canary_recovery.as_ref()
                 })
                 .map(|r| format!("recovery {}: {}", r.id, r.reason));
-            let counters = if wave.state == WaveState::Baking {
-                counters(ctx, &ship.service, &e.env, &ship.version).await
-            } else {
-                None
+            // The bake reads the traffic sample taken once per analysis interval, not the
+            // router every tick, and only one taken since the bake began (an earlier one's
+            // lower counters would read as a reset).
+            let counters = match (wave.state, wave.bake_started_at_ms) {
+                (WaveState::Baking, Some(began)) => ctx
+                    .latest_traffic(&ship.service, &e.env)
+                    .filter(|(at, _)| *at > began)
+                    .and_then(|(_, stats)| find(&stats, &ship.version))
+                    .map(|s| (s.requests, s.errors)),
+                _ => None,
             };
             seen.push(EnvSeen {
                 rollout: rollout.map(|r| r.phase),
@@ -143,12 +145,7 @@ impl Controller {
             if env.state != EnvState::Waiting || env.rollout_id.is_some() {
                 continue;
             }
-            let lkg = ctx
-                .store
-                .environment(&ship.service, &env.env)
-                .await?
-                .and_then(|s| s.lkg_release_id);
-            if lkg.as_deref() == Some(ship.release_id.as_str()) {
+            if runs(&ctx, &ship.service, &env.env, &ship.release_id).await? {
                 let env = &mut ship.waves[w].envs[i];
                 env.state = EnvState::AlreadyRunning;
                 env.note = Some(format!("{} ran {} already", env.env, ship.release_id));
@@ -170,7 +167,7 @@ impl Controller {
                 crate::gate::evaluate(&ctx, &ship.service, &env, &ship.release_id, &intent).await;
             for check in report.checks.iter().filter(|c| !c.ok) {
                 let line = format!("{env}: {}: {}", check.name, check.reason);
-                if HOLDING_CHECKS.contains(&check.name.as_str()) {
+                if ENVIRONMENT_CHECKS.contains(&check.name.as_str()) {
                     holding.push(line);
                 } else {
                     refusing.push(line);
@@ -254,7 +251,8 @@ impl Controller {
     }
 
     /// Every environment of wave `w` is promoted: each one's bake starts from its rollout's
-    /// pre-deploy baseline and the new version's counters now.
+    /// pre-deploy baseline and the new version's counters now (read from the router: the start
+    /// point must be now, not the last sample).
     async fn begin_bake(&mut self, ship: &mut Ship, w: usize) -> Result<Recorded> {
         let ctx = self.ctx.clone();
         let now = ctx.clock.now_ms();
@@ -278,9 +276,12 @@ impl Controller {
                     .map_or((0, 0), |b| (b.requests, b.errors)),
                 None => (0, 0),
             };
-            let now_counters = counters(&ctx, &ship.service, &e.env, &ship.version)
+            let now_counters = ctx
+                .traffic_stats(&ship.service, &e.env)
                 .await
-                .unwrap_or((0, 0));
+                .ok()
+                .and_then(|stats| find(&stats, &ship.version))
+                .map_or((0, 0), |s| (s.requests, s.errors));
             e.bake = Some(Bake::begin(baseline, now_counters, alpha, shadow));
         }
         let wave = &mut ship.waves[w];
@@ -371,14 +372,7 @@ impl Controller {
             .await?
             .into_iter()
             .any(|r| r.service == ship.service && r.env == name && r.id != rec_id);
-        let serving = ctx
-            .store
-            .environment(&ship.service, &name)
-            .await?
-            .and_then(|e| e.lkg_release_id)
-            .as_deref()
-            == Some(ship.release_id.as_str());
-        if busy || !serving {
+        if busy || !runs(&ctx, &ship.service, &name, &ship.release_id).await? {
             return Ok(None);
         }
         let plan = match self.way_back(&ship.service, &name, &reason, &rec_id).await {
@@ -473,7 +467,6 @@ fn evidence(ship: &Ship, event: &ShipEvent) -> (EventKind, Value) {
             .collect()
     };
     match *event {
-        ShipEvent::WaveBaking(w) => (EventKind::ShipWaveBaking, json!({"wave": w + 1})),
         ShipEvent::WavePassed(w) => (
             EventKind::ShipWavePassed,
             json!({"wave": w + 1, "envs": envs(w)}),
@@ -507,13 +500,4 @@ fn halted(ship: &Ship) -> (EventKind, Value) {
             "options": halt.map(|h| &h.options),
         }),
     )
-}
-
-/// The cumulative requests and errors of `version` in `service/env` now, when the source says.
-async fn counters(ctx: &crate::Ctx, service: &str, env: &str, version: &str) -> Option<(u64, u64)> {
-    let stats = ctx.traffic_stats(service, env).await.ok()?;
-    stats
-        .into_iter()
-        .find(|s| s.version == version)
-        .map(|s| (s.requests, s.errors))
 }

@@ -1189,17 +1189,7 @@ pub async fn ships(signed: Signed) -> Response {
                 };
                 let _ = write!(body, "<li>{name} {}", badge(e.state.as_str()));
                 if let Some(b) = &e.bake {
-                    let ratio = if b.requests > 0 {
-                        format!("{:.2} %", 100.0 * b.errors as f64 / b.requests as f64)
-                    } else {
-                        "no traffic yet".into()
-                    };
-                    let _ = write!(
-                        body,
-                        "<br><small>{ratio} of {} requests vs {:.2} % before</small>",
-                        b.requests,
-                        100.0 * b.reference_ratio
-                    );
+                    let _ = write!(body, "<br><small>{}</small>", esc(&b.summary()));
                     if let Some(shadow) = &b.shadow_verdict {
                         let _ = write!(body, "<br><small>shadow: {}</small>", esc(shadow));
                     }

@@ -187,10 +187,20 @@ pub async fn evaluate(
     }
 }
 
+/// The gate's checks about the environment rather than a release: what waiting cures. They
+/// hold a feature flag's next stage ([`environment_blockers`]) and a ship's next wave, where
+/// any other check refuses.
+pub const ENVIRONMENT_CHECKS: &[&str] = &[
+    "freeze",
+    "breaker",
+    "active_rollout",
+    "recovery",
+    "incident",
+];
+
 /// What holds a change that is not a release (a feature flag's next stage) in `service`/`env`
-/// now: the gate's checks about the environment rather than a release (freezes, an open
-/// breaker, a rollout under way, a recovery not resolved, a major incident), only those that
-/// block.
+/// now: the [`ENVIRONMENT_CHECKS`] (freezes, an open breaker, a rollout under way, a recovery
+/// not resolved, a major incident), only those that block.
 pub async fn environment_blockers(ctx: &Ctx, service: &str, env: &str) -> Vec<Check> {
     let intent = Intent::default();
     let s = Subject {
@@ -209,6 +219,11 @@ pub async fn environment_blockers(ctx: &Ctx, service: &str, env: &str) -> Vec<Ch
         run("recovery", checks::no_recovery(&s)).await,
         run("incident", checks::no_major_incident(&s)).await,
     ];
+    debug_assert!(
+        checks
+            .iter()
+            .all(|c| ENVIRONMENT_CHECKS.contains(&c.name.as_str()))
+    );
     checks.into_iter().filter(|c| !c.ok).collect()
 }
 

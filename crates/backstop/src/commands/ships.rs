@@ -158,19 +158,7 @@ impl Render for Ship {
             for (k, e) in wave.envs.iter().enumerate() {
                 let judged = e.bake.as_ref().map_or_else(
                     || "-".to_string(),
-                    |b| {
-                        let ratio = if b.requests > 0 {
-                            format!("{:.2} %", 100.0 * b.errors as f64 / b.requests as f64)
-                        } else {
-                            "no traffic".into()
-                        };
-                        format!(
-                            "{ratio} of {} vs {:.2} % before (e {:.1})",
-                            b.requests,
-                            100.0 * b.reference_ratio,
-                            b.e_value
-                        )
-                    },
+                    |b| format!("{} (e {:.1})", b.summary(), b.e_value),
                 );
                 rows.push(vec![
                     if k == 0 {
