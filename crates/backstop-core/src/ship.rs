@@ -646,10 +646,19 @@ pub fn hold(ship: &mut Ship, why: String, now: Millis) -> bool {
 /// A person stopped the ship: waves that have not started never will. A wave under way is left
 /// to its rollouts (each goes on, or is aborted, as any rollout); nothing is rolled back.
 pub fn stop(ship: &mut Ship, actor: &str, reason: &str, now: Millis) {
-    ship.waves
+    for wave in ship
+        .waves
         .iter_mut()
         .filter(|w| w.state == WaveState::Waiting)
-        .for_each(skip);
+    {
+        if wave.envs.iter().any(|e| e.rollout_id.is_some()) {
+            // Started before the stop was applied (found under its derived ids): its
+            // rollouts run on, as the wave under way's do.
+            wave.state = WaveState::RollingOut;
+        } else {
+            skip(wave);
+        }
+    }
     ship.failure = Some(format!("stopped by {actor}: {reason}"));
     ship.held = None;
     ship.stop_requested = None;
@@ -1009,6 +1018,22 @@ mod tests {
         assert_eq!(s.waves[1].state, WaveState::Skipped);
         assert_eq!(s.failure.as_deref(), Some("stopped by ana: wrong version"));
         assert_eq!(next(&mut s, &[], 0.05, 2), ShipStep::Wait);
+    }
+
+    #[test]
+    fn a_stop_applied_after_a_wave_started_unrecorded_leaves_that_wave_running() {
+        let mut s = ship(None, true);
+        s.stop_requested = Some(StopRequest {
+            actor: "ana".into(),
+            reason: "hold on".into(),
+            at_ms: 1,
+        });
+        // The controller started staging's rollout, then died before storing it.
+        next(&mut s, &[rollout(Phase::Progressing)], 0.05, 2);
+        assert_eq!(s.phase, ShipPhase::Stopped);
+        assert_eq!(s.waves[0].state, WaveState::RollingOut);
+        assert_eq!(s.waves[0].envs[0].state, EnvState::RollingOut);
+        assert_eq!(s.waves[1].state, WaveState::Skipped);
     }
 
     #[test]
